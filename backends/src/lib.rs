@@ -1,0 +1,1 @@
+//! cimc backends.

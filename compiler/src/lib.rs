@@ -1,0 +1,1 @@
+//! cimc: the compiler driver library.

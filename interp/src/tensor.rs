@@ -1,0 +1,111 @@
+//! Run-time tensors of the float interpreter: one ndarray per element type.
+
+use crate::error::{InterpError, Result};
+use cimc_ir::{DType, TensorData};
+use ndarray::{ArrayD, IxDyn};
+
+/// A tensor at run time. The float interpreter computes in the tensor's own dtype (f32 for
+/// models; integer and f64 tensors appear in shape arithmetic and the conformance cases).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tensor {
+    F32(ArrayD<f32>),
+    F64(ArrayD<f64>),
+    I8(ArrayD<i8>),
+    U8(ArrayD<u8>),
+    I32(ArrayD<i32>),
+    I64(ArrayD<i64>),
+    Bool(ArrayD<bool>),
+}
+
+/// Runs `$body` with `$a` bound to the inner array, whatever the dtype.
+#[macro_export]
+macro_rules! with_array {
+    ($t:expr, $a:ident => $body:expr) => {
+        match $t {
+            $crate::Tensor::F32($a) => $body,
+            $crate::Tensor::F64($a) => $body,
+            $crate::Tensor::I8($a) => $body,
+            $crate::Tensor::U8($a) => $body,
+            $crate::Tensor::I32($a) => $body,
+            $crate::Tensor::I64($a) => $body,
+            $crate::Tensor::Bool($a) => $body,
+        }
+    };
+}
+
+impl Tensor {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Tensor::F32(_) => DType::F32,
+            Tensor::F64(_) => DType::F64,
+            Tensor::I8(_) => DType::I8,
+            Tensor::U8(_) => DType::U8,
+            Tensor::I32(_) => DType::I32,
+            Tensor::I64(_) => DType::I64,
+            Tensor::Bool(_) => DType::Bool,
+        }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        with_array!(self, a => a.shape())
+    }
+
+    /// Converts constant data of the IR into a tensor (copies).
+    pub fn from_data(d: &TensorData) -> Result<Tensor> {
+        let shape = IxDyn(d.shape());
+        let raw = d.raw();
+        macro_rules! le {
+            ($t:ty, $n:expr) => {
+                raw.chunks_exact($n)
+                    .map(|c| <$t>::from_le_bytes(c.try_into().expect("invariant: exact chunk")))
+                    .collect::<Vec<$t>>()
+            };
+        }
+        let make = |r: std::result::Result<Tensor, ndarray::ShapeError>| {
+            r.map_err(|e| InterpError::Internal(format!("constant data: {e}")))
+        };
+        match d.dtype() {
+            DType::F32 => make(ArrayD::from_shape_vec(shape, le!(f32, 4)).map(Tensor::F32)),
+            DType::F64 => make(ArrayD::from_shape_vec(shape, le!(f64, 8)).map(Tensor::F64)),
+            DType::I8 => make(
+                ArrayD::from_shape_vec(shape, raw.iter().map(|&b| b as i8).collect()).map(Tensor::I8),
+            ),
+            DType::U8 => make(ArrayD::from_shape_vec(shape, raw.to_vec()).map(Tensor::U8)),
+            DType::I32 => make(ArrayD::from_shape_vec(shape, le!(i32, 4)).map(Tensor::I32)),
+            DType::I64 => make(ArrayD::from_shape_vec(shape, le!(i64, 8)).map(Tensor::I64)),
+            DType::Bool => make(
+                ArrayD::from_shape_vec(shape, raw.iter().map(|&b| b != 0).collect())
+                    .map(Tensor::Bool),
+            ),
+            other => Err(InterpError::Unsupported(format!("tensors of dtype {other}"))),
+        }
+    }
+
+    /// Converts the tensor into IR constant data (copies).
+    pub fn to_data(&self) -> TensorData {
+        let shape = self.shape().to_vec();
+        match self {
+            Tensor::F32(a) => TensorData::from_f32(shape, &a.iter().copied().collect::<Vec<_>>()),
+            Tensor::F64(a) => TensorData::from_f64(shape, &a.iter().copied().collect::<Vec<_>>()),
+            Tensor::I8(a) => TensorData::from_i8(shape, &a.iter().copied().collect::<Vec<_>>()),
+            Tensor::U8(a) => TensorData::from_u8(shape, &a.iter().copied().collect::<Vec<_>>()),
+            Tensor::I32(a) => TensorData::from_i32(shape, &a.iter().copied().collect::<Vec<_>>()),
+            Tensor::I64(a) => TensorData::from_i64(shape, &a.iter().copied().collect::<Vec<_>>()),
+            Tensor::Bool(a) => TensorData::from_bool(shape, &a.iter().copied().collect::<Vec<_>>()),
+        }
+    }
+
+    pub fn as_f32(&self) -> Option<&ArrayD<f32>> {
+        match self {
+            Tensor::F32(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn into_f32(self) -> Option<ArrayD<f32>> {
+        match self {
+            Tensor::F32(a) => Some(a),
+            _ => None,
+        }
+    }
+}

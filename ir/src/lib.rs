@@ -1,0 +1,26 @@
+//! The cimc intermediate representation.
+//!
+//! A [`Graph`] is an arena of [`Value`]s and [`Node`]s. Every value has exactly one definition
+//! (a graph input, a constant, or one output slot of one node); nodes name their inputs by
+//! [`ValueId`] in explicit slots. Shapes are fully static: the importer resolves symbolic
+//! dimensions and folds shape arithmetic before a graph exists.
+//!
+//! Architecture invariant: this crate knows nothing of ONNX, of interpreters or of targets.
+
+pub mod data;
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod infer;
+pub mod op;
+pub mod parse;
+pub mod print;
+pub mod types;
+pub mod verify;
+
+pub use data::TensorData;
+pub use dtype::DType;
+pub use error::IrError;
+pub use graph::{Graph, Node, NodeId, Value, ValueDef, ValueId};
+pub use op::*;
+pub use types::{QuantParams, TensorType};

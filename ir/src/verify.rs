@@ -1,0 +1,1 @@
+//! The verifier: every problem of a graph, each tied to a node.

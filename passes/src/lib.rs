@@ -1,0 +1,1 @@
+//! The cimc pass pipeline.
