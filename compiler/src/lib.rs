@@ -1,1 +1,5 @@
-//! cimc: the compiler driver library.
+//! cimc: the compiler driver library (ONNX import, file formats, the command line's work).
+
+pub mod error;
+
+pub use error::{Error, Result};

@@ -1,0 +1,53 @@
+//! The compiler crate's error type. The CLI prints one line per error and exits with
+//! [`Error::exit_code`]: 1 for a problem with the user's input, 2 for a bug in cimc.
+
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// The ONNX file is not a valid model (bad protobuf, bad tensor, bad graph).
+    #[error("{}: {msg}", file.display())]
+    Onnx { file: PathBuf, msg: String },
+    /// One node of the ONNX model is wrong (bad attribute, inconsistent shapes...).
+    #[error("{}: node '{node}' ({op}): {msg}", file.display())]
+    OnnxNode { file: PathBuf, node: String, op: String, msg: String },
+    /// The model uses ops cimc does not support; every such node is listed.
+    #[error("{}: {} unsupported node(s): {}", file.display(), nodes.len(), nodes.join("; "))]
+    Unsupported { file: PathBuf, nodes: Vec<String> },
+    /// A `.npy` file is malformed or does not fit (shape, dtype).
+    #[error("{}: {msg}", file.display())]
+    Npy { file: PathBuf, msg: String },
+    /// The text IR or its data file could not be read, or the graph does not verify.
+    #[error("{}: {source}", file.display())]
+    Ir { file: PathBuf, source: cimc_ir::IrError },
+    /// A run-time failure of the interpreter.
+    #[error("{0}")]
+    Interp(#[from] cimc_interp::InterpError),
+    /// A wrong combination of command-line arguments or inputs.
+    #[error("{0}")]
+    Usage(String),
+    /// A broken invariant: a bug in cimc.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// 1 for user errors, 2 for internal ones.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Internal(_) => 2,
+            Error::Interp(cimc_interp::InterpError::Internal(_)) => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
