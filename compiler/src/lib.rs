@@ -1,5 +1,6 @@
 //! cimc: the compiler driver library (ONNX import, file formats, the command line's work).
 
 pub mod error;
+pub mod npy;
 
 pub use error::{Error, Result};

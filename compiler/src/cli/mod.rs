@@ -1,0 +1,86 @@
+//! Command-line definitions (clap) and dispatch to one module per command.
+
+mod dump;
+mod eval;
+mod run;
+
+use cimc::onnx::ImportOptions;
+use cimc::{Error, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "cimc", version, about = "Compile ONNX CNNs for compute-in-memory accelerators")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Import a model and print its IR as text.
+    Dump(dump::DumpArgs),
+    /// Run a model on inputs from .npy files.
+    Run(run::RunArgs),
+    /// Top-1 accuracy of a model on a labelled data set.
+    Eval(eval::EvalArgs),
+}
+
+/// How to import an ONNX model: shapes of symbolic dimensions.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ImportArgs {
+    /// The batch size given to a symbolic first dimension (default 1).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// The full shape of an input, as NAME=D0,D1,... (repeatable).
+    #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+    input_shape: Vec<String>,
+}
+
+impl ImportArgs {
+    fn options(&self) -> Result<ImportOptions> {
+        let mut input_shapes = Vec::new();
+        for s in &self.input_shape {
+            let (name, dims) = s.split_once('=').ok_or_else(|| {
+                Error::Usage(format!("--input-shape '{s}': expected NAME=D0,D1,..."))
+            })?;
+            let dims = dims
+                .split(',')
+                .map(|d| d.trim().parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|_| Error::Usage(format!("--input-shape '{s}': dimensions must be integers")))?;
+            input_shapes.push((name.to_string(), dims));
+        }
+        Ok(ImportOptions { batch: self.batch, input_shapes, ..ImportOptions::default() })
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Dump(a) => dump::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Eval(a) => eval::run(a),
+    }
+}
+
+/// Prints a JSON value on stdout (the `--json` form of a report).
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("invariant: JSON values serialize"));
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal or in `--json` mode.
+fn progress(len: u64, json: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} samples  {elapsed} (eta {eta})")
+            .expect("invariant: the template is valid"),
+    );
+    pb
+}
+
+#[allow(dead_code)]
+fn _unused(_: PathBuf) {}

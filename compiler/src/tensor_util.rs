@@ -1,0 +1,70 @@
+//! Batch slicing and concatenation of run-time tensors (for running a model over a data set).
+
+use crate::error::{Error, Result};
+use cimc_interp::{with_array, Tensor};
+use ndarray::{concatenate, Axis, IxDyn};
+
+/// Samples `start..start+len` of `t` along axis 0, zero-padded to `padded` samples.
+pub fn slice_batch(t: &Tensor, start: usize, len: usize, padded: usize) -> Tensor {
+    fn go<T: Clone + Default>(a: &ndarray::ArrayD<T>, start: usize, len: usize, padded: usize) -> ndarray::ArrayD<T> {
+        let part = a.slice_axis(Axis(0), ndarray::Slice::from(start..start + len));
+        if padded == len {
+            return part.to_owned();
+        }
+        let mut shape = a.shape().to_vec();
+        shape[0] = padded;
+        let mut out = ndarray::ArrayD::<T>::default(IxDyn(&shape));
+        out.slice_axis_mut(Axis(0), ndarray::Slice::from(0..len)).assign(&part);
+        out
+    }
+    match t {
+        Tensor::F32(a) => Tensor::F32(go(a, start, len, padded)),
+        Tensor::F64(a) => Tensor::F64(go(a, start, len, padded)),
+        Tensor::I8(a) => Tensor::I8(go(a, start, len, padded)),
+        Tensor::U8(a) => Tensor::U8(go(a, start, len, padded)),
+        Tensor::I32(a) => Tensor::I32(go(a, start, len, padded)),
+        Tensor::I64(a) => Tensor::I64(go(a, start, len, padded)),
+        Tensor::Bool(a) => Tensor::Bool(go(a, start, len, padded)),
+    }
+}
+
+/// Concatenates per-chunk outputs along axis 0 (`parts[chunk][output]`).
+pub fn concat_batches(parts: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>> {
+    let Some(first) = parts.first() else { return Ok(Vec::new()) };
+    let n_out = first.len();
+    let mut outs = Vec::with_capacity(n_out);
+    for k in 0..n_out {
+        let items: Vec<&Tensor> = parts.iter().map(|p| &p[k]).collect();
+        macro_rules! cat {
+            ($variant:ident) => {{
+                let views: Option<Vec<_>> = items
+                    .iter()
+                    .map(|t| match t {
+                        Tensor::$variant(a) => Some(a.view()),
+                        _ => None,
+                    })
+                    .collect();
+                let views = views.ok_or_else(|| Error::Internal("chunks disagree on dtype".into()))?;
+                Tensor::$variant(
+                    concatenate(Axis(0), &views).map_err(|e| Error::Internal(e.to_string()))?,
+                )
+            }};
+        }
+        let t = match items[0] {
+            Tensor::F32(_) => cat!(F32),
+            Tensor::F64(_) => cat!(F64),
+            Tensor::I8(_) => cat!(I8),
+            Tensor::U8(_) => cat!(U8),
+            Tensor::I32(_) => cat!(I32),
+            Tensor::I64(_) => cat!(I64),
+            Tensor::Bool(_) => cat!(Bool),
+        };
+        outs.push(t);
+    }
+    Ok(outs)
+}
+
+/// The number of samples (first dimension) of a tensor; 1 for a scalar.
+pub fn samples(t: &Tensor) -> usize {
+    with_array!(t, a => a.shape().first().copied().unwrap_or(1))
+}
