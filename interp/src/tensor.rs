@@ -12,6 +12,8 @@ pub enum Tensor {
     F64(ArrayD<f64>),
     I8(ArrayD<i8>),
     U8(ArrayD<u8>),
+    I16(ArrayD<i16>),
+    U16(ArrayD<u16>),
     I32(ArrayD<i32>),
     I64(ArrayD<i64>),
     Bool(ArrayD<bool>),
@@ -26,6 +28,8 @@ macro_rules! with_array {
             $crate::Tensor::F64($a) => $body,
             $crate::Tensor::I8($a) => $body,
             $crate::Tensor::U8($a) => $body,
+            $crate::Tensor::I16($a) => $body,
+            $crate::Tensor::U16($a) => $body,
             $crate::Tensor::I32($a) => $body,
             $crate::Tensor::I64($a) => $body,
             $crate::Tensor::Bool($a) => $body,
@@ -40,6 +44,8 @@ impl Tensor {
             Tensor::F64(_) => DType::F64,
             Tensor::I8(_) => DType::I8,
             Tensor::U8(_) => DType::U8,
+            Tensor::I16(_) => DType::I16,
+            Tensor::U16(_) => DType::U16,
             Tensor::I32(_) => DType::I32,
             Tensor::I64(_) => DType::I64,
             Tensor::Bool(_) => DType::Bool,
@@ -71,13 +77,14 @@ impl Tensor {
                 ArrayD::from_shape_vec(shape, raw.iter().map(|&b| b as i8).collect()).map(Tensor::I8),
             ),
             DType::U8 => make(ArrayD::from_shape_vec(shape, raw.to_vec()).map(Tensor::U8)),
+            DType::I16 => make(ArrayD::from_shape_vec(shape, le!(i16, 2)).map(Tensor::I16)),
+            DType::U16 => make(ArrayD::from_shape_vec(shape, le!(u16, 2)).map(Tensor::U16)),
             DType::I32 => make(ArrayD::from_shape_vec(shape, le!(i32, 4)).map(Tensor::I32)),
             DType::I64 => make(ArrayD::from_shape_vec(shape, le!(i64, 8)).map(Tensor::I64)),
             DType::Bool => make(
                 ArrayD::from_shape_vec(shape, raw.iter().map(|&b| b != 0).collect())
                     .map(Tensor::Bool),
             ),
-            other => Err(InterpError::Unsupported(format!("tensors of dtype {other}"))),
         }
     }
 
@@ -89,10 +96,72 @@ impl Tensor {
             Tensor::F64(a) => TensorData::from_f64(shape, &a.iter().copied().collect::<Vec<_>>()),
             Tensor::I8(a) => TensorData::from_i8(shape, &a.iter().copied().collect::<Vec<_>>()),
             Tensor::U8(a) => TensorData::from_u8(shape, &a.iter().copied().collect::<Vec<_>>()),
+            Tensor::I16(a) => TensorData::from_i16(shape, &a.iter().copied().collect::<Vec<_>>()),
+            Tensor::U16(a) => TensorData::from_u16(shape, &a.iter().copied().collect::<Vec<_>>()),
             Tensor::I32(a) => TensorData::from_i32(shape, &a.iter().copied().collect::<Vec<_>>()),
             Tensor::I64(a) => TensorData::from_i64(shape, &a.iter().copied().collect::<Vec<_>>()),
             Tensor::Bool(a) => TensorData::from_bool(shape, &a.iter().copied().collect::<Vec<_>>()),
         }
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        with_array!(self, a => a.len())
+    }
+
+    /// The rank (number of axes).
+    pub fn rank(&self) -> usize {
+        self.shape().len()
+    }
+
+    /// A tensor of `dtype` and `shape` filled with zeros (`false` for bool).
+    pub fn zeros(dtype: DType, shape: &[usize]) -> Tensor {
+        let s = IxDyn(shape);
+        match dtype {
+            DType::F32 => Tensor::F32(ArrayD::zeros(s)),
+            DType::F64 => Tensor::F64(ArrayD::zeros(s)),
+            DType::I8 => Tensor::I8(ArrayD::zeros(s)),
+            DType::U8 => Tensor::U8(ArrayD::zeros(s)),
+            DType::I16 => Tensor::I16(ArrayD::zeros(s)),
+            DType::U16 => Tensor::U16(ArrayD::zeros(s)),
+            DType::I32 => Tensor::I32(ArrayD::zeros(s)),
+            DType::I64 => Tensor::I64(ArrayD::zeros(s)),
+            DType::Bool => Tensor::Bool(ArrayD::from_elem(s, false)),
+        }
+    }
+
+    /// An f32 tensor from row-major data; fails when the length does not match the shape.
+    pub fn from_f32(shape: &[usize], data: Vec<f32>) -> Result<Tensor> {
+        ArrayD::from_shape_vec(IxDyn(shape), data)
+            .map(Tensor::F32)
+            .map_err(|e| InterpError::Input { name: "f32 data".into(), msg: e.to_string() })
+    }
+
+    /// An i64 tensor from row-major data; fails when the length does not match the shape.
+    pub fn from_i64(shape: &[usize], data: Vec<i64>) -> Result<Tensor> {
+        ArrayD::from_shape_vec(IxDyn(shape), data)
+            .map(Tensor::I64)
+            .map_err(|e| InterpError::Input { name: "i64 data".into(), msg: e.to_string() })
+    }
+
+    /// Every element converted to f64, in row-major order (exact except i64 beyond 2^53).
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match self {
+            Tensor::F32(a) => a.iter().map(|&v| v as f64).collect(),
+            Tensor::F64(a) => a.iter().copied().collect(),
+            Tensor::I8(a) => a.iter().map(|&v| v as f64).collect(),
+            Tensor::U8(a) => a.iter().map(|&v| v as f64).collect(),
+            Tensor::I16(a) => a.iter().map(|&v| v as f64).collect(),
+            Tensor::U16(a) => a.iter().map(|&v| v as f64).collect(),
+            Tensor::I32(a) => a.iter().map(|&v| v as f64).collect(),
+            Tensor::I64(a) => a.iter().map(|&v| v as f64).collect(),
+            Tensor::Bool(a) => a.iter().map(|&v| v as u8 as f64).collect(),
+        }
+    }
+
+    /// "f32[1,3,224,224]": dtype and shape, for messages.
+    pub fn type_string(&self) -> String {
+        format!("{}{:?}", self.dtype(), self.shape())
     }
 
     pub fn as_f32(&self) -> Option<&ArrayD<f32>> {

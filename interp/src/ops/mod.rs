@@ -1,0 +1,205 @@
+//! The kernels of every op, one file per family, and [`eval`], the dispatcher.
+//!
+//! Kernels return [`InterpError`]; a kernel knows neither its node's name nor (always) its op's
+//! mnemonic, so it reports problems with [`bad`] (a `Node` error with empty names) or
+//! [`unsupported`]; [`crate::eval_node`] and the runner fill the names in.
+
+pub(crate) mod activation;
+pub(crate) mod cast;
+pub(crate) mod conv;
+pub(crate) mod elementwise;
+pub(crate) mod gemm;
+pub(crate) mod pool;
+pub(crate) mod quant;
+pub(crate) mod shape;
+
+use crate::error::{InterpError, Result};
+use crate::tensor::Tensor;
+use cimc_ir::Op;
+use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
+
+/// A data error of a kernel: the caller adds the node's name and op.
+pub(crate) fn bad(msg: impl Into<String>) -> InterpError {
+    InterpError::Node { node: String::new(), op: String::new(), msg: msg.into() }
+}
+
+/// An op/dtype combination the interpreter does not execute.
+pub(crate) fn unsupported(msg: impl Into<String>) -> InterpError {
+    InterpError::Unsupported(msg.into())
+}
+
+/// Runs `$body` with `$a` bound to the inner array for every numeric dtype (not bool);
+/// bool yields an unsupported-dtype error mentioning `$what`.
+macro_rules! numeric {
+    ($t:expr, $a:ident => $body:expr, $what:expr) => {
+        match $t {
+            $crate::Tensor::F32($a) => $body,
+            $crate::Tensor::F64($a) => $body,
+            $crate::Tensor::I8($a) => $body,
+            $crate::Tensor::U8($a) => $body,
+            $crate::Tensor::I16($a) => $body,
+            $crate::Tensor::U16($a) => $body,
+            $crate::Tensor::I32($a) => $body,
+            $crate::Tensor::I64($a) => $body,
+            $crate::Tensor::Bool(_) => {
+                return Err($crate::ops::unsupported(format!("{} of bool tensors", $what)))
+            }
+        }
+    };
+}
+pub(crate) use numeric;
+
+/// Like [`numeric!`] for the float dtypes only (f32, f64); the body's result is wrapped back
+/// with the same variant by the caller.
+macro_rules! floats {
+    ($t:expr, $a:ident => $body:expr, $what:expr) => {
+        match $t {
+            $crate::Tensor::F32($a) => $crate::Tensor::F32($body),
+            $crate::Tensor::F64($a) => $crate::Tensor::F64($body),
+            other => {
+                return Err($crate::ops::unsupported(format!(
+                    "{} of {} tensors",
+                    $what,
+                    other.dtype()
+                )))
+            }
+        }
+    };
+}
+pub(crate) use floats;
+
+/// A standard-layout (row-major, contiguous) view of `a`, copying only when needed.
+pub(crate) fn contiguous<'a, T: Clone>(a: &'a ArrayD<T>) -> CowArray<'a, T, IxDyn> {
+    a.as_standard_layout()
+}
+
+/// The row-major contiguous data of `a` (a copy only if `a` is not in standard layout).
+pub(crate) fn data_of<T: Clone>(a: &ArrayD<T>) -> std::borrow::Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().cloned().collect()),
+    }
+}
+
+/// Builds an array from row-major data of the given shape (an invariant of the kernels).
+pub(crate) fn array<T>(shape: &[usize], data: Vec<T>) -> ArrayD<T> {
+    ArrayD::from_shape_vec(IxDyn(shape), data)
+        .expect("invariant: kernels produce exactly prod(shape) elements")
+}
+
+/// Checks the input count of a node: at least `min`, at most `max`.
+pub(crate) fn arity(inputs: &[&Tensor], min: usize, max: usize) -> Result<()> {
+    if inputs.len() < min || inputs.len() > max {
+        let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+        return Err(bad(format!("expects {want} inputs, got {}", inputs.len())));
+    }
+    Ok(())
+}
+
+/// Checks that every input has the dtype of the first.
+pub(crate) fn same_dtype(inputs: &[&Tensor]) -> Result<()> {
+    if let Some(first) = inputs.first() {
+        for (i, t) in inputs.iter().enumerate().skip(1) {
+            if t.dtype() != first.dtype() {
+                return Err(bad(format!(
+                    "input {i} has dtype {}, input 0 has {}",
+                    t.dtype(),
+                    first.dtype()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A scalar (any rank, one element) as f64.
+pub(crate) fn scalar_f64(t: &Tensor, what: &str) -> Result<f64> {
+    if t.numel() != 1 {
+        return Err(bad(format!("{what} must be a scalar, got {}", t.type_string())));
+    }
+    Ok(t.to_f64_vec()[0])
+}
+
+/// Evaluates one op. `n_outputs` is the number of outputs the node has (MaxPool's indices
+/// and Dropout's mask are produced only when asked for).
+pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tensor>> {
+    let one = |t: Tensor| Ok(vec![t]);
+    match op {
+        Op::Conv(a) => one(conv::conv(a, inputs)?),
+        Op::BatchNorm { epsilon } => one(activation::batch_norm(*epsilon, inputs)?),
+        Op::Relu
+        | Op::LeakyRelu { .. }
+        | Op::Sigmoid
+        | Op::HardSigmoid { .. }
+        | Op::HardSwish
+        | Op::Tanh => {
+            arity(inputs, 1, 1)?;
+            one(activation::unary(op, inputs[0].clone())?)
+        }
+        Op::Clip => one(activation::clip(inputs[0].clone(), &inputs[1..])?),
+        Op::MaxPool(a) => pool::max_pool(a, inputs, n_outputs),
+        Op::AveragePool(a) => one(pool::average_pool(a, inputs)?),
+        Op::GlobalAveragePool => one(pool::global_average_pool(inputs)?),
+        Op::Gemm { alpha, beta, trans_a, trans_b } => {
+            one(gemm::gemm_op(*alpha, *beta, *trans_a, *trans_b, inputs)?)
+        }
+        Op::MatMul => one(gemm::matmul(inputs)?),
+        Op::Add | Op::Sub | Op::Mul | Op::Div => {
+            arity(inputs, 2, 2)?;
+            one(elementwise::binary(op, inputs[0], inputs[1])?)
+        }
+        Op::Concat { axis } => one(shape::concat(*axis, inputs)?),
+        Op::Flatten { axis } => one(shape::flatten(*axis, single(inputs)?.clone())?),
+        Op::Reshape { shape } => {
+            arity(inputs, 1, 2)?;
+            one(shape::reshape(shape, inputs[0].clone())?)
+        }
+        Op::Transpose { perm } => one(shape::transpose(perm, single(inputs)?)?),
+        Op::Squeeze { axes } => {
+            arity(inputs, 1, 2)?;
+            one(shape::squeeze(axes, inputs[0].clone())?)
+        }
+        Op::Unsqueeze { axes } => {
+            arity(inputs, 1, 2)?;
+            one(shape::unsqueeze(axes, inputs[0].clone())?)
+        }
+        Op::Softmax { axis, coerce_2d } => {
+            one(activation::softmax(*axis, *coerce_2d, single(inputs)?)?)
+        }
+        Op::Identity => one(single(inputs)?.clone()),
+        Op::Dropout => {
+            arity(inputs, 1, 3)?;
+            shape::dropout(inputs[0].clone(), n_outputs)
+        }
+        Op::Pad { mode, pads } => one(shape::pad(*mode, pads, inputs)?),
+        Op::Gather { axis } => {
+            arity(inputs, 2, 2)?;
+            one(shape::gather(*axis, inputs[0], inputs[1])?)
+        }
+        Op::Slice { axes } => {
+            arity(inputs, 1, 5)?;
+            one(shape::slice(axes, inputs[0])?)
+        }
+        Op::Cast { to } => one(cast::cast(single(inputs)?, *to)),
+        Op::QuantizeLinear { axis, block_size, to, .. } => {
+            one(quant::quantize_linear(*axis, *block_size, *to, inputs)?)
+        }
+        Op::DequantizeLinear { axis, block_size } => {
+            one(quant::dequantize_linear(*axis, *block_size, inputs)?)
+        }
+    }
+}
+
+/// The only input of a one-input op.
+fn single<'a>(inputs: &[&'a Tensor]) -> Result<&'a Tensor> {
+    arity(inputs, 1, 1)?;
+    Ok(inputs[0])
+}
+
+/// The shape of `a` as a `Vec` (for messages and shape arithmetic).
+pub(crate) fn shape_vec<T>(a: &ArrayViewD<'_, T>) -> Vec<usize> {
+    a.shape().to_vec()
+}
+
+/// Threshold (elements) above which an elementwise loop is split over threads.
+pub(crate) const PAR_MIN: usize = 1 << 15;
