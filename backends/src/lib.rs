@@ -1,1 +1,8 @@
-//! cimc backends.
+//! cimc backends: the bit-accurate interpreter program (its format and the arithmetic that every
+//! executor of it shares) and, later, accelerator instruction streams.
+
+pub mod arith;
+pub mod error;
+pub mod program;
+
+pub use error::{BackendError, Result};

@@ -1,0 +1,158 @@
+//! The readable text listing of a program: buffers with their sizes and quantization, then one
+//! block per step with its integer parameters (per-channel multipliers and shifts, clamp ranges,
+//! weights — in full when small, as shape, range and checksum when large). Deterministic.
+
+use super::{BufferDecl, Elem, IntTensor, Program, Requant, Step, Window};
+use crate::arith::FixedMultiplier;
+use std::fmt::Write;
+
+/// Weights with at most this many values are printed in full.
+const FULL_WEIGHTS: usize = 64;
+
+pub fn listing(p: &Program) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "program {} (format v{})", p.name, super::FORMAT_VERSION);
+    let total: usize = p.buffers.iter().map(buffer_bytes).sum();
+    let _ = writeln!(s, "buffers: {} ({} bytes if each is its own allocation)", p.buffers.len(), total);
+    for (i, b) in p.buffers.iter().enumerate() {
+        let _ = writeln!(s, "  b{i:<4} {:<28} {}", b.name, buffer_type(b));
+    }
+    let _ = writeln!(s, "inputs:  {}", bufs(&p.inputs));
+    let _ = writeln!(s, "outputs: {}", bufs(&p.outputs));
+    let _ = writeln!(s, "steps: {}", p.steps.len());
+    for (i, st) in p.steps.iter().enumerate() {
+        let _ = write!(s, "  {i:>4}: ");
+        step(&mut s, st);
+    }
+    s
+}
+
+fn bufs(b: &[usize]) -> String {
+    b.iter().map(|b| format!("b{b}")).collect::<Vec<_>>().join(", ")
+}
+
+fn buffer_bytes(b: &BufferDecl) -> usize {
+    let per = match b.elem {
+        Elem::F32 => 4,
+        Elem::Code(c) => (c.bits as usize).div_ceil(8),
+    };
+    b.numel() * per
+}
+
+fn buffer_type(b: &BufferDecl) -> String {
+    let shape = b.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+    let mut t = match b.elem {
+        Elem::F32 => format!("f32[{shape}]"),
+        Elem::Code(c) => format!("{}{}[{shape}]", if c.signed { "s" } else { "u" }, c.bits),
+    };
+    if let Some(q) = &b.quant {
+        let _ = write!(t, " scale={} zp={}", list_f32(&q.scale), list_i32(&q.zero_point));
+        if let Some(a) = q.axis {
+            let _ = write!(t, " axis={a}");
+        }
+    }
+    t
+}
+
+fn list_f32(v: &[f32]) -> String {
+    format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", "))
+}
+
+fn list_i32(v: &[i32]) -> String {
+    format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+fn list_i64(v: &[i64]) -> String {
+    format!("[{}]", v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", "))
+}
+
+fn mults(v: &[FixedMultiplier]) -> String {
+    format!("[{}]", v.iter().map(|m| format!("{}>>{}", m.m, 31 + m.sh)).collect::<Vec<_>>().join(", "))
+}
+
+fn requant(r: &Requant) -> String {
+    format!("requant(m>>s={}, zp={}, clamp=[{}, {}])", mults(&r.mult), r.zero_point, r.lo, r.hi)
+}
+
+fn window(w: &Window) -> String {
+    format!("kernel={:?} strides={:?} dilations={:?} pads={:?}", w.kernel, w.strides, w.dilations, w.pads)
+}
+
+/// FNV-1a over the values: a short fingerprint of large weights.
+fn checksum(d: &[i32]) -> u64 {
+    d.iter().fold(0xcbf29ce484222325u64, |h, &v| (h ^ (v as u32 as u64)).wrapping_mul(0x100000001b3))
+}
+
+fn weights(w: &IntTensor) -> String {
+    if w.data.len() <= FULL_WEIGHTS {
+        format!("w=i{}{:?} {}", w.bits, w.shape, list_i32(&w.data))
+    } else {
+        let lo = w.data.iter().min().copied().unwrap_or(0);
+        let hi = w.data.iter().max().copied().unwrap_or(0);
+        format!("w=i{}{:?} range=[{lo}, {hi}] fnv={:016x}", w.bits, w.shape, checksum(&w.data))
+    }
+}
+
+fn step(s: &mut String, st: &Step) {
+    let _ = match st {
+        Step::Quantize { input, output, scale, zero_point, lo, hi } => {
+            writeln!(s, "quantize b{input} -> b{output} scale={scale:?} zp={zero_point} clamp=[{lo}, {hi}]")
+        }
+        Step::Dequantize { input, output } => writeln!(s, "dequantize b{input} -> b{output}"),
+        Step::Conv { input, output, input_zero_point, weights: w, bias, window: win, group, requant: r } => writeln!(
+            s,
+            "conv b{input} -> b{output} in_zp={input_zero_point} group={group} {}\n        {}\n        bias={}\n        {}",
+            window(win),
+            weights(w),
+            list_i64(bias),
+            requant(r)
+        ),
+        Step::Gemm { input, output, input_zero_point, weights: w, bias, requant: r } => writeln!(
+            s,
+            "gemm b{input} -> b{output} in_zp={input_zero_point}\n        {}\n        bias={}\n        {}",
+            weights(w),
+            list_i64(bias),
+            requant(r)
+        ),
+        Step::Affine { input, output, input_zero_point, scale, bias, requant: r } => writeln!(
+            s,
+            "affine b{input} -> b{output} in_zp={input_zero_point} scale={} bias={}\n        {}",
+            list_i32(scale),
+            list_i64(bias),
+            requant(r)
+        ),
+        Step::Rescale { input, output, input_zero_point, requant: r } => {
+            writeln!(s, "rescale b{input} -> b{output} in_zp={input_zero_point} {}", requant(r))
+        }
+        Step::MaxPool { input, output, window: w, ceil_mode } => {
+            writeln!(s, "max_pool b{input} -> b{output} {} ceil_mode={ceil_mode}", window(w))
+        }
+        Step::AvgPool { input, output, window: w, ceil_mode, count_include_pad, input_zero_point, mult_by_count, zero_point, lo, hi } => writeln!(
+            s,
+            "avg_pool b{input} -> b{output} {} ceil_mode={ceil_mode} count_include_pad={count_include_pad} in_zp={input_zero_point}\n        m>>s by count={} zp={zero_point} clamp=[{lo}, {hi}]",
+            window(w),
+            mults(mult_by_count)
+        ),
+        Step::GlobalAvgPool { input, output, input_zero_point, requant: r } => {
+            writeln!(s, "global_avg_pool b{input} -> b{output} in_zp={input_zero_point} {}", requant(r))
+        }
+        Step::Add { a, b, output, a_zero_point, b_zero_point, headroom, a_mult, b_mult, requant: r } => writeln!(
+            s,
+            "add b{a}, b{b} -> b{output} zp=({a_zero_point}, {b_zero_point}) headroom={headroom} a:{} b:{}\n        {}",
+            mults(&[*a_mult]),
+            mults(&[*b_mult]),
+            requant(r)
+        ),
+        Step::Concat { inputs, output, axis, rescale } => {
+            let r: Vec<String> = rescale
+                .iter()
+                .map(|r| r.as_ref().map_or("copy".to_string(), |(z, q)| format!("in_zp={z} {}", requant(q))))
+                .collect();
+            writeln!(s, "concat {} -> b{output} axis={axis} [{}]", bufs(inputs), r.join("; "))
+        }
+        Step::Reshape { input, output } => writeln!(s, "reshape b{input} -> b{output}"),
+        Step::Transpose { input, output, perm } => writeln!(s, "transpose b{input} -> b{output} perm={perm:?}"),
+        Step::Pad { input, output, pads, code } => writeln!(s, "pad b{input} -> b{output} pads={pads:?} code={code}"),
+        Step::Softmax { input, output, axis } => writeln!(s, "softmax b{input} -> b{output} axis={axis} (f32)"),
+    };
+}

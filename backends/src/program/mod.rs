@@ -1,0 +1,258 @@
+//! The bit-accurate interpreter program: the golden model of the chip.
+//!
+//! A [`Program`] is a list of [`Step`]s over numbered buffers. Every buffer holds either f32
+//! values (the graph's float inputs and outputs) or integer codes of a [`CodeType`]; every step
+//! that produces codes from an accumulator carries a [`Requant`], executed by
+//! [`crate::arith::requantize`]. Nothing in a program is float arithmetic except the explicit
+//! `Quantize`/`Dequantize` steps at the edges and float-only epilogues (`Softmax`).
+//!
+//! File forms: a compact binary file (`.cimp`: the 8-byte magic `CIMCPROG`, a little-endian u32
+//! format version, then the program serialized with postcard) and a readable text listing
+//! ([`listing`]). The format is documented in `docs/program-format.md`; a change to these types
+//! bumps [`FORMAT_VERSION`].
+
+pub mod listing;
+
+use crate::arith::FixedMultiplier;
+use crate::error::{BackendError, Result};
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: &[u8; 8] = b"CIMCPROG";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A buffer index.
+pub type Buf = usize;
+
+/// The element type of integer codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeType {
+    pub bits: u8,
+    pub signed: bool,
+}
+
+impl CodeType {
+    pub fn range(self) -> (i32, i32) {
+        crate::arith::code_range(self.bits, self.signed)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Elem {
+    F32,
+    Code(CodeType),
+}
+
+/// Quantization of a code buffer (`real = scale · (code − zero_point)`), for reading it back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BufQuant {
+    pub scale: Vec<f32>,
+    pub zero_point: Vec<i32>,
+    pub axis: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BufferDecl {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub elem: Elem,
+    pub quant: Option<BufQuant>,
+}
+
+impl BufferDecl {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Requantization of an accumulator to output codes (§4): one multiplier per output channel
+/// (or one for the tensor), the output zero point and the clamp range (the output type's range,
+/// narrowed by a fused ReLU/Clip).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Requant {
+    pub mult: Vec<FixedMultiplier>,
+    pub zero_point: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl Requant {
+    #[inline]
+    pub fn apply(&self, acc: i64, channel: usize) -> i32 {
+        let m = if self.mult.len() == 1 { self.mult[0] } else { self.mult[channel] };
+        crate::arith::requantize(acc, m, self.zero_point, self.lo, self.hi)
+    }
+}
+
+/// Integer weights, row-major, with their code width.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntTensor {
+    pub shape: Vec<usize>,
+    pub bits: u8,
+    pub data: Vec<i32>,
+}
+
+/// Spatial window of a convolution or pooling (resolved, n spatial dims).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    /// `[begin.., end..]`
+    pub pads: Vec<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Step {
+    /// f32 → codes: `clamp(round_half_even(x / scale) + zero_point, lo, hi)`.
+    Quantize { input: Buf, output: Buf, scale: f32, zero_point: i32, lo: i32, hi: i32 },
+    /// codes → f32: `scale[c] · (q − zero_point[c])` (per channel along `axis`, or per tensor).
+    Dequantize { input: Buf, output: Buf },
+    /// Integer convolution: `acc[n] = Σ (q_x − z_x) · w + bias[n]`, then `requant`. Padding
+    /// reads the code `z_x` (real 0). Weights `[M, C/group, k..]`.
+    Conv { input: Buf, output: Buf, input_zero_point: i32, weights: IntTensor, bias: Vec<i64>, window: Window, group: usize, requant: Requant },
+    /// Integer matrix product `[M,K] × [K,N]` (weights already `[K,N]`), plus bias, then requant.
+    Gemm { input: Buf, output: Buf, input_zero_point: i32, weights: IntTensor, bias: Vec<i64>, requant: Requant },
+    /// A per-channel affine op (an unfolded BatchNormalization, §4):
+    /// `acc = (q − z_x) · scale[c] + bias[c]` along axis 1, then requant.
+    Affine { input: Buf, output: Buf, input_zero_point: i32, scale: Vec<i32>, bias: Vec<i64>, requant: Requant },
+    /// Requantize element-wise (`acc = q − z_x`): a standalone ReLU/Clip or a change of scale.
+    Rescale { input: Buf, output: Buf, input_zero_point: i32, requant: Requant },
+    /// Max pooling on codes (exact); padding never wins.
+    MaxPool { input: Buf, output: Buf, window: Window, ceil_mode: bool },
+    /// Average pooling: integer sum of `q − z_x`, then requant with `mult_by_count[k−1]`
+    /// (= s_x / (s_y · k)) where `k` is the window's element count (with or without padding).
+    AvgPool { input: Buf, output: Buf, window: Window, ceil_mode: bool, count_include_pad: bool, input_zero_point: i32, mult_by_count: Vec<FixedMultiplier>, zero_point: i32, lo: i32, hi: i32 },
+    /// Global average pooling over all spatial positions: sum, then requant (M = s_x/(s_y·HW)).
+    GlobalAvgPool { input: Buf, output: Buf, input_zero_point: i32, requant: Requant },
+    /// Element-wise sum of two code tensors (numpy broadcasting): each input minus its zero
+    /// point, shifted left by `headroom` bits, rescaled to a common scale with its own multiplier
+    /// (rounded once each), summed, then requantized with `requant`.
+    Add { a: Buf, b: Buf, output: Buf, a_zero_point: i32, b_zero_point: i32, headroom: u32, a_mult: FixedMultiplier, b_mult: FixedMultiplier, requant: Requant },
+    /// Concatenation along `axis`; inputs whose scale differs from the output's are requantized
+    /// (`Some`), others copied.
+    Concat { inputs: Vec<Buf>, output: Buf, axis: usize, rescale: Vec<Option<(i32, Requant)>> },
+    /// Same elements in the same order, another shape (Reshape, Flatten, Squeeze, Unsqueeze).
+    Reshape { input: Buf, output: Buf },
+    Transpose { input: Buf, output: Buf, perm: Vec<usize> },
+    /// Constant padding with a code (`pads` = `[begin.., end..]` over every axis).
+    Pad { input: Buf, output: Buf, pads: Vec<usize>, code: i32 },
+    /// Float softmax (an epilogue after a Dequantize: the digital host computes it).
+    Softmax { input: Buf, output: Buf, axis: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    pub name: String,
+    pub buffers: Vec<BufferDecl>,
+    pub inputs: Vec<Buf>,
+    pub outputs: Vec<Buf>,
+    pub steps: Vec<Step>,
+}
+
+impl Program {
+    /// The binary file form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        let body = postcard::to_allocvec(self).expect("invariant: programs always serialize");
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Reads the binary file form; checks the magic, the version and every buffer reference.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Program> {
+        if bytes.len() < 12 || &bytes[..8] != MAGIC {
+            return Err(BackendError::Format("not a cimc program (missing the CIMCPROG magic)".into()));
+        }
+        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if version != FORMAT_VERSION {
+            return Err(BackendError::Format(format!(
+                "program format version {version}; this cimc reads version {FORMAT_VERSION}"
+            )));
+        }
+        let p: Program = postcard::from_bytes(&bytes[12..])
+            .map_err(|e| BackendError::Format(format!("malformed program body: {e}")))?;
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Checks that every step names existing buffers of the right kinds and sizes, so an
+    /// executor can index without checking again.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.buffers.len();
+        let bad = |i: usize, msg: String| BackendError::Format(format!("step {i}: {msg}"));
+        for &b in self.inputs.iter().chain(&self.outputs) {
+            if b >= n {
+                return Err(BackendError::Format(format!("input/output buffer {b} does not exist")));
+            }
+        }
+        for (i, s) in self.steps.iter().enumerate() {
+            for b in step_buffers(s) {
+                if b >= n {
+                    return Err(bad(i, format!("buffer {b} does not exist ({n} buffers)")));
+                }
+            }
+            match s {
+                Step::Conv { weights, bias, requant, .. } | Step::Gemm { weights, bias, requant, .. } => {
+                    let numel: usize = weights.shape.iter().product();
+                    if numel != weights.data.len() {
+                        return Err(bad(i, format!("weights declare {numel} values, hold {}", weights.data.len())));
+                    }
+                    let m = match s {
+                        Step::Conv { .. } => weights.shape.first().copied().unwrap_or(0),
+                        _ => weights.shape.get(1).copied().unwrap_or(0),
+                    };
+                    if bias.len() != m || (requant.mult.len() != 1 && requant.mult.len() != m) {
+                        return Err(bad(i, format!("{m} output channels but {} biases, {} multipliers", bias.len(), requant.mult.len())));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every buffer a step reads or writes.
+pub fn step_buffers(s: &Step) -> Vec<Buf> {
+    match s {
+        Step::Quantize { input, output, .. }
+        | Step::Dequantize { input, output }
+        | Step::Conv { input, output, .. }
+        | Step::Gemm { input, output, .. }
+        | Step::Affine { input, output, .. }
+        | Step::Rescale { input, output, .. }
+        | Step::MaxPool { input, output, .. }
+        | Step::AvgPool { input, output, .. }
+        | Step::GlobalAvgPool { input, output, .. }
+        | Step::Reshape { input, output }
+        | Step::Transpose { input, output, .. }
+        | Step::Pad { input, output, .. }
+        | Step::Softmax { input, output, .. } => vec![*input, *output],
+        Step::Add { a, b, output, .. } => vec![*a, *b, *output],
+        Step::Concat { inputs, output, .. } => inputs.iter().copied().chain([*output]).collect(),
+    }
+}
+
+impl Step {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Quantize { .. } => "quantize",
+            Step::Dequantize { .. } => "dequantize",
+            Step::Conv { .. } => "conv",
+            Step::Gemm { .. } => "gemm",
+            Step::Affine { .. } => "affine",
+            Step::Rescale { .. } => "rescale",
+            Step::MaxPool { .. } => "max_pool",
+            Step::AvgPool { .. } => "avg_pool",
+            Step::GlobalAvgPool { .. } => "global_avg_pool",
+            Step::Add { .. } => "add",
+            Step::Concat { .. } => "concat",
+            Step::Reshape { .. } => "reshape",
+            Step::Transpose { .. } => "transpose",
+            Step::Pad { .. } => "pad",
+            Step::Softmax { .. } => "softmax",
+        }
+    }
+}
