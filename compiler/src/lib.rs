@@ -2,5 +2,6 @@
 
 pub mod error;
 pub mod npy;
+pub mod onnx;
 
 pub use error::{Error, Result};

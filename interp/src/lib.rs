@@ -1,9 +1,61 @@
 //! The float reference interpreter of the IR: every op on ndarrays, batch >= 1.
 //!
+//! Two entry points:
+//! - [`eval_node`] evaluates one op on tensors (the importer's constant folding uses it);
+//! - [`Runner`] prepares a whole [`cimc_ir::Graph`] once (constants converted, convolution
+//!   weights checked and copied, Conv→BatchNorm→activation chains fused) and runs it many
+//!   times, freeing every intermediate tensor after its last use.
+//!
+//! Semantics are ONNX's (opsets 11 and later) for every op; the ONNX backend conformance cases
+//! are the judge. Kernels never panic on user data: bad shapes or dtypes are errors.
+//!
 //! Architecture invariant: `interp` depends on `ir` only, never on `passes` or the importer.
 
 pub mod error;
+mod ops;
+mod runner;
 pub mod tensor;
 
 pub use error::{InterpError, Result};
+pub use runner::Runner;
 pub use tensor::Tensor;
+
+use cimc_ir::Op;
+
+/// Evaluates one op on `inputs` (in the op's input order; absent optional trailing inputs
+/// are simply not passed), producing `n_outputs` outputs (MaxPool's indices and Dropout's mask
+/// are computed only when `n_outputs` is 2).
+///
+/// Errors: [`InterpError::Node`] with an empty `node` name (the caller knows it) and the op's
+/// mnemonic, or [`InterpError::Unsupported`] for an op/dtype combination not executed.
+pub fn eval_node(
+    op: &Op,
+    inputs: &[&Tensor],
+    n_outputs: usize,
+) -> Result<Vec<Tensor>, InterpError> {
+    let mut out = ops::eval(op, inputs, n_outputs).map_err(|e| name_error(e, "", op))?;
+    if out.len() < n_outputs {
+        return Err(name_error(
+            ops::bad(format!("produces {} outputs, {n_outputs} asked for", out.len())),
+            "",
+            op,
+        ));
+    }
+    out.truncate(n_outputs.max(1));
+    Ok(out)
+}
+
+/// Fills the node name and op mnemonic into a kernel's error.
+pub(crate) fn name_error(e: InterpError, node: &str, op: &Op) -> InterpError {
+    match e {
+        InterpError::Node { msg, .. } => {
+            InterpError::Node { node: node.to_string(), op: op.name().to_string(), msg }
+        }
+        InterpError::Unsupported(m) if !node.is_empty() => InterpError::Node {
+            node: node.to_string(),
+            op: op.name().to_string(),
+            msg: format!("unsupported: {m}"),
+        },
+        other => other,
+    }
+}

@@ -74,7 +74,8 @@ impl Tensor {
             DType::F32 => make(ArrayD::from_shape_vec(shape, le!(f32, 4)).map(Tensor::F32)),
             DType::F64 => make(ArrayD::from_shape_vec(shape, le!(f64, 8)).map(Tensor::F64)),
             DType::I8 => make(
-                ArrayD::from_shape_vec(shape, raw.iter().map(|&b| b as i8).collect()).map(Tensor::I8),
+                ArrayD::from_shape_vec(shape, raw.iter().map(|&b| b as i8).collect())
+                    .map(Tensor::I8),
             ),
             DType::U8 => make(ArrayD::from_shape_vec(shape, raw.to_vec()).map(Tensor::U8)),
             DType::I16 => make(ArrayD::from_shape_vec(shape, le!(i16, 2)).map(Tensor::I16)),

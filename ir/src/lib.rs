@@ -8,19 +8,24 @@
 //! Architecture invariant: this crate knows nothing of ONNX, of interpreters or of targets.
 
 pub mod data;
+pub mod datafile;
 pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod infer;
 pub mod op;
+pub mod optable;
 pub mod parse;
 pub mod print;
 pub mod types;
 pub mod verify;
 
 pub use data::TensorData;
+pub use datafile::{read_data, write_data};
 pub use dtype::DType;
 pub use error::IrError;
 pub use graph::{Graph, Node, NodeId, Value, ValueDef, ValueId};
 pub use op::*;
+pub use parse::{parse, parse_with_data};
 pub use types::{QuantParams, TensorType};
+pub use verify::verify;

@@ -47,7 +47,6 @@ pub fn arity(op: &Op) -> (RangeInclusive<usize>, RangeInclusive<usize>) {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Attr {
     UInt(usize),
-    Int(i64),
     Float(f32),
     Bool(bool),
     UInts(Vec<usize>),
@@ -70,7 +69,6 @@ impl fmt::Display for Attr {
         }
         match self {
             Attr::UInt(v) => write!(f, "{v}"),
-            Attr::Int(v) => write!(f, "{v}"),
             Attr::Float(v) => f.write_str(&fmt_f32(*v)),
             Attr::Bool(v) => write!(f, "{v}"),
             Attr::UInts(v) => list(f, v),
@@ -224,15 +222,19 @@ pub(crate) fn build_op(name: &str, a: &mut Attrs) -> Result<Option<Op>, AttrErr>
             let pos = a.pos;
             let (axes, starts, ends, steps) =
                 (a.uints("axes")?, a.ints("starts")?, a.ints("ends")?, a.ints("steps")?);
-            if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len()
-            {
+            if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len() {
                 return Err(AttrErr {
                     pos,
                     msg: "slice: axes, starts, ends and steps must have the same length".into(),
                 });
             }
             let axes = (0..axes.len())
-                .map(|i| SliceAxis { axis: axes[i], start: starts[i], end: ends[i], step: steps[i] })
+                .map(|i| SliceAxis {
+                    axis: axes[i],
+                    start: starts[i],
+                    end: ends[i],
+                    step: steps[i],
+                })
                 .collect();
             Op::Slice { axes }
         }
@@ -243,10 +245,9 @@ pub(crate) fn build_op(name: &str, a: &mut Attrs) -> Result<Option<Op>, AttrErr>
             saturate: a.bool("saturate")?,
             to: a.dtype("to")?,
         },
-        "dequantize_linear" => Op::DequantizeLinear {
-            axis: a.opt_uint("axis")?,
-            block_size: a.uint("block_size")?,
-        },
+        "dequantize_linear" => {
+            Op::DequantizeLinear { axis: a.opt_uint("axis")?, block_size: a.uint("block_size")? }
+        }
         _ => return Ok(None),
     };
     Ok(Some(op))
@@ -328,7 +329,8 @@ impl Attrs {
         let v = self.take(key)?;
         match &v.kind {
             AttrKind::List(items) => {
-                items.iter().map(|x| Self::scalar(x, key, &format!("a list of {what}s"))).collect()
+                let what = format!("a list of {what}s");
+                items.iter().map(|x| Self::scalar(x, key, &what)).collect()
             }
             _ => Self::err(v.pos, format!("attribute '{key}' must be a list [...] of {what}s")),
         }

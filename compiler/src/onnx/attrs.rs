@@ -151,9 +151,4 @@ impl<'a> Attrs<'a> {
             Some(a) => a.t.as_ref().map(Some).ok_or_else(|| format!("attribute '{name}': no tensor")),
         }
     }
-
-    /// Whether `name` is present with any type (for attributes refused whatever their value).
-    pub fn kind_of(&self, name: &str) -> Option<&'static str> {
-        self.find(name).map(|a| Self::kind(a).as_str_name())
-    }
 }

@@ -9,6 +9,7 @@ pub(crate) mod cast;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub(crate) mod gemm;
+pub(crate) mod num;
 pub(crate) mod pool;
 pub(crate) mod quant;
 pub(crate) mod shape;
@@ -16,7 +17,7 @@ pub(crate) mod shape;
 use crate::error::{InterpError, Result};
 use crate::tensor::Tensor;
 use cimc_ir::Op;
-use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
+use ndarray::{ArrayD, CowArray, IxDyn};
 
 /// A data error of a kernel: the caller adds the node's name and op.
 pub(crate) fn bad(msg: impl Into<String>) -> InterpError {
@@ -27,27 +28,6 @@ pub(crate) fn bad(msg: impl Into<String>) -> InterpError {
 pub(crate) fn unsupported(msg: impl Into<String>) -> InterpError {
     InterpError::Unsupported(msg.into())
 }
-
-/// Runs `$body` with `$a` bound to the inner array for every numeric dtype (not bool);
-/// bool yields an unsupported-dtype error mentioning `$what`.
-macro_rules! numeric {
-    ($t:expr, $a:ident => $body:expr, $what:expr) => {
-        match $t {
-            $crate::Tensor::F32($a) => $body,
-            $crate::Tensor::F64($a) => $body,
-            $crate::Tensor::I8($a) => $body,
-            $crate::Tensor::U8($a) => $body,
-            $crate::Tensor::I16($a) => $body,
-            $crate::Tensor::U16($a) => $body,
-            $crate::Tensor::I32($a) => $body,
-            $crate::Tensor::I64($a) => $body,
-            $crate::Tensor::Bool(_) => {
-                return Err($crate::ops::unsupported(format!("{} of bool tensors", $what)))
-            }
-        }
-    };
-}
-pub(crate) use numeric;
 
 /// Like [`numeric!`] for the float dtypes only (f32, f64); the body's result is wrapped back
 /// with the same variant by the caller.
@@ -112,21 +92,16 @@ pub(crate) fn same_dtype(inputs: &[&Tensor]) -> Result<()> {
     Ok(())
 }
 
-/// A scalar (any rank, one element) as f64.
-pub(crate) fn scalar_f64(t: &Tensor, what: &str) -> Result<f64> {
-    if t.numel() != 1 {
-        return Err(bad(format!("{what} must be a scalar, got {}", t.type_string())));
-    }
-    Ok(t.to_f64_vec()[0])
-}
-
 /// Evaluates one op. `n_outputs` is the number of outputs the node has (MaxPool's indices
 /// and Dropout's mask are produced only when asked for).
 pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tensor>> {
     let one = |t: Tensor| Ok(vec![t]);
     match op {
         Op::Conv(a) => one(conv::conv(a, inputs)?),
-        Op::BatchNorm { epsilon } => one(activation::batch_norm(*epsilon, inputs)?),
+        Op::BatchNorm { epsilon } => {
+            arity(inputs, 5, 5)?;
+            one(activation::batch_norm(*epsilon, inputs[0].clone(), &inputs[1..])?)
+        }
         Op::Relu
         | Op::LeakyRelu { .. }
         | Op::Sigmoid
@@ -136,7 +111,10 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
             arity(inputs, 1, 1)?;
             one(activation::unary(op, inputs[0].clone())?)
         }
-        Op::Clip => one(activation::clip(inputs[0].clone(), &inputs[1..])?),
+        Op::Clip => {
+            arity(inputs, 1, 3)?;
+            one(activation::clip(inputs[0].clone(), &inputs[1..])?)
+        }
         Op::MaxPool(a) => pool::max_pool(a, inputs, n_outputs),
         Op::AveragePool(a) => one(pool::average_pool(a, inputs)?),
         Op::GlobalAveragePool => one(pool::global_average_pool(inputs)?),
@@ -194,11 +172,6 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
 fn single<'a>(inputs: &[&'a Tensor]) -> Result<&'a Tensor> {
     arity(inputs, 1, 1)?;
     Ok(inputs[0])
-}
-
-/// The shape of `a` as a `Vec` (for messages and shape arithmetic).
-pub(crate) fn shape_vec<T>(a: &ArrayViewD<'_, T>) -> Vec<usize> {
-    a.shape().to_vec()
 }
 
 /// Threshold (elements) above which an elementwise loop is split over threads.

@@ -7,11 +7,12 @@ use cimc_ir::DType;
 use ndarray::ArrayD;
 
 /// A Rust element type with its [`Tensor`] variant.
-pub(crate) trait Elem: Copy + Send + Sync + PartialOrd + Default + std::fmt::Debug + 'static {
+pub(crate) trait Elem:
+    Copy + Send + Sync + PartialOrd + Default + std::fmt::Debug + 'static
+{
     const DTYPE: DType;
     fn view(t: &Tensor) -> Option<&ArrayD<Self>>;
     fn wrap(a: ArrayD<Self>) -> Tensor;
-    fn take(t: Tensor) -> Option<ArrayD<Self>>;
 }
 
 macro_rules! elem {
@@ -26,12 +27,6 @@ macro_rules! elem {
             }
             fn wrap(a: ArrayD<Self>) -> Tensor {
                 Tensor::$v(a)
-            }
-            fn take(t: Tensor) -> Option<ArrayD<Self>> {
-                match t {
-                    Tensor::$v(a) => Some(a),
-                    _ => None,
-                }
             }
         }
     };
@@ -55,8 +50,6 @@ pub(crate) trait Arith: Elem {
     fn mul(self, o: Self) -> Self;
     /// `None` for an integer division by zero.
     fn div(self, o: Self) -> Option<Self>;
-    /// The value of a non-negative count or a small integer (used for Relu's 0).
-    fn from_i64(v: i64) -> Self;
 }
 
 macro_rules! arith_int {
@@ -73,8 +66,6 @@ macro_rules! arith_int {
             fn div(self, o: Self) -> Option<Self> {
                 if o == 0 { None } else { Some(self.wrapping_div(o)) }
             }
-            #[inline(always)]
-            fn from_i64(v: i64) -> Self { v as $t }
         }
     )*};
 }
@@ -92,8 +83,6 @@ macro_rules! arith_float {
             fn mul(self, o: Self) -> Self { self * o }
             #[inline(always)]
             fn div(self, o: Self) -> Option<Self> { Some(self / o) }
-            #[inline(always)]
-            fn from_i64(v: i64) -> Self { v as $t }
         }
     )*};
 }

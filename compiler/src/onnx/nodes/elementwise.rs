@@ -1,0 +1,172 @@
+//! Activations, arithmetic, Gemm/MatMul, Clip, Softmax, Dropout and Cast.
+
+use super::{norm_axis, show, Ctx, Lowered, R};
+use crate::onnx::tensor::dtype_of;
+use cimc_ir::{DType, Op, TensorData};
+
+pub fn unary(ctx: &mut Ctx, op_type: &str) -> R<Lowered> {
+    ctx.max_inputs(1)?;
+    ctx.max_outputs(1)?;
+    let op = match op_type {
+        "LeakyRelu" => {
+            ctx.attrs.check_known(&["alpha"])?;
+            Op::LeakyRelu { alpha: ctx.attrs.float_or("alpha", 0.01)? }
+        }
+        "HardSigmoid" => {
+            ctx.attrs.check_known(&["alpha", "beta"])?;
+            Op::HardSigmoid { alpha: ctx.attrs.float_or("alpha", 0.2)?, beta: ctx.attrs.float_or("beta", 0.5)? }
+        }
+        other => {
+            ctx.attrs.check_known(&[])?;
+            match other {
+                "Relu" => Op::Relu,
+                "Sigmoid" => Op::Sigmoid,
+                "Tanh" => Op::Tanh,
+                "HardSwish" => Op::HardSwish,
+                _ => Op::Identity,
+            }
+        }
+    };
+    Ok(Lowered::Op(op, vec![ctx.input(0)?]))
+}
+
+pub fn binary(ctx: &mut Ctx, op_type: &str) -> R<Lowered> {
+    ctx.attrs.check_known(&[])?;
+    ctx.max_inputs(2)?;
+    ctx.max_outputs(1)?;
+    let op = match op_type {
+        "Add" => Op::Add,
+        "Sub" => Op::Sub,
+        "Mul" => Op::Mul,
+        "Div" => Op::Div,
+        _ => Op::MatMul,
+    };
+    Ok(Lowered::Op(op, vec![ctx.input(0)?, ctx.input(1)?]))
+}
+
+/// The IR Clip always has `x, min, max`: absent bounds become the dtype's extremes (infinities
+/// for floats, so NaN and infinities pass as they do without a bound).
+pub fn clip(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.max_outputs(1)?;
+    let x = ctx.input(0)?;
+    let dtype = ctx.ty(x).dtype;
+    if ctx.opset < 11 {
+        ctx.attrs.check_known(&["min", "max"])?;
+        ctx.max_inputs(1)?;
+        if !dtype.is_float() {
+            return Err(format!("opset {} Clip needs a float input, got {}", ctx.opset, show(ctx.ty(x))));
+        }
+        let lo = ctx.attrs.float_or("min", f32::NEG_INFINITY)? as f64;
+        let hi = ctx.attrs.float_or("max", f32::INFINITY)? as f64;
+        let lo = ctx.add_const("min", float_scalar(dtype, lo));
+        let hi = ctx.add_const("max", float_scalar(dtype, hi));
+        return Ok(Lowered::Op(Op::Clip, vec![x, lo, hi]));
+    }
+    ctx.attrs.check_known(&[])?;
+    ctx.max_inputs(3)?;
+    let lo = match ctx.opt(1) {
+        Some(v) => v,
+        None => ctx.add_const("min", bound(dtype, false)?),
+    };
+    let hi = match ctx.opt(2) {
+        Some(v) => v,
+        None => ctx.add_const("max", bound(dtype, true)?),
+    };
+    Ok(Lowered::Op(Op::Clip, vec![x, lo, hi]))
+}
+
+fn float_scalar(dtype: DType, v: f64) -> TensorData {
+    if dtype == DType::F64 {
+        TensorData::from_f64(vec![], &[v])
+    } else {
+        TensorData::from_f32(vec![], &[v as f32])
+    }
+}
+
+/// The smallest (`max` false) or largest value of `dtype`, as a scalar.
+fn bound(dtype: DType, max: bool) -> R<TensorData> {
+    let s = vec![];
+    Ok(match (dtype, max) {
+        (DType::F32, m) => TensorData::from_f32(s, &[if m { f32::INFINITY } else { f32::NEG_INFINITY }]),
+        (DType::F64, m) => TensorData::from_f64(s, &[if m { f64::INFINITY } else { f64::NEG_INFINITY }]),
+        (DType::I8, m) => TensorData::from_i8(s, &[if m { i8::MAX } else { i8::MIN }]),
+        (DType::U8, m) => TensorData::from_u8(s, &[if m { u8::MAX } else { u8::MIN }]),
+        (DType::I16, m) => TensorData::from_i16(s, &[if m { i16::MAX } else { i16::MIN }]),
+        (DType::U16, m) => TensorData::from_u16(s, &[if m { u16::MAX } else { u16::MIN }]),
+        (DType::I32, m) => TensorData::from_i32(s, &[if m { i32::MAX } else { i32::MIN }]),
+        (DType::I64, m) => TensorData::from_i64(s, &[if m { i64::MAX } else { i64::MIN }]),
+        (DType::Bool, _) => return Err("Clip of a bool tensor".into()),
+    })
+}
+
+pub fn gemm(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["alpha", "beta", "transA", "transB"])?;
+    ctx.max_inputs(3)?;
+    ctx.max_outputs(1)?;
+    let op = Op::Gemm {
+        alpha: ctx.attrs.float_or("alpha", 1.0)?,
+        beta: ctx.attrs.float_or("beta", 1.0)?,
+        trans_a: ctx.attrs.bool_or("transA", false)?,
+        trans_b: ctx.attrs.bool_or("transB", false)?,
+    };
+    let mut inputs = vec![ctx.input(0)?, ctx.input(1)?];
+    inputs.extend(ctx.opt(2));
+    Ok(Lowered::Op(op, inputs))
+}
+
+/// Before opset 13 Softmax flattens to 2-D at `axis` (default 1); from 13 it works along one
+/// axis (default -1). Both agree when the axis is the last one, which is then recorded as
+/// the plain form.
+pub fn softmax(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["axis"])?;
+    ctx.max_inputs(1)?;
+    ctx.max_outputs(1)?;
+    let x = ctx.input(0)?;
+    let rank = ctx.ty(x).rank();
+    let old = ctx.opset < 13;
+    let axis = ctx.attrs.int_or("axis", if old { 1 } else { -1 })?;
+    let axis = norm_axis(axis, rank, false)?;
+    let coerce_2d = old && axis + 1 != rank;
+    Ok(Lowered::Op(Op::Softmax { axis, coerce_2d }, vec![x]))
+}
+
+/// Inference-mode Dropout: the identity (plus an all-true mask).
+pub fn dropout(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.max_outputs(2)?;
+    if ctx.opset < 12 {
+        ctx.attrs.check_known(&["ratio", "seed"])?;
+        ctx.max_inputs(1)?;
+        if ctx.opset < 10 && ctx.n_outputs == 2 {
+            return Err(format!(
+                "before opset 10 the mask output has the input's type, not bool (opset {})",
+                ctx.opset
+            ));
+        }
+    } else {
+        ctx.attrs.check_known(&["seed"])?;
+        ctx.max_inputs(3)?;
+        if let Some(t) = ctx.opt(2) {
+            // A non-constant training_mode is taken as false (inference).
+            if let Some(d) = ctx.data(t) {
+                if d.numel() != 1 || d.dtype() != DType::Bool {
+                    return Err(format!("training_mode must be a bool scalar, got {}{:?}", d.dtype(), d.shape()));
+                }
+                if d.get_i64(0) != 0 {
+                    return Err("training_mode is true: training-mode Dropout is not supported".into());
+                }
+            }
+        }
+    }
+    Ok(Lowered::Op(Op::Dropout, vec![ctx.input(0)?]))
+}
+
+pub fn cast(ctx: &mut Ctx) -> R<Lowered> {
+    // `saturate` and `round_mode` only concern float8 targets, which are refused anyway.
+    ctx.attrs.check_known(&["to", "saturate", "round_mode"])?;
+    ctx.max_inputs(1)?;
+    ctx.max_outputs(1)?;
+    let to = ctx.attrs.int("to")?.ok_or("attribute 'to' is required")?;
+    let to = i32::try_from(to).map_err(|_| format!("attribute 'to': bad type code {to}"))?;
+    let to = dtype_of(to).map_err(|e| format!("attribute 'to': {e}"))?;
+    Ok(Lowered::Op(Op::Cast { to }, vec![ctx.input(0)?]))
+}

@@ -1,0 +1,182 @@
+//! ONNX tensors: element types, `TensorProto` → [`TensorData`] (raw, typed fields and external
+//! data), and declared value types.
+//!
+//! `raw_data` is never copied: the decoded `Bytes` is a slice of the file's memory map. Sizes
+//! declared by `dims` are checked against the bytes present before anything is allocated.
+
+use super::proto::tensor_proto::{DataLocation, DataType};
+use super::proto::TensorProto;
+use bytes::Bytes;
+use cimc_ir::{DType, TensorData};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+type R<T> = Result<T, String>;
+
+/// The IR dtype of an ONNX `TensorProto.DataType` code.
+pub fn dtype_of(code: i32) -> R<DType> {
+    let dt = DataType::try_from(code).map_err(|_| format!("unknown element type code {code}"))?;
+    Ok(match dt {
+        DataType::Float => DType::F32,
+        DataType::Double => DType::F64,
+        DataType::Int8 => DType::I8,
+        DataType::Uint8 => DType::U8,
+        DataType::Int16 => DType::I16,
+        DataType::Uint16 => DType::U16,
+        DataType::Int32 => DType::I32,
+        DataType::Int64 => DType::I64,
+        DataType::Bool => DType::Bool,
+        other => {
+            return Err(format!(
+                "element type {} is not supported (f32, f64, i8, u8, i16, u16, i32, i64, bool)",
+                other.as_str_name()
+            ))
+        }
+    })
+}
+
+/// Largest tensor the importer creates or accepts (bytes): far above any CNN, far below what
+/// would exhaust memory by a corrupt size field.
+pub const MAX_TENSOR_BYTES: usize = 1 << 36;
+
+/// Checked element count and byte size of `shape` in `dtype`.
+pub fn byte_size(dtype: DType, shape: &[usize]) -> R<(usize, usize)> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} has too many elements"))?;
+    let b = n.checked_mul(dtype.size()).filter(|&b| b <= MAX_TENSOR_BYTES).ok_or_else(|| {
+        format!("{dtype}{shape:?} is too large ({n} elements, limit {MAX_TENSOR_BYTES} bytes)")
+    })?;
+    Ok((n, b))
+}
+
+/// Reads tensors, resolving external data relative to `dir` and memory-mapping each external
+/// file once.
+pub struct TensorReader {
+    dir: PathBuf,
+    files: HashMap<PathBuf, Bytes>,
+}
+
+impl TensorReader {
+    pub fn new(dir: PathBuf) -> TensorReader {
+        TensorReader { dir, files: HashMap::new() }
+    }
+
+    /// Converts a tensor; messages start with the tensor's name.
+    pub fn read(&mut self, t: &TensorProto) -> R<TensorData> {
+        let name = t.name.as_deref().unwrap_or("");
+        self.read_inner(t).map_err(|e| format!("tensor '{name}': {e}"))
+    }
+
+    fn read_inner(&mut self, t: &TensorProto) -> R<TensorData> {
+        let code = t.data_type.ok_or("no data_type")?;
+        let dtype = dtype_of(code)?;
+        if t.segment.is_some() {
+            return Err("segmented tensors are not supported".into());
+        }
+        let shape = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| format!("negative dim in {:?}", t.dims)))
+            .collect::<R<Vec<usize>>>()?;
+        let (n, nbytes) = byte_size(dtype, &shape)?;
+        let external = t.data_location == Some(DataLocation::External as i32);
+        let bytes = if external {
+            self.external(t, nbytes)?
+        } else if let Some(raw) = &t.raw_data {
+            if raw.len() != nbytes {
+                return Err(format!(
+                    "{dtype}{shape:?} needs {nbytes} bytes of raw_data, found {}",
+                    raw.len()
+                ));
+            }
+            raw.clone()
+        } else {
+            typed_fields(t, dtype, n)?
+        };
+        TensorData::from_raw(dtype, shape, bytes).map_err(|e| e.to_string())
+    }
+
+    fn external(&mut self, t: &TensorProto, nbytes: usize) -> R<Bytes> {
+        let mut location = None;
+        let (mut offset, mut length) = (0usize, None);
+        for kv in &t.external_data {
+            let v = kv.value.as_deref().unwrap_or("");
+            match kv.key.as_deref().unwrap_or("") {
+                "location" => location = Some(v.to_string()),
+                "offset" => offset = v.parse().map_err(|_| format!("bad external data offset '{v}'"))?,
+                "length" => length = Some(v.parse::<usize>().map_err(|_| format!("bad external data length '{v}'"))?),
+                _ => {}
+            }
+        }
+        let location = location.ok_or("external data without a location")?;
+        let rel = Path::new(&location);
+        if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+            return Err(format!(
+                "external data location '{location}' must be a relative path without '..'"
+            ));
+        }
+        if let Some(l) = length {
+            if l != nbytes {
+                return Err(format!("external data length {l} differs from the {nbytes} bytes the tensor needs"));
+            }
+        }
+        let path = self.dir.join(rel);
+        if !self.files.contains_key(&path) {
+            let b = map_file(&path).map_err(|e| format!("external data '{}': {e}", path.display()))?;
+            self.files.insert(path.clone(), b);
+        }
+        let file = &self.files[&path];
+        let end = offset.checked_add(nbytes).filter(|&e| e <= file.len()).ok_or_else(|| {
+            format!(
+                "external data '{}': bytes {offset}..{offset}+{nbytes} lie beyond its {} bytes",
+                path.display(),
+                file.len()
+            )
+        })?;
+        Ok(file.slice(offset..end))
+    }
+}
+
+/// The data of a tensor stored in the typed fields, as little-endian bytes.
+fn typed_fields(t: &TensorProto, dtype: DType, n: usize) -> R<Bytes> {
+    let (len, field) = match dtype {
+        DType::F32 => (t.float_data.len(), "float_data"),
+        DType::F64 => (t.double_data.len(), "double_data"),
+        DType::I64 => (t.int64_data.len(), "int64_data"),
+        _ => (t.int32_data.len(), "int32_data"),
+    };
+    if len != n {
+        return Err(format!("{dtype} tensor of {n} elements has {len} entries in {field}"));
+    }
+    let mut out = Vec::with_capacity(n * dtype.size());
+    match dtype {
+        DType::F32 => t.float_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::F64 => t.double_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::I64 => t.int64_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::I32 => t.int32_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        DType::I16 => t.int32_data.iter().for_each(|&v| out.extend_from_slice(&(v as i16).to_le_bytes())),
+        DType::U16 => t.int32_data.iter().for_each(|&v| out.extend_from_slice(&(v as u16).to_le_bytes())),
+        DType::I8 => out.extend(t.int32_data.iter().map(|&v| v as i8 as u8)),
+        DType::U8 => out.extend(t.int32_data.iter().map(|&v| v as u8)),
+        DType::Bool => out.extend(t.int32_data.iter().map(|&v| (v != 0) as u8)),
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Memory-maps a file (zero copy); an empty file gives empty bytes.
+pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() == 0 {
+        return Ok(Bytes::new());
+    }
+    // SAFETY: the mapping is read-only; like every mmap-based loader we rely on the model file
+    // not being truncated or rewritten while the graph that borrows its bytes is alive.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(Bytes::from_owner(map))
+}

@@ -1,0 +1,335 @@
+//! N-d convolution (1-D, 2-D, 3-D, ...; groups, depthwise, strides, dilations, pads).
+//!
+//! Three paths, all producing `[N, M, O..]` row-major:
+//! - pointwise (1x1 kernel, stride 1, no padding): each group's input `[Cg, P]` already is the
+//!   right-hand matrix, one GEMM per image and group;
+//! - 2-D with one input channel per group (depthwise, any channel multiplier): a direct loop
+//!   over output rows, parallel over output channels;
+//! - everything else: im2col into `[Cg*prod(K), P]` (rows filled in parallel), then one GEMM
+//!   per image and group with the weights `[Mg, Cg*prod(K)]` (ONNX's own layout).
+//!
+//! A fused [`Epilogue`] (BatchNorm's per-channel affine, then an activation) is applied per
+//! output row right after the bias, while the row is in cache.
+
+use super::activation::Act;
+use super::gemm::{gemm, GemmFloat, Mat};
+use super::{arity, bad, data_of, same_dtype, unsupported, PAR_MIN};
+use crate::error::Result;
+use crate::tensor::Tensor;
+use cimc_ir::ConvAttrs;
+use ndarray::ArrayD;
+use rayon::prelude::*;
+
+/// What the runner fused after a convolution: `y = act(y * a[m] + b[m])`.
+#[derive(Clone, Debug)]
+pub(crate) struct Epilogue<T> {
+    pub affine: Option<(Vec<T>, Vec<T>)>,
+    pub act: Option<Act>,
+}
+
+impl<T> Default for Epilogue<T> {
+    fn default() -> Self {
+        Epilogue { affine: None, act: None }
+    }
+}
+
+/// A convolution with its weights checked and copied once.
+#[derive(Clone, Debug)]
+pub(crate) struct PreparedConv<T> {
+    attrs: ConvAttrs,
+    /// `[M, Cg, K..]` row-major (ONNX layout): group g's matrix is rows `g*Mg..(g+1)*Mg`.
+    w: Vec<T>,
+    bias: Option<Vec<T>>,
+    m: usize,
+    cg: usize,
+    kernel: Vec<usize>,
+}
+
+/// `ceil(a / b)` for a possibly negative `a` and positive `b`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    -((-a).div_euclid(b))
+}
+
+/// The output positions `o` in `[0, out)` whose input coordinate `o*s - pad + off` lies in
+/// `[0, len)`: a half-open range.
+#[inline]
+pub(crate) fn valid_range(
+    out: usize,
+    len: usize,
+    s: usize,
+    pad: usize,
+    off: usize,
+) -> (usize, usize) {
+    let (s, shift) = (s as i64, pad as i64 - off as i64);
+    let lo = ceil_div(shift, s).clamp(0, out as i64);
+    let hi = ceil_div(len as i64 + shift, s).clamp(lo, out as i64);
+    (lo as usize, hi as usize)
+}
+
+impl<T: GemmFloat> PreparedConv<T> {
+    pub(crate) fn new(attrs: &ConvAttrs, w: &ArrayD<T>, bias: Option<&ArrayD<T>>) -> Result<Self> {
+        let wsh = w.shape();
+        let n = wsh.len().saturating_sub(2);
+        if wsh.len() < 3 {
+            return Err(bad(format!("weights must have rank >= 3, got {wsh:?}")));
+        }
+        let kernel = wsh[2..].to_vec();
+        if !attrs.kernel.is_empty() && attrs.kernel != kernel {
+            return Err(bad(format!("kernel {:?} differs from weights {wsh:?}", attrs.kernel)));
+        }
+        if attrs.strides.len() != n || attrs.dilations.len() != n || attrs.pads.len() != 2 * n {
+            return Err(bad(format!(
+                "attributes do not fit {n} spatial dims: strides {:?}, dilations {:?}, pads {:?}",
+                attrs.strides, attrs.dilations, attrs.pads
+            )));
+        }
+        if attrs.strides.contains(&0) || attrs.dilations.contains(&0) {
+            return Err(bad("strides and dilations must be >= 1"));
+        }
+        let (m, cg, g) = (wsh[0], wsh[1], attrs.group);
+        if g == 0 || m % g != 0 {
+            return Err(bad(format!("{m} output channels do not split into {g} groups")));
+        }
+        let bias = match bias {
+            Some(b) if b.len() != m => {
+                return Err(bad(format!(
+                    "bias has {} elements, weights {wsh:?} have {m} outputs",
+                    b.len()
+                )))
+            }
+            Some(b) => Some(data_of(b).into_owned()),
+            None => None,
+        };
+        Ok(PreparedConv { attrs: attrs.clone(), w: data_of(w).into_owned(), bias, m, cg, kernel })
+    }
+
+    /// The output spatial shape for an input spatial shape.
+    fn out_spatial(&self, ins: &[usize]) -> Result<Vec<usize>> {
+        let n = self.kernel.len();
+        (0..n)
+            .map(|d| {
+                let span = (self.kernel[d] - 1) * self.attrs.dilations[d] + 1;
+                let padded = ins[d] + self.attrs.pads[d] + self.attrs.pads[n + d];
+                if padded < span {
+                    return Err(bad(format!(
+                        "spatial dim {d}: padded input {padded} is smaller than the window {span}"
+                    )));
+                }
+                Ok((padded - span) / self.attrs.strides[d] + 1)
+            })
+            .collect()
+    }
+
+    /// Runs the convolution on `x` `[N, C, D..]`, then the bias and `epi`.
+    pub(crate) fn run(&self, x: &ArrayD<T>, epi: &Epilogue<T>) -> Result<ArrayD<T>> {
+        let xs = x.shape();
+        let n = self.kernel.len();
+        let g = self.attrs.group;
+        if xs.len() != n + 2 || xs[1] != self.cg * g {
+            return Err(bad(format!(
+                "input {xs:?} does not fit weights [{}, {}, {:?}] with {g} groups",
+                self.m, self.cg, self.kernel
+            )));
+        }
+        let outs = self.out_spatial(&xs[2..])?;
+        let (batch, c) = (xs[0], xs[1]);
+        let p: usize = outs.iter().product();
+        let plane: usize = xs[2..].iter().product();
+        let mg = self.m / g;
+        let kk: usize = self.cg * self.kernel.iter().product::<usize>();
+        let xd = data_of(x);
+        let mut out = vec![T::ZERO; batch * self.m * p];
+        let pointwise = self.kernel.iter().all(|&k| k == 1)
+            && self.attrs.strides.iter().all(|&s| s == 1)
+            && self.attrs.pads.iter().all(|&p| p == 0);
+        let direct = n == 2 && self.cg == 1 && !pointwise;
+        let mut col =
+            if pointwise || direct || p == 0 { Vec::new() } else { vec![T::ZERO; kk * p] };
+        for b in 0..batch {
+            let xb = &xd[b * c * plane..(b + 1) * c * plane];
+            let ob = &mut out[b * self.m * p..(b + 1) * self.m * p];
+            if direct {
+                self.depthwise_2d(xb, &xs[2..], &outs, ob);
+                continue;
+            }
+            for gi in 0..g {
+                let xg = &xb[gi * self.cg * plane..(gi + 1) * self.cg * plane];
+                let rhs: &[T] = if pointwise {
+                    xg
+                } else {
+                    self.im2col(xg, &xs[2..], &outs, &mut col);
+                    &col
+                };
+                let wg = &self.w[gi * mg * kk..(gi + 1) * mg * kk];
+                let og = &mut ob[gi * mg * p..(gi + 1) * mg * p];
+                gemm(mg, kk, p, T::of(1.0), Mat::rows(wg, kk), Mat::rows(rhs, p), T::ZERO, og, p);
+            }
+        }
+        self.finish(&mut out, p, epi);
+        Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out))
+    }
+
+    /// Bias, then the epilogue, per output row `[p]` (rows are `(n, m)` pairs).
+    fn finish(&self, out: &mut [T], p: usize, epi: &Epilogue<T>) {
+        if p == 0 || (self.bias.is_none() && epi.affine.is_none() && epi.act.is_none()) {
+            return;
+        }
+        let m = self.m;
+        let row = |(i, r): (usize, &mut [T])| {
+            let ch = i % m;
+            if let Some(b) = &self.bias {
+                let b = b[ch];
+                r.iter_mut().for_each(|v| *v += b);
+            }
+            if let Some((a, b)) = &epi.affine {
+                let (a, b) = (a[ch], b[ch]);
+                r.iter_mut().for_each(|v| *v = *v * a + b);
+            }
+            if let Some(act) = epi.act {
+                act.apply_seq(r);
+            }
+        };
+        if out.len() >= PAR_MIN {
+            out.par_chunks_mut(p).enumerate().for_each(row);
+        } else {
+            out.chunks_mut(p).enumerate().for_each(row);
+        }
+    }
+
+    /// Fills `col` `[Cg*prod(K), P]` from one group's input `[Cg, D..]`.
+    fn im2col(&self, xg: &[T], ins: &[usize], outs: &[usize], col: &mut [T]) {
+        let n = ins.len();
+        let p: usize = outs.iter().product();
+        let ksz: usize = self.kernel.iter().product();
+        let plane: usize = ins.iter().product();
+        let (st, dil, pads) = (&self.attrs.strides, &self.attrs.dilations, &self.attrs.pads);
+        let last = n - 1;
+        let (ol, il) = (outs[last], ins[last]);
+        let n_outer: usize = outs[..last].iter().product();
+        // Input strides of the spatial dims.
+        let mut istr = vec![1usize; n];
+        for d in (0..last).rev() {
+            istr[d] = istr[d + 1] * ins[d + 1];
+        }
+        let fill_row = |(r, row): (usize, &mut [T])| {
+            let c = r / ksz;
+            let mut rem = r % ksz;
+            let mut koff = vec![0usize; n];
+            for d in (0..n).rev() {
+                koff[d] = (rem % self.kernel[d]) * dil[d];
+                rem /= self.kernel[d];
+            }
+            let xc = &xg[c * plane..(c + 1) * plane];
+            let (lo, hi) = valid_range(ol, il, st[last], pads[last], koff[last]);
+            let mut oidx = vec![0usize; last];
+            for seg in 0..n_outer {
+                let dst = &mut row[seg * ol..(seg + 1) * ol];
+                // Input offset of this outer position, if inside the input.
+                let mut base = Some(0usize);
+                for d in 0..last {
+                    let i = (oidx[d] * st[d] + koff[d]) as i64 - pads[d] as i64;
+                    if i < 0 || i >= ins[d] as i64 {
+                        base = None;
+                        break;
+                    }
+                    base = base.map(|b| b + i as usize * istr[d]);
+                }
+                match base {
+                    None => dst.iter_mut().for_each(|v| *v = T::ZERO),
+                    Some(base) => {
+                        dst[..lo].iter_mut().for_each(|v| *v = T::ZERO);
+                        dst[hi..].iter_mut().for_each(|v| *v = T::ZERO);
+                        if hi > lo {
+                            let i0 = base + lo * st[last] + koff[last] - pads[last];
+                            if st[last] == 1 {
+                                dst[lo..hi].copy_from_slice(&xc[i0..i0 + (hi - lo)]);
+                            } else {
+                                let s = st[last];
+                                for (j, v) in dst[lo..hi].iter_mut().enumerate() {
+                                    *v = xc[i0 + j * s];
+                                }
+                            }
+                        }
+                    }
+                }
+                for d in (0..last).rev() {
+                    oidx[d] += 1;
+                    if oidx[d] < outs[d] {
+                        break;
+                    }
+                    oidx[d] = 0;
+                }
+            }
+        };
+        let rows = self.cg * ksz;
+        if rows * p >= PAR_MIN {
+            col[..rows * p].par_chunks_mut(p).enumerate().for_each(fill_row);
+        } else {
+            col[..rows * p].chunks_mut(p).enumerate().for_each(fill_row);
+        }
+    }
+
+    /// 2-D convolution with one input channel per group, directly; `ob` is `[M, OH, OW]`.
+    fn depthwise_2d(&self, xb: &[T], ins: &[usize], outs: &[usize], ob: &mut [T]) {
+        let (ih, iw, oh, ow) = (ins[0], ins[1], outs[0], outs[1]);
+        let (kh, kw) = (self.kernel[0], self.kernel[1]);
+        let (sh, sw) = (self.attrs.strides[0], self.attrs.strides[1]);
+        let (dh, dw) = (self.attrs.dilations[0], self.attrs.dilations[1]);
+        let (ph, pw) = (self.attrs.pads[0], self.attrs.pads[1]);
+        let mg = self.m / self.attrs.group;
+        let plane = oh * ow;
+        let one = |(m, o): (usize, &mut [T])| {
+            let ci = m / mg;
+            let x = &xb[ci * ih * iw..(ci + 1) * ih * iw];
+            let w = &self.w[m * kh * kw..(m + 1) * kh * kw];
+            o.iter_mut().for_each(|v| *v = T::ZERO);
+            for kx in 0..kw {
+                let (lo, hi) = valid_range(ow, iw, sw, pw, kx * dw);
+                if hi <= lo {
+                    continue;
+                }
+                for ky in 0..kh {
+                    let wv = w[ky * kw + kx];
+                    let (ylo, yhi) = valid_range(oh, ih, sh, ph, ky * dh);
+                    for y in ylo..yhi {
+                        let xrow = &x[(y * sh + ky * dh - ph) * iw..][..iw];
+                        let orow = &mut o[y * ow + lo..y * ow + hi];
+                        let i0 = lo * sw + kx * dw - pw;
+                        if sw == 1 {
+                            let xs = &xrow[i0..i0 + (hi - lo)];
+                            orow.iter_mut().zip(xs).for_each(|(v, &xv)| *v += wv * xv);
+                        } else {
+                            for (j, v) in orow.iter_mut().enumerate() {
+                                *v += wv * xrow[i0 + j * sw];
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if plane == 0 {
+            return;
+        }
+        if self.m * plane * kh * kw >= PAR_MIN {
+            ob.par_chunks_mut(plane).enumerate().for_each(one);
+        } else {
+            ob.chunks_mut(plane).enumerate().for_each(one);
+        }
+    }
+}
+
+/// Conv as an op: inputs x, w, optional bias (the weights are prepared on every call).
+pub(crate) fn conv(attrs: &ConvAttrs, inputs: &[&Tensor]) -> Result<Tensor> {
+    arity(inputs, 2, 3)?;
+    same_dtype(inputs)?;
+    fn go<T: GemmFloat>(attrs: &ConvAttrs, inputs: &[&Tensor]) -> Result<Tensor> {
+        let v = |i: usize| T::view(inputs[i]).expect("invariant: dtypes checked equal");
+        let pc = PreparedConv::new(attrs, v(1), inputs.get(2).map(|_| v(2)))?;
+        Ok(T::wrap(pc.run(v(0), &Epilogue::default())?))
+    }
+    match inputs[0] {
+        Tensor::F32(_) => go::<f32>(attrs, inputs),
+        Tensor::F64(_) => go::<f64>(attrs, inputs),
+        t => Err(unsupported(format!("conv of {} tensors", t.dtype()))),
+    }
+}

@@ -1,0 +1,154 @@
+//! Integer Conv and Gemm of the program, computed exactly with f64 GEMMs.
+
+use cimc_backends::program::{BufferDecl, Elem, IntTensor, Step};
+use rayon::prelude::*;
+
+/// Weights converted for the GEMM, per group `[M/g, K]` row-major (Conv) or `[K, N]` (Gemm).
+pub(crate) struct PreparedMatrix {
+    w: Vec<f64>,
+}
+
+/// Whether `K` products of magnitude at most `bound_x · bound_w` sum exactly in f64: every
+/// partial sum is then an integer below 2^53, which f64 represents exactly, so the GEMM's
+/// additions (in any order) never round.
+pub(crate) fn exact_in_f64(k: usize, bound_x: i64, bound_w: i64) -> bool {
+    (k as u128) * (bound_x as u128) * (bound_w as u128) < (1u128 << 53)
+}
+
+fn weight_bound(w: &IntTensor) -> i64 {
+    w.data.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0)
+}
+
+fn input_bound(decl: &BufferDecl, zero_point: i32) -> Result<i64, String> {
+    match decl.elem {
+        Elem::Code(c) => {
+            let (lo, hi) = c.range();
+            Ok(((lo - zero_point) as i64).abs().max(((hi - zero_point) as i64).abs()))
+        }
+        Elem::F32 => Err(format!("input buffer '{}' holds f32 values, codes expected", decl.name)),
+    }
+}
+
+pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMatrix>, String> {
+    match s {
+        Step::Conv { input, input_zero_point, weights, .. } => {
+            let k: usize = weights.shape.iter().skip(1).product();
+            let bx = input_bound(&bufs[*input], *input_zero_point)?;
+            if !exact_in_f64(k, bx, weight_bound(weights)) {
+                return Err(format!("K = {k} with these code widths could overflow 2^53"));
+            }
+            Ok(Some(PreparedMatrix { w: weights.data.iter().map(|&v| v as f64).collect() }))
+        }
+        Step::Gemm { input, input_zero_point, weights, .. } => {
+            let k = weights.shape.first().copied().unwrap_or(0);
+            let bx = input_bound(&bufs[*input], *input_zero_point)?;
+            if !exact_in_f64(k, bx, weight_bound(weights)) {
+                return Err(format!("K = {k} with these code widths could overflow 2^53"));
+            }
+            Ok(Some(PreparedMatrix { w: weights.data.iter().map(|&v| v as f64).collect() }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `c[m×n] = a[m×k] · b[k×n]`, all row-major f64.
+fn gemm(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the slices hold m*k, k*n and m*n elements (checked by the callers' shapes), and
+    // the strides describe row-major layouts within them.
+    unsafe {
+        matrixmultiply::dgemm(
+            m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1,
+        );
+    }
+}
+
+pub(crate) fn run_matrix(s: &Step, p: &PreparedMatrix, x: &[i32], si: &[usize], so: &[usize]) -> Result<Vec<i32>, String> {
+    match s {
+        Step::Conv { input_zero_point: z, weights, bias, window, group, requant, .. } => {
+            // Rank 3 (1-D conv) runs as 2-D with height 1.
+            let (si, so, kernel, strides, dil, pads) = match si.len() {
+                4 => (si.to_vec(), so.to_vec(), window.kernel.clone(), window.strides.clone(), window.dilations.clone(), window.pads.clone()),
+                3 => (
+                    vec![si[0], si[1], 1, si[2]],
+                    vec![so[0], so[1], 1, so[2]],
+                    vec![1, window.kernel[0]],
+                    vec![1, window.strides[0]],
+                    vec![1, window.dilations[0]],
+                    vec![0, window.pads[0], 0, window.pads[1]],
+                ),
+                r => return Err(format!("integer conv of rank {r} is not supported (1-D and 2-D are)")),
+            };
+            let (n, c, h, w) = (si[0], si[1], si[2], si[3]);
+            let (m, oh, ow) = (so[1], so[2], so[3]);
+            let g = *group;
+            if g == 0 || c % g != 0 || m % g != 0 || weights.shape.len() != 4 || weights.shape[0] != m || weights.shape[1] * g != c {
+                return Err(format!("weights {:?} do not fit input {si:?} with group {g}", weights.shape));
+            }
+            let (cg, mg) = (c / g, m / g);
+            let (kh, kw) = (kernel[0], kernel[1]);
+            let kk = cg * kh * kw;
+            let pixels = oh * ow;
+            if x.len() != n * c * h * w {
+                return Err("input size does not match its shape".into());
+            }
+            let per_sample: Vec<Vec<i32>> = (0..n)
+                .into_par_iter()
+                .map(|b| {
+                    let mut out = vec![0i32; m * pixels];
+                    let mut col = vec![0f64; kk * pixels];
+                    let mut acc = vec![0f64; mg * pixels];
+                    for gi in 0..g {
+                        // im2col: row (ci, ky, kx), column (oy, ox); padding reads code z (real 0).
+                        for ci in 0..cg {
+                            let plane = &x[((b * c) + gi * cg + ci) * h * w..][..h * w];
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let row = &mut col[((ci * kh + ky) * kw + kx) * pixels..][..pixels];
+                                    for oy in 0..oh {
+                                        let iy = (oy * strides[0] + ky * dil[0]) as isize - pads[0] as isize;
+                                        for ox in 0..ow {
+                                            let ix = (ox * strides[1] + kx * dil[1]) as isize - pads[1] as isize;
+                                            row[oy * ow + ox] = if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
+                                                (plane[iy as usize * w + ix as usize] - z) as f64
+                                            } else {
+                                                0.0
+                                            };
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        gemm(mg, kk, pixels, &p.w[gi * mg * kk..][..mg * kk], &col, &mut acc);
+                        for mo in 0..mg {
+                            let ch = gi * mg + mo;
+                            let dst = &mut out[ch * pixels..][..pixels];
+                            for (d, &a) in dst.iter_mut().zip(&acc[mo * pixels..][..pixels]) {
+                                *d = requant.apply(a as i64 + bias[ch], ch);
+                            }
+                        }
+                    }
+                    out
+                })
+                .collect();
+            Ok(per_sample.concat())
+        }
+        Step::Gemm { input_zero_point: z, weights, bias, requant, .. } => {
+            let (k, nn) = (weights.shape[0], weights.shape[1]);
+            if si.last() != Some(&k) {
+                return Err(format!("input {si:?} does not end in K = {k}"));
+            }
+            let rows = x.len() / k.max(1);
+            if so.iter().product::<usize>() != rows * nn {
+                return Err(format!("output {so:?} is not [{rows}, {nn}]"));
+            }
+            let a: Vec<f64> = x.iter().map(|&q| (q - z) as f64).collect();
+            let mut acc = vec![0f64; rows * nn];
+            gemm(rows, k, nn, &a, &p.w, &mut acc);
+            Ok(acc.iter().enumerate().map(|(i, &v)| requant.apply(v as i64 + bias[i % nn], i % nn)).collect())
+        }
+        _ => Err("not a matrix step".into()),
+    }
+}

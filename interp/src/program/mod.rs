@@ -1,0 +1,358 @@
+//! The executor of the bit-accurate interpreter program (`cimc_backends::program`).
+//!
+//! Integer arithmetic only: codes are kept as i32, accumulators as i64, and every code produced
+//! from an accumulator goes through `cimc_backends::arith::requantize` (via `Requant::apply`).
+//! The matrix products run as f64 GEMMs: exact, because every product and partial sum is an
+//! integer of magnitude below 2^53 (checked when the program is prepared; see
+//! [`kernels::exact_in_f64`]), and f64 represents every such integer exactly.
+
+mod kernels;
+mod pool;
+
+use crate::error::{InterpError, Result};
+use crate::Tensor;
+use cimc_backends::program::{BufferDecl, Elem, Program, Step};
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+
+/// The contents of one buffer while a program runs.
+#[derive(Clone, Debug)]
+pub(crate) enum Data {
+    Codes(Vec<i32>),
+    F32(Vec<f32>),
+}
+
+/// A program prepared for repeated runs (weights converted once).
+pub struct ProgramRunner {
+    program: Program,
+    prepared: Vec<Option<kernels::PreparedMatrix>>,
+    last_use: Vec<usize>,
+}
+
+fn step_err(i: usize, s: &Step, msg: impl Into<String>) -> InterpError {
+    InterpError::Node { node: format!("step {i}"), op: s.name().to_string(), msg: msg.into() }
+}
+
+impl ProgramRunner {
+    pub fn new(program: &Program) -> Result<ProgramRunner> {
+        program.validate().map_err(|e| InterpError::Input { name: "program".into(), msg: e.to_string() })?;
+        let mut prepared = Vec::with_capacity(program.steps.len());
+        for (i, s) in program.steps.iter().enumerate() {
+            prepared.push(kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?);
+        }
+        let mut last_use = vec![usize::MAX; program.buffers.len()];
+        for (i, s) in program.steps.iter().enumerate() {
+            for b in cimc_backends::program::step_buffers(s) {
+                last_use[b] = i;
+            }
+        }
+        for &b in &program.outputs {
+            last_use[b] = usize::MAX;
+        }
+        Ok(ProgramRunner { program: program.clone(), prepared, last_use })
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Runs the program. Inputs in program-input order: f32 tensors for f32 buffers, integer
+    /// tensors for code buffers (values must lie in the code range). Outputs: f32 tensors for f32
+    /// buffers, i32 tensors of codes otherwise.
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        let p = &self.program;
+        if inputs.len() != p.inputs.len() {
+            return Err(InterpError::Input {
+                name: "inputs".into(),
+                msg: format!("the program takes {} input(s), {} given", p.inputs.len(), inputs.len()),
+            });
+        }
+        let mut bufs: Vec<Option<Data>> = vec![None; p.buffers.len()];
+        for (&b, t) in p.inputs.iter().zip(inputs) {
+            bufs[b] = Some(input_data(&p.buffers[b], t)?);
+        }
+        for (i, s) in p.steps.iter().enumerate() {
+            let out = self.step(i, s, &bufs)?;
+            let ob = output_of(s);
+            let want = p.buffers[ob].numel();
+            let got = match &out {
+                Data::Codes(v) => v.len(),
+                Data::F32(v) => v.len(),
+            };
+            if got != want {
+                return Err(step_err(i, s, format!("produced {got} values for a buffer of {want}")));
+            }
+            bufs[ob] = Some(out);
+            for b in cimc_backends::program::step_buffers(s) {
+                if self.last_use[b] == i && b != ob {
+                    bufs[b] = None;
+                }
+            }
+        }
+        p.outputs
+            .iter()
+            .map(|&b| {
+                let decl = &p.buffers[b];
+                let d = bufs[b].take().ok_or_else(|| InterpError::Internal(format!("output buffer b{b} never written")))?;
+                to_tensor(decl, d)
+            })
+            .collect()
+    }
+
+    fn get<'a>(&self, bufs: &'a [Option<Data>], i: usize, s: &Step, b: usize) -> Result<&'a Data> {
+        bufs[b].as_ref().ok_or_else(|| step_err(i, s, format!("reads buffer b{b} before it is written")))
+    }
+
+    fn codes<'a>(&self, bufs: &'a [Option<Data>], i: usize, s: &Step, b: usize) -> Result<&'a [i32]> {
+        match self.get(bufs, i, s, b)? {
+            Data::Codes(v) => Ok(v),
+            Data::F32(_) => Err(step_err(i, s, format!("buffer b{b} holds f32 values, codes expected"))),
+        }
+    }
+
+    fn floats<'a>(&self, bufs: &'a [Option<Data>], i: usize, s: &Step, b: usize) -> Result<&'a [f32]> {
+        match self.get(bufs, i, s, b)? {
+            Data::F32(v) => Ok(v),
+            Data::Codes(_) => Err(step_err(i, s, format!("buffer b{b} holds codes, f32 expected"))),
+        }
+    }
+
+    fn step(&self, i: usize, s: &Step, bufs: &[Option<Data>]) -> Result<Data> {
+        let p = &self.program;
+        let shape = |b: usize| p.buffers[b].shape.as_slice();
+        let e = |m: String| step_err(i, s, m);
+        Ok(match s {
+            Step::Quantize { input, scale, zero_point, lo, hi, .. } => {
+                let x = self.floats(bufs, i, s, *input)?;
+                Data::Codes(
+                    x.iter()
+                        .map(|&v| cimc_backends::arith::quantize_value(v, *scale, *zero_point, *lo, *hi))
+                        .collect(),
+                )
+            }
+            Step::Dequantize { input, .. } => {
+                let x = self.codes(bufs, i, s, *input)?;
+                let decl = &p.buffers[*input];
+                let q = decl.quant.as_ref().ok_or_else(|| e(format!("buffer b{input} has no scale")))?;
+                Data::F32(dequantize(x, &decl.shape, q).map_err(e)?)
+            }
+            Step::Conv { input, output, .. } | Step::Gemm { input, output, .. } => {
+                let x = self.codes(bufs, i, s, *input)?;
+                let prep = self.prepared[i].as_ref().ok_or_else(|| InterpError::Internal("unprepared matrix step".into()))?;
+                Data::Codes(kernels::run_matrix(s, prep, x, shape(*input), shape(*output)).map_err(e)?)
+            }
+            Step::Affine { input, input_zero_point, scale, bias, requant, .. } => {
+                let x = self.codes(bufs, i, s, *input)?;
+                let sh = shape(*input);
+                let c = sh.get(1).copied().unwrap_or(1);
+                let inner: usize = sh.iter().skip(2).product();
+                if scale.len() != c || bias.len() != c {
+                    return Err(e(format!("{c} channels but {} scales, {} biases", scale.len(), bias.len())));
+                }
+                Data::Codes(
+                    x.iter()
+                        .enumerate()
+                        .map(|(k, &q)| {
+                            let ch = (k / inner.max(1)) % c;
+                            let acc = (q - input_zero_point) as i64 * scale[ch] as i64 + bias[ch];
+                            requant.apply(acc, ch)
+                        })
+                        .collect(),
+                )
+            }
+            Step::Rescale { input, input_zero_point, requant, .. } => {
+                let x = self.codes(bufs, i, s, *input)?;
+                Data::Codes(x.iter().map(|&q| requant.apply((q - input_zero_point) as i64, 0)).collect())
+            }
+            Step::MaxPool { input, output, window, ceil_mode } => {
+                let x = self.codes(bufs, i, s, *input)?;
+                Data::Codes(pool::max_pool(x, shape(*input), shape(*output), window, *ceil_mode).map_err(e)?)
+            }
+            Step::AvgPool { input, output, .. } => {
+                let x = self.codes(bufs, i, s, *input)?;
+                Data::Codes(pool::avg_pool(s, x, shape(*input), shape(*output)).map_err(e)?)
+            }
+            Step::GlobalAvgPool { input, input_zero_point, requant, .. } => {
+                let x = self.codes(bufs, i, s, *input)?;
+                let sh = shape(*input);
+                let hw: usize = sh.iter().skip(2).product::<usize>().max(1);
+                Data::Codes(
+                    x.chunks(hw)
+                        .map(|win| requant.apply(win.iter().map(|&q| (q - input_zero_point) as i64).sum(), 0))
+                        .collect(),
+                )
+            }
+            Step::Add { a, b, output, a_zero_point, b_zero_point, headroom, a_mult, b_mult, requant } => {
+                let xa = self.codes(bufs, i, s, *a)?;
+                let xb = self.codes(bufs, i, s, *b)?;
+                let (sa, sb, so) = (shape(*a), shape(*b), shape(*output));
+                let ia = broadcast_index(sa, so).map_err(e)?;
+                let ib = broadcast_index(sb, so).map_err(e)?;
+                let rescale = |q: i32, z: i32, m| {
+                    cimc_backends::arith::requantize(((q - z) as i64) << headroom, m, 0, i32::MIN, i32::MAX) as i64
+                };
+                Data::Codes(
+                    (0..so.iter().product::<usize>())
+                        .into_par_iter()
+                        .map(|k| {
+                            let acc = rescale(xa[ia(k)], *a_zero_point, *a_mult) + rescale(xb[ib(k)], *b_zero_point, *b_mult);
+                            requant.apply(acc, 0)
+                        })
+                        .collect(),
+                )
+            }
+            Step::Concat { inputs, output, axis, rescale } => {
+                let so = shape(*output);
+                let outer: usize = so[..*axis].iter().product();
+                let mut parts = Vec::with_capacity(inputs.len());
+                for (k, &b) in inputs.iter().enumerate() {
+                    let x = self.codes(bufs, i, s, b)?;
+                    let inner: usize = shape(b)[*axis..].iter().product();
+                    let x: Vec<i32> = match rescale.get(k).and_then(|r| r.as_ref()) {
+                        Some((z, r)) => x.iter().map(|&q| r.apply((q - z) as i64, 0)).collect(),
+                        None => x.to_vec(),
+                    };
+                    parts.push((x, inner));
+                }
+                let mut out = Vec::with_capacity(so.iter().product());
+                for o in 0..outer {
+                    for (x, inner) in &parts {
+                        out.extend_from_slice(&x[o * inner..(o + 1) * inner]);
+                    }
+                }
+                Data::Codes(out)
+            }
+            Step::Reshape { input, .. } => self.get(bufs, i, s, *input)?.clone(),
+            Step::Transpose { input, perm, .. } => {
+                let x = self.codes(bufs, i, s, *input)?;
+                let a = ArrayD::from_shape_vec(IxDyn(shape(*input)), x.to_vec()).map_err(|er| e(er.to_string()))?;
+                if perm.len() != a.ndim() {
+                    return Err(e(format!("perm {perm:?} for a rank-{} tensor", a.ndim())));
+                }
+                Data::Codes(a.permuted_axes(IxDyn(perm)).iter().copied().collect())
+            }
+            Step::Pad { input, output, pads, code } => {
+                let x = self.codes(bufs, i, s, *input)?;
+                Data::Codes(pad(x, shape(*input), shape(*output), pads, *code).map_err(e)?)
+            }
+            Step::Softmax { input, axis, .. } => {
+                let x = self.floats(bufs, i, s, *input)?;
+                let sh = shape(*input);
+                let n = sh.get(*axis).copied().ok_or_else(|| e(format!("axis {axis} out of range")))?;
+                let inner: usize = sh[axis + 1..].iter().product();
+                let mut out = x.to_vec();
+                let outer = x.len() / (n * inner).max(1);
+                for o in 0..outer {
+                    for j in 0..inner {
+                        let idx = |k: usize| o * n * inner + k * inner + j;
+                        let m = (0..n).map(|k| x[idx(k)]).fold(f32::NEG_INFINITY, f32::max);
+                        let sum: f32 = (0..n).map(|k| (x[idx(k)] - m).exp()).sum();
+                        for k in 0..n {
+                            out[idx(k)] = (x[idx(k)] - m).exp() / sum;
+                        }
+                    }
+                }
+                Data::F32(out)
+            }
+        })
+    }
+}
+
+fn output_of(s: &Step) -> usize {
+    *cimc_backends::program::step_buffers(s).last().expect("invariant: every step has an output")
+}
+
+/// The index into a broadcast input for each flat index of the output (numpy rules).
+fn broadcast_index(a: &[usize], out: &[usize]) -> std::result::Result<impl Fn(usize) -> usize + Sync, String> {
+    if a.len() > out.len() {
+        return Err(format!("cannot broadcast {a:?} to {out:?}"));
+    }
+    let pad = out.len() - a.len();
+    let mut strides = vec![0usize; out.len()];
+    let mut st = 1;
+    for d in (0..a.len()).rev() {
+        let od = out[d + pad];
+        if a[d] == od {
+            strides[d + pad] = st;
+        } else if a[d] != 1 {
+            return Err(format!("cannot broadcast {a:?} to {out:?}"));
+        }
+        st *= a[d];
+    }
+    let out = out.to_vec();
+    Ok(move |mut k: usize| {
+        let mut idx = 0;
+        for d in (0..out.len()).rev() {
+            idx += (k % out[d]) * strides[d];
+            k /= out[d];
+        }
+        idx
+    })
+}
+
+fn dequantize(x: &[i32], shape: &[usize], q: &cimc_backends::program::BufQuant) -> std::result::Result<Vec<f32>, String> {
+    match q.axis {
+        None => {
+            let (s, z) = (q.scale[0], q.zero_point[0]);
+            Ok(x.iter().map(|&v| (v - z) as f32 * s).collect())
+        }
+        Some(axis) => {
+            let c = *shape.get(axis).ok_or("dequantize axis out of range")?;
+            let inner: usize = shape[axis + 1..].iter().product();
+            if q.scale.len() != c || q.zero_point.len() != c {
+                return Err(format!("{c} channels but {} scales", q.scale.len()));
+            }
+            Ok(x.iter()
+                .enumerate()
+                .map(|(k, &v)| {
+                    let ch = (k / inner.max(1)) % c;
+                    (v - q.zero_point[ch]) as f32 * q.scale[ch]
+                })
+                .collect())
+        }
+    }
+}
+
+fn pad(x: &[i32], si: &[usize], so: &[usize], pads: &[usize], code: i32) -> std::result::Result<Vec<i32>, String> {
+    let r = si.len();
+    if pads.len() != 2 * r || so.len() != r {
+        return Err(format!("pads {pads:?} for rank {r}"));
+    }
+    let mut out = vec![code; so.iter().product()];
+    let a = ArrayD::from_shape_vec(IxDyn(si), x.to_vec()).map_err(|e| e.to_string())?;
+    let mut o = ArrayD::from_shape_vec(IxDyn(so), std::mem::take(&mut out)).map_err(|e| e.to_string())?;
+    let mut view = o.view_mut();
+    for d in 0..r {
+        view.slice_axis_inplace(ndarray::Axis(d), ndarray::Slice::from(pads[d]..pads[d] + si[d]));
+    }
+    view.assign(&a);
+    Ok(o.into_raw_vec_and_offset().0)
+}
+
+fn input_data(decl: &BufferDecl, t: Tensor) -> Result<Data> {
+    let bad = |msg: String| InterpError::Input { name: decl.name.clone(), msg };
+    if t.shape() != decl.shape.as_slice() {
+        return Err(bad(format!("expected shape {:?}, got {:?}", decl.shape, t.shape())));
+    }
+    match (decl.elem, t) {
+        (Elem::F32, Tensor::F32(a)) => Ok(Data::F32(a.iter().copied().collect())),
+        (Elem::Code(c), t) if t.dtype().is_int() => {
+            let (lo, hi) = c.range();
+            let v: Vec<i32> = t.to_data().to_i64_vec().into_iter().map(|v| v as i32).collect();
+            if let Some(bad_v) = v.iter().find(|&&q| q < lo || q > hi) {
+                return Err(bad(format!("code {bad_v} outside [{lo}, {hi}]")));
+            }
+            Ok(Data::Codes(v))
+        }
+        (e, t) => Err(bad(format!("expected {e:?} values, got {}", t.dtype()))),
+    }
+}
+
+fn to_tensor(decl: &BufferDecl, d: Data) -> Result<Tensor> {
+    let shape = IxDyn(&decl.shape);
+    let err = |e: ndarray::ShapeError| InterpError::Internal(e.to_string());
+    Ok(match d {
+        Data::F32(v) => Tensor::F32(ArrayD::from_shape_vec(shape, v).map_err(err)?),
+        Data::Codes(v) => Tensor::I32(ArrayD::from_shape_vec(shape, v).map_err(err)?),
+    })
+}

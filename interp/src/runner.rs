@@ -1,0 +1,496 @@
+//! [`Runner`]: a graph prepared for repeated runs.
+//!
+//! Preparation turns the graph into a list of steps over numbered slots: constants are
+//! converted to tensors once; convolutions with constant weights are prepared once
+//! ([`PreparedConv`]); a Conv whose only reader is a BatchNorm with constant parameters and/or
+//! an activation (Relu, Clip with constant bounds, LeakyRelu, Sigmoid, HardSigmoid, HardSwish,
+//! Tanh) is fused with them (the same arithmetic as unfused, applied while the output is in
+//! cache). Running keeps only live tensors: each is dropped after its last reader, and an
+//! input read for the last time by an elementwise or reshaping op is updated in place.
+
+use crate::error::{InterpError, Result};
+use crate::name_error;
+use crate::ops::activation::{self, bn_coefficients, Act};
+use crate::ops::conv::{Epilogue, PreparedConv};
+use crate::ops::num::{Elem, Float};
+use crate::ops::{self, elementwise, shape};
+use crate::tensor::Tensor;
+use cimc_ir::{Graph, NodeId, Op, TensorType, ValueDef, ValueId};
+
+/// Where a value lives while running.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Slot {
+    Const(usize),
+    Dyn(usize),
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// Any op, through the generic kernels.
+    Generic,
+    ConvF32(Box<PreparedConv<f32>>, Epilogue<f32>),
+    ConvF64(Box<PreparedConv<f64>>, Epilogue<f64>),
+}
+
+#[derive(Debug)]
+struct Step {
+    /// The node's name (for a fused chain, the convolution's).
+    name: String,
+    op: Op,
+    kind: Kind,
+    inputs: Vec<Slot>,
+    outputs: Vec<usize>,
+    /// The graph's types of the outputs, checked after the step.
+    out_types: Vec<TensorType>,
+    /// Dynamic slots read for the last time here (or never read): dropped after the step.
+    free: Vec<usize>,
+    /// An input position whose tensor may be taken and updated in place.
+    own: Option<usize>,
+}
+
+/// A graph prepared for repeated runs.
+#[derive(Debug)]
+pub struct Runner {
+    consts: Vec<Tensor>,
+    steps: Vec<Step>,
+    n_dyn: usize,
+    /// Graph inputs: slot, name, type.
+    inputs: Vec<(usize, String, TensorType)>,
+    outputs: Vec<Slot>,
+}
+
+/// The activation an op applies, if it is a fusable one (Clip needs constant bounds).
+fn fusable_act(g: &Graph, op: &Op, inputs: &[ValueId]) -> Option<Act> {
+    if let Some(a) = Act::of_op(op) {
+        return Some(a);
+    }
+    if *op != Op::Clip || inputs.is_empty() {
+        return None;
+    }
+    let bound = |i: usize, default: f64| -> Option<f64> {
+        match inputs.get(i) {
+            None => Some(default),
+            Some(&v) => {
+                let d = g.value(v).const_data()?;
+                (d.numel() == 1).then(|| d.get_f64(0))
+            }
+        }
+    };
+    Some(Act::Clip(bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?))
+}
+
+impl Runner {
+    /// Prepares `graph`: checks that every value read is defined, converts the constants and
+    /// prepares the convolutions. Fails on a node whose constant operands are malformed.
+    pub fn new(graph: &Graph) -> Result<Runner> {
+        let nv = graph.value_count();
+        let mut slot: Vec<Option<Slot>> = vec![None; nv];
+        let mut consts = Vec::new();
+        let mut n_dyn = 0;
+        let mut inputs = Vec::new();
+        for &v in graph.inputs() {
+            let val = graph.value(v);
+            slot[v.index()] = Some(Slot::Dyn(n_dyn));
+            inputs.push((n_dyn, val.name.clone(), val.ty.clone()));
+            n_dyn += 1;
+        }
+        // Readers of each value (node inputs), and whether it is a graph output.
+        let mut readers = vec![0usize; nv];
+        for (_, n) in graph.nodes() {
+            for &v in &n.inputs {
+                readers[v.index()] += 1;
+            }
+        }
+        let mut is_output = vec![false; nv];
+        for &v in graph.outputs() {
+            is_output[v.index()] = true;
+        }
+        let const_slot = |v: ValueId,
+                          slot: &mut Vec<Option<Slot>>,
+                          consts: &mut Vec<Tensor>|
+         -> Result<Option<Slot>> {
+            if let Some(s) = slot[v.index()] {
+                return Ok(Some(s));
+            }
+            if let ValueDef::Const(d) = &graph.value(v).def {
+                let t = Tensor::from_data(d).map_err(|e| {
+                    InterpError::Internal(format!("constant '{}': {e}", graph.value(v).name))
+                })?;
+                consts.push(t);
+                let s = Slot::Const(consts.len() - 1);
+                slot[v.index()] = Some(s);
+                return Ok(Some(s));
+            }
+            Ok(None)
+        };
+        let ids: Vec<NodeId> = graph.node_ids();
+        let mut fused_away = vec![false; ids.len()];
+        let mut steps = Vec::with_capacity(ids.len());
+        for (pos, &id) in ids.iter().enumerate() {
+            if fused_away[pos] {
+                continue;
+            }
+            let node = graph.node(id);
+            let mut in_slots = Vec::with_capacity(node.inputs.len());
+            for &v in &node.inputs {
+                match const_slot(v, &mut slot, &mut consts)? {
+                    Some(s) => in_slots.push(s),
+                    None => {
+                        return Err(InterpError::Node {
+                            node: node.name.clone(),
+                            op: node.op.name().into(),
+                            msg: format!(
+                                "reads '{}', which nothing defines before it",
+                                graph.value(v).name
+                            ),
+                        })
+                    }
+                }
+            }
+            let mut kind = Kind::Generic;
+            let mut last_outputs = node.outputs.clone();
+            if let Op::Conv(attrs) = &node.op {
+                let w_const = node.inputs.get(1).is_some_and(|&v| graph.value(v).is_const());
+                let b_const = node.inputs.get(2).is_none_or(|&v| graph.value(v).is_const());
+                if w_const && b_const && node.outputs.len() == 1 {
+                    let get = |i: usize| {
+                        node.inputs.get(i).map(|_| match in_slots[i] {
+                            Slot::Const(c) => &consts[c],
+                            Slot::Dyn(_) => unreachable!("invariant: checked constant above"),
+                        })
+                    };
+                    let named = |e| name_error(e, &node.name, &node.op);
+                    // The fusable chain after the conv: [BatchNorm] [activation].
+                    let (chain, chain_out) = fusion_chain(graph, &ids, pos, &readers, &is_output);
+                    let w = get(1).expect("invariant: conv has weights");
+                    kind = match w {
+                        Tensor::F32(wa) => {
+                            let b = get(2)
+                                .map(|b| {
+                                    f32::view(b).ok_or_else(|| {
+                                        named(ops::bad("bias dtype differs from weights"))
+                                    })
+                                })
+                                .transpose()?;
+                            let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
+                            let epi = epilogue::<f32>(graph, &ids, &chain);
+                            Kind::ConvF32(Box::new(pc), epi)
+                        }
+                        Tensor::F64(wa) => {
+                            let b = get(2)
+                                .map(|b| {
+                                    f64::view(b).ok_or_else(|| {
+                                        named(ops::bad("bias dtype differs from weights"))
+                                    })
+                                })
+                                .transpose()?;
+                            let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
+                            let epi = epilogue::<f64>(graph, &ids, &chain);
+                            Kind::ConvF64(Box::new(pc), epi)
+                        }
+                        _ => Kind::Generic,
+                    };
+                    if !matches!(kind, Kind::Generic) {
+                        for &p in &chain {
+                            fused_away[p] = true;
+                        }
+                        if let Some(o) = chain_out {
+                            last_outputs = vec![o];
+                        }
+                    }
+                }
+            }
+            let mut outputs = Vec::with_capacity(last_outputs.len());
+            for &o in &last_outputs {
+                slot[o.index()] = Some(Slot::Dyn(n_dyn));
+                outputs.push(n_dyn);
+                n_dyn += 1;
+            }
+            steps.push(Step {
+                name: node.name.clone(),
+                op: node.op.clone(),
+                kind,
+                inputs: in_slots,
+                outputs,
+                out_types: last_outputs.iter().map(|&o| graph.ty(o).clone()).collect(),
+                free: Vec::new(),
+                own: None,
+            });
+        }
+        let mut outputs = Vec::with_capacity(graph.outputs().len());
+        for &v in graph.outputs() {
+            match const_slot(v, &mut slot, &mut consts)? {
+                Some(s) => outputs.push(s),
+                None => {
+                    return Err(InterpError::Internal(format!(
+                        "graph output '{}' is not defined",
+                        graph.value(v).name
+                    )))
+                }
+            }
+        }
+        plan_lifetimes(&mut steps, &outputs, n_dyn);
+        Ok(Runner { consts, steps, n_dyn, inputs, outputs })
+    }
+
+    /// Runs the graph on `inputs` (in graph-input order), returning the graph's outputs in
+    /// order. Each input's dtype and shape must match the graph's.
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        if inputs.len() != self.inputs.len() {
+            return Err(InterpError::Input {
+                name: "(all)".into(),
+                msg: format!("the graph has {} inputs, {} given", self.inputs.len(), inputs.len()),
+            });
+        }
+        let mut env: Vec<Option<Tensor>> = Vec::with_capacity(self.n_dyn);
+        env.resize_with(self.n_dyn, || None);
+        for ((slot, name, ty), t) in self.inputs.iter().zip(inputs) {
+            if t.dtype() != ty.dtype || t.shape() != ty.shape.as_slice() {
+                return Err(InterpError::Input {
+                    name: name.clone(),
+                    msg: format!("expected {}{:?}, got {}", ty.dtype, ty.shape, t.type_string()),
+                });
+            }
+            env[*slot] = Some(t);
+        }
+        for step in &self.steps {
+            let outs =
+                self.exec(step, &mut env).map_err(|e| name_error(e, &step.name, &step.op))?;
+            if outs.len() < step.outputs.len() {
+                return Err(InterpError::Internal(format!(
+                    "node '{}' produced {} outputs, the graph has {}",
+                    step.name,
+                    outs.len(),
+                    step.outputs.len()
+                )));
+            }
+            for ((t, &s), ty) in outs.into_iter().zip(&step.outputs).zip(&step.out_types) {
+                if t.dtype() != ty.dtype || t.shape() != ty.shape.as_slice() {
+                    return Err(InterpError::Node {
+                        node: step.name.clone(),
+                        op: step.op.name().into(),
+                        msg: format!(
+                            "produced {}, the graph says {}{:?}",
+                            t.type_string(),
+                            ty.dtype,
+                            ty.shape
+                        ),
+                    });
+                }
+                env[s] = Some(t);
+            }
+            for &s in &step.free {
+                env[s] = None;
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|s| match *s {
+                Slot::Const(c) => Ok(self.consts[c].clone()),
+                Slot::Dyn(d) => env[d]
+                    .clone()
+                    .ok_or_else(|| InterpError::Internal("an output was freed".into())),
+            })
+            .collect()
+    }
+
+    fn exec(&self, step: &Step, env: &mut [Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let owned = match (step.own, step.own.map(|i| step.inputs[i])) {
+            (Some(i), Some(Slot::Dyn(s))) => env[s].take().map(|t| (i, t)),
+            _ => None,
+        };
+        let get = |s: &Slot| -> Result<&Tensor> {
+            match *s {
+                Slot::Const(c) => Ok(&self.consts[c]),
+                Slot::Dyn(d) => env[d]
+                    .as_ref()
+                    .ok_or_else(|| InterpError::Internal("a freed value is read".into())),
+            }
+        };
+        let n_out = step.outputs.len();
+        if let Some((i, t)) = owned {
+            let rest: Vec<&Tensor> = step
+                .inputs
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != i)
+                .map(|(_, s)| get(s))
+                .collect::<Result<_>>()?;
+            return eval_owned(&step.op, i, t, &rest, n_out);
+        }
+        let ins: Vec<&Tensor> = step.inputs.iter().map(get).collect::<Result<_>>()?;
+        match &step.kind {
+            Kind::Generic => ops::eval(&step.op, &ins, n_out),
+            Kind::ConvF32(pc, epi) => match ins.first() {
+                Some(Tensor::F32(x)) => Ok(vec![Tensor::F32(pc.run(x, epi)?)]),
+                _ => Err(ops::bad("conv input dtype differs from weights")),
+            },
+            Kind::ConvF64(pc, epi) => match ins.first() {
+                Some(Tensor::F64(x)) => Ok(vec![Tensor::F64(pc.run(x, epi)?)]),
+                _ => Err(ops::bad("conv input dtype differs from weights")),
+            },
+        }
+    }
+}
+
+/// Evaluates an op that may update input `i` (owned) in place; `rest` are the other inputs
+/// in order.
+fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> Result<Vec<Tensor>> {
+    let one = |t: Tensor| Ok(vec![t]);
+    match op {
+        Op::Relu
+        | Op::LeakyRelu { .. }
+        | Op::Sigmoid
+        | Op::HardSigmoid { .. }
+        | Op::HardSwish
+        | Op::Tanh => one(activation::unary(op, t)?),
+        Op::Clip => one(activation::clip(t, rest)?),
+        Op::BatchNorm { epsilon } => one(activation::batch_norm(*epsilon, t, rest)?),
+        Op::Add | Op::Sub | Op::Mul | Op::Div => {
+            one(elementwise::binary_in_place(op, t, rest[0], i == 0)?)
+        }
+        Op::Reshape { shape: s } => one(shape::reshape(s, t)?),
+        Op::Flatten { axis } => one(shape::flatten(*axis, t)?),
+        Op::Squeeze { axes } => one(shape::squeeze(axes, t)?),
+        Op::Unsqueeze { axes } => one(shape::unsqueeze(axes, t)?),
+        Op::Identity => one(t),
+        Op::Dropout => shape::dropout(t, n_out),
+        _ => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
+    }
+}
+
+/// Whether an op may take input 0 (or, for the binary ops, 0 or 1) and update it in place.
+fn in_place_inputs(op: &Op) -> &'static [usize] {
+    match op {
+        Op::Relu
+        | Op::LeakyRelu { .. }
+        | Op::Sigmoid
+        | Op::HardSigmoid { .. }
+        | Op::HardSwish
+        | Op::Tanh
+        | Op::Clip
+        | Op::BatchNorm { .. }
+        | Op::Reshape { .. }
+        | Op::Flatten { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout => &[0],
+        Op::Add | Op::Sub | Op::Mul | Op::Div => &[0, 1],
+        _ => &[],
+    }
+}
+
+/// Sets each step's `free` list (slots read for the last time there, or never read) and its
+/// in-place input.
+fn plan_lifetimes(steps: &mut [Step], outputs: &[Slot], n_dyn: usize) {
+    const NEVER: usize = usize::MAX;
+    let mut last: Vec<Option<usize>> = vec![None; n_dyn];
+    for (i, st) in steps.iter().enumerate() {
+        for s in &st.inputs {
+            if let Slot::Dyn(d) = *s {
+                last[d] = Some(i);
+            }
+        }
+    }
+    for s in outputs {
+        if let Slot::Dyn(d) = *s {
+            last[d] = Some(NEVER);
+        }
+    }
+    for i in 0..steps.len() {
+        let st = &steps[i];
+        let mut free: Vec<usize> = st
+            .inputs
+            .iter()
+            .filter_map(|s| match *s {
+                Slot::Dyn(d) if last[d] == Some(i) => Some(d),
+                _ => None,
+            })
+            .collect();
+        free.extend(st.outputs.iter().copied().filter(|&o| last[o].is_none()));
+        free.sort_unstable();
+        free.dedup();
+        let own = if matches!(st.kind, Kind::Generic) {
+            in_place_inputs(&st.op).iter().copied().find(|&j| match st.inputs.get(j) {
+                Some(&Slot::Dyn(d)) => {
+                    last[d] == Some(i)
+                        && st.inputs.iter().filter(|&&s| s == Slot::Dyn(d)).count() == 1
+                }
+                _ => false,
+            })
+        } else {
+            None
+        };
+        let st = &mut steps[i];
+        st.free = free;
+        st.own = own;
+    }
+}
+
+/// The arena positions of a BatchNorm and/or activation that can be fused after the conv at
+/// `pos`, and the value the chain's last op defines.
+fn fusion_chain(
+    g: &Graph,
+    ids: &[NodeId],
+    pos: usize,
+    readers: &[usize],
+    is_output: &[bool],
+) -> (Vec<usize>, Option<ValueId>) {
+    let mut chain = Vec::new();
+    let mut cur = g.node(ids[pos]).outputs[0];
+    let mut p = pos;
+    let mut stage = 0; // 0: BN or act allowed, 1: act allowed
+    while stage < 2 {
+        if readers[cur.index()] != 1 || is_output[cur.index()] {
+            break;
+        }
+        // The sole reader: search forward (it comes later in execution order).
+        let Some(q) = (p + 1..ids.len()).find(|&q| g.node(ids[q]).inputs.contains(&cur)) else {
+            break;
+        };
+        let n = g.node(ids[q]);
+        if n.inputs[0] != cur || n.outputs.len() != 1 {
+            break;
+        }
+        let consts_after = n.inputs[1..].iter().all(|&v| g.value(v).is_const());
+        let ok = match &n.op {
+            Op::BatchNorm { .. } if stage == 0 => n.inputs.len() == 5 && consts_after,
+            op => fusable_act(g, op, &n.inputs).is_some(),
+        };
+        if !ok {
+            break;
+        }
+        stage = if matches!(n.op, Op::BatchNorm { .. }) { 1 } else { 2 };
+        chain.push(q);
+        cur = n.outputs[0];
+        p = q;
+    }
+    let out = chain.last().map(|_| cur);
+    (chain, out)
+}
+
+/// The epilogue of a fusion chain (BN coefficients computed as the BatchNorm kernel does).
+fn epilogue<T: Float>(g: &Graph, ids: &[NodeId], chain: &[usize]) -> Epilogue<T> {
+    let mut epi = Epilogue::default();
+    for &q in chain {
+        let n = g.node(ids[q]);
+        match &n.op {
+            Op::BatchNorm { epsilon } => {
+                let p: Vec<Vec<T>> = n.inputs[1..]
+                    .iter()
+                    .map(|&v| {
+                        let d = g
+                            .value(v)
+                            .const_data()
+                            .expect("invariant: fusion_chain checked constants");
+                        d.to_f64_vec().into_iter().map(T::of).collect()
+                    })
+                    .collect();
+                epi.affine = Some(bn_coefficients(*epsilon, &p[0], &p[1], &p[2], &p[3]));
+            }
+            op => epi.act = fusable_act(g, op, &n.inputs),
+        }
+    }
+    epi
+}

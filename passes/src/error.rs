@@ -1,0 +1,23 @@
+//! Errors of the passes.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum PassError {
+    /// A node the pass cannot handle (names the node): a user-facing limitation.
+    #[error("{pass}: node '{node}' ({op}): {msg}")]
+    Node { pass: &'static str, node: String, op: String, msg: String },
+    /// Bad settings (bits out of range, unknown layer name in an override file...).
+    #[error("{0}")]
+    Config(String),
+    /// A pass needs something it was not given (calibration data...).
+    #[error("{0}")]
+    Missing(String),
+    #[error(transparent)]
+    Interp(#[from] cimc_interp::InterpError),
+    /// A broken invariant: a bug in cimc.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = PassError> = std::result::Result<T, E>;

@@ -1,0 +1,92 @@
+//! Helpers shared by passes: which ops are exact on codes, which input of a node holds weights
+//! and along which axis its output channels lie, and quantization parameters from a range.
+
+use cimc_ir::{Graph, NodeId, Op, QuantParams, ValueId};
+
+/// Ops whose output codes are a rearrangement of their input codes (same quantization).
+pub fn is_pass_through(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::MaxPool(_)
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Dropout
+            | Op::Pad { .. }
+            | Op::Slice { .. }
+    )
+}
+
+/// Ops that stay in float at the end of a program (after a Dequantize).
+pub fn is_float_epilogue(op: &Op) -> bool {
+    matches!(op, Op::Softmax { .. })
+}
+
+/// The weight input of a matrix op and the axis of the weight tensor along which its output
+/// channels lie: Conv `[M, C/g, k..]` → axis 0; Gemm B `[K, N]` → 1, or `[N, K]` (transB) → 0;
+/// MatMul B `[K, N]` → 1.
+pub fn weight_input(op: &Op) -> Option<(usize, usize)> {
+    match op {
+        Op::Conv(_) => Some((1, 0)),
+        Op::Gemm { trans_b, .. } => Some((1, if *trans_b { 0 } else { 1 })),
+        Op::MatMul => Some((1, 1)),
+        _ => None,
+    }
+}
+
+/// The constant weight input of a matrix node, with its channel axis.
+pub fn const_weight(g: &Graph, n: NodeId) -> Option<(ValueId, usize)> {
+    let node = g.node(n);
+    let (slot, axis) = weight_input(&node.op)?;
+    let v = *node.inputs.get(slot)?;
+    g.value(v).is_const().then_some((v, axis))
+}
+
+/// Per-tensor activation parameters for the real range `[lo, hi]` (widened to contain 0) at
+/// `bits`: unsigned with zero point 0 when `lo >= 0`; otherwise signed symmetric (`signed`) or
+/// unsigned with a zero point.
+pub fn activation_params(lo: f32, hi: f32, bits: u8, signed: bool) -> QuantParams {
+    let lo = lo.min(0.0);
+    let hi = hi.max(0.0);
+    let levels = ((1u64 << bits) - 1) as f32;
+    if lo >= 0.0 {
+        let s = if hi > 0.0 { hi / levels } else { 1.0 };
+        return QuantParams { bits, signed: false, scale: vec![s], zero_point: vec![0], axis: None };
+    }
+    if signed {
+        let half = ((1u64 << (bits - 1)) - 1) as f32;
+        let m = (-lo).max(hi);
+        let s = if m > 0.0 { m / half } else { 1.0 };
+        return QuantParams { bits, signed: true, scale: vec![s], zero_point: vec![0], axis: None };
+    }
+    let s = (hi - lo) / levels;
+    let s = if s > 0.0 { s } else { 1.0 };
+    let z = (-lo / s).round_ties_even().clamp(0.0, levels) as i32;
+    QuantParams { bits, signed: false, scale: vec![s], zero_point: vec![z], axis: None }
+}
+
+/// The dtype that stores codes of `bits` bits.
+pub fn code_dtype(bits: u8, signed: bool) -> cimc_ir::DType {
+    use cimc_ir::DType;
+    match (bits <= 8, signed) {
+        (true, true) => DType::I8,
+        (true, false) => DType::U8,
+        (false, true) => DType::I16,
+        (false, false) => DType::U16,
+    }
+}
+
+/// Values `data` (row-major, `shape`) grouped by index along `axis`: `out[c]` holds the values
+/// of channel `c`.
+pub fn by_channel(data: &[f32], shape: &[usize], axis: usize) -> Vec<Vec<f32>> {
+    let c = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let mut out = vec![Vec::with_capacity(data.len() / c.max(1)); c];
+    for (i, &v) in data.iter().enumerate() {
+        out[(i / inner.max(1)) % c].push(v);
+    }
+    out
+}
