@@ -2,6 +2,8 @@
 
 pub mod error;
 pub mod npy;
+pub mod model;
 pub mod onnx;
+pub mod tensor_util;
 
 pub use error::{Error, Result};

@@ -290,8 +290,11 @@ impl Graph {
                     }
                 }
             }
-            let outs =
-                node.outputs.iter().map(|&v| (self.values[v.index()].name.clone(), self.values[v.index()].ty.clone())).collect();
+            let outs = node
+                .outputs
+                .iter()
+                .map(|&v| (self.values[v.index()].name.clone(), self.values[v.index()].ty.clone()))
+                .collect();
             let nid = new_graph.add_node(node.name.clone(), node.op.clone(), inputs, outs);
             for (k, &v) in node.outputs.iter().enumerate() {
                 vmap[v.index()] = Some(new_graph.node(nid).outputs[k]);

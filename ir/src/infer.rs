@@ -35,11 +35,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
             }
             Ok(vec![plain(x)])
         }
-        Op::LeakyRelu { .. }
-        | Op::Sigmoid
-        | Op::HardSigmoid { .. }
-        | Op::HardSwish
-        | Op::Tanh => {
+        Op::LeakyRelu { .. } | Op::Sigmoid | Op::HardSigmoid { .. } | Op::HardSwish | Op::Tanh => {
             arity(inputs, 1, 1)?;
             outs(n_outputs, 1, 1)?;
             float_input(inputs[0], "input")?;
@@ -111,9 +107,11 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
                 return Err(format!("expected numeric inputs, got {}", show(a)));
             }
             same_dtype(a, b, "the second input")?;
-            Ok(vec![TensorType::new(a.dtype, broadcast(&a.shape, &b.shape).map_err(|_| {
-                format!("cannot broadcast {} with {}", show(a), show(b))
-            })?)])
+            Ok(vec![TensorType::new(
+                a.dtype,
+                broadcast(&a.shape, &b.shape)
+                    .map_err(|_| format!("cannot broadcast {} with {}", show(a), show(b)))?,
+            )])
         }
         Op::Concat { axis } => {
             if inputs.is_empty() {
@@ -151,7 +149,10 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
             outs(n_outputs, 1, 1)?;
             let x = inputs[0];
             if !is_permutation(perm, x.rank()) {
-                return Err(format!("perm {perm:?} is not a permutation of the axes of {}", show(x)));
+                return Err(format!(
+                    "perm {perm:?} is not a permutation of the axes of {}",
+                    show(x)
+                ));
             }
             Ok(vec![TensorType::new(x.dtype, perm.iter().map(|&p| x.shape[p]).collect())])
         }
@@ -247,7 +248,10 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
             float_input(inputs[1], "scale")?;
             if let Some(zp) = inputs.get(2) {
                 if zp.dtype != *to {
-                    return Err(format!("zero point {} does not have the output dtype {to}", show(zp)));
+                    return Err(format!(
+                        "zero point {} does not have the output dtype {to}",
+                        show(zp)
+                    ));
                 }
             }
             quant_params(x, inputs, *axis, *block_size)?;
@@ -316,9 +320,7 @@ pub fn window_output(
         ));
     }
     if padded < eff {
-        return Err(format!(
-            "padded size {padded} is smaller than the dilated kernel {eff}"
-        ));
+        return Err(format!("padded size {padded} is smaller than the dilated kernel {eff}"));
     }
     let span = padded - eff;
     let mut out = span / stride + 1;
@@ -341,10 +343,20 @@ fn conv(a: &ConvAttrs, inputs: &[&TensorType]) -> R<TensorType> {
     float_input(x, "input")?;
     same_dtype(x, w, "weight")?;
     if x.rank() != n + 2 {
-        return Err(format!("expected {}-D input [N,C{}], got {}", n + 2, spatial_names(n), show(x)));
+        return Err(format!(
+            "expected {}-D input [N,C{}], got {}",
+            n + 2,
+            spatial_names(n),
+            show(x)
+        ));
     }
     if w.rank() != n + 2 {
-        return Err(format!("expected {}-D weight [M,C/group{}], got {}", n + 2, spatial_names(n), show(w)));
+        return Err(format!(
+            "expected {}-D weight [M,C/group{}], got {}",
+            n + 2,
+            spatial_names(n),
+            show(w)
+        ));
     }
     if w.shape[2..] != a.kernel[..] {
         return Err(format!("weight {} does not match kernel {:?}", show(w), a.kernel));
@@ -370,8 +382,16 @@ fn conv(a: &ConvAttrs, inputs: &[&TensorType]) -> R<TensorType> {
     }
     let mut shape = vec![x.shape[0], m];
     for i in 0..n {
-        let o = window_output(x.shape[2 + i], a.pads[i], a.pads[n + i], a.kernel[i], a.strides[i], a.dilations[i], false)
-            .map_err(|e| format!("spatial dim {i} of {}: {e}", show(x)))?;
+        let o = window_output(
+            x.shape[2 + i],
+            a.pads[i],
+            a.pads[n + i],
+            a.kernel[i],
+            a.strides[i],
+            a.dilations[i],
+            false,
+        )
+        .map_err(|e| format!("spatial dim {i} of {}: {e}", show(x)))?;
         shape.push(o);
     }
     Ok(TensorType::new(x.dtype, shape))
@@ -384,12 +404,25 @@ fn pool(a: &PoolAttrs, x: &TensorType) -> R<TensorType> {
         return Err("the kernel has no spatial dims".into());
     }
     if x.rank() != n + 2 {
-        return Err(format!("expected {}-D input [N,C{}], got {}", n + 2, spatial_names(n), show(x)));
+        return Err(format!(
+            "expected {}-D input [N,C{}], got {}",
+            n + 2,
+            spatial_names(n),
+            show(x)
+        ));
     }
     let mut shape = x.shape[..2].to_vec();
     for i in 0..n {
-        let o = window_output(x.shape[2 + i], a.pads[i], a.pads[n + i], a.kernel[i], a.strides[i], a.dilations[i], a.ceil_mode)
-            .map_err(|e| format!("spatial dim {i} of {}: {e}", show(x)))?;
+        let o = window_output(
+            x.shape[2 + i],
+            a.pads[i],
+            a.pads[n + i],
+            a.kernel[i],
+            a.strides[i],
+            a.dilations[i],
+            a.ceil_mode,
+        )
+        .map_err(|e| format!("spatial dim {i} of {}: {e}", show(x)))?;
         shape.push(o);
     }
     Ok(TensorType::new(x.dtype, shape))
@@ -558,22 +591,36 @@ fn slice(x: &TensorType, axes: &[crate::SliceAxis]) -> R<TensorType> {
         if !ok {
             return Err(format!(
                 "slice {}:{}:{} of axis {} ({}) is not normalized",
-                s.start, s.end, s.step, s.axis, show(x)
+                s.start,
+                s.end,
+                s.step,
+                s.axis,
+                show(x)
             ));
         }
         let span = (s.end - s.start) as i128;
         let step = s.step as i128;
-        let len = if span * step.signum() <= 0 { 0 } else { (span.abs() + step.abs() - 1) / step.abs() };
+        let len =
+            if span * step.signum() <= 0 { 0 } else { (span.abs() + step.abs() - 1) / step.abs() };
         shape[s.axis] = len as usize;
     }
     Ok(TensorType::new(x.dtype, shape))
 }
 
-fn quant_params(x: &TensorType, inputs: &[&TensorType], axis: Option<usize>, block: usize) -> R<()> {
+fn quant_params(
+    x: &TensorType,
+    inputs: &[&TensorType],
+    axis: Option<usize>,
+    block: usize,
+) -> R<()> {
     let scale = inputs[1];
     if let Some(zp) = inputs.get(2) {
         if zp.shape != scale.shape {
-            return Err(format!("zero point {} and scale {} differ in shape", show(zp), show(scale)));
+            return Err(format!(
+                "zero point {} and scale {} differ in shape",
+                show(zp),
+                show(scale)
+            ));
         }
     }
     match axis {

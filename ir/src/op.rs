@@ -72,13 +72,20 @@ pub enum Op {
     /// inputs: x `[N,C,D..]`, w `[M,C/group,K..]`, optional bias `[M]`.
     Conv(ConvAttrs),
     /// inputs: x, scale, bias, mean, var (each `[C]`). Inference mode only.
-    BatchNorm { epsilon: f32 },
+    BatchNorm {
+        epsilon: f32,
+    },
     Relu,
     /// inputs: x, min, max (scalars; the importer supplies the dtype's bounds when absent).
     Clip,
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
     Sigmoid,
-    HardSigmoid { alpha: f32, beta: f32 },
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
     HardSwish,
     Tanh,
     /// outputs: y, optional indices (i64).
@@ -86,7 +93,12 @@ pub enum Op {
     AveragePool(PoolAttrs),
     GlobalAveragePool,
     /// inputs: a, b, optional c (unidirectionally broadcastable to `[M,N]`).
-    Gemm { alpha: f32, beta: f32, trans_a: bool, trans_b: bool },
+    Gemm {
+        alpha: f32,
+        beta: f32,
+        trans_a: bool,
+        trans_b: bool,
+    },
     /// numpy matmul semantics (1-D promotion, batch broadcasting).
     MatMul,
     /// numpy broadcasting; integer Div truncates toward zero.
@@ -94,33 +106,65 @@ pub enum Op {
     Sub,
     Mul,
     Div,
-    Concat { axis: usize },
-    Flatten { axis: usize },
+    Concat {
+        axis: usize,
+    },
+    Flatten {
+        axis: usize,
+    },
     /// The output shape, resolved (no 0 or -1 left).
-    Reshape { shape: Vec<usize> },
-    Transpose { perm: Vec<usize> },
+    Reshape {
+        shape: Vec<usize>,
+    },
+    Transpose {
+        perm: Vec<usize>,
+    },
     /// Sorted, non-negative axes.
-    Squeeze { axes: Vec<usize> },
+    Squeeze {
+        axes: Vec<usize>,
+    },
     /// Sorted, non-negative axes of the output.
-    Unsqueeze { axes: Vec<usize> },
+    Unsqueeze {
+        axes: Vec<usize>,
+    },
     /// `coerce_2d`: opset < 13 semantics (flatten to 2-D at `axis`, softmax over the second).
-    Softmax { axis: usize, coerce_2d: bool },
+    Softmax {
+        axis: usize,
+        coerce_2d: bool,
+    },
     Identity,
     /// Inference mode: y = x; optional output mask (bool, all true).
     Dropout,
     /// inputs: x, optional constant value (scalar). `pads` = `[begin.., end..]` over every axis;
     /// negative entries crop.
-    Pad { mode: PadMode, pads: Vec<i64> },
+    Pad {
+        mode: PadMode,
+        pads: Vec<i64>,
+    },
     /// inputs: data, indices (i32/i64, negative counts from the end).
-    Gather { axis: usize },
+    Gather {
+        axis: usize,
+    },
     /// One entry per sliced axis.
-    Slice { axes: Vec<SliceAxis> },
-    Cast { to: DType },
+    Slice {
+        axes: Vec<SliceAxis>,
+    },
+    Cast {
+        to: DType,
+    },
     /// inputs: x (f32), scale, optional zero point (its dtype is the output dtype).
     /// `axis`: per-axis scale; `block_size` > 0: blocked quantization along `axis`.
-    QuantizeLinear { axis: Option<usize>, block_size: usize, saturate: bool, to: DType },
+    QuantizeLinear {
+        axis: Option<usize>,
+        block_size: usize,
+        saturate: bool,
+        to: DType,
+    },
     /// inputs: x (integer), scale, optional zero point.
-    DequantizeLinear { axis: Option<usize>, block_size: usize },
+    DequantizeLinear {
+        axis: Option<usize>,
+        block_size: usize,
+    },
 }
 
 impl Op {

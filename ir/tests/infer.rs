@@ -33,7 +33,13 @@ fn conv(kernel: &[usize], strides: &[usize], pads: &[usize], dil: &[usize], grou
     })
 }
 
-fn pool(kernel: &[usize], strides: &[usize], pads: &[usize], dil: &[usize], ceil: bool) -> PoolAttrs {
+fn pool(
+    kernel: &[usize],
+    strides: &[usize],
+    pads: &[usize],
+    dil: &[usize],
+    ceil: bool,
+) -> PoolAttrs {
     PoolAttrs {
         kernel: kernel.to_vec(),
         strides: strides.to_vec(),
@@ -120,7 +126,9 @@ fn global_pool_batchnorm_activations() {
     assert_eq!(one(&bn, &[x.clone(), c.clone(), c.clone(), c.clone(), c.clone()]), x);
     let e = err(&bn, &[x.clone(), c.clone(), c.clone(), f(&[7]), c.clone()], 1);
     assert!(e.contains("mean [8]"), "{e}");
-    for op in [Op::Relu, Op::Sigmoid, Op::Tanh, Op::HardSwish, Op::LeakyRelu { alpha: 0.1 }, Op::Identity] {
+    for op in
+        [Op::Relu, Op::Sigmoid, Op::Tanh, Op::HardSwish, Op::LeakyRelu { alpha: 0.1 }, Op::Identity]
+    {
         assert_eq!(one(&op, &[x.clone()]), x);
     }
     assert_eq!(one(&Op::Relu, &[t(DType::I32, &[3])]), t(DType::I32, &[3]));
@@ -203,7 +211,8 @@ fn pad_and_slice() {
 #[test]
 fn quantize_and_dequantize() {
     let x = f(&[1, 3, 3, 2]);
-    let q = |axis, block| Op::QuantizeLinear { axis, block_size: block, saturate: true, to: DType::I8 };
+    let q =
+        |axis, block| Op::QuantizeLinear { axis, block_size: block, saturate: true, to: DType::I8 };
     let y = one(&q(None, 0), &[x.clone(), f(&[]), t(DType::I8, &[])]);
     assert_eq!(y, t(DType::I8, &[1, 3, 3, 2]));
     let y = one(&q(Some(1), 0), &[x.clone(), f(&[3]), t(DType::I8, &[3])]);

@@ -68,8 +68,11 @@ fn bad_text_gives_positioned_errors() {
     let mut failures = Vec::new();
     for (text, line, col, words) in bad_cases() {
         match parse(&text) {
-            Err(IrError::Parse { line: l, col: c, msg }) if l == line && c == col && msg.contains(words) => {}
-            other => failures.push(format!("{text:?}\n  want {line}:{col} {words:?}\n  got  {other:?}")),
+            Err(IrError::Parse { line: l, col: c, msg })
+                if l == line && c == col && msg.contains(words) => {}
+            other => {
+                failures.push(format!("{text:?}\n  want {line}:{col} {words:?}\n  got  {other:?}"))
+            }
         }
     }
     assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
@@ -95,7 +98,8 @@ fn no_panic(text: &str) {
 /// replaced by a character that matters to the grammar.
 #[test]
 fn truncated_and_mutated_cases_do_not_panic() {
-    let subst = ['"', '%', '@', '[', ']', '(', ')', '{', '}', ',', '=', ':', '-', '9', '\\', '\n', 'x'];
+    let subst =
+        ['"', '%', '@', '[', ']', '(', ')', '{', '}', ',', '=', ':', '-', '9', '\\', '\n', 'x'];
     for (_, text) in common::cases() {
         let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
         for &i in &bounds {

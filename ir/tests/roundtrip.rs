@@ -77,7 +77,8 @@ fn f32t(shape: &[usize]) -> TensorType {
 fn built_graph_roundtrips() {
     let mut g = Graph::new("built");
     let x = g.add_input("x", f32t(&[1, 2, 5, 5]));
-    let w = g.add_const("w", TensorData::from_f32(vec![3, 2, 1, 1], &[0.5, -0.25, 1.0, 2.0, 3.0, 4.0]));
+    let w =
+        g.add_const("w", TensorData::from_f32(vec![3, 2, 1, 1], &[0.5, -0.25, 1.0, 2.0, 3.0, 4.0]));
     let conv = Op::Conv(ConvAttrs {
         kernel: vec![1, 1],
         strides: vec![1, 1],
@@ -94,7 +95,8 @@ fn built_graph_roundtrips() {
     let late = g.add_const("late", TensorData::from_f32(vec![3], &[nan, f32::NAN, -0.0]));
     let odd = TensorData::from_raw(DType::Bool, vec![3], bytes::Bytes::from(vec![0u8, 1, 7]));
     let odd = g.add_const("odd", odd.expect("3 bytes"));
-    let q = QuantParams { bits: 3, signed: true, scale: vec![nan], zero_point: vec![9], axis: Some(7) };
+    let q =
+        QuantParams { bits: 3, signed: true, scale: vec![nan], zero_point: vec![9], axis: Some(7) };
     let qi = g.add_input("qi", TensorType { dtype: DType::F64, shape: vec![], quant: Some(q) });
     let pool = PoolAttrs {
         kernel: vec![2],
@@ -145,14 +147,26 @@ fn removed_nodes_are_not_printed() {
     g.remove_node(n);
     g.set_outputs(vec![c, x]);
     let text = check_roundtrip(&g);
-    assert_eq!(text, "graph g {\n  input %x : f32[2]\n  const @c : f32[1] = [1.0]\n  output @c, %x\n}\n");
+    assert_eq!(
+        text,
+        "graph g {\n  input %x : f32[2]\n  const @c : f32[1] = [1.0]\n  output @c, %x\n}\n"
+    );
 }
 
 #[test]
 fn display_of_types() {
-    let q = QuantParams { bits: 4, signed: false, scale: vec![0.02, 1e-9], zero_point: vec![0, 15], axis: Some(1) };
+    let q = QuantParams {
+        bits: 4,
+        signed: false,
+        scale: vec![0.02, 1e-9],
+        zero_point: vec![0, 15],
+        axis: Some(1),
+    };
     let t = TensorType { dtype: DType::U8, shape: vec![1, 2], quant: Some(q) };
-    assert_eq!(t.to_string(), "u8[1,2] q(bits=4, unsigned, scale=[0.02, 1e-9], zp=[0, 15], axis=1)");
+    assert_eq!(
+        t.to_string(),
+        "u8[1,2] q(bits=4, unsigned, scale=[0.02, 1e-9], zp=[0, 15], axis=1)"
+    );
     assert_eq!(f32t(&[]).to_string(), "f32[]");
 }
 

@@ -12,6 +12,7 @@
 pub mod calibrate;
 pub mod config;
 pub mod error;
+pub mod quantize;
 mod util;
 
 pub use config::QuantConfig;
@@ -42,7 +43,7 @@ pub trait Pass {
 
 /// Every pass, by name, in pipeline order.
 pub fn all_passes() -> Vec<Box<dyn Pass>> {
-    vec![Box::new(calibrate::Calibrate)]
+    vec![Box::new(calibrate::Calibrate), Box::new(quantize::Quantize)]
 }
 
 pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {

@@ -21,7 +21,8 @@ pub fn listing(p: &Program) -> String {
     let _ = writeln!(s, "outputs: {}", bufs(&p.outputs));
     let _ = writeln!(s, "steps: {}", p.steps.len());
     for (i, st) in p.steps.iter().enumerate() {
-        let _ = write!(s, "  {i:>4}: ");
+        let _ = writeln!(s, "  {i:>4}: ; {}", p.origins.get(i).map_or("", String::as_str));
+        let _ = write!(s, "        ");
         step(&mut s, st);
     }
     s

@@ -12,6 +12,7 @@
 //! bumps [`FORMAT_VERSION`].
 
 pub mod listing;
+pub mod lower;
 
 use crate::arith::FixedMultiplier;
 use crate::error::{BackendError, Result};
@@ -147,6 +148,8 @@ pub struct Program {
     pub inputs: Vec<Buf>,
     pub outputs: Vec<Buf>,
     pub steps: Vec<Step>,
+    /// The IR node each step comes from (same length as `steps`), for reports and messages.
+    pub origins: Vec<String>,
 }
 
 impl Program {
@@ -186,6 +189,9 @@ impl Program {
             if b >= n {
                 return Err(BackendError::Format(format!("input/output buffer {b} does not exist")));
             }
+        }
+        if self.origins.len() != self.steps.len() {
+            return Err(BackendError::Format(format!("{} steps but {} origins", self.steps.len(), self.origins.len())));
         }
         for (i, s) in self.steps.iter().enumerate() {
             for b in step_buffers(s) {

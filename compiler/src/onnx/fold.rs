@@ -19,9 +19,9 @@ pub fn eval(op: &Op, inputs: &[&TensorData], types: &[TensorType]) -> Result<Opt
         Err(_) => return Ok(None),
     };
     let refs: Vec<&cimc_interp::Tensor> = tensors.iter().collect();
-    let out = match eval_node(op, &refs, types.len()) {
-        Some(Ok(out)) => out,
-        _ => return Ok(None),
+    let out = match cimc_interp::eval_node(op, &refs, types.len()) {
+        Ok(out) => out,
+        Err(_) => return Ok(None),
     };
     if out.len() != types.len() {
         return Err(format!("folding gave {} outputs, expected {}", out.len(), types.len()));
@@ -39,14 +39,4 @@ pub fn eval(op: &Op, inputs: &[&TensorData], types: &[TensorType]) -> Result<Opt
         datas.push(t.to_data());
     }
     Ok(Some(datas))
-}
-
-/// The interpreter's single-op evaluation (`None` until it is available).
-fn eval_node(
-    op: &Op,
-    inputs: &[&cimc_interp::Tensor],
-    n_outputs: usize,
-) -> Option<Result<Vec<cimc_interp::Tensor>, cimc_interp::InterpError>> {
-    let _ = (op, inputs, n_outputs);
-    None
 }

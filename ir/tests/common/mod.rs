@@ -26,7 +26,10 @@ pub fn assert_same_graph(a: &Graph, b: &Graph) {
     assert_eq!(ins(a), ins(b), "inputs");
     let consts = |g: &Graph| {
         g.values()
-            .filter_map(|(id, v)| v.const_data().map(|d| (describe(g, id), d.dtype(), d.shape().to_vec(), d.raw().to_vec())))
+            .filter_map(|(id, v)| {
+                v.const_data()
+                    .map(|d| (describe(g, id), d.dtype(), d.shape().to_vec(), d.raw().to_vec()))
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(consts(a), consts(b), "constants");

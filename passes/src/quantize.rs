@@ -1,0 +1,258 @@
+//! `quantize`: integer codes for weights, biases and activations.
+//!
+//! Requires: every f32 activation and every Conv/Gemm/MatMul weight annotated with
+//! `QuantParams` (by `calibrate` or `fold-qdq`); Gemm with `alpha = 1` (canonicalize folds it).
+//!
+//! Does: weights become integer constants (`i8` up to 8 bits, `i16` up to 16) —
+//! `clamp(round_half_even(w / s[c]) + z[c])`; biases of Conv/Gemm become `i32` codes with scale
+//! `s_x · s_w[n]` (times Gemm's `beta`); annotated activations take the integer dtype of their
+//! codes; a `quantize_linear` follows every float graph input and a `dequantize_linear` precedes
+//! every graph output (which keeps its name), and precedes a float epilogue (Softmax).
+//!
+//! Guarantees: no f32 activation is left between integer ops; the graph's float interface is
+//! unchanged; every op left is one that `lower` turns into a program step, or the pass names the
+//! node that cannot run on codes.
+
+use crate::error::{PassError, Result};
+use crate::util::{code_dtype, const_weight, is_float_epilogue};
+use crate::{Pass, PassContext, Stats};
+use cimc_ir::{DType, Graph, NodeId, Op, QuantParams, TensorData, TensorType, ValueDef, ValueId};
+
+pub struct Quantize;
+
+fn node_err(g: &Graph, n: NodeId, msg: impl Into<String>) -> PassError {
+    let node = g.node(n);
+    PassError::Node { pass: "quantize", node: node.name.clone(), op: node.op.name().into(), msg: msg.into() }
+}
+
+/// Ops the integer program executes on codes.
+fn runs_on_codes(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Conv(_)
+            | Op::Gemm { .. }
+            | Op::MatMul
+            | Op::BatchNorm { .. }
+            | Op::Relu
+            | Op::Clip
+            | Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalAveragePool
+            | Op::Add
+            | Op::Concat { .. }
+            | Op::Flatten { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Pad { .. }
+            | Op::Identity
+            | Op::Dropout
+    )
+}
+
+/// Codes of `data` (shape `shape`) under `q`, clamped to the code range.
+pub fn codes_of(data: &[f32], shape: &[usize], q: &QuantParams) -> Vec<i32> {
+    let (lo, hi) = q.code_range();
+    let inner: usize = q.axis.map_or(1, |a| shape[a + 1..].iter().product());
+    let c = q.axis.map_or(1, |a| shape[a]);
+    data.iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            let ch = if c == 1 { 0 } else { (i / inner.max(1)) % c };
+            let s = q.scale[ch.min(q.scale.len() - 1)];
+            let z = q.zero_point[ch.min(q.zero_point.len() - 1)];
+            let v = (w / s).round_ties_even() as f64 + z as f64;
+            v.clamp(lo as f64, hi as f64) as i32
+        })
+        .collect()
+}
+
+fn code_data(shape: Vec<usize>, codes: &[i32], dtype: DType) -> TensorData {
+    match dtype {
+        DType::I8 => TensorData::from_i8(shape, &codes.iter().map(|&v| v as i8).collect::<Vec<_>>()),
+        DType::U8 => TensorData::from_u8(shape, &codes.iter().map(|&v| v as u8).collect::<Vec<_>>()),
+        DType::I16 => TensorData::from_i16(shape, &codes.iter().map(|&v| v as i16).collect::<Vec<_>>()),
+        DType::U16 => TensorData::from_u16(shape, &codes.iter().map(|&v| v as u16).collect::<Vec<_>>()),
+        _ => TensorData::from_i32(shape, codes),
+    }
+}
+
+/// Replaces constant `v` by its codes under its annotation; returns the new value.
+fn quantize_const(g: &mut Graph, v: ValueId) -> ValueId {
+    let val = g.value(v);
+    let q = val.ty.quant.clone().expect("invariant: callers pass annotated constants");
+    let data = val.const_data().expect("invariant: callers pass constants").to_f32_vec();
+    let shape = val.ty.shape.clone();
+    let dtype = code_dtype(q.bits, q.signed);
+    let codes = codes_of(&data, &shape, &q);
+    let name = format!("{}_q", val.name);
+    let nv = g.add_const(name, code_data(shape, &codes, dtype));
+    g.value_mut(nv).ty.quant = Some(q);
+    nv
+}
+
+fn set_input(g: &mut Graph, n: NodeId, slot: usize, v: ValueId) {
+    g.node_mut(n).inputs[slot] = v;
+}
+
+impl Pass for Quantize {
+    fn name(&self) -> &'static str {
+        "quantize"
+    }
+
+    fn run(&self, g: &mut Graph, _cx: &PassContext) -> Result<Stats> {
+        let mut stats = Stats::new();
+        let nodes = g.node_ids();
+        // Every op must run on codes (or be a float epilogue).
+        for &n in &nodes {
+            let op = &g.node(n).op;
+            if !runs_on_codes(op) && !is_float_epilogue(op) {
+                return Err(node_err(g, n, "this op has no integer implementation in the program"));
+            }
+        }
+        // Weights and biases.
+        for &n in &nodes {
+            let Some((w, _axis)) = const_weight(g, n) else { continue };
+            let Some(wq) = g.ty(w).quant.clone() else {
+                return Err(node_err(g, n, "its weights have no quantization parameters (run calibrate)"));
+            };
+            if let Op::Gemm { alpha, .. } = g.node(n).op {
+                if alpha != 1.0 {
+                    return Err(node_err(g, n, format!("alpha = {alpha}: run canonicalize first")));
+                }
+            }
+            let x = g.node(n).inputs[0];
+            let Some(xq) = g.ty(x).quant.clone() else {
+                return Err(node_err(g, n, "its input has no quantization parameters (run calibrate)"));
+            };
+            if xq.axis.is_some() {
+                return Err(node_err(g, n, "per-channel input quantization is not supported"));
+            }
+            let nw = quantize_const(g, w);
+            set_input(g, n, 1, nw);
+            *stats.entry("weights quantized").or_default() += 1;
+            if let Some(&b) = g.node(n).inputs.get(2) {
+                let beta = match g.node(n).op {
+                    Op::Gemm { beta, .. } => beta,
+                    _ => 1.0,
+                };
+                let bias = g.value(b).const_data().ok_or_else(|| node_err(g, n, "its bias is not a constant"))?.to_f32_vec();
+                let channels = wq.scale.len();
+                let n_out = bias.len();
+                if n_out != channels && channels != 1 {
+                    return Err(node_err(g, n, format!("bias of {n_out} values for {channels} output channels")));
+                }
+                let scale: Vec<f32> = (0..n_out).map(|c| xq.scale[0] * wq.scale[if channels == 1 { 0 } else { c }]).collect();
+                let codes: Vec<i32> = bias
+                    .iter()
+                    .zip(&scale)
+                    .map(|(&v, &s)| ((beta * v) as f64 / s as f64).round_ties_even().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+                    .collect();
+                let name = format!("{}_q", g.value(b).name);
+                let nb = g.add_const(name, TensorData::from_i32(vec![n_out], &codes));
+                g.value_mut(nb).ty.quant =
+                    Some(QuantParams { bits: 32, signed: true, scale, zero_point: vec![0; n_out], axis: Some(0) });
+                set_input(g, n, 2, nb);
+                if let Op::Gemm { beta, .. } = &mut g.node_mut(n).op {
+                    *beta = 1.0;
+                }
+                *stats.entry("biases quantized").or_default() += 1;
+            }
+        }
+        // Activations: node outputs and graph inputs take their code dtype.
+        let values: Vec<ValueId> = g.values().map(|(v, _)| v).collect();
+        for v in values {
+            let val = g.value(v);
+            if val.is_const() || val.ty.dtype != DType::F32 {
+                continue;
+            }
+            if let ValueDef::Node { node, .. } = val.def {
+                if !g.is_live(node) || is_float_epilogue(&g.node(node).op) {
+                    continue;
+                }
+            }
+            let Some(q) = val.ty.quant.clone() else {
+                if matches!(val.def, ValueDef::Input) {
+                    return Err(PassError::Missing(format!("graph input '{}' has no quantization parameters (run calibrate)", val.name)));
+                }
+                let n = g.producer(v).expect("invariant: non-input, non-const values have a producer");
+                return Err(node_err(g, n, format!("its output '{}' has no quantization parameters (run calibrate)", val.name)));
+            };
+            if q.axis.is_some() {
+                return Err(PassError::Config(format!("activation '{}': per-channel activation quantization is not supported", val.name)));
+            }
+            let dtype = code_dtype(q.bits, q.signed);
+            if matches!(val.def, ValueDef::Input) {
+                // Keep the float input; quantize right after it.
+                let name = val.name.clone();
+                let shape = val.ty.shape.clone();
+                g.value_mut(v).ty.quant = None;
+                let s = g.add_const(format!("{name}_scale"), TensorData::from_f32(vec![], &[q.scale[0]]));
+                let z = g.add_const(format!("{name}_zero_point"), code_data(vec![], &[q.zero_point[0]], dtype));
+                let qn = g.add_node(
+                    format!("{name}_quantize"),
+                    Op::QuantizeLinear { axis: None, block_size: 0, saturate: true, to: dtype },
+                    vec![v, s, z],
+                    vec![(format!("{name}_q"), TensorType { dtype, shape, quant: Some(q) })],
+                );
+                let qv = g.node(qn).outputs[0];
+                for (user, slot) in g.users(v) {
+                    if user != qn {
+                        g.node_mut(user).inputs[slot] = qv;
+                    }
+                }
+                *stats.entry("inputs quantized").or_default() += 1;
+            } else {
+                g.value_mut(v).ty.dtype = dtype;
+                *stats.entry("activations quantized").or_default() += 1;
+            }
+        }
+        // Float epilogues read dequantized values.
+        for n in g.node_ids() {
+            if !is_float_epilogue(&g.node(n).op) {
+                continue;
+            }
+            let x = g.node(n).inputs[0];
+            if g.ty(x).quant.is_some() {
+                let d = dequantize_after(g, x);
+                g.node_mut(n).inputs[0] = d;
+            }
+        }
+        // Graph outputs: dequantize, keeping the output's name.
+        let outputs = g.outputs().to_vec();
+        let mut new_outputs = Vec::with_capacity(outputs.len());
+        for o in outputs {
+            if g.ty(o).quant.is_some() && g.ty(o).dtype != DType::F32 {
+                let name = g.value(o).name.clone();
+                g.rename_value(o, &format!("{name}_q"));
+                let d = dequantize_after(g, o);
+                g.rename_value(d, &name);
+                new_outputs.push(d);
+                *stats.entry("outputs dequantized").or_default() += 1;
+            } else {
+                new_outputs.push(o);
+            }
+        }
+        g.set_outputs(new_outputs);
+        g.compact().map_err(PassError::Internal)?;
+        Ok(stats)
+    }
+}
+
+/// Adds a `dequantize_linear` of code value `x`; returns its f32 output.
+fn dequantize_after(g: &mut Graph, x: ValueId) -> ValueId {
+    let q = g.ty(x).quant.clone().expect("invariant: callers pass quantized values");
+    let dtype = g.ty(x).dtype;
+    let shape = g.ty(x).shape.clone();
+    let name = g.value(x).name.clone();
+    let s = g.add_const(format!("{name}_scale"), TensorData::from_f32(vec![], &[q.scale[0]]));
+    let z = g.add_const(format!("{name}_zero_point"), code_data(vec![], &[q.zero_point[0]], dtype));
+    let n = g.add_node(
+        format!("{name}_dequantize"),
+        Op::DequantizeLinear { axis: None, block_size: 0 },
+        vec![x, s, z],
+        vec![(format!("{name}_dq"), TensorType::new(DType::F32, shape))],
+    );
+    g.node(n).outputs[0]
+}
