@@ -2,8 +2,6 @@
 
 pub mod error;
 pub mod npy;
-pub mod model;
 pub mod onnx;
-pub mod tensor_util;
 
 pub use error::{Error, Result};

@@ -23,6 +23,7 @@ use crate::error::{IrError, Result};
 use crate::print::{const_form, ConstForm};
 use crate::{DType, Graph, TensorData, ValueDef};
 use bytes::Bytes;
+use std::collections::HashMap;
 
 pub const MAGIC: &[u8; 8] = b"CIMCDATA";
 pub const VERSION: u32 = 1;
@@ -134,6 +135,7 @@ pub fn read_data(buf: &[u8]) -> Result<Vec<DataEntry>> {
     }
     let count = r.u32("the entry count")?;
     let mut entries: Vec<DataEntry> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
     for i in 0..count {
         let offset = r.pos;
         let name_len = r.u32("an entry's name length")? as usize;
@@ -142,8 +144,8 @@ pub fn read_data(buf: &[u8]) -> Result<Vec<DataEntry>> {
             .map_err(|_| err(at, format!("entry {i}: the name is not UTF-8")))?
             .to_string();
         let named = |pos: usize, msg: String| err(pos, format!("entry '{name}': {msg}"));
-        if let Some(prev) = entries.iter().find(|e| e.name == name) {
-            return Err(named(offset, format!("duplicate name (first at byte {})", prev.offset)));
+        if let Some(prev) = seen.insert(name.clone(), offset) {
+            return Err(named(offset, format!("duplicate name (first at byte {prev})")));
         }
         let dt_len = r.u8("the dtype length")? as usize;
         let at = r.pos;

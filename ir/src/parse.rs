@@ -5,10 +5,12 @@
 use crate::datafile::{read_data, DataEntry};
 use crate::error::IrError;
 use crate::optable::{build_op, AttrErr, AttrKind, AttrVal, Attrs};
-use crate::print::{is_name_char, parse_f32, parse_f64, write_name};
+use crate::print::{parse_f32, parse_f64, write_name};
 use crate::{DType, Graph, QuantParams, TensorData, TensorType, ValueId};
 use bytes::Bytes;
 use std::collections::HashMap;
+
+mod lex;
 
 pub use crate::datafile::{has_referenced_data, write_data};
 
@@ -27,7 +29,12 @@ pub fn parse(text: &str) -> Result<Graph, IrError> {
 /// by [`crate::write_data`]. Every entry of the data file must be used by the text.
 pub fn parse_with_data(text: &str, data: Option<&[u8]>) -> Result<Graph, IrError> {
     let sidecar = match data {
-        Some(d) => Some(read_data(d)?.into_iter().map(|e| (e, false)).collect()),
+        Some(d) => {
+            let entries: Vec<(DataEntry, bool)> =
+                read_data(d)?.into_iter().map(|e| (e, false)).collect();
+            let index = entries.iter().enumerate().map(|(i, (e, _))| (e.name.clone(), i)).collect();
+            Some(Sidecar { entries, index })
+        }
         None => None,
     };
     let mut p = Parser {
@@ -42,8 +49,8 @@ pub fn parse_with_data(text: &str, data: Option<&[u8]>) -> Result<Graph, IrError
         let (line, col) = line_col(text, e.pos);
         return Err(IrError::Parse { line, col, msg: e.msg });
     }
-    if let Some(entries) = &p.sidecar {
-        if let Some((e, _)) = entries.iter().find(|(_, used)| !used) {
+    if let Some(sidecar) = &p.sidecar {
+        if let Some((e, _)) = sidecar.entries.iter().find(|(_, used)| !used) {
             return Err(IrError::Other(format!(
                 "data file, byte {}: entry '{}' is not used by any `= data` constant of the text",
                 e.offset, e.name
@@ -67,16 +74,18 @@ fn err<T>(pos: usize, msg: impl Into<String>) -> PResult<T> {
     Err(AttrErr { pos, msg: msg.into() })
 }
 
-fn is_word_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-')
-}
-
 /// `%name` / `@name` as printed.
 fn show(sigil: char, name: &str) -> String {
     let mut s = String::new();
     s.push(sigil);
     let _ = write_name(&mut s, name);
     s
+}
+
+/// The entries of a data file, whether the text used each, and an index by name.
+struct Sidecar {
+    entries: Vec<(DataEntry, bool)>,
+    index: HashMap<String, usize>,
 }
 
 struct Parser<'a> {
@@ -86,191 +95,11 @@ struct Parser<'a> {
     /// Where each value name was defined.
     defined_at: HashMap<String, usize>,
     /// The data file's entries and whether the text used them.
-    sidecar: Option<Vec<(DataEntry, bool)>>,
+    sidecar: Option<Sidecar>,
     outputs: Vec<ValueId>,
 }
 
 impl<'a> Parser<'a> {
-    // ---- lexical helpers ----
-
-    fn rest(&self) -> &'a str {
-        self.src.get(self.pos..).unwrap_or("")
-    }
-
-    fn skip_ws(&mut self) {
-        loop {
-            let r = self.rest();
-            if r.starts_with("//") {
-                self.pos += r.find('\n').unwrap_or(r.len());
-            } else if let Some(c) = r.chars().next().filter(|c| c.is_whitespace()) {
-                self.pos += c.len_utf8();
-            } else {
-                return;
-            }
-        }
-    }
-
-    fn peek(&mut self) -> Option<char> {
-        self.skip_ws();
-        self.rest().chars().next()
-    }
-
-    /// What is at the cursor, for messages.
-    fn found(&mut self) -> String {
-        match self.peek() {
-            None => "end of file".into(),
-            Some(c) if is_word_char(c) => {
-                let w: String =
-                    self.rest().chars().take_while(|&c| is_word_char(c)).take(40).collect();
-                format!("'{w}'")
-            }
-            Some(c) => format!("'{c}'"),
-        }
-    }
-
-    fn eat(&mut self, c: char) -> bool {
-        if self.peek() == Some(c) {
-            self.pos += c.len_utf8();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn expect(&mut self, c: char, msg: &str) -> PResult<()> {
-        if self.eat(c) {
-            return Ok(());
-        }
-        let found = self.found();
-        err(self.pos, format!("{msg}, found {found}"))
-    }
-
-    fn peek_word(&mut self) -> &'a str {
-        self.skip_ws();
-        let r = self.rest();
-        let n = r.find(|c: char| !is_word_char(c)).unwrap_or(r.len());
-        &r[..n]
-    }
-
-    fn word(&mut self, what: &str) -> PResult<(usize, &'a str)> {
-        let w = self.peek_word();
-        if w.is_empty() {
-            let found = self.found();
-            return err(self.pos, format!("expected {what}, found {found}"));
-        }
-        let at = self.pos;
-        self.pos += w.len();
-        Ok((at, w))
-    }
-
-    fn keyword(&mut self, kw: &str, msg: &str) -> PResult<()> {
-        if self.peek_word() == kw {
-            self.pos += kw.len();
-            return Ok(());
-        }
-        let found = self.found();
-        err(self.pos, format!("{msg}, found {found}"))
-    }
-
-    fn uint<T: std::str::FromStr>(&mut self, what: &str) -> PResult<T> {
-        let (at, w) = self.word(what)?;
-        w.parse().or_else(|_| err(at, format!("expected {what}, found '{w}'")))
-    }
-
-    fn string(&mut self) -> PResult<String> {
-        let start = self.pos;
-        self.expect('"', "expected '\"'")?;
-        let mut out = String::new();
-        let mut chars = self.rest().char_indices();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '"' => {
-                    self.pos += i + 1;
-                    return Ok(out);
-                }
-                '\n' => return err(self.pos + i, "newline in a string (write \\n)"),
-                '\\' => {
-                    let at = self.pos + i;
-                    match chars.next().map(|(_, c)| c) {
-                        Some('"') => out.push('"'),
-                        Some('\\') => out.push('\\'),
-                        Some('n') => out.push('\n'),
-                        Some('r') => out.push('\r'),
-                        Some('t') => out.push('\t'),
-                        Some('u') => {
-                            let body: String =
-                                chars.by_ref().map(|(_, c)| c).take_while(|&c| c != '}').collect();
-                            let c = body
-                                .strip_prefix('{')
-                                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                                .and_then(char::from_u32);
-                            match c {
-                                Some(c) => out.push(c),
-                                None => return err(at, "bad \\u{...} escape in a string"),
-                            }
-                        }
-                        _ => {
-                            return err(
-                                at,
-                                "unknown escape in a string (use \\\" \\\\ \\n \\r \\t \\u{..})",
-                            )
-                        }
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        err(start, "unterminated string")
-    }
-
-    /// A name right after a sigil (or after `graph`): bare or quoted.
-    fn name(&mut self, after: &str) -> PResult<String> {
-        let r = self.rest();
-        if r.starts_with('"') {
-            return self.string();
-        }
-        let mut n = r.find(|c: char| !is_name_char(c)).unwrap_or(r.len());
-        if let Some(k) = r[..n].find("//") {
-            n = k;
-        }
-        if n == 0 {
-            let found = self.found();
-            return err(self.pos, format!("expected a name after {after}, found {found}"));
-        }
-        self.pos += n;
-        Ok(r[..n].to_string())
-    }
-
-    /// `sigil name` (no space between); returns (position, name).
-    fn sigil_name(&mut self, sigil: char, msg: &str) -> PResult<(usize, String)> {
-        self.skip_ws();
-        let at = self.pos;
-        if !self.rest().starts_with(sigil) {
-            let found = self.found();
-            return err(at, format!("{msg}, found {found}"));
-        }
-        self.pos += 1;
-        let name = self.name(if sigil == '%' { "'%'" } else { "'@'" })?;
-        if name.is_empty() {
-            return err(at, "a value name cannot be empty");
-        }
-        Ok((at, name))
-    }
-
-    fn define(&mut self, at: usize, sigil: char, name: &str) -> PResult<()> {
-        if let Some(&prev) = self.defined_at.get(name) {
-            let (line, _) = line_col(self.src, prev);
-            return err(
-                at,
-                format!("value {} is already defined (line {line})", show(sigil, name)),
-            );
-        }
-        self.defined_at.insert(name.to_string(), at);
-        Ok(())
-    }
-
-    // ---- grammar ----
-
     fn file(&mut self) -> PResult<()> {
         self.keyword("graph", "expected 'graph' at the start of the file")?;
         self.skip_ws();
@@ -544,10 +373,12 @@ impl<'a> Parser<'a> {
         ty: TensorType,
     ) -> PResult<()> {
         let c = show('@', &name);
-        let Some(entries) = &mut self.sidecar else {
+        let Some(sidecar) = &mut self.sidecar else {
             return err(wat, format!("constant {c} has its data in a separate file; none given"));
         };
-        let Some((entry, used)) = entries.iter_mut().find(|(e, _)| e.name == name) else {
+        let Some((entry, used)) =
+            sidecar.index.get(&name).and_then(|&i| sidecar.entries.get_mut(i))
+        else {
             return err(wat, format!("constant {c}: the data file has no entry '{name}'"));
         };
         let d = &entry.data;

@@ -12,6 +12,7 @@
 pub mod calibrate;
 pub mod config;
 pub mod error;
+pub mod fold_bn;
 pub mod quantize;
 mod util;
 
@@ -43,7 +44,7 @@ pub trait Pass {
 
 /// Every pass, by name, in pipeline order.
 pub fn all_passes() -> Vec<Box<dyn Pass>> {
-    vec![Box::new(calibrate::Calibrate), Box::new(quantize::Quantize)]
+    vec![Box::new(fold_bn::FoldBn), Box::new(calibrate::Calibrate), Box::new(quantize::Quantize)]
 }
 
 pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {
