@@ -1,9 +1,9 @@
 //! Per-op tables shared by the text form and the verifier.
 //!
-//! Adding an [`Op`] variant is a local change here: one arm in [`op_attrs`] (fields → `key=value`
-//! pairs, in print order), one in [`build_op`] (the same keys back into the variant) and one in
+//! Adding an [`Op`] variant is a local change here: one arm in `op_attrs` (fields → `key=value`
+//! pairs, in print order), one in `build_op` (the same keys back into the variant) and one in
 //! [`arity`] (input and output counts), plus its mnemonic in [`Op::name`]. The attribute helpers
-//! ([`Attr`] for printing, [`Attrs`] for parsing) cover integers, floats, booleans, words and
+//! (`Attr` for printing, `Attrs` for parsing) cover integers, floats, booleans, words and
 //! lists of them; a new kind of value is added to both.
 
 use crate::print::fmt_f32;

@@ -119,7 +119,12 @@ impl<'a> Parser<'a> {
                         "const" => self.constant()?,
                         "output" => self.output()?,
                         w if !w.is_empty()
-                            && self.src[at + w.len()..].trim_start().starts_with('(') =>
+                            && self
+                                .rest()
+                                .get(w.len()..)
+                                .unwrap_or("")
+                                .trim_start()
+                                .starts_with('(') =>
                         {
                             self.op_call(Vec::new())?
                         }

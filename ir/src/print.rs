@@ -8,8 +8,9 @@
 //!   const @shape0 : i64[2] = [1, -1]
 //!   const @wq : i8[4,2] q(bits=4, signed, scale=[0.5, 0.25, 1.0, 2.0], zp=[0, 0, 0, 0], axis=0) = [1, -2, 3, -4, 5, -6, 7, -8]
 //!   %conv0 : f32[1,32,28,28] = conv(%input, @w0, @b0) {kernel=[3, 3], strides=[1, 1], dilations=[1, 1], pads=[1, 1, 1, 1], group=1}  "Conv_0"
-//!   %p : f32[1,32,14,14], %idx : i64[1,32,14,14] = max_pool(%conv0) {...}  "MaxPool_2"
-//!   output %p, @shape0
+//!   %p : f32[1,32,14,14], %idx : i64[1,32,14,14] = max_pool(%conv0) {kernel=[2, 2], strides=[2, 2], dilations=[1, 1], pads=[0, 0, 0, 0], ceil_mode=false, count_include_pad=false, storage_order=0}  "MaxPool_2"
+//!   %"onnx::Relu_7" : f32[1,32,14,14] = relu(%p)
+//!   output %"onnx::Relu_7", %idx, @shape0
 //! }
 //! ```
 //!
@@ -17,44 +18,51 @@
 //!
 //! ```text
 //! file     := 'graph' name '{' stmt* '}'
-//! stmt     := 'input' '%' name ':' type
-//!           | 'const' '@' name ':' type '=' init
-//!           | [result (',' result)* '='] opcall
-//!           | 'output' value (',' value)*            (may repeat; outputs are appended)
-//! result   := '%' name ':' type
+//! stmt     := 'input' '%'name ':' type
+//!           | 'const' '@'name ':' type '=' init
+//!           | [result (',' result)* '='] opcall     (a node; no results is allowed)
+//!           | 'output' value (',' value)*           (may repeat; outputs are appended)
+//! result   := '%'name ':' type
 //! opcall   := opname '(' [value (',' value)*] ')' ['{' [attr (',' attr)*] '}'] [string]
-//! value    := '%' name          (a graph input or a node result)
-//!           | '@' name          (a constant)
+//! value    := '%'name        (a graph input or a node result)
+//!           | '@'name        (a constant)
 //! attr     := key '=' attrval
 //! attrval  := word | string | '[' [attrval (',' attrval)*] ']'
 //! type     := dtype '[' [dim (',' dim)*] ']' [quant]
 //! quant    := 'q' '(' 'bits' '=' int ',' ('signed' | 'unsigned') ',' 'scale' '=' '[' floats ']'
 //!             ',' 'zp' '=' '[' ints ']' [',' 'axis' '=' int] ')'
-//! init     := '[' [elem (',' elem)*] ']'    (row-major, exactly numel elements)
+//! init     := '[' [elem (',' elem)*] ']'   (row-major, exactly numel elements, any size)
 //!           | 'zeros' | 'splat' '(' elem ')'
-//!           | 'data'                        (the bytes are in the sidecar data file)
-//! name     := bare | string
-//! bare     := [A-Za-z0-9_.\-/]+ not containing "//"
-//! string   := '"' (char | '\\' | '\"' | '\n' | '\r' | '\t' | '\u{' hex '}')* '"'
-//! word     := [A-Za-z0-9_.+\-]+                (numbers, true/false, enum members, dtypes)
+//!           | 'data'                       (the bytes are in the data file)
+//! name     := bare | string                (no space between the sigil and the name)
+//! bare     := [A-Za-z0-9_.\-/]+, not containing "//"
+//! string   := '"' (char | \" | \\ | \n | \r | \t | \u{hex})* '"'
+//! word     := [A-Za-z0-9_.+\-]+            (numbers, true/false, op names, dtypes, enum members)
 //! ```
 //!
-//! Whitespace and newlines are insignificant; `//` starts a comment to the end of the line.
+//! Whitespace (newlines included) is insignificant; `//` starts a comment to the end of the line.
 //!
 //! * Statements print in a fixed order: graph inputs (in input order), constants (in value-id
-//!   order), nodes (in arena = execution order), then one `output` line. A value is defined
-//!   before it is used; the parser rejects forward references.
-//! * The trailing string of a node is its name in the source model (omitted when empty).
-//! * Element values and float attributes print so they read back exactly: floats use Rust's
+//!   order), nodes (in arena = execution order), then one `output` line (none when the graph
+//!   has no outputs). Values are defined before they are used: the parser rejects forward
+//!   references. Results of removed nodes are not printed.
+//! * Names print bare when they are made of `[A-Za-z0-9_.-/]` (so ONNX paths like
+//!   `/layer1/conv/Conv_output_0` stay readable), quoted with escapes otherwise (`onnx::Conv_1`,
+//!   spaces, quotes, non-ASCII; control characters as `\u{..}`). A node's trailing string is
+//!   its name in the source model, omitted when empty.
+//! * Element values and float attributes print so they read back bit-exactly: floats use Rust's
 //!   shortest round-trip form (`0.1`, `1e-7`, `-0.0`), `inf`, `-inf`, `nan` (the canonical
-//!   quiet NaN) and otherwise the raw bits as hex (`0xFFC00000`, 16 digits for f64). Booleans
-//!   print `true`/`false` (a stored byte other than 0 or 1 prints as its number).
-//! * Constants with at most [`INLINE_MAX`] elements print inline. Larger ones print `zeros`
-//!   when every byte is zero, `splat(v)` when every element is the same, and otherwise `data`:
-//!   the bytes go to the sidecar file written by [`crate::write_data`] (read back with
-//!   [`crate::parse_with_data`]). The parser accepts inline data of any size.
-//! * Op attributes print as `{key=value, ...}` in the order of [`crate::optable`]'s table;
-//!   every field of the op appears (an optional one only when present).
+//!   quiet NaN) and otherwise raw bits in hex (`0xFFC00001`; 16 digits for f64). Booleans print
+//!   `true`/`false` (a stored byte other than 0 or 1 prints as its number).
+//! * Constants with at most [`INLINE_MAX`] elements print inline. Larger ones print `zeros` when
+//!   every byte is zero, `splat(v)` when every element is the same, and otherwise `data`: their
+//!   bytes go to the data file ([`crate::datafile`], written by [`crate::write_data`], read back
+//!   with [`crate::parse_with_data`]). Hand-written files may write any constant inline.
+//! * A constant's type may carry quantization (`const @w : i8[4] q(...) = ...`); its dtype and
+//!   shape must match the data.
+//! * Op attributes print as `{key=value, ...}` in the order of the table in
+//!   [`crate::optable`]; every field of the op appears (an `Option` field only when `Some`). The
+//!   parser takes them in any order, and rejects missing, unknown and duplicate ones.
 
 use crate::optable::{op_attrs, Attr};
 use crate::{DType, Graph, TensorData, TensorType, ValueDef, ValueId};

@@ -12,6 +12,7 @@
 pub mod calibrate;
 pub mod config;
 pub mod error;
+pub mod epilogue;
 pub mod fold_bn;
 pub mod quantize;
 mod util;
