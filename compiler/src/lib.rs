@@ -1,7 +1,9 @@
 //! cimc: the compiler driver library (ONNX import, file formats, the command line's work).
 
 pub mod error;
+pub mod model;
 pub mod npy;
 pub mod onnx;
+pub mod tensor_util;
 
 pub use error::{Error, Result};

@@ -43,9 +43,9 @@ pub fn read_ir(path: &Path) -> Result<Graph> {
 /// stale data file when the graph has none).
 pub fn write_ir(graph: &Graph, path: &Path) -> Result<()> {
     std::fs::write(path, graph.to_string()).map_err(|e| Error::io(path, e))?;
-    let data = cimc_ir::parse::write_data(graph);
+    let data = cimc_ir::datafile::write_data(graph);
     let dpath = data_path(path);
-    if cimc_ir::parse::has_referenced_data(graph) {
+    if cimc_ir::datafile::has_referenced_data(graph) {
         std::fs::write(&dpath, data).map_err(|e| Error::io(dpath, e))?;
     } else if dpath.exists() {
         std::fs::remove_file(&dpath).map_err(|e| Error::io(dpath, e))?;

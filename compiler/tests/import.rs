@@ -3,9 +3,9 @@
 
 use bytes::Bytes;
 use cimc::onnx::proto::{
-    self, tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, AttributeProto, GraphProto,
-    ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto,
+    self, tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, AttributeProto,
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use cimc::onnx::{self as importer, ImportOptions};
 use cimc::Error;
@@ -57,7 +57,11 @@ fn shared_models_import_at_batch_1_and_4() {
             let g = import(&dir.join(file), batch);
             assert_eq!(g.node_count(), nodes, "{file}: node count");
             assert_eq!(count(&g, |o| matches!(o, Op::Conv(_))), convs, "{file}: convs");
-            assert_eq!(count(&g, |o| matches!(o, Op::BatchNorm { .. })), bns, "{file}: batch norms");
+            assert_eq!(
+                count(&g, |o| matches!(o, Op::BatchNorm { .. })),
+                bns,
+                "{file}: batch norms"
+            );
             assert_eq!(g.inputs().len(), 1, "{file}: one runtime input");
             let x = g.value(g.inputs()[0]);
             assert_eq!(x.name, "input");
@@ -95,7 +99,8 @@ fn qdq_models_keep_quantize_and_dequantize() {
     assert_eq!(count(&g, |o| matches!(o, Op::DequantizeLinear { .. })), 16);
     // Per-channel weights: a DequantizeLinear with an axis reading an i8 constant.
     let per_channel = g.nodes().any(|(_, n)| {
-        matches!(n.op, Op::DequantizeLinear { axis: Some(0), .. }) && g.value(n.inputs[0]).const_data().is_some_and(|d| d.dtype() == DType::I8)
+        matches!(n.op, Op::DequantizeLinear { axis: Some(0), .. })
+            && g.value(n.inputs[0]).const_data().is_some_and(|d| d.dtype() == DType::I8)
     });
     assert!(per_channel);
     // Brevitas lists initializers as graph inputs: they are constants.
@@ -121,7 +126,9 @@ fn resnet18_weights_are_not_copied() {
 #[test]
 fn qonnx_model_lists_every_quant_node() {
     let Some(dir) = shared_models() else { return };
-    let err = importer::import_file(&dir.join("mnist_cnn_w4a4_qonnx.onnx"), &ImportOptions::default()).unwrap_err();
+    let err =
+        importer::import_file(&dir.join("mnist_cnn_w4a4_qonnx.onnx"), &ImportOptions::default())
+            .unwrap_err();
     let Error::Unsupported { nodes, .. } = &err else { panic!("{err}") };
     assert_eq!(nodes.len(), 8, "{err}");
     for n in nodes {
@@ -158,7 +165,10 @@ fn every_conformance_case_imports() {
             let bound = importer::value_operand_inputs(&model).map_err(|e| e.to_string())?;
             let mut opts = ImportOptions::default();
             let mut inputs = std::collections::HashMap::new();
-            for f in std::fs::read_dir(case.join("test_data_set_0")).map_err(|e| e.to_string())?.flatten() {
+            for f in std::fs::read_dir(case.join("test_data_set_0"))
+                .map_err(|e| e.to_string())?
+                .flatten()
+            {
                 let name = f.file_name().to_string_lossy().to_string();
                 if name.starts_with("input_") {
                     let (n, d) = importer::read_tensor_pb(&f.path()).map_err(|e| e.to_string())?;
@@ -216,13 +226,21 @@ fn vi(name: &str, elem: DataType, dims: &[Option<i64>]) -> ValueInfoProto {
 /// A value without a declared shape.
 fn vi_any(name: &str, elem: DataType) -> ValueInfoProto {
     let mut v = vi(name, elem, &[]);
-    if let Some(proto::type_proto::Value::TensorType(t)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+    if let Some(proto::type_proto::Value::TensorType(t)) =
+        v.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
         t.shape = None;
     }
     v
 }
 
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
     NodeProto {
         op_type: Some(op.into()),
         name: Some(name.into()),
@@ -234,7 +252,12 @@ fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<Attr
 }
 
 fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(7), ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(7),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn raw_tensor(name: &str, elem: DataType, dims: &[i64], raw: Vec<u8>) -> TensorProto {
@@ -251,7 +274,12 @@ fn f32_raw(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn model(nodes: Vec<NodeProto>, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>, inits: Vec<TensorProto>) -> ModelProto {
+fn model(
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+    inits: Vec<TensorProto>,
+) -> ModelProto {
     ModelProto {
         ir_version: Some(8),
         opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(17) }],
@@ -289,11 +317,16 @@ fn err_of(m: &ModelProto) -> String {
 #[test]
 fn empty_truncated_random_and_missing_files() {
     let p = Path::new("x.onnx");
-    let e = importer::import_bytes(Bytes::new(), p, &ImportOptions::default()).unwrap_err().to_string();
+    let e =
+        importer::import_bytes(Bytes::new(), p, &ImportOptions::default()).unwrap_err().to_string();
     assert!(e.contains("empty file"), "{e}");
     let full = relu_model().encode_to_vec();
     for cut in [1, full.len() / 2, full.len() - 1] {
-        let e = importer::import_bytes(Bytes::copy_from_slice(&full[..cut]), p, &ImportOptions::default());
+        let e = importer::import_bytes(
+            Bytes::copy_from_slice(&full[..cut]),
+            p,
+            &ImportOptions::default(),
+        );
         assert!(matches!(e, Err(Error::Onnx { .. })), "cut {cut}: {e:?}");
     }
     let mut seed = 0x2545F4914F6CDD1Du64;
@@ -309,7 +342,8 @@ fn empty_truncated_random_and_missing_files() {
         let e = importer::import_bytes(Bytes::from(random), p, &ImportOptions::default());
         assert!(e.is_err(), "random bytes of length {len} imported");
     }
-    let e = importer::import_file(Path::new("/nonexistent/model.onnx"), &ImportOptions::default()).unwrap_err();
+    let e = importer::import_file(Path::new("/nonexistent/model.onnx"), &ImportOptions::default())
+        .unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
     // The bad files the CLI tests use.
     let bad = root().join("tests/data/bad");
@@ -379,7 +413,8 @@ fn opset_out_of_range_is_refused() {
 
 #[test]
 fn symbolic_dims_batch_and_input_shapes() {
-    let g = import_model(&relu_model(), &ImportOptions { batch: Some(7), ..Default::default() }).unwrap();
+    let g = import_model(&relu_model(), &ImportOptions { batch: Some(7), ..Default::default() })
+        .unwrap();
     assert_eq!(g.ty(g.inputs()[0]).shape, vec![7, 3]);
     let mut m = relu_model();
     m.graph.as_mut().unwrap().input[0] = vi("x", DataType::Float, &[Some(1), None]);
@@ -388,32 +423,49 @@ fn symbolic_dims_batch_and_input_shapes() {
     let opts = ImportOptions { input_shapes: vec![("x".into(), vec![2, 5])], ..Default::default() };
     let g = import_model(&m, &opts).unwrap();
     assert_eq!(g.ty(g.inputs()[0]).shape, vec![2, 5]);
-    let opts = ImportOptions { input_shapes: vec![("nope".into(), vec![2, 5])], ..Default::default() };
-    assert!(import_model(&m, &opts).unwrap_err().to_string().contains("no graph input named 'nope'"));
+    let opts =
+        ImportOptions { input_shapes: vec![("nope".into(), vec![2, 5])], ..Default::default() };
+    assert!(import_model(&m, &opts)
+        .unwrap_err()
+        .to_string()
+        .contains("no graph input named 'nope'"));
 }
 
 #[test]
 fn bind_turns_an_input_into_a_constant_and_folds() {
     let m = model(
+        vec![node("Reshape", "rs", &["x", "shape"], &["y"], vec![])],
         vec![
-            node("Reshape", "rs", &["x", "shape"], &["y"], vec![]),
+            vi("x", DataType::Float, &[Some(2), Some(6)]),
+            vi("shape", DataType::Int64, &[Some(3)]),
         ],
-        vec![vi("x", DataType::Float, &[Some(2), Some(6)]), vi("shape", DataType::Int64, &[Some(3)])],
         vec![vi("y", DataType::Float, &[Some(3), Some(4), None])],
         vec![],
     );
-    assert_eq!(importer::value_operand_inputs(&write_tmp("bind", &m)).unwrap(), vec!["shape".to_string()]);
+    assert_eq!(
+        importer::value_operand_inputs(&write_tmp("bind", &m)).unwrap(),
+        vec!["shape".to_string()]
+    );
     let e = err_of(&m);
     assert!(e.contains("must be a constant") && e.contains("bind"), "{e}");
-    let opts = ImportOptions { bind: vec![("shape".into(), TensorData::from_i64(vec![3], &[3, -1, 0]))], ..Default::default() };
+    let opts = ImportOptions {
+        bind: vec![("shape".into(), TensorData::from_i64(vec![3], &[3, -1, 0]))],
+        ..Default::default()
+    };
     let e = import_model(&m, &opts).unwrap_err().to_string();
     assert!(e.contains("0 at index 2"), "{e}");
-    let opts = ImportOptions { bind: vec![("shape".into(), TensorData::from_i64(vec![3], &[0, -1, 2]))], ..Default::default() };
+    let opts = ImportOptions {
+        bind: vec![("shape".into(), TensorData::from_i64(vec![3], &[0, -1, 2]))],
+        ..Default::default()
+    };
     let g = import_model(&m, &opts).unwrap();
     assert_eq!(g.inputs().len(), 1);
     let (_, n) = g.nodes().next().unwrap();
     assert_eq!(n.op, Op::Reshape { shape: vec![2, 3, 2] });
-    let opts = ImportOptions { bind: vec![("shape".into(), TensorData::from_f32(vec![3], &[0.0, 1.0, 2.0]))], ..Default::default() };
+    let opts = ImportOptions {
+        bind: vec![("shape".into(), TensorData::from_f32(vec![3], &[0.0, 1.0, 2.0]))],
+        ..Default::default()
+    };
     assert!(import_model(&m, &opts).unwrap_err().to_string().contains("does not fit"));
 }
 
@@ -470,15 +522,18 @@ fn initializers_typed_fields_and_inputs_listing_them() {
     assert!(e.contains("tensor 'w'") && e.contains("2 entries"), "{e}");
     // raw_data of the wrong size.
     let mut m3 = m.clone();
-    m3.graph.as_mut().unwrap().initializer = vec![raw_tensor("w", DataType::Float, &[3], vec![0; 11])];
+    m3.graph.as_mut().unwrap().initializer =
+        vec![raw_tensor("w", DataType::Float, &[3], vec![0; 11])];
     assert!(err_of(&m3).contains("needs 12 bytes"));
     // A huge declared size is refused before anything is allocated.
     let mut m4 = m.clone();
-    m4.graph.as_mut().unwrap().initializer = vec![raw_tensor("w", DataType::Float, &[1 << 40, 1 << 40], vec![])];
+    m4.graph.as_mut().unwrap().initializer =
+        vec![raw_tensor("w", DataType::Float, &[1 << 40, 1 << 40], vec![])];
     assert!(err_of(&m4).contains("tensor 'w'"));
     // Unsupported dtype names the tensor.
     let mut m5 = m.clone();
-    m5.graph.as_mut().unwrap().initializer = vec![raw_tensor("w", DataType::Float16, &[3], vec![0; 6])];
+    m5.graph.as_mut().unwrap().initializer =
+        vec![raw_tensor("w", DataType::Float16, &[3], vec![0; 6])];
     let e = err_of(&m5);
     assert!(e.contains("tensor 'w'") && e.contains("FLOAT16"), "{e}");
     // int8 in int32_data.
@@ -553,16 +608,32 @@ fn attribute_errors_name_the_attribute() {
     };
     let g = import_model(&conv(vec![]), &ImportOptions::default()).unwrap();
     assert_eq!(g.ty(g.outputs()[0]).shape, vec![1, 1, 3, 3]);
-    let e = err_of(&conv(vec![AttributeProto { name: Some("strides".into()), r#type: Some(1), f: Some(1.0), ..Default::default() }]));
-    assert!(e.contains("node 'c' (Conv)") && e.contains("attribute 'strides': expected INTS, got FLOAT"), "{e}");
+    let e = err_of(&conv(vec![AttributeProto {
+        name: Some("strides".into()),
+        r#type: Some(1),
+        f: Some(1.0),
+        ..Default::default()
+    }]));
+    assert!(
+        e.contains("node 'c' (Conv)")
+            && e.contains("attribute 'strides': expected INTS, got FLOAT"),
+        "{e}"
+    );
     let e = err_of(&conv(vec![ints_attr("strides", &[1])]));
     assert!(e.contains("'strides'") && e.contains("2 entries"), "{e}");
     let e = err_of(&conv(vec![ints_attr("kernel_shape", &[2, 2])]));
     assert!(e.contains("kernel_shape [2, 2] does not match"), "{e}");
     let e = err_of(&conv(vec![ints_attr("bogus", &[2])]));
     assert!(e.contains("unknown attribute 'bogus'"), "{e}");
-    let same = AttributeProto { name: Some("auto_pad".into()), r#type: Some(3), s: Some(Bytes::from_static(b"SAME_LOWER")), ..Default::default() };
-    let g = import_model(&conv(vec![same, ints_attr("strides", &[2, 2])]), &ImportOptions::default()).unwrap();
+    let same = AttributeProto {
+        name: Some("auto_pad".into()),
+        r#type: Some(3),
+        s: Some(Bytes::from_static(b"SAME_LOWER")),
+        ..Default::default()
+    };
+    let g =
+        import_model(&conv(vec![same, ints_attr("strides", &[2, 2])]), &ImportOptions::default())
+            .unwrap();
     let (_, n) = g.nodes().next().unwrap();
     let Op::Conv(a) = &n.op else { panic!() };
     assert_eq!(a.pads, vec![1, 1, 1, 1]);
@@ -587,7 +658,16 @@ fn clip_gets_three_inputs_in_every_form() {
     assert_eq!(g.value(n.inputs[1]).const_data().unwrap().to_i64_vec(), vec![-128]);
     assert_eq!(g.value(n.inputs[2]).const_data().unwrap().to_i64_vec(), vec![5]);
     // Opset 6: float attributes.
-    let mut m = clip(&["x"], 7, vec![AttributeProto { name: Some("max".into()), r#type: Some(1), f: Some(6.0), ..Default::default() }]);
+    let mut m = clip(
+        &["x"],
+        7,
+        vec![AttributeProto {
+            name: Some("max".into()),
+            r#type: Some(1),
+            f: Some(6.0),
+            ..Default::default()
+        }],
+    );
     let g2 = m.graph.as_mut().unwrap();
     g2.input[0] = vi("x", DataType::Float, &[Some(4)]);
     g2.output[0] = vi("y", DataType::Float, &[Some(4)]);
@@ -600,7 +680,10 @@ fn clip_gets_three_inputs_in_every_form() {
 #[test]
 fn node_names_and_value_names_are_kept() {
     let m = model(
-        vec![node("Relu", "", &["in put"], &["mid"], vec![]), node("Sigmoid", "sig", &["mid"], &["out"], vec![])],
+        vec![
+            node("Relu", "", &["in put"], &["mid"], vec![]),
+            node("Sigmoid", "sig", &["mid"], &["out"], vec![]),
+        ],
         vec![vi("in put", DataType::Float, &[Some(2)])],
         vec![vi("out", DataType::Float, &[Some(2)])],
         vec![],
@@ -617,7 +700,13 @@ fn node_names_and_value_names_are_kept() {
 fn training_mode_nodes_are_refused() {
     let c = |n: &str| raw_tensor(n, DataType::Float, &[2], f32_raw(&[1.0, 1.0]));
     let m = model(
-        vec![node("BatchNormalization", "bn", &["x", "s", "b", "m", "v"], &["y", "rm", "rv"], vec![])],
+        vec![node(
+            "BatchNormalization",
+            "bn",
+            &["x", "s", "b", "m", "v"],
+            &["y", "rm", "rv"],
+            vec![],
+        )],
         vec![vi("x", DataType::Float, &[Some(1), Some(2), Some(2)])],
         vec![vi_any("y", DataType::Float)],
         vec![c("s"), c("b"), c("m"), c("v")],
@@ -631,7 +720,12 @@ fn read_tensor_pb_reads_and_rejects() {
     let dir = std::env::temp_dir().join(format!("cimc-import-pb-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("t.pb");
-    std::fs::write(&p, raw_tensor("x", DataType::Int64, &[2], [3i64.to_le_bytes(), 4i64.to_le_bytes()].concat()).encode_to_vec()).unwrap();
+    std::fs::write(
+        &p,
+        raw_tensor("x", DataType::Int64, &[2], [3i64.to_le_bytes(), 4i64.to_le_bytes()].concat())
+            .encode_to_vec(),
+    )
+    .unwrap();
     let (name, d) = importer::read_tensor_pb(&p).unwrap();
     assert_eq!(name, "x");
     assert_eq!(d.to_i64_vec(), vec![3, 4]);

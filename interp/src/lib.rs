@@ -17,7 +17,7 @@ mod runner;
 pub mod tensor;
 
 pub use error::{InterpError, Result};
-pub use runner::Runner;
+pub use runner::{Runner, StepTime};
 pub use tensor::Tensor;
 
 use cimc_ir::Op;

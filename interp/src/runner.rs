@@ -37,6 +37,8 @@ struct Step {
     /// The node's name (for a fused chain, the convolution's).
     name: String,
     op: Op,
+    /// The mnemonics of the ops run, `+`-joined (several for a fused chain).
+    ops: String,
     kind: Kind,
     inputs: Vec<Slot>,
     outputs: Vec<usize>,
@@ -46,6 +48,16 @@ struct Step {
     free: Vec<usize>,
     /// An input position whose tensor may be taken and updated in place.
     own: Option<usize>,
+}
+
+/// The wall time of one step of a profiled run.
+#[derive(Clone, Debug)]
+pub struct StepTime {
+    /// The node's name (the convolution's, for a fused chain).
+    pub node: String,
+    /// The mnemonics of the ops the step ran, e.g. `conv+batch_norm+relu`.
+    pub ops: String,
+    pub time: std::time::Duration,
 }
 
 /// A graph prepared for repeated runs.
@@ -149,6 +161,7 @@ impl Runner {
             }
             let mut kind = Kind::Generic;
             let mut last_outputs = node.outputs.clone();
+            let mut ops = node.op.name().to_string();
             if let Op::Conv(attrs) = &node.op {
                 let w_const = node.inputs.get(1).is_some_and(|&v| graph.value(v).is_const());
                 let b_const = node.inputs.get(2).is_none_or(|&v| graph.value(v).is_const());
@@ -193,6 +206,7 @@ impl Runner {
                     if !matches!(kind, Kind::Generic) {
                         for &p in &chain {
                             fused_away[p] = true;
+                            ops = format!("{ops}+{}", graph.node(ids[p]).op.name());
                         }
                         if let Some(o) = chain_out {
                             last_outputs = vec![o];
@@ -209,6 +223,7 @@ impl Runner {
             steps.push(Step {
                 name: node.name.clone(),
                 op: node.op.clone(),
+                ops,
                 kind,
                 inputs: in_slots,
                 outputs,
@@ -236,6 +251,10 @@ impl Runner {
     /// Runs the graph on `inputs` (in graph-input order), returning the graph's outputs in
     /// order. Each input's dtype and shape must match the graph's.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.run_inner(inputs, None)
+    }
+
+    fn run_inner(&self, inputs: Vec<Tensor>, mut times: Option<&mut Vec<StepTime>>) -> Result<Vec<Tensor>> {
         if inputs.len() != self.inputs.len() {
             return Err(InterpError::Input {
                 name: "(all)".into(),
@@ -254,8 +273,12 @@ impl Runner {
             env[*slot] = Some(t);
         }
         for step in &self.steps {
+            let start = times.as_ref().map(|_| std::time::Instant::now());
             let outs =
                 self.exec(step, &mut env).map_err(|e| name_error(e, &step.name, &step.op))?;
+            if let (Some(t), Some(start)) = (times.as_deref_mut(), start) {
+                t.push(StepTime { node: step.name.clone(), ops: step.ops.clone(), time: start.elapsed() });
+            }
             if outs.len() < step.outputs.len() {
                 return Err(InterpError::Internal(format!(
                     "node '{}' produced {} outputs, the graph has {}",
@@ -292,6 +315,14 @@ impl Runner {
                     .ok_or_else(|| InterpError::Internal("an output was freed".into())),
             })
             .collect()
+    }
+
+    /// Like [`Runner::run`], also returning the wall time of every step: the node's name (for
+    /// a fused chain, the convolution's), the mnemonics of the ops it ran, and the time.
+    pub fn run_profiled(&self, inputs: Vec<Tensor>) -> Result<(Vec<Tensor>, Vec<StepTime>)> {
+        let mut times = Vec::with_capacity(self.steps.len());
+        let out = self.run_inner(inputs, Some(&mut times))?;
+        Ok((out, times))
     }
 
     fn exec(&self, step: &Step, env: &mut [Option<Tensor>]) -> Result<Vec<Tensor>> {

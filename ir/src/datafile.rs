@@ -58,7 +58,9 @@ pub fn has_referenced_data(g: &Graph) -> bool {
 /// The data file of `g`: the bytes of every constant the text form prints as `= data`.
 pub fn write_data(g: &Graph) -> Vec<u8> {
     let entries: Vec<(&str, &TensorData)> = referenced(g).collect();
-    let mut out = Vec::new();
+    let total: usize =
+        entries.iter().map(|(n, d)| 64 + n.len() + 8 * d.shape().len() + d.raw().len()).sum();
+    let mut out = Vec::with_capacity(16 + total);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(entries.len() as u32).to_le_bytes());

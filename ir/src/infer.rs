@@ -110,7 +110,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
             Ok(vec![TensorType::new(
                 a.dtype,
                 broadcast(&a.shape, &b.shape)
-                    .map_err(|_| format!("cannot broadcast {} with {}", show(a), show(b)))?,
+                    .ok_or_else(|| format!("cannot broadcast {} with {}", show(a), show(b)))?,
             )])
         }
         Op::Concat { axis } => {
@@ -280,16 +280,16 @@ pub fn show(t: &TensorType) -> String {
     format!("{}[{}]", t.dtype, dims.join(","))
 }
 
-/// The numpy broadcast of two shapes, or `Err(())` when they do not broadcast.
-pub fn broadcast(a: &[usize], b: &[usize]) -> Result<Vec<usize>, ()> {
+/// The numpy broadcast of two shapes, or `None` when they do not broadcast.
+pub fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let rank = a.len().max(b.len());
     let at = |s: &[usize], i: usize| if i + s.len() >= rank { s[i + s.len() - rank] } else { 1 };
     (0..rank)
         .map(|i| match (at(a, i), at(b, i)) {
-            (x, y) if x == y => Ok(x),
-            (1, y) => Ok(y),
-            (x, 1) => Ok(x),
-            _ => Err(()),
+            (x, y) if x == y => Some(x),
+            (1, y) => Some(y),
+            (x, 1) => Some(x),
+            _ => None,
         })
         .collect()
 }
@@ -488,7 +488,7 @@ fn gemm(inputs: &[&TensorType], trans_a: bool, trans_b: bool) -> R<TensorType> {
     }
     if let Some(c) = inputs.get(2) {
         same_dtype(a, c, "C")?;
-        if c.rank() > 2 || broadcast(&c.shape, &[m, n]).ok().as_deref() != Some(&[m, n][..]) {
+        if c.rank() > 2 || broadcast(&c.shape, &[m, n]).as_deref() != Some(&[m, n][..]) {
             return Err(format!("C {} does not broadcast to [{m},{n}]", show(c)));
         }
     }
@@ -511,7 +511,7 @@ fn matmul(a: &TensorType, b: &TensorType) -> R<TensorType> {
         return Err(format!("inner dims differ: {} x {}", show(a), show(b)));
     }
     let mut shape = broadcast(&sa[..sa.len() - 2], &sb[..sb.len() - 2])
-        .map_err(|_| format!("batch dims do not broadcast: {} x {}", show(a), show(b)))?;
+        .ok_or_else(|| format!("batch dims do not broadcast: {} x {}", show(a), show(b)))?;
     if a.rank() > 1 {
         shape.push(m);
     }

@@ -15,7 +15,8 @@
 
 use crate::error::Result;
 use crate::{Pass, PassContext, Stats};
-use cimc_ir::{DType, Graph, NodeId, Op, QuantParams, TensorData, ValueId};
+use crate::util::{new_bias, scale_weights, single_use};
+use cimc_ir::{Graph, NodeId, Op, ValueId};
 
 pub struct FoldBn;
 
@@ -44,10 +45,6 @@ impl Pass for FoldBn {
 
 fn const_vec(g: &Graph, v: ValueId) -> Option<Vec<f32>> {
     g.value(v).const_data().map(|d| d.to_f32_vec())
-}
-
-fn single_use(g: &Graph, v: ValueId) -> bool {
-    g.users(v).len() == 1 && !g.outputs().contains(&v)
 }
 
 /// Folds one BN; `None` when its producer cannot take it (the graph is then unchanged).
@@ -146,47 +143,3 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
     Some(())
 }
 
-/// A new constant: `w` with its slices along `axis` multiplied by `k`. An annotation becomes
-/// per-channel along `axis` with scales times `|k|`.
-fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Option<ValueId> {
-    let val = g.value(w);
-    if val.ty.dtype != DType::F32 {
-        return None;
-    }
-    let data = val.const_data()?.to_f32_vec();
-    let shape = val.ty.shape.clone();
-    let inner: usize = shape[axis + 1..].iter().product();
-    let c = shape[axis];
-    let scaled: Vec<f32> = data.iter().enumerate().map(|(i, &v)| v * k[(i / inner.max(1)) % c]).collect();
-    let quant = match &val.ty.quant {
-        None => None,
-        Some(q) => {
-            let per: Vec<f32> = match q.axis {
-                Some(a) if a == axis => q.scale.clone(),
-                None => vec![q.scale[0]; c],
-                Some(_) => return None,
-            };
-            if q.zero_point.iter().any(|&z| z != 0) {
-                return None;
-            }
-            Some(QuantParams {
-                bits: q.bits,
-                signed: q.signed,
-                scale: per.iter().zip(k).map(|(s, k)| s * k.abs().max(f32::MIN_POSITIVE)).collect(),
-                zero_point: vec![0; c],
-                axis: Some(axis),
-            })
-        }
-    };
-    let name = format!("{}_bn", val.name);
-    let nw = g.add_const(name, TensorData::from_f32(shape, &scaled));
-    g.value_mut(nw).ty.quant = quant;
-    Some(nw)
-}
-
-/// `bias·k + d` as a new `[C]` constant named after the weights.
-fn new_bias(g: &mut Graph, w: ValueId, bias: &[f32], k: &[f32], d: &[f32]) -> ValueId {
-    let vals: Vec<f32> = bias.iter().zip(k).zip(d).map(|((&b, &k), &d)| b * k + d).collect();
-    let name = format!("{}_bias_bn", g.value(w).name);
-    g.add_const(name, TensorData::from_f32(vec![vals.len()], &vals))
-}

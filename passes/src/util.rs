@@ -1,7 +1,7 @@
 //! Helpers shared by passes: which ops are exact on codes, which input of a node holds weights
 //! and along which axis its output channels lie, and quantization parameters from a range.
 
-use cimc_ir::{Graph, NodeId, Op, QuantParams, ValueId};
+use cimc_ir::{DType, Graph, NodeId, Op, QuantParams, TensorData, ValueId};
 
 /// Ops whose output codes are a rearrangement of their input codes (same quantization).
 pub fn is_pass_through(op: &Op) -> bool {
@@ -89,4 +89,54 @@ pub fn by_channel(data: &[f32], shape: &[usize], axis: usize) -> Vec<Vec<f32>> {
         out[(i / inner.max(1)) % c].push(v);
     }
     out
+}
+
+/// Whether only one node reads `v` (and it is no graph output).
+pub fn single_use(g: &Graph, v: ValueId) -> bool {
+    g.users(v).len() == 1 && !g.outputs().contains(&v)
+}
+
+/// A new constant: `w` with its slices along `axis` multiplied by `k`. An annotation becomes
+/// per-channel along `axis` with scales times `|k|`.
+pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Option<ValueId> {
+    let val = g.value(w);
+    if val.ty.dtype != DType::F32 {
+        return None;
+    }
+    let data = val.const_data()?.to_f32_vec();
+    let shape = val.ty.shape.clone();
+    let inner: usize = shape[axis + 1..].iter().product();
+    let c = shape[axis];
+    let scaled: Vec<f32> = data.iter().enumerate().map(|(i, &v)| v * k[(i / inner.max(1)) % c]).collect();
+    let quant = match &val.ty.quant {
+        None => None,
+        Some(q) => {
+            let per: Vec<f32> = match q.axis {
+                Some(a) if a == axis => q.scale.clone(),
+                None => vec![q.scale[0]; c],
+                Some(_) => return None,
+            };
+            if q.zero_point.iter().any(|&z| z != 0) {
+                return None;
+            }
+            Some(QuantParams {
+                bits: q.bits,
+                signed: q.signed,
+                scale: per.iter().zip(k).map(|(s, k)| s * k.abs().max(f32::MIN_POSITIVE)).collect(),
+                zero_point: vec![0; c],
+                axis: Some(axis),
+            })
+        }
+    };
+    let name = format!("{}_bn", val.name);
+    let nw = g.add_const(name, TensorData::from_f32(shape, &scaled));
+    g.value_mut(nw).ty.quant = quant;
+    Some(nw)
+}
+
+/// `bias·k + d` as a new `[C]` constant named after the weights.
+pub fn new_bias(g: &mut Graph, w: ValueId, bias: &[f32], k: &[f32], d: &[f32]) -> ValueId {
+    let vals: Vec<f32> = bias.iter().zip(k).zip(d).map(|((&b, &k), &d)| b * k + d).collect();
+    let name = format!("{}_bias_bn", g.value(w).name);
+    g.add_const(name, TensorData::from_f32(vec![vals.len()], &vals))
 }

@@ -19,7 +19,7 @@ fn import(path: &Path, batch: usize) -> Graph {
 /// print -> parse (with the data file) -> print is the identity.
 fn assert_text_roundtrip(g: &Graph) {
     let text = g.to_string();
-    let data = cimc_ir::parse::write_data(g);
+    let data = cimc_ir::datafile::write_data(g);
     let back = cimc_ir::parse::parse_with_data(&text, Some(&data))
         .unwrap_or_else(|e| panic!("re-parse of {}: {e}", g.name));
     cimc_ir::verify::verify(&back).unwrap_or_else(|e| panic!("verify re-parsed {}: {e}", g.name));

@@ -74,7 +74,10 @@ impl<'a> Attrs<'a> {
             Some(a) => {
                 let got = Self::kind(a);
                 // An empty list may be stored without a type by old exporters.
-                if got == want || (got == AttributeType::Undefined && matches!(want, AttributeType::Ints | AttributeType::Floats)) {
+                if got == want
+                    || (got == AttributeType::Undefined
+                        && matches!(want, AttributeType::Ints | AttributeType::Floats))
+                {
                     Ok(Some(a))
                 } else {
                     Err(format!(
@@ -127,7 +130,10 @@ impl<'a> Attrs<'a> {
             None => Ok(None),
             Some(v) => v
                 .iter()
-                .map(|&x| usize::try_from(x).map_err(|_| format!("attribute '{name}': negative entry in {v:?}")))
+                .map(|&x| {
+                    usize::try_from(x)
+                        .map_err(|_| format!("attribute '{name}': negative entry in {v:?}"))
+                })
                 .collect::<R<Vec<usize>>>()
                 .map(Some),
         }
@@ -148,7 +154,9 @@ impl<'a> Attrs<'a> {
     pub fn tensor(&self, name: &str) -> R<Option<&'a TensorProto>> {
         match self.typed(name, AttributeType::Tensor)? {
             None => Ok(None),
-            Some(a) => a.t.as_ref().map(Some).ok_or_else(|| format!("attribute '{name}': no tensor")),
+            Some(a) => {
+                a.t.as_ref().map(Some).ok_or_else(|| format!("attribute '{name}': no tensor"))
+            }
         }
     }
 }

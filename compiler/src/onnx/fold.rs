@@ -13,8 +13,19 @@ pub fn foldable(op: &Op) -> bool {
 
 /// Evaluates `op` on constant inputs. `Ok(None)` when the interpreter cannot evaluate it (the
 /// node then stays); an error when it produced something other than the inferred `types`.
-pub fn eval(op: &Op, inputs: &[&TensorData], types: &[TensorType]) -> Result<Option<Vec<TensorData>>, String> {
-    let tensors = match inputs.iter().map(|d| cimc_interp::Tensor::from_data(d)).collect::<Result<Vec<_>, _>>() {
+pub fn eval(
+    op: &Op,
+    inputs: &[&TensorData],
+    types: &[TensorType],
+) -> Result<Option<Vec<TensorData>>, String> {
+    if types.iter().any(|t| super::tensor::check_created(t.dtype, &t.shape).is_err()) {
+        return Ok(None);
+    }
+    let tensors = match inputs
+        .iter()
+        .map(|d| cimc_interp::Tensor::from_data(d))
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(t) => t,
         Err(_) => return Ok(None),
     };

@@ -77,7 +77,8 @@ pub fn import_file(path: &Path, opts: &ImportOptions) -> Result<Graph> {
 /// looked up in its folder.
 pub fn import_bytes(bytes: Bytes, file: &Path, opts: &ImportOptions) -> Result<Graph> {
     let model = decode_model(bytes, file)?;
-    let graph = model.graph.as_ref().ok_or_else(|| onnx_err(file, "the model has no graph".into()))?;
+    let graph =
+        model.graph.as_ref().ok_or_else(|| onnx_err(file, "the model has no graph".into()))?;
     let opset = default_opset(&model, graph, file)?;
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut imp = Importer {
@@ -108,12 +109,10 @@ pub fn read_tensor_pb(path: &Path) -> Result<(String, TensorData)> {
 pub fn value_operand_inputs(path: &Path) -> Result<Vec<String>> {
     let bytes = tensor::map_file(path).map_err(|e| Error::io(path, e))?;
     let model = decode_model(bytes, path)?;
-    let graph = model.graph.as_ref().ok_or_else(|| onnx_err(path, "the model has no graph".into()))?;
-    let producer: HashMap<&str, &NodeProto> = graph
-        .node
-        .iter()
-        .flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n)))
-        .collect();
+    let graph =
+        model.graph.as_ref().ok_or_else(|| onnx_err(path, "the model has no graph".into()))?;
+    let producer: HashMap<&str, &NodeProto> =
+        graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
     let mut todo: Vec<&str> = Vec::new();
     for n in &graph.node {
         if is_default_domain(n.domain.as_deref()) {
@@ -152,8 +151,9 @@ fn decode_model(bytes: Bytes, file: &Path) -> Result<ModelProto> {
     if bytes.is_empty() {
         return Err(onnx_err(file, "empty file: not an ONNX model".into()));
     }
-    let model = ModelProto::decode(bytes)
-        .map_err(|e| onnx_err(file, format!("not an ONNX model (protobuf decoding failed: {e})")))?;
+    let model = ModelProto::decode(bytes).map_err(|e| {
+        onnx_err(file, format!("not an ONNX model (protobuf decoding failed: {e})"))
+    })?;
     if model.ir_version.is_none() || model.graph.is_none() {
         return Err(onnx_err(file, "not an ONNX model (no ir_version or no graph)".into()));
     }
@@ -180,7 +180,8 @@ fn default_opset(model: &ModelProto, graph: &GraphProto, file: &Path) -> Result<
             let key = if default { "" } else { domain };
             let shown = if default { "ai.onnx" } else { domain };
             let opset = opsets.get(key).map_or("not imported".to_string(), |v| v.to_string());
-            unsupported.push(format!("{} ({op}, domain '{shown}', opset {opset})", node_name(n, i)));
+            unsupported
+                .push(format!("{} ({op}, domain '{shown}', opset {opset})", node_name(n, i)));
         }
     }
     if !unsupported.is_empty() {
@@ -261,7 +262,9 @@ impl Importer {
         for o in &graph.output {
             let name = o.name.as_deref().unwrap_or("");
             let v = *self.env.get(name).ok_or_else(|| {
-                self.err(format!("graph output '{name}' is not produced by any node, input or initializer"))
+                self.err(format!(
+                    "graph output '{name}' is not produced by any node, input or initializer"
+                ))
             })?;
             self.check_declared(o, self.g.ty(v))?;
             outputs.push(v);
@@ -311,12 +314,17 @@ impl Importer {
             let shape = match opts.input_shapes.iter().find(|(n, _)| *n == name) {
                 Some((_, s)) => {
                     if dims.as_ref().is_some_and(|d| d.len() != s.len()) {
-                        return Err(msg(format!("shape {s:?} given, the model declares {}", show_dims(&dims))));
+                        return Err(msg(format!(
+                            "shape {s:?} given, the model declares {}",
+                            show_dims(&dims)
+                        )));
                     }
                     s.clone()
                 }
                 None => {
-                    let dims = dims.ok_or_else(|| msg("no shape declared: give it with input_shapes".into()))?;
+                    let dims = dims.ok_or_else(|| {
+                        msg("no shape declared: give it with input_shapes".into())
+                    })?;
                     let mut shape = Vec::with_capacity(dims.len());
                     for (i, d) in dims.iter().enumerate() {
                         shape.push(match (d, i) {
@@ -343,10 +351,15 @@ impl Importer {
     /// A declared graph output must agree with the inferred type in dtype and rank.
     fn check_declared(&self, vi: &ValueInfoProto, ty: &TensorType) -> Result<()> {
         let name = vi.name.as_deref().unwrap_or("");
-        if vi.r#type.is_none() {
+        let has_dtype = matches!(
+            vi.r#type.as_ref().and_then(|t| t.value.as_ref()),
+            Some(proto::type_proto::Value::TensorType(t)) if t.elem_type.unwrap_or(0) != 0
+        );
+        if !has_dtype {
             return Ok(());
         }
-        let (dtype, dims) = declared(vi).map_err(|m| self.err(format!("graph output '{name}': {m}")))?;
+        let (dtype, dims) =
+            declared(vi).map_err(|m| self.err(format!("graph output '{name}': {m}")))?;
         if dtype != ty.dtype || dims.as_ref().is_some_and(|d| d.len() != ty.rank()) {
             return Err(self.err(format!(
                 "graph output '{name}' is declared {dtype}{} but computes {}",
@@ -379,7 +392,9 @@ impl Importer {
                     file: self.file.clone(),
                     node: node_name(n, i),
                     op: n.op_type.clone().unwrap_or_default(),
-                    msg: format!("input '{inp}' is not produced by any node, graph input or initializer"),
+                    msg: format!(
+                        "input '{inp}' is not produced by any node, graph input or initializer"
+                    ),
                 })?;
                 users[p].push(i);
                 pending[i] += 1;
@@ -399,7 +414,10 @@ impl Importer {
         }
         if order.len() != nodes.len() {
             let stuck = (0..nodes.len()).find(|&i| pending[i] > 0).unwrap_or(0);
-            return Err(self.err(format!("the graph has a cycle through node '{}'", node_name(&nodes[stuck], stuck))));
+            return Err(self.err(format!(
+                "the graph has a cycle through node '{}'",
+                node_name(&nodes[stuck], stuck)
+            )));
         }
         Ok(order)
     }
@@ -438,7 +456,11 @@ impl Importer {
         match lowered {
             Lowered::Consts(datas) => {
                 if datas.len() != n_outputs {
-                    return Err(node_err(format!("{} outputs, expected {}", n_outputs, datas.len())));
+                    return Err(node_err(format!(
+                        "{} outputs, expected {}",
+                        n_outputs,
+                        datas.len()
+                    )));
                 }
                 for (o, d) in outs.iter().zip(datas) {
                     if !o.is_empty() {
@@ -453,9 +475,11 @@ impl Importer {
                 for t in &out_types {
                     byte_size(t.dtype, &t.shape).map_err(&node_err)?;
                 }
-                let consts: Option<Vec<&TensorData>> = ins.iter().map(|&v| self.g.value(v).const_data()).collect();
+                let consts: Option<Vec<&TensorData>> =
+                    ins.iter().map(|&v| self.g.value(v).const_data()).collect();
                 if let (Some(c), true) = (consts, fold::foldable(&op) && !ins.is_empty()) {
-                    let folded = fold::eval(&op, &c, &out_types).map_err(|m| Error::Internal(format!("node '{name}' ({op_type}): {m}")))?;
+                    let folded = fold::eval(&op, &c, &out_types)
+                        .map_err(|m| Error::Internal(format!("node '{name}' ({op_type}): {m}")))?;
                     if let Some(datas) = folded {
                         for (o, d) in outs.iter().zip(datas) {
                             if !o.is_empty() {
@@ -468,7 +492,11 @@ impl Importer {
                 }
                 let mut named = Vec::with_capacity(n_outputs);
                 for (k, (o, t)) in outs.iter().zip(out_types).enumerate() {
-                    let vname = if o.is_empty() { self.fresh_name(&format!("{name}_out{k}")) } else { o.clone() };
+                    let vname = if o.is_empty() {
+                        self.fresh_name(&format!("{name}_out{k}"))
+                    } else {
+                        o.clone()
+                    };
                     named.push((vname, t));
                 }
                 let id = self.g.add_node(name.clone(), op, ins, named);
@@ -486,7 +514,9 @@ impl Importer {
 
 /// The declared element type and dims (`None` per symbolic or unknown dim; `None` overall when
 /// no shape is declared) of a value.
-fn declared(vi: &ValueInfoProto) -> std::result::Result<(cimc_ir::DType, Option<Vec<Option<usize>>>), String> {
+fn declared(
+    vi: &ValueInfoProto,
+) -> std::result::Result<(cimc_ir::DType, Option<Vec<Option<usize>>>), String> {
     use proto::tensor_shape_proto::dimension::Value as Dim;
     use proto::type_proto::Value as Ty;
     let t = match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
@@ -515,7 +545,8 @@ fn show_dims(dims: &Option<Vec<Option<usize>>>) -> String {
     match dims {
         None => "[?]".into(),
         Some(d) => {
-            let s: Vec<String> = d.iter().map(|x| x.map_or("?".into(), |v| v.to_string())).collect();
+            let s: Vec<String> =
+                d.iter().map(|x| x.map_or("?".into(), |v| v.to_string())).collect();
             format!("[{}]", s.join(","))
         }
     }

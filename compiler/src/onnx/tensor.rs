@@ -39,6 +39,21 @@ pub fn dtype_of(code: i32) -> R<DType> {
 /// would exhaust memory by a corrupt size field.
 pub const MAX_TENSOR_BYTES: usize = 1 << 36;
 
+/// Largest constant the importer itself creates (ConstantOfShape, Range, folding): a model
+/// cannot make the importer allocate more than this from a few bytes of attributes.
+pub const MAX_CREATED_BYTES: usize = 1 << 30;
+
+/// Fails when a constant of this type would exceed [`MAX_CREATED_BYTES`].
+pub fn check_created(dtype: DType, shape: &[usize]) -> R<()> {
+    let (_, b) = byte_size(dtype, shape)?;
+    if b > MAX_CREATED_BYTES {
+        return Err(format!(
+            "the constant {dtype}{shape:?} ({b} bytes) exceeds the importer's limit of {MAX_CREATED_BYTES} bytes"
+        ));
+    }
+    Ok(())
+}
+
 /// Checked element count and byte size of `shape` in `dtype`.
 pub fn byte_size(dtype: DType, shape: &[usize]) -> R<(usize, usize)> {
     let n = shape
@@ -105,8 +120,15 @@ impl TensorReader {
             let v = kv.value.as_deref().unwrap_or("");
             match kv.key.as_deref().unwrap_or("") {
                 "location" => location = Some(v.to_string()),
-                "offset" => offset = v.parse().map_err(|_| format!("bad external data offset '{v}'"))?,
-                "length" => length = Some(v.parse::<usize>().map_err(|_| format!("bad external data length '{v}'"))?),
+                "offset" => {
+                    offset = v.parse().map_err(|_| format!("bad external data offset '{v}'"))?
+                }
+                "length" => {
+                    length = Some(
+                        v.parse::<usize>()
+                            .map_err(|_| format!("bad external data length '{v}'"))?,
+                    )
+                }
                 _ => {}
             }
         }
@@ -119,12 +141,15 @@ impl TensorReader {
         }
         if let Some(l) = length {
             if l != nbytes {
-                return Err(format!("external data length {l} differs from the {nbytes} bytes the tensor needs"));
+                return Err(format!(
+                    "external data length {l} differs from the {nbytes} bytes the tensor needs"
+                ));
             }
         }
         let path = self.dir.join(rel);
         if !self.files.contains_key(&path) {
-            let b = map_file(&path).map_err(|e| format!("external data '{}': {e}", path.display()))?;
+            let b =
+                map_file(&path).map_err(|e| format!("external data '{}': {e}", path.display()))?;
             self.files.insert(path.clone(), b);
         }
         let file = &self.files[&path];
@@ -156,8 +181,12 @@ fn typed_fields(t: &TensorProto, dtype: DType, n: usize) -> R<Bytes> {
         DType::F64 => t.double_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         DType::I64 => t.int64_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
         DType::I32 => t.int32_data.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-        DType::I16 => t.int32_data.iter().for_each(|&v| out.extend_from_slice(&(v as i16).to_le_bytes())),
-        DType::U16 => t.int32_data.iter().for_each(|&v| out.extend_from_slice(&(v as u16).to_le_bytes())),
+        DType::I16 => {
+            t.int32_data.iter().for_each(|&v| out.extend_from_slice(&(v as i16).to_le_bytes()))
+        }
+        DType::U16 => {
+            t.int32_data.iter().for_each(|&v| out.extend_from_slice(&(v as u16).to_le_bytes()))
+        }
         DType::I8 => out.extend(t.int32_data.iter().map(|&v| v as i8 as u8)),
         DType::U8 => out.extend(t.int32_data.iter().map(|&v| v as u8)),
         DType::Bool => out.extend(t.int32_data.iter().map(|&v| (v != 0) as u8)),

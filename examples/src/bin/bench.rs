@@ -113,7 +113,7 @@ fn main() {
         let (min, med) = time_ms(args.reps, || {
             let g = onnx::import_file(&resnet, &one).expect("import");
             let text = g.to_string();
-            let data = cimc_ir::parse::write_data(&g);
+            let data = cimc_ir::datafile::write_data(&g);
             std::hint::black_box((text, data));
         });
         rows.push(Row { workload: "import + text dump resnet18_bn.onnx".into(), min_ms: min, median_ms: med, peer: None });

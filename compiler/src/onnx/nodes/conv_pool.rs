@@ -8,7 +8,14 @@ use super::{show, Ctx, Lowered, R};
 use cimc_ir::{ConvAttrs, Op, PoolAttrs};
 
 pub fn conv(ctx: &mut Ctx) -> R<Lowered> {
-    ctx.attrs.check_known(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
+    ctx.attrs.check_known(&[
+        "auto_pad",
+        "dilations",
+        "group",
+        "kernel_shape",
+        "pads",
+        "strides",
+    ])?;
     ctx.max_inputs(3)?;
     ctx.max_outputs(1)?;
     let (x, w) = (ctx.input(0)?, ctx.input(1)?);
@@ -47,12 +54,24 @@ pub fn conv(ctx: &mut Ctx) -> R<Lowered> {
 pub fn pool(ctx: &mut Ctx, max: bool) -> R<Lowered> {
     if max {
         ctx.attrs.check_known(&[
-            "auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides",
+            "auto_pad",
+            "ceil_mode",
+            "dilations",
+            "kernel_shape",
+            "pads",
+            "storage_order",
+            "strides",
         ])?;
         ctx.max_outputs(2)?;
     } else {
         ctx.attrs.check_known(&[
-            "auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides",
+            "auto_pad",
+            "ceil_mode",
+            "count_include_pad",
+            "dilations",
+            "kernel_shape",
+            "pads",
+            "strides",
         ])?;
         ctx.max_outputs(1)?;
     }
@@ -143,7 +162,9 @@ fn resolve_pads(
     let auto = ctx.attrs.string("auto_pad")?.unwrap_or_default();
     match auto.as_str() {
         "" | "NOTSET" => Ok(explicit.unwrap_or_else(|| vec![0; 2 * n])),
-        "VALID" | "SAME_UPPER" | "SAME_LOWER" if explicit.as_ref().is_some_and(|p| p.iter().any(|&v| v != 0)) => {
+        "VALID" | "SAME_UPPER" | "SAME_LOWER"
+            if explicit.as_ref().is_some_and(|p| p.iter().any(|&v| v != 0)) =>
+        {
             Err(format!("attribute 'pads' is given together with auto_pad {auto}"))
         }
         "VALID" => Ok(vec![0; 2 * n]),
@@ -151,10 +172,15 @@ fn resolve_pads(
             let mut pads = vec![0; 2 * n];
             for i in 0..n {
                 let out = input[i].div_ceil(strides[i]);
-                let eff = dilations[i] * (kernel[i].max(1) - 1) + 1;
-                let total = ((out.max(1) - 1) * strides[i] + eff).saturating_sub(input[i]);
+                let eff = dilations[i].saturating_mul(kernel[i].max(1) - 1).saturating_add(1);
+                let span = (out.max(1) - 1).saturating_mul(strides[i]).saturating_add(eff);
+                let total = span.saturating_sub(input[i]);
                 let small = total / 2;
-                let (b, e) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                let (b, e) = if auto == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
                 pads[i] = b;
                 pads[n + i] = e;
             }

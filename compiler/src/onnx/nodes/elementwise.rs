@@ -14,7 +14,10 @@ pub fn unary(ctx: &mut Ctx, op_type: &str) -> R<Lowered> {
         }
         "HardSigmoid" => {
             ctx.attrs.check_known(&["alpha", "beta"])?;
-            Op::HardSigmoid { alpha: ctx.attrs.float_or("alpha", 0.2)?, beta: ctx.attrs.float_or("beta", 0.5)? }
+            Op::HardSigmoid {
+                alpha: ctx.attrs.float_or("alpha", 0.2)?,
+                beta: ctx.attrs.float_or("beta", 0.5)?,
+            }
         }
         other => {
             ctx.attrs.check_known(&[])?;
@@ -54,7 +57,11 @@ pub fn clip(ctx: &mut Ctx) -> R<Lowered> {
         ctx.attrs.check_known(&["min", "max"])?;
         ctx.max_inputs(1)?;
         if !dtype.is_float() {
-            return Err(format!("opset {} Clip needs a float input, got {}", ctx.opset, show(ctx.ty(x))));
+            return Err(format!(
+                "opset {} Clip needs a float input, got {}",
+                ctx.opset,
+                show(ctx.ty(x))
+            ));
         }
         let lo = ctx.attrs.float_or("min", f32::NEG_INFINITY)? as f64;
         let hi = ctx.attrs.float_or("max", f32::INFINITY)? as f64;
@@ -87,8 +94,12 @@ fn float_scalar(dtype: DType, v: f64) -> TensorData {
 fn bound(dtype: DType, max: bool) -> R<TensorData> {
     let s = vec![];
     Ok(match (dtype, max) {
-        (DType::F32, m) => TensorData::from_f32(s, &[if m { f32::INFINITY } else { f32::NEG_INFINITY }]),
-        (DType::F64, m) => TensorData::from_f64(s, &[if m { f64::INFINITY } else { f64::NEG_INFINITY }]),
+        (DType::F32, m) => {
+            TensorData::from_f32(s, &[if m { f32::INFINITY } else { f32::NEG_INFINITY }])
+        }
+        (DType::F64, m) => {
+            TensorData::from_f64(s, &[if m { f64::INFINITY } else { f64::NEG_INFINITY }])
+        }
         (DType::I8, m) => TensorData::from_i8(s, &[if m { i8::MAX } else { i8::MIN }]),
         (DType::U8, m) => TensorData::from_u8(s, &[if m { u8::MAX } else { u8::MIN }]),
         (DType::I16, m) => TensorData::from_i16(s, &[if m { i16::MAX } else { i16::MIN }]),
@@ -149,10 +160,16 @@ pub fn dropout(ctx: &mut Ctx) -> R<Lowered> {
             // A non-constant training_mode is taken as false (inference).
             if let Some(d) = ctx.data(t) {
                 if d.numel() != 1 || d.dtype() != DType::Bool {
-                    return Err(format!("training_mode must be a bool scalar, got {}{:?}", d.dtype(), d.shape()));
+                    return Err(format!(
+                        "training_mode must be a bool scalar, got {}{:?}",
+                        d.dtype(),
+                        d.shape()
+                    ));
                 }
                 if d.get_i64(0) != 0 {
-                    return Err("training_mode is true: training-mode Dropout is not supported".into());
+                    return Err(
+                        "training_mode is true: training-mode Dropout is not supported".into()
+                    );
                 }
             }
         }

@@ -27,11 +27,43 @@ pub enum Lowered {
 
 /// The ops of the default domain the importer lowers.
 pub const SUPPORTED: &[&str] = &[
-    "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "DequantizeLinear", "Div", "Dropout", "Flatten", "Gather", "Gemm",
-    "GlobalAveragePool", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "MatMul", "MaxPool",
-    "Mul", "Pad", "QuantizeLinear", "Range", "Relu", "Reshape", "Shape", "Sigmoid", "Slice",
-    "Softmax", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze",
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "DequantizeLinear",
+    "Div",
+    "Dropout",
+    "Flatten",
+    "Gather",
+    "Gemm",
+    "GlobalAveragePool",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "LeakyRelu",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "Pad",
+    "QuantizeLinear",
+    "Range",
+    "Relu",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
 ];
 
 /// Input slots whose values (not only types) the importer needs, so they must be constants.
@@ -177,7 +209,8 @@ pub fn norm_axis(axis: i64, rank: usize, inclusive: bool) -> R<usize> {
     let r = rank as i64;
     let hi = if inclusive { r } else { r - 1 };
     if axis < -r || axis > hi {
-        let range = if inclusive { format!("[{}, {}]", -r, r) } else { format!("[{}, {}]", -r, r - 1) };
+        let range =
+            if inclusive { format!("[{}, {}]", -r, r) } else { format!("[{}, {}]", -r, r - 1) };
         return Err(format!("axis {axis} out of range {range} for rank {rank}"));
     }
     Ok(if axis < 0 { (axis + r) as usize } else { axis as usize })

@@ -19,9 +19,24 @@ fn axis_for(ctx: &Ctx, x_rank: usize, block_size: usize) -> R<Option<usize>> {
         return Ok(None);
     }
     if scale.rank() != 1 {
-        return Err(format!("scale must be a scalar or 1-D without block_size, got {}", show(scale)));
+        return Err(format!(
+            "scale must be a scalar or 1-D without block_size, got {}",
+            show(scale)
+        ));
     }
     norm_axis(axis, x_rank, false).map(Some)
+}
+
+/// A dtype attribute (0 = absent).
+fn dtype_attr(ctx: &Ctx, name: &str) -> R<Option<DType>> {
+    match ctx.attrs.int_or(name, 0)? {
+        0 => Ok(None),
+        c => i32::try_from(c)
+            .map_err(|_| format!("bad type code {c}"))
+            .and_then(dtype_of)
+            .map(Some)
+            .map_err(|e| format!("attribute '{name}': {e}")),
+    }
 }
 
 fn block_size(ctx: &Ctx) -> R<usize> {
@@ -35,15 +50,13 @@ pub fn quantize(ctx: &mut Ctx) -> R<Lowered> {
     ctx.max_outputs(1)?;
     let x = ctx.input(0)?;
     let scale_dtype = ctx.in_ty(1)?.dtype;
-    let precision = ctx.attrs.int_or("precision", 0)?;
-    if precision != 0 && dtype_of(precision as i32).ok() != Some(scale_dtype) {
-        return Err(format!("attribute 'precision' {precision} differs from the scale's dtype {scale_dtype}: not supported"));
+    if let Some(p) = dtype_attr(ctx, "precision")?.filter(|&p| p != scale_dtype) {
+        return Err(format!(
+            "attribute 'precision' {p} differs from the scale's dtype {scale_dtype}: not supported"
+        ));
     }
     let zp = ctx.opt(2);
-    let declared = match ctx.attrs.int_or("output_dtype", 0)? {
-        0 => None,
-        c => Some(dtype_of(c as i32).map_err(|e| format!("attribute 'output_dtype': {e}"))?),
-    };
+    let declared = dtype_attr(ctx, "output_dtype")?;
     let to = match (zp.map(|z| ctx.ty(z).dtype), declared) {
         (Some(z), Some(d)) if z != d => {
             return Err(format!("output_dtype {d} differs from the zero point's dtype {z}"))
@@ -67,9 +80,10 @@ pub fn dequantize(ctx: &mut Ctx) -> R<Lowered> {
     ctx.max_outputs(1)?;
     let x = ctx.input(0)?;
     let scale_dtype = ctx.in_ty(1)?.dtype;
-    let out = ctx.attrs.int_or("output_dtype", 0)?;
-    if out != 0 && dtype_of(out as i32).ok() != Some(scale_dtype) {
-        return Err(format!("attribute 'output_dtype' {out} differs from the scale's dtype {scale_dtype}: not supported"));
+    if let Some(o) = dtype_attr(ctx, "output_dtype")?.filter(|&o| o != scale_dtype) {
+        return Err(format!(
+            "attribute 'output_dtype' {o} differs from the scale's dtype {scale_dtype}: not supported"
+        ));
     }
     let block_size = block_size(ctx)?;
     let axis = axis_for(ctx, ctx.ty(x).rank(), block_size)?;

@@ -3,7 +3,7 @@
 //! Range): shapes are static, so these are evaluated here.
 
 use super::{norm_axes, norm_axis, show, Ctx, Lowered, R};
-use crate::onnx::tensor::byte_size;
+use crate::onnx::tensor::{byte_size, check_created};
 use cimc_ir::{DType, Op, PadMode, SliceAxis, TensorData};
 
 pub fn concat(ctx: &mut Ctx) -> R<Lowered> {
@@ -38,14 +38,19 @@ pub fn reshape(ctx: &mut Ctx) -> R<Lowered> {
     let mut infer_at = None;
     for (i, &d) in target.iter().enumerate() {
         match d {
-            -1 if infer_at.is_some() => return Err(format!("shape {target:?} has more than one -1")),
+            -1 if infer_at.is_some() => {
+                return Err(format!("shape {target:?} has more than one -1"))
+            }
             -1 => {
                 infer_at = Some(i);
                 shape.push(1);
             }
             0 if !allowzero => {
                 let v = xt.shape.get(i).ok_or_else(|| {
-                    format!("shape {target:?}: 0 at index {i} copies a dim {} does not have", show(&xt))
+                    format!(
+                        "shape {target:?}: 0 at index {i} copies a dim {} does not have",
+                        show(&xt)
+                    )
                 })?;
                 shape.push(*v);
             }
@@ -77,7 +82,10 @@ pub fn transpose(ctx: &mut Ctx) -> R<Lowered> {
         None => (0..rank).rev().collect(),
         Some(p) => p
             .iter()
-            .map(|&a| usize::try_from(a).map_err(|_| format!("attribute 'perm' {p:?} has a negative entry")))
+            .map(|&a| {
+                usize::try_from(a)
+                    .map_err(|_| format!("attribute 'perm' {p:?} has a negative entry"))
+            })
             .collect::<R<Vec<usize>>>()?,
     };
     Ok(Lowered::Op(Op::Transpose { perm }, vec![x]))
@@ -123,8 +131,9 @@ pub fn pad(ctx: &mut Ctx) -> R<Lowered> {
     let xt = ctx.ty(x).clone();
     let r = xt.rank();
     let mode_name = ctx.attrs.string("mode")?.unwrap_or_else(|| "constant".into());
-    let mode = PadMode::from_name(&mode_name)
-        .ok_or_else(|| format!("attribute 'mode': unknown mode '{mode_name}' (constant, reflect, edge, wrap)"))?;
+    let mode = PadMode::from_name(&mode_name).ok_or_else(|| {
+        format!("attribute 'mode': unknown mode '{mode_name}' (constant, reflect, edge, wrap)")
+    })?;
     let (pads, value) = if ctx.opset < 11 {
         ctx.attrs.check_known(&["mode", "pads", "value"])?;
         ctx.max_inputs(1)?;
@@ -205,7 +214,12 @@ pub fn slice(ctx: &mut Ctx) -> R<Lowered> {
         ctx.attrs.check_known(&["starts", "ends", "axes"])?;
         ctx.max_inputs(1)?;
         let get = |n: &str| ctx.attrs.ints(n).map(|v| v.map(|v| v.to_vec()));
-        (get("starts")?.ok_or("attribute 'starts' is required")?, get("ends")?.ok_or("attribute 'ends' is required")?, get("axes")?, None)
+        (
+            get("starts")?.ok_or("attribute 'starts' is required")?,
+            get("ends")?.ok_or("attribute 'ends' is required")?,
+            get("axes")?,
+            None,
+        )
     } else {
         ctx.attrs.check_known(&[])?;
         ctx.max_inputs(5)?;
@@ -263,8 +277,14 @@ pub fn shape(ctx: &mut Ctx) -> R<Lowered> {
 
 pub fn constant(ctx: &mut Ctx) -> R<Lowered> {
     let known = [
-        "value", "value_float", "value_floats", "value_int", "value_ints", "sparse_value",
-        "value_string", "value_strings",
+        "value",
+        "value_float",
+        "value_floats",
+        "value_int",
+        "value_ints",
+        "sparse_value",
+        "value_string",
+        "value_strings",
     ];
     ctx.attrs.check_known(&known)?;
     ctx.max_inputs(0)?;
@@ -289,7 +309,11 @@ pub fn constant(ctx: &mut Ctx) -> R<Lowered> {
             let v = a.ints("value_ints")?.unwrap_or(&[]);
             TensorData::from_i64(vec![v.len()], v)
         }
-        other => return Err(format!("attribute '{other}' is not supported (no sparse or string tensors)")),
+        other => {
+            return Err(format!(
+                "attribute '{other}' is not supported (no sparse or string tensors)"
+            ))
+        }
     };
     Ok(Lowered::Consts(vec![data]))
 }
@@ -310,9 +334,12 @@ pub fn constant_of_shape(ctx: &mut Ctx) -> R<Lowered> {
     if value.numel() != 1 {
         return Err(format!("attribute 'value' must hold one element, got {:?}", value.shape()));
     }
+    check_created(value.dtype(), &shape)?;
     let (n, _) = byte_size(value.dtype(), &shape)?;
     let bytes = value.raw().repeat(n);
-    TensorData::from_raw(value.dtype(), shape, bytes.into()).map(|d| Lowered::Consts(vec![d])).map_err(|e| e.to_string())
+    TensorData::from_raw(value.dtype(), shape, bytes.into())
+        .map(|d| Lowered::Consts(vec![d]))
+        .map_err(|e| e.to_string())
 }
 
 pub fn range(ctx: &mut Ctx) -> R<Lowered> {
@@ -348,7 +375,11 @@ pub fn range(ctx: &mut Ctx) -> R<Lowered> {
             }
         }
         DType::I16 | DType::I32 | DType::I64 => {
-            let (s, l, d) = (vals[0].get_i64(0) as i128, vals[1].get_i64(0) as i128, vals[2].get_i64(0) as i128);
+            let (s, l, d) = (
+                vals[0].get_i64(0) as i128,
+                vals[1].get_i64(0) as i128,
+                vals[2].get_i64(0) as i128,
+            );
             if d == 0 {
                 return Err("delta is 0".into());
             }
@@ -357,18 +388,26 @@ pub fn range(ctx: &mut Ctx) -> R<Lowered> {
             let n = check_len(n as u128, dtype)?;
             let v: Vec<i128> = (0..n).map(|i| s + i as i128 * d).collect();
             match dtype {
-                DType::I16 => TensorData::from_i16(vec![n], &v.iter().map(|&x| x as i16).collect::<Vec<_>>()),
-                DType::I32 => TensorData::from_i32(vec![n], &v.iter().map(|&x| x as i32).collect::<Vec<_>>()),
-                _ => TensorData::from_i64(vec![n], &v.iter().map(|&x| x as i64).collect::<Vec<_>>()),
+                DType::I16 => {
+                    TensorData::from_i16(vec![n], &v.iter().map(|&x| x as i16).collect::<Vec<_>>())
+                }
+                DType::I32 => {
+                    TensorData::from_i32(vec![n], &v.iter().map(|&x| x as i32).collect::<Vec<_>>())
+                }
+                _ => {
+                    TensorData::from_i64(vec![n], &v.iter().map(|&x| x as i64).collect::<Vec<_>>())
+                }
             }
         }
-        other => return Err(format!("Range of {other} is not supported (f32, f64, i16, i32, i64)")),
+        other => {
+            return Err(format!("Range of {other} is not supported (f32, f64, i16, i32, i64)"))
+        }
     };
     Ok(Lowered::Consts(vec![data]))
 }
 
 fn check_len(n: u128, dtype: DType) -> R<usize> {
     let n = usize::try_from(n).map_err(|_| "range is too long".to_string())?;
-    byte_size(dtype, &[n])?;
+    check_created(dtype, &[n])?;
     Ok(n)
 }
