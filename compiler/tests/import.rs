@@ -732,3 +732,131 @@ fn read_tensor_pb_reads_and_rejects() {
     std::fs::write(&p, [0xffu8; 10]).unwrap();
     assert!(importer::read_tensor_pb(&p).is_err());
 }
+
+#[test]
+fn old_opset_forms_are_lowered() {
+    let attr_f = |n: &str, v: f32| AttributeProto {
+        name: Some(n.into()),
+        r#type: Some(1),
+        f: Some(v),
+        ..Default::default()
+    };
+    let one = |op: &str, attrs: Vec<AttributeProto>, opset: i64, x: &[i64]| {
+        let dims: Vec<Option<i64>> = x.iter().map(|&d| Some(d)).collect();
+        let mut m = model(
+            vec![node(op, "n", &["x"], &["y"], attrs)],
+            vec![vi("x", DataType::Float, &dims)],
+            vec![vi_any("y", DataType::Float)],
+            vec![],
+        );
+        m.opset_import[0].version = Some(opset);
+        let g = import_model(&m, &ImportOptions::default()).unwrap_or_else(|e| panic!("{op}: {e}"));
+        let (_, n) = g.nodes().next().expect("one node");
+        (n.op.clone(), g.ty(g.outputs()[0]).shape.clone())
+    };
+    // Softmax before 13 flattens at axis (default 1); at the last axis both forms agree.
+    assert_eq!(one("Softmax", vec![], 11, &[2, 3, 4]).0, Op::Softmax { axis: 1, coerce_2d: true });
+    assert_eq!(one("Softmax", vec![], 13, &[2, 3, 4]).0, Op::Softmax { axis: 2, coerce_2d: false });
+    let (op, shape) = one("Squeeze", vec![ints_attr("axes", &[-1])], 11, &[2, 3, 1]);
+    assert_eq!((op, shape), (Op::Squeeze { axes: vec![2] }, vec![2, 3]));
+    let (op, shape) = one("Unsqueeze", vec![ints_attr("axes", &[0, -1])], 11, &[2, 3]);
+    assert_eq!((op, shape), (Op::Unsqueeze { axes: vec![0, 3] }, vec![1, 2, 3, 1]));
+    let (op, shape) =
+        one("Pad", vec![ints_attr("pads", &[1, 0, 0, 2]), attr_f("value", 0.0)], 10, &[2, 3]);
+    assert_eq!(
+        (op, shape),
+        (Op::Pad { mode: cimc_ir::PadMode::Constant, pads: vec![1, 0, 0, 2] }, vec![3, 5])
+    );
+    let slice_attrs = vec![
+        ints_attr("starts", &[-2, 1]),
+        ints_attr("ends", &[i64::MAX, -100]),
+        ints_attr("axes", &[1, 0]),
+    ];
+    let (op, shape) = one("Slice", slice_attrs, 9, &[4, 5]);
+    let Op::Slice { axes } = op else { panic!() };
+    assert_eq!((axes[0].axis, axes[0].start, axes[0].end), (0, 1, 0));
+    assert_eq!((axes[1].axis, axes[1].start, axes[1].end), (1, 3, 5));
+    assert_eq!(shape, vec![0, 2]);
+    let (op, _) = one("MaxPool", vec![ints_attr("kernel_shape", &[2])], 7, &[1, 1, 4]);
+    assert!(matches!(op, Op::MaxPool(_)));
+}
+
+#[test]
+fn graph_structure_errors() {
+    // A cycle.
+    let m = model(
+        vec![
+            node("Relu", "a", &["x", "q"], &["p"], vec![]),
+            node("Relu", "b", &["p"], &["q"], vec![]),
+        ],
+        vec![vi("x", DataType::Float, &[Some(1)])],
+        vec![vi_any("q", DataType::Float)],
+        vec![],
+    );
+    assert!(err_of(&m).contains("cycle"), "{}", err_of(&m));
+    // A value produced twice.
+    let m = model(
+        vec![node("Relu", "a", &["x"], &["y"], vec![]), node("Relu", "b", &["x"], &["y"], vec![])],
+        vec![vi("x", DataType::Float, &[Some(1)])],
+        vec![vi_any("y", DataType::Float)],
+        vec![],
+    );
+    assert!(err_of(&m).contains("defined more than once"));
+    // A graph output nothing produces.
+    let mut m = relu_model();
+    m.graph.as_mut().unwrap().output[0].name = Some("nothing".into());
+    assert!(err_of(&m).contains("graph output 'nothing'"));
+    // A declared output dtype that differs.
+    let mut m = relu_model();
+    m.graph.as_mut().unwrap().output[0] = vi("y", DataType::Int64, &[None, Some(3)]);
+    assert!(err_of(&m).contains("declared i64"));
+    // ConstantOfShape asking for far too much memory.
+    let mut m = model(
+        vec![node("ConstantOfShape", "c", &["s"], &["y"], vec![])],
+        vec![],
+        vec![vi_any("y", DataType::Float)],
+        vec![raw_tensor(
+            "s",
+            DataType::Int64,
+            &[2],
+            [1i64 << 20, 1i64 << 20].iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )],
+    );
+    assert!(err_of(&m).contains("limit"), "{}", err_of(&m));
+    m.graph.as_mut().unwrap().initializer[0].dims = vec![3];
+    assert!(err_of(&m).contains("needs 24 bytes"));
+}
+
+/// Random corruptions of a real model: always an error or a graph, never a panic.
+#[test]
+fn corrupted_models_never_panic() {
+    let path = root().join("tests/data/models/digits_cnn.onnx");
+    let base = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(_) => relu_model().encode_to_vec(),
+    };
+    let mut seed = 0x9E3779B97F4A7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // Corrupt the structure (the first 4 KiB hold the graph; the rest are weights).
+    let head = base.len().min(4096);
+    for _ in 0..400 {
+        let mut b = base.clone();
+        for _ in 0..1 + next() % 4 {
+            let i = (next() as usize) % head;
+            b[i] = next() as u8;
+        }
+        let r = std::panic::catch_unwind(|| {
+            let _ = importer::import_bytes(
+                Bytes::from(b),
+                Path::new("corrupt.onnx"),
+                &ImportOptions::default(),
+            );
+        });
+        assert!(r.is_ok(), "the importer panicked on a corrupted model");
+    }
+}

@@ -61,16 +61,24 @@ fn int_range(dtype: DType) -> Option<(i64, i64)> {
     })
 }
 
+/// Integer codes with quantization parameters (after the `quantize` pass).
+pub fn is_codes(t: &TensorType) -> bool {
+    t.quant.is_some() && t.dtype.is_int()
+}
+
 /// Problems of a type's quantization parameters.
 pub fn check_quant(ty: &TensorType) -> Vec<String> {
     let Some(q) = &ty.quant else { return Vec::new() };
     let mut out = Vec::new();
-    let bits_ok = (2..=16).contains(&q.bits);
+    // Codes are 2..=16 bits; biases are 32-bit codes in i32.
+    let bits_ok = (2..=16).contains(&q.bits) || (q.bits == 32 && matches!(ty.dtype, DType::I32 | DType::F32));
     if !bits_ok {
-        out.push(format!("quant bits {} is not in 2..=16", q.bits));
+        out.push(format!("quant bits {} is not in 2..=16 (or 32 for an i32 bias)", q.bits));
     }
     match int_range(ty.dtype) {
-        None => out.push(format!("quantized storage must be an integer dtype, not {}", ty.dtype)),
+        // An f32 value with parameters is annotated: to be quantized with them.
+        None if ty.dtype == DType::F32 => {}
+        None => out.push(format!("quantized storage must be an integer dtype (or f32 for an annotation), not {}", ty.dtype)),
         Some((lo, hi)) if bits_ok => {
             let (clo, chi) = q.code_range();
             if clo < lo || chi > hi {
@@ -105,7 +113,7 @@ pub fn check_quant(ty: &TensorType) -> Vec<String> {
     if let Some((i, s)) = q.scale.iter().enumerate().find(|(_, s)| !(s.is_finite() && **s > 0.0)) {
         out.push(format!("quant scale[{i}] = {} is not finite and > 0", crate::print::fmt_f32(*s)));
     }
-    if bits_ok {
+    if bits_ok && q.bits <= 16 {
         let (lo, hi) = q.code_range();
         if let Some((i, z)) =
             q.zero_point.iter().enumerate().find(|(_, z)| !(lo..=hi).contains(&(**z as i64)))
@@ -256,6 +264,7 @@ impl Verifier<'_> {
             }
             if inputs_ok && arity_ok {
                 self.check_inference(nid, infer);
+                self.check_quant_agreement(nid);
             }
             for &o in &node.outputs {
                 if let Some(d) = defined.get_mut(o.index()) {
@@ -275,7 +284,22 @@ impl Verifier<'_> {
         let g = self.g;
         let node = g.node(nid);
         let who = self.node_prefix(nid);
-        let tys: Vec<&TensorType> = node.inputs.iter().map(|&v| g.ty(v)).collect();
+        // Integer codes with parameters stand for real values: a quantized node is inferred on
+        // the float view of its inputs (quantize/dequantize nodes convert, so they are not).
+        let converts = matches!(node.op, Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. });
+        let views: Vec<TensorType> = node
+            .inputs
+            .iter()
+            .map(|&v| {
+                let t = g.ty(v);
+                if !converts && is_codes(t) {
+                    TensorType::new(DType::F32, t.shape.clone())
+                } else {
+                    t.clone()
+                }
+            })
+            .collect();
+        let tys: Vec<&TensorType> = views.iter().collect();
         match infer(&node.op, &tys, node.outputs.len()) {
             Err(e) => self.errs.push(format!("{who}: {e}")),
             Ok(inferred) if inferred.len() != node.outputs.len() => self.errs.push(format!(
@@ -286,7 +310,8 @@ impl Verifier<'_> {
             Ok(inferred) => {
                 for (&o, want) in node.outputs.iter().zip(&inferred) {
                     let have = g.ty(o);
-                    let same = have.dtype == want.dtype
+                    let as_codes = is_codes(have) && want.dtype == DType::F32;
+                    let same = (have.dtype == want.dtype || as_codes)
                         && have.shape == want.shape
                         && (want.quant.is_none() || want.quant == have.quant);
                     if !same {
@@ -295,6 +320,64 @@ impl Verifier<'_> {
                             "{who}: result {shown} is declared {have} but infers to {want}"
                         ));
                     }
+                }
+            }
+        }
+    }
+
+    /// Producers and consumers of codes agree: a matrix op on codes has integer weights and
+    /// bias with parameters and produces codes; ops that only move codes keep their input's
+    /// parameters; ops that compute in float do not read codes.
+    fn check_quant_agreement(&mut self, nid: NodeId) {
+        let g = self.g;
+        let node = g.node(nid);
+        let who = self.node_prefix(nid);
+        let Some(&x) = node.inputs.first() else { return };
+        let (tx, ty) = (g.ty(x), g.ty(node.outputs[0]));
+        if !is_codes(tx) {
+            return;
+        }
+        match &node.op {
+            Op::Conv(_) | Op::Gemm { .. } | Op::MatMul => {
+                if let Some(&w) = node.inputs.get(1) {
+                    if !is_codes(g.ty(w)) {
+                        self.errs.push(format!("{who}: reads codes {} but its weights {} are not integer codes with parameters", self.show(x), self.show(w)));
+                    }
+                }
+                if let Some(&b) = node.inputs.get(2) {
+                    if !(is_codes(g.ty(b)) && g.ty(b).dtype == DType::I32) {
+                        self.errs.push(format!("{who}: reads codes but its bias {} is not i32 codes with parameters", self.show(b)));
+                    }
+                }
+                if !is_codes(ty) {
+                    self.errs.push(format!("{who}: reads codes but its result {} is not codes", self.show(node.outputs[0])));
+                }
+            }
+            Op::MaxPool(_)
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Transpose { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Dropout
+            | Op::Pad { .. } => {
+                if tx.quant != ty.quant || tx.dtype != ty.dtype {
+                    self.errs.push(format!(
+                        "{who}: moves codes, so its result {} must keep the parameters of {} ({} vs {})",
+                        self.show(node.outputs[0]),
+                        self.show(x),
+                        ty,
+                        tx
+                    ));
+                }
+            }
+            Op::Sigmoid | Op::Tanh | Op::HardSigmoid { .. } | Op::HardSwish | Op::LeakyRelu { .. } | Op::Softmax { .. } | Op::Div | Op::Mul | Op::Sub => {
+                self.errs.push(format!("{who}: computes in float but reads integer codes {} (dequantize first)", self.show(x)));
+            }
+            _ => {
+                if !node.outputs.iter().take(1).all(|&o| is_codes(g.ty(o)) || matches!(node.op, Op::DequantizeLinear { .. })) {
+                    self.errs.push(format!("{who}: reads codes but its result {} is not codes", self.show(node.outputs[0])));
                 }
             }
         }
