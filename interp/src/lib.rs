@@ -13,6 +13,7 @@
 
 pub mod error;
 mod ops;
+pub mod program;
 mod runner;
 pub mod tensor;
 

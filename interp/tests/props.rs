@@ -202,6 +202,9 @@ proptest! {
             (Ok(m), Ok(v)) => (m[0].clone(), v[0].clone()),
             _ => return Ok(()), // window larger than the padded input: an error, fine
         };
+        // The indices path (general windows) agrees with the values-only path.
+        let with_idx = cimc_interp::eval_node(&Op::MaxPool(a.clone()), &[&x], 2).unwrap();
+        prop_assert_eq!(&with_idx[0], &ymax);
         let outs = &ymax.shape()[2..];
         let xst = strides(&xs);
         for (j, o) in indices(ymax.shape()).iter().enumerate() {

@@ -1,4 +1,4 @@
-//! The ONNX importer: an ONNX model file → a verified-shape [`cimc_ir::Graph`].
+//! The ONNX importer: an ONNX model file → a statically shaped [`cimc_ir::Graph`].
 //!
 //! # What it does
 //! - Decodes the file with prost from a memory map, zero copy: initializers' `raw_data` are
@@ -11,7 +11,9 @@
 //!   graph input into a constant.
 //! - Lowers each node into an [`cimc_ir::Op`] with resolved attributes, infers its output types
 //!   with [`cimc_ir::infer::infer`], and folds it when all its inputs are constants (see
-//!   [`fold`]). Shape, Constant, ConstantOfShape and Range always become constants.
+//!   the `fold` module; QuantizeLinear/DequantizeLinear are kept, so that quantized weights
+//!   keep their integer codes). Shape, Constant, ConstantOfShape and Range always become
+//!   constants; a graph output that becomes constant is a constant value of the graph.
 //! - Refuses unsupported ops all at once: one [`Error::Unsupported`] lists every such node as
 //!   `name (op_type, domain 'd', opset N)`.
 //!
@@ -27,7 +29,9 @@
 //! is accepted at every version whose semantics are the implemented ones (most revisions only
 //! add types); the differing old forms are lowered to the same IR: Clip < 11 and Pad < 11
 //! (attributes instead of inputs), Slice < 10, Squeeze/Unsqueeze < 13 (axes attribute),
-//! Softmax < 13 (`coerce_2d`), Dropout < 12 (ratio attribute). Refused with a message:
+//! Softmax < 13 (`coerce_2d`; recorded as the plain form when the axis is the last one, where
+//! both agree), Dropout < 12 (ratio attribute; a non-constant `training_mode` is taken as
+//! inference). Refused with a message:
 //! Dropout < 10 with a mask output (not bool), BatchNormalization in training mode or with
 //! `spatial=0`, attributes an op does not know (e.g. a QuantizeLinear `precision` other than the
 //! scale's type), and element types outside f32, f64, i8, u8, i16, u16, i32, i64, bool. Other

@@ -143,9 +143,14 @@ pub(crate) fn max_pool(a: &PoolAttrs, inputs: &[&Tensor], n_outputs: usize) -> R
     arity(inputs, 1, 1)?;
     let xs = inputs[0].shape().to_vec();
     let (planes, plane, outs) = geometry(a, &xs)?;
+    let out_shape = [&xs[..2], &outs[..]].concat();
+    if n_outputs < 2 && xs.len() == 4 {
+        if let Some(t) = max_pool_2d_separable(a, inputs[0], &xs, &outs) {
+            return Ok(vec![t]);
+        }
+    }
     let win = windows(a, &xs[2..], &outs);
     let p: usize = outs.iter().product();
-    let out_shape = [&xs[..2], &outs[..]].concat();
     fn go<T: Elem>(
         x: &ArrayD<T>,
         win: &Windows,
@@ -248,6 +253,85 @@ pub(crate) fn max_pool(a: &PoolAttrs, inputs: &[&Tensor], n_outputs: usize) -> R
         })
         .collect();
     Ok(vec![y, Tensor::I64(array(&out_shape, idx))])
+}
+
+/// The valid taps of every output position along one dim: `(first, count)` with taps
+/// `first + i*dil` for `i < count`; `None` if some window has no tap inside the input.
+fn taps_1d(out: usize, len: usize, k: usize, s: usize, dil: usize, pad: usize) -> Option<Vec<(usize, usize)>> {
+    (0..out)
+        .map(|o| {
+            let valid: Vec<usize> = (0..k)
+                .map(|j| (o * s + j * dil) as i64 - pad as i64)
+                .filter(|&i| i >= 0 && i < len as i64)
+                .map(|i| i as usize)
+                .collect();
+            valid.first().map(|&f| (f, valid.len()))
+        })
+        .collect()
+}
+
+/// 2-D MaxPool as a row pass (max over the kernel's columns, for every input row) then a column
+/// pass (max over the kernel's rows), both over contiguous data; `None` when some window has
+/// no tap inside the input (the general path handles that).
+fn max_pool_2d_separable(a: &PoolAttrs, x: &Tensor, xs: &[usize], outs: &[usize]) -> Option<Tensor> {
+    let (ih, iw, oh, ow) = (xs[2], xs[3], outs[0], outs[1]);
+    let rows = taps_1d(oh, ih, a.kernel[0], a.strides[0], a.dilations[0], a.pads[0])?;
+    let cols = taps_1d(ow, iw, a.kernel[1], a.strides[1], a.dilations[1], a.pads[1])?;
+    let (dh, dw) = (a.dilations[0], a.dilations[1]);
+    fn go<T: Elem>(x: &ArrayD<T>, xs: &[usize], outs: &[usize], rows: &[(usize, usize)], cols: &[(usize, usize)], dh: usize, dw: usize) -> ArrayD<T> {
+        let (ih, iw, oh, ow) = (xs[2], xs[3], outs[0], outs[1]);
+        let xd = data_of(x);
+        let planes = xs[0] * xs[1];
+        let mut y = vec![T::default(); planes * oh * ow];
+        let one = |(pi, yo): (usize, &mut [T])| {
+            let xp = &xd[pi * ih * iw..(pi + 1) * ih * iw];
+            let mut tmp = vec![T::default(); ih * ow];
+            for r in 0..ih {
+                let (src, dst) = (&xp[r * iw..(r + 1) * iw], &mut tmp[r * ow..(r + 1) * ow]);
+                for (d, &(f, n)) in dst.iter_mut().zip(cols) {
+                    let mut m = src[f];
+                    for j in 1..n {
+                        let v = src[f + j * dw];
+                        if v > m {
+                            m = v;
+                        }
+                    }
+                    *d = m;
+                }
+            }
+            for (o, &(f, n)) in rows.iter().enumerate() {
+                let dst = &mut yo[o * ow..(o + 1) * ow];
+                dst.copy_from_slice(&tmp[f * ow..(f + 1) * ow]);
+                for j in 1..n {
+                    let src = &tmp[(f + j * dh) * ow..(f + j * dh + 1) * ow];
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        if v > *d {
+                            *d = v;
+                        }
+                    }
+                }
+            }
+        };
+        if oh * ow > 0 {
+            if planes * ih * iw >= PAR_MIN {
+                y.par_chunks_mut(oh * ow).enumerate().for_each(one);
+            } else {
+                y.chunks_mut(oh * ow).enumerate().for_each(one);
+            }
+        }
+        array(&[xs[0], xs[1], oh, ow], y)
+    }
+    Some(match x {
+        Tensor::F32(v) => Tensor::F32(go(v, xs, outs, &rows, &cols, dh, dw)),
+        Tensor::F64(v) => Tensor::F64(go(v, xs, outs, &rows, &cols, dh, dw)),
+        Tensor::I8(v) => Tensor::I8(go(v, xs, outs, &rows, &cols, dh, dw)),
+        Tensor::U8(v) => Tensor::U8(go(v, xs, outs, &rows, &cols, dh, dw)),
+        Tensor::I16(v) => Tensor::I16(go(v, xs, outs, &rows, &cols, dh, dw)),
+        Tensor::U16(v) => Tensor::U16(go(v, xs, outs, &rows, &cols, dh, dw)),
+        Tensor::I32(v) => Tensor::I32(go(v, xs, outs, &rows, &cols, dh, dw)),
+        Tensor::I64(v) => Tensor::I64(go(v, xs, outs, &rows, &cols, dh, dw)),
+        Tensor::Bool(_) => return None,
+    })
 }
 
 /// AveragePool of a float tensor.

@@ -51,18 +51,10 @@ pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMa
     }
 }
 
-/// `c[m×n] = a[m×k] · b[k×n]`, all row-major f64.
+/// `c[m×n] = a[m×k] · b[k×n]`, all row-major f64 (the interpreter's shared GEMM entry point).
 fn gemm(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the slices hold m*k, k*n and m*n elements (checked by the callers' shapes), and
-    // the strides describe row-major layouts within them.
-    unsafe {
-        matrixmultiply::dgemm(
-            m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1, 0.0, c.as_mut_ptr(), n as isize, 1,
-        );
-    }
+    use crate::ops::gemm::{gemm as gemm_f, Mat};
+    gemm_f(m, k, n, 1.0, Mat::rows(a, k), Mat::rows(b, n), 0.0, c, n);
 }
 
 pub(crate) fn run_matrix(s: &Step, p: &PreparedMatrix, x: &[i32], si: &[usize], so: &[usize]) -> Result<Vec<i32>, String> {
