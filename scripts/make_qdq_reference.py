@@ -47,6 +47,12 @@ for q_out, src, scale, zp in targets:
     index["tensors"][src] = {"file": fname, "dtype": str(codes.dtype), "shape": list(codes.shape),
                              "scale": scale, "zero_point": zp}
 np.save(os.path.join(out_dir, "logits.npy"), outs[model.graph.output[0].name])
+# The ONNX meaning of the Q/DQ graph, without onnxruntime's fused integer kernels: what cimc's
+# float interpreter computes.
+so_plain = ort.SessionOptions()
+so_plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+plain = ort.InferenceSession(model_path, so_plain, providers=["CPUExecutionProvider"])
+np.save(os.path.join(out_dir, "logits_unfused.npy"), plain.run(None, {plain.get_inputs()[0].name: x})[0])
 with open(os.path.join(out_dir, "index.json"), "w") as f:
     json.dump(index, f, indent=1, sort_keys=True)
 print(f"wrote {len(targets)} tensors for {n} images to {out_dir}")

@@ -24,6 +24,9 @@ pub enum Error {
     /// The text IR or its data file could not be read, or the graph does not verify.
     #[error("{}: {source}", file.display())]
     Ir { file: PathBuf, source: cimc_ir::IrError },
+    /// A program file (`.cimp`) that cannot be read.
+    #[error("{}: {msg}", file.display())]
+    Program { file: PathBuf, msg: String },
     /// A run-time failure of the interpreter.
     #[error("{0}")]
     Interp(#[from] cimc_interp::InterpError),

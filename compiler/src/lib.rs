@@ -1,5 +1,6 @@
 //! cimc: the compiler driver library (ONNX import, file formats, the command line's work).
 
+pub mod compile;
 pub mod error;
 pub mod model;
 pub mod npy;

@@ -1,20 +1,24 @@
-//! Loading a model from what a user names on the command line: an ONNX file, or the text IR
-//! (`.cir`, with its constants' data in `<file>.data` beside it when it has large ones).
+//! Loading a model from what a user names on the command line: an ONNX file, the text IR
+//! (`.cir`, with its constants' data in `<file>.data` beside it when it has large ones), or an
+//! interpreter program (`.cimp`).
 //!
-//! A model has a fixed batch once it is a graph. [`Model`] keeps where it came from, so that an
-//! ONNX model can be re-imported at the batch a run needs, while a text-IR graph runs in chunks
-//! of its own batch.
+//! A graph or a program has a fixed batch. [`Model`] keeps where it came from, so that an ONNX
+//! model can be re-imported at the batch a run needs, while a text-IR graph or a program runs
+//! in chunks of its own batch ([`run_in_chunks`]).
 
 use crate::error::{Error, Result};
 use crate::onnx::{self, ImportOptions};
+use cimc_backends::program::{Elem, Program};
+use cimc_interp::program::ProgramRunner;
 use cimc_interp::{Runner, Tensor};
-use cimc_ir::Graph;
+use cimc_ir::{DType, Graph};
 use std::path::{Path, PathBuf};
 
-/// Where a model comes from, and how to build its graph.
+/// Where a model comes from, and how to build what runs it.
 pub enum Model {
     Onnx { path: PathBuf, opts: ImportOptions },
     Ir { path: PathBuf, graph: Graph },
+    Program { path: PathBuf, program: Program },
 }
 
 /// The file that holds the data of a text IR file's referenced constants.
@@ -43,10 +47,9 @@ pub fn read_ir(path: &Path) -> Result<Graph> {
 /// stale data file when the graph has none).
 pub fn write_ir(graph: &Graph, path: &Path) -> Result<()> {
     std::fs::write(path, graph.to_string()).map_err(|e| Error::io(path, e))?;
-    let data = cimc_ir::datafile::write_data(graph);
     let dpath = data_path(path);
     if cimc_ir::datafile::has_referenced_data(graph) {
-        std::fs::write(&dpath, data).map_err(|e| Error::io(dpath, e))?;
+        std::fs::write(&dpath, cimc_ir::datafile::write_data(graph)).map_err(|e| Error::io(dpath, e))?;
     } else if dpath.exists() {
         std::fs::remove_file(&dpath).map_err(|e| Error::io(dpath, e))?;
     }
@@ -57,23 +60,120 @@ pub fn verify(graph: &Graph, file: &Path) -> Result<()> {
     cimc_ir::verify::verify(graph).map_err(|source| Error::Ir { file: file.to_path_buf(), source })
 }
 
+/// What a run needs to know of one input: name, dtype, shape (first dimension = batch).
+#[derive(Clone, Debug)]
+pub struct InputDecl {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+}
+
+/// Something that runs: a float graph or an interpreter program.
+pub enum Executable {
+    Graph(Runner),
+    Program(ProgramRunner),
+}
+
+impl Executable {
+    pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        Ok(match self {
+            Executable::Graph(r) => r.run(inputs)?,
+            Executable::Program(p) => p.run(inputs)?,
+        })
+    }
+}
+
+/// A ready-to-run model: the executable, its inputs, its output names.
+pub struct Prepared {
+    pub exe: Executable,
+    pub inputs: Vec<InputDecl>,
+    pub outputs: Vec<String>,
+}
+
+impl Prepared {
+    pub fn from_graph(g: &Graph) -> Result<Prepared> {
+        let inputs = g
+            .inputs()
+            .iter()
+            .map(|&v| InputDecl { name: g.value(v).name.clone(), dtype: g.ty(v).dtype, shape: g.ty(v).shape.clone() })
+            .collect();
+        let outputs = g.outputs().iter().map(|&v| g.value(v).name.clone()).collect();
+        Ok(Prepared { exe: Executable::Graph(Runner::new(g)?), inputs, outputs })
+    }
+
+    pub fn from_program(p: &Program) -> Result<Prepared> {
+        let inputs = p
+            .inputs
+            .iter()
+            .map(|&b| {
+                let d = &p.buffers[b];
+                let dtype = match d.elem {
+                    Elem::F32 => DType::F32,
+                    Elem::Code(_) => DType::I32,
+                };
+                InputDecl { name: d.name.clone(), dtype, shape: d.shape.clone() }
+            })
+            .collect();
+        let outputs = p.outputs.iter().map(|&b| p.buffers[b].name.clone()).collect();
+        Ok(Prepared { exe: Executable::Program(ProgramRunner::new(p)?), inputs, outputs })
+    }
+
+    /// The batch of the first input.
+    pub fn batch(&self) -> usize {
+        self.inputs.first().and_then(|i| i.shape.first().copied()).unwrap_or(1)
+    }
+
+    /// Checks the user's arrays against the inputs (count, dtype, per-sample dimensions), so a
+    /// wrong file gets a message naming it.
+    pub fn check_inputs(&self, inputs: &[Tensor], files: &[PathBuf]) -> Result<()> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::Usage(format!(
+                "the model has {} input(s), {} input file(s) given",
+                self.inputs.len(),
+                inputs.len()
+            )));
+        }
+        for ((d, t), f) in self.inputs.iter().zip(inputs).zip(files) {
+            if t.dtype() != d.dtype || t.shape().len() != d.shape.len() || t.shape()[1..] != d.shape[1..] {
+                return Err(Error::Npy {
+                    file: f.clone(),
+                    msg: format!(
+                        "input '{}' expects {}[{}] (any first dimension), the file holds {}{:?}",
+                        d.name,
+                        d.dtype,
+                        d.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","),
+                        t.dtype(),
+                        t.shape()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs over `inputs` of any sample count, in chunks of the model's batch.
+    pub fn run_all(&self, inputs: &[Tensor], on_chunk: impl FnMut(usize)) -> Result<Vec<Tensor>> {
+        run_in_chunks(|x| self.exe.run(x), self.batch(), inputs, on_chunk)
+    }
+}
+
 impl Model {
-    /// Opens `path`: `.onnx` (or any file that is not text IR) is imported, `.cir` parsed.
+    /// Opens `path`: `.cir` is parsed as text IR, `.cimp` read as a program, anything else
+    /// imported as ONNX.
     pub fn open(path: &Path, opts: ImportOptions) -> Result<Model> {
         if !path.exists() {
             return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
         }
-        let is_ir = path.extension().is_some_and(|e| e == "cir");
-        if is_ir {
-            Ok(Model::Ir { path: path.to_path_buf(), graph: read_ir(path)? })
-        } else {
-            Ok(Model::Onnx { path: path.to_path_buf(), opts })
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("cir") => Ok(Model::Ir { path: path.to_path_buf(), graph: read_ir(path)? }),
+            Some("cimp") => Ok(Model::Program { path: path.to_path_buf(), program: crate::compile::read_program(path)? }),
+            _ => Ok(Model::Onnx { path: path.to_path_buf(), opts }),
         }
     }
 
     pub fn path(&self) -> &Path {
         match self {
-            Model::Onnx { path, .. } | Model::Ir { path, .. } => path,
+            Model::Onnx { path, .. } | Model::Ir { path, .. } | Model::Program { path, .. } => path,
         }
     }
 
@@ -86,21 +186,33 @@ impl Model {
                 Ok(g)
             }
             Model::Ir { graph, .. } => Ok(graph.clone()),
+            Model::Program { path, .. } => Err(Error::Usage(format!(
+                "{} is a compiled program, not a graph (give the .onnx or .cir model)",
+                path.display()
+            ))),
         }
     }
 
-    /// A graph whose inputs take `batch` samples, when the model can be rebuilt at any batch
-    /// (ONNX); `None` for a text-IR graph, whose batch is fixed.
-    pub fn graph_for_batch(&self, batch: usize) -> Result<Option<Graph>> {
+    /// The graph with inputs of `batch` samples: ONNX models are re-imported at that batch;
+    /// a text-IR graph keeps its own.
+    pub fn graph_at(&self, batch: usize) -> Result<Graph> {
         match self {
             Model::Onnx { path, opts } => {
                 let mut o = opts.clone();
                 o.batch = Some(batch);
                 let g = onnx::import_file(path, &o)?;
                 verify(&g, path)?;
-                Ok(Some(g))
+                Ok(g)
             }
-            Model::Ir { .. } => Ok(None),
+            _ => self.graph(),
+        }
+    }
+
+    /// Ready to run, at `batch` samples per run where the model allows it.
+    pub fn prepare(&self, batch: usize) -> Result<Prepared> {
+        match self {
+            Model::Program { program, .. } => Prepared::from_program(program),
+            _ => Prepared::from_graph(&self.graph_at(batch)?),
         }
     }
 }
@@ -110,12 +222,12 @@ pub fn input_batch(graph: &Graph) -> Option<usize> {
     graph.inputs().first().and_then(|&v| graph.ty(v).shape.first().copied())
 }
 
-/// Runs `runner` (built for a graph of batch `graph_batch`) over `inputs` of any sample count,
-/// in chunks of `graph_batch` along the first axis; a short last chunk is zero-padded and its
-/// outputs trimmed. `on_chunk` is told how many samples each chunk carried.
+/// Runs `run` (for `batch` samples per call) over `inputs` of any sample count, in chunks of
+/// `batch` along the first axis; a short last chunk is zero-padded and its outputs trimmed.
+/// `on_chunk` is told how many samples each chunk carried.
 pub fn run_in_chunks(
-    runner: &Runner,
-    graph_batch: usize,
+    run: impl Fn(Vec<Tensor>) -> Result<Vec<Tensor>>,
+    batch: usize,
     inputs: &[Tensor],
     mut on_chunk: impl FnMut(usize),
 ) -> Result<Vec<Tensor>> {
@@ -123,19 +235,18 @@ pub fn run_in_chunks(
     if inputs.iter().any(|t| t.shape().first().copied() != Some(n)) {
         return Err(Error::Usage("all inputs must have the same number of samples (first dimension)".into()));
     }
-    if n == graph_batch {
-        let out = runner.run(inputs.to_vec())?;
+    if n == batch {
+        let out = run(inputs.to_vec())?;
         on_chunk(n);
         return Ok(out);
     }
     let mut parts: Vec<Vec<Tensor>> = Vec::new();
     let mut start = 0;
     while start < n {
-        let len = graph_batch.min(n - start);
-        let chunk: Vec<Tensor> =
-            inputs.iter().map(|t| crate::tensor_util::slice_batch(t, start, len, graph_batch)).collect();
-        let mut out = runner.run(chunk)?;
-        if len < graph_batch {
+        let len = batch.min(n - start);
+        let chunk: Vec<Tensor> = inputs.iter().map(|t| crate::tensor_util::slice_batch(t, start, len, batch)).collect();
+        let mut out = run(chunk)?;
+        if len < batch {
             out = out.iter().map(|t| crate::tensor_util::slice_batch(t, 0, len, len)).collect();
         }
         parts.push(out);

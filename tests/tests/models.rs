@@ -92,24 +92,28 @@ fn mnist_qcdq_matches_onnxruntime() {
     );
 }
 
-/// onnxruntime executes the QDQ model with fused integer kernels whose rounding differs from the
-/// float meaning of QuantizeLinear/DequantizeLinear (an activation can land one code apart), so
-/// the float interpreter is compared on predictions, with the error reported.
+/// The QDQ model in the float interpreter has the ONNX meaning of QuantizeLinear and
+/// DequantizeLinear: it matches onnxruntime run without graph optimizations (reference made by
+/// `scripts/make_qdq_reference.py`). onnxruntime's default session fuses the Q/DQ pairs into
+/// integer kernels that round differently (an activation can land one code apart), so against
+/// the shared reference logits only the predictions are compared.
 #[test]
 fn mnist_qdq_runs_with_onnx_semantics() {
     let d = data();
-    let n = 100;
+    let n = 32;
     let x = npy(&d.join("sets/mnist_test500_x.npy"));
     let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
     let g = import(&d.join("models/mnist_cnn_int8_qdq.onnx"), n);
     assert_text_roundtrip(&g);
     let out = Runner::new(&g).expect("runner").run(vec![x]).expect("run");
-    let want = npy(&d.join("sets/mnist_cnn_int8_qdq_ref_logits.npy"));
-    let (abs, rel) = max_errors(&out[0], &want).expect("same shape");
-    eprintln!("mnist_cnn_int8_qdq: max abs error {abs:.3e}, relative {rel:.3e}");
-    let same = argmax_rows(&out[0]).iter().zip(argmax_rows(&want)).filter(|(a, b)| **a == *b).count();
-    assert!(same >= 99, "only {same}/100 predictions agree with onnxruntime");
-    assert!(rel < 0.05, "relative error {rel}");
+    let unfused = npy(&d.join("qdq_ref/logits_unfused.npy"));
+    let (abs, rel) = max_errors(&out[0], &unfused).expect("same shape");
+    eprintln!("mnist_cnn_int8_qdq vs onnxruntime (no fusion): max abs error {abs:.3e}, relative {rel:.3e}");
+    assert!(rel <= 1e-4, "relative error {rel}");
+    let fused = npy(&d.join("sets/mnist_cnn_int8_qdq_ref_logits.npy"));
+    let fused = cimc::tensor_util::slice_batch(&fused, 0, n, n);
+    let same = argmax_rows(&out[0]).iter().zip(argmax_rows(&fused)).filter(|(a, b)| **a == *b).count();
+    assert!(same + 1 >= n, "only {same}/{n} predictions agree with onnxruntime's fused kernels");
 }
 
 /// The QONNX export uses `Quant` nodes of domain qonnx.custom_op.general: refused, with every
@@ -150,7 +154,7 @@ fn mnist_models_accuracy_full_test_set() {
         let batch = 500;
         let g = import(&shared.join(format!("models/{model}.onnx")), batch);
         let runner = Runner::new(&g).unwrap();
-        let out = cimc::model::run_in_chunks(&runner, batch, std::slice::from_ref(&x), |_| {}).unwrap();
+        let out = cimc::model::run_in_chunks(|x| Ok(runner.run(x)?), batch, std::slice::from_ref(&x), |_| {}).unwrap();
         let correct = argmax_rows(&out[0]).iter().zip(&y).filter(|(a, b)| **a as i64 == **b).count();
         let top1 = correct as f64 / 100.0;
         eprintln!("{model}: top-1 {top1:.2} % on 10000, onnxruntime {ort} %");

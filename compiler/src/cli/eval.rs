@@ -1,15 +1,16 @@
-//! `cimc eval MODEL --data x.npy --labels y.npy`: top-1 accuracy on a labelled set.
+//! `cimc eval MODEL --data x.npy --labels y.npy [--compare FLOAT.onnx]`: top-1 accuracy on a
+//! labelled set, of a float model or a compiled program (with the float model beside it).
 
 use super::{print_json, progress, ImportArgs};
-use cimc::model::{self, Model};
+use cimc::model::{Model, Prepared};
 use cimc::{npy, Error, Result};
-use cimc_interp::{Runner, Tensor};
+use cimc_interp::Tensor;
 use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// An ONNX model or a text IR file (.cir).
+    /// An ONNX model, a text IR file (.cir) or a program (.cimp).
     model: PathBuf,
     /// Inputs, `[N, ...]` (.npy).
     #[arg(long)]
@@ -17,17 +18,35 @@ pub struct EvalArgs {
     /// Integer class labels, `[N]` (.npy).
     #[arg(long)]
     labels: PathBuf,
+    /// Also evaluate this (float) model and count the predictions that differ.
+    #[arg(long)]
+    compare: Option<PathBuf>,
     /// Evaluate only the first N samples.
     #[arg(long)]
     limit: Option<usize>,
-    /// Samples per run of the model (ONNX models; a text IR graph keeps its own batch).
+    /// Samples per run of an ONNX model (text IR graphs and programs keep their own batch).
     #[arg(long = "eval-batch", default_value_t = 50)]
     eval_batch: usize,
-    /// Print one JSON object (`top1`, `samples`, `seconds`) instead of the table.
+    /// Print one JSON object (`top1`, `samples`, `seconds`...) instead of the table.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
     import: ImportArgs,
+}
+
+/// Predictions (argmax of the first output) of a model over `x`.
+fn predictions(p: &Prepared, x: &Tensor, file: &PathBuf, json: bool) -> Result<Vec<usize>> {
+    p.check_inputs(std::slice::from_ref(x), std::slice::from_ref(file))?;
+    let n = x.shape()[0];
+    let pb = progress(n as u64, json);
+    let outputs = p.run_all(std::slice::from_ref(x), |k| pb.inc(k as u64))?;
+    pb.finish_and_clear();
+    let logits = outputs
+        .first()
+        .and_then(|t| t.as_f32())
+        .filter(|l| l.ndim() == 2)
+        .ok_or_else(|| Error::Usage("eval needs a model whose first output is f32 [N, classes]".into()))?;
+    Ok(logits.outer_iter().map(|row| super::run::argmax(row.iter().copied())).collect())
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -42,12 +61,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
     }
     let n_all = xd.shape().first().copied().unwrap_or(0);
     if yd.shape()[0] != n_all {
-        return Err(Error::Usage(format!(
-            "{} has {n_all} samples but {} has {} labels",
-            a.data.display(),
-            a.labels.display(),
-            yd.shape()[0]
-        )));
+        return Err(Error::Npy {
+            file: a.labels.clone(),
+            msg: format!("{} labels for the {n_all} samples of {}", yd.shape()[0], a.data.display()),
+        });
     }
     let n = a.limit.map_or(n_all, |l| l.min(n_all));
     if n == 0 {
@@ -56,36 +73,37 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let labels = yd.to_i64_vec();
     let x = Tensor::from_data(&xd).map_err(|e| Error::Npy { file: a.data.clone(), msg: e.to_string() })?;
     let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
+    let batch = a.eval_batch.max(1).min(n);
 
     let start = std::time::Instant::now();
-    let batch = a.eval_batch.max(1).min(n);
-    let graph = match m.graph_for_batch(batch)? {
-        Some(g) => g,
-        None => m.graph()?,
-    };
-    super::run::check_inputs(&graph, std::slice::from_ref(&x), std::slice::from_ref(&a.data))?;
-    let runner = Runner::new(&graph)?;
-    let gb = model::input_batch(&graph).unwrap_or(batch);
-    let pb = progress(n as u64, a.json);
-    let outputs = model::run_in_chunks(&runner, gb, std::slice::from_ref(&x), |k| pb.inc(k as u64))?;
-    pb.finish_and_clear();
+    let pred = predictions(&m.prepare(batch)?, &x, &a.data, a.json)?;
     let seconds = start.elapsed().as_secs_f64();
-    let logits = outputs
-        .first()
-        .and_then(|t| t.as_f32())
-        .filter(|l| l.ndim() == 2)
-        .ok_or_else(|| Error::Usage("eval needs a model whose first output is f32 [N, classes]".into()))?;
-    let correct = logits
-        .outer_iter()
-        .zip(&labels)
-        .filter(|(row, &y)| super::run::argmax(row.iter().copied()) as i64 == y)
-        .count();
-    let top1 = 100.0 * correct as f64 / n as f64;
+    let top1 = |p: &[usize]| {
+        let c = p.iter().zip(&labels).filter(|(a, b)| **a as i64 == **b).count();
+        (c, 100.0 * c as f64 / n as f64)
+    };
+    let (correct, acc) = top1(&pred);
+    let mut report = serde_json::json!({"top1": acc, "samples": n, "correct": correct, "seconds": seconds});
+    let mut lines = vec![
+        format!("top-1   {acc:.2} %  ({correct}/{n})"),
+        format!("time    {seconds:.3} s  ({:.3} ms/sample)", 1000.0 * seconds / n as f64),
+    ];
+    if let Some(f) = &a.compare {
+        let fm = Model::open(f, a.import.options()?)?;
+        let fpred = predictions(&fm.prepare(batch)?, &x, &a.data, a.json)?;
+        let (fc, facc) = top1(&fpred);
+        let differ = pred.iter().zip(&fpred).filter(|(a, b)| a != b).count();
+        report["float_top1"] = serde_json::json!(facc);
+        report["float_correct"] = serde_json::json!(fc);
+        report["disagreements"] = serde_json::json!(differ);
+        lines.push(format!("float   {facc:.2} %  ({fc}/{n}), {differ} prediction(s) differ"));
+    }
     if a.json {
-        print_json(&serde_json::json!({"top1": top1, "samples": n, "correct": correct, "seconds": seconds}));
+        print_json(&report);
     } else {
-        println!("top-1   {top1:.2} %  ({correct}/{n})");
-        println!("time    {seconds:.3} s  ({:.3} ms/sample)", 1000.0 * seconds / n as f64);
+        for l in lines {
+            println!("{l}");
+        }
     }
     Ok(())
 }

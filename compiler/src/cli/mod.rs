@@ -1,13 +1,14 @@
 //! Command-line definitions (clap) and dispatch to one module per command.
 
+mod compile;
 mod dump;
 mod eval;
+mod quant_args;
 mod run;
 
 use cimc::onnx::ImportOptions;
 use cimc::{Error, Result};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(name = "cimc", version, about = "Compile ONNX CNNs for compute-in-memory accelerators")]
@@ -18,7 +19,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Import a model and print its IR as text.
+    /// Compile a model to the bit-accurate interpreter program (.cimp).
+    Compile(compile::CompileArgs),
+    /// Import a model and print its IR as text (optionally after passes).
     Dump(dump::DumpArgs),
     /// Run a model on inputs from .npy files.
     Run(run::RunArgs),
@@ -57,6 +60,7 @@ impl ImportArgs {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Compile(a) => compile::run(a),
         Command::Dump(a) => dump::run(a),
         Command::Run(a) => run::run(a),
         Command::Eval(a) => eval::run(a),
@@ -82,5 +86,11 @@ fn progress(len: u64, json: bool) -> indicatif::ProgressBar {
     pb
 }
 
-#[allow(dead_code)]
-fn _unused(_: PathBuf) {}
+/// Pass counters as one JSON object: `{"pass": {"counter": n, ...}, ...}` in run order.
+fn stats_json(report: &cimc_passes::PipelineReport) -> String {
+    let mut m = serde_json::Map::new();
+    for (pass, stats) in &report.stats {
+        m.insert((*pass).to_string(), serde_json::json!(stats));
+    }
+    serde_json::to_string(&serde_json::Value::Object(m)).expect("invariant: JSON values serialize")
+}

@@ -2,13 +2,19 @@
 //! float interpreter's single-op entry point and replaced by constants.
 //!
 //! QuantizeLinear and DequantizeLinear are never folded: they mark the quantization of weights
-//! (their integer codes, scales and zero points), which the quantization passes read.
+//! (their integer codes, scales and zero points), which the quantization passes read. Nor is a
+//! Clip on integer codes: in QCDQ models (Brevitas) it narrows the codes to fewer bits, which
+//! `fold-qdq` reads from its bounds.
 
-use cimc_ir::{Op, TensorData, TensorType};
+use cimc_ir::{DType, Op, TensorData, TensorType};
 
-/// Whether folding `op` is allowed.
-pub fn foldable(op: &Op) -> bool {
-    !matches!(op, Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. })
+/// Whether folding `op` on inputs of these types is allowed.
+pub fn foldable(op: &Op, inputs: &[&TensorType]) -> bool {
+    match op {
+        Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => false,
+        Op::Clip => inputs.first().is_none_or(|t| matches!(t.dtype, DType::F32 | DType::F64)),
+        _ => true,
+    }
 }
 
 /// Evaluates `op` on constant inputs. `Ok(None)` when the interpreter cannot evaluate it (the

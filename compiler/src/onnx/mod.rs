@@ -481,7 +481,7 @@ impl Importer {
                 }
                 let consts: Option<Vec<&TensorData>> =
                     ins.iter().map(|&v| self.g.value(v).const_data()).collect();
-                if let (Some(c), true) = (consts, fold::foldable(&op) && !ins.is_empty()) {
+                if let (Some(c), true) = (consts, fold::foldable(&op, &types) && !ins.is_empty()) {
                     let folded = fold::eval(&op, &c, &out_types)
                         .map_err(|m| Error::Internal(format!("node '{name}' ({op_type}): {m}")))?;
                     if let Some(datas) = folded {

@@ -153,7 +153,7 @@ fn main() {
             let g = onnx::import_file(&path, &ImportOptions { batch: Some(batch), ..one.clone() }).expect("import");
             let runner = Runner::new(&g).expect("runner");
             let (min, med) = time_ms(args.reps.div_ceil(4), || {
-                std::hint::black_box(cimc::model::run_in_chunks(&runner, batch, std::slice::from_ref(&x), |_| {}).expect("run"));
+                std::hint::black_box(cimc::model::run_in_chunks(|x| Ok(runner.run(x)?), batch, std::slice::from_ref(&x), |_| {}).expect("run"));
             });
             let peer = if args.peers {
                 onnxruntime(&path, 10000, 3).map(|p| Peer { name: p.name, median_ms: p.median_ms, measured: true })

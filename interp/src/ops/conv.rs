@@ -132,10 +132,8 @@ impl<T: GemmFloat> PreparedConv<T> {
             )));
         }
         let outs = self.out_spatial(&xs[2..])?;
-        let (batch, c) = (xs[0], xs[1]);
+        let batch = xs[0];
         let p: usize = outs.iter().product();
-        let plane: usize = xs[2..].iter().product();
-        let mg = self.m / g;
         let kk: usize = self.cg * self.kernel.iter().product::<usize>();
         let xd = data_of(x);
         let mut out = vec![T::ZERO; batch * self.m * p];
@@ -143,13 +141,41 @@ impl<T: GemmFloat> PreparedConv<T> {
             && self.attrs.strides.iter().all(|&s| s == 1)
             && self.attrs.pads.iter().all(|&p| p == 0);
         let direct = n == 2 && self.cg == 1 && !pointwise;
-        let mut col =
-            if pointwise || direct || p == 0 { Vec::new() } else { vec![T::ZERO; kk * p] };
+        let col_len = if pointwise || direct { 0 } else { kk * p };
+        T::with_scratch(col_len, |col| {
+            self.convolve(&xd, &xs[2..], &outs, &mut out, col, pointwise, direct)
+        });
+        self.finish(&mut out, p, epi);
+        Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out))
+    }
+
+    /// The convolution proper (no bias) of every image and group of `xd` (`[N, C, ins..]`)
+    /// into `out`; `col` is the im2col scratch (empty for the pointwise and direct paths).
+    fn convolve(
+        &self,
+        xd: &[T],
+        ins: &[usize],
+        outs: &[usize],
+        out: &mut [T],
+        col: &mut [T],
+        pointwise: bool,
+        direct: bool,
+    ) {
+        let g = self.attrs.group;
+        let plane: usize = ins.iter().product();
+        let p: usize = outs.iter().product();
+        let c = self.cg * g;
+        let batch = if c * plane == 0 { 0 } else { xd.len() / (c * plane) };
+        let mg = self.m / g;
+        let kk: usize = self.cg * self.kernel.iter().product::<usize>();
+        if p == 0 {
+            return;
+        }
         for b in 0..batch {
             let xb = &xd[b * c * plane..(b + 1) * c * plane];
             let ob = &mut out[b * self.m * p..(b + 1) * self.m * p];
             if direct {
-                self.depthwise_2d(xb, &xs[2..], &outs, ob);
+                self.depthwise_2d(xb, ins, outs, ob);
                 continue;
             }
             for gi in 0..g {
@@ -157,16 +183,14 @@ impl<T: GemmFloat> PreparedConv<T> {
                 let rhs: &[T] = if pointwise {
                     xg
                 } else {
-                    self.im2col(xg, &xs[2..], &outs, &mut col);
-                    &col
+                    self.im2col(xg, ins, outs, col);
+                    col
                 };
                 let wg = &self.w[gi * mg * kk..(gi + 1) * mg * kk];
                 let og = &mut ob[gi * mg * p..(gi + 1) * mg * p];
                 gemm(mg, kk, p, T::of(1.0), Mat::rows(wg, kk), Mat::rows(rhs, p), T::ZERO, og, p);
             }
         }
-        self.finish(&mut out, p, epi);
-        Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out))
     }
 
     /// Bias, then the epilogue, per output row `[p]` (rows are `(n, m)` pairs).
@@ -244,10 +268,8 @@ impl<T: GemmFloat> PreparedConv<T> {
                             if st[last] == 1 {
                                 dst[lo..hi].copy_from_slice(&xc[i0..i0 + (hi - lo)]);
                             } else {
-                                let s = st[last];
-                                for (j, v) in dst[lo..hi].iter_mut().enumerate() {
-                                    *v = xc[i0 + j * s];
-                                }
+                                let src = xc[i0..].iter().step_by(st[last]);
+                                dst[lo..hi].iter_mut().zip(src).for_each(|(v, &x)| *v = x);
                             }
                         }
                     }

@@ -38,6 +38,11 @@ impl<'a, T> Mat<'a, T> {
 
 /// A float type with a BLAS-like kernel.
 pub(crate) trait GemmFloat: Float {
+    /// Runs `f` on a scratch buffer of `len` elements (contents unspecified), reused across
+    /// calls on the same thread so that large im2col buffers are neither reallocated nor
+    /// zeroed on every convolution.
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+
     /// # Safety
     /// The pointers must cover the `m x k`, `k x n` and `m x n` strided ranges.
     unsafe fn raw(
@@ -61,8 +66,25 @@ pub(crate) trait GemmFloat: Float {
 /// Runs the `gemm` crate's product (`dst = beta_dst * dst + alpha * lhs * rhs` in its terms),
 /// on rayon's pool above a size where threads pay.
 macro_rules! gemm_impl {
-    ($t:ty) => {
+    ($t:ty, $scratch:ident) => {
+        thread_local! {
+            static $scratch: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+
         impl GemmFloat for $t {
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+                $scratch.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut buf) => {
+                        if buf.len() < len {
+                            buf.resize(len, 0.0);
+                        }
+                        f(&mut buf[..len])
+                    }
+                    // Re-entered on this thread (not done by the kernels): a fresh buffer.
+                    Err(_) => f(&mut vec![0.0; len]),
+                })
+            }
+
             unsafe fn raw(
                 m: usize, k: usize, n: usize, alpha: $t,
                 a: *const $t, rsa: isize, csa: isize,
@@ -86,8 +108,8 @@ macro_rules! gemm_impl {
         }
     };
 }
-gemm_impl!(f32);
-gemm_impl!(f64);
+gemm_impl!(f32, SCRATCH_F32);
+gemm_impl!(f64, SCRATCH_F64);
 
 /// Multiply-adds (m*n*k) above which a product runs on several threads.
 const PAR_FLOPS: usize = 1 << 18;

@@ -270,8 +270,8 @@ fn taps_1d(out: usize, len: usize, k: usize, s: usize, dil: usize, pad: usize) -
         .collect()
 }
 
-/// 2-D MaxPool as a row pass (max over the kernel's columns, for every input row) then a column
-/// pass (max over the kernel's rows), both over contiguous data; `None` when some window has
+/// 2-D MaxPool, separably: per output row, the max over the kernel's input rows (contiguous,
+/// vectorized), then the max over the kernel's columns of that reduced row; `None` when some window has
 /// no tap inside the input (the general path handles that).
 fn max_pool_2d_separable(a: &PoolAttrs, x: &Tensor, xs: &[usize], outs: &[usize]) -> Option<Tensor> {
     let (ih, iw, oh, ow) = (xs[2], xs[3], outs[0], outs[1]);
@@ -285,30 +285,29 @@ fn max_pool_2d_separable(a: &PoolAttrs, x: &Tensor, xs: &[usize], outs: &[usize]
         let mut y = vec![T::default(); planes * oh * ow];
         let one = |(pi, yo): (usize, &mut [T])| {
             let xp = &xd[pi * ih * iw..(pi + 1) * ih * iw];
-            let mut tmp = vec![T::default(); ih * ow];
-            for r in 0..ih {
-                let (src, dst) = (&xp[r * iw..(r + 1) * iw], &mut tmp[r * ow..(r + 1) * ow]);
+            let mut tmp = vec![T::default(); iw];
+            for (o, &(f, n)) in rows.iter().enumerate() {
+                // Column pass first, over whole contiguous rows (vectorizes).
+                tmp.copy_from_slice(&xp[f * iw..(f + 1) * iw]);
+                for j in 1..n {
+                    let src = &xp[(f + j * dh) * iw..(f + j * dh + 1) * iw];
+                    for (d, &v) in tmp.iter_mut().zip(src) {
+                        if v > *d {
+                            *d = v;
+                        }
+                    }
+                }
+                // Then the row pass on the reduced row.
+                let dst = &mut yo[o * ow..(o + 1) * ow];
                 for (d, &(f, n)) in dst.iter_mut().zip(cols) {
-                    let mut m = src[f];
+                    let mut m = tmp[f];
                     for j in 1..n {
-                        let v = src[f + j * dw];
+                        let v = tmp[f + j * dw];
                         if v > m {
                             m = v;
                         }
                     }
                     *d = m;
-                }
-            }
-            for (o, &(f, n)) in rows.iter().enumerate() {
-                let dst = &mut yo[o * ow..(o + 1) * ow];
-                dst.copy_from_slice(&tmp[f * ow..(f + 1) * ow]);
-                for j in 1..n {
-                    let src = &tmp[(f + j * dh) * ow..(f + j * dh + 1) * ow];
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        if v > *d {
-                            *d = v;
-                        }
-                    }
                 }
             }
         };

@@ -1,0 +1,84 @@
+//! Quantization settings on the command line (shared by `compile` and `dump`).
+
+use cimc::{npy, Error, Result};
+use cimc_interp::Tensor;
+use cimc_ir::Graph;
+use cimc_passes::config::{check_bits, CalibMethod, WeightMethod};
+use cimc_passes::PassContext;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct QuantArgs {
+    /// Calibration inputs (.npy, `[N, ...]`), for models without quantization parameters.
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    /// Use only the first N calibration samples.
+    #[arg(long = "calib-samples")]
+    calib_samples: Option<usize>,
+    /// Weight bits (2..16).
+    #[arg(long, default_value_t = 8)]
+    wbits: u8,
+    /// Activation bits (2..16).
+    #[arg(long, default_value_t = 8)]
+    abits: u8,
+    /// Activation ranges: minmax, percentile (99.99), percentile=P, mse.
+    #[arg(long = "calib-method", default_value = "minmax")]
+    calib_method: String,
+    /// Weight scales: minmax, mse.
+    #[arg(long = "weight-method", default_value = "minmax")]
+    weight_method: String,
+    /// Per-layer bit widths by node name (TOML: `[layers."name"] wbits = 4, abits = 6`).
+    #[arg(long = "bits")]
+    bits_file: Option<PathBuf>,
+    /// Signed symmetric codes for activations that can be negative (default: unsigned with a
+    /// zero point).
+    #[arg(long = "act-signed")]
+    act_signed: bool,
+}
+
+impl QuantArgs {
+    /// The pass context for `graph`: settings, calibration data (checked against the graph's
+    /// inputs), and a progress bar unless `quiet`.
+    pub fn context(&self, graph: &Graph, quiet: bool) -> Result<PassContext> {
+        let mut cx = PassContext::default();
+        let c = &mut cx.config;
+        c.wbits = check_bits("--wbits", self.wbits)?;
+        c.abits = check_bits("--abits", self.abits)?;
+        c.calib_method = CalibMethod::parse(&self.calib_method)?;
+        c.weight_method = WeightMethod::parse(&self.weight_method)?;
+        c.calib_samples = self.calib_samples;
+        c.act_signed = self.act_signed;
+        if let Some(f) = &self.bits_file {
+            let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+            c.read_overrides(&text, &f.display().to_string())?;
+        }
+        if let Some(p) = &self.calib {
+            let d = npy::read(p)?;
+            let t = Tensor::from_data(&d).map_err(|e| Error::Npy { file: p.clone(), msg: e.to_string() })?;
+            if graph.inputs().len() != 1 {
+                return Err(Error::Usage("--calib takes one array; the model has several inputs".into()));
+            }
+            let want = graph.ty(graph.inputs()[0]);
+            if t.dtype() != want.dtype || t.shape().len() != want.shape.len() || t.shape()[1..] != want.shape[1..] {
+                return Err(Error::Npy {
+                    file: p.clone(),
+                    msg: format!("calibration data {}{:?} does not fit the input {}{:?}", t.dtype(), t.shape(), want.dtype, want.shape),
+                });
+            }
+            cx.calib = Some(vec![t]);
+            if !quiet {
+                let pb = super::progress(0, false);
+                pb.set_message("calibrating");
+                cx.progress = Some(Box::new(move |done, total| {
+                    pb.set_length(total);
+                    pb.set_position(done);
+                    if done >= total {
+                        pb.finish_and_clear();
+                    }
+                }));
+            }
+        }
+        Ok(cx)
+    }
+}
