@@ -14,7 +14,7 @@
 use super::activation::Act;
 use super::gemm::{gemm, GemmFloat, Mat};
 use super::{arity, bad, data_of, same_dtype, unsupported, PAR_MIN};
-use crate::error::Result;
+use crate::error::{InterpError, Result};
 use crate::tensor::Tensor;
 use cimc_ir::ConvAttrs;
 use ndarray::ArrayD;
@@ -122,6 +122,22 @@ impl<T: GemmFloat> PreparedConv<T> {
 
     /// Runs the convolution on `x` `[N, C, D..]`, then the bias and `epi`.
     pub(crate) fn run(&self, x: &ArrayD<T>, epi: &Epilogue<T>) -> Result<ArrayD<T>> {
+        let out = vec![T::ZERO; self.out_len(x.shape())?];
+        self.run_into(x, epi, out)
+    }
+
+    /// The number of output elements for an input of shape `xs` (checked as in `run`).
+    pub(crate) fn out_len(&self, xs: &[usize]) -> Result<usize> {
+        let n = self.kernel.len();
+        if xs.len() != n + 2 {
+            return Err(bad(format!("input {xs:?} does not have {} spatial dims", n)));
+        }
+        Ok(xs[0] * self.m * self.out_spatial(&xs[2..])?.iter().product::<usize>())
+    }
+
+    /// [`PreparedConv::run`] writing into `out`, a buffer of [`PreparedConv::out_len`]
+    /// elements whose contents do not matter (every element is overwritten).
+    pub(crate) fn run_into(&self, x: &ArrayD<T>, epi: &Epilogue<T>, out: Vec<T>) -> Result<ArrayD<T>> {
         let xs = x.shape();
         let n = self.kernel.len();
         let g = self.attrs.group;
@@ -136,7 +152,10 @@ impl<T: GemmFloat> PreparedConv<T> {
         let p: usize = outs.iter().product();
         let kk: usize = self.cg * self.kernel.iter().product::<usize>();
         let xd = data_of(x);
-        let mut out = vec![T::ZERO; batch * self.m * p];
+        let mut out = out;
+        if out.len() != batch * self.m * p {
+            return Err(InterpError::Internal("conv output buffer of the wrong size".into()));
+        }
         let pointwise = self.kernel.iter().all(|&k| k == 1)
             && self.attrs.strides.iter().all(|&s| s == 1)
             && self.attrs.pads.iter().all(|&p| p == 0);
