@@ -40,8 +40,13 @@ names = [o.name for o in sess.get_outputs()]
 outs = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x})))
 os.makedirs(out_dir, exist_ok=True)
 index = {"model": "mnist_cnn_int8_qdq.onnx", "samples": n, "onnxruntime": ort.__version__, "tensors": {}}
+graph_outputs = {o.name for o in onnx.load(model_path).graph.output}
 for q_out, src, scale, zp in targets:
     codes = outs[q_out]
+    # When Q -> DQ ends in a graph output, cimc names the tensor after that output.
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] == q_out and node.output[0] in graph_outputs:
+            index.setdefault("aliases", {})[node.output[0]] = src
     fname = src.replace("/", "~") + ".npy"
     np.save(os.path.join(out_dir, fname), np.ascontiguousarray(codes))
     index["tensors"][src] = {"file": fname, "dtype": str(codes.dtype), "shape": list(codes.shape),
@@ -53,6 +58,16 @@ so_plain = ort.SessionOptions()
 so_plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 plain = ort.InferenceSession(model_path, so_plain, providers=["CPUExecutionProvider"])
 np.save(os.path.join(out_dir, "logits_unfused.npy"), plain.run(None, {plain.get_inputs()[0].name: x})[0])
+# onnxruntime's predictions on the whole MNIST test set (from ../shared when present).
+full = os.path.join(root, "..", "shared", "data", "mnist_test_x.npy")
+if os.path.exists(full):
+    xs = np.load(full)
+    default = ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+    pred = np.concatenate([default.run(None, {default.get_inputs()[0].name: xs[i:i + 500]})[0].argmax(1)
+                           for i in range(0, len(xs), 500)]).astype(np.uint8)
+    np.save(os.path.join(out_dir, "onnxruntime_predictions_10000.npy"), pred)
+    ys = np.load(os.path.join(root, "..", "shared", "data", "mnist_test_y.npy"))
+    index["onnxruntime_top1"] = float((pred == ys).mean() * 100)
 with open(os.path.join(out_dir, "index.json"), "w") as f:
     json.dump(index, f, indent=1, sort_keys=True)
 print(f"wrote {len(targets)} tensors for {n} images to {out_dir}")

@@ -143,8 +143,47 @@ impl Runner {
                 continue;
             }
             let node = graph.node(id);
-            let mut in_slots = Vec::with_capacity(node.inputs.len());
-            for &v in &node.inputs {
+            let named = |e| name_error(e, &node.name, &node.op);
+            // A convolution with constant weights (and bias) is prepared here; its weights are
+            // converted straight from the graph's data (not kept as constants of the runner).
+            let mut kind = Kind::Generic;
+            let mut chain = Vec::new();
+            let mut chain_out = None;
+            if let Op::Conv(attrs) = &node.op {
+                let data = |i: usize| node.inputs.get(i).and_then(|&v| graph.value(v).const_data());
+                let b_ok = node.inputs.len() < 3 || data(2).is_some();
+                if let (Some(w), true, 1) = (data(1), b_ok, node.outputs.len()) {
+                    let conv_data = |i: usize| -> Result<Option<Tensor>> {
+                        data(i).map(|d| Tensor::from_data(d).map_err(named)).transpose()
+                    };
+                    let (wt, bt) = (Tensor::from_data(w).map_err(named)?, conv_data(2)?);
+                    let bias_dtype = || named(ops::bad("bias dtype differs from weights"));
+                    (chain, chain_out) = fusion_chain(graph, &ids, pos, &readers, &is_output);
+                    kind = match &wt {
+                        Tensor::F32(wa) => {
+                            let b = bt
+                                .as_ref()
+                                .map(|b| f32::view(b).ok_or_else(bias_dtype))
+                                .transpose()?;
+                            let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
+                            Kind::ConvF32(Box::new(pc), epilogue::<f32>(graph, &ids, &chain))
+                        }
+                        Tensor::F64(wa) => {
+                            let b = bt
+                                .as_ref()
+                                .map(|b| f64::view(b).ok_or_else(bias_dtype))
+                                .transpose()?;
+                            let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
+                            Kind::ConvF64(Box::new(pc), epilogue::<f64>(graph, &ids, &chain))
+                        }
+                        _ => Kind::Generic,
+                    };
+                }
+            }
+            let reads: &[ValueId] =
+                if matches!(kind, Kind::Generic) { &node.inputs } else { &node.inputs[..1] };
+            let mut in_slots = Vec::with_capacity(reads.len());
+            for &v in reads {
                 match const_slot(v, &mut slot, &mut consts)? {
                     Some(s) => in_slots.push(s),
                     None => {
@@ -159,59 +198,15 @@ impl Runner {
                     }
                 }
             }
-            let mut kind = Kind::Generic;
             let mut last_outputs = node.outputs.clone();
             let mut ops = node.op.name().to_string();
-            if let Op::Conv(attrs) = &node.op {
-                let w_const = node.inputs.get(1).is_some_and(|&v| graph.value(v).is_const());
-                let b_const = node.inputs.get(2).is_none_or(|&v| graph.value(v).is_const());
-                if w_const && b_const && node.outputs.len() == 1 {
-                    let get = |i: usize| {
-                        node.inputs.get(i).map(|_| match in_slots[i] {
-                            Slot::Const(c) => &consts[c],
-                            Slot::Dyn(_) => unreachable!("invariant: checked constant above"),
-                        })
-                    };
-                    let named = |e| name_error(e, &node.name, &node.op);
-                    // The fusable chain after the conv: [BatchNorm] [activation].
-                    let (chain, chain_out) = fusion_chain(graph, &ids, pos, &readers, &is_output);
-                    let w = get(1).expect("invariant: conv has weights");
-                    kind = match w {
-                        Tensor::F32(wa) => {
-                            let b = get(2)
-                                .map(|b| {
-                                    f32::view(b).ok_or_else(|| {
-                                        named(ops::bad("bias dtype differs from weights"))
-                                    })
-                                })
-                                .transpose()?;
-                            let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
-                            let epi = epilogue::<f32>(graph, &ids, &chain);
-                            Kind::ConvF32(Box::new(pc), epi)
-                        }
-                        Tensor::F64(wa) => {
-                            let b = get(2)
-                                .map(|b| {
-                                    f64::view(b).ok_or_else(|| {
-                                        named(ops::bad("bias dtype differs from weights"))
-                                    })
-                                })
-                                .transpose()?;
-                            let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
-                            let epi = epilogue::<f64>(graph, &ids, &chain);
-                            Kind::ConvF64(Box::new(pc), epi)
-                        }
-                        _ => Kind::Generic,
-                    };
-                    if !matches!(kind, Kind::Generic) {
-                        for &p in &chain {
-                            fused_away[p] = true;
-                            ops = format!("{ops}+{}", graph.node(ids[p]).op.name());
-                        }
-                        if let Some(o) = chain_out {
-                            last_outputs = vec![o];
-                        }
-                    }
+            if !matches!(kind, Kind::Generic) {
+                for &p in &chain {
+                    fused_away[p] = true;
+                    ops = format!("{ops}+{}", graph.node(ids[p]).op.name());
+                }
+                if let Some(o) = chain_out {
+                    last_outputs = vec![o];
                 }
             }
             let mut outputs = Vec::with_capacity(last_outputs.len());
@@ -254,7 +249,11 @@ impl Runner {
         in_pool(|| self.run_inner(inputs, None))
     }
 
-    fn run_inner(&self, inputs: Vec<Tensor>, mut times: Option<&mut Vec<StepTime>>) -> Result<Vec<Tensor>> {
+    fn run_inner(
+        &self,
+        inputs: Vec<Tensor>,
+        mut times: Option<&mut Vec<StepTime>>,
+    ) -> Result<Vec<Tensor>> {
         if inputs.len() != self.inputs.len() {
             return Err(InterpError::Input {
                 name: "(all)".into(),
@@ -279,7 +278,11 @@ impl Runner {
                 .exec(step, &mut env, &mut pool)
                 .map_err(|e| name_error(e, &step.name, &step.op))?;
             if let (Some(t), Some(start)) = (times.as_deref_mut(), start) {
-                t.push(StepTime { node: step.name.clone(), ops: step.ops.clone(), time: start.elapsed() });
+                t.push(StepTime {
+                    node: step.name.clone(),
+                    ops: step.ops.clone(),
+                    time: start.elapsed(),
+                });
             }
             if outs.len() < step.outputs.len() {
                 return Err(InterpError::Internal(format!(
@@ -329,7 +332,12 @@ impl Runner {
         Ok((out, times))
     }
 
-    fn exec(&self, step: &Step, env: &mut [Option<Tensor>], pool: &mut BufferPool) -> Result<Vec<Tensor>> {
+    fn exec(
+        &self,
+        step: &Step,
+        env: &mut [Option<Tensor>],
+        pool: &mut BufferPool,
+    ) -> Result<Vec<Tensor>> {
         let owned = match (step.own, step.own.map(|i| step.inputs[i])) {
             (Some(i), Some(Slot::Dyn(s))) => env[s].take().map(|t| (i, t)),
             _ => None,
@@ -385,7 +393,7 @@ impl BufferPool {
 
     fn put(&mut self, a: ndarray::ArrayD<f32>) {
         let (v, offset) = a.into_raw_vec_and_offset();
-        if offset.unwrap_or(0) != 0 || v.capacity() < 1024 {
+        if offset.unwrap_or(0) != 0 || v.capacity() < 64 {
             return;
         }
         self.free.push(v);
@@ -543,8 +551,17 @@ fn fusion_chain(
             break;
         }
         let consts_after = n.inputs[1..].iter().all(|&v| g.value(v).is_const());
+        // BatchNorm parameters must be what the unfused kernel accepts: one per output
+        // channel, of the convolution's dtype.
+        let w = g.ty(g.node(ids[pos]).inputs[1]);
+        let bn_params_fit = n.inputs[1..].iter().all(|&v| {
+            let t = g.ty(v);
+            t.dtype == w.dtype && t.numel() == w.shape[0]
+        });
         let ok = match &n.op {
-            Op::BatchNorm { .. } if stage == 0 => n.inputs.len() == 5 && consts_after,
+            Op::BatchNorm { .. } if stage == 0 => {
+                n.inputs.len() == 5 && consts_after && bn_params_fit
+            }
             op => fusable_act(g, op, &n.inputs).is_some(),
         };
         if !ok {

@@ -46,7 +46,13 @@ fn conv_bias_and_f64() {
     let x = f64t(&[1, 2, 1, 1], &[1.0, 2.0]);
     let w = f64t(&[2, 2, 1, 1], &[1.0, 1.0, 1.0, -1.0]);
     let b = f64t(&[2], &[10.0, 20.0]);
-    let attrs = ConvAttrs { kernel: vec![1, 1], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![0; 4], group: 1 };
+    let attrs = ConvAttrs {
+        kernel: vec![1, 1],
+        strides: vec![1, 1],
+        dilations: vec![1, 1],
+        pads: vec![0; 4],
+        group: 1,
+    };
     let y = ev(Op::Conv(attrs), &[&x, &w, &b]);
     assert_eq!(y, f64t(&[1, 2, 1, 1], &[13.0, 19.0]));
 }
@@ -55,7 +61,13 @@ fn conv_bias_and_f64() {
 fn conv_rejects_mismatched_channels() {
     let x = f32t(&[1, 3, 4, 4], &[0.0; 48]);
     let w = f32t(&[2, 2, 3, 3], &[0.0; 36]);
-    let attrs = ConvAttrs { kernel: vec![3, 3], strides: vec![1, 1], dilations: vec![1, 1], pads: vec![0; 4], group: 1 };
+    let attrs = ConvAttrs {
+        kernel: vec![3, 3],
+        strides: vec![1, 1],
+        dilations: vec![1, 1],
+        pads: vec![0; 4],
+        group: 1,
+    };
     let e = eval_node(&Op::Conv(attrs), &[&x, &w], 1).unwrap_err();
     assert!(matches!(e, InterpError::Node { ref op, .. } if op == "conv"), "{e}");
 }
@@ -79,8 +91,12 @@ fn activations() {
     assert_eq!(vf(&ev(Op::Relu, &[&x])), [0.0, 0.0, 0.0, 3.0]);
     assert_eq!(vf(&ev(Op::LeakyRelu { alpha: 0.1 }, &[&x])), [-0.2, -0.05, 0.0, 3.0]);
     assert_close(&vf(&ev(Op::Sigmoid, &[&x])), &[0.11920292, 0.37754067, 0.5, 0.95257413], 1e-6);
-    assert_close(&vf(&ev(Op::Tanh, &[&x])), &[-0.96402758, -0.46211716, 0.0, 0.99505475], 1e-6);
-    assert_close(&vf(&ev(Op::HardSigmoid { alpha: 0.5, beta: 0.6 }, &[&x])), &[0.0, 0.35, 0.6, 1.0], 1e-6);
+    assert_close(&vf(&ev(Op::Tanh, &[&x])), &[-0.964_027_6, -0.462_117_16, 0.0, 0.995_054_7], 1e-6);
+    assert_close(
+        &vf(&ev(Op::HardSigmoid { alpha: 0.5, beta: 0.6 }, &[&x])),
+        &[0.0, 0.35, 0.6, 1.0],
+        1e-6,
+    );
     let x = f32t(&[5], &[-4.0, -1.0, 0.0, 1.0, 4.0]);
     assert_close(&vf(&ev(Op::HardSwish, &[&x])), &[0.0, -1.0 / 3.0, 0.0, 2.0 / 3.0, 4.0], 1e-6);
     assert_eq!(ev(Op::Relu, &[&i32t(&[2], &[-3, 4])]), i32t(&[2], &[0, 4]));
@@ -106,9 +122,15 @@ fn arithmetic_broadcast_and_integers() {
     assert_eq!(vf(&ev(Op::Sub, &[&c, &b])), [-9.0, -19.0, -29.0, -8.0, -18.0, -28.0]);
     assert_eq!(ev(Op::Mul, &[&c, &b]).shape(), &[2, 3]);
     // Integer wrap-around and truncating division.
-    assert_eq!(ev(Op::Add, &[&i8t(&[2], &[127, -128]), &i8t(&[2], &[1, -1])]), i8t(&[2], &[-128, 127]));
+    assert_eq!(
+        ev(Op::Add, &[&i8t(&[2], &[127, -128]), &i8t(&[2], &[1, -1])]),
+        i8t(&[2], &[-128, 127])
+    );
     assert_eq!(ev(Op::Mul, &[&u8t(&[1], &[16]), &u8t(&[1], &[17])]), u8t(&[1], &[16]));
-    assert_eq!(ev(Op::Div, &[&i32t(&[3], &[-7, 7, 8]), &i32t(&[3], &[2, -2, 3])]), i32t(&[3], &[-3, -3, 2]));
+    assert_eq!(
+        ev(Op::Div, &[&i32t(&[3], &[-7, 7, 8]), &i32t(&[3], &[2, -2, 3])]),
+        i32t(&[3], &[-3, -3, 2])
+    );
     let e = eval_node(&Op::Div, &[&i32t(&[1], &[1]), &i32t(&[1], &[0])], 1).unwrap_err();
     assert!(e.to_string().contains("division by zero"), "{e}");
     let e = eval_node(&Op::Add, &[&a, &f32t(&[2], &[1.0, 2.0])], 1).unwrap_err();
@@ -123,9 +145,16 @@ fn max_pool_with_indices_and_u8() {
     let op = Op::MaxPool(pool(&[5, 5], &[1, 1], &[2, 2, 2, 2]));
     let out = eval_node(&op, &[&x], 2).unwrap();
     assert_eq!(vf(&out[0])[..10], [13.0, 14.0, 15.0, 15.0, 15.0, 18.0, 19.0, 20.0, 20.0, 20.0]);
-    assert_eq!(out[1], i64t(&[1, 1, 5, 5], &[
-        12, 13, 14, 14, 14, 17, 18, 19, 19, 19, 22, 23, 24, 24, 24, 22, 23, 24, 24, 24, 22, 23, 24, 24, 24,
-    ]));
+    assert_eq!(
+        out[1],
+        i64t(
+            &[1, 1, 5, 5],
+            &[
+                12, 13, 14, 14, 14, 17, 18, 19, 19, 19, 22, 23, 24, 24, 24, 22, 23, 24, 24, 24, 22,
+                23, 24, 24, 24,
+            ]
+        )
+    );
     // Column-major indices.
     let mut a = pool(&[2, 2], &[2, 2], &[0; 4]);
     a.storage_order = 1;
@@ -134,7 +163,10 @@ fn max_pool_with_indices_and_u8() {
     assert_eq!(vf(&out[0]), [8.0, 6.0]);
     assert_eq!(out[1], i64t(&[1, 1, 1, 2], &[1, 5]));
     let xu = u8t(&[1, 1, 2, 2], &[1, 250, 3, 4]);
-    assert_eq!(ev(Op::MaxPool(pool(&[2, 2], &[1, 1], &[0; 4])), &[&xu]), u8t(&[1, 1, 1, 1], &[250]));
+    assert_eq!(
+        ev(Op::MaxPool(pool(&[2, 2], &[1, 1], &[0; 4])), &[&xu]),
+        u8t(&[1, 1, 1, 1], &[250])
+    );
 }
 
 #[test]
@@ -178,7 +210,10 @@ fn gemm_attributes_and_bias_broadcast() {
     // A'B' row 0 = [1,3,5]·cols: [13, 40, 67, 94]; row 1 = [2,4,6]: [16, 52, 88, 124].
     assert_eq!(vf(&y), [8.5, 24.0, 39.5, 55.0, 10.0, 30.0, 50.0, 70.0]);
     let s = f32t(&[], &[1.0]);
-    let y = ev(Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false }, &[&f32t(&[1, 2], &[1.0, 1.0]), &f32t(&[2, 1], &[2.0, 3.0]), &s]);
+    let y = ev(
+        Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false },
+        &[&f32t(&[1, 2], &[1.0, 1.0]), &f32t(&[2, 1], &[2.0, 3.0]), &s],
+    );
     assert_eq!(vf(&y), [6.0]);
 }
 
@@ -201,20 +236,28 @@ fn matmul_promotion_and_broadcast() {
         for j in 0..3 {
             for r in 0..2 {
                 for c in 0..2 {
-                    let want: f32 = (0..3).map(|k| ad[i * 6 + r * 3 + k] * bd[j * 6 + k * 2 + c]).sum();
+                    let want: f32 =
+                        (0..3).map(|k| ad[i * 6 + r * 3 + k] * bd[j * 6 + k * 2 + c]).sum();
                     let got = yd[((i * 3 + j) * 2 + r) * 2 + c];
                     assert!((got - want).abs() < 1e-5, "{i} {j} {r} {c}: {got} vs {want}");
                 }
             }
         }
     }
-    assert_eq!(ev(Op::MatMul, &[&i64t(&[1, 2], &[2, 3]), &i64t(&[2, 1], &[4, 5])]), i64t(&[1, 1], &[23]));
+    assert_eq!(
+        ev(Op::MatMul, &[&i64t(&[1, 2], &[2, 3]), &i64t(&[2, 1], &[4, 5])]),
+        i64t(&[1, 1], &[23])
+    );
 }
 
 #[test]
 fn softmax_axis_and_coerced() {
     let x = f32t(&[1, 3], &[-1.0, 0.0, 1.0]);
-    assert_close(&vf(&ev(Op::Softmax { axis: 1, coerce_2d: false }, &[&x])), &[0.09003057, 0.24472847, 0.66524096], 1e-6);
+    assert_close(
+        &vf(&ev(Op::Softmax { axis: 1, coerce_2d: false }, &[&x])),
+        &[0.09003057, 0.24472847, 0.66524096],
+        1e-6,
+    );
     let x = f32t(&[2, 2], &[0.0, 0.0, 1000.0, 1000.0]);
     assert_eq!(vf(&ev(Op::Softmax { axis: 0, coerce_2d: false }, &[&x])), [0.0, 0.0, 1.0, 1.0]);
     assert_eq!(vf(&ev(Op::Softmax { axis: 0, coerce_2d: true }, &[&x])), [0.0, 0.0, 0.5, 0.5]);
@@ -224,7 +267,10 @@ fn softmax_axis_and_coerced() {
 #[test]
 fn shape_ops() {
     let x = f32t(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-    assert_eq!(ev(Op::Transpose { perm: vec![1, 0] }, &[&x]), f32t(&[3, 2], &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0]));
+    assert_eq!(
+        ev(Op::Transpose { perm: vec![1, 0] }, &[&x]),
+        f32t(&[3, 2], &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0])
+    );
     assert_eq!(ev(Op::Reshape { shape: vec![3, 2] }, &[&x]).shape(), &[3, 2]);
     assert_eq!(ev(Op::Flatten { axis: 0 }, &[&x]).shape(), &[1, 6]);
     assert_eq!(ev(Op::Unsqueeze { axes: vec![0, 3] }, &[&x]).shape(), &[1, 2, 3, 1]);
@@ -250,7 +296,12 @@ fn gather_and_slice() {
     // Negative step: rows 2,1 (start 2, end -1 clamped meaning "before 0": stop after 0? no: end 0 exclusive).
     let s = Op::Slice { axes: vec![SliceAxis { axis: 0, start: 2, end: 0, step: -1 }] };
     assert_eq!(ev(s, &[&x]), f32t(&[2, 2], &[5.0, 6.0, 3.0, 4.0]));
-    let s = Op::Slice { axes: vec![SliceAxis { axis: 0, start: 2, end: -1, step: -2 }, SliceAxis { axis: 1, start: 1, end: 2, step: 1 }] };
+    let s = Op::Slice {
+        axes: vec![
+            SliceAxis { axis: 0, start: 2, end: -1, step: -2 },
+            SliceAxis { axis: 1, start: 1, end: 2, step: 1 },
+        ],
+    };
     assert_eq!(ev(s, &[&x]), f32t(&[2, 1], &[6.0, 2.0]));
     let s = Op::Slice { axes: vec![SliceAxis { axis: 0, start: 3, end: 3, step: 1 }] };
     assert_eq!(ev(s, &[&x]).shape(), &[0, 2]);
@@ -276,10 +327,15 @@ fn cast_rules() {
     let i = eval_node(&Op::Cast { to: DType::I32 }, &[&x], 1).unwrap().remove(0);
     assert_eq!(i, i32t(&[5], &[-1, 2, 300, 0, 0]));
     let b = ev(Op::Cast { to: DType::Bool }, &[&x]);
-    assert!(matches!(&b, Tensor::Bool(a) if a.iter().copied().collect::<Vec<_>>() == [true, true, true, true, false]));
+    assert!(
+        matches!(&b, Tensor::Bool(a) if a.iter().copied().collect::<Vec<_>>() == [true, true, true, true, false])
+    );
     let back = ev(Op::Cast { to: DType::F32 }, &[&b]);
     assert_eq!(vf(&back), [1.0, 1.0, 1.0, 1.0, 0.0]);
-    assert_eq!(ev(Op::Cast { to: DType::I8 }, &[&i32t(&[2], &[200, -129])]), i8t(&[2], &[-56, 127]));
+    assert_eq!(
+        ev(Op::Cast { to: DType::I8 }, &[&i32t(&[2], &[200, -129])]),
+        i8t(&[2], &[-56, 127])
+    );
     let d = ev(Op::Cast { to: DType::F64 }, &[&f32t(&[1], &[0.1])]);
     assert_eq!(d, f64t(&[1], &[0.1f32 as f64]));
 }

@@ -25,11 +25,22 @@ fn indices(shape: &[usize]) -> Vec<Vec<usize>> {
 }
 
 /// The naive N-d convolution, accumulated in f64.
-fn naive_conv(x: &[f32], xs: &[usize], w: &[f32], ws: &[usize], b: Option<&[f32]>, a: &ConvAttrs) -> (Vec<usize>, Vec<f32>) {
+fn naive_conv(
+    x: &[f32],
+    xs: &[usize],
+    w: &[f32],
+    ws: &[usize],
+    b: Option<&[f32]>,
+    a: &ConvAttrs,
+) -> (Vec<usize>, Vec<f32>) {
     let n = ws.len() - 2;
     let (m, cg, g) = (ws[0], ws[1], a.group);
     let outs: Vec<usize> = (0..n)
-        .map(|d| (xs[d + 2] + a.pads[d] + a.pads[n + d] - ((ws[d + 2] - 1) * a.dilations[d] + 1)) / a.strides[d] + 1)
+        .map(|d| {
+            (xs[d + 2] + a.pads[d] + a.pads[n + d] - ((ws[d + 2] - 1) * a.dilations[d] + 1))
+                / a.strides[d]
+                + 1
+        })
         .collect();
     let oshape = [&[xs[0], m][..], &outs[..]].concat();
     let (xst, wst) = (strides(xs), strides(ws));
@@ -43,7 +54,8 @@ fn naive_conv(x: &[f32], xs: &[usize], w: &[f32], ws: &[usize], b: Option<&[f32]
                 let mut xi = bi * xst[0] + (gi * cg + c) * xst[1];
                 let mut inside = true;
                 for d in 0..n {
-                    let i = (o[d + 2] * a.strides[d] + k[d] * a.dilations[d]) as i64 - a.pads[d] as i64;
+                    let i =
+                        (o[d + 2] * a.strides[d] + k[d] * a.dilations[d]) as i64 - a.pads[d] as i64;
                     if i < 0 || i >= xs[d + 2] as i64 {
                         inside = false;
                         break;
@@ -51,7 +63,8 @@ fn naive_conv(x: &[f32], xs: &[usize], w: &[f32], ws: &[usize], b: Option<&[f32]
                     xi += i as usize * xst[d + 2];
                 }
                 if inside {
-                    let wi = mi * wst[0] + c * wst[1] + (0..n).map(|d| k[d] * wst[d + 2]).sum::<usize>();
+                    let wi =
+                        mi * wst[0] + c * wst[1] + (0..n).map(|d| k[d] * wst[d + 2]).sum::<usize>();
                     acc += x[xi] as f64 * w[wi] as f64;
                 }
             }
@@ -71,11 +84,23 @@ struct ConvCase {
 }
 
 fn conv_case(ndim: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = ConvCase> {
-    (ndim, 1usize..=2, 1usize..=3, 1usize..=3, 1usize..=4, any::<bool>(), any::<u64>(), any::<bool>())
+    (
+        ndim,
+        1usize..=2,
+        1usize..=3,
+        1usize..=3,
+        1usize..=4,
+        any::<bool>(),
+        any::<u64>(),
+        any::<bool>(),
+    )
         .prop_flat_map(|(n, batch, g, cg, mg, depthwise, seed, bias)| {
             let (g, cg) = if depthwise { (g.max(2), 1) } else { (g, cg) };
             (
-                proptest::collection::vec((1usize..=3, 1usize..=3, 1usize..=2, 0usize..=2, 0usize..=2, 1usize..=7), n),
+                proptest::collection::vec(
+                    (1usize..=3, 1usize..=3, 1usize..=2, 0usize..=2, 0usize..=2, 1usize..=7),
+                    n,
+                ),
                 Just((batch, g, cg, mg, seed, bias)),
             )
         })
@@ -83,7 +108,13 @@ fn conv_case(ndim: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Con
             let n = dims.len();
             let mut xs = vec![batch, g * cg];
             let mut ws = vec![g * mg, cg];
-            let mut attrs = ConvAttrs { kernel: vec![], strides: vec![], dilations: vec![], pads: vec![0; 2 * n], group: g };
+            let mut attrs = ConvAttrs {
+                kernel: vec![],
+                strides: vec![],
+                dilations: vec![],
+                pads: vec![0; 2 * n],
+                group: g,
+            };
             for (d, &(k, s, dil, pb, pe, extra)) in dims.iter().enumerate() {
                 let span = (k - 1) * dil + 1;
                 xs.push((span + extra).saturating_sub(pb + pe).max(1));
@@ -106,7 +137,8 @@ fn conv_case(ndim: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Con
 fn check_conv(c: &ConvCase) -> Result<(), TestCaseError> {
     let xn: usize = c.xs.iter().product();
     let wn: usize = c.ws.iter().product();
-    let (xv, wv, bv) = (rand_vec(xn, c.seed), rand_vec(wn, c.seed ^ 1), rand_vec(c.ws[0], c.seed ^ 2));
+    let (xv, wv, bv) =
+        (rand_vec(xn, c.seed), rand_vec(wn, c.seed ^ 1), rand_vec(c.ws[0], c.seed ^ 2));
     let x = f32t(&c.xs, &xv);
     let w = f32t(&c.ws, &wv);
     let b = f32t(&[c.ws[0]], &bv);

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod epilogue;
 pub mod fold_bn;
+pub mod fold_qdq;
 pub mod quantize;
 mod util;
 
@@ -45,7 +46,7 @@ pub trait Pass {
 
 /// Every pass, by name, in pipeline order.
 pub fn all_passes() -> Vec<Box<dyn Pass>> {
-    vec![Box::new(fold_bn::FoldBn), Box::new(calibrate::Calibrate), Box::new(quantize::Quantize)]
+    vec![Box::new(fold_qdq::FoldQdq), Box::new(fold_bn::FoldBn), Box::new(calibrate::Calibrate), Box::new(quantize::Quantize)]
 }
 
 pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {

@@ -137,7 +137,12 @@ impl<T: GemmFloat> PreparedConv<T> {
 
     /// [`PreparedConv::run`] writing into `out`, a buffer of [`PreparedConv::out_len`]
     /// elements whose contents do not matter (every element is overwritten).
-    pub(crate) fn run_into(&self, x: &ArrayD<T>, epi: &Epilogue<T>, out: Vec<T>) -> Result<ArrayD<T>> {
+    pub(crate) fn run_into(
+        &self,
+        x: &ArrayD<T>,
+        epi: &Epilogue<T>,
+        out: Vec<T>,
+    ) -> Result<ArrayD<T>> {
         let xs = x.shape();
         let n = self.kernel.len();
         let g = self.attrs.group;
@@ -184,7 +189,7 @@ impl<T: GemmFloat> PreparedConv<T> {
         let plane: usize = ins.iter().product();
         let p: usize = outs.iter().product();
         let c = self.cg * g;
-        let batch = if c * plane == 0 { 0 } else { xd.len() / (c * plane) };
+        let batch = xd.len().checked_div(c * plane).unwrap_or(0);
         let mg = self.m / g;
         let kk: usize = self.cg * self.kernel.iter().product::<usize>();
         if p == 0 {

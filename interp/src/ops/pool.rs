@@ -257,7 +257,14 @@ pub(crate) fn max_pool(a: &PoolAttrs, inputs: &[&Tensor], n_outputs: usize) -> R
 
 /// The valid taps of every output position along one dim: `(first, count)` with taps
 /// `first + i*dil` for `i < count`; `None` if some window has no tap inside the input.
-fn taps_1d(out: usize, len: usize, k: usize, s: usize, dil: usize, pad: usize) -> Option<Vec<(usize, usize)>> {
+fn taps_1d(
+    out: usize,
+    len: usize,
+    k: usize,
+    s: usize,
+    dil: usize,
+    pad: usize,
+) -> Option<Vec<(usize, usize)>> {
     (0..out)
         .map(|o| {
             let valid: Vec<usize> = (0..k)
@@ -273,12 +280,25 @@ fn taps_1d(out: usize, len: usize, k: usize, s: usize, dil: usize, pad: usize) -
 /// 2-D MaxPool, separably: per output row, the max over the kernel's input rows (contiguous,
 /// vectorized), then the max over the kernel's columns of that reduced row; `None` when some window has
 /// no tap inside the input (the general path handles that).
-fn max_pool_2d_separable(a: &PoolAttrs, x: &Tensor, xs: &[usize], outs: &[usize]) -> Option<Tensor> {
+fn max_pool_2d_separable(
+    a: &PoolAttrs,
+    x: &Tensor,
+    xs: &[usize],
+    outs: &[usize],
+) -> Option<Tensor> {
     let (ih, iw, oh, ow) = (xs[2], xs[3], outs[0], outs[1]);
     let rows = taps_1d(oh, ih, a.kernel[0], a.strides[0], a.dilations[0], a.pads[0])?;
     let cols = taps_1d(ow, iw, a.kernel[1], a.strides[1], a.dilations[1], a.pads[1])?;
     let (dh, dw) = (a.dilations[0], a.dilations[1]);
-    fn go<T: Elem>(x: &ArrayD<T>, xs: &[usize], outs: &[usize], rows: &[(usize, usize)], cols: &[(usize, usize)], dh: usize, dw: usize) -> ArrayD<T> {
+    fn go<T: Elem>(
+        x: &ArrayD<T>,
+        xs: &[usize],
+        outs: &[usize],
+        rows: &[(usize, usize)],
+        cols: &[(usize, usize)],
+        dh: usize,
+        dw: usize,
+    ) -> ArrayD<T> {
         let (ih, iw, oh, ow) = (xs[2], xs[3], outs[0], outs[1]);
         let xd = data_of(x);
         let planes = xs[0] * xs[1];

@@ -57,12 +57,25 @@ fn gemm(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) {
     gemm_f(m, k, n, 1.0, Mat::rows(a, k), Mat::rows(b, n), 0.0, c, n);
 }
 
-pub(crate) fn run_matrix(s: &Step, p: &PreparedMatrix, x: &[i32], si: &[usize], so: &[usize]) -> Result<Vec<i32>, String> {
+pub(crate) fn run_matrix(
+    s: &Step,
+    p: &PreparedMatrix,
+    x: &[i32],
+    si: &[usize],
+    so: &[usize],
+) -> Result<Vec<i32>, String> {
     match s {
         Step::Conv { input_zero_point: z, weights, bias, window, group, requant, .. } => {
             // Rank 3 (1-D conv) runs as 2-D with height 1.
             let (si, so, kernel, strides, dil, pads) = match si.len() {
-                4 => (si.to_vec(), so.to_vec(), window.kernel.clone(), window.strides.clone(), window.dilations.clone(), window.pads.clone()),
+                4 => (
+                    si.to_vec(),
+                    so.to_vec(),
+                    window.kernel.clone(),
+                    window.strides.clone(),
+                    window.dilations.clone(),
+                    window.pads.clone(),
+                ),
                 3 => (
                     vec![si[0], si[1], 1, si[2]],
                     vec![so[0], so[1], 1, so[2]],
@@ -71,13 +84,26 @@ pub(crate) fn run_matrix(s: &Step, p: &PreparedMatrix, x: &[i32], si: &[usize], 
                     vec![1, window.dilations[0]],
                     vec![0, window.pads[0], 0, window.pads[1]],
                 ),
-                r => return Err(format!("integer conv of rank {r} is not supported (1-D and 2-D are)")),
+                r => {
+                    return Err(format!(
+                        "integer conv of rank {r} is not supported (1-D and 2-D are)"
+                    ))
+                }
             };
             let (n, c, h, w) = (si[0], si[1], si[2], si[3]);
             let (m, oh, ow) = (so[1], so[2], so[3]);
             let g = *group;
-            if g == 0 || c % g != 0 || m % g != 0 || weights.shape.len() != 4 || weights.shape[0] != m || weights.shape[1] * g != c {
-                return Err(format!("weights {:?} do not fit input {si:?} with group {g}", weights.shape));
+            if g == 0
+                || c % g != 0
+                || m % g != 0
+                || weights.shape.len() != 4
+                || weights.shape[0] != m
+                || weights.shape[1] * g != c
+            {
+                return Err(format!(
+                    "weights {:?} do not fit input {si:?} with group {g}",
+                    weights.shape
+                ));
             }
             let (cg, mg) = (c / g, m / g);
             let (kh, kw) = (kernel[0], kernel[1]);
@@ -98,12 +124,19 @@ pub(crate) fn run_matrix(s: &Step, p: &PreparedMatrix, x: &[i32], si: &[usize], 
                             let plane = &x[((b * c) + gi * cg + ci) * h * w..][..h * w];
                             for ky in 0..kh {
                                 for kx in 0..kw {
-                                    let row = &mut col[((ci * kh + ky) * kw + kx) * pixels..][..pixels];
+                                    let row =
+                                        &mut col[((ci * kh + ky) * kw + kx) * pixels..][..pixels];
                                     for oy in 0..oh {
-                                        let iy = (oy * strides[0] + ky * dil[0]) as isize - pads[0] as isize;
+                                        let iy = (oy * strides[0] + ky * dil[0]) as isize
+                                            - pads[0] as isize;
                                         for ox in 0..ow {
-                                            let ix = (ox * strides[1] + kx * dil[1]) as isize - pads[1] as isize;
-                                            row[oy * ow + ox] = if iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w {
+                                            let ix = (ox * strides[1] + kx * dil[1]) as isize
+                                                - pads[1] as isize;
+                                            row[oy * ow + ox] = if iy >= 0
+                                                && (iy as usize) < h
+                                                && ix >= 0
+                                                && (ix as usize) < w
+                                            {
                                                 (plane[iy as usize * w + ix as usize] - z) as f64
                                             } else {
                                                 0.0
@@ -139,7 +172,11 @@ pub(crate) fn run_matrix(s: &Step, p: &PreparedMatrix, x: &[i32], si: &[usize], 
             let a: Vec<f64> = x.iter().map(|&q| (q - z) as f64).collect();
             let mut acc = vec![0f64; rows * nn];
             gemm(rows, k, nn, &a, &p.w, &mut acc);
-            Ok(acc.iter().enumerate().map(|(i, &v)| requant.apply(v as i64 + bias[i % nn], i % nn)).collect())
+            Ok(acc
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| requant.apply(v as i64 + bias[i % nn], i % nn))
+                .collect())
         }
         _ => Err("not a matrix step".into()),
     }

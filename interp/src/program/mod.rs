@@ -35,7 +35,9 @@ fn step_err(i: usize, s: &Step, msg: impl Into<String>) -> InterpError {
 
 impl ProgramRunner {
     pub fn new(program: &Program) -> Result<ProgramRunner> {
-        program.validate().map_err(|e| InterpError::Input { name: "program".into(), msg: e.to_string() })?;
+        program
+            .validate()
+            .map_err(|e| InterpError::Input { name: "program".into(), msg: e.to_string() })?;
         let mut prepared = Vec::with_capacity(program.steps.len());
         for (i, s) in program.steps.iter().enumerate() {
             prepared.push(kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?);
@@ -64,7 +66,11 @@ impl ProgramRunner {
         if inputs.len() != p.inputs.len() {
             return Err(InterpError::Input {
                 name: "inputs".into(),
-                msg: format!("the program takes {} input(s), {} given", p.inputs.len(), inputs.len()),
+                msg: format!(
+                    "the program takes {} input(s), {} given",
+                    p.inputs.len(),
+                    inputs.len()
+                ),
             });
         }
         let mut bufs: Vec<Option<Data>> = vec![None; p.buffers.len()];
@@ -80,7 +86,11 @@ impl ProgramRunner {
                 Data::F32(v) => v.len(),
             };
             if got != want {
-                return Err(step_err(i, s, format!("produced {got} values for a buffer of {want}")));
+                return Err(step_err(
+                    i,
+                    s,
+                    format!("produced {got} values for a buffer of {want}"),
+                ));
             }
             bufs[ob] = Some(out);
             for b in cimc_backends::program::step_buffers(s) {
@@ -93,24 +103,42 @@ impl ProgramRunner {
             .iter()
             .map(|&b| {
                 let decl = &p.buffers[b];
-                let d = bufs[b].take().ok_or_else(|| InterpError::Internal(format!("output buffer b{b} never written")))?;
+                let d = bufs[b].take().ok_or_else(|| {
+                    InterpError::Internal(format!("output buffer b{b} never written"))
+                })?;
                 to_tensor(decl, d)
             })
             .collect()
     }
 
     fn get<'a>(&self, bufs: &'a [Option<Data>], i: usize, s: &Step, b: usize) -> Result<&'a Data> {
-        bufs[b].as_ref().ok_or_else(|| step_err(i, s, format!("reads buffer b{b} before it is written")))
+        bufs[b]
+            .as_ref()
+            .ok_or_else(|| step_err(i, s, format!("reads buffer b{b} before it is written")))
     }
 
-    fn codes<'a>(&self, bufs: &'a [Option<Data>], i: usize, s: &Step, b: usize) -> Result<&'a [i32]> {
+    fn codes<'a>(
+        &self,
+        bufs: &'a [Option<Data>],
+        i: usize,
+        s: &Step,
+        b: usize,
+    ) -> Result<&'a [i32]> {
         match self.get(bufs, i, s, b)? {
             Data::Codes(v) => Ok(v),
-            Data::F32(_) => Err(step_err(i, s, format!("buffer b{b} holds f32 values, codes expected"))),
+            Data::F32(_) => {
+                Err(step_err(i, s, format!("buffer b{b} holds f32 values, codes expected")))
+            }
         }
     }
 
-    fn floats<'a>(&self, bufs: &'a [Option<Data>], i: usize, s: &Step, b: usize) -> Result<&'a [f32]> {
+    fn floats<'a>(
+        &self,
+        bufs: &'a [Option<Data>],
+        i: usize,
+        s: &Step,
+        b: usize,
+    ) -> Result<&'a [f32]> {
         match self.get(bufs, i, s, b)? {
             Data::F32(v) => Ok(v),
             Data::Codes(_) => Err(step_err(i, s, format!("buffer b{b} holds codes, f32 expected"))),
@@ -126,20 +154,29 @@ impl ProgramRunner {
                 let x = self.floats(bufs, i, s, *input)?;
                 Data::Codes(
                     x.iter()
-                        .map(|&v| cimc_backends::arith::quantize_value(v, *scale, *zero_point, *lo, *hi))
+                        .map(|&v| {
+                            cimc_backends::arith::quantize_value(v, *scale, *zero_point, *lo, *hi)
+                        })
                         .collect(),
                 )
             }
             Step::Dequantize { input, .. } => {
                 let x = self.codes(bufs, i, s, *input)?;
                 let decl = &p.buffers[*input];
-                let q = decl.quant.as_ref().ok_or_else(|| e(format!("buffer b{input} has no scale")))?;
+                let q = decl
+                    .quant
+                    .as_ref()
+                    .ok_or_else(|| e(format!("buffer b{input} has no scale")))?;
                 Data::F32(dequantize(x, &decl.shape, q).map_err(e)?)
             }
             Step::Conv { input, output, .. } | Step::Gemm { input, output, .. } => {
                 let x = self.codes(bufs, i, s, *input)?;
-                let prep = self.prepared[i].as_ref().ok_or_else(|| InterpError::Internal("unprepared matrix step".into()))?;
-                Data::Codes(kernels::run_matrix(s, prep, x, shape(*input), shape(*output)).map_err(e)?)
+                let prep = self.prepared[i]
+                    .as_ref()
+                    .ok_or_else(|| InterpError::Internal("unprepared matrix step".into()))?;
+                Data::Codes(
+                    kernels::run_matrix(s, prep, x, shape(*input), shape(*output)).map_err(e)?,
+                )
             }
             Step::Affine { input, input_zero_point, scale, bias, requant, .. } => {
                 let x = self.codes(bufs, i, s, *input)?;
@@ -147,7 +184,11 @@ impl ProgramRunner {
                 let c = sh.get(1).copied().unwrap_or(1);
                 let inner: usize = sh.iter().skip(2).product();
                 if scale.len() != c || bias.len() != c {
-                    return Err(e(format!("{c} channels but {} scales, {} biases", scale.len(), bias.len())));
+                    return Err(e(format!(
+                        "{c} channels but {} scales, {} biases",
+                        scale.len(),
+                        bias.len()
+                    )));
                 }
                 Data::Codes(
                     x.iter()
@@ -162,11 +203,16 @@ impl ProgramRunner {
             }
             Step::Rescale { input, input_zero_point, requant, .. } => {
                 let x = self.codes(bufs, i, s, *input)?;
-                Data::Codes(x.iter().map(|&q| requant.apply((q - input_zero_point) as i64, 0)).collect())
+                Data::Codes(
+                    x.iter().map(|&q| requant.apply((q - input_zero_point) as i64, 0)).collect(),
+                )
             }
             Step::MaxPool { input, output, window, ceil_mode } => {
                 let x = self.codes(bufs, i, s, *input)?;
-                Data::Codes(pool::max_pool(x, shape(*input), shape(*output), window, *ceil_mode).map_err(e)?)
+                Data::Codes(
+                    pool::max_pool(x, shape(*input), shape(*output), window, *ceil_mode)
+                        .map_err(e)?,
+                )
             }
             Step::AvgPool { input, output, .. } => {
                 let x = self.codes(bufs, i, s, *input)?;
@@ -178,24 +224,44 @@ impl ProgramRunner {
                 let hw: usize = sh.iter().skip(2).product::<usize>().max(1);
                 Data::Codes(
                     x.chunks(hw)
-                        .map(|win| requant.apply(win.iter().map(|&q| (q - input_zero_point) as i64).sum(), 0))
+                        .map(|win| {
+                            requant
+                                .apply(win.iter().map(|&q| (q - input_zero_point) as i64).sum(), 0)
+                        })
                         .collect(),
                 )
             }
-            Step::Add { a, b, output, a_zero_point, b_zero_point, headroom, a_mult, b_mult, requant } => {
+            Step::Add {
+                a,
+                b,
+                output,
+                a_zero_point,
+                b_zero_point,
+                headroom,
+                a_mult,
+                b_mult,
+                requant,
+            } => {
                 let xa = self.codes(bufs, i, s, *a)?;
                 let xb = self.codes(bufs, i, s, *b)?;
                 let (sa, sb, so) = (shape(*a), shape(*b), shape(*output));
                 let ia = broadcast_index(sa, so).map_err(e)?;
                 let ib = broadcast_index(sb, so).map_err(e)?;
                 let rescale = |q: i32, z: i32, m| {
-                    cimc_backends::arith::requantize(((q - z) as i64) << headroom, m, 0, i32::MIN, i32::MAX) as i64
+                    cimc_backends::arith::requantize(
+                        ((q - z) as i64) << headroom,
+                        m,
+                        0,
+                        i32::MIN,
+                        i32::MAX,
+                    ) as i64
                 };
                 Data::Codes(
                     (0..so.iter().product::<usize>())
                         .into_par_iter()
                         .map(|k| {
-                            let acc = rescale(xa[ia(k)], *a_zero_point, *a_mult) + rescale(xb[ib(k)], *b_zero_point, *b_mult);
+                            let acc = rescale(xa[ia(k)], *a_zero_point, *a_mult)
+                                + rescale(xb[ib(k)], *b_zero_point, *b_mult);
                             requant.apply(acc, 0)
                         })
                         .collect(),
@@ -225,7 +291,8 @@ impl ProgramRunner {
             Step::Reshape { input, .. } => self.get(bufs, i, s, *input)?.clone(),
             Step::Transpose { input, perm, .. } => {
                 let x = self.codes(bufs, i, s, *input)?;
-                let a = ArrayD::from_shape_vec(IxDyn(shape(*input)), x.to_vec()).map_err(|er| e(er.to_string()))?;
+                let a = ArrayD::from_shape_vec(IxDyn(shape(*input)), x.to_vec())
+                    .map_err(|er| e(er.to_string()))?;
                 if perm.len() != a.ndim() {
                     return Err(e(format!("perm {perm:?} for a rank-{} tensor", a.ndim())));
                 }
@@ -238,7 +305,8 @@ impl ProgramRunner {
             Step::Softmax { input, axis, .. } => {
                 let x = self.floats(bufs, i, s, *input)?;
                 let sh = shape(*input);
-                let n = sh.get(*axis).copied().ok_or_else(|| e(format!("axis {axis} out of range")))?;
+                let n =
+                    sh.get(*axis).copied().ok_or_else(|| e(format!("axis {axis} out of range")))?;
                 let inner: usize = sh[axis + 1..].iter().product();
                 let mut out = x.to_vec();
                 let outer = x.len() / (n * inner).max(1);
@@ -263,7 +331,10 @@ fn output_of(s: &Step) -> usize {
 }
 
 /// The index into a broadcast input for each flat index of the output (numpy rules).
-fn broadcast_index(a: &[usize], out: &[usize]) -> std::result::Result<impl Fn(usize) -> usize + Sync, String> {
+fn broadcast_index(
+    a: &[usize],
+    out: &[usize],
+) -> std::result::Result<impl Fn(usize) -> usize + Sync, String> {
     if a.len() > out.len() {
         return Err(format!("cannot broadcast {a:?} to {out:?}"));
     }
@@ -290,7 +361,11 @@ fn broadcast_index(a: &[usize], out: &[usize]) -> std::result::Result<impl Fn(us
     })
 }
 
-fn dequantize(x: &[i32], shape: &[usize], q: &cimc_backends::program::BufQuant) -> std::result::Result<Vec<f32>, String> {
+fn dequantize(
+    x: &[i32],
+    shape: &[usize],
+    q: &cimc_backends::program::BufQuant,
+) -> std::result::Result<Vec<f32>, String> {
     match q.axis {
         None => {
             let (s, z) = (q.scale[0], q.zero_point[0]);
@@ -313,14 +388,21 @@ fn dequantize(x: &[i32], shape: &[usize], q: &cimc_backends::program::BufQuant) 
     }
 }
 
-fn pad(x: &[i32], si: &[usize], so: &[usize], pads: &[usize], code: i32) -> std::result::Result<Vec<i32>, String> {
+fn pad(
+    x: &[i32],
+    si: &[usize],
+    so: &[usize],
+    pads: &[usize],
+    code: i32,
+) -> std::result::Result<Vec<i32>, String> {
     let r = si.len();
     if pads.len() != 2 * r || so.len() != r {
         return Err(format!("pads {pads:?} for rank {r}"));
     }
     let mut out = vec![code; so.iter().product()];
     let a = ArrayD::from_shape_vec(IxDyn(si), x.to_vec()).map_err(|e| e.to_string())?;
-    let mut o = ArrayD::from_shape_vec(IxDyn(so), std::mem::take(&mut out)).map_err(|e| e.to_string())?;
+    let mut o =
+        ArrayD::from_shape_vec(IxDyn(so), std::mem::take(&mut out)).map_err(|e| e.to_string())?;
     let mut view = o.view_mut();
     for d in 0..r {
         view.slice_axis_inplace(ndarray::Axis(d), ndarray::Slice::from(pads[d]..pads[d] + si[d]));

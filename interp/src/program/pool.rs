@@ -60,7 +60,9 @@ fn for_windows(g: &Geometry, mut f: impl FnMut(usize, usize, usize, &[usize], us
                         let ix = (ox * g.s[1] + kx * g.d[1]) as isize - g.p[1] as isize;
                         // Positions in the padded extent (begin pad + input + end pad) count
                         // for count_include_pad; ceil_mode windows beyond it do not.
-                        if iy < g.h as isize + g.p[2] as isize && ix < g.w as isize + g.p[3] as isize {
+                        if iy < g.h as isize + g.p[2] as isize
+                            && ix < g.w as isize + g.p[3] as isize
+                        {
                             padded += 1;
                         }
                         if iy >= 0 && (iy as usize) < g.h && ix >= 0 && (ix as usize) < g.w {
@@ -74,7 +76,13 @@ fn for_windows(g: &Geometry, mut f: impl FnMut(usize, usize, usize, &[usize], us
     }
 }
 
-pub(crate) fn max_pool(x: &[i32], si: &[usize], so: &[usize], win: &Window, _ceil: bool) -> Result<Vec<i32>, String> {
+pub(crate) fn max_pool(
+    x: &[i32],
+    si: &[usize],
+    so: &[usize],
+    win: &Window,
+    _ceil: bool,
+) -> Result<Vec<i32>, String> {
     let g = geometry(si, so, win)?;
     let mut out = vec![0; g.n * g.c * g.oh * g.ow];
     let mut err = None;
@@ -85,8 +93,23 @@ pub(crate) fn max_pool(x: &[i32], si: &[usize], so: &[usize], win: &Window, _cei
     err.map_or(Ok(out), Err)
 }
 
-pub(crate) fn avg_pool(s: &Step, x: &[i32], si: &[usize], so: &[usize]) -> Result<Vec<i32>, String> {
-    let Step::AvgPool { window, count_include_pad, input_zero_point: z, mult_by_count, zero_point, lo, hi, .. } = s else {
+pub(crate) fn avg_pool(
+    s: &Step,
+    x: &[i32],
+    si: &[usize],
+    so: &[usize],
+) -> Result<Vec<i32>, String> {
+    let Step::AvgPool {
+        window,
+        count_include_pad,
+        input_zero_point: z,
+        mult_by_count,
+        zero_point,
+        lo,
+        hi,
+        ..
+    } = s
+    else {
         return Err("not an average pool".into());
     };
     let g = geometry(si, so, window)?;
@@ -96,7 +119,10 @@ pub(crate) fn avg_pool(s: &Step, x: &[i32], si: &[usize], so: &[usize]) -> Resul
         let count = if *count_include_pad { padded } else { inside.len() };
         let sum: i64 = inside.iter().map(|&i| (x[i] - z) as i64).sum();
         match mult_by_count.get(count.wrapping_sub(1)) {
-            Some(&m) => out[(plane * g.oh + oy) * g.ow + ox] = cimc_backends::arith::requantize(sum, m, *zero_point, *lo, *hi),
+            Some(&m) => {
+                out[(plane * g.oh + oy) * g.ow + ox] =
+                    cimc_backends::arith::requantize(sum, m, *zero_point, *lo, *hi)
+            }
             None => err = Some(format!("no multiplier for a window of {count} elements")),
         }
     });
