@@ -158,7 +158,11 @@ impl Runner {
                     };
                     let (wt, bt) = (Tensor::from_data(w).map_err(named)?, conv_data(2)?);
                     let bias_dtype = || named(ops::bad("bias dtype differs from weights"));
-                    (chain, chain_out) = fusion_chain(graph, &ids, pos, &readers, &is_output);
+                    // A conv with its own fused clamp keeps it as its epilogue (nothing after it fuses).
+                    if attrs.clamp.is_none() {
+                        (chain, chain_out) = fusion_chain(graph, &ids, pos, &readers, &is_output);
+                    }
+                    let own_clamp = attrs.clamp.map(|(lo, hi)| crate::ops::activation::Act::Clip(lo as f64, hi as f64));
                     kind = match &wt {
                         Tensor::F32(wa) => {
                             let b = bt
@@ -166,7 +170,11 @@ impl Runner {
                                 .map(|b| f32::view(b).ok_or_else(bias_dtype))
                                 .transpose()?;
                             let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
-                            Kind::ConvF32(Box::new(pc), epilogue::<f32>(graph, &ids, &chain))
+                            {
+                                let mut epi = epilogue::<f32>(graph, &ids, &chain);
+                                epi.act = own_clamp.or(epi.act);
+                                Kind::ConvF32(Box::new(pc), epi)
+                            }
                         }
                         Tensor::F64(wa) => {
                             let b = bt
@@ -174,7 +182,11 @@ impl Runner {
                                 .map(|b| f64::view(b).ok_or_else(bias_dtype))
                                 .transpose()?;
                             let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
-                            Kind::ConvF64(Box::new(pc), epilogue::<f64>(graph, &ids, &chain))
+                            {
+                                let mut epi = epilogue::<f64>(graph, &ids, &chain);
+                                epi.act = own_clamp.or(epi.act);
+                                Kind::ConvF64(Box::new(pc), epi)
+                            }
                         }
                         _ => Kind::Generic,
                     };

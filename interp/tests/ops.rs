@@ -27,7 +27,7 @@ fn conv_basic_with_and_without_padding() {
         strides,
         dilations: vec![1, 1],
         pads,
-        group: 1,
+        group: 1, clamp: None,
     };
     let y = ev(Op::Conv(attrs(vec![1, 1, 1, 1], vec![1, 1])), &[&x, &w]);
     assert_eq!(y.shape(), &[1, 1, 5, 5]);
@@ -51,7 +51,7 @@ fn conv_bias_and_f64() {
         strides: vec![1, 1],
         dilations: vec![1, 1],
         pads: vec![0; 4],
-        group: 1,
+        group: 1, clamp: None,
     };
     let y = ev(Op::Conv(attrs), &[&x, &w, &b]);
     assert_eq!(y, f64t(&[1, 2, 1, 1], &[13.0, 19.0]));
@@ -66,7 +66,7 @@ fn conv_rejects_mismatched_channels() {
         strides: vec![1, 1],
         dilations: vec![1, 1],
         pads: vec![0; 4],
-        group: 1,
+        group: 1, clamp: None,
     };
     let e = eval_node(&Op::Conv(attrs), &[&x, &w], 1).unwrap_err();
     assert!(matches!(e, InterpError::Node { ref op, .. } if op == "conv"), "{e}");
@@ -205,13 +205,13 @@ fn gemm_attributes_and_bias_broadcast() {
     let a = f32t(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]); // A' = a^T: 2x3
     let b = f32t(&[4, 3], &(0..12).map(|v| v as f32).collect::<Vec<_>>()); // B' = b^T: 3x4
     let c = f32t(&[1, 4], &[1.0, 2.0, 3.0, 4.0]);
-    let op = Op::Gemm { alpha: 0.5, beta: 2.0, trans_a: true, trans_b: true };
+    let op = Op::Gemm { alpha: 0.5, beta: 2.0, trans_a: true, trans_b: true, clamp: None };
     let y = ev(op, &[&a, &b, &c]);
     // A'B' row 0 = [1,3,5]·cols: [13, 40, 67, 94]; row 1 = [2,4,6]: [16, 52, 88, 124].
     assert_eq!(vf(&y), [8.5, 24.0, 39.5, 55.0, 10.0, 30.0, 50.0, 70.0]);
     let s = f32t(&[], &[1.0]);
     let y = ev(
-        Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false },
+        Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false, clamp: None },
         &[&f32t(&[1, 2], &[1.0, 1.0]), &f32t(&[2, 1], &[2.0, 3.0]), &s],
     );
     assert_eq!(vf(&y), [6.0]);

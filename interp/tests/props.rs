@@ -113,7 +113,7 @@ fn conv_case(ndim: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Con
                 strides: vec![],
                 dilations: vec![],
                 pads: vec![0; 2 * n],
-                group: g,
+                group: g, clamp: None,
             };
             for (d, &(k, s, dil, pb, pe, extra)) in dims.iter().enumerate() {
                 let span = (k - 1) * dil + 1;
@@ -178,7 +178,7 @@ proptest! {
         let at = f32t(&if ta { [k, m] } else { [m, k] }, &a);
         let bt = f32t(&if tb { [n, k] } else { [k, n] }, &b);
         let ct = f32t(&cshape, &c);
-        let y = ev(Op::Gemm { alpha, beta, trans_a: ta, trans_b: tb }, &[&at, &bt, &ct]);
+        let y = ev(Op::Gemm { alpha, beta, trans_a: ta, trans_b: tb, clamp: None }, &[&at, &bt, &ct]);
         let yd = vf(&y);
         let cs = |i: usize, j: usize| match cmode { 0 => c[0], 1 => c[j], 2 => c[i], _ => c[i * n + j] };
         for i in 0..m {

@@ -50,7 +50,7 @@ fn conv3x3(stride: usize) -> Op {
         strides: vec![stride; 2],
         dilations: vec![1, 1],
         pads: vec![1; 4],
-        group: 1,
+        group: 1, clamp: None,
     })
 }
 
@@ -84,7 +84,7 @@ fn resnet_like() -> Graph {
         strides: vec![2, 2],
         dilations: vec![1, 1],
         pads: vec![1; 4],
-        group: 4,
+        group: 4, clamp: None,
     });
     let cd = node(&mut g, dw, vec![r2, wd], &[2, 4, 4, 4]);
     let lo = g.add_const("lo", TensorData::from_f32(vec![], &[0.0]));
@@ -106,7 +106,7 @@ fn resnet_like() -> Graph {
     let bf = cst(&mut g, "bf", &[3], 6);
     let fc = node(
         &mut g,
-        Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true },
+        Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: true, clamp: None },
         vec![fl, wf, bf],
         &[2, 3],
     );

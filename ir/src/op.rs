@@ -13,6 +13,9 @@ pub struct ConvAttrs {
     /// `[begin_0, .., begin_{n-1}, end_0, .., end_{n-1}]`, as ONNX orders them.
     pub pads: Vec<usize>,
     pub group: usize,
+    /// A fused activation: the output is clamped to `[lo, hi]` (real values; `canonicalize`
+    /// sets it from a following Relu or Clip).
+    pub clamp: Option<(f32, f32)>,
 }
 
 /// Attributes of MaxPool/AveragePool over `n` spatial dims.
@@ -93,11 +96,13 @@ pub enum Op {
     AveragePool(PoolAttrs),
     GlobalAveragePool,
     /// inputs: a, b, optional c (unidirectionally broadcastable to `[M,N]`).
+    /// `clamp`: a fused activation, as in [`ConvAttrs::clamp`].
     Gemm {
         alpha: f32,
         beta: f32,
         trans_a: bool,
         trans_b: bool,
+        clamp: Option<(f32, f32)>,
     },
     /// numpy matmul semantics (1-D promotion, batch broadcasting).
     MatMul,

@@ -51,6 +51,8 @@ pub(crate) enum Attr {
     Bool(bool),
     UInts(Vec<usize>),
     Ints(Vec<i64>),
+    /// Two real bounds, `[lo, hi]` (a fused clamp).
+    Bounds(f32, f32),
     /// A bare word: an enum member or a dtype.
     Word(&'static str),
 }
@@ -73,19 +75,22 @@ impl fmt::Display for Attr {
             Attr::Bool(v) => write!(f, "{v}"),
             Attr::UInts(v) => list(f, v),
             Attr::Ints(v) => list(f, v),
+            Attr::Bounds(lo, hi) => write!(f, "[{}, {}]", fmt_f32(*lo), fmt_f32(*hi)),
             Attr::Word(w) => f.write_str(w),
         }
     }
 }
 
 fn conv_attrs(a: &ConvAttrs) -> Vec<(&'static str, Attr)> {
-    vec![
+    let mut v = vec![
         ("kernel", Attr::UInts(a.kernel.clone())),
         ("strides", Attr::UInts(a.strides.clone())),
         ("dilations", Attr::UInts(a.dilations.clone())),
         ("pads", Attr::UInts(a.pads.clone())),
         ("group", Attr::UInt(a.group)),
-    ]
+    ];
+    v.extend(a.clamp.map(|(lo, hi)| ("clamp", Attr::Bounds(lo, hi))));
+    v
 }
 
 fn pool_attrs(a: &PoolAttrs) -> Vec<(&'static str, Attr)> {
@@ -110,12 +115,16 @@ pub(crate) fn op_attrs(op: &Op) -> Vec<(&'static str, Attr)> {
         Op::BatchNorm { epsilon } => vec![("epsilon", Float(*epsilon))],
         Op::LeakyRelu { alpha } => vec![("alpha", Float(*alpha))],
         Op::HardSigmoid { alpha, beta } => vec![("alpha", Float(*alpha)), ("beta", Float(*beta))],
-        Op::Gemm { alpha, beta, trans_a, trans_b } => vec![
-            ("alpha", Float(*alpha)),
-            ("beta", Float(*beta)),
-            ("trans_a", Bool(*trans_a)),
-            ("trans_b", Bool(*trans_b)),
-        ],
+        Op::Gemm { alpha, beta, trans_a, trans_b, clamp } => {
+            let mut v = vec![
+                ("alpha", Float(*alpha)),
+                ("beta", Float(*beta)),
+                ("trans_a", Bool(*trans_a)),
+                ("trans_b", Bool(*trans_b)),
+            ];
+            v.extend(clamp.map(|(lo, hi)| ("clamp", Bounds(lo, hi))));
+            v
+        }
         Op::Concat { axis } | Op::Flatten { axis } | Op::Gather { axis } => {
             vec![("axis", UInt(*axis))]
         }
@@ -177,6 +186,7 @@ pub(crate) fn build_op(name: &str, a: &mut Attrs) -> Result<Option<Op>, AttrErr>
             dilations: a.uints("dilations")?,
             pads: a.uints("pads")?,
             group: a.uint("group")?,
+            clamp: a.opt_bounds("clamp")?,
         }),
         "max_pool" => Op::MaxPool(pool(a)?),
         "average_pool" => Op::AveragePool(pool(a)?),
@@ -194,6 +204,7 @@ pub(crate) fn build_op(name: &str, a: &mut Attrs) -> Result<Option<Op>, AttrErr>
             beta: a.f32("beta")?,
             trans_a: a.bool("trans_a")?,
             trans_b: a.bool("trans_b")?,
+            clamp: a.opt_bounds("clamp")?,
         },
         "matmul" => Op::MatMul,
         "add" => Op::Add,
@@ -372,6 +383,26 @@ impl Attrs {
             }
         }
         Self::err(v.pos, format!("attribute '{key}' must be a number (f32)"))
+    }
+
+    /// An optional `[lo, hi]` pair of f32 bounds.
+    pub fn opt_bounds(&mut self, key: &str) -> Result<Option<(f32, f32)>, AttrErr> {
+        let Some(v) = self.take_opt(key) else { return Ok(None) };
+        if let AttrKind::List(items) = &v.kind {
+            let nums: Vec<f32> = items
+                .iter()
+                .filter_map(|x| match &x.kind {
+                    AttrKind::Word(w) => crate::print::parse_f32(w),
+                    _ => None,
+                })
+                .collect();
+            if let [lo, hi] = nums[..] {
+                if items.len() == 2 {
+                    return Ok(Some((lo, hi)));
+                }
+            }
+        }
+        Self::err(v.pos, format!("attribute '{key}' must be [lo, hi] (two numbers)"))
     }
 
     pub fn word(&mut self, key: &str) -> Result<(usize, String), AttrErr> {

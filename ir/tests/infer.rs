@@ -30,6 +30,7 @@ fn conv(kernel: &[usize], strides: &[usize], pads: &[usize], dil: &[usize], grou
         dilations: dil.to_vec(),
         pads: pads.to_vec(),
         group,
+        clamp: None,
     })
 }
 
@@ -161,7 +162,7 @@ fn matmul_numpy_semantics() {
 
 #[test]
 fn gemm_transposes_and_bias() {
-    let g = |ta, tb| Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: ta, trans_b: tb };
+    let g = |ta, tb| Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: ta, trans_b: tb, clamp: None };
     assert_eq!(one(&g(false, true), &[f(&[2, 3]), f(&[4, 3]), f(&[4])]), f(&[2, 4]));
     assert_eq!(one(&g(true, false), &[f(&[3, 2]), f(&[3, 4]), f(&[1])]), f(&[2, 4]));
     assert_eq!(one(&g(false, false), &[f(&[2, 3]), f(&[3, 4]), f(&[])]), f(&[2, 4]));

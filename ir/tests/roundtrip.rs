@@ -84,7 +84,7 @@ fn built_graph_roundtrips() {
         strides: vec![1, 1],
         dilations: vec![1, 1],
         pads: vec![0, 0, 0, 0],
-        group: 1,
+        group: 1, clamp: None,
     });
     let n0 = g.add_node("conv", conv, vec![x, w], vec![("y".into(), f32t(&[1, 3, 5, 5]))]);
     let y = g.node(n0).outputs[0];
@@ -112,7 +112,7 @@ fn built_graph_roundtrips() {
         Op::AveragePool(pool),
         Op::LeakyRelu { alpha: nan },
         Op::HardSigmoid { alpha: f32::INFINITY, beta: f32::MIN_POSITIVE },
-        Op::Gemm { alpha: -0.0, beta: 1e30, trans_a: true, trans_b: false },
+        Op::Gemm { alpha: -0.0, beta: 1e30, trans_a: true, trans_b: false, clamp: None },
         Op::Pad { mode: PadMode::Wrap, pads: vec![i64::MIN, i64::MAX] },
         Op::Slice { axes: vec![SliceAxis { axis: 3, start: -1, end: i64::MIN, step: -9 }] },
         Op::Slice { axes: vec![] },

@@ -96,7 +96,7 @@ fn fold_constants(g: &mut Graph, stats: &mut Stats) -> Result<()> {
 
 fn fold_gemm_scalars(g: &mut Graph, stats: &mut Stats) {
     for n in g.node_ids() {
-        let Op::Gemm { alpha, beta, trans_a, trans_b } = g.node(n).op else { continue };
+        let Op::Gemm { alpha, beta, trans_a, trans_b, clamp } = g.node(n).op else { continue };
         if alpha == 1.0 && beta == 1.0 {
             continue;
         }
@@ -115,7 +115,7 @@ fn fold_gemm_scalars(g: &mut Graph, stats: &mut Stats) {
                 g.node_mut(n).inputs[2] = nb;
             }
         }
-        g.node_mut(n).op = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a, trans_b };
+        g.node_mut(n).op = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a, trans_b, clamp };
         bump(stats, "gemm alpha/beta folded");
     }
 }

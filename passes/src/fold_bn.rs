@@ -91,7 +91,7 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
             node.inputs.truncate(2);
             node.inputs.push(nb);
         }
-        Op::Gemm { alpha, beta, trans_a, trans_b } => {
+        Op::Gemm { alpha, beta, trans_a, trans_b, clamp } => {
             let w = g.node(p).inputs[1];
             let axis = if trans_b { 0 } else { 1 };
             if g.ty(w).shape.get(axis) != Some(&c) {
@@ -114,7 +114,7 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
             node.inputs[1] = nw;
             node.inputs.truncate(2);
             node.inputs.push(nb);
-            node.op = Op::Gemm { alpha, beta: 1.0, trans_a, trans_b };
+            node.op = Op::Gemm { alpha, beta: 1.0, trans_a, trans_b, clamp };
         }
         Op::MatMul => {
             let a = g.node(p).inputs[0];
@@ -126,7 +126,7 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
             let nb = new_bias(g, w, &vec![0.0; c], &k, &d);
             let node = g.node_mut(p);
             node.inputs = vec![a, nw, nb];
-            node.op = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false };
+            node.op = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false, clamp: None };
         }
         _ => return None,
     }

@@ -10,6 +10,7 @@
 //! Architecture invariant: every pass leaves a graph that `ir::verify::verify` accepts.
 
 pub mod calibrate;
+pub mod canonicalize;
 pub mod config;
 pub mod error;
 pub mod epilogue;
@@ -46,7 +47,7 @@ pub trait Pass {
 
 /// Every pass, by name, in pipeline order.
 pub fn all_passes() -> Vec<Box<dyn Pass>> {
-    vec![Box::new(fold_qdq::FoldQdq), Box::new(fold_bn::FoldBn), Box::new(calibrate::Calibrate), Box::new(quantize::Quantize)]
+    vec![Box::new(fold_qdq::FoldQdq), Box::new(fold_bn::FoldBn), Box::new(canonicalize::Canonicalize), Box::new(calibrate::Calibrate), Box::new(quantize::Quantize)]
 }
 
 pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {

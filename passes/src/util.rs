@@ -128,7 +128,7 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
             })
         }
     };
-    let name = format!("{}_bn", val.name);
+    let name = format!("{}_scaled", val.name);
     let nw = g.add_const(name, TensorData::from_f32(shape, &scaled));
     g.value_mut(nw).ty.quant = quant;
     Some(nw)
@@ -137,6 +137,6 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
 /// `bias·k + d` as a new `[C]` constant named after the weights.
 pub fn new_bias(g: &mut Graph, w: ValueId, bias: &[f32], k: &[f32], d: &[f32]) -> ValueId {
     let vals: Vec<f32> = bias.iter().zip(k).zip(d).map(|((&b, &k), &d)| b * k + d).collect();
-    let name = format!("{}_bias_bn", g.value(w).name);
+    let name = format!("{}_bias", g.value(w).name);
     g.add_const(name, TensorData::from_f32(vec![vals.len()], &vals))
 }

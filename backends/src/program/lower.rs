@@ -347,10 +347,13 @@ impl Lowering<'_> {
 }
 
 /// The real bounds of a Conv's fused activation.
-fn conv_clamp(_a: &cimc_ir::ConvAttrs) -> Option<(f32, f32)> {
-    None
+fn conv_clamp(a: &cimc_ir::ConvAttrs) -> Option<(f32, f32)> {
+    a.clamp
 }
 
-fn gemm_clamp(_op: &Op) -> Option<(f32, f32)> {
-    None
+fn gemm_clamp(op: &Op) -> Option<(f32, f32)> {
+    match op {
+        Op::Gemm { clamp, .. } => *clamp,
+        _ => None,
+    }
 }

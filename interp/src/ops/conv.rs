@@ -246,72 +246,73 @@ impl<T: GemmFloat> PreparedConv<T> {
 
     /// Fills `col` `[Cg*prod(K), P]` from one group's input `[Cg, D..]`.
     fn im2col(&self, xg: &[T], ins: &[usize], outs: &[usize], col: &mut [T]) {
-        let n = ins.len();
         let p: usize = outs.iter().product();
+        let rows = self.cg * self.kernel.iter().product::<usize>();
+        let fill = |(r, row): (usize, &mut [T])| self.im2col_row(xg, ins, outs, r, 0, p, row);
+        if rows * p >= PAR_MIN {
+            col[..rows * p].par_chunks_mut(p).enumerate().for_each(fill);
+        } else {
+            col[..rows * p].chunks_mut(p).enumerate().for_each(fill);
+        }
+    }
+
+    /// Columns `n0..n1` of row `r` of one group's im2col matrix `[Cg*prod(K), P]` into `dst`.
+    #[allow(clippy::too_many_arguments)]
+    fn im2col_row(&self, xg: &[T], ins: &[usize], outs: &[usize], r: usize, n0: usize, n1: usize, dst: &mut [T]) {
+        let n = ins.len();
         let ksz: usize = self.kernel.iter().product();
         let plane: usize = ins.iter().product();
         let (st, dil, pads) = (&self.attrs.strides, &self.attrs.dilations, &self.attrs.pads);
         let last = n - 1;
         let (ol, il) = (outs[last], ins[last]);
-        let n_outer: usize = outs[..last].iter().product();
-        // Input strides of the spatial dims.
-        let mut istr = vec![1usize; n];
-        for d in (0..last).rev() {
-            istr[d] = istr[d + 1] * ins[d + 1];
+        if ol == 0 || n1 <= n0 {
+            return;
         }
-        let fill_row = |(r, row): (usize, &mut [T])| {
-            let c = r / ksz;
-            let mut rem = r % ksz;
-            let mut koff = vec![0usize; n];
-            for d in (0..n).rev() {
-                koff[d] = (rem % self.kernel[d]) * dil[d];
-                rem /= self.kernel[d];
+        let c = r / ksz;
+        let mut rem = r % ksz;
+        let mut koff = [0usize; 8];
+        let mut koff_v = vec![0usize; if n > 8 { n } else { 0 }];
+        let koff: &mut [usize] = if n <= 8 { &mut koff[..n] } else { &mut koff_v };
+        for d in (0..n).rev() {
+            koff[d] = (rem % self.kernel[d]) * dil[d];
+            rem /= self.kernel[d];
+        }
+        let xc = &xg[c * plane..(c + 1) * plane];
+        let (lo, hi) = valid_range(ol, il, st[last], pads[last], koff[last]);
+        for seg in n0 / ol..n1.div_ceil(ol) {
+            // Columns of this output row that are asked for, as offsets within the row.
+            let (a, b) = (n0.max(seg * ol) - seg * ol, n1.min((seg + 1) * ol) - seg * ol);
+            let out = &mut dst[seg * ol + a - n0..seg * ol + b - n0];
+            // Input offset of this outer output position, if inside the input.
+            let (mut base, mut q) = (Some(0usize), seg);
+            for d in (0..last).rev() {
+                let o = q % outs[d];
+                q /= outs[d];
+                let i = (o * st[d] + koff[d]) as i64 - pads[d] as i64;
+                if i < 0 || i >= ins[d] as i64 {
+                    base = None;
+                    break;
+                }
+                let stride: usize = ins[d + 1..].iter().product();
+                base = base.map(|bs| bs + i as usize * stride);
             }
-            let xc = &xg[c * plane..(c + 1) * plane];
-            let (lo, hi) = valid_range(ol, il, st[last], pads[last], koff[last]);
-            let mut oidx = vec![0usize; last];
-            for seg in 0..n_outer {
-                let dst = &mut row[seg * ol..(seg + 1) * ol];
-                // Input offset of this outer position, if inside the input.
-                let mut base = Some(0usize);
-                for d in 0..last {
-                    let i = (oidx[d] * st[d] + koff[d]) as i64 - pads[d] as i64;
-                    if i < 0 || i >= ins[d] as i64 {
-                        base = None;
-                        break;
-                    }
-                    base = base.map(|b| b + i as usize * istr[d]);
-                }
-                match base {
-                    None => dst.iter_mut().for_each(|v| *v = T::ZERO),
-                    Some(base) => {
-                        dst[..lo].iter_mut().for_each(|v| *v = T::ZERO);
-                        dst[hi..].iter_mut().for_each(|v| *v = T::ZERO);
-                        if hi > lo {
-                            let i0 = base + lo * st[last] + koff[last] - pads[last];
-                            if st[last] == 1 {
-                                dst[lo..hi].copy_from_slice(&xc[i0..i0 + (hi - lo)]);
-                            } else {
-                                let src = xc[i0..].iter().step_by(st[last]);
-                                dst[lo..hi].iter_mut().zip(src).for_each(|(v, &x)| *v = x);
-                            }
-                        }
-                    }
-                }
-                for d in (0..last).rev() {
-                    oidx[d] += 1;
-                    if oidx[d] < outs[d] {
-                        break;
-                    }
-                    oidx[d] = 0;
+            let Some(base) = base else {
+                out.iter_mut().for_each(|v| *v = T::ZERO);
+                continue;
+            };
+            let (vlo, vhi) = (lo.clamp(a, b), hi.clamp(a, b));
+            out[..vlo - a].iter_mut().for_each(|v| *v = T::ZERO);
+            out[vhi.max(vlo) - a..].iter_mut().for_each(|v| *v = T::ZERO);
+            if vhi > vlo {
+                let i0 = base + vlo * st[last] + koff[last] - pads[last];
+                let o = &mut out[vlo - a..vhi - a];
+                if st[last] == 1 {
+                    o.copy_from_slice(&xc[i0..i0 + (vhi - vlo)]);
+                } else {
+                    let src = xc[i0..].iter().step_by(st[last]);
+                    o.iter_mut().zip(src).for_each(|(v, &x)| *v = x);
                 }
             }
-        };
-        let rows = self.cg * ksz;
-        if rows * p >= PAR_MIN {
-            col[..rows * p].par_chunks_mut(p).enumerate().for_each(fill_row);
-        } else {
-            col[..rows * p].chunks_mut(p).enumerate().for_each(fill_row);
         }
     }
 

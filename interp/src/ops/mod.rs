@@ -94,10 +94,30 @@ pub(crate) fn same_dtype(inputs: &[&Tensor]) -> Result<()> {
 
 /// Evaluates one op. `n_outputs` is the number of outputs the node has (MaxPool's indices
 /// and Dropout's mask are produced only when asked for).
+/// Applies a matrix op's fused clamp (`ConvAttrs::clamp`) to its float output.
+fn clamped(t: Tensor, clamp: Option<(f32, f32)>) -> Tensor {
+    let Some((lo, hi)) = clamp else { return t };
+    let act = activation::Act::Clip(lo as f64, hi as f64);
+    match t {
+        Tensor::F32(mut a) => {
+            match a.as_slice_mut() {
+                Some(s) => act.apply(s),
+                None => a.mapv_inplace(|v| v.max(lo).min(hi)),
+            }
+            Tensor::F32(a)
+        }
+        Tensor::F64(mut a) => {
+            a.mapv_inplace(|v| v.max(lo as f64).min(hi as f64));
+            Tensor::F64(a)
+        }
+        other => other,
+    }
+}
+
 pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tensor>> {
     let one = |t: Tensor| Ok(vec![t]);
     match op {
-        Op::Conv(a) => one(conv::conv(a, inputs)?),
+        Op::Conv(a) => one(clamped(conv::conv(a, inputs)?, a.clamp)),
         Op::BatchNorm { epsilon } => {
             arity(inputs, 5, 5)?;
             one(activation::batch_norm(*epsilon, inputs[0].clone(), &inputs[1..])?)
@@ -118,8 +138,8 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
         Op::MaxPool(a) => pool::max_pool(a, inputs, n_outputs),
         Op::AveragePool(a) => one(pool::average_pool(a, inputs)?),
         Op::GlobalAveragePool => one(pool::global_average_pool(inputs)?),
-        Op::Gemm { alpha, beta, trans_a, trans_b } => {
-            one(gemm::gemm_op(*alpha, *beta, *trans_a, *trans_b, inputs)?)
+        Op::Gemm { alpha, beta, trans_a, trans_b, clamp } => {
+            one(clamped(gemm::gemm_op(*alpha, *beta, *trans_a, *trans_b, inputs)?, *clamp))
         }
         Op::MatMul => one(gemm::matmul(inputs)?),
         Op::Add | Op::Sub | Op::Mul | Op::Div => {

@@ -47,7 +47,7 @@ pub fn conv(ctx: &mut Ctx) -> R<Lowered> {
     let pads = resolve_pads(ctx, &xt.shape[2..], &kernel, &strides, &dilations)?;
     let mut inputs = vec![x, w];
     inputs.extend(ctx.opt(2));
-    let attrs = ConvAttrs { kernel, strides, dilations, pads, group: group as usize };
+    let attrs = ConvAttrs { kernel, strides, dilations, pads, group: group as usize, clamp: None };
     Ok(Lowered::Op(Op::Conv(attrs), inputs))
 }
 

@@ -119,6 +119,7 @@ pub fn gemm(ctx: &mut Ctx) -> R<Lowered> {
         beta: ctx.attrs.float_or("beta", 1.0)?,
         trans_a: ctx.attrs.bool_or("transA", false)?,
         trans_b: ctx.attrs.bool_or("transB", false)?,
+        clamp: None,
     };
     let mut inputs = vec![ctx.input(0)?, ctx.input(1)?];
     inputs.extend(ctx.opt(2));
