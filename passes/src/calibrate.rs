@@ -11,6 +11,10 @@
 //! (narrow range, min-max or MSE-optimal clipping) at the layer's `wbits`. Outputs of
 //! pass-through ops (MaxPool, Reshape, ...) take their input's parameters.
 //!
+//! A graph output produced by a Conv/Gemm/MatMul is not requantized: it is read out as the
+//! 32-bit accumulator, annotated with the accumulator's own scale `s_x · s_w[n]` per output
+//! channel (exact, and needs no calibration — as a Brevitas model whose logits are float means).
+//!
 //! Guarantees: every f32 activation feeding or produced by a quantizable op is annotated; the
 //! graph's float semantics are unchanged (annotations only).
 
@@ -55,7 +59,9 @@ impl Pass for Calibrate {
         }
         // Activations: which values, and at which bits.
         let targets = activation_targets(g, cfg);
-        let todo: Vec<(ValueId, u8)> = targets.iter().copied().filter(|(v, _)| g.ty(*v).quant.is_none()).collect();
+        let accumulators = accumulator_outputs(g);
+        let todo: Vec<(ValueId, u8)> =
+            targets.iter().copied().filter(|(v, _)| g.ty(*v).quant.is_none() && !accumulators.contains(v)).collect();
         if !todo.is_empty() {
             let calib = cx.calib.as_ref().ok_or_else(|| {
                 PassError::Missing(format!(
@@ -69,6 +75,18 @@ impl Pass for Calibrate {
                 g.value_mut(*v).ty.quant = Some(activation_params(r.0, r.1, *bits, cfg.act_signed));
             }
             *stats.entry("activations calibrated").or_default() += todo.len() as u64;
+        }
+        for v in accumulators {
+            let p = g.producer(v).expect("invariant: accumulator outputs have a producer");
+            let node = g.node(p);
+            let (xq, wq) = (g.ty(node.inputs[0]).quant.clone(), g.ty(node.inputs[1]).quant.clone());
+            let (Some(xq), Some(wq)) = (xq, wq) else {
+                return Err(PassError::Missing(format!("output '{}': its layer's input or weights have no parameters", g.value(v).name)));
+            };
+            let channels = g.ty(v).shape.get(1).copied().unwrap_or(1);
+            let scale: Vec<f32> = (0..channels).map(|c| xq.scale[0] * wq.scale[if wq.scale.len() == 1 { 0 } else { c }]).collect();
+            g.value_mut(v).ty.quant = Some(QuantParams { bits: 32, signed: true, scale, zero_point: vec![0; channels], axis: Some(1) });
+            *stats.entry("outputs read as accumulators").or_default() += 1;
         }
         // Pass-through outputs take their input's parameters (in order, so chains propagate).
         for n in g.node_ids() {
@@ -108,6 +126,16 @@ fn activation_targets(g: &Graph, cfg: &crate::QuantConfig) -> Vec<(ValueId, u8)>
         }
     }
     out
+}
+
+/// Graph outputs produced by a matrix op, without parameters: read out as accumulators.
+fn accumulator_outputs(g: &Graph) -> Vec<ValueId> {
+    g.outputs()
+        .iter()
+        .copied()
+        .filter(|&v| g.ty(v).quant.is_none() && g.ty(v).dtype == DType::F32 && g.ty(v).rank() >= 2)
+        .filter(|&v| g.producer(v).is_some_and(|p| g.node(p).op.is_matrix_op() && const_weight(g, p).is_some()))
+        .collect()
 }
 
 /// Per-channel symmetric weight parameters (narrow range), axis `axis`.

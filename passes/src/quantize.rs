@@ -179,7 +179,7 @@ impl Pass for Quantize {
                 let n = g.producer(v).expect("invariant: non-input, non-const values have a producer");
                 return Err(node_err(g, n, format!("its output '{}' has no quantization parameters (run calibrate)", val.name)));
             };
-            if q.axis.is_some() {
+            if q.axis.is_some() && q.bits != 32 {
                 return Err(PassError::Config(format!("activation '{}': per-channel activation quantization is not supported", val.name)));
             }
             let dtype = code_dtype(q.bits, q.signed);
@@ -246,11 +246,21 @@ fn dequantize_after(g: &mut Graph, x: ValueId) -> ValueId {
     let dtype = g.ty(x).dtype;
     let shape = g.ty(x).shape.clone();
     let name = g.value(x).name.clone();
-    let s = g.add_const(format!("{name}_scale"), TensorData::from_f32(vec![], &[q.scale[0]]));
-    let z = g.add_const(format!("{name}_zero_point"), code_data(vec![], &[q.zero_point[0]], dtype));
+    let (s, z) = if q.axis.is_some() {
+        let c = q.scale.len();
+        (
+            g.add_const(format!("{name}_scale"), TensorData::from_f32(vec![c], &q.scale)),
+            g.add_const(format!("{name}_zero_point"), code_data(vec![c], &q.zero_point, dtype)),
+        )
+    } else {
+        (
+            g.add_const(format!("{name}_scale"), TensorData::from_f32(vec![], &[q.scale[0]])),
+            g.add_const(format!("{name}_zero_point"), code_data(vec![], &[q.zero_point[0]], dtype)),
+        )
+    };
     let n = g.add_node(
         format!("{name}_dequantize"),
-        Op::DequantizeLinear { axis: None, block_size: 0 },
+        Op::DequantizeLinear { axis: q.axis, block_size: 0 },
         vec![x, s, z],
         vec![(format!("{name}_dq"), TensorType::new(DType::F32, shape))],
     );

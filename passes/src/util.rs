@@ -72,6 +72,7 @@ pub fn activation_params(lo: f32, hi: f32, bits: u8, signed: bool) -> QuantParam
 pub fn code_dtype(bits: u8, signed: bool) -> cimc_ir::DType {
     use cimc_ir::DType;
     match (bits <= 8, signed) {
+        _ if bits > 16 => DType::I32,
         (true, true) => DType::I8,
         (true, false) => DType::U8,
         (false, true) => DType::I16,

@@ -136,9 +136,19 @@ impl Lowering<'_> {
     /// The requantization to `y`'s codes of an accumulator whose real scale is `acc_scale[n]`,
     /// with the clamp narrowed by `clamp` (real bounds).
     fn requant(&self, node: &Node, y: ValueId, acc_scale: &[f64], clamp: Option<(f32, f32)>) -> Result<Requant> {
-        let (s_y, z_y, q) = self.per_tensor(node, y)?;
+        let q = self.quant(node, y)?;
+        if q.axis.is_some() {
+            // A 32-bit accumulator read out per channel: M[n] = acc_scale[n] / s_y[n].
+            if q.bits != 32 || q.scale.len() != acc_scale.len() || q.zero_point.iter().any(|&z| z != 0) {
+                return Err(err(node, "a per-channel output must be a 32-bit accumulator read-out"));
+            }
+            let mult = acc_scale.iter().zip(&q.scale).map(|(&a, &s)| mult(node, a / s as f64)).collect::<Result<Vec<_>>>()?;
+            let _ = clamp;
+            return Ok(Requant { mult, zero_point: 0, lo: i32::MIN, hi: i32::MAX });
+        }
+        let (s_y, z_y) = (q.scale[0], q.zero_point[0]);
         let (lo, hi) = q.code_range();
-        let (mut lo, mut hi) = (lo as i32, hi as i32);
+        let (mut lo, mut hi) = (lo.max(i32::MIN as i64) as i32, hi.min(i32::MAX as i64) as i32);
         if let Some((a, b)) = clamp {
             if a.is_finite() {
                 lo = lo.max(quantize_value(a, s_y, z_y, lo, hi));

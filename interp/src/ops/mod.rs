@@ -12,6 +12,7 @@ pub(crate) mod gemm;
 pub(crate) mod num;
 pub(crate) mod pool;
 pub(crate) mod quant;
+pub(crate) mod sgemm;
 pub(crate) mod shape;
 
 use crate::error::{InterpError, Result};

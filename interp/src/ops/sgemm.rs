@@ -30,7 +30,7 @@ pub(crate) fn available() -> bool {
 }
 
 /// Weights `[G][Mg, K]` packed as `[G][tile][K][MR]` (rows past Mg zero).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct PackedWeights {
     mg: usize,
     k: usize,
@@ -146,27 +146,30 @@ unsafe fn compute(
     wg: &[f32], w: &PackedWeights, t0: usize, t1: usize, b: &[f32], n0: usize, n1: usize,
     ldc: usize, c: *mut f32, post: Post<'_>, m0: usize,
 ) {
-    let k = w.k;
-    let width = n1 - n0;
-    for j in 0..width.div_ceil(NR) {
-        let cols = NR.min(width - j * NR);
-        let mut k0 = 0;
-        loop {
-            let kc = KC.min(k - k0);
-            let last = k0 + kc >= k;
-            for t in t0..t1 {
-                let rows = MR.min(w.mg - t * MR);
-                let a = wg.as_ptr().add((t * k + k0) * MR);
-                let bp = b.as_ptr().add((j * k + k0) * NR);
-                let cp = c.add(t * MR * ldc + n0 + j * NR);
-                let ch = m0 + t * MR;
-                // SAFETY: `available()` was checked by the caller's constructor; pointers
-                // cover kc steps of a and b and `rows` rows of `cols` values of c.
-                kernel_dyn(rows, cols, kc, a, bp, cp, ldc, k0 > 0, last.then_some((post, ch)));
-            }
-            k0 += kc;
-            if last {
-                break;
+    // SAFETY: the caller's contract; see the comment at the kernel call.
+    unsafe {
+        let k = w.k;
+        let width = n1 - n0;
+        for j in 0..width.div_ceil(NR) {
+            let cols = NR.min(width - j * NR);
+            let mut k0 = 0;
+            loop {
+                let kc = KC.min(k - k0);
+                let last = k0 + kc >= k;
+                for t in t0..t1 {
+                    let rows = MR.min(w.mg - t * MR);
+                    let a = wg.as_ptr().add((t * k + k0) * MR);
+                    let bp = b.as_ptr().add((j * k + k0) * NR);
+                    let cp = c.add(t * MR * ldc + n0 + j * NR);
+                    let ch = m0 + t * MR;
+                    // SAFETY: `available()` was checked by the caller's constructor; pointers
+                    // cover kc steps of a and b and `rows` rows of `cols` values of c.
+                    kernel_dyn(rows, cols, kc, a, bp, cp, ldc, k0 > 0, last.then_some((post, ch)));
+                }
+                k0 += kc;
+                if last {
+                    break;
+                }
             }
         }
     }
@@ -217,57 +220,61 @@ unsafe fn kernel<const R: usize, const V: usize>(
     kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool,
     post: Option<(Post<'_>, usize)>,
 ) {
-    let mut s = [[_mm512_setzero_ps(); V]; R];
-    if acc {
-        for (i, row) in s.iter_mut().enumerate() {
-            for (v, x) in row.iter_mut().enumerate() {
-                *x = _mm512_maskz_loadu_ps(lane_mask(v, cols), c.add(i * ldc + v * 16));
-            }
-        }
-    }
-    let (mut a, mut b) = (a, b);
-    for _ in 0..kc {
-        let mut bv = [_mm512_setzero_ps(); V];
-        for (v, x) in bv.iter_mut().enumerate() {
-            *x = _mm512_loadu_ps(b.add(v * 16));
-        }
-        for (i, row) in s.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a.add(i));
-            for (v, x) in row.iter_mut().enumerate() {
-                *x = _mm512_fmadd_ps(av, bv[v], *x);
-            }
-        }
-        a = a.add(MR);
-        b = b.add(NR);
-    }
-    if let Some((p, ch)) = post {
-        for (i, row) in s.iter_mut().enumerate() {
-            let m = ch + i;
-            if let Some(bias) = p.bias {
-                let bb = _mm512_set1_ps(bias[m]);
-                row.iter_mut().for_each(|x| *x = _mm512_add_ps(*x, bb));
-            }
-            if let Some((sa, sb)) = p.affine {
-                let (va, vb) = (_mm512_set1_ps(sa[m]), _mm512_set1_ps(sb[m]));
-                row.iter_mut().for_each(|x| *x = _mm512_add_ps(_mm512_mul_ps(*x, va), vb));
-            }
-            match p.act {
-                // max(0, x): x when x is NaN or -0.0, as the scalar `if x < 0 { 0 }`.
-                Some(Act::Relu) => {
-                    let z = _mm512_setzero_ps();
-                    row.iter_mut().for_each(|x| *x = _mm512_max_ps(z, *x));
+    // SAFETY: avx512f is enabled (checked by `available()` before packing); the pointers
+    // cover `kc` steps of a and b and R rows of `cols` values of c (masked beyond).
+    unsafe {
+        let mut s = [[_mm512_setzero_ps(); V]; R];
+        if acc {
+            for (i, row) in s.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = _mm512_maskz_loadu_ps(lane_mask(v, cols), c.add(i * ldc + v * 16));
                 }
-                Some(Act::Clip(lo, hi)) => {
-                    let (l, h) = (_mm512_set1_ps(lo as f32), _mm512_set1_ps(hi as f32));
-                    row.iter_mut().for_each(|x| *x = _mm512_min_ps(h, _mm512_max_ps(l, *x)));
-                }
-                _ => {}
             }
         }
-    }
-    for (i, row) in s.iter().enumerate() {
-        for (v, x) in row.iter().enumerate() {
-            _mm512_mask_storeu_ps(c.add(i * ldc + v * 16), lane_mask(v, cols), *x);
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = _mm512_loadu_ps(b.add(v * 16));
+            }
+            for (i, row) in s.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(i));
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = _mm512_fmadd_ps(av, bv[v], *x);
+                }
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+        if let Some((p, ch)) = post {
+            for (i, row) in s.iter_mut().enumerate() {
+                let m = ch + i;
+                if let Some(bias) = p.bias {
+                    let bb = _mm512_set1_ps(bias[m]);
+                    row.iter_mut().for_each(|x| *x = _mm512_add_ps(*x, bb));
+                }
+                if let Some((sa, sb)) = p.affine {
+                    let (va, vb) = (_mm512_set1_ps(sa[m]), _mm512_set1_ps(sb[m]));
+                    row.iter_mut().for_each(|x| *x = _mm512_add_ps(_mm512_mul_ps(*x, va), vb));
+                }
+                match p.act {
+                    // max(0, x): x when x is NaN or -0.0, as the scalar `if x < 0 { 0 }`.
+                    Some(Act::Relu) => {
+                        let z = _mm512_setzero_ps();
+                        row.iter_mut().for_each(|x| *x = _mm512_max_ps(z, *x));
+                    }
+                    Some(Act::Clip(lo, hi)) => {
+                        let (l, h) = (_mm512_set1_ps(lo as f32), _mm512_set1_ps(hi as f32));
+                        row.iter_mut().for_each(|x| *x = _mm512_min_ps(h, _mm512_max_ps(l, *x)));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (i, row) in s.iter().enumerate() {
+            for (v, x) in row.iter().enumerate() {
+                _mm512_mask_storeu_ps(c.add(i * ldc + v * 16), lane_mask(v, cols), *x);
+            }
         }
     }
 }
