@@ -21,7 +21,9 @@ impl FixedMultiplier {
     /// finite positive number in `[2^−62, 2^30)`.
     pub fn from_real(real: f64) -> Result<FixedMultiplier> {
         if !(real.is_finite() && real > 0.0) {
-            return Err(BackendError::Numeric(format!("multiplier {real} is not a finite positive number")));
+            return Err(BackendError::Numeric(format!(
+                "multiplier {real} is not a finite positive number"
+            )));
         }
         // real = f · 2^e with f ∈ [0.5, 1).
         let mut e = real.log2().floor() as i32 + 1;

@@ -18,12 +18,21 @@ impl From<PassError> for Error {
 
 /// Runs the default pipeline (or up to `stop_after`) on `graph`, printing after the passes
 /// named in `print_after`. The graph is left as the last pass made it.
-pub fn run_pipeline(graph: &mut Graph, cx: &PassContext, print_after: &[String], stop_after: Option<&str>) -> Result<PipelineReport> {
+pub fn run_pipeline(
+    graph: &mut Graph,
+    cx: &PassContext,
+    print_after: &[String],
+    stop_after: Option<&str>,
+) -> Result<PipelineReport> {
     Ok(Pipeline::default_pipeline().run(graph, cx, print_after, stop_after)?)
 }
 
 /// The whole compilation: every pass, then `lower`.
-pub fn compile(mut graph: Graph, cx: &PassContext, print_after: &[String]) -> Result<(Program, PipelineReport)> {
+pub fn compile(
+    mut graph: Graph,
+    cx: &PassContext,
+    print_after: &[String],
+) -> Result<(Program, PipelineReport)> {
     let report = run_pipeline(&mut graph, cx, print_after, None)?;
     let program = lower(&graph).map_err(|e| Error::Usage(e.to_string()))?;
     Ok((program, report))
@@ -32,7 +41,8 @@ pub fn compile(mut graph: Graph, cx: &PassContext, print_after: &[String]) -> Re
 /// Reads a `.cimp` program file.
 pub fn read_program(path: &Path) -> Result<Program> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Program::from_bytes(&bytes).map_err(|e| Error::Program { file: path.to_path_buf(), msg: e.to_string() })
+    Program::from_bytes(&bytes)
+        .map_err(|e| Error::Program { file: path.to_path_buf(), msg: e.to_string() })
 }
 
 pub fn write_program(path: &Path, p: &Program) -> Result<()> {

@@ -49,7 +49,8 @@ pub fn write_ir(graph: &Graph, path: &Path) -> Result<()> {
     std::fs::write(path, graph.to_string()).map_err(|e| Error::io(path, e))?;
     let dpath = data_path(path);
     if cimc_ir::datafile::has_referenced_data(graph) {
-        std::fs::write(&dpath, cimc_ir::datafile::write_data(graph)).map_err(|e| Error::io(dpath, e))?;
+        std::fs::write(&dpath, cimc_ir::datafile::write_data(graph))
+            .map_err(|e| Error::io(dpath, e))?;
     } else if dpath.exists() {
         std::fs::remove_file(&dpath).map_err(|e| Error::io(dpath, e))?;
     }
@@ -95,7 +96,11 @@ impl Prepared {
         let inputs = g
             .inputs()
             .iter()
-            .map(|&v| InputDecl { name: g.value(v).name.clone(), dtype: g.ty(v).dtype, shape: g.ty(v).shape.clone() })
+            .map(|&v| InputDecl {
+                name: g.value(v).name.clone(),
+                dtype: g.ty(v).dtype,
+                shape: g.ty(v).shape.clone(),
+            })
             .collect();
         let outputs = g.outputs().iter().map(|&v| g.value(v).name.clone()).collect();
         Ok(Prepared { exe: Executable::Graph(Runner::new(g)?), inputs, outputs })
@@ -134,7 +139,10 @@ impl Prepared {
             )));
         }
         for ((d, t), f) in self.inputs.iter().zip(inputs).zip(files) {
-            if t.dtype() != d.dtype || t.shape().len() != d.shape.len() || t.shape()[1..] != d.shape[1..] {
+            if t.dtype() != d.dtype
+                || t.shape().len() != d.shape.len()
+                || t.shape()[1..] != d.shape[1..]
+            {
                 return Err(Error::Npy {
                     file: f.clone(),
                     msg: format!(
@@ -166,7 +174,10 @@ impl Model {
         }
         match path.extension().and_then(|e| e.to_str()) {
             Some("cir") => Ok(Model::Ir { path: path.to_path_buf(), graph: read_ir(path)? }),
-            Some("cimp") => Ok(Model::Program { path: path.to_path_buf(), program: crate::compile::read_program(path)? }),
+            Some("cimp") => Ok(Model::Program {
+                path: path.to_path_buf(),
+                program: crate::compile::read_program(path)?,
+            }),
             _ => Ok(Model::Onnx { path: path.to_path_buf(), opts }),
         }
     }
@@ -233,7 +244,9 @@ pub fn run_in_chunks(
 ) -> Result<Vec<Tensor>> {
     let n = inputs.first().map(|t| t.shape().first().copied().unwrap_or(1)).unwrap_or(0);
     if inputs.iter().any(|t| t.shape().first().copied() != Some(n)) {
-        return Err(Error::Usage("all inputs must have the same number of samples (first dimension)".into()));
+        return Err(Error::Usage(
+            "all inputs must have the same number of samples (first dimension)".into(),
+        ));
     }
     if n == batch {
         let out = run(inputs.to_vec())?;
@@ -244,7 +257,8 @@ pub fn run_in_chunks(
     let mut start = 0;
     while start < n {
         let len = batch.min(n - start);
-        let chunk: Vec<Tensor> = inputs.iter().map(|t| crate::tensor_util::slice_batch(t, start, len, batch)).collect();
+        let chunk: Vec<Tensor> =
+            inputs.iter().map(|t| crate::tensor_util::slice_batch(t, start, len, batch)).collect();
         let mut out = run(chunk)?;
         if len < batch {
             out = out.iter().map(|t| crate::tensor_util::slice_batch(t, 0, len, len)).collect();

@@ -32,7 +32,10 @@ pub fn parse(bytes: Bytes) -> std::result::Result<TensorData, String> {
         v => return Err(format!("unsupported .npy format version {v}")),
     };
     let end = start.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or_else(|| {
-        format!("header of {header_len} bytes runs past the end of the file ({} bytes)", bytes.len())
+        format!(
+            "header of {header_len} bytes runs past the end of the file ({} bytes)",
+            bytes.len()
+        )
     })?;
     let header = std::str::from_utf8(&bytes[start..end])
         .map_err(|_| "header is not valid text".to_string())?;
@@ -40,7 +43,9 @@ pub fn parse(bytes: Bytes) -> std::result::Result<TensorData, String> {
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');
     let fortran = dict_value(header, "fortran_order").ok_or("header has no 'fortran_order'")?;
     if fortran.trim() != "False" {
-        return Err("Fortran-order arrays are not supported (save with np.ascontiguousarray)".into());
+        return Err(
+            "Fortran-order arrays are not supported (save with np.ascontiguousarray)".into()
+        );
     }
     let shape_text = dict_value(header, "shape").ok_or("header has no 'shape'")?;
     let shape = parse_shape(shape_text)?;
@@ -104,7 +109,11 @@ fn parse_shape(s: &str) -> std::result::Result<Vec<usize>, String> {
         .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .map(|t| t.trim_end_matches('L').parse::<usize>().map_err(|_| format!("bad dimension '{t}' in shape")))
+        .map(|t| {
+            t.trim_end_matches('L')
+                .parse::<usize>()
+                .map_err(|_| format!("bad dimension '{t}' in shape"))
+        })
         .collect()
 }
 

@@ -6,7 +6,12 @@ use ndarray::{concatenate, Axis, IxDyn};
 
 /// Samples `start..start+len` of `t` along axis 0, zero-padded to `padded` samples.
 pub fn slice_batch(t: &Tensor, start: usize, len: usize, padded: usize) -> Tensor {
-    fn go<T: Clone + Default>(a: &ndarray::ArrayD<T>, start: usize, len: usize, padded: usize) -> ndarray::ArrayD<T> {
+    fn go<T: Clone + Default>(
+        a: &ndarray::ArrayD<T>,
+        start: usize,
+        len: usize,
+        padded: usize,
+    ) -> ndarray::ArrayD<T> {
         let part = a.slice_axis(Axis(0), ndarray::Slice::from(start..start + len));
         if padded == len {
             return part.to_owned();
@@ -46,7 +51,8 @@ pub fn concat_batches(parts: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>> {
                         _ => None,
                     })
                     .collect();
-                let views = views.ok_or_else(|| Error::Internal("chunks disagree on dtype".into()))?;
+                let views =
+                    views.ok_or_else(|| Error::Internal("chunks disagree on dtype".into()))?;
                 Tensor::$variant(
                     concatenate(Axis(0), &views).map_err(|e| Error::Internal(e.to_string()))?,
                 )

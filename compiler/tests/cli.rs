@@ -51,15 +51,36 @@ fn dump_then_run_the_text_ir_gives_the_same_outputs() {
     let dir = std::env::temp_dir().join(format!("cimc-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cir = dir.join("digits.cir");
-    let out = cimc(&["dump", &path("models/digits_cnn.onnx"), "--batch", "4", "-o", cir.to_str().unwrap()]);
+    let out = cimc(&[
+        "dump",
+        &path("models/digits_cnn.onnx"),
+        "--batch",
+        "4",
+        "-o",
+        cir.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let x = dir.join("x.npy");
     let sample = cimc::npy::read(&data().join("sets/digits_test_x.npy")).unwrap();
     let t = cimc_interp::Tensor::from_data(&sample).unwrap();
     cimc::npy::write(&x, &cimc::tensor_util::slice_batch(&t, 0, 4, 4).to_data()).unwrap();
     let (y1, y2) = (dir.join("y1.npy"), dir.join("y2.npy"));
-    let a = cimc(&["run", &path("models/digits_cnn.onnx"), "--input", x.to_str().unwrap(), "--output", y1.to_str().unwrap()]);
-    let b = cimc(&["run", cir.to_str().unwrap(), "--input", x.to_str().unwrap(), "--output", y2.to_str().unwrap()]);
+    let a = cimc(&[
+        "run",
+        &path("models/digits_cnn.onnx"),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y1.to_str().unwrap(),
+    ]);
+    let b = cimc(&[
+        "run",
+        cir.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y2.to_str().unwrap(),
+    ]);
     assert!(a.status.success() && b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
     assert_eq!(std::fs::read(&y1).unwrap(), std::fs::read(&y2).unwrap());
     std::fs::remove_dir_all(&dir).ok();
@@ -80,7 +101,10 @@ fn empty_truncated_and_random_files() {
 #[test]
 fn unsupported_ops_are_listed_in_one_error() {
     let out = cimc(&["dump", &path("bad/unsupported_ops.onnx")]);
-    assert_user_error(&out, &["unsupported_ops.onnx", "erf0", "Erf", "frob0", "Frobnicate", "com.example"]);
+    assert_user_error(
+        &out,
+        &["unsupported_ops.onnx", "erf0", "Erf", "frob0", "Frobnicate", "com.example"],
+    );
 }
 
 #[test]
@@ -129,7 +153,11 @@ fn broken_text_ir_names_the_line() {
     let dir = std::env::temp_dir().join(format!("cimc-cli-ir-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("broken.cir");
-    std::fs::write(&f, "graph g {\n  input %x : f32[1,4]\n  %y : f32[1,4] = relu(%nothing)\n  output %y\n}\n").unwrap();
+    std::fs::write(
+        &f,
+        "graph g {\n  input %x : f32[1,4]\n  %y : f32[1,4] = relu(%nothing)\n  output %y\n}\n",
+    )
+    .unwrap();
     assert_user_error(&cimc(&["dump", f.to_str().unwrap()]), &["broken.cir", "line 3"]);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -162,7 +162,9 @@ impl Runner {
                     if attrs.clamp.is_none() {
                         (chain, chain_out) = fusion_chain(graph, &ids, pos, &readers, &is_output);
                     }
-                    let own_clamp = attrs.clamp.map(|(lo, hi)| crate::ops::activation::Act::Clip(lo as f64, hi as f64));
+                    let own_clamp = attrs
+                        .clamp
+                        .map(|(lo, hi)| crate::ops::activation::Act::Clip(lo as f64, hi as f64));
                     kind = match &wt {
                         Tensor::F32(wa) => {
                             let b = bt

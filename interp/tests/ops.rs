@@ -27,7 +27,8 @@ fn conv_basic_with_and_without_padding() {
         strides,
         dilations: vec![1, 1],
         pads,
-        group: 1, clamp: None,
+        group: 1,
+        clamp: None,
     };
     let y = ev(Op::Conv(attrs(vec![1, 1, 1, 1], vec![1, 1])), &[&x, &w]);
     assert_eq!(y.shape(), &[1, 1, 5, 5]);
@@ -51,7 +52,8 @@ fn conv_bias_and_f64() {
         strides: vec![1, 1],
         dilations: vec![1, 1],
         pads: vec![0; 4],
-        group: 1, clamp: None,
+        group: 1,
+        clamp: None,
     };
     let y = ev(Op::Conv(attrs), &[&x, &w, &b]);
     assert_eq!(y, f64t(&[1, 2, 1, 1], &[13.0, 19.0]));
@@ -66,7 +68,8 @@ fn conv_rejects_mismatched_channels() {
         strides: vec![1, 1],
         dilations: vec![1, 1],
         pads: vec![0; 4],
-        group: 1, clamp: None,
+        group: 1,
+        clamp: None,
     };
     let e = eval_node(&Op::Conv(attrs), &[&x, &w], 1).unwrap_err();
     assert!(matches!(e, InterpError::Node { ref op, .. } if op == "conv"), "{e}");

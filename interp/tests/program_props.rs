@@ -9,7 +9,9 @@
 //! - the output is within 1 LSB of rounding that float result directly.
 
 use cimc_backends::arith::{code_range, FixedMultiplier};
-use cimc_backends::program::{BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window};
+use cimc_backends::program::{
+    BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window,
+};
 use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
 use proptest::prelude::*;
@@ -48,24 +50,31 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
         (0usize..3, 0usize..3, 0usize..3, 0usize..3),
         (2u8..9, any::<bool>(), 2u8..9, 2u8..9, any::<bool>(), any::<u64>()),
     )
-        .prop_map(|((n, groups, cg, mg, h, w), (kh, kw, sh, sw, dh, dw), (p0, p1, p2, p3), (ib, is, wb, ob, os, seed))| ConvCase {
-            n,
-            groups,
-            cg,
-            mg,
-            h,
-            w,
-            k: [kh, kw],
-            stride: [sh, sw],
-            dil: [dh, dw],
-            pads: [p0, p1, p2, p3],
-            in_bits: ib,
-            in_signed: is,
-            w_bits: wb,
-            out_bits: ob,
-            out_signed: os,
-            seed,
-        })
+        .prop_map(
+            |(
+                (n, groups, cg, mg, h, w),
+                (kh, kw, sh, sw, dh, dw),
+                (p0, p1, p2, p3),
+                (ib, is, wb, ob, os, seed),
+            )| ConvCase {
+                n,
+                groups,
+                cg,
+                mg,
+                h,
+                w,
+                k: [kh, kw],
+                stride: [sh, sw],
+                dil: [dh, dw],
+                pads: [p0, p1, p2, p3],
+                in_bits: ib,
+                in_signed: is,
+                w_bits: wb,
+                out_bits: ob,
+                out_signed: os,
+                seed,
+            },
+        )
 }
 
 /// splitmix64: the test's own deterministic random numbers.
@@ -86,7 +95,14 @@ impl Rng {
     }
 }
 
-fn code_buf(name: &str, shape: Vec<usize>, bits: u8, signed: bool, scale: f32, zp: i32) -> BufferDecl {
+fn code_buf(
+    name: &str,
+    shape: Vec<usize>,
+    bits: u8,
+    signed: bool,
+    scale: f32,
+    zp: i32,
+) -> BufferDecl {
     BufferDecl {
         name: name.into(),
         shape,

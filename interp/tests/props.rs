@@ -113,7 +113,8 @@ fn conv_case(ndim: std::ops::RangeInclusive<usize>) -> impl Strategy<Value = Con
                 strides: vec![],
                 dilations: vec![],
                 pads: vec![0; 2 * n],
-                group: g, clamp: None,
+                group: g,
+                clamp: None,
             };
             for (d, &(k, s, dil, pb, pe, extra)) in dims.iter().enumerate() {
                 let span = (k - 1) * dil + 1;

@@ -50,7 +50,8 @@ fn conv3x3(stride: usize) -> Op {
         strides: vec![stride; 2],
         dilations: vec![1, 1],
         pads: vec![1; 4],
-        group: 1, clamp: None,
+        group: 1,
+        clamp: None,
     })
 }
 
@@ -84,7 +85,8 @@ fn resnet_like() -> Graph {
         strides: vec![2, 2],
         dilations: vec![1, 1],
         pads: vec![1; 4],
-        group: 4, clamp: None,
+        group: 4,
+        clamp: None,
     });
     let cd = node(&mut g, dw, vec![r2, wd], &[2, 4, 4, 4]);
     let lo = g.add_const("lo", TensorData::from_f32(vec![], &[0.0]));

@@ -71,14 +71,18 @@ pub fn check_quant(ty: &TensorType) -> Vec<String> {
     let Some(q) = &ty.quant else { return Vec::new() };
     let mut out = Vec::new();
     // Codes are 2..=16 bits; biases are 32-bit codes in i32.
-    let bits_ok = (2..=16).contains(&q.bits) || (q.bits == 32 && matches!(ty.dtype, DType::I32 | DType::F32));
+    let bits_ok =
+        (2..=16).contains(&q.bits) || (q.bits == 32 && matches!(ty.dtype, DType::I32 | DType::F32));
     if !bits_ok {
         out.push(format!("quant bits {} is not in 2..=16 (or 32 for an i32 bias)", q.bits));
     }
     match int_range(ty.dtype) {
         // An f32 value with parameters is annotated: to be quantized with them.
         None if ty.dtype == DType::F32 => {}
-        None => out.push(format!("quantized storage must be an integer dtype (or f32 for an annotation), not {}", ty.dtype)),
+        None => out.push(format!(
+            "quantized storage must be an integer dtype (or f32 for an annotation), not {}",
+            ty.dtype
+        )),
         Some((lo, hi)) if bits_ok => {
             let (clo, chi) = q.code_range();
             if clo < lo || chi > hi {
@@ -346,11 +350,17 @@ impl Verifier<'_> {
                 }
                 if let Some(&b) = node.inputs.get(2) {
                     if !(is_codes(g.ty(b)) && g.ty(b).dtype == DType::I32) {
-                        self.errs.push(format!("{who}: reads codes but its bias {} is not i32 codes with parameters", self.show(b)));
+                        self.errs.push(format!(
+                            "{who}: reads codes but its bias {} is not i32 codes with parameters",
+                            self.show(b)
+                        ));
                     }
                 }
                 if !is_codes(ty) {
-                    self.errs.push(format!("{who}: reads codes but its result {} is not codes", self.show(node.outputs[0])));
+                    self.errs.push(format!(
+                        "{who}: reads codes but its result {} is not codes",
+                        self.show(node.outputs[0])
+                    ));
                 }
             }
             Op::MaxPool(_)
@@ -372,12 +382,31 @@ impl Verifier<'_> {
                     ));
                 }
             }
-            Op::Sigmoid | Op::Tanh | Op::HardSigmoid { .. } | Op::HardSwish | Op::LeakyRelu { .. } | Op::Softmax { .. } | Op::Div | Op::Mul | Op::Sub => {
-                self.errs.push(format!("{who}: computes in float but reads integer codes {} (dequantize first)", self.show(x)));
+            Op::Sigmoid
+            | Op::Tanh
+            | Op::HardSigmoid { .. }
+            | Op::HardSwish
+            | Op::LeakyRelu { .. }
+            | Op::Softmax { .. }
+            | Op::Div
+            | Op::Mul
+            | Op::Sub => {
+                self.errs.push(format!(
+                    "{who}: computes in float but reads integer codes {} (dequantize first)",
+                    self.show(x)
+                ));
             }
             _ => {
-                if !node.outputs.iter().take(1).all(|&o| is_codes(g.ty(o)) || matches!(node.op, Op::DequantizeLinear { .. })) {
-                    self.errs.push(format!("{who}: reads codes but its result {} is not codes", self.show(node.outputs[0])));
+                if !node
+                    .outputs
+                    .iter()
+                    .take(1)
+                    .all(|&o| is_codes(g.ty(o)) || matches!(node.op, Op::DequantizeLinear { .. }))
+                {
+                    self.errs.push(format!(
+                        "{who}: reads codes but its result {} is not codes",
+                        self.show(node.outputs[0])
+                    ));
                 }
             }
         }

@@ -84,7 +84,8 @@ fn built_graph_roundtrips() {
         strides: vec![1, 1],
         dilations: vec![1, 1],
         pads: vec![0, 0, 0, 0],
-        group: 1, clamp: None,
+        group: 1,
+        clamp: None,
     });
     let n0 = g.add_node("conv", conv, vec![x, w], vec![("y".into(), f32t(&[1, 3, 5, 5]))]);
     let y = g.node(n0).outputs[0];

@@ -20,7 +20,9 @@
 
 use crate::config::{check_bits, CalibMethod, WeightMethod};
 use crate::error::{PassError, Result};
-use crate::util::{activation_params, by_channel, const_weight, is_float_epilogue, is_pass_through};
+use crate::util::{
+    activation_params, by_channel, const_weight, is_float_epilogue, is_pass_through,
+};
 use crate::{Pass, PassContext, Stats};
 use cimc_interp::{Runner, Tensor};
 use cimc_ir::{DType, Graph, QuantParams, ValueDef, ValueId};
@@ -40,7 +42,9 @@ impl Pass for Calibrate {
         check_bits("abits", cfg.abits)?;
         for name in cfg.layers.keys() {
             if !g.nodes().any(|(_, n)| &n.name == name) {
-                return Err(PassError::Config(format!("per-layer bits given for '{name}', which is no node of the model")));
+                return Err(PassError::Config(format!(
+                    "per-layer bits given for '{name}', which is no node of the model"
+                )));
             }
         }
         let mut stats = Stats::new();
@@ -51,7 +55,11 @@ impl Pass for Calibrate {
                 continue;
             }
             let bits = cfg.wbits_of(&g.node(n).name);
-            let data = g.value(w).const_data().expect("invariant: const_weight returns constants").to_f32_vec();
+            let data = g
+                .value(w)
+                .const_data()
+                .expect("invariant: const_weight returns constants")
+                .to_f32_vec();
             let shape = g.ty(w).shape.clone();
             let q = weight_params(&data, &shape, axis, bits, cfg.weight_method);
             g.value_mut(w).ty.quant = Some(q);
@@ -60,8 +68,11 @@ impl Pass for Calibrate {
         // Activations: which values, and at which bits.
         let targets = activation_targets(g, cfg);
         let accumulators = accumulator_outputs(g);
-        let todo: Vec<(ValueId, u8)> =
-            targets.iter().copied().filter(|(v, _)| g.ty(*v).quant.is_none() && !accumulators.contains(v)).collect();
+        let todo: Vec<(ValueId, u8)> = targets
+            .iter()
+            .copied()
+            .filter(|(v, _)| g.ty(*v).quant.is_none() && !accumulators.contains(v))
+            .collect();
         if !todo.is_empty() {
             let calib = cx.calib.as_ref().ok_or_else(|| {
                 PassError::Missing(format!(
@@ -70,23 +81,12 @@ impl Pass for Calibrate {
                     g.value(todo[0].0).name
                 ))
             })?;
-            let ranges = observe_ranges(g, &todo.iter().map(|t| t.0).collect::<Vec<_>>(), calib, cx)?;
+            let ranges =
+                observe_ranges(g, &todo.iter().map(|t| t.0).collect::<Vec<_>>(), calib, cx)?;
             for ((v, bits), r) in todo.iter().zip(ranges) {
                 g.value_mut(*v).ty.quant = Some(activation_params(r.0, r.1, *bits, cfg.act_signed));
             }
             *stats.entry("activations calibrated").or_default() += todo.len() as u64;
-        }
-        for v in accumulators {
-            let p = g.producer(v).expect("invariant: accumulator outputs have a producer");
-            let node = g.node(p);
-            let (xq, wq) = (g.ty(node.inputs[0]).quant.clone(), g.ty(node.inputs[1]).quant.clone());
-            let (Some(xq), Some(wq)) = (xq, wq) else {
-                return Err(PassError::Missing(format!("output '{}': its layer's input or weights have no parameters", g.value(v).name)));
-            };
-            let channels = g.ty(v).shape.get(1).copied().unwrap_or(1);
-            let scale: Vec<f32> = (0..channels).map(|c| xq.scale[0] * wq.scale[if wq.scale.len() == 1 { 0 } else { c }]).collect();
-            g.value_mut(v).ty.quant = Some(QuantParams { bits: 32, signed: true, scale, zero_point: vec![0; channels], axis: Some(1) });
-            *stats.entry("outputs read as accumulators").or_default() += 1;
         }
         // Pass-through outputs take their input's parameters (in order, so chains propagate).
         for n in g.node_ids() {
@@ -94,13 +94,38 @@ impl Pass for Calibrate {
             if !is_pass_through(&node.op) {
                 continue;
             }
-            let Some(q) = node.inputs.first().and_then(|&i| g.ty(i).quant.clone()) else { continue };
+            let Some(q) = node.inputs.first().and_then(|&i| g.ty(i).quant.clone()) else {
+                continue;
+            };
             let out = node.outputs[0];
             if g.ty(out).dtype == DType::F32 && g.ty(out).quant.is_none() {
                 let q = if q.axis.is_some() { q } else { q.clone() };
                 g.value_mut(out).ty.quant = Some(q);
                 *stats.entry("pass-through annotated").or_default() += 1;
             }
+        }
+        for v in accumulators {
+            let p = g.producer(v).expect("invariant: accumulator outputs have a producer");
+            let node = g.node(p);
+            let (xq, wq) = (g.ty(node.inputs[0]).quant.clone(), g.ty(node.inputs[1]).quant.clone());
+            let (Some(xq), Some(wq)) = (xq, wq) else {
+                return Err(PassError::Missing(format!(
+                    "output '{}': its layer's input or weights have no parameters",
+                    g.value(v).name
+                )));
+            };
+            let channels = g.ty(v).shape.get(1).copied().unwrap_or(1);
+            let scale: Vec<f32> = (0..channels)
+                .map(|c| xq.scale[0] * wq.scale[if wq.scale.len() == 1 { 0 } else { c }])
+                .collect();
+            g.value_mut(v).ty.quant = Some(QuantParams {
+                bits: 32,
+                signed: true,
+                scale,
+                zero_point: vec![0; channels],
+                axis: Some(1),
+            });
+            *stats.entry("outputs read as accumulators").or_default() += 1;
         }
         Ok(stats)
     }
@@ -134,12 +159,21 @@ fn accumulator_outputs(g: &Graph) -> Vec<ValueId> {
         .iter()
         .copied()
         .filter(|&v| g.ty(v).quant.is_none() && g.ty(v).dtype == DType::F32 && g.ty(v).rank() >= 2)
-        .filter(|&v| g.producer(v).is_some_and(|p| g.node(p).op.is_matrix_op() && const_weight(g, p).is_some()))
+        .filter(|&v| {
+            g.producer(v)
+                .is_some_and(|p| g.node(p).op.is_matrix_op() && const_weight(g, p).is_some())
+        })
         .collect()
 }
 
 /// Per-channel symmetric weight parameters (narrow range), axis `axis`.
-pub fn weight_params(data: &[f32], shape: &[usize], axis: usize, bits: u8, method: WeightMethod) -> QuantParams {
+pub fn weight_params(
+    data: &[f32],
+    shape: &[usize],
+    axis: usize,
+    bits: u8,
+    method: WeightMethod,
+) -> QuantParams {
     let qmax = ((1i32 << (bits - 1)) - 1) as f32;
     let scale: Vec<f32> = by_channel(data, shape, axis)
         .iter()
@@ -163,7 +197,10 @@ pub fn weight_params(data: &[f32], shape: &[usize], axis: usize, bits: u8, metho
                     (50..=100)
                         .map(|k| m * k as f32 / 100.0 / qmax)
                         .map(|s| (err(s), s))
-                        .fold((f64::INFINITY, m / qmax), |best, c| if c.0 < best.0 { c } else { best })
+                        .fold(
+                            (f64::INFINITY, m / qmax),
+                            |best, c| if c.0 < best.0 { c } else { best },
+                        )
                         .1
                 }
             }
@@ -174,7 +211,12 @@ pub fn weight_params(data: &[f32], shape: &[usize], axis: usize, bits: u8, metho
 }
 
 /// The calibration range `(lo, hi)` of each value in `values`, by the configured method.
-fn observe_ranges(g: &Graph, values: &[ValueId], calib: &[Tensor], cx: &PassContext) -> Result<Vec<(f32, f32)>> {
+fn observe_ranges(
+    g: &Graph,
+    values: &[ValueId],
+    calib: &[Tensor],
+    cx: &PassContext,
+) -> Result<Vec<(f32, f32)>> {
     let n_all = calib.first().map(|t| t.shape().first().copied().unwrap_or(1)).unwrap_or(0);
     let n = cx.config.calib_samples.map_or(n_all, |k| k.min(n_all));
     if n == 0 {
@@ -182,7 +224,8 @@ fn observe_ranges(g: &Graph, values: &[ValueId], calib: &[Tensor], cx: &PassCont
     }
     // A copy of the graph whose outputs are the observed values. Graphs are static: the samples
     // go through in chunks of the graph's own batch (the last one zero-padded).
-    let chunk = g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1);
+    let chunk =
+        g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1);
     let mut probe = g.clone();
     probe.set_outputs(values.to_vec());
     let runner = Runner::new(&probe)?;
@@ -195,13 +238,17 @@ fn observe_ranges(g: &Graph, values: &[ValueId], calib: &[Tensor], cx: &PassCont
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
-            let inputs = calib.iter().map(|t| slice(t, start, len, chunk)).collect::<Result<Vec<Tensor>>>()?;
+            let inputs = calib
+                .iter()
+                .map(|t| slice(t, start, len, chunk))
+                .collect::<Result<Vec<Tensor>>>()?;
             let outs = runner.run(inputs)?;
             for (k, t) in outs.iter().enumerate() {
                 let Some(a) = t.as_f32() else { continue };
                 // Only the real samples of a zero-padded last chunk.
                 let per = a.len() / chunk;
-                let vals = &a.as_slice().expect("invariant: interpreter outputs are contiguous")[..per * len];
+                let vals = &a.as_slice().expect("invariant: interpreter outputs are contiguous")
+                    [..per * len];
                 if pass == 0 {
                     for &v in vals {
                         if v.is_finite() {

@@ -49,7 +49,9 @@ fn remove_identities(g: &mut Graph, stats: &mut Stats) {
         let node = g.node(n);
         let removable = match node.op {
             Op::Identity => true,
-            Op::Dropout => node.outputs[1..].iter().all(|&m| g.users(m).is_empty() && !g.outputs().contains(&m)),
+            Op::Dropout => node.outputs[1..]
+                .iter()
+                .all(|&m| g.users(m).is_empty() && !g.outputs().contains(&m)),
             _ => false,
         };
         if !removable {
@@ -71,13 +73,17 @@ fn fold_constants(g: &mut Graph, stats: &mut Stats) -> Result<()> {
         if matches!(node.op, Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. }) {
             continue;
         }
-        if node.inputs.is_empty() || !node.inputs.iter().all(|&v| g.value(v).is_const() && g.ty(v).quant.is_none()) {
+        if node.inputs.is_empty()
+            || !node.inputs.iter().all(|&v| g.value(v).is_const() && g.ty(v).quant.is_none())
+        {
             continue;
         }
         let ins: Vec<Tensor> = node
             .inputs
             .iter()
-            .map(|&v| Tensor::from_data(g.value(v).const_data().expect("invariant: checked constant")))
+            .map(|&v| {
+                Tensor::from_data(g.value(v).const_data().expect("invariant: checked constant"))
+            })
             .collect::<std::result::Result<_, _>>()?;
         let refs: Vec<&Tensor> = ins.iter().collect();
         let outs = eval_node(&node.op, &refs, node.outputs.len())?;
@@ -105,7 +111,9 @@ fn fold_gemm_scalars(g: &mut Graph, stats: &mut Stats) {
             continue;
         }
         let c = g.ty(w).shape[if trans_b { 0 } else { 1 }];
-        let Some(nw) = scale_weights(g, w, if trans_b { 0 } else { 1 }, &vec![alpha; c]) else { continue };
+        let Some(nw) = scale_weights(g, w, if trans_b { 0 } else { 1 }, &vec![alpha; c]) else {
+            continue;
+        };
         g.node_mut(n).inputs[1] = nw;
         if let Some(&cv) = g.node(n).inputs.get(2) {
             let Some(cs) = g.value(cv).const_data().map(|d| d.to_f32_vec()) else { continue };
@@ -147,7 +155,9 @@ fn fold_epilogues(g: &mut Graph, stats: &mut Stats) {
         }
         let (w_axis, ch_axis) = match g.node(p).op {
             Op::Conv(_) => (0, 1),
-            Op::Gemm { trans_b, alpha, beta, .. } if alpha == 1.0 && beta == 1.0 => (if trans_b { 0 } else { 1 }, 1),
+            Op::Gemm { trans_b, alpha, beta, .. } if alpha == 1.0 && beta == 1.0 => {
+                (if trans_b { 0 } else { 1 }, 1)
+            }
             _ => continue,
         };
         let w = g.node(p).inputs[1];
@@ -166,7 +176,9 @@ fn fold_epilogues(g: &mut Graph, stats: &mut Stats) {
         while single_use(g, v) {
             let (u, slot) = g.users(v)[0];
             let node = g.node(u);
-            if !matches!(node.op, Op::Add | Op::Sub | Op::Mul | Op::Div) || g.ty(node.outputs[0]).shape != shape {
+            if !matches!(node.op, Op::Add | Op::Sub | Op::Mul | Op::Div)
+                || g.ty(node.outputs[0]).shape != shape
+            {
                 break;
             }
             let other = node.inputs[1 - slot];

@@ -30,9 +30,9 @@ impl CalibMethod {
             "mse" => Ok(CalibMethod::Mse),
             "percentile" => Ok(CalibMethod::Percentile(99.99)),
             p if p.starts_with("percentile=") => {
-                let v: f64 = p["percentile=".len()..]
-                    .parse()
-                    .map_err(|_| PassError::Config(format!("calibration method '{s}': expected percentile=P")))?;
+                let v: f64 = p["percentile=".len()..].parse().map_err(|_| {
+                    PassError::Config(format!("calibration method '{s}': expected percentile=P"))
+                })?;
                 if !(50.0..=100.0).contains(&v) {
                     return Err(PassError::Config(format!("percentile {v} must be in [50, 100]")));
                 }
@@ -116,7 +116,8 @@ pub fn check_bits(what: &str, b: u8) -> Result<u8> {
 impl QuantConfig {
     /// Reads per-layer overrides (the `[layers."name"]` tables) from TOML text.
     pub fn read_overrides(&mut self, toml_text: &str, file: &str) -> Result<()> {
-        let f: OverrideFile = toml::from_str(toml_text).map_err(|e| PassError::Config(format!("{file}: {e}")))?;
+        let f: OverrideFile =
+            toml::from_str(toml_text).map_err(|e| PassError::Config(format!("{file}: {e}")))?;
         for (name, bits) in f.layers {
             if let Some(b) = bits.wbits {
                 check_bits(&format!("{file}: layers.\"{name}\".wbits"), b)?;

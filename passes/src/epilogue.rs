@@ -8,7 +8,10 @@
 //! saturate in well under a millisecond (`../shared/design/stack.md` §C); limits are set anyway,
 //! and the result is deterministic for a fixed rule order.
 
-use egg::{define_language, rewrite as rw, Analysis, AstSize, DidMerge, EGraph, Extractor, Id, RecExpr, Rewrite, Runner};
+use egg::{
+    define_language, rewrite as rw, Analysis, AstSize, DidMerge, EGraph, Extractor, Id, RecExpr,
+    Rewrite, Runner,
+};
 use std::fmt;
 use std::str::FromStr;
 
@@ -68,7 +71,7 @@ impl Analysis<Epi> for Fold {
             Epi::Neg(a) => Some(c(a)?.iter().map(|v| -v).collect()),
             Epi::Recip(a) => {
                 let v = c(a)?;
-                if v.iter().any(|&x| x == 0.0) {
+                if v.contains(&0.0) {
                     return None;
                 }
                 Some(v.iter().map(|x| 1.0 / x).collect())
@@ -104,7 +107,10 @@ fn is_const(v: &'static str) -> impl Fn(&mut EGraph<Epi, Fold>, Id, &egg::Subst)
     move |eg, _, s| eg[s[var]].data.is_some()
 }
 
-fn is_value(v: &'static str, target: f64) -> impl Fn(&mut EGraph<Epi, Fold>, Id, &egg::Subst) -> bool {
+fn is_value(
+    v: &'static str,
+    target: f64,
+) -> impl Fn(&mut EGraph<Epi, Fold>, Id, &egg::Subst) -> bool {
     let var: egg::Var = v.parse().expect("invariant: pattern variables parse");
     move |eg, _, s| eg[s[var]].data.as_ref().is_some_and(|d| d.iter().all(|&x| x == target))
 }

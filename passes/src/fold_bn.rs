@@ -14,8 +14,8 @@
 //! Guarantees: the same function up to float rounding; no BN whose producer could take it.
 
 use crate::error::Result;
-use crate::{Pass, PassContext, Stats};
 use crate::util::{new_bias, scale_weights, single_use};
+use crate::{Pass, PassContext, Stats};
 use cimc_ir::{Graph, NodeId, Op, ValueId};
 
 pub struct FoldBn;
@@ -52,7 +52,8 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
     let node = g.node(bn);
     let x = node.inputs[0];
     let y = node.outputs[0];
-    let [gamma, beta, mean, var] = [1, 2, 3, 4].map(|k| node.inputs.get(k).and_then(|&v| const_vec(g, v)));
+    let [gamma, beta, mean, var] =
+        [1, 2, 3, 4].map(|k| node.inputs.get(k).and_then(|&v| const_vec(g, v)));
     let (gamma, beta, mean, var) = (gamma?, beta?, mean?, var?);
     let k: Vec<f32> = gamma.iter().zip(&var).map(|(&ga, &v)| ga / (v + eps).sqrt()).collect();
     let d: Vec<f32> = beta.iter().zip(&mean).zip(&k).map(|((&b, &m), &k)| b - m * k).collect();
@@ -66,7 +67,10 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
         let r_in = g.node(p).inputs[0];
         let s_in = &g.ty(r_in).shape;
         let s_out = &g.ty(x).shape;
-        let keeps = s_out.len() == 2 && s_in.len() >= 2 && s_in[..2] == s_out[..] && s_in[2..].iter().all(|&d| d == 1);
+        let keeps = s_out.len() == 2
+            && s_in.len() >= 2
+            && s_in[..2] == s_out[..]
+            && s_in[2..].iter().all(|&d| d == 1);
         if !keeps || !single_use(g, r_in) {
             return None;
         }
@@ -126,7 +130,8 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
             let nb = new_bias(g, w, &vec![0.0; c], &k, &d);
             let node = g.node_mut(p);
             node.inputs = vec![a, nw, nb];
-            node.op = Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false, clamp: None };
+            node.op =
+                Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false, clamp: None };
         }
         _ => return None,
     }
@@ -142,4 +147,3 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
     g.remove_node(bn);
     Some(())
 }
-

@@ -45,7 +45,12 @@ impl Pass for FoldQdq {
 
 fn err(g: &Graph, n: NodeId, msg: impl Into<String>) -> PassError {
     let node = g.node(n);
-    PassError::Node { pass: "fold-qdq", node: node.name.clone(), op: node.op.name().into(), msg: msg.into() }
+    PassError::Node {
+        pass: "fold-qdq",
+        node: node.name.clone(),
+        op: node.op.name().into(),
+        msg: msg.into(),
+    }
 }
 
 /// Constant codes, possibly through a Clip with constant bounds: (codes, shape, dtype, bounds).
@@ -71,7 +76,8 @@ fn clip_bounds(g: &Graph, clip: NodeId) -> Option<(i64, i64)> {
     let node = g.node(clip);
     let get = |k: usize| -> Option<i64> {
         let d = g.value(*node.inputs.get(k)?).const_data()?;
-        (d.numel() == 1).then(|| d.get_f64(0).clamp(-(1i64 << 40) as f64, (1i64 << 40) as f64) as i64)
+        (d.numel() == 1)
+            .then(|| d.get_f64(0).clamp(-(1i64 << 40) as f64, (1i64 << 40) as f64) as i64)
     };
     Some((get(1)?, get(2)?))
 }
@@ -122,8 +128,10 @@ fn fold_constant(g: &mut Graph, n: NodeId) -> Result<()> {
             return Err(err(g, n, "blocked quantization is not supported"));
         }
     }
-    let (codes, shape, dtype, bounds) = const_codes(g, node.inputs[0]).expect("invariant: checked by the caller");
-    let (scale, zp) = scale_zp(g, n).ok_or_else(|| err(g, n, "scale and zero point must be constants"))?;
+    let (codes, shape, dtype, bounds) =
+        const_codes(g, node.inputs[0]).expect("invariant: checked by the caller");
+    let (scale, zp) =
+        scale_zp(g, n).ok_or_else(|| err(g, n, "scale and zero point must be constants"))?;
     let (bits, signed) = match bounds {
         Some((lo, hi)) => bits_of_range(lo, hi),
         None => dtype_bits(dtype),
@@ -174,8 +182,10 @@ fn fold_activation(g: &mut Graph, dq: NodeId) -> Result<bool> {
         return Ok(false);
     }
     let q = p;
-    let (s1, z1) = scale_zp(g, q).ok_or_else(|| err(g, q, "scale and zero point must be constants"))?;
-    let (s2, z2) = scale_zp(g, dq).ok_or_else(|| err(g, dq, "scale and zero point must be constants"))?;
+    let (s1, z1) =
+        scale_zp(g, q).ok_or_else(|| err(g, q, "scale and zero point must be constants"))?;
+    let (s2, z2) =
+        scale_zp(g, dq).ok_or_else(|| err(g, dq, "scale and zero point must be constants"))?;
     if s1 != s2 || z1 != z2 {
         return Err(err(g, dq, "quantizes and dequantizes with different parameters"));
     }
@@ -184,7 +194,8 @@ fn fold_activation(g: &mut Graph, dq: NodeId) -> Result<bool> {
     }
     let (bits, signed) = match clip {
         Some(c) => {
-            let (lo, hi) = clip_bounds(g, c).ok_or_else(|| err(g, c, "Clip bounds on codes must be constants"))?;
+            let (lo, hi) = clip_bounds(g, c)
+                .ok_or_else(|| err(g, c, "Clip bounds on codes must be constants"))?;
             bits_of_range(lo, hi)
         }
         None => dtype_bits(g.ty(v).dtype),
@@ -192,7 +203,8 @@ fn fold_activation(g: &mut Graph, dq: NodeId) -> Result<bool> {
     let x = g.node(q).inputs[0];
     let out = g.node(dq).outputs[0];
     let z = z1[0];
-    g.value_mut(x).ty.quant = Some(QuantParams { bits, signed, scale: s1, zero_point: vec![z], axis: None });
+    g.value_mut(x).ty.quant =
+        Some(QuantParams { bits, signed, scale: s1, zero_point: vec![z], axis: None });
     if g.outputs().contains(&out) && !g.outputs().contains(&x) && !g.value(x).is_const() {
         // A graph output keeps its name.
         let name = g.value(out).name.clone();

@@ -12,8 +12,8 @@
 pub mod calibrate;
 pub mod canonicalize;
 pub mod config;
-pub mod error;
 pub mod epilogue;
+pub mod error;
 pub mod fold_bn;
 pub mod fold_qdq;
 pub mod quantize;
@@ -47,7 +47,13 @@ pub trait Pass {
 
 /// Every pass, by name, in pipeline order.
 pub fn all_passes() -> Vec<Box<dyn Pass>> {
-    vec![Box::new(fold_qdq::FoldQdq), Box::new(fold_bn::FoldBn), Box::new(canonicalize::Canonicalize), Box::new(calibrate::Calibrate), Box::new(quantize::Quantize)]
+    vec![
+        Box::new(fold_qdq::FoldQdq),
+        Box::new(fold_bn::FoldBn),
+        Box::new(canonicalize::Canonicalize),
+        Box::new(calibrate::Calibrate),
+        Box::new(quantize::Quantize),
+    ]
 }
 
 pub fn pass_by_name(name: &str) -> Option<Box<dyn Pass>> {
@@ -95,7 +101,13 @@ impl Pipeline {
 
     /// Runs the passes, verifying after each. Prints (into the report) after the passes named in
     /// `print_after`; stops after `stop_after`.
-    pub fn run(&self, graph: &mut Graph, cx: &PassContext, print_after: &[String], stop_after: Option<&str>) -> Result<PipelineReport> {
+    pub fn run(
+        &self,
+        graph: &mut Graph,
+        cx: &PassContext,
+        print_after: &[String],
+        stop_after: Option<&str>,
+    ) -> Result<PipelineReport> {
         for n in print_after.iter().map(String::as_str).chain(stop_after) {
             if pass_by_name(n).is_none() {
                 return Err(unknown_pass(n));
@@ -105,7 +117,9 @@ impl Pipeline {
         for p in &self.passes {
             let stats = p.run(graph, cx)?;
             graph.compact().map_err(|e| PassError::Internal(format!("after {}: {e}", p.name())))?;
-            cimc_ir::verify::verify(graph).map_err(|e| PassError::Internal(format!("the graph after {} does not verify: {e}", p.name())))?;
+            cimc_ir::verify::verify(graph).map_err(|e| {
+                PassError::Internal(format!("the graph after {} does not verify: {e}", p.name()))
+            })?;
             report.stats.push((p.name(), stats));
             if print_after.iter().any(|n| n == p.name()) {
                 report.printed.push((p.name(), graph.to_string()));

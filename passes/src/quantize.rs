@@ -22,7 +22,12 @@ pub struct Quantize;
 
 fn node_err(g: &Graph, n: NodeId, msg: impl Into<String>) -> PassError {
     let node = g.node(n);
-    PassError::Node { pass: "quantize", node: node.name.clone(), op: node.op.name().into(), msg: msg.into() }
+    PassError::Node {
+        pass: "quantize",
+        node: node.name.clone(),
+        op: node.op.name().into(),
+        msg: msg.into(),
+    }
 }
 
 /// Ops the integer program executes on codes.
@@ -70,10 +75,18 @@ pub fn codes_of(data: &[f32], shape: &[usize], q: &QuantParams) -> Vec<i32> {
 
 fn code_data(shape: Vec<usize>, codes: &[i32], dtype: DType) -> TensorData {
     match dtype {
-        DType::I8 => TensorData::from_i8(shape, &codes.iter().map(|&v| v as i8).collect::<Vec<_>>()),
-        DType::U8 => TensorData::from_u8(shape, &codes.iter().map(|&v| v as u8).collect::<Vec<_>>()),
-        DType::I16 => TensorData::from_i16(shape, &codes.iter().map(|&v| v as i16).collect::<Vec<_>>()),
-        DType::U16 => TensorData::from_u16(shape, &codes.iter().map(|&v| v as u16).collect::<Vec<_>>()),
+        DType::I8 => {
+            TensorData::from_i8(shape, &codes.iter().map(|&v| v as i8).collect::<Vec<_>>())
+        }
+        DType::U8 => {
+            TensorData::from_u8(shape, &codes.iter().map(|&v| v as u8).collect::<Vec<_>>())
+        }
+        DType::I16 => {
+            TensorData::from_i16(shape, &codes.iter().map(|&v| v as i16).collect::<Vec<_>>())
+        }
+        DType::U16 => {
+            TensorData::from_u16(shape, &codes.iter().map(|&v| v as u16).collect::<Vec<_>>())
+        }
         _ => TensorData::from_i32(shape, codes),
     }
 }
@@ -115,7 +128,11 @@ impl Pass for Quantize {
         for &n in &nodes {
             let Some((w, _axis)) = const_weight(g, n) else { continue };
             let Some(wq) = g.ty(w).quant.clone() else {
-                return Err(node_err(g, n, "its weights have no quantization parameters (run calibrate)"));
+                return Err(node_err(
+                    g,
+                    n,
+                    "its weights have no quantization parameters (run calibrate)",
+                ));
             };
             if let Op::Gemm { alpha, .. } = g.node(n).op {
                 if alpha != 1.0 {
@@ -124,7 +141,11 @@ impl Pass for Quantize {
             }
             let x = g.node(n).inputs[0];
             let Some(xq) = g.ty(x).quant.clone() else {
-                return Err(node_err(g, n, "its input has no quantization parameters (run calibrate)"));
+                return Err(node_err(
+                    g,
+                    n,
+                    "its input has no quantization parameters (run calibrate)",
+                ));
             };
             if xq.axis.is_some() {
                 return Err(node_err(g, n, "per-channel input quantization is not supported"));
@@ -137,22 +158,41 @@ impl Pass for Quantize {
                     Op::Gemm { beta, .. } => beta,
                     _ => 1.0,
                 };
-                let bias = g.value(b).const_data().ok_or_else(|| node_err(g, n, "its bias is not a constant"))?.to_f32_vec();
+                let bias = g
+                    .value(b)
+                    .const_data()
+                    .ok_or_else(|| node_err(g, n, "its bias is not a constant"))?
+                    .to_f32_vec();
                 let channels = wq.scale.len();
                 let n_out = bias.len();
                 if n_out != channels && channels != 1 {
-                    return Err(node_err(g, n, format!("bias of {n_out} values for {channels} output channels")));
+                    return Err(node_err(
+                        g,
+                        n,
+                        format!("bias of {n_out} values for {channels} output channels"),
+                    ));
                 }
-                let scale: Vec<f32> = (0..n_out).map(|c| xq.scale[0] * wq.scale[if channels == 1 { 0 } else { c }]).collect();
+                let scale: Vec<f32> = (0..n_out)
+                    .map(|c| xq.scale[0] * wq.scale[if channels == 1 { 0 } else { c }])
+                    .collect();
                 let codes: Vec<i32> = bias
                     .iter()
                     .zip(&scale)
-                    .map(|(&v, &s)| ((beta * v) as f64 / s as f64).round_ties_even().clamp(i32::MIN as f64, i32::MAX as f64) as i32)
+                    .map(|(&v, &s)| {
+                        ((beta * v) as f64 / s as f64)
+                            .round_ties_even()
+                            .clamp(i32::MIN as f64, i32::MAX as f64) as i32
+                    })
                     .collect();
                 let name = format!("{}_q", g.value(b).name);
                 let nb = g.add_const(name, TensorData::from_i32(vec![n_out], &codes));
-                g.value_mut(nb).ty.quant =
-                    Some(QuantParams { bits: 32, signed: true, scale, zero_point: vec![0; n_out], axis: Some(0) });
+                g.value_mut(nb).ty.quant = Some(QuantParams {
+                    bits: 32,
+                    signed: true,
+                    scale,
+                    zero_point: vec![0; n_out],
+                    axis: Some(0),
+                });
                 set_input(g, n, 2, nb);
                 if let Op::Gemm { beta, .. } = &mut g.node_mut(n).op {
                     *beta = 1.0;
@@ -174,13 +214,27 @@ impl Pass for Quantize {
             }
             let Some(q) = val.ty.quant.clone() else {
                 if matches!(val.def, ValueDef::Input) {
-                    return Err(PassError::Missing(format!("graph input '{}' has no quantization parameters (run calibrate)", val.name)));
+                    return Err(PassError::Missing(format!(
+                        "graph input '{}' has no quantization parameters (run calibrate)",
+                        val.name
+                    )));
                 }
-                let n = g.producer(v).expect("invariant: non-input, non-const values have a producer");
-                return Err(node_err(g, n, format!("its output '{}' has no quantization parameters (run calibrate)", val.name)));
+                let n =
+                    g.producer(v).expect("invariant: non-input, non-const values have a producer");
+                return Err(node_err(
+                    g,
+                    n,
+                    format!(
+                        "its output '{}' has no quantization parameters (run calibrate)",
+                        val.name
+                    ),
+                ));
             };
             if q.axis.is_some() && q.bits != 32 {
-                return Err(PassError::Config(format!("activation '{}': per-channel activation quantization is not supported", val.name)));
+                return Err(PassError::Config(format!(
+                    "activation '{}': per-channel activation quantization is not supported",
+                    val.name
+                )));
             }
             let dtype = code_dtype(q.bits, q.signed);
             if matches!(val.def, ValueDef::Input) {
@@ -188,8 +242,14 @@ impl Pass for Quantize {
                 let name = val.name.clone();
                 let shape = val.ty.shape.clone();
                 g.value_mut(v).ty.quant = None;
-                let s = g.add_const(format!("{name}_scale"), TensorData::from_f32(vec![], &[q.scale[0]]));
-                let z = g.add_const(format!("{name}_zero_point"), code_data(vec![], &[q.zero_point[0]], dtype));
+                let s = g.add_const(
+                    format!("{name}_scale"),
+                    TensorData::from_f32(vec![], &[q.scale[0]]),
+                );
+                let z = g.add_const(
+                    format!("{name}_zero_point"),
+                    code_data(vec![], &[q.zero_point[0]], dtype),
+                );
                 let qn = g.add_node(
                     format!("{name}_quantize"),
                     Op::QuantizeLinear { axis: None, block_size: 0, saturate: true, to: dtype },

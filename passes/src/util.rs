@@ -54,7 +54,13 @@ pub fn activation_params(lo: f32, hi: f32, bits: u8, signed: bool) -> QuantParam
     let levels = ((1u64 << bits) - 1) as f32;
     if lo >= 0.0 {
         let s = if hi > 0.0 { hi / levels } else { 1.0 };
-        return QuantParams { bits, signed: false, scale: vec![s], zero_point: vec![0], axis: None };
+        return QuantParams {
+            bits,
+            signed: false,
+            scale: vec![s],
+            zero_point: vec![0],
+            axis: None,
+        };
     }
     if signed {
         let half = ((1u64 << (bits - 1)) - 1) as f32;
@@ -108,7 +114,8 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
     let shape = val.ty.shape.clone();
     let inner: usize = shape[axis + 1..].iter().product();
     let c = shape[axis];
-    let scaled: Vec<f32> = data.iter().enumerate().map(|(i, &v)| v * k[(i / inner.max(1)) % c]).collect();
+    let scaled: Vec<f32> =
+        data.iter().enumerate().map(|(i, &v)| v * k[(i / inner.max(1)) % c]).collect();
     let quant = match &val.ty.quant {
         None => None,
         Some(q) => {

@@ -26,15 +26,20 @@ impl Rng {
 }
 
 fn header<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines().filter_map(|l| l.trim().strip_prefix("//")).find_map(|l| l.trim().strip_prefix(key)?.strip_prefix(':')).map(str::trim)
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("//"))
+        .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 fn run_case(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap();
     let pass_name = path.parent().unwrap().file_name().unwrap().to_str().unwrap();
-    let pass = pass_by_name(pass_name).unwrap_or_else(|| panic!("no pass named '{pass_name}' (folder of {})", path.display()));
+    let pass = pass_by_name(pass_name)
+        .unwrap_or_else(|| panic!("no pass named '{pass_name}' (folder of {})", path.display()));
     let mut g = cimc_ir::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    cimc_ir::verify::verify(&g).unwrap_or_else(|e| panic!("{}: input does not verify: {e}", path.display()));
+    cimc_ir::verify::verify(&g)
+        .unwrap_or_else(|e| panic!("{}: input does not verify: {e}", path.display()));
     let mut cx = PassContext::default();
     if let Some(b) = header(&text, "wbits") {
         cx.config.wbits = b.parse().unwrap();
@@ -63,14 +68,17 @@ fn run_case(path: &Path) {
             .map(|&v| {
                 let mut shape = g.ty(v).shape.clone();
                 shape[0] = n;
-                Tensor::F32(ndarray::ArrayD::from_shape_simple_fn(ndarray::IxDyn(&shape), || lo + (hi - lo) * rng.next_f32()))
+                Tensor::F32(ndarray::ArrayD::from_shape_simple_fn(ndarray::IxDyn(&shape), || {
+                    lo + (hi - lo) * rng.next_f32()
+                }))
             })
             .collect();
         cx.calib = Some(calib);
     }
     let stats = pass.run(&mut g, &cx).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     g.compact().unwrap();
-    cimc_ir::verify::verify(&g).unwrap_or_else(|e| panic!("{}: output does not verify: {e}\n{g}", path.display()));
+    cimc_ir::verify::verify(&g)
+        .unwrap_or_else(|e| panic!("{}: output does not verify: {e}\n{g}", path.display()));
     let mut out = String::new();
     for (k, v) in &stats {
         out.push_str(&format!("// {k}: {v}\n"));

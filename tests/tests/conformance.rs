@@ -27,7 +27,8 @@ fn run_case(dir: &Path) -> Result<(), String> {
     let set = dir.join("test_data_set_0");
     let mut inputs = BTreeMap::new();
     let mut outputs = BTreeMap::new();
-    let mut files: Vec<_> = std::fs::read_dir(&set).map_err(|e| e.to_string())?.flatten().map(|e| e.path()).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(&set).map_err(|e| e.to_string())?.flatten().map(|e| e.path()).collect();
     files.sort();
     for f in files {
         let (name, d) = onnx::read_tensor_pb(&f).map_err(|e| e.to_string())?;
@@ -35,7 +36,11 @@ fn run_case(dir: &Path) -> Result<(), String> {
         if stem.starts_with("input_") {
             inputs.insert(name, d);
         } else if stem.starts_with("output_") {
-            let idx: usize = stem.trim_start_matches("output_").trim_end_matches(".pb").parse().map_err(|_| "bad name")?;
+            let idx: usize = stem
+                .trim_start_matches("output_")
+                .trim_end_matches(".pb")
+                .parse()
+                .map_err(|_| "bad name")?;
             outputs.insert(idx, (name, d));
         }
     }
@@ -82,7 +87,8 @@ fn onnx_node_conformance() {
     let mut passed = 0;
     for dir in &cases {
         let name = dir.file_name().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        let result = std::panic::catch_unwind(|| run_case(dir)).unwrap_or_else(|_| Err("panicked".into()));
+        let result =
+            std::panic::catch_unwind(|| run_case(dir)).unwrap_or_else(|_| Err("panicked".into()));
         match (result, excluded.contains_key(&name)) {
             (Ok(()), false) => passed += 1,
             (Ok(()), true) => stale.push(name),
@@ -90,7 +96,14 @@ fn onnx_node_conformance() {
             (Err(_), true) => {}
         }
     }
-    eprintln!("conformance: {passed} passed, {} excluded, {} failed", excluded.len(), failures.len());
+    eprintln!(
+        "conformance: {passed} passed, {} excluded, {} failed",
+        excluded.len(),
+        failures.len()
+    );
     assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
-    assert!(stale.is_empty(), "excluded cases that now pass (remove them from EXCLUDED.txt): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "excluded cases that now pass (remove them from EXCLUDED.txt): {stale:?}"
+    );
 }

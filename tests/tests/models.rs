@@ -11,7 +11,8 @@ use std::path::Path;
 
 fn import(path: &Path, batch: usize) -> Graph {
     let opts = ImportOptions { batch: Some(batch), ..ImportOptions::default() };
-    let g = onnx::import_file(path, &opts).unwrap_or_else(|e| panic!("import {}: {e}", path.display()));
+    let g =
+        onnx::import_file(path, &opts).unwrap_or_else(|e| panic!("import {}: {e}", path.display()));
     cimc_ir::verify::verify(&g).unwrap_or_else(|e| panic!("verify {}: {e}", path.display()));
     g
 }
@@ -112,7 +113,8 @@ fn mnist_qdq_runs_with_onnx_semantics() {
     assert!(rel <= 1e-4, "relative error {rel}");
     let fused = npy(&d.join("sets/mnist_cnn_int8_qdq_ref_logits.npy"));
     let fused = cimc::tensor_util::slice_batch(&fused, 0, n, n);
-    let same = argmax_rows(&out[0]).iter().zip(argmax_rows(&fused)).filter(|(a, b)| **a == *b).count();
+    let same =
+        argmax_rows(&out[0]).iter().zip(argmax_rows(&fused)).filter(|(a, b)| **a == *b).count();
     assert!(same + 1 >= n, "only {same}/{n} predictions agree with onnxruntime's fused kernels");
 }
 
@@ -121,11 +123,17 @@ fn mnist_qdq_runs_with_onnx_semantics() {
 #[test]
 fn qonnx_model_is_refused_with_every_unsupported_node() {
     let path = data().join("models/mnist_cnn_w4a4_qonnx.onnx");
-    let err = onnx::import_file(&path, &ImportOptions::default()).expect_err("Quant is not supported yet");
+    let err = onnx::import_file(&path, &ImportOptions::default())
+        .expect_err("Quant is not supported yet");
     let msg = err.to_string();
     assert!(msg.contains("qonnx.custom_op.general"), "{msg}");
     assert!(msg.contains("Quant"), "{msg}");
-    assert!(msg.matches("Quant (").count() >= 2 || msg.matches("Quant,").count() >= 2 || msg.contains("unsupported node"), "{msg}");
+    assert!(
+        msg.matches("Quant (").count() >= 2
+            || msg.matches("Quant,").count() >= 2
+            || msg.contains("unsupported node"),
+        "{msg}"
+    );
 }
 
 /// Top-1 on the whole digits test set (vendored): within one image of onnxruntime's 99.16 %.
@@ -154,8 +162,15 @@ fn mnist_models_accuracy_full_test_set() {
         let batch = 500;
         let g = import(&shared.join(format!("models/{model}.onnx")), batch);
         let runner = Runner::new(&g).unwrap();
-        let out = cimc::model::run_in_chunks(|x| Ok(runner.run(x)?), batch, std::slice::from_ref(&x), |_| {}).unwrap();
-        let correct = argmax_rows(&out[0]).iter().zip(&y).filter(|(a, b)| **a as i64 == **b).count();
+        let out = cimc::model::run_in_chunks(
+            |x| Ok(runner.run(x)?),
+            batch,
+            std::slice::from_ref(&x),
+            |_| {},
+        )
+        .unwrap();
+        let correct =
+            argmax_rows(&out[0]).iter().zip(&y).filter(|(a, b)| **a as i64 == **b).count();
         let top1 = correct as f64 / 100.0;
         eprintln!("{model}: top-1 {top1:.2} % on 10000, onnxruntime {ort} %");
         assert!((correct as f64 - ort * 100.0).abs() <= 1.0, "{model}: {top1} vs {ort}");
@@ -183,7 +198,8 @@ fn imagenet_models_match_onnxruntime() {
 #[test]
 fn every_shared_model_imports() {
     let Some(shared) = cimc_tests::shared("every_shared_model_imports") else { return };
-    let mut names: Vec<_> = std::fs::read_dir(shared.join("models")).unwrap().flatten().map(|e| e.path()).collect();
+    let mut names: Vec<_> =
+        std::fs::read_dir(shared.join("models")).unwrap().flatten().map(|e| e.path()).collect();
     names.sort();
     for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "onnx")) {
         if p.to_string_lossy().contains("qonnx") {

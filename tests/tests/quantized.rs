@@ -10,8 +10,14 @@ use cimc_passes::PassContext;
 use cimc_tests::{data, npy};
 
 fn compile(model: &str, batch: usize) -> Program {
-    let g = onnx::import_file(&data().join("models").join(model), &ImportOptions { batch: Some(batch), ..Default::default() }).unwrap();
-    cimc::compile::compile(g, &PassContext::default(), &[]).unwrap_or_else(|e| panic!("{model}: {e}")).0
+    let g = onnx::import_file(
+        &data().join("models").join(model),
+        &ImportOptions { batch: Some(batch), ..Default::default() },
+    )
+    .unwrap();
+    cimc::compile::compile(g, &PassContext::default(), &[])
+        .unwrap_or_else(|e| panic!("{model}: {e}"))
+        .0
 }
 
 struct Reference {
@@ -27,14 +33,23 @@ impl Reference {
     /// onnxruntime's codes of the tensor cimc calls `name` (a buffer name: the model's tensor
     /// name, `<name>_q` for a quantized graph input, or a graph output's name).
     fn codes(&self, name: &str) -> Option<Tensor> {
-        let key = [name, name.trim_end_matches("_q")]
-            .into_iter()
-            .find_map(|k| {
-                self.index["tensors"].get(k).map(|_| k.to_string()).or_else(|| self.index["aliases"][k].as_str().map(String::from))
-            })?;
+        let key = [name, name.trim_end_matches("_q")].into_iter().find_map(|k| {
+            self.index["tensors"]
+                .get(k)
+                .map(|_| k.to_string())
+                .or_else(|| self.index["aliases"][k].as_str().map(String::from))
+        })?;
         let file = self.index["tensors"][&key]["file"].as_str()?;
         let t = npy(&data().join("qdq_ref").join(file));
-        Some(Tensor::I32(t.to_data().to_i64_vec().into_iter().map(|v| v as i32).collect::<ndarray::Array1<i32>>().into_shape_with_order(ndarray::IxDyn(t.shape())).unwrap()))
+        Some(Tensor::I32(
+            t.to_data()
+                .to_i64_vec()
+                .into_iter()
+                .map(|v| v as i32)
+                .collect::<ndarray::Array1<i32>>()
+                .into_shape_with_order(ndarray::IxDyn(t.shape()))
+                .unwrap(),
+        ))
     }
 }
 
@@ -69,7 +84,8 @@ fn qdq_model_layer_by_layer_against_onnxruntime() {
         }
         let bufs = cimc_backends::program::step_buffers(step);
         let (ins, out) = bufs.split_at(bufs.len() - 1);
-        let inputs: Option<Vec<Tensor>> = ins.iter().map(|&b| r.codes(&p.buffers[b].name)).collect();
+        let inputs: Option<Vec<Tensor>> =
+            ins.iter().map(|&b| r.codes(&p.buffers[b].name)).collect();
         let (Some(inputs), Some(want)) = (inputs, r.codes(&p.buffers[out[0]].name)) else {
             panic!("step {i} ({}): no onnxruntime codes for its buffers", p.origins[i]);
         };
@@ -78,14 +94,22 @@ fn qdq_model_layer_by_layer_against_onnxruntime() {
         assert_eq!(g.len(), w.len(), "step {i}: sizes");
         let eq = g.iter().zip(&w).filter(|(a, b)| a == b).count();
         let max = g.iter().zip(&w).map(|(a, b)| (a - b).abs()).max().unwrap_or(0);
-        eprintln!("step {i:2} {:<10} {:<14}: {eq}/{} codes equal ({:.3} %), max difference {max} LSB", step.name(), p.origins[i], g.len(), 100.0 * eq as f64 / g.len() as f64);
+        eprintln!(
+            "step {i:2} {:<10} {:<14}: {eq}/{} codes equal ({:.3} %), max difference {max} LSB",
+            step.name(),
+            p.origins[i],
+            g.len(),
+            100.0 * eq as f64 / g.len() as f64
+        );
         total += g.len();
         equal += eq;
         worst = worst.max(max);
         compared += 1;
     }
     let rate = 100.0 * equal as f64 / total as f64;
-    eprintln!("all layers: {equal}/{total} codes equal ({rate:.3} %), worst difference {worst} LSB");
+    eprintln!(
+        "all layers: {equal}/{total} codes equal ({rate:.3} %), worst difference {worst} LSB"
+    );
     assert!(compared >= 6, "compared only {compared} steps");
     assert!(rate >= 99.0, "only {rate:.3} % of codes equal onnxruntime's");
     assert!(worst <= 1, "a code differs from onnxruntime's by {worst} LSB");
@@ -102,13 +126,17 @@ fn qdq_model_top1() {
     let batch = 500;
     let p = compile("mnist_cnn_int8_qdq.onnx", batch);
     let runner = ProgramRunner::new(&p).unwrap();
-    let out = cimc::model::run_in_chunks(|x| Ok(runner.run(x)?), batch, std::slice::from_ref(&x), |_| {}).unwrap();
+    let out =
+        cimc::model::run_in_chunks(|x| Ok(runner.run(x)?), batch, std::slice::from_ref(&x), |_| {})
+            .unwrap();
     let pred = cimc_tests::argmax_rows(&out[0]);
     let correct = pred.iter().zip(&y).filter(|(a, b)| **a as i64 == **b).count();
     let top1 = correct as f64 / 100.0;
     let r = Reference::load();
     let ort_top1 = r.index["onnxruntime_top1"].as_f64().unwrap();
-    let ort_pred = cimc::npy::read(&data().join("qdq_ref/onnxruntime_predictions_10000.npy")).unwrap().to_i64_vec();
+    let ort_pred = cimc::npy::read(&data().join("qdq_ref/onnxruntime_predictions_10000.npy"))
+        .unwrap()
+        .to_i64_vec();
     let differ = pred.iter().zip(&ort_pred).filter(|(a, b)| **a as i64 != **b).count();
     eprintln!("mnist_cnn_int8_qdq program: top-1 {top1:.2} %, onnxruntime {ort_top1:.2} %, {differ} prediction(s) differ");
     assert!((top1 - ort_top1).abs() <= 0.05 + 1e-9, "top-1 {top1} vs onnxruntime {ort_top1}");

@@ -5,8 +5,9 @@ use cimc::onnx::{self, ImportOptions};
 use cimc_tests::data;
 
 fn dump(model: &str) -> String {
-    let g = onnx::import_file(&data().join(format!("models/{model}.onnx")), &ImportOptions::default())
-        .unwrap_or_else(|e| panic!("{model}: {e}"));
+    let g =
+        onnx::import_file(&data().join(format!("models/{model}.onnx")), &ImportOptions::default())
+            .unwrap_or_else(|e| panic!("{model}: {e}"));
     g.to_string()
 }
 

@@ -13,7 +13,8 @@ pub fn listing(p: &Program) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "program {} (format v{})", p.name, super::FORMAT_VERSION);
     let total: usize = p.buffers.iter().map(buffer_bytes).sum();
-    let _ = writeln!(s, "buffers: {} ({} bytes if each is its own allocation)", p.buffers.len(), total);
+    let _ =
+        writeln!(s, "buffers: {} ({} bytes if each is its own allocation)", p.buffers.len(), total);
     for (i, b) in p.buffers.iter().enumerate() {
         let _ = writeln!(s, "  b{i:<4} {:<28} {}", b.name, buffer_type(b));
     }
@@ -68,7 +69,10 @@ fn list_i64(v: &[i64]) -> String {
 }
 
 fn mults(v: &[FixedMultiplier]) -> String {
-    format!("[{}]", v.iter().map(|m| format!("{}>>{}", m.m, 31 + m.sh)).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        v.iter().map(|m| format!("{}>>{}", m.m, 31 + m.sh)).collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn requant(r: &Requant) -> String {
@@ -76,12 +80,16 @@ fn requant(r: &Requant) -> String {
 }
 
 fn window(w: &Window) -> String {
-    format!("kernel={:?} strides={:?} dilations={:?} pads={:?}", w.kernel, w.strides, w.dilations, w.pads)
+    format!(
+        "kernel={:?} strides={:?} dilations={:?} pads={:?}",
+        w.kernel, w.strides, w.dilations, w.pads
+    )
 }
 
 /// FNV-1a over the values: a short fingerprint of large weights.
 fn checksum(d: &[i32]) -> u64 {
-    d.iter().fold(0xcbf29ce484222325u64, |h, &v| (h ^ (v as u32 as u64)).wrapping_mul(0x100000001b3))
+    d.iter()
+        .fold(0xcbf29ce484222325u64, |h, &v| (h ^ (v as u32 as u64)).wrapping_mul(0x100000001b3))
 }
 
 fn weights(w: &IntTensor) -> String {

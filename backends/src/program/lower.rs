@@ -37,10 +37,20 @@ fn mult(node: &Node, real: f64) -> Result<FixedMultiplier> {
 
 /// Lowers a quantized graph to a program.
 pub fn lower(g: &Graph) -> Result<Program> {
-    let mut l = Lowering { g, buffers: Vec::new(), buf_of: HashMap::new(), steps: Vec::new(), origins: Vec::new() };
+    let mut l = Lowering {
+        g,
+        buffers: Vec::new(),
+        buf_of: HashMap::new(),
+        steps: Vec::new(),
+        origins: Vec::new(),
+    };
     let mut inputs = Vec::new();
     for &v in g.inputs() {
-        inputs.push(l.buffer(v).map_err(|m| BackendError::Lower { node: g.value(v).name.clone(), op: "input".into(), msg: m })?);
+        inputs.push(l.buffer(v).map_err(|m| BackendError::Lower {
+            node: g.value(v).name.clone(),
+            op: "input".into(),
+            msg: m,
+        })?);
     }
     for (id, node) in g.nodes() {
         l.node(id, node)?;
@@ -54,7 +64,14 @@ pub fn lower(g: &Graph) -> Result<Program> {
         })?;
         outputs.push(b);
     }
-    let p = Program { name: g.name.clone(), buffers: l.buffers, inputs, outputs, steps: l.steps, origins: l.origins };
+    let p = Program {
+        name: g.name.clone(),
+        buffers: l.buffers,
+        inputs,
+        outputs,
+        steps: l.steps,
+        origins: l.origins,
+    };
     p.validate()?;
     Ok(p)
 }
@@ -70,24 +87,47 @@ impl Lowering<'_> {
             (None, DType::F32) => (Elem::F32, None),
             (Some(q), d) if d.is_int() => (
                 Elem::Code(CodeType { bits: q.bits, signed: q.signed }),
-                Some(BufQuant { scale: q.scale.clone(), zero_point: q.zero_point.clone(), axis: q.axis }),
+                Some(BufQuant {
+                    scale: q.scale.clone(),
+                    zero_point: q.zero_point.clone(),
+                    axis: q.axis,
+                }),
             ),
-            (q, d) => return Err(format!("value '{}' is {d}{} : not f32 and not integer codes", val.name, if q.is_some() { " with quantization" } else { "" })),
+            (q, d) => {
+                return Err(format!(
+                    "value '{}' is {d}{} : not f32 and not integer codes",
+                    val.name,
+                    if q.is_some() { " with quantization" } else { "" }
+                ))
+            }
         };
         let b = self.buffers.len();
-        self.buffers.push(BufferDecl { name: val.name.clone(), shape: ty.shape.clone(), elem, quant });
+        self.buffers.push(BufferDecl {
+            name: val.name.clone(),
+            shape: ty.shape.clone(),
+            elem,
+            quant,
+        });
         self.buf_of.insert(v, b);
         Ok(b)
     }
 
     fn quant(&self, node: &Node, v: ValueId) -> Result<QuantParams> {
-        self.g.ty(v).quant.clone().ok_or_else(|| err(node, format!("'{}' has no quantization parameters", self.g.value(v).name)))
+        self.g.ty(v).quant.clone().ok_or_else(|| {
+            err(node, format!("'{}' has no quantization parameters", self.g.value(v).name))
+        })
     }
 
     fn per_tensor(&self, node: &Node, v: ValueId) -> Result<(f32, i32, QuantParams)> {
         let q = self.quant(node, v)?;
         if q.axis.is_some() {
-            return Err(err(node, format!("'{}' is quantized per channel; a per-tensor activation is expected", self.g.value(v).name)));
+            return Err(err(
+                node,
+                format!(
+                    "'{}' is quantized per channel; a per-tensor activation is expected",
+                    self.g.value(v).name
+                ),
+            ));
         }
         Ok((q.scale[0], q.zero_point[0], q))
     }
@@ -96,7 +136,11 @@ impl Lowering<'_> {
         match node.inputs.get(slot) {
             None => Ok(None),
             Some(&v) => {
-                let d = self.g.value(v).const_data().ok_or_else(|| err(node, format!("input {slot} must be a constant")))?;
+                let d = self
+                    .g
+                    .value(v)
+                    .const_data()
+                    .ok_or_else(|| err(node, format!("input {slot} must be a constant")))?;
                 Ok(Some(d.to_f32_vec()))
             }
         }
@@ -110,7 +154,10 @@ impl Lowering<'_> {
             return Err(err(node, "weights are not integer codes (run quantize)"));
         }
         if q.zero_point.iter().any(|&z| z != 0) {
-            return Err(err(node, "weights with a non-zero zero point are not supported (symmetric weights only)"));
+            return Err(err(
+                node,
+                "weights with a non-zero zero point are not supported (symmetric weights only)",
+            ));
         }
         let data = d.to_i64_vec().into_iter().map(|v| v as i32).collect();
         Ok((IntTensor { shape: val.ty.shape.clone(), bits: q.bits, data }, q))
@@ -120,7 +167,11 @@ impl Lowering<'_> {
         match node.inputs.get(slot) {
             None => Ok(vec![0; n]),
             Some(&v) => {
-                let d = self.g.value(v).const_data().ok_or_else(|| err(node, "bias must be constant"))?;
+                let d = self
+                    .g
+                    .value(v)
+                    .const_data()
+                    .ok_or_else(|| err(node, "bias must be constant"))?;
                 if !d.dtype().is_int() {
                     return Err(err(node, "bias is not integer codes (run quantize)"));
                 }
@@ -135,14 +186,30 @@ impl Lowering<'_> {
 
     /// The requantization to `y`'s codes of an accumulator whose real scale is `acc_scale[n]`,
     /// with the clamp narrowed by `clamp` (real bounds).
-    fn requant(&self, node: &Node, y: ValueId, acc_scale: &[f64], clamp: Option<(f32, f32)>) -> Result<Requant> {
+    fn requant(
+        &self,
+        node: &Node,
+        y: ValueId,
+        acc_scale: &[f64],
+        clamp: Option<(f32, f32)>,
+    ) -> Result<Requant> {
         let q = self.quant(node, y)?;
         if q.axis.is_some() {
             // A 32-bit accumulator read out per channel: M[n] = acc_scale[n] / s_y[n].
-            if q.bits != 32 || q.scale.len() != acc_scale.len() || q.zero_point.iter().any(|&z| z != 0) {
-                return Err(err(node, "a per-channel output must be a 32-bit accumulator read-out"));
+            if q.bits != 32
+                || q.scale.len() != acc_scale.len()
+                || q.zero_point.iter().any(|&z| z != 0)
+            {
+                return Err(err(
+                    node,
+                    "a per-channel output must be a 32-bit accumulator read-out",
+                ));
             }
-            let mult = acc_scale.iter().zip(&q.scale).map(|(&a, &s)| mult(node, a / s as f64)).collect::<Result<Vec<_>>>()?;
+            let mult = acc_scale
+                .iter()
+                .zip(&q.scale)
+                .map(|(&a, &s)| mult(node, a / s as f64))
+                .collect::<Result<Vec<_>>>()?;
             let _ = clamp;
             return Ok(Requant { mult, zero_point: 0, lo: i32::MIN, hi: i32::MAX });
         }
@@ -157,7 +224,8 @@ impl Lowering<'_> {
                 hi = hi.min(quantize_value(b, s_y, z_y, lo, hi));
             }
         }
-        let mult = acc_scale.iter().map(|&s| mult(node, s / s_y as f64)).collect::<Result<Vec<_>>>()?;
+        let mult =
+            acc_scale.iter().map(|&s| mult(node, s / s_y as f64)).collect::<Result<Vec<_>>>()?;
         Ok(Requant { mult, zero_point: z_y, lo, hi })
     }
 
@@ -176,7 +244,13 @@ impl Lowering<'_> {
         let g = self.g;
         for &o in &node.outputs[1..] {
             if !g.users(o).is_empty() || g.outputs().contains(&o) {
-                return Err(err(node, format!("its extra output '{}' is used; the program computes only the first", g.value(o).name)));
+                return Err(err(
+                    node,
+                    format!(
+                        "its extra output '{}' is used; the program computes only the first",
+                        g.value(o).name
+                    ),
+                ));
             }
         }
         let y = node.outputs[0];
@@ -185,7 +259,17 @@ impl Lowering<'_> {
                 let (x, yb) = self.bufs(node)?;
                 let (s, z, q) = self.per_tensor(node, y)?;
                 let (lo, hi) = q.code_range();
-                self.push(node, Step::Quantize { input: x, output: yb, scale: s, zero_point: z, lo: lo as i32, hi: hi as i32 });
+                self.push(
+                    node,
+                    Step::Quantize {
+                        input: x,
+                        output: yb,
+                        scale: s,
+                        zero_point: z,
+                        lo: lo as i32,
+                        hi: hi as i32,
+                    },
+                );
             }
             Op::DequantizeLinear { .. } => {
                 let (x, yb) = self.bufs(node)?;
@@ -198,10 +282,29 @@ impl Lowering<'_> {
                 let (w, wq) = self.int_weights(node, node.inputs[1])?;
                 let m = w.shape[0];
                 let bias = self.bias(node, 2, m)?;
-                let acc: Vec<f64> = (0..m).map(|c| s_x as f64 * wq.scale[if wq.scale.len() == 1 { 0 } else { c }] as f64).collect();
+                let acc: Vec<f64> = (0..m)
+                    .map(|c| s_x as f64 * wq.scale[if wq.scale.len() == 1 { 0 } else { c }] as f64)
+                    .collect();
                 let requant = self.requant(node, y, &acc, conv_clamp(a))?;
-                let window = Window { kernel: a.kernel.clone(), strides: a.strides.clone(), dilations: a.dilations.clone(), pads: a.pads.clone() };
-                self.push(node, Step::Conv { input: x, output: yb, input_zero_point: z_x, weights: w, bias, window, group: a.group, requant });
+                let window = Window {
+                    kernel: a.kernel.clone(),
+                    strides: a.strides.clone(),
+                    dilations: a.dilations.clone(),
+                    pads: a.pads.clone(),
+                };
+                self.push(
+                    node,
+                    Step::Conv {
+                        input: x,
+                        output: yb,
+                        input_zero_point: z_x,
+                        weights: w,
+                        bias,
+                        window,
+                        group: a.group,
+                        requant,
+                    },
+                );
             }
             Op::Gemm { trans_a, trans_b, alpha, .. } => {
                 if *trans_a || *alpha != 1.0 {
@@ -213,16 +316,40 @@ impl Lowering<'_> {
             Op::BatchNorm { epsilon } => {
                 let (x, yb) = self.bufs(node)?;
                 let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
-                let get = |k| self.const_f32(node, k).and_then(|v| v.ok_or_else(|| err(node, "missing BN parameter")));
+                let get = |k| {
+                    self.const_f32(node, k)
+                        .and_then(|v| v.ok_or_else(|| err(node, "missing BN parameter")))
+                };
                 let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
-                let a: Vec<f64> = gamma.iter().zip(&var).map(|(&g, &v)| g as f64 / (v as f64 + *epsilon as f64).sqrt()).collect();
-                let b: Vec<f64> = beta.iter().zip(&mean).zip(&a).map(|((&be, &mu), &a)| be as f64 - mu as f64 * a).collect();
+                let a: Vec<f64> = gamma
+                    .iter()
+                    .zip(&var)
+                    .map(|(&g, &v)| g as f64 / (v as f64 + *epsilon as f64).sqrt())
+                    .collect();
+                let b: Vec<f64> = beta
+                    .iter()
+                    .zip(&mean)
+                    .zip(&a)
+                    .map(|((&be, &mu), &a)| be as f64 - mu as f64 * a)
+                    .collect();
                 let amax = a.iter().fold(0f64, |m, v| m.max(v.abs()));
                 let s_a = if amax > 0.0 { amax / 32767.0 } else { 1.0 };
-                let scale: Vec<i32> = a.iter().map(|v| (v / s_a).round_ties_even() as i32).collect();
-                let bias: Vec<i64> = b.iter().map(|v| (v / (s_x as f64 * s_a)).round_ties_even() as i64).collect();
+                let scale: Vec<i32> =
+                    a.iter().map(|v| (v / s_a).round_ties_even() as i32).collect();
+                let bias: Vec<i64> =
+                    b.iter().map(|v| (v / (s_x as f64 * s_a)).round_ties_even() as i64).collect();
                 let requant = self.requant(node, y, &[s_x as f64 * s_a], None)?;
-                self.push(node, Step::Affine { input: x, output: yb, input_zero_point: z_x, scale, bias, requant });
+                self.push(
+                    node,
+                    Step::Affine {
+                        input: x,
+                        output: yb,
+                        input_zero_point: z_x,
+                        scale,
+                        bias,
+                        requant,
+                    },
+                );
             }
             Op::Relu | Op::Clip => {
                 let (x, yb) = self.bufs(node)?;
@@ -230,19 +357,36 @@ impl Lowering<'_> {
                 let clamp = match node.op {
                     Op::Relu => (0.0, f32::INFINITY),
                     _ => {
-                        let lo = self.const_f32(node, 1)?.and_then(|v| v.first().copied()).unwrap_or(f32::NEG_INFINITY);
-                        let hi = self.const_f32(node, 2)?.and_then(|v| v.first().copied()).unwrap_or(f32::INFINITY);
+                        let lo = self
+                            .const_f32(node, 1)?
+                            .and_then(|v| v.first().copied())
+                            .unwrap_or(f32::NEG_INFINITY);
+                        let hi = self
+                            .const_f32(node, 2)?
+                            .and_then(|v| v.first().copied())
+                            .unwrap_or(f32::INFINITY);
                         (lo, hi)
                     }
                 };
                 let requant = self.requant(node, y, &[s_x as f64], Some(clamp))?;
-                self.push(node, Step::Rescale { input: x, output: yb, input_zero_point: z_x, requant });
+                self.push(
+                    node,
+                    Step::Rescale { input: x, output: yb, input_zero_point: z_x, requant },
+                );
             }
             Op::MaxPool(a) => {
                 let (x, yb) = self.bufs(node)?;
                 self.same_quant(node)?;
-                let window = Window { kernel: a.kernel.clone(), strides: a.strides.clone(), dilations: a.dilations.clone(), pads: a.pads.clone() };
-                self.push(node, Step::MaxPool { input: x, output: yb, window, ceil_mode: a.ceil_mode });
+                let window = Window {
+                    kernel: a.kernel.clone(),
+                    strides: a.strides.clone(),
+                    dilations: a.dilations.clone(),
+                    pads: a.pads.clone(),
+                };
+                self.push(
+                    node,
+                    Step::MaxPool { input: x, output: yb, window, ceil_mode: a.ceil_mode },
+                );
             }
             Op::AveragePool(a) => {
                 let (x, yb) = self.bufs(node)?;
@@ -250,16 +394,40 @@ impl Lowering<'_> {
                 let (s_y, z_y, q) = self.per_tensor(node, y)?;
                 let (lo, hi) = q.code_range();
                 let k: usize = a.kernel.iter().product();
-                let mult_by_count = (1..=k).map(|c| mult(node, s_x as f64 / (s_y as f64 * c as f64))).collect::<Result<Vec<_>>>()?;
-                let window = Window { kernel: a.kernel.clone(), strides: a.strides.clone(), dilations: a.dilations.clone(), pads: a.pads.clone() };
-                self.push(node, Step::AvgPool { input: x, output: yb, window, ceil_mode: a.ceil_mode, count_include_pad: a.count_include_pad, input_zero_point: z_x, mult_by_count, zero_point: z_y, lo: lo as i32, hi: hi as i32 });
+                let mult_by_count = (1..=k)
+                    .map(|c| mult(node, s_x as f64 / (s_y as f64 * c as f64)))
+                    .collect::<Result<Vec<_>>>()?;
+                let window = Window {
+                    kernel: a.kernel.clone(),
+                    strides: a.strides.clone(),
+                    dilations: a.dilations.clone(),
+                    pads: a.pads.clone(),
+                };
+                self.push(
+                    node,
+                    Step::AvgPool {
+                        input: x,
+                        output: yb,
+                        window,
+                        ceil_mode: a.ceil_mode,
+                        count_include_pad: a.count_include_pad,
+                        input_zero_point: z_x,
+                        mult_by_count,
+                        zero_point: z_y,
+                        lo: lo as i32,
+                        hi: hi as i32,
+                    },
+                );
             }
             Op::GlobalAveragePool => {
                 let (x, yb) = self.bufs(node)?;
                 let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
                 let hw: usize = g.ty(node.inputs[0]).shape.iter().skip(2).product();
                 let requant = self.requant(node, y, &[s_x as f64 / hw.max(1) as f64], None)?;
-                self.push(node, Step::GlobalAvgPool { input: x, output: yb, input_zero_point: z_x, requant });
+                self.push(
+                    node,
+                    Step::GlobalAvgPool { input: x, output: yb, input_zero_point: z_x, requant },
+                );
             }
             Op::Add => {
                 let a = self.buffer(node.inputs[0]).map_err(|m| err(node, m))?;
@@ -270,8 +438,22 @@ impl Lowering<'_> {
                 let s_c = s_a.max(s_b) as f64;
                 let a_mult = mult(node, s_a as f64 / s_c)?;
                 let b_mult = mult(node, s_b as f64 / s_c)?;
-                let requant = self.requant(node, y, &[s_c / (1u64 << ADD_HEADROOM) as f64], None)?;
-                self.push(node, Step::Add { a, b, output: yb, a_zero_point: z_a, b_zero_point: z_b, headroom: ADD_HEADROOM, a_mult, b_mult, requant });
+                let requant =
+                    self.requant(node, y, &[s_c / (1u64 << ADD_HEADROOM) as f64], None)?;
+                self.push(
+                    node,
+                    Step::Add {
+                        a,
+                        b,
+                        output: yb,
+                        a_zero_point: z_a,
+                        b_zero_point: z_b,
+                        headroom: ADD_HEADROOM,
+                        a_mult,
+                        b_mult,
+                        requant,
+                    },
+                );
             }
             Op::Concat { axis } => {
                 let yb = self.buffer(y).map_err(|m| err(node, m))?;
@@ -281,11 +463,20 @@ impl Lowering<'_> {
                 for &v in &node.inputs {
                     inputs.push(self.buffer(v).map_err(|m| err(node, m))?);
                     let (s, z, _) = self.per_tensor(node, v)?;
-                    rescale.push(if s == s_y && z == z_y { None } else { Some((z, self.requant(node, y, &[s as f64], None)?)) });
+                    rescale.push(if s == s_y && z == z_y {
+                        None
+                    } else {
+                        Some((z, self.requant(node, y, &[s as f64], None)?))
+                    });
                 }
                 self.push(node, Step::Concat { inputs, output: yb, axis: *axis, rescale });
             }
-            Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Identity | Op::Dropout => {
+            Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Dropout => {
                 let (x, yb) = self.bufs(node)?;
                 self.same_quant(node)?;
                 self.push(node, Step::Reshape { input: x, output: yb });
@@ -299,13 +490,25 @@ impl Lowering<'_> {
                 let (x, yb) = self.bufs(node)?;
                 self.same_quant(node)?;
                 if *mode != cimc_ir::PadMode::Constant || pads.iter().any(|&p| p < 0) {
-                    return Err(err(node, "only constant padding with non-negative pads runs in programs"));
+                    return Err(err(
+                        node,
+                        "only constant padding with non-negative pads runs in programs",
+                    ));
                 }
                 let (s, z, q) = self.per_tensor(node, y)?;
                 let (lo, hi) = q.code_range();
-                let value = self.const_f32(node, 1)?.and_then(|v| v.first().copied()).unwrap_or(0.0);
+                let value =
+                    self.const_f32(node, 1)?.and_then(|v| v.first().copied()).unwrap_or(0.0);
                 let code = quantize_value(value, s, z, lo as i32, hi as i32);
-                self.push(node, Step::Pad { input: x, output: yb, pads: pads.iter().map(|&p| p as usize).collect(), code });
+                self.push(
+                    node,
+                    Step::Pad {
+                        input: x,
+                        output: yb,
+                        pads: pads.iter().map(|&p| p as usize).collect(),
+                        code,
+                    },
+                );
             }
             Op::Softmax { axis, coerce_2d } => {
                 let (x, yb) = self.bufs(node)?;
@@ -339,9 +542,14 @@ impl Lowering<'_> {
         }
         let n = w.shape[1];
         let bias = self.bias(node, 2, n)?;
-        let acc: Vec<f64> = (0..n).map(|c| s_x as f64 * wq.scale[if wq.scale.len() == 1 { 0 } else { c }] as f64).collect();
+        let acc: Vec<f64> = (0..n)
+            .map(|c| s_x as f64 * wq.scale[if wq.scale.len() == 1 { 0 } else { c }] as f64)
+            .collect();
         let requant = self.requant(node, node.outputs[0], &acc, clamp)?;
-        self.push(node, Step::Gemm { input: x, output: yb, input_zero_point: z_x, weights: w, bias, requant });
+        self.push(
+            node,
+            Step::Gemm { input: x, output: yb, input_zero_point: z_x, weights: w, bias, requant },
+        );
         Ok(())
     }
 
@@ -350,7 +558,10 @@ impl Lowering<'_> {
         let a = self.g.ty(node.inputs[0]).quant.as_ref();
         let b = self.g.ty(node.outputs[0]).quant.as_ref();
         if a != b {
-            return Err(err(node, "input and output quantization differ; this op only moves codes"));
+            return Err(err(
+                node,
+                "input and output quantization differ; this op only moves codes",
+            ));
         }
         Ok(())
     }

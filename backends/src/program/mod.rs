@@ -105,40 +105,130 @@ pub struct Window {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Step {
     /// f32 → codes: `clamp(round_half_even(x / scale) + zero_point, lo, hi)`.
-    Quantize { input: Buf, output: Buf, scale: f32, zero_point: i32, lo: i32, hi: i32 },
+    Quantize {
+        input: Buf,
+        output: Buf,
+        scale: f32,
+        zero_point: i32,
+        lo: i32,
+        hi: i32,
+    },
     /// codes → f32: `scale[c] · (q − zero_point[c])` (per channel along `axis`, or per tensor).
-    Dequantize { input: Buf, output: Buf },
+    Dequantize {
+        input: Buf,
+        output: Buf,
+    },
     /// Integer convolution: `acc[n] = Σ (q_x − z_x) · w + bias[n]`, then `requant`. Padding
     /// reads the code `z_x` (real 0). Weights `[M, C/group, k..]`.
-    Conv { input: Buf, output: Buf, input_zero_point: i32, weights: IntTensor, bias: Vec<i64>, window: Window, group: usize, requant: Requant },
+    Conv {
+        input: Buf,
+        output: Buf,
+        input_zero_point: i32,
+        weights: IntTensor,
+        bias: Vec<i64>,
+        window: Window,
+        group: usize,
+        requant: Requant,
+    },
     /// Integer matrix product `[M,K] × [K,N]` (weights already `[K,N]`), plus bias, then requant.
-    Gemm { input: Buf, output: Buf, input_zero_point: i32, weights: IntTensor, bias: Vec<i64>, requant: Requant },
+    Gemm {
+        input: Buf,
+        output: Buf,
+        input_zero_point: i32,
+        weights: IntTensor,
+        bias: Vec<i64>,
+        requant: Requant,
+    },
     /// A per-channel affine op (an unfolded BatchNormalization, §4):
     /// `acc = (q − z_x) · scale[c] + bias[c]` along axis 1, then requant.
-    Affine { input: Buf, output: Buf, input_zero_point: i32, scale: Vec<i32>, bias: Vec<i64>, requant: Requant },
+    Affine {
+        input: Buf,
+        output: Buf,
+        input_zero_point: i32,
+        scale: Vec<i32>,
+        bias: Vec<i64>,
+        requant: Requant,
+    },
     /// Requantize element-wise (`acc = q − z_x`): a standalone ReLU/Clip or a change of scale.
-    Rescale { input: Buf, output: Buf, input_zero_point: i32, requant: Requant },
+    Rescale {
+        input: Buf,
+        output: Buf,
+        input_zero_point: i32,
+        requant: Requant,
+    },
     /// Max pooling on codes (exact); padding never wins.
-    MaxPool { input: Buf, output: Buf, window: Window, ceil_mode: bool },
+    MaxPool {
+        input: Buf,
+        output: Buf,
+        window: Window,
+        ceil_mode: bool,
+    },
     /// Average pooling: integer sum of `q − z_x`, then requant with `mult_by_count[k−1]`
     /// (= s_x / (s_y · k)) where `k` is the window's element count (with or without padding).
-    AvgPool { input: Buf, output: Buf, window: Window, ceil_mode: bool, count_include_pad: bool, input_zero_point: i32, mult_by_count: Vec<FixedMultiplier>, zero_point: i32, lo: i32, hi: i32 },
+    AvgPool {
+        input: Buf,
+        output: Buf,
+        window: Window,
+        ceil_mode: bool,
+        count_include_pad: bool,
+        input_zero_point: i32,
+        mult_by_count: Vec<FixedMultiplier>,
+        zero_point: i32,
+        lo: i32,
+        hi: i32,
+    },
     /// Global average pooling over all spatial positions: sum, then requant (M = s_x/(s_y·HW)).
-    GlobalAvgPool { input: Buf, output: Buf, input_zero_point: i32, requant: Requant },
+    GlobalAvgPool {
+        input: Buf,
+        output: Buf,
+        input_zero_point: i32,
+        requant: Requant,
+    },
     /// Element-wise sum of two code tensors (numpy broadcasting): each input minus its zero
     /// point, shifted left by `headroom` bits, rescaled to a common scale with its own multiplier
     /// (rounded once each), summed, then requantized with `requant`.
-    Add { a: Buf, b: Buf, output: Buf, a_zero_point: i32, b_zero_point: i32, headroom: u32, a_mult: FixedMultiplier, b_mult: FixedMultiplier, requant: Requant },
+    Add {
+        a: Buf,
+        b: Buf,
+        output: Buf,
+        a_zero_point: i32,
+        b_zero_point: i32,
+        headroom: u32,
+        a_mult: FixedMultiplier,
+        b_mult: FixedMultiplier,
+        requant: Requant,
+    },
     /// Concatenation along `axis`; inputs whose scale differs from the output's are requantized
     /// (`Some`), others copied.
-    Concat { inputs: Vec<Buf>, output: Buf, axis: usize, rescale: Vec<Option<(i32, Requant)>> },
+    Concat {
+        inputs: Vec<Buf>,
+        output: Buf,
+        axis: usize,
+        rescale: Vec<Option<(i32, Requant)>>,
+    },
     /// Same elements in the same order, another shape (Reshape, Flatten, Squeeze, Unsqueeze).
-    Reshape { input: Buf, output: Buf },
-    Transpose { input: Buf, output: Buf, perm: Vec<usize> },
+    Reshape {
+        input: Buf,
+        output: Buf,
+    },
+    Transpose {
+        input: Buf,
+        output: Buf,
+        perm: Vec<usize>,
+    },
     /// Constant padding with a code (`pads` = `[begin.., end..]` over every axis).
-    Pad { input: Buf, output: Buf, pads: Vec<usize>, code: i32 },
+    Pad {
+        input: Buf,
+        output: Buf,
+        pads: Vec<usize>,
+        code: i32,
+    },
     /// Float softmax (an epilogue after a Dequantize: the digital host computes it).
-    Softmax { input: Buf, output: Buf, axis: usize },
+    Softmax {
+        input: Buf,
+        output: Buf,
+        axis: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -166,7 +256,9 @@ impl Program {
     /// Reads the binary file form; checks the magic, the version and every buffer reference.
     pub fn from_bytes(bytes: &[u8]) -> Result<Program> {
         if bytes.len() < 12 || &bytes[..8] != MAGIC {
-            return Err(BackendError::Format("not a cimc program (missing the CIMCPROG magic)".into()));
+            return Err(BackendError::Format(
+                "not a cimc program (missing the CIMCPROG magic)".into(),
+            ));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         if version != FORMAT_VERSION {
@@ -187,11 +279,17 @@ impl Program {
         let bad = |i: usize, msg: String| BackendError::Format(format!("step {i}: {msg}"));
         for &b in self.inputs.iter().chain(&self.outputs) {
             if b >= n {
-                return Err(BackendError::Format(format!("input/output buffer {b} does not exist")));
+                return Err(BackendError::Format(format!(
+                    "input/output buffer {b} does not exist"
+                )));
             }
         }
         if self.origins.len() != self.steps.len() {
-            return Err(BackendError::Format(format!("{} steps but {} origins", self.steps.len(), self.origins.len())));
+            return Err(BackendError::Format(format!(
+                "{} steps but {} origins",
+                self.steps.len(),
+                self.origins.len()
+            )));
         }
         for (i, s) in self.steps.iter().enumerate() {
             for b in step_buffers(s) {
@@ -200,17 +298,28 @@ impl Program {
                 }
             }
             match s {
-                Step::Conv { weights, bias, requant, .. } | Step::Gemm { weights, bias, requant, .. } => {
+                Step::Conv { weights, bias, requant, .. }
+                | Step::Gemm { weights, bias, requant, .. } => {
                     let numel: usize = weights.shape.iter().product();
                     if numel != weights.data.len() {
-                        return Err(bad(i, format!("weights declare {numel} values, hold {}", weights.data.len())));
+                        return Err(bad(
+                            i,
+                            format!("weights declare {numel} values, hold {}", weights.data.len()),
+                        ));
                     }
                     let m = match s {
                         Step::Conv { .. } => weights.shape.first().copied().unwrap_or(0),
                         _ => weights.shape.get(1).copied().unwrap_or(0),
                     };
                     if bias.len() != m || (requant.mult.len() != 1 && requant.mult.len() != m) {
-                        return Err(bad(i, format!("{m} output channels but {} biases, {} multipliers", bias.len(), requant.mult.len())));
+                        return Err(bad(
+                            i,
+                            format!(
+                                "{m} output channels but {} biases, {} multipliers",
+                                bias.len(),
+                                requant.mult.len()
+                            ),
+                        ));
                     }
                 }
                 _ => {}

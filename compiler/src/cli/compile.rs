@@ -42,7 +42,8 @@ pub fn run(a: CompileArgs) -> Result<()> {
     let (program, report) = compile(graph, &cx, &a.print_after)?;
     write_program(&a.output, &program)?;
     if let Some(l) = &a.listing {
-        std::fs::write(l, cimc_backends::program::listing::listing(&program)).map_err(|e| cimc::Error::io(l, e))?;
+        std::fs::write(l, cimc_backends::program::listing::listing(&program))
+            .map_err(|e| cimc::Error::io(l, e))?;
     }
     for (pass, text) in &report.printed {
         println!("// after {pass}\n{text}");
@@ -61,7 +62,14 @@ pub fn run(a: CompileArgs) -> Result<()> {
             "seconds": seconds,
         }));
     } else {
-        println!("{}: {} steps, {} buffers, {} bytes, {:.3} s", a.output.display(), program.steps.len(), program.buffers.len(), bytes, seconds);
+        println!(
+            "{}: {} steps, {} buffers, {} bytes, {:.3} s",
+            a.output.display(),
+            program.steps.len(),
+            program.buffers.len(),
+            bytes,
+            seconds
+        );
     }
     Ok(())
 }

@@ -41,11 +41,10 @@ fn predictions(p: &Prepared, x: &Tensor, file: &PathBuf, json: bool) -> Result<V
     let pb = progress(n as u64, json);
     let outputs = p.run_all(std::slice::from_ref(x), |k| pb.inc(k as u64))?;
     pb.finish_and_clear();
-    let logits = outputs
-        .first()
-        .and_then(|t| t.as_f32())
-        .filter(|l| l.ndim() == 2)
-        .ok_or_else(|| Error::Usage("eval needs a model whose first output is f32 [N, classes]".into()))?;
+    let logits =
+        outputs.first().and_then(|t| t.as_f32()).filter(|l| l.ndim() == 2).ok_or_else(|| {
+            Error::Usage("eval needs a model whose first output is f32 [N, classes]".into())
+        })?;
     Ok(logits.outer_iter().map(|row| super::run::argmax(row.iter().copied())).collect())
 }
 
@@ -63,7 +62,11 @@ pub fn run(a: EvalArgs) -> Result<()> {
     if yd.shape()[0] != n_all {
         return Err(Error::Npy {
             file: a.labels.clone(),
-            msg: format!("{} labels for the {n_all} samples of {}", yd.shape()[0], a.data.display()),
+            msg: format!(
+                "{} labels for the {n_all} samples of {}",
+                yd.shape()[0],
+                a.data.display()
+            ),
         });
     }
     let n = a.limit.map_or(n_all, |l| l.min(n_all));
@@ -71,7 +74,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
         return Err(Error::Usage("no samples to evaluate".into()));
     }
     let labels = yd.to_i64_vec();
-    let x = Tensor::from_data(&xd).map_err(|e| Error::Npy { file: a.data.clone(), msg: e.to_string() })?;
+    let x = Tensor::from_data(&xd)
+        .map_err(|e| Error::Npy { file: a.data.clone(), msg: e.to_string() })?;
     let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
     let batch = a.eval_batch.max(1).min(n);
 
@@ -83,7 +87,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
         (c, 100.0 * c as f64 / n as f64)
     };
     let (correct, acc) = top1(&pred);
-    let mut report = serde_json::json!({"top1": acc, "samples": n, "correct": correct, "seconds": seconds});
+    let mut report =
+        serde_json::json!({"top1": acc, "samples": n, "correct": correct, "seconds": seconds});
     let mut lines = vec![
         format!("top-1   {acc:.2} %  ({correct}/{n})"),
         format!("time    {seconds:.3} s  ({:.3} ms/sample)", 1000.0 * seconds / n as f64),

@@ -51,7 +51,9 @@ impl ImportArgs {
                 .split(',')
                 .map(|d| d.trim().parse::<usize>())
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|_| Error::Usage(format!("--input-shape '{s}': dimensions must be integers")))?;
+                .map_err(|_| {
+                    Error::Usage(format!("--input-shape '{s}': dimensions must be integers"))
+                })?;
             input_shapes.push((name.to_string(), dims));
         }
         Ok(ImportOptions { batch: self.batch, input_shapes, ..ImportOptions::default() })
@@ -80,8 +82,10 @@ fn progress(len: u64, json: bool) -> indicatif::ProgressBar {
     }
     let pb = indicatif::ProgressBar::new(len);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} samples  {elapsed} (eta {eta})")
-            .expect("invariant: the template is valid"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} samples  {elapsed} (eta {eta})",
+        )
+        .expect("invariant: the template is valid"),
     );
     pb
 }

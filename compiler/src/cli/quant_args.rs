@@ -55,15 +55,27 @@ impl QuantArgs {
         }
         if let Some(p) = &self.calib {
             let d = npy::read(p)?;
-            let t = Tensor::from_data(&d).map_err(|e| Error::Npy { file: p.clone(), msg: e.to_string() })?;
+            let t = Tensor::from_data(&d)
+                .map_err(|e| Error::Npy { file: p.clone(), msg: e.to_string() })?;
             if graph.inputs().len() != 1 {
-                return Err(Error::Usage("--calib takes one array; the model has several inputs".into()));
+                return Err(Error::Usage(
+                    "--calib takes one array; the model has several inputs".into(),
+                ));
             }
             let want = graph.ty(graph.inputs()[0]);
-            if t.dtype() != want.dtype || t.shape().len() != want.shape.len() || t.shape()[1..] != want.shape[1..] {
+            if t.dtype() != want.dtype
+                || t.shape().len() != want.shape.len()
+                || t.shape()[1..] != want.shape[1..]
+            {
                 return Err(Error::Npy {
                     file: p.clone(),
-                    msg: format!("calibration data {}{:?} does not fit the input {}{:?}", t.dtype(), t.shape(), want.dtype, want.shape),
+                    msg: format!(
+                        "calibration data {}{:?} does not fit the input {}{:?}",
+                        t.dtype(),
+                        t.shape(),
+                        want.dtype,
+                        want.shape
+                    ),
                 });
             }
             cx.calib = Some(vec![t]);

@@ -20,7 +20,8 @@ struct Args {
 
 fn parse_args() -> Args {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut a = Args { reps: 10, json: false, only: None, shared: root.join("../shared"), peers: true };
+    let mut a =
+        Args { reps: 10, json: false, only: None, shared: root.join("../shared"), peers: true };
     let mut it = std::env::args().skip(1);
     while let Some(s) = it.next() {
         match s.as_str() {
@@ -94,7 +95,10 @@ fn main() {
     let args = parse_args();
     let models = args.shared.join("models");
     if !models.is_dir() {
-        eprintln!("error: {} not found (the benchmark reads the shared models; pass --shared DIR)", models.display());
+        eprintln!(
+            "error: {} not found (the benchmark reads the shared models; pass --shared DIR)",
+            models.display()
+        );
         std::process::exit(1);
     }
     let want = |name: &str| args.only.as_deref().is_none_or(|o| name.contains(o));
@@ -107,7 +111,12 @@ fn main() {
             let g = onnx::import_file(&resnet, &one).expect("import");
             cimc_ir::verify::verify(&g).expect("verify");
         });
-        rows.push(Row { workload: "import + verify resnet18_bn.onnx".into(), min_ms: min, median_ms: med, peer: None });
+        rows.push(Row {
+            workload: "import + verify resnet18_bn.onnx".into(),
+            min_ms: min,
+            median_ms: med,
+            peer: None,
+        });
     }
     if want("dump") {
         let (min, med) = time_ms(args.reps, || {
@@ -116,7 +125,12 @@ fn main() {
             let data = cimc_ir::datafile::write_data(&g);
             std::hint::black_box((text, data));
         });
-        rows.push(Row { workload: "import + text dump resnet18_bn.onnx".into(), min_ms: min, median_ms: med, peer: None });
+        rows.push(Row {
+            workload: "import + text dump resnet18_bn.onnx".into(),
+            min_ms: min,
+            median_ms: med,
+            peer: None,
+        });
     }
     for (model, batch) in [("resnet18_bn", 1usize), ("resnet18_bn", 8), ("mobilenet_v2_bn", 1)] {
         let name = format!("float {model} batch {batch}");
@@ -124,12 +138,15 @@ fn main() {
             continue;
         }
         let path = models.join(format!("{model}.onnx"));
-        let g = onnx::import_file(&path, &ImportOptions { batch: Some(batch), ..one.clone() }).expect("import");
+        let g = onnx::import_file(&path, &ImportOptions { batch: Some(batch), ..one.clone() })
+            .expect("import");
         let runner = Runner::new(&g).expect("runner");
         let shape = g.ty(g.inputs()[0]).shape.clone();
         let numel: usize = shape.iter().product();
         let values: Vec<f32> = (0..numel).map(|i| ((i * 7919 % 17) as f32 - 8.0) / 8.0).collect();
-        let x = Tensor::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).expect("shape"));
+        let x = Tensor::F32(
+            ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).expect("shape"),
+        );
         let reps = if batch > 1 { args.reps.div_ceil(2) } else { args.reps };
         let (min, med) = time_ms(reps, || {
             std::hint::black_box(runner.run(vec![x.clone()]).expect("run"));
@@ -150,17 +167,35 @@ fn main() {
             let x = Tensor::from_data(&d).expect("mnist data");
             let batch = 500;
             let path = models.join("mnist_cnn.onnx");
-            let g = onnx::import_file(&path, &ImportOptions { batch: Some(batch), ..one.clone() }).expect("import");
+            let g = onnx::import_file(&path, &ImportOptions { batch: Some(batch), ..one.clone() })
+                .expect("import");
             let runner = Runner::new(&g).expect("runner");
             let (min, med) = time_ms(args.reps.div_ceil(4), || {
-                std::hint::black_box(cimc::model::run_in_chunks(|x| Ok(runner.run(x)?), batch, std::slice::from_ref(&x), |_| {}).expect("run"));
+                std::hint::black_box(
+                    cimc::model::run_in_chunks(
+                        |x| Ok(runner.run(x)?),
+                        batch,
+                        std::slice::from_ref(&x),
+                        |_| {},
+                    )
+                    .expect("run"),
+                );
             });
             let peer = if args.peers {
-                onnxruntime(&path, 10000, 3).map(|p| Peer { name: p.name, median_ms: p.median_ms, measured: true })
+                onnxruntime(&path, 10000, 3).map(|p| Peer {
+                    name: p.name,
+                    median_ms: p.median_ms,
+                    measured: true,
+                })
             } else {
                 None
             };
-            rows.push(Row { workload: "float mnist_cnn, 10000 test images".into(), min_ms: min, median_ms: med, peer });
+            rows.push(Row {
+                workload: "float mnist_cnn, 10000 test images".into(),
+                min_ms: min,
+                median_ms: med,
+                peer,
+            });
         }
     }
 
@@ -176,15 +211,27 @@ fn main() {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "reps": args.reps, "rows": v })).expect("json"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "reps": args.reps, "rows": v }))
+                .expect("json")
+        );
         return;
     }
-    println!("{:<40} {:>10} {:>10}   {:<46} {:>10} {:>7}", "workload", "min ms", "median ms", "peer", "peer ms", "ratio");
+    println!(
+        "{:<40} {:>10} {:>10}   {:<46} {:>10} {:>7}",
+        "workload", "min ms", "median ms", "peer", "peer ms", "ratio"
+    );
     for r in &rows {
         match &r.peer {
             Some(p) => println!(
                 "{:<40} {:>10.2} {:>10.2}   {:<46} {:>10.2} {:>6.2}x",
-                r.workload, r.min_ms, r.median_ms, p.name, p.median_ms, r.median_ms / p.median_ms
+                r.workload,
+                r.min_ms,
+                r.median_ms,
+                p.name,
+                p.median_ms,
+                r.median_ms / p.median_ms
             ),
             None => println!("{:<40} {:>10.2} {:>10.2}", r.workload, r.min_ms, r.median_ms),
         }

@@ -14,13 +14,13 @@
 use super::activation::Act;
 use super::gemm::{gemm, GemmFloat, Mat};
 use super::sgemm;
-use std::any::TypeId;
 use super::{arity, bad, data_of, same_dtype, unsupported, PAR_MIN};
 use crate::error::{InterpError, Result};
 use crate::tensor::Tensor;
 use cimc_ir::ConvAttrs;
 use ndarray::ArrayD;
 use rayon::prelude::*;
+use std::any::TypeId;
 
 /// What the runner fused after a convolution: `y = act(y * a[m] + b[m])`.
 #[derive(Clone, Debug)]
@@ -127,10 +127,11 @@ impl<T: GemmFloat> PreparedConv<T> {
         };
         let w = data_of(w).into_owned();
         let ksz: usize = kernel.iter().product();
-        let pointwise = ksz == 1 && attrs.strides.iter().all(|&s| s == 1) && attrs.pads.iter().all(|&p| p == 0);
+        let pointwise =
+            ksz == 1 && attrs.strides.iter().all(|&s| s == 1) && attrs.pads.iter().all(|&p| p == 0);
         let direct = n == 2 && cg == 1 && !pointwise;
         let packed = match as_f32(&w) {
-            Some(wf) if !direct && sgemm::available() => {
+            Some(wf) if !direct && sgemm::available() && std::env::var_os("CIMC_NO_SGEMM").is_none() => {
                 Some(sgemm::PackedWeights::new(wf, g, m / g, cg * ksz))
             }
             _ => None,
@@ -347,7 +348,16 @@ impl<T: GemmFloat> PreparedConv<T> {
 
     /// Columns `n0..n1` of row `r` of one group's im2col matrix `[Cg*prod(K), P]` into `dst`.
     #[allow(clippy::too_many_arguments)]
-    fn im2col_row(&self, xg: &[T], ins: &[usize], outs: &[usize], r: usize, n0: usize, n1: usize, dst: &mut [T]) {
+    fn im2col_row(
+        &self,
+        xg: &[T],
+        ins: &[usize],
+        outs: &[usize],
+        r: usize,
+        n0: usize,
+        n1: usize,
+        dst: &mut [T],
+    ) {
         let n = ins.len();
         let ksz: usize = self.kernel.iter().product();
         let plane: usize = ins.iter().product();

@@ -90,7 +90,15 @@ impl OutPtr {
 
 /// `c` (`[Mg, n]` row-major) = group `g`'s weights times B, then `post` (channel `i` of the
 /// group uses `post` entry `m0 + i`).
-pub(crate) fn conv_gemm(w: &PackedWeights, g: usize, n: usize, row: &RowFn<'_>, c: &mut [f32], post: Post<'_>, m0: usize) {
+pub(crate) fn conv_gemm(
+    w: &PackedWeights,
+    g: usize,
+    n: usize,
+    row: &RowFn<'_>,
+    c: &mut [f32],
+    post: Post<'_>,
+    m0: usize,
+) {
     assert!(c.len() >= w.mg * n, "invariant: the output holds Mg x N values");
     if n == 0 || w.mg == 0 {
         return;
@@ -106,35 +114,65 @@ pub(crate) fn conv_gemm(w: &PackedWeights, g: usize, n: usize, row: &RowFn<'_>, 
         let tasks = panels.div_ceil(per);
         (0..tasks).into_par_iter().for_each(|t| {
             let (n0, n1) = (t * per * NR, ((t + 1) * per * NR).min(n));
-            let b = pack_b(k, n0, n1, row);
-            // SAFETY: this task writes only columns n0..n1 of every row.
-            unsafe { compute(wg, w, 0, w.tiles, &b, n0, n1, n, out.get(), post, m0) };
+            with_packed_b(k, n0, n1, row, |b| {
+                // SAFETY: this task writes only columns n0..n1 of every row.
+                unsafe { compute(wg, w, 0, w.tiles, b, n0, n1, n, out.get(), post, m0) }
+            });
         });
     } else {
         // Few positions, many channels: pack B once, split the channel tiles.
-        let b = pack_b(k, 0, n, row);
-        let per = w.tiles.div_ceil(threads * 2).max(1);
-        (0..w.tiles.div_ceil(per)).into_par_iter().for_each(|t| {
-            let (t0, t1) = (t * per, ((t + 1) * per).min(w.tiles));
-            // SAFETY: this task writes only the rows of tiles t0..t1.
-            unsafe { compute(wg, w, t0, t1, &b, 0, n, n, out.get(), post, m0) };
+        with_packed_b(k, 0, n, row, |b| {
+            let per = w.tiles.div_ceil(threads * 2).max(1);
+            (0..w.tiles.div_ceil(per)).into_par_iter().for_each(|t| {
+                let (t0, t1) = (t * per, ((t + 1) * per).min(w.tiles));
+                // SAFETY: this task writes only the rows of tiles t0..t1.
+                unsafe { compute(wg, w, t0, t1, b, 0, n, n, out.get(), post, m0) };
+            });
         });
     }
 }
 
-/// B columns `n0..n1` packed as panels `[panel][K][NR]` (the last zero-padded).
-fn pack_b(k: usize, n0: usize, n1: usize, row: &RowFn<'_>) -> Vec<f32> {
+thread_local! {
+    /// Per-thread buffers for packed B and the generated row, reused across calls (their
+    /// contents are always written before being read, except the padding columns of the last
+    /// panel, whose results are never stored).
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` on B columns `n0..n1` packed as panels `[panel][K][NR]`.
+fn with_packed_b<R>(k: usize, n0: usize, n1: usize, row: &RowFn<'_>, f: impl FnOnce(&[f32]) -> R) -> R {
     let w = n1 - n0;
     let panels = w.div_ceil(NR);
-    let mut b = vec![0f32; panels * k * NR];
-    let mut tmp = vec![0f32; panels * NR];
-    for p in 0..k {
-        row(p, n0, n1, &mut tmp[..w]);
-        for (j, chunk) in tmp.chunks_exact(NR).enumerate() {
-            b[(j * k + p) * NR..][..NR].copy_from_slice(chunk);
+    let pack = |b: &mut Vec<f32>, tmp: &mut Vec<f32>| {
+        if b.len() < panels * k * NR {
+            b.resize(panels * k * NR, 0.0);
         }
-    }
-    b
+        if tmp.len() < panels * NR {
+            tmp.resize(panels * NR, 0.0);
+        }
+        for p in 0..k {
+            row(p, n0, n1, &mut tmp[..w]);
+            for (j, chunk) in tmp[..panels * NR].chunks_exact(NR).enumerate() {
+                let dst: &mut [f32; NR] = (&mut b[(j * k + p) * NR..][..NR])
+                    .try_into()
+                    .expect("invariant: a panel row has NR values");
+                let src: &[f32; NR] = chunk.try_into().expect("invariant: chunks_exact(NR)");
+                *dst = *src;
+            }
+        }
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut guard) => {
+            let (b, tmp) = &mut *guard;
+            pack(b, tmp);
+            f(&b[..panels * k * NR])
+        }
+        Err(_) => {
+            let (mut b, mut tmp) = (Vec::new(), Vec::new());
+            pack(&mut b, &mut tmp);
+            f(&b[..panels * k * NR])
+        }
+    })
 }
 
 /// Tiles `t0..t1` x columns `n0..n1` (packed in `b` from column n0), into `c` with row stride
@@ -143,8 +181,17 @@ fn pack_b(k: usize, n0: usize, n1: usize, row: &RowFn<'_>) -> Vec<f32> {
 /// # Safety
 /// `c` must hold `Mg x ldc` values; no other thread may write the same tiles and columns.
 unsafe fn compute(
-    wg: &[f32], w: &PackedWeights, t0: usize, t1: usize, b: &[f32], n0: usize, n1: usize,
-    ldc: usize, c: *mut f32, post: Post<'_>, m0: usize,
+    wg: &[f32],
+    w: &PackedWeights,
+    t0: usize,
+    t1: usize,
+    b: &[f32],
+    n0: usize,
+    n1: usize,
+    ldc: usize,
+    c: *mut f32,
+    post: Post<'_>,
+    m0: usize,
 ) {
     // SAFETY: the caller's contract; see the comment at the kernel call.
     unsafe {
@@ -177,8 +224,15 @@ unsafe fn compute(
 
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel_dyn(
-    rows: usize, cols: usize, kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize,
-    acc: bool, post: Option<(Post<'_>, usize)>,
+    rows: usize,
+    cols: usize,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    acc: bool,
+    post: Option<(Post<'_>, usize)>,
 ) {
     macro_rules! go {
         ($r:literal) => {
@@ -217,7 +271,13 @@ fn lane_mask(v: usize, cols: usize) -> __mmask16 {
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel<const R: usize, const V: usize>(
-    kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, cols: usize, acc: bool,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    acc: bool,
     post: Option<(Post<'_>, usize)>,
 ) {
     // SAFETY: avx512f is enabled (checked by `available()` before packing); the pointers

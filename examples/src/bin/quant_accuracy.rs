@@ -1,0 +1,174 @@
+//! Accuracy of cimc's integer programs on the trained CNNs: float, W8A8, W4A8 and W4A4 top-1
+//! on the full test sets, next to onnxruntime's own static int8 quantization of the same model
+//! with the same calibration samples (`scripts/ort_static_quant.py`, when python3 has
+//! onnxruntime), and the models quantized elsewhere (QDQ, QCDQ) compiled without calibration.
+//!
+//! `cargo run --release -p cimc-examples --bin quant_accuracy -- [--json] [--calib-samples N]`
+
+use cimc::onnx::{self, ImportOptions};
+use cimc_interp::program::ProgramRunner;
+use cimc_interp::{Runner, Tensor};
+use cimc_passes::config::{CalibMethod, WeightMethod};
+use cimc_passes::PassContext;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BATCH: usize = 100;
+
+fn top1(out: &Tensor, labels: &[i64]) -> f64 {
+    let a = out.as_f32().expect("logits are f32");
+    let correct = a
+        .outer_iter()
+        .zip(labels)
+        .filter(|(row, &y)| {
+            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| {
+                if v > b.1 {
+                    (i, v)
+                } else {
+                    b
+                }
+            });
+            best.0 as i64 == y
+        })
+        .count();
+    100.0 * correct as f64 / labels.len() as f64
+}
+
+fn load(p: &Path) -> Tensor {
+    Tensor::from_data(&cimc::npy::read(p).unwrap_or_else(|e| panic!("{e}"))).expect("npy")
+}
+
+struct Row {
+    model: String,
+    results: Vec<(String, f64)>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let calib_n: usize = args
+        .iter()
+        .position(|a| a == "--calib-samples")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shared = root.join("../shared");
+    let vendored = root.join("tests/data");
+    let have_shared = shared.join("data/mnist_test_x.npy").exists();
+    let (mnist_x, mnist_y, mnist_calib) = if have_shared {
+        (
+            shared.join("data/mnist_test_x.npy"),
+            shared.join("data/mnist_test_y.npy"),
+            shared.join("data/mnist_calib_x.npy"),
+        )
+    } else {
+        eprintln!("../shared not found: using the vendored 500-image MNIST slice");
+        (
+            vendored.join("sets/mnist_test500_x.npy"),
+            vendored.join("sets/mnist_test500_y.npy"),
+            vendored.join("sets/mnist_calib200_x.npy"),
+        )
+    };
+    let digits = (
+        vendored.join("sets/digits_test_x.npy"),
+        vendored.join("sets/digits_test_y.npy"),
+        vendored.join("sets/digits_calib_x.npy"),
+    );
+    let models = vendored.join("models");
+    let cases = [
+        ("mnist_cnn", &mnist_x, &mnist_y, &mnist_calib),
+        ("mnist_resnet", &mnist_x, &mnist_y, &mnist_calib),
+        ("digits_cnn", &digits.0, &digits.1, &digits.2),
+    ];
+    let configs: [(&str, u8, u8, CalibMethod, WeightMethod); 4] = [
+        ("W8A8", 8, 8, CalibMethod::MinMax, WeightMethod::MinMax),
+        ("W4A8", 4, 8, CalibMethod::MinMax, WeightMethod::Mse),
+        ("W4A4", 4, 4, CalibMethod::Mse, WeightMethod::Mse),
+        ("W4A4 minmax", 4, 4, CalibMethod::MinMax, WeightMethod::MinMax),
+    ];
+    let mut rows = Vec::new();
+    for (name, xp, yp, cp) in cases {
+        let x = load(xp);
+        let y = cimc::npy::read(yp).unwrap().to_i64_vec();
+        let calib = load(cp);
+        let n_cal = calib.shape()[0].min(calib_n);
+        let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
+        let path = models.join(format!("{name}.onnx"));
+        let import = |b| {
+            onnx::import_file(&path, &ImportOptions { batch: Some(b), ..Default::default() })
+                .expect("import")
+        };
+        let mut results = Vec::new();
+        let g = import(BATCH);
+        let r = Runner::new(&g).unwrap();
+        let out =
+            cimc::model::run_in_chunks(|t| Ok(r.run(t)?), BATCH, std::slice::from_ref(&x), |_| {})
+                .unwrap();
+        results.push(("float".to_string(), top1(&out[0], &y)));
+        for (label, wb, ab, cm, wm) in configs {
+            let mut cx = PassContext { calib: Some(vec![calib.clone()]), ..Default::default() };
+            (cx.config.wbits, cx.config.abits, cx.config.calib_method, cx.config.weight_method) =
+                (wb, ab, cm, wm);
+            let (p, _) = cimc::compile::compile(import(BATCH), &cx, &[]).expect("compile");
+            let pr = ProgramRunner::new(&p).unwrap();
+            let out = cimc::model::run_in_chunks(
+                |t| Ok(pr.run(t)?),
+                BATCH,
+                std::slice::from_ref(&x),
+                |_| {},
+            )
+            .unwrap();
+            results.push((label.to_string(), top1(&out[0], &y)));
+        }
+        let ort = Command::new("python3")
+            .arg(root.join("scripts/ort_static_quant.py"))
+            .args([path.as_os_str(), cp.as_os_str()])
+            .arg(n_cal.to_string())
+            .args([xp.as_os_str(), yp.as_os_str()])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+        if let Some(v) = ort.and_then(|v| v["int8_top1"].as_f64()) {
+            results.push(("onnxruntime int8 (same calib)".to_string(), v));
+        }
+        rows.push(Row { model: format!("{name} ({} test, {n_cal} calib)", y.len()), results });
+    }
+    // Models quantized elsewhere, compiled without calibration data.
+    for name in ["mnist_cnn_int8_qdq", "mnist_cnn_w4a4_qcdq"] {
+        let x = load(&mnist_x);
+        let y = cimc::npy::read(&mnist_y).unwrap().to_i64_vec();
+        let path = models.join(format!("{name}.onnx"));
+        let g =
+            onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
+                .unwrap();
+        let r = Runner::new(&g).unwrap();
+        let float =
+            cimc::model::run_in_chunks(|t| Ok(r.run(t)?), BATCH, std::slice::from_ref(&x), |_| {})
+                .unwrap();
+        let (p, _) = cimc::compile::compile(g, &PassContext::default(), &[]).expect("compile");
+        let pr = ProgramRunner::new(&p).unwrap();
+        let out =
+            cimc::model::run_in_chunks(|t| Ok(pr.run(t)?), BATCH, std::slice::from_ref(&x), |_| {})
+                .unwrap();
+        rows.push(Row {
+            model: format!("{name} (no calibration)"),
+            results: vec![
+                ("model's float meaning".into(), top1(&float[0], &y)),
+                ("cimc program".into(), top1(&out[0], &y)),
+            ],
+        });
+    }
+    if json {
+        let v: Vec<_> = rows.iter().map(|r| serde_json::json!({"model": r.model, "top1": r.results.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>()})).collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        return;
+    }
+    for r in &rows {
+        println!("{}", r.model);
+        for (k, v) in &r.results {
+            println!("    {k:<34} {v:6.2} %");
+        }
+    }
+}
