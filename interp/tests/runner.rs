@@ -237,3 +237,26 @@ fn wrong_declared_type_is_reported() {
     let e = Runner::new(&g).unwrap().run(vec![f32t(&[2, 3], &[0.0; 6])]).unwrap_err();
     assert!(e.to_string().contains("graph says"), "{e}");
 }
+
+#[test]
+fn conv_with_fused_clamp_equals_node_evaluation() {
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", f32ty(&[1, 3, 6, 6]));
+    let w = cst(&mut g, "w", &[5, 3, 3, 3], 7);
+    let b = cst(&mut g, "b", &[5], 8);
+    let op = Op::Conv(ConvAttrs {
+        kernel: vec![3, 3],
+        strides: vec![1, 1],
+        dilations: vec![1, 1],
+        pads: vec![1; 4],
+        group: 1,
+        clamp: Some((-0.1, 0.2)),
+    });
+    let y = node(&mut g, op, vec![x, w, b], &[1, 5, 6, 6]);
+    let r = node(&mut g, Op::Relu, vec![y], &[1, 5, 6, 6]);
+    g.set_outputs(vec![r]);
+    let xt = f32t(&[1, 3, 6, 6], &rand_vec(108, 3));
+    let got = Runner::new(&g).unwrap().run(vec![xt.clone()]).unwrap();
+    assert_eq!(got, eval_naive(&g, &[xt]));
+    assert!(vf(&got[0]).iter().all(|&v| (0.0..=0.2).contains(&v)));
+}

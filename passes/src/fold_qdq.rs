@@ -189,7 +189,10 @@ fn fold_activation(g: &mut Graph, dq: NodeId) -> Result<bool> {
     if s1 != s2 || z1 != z2 {
         return Err(err(g, dq, "quantizes and dequantizes with different parameters"));
     }
-    if s1.len() != 1 {
+    let x = g.node(q).inputs[0];
+    // Per-channel parameters only for constants (weights quantized by a QONNX Quant node).
+    let axis = if s1.len() == 1 { None } else { dq_axis(&g.node(q).op) };
+    if s1.len() != 1 && (!g.value(x).is_const() || axis.is_none()) {
         return Err(err(g, q, "per-channel activation quantization is not supported"));
     }
     let (bits, signed) = match clip {
@@ -200,11 +203,8 @@ fn fold_activation(g: &mut Graph, dq: NodeId) -> Result<bool> {
         }
         None => dtype_bits(g.ty(v).dtype),
     };
-    let x = g.node(q).inputs[0];
     let out = g.node(dq).outputs[0];
-    let z = z1[0];
-    g.value_mut(x).ty.quant =
-        Some(QuantParams { bits, signed, scale: s1, zero_point: vec![z], axis: None });
+    g.value_mut(x).ty.quant = Some(QuantParams { bits, signed, scale: s1, zero_point: z1, axis });
     if g.outputs().contains(&out) && !g.outputs().contains(&x) && !g.value(x).is_const() {
         // A graph output keeps its name.
         let name = g.value(out).name.clone();

@@ -91,5 +91,5 @@ fn run_case(path: &Path) {
 
 #[test]
 fn pass_cases() {
-    insta::glob!("cases/*/*.cir", |path| run_case(path));
+    insta::glob!("cases/*/*.cir", run_case);
 }

@@ -34,7 +34,11 @@ fn check_against_reference(model: &Path, x: &Path, reference: &Path, n: usize, r
     let g = import(model, n);
     assert_text_roundtrip(&g);
     let runner = Runner::new(&g).expect("runner");
-    let out = runner.run(vec![x]).expect("run");
+    // A model whose batch is fixed in the file (the QONNX export: 1) runs in chunks of it.
+    let batch = cimc::model::input_batch(&g).unwrap_or(n);
+    let out =
+        cimc::model::run_in_chunks(|t| Ok(runner.run(t)?), batch, std::slice::from_ref(&x), |_| {})
+            .expect("run");
     let want = npy(reference);
     let want = cimc::tensor_util::slice_batch(&want, 0, n, n);
     let (abs, rel) = max_errors(&out[0], &want).expect("same shape and dtype");
@@ -118,21 +122,17 @@ fn mnist_qdq_runs_with_onnx_semantics() {
     assert!(same + 1 >= n, "only {same}/{n} predictions agree with onnxruntime's fused kernels");
 }
 
-/// The QONNX export uses `Quant` nodes of domain qonnx.custom_op.general: refused, with every
-/// such node listed in one error.
+/// The QONNX export (`Quant` nodes, domain qonnx.custom_op.general) imports as
+/// QuantizeLinear → Clip → DequantizeLinear chains and matches qonnx's own executor.
 #[test]
-fn qonnx_model_is_refused_with_every_unsupported_node() {
-    let path = data().join("models/mnist_cnn_w4a4_qonnx.onnx");
-    let err = onnx::import_file(&path, &ImportOptions::default())
-        .expect_err("Quant is not supported yet");
-    let msg = err.to_string();
-    assert!(msg.contains("qonnx.custom_op.general"), "{msg}");
-    assert!(msg.contains("Quant"), "{msg}");
-    assert!(
-        msg.matches("Quant (").count() >= 2
-            || msg.matches("Quant,").count() >= 2
-            || msg.contains("unsupported node"),
-        "{msg}"
+fn mnist_qonnx_matches_qonnx_executor() {
+    let d = data();
+    check_against_reference(
+        &d.join("models/mnist_cnn_w4a4_qonnx.onnx"),
+        &d.join("sets/mnist_test500_x.npy"),
+        &d.join("sets/mnist_cnn_w4a4_qonnx_ref_logits.npy"),
+        100,
+        1e-4,
     );
 }
 
@@ -193,8 +193,7 @@ fn imagenet_models_match_onnxruntime() {
     }
 }
 
-/// Every model in ../shared/models imports at batch 1 and 4 and verifies (the QONNX one is
-/// refused with its unsupported-op error until quantized import lands).
+/// Every model in ../shared/models imports at batch 1 and 4 and verifies.
 #[test]
 fn every_shared_model_imports() {
     let Some(shared) = cimc_tests::shared("every_shared_model_imports") else { return };
@@ -202,12 +201,11 @@ fn every_shared_model_imports() {
         std::fs::read_dir(shared.join("models")).unwrap().flatten().map(|e| e.path()).collect();
     names.sort();
     for p in names.iter().filter(|p| p.extension().is_some_and(|e| e == "onnx")) {
-        if p.to_string_lossy().contains("qonnx") {
-            continue;
-        }
+        let static_batch = p.to_string_lossy().contains("qonnx"); // its export fixes batch 1
         for batch in [1, 4] {
             let g = import(p, batch);
-            assert_eq!(cimc::model::input_batch(&g), Some(batch));
+            let want = if static_batch { 1 } else { batch };
+            assert_eq!(cimc::model::input_batch(&g), Some(want), "{}", p.display());
         }
     }
     let _ = Tensor::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(&[1])));

@@ -180,7 +180,8 @@ fn default_opset(model: &ModelProto, graph: &GraphProto, file: &Path) -> Result<
         let op = n.op_type.as_deref().unwrap_or("");
         let domain = n.domain.as_deref().unwrap_or("");
         let default = is_default_domain(Some(domain));
-        if !(default && nodes::SUPPORTED.contains(&op)) {
+        let qonnx = op == "Quant" && nodes::quant::QONNX_DOMAINS.contains(&domain);
+        if !(default && nodes::SUPPORTED.contains(&op)) && !qonnx {
             let key = if default { "" } else { domain };
             let shown = if default { "ai.onnx" } else { domain };
             let opset = opsets.get(key).map_or("not imported".to_string(), |v| v.to_string());
@@ -453,7 +454,11 @@ impl Importer {
                 inputs,
                 n_outputs,
             };
-            nodes::lower(&mut ctx, &op_type)
+            if nodes::quant::QONNX_DOMAINS.contains(&n.domain.as_deref().unwrap_or("")) {
+                nodes::quant::qonnx_quant(&mut ctx)
+            } else {
+                nodes::lower(&mut ctx, &op_type)
+            }
         };
         let lowered = lowered.map_err(node_err)?;
         let outs = &n.output[..n_outputs];

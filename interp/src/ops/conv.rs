@@ -13,14 +13,12 @@
 
 use super::activation::Act;
 use super::gemm::{gemm, GemmFloat, Mat};
-use super::sgemm;
 use super::{arity, bad, data_of, same_dtype, unsupported, PAR_MIN};
 use crate::error::{InterpError, Result};
 use crate::tensor::Tensor;
 use cimc_ir::ConvAttrs;
 use ndarray::ArrayD;
 use rayon::prelude::*;
-use std::any::TypeId;
 
 /// What the runner fused after a convolution: `y = act(y * a[m] + b[m])`.
 #[derive(Clone, Debug)]
@@ -45,29 +43,6 @@ pub(crate) struct PreparedConv<T> {
     m: usize,
     cg: usize,
     kernel: Vec<usize>,
-    /// f32 weights packed for the AVX-512 kernel ([`super::sgemm`]), when it runs here.
-    packed: Option<sgemm::PackedWeights>,
-}
-
-/// `s` as f32 data, when `T` is f32.
-fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
-    // SAFETY: T is f32 (same type, same layout).
-    (TypeId::of::<T>() == TypeId::of::<f32>())
-        .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<f32>(), s.len()) })
-}
-
-/// `s` as mutable f32 data, when `T` is f32.
-fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
-    // SAFETY: T is f32 (same type, same layout).
-    (TypeId::of::<T>() == TypeId::of::<f32>())
-        .then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<f32>(), s.len()) })
-}
-
-/// f32 data as `T` data, when `T` is f32.
-fn from_f32_mut<T: 'static>(s: &mut [f32]) -> Option<&mut [T]> {
-    // SAFETY: T is f32 (same type, same layout).
-    (TypeId::of::<T>() == TypeId::of::<f32>())
-        .then(|| unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<T>(), s.len()) })
 }
 
 /// `ceil(a / b)` for a possibly negative `a` and positive `b`.
@@ -126,17 +101,7 @@ impl<T: GemmFloat> PreparedConv<T> {
             None => None,
         };
         let w = data_of(w).into_owned();
-        let ksz: usize = kernel.iter().product();
-        let pointwise =
-            ksz == 1 && attrs.strides.iter().all(|&s| s == 1) && attrs.pads.iter().all(|&p| p == 0);
-        let direct = n == 2 && cg == 1 && !pointwise;
-        let packed = match as_f32(&w) {
-            Some(wf) if !direct && sgemm::available() && std::env::var_os("CIMC_NO_SGEMM").is_none() => {
-                Some(sgemm::PackedWeights::new(wf, g, m / g, cg * ksz))
-            }
-            _ => None,
-        };
-        Ok(PreparedConv { attrs: attrs.clone(), w, bias, m, cg, kernel, packed })
+        Ok(PreparedConv { attrs: attrs.clone(), w, bias, m, cg, kernel })
     }
 
     /// The output spatial shape for an input spatial shape.
@@ -201,20 +166,11 @@ impl<T: GemmFloat> PreparedConv<T> {
             && self.attrs.strides.iter().all(|&s| s == 1)
             && self.attrs.pads.iter().all(|&p| p == 0);
         let direct = n == 2 && self.cg == 1 && !pointwise;
-        if let Some(pw) = &self.packed {
-            let in_kernel = sgemm::Post::act_in_kernel(epi.act);
-            self.convolve_packed(pw, &xd, &xs[2..], &outs, &mut out, epi, pointwise);
-            if !in_kernel {
-                let act_only = Epilogue { affine: None, act: epi.act };
-                self.finish(&mut out, p, &act_only, false);
-            }
-        } else {
-            let col_len = if pointwise || direct { 0 } else { kk * p };
-            T::with_scratch(col_len, |col| {
-                self.convolve(&xd, &xs[2..], &outs, &mut out, col, pointwise, direct)
-            });
-            self.finish(&mut out, p, epi, true);
-        }
+        let col_len = if pointwise || direct { 0 } else { kk * p };
+        T::with_scratch(col_len, |col| {
+            self.convolve(&xd, &xs[2..], &outs, &mut out, col, pointwise, direct)
+        });
+        self.finish(&mut out, p, epi);
         Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out))
     }
 
@@ -262,53 +218,9 @@ impl<T: GemmFloat> PreparedConv<T> {
         }
     }
 
-    /// The packed AVX-512 path of [`PreparedConv::convolve`] for f32, with the bias, the
-    /// affine and (Relu, Clip) the activation applied in the kernel.
-    #[allow(clippy::too_many_arguments)]
-    fn convolve_packed(
-        &self,
-        pw: &sgemm::PackedWeights,
-        xd: &[T],
-        ins: &[usize],
-        outs: &[usize],
-        out: &mut [T],
-        epi: &Epilogue<T>,
-        pointwise: bool,
-    ) {
-        let g = self.attrs.group;
-        let plane: usize = ins.iter().product();
-        let p: usize = outs.iter().product();
-        let c = self.cg * g;
-        let batch = xd.len().checked_div(c * plane).unwrap_or(0);
-        let mg = self.m / g;
-        let post = sgemm::Post {
-            bias: self.bias.as_deref().and_then(as_f32),
-            affine: epi.affine.as_ref().and_then(|(a, b)| Some((as_f32(a)?, as_f32(b)?))),
-            act: epi.act.filter(|_| sgemm::Post::act_in_kernel(epi.act)),
-        };
-        let Some(out) = as_f32_mut(out) else { return };
-        for b in 0..batch {
-            let xb = &xd[b * c * plane..(b + 1) * c * plane];
-            for gi in 0..g {
-                let xg = &xb[gi * self.cg * plane..(gi + 1) * self.cg * plane];
-                let og = &mut out[(b * self.m + gi * mg) * p..(b * self.m + (gi + 1) * mg) * p];
-                let row = |r: usize, n0: usize, n1: usize, dst: &mut [f32]| {
-                    if let Some(dst) = from_f32_mut::<T>(dst) {
-                        if pointwise {
-                            dst.copy_from_slice(&xg[r * plane + n0..r * plane + n1]);
-                        } else {
-                            self.im2col_row(xg, ins, outs, r, n0, n1, dst);
-                        }
-                    }
-                };
-                sgemm::conv_gemm(pw, gi, p, &row, og, post, gi * mg);
-            }
-        }
-    }
-
-    /// Bias (when `with_bias`), then the epilogue, per output row `[p]` (rows are `(n, m)`).
-    fn finish(&self, out: &mut [T], p: usize, epi: &Epilogue<T>, with_bias: bool) {
-        let bias = self.bias.as_ref().filter(|_| with_bias);
+    /// Bias, then the epilogue, per output row `[p]` (rows are `(n, m)` pairs).
+    fn finish(&self, out: &mut [T], p: usize, epi: &Epilogue<T>) {
+        let bias = self.bias.as_ref();
         if p == 0 || (bias.is_none() && epi.affine.is_none() && epi.act.is_none()) {
             return;
         }

@@ -12,7 +12,6 @@ pub(crate) mod gemm;
 pub(crate) mod num;
 pub(crate) mod pool;
 pub(crate) mod quant;
-pub(crate) mod sgemm;
 pub(crate) mod shape;
 
 use crate::error::{InterpError, Result};
@@ -93,28 +92,28 @@ pub(crate) fn same_dtype(inputs: &[&Tensor]) -> Result<()> {
     Ok(())
 }
 
-/// Evaluates one op. `n_outputs` is the number of outputs the node has (MaxPool's indices
-/// and Dropout's mask are produced only when asked for).
-/// Applies a matrix op's fused clamp (`ConvAttrs::clamp`) to its float output.
+/// Applies a matrix op's fused clamp (`ConvAttrs::clamp`) to its float output, with Clip's
+/// semantics (the runner applies the same [`activation::Act::Clip`] in the conv epilogue).
 fn clamped(t: Tensor, clamp: Option<(f32, f32)>) -> Tensor {
     let Some((lo, hi)) = clamp else { return t };
     let act = activation::Act::Clip(lo as f64, hi as f64);
     match t {
-        Tensor::F32(mut a) => {
-            match a.as_slice_mut() {
-                Some(s) => act.apply(s),
-                None => a.mapv_inplace(|v| v.max(lo).min(hi)),
-            }
+        Tensor::F32(a) => {
+            let mut a = activation::standard(a);
+            act.apply(a.as_slice_mut().expect("invariant: standard() is contiguous"));
             Tensor::F32(a)
         }
-        Tensor::F64(mut a) => {
-            a.mapv_inplace(|v| v.max(lo as f64).min(hi as f64));
+        Tensor::F64(a) => {
+            let mut a = activation::standard(a);
+            act.apply(a.as_slice_mut().expect("invariant: standard() is contiguous"));
             Tensor::F64(a)
         }
         other => other,
     }
 }
 
+/// Evaluates one op. `n_outputs` is the number of outputs the node has (MaxPool's indices
+/// and Dropout's mask are produced only when asked for).
 pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tensor>> {
     let one = |t: Tensor| Ok(vec![t]);
     match op {

@@ -8,7 +8,7 @@
 
 mod conv_pool;
 mod elementwise;
-mod quant;
+pub(crate) mod quant;
 mod shape_ops;
 
 use super::attrs::Attrs;

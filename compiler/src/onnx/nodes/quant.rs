@@ -91,3 +91,124 @@ pub fn dequantize(ctx: &mut Ctx) -> R<Lowered> {
     inputs.extend(ctx.opt(2));
     Ok(Lowered::Op(Op::DequantizeLinear { axis, block_size }, inputs))
 }
+
+/// The domains of QONNX's `Quant` node.
+pub const QONNX_DOMAINS: &[&str] = &["qonnx.custom_op.general", "finn.custom_op.general"];
+
+/// QONNX `Quant(x, scale, zero_point, bitwidth)` with `signed`, `narrow`, `rounding_mode`:
+/// `scale · (clamp(round(x / scale + zp), lo, hi) − zp)`. It is imported as the equivalent
+/// chain `QuantizeLinear → Clip → DequantizeLinear` (exact for an integer zero point and
+/// `ROUND`, which is half to even as QuantizeLinear rounds), the form QCDQ exporters write, so
+/// `fold-qdq` turns all three formats into the same annotations.
+pub fn qonnx_quant(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["signed", "narrow", "rounding_mode"])?;
+    let signed = ctx.attrs.bool_or("signed", true)?;
+    let narrow = ctx.attrs.bool_or("narrow", false)?;
+    let rounding = ctx.attrs.string("rounding_mode")?.unwrap_or_else(|| "ROUND".to_string());
+    if rounding != "ROUND" {
+        return Err(format!("rounding_mode '{rounding}' is not supported (ROUND is)"));
+    }
+    let x = ctx.input(0)?;
+    let cst = |i: usize, what: &str| -> R<Vec<f64>> {
+        let v = ctx.input(i)?;
+        ctx.imp
+            .g
+            .value(v)
+            .const_data()
+            .map(|d| d.to_f64_vec())
+            .ok_or_else(|| format!("{what} (input {i}) must be a constant"))
+    };
+    let scale = cst(1, "scale")?;
+    let zp = cst(2, "zero_point")?;
+    let bw = cst(3, "bitwidth")?;
+    let scale_shape = ctx.imp.g.ty(ctx.input(1)?).shape.clone();
+    let x_shape = ctx.imp.g.ty(x).shape.clone();
+    let bits = match bw.as_slice() {
+        [b] if b.fract() == 0.0 && (2.0..=16.0).contains(b) => *b as u8,
+        _ => return Err(format!("bitwidth {bw:?}: an integer in 2..=16 is supported")),
+    };
+    if zp.iter().any(|z| z.fract() != 0.0) {
+        return Err("a non-integer zero point is not supported".into());
+    }
+    // The scale broadcasts against x: a scalar, or one axis of x (e.g. [C,1,1,1] for weights).
+    let axis = if scale.len() == 1 {
+        None
+    } else {
+        let pad = x_shape.len().saturating_sub(scale_shape.len());
+        let non1: Vec<usize> =
+            scale_shape.iter().enumerate().filter(|(_, &d)| d != 1).map(|(i, _)| i + pad).collect();
+        match non1.as_slice() {
+            [a] if x_shape.get(*a) == Some(&scale.len()) => Some(*a),
+            _ => {
+                return Err(format!(
+                    "scale of shape {scale_shape:?} is not per-tensor or per-axis of {x_shape:?}"
+                ))
+            }
+        }
+    };
+    if zp.len() != 1 && zp.len() != scale.len() {
+        return Err(format!("{} zero points for {} scales", zp.len(), scale.len()));
+    }
+    let storage = match (bits <= 8, signed) {
+        (true, true) => DType::I8,
+        (true, false) => DType::U8,
+        (false, true) => DType::I16,
+        (false, false) => DType::U16,
+    };
+    let (lo, hi): (i64, i64) = match (signed, narrow) {
+        (true, false) => (-(1 << (bits - 1)), (1 << (bits - 1)) - 1),
+        (true, true) => (-(1 << (bits - 1)) + 1, (1 << (bits - 1)) - 1),
+        (false, false) => (0, (1 << bits) - 1),
+        (false, true) => (0, (1 << bits) - 2),
+    };
+    let name = ctx.name.to_string();
+    let g = &mut ctx.imp.g;
+    let n = scale.len();
+    let dims = if axis.is_some() { vec![n] } else { vec![] };
+    let ints = |v: Vec<i64>, shape: Vec<usize>| -> cimc_ir::TensorData {
+        match storage {
+            DType::I8 => {
+                cimc_ir::TensorData::from_i8(shape, &v.iter().map(|&x| x as i8).collect::<Vec<_>>())
+            }
+            DType::U8 => {
+                cimc_ir::TensorData::from_u8(shape, &v.iter().map(|&x| x as u8).collect::<Vec<_>>())
+            }
+            DType::I16 => cimc_ir::TensorData::from_i16(
+                shape,
+                &v.iter().map(|&x| x as i16).collect::<Vec<_>>(),
+            ),
+            _ => cimc_ir::TensorData::from_u16(
+                shape,
+                &v.iter().map(|&x| x as u16).collect::<Vec<_>>(),
+            ),
+        }
+    };
+    let s_c = g.add_const(
+        format!("{name}_scale"),
+        cimc_ir::TensorData::from_f32(
+            dims.clone(),
+            &scale.iter().map(|&s| s as f32).collect::<Vec<_>>(),
+        ),
+    );
+    let zps: Vec<i64> = (0..n).map(|i| zp[if zp.len() == 1 { 0 } else { i }] as i64).collect();
+    let z_c = g.add_const(format!("{name}_zero_point"), ints(zps, dims));
+    let lo_c = g.add_const(format!("{name}_lo"), ints(vec![lo], vec![]));
+    let hi_c = g.add_const(format!("{name}_hi"), ints(vec![hi], vec![]));
+    let q_op = Op::QuantizeLinear { axis, block_size: 0, saturate: true, to: storage };
+    let q_ty = cimc_ir::infer::infer(&q_op, &[g.ty(x), g.ty(s_c), g.ty(z_c)], 1)?.remove(0);
+    let q = g.add_node(
+        format!("{name}_quantize"),
+        q_op,
+        vec![x, s_c, z_c],
+        vec![(format!("{name}_codes"), q_ty.clone())],
+    );
+    let q_out = g.node(q).outputs[0];
+    let c = g.add_node(
+        format!("{name}_clip"),
+        Op::Clip,
+        vec![q_out, lo_c, hi_c],
+        vec![(format!("{name}_clipped"), q_ty)],
+    );
+    let c_out = g.node(c).outputs[0];
+    Ok(Lowered::Op(Op::DequantizeLinear { axis, block_size: 0 }, vec![c_out, s_c, z_c]))
+}
