@@ -181,7 +181,8 @@ fn default_opset(model: &ModelProto, graph: &GraphProto, file: &Path) -> Result<
         let domain = n.domain.as_deref().unwrap_or("");
         let default = is_default_domain(Some(domain));
         let qonnx = op == "Quant" && nodes::quant::QONNX_DOMAINS.contains(&domain);
-        if !(default && nodes::SUPPORTED.contains(&op)) && !qonnx {
+        let supported = qonnx || (default && nodes::SUPPORTED.contains(&op));
+        if !supported {
             let key = if default { "" } else { domain };
             let shown = if default { "ai.onnx" } else { domain };
             let opset = opsets.get(key).map_or("not imported".to_string(), |v| v.to_string());
