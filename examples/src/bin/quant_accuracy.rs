@@ -81,8 +81,9 @@ fn main() {
         ("mnist_resnet", &mnist_x, &mnist_y, &mnist_calib),
         ("digits_cnn", &digits.0, &digits.1, &digits.2),
     ];
-    let configs: [(&str, u8, u8, CalibMethod, WeightMethod); 4] = [
+    let configs: [(&str, u8, u8, CalibMethod, WeightMethod); 5] = [
         ("W8A8", 8, 8, CalibMethod::MinMax, WeightMethod::MinMax),
+        ("W8A8 percentile", 8, 8, CalibMethod::Percentile(99.99), WeightMethod::MinMax),
         ("W4A8", 4, 8, CalibMethod::MinMax, WeightMethod::Mse),
         ("W4A4", 4, 4, CalibMethod::Mse, WeightMethod::Mse),
         ("W4A4 minmax", 4, 4, CalibMethod::MinMax, WeightMethod::MinMax),
