@@ -212,6 +212,25 @@ impl Op {
         }
     }
 
+    /// Whether the op only moves or selects elements of its first input (MaxPool, reshapes,
+    /// Transpose, Pad, Slice...): exact on integer codes, so its output keeps the input's
+    /// quantization.
+    pub fn moves_values(&self) -> bool {
+        matches!(
+            self,
+            Op::MaxPool(_)
+                | Op::Reshape { .. }
+                | Op::Flatten { .. }
+                | Op::Transpose { .. }
+                | Op::Squeeze { .. }
+                | Op::Unsqueeze { .. }
+                | Op::Identity
+                | Op::Dropout
+                | Op::Pad { .. }
+                | Op::Slice { .. }
+        )
+    }
+
     /// Whether the op multiplies by a stationary weight matrix (goes on a crossbar later).
     pub fn is_matrix_op(&self) -> bool {
         matches!(self, Op::Conv(_) | Op::Gemm { .. } | Op::MatMul)

@@ -363,15 +363,7 @@ impl Verifier<'_> {
                     ));
                 }
             }
-            Op::MaxPool(_)
-            | Op::Reshape { .. }
-            | Op::Flatten { .. }
-            | Op::Transpose { .. }
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Identity
-            | Op::Dropout
-            | Op::Pad { .. } => {
+            op if op.moves_values() => {
                 if tx.quant != ty.quant || tx.dtype != ty.dtype {
                     self.errs.push(format!(
                         "{who}: moves codes, so its result {} must keep the parameters of {} ({} vs {})",

@@ -5,19 +5,7 @@ use cimc_ir::{DType, Graph, NodeId, Op, QuantParams, TensorData, ValueId};
 
 /// Ops whose output codes are a rearrangement of their input codes (same quantization).
 pub fn is_pass_through(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::MaxPool(_)
-            | Op::Reshape { .. }
-            | Op::Flatten { .. }
-            | Op::Transpose { .. }
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Identity
-            | Op::Dropout
-            | Op::Pad { .. }
-            | Op::Slice { .. }
-    )
+    op.moves_values()
 }
 
 /// Ops that stay in float at the end of a program (after a Dequantize).

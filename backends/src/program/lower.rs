@@ -286,12 +286,7 @@ impl Lowering<'_> {
                     .map(|c| s_x as f64 * wq.scale[if wq.scale.len() == 1 { 0 } else { c }] as f64)
                     .collect();
                 let requant = self.requant(node, y, &acc, conv_clamp(a))?;
-                let window = Window {
-                    kernel: a.kernel.clone(),
-                    strides: a.strides.clone(),
-                    dilations: a.dilations.clone(),
-                    pads: a.pads.clone(),
-                };
+                let window = window_of(&a.kernel, &a.strides, &a.dilations, &a.pads);
                 self.push(
                     node,
                     Step::Conv {
@@ -377,12 +372,7 @@ impl Lowering<'_> {
             Op::MaxPool(a) => {
                 let (x, yb) = self.bufs(node)?;
                 self.same_quant(node)?;
-                let window = Window {
-                    kernel: a.kernel.clone(),
-                    strides: a.strides.clone(),
-                    dilations: a.dilations.clone(),
-                    pads: a.pads.clone(),
-                };
+                let window = window_of(&a.kernel, &a.strides, &a.dilations, &a.pads);
                 self.push(
                     node,
                     Step::MaxPool { input: x, output: yb, window, ceil_mode: a.ceil_mode },
@@ -397,12 +387,7 @@ impl Lowering<'_> {
                 let mult_by_count = (1..=k)
                     .map(|c| mult(node, s_x as f64 / (s_y as f64 * c as f64)))
                     .collect::<Result<Vec<_>>>()?;
-                let window = Window {
-                    kernel: a.kernel.clone(),
-                    strides: a.strides.clone(),
-                    dilations: a.dilations.clone(),
-                    pads: a.pads.clone(),
-                };
+                let window = window_of(&a.kernel, &a.strides, &a.dilations, &a.pads);
                 self.push(
                     node,
                     Step::AvgPool {
@@ -564,6 +549,15 @@ impl Lowering<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+fn window_of(kernel: &[usize], strides: &[usize], dilations: &[usize], pads: &[usize]) -> Window {
+    Window {
+        kernel: kernel.to_vec(),
+        strides: strides.to_vec(),
+        dilations: dilations.to_vec(),
+        pads: pads.to_vec(),
     }
 }
 
