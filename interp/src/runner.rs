@@ -172,11 +172,7 @@ impl Runner {
                                 .map(|b| f32::view(b).ok_or_else(bias_dtype))
                                 .transpose()?;
                             let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
-                            {
-                                let mut epi = epilogue::<f32>(graph, &ids, &chain);
-                                epi.act = own_clamp.or(epi.act);
-                                Kind::ConvF32(Box::new(pc), epi)
-                            }
+                            Kind::ConvF32(Box::new(pc), epilogue(graph, &ids, &chain, own_clamp))
                         }
                         Tensor::F64(wa) => {
                             let b = bt
@@ -184,11 +180,7 @@ impl Runner {
                                 .map(|b| f64::view(b).ok_or_else(bias_dtype))
                                 .transpose()?;
                             let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
-                            {
-                                let mut epi = epilogue::<f64>(graph, &ids, &chain);
-                                epi.act = own_clamp.or(epi.act);
-                                Kind::ConvF64(Box::new(pc), epi)
-                            }
+                            Kind::ConvF64(Box::new(pc), epilogue(graph, &ids, &chain, own_clamp))
                         }
                         _ => Kind::Generic,
                     };
@@ -591,7 +583,14 @@ fn fusion_chain(
 }
 
 /// The epilogue of a fusion chain (BN coefficients computed as the BatchNorm kernel does).
-fn epilogue<T: Float>(g: &Graph, ids: &[NodeId], chain: &[usize]) -> Epilogue<T> {
+/// `own_clamp`, the conv's own fused clamp, takes the place of a fused activation (a conv with
+/// one fuses nothing after it).
+fn epilogue<T: Float>(
+    g: &Graph,
+    ids: &[NodeId],
+    chain: &[usize],
+    own_clamp: Option<crate::ops::activation::Act>,
+) -> Epilogue<T> {
     let mut epi = Epilogue::default();
     for &q in chain {
         let n = g.node(ids[q]);
@@ -612,5 +611,6 @@ fn epilogue<T: Float>(g: &Graph, ids: &[NodeId], chain: &[usize]) -> Epilogue<T>
             op => epi.act = fusable_act(g, op, &n.inputs),
         }
     }
+    epi.act = own_clamp.or(epi.act);
     epi
 }

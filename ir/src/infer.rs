@@ -45,9 +45,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
             arity(inputs, 3, 3)?;
             outs(n_outputs, 1, 1)?;
             let x = inputs[0];
-            if x.dtype == DType::Bool {
-                return Err(format!("expected a numeric input, got {}", show(x)));
-            }
+            numeric_input(x)?;
             for (t, what) in [(inputs[1], "min"), (inputs[2], "max")] {
                 same_dtype(x, t, what)?;
                 scalar(t, what)?;
@@ -198,9 +196,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
             arity(inputs, 1, 1)?;
             outs(n_outputs, 1, 2)?;
             let x = inputs[0];
-            if x.dtype == DType::Bool {
-                return Err(format!("expected a numeric input, got {}", show(x)));
-            }
+            numeric_input(x)?;
             let mut out = vec![plain(x)];
             if n_outputs == 2 {
                 out.push(TensorType::new(DType::Bool, x.shape.clone()));
@@ -671,6 +667,13 @@ fn outs(n: usize, min: usize, max: usize) -> R<()> {
     if n < min || n > max {
         let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
         return Err(format!("expected {want} output(s), got {n}"));
+    }
+    Ok(())
+}
+
+fn numeric_input(t: &TensorType) -> R<()> {
+    if t.dtype == DType::Bool {
+        return Err(format!("expected a numeric input, got {}", show(t)));
     }
     Ok(())
 }
