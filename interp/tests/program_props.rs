@@ -190,6 +190,7 @@ proptest! {
                 window: Window { kernel: c.k.to_vec(), strides: c.stride.to_vec(), dilations: c.dil.to_vec(), pads: c.pads.to_vec() },
                 group: c.groups,
                 requant: Requant { mult: mult.clone(), zero_point: z_y, lo: olo, hi: ohi },
+                crossbar: None,
             }],
             origins: vec!["conv".into()],
         };
@@ -239,6 +240,7 @@ proptest! {
                 weights: IntTensor { shape: vec![k, n], bits: w_bits, data: w.clone() },
                 bias: bias.clone(),
                 requant: Requant { mult: mult.clone(), zero_point: z_y, lo: olo, hi: ohi },
+                crossbar: None,
             }],
             origins: vec!["gemm".into()],
         };

@@ -3,6 +3,7 @@
 //! Architecture invariant: node order in the arena is execution order (topological); every
 //! iteration is in id order, so printing, passes and interpreters are deterministic.
 
+use crate::crossbar::{Placement, TargetStamp};
 use crate::{Op, TensorData, TensorType};
 use std::collections::HashMap;
 
@@ -62,11 +63,15 @@ pub struct Node {
     pub op: Op,
     pub inputs: Vec<ValueId>,
     pub outputs: Vec<ValueId>,
+    /// Where it runs on the chip (set by the `tile` pass).
+    pub placement: Placement,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub name: String,
+    /// The chip the graph is mapped for, once the `tile` pass ran.
+    pub target: Option<TargetStamp>,
     values: Vec<Value>,
     nodes: Vec<Option<Node>>,
     inputs: Vec<ValueId>,
@@ -124,7 +129,13 @@ impl Graph {
             .enumerate()
             .map(|(slot, (n, ty))| self.push_value(n, ty, ValueDef::Node { node: id, slot }))
             .collect();
-        self.nodes.push(Some(Node { name: name.into(), op, inputs, outputs: outs }));
+        self.nodes.push(Some(Node {
+            name: name.into(),
+            op,
+            inputs,
+            outputs: outs,
+            placement: Placement::Unplaced,
+        }));
         id
     }
 

@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: this crate knows nothing of ONNX, of interpreters or of targets.
 
+pub mod crossbar;
 pub mod data;
 pub mod datafile;
 pub mod dtype;
@@ -20,6 +21,7 @@ pub mod print;
 pub mod types;
 pub mod verify;
 
+pub use crossbar::{AdcRange, CrossbarMap, Placement, TargetStamp, TileBlock, WeightEncoding};
 pub use data::TensorData;
 pub use datafile::{read_data, write_data};
 pub use dtype::DType;

@@ -47,6 +47,8 @@ pub fn arity(op: &Op) -> (RangeInclusive<usize>, RangeInclusive<usize>) {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Attr {
     UInt(usize),
+    Int(i64),
+    Double(f64),
     Float(f32),
     Bool(bool),
     UInts(Vec<usize>),
@@ -71,6 +73,8 @@ impl fmt::Display for Attr {
         }
         match self {
             Attr::UInt(v) => write!(f, "{v}"),
+            Attr::Int(v) => write!(f, "{v}"),
+            Attr::Double(v) => f.write_str(&crate::print::fmt_f64(*v)),
             Attr::Float(v) => f.write_str(&fmt_f32(*v)),
             Attr::Bool(v) => write!(f, "{v}"),
             Attr::UInts(v) => list(f, v),
@@ -369,6 +373,29 @@ impl Attrs {
 
     pub fn ints(&mut self, key: &str) -> Result<Vec<i64>, AttrErr> {
         self.list(key, "integer")
+    }
+
+    pub fn int(&mut self, key: &str) -> Result<i64, AttrErr> {
+        self.num(key, "an integer")
+    }
+
+    pub fn opt_f64(&mut self, key: &str) -> Result<Option<f64>, AttrErr> {
+        let Some(v) = self.take_opt(key) else { return Ok(None) };
+        if let AttrKind::Word(w) = &v.kind {
+            if let Some(x) = crate::print::parse_f64(w) {
+                return Ok(Some(x));
+            }
+        }
+        Self::err(v.pos, format!("attribute '{key}' must be a number (f64)"))
+    }
+
+    /// A `[a, b]` pair of non-negative integers.
+    pub fn pair(&mut self, key: &str) -> Result<(usize, usize), AttrErr> {
+        let at = self.items.iter().find(|(k, _, _)| k == key).map_or(self.pos, |(_, p, _)| *p);
+        match self.uints(key)?[..] {
+            [a, b] => Ok((a, b)),
+            _ => Self::err(at, format!("attribute '{key}' must be [a, b] (two integers)")),
+        }
     }
 
     pub fn bool(&mut self, key: &str) -> Result<bool, AttrErr> {

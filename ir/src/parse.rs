@@ -6,7 +6,7 @@ use crate::datafile::{read_data, DataEntry};
 use crate::error::IrError;
 use crate::optable::{build_op, AttrErr, AttrKind, AttrVal, Attrs};
 use crate::print::{parse_f32, parse_f64, write_name};
-use crate::{DType, Graph, QuantParams, TensorData, TensorType, ValueId};
+use crate::{DType, Graph, Placement, QuantParams, TensorData, TensorType, ValueId};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -118,6 +118,7 @@ impl<'a> Parser<'a> {
                         "input" => self.input()?,
                         "const" => self.constant()?,
                         "output" => self.output()?,
+                        "target" => self.target()?,
                         w if !w.is_empty()
                             && self
                                 .rest()
@@ -466,33 +467,106 @@ impl<'a> Parser<'a> {
             }
         }
         let mut attrs = Attrs { op: op_name.to_string(), pos: op_at, items: Vec::new() };
-        if self.eat('{') && !self.eat('}') {
-            loop {
-                let (kat, key) = self.word("an attribute name")?;
-                if attrs.items.iter().any(|(k, _, _)| k == key) {
-                    return err(kat, format!("duplicate attribute '{key}'"));
-                }
-                if !self.eat('=') {
-                    let found = self.found();
-                    return err(
-                        self.pos,
-                        format!("expected '=' after attribute '{key}', found {found}"),
-                    );
-                }
-                let v = self.attr_val(0)?;
-                attrs.items.push((key.to_string(), kat, v));
-                if self.eat('}') {
-                    break;
-                }
-                self.expect(',', "expected ',' or '}' in the attribute list")?;
-            }
+        if self.eat('{') {
+            attrs.items = self.attr_items()?;
         }
         let node_name = if self.peek() == Some('"') { self.string()? } else { String::new() };
         let Some(op) = build_op(op_name, &mut attrs)? else {
             return err(op_at, format!("unknown op '{op_name}'"));
         };
         attrs.finish()?;
-        self.g.add_node(node_name, op, inputs, results);
+        let id = self.g.add_node(node_name, op, inputs, results);
+        self.g.node_mut(id).placement = self.placement()?;
+        Ok(())
+    }
+
+    /// The items of an attribute list after its `{`, through the closing `}`.
+    fn attr_items(&mut self) -> PResult<Vec<(String, usize, AttrVal)>> {
+        let mut items: Vec<(String, usize, AttrVal)> = Vec::new();
+        if self.eat('}') {
+            return Ok(items);
+        }
+        loop {
+            let (kat, key) = self.word("an attribute name")?;
+            if items.iter().any(|(k, _, _)| k == key) {
+                return err(kat, format!("duplicate attribute '{key}'"));
+            }
+            if !self.eat('=') {
+                let found = self.found();
+                return err(
+                    self.pos,
+                    format!("expected '=' after attribute '{key}', found {found}"),
+                );
+            }
+            let v = self.attr_val(0)?;
+            items.push((key.to_string(), kat, v));
+            if self.eat('}') {
+                return Ok(items);
+            }
+            self.expect(',', "expected ',' or '}' in the attribute list")?;
+        }
+    }
+
+    /// `{...}` after the keyword `what`, as [`Attrs`].
+    fn record(&mut self, what: &str) -> PResult<Attrs> {
+        self.skip_ws();
+        let pos = self.pos;
+        self.pos += what.len();
+        self.expect('{', &format!("expected '{{' after '{what}'"))?;
+        Ok(Attrs { op: what.to_string(), pos, items: self.attr_items()? })
+    }
+
+    /// What may follow a node: `digital`, or `xbar {...}` and its `tile {...}` records.
+    fn placement(&mut self) -> PResult<Placement> {
+        self.skip_ws();
+        match self.peek_word() {
+            "digital" => {
+                self.pos += "digital".len();
+                Ok(Placement::Digital)
+            }
+            "xbar" => {
+                let mut a = self.record("xbar")?;
+                let mut map = crate::crossbar::map_from_attrs(&mut a)?;
+                a.finish()?;
+                loop {
+                    self.skip_ws();
+                    if self.peek_word() != "tile" {
+                        break;
+                    }
+                    let mut a = self.record("tile")?;
+                    map.blocks.push(crate::crossbar::block_from_attrs(&mut a)?);
+                    a.finish()?;
+                }
+                Ok(Placement::Crossbar(Box::new(map)))
+            }
+            _ => Ok(Placement::Unplaced),
+        }
+    }
+
+    /// `target "name" hash=HEX "summary"`
+    fn target(&mut self) -> PResult<()> {
+        let at = self.pos;
+        self.pos += "target".len();
+        if self.g.target.is_some() {
+            return err(at, "a second 'target' line");
+        }
+        self.skip_ws();
+        if self.peek() != Some('"') {
+            return err(self.pos, "expected the target's name as a string after 'target'");
+        }
+        let name = self.string()?;
+        self.skip_ws();
+        let (hat, h) = self.word("hash=...")?;
+        if h != "hash" || !self.eat('=') {
+            return err(hat, "expected hash=HEX after the target's name");
+        }
+        let hash = self.word("the target's hash")?.1.to_string();
+        self.skip_ws();
+        if self.peek() != Some('"') {
+            return err(self.pos, "expected the target's summary as a string after its hash");
+        }
+        let summary = self.string()?;
+        self.g.target = Some(crate::TargetStamp { name, hash, summary });
         Ok(())
     }
 }

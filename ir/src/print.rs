@@ -65,7 +65,7 @@
 //!   parser takes them in any order, and rejects missing, unknown and duplicate ones.
 
 use crate::optable::{op_attrs, Attr};
-use crate::{DType, Graph, TensorData, TensorType, ValueDef, ValueId};
+use crate::{DType, Graph, Placement, TensorData, TensorType, ValueDef, ValueId};
 use std::fmt::{self, Write};
 
 /// Constants with at most this many elements are printed inline.
@@ -277,6 +277,13 @@ impl fmt::Display for Graph {
         f.write_str("graph ")?;
         write_name(f, &self.name)?;
         f.write_str(" {\n")?;
+        if let Some(t) = &self.target {
+            f.write_str("  target ")?;
+            write_quoted(f, &t.name)?;
+            write!(f, " hash={} ", t.hash)?;
+            write_quoted(f, &t.summary)?;
+            f.write_char('\n')?;
+        }
         for &id in self.inputs() {
             f.write_str("  input ")?;
             write_ref(f, self, id)?;
@@ -320,6 +327,21 @@ impl fmt::Display for Graph {
             if !node.name.is_empty() {
                 f.write_str("  ")?;
                 write_quoted(f, &node.name)?;
+            }
+            match &node.placement {
+                Placement::Unplaced => {}
+                Placement::Digital => f.write_str("  digital")?,
+                Placement::Crossbar(m) => {
+                    let attr = |f: &mut dyn Write, (k, v): &(&str, Attr)| write!(f, "{k}={v}");
+                    f.write_str("\n    xbar {")?;
+                    write_list(f, &crate::crossbar::map_attrs(m), ", ", attr)?;
+                    f.write_char('}')?;
+                    for b in &m.blocks {
+                        f.write_str("\n    tile {")?;
+                        write_list(f, &crate::crossbar::block_attrs(b), ", ", attr)?;
+                        f.write_char('}')?;
+                    }
+                }
             }
             f.write_char('\n')?;
         }

@@ -13,7 +13,7 @@
 use crate::error::IrError;
 use crate::optable::arity;
 use crate::print::write_name;
-use crate::{DType, Graph, NodeId, Op, TensorType, ValueDef, ValueId};
+use crate::{DType, Graph, NodeId, Op, Placement, TensorType, ValueDef, ValueId};
 use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;
 
@@ -269,6 +269,7 @@ impl Verifier<'_> {
             if inputs_ok && arity_ok {
                 self.check_inference(nid, infer);
                 self.check_quant_agreement(nid);
+                self.check_placement(nid);
             }
             for &o in &node.outputs {
                 if let Some(d) = defined.get_mut(o.index()) {
@@ -281,7 +282,78 @@ impl Verifier<'_> {
                 self.errs.push(format!("graph output {i} {} is not defined", self.show(v)));
             }
         }
+        self.check_array_overlap();
         self.errs
+    }
+
+    /// A crossbar map fits its node's weight matrix and is consistent in itself.
+    fn check_placement(&mut self, nid: NodeId) {
+        let g = self.g;
+        let node = g.node(nid);
+        let Placement::Crossbar(m) = &node.placement else { return };
+        let who = self.node_prefix(nid);
+        let shape = |slot: usize| node.inputs.get(slot).map(|&v| g.ty(v).shape.clone());
+        let dims = match (&node.op, shape(1)) {
+            (Op::Conv(a), Some(w)) if w.len() >= 2 => {
+                Some((w[1..].iter().product::<usize>(), w[0], a.group))
+            }
+            (Op::Gemm { trans_b, .. }, Some(w)) if w.len() == 2 => {
+                Some(if *trans_b { (w[1], w[0], 1) } else { (w[0], w[1], 1) })
+            }
+            (Op::MatMul, Some(w)) if w.len() == 2 => Some((w[0], w[1], 1)),
+            _ => None,
+        };
+        let Some((k, n, groups)) = dims else {
+            self.errs.push(format!(
+                "{who}: placed on crossbars, but it is not a Conv/Gemm/MatMul with a weight matrix"
+            ));
+            return;
+        };
+        if (m.k, m.n, m.groups) != (k, n, groups) {
+            self.errs.push(format!(
+                "{who}: crossbar map is for k={} n={} groups={}, the weights give k={k} n={n} groups={groups}",
+                m.k, m.n, m.groups
+            ));
+        }
+        if let Err(e) = m.check() {
+            self.errs.push(format!("{who}: crossbar map: {e}"));
+        }
+    }
+
+    /// No two tile blocks share a cell of an array.
+    fn check_array_overlap(&mut self) {
+        let mut rects: Vec<(usize, (usize, usize, usize, usize), String)> = Vec::new();
+        for (nid, node) in self.g.nodes() {
+            if let Placement::Crossbar(m) = &node.placement {
+                for b in &m.blocks {
+                    let (r, c) = m.block_extent(b);
+                    rects.push((
+                        b.array,
+                        (b.at.0, b.at.0 + r, b.at.1, b.at.1 + c),
+                        self.node_prefix(nid),
+                    ));
+                }
+            }
+        }
+        rects.sort_by_key(|r| (r.0, r.1));
+        let mut i = 0;
+        while i < rects.len() {
+            let j =
+                rects[i..].iter().position(|r| r.0 != rects[i].0).map_or(rects.len(), |p| i + p);
+            for a in i..j {
+                for b in a + 1..j {
+                    let (x, y) = (rects[a].1, rects[b].1);
+                    if x.0 < y.1 && y.0 < x.1 && x.2 < y.3 && y.2 < x.3 {
+                        self.errs.push(format!(
+                            "array {}: a tile of {} overlaps a tile of {}",
+                            rects[a].0, rects[a].2, rects[b].2
+                        ));
+                        return;
+                    }
+                }
+            }
+            i = j;
+        }
     }
 
     fn check_inference(&mut self, nid: NodeId, infer: InferFn<'_>) {

@@ -102,26 +102,37 @@ fn weights(w: &IntTensor) -> String {
     }
 }
 
+fn crossbar(x: &Option<super::Crossbar>) -> String {
+    let Some(x) = x else { return String::new() };
+    format!(
+        "\n        xbar {:?} rows={} cols={} cell_bits={} dac_bits={} adc_bits={} weight_bits={} magnitude_bits={} input_bits={} input_min={} adc_step={:?}",
+        x.encoding, x.rows, x.cols, x.cell_bits, x.dac_bits, x.adc_bits, x.weight_bits,
+        x.magnitude_bits, x.input_bits, x.input_min, x.adc_step
+    )
+}
+
 fn step(s: &mut String, st: &Step) {
     let _ = match st {
         Step::Quantize { input, output, scale, zero_point, lo, hi } => {
             writeln!(s, "quantize b{input} -> b{output} scale={scale:?} zp={zero_point} clamp=[{lo}, {hi}]")
         }
         Step::Dequantize { input, output } => writeln!(s, "dequantize b{input} -> b{output}"),
-        Step::Conv { input, output, input_zero_point, weights: w, bias, window: win, group, requant: r } => writeln!(
+        Step::Conv { input, output, input_zero_point, weights: w, bias, window: win, group, requant: r, crossbar: x } => writeln!(
             s,
-            "conv b{input} -> b{output} in_zp={input_zero_point} group={group} {}\n        {}\n        bias={}\n        {}",
+            "conv b{input} -> b{output} in_zp={input_zero_point} group={group} {}\n        {}\n        bias={}\n        {}{}",
             window(win),
             weights(w),
             list_i64(bias),
-            requant(r)
+            requant(r),
+            crossbar(x)
         ),
-        Step::Gemm { input, output, input_zero_point, weights: w, bias, requant: r } => writeln!(
+        Step::Gemm { input, output, input_zero_point, weights: w, bias, requant: r, crossbar: x } => writeln!(
             s,
-            "gemm b{input} -> b{output} in_zp={input_zero_point}\n        {}\n        bias={}\n        {}",
+            "gemm b{input} -> b{output} in_zp={input_zero_point}\n        {}\n        bias={}\n        {}{}",
             weights(w),
             list_i64(bias),
-            requant(r)
+            requant(r),
+            crossbar(x)
         ),
         Step::Affine { input, output, input_zero_point, scale, bias, requant: r } => writeln!(
             s,

@@ -12,7 +12,7 @@
 use super::{BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window};
 use crate::arith::{quantize_value, FixedMultiplier};
 use crate::error::{BackendError, Result};
-use cimc_ir::{DType, Graph, Node, NodeId, Op, QuantParams, ValueId};
+use cimc_ir::{DType, Graph, Node, NodeId, Op, Placement, QuantParams, ValueId, WeightEncoding};
 use std::collections::HashMap;
 
 /// Headroom bits of the Add recipe: inputs are shifted left by this much before rescaling, so
@@ -298,6 +298,7 @@ impl Lowering<'_> {
                         window,
                         group: a.group,
                         requant,
+                        crossbar: crossbar_of(node),
                     },
                 );
             }
@@ -533,7 +534,15 @@ impl Lowering<'_> {
         let requant = self.requant(node, node.outputs[0], &acc, clamp)?;
         self.push(
             node,
-            Step::Gemm { input: x, output: yb, input_zero_point: z_x, weights: w, bias, requant },
+            Step::Gemm {
+                input: x,
+                output: yb,
+                input_zero_point: z_x,
+                weights: w,
+                bias,
+                requant,
+                crossbar: crossbar_of(node),
+            },
         );
         Ok(())
     }
@@ -571,4 +580,25 @@ fn gemm_clamp(op: &Op) -> Option<(f32, f32)> {
         Op::Gemm { clamp, .. } => *clamp,
         _ => None,
     }
+}
+
+/// The program's crossbar execution of a node the `tile` pass placed on arrays.
+fn crossbar_of(node: &Node) -> Option<super::Crossbar> {
+    let Placement::Crossbar(m) = &node.placement else { return None };
+    Some(super::Crossbar {
+        encoding: match m.encoding {
+            WeightEncoding::Differential => super::Encoding::Differential,
+            WeightEncoding::Offset => super::Encoding::Offset,
+        },
+        rows: m.array_rows,
+        cols: m.array_cols,
+        cell_bits: m.cell_bits,
+        dac_bits: m.dac_bits,
+        adc_bits: m.adc_bits,
+        weight_bits: m.weight_bits,
+        magnitude_bits: m.magnitude_bits,
+        input_bits: m.input_bits,
+        input_min: m.input_min as i32,
+        adc_step: m.adc_step.clone(),
+    })
 }

@@ -19,7 +19,7 @@ use crate::error::{BackendError, Result};
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"CIMCPROG";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A buffer index.
 pub type Buf = usize;
@@ -102,6 +102,120 @@ pub struct Window {
     pub pads: Vec<usize>,
 }
 
+/// How signed weights sit in non-negative cells (hardware-model §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    /// `w = w⁺ − w⁻`, two columns per weight slice, subtracted after the ADC.
+    Differential,
+    /// `w + 2^(b_w−1)` in one column; `2^(b_w−1)·Σ_k v[k]` subtracted digitally.
+    Offset,
+}
+
+/// The crossbar execution of a Conv or Gemm step (hardware-model §1 and §3).
+///
+/// For each im2col vector of a group, the crossbar receives `v[k] = q_x[k] − input_min`
+/// (padding: `z_x − input_min`). Rows `k` are cut into row tiles of `rows`; the weight codes of
+/// output column `n` are stored as unsigned magnitudes of `magnitude_bits` bits (differential:
+/// `max(w,0)` and `max(−w,0)`; offset: `w + 2^(weight_bits−1)`) split into
+/// `S_w = ceil(magnitude_bits / cell_bits)` slices; inputs are applied in
+/// `S_x = ceil(input_bits / dac_bits)` slices. Every partial sum `P` of (row tile, input slice,
+/// weight slice, physical column) goes through the ADC
+/// `A(P) = 2^e · min((P + 2^e/2) >> e, 2^adc_bits − 1)` with `e = adc_step[column group of n]`
+/// (or `adc_step[0]` when there is one step for the layer); then shift-and-add:
+/// `acc[n] = Σ 2^(i·dac_bits + j·cell_bits) · (A(P⁺) − A(P⁻))` (differential) or
+/// `Σ 2^(i·dac_bits + j·cell_bits) · A(P) − 2^(weight_bits−1) · Σ_k v[k]` (offset), plus
+/// `(input_min − z_x) · Σ_k w[k,n]` and the bias, then the step's requantization.
+///
+/// Column groups: an array of `cols` physical columns holds
+/// `cpg = cols / (S_w · (2 if differential else 1))` outputs of a group; with `mg` outputs per
+/// group, output `n` is in column group `(n / mg) · ceil(mg / cpg) + (n % mg) / cpg`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Crossbar {
+    pub encoding: Encoding,
+    /// `R`: rows per row tile.
+    pub rows: usize,
+    /// `C`: physical columns of one array (for column groups).
+    pub cols: usize,
+    pub cell_bits: u32,
+    pub dac_bits: u32,
+    pub adc_bits: u32,
+    pub weight_bits: u32,
+    pub magnitude_bits: u32,
+    pub input_bits: u32,
+    pub input_min: i32,
+    /// `e` per layer (one entry) or per column group.
+    pub adc_step: Vec<u32>,
+}
+
+impl Crossbar {
+    pub fn weight_slices(&self) -> u32 {
+        self.magnitude_bits.div_ceil(self.cell_bits.max(1))
+    }
+
+    pub fn input_slices(&self) -> u32 {
+        self.input_bits.div_ceil(self.dac_bits.max(1))
+    }
+
+    pub fn columns_per_output(&self) -> usize {
+        let s = self.weight_slices() as usize;
+        match self.encoding {
+            Encoding::Differential => 2 * s,
+            Encoding::Offset => s,
+        }
+    }
+
+    /// The largest partial sum of a row tile of `rows` rows.
+    pub fn p_max(&self, rows: usize) -> u64 {
+        rows as u64 * ((1u64 << self.dac_bits) - 1) * ((1u64 << self.cell_bits) - 1)
+    }
+
+    pub fn adc_top(&self) -> u64 {
+        (1u64 << self.adc_bits) - 1
+    }
+
+    /// Every conversion is exact for a matrix of `k` rows: then the result is the exact
+    /// integer dot product, and one integer GEMM computes it.
+    pub fn is_lossless(&self, k: usize) -> bool {
+        self.p_max(k.min(self.rows)) <= self.adc_top() && self.adc_step.iter().all(|&e| e == 0)
+    }
+
+    /// The column group of output `n` when each group has `mg` outputs.
+    pub fn column_group_of(&self, n: usize, mg: usize) -> usize {
+        let cpg = (self.cols / self.columns_per_output().max(1)).max(1);
+        (n / mg.max(1)) * mg.div_ceil(cpg) + (n % mg.max(1)) / cpg
+    }
+
+    /// The ADC step exponent of output `n`.
+    pub fn step_of(&self, n: usize, mg: usize) -> u32 {
+        if self.adc_step.len() == 1 {
+            self.adc_step[0]
+        } else {
+            self.adc_step.get(self.column_group_of(n, mg)).copied().unwrap_or(0)
+        }
+    }
+
+    /// The ADC of §3.
+    #[inline]
+    pub fn adc(&self, p: u64, e: u32) -> u64 {
+        let half = if e == 0 { 0 } else { 1u64 << (e - 1) };
+        ((p + half) >> e).min(self.adc_top()) << e
+    }
+
+    /// Checks the numbers are in range (a program from a file is not trusted).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let ok = |c: bool, m: &str| if c { Ok(()) } else { Err(m.to_string()) };
+        ok(self.rows >= 1 && self.cols >= 1, "rows and cols must be at least 1")?;
+        ok((1..=8).contains(&self.cell_bits), "cell_bits must be 1..=8")?;
+        ok((1..=16).contains(&self.dac_bits), "dac_bits must be 1..=16")?;
+        ok((1..=16).contains(&self.adc_bits), "adc_bits must be 1..=16")?;
+        ok((2..=16).contains(&self.weight_bits), "weight_bits must be 2..=16")?;
+        ok((1..=17).contains(&self.magnitude_bits), "magnitude_bits must be 1..=17")?;
+        ok((1..=16).contains(&self.input_bits), "input_bits must be 1..=16")?;
+        ok(self.columns_per_output() <= self.cols, "one output needs more columns than an array has")?;
+        ok(!self.adc_step.is_empty() && self.adc_step.iter().all(|&e| e <= 40), "adc_step must hold 1.. exponents ≤ 40")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Step {
     /// f32 → codes: `clamp(round_half_even(x / scale) + zero_point, lo, hi)`.
@@ -129,6 +243,8 @@ pub enum Step {
         window: Window,
         group: usize,
         requant: Requant,
+        /// `Some`: computed as the crossbar computes it; `None`: the exact integer product.
+        crossbar: Option<Crossbar>,
     },
     /// Integer matrix product `[M,K] × [K,N]` (weights already `[K,N]`), plus bias, then requant.
     Gemm {
@@ -138,6 +254,8 @@ pub enum Step {
         weights: IntTensor,
         bias: Vec<i64>,
         requant: Requant,
+        /// As for `Conv`.
+        crossbar: Option<Crossbar>,
     },
     /// A per-channel affine op (an unfolded BatchNormalization, §4):
     /// `acc = (q − z_x) · scale[c] + bias[c]` along axis 1, then requant.
@@ -298,8 +416,11 @@ impl Program {
                 }
             }
             match s {
-                Step::Conv { weights, bias, requant, .. }
-                | Step::Gemm { weights, bias, requant, .. } => {
+                Step::Conv { weights, bias, requant, crossbar, .. }
+                | Step::Gemm { weights, bias, requant, crossbar, .. } => {
+                    if let Some(x) = crossbar {
+                        x.validate().map_err(|m| bad(i, format!("crossbar: {m}")))?;
+                    }
                     let numel: usize = weights.shape.iter().product();
                     if numel != weights.data.len() {
                         return Err(bad(
