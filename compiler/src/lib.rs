@@ -5,6 +5,8 @@ pub mod error;
 pub mod model;
 pub mod npy;
 pub mod onnx;
+pub mod report;
+pub mod svg;
 pub mod tensor_util;
 
 pub use error::{Error, Result};

@@ -359,7 +359,7 @@ fn mse_range(h: &[u64], lo: f32, hi: f32, bits: u8) -> (f32, f32) {
 }
 
 /// Samples `start..start+len` of a calibration tensor, zero-padded to `padded` samples.
-fn slice(t: &Tensor, start: usize, len: usize, padded: usize) -> Result<Tensor> {
+pub(crate) fn slice(t: &Tensor, start: usize, len: usize, padded: usize) -> Result<Tensor> {
     use ndarray::{Axis, IxDyn, Slice};
     let Tensor::F32(a) = t else {
         return Err(PassError::Config(format!("calibration data must be f32, got {}", t.dtype())));

@@ -9,6 +9,7 @@
 //!
 //! Architecture invariant: every pass leaves a graph that `ir::verify::verify` accepts.
 
+// pub mod adc_calibrate; (enabled once the interpreter's ADC statistics land)
 pub mod calibrate;
 pub mod canonicalize;
 pub mod config;
@@ -16,7 +17,9 @@ pub mod epilogue;
 pub mod error;
 pub mod fold_bn;
 pub mod fold_qdq;
+pub mod placement;
 pub mod quantize;
+pub mod tile;
 mod util;
 
 pub use config::QuantConfig;
@@ -35,6 +38,8 @@ pub struct PassContext {
     pub config: QuantConfig,
     /// Calibration inputs, one tensor per graph input, `[N, ...]`.
     pub calib: Option<Vec<Tensor>>,
+    /// The chip to map onto (`tile`); `None`: no mapping.
+    pub chip: Option<tile::Chip>,
     /// Called with the number of calibration samples processed (progress bars).
     pub progress: Option<Box<dyn Fn(u64, u64) + Send + Sync>>,
 }
@@ -53,6 +58,7 @@ pub fn all_passes() -> Vec<Box<dyn Pass>> {
         Box::new(canonicalize::Canonicalize),
         Box::new(calibrate::Calibrate),
         Box::new(quantize::Quantize),
+        Box::new(tile::Tile),
     ]
 }
 

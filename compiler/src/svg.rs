@@ -1,0 +1,213 @@
+//! Small, deterministic SVG plots for reports (no dependency: the output is a string, and the
+//! same numbers always give the same bytes).
+
+use std::fmt::Write;
+
+const W: f64 = 960.0;
+const PANEL_H: f64 = 220.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+const COLORS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A "nice" upper bound for an axis.
+fn nice_max(v: f64) -> f64 {
+    if !(v > 0.0) {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if m * p >= v {
+            return m * p;
+        }
+    }
+    10.0 * p
+}
+
+fn header(s: &mut String, h: f64, title: &str) {
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{W}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="18" font-size="14" text-anchor="middle">{}</text>"#,
+        W / 2.0,
+        esc(title)
+    );
+}
+
+/// One panel of bars per series (each with its own axis), bars labelled by `labels`.
+pub fn bars(title: &str, labels: &[String], series: &[(&str, &[f64])]) -> String {
+    let label_h = 110.0;
+    let h = 30.0 + series.len() as f64 * (PANEL_H + 10.0) + label_h;
+    let mut s = String::new();
+    header(&mut s, h, title);
+    let n = labels.len().max(1) as f64;
+    let slot = (W - LEFT - RIGHT) / n;
+    for (pi, (name, vals)) in series.iter().enumerate() {
+        let top = 30.0 + pi as f64 * (PANEL_H + 10.0);
+        let bottom = top + PANEL_H - 10.0;
+        let max = nice_max(vals.iter().copied().fold(0.0, f64::max));
+        let color = COLORS[pi % COLORS.len()];
+        for t in 0..=4 {
+            let v = max * t as f64 / 4.0;
+            let y = bottom - (bottom - top - 10.0) * t as f64 / 4.0;
+            let _ = writeln!(
+                s,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+                W - RIGHT
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                LEFT - 4.0,
+                y + 4.0,
+                fmt_num(v)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{LEFT}" y="{:.1}" fill="{color}">{}</text>"#,
+            top + 2.0,
+            esc(name)
+        );
+        for (i, &v) in vals.iter().enumerate() {
+            let bh = if max > 0.0 { (bottom - top - 10.0) * v / max } else { 0.0 };
+            let x = LEFT + i as f64 * slot + slot * 0.1;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{color}"><title>{}: {}</title></rect>"#,
+                bottom - bh,
+                (slot * 0.8).max(0.5),
+                esc(labels.get(i).map_or("", String::as_str)),
+                fmt_num(v)
+            );
+        }
+    }
+    let base = 30.0 + series.len() as f64 * (PANEL_H + 10.0);
+    for (i, l) in labels.iter().enumerate() {
+        let x = LEFT + (i as f64 + 0.5) * slot;
+        let short: String =
+            l.chars().rev().take(24).collect::<Vec<_>>().into_iter().rev().collect();
+        let _ = writeln!(
+            s,
+            r#"<text x="{x:.1}" y="{base:.1}" font-size="9" text-anchor="end" transform="rotate(-60 {x:.1} {base:.1})">{}</text>"#,
+            esc(&short)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Lines over a shared x axis: `series` = (name, y per x); `None` leaves a gap.
+pub fn lines(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    xs: &[f64],
+    series: &[(String, Vec<Option<f64>>)],
+    y_range: (f64, f64),
+) -> String {
+    let h = 40.0 + PANEL_H * 1.6 + 60.0;
+    let mut s = String::new();
+    header(&mut s, h, title);
+    let (top, bottom) = (40.0, 40.0 + PANEL_H * 1.6);
+    let right = W - RIGHT - 170.0;
+    let (x0, x1) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let xspan = if x1 > x0 { x1 - x0 } else { 1.0 };
+    let (y0, y1) = y_range;
+    let px = |x: f64| LEFT + (right - LEFT) * (x - x0) / xspan;
+    let py = |y: f64| bottom - (bottom - top) * ((y - y0) / (y1 - y0)).clamp(0.0, 1.0);
+    for t in 0..=5 {
+        let v = y0 + (y1 - y0) * t as f64 / 5.0;
+        let y = py(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{right:.1}" y2="{y:.1}" stroke="#ddd"/>"##
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LEFT - 4.0,
+            y + 4.0,
+            fmt_num(v)
+        );
+    }
+    for &x in xs {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            px(x),
+            bottom + 16.0,
+            fmt_num(x)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        (LEFT + right) / 2.0,
+        bottom + 36.0,
+        esc(x_label)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
+        (top + bottom) / 2.0,
+        (top + bottom) / 2.0,
+        esc(y_label)
+    );
+    for (si, (name, ys)) in series.iter().enumerate() {
+        let color = COLORS[si % COLORS.len()];
+        let mut d = String::new();
+        let mut pen_up = true;
+        for (&x, y) in xs.iter().zip(ys) {
+            match y {
+                Some(y) => {
+                    let _ =
+                        write!(d, "{}{:.1},{:.1} ", if pen_up { "M" } else { "L" }, px(x), py(*y));
+                    pen_up = false;
+                    let _ = writeln!(
+                        s,
+                        r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"><title>{}: {}</title></circle>"#,
+                        px(x),
+                        py(*y),
+                        esc(name),
+                        fmt_num(*y)
+                    );
+                }
+                None => pen_up = true,
+            }
+        }
+        let _ = writeln!(
+            s,
+            r#"<path d="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+            d.trim_end()
+        );
+        let ly = top + 14.0 * si as f64;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{:.1}" y="{:.1}" width="12" height="4" fill="{color}"/>"#,
+            right + 14.0,
+            ly - 4.0
+        );
+        let _ = writeln!(s, r#"<text x="{:.1}" y="{ly:.1}">{}</text>"#, right + 30.0, esc(name));
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn fmt_num(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e9 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.2}")
+    }
+}

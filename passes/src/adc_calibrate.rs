@@ -1,0 +1,151 @@
+//! `adc-calibrate`: chooses ADC steps from the partial sums seen on calibration data, and
+//! measures every crossbar layer's clip rate.
+//!
+//! **Does**: lowers the graph to the interpreter program, runs it on the calibration samples
+//! with every crossbar layer's partial sums counted (exact sums `P`, before the ADC), and for
+//! each layer whose range is `calib` sets the step `2^e` to the smallest with
+//! `(2^b_adc − 1) · 2^e ≥ P_q`, `P_q` the chip's percentile (default 99.99 %) of the observed
+//! sums (hardware-model §3). The clip rate of every crossbar layer (the fraction of its
+//! conversions whose code would exceed the top code with its step) is written into its map.
+//!
+//! Decision: the sums are observed with the steps the `tile` pass chose (worst case, which
+//! never clips), not layer by layer with the calibrated steps of the layers before; so the
+//! inputs each layer sees during calibration are the ones of a chip that does not clip.
+//! One step per layer: with `per_column_group`, every column group gets the layer's step.
+//!
+//! **Requires**: `tile` ran (crossbar maps) and calibration data is given. Without a chip the
+//! pass does nothing; with `calib` layers but no calibration data it is an error.
+//!
+//! **Guarantees**: every crossbar layer has a measured `clip_rate`; lossless and worst-case
+//! layers keep their steps (and a clip rate of 0).
+
+use crate::error::{PassError, Result};
+use crate::calibrate::slice;
+use crate::{Pass, PassContext, Stats};
+use cimc_interp::Tensor;
+use cimc_ir::{AdcRange, Graph, NodeId, Placement};
+
+pub struct AdcCalibrate;
+
+/// The smallest `P` such that at least `pct` % of the counted sums are `≤ P`.
+pub fn percentile_of(hist: &[u64], pct: f64) -> u64 {
+    let total: u64 = hist.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let want = (total as f64 * pct / 100.0).ceil() as u64;
+    let mut seen = 0;
+    for (p, &c) in hist.iter().enumerate() {
+        seen += c;
+        if seen >= want.max(1) {
+            return p as u64;
+        }
+    }
+    hist.len().saturating_sub(1) as u64
+}
+
+/// Conversions of `hist` whose code `(P + half) >> e` exceeds `top`.
+pub fn clipped(hist: &[u64], e: u32, top: u64) -> u64 {
+    let half = if e == 0 { 0 } else { 1u64 << (e - 1) };
+    hist.iter().enumerate().filter(|(p, _)| ((*p as u64 + half) >> e) > top).map(|(_, &c)| c).sum()
+}
+
+impl Pass for AdcCalibrate {
+    fn name(&self) -> &'static str {
+        "adc-calibrate"
+    }
+
+    fn run(&self, g: &mut Graph, cx: &PassContext) -> Result<Stats> {
+        let mut stats = Stats::new();
+        let Some(chip) = &cx.chip else { return Ok(stats) };
+        let layers: Vec<NodeId> = g
+            .node_ids()
+            .into_iter()
+            .filter(|&id| matches!(g.node(id).placement, Placement::Crossbar(_)))
+            .collect();
+        if layers.is_empty() {
+            return Ok(stats);
+        }
+        let wants_calib = layers.iter().any(|&id| match &g.node(id).placement {
+            Placement::Crossbar(m) => m.adc_range == AdcRange::Calib,
+            _ => false,
+        });
+        let Some(calib) = &cx.calib else {
+            if wants_calib {
+                return Err(PassError::Missing(
+                    "ADC range 'calib' needs calibration data (--calib), or use --adc-range worst"
+                        .into(),
+                ));
+            }
+            return Ok(stats);
+        };
+        let program = cimc_backends::program::lower::lower(g)
+            .map_err(|e| PassError::Internal(format!("lowering for ADC calibration: {e}")))?;
+        let runner = cimc_interp::program::ProgramRunner::new(&program)?;
+        let xbar_steps: Vec<usize> = program
+            .steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    cimc_backends::program::Step::Conv { crossbar: Some(_), .. }
+                        | cimc_backends::program::Step::Gemm { crossbar: Some(_), .. }
+                )
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if xbar_steps.len() != layers.len() {
+            return Err(PassError::Internal(format!(
+                "{} crossbar layers but {} crossbar steps in the program",
+                layers.len(),
+                xbar_steps.len()
+            )));
+        }
+        let mut adc = cimc_interp::program::AdcStats::default();
+        let n = calib.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
+        let n = cx.config.calib_samples.map_or(n, |k| k.min(n));
+        if n == 0 {
+            return Err(PassError::Missing("the calibration data holds no samples".into()));
+        }
+        let chunk =
+            g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1);
+        // Whole chunks only (a zero-padded chunk would count made-up partial sums), unless the
+        // data is smaller than one batch.
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            if len < chunk && start > 0 {
+                break;
+            }
+            let inputs =
+                calib.iter().map(|t| slice(t, start, len, chunk)).collect::<Result<Vec<Tensor>>>()?;
+            runner.run_with_adc_stats(inputs, &mut adc)?;
+            start += len;
+            if let Some(p) = &cx.progress {
+                p(start as u64, n as u64);
+            }
+        }
+        for (&id, &step) in layers.iter().zip(&xbar_steps) {
+            let Some(Some(st)) = adc.steps.get(step) else {
+                return Err(PassError::Internal(format!("no partial sums counted for step {step}")));
+            };
+            let Placement::Crossbar(m) = &mut g.node_mut(id).placement else {
+                unreachable!("invariant: layers holds crossbar nodes only")
+            };
+            let top = m.adc_top();
+            if m.adc_range == AdcRange::Calib {
+                let p_q = percentile_of(&st.histogram, chip.percentile).max(1);
+                let e = crate::tile::worst_case_step(p_q, top);
+                m.adc_step.iter_mut().for_each(|s| *s = e);
+                *stats.entry("calibrated layers").or_default() += 1;
+            }
+            let clip = clipped(&st.histogram, m.adc_step[0], top);
+            let total: u64 = st.histogram.iter().sum();
+            m.clip_rate = Some(if total == 0 { 0.0 } else { clip as f64 / total as f64 });
+            *stats.entry("conversions").or_default() += total;
+            *stats.entry("clipped conversions").or_default() += clip;
+        }
+        Ok(stats)
+    }
+}
