@@ -13,6 +13,9 @@ pub enum BackendError {
     /// The graph cannot be lowered (names the node).
     #[error("node '{node}' ({op}): {msg}")]
     Lower { node: String, op: String, msg: String },
+    /// A target description that cannot be read or is invalid (names the file and the key).
+    #[error("{0}")]
+    Target(String),
 }
 
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;

@@ -4,5 +4,6 @@
 pub mod arith;
 pub mod error;
 pub mod program;
+pub mod target;
 
 pub use error::{BackendError, Result};

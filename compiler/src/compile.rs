@@ -33,8 +33,17 @@ pub fn compile(
     cx: &PassContext,
     print_after: &[String],
 ) -> Result<(Program, PipelineReport)> {
-    let report = run_pipeline(&mut graph, cx, print_after, None)?;
-    let program = lower(&graph).map_err(|e| Error::Usage(e.to_string()))?;
+    compile_in_place(&mut graph, cx, print_after)
+}
+
+/// As [`compile`], leaving `graph` as the last pass made it (for reports on the mapping).
+pub fn compile_in_place(
+    graph: &mut Graph,
+    cx: &PassContext,
+    print_after: &[String],
+) -> Result<(Program, PipelineReport)> {
+    let report = run_pipeline(graph, cx, print_after, None)?;
+    let program = lower(graph).map_err(|e| Error::Usage(e.to_string()))?;
     Ok((program, report))
 }
 

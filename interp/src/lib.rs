@@ -18,6 +18,7 @@ mod runner;
 pub mod tensor;
 
 pub use error::{InterpError, Result};
+pub use program::{AdcStats, ProgramRunner, StepAdcStats};
 pub use runner::{Runner, StepTime};
 pub use tensor::Tensor;
 

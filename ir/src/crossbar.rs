@@ -220,7 +220,7 @@ impl CrossbarMap {
                 self.weight_slices, self.input_slices
             ));
         }
-        if self.groups == 0 || self.n % self.groups != 0 || self.replicas == 0 {
+        if self.groups == 0 || !self.n.is_multiple_of(self.groups) || self.replicas == 0 {
             return Err(format!(
                 "n={} is not a multiple of groups={} (or replicas is 0)",
                 self.n, self.groups

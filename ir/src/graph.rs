@@ -273,6 +273,7 @@ impl Graph {
             }
         }
         let mut new_graph = Graph::new(self.name.clone());
+        new_graph.target = self.target.take();
         let mut vmap: Vec<Option<ValueId>> = vec![None; self.values.len()];
         // Inputs, then constants in id order, then node outputs in execution order.
         for &v in &self.inputs {
@@ -307,6 +308,7 @@ impl Graph {
                 .map(|&v| (self.values[v.index()].name.clone(), self.values[v.index()].ty.clone()))
                 .collect();
             let nid = new_graph.add_node(node.name.clone(), node.op.clone(), inputs, outs);
+            new_graph.node_mut(nid).placement = node.placement.clone();
             for (k, &v) in node.outputs.iter().enumerate() {
                 vmap[v.index()] = Some(new_graph.node(nid).outputs[k]);
             }

@@ -20,6 +20,7 @@
 use crate::error::{PassError, Result};
 use crate::placement::{pack, replicate, BlockReq};
 use crate::{Pass, PassContext, Stats};
+use cimc_backends::target::{AdcRangeMode, Encoding, Target};
 use cimc_ir::{
     AdcRange, CrossbarMap, Graph, NodeId, Op, Placement, TargetStamp, TileBlock, WeightEncoding,
 };
@@ -44,6 +45,33 @@ pub struct Chip {
     pub chip_arrays: usize,
     /// The `--arrays` budget: replicate layers into the arrays left spare.
     pub budget: Option<usize>,
+}
+
+impl Chip {
+    /// The chip of a target description, with an optional `--arrays` budget.
+    pub fn from_target(t: &Target, budget: Option<usize>) -> Chip {
+        Chip {
+            stamp: TargetStamp { name: t.name.clone(), hash: t.hash_hex(), summary: t.summary() },
+            rows: t.array.rows,
+            cols: t.array.cols,
+            cell_bits: t.array.cell_bits,
+            dac_bits: t.dac.bits,
+            adc_bits: t.adc.bits,
+            encoding: match t.weights.encoding {
+                Encoding::Differential => WeightEncoding::Differential,
+                Encoding::Offset => WeightEncoding::Offset,
+            },
+            adc_range: match t.adc.range {
+                AdcRangeMode::Lossless => AdcRange::Lossless,
+                AdcRangeMode::Worst => AdcRange::Worst,
+                AdcRangeMode::Calib => AdcRange::Calib,
+            },
+            per_column_group: t.adc.per_column_group,
+            percentile: t.adc.percentile,
+            chip_arrays: t.array.count,
+            budget,
+        }
+    }
 }
 
 pub struct Tile;

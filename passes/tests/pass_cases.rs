@@ -5,6 +5,9 @@
 //!
 //! Header comments set what the pass sees:
 //! - `// wbits: N`, `// abits: N`, `// calib-method: minmax|percentile|mse`, `// weight-method: minmax|mse`
+//! - `// target: PRESET` (a chip for `tile`), adjusted by `// rows:`, `// cols:`, `// cell-bits:`,
+//!   `// adc-bits:`, `// encoding: differential|offset`, `// adc-range: worst|calib|lossless`,
+//!   `// arrays: BUDGET`
 //! - `// calib: SAMPLES` — calibration data: SAMPLES inputs drawn uniformly from [-1, 1) (or
 //!   [0, 1) with `// calib-range: 0 1`) by a fixed-seed generator written here.
 
@@ -74,6 +77,36 @@ fn run_case(path: &Path) {
             })
             .collect();
         cx.calib = Some(calib);
+    }
+    if let Some(name) = header(&text, "target") {
+        use cimc_backends::target::{AdcRangeMode, Encoding, Target};
+        let mut t = Target::resolve(name).unwrap();
+        let num = |k: &str| header(&text, k).map(|v| v.parse::<usize>().unwrap());
+        if let Some(v) = num("rows") {
+            t.array.rows = v;
+        }
+        if let Some(v) = num("cols") {
+            t.array.cols = v;
+        }
+        if let Some(v) = num("cell-bits") {
+            t.array.cell_bits = v as u32;
+        }
+        if let Some(v) = num("adc-bits") {
+            t.adc.bits = v as u32;
+        }
+        if let Some(v) = header(&text, "encoding") {
+            t.weights.encoding =
+                if v == "offset" { Encoding::Offset } else { Encoding::Differential };
+        }
+        if let Some(v) = header(&text, "adc-range") {
+            t.adc.range = match v {
+                "worst" => AdcRangeMode::Worst,
+                "lossless" => AdcRangeMode::Lossless,
+                _ => AdcRangeMode::Calib,
+            };
+        }
+        t.validate(&path.display().to_string()).unwrap();
+        cx.chip = Some(cimc_passes::tile::Chip::from_target(&t, num("arrays")));
     }
     let stats = pass.run(&mut g, &cx).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     g.compact().unwrap();

@@ -211,8 +211,14 @@ impl Crossbar {
         ok((2..=16).contains(&self.weight_bits), "weight_bits must be 2..=16")?;
         ok((1..=17).contains(&self.magnitude_bits), "magnitude_bits must be 1..=17")?;
         ok((1..=16).contains(&self.input_bits), "input_bits must be 1..=16")?;
-        ok(self.columns_per_output() <= self.cols, "one output needs more columns than an array has")?;
-        ok(!self.adc_step.is_empty() && self.adc_step.iter().all(|&e| e <= 40), "adc_step must hold 1.. exponents ≤ 40")
+        ok(
+            self.columns_per_output() <= self.cols,
+            "one output needs more columns than an array has",
+        )?;
+        ok(
+            !self.adc_step.is_empty() && self.adc_step.iter().all(|&e| e <= 40),
+            "adc_step must hold 1.. exponents ≤ 40",
+        )
     }
 }
 

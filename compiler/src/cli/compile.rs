@@ -3,8 +3,9 @@
 
 use super::quant_args::QuantArgs;
 use super::{print_json, ImportArgs};
-use cimc::compile::{compile, write_program};
+use cimc::compile::{compile_in_place, write_program};
 use cimc::model::Model;
+use cimc::report::MappingReport;
 use cimc::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -25,6 +26,9 @@ pub struct CompileArgs {
     /// Print each pass's counters as JSON on stderr.
     #[arg(long)]
     stats: bool,
+    /// Write the mapping report (JSON) here, and its plot next to it (.svg); needs --target.
+    #[arg(long)]
+    report: Option<PathBuf>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -37,9 +41,26 @@ pub struct CompileArgs {
 pub fn run(a: CompileArgs) -> Result<()> {
     let start = std::time::Instant::now();
     let m = Model::open(&a.model, a.import.options()?)?;
-    let graph = m.graph()?;
+    let mut graph = m.graph()?;
     let cx = a.quant.context(&graph, a.json)?;
-    let (program, report) = compile(graph, &cx, &a.print_after)?;
+    let target = a.quant.target()?;
+    if a.report.is_some() && target.is_none() {
+        return Err(cimc::Error::Usage("--report describes a mapping: it needs --target".into()));
+    }
+    let (program, report) = compile_in_place(&mut graph, &cx, &a.print_after)?;
+    let mapping = target.as_ref().map(|t| {
+        let tj = serde_json::to_value(t).expect("invariant: targets serialize");
+        MappingReport::new(&graph, tj, t.array.count)
+    });
+    if let (Some(path), Some(r)) = (&a.report, &mapping) {
+        let text = serde_json::to_string_pretty(r).expect("invariant: reports serialize");
+        std::fs::write(path, text + "\n").map_err(|e| cimc::Error::io(path, e))?;
+        let svg = path.with_extension("svg");
+        std::fs::write(&svg, r.svg()).map_err(|e| cimc::Error::io(&svg, e))?;
+    }
+    if let (Some(r), false) = (&mapping, a.json) {
+        print!("{}", r.table());
+    }
     write_program(&a.output, &program)?;
     if let Some(l) = &a.listing {
         std::fs::write(l, cimc_backends::program::listing::listing(&program))
@@ -60,6 +81,7 @@ pub fn run(a: CompileArgs) -> Result<()> {
             "buffers": program.buffers.len(),
             "bytes": bytes,
             "seconds": seconds,
+            "mapping": mapping,
         }));
     } else {
         println!(

@@ -39,7 +39,8 @@ pub fn run(a: DumpArgs) -> Result<()> {
         return Ok(());
     }
     let mut g = m.graph()?;
-    let run_passes = a.stop_after.is_some() || !a.print_after.is_empty() || a.stats;
+    let run_passes =
+        a.stop_after.is_some() || !a.print_after.is_empty() || a.stats || a.quant.target.is_some();
     if run_passes {
         let cx = a.quant.context(&g, true)?;
         let report = run_pipeline(&mut g, &cx, &a.print_after, a.stop_after.as_deref())?;

@@ -1,6 +1,7 @@
 //! Quantization settings on the command line (shared by `compile` and `dump`).
 
 use cimc::{npy, Error, Result};
+use cimc_backends::target::{AdcRangeMode, Target};
 use cimc_interp::Tensor;
 use cimc_ir::Graph;
 use cimc_passes::config::{check_bits, CalibMethod, WeightMethod};
@@ -35,9 +36,59 @@ pub struct QuantArgs {
     /// zero point).
     #[arg(long = "act-signed")]
     act_signed: bool,
+    /// The chip to map onto: a preset (isaac, puma, edge) or a target file (.toml). Runs the
+    /// `tile` and `adc-calibrate` passes.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Array budget: layers that bound throughput are replicated into the arrays left spare.
+    #[arg(long)]
+    arrays: Option<usize>,
+    /// ADC ranges: worst (never clips) or calib (a percentile of the calibration partial
+    /// sums); overrides the target's `adc.range`.
+    #[arg(long = "adc-range")]
+    adc_range: Option<String>,
+    /// Override the target's ADC resolution (bits, 1..16).
+    #[arg(long = "adc-bits")]
+    adc_bits: Option<u32>,
+    /// Override the target's array rows.
+    #[arg(long = "array-rows")]
+    array_rows: Option<usize>,
 }
 
 impl QuantArgs {
+    /// The target named by `--target`, with the command line's overrides, validated again.
+    pub fn target(&self) -> Result<Option<Target>> {
+        let Some(name) = &self.target else { return Ok(None) };
+        let mut t = Target::resolve(name).map_err(|e| Error::Usage(e.to_string()))?;
+        let mut changed = false;
+        if let Some(r) = &self.adc_range {
+            t.adc.range = match r.as_str() {
+                "worst" => AdcRangeMode::Worst,
+                "calib" => AdcRangeMode::Calib,
+                "lossless" => AdcRangeMode::Lossless,
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "--adc-range '{r}': expected worst, calib or lossless"
+                    )))
+                }
+            };
+            changed = true;
+        }
+        if let Some(b) = self.adc_bits {
+            t.adc.bits = b;
+            changed = true;
+        }
+        if let Some(r) = self.array_rows {
+            t.array.rows = r;
+            changed = true;
+        }
+        if changed {
+            // The overrides go through the same checks as a file.
+            t.validate("the command line").map_err(|e| Error::Usage(e.to_string()))?;
+        }
+        Ok(Some(t))
+    }
+
     /// The pass context for `graph`: settings, calibration data (checked against the graph's
     /// inputs), and a progress bar unless `quiet`.
     pub fn context(&self, graph: &Graph, quiet: bool) -> Result<PassContext> {
@@ -49,6 +100,11 @@ impl QuantArgs {
         c.weight_method = WeightMethod::parse(&self.weight_method)?;
         c.calib_samples = self.calib_samples;
         c.act_signed = self.act_signed;
+        if let Some(t) = self.target()? {
+            cx.chip = Some(cimc_passes::tile::Chip::from_target(&t, self.arrays));
+        } else if self.arrays.is_some() || self.adc_range.is_some() || self.adc_bits.is_some() {
+            return Err(Error::Usage("--arrays, --adc-range and --adc-bits need --target".into()));
+        }
         if let Some(f) = &self.bits_file {
             let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
             c.read_overrides(&text, &f.display().to_string())?;

@@ -1,11 +1,14 @@
 //! Integer Conv and Gemm of the program, computed exactly with f64 GEMMs.
 
-use cimc_backends::program::{BufferDecl, Elem, IntTensor, Step};
+use super::crossbar::StepAdcStats;
+use cimc_backends::program::{BufferDecl, Elem, IntTensor, Step, Window};
 use rayon::prelude::*;
 
 /// Weights converted for the GEMM, per group `[M/g, K]` row-major (Conv) or `[K, N]` (Gemm).
 pub(crate) struct PreparedMatrix {
     w: Vec<f64>,
+    /// The crossbar execution, for a step with `crossbar: Some(..)`.
+    xbar: Option<super::crossbar::PreparedCrossbar>,
 }
 
 /// Whether `K` products of magnitude at most `bound_x · bound_w` sum exactly in f64: every
@@ -37,7 +40,10 @@ pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMa
             if !exact_in_f64(k, bx, weight_bound(weights)) {
                 return Err(format!("K = {k} with these code widths could overflow 2^53"));
             }
-            Ok(Some(PreparedMatrix { w: weights.data.iter().map(|&v| v as f64).collect() }))
+            Ok(Some(PreparedMatrix {
+                w: weights.data.iter().map(|&v| v as f64).collect(),
+                xbar: prepare_crossbar(s, bufs)?,
+            }))
         }
         Step::Gemm { input, input_zero_point, weights, .. } => {
             let k = weights.shape.first().copied().unwrap_or(0);
@@ -45,9 +51,31 @@ pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMa
             if !exact_in_f64(k, bx, weight_bound(weights)) {
                 return Err(format!("K = {k} with these code widths could overflow 2^53"));
             }
-            Ok(Some(PreparedMatrix { w: weights.data.iter().map(|&v| v as f64).collect() }))
+            Ok(Some(PreparedMatrix {
+                w: weights.data.iter().map(|&v| v as f64).collect(),
+                xbar: prepare_crossbar(s, bufs)?,
+            }))
         }
         _ => Ok(None),
+    }
+}
+
+fn prepare_crossbar(
+    s: &Step,
+    bufs: &[BufferDecl],
+) -> Result<Option<super::crossbar::PreparedCrossbar>, String> {
+    match s {
+        Step::Conv { crossbar: Some(x), .. } | Step::Gemm { crossbar: Some(x), .. } => {
+            super::crossbar::prepare(s, x, bufs).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+impl PreparedMatrix {
+    /// An empty ADC statistics record for a crossbar step (`None` for an exact step).
+    pub(crate) fn new_stats(&self) -> Option<Result<StepAdcStats, String>> {
+        self.xbar.as_ref().map(|x| x.new_stats())
     }
 }
 
@@ -57,61 +85,117 @@ fn gemm(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) {
     gemm_f(m, k, n, 1.0, Mat::rows(a, k), Mat::rows(b, n), 0.0, c, n);
 }
 
+/// The shape of an integer convolution, rank 3 (1-D) read as rank 4 with height 1.
+pub(crate) struct ConvGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub m: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub g: usize,
+    pub cg: usize,
+    pub mg: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub strides: [usize; 2],
+    pub dil: [usize; 2],
+    /// Padding at the beginning of each spatial axis.
+    pub pads: [usize; 2],
+}
+
+impl ConvGeom {
+    pub(crate) fn new(
+        weights: &IntTensor,
+        window: &Window,
+        group: usize,
+        si: &[usize],
+        so: &[usize],
+        numel: usize,
+    ) -> Result<ConvGeom, String> {
+        let at = |v: &[usize], i: usize| v.get(i).copied().ok_or("window too short");
+        let (si, so, kernel, strides, dil, pads) = match si.len() {
+            4 if so.len() == 4 => (
+                si.to_vec(),
+                so.to_vec(),
+                [at(&window.kernel, 0)?, at(&window.kernel, 1)?],
+                [at(&window.strides, 0)?, at(&window.strides, 1)?],
+                [at(&window.dilations, 0)?, at(&window.dilations, 1)?],
+                [at(&window.pads, 0)?, at(&window.pads, 1)?],
+            ),
+            3 if so.len() == 3 => (
+                vec![si[0], si[1], 1, si[2]],
+                vec![so[0], so[1], 1, so[2]],
+                [1, at(&window.kernel, 0)?],
+                [1, at(&window.strides, 0)?],
+                [1, at(&window.dilations, 0)?],
+                [0, at(&window.pads, 0)?],
+            ),
+            r => {
+                return Err(format!("integer conv of rank {r} is not supported (1-D and 2-D are)"))
+            }
+        };
+        let (n, c, h, w) = (si[0], si[1], si[2], si[3]);
+        let (m, oh, ow) = (so[1], so[2], so[3]);
+        let g = group;
+        if g == 0
+            || c % g != 0
+            || m % g != 0
+            || weights.shape.len() < 3
+            || weights.shape[0] != m
+            || weights.shape[1] * g != c
+            || (weights.shape[2..] != window.kernel[..] && weights.shape[2..] != kernel[..])
+        {
+            return Err(format!(
+                "weights {:?} do not fit input {si:?} with group {g}",
+                weights.shape
+            ));
+        }
+        if numel != n * c * h * w {
+            return Err("input size does not match its shape".into());
+        }
+        Ok(ConvGeom {
+            n,
+            c,
+            h,
+            w,
+            m,
+            oh,
+            ow,
+            g,
+            cg: c / g,
+            mg: m / g,
+            kh: kernel[0],
+            kw: kernel[1],
+            strides,
+            dil,
+            pads,
+        })
+    }
+}
+
 pub(crate) fn run_matrix(
     s: &Step,
     p: &PreparedMatrix,
     x: &[i32],
     si: &[usize],
     so: &[usize],
+    stats: Option<&mut StepAdcStats>,
 ) -> Result<Vec<i32>, String> {
+    // The crossbar's arithmetic, unless every conversion is exact (then it is the exact
+    // product below); statistics need every partial sum, so they always take this path.
+    if let Some(xb) = &p.xbar {
+        if stats.is_some() || !xb.lossless {
+            return super::crossbar::run(s, xb, x, si, so, stats);
+        }
+    }
     match s {
         Step::Conv { input_zero_point: z, weights, bias, window, group, requant, .. } => {
-            // Rank 3 (1-D conv) runs as 2-D with height 1.
-            let (si, so, kernel, strides, dil, pads) = match si.len() {
-                4 => (
-                    si.to_vec(),
-                    so.to_vec(),
-                    window.kernel.clone(),
-                    window.strides.clone(),
-                    window.dilations.clone(),
-                    window.pads.clone(),
-                ),
-                3 => (
-                    vec![si[0], si[1], 1, si[2]],
-                    vec![so[0], so[1], 1, so[2]],
-                    vec![1, window.kernel[0]],
-                    vec![1, window.strides[0]],
-                    vec![1, window.dilations[0]],
-                    vec![0, window.pads[0], 0, window.pads[1]],
-                ),
-                r => {
-                    return Err(format!(
-                        "integer conv of rank {r} is not supported (1-D and 2-D are)"
-                    ))
-                }
-            };
-            let (n, c, h, w) = (si[0], si[1], si[2], si[3]);
-            let (m, oh, ow) = (so[1], so[2], so[3]);
-            let g = *group;
-            if g == 0
-                || c % g != 0
-                || m % g != 0
-                || weights.shape.len() != 4
-                || weights.shape[0] != m
-                || weights.shape[1] * g != c
-            {
-                return Err(format!(
-                    "weights {:?} do not fit input {si:?} with group {g}",
-                    weights.shape
-                ));
-            }
-            let (cg, mg) = (c / g, m / g);
-            let (kh, kw) = (kernel[0], kernel[1]);
+            let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, strides, dil, pads } =
+                ConvGeom::new(weights, window, *group, si, so, x.len())?;
             let kk = cg * kh * kw;
             let pixels = oh * ow;
-            if x.len() != n * c * h * w {
-                return Err("input size does not match its shape".into());
-            }
             let per_sample: Vec<Vec<i32>> = (0..n)
                 .into_par_iter()
                 .map(|b| {

@@ -6,8 +6,11 @@
 //! integer of magnitude below 2^53 (checked when the program is prepared; see
 //! [`kernels::exact_in_f64`]), and f64 represents every such integer exactly.
 
+mod crossbar;
 mod kernels;
 mod pool;
+
+pub use crossbar::{AdcStats, StepAdcStats};
 
 use crate::error::{InterpError, Result};
 use crate::Tensor;
@@ -62,6 +65,52 @@ impl ProgramRunner {
     /// tensors for code buffers (values must lie in the code range). Outputs: f32 tensors for f32
     /// buffers, i32 tensors of codes otherwise.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.run_impl(inputs, None)
+    }
+
+    /// Runs the program like [`ProgramRunner::run`] and adds the ADC statistics of every
+    /// crossbar step to `stats` (an empty `stats` is sized for the program; one filled by
+    /// earlier runs of the same program accumulates). Crossbar steps whose conversions are all
+    /// exact still go through the crossbar kernel, so that they are counted too.
+    pub fn run_with_adc_stats(
+        &self,
+        inputs: Vec<Tensor>,
+        stats: &mut AdcStats,
+    ) -> Result<Vec<Tensor>> {
+        let n = self.program.steps.len();
+        if stats.steps.is_empty() {
+            stats.steps = vec![None; n];
+        }
+        if stats.steps.len() != n {
+            return Err(InterpError::Input {
+                name: "stats".into(),
+                msg: format!("statistics of {} steps for a program of {n}", stats.steps.len()),
+            });
+        }
+        for (i, s) in self.program.steps.iter().enumerate() {
+            let Some(fresh) = self.prepared[i].as_ref().and_then(|p| p.new_stats()) else {
+                continue;
+            };
+            let fresh = fresh.map_err(|m| step_err(i, s, m))?;
+            match &stats.steps[i] {
+                None => stats.steps[i] = Some(fresh),
+                Some(old) if old.histogram.len() == fresh.histogram.len() => {}
+                Some(_) => {
+                    return Err(InterpError::Input {
+                        name: "stats".into(),
+                        msg: format!("step {i}: histogram of another length"),
+                    })
+                }
+            }
+        }
+        self.run_impl(inputs, Some(stats))
+    }
+
+    fn run_impl(
+        &self,
+        inputs: Vec<Tensor>,
+        mut stats: Option<&mut AdcStats>,
+    ) -> Result<Vec<Tensor>> {
         let p = &self.program;
         if inputs.len() != p.inputs.len() {
             return Err(InterpError::Input {
@@ -78,7 +127,8 @@ impl ProgramRunner {
             bufs[b] = Some(input_data(&p.buffers[b], t)?);
         }
         for (i, s) in p.steps.iter().enumerate() {
-            let out = self.step(i, s, &bufs)?;
+            let step_stats = stats.as_deref_mut().and_then(|st| st.steps[i].as_mut());
+            let out = self.step(i, s, &bufs, step_stats)?;
             let ob = output_of(s);
             let want = p.buffers[ob].numel();
             let got = match &out {
@@ -145,7 +195,13 @@ impl ProgramRunner {
         }
     }
 
-    fn step(&self, i: usize, s: &Step, bufs: &[Option<Data>]) -> Result<Data> {
+    fn step(
+        &self,
+        i: usize,
+        s: &Step,
+        bufs: &[Option<Data>],
+        stats: Option<&mut StepAdcStats>,
+    ) -> Result<Data> {
         let p = &self.program;
         let shape = |b: usize| p.buffers[b].shape.as_slice();
         let e = |m: String| step_err(i, s, m);
@@ -175,7 +231,8 @@ impl ProgramRunner {
                     .as_ref()
                     .ok_or_else(|| InterpError::Internal("unprepared matrix step".into()))?;
                 Data::Codes(
-                    kernels::run_matrix(s, prep, x, shape(*input), shape(*output)).map_err(e)?,
+                    kernels::run_matrix(s, prep, x, shape(*input), shape(*output), stats)
+                        .map_err(e)?,
                 )
             }
             Step::Affine { input, input_zero_point, scale, bias, requant, .. } => {

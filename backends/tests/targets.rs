@@ -1,0 +1,157 @@
+//! Target descriptions: the presets, the defaults, the hash, and every rejected file of
+//! `tests/data/bad_targets/` (data-driven: each file's first line is `# expect: <substring>`).
+
+use cimc_backends::target::{AdcRangeMode, Encoding, Target};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn bad_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/bad_targets")
+}
+
+fn preset_text(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../targets/{name}.toml"));
+    std::fs::read_to_string(path).unwrap()
+}
+
+#[test]
+fn every_preset_loads_and_validates() {
+    assert_eq!(Target::PRESETS, ["isaac", "puma", "edge"]);
+    for &name in Target::PRESETS {
+        let t = Target::preset(name).unwrap_or_else(|| panic!("preset {name}"));
+        assert_eq!(t.name, name);
+        assert!(!t.description.is_empty(), "{name} has a description");
+        t.validate(name).unwrap();
+        // The file on disk is the embedded one.
+        let from_file = Target::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../targets/{name}.toml")),
+        )
+        .unwrap();
+        assert_eq!(from_file, t);
+        assert_eq!(Target::resolve(name).unwrap(), t);
+    }
+    assert!(Target::preset("nope").is_none());
+}
+
+#[test]
+fn preset_shapes() {
+    let isaac = Target::preset("isaac").unwrap();
+    assert_eq!((isaac.array.rows, isaac.array.cols, isaac.array.cell_bits), (128, 128, 2));
+    assert_eq!((isaac.dac.bits, isaac.adc.bits), (1, 8));
+    assert_eq!(isaac.array.count, 168 * 12 * 8);
+    assert_eq!(isaac.adc.range, AdcRangeMode::Calib);
+    assert_eq!(isaac.weights.encoding, Encoding::Differential);
+    assert_eq!(
+        isaac.summary(),
+        "128x128 arrays, 2-bit cells, 1-bit DAC, 8-bit ADC (calib), differential"
+    );
+
+    let puma = Target::preset("puma").unwrap();
+    assert_eq!((puma.array.rows, puma.array.cols, puma.array.cell_bits), (128, 128, 2));
+    assert_eq!((puma.dac.bits, puma.adc.bits), (1, 8));
+    assert_eq!(puma.array.count, 138 * 8 * 2 * 8);
+
+    let edge = Target::preset("edge").unwrap();
+    assert_eq!((edge.array.rows, edge.array.cols, edge.array.cell_bits), (64, 64, 1));
+    assert_eq!(edge.dac.bits, 1);
+    assert!((4..=6).contains(&edge.adc.bits));
+    assert_eq!(
+        edge.summary(),
+        "64x64 arrays, 1-bit cells, 1-bit DAC, 4-bit ADC (calib), differential"
+    );
+}
+
+#[test]
+fn defaults_are_the_isaac_chip() {
+    let d = Target::from_toml_str("", "empty.toml").unwrap();
+    assert_eq!(d, Target::default());
+    let isaac = Target::preset("isaac").unwrap();
+    assert_eq!(
+        (&d.array, &d.dac, &d.adc, &d.weights, &d.cost),
+        (&isaac.array, &isaac.dac, &isaac.adc, &isaac.weights, &isaac.cost)
+    );
+    assert_eq!(d.adc.percentile, 99.99);
+    assert!(!d.adc.per_column_group);
+}
+
+#[test]
+fn hashes_are_distinct_and_stable() {
+    let hashes: BTreeSet<String> =
+        Target::PRESETS.iter().map(|n| Target::preset(n).unwrap().hash_hex()).collect();
+    assert_eq!(hashes.len(), Target::PRESETS.len());
+    assert!(!hashes.contains(&Target::default().hash_hex()));
+    for h in &hashes {
+        assert_eq!(h.len(), 16);
+        assert!(h.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    }
+    // Same text, same hash; one number changed, another hash.
+    let text = preset_text("puma");
+    let a = Target::from_toml_str(&text, "a.toml").unwrap();
+    let b = Target::from_toml_str(&text, "b.toml").unwrap();
+    assert_eq!(a.hash_hex(), b.hash_hex());
+    let changed = text.replace("adc_energy_pj = 0.8125", "adc_energy_pj = 0.8126");
+    assert_ne!(changed, text);
+    let c = Target::from_toml_str(&changed, "c.toml").unwrap();
+    assert_ne!(a.hash_hex(), c.hash_hex());
+    // Comments and layout do not change a target, so they do not change its hash.
+    let d = Target::from_toml_str(&toml::to_string(&a).unwrap(), "d.toml").unwrap();
+    assert_eq!(d, a);
+    assert_eq!(d.hash_hex(), a.hash_hex());
+    // Pinned: the hash of the defaults must not drift between runs or platforms. (It changes,
+    // on purpose, when a default or the set of keys changes: update it then.)
+    assert_eq!(Target::default().hash_hex(), "c455cb7448604f67");
+}
+
+#[test]
+fn resolve_takes_a_path_and_lists_presets_when_unknown() {
+    let path = bad_dir().join("../../../targets/edge.toml");
+    assert_eq!(Target::resolve(path.to_str().unwrap()).unwrap().name, "edge");
+    let err = Target::resolve("no-such-target").unwrap_err().to_string();
+    assert!(err.contains("no-such-target"), "{err}");
+    for p in Target::PRESETS {
+        assert!(err.contains(p), "{err}");
+    }
+    let err = Target::load(Path::new("/nonexistent/t.toml")).unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/t.toml"), "{err}");
+}
+
+#[test]
+fn lossless_that_fits_is_accepted() {
+    // 128 rows x 1 x 3 = 384 <= 511.
+    let t = Target::from_toml_str("[adc]\nbits = 9\nrange = \"lossless\"\n", "ok.toml").unwrap();
+    assert_eq!(t.max_partial_sum(), 384);
+    // Offset with a range that never clips is fine.
+    Target::from_toml_str(
+        "[weights]\nencoding = \"offset\"\n[adc]\nrange = \"worst\"\n",
+        "ok.toml",
+    )
+    .unwrap();
+}
+
+#[test]
+fn bad_targets_are_refused_with_file_and_key() {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(bad_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "bad_targets holds the cases ({} found)", files.len());
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{}: first line is not `# expect: ...`", path.display()))
+            .trim();
+        let err = match Target::load(path) {
+            Ok(_) => panic!("{}: accepted", path.display()),
+            Err(e) => e.to_string(),
+        };
+        let file_name = path.file_name().unwrap().to_str().unwrap();
+        assert!(err.contains(file_name), "{file_name}: message lacks the file: {err}");
+        assert!(err.contains(expect), "{file_name}: message lacks `{expect}`: {err}");
+        assert!(!err.contains('\n'), "{file_name}: message is one line: {err}");
+    }
+}

@@ -1,0 +1,190 @@
+//! Accuracy on crossbars: top-1 of the trained CNNs at W8A8 as the exact crossbar program
+//! computes it, against the ADC resolution (`adc.bits` 4..10) and the array rows (64..512), on
+//! the ISAAC-like preset otherwise (2-bit cells, 1-bit DAC, differential weights, ADC steps
+//! calibrated on the calibration set).
+//!
+//! `cargo run --release -p cimc-examples --bin adc_sweep -- [--limit N] [--calib-samples N]
+//!  [--adc-range calib|worst] [--svg DIR] [--json]`
+//!
+//! Prints a markdown table per model (kept in `docs/crossbar-accuracy.md`) and, with `--svg`,
+//! writes one plot per model (accuracy vs ADC bits, one line per array height).
+
+use cimc::onnx::{self, ImportOptions};
+use cimc_backends::target::{AdcRangeMode, Target};
+use cimc_interp::program::ProgramRunner;
+use cimc_interp::{Runner, Tensor};
+use cimc_passes::tile::Chip;
+use cimc_passes::{PassContext, Pipeline};
+use std::path::{Path, PathBuf};
+
+const BATCH: usize = 100;
+const ADC_BITS: [u32; 7] = [4, 5, 6, 7, 8, 9, 10];
+const ROWS: [usize; 4] = [64, 128, 256, 512];
+
+fn top1(out: &Tensor, labels: &[i64]) -> f64 {
+    let a = out.as_f32().expect("logits are f32");
+    let correct = a
+        .outer_iter()
+        .zip(labels)
+        .filter(|(row, &y)| {
+            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| {
+                if v > b.1 {
+                    (i, v)
+                } else {
+                    b
+                }
+            });
+            best.0 as i64 == y
+        })
+        .count();
+    100.0 * correct as f64 / labels.len() as f64
+}
+
+fn load(p: &Path) -> Tensor {
+    Tensor::from_data(&cimc::npy::read(p).unwrap_or_else(|e| panic!("{e}"))).expect("npy")
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let limit: Option<usize> = arg(&args, "--limit");
+    let calib_n: usize = arg(&args, "--calib-samples").unwrap_or(1000);
+    let svg_dir: Option<PathBuf> = arg(&args, "--svg");
+    let range = match arg::<String>(&args, "--adc-range").as_deref() {
+        Some("worst") => AdcRangeMode::Worst,
+        _ => AdcRangeMode::Calib,
+    };
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shared = root.join("../shared");
+    let vendored = root.join("tests/data");
+    let have_shared = shared.join("data/mnist_test_x.npy").exists();
+    let mnist = if have_shared {
+        (
+            shared.join("data/mnist_test_x.npy"),
+            shared.join("data/mnist_test_y.npy"),
+            shared.join("data/mnist_calib_x.npy"),
+        )
+    } else {
+        eprintln!("../shared not found: using the vendored 500-image MNIST slice");
+        (
+            vendored.join("sets/mnist_test500_x.npy"),
+            vendored.join("sets/mnist_test500_y.npy"),
+            vendored.join("sets/mnist_calib200_x.npy"),
+        )
+    };
+    let digits = (
+        vendored.join("sets/digits_test_x.npy"),
+        vendored.join("sets/digits_test_y.npy"),
+        vendored.join("sets/digits_calib_x.npy"),
+    );
+    let cases = [("mnist_cnn", &mnist), ("mnist_resnet", &mnist), ("digits_cnn", &digits)];
+    let base = Target::preset("isaac").expect("the isaac preset exists");
+    let mut all = Vec::new();
+    for (name, (xp, yp, cp)) in cases {
+        let mut x = load(xp);
+        let mut y = cimc::npy::read(yp).unwrap().to_i64_vec();
+        if let Some(l) = limit {
+            let l = l.min(y.len());
+            x = cimc::tensor_util::slice_batch(&x, 0, l, l);
+            y.truncate(l);
+        }
+        let calib = load(cp);
+        let n_cal = calib.shape()[0].min(calib_n);
+        let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
+        let path = vendored.join(format!("models/{name}.onnx"));
+        let g =
+            onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
+                .expect("import");
+        let eval = |run: &dyn Fn(Vec<Tensor>) -> cimc::Result<Vec<Tensor>>| {
+            let out = cimc::model::run_in_chunks(run, BATCH, std::slice::from_ref(&x), |_| {})
+                .expect("run");
+            top1(&out[0], &y)
+        };
+        let r = Runner::new(&g).unwrap();
+        let float = eval(&|t| Ok(r.run(t)?));
+        // Quantize once; each target point then only tiles and calibrates ADCs.
+        let mut cx = PassContext { calib: Some(vec![calib.clone()]), ..Default::default() };
+        let mut q = g.clone();
+        cimc::compile::run_pipeline(&mut q, &cx, &[], Some("quantize")).expect("quantize");
+        let p = cimc_backends::program::lower::lower(&q).expect("lower");
+        let pr = ProgramRunner::new(&p).unwrap();
+        let int8 = eval(&|t| Ok(pr.run(t)?));
+        let mut grid = Vec::new();
+        for rows in ROWS {
+            let mut line = Vec::new();
+            for bits in ADC_BITS {
+                let mut t = base.clone();
+                t.array.rows = rows;
+                t.adc.bits = bits;
+                t.adc.range = range;
+                cx.chip = Some(Chip::from_target(&t, None));
+                let mut tg = q.clone();
+                Pipeline::from_names(&["tile", "adc-calibrate"])
+                    .expect("passes exist")
+                    .run(&mut tg, &cx, &[], None)
+                    .expect("tile");
+                let p = cimc_backends::program::lower::lower(&tg).expect("lower");
+                let pr = ProgramRunner::new(&p).unwrap();
+                let acc = eval(&|t| Ok(pr.run(t)?));
+                eprintln!("{name}: rows {rows}, adc {bits} bits: {acc:.2} %");
+                line.push(acc);
+            }
+            grid.push(line);
+        }
+        all.push((name, float, int8, grid, y.len()));
+    }
+    if json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|(name, float, int8, grid, n)| {
+                serde_json::json!({"model": name, "images": n, "float": float, "w8a8": int8,
+                    "adc_bits": ADC_BITS, "rows": ROWS, "top1": grid})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+        return;
+    }
+    let range_name = if range == AdcRangeMode::Calib { "calibrated" } else { "worst-case" };
+    for (name, float, int8, grid, n) in &all {
+        println!(
+            "\n### {name} ({n} test images; float {float:.2} %, W8A8 integer program {int8:.2} %; {range_name} ADC ranges)\n"
+        );
+        print!("| rows \\ ADC bits |");
+        for b in ADC_BITS {
+            print!(" {b} |");
+        }
+        println!();
+        println!("|---|{}", "---|".repeat(ADC_BITS.len()));
+        for (r, line) in ROWS.iter().zip(grid) {
+            print!("| {r} |");
+            for a in line {
+                print!(" {a:.2} |");
+            }
+            println!();
+        }
+        if let Some(dir) = &svg_dir {
+            let xs: Vec<f64> = ADC_BITS.iter().map(|&b| b as f64).collect();
+            let mut series: Vec<(String, Vec<Option<f64>>)> = ROWS
+                .iter()
+                .zip(grid)
+                .map(|(r, l)| (format!("{r} rows"), l.iter().map(|&a| Some(a)).collect()))
+                .collect();
+            series.push(("W8A8, no crossbar".into(), vec![Some(*int8); xs.len()]));
+            let svg = cimc::svg::lines(
+                &format!("{name}: top-1 on crossbars vs ADC bits ({range_name} ranges)"),
+                "ADC bits",
+                "top-1 %",
+                &xs,
+                &series,
+                (0.0, 100.0),
+            );
+            let f = dir.join(format!("adc_sweep_{name}.svg"));
+            std::fs::write(&f, svg).expect("write svg");
+            eprintln!("wrote {}", f.display());
+        }
+    }
+}

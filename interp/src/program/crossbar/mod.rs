@@ -1,0 +1,534 @@
+//! Conv and Gemm steps executed as the crossbar computes them (hardware-model §1 and §3; the
+//! spec is the doc comment of [`cimc_backends::program::Crossbar`]).
+//!
+//! Per input vector (an im2col vector of one group for Conv, one input row for Gemm) the
+//! crossbar receives `v[k] = q_x[k] − input_min`; every partial sum `P` of (row tile, input
+//! slice, weight slice, physical column) goes through the ADC, then shift-and-add rebuilds the
+//! accumulator in i64. When every conversion is exact ([`Crossbar::is_lossless`]) the result is
+//! the exact integer product and the caller takes the GEMM path instead (unless ADC statistics
+//! are collected).
+//!
+//! The partial sums are computed exactly by bit-plane popcounts (see [`kernel`]): at prepare
+//! time every physical column's cell bits become bitmasks over each row tile's rows, packed in
+//! u64 words; at run time the input vectors' bits become the same kind of masks.
+
+mod kernel;
+
+use super::kernels::ConvGeom;
+use cimc_backends::program::{BufferDecl, Crossbar, Elem, Encoding, Requant, Step};
+use rayon::prelude::*;
+
+/// ADC statistics of a program's crossbar steps, accumulated over runs
+/// ([`super::ProgramRunner::run_with_adc_stats`]), for calibrating the ADC ranges (§3).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AdcStats {
+    /// One entry per program step: `Some` for a crossbar step, `None` otherwise.
+    pub steps: Vec<Option<StepAdcStats>>,
+}
+
+/// The conversions of one crossbar step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepAdcStats {
+    /// `histogram[P]`: how many conversions saw the partial sum `P` (before the ADC); length
+    /// `p_max(rows) + 1`.
+    pub histogram: Vec<u64>,
+    pub conversions: u64,
+    /// Conversions where `(P + half) >> e > adc_top` with the step's current `e`.
+    pub clipped: u64,
+}
+
+impl StepAdcStats {
+    /// The fraction of conversions that clipped (0 when there were none).
+    pub fn clip_rate(&self) -> f64 {
+        if self.conversions == 0 {
+            0.0
+        } else {
+            self.clipped as f64 / self.conversions as f64
+        }
+    }
+
+    /// The smallest `P` such that at least the fraction `q` (0..=1) of the conversions saw a
+    /// partial sum `≤ P` (0 when there were none).
+    pub fn percentile(&self, q: f64) -> u64 {
+        let need = (q.clamp(0.0, 1.0) * self.conversions as f64).ceil() as u64;
+        let mut seen = 0u64;
+        for (p, &c) in self.histogram.iter().enumerate() {
+            seen += c;
+            if seen >= need.max(1) {
+                return p as u64;
+            }
+        }
+        self.histogram.len().saturating_sub(1) as u64
+    }
+}
+
+/// The largest histogram [`StepAdcStats`] allocates (entries).
+const MAX_HISTOGRAM: u64 = 1 << 26;
+
+/// Physical columns per block of the kernel (a multiple of the columns of one output).
+const BLOCK_COLUMNS: usize = 256;
+
+/// A crossbar step's weights as bit planes, with everything per column the kernel needs.
+pub(crate) struct PreparedCrossbar {
+    x: Crossbar,
+    /// `is_lossless(K)`: the exact GEMM gives the same result.
+    pub(crate) lossless: bool,
+    /// Rows of one group's matrix.
+    k: usize,
+    groups: usize,
+    /// Outputs per group.
+    mg: usize,
+    tiles: usize,
+    words: usize,
+    input_bits: usize,
+    input_slices: usize,
+    /// Physical columns per output, per group.
+    cpo: usize,
+    pc: usize,
+    /// `[group][tile][word][cell bit][physical column]`.
+    planes: Vec<u64>,
+    /// ADC exponent and half step per `[group][physical column]`.
+    e: Vec<u64>,
+    half: Vec<u64>,
+    /// Per column slot of an output: subtract (the `−` column) and the shift `j·cell_bits`.
+    fold: Vec<(bool, u32)>,
+    /// Per output: `bias + (input_min − z_x)·Σ_k w[k,n]`.
+    konst: Vec<i64>,
+    /// `2^(weight_bits−1)` (offset encoding), else 0: times `Σ_k v[k]`, subtracted.
+    offset: i64,
+    input_min: i32,
+    vmax: u32,
+    /// Per row `k`: the index of its word in a vector's input planes (input bit 0) and its bit.
+    kpos: Vec<(u32, u64)>,
+}
+
+impl PreparedCrossbar {
+    /// An empty statistics record of the right size, or an error when it would be too large.
+    pub(crate) fn new_stats(&self) -> Result<StepAdcStats, String> {
+        let p_max = self.x.p_max(self.x.rows);
+        if p_max >= MAX_HISTOGRAM {
+            return Err(format!(
+                "crossbar: partial sums up to {p_max} are too many to histogram (limit {MAX_HISTOGRAM})"
+            ));
+        }
+        Ok(StepAdcStats { histogram: vec![0; p_max as usize + 1], conversions: 0, clipped: 0 })
+    }
+}
+
+/// Checks a crossbar step against its weights and input type and converts the weights to bit
+/// planes.
+pub(crate) fn prepare(
+    s: &Step,
+    x: &Crossbar,
+    bufs: &[BufferDecl],
+) -> Result<PreparedCrossbar, String> {
+    x.validate().map_err(|m| format!("crossbar: {m}"))?;
+    let (input, z, weights, bias, groups) = match s {
+        Step::Conv { input, input_zero_point, weights, bias, group, .. } => {
+            (*input, *input_zero_point, weights, bias, *group)
+        }
+        Step::Gemm { input, input_zero_point, weights, bias, .. } => {
+            (*input, *input_zero_point, weights, bias, 1)
+        }
+        _ => return Err("crossbar execution of a step that is not Conv or Gemm".into()),
+    };
+    let decl = &bufs[input];
+    let Elem::Code(ct) = decl.elem else {
+        return Err(format!("input buffer '{}' holds f32 values, codes expected", decl.name));
+    };
+    let ib = x.input_bits;
+    let vmax = ((1u64 << ib) - 1) as i64;
+    let (lo, hi) = ct.range();
+    let fits = |q: i32| (0..=vmax).contains(&(q as i64 - x.input_min as i64));
+    if !fits(lo) || !fits(hi) {
+        return Err(format!(
+            "crossbar: input codes [{lo}, {hi}] minus input_min {} do not fit {ib} input bits",
+            x.input_min
+        ));
+    }
+    if !fits(z) {
+        return Err(format!(
+            "crossbar: the input zero point {z} (padding) minus input_min {} does not fit {ib} input bits",
+            x.input_min
+        ));
+    }
+
+    // The weight matrix w[k, n] of each group.
+    let (k, m) = match s {
+        Step::Conv { .. } => (
+            weights.shape.iter().skip(1).product::<usize>(),
+            weights.shape.first().copied().unwrap_or(0),
+        ),
+        _ => {
+            if weights.shape.len() != 2 {
+                return Err(format!("gemm weights of shape {:?}, [K, N] expected", weights.shape));
+            }
+            (weights.shape[0], weights.shape[1])
+        }
+    };
+    if groups == 0 || m % groups != 0 || weights.data.len() != k * m || bias.len() != m {
+        return Err(format!(
+            "weights {:?} with {} biases do not make {groups} group(s)",
+            weights.shape,
+            bias.len()
+        ));
+    }
+    let mg = m / groups;
+    let w_at = |kk: usize, n: usize| -> i32 {
+        match s {
+            Step::Conv { .. } => weights.data[n * k + kk],
+            _ => weights.data[kk * m + n],
+        }
+    };
+
+    // Magnitudes.
+    let mb = x.magnitude_bits;
+    let umax = (1i64 << mb) - 1;
+    let half_range = 1i64 << (x.weight_bits - 1);
+    let magnitude = |w: i32, neg: bool| -> i64 {
+        match (x.encoding, neg) {
+            (Encoding::Differential, false) => (w as i64).max(0),
+            (Encoding::Differential, true) => (-(w as i64)).max(0),
+            (Encoding::Offset, _) => w as i64 + half_range,
+        }
+    };
+    for n in 0..m {
+        for kk in 0..k {
+            let w = w_at(kk, n);
+            let ok = match x.encoding {
+                Encoding::Differential => (w as i64).abs() <= umax,
+                Encoding::Offset => (0..=umax).contains(&magnitude(w, false)),
+            };
+            if !ok {
+                return Err(format!(
+                    "crossbar: weight code {w} (output {n}, row {kk}) does not fit {mb} magnitude bits ({:?} encoding, weight_bits {})",
+                    x.encoding, x.weight_bits
+                ));
+            }
+        }
+    }
+    // The accumulator stays far inside i64: |A(P)| ≤ 2P, so every term is at most twice the
+    // exact product's.
+    let bound = bias.iter().map(|b| b.unsigned_abs() as u128).max().unwrap_or(0)
+        + 4 * (vmax as u128 + 1) * k as u128 * (umax + half_range) as u128;
+    if bound >= 1u128 << 62 {
+        return Err(format!("crossbar: K = {k} with these code widths could overflow i64"));
+    }
+
+    // Column groups and steps.
+    if x.adc_step.len() != 1 && m > 0 {
+        let needed = x.column_group_of(m - 1, mg) + 1;
+        if x.adc_step.len() < needed {
+            return Err(format!(
+                "crossbar: {} ADC steps for {needed} column groups (one per layer or one per column group)",
+                x.adc_step.len()
+            ));
+        }
+    }
+
+    let sw = x.weight_slices() as usize;
+    let cb = x.cell_bits as usize;
+    let cpo = x.columns_per_output();
+    let signs = cpo / sw;
+    let pc = mg * cpo;
+    let rows = x.rows;
+    let tiles = k.div_ceil(rows);
+    let words = k.min(rows).div_ceil(64);
+    let mut planes = vec![0u64; groups * tiles * words * cb * pc];
+    let slice_mask = (1i64 << cb) - 1;
+    for g in 0..groups {
+        for nl in 0..mg {
+            let n = g * mg + nl;
+            for kk in 0..k {
+                let w = w_at(kk, n);
+                let (t, r) = (kk / rows, kk % rows);
+                let (word, bit) = (r / 64, 1u64 << (r % 64));
+                for s in 0..signs {
+                    let u = magnitude(w, s == 1);
+                    for j in 0..sw {
+                        let slice = (u >> (j * cb)) & slice_mask;
+                        let col = nl * cpo + s * sw + j;
+                        for b in 0..cb {
+                            if (slice >> b) & 1 == 1 {
+                                let idx = (((g * tiles + t) * words + word) * cb + b) * pc + col;
+                                planes[idx] |= bit;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut e = Vec::with_capacity(groups * pc);
+    for g in 0..groups {
+        for nl in 0..mg {
+            let step = x.step_of(g * mg + nl, mg) as u64;
+            e.extend(std::iter::repeat_n(step, cpo));
+        }
+    }
+    let half = e.iter().map(|&e| if e == 0 { 0 } else { 1u64 << (e - 1) }).collect();
+    let fold = (0..cpo).map(|slot| (slot >= sw, ((slot % sw) * cb) as u32)).collect();
+    let konst = (0..m)
+        .map(|n| {
+            let colsum: i64 = (0..k).map(|kk| w_at(kk, n) as i64).sum();
+            bias[n] + (x.input_min as i64 - z as i64) * colsum
+        })
+        .collect();
+    let ibu = ib as usize;
+    let kpos = (0..k)
+        .map(|kk| {
+            let (t, r) = (kk / rows, kk % rows);
+            (((t * ibu) * words + r / 64) as u32, 1u64 << (r % 64))
+        })
+        .collect();
+    Ok(PreparedCrossbar {
+        lossless: x.is_lossless(k),
+        x: x.clone(),
+        k,
+        groups,
+        mg,
+        tiles,
+        words,
+        input_bits: ibu,
+        input_slices: x.input_slices() as usize,
+        cpo,
+        pc,
+        planes,
+        e,
+        half,
+        fold,
+        konst,
+        offset: if x.encoding == Encoding::Offset { half_range } else { 0 },
+        input_min: x.input_min,
+        vmax: vmax as u32,
+        kpos,
+    })
+}
+
+/// Where the input vectors come from.
+enum Source<'a> {
+    /// Vector `b · pixels + (oy · ow + ox)`: the im2col vector of one group.
+    Conv { x: &'a [i32], z: i32, geo: ConvGeom },
+    /// Vector `r`: row `r` of the `[rows, K]` input.
+    Gemm { x: &'a [i32] },
+}
+
+/// Runs a crossbar Conv/Gemm step; with `stats`, also counts every conversion.
+pub(crate) fn run(
+    s: &Step,
+    p: &PreparedCrossbar,
+    x: &[i32],
+    si: &[usize],
+    so: &[usize],
+    stats: Option<&mut StepAdcStats>,
+) -> Result<Vec<i32>, String> {
+    let (src, nvec, requant) = match s {
+        Step::Conv { input_zero_point, weights, window, group, requant, .. } => {
+            let geo = ConvGeom::new(weights, window, *group, si, so, x.len())?;
+            let nvec = geo.n * geo.oh * geo.ow;
+            if geo.g != p.groups || geo.cg * geo.kh * geo.kw != p.k {
+                return Err("conv geometry differs from the prepared weights".into());
+            }
+            (Source::Conv { x, z: *input_zero_point, geo }, nvec, requant)
+        }
+        Step::Gemm { requant, .. } => {
+            if si.last() != Some(&p.k) {
+                return Err(format!("input {si:?} does not end in K = {}", p.k));
+            }
+            let nvec = x.len() / p.k.max(1);
+            let m = p.groups * p.mg;
+            if so.iter().product::<usize>() != nvec * m {
+                return Err(format!("output {so:?} is not [{nvec}, {m}]"));
+            }
+            (Source::Gemm { x }, nvec, requant)
+        }
+        _ => return Err("not a matrix step".into()),
+    };
+    let m = p.groups * p.mg;
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = nvec.div_ceil(threads * 4).clamp(1, 32);
+    let want_stats = stats.is_some();
+    let hist_len = match &stats {
+        Some(st) => st.histogram.len(),
+        None => 0,
+    };
+    let results: Vec<Result<(usize, Vec<i32>, Option<kernel::Tally>), String>> = (0..nvec
+        .div_ceil(chunk))
+        .into_par_iter()
+        .map(|ci| {
+            let v0 = ci * chunk;
+            let v1 = (v0 + chunk).min(nvec);
+            let mut tally = want_stats.then(|| kernel::Tally {
+                hist: vec![0; hist_len],
+                conversions: 0,
+                clipped: 0,
+            });
+            let out = run_task(p, &src, requant, v0, v1, tally.as_mut())?;
+            Ok((v0, out, tally))
+        })
+        .collect();
+    let mut out = vec![0i32; nvec * m];
+    let mut stats = stats;
+    for r in results {
+        let (v0, codes, tally) = r?;
+        let nv = codes.len() / m.max(1);
+        match &src {
+            Source::Conv { geo, .. } => {
+                let pixels = geo.oh * geo.ow;
+                for vi in 0..nv {
+                    let (b, px) = ((v0 + vi) / pixels, (v0 + vi) % pixels);
+                    for n in 0..m {
+                        out[(b * m + n) * pixels + px] = codes[vi * m + n];
+                    }
+                }
+            }
+            Source::Gemm { .. } => out[v0 * m..][..codes.len()].copy_from_slice(&codes),
+        }
+        if let (Some(st), Some(t)) = (stats.as_deref_mut(), tally) {
+            for (h, c) in st.histogram.iter_mut().zip(&t.hist) {
+                *h += c;
+            }
+            st.conversions += t.conversions;
+            st.clipped += t.clipped;
+        }
+    }
+    Ok(out)
+}
+
+/// Output codes `[vector][n]` of the vectors `v0..v1`.
+fn run_task(
+    p: &PreparedCrossbar,
+    src: &Source,
+    requant: &Requant,
+    v0: usize,
+    v1: usize,
+    mut tally: Option<&mut kernel::Tally>,
+) -> Result<Vec<i32>, String> {
+    let nvec = v1 - v0;
+    let m = p.groups * p.mg;
+    let per_vec = p.tiles * p.input_bits * p.words;
+    let pcb = (BLOCK_COLUMNS / p.cpo).max(1) * p.cpo;
+    let mut xplanes = vec![0u64; nvec * per_vec];
+    let mut sumv = vec![0i64; nvec];
+    let mut colacc = vec![0i64; nvec * pcb.min(p.pc)];
+    let mut scratch = vec![0u64; pcb.min(p.pc)];
+    let mut out = vec![0i32; nvec * m];
+    let group_planes = p.tiles * p.words * p.x.cell_bits as usize * p.pc;
+    for g in 0..p.groups {
+        xplanes.fill(0);
+        fill_planes(p, src, g, v0, v1, &mut xplanes, &mut sumv)?;
+        let mut pc0 = 0;
+        while pc0 < p.pc {
+            let pcn = pcb.min(p.pc - pc0);
+            colacc[..nvec * pcn].fill(0);
+            let blk = kernel::Block {
+                tiles: p.tiles,
+                words: p.words,
+                input_bits: p.input_bits,
+                dac_bits: p.x.dac_bits as usize,
+                cell_bits: p.x.cell_bits as usize,
+                input_slices: p.input_slices,
+                adc_top: p.x.adc_top(),
+                w: &p.planes[g * group_planes..][..group_planes],
+                pc_total: p.pc,
+                pc0,
+                pcn,
+                e: &p.e[g * p.pc + pc0..][..pcn],
+                half: &p.half[g * p.pc + pc0..][..pcn],
+                xplanes: &xplanes,
+                nvec,
+            };
+            kernel::run_block(&blk, &mut colacc, &mut scratch, tally.as_deref_mut());
+            // Shift-and-add over the weight slices (and the two signs), then the digital terms.
+            for vi in 0..nvec {
+                let ca = &colacc[vi * pcn..][..pcn];
+                for (nl, cols) in ca.chunks_exact(p.cpo).enumerate() {
+                    let n = g * p.mg + pc0 / p.cpo + nl;
+                    let mut acc = p.konst[n] - p.offset * sumv[vi];
+                    for (&c, &(neg, sh)) in cols.iter().zip(&p.fold) {
+                        let v = c << sh;
+                        acc += if neg { -v } else { v };
+                    }
+                    out[vi * m + n] = requant.apply(acc, n);
+                }
+            }
+            pc0 += pcn;
+        }
+    }
+    Ok(out)
+}
+
+/// The input planes and `Σ_k v[k]` of group `g` for the vectors `v0..v1` (planes zeroed).
+fn fill_planes(
+    p: &PreparedCrossbar,
+    src: &Source,
+    g: usize,
+    v0: usize,
+    v1: usize,
+    xplanes: &mut [u64],
+    sumv: &mut [i64],
+) -> Result<(), String> {
+    let per_vec = p.tiles * p.input_bits * p.words;
+    let words = p.words;
+    let bad = |q: i32| {
+        format!(
+            "crossbar: input code {q} minus input_min {} does not fit {} input bits",
+            p.input_min, p.input_bits
+        )
+    };
+    for (vi, vid) in (v0..v1).enumerate() {
+        let xp = &mut xplanes[vi * per_vec..][..per_vec];
+        let mut sum = 0i64;
+        let mut put = |kk: usize, q: i32| -> Result<(), String> {
+            let v = q.wrapping_sub(p.input_min) as u32;
+            if v > p.vmax {
+                return Err(bad(q));
+            }
+            sum += v as i64;
+            let (base, bit) = p.kpos[kk];
+            let mut bits = v;
+            while bits != 0 {
+                let a = bits.trailing_zeros() as usize;
+                xp[base as usize + a * words] |= bit;
+                bits &= bits - 1;
+            }
+            Ok(())
+        };
+        match src {
+            Source::Conv { x, z, geo } => {
+                let pixels = geo.oh * geo.ow;
+                let (b, px) = (vid / pixels, vid % pixels);
+                let (oy, ox) = (px / geo.ow, px % geo.ow);
+                for ci in 0..geo.cg {
+                    let plane =
+                        &x[(b * geo.c + g * geo.cg + ci) * geo.h * geo.w..][..geo.h * geo.w];
+                    for ky in 0..geo.kh {
+                        let iy =
+                            (oy * geo.strides[0] + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
+                        for kx in 0..geo.kw {
+                            let ix = (ox * geo.strides[1] + kx * geo.dil[1]) as isize
+                                - geo.pads[1] as isize;
+                            let q = if iy >= 0
+                                && (iy as usize) < geo.h
+                                && ix >= 0
+                                && (ix as usize) < geo.w
+                            {
+                                plane[iy as usize * geo.w + ix as usize]
+                            } else {
+                                *z
+                            };
+                            put((ci * geo.kh + ky) * geo.kw + kx, q)?;
+                        }
+                    }
+                }
+            }
+            Source::Gemm { x } => {
+                for (kk, &q) in x[vid * p.k..][..p.k].iter().enumerate() {
+                    put(kk, q)?;
+                }
+            }
+        }
+        sumv[vi] = sum;
+    }
+    Ok(())
+}
