@@ -19,8 +19,8 @@
 //! **Guarantees**: every crossbar layer has a measured `clip_rate`; lossless and worst-case
 //! layers keep their steps (and a clip rate of 0).
 
-use crate::error::{PassError, Result};
 use crate::calibrate::slice;
+use crate::error::{PassError, Result};
 use crate::{Pass, PassContext, Stats};
 use cimc_interp::Tensor;
 use cimc_ir::{AdcRange, Graph, NodeId, Placement};
@@ -118,8 +118,10 @@ impl Pass for AdcCalibrate {
             if len < chunk && start > 0 {
                 break;
             }
-            let inputs =
-                calib.iter().map(|t| slice(t, start, len, chunk)).collect::<Result<Vec<Tensor>>>()?;
+            let inputs = calib
+                .iter()
+                .map(|t| slice(t, start, len, chunk))
+                .collect::<Result<Vec<Tensor>>>()?;
             runner.run_with_adc_stats(inputs, &mut adc)?;
             start += len;
             if let Some(p) = &cx.progress {
@@ -128,7 +130,9 @@ impl Pass for AdcCalibrate {
         }
         for (&id, &step) in layers.iter().zip(&xbar_steps) {
             let Some(Some(st)) = adc.steps.get(step) else {
-                return Err(PassError::Internal(format!("no partial sums counted for step {step}")));
+                return Err(PassError::Internal(format!(
+                    "no partial sums counted for step {step}"
+                )));
             };
             let Placement::Crossbar(m) = &mut g.node_mut(id).placement else {
                 unreachable!("invariant: layers holds crossbar nodes only")

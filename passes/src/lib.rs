@@ -9,7 +9,7 @@
 //!
 //! Architecture invariant: every pass leaves a graph that `ir::verify::verify` accepts.
 
-// pub mod adc_calibrate; (enabled once the interpreter's ADC statistics land)
+pub mod adc_calibrate;
 pub mod calibrate;
 pub mod canonicalize;
 pub mod config;
@@ -59,6 +59,7 @@ pub fn all_passes() -> Vec<Box<dyn Pass>> {
         Box::new(calibrate::Calibrate),
         Box::new(quantize::Quantize),
         Box::new(tile::Tile),
+        Box::new(adc_calibrate::AdcCalibrate),
     ]
 }
 

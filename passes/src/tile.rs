@@ -123,7 +123,11 @@ fn map_for(g: &Graph, id: NodeId, chip: &Chip) -> Result<Option<CrossbarMap>> {
     let b_w = wq.bits as u32;
     let data =
         g.value(w).const_data().expect("invariant: matrix_dims checked the weights are constant");
-    let min_code = data.to_i64_vec().into_iter().min().unwrap_or(0);
+    // The smallest code, read in place (weights can be millions of codes).
+    let min_code = match data.dtype() {
+        cimc_ir::DType::I8 => data.raw().iter().map(|&b| b as i8 as i64).min().unwrap_or(0),
+        _ => (0..data.numel()).map(|i| data.get_i64(i)).min().unwrap_or(0),
+    };
     let magnitude_bits = match chip.encoding {
         // A code of −2^(b_w−1) (full range, as some exporters write) needs one more bit.
         WeightEncoding::Differential if min_code <= -(1i64 << (b_w - 1)) => b_w,

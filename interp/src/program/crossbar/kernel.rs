@@ -160,7 +160,7 @@ fn body<const STATS: bool>(blk: &Block, colacc: &mut [i64], p: &mut [u64], tally
                 }
                 let ish = (i * dac_bits) as u32;
                 for ((acc, &pp), (&ec, &hc)) in ca.iter_mut().zip(&*p).zip(e.iter().zip(half)) {
-                    let q = ((pp + hc + 1) >> ec).min(adc_top);
+                    let q = ((pp + hc) >> ec).min(adc_top);
                     *acc += ((q << ec) << ish) as i64;
                 }
             }

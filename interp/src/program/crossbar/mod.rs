@@ -98,8 +98,8 @@ pub(crate) struct PreparedCrossbar {
     offset: i64,
     input_min: i32,
     vmax: u32,
-    /// Per row `k`: the index of its word in a vector's input planes (input bit 0) and its bit.
-    kpos: Vec<(u32, u64)>,
+    /// Per row `k`: its place in a vector's padded input buffer `[tile][word][64 rows]`.
+    kpos: Vec<u32>,
 }
 
 impl PreparedCrossbar {
@@ -234,31 +234,32 @@ pub(crate) fn prepare(
     let rows = x.rows;
     let tiles = k.div_ceil(rows);
     let words = k.min(rows).div_ceil(64);
+    // One (group, tile) block of planes at a time, in parallel: `[word][cell bit][column]`.
     let mut planes = vec![0u64; groups * tiles * words * cb * pc];
-    let slice_mask = (1i64 << cb) - 1;
-    for g in 0..groups {
+    planes.par_chunks_mut((words * cb * pc).max(1)).enumerate().for_each(|(gt, block)| {
+        let (g, t) = (gt / tiles, gt % tiles);
+        let mut u = [0u32; 64];
         for nl in 0..mg {
             let n = g * mg + nl;
-            for kk in 0..k {
-                let w = w_at(kk, n);
-                let (t, r) = (kk / rows, kk % rows);
-                let (word, bit) = (r / 64, 1u64 << (r % 64));
-                for s in 0..signs {
-                    let u = magnitude(w, s == 1);
+            for s in 0..signs {
+                for word in 0..words {
+                    // The magnitudes of the word's 64 rows (0 past the tile's end).
+                    let r0 = t * rows + word * 64;
+                    let r1 = (r0 + 64).min(((t + 1) * rows).min(k));
+                    u.fill(0);
+                    for kk in r0..r1 {
+                        u[kk - r0] = magnitude(w_at(kk, n), s == 1) as u32;
+                    }
                     for j in 0..sw {
-                        let slice = (u >> (j * cb)) & slice_mask;
                         let col = nl * cpo + s * sw + j;
-                        for b in 0..cb {
-                            if (slice >> b) & 1 == 1 {
-                                let idx = (((g * tiles + t) * words + word) * cb + b) * pc + col;
-                                planes[idx] |= bit;
-                            }
+                        for b in 0..cb.min(mb as usize - j * cb) {
+                            block[(word * cb + b) * pc + col] = bit_plane(&u, (j * cb + b) as u32);
                         }
                     }
                 }
             }
         }
-    }
+    });
     let mut e = Vec::with_capacity(groups * pc);
     for g in 0..groups {
         for nl in 0..mg {
@@ -275,12 +276,7 @@ pub(crate) fn prepare(
         })
         .collect();
     let ibu = ib as usize;
-    let kpos = (0..k)
-        .map(|kk| {
-            let (t, r) = (kk / rows, kk % rows);
-            (((t * ibu) * words + r / 64) as u32, 1u64 << (r % 64))
-        })
-        .collect();
+    let kpos = (0..k).map(|kk| ((kk / rows) * words * 64 + kk % rows) as u32).collect();
     Ok(PreparedCrossbar {
         lossless: x.is_lossless(k),
         x: x.clone(),
@@ -468,31 +464,20 @@ fn fill_planes(
     xplanes: &mut [u64],
     sumv: &mut [i64],
 ) -> Result<(), String> {
-    let per_vec = p.tiles * p.input_bits * p.words;
-    let words = p.words;
-    let bad = |q: i32| {
-        format!(
-            "crossbar: input code {q} minus input_min {} does not fit {} input bits",
-            p.input_min, p.input_bits
-        )
-    };
+    let (ib, words) = (p.input_bits, p.words);
+    let per_vec = p.tiles * ib * words;
+    // One vector's inputs, rows padded with zeros to whole words of each tile.
+    let mut vbuf = vec![0u16; p.tiles * words * 64];
     for (vi, vid) in (v0..v1).enumerate() {
-        let xp = &mut xplanes[vi * per_vec..][..per_vec];
         let mut sum = 0i64;
-        let mut put = |kk: usize, q: i32| -> Result<(), String> {
+        let mut bad = None;
+        let mut put = |kk: usize, q: i32| {
             let v = q.wrapping_sub(p.input_min) as u32;
             if v > p.vmax {
-                return Err(bad(q));
+                bad = Some(q);
             }
             sum += v as i64;
-            let (base, bit) = p.kpos[kk];
-            let mut bits = v;
-            while bits != 0 {
-                let a = bits.trailing_zeros() as usize;
-                xp[base as usize + a * words] |= bit;
-                bits &= bits - 1;
-            }
-            Ok(())
+            vbuf[p.kpos[kk] as usize] = v as u16;
         };
         match src {
             Source::Conv { x, z, geo } => {
@@ -505,30 +490,55 @@ fn fill_planes(
                     for ky in 0..geo.kh {
                         let iy =
                             (oy * geo.strides[0] + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
+                        let row = (iy >= 0 && (iy as usize) < geo.h)
+                            .then(|| &plane[iy as usize * geo.w..][..geo.w]);
+                        let k0 = (ci * geo.kh + ky) * geo.kw;
                         for kx in 0..geo.kw {
                             let ix = (ox * geo.strides[1] + kx * geo.dil[1]) as isize
                                 - geo.pads[1] as isize;
-                            let q = if iy >= 0
-                                && (iy as usize) < geo.h
-                                && ix >= 0
-                                && (ix as usize) < geo.w
-                            {
-                                plane[iy as usize * geo.w + ix as usize]
-                            } else {
-                                *z
+                            let q = match row {
+                                Some(row) if ix >= 0 && (ix as usize) < geo.w => row[ix as usize],
+                                _ => *z,
                             };
-                            put((ci * geo.kh + ky) * geo.kw + kx, q)?;
+                            put(k0 + kx, q);
                         }
                     }
                 }
             }
             Source::Gemm { x } => {
                 for (kk, &q) in x[vid * p.k..][..p.k].iter().enumerate() {
-                    put(kk, q)?;
+                    put(kk, q);
                 }
             }
         }
+        if let Some(q) = bad {
+            return Err(format!(
+                "crossbar: input code {q} minus input_min {} does not fit {ib} input bits",
+                p.input_min
+            ));
+        }
         sumv[vi] = sum;
+        let xp = &mut xplanes[vi * per_vec..][..per_vec];
+        for (tw, rows) in vbuf.chunks_exact(64).enumerate() {
+            let rows: &[u16; 64] = rows.try_into().expect("invariant: chunks of 64");
+            if rows.iter().all(|&v| v == 0) {
+                continue;
+            }
+            let (t, word) = (tw / words, tw % words);
+            for a in 0..ib {
+                xp[(t * ib + a) * words + word] = bit_plane(rows, a as u32);
+            }
+        }
     }
     Ok(())
+}
+
+/// Bit `a` of 64 values as a mask (bit `r` from value `r`).
+#[inline]
+fn bit_plane<T: Copy + Into<u32>>(rows: &[T; 64], a: u32) -> u64 {
+    let mut m = 0u64;
+    for (r, &v) in rows.iter().enumerate() {
+        m |= (((v.into() >> a) & 1) as u64) << r;
+    }
+    m
 }
