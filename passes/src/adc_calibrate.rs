@@ -16,8 +16,10 @@
 //! **Requires**: `tile` ran (crossbar maps) and calibration data is given. Without a chip the
 //! pass does nothing; with `calib` layers but no calibration data it is an error.
 //!
-//! **Guarantees**: every crossbar layer has a measured `clip_rate`; lossless and worst-case
-//! layers keep their steps (and a clip rate of 0).
+//! **Guarantees**: when some layer's range is `calib`, every crossbar layer gets its clip rate
+//! measured on the calibration data; lossless and worst-case layers keep their steps (and, when
+//! no layer is calibrated, the clip rate of 0 that `tile` gave them, which holds by
+//! construction).
 
 use crate::calibrate::slice;
 use crate::error::{PassError, Result};
@@ -70,14 +72,15 @@ impl Pass for AdcCalibrate {
             Placement::Crossbar(m) => m.adc_range == AdcRange::Calib,
             _ => false,
         });
-        let Some(calib) = &cx.calib else {
-            if wants_calib {
-                return Err(PassError::Missing(
-                    "ADC range 'calib' needs calibration data (--calib), or use --adc-range worst"
-                        .into(),
-                ));
-            }
+        if !wants_calib {
+            // Lossless and worst-case steps never clip: their clip rate (0) is already set.
             return Ok(stats);
+        }
+        let Some(calib) = &cx.calib else {
+            return Err(PassError::Missing(
+                "ADC range 'calib' needs calibration data (--calib), or use --adc-range worst"
+                    .into(),
+            ));
         };
         let program = cimc_backends::program::lower::lower(g)
             .map_err(|e| PassError::Internal(format!("lowering for ADC calibration: {e}")))?;

@@ -43,8 +43,9 @@ pub(super) struct Tally {
 }
 
 /// Adds `Σ_t Σ_i 2^(i·dac_bits) · A(P[t,i,c])` to `colacc[vector][c]` for every column `c` of
-/// the block (`colacc` is `[nvec][pcn]`); `p` is scratch of at least `pcn` values.
-pub(super) fn run_block(blk: &Block, colacc: &mut [i64], p: &mut [u64], tally: Option<&mut Tally>) {
+/// the block. `colacc` is `[nvec][pcn rounded up to LANES]`; `w`, `e` and `half` must hold
+/// whole lanes past `pc0 + pcn` (zero columns; their results are ignored).
+pub(super) fn run_block(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tally>) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512vpopcntdq")
@@ -52,47 +53,42 @@ pub(super) fn run_block(blk: &Block, colacc: &mut [i64], p: &mut [u64], tally: O
     {
         // SAFETY: the three target features `block_avx512` is compiled with were detected on
         // this CPU just above; the function has no other precondition.
-        unsafe { block_avx512(blk, colacc, p, tally) };
+        unsafe { block_avx512(blk, colacc, tally) };
         return;
     }
-    block_portable(blk, colacc, p, tally);
+    block_portable(blk, colacc, tally);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw")]
-fn block_avx512(blk: &Block, colacc: &mut [i64], p: &mut [u64], tally: Option<&mut Tally>) {
+fn block_avx512(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tally>) {
     match tally {
-        Some(t) => body::<true>(blk, colacc, p, t),
+        Some(t) => body::<true>(blk, colacc, t),
         None => {
-            body::<false>(blk, colacc, p, &mut Tally { hist: vec![], conversions: 0, clipped: 0 })
+            body::<false>(blk, colacc, &mut Tally { hist: vec![], conversions: 0, clipped: 0 })
         }
     }
 }
 
-fn block_portable(blk: &Block, colacc: &mut [i64], p: &mut [u64], tally: Option<&mut Tally>) {
+fn block_portable(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tally>) {
     match tally {
-        Some(t) => body::<true>(blk, colacc, p, t),
+        Some(t) => body::<true>(blk, colacc, t),
         None => {
-            body::<false>(blk, colacc, p, &mut Tally { hist: vec![], conversions: 0, clipped: 0 })
+            body::<false>(blk, colacc, &mut Tally { hist: vec![], conversions: 0, clipped: 0 })
         }
     }
 }
 
-/// `p[c] (+)= popcount(x & row[c]) << sh` over the block's columns (`FIRST`: assign).
+/// Columns computed together (one 512-bit vector of u64).
+pub(super) const LANES: usize = 8;
+
 #[inline(always)]
-fn popcount_row<const FIRST: bool>(p: &mut [u64], row: &[u64], x: u64, sh: u32) {
-    for (pp, &w) in p.iter_mut().zip(row) {
-        let v = ((x & w).count_ones() as u64) << sh;
-        if FIRST {
-            *pp = v;
-        } else {
-            *pp += v;
-        }
-    }
+fn lanes<T>(s: &[T], at: usize) -> &[T; LANES] {
+    s[at..at + LANES].try_into().expect("invariant: blocks are whole lanes")
 }
 
 #[inline(always)]
-fn body<const STATS: bool>(blk: &Block, colacc: &mut [i64], p: &mut [u64], tally: &mut Tally) {
+fn body<const STATS: bool>(blk: &Block, colacc: &mut [i64], tally: &mut Tally) {
     let Block {
         tiles,
         words,
@@ -112,57 +108,59 @@ fn body<const STATS: bool>(blk: &Block, colacc: &mut [i64], p: &mut [u64], tally
     } = *blk;
     let per_tile = words * cell_bits * pc_total;
     let xstride = input_bits * words;
-    let p = &mut p[..pcn];
-    let e = &e[..pcn];
-    let half = &half[..pcn];
+    let lanes_n = pcn.div_ceil(LANES) * LANES;
     for t in 0..tiles {
         let wt = &w[t * per_tile..][..per_tile];
         for vi in 0..nvec {
             let xp = &xplanes[(vi * tiles + t) * xstride..][..xstride];
-            let ca = &mut colacc[vi * pcn..][..pcn];
-            for i in 0..input_slices {
-                let a0 = i * dac_bits;
-                let a1 = (a0 + dac_bits).min(input_bits);
-                let mut any = false;
-                for a in a0..a1 {
-                    for word in 0..words {
-                        let x = xp[a * words + word];
-                        // An all-zero input word adds nothing to any partial sum.
-                        if x == 0 {
-                            continue;
-                        }
-                        for b in 0..cell_bits {
-                            let row = &wt[(word * cell_bits + b) * pc_total + pc0..][..pcn];
-                            let sh = (a - a0 + b) as u32;
-                            if any {
-                                popcount_row::<false>(p, row, x, sh);
-                            } else {
-                                popcount_row::<true>(p, row, x, sh);
-                                any = true;
+            if xp.iter().all(|&x| x == 0) {
+                // Every partial sum is 0 and A(0) = 0: nothing to add, nothing clips.
+                if STATS {
+                    let n = (input_slices * pcn) as u64;
+                    tally.hist[0] += n;
+                    tally.conversions += n;
+                }
+                continue;
+            }
+            for c8 in (0..lanes_n).step_by(LANES) {
+                let ca: &mut [i64; LANES] =
+                    (&mut colacc[vi * lanes_n + c8..][..LANES]).try_into().expect("lanes");
+                let ec = lanes(e, c8);
+                let hc = lanes(half, c8);
+                let mut acc = *ca;
+                for i in 0..input_slices {
+                    let a0 = i * dac_bits;
+                    let mut p = [0u64; LANES];
+                    for a in a0..(a0 + dac_bits).min(input_bits) {
+                        for word in 0..words {
+                            let x = xp[a * words + word];
+                            // An all-zero input word adds nothing to any partial sum.
+                            if x == 0 {
+                                continue;
+                            }
+                            for b in 0..cell_bits {
+                                let row = lanes(wt, (word * cell_bits + b) * pc_total + pc0 + c8);
+                                let sh = (a - a0 + b) as u32;
+                                for l in 0..LANES {
+                                    p[l] += ((x & row[l]).count_ones() as u64) << sh;
+                                }
                             }
                         }
                     }
-                }
-                if !any {
-                    // Every partial sum is 0 and A(0) = 0: nothing to add, nothing clips.
                     if STATS {
-                        tally.hist[0] += pcn as u64;
-                        tally.conversions += pcn as u64;
+                        for l in 0..LANES.min(pcn - c8) {
+                            tally.hist[p[l] as usize] += 1;
+                            tally.clipped += (((p[l] + hc[l]) >> ec[l]) > adc_top) as u64;
+                        }
+                        tally.conversions += LANES.min(pcn - c8) as u64;
                     }
-                    continue;
-                }
-                if STATS {
-                    for c in 0..pcn {
-                        tally.hist[p[c] as usize] += 1;
-                        tally.clipped += (((p[c] + half[c]) >> e[c]) > adc_top) as u64;
+                    let ish = (i * dac_bits) as u32;
+                    for l in 0..LANES {
+                        let q = ((p[l] + hc[l]) >> ec[l]).min(adc_top);
+                        acc[l] += ((q << ec[l]) << ish) as i64;
                     }
-                    tally.conversions += pcn as u64;
                 }
-                let ish = (i * dac_bits) as u32;
-                for ((acc, &pp), (&ec, &hc)) in ca.iter_mut().zip(&*p).zip(e.iter().zip(half)) {
-                    let q = ((pp + hc) >> ec).min(adc_top);
-                    *acc += ((q << ec) << ish) as i64;
-                }
+                *ca = acc;
             }
         }
     }

@@ -65,7 +65,8 @@ impl StepAdcStats {
 /// The largest histogram [`StepAdcStats`] allocates (entries).
 const MAX_HISTOGRAM: u64 = 1 << 26;
 
-/// Physical columns per block of the kernel (a multiple of the columns of one output).
+/// Physical columns per block of the kernel, about (a multiple of the columns of one output
+/// and of the lanes).
 const BLOCK_COLUMNS: usize = 256;
 
 /// A crossbar step's weights as bit planes, with everything per column the kernel needs.
@@ -85,6 +86,8 @@ pub(crate) struct PreparedCrossbar {
     /// Physical columns per output, per group.
     cpo: usize,
     pc: usize,
+    /// `pc` rounded up to whole lanes (the stride of `planes`, `e` and `half`).
+    pc_pad: usize,
     /// `[group][tile][word][cell bit][physical column]`.
     planes: Vec<u64>,
     /// ADC exponent and half step per `[group][physical column]`.
@@ -231,12 +234,14 @@ pub(crate) fn prepare(
     let cpo = x.columns_per_output();
     let signs = cpo / sw;
     let pc = mg * cpo;
+    // The planes' stride: whole lanes, the columns past `pc` zero.
+    let pc_pad = pc.div_ceil(kernel::LANES) * kernel::LANES;
     let rows = x.rows;
     let tiles = k.div_ceil(rows);
     let words = k.min(rows).div_ceil(64);
     // One (group, tile) block of planes at a time, in parallel: `[word][cell bit][column]`.
-    let mut planes = vec![0u64; groups * tiles * words * cb * pc];
-    planes.par_chunks_mut((words * cb * pc).max(1)).enumerate().for_each(|(gt, block)| {
+    let mut planes = vec![0u64; groups * tiles * words * cb * pc_pad];
+    planes.par_chunks_mut((words * cb * pc_pad).max(1)).enumerate().for_each(|(gt, block)| {
         let (g, t) = (gt / tiles, gt % tiles);
         let mut u = [0u32; 64];
         for nl in 0..mg {
@@ -253,19 +258,20 @@ pub(crate) fn prepare(
                     for j in 0..sw {
                         let col = nl * cpo + s * sw + j;
                         for b in 0..cb.min(mb as usize - j * cb) {
-                            block[(word * cb + b) * pc + col] = bit_plane(&u, (j * cb + b) as u32);
+                            block[(word * cb + b) * pc_pad + col] = bit_plane(&u, (j * cb + b) as u32);
                         }
                     }
                 }
             }
         }
     });
-    let mut e = Vec::with_capacity(groups * pc);
+    let mut e = Vec::with_capacity(groups * pc_pad);
     for g in 0..groups {
         for nl in 0..mg {
             let step = x.step_of(g * mg + nl, mg) as u64;
             e.extend(std::iter::repeat_n(step, cpo));
         }
+        e.resize((g + 1) * pc_pad, 0);
     }
     let half = e.iter().map(|&e| if e == 0 { 0 } else { 1u64 << (e - 1) }).collect();
     let fold = (0..cpo).map(|slot| (slot >= sw, ((slot % sw) * cb) as u32)).collect();
@@ -289,6 +295,7 @@ pub(crate) fn prepare(
         input_slices: x.input_slices() as usize,
         cpo,
         pc,
+        pc_pad,
         planes,
         e,
         half,
@@ -299,6 +306,14 @@ pub(crate) fn prepare(
         vmax: vmax as u32,
         kpos,
     })
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Where the input vectors come from.
@@ -403,20 +418,22 @@ fn run_task(
     let nvec = v1 - v0;
     let m = p.groups * p.mg;
     let per_vec = p.tiles * p.input_bits * p.words;
-    let pcb = (BLOCK_COLUMNS / p.cpo).max(1) * p.cpo;
+    let unit = p.cpo * kernel::LANES / gcd(p.cpo, kernel::LANES);
+    let pcb = (BLOCK_COLUMNS / unit).max(1) * unit;
     let mut xplanes = vec![0u64; nvec * per_vec];
     let mut sumv = vec![0i64; nvec];
-    let mut colacc = vec![0i64; nvec * pcb.min(p.pc)];
-    let mut scratch = vec![0u64; pcb.min(p.pc)];
+    let mut colacc = vec![0i64; nvec * pcb.min(p.pc_pad)];
     let mut out = vec![0i32; nvec * m];
-    let group_planes = p.tiles * p.words * p.x.cell_bits as usize * p.pc;
+    let group_planes = p.tiles * p.words * p.x.cell_bits as usize * p.pc_pad;
     for g in 0..p.groups {
         xplanes.fill(0);
         fill_planes(p, src, g, v0, v1, &mut xplanes, &mut sumv)?;
         let mut pc0 = 0;
         while pc0 < p.pc {
             let pcn = pcb.min(p.pc - pc0);
-            colacc[..nvec * pcn].fill(0);
+            // Whole lanes: pc0 is a multiple of LANES, so this stays inside pc_pad.
+            let stride = pcn.div_ceil(kernel::LANES) * kernel::LANES;
+            colacc[..nvec * stride].fill(0);
             let blk = kernel::Block {
                 tiles: p.tiles,
                 words: p.words,
@@ -426,18 +443,18 @@ fn run_task(
                 input_slices: p.input_slices,
                 adc_top: p.x.adc_top(),
                 w: &p.planes[g * group_planes..][..group_planes],
-                pc_total: p.pc,
+                pc_total: p.pc_pad,
                 pc0,
                 pcn,
-                e: &p.e[g * p.pc + pc0..][..pcn],
-                half: &p.half[g * p.pc + pc0..][..pcn],
+                e: &p.e[g * p.pc_pad + pc0..][..stride],
+                half: &p.half[g * p.pc_pad + pc0..][..stride],
                 xplanes: &xplanes,
                 nvec,
             };
-            kernel::run_block(&blk, &mut colacc, &mut scratch, tally.as_deref_mut());
+            kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
             // Shift-and-add over the weight slices (and the two signs), then the digital terms.
             for vi in 0..nvec {
-                let ca = &colacc[vi * pcn..][..pcn];
+                let ca = &colacc[vi * stride..][..pcn];
                 for (nl, cols) in ca.chunks_exact(p.cpo).enumerate() {
                     let n = g * p.mg + pc0 / p.cpo + nl;
                     let mut acc = p.konst[n] - p.offset * sumv[vi];
