@@ -161,3 +161,157 @@ fn broken_text_ir_names_the_line() {
     assert_user_error(&cimc(&["dump", f.to_str().unwrap()]), &["broken.cir", "line 3"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn bad_target_files_name_the_file_and_the_key() {
+    let dir = data().join("bad_targets");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let expect = text.lines().next().and_then(|l| l.strip_prefix("# expect:")).unwrap().trim();
+        let file = p.file_name().unwrap().to_string_lossy().into_owned();
+        let out = cimc(&[
+            "compile",
+            &path("models/digits_cnn.onnx"),
+            "--calib",
+            &path("sets/digits_calib_x.npy"),
+            "--target",
+            &p.to_string_lossy(),
+            "-o",
+            &std::env::temp_dir().join("cimc_bad_target.cimp").to_string_lossy(),
+        ]);
+        assert_user_error(&out, &[&file, expect]);
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} bad target cases");
+}
+
+#[test]
+fn unknown_target_and_flags_without_target() {
+    let out = cimc(&[
+        "compile",
+        &path("models/digits_cnn.onnx"),
+        "--target",
+        "nosuchchip",
+        "-o",
+        "x.cimp",
+    ]);
+    assert_user_error(&out, &["nosuchchip", "isaac"]);
+    let out = cimc(&["compile", &path("models/digits_cnn.onnx"), "--arrays", "10", "-o", "x.cimp"]);
+    assert_user_error(&out, &["--target"]);
+    let out = cimc(&[
+        "compile",
+        &path("models/digits_cnn.onnx"),
+        "--calib",
+        &path("sets/digits_calib_x.npy"),
+        "--target",
+        "edge",
+        "--adc-range",
+        "sometimes",
+        "-o",
+        "x.cimp",
+    ]);
+    assert_user_error(&out, &["--adc-range", "sometimes"]);
+}
+
+/// `compile --target --report`: the mapping report is deterministic JSON with the target and its
+/// hash echoed, the table names every crossbar layer, and the program evaluates to the float
+/// accuracy within a few images.
+#[test]
+fn compile_for_a_target_writes_a_report_and_a_program() {
+    let dir = std::env::temp_dir().join(format!("cimc_report_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prog = dir.join("d.cimp");
+    let report = dir.join("d.json");
+    let args = |prog: &PathBuf, report: &PathBuf| {
+        cimc(&[
+            "compile",
+            &path("models/digits_cnn.onnx"),
+            "--calib",
+            &path("sets/digits_calib_x.npy"),
+            "--target",
+            "isaac",
+            "--report",
+            &report.to_string_lossy(),
+            "-o",
+            &prog.to_string_lossy(),
+        ])
+    };
+    let out = args(&prog, &report);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("target isaac (hash "), "{table}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["target"]["name"], "isaac");
+    assert_eq!(r["target_hash"].as_str().unwrap().len(), 16);
+    let layers = r["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "digits_cnn has two convs and a Gemm");
+    for l in layers {
+        assert!(table.contains(l["name"].as_str().unwrap()), "{table}");
+        let u = l["utilization"].as_f64().unwrap();
+        assert!(u > 0.0 && u <= 1.0, "{l}");
+        assert!(l["clip_rate"].as_f64().is_some(), "calibrated layers report a clip rate: {l}");
+    }
+    assert!(dir.join("d.svg").exists());
+    // Deterministic: the same command gives the same bytes.
+    let (prog2, report2) = (dir.join("e.cimp"), dir.join("e.json"));
+    assert!(args(&prog2, &report2).status.success());
+    assert_eq!(std::fs::read(&report).unwrap(), std::fs::read(&report2).unwrap());
+    assert_eq!(std::fs::read(&prog).unwrap(), std::fs::read(&prog2).unwrap());
+    let out = cimc(&[
+        "eval",
+        &prog.to_string_lossy(),
+        "--data",
+        &path("sets/digits_test_x.npy"),
+        "--labels",
+        &path("sets/digits_test_y.npy"),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let top1 = v["top1"].as_f64().unwrap();
+    assert!(top1 >= 98.0, "digits on isaac: {top1}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn dump_with_a_target_prints_the_stamp_and_the_tile_map() {
+    let out = cimc(&[
+        "dump",
+        &path("models/digits_cnn.onnx"),
+        "--calib",
+        &path("sets/digits_calib_x.npy"),
+        "--target",
+        "edge",
+        "--adc-range",
+        "worst",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  target \"edge\" hash="), "{text}");
+    assert!(text.contains("xbar {encoding=differential, array=[64, 64]"), "{text}");
+    assert!(text.contains("tile {replica=0, group=0"), "{text}");
+    assert!(text.contains("  digital"), "{text}");
+    // Written to a file, the dump reads back: the tile map is part of the IR.
+    let f = std::env::temp_dir().join(format!("cimc_tiled_{}.cir", std::process::id()));
+    let out = cimc(&[
+        "dump",
+        &path("models/digits_cnn.onnx"),
+        "--calib",
+        &path("sets/digits_calib_x.npy"),
+        "--target",
+        "edge",
+        "--adc-range",
+        "worst",
+        "-o",
+        &f.to_string_lossy(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let written = std::fs::read_to_string(&f).unwrap();
+    assert_eq!(written, text);
+    let data = std::fs::read(f.with_extension("cir.data")).unwrap();
+    let g = cimc_ir::parse_with_data(&written, Some(&data)).unwrap_or_else(|e| panic!("{e}"));
+    cimc_ir::verify::verify(&g).unwrap();
+    assert_eq!(g.to_string(), text);
+}
