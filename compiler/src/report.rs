@@ -178,7 +178,7 @@ impl MappingReport {
             } else {
                 format!("{} 2^{}", &l.adc_range, l.adc_step_log2)
             };
-            let clip = l.clip_rate.map_or("-".to_string(), |c| format!("{:.4}", 100.0 * c));
+            let clip = l.clip_rate.map_or("-".to_string(), percent);
             let _ = writeln!(
                 s,
                 "{:<w$} {:>6} {:>6} {:>4} {:>5} {:>6} {:>6} {:>7.1} {:>5} {:>8} {:>9}",
@@ -206,7 +206,7 @@ impl MappingReport {
             t.naive_arrays,
             100.0 * t.naive_utilization,
             t.lossless_layers,
-            t.clip_rate.map_or(String::new(), |c| format!("; clip rate {:.4} %", 100.0 * c)),
+            t.clip_rate.map_or(String::new(), |c| format!("; clip rate {} %", percent(c))),
             match t.chip_arrays {
                 Some(c) if t.arrays > c => format!("; EXCEEDS the chip's {c} arrays (weights would be reloaded)"),
                 Some(c) => format!("; the chip has {c}"),
@@ -227,5 +227,17 @@ impl MappingReport {
             &labels,
             &[("arrays", &arrays), ("utilization %", &util)],
         )
+    }
+}
+
+/// A rate as a percentage that stays readable when tiny: `0`, `0.0123`, `3.2e-6`.
+fn percent(rate: f64) -> String {
+    let p = 100.0 * rate;
+    if p == 0.0 {
+        "0".into()
+    } else if p < 1e-3 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
     }
 }
