@@ -40,7 +40,7 @@ struct Params {
     in_bits: u32,
     in_signed: bool,
     z_x: i32,
-    /// Fraction (in 1/4) of inputs at the smallest code (v = 0), to exercise sparse inputs.
+    /// How many inputs sit at the smallest code (v = 0), see [`inputs`].
     sparse: i64,
     xb: Crossbar,
     /// Weights may take −2^(b_w−1) (differential then needs b_w magnitude bits).
@@ -60,7 +60,7 @@ fn column_groups(x: &Crossbar, m: usize, mg: usize) -> Vec<usize> {
     (0..m).map(|n| (n / mg) * arrays_per_group + (n % mg) / cpg).collect()
 }
 
-fn params(rng: &mut Rng, m: usize, mg: usize) -> Params {
+fn params(rng: &mut Rng, m: usize, mg: usize, max_rows: i64) -> Params {
     let in_bits = rng.int(2, 8) as u32;
     let in_signed = rng.coin();
     let (ilo, ihi) = code_range(in_bits as u8, in_signed);
@@ -77,7 +77,7 @@ fn params(rng: &mut Rng, m: usize, mg: usize) -> Params {
     let per_out = if encoding == Encoding::Differential { 2 * s_w } else { s_w };
     let mut xb = Crossbar {
         encoding,
-        rows: rng.int(1, 70) as usize,
+        rows: rng.int(1, max_rows) as usize,
         cols: per_out * rng.int(1, 4) as usize + rng.int(0, per_out as i64 - 1) as usize,
         cell_bits,
         dac_bits: rng.int(1, 4) as u32,
@@ -98,7 +98,7 @@ fn params(rng: &mut Rng, m: usize, mg: usize) -> Params {
         in_bits,
         in_signed,
         z_x,
-        sparse: rng.int(0, 3),
+        sparse: rng.int(0, 4),
         xb,
         full_range,
         out_bits,
@@ -120,10 +120,25 @@ fn weights(rng: &mut Rng, p: &Params, count: usize) -> Vec<i32> {
         .collect()
 }
 
+/// Random input codes; `sparse` 1..=3 puts more and more of them at the smallest code
+/// (v = 0, as after a ReLU), 4 in runs of 64 (whole zero words).
 fn inputs(rng: &mut Rng, p: &Params, count: usize) -> Vec<i32> {
     let (lo, hi) = code_range(p.in_bits as u8, p.in_signed);
     (0..count)
-        .map(|_| if rng.int(0, 3) < p.sparse { lo } else { rng.int(lo as i64, hi as i64) as i32 })
+        .map(|i| {
+            let zero = match p.sparse {
+                0 => false,
+                1 => rng.coin(),
+                2 => rng.int(0, 19) != 0,
+                3 => rng.int(0, 3) != 0 && rng.int(0, 3) != 0,
+                _ => (i / 64) % 2 == 0 || rng.coin(),
+            };
+            if zero {
+                lo
+            } else {
+                rng.int(lo as i64, hi as i64) as i32
+            }
+        })
         .collect()
 }
 
@@ -378,7 +393,7 @@ proptest! {
         let mut rng = Rng(c.seed);
         let (cin, m) = (c.groups * c.cg, c.groups * c.mg);
         let kk = c.cg * c.k[0] * c.k[1];
-        let p = params(&mut rng, m, c.mg);
+        let p = params(&mut rng, m, c.mg, 70);
         let x = inputs(&mut rng, &p, c.n * cin * c.h * c.w);
         let w = weights(&mut rng, &p, m * kk);
         let bias: Vec<i64> = (0..m).map(|_| rng.int(-5000, 5000)).collect();
@@ -419,9 +434,10 @@ proptest! {
     }
 
     #[test]
-    fn gemm_matches_reference_crossbar(rows in 1usize..4, k in 1usize..150, n in 1usize..12, seed: u64) {
+    fn gemm_matches_reference_crossbar(rows in 1usize..4, k in 1usize..300, n in 1usize..12, seed: u64) {
         let mut rng = Rng(seed);
-        let p = params(&mut rng, n, n);
+        let max_rows = if rng.coin() { 70 } else { 140 };
+        let p = params(&mut rng, n, n, max_rows);
         let x = inputs(&mut rng, &p, rows * k);
         let w = weights(&mut rng, &p, k * n);
         let bias: Vec<i64> = (0..n).map(|_| rng.int(-5000, 5000)).collect();
@@ -467,6 +483,154 @@ proptest! {
         prop_assert_eq!(codes(&lossless.run(vec![tensor(&[rows, k], x)]).unwrap()[0]), codes(&plain[0]));
         prop_assert_eq!(codes(&slow[0]), codes(&plain[0]));
     }
+}
+
+/// A Conv → Reshape → Gemm program on crossbars that clip (per-layer steps), for the
+/// statistics tests.
+fn two_layer_program(rows: usize, adc_bits: u32, steps: [u32; 2]) -> (Program, Tensor) {
+    let mut rng = Rng(7);
+    let (n, c, h, w, m, nn) = (2, 3, 6, 6, 5, 4);
+    let xb = |step: u32| Crossbar {
+        encoding: Encoding::Differential,
+        rows,
+        cols: 64,
+        cell_bits: 2,
+        dac_bits: 1,
+        adc_bits,
+        weight_bits: 5,
+        magnitude_bits: 4,
+        input_bits: 6,
+        input_min: 0,
+        adc_step: vec![step],
+    };
+    let kk = c * 9;
+    let k2 = m * h * w;
+    let mult = |v: f64| vec![FixedMultiplier::from_real(v).unwrap()];
+    let program = Program {
+        name: "two".into(),
+        buffers: vec![
+            code_buf("x", vec![n, c, h, w], 6, false, 3),
+            code_buf("y", vec![n, m, h, w], 6, false, 0),
+            code_buf("r", vec![n, k2], 6, false, 0),
+            code_buf("z", vec![n, nn], 8, true, 0),
+        ],
+        inputs: vec![0],
+        outputs: vec![3],
+        steps: vec![
+            Step::Conv {
+                input: 0,
+                output: 1,
+                input_zero_point: 3,
+                weights: IntTensor {
+                    shape: vec![m, c, 3, 3],
+                    bits: 5,
+                    data: (0..m * kk).map(|_| rng.int(-15, 15) as i32).collect(),
+                },
+                bias: vec![0; m],
+                window: Window {
+                    kernel: vec![3, 3],
+                    strides: vec![1, 1],
+                    dilations: vec![1, 1],
+                    pads: vec![1, 1, 1, 1],
+                },
+                group: 1,
+                requant: Requant { mult: mult(0.01), zero_point: 0, lo: 0, hi: 63 },
+                crossbar: Some(xb(steps[0])),
+            },
+            Step::Reshape { input: 1, output: 2 },
+            Step::Gemm {
+                input: 2,
+                output: 3,
+                input_zero_point: 0,
+                weights: IntTensor {
+                    shape: vec![k2, nn],
+                    bits: 5,
+                    data: (0..k2 * nn).map(|_| rng.int(-15, 15) as i32).collect(),
+                },
+                bias: vec![0; nn],
+                requant: Requant { mult: mult(0.001), zero_point: 0, lo: -128, hi: 127 },
+                crossbar: Some(xb(steps[1])),
+            },
+        ],
+        origins: vec!["conv".into(), "reshape".into(), "gemm".into()],
+    };
+    let x = tensor(&[n, c, h, w], (0..n * c * h * w).map(|_| rng.int(0, 63) as i32).collect());
+    (program, x)
+}
+
+#[test]
+fn adc_stats_count_every_conversion_and_accumulate() {
+    let (rows, adc_bits, steps) = (20, 3, [1, 1]);
+    let (program, x) = two_layer_program(rows, adc_bits, steps);
+    let r = ProgramRunner::new(&program).unwrap();
+    let mut stats = AdcStats::default();
+    let first = r.run_with_adc_stats(vec![x.clone()], &mut stats).unwrap();
+    assert_eq!(codes(&first[0]), codes(&r.run(vec![x.clone()]).unwrap()[0]));
+    let once = stats.clone();
+    r.run_with_adc_stats(vec![x], &mut stats).unwrap();
+    assert_eq!(stats.steps.len(), 3);
+    assert!(stats.steps[1].is_none(), "the reshape has no ADC");
+    // conversions = vectors · tiles · S_x · physical columns (weight slices 2, two signs).
+    let counts =
+        [(2 * 36) * 27usize.div_ceil(rows) * 6 * 5 * 4, 2 * 180usize.div_ceil(rows) * 6 * 4 * 4];
+    for (i, want) in [(0, counts[0]), (2, counts[1])] {
+        let s = stats.steps[i].as_ref().unwrap();
+        let o = once.steps[i].as_ref().unwrap();
+        assert_eq!(o.conversions, want as u64, "step {i}");
+        assert_eq!(s.conversions, 2 * o.conversions);
+        assert_eq!(s.clipped, 2 * o.clipped);
+        assert!(s.histogram.iter().zip(&o.histogram).all(|(a, b)| *a == 2 * b));
+        assert_eq!(s.histogram.len(), rows * 3 + 1);
+        assert_eq!(s.histogram.iter().sum::<u64>(), s.conversions);
+        // Recount: (P + half) >> e above the top code.
+        let e = steps[i / 2];
+        let half = if e == 0 { 0 } else { 1u64 << (e - 1) };
+        let recount: u64 = s
+            .histogram
+            .iter()
+            .enumerate()
+            .filter(|&(p, _)| (p as u64 + half) >> e > (1 << adc_bits) - 1)
+            .map(|(_, &c)| c)
+            .sum();
+        assert_eq!(s.clipped, recount, "step {i}");
+        assert!(s.clipped > 0, "step {i}: the case should clip");
+        assert!(s.clip_rate() > 0.0 && s.clip_rate() < 1.0);
+        assert!(s.percentile(1.0) as usize <= rows * 3 && s.percentile(0.0) <= s.percentile(0.5));
+    }
+    // Statistics of another program are refused.
+    let mut wrong = AdcStats { steps: vec![None; 2] };
+    let (_, x) = two_layer_program(rows, adc_bits, steps);
+    assert!(r.run_with_adc_stats(vec![x], &mut wrong).is_err());
+}
+
+#[test]
+fn crossbar_mismatches_are_errors_not_panics() {
+    let (program, _) = two_layer_program(20, 5, [0, 0]);
+    let set = |f: &dyn Fn(&mut Crossbar)| {
+        let mut p = program.clone();
+        if let Step::Conv { crossbar: Some(x), .. } = &mut p.steps[0] {
+            f(x);
+        }
+        ProgramRunner::new(&p).err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    // Weights up to ±15 need 4 magnitude bits.
+    assert!(set(&|x| x.magnitude_bits = 3).contains("magnitude bits"));
+    // Offset: 15 + 2^(5−1) = 31 needs 5 bits.
+    assert!(set(&|x| {
+        x.encoding = Encoding::Offset;
+        x.magnitude_bits = 4;
+    })
+    .contains("magnitude bits"));
+    // 6-bit input codes do not fit 5 input bits, nor codes shifted by input_min 1.
+    assert!(set(&|x| x.input_bits = 5).contains("input bits"));
+    assert!(set(&|x| x.input_min = 1).contains("input bits"));
+    // Per-column-group steps must cover every column group.
+    assert!(set(&|x| {
+        x.cols = 8;
+        x.adc_step = vec![0, 0];
+    })
+    .contains("column groups"));
+    assert!(set(&|_| {}).is_empty());
 }
 
 /// Reads a little-endian f32 `.npy` file (C order).
@@ -536,9 +700,27 @@ fn resnet18_crossbar_time() {
         }
         p
     };
+    // CPU seconds of this process (all threads), from /proc (Linux).
+    let cpu = || -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        let ticks: f64 =
+            f.get(11..13).map_or(0.0, |v| v.iter().map(|t| t.parse::<f64>().unwrap_or(0.0)).sum());
+        ticks / 100.0
+    };
     let time = |p: &Program, reps: usize| {
         let r = ProgramRunner::new(p).unwrap();
         r.run(vec![image(0)]).unwrap();
+        let c0 = cpu();
+        let t0 = std::time::Instant::now();
+        for k in 0..reps {
+            r.run(vec![image(k % shape[0])]).unwrap();
+        }
+        eprintln!(
+            "  {reps} runs: {:.3} s wall, {:.3} s cpu per image",
+            t0.elapsed().as_secs_f64() / reps as f64,
+            (cpu() - c0) / reps as f64
+        );
         // The fastest of `reps` runs (other processes share the machine).
         (0..reps)
             .map(|k| {
@@ -549,6 +731,11 @@ fn resnet18_crossbar_time() {
             .fold(f64::INFINITY, f64::min)
     };
     let full = with_crossbar(None);
+    if let Ok(reps) = std::env::var("CIMC_BENCH_ONLY") {
+        // Only the crossbar program, for `perf stat`.
+        time(&full, reps.parse().unwrap_or(10));
+        return;
+    }
     let t_prep = std::time::Instant::now();
     ProgramRunner::new(&full).unwrap();
     eprintln!("prepare: {:.3} s", t_prep.elapsed().as_secs_f64());
@@ -556,11 +743,41 @@ fn resnet18_crossbar_time() {
     let t_full = time(&full, 5);
     eprintln!("exact program: {t_exact:.3} s/image; crossbar program: {t_full:.3} s/image");
     if std::env::var("CIMC_BENCH_LAYERS").is_ok() {
-        for (i, s) in exact.steps.iter().enumerate() {
-            if matches!(s, Step::Conv { .. } | Step::Gemm { .. }) {
-                let t = time(&with_crossbar(Some(i)), 3);
-                eprintln!("step {i:2} {:40} {:.3} s", exact.origins[i], t - t_exact);
+        // Each matrix step alone, on its real input (kept as an output of the exact program).
+        let mut keep = exact.clone();
+        let matrix: Vec<usize> = (0..exact.steps.len())
+            .filter(|&i| matches!(exact.steps[i], Step::Conv { .. } | Step::Gemm { .. }))
+            .collect();
+        let input_of = |i: usize| match &exact.steps[i] {
+            Step::Conv { input, output, .. } | Step::Gemm { input, output, .. } => {
+                (*input, *output)
             }
+            _ => unreachable!(),
+        };
+        keep.outputs = matrix.iter().map(|&i| input_of(i).0).collect();
+        keep.outputs.sort();
+        keep.outputs.dedup();
+        let acts = ProgramRunner::new(&keep).unwrap().run(vec![image(0)]).unwrap();
+        let mut total = 0.0;
+        for &i in &matrix {
+            let (input, output) = input_of(i);
+            let act = &acts[keep.outputs.binary_search(&input).unwrap()];
+            let mut one = full.clone();
+            one.steps = vec![full.steps[i].clone()];
+            one.origins = vec![full.origins[i].clone()];
+            one.inputs = vec![input];
+            one.outputs = vec![output];
+            let r = ProgramRunner::new(&one).unwrap();
+            let t = (0..3)
+                .map(|_| {
+                    let t0 = std::time::Instant::now();
+                    r.run(vec![act.clone()]).unwrap();
+                    t0.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min);
+            total += t;
+            eprintln!("step {i:2} {:52} {:.4} s", exact.origins[i], t);
         }
+        eprintln!("sum of matrix steps: {total:.3} s");
     }
 }

@@ -52,10 +52,8 @@ fn crossbar_steps(model: &Path, calib: &Tensor, t: &Target) -> Vec<(Program, Str
     let (p, _) = cimc::compile::compile(g, &cx, &[]).unwrap_or_else(|e| panic!("{e}"));
     let mut out = Vec::new();
     for (i, s) in p.steps.iter().enumerate() {
-        if !matches!(
-            s,
-            Step::Conv { crossbar: Some(_), .. } | Step::Gemm { crossbar: Some(_), .. }
-        ) {
+        if !matches!(s, Step::Conv { crossbar: Some(_), .. } | Step::Gemm { crossbar: Some(_), .. })
+        {
             continue;
         }
         let bufs = cimc_backends::program::step_buffers(s);
@@ -64,7 +62,8 @@ fn crossbar_steps(model: &Path, calib: &Tensor, t: &Target) -> Vec<(Program, Str
         // The identity requantization with an open clamp: the output is the accumulator.
         let one = FixedMultiplier::from_real(1.0).unwrap();
         match &mut step {
-            Step::Conv { requant, input, output, .. } | Step::Gemm { requant, input, output, .. } => {
+            Step::Conv { requant, input, output, .. }
+            | Step::Gemm { requant, input, output, .. } => {
                 *requant = Requant { mult: vec![one], zero_point: 0, lo: i32::MIN, hi: i32::MAX };
                 (*input, *output) = (0, 1);
             }

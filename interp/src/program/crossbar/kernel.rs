@@ -4,10 +4,16 @@
 //! For input bit `a` and cell bit `b`, `popcount(xplane_a & wplane_{b,c})` counts the rows of a
 //! 64-row word where both bits are set; the partial sum of input slice `i`, weight slice `j`,
 //! column `c` is `P = Σ_{a in slice i} Σ_b 2^((a − i·dac_bits) + b) · popcount(..)` summed over
-//! the tile's words. The innermost loops run over physical columns, contiguous in memory, so
+//! the tile's words. The innermost loops run over 32 physical columns (8 for narrow layers),
+//! contiguous in memory, whose partial sums and accumulators stay in registers over a tile, so
 //! that LLVM vectorizes `count_ones` (VPOPCNTQ with AVX-512 VPOPCNTDQ) and the ADC's
-//! per-column shifts (VPSRLVQ/VPSLLVQ). The body is compiled twice: once with those target
-//! features (chosen at run time) and once portable.
+//! per-column shifts (VPSRLVQ/VPSLLVQ). All-zero input words (most high bits after a ReLU) are
+//! skipped. The kernels are compiled twice: once with those target features (chosen at run
+//! time) and once portable (`CIMC_PORTABLE_KERNELS=1` forces it, for tests).
+//!
+//! Measured on ResNet-18 (batch 1, 8-bit inputs bit-serial, 8-bit differential weights in
+//! 2-bit cells, 128-row tiles, 8-bit ADC, this project's 2-core AVX-512 machine): about 0.45 s
+//! per image (the exact program: 0.16 s), about 80% of it in [`run_block`].
 
 /// One block of physical columns of one group, for a chunk of input vectors.
 #[derive(Clone, Copy)]
@@ -42,17 +48,27 @@ pub(super) struct Tally {
     pub clipped: u64,
 }
 
+/// Whether this CPU has AVX-512 F, BW and VPOPCNTDQ (detected once), unless the environment
+/// variable `CIMC_PORTABLE_KERNELS` is set (to test the portable build of the kernels).
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVX512.get_or_init(|| {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vpopcntdq")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::env::var_os("CIMC_PORTABLE_KERNELS").is_none()
+    })
+}
+
 /// Adds `Σ_t Σ_i 2^(i·dac_bits) · A(P[t,i,c])` to `colacc[vector][c]` for every column `c` of
 /// the block. `colacc` is `[nvec][pcn rounded up to LANES]`; `w`, `e` and `half` must hold
 /// whole lanes past `pc0 + pcn` (zero columns; their results are ignored).
 pub(super) fn run_block(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tally>) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f")
-        && std::is_x86_feature_detected!("avx512vpopcntdq")
-        && std::is_x86_feature_detected!("avx512bw")
-    {
-        // SAFETY: the three target features `block_avx512` is compiled with were detected on
-        // this CPU just above; the function has no other precondition.
+    if avx512() {
+        // SAFETY: `avx512()` detected the three target features `block_avx512` is compiled
+        // with on this CPU; the function has no other precondition.
         unsafe { block_avx512(blk, colacc, tally) };
         return;
     }
@@ -62,33 +78,101 @@ pub(super) fn run_block(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tall
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw")]
 fn block_avx512(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tally>) {
-    match tally {
-        Some(t) => body::<true>(blk, colacc, t),
-        None => {
-            body::<false>(blk, colacc, &mut Tally { hist: vec![], conversions: 0, clipped: 0 })
-        }
-    }
+    dispatch(blk, colacc, tally)
 }
 
 fn block_portable(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tally>) {
-    match tally {
-        Some(t) => body::<true>(blk, colacc, t),
-        None => {
-            body::<false>(blk, colacc, &mut Tally { hist: vec![], conversions: 0, clipped: 0 })
+    dispatch(blk, colacc, tally)
+}
+
+/// The bit planes of one input vector: `vbuf` holds its values `[tile][word][64 rows]`; bit `a`
+/// of word `word` of tile `t` goes to `xp[(t · input_bits + a) · words + word]` (`xp` zeroed).
+pub(super) fn input_planes(vbuf: &[u16], input_bits: usize, words: usize, xp: &mut [u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: `avx512()` detected the target features `planes_avx512` is compiled with on
+        // this CPU; the function has no other precondition.
+        unsafe { planes_avx512(vbuf, input_bits, words, xp) };
+        return;
+    }
+    planes_body(vbuf, input_bits, words, xp);
+}
+
+/// As [`planes_body`], with one VPTESTMW per 32 rows and input bit.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn planes_avx512(vbuf: &[u16], input_bits: usize, words: usize, xp: &mut [u64]) {
+    use std::arch::x86_64::{
+        __m512i, _mm512_loadu_si512, _mm512_or_si512, _mm512_set1_epi16, _mm512_test_epi16_mask,
+    };
+    for (tw, rows) in vbuf.chunks_exact(64).enumerate() {
+        let (lo, hi) = rows.split_at(32);
+        // SAFETY: `lo` and `hi` each hold 32 u16, the 64 bytes of one unaligned vector load.
+        let (lo, hi) = unsafe {
+            (
+                _mm512_loadu_si512(lo.as_ptr().cast::<__m512i>()),
+                _mm512_loadu_si512(hi.as_ptr().cast::<__m512i>()),
+            )
+        };
+        let any = _mm512_or_si512(lo, hi);
+        if _mm512_test_epi16_mask(any, any) == 0 {
+            continue;
+        }
+        let (t, word) = (tw / words, tw % words);
+        for a in 0..input_bits {
+            let bit = _mm512_set1_epi16((1u16 << a) as i16);
+            let m = _mm512_test_epi16_mask(lo, bit) as u64
+                | ((_mm512_test_epi16_mask(hi, bit) as u64) << 32);
+            xp[(t * input_bits + a) * words + word] = m;
         }
     }
 }
 
-/// Columns computed together (one 512-bit vector of u64).
-pub(super) const LANES: usize = 8;
-
 #[inline(always)]
-fn lanes<T>(s: &[T], at: usize) -> &[T; LANES] {
-    s[at..at + LANES].try_into().expect("invariant: blocks are whole lanes")
+fn planes_body(vbuf: &[u16], input_bits: usize, words: usize, xp: &mut [u64]) {
+    for (tw, rows) in vbuf.chunks_exact(64).enumerate() {
+        let rows: &[u16; 64] = rows.try_into().expect("invariant: chunks of 64");
+        if rows.iter().fold(0, |o, &v| o | v) == 0 {
+            continue;
+        }
+        let (t, word) = (tw / words, tw % words);
+        for a in 0..input_bits {
+            xp[(t * input_bits + a) * words + word] = bit_plane(rows, a as u32);
+        }
+    }
 }
 
+/// Bit `a` of 64 values as a mask (bit `r` from value `r`).
 #[inline(always)]
-fn body<const STATS: bool>(blk: &Block, colacc: &mut [i64], tally: &mut Tally) {
+pub(super) fn bit_plane<T: Copy + Into<u32>>(rows: &[T; 64], a: u32) -> u64 {
+    let mut m = 0u64;
+    for (r, &v) in rows.iter().enumerate() {
+        m |= (((v.into() >> a) & 1) as u64) << r;
+    }
+    m
+}
+
+/// Picks the monomorphic body: narrow blocks for narrow layers (depthwise), statistics or not.
+#[inline(always)]
+fn dispatch(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tally>) {
+    let mut none = Tally { hist: vec![], conversions: 0, clipped: 0 };
+    match (tally, blk.pcn <= NARROW) {
+        (Some(t), true) => body::<true, NARROW>(blk, colacc, t),
+        (Some(t), false) => body::<true, LANES>(blk, colacc, t),
+        (None, true) => body::<false, NARROW>(blk, colacc, &mut none),
+        (None, false) => body::<false, LANES>(blk, colacc, &mut none),
+    }
+}
+
+/// Columns computed together: four 512-bit vectors of u64 (the padding unit of the planes).
+pub(super) const LANES: usize = 32;
+/// The width for blocks of at most this many columns.
+const NARROW: usize = 8;
+
+/// The kernel for columns `W` at a time, kept in registers over a tile: for each column, tile
+/// and vector, `P` of every input slice, its ADC and its shift into the column's accumulator.
+#[inline(always)]
+fn body<const STATS: bool, const W: usize>(blk: &Block, colacc: &mut [i64], tally: &mut Tally) {
     let Block {
         tiles,
         words,
@@ -108,54 +192,70 @@ fn body<const STATS: bool>(blk: &Block, colacc: &mut [i64], tally: &mut Tally) {
     } = *blk;
     let per_tile = words * cell_bits * pc_total;
     let xstride = input_bits * words;
-    let lanes_n = pcn.div_ceil(LANES) * LANES;
+    let stride = pcn.div_ceil(LANES) * LANES;
+    let wrows = words * cell_bits;
+    // The tile's weight rows of the current W columns, contiguous: `[word][cell bit][W]`.
+    let mut wloc = vec![0u64; wrows * W];
+    let mut zero = vec![false; nvec];
     for t in 0..tiles {
         let wt = &w[t * per_tile..][..per_tile];
-        for vi in 0..nvec {
-            let xp = &xplanes[(vi * tiles + t) * xstride..][..xstride];
-            if xp.iter().all(|&x| x == 0) {
-                // Every partial sum is 0 and A(0) = 0: nothing to add, nothing clips.
-                if STATS {
-                    let n = (input_slices * pcn) as u64;
-                    tally.hist[0] += n;
-                    tally.conversions += n;
-                }
-                continue;
+        for (vi, z) in zero.iter_mut().enumerate() {
+            *z = xplanes[(vi * tiles + t) * xstride..][..xstride].iter().all(|&x| x == 0);
+        }
+        for c in (0..pcn).step_by(W) {
+            for (r, dst) in wloc.chunks_exact_mut(W).enumerate() {
+                dst.copy_from_slice(&wt[r * pc_total + pc0 + c..][..W]);
             }
-            for c8 in (0..lanes_n).step_by(LANES) {
-                let ca: &mut [i64; LANES] =
-                    (&mut colacc[vi * lanes_n + c8..][..LANES]).try_into().expect("lanes");
-                let ec = lanes(e, c8);
-                let hc = lanes(half, c8);
+            let ec: &[u64; W] = e[c..c + W].try_into().expect("whole lanes");
+            let hc: &[u64; W] = half[c..c + W].try_into().expect("whole lanes");
+            let real = W.min(pcn - c);
+            for vi in 0..nvec {
+                if zero[vi] {
+                    // Every partial sum is 0 and A(0) = 0: nothing to add, nothing clips.
+                    if STATS {
+                        let n = (input_slices * real) as u64;
+                        tally.hist[0] += n;
+                        tally.conversions += n;
+                    }
+                    continue;
+                }
+                let xp = &xplanes[(vi * tiles + t) * xstride..][..xstride];
+                let ca: &mut [i64; W] =
+                    (&mut colacc[vi * stride + c..][..W]).try_into().expect("whole lanes");
                 let mut acc = *ca;
                 for i in 0..input_slices {
                     let a0 = i * dac_bits;
-                    let mut p = [0u64; LANES];
+                    let mut p = [0u64; W];
                     for a in a0..(a0 + dac_bits).min(input_bits) {
-                        for word in 0..words {
-                            let x = xp[a * words + word];
+                        for (word, &x) in xp[a * words..][..words].iter().enumerate() {
                             // An all-zero input word adds nothing to any partial sum.
                             if x == 0 {
                                 continue;
                             }
-                            for b in 0..cell_bits {
-                                let row = lanes(wt, (word * cell_bits + b) * pc_total + pc0 + c8);
+                            let rows = &wloc[word * cell_bits * W..][..cell_bits * W];
+                            for (b, row) in rows.chunks_exact(W).enumerate() {
                                 let sh = (a - a0 + b) as u32;
-                                for l in 0..LANES {
-                                    p[l] += ((x & row[l]).count_ones() as u64) << sh;
+                                if sh == 0 {
+                                    for l in 0..W {
+                                        p[l] += (x & row[l]).count_ones() as u64;
+                                    }
+                                } else {
+                                    for l in 0..W {
+                                        p[l] += ((x & row[l]).count_ones() as u64) << sh;
+                                    }
                                 }
                             }
                         }
                     }
                     if STATS {
-                        for l in 0..LANES.min(pcn - c8) {
+                        for l in 0..real {
                             tally.hist[p[l] as usize] += 1;
                             tally.clipped += (((p[l] + hc[l]) >> ec[l]) > adc_top) as u64;
                         }
-                        tally.conversions += LANES.min(pcn - c8) as u64;
+                        tally.conversions += real as u64;
                     }
                     let ish = (i * dac_bits) as u32;
-                    for l in 0..LANES {
+                    for l in 0..W {
                         let q = ((p[l] + hc[l]) >> ec[l]).min(adc_top);
                         acc[l] += ((q << ec[l]) << ish) as i64;
                     }

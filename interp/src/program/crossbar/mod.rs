@@ -63,7 +63,7 @@ impl StepAdcStats {
 }
 
 /// The largest histogram [`StepAdcStats`] allocates (entries).
-const MAX_HISTOGRAM: u64 = 1 << 26;
+const MAX_HISTOGRAM: u64 = 1 << 22;
 
 /// Physical columns per block of the kernel, about (a multiple of the columns of one output
 /// and of the lanes).
@@ -106,6 +106,13 @@ pub(crate) struct PreparedCrossbar {
 }
 
 impl PreparedCrossbar {
+    /// Physical columns per kernel block: a multiple of the columns of one output and of the
+    /// lanes, about [`BLOCK_COLUMNS`].
+    fn block_columns(&self) -> usize {
+        let unit = self.cpo * kernel::LANES / gcd(self.cpo, kernel::LANES);
+        (BLOCK_COLUMNS / unit).max(1) * unit
+    }
+
     /// An empty statistics record of the right size, or an error when it would be too large.
     pub(crate) fn new_stats(&self) -> Result<StepAdcStats, String> {
         let p_max = self.x.p_max(self.x.rows);
@@ -258,7 +265,8 @@ pub(crate) fn prepare(
                     for j in 0..sw {
                         let col = nl * cpo + s * sw + j;
                         for b in 0..cb.min(mb as usize - j * cb) {
-                            block[(word * cb + b) * pc_pad + col] = bit_plane(&u, (j * cb + b) as u32);
+                            block[(word * cb + b) * pc_pad + col] =
+                                kernel::bit_plane(&u, (j * cb + b) as u32);
                         }
                     }
                 }
@@ -356,70 +364,90 @@ pub(crate) fn run(
         _ => return Err("not a matrix step".into()),
     };
     let m = p.groups * p.mg;
+    // Tasks: chunks of vectors (each reuses the weights it streams over its vectors) times
+    // ranges of column blocks, enough of them to keep every thread busy when there are few
+    // vectors (late layers at batch 1).
     let threads = rayon::current_num_threads().max(1);
-    let chunk = nvec.div_ceil(threads * 4).clamp(1, 32);
-    let want_stats = stats.is_some();
-    let hist_len = match &stats {
-        Some(st) => st.histogram.len(),
-        None => 0,
-    };
-    let results: Vec<Result<(usize, Vec<i32>, Option<kernel::Tally>), String>> = (0..nvec
-        .div_ceil(chunk))
+    let target = threads * 4;
+    let chunk = nvec.div_ceil(target).clamp(nvec.min(16), 32).max(1);
+    let n_chunks = nvec.div_ceil(chunk);
+    let pcb = p.block_columns();
+    let n_blocks = p.pc.div_ceil(pcb).max(1);
+    let splits = target.div_ceil(n_chunks.max(1)).clamp(1, n_blocks);
+    let per_split = n_blocks.div_ceil(splits);
+    let splits = n_blocks.div_ceil(per_split);
+    // Each task's statistics are added here as soon as it ends (one task's histogram alive
+    // per thread, not one per task).
+    let merged = stats.map(std::sync::Mutex::new);
+    let hist_len = merged.as_ref().map_or(0, |st| {
+        st.lock().unwrap_or_else(std::sync::PoisonError::into_inner).histogram.len()
+    });
+    let results: Vec<Result<(usize, usize, Vec<i32>), String>> = (0..n_chunks * splits)
         .into_par_iter()
-        .map(|ci| {
+        .map(|task| {
+            let (ci, sp) = (task / splits, task % splits);
             let v0 = ci * chunk;
             let v1 = (v0 + chunk).min(nvec);
-            let mut tally = want_stats.then(|| kernel::Tally {
+            let blocks = sp * per_split..((sp + 1) * per_split).min(n_blocks);
+            let mut tally = merged.as_ref().map(|_| kernel::Tally {
                 hist: vec![0; hist_len],
                 conversions: 0,
                 clipped: 0,
             });
-            let out = run_task(p, &src, requant, v0, v1, tally.as_mut())?;
-            Ok((v0, out, tally))
+            let out = run_task(p, &src, requant, v0..v1, blocks, tally.as_mut())?;
+            if let (Some(st), Some(t)) = (&merged, tally) {
+                let mut st = st.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (h, c) in st.histogram.iter_mut().zip(&t.hist) {
+                    *h += c;
+                }
+                st.conversions += t.conversions;
+                st.clipped += t.clipped;
+            }
+            Ok((v0, sp, out))
         })
         .collect();
     let mut out = vec![0i32; nvec * m];
-    let mut stats = stats;
     for r in results {
-        let (v0, codes, tally) = r?;
+        let (v0, sp, codes) = r?;
         let nv = codes.len() / m.max(1);
-        match &src {
-            Source::Conv { geo, .. } => {
-                let pixels = geo.oh * geo.ow;
-                for vi in 0..nv {
+        // This task's outputs: local outputs `nl0..nl1` of every group.
+        let nl0 = sp * per_split * pcb / p.cpo;
+        let nl1 = (((sp + 1) * per_split * pcb).min(p.pc) / p.cpo).min(p.mg);
+        for vi in 0..nv {
+            // Where output n of this vector goes: `base + n · step`.
+            let (base, step) = match &src {
+                Source::Conv { geo, .. } => {
+                    let pixels = geo.oh * geo.ow;
                     let (b, px) = ((v0 + vi) / pixels, (v0 + vi) % pixels);
-                    for n in 0..m {
-                        out[(b * m + n) * pixels + px] = codes[vi * m + n];
-                    }
+                    (b * m * pixels + px, pixels)
+                }
+                Source::Gemm { .. } => ((v0 + vi) * m, 1),
+            };
+            for g in 0..p.groups {
+                for n in g * p.mg + nl0..g * p.mg + nl1 {
+                    out[base + n * step] = codes[vi * m + n];
                 }
             }
-            Source::Gemm { .. } => out[v0 * m..][..codes.len()].copy_from_slice(&codes),
-        }
-        if let (Some(st), Some(t)) = (stats.as_deref_mut(), tally) {
-            for (h, c) in st.histogram.iter_mut().zip(&t.hist) {
-                *h += c;
-            }
-            st.conversions += t.conversions;
-            st.clipped += t.clipped;
         }
     }
     Ok(out)
 }
 
-/// Output codes `[vector][n]` of the vectors `v0..v1`.
+/// Output codes `[vector][n]` of the vectors `vecs`, for the column blocks `blocks` of every
+/// group (the other outputs are left 0).
 fn run_task(
     p: &PreparedCrossbar,
     src: &Source,
     requant: &Requant,
-    v0: usize,
-    v1: usize,
+    vecs: std::ops::Range<usize>,
+    blocks: std::ops::Range<usize>,
     mut tally: Option<&mut kernel::Tally>,
 ) -> Result<Vec<i32>, String> {
+    let (v0, v1) = (vecs.start, vecs.end);
     let nvec = v1 - v0;
     let m = p.groups * p.mg;
     let per_vec = p.tiles * p.input_bits * p.words;
-    let unit = p.cpo * kernel::LANES / gcd(p.cpo, kernel::LANES);
-    let pcb = (BLOCK_COLUMNS / unit).max(1) * unit;
+    let pcb = p.block_columns();
     let mut xplanes = vec![0u64; nvec * per_vec];
     let mut sumv = vec![0i64; nvec];
     let mut colacc = vec![0i64; nvec * pcb.min(p.pc_pad)];
@@ -428,8 +456,11 @@ fn run_task(
     for g in 0..p.groups {
         xplanes.fill(0);
         fill_planes(p, src, g, v0, v1, &mut xplanes, &mut sumv)?;
-        let mut pc0 = 0;
-        while pc0 < p.pc {
+        for blk_i in blocks.clone() {
+            let pc0 = blk_i * pcb;
+            if pc0 >= p.pc {
+                break;
+            }
             let pcn = pcb.min(p.pc - pc0);
             // Whole lanes: pc0 is a multiple of LANES, so this stays inside pc_pad.
             let stride = pcn.div_ceil(kernel::LANES) * kernel::LANES;
@@ -465,7 +496,6 @@ fn run_task(
                     out[vi * m + n] = requant.apply(acc, n);
                 }
             }
-            pc0 += pcn;
         }
     }
     Ok(out)
@@ -535,27 +565,7 @@ fn fill_planes(
             ));
         }
         sumv[vi] = sum;
-        let xp = &mut xplanes[vi * per_vec..][..per_vec];
-        for (tw, rows) in vbuf.chunks_exact(64).enumerate() {
-            let rows: &[u16; 64] = rows.try_into().expect("invariant: chunks of 64");
-            if rows.iter().all(|&v| v == 0) {
-                continue;
-            }
-            let (t, word) = (tw / words, tw % words);
-            for a in 0..ib {
-                xp[(t * ib + a) * words + word] = bit_plane(rows, a as u32);
-            }
-        }
+        kernel::input_planes(&vbuf, ib, words, &mut xplanes[vi * per_vec..][..per_vec]);
     }
     Ok(())
-}
-
-/// Bit `a` of 64 values as a mask (bit `r` from value `r`).
-#[inline]
-fn bit_plane<T: Copy + Into<u32>>(rows: &[T; 64], a: u32) -> u64 {
-    let mut m = 0u64;
-    for (r, &v) in rows.iter().enumerate() {
-        m |= (((v.into() >> a) & 1) as u64) << r;
-    }
-    m
 }
