@@ -253,6 +253,7 @@ fn one_step(step: Step, xs: Vec<usize>, ys: Vec<usize>, p: &Params) -> Program {
         outputs: vec![1],
         steps: vec![step],
         origins: vec!["op".into()],
+        target: None,
     };
     Program::from_bytes(&program.to_bytes()).unwrap()
 }
@@ -553,6 +554,7 @@ fn two_layer_program(rows: usize, adc_bits: u32, steps: [u32; 2]) -> (Program, T
             },
         ],
         origins: vec!["conv".into(), "reshape".into(), "gemm".into()],
+        target: None,
     };
     let x = tensor(&[n, c, h, w], (0..n * c * h * w).map(|_| rng.int(0, 63) as i32).collect());
     (program, x)

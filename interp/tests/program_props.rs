@@ -193,6 +193,7 @@ proptest! {
                 crossbar: None,
             }],
             origins: vec!["conv".into()],
+            target: None,
         };
         // Through the binary format, as a user's program would be.
         let program = Program::from_bytes(&program.to_bytes()).unwrap();
@@ -243,6 +244,7 @@ proptest! {
                 crossbar: None,
             }],
             origins: vec!["gemm".into()],
+            target: None,
         };
         let xin = Tensor::I32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[rows, k]), x.clone()).unwrap());
         let out = ProgramRunner::new(&program).unwrap().run(vec![xin]).unwrap();

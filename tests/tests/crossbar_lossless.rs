@@ -76,6 +76,7 @@ fn crossbar_steps(model: &Path, calib: &Tensor, t: &Target) -> Vec<(Program, Str
             outputs: vec![1],
             steps: vec![step],
             origins: vec![p.origins[i].clone()],
+            target: None,
         };
         out.push((single, p.origins[i].clone()));
     }

@@ -65,6 +65,7 @@ fn run_step(p: &Program, i: usize, inputs: Vec<Tensor>) -> Tensor {
         outputs: out.to_vec(),
         steps: vec![step],
         origins: vec![p.origins[i].clone()],
+        target: None,
     };
     ProgramRunner::new(&single).unwrap().run(inputs).unwrap().remove(0)
 }

@@ -12,6 +12,9 @@ const FULL_WEIGHTS: usize = 64;
 pub fn listing(p: &Program) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "program {} (format v{})", p.name, super::FORMAT_VERSION);
+    if let Some(t) = &p.target {
+        let _ = writeln!(s, "target {t}");
+    }
     let total: usize = p.buffers.iter().map(buffer_bytes).sum();
     let _ =
         writeln!(s, "buffers: {} ({} bytes if each is its own allocation)", p.buffers.len(), total);

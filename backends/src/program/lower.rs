@@ -71,6 +71,7 @@ pub fn lower(g: &Graph) -> Result<Program> {
         outputs,
         steps: l.steps,
         origins: l.origins,
+        target: g.target.as_ref().map(|t| format!("{} hash={} {}", t.name, t.hash, t.summary)),
     };
     p.validate()?;
     Ok(p)

@@ -364,6 +364,8 @@ pub struct Program {
     pub steps: Vec<Step>,
     /// The IR node each step comes from (same length as `steps`), for reports and messages.
     pub origins: Vec<String>,
+    /// The chip the program was mapped for: `name hash=HEX summary`, from the graph's stamp.
+    pub target: Option<String>,
 }
 
 impl Program {
