@@ -15,7 +15,7 @@ fn esc(s: &str) -> String {
 
 /// A "nice" upper bound for an axis.
 fn nice_max(v: f64) -> f64 {
-    if !(v > 0.0) {
+    if v.is_nan() || v <= 0.0 {
         return 1.0;
     }
     let p = 10f64.powf(v.log10().floor());
