@@ -4,7 +4,7 @@
 //! calibrated on the calibration set).
 //!
 //! `cargo run --release -p cimc-examples --bin adc_sweep -- [--limit N] [--calib-samples N]
-//!  [--adc-range calib|worst] [--svg DIR] [--json]`
+//!  [--adc-range calib|worst] [--models mnist_cnn,mnist_resnet,digits_cnn] [--svg DIR] [--json]`
 //!
 //! Prints a markdown table per model (kept in `docs/crossbar-accuracy.md`) and, with `--svg`,
 //! writes one plot per model (accuracy vs ADC bits, one line per array height).
@@ -81,7 +81,11 @@ fn main() {
         vendored.join("sets/digits_test_y.npy"),
         vendored.join("sets/digits_calib_x.npy"),
     );
-    let cases = [("mnist_cnn", &mnist), ("mnist_resnet", &mnist), ("digits_cnn", &digits)];
+    let only: Option<String> = arg(&args, "--models");
+    let cases: Vec<_> = [("mnist_cnn", &mnist), ("mnist_resnet", &mnist), ("digits_cnn", &digits)]
+        .into_iter()
+        .filter(|(n, _)| only.as_ref().is_none_or(|o| o.split(',').any(|m| m == *n)))
+        .collect();
     let base = Target::preset("isaac").expect("the isaac preset exists");
     let mut all = Vec::new();
     for (name, (xp, yp, cp)) in cases {
