@@ -11,42 +11,16 @@
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::target::{AdcRangeMode, Target};
+use cimc_examples::{arg, load, top1};
 use cimc_interp::program::ProgramRunner;
 use cimc_interp::{Runner, Tensor};
 use cimc_passes::tile::Chip;
 use cimc_passes::{PassContext, Pipeline};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const BATCH: usize = 100;
 const ADC_BITS: [u32; 7] = [4, 5, 6, 7, 8, 9, 10];
 const ROWS: [usize; 4] = [64, 128, 256, 512];
-
-fn top1(out: &Tensor, labels: &[i64]) -> f64 {
-    let a = out.as_f32().expect("logits are f32");
-    let correct = a
-        .outer_iter()
-        .zip(labels)
-        .filter(|(row, &y)| {
-            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| {
-                if v > b.1 {
-                    (i, v)
-                } else {
-                    b
-                }
-            });
-            best.0 as i64 == y
-        })
-        .count();
-    100.0 * correct as f64 / labels.len() as f64
-}
-
-fn load(p: &Path) -> Tensor {
-    Tensor::from_data(&cimc::npy::read(p).unwrap_or_else(|e| panic!("{e}"))).expect("npy")
-}
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

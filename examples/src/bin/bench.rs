@@ -5,10 +5,9 @@
 //! `cargo run --release -p cimc-examples --bin bench -- [--reps N] [--json] [--only SUBSTR]`
 
 use cimc::onnx::{self, ImportOptions};
+use cimc_examples::time_ms;
 use cimc_interp::{Runner, Tensor};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
 
 struct Args {
     reps: usize,
@@ -43,45 +42,10 @@ fn parse_args() -> Args {
     a
 }
 
-/// min and median of `reps` timed runs of `f` (after one warm-up run), in milliseconds.
-fn time_ms(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
-    f();
-    let mut t: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    (t[0], t[t.len() / 2])
-}
-
 struct Peer {
     name: String,
     median_ms: f64,
     measured: bool,
-}
-
-fn onnxruntime(model: &Path, batch: usize, reps: usize) -> Option<Peer> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_onnxruntime.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(model)
-        .arg(batch.to_string())
-        .arg(reps.to_string())
-        .arg("2")
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(Peer {
-        name: format!("onnxruntime {}", v["version"].as_str().unwrap_or("?")),
-        median_ms: v["median_ms"].as_f64()?,
-        measured: true,
-    })
 }
 
 struct Row {
@@ -89,6 +53,11 @@ struct Row {
     min_ms: f64,
     median_ms: f64,
     peer: Option<Peer>,
+}
+
+fn onnxruntime(model: &Path, batch: usize, reps: usize) -> Option<Peer> {
+    let (name, median_ms) = cimc_examples::onnxruntime(model, batch, reps)?;
+    Some(Peer { name, median_ms, measured: true })
 }
 
 fn main() {

@@ -9,49 +9,12 @@
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::target::Target;
+use cimc_examples::{arg, onnxruntime, time_ms};
 use cimc_interp::program::ProgramRunner;
 use cimc_interp::{Runner, Tensor};
 use cimc_passes::tile::{Chip, Tile};
 use cimc_passes::{Pass, PassContext, Pipeline};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
-
-fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
-}
-
-fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(|a, b| a.total_cmp(b));
-    t[t.len() / 2]
-}
-
-fn onnxruntime_ms(model: &Path, reps: usize) -> Option<(String, f64)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_onnxruntime.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(model)
-        .arg("1")
-        .arg(reps.to_string())
-        .arg("2")
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some((
-        format!("onnxruntime {}", v["version"].as_str().unwrap_or("?")),
-        v["median_ms"].as_f64()?,
-    ))
-}
+use std::path::PathBuf;
 
 struct Mapping {
     arrays: u64,
@@ -105,13 +68,15 @@ fn main() {
         // The tile pass alone.
         cx.chip = Some(Chip::from_target(&target, None));
         let mut tiled = q.clone();
-        let tile_ms = median_ms(10, || {
+        let tile_ms = time_ms(10, || {
             tiled = q.clone();
             Tile.run(&mut tiled, &cx).expect("tile");
-        });
-        let clone_ms = median_ms(10, || {
+        })
+        .1;
+        let clone_ms = time_ms(10, || {
             std::hint::black_box(q.clone());
-        });
+        })
+        .1;
         let stats = Tile.run(&mut q.clone(), &cx).unwrap();
         let plain = mapping(&tiled, &target, &stats);
         cx.chip = Some(Chip::from_target(&target, Some(target.array.count)));
@@ -151,16 +116,19 @@ fn main() {
             let iprog = cimc_backends::program::lower::lower(&q).expect("lower");
             let xr = ProgramRunner::new(&xprog).unwrap();
             let ir = ProgramRunner::new(&iprog).unwrap();
-            let t_x = median_ms(reps, || {
+            let t_x = time_ms(reps, || {
                 xr.run(vec![x1.clone()]).unwrap();
-            });
-            let t_i = median_ms(reps, || {
+            })
+            .1;
+            let t_i = time_ms(reps, || {
                 ir.run(vec![x1.clone()]).unwrap();
-            });
-            let t_f = median_ms(reps, || {
+            })
+            .1;
+            let t_f = time_ms(reps, || {
                 float_runner.run(vec![x1.clone()]).unwrap();
-            });
-            let ort = onnxruntime_ms(&path, 10);
+            })
+            .1;
+            let ort = onnxruntime(&path, 1, 10);
             println!("\n| ResNet-18, batch 1, 2 threads | ms per image | vs onnxruntime float |");
             println!("|---|---|---|");
             let ratio =

@@ -6,37 +6,15 @@
 //! `cargo run --release -p cimc-examples --bin quant_accuracy -- [--json] [--calib-samples N]`
 
 use cimc::onnx::{self, ImportOptions};
+use cimc_examples::{load, top1};
 use cimc_interp::program::ProgramRunner;
-use cimc_interp::{Runner, Tensor};
+use cimc_interp::Runner;
 use cimc_passes::config::{CalibMethod, WeightMethod};
 use cimc_passes::PassContext;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const BATCH: usize = 100;
-
-fn top1(out: &Tensor, labels: &[i64]) -> f64 {
-    let a = out.as_f32().expect("logits are f32");
-    let correct = a
-        .outer_iter()
-        .zip(labels)
-        .filter(|(row, &y)| {
-            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| {
-                if v > b.1 {
-                    (i, v)
-                } else {
-                    b
-                }
-            });
-            best.0 as i64 == y
-        })
-        .count();
-    100.0 * correct as f64 / labels.len() as f64
-}
-
-fn load(p: &Path) -> Tensor {
-    Tensor::from_data(&cimc::npy::read(p).unwrap_or_else(|e| panic!("{e}"))).expect("npy")
-}
 
 struct Row {
     model: String,

@@ -1,0 +1,74 @@
+//! Helpers shared by the example binaries: top-1, `.npy` loading, command-line flags, timing,
+//! and onnxruntime measured in the same run.
+
+use cimc_interp::Tensor;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+/// Top-1 accuracy in percent of logits `[N, classes]` against integer labels.
+pub fn top1(out: &Tensor, labels: &[i64]) -> f64 {
+    let a = out.as_f32().expect("logits are f32");
+    let correct = a
+        .outer_iter()
+        .zip(labels)
+        .filter(|(row, &y)| {
+            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| {
+                if v > b.1 {
+                    (i, v)
+                } else {
+                    b
+                }
+            });
+            best.0 as i64 == y
+        })
+        .count();
+    100.0 * correct as f64 / labels.len() as f64
+}
+
+/// A `.npy` file as a run-time tensor (panics with the file's error: examples, not the product).
+pub fn load(p: &Path) -> Tensor {
+    Tensor::from_data(&cimc::npy::read(p).unwrap_or_else(|e| panic!("{e}"))).expect("npy")
+}
+
+/// The value after flag `name`, parsed.
+pub fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+}
+
+/// `(min, median)` milliseconds of `reps` timed runs of `f`, after one warm-up run.
+pub fn time_ms(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let mut t: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    (t[0], t[t.len() / 2])
+}
+
+/// onnxruntime's median time (ms) on `model` at `batch`, 2 threads, through
+/// `scripts/bench_onnxruntime.py`: `(name with version, median ms)`, or `None` when python3 has
+/// no onnxruntime.
+pub fn onnxruntime(model: &Path, batch: usize, reps: usize) -> Option<(String, f64)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_onnxruntime.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(model)
+        .arg(batch.to_string())
+        .arg(reps.to_string())
+        .arg("2")
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((
+        format!("onnxruntime {}", v["version"].as_str().unwrap_or("?")),
+        v["median_ms"].as_f64()?,
+    ))
+}
