@@ -125,6 +125,12 @@ pub struct CrossbarMap {
     pub blocks: Vec<TileBlock>,
 }
 
+/// The largest partial sum a bit line carries with `rows` active rows, `dac_bits`-bit input
+/// slices and `cell_bits`-bit cells (§1): `rows · (2^b_d − 1) · (2^b_c − 1)`.
+pub fn partial_sum_max(rows: usize, dac_bits: u32, cell_bits: u32) -> u64 {
+    rows as u64 * ((1u64 << dac_bits) - 1) * ((1u64 << cell_bits) - 1)
+}
+
 /// `ceil(a / b)` for `b > 0`.
 pub fn div_ceil(a: usize, b: usize) -> usize {
     a.div_ceil(b.max(1))
@@ -172,7 +178,7 @@ impl CrossbarMap {
     /// The largest partial sum a bit line can carry with `rows` active rows (§1):
     /// `rows · (2^b_d − 1) · (2^b_c − 1)`.
     pub fn p_max(&self, rows: usize) -> u64 {
-        rows as u64 * ((1u64 << self.dac_bits) - 1) * ((1u64 << self.cell_bits) - 1)
+        partial_sum_max(rows, self.dac_bits, self.cell_bits)
     }
 
     /// `P_max` of the tallest row tile.

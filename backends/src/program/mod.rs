@@ -166,7 +166,7 @@ impl Crossbar {
 
     /// The largest partial sum of a row tile of `rows` rows.
     pub fn p_max(&self, rows: usize) -> u64 {
-        rows as u64 * ((1u64 << self.dac_bits) - 1) * ((1u64 << self.cell_bits) - 1)
+        cimc_ir::crossbar::partial_sum_max(rows, self.dac_bits, self.cell_bits)
     }
 
     pub fn adc_top(&self) -> u64 {
