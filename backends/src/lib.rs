@@ -1,8 +1,9 @@
 //! cimc backends: the bit-accurate interpreter program (its format and the arithmetic that every
-//! executor of it shares) and, later, accelerator instruction streams.
+//! executor of it shares) and the accelerator's instruction set (`isa`).
 
 pub mod arith;
 pub mod error;
+pub mod isa;
 pub mod program;
 pub mod target;
 
