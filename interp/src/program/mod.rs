@@ -302,8 +302,6 @@ impl ProgramRunner {
                 let xa = self.codes(bufs, i, s, *a)?;
                 let xb = self.codes(bufs, i, s, *b)?;
                 let (sa, sb, so) = (shape(*a), shape(*b), shape(*output));
-                let ia = broadcast_index(sa, so).map_err(e)?;
-                let ib = broadcast_index(sb, so).map_err(e)?;
                 let rescale = |q: i32, z: i32, m| {
                     cimc_backends::arith::requantize(
                         ((q - z) as i64) << headroom,
@@ -313,16 +311,48 @@ impl ProgramRunner {
                         i32::MAX,
                     ) as i64
                 };
-                Data::Codes(
-                    (0..so.iter().product::<usize>())
-                        .into_par_iter()
-                        .map(|k| {
-                            let acc = rescale(xa[ia(k)], *a_zero_point, *a_mult)
-                                + rescale(xb[ib(k)], *b_zero_point, *b_mult);
-                            requant.apply(acc, 0)
-                        })
-                        .collect(),
-                )
+                // Each input's rescaled value depends on its code alone: one table over the
+                // code range (at most 2^16 entries) instead of a rounding per element.
+                let table = |buf: usize, z: i32, m| -> Result<(i32, Vec<i64>)> {
+                    let Elem::Code(c) = p.buffers[buf].elem else {
+                        return Err(e(format!("buffer b{buf} holds f32 values, codes expected")));
+                    };
+                    let (lo, hi) = c.range();
+                    Ok((lo, (lo..=hi).map(|q| rescale(q, z, m)).collect()))
+                };
+                let (alo, ta) = table(*a, *a_zero_point, *a_mult)?;
+                let (blo, tb) = table(*b, *b_zero_point, *b_mult)?;
+                // A code outside its type's range (a malformed program) is rescaled directly.
+                let look_a = |q: i32| {
+                    ta.get(q.wrapping_sub(alo) as usize)
+                        .copied()
+                        .unwrap_or_else(|| rescale(q, *a_zero_point, *a_mult))
+                };
+                let look_b = |q: i32| {
+                    tb.get(q.wrapping_sub(blo) as usize)
+                        .copied()
+                        .unwrap_or_else(|| rescale(q, *b_zero_point, *b_mult))
+                };
+                if sa == so && sb == so {
+                    Data::Codes(
+                        xa.par_iter()
+                            .zip(xb.par_iter())
+                            .map(|(&qa, &qb)| requant.apply(look_a(qa) + look_b(qb), 0))
+                            .collect(),
+                    )
+                } else {
+                    let ia = broadcast_index(sa, so).map_err(e)?;
+                    let ib = broadcast_index(sb, so).map_err(e)?;
+                    Data::Codes(
+                        (0..so.iter().product::<usize>())
+                            .into_par_iter()
+                            .map(|k| {
+                                let acc = look_a(xa[ia(k)]) + look_b(xb[ib(k)]);
+                                requant.apply(acc, 0)
+                            })
+                            .collect(),
+                    )
+                }
             }
             Step::Concat { inputs, output, axis, rescale } => {
                 let so = shape(*output);
