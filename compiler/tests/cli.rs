@@ -315,3 +315,31 @@ fn dump_with_a_target_prints_the_stamp_and_the_tile_map() {
     cimc_ir::verify::verify(&g).unwrap();
     assert_eq!(g.to_string(), text);
 }
+
+#[test]
+fn mapping_that_cannot_work_is_a_user_error() {
+    let compile = |extra: &[&str]| {
+        let mut args = vec![
+            "compile".to_string(),
+            path("models/digits_cnn.onnx"),
+            "--calib".into(),
+            path("sets/digits_calib_x.npy"),
+            "--target".into(),
+            "isaac".into(),
+            "-o".into(),
+            std::env::temp_dir().join("cimc_map_err.cimp").to_string_lossy().into_owned(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        cimc(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // digits_cnn needs 9 arrays of 128x128.
+    assert_user_error(&compile(&["--arrays", "2"]), &["needs 9 arrays", "budget is 2"]);
+    // 128 rows x 1 x 3 = 384 partial sums cannot be lossless in an 8-bit ADC.
+    assert_user_error(&compile(&["--adc-range", "lossless"]), &["adc.bits = 8", "384 > 255"]);
+    // With a 9-bit ADC they can: every layer is then exact.
+    let out = compile(&["--adc-range", "lossless", "--adc-bits", "9", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &v["mapping"];
+    assert_eq!(m["totals"]["lossless_layers"], m["totals"]["crossbar_layers"], "{m}");
+}
