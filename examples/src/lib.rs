@@ -72,3 +72,49 @@ pub fn onnxruntime(model: &Path, batch: usize, reps: usize) -> Option<(String, f
         v["median_ms"].as_f64()?,
     ))
 }
+
+/// The repository's root.
+pub fn repo_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A labelled test set and its calibration samples.
+#[derive(Clone, Debug)]
+pub struct DataSet {
+    pub test_x: std::path::PathBuf,
+    pub test_y: std::path::PathBuf,
+    pub calib: std::path::PathBuf,
+}
+
+/// The trained CNNs vendored in `tests/data/models/` with their data: the full MNIST test set
+/// and 1,000 calibration images from `../shared` when it is there (else the vendored 500-image
+/// slice, with a message), the vendored digits set.
+pub fn trained_cnns() -> Vec<(&'static str, DataSet)> {
+    let shared = repo_root().join("../shared/data");
+    let sets = repo_root().join("tests/data/sets");
+    let mnist = if shared.join("mnist_test_x.npy").exists() {
+        DataSet {
+            test_x: shared.join("mnist_test_x.npy"),
+            test_y: shared.join("mnist_test_y.npy"),
+            calib: shared.join("mnist_calib_x.npy"),
+        }
+    } else {
+        eprintln!("../shared not found: using the vendored 500-image MNIST slice");
+        DataSet {
+            test_x: sets.join("mnist_test500_x.npy"),
+            test_y: sets.join("mnist_test500_y.npy"),
+            calib: sets.join("mnist_calib200_x.npy"),
+        }
+    };
+    let digits = DataSet {
+        test_x: sets.join("digits_test_x.npy"),
+        test_y: sets.join("digits_test_y.npy"),
+        calib: sets.join("digits_calib_x.npy"),
+    };
+    vec![("mnist_cnn", mnist.clone()), ("mnist_resnet", mnist), ("digits_cnn", digits)]
+}
+
+/// The path of a vendored model, `tests/data/models/NAME.onnx`.
+pub fn vendored_model(name: &str) -> std::path::PathBuf {
+    repo_root().join("tests/data/models").join(format!("{name}.onnx"))
+}

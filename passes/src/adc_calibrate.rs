@@ -29,23 +29,6 @@ use cimc_ir::{AdcRange, Graph, NodeId, Placement};
 
 pub struct AdcCalibrate;
 
-/// The smallest `P` such that at least `pct` % of the counted sums are `≤ P`.
-pub fn percentile_of(hist: &[u64], pct: f64) -> u64 {
-    let total: u64 = hist.iter().sum();
-    if total == 0 {
-        return 0;
-    }
-    let want = (total as f64 * pct / 100.0).ceil() as u64;
-    let mut seen = 0;
-    for (p, &c) in hist.iter().enumerate() {
-        seen += c;
-        if seen >= want.max(1) {
-            return p as u64;
-        }
-    }
-    hist.len().saturating_sub(1) as u64
-}
-
 /// Conversions of `hist` whose code `(P + half) >> e` exceeds `top`.
 pub fn clipped(hist: &[u64], e: u32, top: u64) -> u64 {
     let half = if e == 0 { 0 } else { 1u64 << (e - 1) };
@@ -142,7 +125,7 @@ impl Pass for AdcCalibrate {
             };
             let top = m.adc_top();
             if m.adc_range == AdcRange::Calib {
-                let p_q = percentile_of(&st.histogram, chip.percentile).max(1);
+                let p_q = st.percentile(chip.percentile / 100.0).max(1);
                 let e = crate::tile::worst_case_step(p_q, top);
                 m.adc_step.iter_mut().for_each(|s| *s = e);
                 *stats.entry("calibrated layers").or_default() += 1;

@@ -32,37 +32,15 @@ fn main() {
         Some("worst") => AdcRangeMode::Worst,
         _ => AdcRangeMode::Calib,
     };
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shared = root.join("../shared");
-    let vendored = root.join("tests/data");
-    let have_shared = shared.join("data/mnist_test_x.npy").exists();
-    let mnist = if have_shared {
-        (
-            shared.join("data/mnist_test_x.npy"),
-            shared.join("data/mnist_test_y.npy"),
-            shared.join("data/mnist_calib_x.npy"),
-        )
-    } else {
-        eprintln!("../shared not found: using the vendored 500-image MNIST slice");
-        (
-            vendored.join("sets/mnist_test500_x.npy"),
-            vendored.join("sets/mnist_test500_y.npy"),
-            vendored.join("sets/mnist_calib200_x.npy"),
-        )
-    };
-    let digits = (
-        vendored.join("sets/digits_test_x.npy"),
-        vendored.join("sets/digits_test_y.npy"),
-        vendored.join("sets/digits_calib_x.npy"),
-    );
     let only: Option<String> = arg(&args, "--models");
-    let cases: Vec<_> = [("mnist_cnn", &mnist), ("mnist_resnet", &mnist), ("digits_cnn", &digits)]
+    let cases: Vec<_> = cimc_examples::trained_cnns()
         .into_iter()
         .filter(|(n, _)| only.as_ref().is_none_or(|o| o.split(',').any(|m| m == *n)))
         .collect();
     let base = Target::preset("isaac").expect("the isaac preset exists");
     let mut all = Vec::new();
-    for (name, (xp, yp, cp)) in cases {
+    for (name, set) in cases {
+        let (xp, yp, cp) = (&set.test_x, &set.test_y, &set.calib);
         let mut x = load(xp);
         let mut y = cimc::npy::read(yp).unwrap().to_i64_vec();
         if let Some(l) = limit {
@@ -73,7 +51,7 @@ fn main() {
         let calib = load(cp);
         let n_cal = calib.shape()[0].min(calib_n);
         let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
-        let path = vendored.join(format!("models/{name}.onnx"));
+        let path = cimc_examples::vendored_model(name);
         let g =
             onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
                 .expect("import");

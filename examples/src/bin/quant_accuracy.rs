@@ -11,7 +11,6 @@ use cimc_interp::program::ProgramRunner;
 use cimc_interp::Runner;
 use cimc_passes::config::{CalibMethod, WeightMethod};
 use cimc_passes::PassContext;
-use std::path::PathBuf;
 use std::process::Command;
 
 const BATCH: usize = 100;
@@ -30,35 +29,8 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shared = root.join("../shared");
-    let vendored = root.join("tests/data");
-    let have_shared = shared.join("data/mnist_test_x.npy").exists();
-    let (mnist_x, mnist_y, mnist_calib) = if have_shared {
-        (
-            shared.join("data/mnist_test_x.npy"),
-            shared.join("data/mnist_test_y.npy"),
-            shared.join("data/mnist_calib_x.npy"),
-        )
-    } else {
-        eprintln!("../shared not found: using the vendored 500-image MNIST slice");
-        (
-            vendored.join("sets/mnist_test500_x.npy"),
-            vendored.join("sets/mnist_test500_y.npy"),
-            vendored.join("sets/mnist_calib200_x.npy"),
-        )
-    };
-    let digits = (
-        vendored.join("sets/digits_test_x.npy"),
-        vendored.join("sets/digits_test_y.npy"),
-        vendored.join("sets/digits_calib_x.npy"),
-    );
-    let models = vendored.join("models");
-    let cases = [
-        ("mnist_cnn", &mnist_x, &mnist_y, &mnist_calib),
-        ("mnist_resnet", &mnist_x, &mnist_y, &mnist_calib),
-        ("digits_cnn", &digits.0, &digits.1, &digits.2),
-    ];
+    let cases = cimc_examples::trained_cnns();
+    let mnist = cases[0].1.clone();
     let configs: [(&str, u8, u8, CalibMethod, WeightMethod); 5] = [
         ("W8A8", 8, 8, CalibMethod::MinMax, WeightMethod::MinMax),
         ("W8A8 percentile", 8, 8, CalibMethod::Percentile(99.99), WeightMethod::MinMax),
@@ -67,13 +39,14 @@ fn main() {
         ("W4A4 minmax", 4, 4, CalibMethod::MinMax, WeightMethod::MinMax),
     ];
     let mut rows = Vec::new();
-    for (name, xp, yp, cp) in cases {
+    for (name, set) in cases {
+        let (xp, yp, cp) = (&set.test_x, &set.test_y, &set.calib);
         let x = load(xp);
         let y = cimc::npy::read(yp).unwrap().to_i64_vec();
         let calib = load(cp);
         let n_cal = calib.shape()[0].min(calib_n);
         let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
-        let path = models.join(format!("{name}.onnx"));
+        let path = cimc_examples::vendored_model(name);
         let import = |b| {
             onnx::import_file(&path, &ImportOptions { batch: Some(b), ..Default::default() })
                 .expect("import")
@@ -101,7 +74,7 @@ fn main() {
             results.push((label.to_string(), top1(&out[0], &y)));
         }
         let ort = Command::new("python3")
-            .arg(root.join("scripts/ort_static_quant.py"))
+            .arg(cimc_examples::repo_root().join("scripts/ort_static_quant.py"))
             .args([path.as_os_str(), cp.as_os_str()])
             .arg(n_cal.to_string())
             .args([xp.as_os_str(), yp.as_os_str()])
@@ -116,9 +89,9 @@ fn main() {
     }
     // Models quantized elsewhere, compiled without calibration data.
     for name in ["mnist_cnn_int8_qdq", "mnist_cnn_w4a4_qcdq"] {
-        let x = load(&mnist_x);
-        let y = cimc::npy::read(&mnist_y).unwrap().to_i64_vec();
-        let path = models.join(format!("{name}.onnx"));
+        let x = load(&mnist.test_x);
+        let y = cimc::npy::read(&mnist.test_y).unwrap().to_i64_vec();
+        let path = cimc_examples::vendored_model(name);
         let g =
             onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
                 .unwrap();
