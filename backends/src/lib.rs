@@ -5,6 +5,7 @@ pub mod arith;
 pub mod error;
 pub mod isa;
 pub mod program;
+pub mod stream;
 pub mod target;
 
 pub use error::{BackendError, Result};

@@ -87,6 +87,7 @@ fn params(rng: &mut Rng, m: usize, mg: usize, max_rows: i64) -> Params {
         input_bits: in_bits,
         input_min: ilo,
         adc_step: vec![],
+        arrays: vec![],
     };
     let n_steps =
         if rng.coin() { 1 } else { column_groups(&xb, m, mg).last().map_or(1, |g| g + 1) };
@@ -503,6 +504,7 @@ fn two_layer_program(rows: usize, adc_bits: u32, steps: [u32; 2]) -> (Program, T
         input_bits: 6,
         input_min: 0,
         adc_step: vec![step],
+        arrays: vec![],
     };
     let kk = c * 9;
     let k2 = m * h * w;
@@ -666,6 +668,7 @@ fn bench_crossbar(p: &Program, input: usize) -> Crossbar {
         input_bits: ct.bits as u32,
         input_min: ct.range().0,
         adc_step: vec![1],
+        arrays: vec![],
     }
 }
 

@@ -24,16 +24,18 @@
 //! **Crossbar groups.** A group holds the weights of one replica of one layer (all its row tiles
 //! and column groups, over one or more arrays) and belongs to one core. Weights are data of the
 //! stream file, not instructions: the stream's group table gives each group its core, its weight
-//! codes (`N` outputs, `K` rows per conv group, the number of conv groups) and its arrays, which
-//! are programmed when the stream is loaded. `xbar_config` sets a group's numerics before its
-//! first `mvm`; `adc_step` then refines the ADC step of single column groups.
+//! codes (`N` outputs, `K` rows per conv group, the number of conv groups) and its arrays. A
+//! pipelined stream programs every group when it is loaded; a layer-serial stream, whose layers
+//! take turns on the same arrays, programs a group with `xbar_load` before its first `mvm`.
+//! `xbar_config` sets a group's numerics before its first `mvm`; `adc_step` then refines the ADC
+//! step of single column groups.
 //!
 //! **Tables.** Parameters that do not fit in an instruction are data of the stream file, in
 //! tables that instructions index by number:
 //!
 //! | table | used by | an entry holds |
 //! |---|---|---|
-//! | window | `im2col`, `max_pool`, `avg_pool` | the source tensor as it lies in memory (batch, channels, spatial extent, channel-first or channel-last layout; when the source is a band of rows of a larger tensor, the band's first row), kernel, strides, dilations, pads, conv groups (`im2col`), ceil mode and count-include-pad (pooling), the range of output positions produced (so that a layer can be cut into chunks), and the layout of the result |
+//! | window | `im2col`, `max_pool`, `avg_pool` | the source image as it lies in memory (channels, height, width, channel-first), kernel, strides, dilations, pads, conv groups (`im2col`), the output's height and width, count-include-pad (pooling), and the range of output positions produced (row-major; so that a layer can be cut into chunks). `im2col` writes its vectors position after position; pooling writes channel-first, `[C][positions]` |
 //! | requant | `requant`, `avg_pool` | per index `c`: a bias `b[c]` (i64), an integer scale `a[c]` (1 when absent) and a multiplier `M[c] = m[c]·2^(−31−sh[c])`; the output zero point `z` and the clamp range `lo..=hi`. A vector holds one value per index, or one value shared by all |
 //! | add | `add` | the input zero points `z_a`, `z_b`, the headroom `h`, the input multipliers `M_a`, `M_b`, and the output multiplier `M`, zero point `z` and clamp range `lo..=hi` |
 //! | permutation | `transpose` | the source shape and the permutation of its axes |
@@ -507,6 +509,18 @@ isa! {
         dst: u32,
         /// Input vectors.
         count: u32,
+    }
+
+    /// Programs the weights of group `group` (its entry in the group table) into the group's
+    /// arrays, replacing whatever group held them.
+    ///
+    /// Layer-serial schedules, where the layers of a network take turns on fewer arrays than
+    /// they need together, reprogram arrays with it; a pipelined schedule programs every group
+    /// once when the stream is loaded and never needs it. An `mvm` on a group whose arrays hold
+    /// another group's weights is an error.
+    XbarLoad = 0x23 "xbar_load" {
+        /// The crossbar group.
+        group: u16,
     }
 
     /// Writes the im2col vectors of window entry `window`: for each output position the entry

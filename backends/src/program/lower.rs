@@ -601,5 +601,14 @@ fn crossbar_of(node: &Node) -> Option<super::Crossbar> {
         input_bits: m.input_bits,
         input_min: m.input_min as i32,
         adc_step: m.adc_step.clone(),
+        arrays: (0..m.replicas)
+            .map(|r| {
+                let mut a: Vec<u32> =
+                    m.blocks.iter().filter(|b| b.replica == r).map(|b| b.array as u32).collect();
+                a.sort_unstable();
+                a.dedup();
+                a
+            })
+            .collect(),
     })
 }

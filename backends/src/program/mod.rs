@@ -19,7 +19,7 @@ use crate::error::{BackendError, Result};
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"CIMCPROG";
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// A buffer index.
 pub type Buf = usize;
@@ -145,6 +145,10 @@ pub struct Crossbar {
     pub input_min: i32,
     /// `e` per layer (one entry) or per column group.
     pub adc_step: Vec<u32>,
+    /// The physical arrays of each replica of the layer (sorted), as the `tile` pass placed
+    /// them; empty when the step was not placed on a chip. Execution ignores it; the stream
+    /// emitter makes one crossbar group per replica.
+    pub arrays: Vec<Vec<u32>>,
 }
 
 impl Crossbar {

@@ -1,0 +1,1 @@
+//! The static cost model of a stream.

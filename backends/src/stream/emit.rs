@@ -1,0 +1,1 @@
+//! The emitter: from an interpreter program to an instruction stream.

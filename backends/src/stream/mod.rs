@@ -1,0 +1,414 @@
+//! The accelerator instruction stream: a file holding, for a tiled CIM chip, every core's
+//! instructions (the ISA of [`crate::isa`]) and the tables they index (crossbar groups with their
+//! weights, windows, requantizations, additions, permutations, host operations), plus the layout
+//! of the global memory where the inputs and outputs live.
+//!
+//! File form (`.cims`): the 8-byte magic `CIMCSTRM`, a little-endian u32 format version, then the
+//! stream serialized with postcard, in which each core's instructions are one byte string of
+//! 24-byte instruction words ([`crate::isa::encode`]). Reading a file decodes every instruction
+//! and runs [`Stream::validate`], so an executor may trust a stream it got from
+//! [`Stream::from_bytes`]: every address range, table index and group reference has been
+//! checked, and every error names the core and the instruction index. The text form
+//! (`cimc disasm` / `cimc asm`) is [`text`]. The emitter, from an interpreter program, is
+//! [`emit`]; the static cost model is [`cost`].
+
+pub mod cost;
+pub mod emit;
+pub mod text;
+mod validate;
+
+use crate::arith::FixedMultiplier;
+use crate::error::{BackendError, Result};
+use crate::isa::{self, Instr};
+use crate::program::{BufQuant, Elem};
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: &[u8; 8] = b"CIMCSTRM";
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How the layers of a network share the chip's arrays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Schedule {
+    /// Every group's weights are resident from the start (ISAAC, PUMA): each array holds one
+    /// block of one layer for the whole run.
+    Pipelined,
+    /// Layers take turns on the same arrays (the AON-CIM accelerator of AnalogNets): before a
+    /// layer's first `mvm` its groups are programmed with `xbar_load`.
+    LayerSerial,
+}
+
+impl Schedule {
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Pipelined => "pipelined",
+            Schedule::LayerSerial => "layer-serial",
+        }
+    }
+}
+
+/// A tensor of the stream's inputs or outputs, in global memory: `numel` words from `addr`,
+/// row-major. Code tensors hold one code per word; f32 tensors one f32 bit pattern per word
+/// (in the low 32 bits).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Io {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub elem: Elem,
+    pub quant: Option<BufQuant>,
+    pub addr: u32,
+}
+
+impl Io {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// One core: its scratchpad size and its instructions (straight-line, ending in `halt`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Core {
+    pub scratch_words: u32,
+    pub code: Vec<Instr>,
+    /// `(first instruction, layer)`: from that instruction on, the core works for layer
+    /// `layers[layer]` (reports; sorted by instruction index).
+    pub marks: Vec<(u32, u32)>,
+}
+
+impl Core {
+    /// The layer of instruction `i` (from `marks`), if any.
+    pub fn layer_of(&self, i: usize) -> Option<u32> {
+        let k = self.marks.partition_point(|&(at, _)| at as usize <= i);
+        k.checked_sub(1).map(|k| self.marks[k].1)
+    }
+}
+
+/// A crossbar group: the weights of one replica of one layer, on arrays of one core.
+///
+/// The matrix of conv group `cg` has `k` rows and `n / conv_groups` columns: output `o` of the
+/// group (`0 ≤ o < n`) belongs to conv group `o / (n / conv_groups)`, and its weight on row `r`
+/// is `weights[o·k + r]` (output-major, as a Conv's `[M, C/g·kh·kw]` weights). An `mvm` reads
+/// vectors of `conv_groups·k` codes and writes `n` accumulators per vector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupEntry {
+    pub core: u16,
+    /// Index into [`Stream::layers`].
+    pub layer: u32,
+    pub replica: u32,
+    pub k: u32,
+    pub n: u32,
+    pub conv_groups: u32,
+    /// Bits of the weight codes (the codes lie in the signed range of this width).
+    pub weight_bits: u8,
+    pub weights: Vec<i32>,
+    /// The physical arrays holding the group (indices below [`Stream::arrays`]).
+    pub arrays: Vec<u32>,
+}
+
+/// A window over a channel-first image `[channels][height][width]` (2-D; 1-D runs as height 1).
+///
+/// Output position `p` (row-major over `out_height × out_width`) reads input row
+/// `oy·stride[0] + ky·dilation[0] − pads[0]` and column `ox·stride[1] + kx·dilation[1] − pads[1]`
+/// for every kernel offset `(ky, kx)`; `pads` is `[top, left, bottom, right]`. Only positions
+/// `first_position .. first_position + positions` are produced. `im2col` writes, per position,
+/// `conv_groups` runs of `(channels / conv_groups)·kh·kw` codes, rows `(c, ky, kx)` row-major;
+/// pooling writes channel-first, `channels × positions` codes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowEntry {
+    pub channels: u32,
+    pub height: u32,
+    pub width: u32,
+    pub kernel: [u32; 2],
+    pub strides: [u32; 2],
+    pub dilations: [u32; 2],
+    pub pads: [u32; 4],
+    pub conv_groups: u32,
+    pub out_height: u32,
+    pub out_width: u32,
+    pub first_position: u32,
+    pub positions: u32,
+    /// Average pooling: the count `k` includes window positions in the padding (but never
+    /// those beyond it, which ceil mode can create).
+    pub count_include_pad: bool,
+}
+
+impl WindowEntry {
+    /// Words of the source image.
+    pub fn source_len(&self) -> u64 {
+        self.channels as u64 * self.height as u64 * self.width as u64
+    }
+
+    /// Rows of one conv group's im2col vector.
+    pub fn k(&self) -> u64 {
+        (self.channels / self.conv_groups.max(1)) as u64
+            * self.kernel[0] as u64
+            * self.kernel[1] as u64
+    }
+
+    /// Words `im2col` writes.
+    pub fn im2col_len(&self) -> u64 {
+        self.positions as u64 * self.conv_groups as u64 * self.k()
+    }
+
+    /// Words a pooling instruction writes.
+    pub fn pool_len(&self) -> u64 {
+        self.channels as u64 * self.positions as u64
+    }
+}
+
+/// `y[i] = clamp(z + round((a[c]·x[i] + b[c])·M[c]), lo, hi)` (hardware-model §4, exactly as
+/// `arith::requantize`); each vector holds one value per channel or one shared value; an empty
+/// `scale` means `a = 1`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequantEntry {
+    pub scale: Vec<i32>,
+    pub bias: Vec<i64>,
+    pub mult: Vec<FixedMultiplier>,
+    pub zero_point: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl RequantEntry {
+    /// Channels: the longest of the per-channel vectors (1 when all are shared).
+    pub fn channels(&self) -> usize {
+        self.scale.len().max(self.bias.len()).max(self.mult.len()).max(1)
+    }
+
+    /// The parameters of channel `c`, or `None` when a vector has neither 1 nor `c+1..` values.
+    #[inline]
+    pub fn at(&self, c: usize) -> Option<(i64, i64, FixedMultiplier)> {
+        let pick = |len: usize| if len == 1 { Some(0) } else { (c < len).then_some(c) };
+        let a = if self.scale.is_empty() { 1 } else { self.scale[pick(self.scale.len())?] as i64 };
+        let b = if self.bias.is_empty() { 0 } else { self.bias[pick(self.bias.len())?] };
+        let m = self.mult[pick(self.mult.len())?];
+        Some((a, b, m))
+    }
+
+    #[inline]
+    pub fn apply(&self, x: i64, c: usize) -> Option<i32> {
+        let (a, b, m) = self.at(c)?;
+        Some(crate::arith::requantize(a * x + b, m, self.zero_point, self.lo, self.hi))
+    }
+}
+
+/// The parameters of `add` (the program's `Add` step).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AddEntry {
+    pub a_zero_point: i32,
+    pub b_zero_point: i32,
+    pub headroom: u32,
+    pub a_mult: FixedMultiplier,
+    pub b_mult: FixedMultiplier,
+    pub mult: FixedMultiplier,
+    pub zero_point: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// A source tensor's shape and the permutation of its axes (`out` axis `d` is source axis
+/// `perm[d]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermEntry {
+    pub shape: Vec<u32>,
+    pub perm: Vec<u32>,
+}
+
+impl PermEntry {
+    pub fn len(&self) -> u64 {
+        self.shape.iter().map(|&d| d as u64).product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A float operation of the host, on global memory (words holding f32 bit patterns or codes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HostEntry {
+    /// `dst[i] = clamp(round_half_even(src[i] / scale) + zero_point, lo, hi)`, f32 → code.
+    Quantize { src: u32, dst: u32, len: u32, scale: f32, zero_point: i32, lo: i32, hi: i32 },
+    /// `dst[i] = scale[c]·(src[i] − zero_point[c])`, code → f32, `c` the index along `axis` of
+    /// `shape` (per tensor when `axis` is `None`).
+    Dequantize { src: u32, dst: u32, shape: Vec<u32>, quant: BufQuant },
+    /// Softmax over `axis` of the f32 tensor `shape`.
+    Softmax { src: u32, dst: u32, shape: Vec<u32>, axis: u32 },
+}
+
+/// An instruction stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stream {
+    pub name: String,
+    /// The chip: `name hash=HEX summary` (the target stamp of the program).
+    pub target: Option<String>,
+    pub schedule: Schedule,
+    /// Physical arrays of the chip (group arrays are below this).
+    pub arrays: u32,
+    pub global_words: u32,
+    pub inputs: Vec<Io>,
+    pub outputs: Vec<Io>,
+    /// The program's layers (its step origins), for reports.
+    pub layers: Vec<String>,
+    pub cores: Vec<Core>,
+    pub groups: Vec<GroupEntry>,
+    pub windows: Vec<WindowEntry>,
+    pub requants: Vec<RequantEntry>,
+    pub adds: Vec<AddEntry>,
+    pub perms: Vec<PermEntry>,
+    pub hosts: Vec<HostEntry>,
+}
+
+/// The serialized form: instructions as bytes.
+#[derive(Serialize, Deserialize)]
+struct StreamFile {
+    name: String,
+    target: Option<String>,
+    schedule: Schedule,
+    arrays: u32,
+    global_words: u32,
+    inputs: Vec<Io>,
+    outputs: Vec<Io>,
+    layers: Vec<String>,
+    cores: Vec<CoreFile>,
+    groups: Vec<GroupEntry>,
+    windows: Vec<WindowEntry>,
+    requants: Vec<RequantEntry>,
+    adds: Vec<AddEntry>,
+    perms: Vec<PermEntry>,
+    hosts: Vec<HostEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CoreFile {
+    scratch_words: u32,
+    #[serde(with = "serde_bytes_compat")]
+    code: Vec<u8>,
+    marks: Vec<(u32, u32)>,
+}
+
+/// Byte strings as one length-prefixed run (postcard serializes `Vec<u8>` element by element
+/// otherwise, which is the same bytes but slower to read).
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+impl Stream {
+    /// The binary file form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let file = StreamFile {
+            name: self.name.clone(),
+            target: self.target.clone(),
+            schedule: self.schedule,
+            arrays: self.arrays,
+            global_words: self.global_words,
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            layers: self.layers.clone(),
+            cores: self
+                .cores
+                .iter()
+                .map(|c| CoreFile {
+                    scratch_words: c.scratch_words,
+                    code: isa::encode::encode_all(&c.code),
+                    marks: c.marks.clone(),
+                })
+                .collect(),
+            groups: self.groups.clone(),
+            windows: self.windows.clone(),
+            requants: self.requants.clone(),
+            adds: self.adds.clone(),
+            perms: self.perms.clone(),
+            hosts: self.hosts.clone(),
+        };
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(
+            &postcard::to_allocvec(&file).expect("invariant: streams always serialize"),
+        );
+        out
+    }
+
+    /// Reads the binary file form: checks the magic and the version, decodes every instruction
+    /// and validates the whole stream ([`Stream::validate`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Stream> {
+        if bytes.len() < 12 || &bytes[..8] != MAGIC {
+            return Err(BackendError::Format(
+                "not a cimc instruction stream (missing the CIMCSTRM magic)".into(),
+            ));
+        }
+        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if version != FORMAT_VERSION {
+            return Err(BackendError::Format(format!(
+                "stream format version {version}; this cimc reads version {FORMAT_VERSION}"
+            )));
+        }
+        let f: StreamFile = postcard::from_bytes(&bytes[12..]).map_err(|e| {
+            BackendError::Format(format!("malformed stream (truncated or corrupt): {e}"))
+        })?;
+        let mut cores = Vec::with_capacity(f.cores.len());
+        for (ci, c) in f.cores.into_iter().enumerate() {
+            let code = isa::encode::decode_all(&c.code)
+                .map_err(|e| BackendError::Format(format!("core {ci}: {e}")))?;
+            cores.push(Core { scratch_words: c.scratch_words, code, marks: c.marks });
+        }
+        let s = Stream {
+            name: f.name,
+            target: f.target,
+            schedule: f.schedule,
+            arrays: f.arrays,
+            global_words: f.global_words,
+            inputs: f.inputs,
+            outputs: f.outputs,
+            layers: f.layers,
+            cores,
+            groups: f.groups,
+            windows: f.windows,
+            requants: f.requants,
+            adds: f.adds,
+            perms: f.perms,
+            hosts: f.hosts,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks everything an executor relies on, statically (the code has no branches): every
+    /// core ends in `halt`; every address range lies in its memory; every table index, group
+    /// and core exists; a group is used only by its core, configured before its first `mvm`
+    /// and (layer-serial) programmed; every core meets the same barriers in the same order;
+    /// the words sent from one core to another equal the words received. Errors name the core
+    /// and the instruction index.
+    pub fn validate(&self) -> Result<()> {
+        validate::validate(self)
+    }
+
+    /// Instructions over all cores.
+    pub fn instructions(&self) -> usize {
+        self.cores.iter().map(|c| c.code.len()).sum()
+    }
+}
