@@ -493,13 +493,18 @@ isa! {
         step: u8 [0, 40],
     }
 
-    /// Matrix-vector products on a crossbar group: `count` input vectors, each `groups·K` codes
-    /// (im2col layout, conv group after conv group), from `local[src ..]`; writes `count·N`
-    /// accumulators to `local[dst ..]`, vector after vector, `N` outputs each.
+    /// Matrix-vector products on a crossbar group: `count` input vectors from `local[src ..]`
+    /// (im2col layout: per vector, the `K` codes of each conv group); writes `N` accumulators
+    /// per vector from `local[dst ..]`.
     ///
     /// The exact crossbar arithmetic of hardware-model §1 and §3 with the group's
     /// configuration: input slices, weight slices, every partial sum through the ADC,
-    /// shift-and-add, the offset-encoding term and the input-offset term. No bias.
+    /// shift-and-add, the offset-encoding term and the input-offset term. No bias. The group
+    /// entry gives the strides: row `r` of conv group `g` of vector `v` is
+    /// `local[src + v·in_stride + in_offset + g·group_stride + r]`, output `o` of vector `v` goes
+    /// to `local[dst + v·out_stride + o]` (a whole layer: `in_stride = groups·K`,
+    /// `out_stride = N`), so that the parts of a layer split over several groups read their
+    /// rows out of the same vectors and write into the same accumulators.
     Mvm = 0x22 "mvm" {
         /// The crossbar group.
         group: u16,

@@ -82,12 +82,20 @@ impl Core {
     }
 }
 
-/// A crossbar group: the weights of one replica of one layer, on arrays of one core.
+/// A crossbar group: the weights of one replica of one layer (or of a part of it, when a layer
+/// does not fit the chip at once), on arrays of one core.
 ///
-/// The matrix of conv group `cg` has `k` rows and `n / conv_groups` columns: output `o` of the
-/// group (`0 ≤ o < n`) belongs to conv group `o / (n / conv_groups)`, and its weight on row `r`
-/// is `weights[o·k + r]` (output-major, as a Conv's `[M, C/g·kh·kw]` weights). An `mvm` reads
-/// vectors of `conv_groups·k` codes and writes `n` accumulators per vector.
+/// The matrix of conv group `g` (`0 ≤ g < conv_groups`) has `k` rows and `n / conv_groups`
+/// columns: output `o` of the group (`0 ≤ o < n`) belongs to conv group `o / (n / conv_groups)`,
+/// and its weight on row `r` is `weights[o·k + r]` (output-major, as a Conv's
+/// `[M, C/g·kh·kw]` weights).
+///
+/// How `mvm group src dst count` addresses the scratchpad: input row `r` of conv group `g` of
+/// vector `v` is `local[src + v·in_stride + in_offset + g·group_stride + r]`, and output `o` of
+/// vector `v` goes to `local[dst + v·out_stride + o]`. A whole layer in one group has
+/// `in_stride = conv_groups·k`, `in_offset = 0`, `group_stride = k`, `out_stride = n`; a part
+/// of a layer reads its rows or conv groups out of the layer's im2col vectors and writes its
+/// outputs into the layer's accumulators.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupEntry {
     pub core: u16,
@@ -97,6 +105,10 @@ pub struct GroupEntry {
     pub k: u32,
     pub n: u32,
     pub conv_groups: u32,
+    pub in_stride: u32,
+    pub in_offset: u32,
+    pub group_stride: u32,
+    pub out_stride: u32,
     /// Bits of the weight codes (the codes lie in the signed range of this width).
     pub weight_bits: u8,
     pub weights: Vec<i32>,
