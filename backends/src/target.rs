@@ -94,6 +94,22 @@ impl Default for AdcSpec {
     }
 }
 
+/// The cores of the accelerator backend (`docs/isa.md`): each owns some arrays and a scratchpad.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoreSpec {
+    /// Arrays per core: the emitter gives a crossbar group to the core of its first array.
+    pub arrays: usize,
+    /// Scratchpad per core (KiB); the cost report compares each core's high-water mark with it.
+    pub scratchpad_kib: usize,
+}
+
+impl Default for CoreSpec {
+    fn default() -> Self {
+        CoreSpec { arrays: 96, scratchpad_kib: 64 }
+    }
+}
+
 /// How weights are stored.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -186,6 +202,7 @@ pub struct Target {
     pub dac: DacSpec,
     pub adc: AdcSpec,
     pub weights: WeightSpec,
+    pub core: CoreSpec,
     pub cost: CostSpec,
 }
 
@@ -198,6 +215,7 @@ impl Default for Target {
             dac: DacSpec::default(),
             adc: AdcSpec::default(),
             weights: WeightSpec::default(),
+            core: CoreSpec::default(),
             cost: CostSpec::default(),
         }
     }
@@ -267,6 +285,12 @@ impl Target {
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         let (a, d, c) = (&self.array, &self.dac, &self.adc);
+        if !(1..=65536).contains(&self.core.arrays) {
+            p.push(format!("core.arrays = {}: a core owns 1 to 65536 arrays", self.core.arrays));
+        }
+        if self.core.scratchpad_kib == 0 {
+            p.push("core.scratchpad_kib = 0: a core needs a scratchpad".to_string());
+        }
         if !(1..=65536).contains(&a.rows) {
             p.push(format!("array.rows = {}: an array has 1 to 65536 rows", a.rows));
         }
