@@ -148,6 +148,21 @@ pub struct CostSpec {
     pub global_mem_pj_per_byte: f64,
     /// On-chip interconnect energy per byte per hop (pJ).
     pub interconnect_pj_per_byte_hop: f64,
+    /// Programming energy per crossbar cell written (`xbar_load`; pJ).
+    pub xbar_write_energy_pj: f64,
+    /// Programming time per crossbar row: rows are written one after the other, the arrays of a
+    /// group in parallel (ns).
+    pub xbar_write_latency_ns: f64,
+    /// Elements the digital vector unit of a core processes at once (> 0): a vector
+    /// instruction of `e` elements takes `e · vector_op_latency_ns / vector_lanes`.
+    pub vector_lanes: f64,
+    /// Global memory bandwidth, shared by all cores (GB/s = bytes per ns, > 0).
+    pub global_mem_gb_per_s: f64,
+    /// Bandwidth of one core's link into the on-chip network (GB/s, > 0).
+    pub interconnect_gb_per_s: f64,
+    /// Clock of the digital logic (GHz, > 0): control instructions take whole cycles and the
+    /// report converts its latencies to cycles with it.
+    pub clock_ghz: f64,
 }
 
 impl Default for CostSpec {
@@ -167,13 +182,29 @@ impl Default for CostSpec {
             buffer_write_pj_per_byte: 0.646875,
             global_mem_pj_per_byte: 406.25,
             interconnect_pj_per_byte_hop: 1.3125,
+            xbar_write_energy_pj: 1.37978,
+            xbar_write_latency_ns: 85.693359375,
+            vector_lanes: 1.0,
+            global_mem_gb_per_s: 25.6,
+            interconnect_gb_per_s: 4.0,
+            clock_ghz: 1.2,
         }
     }
 }
 
 impl CostSpec {
+    /// The figures that divide, which must be above 0.
+    pub const POSITIVE: &'static [&'static str] = &[
+        "adc_rate_gsps",
+        "adcs_per_array",
+        "vector_lanes",
+        "global_mem_gb_per_s",
+        "interconnect_gb_per_s",
+        "clock_ghz",
+    ];
+
     /// Every figure with its key, in file order.
-    fn fields(&self) -> [(&'static str, f64); 13] {
+    fn fields(&self) -> [(&'static str, f64); 19] {
         [
             ("xbar_read_energy_pj", self.xbar_read_energy_pj),
             ("xbar_read_latency_ns", self.xbar_read_latency_ns),
@@ -188,6 +219,12 @@ impl CostSpec {
             ("buffer_write_pj_per_byte", self.buffer_write_pj_per_byte),
             ("global_mem_pj_per_byte", self.global_mem_pj_per_byte),
             ("interconnect_pj_per_byte_hop", self.interconnect_pj_per_byte_hop),
+            ("xbar_write_energy_pj", self.xbar_write_energy_pj),
+            ("xbar_write_latency_ns", self.xbar_write_latency_ns),
+            ("vector_lanes", self.vector_lanes),
+            ("global_mem_gb_per_s", self.global_mem_gb_per_s),
+            ("interconnect_gb_per_s", self.interconnect_gb_per_s),
+            ("clock_ghz", self.clock_ghz),
         ]
     }
 }
@@ -350,7 +387,7 @@ impl Target {
             );
         }
         for (key, v) in self.cost.fields() {
-            let positive = matches!(key, "adc_rate_gsps" | "adcs_per_array");
+            let positive = CostSpec::POSITIVE.contains(&key);
             if !v.is_finite() || v < 0.0 || (positive && v == 0.0) {
                 let want = if positive { "a finite number > 0" } else { "a finite number >= 0" };
                 p.push(format!("cost.{key} = {v}: a cost figure is {want}"));

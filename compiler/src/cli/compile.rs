@@ -1,22 +1,44 @@
 //! `cimc compile MODEL [--calib x.npy] [--wbits --abits ...] -o model.cimp`: the interpreter
-//! program.
+//! program; with `--emit stream --target T`, the accelerator's instruction stream (.cims).
 
 use super::quant_args::QuantArgs;
 use super::{print_json, ImportArgs};
 use cimc::compile::{compile_in_place, write_program};
+use cimc_backends::stream::emit::{emit, EmitOptions, ScheduleChoice};
 use cimc::model::Model;
 use cimc::report::MappingReport;
 use cimc::Result;
 use clap::Args;
 use std::path::PathBuf;
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    Program,
+    Stream,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleArg {
+    Auto,
+    Pipelined,
+    LayerSerial,
+}
+
 #[derive(Args, Debug)]
 pub struct CompileArgs {
     /// An ONNX model or a text IR file (.cir).
     model: PathBuf,
-    /// The program file to write (.cimp).
+    /// The file to write: the program (.cimp), or with `--emit stream` the stream (.cims).
     #[arg(short, long)]
     output: PathBuf,
+    /// What to write: the interpreter program, or the accelerator instruction stream (needs
+    /// --target).
+    #[arg(long, value_enum, default_value_t = Emit::Program)]
+    emit: Emit,
+    /// The stream's schedule: pipelined (every layer resident), layer-serial (layers take turns
+    /// on the arrays), or auto (pipelined when the chip holds every layer).
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Auto)]
+    schedule: ScheduleArg,
     /// Also write the program's text listing here.
     #[arg(long)]
     listing: Option<PathBuf>,
@@ -61,7 +83,36 @@ pub fn run(a: CompileArgs) -> Result<()> {
     if let (Some(r), false) = (&mapping, a.json) {
         print!("{}", r.table());
     }
-    write_program(&a.output, &program)?;
+    let stream = match (a.emit, &target) {
+        (Emit::Program, _) => {
+            write_program(&a.output, &program)?;
+            None
+        }
+        (Emit::Stream, None) => {
+            return Err(cimc::Error::Usage(
+                "--emit stream needs --target: a stream is code for one chip".into(),
+            ))
+        }
+        (Emit::Stream, Some(t)) => {
+            let opts = EmitOptions {
+                schedule: match a.schedule {
+                    ScheduleArg::Auto => ScheduleChoice::Auto,
+                    ScheduleArg::Pipelined => ScheduleChoice::Pipelined,
+                    ScheduleArg::LayerSerial => ScheduleChoice::LayerSerial,
+                },
+                ..EmitOptions::default()
+            };
+            let stream = emit(&program, t, &opts).map_err(|e| match e {
+                cimc_backends::BackendError::Format(m) if m.starts_with("internal") => {
+                    cimc::Error::Internal(m)
+                }
+                e => cimc::Error::Usage(e.to_string()),
+            })?;
+            std::fs::write(&a.output, stream.to_bytes())
+                .map_err(|e| cimc::Error::io(&a.output, e))?;
+            Some(stream)
+        }
+    };
     if let Some(l) = &a.listing {
         std::fs::write(l, cimc_backends::program::listing::listing(&program))
             .map_err(|e| cimc::Error::io(l, e))?;
@@ -74,7 +125,32 @@ pub fn run(a: CompileArgs) -> Result<()> {
     }
     let seconds = start.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
-    if a.json {
+    if let Some(st) = &stream {
+        let summary = serde_json::json!({
+            "stream": a.output.display().to_string(),
+            "schedule": st.schedule.name(),
+            "cores": st.cores.len(),
+            "groups": st.groups.len(),
+            "instructions": st.instructions(),
+            "bytes": bytes,
+            "seconds": seconds,
+            "mapping": mapping,
+        });
+        if a.json {
+            print_json(&summary);
+        } else {
+            println!(
+                "{}: {} schedule, {} cores, {} crossbar groups, {} instructions, {} bytes, {:.3} s",
+                a.output.display(),
+                st.schedule.name(),
+                st.cores.len(),
+                st.groups.len(),
+                st.instructions(),
+                bytes,
+                seconds
+            );
+        }
+    } else if a.json {
         print_json(&serde_json::json!({
             "program": a.output.display().to_string(),
             "steps": program.steps.len(),

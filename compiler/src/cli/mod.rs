@@ -5,6 +5,7 @@ mod dump;
 mod eval;
 mod quant_args;
 mod run;
+mod stream;
 
 use cimc::onnx::ImportOptions;
 use cimc::{Error, Result};
@@ -27,6 +28,10 @@ enum Command {
     Run(run::RunArgs),
     /// Top-1 accuracy of a model on a labelled data set.
     Eval(eval::EvalArgs),
+    /// Assemble a stream's text form into a stream file (.cims).
+    Asm(stream::AsmArgs),
+    /// Print a stream file (.cims) as text: tables and every core's instructions.
+    Disasm(stream::DisasmArgs),
 }
 
 /// How to import an ONNX model: shapes of symbolic dimensions.
@@ -66,6 +71,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Dump(a) => dump::run(a),
         Command::Run(a) => run::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Asm(a) => stream::asm(a),
+        Command::Disasm(a) => stream::disasm(a),
     }
 }
 

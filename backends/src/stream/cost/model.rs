@@ -1,0 +1,249 @@
+//! The crossbar formulas of the cost model (`docs/cost-model.md`, "The crossbar"): the numerics
+//! of a group, the events and cost of one input vector through it, and the peak figures of one
+//! fully used array that these formulas imply for a target.
+
+use super::Energy;
+use crate::isa::{Encoding, Instr};
+use crate::target::{CostSpec, Target};
+use serde::Serialize;
+
+/// The numerics of a crossbar group, as its `xbar_config` sets them (hardware-model §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Numerics {
+    /// `R`: rows per row tile.
+    pub rows: u32,
+    /// `C`: physical columns of one array.
+    pub cols: u32,
+    /// `b_a`.
+    pub input_bits: u32,
+    /// `b_d`.
+    pub dac_bits: u32,
+    /// `b_c`.
+    pub cell_bits: u32,
+    /// `b_w`.
+    pub weight_bits: u32,
+    /// Bits of the stored magnitudes (`b_w − 1` differential, `b_w` offset).
+    pub magnitude_bits: u32,
+    pub encoding: Encoding,
+}
+
+impl Numerics {
+    /// The numerics an `xbar_config` sets; `None` for another instruction.
+    pub fn of_config(i: &Instr) -> Option<Numerics> {
+        match *i {
+            Instr::XbarConfig {
+                rows,
+                cols,
+                input_bits,
+                dac_bits,
+                cell_bits,
+                weight_bits,
+                magnitude_bits,
+                encoding,
+                ..
+            } => Some(Numerics {
+                rows: rows as u32,
+                cols: cols as u32,
+                input_bits: input_bits as u32,
+                dac_bits: dac_bits as u32,
+                cell_bits: cell_bits as u32,
+                weight_bits: weight_bits as u32,
+                magnitude_bits: magnitude_bits as u32,
+                encoding,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The target's array, DAC and cells with these code widths and this encoding.
+    pub fn of_target(t: &Target, input_bits: u32, weight_bits: u32, encoding: Encoding) -> Self {
+        Numerics {
+            rows: t.array.rows as u32,
+            cols: t.array.cols as u32,
+            input_bits,
+            dac_bits: t.dac.bits,
+            cell_bits: t.array.cell_bits,
+            weight_bits,
+            magnitude_bits: match encoding {
+                Encoding::Differential => weight_bits.saturating_sub(1).max(1),
+                Encoding::Offset => weight_bits,
+            },
+            encoding,
+        }
+    }
+
+    /// `S_x = ceil(b_a / b_d)`.
+    pub fn input_slices(&self) -> u64 {
+        (self.input_bits as u64).div_ceil(self.dac_bits.max(1) as u64)
+    }
+
+    /// `S_w = ceil(b / b_c)`, `b` the magnitude bits.
+    pub fn weight_slices(&self) -> u64 {
+        (self.magnitude_bits as u64).div_ceil(self.cell_bits.max(1) as u64)
+    }
+
+    /// Physical columns per output: `cpo = S_w · (2 differential, 1 offset)`.
+    pub fn columns_per_output(&self) -> u64 {
+        let sides = match self.encoding {
+            Encoding::Differential => 2,
+            Encoding::Offset => 1,
+        };
+        self.weight_slices() * sides
+    }
+
+    /// Bytes of one input code in the scratchpad: `ceil(b_a / 8)`.
+    pub fn input_bytes(&self) -> u64 {
+        (self.input_bits as u64).div_ceil(8).max(1)
+    }
+}
+
+/// The shape of a group as the cost model sees it: `k` rows per conv group, `n` outputs in all,
+/// `conv_groups`, and the number of arrays holding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupShape {
+    pub k: u64,
+    pub n: u64,
+    pub conv_groups: u64,
+    pub arrays: u64,
+}
+
+/// Bytes of one accumulator in the scratchpad (an i32 partial sum).
+pub const ACC_BYTES: u64 = 4;
+
+/// The events and cost of one input vector through a group (every conv group of it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct VectorCost {
+    /// Time of one vector (ns): all arrays of the group work in parallel.
+    pub ns: f64,
+    /// ADC conversions: `S_x · T · n · cpo`.
+    pub conversions: u64,
+    /// Multiply-accumulates: `k · n` (each of the `n` outputs has `k` weights).
+    pub macs: u64,
+    /// Input codes read: `conv_groups · k` of `ceil(b_a/8)` bytes.
+    pub read_bytes: u64,
+    /// Accumulators written: `n` of 4 bytes.
+    pub write_bytes: u64,
+    /// Crossbar, DAC, ADC, shift-and-add and buffer energy.
+    pub energy: Energy,
+}
+
+/// One input vector through a group (`docs/cost-model.md` gives every formula):
+///
+/// - row tiles `T = ceil(k / R)`; physical columns of one conv group `(n / conv_groups) · cpo`,
+///   in `CG = ceil(that / C)` column groups; columns read per input slice over the whole group
+///   `cols = T · n · cpo`, spread over its `A` arrays: `ceil(cols / A)` per array;
+/// - one input slice takes `max(xbar_read_latency_ns · ceil(cols_per_array / C),
+///   cols_per_array / (adcs_per_array · adc_rate_gsps))`, a vector `S_x` slices;
+/// - crossbar energy `xbar_read_energy_pj · S_x · k · n · cpo` (every activated row times every
+///   column it drives, summed over slices: `Σ_t rows_t = k` per conv group);
+/// - DAC energy `dac_energy_pj · S_x · conv_groups · k · CG` (each row driven once per slice in
+///   each array of its column groups);
+/// - conversions `S_x · cols`, each with `adc_energy_pj` and `shift_add_energy_pj`;
+/// - buffer: the inputs read (`conv_groups · k · ceil(b_a/8)` bytes) and the accumulators
+///   written (`4 · n` bytes).
+pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
+    let groups = g.conv_groups.max(1);
+    let s_x = num.input_slices();
+    let cpo = num.columns_per_output();
+    let rows = num.rows.max(1) as u64;
+    let cols_phys = num.cols.max(1) as u64;
+    let tiles = g.k.div_ceil(rows);
+    let group_cols = (g.n / groups) * cpo;
+    let column_groups = group_cols.div_ceil(cols_phys);
+    let cols = tiles * g.n * cpo;
+    let per_array = cols.div_ceil(g.arrays.max(1));
+    let reads = per_array.div_ceil(cols_phys).max(1);
+    let slice_ns = (c.xbar_read_latency_ns * reads as f64)
+        .max(per_array as f64 / (c.adcs_per_array * c.adc_rate_gsps));
+    let conversions = s_x * cols;
+    let read_bytes = groups * g.k * num.input_bytes();
+    let write_bytes = ACC_BYTES * g.n;
+    let energy = Energy {
+        crossbar: c.xbar_read_energy_pj * (s_x * g.k * g.n * cpo) as f64,
+        dac: c.dac_energy_pj * (s_x * groups * g.k * column_groups) as f64,
+        adc: c.adc_energy_pj * conversions as f64,
+        shift_add: c.shift_add_energy_pj * conversions as f64,
+        buffer: c.buffer_read_pj_per_byte * read_bytes as f64
+            + c.buffer_write_pj_per_byte * write_bytes as f64,
+        ..Energy::default()
+    };
+    VectorCost {
+        ns: s_x as f64 * slice_ns,
+        conversions,
+        macs: g.k * g.n,
+        read_bytes,
+        write_bytes,
+        energy,
+    }
+}
+
+/// Programming a group (`xbar_load`): `k · n · cpo` cells (every weight slice of every output,
+/// zero slices included), rows written one after the other in each array, the arrays in
+/// parallel: `min(R, ceil(conv_groups · k · CG / A))` rows per array.
+pub fn program_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> (u64, f64, f64) {
+    let groups = g.conv_groups.max(1);
+    let cpo = num.columns_per_output();
+    let cells = g.k * g.n * cpo;
+    let group_cols = (g.n / groups) * cpo;
+    let column_groups = group_cols.div_ceil(num.cols.max(1) as u64);
+    let rows = (groups * g.k * column_groups).div_ceil(g.arrays.max(1)).min(num.rows as u64);
+    (cells, cells as f64 * c.xbar_write_energy_pj, rows as f64 * c.xbar_write_latency_ns)
+}
+
+/// What the model implies for one array used to the full: `R` rows, `floor(C / cpo)` outputs,
+/// one input vector after the other.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Peak {
+    pub target: String,
+    pub input_bits: u32,
+    pub weight_bits: u32,
+    pub encoding: String,
+    pub rows: u64,
+    pub outputs: u64,
+    pub macs_per_vector: u64,
+    pub ns_per_vector: f64,
+    /// Crossbar, DAC, ADC and shift-and-add energy of one vector (pJ).
+    pub array_pj: f64,
+    /// With the buffer traffic of the `mvm` (inputs read, accumulators written).
+    pub mvm_pj: f64,
+    /// `2 · MACs / array_pj` (TOPS/W = operations per pJ).
+    pub array_tops_per_w: f64,
+    /// `2 · MACs / mvm_pj`.
+    pub mvm_tops_per_w: f64,
+    /// `2 · MACs / ns_per_vector` for one array (GOPS).
+    pub gops_per_array: f64,
+    /// `gops_per_array` times the target's `array.count` (TOPS; 0 when the count is 0).
+    pub chip_tops: f64,
+}
+
+/// The peak figures of one fully used array of `target` with these code widths.
+pub fn array_peak(target: &Target, input_bits: u32, weight_bits: u32, enc: Encoding) -> Peak {
+    let num = Numerics::of_target(target, input_bits, weight_bits, enc);
+    let outputs = (num.cols as u64 / num.columns_per_output()).max(1);
+    let shape = GroupShape { k: num.rows as u64, n: outputs, conv_groups: 1, arrays: 1 };
+    let v = vector_cost(&num, &shape, &target.cost);
+    let e = &v.energy;
+    let array_pj = e.crossbar + e.dac + e.adc + e.shift_add;
+    let ops = 2.0 * v.macs as f64;
+    let per = |pj: f64| if pj > 0.0 { ops / pj } else { 0.0 };
+    let gops = ops / v.ns;
+    Peak {
+        target: target.name.clone(),
+        input_bits,
+        weight_bits,
+        encoding: match enc {
+            Encoding::Differential => "differential".into(),
+            Encoding::Offset => "offset".into(),
+        },
+        rows: shape.k,
+        outputs,
+        macs_per_vector: v.macs,
+        ns_per_vector: v.ns,
+        array_pj,
+        mvm_pj: array_pj + e.buffer,
+        array_tops_per_w: per(array_pj),
+        mvm_tops_per_w: per(array_pj + e.buffer),
+        gops_per_array: gops,
+        chip_tops: gops * target.array.count as f64 / 1000.0,
+    }
+}
