@@ -6,6 +6,7 @@ pub mod model;
 pub mod npy;
 pub mod onnx;
 pub mod report;
+pub mod stream_report;
 pub mod svg;
 pub mod tensor_util;
 

@@ -211,3 +211,109 @@ fn fmt_num(v: f64) -> String {
         format!("{v:.2}")
     }
 }
+
+/// A step plot of equal bins over `0 ..= x_max`, filled below: bin `i` covers
+/// `[i, i + 1) · x_max / ys.len()` at height `ys[i]`, on a y axis from 0 to `y_max`.
+pub fn steps(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    x_max: f64,
+    ys: &[f64],
+    y_max: f64,
+) -> String {
+    let h = 40.0 + PANEL_H + 60.0;
+    let mut s = String::new();
+    header(&mut s, h, title);
+    let (top, bottom, right) = (40.0, 40.0 + PANEL_H, W - RIGHT);
+    let y_max = if y_max > 0.0 { y_max } else { 1.0 };
+    let x_max = if x_max > 0.0 { x_max } else { 1.0 };
+    let px = |x: f64| LEFT + (right - LEFT) * x / x_max;
+    let py = |y: f64| bottom - (bottom - top) * (y / y_max).clamp(0.0, 1.0);
+    for t in 0..=4 {
+        let v = y_max * t as f64 / 4.0;
+        let y = py(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{right:.1}" y2="{y:.1}" stroke="#ddd"/>"##
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LEFT - 4.0,
+            y + 4.0,
+            fmt_num(v)
+        );
+    }
+    for t in 0..=5 {
+        let x = x_max * t as f64 / 5.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            px(x),
+            bottom + 16.0,
+            fmt_num(x)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        (LEFT + right) / 2.0,
+        bottom + 36.0,
+        esc(x_label)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
+        (top + bottom) / 2.0,
+        (top + bottom) / 2.0,
+        esc(y_label)
+    );
+    let dx = x_max / ys.len().max(1) as f64;
+    let mut d = format!("M{:.1},{bottom:.1} ", px(0.0));
+    for (i, &y) in ys.iter().enumerate() {
+        let _ = write!(
+            d,
+            "L{:.1},{:.1} L{:.1},{:.1} ",
+            px(i as f64 * dx),
+            py(y),
+            px((i + 1) as f64 * dx),
+            py(y)
+        );
+    }
+    let _ = write!(d, "L{:.1},{bottom:.1} Z", px(ys.len() as f64 * dx));
+    let _ = writeln!(
+        s,
+        r#"<path d="{d}" fill="{}" fill-opacity="0.35" stroke="{}" stroke-width="1.5"/>"#,
+        COLORS[0], COLORS[0]
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Complete SVG documents (as the functions of this module write them) stacked vertically
+/// into one.
+pub fn stack(parts: &[String]) -> String {
+    let height = |p: &str| -> f64 {
+        let first = p.lines().next().unwrap_or("");
+        first
+            .split(" height=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let total: f64 = parts.iter().map(|p| height(p)).sum();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{total}" viewBox="0 0 {W} {total}">"#
+    );
+    let mut y = 0.0;
+    for p in parts {
+        s.push_str(&p.replacen("<svg ", &format!("<svg y=\"{y}\" "), 1));
+        y += height(p);
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -128,6 +128,20 @@ impl TensorData {
 
     /// All elements converted to i64 (floats truncated toward zero).
     pub fn to_i64_vec(&self) -> Vec<i64> {
+        // The common integer types without a per-element dtype dispatch (weights of large
+        // models go through here).
+        match self.dtype {
+            DType::I8 => return self.bytes.iter().map(|&b| b as i8 as i64).collect(),
+            DType::U8 => return self.bytes.iter().map(|&b| b as i64).collect(),
+            DType::I32 => {
+                return self
+                    .bytes
+                    .chunks_exact(4)
+                    .map(|c| i32::from_le_bytes(c.try_into().expect("invariant: chunks_exact(4)")) as i64)
+                    .collect()
+            }
+            _ => {}
+        }
         (0..self.numel()).map(|i| self.get_i64(i)).collect()
     }
 

@@ -13,6 +13,7 @@
 //! unchanged; every op left is one that `lower` turns into a program step, or the pass names the
 //! node that cannot run on codes.
 
+use rayon::prelude::*;
 use crate::error::{PassError, Result};
 use crate::util::{code_dtype, const_weight, is_float_epilogue};
 use crate::{Pass, PassContext, Stats};
@@ -61,16 +62,32 @@ pub fn codes_of(data: &[f32], shape: &[usize], q: &QuantParams) -> Vec<i32> {
     let (lo, hi) = q.code_range();
     let inner: usize = q.axis.map_or(1, |a| shape[a + 1..].iter().product());
     let c = q.axis.map_or(1, |a| shape[a]);
-    data.iter()
-        .enumerate()
-        .map(|(i, &w)| {
-            let ch = if c == 1 { 0 } else { (i / inner.max(1)) % c };
-            let s = q.scale[ch.min(q.scale.len() - 1)];
-            let z = q.zero_point[ch.min(q.zero_point.len() - 1)];
-            let v = (w / s).round_ties_even() as f64 + z as f64;
-            v.clamp(lo as f64, hi as f64) as i32
-        })
-        .collect()
+    let run = if c == 1 { data.len().max(1) } else { inner.max(1) };
+    let mut out = vec![0i32; data.len()];
+    // One run of `inner` values per channel; runs in parallel (large weight tensors).
+    out.par_chunks_mut(run).zip(data.par_chunks(run)).enumerate().for_each(|(r, (o, d))| {
+        let ch = if c == 1 { 0 } else { r % c };
+        let s = q.scale[ch.min(q.scale.len() - 1)];
+        let z = q.zero_point[ch.min(q.zero_point.len() - 1)] as f64;
+        for (o, &w) in o.iter_mut().zip(d) {
+            let v = round_ties_even(w / s) as f64 + z;
+            *o = v.clamp(lo as f64, hi as f64) as i32;
+        }
+    });
+    out
+}
+
+/// `x.round_ties_even()` without a libm call: adding and subtracting 1.5·2^23 rounds to an
+/// integer in the default (ties-to-even) mode for |x| < 2^22; larger values are integers already
+/// (or infinite/NaN, returned as they are).
+#[inline]
+fn round_ties_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    if x.abs() < 4_194_304.0 {
+        (x + MAGIC) - MAGIC
+    } else {
+        x
+    }
 }
 
 fn code_data(shape: Vec<usize>, codes: &[i32], dtype: DType) -> TensorData {

@@ -80,8 +80,8 @@ pub fn by_channel(data: &[f32], shape: &[usize], axis: usize) -> Vec<Vec<f32>> {
     let c = shape[axis];
     let inner: usize = shape[axis + 1..].iter().product();
     let mut out = vec![Vec::with_capacity(data.len() / c.max(1)); c];
-    for (i, &v) in data.iter().enumerate() {
-        out[(i / inner.max(1)) % c].push(v);
+    for (r, run) in data.chunks(inner.max(1)).enumerate() {
+        out[r % c.max(1)].extend_from_slice(run);
     }
     out
 }
@@ -102,8 +102,11 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
     let shape = val.ty.shape.clone();
     let inner: usize = shape[axis + 1..].iter().product();
     let c = shape[axis];
-    let scaled: Vec<f32> =
-        data.iter().enumerate().map(|(i, &v)| v * k[(i / inner.max(1)) % c]).collect();
+    let mut scaled = Vec::with_capacity(data.len());
+    for (r, run) in data.chunks(inner.max(1)).enumerate() {
+        let kr = k[r % c.max(1)];
+        scaled.extend(run.iter().map(|&v| v * kr));
+    }
     let quant = match &val.ty.quant {
         None => None,
         Some(q) => {

@@ -282,7 +282,8 @@ struct StreamFile {
     outputs: Vec<Io>,
     layers: Vec<String>,
     cores: Vec<CoreFile>,
-    groups: Vec<GroupEntry>,
+    /// Each group without its weights, and its weights packed.
+    groups: Vec<(GroupEntry, PackedCodes)>,
     windows: Vec<WindowEntry>,
     requants: Vec<RequantEntry>,
     adds: Vec<AddEntry>,
@@ -296,6 +297,67 @@ struct CoreFile {
     #[serde(with = "serde_bytes_compat")]
     code: Vec<u8>,
     marks: Vec<(u32, u32)>,
+}
+
+/// Weight codes as little-endian integers of the narrowest of 1, 2 or 4 bytes that holds them
+/// all (postcard's per-element varints are several times slower to read and write for the
+/// millions of weights of a large model).
+#[derive(Serialize, Deserialize)]
+struct PackedCodes(#[serde(with = "serde_bytes_compat")] Vec<u8>);
+
+impl PackedCodes {
+    fn pack(codes: &[i32]) -> PackedCodes {
+        let width: usize = if codes.iter().all(|&c| i8::try_from(c).is_ok()) {
+            1
+        } else if codes.iter().all(|&c| i16::try_from(c).is_ok()) {
+            2
+        } else {
+            4
+        };
+        let mut b = Vec::with_capacity(1 + width * codes.len());
+        b.push(width as u8);
+        match width {
+            1 => b.extend(codes.iter().map(|&c| c as i8 as u8)),
+            2 => b.extend(codes.iter().flat_map(|&c| (c as i16).to_le_bytes())),
+            _ => b.extend(codes.iter().flat_map(|&c| c.to_le_bytes())),
+        }
+        PackedCodes(b)
+    }
+
+    fn unpack(&self) -> Result<Vec<i32>> {
+        let bad = || BackendError::Format("malformed packed weight codes".into());
+        let (&width, rest) = self.0.split_first().ok_or_else(bad)?;
+        match width {
+            1 => Ok(rest.iter().map(|&b| b as i8 as i32).collect()),
+            2 if rest.len() % 2 == 0 => {
+                Ok(rest.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i32).collect())
+            }
+            4 if rest.len() % 4 == 0 => Ok(rest
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A group's entry without its weights (they travel packed beside it).
+fn without_weights(g: &GroupEntry) -> GroupEntry {
+    GroupEntry {
+        core: g.core,
+        layer: g.layer,
+        replica: g.replica,
+        k: g.k,
+        n: g.n,
+        conv_groups: g.conv_groups,
+        in_stride: g.in_stride,
+        in_offset: g.in_offset,
+        group_stride: g.group_stride,
+        out_stride: g.out_stride,
+        weight_bits: g.weight_bits,
+        weights: Vec::new(),
+        arrays: g.arrays.clone(),
+    }
 }
 
 /// Byte strings as one length-prefixed run (postcard serializes `Vec<u8>` element by element
@@ -349,7 +411,11 @@ impl Stream {
                     marks: c.marks.clone(),
                 })
                 .collect(),
-            groups: self.groups.clone(),
+            groups: self
+                .groups
+                .iter()
+                .map(|g| (without_weights(g), PackedCodes::pack(&g.weights)))
+                .collect(),
             windows: self.windows.clone(),
             requants: self.requants.clone(),
             adds: self.adds.clone(),
@@ -388,6 +454,12 @@ impl Stream {
                 .map_err(|e| BackendError::Format(format!("core {ci}: {e}")))?;
             cores.push(Core { scratch_words: c.scratch_words, code, marks: c.marks });
         }
+        let mut groups = Vec::with_capacity(f.groups.len());
+        for (gi, (mut g, packed)) in f.groups.into_iter().enumerate() {
+            g.weights =
+                packed.unpack().map_err(|e| BackendError::Format(format!("group {gi}: {e}")))?;
+            groups.push(g);
+        }
         let s = Stream {
             name: f.name,
             target: f.target,
@@ -398,7 +470,7 @@ impl Stream {
             outputs: f.outputs,
             layers: f.layers,
             cores,
-            groups: f.groups,
+            groups,
             windows: f.windows,
             requants: f.requants,
             adds: f.adds,

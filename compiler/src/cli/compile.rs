@@ -4,10 +4,10 @@
 use super::quant_args::QuantArgs;
 use super::{print_json, ImportArgs};
 use cimc::compile::{compile_in_place, write_program};
-use cimc_backends::stream::emit::{emit, EmitOptions, ScheduleChoice};
 use cimc::model::Model;
 use cimc::report::MappingReport;
 use cimc::Result;
+use cimc_backends::stream::emit::{emit, EmitOptions, ScheduleChoice};
 use clap::Args;
 use std::path::PathBuf;
 

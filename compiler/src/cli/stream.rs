@@ -26,19 +26,16 @@ pub struct DisasmArgs {
 /// Reads and validates a `.cims` file; every problem names the file.
 pub fn read_stream(path: &Path) -> Result<Stream> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Stream::from_bytes(&bytes).map_err(|e| Error::Program { file: path.to_path_buf(), msg: e.to_string() })
+    Stream::from_bytes(&bytes)
+        .map_err(|e| Error::Program { file: path.to_path_buf(), msg: e.to_string() })
 }
 
 pub fn asm(a: AsmArgs) -> Result<()> {
     let t = std::fs::read_to_string(&a.input).map_err(|e| Error::io(&a.input, e))?;
-    let s = text::parse(&t).map_err(|e| Error::Program { file: a.input.clone(), msg: e.to_string() })?;
+    let s = text::parse(&t)
+        .map_err(|e| Error::Program { file: a.input.clone(), msg: e.to_string() })?;
     std::fs::write(&a.output, s.to_bytes()).map_err(|e| Error::io(&a.output, e))?;
-    println!(
-        "{}: {} cores, {} instructions",
-        a.output.display(),
-        s.cores.len(),
-        s.instructions()
-    );
+    println!("{}: {} cores, {} instructions", a.output.display(), s.cores.len(), s.instructions());
     Ok(())
 }
 

@@ -202,11 +202,15 @@ pub struct Peak {
     pub outputs: u64,
     pub macs_per_vector: u64,
     pub ns_per_vector: f64,
-    /// Crossbar, DAC, ADC and shift-and-add energy of one vector (pJ).
+    /// Crossbar, DAC and ADC energy of one vector (pJ): what a macro paper's TOPS/W counts.
+    pub analog_pj: f64,
+    /// With the shift-and-add of the ADC outputs.
     pub array_pj: f64,
     /// With the buffer traffic of the `mvm` (inputs read, accumulators written).
     pub mvm_pj: f64,
-    /// `2 · MACs / array_pj` (TOPS/W = operations per pJ).
+    /// `2 · MACs / analog_pj` (TOPS/W = operations per pJ).
+    pub analog_tops_per_w: f64,
+    /// `2 · MACs / array_pj`.
     pub array_tops_per_w: f64,
     /// `2 · MACs / mvm_pj`.
     pub mvm_tops_per_w: f64,
@@ -223,7 +227,8 @@ pub fn array_peak(target: &Target, input_bits: u32, weight_bits: u32, enc: Encod
     let shape = GroupShape { k: num.rows as u64, n: outputs, conv_groups: 1, arrays: 1 };
     let v = vector_cost(&num, &shape, &target.cost);
     let e = &v.energy;
-    let array_pj = e.crossbar + e.dac + e.adc + e.shift_add;
+    let analog_pj = e.crossbar + e.dac + e.adc;
+    let array_pj = analog_pj + e.shift_add;
     let ops = 2.0 * v.macs as f64;
     let per = |pj: f64| if pj > 0.0 { ops / pj } else { 0.0 };
     let gops = ops / v.ns;
@@ -239,8 +244,10 @@ pub fn array_peak(target: &Target, input_bits: u32, weight_bits: u32, enc: Encod
         outputs,
         macs_per_vector: v.macs,
         ns_per_vector: v.ns,
+        analog_pj,
         array_pj,
         mvm_pj: array_pj + e.buffer,
+        analog_tops_per_w: per(analog_pj),
         array_tops_per_w: per(array_pj),
         mvm_tops_per_w: per(array_pj + e.buffer),
         gops_per_array: gops,

@@ -1,0 +1,218 @@
+//! The accelerator backend is bit-exact with the interpreter program: every model × every target
+//! preset is compiled, emitted as an instruction stream, written to bytes and read back, and the
+//! simulator's outputs are compared bit for bit with the program's on real inputs. Small models
+//! are vendored (they always run); ResNet-18 and MobileNetV2 come from `../shared`.
+//!
+//! Also here: schedules that cut layers into parts (a chip of a few arrays, so that conv groups,
+//! column groups and row tiles are split), per-column-group ADC steps, the offset encoding, the
+//! text form (`parse(print(s)) == s`) and determinism (two emissions, same bytes).
+
+use cimc::onnx::{self, ImportOptions};
+use cimc_backends::program::{Program, Step};
+use cimc_backends::stream::emit::{emit, EmitOptions, ScheduleChoice};
+use cimc_backends::stream::{text, Schedule, Stream};
+use cimc_backends::target::{AdcRangeMode, Encoding, Target};
+use cimc_interp::program::ProgramRunner;
+use cimc_interp::sim::StreamRunner;
+use cimc_interp::Tensor;
+use cimc_passes::tile::Chip;
+use cimc_passes::PassContext;
+use cimc_tests::{data, npy, shared};
+use std::path::Path;
+
+fn compile(model: &Path, calib: &Tensor, t: &Target, batch: usize) -> Program {
+    let g = onnx::import_file(model, &ImportOptions { batch: Some(batch), ..Default::default() })
+        .unwrap_or_else(|e| panic!("{}: {e}", model.display()));
+    let calib = if calib.shape()[0] == batch {
+        calib.clone()
+    } else {
+        cimc::tensor_util::slice_batch(calib, 0, batch, batch)
+    };
+    let mut cx = PassContext { calib: Some(vec![calib]), ..Default::default() };
+    cx.chip = Some(Chip::from_target(t, None));
+    cimc::compile::compile(g, &cx, &[]).unwrap_or_else(|e| panic!("{}: {e}", model.display())).0
+}
+
+/// Emits, round-trips through bytes, simulates `inputs` (batches of the program's batch size)
+/// and compares with the program bit for bit. Returns the stream.
+fn check(p: &Program, t: &Target, opts: &EmitOptions, inputs: &[Tensor], what: &str) -> Stream {
+    let s = emit(p, t, opts).unwrap_or_else(|e| panic!("{what}: emit: {e}"));
+    let bytes = s.to_bytes();
+    assert_eq!(emit(p, t, opts).unwrap().to_bytes(), bytes, "{what}: emission is not deterministic");
+    let back = Stream::from_bytes(&bytes).unwrap_or_else(|e| panic!("{what}: read back: {e}"));
+    assert_eq!(back, s, "{what}: the file form does not round-trip");
+    let sim = StreamRunner::new(&back).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let prog = ProgramRunner::new(p).unwrap();
+    for (i, x) in inputs.iter().enumerate() {
+        let want = prog.run(vec![x.clone()]).unwrap_or_else(|e| panic!("{what}: program: {e}"));
+        let got = sim.run(vec![x.clone()]).unwrap_or_else(|e| panic!("{what}: simulator: {e}"));
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            let (g, w) = (g.to_data(), w.to_data());
+            assert_eq!(g.shape(), w.shape(), "{what}");
+            let (gb, wb) = (bits(&g), bits(&w));
+            let diff = gb.iter().zip(&wb).filter(|(a, b)| a != b).count();
+            assert_eq!(diff, 0, "{what}, input {i}: {diff} of {} output values differ", wb.len());
+        }
+    }
+    s
+}
+
+/// Values as bit patterns (f32 compared bit for bit).
+fn bits(d: &cimc_ir::TensorData) -> Vec<u64> {
+    if d.dtype().is_float() {
+        d.to_f32_vec().iter().map(|x| x.to_bits() as u64).collect()
+    } else {
+        d.to_i64_vec().into_iter().map(|v| v as u64).collect()
+    }
+}
+
+fn presets() -> Vec<Target> {
+    Target::PRESETS.iter().map(|n| Target::preset(n).unwrap()).collect()
+}
+
+fn mnist_inputs(n: usize, batch: usize) -> (Tensor, Vec<Tensor>) {
+    let x = npy(&data().join("sets/mnist_calib200_x.npy"));
+    let calib = cimc::tensor_util::slice_batch(&x, 0, 16, 16);
+    let inputs = (0..n).map(|i| cimc::tensor_util::slice_batch(&x, 100 + i * batch, batch, batch)).collect();
+    (calib, inputs)
+}
+
+fn digits_inputs(n: usize, batch: usize) -> (Tensor, Vec<Tensor>) {
+    let x = npy(&data().join("sets/digits_calib_x.npy"));
+    let calib = cimc::tensor_util::slice_batch(&x, 0, 16, 16);
+    let inputs = (0..n).map(|i| cimc::tensor_util::slice_batch(&x, 20 + i * batch, batch, batch)).collect();
+    (calib, inputs)
+}
+
+fn small_models() -> Vec<(&'static str, Tensor, Vec<Tensor>)> {
+    let (mc, mi) = mnist_inputs(2, 2);
+    let (dc, di) = digits_inputs(2, 2);
+    vec![("mnist_cnn", mc.clone(), mi.clone()), ("mnist_resnet", mc, mi), ("digits_cnn", dc, di)]
+}
+
+#[test]
+fn small_models_every_preset_bit_exact() {
+    let models = data().join("models");
+    for (name, calib, inputs) in small_models() {
+        for t in presets() {
+            let p = compile(&models.join(format!("{name}.onnx")), &calib, &t, 2);
+            let what = format!("{name} on {}", t.name);
+            let s = check(&p, &t, &EmitOptions::default(), &inputs, &what);
+            let mvms = s.cores.iter().flat_map(|c| &c.code).filter(|i| i.mnemonic() == "mvm").count();
+            assert!(mvms >= 1, "{what}: no mvm in the stream");
+            eprintln!("{what}: {} schedule, {} cores, {} instructions, exact", s.schedule.name(), s.cores.len(), s.instructions());
+        }
+    }
+}
+
+/// A chip of 6 arrays forces every layer that needs more to be cut: mnist_cnn's Gemm of
+/// K = 1568 has 13 row tiles, so its parts split rows (summed with `shift_add`), and its
+/// column groups and conv groups are cut too. Per-column-group calibrated ADC steps make the
+/// parts' `adc_step`s matter.
+#[test]
+fn layer_serial_parts_are_bit_exact() {
+    let models = data().join("models");
+    let mut t = Target::preset("isaac").unwrap();
+    t.array.count = 6;
+    t.array.cols = 32;
+    t.adc.per_column_group = true;
+    t.adc.bits = 6;
+    t.validate("a 6-array chip").unwrap();
+    for (name, calib, inputs) in small_models() {
+        let p = compile(&models.join(format!("{name}.onnx")), &calib, &t, 2);
+        let what = format!("{name} layer-serial on 6 arrays");
+        let s = check(&p, &t, &EmitOptions::default(), &inputs, &what);
+        assert_eq!(s.schedule, Schedule::LayerSerial, "{what}");
+        let count = |m: &str| s.cores.iter().flat_map(|c| &c.code).filter(|i| i.mnemonic() == m).count();
+        assert!(count("xbar_load") > 4, "{what}: layers were not cut into parts");
+        if name == "mnist_cnn" {
+            assert!(count("shift_add") > 0, "{what}: no row split");
+            assert!(count("adc_step") > 0, "{what}: no per-column-group step");
+        }
+    }
+}
+
+/// The offset encoding (with never-clipping steps) and small im2col chunks (many `im2col` and
+/// `mvm` per layer), pipelined.
+#[test]
+fn offset_encoding_and_chunks_are_bit_exact() {
+    let models = data().join("models");
+    let mut t = Target::preset("puma").unwrap();
+    t.weights.encoding = Encoding::Offset;
+    t.adc.range = AdcRangeMode::Worst;
+    t.validate("offset puma").unwrap();
+    let opts = EmitOptions { im2col_words: 1000, ..EmitOptions::default() };
+    for (name, calib, inputs) in small_models() {
+        let p = compile(&models.join(format!("{name}.onnx")), &calib, &t, 2);
+        check(&p, &t, &opts, &inputs, &format!("{name} offset, chunked"));
+    }
+}
+
+/// A layer left digital by the tile pass (no crossbar map) runs on a lossless group.
+#[test]
+fn digital_layers_run_on_lossless_groups() {
+    let models = data().join("models");
+    let (calib, inputs) = mnist_inputs(1, 2);
+    let t = Target::preset("isaac").unwrap();
+    let mut p = compile(&models.join("mnist_cnn.onnx"), &calib, &t, 2);
+    for s in &mut p.steps {
+        if let Step::Conv { crossbar, .. } | Step::Gemm { crossbar, .. } = s {
+            *crossbar = None;
+        }
+    }
+    let opts = EmitOptions { schedule: ScheduleChoice::LayerSerial, ..EmitOptions::default() };
+    check(&p, &t, &opts, &inputs, "mnist_cnn without crossbar maps");
+}
+
+#[test]
+fn text_form_round_trips() {
+    let models = data().join("models");
+    for (name, calib, _) in small_models() {
+        for t in presets() {
+            let p = compile(&models.join(format!("{name}.onnx")), &calib, &t, 2);
+            let s = emit(&p, &t, &EmitOptions::default()).unwrap();
+            let listing = text::print(&s);
+            let back = text::parse(&listing).unwrap_or_else(|e| panic!("{name}/{}: {e}", t.name));
+            assert_eq!(back, s, "{name} on {}", t.name);
+            assert_eq!(text::print(&back), listing);
+        }
+    }
+}
+
+#[test]
+fn shared_models_every_preset_bit_exact() {
+    let Some(sh) = shared("shared_models_every_preset_bit_exact") else { return };
+    let mnist = npy(&sh.join("data/mnist_calib_x.npy"));
+    let m_calib = cimc::tensor_util::slice_batch(&mnist, 0, 1, 1);
+    let m_in: Vec<Tensor> = (0..2).map(|i| cimc::tensor_util::slice_batch(&mnist, 50 + i, 1, 1)).collect();
+    let img = npy(&sh.join("data/imagenet_random_x.npy"));
+    let i_calib = cimc::tensor_util::slice_batch(&img, 0, 1, 1);
+    let i_in = vec![cimc::tensor_util::slice_batch(&img, 1, 1, 1)];
+    let digits = npy(&sh.join("data/digits_calib_x.npy"));
+    let d_calib = cimc::tensor_util::slice_batch(&digits, 0, 1, 1);
+    let d_in = vec![cimc::tensor_util::slice_batch(&digits, 5, 1, 1)];
+    let mut n = 0;
+    for entry in std::fs::read_dir(sh.join("models")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("onnx") {
+            continue;
+        }
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let (calib, inputs) = if stem.starts_with("digits") {
+            (&d_calib, &d_in)
+        } else if stem.starts_with("mnist") {
+            (&m_calib, &m_in)
+        } else {
+            (&i_calib, &i_in)
+        };
+        for t in presets() {
+            let p = compile(&path, calib, &t, 1);
+            let what = format!("{stem} on {}", t.name);
+            let s = check(&p, &t, &EmitOptions::default(), inputs, &what);
+            eprintln!("{what}: {} schedule, {} instructions, exact", s.schedule.name(), s.instructions());
+            n += 1;
+        }
+    }
+    assert!(n >= 8 * 3, "only {n} model × preset pairs were checked");
+}
