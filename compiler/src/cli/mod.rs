@@ -5,6 +5,7 @@ mod dump;
 mod eval;
 mod quant_args;
 mod run;
+// mod sim; (enabled when the simulator lands)
 mod stream;
 
 use cimc::onnx::ImportOptions;

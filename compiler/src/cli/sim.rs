@@ -1,0 +1,165 @@
+//! `cimc sim model.cims --input x.npy [--output y.npy] [--report r.json]`: run an instruction
+//! stream on the simulator, with the input and output conventions of `cimc run` (so the two
+//! backends can be compared file to file), and optionally its cost report (JSON, plus an SVG
+//! beside it, and a table on the terminal).
+
+use super::print_json;
+use super::run::read_inputs;
+use super::stream::read_stream;
+use cimc::{npy, Error, Result};
+use cimc_backends::stream::{cost, Stream};
+use cimc_backends::target::Target;
+use cimc_interp::sim::StreamRunner;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct SimArgs {
+    /// A stream file (.cims).
+    stream: PathBuf,
+    /// One .npy per stream input, in order.
+    #[arg(long, required = true)]
+    input: Vec<PathBuf>,
+    /// Where to write the outputs (.npy), one per stream output, in order.
+    #[arg(long)]
+    output: Vec<PathBuf>,
+    /// Write the cost report (JSON) here, and its plot next to it (.svg).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// The target whose cost figures to use: by default the preset the stream was compiled for
+    /// (its name and hash must match); a target file when it was compiled for one.
+    #[arg(long)]
+    target: Option<String>,
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The target of a stream's cost figures: `--target`, or the preset named by the stream's stamp.
+/// A hash that differs from the stamp's (the stream was compiled with command-line overrides
+/// such as `--adc-bits`, or for another chip) is reported on stderr: the cost figures are then
+/// those of the target given here.
+pub fn stream_target(s: &Stream, name: Option<&str>, quiet: bool) -> Result<Target> {
+    let stamp = s.target.as_deref().unwrap_or("");
+    let mut words = stamp.split_whitespace();
+    let stamp_name = words.next().unwrap_or("");
+    let stamp_hash = words.next().and_then(|h| h.strip_prefix("hash=")).unwrap_or("");
+    let t = match name {
+        Some(n) => Target::resolve(n).map_err(|e| Error::Usage(e.to_string()))?,
+        None if stamp.is_empty() => {
+            return Err(Error::Usage(
+                "the stream names no target: give --target for its cost figures".into(),
+            ))
+        }
+        None => Target::preset(stamp_name).ok_or_else(|| {
+            Error::Usage(format!(
+                "the stream was compiled for target '{stamp_name}', which is not a preset: \
+                 give --target FILE"
+            ))
+        })?,
+    };
+    if t.hash_hex() != stamp_hash && !quiet {
+        eprintln!(
+            "note: the stream was compiled for '{stamp_name}' (hash {stamp_hash}); the cost \
+             figures are those of '{}' (hash {})",
+            t.name,
+            t.hash_hex()
+        );
+    }
+    Ok(t)
+}
+
+pub fn run(a: SimArgs) -> Result<()> {
+    let s = read_stream(&a.stream)?;
+    let inputs = read_inputs(&a.input)?;
+    if inputs.len() != s.inputs.len() {
+        return Err(Error::Usage(format!(
+            "the stream has {} input(s), {} --input file(s) given",
+            s.inputs.len(),
+            inputs.len()
+        )));
+    }
+    for ((t, io), file) in inputs.iter().zip(&s.inputs).zip(&a.input) {
+        if t.shape() != io.shape.as_slice() {
+            return Err(Error::Npy {
+                file: file.clone(),
+                msg: format!(
+                    "input '{}' has shape {:?}; the file holds {:?}",
+                    io.name,
+                    io.shape,
+                    t.shape()
+                ),
+            });
+        }
+    }
+    if !a.output.is_empty() && a.output.len() != s.outputs.len() {
+        return Err(Error::Usage(format!(
+            "the stream has {} output(s), {} --output path(s) given",
+            s.outputs.len(),
+            a.output.len()
+        )));
+    }
+    // Resolve the cost figures before the run: a wrong target fails fast.
+    let target = match &a.report {
+        Some(_) => Some(stream_target(&s, a.target.as_deref(), a.json)?),
+        None => None,
+    };
+    let start = std::time::Instant::now();
+    let runner = StreamRunner::new(&s)?;
+    let total = s.instructions() as u64;
+    let bar = super::progress(total, a.json);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} instructions  {elapsed}")
+            .expect("invariant: the template is valid"),
+    );
+    let outputs = runner.run_with_progress(inputs, &|done, _| bar.set_position(done))?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    for (p, t) in a.output.iter().zip(&outputs) {
+        npy::write(p, &t.to_data())?;
+    }
+    let report = match (&a.report, &target) {
+        (Some(path), Some(t)) => {
+            let r = cost::estimate(&s, t).map_err(|e| Error::Usage(e.to_string()))?;
+            let text = serde_json::to_string_pretty(&r).expect("invariant: reports serialize");
+            std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))?;
+            let svg = path.with_extension("svg");
+            std::fs::write(&svg, cimc::stream_report::svg(&r)).map_err(|e| Error::io(&svg, e))?;
+            Some(r)
+        }
+        _ => None,
+    };
+    if a.json {
+        let outs: Vec<_> = s
+            .outputs
+            .iter()
+            .zip(&outputs)
+            .map(|(io, t)| serde_json::json!({"name": io.name, "dtype": t.dtype().name(), "shape": t.shape()}))
+            .collect();
+        print_json(&serde_json::json!({
+            "outputs": outs,
+            "instructions": total,
+            "seconds": seconds,
+            "cost": report,
+        }));
+    } else {
+        if let Some(r) = &report {
+            print!("{}", cimc::stream_report::table(r));
+        }
+        for (io, t) in s.outputs.iter().zip(&outputs) {
+            println!("{}: {}{:?}", io.name, t.dtype(), t.shape());
+            if let Some(a) = t.as_f32() {
+                if a.ndim() == 2 {
+                    for (i, row) in a.outer_iter().enumerate().take(8) {
+                        println!(
+                            "  sample {i}: argmax {}",
+                            super::run::argmax(row.iter().copied())
+                        );
+                    }
+                }
+            }
+        }
+        println!("{total} instructions simulated in {seconds:.3} s");
+    }
+    Ok(())
+}
