@@ -247,6 +247,8 @@ fn one_core_by_hand() {
     assert_close!(u.bins.iter().sum::<f64>() / 100.0, u.mean);
     assert_close!(u.bins[0], 0.0);
     assert_close!(u.bins[50], 0.5);
+    assert_eq!(u.used_arrays, 2);
+    assert_close!(u.mean_used, 192.0 / 214.0);
 
     // Pipelined: the group is programmed when the stream is loaded: 6 x 2 x 4 = 48 cells x 5 pJ;
     // ceil(6 rows / 2 arrays) = 3 rows x 100 ns.

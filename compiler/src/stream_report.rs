@@ -27,6 +27,31 @@ fn scaled(v: f64, units: &[(f64, &str)]) -> String {
     format!("{v:.3} {}", units[units.len() - 1].1)
 }
 
+/// The top of a percentage axis for values up to `peak`: 100 when they come near it, else the
+/// first of 0.1, 0.2, 0.5, 1, 2, 5... above the peak (so that a low utilization stays visible).
+fn y_top(peak: f64) -> f64 {
+    if peak >= 50.0 {
+        return peak.max(100.0);
+    }
+    let mut top = 0.1;
+    for m in [2.0, 2.5, 2.0].iter().cycle() {
+        if top >= peak {
+            break;
+        }
+        top *= m;
+    }
+    top
+}
+
+/// The unit for plotting energies up to `max_pj`, and the factor from pJ to it.
+fn energy_unit(max_pj: f64) -> (&'static str, f64) {
+    match max_pj {
+        m if m >= 1e7 => ("µJ", 1e-6),
+        m if m >= 1e4 => ("nJ", 1e-3),
+        _ => ("pJ", 1.0),
+    }
+}
+
 fn share(part: f64, whole: f64) -> f64 {
     if whole > 0.0 {
         100.0 * part / whole
@@ -102,11 +127,14 @@ pub fn table(r: &CostReport) -> String {
     if let Some(b) = r.cores.iter().max_by(|a, b| a.busy_ns.total_cmp(&b.busy_ns)) {
         let _ = writeln!(
             s,
-            "cores: busiest core {} busy {} ({:.1} %); arrays busy {:.1} % of the time on average",
+            "cores: busiest core {} busy {} ({:.1} %); arrays busy on average: {:.1} % of the {} used, {:.2} % of the chip's {}",
             b.core,
             time(b.busy_ns),
             share(b.busy_ns, t.latency_ns),
-            100.0 * r.utilization.mean
+            100.0 * r.utilization.mean_used,
+            r.utilization.used_arrays,
+            100.0 * r.utilization.mean,
+            r.utilization.arrays
         );
     }
     for c in r.cores.iter().filter(|c| c.over_capacity) {
@@ -146,38 +174,47 @@ pub fn svg(r: &CostReport) -> String {
     } else {
         ("ns", 1.0)
     };
-    let util: Vec<f64> = r.utilization.bins.iter().map(|b| 100.0 * b).collect();
+    let u = &r.utilization;
+    // Busy arrays as a percentage of the arrays the stream uses (a small model on a large chip
+    // would otherwise be a flat line at 0).
+    let scale =
+        if u.used_arrays > 0 { 100.0 * u.arrays as f64 / u.used_arrays as f64 } else { 0.0 };
+    let util: Vec<f64> = u.bins.iter().map(|b| b * scale).collect();
     let peak = util.iter().copied().fold(0.0, f64::max);
     let over_time = svg::steps(
         &format!(
-            "{} on {}: arrays busy in an mvm ({} arrays; mean {:.1} %)",
+            "{} on {}: arrays busy in an mvm (mean {:.1} % of the {} arrays used, {:.2} % of the chip's {})",
             r.stream,
             r.target,
-            r.utilization.arrays,
-            100.0 * r.utilization.mean
+            100.0 * u.mean_used,
+            u.used_arrays,
+            100.0 * u.mean,
+            u.arrays
         ),
         &format!("time ({unit})"),
-        "arrays busy %",
+        "% of the arrays used",
         t.latency_ns * f,
         &util,
-        if peak > 100.0 { peak } else { 100.0 },
+        y_top(peak),
     );
     let comps = t.energy.components();
     let labels: Vec<String> = comps.iter().map(|(n, _)| n.to_string()).collect();
-    let nj: Vec<f64> = comps.iter().map(|(_, v)| v / 1e3).collect();
+    let (eu, ef) = energy_unit(comps.iter().map(|c| c.1).fold(0.0, f64::max));
+    let e: Vec<f64> = comps.iter().map(|(_, v)| v * ef).collect();
     let by_component = svg::bars(
         &format!("energy by component (total {})", energy(t.energy_pj)),
         &labels,
-        &[("energy (nJ)", &nj)],
+        &[(&format!("energy ({eu})"), &e)],
     );
     let rows: Vec<&LayerCost> = r.layers.iter().chain(r.unattributed.as_ref()).collect();
     let names: Vec<String> = rows.iter().map(|l| l.name.clone()).collect();
-    let layer_nj: Vec<f64> = rows.iter().map(|l| l.energy_pj / 1e3).collect();
+    let (lu, lf) = energy_unit(rows.iter().map(|l| l.energy_pj).fold(0.0, f64::max));
+    let layer_e: Vec<f64> = rows.iter().map(|l| l.energy_pj * lf).collect();
     let layer_us: Vec<f64> = rows.iter().map(|l| l.busy_ns / 1e3).collect();
     let by_layer = svg::bars(
         "energy and busy time per layer",
         &names,
-        &[("energy (nJ)", &layer_nj), ("busy, summed over cores (µs)", &layer_us)],
+        &[(&format!("energy ({lu})"), &layer_e), ("busy, summed over cores (µs)", &layer_us)],
     );
     svg::stack(&[over_time, by_component, by_layer])
 }
@@ -187,12 +224,126 @@ mod tests {
     use super::*;
 
     #[test]
+    fn axis_tops() {
+        assert_eq!(y_top(0.0), 0.1);
+        assert!((y_top(1.7) - 2.0).abs() < 1e-9);
+        assert!((y_top(3.0) - 5.0).abs() < 1e-9);
+        assert!((y_top(40.0) - 50.0).abs() < 1e-9);
+        assert_eq!(y_top(75.0), 100.0);
+        assert_eq!(y_top(130.0), 130.0);
+    }
+
+    #[test]
     fn units() {
         assert_eq!(time(850.0), "850 ns");
         assert_eq!(time(12_345.0), "12.345 µs");
         assert_eq!(time(4.5e6), "4.500 ms");
         assert_eq!(energy(0.5), "0.500 pJ");
         assert_eq!(energy(2.5e9), "2.500 mJ");
+    }
+
+    /// Two cores: each configures group 0 or 1, runs vectors through it, requantizes; core 1
+    /// sends its codes to core 0 after a barrier.
+    fn two_cores() -> cimc_backends::stream::Stream {
+        use cimc_backends::arith::FixedMultiplier;
+        use cimc_backends::isa::{Encoding, Instr};
+        use cimc_backends::stream::{Core, GroupEntry, RequantEntry, Schedule, Stream};
+        let group = |core: u16, layer: u32, arrays: Vec<u32>| GroupEntry {
+            core,
+            layer,
+            replica: 0,
+            k: 200,
+            n: 16,
+            conv_groups: 1,
+            in_stride: 200,
+            in_offset: 0,
+            group_stride: 200,
+            out_stride: 16,
+            weight_bits: 8,
+            weights: vec![1; 3200],
+            arrays,
+        };
+        let code = |g: u16, count: u32| {
+            let mut c = vec![
+                Instr::XbarConfig {
+                    group: g,
+                    rows: 128,
+                    cols: 128,
+                    input_bits: 8,
+                    dac_bits: 1,
+                    cell_bits: 2,
+                    weight_bits: 8,
+                    magnitude_bits: 7,
+                    encoding: Encoding::Differential,
+                    adc_bits: 8,
+                    adc_step: 2,
+                    input_min: 0,
+                    input_zero: 0,
+                },
+                Instr::Mvm { group: g, src: 0, dst: 4000, count },
+                Instr::Requant {
+                    table: 0,
+                    src: 4000,
+                    dst: 5000,
+                    len: 16 * count,
+                    channel_len: 1,
+                    first_channel: 0,
+                },
+                Instr::Sync { barrier: 0 },
+            ];
+            if g == 1 {
+                c.push(Instr::Send { to: 0, dst: 6000, src: 5000, len: 64, elem_bytes: 1 });
+            } else {
+                c.push(Instr::Recv { from: 1, len: 64 });
+                c.push(Instr::Store { dst: 0, src: 6000, len: 64, elem_bytes: 1 });
+            }
+            c.push(Instr::Halt {});
+            c
+        };
+        Stream {
+            name: "two".into(),
+            target: None,
+            schedule: Schedule::Pipelined,
+            arrays: 8,
+            global_words: 1024,
+            inputs: vec![],
+            outputs: vec![],
+            layers: vec!["conv1".into(), "conv2".into()],
+            cores: vec![
+                Core { scratch_words: 8192, code: code(0, 4), marks: vec![(0, 0)] },
+                Core { scratch_words: 8192, code: code(1, 10), marks: vec![(0, 1)] },
+            ],
+            groups: vec![group(0, 0, vec![0, 1]), group(1, 1, vec![2, 3, 4, 5])],
+            windows: vec![],
+            requants: vec![RequantEntry {
+                scale: vec![],
+                bias: vec![0],
+                mult: vec![FixedMultiplier { m: 1 << 30, sh: 0 }],
+                zero_point: 0,
+                lo: 0,
+                hi: 255,
+            }],
+            adds: vec![],
+            perms: vec![],
+            hosts: vec![],
+        }
+    }
+
+    #[test]
+    fn a_stream_renders() {
+        let target = cimc_backends::target::Target::preset("isaac").unwrap();
+        let r = cimc_backends::stream::cost::estimate(&two_cores(), &target).unwrap();
+        let t = table(&r);
+        assert!(t.contains("conv1") && t.contains("conv2") && t.contains("TOPS/W"), "{t}");
+        assert!(t.contains("2 cores") && t.contains("steady state"), "{t}");
+        let s = svg(&r);
+        assert_eq!(s.matches("<svg").count(), 4);
+        assert!(s.contains("conv2") && s.contains("crossbar"));
+        if let Ok(path) = std::env::var("CIMC_STREAM_REPORT_SVG") {
+            std::fs::write(path, &s).unwrap();
+            eprintln!("{t}");
+        }
+        assert_eq!(svg(&r), s, "deterministic");
     }
 
     #[test]

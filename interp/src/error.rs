@@ -13,6 +13,10 @@ pub enum InterpError {
     /// A node failed while running; names the node.
     #[error("node '{node}' ({op}): {msg}")]
     Node { node: String, op: String, msg: String },
+    /// An instruction of an accelerator stream failed while running (or the stream cannot
+    /// proceed); names the core and the instruction's index in that core's code.
+    #[error("core {core}, instruction {index} ({op}): {msg}")]
+    Instr { core: usize, index: usize, op: String, msg: String },
     /// A broken invariant (a bug in cimc, not in the input).
     #[error("internal error: {0}")]
     Internal(String),

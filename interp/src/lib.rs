@@ -15,11 +15,13 @@ pub mod error;
 mod ops;
 pub mod program;
 mod runner;
+pub mod sim;
 pub mod tensor;
 
 pub use error::{InterpError, Result};
 pub use program::{AdcStats, ProgramRunner, StepAdcStats};
 pub use runner::{Runner, StepTime};
+pub use sim::StreamRunner;
 pub use tensor::Tensor;
 
 use cimc_ir::Op;

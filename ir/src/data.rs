@@ -137,7 +137,9 @@ impl TensorData {
                 return self
                     .bytes
                     .chunks_exact(4)
-                    .map(|c| i32::from_le_bytes(c.try_into().expect("invariant: chunks_exact(4)")) as i64)
+                    .map(|c| {
+                        i32::from_le_bytes(c.try_into().expect("invariant: chunks_exact(4)")) as i64
+                    })
                     .collect()
             }
             _ => {}

@@ -13,11 +13,11 @@
 //! unchanged; every op left is one that `lower` turns into a program step, or the pass names the
 //! node that cannot run on codes.
 
-use rayon::prelude::*;
 use crate::error::{PassError, Result};
 use crate::util::{code_dtype, const_weight, is_float_epilogue};
 use crate::{Pass, PassContext, Stats};
 use cimc_ir::{DType, Graph, NodeId, Op, QuantParams, TensorData, TensorType, ValueDef, ValueId};
+use rayon::prelude::*;
 
 pub struct Quantize;
 

@@ -95,7 +95,22 @@ struct Sim<'a> {
     counts: Counts,
     /// `(start, end, arrays)` of every `mvm`.
     busy: Vec<(f64, f64, u64)>,
+    /// The first `xbar_config` of each group on each core.
+    first_config: BTreeMap<(usize, u16), Numerics>,
     instrs: Vec<Vec<InstrCost>>,
+}
+
+/// The first `xbar_config` of each group on each core.
+fn first_configs(s: &Stream) -> BTreeMap<(usize, u16), Numerics> {
+    let mut m = BTreeMap::new();
+    for (c, core) in s.cores.iter().enumerate() {
+        for i in &core.code {
+            if let (Instr::XbarConfig { group, .. }, Some(n)) = (i, Numerics::of_config(i)) {
+                m.entry((c, *group)).or_insert(n);
+            }
+        }
+    }
+    m
 }
 
 impl<'a> Sim<'a> {
@@ -122,6 +137,7 @@ impl<'a> Sim<'a> {
             energy: Energy::default(),
             counts: Counts::default(),
             busy: Vec::new(),
+            first_config: first_configs(s),
             instrs: s.cores.iter().map(|c| Vec::with_capacity(c.code.len())).collect(),
         }
     }
@@ -259,13 +275,7 @@ impl<'a> Sim<'a> {
     /// The first `xbar_config` of group `g` on core `c`, else the target's numerics with 8-bit
     /// inputs and the group's weight bits.
     fn first_numerics(&self, c: usize, g: u16) -> Numerics {
-        let first = self.s.cores.get(c).and_then(|core| {
-            core.code.iter().find_map(|i| match i {
-                Instr::XbarConfig { group, .. } if *group == g => Numerics::of_config(i),
-                _ => None,
-            })
-        });
-        first.unwrap_or_else(|| {
+        self.first_config.get(&(c, g)).copied().unwrap_or_else(|| {
             let enc = match self.t.weights.encoding {
                 target::Encoding::Differential => Encoding::Differential,
                 target::Encoding::Offset => Encoding::Offset,

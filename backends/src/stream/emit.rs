@@ -126,6 +126,9 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
             _ => None,
         });
     }
+    if schedule == Schedule::Pipelined {
+        e.unify_cores(&mut units);
+    }
     let n_cores = e.groups.iter().map(|g| g.core as usize + 1).max().unwrap_or(1).max(1);
     e.cores = (0..n_cores).map(|_| CoreCode::default()).collect();
     e.loaded = vec![None; e.arrays as usize];

@@ -123,6 +123,56 @@ fn split(g: usize, k: usize, mg: usize, rows: usize, cpg: usize, a: usize) -> Ve
 }
 
 impl Emitter<'_> {
+    /// Pipelined: groups whose blocks share an array (the tile pass packs small blocks of
+    /// different layers onto one array) must belong to one core, since an array is wired to one
+    /// core. Each set of groups linked by shared arrays goes to the core of its lowest array.
+    pub(super) fn unify_cores(&mut self, units: &mut [Option<MatrixPlan>]) {
+        let n = self.groups.len();
+        let mut parent: Vec<usize> = (0..n).collect();
+        fn find(p: &mut [usize], mut i: usize) -> usize {
+            while p[i] != i {
+                p[i] = p[p[i]];
+                i = p[i];
+            }
+            i
+        }
+        let mut owner: std::collections::BTreeMap<u32, usize> = Default::default();
+        for (gi, g) in self.groups.iter().enumerate() {
+            for &a in &g.arrays {
+                match owner.get(&a) {
+                    Some(&other) => {
+                        let (ra, rb) = (find(&mut parent, gi), find(&mut parent, other));
+                        parent[ra.max(rb)] = ra.min(rb);
+                    }
+                    None => {
+                        owner.insert(a, gi);
+                    }
+                }
+            }
+        }
+        let per_core = self.t.core.arrays.max(1) as u32;
+        let mut lowest = vec![u32::MAX; n];
+        for gi in 0..n {
+            let r = find(&mut parent, gi);
+            if let Some(&a) = self.groups[gi].arrays.iter().min() {
+                lowest[r] = lowest[r].min(a);
+            }
+        }
+        for gi in 0..n {
+            let r = find(&mut parent, gi);
+            if lowest[r] != u32::MAX {
+                self.groups[gi].core = (lowest[r] / per_core) as u16;
+            }
+        }
+        for plan in units.iter_mut().flatten() {
+            for rep in &mut plan.replicas {
+                for pg in rep.iter_mut() {
+                    pg.core = self.groups[pg.group as usize].core;
+                }
+            }
+        }
+    }
+
     /// Groups of a matrix step (added to the group table).
     pub(super) fn plan_matrix(&mut self, s: &Step) -> Result<MatrixPlan> {
         let (input, weights, groups, crossbar) = match s {

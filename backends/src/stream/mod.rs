@@ -17,6 +17,8 @@ pub mod emit;
 pub mod text;
 mod validate;
 
+pub use validate::{column_groups, xbar_crossbar};
+
 use crate::arith::FixedMultiplier;
 use crate::error::{BackendError, Result};
 use crate::isa::{self, Instr};

@@ -5,7 +5,7 @@ mod dump;
 mod eval;
 mod quant_args;
 mod run;
-// mod sim; (enabled when the simulator lands)
+mod sim;
 mod stream;
 
 use cimc::onnx::ImportOptions;
@@ -33,6 +33,8 @@ enum Command {
     Asm(stream::AsmArgs),
     /// Print a stream file (.cims) as text: tables and every core's instructions.
     Disasm(stream::DisasmArgs),
+    /// Run an instruction stream (.cims) on the simulator, optionally with its cost report.
+    Sim(sim::SimArgs),
 }
 
 /// How to import an ONNX model: shapes of symbolic dimensions.
@@ -74,6 +76,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::run(a),
         Command::Asm(a) => stream::asm(a),
         Command::Disasm(a) => stream::disasm(a),
+        Command::Sim(a) => sim::run(a),
     }
 }
 

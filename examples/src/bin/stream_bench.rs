@@ -42,7 +42,10 @@ fn main() {
     let reps: usize = arg(&args, "--reps").unwrap_or(3);
     let json = args.iter().any(|a| a == "--json");
     if !shared.join("models/resnet18_bn.onnx").exists() {
-        eprintln!("skipped: {} has no models/resnet18_bn.onnx (pass --shared DIR)", shared.display());
+        eprintln!(
+            "skipped: {} has no models/resnet18_bn.onnx (pass --shared DIR)",
+            shared.display()
+        );
         return;
     }
     let img = load(&shared.join("data/imagenet_random_x.npy"));
@@ -56,7 +59,10 @@ fn main() {
     cimc::npy::write(&calib_file, &x0.to_data()).unwrap();
     let cims = std::env::temp_dir().join("cimc_stream_bench.cims");
     let mut compile_rows = Vec::new();
-    for (label, range) in [("worst-case ADC steps", AdcRangeMode::Worst), ("calibrated ADC steps", AdcRangeMode::Calib)] {
+    for (label, range) in [
+        ("worst-case ADC steps", AdcRangeMode::Worst),
+        ("calibrated ADC steps", AdcRangeMode::Calib),
+    ] {
         let mut t = Target::preset("isaac").unwrap();
         t.adc.range = range;
         let (ms, sd) = time_ms(reps, || {
@@ -84,15 +90,20 @@ fn main() {
     ];
     for (model, data) in models {
         let x = load(&shared.join(data));
-        let (c, input) = (cimc::tensor_util::slice_batch(&x, 0, 1, 1), cimc::tensor_util::slice_batch(&x, 1, 1, 1));
+        let (c, input) = (
+            cimc::tensor_util::slice_batch(&x, 0, 1, 1),
+            cimc::tensor_util::slice_batch(&x, 1, 1, 1),
+        );
         for name in Target::PRESETS {
             let t = Target::preset(name).unwrap();
             let p = compile(&shared.join(format!("models/{model}.onnx")), &c, &t);
             let s: Stream = emit(&p, &t, &EmitOptions::default()).unwrap();
             let report = cost::estimate(&s, &t).unwrap_or_else(|e| panic!("{model}/{name}: {e}"));
             let rj = serde_json::to_value(&report).unwrap();
-            cost_rows.push(serde_json::json!({"model": model, "target": name, "schedule": s.schedule.name(),
-                "instructions": s.instructions(), "cores": s.cores.len(), "report": rj}));
+            cost_rows.push(
+                serde_json::json!({"model": model, "target": name, "schedule": s.schedule.name(),
+                "instructions": s.instructions(), "cores": s.cores.len(), "report": rj}),
+            );
             if model == "resnet18_bn" || model == "mobilenet_v2_bn" || model == "mnist_resnet" {
                 let prog = ProgramRunner::new(&p).unwrap();
                 let sim = StreamRunner::new(&s).unwrap();

@@ -6,9 +6,9 @@
 //! integer of magnitude below 2^53 (checked when the program is prepared; see
 //! [`kernels::exact_in_f64`]), and f64 represents every such integer exactly.
 
-mod crossbar;
-mod kernels;
-mod pool;
+pub(crate) mod crossbar;
+pub(crate) mod kernels;
+pub(crate) mod pool;
 
 pub use crossbar::{AdcStats, StepAdcStats};
 
@@ -391,23 +391,7 @@ impl ProgramRunner {
             }
             Step::Softmax { input, axis, .. } => {
                 let x = self.floats(bufs, i, s, *input)?;
-                let sh = shape(*input);
-                let n =
-                    sh.get(*axis).copied().ok_or_else(|| e(format!("axis {axis} out of range")))?;
-                let inner: usize = sh[axis + 1..].iter().product();
-                let mut out = x.to_vec();
-                let outer = x.len() / (n * inner).max(1);
-                for o in 0..outer {
-                    for j in 0..inner {
-                        let idx = |k: usize| o * n * inner + k * inner + j;
-                        let m = (0..n).map(|k| x[idx(k)]).fold(f32::NEG_INFINITY, f32::max);
-                        let sum: f32 = (0..n).map(|k| (x[idx(k)] - m).exp()).sum();
-                        for k in 0..n {
-                            out[idx(k)] = (x[idx(k)] - m).exp() / sum;
-                        }
-                    }
-                }
-                Data::F32(out)
+                Data::F32(softmax(x, shape(*input), *axis).map_err(e)?)
             }
         })
     }
@@ -448,7 +432,35 @@ fn broadcast_index(
     })
 }
 
-fn dequantize(
+/// Softmax over `axis` of the f32 tensor `x` of shape `shape` (the host's float arithmetic;
+/// the stream simulator calls this same function, so both round alike).
+pub(crate) fn softmax(
+    x: &[f32],
+    shape: &[usize],
+    axis: usize,
+) -> std::result::Result<Vec<f32>, String> {
+    let n = shape.get(axis).copied().ok_or_else(|| format!("axis {axis} out of range"))?;
+    let inner: usize = shape[axis + 1..].iter().product();
+    if x.len() != shape.iter().product::<usize>() {
+        return Err(format!("{} values for shape {shape:?}", x.len()));
+    }
+    let mut out = x.to_vec();
+    let outer = x.len() / (n * inner).max(1);
+    for o in 0..outer {
+        for j in 0..inner {
+            let idx = |k: usize| o * n * inner + k * inner + j;
+            let m = (0..n).map(|k| x[idx(k)]).fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = (0..n).map(|k| (x[idx(k)] - m).exp()).sum();
+            for k in 0..n {
+                out[idx(k)] = (x[idx(k)] - m).exp() / sum;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Codes to f32: `scale[c]·(q − zero_point[c])` (the stream simulator calls this same function).
+pub(crate) fn dequantize(
     x: &[i32],
     shape: &[usize],
     q: &cimc_backends::program::BufQuant,
@@ -456,7 +468,7 @@ fn dequantize(
     match q.axis {
         None => {
             let (s, z) = (q.scale[0], q.zero_point[0]);
-            Ok(x.iter().map(|&v| (v - z) as f32 * s).collect())
+            Ok(x.iter().map(|&v| v.wrapping_sub(z) as f32 * s).collect())
         }
         Some(axis) => {
             let c = *shape.get(axis).ok_or("dequantize axis out of range")?;
@@ -468,7 +480,7 @@ fn dequantize(
                 .enumerate()
                 .map(|(k, &v)| {
                     let ch = (k / inner.max(1)) % c;
-                    (v - q.zero_point[ch]) as f32 * q.scale[ch]
+                    v.wrapping_sub(q.zero_point[ch]) as f32 * q.scale[ch]
                 })
                 .collect())
         }
@@ -498,7 +510,8 @@ fn pad(
     Ok(o.into_raw_vec_and_offset().0)
 }
 
-fn input_data(decl: &BufferDecl, t: Tensor) -> Result<Data> {
+/// A run-time input for buffer `decl`: its shape, and codes inside the code range.
+pub(crate) fn input_data(decl: &BufferDecl, t: Tensor) -> Result<Data> {
     let bad = |msg: String| InterpError::Input { name: decl.name.clone(), msg };
     if t.shape() != decl.shape.as_slice() {
         return Err(bad(format!("expected shape {:?}, got {:?}", decl.shape, t.shape())));

@@ -1,57 +1,79 @@
-//! Pooling on codes (2-D spatial; 1-D runs as height 1).
+//! Pooling on codes (2-D spatial; 1-D runs as height 1): the one implementation of the
+//! program's MaxPool/AvgPool steps and of the stream simulator's `max_pool`/`avg_pool`, so the
+//! two cannot disagree.
 
 use cimc_backends::program::{Step, Window};
 
-struct Geometry {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
-    k: [usize; 2],
-    s: [usize; 2],
-    d: [usize; 2],
-    p: [usize; 4],
+/// A pooling window over channel-first planes `[planes][h][w]`, producing the output positions
+/// `positions` (row-major over `oh × ow`) of every plane, channel-first:
+/// `[planes][positions.len()]`. `ow` is the output's width (positions are `oy·ow + ox`).
+pub(crate) struct PoolGeom {
+    pub planes: usize,
+    pub h: usize,
+    pub w: usize,
+    pub ow: usize,
+    pub k: [usize; 2],
+    pub s: [usize; 2],
+    pub d: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub p: [usize; 4],
+    pub positions: std::ops::Range<usize>,
 }
 
-fn geometry(si: &[usize], so: &[usize], win: &Window) -> Result<Geometry, String> {
-    match si.len() {
-        4 => Ok(Geometry {
-            n: si[0],
-            c: si[1],
-            h: si[2],
-            w: si[3],
-            oh: so[2],
-            ow: so[3],
-            k: [win.kernel[0], win.kernel[1]],
-            s: [win.strides[0], win.strides[1]],
-            d: [win.dilations[0], win.dilations[1]],
-            p: [win.pads[0], win.pads[1], win.pads[2], win.pads[3]],
-        }),
-        3 => Ok(Geometry {
-            n: si[0],
-            c: si[1],
-            h: 1,
-            w: si[2],
-            oh: 1,
-            ow: so[2],
-            k: [1, win.kernel[0]],
-            s: [1, win.strides[0]],
-            d: [1, win.dilations[0]],
-            p: [0, win.pads[0], 0, win.pads[1]],
-        }),
-        r => Err(format!("integer pooling of rank {r} is not supported (1-D and 2-D are)")),
+/// The geometry of a program step: every plane of every image, every output position.
+fn geometry(si: &[usize], so: &[usize], win: &Window) -> Result<PoolGeom, String> {
+    let at = |v: &[usize], i: usize| v.get(i).copied().ok_or("window too short");
+    let (planes, h, w, oh, ow, k, s, d, p) = match (si.len(), so.len()) {
+        (4, 4) => (
+            si[0] * si[1],
+            si[2],
+            si[3],
+            so[2],
+            so[3],
+            [at(&win.kernel, 0)?, at(&win.kernel, 1)?],
+            [at(&win.strides, 0)?, at(&win.strides, 1)?],
+            [at(&win.dilations, 0)?, at(&win.dilations, 1)?],
+            [at(&win.pads, 0)?, at(&win.pads, 1)?, at(&win.pads, 2)?, at(&win.pads, 3)?],
+        ),
+        (3, 3) => (
+            si[0] * si[1],
+            1,
+            si[2],
+            1,
+            so[2],
+            [1, at(&win.kernel, 0)?],
+            [1, at(&win.strides, 0)?],
+            [1, at(&win.dilations, 0)?],
+            [0, at(&win.pads, 0)?, 0, at(&win.pads, 1)?],
+        ),
+        (r, _) => {
+            return Err(format!("integer pooling of rank {r} is not supported (1-D and 2-D are)"))
+        }
+    };
+    Ok(PoolGeom { planes, h, w, ow, k, s, d, p, positions: 0..oh * ow })
+}
+
+impl PoolGeom {
+    /// Words of the input.
+    pub(crate) fn input_len(&self) -> usize {
+        self.planes * self.h * self.w
     }
-}
 
-/// Calls `f(plane, oy, ox, positions)` for each output, with the input positions of its window
-/// that fall inside the input, and the count of window positions inside input + padding.
-fn for_windows(g: &Geometry, mut f: impl FnMut(usize, usize, usize, &[usize], usize)) {
-    let mut inside = Vec::with_capacity(g.k[0] * g.k[1]);
-    for plane in 0..g.n * g.c {
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
+    /// Words of the output.
+    pub(crate) fn output_len(&self) -> usize {
+        self.planes * self.positions.len()
+    }
+
+    /// Calls `f(output index, positions, padded)` for each output, with the input positions of
+    /// its window that fall inside the input, and the count of window positions inside input +
+    /// padding.
+    fn for_windows(&self, mut f: impl FnMut(usize, &[usize], usize)) {
+        let g = self;
+        let mut inside = Vec::with_capacity(g.k[0] * g.k[1]);
+        let npos = g.positions.len();
+        for plane in 0..g.planes {
+            for (j, pos) in g.positions.clone().enumerate() {
+                let (oy, ox) = (pos / g.ow.max(1), pos % g.ow.max(1));
                 inside.clear();
                 let mut padded = 0;
                 for ky in 0..g.k[0] {
@@ -70,10 +92,65 @@ fn for_windows(g: &Geometry, mut f: impl FnMut(usize, usize, usize, &[usize], us
                         }
                     }
                 }
-                f(plane, oy, ox, &inside, padded);
+                f(plane * npos + j, &inside, padded);
             }
         }
     }
+
+    fn check_input<T>(&self, x: &[T]) -> Result<(), String> {
+        if x.len() < self.input_len() {
+            return Err(format!("pooling reads {} values of {}", self.input_len(), x.len()));
+        }
+        Ok(())
+    }
+}
+
+/// Max pooling: each output is the largest code of its window inside the input (padding never
+/// wins); a window entirely in the padding is an error.
+pub(crate) fn max_pool_codes<T: Copy + Ord + Default>(
+    x: &[T],
+    g: &PoolGeom,
+) -> Result<Vec<T>, String> {
+    g.check_input(x)?;
+    let mut out = vec![T::default(); g.output_len()];
+    let mut err = None;
+    g.for_windows(|o, inside, _| match inside.iter().map(|&i| x[i]).max() {
+        Some(v) => out[o] = v,
+        None => err = Some("a pooling window lies entirely in the padding".to_string()),
+    });
+    err.map_or(Ok(out), Err)
+}
+
+/// Average pooling: each output is `rq(s, k)` with `s = Σ (x − z)` over the window's positions
+/// inside the input and `k` their count (or the count inside input and padding, with
+/// `include_pad`); `rq` requantizes with the multiplier of `k`.
+pub(crate) fn avg_pool_codes<T: Copy + Into<i64>>(
+    x: &[T],
+    g: &PoolGeom,
+    z: i64,
+    include_pad: bool,
+    rq: impl Fn(i64, usize) -> Result<i32, String>,
+) -> Result<Vec<i32>, String> {
+    g.check_input(x)?;
+    let mut out = vec![0; g.output_len()];
+    let mut err = None;
+    g.for_windows(|o, inside, padded| {
+        if err.is_some() {
+            return;
+        }
+        let count = if include_pad { padded } else { inside.len() };
+        let sum = inside
+            .iter()
+            .try_fold(0i64, |s, &i| x[i].into().checked_sub(z).and_then(|d| s.checked_add(d)));
+        match sum
+            .ok_or_else(|| "the window's sum overflows i64".to_string())
+            .and_then(|s| rq(s, count))
+        {
+            Ok(v) => out[o] = v,
+            Err(e) => err = Some(e),
+        }
+    });
+    err.map_or(Ok(out), Err)
 }
 
 pub(crate) fn max_pool(
@@ -83,14 +160,7 @@ pub(crate) fn max_pool(
     win: &Window,
     _ceil: bool,
 ) -> Result<Vec<i32>, String> {
-    let g = geometry(si, so, win)?;
-    let mut out = vec![0; g.n * g.c * g.oh * g.ow];
-    let mut err = None;
-    for_windows(&g, |plane, oy, ox, inside, _| match inside.iter().map(|&i| x[i]).max() {
-        Some(v) => out[(plane * g.oh + oy) * g.ow + ox] = v,
-        None => err = Some("a pooling window lies entirely in the padding".to_string()),
-    });
-    err.map_or(Ok(out), Err)
+    max_pool_codes(x, &geometry(si, so, win)?)
 }
 
 pub(crate) fn avg_pool(
@@ -113,18 +183,10 @@ pub(crate) fn avg_pool(
         return Err("not an average pool".into());
     };
     let g = geometry(si, so, window)?;
-    let mut out = vec![0; g.n * g.c * g.oh * g.ow];
-    let mut err = None;
-    for_windows(&g, |plane, oy, ox, inside, padded| {
-        let count = if *count_include_pad { padded } else { inside.len() };
-        let sum: i64 = inside.iter().map(|&i| (x[i] - z) as i64).sum();
+    avg_pool_codes(x, &g, *z as i64, *count_include_pad, |sum, count| {
         match mult_by_count.get(count.wrapping_sub(1)) {
-            Some(&m) => {
-                out[(plane * g.oh + oy) * g.ow + ox] =
-                    cimc_backends::arith::requantize(sum, m, *zero_point, *lo, *hi)
-            }
-            None => err = Some(format!("no multiplier for a window of {count} elements")),
+            Some(&m) => Ok(cimc_backends::arith::requantize(sum, m, *zero_point, *lo, *hi)),
+            None => Err(format!("no multiplier for a window of {count} elements")),
         }
-    });
-    err.map_or(Ok(out), Err)
+    })
 }

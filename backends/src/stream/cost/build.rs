@@ -5,7 +5,8 @@ use super::report::round;
 use super::*;
 
 impl Sim<'_> {
-    pub(super) fn report(&self) -> CostReport {
+    pub(super) fn report(mut self) -> CostReport {
+        let instrs = std::mem::take(&mut self.instrs);
         let (s, t) = (self.s, self.t);
         let latency = self.cores.iter().map(|c| c.clock).fold(0.0, f64::max);
         let capacity = t.core.scratchpad_kib as u64 * 1024;
@@ -80,7 +81,7 @@ impl Sim<'_> {
             cores,
             utilization: self.utilization(latency),
             preload: self.preload(),
-            instrs: self.instrs.clone(),
+            instrs,
         }
     }
 
@@ -93,8 +94,10 @@ impl Sim<'_> {
         } else {
             s.groups.iter().flat_map(|g| g.arrays.iter().map(|&a| a + 1)).max().unwrap_or(0)
         };
+        let used: BTreeSet<u32> = s.groups.iter().flat_map(|g| g.arrays.iter().copied()).collect();
+        let used_arrays = used.len() as u32;
         if latency <= 0.0 || arrays == 0 {
-            return Utilization { arrays, ..Utilization::default() };
+            return Utilization { arrays, used_arrays, ..Utilization::default() };
         }
         let nb = UTILIZATION_BINS;
         let bin = latency / nb as f64;
@@ -118,6 +121,12 @@ impl Sim<'_> {
             bin_ns: round(bin),
             bins: bins.iter().map(|v| round(v / full)).collect(),
             mean: round(area / (latency * arrays as f64)),
+            used_arrays,
+            mean_used: if used_arrays > 0 {
+                round(area / (latency * used_arrays as f64))
+            } else {
+                0.0
+            },
         }
     }
 

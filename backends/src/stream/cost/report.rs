@@ -215,6 +215,10 @@ pub struct Utilization {
     pub bins: Vec<f64>,
     /// Over the whole run.
     pub mean: f64,
+    /// The distinct arrays of the stream's groups.
+    pub used_arrays: u32,
+    /// The mean as a fraction of the used arrays.
+    pub mean_used: f64,
 }
 
 /// The one-time programming of the groups that no `xbar_load` programs (every group of a

@@ -13,9 +13,11 @@
 //! u64 words; at run time the input vectors' bits become the same kind of masks.
 
 mod kernel;
+mod run;
 
-use super::kernels::ConvGeom;
-use cimc_backends::program::{BufferDecl, Crossbar, Elem, Encoding, Requant, Step};
+pub(crate) use run::{run, run_vectors, Source};
+
+use cimc_backends::program::{BufferDecl, Crossbar, Elem, Encoding, Step};
 use rayon::prelude::*;
 
 /// ADC statistics of a program's crossbar steps, accumulated over runs
@@ -156,12 +158,6 @@ pub(crate) fn prepare(
             x.input_min
         ));
     }
-    if !fits(z) {
-        return Err(format!(
-            "crossbar: the input zero point {z} (padding) minus input_min {} does not fit {ib} input bits",
-            x.input_min
-        ));
-    }
 
     // The weight matrix w[k, n] of each group.
     let (k, m) = match s {
@@ -183,13 +179,58 @@ pub(crate) fn prepare(
             bias.len()
         ));
     }
-    let mg = m / groups;
+    let conv = matches!(s, Step::Conv { .. });
     let w_at = |kk: usize, n: usize| -> i32 {
-        match s {
-            Step::Conv { .. } => weights.data[n * k + kk],
-            _ => weights.data[kk * m + n],
+        if conv {
+            weights.data[n * k + kk]
+        } else {
+            weights.data[kk * m + n]
         }
     };
+    prepare_matrix(&MatrixSpec { x, k, m, groups, w_at, input_zero: z, bias })
+}
+
+/// What a crossbar matrix is prepared from: the numerics, the weights of every conv group and
+/// the digital terms (hardware-model §1).
+pub(crate) struct MatrixSpec<'a, W> {
+    pub x: &'a Crossbar,
+    /// Rows of one conv group's matrix.
+    pub k: usize,
+    /// Outputs over all conv groups (`m / groups` per group).
+    pub m: usize,
+    pub groups: usize,
+    /// `w_at(row, output)`: the weight code on row `row` of output `output`'s conv group.
+    pub w_at: W,
+    /// `z_x`, for the input-offset term `(input_min − z_x)·Σ_k w[k,n]`.
+    pub input_zero: i32,
+    /// Added to every output's accumulator (`m` values); empty for none.
+    pub bias: &'a [i64],
+}
+
+/// Checks a crossbar matrix (numerics, weights against the magnitude bits, column groups
+/// against the ADC steps, the accumulator's range) and converts its weights to bit planes: the
+/// one preparation of the program's crossbar steps and of the stream simulator's groups.
+pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
+    spec: &MatrixSpec<'_, W>,
+) -> Result<PreparedCrossbar, String> {
+    let MatrixSpec { x, k, m, groups, ref w_at, input_zero: z, bias } = *spec;
+    x.validate().map_err(|m| format!("crossbar: {m}"))?;
+    let ib = x.input_bits;
+    let vmax = ((1u64 << ib) - 1) as i64;
+    if !(0..=vmax).contains(&(z as i64 - x.input_min as i64)) {
+        return Err(format!(
+            "crossbar: the input zero point {z} (padding) minus input_min {} does not fit {ib} input bits",
+            x.input_min
+        ));
+    }
+    if groups == 0 || m % groups != 0 || (!bias.is_empty() && bias.len() != m) {
+        return Err(format!(
+            "{m} outputs with {} biases do not make {groups} group(s)",
+            bias.len()
+        ));
+    }
+    let mg = m / groups;
+    let bias_of = |n: usize| bias.get(n).copied().unwrap_or(0);
 
     // Magnitudes.
     let mb = x.magnitude_bits;
@@ -286,7 +327,7 @@ pub(crate) fn prepare(
     let konst = (0..m)
         .map(|n| {
             let colsum: i64 = (0..k).map(|kk| w_at(kk, n) as i64).sum();
-            bias[n] + (x.input_min as i64 - z as i64) * colsum
+            bias_of(n) + (x.input_min as i64 - z as i64) * colsum
         })
         .collect();
     let ibu = ib as usize;
@@ -322,250 +363,4 @@ fn gcd(a: usize, b: usize) -> usize {
     } else {
         gcd(b, a % b)
     }
-}
-
-/// Where the input vectors come from.
-enum Source<'a> {
-    /// Vector `b · pixels + (oy · ow + ox)`: the im2col vector of one group.
-    Conv { x: &'a [i32], z: i32, geo: ConvGeom },
-    /// Vector `r`: row `r` of the `[rows, K]` input.
-    Gemm { x: &'a [i32] },
-}
-
-/// Runs a crossbar Conv/Gemm step; with `stats`, also counts every conversion.
-pub(crate) fn run(
-    s: &Step,
-    p: &PreparedCrossbar,
-    x: &[i32],
-    si: &[usize],
-    so: &[usize],
-    stats: Option<&mut StepAdcStats>,
-) -> Result<Vec<i32>, String> {
-    let (src, nvec, requant) = match s {
-        Step::Conv { input_zero_point, weights, window, group, requant, .. } => {
-            let geo = ConvGeom::new(weights, window, *group, si, so, x.len())?;
-            let nvec = geo.n * geo.oh * geo.ow;
-            if geo.g != p.groups || geo.cg * geo.kh * geo.kw != p.k {
-                return Err("conv geometry differs from the prepared weights".into());
-            }
-            (Source::Conv { x, z: *input_zero_point, geo }, nvec, requant)
-        }
-        Step::Gemm { requant, .. } => {
-            if si.last() != Some(&p.k) {
-                return Err(format!("input {si:?} does not end in K = {}", p.k));
-            }
-            let nvec = x.len() / p.k.max(1);
-            let m = p.groups * p.mg;
-            if so.iter().product::<usize>() != nvec * m {
-                return Err(format!("output {so:?} is not [{nvec}, {m}]"));
-            }
-            (Source::Gemm { x }, nvec, requant)
-        }
-        _ => return Err("not a matrix step".into()),
-    };
-    let m = p.groups * p.mg;
-    // Tasks: chunks of vectors (each reuses the weights it streams over its vectors) times
-    // ranges of column blocks, enough of them to keep every thread busy when there are few
-    // vectors (late layers at batch 1).
-    let threads = rayon::current_num_threads().max(1);
-    let target = threads * 4;
-    let chunk = nvec.div_ceil(target).clamp(nvec.min(16), 32).max(1);
-    let n_chunks = nvec.div_ceil(chunk);
-    let pcb = p.block_columns();
-    let n_blocks = p.pc.div_ceil(pcb).max(1);
-    let splits = target.div_ceil(n_chunks.max(1)).clamp(1, n_blocks);
-    let per_split = n_blocks.div_ceil(splits);
-    let splits = n_blocks.div_ceil(per_split);
-    // Each task's statistics are added here as soon as it ends (one task's histogram alive
-    // per thread, not one per task).
-    let merged = stats.map(std::sync::Mutex::new);
-    let hist_len = merged.as_ref().map_or(0, |st| {
-        st.lock().unwrap_or_else(std::sync::PoisonError::into_inner).histogram.len()
-    });
-    let results: Vec<Result<(usize, usize, Vec<i32>), String>> = (0..n_chunks * splits)
-        .into_par_iter()
-        .map(|task| {
-            let (ci, sp) = (task / splits, task % splits);
-            let v0 = ci * chunk;
-            let v1 = (v0 + chunk).min(nvec);
-            let blocks = sp * per_split..((sp + 1) * per_split).min(n_blocks);
-            let mut tally = merged.as_ref().map(|_| kernel::Tally {
-                hist: vec![0; hist_len],
-                conversions: 0,
-                clipped: 0,
-            });
-            let out = run_task(p, &src, requant, v0..v1, blocks, tally.as_mut())?;
-            if let (Some(st), Some(t)) = (&merged, tally) {
-                let mut st = st.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                for (h, c) in st.histogram.iter_mut().zip(&t.hist) {
-                    *h += c;
-                }
-                st.conversions += t.conversions;
-                st.clipped += t.clipped;
-            }
-            Ok((v0, sp, out))
-        })
-        .collect();
-    let mut out = vec![0i32; nvec * m];
-    for r in results {
-        let (v0, sp, codes) = r?;
-        let nv = codes.len() / m.max(1);
-        // This task's outputs: local outputs `nl0..nl1` of every group.
-        let nl0 = sp * per_split * pcb / p.cpo;
-        let nl1 = (((sp + 1) * per_split * pcb).min(p.pc) / p.cpo).min(p.mg);
-        for vi in 0..nv {
-            // Where output n of this vector goes: `base + n · step`.
-            let (base, step) = match &src {
-                Source::Conv { geo, .. } => {
-                    let pixels = geo.oh * geo.ow;
-                    let (b, px) = ((v0 + vi) / pixels, (v0 + vi) % pixels);
-                    (b * m * pixels + px, pixels)
-                }
-                Source::Gemm { .. } => ((v0 + vi) * m, 1),
-            };
-            for g in 0..p.groups {
-                for n in g * p.mg + nl0..g * p.mg + nl1 {
-                    out[base + n * step] = codes[vi * m + n];
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Output codes `[vector][n]` of the vectors `vecs`, for the column blocks `blocks` of every
-/// group (the other outputs are left 0).
-fn run_task(
-    p: &PreparedCrossbar,
-    src: &Source,
-    requant: &Requant,
-    vecs: std::ops::Range<usize>,
-    blocks: std::ops::Range<usize>,
-    mut tally: Option<&mut kernel::Tally>,
-) -> Result<Vec<i32>, String> {
-    let (v0, v1) = (vecs.start, vecs.end);
-    let nvec = v1 - v0;
-    let m = p.groups * p.mg;
-    let per_vec = p.tiles * p.input_bits * p.words;
-    let pcb = p.block_columns();
-    let mut xplanes = vec![0u64; nvec * per_vec];
-    let mut sumv = vec![0i64; nvec];
-    let mut colacc = vec![0i64; nvec * pcb.min(p.pc_pad)];
-    let mut out = vec![0i32; nvec * m];
-    let group_planes = p.tiles * p.words * p.x.cell_bits as usize * p.pc_pad;
-    for g in 0..p.groups {
-        xplanes.fill(0);
-        fill_planes(p, src, g, v0, v1, &mut xplanes, &mut sumv)?;
-        for blk_i in blocks.clone() {
-            let pc0 = blk_i * pcb;
-            if pc0 >= p.pc {
-                break;
-            }
-            let pcn = pcb.min(p.pc - pc0);
-            // Whole lanes: pc0 is a multiple of LANES, so this stays inside pc_pad.
-            let stride = pcn.div_ceil(kernel::LANES) * kernel::LANES;
-            colacc[..nvec * stride].fill(0);
-            let blk = kernel::Block {
-                tiles: p.tiles,
-                words: p.words,
-                input_bits: p.input_bits,
-                dac_bits: p.x.dac_bits as usize,
-                cell_bits: p.x.cell_bits as usize,
-                input_slices: p.input_slices,
-                adc_top: p.x.adc_top(),
-                w: &p.planes[g * group_planes..][..group_planes],
-                pc_total: p.pc_pad,
-                pc0,
-                pcn,
-                e: &p.e[g * p.pc_pad + pc0..][..stride],
-                half: &p.half[g * p.pc_pad + pc0..][..stride],
-                xplanes: &xplanes,
-                nvec,
-            };
-            kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
-            // Shift-and-add over the weight slices (and the two signs), then the digital terms.
-            for vi in 0..nvec {
-                let ca = &colacc[vi * stride..][..pcn];
-                for (nl, cols) in ca.chunks_exact(p.cpo).enumerate() {
-                    let n = g * p.mg + pc0 / p.cpo + nl;
-                    let mut acc = p.konst[n] - p.offset * sumv[vi];
-                    for (&c, &(neg, sh)) in cols.iter().zip(&p.fold) {
-                        let v = c << sh;
-                        acc += if neg { -v } else { v };
-                    }
-                    out[vi * m + n] = requant.apply(acc, n);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The input planes and `Σ_k v[k]` of group `g` for the vectors `v0..v1` (planes zeroed).
-fn fill_planes(
-    p: &PreparedCrossbar,
-    src: &Source,
-    g: usize,
-    v0: usize,
-    v1: usize,
-    xplanes: &mut [u64],
-    sumv: &mut [i64],
-) -> Result<(), String> {
-    let (ib, words) = (p.input_bits, p.words);
-    let per_vec = p.tiles * ib * words;
-    // One vector's inputs, rows padded with zeros to whole words of each tile.
-    let mut vbuf = vec![0u16; p.tiles * words * 64];
-    for (vi, vid) in (v0..v1).enumerate() {
-        let mut sum = 0i64;
-        let mut bad = None;
-        let mut put = |kk: usize, q: i32| {
-            let v = q.wrapping_sub(p.input_min) as u32;
-            if v > p.vmax {
-                bad = Some(q);
-            }
-            sum += v as i64;
-            vbuf[p.kpos[kk] as usize] = v as u16;
-        };
-        match src {
-            Source::Conv { x, z, geo } => {
-                let pixels = geo.oh * geo.ow;
-                let (b, px) = (vid / pixels, vid % pixels);
-                let (oy, ox) = (px / geo.ow, px % geo.ow);
-                for ci in 0..geo.cg {
-                    let plane =
-                        &x[(b * geo.c + g * geo.cg + ci) * geo.h * geo.w..][..geo.h * geo.w];
-                    for ky in 0..geo.kh {
-                        let iy =
-                            (oy * geo.strides[0] + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
-                        let row = (iy >= 0 && (iy as usize) < geo.h)
-                            .then(|| &plane[iy as usize * geo.w..][..geo.w]);
-                        let k0 = (ci * geo.kh + ky) * geo.kw;
-                        for kx in 0..geo.kw {
-                            let ix = (ox * geo.strides[1] + kx * geo.dil[1]) as isize
-                                - geo.pads[1] as isize;
-                            let q = match row {
-                                Some(row) if ix >= 0 && (ix as usize) < geo.w => row[ix as usize],
-                                _ => *z,
-                            };
-                            put(k0 + kx, q);
-                        }
-                    }
-                }
-            }
-            Source::Gemm { x } => {
-                for (kk, &q) in x[vid * p.k..][..p.k].iter().enumerate() {
-                    put(kk, q);
-                }
-            }
-        }
-        if let Some(q) = bad {
-            return Err(format!(
-                "crossbar: input code {q} minus input_min {} does not fit {ib} input bits",
-                p.input_min
-            ));
-        }
-        sumv[vi] = sum;
-        kernel::input_planes(&vbuf, ib, words, &mut xplanes[vi * per_vec..][..per_vec]);
-    }
-    Ok(())
 }

@@ -1,0 +1,317 @@
+//! Running a prepared crossbar matrix over input vectors: tasks of (chunk of vectors, range of
+//! column blocks) on rayon's pool, each filling the vectors' bit planes and running the
+//! [`kernel`] block by block, then shift-and-add and the digital terms per output.
+//!
+//! The vectors come from a [`Source`]: the program's Conv input (im2col on the fly), its Gemm
+//! input rows, or the stream simulator's scratchpad words. What becomes of an accumulator is
+//! the caller's `fin`: the program requantizes it to a code, the simulator keeps it.
+
+use super::kernel;
+use super::{PreparedCrossbar, StepAdcStats};
+use crate::program::kernels::ConvGeom;
+use cimc_backends::program::Step;
+use rayon::prelude::*;
+
+/// Where the input vectors come from.
+pub(crate) enum Source<'a> {
+    /// Vector `b · pixels + (oy · ow + ox)`: the im2col vector of one group.
+    Conv { x: &'a [i32], z: i32, geo: ConvGeom },
+    /// Vector `r`: row `r` of the `[rows, K]` input.
+    Gemm { x: &'a [i32] },
+    /// Words of a scratchpad: row `r` of conv group `g` of vector `v` is
+    /// `x[base + v·in_stride + g·group_stride + r]`.
+    Words { x: &'a [i64], base: usize, in_stride: usize, group_stride: usize },
+}
+
+/// The results of [`run_vectors`] as its tasks left them: per task, its first vector, its
+/// local outputs and its values `[vector][output]`.
+pub(crate) struct Outputs<T> {
+    parts: Vec<(usize, std::ops::Range<usize>, Vec<T>)>,
+    groups: usize,
+    mg: usize,
+}
+
+impl<T> Outputs<T> {
+    /// Calls `f(vector, n0, values)` for each vector and each run of its outputs
+    /// `n0 .. n0 + values.len()` (every output of every vector exactly once).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(usize, usize, &[T])) {
+        let m = self.groups * self.mg;
+        for (v0, nl, vals) in &self.parts {
+            for (vi, row) in vals.chunks_exact(m.max(1)).enumerate() {
+                for g in 0..self.groups {
+                    let n0 = g * self.mg + nl.start;
+                    f(v0 + vi, n0, &row[n0..g * self.mg + nl.end]);
+                }
+            }
+        }
+    }
+}
+
+/// Runs a crossbar Conv/Gemm step; with `stats`, also counts every conversion.
+pub(crate) fn run(
+    s: &Step,
+    p: &PreparedCrossbar,
+    x: &[i32],
+    si: &[usize],
+    so: &[usize],
+    stats: Option<&mut StepAdcStats>,
+) -> Result<Vec<i32>, String> {
+    let (src, nvec, requant) = match s {
+        Step::Conv { input_zero_point, weights, window, group, requant, .. } => {
+            let geo = ConvGeom::new(weights, window, *group, si, so, x.len())?;
+            let nvec = geo.n * geo.oh * geo.ow;
+            if geo.g != p.groups || geo.cg * geo.kh * geo.kw != p.k {
+                return Err("conv geometry differs from the prepared weights".into());
+            }
+            (Source::Conv { x, z: *input_zero_point, geo }, nvec, requant)
+        }
+        Step::Gemm { requant, .. } => {
+            if si.last() != Some(&p.k) {
+                return Err(format!("input {si:?} does not end in K = {}", p.k));
+            }
+            let nvec = x.len() / p.k.max(1);
+            let m = p.groups * p.mg;
+            if so.iter().product::<usize>() != nvec * m {
+                return Err(format!("output {so:?} is not [{nvec}, {m}]"));
+            }
+            (Source::Gemm { x }, nvec, requant)
+        }
+        _ => return Err("not a matrix step".into()),
+    };
+    let m = p.groups * p.mg;
+    let results = run_vectors(p, &src, nvec, stats, &|acc, n| requant.apply(acc, n))?;
+    let mut out = vec![0i32; nvec * m];
+    results.for_each(|v, n0, codes| {
+        // Where output n of this vector goes: `base + n · step`.
+        let (base, step) = match &src {
+            Source::Conv { geo, .. } => {
+                let pixels = geo.oh * geo.ow;
+                let (b, px) = (v / pixels, v % pixels);
+                (b * m * pixels + px, pixels)
+            }
+            _ => (v * m, 1),
+        };
+        for (j, &c) in codes.iter().enumerate() {
+            out[base + (n0 + j) * step] = c;
+        }
+    });
+    Ok(out)
+}
+
+/// Runs the prepared matrix over vectors `0..nvec` of `src`: every output's accumulator (with
+/// the prepared bias and input-offset term) goes through `fin(acc, output)`. With `stats`, also
+/// counts every conversion.
+pub(crate) fn run_vectors<T, F>(
+    p: &PreparedCrossbar,
+    src: &Source,
+    nvec: usize,
+    stats: Option<&mut StepAdcStats>,
+    fin: &F,
+) -> Result<Outputs<T>, String>
+where
+    T: Copy + Default + Send,
+    F: Fn(i64, usize) -> T + Sync,
+{
+    // Tasks: chunks of vectors (each reuses the weights it streams over its vectors) times
+    // ranges of column blocks, enough of them to keep every thread busy when there are few
+    // vectors (late layers at batch 1).
+    let threads = rayon::current_num_threads().max(1);
+    let target = threads * 4;
+    let chunk = nvec.div_ceil(target).clamp(nvec.min(16), 32).max(1);
+    let n_chunks = nvec.div_ceil(chunk);
+    let pcb = p.block_columns();
+    let n_blocks = p.pc.div_ceil(pcb).max(1);
+    let splits = target.div_ceil(n_chunks.max(1)).clamp(1, n_blocks);
+    let per_split = n_blocks.div_ceil(splits);
+    let splits = n_blocks.div_ceil(per_split);
+    // Each task's statistics are added here as soon as it ends (one task's histogram alive
+    // per thread, not one per task).
+    let merged = stats.map(std::sync::Mutex::new);
+    let hist_len = merged.as_ref().map_or(0, |st| {
+        st.lock().unwrap_or_else(std::sync::PoisonError::into_inner).histogram.len()
+    });
+    let results: Vec<Result<(usize, std::ops::Range<usize>, Vec<T>), String>> = (0..n_chunks
+        * splits)
+        .into_par_iter()
+        .map(|task| {
+            let (ci, sp) = (task / splits, task % splits);
+            let v0 = ci * chunk;
+            let v1 = (v0 + chunk).min(nvec);
+            let blocks = sp * per_split..((sp + 1) * per_split).min(n_blocks);
+            let mut tally = merged.as_ref().map(|_| kernel::Tally {
+                hist: vec![0; hist_len],
+                conversions: 0,
+                clipped: 0,
+            });
+            let out = run_task(p, src, fin, v0..v1, blocks, tally.as_mut())?;
+            if let (Some(st), Some(t)) = (&merged, tally) {
+                let mut st = st.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (h, c) in st.histogram.iter_mut().zip(&t.hist) {
+                    *h += c;
+                }
+                st.conversions += t.conversions;
+                st.clipped += t.clipped;
+            }
+            // This task's outputs: local outputs `nl0..nl1` of every group.
+            let nl0 = (sp * per_split * pcb / p.cpo).min(p.mg);
+            let nl1 = (((sp + 1) * per_split * pcb).min(p.pc) / p.cpo).min(p.mg);
+            Ok((v0, nl0..nl1, out))
+        })
+        .collect();
+    let parts = results.into_iter().collect::<Result<Vec<_>, String>>()?;
+    Ok(Outputs { parts, groups: p.groups, mg: p.mg })
+}
+
+/// Values `[vector][n]` of the vectors `vecs`, for the column blocks `blocks` of every group
+/// (the other outputs are left `T::default()`).
+fn run_task<T, F>(
+    p: &PreparedCrossbar,
+    src: &Source,
+    fin: &F,
+    vecs: std::ops::Range<usize>,
+    blocks: std::ops::Range<usize>,
+    mut tally: Option<&mut kernel::Tally>,
+) -> Result<Vec<T>, String>
+where
+    T: Copy + Default,
+    F: Fn(i64, usize) -> T,
+{
+    let (v0, v1) = (vecs.start, vecs.end);
+    let nvec = v1 - v0;
+    let m = p.groups * p.mg;
+    let per_vec = p.tiles * p.input_bits * p.words;
+    let pcb = p.block_columns();
+    let mut xplanes = vec![0u64; nvec * per_vec];
+    let mut sumv = vec![0i64; nvec];
+    let mut colacc = vec![0i64; nvec * pcb.min(p.pc_pad)];
+    let mut out = vec![T::default(); nvec * m];
+    let group_planes = p.tiles * p.words * p.x.cell_bits as usize * p.pc_pad;
+    for g in 0..p.groups {
+        xplanes.fill(0);
+        fill_planes(p, src, g, v0, v1, &mut xplanes, &mut sumv)?;
+        for blk_i in blocks.clone() {
+            let pc0 = blk_i * pcb;
+            if pc0 >= p.pc {
+                break;
+            }
+            let pcn = pcb.min(p.pc - pc0);
+            // Whole lanes: pc0 is a multiple of LANES, so this stays inside pc_pad.
+            let stride = pcn.div_ceil(kernel::LANES) * kernel::LANES;
+            colacc[..nvec * stride].fill(0);
+            let blk = kernel::Block {
+                tiles: p.tiles,
+                words: p.words,
+                input_bits: p.input_bits,
+                dac_bits: p.x.dac_bits as usize,
+                cell_bits: p.x.cell_bits as usize,
+                input_slices: p.input_slices,
+                adc_top: p.x.adc_top(),
+                w: &p.planes[g * group_planes..][..group_planes],
+                pc_total: p.pc_pad,
+                pc0,
+                pcn,
+                e: &p.e[g * p.pc_pad + pc0..][..stride],
+                half: &p.half[g * p.pc_pad + pc0..][..stride],
+                xplanes: &xplanes,
+                nvec,
+            };
+            kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
+            // Shift-and-add over the weight slices (and the two signs), then the digital terms.
+            for vi in 0..nvec {
+                let ca = &colacc[vi * stride..][..pcn];
+                for (nl, cols) in ca.chunks_exact(p.cpo).enumerate() {
+                    let n = g * p.mg + pc0 / p.cpo + nl;
+                    let mut acc = p.konst[n] - p.offset * sumv[vi];
+                    for (&c, &(neg, sh)) in cols.iter().zip(&p.fold) {
+                        let v = c << sh;
+                        acc += if neg { -v } else { v };
+                    }
+                    out[vi * m + n] = fin(acc, n);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The input planes and `Σ_k v[k]` of group `g` for the vectors `v0..v1` (planes zeroed).
+fn fill_planes(
+    p: &PreparedCrossbar,
+    src: &Source,
+    g: usize,
+    v0: usize,
+    v1: usize,
+    xplanes: &mut [u64],
+    sumv: &mut [i64],
+) -> Result<(), String> {
+    let (ib, words) = (p.input_bits, p.words);
+    let per_vec = p.tiles * ib * words;
+    // One vector's inputs, rows padded with zeros to whole words of each tile.
+    let mut vbuf = vec![0u16; p.tiles * words * 64];
+    for (vi, vid) in (v0..v1).enumerate() {
+        let mut sum = 0i64;
+        let mut bad = None;
+        let mut put = |kk: usize, q: i64| {
+            // Negative differences wrap to huge values: one unsigned comparison.
+            let v = q.wrapping_sub(p.input_min as i64) as u64;
+            if v > p.vmax as u64 {
+                bad = Some(q);
+            }
+            sum += v as i64;
+            vbuf[p.kpos[kk] as usize] = v as u16;
+        };
+        match src {
+            Source::Conv { x, z, geo } => {
+                let pixels = geo.oh * geo.ow;
+                let (b, px) = (vid / pixels, vid % pixels);
+                let (oy, ox) = (px / geo.ow, px % geo.ow);
+                for ci in 0..geo.cg {
+                    let plane =
+                        &x[(b * geo.c + g * geo.cg + ci) * geo.h * geo.w..][..geo.h * geo.w];
+                    for ky in 0..geo.kh {
+                        let iy =
+                            (oy * geo.strides[0] + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
+                        let row = (iy >= 0 && (iy as usize) < geo.h)
+                            .then(|| &plane[iy as usize * geo.w..][..geo.w]);
+                        let k0 = (ci * geo.kh + ky) * geo.kw;
+                        for kx in 0..geo.kw {
+                            let ix = (ox * geo.strides[1] + kx * geo.dil[1]) as isize
+                                - geo.pads[1] as isize;
+                            let q = match row {
+                                Some(row) if ix >= 0 && (ix as usize) < geo.w => row[ix as usize],
+                                _ => *z,
+                            };
+                            put(k0 + kx, q as i64);
+                        }
+                    }
+                }
+            }
+            Source::Gemm { x } => {
+                for (kk, &q) in x[vid * p.k..][..p.k].iter().enumerate() {
+                    put(kk, q as i64);
+                }
+            }
+            Source::Words { x, base, in_stride, group_stride } => {
+                let at = vid
+                    .checked_mul(*in_stride)
+                    .and_then(|a| a.checked_add(g.checked_mul(*group_stride)?))
+                    .and_then(|a| a.checked_add(*base));
+                let row = at.and_then(|a| x.get(a..a.checked_add(p.k)?)).ok_or_else(|| {
+                    format!("vector {vid} of conv group {g} lies outside the memory")
+                })?;
+                for (kk, &q) in row.iter().enumerate() {
+                    put(kk, q);
+                }
+            }
+        }
+        if let Some(q) = bad {
+            return Err(format!(
+                "crossbar: input code {q} minus input_min {} does not fit {ib} input bits",
+                p.input_min
+            ));
+        }
+        sumv[vi] = sum;
+        kernel::input_planes(&vbuf, ib, words, &mut xplanes[vi * per_vec..][..per_vec]);
+    }
+    Ok(())
+}

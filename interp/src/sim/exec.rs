@@ -1,0 +1,402 @@
+//! The machine state of one run and the execution of one instruction.
+//!
+//! Every instruction reads all its operands before it writes (an overlapping source is copied
+//! first), as `copy` documents; so the result never depends on how its ranges overlap. Every
+//! address range is checked again here (an error, never a panic), although validation proved
+//! them.
+
+use super::matrix::{self, Cache, GroupConfig};
+use super::{host, window};
+use cimc_backends::arith::requantize;
+use cimc_backends::isa::Instr;
+use cimc_backends::stream::{column_groups, xbar_crossbar, AddEntry, Stream};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+/// What a core did when asked to run one instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Flow {
+    /// It ran the instruction (`n` instructions count as done: a barrier releases every core).
+    Ran(u64),
+    /// It waits at a `sync` or a `recv`.
+    Blocked,
+    Halted,
+}
+
+pub(super) struct Machine<'a> {
+    pub s: &'a Stream,
+    cache: &'a Cache,
+    pub global: Vec<i64>,
+    scratch: Vec<Vec<i64>>,
+    pub pc: Vec<usize>,
+    pub halted: Vec<bool>,
+    /// The barrier each core waits at, if it does.
+    at_sync: Vec<Option<u32>>,
+    /// `(receiver, sender)` → words arrived that no `recv` has consumed.
+    pub pending: BTreeMap<(usize, usize), u64>,
+    groups: Vec<Option<GroupConfig>>,
+    /// Layer-serial: groups programmed by `xbar_load`, and the group each array holds.
+    loaded: Vec<bool>,
+    owner: HashMap<u32, u16>,
+}
+
+/// A zeroed memory of `n` words, or an error when it cannot be allocated.
+fn memory(n: u32, what: &str) -> Result<Vec<i64>, String> {
+    let mut probe: Vec<i64> = Vec::new();
+    probe
+        .try_reserve_exact(n as usize)
+        .map_err(|_| format!("cannot allocate the {what} ({n} words)"))?;
+    drop(probe);
+    Ok(vec![0; n as usize])
+}
+
+/// `start .. start + len` if it lies inside a memory of `size` words.
+fn span(start: u32, len: u64, size: usize, what: &str) -> Result<Range<usize>, String> {
+    let end = start as u64 + len;
+    if end > size as u64 {
+        return Err(format!("{what}: words {start}..{end} lie outside a memory of {size} words"));
+    }
+    Ok(start as usize..end as usize)
+}
+
+/// Writes `vals` over `dst` of `mem` (ranges checked by the caller).
+fn put(mem: &mut [i64], dst: &Range<usize>, vals: impl IntoIterator<Item = i64>) {
+    for (d, v) in mem[dst.clone()].iter_mut().zip(vals) {
+        *d = v;
+    }
+}
+
+/// Runs `f(source, destination)` on two ranges of one memory; a source that overlaps the
+/// destination is copied first, so that it is read entirely before anything is written.
+fn with_src_dst<R>(
+    mem: &mut [i64],
+    src: Range<usize>,
+    dst: Range<usize>,
+    f: impl FnOnce(&[i64], &mut [i64]) -> R,
+) -> R {
+    if src.end <= dst.start {
+        let (a, b) = mem.split_at_mut(dst.start);
+        f(&a[src], &mut b[..dst.len()])
+    } else if dst.end <= src.start {
+        let (a, b) = mem.split_at_mut(src.start);
+        f(&b[..src.len()], &mut a[dst])
+    } else {
+        let x = mem[src].to_vec();
+        f(&x, &mut mem[dst])
+    }
+}
+
+/// `mem[dst] = f(i, mem[src])` for each `i`, reading the source before writing.
+fn map_words(
+    mem: &mut [i64],
+    src: Range<usize>,
+    dst: Range<usize>,
+    f: impl Fn(usize, i64) -> Result<i64, String>,
+) -> Result<(), String> {
+    if src.start == dst.start {
+        for (i, w) in mem[dst].iter_mut().enumerate() {
+            *w = f(i, *w)?;
+        }
+    } else if src.end <= dst.start || dst.end <= src.start {
+        for i in 0..dst.len() {
+            mem[dst.start + i] = f(i, mem[src.start + i])?;
+        }
+    } else {
+        let x = mem[src].to_vec();
+        for (i, (d, &v)) in mem[dst].iter_mut().zip(&x).enumerate() {
+            *d = f(i, v)?;
+        }
+    }
+    Ok(())
+}
+
+impl<'a> Machine<'a> {
+    pub fn new(s: &'a Stream, cache: &'a Cache) -> Result<Machine<'a>, String> {
+        let n = s.cores.len();
+        let scratch = s
+            .cores
+            .iter()
+            .enumerate()
+            .map(|(c, core)| memory(core.scratch_words, &format!("scratchpad of core {c}")))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Machine {
+            s,
+            cache,
+            global: memory(s.global_words, "global memory")?,
+            scratch,
+            pc: vec![0; n],
+            halted: vec![false; n],
+            at_sync: vec![None; n],
+            pending: BTreeMap::new(),
+            groups: vec![None; s.groups.len()],
+            loaded: vec![false; s.groups.len()],
+            owner: HashMap::new(),
+        })
+    }
+
+    /// Runs the next instruction of core `c`, unless it waits or has halted.
+    pub fn step(&mut self, c: usize) -> Result<Flow, String> {
+        if self.halted[c] {
+            return Ok(Flow::Halted);
+        }
+        let Some(&instr) = self.s.cores[c].code.get(self.pc[c]) else {
+            return Err("the code ends without a halt".into());
+        };
+        let flow = match instr {
+            Instr::Halt {} => {
+                self.halted[c] = true;
+                return Ok(Flow::Ran(1));
+            }
+            Instr::Sync { barrier } => return self.sync(c, barrier),
+            Instr::Recv { from, len } => {
+                let have = self.pending.entry((c, from as usize)).or_insert(0);
+                if *have < len as u64 {
+                    return Ok(Flow::Blocked);
+                }
+                *have -= len as u64;
+                Flow::Ran(1)
+            }
+            _ => {
+                self.exec(c, &instr)?;
+                Flow::Ran(1)
+            }
+        };
+        self.pc[c] += 1;
+        Ok(flow)
+    }
+
+    /// Core `c` reaches `sync barrier`: when every core waits at a sync, all go on.
+    fn sync(&mut self, c: usize, barrier: u32) -> Result<Flow, String> {
+        self.at_sync[c] = Some(barrier);
+        if self.at_sync.iter().any(|b| b.is_none()) {
+            return Ok(Flow::Blocked);
+        }
+        if let Some((other, b)) = self
+            .at_sync
+            .iter()
+            .enumerate()
+            .find_map(|(o, &b)| (b != Some(barrier)).then_some((o, b)))
+        {
+            return Err(format!("barrier {barrier} meets core {other} at barrier {b:?}"));
+        }
+        for (pc, b) in self.pc.iter_mut().zip(&mut self.at_sync) {
+            *pc += 1;
+            *b = None;
+        }
+        Ok(Flow::Ran(self.pc.len() as u64))
+    }
+
+    /// Why core `c` waits (for a deadlock message).
+    pub fn waiting(&self, c: usize) -> String {
+        match self.s.cores[c].code.get(self.pc[c]) {
+            Some(Instr::Recv { from, len }) => format!(
+                "recv waits for {len} words from core {from}, {} arrived",
+                self.pending.get(&(c, *from as usize)).copied().unwrap_or(0)
+            ),
+            Some(Instr::Sync { barrier }) => format!("sync waits at barrier {barrier}"),
+            Some(i) => i.mnemonic().to_string(),
+            None => "end of code".into(),
+        }
+    }
+
+    fn exec(&mut self, c: usize, instr: &Instr) -> Result<(), String> {
+        let s = self.s;
+        let size = self.scratch[c].len();
+        let local = |start: u32, len: u64, what: &str| span(start, len, size, what);
+        let table = |name: &str, len: usize, i: u16| -> Result<usize, String> {
+            if (i as usize) < len {
+                Ok(i as usize)
+            } else {
+                Err(format!("{name} entry {i} does not exist"))
+            }
+        };
+        match *instr {
+            Instr::Halt {} | Instr::Sync { .. } | Instr::Recv { .. } => {}
+            Instr::Host { op } => {
+                let h = &s.hosts[table("host", s.hosts.len(), op)?];
+                host::run(h, &mut self.global)?;
+            }
+            Instr::Load { dst, src, len, .. } => {
+                let d = local(dst, len as u64, "destination")?;
+                let r = span(src, len as u64, self.global.len(), "source")?;
+                self.scratch[c][d].copy_from_slice(&self.global[r]);
+            }
+            Instr::Store { dst, src, len, .. } => {
+                let d = span(dst, len as u64, self.global.len(), "destination")?;
+                let r = local(src, len as u64, "source")?;
+                self.global[d].copy_from_slice(&self.scratch[c][r]);
+            }
+            Instr::Copy { dst, src, len } => {
+                let d = local(dst, len as u64, "destination")?;
+                let r = local(src, len as u64, "source")?;
+                self.scratch[c].copy_within(r, d.start);
+            }
+            Instr::Fill { dst, len, value } => {
+                let d = local(dst, len as u64, "destination")?;
+                self.scratch[c][d].fill(value as i64);
+            }
+            Instr::Send { to, dst, src, len, .. } => {
+                let to = to as usize;
+                if to == c || to >= self.scratch.len() {
+                    return Err(format!("core {to} cannot receive from core {c}"));
+                }
+                let r = local(src, len as u64, "source")?;
+                let d = span(dst, len as u64, self.scratch[to].len(), "destination")?;
+                let words = self.scratch[c][r].to_vec();
+                self.scratch[to][d].copy_from_slice(&words);
+                *self.pending.entry((to, c)).or_insert(0) += len as u64;
+            }
+            Instr::XbarConfig { group, .. } => {
+                let g = self.own_group(c, group)?;
+                let (x, z) = xbar_crossbar(instr).ok_or("not a configuration")?;
+                let column_groups = column_groups(&x, g);
+                self.groups[group as usize] =
+                    Some(GroupConfig { x, z, column_groups, prepared: None });
+            }
+            Instr::AdcStep { group, column_group, step } => {
+                self.own_group(c, group)?;
+                let cfg = self.groups[group as usize]
+                    .as_mut()
+                    .ok_or_else(|| format!("group {group} has no xbar_config"))?;
+                cfg.set_step(column_group as usize, step as u32)?;
+            }
+            Instr::XbarLoad { group } => {
+                let g = self.own_group(c, group)?;
+                self.loaded[group as usize] = true;
+                for &a in &g.arrays {
+                    self.owner.insert(a, group);
+                }
+            }
+            Instr::Mvm { group, src, dst, count } => {
+                let g = self.own_group(c, group)?;
+                if s.schedule == cimc_backends::stream::Schedule::LayerSerial {
+                    let other =
+                        g.arrays.iter().find_map(|a| self.owner.get(a).filter(|&&h| h != group));
+                    if !self.loaded[group as usize] || other.is_some() {
+                        return Err(format!("group {group} is not programmed on its arrays"));
+                    }
+                }
+                let cfg = self.groups[group as usize]
+                    .as_mut()
+                    .ok_or_else(|| format!("group {group} has no xbar_config"))?;
+                let p = matrix::prepared(self.cache, group, g, cfg)?;
+                matrix::mvm(
+                    &p,
+                    g,
+                    &mut self.scratch[c],
+                    src as usize,
+                    dst as usize,
+                    count as usize,
+                )?;
+            }
+            Instr::Im2col { window, src, dst, pad } => {
+                let w = &s.windows[table("window", s.windows.len(), window)?];
+                let r = local(src, w.source_len(), "source image")?;
+                let d = local(dst, w.im2col_len(), "im2col vectors")?;
+                with_src_dst(&mut self.scratch[c], r, d, |x, out| {
+                    window::im2col(w, x, pad as i64, out)
+                })?;
+            }
+            Instr::MaxPool { window, src, dst } => {
+                let w = &s.windows[table("window", s.windows.len(), window)?];
+                let r = local(src, w.source_len(), "source image")?;
+                let d = local(dst, w.pool_len(), "pooled codes")?;
+                let y = window::max_pool(w, &self.scratch[c][r])?;
+                put(&mut self.scratch[c], &d, y);
+            }
+            Instr::AvgPool { window, table: t, src, dst, zero } => {
+                let w = &s.windows[table("window", s.windows.len(), window)?];
+                let rq = &s.requants[table("requant", s.requants.len(), t)?];
+                let r = local(src, w.source_len(), "source image")?;
+                let d = local(dst, w.pool_len(), "pooled codes")?;
+                let y = window::avg_pool(w, rq, zero, &self.scratch[c][r])?;
+                put(&mut self.scratch[c], &d, y.into_iter().map(i64::from));
+            }
+            Instr::ShiftAdd { dst, src, len, shift } => {
+                let d = local(dst, len as u64, "destination")?;
+                let r = local(src, len as u64, "source")?;
+                with_src_dst(&mut self.scratch[c], r, d, |add, out| {
+                    for (o, &v) in out.iter_mut().zip(add) {
+                        let sum = *o as i128 + ((v as i128) << shift);
+                        *o = i64::try_from(sum)
+                            .map_err(|_| format!("{o} + ({v} << {shift}) overflows i64"))?;
+                    }
+                    Ok::<(), String>(())
+                })?;
+            }
+            Instr::Requant { table: t, src, dst, len, channel_len, first_channel } => {
+                let e = &s.requants[table("requant", s.requants.len(), t)?];
+                let r = local(src, len as u64, "source")?;
+                let d = local(dst, len as u64, "destination")?;
+                let channels = e.channels() as u64;
+                let (cl, first) = (channel_len.max(1) as u64, first_channel as u64);
+                map_words(&mut self.scratch[c], r, d, |i, x| {
+                    let ch = ((first + i as u64 / cl) % channels) as usize;
+                    let (a, b, m) =
+                        e.at(ch).ok_or_else(|| format!("requant entry {t} has no channel {ch}"))?;
+                    let acc = a
+                        .checked_mul(x)
+                        .and_then(|v| v.checked_add(b))
+                        .ok_or_else(|| format!("{a}·{x} + {b} overflows i64"))?;
+                    Ok(requantize(acc, m, e.zero_point, e.lo, e.hi) as i64)
+                })?;
+            }
+            Instr::Relu { dst, src, len, zero } => {
+                let r = local(src, len as u64, "source")?;
+                let d = local(dst, len as u64, "destination")?;
+                map_words(&mut self.scratch[c], r, d, |_, x| Ok(x.max(zero as i64)))?;
+            }
+            Instr::Add { table: t, a, b, dst, len } => {
+                let e = &s.adds[table("add", s.adds.len(), t)?];
+                let ra = local(a, len as u64, "first operand")?;
+                let rb = local(b, len as u64, "second operand")?;
+                let d = local(dst, len as u64, "destination")?;
+                let mem = &self.scratch[c];
+                let y = mem[ra]
+                    .iter()
+                    .zip(&mem[rb])
+                    .map(|(&qa, &qb)| add(e, qa, qb))
+                    .collect::<Result<Vec<i64>, String>>()?;
+                put(&mut self.scratch[c], &d, y);
+            }
+            Instr::Transpose { table: t, src, dst } => {
+                let p = &s.perms[table("permutation", s.perms.len(), t)?];
+                let r = local(src, p.len(), "source")?;
+                let d = local(dst, p.len(), "destination")?;
+                let y = window::transpose(p, &self.scratch[c][r])?;
+                put(&mut self.scratch[c], &d, y);
+            }
+        }
+        Ok(())
+    }
+
+    /// Group `group`, which must belong to core `c`.
+    fn own_group(
+        &self,
+        c: usize,
+        group: u16,
+    ) -> Result<&'a cimc_backends::stream::GroupEntry, String> {
+        let s: &'a Stream = self.s;
+        let g =
+            s.groups.get(group as usize).ok_or_else(|| format!("group {group} does not exist"))?;
+        if g.core as usize != c {
+            return Err(format!("group {group} belongs to core {}", g.core));
+        }
+        Ok(g)
+    }
+}
+
+/// `add` on one pair of codes, as the program's Add step: each operand minus its zero point,
+/// shifted left by the headroom and rescaled to i32 (one rounding each), then the sum
+/// requantized.
+fn add(e: &AddEntry, qa: i64, qb: i64) -> Result<i64, String> {
+    let rescale = |q: i64, z: i32, m| -> Result<i64, String> {
+        let shifted = q
+            .checked_sub(z as i64)
+            .and_then(|d| d.checked_mul(1i64.checked_shl(e.headroom).filter(|&f| f > 0)?))
+            .ok_or_else(|| format!("({q} − {z}) << {} overflows i64", e.headroom))?;
+        Ok(requantize(shifted, m, 0, i32::MIN, i32::MAX) as i64)
+    };
+    let sum = rescale(qa, e.a_zero_point, e.a_mult)? + rescale(qb, e.b_zero_point, e.b_mult)?;
+    Ok(requantize(sum, e.mult, e.zero_point, e.lo, e.hi) as i64)
+}
