@@ -4,6 +4,8 @@
 //! program, and the cost model's estimate for every model × preset (latency, energy, TOPS/W,
 //! array utilization), for `docs/cost-model.md` and `docs/benchmarks.md`.
 //!
+//! Times are the minimum (and median) of `--reps` runs after a warm-up; the ratio is of minima.
+//!
 //! `cargo run --release -p cimc-examples --bin stream_bench -- [--shared DIR] [--reps N]
 //!  [--json]`
 
@@ -65,15 +67,15 @@ fn main() {
     ] {
         let mut t = Target::preset("isaac").unwrap();
         t.adc.range = range;
-        let (ms, sd) = time_ms(reps, || {
+        let (ms, med) = time_ms(reps, || {
             let calib = load(&calib_file);
             let p = compile(&r18, &calib, &t);
             let s = emit(&p, &t, &EmitOptions::default()).unwrap();
             std::fs::write(&cims, s.to_bytes()).unwrap();
         });
-        compile_rows.push(serde_json::json!({"adc": label, "ms": ms, "sd_ms": sd}));
+        compile_rows.push(serde_json::json!({"adc": label, "min_ms": ms, "median_ms": med}));
         if !json {
-            println!("compile resnet18_bn.onnx → stream (isaac, {label}): {ms:.0} ± {sd:.0} ms");
+            println!("compile resnet18_bn.onnx → stream (isaac, {label}): min {ms:.0} ms, median {med:.0} ms");
         }
     }
     out.insert("compile_resnet18_to_stream".into(), serde_json::json!(compile_rows));
@@ -107,19 +109,19 @@ fn main() {
             if model == "resnet18_bn" || model == "mobilenet_v2_bn" || model == "mnist_resnet" {
                 let prog = ProgramRunner::new(&p).unwrap();
                 let sim = StreamRunner::new(&s).unwrap();
-                let (pm, psd) = time_ms(reps, || {
+                let (pm, pmed) = time_ms(reps, || {
                     prog.run(vec![input.clone()]).unwrap();
                 });
-                let (sm, ssd) = time_ms(reps, || {
+                let (sm, smed) = time_ms(reps, || {
                     sim.run(vec![input.clone()]).unwrap();
                 });
                 let same = prog.run(vec![input.clone()]).unwrap()[0].to_data().to_f32_vec()
                     == sim.run(vec![input.clone()]).unwrap()[0].to_data().to_f32_vec();
                 sim_rows.push(serde_json::json!({"model": model, "target": name, "schedule": s.schedule.name(),
-                    "program_ms": pm, "program_sd": psd, "sim_ms": sm, "sim_sd": ssd, "ratio": sm / pm, "same_output": same}));
+                    "program_min_ms": pm, "program_median_ms": pmed, "sim_min_ms": sm, "sim_median_ms": smed, "ratio": sm / pm, "same_output": same}));
                 if !json {
                     println!(
-                        "{model:16} {name:6} {:13} program {pm:8.1} ± {psd:5.1} ms   simulator {sm:8.1} ± {ssd:5.1} ms   ratio {:.2}   outputs equal: {same}",
+                        "{model:16} {name:6} {:13} program {pm:8.1} ms (median {pmed:8.1})   simulator {sm:8.1} ms (median {smed:8.1})   ratio {:.2}   outputs equal: {same}",
                         s.schedule.name(),
                         sm / pm
                     );
