@@ -565,3 +565,77 @@ fn mutated_streams_never_panic() {
     }
     assert!(valid > 300 && ran_ok > 100, "{valid} valid, {ran_ok} ran");
 }
+
+/// The simulator records an `im2col` and lets the `mvm`s read its vectors from the image; that
+/// must be invisible. Streams with instructions that read, overwrite or shift around the
+/// vectors and their image between `im2col` and `mvm` give the same result (or error) with and
+/// without it.
+#[test]
+fn lazy_im2col_is_invisible() {
+    let mut r = Rng(7);
+    let mut compared = 0;
+    for seed in 0..300u64 {
+        let Some(c) = conv_case(seed) else { continue };
+        if c.n != 1 {
+            continue;
+        }
+        let s = stream_of(&c);
+        let cin = c.groups * c.cg;
+        let src_len = (cin * c.h * c.w) as u32;
+        let col = src_len;
+        let per_vec = (c.groups * c.cg * c.k[0] * c.k[1]) as u32;
+        let mut s = s;
+        s.windows.push(WindowEntry { first_position: 0, positions: 1, ..s.windows[0].clone() });
+        let one = (s.windows.len() - 1) as u16;
+        // Room for the shifted vectors.
+        s.cores[0].scratch_words += 2 * per_vec;
+        let mut code = Vec::new();
+        for &i in &s.cores[0].code {
+            code.push(i);
+            if !matches!(i, Instr::Im2col { .. }) {
+                continue;
+            }
+            match r.int(0, 5) {
+                // The image overwritten before the mvm reads the vectors.
+                0 => code.push(Instr::Fill { dst: 0, len: src_len, value: c.xb.input_min }),
+                // A word of the vectors read, then one overwritten.
+                1 => {
+                    code.push(Instr::Relu { dst: 0, src: col, len: 1, zero: c.xb.input_min });
+                    code.push(Instr::Fill { dst: col + 1, len: 1, value: c.xb.input_min });
+                }
+                // The vectors shifted by a word.
+                2 => code.push(Instr::Copy { dst: col, src: col + 1, len: 1 }),
+                // Another im2col of one position over part of the vectors (at a vector
+                // boundary or not), then every vector's word read.
+                3 => {
+                    let shift = if r.coin() { per_vec } else { 1 };
+                    code.push(Instr::Im2col { window: one, src: 0, dst: col + shift, pad: c.z_x });
+                    let len = (c.chunk as u32 * per_vec).max(shift + per_vec);
+                    code.push(Instr::Relu { dst: col, src: col, len, zero: i32::MIN });
+                }
+                _ => {}
+            }
+        }
+        // The mvms read one word later in some streams (the count shrinks to stay in range).
+        if r.coin() {
+            for i in &mut code {
+                if let Instr::Mvm { src, count, .. } = i {
+                    if *count > 1 {
+                        *src += 1;
+                        *count -= 1;
+                    }
+                }
+            }
+        }
+        let mut t = s.clone();
+        t.cores[0].code = code;
+        let run = |lazy: bool| {
+            let mut r = StreamRunner::new(&t).unwrap();
+            r.set_lazy_im2col(lazy);
+            r.run(vec![conv_input(&c, seed)]).map(|y| codes(&y[0])).map_err(|e| e.to_string())
+        };
+        assert_eq!(run(true), run(false), "seed {seed}");
+        compared += 1;
+    }
+    assert!(compared > 100);
+}

@@ -441,3 +441,57 @@ fn run_time_errors_name_the_core_and_the_instruction() {
     let e = run_scratch(2, &[1, 0], code, |_| {}).unwrap_err();
     assert!(e.contains("not an i32 code"), "{e}");
 }
+
+/// `requant` and `transpose` over more words than one parallel task or one tile takes.
+#[test]
+fn large_requant_and_transpose() {
+    let mut r = Rng(8);
+    let n = 40_000u32;
+    let init = values(&mut r, n as usize, -3000, 3000);
+    let entry = RequantEntry {
+        scale: vec![2, -1, 3, 1, 1],
+        bias: vec![7],
+        mult: (0..5).map(|_| mult(&mut r)).collect(),
+        zero_point: 3,
+        lo: -200,
+        hi: 200,
+    };
+    let (cl, first) = (7u32, 3u32);
+    for (src, dst) in [(0, 0), (0, n)] {
+        let code = vec![Instr::Requant {
+            table: 0,
+            src,
+            dst,
+            len: n,
+            channel_len: cl,
+            first_channel: first,
+        }];
+        let e = entry.clone();
+        let got = run_scratch(2 * n, &init, code, move |s| s.requants = vec![e]).unwrap();
+        for i in 0..n as usize {
+            let ch = (first as usize + i / cl as usize) % 5;
+            let y = entry.scale[ch] as i64 * init[i] + 7;
+            let want = naive_requant(y, entry.mult[ch], 3, -200, 200);
+            assert_eq!(got[dst as usize + i], want, "word {i}, in place: {}", src == dst);
+        }
+    }
+    for (shape, perm) in [
+        (vec![70u32, 45], vec![1u32, 0]),
+        (vec![3, 50, 40], vec![2, 0, 1]),
+        (vec![1, 33, 1, 65], vec![3, 2, 0, 1]),
+    ] {
+        let len: u32 = shape.iter().product();
+        let init = values(&mut r, len as usize, -99, 99);
+        let entry = PermEntry { shape: shape.clone(), perm: perm.clone() };
+        let code = vec![Instr::Transpose { table: 0, src: 0, dst: len }];
+        let got = run_scratch(2 * len, &init, code, move |s| s.perms = vec![entry]).unwrap();
+        let a = ndarray::ArrayD::from_shape_vec(
+            ndarray::IxDyn(&shape.iter().map(|&d| d as usize).collect::<Vec<_>>()),
+            init.clone(),
+        )
+        .unwrap();
+        let p: Vec<usize> = perm.iter().map(|&d| d as usize).collect();
+        let want: Vec<i64> = a.permuted_axes(ndarray::IxDyn(&p)).iter().copied().collect();
+        assert_eq!(&got[len as usize..], &want[..], "{shape:?} {perm:?}");
+    }
+}

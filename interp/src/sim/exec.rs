@@ -6,10 +6,11 @@
 //! them.
 
 use super::matrix::{self, Cache, GroupConfig};
-use super::{host, window};
+use super::{host, lazy, vector, window};
+use crate::program::crossbar::Source;
 use cimc_backends::arith::requantize;
 use cimc_backends::isa::Instr;
-use cimc_backends::stream::{column_groups, xbar_crossbar, AddEntry, Stream};
+use cimc_backends::stream::{column_groups, xbar_crossbar, AddEntry, GroupEntry, Stream};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
@@ -27,7 +28,10 @@ pub(super) struct Machine<'a> {
     pub s: &'a Stream,
     cache: &'a Cache,
     pub global: Vec<i64>,
-    scratch: Vec<Vec<i64>>,
+    pub(super) scratch: Vec<Vec<i64>>,
+    /// Each core's recorded `im2col` ([`super::lazy`]), and whether to record them.
+    pub(super) lazy: Vec<Option<super::lazy::Lazy>>,
+    pub(super) lazy_im2col: bool,
     pub pc: Vec<usize>,
     pub halted: Vec<bool>,
     /// The barrier each core waits at, if it does.
@@ -50,6 +54,29 @@ fn memory(n: u32, what: &str) -> Result<Vec<i64>, String> {
     Ok(vec![0; n as usize])
 }
 
+/// The words an `mvm` of group `g` reads (from its first row to its last) and writes, checked
+/// against a scratchpad of `size` words.
+fn mvm_ranges(
+    g: &GroupEntry,
+    src: usize,
+    dst: usize,
+    count: usize,
+    size: usize,
+) -> Result<(Range<usize>, Range<usize>), String> {
+    let w = |v: usize| v as u128;
+    let last = w(count.saturating_sub(1));
+    let base = w(src) + g.in_offset as u128;
+    let groups = (g.conv_groups as u128).saturating_sub(1);
+    let in_end = base + last * g.in_stride as u128 + groups * g.group_stride as u128 + g.k as u128;
+    let out_end = w(dst) + last * g.out_stride as u128 + g.n as u128;
+    if in_end > w(size) || out_end > w(size) {
+        return Err(format!(
+            "words up to {in_end} read, up to {out_end} written: the scratchpad has {size}"
+        ));
+    }
+    Ok((base as usize..in_end as usize, dst..out_end as usize))
+}
+
 /// `start .. start + len` if it lies inside a memory of `size` words.
 fn span(start: u32, len: u64, size: usize, what: &str) -> Result<Range<usize>, String> {
     let end = start as u64 + len;
@@ -68,7 +95,7 @@ fn put(mem: &mut [i64], dst: &Range<usize>, vals: impl IntoIterator<Item = i64>)
 
 /// Runs `f(source, destination)` on two ranges of one memory; a source that overlaps the
 /// destination is copied first, so that it is read entirely before anything is written.
-fn with_src_dst<R>(
+pub(super) fn with_src_dst<R>(
     mem: &mut [i64],
     src: Range<usize>,
     dst: Range<usize>,
@@ -124,6 +151,8 @@ impl<'a> Machine<'a> {
             cache,
             global: memory(s.global_words, "global memory")?,
             scratch,
+            lazy: vec![None; n],
+            lazy_im2col: true,
             pc: vec![0; n],
             halted: vec![false; n],
             at_sync: vec![None; n],
@@ -210,6 +239,13 @@ impl<'a> Machine<'a> {
                 Err(format!("{name} entry {i} does not exist"))
             }
         };
+        if !matches!(instr, Instr::Im2col { .. } | Instr::Mvm { .. }) {
+            let (here, there) = lazy::touched(s, instr);
+            self.settle(c, &here)?;
+            if let Some((to, r)) = there.filter(|(to, _)| *to < self.lazy.len()) {
+                self.settle(to, &[r])?;
+            }
+        }
         match *instr {
             Instr::Halt {} | Instr::Sync { .. } | Instr::Recv { .. } => {}
             Instr::Host { op } => {
@@ -280,22 +316,31 @@ impl<'a> Machine<'a> {
                     .as_mut()
                     .ok_or_else(|| format!("group {group} has no xbar_config"))?;
                 let p = matrix::prepared(self.cache, group, g, cfg)?;
-                matrix::mvm(
-                    &p,
-                    g,
-                    &mut self.scratch[c],
-                    src as usize,
-                    dst as usize,
-                    count as usize,
-                )?;
+                if count == 0 {
+                    return Ok(());
+                }
+                let (src, dst, count) = (src as usize, dst as usize, count as usize);
+                let (input, output) = mvm_ranges(g, src, dst, count, size)?;
+                let view = self.mvm_view(c, g, src, count, input.clone(), output)?;
+                let mem = &self.scratch[c];
+                let source = match view {
+                    Some(at) => Source::Window(at.view(s, mem)),
+                    None => Source::Words {
+                        x: mem,
+                        base: input.start,
+                        in_stride: g.in_stride as usize,
+                        group_stride: g.group_stride as usize,
+                    },
+                };
+                let acc = matrix::mvm(&p, g, &source, count)?;
+                acc.write(&mut self.scratch[c], dst, g.out_stride as usize)?;
             }
             Instr::Im2col { window, src, dst, pad } => {
-                let w = &s.windows[table("window", s.windows.len(), window)?];
+                let wi = table("window", s.windows.len(), window)?;
+                let w = &s.windows[wi];
                 let r = local(src, w.source_len(), "source image")?;
                 let d = local(dst, w.im2col_len(), "im2col vectors")?;
-                with_src_dst(&mut self.scratch[c], r, d, |x, out| {
-                    window::im2col(w, x, pad as i64, out)
-                })?;
+                self.im2col(c, wi, r, d, pad as i64)?;
             }
             Instr::MaxPool { window, src, dst } => {
                 let w = &s.windows[table("window", s.windows.len(), window)?];
@@ -328,18 +373,13 @@ impl<'a> Machine<'a> {
                 let e = &s.requants[table("requant", s.requants.len(), t)?];
                 let r = local(src, len as u64, "source")?;
                 let d = local(dst, len as u64, "destination")?;
-                let channels = e.channels() as u64;
-                let (cl, first) = (channel_len.max(1) as u64, first_channel as u64);
-                map_words(&mut self.scratch[c], r, d, |i, x| {
-                    let ch = ((first + i as u64 / cl) % channels) as usize;
-                    let (a, b, m) =
-                        e.at(ch).ok_or_else(|| format!("requant entry {t} has no channel {ch}"))?;
-                    let acc = a
-                        .checked_mul(x)
-                        .and_then(|v| v.checked_add(b))
-                        .ok_or_else(|| format!("{a}·{x} + {b} overflows i64"))?;
-                    Ok(requantize(acc, m, e.zero_point, e.lo, e.hi) as i64)
-                })?;
+                let (cl, first) = (channel_len as usize, first_channel as usize);
+                let mem = &mut self.scratch[c];
+                if r == d {
+                    vector::requant(e, None, &mut mem[d], cl, first)?;
+                } else {
+                    with_src_dst(mem, r, d, |x, out| vector::requant(e, Some(x), out, cl, first))?;
+                }
             }
             Instr::Relu { dst, src, len, zero } => {
                 let r = local(src, len as u64, "source")?;
@@ -363,8 +403,7 @@ impl<'a> Machine<'a> {
                 let p = &s.perms[table("permutation", s.perms.len(), t)?];
                 let r = local(src, p.len(), "source")?;
                 let d = local(dst, p.len(), "destination")?;
-                let y = window::transpose(p, &self.scratch[c][r])?;
-                put(&mut self.scratch[c], &d, y);
+                with_src_dst(&mut self.scratch[c], r, d, |x, out| vector::transpose(p, x, out))?;
             }
         }
         Ok(())

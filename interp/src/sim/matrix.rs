@@ -8,7 +8,7 @@
 
 use crate::ops::gemm::{gemm, Mat};
 use crate::program::crossbar::PreparedCrossbar;
-use crate::program::crossbar::{prepare_matrix, run_vectors, MatrixSpec, Source};
+use crate::program::crossbar::{prepare_matrix, run_vectors, MatrixSpec, Outputs, Source};
 use crate::program::kernels::exact_in_f64;
 use cimc_backends::program::{Crossbar, Encoding};
 use cimc_backends::stream::GroupEntry;
@@ -83,13 +83,21 @@ pub(super) struct Key {
 /// Prepared groups, shared by the runs of one [`super::StreamRunner`].
 pub(super) type Cache = Mutex<HashMap<Key, Arc<Prepared>>>;
 
-/// A group ready for `mvm`.
+/// Outputs per conv group from which an exact `mvm` multiplies with a GEMM (below: integer dot
+/// products).
+const GEMM_MIN_OUTPUTS: usize = 8;
+
+/// A group ready for `mvm`. (One per configured group, a handful per stream: the size
+/// difference of the variants costs nothing worth a box.)
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Prepared {
     /// Every conversion is exact and the products sum exactly in f64: one GEMM per conv group
     /// computes `Σ_k (q − z_x)·w[k, n]`, which is what the crossbar computes then.
     Exact {
-        /// Per conv group, `[outputs][k]` row-major: the group entry's weights as f64.
+        /// Per conv group, `[outputs][k]` row-major: the group entry's weights as f64 (for the
+        /// GEMM) and as they are (for dot products).
         w: Vec<f64>,
+        wi: Vec<i32>,
         z: i32,
         input_min: i32,
         vmax: i64,
@@ -138,6 +146,7 @@ fn prepare(g: &GroupEntry, x: &Crossbar, z: i32) -> Result<Prepared, String> {
         x.validate().map_err(|m| format!("crossbar: {m}"))?;
         return Ok(Prepared::Exact {
             w: g.weights.iter().map(|&w| w as f64).collect(),
+            wi: g.weights.clone(),
             z,
             input_min: x.input_min,
             vmax,
@@ -156,71 +165,122 @@ fn prepare(g: &GroupEntry, x: &Crossbar, z: i32) -> Result<Prepared, String> {
     prepare_matrix(&spec).map(Prepared::Crossbar)
 }
 
-/// `mvm`: `count` vectors of `mem` from `src` (the group's strides), `n` accumulators per vector
-/// to `dst`. Every range is checked (an error, never a panic).
+/// The accumulators of one `mvm`, computed before any is written (so the instruction reads all
+/// its inputs first, whatever its output overlaps).
+pub(super) enum Accumulators {
+    Crossbar(Outputs<i64>),
+    /// `[vector][output]`.
+    Exact {
+        acc: Vec<i64>,
+        n: usize,
+    },
+}
+
+/// `mvm`: the `n` accumulators of each of `count` vectors of `src`.
 pub(super) fn mvm(
     p: &Prepared,
     g: &GroupEntry,
-    mem: &mut [i64],
-    src: usize,
-    dst: usize,
+    src: &Source,
     count: usize,
-) -> Result<(), String> {
-    if count == 0 {
-        return Ok(());
-    }
+) -> Result<Accumulators, String> {
     let (k, n, groups) = (g.k as usize, g.n as usize, g.conv_groups as usize);
-    let (in_stride, group_stride, out_stride) =
-        (g.in_stride as usize, g.group_stride as usize, g.out_stride as usize);
-    let base = src + g.in_offset as usize;
-    let wide = |v: usize| v as u128;
-    let last = wide(count - 1);
-    let last_in = wide(base) + last * wide(in_stride) + wide(groups - 1) * wide(group_stride);
-    let last_in = last_in + wide(k);
-    let last_out = wide(dst) + last * wide(out_stride) + wide(n);
-    if last_in > wide(mem.len()) || last_out > wide(mem.len()) {
-        return Err(format!(
-            "words up to {last_in} read, up to {last_out} written: the scratchpad has {}",
-            mem.len()
-        ));
+    if groups == 0 || n % groups != 0 {
+        return Err(format!("{n} outputs in {groups} conv groups"));
     }
     match p {
         Prepared::Crossbar(pc) => {
-            let source = Source::Words { x: mem, base, in_stride, group_stride };
-            let outs = run_vectors(pc, &source, count, None, &|acc, _| acc)?;
-            outs.for_each(|v, n0, vals| {
-                let at = dst + v * out_stride + n0;
-                mem[at..at + vals.len()].copy_from_slice(vals);
-            });
+            Ok(Accumulators::Crossbar(run_vectors(pc, src, count, None, &|acc, _| acc)?))
         }
-        Prepared::Exact { w, z, input_min, vmax } => {
+        Prepared::Exact { w, wi, z, input_min, vmax } => {
             let mg = n / groups;
-            let mut x = vec![0f64; count * k];
-            let mut acc = vec![0f64; count * mg];
-            for gi in 0..groups {
-                let mem_ro: &[i64] = mem;
-                x.par_chunks_mut(k).enumerate().try_for_each(|(v, row)| {
-                    let at = base + v * in_stride + gi * group_stride;
-                    for (d, &q) in row.iter_mut().zip(&mem_ro[at..at + k]) {
-                        if !(0..=*vmax).contains(&q.wrapping_sub(*input_min as i64)) {
-                            return Err(format!(
-                                "crossbar: input code {q} minus input_min {input_min} does not fit the input bits"
-                            ));
-                        }
-                        *d = (q - *z as i64) as f64;
+            let z = *z as i64;
+            // One input row, checked against the crossbar's input range, minus z_x.
+            let gather = |v: usize, gi: usize, row: &mut dyn FnMut(usize, i64)| {
+                let mut bad = None;
+                src.for_row(v, gi, k, |r, q| {
+                    if !(0..=*vmax).contains(&q.wrapping_sub(*input_min as i64)) {
+                        bad = Some(q);
                     }
-                    Ok(())
+                    row(r, q - z);
                 })?;
-                let wg = &w[gi * mg * k..][..mg * k];
-                gemm(count, k, mg, 1.0, Mat::rows(&x, k), Mat::rows_t(wg, k), 0.0, &mut acc, mg);
-                for v in 0..count {
-                    let at = dst + v * out_stride + gi * mg;
-                    for (o, &a) in mem[at..at + mg].iter_mut().zip(&acc[v * mg..][..mg]) {
-                        *o = a as i64;
+                match bad {
+                    Some(q) => Err(format!(
+                        "crossbar: input code {q} minus input_min {input_min} does not fit the input bits"
+                    )),
+                    None => Ok(()),
+                }
+            };
+            let mut acc = vec![0i64; count * n];
+            if mg < GEMM_MIN_OUTPUTS {
+                // Few outputs per conv group (depthwise): integer dot products, vector by
+                // vector; a GEMM per conv group would cost more to call than to compute.
+                let mut x = vec![0i64; count * k];
+                acc.par_chunks_mut(n.max(1))
+                    .zip(x.par_chunks_mut(k.max(1)))
+                    .enumerate()
+                    .with_min_len(16)
+                    .try_for_each(|(v, (out, row))| {
+                        for gi in 0..groups {
+                            gather(v, gi, &mut |r, d| row[r] = d)?;
+                            for (o, a) in out[gi * mg..][..mg].iter_mut().enumerate() {
+                                let wr = &wi[(gi * mg + o) * k..][..k];
+                                *a = row.iter().zip(wr).map(|(&x, &w)| x * w as i64).sum();
+                            }
+                        }
+                        Ok::<(), String>(())
+                    })?;
+            } else {
+                let mut x = vec![0f64; count * k];
+                let mut c = vec![0f64; count * mg];
+                for gi in 0..groups {
+                    x.par_chunks_mut(k.max(1))
+                        .enumerate()
+                        .try_for_each(|(v, row)| gather(v, gi, &mut |r, d| row[r] = d as f64))?;
+                    let wg = &w[gi * mg * k..][..mg * k];
+                    gemm(count, k, mg, 1.0, Mat::rows(&x, k), Mat::rows_t(wg, k), 0.0, &mut c, mg);
+                    for (out, cv) in acc.chunks_exact_mut(n).zip(c.chunks_exact(mg)) {
+                        for (a, &v) in out[gi * mg..][..mg].iter_mut().zip(cv) {
+                            *a = v as i64;
+                        }
                     }
                 }
             }
+            Ok(Accumulators::Exact { acc, n })
         }
     }
-    Ok(())
+}
+
+impl Accumulators {
+    /// Writes output `o` of vector `v` to `mem[dst + v·out_stride + o]`.
+    pub(super) fn write(
+        &self,
+        mem: &mut [i64],
+        dst: usize,
+        out_stride: usize,
+    ) -> Result<(), String> {
+        let mut bad = false;
+        let mut put = |v: usize, n0: usize, vals: &mut dyn Iterator<Item = i64>| {
+            let at = dst + v * out_stride + n0;
+            let (lo, hi) = vals.size_hint();
+            let len = hi.unwrap_or(lo);
+            match mem.get_mut(at..at + len) {
+                Some(d) => d.iter_mut().zip(vals).for_each(|(d, v)| *d = v),
+                None => bad = true,
+            }
+        };
+        match self {
+            Accumulators::Crossbar(outs) => {
+                outs.for_each(|v, n0, vals| put(v, n0, &mut vals.iter().copied()));
+            }
+            Accumulators::Exact { acc, n } => {
+                for (v, row) in acc.chunks_exact((*n).max(1)).enumerate() {
+                    put(v, 0, &mut row.iter().copied());
+                }
+            }
+        }
+        if bad {
+            return Err(format!("accumulators beyond the scratchpad ({} words)", mem.len()));
+        }
+        Ok(())
+    }
 }

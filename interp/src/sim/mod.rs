@@ -18,7 +18,9 @@
 
 mod exec;
 mod host;
+mod lazy;
 mod matrix;
+mod vector;
 mod window;
 
 use crate::error::{InterpError, Result};
@@ -34,6 +36,7 @@ use ndarray::{ArrayD, IxDyn};
 pub struct StreamRunner {
     stream: Stream,
     cache: matrix::Cache,
+    lazy_im2col: bool,
 }
 
 impl StreamRunner {
@@ -42,7 +45,13 @@ impl StreamRunner {
         stream
             .validate()
             .map_err(|e| InterpError::Input { name: "stream".into(), msg: e.to_string() })?;
-        Ok(StreamRunner { stream: stream.clone(), cache: Default::default() })
+        Ok(StreamRunner { stream: stream.clone(), cache: Default::default(), lazy_im2col: true })
+    }
+
+    /// Whether `im2col` is recorded and read lazily ([`lazy`]; on by default). Off, every
+    /// `im2col` writes its vectors at once: the same results, slower; for tests and benchmarks.
+    pub fn set_lazy_im2col(&mut self, on: bool) {
+        self.lazy_im2col = on;
     }
 
     pub fn stream(&self) -> &Stream {
@@ -76,6 +85,7 @@ impl StreamRunner {
             });
         }
         let mut m = Machine::new(s, &self.cache).map_err(InterpError::Internal)?;
+        m.lazy_im2col = self.lazy_im2col;
         for (io, t) in s.inputs.iter().zip(inputs) {
             write_input(&mut m.global, io, t)?;
         }

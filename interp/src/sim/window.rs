@@ -1,10 +1,10 @@
-//! The instructions that read a tensor through a table entry: `im2col`, `max_pool`, `avg_pool`
-//! (window entries) and `transpose` (permutation entries). Pooling is the program's own code
+//! The instructions that read a tensor through a window entry: `im2col`, `max_pool`,
+//! `avg_pool`. Pooling is the program's own code
 //! (`program::pool`), so the stream and the program pool alike.
 
 use crate::program::pool::{avg_pool_codes, max_pool_codes, PoolGeom};
 use cimc_backends::arith::requantize;
-use cimc_backends::stream::{PermEntry, RequantEntry, WindowEntry};
+use cimc_backends::stream::{RequantEntry, WindowEntry};
 use rayon::prelude::*;
 
 /// Vectors per parallel task of `im2col`, about.
@@ -89,20 +89,4 @@ pub(super) fn avg_pool(
             .ok_or_else(|| format!("the window's sum {sum} overflows i64 when scaled"))?;
         Ok(requantize(acc, m, r.zero_point, r.lo, r.hi))
     })
-}
-
-/// `transpose`: the source tensor of the entry's shape with its axes permuted.
-pub(super) fn transpose(p: &PermEntry, x: &[i64]) -> Result<Vec<i64>, String> {
-    let shape: Vec<usize> = p.shape.iter().map(|&d| d as usize).collect();
-    let perm: Vec<usize> = p.perm.iter().map(|&d| d as usize).collect();
-    let mut sorted = perm.clone();
-    sorted.sort_unstable();
-    if sorted.iter().enumerate().any(|(i, &a)| a != i) || perm.len() != shape.len() {
-        return Err(format!("{:?} is not a permutation of the axes of {:?}", p.perm, p.shape));
-    }
-    let n: usize = shape.iter().product();
-    let src = x.get(..n).ok_or("transpose: the source is too short")?;
-    let a = ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&shape), src)
-        .map_err(|e| format!("transpose: {e}"))?;
-    Ok(a.permuted_axes(ndarray::IxDyn(&perm)).iter().copied().collect())
 }

@@ -70,7 +70,7 @@ pub(super) fn group(g: &GroupEntry, arrays: u32, cores: usize, layers: usize) ->
             g.k, g.n, g.conv_groups
         ));
     }
-    if g.n % g.conv_groups != 0 {
+    if !g.n.is_multiple_of(g.conv_groups) {
         return Err(format!("n = {} outputs do not split into {} conv groups", g.n, g.conv_groups));
     }
     if g.weights.len() as u128 != g.n as u128 * g.k as u128 {
@@ -124,7 +124,7 @@ pub(super) fn window(w: &WindowEntry) -> Check {
     if let Some((name, _)) = dims.iter().find(|(_, v)| *v == 0) {
         return Err(format!("{name} is 0"));
     }
-    if w.channels % w.conv_groups != 0 {
+    if !w.channels.is_multiple_of(w.conv_groups) {
         return Err(format!(
             "{} channels do not split into {} conv groups",
             w.channels, w.conv_groups

@@ -15,7 +15,7 @@
 mod kernel;
 mod run;
 
-pub(crate) use run::{run, run_vectors, Source};
+pub(crate) use run::{run, run_vectors, Outputs, Source, WindowView};
 
 use cimc_backends::program::{BufferDecl, Crossbar, Elem, Encoding, Step};
 use rayon::prelude::*;

@@ -21,6 +21,100 @@ pub(crate) enum Source<'a> {
     /// Words of a scratchpad: row `r` of conv group `g` of vector `v` is
     /// `x[base + v·in_stride + g·group_stride + r]`.
     Words { x: &'a [i64], base: usize, in_stride: usize, group_stride: usize },
+    /// Im2col vectors never written out, read from their image (the stream simulator's lazy
+    /// `im2col`).
+    Window(WindowView<'a>),
+}
+
+/// The im2col vectors of a window over a channel-first image `x` (`[c][h][w]`), as the
+/// stream's `im2col` lays them out (per output position, rows `(channel, ky, kx)` row-major),
+/// seen through a group's strides: row `r` of conv group `g` of vector `v` is element
+/// `offset + g·group_stride + r` of the vector of output position `first + v`. Positions in the
+/// padding read `pad`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WindowView<'a> {
+    pub x: &'a [i64],
+    pub h: usize,
+    pub w: usize,
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    /// Padding at the top and the left.
+    pub pads: [usize; 2],
+    pub out_width: usize,
+    pub first: usize,
+    pub offset: usize,
+    pub group_stride: usize,
+    pub pad: i64,
+}
+
+impl WindowView<'_> {
+    /// Calls `put(r, value)` for rows `0..k` of conv group `g` of vector `v`, in order. The
+    /// caller has checked that they lie inside the vector and the image inside `x`.
+    #[inline]
+    pub(crate) fn for_row(&self, v: usize, g: usize, k: usize, mut put: impl FnMut(usize, i64)) {
+        let [kh, kw] = self.kernel;
+        let pos = self.first + v;
+        let (oy, ox) = (pos / self.out_width.max(1), pos % self.out_width.max(1));
+        let e0 = self.offset + g * self.group_stride;
+        let (mut ch, rest) = (e0 / (kh * kw), e0 % (kh * kw));
+        let (mut ky, mut kx) = (rest / kw, rest % kw);
+        let mut r = 0;
+        while r < k {
+            let plane = &self.x[ch * self.h * self.w..][..self.h * self.w];
+            while ky < kh && r < k {
+                let iy = (oy * self.strides[0] + ky * self.dilations[0]) as isize
+                    - self.pads[0] as isize;
+                let row = (iy >= 0 && (iy as usize) < self.h)
+                    .then(|| &plane[iy as usize * self.w..][..self.w]);
+                while kx < kw && r < k {
+                    let ix = (ox * self.strides[1] + kx * self.dilations[1]) as isize
+                        - self.pads[1] as isize;
+                    let q = match row {
+                        Some(row) if ix >= 0 && (ix as usize) < self.w => row[ix as usize],
+                        _ => self.pad,
+                    };
+                    put(r, q);
+                    r += 1;
+                    kx += 1;
+                }
+                kx = 0;
+                ky += 1;
+            }
+            ky = 0;
+            ch += 1;
+        }
+    }
+}
+
+impl Source<'_> {
+    /// Calls `put(r, value)` for rows `0..k` of conv group `g` of vector `v` of a stream source
+    /// (`Words` or `Window`); an error when they lie outside the memory.
+    pub(crate) fn for_row(
+        &self,
+        v: usize,
+        g: usize,
+        k: usize,
+        mut put: impl FnMut(usize, i64),
+    ) -> Result<(), String> {
+        match self {
+            Source::Words { x, base, in_stride, group_stride } => {
+                let at = v
+                    .checked_mul(*in_stride)
+                    .and_then(|a| a.checked_add(g.checked_mul(*group_stride)?))
+                    .and_then(|a| a.checked_add(*base));
+                let row = at.and_then(|a| x.get(a..a.checked_add(k)?)).ok_or_else(|| {
+                    format!("vector {v} of conv group {g} lies outside the memory")
+                })?;
+                for (r, &q) in row.iter().enumerate() {
+                    put(r, q);
+                }
+            }
+            Source::Window(view) => view.for_row(v, g, k, put),
+            _ => return Err("not a stream source".into()),
+        }
+        Ok(())
+    }
 }
 
 /// The results of [`run_vectors`] as its tasks left them: per task, its first vector, its
@@ -124,6 +218,14 @@ where
     let splits = target.div_ceil(n_chunks.max(1)).clamp(1, n_blocks);
     let per_split = n_blocks.div_ceil(splits);
     let splits = n_blocks.div_ceil(per_split);
+    // Fewer tasks than threads (few vectors and few columns, as the parts of a layer that a
+    // stream splits over groups have): smaller chunks of vectors.
+    let (chunk, n_chunks) = if n_chunks * splits < threads {
+        let chunk = nvec.div_ceil(threads.div_ceil(splits)).max(1);
+        (chunk, nvec.div_ceil(chunk))
+    } else {
+        (chunk, n_chunks)
+    };
     // Each task's statistics are added here as soon as it ends (one task's histogram alive
     // per thread, not one per task).
     let merged = stats.map(std::sync::Mutex::new);
@@ -291,18 +393,7 @@ fn fill_planes(
                     put(kk, q as i64);
                 }
             }
-            Source::Words { x, base, in_stride, group_stride } => {
-                let at = vid
-                    .checked_mul(*in_stride)
-                    .and_then(|a| a.checked_add(g.checked_mul(*group_stride)?))
-                    .and_then(|a| a.checked_add(*base));
-                let row = at.and_then(|a| x.get(a..a.checked_add(p.k)?)).ok_or_else(|| {
-                    format!("vector {vid} of conv group {g} lies outside the memory")
-                })?;
-                for (kk, &q) in row.iter().enumerate() {
-                    put(kk, q);
-                }
-            }
+            Source::Words { .. } | Source::Window(_) => src.for_row(vid, g, p.k, &mut put)?,
         }
         if let Some(q) = bad {
             return Err(format!(
