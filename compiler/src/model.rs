@@ -9,7 +9,7 @@
 use crate::error::{Error, Result};
 use crate::onnx::{self, ImportOptions};
 use cimc_backends::program::{Elem, Program};
-use cimc_interp::program::ProgramRunner;
+use cimc_interp::program::{ProgramRunner, WeightWidths};
 use cimc_interp::{Runner, Tensor};
 use cimc_ir::{DType, Graph};
 use std::path::{Path, PathBuf};
@@ -107,6 +107,12 @@ impl Prepared {
     }
 
     pub fn from_program(p: &Program) -> Result<Prepared> {
+        Prepared::from_program_at(p, &WeightWidths::default())
+    }
+
+    /// A program at the weight widths `widths` (the cascade, `docs/cascade.md`): no
+    /// recompilation, the derived weights are prepared here.
+    pub fn from_program_at(p: &Program, widths: &WeightWidths) -> Result<Prepared> {
         let inputs = p
             .inputs
             .iter()
@@ -120,7 +126,12 @@ impl Prepared {
             })
             .collect();
         let outputs = p.outputs.iter().map(|&b| p.buffers[b].name.clone()).collect();
-        Ok(Prepared { exe: Executable::Program(ProgramRunner::new(p)?), inputs, outputs })
+        let runner = if widths == &WeightWidths::default() {
+            ProgramRunner::new(p)?
+        } else {
+            ProgramRunner::with_weight_widths(p, widths)?
+        };
+        Ok(Prepared { exe: Executable::Program(runner), inputs, outputs })
     }
 
     /// The batch of the first input.
@@ -226,6 +237,49 @@ impl Model {
             _ => Prepared::from_graph(&self.graph_at(batch)?),
         }
     }
+
+    /// As [`Model::prepare`], a program at the weight widths `widths` when some are given
+    /// (`--wbits`, `--wbits-file`); widths for a model that is no program are an error.
+    pub fn prepare_at(&self, batch: usize, widths: Option<&WeightWidths>) -> Result<Prepared> {
+        match (self, widths) {
+            (_, None) => self.prepare(batch),
+            (Model::Program { program, .. }, Some(w)) => Prepared::from_program_at(program, w),
+            (m, Some(_)) => Err(Error::Usage(format!(
+                "{}: --wbits and --wbits-file switch the weight width of a compiled program (.cimp); \
+                 compile the model first (cimc compile --cascade)",
+                m.path().display()
+            ))),
+        }
+    }
+}
+
+/// The weight widths of `--wbits B` (every layer) and `--wbits-file layers.toml` (per layer, the
+/// TOML of `--bits`: `[layers."name"] wbits = 4`), `None` when neither is given.
+pub fn weight_widths(wbits: Option<u8>, file: Option<&Path>) -> Result<Option<WeightWidths>> {
+    if wbits.is_none() && file.is_none() {
+        return Ok(None);
+    }
+    let mut w = WeightWidths::default();
+    if let Some(b) = wbits {
+        w.all = Some(cimc_passes::config::check_bits("--wbits", b)? as u32);
+    }
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+        let mut cfg = cimc_passes::QuantConfig::default();
+        cfg.read_overrides(&text, &f.display().to_string())?;
+        for (name, bits) in cfg.layers {
+            if bits.abits.is_some() {
+                return Err(Error::Usage(format!(
+                    "{}: layers.\"{name}\".abits: only weight widths switch at run time",
+                    f.display()
+                )));
+            }
+            if let Some(b) = bits.wbits {
+                w.layers.insert(name, b as u32);
+            }
+        }
+    }
+    Ok(Some(w))
 }
 
 /// The first dimension of a graph input (its batch), if it has one.

@@ -241,3 +241,24 @@ fn percent(rate: f64) -> String {
         format!("{p:.4}")
     }
 }
+
+/// The bit widths a quantized graph uses, per matrix layer, as the TOML that `--bits` reads:
+/// `wbits` from the weights' codes and `abits` from the layer's output codes (left out when the
+/// output is a 32-bit accumulator read-out).
+pub fn bits_toml(g: &Graph) -> String {
+    let mut s = String::new();
+    for (_, n) in g.nodes() {
+        if !matches!(n.op, cimc_ir::Op::Conv(_) | cimc_ir::Op::Gemm { .. } | cimc_ir::Op::MatMul) {
+            continue;
+        }
+        let Some(wq) = n.inputs.get(1).and_then(|&w| g.ty(w).quant.as_ref()) else { continue };
+        s.push_str(&format!("[layers.{:?}]\nwbits = {}\n", n.name, wq.bits));
+        if let Some(yq) = n.outputs.first().and_then(|&y| g.ty(y).quant.as_ref()) {
+            if yq.bits < 32 {
+                s.push_str(&format!("abits = {}\n", yq.bits));
+            }
+        }
+        s.push('\n');
+    }
+    s
+}

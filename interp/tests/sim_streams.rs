@@ -1,10 +1,13 @@
 //! The stream simulator (`StreamRunner`) on streams written by hand: a convolution as
 //! `im2col` + `mvm` + `requant` against the program interpreter running the same Conv step on a
 //! crossbar (ADC steps that lose bits, per layer and per column group, both encodings, conv
-//! groups, a layer split by rows into two groups summed with `shift_add`, lossless
-//! configurations that take the exact GEMM); several cores exchanging words with
-//! `send`/`recv` and meeting at `sync`; deadlock detection; the progress callback. The vector
-//! instructions against naive references are in `sim_vector.rs`.
+//! groups, a layer split by rows into two groups summed with `shift_add` or by columns into two
+//! groups run one after the other over every chunk, lossless configurations that take the exact
+//! GEMM); reconfiguring a group; the lazy `im2col` and the kept input planes against eager
+//! execution, with instructions that disturb them; several cores exchanging words with
+//! `send`/`recv` and meeting at `sync`; deadlock detection; the progress callback; randomly
+//! corrupted streams (refused or run, never a panic). The vector instructions against naive
+//! references are in `sim_vector.rs`.
 
 mod sim_common;
 
@@ -45,6 +48,10 @@ struct ConvCase {
     chunk: usize,
     /// Rows of the first group when the layer is split in two (a multiple of `xb.rows`).
     split: Option<usize>,
+    /// Outputs of the first group when the layer is split in two by columns (at a column
+    /// group's boundary; one conv group); the groups then run one after the other over every
+    /// chunk, as a layer-serial stream runs them.
+    col_split: Option<usize>,
 }
 
 fn out_dim(i: usize, k: usize, s: usize, d: usize, p: usize) -> Option<usize> {
@@ -114,6 +121,9 @@ fn conv_case(seed: u64) -> Option<ConvCase> {
         .collect();
     let tiles = kk.div_ceil(xb.rows);
     let split = (tiles >= 2 && r.coin()).then(|| xb.rows * r.int(1, tiles as i64 - 1) as usize);
+    let cpg = (xb.cols / cpo).max(1);
+    let col_split = (split.is_none() && groups == 1 && m > cpg && r.int(0, 3) > 0)
+        .then(|| cpg * r.int(1, ((m - 1) / cpg) as i64) as usize);
     Some(ConvCase {
         n: r.int(1, 2) as usize,
         groups,
@@ -137,6 +147,7 @@ fn conv_case(seed: u64) -> Option<ConvCase> {
         out: (out_bits, out_signed, r.int(olo as i64, ohi as i64) as i32),
         chunk: r.int(1, (oh * ow) as i64) as usize,
         split,
+        col_split,
     })
 }
 
@@ -245,6 +256,30 @@ fn stream_of(c: &ConvCase) -> Stream {
         groups.push(group(rows_a, kk));
         code.extend(configure(&c.xb, c.z_x, 1));
     }
+    // Column parts: (group, first output).
+    let mut parts = vec![(0u16, 0usize)];
+    if let Some(m1) = c.col_split {
+        code.clear();
+        groups.clear();
+        let cpg = (c.xb.cols / c.xb.columns_per_output()).max(1);
+        for (gi, (n0, n1)) in [(0, m1), (m1, m)].into_iter().enumerate() {
+            groups.push(GroupEntry {
+                n: (n1 - n0) as u32,
+                conv_groups: 1,
+                weights: (n0..n1)
+                    .flat_map(|o| (0..kk).map(move |r| c.weights[o * kk + r]))
+                    .collect(),
+                ..group(0, kk)
+            });
+            let mut x = c.xb.clone();
+            if x.adc_step.len() > 1 {
+                x.adc_step =
+                    (0..(n1 - n0).div_ceil(cpg)).map(|j| c.xb.step_of(n0 + j * cpg, m)).collect();
+            }
+            code.extend(configure(&x, c.z_x, gi as u16));
+        }
+        parts = vec![(0, 0), (1, m1)];
+    }
     let base = WindowEntry {
         channels: cin as u32,
         height: c.h as u32,
@@ -264,22 +299,29 @@ fn stream_of(c: &ConvCase) -> Stream {
     for b in 0..c.n {
         let len = src_len as u32;
         code.push(Instr::Load { dst: x_at as u32, src: b as u32 * len, len, elem_bytes: 1 });
-        for p0 in (0..pos).step_by(c.chunk) {
-            let p1 = (p0 + c.chunk).min(pos);
-            let count = (p1 - p0) as u32;
-            windows.push(WindowEntry {
-                first_position: p0 as u32,
-                positions: count,
-                ..base.clone()
-            });
-            let window = (windows.len() - 1) as u16;
-            let (src, dst) = (col as u32, (acc + p0 * m) as u32);
-            code.push(Instr::Im2col { window, src: x_at as u32, dst: src, pad: c.z_x });
-            code.push(Instr::Mvm { group: 0, src, dst, count });
-            if c.split.is_some() {
-                code.push(Instr::Mvm { group: 1, src, dst: tmp as u32, count });
-                let len = count * m as u32;
-                code.push(Instr::ShiftAdd { dst, src: tmp as u32, len, shift: 0 });
+        for &(part, n0) in &parts {
+            for p0 in (0..pos).step_by(c.chunk) {
+                let p1 = (p0 + c.chunk).min(pos);
+                let count = (p1 - p0) as u32;
+                // One entry per chunk, shared by the parts and the images (as the emitter
+                // shares equal entries).
+                let entry =
+                    WindowEntry { first_position: p0 as u32, positions: count, ..base.clone() };
+                let window = match windows.iter().position(|w| *w == entry) {
+                    Some(i) => i as u16,
+                    None => {
+                        windows.push(entry);
+                        (windows.len() - 1) as u16
+                    }
+                };
+                let (src, dst) = (col as u32, (acc + p0 * m + n0) as u32);
+                code.push(Instr::Im2col { window, src: x_at as u32, dst: src, pad: c.z_x });
+                code.push(Instr::Mvm { group: part, src, dst, count });
+                if c.split.is_some() {
+                    code.push(Instr::Mvm { group: 1, src, dst: tmp as u32, count });
+                    let len = count * m as u32;
+                    code.push(Instr::ShiftAdd { dst, src: tmp as u32, len, shift: 0 });
+                }
             }
         }
         let len = (pos * m) as u32;
@@ -331,7 +373,7 @@ fn conv_input(c: &ConvCase, seed: u64) -> Tensor {
 
 #[test]
 fn conv_matches_program_crossbar() {
-    let (mut ran, mut split, mut per_cg, mut offset, mut lossless) = (0, 0, 0, 0, 0);
+    let (mut ran, mut split, mut per_cg, mut offset, mut lossless, mut cols) = (0, 0, 0, 0, 0, 0);
     for seed in 0..400u64 {
         let Some(c) = conv_case(seed) else { continue };
         let program = program_of(&c);
@@ -348,12 +390,13 @@ fn conv_matches_program_crossbar() {
         assert_eq!(codes(&sr.run(vec![x]).unwrap()[0]), want, "seed {seed}: second run");
         ran += 1;
         split += c.split.is_some() as usize;
+        cols += c.col_split.is_some() as usize;
         per_cg += (c.xb.adc_step.len() > 1) as usize;
         offset += (c.xb.encoding == Encoding::Offset) as usize;
         lossless += c.xb.is_lossless(c.cg * c.k[0] * c.k[1]) as usize;
     }
-    assert!(ran >= 200 && split >= 20 && per_cg >= 20 && offset >= 40 && lossless >= 20,
-        "coverage: {ran} cases, {split} split, {per_cg} per column group, {offset} offset, {lossless} lossless");
+    assert!(ran >= 200 && split >= 20 && cols >= 20 && per_cg >= 20 && offset >= 40 && lossless >= 20,
+        "coverage: {ran} cases, {split} split, {cols} split by columns, {per_cg} per column group, {offset} offset, {lossless} lossless");
 }
 
 /// Three cores: core 0 loads the input and sends a third to each of the others; each core
@@ -446,9 +489,13 @@ fn deadlock_is_reported_with_every_waiting_core() {
 /// result in the output.
 #[test]
 fn reconfiguring_a_group_changes_its_numerics() {
-    let c = (0..400)
-        .filter_map(conv_case)
-        .find(|c| c.split.is_none() && c.xb.adc_step.len() == 1 && c.xb.adc_bits <= 2 && c.n == 1);
+    let c = (0..400).filter_map(conv_case).find(|c| {
+        c.split.is_none()
+            && c.col_split.is_none()
+            && c.xb.adc_step.len() == 1
+            && c.xb.adc_bits <= 2
+            && c.n == 1
+    });
     let c = c.expect("a case with a coarse ADC");
     let x = conv_input(&c, 1);
     let mut wide = c.xb.clone();

@@ -65,6 +65,8 @@ pub struct Node {
     pub outputs: Vec<ValueId>,
     /// Where it runs on the chip (set by the `tile` pass).
     pub placement: Placement,
+    /// What passes measured or decided about it (`note.rs`), in the order they were written.
+    pub notes: Vec<crate::note::Note>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -135,6 +137,7 @@ impl Graph {
             inputs,
             outputs: outs,
             placement: Placement::Unplaced,
+            notes: Vec::new(),
         }));
         id
     }
@@ -309,6 +312,7 @@ impl Graph {
                 .collect();
             let nid = new_graph.add_node(node.name.clone(), node.op.clone(), inputs, outs);
             new_graph.node_mut(nid).placement = node.placement.clone();
+            new_graph.node_mut(nid).notes = node.notes.clone();
             for (k, &v) in node.outputs.iter().enumerate() {
                 vmap[v.index()] = Some(new_graph.node(nid).outputs[k]);
             }

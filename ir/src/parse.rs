@@ -477,6 +477,14 @@ impl<'a> Parser<'a> {
         attrs.finish()?;
         let id = self.g.add_node(node_name, op, inputs, results);
         self.g.node_mut(id).placement = self.placement()?;
+        loop {
+            self.skip_ws();
+            if self.peek_word() != "note" {
+                break;
+            }
+            let note = self.note()?;
+            self.g.node_mut(id).notes.push(note);
+        }
         Ok(())
     }
 
@@ -541,6 +549,63 @@ impl<'a> Parser<'a> {
             }
             _ => Ok(Placement::Unplaced),
         }
+    }
+
+    /// `note NAME {key=value, ...}`: numbers, lists of numbers and words.
+    fn note(&mut self) -> PResult<crate::note::Note> {
+        use crate::note::{scalar, NoteValue};
+        self.pos += "note".len();
+        self.skip_ws();
+        let name = self.word("the note's name")?.1.to_string();
+        self.expect('{', "expected '{' after the note's name")?;
+        let mut note = crate::note::Note::new(name);
+        for (key, kat, v) in self.attr_items()? {
+            let value = match v.kind {
+                AttrKind::Word(w) => scalar(&w),
+                AttrKind::List(items) => {
+                    let mut words = Vec::with_capacity(items.len());
+                    for it in items {
+                        match it.kind {
+                            AttrKind::Word(w) => words.push(w),
+                            _ => {
+                                return err(
+                                    it.pos,
+                                    format!("note '{key}': a list of numbers expected"),
+                                )
+                            }
+                        }
+                    }
+                    let vals: Vec<NoteValue> = words.iter().map(|w| scalar(w)).collect();
+                    if !vals.is_empty() && vals.iter().all(|v| matches!(v, NoteValue::Int(_))) {
+                        NoteValue::Ints(
+                            vals.iter()
+                                .map(|v| match v {
+                                    NoteValue::Int(i) => *i,
+                                    _ => 0,
+                                })
+                                .collect(),
+                        )
+                    } else {
+                        let mut fs = Vec::with_capacity(vals.len());
+                        for (v, w) in vals.iter().zip(&words) {
+                            match v {
+                                NoteValue::Int(i) => fs.push(*i as f64),
+                                NoteValue::Float(x) => fs.push(*x),
+                                _ => {
+                                    return err(kat, format!("note '{key}': '{w}' is not a number"))
+                                }
+                            }
+                        }
+                        NoteValue::Floats(fs)
+                    }
+                }
+                AttrKind::Str(_) => {
+                    return err(kat, format!("note '{key}': strings are not note values"))
+                }
+            };
+            note.items.push((key, value));
+        }
+        Ok(note)
     }
 
     /// `target "name" hash=HEX "summary"`

@@ -343,6 +343,9 @@ impl fmt::Display for Graph {
                     }
                 }
             }
+            for n in &node.notes {
+                write!(f, "\n    {n}")?;
+            }
             f.write_char('\n')?;
         }
         if !self.outputs().is_empty() {

@@ -11,6 +11,11 @@
 //! (narrow range, min-max or MSE-optimal clipping) at the layer's `wbits`. Outputs of
 //! pass-through ops (MaxPool, Reshape, ...) take their input's parameters.
 //!
+//! Bits of a layer: its `mixed-precision` note (`wbits`, `abits`; [`BITS_NOTE`]) wins over the
+//! per-layer overrides of the configuration, which win over the uniform `wbits` / `abits`. The
+//! float observation ([`observe`]) is separate from the annotation at given bits
+//! ([`annotate`]), so the same observation serves any bit widths.
+//!
 //! A graph output produced by a Conv/Gemm/MatMul is not requantized: it is read out as the
 //! 32-bit accumulator, annotated with the accumulator's own scale `s_x · s_w[n]` per output
 //! channel (exact, and needs no calibration — as a Brevitas model whose logits are float means).
@@ -18,14 +23,14 @@
 //! Guarantees: every f32 activation feeding or produced by a quantizable op is annotated; the
 //! graph's float semantics are unchanged (annotations only).
 
-use crate::config::{check_bits, CalibMethod, WeightMethod};
+use crate::config::{check_bits, CalibMethod, QuantConfig, WeightMethod};
 use crate::error::{PassError, Result};
 use crate::util::{
     activation_params, by_channel, const_weight, is_float_epilogue, is_pass_through,
 };
 use crate::{Pass, PassContext, Stats};
 use cimc_interp::{Runner, Tensor};
-use cimc_ir::{DType, Graph, QuantParams, ValueDef, ValueId};
+use cimc_ir::{DType, Graph, NodeId, NoteValue, QuantParams, ValueDef, ValueId};
 
 pub struct Calibrate;
 
@@ -47,97 +52,187 @@ impl Pass for Calibrate {
                 )));
             }
         }
-        let mut stats = Stats::new();
-        // Weights.
-        for n in g.node_ids() {
-            let Some((w, axis)) = const_weight(g, n) else { continue };
-            if g.ty(w).quant.is_some() || g.ty(w).dtype != DType::F32 {
-                continue;
-            }
-            let bits = cfg.wbits_of(&g.node(n).name);
-            let data = g
-                .value(w)
-                .const_data()
-                .expect("invariant: const_weight returns constants")
-                .to_f32_vec();
-            let shape = g.ty(w).shape.clone();
-            let q = weight_params(&data, &shape, axis, bits, cfg.weight_method);
-            g.value_mut(w).ty.quant = Some(q);
-            *stats.entry("weights annotated").or_default() += 1;
-        }
-        // Activations: which values, and at which bits.
-        let targets = activation_targets(g, cfg);
-        let accumulators = accumulator_outputs(g);
-        let todo: Vec<(ValueId, u8)> = targets
-            .iter()
-            .copied()
-            .filter(|(v, _)| g.ty(*v).quant.is_none() && !accumulators.contains(v))
-            .collect();
-        if !todo.is_empty() {
-            let calib = cx.calib.as_ref().ok_or_else(|| {
-                PassError::Missing(format!(
-                    "calibration data is needed for {} activation(s) without quantization parameters (e.g. '{}'): give --calib x.npy",
-                    todo.len(),
-                    g.value(todo[0].0).name
-                ))
-            })?;
-            let ranges =
-                observe_ranges(g, &todo.iter().map(|t| t.0).collect::<Vec<_>>(), calib, cx)?;
-            for ((v, bits), r) in todo.iter().zip(ranges) {
-                g.value_mut(*v).ty.quant = Some(activation_params(r.0, r.1, *bits, cfg.act_signed));
-            }
-            *stats.entry("activations calibrated").or_default() += todo.len() as u64;
-        }
-        // Pass-through outputs take their input's parameters (in order, so chains propagate).
-        for n in g.node_ids() {
-            let node = g.node(n);
-            if !is_pass_through(&node.op) {
-                continue;
-            }
-            let Some(q) = node.inputs.first().and_then(|&i| g.ty(i).quant.clone()) else {
-                continue;
-            };
-            let out = node.outputs[0];
-            if g.ty(out).dtype == DType::F32 && g.ty(out).quant.is_none() {
-                let q = if q.axis.is_some() { q } else { q.clone() };
-                g.value_mut(out).ty.quant = Some(q);
-                *stats.entry("pass-through annotated").or_default() += 1;
-            }
-        }
-        for v in accumulators {
-            let p = g.producer(v).expect("invariant: accumulator outputs have a producer");
-            let node = g.node(p);
-            let (xq, wq) = (g.ty(node.inputs[0]).quant.clone(), g.ty(node.inputs[1]).quant.clone());
-            let (Some(xq), Some(wq)) = (xq, wq) else {
-                return Err(PassError::Missing(format!(
-                    "output '{}': its layer's input or weights have no parameters",
-                    g.value(v).name
-                )));
-            };
-            let channels = g.ty(v).shape.get(1).copied().unwrap_or(1);
-            let scale: Vec<f32> = (0..channels)
-                .map(|c| xq.scale[0] * wq.scale[if wq.scale.len() == 1 { 0 } else { c }])
-                .collect();
-            g.value_mut(v).ty.quant = Some(QuantParams {
-                bits: 32,
-                signed: true,
-                scale,
-                zero_point: vec![0; channels],
-                axis: Some(1),
-            });
-            *stats.entry("outputs read as accumulators").or_default() += 1;
-        }
-        Ok(stats)
+        let obs = observe(g, cfg, cx.calib.as_deref(), cx.progress.as_deref())?;
+        annotate(g, &obs, cfg)
     }
 }
 
-/// The f32 activations the integer program holds, with the bits each gets: graph inputs (default
-/// `abits`) and outputs of non-pass-through, non-float nodes (their node's `abits`), in id order.
-fn activation_targets(g: &Graph, cfg: &crate::QuantConfig) -> Vec<(ValueId, u8)> {
+/// The note `mixed-precision` writes on a matrix layer and `calibrate` reads: `wbits` (its
+/// weights) and `abits` (the activation it produces) win over the configuration.
+pub const BITS_NOTE: &str = "mixed-precision";
+
+/// `key` (`wbits` / `abits`) of node `n`'s `mixed-precision` note, checked.
+fn note_bits(g: &Graph, n: NodeId, key: &str) -> Result<Option<u8>> {
+    let node = g.node(n);
+    let Some(v) = cimc_ir::note::find(&node.notes, BITS_NOTE).and_then(|note| note.get(key)) else {
+        return Ok(None);
+    };
+    match v {
+        NoteValue::Int(b) if (2..=16).contains(b) => Ok(Some(*b as u8)),
+        _ => Err(PassError::Node {
+            pass: "calibrate",
+            node: node.name.clone(),
+            op: node.op.name().to_string(),
+            msg: format!("note {BITS_NOTE}: {key}={v} is no bit width in 2..=16"),
+        }),
+    }
+}
+
+/// The bits of node `n`'s weights: its `mixed-precision` note, else the per-layer override,
+/// else the uniform width.
+pub fn layer_wbits(g: &Graph, n: NodeId, cfg: &QuantConfig) -> Result<u8> {
+    Ok(note_bits(g, n, "wbits")?.unwrap_or_else(|| cfg.wbits_of(&g.node(n).name)))
+}
+
+/// The bits of the activation node `n` produces: its `mixed-precision` note, else the
+/// per-layer override, else the uniform width.
+pub fn layer_abits(g: &Graph, n: NodeId, cfg: &QuantConfig) -> Result<u8> {
+    Ok(note_bits(g, n, "abits")?.unwrap_or_else(|| cfg.abits_of(&g.node(n).name)))
+}
+
+/// What `calibrate` measures of the float graph, once: the activations it must calibrate and
+/// their statistics on the calibration data. [`annotate`] turns it into parameters at any bit
+/// widths, cheaply (`mixed-precision` annotates many copies of a graph from one observation).
+#[derive(Clone, Debug, Default)]
+pub struct Observation {
+    /// The activations to calibrate: graph inputs, then node outputs, in id order.
+    values: Vec<ValueId>,
+    mins: Vec<f32>,
+    maxs: Vec<f32>,
+    /// Per value, a histogram of `BINS` bins over `[min(lo, 0), max(hi, 0)]` (empty for
+    /// min-max calibration).
+    hists: Vec<Vec<u64>>,
+    method: Option<CalibMethod>,
+}
+
+impl Observation {
+    /// The calibration range of the `k`-th observed value at `bits`.
+    fn range(&self, k: usize, bits: u8) -> (f32, f32) {
+        let (lo, hi) = (self.mins[k].min(0.0), self.maxs[k].max(0.0));
+        if !lo.is_finite() || !hi.is_finite() {
+            return (0.0, 0.0);
+        }
+        match self.method {
+            None | Some(CalibMethod::MinMax) => (lo, hi),
+            Some(CalibMethod::Percentile(p)) => percentile_range(&self.hists[k], lo, hi, p),
+            Some(CalibMethod::Mse) => mse_range(&self.hists[k], lo, hi, bits),
+        }
+    }
+}
+
+/// Runs the float graph on the calibration samples and records the statistics of every
+/// activation that needs parameters (none without such activations: then no data is needed).
+pub fn observe(
+    g: &Graph,
+    cfg: &QuantConfig,
+    calib: Option<&[Tensor]>,
+    progress: Option<&(dyn Fn(u64, u64) + Send + Sync)>,
+) -> Result<Observation> {
+    let accumulators = accumulator_outputs(g);
+    let todo: Vec<ValueId> = activation_values(g)
+        .into_iter()
+        .filter(|v| g.ty(*v).quant.is_none() && !accumulators.contains(v))
+        .collect();
+    if todo.is_empty() {
+        return Ok(Observation::default());
+    }
+    let calib = calib.ok_or_else(|| {
+        PassError::Missing(format!(
+            "calibration data is needed for {} activation(s) without quantization parameters (e.g. '{}'): give --calib x.npy",
+            todo.len(),
+            g.value(todo[0]).name
+        ))
+    })?;
+    observe_values(g, todo, calib, cfg, progress)
+}
+
+/// Annotates every weight and activation of `g` that has no parameters: weights at
+/// [`layer_wbits`], the observed activations at [`layer_abits`] of their producer (graph
+/// inputs at `abits`), pass-through outputs and accumulator read-outs as described above.
+pub fn annotate(g: &mut Graph, obs: &Observation, cfg: &QuantConfig) -> Result<Stats> {
+    let mut stats = Stats::new();
+    // Weights.
+    for n in g.node_ids() {
+        let Some((w, axis)) = const_weight(g, n) else { continue };
+        if g.ty(w).quant.is_some() || g.ty(w).dtype != DType::F32 {
+            continue;
+        }
+        let bits = layer_wbits(g, n, cfg)?;
+        let data = g
+            .value(w)
+            .const_data()
+            .expect("invariant: const_weight returns constants")
+            .to_f32_vec();
+        let shape = g.ty(w).shape.clone();
+        let q = weight_params(&data, &shape, axis, bits, cfg.weight_method);
+        g.value_mut(w).ty.quant = Some(q);
+        *stats.entry("weights annotated").or_default() += 1;
+    }
+    // Activations, at the bits of their producer.
+    let mut calibrated = 0;
+    for (k, &v) in obs.values.iter().enumerate() {
+        if g.ty(v).quant.is_some() {
+            continue;
+        }
+        let bits = match g.value(v).def {
+            ValueDef::Node { node, .. } => layer_abits(g, node, cfg)?,
+            _ => cfg.abits,
+        };
+        let (lo, hi) = obs.range(k, bits);
+        g.value_mut(v).ty.quant = Some(activation_params(lo, hi, bits, cfg.act_signed));
+        calibrated += 1;
+    }
+    if calibrated > 0 {
+        *stats.entry("activations calibrated").or_default() += calibrated;
+    }
+    // Pass-through outputs take their input's parameters (in order, so chains propagate).
+    for n in g.node_ids() {
+        let node = g.node(n);
+        if !is_pass_through(&node.op) {
+            continue;
+        }
+        let Some(q) = node.inputs.first().and_then(|&i| g.ty(i).quant.clone()) else {
+            continue;
+        };
+        let out = node.outputs[0];
+        if g.ty(out).dtype == DType::F32 && g.ty(out).quant.is_none() {
+            g.value_mut(out).ty.quant = Some(q);
+            *stats.entry("pass-through annotated").or_default() += 1;
+        }
+    }
+    for v in accumulator_outputs(g) {
+        let p = g.producer(v).expect("invariant: accumulator outputs have a producer");
+        let node = g.node(p);
+        let (xq, wq) = (g.ty(node.inputs[0]).quant.clone(), g.ty(node.inputs[1]).quant.clone());
+        let (Some(xq), Some(wq)) = (xq, wq) else {
+            return Err(PassError::Missing(format!(
+                "output '{}': its layer's input or weights have no parameters",
+                g.value(v).name
+            )));
+        };
+        let channels = g.ty(v).shape.get(1).copied().unwrap_or(1);
+        let scale: Vec<f32> = (0..channels)
+            .map(|c| xq.scale[0] * wq.scale[if wq.scale.len() == 1 { 0 } else { c }])
+            .collect();
+        g.value_mut(v).ty.quant = Some(QuantParams {
+            bits: 32,
+            signed: true,
+            scale,
+            zero_point: vec![0; channels],
+            axis: Some(1),
+        });
+        *stats.entry("outputs read as accumulators").or_default() += 1;
+    }
+    Ok(stats)
+}
+
+/// The f32 activations the integer program holds: graph inputs and outputs of
+/// non-pass-through, non-float nodes, in id order.
+fn activation_values(g: &Graph) -> Vec<ValueId> {
     let mut out = Vec::new();
     for &v in g.inputs() {
         if g.ty(v).dtype == DType::F32 {
-            out.push((v, cfg.abits));
+            out.push(v);
         }
     }
     for (_, node) in g.nodes() {
@@ -146,7 +241,7 @@ fn activation_targets(g: &Graph, cfg: &crate::QuantConfig) -> Vec<(ValueId, u8)>
         }
         for &o in &node.outputs {
             if g.ty(o).dtype == DType::F32 {
-                out.push((o, cfg.abits_of(&node.name)));
+                out.push(o);
             }
         }
     }
@@ -154,7 +249,7 @@ fn activation_targets(g: &Graph, cfg: &crate::QuantConfig) -> Vec<(ValueId, u8)>
 }
 
 /// Graph outputs produced by a matrix op, without parameters: read out as accumulators.
-fn accumulator_outputs(g: &Graph) -> Vec<ValueId> {
+pub(crate) fn accumulator_outputs(g: &Graph) -> Vec<ValueId> {
     g.outputs()
         .iter()
         .copied()
@@ -210,15 +305,17 @@ pub fn weight_params(
     QuantParams { bits, signed: true, scale, zero_point: vec![0; c], axis: Some(axis) }
 }
 
-/// The calibration range `(lo, hi)` of each value in `values`, by the configured method.
-fn observe_ranges(
+/// The statistics of `values` on the calibration samples, by the configured method: min and
+/// max, and for percentile and MSE calibration a histogram (a second pass over the data).
+fn observe_values(
     g: &Graph,
-    values: &[ValueId],
+    values: Vec<ValueId>,
     calib: &[Tensor],
-    cx: &PassContext,
-) -> Result<Vec<(f32, f32)>> {
+    cfg: &QuantConfig,
+    progress: Option<&(dyn Fn(u64, u64) + Send + Sync)>,
+) -> Result<Observation> {
     let n_all = calib.first().map(|t| t.shape().first().copied().unwrap_or(1)).unwrap_or(0);
-    let n = cx.config.calib_samples.map_or(n_all, |k| k.min(n_all));
+    let n = cfg.calib_samples.map_or(n_all, |k| k.min(n_all));
     if n == 0 {
         return Err(PassError::Missing("the calibration data holds no samples".into()));
     }
@@ -227,13 +324,13 @@ fn observe_ranges(
     let chunk =
         g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1);
     let mut probe = g.clone();
-    probe.set_outputs(values.to_vec());
+    probe.set_outputs(values.clone());
     let runner = Runner::new(&probe)?;
     let mut mins = vec![f32::INFINITY; values.len()];
     let mut maxs = vec![f32::NEG_INFINITY; values.len()];
-    let needs_hist = !matches!(cx.config.calib_method, CalibMethod::MinMax);
+    let needs_hist = !matches!(cfg.calib_method, CalibMethod::MinMax);
     let passes = if needs_hist { 2 } else { 1 };
-    let mut hists = vec![vec![0u64; BINS]; values.len()];
+    let mut hists = if needs_hist { vec![vec![0u64; BINS]; values.len()] } else { Vec::new() };
     for pass in 0..passes {
         let mut start = 0;
         while start < n {
@@ -268,30 +365,12 @@ fn observe_ranges(
                 }
             }
             start += len;
-            if let Some(p) = &cx.progress {
+            if let Some(p) = progress {
                 p((pass * n + start) as u64, (passes * n) as u64);
             }
         }
     }
-    let bits_of = |v: ValueId| -> u8 {
-        match g.value(v).def {
-            ValueDef::Node { node, .. } => cx.config.abits_of(&g.node(node).name),
-            _ => cx.config.abits,
-        }
-    };
-    Ok((0..values.len())
-        .map(|k| {
-            let (lo, hi) = (mins[k].min(0.0), maxs[k].max(0.0));
-            if !lo.is_finite() || !hi.is_finite() {
-                return (0.0, 0.0);
-            }
-            match cx.config.calib_method {
-                CalibMethod::MinMax => (lo, hi),
-                CalibMethod::Percentile(p) => percentile_range(&hists[k], lo, hi, p),
-                CalibMethod::Mse => mse_range(&hists[k], lo, hi, bits_of(values[k])),
-            }
-        })
-        .collect())
+    Ok(Observation { values, mins, maxs, hists, method: Some(cfg.calib_method) })
 }
 
 fn bin_center(lo: f32, hi: f32, b: usize) -> f32 {

@@ -82,6 +82,78 @@ pub struct QuantConfig {
     pub calib_samples: Option<usize>,
     /// Per-layer bits by node name.
     pub layers: BTreeMap<String, LayerBits>,
+    /// Run `bn-calibrate` (and `reference-stats`, which measures what it matches).
+    pub bn_calibrate: bool,
+    /// Run `mixed-precision` under this budget.
+    pub auto_bits: Option<Budget>,
+    /// The bit widths `mixed-precision` chooses from (sorted, unique).
+    pub candidate_bits: Vec<u8>,
+    /// Run `cascade`: the weights' scales serve every width from their bits down to this one.
+    pub cascade_min_bits: Option<u8>,
+}
+
+/// What `mixed-precision` must stay within.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Budget {
+    /// Crossbar arrays of the chip (needs a target).
+    Arrays(usize),
+    /// Average weight bits, weighted by each layer's weight count (= weight memory).
+    WeightBits(f64),
+    /// Energy per inference in pJ: the cost model's crossbar and converter energy of the
+    /// mapped layers with a target, else an op-count proxy (bit operations).
+    Energy(f64),
+}
+
+impl Budget {
+    /// `arrays=N`, `weight-bits=X` or `energy=E`.
+    pub fn parse(s: &str) -> Result<Budget> {
+        let bad = || {
+            PassError::Config(format!(
+                "budget '{s}': expected arrays=N, weight-bits=X or energy=E (pJ)"
+            ))
+        };
+        let (k, v) = s.split_once('=').ok_or_else(bad)?;
+        let b = match k.trim() {
+            "arrays" => Budget::Arrays(v.trim().parse().map_err(|_| bad())?),
+            "weight-bits" | "wbits" => Budget::WeightBits(v.trim().parse().map_err(|_| bad())?),
+            "energy" => Budget::Energy(v.trim().parse().map_err(|_| bad())?),
+            _ => return Err(bad()),
+        };
+        let ok = match b {
+            Budget::Arrays(n) => n > 0,
+            Budget::WeightBits(x) => x.is_finite() && x > 0.0,
+            Budget::Energy(e) => e.is_finite() && e > 0.0,
+        };
+        if ok {
+            Ok(b)
+        } else {
+            Err(PassError::Config(format!("budget '{s}' must be positive")))
+        }
+    }
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Budget::Arrays(n) => write!(f, "arrays={n}"),
+            Budget::WeightBits(x) => write!(f, "weight-bits={x}"),
+            Budget::Energy(e) => write!(f, "energy={e}"),
+        }
+    }
+}
+
+/// `2,3,4` → sorted unique widths, each in 2..=16.
+pub fn parse_bit_list(s: &str) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let b: u8 = part.trim().parse().map_err(|_| {
+            PassError::Config(format!("bit widths '{s}': expected a list like 2,3,4,5,6,8"))
+        })?;
+        v.push(check_bits("a candidate bit width", b)?);
+    }
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
 }
 
 impl Default for QuantConfig {
@@ -94,6 +166,10 @@ impl Default for QuantConfig {
             weight_method: WeightMethod::MinMax,
             calib_samples: None,
             layers: BTreeMap::new(),
+            bn_calibrate: false,
+            auto_bits: None,
+            candidate_bits: vec![2, 3, 4, 5, 6, 8],
+            cascade_min_bits: None,
         }
     }
 }

@@ -10,15 +10,19 @@
 //! Architecture invariant: every pass leaves a graph that `ir::verify::verify` accepts.
 
 pub mod adc_calibrate;
+pub mod bn_calibrate;
 pub mod calibrate;
 pub mod canonicalize;
+pub mod cascade;
 pub mod config;
 pub mod epilogue;
 pub mod error;
 pub mod fold_bn;
 pub mod fold_qdq;
+pub mod mixed_precision;
 pub mod placement;
 pub mod quantize;
+pub mod reference_stats;
 pub mod tile;
 mod util;
 
@@ -42,6 +46,21 @@ pub struct PassContext {
     pub chip: Option<tile::Chip>,
     /// Called with the number of calibration samples processed (progress bars).
     pub progress: Option<Box<dyn Fn(u64, u64) + Send + Sync>>,
+    /// What passes report beyond their counters (`--report`): pass name → JSON, filled by
+    /// [`PassContext::report`].
+    pub reports: std::sync::Mutex<BTreeMap<&'static str, serde_json::Value>>,
+}
+
+impl PassContext {
+    /// Records pass `name`'s report (its decisions, per layer), replacing an earlier one.
+    pub fn report(&self, name: &'static str, value: serde_json::Value) {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).insert(name, value);
+    }
+
+    /// The reports recorded so far.
+    pub fn reports(&self) -> BTreeMap<&'static str, serde_json::Value> {
+        self.reports.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 pub trait Pass {
@@ -56,10 +75,14 @@ pub fn all_passes() -> Vec<Box<dyn Pass>> {
         Box::new(fold_qdq::FoldQdq),
         Box::new(fold_bn::FoldBn),
         Box::new(canonicalize::Canonicalize),
+        Box::new(mixed_precision::MixedPrecision),
+        Box::new(reference_stats::ReferenceStats),
         Box::new(calibrate::Calibrate),
+        Box::new(cascade::Cascade),
         Box::new(quantize::Quantize),
         Box::new(tile::Tile),
         Box::new(adc_calibrate::AdcCalibrate),
+        Box::new(bn_calibrate::BnCalibrate),
     ]
 }
 

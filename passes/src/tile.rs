@@ -45,6 +45,8 @@ pub struct Chip {
     pub chip_arrays: usize,
     /// The `--arrays` budget: replicate layers into the arrays left spare.
     pub budget: Option<usize>,
+    /// The target description itself (`mixed-precision` prices energy with its cost model).
+    pub target: Target,
 }
 
 impl Chip {
@@ -70,6 +72,7 @@ impl Chip {
             percentile: t.adc.percentile,
             chip_arrays: t.array.count,
             budget,
+            target: t.clone(),
         }
     }
 }

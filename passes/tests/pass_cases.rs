@@ -5,9 +5,12 @@
 //!
 //! Header comments set what the pass sees:
 //! - `// wbits: N`, `// abits: N`, `// calib-method: minmax|percentile|mse`, `// weight-method: minmax|mse`
+//! - `// cascade: MIN` (the `cascade` pass's lowest width)
 //! - `// target: PRESET` (a chip for `tile`), adjusted by `// rows:`, `// cols:`, `// cell-bits:`,
 //!   `// adc-bits:`, `// encoding: differential|offset`, `// adc-range: worst|calib|lossless`,
 //!   `// arrays: BUDGET`
+//! - `// budget: weight-bits=X|arrays=N|energy=E` (runs `mixed-precision`), `// bits-candidates: 2,4,8`
+//! - `// bn-calibrate: on` — run `bn-calibrate` (and `reference-stats`)
 //! - `// calib: SAMPLES` — calibration data: SAMPLES inputs drawn uniformly from [-1, 1) (or
 //!   [0, 1) with `// calib-range: 0 1`) by a fixed-seed generator written here.
 
@@ -56,6 +59,15 @@ fn run_case(path: &Path) {
     if let Some(m) = header(&text, "weight-method") {
         cx.config.weight_method = WeightMethod::parse(m).unwrap();
     }
+    if let Some(b) = header(&text, "cascade") {
+        cx.config.cascade_min_bits = Some(b.parse().unwrap());
+    }
+    if let Some(b) = header(&text, "budget") {
+        cx.config.auto_bits = Some(cimc_passes::config::Budget::parse(b).unwrap());
+    }
+    if let Some(b) = header(&text, "bits-candidates") {
+        cx.config.candidate_bits = cimc_passes::config::parse_bit_list(b).unwrap();
+    }
     if let Some(n) = header(&text, "calib") {
         let n: usize = n.parse().unwrap();
         let (lo, hi) = header(&text, "calib-range")
@@ -77,6 +89,9 @@ fn run_case(path: &Path) {
             })
             .collect();
         cx.calib = Some(calib);
+    }
+    if header(&text, "bn-calibrate").is_some() {
+        cx.config.bn_calibrate = true;
     }
     if let Some(name) = header(&text, "target") {
         use cimc_backends::target::{AdcRangeMode, Encoding, Target};

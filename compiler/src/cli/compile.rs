@@ -48,9 +48,13 @@ pub struct CompileArgs {
     /// Print each pass's counters as JSON on stderr.
     #[arg(long)]
     stats: bool,
-    /// Write the mapping report (JSON) here, and its plot next to it (.svg); needs --target.
+    /// Write the report (JSON) here: what each pass decided, and with --target the mapping
+    /// (its plot goes next to it, .svg).
     #[arg(long)]
     report: Option<PathBuf>,
+    /// Write the per-layer bit widths the program uses (the TOML of --bits) here.
+    #[arg(long = "bits-out")]
+    bits_out: Option<PathBuf>,
     /// Print one JSON object instead of the summary.
     #[arg(long)]
     json: bool,
@@ -66,19 +70,28 @@ pub fn run(a: CompileArgs) -> Result<()> {
     let mut graph = m.graph()?;
     let cx = a.quant.context(&graph, a.json)?;
     let target = a.quant.target()?;
-    if a.report.is_some() && target.is_none() {
-        return Err(cimc::Error::Usage("--report describes a mapping: it needs --target".into()));
-    }
     let (program, report) = compile_in_place(&mut graph, &cx, &a.print_after)?;
     let mapping = target.as_ref().map(|t| {
         let tj = serde_json::to_value(t).expect("invariant: targets serialize");
         MappingReport::new(&graph, tj, t.array.count)
     });
-    if let (Some(path), Some(r)) = (&a.report, &mapping) {
-        let text = serde_json::to_string_pretty(r).expect("invariant: reports serialize");
+    let passes = serde_json::json!(cx.reports());
+    if let Some(path) = &a.report {
+        let mut j = match &mapping {
+            Some(r) => serde_json::to_value(r).expect("invariant: reports serialize"),
+            None => serde_json::json!({}),
+        };
+        j["passes"] = passes.clone();
+        let text = serde_json::to_string_pretty(&j).expect("invariant: reports serialize");
         std::fs::write(path, text + "\n").map_err(|e| cimc::Error::io(path, e))?;
-        let svg = path.with_extension("svg");
-        std::fs::write(&svg, r.svg()).map_err(|e| cimc::Error::io(&svg, e))?;
+        if let Some(r) = &mapping {
+            let svg = path.with_extension("svg");
+            std::fs::write(&svg, r.svg()).map_err(|e| cimc::Error::io(&svg, e))?;
+        }
+    }
+    if let Some(path) = &a.bits_out {
+        let toml = cimc::report::bits_toml(&graph);
+        std::fs::write(path, toml).map_err(|e| cimc::Error::io(path, e))?;
     }
     if let (Some(r), false) = (&mapping, a.json) {
         print!("{}", r.table());

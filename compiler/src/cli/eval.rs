@@ -1,5 +1,6 @@
 //! `cimc eval MODEL --data x.npy --labels y.npy [--compare FLOAT.onnx]`: top-1 accuracy on a
-//! labelled set, of a float model or a compiled program (with the float model beside it).
+//! labelled set, of a float model or a compiled program (with the float model beside it);
+//! `--wbits B` / `--wbits-file` evaluate a program at lower weight widths (the cascade).
 
 use super::{print_json, progress, ImportArgs};
 use cimc::model::{Model, Prepared};
@@ -31,6 +32,8 @@ pub struct EvalArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    widths: super::run::WidthArgs,
+    #[command(flatten)]
     import: ImportArgs,
 }
 
@@ -50,6 +53,7 @@ fn predictions(p: &Prepared, x: &Tensor, file: &PathBuf, json: bool) -> Result<V
 
 pub fn run(a: EvalArgs) -> Result<()> {
     let m = Model::open(&a.model, a.import.options()?)?;
+    let widths = a.widths.widths()?;
     let xd = npy::read(&a.data)?;
     let yd = npy::read(&a.labels)?;
     if !yd.dtype().is_int() || yd.shape().len() != 1 {
@@ -80,7 +84,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let batch = a.eval_batch.max(1).min(n);
 
     let start = std::time::Instant::now();
-    let pred = predictions(&m.prepare(batch)?, &x, &a.data, a.json)?;
+    let prepared = m.prepare_at(batch, widths.as_ref())?;
+    // With weight widths: the time to switch (prepare the derived weights), part of `seconds`.
+    let switch_seconds = widths.as_ref().map(|_| start.elapsed().as_secs_f64());
+    let pred = predictions(&prepared, &x, &a.data, a.json)?;
     let seconds = start.elapsed().as_secs_f64();
     let top1 = |p: &[usize]| {
         let c = p.iter().zip(&labels).filter(|(a, b)| **a as i64 == **b).count();
@@ -93,6 +100,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
         format!("top-1   {acc:.2} %  ({correct}/{n})"),
         format!("time    {seconds:.3} s  ({:.3} ms/sample)", 1000.0 * seconds / n as f64),
     ];
+    if let Some(s) = switch_seconds {
+        report["switch_seconds"] = serde_json::json!(s);
+        lines.push(format!("switch  {:.3} ms  (weight widths, no recompilation)", 1000.0 * s));
+    }
     if let Some(f) = &a.compare {
         let fm = Model::open(f, a.import.options()?)?;
         let fpred = predictions(&fm.prepare(batch)?, &x, &a.data, a.json)?;

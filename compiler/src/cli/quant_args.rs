@@ -53,6 +53,24 @@ pub struct QuantArgs {
     /// Override the target's array rows.
     #[arg(long = "array-rows")]
     array_rows: Option<usize>,
+    /// Re-estimate every layer's per-channel scale and bias on the calibration data so that the
+    /// program's outputs have the float model's mean and variance (the `bn-calibrate` pass).
+    #[arg(long = "bn-calibrate")]
+    bn_calibrate: bool,
+    /// Choose per-layer bit widths under `--budget` (the `mixed-precision` pass).
+    #[arg(long = "auto-bits", requires = "budget")]
+    auto_bits: bool,
+    /// The budget of `--auto-bits`: arrays=N, weight-bits=X (average) or energy=E (pJ).
+    #[arg(long)]
+    budget: Option<String>,
+    /// The widths `--auto-bits` chooses from.
+    #[arg(long = "bits-candidates", default_value = "2,3,4,5,6,8")]
+    bits_candidates: String,
+    /// Choose the weights' scales so that every lower width derived from them by the cascade
+    /// (down to MIN bits) stays accurate; the program then runs at any of those widths
+    /// (`cimc run/eval --wbits`).
+    #[arg(long, value_name = "MIN", num_args = 0..=1, default_missing_value = "2")]
+    cascade: Option<u8>,
 }
 
 impl QuantArgs {
@@ -100,6 +118,17 @@ impl QuantArgs {
         c.weight_method = WeightMethod::parse(&self.weight_method)?;
         c.calib_samples = self.calib_samples;
         c.act_signed = self.act_signed;
+        c.bn_calibrate = self.bn_calibrate;
+        c.candidate_bits = cimc_passes::config::parse_bit_list(&self.bits_candidates)?;
+        if self.auto_bits {
+            let b = self.budget.as_deref().unwrap_or_default();
+            c.auto_bits = Some(cimc_passes::config::Budget::parse(b)?);
+        } else if self.budget.is_some() {
+            return Err(Error::Usage("--budget is the budget of --auto-bits".into()));
+        }
+        if let Some(b) = self.cascade {
+            c.cascade_min_bits = Some(check_bits("--cascade", b)?);
+        }
         if let Some(t) = self.target()? {
             cx.chip = Some(cimc_passes::tile::Chip::from_target(&t, self.arrays));
         } else if self.arrays.is_some() || self.adc_range.is_some() || self.adc_bits.is_some() {

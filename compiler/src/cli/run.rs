@@ -1,5 +1,6 @@
 //! `cimc run MODEL --input x.npy [--output y.npy]`: run a model (ONNX, text IR or program) on
 //! .npy inputs. A program's outputs are dequantized to f32, as the float model's would be.
+//! `--wbits B` / `--wbits-file` run a program at lower weight widths (the cascade).
 
 use super::{print_json, ImportArgs};
 use cimc::model::Model;
@@ -22,7 +23,26 @@ pub struct RunArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    widths: WidthArgs,
+    #[command(flatten)]
     import: ImportArgs,
+}
+
+/// Weight widths of a compiled program, switched without recompiling (`docs/cascade.md`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct WidthArgs {
+    /// Run a program's layers at B weight bits, derived from its own (the cascade).
+    #[arg(long = "wbits", value_name = "B")]
+    wbits: Option<u8>,
+    /// Per-layer weight widths (TOML: `[layers."name"] wbits = 4`).
+    #[arg(long = "wbits-file", value_name = "TOML")]
+    wbits_file: Option<PathBuf>,
+}
+
+impl WidthArgs {
+    pub fn widths(&self) -> Result<Option<cimc_interp::program::WeightWidths>> {
+        cimc::model::weight_widths(self.wbits, self.wbits_file.as_deref())
+    }
 }
 
 pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Tensor>> {
@@ -37,10 +57,11 @@ pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Tensor>> {
 
 pub fn run(a: RunArgs) -> Result<()> {
     let m = Model::open(&a.model, a.import.options()?)?;
+    let widths = a.widths.widths()?;
     let inputs = read_inputs(&a.input)?;
     let n = inputs.first().and_then(|t| t.shape().first().copied()).unwrap_or(1);
     let start = std::time::Instant::now();
-    let prepared = m.prepare(n)?;
+    let prepared = m.prepare_at(n, widths.as_ref())?;
     prepared.check_inputs(&inputs, &a.input)?;
     let outputs = prepared.run_all(&inputs, |_| {})?;
     let seconds = start.elapsed().as_secs_f64();

@@ -73,6 +73,11 @@ fn prepare_crossbar(
 }
 
 impl PreparedMatrix {
+    /// The crossbar execution, for a crossbar step.
+    pub(crate) fn crossbar(&self) -> Option<&super::crossbar::PreparedCrossbar> {
+        self.xbar.as_ref()
+    }
+
     /// An empty ADC statistics record for a crossbar step (`None` for an exact step).
     pub(crate) fn new_stats(&self) -> Option<Result<StepAdcStats, String>> {
         self.xbar.as_ref().map(|x| x.new_stats())
@@ -190,16 +195,38 @@ pub(crate) fn run_matrix(
             return super::crossbar::run(s, xb, x, si, so, stats);
         }
     }
+    let (bias, requant) = match s {
+        Step::Conv { bias, requant, .. } | Step::Gemm { bias, requant, .. } => (bias, requant),
+        _ => return Err("not a matrix step".into()),
+    };
+    run_exact(s, p, x, si, so, &|a, ch| requant.apply(a + bias[ch], ch))
+}
+
+/// The exact product of the step's geometry with the prepared weights `p.w` (never the
+/// crossbar): every output's accumulator `Σ_k (q_x[k] − z_x)·w[k,n]` (no bias) goes through
+/// `fin(acc, channel)`, in the output buffer's layout.
+pub(crate) fn run_exact<T, F>(
+    s: &Step,
+    p: &PreparedMatrix,
+    x: &[i32],
+    si: &[usize],
+    so: &[usize],
+    fin: &F,
+) -> Result<Vec<T>, String>
+where
+    T: Copy + Default + Send,
+    F: Fn(i64, usize) -> T + Sync,
+{
     match s {
-        Step::Conv { input_zero_point: z, weights, bias, window, group, requant, .. } => {
+        Step::Conv { input_zero_point: z, weights, window, group, .. } => {
             let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, strides, dil, pads } =
                 ConvGeom::new(weights, window, *group, si, so, x.len())?;
             let kk = cg * kh * kw;
             let pixels = oh * ow;
-            let per_sample: Vec<Vec<i32>> = (0..n)
+            let per_sample: Vec<Vec<T>> = (0..n)
                 .into_par_iter()
                 .map(|b| {
-                    let mut out = vec![0i32; m * pixels];
+                    let mut out = vec![T::default(); m * pixels];
                     let mut col = vec![0f64; kk * pixels];
                     let mut acc = vec![0f64; mg * pixels];
                     for gi in 0..g {
@@ -235,7 +262,7 @@ pub(crate) fn run_matrix(
                             let ch = gi * mg + mo;
                             let dst = &mut out[ch * pixels..][..pixels];
                             for (d, &a) in dst.iter_mut().zip(&acc[mo * pixels..][..pixels]) {
-                                *d = requant.apply(a as i64 + bias[ch], ch);
+                                *d = fin(a as i64, ch);
                             }
                         }
                     }
@@ -244,7 +271,7 @@ pub(crate) fn run_matrix(
                 .collect();
             Ok(per_sample.concat())
         }
-        Step::Gemm { input_zero_point: z, weights, bias, requant, .. } => {
+        Step::Gemm { input_zero_point: z, weights, .. } => {
             let (k, nn) = (weights.shape[0], weights.shape[1]);
             if si.last() != Some(&k) {
                 return Err(format!("input {si:?} does not end in K = {k}"));
@@ -256,11 +283,7 @@ pub(crate) fn run_matrix(
             let a: Vec<f64> = x.iter().map(|&q| (q - z) as f64).collect();
             let mut acc = vec![0f64; rows * nn];
             gemm(rows, k, nn, &a, &p.w, &mut acc);
-            Ok(acc
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| requant.apply(v as i64 + bias[i % nn], i % nn))
-                .collect())
+            Ok(acc.iter().enumerate().map(|(i, &v)| fin(v as i64, i % nn)).collect())
         }
         _ => Err("not a matrix step".into()),
     }

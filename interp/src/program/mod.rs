@@ -6,11 +6,15 @@
 //! integer of magnitude below 2^53 (checked when the program is prepared; see
 //! [`kernels::exact_in_f64`]), and f64 represents every such integer exactly.
 
+mod cascade;
 pub(crate) mod crossbar;
 pub(crate) mod kernels;
 pub(crate) mod pool;
+mod resume;
 
+pub use cascade::{cascade_codes, cascade_step, derive, Derivation, TopSlices, WeightWidths};
 pub use crossbar::{AdcStats, StepAdcStats};
+pub use resume::RunState;
 
 use crate::error::{InterpError, Result};
 use crate::Tensor;
@@ -30,6 +34,9 @@ pub struct ProgramRunner {
     program: Program,
     prepared: Vec<Option<kernels::PreparedMatrix>>,
     last_use: Vec<usize>,
+    /// Crossbar steps run at a lower weight width ([`ProgramRunner::with_weight_widths`]);
+    /// empty for a program run as compiled.
+    cascade: Vec<Option<cascade::Derived>>,
 }
 
 fn step_err(i: usize, s: &Step, msg: impl Into<String>) -> InterpError {
@@ -38,11 +45,21 @@ fn step_err(i: usize, s: &Step, msg: impl Into<String>) -> InterpError {
 
 impl ProgramRunner {
     pub fn new(program: &Program) -> Result<ProgramRunner> {
+        Self::new_except(program, &[])
+    }
+
+    /// As [`ProgramRunner::new`], leaving the steps `i` with `skip[i]` unprepared (for the
+    /// caller to fill).
+    fn new_except(program: &Program, skip: &[bool]) -> Result<ProgramRunner> {
         program
             .validate()
             .map_err(|e| InterpError::Input { name: "program".into(), msg: e.to_string() })?;
         let mut prepared = Vec::with_capacity(program.steps.len());
         for (i, s) in program.steps.iter().enumerate() {
+            if skip.get(i).copied().unwrap_or(false) {
+                prepared.push(None);
+                continue;
+            }
             prepared.push(kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?);
         }
         let mut last_use = vec![usize::MAX; program.buffers.len()];
@@ -54,7 +71,7 @@ impl ProgramRunner {
         for &b in &program.outputs {
             last_use[b] = usize::MAX;
         }
-        Ok(ProgramRunner { program: program.clone(), prepared, last_use })
+        Ok(ProgramRunner { program: program.clone(), prepared, last_use, cascade: Vec::new() })
     }
 
     pub fn program(&self) -> &Program {
@@ -106,59 +123,10 @@ impl ProgramRunner {
         self.run_impl(inputs, Some(stats))
     }
 
-    fn run_impl(
-        &self,
-        inputs: Vec<Tensor>,
-        mut stats: Option<&mut AdcStats>,
-    ) -> Result<Vec<Tensor>> {
-        let p = &self.program;
-        if inputs.len() != p.inputs.len() {
-            return Err(InterpError::Input {
-                name: "inputs".into(),
-                msg: format!(
-                    "the program takes {} input(s), {} given",
-                    p.inputs.len(),
-                    inputs.len()
-                ),
-            });
-        }
-        let mut bufs: Vec<Option<Data>> = vec![None; p.buffers.len()];
-        for (&b, t) in p.inputs.iter().zip(inputs) {
-            bufs[b] = Some(input_data(&p.buffers[b], t)?);
-        }
-        for (i, s) in p.steps.iter().enumerate() {
-            let step_stats = stats.as_deref_mut().and_then(|st| st.steps[i].as_mut());
-            let out = self.step(i, s, &bufs, step_stats)?;
-            let ob = output_of(s);
-            let want = p.buffers[ob].numel();
-            let got = match &out {
-                Data::Codes(v) => v.len(),
-                Data::F32(v) => v.len(),
-            };
-            if got != want {
-                return Err(step_err(
-                    i,
-                    s,
-                    format!("produced {got} values for a buffer of {want}"),
-                ));
-            }
-            bufs[ob] = Some(out);
-            for b in cimc_backends::program::step_buffers(s) {
-                if self.last_use[b] == i && b != ob {
-                    bufs[b] = None;
-                }
-            }
-        }
-        p.outputs
-            .iter()
-            .map(|&b| {
-                let decl = &p.buffers[b];
-                let d = bufs[b].take().ok_or_else(|| {
-                    InterpError::Internal(format!("output buffer b{b} never written"))
-                })?;
-                to_tensor(decl, d)
-            })
-            .collect()
+    fn run_impl(&self, inputs: Vec<Tensor>, stats: Option<&mut AdcStats>) -> Result<Vec<Tensor>> {
+        let mut state = self.start(inputs)?;
+        self.run_until_with(&mut state, usize::MAX, stats)?;
+        self.outputs(state)
     }
 
     fn get<'a>(&self, bufs: &'a [Option<Data>], i: usize, s: &Step, b: usize) -> Result<&'a Data> {
@@ -230,9 +198,13 @@ impl ProgramRunner {
                 let prep = self.prepared[i]
                     .as_ref()
                     .ok_or_else(|| InterpError::Internal("unprepared matrix step".into()))?;
+                let (si, so) = (shape(*input), shape(*output));
                 Data::Codes(
-                    kernels::run_matrix(s, prep, x, shape(*input), shape(*output), stats)
-                        .map_err(e)?,
+                    match self.cascade.get(i).and_then(Option::as_ref) {
+                        Some(c) => c.run(s, prep, x, si, so, stats),
+                        None => kernels::run_matrix(s, prep, x, si, so, stats),
+                    }
+                    .map_err(e)?,
                 )
             }
             Step::Affine { input, input_zero_point, scale, bias, requant, .. } => {

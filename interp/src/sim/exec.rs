@@ -30,8 +30,10 @@ pub(super) struct Machine<'a> {
     pub global: Vec<i64>,
     pub(super) scratch: Vec<Vec<i64>>,
     /// Each core's recorded `im2col` ([`super::lazy`]), and whether to record them.
-    pub(super) lazy: Vec<Option<super::lazy::Lazy>>,
+    pub(super) lazy: Vec<Vec<super::lazy::Lazy>>,
     pub(super) lazy_im2col: bool,
+    /// Input planes kept for the `mvm`s that read the same vectors ([`super::planes`]).
+    pub(super) planes: Vec<super::planes::KeptPlanes>,
     pub pc: Vec<usize>,
     pub halted: Vec<bool>,
     /// The barrier each core waits at, if it does.
@@ -151,8 +153,9 @@ impl<'a> Machine<'a> {
             cache,
             global: memory(s.global_words, "global memory")?,
             scratch,
-            lazy: vec![None; n],
+            lazy: vec![Vec::new(); n],
             lazy_im2col: true,
+            planes: Vec::new(),
             pc: vec![0; n],
             halted: vec![false; n],
             at_sync: vec![None; n],
@@ -321,7 +324,14 @@ impl<'a> Machine<'a> {
                 }
                 let (src, dst, count) = (src as usize, dst as usize, count as usize);
                 let (input, output) = mvm_ranges(g, src, dst, count, size)?;
-                let view = self.mvm_view(c, g, src, count, input.clone(), output)?;
+                let view = self.mvm_view(c, g, src, count, input.clone(), output.clone())?;
+                self.forget_planes(c, &[output]);
+                let planes = match (&*p, view) {
+                    (matrix::Prepared::Crossbar(pc), Some(at)) => {
+                        Some(self.planes_for(c, at, count, pc)?)
+                    }
+                    _ => None,
+                };
                 let mem = &self.scratch[c];
                 let source = match view {
                     Some(at) => Source::Window(at.view(s, mem)),
@@ -332,7 +342,7 @@ impl<'a> Machine<'a> {
                         group_stride: g.group_stride as usize,
                     },
                 };
-                let acc = matrix::mvm(&p, g, &source, count)?;
+                let acc = matrix::mvm(&p, g, &source, planes.as_deref(), count)?;
                 acc.write(&mut self.scratch[c], dst, g.out_stride as usize)?;
             }
             Instr::Im2col { window, src, dst, pad } => {

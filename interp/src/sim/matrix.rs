@@ -8,7 +8,7 @@
 
 use crate::ops::gemm::{gemm, Mat};
 use crate::program::crossbar::PreparedCrossbar;
-use crate::program::crossbar::{prepare_matrix, run_vectors, MatrixSpec, Outputs, Source};
+use crate::program::crossbar::{prepare_matrix, run_vectors, MatrixSpec, Outputs, Planes, Source};
 use crate::program::kernels::exact_in_f64;
 use cimc_backends::program::{Crossbar, Encoding};
 use cimc_backends::stream::GroupEntry;
@@ -176,11 +176,13 @@ pub(super) enum Accumulators {
     },
 }
 
-/// `mvm`: the `n` accumulators of each of `count` vectors of `src`.
+/// `mvm`: the `n` accumulators of each of `count` vectors of `src` (whose input planes, for
+/// the crossbar, may have been made already).
 pub(super) fn mvm(
     p: &Prepared,
     g: &GroupEntry,
     src: &Source,
+    planes: Option<&Planes>,
     count: usize,
 ) -> Result<Accumulators, String> {
     let (k, n, groups) = (g.k as usize, g.n as usize, g.conv_groups as usize);
@@ -189,7 +191,7 @@ pub(super) fn mvm(
     }
     match p {
         Prepared::Crossbar(pc) => {
-            Ok(Accumulators::Crossbar(run_vectors(pc, src, count, None, &|acc, _| acc)?))
+            Ok(Accumulators::Crossbar(run_vectors(pc, src, planes, count, None, &|acc, _| acc)?))
         }
         Prepared::Exact { w, wi, z, input_min, vmax } => {
             let mg = n / groups;

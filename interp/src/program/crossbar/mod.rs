@@ -15,7 +15,9 @@
 mod kernel;
 mod run;
 
-pub(crate) use run::{run, run_vectors, Outputs, Source, WindowView};
+pub(crate) use run::{
+    input_planes, run, run_vectors, run_with, Outputs, Planes, PlanesLayout, Source, WindowView,
+};
 
 use cimc_backends::program::{BufferDecl, Crossbar, Elem, Encoding, Step};
 use rayon::prelude::*;
@@ -113,6 +115,17 @@ impl PreparedCrossbar {
     fn block_columns(&self) -> usize {
         let unit = self.cpo * kernel::LANES / gcd(self.cpo, kernel::LANES);
         (BLOCK_COLUMNS / unit).max(1) * unit
+    }
+
+    /// What its input planes depend on ([`run::Planes`]).
+    pub(crate) fn planes_layout(&self) -> run::PlanesLayout {
+        [
+            self.k as i64,
+            self.x.rows as i64,
+            self.groups as i64,
+            self.input_bits as i64,
+            self.input_min as i64,
+        ]
     }
 
     /// An empty statistics record of the right size, or an error when it would be too large.

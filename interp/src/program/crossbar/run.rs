@@ -150,16 +150,39 @@ pub(crate) fn run(
     so: &[usize],
     stats: Option<&mut StepAdcStats>,
 ) -> Result<Vec<i32>, String> {
-    let (src, nvec, requant) = match s {
-        Step::Conv { input_zero_point, weights, window, group, requant, .. } => {
+    let requant = match s {
+        Step::Conv { requant, .. } | Step::Gemm { requant, .. } => requant,
+        _ => return Err("not a matrix step".into()),
+    };
+    run_with(s, p, x, si, so, stats, &|acc, n| requant.apply(acc, n))
+}
+
+/// Runs the prepared crossbar matrix `p` over the vectors of step `s`'s input (the step gives
+/// the geometry only; the weights, bias and input-offset term are `p`'s): every output's
+/// accumulator goes through `fin(acc, output)`, in the output buffer's layout.
+pub(crate) fn run_with<T, F>(
+    s: &Step,
+    p: &PreparedCrossbar,
+    x: &[i32],
+    si: &[usize],
+    so: &[usize],
+    stats: Option<&mut StepAdcStats>,
+    fin: &F,
+) -> Result<Vec<T>, String>
+where
+    T: Copy + Default + Send,
+    F: Fn(i64, usize) -> T + Sync,
+{
+    let (src, nvec) = match s {
+        Step::Conv { input_zero_point, weights, window, group, .. } => {
             let geo = ConvGeom::new(weights, window, *group, si, so, x.len())?;
             let nvec = geo.n * geo.oh * geo.ow;
             if geo.g != p.groups || geo.cg * geo.kh * geo.kw != p.k {
                 return Err("conv geometry differs from the prepared weights".into());
             }
-            (Source::Conv { x, z: *input_zero_point, geo }, nvec, requant)
+            (Source::Conv { x, z: *input_zero_point, geo }, nvec)
         }
-        Step::Gemm { requant, .. } => {
+        Step::Gemm { .. } => {
             if si.last() != Some(&p.k) {
                 return Err(format!("input {si:?} does not end in K = {}", p.k));
             }
@@ -168,13 +191,13 @@ pub(crate) fn run(
             if so.iter().product::<usize>() != nvec * m {
                 return Err(format!("output {so:?} is not [{nvec}, {m}]"));
             }
-            (Source::Gemm { x }, nvec, requant)
+            (Source::Gemm { x }, nvec)
         }
         _ => return Err("not a matrix step".into()),
     };
     let m = p.groups * p.mg;
-    let results = run_vectors(p, &src, nvec, stats, &|acc, n| requant.apply(acc, n))?;
-    let mut out = vec![0i32; nvec * m];
+    let results = run_vectors(p, &src, None, nvec, stats, fin)?;
+    let mut out = vec![T::default(); nvec * m];
     results.for_each(|v, n0, codes| {
         // Where output n of this vector goes: `base + n · step`.
         let (base, step) = match &src {
@@ -192,12 +215,14 @@ pub(crate) fn run(
     Ok(out)
 }
 
-/// Runs the prepared matrix over vectors `0..nvec` of `src`: every output's accumulator (with
-/// the prepared bias and input-offset term) goes through `fin(acc, output)`. With `stats`, also
-/// counts every conversion.
+/// Runs the prepared matrix over vectors `0..nvec` of `src` (or of `planes`, their input planes
+/// made ahead by [`input_planes`]): every output's accumulator (with the prepared bias and
+/// input-offset term) goes through `fin(acc, output)`. With `stats`, also counts every
+/// conversion.
 pub(crate) fn run_vectors<T, F>(
     p: &PreparedCrossbar,
     src: &Source,
+    planes: Option<&Planes>,
     nvec: usize,
     stats: Option<&mut StepAdcStats>,
     fin: &F,
@@ -206,6 +231,11 @@ where
     T: Copy + Default + Send,
     F: Fn(i64, usize) -> T + Sync,
 {
+    if let Some(pl) = planes {
+        if pl.layout != p.planes_layout() || pl.nvec != nvec {
+            return Err("input planes of another layout or another number of vectors".into());
+        }
+    }
     // Tasks: chunks of vectors (each reuses the weights it streams over its vectors) times
     // ranges of column blocks, enough of them to keep every thread busy when there are few
     // vectors (late layers at batch 1).
@@ -245,7 +275,7 @@ where
                 conversions: 0,
                 clipped: 0,
             });
-            let out = run_task(p, src, fin, v0..v1, blocks, tally.as_mut())?;
+            let out = run_task(p, src, planes, fin, v0..v1, blocks, tally.as_mut())?;
             if let (Some(st), Some(t)) = (&merged, tally) {
                 let mut st = st.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 for (h, c) in st.histogram.iter_mut().zip(&t.hist) {
@@ -264,11 +294,60 @@ where
     Ok(Outputs { parts, groups: p.groups, mg: p.mg })
 }
 
+/// The input planes and `Σ_k v[k]` of vectors `0..nvec` of a source for every conv group, made
+/// once for several prepared matrices of the same [`PreparedCrossbar::planes_layout`] (parts of
+/// a layer that read the same vectors).
+pub(crate) struct Planes {
+    /// `[conv group][vector][tile][input bit][word]`.
+    x: Vec<u64>,
+    /// `[conv group][vector]`.
+    sum: Vec<i64>,
+    nvec: usize,
+    layout: PlanesLayout,
+}
+
+impl Planes {
+    /// Words held (for a cache's budget).
+    pub(crate) fn words(&self) -> usize {
+        self.x.len() + self.sum.len()
+    }
+}
+
+/// What input planes depend on besides the vectors: rows per conv group and per tile, conv
+/// groups, input bits, `input_min`.
+pub(crate) type PlanesLayout = [i64; 5];
+
+/// The input planes of vectors `0..nvec` of `src` for `p`'s layout.
+pub(crate) fn input_planes(
+    p: &PreparedCrossbar,
+    src: &Source,
+    nvec: usize,
+) -> Result<Planes, String> {
+    const CHUNK: usize = 32;
+    let per_vec = p.tiles * p.input_bits * p.words;
+    let mut x = vec![0u64; p.groups * nvec * per_vec];
+    let mut sum = vec![0i64; p.groups * nvec];
+    x.par_chunks_mut((nvec * per_vec).max(1))
+        .zip(sum.par_chunks_mut(nvec.max(1)))
+        .enumerate()
+        .try_for_each(|(g, (xg, sg))| {
+            xg.par_chunks_mut((CHUNK * per_vec).max(1))
+                .zip(sg.par_chunks_mut(CHUNK))
+                .enumerate()
+                .try_for_each(|(c, (xp, sv))| {
+                    let v0 = c * CHUNK;
+                    fill_planes(p, src, g, v0, (v0 + CHUNK).min(nvec), xp, sv)
+                })
+        })?;
+    Ok(Planes { x, sum, nvec, layout: p.planes_layout() })
+}
+
 /// Values `[vector][n]` of the vectors `vecs`, for the column blocks `blocks` of every group
 /// (the other outputs are left `T::default()`).
 fn run_task<T, F>(
     p: &PreparedCrossbar,
     src: &Source,
+    planes: Option<&Planes>,
     fin: &F,
     vecs: std::ops::Range<usize>,
     blocks: std::ops::Range<usize>,
@@ -283,14 +362,25 @@ where
     let m = p.groups * p.mg;
     let per_vec = p.tiles * p.input_bits * p.words;
     let pcb = p.block_columns();
-    let mut xplanes = vec![0u64; nvec * per_vec];
-    let mut sumv = vec![0i64; nvec];
+    let (mut xplanes, mut sumv) = match planes {
+        Some(_) => (Vec::new(), Vec::new()),
+        None => (vec![0u64; nvec * per_vec], vec![0i64; nvec]),
+    };
     let mut colacc = vec![0i64; nvec * pcb.min(p.pc_pad)];
     let mut out = vec![T::default(); nvec * m];
     let group_planes = p.tiles * p.words * p.x.cell_bits as usize * p.pc_pad;
     for g in 0..p.groups {
-        xplanes.fill(0);
-        fill_planes(p, src, g, v0, v1, &mut xplanes, &mut sumv)?;
+        let (xplanes, sumv): (&[u64], &[i64]) = match planes {
+            Some(pl) => {
+                let at = g * pl.nvec + v0;
+                (&pl.x[at * per_vec..][..nvec * per_vec], &pl.sum[at..][..nvec])
+            }
+            None => {
+                xplanes.fill(0);
+                fill_planes(p, src, g, v0, v1, &mut xplanes, &mut sumv)?;
+                (&xplanes, &sumv)
+            }
+        };
         for blk_i in blocks.clone() {
             let pc0 = blk_i * pcb;
             if pc0 >= p.pc {
@@ -314,7 +404,7 @@ where
                 pcn,
                 e: &p.e[g * p.pc_pad + pc0..][..stride],
                 half: &p.half[g * p.pc_pad + pc0..][..stride],
-                xplanes: &xplanes,
+                xplanes,
                 nvec,
             };
             kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
