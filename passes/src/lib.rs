@@ -108,6 +108,9 @@ pub struct PipelineReport {
     pub printed: Vec<(&'static str, String)>,
     /// The pass it stopped after, when `stop_after` named one.
     pub stopped_after: Option<&'static str>,
+    /// (pass, wall time) in run order, including the graph's compaction and verification
+    /// after it (for `--time-passes`; never in a deterministic output).
+    pub times: Vec<(&'static str, std::time::Duration)>,
 }
 
 impl Pipeline {
@@ -145,12 +148,14 @@ impl Pipeline {
         }
         let mut report = PipelineReport::default();
         for p in &self.passes {
+            let start = std::time::Instant::now();
             let stats = p.run(graph, cx)?;
             graph.compact().map_err(|e| PassError::Internal(format!("after {}: {e}", p.name())))?;
             cimc_ir::verify::verify(graph).map_err(|e| {
                 PassError::Internal(format!("the graph after {} does not verify: {e}", p.name()))
             })?;
             report.stats.push((p.name(), stats));
+            report.times.push((p.name(), start.elapsed()));
             if print_after.iter().any(|n| n == p.name()) {
                 report.printed.push((p.name(), graph.to_string()));
             }

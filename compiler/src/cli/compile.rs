@@ -48,6 +48,9 @@ pub struct CompileArgs {
     /// Print each pass's counters as JSON on stderr.
     #[arg(long)]
     stats: bool,
+    /// Print each pass's wall time on stderr (like LLVM's -time-passes).
+    #[arg(long = "time-passes")]
+    time_passes: bool,
     /// Write the report (JSON) here: what each pass decided, and with --target the mapping
     /// (its plot goes next to it, .svg).
     #[arg(long)]
@@ -135,6 +138,15 @@ pub fn run(a: CompileArgs) -> Result<()> {
     }
     if a.stats {
         eprintln!("{}", super::stats_json(&report));
+    }
+    if a.time_passes {
+        let total: f64 = report.times.iter().map(|(_, t)| t.as_secs_f64()).sum();
+        eprintln!("{:<20} {:>10} {:>7}", "pass", "seconds", "share");
+        for (pass, t) in &report.times {
+            let t = t.as_secs_f64();
+            eprintln!("{pass:<20} {t:>10.3} {:>6.1}%", 100.0 * t / total.max(1e-12));
+        }
+        eprintln!("{:<20} {total:>10.3}", "all passes");
     }
     let seconds = start.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
