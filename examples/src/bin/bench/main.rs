@@ -1,0 +1,261 @@
+//! cimc's benchmark: every workload of the speed issue in a process of its own, min and median
+//! time over repeated runs, peak memory, and the ratio to each peer measured in the same run —
+//! onnxruntime (`scripts/bench_onnxruntime.py`) and tract (`scripts/bench_tract.py`) when python3
+//! has them, otherwise the figures of `../shared/README.md`, marked as quoted; CrossSim always
+//! quoted (it is not installed here).
+//!
+//! `cargo run --release -p cimc-examples --bin bench -- [--reps N] [--json] [--only SUBSTR,..]
+//!  [--shared DIR] [--no-peers]`
+//!
+//! Peak memory is the child process's `VmHWM` (Linux): setup included (e.g. the compile before
+//! a program run), so for the compile workloads it is the compile's peak.
+
+mod peers;
+mod workloads;
+
+use peers::Peer;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use workloads::WORKLOADS;
+
+struct Args {
+    reps: usize,
+    json: bool,
+    only: Option<Vec<String>>,
+    shared: PathBuf,
+    peers: bool,
+    child: Option<String>,
+}
+
+fn parse_args() -> Args {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut a = Args {
+        reps: 10,
+        json: false,
+        only: None,
+        shared: root.join("../shared"),
+        peers: true,
+        child: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(s) = it.next() {
+        match s.as_str() {
+            "--reps" => a.reps = it.next().and_then(|v| v.parse().ok()).unwrap_or(10),
+            "--json" => a.json = true,
+            "--only" => a.only = it.next().map(|v| v.split(',').map(String::from).collect()),
+            "--shared" => a.shared = it.next().map(PathBuf::from).unwrap_or(a.shared),
+            "--no-peers" => a.peers = false,
+            "--child" => a.child = it.next(),
+            "-h" | "--help" => {
+                println!("bench [--reps N] [--json] [--only ID,..] [--shared DIR] [--no-peers]");
+                println!(
+                    "workloads: {}",
+                    WORKLOADS.iter().map(|w| w.id).collect::<Vec<_>>().join(", ")
+                );
+                std::process::exit(0);
+            }
+            other => {
+                eprintln!("error: unknown argument '{other}'");
+                std::process::exit(1);
+            }
+        }
+    }
+    a
+}
+
+/// One workload's row.
+struct Row {
+    id: &'static str,
+    title: &'static str,
+    min_ms: f64,
+    median_ms: f64,
+    peak_bytes: Option<u64>,
+    note: Option<String>,
+    peers: Vec<Peer>,
+    goal: Option<Goal>,
+}
+
+/// A figure the speed issue asks for, and whether this run reached it.
+struct Goal {
+    text: String,
+    met: bool,
+}
+
+fn child(id: &str, a: &Args) -> ! {
+    match workloads::run(id, &a.shared, a.reps) {
+        Ok(m) => {
+            let v = serde_json::json!({
+                "min_ms": m.min_ms, "median_ms": m.median_ms,
+                "peak_bytes": workloads::peak_rss(), "note": m.note,
+            });
+            println!("{v}");
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+fn measure(id: &'static str, title: &'static str, a: &Args) -> Option<Row> {
+    let exe = std::env::current_exe().expect("the running binary has a path");
+    let out = Command::new(exe)
+        .args(["--child", id, "--reps", &a.reps.to_string(), "--shared"])
+        .arg(&a.shared)
+        .output()
+        .expect("the benchmark can start itself");
+    if !out.status.success() {
+        eprintln!("{id}: failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(Row {
+        id,
+        title,
+        min_ms: v["min_ms"].as_f64()?,
+        median_ms: v["median_ms"].as_f64()?,
+        peak_bytes: v["peak_bytes"].as_u64(),
+        note: v["note"].as_str().map(String::from),
+        peers: Vec::new(),
+        goal: None,
+    })
+}
+
+fn goal(r: &Row, shared: &Path) -> Option<Goal> {
+    let first_measured = |name: &str| r.peers.iter().find(|p| p.name.starts_with(name));
+    match r.id {
+        "float-r18-b1" => {
+            let ort = first_measured("onnxruntime")?;
+            let tract = first_measured("tract");
+            let ratio = r.median_ms / ort.median_ms;
+            let faster = tract.is_none_or(|t| r.median_ms < t.median_ms);
+            Some(Goal {
+                text: format!("≤ 1.5× onnxruntime ({ratio:.2}×) and faster than tract"),
+                met: ratio <= 1.5 && faster,
+            })
+        }
+        "import" => Some(Goal { text: "< 50 ms".into(), met: r.median_ms < 50.0 }),
+        "isaac-r18-b1" => {
+            Some(Goal { text: "< 500 ms per image".into(), met: r.median_ms < 500.0 })
+        }
+        "isaac-mnist-10k" => Some(Goal { text: "< 10 s".into(), met: r.median_ms < 10_000.0 }),
+        "compile-r18-program" | "compile-r18-stream" => {
+            let size = std::fs::metadata(shared.join("models/resnet18_bn.onnx")).ok()?.len();
+            let peak = r.peak_bytes?;
+            Some(Goal {
+                text: format!("peak < 3× model file ({:.2}×)", peak as f64 / size as f64),
+                met: peak < 3 * size,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    if let Some(id) = &args.child {
+        child(id, &args);
+    }
+    if !args.shared.join("models").is_dir() {
+        eprintln!(
+            "error: {} not found (the benchmark reads the shared models; pass --shared DIR)",
+            args.shared.join("models").display()
+        );
+        std::process::exit(1);
+    }
+    let want =
+        |id: &str| args.only.as_ref().is_none_or(|o| o.iter().any(|s| id.contains(s.as_str())));
+    let mut rows = Vec::new();
+    for w in WORKLOADS.iter().filter(|w| want(w.id)) {
+        if !args.json {
+            eprintln!("running {} ...", w.id);
+        }
+        let Some(mut row) = measure(w.id, w.title, &args) else { continue };
+        row.peers = peers::for_workload(w.id, &args.shared, args.reps, args.peers);
+        row.goal = goal(&row, &args.shared);
+        rows.push(row);
+    }
+    if args.json {
+        print_json(&args, &rows);
+    } else {
+        print_table(&rows);
+    }
+}
+
+fn print_json(args: &Args, rows: &[Row]) {
+    let v: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "workload": r.id, "title": r.title, "min_ms": r.min_ms, "median_ms": r.median_ms,
+                "peak_bytes": r.peak_bytes, "note": r.note,
+                "peers": r.peers.iter().map(|p| serde_json::json!({
+                    "name": p.name, "median_ms": p.median_ms, "measured_in_this_run": p.measured,
+                    "ratio": r.median_ms / p.median_ms })).collect::<Vec<_>>(),
+                "goal": r.goal.as_ref().map(|g| serde_json::json!({"text": g.text, "met": g.met})),
+            })
+        })
+        .collect();
+    let out = serde_json::json!({ "reps": args.reps, "rows": v });
+    println!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialize"));
+}
+
+/// A ratio with two significant digits at least (an import is ~1000× faster than tract's).
+fn ratio_text(r: f64) -> String {
+    if r >= 0.1 {
+        format!("{r:.2}×")
+    } else {
+        format!("{r:.4}×")
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!("| workload | min ms | median ms | peak MB | peer | peer ms | ratio | goal |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let peak = r.peak_bytes.map_or("—".into(), |b| format!("{:.0}", b as f64 / 1e6));
+        let goal = r.goal.as_ref().map_or(String::new(), |g| {
+            format!("{} {}", if g.met { "met:" } else { "NOT met:" }, g.text)
+        });
+        let title = match &r.note {
+            Some(n) => format!("{} ({n})", r.title),
+            None => r.title.to_string(),
+        };
+        let mut first = true;
+        let peers: Vec<Option<&Peer>> =
+            if r.peers.is_empty() { vec![None] } else { r.peers.iter().map(Some).collect() };
+        for p in peers {
+            let (t, mi, me, pk, g) = if first {
+                (
+                    title.as_str(),
+                    format!("{:.2}", r.min_ms),
+                    format!("{:.2}", r.median_ms),
+                    peak.as_str(),
+                    goal.as_str(),
+                )
+            } else {
+                ("", String::new(), String::new(), "", "")
+            };
+            let (pn, pm, ratio) = match p {
+                Some(p) => {
+                    let quoted = if p.measured { "" } else { " (quoted)" };
+                    (
+                        format!("{}{quoted}", p.name),
+                        format!("{:.2}", p.median_ms),
+                        ratio_text(r.median_ms / p.median_ms),
+                    )
+                }
+                None => (String::new(), String::new(), String::new()),
+            };
+            println!("| {t} | {mi} | {me} | {pk} | {pn} | {pm} | {ratio} | {g} |");
+            first = false;
+        }
+    }
+    println!();
+    println!("ratio = cimc median / peer median (lower is better). Peers run with 2 threads");
+    println!(
+        "(onnxruntime) or as their Python package runs them (tract); \"quoted\" = the figure of"
+    );
+    println!("../shared/README.md, not measured in this run.");
+}

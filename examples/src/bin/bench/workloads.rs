@@ -1,0 +1,188 @@
+//! The workloads of the benchmark, each run in a process of its own (`bench --child ID`) so its
+//! peak memory is its own: the child does the setup (import, compile), times `reps` runs after a
+//! warm-up, and prints one JSON line with the times and its peak resident memory.
+
+use cimc::onnx::{self, ImportOptions};
+use cimc_backends::program::Program;
+use cimc_backends::stream::emit::{emit, EmitOptions};
+use cimc_backends::target::Target;
+use cimc_examples::{load, time_ms, top1};
+use cimc_interp::program::ProgramRunner;
+use cimc_interp::{Runner, Tensor};
+use cimc_passes::tile::Chip;
+use cimc_passes::PassContext;
+use std::path::Path;
+
+/// A workload: its id (`--only` matches it), what the table calls it, and the model file whose
+/// size the peak memory is compared with (when that comparison is a goal).
+pub struct Workload {
+    pub id: &'static str,
+    pub title: &'static str,
+}
+
+pub const WORKLOADS: &[Workload] = &[
+    Workload { id: "import", title: "import + verify resnet18_bn.onnx" },
+    Workload { id: "dump", title: "import + text dump resnet18_bn.onnx" },
+    Workload { id: "float-r18-b1", title: "float ResNet-18, batch 1" },
+    Workload { id: "float-r18-b8", title: "float ResNet-18, batch 8" },
+    Workload { id: "float-mnv2-b1", title: "float MobileNetV2, batch 1" },
+    Workload { id: "float-mnist-10k", title: "float mnist_cnn, 10,000 test images" },
+    Workload { id: "w8a8-r18-b1", title: "W8A8 program (exact integer) ResNet-18, batch 1" },
+    Workload { id: "isaac-r18-b1", title: "ISAAC-like crossbar program ResNet-18, batch 1" },
+    Workload {
+        id: "isaac-mnist-10k",
+        title: "ISAAC-like crossbar program mnist_cnn, 10,000 images",
+    },
+    Workload { id: "compile-r18-program", title: "compile ResNet-18 to a program (isaac)" },
+    Workload { id: "compile-r18-stream", title: "compile ResNet-18 to a stream (isaac)" },
+];
+
+/// What a child measured.
+pub struct Measured {
+    pub min_ms: f64,
+    pub median_ms: f64,
+    /// Extra facts worth printing (e.g. top-1 of a test-set run, to show the work was real).
+    pub note: Option<String>,
+}
+
+/// The peak resident memory of this process (`VmHWM` of `/proc/self/status`), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn import(path: &Path, batch: usize) -> cimc_ir::Graph {
+    onnx::import_file(path, &ImportOptions { batch: Some(batch), ..Default::default() })
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A deterministic input of the graph's input shape.
+fn pattern_input(g: &cimc_ir::Graph) -> Tensor {
+    let shape = g.ty(g.inputs()[0]).shape.clone();
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|i| ((i * 7919 % 17) as f32 - 8.0) / 8.0).collect();
+    Tensor::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), v).expect("shape"))
+}
+
+/// ResNet-18 compiled as `cimc compile` does, calibrated on the first shared random image.
+fn compile_r18(shared: &Path, target: Option<&Target>) -> Program {
+    let img = load(&shared.join("data/imagenet_random_x.npy"));
+    let calib = cimc::tensor_util::slice_batch(&img, 0, 1, 1);
+    let g = import(&shared.join("models/resnet18_bn.onnx"), 1);
+    let cx = PassContext {
+        calib: Some(vec![calib]),
+        chip: target.map(|t| Chip::from_target(t, None)),
+        ..Default::default()
+    };
+    cimc::compile::compile(g, &cx, &[]).unwrap_or_else(|e| panic!("{e}")).0
+}
+
+fn isaac() -> Target {
+    Target::preset("isaac").expect("the isaac preset exists")
+}
+
+fn float_run(path: &Path, batch: usize, reps: usize) -> Measured {
+    let g = import(path, batch);
+    let runner = Runner::new(&g).unwrap_or_else(|e| panic!("{e}"));
+    let x = pattern_input(&g);
+    let (min_ms, median_ms) = time_ms(reps, || {
+        std::hint::black_box(runner.run(vec![x.clone()]).expect("run"));
+    });
+    Measured { min_ms, median_ms, note: None }
+}
+
+fn program_run(p: &Program, x: &Tensor, reps: usize) -> Measured {
+    let runner = ProgramRunner::new(p).unwrap_or_else(|e| panic!("{e}"));
+    let (min_ms, median_ms) = time_ms(reps, || {
+        std::hint::black_box(runner.run(vec![x.clone()]).expect("run"));
+    });
+    Measured { min_ms, median_ms, note: None }
+}
+
+/// Runs workload `id` in this process.
+pub fn run(id: &str, shared: &Path, reps: usize) -> Result<Measured, String> {
+    let models = shared.join("models");
+    let r18 = models.join("resnet18_bn.onnx");
+    let img = || load(&shared.join("data/imagenet_random_x.npy"));
+    Ok(match id {
+        "import" => {
+            let (min_ms, median_ms) = time_ms(reps, || {
+                let g = import(&r18, 1);
+                cimc_ir::verify::verify(&g).expect("the imported graph verifies");
+            });
+            Measured { min_ms, median_ms, note: None }
+        }
+        "dump" => {
+            let (min_ms, median_ms) = time_ms(reps, || {
+                let g = import(&r18, 1);
+                std::hint::black_box((g.to_string(), cimc_ir::datafile::write_data(&g)));
+            });
+            Measured { min_ms, median_ms, note: None }
+        }
+        "float-r18-b1" => float_run(&r18, 1, reps),
+        "float-r18-b8" => float_run(&r18, 8, reps.div_ceil(2)),
+        "float-mnv2-b1" => float_run(&models.join("mobilenet_v2_bn.onnx"), 1, reps),
+        "float-mnist-10k" | "isaac-mnist-10k" => {
+            let x = load(&shared.join("data/mnist_test_x.npy"));
+            let y = cimc::npy::read(&shared.join("data/mnist_test_y.npy"))
+                .map_err(|e| e.to_string())?
+                .to_i64_vec();
+            let batch = 500;
+            let g = import(&models.join("mnist_cnn.onnx"), batch);
+            let run: Box<dyn Fn(Vec<Tensor>) -> cimc::Result<Vec<Tensor>>> =
+                if id == "float-mnist-10k" {
+                    let r = Runner::new(&g).unwrap_or_else(|e| panic!("{e}"));
+                    Box::new(move |x| Ok(r.run(x)?))
+                } else {
+                    let calib = load(&shared.join("data/mnist_calib_x.npy"));
+                    let calib = cimc::tensor_util::slice_batch(&calib, 0, 500, 500);
+                    let cx = PassContext {
+                        calib: Some(vec![calib]),
+                        chip: Some(Chip::from_target(&isaac(), None)),
+                        ..Default::default()
+                    };
+                    let p = cimc::compile::compile(g, &cx, &[]).unwrap_or_else(|e| panic!("{e}")).0;
+                    let r = ProgramRunner::new(&p).unwrap_or_else(|e| panic!("{e}"));
+                    Box::new(move |x| Ok(r.run(x)?))
+                };
+            let mut acc = 0.0;
+            let (min_ms, median_ms) = time_ms(reps.div_ceil(4), || {
+                let out = cimc::model::run_in_chunks(&run, batch, std::slice::from_ref(&x), |_| {})
+                    .expect("run");
+                acc = top1(&out[0], &y);
+            });
+            Measured { min_ms, median_ms, note: Some(format!("top-1 {acc:.2} %")) }
+        }
+        "w8a8-r18-b1" => {
+            let p = compile_r18(shared, None);
+            program_run(&p, &cimc::tensor_util::slice_batch(&img(), 1, 1, 1), reps.div_ceil(2))
+        }
+        "isaac-r18-b1" => {
+            let p = compile_r18(shared, Some(&isaac()));
+            program_run(&p, &cimc::tensor_util::slice_batch(&img(), 1, 1, 1), reps.div_ceil(4))
+        }
+        "compile-r18-program" | "compile-r18-stream" => {
+            let out = std::env::temp_dir().join(format!("cimc_bench_{}_{id}", std::process::id()));
+            let t = isaac();
+            let (min_ms, median_ms) = time_ms(reps.div_ceil(4), || {
+                let p = compile_r18(shared, Some(&t));
+                if id == "compile-r18-stream" {
+                    let s = emit(&p, &t, &EmitOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+                    std::fs::write(&out, s.to_bytes()).expect("the temp dir is writable");
+                } else {
+                    cimc::compile::write_program(&out, &p).unwrap_or_else(|e| panic!("{e}"));
+                }
+            });
+            std::fs::remove_file(&out).ok();
+            let size = std::fs::metadata(&r18).map(|m| m.len()).unwrap_or(0);
+            Measured {
+                min_ms,
+                median_ms,
+                note: Some(format!("model file {:.1} MB", size as f64 / 1e6)),
+            }
+        }
+        other => return Err(format!("unknown workload '{other}'")),
+    })
+}
