@@ -108,9 +108,10 @@ pub struct PipelineReport {
     pub printed: Vec<(&'static str, String)>,
     /// The pass it stopped after, when `stop_after` named one.
     pub stopped_after: Option<&'static str>,
-    /// (pass, wall time) in run order, including the graph's compaction and verification
-    /// after it (for `--time-passes`; never in a deterministic output).
-    pub times: Vec<(&'static str, std::time::Duration)>,
+    /// (pass, wall time, resident memory after it) in run order, the time including the
+    /// graph's compaction and verification after the pass (for `--time-passes`; never in a
+    /// deterministic output). The memory is `None` where `/proc/self/statm` is not there.
+    pub times: Vec<(&'static str, std::time::Duration, Option<u64>)>,
 }
 
 impl Pipeline {
@@ -155,7 +156,7 @@ impl Pipeline {
                 PassError::Internal(format!("the graph after {} does not verify: {e}", p.name()))
             })?;
             report.stats.push((p.name(), stats));
-            report.times.push((p.name(), start.elapsed()));
+            report.times.push((p.name(), start.elapsed(), resident_bytes()));
             if print_after.iter().any(|n| n == p.name()) {
                 report.printed.push((p.name(), graph.to_string()));
             }
@@ -166,6 +167,13 @@ impl Pipeline {
         }
         Ok(report)
     }
+}
+
+/// This process's resident memory (Linux `/proc/self/statm`, 4 KiB pages), for `--time-passes`.
+pub fn resident_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 fn unknown_pass(n: &str) -> PassError {

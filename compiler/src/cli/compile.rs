@@ -140,11 +140,12 @@ pub fn run(a: CompileArgs) -> Result<()> {
         eprintln!("{}", super::stats_json(&report));
     }
     if a.time_passes {
-        let total: f64 = report.times.iter().map(|(_, t)| t.as_secs_f64()).sum();
-        eprintln!("{:<20} {:>10} {:>7}", "pass", "seconds", "share");
-        for (pass, t) in &report.times {
+        let total: f64 = report.times.iter().map(|(_, t, _)| t.as_secs_f64()).sum();
+        eprintln!("{:<20} {:>10} {:>7} {:>12}", "pass", "seconds", "share", "resident MB");
+        for (pass, t, rss) in &report.times {
             let t = t.as_secs_f64();
-            eprintln!("{pass:<20} {t:>10.3} {:>6.1}%", 100.0 * t / total.max(1e-12));
+            let rss = rss.map_or("—".into(), |b| format!("{:.1}", b as f64 / 1e6));
+            eprintln!("{pass:<20} {t:>10.3} {:>6.1}% {rss:>12}", 100.0 * t / total.max(1e-12));
         }
         eprintln!("{:<20} {total:>10.3}", "all passes");
     }
