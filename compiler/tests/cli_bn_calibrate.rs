@@ -1,49 +1,25 @@
 //! `bn-calibrate` on the command line (`docs/bn-calibrate.md`): a real model on a lossy crossbar,
 //! its report (the drift before, none after), its notes in the IR dump, and bad input.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn data(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
-        .join(p)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn cimc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cimc")).args(args).output().expect("the cimc binary runs")
-}
+mod common;
+use common::{cimc, data, ok};
 
 #[test]
 fn drift_on_a_lossy_crossbar_is_corrected_layer_by_layer() {
-    let dir = std::env::temp_dir().join(format!("cimc_bncal_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::tmp_dir("bncal");
     let prog = dir.join("r.cimp").to_string_lossy().into_owned();
-    let report = dir.join("r.json");
+    let report = dir.join("r.json").to_string_lossy().into_owned();
+    let (model, calib) = (data("models/mnist_resnet.onnx"), data("sets/mnist_calib200_x.npy"));
     // mnist_resnet: its BatchNormalizations are folded by `fold-bn`, so the statistics can only
     // come from data. A 4-bit ADC that never clips has coarse steps: the outputs drift.
-    let out = cimc(&[
-        "compile",
-        &data("models/mnist_resnet.onnx"),
-        "--calib",
-        &data("sets/mnist_calib200_x.npy"),
-        "--calib-samples",
-        "64",
-        "--target",
-        "edge",
-        "--adc-bits",
-        "4",
-        "--adc-range",
-        "worst",
-        "--bn-calibrate",
-        "--report",
-        &report.to_string_lossy(),
-        "-o",
-        &prog,
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let compile = |extra: &[&str]| {
+        let mut a = vec!["compile", &model, "--calib", &calib, "--calib-samples", "64"];
+        a.extend(["--target", "edge", "--adc-bits", "4", "--adc-range", "worst"]);
+        a.push("--bn-calibrate");
+        a.extend_from_slice(extra);
+        cimc(&a)
+    };
+    ok(&compile(&["--report", &report, "-o", &prog]));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
     let bn = &r["passes"]["bn-calibrate"];
     assert_eq!(bn["samples"], 64);
@@ -63,24 +39,7 @@ fn drift_on_a_lossy_crossbar_is_corrected_layer_by_layer() {
     }
     // Same compile, same bytes (deterministic).
     let again = dir.join("r2.cimp").to_string_lossy().into_owned();
-    let out2 = cimc(&[
-        "compile",
-        &data("models/mnist_resnet.onnx"),
-        "--calib",
-        &data("sets/mnist_calib200_x.npy"),
-        "--calib-samples",
-        "64",
-        "--target",
-        "edge",
-        "--adc-bits",
-        "4",
-        "--adc-range",
-        "worst",
-        "--bn-calibrate",
-        "-o",
-        &again,
-    ]);
-    assert!(out2.status.success(), "{}", String::from_utf8_lossy(&out2.stderr));
+    ok(&compile(&["-o", &again]));
     assert_eq!(std::fs::read(&prog).unwrap(), std::fs::read(&again).unwrap());
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -98,7 +57,7 @@ fn the_dump_shows_each_correction_as_a_note() {
         "4",
         "--bn-calibrate",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     let notes = text.lines().filter(|l| l.trim_start().starts_with("note bn-calibrate")).count();
     assert_eq!(notes, 3, "one note per Conv/Gemm of digits_cnn:\n{text}");

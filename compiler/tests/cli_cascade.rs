@@ -1,35 +1,8 @@
 //! The cascade on the command line (`docs/cascade.md`): `compile --cascade`, then `run`/`eval`
 //! of the program at other weight widths (`--wbits`, `--wbits-file`), and the errors.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn data(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
-        .join(p)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn cimc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cimc")).args(args).output().expect("the cimc binary runs")
-}
-
-fn ok(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
-/// Exit status 1, no panic, and every `needle` in the one-line message.
-fn user_error(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks '{n}': {err}");
-    }
-}
+mod common;
+use common::{cimc, data, ok_json as ok, user_error};
 
 #[test]
 fn one_program_runs_at_every_width() {

@@ -1,37 +1,14 @@
 //! `cimc compile --auto-bits`: the chosen widths come out as the `--bits` TOML, which compiles
 //! back to the same program; budgets that cannot be met are user errors.
 
+mod common;
+use common::{cimc, data, ok, user_error};
 use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn data(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
-        .join(p)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn cimc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cimc")).args(args).output().expect("the cimc binary runs")
-}
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cimc-mp-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
-}
-
-fn ok(out: &Output) {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// Exit status 1, no panic, and a message on stderr containing `needle`.
-fn user_error(out: &Output, needle: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "expected exit 1, got {:?}; stderr: {err}", out.status);
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
-    assert!(err.contains(needle), "stderr lacks '{needle}': {err}");
 }
 
 #[test]
@@ -120,9 +97,9 @@ fn budgets_that_cannot_be_met_are_user_errors() {
             "--calib-samples",
             "8",
         ]),
-        "smallest achievable",
+        &["smallest achievable"],
     );
-    user_error(&with(&["arrays=10", "--calib", &calib, "--calib-samples", "8"]), "--target");
-    user_error(&with(&["weight-bits=4"]), "--calib");
-    user_error(&with(&["bits=4", "--calib", &calib]), "expected arrays=N");
+    user_error(&with(&["arrays=10", "--calib", &calib, "--calib-samples", "8"]), &["--target"]);
+    user_error(&with(&["weight-bits=4"]), &["--calib"]);
+    user_error(&with(&["bits=4", "--calib", &calib]), &["expected arrays=N"]);
 }
