@@ -12,6 +12,7 @@
 //! Architecture invariant: `interp` depends on `ir` only, never on `passes` or the importer.
 
 pub mod error;
+pub mod noise;
 mod ops;
 pub mod program;
 mod runner;
