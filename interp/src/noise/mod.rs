@@ -87,3 +87,6 @@ impl NoiseConfig {
         self.spec.is_off() && (self.pattern.is_none() || self.spec.sigma_prog == 0.0)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -59,7 +59,7 @@ where
 
 /// The outputs `[vector][M]` of vectors `v0..v1`.
 #[allow(clippy::too_many_arguments)]
-fn chunk<T, F>(
+pub(super) fn chunk<T, F>(
     p: &PreparedCrossbar,
     nx: &NoisyCrossbar,
     src: &crate::program::crossbar::Source,
