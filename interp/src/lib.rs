@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod grad;
+pub mod noise;
 mod ops;
 pub mod program;
 mod runner;
