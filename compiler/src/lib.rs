@@ -9,5 +9,6 @@ pub mod report;
 pub mod stream_report;
 pub mod svg;
 pub mod tensor_util;
+pub mod worst_case;
 
 pub use error::{Error, Result};
