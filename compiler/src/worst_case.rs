@@ -181,7 +181,9 @@ pub fn worst_case(
         .and_then(|d| d.shape.first().copied())
         .unwrap_or(1)
         .max(1);
-    let mut s = Search::new(float, program, opts.sigma)?;
+    let mut float = float.clone();
+    cimc_interp::worst_case::clamp_to_program_ranges(&mut float, program)?;
+    let mut s = Search::new(&float, program, opts.sigma)?;
     let with = |p: &Pattern| {
         NoiseConfig::new(spec.clone(), opts.seed).with_pattern(Arc::new(Fixed(p.clone())))
     };

@@ -35,6 +35,8 @@ pub struct EvalArgs {
     widths: super::run::WidthArgs,
     #[command(flatten)]
     import: ImportArgs,
+    #[command(flatten)]
+    worst: super::worst_case::WorstCaseArgs,
 }
 
 /// Predictions (argmax of the first output) of a model over `x`.
@@ -81,6 +83,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let x = Tensor::from_data(&xd)
         .map_err(|e| Error::Npy { file: a.data.clone(), msg: e.to_string() })?;
     let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
+    if a.worst.asked() {
+        return super::worst_case::run(&a.worst, &m, &x, &labels[..n], a.json);
+    }
     let batch = a.eval_batch.max(1).min(n);
 
     let start = std::time::Instant::now();

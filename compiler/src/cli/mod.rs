@@ -7,6 +7,7 @@ mod quant_args;
 mod run;
 mod sim;
 mod stream;
+mod worst_case;
 
 use cimc::onnx::ImportOptions;
 use cimc::{Error, Result};

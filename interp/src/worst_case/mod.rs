@@ -276,3 +276,40 @@ pub fn normal(seed: u64, stream: u64, index: u64) -> f64 {
         |i: u64| ((hash64(seed, stream, 2 * index + i) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     (-2.0 * u(0).ln()).sqrt() * (2.0 * std::f64::consts::PI * u(1)).cos()
 }
+
+/// Clips the output of each crossbar layer's node in `graph` to the real range of the
+/// program's output codes, `s_y·(lo − z_y) ..= s_y·(hi − z_y)` (intersected with the node's own
+/// fused clamp): the surrogate then saturates where the program's activation quantization
+/// does, which is what bounds a variation pattern's damage on the chip. Returns the number of
+/// nodes clamped (a MatMul node has no clamp and is left as it is).
+pub fn clamp_to_program_ranges(graph: &mut Graph, program: &Program) -> Result<usize> {
+    let mut count = 0;
+    for l in layers(program, graph)? {
+        let (output, requant) = match &program.steps[l.step] {
+            Step::Conv { output, requant, .. } | Step::Gemm { output, requant, .. } => {
+                (*output, requant)
+            }
+            _ => continue,
+        };
+        let Some(s_y) = program.buffers[output].quant.as_ref().and_then(|q| q.scale.first()) else {
+            continue;
+        };
+        let lo = *s_y as f64 * (requant.lo - requant.zero_point) as f64;
+        let hi = *s_y as f64 * (requant.hi - requant.zero_point) as f64;
+        let Some(id) = graph.node_ids().into_iter().find(|&id| graph.node(id).name == l.origin)
+        else {
+            continue;
+        };
+        let meet = |c: Option<(f32, f32)>| {
+            let (a, b) = c.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+            Some((a.max(lo as f32), b.min(hi as f32)))
+        };
+        match &mut graph.node_mut(id).op {
+            Op::Conv(a) => a.clamp = meet(a.clamp),
+            Op::Gemm { clamp, .. } => *clamp = meet(*clamp),
+            _ => continue,
+        }
+        count += 1;
+    }
+    Ok(count)
+}

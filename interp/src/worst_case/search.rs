@@ -96,6 +96,12 @@ impl<'g> Search<'g> {
         Ok(())
     }
 
+    /// The surrogate's first output under pattern `p` (one run of the graph's batch).
+    pub fn surrogate_logits(&mut self, p: &Pattern, x: &Tensor) -> Result<ndarray::Array2<f64>> {
+        self.apply(p)?;
+        self.grad.forward(vec![x.clone()])
+    }
+
     fn chunks<'a>(&self, x: &'a Tensor, y: &'a [i64]) -> Result<Vec<(Tensor, &'a [i64])>> {
         let n = x.shape().first().copied().unwrap_or(0);
         if n == 0 || n % self.batch != 0 || y.len() != n {
