@@ -117,7 +117,7 @@ pub fn float_graph(model: &Path, batch: usize) -> Result<Graph> {
 /// The largest divisor of `n` that is at most `cap`: a float batch that cuts `n` samples into
 /// equal chunks.
 pub fn batch_dividing(n: usize, cap: usize) -> usize {
-    (1..=cap.min(n).max(1)).rev().find(|b| n % b == 0).unwrap_or(1)
+    (1..=cap.min(n).max(1)).rev().find(|b| n.is_multiple_of(*b)).unwrap_or(1)
 }
 
 /// Top-1 (percent) of the crossbar program on `(x, y)` under `cfg` (trial `trial`), or exact

@@ -175,3 +175,42 @@ fn a_program_without_crossbars_is_refused() {
     let e = Search::new(&fg, &p, 0.1).err().expect("no crossbar layer");
     assert!(e.to_string().contains("no crossbar layer"), "{e}");
 }
+
+/// How tight the first-order pattern is where exhaustive search is possible: over the 8 cells
+/// with the largest |∂L/∂ε| of each layer (every other ε = 0), all 2^8 sign patterns ±k on the
+/// surrogate against the FGSM choice (the optimum of the linearized loss). Prints the gap.
+#[test]
+fn fgsm_against_exhaustive_signs_of_the_top_cells() {
+    let p = isaac_program();
+    let g = float_graph(&model(), N).unwrap();
+    let (x, y) = samples();
+    let mut s = Search::new(&g, &p, 0.1).unwrap();
+    let zero = Pattern::zeros(&s.layers);
+    let ev = s.evaluate(&zero, &x, &y, true).unwrap();
+    let k = 3.0f32;
+    for li in 0..s.layers.len() {
+        let gl = &ev.grad[li];
+        let mut idx: Vec<usize> = (0..gl.len()).collect();
+        idx.sort_by(|&a, &b| gl[b].abs().total_cmp(&gl[a].abs()));
+        let top = &idx[..8];
+        let mut loss_of = |signs: u32| {
+            let mut q = zero.clone();
+            for (b, &c) in top.iter().enumerate() {
+                q.eps[li][c] = if signs >> b & 1 == 1 { k } else { -k };
+            }
+            s.evaluate(&q, &x, &y, false).unwrap().loss
+        };
+        let fgsm_signs =
+            top.iter().enumerate().fold(0u32, |m, (b, &c)| m | (((gl[c] > 0.0) as u32) << b));
+        let fgsm = loss_of(fgsm_signs);
+        let (best_signs, best) = (0..256u32)
+            .map(|m| (m, loss_of(m)))
+            .fold((0, f64::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+        eprintln!(
+            "layer {li}: loss none {:.5}, FGSM {fgsm:.5}, exhaustive best {best:.5} (signs {best_signs:08b}, FGSM {fgsm_signs:08b})",
+            ev.loss
+        );
+        assert!(best >= fgsm);
+        assert!(fgsm - ev.loss >= 0.9 * (best - ev.loss), "layer {li}: FGSM far from the best");
+    }
+}

@@ -81,7 +81,7 @@ pub(super) fn conv_backward(
         ow: ys[3],
         group: a.group.max(1),
     };
-    if geo.cg * geo.group != geo.c || geo.m % geo.group != 0 {
+    if geo.cg * geo.group != geo.c || !geo.m.is_multiple_of(geo.group) {
         return Err(node_err(node, "channels do not fit the groups"));
     }
     let n = xs[0];
