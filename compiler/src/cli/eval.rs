@@ -35,6 +35,8 @@ pub struct EvalArgs {
     widths: super::run::WidthArgs,
     #[command(flatten)]
     import: ImportArgs,
+    #[command(flatten)]
+    noise: super::noise_eval::NoiseArgs,
 }
 
 /// Predictions (argmax of the first output) of a model over `x`.
@@ -81,6 +83,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let x = Tensor::from_data(&xd)
         .map_err(|e| Error::Npy { file: a.data.clone(), msg: e.to_string() })?;
     let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
+    a.noise.check(widths.is_some())?;
+    if a.noise.active() {
+        return super::noise_eval::run(&a.noise, &m, &x, &labels[..n], a.json);
+    }
     let batch = a.eval_batch.max(1).min(n);
 
     let start = std::time::Instant::now();

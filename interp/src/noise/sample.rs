@@ -90,7 +90,12 @@ fn drift_factor(spec: &NoiseSpec, nu: f64) -> f64 {
     }
 }
 
-pub(super) fn sample_step(p: &PreparedCrossbar, cfg: &NoiseConfig, trial: u64, step: usize) -> NoisyCrossbar {
+pub(super) fn sample_step(
+    p: &PreparedCrossbar,
+    cfg: &NoiseConfig,
+    trial: u64,
+    step: usize,
+) -> NoisyCrossbar {
     let spec = &cfg.spec;
     let (seed, cb) = (cfg.seed, p.x.cell_bits as usize);
     let top = ((1u32 << cb) - 1) as f64;
