@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod error;
 pub mod model;
+pub mod noise_eval;
 pub mod npy;
 pub mod onnx;
 pub mod report;

@@ -36,6 +36,8 @@ pub struct EvalArgs {
     #[command(flatten)]
     import: ImportArgs,
     #[command(flatten)]
+    noise: super::noise_eval::NoiseArgs,
+    #[command(flatten)]
     worst: super::worst_case::WorstCaseArgs,
 }
 
@@ -85,6 +87,10 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
     if a.worst.asked() {
         return super::worst_case::run(&a.worst, &m, &x, &labels[..n], a.json);
+    }
+    a.noise.check(widths.is_some())?;
+    if a.noise.active() {
+        return super::noise_eval::run(&a.noise, &m, &x, &labels[..n], a.json);
     }
     let batch = a.eval_batch.max(1).min(n);
 

@@ -3,6 +3,7 @@
 mod compile;
 mod dump;
 mod eval;
+mod noise_eval;
 mod quant_args;
 mod run;
 mod sim;
