@@ -28,13 +28,13 @@ pub struct WorstCaseArgs {
     pub pgd_steps: usize,
     /// Random-sign patterns per K, and Gaussian mean-case trials.
     #[arg(long = "worst-trials", default_value_t = 3)]
-    pub trials: usize,
+    pub worst_trials: usize,
     /// Seed of the random-sign and Gaussian patterns.
     #[arg(long = "worst-seed", default_value_t = 1)]
-    pub seed: u64,
+    pub worst_seed: u64,
     /// Write the plot (top-1 against K) to this SVG file.
     #[arg(long = "worst-svg")]
-    pub svg: Option<PathBuf>,
+    pub worst_svg: Option<PathBuf>,
 }
 
 impl WorstCaseArgs {
@@ -61,15 +61,15 @@ pub fn run(a: &WorstCaseArgs, model: &Model, x: &Tensor, labels: &[i64], json: b
         sigma: a.sigma,
         ks: a.ks.clone(),
         pgd_steps: a.pgd_steps,
-        trials: a.trials,
-        seed: a.seed,
+        trials: a.worst_trials,
+        seed: a.worst_seed,
     };
     let r = worst_case(program, &graph, x, labels, &opts, |s| {
         if !json {
             eprintln!("{s}");
         }
     })?;
-    if let Some(f) = &a.svg {
+    if let Some(f) = &a.worst_svg {
         let title = format!("top-1 under programming variation, σ_p = {}", a.sigma);
         std::fs::write(f, r.svg(&title)).map_err(|e| Error::io(f, e))?;
     }
