@@ -4,6 +4,7 @@
 pub mod arith;
 pub mod error;
 pub mod isa;
+pub mod noise;
 pub mod program;
 pub mod stream;
 pub mod target;

@@ -13,6 +13,7 @@
 //! and the key.
 
 use crate::error::{BackendError, Result};
+use crate::noise::NoiseSpec;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -241,6 +242,11 @@ pub struct Target {
     pub weights: WeightSpec,
     pub core: CoreSpec,
     pub cost: CostSpec,
+    /// The analog non-idealities of the device (hardware-model §5; `docs/noise.md`): used by
+    /// `cimc eval --noise`, never by compilation. Off by default, and then not serialized, so
+    /// that a target without it keeps its hash.
+    #[serde(skip_serializing_if = "NoiseSpec::is_default")]
+    pub noise: NoiseSpec,
 }
 
 impl Default for Target {
@@ -254,6 +260,7 @@ impl Default for Target {
             weights: WeightSpec::default(),
             core: CoreSpec::default(),
             cost: CostSpec::default(),
+            noise: NoiseSpec::default(),
         }
     }
 }
@@ -393,6 +400,7 @@ impl Target {
                 p.push(format!("cost.{key} = {v}: a cost figure is {want}"));
             }
         }
+        p.extend(self.noise.problems());
         p
     }
 

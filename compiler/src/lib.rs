@@ -3,11 +3,13 @@
 pub mod compile;
 pub mod error;
 pub mod model;
+pub mod noise_eval;
 pub mod npy;
 pub mod onnx;
 pub mod report;
 pub mod stream_report;
 pub mod svg;
 pub mod tensor_util;
+pub mod worst_case;
 
 pub use error::{Error, Result};

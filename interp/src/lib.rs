@@ -12,11 +12,14 @@
 //! Architecture invariant: `interp` depends on `ir` only, never on `passes` or the importer.
 
 pub mod error;
+pub mod grad;
+pub mod noise;
 mod ops;
 pub mod program;
 mod runner;
 pub mod sim;
 pub mod tensor;
+pub mod worst_case;
 
 pub use error::{InterpError, Result};
 pub use program::{AdcStats, ProgramRunner, StepAdcStats};

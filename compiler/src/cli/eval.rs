@@ -35,6 +35,10 @@ pub struct EvalArgs {
     widths: super::run::WidthArgs,
     #[command(flatten)]
     import: ImportArgs,
+    #[command(flatten)]
+    noise: super::noise_eval::NoiseArgs,
+    #[command(flatten)]
+    worst: super::worst_case::WorstCaseArgs,
 }
 
 /// Predictions (argmax of the first output) of a model over `x`.
@@ -81,6 +85,13 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let x = Tensor::from_data(&xd)
         .map_err(|e| Error::Npy { file: a.data.clone(), msg: e.to_string() })?;
     let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
+    if a.worst.asked() {
+        return super::worst_case::run(&a.worst, &m, &x, &labels[..n], a.json);
+    }
+    a.noise.check(widths.is_some())?;
+    if a.noise.active() {
+        return super::noise_eval::run(&a.noise, &m, &x, &labels[..n], a.json);
+    }
     let batch = a.eval_batch.max(1).min(n);
 
     let start = std::time::Instant::now();

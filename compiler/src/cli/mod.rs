@@ -3,10 +3,12 @@
 mod compile;
 mod dump;
 mod eval;
+mod noise_eval;
 mod quant_args;
 mod run;
 mod sim;
 mod stream;
+mod worst_case;
 
 use cimc::onnx::ImportOptions;
 use cimc::{Error, Result};

@@ -53,13 +53,13 @@ pub(crate) fn pool_out_shape(a: &PoolAttrs, ins: &[usize]) -> Result<Vec<usize>>
 /// Precomputed windows: for output position `j`, the in-plane offsets of its taps inside the
 /// input are `offs[start[j]..start[j + 1]]`, and `padded_count[j]` counts its taps inside the
 /// padded input.
-struct Windows {
-    offs: Vec<usize>,
-    start: Vec<usize>,
-    padded_count: Vec<usize>,
+pub(crate) struct Windows {
+    pub(crate) offs: Vec<usize>,
+    pub(crate) start: Vec<usize>,
+    pub(crate) padded_count: Vec<usize>,
 }
 
-fn windows(a: &PoolAttrs, ins: &[usize], outs: &[usize]) -> Windows {
+pub(crate) fn windows(a: &PoolAttrs, ins: &[usize], outs: &[usize]) -> Windows {
     let n = ins.len();
     // Per dim and output index: valid input coordinates, and taps inside the padded input.
     let per_dim: Vec<Vec<(Vec<usize>, usize)>> = (0..n)
@@ -129,7 +129,7 @@ fn windows(a: &PoolAttrs, ins: &[usize], outs: &[usize]) -> Windows {
 }
 
 /// Checks x `[N, C, D..]` and returns (planes, input plane size, output spatial shape).
-fn geometry(a: &PoolAttrs, xs: &[usize]) -> Result<(usize, usize, Vec<usize>)> {
+pub(crate) fn geometry(a: &PoolAttrs, xs: &[usize]) -> Result<(usize, usize, Vec<usize>)> {
     if xs.len() < 3 {
         return Err(bad(format!("input must be [N, C, D..], got {xs:?}")));
     }

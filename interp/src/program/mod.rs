@@ -22,6 +22,9 @@ use cimc_backends::program::{BufferDecl, Elem, Program, Step};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
+/// A noisy run: the programmed chip and the index of the batch's first image.
+pub(crate) type Noise<'a> = (&'a crate::noise::NoisyChip, u64);
+
 /// The contents of one buffer while a program runs.
 #[derive(Clone, Debug)]
 pub(crate) enum Data {
@@ -125,8 +128,41 @@ impl ProgramRunner {
 
     fn run_impl(&self, inputs: Vec<Tensor>, stats: Option<&mut AdcStats>) -> Result<Vec<Tensor>> {
         let mut state = self.start(inputs)?;
-        self.run_until_with(&mut state, usize::MAX, stats)?;
+        self.run_until_with(&mut state, usize::MAX, stats, None)?;
         self.outputs(state)
+    }
+
+    /// Runs the program like [`ProgramRunner::run`] on the chip programmed as `chip` (one trial
+    /// of [`crate::noise`]): crossbar steps compute their partial sums from the perturbed
+    /// cells, with read noise keyed on `first_image`, the index of this batch's first image in
+    /// the whole evaluation; every other step is exact.
+    pub fn run_noisy(
+        &self,
+        inputs: Vec<Tensor>,
+        chip: &crate::noise::NoisyChip,
+        first_image: u64,
+    ) -> Result<Vec<Tensor>> {
+        if chip.steps.len() != self.program.steps.len() {
+            return Err(InterpError::Input {
+                name: "noise".into(),
+                msg: "the chip was programmed for another program".into(),
+            });
+        }
+        let mut state = self.start(inputs)?;
+        self.run_until_with(&mut state, usize::MAX, None, Some((chip, first_image)))?;
+        self.outputs(state)
+    }
+
+    /// The prepared crossbar of every step (`None` for the others), for programming a noisy
+    /// chip; an error for a program run at derived weight widths.
+    pub(crate) fn crossbar_steps(&self) -> Result<Vec<Option<&crossbar::PreparedCrossbar>>> {
+        if self.cascade.iter().any(Option::is_some) {
+            return Err(InterpError::Input {
+                name: "noise".into(),
+                msg: "noise is not modelled at derived weight widths (--wbits)".into(),
+            });
+        }
+        Ok(self.prepared.iter().map(|p| p.as_ref().and_then(|p| p.crossbar())).collect())
     }
 
     fn get<'a>(&self, bufs: &'a [Option<Data>], i: usize, s: &Step, b: usize) -> Result<&'a Data> {
@@ -169,6 +205,7 @@ impl ProgramRunner {
         s: &Step,
         bufs: &[Option<Data>],
         stats: Option<&mut StepAdcStats>,
+        noise: Option<Noise<'_>>,
     ) -> Result<Data> {
         let p = &self.program;
         let shape = |b: usize| p.buffers[b].shape.as_slice();
@@ -199,10 +236,20 @@ impl ProgramRunner {
                     .as_ref()
                     .ok_or_else(|| InterpError::Internal("unprepared matrix step".into()))?;
                 let (si, so) = (shape(*input), shape(*output));
+                let noisy = noise.and_then(|(chip, first)| chip.step(i).map(|n| (n, first)));
                 Data::Codes(
-                    match self.cascade.get(i).and_then(Option::as_ref) {
-                        Some(c) => c.run(s, prep, x, si, so, stats),
-                        None => kernels::run_matrix(s, prep, x, si, so, stats),
+                    match (noisy, prep.crossbar(), self.cascade.get(i).and_then(Option::as_ref)) {
+                        (Some((nx, first)), Some(xb), None) => {
+                            let (Step::Conv { requant, .. } | Step::Gemm { requant, .. }) = s
+                            else {
+                                return Err(InterpError::Internal("not a matrix step".into()));
+                            };
+                            crate::noise::run::run_with(s, xb, nx, x, si, so, first, &|a, n| {
+                                requant.apply(a, n)
+                            })
+                        }
+                        (_, _, Some(c)) => c.run(s, prep, x, si, so, stats),
+                        _ => kernels::run_matrix(s, prep, x, si, so, stats),
                     }
                     .map_err(e)?,
                 )

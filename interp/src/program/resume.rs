@@ -44,7 +44,7 @@ impl ProgramRunner {
 
     /// Runs the steps from where `state` paused up to (not including) step `until`.
     pub fn run_until(&self, state: &mut RunState, until: usize) -> Result<()> {
-        self.run_until_with(state, until, None)
+        self.run_until_with(state, until, None, None)
     }
 
     pub(super) fn run_until_with(
@@ -52,13 +52,14 @@ impl ProgramRunner {
         state: &mut RunState,
         until: usize,
         mut stats: Option<&mut AdcStats>,
+        noise: Option<super::Noise<'_>>,
     ) -> Result<()> {
         let until = until.min(self.program.steps.len());
         while state.next < until {
             let i = state.next;
             let s = &self.program.steps[i];
             let step_stats = stats.as_deref_mut().and_then(|st| st.steps[i].as_mut());
-            let out = self.step(i, s, &state.bufs, step_stats)?;
+            let out = self.step(i, s, &state.bufs, step_stats, noise)?;
             self.store(state, i, out)?;
         }
         Ok(())
@@ -128,7 +129,7 @@ impl ProgramRunner {
             }
             _ => return Err(step_err(i, s, "accumulators of a step that is no Conv or Gemm")),
         };
-        let out = self.step(i, &probe, &state.bufs, None)?;
+        let out = self.step(i, &probe, &state.bufs, None, None)?;
         let Data::Codes(acc) = out else {
             return Err(InterpError::Internal("a matrix step produced f32 values".into()));
         };

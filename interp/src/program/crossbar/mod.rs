@@ -16,7 +16,8 @@ mod kernel;
 mod run;
 
 pub(crate) use run::{
-    input_planes, run, run_vectors, run_with, Outputs, Planes, PlanesLayout, Source, WindowView,
+    input_planes, run, run_vectors, run_with, scatter, source_of, vector_values, Outputs, Planes,
+    PlanesLayout, Source, WindowView,
 };
 
 use cimc_backends::program::{BufferDecl, Crossbar, Elem, Encoding, Step};
@@ -75,38 +76,38 @@ const BLOCK_COLUMNS: usize = 256;
 
 /// A crossbar step's weights as bit planes, with everything per column the kernel needs.
 pub(crate) struct PreparedCrossbar {
-    x: Crossbar,
+    pub(crate) x: Crossbar,
     /// `is_lossless(K)`: the exact GEMM gives the same result.
     pub(crate) lossless: bool,
     /// Rows of one group's matrix.
-    k: usize,
-    groups: usize,
+    pub(crate) k: usize,
+    pub(crate) groups: usize,
     /// Outputs per group.
-    mg: usize,
-    tiles: usize,
-    words: usize,
-    input_bits: usize,
-    input_slices: usize,
+    pub(crate) mg: usize,
+    pub(crate) tiles: usize,
+    pub(crate) words: usize,
+    pub(crate) input_bits: usize,
+    pub(crate) input_slices: usize,
     /// Physical columns per output, per group.
-    cpo: usize,
-    pc: usize,
+    pub(crate) cpo: usize,
+    pub(crate) pc: usize,
     /// `pc` rounded up to whole lanes (the stride of `planes`, `e` and `half`).
-    pc_pad: usize,
+    pub(crate) pc_pad: usize,
     /// `[group][tile][word][cell bit][physical column]`.
-    planes: Vec<u64>,
+    pub(crate) planes: Vec<u64>,
     /// ADC exponent and half step per `[group][physical column]`.
-    e: Vec<u64>,
-    half: Vec<u64>,
+    pub(crate) e: Vec<u64>,
+    pub(crate) half: Vec<u64>,
     /// Per column slot of an output: subtract (the `−` column) and the shift `j·cell_bits`.
-    fold: Vec<(bool, u32)>,
+    pub(crate) fold: Vec<(bool, u32)>,
     /// Per output: `bias + (input_min − z_x)·Σ_k w[k,n]`.
-    konst: Vec<i64>,
+    pub(crate) konst: Vec<i64>,
     /// `2^(weight_bits−1)` (offset encoding), else 0: times `Σ_k v[k]`, subtracted.
-    offset: i64,
-    input_min: i32,
-    vmax: u32,
+    pub(crate) offset: i64,
+    pub(crate) input_min: i32,
+    pub(crate) vmax: u32,
     /// Per row `k`: its place in a vector's padded input buffer `[tile][word][64 rows]`.
-    kpos: Vec<u32>,
+    pub(crate) kpos: Vec<u32>,
 }
 
 impl PreparedCrossbar {

@@ -126,6 +126,12 @@ pub(crate) struct Outputs<T> {
 }
 
 impl<T> Outputs<T> {
+    /// Results of whole vectors: per part, its first vector and its values `[vector][M]`.
+    pub(crate) fn whole(parts: Vec<(usize, Vec<T>)>, groups: usize, mg: usize) -> Outputs<T> {
+        let parts = parts.into_iter().map(|(v0, vals)| (v0, 0..mg, vals)).collect();
+        Outputs { parts, groups, mg }
+    }
+
     /// Calls `f(vector, n0, values)` for each vector and each run of its outputs
     /// `n0 .. n0 + values.len()` (every output of every vector exactly once).
     pub(crate) fn for_each(&self, mut f: impl FnMut(usize, usize, &[T])) {
@@ -173,7 +179,20 @@ where
     T: Copy + Default + Send,
     F: Fn(i64, usize) -> T + Sync,
 {
-    let (src, nvec) = match s {
+    let (src, nvec) = source_of(s, p, x, si, so)?;
+    let results = run_vectors(p, &src, None, nvec, stats, fin)?;
+    Ok(scatter(&src, p, nvec, &results))
+}
+
+/// The input vectors of step `s` (Conv or Gemm) over its input `x`, and how many there are.
+pub(crate) fn source_of<'a>(
+    s: &Step,
+    p: &PreparedCrossbar,
+    x: &'a [i32],
+    si: &[usize],
+    so: &[usize],
+) -> Result<(Source<'a>, usize), String> {
+    Ok(match s {
         Step::Conv { input_zero_point, weights, window, group, .. } => {
             let geo = ConvGeom::new(weights, window, *group, si, so, x.len())?;
             let nvec = geo.n * geo.oh * geo.ow;
@@ -194,13 +213,22 @@ where
             (Source::Gemm { x }, nvec)
         }
         _ => return Err("not a matrix step".into()),
-    };
+    })
+}
+
+/// The values of [`run_vectors`]' results in the output buffer's layout (`[N, M, oh, ow]` for
+/// Conv, `[rows, M]` for Gemm).
+pub(crate) fn scatter<T: Copy + Default>(
+    src: &Source,
+    p: &PreparedCrossbar,
+    nvec: usize,
+    results: &Outputs<T>,
+) -> Vec<T> {
     let m = p.groups * p.mg;
-    let results = run_vectors(p, &src, None, nvec, stats, fin)?;
     let mut out = vec![T::default(); nvec * m];
     results.for_each(|v, n0, codes| {
         // Where output n of this vector goes: `base + n · step`.
-        let (base, step) = match &src {
+        let (base, step) = match src {
             Source::Conv { geo, .. } => {
                 let pixels = geo.oh * geo.ow;
                 let (b, px) = (v / pixels, v % pixels);
@@ -212,7 +240,7 @@ where
             out[base + (n0 + j) * step] = c;
         }
     });
-    Ok(out)
+    out
 }
 
 /// Runs the prepared matrix over vectors `0..nvec` of `src` (or of `planes`, their input planes
@@ -441,58 +469,71 @@ fn fill_planes(
     // One vector's inputs, rows padded with zeros to whole words of each tile.
     let mut vbuf = vec![0u16; p.tiles * words * 64];
     for (vi, vid) in (v0..v1).enumerate() {
-        let mut sum = 0i64;
-        let mut bad = None;
-        let mut put = |kk: usize, q: i64| {
-            // Negative differences wrap to huge values: one unsigned comparison.
-            let v = q.wrapping_sub(p.input_min as i64) as u64;
-            if v > p.vmax as u64 {
-                bad = Some(q);
-            }
-            sum += v as i64;
-            vbuf[p.kpos[kk] as usize] = v as u16;
-        };
-        match src {
-            Source::Conv { x, z, geo } => {
-                let pixels = geo.oh * geo.ow;
-                let (b, px) = (vid / pixels, vid % pixels);
-                let (oy, ox) = (px / geo.ow, px % geo.ow);
-                for ci in 0..geo.cg {
-                    let plane =
-                        &x[(b * geo.c + g * geo.cg + ci) * geo.h * geo.w..][..geo.h * geo.w];
-                    for ky in 0..geo.kh {
-                        let iy =
-                            (oy * geo.strides[0] + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
-                        let row = (iy >= 0 && (iy as usize) < geo.h)
-                            .then(|| &plane[iy as usize * geo.w..][..geo.w]);
-                        let k0 = (ci * geo.kh + ky) * geo.kw;
-                        for kx in 0..geo.kw {
-                            let ix = (ox * geo.strides[1] + kx * geo.dil[1]) as isize
-                                - geo.pads[1] as isize;
-                            let q = match row {
-                                Some(row) if ix >= 0 && (ix as usize) < geo.w => row[ix as usize],
-                                _ => *z,
-                            };
-                            put(k0 + kx, q as i64);
-                        }
-                    }
-                }
-            }
-            Source::Gemm { x } => {
-                for (kk, &q) in x[vid * p.k..][..p.k].iter().enumerate() {
-                    put(kk, q as i64);
-                }
-            }
-            Source::Words { .. } | Source::Window(_) => src.for_row(vid, g, p.k, &mut put)?,
-        }
-        if let Some(q) = bad {
-            return Err(format!(
-                "crossbar: input code {q} minus input_min {} does not fit {ib} input bits",
-                p.input_min
-            ));
-        }
-        sumv[vi] = sum;
+        sumv[vi] = vector_values(p, src, g, vid, &mut vbuf)?;
         kernel::input_planes(&vbuf, ib, words, &mut xplanes[vi * per_vec..][..per_vec]);
     }
     Ok(())
+}
+
+/// The crossbar inputs `v[k] = q_x[k] − input_min` of vector `vid` of conv group `g` into
+/// `vbuf` (`[tile][word][64 rows]`, rows past the matrix left as they are: zero), and their sum.
+#[inline]
+pub(crate) fn vector_values(
+    p: &PreparedCrossbar,
+    src: &Source,
+    g: usize,
+    vid: usize,
+    vbuf: &mut [u16],
+) -> Result<i64, String> {
+    let ib = p.input_bits;
+    let mut sum = 0i64;
+    let mut bad = None;
+    let mut put = |kk: usize, q: i64| {
+        // Negative differences wrap to huge values: one unsigned comparison.
+        let v = q.wrapping_sub(p.input_min as i64) as u64;
+        if v > p.vmax as u64 {
+            bad = Some(q);
+        }
+        sum += v as i64;
+        vbuf[p.kpos[kk] as usize] = v as u16;
+    };
+    match src {
+        Source::Conv { x, z, geo } => {
+            let pixels = geo.oh * geo.ow;
+            let (b, px) = (vid / pixels, vid % pixels);
+            let (oy, ox) = (px / geo.ow, px % geo.ow);
+            for ci in 0..geo.cg {
+                let plane = &x[(b * geo.c + g * geo.cg + ci) * geo.h * geo.w..][..geo.h * geo.w];
+                for ky in 0..geo.kh {
+                    let iy =
+                        (oy * geo.strides[0] + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
+                    let row = (iy >= 0 && (iy as usize) < geo.h)
+                        .then(|| &plane[iy as usize * geo.w..][..geo.w]);
+                    let k0 = (ci * geo.kh + ky) * geo.kw;
+                    for kx in 0..geo.kw {
+                        let ix =
+                            (ox * geo.strides[1] + kx * geo.dil[1]) as isize - geo.pads[1] as isize;
+                        let q = match row {
+                            Some(row) if ix >= 0 && (ix as usize) < geo.w => row[ix as usize],
+                            _ => *z,
+                        };
+                        put(k0 + kx, q as i64);
+                    }
+                }
+            }
+        }
+        Source::Gemm { x } => {
+            for (kk, &q) in x[vid * p.k..][..p.k].iter().enumerate() {
+                put(kk, q as i64);
+            }
+        }
+        Source::Words { .. } | Source::Window(_) => src.for_row(vid, g, p.k, &mut put)?,
+    }
+    if let Some(q) = bad {
+        return Err(format!(
+            "crossbar: input code {q} minus input_min {} does not fit {ib} input bits",
+            p.input_min
+        ));
+    }
+    Ok(sum)
 }

@@ -1,0 +1,243 @@
+//! Statistical tests of the noise model against its formulas, on small crossbars built here:
+//! the empirical mean and variance of the noisy accumulators over many trials (programming
+//! variation) or many conversions (read noise), stuck-at fractions, drift and its compensation,
+//! and the noiseless limit.
+
+use super::rng::Key;
+use super::run::chunk;
+use super::sample::sample_step;
+use super::{CellPattern, NoiseConfig, NoiseSpec};
+use crate::program::crossbar::{prepare_matrix, MatrixSpec, PreparedCrossbar, Source};
+use cimc_backends::program::{Crossbar, Encoding};
+use std::sync::Arc;
+
+/// A crossbar of one input slice and one weight slice whose ADC is lossless: `rows` rows of
+/// 1-bit inputs, 4-bit cells, 5-bit differential weights (4 magnitude bits), a 12-bit ADC.
+fn small(k: usize, m: usize, w: impl Fn(usize, usize) -> i32 + Sync) -> PreparedCrossbar {
+    let x = Crossbar {
+        encoding: Encoding::Differential,
+        rows: 128,
+        cols: 128,
+        cell_bits: 4,
+        dac_bits: 1,
+        adc_bits: 12,
+        weight_bits: 5,
+        magnitude_bits: 4,
+        input_bits: 1,
+        input_min: 0,
+        adc_step: vec![0],
+        arrays: vec![],
+    };
+    prepare_matrix(&MatrixSpec { x: &x, k, m, groups: 1, w_at: w, input_zero: 0, bias: &[] })
+        .unwrap()
+}
+
+/// The accumulators `[vector][output]` of `x` (`[nvec, k]` inputs) in trial `trial`.
+fn accs(p: &PreparedCrossbar, cfg: &NoiseConfig, trial: u64, x: &[i32]) -> Vec<i64> {
+    let nx = sample_step(p, cfg, trial, 0);
+    let nvec = x.len() / p.k;
+    chunk(p, &nx, &Source::Gemm { x }, 0, nvec, 0, 1, &|a, _| a).unwrap()
+}
+
+fn mean_var(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    (mean, v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0))
+}
+
+fn spec(f: impl FnOnce(&mut NoiseSpec)) -> NoiseSpec {
+    let mut s = NoiseSpec::default();
+    f(&mut s);
+    s
+}
+
+/// Weights 1..=15 over the rows (all positive: the w⁻ cells are 0 and stay 0).
+fn ramp(k: usize, _n: usize) -> i32 {
+    (k % 15) as i32 + 1
+}
+
+#[test]
+fn programming_variation_matches_the_formula() {
+    let k = 100;
+    let p = small(k, 1, ramp);
+    let x = vec![1i32; k];
+    let sigma = 0.1;
+    let cfg = NoiseConfig::new(spec(|s| s.sigma_prog = sigma), 7);
+    let exact: f64 = (0..k).map(|r| ramp(r, 0) as f64).sum();
+    let var: f64 = (0..k).map(|r| (sigma * ramp(r, 0) as f64).powi(2)).sum::<f64>() + 1.0 / 12.0;
+    let trials = 3000;
+    let v: Vec<f64> = (0..trials).map(|t| accs(&p, &cfg, t, &x)[0] as f64).collect();
+    let (m, s2) = mean_var(&v);
+    // The mean within 4 standard errors, the variance within 10 %.
+    assert!((m - exact).abs() < 4.0 * (var / trials as f64).sqrt(), "mean {m} vs {exact}");
+    assert!((s2 / var - 1.0).abs() < 0.1, "variance {s2} vs {var}");
+}
+
+#[test]
+fn read_noise_variance_is_sigma_squared_times_p() {
+    let k = 100;
+    let p = small(k, 1, ramp);
+    let nvec = 4000;
+    let x = vec![1i32; k * nvec];
+    let sr = 0.5;
+    let cfg = NoiseConfig::new(spec(|s| s.sigma_read = sr), 3);
+    let exact: f64 = (0..k).map(|r| ramp(r, 0) as f64).sum();
+    // Every vector is a new conversion with its own draw; the w⁻ column has P = 0: no noise.
+    let v: Vec<f64> = accs(&p, &cfg, 0, &x).iter().map(|&a| a as f64).collect();
+    let (m, s2) = mean_var(&v);
+    let var = sr * sr * exact + 1.0 / 12.0;
+    assert!((m - exact).abs() < 4.0 * (var / nvec as f64).sqrt(), "mean {m} vs {exact}");
+    assert!((s2 / var - 1.0).abs() < 0.1, "variance {s2} vs {var}");
+}
+
+#[test]
+fn stuck_at_fractions_match() {
+    // 128 rows x 64 outputs x 2 columns = 16384 cells, levels 1..15 and 0 (the w⁻ cells).
+    let (k, m) = (128, 64);
+    let p = small(k, m, |r, n| ((r + n) % 15) as i32 + 1);
+    let (off, on) = (0.05, 0.02);
+    let cfg = NoiseConfig::new(
+        spec(|s| {
+            s.p_stuck_off = off;
+            s.p_stuck_on = on;
+        }),
+        11,
+    );
+    let nx = sample_step(&p, &cfg, 0, 0);
+    let (mut zero, mut top, mut cells) = (0usize, 0usize, 0usize);
+    for r in 0..k {
+        for c in 0..p.pc {
+            let want = if c % 2 == 0 { ((r + c / 2) % 15) as f32 + 1.0 } else { 0.0 };
+            let got = nx.g[r * p.pc_pad + c];
+            cells += 1;
+            if got != want {
+                if got == 0.0 {
+                    zero += 1;
+                } else {
+                    assert_eq!(got, 15.0, "a changed cell is stuck at 0 or 15");
+                    top += 1;
+                }
+            }
+        }
+    }
+    // Stuck cells that already held their stuck level do not show: correct the expectation.
+    let holds_top = (0..k).flat_map(|r| (0..m).map(move |n| (r + n) % 15 == 14)).filter(|&b| b);
+    let n_top_level = holds_top.count() as f64;
+    let n = cells as f64;
+    let exp_zero = off * (n / 2.0);
+    let exp_top = on * (n - n_top_level);
+    for (got, exp, pr) in [(zero as f64, exp_zero, off), (top as f64, exp_top, on)] {
+        let sd = (n * pr * (1.0 - pr)).sqrt();
+        assert!((got - exp).abs() < 4.0 * sd, "{got} stuck cells, {exp} expected");
+    }
+}
+
+#[test]
+fn drift_mean_and_compensation() {
+    let (k, m) = (128, 64);
+    let p = small(k, m, |r, n| ((r + n) % 15) as i32 + 1);
+    let (mu, sd, t0, t) = (0.05, 0.02, 20.0, 86400.0);
+    let s = spec(|s| {
+        s.nu_mean = mu;
+        s.nu_std = sd;
+        s.t0_s = t0;
+        s.drift_time_s = t;
+    });
+    let nx = sample_step(&p, &NoiseConfig::new(s.clone(), 5), 0, 0);
+    let l = (t / t0 as f64).ln();
+    // E[(t/t0)^(−ν)] for ν ~ N(μ, σ²) (the clamp at 0 is 2.5 σ away: negligible).
+    let expect = (-mu * l + sd * sd * l * l / 2.0).exp();
+    let mut ratios = Vec::new();
+    for r in 0..k {
+        for nl in 0..m {
+            let c = nl * 2;
+            ratios.push(nx.g[r * p.pc_pad + c] as f64 / (((r + nl) % 15) as f64 + 1.0));
+        }
+    }
+    let (mean, _) = mean_var(&ratios);
+    assert!((mean / expect - 1.0).abs() < 0.01, "mean drift {mean} vs {expect}");
+    assert_eq!(nx.compensation(), 1.0, "no compensation unless asked");
+    let mut sc = s;
+    sc.drift_compensation = true;
+    let nc = sample_step(&p, &NoiseConfig::new(sc, 5), 0, 0);
+    // The calibrated factor undoes the layer's mean drift.
+    assert!((nc.compensation() * mean - 1.0).abs() < 0.01, "factor {}", nc.compensation());
+    // Before t0 nothing drifts.
+    let early = spec(|s| {
+        s.nu_mean = mu;
+        s.drift_time_s = 1.0;
+    });
+    assert!(early.is_off());
+}
+
+#[test]
+fn noiseless_limit_and_seeds() {
+    let (k, m) = (300, 20);
+    let x_of = |v: usize, r: usize| ((v * 7 + r * 3) % 2) as i32;
+    let p = small(k, m, |r, n| ((r * 5 + n * 3) % 31) as i32 - 15);
+    let nvec = 50;
+    let x: Vec<i32> = (0..nvec).flat_map(|v| (0..k).map(move |r| x_of(v, r))).collect();
+    let exact: Vec<i64> = (0..nvec)
+        .flat_map(|v| {
+            (0..m).map(move |n| {
+                (0..k).map(|r| x_of(v, r) as i64 * (((r * 5 + n * 3) % 31) as i64 - 15)).sum()
+            })
+        })
+        .collect();
+    // A σ below f32's resolution leaves every level integral: the exact result.
+    let tiny = NoiseConfig::new(spec(|s| s.sigma_prog = 1e-9), 1);
+    assert_eq!(accs(&p, &tiny, 0, &x), exact);
+    assert_eq!(accs(&p, &NoiseConfig::default(), 0, &x), exact);
+    let noisy = |seed| NoiseConfig::new(spec(|s| s.sigma_prog = 0.2), seed);
+    assert_eq!(accs(&p, &noisy(1), 0, &x), accs(&p, &noisy(1), 0, &x));
+    assert_ne!(accs(&p, &noisy(1), 0, &x), accs(&p, &noisy(2), 0, &x));
+    assert_ne!(accs(&p, &noisy(1), 0, &x), accs(&p, &noisy(1), 1, &x), "trials differ");
+}
+
+/// A pattern that gives ε = +1 to the cells of output 0 and 0 elsewhere.
+struct Output0;
+
+impl CellPattern for Output0 {
+    fn epsilon(&self, step: usize, _k: usize, n: usize, negative: bool, slice: u32) -> f32 {
+        assert_eq!((step, slice), (0, 0));
+        if n == 0 && !negative {
+            1.0
+        } else {
+            0.0
+        }
+    }
+}
+
+#[test]
+fn cell_pattern_replaces_the_draws() {
+    let k = 10;
+    let p = small(k, 2, |r, _| r as i32 + 1);
+    let cfg = NoiseConfig::new(spec(|s| s.sigma_prog = 0.5), 1).with_pattern(Arc::new(Output0));
+    let x = vec![1i32; k];
+    let sum: i64 = (1..=k as i64).sum();
+    // Output 0: every cell at 1.5 times its level; output 1 untouched.
+    assert_eq!(accs(&p, &cfg, 0, &x), vec![(1.5 * sum as f64).round() as i64, sum]);
+}
+
+#[test]
+fn adc_errors_are_drawn_per_adc() {
+    let p = small(128, 64, ramp);
+    let cfg = NoiseConfig::new(
+        spec(|s| {
+            s.adc_gain_sigma_lsb = 2.0;
+            s.adc_offset_sigma_lsb = 0.5;
+        }),
+        9,
+    );
+    let nx = sample_step(&p, &cfg, 0, 0);
+    let off: Vec<f64> = nx.offset[..p.pc].iter().map(|&o| o as f64).collect();
+    let gain: Vec<f64> = nx.gain[..p.pc].iter().map(|&g| (g as f64 - 1.0) * 4095.0).collect();
+    let (mo, vo) = mean_var(&off);
+    let (mg, vg) = mean_var(&gain);
+    assert!(mo.abs() < 0.2 && (vo.sqrt() / 0.5 - 1.0).abs() < 0.2, "offset {mo} {vo}");
+    assert!(mg.abs() < 0.8 && (vg.sqrt() / 2.0 - 1.0).abs() < 0.2, "gain {mg} {vg}");
+    // A counter-based key: the same words give the same bits.
+    let key = Key::new(1, 2, super::rng::Stream::Read, 3);
+    assert_eq!(key.bits(&[4, 5]), key.bits(&[4, 5]));
+    assert_ne!(key.bits(&[4, 5]), key.bits(&[5, 4]));
+}

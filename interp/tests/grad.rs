@@ -1,0 +1,248 @@
+//! Reverse-mode gradients (`cimc_interp::grad`) against central finite differences, on small
+//! seeded random graphs covering every op with a backward, and the error of an op without one.
+
+mod common;
+
+use cimc_interp::grad::{cross_entropy, GradGraph};
+use cimc_interp::{eval_node, InterpError, Tensor};
+use cimc_ir::{ConvAttrs, DType, Graph, Op, PadMode, PoolAttrs, TensorData, TensorType, ValueId};
+use common::*;
+use std::collections::HashMap;
+
+/// Builds a graph while evaluating it, so that every node's output type is known.
+struct Builder {
+    g: Graph,
+    env: HashMap<ValueId, Tensor>,
+    seed: u64,
+}
+
+impl Builder {
+    fn new(input: &[usize]) -> (Builder, ValueId) {
+        let mut g = Graph::new("t");
+        let x = g.add_input("x", TensorType::new(DType::F32, input.to_vec()));
+        let n = input.iter().product();
+        let mut env = HashMap::new();
+        env.insert(x, f32t(input, &rand_vec(n, 7)));
+        (Builder { g, env, seed: 100 }, x)
+    }
+
+    /// A random constant of `shape`, uniform in `[lo, hi)`.
+    fn cst(&mut self, shape: &[usize], lo: f32, hi: f32) -> ValueId {
+        self.seed += 1;
+        let n = shape.iter().product();
+        let v: Vec<f32> =
+            rand_vec(n, self.seed).into_iter().map(|r| lo + (r + 1.0) / 2.0 * (hi - lo)).collect();
+        let id =
+            self.g.add_const(format!("c{}", self.seed), TensorData::from_f32(shape.to_vec(), &v));
+        self.env.insert(id, f32t(shape, &v));
+        id
+    }
+
+    fn node(&mut self, op: Op, ins: Vec<ValueId>) -> ValueId {
+        let ts: Vec<&Tensor> = ins.iter().map(|v| &self.env[v]).collect();
+        let out = eval_node(&op, &ts, 1).unwrap().remove(0);
+        let name = format!("n{}", self.g.node_count());
+        let ty = TensorType::new(DType::F32, out.shape().to_vec());
+        let id = self.g.add_node(name.clone(), op, ins, vec![(format!("{name}_out"), ty)]);
+        let o = self.g.node(id).outputs[0];
+        self.env.insert(o, out);
+        o
+    }
+
+    fn finish(mut self, out: ValueId) -> (Graph, Tensor) {
+        self.g.set_outputs(vec![out]);
+        let x = self.env[&self.g.inputs()[0]].clone();
+        (self.g, x)
+    }
+}
+
+fn conv(k: usize, stride: usize, pads: [usize; 4], dil: usize, group: usize) -> Op {
+    Op::Conv(ConvAttrs {
+        kernel: vec![k, k],
+        strides: vec![stride; 2],
+        dilations: vec![dil; 2],
+        pads: pads.to_vec(),
+        group,
+        clamp: None,
+    })
+}
+
+fn pool(k: usize, stride: usize, pads: [usize; 4], ceil: bool, include_pad: bool) -> PoolAttrs {
+    PoolAttrs {
+        kernel: vec![k, k],
+        strides: vec![stride; 2],
+        dilations: vec![1, 1],
+        pads: pads.to_vec(),
+        ceil_mode: ceil,
+        count_include_pad: include_pad,
+        storage_order: 0,
+    }
+}
+
+fn gemm(trans_a: bool, trans_b: bool, alpha: f32, beta: f32) -> Op {
+    Op::Gemm { alpha, beta, trans_a, trans_b, clamp: None }
+}
+
+/// Checks every float constant's gradient (all elements, or 40 spread ones of a large one)
+/// against central differences `(L(c+h) − L(c−h)) / 2h`.
+///
+/// Tolerance: the graph runs in f64, so with `h = 1e-6` the truncation error `h²·L'''/6` is
+/// ~1e-12 and the rounding error `ε_f64·|L| / h` ~1e-10; `1e-7 + 1e-5·|g|` leaves a wide margin
+/// for that while any wrong backward (a missed term, a transposed index, a wrong divisor) is
+/// off by far more. Kinks (Relu, Clip, MaxPool) are crossed only if a pre-activation lies
+/// within ~1e-6 of one, which the seeded data does not do.
+fn check(g: &Graph, x: Tensor, labels: &[i64]) {
+    let mut gg = GradGraph::new(g).unwrap();
+    let grads = gg.loss_and_gradients(vec![x.clone()], labels).unwrap();
+    assert!(grads.loss.is_finite());
+    assert!(!grads.consts.is_empty());
+    let h = 1e-6;
+    let mut checked = 0;
+    for (v, gv) in &grads.consts {
+        let base = gg.const_value(*v).unwrap().clone();
+        let n = base.len();
+        let idx: Vec<usize> =
+            if n <= 40 { (0..n).collect() } else { (0..40).map(|i| i * n / 40).collect() };
+        for i in idx {
+            let mut at = |d: f64| {
+                let mut p = base.clone();
+                p.as_slice_mut().unwrap()[i] += d;
+                gg.set_const(*v, p).unwrap();
+                let logits = gg.forward(vec![x.clone()]).unwrap();
+                cross_entropy(&logits, labels).unwrap().0
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h);
+            let got = gv.as_slice().unwrap()[i];
+            assert!(
+                (got - fd).abs() <= 1e-7 + 1e-5 * fd.abs(),
+                "constant '{}'[{i}]: reverse mode {got:e}, finite differences {fd:e}",
+                g.value(*v).name
+            );
+            checked += 1;
+        }
+        gg.set_const(*v, base).unwrap();
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn conv_groups_strides_pads_dilations_clamp_gemm() {
+    let (mut b, x) = Builder::new(&[2, 4, 9, 8]);
+    let w = b.cst(&[6, 2, 3, 3], -0.5, 0.5);
+    let bias = b.cst(&[6], -0.1, 0.1);
+    let mut c = conv(3, 2, [1, 0, 2, 1], 2, 2);
+    if let Op::Conv(a) = &mut c {
+        a.clamp = Some((0.0, 0.6));
+    }
+    let y = b.node(c, vec![x, w, bias]);
+    let f = b.node(Op::Flatten { axis: 1 }, vec![y]);
+    let n = b.env[&f].shape()[1];
+    let w2 = b.cst(&[5, n], -0.3, 0.3);
+    let b2 = b.cst(&[5], -0.1, 0.1);
+    let out = b.node(gemm(false, true, 1.0, 1.0), vec![f, w2, b2]);
+    let (g, x) = b.finish(out);
+    check(&g, x, &[1, 4]);
+}
+
+#[test]
+fn relu_pools_matmul_broadcast_add() {
+    let (mut b, x) = Builder::new(&[3, 2, 7, 7]);
+    let w = b.cst(&[4, 2, 3, 3], -0.5, 0.5);
+    let y = b.node(conv(3, 1, [1, 1, 1, 1], 1, 1), vec![x, w]);
+    let y = b.node(Op::Relu, vec![y]);
+    let y = b.node(Op::MaxPool(pool(3, 2, [1, 1, 0, 1], true, false)), vec![y]);
+    let y = b.node(Op::AveragePool(pool(2, 1, [1, 0, 1, 1], false, true)), vec![y]);
+    let z = b.node(Op::AveragePool(pool(2, 2, [0, 1, 1, 0], true, false)), vec![y]);
+    let z = b.node(Op::GlobalAveragePool, vec![z]);
+    let z = b.node(Op::Flatten { axis: 1 }, vec![z]);
+    let m = b.cst(&[4, 3], -1.0, 1.0);
+    let z = b.node(Op::MatMul, vec![z, m]);
+    let bias = b.cst(&[1, 3], -0.2, 0.2);
+    let out = b.node(Op::Add, vec![z, bias]);
+    let (g, x) = b.finish(out);
+    check(&g, x, &[0, 2, 1]);
+}
+
+#[test]
+fn elementwise_activations_softmax() {
+    let (mut b, x) = Builder::new(&[2, 6]);
+    let w = b.cst(&[6, 4], -1.0, 1.0);
+    let y = b.node(Op::MatMul, vec![x, w]);
+    let s = b.cst(&[4], 0.5, 2.0);
+    let y = b.node(Op::Mul, vec![y, s]);
+    let d = b.cst(&[1, 4], 1.0, 2.0);
+    let y = b.node(Op::Div, vec![y, d]);
+    let sub = b.cst(&[2, 1], -0.3, 0.3);
+    let y = b.node(Op::Sub, vec![sub, y]);
+    let lo = b.g.add_const("lo", TensorData::from_f32(vec![], &[-0.7]));
+    let hi = b.g.add_const("hi", TensorData::from_f32(vec![], &[0.8]));
+    b.env.insert(lo, f32t(&[], &[-0.7]));
+    b.env.insert(hi, f32t(&[], &[0.8]));
+    let y1 = b.node(Op::Clip, vec![y, lo, hi]);
+    let y2 = b.node(Op::LeakyRelu { alpha: 0.1 }, vec![y]);
+    let y3 = b.node(Op::Sigmoid, vec![y1]);
+    let y4 = b.node(Op::Tanh, vec![y2]);
+    let y = b.node(Op::Mul, vec![y3, y4]);
+    let y = b.node(Op::Add, vec![y, y1]);
+    let out = b.node(Op::Softmax { axis: 1, coerce_2d: false }, vec![y]);
+    let (g, x) = b.finish(out);
+    check(&g, x, &[3, 0]);
+}
+
+#[test]
+fn batch_norm_transpose_concat_pad_reshape_gemm_trans_a() {
+    let (mut b, x) = Builder::new(&[2, 3, 4, 4]);
+    let gamma = b.cst(&[3], 0.5, 1.5);
+    let beta = b.cst(&[3], -0.5, 0.5);
+    let mean = b.cst(&[3], -0.2, 0.2);
+    let var = b.cst(&[3], 0.5, 2.0);
+    let y = b.node(Op::BatchNorm { epsilon: 1e-5 }, vec![x, gamma, beta, mean, var]);
+    let p =
+        b.node(Op::Pad { mode: PadMode::Constant, pads: vec![0, 0, 1, 0, 0, 0, 0, 2] }, vec![y]);
+    let t = b.node(Op::Transpose { perm: vec![0, 1, 3, 2] }, vec![p]);
+    let t = b.node(Op::Reshape { shape: vec![2, 3, 30] }, vec![t]);
+    let u = b.node(Op::Reshape { shape: vec![2, 3, 16] }, vec![y]);
+    let c = b.node(Op::Concat { axis: 2 }, vec![t, u]);
+    let c = b.node(Op::Flatten { axis: 1 }, vec![c]);
+    let ct = b.node(Op::Transpose { perm: vec![1, 0] }, vec![c]);
+    let w = b.cst(&[4, 138], -0.2, 0.2);
+    let bias = b.cst(&[4], -0.1, 0.1);
+    let out = b.node(gemm(true, true, 0.7, 1.3), vec![ct, w, bias]);
+    let (g, x) = b.finish(out);
+    check(&g, x, &[2, 3]);
+}
+
+#[test]
+fn op_without_backward_is_named() {
+    let (mut b, x) = Builder::new(&[2, 3]);
+    let w = b.cst(&[3, 4], -1.0, 1.0);
+    let y = b.node(Op::MatMul, vec![x, w]);
+    let out = b.node(Op::HardSwish, vec![y]);
+    let (g, x) = b.finish(out);
+    let gg = GradGraph::new(&g).unwrap();
+    let e = gg.loss_and_gradients(vec![x], &[0, 1]).unwrap_err();
+    match e {
+        InterpError::Node { node, op, msg } => {
+            assert_eq!(node, "n1");
+            assert_eq!(op, "hard_swish");
+            assert!(msg.contains("no backward"), "{msg}");
+        }
+        other => panic!("unexpected error {other}"),
+    }
+}
+
+#[test]
+fn bad_labels_and_inputs_are_errors() {
+    let (mut b, x) = Builder::new(&[2, 3]);
+    let w = b.cst(&[3, 4], -1.0, 1.0);
+    let out = b.node(Op::MatMul, vec![x, w]);
+    let (g, x) = b.finish(out);
+    let gg = GradGraph::new(&g).unwrap();
+    assert!(gg
+        .loss_and_gradients(vec![x.clone()], &[0, 4])
+        .unwrap_err()
+        .to_string()
+        .contains("label 4"));
+    assert!(gg.loss_and_gradients(vec![x], &[0]).is_err());
+    assert!(gg.loss_and_gradients(vec![f32t(&[3, 3], &[0.0; 9])], &[0, 1]).is_err());
+}
