@@ -5,7 +5,7 @@
 //! without and with global drift compensation.
 //!
 //! `cargo run --release -p cimc-examples --bin noise -- [--limit N] [--trials N]
-//!  [--drift-trials N] [--seed S] [--svg DIR]`
+//!  [--drift-trials N] [--seed S] [--svg DIR] [--only variation|drift]`
 //!
 //! Prints markdown tables (kept in `docs/noise.md`) and, with `--svg DIR`, writes
 //! `noise-variation.svg` and `noise-drift.svg` there.
@@ -23,7 +23,7 @@ use cimc_passes::PassContext;
 use std::path::PathBuf;
 
 const BATCH: usize = 100;
-const SIGMAS: [f64; 3] = [0.02, 0.05, 0.1];
+const SIGMAS: [f64; 3] = [0.1, 0.2, 0.4];
 const TIMES: [(&str, f64); 4] =
     [("1 s", 1.0), ("1 h", 3600.0), ("1 d", 86400.0), ("1 y", 365.0 * 86400.0)];
 
@@ -67,11 +67,30 @@ fn main() {
     let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
     y.truncate(n);
     let calib = load(&set.calib);
+    let only: Option<String> = arg(&args, "--only");
+    let part = |p: &str| only.as_deref().is_none_or(|o| o == p);
+    if part("variation") {
+        variation(&x, &y, &calib, trials, seed, svg_dir.as_ref());
+    }
+    if part("drift") {
+        drift(&x, &y, &calib, drift_trials, seed, svg_dir.as_ref());
+    }
+}
+
+fn variation(
+    x: &Tensor,
+    y: &[i64],
+    calib: &Tensor,
+    trials: usize,
+    seed: u64,
+    svg: Option<&PathBuf>,
+) {
+    let n = y.len();
     let progress = |_: usize| {};
 
     // Programming variation on the ISAAC-like preset.
     let isaac = Target::preset("isaac").expect("preset");
-    let p = compile(&isaac, &calib);
+    let p = compile(&isaac, calib);
     let r = ProgramRunner::new(&p).unwrap();
     let rows: Vec<Scenario> = SIGMAS
         .iter()
@@ -81,7 +100,7 @@ fn main() {
             x: s,
         })
         .collect();
-    let mc = monte_carlo(&r, BATCH, &x, &y, &rows, trials, seed, &progress).expect("run");
+    let mc = monte_carlo(&r, BATCH, x, y, &rows, trials, seed, &progress).expect("run");
     println!(
         "### mnist_cnn on `isaac`, programming variation: {trials} trials, first {n} MNIST test \
          images, seed {seed}\n"
@@ -94,11 +113,27 @@ fn main() {
             sc.seconds_per_trial / mc.exact_seconds
         );
     }
+    if let Some(dir) = svg {
+        std::fs::create_dir_all(dir).expect("svg dir");
+        let v = mc.svg("mnist_cnn on isaac: top-1 vs programming variation", "σ_p");
+        std::fs::write(dir.join("noise-variation.svg"), v).expect("write svg");
+    }
+}
 
+fn drift(
+    x: &Tensor,
+    y: &[i64],
+    calib: &Tensor,
+    drift_trials: usize,
+    seed: u64,
+    svg: Option<&PathBuf>,
+) {
+    let n = y.len();
+    let progress = |_: usize| {};
     // Drift on the PCM-like target, with its whole [noise] table.
     let pcm_path = cimc_examples::repo_root().join("targets/pcm.toml");
     let pcm = Target::load(&pcm_path).expect("targets/pcm.toml");
-    let pp = compile(&pcm, &calib);
+    let pp = compile(&pcm, calib);
     let pr = ProgramRunner::new(&pp).unwrap();
     let mut drift = Vec::new();
     for comp in [false, true] {
@@ -111,7 +146,7 @@ fn main() {
             })
             .collect();
         drift.push(
-            monte_carlo(&pr, BATCH, &x, &y, &rows, drift_trials, seed, &progress).expect("run"),
+            monte_carlo(&pr, BATCH, x, y, &rows, drift_trials, seed, &progress).expect("run"),
         );
     }
     println!(
@@ -144,10 +179,8 @@ fn main() {
         "\nexact run {:.2} s; a noisy trial {:.2} s (PCM, 1 d)",
         drift[0].exact_seconds, drift[0].scenarios[2].seconds_per_trial
     );
-    if let Some(dir) = svg_dir {
-        std::fs::create_dir_all(&dir).expect("svg dir");
-        let v = mc.svg("mnist_cnn on isaac: top-1 vs programming variation", "σ_p");
-        std::fs::write(dir.join("noise-variation.svg"), v).expect("write svg");
+    if let Some(dir) = svg {
+        std::fs::create_dir_all(dir).expect("svg dir");
         let xs: Vec<f64> = TIMES.iter().map(|t| t.1.log10()).collect();
         let series = vec![
             (

@@ -144,7 +144,7 @@ fn drift_mean_and_compensation() {
         s.drift_time_s = t;
     });
     let nx = sample_step(&p, &NoiseConfig::new(s.clone(), 5), 0, 0);
-    let l = (t / t0 as f64).ln();
+    let l = (t / t0).ln();
     // E[(t/t0)^(−ν)] for ν ~ N(μ, σ²) (the clamp at 0 is 2.5 σ away: negligible).
     let expect = (-mu * l + sd * sd * l * l / 2.0).exp();
     let mut ratios = Vec::new();
