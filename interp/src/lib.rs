@@ -12,7 +12,9 @@
 //! Architecture invariant: `interp` depends on `ir` only, never on `passes` or the importer.
 
 pub mod error;
+pub mod format;
 mod ops;
+mod precision;
 pub mod program;
 mod runner;
 pub mod sim;
