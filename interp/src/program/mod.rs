@@ -6,9 +6,11 @@
 //! integer of magnitude below 2^53 (checked when the program is prepared; see
 //! [`kernels::exact_in_f64`]), and f64 represents every such integer exactly.
 
+mod approx;
 mod cascade;
 pub(crate) mod crossbar;
 pub(crate) mod kernels;
+pub mod multiplier;
 pub(crate) mod pool;
 mod resume;
 
@@ -37,6 +39,9 @@ pub struct ProgramRunner {
     /// Crossbar steps run at a lower weight width ([`ProgramRunner::with_weight_widths`]);
     /// empty for a program run as compiled.
     cascade: Vec<Option<cascade::Derived>>,
+    /// Digital matrix steps run with an approximate multiplier
+    /// ([`ProgramRunner::with_multiplier`]); empty for exact products.
+    approx: Vec<Option<approx::LutMatrix>>,
 }
 
 fn step_err(i: usize, s: &Step, msg: impl Into<String>) -> InterpError {
@@ -71,7 +76,36 @@ impl ProgramRunner {
         for &b in &program.outputs {
             last_use[b] = usize::MAX;
         }
-        Ok(ProgramRunner { program: program.clone(), prepared, last_use, cascade: Vec::new() })
+        Ok(ProgramRunner {
+            program: program.clone(),
+            prepared,
+            last_use,
+            cascade: Vec::new(),
+            approx: Vec::new(),
+        })
+    }
+
+    /// The program with every digital Conv/Gemm step (no crossbar) multiplying through
+    /// `multiplier`'s product table (`approx.rs` says which operands, `docs/approximate.md`);
+    /// crossbar steps stay analog. Fails on a step whose codes are wider than 8 bits.
+    pub fn with_multiplier(
+        program: &Program,
+        multiplier: &multiplier::Multiplier,
+    ) -> Result<ProgramRunner> {
+        let mut r = Self::new(program)?;
+        if *multiplier == multiplier::Multiplier::Exact {
+            return Ok(r);
+        }
+        let table = multiplier.table();
+        r.approx = program
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                approx::prepare(s, &program.buffers, &table).map_err(|m| step_err(i, s, m))
+            })
+            .collect::<Result<_>>()?;
+        Ok(r)
     }
 
     pub fn program(&self) -> &Program {
@@ -200,9 +234,10 @@ impl ProgramRunner {
                     .ok_or_else(|| InterpError::Internal("unprepared matrix step".into()))?;
                 let (si, so) = (shape(*input), shape(*output));
                 Data::Codes(
-                    match self.cascade.get(i).and_then(Option::as_ref) {
-                        Some(c) => c.run(s, prep, x, si, so, stats),
-                        None => kernels::run_matrix(s, prep, x, si, so, stats),
+                    match (self.cascade.get(i).and_then(Option::as_ref), self.approx.get(i)) {
+                        (_, Some(Some(lut))) => approx::run_step(s, lut, x, si, so),
+                        (Some(c), _) => c.run(s, prep, x, si, so, stats),
+                        (None, _) => kernels::run_matrix(s, prep, x, si, so, stats),
                     }
                     .map_err(e)?,
                 )
