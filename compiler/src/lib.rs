@@ -4,6 +4,7 @@ pub mod compile;
 pub mod error;
 pub mod model;
 pub mod npy;
+pub mod numerics;
 pub mod onnx;
 pub mod report;
 pub mod stream_report;

@@ -128,7 +128,7 @@ impl FloatFormat {
             _ => (1u64 << m) - 1,
         };
         let sig = (1u64 << m) + frac;
-        sig as f64 * 2f64.powi(self.emax() - m)
+        sig as f64 * pow2(self.emax() - m)
     }
 
     /// Whether this is f32 itself (rounding is the identity).
@@ -212,7 +212,7 @@ impl FloatFormat {
         let e = exponent_of(a);
         let mag = if !self.subnormals && e < emin {
             // Representable neighbours: 0 and the smallest normal; the tie goes to 0.
-            let min_normal = 2f64.powi(emin);
+            let min_normal = pow2(emin);
             let half = min_normal / 2.0;
             if a > half || (a == half && lo > 0.0) {
                 min_normal
@@ -222,7 +222,7 @@ impl FloatFormat {
         } else {
             // The quantum: the weight of the last fraction bit at this exponent.
             let q = e.max(emin) - m;
-            let scaled = a * 2f64.powi(-q); // exact: a power-of-two scaling in range
+            let scaled = a * pow2(-q); // exact: a power-of-two scaling in range
             let floor = scaled.floor();
             let frac = scaled - floor;
             let up = if frac > 0.5 {
@@ -237,7 +237,7 @@ impl FloatFormat {
             let r = if up { floor + 1.0 } else { floor };
             // A tie broken downward when `frac` was 0 but lo < 0 is no tie: `scaled` is on the
             // grid and the exact value is below it by less than half a quantum.
-            r * 2f64.powi(q)
+            r * pow2(q)
         };
         if mag > max {
             return match self.special {
@@ -252,6 +252,15 @@ impl FloatFormat {
 impl std::fmt::Display for FloatFormat {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.name())
+    }
+}
+
+/// `2^n`, exactly (built from its bits for normal f64 exponents).
+fn pow2(n: i32) -> f64 {
+    if (-1022..=1023).contains(&n) {
+        f64::from_bits(((n + 1023) as u64) << 52)
+    } else {
+        2f64.powi(n)
     }
 }
 

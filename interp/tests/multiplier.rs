@@ -21,7 +21,7 @@ fn truncated_drops_the_low_columns_of_the_partial_products() {
                 for i in 0..8 {
                     for j in 0..8 {
                         if i + j >= k {
-                            want += ((a >> i) & 1) * ((b >> j) & 1) << (i + j);
+                            want += (((a >> i) & 1) * ((b >> j) & 1)) << (i + j);
                         }
                     }
                 }

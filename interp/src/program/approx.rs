@@ -17,11 +17,12 @@
 //! So the step's accumulator is `Σ_k P_w[v] + c·Σ_k w` with `c = (128 if signed else 0) +
 //! q_min − z_x` and `P_w` a 256-entry row per weight code, built once per step.
 //!
-//! **Speed.** For a fixed weight code the product is a 256-entry table over activation codes,
-//! so the kernel walks each output channel's weights `k` and, for blocks of 32 output pixels,
-//! gathers `P_{w[k]}[v[k, p]]` from the im2col matrix of activation bytes (AVX2 `vpgatherdd`,
-//! 8 lanes, four independent accumulators kept in registers over the whole `K` loop; a
-//! scalar loop elsewhere). One gather per product is what bounds it (`docs/approximate.md`).
+//! **Speed.** For a fixed weight code the product is a 256-entry table over activation codes.
+//! The activation bytes are im2col'd in blocks of 32 output pixels (`[block][k][lane]`); for
+//! each block (in parallel) the kernel walks every `(channel, k)` of the layer sorted by weight
+//! code, so one 1 KB table row serves a whole run of products from L1, and adds
+//! `P_w[v[k, lane]]` into the channel's 32 accumulators. One table read per product is what
+//! bounds it, against 8 f64 FMAs per cycle of the exact path's GEMM (`docs/approximate.md`).
 //! Accumulators are i32 when `K·max|T|` < 2^31 (always for 8-bit tables up to K = 33,000),
 //! else an i64 scalar loop.
 
@@ -37,11 +38,15 @@ pub(crate) struct LutMatrix {
     /// Weight codes as bytes, one row of `K` per output channel (`[M, K]`).
     w: Vec<u8>,
     k: usize,
+    /// Per group: every `(channel in group, k)` packed as `m << 16 | k`, sorted by weight code
+    /// (then channel, then k), and where each code's run starts (257 offsets). The kernel
+    /// walks one code at a time, so that code's table row stays in L1.
+    by_code: Vec<(Vec<u32>, Vec<usize>)>,
     /// `c·Σ_k w` per output channel.
     correction: Vec<i64>,
     /// The smallest code of the input type.
     q_min: i32,
-    /// i64 accumulation needed.
+    /// i64 accumulation needed (or channels/K too many to pack): the scalar loop.
     wide: bool,
 }
 
@@ -113,9 +118,37 @@ pub(crate) fn prepare(
     let correction = (0..m)
         .map(|ch| c * w[ch * k..(ch + 1) * k].iter().map(|&b| b as i8 as i64).sum::<i64>())
         .collect();
+    let groups = match s {
+        Step::Conv { group, .. } => (*group).max(1),
+        _ => 1,
+    };
+    let mg = m / groups;
     let max = rows.iter().flat_map(|r| r.iter()).map(|&v| (v as i64).abs()).max().unwrap_or(0);
-    let wide = (k as i64).saturating_mul(max) >= 1 << 31;
-    Ok(Some(LutMatrix { rows, w, k, correction, q_min, wide }))
+    let wide = (k as i64).saturating_mul(max) >= 1 << 31 || mg > 1 << 16 || k > 1 << 16;
+    let by_code = if wide {
+        Vec::new()
+    } else {
+        (0..groups)
+            .map(|gi| {
+                let mut e: Vec<(u8, u32)> = Vec::with_capacity(mg * k);
+                for mo in 0..mg {
+                    for kk in 0..k {
+                        e.push((w[(gi * mg + mo) * k + kk], (mo as u32) << 16 | kk as u32));
+                    }
+                }
+                e.sort_unstable();
+                let mut starts = vec![0usize; 257];
+                for &(c, _) in &e {
+                    starts[c as usize + 1] += 1;
+                }
+                for c in 0..256 {
+                    starts[c + 1] += starts[c];
+                }
+                (e.into_iter().map(|(_, v)| v).collect(), starts)
+            })
+            .collect()
+    };
+    Ok(Some(LutMatrix { rows, w, k, by_code, correction, q_min, wide }))
 }
 
 /// Runs a prepared step to its output codes: bias, then the step's requantization.
@@ -133,8 +166,15 @@ pub(crate) fn run_step(
     run(s, p, x, si, so, &|a, ch| requant.apply(a + bias[ch], ch))
 }
 
+/// Pixels per block of the blocked im2col layout: the kernel's four 8-lane accumulators.
+const BLOCK: usize = 32;
+
 /// Runs a prepared step: every output's accumulator (no bias) goes through `fin(acc, channel)`,
 /// in the output buffer's layout (as `kernels::run_exact`).
+///
+/// The activation bytes are laid out in blocks of [`BLOCK`] pixels, `col[block][k][lane]`, so
+/// that the products of one block touch `K·32` contiguous bytes (in L2) whatever order the
+/// sorted weights visit `k` in; a short last block is padded (its lanes are not used).
 pub(crate) fn run<T, F>(
     s: &Step,
     p: &LutMatrix,
@@ -153,23 +193,27 @@ where
             let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, strides, dil, pads } =
                 ConvGeom::new(weights, window, *group, si, so, x.len())?;
             let (kk, pixels) = (cg * kh * kw, oh * ow);
+            let blocks = pixels.div_ceil(BLOCK);
             let pad = byte(*z);
             let mut out = vec![T::default(); n * m * pixels];
-            let mut col = vec![0u8; kk * pixels];
+            let mut col = vec![0u8; blocks * kk * BLOCK];
             for b in 0..n {
                 for gi in 0..g {
-                    col.par_chunks_mut(pixels.max(1)).enumerate().for_each(|(r, row)| {
-                        let (ci, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
-                        let plane = &x[((b * c) + gi * cg + ci) * h * w..][..h * w];
-                        for oy in 0..oh {
-                            let iy = (oy * strides[0] + ky * dil[0]) as isize - pads[0] as isize;
-                            for ox in 0..ow {
+                    col.par_chunks_mut(kk * BLOCK).enumerate().for_each(|(blk, cb)| {
+                        for lane in 0..BLOCK.min(pixels - blk * BLOCK) {
+                            let px = blk * BLOCK + lane;
+                            let (oy, ox) = (px / ow, px % ow);
+                            for r in 0..kk {
+                                let (ci, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+                                let iy =
+                                    (oy * strides[0] + ky * dil[0]) as isize - pads[0] as isize;
                                 let ix =
                                     (ox * strides[1] + kx * dil[1]) as isize - pads[1] as isize;
                                 let inside =
                                     iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w;
-                                row[oy * ow + ox] = if inside {
-                                    byte(plane[iy as usize * w + ix as usize])
+                                cb[r * BLOCK + lane] = if inside {
+                                    let plane = ((b * c) + gi * cg + ci) * h * w;
+                                    byte(x[plane + iy as usize * w + ix as usize])
                                 } else {
                                     pad
                                 };
@@ -177,10 +221,7 @@ where
                         }
                     });
                     let og = &mut out[(b * m + gi * mg) * pixels..][..mg * pixels];
-                    og.par_chunks_mut(pixels.max(1)).enumerate().for_each(|(mo, dst)| {
-                        let ch = gi * mg + mo;
-                        channel(p, ch, &col, pixels, |i, acc| dst[i] = fin(acc, ch));
-                    });
+                    matrix(p, gi, mg, &col, pixels, fin, og);
                 }
             }
             Ok(out)
@@ -195,25 +236,21 @@ where
             if so.iter().product::<usize>() != rows * nn {
                 return Err(format!("output {so:?} is not [{rows}, {nn}]"));
             }
-            // Activation bytes as [K, rows]: the rows play the role of a conv's pixels.
-            let mut col = vec![0u8; k * rows];
+            // The rows play the role of a conv's pixels.
+            let mut col = vec![0u8; rows.div_ceil(BLOCK) * k * BLOCK];
             for r in 0..rows {
+                let (blk, lane) = (r / BLOCK, r % BLOCK);
                 for kk in 0..k {
-                    col[kk * rows + r] = byte(x[r * k + kk]);
+                    col[(blk * k + kk) * BLOCK + lane] = byte(x[r * k + kk]);
                 }
             }
-            let per_n: Vec<Vec<T>> = (0..nn)
-                .into_par_iter()
-                .map(|ch| {
-                    let mut v = vec![T::default(); rows];
-                    channel(p, ch, &col, rows, |i, acc| v[i] = fin(acc, ch));
-                    v
-                })
-                .collect();
+            // The kernel writes [N, rows]; the buffer is [rows, N].
+            let mut t = vec![T::default(); nn * rows];
+            matrix(p, 0, nn, &col, rows, fin, &mut t);
             let mut out = vec![T::default(); rows * nn];
-            for (ch, v) in per_n.iter().enumerate() {
-                for (r, &t) in v.iter().enumerate() {
-                    out[r * nn + ch] = t;
+            for ch in 0..nn {
+                for r in 0..rows {
+                    out[r * nn + ch] = t[ch * rows + r];
                 }
             }
             Ok(out)
@@ -222,123 +259,93 @@ where
     }
 }
 
-/// The accumulators of output channel `ch` over the `pixels` columns of `col` (`[K, pixels]`
-/// activation bytes), handed to `put(pixel, acc)` with the correction added.
-fn channel(p: &LutMatrix, ch: usize, col: &[u8], pixels: usize, mut put: impl FnMut(usize, i64)) {
-    let wrow = &p.w[ch * p.k..(ch + 1) * p.k];
-    let corr = p.correction[ch];
-    if p.wide {
-        for i in 0..pixels {
-            let acc: i64 = wrow
-                .iter()
-                .enumerate()
-                .map(|(k, &wb)| p.rows[wb as usize][col[k * pixels + i] as usize] as i64)
-                .sum();
-            put(i, acc + corr);
-        }
-        return;
-    }
-    let mut acc = vec![0i32; pixels];
-    accumulate(wrow, &p.rows, col, pixels, &mut acc);
-    for (i, &a) in acc.iter().enumerate() {
-        put(i, a as i64 + corr);
-    }
-}
-
-/// `acc[i] = Σ_k rows[wrow[k]][col[k·pixels + i]]` (wrapping i32; the caller proved no
-/// overflow).
-pub(crate) fn accumulate(
-    wrow: &[u8],
-    rows: &[[i32; 256]],
+/// The outputs of group `gi`'s `mg` channels over `pixels` columns of the blocked `col`,
+/// `fin(acc + correction, channel)` into `out` (`[mg, pixels]`): blocks in parallel.
+fn matrix<T, F>(
+    p: &LutMatrix,
+    gi: usize,
+    mg: usize,
     col: &[u8],
     pixels: usize,
-    acc: &mut [i32],
-) {
-    assert!(
-        col.len() >= wrow.len() * pixels && acc.len() >= pixels && rows.len() == 256,
-        "invariant: the kernel's operands are sized by its callers"
-    );
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is present; the assert above bounds every access (see the function).
-        done = unsafe { avx2::accumulate(wrow, rows, col, pixels, acc) };
-    }
-    for i in done..pixels {
-        let mut s = 0i32;
-        for (k, &wb) in wrow.iter().enumerate() {
-            s = s.wrapping_add(rows[wb as usize][col[k * pixels + i] as usize]);
+    fin: &F,
+    out: &mut [T],
+) where
+    T: Copy + Default + Send,
+    F: Fn(i64, usize) -> T + Sync,
+{
+    let block_len = p.k * BLOCK;
+    let blocks: Vec<Vec<i64>> = col
+        .par_chunks(block_len.max(1))
+        .enumerate()
+        .map(|(blk, cb)| {
+            let lanes = BLOCK.min(pixels - blk * BLOCK);
+            let mut res = vec![0i64; mg * lanes];
+            if p.wide {
+                for mo in 0..mg {
+                    let wrow = &p.w[(gi * mg + mo) * p.k..][..p.k];
+                    for l in 0..lanes {
+                        res[mo * lanes + l] = wrow
+                            .iter()
+                            .enumerate()
+                            .map(|(k, &wb)| p.rows[wb as usize][cb[k * BLOCK + l] as usize] as i64)
+                            .sum();
+                    }
+                }
+            } else {
+                let mut acc = vec![[0i32; BLOCK]; mg];
+                let (entries, starts) = &p.by_code[gi];
+                accumulate(entries, starts, &p.rows, cb, lanes, &mut acc);
+                for mo in 0..mg {
+                    for l in 0..lanes {
+                        res[mo * lanes + l] = acc[mo][l] as i64;
+                    }
+                }
+            }
+            res
+        })
+        .collect();
+    for (blk, res) in blocks.iter().enumerate() {
+        let lanes = BLOCK.min(pixels - blk * BLOCK);
+        for mo in 0..mg {
+            let ch = gi * mg + mo;
+            for l in 0..lanes {
+                out[mo * pixels + blk * BLOCK + l] =
+                    fin(res[mo * lanes + l] + p.correction[ch], ch);
+            }
         }
-        acc[i] = s;
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    /// The AVX2 part of [`super::accumulate`]: pixels in blocks of 32 (four 8-lane
-    /// accumulators), then of 8; returns how many pixels it did (the rest is the caller's).
-    ///
-    /// # Safety
-    /// AVX2 must be available, `col.len() ≥ wrow.len()·pixels`, `acc.len() ≥ pixels`,
-    /// `rows.len() == 256`. Gather indices are bytes, so always inside a 256-entry row.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn accumulate(
-        wrow: &[u8],
-        rows: &[[i32; 256]],
-        col: &[u8],
-        pixels: usize,
-        acc: &mut [i32],
-    ) -> usize {
-        let cp = col.as_ptr();
-        let load = |k: usize, i: usize| {
-            // SAFETY: i + 8 ≤ pixels, so the 8 bytes are inside row k of col.
-            unsafe {
-                _mm256_cvtepu8_epi32(_mm_loadl_epi64(cp.add(k * pixels + i) as *const __m128i))
+/// `acc[m][l] += rows[c][cb[k·BLOCK + l]]` for every entry `m << 16 | k` of code `c`
+/// (`entries[starts[c]..starts[c + 1]]`) and the `lanes` first lanes of the block `cb`
+/// (`[K][BLOCK]` bytes; wrapping i32, the caller proved no overflow). A plain loop: on this
+/// project's AMD EPYC machine AVX2 gathers (`vpgatherdd`, tried) were no faster than the
+/// scalar table reads, which three load ports serve.
+pub(crate) fn accumulate(
+    entries: &[u32],
+    starts: &[usize],
+    rows: &[[i32; 256]],
+    cb: &[u8],
+    lanes: usize,
+    acc: &mut [[i32; BLOCK]],
+) {
+    assert!(
+        starts.len() == 257
+            && starts[256] == entries.len()
+            && entries.iter().all(|&e| {
+                ((e & 0xffff) as usize + 1) * BLOCK <= cb.len() && ((e >> 16) as usize) < acc.len()
+            })
+            && rows.len() == 256
+            && lanes <= BLOCK,
+        "invariant: the kernel's operands are sized by its callers"
+    );
+    for c in 0..256 {
+        let row = &rows[c];
+        for &e in &entries[starts[c]..starts[c + 1]] {
+            let (m, k) = ((e >> 16) as usize, (e & 0xffff) as usize);
+            for l in 0..lanes {
+                acc[m][l] = acc[m][l].wrapping_add(row[cb[k * BLOCK + l] as usize]);
             }
-        };
-        let mut i = 0;
-        while i + 32 <= pixels {
-            let (mut a0, mut a1, mut a2, mut a3) = (
-                _mm256_setzero_si256(),
-                _mm256_setzero_si256(),
-                _mm256_setzero_si256(),
-                _mm256_setzero_si256(),
-            );
-            for (k, &wb) in wrow.iter().enumerate() {
-                let r = rows[wb as usize].as_ptr();
-                // SAFETY: indices are zero-extended bytes (< 256) into a 256-entry row.
-                unsafe {
-                    a0 = _mm256_add_epi32(a0, _mm256_i32gather_epi32::<4>(r, load(k, i)));
-                    a1 = _mm256_add_epi32(a1, _mm256_i32gather_epi32::<4>(r, load(k, i + 8)));
-                    a2 = _mm256_add_epi32(a2, _mm256_i32gather_epi32::<4>(r, load(k, i + 16)));
-                    a3 = _mm256_add_epi32(a3, _mm256_i32gather_epi32::<4>(r, load(k, i + 24)));
-                }
-            }
-            // SAFETY: i + 32 ≤ pixels ≤ acc.len().
-            unsafe {
-                let o = acc.as_mut_ptr().add(i) as *mut __m256i;
-                _mm256_storeu_si256(o, a0);
-                _mm256_storeu_si256(o.add(1), a1);
-                _mm256_storeu_si256(o.add(2), a2);
-                _mm256_storeu_si256(o.add(3), a3);
-            }
-            i += 32;
         }
-        while i + 8 <= pixels {
-            let mut a0 = _mm256_setzero_si256();
-            for (k, &wb) in wrow.iter().enumerate() {
-                // SAFETY: as above.
-                unsafe {
-                    let r = rows[wb as usize].as_ptr();
-                    a0 = _mm256_add_epi32(a0, _mm256_i32gather_epi32::<4>(r, load(k, i)));
-                }
-            }
-            // SAFETY: i + 8 ≤ pixels ≤ acc.len().
-            unsafe { _mm256_storeu_si256(acc.as_mut_ptr().add(i) as *mut __m256i, a0) };
-            i += 8;
-        }
-        i
     }
 }
