@@ -5,6 +5,7 @@ pub mod error;
 pub mod model;
 pub mod noise_eval;
 pub mod npy;
+pub mod numerics;
 pub mod onnx;
 pub mod report;
 pub mod stream_report;

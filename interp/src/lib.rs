@@ -12,9 +12,11 @@
 //! Architecture invariant: `interp` depends on `ir` only, never on `passes` or the importer.
 
 pub mod error;
+pub mod format;
 pub mod grad;
 pub mod noise;
 mod ops;
+mod precision;
 pub mod program;
 mod runner;
 pub mod sim;

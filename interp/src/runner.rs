@@ -9,6 +9,7 @@
 //! input read for the last time by an elementwise or reshaping op is updated in place.
 
 use crate::error::{InterpError, Result};
+use crate::format::Precision;
 use crate::name_error;
 use crate::ops::activation::{self, bn_coefficients, Act};
 use crate::ops::conv::{Epilogue, PreparedConv};
@@ -69,6 +70,9 @@ pub struct Runner {
     /// Graph inputs: slot, name, type.
     inputs: Vec<(usize, String, TensorType)>,
     outputs: Vec<Slot>,
+    /// The number formats of weights, activations and accumulation (`format.rs`); fp32 for
+    /// [`Runner::new`].
+    precision: Precision,
 }
 
 /// The activation an op applies, if it is a fusable one (Clip needs constant bounds).
@@ -95,6 +99,29 @@ impl Runner {
     /// Prepares `graph`: checks that every value read is defined, converts the constants and
     /// prepares the convolutions. Fails on a node whose constant operands are malformed.
     pub fn new(graph: &Graph) -> Result<Runner> {
+        Self::build(graph, true)
+    }
+
+    /// A runner computing in the reduced formats of `precision` (`docs/approximate.md`): every
+    /// f32 constant of the graph (the weights, biases and normalization parameters the model
+    /// stores) is rounded once to `precision.weights`; the graph's inputs and every f32 tensor an
+    /// op produces to `precision.activations` (no fusion then, so every op's output is one);
+    /// Conv, Gemm and MatMul accumulate in `precision.accumulation` (a slower loop,
+    /// `ops/rounded_acc.rs`). All fp32 is [`Runner::new`].
+    pub fn with_precision(graph: &Graph, precision: Precision) -> Result<Runner> {
+        if precision.is_fp32() {
+            return Self::new(graph);
+        }
+        let mut g = graph.clone();
+        if !precision.weights.is_fp32() {
+            crate::precision::round_constants(&mut g, precision.weights);
+        }
+        let mut r = Self::build(&g, precision.activations.is_fp32())?;
+        r.precision = precision;
+        Ok(r)
+    }
+
+    fn build(graph: &Graph, fuse: bool) -> Result<Runner> {
         let nv = graph.value_count();
         let mut slot: Vec<Option<Slot>> = vec![None; nv];
         let mut consts = Vec::new();
@@ -159,7 +186,7 @@ impl Runner {
                     let (wt, bt) = (Tensor::from_data(w).map_err(named)?, conv_data(2)?);
                     let bias_dtype = || named(ops::bad("bias dtype differs from weights"));
                     // A conv with its own fused clamp keeps it as its epilogue (nothing after it fuses).
-                    if attrs.clamp.is_none() {
+                    if attrs.clamp.is_none() && fuse {
                         (chain, chain_out) = fusion_chain(graph, &ids, pos, &readers, &is_output);
                     }
                     let own_clamp = attrs
@@ -246,7 +273,7 @@ impl Runner {
             }
         }
         plan_lifetimes(&mut steps, &outputs, n_dyn);
-        Ok(Runner { consts, steps, n_dyn, inputs, outputs })
+        Ok(Runner { consts, steps, n_dyn, inputs, outputs, precision: Precision::default() })
     }
 
     /// Runs the graph on `inputs` (in graph-input order), returning the graph's outputs in
@@ -276,7 +303,7 @@ impl Runner {
                     msg: format!("expected {}{:?}, got {}", ty.dtype, ty.shape, t.type_string()),
                 });
             }
-            env[*slot] = Some(t);
+            env[*slot] = Some(crate::precision::round_tensor(t, self.precision.activations));
         }
         for step in &self.steps {
             let start = times.as_ref().map(|_| std::time::Instant::now());
@@ -311,7 +338,7 @@ impl Runner {
                         ),
                     });
                 }
-                env[s] = Some(t);
+                env[s] = Some(crate::precision::round_tensor(t, self.precision.activations));
             }
             for &s in &step.free {
                 if let Some(Tensor::F32(a)) = env[s].take() {
@@ -368,6 +395,20 @@ impl Runner {
             return eval_owned(&step.op, i, t, &rest, n_out);
         }
         let ins: Vec<&Tensor> = step.inputs.iter().map(get).collect::<Result<_>>()?;
+        let acc = self.precision.accumulation;
+        if !acc.is_fp32() {
+            match (&step.kind, ins.first()) {
+                (Kind::ConvF32(pc, epi), Some(Tensor::F32(x))) => {
+                    return Ok(vec![Tensor::F32(pc.run_rounded_acc(x, epi, acc)?)]);
+                }
+                (Kind::Generic, _) => {
+                    if let Some(out) = crate::precision::rounded_acc_op(&step.op, &ins, acc) {
+                        return out;
+                    }
+                }
+                _ => return Err(ops::unsupported("a reduced accumulation format on f64 data")),
+            }
+        }
         match &step.kind {
             Kind::Generic => ops::eval(&step.op, &ins, n_out),
             Kind::ConvF32(pc, epi) => match ins.first() {

@@ -1,6 +1,8 @@
 //! `cimc eval MODEL --data x.npy --labels y.npy [--compare FLOAT.onnx]`: top-1 accuracy on a
 //! labelled set, of a float model or a compiled program (with the float model beside it);
-//! `--wbits B` / `--wbits-file` evaluate a program at lower weight widths (the cascade).
+//! `--wbits B` / `--wbits-file` evaluate a program at lower weight widths (the cascade);
+//! `--format` / `--multiplier` with reduced float formats or an approximate multiplier
+//! (`cimc::numerics`, `docs/approximate.md`).
 
 use super::{print_json, progress, ImportArgs};
 use cimc::model::{Model, Prepared};
@@ -31,6 +33,14 @@ pub struct EvalArgs {
     /// Print one JSON object (`top1`, `samples`, `seconds`...) instead of the table.
     #[arg(long)]
     json: bool,
+    /// Float formats of a float model: FMT (bf16, fp16, e4m3, e5m2, e3m2, eXmY[-nosub]) for
+    /// weights, activations and accumulation, or w=FMT,a=FMT,acc=FMT.
+    #[arg(long)]
+    format: Option<String>,
+    /// The 8x8 multiplier of a program's digital MACs: exact, trunc:K, drum:K, mitchell,
+    /// table:FILE.
+    #[arg(long)]
+    multiplier: Option<String>,
     #[command(flatten)]
     widths: super::run::WidthArgs,
     #[command(flatten)]
@@ -95,7 +105,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let batch = a.eval_batch.max(1).min(n);
 
     let start = std::time::Instant::now();
-    let prepared = m.prepare_at(batch, widths.as_ref())?;
+    let numerics = cimc::numerics::Numerics::parse(a.format.as_deref(), a.multiplier.as_deref())?;
+    let prepared = numerics.prepare(&m, batch, widths.as_ref())?;
     // With weight widths: the time to switch (prepare the derived weights), part of `seconds`.
     let switch_seconds = widths.as_ref().map(|_| start.elapsed().as_secs_f64());
     let pred = predictions(&prepared, &x, &a.data, a.json)?;
@@ -107,6 +118,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let (correct, acc) = top1(&pred);
     let mut report =
         serde_json::json!({"top1": acc, "samples": n, "correct": correct, "seconds": seconds});
+    report.as_object_mut().expect("invariant: an object").extend(numerics.json());
     let mut lines = vec![
         format!("top-1   {acc:.2} %  ({correct}/{n})"),
         format!("time    {seconds:.3} s  ({:.3} ms/sample)", 1000.0 * seconds / n as f64),

@@ -376,6 +376,62 @@ impl<T: GemmFloat> PreparedConv<T> {
     }
 }
 
+impl PreparedConv<f32> {
+    /// [`PreparedConv::run`] with every partial sum of every dot product rounded to `fmt`
+    /// (`ops/rounded_acc.rs`): im2col per image and group (every path, depthwise and pointwise
+    /// included), the rounded loop, the bias as one more rounded add, then `epi` in f32.
+    pub(crate) fn run_rounded_acc(
+        &self,
+        x: &ArrayD<f32>,
+        epi: &Epilogue<f32>,
+        fmt: crate::format::FloatFormat,
+    ) -> Result<ArrayD<f32>> {
+        let xs = x.shape();
+        let (n, g) = (self.kernel.len(), self.attrs.group);
+        if xs.len() != n + 2 || xs[1] != self.cg * g {
+            return Err(bad(format!("input {xs:?} does not fit the weights with {g} groups")));
+        }
+        let ins = &xs[2..];
+        let outs = self.out_spatial(ins)?;
+        let (batch, p) = (xs[0], outs.iter().product::<usize>());
+        let kk: usize = self.cg * self.kernel.iter().product::<usize>();
+        let (plane, mg) = (ins.iter().product::<usize>(), self.m / g);
+        let xd = data_of(x);
+        let mut out = vec![0f32; batch * self.m * p];
+        let mut col = vec![0f32; kk * p];
+        for b in 0..batch {
+            for gi in 0..g {
+                let c0 = (b * self.cg * g + gi * self.cg) * plane;
+                self.im2col(&xd[c0..c0 + self.cg * plane], ins, &outs, &mut col);
+                let wg = &self.w[gi * mg * kk..(gi + 1) * mg * kk];
+                let og = &mut out[(b * self.m + gi * mg) * p..(b * self.m + (gi + 1) * mg) * p];
+                super::rounded_acc::gemm_rounded(
+                    mg,
+                    kk,
+                    p,
+                    Mat::rows(wg, kk),
+                    Mat::rows(&col, p),
+                    og,
+                    fmt,
+                );
+            }
+        }
+        for (i, r) in out.chunks_mut(p.max(1)).enumerate() {
+            let ch = i % self.m;
+            if let Some(bias) = &self.bias {
+                r.iter_mut().for_each(|v| super::rounded_acc::add_rounded(v, bias[ch], fmt));
+            }
+            if let Some((a, b)) = &epi.affine {
+                r.iter_mut().for_each(|v| *v = *v * a[ch] + b[ch]);
+            }
+            if let Some(act) = epi.act {
+                act.apply_seq(r);
+            }
+        }
+        Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out))
+    }
+}
+
 /// Conv as an op: inputs x, w, optional bias (the weights are prepared on every call).
 pub(crate) fn conv(attrs: &ConvAttrs, inputs: &[&Tensor]) -> Result<Tensor> {
     arity(inputs, 2, 3)?;

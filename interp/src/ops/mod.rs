@@ -12,6 +12,7 @@ pub(crate) mod gemm;
 pub(crate) mod num;
 pub(crate) mod pool;
 pub(crate) mod quant;
+pub(crate) mod rounded_acc;
 pub(crate) mod shape;
 
 use crate::error::{InterpError, Result};
@@ -94,7 +95,7 @@ pub(crate) fn same_dtype(inputs: &[&Tensor]) -> Result<()> {
 
 /// Applies a matrix op's fused clamp (`ConvAttrs::clamp`) to its float output, with Clip's
 /// semantics (the runner applies the same [`activation::Act::Clip`] in the conv epilogue).
-fn clamped(t: Tensor, clamp: Option<(f32, f32)>) -> Tensor {
+pub(crate) fn clamped(t: Tensor, clamp: Option<(f32, f32)>) -> Tensor {
     let Some((lo, hi)) = clamp else { return t };
     let act = activation::Act::Clip(lo as f64, hi as f64);
     match t {

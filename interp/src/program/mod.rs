@@ -6,9 +6,11 @@
 //! integer of magnitude below 2^53 (checked when the program is prepared; see
 //! [`kernels::exact_in_f64`]), and f64 represents every such integer exactly.
 
+mod approx;
 mod cascade;
 pub(crate) mod crossbar;
 pub(crate) mod kernels;
+pub mod multiplier;
 pub(crate) mod pool;
 mod resume;
 
@@ -40,6 +42,9 @@ pub struct ProgramRunner {
     /// Crossbar steps run at a lower weight width ([`ProgramRunner::with_weight_widths`]);
     /// empty for a program run as compiled.
     cascade: Vec<Option<cascade::Derived>>,
+    /// Digital matrix steps run with an approximate multiplier
+    /// ([`ProgramRunner::with_multiplier`]); empty for exact products.
+    approx: Vec<Option<approx::LutMatrix>>,
 }
 
 fn step_err(i: usize, s: &Step, msg: impl Into<String>) -> InterpError {
@@ -74,7 +79,36 @@ impl ProgramRunner {
         for &b in &program.outputs {
             last_use[b] = usize::MAX;
         }
-        Ok(ProgramRunner { program: program.clone(), prepared, last_use, cascade: Vec::new() })
+        Ok(ProgramRunner {
+            program: program.clone(),
+            prepared,
+            last_use,
+            cascade: Vec::new(),
+            approx: Vec::new(),
+        })
+    }
+
+    /// The program with every digital Conv/Gemm step (no crossbar) multiplying through
+    /// `multiplier`'s product table (`approx.rs` says which operands, `docs/approximate.md`);
+    /// crossbar steps stay analog. Fails on a step whose codes are wider than 8 bits.
+    pub fn with_multiplier(
+        program: &Program,
+        multiplier: &multiplier::Multiplier,
+    ) -> Result<ProgramRunner> {
+        let mut r = Self::new(program)?;
+        if *multiplier == multiplier::Multiplier::Exact {
+            return Ok(r);
+        }
+        let table = multiplier.table();
+        r.approx = program
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                approx::prepare(s, &program.buffers, &table).map_err(|m| step_err(i, s, m))
+            })
+            .collect::<Result<_>>()?;
+        Ok(r)
     }
 
     pub fn program(&self) -> &Program {
@@ -238,8 +272,13 @@ impl ProgramRunner {
                 let (si, so) = (shape(*input), shape(*output));
                 let noisy = noise.and_then(|(chip, first)| chip.step(i).map(|n| (n, first)));
                 Data::Codes(
-                    match (noisy, prep.crossbar(), self.cascade.get(i).and_then(Option::as_ref)) {
-                        (Some((nx, first)), Some(xb), None) => {
+                    match (
+                        noisy,
+                        prep.crossbar(),
+                        self.cascade.get(i).and_then(Option::as_ref),
+                        self.approx.get(i).and_then(Option::as_ref),
+                    ) {
+                        (Some((nx, first)), Some(xb), None, _) => {
                             let (Step::Conv { requant, .. } | Step::Gemm { requant, .. }) = s
                             else {
                                 return Err(InterpError::Internal("not a matrix step".into()));
@@ -248,7 +287,8 @@ impl ProgramRunner {
                                 requant.apply(a, n)
                             })
                         }
-                        (_, _, Some(c)) => c.run(s, prep, x, si, so, stats),
+                        (_, _, _, Some(lut)) => approx::run_step(s, lut, x, si, so),
+                        (_, _, Some(c), _) => c.run(s, prep, x, si, so, stats),
                         _ => kernels::run_matrix(s, prep, x, si, so, stats),
                     }
                     .map_err(e)?,

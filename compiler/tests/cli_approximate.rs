@@ -1,0 +1,90 @@
+//! `cimc eval --format` (reduced float formats) and `--multiplier` (approximate 8×8
+//! multipliers) on the vendored digits CNN (`docs/approximate.md`), and their errors.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn path(p: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p).to_string_lossy().into_owned()
+}
+
+fn cimc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cimc")).args(args).output().expect("the cimc binary runs")
+}
+
+fn eval(model: &str, extra: &[&str]) -> Output {
+    let (x, y) =
+        (path("tests/data/sets/digits_test_x.npy"), path("tests/data/sets/digits_test_y.npy"));
+    let mut args = vec!["eval", model, "--data", &x, "--labels", &y, "--json"];
+    args.extend_from_slice(extra);
+    cimc(&args)
+}
+
+fn ok(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+fn user_error(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks '{n}': {err}");
+    }
+}
+
+#[test]
+fn formats_change_the_float_model_and_fp32_does_not() {
+    let model = path("tests/data/models/digits_cnn.onnx");
+    let base = ok(&eval(&model, &[]));
+    let fp32 = ok(&eval(&model, &["--format", "fp32"]));
+    assert_eq!(fp32["correct"], base["correct"]);
+    assert_eq!(fp32["format"], "fp32");
+    let bf16 = ok(&eval(&model, &["--format", "bf16"]));
+    assert_eq!(bf16["format"], "bf16");
+    assert!(bf16["top1"].as_f64().unwrap() > 90.0, "{bf16}");
+    // Two mantissa bits and three exponent bits everywhere: far from the float model.
+    let e3m2 = ok(&eval(&model, &["--format", "e3m2"]));
+    let split = ok(&eval(&model, &["--format", "w=e4m3,a=e4m3,acc=fp32"]));
+    assert_eq!(split["format"], "w=e4m3,a=e4m3,acc=fp32");
+    assert!(e3m2["top1"].as_f64().unwrap() < base["top1"].as_f64().unwrap());
+    user_error(&eval(&model, &["--format", "e9m2"]), &["--format", "e9m2"]);
+    user_error(&eval(&model, &["--format", "w=bf16,q=fp16"]), &["unknown key 'q'"]);
+    user_error(&eval(&model, &["--multiplier", "drum:4"]), &["--multiplier", ".cimp"]);
+}
+
+#[test]
+fn multipliers_change_the_program_and_exact_does_not() {
+    let dir = std::env::temp_dir().join(format!("cimc_approx_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prog = dir.join("d.cimp").to_string_lossy().into_owned();
+    let out = cimc(&[
+        "compile",
+        &path("tests/data/models/digits_cnn.onnx"),
+        "--calib",
+        &path("tests/data/sets/digits_calib_x.npy"),
+        "-o",
+        &prog,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let base = ok(&eval(&prog, &[]));
+    let exact = ok(&eval(&prog, &["--multiplier", "exact"]));
+    assert_eq!(exact["correct"], base["correct"]);
+    let table = format!("table:{}", path("examples/multipliers/mul8s_1L2H.mul8"));
+    for m in ["trunc:8", "drum:4", "mitchell", table.as_str()] {
+        let r = ok(&eval(&prog, &["--multiplier", m]));
+        assert!(r["multiplier"].as_str().unwrap().starts_with(m.split(':').next().unwrap()));
+        assert!(r["top1"].as_f64().unwrap() > 10.0, "{m}: {r}");
+    }
+    // A strong truncation loses accuracy.
+    let t12 = ok(&eval(&prog, &["--multiplier", "trunc:12"]));
+    assert!(t12["top1"].as_f64().unwrap() < base["top1"].as_f64().unwrap(), "{t12}");
+    let bad = dir.join("bad.mul8");
+    std::fs::write(&bad, b"cimc-mul8 signed\n1234").unwrap();
+    let bad_arg = format!("table:{}", bad.display());
+    user_error(&eval(&prog, &["--multiplier", &bad_arg]), &["bad.mul8", "262144"]);
+    user_error(&eval(&prog, &["--multiplier", "drum:0"]), &["drum:K"]);
+    user_error(&eval(&prog, &["--format", "bf16"]), &["--format", "program"]);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,238 @@
+//! Reduced float formats and approximate multipliers on the trained CNNs, and the speed of the
+//! product-table (LUT) multiplier on ResNet-18 (`docs/approximate.md`).
+//!
+//! - Formats: top-1 of `mnist_cnn` and `mnist_resnet` with weights and activations in each
+//!   format (accumulation fp32, the GEMM path), and with the accumulation in the format too
+//!   (every partial sum rounded: the slow loop, on `--acc-limit` images).
+//! - Multipliers: top-1 of the W8A8 programs (calibrated on 1,000 training images) with each
+//!   approximate multiplier on every digital MAC, and each multiplier's mean absolute error.
+//! - ResNet-18 (`../shared/models/resnet18_bn.onnx`, batch 1, one of
+//!   `data/imagenet_random_x.npy`): the W8A8 program with the EvoApprox `mul8s_1L2H` table
+//!   against the exact integer program, both timed in this run, and the ratio.
+//!
+//! `cargo run --release -p cimc-examples --bin formats -- [--limit N] [--acc-limit N]
+//!  [--reps N] [--svg FILE] [--json] [--timing-only]`
+
+use cimc::onnx::{self, ImportOptions};
+use cimc_examples::{arg, load, time_ms, top1};
+use cimc_interp::format::{FloatFormat, Precision};
+use cimc_interp::program::multiplier::Multiplier;
+use cimc_interp::program::ProgramRunner;
+use cimc_interp::{Runner, Tensor};
+use cimc_passes::PassContext;
+use std::path::PathBuf;
+
+const BATCH: usize = 100;
+const FORMATS: [&str; 6] = ["fp32", "bf16", "fp16", "e4m3", "e5m2", "e3m2"];
+
+fn multipliers() -> Vec<String> {
+    let table = cimc_examples::repo_root().join("examples/multipliers/mul8s_1L2H.mul8");
+    ["exact", "trunc:4", "trunc:8", "trunc:10", "drum:3", "drum:4", "drum:6", "mitchell"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("table:{}", table.display())])
+        .collect()
+}
+
+/// Mean absolute error of a multiplier over its table's operand range, relative to the mean
+/// exact product magnitude (percent).
+fn mean_error(m: &Multiplier) -> f64 {
+    let t = m.table();
+    let (lo, hi) = if t.signed { (-128, 127) } else { (0, 255) };
+    let (mut err, mut mag) = (0f64, 0f64);
+    for a in lo..=hi {
+        for b in lo..=hi {
+            let p = t.get(a, b).expect("invariant: in range") as f64;
+            err += (p - (a * b) as f64).abs();
+            mag += ((a * b) as f64).abs();
+        }
+    }
+    100.0 * err / mag
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let json = args.iter().any(|a| a == "--json");
+    let limit: Option<usize> = arg(&args, "--limit");
+    let acc_limit: usize = arg(&args, "--acc-limit").unwrap_or(1000);
+    let reps: usize = arg(&args, "--reps").unwrap_or(5);
+    let svg: Option<PathBuf> = arg(&args, "--svg");
+    let timing_only = args.iter().any(|a| a == "--timing-only");
+    let shared = cimc_examples::repo_root().join("../shared");
+    let muls: Vec<(String, Multiplier)> = multipliers()
+        .into_iter()
+        .map(|s| {
+            let m = Multiplier::parse(&s).unwrap_or_else(|e| panic!("{e}"));
+            (m.name(), m)
+        })
+        .collect();
+
+    let mut fmt_rows = Vec::new(); // (model, images, acc images, [(w+a, all three)])
+    let mut mul_rows = Vec::new(); // (model, images, [top1])
+    let models = if timing_only { 0 } else { 2 };
+    for (name, set) in cimc_examples::trained_cnns().into_iter().take(models) {
+        let mut x = load(&set.test_x);
+        let mut y = cimc::npy::read(&set.test_y).unwrap().to_i64_vec();
+        if let Some(l) = limit {
+            let l = l.min(y.len());
+            x = cimc::tensor_util::slice_batch(&x, 0, l, l);
+            y.truncate(l);
+        }
+        let n_acc = acc_limit.min(y.len());
+        let x_acc = cimc::tensor_util::slice_batch(&x, 0, n_acc, n_acc);
+        let path = cimc_examples::vendored_model(name);
+        let g =
+            onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
+                .expect("import");
+        let eval =
+            |run: &dyn Fn(Vec<Tensor>) -> cimc::Result<Vec<Tensor>>, x: &Tensor, n: usize| {
+                let out = cimc::model::run_in_chunks(run, BATCH, std::slice::from_ref(x), |_| {})
+                    .expect("run");
+                top1(&out[0], &y[..n])
+            };
+        let mut line = Vec::new();
+        for f in FORMATS {
+            let fmt = FloatFormat::parse(f).expect("a named format");
+            let wa = Precision { weights: fmt, activations: fmt, accumulation: FloatFormat::FP32 };
+            let r = Runner::with_precision(&g, wa).unwrap();
+            let top_wa = eval(&|t| Ok(r.run(t)?), &x, y.len());
+            let r = Runner::with_precision(&g, Precision::uniform(fmt)).unwrap();
+            let start = std::time::Instant::now();
+            let top_all = eval(&|t| Ok(r.run(t)?), &x_acc, n_acc);
+            eprintln!(
+                "{name} {f}: w+a {top_wa:.2} %, all {top_all:.2} % ({:.1} s)",
+                start.elapsed().as_secs_f64()
+            );
+            line.push((top_wa, top_all));
+        }
+        fmt_rows.push((name, y.len(), n_acc, line));
+
+        let calib = load(&set.calib);
+        let n_cal = calib.shape()[0].min(1000);
+        let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
+        let cx = PassContext { calib: Some(vec![calib]), ..Default::default() };
+        let (p, _) = cimc::compile::compile(g.clone(), &cx, &[]).expect("compile");
+        let mut line = Vec::new();
+        for (mname, m) in &muls {
+            let pr = ProgramRunner::with_multiplier(&p, m).unwrap();
+            let t = eval(&|t| Ok(pr.run(t)?), &x, y.len());
+            eprintln!("{name} {mname}: {t:.2} %");
+            line.push(t);
+        }
+        mul_rows.push((name, y.len(), line));
+    }
+
+    // ResNet-18: the table multiplier against the exact program, same run.
+    let timing = shared.join("models/resnet18_bn.onnx").exists().then(|| {
+        let x = load(&shared.join("data/imagenet_random_x.npy"));
+        let x1 = cimc::tensor_util::slice_batch(&x, 0, 1, 1);
+        let g = onnx::import_file(
+            &shared.join("models/resnet18_bn.onnx"),
+            &ImportOptions { batch: Some(1), ..Default::default() },
+        )
+        .expect("import");
+        let cx = PassContext { calib: Some(vec![x]), ..Default::default() };
+        let (p, _) = cimc::compile::compile(g, &cx, &[]).expect("compile");
+        let exact = ProgramRunner::new(&p).unwrap();
+        let (_, table) = muls.last().expect("the table is the last multiplier");
+        let lut = ProgramRunner::with_multiplier(&p, table).unwrap();
+        let (_, t_exact) = time_ms(reps, || {
+            exact.run(vec![x1.clone()]).unwrap();
+        });
+        let (_, t_lut) = time_ms(reps, || {
+            lut.run(vec![x1.clone()]).unwrap();
+        });
+        (t_exact, t_lut)
+    });
+    if timing.is_none() {
+        eprintln!("SKIPPED ResNet-18 timing: ../shared/models/resnet18_bn.onnx not found");
+    }
+
+    let errors: Vec<f64> = muls.iter().map(|(_, m)| mean_error(m)).collect();
+    if json {
+        let v = serde_json::json!({
+            "formats": fmt_rows.iter().map(|(m, n, na, l)| serde_json::json!({
+                "model": m, "images": n, "acc_images": na,
+                "top1": FORMATS.iter().zip(l).map(|(f, (wa, all))| (f.to_string(), serde_json::json!({"w+a": wa, "w+a+acc": all}))).collect::<serde_json::Map<_, _>>(),
+            })).collect::<Vec<_>>(),
+            "multipliers": mul_rows.iter().map(|(m, n, l)| serde_json::json!({
+                "model": m, "images": n,
+                "top1": muls.iter().zip(l).map(|((k, _), v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            })).collect::<Vec<_>>(),
+            "mean_error_percent": muls.iter().zip(&errors).map(|((k, _), e)| (k.clone(), serde_json::json!(e))).collect::<serde_json::Map<_, _>>(),
+            "resnet18_ms": timing.map(|(e, l)| serde_json::json!({"exact": e, "table": l, "ratio": l / e})),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    } else {
+        print_markdown(&fmt_rows, &mul_rows, &muls, &errors, timing, reps);
+    }
+    if let Some(file) = svg {
+        let fl: Vec<String> = FORMATS.iter().map(|s| s.to_string()).collect();
+        let fser: Vec<(String, Vec<f64>)> = fmt_rows
+            .iter()
+            .map(|(m, _, _, l)| {
+                (format!("{m}: top-1 % (w+a+acc)"), l.iter().map(|p| p.1).collect())
+            })
+            .collect();
+        let ml: Vec<String> = muls.iter().map(|(k, _)| k.clone()).collect();
+        let mser: Vec<(String, Vec<f64>)> =
+            mul_rows.iter().map(|(m, _, l)| (format!("{m}: top-1 % (W8A8)"), l.clone())).collect();
+        let refs = |v: &[(String, Vec<f64>)]| -> Vec<(String, Vec<f64>)> { v.to_vec() };
+        let (fs, ms) = (refs(&fser), refs(&mser));
+        let f_series: Vec<(&str, &[f64])> = fs.iter().map(|(a, b)| (a.as_str(), &b[..])).collect();
+        let m_series: Vec<(&str, &[f64])> = ms.iter().map(|(a, b)| (a.as_str(), &b[..])).collect();
+        let doc = cimc::svg::stack(&[
+            cimc::svg::bars(
+                "Top-1 vs float format (weights, activations, accumulation)",
+                &fl,
+                &f_series,
+            ),
+            cimc::svg::bars("Top-1 vs 8x8 multiplier of the W8A8 program", &ml, &m_series),
+        ]);
+        std::fs::write(&file, doc).expect("write svg");
+        eprintln!("wrote {}", file.display());
+    }
+}
+
+fn print_markdown(
+    fmt_rows: &[(&str, usize, usize, Vec<(f64, f64)>)],
+    mul_rows: &[(&str, usize, Vec<f64>)],
+    muls: &[(String, Multiplier)],
+    errors: &[f64],
+    timing: Option<(f64, f64)>,
+    reps: usize,
+) {
+    println!("### Float formats (top-1 %, MNIST test set)\n");
+    print!("| format |");
+    for (m, n, na, _) in fmt_rows {
+        print!(" {m}: w+a ({n} images) | {m}: w+a+acc ({na} images) |");
+    }
+    println!("\n|---|{}", "---|---|".repeat(fmt_rows.len()));
+    for (i, f) in FORMATS.iter().enumerate() {
+        print!("| {f} |");
+        for (_, _, _, l) in fmt_rows {
+            print!(" {:.2} | {:.2} |", l[i].0, l[i].1);
+        }
+        println!();
+    }
+    println!("\n### Approximate multipliers (W8A8 program, top-1 %, MNIST test set)\n");
+    print!("| multiplier | mean error % |");
+    for (m, n, _) in mul_rows {
+        print!(" {m} ({n} images) |");
+    }
+    println!("\n|---|---|{}", "---|".repeat(mul_rows.len()));
+    for (i, (k, _)) in muls.iter().enumerate() {
+        print!("| {k} | {:.2} |", errors[i]);
+        for (_, _, l) in mul_rows {
+            print!(" {:.2} |", l[i]);
+        }
+        println!();
+    }
+    if let Some((e, l)) = timing {
+        println!("\n### ResNet-18 W8A8 program, batch 1 (median of {reps})\n");
+        println!("| multiplier | ms/image |\n|---|---|");
+        println!("| exact (f64 GEMM) | {e:.1} |");
+        println!("| table:mul8s_1L2H (LUT kernel) | {l:.1} |");
+        println!("| ratio | {:.2}x |", l / e);
+    }
+}
