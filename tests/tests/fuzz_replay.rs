@@ -137,3 +137,25 @@ fn shared_models_and_arrays_replay() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The first crash `program` found (docs/fuzzing.md): a buffer of codes wider than 32 bits made
+/// `code_range` shift past the width of i32 (a panic with overflow checks, a wrong range
+/// without). CI's release build has no overflow checks, so the refusal itself is checked.
+#[test]
+fn program_with_codes_wider_than_32_bits_is_refused() {
+    let p = fuzz_dir().join("regressions/program/code-bits-shift-overflow.cimp");
+    let data = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let e = fuzz_entry::program(&data).expect_err("must be refused");
+    assert!(e.contains("-bit codes (1..=32 expected)"), "{e}");
+}
+
+/// `code_range` at the widths a program may hold, as plain i64 arithmetic says.
+#[test]
+fn code_range_at_every_width() {
+    for bits in 1..=32u8 {
+        let (lo, hi) = cimc_backends::arith::code_range(bits, true);
+        assert_eq!((lo as i64, hi as i64), (-(1i64 << (bits - 1)), (1i64 << (bits - 1)) - 1));
+        let (lo, hi) = cimc_backends::arith::code_range(bits, false);
+        assert_eq!((lo as i64, hi as i64), (0, ((1i64 << bits) - 1).min(i32::MAX as i64)));
+    }
+}

@@ -423,6 +423,15 @@ impl Program {
             }
         }
         for (i, b) in self.buffers.iter().enumerate() {
+            // Codes are i32.
+            if let Elem::Code(c) = b.elem {
+                if !(1..=32).contains(&c.bits) {
+                    return Err(BackendError::Format(format!(
+                        "buffer {i} '{}' holds {}-bit codes (1..=32 expected)",
+                        b.name, c.bits
+                    )));
+                }
+            }
             if checked_numel(&b.shape).is_none_or(|n| n > MAX_BUFFER_ELEMENTS) {
                 return Err(BackendError::Format(format!(
                     "buffer {i} '{}' declares shape {:?}, above {MAX_BUFFER_ELEMENTS} elements",
