@@ -81,12 +81,15 @@ pub fn quantize_value(x: f32, scale: f32, zero_point: i32, lo: i32, hi: i32) -> 
 }
 
 /// §2: the code range of `bits`-bit codes: signed `[−2^(b−1), 2^(b−1)−1]`, unsigned `[0, 2^b−1]`.
+/// Computed in i64, so 32-bit codes give the whole i32 range (unsigned ones stop at
+/// `i32::MAX`, codes being i32); `bits` must be 1..=32 (programs from files are validated).
 pub fn code_range(bits: u8, signed: bool) -> (i32, i32) {
-    let b = bits as u32;
+    let b = (bits as u32).clamp(1, 32);
     if signed {
-        (-(1i32 << (b - 1)), (1i32 << (b - 1)) - 1)
+        let h = 1i64 << (b - 1);
+        (-h as i32, (h - 1) as i32)
     } else {
-        (0, ((1i64 << b) - 1) as i32)
+        (0, ((1i64 << b) - 1).min(i32::MAX as i64) as i32)
     }
 }
 

@@ -19,3 +19,20 @@ pub enum BackendError {
 }
 
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// Decodes the postcard body of a file that starts `header` bytes before `body`; an error
+/// names the byte offset in the file where decoding stopped. Bytes after the body are an error.
+pub(crate) fn decode_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    header: usize,
+) -> std::result::Result<T, String> {
+    let mut de = postcard::Deserializer::from_bytes(body);
+    let value = T::deserialize(&mut de);
+    let rest = de.finalize().map(|r| r.len()).unwrap_or(0);
+    let at = header + body.len() - rest;
+    match value {
+        Ok(v) if rest == 0 => Ok(v),
+        Ok(_) => Err(format!("{rest} unexpected bytes after the end, at byte {at}")),
+        Err(e) => Err(format!("{e} at byte {at}")),
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod error;
+pub mod fuzz_entry;
 pub mod model;
 pub mod noise_eval;
 pub mod npy;

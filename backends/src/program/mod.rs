@@ -20,6 +20,14 @@ use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"CIMCPROG";
 pub const FORMAT_VERSION: u32 = 3;
+/// Most elements a buffer of a program read from a file may declare (2^32: 16 GiB of f32). A
+/// buffer is allocated when the program runs, so its declared size is all a file controls.
+pub const MAX_BUFFER_ELEMENTS: usize = 1 << 32;
+
+/// The product of `shape`, `None` on overflow.
+fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
 
 /// A buffer index.
 pub type Buf = usize;
@@ -396,7 +404,7 @@ impl Program {
                 "program format version {version}; this cimc reads version {FORMAT_VERSION}"
             )));
         }
-        let p: Program = postcard::from_bytes(&bytes[12..])
+        let p: Program = crate::error::decode_body(&bytes[12..], 12)
             .map_err(|e| BackendError::Format(format!("malformed program body: {e}")))?;
         p.validate()?;
         Ok(p)
@@ -411,6 +419,23 @@ impl Program {
             if b >= n {
                 return Err(BackendError::Format(format!(
                     "input/output buffer {b} does not exist"
+                )));
+            }
+        }
+        for (i, b) in self.buffers.iter().enumerate() {
+            // Codes are i32.
+            if let Elem::Code(c) = b.elem {
+                if !(1..=32).contains(&c.bits) {
+                    return Err(BackendError::Format(format!(
+                        "buffer {i} '{}' holds {}-bit codes (1..=32 expected)",
+                        b.name, c.bits
+                    )));
+                }
+            }
+            if checked_numel(&b.shape).is_none_or(|n| n > MAX_BUFFER_ELEMENTS) {
+                return Err(BackendError::Format(format!(
+                    "buffer {i} '{}' declares shape {:?}, above {MAX_BUFFER_ELEMENTS} elements",
+                    b.name, b.shape
                 )));
             }
         }
@@ -433,8 +458,9 @@ impl Program {
                     if let Some(x) = crossbar {
                         x.validate().map_err(|m| bad(i, format!("crossbar: {m}")))?;
                     }
-                    let numel: usize = weights.shape.iter().product();
-                    if numel != weights.data.len() {
+                    let numel = checked_numel(&weights.shape);
+                    if numel != Some(weights.data.len()) {
+                        let numel = numel.map_or("too many".into(), |n| n.to_string());
                         return Err(bad(
                             i,
                             format!("weights declare {numel} values, hold {}", weights.data.len()),

@@ -447,7 +447,7 @@ impl Stream {
                 "stream format version {version}; this cimc reads version {FORMAT_VERSION}"
             )));
         }
-        let f: StreamFile = postcard::from_bytes(&bytes[12..]).map_err(|e| {
+        let f: StreamFile = crate::error::decode_body(&bytes[12..], 12).map_err(|e| {
             BackendError::Format(format!("malformed stream (truncated or corrupt): {e}"))
         })?;
         let mut cores = Vec::with_capacity(f.cores.len());

@@ -10,7 +10,8 @@ mod sim;
 mod stream;
 mod worst_case;
 
-use cimc::onnx::ImportOptions;
+use cimc::onnx::limits::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, DEFAULT_MAX_TENSOR_BYTES};
+use cimc::onnx::{ImportLimits, ImportOptions};
 use cimc::{Error, Result};
 use clap::{Args, Parser, Subcommand};
 
@@ -19,6 +20,22 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Refuse ONNX models with more nodes than this.
+    #[arg(long, global = true, value_name = "N", default_value_t = DEFAULT_MAX_NODES)]
+    max_nodes: usize,
+    /// Refuse ONNX models whose longest chain of nodes is longer than this.
+    #[arg(long, global = true, value_name = "N", default_value_t = DEFAULT_MAX_DEPTH)]
+    max_graph_depth: usize,
+    /// Refuse ONNX models with a tensor (weight, input or inferred value) larger than this.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = DEFAULT_MAX_TENSOR_BYTES)]
+    max_tensor_bytes: usize,
+}
+
+/// The import caps of this run (the global `--max-*` flags), set once by [`run`].
+static IMPORT_LIMITS: std::sync::OnceLock<ImportLimits> = std::sync::OnceLock::new();
+
+fn import_limits() -> ImportLimits {
+    IMPORT_LIMITS.get().copied().unwrap_or_default()
 }
 
 #[derive(Subcommand, Debug)]
@@ -66,11 +83,23 @@ impl ImportArgs {
                 })?;
             input_shapes.push((name.to_string(), dims));
         }
-        Ok(ImportOptions { batch: self.batch, input_shapes, ..ImportOptions::default() })
+        Ok(ImportOptions {
+            batch: self.batch,
+            input_shapes,
+            limits: import_limits(),
+            ..ImportOptions::default()
+        })
     }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
+    let limits = ImportLimits {
+        max_nodes: cli.max_nodes,
+        max_depth: cli.max_graph_depth,
+        max_tensor_bytes: cli.max_tensor_bytes,
+    };
+    // `run` is called once per process; a second call keeps the first caps.
+    let _ = IMPORT_LIMITS.set(limits);
     match cli.command {
         Command::Compile(a) => compile::run(a),
         Command::Dump(a) => dump::run(a),

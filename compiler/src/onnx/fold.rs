@@ -23,8 +23,9 @@ pub fn eval(
     op: &Op,
     inputs: &[&TensorData],
     types: &[TensorType],
+    reader: &super::tensor::TensorReader,
 ) -> Result<Option<Vec<TensorData>>, String> {
-    if types.iter().any(|t| super::tensor::check_created(t.dtype, &t.shape).is_err()) {
+    if types.iter().any(|t| reader.check_created(t.dtype, &t.shape).is_err()) {
         return Ok(None);
     }
     let tensors = match inputs

@@ -39,6 +39,7 @@
 
 mod attrs;
 mod fold;
+pub mod limits;
 mod nodes;
 #[allow(clippy::all, missing_docs, rustdoc::all)]
 #[rustfmt::skip]
@@ -48,6 +49,7 @@ mod tensor;
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use cimc_ir::{Graph, TensorData, TensorType, ValueId};
+pub use limits::ImportLimits;
 use nodes::{Ctx, Lowered};
 use prost::Message;
 use proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
@@ -69,6 +71,8 @@ pub struct ImportOptions {
     pub input_shapes: Vec<(String, Vec<usize>)>,
     /// Graph inputs that become constants with this data.
     pub bind: Vec<(String, TensorData)>,
+    /// Caps on nodes, graph depth and tensor size.
+    pub limits: ImportLimits,
 }
 
 /// Imports an ONNX model file.
@@ -90,7 +94,7 @@ pub fn import_bytes(bytes: Bytes, file: &Path, opts: &ImportOptions) -> Result<G
         g: Graph::new(graph.name.clone().unwrap_or_default()),
         env: HashMap::new(),
         reserved: HashSet::new(),
-        reader: TensorReader::new(dir),
+        reader: TensorReader::new(dir, opts.limits),
     };
     imp.run(graph, opset, opts)?;
     Ok(imp.g)
@@ -99,10 +103,20 @@ pub fn import_bytes(bytes: Bytes, file: &Path, opts: &ImportOptions) -> Result<G
 /// Reads a `TensorProto` file (the `.pb` files of the ONNX test cases): its name and data.
 pub fn read_tensor_pb(path: &Path) -> Result<(String, TensorData)> {
     let bytes = tensor::map_file(path).map_err(|e| Error::io(path, e))?;
+    read_tensor_pb_bytes(bytes, path, ImportLimits::default())
+}
+
+/// Reads a `TensorProto` held in `bytes`; `file` names it in messages, and external data are
+/// looked up in its folder.
+pub fn read_tensor_pb_bytes(
+    bytes: Bytes,
+    file: &Path,
+    limits: ImportLimits,
+) -> Result<(String, TensorData)> {
     let t = TensorProto::decode(bytes)
-        .map_err(|e| onnx_err(path, format!("not a TensorProto: {e}")))?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let data = TensorReader::new(dir).read(&t).map_err(|m| onnx_err(path, m))?;
+        .map_err(|e| onnx_err(file, format!("not a TensorProto: {e}")))?;
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let data = TensorReader::new(dir, limits).read(&t).map_err(|m| onnx_err(file, m))?;
     Ok((t.name.unwrap_or_default(), data))
 }
 
@@ -246,6 +260,7 @@ impl Importer {
     }
 
     fn run(&mut self, graph: &GraphProto, opset: i64, opts: &ImportOptions) -> Result<()> {
+        self.reader.limits.check_nodes(graph.node.len()).map_err(|m| self.err(m))?;
         for n in &graph.node {
             self.reserved.extend(n.output.iter().filter(|o| !o.is_empty()).cloned());
         }
@@ -347,7 +362,8 @@ impl Importer {
                     shape
                 }
             };
-            byte_size(dtype, &shape).map_err(msg)?;
+            let (_, nbytes) = byte_size(dtype, &shape).map_err(msg)?;
+            self.reader.limits.check_tensor(nbytes, || format!("{dtype}{shape:?}")).map_err(msg)?;
             let v = self.g.add_input(name.clone(), TensorType::new(dtype, shape));
             self.define(&name, v)?;
         }
@@ -388,6 +404,7 @@ impl Importer {
             }
         }
         let mut users: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+        let mut producers: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
         let mut pending = vec![0usize; nodes.len()];
         for (i, n) in nodes.iter().enumerate() {
             for inp in n.input.iter().filter(|s| !s.is_empty()) {
@@ -403,6 +420,7 @@ impl Importer {
                     ),
                 })?;
                 users[p].push(i);
+                producers[i].push(p);
                 pending[i] += 1;
             }
         }
@@ -423,6 +441,13 @@ impl Importer {
             return Err(self.err(format!(
                 "the graph has a cycle through node '{}'",
                 node_name(&nodes[stuck], stuck)
+            )));
+        }
+        let max_depth = self.reader.limits.max_depth;
+        if let Some((i, d)) = limits::first_too_deep(&order, &producers, max_depth) {
+            return Err(self.err(format!(
+                "node '{}' lies {d} nodes deep, above the limit of {max_depth} (raise it with --max-graph-depth)",
+                node_name(&nodes[i], i)
             )));
         }
         Ok(order)
@@ -483,12 +508,15 @@ impl Importer {
                 let types: Vec<&TensorType> = ins.iter().map(|&v| self.g.ty(v)).collect();
                 let out_types = cimc_ir::infer::infer(&op, &types, n_outputs).map_err(&node_err)?;
                 for t in &out_types {
-                    byte_size(t.dtype, &t.shape).map_err(&node_err)?;
+                    let (_, nbytes) = byte_size(t.dtype, &t.shape).map_err(&node_err)?;
+                    let limits = &self.reader.limits;
+                    let what = || format!("its output {}", cimc_ir::infer::show(t));
+                    limits.check_tensor(nbytes, what).map_err(&node_err)?;
                 }
                 let consts: Option<Vec<&TensorData>> =
                     ins.iter().map(|&v| self.g.value(v).const_data()).collect();
                 if let (Some(c), true) = (consts, fold::foldable(&op, &types) && !ins.is_empty()) {
-                    let folded = fold::eval(&op, &c, &out_types)
+                    let folded = fold::eval(&op, &c, &out_types, &self.reader)
                         .map_err(|m| Error::Internal(format!("node '{name}' ({op_type}): {m}")))?;
                     if let Some(datas) = folded {
                         for (o, d) in outs.iter().zip(datas) {

@@ -4,6 +4,7 @@
 //! `raw_data` is never copied: the decoded `Bytes` is a slice of the file's memory map. Sizes
 //! declared by `dims` are checked against the bytes present before anything is allocated.
 
+use super::limits::ImportLimits;
 use super::proto::tensor_proto::{DataLocation, DataType};
 use super::proto::TensorProto;
 use bytes::Bytes;
@@ -35,24 +36,10 @@ pub fn dtype_of(code: i32) -> R<DType> {
     })
 }
 
-/// Largest tensor the importer creates or accepts (bytes): far above any CNN, far below what
-/// would exhaust memory by a corrupt size field.
+/// Absolute bound on any tensor size computed from declared dims (bytes): sizes above it are
+/// refused as overflow before any comparison; the configurable cap is
+/// [`ImportLimits::max_tensor_bytes`].
 pub const MAX_TENSOR_BYTES: usize = 1 << 36;
-
-/// Largest constant the importer itself creates (ConstantOfShape, Range, folding): a model
-/// cannot make the importer allocate more than this from a few bytes of attributes.
-pub const MAX_CREATED_BYTES: usize = 1 << 30;
-
-/// Fails when a constant of this type would exceed [`MAX_CREATED_BYTES`].
-pub fn check_created(dtype: DType, shape: &[usize]) -> R<()> {
-    let (_, b) = byte_size(dtype, shape)?;
-    if b > MAX_CREATED_BYTES {
-        return Err(format!(
-            "the constant {dtype}{shape:?} ({b} bytes) exceeds the importer's limit of {MAX_CREATED_BYTES} bytes"
-        ));
-    }
-    Ok(())
-}
 
 /// Checked element count and byte size of `shape` in `dtype`.
 pub fn byte_size(dtype: DType, shape: &[usize]) -> R<(usize, usize)> {
@@ -66,16 +53,30 @@ pub fn byte_size(dtype: DType, shape: &[usize]) -> R<(usize, usize)> {
     Ok((n, b))
 }
 
-/// Reads tensors, resolving external data relative to `dir` and memory-mapping each external
-/// file once.
+/// Reads tensors, resolving external data relative to `dir` (never outside it) and
+/// memory-mapping each external file once.
 pub struct TensorReader {
     dir: PathBuf,
     files: HashMap<PathBuf, Bytes>,
+    pub limits: ImportLimits,
 }
 
 impl TensorReader {
-    pub fn new(dir: PathBuf) -> TensorReader {
-        TensorReader { dir, files: HashMap::new() }
+    pub fn new(dir: PathBuf, limits: ImportLimits) -> TensorReader {
+        TensorReader { dir, files: HashMap::new(), limits }
+    }
+
+    /// Fails when a constant the importer would create itself (ConstantOfShape, Range,
+    /// folding) exceeds [`ImportLimits::max_created_bytes`].
+    pub fn check_created(&self, dtype: DType, shape: &[usize]) -> R<()> {
+        let (_, b) = byte_size(dtype, shape)?;
+        let cap = self.limits.max_created_bytes();
+        if b > cap {
+            return Err(format!(
+                "the constant {dtype}{shape:?} ({b} bytes) exceeds the importer's limit of {cap} bytes for constants it creates"
+            ));
+        }
+        Ok(())
     }
 
     /// Converts a tensor; messages start with the tensor's name.
@@ -110,6 +111,8 @@ impl TensorReader {
         } else {
             typed_fields(t, dtype, n)?
         };
+        // The bytes are present (checked above against the declared size): now the cap.
+        self.limits.check_tensor(nbytes, || format!("{dtype}{shape:?}"))?;
         TensorData::from_raw(dtype, shape, bytes).map_err(|e| e.to_string())
     }
 
@@ -148,6 +151,20 @@ impl TensorReader {
         }
         let path = self.dir.join(rel);
         if !self.files.contains_key(&path) {
+            // A symbolic link may still lead out of the model's folder: compare real paths.
+            let real = path
+                .canonicalize()
+                .map_err(|e| format!("external data '{}': {e}", path.display()))?;
+            let dir = if self.dir.as_os_str().is_empty() { Path::new(".") } else { &self.dir };
+            let real_dir = dir
+                .canonicalize()
+                .map_err(|e| format!("external data folder '{}': {e}", dir.display()))?;
+            if !real.starts_with(&real_dir) {
+                return Err(format!(
+                    "external data location '{location}' leads out of the model's folder (to '{}')",
+                    real.display()
+                ));
+            }
             let b =
                 map_file(&path).map_err(|e| format!("external data '{}': {e}", path.display()))?;
             self.files.insert(path.clone(), b);

@@ -26,7 +26,9 @@ fn input_bound(decl: &BufferDecl, zero_point: i32) -> Result<i64, String> {
     match decl.elem {
         Elem::Code(c) => {
             let (lo, hi) = c.range();
-            Ok(((lo - zero_point) as i64).abs().max(((hi - zero_point) as i64).abs()))
+            // In i64: a zero point from a file may lie anywhere in i32.
+            let z = zero_point as i64;
+            Ok((lo as i64 - z).abs().max((hi as i64 - z).abs()))
         }
         Elem::F32 => Err(format!("input buffer '{}' holds f32 values, codes expected", decl.name)),
     }

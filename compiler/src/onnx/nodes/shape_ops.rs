@@ -3,7 +3,7 @@
 //! Range): shapes are static, so these are evaluated here.
 
 use super::{norm_axes, norm_axis, show, Ctx, Lowered, R};
-use crate::onnx::tensor::{byte_size, check_created};
+use crate::onnx::tensor::byte_size;
 use cimc_ir::{DType, Op, PadMode, SliceAxis, TensorData};
 
 pub fn concat(ctx: &mut Ctx) -> R<Lowered> {
@@ -334,7 +334,7 @@ pub fn constant_of_shape(ctx: &mut Ctx) -> R<Lowered> {
     if value.numel() != 1 {
         return Err(format!("attribute 'value' must hold one element, got {:?}", value.shape()));
     }
-    check_created(value.dtype(), &shape)?;
+    ctx.imp.reader.check_created(value.dtype(), &shape)?;
     let (n, _) = byte_size(value.dtype(), &shape)?;
     let bytes = value.raw().repeat(n);
     TensorData::from_raw(value.dtype(), shape, bytes.into())
@@ -366,12 +366,13 @@ pub fn range(ctx: &mut Ctx) -> R<Lowered> {
                 return Err(format!("range {s}..{l} step {d} is not finite"));
             }
             let n = ((l - s) / d).ceil().max(0.0);
-            let n = check_len(n as u128, dtype)?;
-            let v: Vec<f64> = (0..n).map(|i| s + i as f64 * d).collect();
+            let n = check_len(ctx, n as u128, dtype)?;
+            // Each element is computed straight into its final type: no wider temporary.
+            let at = |i: usize| s + i as f64 * d;
             if dtype == DType::F32 {
-                TensorData::from_f32(vec![n], &v.iter().map(|&x| x as f32).collect::<Vec<_>>())
+                TensorData::from_f32(vec![n], &(0..n).map(|i| at(i) as f32).collect::<Vec<_>>())
             } else {
-                TensorData::from_f64(vec![n], &v)
+                TensorData::from_f64(vec![n], &(0..n).map(at).collect::<Vec<_>>())
             }
         }
         DType::I16 | DType::I32 | DType::I64 => {
@@ -385,17 +386,18 @@ pub fn range(ctx: &mut Ctx) -> R<Lowered> {
             }
             let span = l - s;
             let n = if span * d.signum() <= 0 { 0 } else { (span.abs() + d.abs() - 1) / d.abs() };
-            let n = check_len(n as u128, dtype)?;
-            let v: Vec<i128> = (0..n).map(|i| s + i as i128 * d).collect();
+            let n = check_len(ctx, n as u128, dtype)?;
+            // Each element is computed straight into its final type: no i128 temporary.
+            let at = |i: usize| s + i as i128 * d;
             match dtype {
                 DType::I16 => {
-                    TensorData::from_i16(vec![n], &v.iter().map(|&x| x as i16).collect::<Vec<_>>())
+                    TensorData::from_i16(vec![n], &(0..n).map(|i| at(i) as i16).collect::<Vec<_>>())
                 }
                 DType::I32 => {
-                    TensorData::from_i32(vec![n], &v.iter().map(|&x| x as i32).collect::<Vec<_>>())
+                    TensorData::from_i32(vec![n], &(0..n).map(|i| at(i) as i32).collect::<Vec<_>>())
                 }
                 _ => {
-                    TensorData::from_i64(vec![n], &v.iter().map(|&x| x as i64).collect::<Vec<_>>())
+                    TensorData::from_i64(vec![n], &(0..n).map(|i| at(i) as i64).collect::<Vec<_>>())
                 }
             }
         }
@@ -406,8 +408,8 @@ pub fn range(ctx: &mut Ctx) -> R<Lowered> {
     Ok(Lowered::Consts(vec![data]))
 }
 
-fn check_len(n: u128, dtype: DType) -> R<usize> {
+fn check_len(ctx: &Ctx, n: u128, dtype: DType) -> R<usize> {
     let n = usize::try_from(n).map_err(|_| "range is too long".to_string())?;
-    check_created(dtype, &[n])?;
+    ctx.imp.reader.check_created(dtype, &[n])?;
     Ok(n)
 }
