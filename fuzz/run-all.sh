@@ -14,7 +14,7 @@ secs="${1:-600}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(onnx_import tensor_pb npy ir_text target_toml program stream)
+  targets=(onnx_import tensor_pb npy ir_text target_toml noise_toml program stream)
 fi
 max_len() {
   case "$1" in

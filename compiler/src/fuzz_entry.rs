@@ -26,6 +26,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("npy", npy),
     ("ir_text", ir_text),
     ("target_toml", target_toml),
+    ("noise_toml", noise_toml),
     ("program", program),
     ("stream", stream),
 ];
@@ -91,6 +92,15 @@ pub fn target_toml(data: &[u8]) -> Result<String, String> {
     let t =
         cimc_backends::target::Target::from_toml_str(text, &origin).map_err(|e| e.to_string())?;
     Ok(t.summary())
+}
+
+/// A noise file (TOML with a `[noise]` table, `docs/noise.md`), parsed and validated.
+pub fn noise_toml(data: &[u8]) -> Result<String, String> {
+    let text = std::str::from_utf8(data).map_err(|e| format!("not UTF-8 text: {e}"))?;
+    let origin = format!("{FAKE_DIR}/noise.toml");
+    let n =
+        cimc_backends::noise::NoiseSpec::from_toml_str(text, &origin).map_err(|e| e.to_string())?;
+    Ok(if n.is_off() { "noise off".into() } else { "noise on".into() })
 }
 
 /// A program file (`.cimp`), decoded and prepared for execution as `cimc run` does.
