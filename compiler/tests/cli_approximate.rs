@@ -1,16 +1,9 @@
 //! `cimc eval --format` (reduced float formats) and `--multiplier` (approximate 8×8
 //! multipliers) on the vendored digits CNN (`docs/approximate.md`), and their errors.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn path(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p).to_string_lossy().into_owned()
-}
-
-fn cimc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cimc")).args(args).output().expect("the cimc binary runs")
-}
+mod common;
+use common::{cimc, ok_json as ok, repo as path, user_error};
+use std::process::Output;
 
 fn eval(model: &str, extra: &[&str]) -> Output {
     let (x, y) =
@@ -18,20 +11,6 @@ fn eval(model: &str, extra: &[&str]) -> Output {
     let mut args = vec!["eval", model, "--data", &x, "--labels", &y, "--json"];
     args.extend_from_slice(extra);
     cimc(&args)
-}
-
-fn ok(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
-fn user_error(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks '{n}': {err}");
-    }
 }
 
 #[test]

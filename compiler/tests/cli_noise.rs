@@ -2,40 +2,10 @@
 //! Carlo report and its plot, reproducible runs, drift rows, and every bad noise file or flag
 //! gets exit status 1 and one line naming the file and the key.
 
+mod common;
+use common::{cimc, data, ok_json as ok, repo, user_error};
 use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn data(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
-        .join(p)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn repo(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p).to_string_lossy().into_owned()
-}
-
-fn cimc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cimc")).args(args).output().expect("the cimc binary runs")
-}
-
-fn ok(out: &Output) -> serde_json::Value {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
-
-fn user_error(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "expected exit 1; stderr: {err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
-    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks '{n}': {err}");
-    }
-}
+use std::process::Output;
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cimc-noise-{}", std::process::id()));

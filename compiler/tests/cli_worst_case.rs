@@ -1,30 +1,8 @@
 //! `cimc eval --worst-case` on the command line (`docs/worst-case.md`): the JSON report of the
 //! digits CNN on the `isaac` preset, the plot, determinism, and the errors.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn data(p: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/data")
-        .join(p)
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn cimc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cimc")).args(args).output().expect("the cimc binary runs")
-}
-
-/// Exit status 1, no panic, and every `needle` in the one-line message.
-fn user_error(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(err.starts_with("error: ") && !err.contains("panicked"), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks '{n}': {err}");
-    }
-}
+mod common;
+use common::{cimc, data, user_error};
 
 #[test]
 fn worst_case_report_plot_and_errors() {

@@ -14,6 +14,11 @@ pub fn data(p: &str) -> String {
         .into_owned()
 }
 
+/// A file by its path from the repository's root.
+pub fn repo(p: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(p).to_string_lossy().into_owned()
+}
+
 pub fn cimc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cimc")).args(args).output().expect("the cimc binary runs")
 }
