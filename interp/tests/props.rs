@@ -156,6 +156,55 @@ fn check_conv(c: &ConvCase) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// 2-D layers big enough for the tiled paths of `ops/conv/tiled.rs`: many output positions
+/// and a few output channels (column tiles: Cg*9 >= 576 rows of im2col, >= 400 positions), or
+/// at least 128 output channels per group over fewer positions (blocks of output channels).
+fn tiled_conv_case() -> impl Strategy<Value = ConvCase> {
+    (
+        any::<bool>(),
+        1usize..=2,
+        1usize..=2,
+        1usize..=2,
+        0usize..=1,
+        0usize..=2,
+        any::<u64>(),
+        any::<bool>(),
+    )
+        .prop_map(|(columns, batch, g, stride, dil, pad, seed, bias)| {
+            let (cg, mg, side) = if columns {
+                (64 + 4 * (seed as usize % 5), 1 + seed as usize % 5, 44 + seed as usize % 9)
+            } else {
+                (40 + (seed as usize % 9), 128 + 8 * (seed as usize % 5), 14 + seed as usize % 3)
+            };
+            let stride = if columns { stride } else { 1 };
+            let dil = 1 + dil;
+            let attrs = ConvAttrs {
+                kernel: vec![3, 3],
+                strides: vec![stride; 2],
+                dilations: vec![dil; 2],
+                pads: vec![pad, pad, pad.saturating_sub(1), pad],
+                group: g,
+                clamp: None,
+            };
+            ConvCase {
+                xs: vec![batch, g * cg, side, side + 1],
+                ws: vec![g * mg, cg, 3, 3],
+                attrs,
+                bias,
+                seed,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conv2d_tiled_matches_naive(c in tiled_conv_case()) {
+        check_conv(&c)?;
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 

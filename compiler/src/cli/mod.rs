@@ -4,6 +4,7 @@ mod compile;
 mod dump;
 mod eval;
 mod noise_eval;
+mod profile;
 mod quant_args;
 mod run;
 mod sim;

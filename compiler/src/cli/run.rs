@@ -1,6 +1,7 @@
 //! `cimc run MODEL --input x.npy [--output y.npy]`: run a model (ONNX, text IR or program) on
 //! .npy inputs. A program's outputs are dequantized to f32, as the float model's would be.
-//! `--wbits B` / `--wbits-file` run a program at lower weight widths (the cascade).
+//! `--wbits B` / `--wbits-file` run a program at lower weight widths (the cascade); `--profile`
+//! times a float model's steps (`profile.rs`).
 
 use super::{print_json, ImportArgs};
 use cimc::model::Model;
@@ -22,6 +23,10 @@ pub struct RunArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Time every step of a float model over N runs (after a warm-up) and print where the
+    /// time goes instead of the outputs.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10")]
+    profile: Option<usize>,
     #[command(flatten)]
     widths: WidthArgs,
     #[command(flatten)]
@@ -63,6 +68,17 @@ pub fn run(a: RunArgs) -> Result<()> {
     let start = std::time::Instant::now();
     let prepared = m.prepare_at(n, widths.as_ref())?;
     prepared.check_inputs(&inputs, &a.input)?;
+    if let Some(reps) = a.profile {
+        let cimc::model::Executable::Graph(runner) = &prepared.exe else {
+            return Err(Error::Usage(format!(
+                "{}: --profile times the steps of a float model (ONNX or .cir), not of a program",
+                a.model.display()
+            )));
+        };
+        let steps = super::profile::profile(runner, &inputs, reps)?;
+        super::profile::print(&steps, 25, a.json);
+        return Ok(());
+    }
     let outputs = prepared.run_all(&inputs, |_| {})?;
     let seconds = start.elapsed().as_secs_f64();
     if !a.output.is_empty() && a.output.len() != outputs.len() {

@@ -54,18 +54,12 @@ impl Act {
         let zero = T::ZERO;
         let one = T::of(1.0);
         match self {
-            Act::Relu => x.iter_mut().for_each(|v| {
-                if *v < zero {
-                    *v = zero
-                }
-            }),
+            // Selects, not conditional stores: these loops vectorize (a conditional store
+            // compiles to a branch per element). NaN < 0 is false, so NaN passes through.
+            Act::Relu => x.iter_mut().for_each(|v| *v = if *v < zero { zero } else { *v }),
             Act::LeakyRelu(alpha) => {
                 let a = T::of(alpha as f64);
-                x.iter_mut().for_each(|v| {
-                    if *v < zero {
-                        *v = *v * a
-                    }
-                })
+                x.iter_mut().for_each(|v| *v = if *v < zero { *v * a } else { *v })
             }
             Act::Sigmoid => x.iter_mut().for_each(|v| *v = one / (one + (-*v).exp())),
             Act::HardSigmoid(alpha, beta) => {

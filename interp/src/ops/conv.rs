@@ -5,6 +5,8 @@
 //!   right-hand matrix, one GEMM per image and group;
 //! - 2-D with one input channel per group (depthwise, any channel multiplier): a direct loop
 //!   over output rows, parallel over output channels;
+//! - 2-D layers with many output positions: column tiles, each expanded (im2col), multiplied
+//!   and finished on one thread while in cache, tiles in parallel (`conv/tiled.rs`);
 //! - everything else: im2col into `[Cg*prod(K), P]` (rows filled in parallel), then one GEMM
 //!   per image and group with the weights `[Mg, Cg*prod(K)]` (ONNX's own layout).
 //!
@@ -19,6 +21,8 @@ use crate::tensor::Tensor;
 use cimc_ir::ConvAttrs;
 use ndarray::ArrayD;
 use rayon::prelude::*;
+
+mod tiled;
 
 /// What the runner fused after a convolution: `y = act(y * a[m] + b[m])`.
 #[derive(Clone, Debug)]
@@ -166,6 +170,32 @@ impl<T: GemmFloat> PreparedConv<T> {
             && self.attrs.strides.iter().all(|&s| s == 1)
             && self.attrs.pads.iter().all(|&p| p == 0);
         let direct = n == 2 && self.cg == 1 && !pointwise;
+        if let Some(nt) = self.tile_width(p, kk).filter(|_| !pointwise && !direct) {
+            let (plane, c, mg) = (xs[2..].iter().product::<usize>(), self.cg * g, self.m / g);
+            for b in 0..batch {
+                for gi in 0..g {
+                    let x0 = (b * c + gi * self.cg) * plane;
+                    let o0 = (b * self.m + gi * mg) * p;
+                    let (xg, og) = (&xd[x0..x0 + self.cg * plane], &mut out[o0..o0 + mg * p]);
+                    self.convolve_tiled(xg, &xs[2..], &outs, og, gi, nt, epi);
+                }
+            }
+            return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+        }
+        if !pointwise && !direct && self.m / g >= 2 * tiled::ROW_TILE && kk * p >= PAR_MIN {
+            let (plane, c, mg) = (xs[2..].iter().product::<usize>(), self.cg * g, self.m / g);
+            T::with_scratch(kk * p, |col| {
+                for b in 0..batch {
+                    for gi in 0..g {
+                        let x0 = (b * c + gi * self.cg) * plane;
+                        let o0 = (b * self.m + gi * mg) * p;
+                        let (xg, og) = (&xd[x0..x0 + self.cg * plane], &mut out[o0..o0 + mg * p]);
+                        self.convolve_row_tiled(xg, &xs[2..], &outs, og, gi, col, epi);
+                    }
+                }
+            });
+            return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+        }
         let col_len = if pointwise || direct { 0 } else { kk * p };
         T::with_scratch(col_len, |col| {
             self.convolve(&xd, &xs[2..], &outs, &mut out, col, pointwise, direct)
@@ -225,24 +255,26 @@ impl<T: GemmFloat> PreparedConv<T> {
             return;
         }
         let m = self.m;
-        let row = |(i, r): (usize, &mut [T])| {
-            let ch = i % m;
-            if let Some(b) = bias {
-                let b = b[ch];
-                r.iter_mut().for_each(|v| *v += b);
-            }
-            if let Some((a, b)) = &epi.affine {
-                let (a, b) = (a[ch], b[ch]);
-                r.iter_mut().for_each(|v| *v = *v * a + b);
-            }
-            if let Some(act) = epi.act {
-                act.apply_seq(r);
-            }
-        };
+        let row = |(i, r): (usize, &mut [T])| self.epilogue_row(i % m, r, epi);
         if out.len() >= PAR_MIN {
             out.par_chunks_mut(p).enumerate().for_each(row);
         } else {
             out.chunks_mut(p).enumerate().for_each(row);
+        }
+    }
+
+    /// Bias, then the epilogue, on part of output channel `ch`'s row.
+    fn epilogue_row(&self, ch: usize, r: &mut [T], epi: &Epilogue<T>) {
+        if let Some(b) = &self.bias {
+            let b = b[ch];
+            r.iter_mut().for_each(|v| *v += b);
+        }
+        if let Some((a, b)) = &epi.affine {
+            let (a, b) = (a[ch], b[ch]);
+            r.iter_mut().for_each(|v| *v = *v * a + b);
+        }
+        if let Some(act) = epi.act {
+            act.apply_seq(r);
         }
     }
 

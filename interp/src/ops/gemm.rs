@@ -60,11 +60,12 @@ pub(crate) trait GemmFloat: Float {
         c: *mut Self,
         rsc: isize,
         csc: isize,
+        parallel: bool,
     );
 }
 
 /// Runs the `gemm` crate's product (`dst = beta_dst * dst + alpha * lhs * rhs` in its terms),
-/// on rayon's pool above a size where threads pay.
+/// on rayon's pool when `parallel` (callers pass whether the size makes threads pay).
 macro_rules! gemm_impl {
     ($t:ty, $scratch:ident) => {
         thread_local! {
@@ -89,9 +90,9 @@ macro_rules! gemm_impl {
                 m: usize, k: usize, n: usize, alpha: $t,
                 a: *const $t, rsa: isize, csa: isize,
                 b: *const $t, rsb: isize, csb: isize,
-                beta: $t, c: *mut $t, rsc: isize, csc: isize,
+                beta: $t, c: *mut $t, rsc: isize, csc: isize, parallel: bool,
             ) {
-                let par = if m * n * k >= PAR_FLOPS {
+                let par = if parallel {
                     gemm::Parallelism::Rayon(0)
                 } else {
                     gemm::Parallelism::None
@@ -159,6 +160,51 @@ pub(crate) fn gemm<T: GemmFloat>(
             c.as_mut_ptr(),
             ldc as isize,
             1,
+            m * n * k >= PAR_FLOPS,
+        )
+    }
+}
+
+/// `C = A * B` on the calling thread (for callers that run products in parallel themselves),
+/// row-major C with row stride `ldc`; C is not read.
+pub(crate) fn gemm_serial<T: GemmFloat>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    c: &mut [T],
+    ldc: usize,
+) {
+    assert!(
+        a.fits(m, k) && b.fits(k, n) && (m == 0 || n == 0 || (m - 1) * ldc + n <= c.len()),
+        "invariant: gemm operands are sized by their callers ({m}x{k}x{n})"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        (0..m).for_each(|r| c[r * ldc..r * ldc + n].fill(T::ZERO));
+        return;
+    }
+    // SAFETY: the assert above proves every strided access is in bounds.
+    unsafe {
+        T::raw(
+            m,
+            k,
+            n,
+            T::of(1.0),
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            T::ZERO,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+            false,
         )
     }
 }

@@ -311,10 +311,9 @@ fn max_pool_2d_separable(
                 tmp.copy_from_slice(&xp[f * iw..(f + 1) * iw]);
                 for j in 1..n {
                     let src = &xp[(f + j * dh) * iw..(f + j * dh + 1) * iw];
+                    // A select, not a conditional store, so that the loop vectorizes.
                     for (d, &v) in tmp.iter_mut().zip(src) {
-                        if v > *d {
-                            *d = v;
-                        }
+                        *d = if v > *d { v } else { *d };
                     }
                 }
                 // Then the row pass on the reduced row.
@@ -323,9 +322,7 @@ fn max_pool_2d_separable(
                     let mut m = tmp[f];
                     for j in 1..n {
                         let v = tmp[f + j * dw];
-                        if v > m {
-                            m = v;
-                        }
+                        m = if v > m { v } else { m };
                     }
                     *d = m;
                 }
