@@ -4,7 +4,7 @@
 //! - pointwise (1x1 kernel, stride 1, no padding): each group's input `[Cg, P]` already is the
 //!   right-hand matrix, one GEMM per image and group;
 //! - 2-D with one input channel per group (depthwise, any channel multiplier): a direct loop
-//!   over output rows, parallel over output channels;
+//!   over output rows, parallel over output channels (`conv/depthwise.rs`);
 //! - 2-D layers with many output positions: column tiles, each expanded (im2col), multiplied
 //!   and finished on one thread while in cache, tiles in parallel (`conv/tiled.rs`);
 //! - everything else: im2col into `[Cg*prod(K), P]` (rows filled in parallel), then one GEMM
@@ -22,6 +22,7 @@ use cimc_ir::ConvAttrs;
 use ndarray::ArrayD;
 use rayon::prelude::*;
 
+mod depthwise;
 mod tiled;
 
 /// What the runner fused after a convolution: `y = act(y * a[m] + b[m])`.
@@ -170,7 +171,15 @@ impl<T: GemmFloat> PreparedConv<T> {
             && self.attrs.strides.iter().all(|&s| s == 1)
             && self.attrs.pads.iter().all(|&p| p == 0);
         let direct = n == 2 && self.cg == 1 && !pointwise;
-        if let Some(nt) = self.tile_width(p, kk).filter(|_| !pointwise && !direct) {
+        if direct {
+            let plane = xs[2..].iter().product::<usize>() * self.cg * g;
+            for b in 0..batch {
+                let ob = &mut out[b * self.m * p..(b + 1) * self.m * p];
+                self.depthwise_2d(&xd[b * plane..(b + 1) * plane], &xs[2..], &outs, ob, epi);
+            }
+            return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+        }
+        if let Some(nt) = self.tile_width(p, kk).filter(|_| !pointwise) {
             let (plane, c, mg) = (xs[2..].iter().product::<usize>(), self.cg * g, self.m / g);
             for b in 0..batch {
                 for gi in 0..g {
@@ -182,7 +191,7 @@ impl<T: GemmFloat> PreparedConv<T> {
             }
             return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
         }
-        if !pointwise && !direct && self.m / g >= 2 * tiled::ROW_TILE && kk * p >= PAR_MIN {
+        if !pointwise && self.m / g >= 2 * tiled::ROW_TILE && kk * p >= PAR_MIN {
             let (plane, c, mg) = (xs[2..].iter().product::<usize>(), self.cg * g, self.m / g);
             T::with_scratch(kk * p, |col| {
                 for b in 0..batch {
@@ -196,16 +205,16 @@ impl<T: GemmFloat> PreparedConv<T> {
             });
             return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
         }
-        let col_len = if pointwise || direct { 0 } else { kk * p };
+        let col_len = if pointwise { 0 } else { kk * p };
         T::with_scratch(col_len, |col| {
-            self.convolve(&xd, &xs[2..], &outs, &mut out, col, pointwise, direct)
+            self.convolve(&xd, &xs[2..], &outs, &mut out, col, pointwise)
         });
         self.finish(&mut out, p, epi);
         Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out))
     }
 
     /// The convolution proper (no bias) of every image and group of `xd` (`[N, C, ins..]`)
-    /// into `out`; `col` is the im2col scratch (empty for the pointwise and direct paths).
+    /// into `out`; `col` is the im2col scratch (empty for the pointwise path).
     fn convolve(
         &self,
         xd: &[T],
@@ -214,7 +223,6 @@ impl<T: GemmFloat> PreparedConv<T> {
         out: &mut [T],
         col: &mut [T],
         pointwise: bool,
-        direct: bool,
     ) {
         let g = self.attrs.group;
         let plane: usize = ins.iter().product();
@@ -229,10 +237,6 @@ impl<T: GemmFloat> PreparedConv<T> {
         for b in 0..batch {
             let xb = &xd[b * c * plane..(b + 1) * c * plane];
             let ob = &mut out[b * self.m * p..(b + 1) * self.m * p];
-            if direct {
-                self.depthwise_2d(xb, ins, outs, ob);
-                continue;
-            }
             for gi in 0..g {
                 let xg = &xb[gi * self.cg * plane..(gi + 1) * self.cg * plane];
                 let rhs: &[T] = if pointwise {
@@ -356,54 +360,6 @@ impl<T: GemmFloat> PreparedConv<T> {
                     o.iter_mut().zip(src).for_each(|(v, &x)| *v = x);
                 }
             }
-        }
-    }
-
-    /// 2-D convolution with one input channel per group, directly; `ob` is `[M, OH, OW]`.
-    fn depthwise_2d(&self, xb: &[T], ins: &[usize], outs: &[usize], ob: &mut [T]) {
-        let (ih, iw, oh, ow) = (ins[0], ins[1], outs[0], outs[1]);
-        let (kh, kw) = (self.kernel[0], self.kernel[1]);
-        let (sh, sw) = (self.attrs.strides[0], self.attrs.strides[1]);
-        let (dh, dw) = (self.attrs.dilations[0], self.attrs.dilations[1]);
-        let (ph, pw) = (self.attrs.pads[0], self.attrs.pads[1]);
-        let mg = self.m / self.attrs.group;
-        let plane = oh * ow;
-        let one = |(m, o): (usize, &mut [T])| {
-            let ci = m / mg;
-            let x = &xb[ci * ih * iw..(ci + 1) * ih * iw];
-            let w = &self.w[m * kh * kw..(m + 1) * kh * kw];
-            o.iter_mut().for_each(|v| *v = T::ZERO);
-            for kx in 0..kw {
-                let (lo, hi) = valid_range(ow, iw, sw, pw, kx * dw);
-                if hi <= lo {
-                    continue;
-                }
-                for ky in 0..kh {
-                    let wv = w[ky * kw + kx];
-                    let (ylo, yhi) = valid_range(oh, ih, sh, ph, ky * dh);
-                    for y in ylo..yhi {
-                        let xrow = &x[(y * sh + ky * dh - ph) * iw..][..iw];
-                        let orow = &mut o[y * ow + lo..y * ow + hi];
-                        let i0 = lo * sw + kx * dw - pw;
-                        if sw == 1 {
-                            let xs = &xrow[i0..i0 + (hi - lo)];
-                            orow.iter_mut().zip(xs).for_each(|(v, &xv)| *v += wv * xv);
-                        } else {
-                            for (j, v) in orow.iter_mut().enumerate() {
-                                *v += wv * xrow[i0 + j * sw];
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        if plane == 0 {
-            return;
-        }
-        if self.m * plane * kh * kw >= PAR_MIN {
-            ob.par_chunks_mut(plane).enumerate().for_each(one);
-        } else {
-            ob.chunks_mut(plane).enumerate().for_each(one);
         }
     }
 }

@@ -14,6 +14,7 @@ pub(crate) mod pool;
 pub(crate) mod quant;
 pub(crate) mod rounded_acc;
 pub(crate) mod shape;
+pub(crate) mod simd;
 
 use crate::error::{InterpError, Result};
 use crate::tensor::Tensor;
