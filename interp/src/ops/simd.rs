@@ -17,7 +17,7 @@ pub(crate) fn axpy<T: Float>(y: &mut [T], a: T, x: &[T]) {
 
 #[inline(always)]
 fn axpy_plain<T: Float>(y: &mut [T], a: T, x: &[T]) {
-    y.iter_mut().zip(x).for_each(|(v, &xv)| *v = *v + a * xv);
+    y.iter_mut().zip(x).for_each(|(v, &xv)| *v += a * xv);
 }
 
 #[cfg(target_arch = "x86_64")]
