@@ -157,11 +157,12 @@ fn check_conv(c: &ConvCase) -> Result<(), TestCaseError> {
 }
 
 /// 2-D layers big enough for the tiled paths of `ops/conv/tiled.rs`: many output positions
-/// and a few output channels (column tiles: Cg*9 >= 576 rows of im2col, >= 400 positions), or
-/// at least 128 output channels per group over fewer positions (blocks of output channels).
+/// and a few output channels (column tiles: Cg*9 >= 576 rows of im2col, >= 400 positions; or
+/// pointwise), or at least 128 output channels per group over fewer positions (blocks of
+/// output channels).
 fn tiled_conv_case() -> impl Strategy<Value = ConvCase> {
     (
-        any::<bool>(),
+        0usize..3,
         1usize..=2,
         1usize..=2,
         1usize..=2,
@@ -170,7 +171,23 @@ fn tiled_conv_case() -> impl Strategy<Value = ConvCase> {
         any::<u64>(),
         any::<bool>(),
     )
-        .prop_map(|(columns, batch, g, stride, dil, pad, seed, bias)| {
+        .prop_map(|(mode, batch, g, stride, dil, pad, seed, bias)| {
+            if mode == 2 {
+                // Pointwise: 1x1, stride 1, no padding, >= 3136 positions for >= 64 channels.
+                let (cg, mg) = (64 + (seed as usize % 17), 1 + seed as usize % 5);
+                let side = 56 + seed as usize % 5;
+                let attrs = ConvAttrs {
+                    kernel: vec![1, 1],
+                    strides: vec![1; 2],
+                    dilations: vec![1; 2],
+                    pads: vec![0; 4],
+                    group: g,
+                    clamp: None,
+                };
+                let (xs, ws) = (vec![batch, g * cg, side, side + 1], vec![g * mg, cg, 1, 1]);
+                return ConvCase { xs, ws, attrs, bias, seed };
+            }
+            let columns = mode == 0;
             let (cg, mg, side) = if columns {
                 (64 + 4 * (seed as usize % 5), 1 + seed as usize % 5, 44 + seed as usize % 9)
             } else {
@@ -197,7 +214,7 @@ fn tiled_conv_case() -> impl Strategy<Value = ConvCase> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 18, ..ProptestConfig::default() })]
 
     #[test]
     fn conv2d_tiled_matches_naive(c in tiled_conv_case()) {

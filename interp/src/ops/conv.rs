@@ -179,14 +179,14 @@ impl<T: GemmFloat> PreparedConv<T> {
             }
             return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
         }
-        if let Some(nt) = self.tile_width(p, kk).filter(|_| !pointwise) {
+        if let Some(nt) = self.tile_width(p, kk) {
             let (plane, c, mg) = (xs[2..].iter().product::<usize>(), self.cg * g, self.m / g);
             for b in 0..batch {
                 for gi in 0..g {
                     let x0 = (b * c + gi * self.cg) * plane;
                     let o0 = (b * self.m + gi * mg) * p;
                     let (xg, og) = (&xd[x0..x0 + self.cg * plane], &mut out[o0..o0 + mg * p]);
-                    self.convolve_tiled(xg, &xs[2..], &outs, og, gi, nt, epi);
+                    self.convolve_tiled(xg, &xs[2..], &outs, og, gi, nt, pointwise, epi);
                 }
             }
             return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));

@@ -1,5 +1,5 @@
 //! The column-tiled path of 2-D convolution, for layers with many output positions (the first
-//! layers of a CNN at batch 1).
+//! layers of a CNN at batch 1), pointwise layers included (they need no im2col).
 //!
 //! The plain im2col path writes the whole `[Cg*KH*KW, P]` matrix (7 MB for a 3x3, 64-channel
 //! layer at 56x56) and then multiplies it; the matrix leaves the caches in between and the
@@ -68,6 +68,7 @@ impl<T: GemmFloat> PreparedConv<T> {
         og: &mut [T],
         gi: usize,
         nt: usize,
+        pointwise: bool,
         epi: &Epilogue<T>,
     ) {
         let p = outs[0] * outs[1];
@@ -83,11 +84,19 @@ impl<T: GemmFloat> PreparedConv<T> {
         (0..tiles).into_par_iter().for_each(|t| {
             let (n0, n1) = (t * nt, ((t + 1) * nt).min(p));
             let w = n1 - n0;
-            T::with_scratch(kk * w, |col| {
-                self.im2col_2d(xg, ins, outs, n0, n1, col);
-                // SAFETY: `wg` is `mg x kk` and `col` is `kk x w`, row-major; the C block is
-                // rows 0..mg, columns n0..n1 of `og` (`mg x p`), in bounds by the assert above,
-                // and no other tile touches these columns. Serial: the tiles are the threads.
+            // A pointwise layer's input already is its im2col matrix (`[Cg, P]`, P = the
+            // input plane): the tile reads its columns in place.
+            T::with_scratch(if pointwise { 0 } else { kk * w }, |col| {
+                let (rhs, rs) = if pointwise {
+                    (&xg[n0..], p)
+                } else {
+                    self.im2col_2d(xg, ins, outs, n0, n1, col);
+                    (&col[..], w)
+                };
+                // SAFETY: `wg` is `mg x kk` and `rhs` is `kk x w` with row stride `rs` (the
+                // im2col tile, or columns n0..n1 of the `kk x p` input); the C block is rows
+                // 0..mg, columns n0..n1 of `og` (`mg x p`), in bounds by the assert above, and
+                // no other tile touches these columns. Serial: the tiles are the threads.
                 unsafe {
                     T::raw(
                         mg,
@@ -97,8 +106,8 @@ impl<T: GemmFloat> PreparedConv<T> {
                         wg.as_ptr(),
                         kk as isize,
                         1,
-                        col.as_ptr(),
-                        w as isize,
+                        rhs.as_ptr(),
+                        rs as isize,
                         1,
                         T::ZERO,
                         out.get().add(n0),
