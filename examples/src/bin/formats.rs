@@ -7,11 +7,14 @@
 //! - Multipliers: top-1 of the W8A8 programs (calibrated on 1,000 training images) with each
 //!   approximate multiplier on every digital MAC, and each multiplier's mean absolute error.
 //! - ResNet-18 (`../shared/models/resnet18_bn.onnx`, batch 1, one of
-//!   `data/imagenet_random_x.npy`): the W8A8 program with the EvoApprox `mul8s_1L2H` table
-//!   against the exact integer program, both timed in this run, and the ratio.
+//!   `data/imagenet_random_x.npy`): the W8A8 program with `trunc:8`, `drum:4`, `mitchell` and
+//!   the EvoApprox `mul8s_1L2H` table, by the scalar table kernel and by the fastest one this
+//!   CPU runs, against the exact integer program, all timed in this run (min and median), and
+//!   whether each kernel's output equals the scalar one's.
 //!
 //! `cargo run --release -p cimc-examples --bin formats -- [--limit N] [--acc-limit N]
-//!  [--reps N] [--svg FILE] [--json] [--timing-only]`
+//!  [--reps N] [--svg FILE] [--json] [--timing-only]` (with `--timing-only` the plot is the
+//!  ResNet-18 timing alone)
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_examples::{arg, load, time_ms, top1};
@@ -221,17 +224,58 @@ fn main() {
         let (fs, ms) = (refs(&fser), refs(&mser));
         let f_series: Vec<(&str, &[f64])> = fs.iter().map(|(a, b)| (a.as_str(), &b[..])).collect();
         let m_series: Vec<(&str, &[f64])> = ms.iter().map(|(a, b)| (a.as_str(), &b[..])).collect();
-        let doc = cimc::svg::stack(&[
-            cimc::svg::bars(
+        let mut panels = Vec::new();
+        if !fmt_rows.is_empty() {
+            panels.push(cimc::svg::bars(
                 "Top-1 vs float format (weights, activations, accumulation)",
                 &fl,
                 &f_series,
-            ),
-            cimc::svg::bars("Top-1 vs 8x8 multiplier of the W8A8 program", &ml, &m_series),
-        ]);
+            ));
+            panels.push(cimc::svg::bars(
+                "Top-1 vs 8x8 multiplier of the W8A8 program",
+                &ml,
+                &m_series,
+            ));
+        }
+        if let Some(rows) = &timing {
+            panels.push(timing_panel(rows));
+        }
+        let doc = cimc::svg::stack(&panels);
         std::fs::write(&file, doc).expect("write svg");
         eprintln!("wrote {}", file.display());
     }
+}
+
+/// The ResNet-18 timing as bars: one panel per kernel, ms per image (median) per multiplier,
+/// the exact program's time in each.
+fn timing_panel(rows: &[TimingRow]) -> String {
+    let labels: Vec<String> =
+        std::iter::once("exact".to_string()).chain(TIMED.iter().map(|s| s.to_string())).collect();
+    let mut kernels: Vec<&str> = Vec::new();
+    for r in &rows[1..] {
+        if !kernels.contains(&r.kernel) {
+            kernels.push(r.kernel);
+        }
+    }
+    let series: Vec<(String, Vec<f64>)> = kernels
+        .iter()
+        .map(|&k| {
+            let vals = std::iter::once(rows[0].median)
+                .chain(TIMED.iter().map(|m| {
+                    rows.iter()
+                        .find(|r| r.kernel == k && r.multiplier == *m)
+                        .map_or(0.0, |r| r.median)
+                }))
+                .collect();
+            (format!("{k} kernel: ms/image (median)"), vals)
+        })
+        .collect();
+    let refs: Vec<(&str, &[f64])> = series.iter().map(|(a, b)| (a.as_str(), &b[..])).collect();
+    cimc::svg::bars(
+        "ResNet-18 W8A8, batch 1: exact program vs product-table kernels",
+        &labels,
+        &refs,
+    )
 }
 
 fn print_markdown(
