@@ -1,13 +1,15 @@
 //! Approximate multipliers: each built-in family against its paper's definition written
 //! independently here, the table file format, and the program's digital Conv/Gemm steps with a
 //! product table against a naive loop that applies the documented operand rule
-//! (`program/approx.rs`) product by product.
+//! (`program/approx.rs`) product by product — with each table kernel this CPU runs (the
+//! scalar one and, where the CPU has AVX-512 VBMI, the vector one), on tables whose rows need
+//! 1 to 4 byte planes and on ones that need i64 accumulators.
 
 use cimc_backends::arith::{code_range, FixedMultiplier};
 use cimc_backends::program::{
     BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window,
 };
-use cimc_interp::program::multiplier::{self, Multiplier, ProductTable};
+use cimc_interp::program::multiplier::{self, LutKernel, Multiplier, ProductTable};
 use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
 use proptest::prelude::*;
@@ -110,7 +112,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     fn int(&mut self, lo: i32, hi: i32) -> i32 {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as i32
+        (lo as i64 + (self.next() % ((hi as i64 - lo as i64 + 1) as u64)) as i64) as i32
     }
 }
 
@@ -139,7 +141,19 @@ fn hw_product(t: &ProductTable, v: i32, w: i32) -> i64 {
 }
 
 fn table_case() -> impl Strategy<Value = (usize, u64)> {
-    (0usize..6, any::<u64>())
+    (0usize..8, any::<u64>())
+}
+
+/// The kernels this CPU runs: every one is checked against the naive loop.
+fn kernels() -> Vec<LutKernel> {
+    [LutKernel::Scalar, LutKernel::Avx512Vbmi].into_iter().filter(|k| k.available()).collect()
+}
+
+/// A random table of entries in `[lo, hi]`.
+fn random_table(seed: u64, signed: bool, lo: i32, hi: i32) -> ProductTable {
+    let mut r = Rng(seed ^ 0xabc);
+    let v: Vec<i32> = (0..65536).map(|_| r.int(lo, hi)).collect();
+    ProductTable::from_fn(signed, |a, b| v[((a as u8 as usize) << 8) | b as u8 as usize])
 }
 
 fn pick_table(which: usize, seed: u64) -> ProductTable {
@@ -148,13 +162,23 @@ fn pick_table(which: usize, seed: u64) -> ProductTable {
         1 => Multiplier::Drum(3).table(),
         2 => Multiplier::Truncated(7).table(),
         3 => ProductTable::exact(true),
-        _ => {
-            let mut r = Rng(seed ^ 0xabc);
-            let signed = which == 4;
-            let v: Vec<i32> = (0..65536).map(|_| r.int(-40000, 40000)).collect();
-            ProductTable::from_fn(signed, |a, b| v[((a as u8 as usize) << 8) | b as u8 as usize])
-        }
+        // Rows spanning up to 80,000: three byte planes.
+        4 | 5 => random_table(seed, which == 4, -40000, 40000),
+        // Rows spanning up to 2^25: four byte planes, i32 accumulators up to K = 63.
+        6 => random_table(seed, seed & 1 == 1, -(1 << 24), 1 << 24),
+        // The whole i32 range: i64 accumulators.
+        _ => random_table(seed, seed & 1 == 1, i32::MIN, i32::MAX),
     }
+}
+
+/// The output of the one-step `program` on `x` with `table`, run by `kernel`.
+fn run_table(program: &Program, table: &ProductTable, kernel: LutKernel, x: &Tensor) -> Vec<i64> {
+    let mul = Multiplier::Table("t".into(), table.clone());
+    let out = ProgramRunner::with_multiplier_kernel(program, &mul, kernel)
+        .unwrap()
+        .run(vec![x.clone()])
+        .unwrap();
+    out[0].to_data().to_i64_vec()
 }
 
 proptest! {
@@ -164,61 +188,66 @@ proptest! {
     fn conv_with_a_table_matches_the_naive_loop(
         (which, tseed) in table_case(), seed: u64, cg in 1usize..4, m in 1usize..5,
         h in 3usize..12, w in 3usize..40, k in 1usize..4, stride in 1usize..3, pad in 0usize..2,
-        in_bits in 2u8..9, in_signed: bool,
+        in_bits in 2u8..9, in_signed: bool, groups in 1usize..3, n in 1usize..3,
     ) {
         let table = pick_table(which, tseed);
         let mut rng = Rng(seed);
         let (ilo, ihi) = code_range(in_bits, in_signed);
         let z = rng.int(ilo, ihi);
         let (oh, ow) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
-        let x: Vec<i32> = (0..cg * h * w).map(|_| rng.int(ilo, ihi)).collect();
-        let wts: Vec<i32> = (0..m * cg * k * k).map(|_| rng.int(-127, 127)).collect();
-        let bias: Vec<i64> = (0..m).map(|_| rng.int(-5000, 5000) as i64).collect();
+        let (c, mt) = (groups * cg, groups * m);
+        let x: Vec<i32> = (0..n * c * h * w).map(|_| rng.int(ilo, ihi)).collect();
+        let wts: Vec<i32> = (0..mt * cg * k * k).map(|_| rng.int(-127, 127)).collect();
+        let bias: Vec<i64> = (0..mt).map(|_| rng.int(-5000, 5000) as i64).collect();
         let mult = FixedMultiplier::from_real(0.37e-4).unwrap();
         let requant = Requant { mult: vec![mult], zero_point: 0, lo: i32::MIN, hi: i32::MAX };
         let program = Program {
             name: "conv".into(),
-            buffers: vec![code_buf("x", vec![1, cg, h, w], in_bits, in_signed, z),
-                          code_buf("y", vec![1, m, oh, ow], 32, true, 0)],
+            buffers: vec![code_buf("x", vec![n, c, h, w], in_bits, in_signed, z),
+                          code_buf("y", vec![n, mt, oh, ow], 32, true, 0)],
             inputs: vec![0],
             outputs: vec![1],
             steps: vec![Step::Conv {
                 input: 0, output: 1, input_zero_point: z,
-                weights: IntTensor { shape: vec![m, cg, k, k], bits: 8, data: wts.clone() },
+                weights: IntTensor { shape: vec![mt, cg, k, k], bits: 8, data: wts.clone() },
                 bias: bias.clone(),
                 window: Window { kernel: vec![k, k], strides: vec![stride; 2], dilations: vec![1, 1], pads: vec![pad; 4] },
-                group: 1, requant: requant.clone(), crossbar: None,
+                group: groups, requant: requant.clone(), crossbar: None,
             }],
             origins: vec!["conv".into()],
             target: None,
         };
-        let xin = Tensor::I32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[1, cg, h, w]), x.clone()).unwrap());
+        let xin = Tensor::I32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[n, c, h, w]), x.clone()).unwrap());
         let run = |mul: &Multiplier| -> Vec<i64> {
             let out = ProgramRunner::with_multiplier(&program, mul).unwrap().run(vec![xin.clone()]).unwrap();
             out[0].to_data().to_i64_vec()
         };
-        let got = run(&Multiplier::Table("t".into(), table.clone()));
-        for o in 0..m {
+        let mut want = Vec::new();
+        for (b, o) in (0..n).flat_map(|b| (0..mt).map(move |o| (b, o))) {
             for y in 0..oh {
                 for xx in 0..ow {
                     let mut acc = bias[o];
+                    let c0 = b * c + o / m * cg;
                     for ci in 0..cg {
                         for ky in 0..k {
                             for kx in 0..k {
                                 let (iy, ix) = ((y * stride + ky) as i64 - pad as i64, (xx * stride + kx) as i64 - pad as i64);
                                 let q = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
-                                    x[(ci * h + iy as usize) * w + ix as usize]
+                                    x[((c0 + ci) * h + iy as usize) * w + ix as usize]
                                 } else { z };
                                 let wv = wts[((o * cg + ci) * k + ky) * k + kx];
                                 acc += hw_product(&table, q - ilo, wv) + (ilo - z) as i64 * wv as i64;
                             }
                         }
                     }
-                    let i = (o * oh + y) * ow + xx;
-                    prop_assert_eq!(got[i], requant.apply(acc, o) as i64, "output {}", i);
+                    want.push(requant.apply(acc, o) as i64);
                 }
             }
         }
+        for kernel in kernels() {
+            prop_assert_eq!(&run_table(&program, &table, kernel, &xin), &want, "{:?}", kernel);
+        }
+        let got = want;
         // An exact table, signed or unsigned, is the exact program.
         if which == 3 {
             let exact = ProgramRunner::new(&program).unwrap().run(vec![xin.clone()]).unwrap();
@@ -230,7 +259,10 @@ proptest! {
 
     #[test]
     fn gemm_with_a_table_matches_the_naive_loop(
-        (which, tseed) in table_case(), seed: u64, rows in 1usize..40, k in 1usize..50, n in 1usize..6,
+        (which, tseed) in table_case(), seed: u64,
+        // Also past four 64-row strips and past 256 products (the vector kernel's u16 round).
+        rows in prop_oneof![1usize..40, 250usize..330], k in prop_oneof![1usize..50, 250usize..600],
+        n in 1usize..6,
         in_bits in 2u8..9, in_signed: bool,
     ) {
         let table = pick_table(which, tseed);
@@ -254,17 +286,18 @@ proptest! {
             target: None,
         };
         let xin = Tensor::I32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[rows, k]), x.clone()).unwrap());
-        let out = ProgramRunner::with_multiplier(&program, &Multiplier::Table("t".into(), table.clone()))
-            .unwrap().run(vec![xin]).unwrap();
-        let got = out[0].to_data().to_i64_vec();
+        let mut want = vec![0i64; rows * n];
         for r in 0..rows {
             for o in 0..n {
                 let acc: i64 = (0..k).map(|j| {
                     let wv = wts[j * n + o];
                     hw_product(&table, x[r * k + j] - ilo, wv) + (ilo - z) as i64 * wv as i64
                 }).sum();
-                prop_assert_eq!(got[r * n + o], requant.apply(acc, o) as i64);
+                want[r * n + o] = requant.apply(acc, o) as i64;
             }
+        }
+        for kernel in kernels() {
+            prop_assert_eq!(&run_table(&program, &table, kernel, &xin), &want, "{:?}", kernel);
         }
     }
 }

@@ -7,16 +7,19 @@
 //! - Multipliers: top-1 of the W8A8 programs (calibrated on 1,000 training images) with each
 //!   approximate multiplier on every digital MAC, and each multiplier's mean absolute error.
 //! - ResNet-18 (`../shared/models/resnet18_bn.onnx`, batch 1, one of
-//!   `data/imagenet_random_x.npy`): the W8A8 program with the EvoApprox `mul8s_1L2H` table
-//!   against the exact integer program, both timed in this run, and the ratio.
+//!   `data/imagenet_random_x.npy`): the W8A8 program with `trunc:8`, `drum:4`, `mitchell` and
+//!   the EvoApprox `mul8s_1L2H` table, by the scalar table kernel and by the fastest one this
+//!   CPU runs, against the exact integer program, all timed in this run (min and median), and
+//!   whether each kernel's output equals the scalar one's.
 //!
 //! `cargo run --release -p cimc-examples --bin formats -- [--limit N] [--acc-limit N]
-//!  [--reps N] [--svg FILE] [--json] [--timing-only]`
+//!  [--reps N] [--svg FILE] [--json] [--timing-only]` (with `--timing-only` the plot is the
+//!  ResNet-18 timing alone)
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_examples::{arg, load, time_ms, top1};
 use cimc_interp::format::{FloatFormat, Precision};
-use cimc_interp::program::multiplier::Multiplier;
+use cimc_interp::program::multiplier::{LutKernel, Multiplier};
 use cimc_interp::program::ProgramRunner;
 use cimc_interp::{Runner, Tensor};
 use cimc_passes::PassContext;
@@ -24,6 +27,18 @@ use std::path::PathBuf;
 
 const BATCH: usize = 100;
 const FORMATS: [&str; 6] = ["fp32", "bf16", "fp16", "e4m3", "e5m2", "e3m2"];
+/// The multipliers timed on ResNet-18.
+const TIMED: [&str; 4] = ["trunc:8", "drum:4", "mitchell", "table:mul8s_1L2H"];
+
+/// One line of the ResNet-18 timing: a multiplier run by a kernel, ms per image.
+struct TimingRow {
+    multiplier: String,
+    kernel: &'static str,
+    min: f64,
+    median: f64,
+    /// Its output equals the scalar kernel's, bit for bit.
+    same_as_scalar: bool,
+}
 
 fn multipliers() -> Vec<String> {
     let table = cimc_examples::repo_root().join("examples/multipliers/mul8s_1L2H.mul8");
@@ -134,15 +149,40 @@ fn main() {
         let cx = PassContext { calib: Some(vec![x]), ..Default::default() };
         let (p, _) = cimc::compile::compile(g, &cx, &[]).expect("compile");
         let exact = ProgramRunner::new(&p).unwrap();
-        let (_, table) = muls.last().expect("the table is the last multiplier");
-        let lut = ProgramRunner::with_multiplier(&p, table).unwrap();
-        let (_, t_exact) = time_ms(reps, || {
+        let (ex_min, ex_med) = time_ms(reps, || {
             exact.run(vec![x1.clone()]).unwrap();
         });
-        let (_, t_lut) = time_ms(reps, || {
-            lut.run(vec![x1.clone()]).unwrap();
-        });
-        (t_exact, t_lut)
+        let mut rows = vec![TimingRow {
+            multiplier: "exact".into(),
+            kernel: "f64 GEMM",
+            min: ex_min,
+            median: ex_med,
+            same_as_scalar: true,
+        }];
+        let kernels = [LutKernel::Scalar, LutKernel::best()];
+        for (name, m) in muls.iter().filter(|(n, _)| TIMED.contains(&n.as_str())) {
+            let mut scalar_out = None;
+            for (i, &kernel) in kernels.iter().enumerate() {
+                if i > 0 && kernel == kernels[0] {
+                    continue;
+                }
+                let lut = ProgramRunner::with_multiplier_kernel(&p, m, kernel).unwrap();
+                let out = lut.run(vec![x1.clone()]).unwrap()[0].to_f64_vec();
+                let same = *scalar_out.get_or_insert_with(|| out.clone()) == out;
+                let (min, median) = time_ms(reps, || {
+                    lut.run(vec![x1.clone()]).unwrap();
+                });
+                eprintln!("ResNet-18 {name} ({}): {median:.1} ms", kernel.name());
+                rows.push(TimingRow {
+                    multiplier: name.clone(),
+                    kernel: kernel.name(),
+                    min,
+                    median,
+                    same_as_scalar: same,
+                });
+            }
+        }
+        rows
     });
     if timing.is_none() {
         eprintln!("SKIPPED ResNet-18 timing: ../shared/models/resnet18_bn.onnx not found");
@@ -160,11 +200,14 @@ fn main() {
                 "top1": muls.iter().zip(l).map(|((k, _), v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
             "mean_error_percent": muls.iter().zip(&errors).map(|((k, _), e)| (k.clone(), serde_json::json!(e))).collect::<serde_json::Map<_, _>>(),
-            "resnet18_ms": timing.map(|(e, l)| serde_json::json!({"exact": e, "table": l, "ratio": l / e})),
+            "resnet18_ms": timing.as_ref().map(|rows| rows.iter().map(|r| serde_json::json!({
+                "multiplier": r.multiplier, "kernel": r.kernel, "min": r.min, "median": r.median,
+                "ratio_median": r.median / rows[0].median, "same_as_scalar": r.same_as_scalar,
+            })).collect::<Vec<_>>()),
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
     } else {
-        print_markdown(&fmt_rows, &mul_rows, &muls, &errors, timing, reps);
+        print_markdown(&fmt_rows, &mul_rows, &muls, &errors, timing.as_deref(), reps);
     }
     if let Some(file) = svg {
         let fl: Vec<String> = FORMATS.iter().map(|s| s.to_string()).collect();
@@ -181,17 +224,58 @@ fn main() {
         let (fs, ms) = (refs(&fser), refs(&mser));
         let f_series: Vec<(&str, &[f64])> = fs.iter().map(|(a, b)| (a.as_str(), &b[..])).collect();
         let m_series: Vec<(&str, &[f64])> = ms.iter().map(|(a, b)| (a.as_str(), &b[..])).collect();
-        let doc = cimc::svg::stack(&[
-            cimc::svg::bars(
+        let mut panels = Vec::new();
+        if !fmt_rows.is_empty() {
+            panels.push(cimc::svg::bars(
                 "Top-1 vs float format (weights, activations, accumulation)",
                 &fl,
                 &f_series,
-            ),
-            cimc::svg::bars("Top-1 vs 8x8 multiplier of the W8A8 program", &ml, &m_series),
-        ]);
+            ));
+            panels.push(cimc::svg::bars(
+                "Top-1 vs 8x8 multiplier of the W8A8 program",
+                &ml,
+                &m_series,
+            ));
+        }
+        if let Some(rows) = &timing {
+            panels.push(timing_panel(rows));
+        }
+        let doc = cimc::svg::stack(&panels);
         std::fs::write(&file, doc).expect("write svg");
         eprintln!("wrote {}", file.display());
     }
+}
+
+/// The ResNet-18 timing as bars: one panel per kernel, ms per image (median) per multiplier,
+/// the exact program's time in each.
+fn timing_panel(rows: &[TimingRow]) -> String {
+    let labels: Vec<String> =
+        std::iter::once("exact".to_string()).chain(TIMED.iter().map(|s| s.to_string())).collect();
+    let mut kernels: Vec<&str> = Vec::new();
+    for r in &rows[1..] {
+        if !kernels.contains(&r.kernel) {
+            kernels.push(r.kernel);
+        }
+    }
+    let series: Vec<(String, Vec<f64>)> = kernels
+        .iter()
+        .map(|&k| {
+            let vals = std::iter::once(rows[0].median)
+                .chain(TIMED.iter().map(|m| {
+                    rows.iter()
+                        .find(|r| r.kernel == k && r.multiplier == *m)
+                        .map_or(0.0, |r| r.median)
+                }))
+                .collect();
+            (format!("{k} kernel: ms/image (median)"), vals)
+        })
+        .collect();
+    let refs: Vec<(&str, &[f64])> = series.iter().map(|(a, b)| (a.as_str(), &b[..])).collect();
+    cimc::svg::bars(
+        "ResNet-18 W8A8, batch 1: exact program vs product-table kernels",
+        &labels,
+        &refs,
+    )
 }
 
 fn print_markdown(
@@ -199,7 +283,7 @@ fn print_markdown(
     mul_rows: &[(&str, usize, Vec<f64>)],
     muls: &[(String, Multiplier)],
     errors: &[f64],
-    timing: Option<(f64, f64)>,
+    timing: Option<&[TimingRow]>,
     reps: usize,
 ) {
     println!("### Float formats (top-1 %, MNIST test set)\n");
@@ -228,11 +312,22 @@ fn print_markdown(
         }
         println!();
     }
-    if let Some((e, l)) = timing {
-        println!("\n### ResNet-18 W8A8 program, batch 1 (median of {reps})\n");
-        println!("| multiplier | ms/image |\n|---|---|");
-        println!("| exact (f64 GEMM) | {e:.1} |");
-        println!("| table:mul8s_1L2H (LUT kernel) | {l:.1} |");
-        println!("| ratio | {:.2}x |", l / e);
+    if let Some(rows) = timing {
+        println!("\n### ResNet-18 W8A8 program, batch 1 (min and median of {reps}, same run)\n");
+        println!(
+            "| multiplier | kernel | min ms | median ms | median / exact | output = scalar's |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for r in rows {
+            println!(
+                "| {} | {} | {:.1} | {:.1} | {:.2}x | {} |",
+                r.multiplier,
+                r.kernel,
+                r.min,
+                r.median,
+                r.median / rows[0].median,
+                if r.same_as_scalar { "yes" } else { "NO" }
+            );
+        }
     }
 }

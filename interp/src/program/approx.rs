@@ -17,45 +17,61 @@
 //! So the step's accumulator is `Σ_k P_w[v] + c·Σ_k w` with `c = (128 if signed else 0) +
 //! q_min − z_x` and `P_w` a 256-entry row per weight code, built once per step.
 //!
-//! **Speed.** For a fixed weight code the product is a 256-entry table over activation codes.
-//! The activation bytes are im2col'd in blocks of 32 output pixels (`[block][k][lane]`); for
-//! each block (in parallel) the kernel walks every `(channel, k)` of the layer sorted by weight
-//! code, so one 1 KB table row serves a whole run of products from L1, and adds
-//! `P_w[v[k, lane]]` into the channel's 32 accumulators. One table read per product is what
-//! bounds it, against 8 f64 FMAs per cycle of the exact path's GEMM (`docs/approximate.md`).
-//! Accumulators are i32 when `K·max|T|` < 2^31 (always for 8-bit tables up to K = 33,000),
-//! else an i64 scalar loop.
+//! **Speed.** Each row is split as `P_w[v] = base_w + U_w[v]` with `base_w` the row's minimum,
+//! so `U_w ≥ 0`; `Σ_k base_w` is a per-channel constant (added with the zero-point term), and a
+//! constant row (`U_w = 0`: the weight code 0 of every built-in family) costs nothing. The
+//! activation bytes are im2col'd as `[K][P]` (one row of pixels per `k`, padded to 64), and
+//! each output channel (in parallel) walks its non-constant `(k, w)` pairs, adding the row
+//! `U_w` over all pixels of row `k`:
+//! - [`LutKernel::Avx512Vbmi`] (`approx/vbmi.rs`): `U_w` as byte planes, a 256-entry byte
+//!   table looked up for 64 pixels by two `vpermi2b` and a blend, summed in u16 for 256 `k`s at
+//!   a time, then in i32;
+//! - [`LutKernel::Scalar`]: one i32 table read per product, i32 accumulators.
+//!
+//! Both add the same non-negative integers, so they agree bit for bit. Accumulators are i32
+//! when `K·max U` < 2^31 (always for 8-bit products up to K = 32,768), else an i64 scalar loop.
+
+mod vbmi;
 
 use super::kernels::ConvGeom;
-use super::multiplier::ProductTable;
+use super::multiplier::{LutKernel, ProductTable};
 use cimc_backends::program::{BufferDecl, Elem, Step};
 use rayon::prelude::*;
 
+/// Pixels per strip: one 64-byte vector of activation codes.
+const STRIP: usize = 64;
+
 /// A digital matrix step prepared for a product table.
 pub(crate) struct LutMatrix {
-    /// `rows[w as u8][v]`: the product for weight code `w` and activation operand `v`.
-    rows: Vec<[i32; 256]>,
-    /// Weight codes as bytes, one row of `K` per output channel (`[M, K]`).
-    w: Vec<u8>,
+    /// `rows[w as u8][v] = P_w[v] − base_w ≥ 0`.
+    rows: Vec<[u32; 256]>,
+    /// The byte planes of `rows` for the vector kernel: `planes[(w·np + j)·256 + v]` is byte `j`
+    /// of `rows[w][v]` (empty unless that kernel runs).
+    planes: Vec<u8>,
+    /// Byte planes needed for the largest `U` of a weight code the step uses (0..=4).
+    np: usize,
+    /// Per output channel, its `(k, w)` pairs whose row is not constant, packed `k << 8 | w`;
+    /// channel `m`'s are `pairs[starts[m]..starts[m + 1]]`.
+    pairs: Vec<u32>,
+    starts: Vec<usize>,
     k: usize,
-    /// Per group: every `(channel in group, k)` packed as `m << 16 | k`, sorted by weight code
-    /// (then channel, then k), and where each code's run starts (257 offsets). The kernel
-    /// walks one code at a time, so that code's table row stays in L1.
-    by_code: Vec<(Vec<u32>, Vec<usize>)>,
-    /// `c·Σ_k w` per output channel.
+    /// `c·Σ_k w + Σ_k base_w` per output channel.
     correction: Vec<i64>,
     /// The smallest code of the input type.
     q_min: i32,
-    /// i64 accumulation needed (or channels/K too many to pack): the scalar loop.
+    /// i64 accumulation needed: the scalar i64 loop.
     wide: bool,
+    kernel: LutKernel,
 }
 
-/// Prepares a digital Conv/Gemm step (`crossbar: None`) for `table`; `None` for other steps
-/// (crossbar steps are analog: the multiplier does not apply).
+/// Prepares a digital Conv/Gemm step (`crossbar: None`) for `table`, run by `kernel` (which the
+/// caller checked is available); `None` for other steps (crossbar steps are analog: the
+/// multiplier does not apply).
 pub(crate) fn prepare(
     s: &Step,
     bufs: &[BufferDecl],
     table: &ProductTable,
+    kernel: LutKernel,
 ) -> Result<Option<LutMatrix>, String> {
     let (input, z, weights) = match s {
         Step::Conv { input, input_zero_point, weights, crossbar: None, .. }
@@ -99,56 +115,65 @@ pub(crate) fn prepare(
             (n, k, t)
         }
     };
-    let rows: Vec<[i32; 256]> = (0..256)
+    let mut base = [0i64; 256];
+    let mut span = [0u64; 256];
+    let rows: Vec<[u32; 256]> = (0..256)
         .map(|wb| {
             let wv = wb as u8 as i8 as i32;
-            let mut r = [0i32; 256];
+            let mut r = [0i64; 256];
             for (v, e) in r.iter_mut().enumerate() {
                 *e = if table.signed {
                     table.get(v as i32 - 128, wv)
                 } else {
                     table.get(v as i32, wv.abs()).map(|p| if wv < 0 { -p } else { p })
                 }
-                .expect("invariant: operands are bytes in the table's range");
+                .expect("invariant: operands are bytes in the table's range")
+                    as i64;
             }
-            r
+            let (lo, hi) = (r.iter().min(), r.iter().max());
+            let (lo, hi) = (*lo.expect("256 entries"), *hi.expect("256 entries"));
+            base[wb] = lo;
+            span[wb] = (hi - lo) as u64;
+            // hi − lo < 2^32: both are i32.
+            r.map(|v| (v - lo) as u32)
         })
         .collect();
     let c = if table.signed { 128 } else { 0 } + q_min as i64 - z as i64;
     let correction = (0..m)
-        .map(|ch| c * w[ch * k..(ch + 1) * k].iter().map(|&b| b as i8 as i64).sum::<i64>())
+        .map(|ch| {
+            w[ch * k..(ch + 1) * k].iter().map(|&b| c * (b as i8 as i64) + base[b as usize]).sum()
+        })
         .collect();
-    let groups = match s {
-        Step::Conv { group, .. } => (*group).max(1),
-        _ => 1,
-    };
-    let mg = m / groups;
-    let max = rows.iter().flat_map(|r| r.iter()).map(|&v| (v as i64).abs()).max().unwrap_or(0);
-    let wide = (k as i64).saturating_mul(max) >= 1 << 31 || mg > 1 << 16 || k > 1 << 16;
-    let by_code = if wide {
-        Vec::new()
-    } else {
-        (0..groups)
-            .map(|gi| {
-                let mut e: Vec<(u8, u32)> = Vec::with_capacity(mg * k);
-                for mo in 0..mg {
-                    for kk in 0..k {
-                        e.push((w[(gi * mg + mo) * k + kk], (mo as u32) << 16 | kk as u32));
+    let mut used = [false; 256];
+    w.iter().for_each(|&b| used[b as usize] = true);
+    let max_span = (0..256).filter(|&b| used[b]).map(|b| span[b]).max().unwrap_or(0);
+    let np = (64 - max_span.leading_zeros() as usize).div_ceil(8);
+    let wide = k >= 1 << 24 || (k as u64).saturating_mul(max_span) >= 1 << 31;
+    let (mut pairs, mut starts) = (Vec::new(), vec![0usize]);
+    for ch in 0..m {
+        for (kk, &b) in w[ch * k..(ch + 1) * k].iter().enumerate() {
+            if span[b as usize] > 0 {
+                pairs.push((kk as u32) << 8 | b as u32);
+            }
+        }
+        starts.push(pairs.len());
+    }
+    let kernel = if wide || np == 0 { LutKernel::Scalar } else { kernel };
+    let planes = match kernel {
+        LutKernel::Scalar => Vec::new(),
+        LutKernel::Avx512Vbmi => {
+            let mut p = vec![0u8; 256 * np * 256];
+            for (wb, row) in rows.iter().enumerate() {
+                for j in 0..np {
+                    for (v, &u) in row.iter().enumerate() {
+                        p[(wb * np + j) * 256 + v] = (u >> (8 * j)) as u8;
                     }
                 }
-                e.sort_unstable();
-                let mut starts = vec![0usize; 257];
-                for &(c, _) in &e {
-                    starts[c as usize + 1] += 1;
-                }
-                for c in 0..256 {
-                    starts[c + 1] += starts[c];
-                }
-                (e.into_iter().map(|(_, v)| v).collect(), starts)
-            })
-            .collect()
+            }
+            p
+        }
     };
-    Ok(Some(LutMatrix { rows, w, k, by_code, correction, q_min, wide }))
+    Ok(Some(LutMatrix { rows, planes, np, pairs, starts, k, correction, q_min, wide, kernel }))
 }
 
 /// Runs a prepared step to its output codes: bias, then the step's requantization.
@@ -166,15 +191,8 @@ pub(crate) fn run_step(
     run(s, p, x, si, so, &|a, ch| requant.apply(a + bias[ch], ch))
 }
 
-/// Pixels per block of the blocked im2col layout: the kernel's four 8-lane accumulators.
-const BLOCK: usize = 32;
-
 /// Runs a prepared step: every output's accumulator (no bias) goes through `fin(acc, channel)`,
 /// in the output buffer's layout (as `kernels::run_exact`).
-///
-/// The activation bytes are laid out in blocks of [`BLOCK`] pixels, `col[block][k][lane]`, so
-/// that the products of one block touch `K·32` contiguous bytes (in L2) whatever order the
-/// sorted weights visit `k` in; a short last block is padded (its lanes are not used).
 pub(crate) fn run<T, F>(
     s: &Step,
     p: &LutMatrix,
@@ -192,28 +210,33 @@ where
         Step::Conv { input_zero_point: z, weights, window, group, .. } => {
             let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, strides, dil, pads } =
                 ConvGeom::new(weights, window, *group, si, so, x.len())?;
+            if p.k != cg * kh * kw || p.correction.len() != m {
+                return Err(format!("weights {:?} are not the prepared ones", weights.shape));
+            }
             let (kk, pixels) = (cg * kh * kw, oh * ow);
-            let blocks = pixels.div_ceil(BLOCK);
+            let ppad = pixels.div_ceil(STRIP) * STRIP;
             let pad = byte(*z);
             let mut out = vec![T::default(); n * m * pixels];
-            let mut col = vec![0u8; blocks * kk * BLOCK];
+            let mut col = vec![0u8; kk * ppad];
             for b in 0..n {
                 for gi in 0..g {
-                    col.par_chunks_mut(kk * BLOCK).enumerate().for_each(|(blk, cb)| {
-                        for lane in 0..BLOCK.min(pixels - blk * BLOCK) {
-                            let px = blk * BLOCK + lane;
-                            let (oy, ox) = (px / ow, px % ow);
-                            for r in 0..kk {
-                                let (ci, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
-                                let iy =
-                                    (oy * strides[0] + ky * dil[0]) as isize - pads[0] as isize;
+                    // im2col, transposed: one row of pixels per (ci, ky, kx).
+                    col.par_chunks_mut(ppad).enumerate().for_each(|(r, row)| {
+                        let (ci, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+                        let plane = &x[((b * c) + gi * cg + ci) * h * w..][..h * w];
+                        for oy in 0..oh {
+                            let iy = (oy * strides[0] + ky * dil[0]) as isize - pads[0] as isize;
+                            let dst = &mut row[oy * ow..(oy + 1) * ow];
+                            if iy < 0 || iy as usize >= h {
+                                dst.fill(pad);
+                                continue;
+                            }
+                            let src = &plane[iy as usize * w..][..w];
+                            for (ox, d) in dst.iter_mut().enumerate() {
                                 let ix =
                                     (ox * strides[1] + kx * dil[1]) as isize - pads[1] as isize;
-                                let inside =
-                                    iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < w;
-                                cb[r * BLOCK + lane] = if inside {
-                                    let plane = ((b * c) + gi * cg + ci) * h * w;
-                                    byte(x[plane + iy as usize * w + ix as usize])
+                                *d = if ix >= 0 && (ix as usize) < w {
+                                    byte(src[ix as usize])
                                 } else {
                                     pad
                                 };
@@ -221,7 +244,9 @@ where
                         }
                     });
                     let og = &mut out[(b * m + gi * mg) * pixels..][..mg * pixels];
-                    matrix(p, gi, mg, &col, pixels, fin, og);
+                    og.par_chunks_mut(pixels.max(1))
+                        .enumerate()
+                        .for_each(|(mo, o)| channel(p, gi * mg + mo, &col, ppad, pixels, fin, o));
                 }
             }
             Ok(out)
@@ -237,16 +262,18 @@ where
                 return Err(format!("output {so:?} is not [{rows}, {nn}]"));
             }
             // The rows play the role of a conv's pixels.
-            let mut col = vec![0u8; rows.div_ceil(BLOCK) * k * BLOCK];
+            let ppad = rows.div_ceil(STRIP) * STRIP;
+            let mut col = vec![0u8; k * ppad];
             for r in 0..rows {
-                let (blk, lane) = (r / BLOCK, r % BLOCK);
                 for kk in 0..k {
-                    col[(blk * k + kk) * BLOCK + lane] = byte(x[r * k + kk]);
+                    col[kk * ppad + r] = byte(x[r * k + kk]);
                 }
             }
             // The kernel writes [N, rows]; the buffer is [rows, N].
             let mut t = vec![T::default(); nn * rows];
-            matrix(p, 0, nn, &col, rows, fin, &mut t);
+            t.par_chunks_mut(rows.max(1))
+                .enumerate()
+                .for_each(|(ch, o)| channel(p, ch, &col, ppad, rows, fin, o));
             let mut out = vec![T::default(); rows * nn];
             for ch in 0..nn {
                 for r in 0..rows {
@@ -259,93 +286,55 @@ where
     }
 }
 
-/// The outputs of group `gi`'s `mg` channels over `pixels` columns of the blocked `col`,
-/// `fin(acc + correction, channel)` into `out` (`[mg, pixels]`): blocks in parallel.
-fn matrix<T, F>(
+/// Output channel `ch` over the `pixels` first columns of `col` (`[K][ppad]` bytes):
+/// `fin(Σ_k U + correction, ch)` into `out`.
+fn channel<T, F>(
     p: &LutMatrix,
-    gi: usize,
-    mg: usize,
+    ch: usize,
     col: &[u8],
+    ppad: usize,
     pixels: usize,
     fin: &F,
     out: &mut [T],
 ) where
-    T: Copy + Default + Send,
-    F: Fn(i64, usize) -> T + Sync,
+    F: Fn(i64, usize) -> T,
 {
-    let block_len = p.k * BLOCK;
-    let blocks: Vec<Vec<i64>> = col
-        .par_chunks(block_len.max(1))
-        .enumerate()
-        .map(|(blk, cb)| {
-            let lanes = BLOCK.min(pixels - blk * BLOCK);
-            let mut res = vec![0i64; mg * lanes];
-            if p.wide {
-                for mo in 0..mg {
-                    let wrow = &p.w[(gi * mg + mo) * p.k..][..p.k];
-                    for l in 0..lanes {
-                        res[mo * lanes + l] = wrow
-                            .iter()
-                            .enumerate()
-                            .map(|(k, &wb)| p.rows[wb as usize][cb[k * BLOCK + l] as usize] as i64)
-                            .sum();
-                    }
-                }
-            } else {
-                let mut acc = vec![[0i32; BLOCK]; mg];
-                let (entries, starts) = &p.by_code[gi];
-                accumulate(entries, starts, &p.rows, cb, lanes, &mut acc);
-                for mo in 0..mg {
-                    for l in 0..lanes {
-                        res[mo * lanes + l] = acc[mo][l] as i64;
-                    }
-                }
-            }
-            res
-        })
-        .collect();
-    for (blk, res) in blocks.iter().enumerate() {
-        let lanes = BLOCK.min(pixels - blk * BLOCK);
-        for mo in 0..mg {
-            let ch = gi * mg + mo;
-            for l in 0..lanes {
-                out[mo * pixels + blk * BLOCK + l] =
-                    fin(res[mo * lanes + l] + p.correction[ch], ch);
+    let pairs = &p.pairs[p.starts[ch]..p.starts[ch + 1]];
+    let corr = p.correction[ch];
+    if p.wide {
+        let mut acc = vec![0i64; ppad];
+        for &e in pairs {
+            let (k, row) = ((e >> 8) as usize, &p.rows[(e & 255) as usize]);
+            for (a, &v) in acc.iter_mut().zip(&col[k * ppad..(k + 1) * ppad]) {
+                *a += row[v as usize] as i64;
             }
         }
+        for (o, &a) in out.iter_mut().zip(&acc[..pixels]) {
+            *o = fin(a + corr, ch);
+        }
+        return;
+    }
+    let mut acc = vec![0i32; ppad];
+    match p.kernel {
+        LutKernel::Scalar => scalar_i32(&p.rows, pairs, col, ppad, &mut acc),
+        LutKernel::Avx512Vbmi => vbmi::accumulate(&p.planes, p.np, pairs, col, ppad, &mut acc),
+    }
+    for (px, o) in out.iter_mut().enumerate().take(pixels) {
+        let a = match p.kernel {
+            LutKernel::Scalar => acc[px],
+            LutKernel::Avx512Vbmi => acc[vbmi::slot(px)],
+        };
+        *o = fin(a as i64 + corr, ch);
     }
 }
 
-/// `acc[m][l] += rows[c][cb[k·BLOCK + l]]` for every entry `m << 16 | k` of code `c`
-/// (`entries[starts[c]..starts[c + 1]]`) and the `lanes` first lanes of the block `cb`
-/// (`[K][BLOCK]` bytes; wrapping i32, the caller proved no overflow). A plain loop: on this
-/// project's AMD EPYC machine AVX2 gathers (`vpgatherdd`, tried) were no faster than the
-/// scalar table reads, which three load ports serve.
-pub(crate) fn accumulate(
-    entries: &[u32],
-    starts: &[usize],
-    rows: &[[i32; 256]],
-    cb: &[u8],
-    lanes: usize,
-    acc: &mut [[i32; BLOCK]],
-) {
-    assert!(
-        starts.len() == 257
-            && starts[256] == entries.len()
-            && entries.iter().all(|&e| {
-                ((e & 0xffff) as usize + 1) * BLOCK <= cb.len() && ((e >> 16) as usize) < acc.len()
-            })
-            && rows.len() == 256
-            && lanes <= BLOCK,
-        "invariant: the kernel's operands are sized by its callers"
-    );
-    for c in 0..256 {
-        let row = &rows[c];
-        for &e in &entries[starts[c]..starts[c + 1]] {
-            let (m, k) = ((e >> 16) as usize, (e & 0xffff) as usize);
-            for l in 0..lanes {
-                acc[m][l] = acc[m][l].wrapping_add(row[cb[k * BLOCK + l] as usize]);
-            }
+/// `acc[p] += rows[w][col[k·ppad + p]]` for every pair `k << 8 | w` (wrapping i32: the caller
+/// proved `K·max U` < 2^31).
+fn scalar_i32(rows: &[[u32; 256]], pairs: &[u32], col: &[u8], ppad: usize, acc: &mut [i32]) {
+    for &e in pairs {
+        let (k, row) = ((e >> 8) as usize, &rows[(e & 255) as usize]);
+        for (a, &v) in acc.iter_mut().zip(&col[k * ppad..(k + 1) * ppad]) {
+            *a = a.wrapping_add(row[v as usize] as i32);
         }
     }
 }

@@ -95,6 +95,23 @@ impl ProgramRunner {
         program: &Program,
         multiplier: &multiplier::Multiplier,
     ) -> Result<ProgramRunner> {
+        Self::with_multiplier_kernel(program, multiplier, multiplier::LutKernel::best())
+    }
+
+    /// As [`ProgramRunner::with_multiplier`], with the table kernel chosen (the outputs are the
+    /// same whichever runs; the choice is for tests and measurements). Fails when this CPU
+    /// cannot run `kernel`.
+    pub fn with_multiplier_kernel(
+        program: &Program,
+        multiplier: &multiplier::Multiplier,
+        kernel: multiplier::LutKernel,
+    ) -> Result<ProgramRunner> {
+        if !kernel.available() {
+            return Err(InterpError::Input {
+                name: "multiplier".into(),
+                msg: format!("this CPU cannot run the {} table kernel", kernel.name()),
+            });
+        }
         let mut r = Self::new(program)?;
         if *multiplier == multiplier::Multiplier::Exact {
             return Ok(r);
@@ -105,7 +122,7 @@ impl ProgramRunner {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                approx::prepare(s, &program.buffers, &table).map_err(|m| step_err(i, s, m))
+                approx::prepare(s, &program.buffers, &table, kernel).map_err(|m| step_err(i, s, m))
             })
             .collect::<Result<_>>()?;
         Ok(r)

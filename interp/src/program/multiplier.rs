@@ -228,3 +228,48 @@ pub fn mitchell(a: u32, b: u32) -> u32 {
         2 * s
     }
 }
+
+/// Which kernel runs a product table (`approx.rs`). Both compute the same integers: the sums
+/// are exact, so the choice changes the time, never a bit of the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LutKernel {
+    /// Portable Rust: one table read per product, 256-entry i32 rows.
+    Scalar,
+    /// x86-64 AVX-512 VBMI: 64 table lookups per `vpermi2b` pair on byte planes of the rows.
+    Avx512Vbmi,
+}
+
+impl LutKernel {
+    /// The fastest kernel this CPU runs (checked at run time); the scalar one when the
+    /// environment variable `CIMC_PORTABLE_KERNELS` is set (as for the crossbar kernel).
+    pub fn best() -> LutKernel {
+        if Self::Avx512Vbmi.available() && std::env::var_os("CIMC_PORTABLE_KERNELS").is_none() {
+            LutKernel::Avx512Vbmi
+        } else {
+            LutKernel::Scalar
+        }
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn available(self) -> bool {
+        match self {
+            LutKernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            LutKernel::Avx512Vbmi => {
+                is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vbmi")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            LutKernel::Avx512Vbmi => false,
+        }
+    }
+
+    /// `scalar` or `avx512-vbmi`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LutKernel::Scalar => "scalar",
+            LutKernel::Avx512Vbmi => "avx512-vbmi",
+        }
+    }
+}
