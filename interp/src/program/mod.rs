@@ -34,10 +34,17 @@ pub(crate) enum Data {
     F32(Vec<f32>),
 }
 
-/// A program prepared for repeated runs (weights converted once).
+/// A program prepared for repeated runs (weights converted once), or, built with
+/// [`ProgramRunner::lean`], for a few runs in little memory (each matrix step converted while it
+/// runs).
 pub struct ProgramRunner {
     program: Program,
+    /// The converted weights of every matrix step (`None` for the other steps, and for every
+    /// step of a lean runner).
     prepared: Vec<Option<kernels::PreparedMatrix>>,
+    /// A lean runner's empty ADC statistics record of each crossbar step (or why it has none),
+    /// made while the steps were checked; `None` for a runner with prepared steps.
+    lean: Option<Vec<Option<std::result::Result<StepAdcStats, String>>>>,
     last_use: Vec<usize>,
     /// Crossbar steps run at a lower weight width ([`ProgramRunner::with_weight_widths`]);
     /// empty for a program run as compiled.
@@ -56,19 +63,42 @@ impl ProgramRunner {
         Self::new_except(program, &[])
     }
 
+    /// A runner that takes `program` over (no copy of its weights) and converts each matrix
+    /// step's weights only while the step runs, dropping them after: the memory of one layer's
+    /// converted weights instead of the whole model's (`docs/compile-memory.md`). Every step
+    /// is checked here as [`ProgramRunner::new`] checks it, and runs compute the same numbers;
+    /// each run converts the weights again, so this suits passes that run a large program on a
+    /// few calibration batches. Noisy runs need [`ProgramRunner::new`].
+    pub fn lean(program: Program) -> Result<ProgramRunner> {
+        Self::build(program, &[], true)
+    }
+
     /// As [`ProgramRunner::new`], leaving the steps `i` with `skip[i]` unprepared (for the
     /// caller to fill).
     fn new_except(program: &Program, skip: &[bool]) -> Result<ProgramRunner> {
+        Self::build(program.clone(), skip, false)
+    }
+
+    fn build(program: Program, skip: &[bool], lean: bool) -> Result<ProgramRunner> {
         program
             .validate()
             .map_err(|e| InterpError::Input { name: "program".into(), msg: e.to_string() })?;
         let mut prepared = Vec::with_capacity(program.steps.len());
+        let mut templates = Vec::new();
         for (i, s) in program.steps.iter().enumerate() {
             if skip.get(i).copied().unwrap_or(false) {
                 prepared.push(None);
+                templates.push(None);
                 continue;
             }
-            prepared.push(kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?);
+            let prep = kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?;
+            if lean {
+                // Checked, its statistics record sized, and dropped before the next step.
+                templates.push(prep.as_ref().and_then(|p| p.new_stats()));
+                prepared.push(None);
+            } else {
+                prepared.push(prep);
+            }
         }
         let mut last_use = vec![usize::MAX; program.buffers.len()];
         for (i, s) in program.steps.iter().enumerate() {
@@ -80,8 +110,9 @@ impl ProgramRunner {
             last_use[b] = usize::MAX;
         }
         Ok(ProgramRunner {
-            program: program.clone(),
+            program,
             prepared,
+            lean: lean.then_some(templates),
             last_use,
             cascade: Vec::new(),
             approx: Vec::new(),
@@ -142,7 +173,11 @@ impl ProgramRunner {
             });
         }
         for (i, s) in self.program.steps.iter().enumerate() {
-            let Some(fresh) = self.prepared[i].as_ref().and_then(|p| p.new_stats()) else {
+            let fresh = match &self.lean {
+                Some(templates) => templates.get(i).cloned().flatten(),
+                None => self.prepared[i].as_ref().and_then(|p| p.new_stats()),
+            };
+            let Some(fresh) = fresh else {
                 continue;
             };
             let fresh = fresh.map_err(|m| step_err(i, s, m))?;
@@ -190,6 +225,12 @@ impl ProgramRunner {
     /// The prepared crossbar of every step (`None` for the others), for programming a noisy
     /// chip; an error for a program run at derived weight widths.
     pub(crate) fn crossbar_steps(&self) -> Result<Vec<Option<&crossbar::PreparedCrossbar>>> {
+        if self.lean.is_some() {
+            return Err(InterpError::Input {
+                name: "noise".into(),
+                msg: "noise is not modelled on a lean runner (its weights are not kept)".into(),
+            });
+        }
         if self.cascade.iter().any(Option::is_some) {
             return Err(InterpError::Input {
                 name: "noise".into(),
@@ -266,9 +307,20 @@ impl ProgramRunner {
             }
             Step::Conv { input, output, .. } | Step::Gemm { input, output, .. } => {
                 let x = self.codes(bufs, i, s, *input)?;
-                let prep = self.prepared[i]
-                    .as_ref()
-                    .ok_or_else(|| InterpError::Internal("unprepared matrix step".into()))?;
+                let converted;
+                let prep = match (&self.prepared[i], &self.lean) {
+                    (Some(prep), _) => prep,
+                    (None, Some(_)) => {
+                        converted =
+                            kernels::prepare(s, &p.buffers).map_err(e)?.ok_or_else(|| {
+                                InterpError::Internal("a matrix step without weights".into())
+                            })?;
+                        &converted
+                    }
+                    (None, None) => {
+                        return Err(InterpError::Internal("unprepared matrix step".into()))
+                    }
+                };
                 let (si, so) = (shape(*input), shape(*output));
                 let noisy = noise.and_then(|(chip, first)| chip.step(i).map(|n| (n, first)));
                 Data::Codes(
