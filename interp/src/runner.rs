@@ -31,6 +31,29 @@ enum Kind {
     Generic,
     ConvF32(Box<PreparedConv<f32>>, Epilogue<f32>),
     ConvF64(Box<PreparedConv<f64>>, Epilogue<f64>),
+    /// An f32 convolution of a lean runner: prepared from the graph's data (shared, not
+    /// copied) each time it runs.
+    ConvAtUse(Box<ConvSource>, Epilogue<f32>),
+}
+
+/// What a lean runner keeps of a convolution: its attributes and the graph's weight and bias
+/// data (the same bytes as the graph's, not a copy).
+#[derive(Debug)]
+struct ConvSource {
+    attrs: cimc_ir::ConvAttrs,
+    w: cimc_ir::TensorData,
+    b: Option<cimc_ir::TensorData>,
+}
+
+impl ConvSource {
+    fn prepare(&self) -> Result<PreparedConv<f32>> {
+        let w = Tensor::from_data(&self.w)?;
+        let b = self.b.as_ref().map(Tensor::from_data).transpose()?;
+        let bad = || ops::bad("a lean convolution's weights or bias are not f32");
+        let w = f32::view(&w).ok_or_else(bad)?;
+        let b = b.as_ref().map(|b| f32::view(b).ok_or_else(bad)).transpose()?;
+        PreparedConv::new(&self.attrs, w, b)
+    }
 }
 
 #[derive(Debug)]
@@ -99,7 +122,15 @@ impl Runner {
     /// Prepares `graph`: checks that every value read is defined, converts the constants and
     /// prepares the convolutions. Fails on a node whose constant operands are malformed.
     pub fn new(graph: &Graph) -> Result<Runner> {
-        Self::build(graph, true)
+        Self::build(graph, true, false)
+    }
+
+    /// A runner for a few runs of a large graph in little memory: as [`Runner::new`] (same
+    /// checks, same numbers), but each f32 convolution's weights are converted only while it
+    /// runs and dropped after, so the runner holds no copy of the model's weights — one layer's
+    /// at a time (`docs/compile-memory.md`). Each run converts them again.
+    pub fn lean(graph: &Graph) -> Result<Runner> {
+        Self::build(graph, true, true)
     }
 
     /// A runner computing in the reduced formats of `precision` (`docs/approximate.md`): every
@@ -116,12 +147,12 @@ impl Runner {
         if !precision.weights.is_fp32() {
             crate::precision::round_constants(&mut g, precision.weights);
         }
-        let mut r = Self::build(&g, precision.activations.is_fp32())?;
+        let mut r = Self::build(&g, precision.activations.is_fp32(), false)?;
         r.precision = precision;
         Ok(r)
     }
 
-    fn build(graph: &Graph, fuse: bool) -> Result<Runner> {
+    fn build(graph: &Graph, fuse: bool, lean: bool) -> Result<Runner> {
         let nv = graph.value_count();
         let mut slot: Vec<Option<Slot>> = vec![None; nv];
         let mut consts = Vec::new();
@@ -199,7 +230,18 @@ impl Runner {
                                 .map(|b| f32::view(b).ok_or_else(bias_dtype))
                                 .transpose()?;
                             let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
-                            Kind::ConvF32(Box::new(pc), epilogue(graph, &ids, &chain, own_clamp))
+                            let epi = epilogue(graph, &ids, &chain, own_clamp);
+                            if lean {
+                                // Checked above; the copy is dropped here.
+                                let src = ConvSource {
+                                    attrs: attrs.clone(),
+                                    w: w.clone(),
+                                    b: data(2).cloned(),
+                                };
+                                Kind::ConvAtUse(Box::new(src), epi)
+                            } else {
+                                Kind::ConvF32(Box::new(pc), epi)
+                            }
                         }
                         Tensor::F64(wa) => {
                             let b = bt
@@ -420,6 +462,14 @@ impl Runner {
             },
             Kind::ConvF64(pc, epi) => match ins.first() {
                 Some(Tensor::F64(x)) => Ok(vec![Tensor::F64(pc.run(x, epi)?)]),
+                _ => Err(ops::bad("conv input dtype differs from weights")),
+            },
+            Kind::ConvAtUse(src, epi) => match ins.first() {
+                Some(Tensor::F32(x)) => {
+                    let pc = src.prepare()?;
+                    let out = pool.take(pc.out_len(x.shape())?);
+                    Ok(vec![Tensor::F32(pc.run_into(x, epi, out)?)])
+                }
                 _ => Err(ops::bad("conv input dtype differs from weights")),
             },
         }
