@@ -4,7 +4,7 @@
 //! but after the first such free it raises that threshold to the freed size (up to 32 MB), so
 //! later blocks of a model's weight size come from the heap, and a heap rarely shrinks: a
 //! compilation that frees the float weights after quantizing them would keep them resident to
-//! the end (`docs/compile-memory.md`: ResNet-18's peak went from 114 MB to 140 MB that way).
+//! the end (`docs/compile-memory.md`: 143 MB instead of 116 MB for ResNet-18).
 //! Fixing the threshold keeps every block of at least [`MMAP_THRESHOLD`] bytes in a mapping of
 //! its own, returned to the system as soon as it is freed. Smaller blocks are unaffected.
 
