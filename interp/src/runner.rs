@@ -8,11 +8,12 @@
 //! cache). Running keeps only live tensors: each is dropped after its last reader, and an
 //! input read for the last time by an elementwise or reshaping op is updated in place.
 
+use crate::buffer_pool::BufferPool;
 use crate::error::{InterpError, Result};
 use crate::format::Precision;
 use crate::name_error;
 use crate::ops::activation::{self, bn_coefficients, Act};
-use crate::ops::conv::{Epilogue, PreparedConv};
+use crate::ops::conv::{ConvSource, Epilogue, PreparedConv};
 use crate::ops::num::{Elem, Float};
 use crate::ops::{self, elementwise, shape};
 use crate::tensor::Tensor;
@@ -34,26 +35,6 @@ enum Kind {
     /// An f32 convolution of a lean runner: prepared from the graph's data (shared, not
     /// copied) each time it runs.
     ConvAtUse(Box<ConvSource>, Epilogue<f32>),
-}
-
-/// What a lean runner keeps of a convolution: its attributes and the graph's weight and bias
-/// data (the same bytes as the graph's, not a copy).
-#[derive(Debug)]
-struct ConvSource {
-    attrs: cimc_ir::ConvAttrs,
-    w: cimc_ir::TensorData,
-    b: Option<cimc_ir::TensorData>,
-}
-
-impl ConvSource {
-    fn prepare(&self) -> Result<PreparedConv<f32>> {
-        let w = Tensor::from_data(&self.w)?;
-        let b = self.b.as_ref().map(Tensor::from_data).transpose()?;
-        let bad = || ops::bad("a lean convolution's weights or bias are not f32");
-        let w = f32::view(&w).ok_or_else(bad)?;
-        let b = b.as_ref().map(|b| f32::view(b).ok_or_else(bad)).transpose()?;
-        PreparedConv::new(&self.attrs, w, b)
-    }
 }
 
 #[derive(Debug)]
@@ -473,45 +454,6 @@ impl Runner {
                 _ => Err(ops::bad("conv input dtype differs from weights")),
             },
         }
-    }
-}
-
-/// f32 buffers of tensors freed during a run, reused for convolution outputs later in the same
-/// run: no allocation, zeroing or page faults for them (the convolution overwrites every
-/// element).
-#[derive(Default)]
-struct BufferPool {
-    free: Vec<Vec<f32>>,
-}
-
-impl BufferPool {
-    /// Buffers kept at most (the largest are kept).
-    const KEEP: usize = 8;
-
-    fn put(&mut self, a: ndarray::ArrayD<f32>) {
-        let (v, offset) = a.into_raw_vec_and_offset();
-        if offset.unwrap_or(0) != 0 || v.capacity() < 64 {
-            return;
-        }
-        self.free.push(v);
-        if self.free.len() > Self::KEEP {
-            self.free.sort_unstable_by_key(|v| std::cmp::Reverse(v.capacity()));
-            self.free.truncate(Self::KEEP);
-        }
-    }
-
-    /// A vector of `len` elements with unspecified contents.
-    fn take(&mut self, len: usize) -> Vec<f32> {
-        let best = (0..self.free.len())
-            .filter(|&i| self.free[i].capacity() >= len)
-            .min_by_key(|&i| self.free[i].capacity());
-        let mut v = match best {
-            Some(i) => self.free.swap_remove(i),
-            None => Vec::new(),
-        };
-        v.truncate(len);
-        v.resize(len, 0.0);
-        v
     }
 }
 

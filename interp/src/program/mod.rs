@@ -6,6 +6,7 @@
 //! integer of magnitude below 2^53 (checked when the program is prepared; see
 //! [`kernels::exact_in_f64`]), and f64 represents every such integer exactly.
 
+mod adc_run;
 mod approx;
 mod cascade;
 pub(crate) mod crossbar;
@@ -153,49 +154,11 @@ impl ProgramRunner {
         self.run_impl(inputs, None)
     }
 
-    /// Runs the program like [`ProgramRunner::run`] and adds the ADC statistics of every
-    /// crossbar step to `stats` (an empty `stats` is sized for the program; one filled by
-    /// earlier runs of the same program accumulates). Crossbar steps whose conversions are all
-    /// exact still go through the crossbar kernel, so that they are counted too.
-    pub fn run_with_adc_stats(
+    pub(super) fn run_impl(
         &self,
         inputs: Vec<Tensor>,
-        stats: &mut AdcStats,
+        stats: Option<&mut AdcStats>,
     ) -> Result<Vec<Tensor>> {
-        let n = self.program.steps.len();
-        if stats.steps.is_empty() {
-            stats.steps = vec![None; n];
-        }
-        if stats.steps.len() != n {
-            return Err(InterpError::Input {
-                name: "stats".into(),
-                msg: format!("statistics of {} steps for a program of {n}", stats.steps.len()),
-            });
-        }
-        for (i, s) in self.program.steps.iter().enumerate() {
-            let fresh = match &self.lean {
-                Some(templates) => templates.get(i).cloned().flatten(),
-                None => self.prepared[i].as_ref().and_then(|p| p.new_stats()),
-            };
-            let Some(fresh) = fresh else {
-                continue;
-            };
-            let fresh = fresh.map_err(|m| step_err(i, s, m))?;
-            match &stats.steps[i] {
-                None => stats.steps[i] = Some(fresh),
-                Some(old) if old.histogram.len() == fresh.histogram.len() => {}
-                Some(_) => {
-                    return Err(InterpError::Input {
-                        name: "stats".into(),
-                        msg: format!("step {i}: histogram of another length"),
-                    })
-                }
-            }
-        }
-        self.run_impl(inputs, Some(stats))
-    }
-
-    fn run_impl(&self, inputs: Vec<Tensor>, stats: Option<&mut AdcStats>) -> Result<Vec<Tensor>> {
         let mut state = self.start(inputs)?;
         self.run_until_with(&mut state, usize::MAX, stats, None)?;
         self.outputs(state)
