@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use cimc_backends::program::{lower::lower, Program};
 use cimc_ir::Graph;
-use cimc_passes::{PassContext, PassError, Pipeline, PipelineReport};
+use cimc_passes::{PassContext, PassError, PassTime, Pipeline, PipelineReport};
 use std::path::Path;
 
 impl From<PassError> for Error {
@@ -42,8 +42,10 @@ pub fn compile_in_place(
     cx: &PassContext,
     print_after: &[String],
 ) -> Result<(Program, PipelineReport)> {
-    let report = run_pipeline(graph, cx, print_after, None)?;
+    let mut report = run_pipeline(graph, cx, print_after, None)?;
+    let start = std::time::Instant::now();
     let program = lower(graph).map_err(|e| Error::Usage(e.to_string()))?;
+    report.times.push(PassTime::since("(lower)", start));
     Ok((program, report))
 }
 
@@ -54,6 +56,19 @@ pub fn read_program(path: &Path) -> Result<Program> {
         .map_err(|e| Error::Program { file: path.to_path_buf(), msg: e.to_string() })
 }
 
+/// Writes `p` to a `.cimp` file, serialized straight into the file (no copy of the whole file
+/// in memory; the same bytes as [`Program::to_bytes`]).
 pub fn write_program(path: &Path, p: &Program) -> Result<()> {
-    std::fs::write(path, p.to_bytes()).map_err(|e| Error::io(path, e))
+    write_with(path, |w| p.write_to(w))
+}
+
+/// Creates `path` and writes it through a buffer with `write`.
+pub fn write_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut w = std::io::BufWriter::new(file);
+    write(&mut w).and_then(|()| w.flush()).map_err(|e| Error::io(path, e))
 }

@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod error;
 pub mod fuzz_entry;
+pub mod memory;
 pub mod model;
 pub mod noise_eval;
 pub mod npy;

@@ -7,6 +7,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    cimc::memory::release_freed_memory_promptly();
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {

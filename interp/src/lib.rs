@@ -11,6 +11,7 @@
 //!
 //! Architecture invariant: `interp` depends on `ir` only, never on `passes` or the importer.
 
+mod buffer_pool;
 pub mod error;
 pub mod format;
 pub mod grad;

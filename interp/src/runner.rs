@@ -8,11 +8,12 @@
 //! cache). Running keeps only live tensors: each is dropped after its last reader, and an
 //! input read for the last time by an elementwise or reshaping op is updated in place.
 
+use crate::buffer_pool::BufferPool;
 use crate::error::{InterpError, Result};
 use crate::format::Precision;
 use crate::name_error;
 use crate::ops::activation::{self, bn_coefficients, Act};
-use crate::ops::conv::{Epilogue, PreparedConv};
+use crate::ops::conv::{ConvSource, Epilogue, PreparedConv};
 use crate::ops::num::{Elem, Float};
 use crate::ops::{self, elementwise, shape};
 use crate::tensor::Tensor;
@@ -31,6 +32,9 @@ enum Kind {
     Generic,
     ConvF32(Box<PreparedConv<f32>>, Epilogue<f32>),
     ConvF64(Box<PreparedConv<f64>>, Epilogue<f64>),
+    /// An f32 convolution of a lean runner: prepared from the graph's data (shared, not
+    /// copied) each time it runs.
+    ConvAtUse(Box<ConvSource>, Epilogue<f32>),
 }
 
 #[derive(Debug)]
@@ -99,7 +103,15 @@ impl Runner {
     /// Prepares `graph`: checks that every value read is defined, converts the constants and
     /// prepares the convolutions. Fails on a node whose constant operands are malformed.
     pub fn new(graph: &Graph) -> Result<Runner> {
-        Self::build(graph, true)
+        Self::build(graph, true, false)
+    }
+
+    /// A runner for a few runs of a large graph in little memory: as [`Runner::new`] (same
+    /// checks, same numbers), but each f32 convolution's weights are converted only while it
+    /// runs and dropped after, so the runner holds no copy of the model's weights — one layer's
+    /// at a time (`docs/compile-memory.md`). Each run converts them again.
+    pub fn lean(graph: &Graph) -> Result<Runner> {
+        Self::build(graph, true, true)
     }
 
     /// A runner computing in the reduced formats of `precision` (`docs/approximate.md`): every
@@ -116,12 +128,12 @@ impl Runner {
         if !precision.weights.is_fp32() {
             crate::precision::round_constants(&mut g, precision.weights);
         }
-        let mut r = Self::build(&g, precision.activations.is_fp32())?;
+        let mut r = Self::build(&g, precision.activations.is_fp32(), false)?;
         r.precision = precision;
         Ok(r)
     }
 
-    fn build(graph: &Graph, fuse: bool) -> Result<Runner> {
+    fn build(graph: &Graph, fuse: bool, lean: bool) -> Result<Runner> {
         let nv = graph.value_count();
         let mut slot: Vec<Option<Slot>> = vec![None; nv];
         let mut consts = Vec::new();
@@ -199,7 +211,18 @@ impl Runner {
                                 .map(|b| f32::view(b).ok_or_else(bias_dtype))
                                 .transpose()?;
                             let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
-                            Kind::ConvF32(Box::new(pc), epilogue(graph, &ids, &chain, own_clamp))
+                            let epi = epilogue(graph, &ids, &chain, own_clamp);
+                            if lean {
+                                // Checked above; the copy is dropped here.
+                                let src = ConvSource {
+                                    attrs: attrs.clone(),
+                                    w: w.clone(),
+                                    b: data(2).cloned(),
+                                };
+                                Kind::ConvAtUse(Box::new(src), epi)
+                            } else {
+                                Kind::ConvF32(Box::new(pc), epi)
+                            }
                         }
                         Tensor::F64(wa) => {
                             let b = bt
@@ -422,46 +445,15 @@ impl Runner {
                 Some(Tensor::F64(x)) => Ok(vec![Tensor::F64(pc.run(x, epi)?)]),
                 _ => Err(ops::bad("conv input dtype differs from weights")),
             },
+            Kind::ConvAtUse(src, epi) => match ins.first() {
+                Some(Tensor::F32(x)) => {
+                    let pc = src.prepare()?;
+                    let out = pool.take(pc.out_len(x.shape())?);
+                    Ok(vec![Tensor::F32(pc.run_into(x, epi, out)?)])
+                }
+                _ => Err(ops::bad("conv input dtype differs from weights")),
+            },
         }
-    }
-}
-
-/// f32 buffers of tensors freed during a run, reused for convolution outputs later in the same
-/// run: no allocation, zeroing or page faults for them (the convolution overwrites every
-/// element).
-#[derive(Default)]
-struct BufferPool {
-    free: Vec<Vec<f32>>,
-}
-
-impl BufferPool {
-    /// Buffers kept at most (the largest are kept).
-    const KEEP: usize = 8;
-
-    fn put(&mut self, a: ndarray::ArrayD<f32>) {
-        let (v, offset) = a.into_raw_vec_and_offset();
-        if offset.unwrap_or(0) != 0 || v.capacity() < 64 {
-            return;
-        }
-        self.free.push(v);
-        if self.free.len() > Self::KEEP {
-            self.free.sort_unstable_by_key(|v| std::cmp::Reverse(v.capacity()));
-            self.free.truncate(Self::KEEP);
-        }
-    }
-
-    /// A vector of `len` elements with unspecified contents.
-    fn take(&mut self, len: usize) -> Vec<f32> {
-        let best = (0..self.free.len())
-            .filter(|&i| self.free[i].capacity() >= len)
-            .min_by_key(|&i| self.free[i].capacity());
-        let mut v = match best {
-            Some(i) => self.free.swap_remove(i),
-            None => Vec::new(),
-        };
-        v.truncate(len);
-        v.resize(len, 0.0);
-        v
     }
 }
 

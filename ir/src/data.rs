@@ -52,6 +52,11 @@ impl TensorData {
         Ok(TensorData { dtype, shape, bytes })
     }
 
+    /// Wraps little-endian bytes made by the caller (no copy); fails as [`TensorData::from_raw`].
+    pub fn from_le_vec(dtype: DType, shape: Vec<usize>, bytes: Vec<u8>) -> Result<TensorData> {
+        Self::from_raw(dtype, shape, Bytes::from(bytes))
+    }
+
     typed_ctor!(from_f32, f32, DType::F32);
     typed_ctor!(from_f64, f64, DType::F64);
     typed_ctor!(from_i8, i8, DType::I8);

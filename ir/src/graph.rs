@@ -158,6 +158,24 @@ impl Graph {
         &self.values[id.index()]
     }
 
+    /// Frees the data of constant `v` now when nothing reads it any more (no node's input, not
+    /// a graph output), instead of at the next [`Graph::compact`], which removes the value: a
+    /// pass that replaces a large constant then never holds both. The value stays, a dead
+    /// constant of no elements, until then. Returns whether the data was freed.
+    pub fn release_if_unused(&mut self, v: ValueId) -> bool {
+        let unused = self.values[v.index()].is_const()
+            && !self.outputs.contains(&v)
+            && self.users(v).is_empty();
+        if unused {
+            let dtype = self.values[v.index()].ty.dtype;
+            self.values[v.index()].def = ValueDef::Const(
+                TensorData::from_raw(dtype, vec![0], bytes::Bytes::new())
+                    .expect("invariant: zero elements take zero bytes"),
+            );
+        }
+        unused
+    }
+
     pub fn value_mut(&mut self, id: ValueId) -> &mut Value {
         &mut self.values[id.index()]
     }

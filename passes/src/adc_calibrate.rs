@@ -67,7 +67,10 @@ impl Pass for AdcCalibrate {
         };
         let program = cimc_backends::program::lower::lower(g)
             .map_err(|e| PassError::Internal(format!("lowering for ADC calibration: {e}")))?;
-        let runner = cimc_interp::program::ProgramRunner::new(&program)?;
+        // Lean: the program is run once per calibration chunk, and a prepared runner would
+        // hold every layer's converted weights at once (`docs/compile-memory.md`).
+        let runner = cimc_interp::program::ProgramRunner::lean(program)?;
+        let program = runner.program();
         let xbar_steps: Vec<usize> = program
             .steps
             .iter()

@@ -97,7 +97,9 @@ impl Pass for BnCalibrate {
         })?;
         let program =
             lower(g).map_err(|e| PassError::Internal(format!("lowering for bn-calibrate: {e}")))?;
-        let runner = ProgramRunner::new(&program)?;
+        // Lean: one run over the calibration data, one layer's converted weights at a time.
+        let runner = ProgramRunner::lean(program)?;
+        let program = runner.program();
         // The layers to correct: matrix nodes with reference statistics, and their steps.
         let mut layers: Vec<(NodeId, usize)> = Vec::new();
         for n in g.node_ids() {

@@ -325,7 +325,8 @@ fn observe_values(
         g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1);
     let mut probe = g.clone();
     probe.set_outputs(values.clone());
-    let runner = Runner::new(&probe)?;
+    // Lean: a few runs, and a prepared runner would hold a second copy of every weight.
+    let runner = Runner::lean(&probe)?;
     let mut mins = vec![f32::INFINITY; values.len()];
     let mut maxs = vec![f32::NEG_INFINITY; values.len()];
     let needs_hist = !matches!(cfg.calib_method, CalibMethod::MinMax);

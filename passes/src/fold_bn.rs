@@ -78,6 +78,7 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
         p = g.producer(r_in)?;
     }
     let c = k.len();
+    let old_weights = g.node(p).inputs.get(1).copied();
     match g.node(p).op.clone() {
         Op::Conv(_) => {
             let w = g.node(p).inputs[1];
@@ -134,6 +135,10 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
                 Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false, clamp: None };
         }
         _ => return None,
+    }
+    // The original weights (often the model file's own pages) go now, not after the pass.
+    if let Some(w) = old_weights {
+        g.release_if_unused(w);
     }
     let out = match through {
         Some(r) => g.node(r).outputs[0],

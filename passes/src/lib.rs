@@ -108,10 +108,29 @@ pub struct PipelineReport {
     pub printed: Vec<(&'static str, String)>,
     /// The pass it stopped after, when `stop_after` named one.
     pub stopped_after: Option<&'static str>,
-    /// (pass, wall time, resident memory after it) in run order, the time including the
-    /// graph's compaction and verification after the pass (for `--time-passes`; never in a
-    /// deterministic output). The memory is `None` where `/proc/self/statm` is not there.
-    pub times: Vec<(&'static str, std::time::Duration, Option<u64>)>,
+    /// Each pass's wall time and memory, in run order (for `--time-passes`; never in a
+    /// deterministic output).
+    pub times: Vec<PassTime>,
+}
+
+/// What one pass (or a later stage of a compilation: lowering, emission, writing) cost.
+#[derive(Clone, Debug)]
+pub struct PassTime {
+    pub pass: &'static str,
+    /// Wall time, including the graph's compaction and verification after a pass.
+    pub time: std::time::Duration,
+    /// Resident memory after it, in bytes (`None` where `/proc/self/statm` is not there).
+    pub resident: Option<u64>,
+    /// The process's peak resident memory so far, in bytes (`VmHWM`; `None` where
+    /// `/proc/self/status` is not there): the stage where it grows is the one that set it.
+    pub peak: Option<u64>,
+}
+
+impl PassTime {
+    /// The record of a stage named `pass` that started at `start`, measured now.
+    pub fn since(pass: &'static str, start: std::time::Instant) -> PassTime {
+        PassTime { pass, time: start.elapsed(), resident: resident_bytes(), peak: peak_bytes() }
+    }
 }
 
 impl Pipeline {
@@ -156,7 +175,7 @@ impl Pipeline {
                 PassError::Internal(format!("the graph after {} does not verify: {e}", p.name()))
             })?;
             report.stats.push((p.name(), stats));
-            report.times.push((p.name(), start.elapsed(), resident_bytes()));
+            report.times.push(PassTime::since(p.name(), start));
             if print_after.iter().any(|n| n == p.name()) {
                 report.printed.push((p.name(), graph.to_string()));
             }
@@ -174,6 +193,14 @@ pub fn resident_bytes() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// This process's peak resident memory so far (Linux `VmHWM` of `/proc/self/status`), in bytes.
+pub fn peak_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn unknown_pass(n: &str) -> PassError {

@@ -125,7 +125,7 @@ impl Pass for ReferenceStats {
             g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1);
         let mut probe = g.clone();
         probe.set_outputs(probe_outputs);
-        let runner = Runner::new(&probe)?;
+        let runner = Runner::lean(&probe)?;
         let mut moments: Vec<Option<Moments>> = vec![None; layers.len()];
         let mut start = 0;
         while start < n {

@@ -98,14 +98,21 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
     if val.ty.dtype != DType::F32 {
         return None;
     }
-    let data = val.const_data()?.to_f32_vec();
+    let data = val.const_data()?;
+    if data.dtype() != DType::F32 {
+        return None;
+    }
     let shape = val.ty.shape.clone();
     let inner: usize = shape[axis + 1..].iter().product();
     let c = shape[axis];
-    let mut scaled = Vec::with_capacity(data.len());
-    for (r, run) in data.chunks(inner.max(1)).enumerate() {
+    // Straight from the little-endian bytes to the new ones: one copy of the weights.
+    let mut scaled = Vec::with_capacity(data.raw().len());
+    for (r, run) in data.raw().chunks(4 * inner.max(1)).enumerate() {
         let kr = k[r % c.max(1)];
-        scaled.extend(run.iter().map(|&v| v * kr));
+        for b in run.chunks_exact(4) {
+            let v = f32::from_le_bytes(b.try_into().expect("invariant: chunks_exact(4)"));
+            scaled.extend_from_slice(&(v * kr).to_le_bytes());
+        }
     }
     let quant = match &val.ty.quant {
         None => None,
@@ -128,7 +135,11 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
         }
     };
     let name = format!("{}_scaled", val.name);
-    let nw = g.add_const(name, TensorData::from_f32(shape, &scaled));
+    let nw = g.add_const(
+        name,
+        TensorData::from_le_vec(DType::F32, shape, scaled)
+            .expect("invariant: the scaled weights have the weights' shape"),
+    );
     g.value_mut(nw).ty.quant = quant;
     Some(nw)
 }

@@ -384,11 +384,16 @@ impl Program {
     /// The binary file form.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        let body = postcard::to_allocvec(self).expect("invariant: programs always serialize");
-        out.extend_from_slice(&body);
+        self.write_to(&mut out).expect("invariant: writing to a Vec cannot fail");
         out
+    }
+
+    /// Writes the binary file form ([`Program::to_bytes`]'s bytes) to `w`, serializing as it
+    /// goes (no copy of the whole file in memory).
+    pub fn write_to(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
+        w.write_all(MAGIC)?;
+        w.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        postcard::to_io(self, w).map(|_| ()).map_err(std::io::Error::other)
     }
 
     /// Reads the binary file form; checks the magic, the version and every buffer reference.

@@ -395,6 +395,14 @@ mod serde_bytes_compat {
 impl Stream {
     /// The binary file form.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out).expect("invariant: writing to a Vec cannot fail");
+        out
+    }
+
+    /// Writes the binary file form ([`Stream::to_bytes`]'s bytes) to `w`, serializing as it
+    /// goes (no copy of the whole file in memory; the packed weights are made once).
+    pub fn write_to(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
         let file = StreamFile {
             name: self.name.clone(),
             target: self.target.clone(),
@@ -424,13 +432,9 @@ impl Stream {
             perms: self.perms.clone(),
             hosts: self.hosts.clone(),
         };
-        let mut out = Vec::new();
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(
-            &postcard::to_allocvec(&file).expect("invariant: streams always serialize"),
-        );
-        out
+        w.write_all(MAGIC)?;
+        w.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        postcard::to_io(&file, w).map(|_| ()).map_err(std::io::Error::other)
     }
 
     /// Reads the binary file form: checks the magic and the version, decodes every instruction

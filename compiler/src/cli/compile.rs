@@ -3,11 +3,12 @@
 
 use super::quant_args::QuantArgs;
 use super::{print_json, ImportArgs};
-use cimc::compile::{compile_in_place, write_program};
+use cimc::compile::{compile_in_place, write_program, write_with};
 use cimc::model::Model;
 use cimc::report::MappingReport;
 use cimc::Result;
 use cimc_backends::stream::emit::{emit, EmitOptions, ScheduleChoice};
+use cimc_passes::PassTime;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -73,7 +74,7 @@ pub fn run(a: CompileArgs) -> Result<()> {
     let mut graph = m.graph()?;
     let cx = a.quant.context(&graph, a.json)?;
     let target = a.quant.target()?;
-    let (program, report) = compile_in_place(&mut graph, &cx, &a.print_after)?;
+    let (program, mut report) = compile_in_place(&mut graph, &cx, &a.print_after)?;
     let mapping = target.as_ref().map(|t| {
         let tj = serde_json::to_value(t).expect("invariant: targets serialize");
         MappingReport::new(&graph, tj, t.array.count)
@@ -99,9 +100,19 @@ pub fn run(a: CompileArgs) -> Result<()> {
     if let (Some(r), false) = (&mapping, a.json) {
         print!("{}", r.table());
     }
+    // Nothing reads the graph from here on: its weights (codes) leave memory before the
+    // output is made (`docs/compile-memory.md`).
+    drop(graph);
+    if let Some(l) = &a.listing {
+        std::fs::write(l, cimc_backends::program::listing::listing(&program))
+            .map_err(|e| cimc::Error::io(l, e))?;
+    }
+    let (steps, buffers) = (program.steps.len(), program.buffers.len());
     let stream = match (a.emit, &target) {
         (Emit::Program, _) => {
+            let start = std::time::Instant::now();
             write_program(&a.output, &program)?;
+            report.times.push(PassTime::since("(write)", start));
             None
         }
         (Emit::Stream, None) => {
@@ -118,21 +129,22 @@ pub fn run(a: CompileArgs) -> Result<()> {
                 },
                 ..EmitOptions::default()
             };
+            let start = std::time::Instant::now();
             let stream = emit(&program, t, &opts).map_err(|e| match e {
                 cimc_backends::BackendError::Format(m) if m.starts_with("internal") => {
                     cimc::Error::Internal(m)
                 }
                 e => cimc::Error::Usage(e.to_string()),
             })?;
-            std::fs::write(&a.output, stream.to_bytes())
-                .map_err(|e| cimc::Error::io(&a.output, e))?;
+            // The stream holds its own copy of the weights: the program's go first.
+            drop(program);
+            report.times.push(PassTime::since("(emit)", start));
+            let start = std::time::Instant::now();
+            write_with(&a.output, |w| stream.write_to(w))?;
+            report.times.push(PassTime::since("(write)", start));
             Some(stream)
         }
     };
-    if let Some(l) = &a.listing {
-        std::fs::write(l, cimc_backends::program::listing::listing(&program))
-            .map_err(|e| cimc::Error::io(l, e))?;
-    }
     for (pass, text) in &report.printed {
         println!("// after {pass}\n{text}");
     }
@@ -140,14 +152,24 @@ pub fn run(a: CompileArgs) -> Result<()> {
         eprintln!("{}", super::stats_json(&report));
     }
     if a.time_passes {
-        let total: f64 = report.times.iter().map(|(_, t, _)| t.as_secs_f64()).sum();
-        eprintln!("{:<20} {:>10} {:>7} {:>12}", "pass", "seconds", "share", "resident MB");
-        for (pass, t, rss) in &report.times {
-            let t = t.as_secs_f64();
-            let rss = rss.map_or("—".into(), |b| format!("{:.1}", b as f64 / 1e6));
-            eprintln!("{pass:<20} {t:>10.3} {:>6.1}% {rss:>12}", 100.0 * t / total.max(1e-12));
+        // The passes, then the stages after them in parentheses (lowering, emission, writing).
+        let total: f64 = report.times.iter().map(|p| p.time.as_secs_f64()).sum();
+        eprintln!(
+            "{:<20} {:>10} {:>7} {:>12} {:>8}",
+            "pass", "seconds", "share", "resident MB", "peak MB"
+        );
+        let mb = |b: Option<u64>| b.map_or("—".into(), |b| format!("{:.1}", b as f64 / 1e6));
+        for p in &report.times {
+            let t = p.time.as_secs_f64();
+            eprintln!(
+                "{:<20} {t:>10.3} {:>6.1}% {:>12} {:>8}",
+                p.pass,
+                100.0 * t / total.max(1e-12),
+                mb(p.resident),
+                mb(p.peak)
+            );
         }
-        eprintln!("{:<20} {total:>10.3}", "all passes");
+        eprintln!("{:<20} {total:>10.3}", "all stages");
     }
     let seconds = start.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
@@ -179,8 +201,8 @@ pub fn run(a: CompileArgs) -> Result<()> {
     } else if a.json {
         print_json(&serde_json::json!({
             "program": a.output.display().to_string(),
-            "steps": program.steps.len(),
-            "buffers": program.buffers.len(),
+            "steps": steps,
+            "buffers": buffers,
             "bytes": bytes,
             "seconds": seconds,
             "mapping": mapping,
@@ -189,8 +211,8 @@ pub fn run(a: CompileArgs) -> Result<()> {
         println!(
             "{}: {} steps, {} buffers, {} bytes, {:.3} s",
             a.output.display(),
-            program.steps.len(),
-            program.buffers.len(),
+            steps,
+            buffers,
             bytes,
             seconds
         );

@@ -40,6 +40,7 @@
 mod attrs;
 mod fold;
 pub mod limits;
+mod mapped;
 mod nodes;
 #[allow(clippy::all, missing_docs, rustdoc::all)]
 #[rustfmt::skip]
@@ -77,13 +78,25 @@ pub struct ImportOptions {
 
 /// Imports an ONNX model file.
 pub fn import_file(path: &Path, opts: &ImportOptions) -> Result<Graph> {
-    let bytes = tensor::map_file(path).map_err(|e| Error::io(path, e))?;
-    import_bytes(bytes, path, opts)
+    let map = mapped::MappedFile::open(path).map_err(|e| Error::io(path, e))?;
+    let bytes = map.as_ref().map_or_else(Bytes::new, mapped::MappedFile::bytes);
+    import_impl(bytes, map, path, opts)
 }
 
 /// Imports an ONNX model held in `bytes`; `file` names it in messages, and external data are
 /// looked up in its folder.
 pub fn import_bytes(bytes: Bytes, file: &Path, opts: &ImportOptions) -> Result<Graph> {
+    import_impl(bytes, None, file, opts)
+}
+
+/// [`import_bytes`], where `map`, when given, is the map `bytes` are (large weights then give
+/// their pages back when dropped, `mapped.rs`).
+fn import_impl(
+    bytes: Bytes,
+    map: Option<mapped::MappedFile>,
+    file: &Path,
+    opts: &ImportOptions,
+) -> Result<Graph> {
     let model = decode_model(bytes, file)?;
     let graph =
         model.graph.as_ref().ok_or_else(|| onnx_err(file, "the model has no graph".into()))?;
@@ -94,7 +107,7 @@ pub fn import_bytes(bytes: Bytes, file: &Path, opts: &ImportOptions) -> Result<G
         g: Graph::new(graph.name.clone().unwrap_or_default()),
         env: HashMap::new(),
         reserved: HashSet::new(),
-        reader: TensorReader::new(dir, opts.limits),
+        reader: TensorReader::new(dir, opts.limits).with_model_map(map),
     };
     imp.run(graph, opset, opts)?;
     Ok(imp.g)

@@ -5,6 +5,7 @@
 //! declared by `dims` are checked against the bytes present before anything is allocated.
 
 use super::limits::ImportLimits;
+use super::mapped::MappedFile;
 use super::proto::tensor_proto::{DataLocation, DataType};
 use super::proto::TensorProto;
 use bytes::Bytes;
@@ -57,13 +58,23 @@ pub fn byte_size(dtype: DType, shape: &[usize]) -> R<(usize, usize)> {
 /// memory-mapping each external file once.
 pub struct TensorReader {
     dir: PathBuf,
-    files: HashMap<PathBuf, Bytes>,
+    /// Each external file's map (`None`: empty) and its whole bytes.
+    files: HashMap<PathBuf, (Option<MappedFile>, Bytes)>,
+    /// The map of the model file the `TensorProto`s were decoded from, when it is one: large
+    /// `raw_data` then own their pages ([`MappedFile::tensor_bytes`]).
+    model_map: Option<MappedFile>,
     pub limits: ImportLimits,
 }
 
 impl TensorReader {
     pub fn new(dir: PathBuf, limits: ImportLimits) -> TensorReader {
-        TensorReader { dir, files: HashMap::new(), limits }
+        TensorReader { dir, files: HashMap::new(), model_map: None, limits }
+    }
+
+    /// A reader of tensors decoded from `map`'s bytes.
+    pub fn with_model_map(mut self, map: Option<MappedFile>) -> TensorReader {
+        self.model_map = map;
+        self
     }
 
     /// Fails when a constant the importer would create itself (ConstantOfShape, Range,
@@ -107,7 +118,7 @@ impl TensorReader {
                     raw.len()
                 ));
             }
-            raw.clone()
+            self.model_map.as_ref().and_then(|m| m.tensor_bytes(raw)).unwrap_or_else(|| raw.clone())
         } else {
             typed_fields(t, dtype, n)?
         };
@@ -165,11 +176,12 @@ impl TensorReader {
                     real.display()
                 ));
             }
-            let b =
-                map_file(&path).map_err(|e| format!("external data '{}': {e}", path.display()))?;
-            self.files.insert(path.clone(), b);
+            let m = MappedFile::open(&path)
+                .map_err(|e| format!("external data '{}': {e}", path.display()))?;
+            let b = m.as_ref().map_or_else(Bytes::new, MappedFile::bytes);
+            self.files.insert(path.clone(), (m, b));
         }
-        let file = &self.files[&path];
+        let (map, file) = &self.files[&path];
         let end = offset.checked_add(nbytes).filter(|&e| e <= file.len()).ok_or_else(|| {
             format!(
                 "external data '{}': bytes {offset}..{offset}+{nbytes} lie beyond its {} bytes",
@@ -177,7 +189,8 @@ impl TensorReader {
                 file.len()
             )
         })?;
-        Ok(file.slice(offset..end))
+        let slice = file.slice(offset..end);
+        Ok(map.as_ref().and_then(|m| m.tensor_bytes(&slice)).unwrap_or(slice))
     }
 }
 
@@ -213,16 +226,5 @@ fn typed_fields(t: &TensorProto, dtype: DType, n: usize) -> R<Bytes> {
 
 /// Memory-maps a file (zero copy); an empty file gives empty bytes.
 pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
-    let file = std::fs::File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
-    }
-    if meta.len() == 0 {
-        return Ok(Bytes::new());
-    }
-    // SAFETY: the mapping is read-only; like every mmap-based loader we rely on the model file
-    // not being truncated or rewritten while the graph that borrows its bytes is alive.
-    let map = unsafe { memmap2::Mmap::map(&file)? };
-    Ok(Bytes::from_owner(map))
+    Ok(MappedFile::open(path)?.map_or_else(Bytes::new, |m| m.bytes()))
 }

@@ -435,3 +435,26 @@ pub(crate) fn conv(attrs: &ConvAttrs, inputs: &[&Tensor]) -> Result<Tensor> {
         t => Err(unsupported(format!("conv of {} tensors", t.dtype()))),
     }
 }
+
+/// What a lean runner keeps of a convolution: its attributes and the graph's weight and bias
+/// data (the same bytes as the graph's, not a copy).
+#[derive(Debug)]
+pub(crate) struct ConvSource {
+    pub attrs: cimc_ir::ConvAttrs,
+    pub w: cimc_ir::TensorData,
+    pub b: Option<cimc_ir::TensorData>,
+}
+
+impl ConvSource {
+    pub(crate) fn prepare(&self) -> Result<PreparedConv<f32>> {
+        let w = Tensor::from_data(&self.w)?;
+        let b = self.b.as_ref().map(Tensor::from_data).transpose()?;
+        let not_f32 = || bad("a lean convolution's weights or bias are not f32");
+        let w = <f32 as super::num::Elem>::view(&w).ok_or_else(not_f32)?;
+        let b = b
+            .as_ref()
+            .map(|b| <f32 as super::num::Elem>::view(b).ok_or_else(not_f32))
+            .transpose()?;
+        PreparedConv::new(&self.attrs, w, b)
+    }
+}

@@ -6,6 +6,7 @@
 //! integer of magnitude below 2^53 (checked when the program is prepared; see
 //! [`kernels::exact_in_f64`]), and f64 represents every such integer exactly.
 
+mod adc_run;
 mod approx;
 mod cascade;
 pub(crate) mod crossbar;
@@ -34,10 +35,17 @@ pub(crate) enum Data {
     F32(Vec<f32>),
 }
 
-/// A program prepared for repeated runs (weights converted once).
+/// A program prepared for repeated runs (weights converted once), or, built with
+/// [`ProgramRunner::lean`], for a few runs in little memory (each matrix step converted while it
+/// runs).
 pub struct ProgramRunner {
     program: Program,
+    /// The converted weights of every matrix step (`None` for the other steps, and for every
+    /// step of a lean runner).
     prepared: Vec<Option<kernels::PreparedMatrix>>,
+    /// A lean runner's empty ADC statistics record of each crossbar step (or why it has none),
+    /// made while the steps were checked; `None` for a runner with prepared steps.
+    lean: Option<Vec<Option<std::result::Result<StepAdcStats, String>>>>,
     last_use: Vec<usize>,
     /// Crossbar steps run at a lower weight width ([`ProgramRunner::with_weight_widths`]);
     /// empty for a program run as compiled.
@@ -56,19 +64,42 @@ impl ProgramRunner {
         Self::new_except(program, &[])
     }
 
+    /// A runner that takes `program` over (no copy of its weights) and converts each matrix
+    /// step's weights only while the step runs, dropping them after: the memory of one layer's
+    /// converted weights instead of the whole model's (`docs/compile-memory.md`). Every step
+    /// is checked here as [`ProgramRunner::new`] checks it, and runs compute the same numbers;
+    /// each run converts the weights again, so this suits passes that run a large program on a
+    /// few calibration batches. Noisy runs need [`ProgramRunner::new`].
+    pub fn lean(program: Program) -> Result<ProgramRunner> {
+        Self::build(program, &[], true)
+    }
+
     /// As [`ProgramRunner::new`], leaving the steps `i` with `skip[i]` unprepared (for the
     /// caller to fill).
     fn new_except(program: &Program, skip: &[bool]) -> Result<ProgramRunner> {
+        Self::build(program.clone(), skip, false)
+    }
+
+    fn build(program: Program, skip: &[bool], lean: bool) -> Result<ProgramRunner> {
         program
             .validate()
             .map_err(|e| InterpError::Input { name: "program".into(), msg: e.to_string() })?;
         let mut prepared = Vec::with_capacity(program.steps.len());
+        let mut templates = Vec::new();
         for (i, s) in program.steps.iter().enumerate() {
             if skip.get(i).copied().unwrap_or(false) {
                 prepared.push(None);
+                templates.push(None);
                 continue;
             }
-            prepared.push(kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?);
+            let prep = kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?;
+            if lean {
+                // Checked, its statistics record sized, and dropped before the next step.
+                templates.push(prep.as_ref().and_then(|p| p.new_stats()));
+                prepared.push(None);
+            } else {
+                prepared.push(prep);
+            }
         }
         let mut last_use = vec![usize::MAX; program.buffers.len()];
         for (i, s) in program.steps.iter().enumerate() {
@@ -80,8 +111,9 @@ impl ProgramRunner {
             last_use[b] = usize::MAX;
         }
         Ok(ProgramRunner {
-            program: program.clone(),
+            program,
             prepared,
+            lean: lean.then_some(templates),
             last_use,
             cascade: Vec::new(),
             approx: Vec::new(),
@@ -139,45 +171,11 @@ impl ProgramRunner {
         self.run_impl(inputs, None)
     }
 
-    /// Runs the program like [`ProgramRunner::run`] and adds the ADC statistics of every
-    /// crossbar step to `stats` (an empty `stats` is sized for the program; one filled by
-    /// earlier runs of the same program accumulates). Crossbar steps whose conversions are all
-    /// exact still go through the crossbar kernel, so that they are counted too.
-    pub fn run_with_adc_stats(
+    pub(super) fn run_impl(
         &self,
         inputs: Vec<Tensor>,
-        stats: &mut AdcStats,
+        stats: Option<&mut AdcStats>,
     ) -> Result<Vec<Tensor>> {
-        let n = self.program.steps.len();
-        if stats.steps.is_empty() {
-            stats.steps = vec![None; n];
-        }
-        if stats.steps.len() != n {
-            return Err(InterpError::Input {
-                name: "stats".into(),
-                msg: format!("statistics of {} steps for a program of {n}", stats.steps.len()),
-            });
-        }
-        for (i, s) in self.program.steps.iter().enumerate() {
-            let Some(fresh) = self.prepared[i].as_ref().and_then(|p| p.new_stats()) else {
-                continue;
-            };
-            let fresh = fresh.map_err(|m| step_err(i, s, m))?;
-            match &stats.steps[i] {
-                None => stats.steps[i] = Some(fresh),
-                Some(old) if old.histogram.len() == fresh.histogram.len() => {}
-                Some(_) => {
-                    return Err(InterpError::Input {
-                        name: "stats".into(),
-                        msg: format!("step {i}: histogram of another length"),
-                    })
-                }
-            }
-        }
-        self.run_impl(inputs, Some(stats))
-    }
-
-    fn run_impl(&self, inputs: Vec<Tensor>, stats: Option<&mut AdcStats>) -> Result<Vec<Tensor>> {
         let mut state = self.start(inputs)?;
         self.run_until_with(&mut state, usize::MAX, stats, None)?;
         self.outputs(state)
@@ -207,6 +205,12 @@ impl ProgramRunner {
     /// The prepared crossbar of every step (`None` for the others), for programming a noisy
     /// chip; an error for a program run at derived weight widths.
     pub(crate) fn crossbar_steps(&self) -> Result<Vec<Option<&crossbar::PreparedCrossbar>>> {
+        if self.lean.is_some() {
+            return Err(InterpError::Input {
+                name: "noise".into(),
+                msg: "noise is not modelled on a lean runner (its weights are not kept)".into(),
+            });
+        }
         if self.cascade.iter().any(Option::is_some) {
             return Err(InterpError::Input {
                 name: "noise".into(),
@@ -283,9 +287,20 @@ impl ProgramRunner {
             }
             Step::Conv { input, output, .. } | Step::Gemm { input, output, .. } => {
                 let x = self.codes(bufs, i, s, *input)?;
-                let prep = self.prepared[i]
-                    .as_ref()
-                    .ok_or_else(|| InterpError::Internal("unprepared matrix step".into()))?;
+                let converted;
+                let prep = match (&self.prepared[i], &self.lean) {
+                    (Some(prep), _) => prep,
+                    (None, Some(_)) => {
+                        converted =
+                            kernels::prepare(s, &p.buffers).map_err(e)?.ok_or_else(|| {
+                                InterpError::Internal("a matrix step without weights".into())
+                            })?;
+                        &converted
+                    }
+                    (None, None) => {
+                        return Err(InterpError::Internal("unprepared matrix step".into()))
+                    }
+                };
                 let (si, so) = (shape(*input), shape(*output));
                 let noisy = noise.and_then(|(chip, first)| chip.step(i).map(|n| (n, first)));
                 Data::Codes(

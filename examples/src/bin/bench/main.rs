@@ -153,6 +153,8 @@ fn goal(r: &Row, shared: &Path) -> Option<Goal> {
 }
 
 fn main() {
+    // As the `cimc` binary does: the compile workloads' peak memory is the command line's.
+    cimc::memory::release_freed_memory_promptly();
     let args = parse_args();
     if let Some(id) = &args.child {
         child(id, &args);
