@@ -7,7 +7,6 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    cimc::memory::release_freed_memory_promptly();
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {
@@ -20,6 +19,12 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Only compilation frees model-sized blocks it must give back at once; the interpreters
+    // reuse their activation buffers, and mapping each one afresh would cost page faults on
+    // every run (`compiler/src/memory.rs`). Before any thread starts.
+    if args.is_compile() {
+        cimc::memory::release_freed_memory_promptly();
+    }
     std::panic::set_hook(Box::new(|info| {
         eprintln!("error: internal error (a bug in cimc, please report it): {info}");
     }));

@@ -93,6 +93,13 @@ impl ImportArgs {
     }
 }
 
+impl Cli {
+    /// Whether the command compiles a model (`compile`).
+    pub fn is_compile(&self) -> bool {
+        matches!(self.command, Command::Compile(_))
+    }
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     let limits = ImportLimits {
         max_nodes: cli.max_nodes,
