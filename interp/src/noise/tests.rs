@@ -108,7 +108,7 @@ fn stuck_at_fractions_match() {
     for r in 0..k {
         for c in 0..p.pc {
             let want = if c % 2 == 0 { ((r + c / 2) % 15) as f32 + 1.0 } else { 0.0 };
-            let got = nx.g[r * p.pc_pad + c];
+            let got = nx.g[nx.index(p.pc_pad, 0, r, c)];
             cells += 1;
             if got != want {
                 if got == 0.0 {
@@ -151,7 +151,7 @@ fn drift_mean_and_compensation() {
     for r in 0..k {
         for nl in 0..m {
             let c = nl * 2;
-            ratios.push(nx.g[r * p.pc_pad + c] as f64 / (((r + nl) % 15) as f64 + 1.0));
+            ratios.push(nx.g[nx.index(p.pc_pad, 0, r, c)] as f64 / (((r + nl) % 15) as f64 + 1.0));
         }
     }
     let (mean, _) = mean_var(&ratios);
