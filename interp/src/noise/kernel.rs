@@ -69,8 +69,8 @@ pub(super) fn run_tile(job: &TileJob, colacc: &mut [i64]) {
             && job.scale.len() >= job.pc_pad
             && job.shift.len() >= job.pc_pad
             && job.vector_stride >= job.slices * job.words
-            && job.masks.len() >= job.vectors.saturating_sub(1) * job.vector_stride
-                + job.slices * job.words
+            && job.masks.len()
+                >= job.vectors.saturating_sub(1) * job.vector_stride + job.slices * job.words
             && job.words * 64 >= job.rows
             && colacc.len() >= job.vectors * job.pc_pad
             && (job.sigma_read == 0.0 || job.read_keys.len() >= job.vectors * job.slices),
@@ -94,7 +94,7 @@ pub(super) fn run_tile(job: &TileJob, colacc: &mut [i64]) {
             return;
         }
     }
-    tile_body(job, colacc)
+    tile_portable(job, colacc)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -109,7 +109,7 @@ fn tile_avx512(job: &TileJob, colacc: &mut [i64]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn tile_avx2(job: &TileJob, colacc: &mut [i64]) {
+pub(super) fn tile_avx2(job: &TileJob, colacc: &mut [i64]) {
     if job.dac_bits == 1 {
         blocks(job, colacc, |r| x86::sum_avx2::<true>(r))
     } else {
@@ -117,7 +117,8 @@ fn tile_avx2(job: &TileJob, colacc: &mut [i64]) {
     }
 }
 
-fn tile_body(job: &TileJob, colacc: &mut [i64]) {
+/// The kernel without SIMD intrinsics (what [`run_tile`] runs on other CPUs).
+pub(super) fn tile_portable(job: &TileJob, colacc: &mut [i64]) {
     if job.dac_bits == 1 {
         blocks(job, colacc, sum_portable::<true>)
     } else {
