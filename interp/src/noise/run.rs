@@ -92,6 +92,7 @@ where
     let mut colacc = vec![0i64; nv * pcp];
     let mut out = vec![T::default(); nv * m];
     let (mut scale, mut shift) = (vec![0f32; pcp], vec![0f32; pcp]);
+    let mut weight = vec![0i64; pcp];
     let mut read_keys = Vec::with_capacity(if nx.sigma_read > 0.0 { nv * sx } else { 0 });
     let block = tr * pcp;
     for g in 0..p.groups {
@@ -163,15 +164,18 @@ where
         }
         // The ADC steps, shift-and-add over the weight slices (and the two signs), then the
         // digital terms.
+        // Each column's weight: ±2^(e + slice shift), − for the w⁻ columns.
+        for (c, w) in weight.iter_mut().enumerate().take(p.pc) {
+            let (neg, sh) = p.fold[c % p.cpo];
+            *w = if neg { -1i64 } else { 1 } << (e[c] as u32 + sh);
+        }
         for vi in 0..nv {
             let ca = &colacc[vi * pcp..][..p.pc];
-            for (nl, (cols, es)) in ca.chunks_exact(p.cpo).zip(e.chunks_exact(p.cpo)).enumerate() {
+            for (nl, (cols, ws)) in
+                ca.chunks_exact(p.cpo).zip(weight.chunks_exact(p.cpo)).enumerate()
+            {
                 let n = g * p.mg + nl;
-                let mut analog = 0i64;
-                for ((&c, &e), &(neg, sh)) in cols.iter().zip(es).zip(&p.fold) {
-                    let v = c << (e as u32 + sh);
-                    analog += if neg { -v } else { v };
-                }
+                let mut analog: i64 = cols.iter().zip(ws).map(|(&c, &w)| c * w).sum();
                 if nx.alpha != 1.0 {
                     analog = (nx.alpha * analog as f64).round() as i64;
                 }
