@@ -25,7 +25,7 @@ use super::rng::{normal_pair_f32, Key};
 /// Physical columns per block: the kernel's sums, 2 AVX-512 registers; a block of 128 rows
 /// is 16 KiB. It divides `pc_pad` (a multiple of the exact kernel's lanes).
 pub(crate) const BLOCK: usize = 32;
-const _: () = assert!(crate::program::crossbar::kernel::LANES % BLOCK == 0);
+const _: () = assert!(crate::program::crossbar::kernel::LANES.is_multiple_of(BLOCK));
 
 /// One row tile of one conv group over a chunk of vectors.
 pub(super) struct TileJob<'a> {
@@ -64,7 +64,7 @@ pub(super) struct TileJob<'a> {
 pub(super) fn run_tile(job: &TileJob, colacc: &mut [i64]) {
     assert!(
         job.g.len() == job.rows * job.pc_pad
-            && job.pc_pad % BLOCK == 0
+            && job.pc_pad.is_multiple_of(BLOCK)
             && job.pc <= job.pc_pad
             && job.scale.len() >= job.pc_pad
             && job.shift.len() >= job.pc_pad

@@ -294,7 +294,7 @@ fn kernel_paths_agree_bit_for_bit() {
     let per_vec = words * 64;
     let vals: Vec<u16> = (0..vectors * per_vec)
         .map(|i| {
-            if i % per_vec < rows && mix(i as u64 + 7) % 3 == 0 {
+            if i % per_vec < rows && mix(i as u64 + 7).is_multiple_of(3) {
                 (mix(i as u64) % 256) as u16
             } else {
                 0
