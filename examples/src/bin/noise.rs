@@ -1,6 +1,6 @@
 //! Accuracy under analog non-idealities (hardware-model §5, `docs/noise.md`): Monte Carlo top-1
-//! of `mnist_cnn` (W8A8) on the ISAAC-like preset at three levels of programming variation,
-//! the time per noisy trial next to one exact run, and the drift table of a PCM-like target
+//! of `mnist_cnn` (W8A8) on the ISAAC-like preset at three levels of programming variation and
+//! two of read noise, the time per noisy trial next to one exact run, and the drift table of a PCM-like target
 //! (`targets/pcm.toml`, its whole `[noise]` table) at 1 s, 1 h, 1 d and 1 y after programming,
 //! without and with global drift compensation.
 //!
@@ -16,6 +16,7 @@ use cimc_backends::noise::NoiseSpec;
 use cimc_backends::program::Program;
 use cimc_backends::target::Target;
 use cimc_examples::{arg, load};
+use cimc_interp::noise::NoiseConfig;
 use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
@@ -24,6 +25,8 @@ use std::path::PathBuf;
 
 const BATCH: usize = 100;
 const SIGMAS: [f64; 3] = [0.1, 0.2, 0.4];
+/// Read noise alone (`σ_r`, cell levels), for its cost next to programming variation.
+const READ_SIGMAS: [f64; 2] = [0.1, 0.5];
 const TIMES: [(&str, f64); 4] =
     [("1 s", 1.0), ("1 h", 3600.0), ("1 d", 86400.0), ("1 y", 365.0 * 86400.0)];
 
@@ -34,6 +37,44 @@ fn compile(t: &Target, calib: &Tensor) -> Program {
     let mut cx = PassContext { calib: Some(vec![calib.clone()]), ..Default::default() };
     cx.chip = Some(Chip::from_target(t, None));
     cimc::compile::compile(g, &cx, &[]).expect("compile").0
+}
+
+/// CPU seconds used by the whole process so far (user + system, every thread), from
+/// `/proc/self/stat` in clock ticks of 1/100 s (Linux's fixed `USER_HZ`); `None` elsewhere.
+/// On a shared machine this, unlike wall time, does not count the time other jobs hold the
+/// cores.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces): utime and
+    // stime are fields 14 and 15 of the line, 12 and 13 after the closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU time of one exact run and of one noisy trial (the mean of `trials`) for each spec, run
+/// one after the other (trials in parallel, as `monte_carlo` runs them).
+fn cpu_costs(r: &ProgramRunner, x: &Tensor, y: &[i64], specs: &[(&str, NoiseSpec)], trials: usize) {
+    let none = |_: usize| {};
+    let Some(c0) = process_cpu_seconds() else {
+        return;
+    };
+    cimc::noise_eval::exact_top1(r, BATCH, x, y, &none).expect("exact run");
+    let c1 = process_cpu_seconds().unwrap_or(c0);
+    let exact = c1 - c0;
+    println!(
+        "\nCPU time (user + system, all threads; /proc/self/stat): one exact run {exact:.2} s"
+    );
+    let mut before = c1;
+    for (name, spec) in specs {
+        let cfg = NoiseConfig::new(spec.clone(), 1);
+        cimc::noise_eval::trials_top1(r, BATCH, x, y, &cfg, trials, &none).expect("trials");
+        let now = process_cpu_seconds().unwrap_or(before);
+        let per = (now - before) / trials as f64;
+        println!("\n{name}: {per:.2} CPU s per trial, {:.2}x one exact run", per / exact);
+        before = now;
+    }
 }
 
 fn table(r: &McReport, what: &str) -> String {
@@ -113,6 +154,37 @@ fn variation(
             sc.seconds_per_trial / mc.exact_seconds
         );
     }
+    // Read noise alone: a normal per conversion.
+    let rows: Vec<Scenario> = READ_SIGMAS
+        .iter()
+        .map(|&s| Scenario {
+            label: format!("σ_r = {s}"),
+            spec: NoiseSpec { sigma_read: s, ..NoiseSpec::default() },
+            x: s,
+        })
+        .collect();
+    let rd = monte_carlo(&r, BATCH, x, y, &rows, trials, seed, &progress).expect("run");
+    println!(
+        "\n### mnist_cnn on `isaac`, read noise: {trials} trials, first {n} MNIST test images, \
+         seed {seed}\n"
+    );
+    print!("{}", table(&rd, "σ_r"));
+    for sc in &rd.scenarios {
+        println!(
+            "\n{}: a noisy trial costs {:.2}x one exact run",
+            sc.label,
+            sc.seconds_per_trial / rd.exact_seconds
+        );
+    }
+    let sp = |s: f64| NoiseSpec { sigma_prog: s, ..NoiseSpec::default() };
+    let sr = |s: f64| NoiseSpec { sigma_read: s, ..NoiseSpec::default() };
+    cpu_costs(
+        &r,
+        x,
+        y,
+        &[("σ_p = 0.2", sp(0.2)), ("σ_r = 0.1", sr(0.1)), ("σ_r = 0.5", sr(0.5))],
+        4,
+    );
     if let Some(dir) = svg {
         std::fs::create_dir_all(dir).expect("svg dir");
         let v = mc.svg("mnist_cnn on isaac: top-1 vs programming variation", "σ_p");

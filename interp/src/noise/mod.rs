@@ -20,6 +20,7 @@
 //! input slice, physical column). So results do not depend on the number of threads, the
 //! chunking of vectors, or how the evaluation cuts the data set into batches.
 
+mod kernel;
 pub(crate) mod rng;
 pub(crate) mod run;
 mod sample;

@@ -8,6 +8,7 @@
 //! variation `u·(1 + σ_p·ε)` (clamped at 0: a conductance is never negative; a zero level stays
 //! zero), drift `·(t/t0)^(−ν)` with `ν ~ N(ν_mean, ν_std)` clamped at 0.
 
+use super::kernel::BLOCK;
 use super::rng::{Key, Stream};
 use super::{NoiseConfig, NoiseSpec};
 use crate::error::{InterpError, Result};
@@ -20,8 +21,10 @@ use rayon::prelude::*;
 pub struct NoisyCrossbar {
     /// Rows of one tile's block in `g` (the tile's rows, at most `R`).
     pub(crate) tile_rows: usize,
-    /// Conductances in level units, `[conv group][row tile][row][physical column (pc_pad)]`;
-    /// rows past the matrix and columns past `pc` are 0.
+    /// Conductances in level units, `[conv group][row tile][column block][row][column in the
+    /// block]` (blocks of [`BLOCK`] physical columns, `pc_pad / BLOCK` of them; [`Self::index`]
+    /// reads one cell): a block of a tile is contiguous, which is how the kernel reads it.
+    /// Rows past the matrix and columns past `pc` are 0.
     pub(crate) g: Vec<f32>,
     /// Per ADC (one per physical column of each array: `[group][tile][column (pc_pad)]`): the
     /// gain `1 + γ` and the offset in LSB.
@@ -36,6 +39,13 @@ pub struct NoisyCrossbar {
 }
 
 impl NoisyCrossbar {
+    /// The index in `g` of row `r`, physical column `c` of the `gt`-th (conv group, row tile)
+    /// block, for `pc_pad` columns.
+    #[cfg(test)]
+    pub(crate) fn index(&self, pc_pad: usize, gt: usize, r: usize, c: usize) -> usize {
+        ((gt * (pc_pad / BLOCK) + c / BLOCK) * self.tile_rows + r) * BLOCK + c % BLOCK
+    }
+
     /// The global drift compensation factor applied to this step's crossbar outputs (1 when
     /// compensation is off or nothing drifts).
     pub fn compensation(&self) -> f64 {
@@ -157,7 +167,7 @@ pub(super) fn sample_step(
                         level *= drift_factor(spec, nu);
                     }
                     st += level;
-                    out[r * p.pc_pad + c] = level as f32;
+                    out[((c / BLOCK) * tile_rows + r) * BLOCK + c % BLOCK] = level as f32;
                 }
             }
             (s0, st)

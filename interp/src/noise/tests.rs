@@ -108,7 +108,7 @@ fn stuck_at_fractions_match() {
     for r in 0..k {
         for c in 0..p.pc {
             let want = if c % 2 == 0 { ((r + c / 2) % 15) as f32 + 1.0 } else { 0.0 };
-            let got = nx.g[r * p.pc_pad + c];
+            let got = nx.g[nx.index(p.pc_pad, 0, r, c)];
             cells += 1;
             if got != want {
                 if got == 0.0 {
@@ -151,7 +151,7 @@ fn drift_mean_and_compensation() {
     for r in 0..k {
         for nl in 0..m {
             let c = nl * 2;
-            ratios.push(nx.g[r * p.pc_pad + c] as f64 / (((r + nl) % 15) as f64 + 1.0));
+            ratios.push(nx.g[nx.index(p.pc_pad, 0, r, c)] as f64 / (((r + nl) % 15) as f64 + 1.0));
         }
     }
     let (mean, _) = mean_var(&ratios);
@@ -240,4 +240,116 @@ fn adc_errors_are_drawn_per_adc() {
     let key = Key::new(1, 2, super::rng::Stream::Read, 3);
     assert_eq!(key.bits(&[4, 5]), key.bits(&[4, 5]));
     assert_ne!(key.bits(&[4, 5]), key.bits(&[5, 4]));
+}
+
+#[test]
+fn f32_normals_are_accurate() {
+    use super::rng::{ln_f32, normal_pair_f32, sincos_2pi};
+    // ln over (0, 1] and beyond, against f64.
+    for i in 0..200_000u32 {
+        let x = f32::from_bits(0x2f80_0000 + i * 1361);
+        let (got, want) = (ln_f32(x) as f64, (x as f64).ln());
+        assert!((got - want).abs() <= 4e-7 * want.abs().max(1.0), "ln {x}: {got} vs {want}");
+    }
+    // sin and cos of 2πu at 24-bit u, against f64.
+    for n in (0..1u32 << 24).step_by(97) {
+        let u = n as f32 / 16_777_216.0;
+        let (s, c) = sincos_2pi(u);
+        let a = std::f64::consts::TAU * u as f64;
+        assert!((s as f64 - a.sin()).abs() < 3e-7, "sin at {u}: {s} vs {}", a.sin());
+        assert!((c as f64 - a.cos()).abs() < 3e-7, "cos at {u}: {c} vs {}", a.cos());
+    }
+    // Moments and tails of 2·10^6 normals from consecutive hashes.
+    let (mut s1, mut s2, mut s4, mut tail, mut n) = (0f64, 0f64, 0f64, 0usize, 0f64);
+    for i in 0..1_000_000u64 {
+        let (a, b) = normal_pair_f32(super::rng::mix(i));
+        for z in [a as f64, b as f64] {
+            assert!(z.is_finite() && z.abs() < 6.7);
+            s1 += z;
+            s2 += z * z;
+            s4 += z * z * z * z;
+            tail += (z.abs() > 3.0) as usize;
+            n += 1.0;
+        }
+    }
+    let (m, v, k) = (s1 / n, s2 / n, s4 / n);
+    assert!(m.abs() < 4.0 / n.sqrt(), "mean {m}");
+    assert!((v - 1.0).abs() < 4.0 * (2.0 / n).sqrt(), "variance {v}");
+    assert!((k - 3.0).abs() < 4.0 * (96.0 / n).sqrt(), "fourth moment {k}");
+    // P(|z| > 3) = 0.0026998.
+    let p = tail as f64 / n;
+    assert!((p - 0.0026998).abs() < 4.0 * (0.0027 / n).sqrt(), "tail {p}");
+}
+
+/// The kernel compiled for AVX-512, for AVX2 and portable gives the same bits, with one-bit
+/// and two-bit digits, ADC errors and read noise.
+#[test]
+fn kernel_paths_agree_bit_for_bit() {
+    use super::kernel::{run_tile, tile_portable, TileJob, BLOCK};
+    use super::rng::mix;
+    let (rows, words, pc_pad, vectors, slices) = (130, 3, 2 * BLOCK, 5, 4);
+    let g: Vec<f32> = (0..rows * pc_pad)
+        .map(|i| (mix(i as u64) % 1000) as f32 / 333.0 * (i % 3 != 0) as u32 as f32)
+        .collect();
+    let per_vec = words * 64;
+    let vals: Vec<u16> = (0..vectors * per_vec)
+        .map(|i| {
+            if i % per_vec < rows && mix(i as u64 + 7).is_multiple_of(3) {
+                (mix(i as u64) % 256) as u16
+            } else {
+                0
+            }
+        })
+        .collect();
+    let scale: Vec<f32> = (0..pc_pad).map(|c| 1.0 + (c % 5) as f32 * 0.01).collect();
+    let shift: Vec<f32> = (0..pc_pad).map(|c| 0.5 + (c % 3) as f32 * 0.2).collect();
+    let key = Key::new(1, 2, super::rng::Stream::Read, 3);
+    let read_keys: Vec<Key> = (0..vectors * slices).map(|r| key.extend(&[r as u64])).collect();
+    for dac_bits in [1u32, 2] {
+        let digit = (1u16 << dac_bits) - 1;
+        let mut masks = vec![0u64; vectors * slices * words];
+        for v in 0..vectors {
+            for r in 0..rows {
+                for i in 0..slices {
+                    if (vals[v * per_vec + r] >> (i as u32 * dac_bits)) & digit != 0 {
+                        masks[(v * slices + i) * words + r / 64] |= 1 << (r % 64);
+                    }
+                }
+            }
+        }
+        for sigma_read in [0.0, 0.3] {
+            let job = TileJob {
+                g: &g,
+                rows,
+                masks: &masks,
+                vector_stride: slices * words,
+                words,
+                vals: &vals,
+                per_vec,
+                vectors,
+                slices,
+                dac_bits,
+                pc: pc_pad - 3,
+                pc_pad,
+                scale: &scale,
+                shift: &shift,
+                top: 255.0,
+                sigma_read,
+                read_keys: &read_keys,
+            };
+            let mut portable = vec![0i64; vectors * pc_pad];
+            tile_portable(&job, &mut portable);
+            assert!(portable.iter().any(|&c| c != 0));
+            let mut fast = vec![0i64; vectors * pc_pad];
+            run_tile(&job, &mut fast);
+            assert_eq!(fast, portable, "dac_bits {dac_bits}, σ_r {sigma_read}");
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                let mut avx2 = vec![0i64; vectors * pc_pad];
+                // SAFETY: AVX2 was detected.
+                unsafe { super::kernel::tile_avx2(&job, &mut avx2) };
+                assert_eq!(avx2, portable, "AVX2, dac_bits {dac_bits}, σ_r {sigma_read}");
+            }
+        }
+    }
 }

@@ -87,7 +87,7 @@ fn block_portable(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tally>) {
 
 /// The bit planes of one input vector: `vbuf` holds its values `[tile][word][64 rows]`; bit `a`
 /// of word `word` of tile `t` goes to `xp[(t · input_bits + a) · words + word]` (`xp` zeroed).
-pub(super) fn input_planes(vbuf: &[u16], input_bits: usize, words: usize, xp: &mut [u64]) {
+pub(crate) fn input_planes(vbuf: &[u16], input_bits: usize, words: usize, xp: &mut [u64]) {
     #[cfg(target_arch = "x86_64")]
     if avx512() {
         // SAFETY: `avx512()` detected the target features `planes_avx512` is compiled with on
@@ -165,7 +165,7 @@ fn dispatch(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tally>) {
 }
 
 /// Columns computed together: four 512-bit vectors of u64 (the padding unit of the planes).
-pub(super) const LANES: usize = 32;
+pub(crate) const LANES: usize = 32;
 /// The width for blocks of at most this many columns.
 const NARROW: usize = 8;
 

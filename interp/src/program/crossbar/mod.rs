@@ -12,7 +12,7 @@
 //! time every physical column's cell bits become bitmasks over each row tile's rows, packed in
 //! u64 words; at run time the input vectors' bits become the same kind of masks.
 
-mod kernel;
+pub(crate) mod kernel;
 mod run;
 
 pub(crate) use run::{
