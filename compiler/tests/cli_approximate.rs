@@ -34,6 +34,27 @@ fn formats_change_the_float_model_and_fp32_does_not() {
 }
 
 #[test]
+fn several_formats_give_a_table_and_a_plot() {
+    let model = path("tests/data/models/digits_cnn.onnx");
+    let dir = common::tmp_dir("format_sweep");
+    let svg = dir.join("formats.svg").to_string_lossy().into_owned();
+    let args = ["--format", "fp32", "--format", "bf16", "--format", "e3m2", "--svg", &svg];
+    let v = ok(&eval(&model, &args));
+    let rows = v["formats"].as_array().expect("a list of formats");
+    assert_eq!(rows.len(), 3, "{v}");
+    // Each row is what a single --format run gives.
+    for (row, f) in rows.iter().zip(["fp32", "bf16", "e3m2"]) {
+        assert_eq!(row["format"], f);
+        let single = ok(&eval(&model, &["--format", f]));
+        assert_eq!(row["correct"], single["correct"], "{f}");
+    }
+    let plot = std::fs::read_to_string(&svg).expect("the plot is written");
+    assert!(plot.starts_with("<svg") && plot.contains("e3m2"), "{plot}");
+    user_error(&eval(&model, &["--format", "bf16", "--svg", &svg]), &["--svg", "--format"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn multipliers_change_the_program_and_exact_does_not() {
     let dir = std::env::temp_dir().join(format!("cimc_approx_{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -34,9 +34,13 @@ pub struct EvalArgs {
     #[arg(long)]
     json: bool,
     /// Float formats of a float model: FMT (bf16, fp16, e4m3, e5m2, e3m2, eXmY[-nosub]) for
-    /// weights, activations and accumulation, or w=FMT,a=FMT,acc=FMT.
+    /// weights, activations and accumulation, or w=FMT,a=FMT,acc=FMT. Given several times,
+    /// evaluates each and prints a table of top-1 against format (`--svg` plots it).
     #[arg(long)]
-    format: Option<String>,
+    format: Vec<String>,
+    /// With several `--format`s: write the bar plot of top-1 against format here.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
     /// The 8x8 multiplier of a program's digital MACs: exact, trunc:K, drum:K, mitchell,
     /// table:FILE.
     #[arg(long)]
@@ -104,8 +108,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
     }
     let batch = a.eval_batch.max(1).min(n);
 
+    if a.format.len() > 1 || a.svg.is_some() {
+        return format_sweep(&a, &m, &x, &labels[..n], batch);
+    }
     let start = std::time::Instant::now();
-    let numerics = cimc::numerics::Numerics::parse(a.format.as_deref(), a.multiplier.as_deref())?;
+    let format = a.format.first().map(String::as_str);
+    let numerics = cimc::numerics::Numerics::parse(format, a.multiplier.as_deref())?;
     let prepared = numerics.prepare(&m, batch, widths.as_ref())?;
     // With weight widths: the time to switch (prepare the derived weights), part of `seconds`.
     let switch_seconds = widths.as_ref().map(|_| start.elapsed().as_secs_f64());
@@ -142,6 +150,45 @@ pub fn run(a: EvalArgs) -> Result<()> {
     } else {
         for l in lines {
             println!("{l}");
+        }
+    }
+    Ok(())
+}
+
+/// Several `--format`s: top-1 in each, a table (or JSON), and the bar plot of `--svg`.
+fn format_sweep(a: &EvalArgs, m: &Model, x: &Tensor, labels: &[i64], batch: usize) -> Result<()> {
+    if a.format.len() < 2 {
+        return Err(Error::Usage(
+            "--svg plots top-1 against format: give --format twice or more".into(),
+        ));
+    }
+    let n = labels.len();
+    let mut rows = Vec::new();
+    for f in &a.format {
+        let numerics = cimc::numerics::Numerics::parse(Some(f), a.multiplier.as_deref())?;
+        let start = std::time::Instant::now();
+        let pred = predictions(&numerics.prepare(m, batch, None)?, x, &a.data, a.json)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let correct = pred.iter().zip(labels).filter(|(p, l)| **p as i64 == **l).count();
+        rows.push((f.clone(), correct, 100.0 * correct as f64 / n as f64, seconds));
+    }
+    if let Some(path) = &a.svg {
+        let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+        let top1: Vec<f64> = rows.iter().map(|r| r.2).collect();
+        let title = format!("top-1 against number format: {}", a.model.display());
+        let svg = cimc::svg::bars(&title, &labels, &[("top-1 %", &top1[..])]);
+        std::fs::write(path, svg).map_err(|e| Error::io(path, e))?;
+    }
+    if a.json {
+        let formats: Vec<_> = rows
+            .iter()
+            .map(|(f, c, t, s)| serde_json::json!({"format": f, "top1": t, "correct": c, "seconds": s}))
+            .collect();
+        print_json(&serde_json::json!({"samples": n, "formats": formats}));
+    } else {
+        println!("{:<28} {:>8} {:>12} {:>9}", "format", "top-1 %", "correct", "seconds");
+        for (f, c, t, s) in &rows {
+            println!("{f:<28} {t:>8.2} {:>12} {s:>9.3}", format!("{c}/{n}"));
         }
     }
     Ok(())
