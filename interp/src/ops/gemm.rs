@@ -128,6 +128,36 @@ pub(crate) fn gemm<T: GemmFloat>(
     c: &mut [T],
     ldc: usize,
 ) {
+    gemm_on(m, k, n, alpha, a, b, beta, c, ldc, m * n * k >= PAR_FLOPS)
+}
+
+/// `C = A * B` on the calling thread (for callers that run products in parallel themselves),
+/// row-major C with row stride `ldc`; C is not read.
+pub(crate) fn gemm_serial<T: GemmFloat>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    c: &mut [T],
+    ldc: usize,
+) {
+    gemm_on(m, k, n, T::of(1.0), a, b, T::ZERO, c, ldc, false)
+}
+
+/// [`gemm`], on rayon's pool when `parallel`.
+fn gemm_on<T: GemmFloat>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
+    parallel: bool,
+) {
     assert!(
         a.fits(m, k) && b.fits(k, n) && (m == 0 || n == 0 || (m - 1) * ldc + n <= c.len()),
         "invariant: gemm operands are sized by their callers ({m}x{k}x{n})"
@@ -160,51 +190,7 @@ pub(crate) fn gemm<T: GemmFloat>(
             c.as_mut_ptr(),
             ldc as isize,
             1,
-            m * n * k >= PAR_FLOPS,
-        )
-    }
-}
-
-/// `C = A * B` on the calling thread (for callers that run products in parallel themselves),
-/// row-major C with row stride `ldc`; C is not read.
-pub(crate) fn gemm_serial<T: GemmFloat>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: Mat<'_, T>,
-    b: Mat<'_, T>,
-    c: &mut [T],
-    ldc: usize,
-) {
-    assert!(
-        a.fits(m, k) && b.fits(k, n) && (m == 0 || n == 0 || (m - 1) * ldc + n <= c.len()),
-        "invariant: gemm operands are sized by their callers ({m}x{k}x{n})"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        (0..m).for_each(|r| c[r * ldc..r * ldc + n].fill(T::ZERO));
-        return;
-    }
-    // SAFETY: the assert above proves every strided access is in bounds.
-    unsafe {
-        T::raw(
-            m,
-            k,
-            n,
-            T::of(1.0),
-            a.data.as_ptr(),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr(),
-            b.rs as isize,
-            b.cs as isize,
-            T::ZERO,
-            c.as_mut_ptr(),
-            ldc as isize,
-            1,
-            false,
+            parallel,
         )
     }
 }
