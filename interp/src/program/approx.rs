@@ -184,11 +184,7 @@ pub(crate) fn run_step(
     si: &[usize],
     so: &[usize],
 ) -> Result<Vec<i32>, String> {
-    let (bias, requant) = match s {
-        Step::Conv { bias, requant, .. } | Step::Gemm { bias, requant, .. } => (bias, requant),
-        _ => return Err("not a matrix step".into()),
-    };
-    run(s, p, x, si, so, &|a, ch| requant.apply(a + bias[ch], ch))
+    run(s, p, x, si, so, &super::kernels::finisher(s)?)
 }
 
 /// Runs a prepared step: every output's accumulator (no bias) goes through `fin(acc, channel)`,

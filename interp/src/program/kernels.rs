@@ -197,11 +197,18 @@ pub(crate) fn run_matrix(
             return super::crossbar::run(s, xb, x, si, so, stats);
         }
     }
-    let (bias, requant) = match s {
-        Step::Conv { bias, requant, .. } | Step::Gemm { bias, requant, .. } => (bias, requant),
-        _ => return Err("not a matrix step".into()),
-    };
-    run_exact(s, p, x, si, so, &|a, ch| requant.apply(a + bias[ch], ch))
+    run_exact(s, p, x, si, so, &finisher(s)?)
+}
+
+/// A matrix step's finish of an accumulator (no bias) of output channel `ch`: its bias, then
+/// its requantization to an output code — what every kernel's `fin` is outside calibration.
+pub(crate) fn finisher(s: &Step) -> Result<impl Fn(i64, usize) -> i32 + Sync + '_, String> {
+    match s {
+        Step::Conv { bias, requant, .. } | Step::Gemm { bias, requant, .. } => {
+            Ok(move |a: i64, ch: usize| requant.apply(a + bias[ch], ch))
+        }
+        _ => Err("not a matrix step".into()),
+    }
 }
 
 /// The exact product of the step's geometry with the prepared weights `p.w` (never the
