@@ -1,6 +1,9 @@
 //! N-d convolution (1-D, 2-D, 3-D, ...; groups, depthwise, strides, dilations, pads).
 //!
-//! Three paths, all producing `[N, M, O..]` row-major:
+//! The paths, all producing `[N, M, O..]` row-major:
+//! - f32 2-D layers on CPUs with AVX-512 (all but depthwise): one product over the padded,
+//!   stride-split input plane with the weights packed at load, no im2col (`conv/plane.rs`,
+//!   micro-kernel in `conv/avx512.rs`);
 //! - pointwise (1x1 kernel, stride 1, no padding): each group's input `[Cg, P]` already is the
 //!   right-hand matrix, one GEMM per image and group;
 //! - 2-D with one input channel per group (depthwise, any channel multiplier): a direct loop
@@ -22,7 +25,9 @@ use cimc_ir::ConvAttrs;
 use ndarray::ArrayD;
 use rayon::prelude::*;
 
+mod avx512;
 mod depthwise;
+mod plane;
 mod tiled;
 
 /// What the runner fused after a convolution: `y = act(y * a[m] + b[m])`.
@@ -48,6 +53,26 @@ pub(crate) struct PreparedConv<T> {
     m: usize,
     cg: usize,
     kernel: Vec<usize>,
+    /// The weights packed for the plane path (`conv/plane.rs`), when the layer takes it.
+    plane: Option<plane::PlanePack>,
+}
+
+/// Bias, BatchNorm affine and activation on a run of one output channel's values.
+pub(crate) fn finish_seg<T: super::num::Float>(
+    r: &mut [T],
+    bias: Option<T>,
+    affine: Option<(T, T)>,
+    act: Option<Act>,
+) {
+    if let Some(b) = bias {
+        r.iter_mut().for_each(|v| *v += b);
+    }
+    if let Some((a, b)) = affine {
+        r.iter_mut().for_each(|v| *v = *v * a + b);
+    }
+    if let Some(act) = act {
+        act.apply_seq(r);
+    }
 }
 
 /// `ceil(a / b)` for a possibly negative `a` and positive `b`.
@@ -106,7 +131,13 @@ impl<T: GemmFloat> PreparedConv<T> {
             None => None,
         };
         let w = data_of(w).into_owned();
-        Ok(PreparedConv { attrs: attrs.clone(), w, bias, m, cg, kernel })
+        let plane = match T::f32s(&w) {
+            Some(wf) if plane::applies(&kernel, cg) => {
+                Some(plane::PlanePack::new(wf, m, w.len() / m.max(1), g))
+            }
+            _ => None,
+        };
+        Ok(PreparedConv { attrs: attrs.clone(), w, bias, m, cg, kernel, plane })
     }
 
     /// The output spatial shape for an input spatial shape.
@@ -170,6 +201,16 @@ impl<T: GemmFloat> PreparedConv<T> {
         let pointwise = self.kernel.iter().all(|&k| k == 1)
             && self.attrs.strides.iter().all(|&s| s == 1)
             && self.attrs.pads.iter().all(|&p| p == 0);
+        if let (Some(pack), Some(xf), Some(of)) = (&self.plane, T::f32s(&xd), T::f32s_mut(&mut out))
+        {
+            let fin = plane::Finish {
+                bias: self.bias.as_deref().and_then(T::f32s),
+                affine: epi.affine.as_ref().and_then(|(a, b)| Some((T::f32s(a)?, T::f32s(b)?))),
+                act: epi.act,
+            };
+            self.run_plane(pack, xf, xs, &outs, of, fin);
+            return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+        }
         let direct = n == 2 && self.cg == 1 && !pointwise;
         if direct {
             let plane = xs[2..].iter().product::<usize>() * self.cg * g;
@@ -269,17 +310,8 @@ impl<T: GemmFloat> PreparedConv<T> {
 
     /// Bias, then the epilogue, on part of output channel `ch`'s row.
     fn epilogue_row(&self, ch: usize, r: &mut [T], epi: &Epilogue<T>) {
-        if let Some(b) = &self.bias {
-            let b = b[ch];
-            r.iter_mut().for_each(|v| *v += b);
-        }
-        if let Some((a, b)) = &epi.affine {
-            let (a, b) = (a[ch], b[ch]);
-            r.iter_mut().for_each(|v| *v = *v * a + b);
-        }
-        if let Some(act) = epi.act {
-            act.apply_seq(r);
-        }
+        let bias = self.bias.as_ref().map(|b| b[ch]);
+        finish_seg(r, bias, epi.affine.as_ref().map(|(a, b)| (a[ch], b[ch])), epi.act);
     }
 
     /// Fills `col` `[Cg*prod(K), P]` from one group's input `[Cg, D..]`.

@@ -43,6 +43,10 @@ pub(crate) trait GemmFloat: Float {
     /// zeroed on every convolution.
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
 
+    /// The slice as f32 when `Self` is f32 (the type of the AVX-512 convolution kernel).
+    fn f32s(s: &[Self]) -> Option<&[f32]>;
+    fn f32s_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+
     /// # Safety
     /// The pointers must cover the `m x k`, `k x n` and `m x n` strided ranges.
     unsafe fn raw(
@@ -67,7 +71,7 @@ pub(crate) trait GemmFloat: Float {
 /// Runs the `gemm` crate's product (`dst = beta_dst * dst + alpha * lhs * rhs` in its terms),
 /// on rayon's pool when `parallel` (callers pass whether the size makes threads pay).
 macro_rules! gemm_impl {
-    ($t:ty, $scratch:ident) => {
+    ($t:ty, $scratch:ident, $f32s:expr, $f32s_mut:expr) => {
         thread_local! {
             static $scratch: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
         }
@@ -84,6 +88,13 @@ macro_rules! gemm_impl {
                     // Re-entered on this thread (not done by the kernels): a fresh buffer.
                     Err(_) => f(&mut vec![0.0; len]),
                 })
+            }
+
+            fn f32s(s: &[$t]) -> Option<&[f32]> {
+                $f32s(s)
+            }
+            fn f32s_mut(s: &mut [$t]) -> Option<&mut [f32]> {
+                $f32s_mut(s)
             }
 
             unsafe fn raw(
@@ -109,8 +120,8 @@ macro_rules! gemm_impl {
         }
     };
 }
-gemm_impl!(f32, SCRATCH_F32);
-gemm_impl!(f64, SCRATCH_F64);
+gemm_impl!(f32, SCRATCH_F32, Some, Some);
+gemm_impl!(f64, SCRATCH_F64, |_| None, |_| None);
 
 /// Multiply-adds (m*n*k) above which a product runs on several threads.
 const PAR_FLOPS: usize = 1 << 18;

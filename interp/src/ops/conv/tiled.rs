@@ -27,13 +27,13 @@ pub(super) const ROW_TILE: usize = 64;
 
 /// The output buffer shared by the tiles, which write disjoint column ranges of it.
 #[derive(Clone, Copy)]
-struct OutPtr<T>(*mut T);
+pub(super) struct OutPtr<T>(pub(super) *mut T);
 // SAFETY: tiles write disjoint element ranges (distinct columns of each row), see `convolve`.
 unsafe impl<T: Send> Send for OutPtr<T> {}
 unsafe impl<T: Send> Sync for OutPtr<T> {}
 impl<T> OutPtr<T> {
     /// A method, so that closures capture the whole (Send) wrapper, not the raw field.
-    fn get(self) -> *mut T {
+    pub(super) fn get(self) -> *mut T {
         self.0
     }
 }

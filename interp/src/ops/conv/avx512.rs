@@ -1,0 +1,121 @@
+//! The AVX-512 f32 micro-kernel of the plane convolution (`conv/plane.rs`): an `MR x NR` block
+//! of outputs (8 output channels x 32 positions) accumulated over `kc` rows of the reduction.
+//!
+//! The left operand (weights) is packed `[kc][MR]`, one broadcast per channel and row; the
+//! right operand is not packed: row `k` is the `NR` floats at `b + boff[k]`, so the kernel reads
+//! a padded input plane in place (the offsets are those of the kernel's taps) instead of an
+//! im2col matrix. 16 accumulators of 16 lanes, two right-hand loads and eight broadcasts per
+//! row: the two FMA pipes stay busy and the loads (misaligned ones included) keep up.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Output channels per micro-tile (rows of C; broadcasts per reduction step).
+pub(crate) const MR: usize = 8;
+/// Output positions per micro-tile (columns of C; two vectors of 16 lanes).
+pub(crate) const NR: usize = 32;
+
+/// One micro-tile's operands.
+pub(crate) struct MicroTile {
+    /// Reduction rows.
+    pub kc: usize,
+    /// The packed weights `[kc][MR]`.
+    pub a: *const f32,
+    /// The right operand's base: row `k` is `b + boff[k] .. + cols`.
+    pub b: *const f32,
+    /// `kc` element offsets from `b`.
+    pub boff: *const usize,
+    /// The `MR x cols` output block, row stride `ldc`.
+    pub c: *mut f32,
+    pub ldc: usize,
+    /// Valid columns, `1..=NR`: the rest are neither read from `b` nor written to `c`.
+    pub cols: usize,
+}
+
+/// Whether this CPU runs [`micro_tile`].
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `C[MR][cols] = sum_k A[k][..] * B[k][..cols]`.
+///
+/// # Safety
+/// [`available`] returned true; `a` covers `kc * MR` floats, `boff` `kc` offsets, every
+/// `b + boff[k] .. + cols` is readable and every row `c + r * ldc .. + cols` (r < MR) writable.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn micro_tile(t: &MicroTile) {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        if t.cols == NR {
+            tile::<true>(t)
+        } else {
+            tile::<false>(t)
+        }
+    }
+}
+
+/// Weight rows prefetched ahead (2 KiB): the deep layers stream their weights from memory once
+/// per image, and the hardware prefetcher alone does not keep up with the kernel.
+const PF: usize = 64;
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile<const FULL: bool>(t: &MicroTile) {
+    debug_assert!(t.cols >= 1 && t.cols <= NR);
+    // Lanes of the two column vectors that are inside `cols`.
+    let m0: __mmask16 = if t.cols >= 16 { 0xffff } else { (1u16 << t.cols) - 1 };
+    let m1: __mmask16 = if t.cols >= 32 {
+        0xffff
+    } else if t.cols > 16 {
+        (1u16 << (t.cols - 16)) - 1
+    } else {
+        0
+    };
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    // SAFETY (all pointer arithmetic below): within the ranges the caller vouches for.
+    unsafe {
+        for k in 0..t.kc {
+            let bp = t.b.add(*t.boff.add(k));
+            let (b0, b1) = if FULL {
+                (_mm512_loadu_ps(bp), _mm512_loadu_ps(bp.add(16)))
+            } else {
+                (_mm512_maskz_loadu_ps(m0, bp), _mm512_maskz_loadu_ps(m1, bp.add(16)))
+            };
+            let ak = t.a.add(k * MR);
+            if PF > 0 {
+                _mm_prefetch::<_MM_HINT_T0>(ak.wrapping_add(PF * MR) as *const i8);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(*ak.add(r));
+                row[0] = _mm512_fmadd_ps(a, b0, row[0]);
+                row[1] = _mm512_fmadd_ps(a, b1, row[1]);
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            let cp = t.c.add(r * t.ldc);
+            let (v0, v1) = (row[0], row[1]);
+            if FULL {
+                _mm512_storeu_ps(cp, v0);
+                _mm512_storeu_ps(cp.add(16), v1);
+            } else {
+                _mm512_mask_storeu_ps(cp, m0, v0);
+                _mm512_mask_storeu_ps(cp.add(16), m1, v1);
+            }
+        }
+    }
+}
+
+/// Never called: [`available`] is false off x86-64.
+///
+/// # Safety
+/// None needed; it panics.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) unsafe fn micro_tile(_: &MicroTile) {
+    unreachable!("invariant: micro_tile is only called when available() is true")
+}

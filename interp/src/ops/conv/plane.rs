@@ -1,0 +1,348 @@
+//! 2-D convolution (pointwise and strided included, not depthwise) as one product over the
+//! padded input plane, with no im2col: the f32 path on CPUs with AVX-512.
+//!
+//! With stride 1, output position `(y, x)` and tap `(c, ky, kx)` read the padded input
+//! `xp[c][y + ky*dh][x + kx*dw]`. Number the outputs by their position in the padded plane,
+//! `n = y * PW + x` (PW the padded width): the tap then reads `xp[c*CS + ky*dh*PW + kx*dw + n]`,
+//! so row `k` of the product's right-hand matrix, columns `n..n+32`, is a contiguous run of the
+//! padded input at a per-tap offset, and the micro-kernel (`conv/avx512.rs`) reads it there.
+//! The price is `PW - OW` wasted columns per output row (2 of 58 at 56x56, 2 of 9 at 7x7),
+//! against the nine-fold im2col copy it replaces.
+//!
+//! A stride `s` is brought back to stride 1 by splitting the padded input into phases: phase
+//! `(py, px)` holds the rows `s*i + py` and columns `s*j + px`. Tap `(ky, kx)` reads phase
+//! `(ky*dh % s, kx*dw % s)` at `[y + ky*dh / s][x + kx*dw / s]`, a stride-1 access. Only the
+//! phases some tap reads are built (one for a 1x1 stride-2 layer).
+//!
+//! The copy is laid out `[C][phase][N][PH'][PW']` (`PH'`, `PW'` a phase's size): images follow
+//! each other along `n`, so a batch is one product (the deep layers' few positions per image
+//! add up). A stride-1 pointwise layer on one image reads its input in place.
+//!
+//! Work is cut into blocks of 64 output channels x a few hundred positions, each computed on
+//! one thread into a small buffer, then copied to the output (dropping the wasted columns) and
+//! finished (bias, BatchNorm affine, activation) while in cache. Every output is one dot
+//! product summed in tap order by one micro-kernel call, whatever the blocks, so results do not
+//! depend on the number of threads.
+
+use super::avx512::{self, MicroTile, MR, NR};
+use super::tiled::OutPtr;
+use super::{valid_range, PreparedConv};
+use crate::ops::activation::Act;
+use crate::ops::gemm::GemmFloat;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Output channels per block (a multiple of `MR`).
+const MB: usize = 64;
+/// Fewest and most output positions per block (multiples of `NR`): enough columns to reuse a
+/// weight panel from L1, few enough that a block's outputs stay in L1/L2.
+const NB_MIN: usize = 128;
+const NB_MAX: usize = 512;
+
+/// The weights packed for the micro-kernel, once at load.
+#[derive(Clone, Debug)]
+pub(super) struct PlanePack {
+    /// Per group, per panel of `MR` output channels: `[kk][MR]`, the channels past the
+    /// group's last zero.
+    a: Vec<f32>,
+    /// Panels per group.
+    panels: usize,
+}
+
+impl PlanePack {
+    /// Packs `w` (`[M, kk]` row-major, `group` groups of `M / group` rows).
+    pub(super) fn new(w: &[f32], m: usize, kk: usize, group: usize) -> Self {
+        let mg = m / group;
+        let panels = mg.div_ceil(MR);
+        let mut a = vec![0f32; group * panels * kk * MR];
+        for gi in 0..group {
+            for p in 0..panels {
+                let dst = &mut a[(gi * panels + p) * kk * MR..][..kk * MR];
+                for r in 0..MR.min(mg - p * MR) {
+                    let src = &w[(gi * mg + p * MR + r) * kk..][..kk];
+                    for (k, &v) in src.iter().enumerate() {
+                        dst[k * MR + r] = v;
+                    }
+                }
+            }
+        }
+        PlanePack { a, panels }
+    }
+}
+
+/// Whether a layer takes this path: 2-D, not depthwise (that has its own direct loop; a 1x1
+/// kernel with one channel per group is fine), on a CPU with AVX-512.
+pub(super) fn applies(kernel: &[usize], cg: usize) -> bool {
+    kernel.len() == 2 && (cg > 1 || kernel.iter().all(|&k| k == 1)) && avx512::available()
+}
+
+/// The fused finish of an output row, in f32.
+#[derive(Clone, Copy)]
+pub(super) struct Finish<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub affine: Option<(&'a [f32], &'a [f32])>,
+    pub act: Option<Act>,
+}
+
+thread_local! {
+    /// A block's output buffer on each worker thread.
+    static BLOCK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's block buffer of `len` floats (contents unspecified).
+fn with_block<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    BLOCK.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+            f(&mut buf[..len])
+        }
+        // Re-entered on this thread (not done by the kernels): a fresh buffer.
+        Err(_) => f(&mut vec![0.0; len]),
+    })
+}
+
+/// The geometry of one run.
+struct Plane {
+    /// Images.
+    n: usize,
+    /// Strides.
+    sh: usize,
+    sw: usize,
+    /// A phase's height and width.
+    ph: usize,
+    pw: usize,
+    oh: usize,
+    ow: usize,
+    /// The phases `(py, px)` some tap reads, in the order of the copy.
+    phases: Vec<(usize, usize)>,
+    /// Channel stride of the copy (`phases * N * PH' * PW'`).
+    cs: usize,
+    /// Columns of the product: one past the last image's last output.
+    np: usize,
+}
+
+impl Plane {
+    /// The offset of a tap reading padded-input row `ry`, column `rx` (relative to the output
+    /// position) in channel 0 of the copy.
+    fn tap(&self, ry: usize, rx: usize) -> usize {
+        let phase = (ry % self.sh, rx % self.sw);
+        let slot = self
+            .phases
+            .iter()
+            .position(|&p| p == phase)
+            .expect("invariant: `phases` lists the phase of every tap");
+        slot * self.n * self.ph * self.pw + (ry / self.sh) * self.pw + rx / self.sw
+    }
+}
+
+impl<T: GemmFloat> PreparedConv<T> {
+    /// The convolution of `x` (`[N, C, IH, IW]`, f32) into `out` (`[N, M, OH, OW]`), finished
+    /// by `fin`. Requires [`applies`] (`pack` is `self.plane`).
+    pub(super) fn run_plane(
+        &self,
+        pack: &PlanePack,
+        x: &[f32],
+        xs: &[usize],
+        outs: &[usize],
+        out: &mut [f32],
+        fin: Finish<'_>,
+    ) {
+        let (n, c, ih, iw) = (xs[0], xs[1], xs[2], xs[3]);
+        let pads = &self.attrs.pads;
+        let (sh, sw) = (self.attrs.strides[0], self.attrs.strides[1]);
+        let (kh, kw) = (self.kernel[0], self.kernel[1]);
+        let (dh, dw) = (self.attrs.dilations[0], self.attrs.dilations[1]);
+        let (oh, ow) = (outs[0], outs[1]);
+        if n == 0 || oh == 0 || ow == 0 || self.m == 0 {
+            return;
+        }
+        let mut phases: Vec<(usize, usize)> = (0..kh * kw)
+            .map(|t| ((t / kw) * dh % sh, (t % kw) * dw % sw))
+            .collect();
+        phases.sort_unstable();
+        phases.dedup();
+        let (ph, pw) = ((ih + pads[0] + pads[2]).div_ceil(sh), (iw + pads[1] + pads[3]).div_ceil(sw));
+        let cs = phases.len() * n * ph * pw;
+        let np = (n - 1) * ph * pw + (oh - 1) * pw + ow;
+        let geo = Plane { n, sh, sw, ph, pw, oh, ow, phases, cs, np };
+        // Each tap's offset into a group's copy; `k` runs over (channel, ky, kx) like the
+        // weights' rows.
+        let taps: Vec<usize> = (0..kh * kw).map(|t| geo.tap((t / kw) * dh, (t % kw) * dw)).collect();
+        let boff: Vec<usize> =
+            (0..self.cg * kh * kw).map(|k| (k / (kh * kw)) * cs + taps[k % (kh * kw)]).collect();
+        let in_place = n == 1 && sh == 1 && sw == 1 && pads.iter().all(|&p| p == 0);
+        if in_place {
+            self.plane_products(pack, x, &boff, &geo, out, fin)
+        } else {
+            f32::with_scratch(c * cs, |xp| {
+                split_input(x, xs, pads, &geo, xp);
+                self.plane_products(pack, xp, &boff, &geo, out, fin)
+            })
+        }
+    }
+
+    /// The products and finish of every group and block.
+    fn plane_products(
+        &self,
+        pack: &PlanePack,
+        xp: &[f32],
+        boff: &[usize],
+        geo: &Plane,
+        out: &mut [f32],
+        fin: Finish<'_>,
+    ) {
+        let g = self.attrs.group;
+        let (mg, kk) = (self.m / g, boff.len());
+        let panels = pack.panels;
+        let mblocks = panels.div_ceil(MB / MR);
+        let nb = block_width(geo.np, g * mblocks, rayon::current_num_threads());
+        let nblocks = geo.np.div_ceil(nb);
+        // Every tap of every column lies inside its group's copy: the largest offset plus the
+        // columns stays within the group's channels (the last phase's last row ends there).
+        let reach = boff.iter().max().copied().unwrap_or(0) + geo.np;
+        assert!(
+            reach <= self.cg * geo.cs && xp.len() >= g * self.cg * geo.cs,
+            "invariant: every tap of every column lies inside the input copy"
+        );
+        assert!(
+            out.len() == geo.n * self.m * geo.oh * geo.ow && pack.a.len() == g * panels * kk * MR,
+            "invariant: the output holds N x M x OH x OW floats, the pack G x panels x kk x MR"
+        );
+        let dst = OutPtr(out.as_mut_ptr());
+        (0..g * mblocks * nblocks).into_par_iter().for_each(|item| {
+            let (gi, rest) = (item / (mblocks * nblocks), item % (mblocks * nblocks));
+            let (mb, nbi) = (rest / nblocks, rest % nblocks);
+            let (p0, p1) = (mb * (MB / MR), ((mb + 1) * (MB / MR)).min(panels));
+            let (n0, n1) = (nbi * nb, ((nbi + 1) * nb).min(geo.np));
+            let xg = &xp[gi * self.cg * geo.cs..];
+            with_block((p1 - p0) * MR * nb, |blk| {
+                // Panel outer: a panel's weights come from memory once and serve every
+                // micro-tile of the block from L1.
+                for p in p0..p1 {
+                    let a = &pack.a[(gi * panels + p) * kk * MR..][..kk * MR];
+                    for col0 in (n0..n1).step_by(NR) {
+                        let t = MicroTile {
+                            kc: kk,
+                            a: a.as_ptr(),
+                            b: xg[col0..].as_ptr(),
+                            boff: boff.as_ptr(),
+                            c: blk[(p - p0) * MR * nb + (col0 - n0)..].as_mut_ptr(),
+                            ldc: nb,
+                            cols: NR.min(n1 - col0),
+                        };
+                        // SAFETY: `plane` is only built when `avx512::available()`; `a` holds
+                        // kk x MR floats and `boff` kk offsets; `col0 + boff[k] + j` for
+                        // j < cols (col0 + cols <= np) is below `reach`, inside the group's
+                        // copy (asserted above); C rows (p - p0)*MR + r < (p1 - p0)*MR and
+                        // columns col0 - n0 + j < nb lie in `blk`.
+                        unsafe { avx512::micro_tile(&t) };
+                    }
+                }
+                for p in p0..p1 {
+                    for r in 0..MR.min(mg - p * MR) {
+                        let ch = p * MR + r;
+                        let row = &blk[(p - p0) * MR * nb + r * nb..][..n1 - n0];
+                        self.scatter_row(row, n0, gi * mg + ch, geo, dst, fin);
+                    }
+                }
+            });
+        });
+    }
+
+    /// Copies the valid positions of one block row (`row`, product columns `n0..`) into output
+    /// channel `ch` of `dst` and finishes them there.
+    fn scatter_row(
+        &self,
+        row: &[f32],
+        n0: usize,
+        ch: usize,
+        geo: &Plane,
+        dst: OutPtr<f32>,
+        fin: Finish<'_>,
+    ) {
+        let img = geo.ph * geo.pw;
+        let (bias, affine) = (fin.bias.map(|b| b[ch]), fin.affine.map(|(a, b)| (a[ch], b[ch])));
+        let end = n0 + row.len();
+        let mut col = n0;
+        while col < end {
+            let (b, rem) = (col / img, col % img);
+            let (y, x) = (rem / geo.pw, rem % geo.pw);
+            if y >= geo.oh {
+                col = (b + 1) * img;
+                continue;
+            }
+            if x >= geo.ow {
+                col += geo.pw - x;
+                continue;
+            }
+            let len = (geo.ow - x).min(end - col);
+            let o = ((b * self.m + ch) * geo.oh + y) * geo.ow + x;
+            // SAFETY: (b, ch, y, x..x+len) is inside the output (b < N since col < np, y < OH,
+            // x + len <= OW, checked by the caller's assert on its length), and only the block
+            // owning channel ch and columns n0..end writes these elements.
+            let seg = unsafe { std::slice::from_raw_parts_mut(dst.get().add(o), len) };
+            seg.copy_from_slice(&row[col - n0..col - n0 + len]);
+            super::finish_seg(seg, bias, affine, fin.act);
+            col += len;
+        }
+    }
+}
+
+/// The block width (a multiple of `NR`) for `np` columns and `rows` blocks of channels on
+/// `threads` threads: the one whose busiest thread has the fewest columns to compute, wider
+/// blocks winning ties.
+fn block_width(np: usize, rows: usize, threads: usize) -> usize {
+    let whole = np.next_multiple_of(NR);
+    if whole <= NB_MIN {
+        return whole;
+    }
+    let threads = threads.max(1);
+    (NB_MIN..=NB_MAX.min(whole))
+        .step_by(NR)
+        .min_by_key(|&nb| ((rows * np.div_ceil(nb)).div_ceil(threads) * nb, usize::MAX - nb))
+        .unwrap_or(whole)
+}
+
+/// `x` (`[N, C, IH, IW]`) into `xp` (`[C][phase][N][PH'][PW']`), zeros in the padding.
+fn split_input(x: &[f32], xs: &[usize], pads: &[usize], geo: &Plane, xp: &mut [f32]) {
+    let (c, ih, iw) = (xs[1], xs[2], xs[3]);
+    let (top, left) = (pads[0], pads[1]);
+    let plane = geo.ph * geo.pw;
+    let fill = |(ci, chan): (usize, &mut [f32])| {
+        for (slot, &(py, px)) in geo.phases.iter().enumerate() {
+            // The phase's rows and columns that fall inside the input.
+            let (ylo, yhi) = valid_range(geo.ph, ih, geo.sh, top, py);
+            let (xlo, xhi) = valid_range(geo.pw, iw, geo.sw, left, px);
+            for b in 0..geo.n {
+                let src = &x[(b * c + ci) * ih * iw..][..ih * iw];
+                let dst = &mut chan[(slot * geo.n + b) * plane..][..plane];
+                dst[..ylo * geo.pw].fill(0.0);
+                dst[yhi * geo.pw..].fill(0.0);
+                for i in ylo..yhi {
+                    let srow = &src[(i * geo.sh + py - top) * iw..][..iw];
+                    let drow = &mut dst[i * geo.pw..][..geo.pw];
+                    drow[..xlo].fill(0.0);
+                    drow[xhi.max(xlo)..].fill(0.0);
+                    if xhi > xlo {
+                        let j0 = xlo * geo.sw + px - left;
+                        let body = &mut drow[xlo..xhi];
+                        if geo.sw == 1 {
+                            body.copy_from_slice(&srow[j0..j0 + body.len()]);
+                        } else {
+                            let src = srow[j0..].iter().step_by(geo.sw);
+                            body.iter_mut().zip(src).for_each(|(d, &v)| *d = v);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let xp = &mut xp[..c * geo.cs];
+    if x.len() >= 4 * crate::ops::PAR_MIN {
+        xp.par_chunks_mut(geo.cs).enumerate().for_each(fill);
+    } else {
+        xp.chunks_mut(geo.cs).enumerate().for_each(fill);
+    }
+}
