@@ -201,15 +201,22 @@ impl<T: GemmFloat> PreparedConv<T> {
         let pointwise = self.kernel.iter().all(|&k| k == 1)
             && self.attrs.strides.iter().all(|&s| s == 1)
             && self.attrs.pads.iter().all(|&p| p == 0);
-        if let (Some(pack), Some(xf), Some(of)) = (&self.plane, T::f32s(&xd), T::f32s_mut(&mut out))
-        {
+        if let (Some(xf), Some(of)) = (T::f32s(&xd), T::f32s_mut(&mut out)) {
             let fin = plane::Finish {
                 bias: self.bias.as_deref().and_then(T::f32s),
                 affine: epi.affine.as_ref().and_then(|(a, b)| Some((T::f32s(a)?, T::f32s(b)?))),
                 act: epi.act,
             };
-            self.run_plane(pack, xf, xs, &outs, of, fin);
-            return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+            if let Some(pack) = &self.plane {
+                self.run_plane(pack, xf, xs, &outs, of, fin);
+                return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+            }
+            if let Some(wf) =
+                T::f32s(&self.w).filter(|_| plane::applies_depthwise(&self.kernel, self.cg))
+            {
+                self.run_depthwise_plane(wf, xf, xs, &outs, of, fin);
+                return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+            }
         }
         let direct = n == 2 && self.cg == 1 && !pointwise;
         if direct {

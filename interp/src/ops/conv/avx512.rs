@@ -119,3 +119,68 @@ unsafe fn tile<const FULL: bool>(t: &MicroTile) {
 pub(crate) unsafe fn micro_tile(_: &MicroTile) {
     unreachable!("invariant: micro_tile is only called when available() is true")
 }
+
+/// Output positions per step of [`depthwise_row`]: eight accumulators cover the FMA latency.
+const DW_COLS: usize = 128;
+
+/// One output channel of a depthwise layer: `c[j] = sum_t w[t] * b[boff[t] + j]`, j < cols.
+///
+/// # Safety
+/// [`available`] returned true; `w` and `boff` cover `taps` elements, every
+/// `b + boff[t] .. + cols` is readable and `c .. + cols` writable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn depthwise_row(
+    taps: usize,
+    w: *const f32,
+    b: *const f32,
+    boff: *const usize,
+    c: *mut f32,
+    cols: usize,
+) {
+    // SAFETY (all pointer arithmetic below): within the ranges the caller vouches for.
+    unsafe {
+        let mut col = 0;
+        while col + DW_COLS <= cols {
+            let mut acc = [_mm512_setzero_ps(); DW_COLS / 16];
+            for t in 0..taps {
+                let wv = _mm512_set1_ps(*w.add(t));
+                let bp = b.add(*boff.add(t) + col);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(bp.add(16 * i)), *a);
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(c.add(col + 16 * i), *a);
+            }
+            col += DW_COLS;
+        }
+        while col < cols {
+            let lanes = (cols - col).min(16);
+            let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
+            let mut acc = _mm512_setzero_ps();
+            for t in 0..taps {
+                let x = _mm512_maskz_loadu_ps(mask, b.add(*boff.add(t) + col));
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(t)), x, acc);
+            }
+            _mm512_mask_storeu_ps(c.add(col), mask, acc);
+            col += 16;
+        }
+    }
+}
+
+/// Never called: [`available`] is false off x86-64.
+///
+/// # Safety
+/// None needed; it panics.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) unsafe fn depthwise_row(
+    _: usize,
+    _: *const f32,
+    _: *const f32,
+    _: *const usize,
+    _: *mut f32,
+    _: usize,
+) {
+    unreachable!("invariant: depthwise_row is only called when available() is true")
+}

@@ -76,6 +76,12 @@ pub(super) fn applies(kernel: &[usize], cg: usize) -> bool {
     kernel.len() == 2 && (cg > 1 || kernel.iter().all(|&k| k == 1)) && avx512::available()
 }
 
+/// Whether a depthwise layer (one input channel per group, a kernel larger than 1x1) takes
+/// the plane path: 2-D, on a CPU with AVX-512.
+pub(super) fn applies_depthwise(kernel: &[usize], cg: usize) -> bool {
+    kernel.len() == 2 && cg == 1 && kernel.iter().any(|&k| k > 1) && avx512::available()
+}
+
 /// The fused finish of an output row, in f32.
 #[derive(Clone, Copy)]
 pub(super) struct Finish<'a> {
@@ -138,6 +144,32 @@ impl Plane {
 }
 
 impl<T: GemmFloat> PreparedConv<T> {
+    /// The geometry of a run on input shape `xs` with output spatial shape `outs`, and each
+    /// kernel tap's offset into a channel of the input copy (taps in the weights' order), or
+    /// `None` when the output is empty.
+    fn plane_geometry(&self, xs: &[usize], outs: &[usize]) -> Option<(Plane, Vec<usize>)> {
+        let (n, ih, iw) = (xs[0], xs[2], xs[3]);
+        let pads = &self.attrs.pads;
+        let (sh, sw) = (self.attrs.strides[0], self.attrs.strides[1]);
+        let (kh, kw) = (self.kernel[0], self.kernel[1]);
+        let (dh, dw) = (self.attrs.dilations[0], self.attrs.dilations[1]);
+        let (oh, ow) = (outs[0], outs[1]);
+        if n == 0 || oh == 0 || ow == 0 || self.m == 0 {
+            return None;
+        }
+        let mut phases: Vec<(usize, usize)> =
+            (0..kh * kw).map(|t| ((t / kw) * dh % sh, (t % kw) * dw % sw)).collect();
+        phases.sort_unstable();
+        phases.dedup();
+        let (ph, pw) =
+            ((ih + pads[0] + pads[2]).div_ceil(sh), (iw + pads[1] + pads[3]).div_ceil(sw));
+        let cs = phases.len() * n * ph * pw;
+        let np = (n - 1) * ph * pw + (oh - 1) * pw + ow;
+        let geo = Plane { n, sh, sw, ph, pw, oh, ow, phases, cs, np };
+        let taps = (0..kh * kw).map(|t| geo.tap((t / kw) * dh, (t % kw) * dw)).collect();
+        Some((geo, taps))
+    }
+
     /// The convolution of `x` (`[N, C, IH, IW]`, f32) into `out` (`[N, M, OH, OW]`), finished
     /// by `fin`. Requires [`applies`] (`pack` is `self.plane`).
     pub(super) fn run_plane(
@@ -149,38 +181,72 @@ impl<T: GemmFloat> PreparedConv<T> {
         out: &mut [f32],
         fin: Finish<'_>,
     ) {
-        let (n, c, ih, iw) = (xs[0], xs[1], xs[2], xs[3]);
-        let pads = &self.attrs.pads;
-        let (sh, sw) = (self.attrs.strides[0], self.attrs.strides[1]);
-        let (kh, kw) = (self.kernel[0], self.kernel[1]);
-        let (dh, dw) = (self.attrs.dilations[0], self.attrs.dilations[1]);
-        let (oh, ow) = (outs[0], outs[1]);
-        if n == 0 || oh == 0 || ow == 0 || self.m == 0 {
-            return;
-        }
-        let mut phases: Vec<(usize, usize)> = (0..kh * kw)
-            .map(|t| ((t / kw) * dh % sh, (t % kw) * dw % sw))
-            .collect();
-        phases.sort_unstable();
-        phases.dedup();
-        let (ph, pw) = ((ih + pads[0] + pads[2]).div_ceil(sh), (iw + pads[1] + pads[3]).div_ceil(sw));
-        let cs = phases.len() * n * ph * pw;
-        let np = (n - 1) * ph * pw + (oh - 1) * pw + ow;
-        let geo = Plane { n, sh, sw, ph, pw, oh, ow, phases, cs, np };
-        // Each tap's offset into a group's copy; `k` runs over (channel, ky, kx) like the
-        // weights' rows.
-        let taps: Vec<usize> = (0..kh * kw).map(|t| geo.tap((t / kw) * dh, (t % kw) * dw)).collect();
+        let Some((geo, taps)) = self.plane_geometry(xs, outs) else { return };
+        // Each reduction row's offset into a group's copy: rows run over (channel, ky, kx)
+        // like the weights'.
+        let kt = taps.len();
         let boff: Vec<usize> =
-            (0..self.cg * kh * kw).map(|k| (k / (kh * kw)) * cs + taps[k % (kh * kw)]).collect();
-        let in_place = n == 1 && sh == 1 && sw == 1 && pads.iter().all(|&p| p == 0);
+            (0..self.cg * kt).map(|k| (k / kt) * geo.cs + taps[k % kt]).collect();
+        let pads = &self.attrs.pads;
+        let in_place = geo.n == 1 && (geo.sh, geo.sw) == (1, 1) && pads.iter().all(|&p| p == 0);
         if in_place {
             self.plane_products(pack, x, &boff, &geo, out, fin)
         } else {
-            f32::with_scratch(c * cs, |xp| {
+            f32::with_scratch(xs[1] * geo.cs, |xp| {
                 split_input(x, xs, pads, &geo, xp);
                 self.plane_products(pack, xp, &boff, &geo, out, fin)
             })
         }
+    }
+
+    /// A depthwise layer (one input channel per group, any channel multiplier; `w` the
+    /// weights `[M, KH*KW]`) over the same input copy: each output channel is one row of
+    /// taps, computed whole (`avx512::depthwise_row`), then copied out and finished.
+    pub(super) fn run_depthwise_plane(
+        &self,
+        w: &[f32],
+        x: &[f32],
+        xs: &[usize],
+        outs: &[usize],
+        out: &mut [f32],
+        fin: Finish<'_>,
+    ) {
+        let Some((geo, taps)) = self.plane_geometry(xs, outs) else { return };
+        let kt = taps.len();
+        let mg = self.m / self.attrs.group;
+        assert!(
+            taps.iter().all(|&t| t + geo.np <= geo.cs)
+                && w.len() == self.m * kt
+                && out.len() == geo.n * self.m * geo.oh * geo.ow,
+            "invariant: every tap of every column lies inside its channel's copy, the weights \
+             are M x taps and the output N x M x OH x OW"
+        );
+        let dst = OutPtr(out.as_mut_ptr());
+        f32::with_scratch(xs[1] * geo.cs, |xp| {
+            split_input(x, xs, &self.attrs.pads, &geo, xp);
+            let xp = &*xp;
+            // Enough channels per task that the scheduling is paid for.
+            let per_task = (1 << 16) / (geo.np * kt).max(1) + 1;
+            (0..self.m).into_par_iter().with_min_len(per_task).for_each(|m| {
+                with_block(geo.np, |row| {
+                    let xc = &xp[(m / mg) * geo.cs..][..geo.cs];
+                    // SAFETY: `avx512::available()` was checked by the caller; `w[m*kt..]`
+                    // and `taps` hold kt elements; every `taps[t] + j` (j < np) is inside
+                    // `xc` (asserted above) and `row` holds np floats.
+                    unsafe {
+                        super::avx512::depthwise_row(
+                            kt,
+                            w[m * kt..][..kt].as_ptr(),
+                            xc.as_ptr(),
+                            taps.as_ptr(),
+                            row.as_mut_ptr(),
+                            geo.np,
+                        )
+                    };
+                    self.scatter_row(row, 0, m, &geo, dst, fin);
+                })
+            });
+        })
     }
 
     /// The products and finish of every group and block.
