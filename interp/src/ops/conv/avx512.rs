@@ -32,11 +32,17 @@ pub(crate) struct MicroTile {
     pub cols: usize,
 }
 
-/// Whether this CPU runs [`micro_tile`].
+/// Whether this CPU runs [`micro_tile`] and [`depthwise_row`] (AVX-512 F, detected once),
+/// unless the environment variable `CIMC_PORTABLE_KERNELS` is set (as for the crossbar
+/// kernels: it forces the portable paths, to test them).
 pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        std::arch::is_x86_feature_detected!("avx512f")
+        static AVX512F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX512F.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::env::var_os("CIMC_PORTABLE_KERNELS").is_none()
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -123,7 +129,10 @@ pub(crate) unsafe fn micro_tile(_: &MicroTile) {
 /// Output positions per step of [`depthwise_row`]: eight accumulators cover the FMA latency.
 const DW_COLS: usize = 128;
 
-/// One output channel of a depthwise layer: `c[j] = sum_t w[t] * b[boff[t] + j]`, j < cols.
+/// One output channel of a depthwise layer: `c[j] = sum_t w[t] * b[boff[t] + j]`, j < cols,
+/// summed from zero in the order of `t`, each product rounded before its add (no FMA): with
+/// the taps in the portable depthwise loop's order (`conv/depthwise.rs`) the results are that
+/// loop's, bit for bit, so depthwise layers round the same on every CPU.
 ///
 /// # Safety
 /// [`available`] returned true; `w` and `boff` cover `taps` elements, every
@@ -147,7 +156,7 @@ pub(crate) unsafe fn depthwise_row(
                 let wv = _mm512_set1_ps(*w.add(t));
                 let bp = b.add(*boff.add(t) + col);
                 for (i, a) in acc.iter_mut().enumerate() {
-                    *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(bp.add(16 * i)), *a);
+                    *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, _mm512_loadu_ps(bp.add(16 * i))));
                 }
             }
             for (i, a) in acc.iter().enumerate() {
@@ -161,7 +170,7 @@ pub(crate) unsafe fn depthwise_row(
             let mut acc = _mm512_setzero_ps();
             for t in 0..taps {
                 let x = _mm512_maskz_loadu_ps(mask, b.add(*boff.add(t) + col));
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(*w.add(t)), x, acc);
+                acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(*w.add(t)), x));
             }
             _mm512_mask_storeu_ps(c.add(col), mask, acc);
             col += 16;

@@ -214,6 +214,13 @@ impl<T: GemmFloat> PreparedConv<T> {
         let Some((geo, taps)) = self.plane_geometry(xs, outs) else { return };
         let kt = taps.len();
         let mg = self.m / self.attrs.group;
+        // The taps column by column (kx outer, ky inner), the portable loop's order, so that
+        // the sums round as there (see `avx512::depthwise_row`).
+        let (kh, kw) = (self.kernel[0], self.kernel[1]);
+        let order: Vec<usize> =
+            (0..kw).flat_map(|kx| (0..kh).map(move |ky| ky * kw + kx)).collect();
+        let taps: Vec<usize> = order.iter().map(|&t| taps[t]).collect();
+        let w: Vec<f32> = w.chunks_exact(kt).flat_map(|wm| order.iter().map(|&t| wm[t])).collect();
         assert!(
             taps.iter().all(|&t| t + geo.np <= geo.cs)
                 && w.len() == self.m * kt
@@ -410,5 +417,78 @@ fn split_input(x: &[f32], xs: &[usize], pads: &[usize], geo: &Plane, xp: &mut [f
         xp.par_chunks_mut(geo.cs).enumerate().for_each(fill);
     } else {
         xp.chunks_mut(geo.cs).enumerate().for_each(fill);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The depthwise plane path against the portable depthwise loop, bit for bit (the plane
+    //! path's products are checked against a naive convolution in `interp/tests/props.rs`).
+
+    use super::super::{Epilogue, PreparedConv};
+    use crate::ops::activation::Act;
+    use cimc_ir::ConvAttrs;
+    use ndarray::ArrayD;
+    use proptest::prelude::*;
+
+    /// Deterministic values in [-1, 1) with a few exact zeros.
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                if i % 11 == 3 {
+                    0.0
+                } else {
+                    (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn depthwise_plane_rounds_as_the_portable_loop(
+            (c, mult, kh, kw) in (1usize..=5, 1usize..=2, 1usize..=4, 2usize..=4),
+            (sh, sw, dil) in (1usize..=3, 1usize..=3, 1usize..=2),
+            (pads, ih, iw) in (proptest::collection::vec(0usize..=2, 4), 1usize..=17, 1usize..=23),
+            seed: u64,
+        ) {
+            prop_assume!(super::avx512::available());
+            let (ih, iw) = (ih.max((kh - 1) * dil + 1), iw.max((kw - 1) * dil + 1));
+            let attrs = ConvAttrs {
+                kernel: vec![kh, kw],
+                strides: vec![sh, sw],
+                dilations: vec![dil; 2],
+                pads: pads.clone(),
+                group: c,
+                clamp: None,
+            };
+            let m = c * mult;
+            let w = ArrayD::from_shape_vec(vec![m, 1, kh, kw], values(m * kh * kw, seed))
+                .expect("invariant: the shape matches the values");
+            let b = ArrayD::from_shape_vec(vec![m], values(m, seed ^ 5))
+                .expect("invariant: the shape matches the values");
+            let pc = PreparedConv::new(&attrs, &w, Some(&b)).expect("valid depthwise layer");
+            let epi = Epilogue {
+                affine: Some((values(m, seed ^ 7), values(m, seed ^ 9))),
+                act: Some(Act::Relu),
+            };
+            let outs = pc.out_spatial(&[ih, iw]).expect("the window fits");
+            let (x, p) = (values(c * ih * iw, seed ^ 3), outs[0] * outs[1]);
+            let mut portable = vec![0f32; m * p];
+            pc.depthwise_2d(&x, &[ih, iw], &outs, &mut portable, &epi);
+            let mut plane = vec![f32::NAN; m * p];
+            let (a, bb) = epi.affine.as_ref().expect("set above");
+            let fin = super::Finish { bias: pc.bias.as_deref(), affine: Some((a, bb)), act: epi.act };
+            pc.run_depthwise_plane(&pc.w, &x, &[1, c, ih, iw], &outs, &mut plane, fin);
+            for (i, (u, v)) in portable.iter().zip(&plane).enumerate() {
+                prop_assert_eq!(u.to_bits(), v.to_bits(), "element {}: {} vs {}", i, u, v);
+            }
+        }
     }
 }
