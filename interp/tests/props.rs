@@ -153,6 +153,23 @@ fn check_conv(c: &ConvCase) -> Result<(), TestCaseError> {
     for (i, (g, w)) in vf(&y).iter().zip(&want).enumerate() {
         prop_assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "element {}: {} vs {}", i, g, w);
     }
+    // The same case in f64: f64 never takes the f32 AVX-512 plane path (`ops/conv/plane.rs`),
+    // so this checks the portable paths (column tiles, channel blocks, im2col, depthwise) on
+    // CPUs where f32 does take it.
+    let wide =
+        |shape: &[usize], v: &[f32]| f64t(shape, &v.iter().map(|&x| x as f64).collect::<Vec<_>>());
+    let (x, w, b) = (wide(&c.xs, &xv), wide(&c.ws, &wv), wide(&[c.ws[0]], &bv));
+    let mut ins: Vec<&Tensor> = vec![&x, &w];
+    if c.bias {
+        ins.push(&b);
+    }
+    let y = ev(Op::Conv(c.attrs.clone()), &ins);
+    prop_assert_eq!(y.shape(), &shape[..]);
+    let Tensor::F64(got) = &y else { panic!("f64 in, f64 out") };
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let w = *w as f64;
+        prop_assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "f64 element {}: {} vs {}", i, g, w);
+    }
     Ok(())
 }
 
