@@ -8,6 +8,12 @@ pub(crate) struct BufferPool {
     free: Vec<Vec<f32>>,
 }
 
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BufferPool({} buffers)", self.free.len())
+    }
+}
+
 impl BufferPool {
     /// Buffers kept at most (the largest are kept).
     const KEEP: usize = 8;

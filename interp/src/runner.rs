@@ -77,6 +77,10 @@ pub struct Runner {
     /// The number formats of weights, activations and accumulation (`format.rs`); fp32 for
     /// [`Runner::new`].
     precision: Precision,
+    /// Activation buffers kept from one run for the next: a run's first convolutions then
+    /// write into memory that is already mapped (the first layer's output alone is 800 pages
+    /// at 224x224), instead of faulting it in on every image.
+    pool: std::sync::Mutex<BufferPool>,
 }
 
 /// The activation an op applies, if it is a fusable one (Clip needs constant bounds).
@@ -296,7 +300,15 @@ impl Runner {
             }
         }
         plan_lifetimes(&mut steps, &outputs, n_dyn);
-        Ok(Runner { consts, steps, n_dyn, inputs, outputs, precision: Precision::default() })
+        Ok(Runner {
+            consts,
+            steps,
+            n_dyn,
+            inputs,
+            outputs,
+            precision: Precision::default(),
+            pool: Default::default(),
+        })
     }
 
     /// Runs the graph on `inputs` (in graph-input order), returning the graph's outputs in
@@ -316,7 +328,8 @@ impl Runner {
                 msg: format!("the graph has {} inputs, {} given", self.inputs.len(), inputs.len()),
             });
         }
-        let mut pool = BufferPool::default();
+        // Taken, not held: concurrent runs each start from what is there (possibly nothing).
+        let mut pool = std::mem::take(&mut *self.pool.lock().unwrap_or_else(|e| e.into_inner()));
         let mut env: Vec<Option<Tensor>> = Vec::with_capacity(self.n_dyn);
         env.resize_with(self.n_dyn, || None);
         for ((slot, name, ty), t) in self.inputs.iter().zip(inputs) {
@@ -369,7 +382,8 @@ impl Runner {
                 }
             }
         }
-        self.outputs
+        let outs = self
+            .outputs
             .iter()
             .map(|s| match *s {
                 Slot::Const(c) => Ok(self.consts[c].clone()),
@@ -377,7 +391,14 @@ impl Runner {
                     .clone()
                     .ok_or_else(|| InterpError::Internal("an output was freed".into())),
             })
-            .collect()
+            .collect();
+        for t in env.into_iter().flatten() {
+            if let Tensor::F32(a) = t {
+                pool.put(a);
+            }
+        }
+        *self.pool.lock().unwrap_or_else(|e| e.into_inner()) = pool;
+        outs
     }
 
     /// Like [`Runner::run`], also returning the wall time of every step: the node's name (for
