@@ -48,6 +48,8 @@ impl<T> Default for Epilogue<T> {
 pub(crate) struct PreparedConv<T> {
     attrs: ConvAttrs,
     /// `[M, Cg, K..]` row-major (ONNX layout): group g's matrix is rows `g*Mg..(g+1)*Mg`.
+    /// Empty when `plane` holds the weights (they are not kept twice; [`Self::weights`]
+    /// unpacks them for the rare path that needs this layout).
     w: Vec<T>,
     bias: Option<Vec<T>>,
     m: usize,
@@ -130,14 +132,29 @@ impl<T: GemmFloat> PreparedConv<T> {
             Some(b) => Some(data_of(b).into_owned()),
             None => None,
         };
-        let w = data_of(w).into_owned();
+        let w = data_of(w);
         let plane = match T::f32s(&w) {
             Some(wf) if plane::applies(&kernel, cg) => {
                 Some(plane::PlanePack::new(wf, m, w.len() / m.max(1), g))
             }
             _ => None,
         };
+        // Packed, the weights are not copied in ONNX layout too (nor ever held twice).
+        let w = if plane.is_some() { Vec::new() } else { w.into_owned() };
         Ok(PreparedConv { attrs: attrs.clone(), w, bias, m, cg, kernel, plane })
+    }
+
+    /// The weights in ONNX layout `[M, Cg, K..]`, unpacked from the plane pack if that holds
+    /// them.
+    fn weights(&self) -> std::borrow::Cow<'_, [T]> {
+        match &self.plane {
+            Some(pack) if self.w.is_empty() => {
+                let kk = self.cg * self.kernel.iter().product::<usize>();
+                let unpacked = pack.unpack(self.m, kk, self.attrs.group);
+                std::borrow::Cow::Owned(unpacked.into_iter().map(|v| T::of(v as f64)).collect())
+            }
+            _ => std::borrow::Cow::Borrowed(&self.w),
+        }
     }
 
     /// The output spatial shape for an input spatial shape.
@@ -426,11 +443,12 @@ impl PreparedConv<f32> {
         let xd = data_of(x);
         let mut out = vec![0f32; batch * self.m * p];
         let mut col = vec![0f32; kk * p];
+        let weights = self.weights();
         for b in 0..batch {
             for gi in 0..g {
                 let c0 = (b * self.cg * g + gi * self.cg) * plane;
                 self.im2col(&xd[c0..c0 + self.cg * plane], ins, &outs, &mut col);
-                let wg = &self.w[gi * mg * kk..(gi + 1) * mg * kk];
+                let wg = &weights[gi * mg * kk..(gi + 1) * mg * kk];
                 let og = &mut out[(b * self.m + gi * mg) * p..(b * self.m + (gi + 1) * mg) * p];
                 super::rounded_acc::gemm_rounded(
                     mg,

@@ -68,6 +68,20 @@ impl PlanePack {
         }
         PlanePack { a, panels }
     }
+
+    /// The weights back in `[M, kk]` row-major order (the inverse of [`PlanePack::new`]).
+    pub(super) fn unpack(&self, m: usize, kk: usize, group: usize) -> Vec<f32> {
+        let mg = m / group;
+        let mut w = vec![0f32; m * kk];
+        for (row, dst) in w.chunks_exact_mut(kk.max(1)).enumerate().take(m) {
+            let (gi, ch) = (row / mg, row % mg);
+            let panel = &self.a[(gi * self.panels + ch / MR) * kk * MR..][..kk * MR];
+            for (k, v) in dst.iter_mut().enumerate() {
+                *v = panel[k * MR + ch % MR];
+            }
+        }
+        w
+    }
 }
 
 /// Whether a layer takes this path: 2-D, not depthwise (that has its own direct loop; a 1x1
@@ -450,6 +464,14 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn unpack_inverts_pack(group in 1usize..=3, mg in 1usize..=19, kk in 1usize..=30, seed: u64) {
+            let m = group * mg;
+            let w = values(m * kk, seed);
+            let pack = super::PlanePack::new(&w, m, kk, group);
+            prop_assert_eq!(pack.unpack(m, kk, group), w);
+        }
 
         #[test]
         fn depthwise_plane_rounds_as_the_portable_loop(
