@@ -66,11 +66,12 @@ pub(crate) fn finish_seg<T: super::num::Float>(
     affine: Option<(T, T)>,
     act: Option<Act>,
 ) {
-    if let Some(b) = bias {
-        r.iter_mut().for_each(|v| *v += b);
-    }
-    if let Some((a, b)) = affine {
-        r.iter_mut().for_each(|v| *v = *v * a + b);
+    // One pass for bias and affine, each operation rounded as when done in turn.
+    match (bias, affine) {
+        (Some(c), Some((a, b))) => r.iter_mut().for_each(|v| *v = (*v + c) * a + b),
+        (Some(c), None) => r.iter_mut().for_each(|v| *v += c),
+        (None, Some((a, b))) => r.iter_mut().for_each(|v| *v = *v * a + b),
+        (None, None) => {}
     }
     if let Some(act) = act {
         act.apply_seq(r);

@@ -264,7 +264,7 @@ impl<T: GemmFloat> PreparedConv<T> {
                             geo.np,
                         )
                     };
-                    self.scatter_row(row, 0, m, &geo, dst, fin);
+                    self.scatter_row(&mut row[..geo.np], 0, m, &geo, dst, fin);
                 })
             });
         })
@@ -330,7 +330,7 @@ impl<T: GemmFloat> PreparedConv<T> {
                 for p in p0..p1 {
                     for r in 0..MR.min(mg - p * MR) {
                         let ch = p * MR + r;
-                        let row = &blk[(p - p0) * MR * nb + r * nb..][..n1 - n0];
+                        let row = &mut blk[(p - p0) * MR * nb + r * nb..][..n1 - n0];
                         self.scatter_row(row, n0, gi * mg + ch, geo, dst, fin);
                     }
                 }
@@ -338,11 +338,12 @@ impl<T: GemmFloat> PreparedConv<T> {
         });
     }
 
-    /// Copies the valid positions of one block row (`row`, product columns `n0..`) into output
-    /// channel `ch` of `dst` and finishes them there.
+    /// Finishes one block row (`row`, product columns `n0..`) in place, in one pass over all
+    /// its columns (the wasted ones too: cheaper than a pass per output row), then copies its
+    /// valid positions into output channel `ch` of `dst`.
     fn scatter_row(
         &self,
-        row: &[f32],
+        row: &mut [f32],
         n0: usize,
         ch: usize,
         geo: &Plane,
@@ -351,6 +352,7 @@ impl<T: GemmFloat> PreparedConv<T> {
     ) {
         let img = geo.ph * geo.pw;
         let (bias, affine) = (fin.bias.map(|b| b[ch]), fin.affine.map(|(a, b)| (a[ch], b[ch])));
+        super::finish_seg(row, bias, affine, fin.act);
         let end = n0 + row.len();
         let mut col = n0;
         while col < end {
@@ -371,7 +373,6 @@ impl<T: GemmFloat> PreparedConv<T> {
             // owning channel ch and columns n0..end writes these elements.
             let seg = unsafe { std::slice::from_raw_parts_mut(dst.get().add(o), len) };
             seg.copy_from_slice(&row[col - n0..col - n0 + len]);
-            super::finish_seg(seg, bias, affine, fin.act);
             col += len;
         }
     }
