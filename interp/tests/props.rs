@@ -190,8 +190,12 @@ fn tiled_conv_case() -> impl Strategy<Value = ConvCase> {
     )
         .prop_map(|(mode, batch, g, stride, dil, pad, seed, bias)| {
             if mode == 2 {
-                // Pointwise: 1x1, stride 1, no padding, >= 3136 positions for >= 64 channels.
-                let (cg, mg) = (64 + (seed as usize % 17), 1 + seed as usize % 5);
+                // Pointwise: 1x1, stride 1, no padding, >= 3136 positions for >= 64 channels;
+                // whole panels of 8 output channels too (written straight to the output at
+                // batch 1 by the plane path).
+                let mg =
+                    if seed % 2 == 0 { 8 * (1 + seed as usize % 3) } else { 1 + seed as usize % 5 };
+                let cg = 64 + (seed as usize % 17);
                 let side = 56 + seed as usize % 5;
                 let attrs = ConvAttrs {
                     kernel: vec![1, 1],

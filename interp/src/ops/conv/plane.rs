@@ -304,34 +304,60 @@ impl<T: GemmFloat> PreparedConv<T> {
             let (p0, p1) = (mb * (MB / MR), ((mb + 1) * (MB / MR)).min(panels));
             let (n0, n1) = (nbi * nb, ((nbi + 1) * nb).min(geo.np));
             let xg = &xp[gi * self.cg * geo.cs..];
-            with_block((p1 - p0) * MR * nb, |blk| {
+            // The product's columns are the output positions themselves (one image, a
+            // pointwise layer without padding, read in place) and every panel is full: the
+            // micro-tiles write straight into the output, with no block buffer to copy out.
+            let direct = geo.n == 1 && (geo.ph, geo.pw) == (geo.oh, geo.ow) && mg % MR == 0;
+            with_block(if direct { 0 } else { (p1 - p0) * MR * nb }, |blk| {
                 // Panel outer: a panel's weights come from memory once and serve every
                 // micro-tile of the block from L1.
                 for p in p0..p1 {
                     let a = &pack.a[(gi * panels + p) * kk * MR..][..kk * MR];
                     for col0 in (n0..n1).step_by(NR) {
+                        let (c, ldc) = if direct {
+                            let o = (gi * mg + p * MR) * geo.np + col0;
+                            (dst.get().wrapping_add(o), geo.np)
+                        } else {
+                            (blk[(p - p0) * MR * nb + (col0 - n0)..].as_mut_ptr(), nb)
+                        };
                         let t = MicroTile {
                             kc: kk,
                             a: a.as_ptr(),
                             b: xg[col0..].as_ptr(),
                             boff: boff.as_ptr(),
-                            c: blk[(p - p0) * MR * nb + (col0 - n0)..].as_mut_ptr(),
-                            ldc: nb,
+                            c,
+                            ldc,
                             cols: NR.min(n1 - col0),
                         };
                         // SAFETY: `plane` is only built when `avx512::available()`; `a` holds
                         // kk x MR floats and `boff` kk offsets; `col0 + boff[k] + j` for
                         // j < cols (col0 + cols <= np) is below `reach`, inside the group's
-                        // copy (asserted above); C rows (p - p0)*MR + r < (p1 - p0)*MR and
-                        // columns col0 - n0 + j < nb lie in `blk`.
+                        // copy (asserted above). C: rows (p - p0)*MR + r < (p1 - p0)*MR and
+                        // columns col0 - n0 + j < nb of `blk`; or, direct, output rows
+                        // gi*mg + p*MR + r (< (gi+1)*mg as the panels are full) and columns
+                        // col0 + j < np = OH*OW of the one image, which only this block writes.
                         unsafe { avx512::micro_tile(&t) };
                     }
                 }
                 for p in p0..p1 {
                     for r in 0..MR.min(mg - p * MR) {
-                        let ch = p * MR + r;
-                        let row = &mut blk[(p - p0) * MR * nb + r * nb..][..n1 - n0];
-                        self.scatter_row(row, n0, gi * mg + ch, geo, dst, fin);
+                        let ch = gi * mg + p * MR + r;
+                        if direct {
+                            // SAFETY: columns n0..n1 of output row ch, written above by this
+                            // block only.
+                            let row = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    dst.get().add(ch * geo.np + n0),
+                                    n1 - n0,
+                                )
+                            };
+                            let (bias, affine) =
+                                (fin.bias.map(|b| b[ch]), fin.affine.map(|(a, b)| (a[ch], b[ch])));
+                            super::finish_seg(row, bias, affine, fin.act);
+                        } else {
+                            let row = &mut blk[(p - p0) * MR * nb + r * nb..][..n1 - n0];
+                            self.scatter_row(row, n0, ch, geo, dst, fin);
+                        }
                     }
                 }
             });
