@@ -59,6 +59,26 @@ fn conv_bias_and_f64() {
     assert_eq!(y, f64t(&[1, 2, 1, 1], &[13.0, 19.0]));
 }
 
+/// No input channels: every output is the bias (a 1x1 f32 layer would otherwise take the
+/// AVX-512 plane path, which once asserted on the empty copy).
+#[test]
+fn conv_with_no_input_channels_is_the_bias() {
+    let x = f32t(&[1, 0, 3, 3], &[]);
+    let w = f32t(&[4, 0, 1, 1], &[]);
+    let b = f32t(&[4], &[1.0, 2.0, 3.0, 4.0]);
+    let attrs = ConvAttrs {
+        kernel: vec![1, 1],
+        strides: vec![1, 1],
+        dilations: vec![1, 1],
+        pads: vec![0; 4],
+        group: 1,
+        clamp: None,
+    };
+    let y = ev(Op::Conv(attrs), &[&x, &w, &b]);
+    let want: Vec<f32> = (1..=4).flat_map(|v| [v as f32; 9]).collect();
+    assert_eq!(y, f32t(&[1, 4, 3, 3], &want));
+}
+
 #[test]
 fn conv_rejects_mismatched_channels() {
     let x = f32t(&[1, 3, 4, 4], &[0.0; 48]);

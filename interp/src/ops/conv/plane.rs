@@ -87,7 +87,8 @@ impl PlanePack {
 /// Whether a layer takes this path: 2-D, not depthwise (that has its own direct loop; a 1x1
 /// kernel with one channel per group is fine), on a CPU with AVX-512.
 pub(super) fn applies(kernel: &[usize], cg: usize) -> bool {
-    kernel.len() == 2 && (cg > 1 || kernel.iter().all(|&k| k == 1)) && avx512::available()
+    // (No input channels at all is left to the portable paths: there is no copy to read.)
+    kernel.len() == 2 && cg > 0 && (cg > 1 || kernel.iter().all(|&k| k == 1)) && avx512::available()
 }
 
 /// Whether a depthwise layer (one input channel per group, a kernel larger than 1x1) takes
