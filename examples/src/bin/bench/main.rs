@@ -7,7 +7,7 @@
 //! `cargo run --release -p cimc-examples --bin bench -- [--reps N] [--rounds N] [--json] [--only SUBSTR,..]
 //!  [--shared DIR] [--no-peers]`
 //!
-//! Where a peer is measured, cimc and the peers run alternately `--rounds N` times (default 2)
+//! Where a peer is measured, cimc and the peers run alternately `--rounds N` times (default 3)
 //! and each keeps its best round (lowest median): the machine's speed drifts over minutes, and
 //! alternating keeps one side from being measured only in a slow spell.
 //!
@@ -40,7 +40,7 @@ fn parse_args() -> Args {
         only: None,
         shared: root.join("../shared"),
         peers: true,
-        rounds: 2,
+        rounds: 3,
         child: None,
     };
     let mut it = std::env::args().skip(1);
@@ -51,7 +51,7 @@ fn parse_args() -> Args {
             "--only" => a.only = it.next().map(|v| v.split(',').map(String::from).collect()),
             "--shared" => a.shared = it.next().map(PathBuf::from).unwrap_or(a.shared),
             "--no-peers" => a.peers = false,
-            "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(2).max(1),
+            "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(3).max(1),
             "--child" => a.child = it.next(),
             "-h" | "--help" => {
                 println!(
