@@ -212,6 +212,9 @@ impl<T: GemmFloat> PreparedConv<T> {
         let p: usize = outs.iter().product();
         let kk: usize = self.cg * self.kernel.iter().product::<usize>();
         let xd = data_of(x);
+        // The output buffer as the `[N, M, O..]` result.
+        let shaped =
+            |out: Vec<T>| Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
         let mut out = out;
         if out.len() != batch * self.m * p {
             return Err(InterpError::Internal("conv output buffer of the wrong size".into()));
@@ -227,13 +230,13 @@ impl<T: GemmFloat> PreparedConv<T> {
             };
             if let Some(pack) = &self.plane {
                 self.run_plane(pack, xf, xs, &outs, of, fin);
-                return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+                return shaped(out);
             }
             if let Some(wf) =
                 T::f32s(&self.w).filter(|_| plane::applies_depthwise(&self.kernel, self.cg))
             {
                 self.run_depthwise_plane(wf, xf, xs, &outs, of, fin);
-                return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+                return shaped(out);
             }
         }
         let direct = n == 2 && self.cg == 1 && !pointwise;
@@ -243,7 +246,7 @@ impl<T: GemmFloat> PreparedConv<T> {
                 let ob = &mut out[b * self.m * p..(b + 1) * self.m * p];
                 self.depthwise_2d(&xd[b * plane..(b + 1) * plane], &xs[2..], &outs, ob, epi);
             }
-            return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+            return shaped(out);
         }
         if let Some(nt) = self.tile_width(p, kk) {
             let (plane, c, mg) = (xs[2..].iter().product::<usize>(), self.cg * g, self.m / g);
@@ -255,7 +258,7 @@ impl<T: GemmFloat> PreparedConv<T> {
                     self.convolve_tiled(xg, &xs[2..], &outs, og, gi, nt, pointwise, epi);
                 }
             }
-            return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+            return shaped(out);
         }
         if !pointwise && self.m / g >= 2 * tiled::ROW_TILE && kk * p >= PAR_MIN {
             let (plane, c, mg) = (xs[2..].iter().product::<usize>(), self.cg * g, self.m / g);
@@ -269,14 +272,14 @@ impl<T: GemmFloat> PreparedConv<T> {
                     }
                 }
             });
-            return Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out));
+            return shaped(out);
         }
         let col_len = if pointwise { 0 } else { kk * p };
         T::with_scratch(col_len, |col| {
             self.convolve(&xd, &xs[2..], &outs, &mut out, col, pointwise)
         });
         self.finish(&mut out, p, epi);
-        Ok(super::array(&[&[batch, self.m][..], &outs[..]].concat(), out))
+        shaped(out)
     }
 
     /// The convolution proper (no bias) of every image and group of `xd` (`[N, C, ins..]`)

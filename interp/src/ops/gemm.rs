@@ -68,6 +68,26 @@ pub(crate) trait GemmFloat: Float {
     );
 }
 
+/// Runs `f` on the first `len` elements (contents unspecified) of the calling thread's buffer
+/// `key`, grown as needed and kept for the next call, so that large scratch buffers are neither
+/// reallocated nor zeroed on every call. Re-entered on the same thread (the kernels do not), it
+/// falls back to a fresh buffer.
+pub(crate) fn with_thread_buffer<T: Copy + Default, R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<T>>>,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < len {
+                buf.resize(len, T::default());
+            }
+            f(&mut buf[..len])
+        }
+        Err(_) => f(&mut vec![T::default(); len]),
+    })
+}
+
 /// Runs the `gemm` crate's product (`dst = beta_dst * dst + alpha * lhs * rhs` in its terms),
 /// on rayon's pool when `parallel` (callers pass whether the size makes threads pay).
 macro_rules! gemm_impl {
@@ -78,16 +98,7 @@ macro_rules! gemm_impl {
 
         impl GemmFloat for $t {
             fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
-                $scratch.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut buf) => {
-                        if buf.len() < len {
-                            buf.resize(len, 0.0);
-                        }
-                        f(&mut buf[..len])
-                    }
-                    // Re-entered on this thread (not done by the kernels): a fresh buffer.
-                    Err(_) => f(&mut vec![0.0; len]),
-                })
+                with_thread_buffer(&$scratch, len, f)
             }
 
             fn f32s(s: &[$t]) -> Option<&[f32]> {

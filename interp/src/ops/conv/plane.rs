@@ -28,7 +28,7 @@ use super::avx512::{self, MicroTile, MR, NR};
 use super::tiled::OutPtr;
 use super::{valid_range, PreparedConv};
 use crate::ops::activation::Act;
-use crate::ops::gemm::GemmFloat;
+use crate::ops::gemm::{with_thread_buffer, GemmFloat};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -112,16 +112,7 @@ thread_local! {
 
 /// Runs `f` on this thread's block buffer of `len` floats (contents unspecified).
 fn with_block<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    BLOCK.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            if buf.len() < len {
-                buf.resize(len, 0.0);
-            }
-            f(&mut buf[..len])
-        }
-        // Re-entered on this thread (not done by the kernels): a fresh buffer.
-        Err(_) => f(&mut vec![0.0; len]),
-    })
+    with_thread_buffer(&BLOCK, len, f)
 }
 
 /// The geometry of one run.
