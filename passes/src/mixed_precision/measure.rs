@@ -174,18 +174,16 @@ impl Bench {
             cimc_ir::note::put(&mut g.node_mut(l.node).notes, note);
         }
         annotate(&mut g, &self.obs, &self.sub.config)?;
-        let compact = |g: &mut Graph, after: &str| {
-            g.compact().map_err(|e| PassError::Internal(format!("mixed-precision, {after}: {e}")))
-        };
-        crate::quantize::Quantize.run(&mut g, &self.sub)?;
-        compact(&mut g, "quantize")?;
+        // The back end of the main pipeline, run as a sub-pipeline: the same passes, each
+        // followed by the same compaction and verification.
+        let mut names = vec!["quantize"];
         if self.sub.chip.is_some() {
-            crate::tile::Tile.run(&mut g, &self.sub)?;
-            compact(&mut g, "tile")?;
+            names.push("tile");
             if adc {
-                crate::adc_calibrate::AdcCalibrate.run(&mut g, &self.sub)?;
+                names.push("adc-calibrate");
             }
         }
+        crate::Pipeline::from_names(&names)?.run(&mut g, &self.sub, &[], None)?;
         Ok(g)
     }
 
