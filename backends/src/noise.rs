@@ -3,7 +3,7 @@
 //! read and validated like targets (`docs/noise.md` lists every key).
 //!
 //! Everything defaults to off; a spec that [`NoiseSpec::is_off`] leaves the program's exact
-//! arithmetic untouched. The sampling and the application live in `cimc_interp::noise`; this
+//! arithmetic untouched. The sampling and the application live in `cimc_sim::noise`; this
 //! crate only holds the numbers, so that a target file can carry them.
 
 use crate::error::{BackendError, Result};

@@ -106,7 +106,7 @@ pub fn noise_toml(data: &[u8]) -> Result<String, String> {
 /// A program file (`.cimp`), decoded and prepared for execution as `cimc run` does.
 pub fn program(data: &[u8]) -> Result<String, String> {
     let p = cimc_backends::program::Program::from_bytes(data).map_err(|e| e.to_string())?;
-    let runner = cimc_interp::ProgramRunner::new(&p).map_err(|e| e.to_string())?;
+    let runner = cimc_sim::ProgramRunner::new(&p).map_err(|e| e.to_string())?;
     Ok(format!("{} steps", runner.program().steps.len()))
 }
 

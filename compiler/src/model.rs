@@ -9,9 +9,9 @@
 use crate::error::{Error, Result};
 use crate::onnx::{self, ImportOptions};
 use cimc_backends::program::{Elem, Program};
-use cimc_interp::program::{ProgramRunner, WeightWidths};
 use cimc_interp::{Runner, Tensor};
 use cimc_ir::{DType, Graph};
+use cimc_sim::program::{ProgramRunner, WeightWidths};
 use std::path::{Path, PathBuf};
 
 /// Where a model comes from, and how to build what runs it.

@@ -1,16 +1,16 @@
 //! The arithmetic a model is evaluated with when it is not the default: reduced float formats
 //! for a float model (`--format`, [`cimc_interp::format::Precision`]) or an approximate 8×8
 //! multiplier for a program's digital MACs (`--multiplier`,
-//! [`cimc_interp::program::multiplier::Multiplier`]); `docs/approximate.md`.
+//! [`cimc_sim::program::multiplier::Multiplier`]); `docs/approximate.md`.
 //!
 //! Kept out of `cli/eval.rs` so the command only gains two flags.
 
 use crate::error::{Error, Result};
 use crate::model::{Model, Prepared};
 use cimc_interp::format::Precision;
-use cimc_interp::program::multiplier::Multiplier;
-use cimc_interp::program::{ProgramRunner, WeightWidths};
 use cimc_interp::Runner;
+use cimc_sim::program::multiplier::Multiplier;
+use cimc_sim::program::{ProgramRunner, WeightWidths};
 
 /// What `--format` and `--multiplier` asked for.
 #[derive(Clone, Debug, Default)]

@@ -2,21 +2,22 @@
 //! pattern (`|ε| ≤ k` per cell) next to random ±k signs and the Gaussian mean case, for each
 //! `k` asked — the work of `cimc eval --worst-case` and of the `worst_case` example.
 //!
-//! The search itself is `cimc_interp::worst_case`; this module builds the float surrogate
+//! The search itself is `cimc_sim::worst_case`; this module builds the float surrogate
 //! (the ONNX model through the passes that precede quantization, so node names match the
 //! program's origins — which needs `passes`, hence here and not in `interp`), evaluates the
-//! patterns on the crossbar program through the noise API (`cimc_interp::noise`), and writes
+//! patterns on the crossbar program through the noise API (`cimc_sim::noise`), and writes
 //! the table, the JSON report and the SVG plot. `docs/worst-case.md` explains the figures.
 
 use crate::error::{Error, Result};
 use crate::onnx::{self, ImportOptions};
 use cimc_backends::noise::NoiseSpec;
 use cimc_backends::program::Program;
-use cimc_interp::noise::{CellPattern, NoiseConfig, NoisyChip};
-use cimc_interp::worst_case::search::{self, Evaluation, Search};
-use cimc_interp::worst_case::Pattern;
-use cimc_interp::{ProgramRunner, Tensor};
+use cimc_interp::Tensor;
 use cimc_ir::Graph;
+use cimc_sim::noise::{CellPattern, NoiseConfig, NoisyChip};
+use cimc_sim::worst_case::search::{self, Evaluation, Search};
+use cimc_sim::worst_case::Pattern;
+use cimc_sim::ProgramRunner;
 use serde::Serialize;
 use std::path::Path;
 use std::sync::Arc;
@@ -182,7 +183,7 @@ pub fn worst_case(
         .unwrap_or(1)
         .max(1);
     let mut float = float.clone();
-    cimc_interp::worst_case::clamp_to_program_ranges(&mut float, program)?;
+    cimc_sim::worst_case::clamp_to_program_ranges(&mut float, program)?;
     let mut s = Search::new(&float, program, opts.sigma)?;
     let with = |p: &Pattern| {
         NoiseConfig::new(spec.clone(), opts.seed).with_pattern(Arc::new(Fixed(p.clone())))

@@ -11,10 +11,10 @@ mod common;
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::target::Target;
-use cimc_interp::program::{AdcStats, ProgramRunner};
 use cimc_interp::{Runner, Tensor};
 use cimc_passes::tile::Chip;
 use cimc_passes::{PassContext, Pipeline};
+use cimc_sim::program::{AdcStats, ProgramRunner};
 use common::{cimc, data, ok, repo, tmp_dir};
 use std::path::Path;
 

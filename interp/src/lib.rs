@@ -1,4 +1,6 @@
-//! The float reference interpreter of the IR: every op on ndarrays, batch >= 1.
+//! The float reference interpreter of the IR: every op on ndarrays, batch >= 1, and the
+//! reverse-mode gradients over it. The executors of what the back ends emit (programs, streams)
+//! and the device models are the crate `cimc-sim`.
 //!
 //! Two entry points:
 //! - [`eval_node`] evaluates one op on tensors (the importer's constant folding uses it);
@@ -9,25 +11,21 @@
 //! Semantics are ONNX's (opsets 11 and later) for every op; the ONNX backend conformance cases
 //! are the judge. Kernels never panic on user data: bad shapes or dtypes are errors.
 //!
-//! Architecture invariant: `interp` depends on `ir` only, never on `passes` or the importer.
+//! Architecture invariant: `interp` depends on `ir` only, never on the back ends, `passes` or the
+//! importer: it is the semantics of the IR and nothing else.
 
 mod buffer_pool;
 pub mod error;
 pub mod format;
 pub mod grad;
-pub mod noise;
 mod ops;
 mod precision;
-pub mod program;
 mod runner;
-pub mod sim;
 pub mod tensor;
-pub mod worst_case;
 
 pub use error::{InterpError, Result};
-pub use program::{AdcStats, ProgramRunner, StepAdcStats};
+pub use ops::gemm;
 pub use runner::{Runner, StepTime};
-pub use sim::StreamRunner;
 pub use tensor::Tensor;
 
 use cimc_ir::Op;

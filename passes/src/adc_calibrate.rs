@@ -69,7 +69,7 @@ impl Pass for AdcCalibrate {
             .map_err(|e| PassError::Internal(format!("lowering for ADC calibration: {e}")))?;
         // Lean: the program is run once per calibration chunk, and a prepared runner would
         // hold every layer's converted weights at once (`docs/compile-memory.md`).
-        let runner = cimc_interp::program::ProgramRunner::lean(program)?;
+        let runner = cimc_sim::program::ProgramRunner::lean(program)?;
         let program = runner.program();
         let xbar_steps: Vec<usize> = program
             .steps
@@ -91,7 +91,7 @@ impl Pass for AdcCalibrate {
                 xbar_steps.len()
             )));
         }
-        let mut adc = cimc_interp::program::AdcStats::default();
+        let mut adc = cimc_sim::program::AdcStats::default();
         let n = calib.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
         let n = cx.config.calib_samples.map_or(n, |k| k.min(n));
         if n == 0 {

@@ -35,8 +35,8 @@ use crate::util::const_weight;
 use crate::{Pass, PassContext, Stats};
 use cimc_backends::arith::FixedMultiplier;
 use cimc_backends::program::{lower::lower, Requant, Step};
-use cimc_interp::program::{ProgramRunner, RunState};
 use cimc_ir::{Graph, NodeId, Note, NoteValue, QuantParams, TensorData};
+use cimc_sim::program::{ProgramRunner, RunState};
 use serde_json::json;
 
 pub struct BnCalibrate;

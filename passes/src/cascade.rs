@@ -2,7 +2,7 @@
 //!
 //! A program runs at a lower weight width `b` by deriving its codes from the stored `B`-bit
 //! codes one bit at a time (`w_(b−1) = clamp(round_half_even(w_b / 2))`, scale doubled;
-//! `cimc_interp::program::cascade_codes`), so the `B`-bit scale decides the error at every
+//! `cimc_sim::program::cascade_codes`), so the `B`-bit scale decides the error at every
 //! width. Min-max scales are chosen for `B` alone; this pass re-chooses them for all widths.
 //!
 //! **Does** (only when `QuantConfig::cascade_min_bits` is `Some(min)`): for every constant
@@ -30,8 +30,8 @@
 use crate::error::{PassError, Result};
 use crate::util::{by_channel, const_weight};
 use crate::{Pass, PassContext, Stats};
-use cimc_interp::program::cascade_step;
 use cimc_ir::{DType, Graph, Note, NoteValue, QuantParams};
+use cimc_sim::program::cascade_step;
 use rayon::prelude::*;
 use serde_json::json;
 

@@ -8,10 +8,10 @@
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::program::{step_buffers, Elem, Program, Step};
-use cimc_interp::program::multiplier::{LutKernel, Multiplier, ProductTable};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
 use cimc_passes::PassContext;
+use cimc_sim::program::multiplier::{LutKernel, Multiplier, ProductTable};
+use cimc_sim::program::ProgramRunner;
 use cimc_tests::{data, npy, root};
 
 const IMAGES: usize = 2;

@@ -12,10 +12,10 @@ use cimc::onnx::{self, ImportOptions};
 use cimc_backends::arith::FixedMultiplier;
 use cimc_backends::program::{Program, Requant, Step};
 use cimc_backends::target::{AdcRangeMode, Encoding, Target};
-use cimc_interp::program::{AdcStats, ProgramRunner};
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
+use cimc_sim::program::{AdcStats, ProgramRunner};
 use cimc_tests::{data, npy, shared};
 use std::path::Path;
 

@@ -7,11 +7,11 @@ use cimc::onnx::{self, ImportOptions};
 use cimc_backends::noise::NoiseSpec;
 use cimc_backends::program::Program;
 use cimc_backends::target::Target;
-use cimc_interp::noise::{NoiseConfig, NoisyChip};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
+use cimc_sim::noise::{NoiseConfig, NoisyChip};
+use cimc_sim::program::ProgramRunner;
 use cimc_tests::{data, npy};
 
 const BATCH: usize = 2;

@@ -4,9 +4,9 @@
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::program::{Program, Step};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
 use cimc_passes::PassContext;
+use cimc_sim::program::ProgramRunner;
 use cimc_tests::{data, npy};
 
 fn compile(model: &str, batch: usize) -> Program {

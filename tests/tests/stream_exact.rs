@@ -12,11 +12,11 @@ use cimc_backends::program::{Program, Step};
 use cimc_backends::stream::emit::{emit, EmitOptions, ScheduleChoice};
 use cimc_backends::stream::{text, Schedule, Stream};
 use cimc_backends::target::{AdcRangeMode, Encoding, Target};
-use cimc_interp::program::ProgramRunner;
-use cimc_interp::sim::StreamRunner;
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
+use cimc_sim::program::ProgramRunner;
+use cimc_sim::stream::StreamRunner;
 use cimc_tests::{data, npy, shared};
 use std::path::Path;
 

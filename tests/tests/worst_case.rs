@@ -9,11 +9,11 @@ use cimc::worst_case::{float_graph, worst_case, Options};
 use cimc_backends::program::Program;
 use cimc_backends::target::Target;
 use cimc_interp::grad::{cross_entropy, GradGraph};
-use cimc_interp::worst_case::search::{self, Search};
-use cimc_interp::worst_case::Pattern;
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
+use cimc_sim::worst_case::search::{self, Search};
+use cimc_sim::worst_case::Pattern;
 use cimc_tests::{data, npy};
 
 const N: usize = 20;
@@ -138,8 +138,8 @@ fn first_order_worst_case_beats_random_signs() {
 #[test]
 fn zero_pattern_is_the_exact_program() {
     use cimc_backends::noise::NoiseSpec;
-    use cimc_interp::noise::{CellPattern, NoiseConfig, NoisyChip};
-    use cimc_interp::ProgramRunner;
+    use cimc_sim::noise::{CellPattern, NoiseConfig, NoisyChip};
+    use cimc_sim::ProgramRunner;
     struct P(Pattern);
     impl CellPattern for P {
         fn epsilon(&self, step: usize, k: usize, n: usize, neg: bool, slice: u32) -> f32 {

@@ -7,8 +7,8 @@ use cimc::model::Model;
 use cimc::noise_eval::{monte_carlo, parse_duration, with_key, Scenario};
 use cimc::{Error, Result};
 use cimc_backends::noise::NoiseSpec;
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
+use cimc_sim::program::ProgramRunner;
 use clap::Args;
 use std::path::PathBuf;
 

@@ -45,7 +45,7 @@ pub struct WidthArgs {
 }
 
 impl WidthArgs {
-    pub fn widths(&self) -> Result<Option<cimc_interp::program::WeightWidths>> {
+    pub fn widths(&self) -> Result<Option<cimc_sim::program::WeightWidths>> {
         cimc::model::weight_widths(self.wbits, self.wbits_file.as_deref())
     }
 }

@@ -9,7 +9,7 @@ use super::stream::read_stream;
 use cimc::{npy, Error, Result};
 use cimc_backends::stream::{cost, Stream};
 use cimc_backends::target::Target;
-use cimc_interp::sim::StreamRunner;
+use cimc_sim::stream::StreamRunner;
 use clap::Args;
 use std::path::PathBuf;
 

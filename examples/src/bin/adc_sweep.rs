@@ -12,10 +12,10 @@
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::target::{AdcRangeMode, Target};
 use cimc_examples::{arg, load, top1};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::{Runner, Tensor};
 use cimc_passes::tile::Chip;
 use cimc_passes::{PassContext, Pipeline};
+use cimc_sim::program::ProgramRunner;
 use std::path::PathBuf;
 
 const BATCH: usize = 100;

@@ -12,10 +12,10 @@
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::target::{AdcRangeMode, Target};
 use cimc_examples::{arg, load, top1};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
+use cimc_sim::program::ProgramRunner;
 use std::time::Instant;
 
 const BATCH: usize = 100;

@@ -17,10 +17,10 @@ use cimc::onnx::{self, ImportOptions};
 use cimc_backends::program::{Program, Step};
 use cimc_backends::target::Target;
 use cimc_examples::{arg, load, time_ms, top1};
-use cimc_interp::program::{ProgramRunner, WeightWidths};
 use cimc_passes::config::WeightMethod;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
+use cimc_sim::program::{ProgramRunner, WeightWidths};
 use std::time::Instant;
 
 const BATCH: usize = 100;

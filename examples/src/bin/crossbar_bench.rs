@@ -10,10 +10,10 @@
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::target::Target;
 use cimc_examples::{arg, onnxruntime, time_ms};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::{Runner, Tensor};
 use cimc_passes::tile::{Chip, Tile};
 use cimc_passes::{Pass, PassContext, Pipeline};
+use cimc_sim::program::ProgramRunner;
 use std::path::PathBuf;
 
 struct Mapping {

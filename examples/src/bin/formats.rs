@@ -19,10 +19,10 @@
 use cimc::onnx::{self, ImportOptions};
 use cimc_examples::{arg, load, time_ms, top1};
 use cimc_interp::format::{FloatFormat, Precision};
-use cimc_interp::program::multiplier::{LutKernel, Multiplier};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::{Runner, Tensor};
 use cimc_passes::PassContext;
+use cimc_sim::program::multiplier::{LutKernel, Multiplier};
+use cimc_sim::program::ProgramRunner;
 use std::path::PathBuf;
 
 const BATCH: usize = 100;

@@ -15,11 +15,11 @@
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_examples::{arg, load, top1};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
 use cimc_ir::Graph;
 use cimc_passes::config::Budget;
 use cimc_passes::{mixed_precision, PassContext, Pipeline};
+use cimc_sim::program::ProgramRunner;
 use std::time::Instant;
 
 const BATCH: usize = 64;

@@ -16,11 +16,11 @@ use cimc_backends::noise::NoiseSpec;
 use cimc_backends::program::Program;
 use cimc_backends::target::Target;
 use cimc_examples::{arg, load};
-use cimc_interp::noise::NoiseConfig;
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
+use cimc_sim::noise::NoiseConfig;
+use cimc_sim::program::ProgramRunner;
 use std::path::PathBuf;
 
 const BATCH: usize = 100;

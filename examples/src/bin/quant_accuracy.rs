@@ -7,10 +7,10 @@
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_examples::{load, top1};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::Runner;
 use cimc_passes::config::{CalibMethod, WeightMethod};
 use cimc_passes::PassContext;
+use cimc_sim::program::ProgramRunner;
 use std::process::Command;
 
 const BATCH: usize = 100;

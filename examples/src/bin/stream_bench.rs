@@ -15,11 +15,11 @@ use cimc_backends::stream::emit::{emit, EmitOptions};
 use cimc_backends::stream::{cost, Stream};
 use cimc_backends::target::{AdcRangeMode, Target};
 use cimc_examples::{arg, time_ms};
-use cimc_interp::program::ProgramRunner;
-use cimc_interp::sim::StreamRunner;
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
+use cimc_sim::program::ProgramRunner;
+use cimc_sim::stream::StreamRunner;
 use std::path::{Path, PathBuf};
 
 fn compile(model: &Path, calib: &Tensor, t: &Target) -> Program {

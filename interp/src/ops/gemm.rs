@@ -16,7 +16,7 @@ use crate::tensor::Tensor;
 
 /// A matrix operand: data with row and column strides (in elements).
 #[derive(Clone, Copy)]
-pub(crate) struct Mat<'a, T> {
+pub struct Mat<'a, T> {
     pub data: &'a [T],
     pub rs: usize,
     pub cs: usize,
@@ -37,7 +37,7 @@ impl<'a, T> Mat<'a, T> {
 }
 
 /// A float type with a BLAS-like kernel.
-pub(crate) trait GemmFloat: Float {
+pub trait GemmFloat: Float {
     /// Runs `f` on a scratch buffer of `len` elements (contents unspecified), reused across
     /// calls on the same thread so that large im2col buffers are neither reallocated nor
     /// zeroed on every convolution.
@@ -139,7 +139,7 @@ const PAR_FLOPS: usize = 1 << 18;
 
 /// `C = alpha * A * B + beta * C` for an `m x k` A, `k x n` B and a row-major `m x n` C with
 /// row stride `ldc`. With `beta == 0`, C is not read (it may hold garbage or NaN).
-pub(crate) fn gemm<T: GemmFloat>(
+pub fn gemm<T: GemmFloat>(
     m: usize,
     k: usize,
     n: usize,

@@ -7,9 +7,7 @@ use cimc_ir::DType;
 use ndarray::ArrayD;
 
 /// A Rust element type with its [`Tensor`] variant.
-pub(crate) trait Elem:
-    Copy + Send + Sync + PartialOrd + Default + std::fmt::Debug + 'static
-{
+pub trait Elem: Copy + Send + Sync + PartialOrd + Default + std::fmt::Debug + 'static {
     const DTYPE: DType;
     fn view(t: &Tensor) -> Option<&ArrayD<Self>>;
     fn wrap(a: ArrayD<Self>) -> Tensor;
@@ -43,7 +41,7 @@ elem!(bool, Bool, Bool);
 
 /// The arithmetic of Add/Sub/Mul/Div and of integer matrix products: IEEE for floats,
 /// wrapping for integers (as ONNX runtimes and numpy do), Div truncating toward zero.
-pub(crate) trait Arith: Elem {
+pub trait Arith: Elem {
     const ZERO: Self;
     fn add(self, o: Self) -> Self;
     fn sub(self, o: Self) -> Self;
@@ -89,7 +87,7 @@ macro_rules! arith_float {
 arith_float!(f32, f64);
 
 /// The float arithmetic of the activation, normalization and pooling kernels.
-pub(crate) trait Float:
+pub trait Float:
     Arith
     + std::ops::Add<Output = Self>
     + std::ops::Sub<Output = Self>

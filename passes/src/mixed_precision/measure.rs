@@ -7,10 +7,10 @@ use crate::config::QuantConfig;
 use crate::error::{PassError, Result};
 use crate::tile::Chip;
 use crate::util::{const_weight, is_pass_through};
-use crate::{Pass, PassContext};
-use cimc_interp::program::ProgramRunner;
+use crate::PassContext;
 use cimc_interp::{Runner, Tensor};
 use cimc_ir::{DType, Graph, NodeId, Note, NoteValue, Placement, ValueDef, ValueId};
+use cimc_sim::program::ProgramRunner;
 
 /// Bits `(weights, produced activation)` of every layer, in layer order.
 pub type Assignment = Vec<(u8, u8)>;

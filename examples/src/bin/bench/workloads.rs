@@ -7,10 +7,10 @@ use cimc_backends::program::Program;
 use cimc_backends::stream::emit::{emit, EmitOptions};
 use cimc_backends::target::Target;
 use cimc_examples::{load, time_ms, top1};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::{Runner, Tensor};
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
+use cimc_sim::program::ProgramRunner;
 use std::path::Path;
 
 /// A workload: its id (`--only` matches it), what the table calls it, and the model file whose

@@ -3,10 +3,10 @@
 //! writes the layer's output codes and goes on — one run of the program in all.
 
 use super::{input_data, output_of, step_err, to_tensor, AdcStats, Data, ProgramRunner};
-use crate::error::{InterpError, Result};
-use crate::Tensor;
 use cimc_backends::arith::FixedMultiplier;
 use cimc_backends::program::{Requant, Step};
+use cimc_interp::Tensor;
+use cimc_interp::{InterpError, Result};
 
 /// A run paused before step `next`: the buffers written so far that later steps still read.
 pub struct RunState {

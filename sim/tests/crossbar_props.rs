@@ -12,8 +12,9 @@ use cimc_backends::program::{
     BufQuant, BufferDecl, CodeType, Crossbar, Elem, Encoding, IntTensor, Program, Requant, Step,
     Window,
 };
-use cimc_interp::program::ProgramRunner;
-use cimc_interp::{AdcStats, Tensor};
+use cimc_interp::Tensor;
+use cimc_sim::program::ProgramRunner;
+use cimc_sim::AdcStats;
 use proptest::prelude::*;
 
 /// splitmix64: the test's own deterministic random numbers.

@@ -11,10 +11,10 @@
 use super::kernel::BLOCK;
 use super::rng::{Key, Stream};
 use super::{NoiseConfig, NoiseSpec};
-use crate::error::{InterpError, Result};
 use crate::program::crossbar::PreparedCrossbar;
 use crate::ProgramRunner;
 use cimc_backends::program::Encoding;
+use cimc_interp::{InterpError, Result};
 use rayon::prelude::*;
 
 /// The perturbed crossbar of one step in one trial.

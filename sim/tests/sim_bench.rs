@@ -8,7 +8,8 @@
 
 use cimc_backends::program::{Elem, Program};
 use cimc_backends::stream::Stream;
-use cimc_interp::{ProgramRunner, StreamRunner, Tensor};
+use cimc_interp::Tensor;
+use cimc_sim::{ProgramRunner, StreamRunner};
 
 #[test]
 #[ignore]

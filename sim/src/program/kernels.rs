@@ -88,7 +88,7 @@ impl PreparedMatrix {
 
 /// `c[m×n] = a[m×k] · b[k×n]`, all row-major f64 (the interpreter's shared GEMM entry point).
 fn gemm(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) {
-    use crate::ops::gemm::{gemm as gemm_f, Mat};
+    use cimc_interp::gemm::{gemm as gemm_f, Mat};
     gemm_f(m, k, n, 1.0, Mat::rows(a, k), Mat::rows(b, n), 0.0, c, n);
 }
 

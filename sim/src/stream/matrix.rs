@@ -6,12 +6,12 @@
 //! program does) and keeps the preparation in the runner's cache, keyed by the group and its
 //! whole configuration, so later runs and later configurations equal to an earlier one reuse it.
 
-use crate::ops::gemm::{gemm, Mat};
 use crate::program::crossbar::PreparedCrossbar;
 use crate::program::crossbar::{prepare_matrix, run_vectors, MatrixSpec, Outputs, Planes, Source};
 use crate::program::kernels::exact_in_f64;
 use cimc_backends::program::{Crossbar, Encoding};
 use cimc_backends::stream::GroupEntry;
+use cimc_interp::gemm::{gemm, Mat};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

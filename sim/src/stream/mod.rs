@@ -33,11 +33,11 @@ mod planes;
 mod vector;
 mod window;
 
-use crate::error::{InterpError, Result};
 use crate::program::{input_data, Data};
-use crate::Tensor;
 use cimc_backends::program::{BufferDecl, Elem};
 use cimc_backends::stream::{Io, Stream};
+use cimc_interp::Tensor;
+use cimc_interp::{InterpError, Result};
 use exec::{Flow, Machine};
 use ndarray::{ArrayD, IxDyn};
 

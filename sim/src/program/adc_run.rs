@@ -3,8 +3,8 @@
 //! sized when the steps were checked (the converted weights are gone by then).
 
 use super::{step_err, AdcStats, ProgramRunner};
-use crate::error::{InterpError, Result};
-use crate::Tensor;
+use cimc_interp::Tensor;
+use cimc_interp::{InterpError, Result};
 
 impl ProgramRunner {
     /// Runs the program like [`ProgramRunner::run`] and adds the ADC statistics of every

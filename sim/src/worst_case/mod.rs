@@ -19,8 +19,8 @@
 
 pub mod search;
 
-use crate::error::{InterpError, Result};
 use cimc_backends::program::{Crossbar, Encoding, Program, Step};
+use cimc_interp::{InterpError, Result};
 use cimc_ir::{Graph, Op, ValueId};
 
 /// How a layer's float weight tensor is laid out, relative to the program's `(k, n)`.

@@ -12,8 +12,8 @@ use cimc_backends::arith::{code_range, FixedMultiplier};
 use cimc_backends::program::{
     BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window,
 };
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
+use cimc_sim::program::ProgramRunner;
 use proptest::prelude::*;
 
 /// §4 by exact rational arithmetic: round half up of acc · m / 2^(31+sh), then zp and clamp.

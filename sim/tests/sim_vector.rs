@@ -10,7 +10,7 @@ use cimc_backends::arith::FixedMultiplier;
 use cimc_backends::isa::Instr;
 use cimc_backends::program::{BufQuant, BufferDecl, CodeType, Elem, Program, Step};
 use cimc_backends::stream::{AddEntry, Core, HostEntry, PermEntry, RequantEntry, WindowEntry};
-use cimc_interp::{ProgramRunner, StreamRunner};
+use cimc_sim::{ProgramRunner, StreamRunner};
 use sim_common::*;
 
 /// §4 written out: `clamp(z + floor((y·m + 2^(30+sh)) / 2^(31+sh)), lo, hi)`.

@@ -4,7 +4,8 @@
 use cimc_backends::isa::Instr;
 use cimc_backends::program::{BufferDecl, CodeType, Elem};
 use cimc_backends::stream::{Core, Io, Schedule, Stream};
-use cimc_interp::{StreamRunner, Tensor};
+use cimc_interp::Tensor;
+use cimc_sim::StreamRunner;
 
 /// splitmix64: the tests' own deterministic random numbers.
 pub struct Rng(pub u64);

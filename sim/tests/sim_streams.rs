@@ -18,7 +18,8 @@ use cimc_backends::program::{
     Window,
 };
 use cimc_backends::stream::{Core, GroupEntry, PermEntry, RequantEntry, Stream, WindowEntry};
-use cimc_interp::{ProgramRunner, StreamRunner, Tensor};
+use cimc_interp::Tensor;
+use cimc_sim::{ProgramRunner, StreamRunner};
 use sim_common::*;
 
 /// One random convolution: shapes, numerics, data, and how the stream cuts it.

@@ -28,8 +28,8 @@
 
 use super::kernels::{self, PreparedMatrix};
 use super::{step_err, ProgramRunner};
-use crate::error::{InterpError, Result};
 use cimc_backends::program::{Crossbar, Encoding, IntTensor, Program, Step};
+use cimc_interp::{InterpError, Result};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 

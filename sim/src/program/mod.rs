@@ -19,9 +19,9 @@ pub use cascade::{cascade_codes, cascade_step, derive, Derivation, TopSlices, We
 pub use crossbar::{AdcStats, StepAdcStats};
 pub use resume::RunState;
 
-use crate::error::{InterpError, Result};
-use crate::Tensor;
 use cimc_backends::program::{BufferDecl, Elem, Program, Step};
+use cimc_interp::Tensor;
+use cimc_interp::{InterpError, Result};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 

@@ -6,10 +6,10 @@
 //! the graph's static batch runs in chunks of it; its size must be a multiple of it.
 
 use super::{hash64, normal, Layer, Pattern};
-use crate::error::{InterpError, Result};
-use crate::grad::GradGraph;
-use crate::tensor::Tensor;
 use cimc_backends::program::{Encoding, Program};
+use cimc_interp::grad::GradGraph;
+use cimc_interp::Tensor;
+use cimc_interp::{InterpError, Result};
 use cimc_ir::Graph;
 use ndarray::{ArrayD, Axis};
 
@@ -158,7 +158,7 @@ impl<'g> Search<'g> {
                 g.logits
             } else {
                 let logits = self.grad.forward(vec![xc])?;
-                ev.loss += w * crate::grad::cross_entropy(&logits, yc)?.0;
+                ev.loss += w * cimc_interp::grad::cross_entropy(&logits, yc)?.0;
                 logits
             };
             ev.correct += logits

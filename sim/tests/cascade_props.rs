@@ -15,8 +15,9 @@ use cimc_backends::program::{
     BufQuant, BufferDecl, CodeType, Crossbar, Elem, Encoding, IntTensor, Program, Requant, Step,
     Window,
 };
-use cimc_interp::program::{cascade_codes, ProgramRunner, WeightWidths};
-use cimc_interp::{AdcStats, Tensor};
+use cimc_interp::Tensor;
+use cimc_sim::program::{cascade_codes, ProgramRunner, WeightWidths};
+use cimc_sim::AdcStats;
 use proptest::prelude::*;
 
 /// splitmix64.

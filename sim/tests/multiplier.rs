@@ -9,9 +9,9 @@ use cimc_backends::arith::{code_range, FixedMultiplier};
 use cimc_backends::program::{
     BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window,
 };
-use cimc_interp::program::multiplier::{self, LutKernel, Multiplier, ProductTable};
-use cimc_interp::program::ProgramRunner;
 use cimc_interp::Tensor;
+use cimc_sim::program::multiplier::{self, LutKernel, Multiplier, ProductTable};
+use cimc_sim::program::ProgramRunner;
 use proptest::prelude::*;
 
 #[test]
