@@ -1,4 +1,4 @@
-//! Cascade weight downsampling (`docs/cascade.md`, `interp/src/program/cascade.rs`) against
+//! Cascade weight downsampling (`docs/cascade.md`, `sim/src/program/cascade.rs`) against
 //! naive references written here:
 //! - the definition: a step at width `b` computes `Σ_k (q_x[k] − z_x)·w_b[k,n]·2^(B−b) + bias`
 //!   with `w_b` the iterated one-bit roundings of the source codes, written out below;

@@ -21,7 +21,7 @@
 //! crossbar ([`TopSlices`]) with every partial sum and conversion of the stored array. The rest
 //! is digital and exact: `acc_b = 2^m·acc_T + Σ_k (q_x[k] − z_x)·R[k,n] + bias` with the residual
 //! `R = w_b·2^d − T·2^m` (the rounding that truncating slices loses). When every conversion is
-//! lossless, `acc_b` equals the reference exactly (`interp/tests/cascade_props.rs`).
+//! lossless, `acc_b` equals the reference exactly (`sim/tests/cascade_props.rs`).
 //!
 //! [`ProgramRunner::with_weight_widths`] prepares a program at given widths ([`WeightWidths`]);
 //! nothing is recompiled.
