@@ -141,180 +141,197 @@ impl Pass for Quantize {
                 return Err(node_err(g, n, "this op has no integer implementation in the program"));
             }
         }
-        // Weights and biases.
         for &n in &nodes {
-            let Some((w, _axis)) = const_weight(g, n) else { continue };
-            let Some(wq) = g.ty(w).quant.clone() else {
-                return Err(node_err(
-                    g,
-                    n,
-                    "its weights have no quantization parameters (run calibrate)",
-                ));
-            };
-            if let Op::Gemm { alpha, .. } = g.node(n).op {
-                if alpha != 1.0 {
-                    return Err(node_err(g, n, format!("alpha = {alpha}: run canonicalize first")));
-                }
-            }
-            let x = g.node(n).inputs[0];
-            let Some(xq) = g.ty(x).quant.clone() else {
-                return Err(node_err(
-                    g,
-                    n,
-                    "its input has no quantization parameters (run calibrate)",
-                ));
-            };
-            if xq.axis.is_some() {
-                return Err(node_err(g, n, "per-channel input quantization is not supported"));
-            }
-            let nw = quantize_const(g, w);
-            set_input(g, n, 1, nw);
-            *stats.entry("weights quantized").or_default() += 1;
-            if let Some(&b) = g.node(n).inputs.get(2) {
-                let beta = match g.node(n).op {
-                    Op::Gemm { beta, .. } => beta,
-                    _ => 1.0,
-                };
-                let bias = g
-                    .value(b)
-                    .const_data()
-                    .ok_or_else(|| node_err(g, n, "its bias is not a constant"))?
-                    .to_f32_vec();
-                let channels = wq.scale.len();
-                let n_out = bias.len();
-                if n_out != channels && channels != 1 {
-                    return Err(node_err(
-                        g,
-                        n,
-                        format!("bias of {n_out} values for {channels} output channels"),
-                    ));
-                }
-                let scale: Vec<f32> = (0..n_out)
-                    .map(|c| xq.scale[0] * wq.scale[if channels == 1 { 0 } else { c }])
-                    .collect();
-                let codes: Vec<i32> = bias
-                    .iter()
-                    .zip(&scale)
-                    .map(|(&v, &s)| {
-                        ((beta * v) as f64 / s as f64)
-                            .round_ties_even()
-                            .clamp(i32::MIN as f64, i32::MAX as f64) as i32
-                    })
-                    .collect();
-                let name = format!("{}_q", g.value(b).name);
-                let nb = g.add_const(name, TensorData::from_i32(vec![n_out], &codes));
-                g.value_mut(nb).ty.quant = Some(QuantParams {
-                    bits: 32,
-                    signed: true,
-                    scale,
-                    zero_point: vec![0; n_out],
-                    axis: Some(0),
-                });
-                set_input(g, n, 2, nb);
-                if let Op::Gemm { beta, .. } = &mut g.node_mut(n).op {
-                    *beta = 1.0;
-                }
-                *stats.entry("biases quantized").or_default() += 1;
-            }
+            quantize_weights(g, n, &mut stats)?;
         }
-        // Activations: node outputs and graph inputs take their code dtype.
-        let values: Vec<ValueId> = g.values().map(|(v, _)| v).collect();
-        for v in values {
-            let val = g.value(v);
-            if val.is_const() || val.ty.dtype != DType::F32 {
-                continue;
-            }
-            if let ValueDef::Node { node, .. } = val.def {
-                if !g.is_live(node) || is_float_epilogue(&g.node(node).op) {
-                    continue;
-                }
-            }
-            let Some(q) = val.ty.quant.clone() else {
-                if matches!(val.def, ValueDef::Input) {
-                    return Err(PassError::Missing(format!(
-                        "graph input '{}' has no quantization parameters (run calibrate)",
-                        val.name
-                    )));
-                }
-                let n =
-                    g.producer(v).expect("invariant: non-input, non-const values have a producer");
-                return Err(node_err(
-                    g,
-                    n,
-                    format!(
-                        "its output '{}' has no quantization parameters (run calibrate)",
-                        val.name
-                    ),
-                ));
-            };
-            if q.axis.is_some() && q.bits != 32 {
-                return Err(PassError::Config(format!(
-                    "activation '{}': per-channel activation quantization is not supported",
-                    val.name
-                )));
-            }
-            let dtype = code_dtype(q.bits, q.signed);
-            if matches!(val.def, ValueDef::Input) {
-                // Keep the float input; quantize right after it.
-                let name = val.name.clone();
-                let shape = val.ty.shape.clone();
-                g.value_mut(v).ty.quant = None;
-                let s = g.add_const(
-                    format!("{name}_scale"),
-                    TensorData::from_f32(vec![], &[q.scale[0]]),
-                );
-                let z = g.add_const(
-                    format!("{name}_zero_point"),
-                    code_data(vec![], &[q.zero_point[0]], dtype),
-                );
-                let qn = g.add_node(
-                    format!("{name}_quantize"),
-                    Op::QuantizeLinear { axis: None, block_size: 0, saturate: true, to: dtype },
-                    vec![v, s, z],
-                    vec![(format!("{name}_q"), TensorType { dtype, shape, quant: Some(q) })],
-                );
-                let qv = g.node(qn).outputs[0];
-                for (user, slot) in g.users(v) {
-                    if user != qn {
-                        g.node_mut(user).inputs[slot] = qv;
-                    }
-                }
-                *stats.entry("inputs quantized").or_default() += 1;
-            } else {
-                g.value_mut(v).ty.dtype = dtype;
-                *stats.entry("activations quantized").or_default() += 1;
-            }
-        }
-        // Float epilogues read dequantized values.
-        for n in g.node_ids() {
-            if !is_float_epilogue(&g.node(n).op) {
-                continue;
-            }
-            let x = g.node(n).inputs[0];
-            if g.ty(x).quant.is_some() {
-                let d = dequantize_after(g, x);
-                g.node_mut(n).inputs[0] = d;
-            }
-        }
-        // Graph outputs: dequantize, keeping the output's name.
-        let outputs = g.outputs().to_vec();
-        let mut new_outputs = Vec::with_capacity(outputs.len());
-        for o in outputs {
-            if g.ty(o).quant.is_some() && g.ty(o).dtype != DType::F32 {
-                let name = g.value(o).name.clone();
-                g.rename_value(o, &format!("{name}_q"));
-                let d = dequantize_after(g, o);
-                g.rename_value(d, &name);
-                new_outputs.push(d);
-                *stats.entry("outputs dequantized").or_default() += 1;
-            } else {
-                new_outputs.push(o);
-            }
-        }
-        g.set_outputs(new_outputs);
+        quantize_activations(g, &mut stats)?;
+        dequantize_epilogue_inputs(g);
+        dequantize_outputs(g, &mut stats);
         g.compact().map_err(PassError::Internal)?;
         Ok(stats)
     }
+}
+
+/// The weights of matrix op `n` become codes under their annotation, and its bias `i32` codes
+/// at scale `s_x · s_w[n]`.
+fn quantize_weights(g: &mut Graph, n: NodeId, stats: &mut Stats) -> Result<()> {
+    let Some((w, _axis)) = const_weight(g, n) else { return Ok(()) };
+    let Some(wq) = g.ty(w).quant.clone() else {
+        return Err(node_err(g, n, "its weights have no quantization parameters (run calibrate)"));
+    };
+    if let Op::Gemm { alpha, .. } = g.node(n).op {
+        if alpha != 1.0 {
+            return Err(node_err(g, n, format!("alpha = {alpha}: run canonicalize first")));
+        }
+    }
+    let x = g.node(n).inputs[0];
+    let Some(xq) = g.ty(x).quant.clone() else {
+        return Err(node_err(g, n, "its input has no quantization parameters (run calibrate)"));
+    };
+    if xq.axis.is_some() {
+        return Err(node_err(g, n, "per-channel input quantization is not supported"));
+    }
+    let nw = quantize_const(g, w);
+    set_input(g, n, 1, nw);
+    *stats.entry("weights quantized").or_default() += 1;
+    if let Some(&b) = g.node(n).inputs.get(2) {
+        quantize_bias(g, n, b, &wq, &xq)?;
+        *stats.entry("biases quantized").or_default() += 1;
+    }
+    Ok(())
+}
+
+/// Bias `b` of node `n` as `i32` codes at scale `s_x · s_w[c]` (times Gemm's `beta`, which
+/// becomes 1).
+fn quantize_bias(
+    g: &mut Graph,
+    n: NodeId,
+    b: ValueId,
+    wq: &QuantParams,
+    xq: &QuantParams,
+) -> Result<()> {
+    let beta = match g.node(n).op {
+        Op::Gemm { beta, .. } => beta,
+        _ => 1.0,
+    };
+    let bias = g
+        .value(b)
+        .const_data()
+        .ok_or_else(|| node_err(g, n, "its bias is not a constant"))?
+        .to_f32_vec();
+    let channels = wq.scale.len();
+    let n_out = bias.len();
+    if n_out != channels && channels != 1 {
+        return Err(node_err(
+            g,
+            n,
+            format!("bias of {n_out} values for {channels} output channels"),
+        ));
+    }
+    let scale: Vec<f32> =
+        (0..n_out).map(|c| xq.scale[0] * wq.scale[if channels == 1 { 0 } else { c }]).collect();
+    let codes: Vec<i32> = bias
+        .iter()
+        .zip(&scale)
+        .map(|(&v, &s)| {
+            ((beta * v) as f64 / s as f64).round_ties_even().clamp(i32::MIN as f64, i32::MAX as f64)
+                as i32
+        })
+        .collect();
+    let name = format!("{}_q", g.value(b).name);
+    let nb = g.add_const(name, TensorData::from_i32(vec![n_out], &codes));
+    g.value_mut(nb).ty.quant = Some(QuantParams {
+        bits: 32,
+        signed: true,
+        scale,
+        zero_point: vec![0; n_out],
+        axis: Some(0),
+    });
+    set_input(g, n, 2, nb);
+    if let Op::Gemm { beta, .. } = &mut g.node_mut(n).op {
+        *beta = 1.0;
+    }
+    Ok(())
+}
+
+/// Annotated activations take the integer dtype of their codes; a float graph input is kept
+/// and quantized right after it.
+fn quantize_activations(g: &mut Graph, stats: &mut Stats) -> Result<()> {
+    let values: Vec<ValueId> = g.values().map(|(v, _)| v).collect();
+    for v in values {
+        let val = g.value(v);
+        if val.is_const() || val.ty.dtype != DType::F32 {
+            continue;
+        }
+        if let ValueDef::Node { node, .. } = val.def {
+            if !g.is_live(node) || is_float_epilogue(&g.node(node).op) {
+                continue;
+            }
+        }
+        let Some(q) = val.ty.quant.clone() else {
+            if matches!(val.def, ValueDef::Input) {
+                return Err(PassError::Missing(format!(
+                    "graph input '{}' has no quantization parameters (run calibrate)",
+                    val.name
+                )));
+            }
+            let n = g.producer(v).expect("invariant: non-input, non-const values have a producer");
+            return Err(node_err(
+                g,
+                n,
+                format!("its output '{}' has no quantization parameters (run calibrate)", val.name),
+            ));
+        };
+        if q.axis.is_some() && q.bits != 32 {
+            return Err(PassError::Config(format!(
+                "activation '{}': per-channel activation quantization is not supported",
+                val.name
+            )));
+        }
+        let dtype = code_dtype(q.bits, q.signed);
+        if matches!(val.def, ValueDef::Input) {
+            // Keep the float input; quantize right after it.
+            let name = val.name.clone();
+            let shape = val.ty.shape.clone();
+            g.value_mut(v).ty.quant = None;
+            let s =
+                g.add_const(format!("{name}_scale"), TensorData::from_f32(vec![], &[q.scale[0]]));
+            let z = g.add_const(
+                format!("{name}_zero_point"),
+                code_data(vec![], &[q.zero_point[0]], dtype),
+            );
+            let qn = g.add_node(
+                format!("{name}_quantize"),
+                Op::QuantizeLinear { axis: None, block_size: 0, saturate: true, to: dtype },
+                vec![v, s, z],
+                vec![(format!("{name}_q"), TensorType { dtype, shape, quant: Some(q) })],
+            );
+            let qv = g.node(qn).outputs[0];
+            for (user, slot) in g.users(v) {
+                if user != qn {
+                    g.node_mut(user).inputs[slot] = qv;
+                }
+            }
+            *stats.entry("inputs quantized").or_default() += 1;
+        } else {
+            g.value_mut(v).ty.dtype = dtype;
+            *stats.entry("activations quantized").or_default() += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Float epilogues read dequantized values.
+fn dequantize_epilogue_inputs(g: &mut Graph) {
+    for n in g.node_ids() {
+        if !is_float_epilogue(&g.node(n).op) {
+            continue;
+        }
+        let x = g.node(n).inputs[0];
+        if g.ty(x).quant.is_some() {
+            let d = dequantize_after(g, x);
+            g.node_mut(n).inputs[0] = d;
+        }
+    }
+}
+
+/// Graph outputs are dequantized, keeping the output's name.
+fn dequantize_outputs(g: &mut Graph, stats: &mut Stats) {
+    let outputs = g.outputs().to_vec();
+    let mut new_outputs = Vec::with_capacity(outputs.len());
+    for o in outputs {
+        if g.ty(o).quant.is_some() && g.ty(o).dtype != DType::F32 {
+            let name = g.value(o).name.clone();
+            g.rename_value(o, &format!("{name}_q"));
+            let d = dequantize_after(g, o);
+            g.rename_value(d, &name);
+            new_outputs.push(d);
+            *stats.entry("outputs dequantized").or_default() += 1;
+        } else {
+            new_outputs.push(o);
+        }
+    }
+    g.set_outputs(new_outputs);
 }
 
 /// Adds a `dequantize_linear` of code value `x`; returns its f32 output.
