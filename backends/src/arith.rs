@@ -1,4 +1,4 @@
-//! The integer arithmetic of `../shared/design/hardware-model.md` §2 and §4, in one place:
+//! The integer arithmetic of `docs/hardware-model.md` §2 and §4, in one place:
 //! rounding of real values to codes, fixed-point multipliers, and [`requantize`], the only
 //! function of cimc that rounds an accumulator to an output code. The program interpreter and the
 //! instruction-stream simulator both call it.
