@@ -23,6 +23,14 @@ struct Mention {
     resolved: Vec<PathBuf>,
 }
 
+impl Mention {
+    /// A pattern (`*`, `<name>`) must match something, but names none of what it matches: a
+    /// module is named only by a name of its own.
+    fn is_pattern(&self) -> bool {
+        self.text.contains(['*', '<'])
+    }
+}
+
 /// Whether a backticked span is a path: only path characters, and either a directory (a
 /// trailing `/`) or a file name with one of the extensions below. Names outside the repository
 /// (`../`) are not checked.
@@ -31,7 +39,7 @@ fn is_path(span: &str) -> bool {
         &["rs", "md", "toml", "py", "sh", "cir", "txt", "json", "svg", "snap", "yml"];
     let path_chars = span.chars().all(|c| c.is_ascii_alphanumeric() || "_-./*<>".contains(c))
         && !span.is_empty();
-    if !path_chars || span.starts_with("../") || span.starts_with('.') {
+    if !path_chars || span.starts_with("../") || span.starts_with(['.', '/']) {
         return false;
     }
     if span.ends_with('/') {
@@ -199,17 +207,18 @@ fn required_names(root: &Path) -> Result<Vec<PathBuf>, String> {
 /// name nothing, and crates or modules it does not name. Empty when the document is right.
 fn check_architecture(root: &Path, doc: &str) -> Vec<String> {
     let found = mentions(root, doc);
-    let mut problems: Vec<String> = found
-        .iter()
-        .filter(|m| m.resolved.is_empty())
-        .map(|m| {
-            format!(
-                "ARCHITECTURE.md:{}: `{}` names no file or directory of the tree",
-                m.line, m.text
-            )
-        })
+    // Names are read line by line: a code span across lines would shift every span after it.
+    let mut problems: Vec<String> = doc
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.matches('`').count() % 2 == 1 && !l.trim_start().starts_with("```"))
+        .map(|(i, _)| format!("ARCHITECTURE.md:{}: a code span crosses the line's end", i + 1))
         .collect();
-    let named: BTreeSet<PathBuf> = found.into_iter().flat_map(|m| m.resolved).collect();
+    problems.extend(found.iter().filter(|m| m.resolved.is_empty()).map(|m| {
+        format!("ARCHITECTURE.md:{}: `{}` names no file or directory of the tree", m.line, m.text)
+    }));
+    let named: BTreeSet<PathBuf> =
+        found.into_iter().filter(|m| !m.is_pattern()).flat_map(|m| m.resolved).collect();
     let required = match required_names(root) {
         Ok(r) => r,
         Err(e) => return vec![e],
@@ -324,9 +333,15 @@ fn report(what: &str, problems: &[String]) {
     assert!(problems.is_empty(), "{what}: {} problem(s):\n{}", problems.len(), problems.join("\n"));
 }
 
+/// With `CIMC_TIDY_LIST=1`, also prints what every name resolved to.
 #[test]
 fn tidy_architecture_md_names_existing_paths_and_every_crate_and_module() {
     let doc = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    if std::env::var_os("CIMC_TIDY_LIST").is_some() {
+        for m in mentions(&root(), &doc) {
+            eprintln!("{:4} {:40} {:?}", m.line, m.text, m.resolved);
+        }
+    }
     report("ARCHITECTURE.md", &check_architecture(&root(), &doc));
 }
 
@@ -429,6 +444,35 @@ fn tidy_checker_fails_on_unnamed_crates_and_modules() {
             "ARCHITECTURE.md does not name the module `alpha/src/three.rs`",
             "ARCHITECTURE.md does not name the crate `beta/`",
             "ARCHITECTURE.md does not name the module `compiler/src/cli/sim.rs`",
+        ],
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn tidy_checker_does_not_count_a_pattern_as_naming_modules() {
+    let t = synthetic_tree("pattern");
+    let doc = SYNTHETIC_DOC.replace("`one.rs`: the first module.", "`src/*.rs`: the modules.");
+    let problems = check_architecture(&t.0, &doc);
+    assert_eq!(
+        problems,
+        ["ARCHITECTURE.md does not name the module `alpha/src/one.rs`"],
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn tidy_checker_flags_a_code_span_across_lines() {
+    let t = synthetic_tree("span");
+    let doc = SYNTHETIC_DOC.replace("`one.rs`: the first", "`one.rs`: the `first\nmodule`, ");
+    let problems = check_architecture(&t.0, &doc);
+    assert_eq!(
+        problems,
+        [
+            "ARCHITECTURE.md:8: a code span crosses the line's end",
+            "ARCHITECTURE.md:9: a code span crosses the line's end",
+            // The spans after it are read shifted: `two/` is text.
+            "ARCHITECTURE.md does not name the module `alpha/src/two/`",
         ],
         "{problems:?}"
     );
