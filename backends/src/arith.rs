@@ -1,4 +1,4 @@
-//! The integer arithmetic of `../shared/design/hardware-model.md` §2 and §4, in one place:
+//! The integer arithmetic of `docs/hardware-model.md` §2 and §4, in one place:
 //! rounding of real values to codes, fixed-point multipliers, and [`requantize`], the only
 //! function of cimc that rounds an accumulator to an output code. The program interpreter and the
 //! instruction-stream simulator both call it.
@@ -12,13 +12,13 @@ pub struct FixedMultiplier {
     pub sh: i32,
 }
 
-/// The largest right shift cimc emits (`31 + sh ≤ 93`): multipliers below `2^−62` are rejected;
-/// no layer of a real network has one (it would need `s_x · s_w / s_y < 2^−62`).
+/// The largest right shift cimc emits (`31 + sh ≤ 93`): multipliers below `2^−63` are rejected;
+/// no layer of a real network has one (it would need `s_x · s_w / s_y < 2^−63`).
 pub const MAX_SHIFT: i32 = 62;
 
 impl FixedMultiplier {
     /// The fixed-point form of `real`, the nearest `m` (ties to even); errors when `real` is not a
-    /// finite positive number in `[2^−62, 2^30)`.
+    /// finite positive number in `[2^−63, 2^30)` (`sh = 62` holds `m · 2^−93 ≥ 2^−63`).
     pub fn from_real(real: f64) -> Result<FixedMultiplier> {
         if !(real.is_finite() && real > 0.0) {
             return Err(BackendError::Numeric(format!(

@@ -1,6 +1,6 @@
-//! The parameters of the analog non-idealities (hardware-model §5): a `[noise]` table, either
-//! inside a target file (`targets/pcm.toml`) or in a file of its own (`targets/noise/*.toml`),
-//! read and validated like targets (`docs/noise.md` lists every key).
+//! The parameters of the analog non-idealities (`docs/hardware-model.md` §5): a `[noise]` table,
+//! either inside a target file (`targets/pcm.toml`) or in a file of its own
+//! (`targets/noise/*.toml`), read and validated like targets (`docs/noise.md` lists every key).
 //!
 //! Everything defaults to off; a spec that [`NoiseSpec::is_off`] leaves the program's exact
 //! arithmetic untouched. The sampling and the application live in `cimc_sim::noise`; this
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The `[noise]` table. Relative quantities are fractions of a cell's level; ADC errors are in
-/// LSB of the ADC (one step `2^e` of hardware-model §3).
+/// LSB of the ADC (one step `2^e` of `docs/hardware-model.md` §3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NoiseSpec {

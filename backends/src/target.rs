@@ -2,7 +2,7 @@
 //!
 //! A target is a TOML file (`docs/targets.md` lists every key, its default and its meaning):
 //! the array geometry and cell bits, the DAC and ADC resolutions, the ADC range mode, the
-//! encoding of signed weights, and the cost figures of hardware-model §6. Every key has a
+//! encoding of signed weights, and the cost figures of `docs/hardware-model.md` §6. Every key has a
 //! default — the ISAAC-like chip — so an empty file is a valid target. Three presets are
 //! embedded in the binary (`targets/isaac.toml`, `targets/puma.toml`, `targets/edge.toml`, each
 //! cost figure with its source in a comment).
@@ -17,7 +17,7 @@ use crate::noise::NoiseSpec;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// How a signed weight is stored in non-negative cells (hardware-model §1).
+/// How a signed weight is stored in non-negative cells (`docs/hardware-model.md` §1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
@@ -28,7 +28,7 @@ pub enum Encoding {
     Offset,
 }
 
-/// How the ADC step is chosen (hardware-model §3).
+/// How the ADC step is chosen (`docs/hardware-model.md` §3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AdcRangeMode {
@@ -118,7 +118,7 @@ pub struct WeightSpec {
     pub encoding: Encoding,
 }
 
-/// Energy and latency per event (hardware-model §6). Energies in picojoules, times in
+/// Energy and latency per event (`docs/hardware-model.md` §6). Energies in picojoules, times in
 /// nanoseconds; the unit is in every name.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -242,8 +242,8 @@ pub struct Target {
     pub weights: WeightSpec,
     pub core: CoreSpec,
     pub cost: CostSpec,
-    /// The analog non-idealities of the device (hardware-model §5; `docs/noise.md`): used by
-    /// `cimc eval --noise`, never by compilation. Off by default, and then not serialized, so
+    /// The analog non-idealities of the device (`docs/hardware-model.md` §5; `docs/noise.md`): used
+    /// by `cimc eval --noise`, never by compilation. Off by default, and then not serialized, so
     /// that a target without it keeps its hash.
     #[serde(skip_serializing_if = "NoiseSpec::is_default")]
     pub noise: NoiseSpec,
@@ -405,7 +405,7 @@ impl Target {
     }
 
     /// The largest partial sum one bit line can carry: `R · (2^b_d − 1) · (2^b_c − 1)`
-    /// (hardware-model §1). Meaningful for a valid target.
+    /// (`docs/hardware-model.md` §1). Meaningful for a valid target.
     pub fn max_partial_sum(&self) -> u64 {
         let dac_max = (1u64 << self.dac.bits.min(63)) - 1;
         let cell_max = (1u64 << self.array.cell_bits.min(63)) - 1;

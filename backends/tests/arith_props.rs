@@ -1,4 +1,5 @@
-//! Property tests of the §4 arithmetic against naive references written here.
+//! Property tests of the arithmetic of `docs/hardware-model.md` §4 against naive references
+//! written here.
 
 use cimc_backends::arith::{code_range, requantize, FixedMultiplier};
 use proptest::prelude::*;

@@ -1,7 +1,7 @@
-//! Monte Carlo evaluation of a crossbar program under analog non-idealities (hardware-model §5,
-//! `docs/noise.md`): top-1 over independent programmings of the chip (trials), for one noise
-//! spec or a series of them (a swept key, drift times), with the JSON report and SVG plot of
-//! `cimc eval --noise`.
+//! Monte Carlo evaluation of a crossbar program under analog non-idealities
+//! (`docs/hardware-model.md` §5, `docs/noise.md`): top-1 over independent programmings of the chip
+//! (trials), for one noise spec or a series of them (a swept key, drift times), with the JSON
+//! report and SVG plot of `cimc eval --noise`.
 //!
 //! Trials run in parallel over rayon's pool (each also parallel inside its crossbar steps).
 //! Trial `t` of seed `s` draws from `(s, t)` only, and read noise is keyed on each image's index

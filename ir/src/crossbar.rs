@@ -3,7 +3,7 @@
 //! The `tile` pass gives every node a [`Placement`]: matrix ops (Conv, Gemm, MatMul) get a
 //! [`CrossbarMap`] (how the weights are encoded, sliced and cut into blocks, and which array
 //! holds which block), everything else is [`Placement::Digital`]. The arithmetic these numbers
-//! describe is `shared/design/hardware-model.md` §1 and §3; the names follow its symbols.
+//! describe is `docs/hardware-model.md` §1 and §3; the names follow its symbols.
 //!
 //! The IR knows nothing of target files: a map is plain numbers, and a graph only carries a
 //! [`TargetStamp`] (a name, a hash and a one-line summary) so that every dump says which chip

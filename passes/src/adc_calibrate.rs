@@ -5,7 +5,7 @@
 //! with every crossbar layer's partial sums counted (exact sums `P`, before the ADC), and for
 //! each layer whose range is `calib` sets the step `2^e` to the smallest with
 //! `(2^b_adc − 1) · 2^e ≥ P_q`, `P_q` the chip's percentile (default 99.99 %) of the observed
-//! sums (hardware-model §3). The clip rate of every crossbar layer (the fraction of its
+//! sums (`docs/hardware-model.md` §3). The clip rate of every crossbar layer (the fraction of its
 //! conversions whose code would exceed the top code with its step) is written into its map.
 //!
 //! Decision: the sums are observed with the steps the `tile` pass chose (worst case, which

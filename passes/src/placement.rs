@@ -3,9 +3,9 @@
 //! Blocks are packed on the diagonal of an array: an array keeps a free row and a free column
 //! cursor, and a block of `r x c` cells goes where both are still free. Blocks that share an
 //! array then share neither rows nor columns, so they can be read at the same time without
-//! their inputs or bit lines mixing (hardware-model §1: "groups can share an array when their
-//! blocks do not overlap"). Arrays are filled first-fit in the order they were opened, layers in
-//! graph order: the result is deterministic.
+//! their inputs or bit lines mixing (`docs/hardware-model.md` §1, *Placement*). Arrays are
+//! filled first-fit in the order they were opened, layers in graph order: the result is
+//! deterministic.
 
 /// The blocks of one layer (one replica): `(rows, physical columns)` each, and the per-image
 /// work a replica divides.

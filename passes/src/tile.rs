@@ -2,13 +2,13 @@
 //!
 //! **Does**: for every Conv (groups and depthwise included), Gemm and MatMul with constant
 //! integer weights, takes the im2col view of its weights (`K` rows per group, `N` columns),
-//! chooses the weight encoding and slices of the target (hardware-model §1), cuts each group's
-//! matrix into row tiles of at most `R` rows and column groups of at most `C` physical columns,
-//! places every block on an array ([`crate::placement`]), gives the layers that bound throughput
-//! extra replicas when an `--arrays` budget leaves arrays spare, and sets the ADC step of each
-//! layer: step 1 where the block is lossless, otherwise the smallest power-of-two step that never
-//! clips (`worst`, also the starting point of `calib`, which `adc-calibrate` then narrows). Every
-//! other node is marked digital. The graph gets the target's stamp.
+//! chooses the weight encoding and slices of the target (`docs/hardware-model.md` §1), cuts each
+//! group's matrix into row tiles of at most `R` rows and column groups of at most `C` physical
+//! columns, places every block on an array ([`crate::placement`]), gives the layers that bound
+//! throughput extra replicas when an `--arrays` budget leaves arrays spare, and sets the ADC step
+//! of each layer: step 1 where the block is lossless, otherwise the smallest power-of-two step that
+//! never clips (`worst`, also the starting point of `calib`, which `adc-calibrate` then narrows).
+//! Every other node is marked digital. The graph gets the target's stamp.
 //!
 //! **Requires**: a quantized graph (after `quantize`): matrix ops read integer codes with
 //! quantization parameters and have constant integer weights.

@@ -6,9 +6,9 @@
 //!   2) the program at width `b` equals the definition exactly, both through the crossbar
 //!   kernel (with statistics) and the fast path;
 //! - on a lossy crossbar it equals the stored array with only its top slices driven: every
-//!   partial sum taken slice by slice from the *stored* B-bit cells, the ADC of §3 as written
-//!   there, shift-and-add at the slices' own positions, then the digital residual; the ADC
-//!   statistics are those of the top slices.
+//!   partial sum taken slice by slice from the *stored* B-bit cells, the ADC of
+//!   `docs/hardware-model.md` §3 as written there, shift-and-add at the slices' own positions, then
+//!   the digital residual; the ADC statistics are those of the top slices.
 
 use cimc_backends::arith::{code_range, FixedMultiplier};
 use cimc_backends::program::{

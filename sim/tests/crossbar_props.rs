@@ -1,4 +1,4 @@
-//! The crossbar execution of Conv and Gemm steps (hardware-model §1 and §3) against an
+//! The crossbar execution of Conv and Gemm steps (`docs/hardware-model.md` §1 and §3) against an
 //! independent, deliberately naive reference written here: for random shapes (groups including
 //! depthwise, strides, dilations, pads), code widths, zero points, both weight encodings and
 //! random crossbar parameters (rows, columns, cell, DAC and ADC bits, ADC steps per layer or

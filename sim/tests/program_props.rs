@@ -2,8 +2,8 @@
 //! deliberately naive integer implementation written here: for random shapes, groups, strides,
 //! dilations, pads, bit widths and zero points,
 //! - the program's output codes equal the naive accumulator requantized by the exact rational
-//!   rounding of hardware-model §4 (computed here with big-integer division, not with cimc's
-//!   `requantize`);
+//!   rounding of `docs/hardware-model.md` §4 (computed here with big-integer division, not with
+//!   cimc's `requantize`);
 //! - the naive accumulator equals the float computation on the dequantized codes (to float
 //!   rounding);
 //! - the output is within 1 LSB of rounding that float result directly.

@@ -13,7 +13,8 @@ use cimc_backends::stream::{AddEntry, Core, HostEntry, PermEntry, RequantEntry, 
 use cimc_sim::{ProgramRunner, StreamRunner};
 use sim_common::*;
 
-/// §4 written out: `clamp(z + floor((y·m + 2^(30+sh)) / 2^(31+sh)), lo, hi)`.
+/// `docs/hardware-model.md` §4 written out:
+/// `clamp(z + floor((y·m + 2^(30+sh)) / 2^(31+sh)), lo, hi)`.
 fn naive_requant(y: i64, m: FixedMultiplier, z: i32, lo: i32, hi: i32) -> i64 {
     let shift = 31 + m.sh;
     let num = y as i128 * m.m as i128 + (1i128 << (shift - 1));

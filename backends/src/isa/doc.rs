@@ -29,7 +29,7 @@ pub fn isa_markdown() -> String {
          compute-in-memory chip executes. The instructions, their fields and their semantics are \
          defined once, in `backends/src/isa/mod.rs`; the binary encoding, the text assembly and \
          this page are derived from that definition. The arithmetic is that of \
-         `hardware-model.md` (§1 crossbar, §3 ADC, §4 requantization)."
+         `docs/hardware-model.md` (§1 crossbar, §3 ADC, §4 requantization)."
     );
     let _ = writeln!(s);
     s.push_str(&module_doc());

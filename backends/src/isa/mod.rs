@@ -43,7 +43,8 @@
 //!
 //! **Arithmetic.** Integer and exact, bit-exact with the interpreter program: i64 on words (the
 //! emitter guarantees that no result overflows), requantization as `arith::requantize` computes
-//! it (hardware-model §4), the crossbar as hardware-model §1 and §3 describe it.
+//! it (`docs/hardware-model.md` §4), the crossbar as `docs/hardware-model.md` §1 and §3 describe
+//! it.
 //!
 //! # From program steps to instructions
 //!
@@ -451,8 +452,8 @@ isa! {
         len: u32,
     }
 
-    /// Sets the numerics of crossbar group `group` (hardware-model §1 and §3) for the `mvm`s
-    /// that follow; every column group gets the ADC step `adc_step`.
+    /// Sets the numerics of crossbar group `group` (`docs/hardware-model.md` §1 and §3) for the
+    /// `mvm`s that follow; every column group gets the ADC step `adc_step`.
     XbarConfig = 0x20 "xbar_config" {
         /// The crossbar group.
         group: u16,
@@ -483,7 +484,7 @@ isa! {
     }
 
     /// Sets the ADC step of one column group of `group` to `2^step` (per-column-group ADC
-    /// ranges, hardware-model §3); comes after the group's `xbar_config`.
+    /// ranges, `docs/hardware-model.md` §3); comes after the group's `xbar_config`.
     AdcStep = 0x21 "adc_step" {
         /// The crossbar group.
         group: u16,
@@ -497,7 +498,7 @@ isa! {
     /// (im2col layout: per vector, the `K` codes of each conv group); writes `N` accumulators
     /// per vector from `local[dst ..]`.
     ///
-    /// The exact crossbar arithmetic of hardware-model §1 and §3 with the group's
+    /// The exact crossbar arithmetic of `docs/hardware-model.md` §1 and §3 with the group's
     /// configuration: input slices, weight slices, every partial sum through the ADC,
     /// shift-and-add, the offset-encoding term and the input-offset term. No bias. The group
     /// entry gives the strides: row `r` of conv group `g` of vector `v` is
@@ -562,8 +563,8 @@ isa! {
     /// parameters of requant entry `table`.
     ///
     /// `round(y·M)` with `M = m·2^(−31−sh)` is `(y·m + 2^(30+sh)) >> (31+sh)` in i128 (round
-    /// half up, hardware-model §4, `arith::requantize`); `a[c]` is 1 when the entry has no
-    /// scales; `channels` is the entry's number of channels.
+    /// half up, `docs/hardware-model.md` §4, `arith::requantize`); `a[c]` is 1 when the entry has
+    /// no scales; `channels` is the entry's number of channels.
     Requant = 0x32 "requant" {
         /// Index into the requant table.
         table: u16,
@@ -628,8 +629,8 @@ isa! {
     /// `r_a = clamp_i32(round(((local[a + i] − z_a) << h)·M_a))` and `r_b` likewise, the
     /// parameters of add entry `table`.
     ///
-    /// Each rounding is that of `requant` (hardware-model §4); `clamp_i32` clamps to the i32
-    /// range.
+    /// Each rounding is that of `requant` (`docs/hardware-model.md` §4); `clamp_i32` clamps to the
+    /// i32 range.
     Add = 0x36 "add" {
         /// Index into the add table.
         table: u16,

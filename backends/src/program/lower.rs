@@ -4,10 +4,10 @@
 //! and biases are integer constants with theirs; float values only at the graph's inputs and
 //! outputs and around float epilogues.
 //!
-//! Does: one [`Step`] per node, with the §4 numbers computed here and nowhere else: per-channel
-//! multipliers `M[n] = s_x · s_w[n] / s_y` as fixed-point `(m, sh)`, clamp ranges (the output
-//! code range narrowed by a fused ReLU or Clip), average-pool multipliers per window count, the
-//! Add recipe's rescaling multipliers.
+//! Does: one [`Step`] per node, with the numbers of `docs/hardware-model.md` §4 computed here and
+//! nowhere else: per-channel multipliers `M[n] = s_x · s_w[n] / s_y` as fixed-point `(m, sh)`,
+//! clamp ranges (the output code range narrowed by a fused ReLU or Clip), average-pool multipliers
+//! per window count, the Add recipe's rescaling multipliers.
 
 use super::{BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window};
 use crate::arith::{quantize_value, FixedMultiplier};

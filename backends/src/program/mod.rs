@@ -110,7 +110,7 @@ pub struct Window {
     pub pads: Vec<usize>,
 }
 
-/// How signed weights sit in non-negative cells (hardware-model §1).
+/// How signed weights sit in non-negative cells (`docs/hardware-model.md` §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Encoding {
     /// `w = w⁺ − w⁻`, two columns per weight slice, subtracted after the ADC.
@@ -119,7 +119,7 @@ pub enum Encoding {
     Offset,
 }
 
-/// The crossbar execution of a Conv or Gemm step (hardware-model §1 and §3).
+/// The crossbar execution of a Conv or Gemm step (`docs/hardware-model.md` §1 and §3).
 ///
 /// For each im2col vector of a group, the crossbar receives `v[k] = q_x[k] − input_min`
 /// (padding: `z_x − input_min`). Rows `k` are cut into row tiles of `rows`; the weight codes of

@@ -169,8 +169,8 @@ impl WindowEntry {
     }
 }
 
-/// `y[i] = clamp(z + round((a[c]·x[i] + b[c])·M[c]), lo, hi)` (hardware-model §4, exactly as
-/// `arith::requantize`); each vector holds one value per channel or one shared value; an empty
+/// `y[i] = clamp(z + round((a[c]·x[i] + b[c])·M[c]), lo, hi)` (`docs/hardware-model.md` §4, exactly
+/// as `arith::requantize`); each vector holds one value per channel or one shared value; an empty
 /// `scale` means `a = 1`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RequantEntry {

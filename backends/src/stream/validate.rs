@@ -137,9 +137,9 @@ pub(super) fn validate(s: &Stream) -> Result<()> {
 /// Layer-serial: groups of different cores never share an array, since which group an array
 /// holds is tracked core by core (an array belongs to one core). Groups of one core may share
 /// an array, and so may any groups of a pipelined stream: the `tile` pass packs the blocks of
-/// several layers (or conv groups) into one array when they do not overlap (hardware-model §1),
-/// and the group table does not say where in its arrays a group lies, so cells are not checked
-/// here (the IR verifier checks them on the crossbar maps).
+/// several layers (or conv groups) into one array when they do not overlap
+/// (`docs/hardware-model.md` §1), and the group table does not say where in its arrays a group
+/// lies, so cells are not checked here (the IR verifier checks them on the crossbar maps).
 fn check_array_sharing(s: &Stream) -> Result<()> {
     let mut holder: HashMap<u32, usize> = HashMap::new();
     for (i, g) in s.groups.iter().enumerate() {

@@ -1,8 +1,8 @@
-//! Accuracy under analog non-idealities (hardware-model §5, `docs/noise.md`): Monte Carlo top-1
-//! of `mnist_cnn` (W8A8) on the ISAAC-like preset at three levels of programming variation and
-//! two of read noise, the time per noisy trial next to one exact run, and the drift table of a PCM-like target
-//! (`targets/pcm.toml`, its whole `[noise]` table) at 1 s, 1 h, 1 d and 1 y after programming,
-//! without and with global drift compensation.
+//! Accuracy under analog non-idealities (`docs/hardware-model.md` §5, `docs/noise.md`): Monte Carlo
+//! top-1 of `mnist_cnn` (W8A8) on the ISAAC-like preset at three levels of programming variation
+//! and two of read noise, the time per noisy trial next to one exact run, and the drift table of a
+//! PCM-like target (`targets/pcm.toml`, its whole `[noise]` table) at 1 s, 1 h, 1 d and 1 y after
+//! programming, without and with global drift compensation.
 //!
 //! `cargo run --release -p cimc-examples --bin noise -- [--limit N] [--trials N]
 //!  [--drift-trials N] [--seed S] [--svg DIR] [--only variation|drift]`

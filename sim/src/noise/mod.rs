@@ -1,4 +1,5 @@
-//! Analog non-idealities of the crossbar program (hardware-model §5), seeded and off by default.
+//! Analog non-idealities of the crossbar program (`docs/hardware-model.md` §5), seeded and off by
+//! default.
 //!
 //! A *trial* is one programming of the chip: [`NoisyChip::program`] draws, for every cell of
 //! every crossbar step of a program, its programming variation, stuck-at fault and drift

@@ -6,11 +6,11 @@
 //! them); per row tile, the bit masks of every conversion row's nonzero input digits, the
 //! ADCs' scale and shift, and [`super::kernel::run_tile`], which computes
 //! `P'[i, v, c] = Σ_k x_i[v, k] · g[k, c]` over the set bits, the read noise
-//! `σ_r·sqrt(P')·ε`, the ADC's gain and offset and the ADC of §3 on the real value
-//! (`code = clamp(floor(P'·gain/2^e + offset + 1/2), 0, 2^b_adc − 1)`, which for an integral
-//! `P'` is exactly §3's `A(P)`), summing the codes over the slices. Then, per output:
-//! the ADC steps, shift-and-add in i64 as the exact path does, the layer's drift compensation
-//! factor, and the digital terms.
+//! `σ_r·sqrt(P')·ε`, the ADC's gain and offset and the ADC of `docs/hardware-model.md` §3 on the
+//! real value (`code = clamp(floor(P'·gain/2^e + offset + 1/2), 0, 2^b_adc − 1)`, which for an
+//! integral `P'` is exactly §3's `A(P)`), summing the codes over the slices. Then, per output: the
+//! ADC steps, shift-and-add in i64 as the exact path does, the layer's drift compensation factor,
+//! and the digital terms.
 
 use super::kernel::{run_tile, TileJob};
 use super::NoisyCrossbar;

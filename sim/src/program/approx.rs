@@ -1,12 +1,13 @@
 //! The integer program's digital Conv/Gemm steps computed with an approximate 8×8 multiplier
 //! ([`super::multiplier`]): every product of the dot product is read from the product table.
 //!
-//! **Operands.** The digital MAC multiplies what a crossbar would be fed (hardware-model §1):
-//! the activation operand is `v = q_x − q_min` (`q_min` the smallest code of the input type:
-//! 0 for unsigned codes, so `v` is the code itself; `−2^(b−1)` for signed ones), never the
-//! zero-point-shifted `q_x − z_x`; the weight operand is the signed weight code `w`. Then
-//! `Σ_k (q_x − z_x)·w = Σ_k v·w + (q_min − z_x)·Σ_k w`, and the second term is a per-channel
-//! constant added exactly (as the bias is). Padding feeds the code `z_x`, so `v = z_x − q_min`.
+//! **Operands.** The digital MAC multiplies what a crossbar would be fed
+//! (`docs/hardware-model.md` §1): the activation operand is `v = q_x − q_min` (`q_min` the
+//! smallest code of the input type: 0 for unsigned codes, so `v` is the code itself; `−2^(b−1)`
+//! for signed ones), never the zero-point-shifted `q_x − z_x`; the weight operand is the signed
+//! weight code `w`. Then `Σ_k (q_x − z_x)·w = Σ_k v·w + (q_min − z_x)·Σ_k w`, and the second term
+//! is a per-channel constant added exactly (as the bias is). Padding feeds the code `z_x`, so
+//! `v = z_x − q_min`.
 //! - an **unsigned** table (the built-in families, `mul8u_*`) multiplies magnitudes: the
 //!   product is `sign(w)·T[v][|w|]` (a sign-magnitude MAC: the sign is applied after the
 //!   unsigned multiplier);

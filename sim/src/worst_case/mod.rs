@@ -2,7 +2,7 @@
 //! `|ε| ≤ k`, that hurts a crossbar program's accuracy most on a batch, found by first-order
 //! search.
 //!
-//! Hardware-model §5: a cell holding weight slice `u_j` conducts `u_j·(1 + σ·ε)`. Under a
+//! `docs/hardware-model.md` §5: a cell holding weight slice `u_j` conducts `u_j·(1 + σ·ε)`. Under a
 //! pattern ε the effective weight code of a crossbar layer is
 //! `w_eff[k,n] = Σ_j 2^(j·b_c)·(u⁺_j(1+σε⁺_j) − u⁻_j(1+σε⁻_j))` (differential) or
 //! `Σ_j 2^(j·b_c)·u_j(1+σε_j) − 2^(b_w−1)` (offset), and the dequantized weight is

@@ -7,7 +7,7 @@ use crate::isa::{Encoding, Instr};
 use crate::target::{CostSpec, Target};
 use serde::Serialize;
 
-/// The numerics of a crossbar group, as its `xbar_config` sets them (hardware-model §1).
+/// The numerics of a crossbar group, as its `xbar_config` sets them (`docs/hardware-model.md` §1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Numerics {
     /// `R`: rows per row tile.

@@ -1,5 +1,5 @@
-//! Conv and Gemm steps executed as the crossbar computes them (hardware-model §1 and §3; the
-//! spec is the doc comment of [`cimc_backends::program::Crossbar`]).
+//! Conv and Gemm steps executed as the crossbar computes them (`docs/hardware-model.md` §1 and §3;
+//! the spec is the doc comment of [`cimc_backends::program::Crossbar`]).
 //!
 //! Per input vector (an im2col vector of one group for Conv, one input row for Gemm) the
 //! crossbar receives `v[k] = q_x[k] − input_min`; every partial sum `P` of (row tile, input
@@ -205,7 +205,7 @@ pub(crate) fn prepare(
 }
 
 /// What a crossbar matrix is prepared from: the numerics, the weights of every conv group and
-/// the digital terms (hardware-model §1).
+/// the digital terms (`docs/hardware-model.md` §1).
 pub(crate) struct MatrixSpec<'a, W> {
     pub x: &'a Crossbar,
     /// Rows of one conv group's matrix.
