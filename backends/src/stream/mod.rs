@@ -23,10 +23,14 @@ use crate::arith::FixedMultiplier;
 use crate::error::{BackendError, Result};
 use crate::isa::{self, Instr};
 use crate::program::{BufQuant, Elem};
+use crate::target::TargetRecord;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"CIMCSTRM";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version still read: version 1 recorded the target as its stamp line only
+/// (read as [`TargetRecord::Stamp`]).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// How the layers of a network share the chip's arrays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,8 +257,9 @@ pub enum HostEntry {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stream {
     pub name: String,
-    /// The chip: `name hash=HEX summary` (the target stamp of the program).
-    pub target: Option<String>,
+    /// The chip the stream was emitted for: the whole target (cost figures and noise included),
+    /// or, in a file of format version 1, its stamp line `name hash=HEX summary`.
+    pub target: Option<TargetRecord>,
     pub schedule: Schedule,
     /// Physical arrays of the chip (group arrays are below this).
     pub arrays: u32,
@@ -272,11 +277,12 @@ pub struct Stream {
     pub hosts: Vec<HostEntry>,
 }
 
-/// The serialized form: instructions as bytes.
+/// The serialized form: instructions as bytes. `T` is the target's record: a [`TargetRecord`]
+/// (format version 2), or the stamp line (`String`, version 1).
 #[derive(Serialize, Deserialize)]
-struct StreamFile {
+struct StreamFile<T> {
     name: String,
-    target: Option<String>,
+    target: Option<T>,
     schedule: Schedule,
     arrays: u32,
     global_words: u32,
@@ -291,6 +297,29 @@ struct StreamFile {
     adds: Vec<AddEntry>,
     perms: Vec<PermEntry>,
     hosts: Vec<HostEntry>,
+}
+
+impl<T> StreamFile<T> {
+    /// The same file with its target record converted.
+    fn with_target<U>(self, f: impl FnOnce(T) -> U) -> StreamFile<U> {
+        StreamFile {
+            name: self.name,
+            target: self.target.map(f),
+            schedule: self.schedule,
+            arrays: self.arrays,
+            global_words: self.global_words,
+            inputs: self.inputs,
+            outputs: self.outputs,
+            layers: self.layers,
+            cores: self.cores,
+            groups: self.groups,
+            windows: self.windows,
+            requants: self.requants,
+            adds: self.adds,
+            perms: self.perms,
+            hosts: self.hosts,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -437,8 +466,9 @@ impl Stream {
         postcard::to_io(&file, w).map(|_| ()).map_err(std::io::Error::other)
     }
 
-    /// Reads the binary file form: checks the magic and the version, decodes every instruction
-    /// and validates the whole stream ([`Stream::validate`]).
+    /// Reads the binary file form: checks the magic and the version (from
+    /// [`OLDEST_FORMAT_VERSION`] on), decodes every instruction and validates the whole stream
+    /// ([`Stream::validate`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Stream> {
         if bytes.len() < 12 || &bytes[..8] != MAGIC {
             return Err(BackendError::Format(
@@ -446,14 +476,22 @@ impl Stream {
             ));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if version != FORMAT_VERSION {
-            return Err(BackendError::Format(format!(
-                "stream format version {version}; this cimc reads version {FORMAT_VERSION}"
-            )));
-        }
-        let f: StreamFile = crate::error::decode_body(&bytes[12..], 12).map_err(|e| {
-            BackendError::Format(format!("malformed stream (truncated or corrupt): {e}"))
-        })?;
+        let malformed =
+            |e| BackendError::Format(format!("malformed stream (truncated or corrupt): {e}"));
+        let f: StreamFile<TargetRecord> = match version {
+            FORMAT_VERSION => crate::error::decode_body(&bytes[12..], 12).map_err(malformed)?,
+            1 => {
+                let f: StreamFile<String> =
+                    crate::error::decode_body(&bytes[12..], 12).map_err(malformed)?;
+                f.with_target(TargetRecord::Stamp)
+            }
+            _ => {
+                return Err(BackendError::Format(format!(
+                    "stream format version {version}; this cimc reads versions \
+                     {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"
+                )))
+            }
+        };
         let mut cores = Vec::with_capacity(f.cores.len());
         for (ci, c) in f.cores.into_iter().enumerate() {
             let code = isa::encode::decode_all(&c.code)

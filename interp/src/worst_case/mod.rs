@@ -20,7 +20,8 @@
 pub mod search;
 
 use crate::error::{InterpError, Result};
-use cimc_backends::program::{Crossbar, Encoding, Program, Step};
+use cimc_backends::program::{Crossbar, Program, Step};
+use cimc_ir::WeightEncoding;
 use cimc_ir::{Graph, Op, ValueId};
 
 /// How a layer's float weight tensor is laid out, relative to the program's `(k, n)`.
@@ -68,12 +69,12 @@ impl Layer {
     /// with the sign of its polarity)`, in cell order (index within the weight's cells).
     pub fn cells(&self, k: usize, n: usize) -> impl Iterator<Item = (bool, u32, f64)> + '_ {
         let w = self.codes[n * self.k + k] as i64;
-        let cb = self.xbar.cell_bits;
+        let cb = self.xbar.geometry.cell_bits;
         let s = self.xbar.weight_slices();
         let mask = (1i64 << cb) - 1;
-        let (pos, neg, polarities) = match self.xbar.encoding {
-            Encoding::Differential => (w.max(0), (-w).max(0), 2),
-            Encoding::Offset => (w + (1i64 << (self.xbar.weight_bits - 1)), 0, 1),
+        let (pos, neg, polarities) = match self.xbar.geometry.encoding {
+            WeightEncoding::Differential => (w.max(0), (-w).max(0), 2),
+            WeightEncoding::Offset => (w + (1i64 << (self.xbar.weight_bits - 1)), 0, 1),
         };
         (0..polarities).flat_map(move |p| {
             let (u, sign) = if p == 0 { (pos, 1.0) } else { (neg, -1.0) };
@@ -229,7 +230,7 @@ impl Pattern {
                         l.k,
                         l.cells_per_weight(),
                         l.slices(),
-                        l.xbar.encoding == Encoding::Differential,
+                        l.xbar.geometry.encoding == WeightEncoding::Differential,
                     )
                 })
                 .collect(),
