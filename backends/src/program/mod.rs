@@ -555,3 +555,47 @@ impl Step {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Target;
+
+    fn empty(target: Option<TargetRecord>) -> Program {
+        Program {
+            name: "p".into(),
+            buffers: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            steps: vec![],
+            origins: vec![],
+            target,
+        }
+    }
+
+    #[test]
+    fn the_whole_target_round_trips() {
+        let mut t = Target::preset("puma").expect("invariant: puma is a preset");
+        t.cost.clock_ghz = 0.75;
+        let p = empty(Some(TargetRecord::Full(Box::new(t))));
+        assert_eq!(Program::from_bytes(&p.to_bytes()).unwrap(), p);
+        let stamp = empty(Some(TargetRecord::Stamp("x hash=0 y".into())));
+        assert_eq!(Program::from_bytes(&stamp.to_bytes()).unwrap(), stamp);
+    }
+
+    #[test]
+    fn version_3_is_read_with_its_stamp() {
+        let p = empty(None);
+        // Version 3's body: the same fields, the target a stamp line.
+        let line = "isaac hash=0123456789abcdef 128x128 arrays".to_string();
+        let body = (&p.name, &p.buffers, &p.inputs, &p.outputs, &p.steps, &p.origins, Some(&line));
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(postcard::to_stdvec(&body).unwrap());
+        let back = Program::from_bytes(&bytes).unwrap();
+        assert_eq!(back, empty(Some(TargetRecord::Stamp(line))));
+        bytes[8] = 2;
+        let err = Program::from_bytes(&bytes).unwrap_err().to_string();
+        assert!(err.contains("version 2; this cimc reads versions 3 to 4"), "{err}");
+    }
+}

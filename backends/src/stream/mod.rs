@@ -432,7 +432,14 @@ impl Stream {
     /// Writes the binary file form ([`Stream::to_bytes`]'s bytes) to `w`, serializing as it
     /// goes (no copy of the whole file in memory; the packed weights are made once).
     pub fn write_to(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
-        let file = StreamFile {
+        w.write_all(MAGIC)?;
+        w.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        postcard::to_io(&self.file(), w).map(|_| ()).map_err(std::io::Error::other)
+    }
+
+    /// The serialized form (instructions encoded, weights packed).
+    fn file(&self) -> StreamFile<TargetRecord> {
+        StreamFile {
             name: self.name.clone(),
             target: self.target.clone(),
             schedule: self.schedule,
@@ -460,10 +467,7 @@ impl Stream {
             adds: self.adds.clone(),
             perms: self.perms.clone(),
             hosts: self.hosts.clone(),
-        };
-        w.write_all(MAGIC)?;
-        w.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        postcard::to_io(&file, w).map(|_| ()).map_err(std::io::Error::other)
+        }
     }
 
     /// Reads the binary file form: checks the magic and the version (from
@@ -538,5 +542,68 @@ impl Stream {
     /// Instructions over all cores.
     pub fn instructions(&self) -> usize {
         self.cores.iter().map(|c| c.code.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Target;
+
+    /// A stream of one core that halts, for a target that is no preset.
+    fn tiny() -> Stream {
+        let mut t = Target::preset("edge").expect("invariant: edge is a preset");
+        t.name = "tiny".into();
+        t.cost.adc_energy_pj = 3.5;
+        Stream {
+            name: "tiny".into(),
+            target: Some(TargetRecord::Full(Box::new(t))),
+            schedule: Schedule::Pipelined,
+            arrays: 0,
+            global_words: 0,
+            inputs: vec![],
+            outputs: vec![],
+            layers: vec![],
+            cores: vec![Core { scratch_words: 0, code: vec![Instr::Halt {}], marks: vec![] }],
+            groups: vec![],
+            windows: vec![],
+            requants: vec![],
+            adds: vec![],
+            perms: vec![],
+            hosts: vec![],
+        }
+    }
+
+    fn with_version(version: u32, body: &impl Serialize) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        b.extend(version.to_le_bytes());
+        b.extend(postcard::to_stdvec(body).unwrap());
+        b
+    }
+
+    #[test]
+    fn the_whole_target_round_trips() {
+        let s = tiny();
+        assert_eq!(Stream::from_bytes(&s.to_bytes()).unwrap(), s);
+        let text = text::print(&s);
+        assert!(text.contains(".target-description {"), "{text}");
+        assert_eq!(text::parse(&text).unwrap(), s);
+        // A stamp that is not the description's is refused.
+        let stamp = s.target.as_ref().unwrap().stamp_line();
+        let bad = text.replace(&stamp, &stamp.replace("tiny", "other"));
+        let err = text::parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("is not the stamp of the .target-description"), "{err}");
+    }
+
+    #[test]
+    fn version_1_is_read_with_its_stamp() {
+        let s = tiny();
+        let stamp = s.target.as_ref().unwrap().stamp_line();
+        let v1 = with_version(1, &s.file().with_target(|r| r.stamp_line()));
+        let back = Stream::from_bytes(&v1).unwrap();
+        assert_eq!(back.target, Some(TargetRecord::Stamp(stamp)));
+        assert_eq!(Stream { target: s.target.clone(), ..back }, s);
+        let err = Stream::from_bytes(&with_version(3, &s.file())).unwrap_err().to_string();
+        assert!(err.contains("version 3; this cimc reads versions 1 to 2"), "{err}");
     }
 }
