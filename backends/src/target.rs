@@ -7,6 +7,11 @@
 //! embedded in the binary (`targets/isaac.toml`, `targets/puma.toml`, `targets/edge.toml`, each
 //! cost figure with its source in a comment).
 //!
+//! A [`Target`] holds the chip geometry as one [`ChipGeometry`] (defined in `cimc_ir`, which the
+//! `tile` pass, the IR, programs and streams share), next to what only the backends read: the
+//! cores, the cost figures and the noise. The target's hash is the geometry's: what decides the
+//! mapping, and nothing else.
+//!
 //! Loading validates: unknown keys and TOML errors come back with the file, line and key;
 //! out-of-range values, a lossless ADC that cannot hold the largest partial sum, and the
 //! offset encoding with a calibrated (clipping) ADC are refused with a message naming the file
@@ -17,81 +22,72 @@ use crate::noise::NoiseSpec;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// How a signed weight is stored in non-negative cells (`docs/hardware-model.md` §1).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    /// `w = w⁺ − w⁻`, two physical columns per weight slice, subtracted after the ADC.
-    #[default]
-    Differential,
-    /// `w + 2^(b_w−1)` in one column; the offset term is subtracted digitally.
-    Offset,
-}
+pub use cimc_ir::{AdcRange, ChipGeometry, CrossbarGeometry, WeightEncoding};
 
-/// How the ADC step is chosen (`docs/hardware-model.md` §3).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AdcRangeMode {
-    /// Step 1: every partial sum is exact (the target must make that possible).
-    Lossless,
-    /// The smallest step that never clips.
-    Worst,
-    /// The smallest step that holds a percentile of the calibration partial sums; above it clips.
-    #[default]
-    Calib,
-}
-
-/// One crossbar array and how many the chip has.
+/// The `[array]` table of a target file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ArraySpec {
+struct ArrayTable {
     /// Rows (word lines): the longest dot product one array computes.
-    pub rows: usize,
+    rows: usize,
     /// Physical columns (bit lines).
-    pub cols: usize,
+    cols: usize,
     /// Bits stored per cell.
-    pub cell_bits: u32,
+    cell_bits: u32,
     /// Arrays on the chip; 0 = as many as needed.
-    pub count: usize,
+    count: usize,
 }
 
-impl Default for ArraySpec {
+impl Default for ArrayTable {
     fn default() -> Self {
-        ArraySpec { rows: 128, cols: 128, cell_bits: 2, count: 16128 }
+        ArrayTable { rows: 128, cols: 128, cell_bits: 2, count: 16128 }
     }
 }
 
-/// The input drivers.
+/// The `[dac]` table: the input drivers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct DacSpec {
+struct DacTable {
     /// Input bits applied per cycle (1 = bit-serial).
-    pub bits: u32,
+    bits: u32,
 }
 
-impl Default for DacSpec {
+impl Default for DacTable {
     fn default() -> Self {
-        DacSpec { bits: 1 }
+        DacTable { bits: 1 }
     }
 }
 
-/// The column converters.
+/// The `[adc]` table: the column converters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct AdcSpec {
+struct AdcTable {
     /// Resolution in bits.
-    pub bits: u32,
+    bits: u32,
     /// How the step is chosen.
-    pub range: AdcRangeMode,
+    range: AdcRange,
     /// The percentile of calibration partial sums that `calib` must hold (in (0, 100]).
-    pub percentile: f64,
+    percentile: f64,
     /// One step per column group instead of one per layer.
-    pub per_column_group: bool,
+    per_column_group: bool,
 }
 
-impl Default for AdcSpec {
+impl Default for AdcTable {
     fn default() -> Self {
-        AdcSpec { bits: 8, range: AdcRangeMode::Calib, percentile: 99.99, per_column_group: false }
+        AdcTable { bits: 8, range: AdcRange::Calib, percentile: 99.99, per_column_group: false }
+    }
+}
+
+/// The `[weights]` table: how weights are stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct WeightsTable {
+    encoding: WeightEncoding,
+}
+
+impl Default for WeightsTable {
+    fn default() -> Self {
+        WeightsTable { encoding: WeightEncoding::Differential }
     }
 }
 
@@ -109,13 +105,6 @@ impl Default for CoreSpec {
     fn default() -> Self {
         CoreSpec { arrays: 96, scratchpad_kib: 64 }
     }
-}
-
-/// How weights are stored.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WeightSpec {
-    pub encoding: Encoding,
 }
 
 /// Energy and latency per event (`docs/hardware-model.md` §6). Energies in picojoules, times in
@@ -231,37 +220,112 @@ impl CostSpec {
 }
 
 /// A target chip. `Default` is the ISAAC-like chip under the name `custom`.
+///
+/// Its file form (TOML, `docs/targets.md`) spells the chip geometry as the `[array]`, `[dac]`,
+/// `[adc]` and `[weights]` tables (the private `TargetFile` is that layout).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "TargetFile", into = "TargetFile")]
 pub struct Target {
     pub name: String,
     pub description: String,
-    pub array: ArraySpec,
-    pub dac: DacSpec,
-    pub adc: AdcSpec,
-    pub weights: WeightSpec,
+    /// Everything that decides the mapping; the target's hash is this geometry's.
+    pub chip: ChipGeometry,
     pub core: CoreSpec,
     pub cost: CostSpec,
-    /// The analog non-idealities of the device (`docs/hardware-model.md` §5; `docs/noise.md`): used
-    /// by `cimc eval --noise`, never by compilation. Off by default, and then not serialized, so
-    /// that a target without it keeps its hash.
-    #[serde(skip_serializing_if = "NoiseSpec::is_default")]
+    /// The analog non-idealities of the device (`docs/hardware-model.md` §5; `docs/noise.md`): used by
+    /// `cimc eval --noise`, never by compilation. Off by default, and then not serialized.
     pub noise: NoiseSpec,
 }
 
-impl Default for Target {
+/// The file layout of a [`Target`]: every key with its default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TargetFile {
+    name: String,
+    description: String,
+    array: ArrayTable,
+    dac: DacTable,
+    adc: AdcTable,
+    weights: WeightsTable,
+    core: CoreSpec,
+    cost: CostSpec,
+    #[serde(skip_serializing_if = "NoiseSpec::is_default")]
+    noise: NoiseSpec,
+}
+
+impl Default for TargetFile {
     fn default() -> Self {
-        Target {
+        TargetFile {
             name: "custom".into(),
             description: String::new(),
-            array: ArraySpec::default(),
-            dac: DacSpec::default(),
-            adc: AdcSpec::default(),
-            weights: WeightSpec::default(),
+            array: ArrayTable::default(),
+            dac: DacTable::default(),
+            adc: AdcTable::default(),
+            weights: WeightsTable::default(),
             core: CoreSpec::default(),
             cost: CostSpec::default(),
             noise: NoiseSpec::default(),
         }
+    }
+}
+
+impl From<TargetFile> for Target {
+    fn from(f: TargetFile) -> Target {
+        let chip = ChipGeometry {
+            crossbar: CrossbarGeometry {
+                encoding: f.weights.encoding,
+                rows: f.array.rows,
+                cols: f.array.cols,
+                cell_bits: f.array.cell_bits,
+                dac_bits: f.dac.bits,
+                adc_bits: f.adc.bits,
+            },
+            adc_range: f.adc.range,
+            percentile: f.adc.percentile,
+            per_column_group: f.adc.per_column_group,
+            arrays: f.array.count,
+        };
+        Target {
+            name: f.name,
+            description: f.description,
+            chip,
+            core: f.core,
+            cost: f.cost,
+            noise: f.noise,
+        }
+    }
+}
+
+impl From<Target> for TargetFile {
+    fn from(t: Target) -> TargetFile {
+        let (c, x) = (&t.chip, &t.chip.crossbar);
+        TargetFile {
+            name: t.name,
+            description: t.description,
+            array: ArrayTable {
+                rows: x.rows,
+                cols: x.cols,
+                cell_bits: x.cell_bits,
+                count: c.arrays,
+            },
+            dac: DacTable { bits: x.dac_bits },
+            adc: AdcTable {
+                bits: x.adc_bits,
+                range: c.adc_range,
+                percentile: c.percentile,
+                per_column_group: c.per_column_group,
+            },
+            weights: WeightsTable { encoding: x.encoding },
+            core: t.core,
+            cost: t.cost,
+            noise: t.noise,
+        }
+    }
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        TargetFile::default().into()
     }
 }
 
@@ -328,63 +392,44 @@ impl Target {
 
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        let (a, d, c) = (&self.array, &self.dac, &self.adc);
+        let (c, x) = (&self.chip, &self.chip.crossbar);
         if !(1..=65536).contains(&self.core.arrays) {
             p.push(format!("core.arrays = {}: a core owns 1 to 65536 arrays", self.core.arrays));
         }
         if self.core.scratchpad_kib == 0 {
             p.push("core.scratchpad_kib = 0: a core needs a scratchpad".to_string());
         }
-        if !(1..=65536).contains(&a.rows) {
-            p.push(format!("array.rows = {}: an array has 1 to 65536 rows", a.rows));
+        if !(1..=65536).contains(&x.rows) {
+            p.push(format!("array.rows = {}: an array has 1 to 65536 rows", x.rows));
         }
-        if !(1..=65536).contains(&a.cols) {
-            p.push(format!("array.cols = {}: an array has 1 to 65536 columns", a.cols));
-        } else if a.cols < 2 && self.weights.encoding == Encoding::Differential {
+        if !(1..=65536).contains(&x.cols) {
+            p.push(format!("array.cols = {}: an array has 1 to 65536 columns", x.cols));
+        } else if x.cols < 2 && x.encoding == WeightEncoding::Differential {
             p.push(format!(
                 "array.cols = {}: weights.encoding = \"differential\" needs 2 columns per weight \
                  (array.cols >= 2)",
-                a.cols
+                x.cols
             ));
         }
-        let cell_ok = (1..=8).contains(&a.cell_bits);
+        let cell_ok = (1..=8).contains(&x.cell_bits);
         if !cell_ok {
-            p.push(format!("array.cell_bits = {}: a cell stores 1 to 8 bits", a.cell_bits));
+            p.push(format!("array.cell_bits = {}: a cell stores 1 to 8 bits", x.cell_bits));
         }
-        let dac_ok = (1..=8).contains(&d.bits);
+        let dac_ok = (1..=8).contains(&x.dac_bits);
         if !dac_ok {
-            p.push(format!("dac.bits = {}: a DAC has 1 to 8 bits", d.bits));
+            p.push(format!("dac.bits = {}: a DAC has 1 to 8 bits", x.dac_bits));
         }
-        let adc_ok = (1..=16).contains(&c.bits);
+        let adc_ok = (1..=16).contains(&x.adc_bits);
         if !adc_ok {
-            p.push(format!("adc.bits = {}: an ADC has 1 to 16 bits", c.bits));
+            p.push(format!("adc.bits = {}: an ADC has 1 to 16 bits", x.adc_bits));
         }
         if !(c.percentile > 0.0 && c.percentile <= 100.0) {
             p.push(format!("adc.percentile = {}: a percentile is in (0, 100]", c.percentile));
         }
-        if c.range == AdcRangeMode::Lossless && cell_ok && dac_ok && adc_ok && a.rows >= 1 {
-            let p_max = self.max_partial_sum();
-            let top = (1u64 << c.bits) - 1;
-            if p_max > top {
-                let need = 64 - p_max.leading_zeros();
-                let fix = if need <= 16 {
-                    format!("lossless needs adc.bits >= {need}")
-                } else {
-                    format!("no ADC of at most 16 bits can be lossless ({need} bits needed)")
-                };
-                p.push(format!(
-                    "adc.bits = {}: adc.range = \"lossless\" needs every partial sum to fit, but \
-                     {} rows x {} x {} = {p_max} > {top} = 2^{} - 1; {fix}, or use adc.range = \
-                     \"worst\" or \"calib\"",
-                    c.bits,
-                    a.rows,
-                    (1u64 << d.bits) - 1,
-                    (1u64 << a.cell_bits) - 1,
-                    c.bits
-                ));
-            }
+        if c.adc_range == AdcRange::Lossless && cell_ok && dac_ok && adc_ok && x.rows >= 1 {
+            p.extend(self.lossless_problem());
         }
-        if self.weights.encoding == Encoding::Offset && c.range == AdcRangeMode::Calib {
+        if x.encoding == WeightEncoding::Offset && c.adc_range == AdcRange::Calib {
             p.push(
                 "weights.encoding = \"offset\" with adc.range = \"calib\": an offset encoding \
                  makes the column sums large and the digitally subtracted offset term wrong when \
@@ -404,41 +449,121 @@ impl Target {
         p
     }
 
+    /// Why a lossless ADC range cannot hold the largest partial sum, if it cannot.
+    fn lossless_problem(&self) -> Option<String> {
+        let x = &self.chip.crossbar;
+        let p_max = self.max_partial_sum();
+        let top = x.adc_top();
+        if p_max <= top {
+            return None;
+        }
+        let need = 64 - p_max.leading_zeros();
+        let fix = if need <= 16 {
+            format!("lossless needs adc.bits >= {need}")
+        } else {
+            format!("no ADC of at most 16 bits can be lossless ({need} bits needed)")
+        };
+        Some(format!(
+            "adc.bits = {}: adc.range = \"lossless\" needs every partial sum to fit, but {} rows \
+             x {} x {} = {p_max} > {top} = 2^{} - 1; {fix}, or use adc.range = \"worst\" or \
+             \"calib\"",
+            x.adc_bits,
+            x.rows,
+            (1u64 << x.dac_bits) - 1,
+            (1u64 << x.cell_bits) - 1,
+            x.adc_bits
+        ))
+    }
+
     /// The largest partial sum one bit line can carry: `R · (2^b_d − 1) · (2^b_c − 1)`
     /// (`docs/hardware-model.md` §1). Meaningful for a valid target.
     pub fn max_partial_sum(&self) -> u64 {
-        let dac_max = (1u64 << self.dac.bits.min(63)) - 1;
-        let cell_max = (1u64 << self.array.cell_bits.min(63)) - 1;
-        (self.array.rows as u64).saturating_mul(dac_max).saturating_mul(cell_max)
+        let x = &self.chip.crossbar;
+        x.p_max(x.rows)
     }
 
-    /// 16 hex digits: FNV-1a 64 over the canonical TOML serialization of the whole target
-    /// (name and description included). Stable across runs and platforms.
+    /// The target's hash: [`ChipGeometry::hash_hex`] of its chip, i.e. of what decides the
+    /// mapping only (name, description, cores, cost figures and noise do not enter it).
     pub fn hash_hex(&self) -> String {
-        let text = toml::to_string(self).expect("a target always serializes to TOML");
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in text.bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        self.chip.hash_hex()
     }
 
     /// One line, e.g. `128x128 arrays, 2-bit cells, 1-bit DAC, 8-bit ADC (calib), differential`.
     pub fn summary(&self) -> String {
-        let range = match self.adc.range {
-            AdcRangeMode::Lossless => "lossless",
-            AdcRangeMode::Worst => "worst",
-            AdcRangeMode::Calib => "calib",
-        };
-        let enc = match self.weights.encoding {
-            Encoding::Differential => "differential",
-            Encoding::Offset => "offset",
-        };
-        format!(
-            "{}x{} arrays, {}-bit cells, {}-bit DAC, {}-bit ADC ({range}), {enc}",
-            self.array.rows, self.array.cols, self.array.cell_bits, self.dac.bits, self.adc.bits
-        )
+        self.chip.summary()
+    }
+
+    /// The stamp a graph mapped for this target carries.
+    pub fn stamp(&self) -> cimc_ir::TargetStamp {
+        self.chip.stamp(&self.name)
+    }
+}
+
+/// What a program or a stream records of the target it was compiled for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TargetRecord {
+    /// Only the stamp line `name hash=HEX summary`: a program lowered from a graph whose target
+    /// description was not at hand (a text IR file mapped earlier), or a file of an older format
+    /// version.
+    Stamp(String),
+    /// The whole description, cost figures and noise included (in files as its TOML text, read
+    /// back and validated like a target file).
+    Full(#[serde(with = "toml_text")] Box<Target>),
+}
+
+impl TargetRecord {
+    /// The stamp line, `name hash=HEX summary` (what listings and disassemblies print).
+    pub fn stamp_line(&self) -> String {
+        match self {
+            TargetRecord::Stamp(s) => s.clone(),
+            TargetRecord::Full(t) => t.stamp().line(),
+        }
+    }
+
+    /// The whole target, when recorded.
+    pub fn target(&self) -> Option<&Target> {
+        match self {
+            TargetRecord::Full(t) => Some(t),
+            TargetRecord::Stamp(_) => None,
+        }
+    }
+
+    /// The target's name and hash as the stamp line gives them.
+    pub fn name_and_hash(&self) -> (String, String) {
+        match self {
+            TargetRecord::Full(t) => (t.name.clone(), t.hash_hex()),
+            TargetRecord::Stamp(s) => {
+                let mut words = s.split_whitespace();
+                let name = words.next().unwrap_or("").to_string();
+                let hash = words.next().and_then(|h| h.strip_prefix("hash=")).unwrap_or("");
+                (name, hash.to_string())
+            }
+        }
+    }
+}
+
+impl Target {
+    /// The TOML text of the whole target (every key, defaults included); reading it back with
+    /// [`Target::from_toml_str`] gives the same target.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("invariant: a target always serializes to TOML")
+    }
+}
+
+/// A target inside a program or stream: its TOML text.
+mod toml_text {
+    use super::Target;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Target, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_toml())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Box<Target>, D::Error> {
+        let text = String::deserialize(d)?;
+        Target::from_toml_str(&text, "the recorded target")
+            .map(Box::new)
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -3,7 +3,7 @@
 //! timeline; errors; determinism; the peak figures of the presets.
 
 use cimc_backends::arith::FixedMultiplier;
-use cimc_backends::isa::{Encoding, Instr};
+use cimc_backends::isa::{Instr, WeightEncoding};
 use cimc_backends::stream::cost::{array_peak, estimate, CostReport};
 use cimc_backends::stream::{Core, GroupEntry, RequantEntry, Schedule, Stream, WindowEntry};
 use cimc_backends::target::Target;
@@ -89,7 +89,7 @@ fn config() -> Instr {
         cell_bits: 2,
         weight_bits: 4,
         magnitude_bits: 3,
-        encoding: Encoding::Differential,
+        encoding: WeightEncoding::Differential,
         adc_bits: 8,
         adc_step: 0,
         input_min: 0,
@@ -429,7 +429,7 @@ fn presets_peak_figures() {
     // ISAAC's own precision: 16-bit inputs and weights, 8 cells per weight (offset): 128 rows
     // x 16 outputs per array, 16 slices of 100 ns: 4096 ops / 1600 ns = 2.56 GOPS per array,
     // x 16128 arrays = 41.3 TOPS (the published peak, 41.3 TOPS).
-    let p = array_peak(&isaac, 16, 16, Encoding::Offset);
+    let p = array_peak(&isaac, 16, 16, WeightEncoding::Offset);
     assert_eq!((p.rows, p.outputs, p.macs_per_vector), (128, 16, 2048));
     assert_close!(p.ns_per_vector, 1600.0);
     assert_close!(p.chip_tops, 2.56 * 16128.0 / 1000.0);
@@ -441,7 +441,7 @@ fn presets_peak_figures() {
     // The edge preset is normalized on the macro: 4-bit inputs and weights in 4 binary-weighted
     // columns (offset), 64 rows x 16 outputs = 1024 MACs per 5.5-ns access at 351 TOPS/W.
     let edge = Target::preset("edge").unwrap();
-    let p = array_peak(&edge, 4, 4, Encoding::Offset);
+    let p = array_peak(&edge, 4, 4, WeightEncoding::Offset);
     assert_eq!(p.macs_per_vector, 1024);
     assert_close!(p.ns_per_vector, 5.5);
     assert!((p.analog_tops_per_w - 351.0).abs() < 0.01, "{}", p.analog_tops_per_w);
@@ -449,14 +449,17 @@ fn presets_peak_figures() {
 
     // The table of docs/cost-model.md (run with --nocapture to print it).
     for (name, enc) in [
-        ("isaac", Encoding::Differential),
-        ("puma", Encoding::Differential),
-        ("edge", Encoding::Differential),
+        ("isaac", WeightEncoding::Differential),
+        ("puma", WeightEncoding::Differential),
+        ("edge", WeightEncoding::Differential),
     ] {
         let t = Target::preset(name).unwrap();
-        for (x, w, e) in
-            [(8, 8, enc), (16, 16, Encoding::Offset), (4, 4, Encoding::Offset), (4, 4, enc)]
-        {
+        for (x, w, e) in [
+            (8, 8, enc),
+            (16, 16, WeightEncoding::Offset),
+            (4, 4, WeightEncoding::Offset),
+            (4, 4, enc),
+        ] {
             let p = array_peak(&t, x, w, e);
             println!(
                 "| {name} | {x}/{w} {} | {}x{} | {:.1} ns | {:.1} pJ | {:.3} | {:.3} | {:.1} pJ | {:.3} | {:.3} | {:.2} |",

@@ -5,7 +5,7 @@
 //! or read without a panic.
 
 use cimc_backends::arith::FixedMultiplier;
-use cimc_backends::isa::{encode_all, Encoding, Instr};
+use cimc_backends::isa::{encode_all, Instr, WeightEncoding};
 use cimc_backends::program::{CodeType, Elem};
 use cimc_backends::stream::{
     AddEntry, Core, GroupEntry, HostEntry, Io, PermEntry, RequantEntry, Schedule, Stream,
@@ -60,7 +60,7 @@ fn config(group: u16) -> Instr {
         cell_bits: 1,
         weight_bits: 4,
         magnitude_bits: 3,
-        encoding: Encoding::Differential,
+        encoding: WeightEncoding::Differential,
         adc_bits: 4,
         adc_step: 1,
         input_min: 0,

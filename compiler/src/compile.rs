@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use cimc_backends::program::{lower::lower, Program};
+use cimc_backends::target::TargetRecord;
 use cimc_ir::Graph;
 use cimc_passes::{PassContext, PassError, PassTime, Pipeline, PipelineReport};
 use std::path::Path;
@@ -36,7 +37,8 @@ pub fn compile(
     compile_in_place(&mut graph, cx, print_after)
 }
 
-/// As [`compile`], leaving `graph` as the last pass made it (for reports on the mapping).
+/// As [`compile`], leaving `graph` as the last pass made it (for reports on the mapping). A
+/// program mapped for the context's chip carries that whole target (`docs/program-format.md`).
 pub fn compile_in_place(
     graph: &mut Graph,
     cx: &PassContext,
@@ -44,7 +46,12 @@ pub fn compile_in_place(
 ) -> Result<(Program, PipelineReport)> {
     let mut report = run_pipeline(graph, cx, print_after, None)?;
     let start = std::time::Instant::now();
-    let program = lower(graph).map_err(|e| Error::Usage(e.to_string()))?;
+    let mut program = lower(graph).map_err(|e| Error::Usage(e.to_string()))?;
+    if let Some(chip) = &cx.chip {
+        if graph.target.as_ref() == Some(&chip.target.stamp()) {
+            program.target = Some(TargetRecord::Full(Box::new(chip.target.clone())));
+        }
+    }
     report.times.push(PassTime::since("(lower)", start));
     Ok((program, report))
 }

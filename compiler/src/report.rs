@@ -78,7 +78,7 @@ impl MappingReport {
             };
             let arrays = m.arrays().len();
             let cells = m.weight_cells() * m.replicas;
-            let array_cells = arrays * m.array_rows * m.array_cols;
+            let array_cells = arrays * m.geometry.rows * m.geometry.cols;
             // Weight the total clip rate by each layer's conversions per image (vectors are
             // not known here; blocks × slices is proportional within a layer).
             let conv = (m.blocks.len() / m.replicas.max(1)) as f64
@@ -94,7 +94,7 @@ impl MappingReport {
                 k: m.k,
                 n: m.n,
                 groups: m.groups,
-                encoding: m.encoding.name().to_string(),
+                encoding: m.geometry.encoding.name().to_string(),
                 weight_slices: m.weight_slices,
                 input_slices: m.input_slices,
                 row_tiles: m.row_tiles_per_group(),
@@ -124,7 +124,7 @@ impl MappingReport {
         let (rows, cols) = g
             .nodes()
             .find_map(|(_, n)| match &n.placement {
-                Placement::Crossbar(m) => Some((m.array_rows, m.array_cols)),
+                Placement::Crossbar(m) => Some((m.geometry.rows, m.geometry.cols)),
                 _ => None,
             })
             .unwrap_or((0, 0));

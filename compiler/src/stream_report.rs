@@ -246,7 +246,7 @@ mod tests {
     /// sends its codes to core 0 after a barrier.
     fn two_cores() -> cimc_backends::stream::Stream {
         use cimc_backends::arith::FixedMultiplier;
-        use cimc_backends::isa::{Encoding, Instr};
+        use cimc_backends::isa::{Instr, WeightEncoding};
         use cimc_backends::stream::{Core, GroupEntry, RequantEntry, Schedule, Stream};
         let group = |core: u16, layer: u32, arrays: Vec<u32>| GroupEntry {
             core,
@@ -274,7 +274,7 @@ mod tests {
                     cell_bits: 2,
                     weight_bits: 8,
                     magnitude_bits: 7,
-                    encoding: Encoding::Differential,
+                    encoding: WeightEncoding::Differential,
                     adc_bits: 8,
                     adc_step: 2,
                     input_min: 0,

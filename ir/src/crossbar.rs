@@ -1,8 +1,9 @@
 //! Where a node runs once a chip is chosen: the crossbar tile map, part of the IR.
 //!
 //! The `tile` pass gives every node a [`Placement`]: matrix ops (Conv, Gemm, MatMul) get a
-//! [`CrossbarMap`] (how the weights are encoded, sliced and cut into blocks, and which array
-//! holds which block), everything else is [`Placement::Digital`]. The arithmetic these numbers
+//! [`CrossbarMap`] (the arrays it is mapped onto, a [`CrossbarGeometry`]; how the weights are
+//! encoded, sliced and cut into blocks, and which array holds which block), everything else is
+//! [`Placement::Digital`]. The arithmetic these numbers
 //! describe is `docs/hardware-model.md` §1 and §3; the names follow its symbols.
 //!
 //! The IR knows nothing of target files: a map is plain numbers, and a graph only carries a
@@ -20,61 +21,7 @@
 //!   %z : u8[1,8,2,2] q(...) = max_pool(%y) {...}  "pool1"  digital
 //! ```
 
-/// How a signed weight is stored in non-negative cells (§1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum WeightEncoding {
-    /// `w = w⁺ − w⁻`, each magnitude in its own column; subtracted after the ADC.
-    Differential,
-    /// `w + 2^(b_w−1)` unsigned in one column; `2^(b_w−1)·Σv` subtracted digitally.
-    Offset,
-}
-
-impl WeightEncoding {
-    pub fn name(self) -> &'static str {
-        match self {
-            WeightEncoding::Differential => "differential",
-            WeightEncoding::Offset => "offset",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<WeightEncoding> {
-        match s {
-            "differential" => Some(WeightEncoding::Differential),
-            "offset" => Some(WeightEncoding::Offset),
-            _ => None,
-        }
-    }
-}
-
-/// How the ADC step of a layer was chosen (§3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AdcRange {
-    /// Every partial sum fits the ADC: step 1, `A(P) = P`.
-    Lossless,
-    /// The smallest step that never clips.
-    Worst,
-    /// The smallest step that holds a percentile of the partial sums seen on calibration data.
-    Calib,
-}
-
-impl AdcRange {
-    pub fn name(self) -> &'static str {
-        match self {
-            AdcRange::Lossless => "lossless",
-            AdcRange::Worst => "worst",
-            AdcRange::Calib => "calib",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<AdcRange> {
-        match s {
-            "lossless" => Some(AdcRange::Lossless),
-            "worst" => Some(AdcRange::Worst),
-            "calib" => Some(AdcRange::Calib),
-            _ => None,
-        }
-    }
-}
+pub use crate::chip::{partial_sum_max, AdcRange, CrossbarGeometry, WeightEncoding};
 
 /// One block of a layer's weight matrix on one array: rows `k` of group `group` (in im2col
 /// order), logical output columns `n` of that group, placed with its first row at array row
@@ -92,14 +39,8 @@ pub struct TileBlock {
 /// The crossbar mapping of one matrix op.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CrossbarMap {
-    pub encoding: WeightEncoding,
-    /// `R x C` of one array.
-    pub array_rows: usize,
-    pub array_cols: usize,
-    /// `b_c`, `b_d`, `b_adc`.
-    pub cell_bits: u32,
-    pub dac_bits: u32,
-    pub adc_bits: u32,
+    /// The arrays the layer is mapped onto: encoding, `R x C`, `b_c`, `b_d`, `b_adc`.
+    pub geometry: CrossbarGeometry,
     /// `b_w`: the width of the weight codes.
     pub weight_bits: u32,
     /// `b`: bits of the stored unsigned magnitude (`b_w − 1` differential, `b_w` offset; one
@@ -107,7 +48,7 @@ pub struct CrossbarMap {
     pub magnitude_bits: u32,
     /// `b_a` and `q_min` of the input codes: the crossbar receives `v = q_x − q_min`.
     pub input_bits: u32,
-    pub input_min: i64,
+    pub input_min: i32,
     /// Rows of one group's matrix (`C_in/groups · kH · kW`, or Gemm's K).
     pub k: usize,
     /// Output columns of the whole layer (all groups).
@@ -116,6 +57,8 @@ pub struct CrossbarMap {
     /// `S_w` and `S_x` (redundant with the bits above; checked by the verifier).
     pub weight_slices: u32,
     pub input_slices: u32,
+    /// How this layer's ADC step was chosen (`Lossless` when its partial sums all fit, whatever
+    /// the chip's mode).
     pub adc_range: AdcRange,
     /// `e` of the ADC step `2^e`: one for the layer, or one per column group.
     pub adc_step: Vec<u32>,
@@ -123,12 +66,6 @@ pub struct CrossbarMap {
     pub clip_rate: Option<f64>,
     pub replicas: usize,
     pub blocks: Vec<TileBlock>,
-}
-
-/// The largest partial sum a bit line carries with `rows` active rows, `dac_bits`-bit input
-/// slices and `cell_bits`-bit cells (§1): `rows · (2^b_d − 1) · (2^b_c − 1)`.
-pub fn partial_sum_max(rows: usize, dac_bits: u32, cell_bits: u32) -> u64 {
-    rows as u64 * ((1u64 << dac_bits) - 1) * ((1u64 << cell_bits) - 1)
 }
 
 /// `ceil(a / b)` for `b > 0`.
@@ -140,16 +77,12 @@ impl CrossbarMap {
     /// Physical columns per logical output column: one per weight slice, twice that when
     /// differential.
     pub fn columns_per_output(&self) -> usize {
-        let per = self.weight_slices as usize;
-        match self.encoding {
-            WeightEncoding::Differential => 2 * per,
-            WeightEncoding::Offset => per,
-        }
+        self.geometry.columns_per_output(self.weight_slices)
     }
 
     /// Logical output columns one array holds (a column group).
     pub fn outputs_per_column_group(&self) -> usize {
-        self.array_cols / self.columns_per_output().max(1)
+        self.geometry.cols / self.columns_per_output().max(1)
     }
 
     /// Output columns of one group.
@@ -158,7 +91,7 @@ impl CrossbarMap {
     }
 
     pub fn row_tiles_per_group(&self) -> usize {
-        div_ceil(self.k, self.array_rows)
+        div_ceil(self.k, self.geometry.rows)
     }
 
     pub fn column_groups_per_group(&self) -> usize {
@@ -175,25 +108,14 @@ impl CrossbarMap {
         (n / npg) * self.column_groups_per_group() + (n % npg) / self.outputs_per_column_group()
     }
 
-    /// The largest partial sum a bit line can carry with `rows` active rows (§1):
-    /// `rows · (2^b_d − 1) · (2^b_c − 1)`.
-    pub fn p_max(&self, rows: usize) -> u64 {
-        partial_sum_max(rows, self.dac_bits, self.cell_bits)
-    }
-
     /// `P_max` of the tallest row tile.
     pub fn p_max_layer(&self) -> u64 {
-        self.p_max(self.k.min(self.array_rows))
-    }
-
-    /// The largest ADC code, `2^b_adc − 1`.
-    pub fn adc_top(&self) -> u64 {
-        (1u64 << self.adc_bits) - 1
+        self.geometry.p_max(self.k.min(self.geometry.rows))
     }
 
     /// Whether every conversion of the layer is exact (§3 lossless condition and step 1).
     pub fn is_lossless(&self) -> bool {
-        self.p_max_layer() <= self.adc_top() && self.adc_step.iter().all(|&e| e == 0)
+        self.p_max_layer() <= self.geometry.adc_top() && self.adc_step.iter().all(|&e| e == 0)
     }
 
     /// Weight cells the layer's weights occupy in one replica.
@@ -213,9 +135,10 @@ impl CrossbarMap {
     /// columns, `groups`): slices agree with the bits, every (replica, group) is covered by
     /// blocks exactly once, and every block fits its array.
     pub fn check(&self) -> Result<(), String> {
-        let want_ws = div_ceil(self.magnitude_bits as usize, self.cell_bits as usize) as u32;
-        let want_xs = div_ceil(self.input_bits as usize, self.dac_bits as usize) as u32;
-        if self.cell_bits == 0 || self.dac_bits == 0 || self.adc_bits == 0 || self.adc_bits > 16 {
+        let x = &self.geometry;
+        let want_ws = div_ceil(self.magnitude_bits as usize, x.cell_bits as usize) as u32;
+        let want_xs = div_ceil(self.input_bits as usize, x.dac_bits as usize) as u32;
+        if x.cell_bits == 0 || x.dac_bits == 0 || x.adc_bits == 0 || x.adc_bits > 16 {
             return Err(
                 "cell_bits, dac_bits and adc_bits must be at least 1 (adc_bits ≤ 16)".into()
             );
@@ -236,7 +159,7 @@ impl CrossbarMap {
             return Err(format!(
                 "one output needs {} physical columns; the array has {}",
                 self.columns_per_output(),
-                self.array_cols
+                x.cols
             ));
         }
         let ncg = self.column_groups();
@@ -267,10 +190,10 @@ impl CrossbarMap {
             }
             let rows = b.k.1 - b.k.0;
             let cols = (b.n.1 - b.n.0) * self.columns_per_output();
-            if b.at.0 + rows > self.array_rows || b.at.1 + cols > self.array_cols {
+            if b.at.0 + rows > x.rows || b.at.1 + cols > x.cols {
                 return Err(format!(
                     "tile on array {} at ({}, {}) with {rows} rows and {cols} columns overflows the {} x {} array",
-                    b.array, b.at.0, b.at.1, self.array_rows, self.array_cols
+                    b.array, b.at.0, b.at.1, x.rows, x.cols
                 ));
             }
             covered[b.replica * self.groups + b.group] += rows * (b.n.1 - b.n.0);
@@ -309,10 +232,17 @@ pub enum Placement {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetStamp {
     pub name: String,
-    /// A hash of the target's full description (hex).
+    /// The hash of what decides the mapping (`ChipGeometry::hash_hex`, 16 hex digits).
     pub hash: String,
     /// One line saying what the chip is.
     pub summary: String,
+}
+
+impl TargetStamp {
+    /// `name hash=HEX summary`: the stamp as programs and streams print it.
+    pub fn line(&self) -> String {
+        format!("{} hash={} {}", self.name, self.hash, self.summary)
+    }
 }
 
 // ---- text form (used by `print` and `parse`) ----
@@ -320,16 +250,17 @@ pub struct TargetStamp {
 use crate::optable::{Attr, AttrErr, Attrs};
 
 pub(crate) fn map_attrs(m: &CrossbarMap) -> Vec<(&'static str, Attr)> {
+    let x = &m.geometry;
     let mut v = vec![
-        ("encoding", Attr::Word(m.encoding.name())),
-        ("array", Attr::UInts(vec![m.array_rows, m.array_cols])),
-        ("cell_bits", Attr::UInt(m.cell_bits as usize)),
-        ("dac_bits", Attr::UInt(m.dac_bits as usize)),
-        ("adc_bits", Attr::UInt(m.adc_bits as usize)),
+        ("encoding", Attr::Word(x.encoding.name())),
+        ("array", Attr::UInts(vec![x.rows, x.cols])),
+        ("cell_bits", Attr::UInt(x.cell_bits as usize)),
+        ("dac_bits", Attr::UInt(x.dac_bits as usize)),
+        ("adc_bits", Attr::UInt(x.adc_bits as usize)),
         ("weight_bits", Attr::UInt(m.weight_bits as usize)),
         ("magnitude_bits", Attr::UInt(m.magnitude_bits as usize)),
         ("input_bits", Attr::UInt(m.input_bits as usize)),
-        ("input_min", Attr::Int(m.input_min)),
+        ("input_min", Attr::Int(m.input_min as i64)),
         ("k", Attr::UInt(m.k)),
         ("n", Attr::UInt(m.n)),
         ("groups", Attr::UInt(m.groups)),
@@ -370,16 +301,22 @@ pub(crate) fn map_from_attrs(a: &mut Attrs) -> Result<CrossbarMap, AttrErr> {
     let (epos, enc) = a.word("encoding")?;
     let encoding = WeightEncoding::from_name(&enc).ok_or(AttrErr {
         pos: epos,
-        msg: format!("unknown encoding '{enc}' (differential or offset)"),
+        msg: format!("unknown encoding '{enc}' ({})", WeightEncoding::expected()),
     })?;
-    let (array_rows, array_cols) = a.pair("array")?;
+    let (rows, cols) = a.pair("array")?;
     let cell_bits = small(a, "cell_bits")?;
     let dac_bits = small(a, "dac_bits")?;
     let adc_bits = small(a, "adc_bits")?;
+    let geometry = CrossbarGeometry { encoding, rows, cols, cell_bits, dac_bits, adc_bits };
     let weight_bits = small(a, "weight_bits")?;
     let magnitude_bits = small(a, "magnitude_bits")?;
     let input_bits = small(a, "input_bits")?;
+    let mpos = a.pos;
     let input_min = a.int("input_min")?;
+    let input_min = i32::try_from(input_min).map_err(|_| AttrErr {
+        pos: mpos,
+        msg: format!("'input_min' = {input_min} is out of range (a 32-bit code)"),
+    })?;
     let k = a.uint("k")?;
     let n = a.uint("n")?;
     let groups = a.uint("groups")?;
@@ -388,18 +325,13 @@ pub(crate) fn map_from_attrs(a: &mut Attrs) -> Result<CrossbarMap, AttrErr> {
     let (rpos, r) = a.word("adc_range")?;
     let adc_range = AdcRange::from_name(&r).ok_or(AttrErr {
         pos: rpos,
-        msg: format!("unknown adc_range '{r}' (lossless, worst or calib)"),
+        msg: format!("unknown adc_range '{r}' ({})", AdcRange::expected()),
     })?;
     let adc_step = a.uints("adc_step")?.into_iter().map(|e| e.min(64) as u32).collect();
     let clip_rate = a.opt_f64("clip_rate")?;
     let replicas = a.uint("replicas")?;
     Ok(CrossbarMap {
-        encoding,
-        array_rows,
-        array_cols,
-        cell_bits,
-        dac_bits,
-        adc_bits,
+        geometry,
         weight_bits,
         magnitude_bits,
         input_bits,

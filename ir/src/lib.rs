@@ -7,6 +7,7 @@
 //!
 //! Architecture invariant: this crate knows nothing of ONNX, of interpreters or of targets.
 
+pub mod chip;
 pub mod crossbar;
 pub mod data;
 pub mod datafile;
@@ -22,7 +23,8 @@ pub mod print;
 pub mod types;
 pub mod verify;
 
-pub use crossbar::{AdcRange, CrossbarMap, Placement, TargetStamp, TileBlock, WeightEncoding};
+pub use chip::{AdcRange, ChipGeometry, CrossbarGeometry, WeightEncoding};
+pub use crossbar::{CrossbarMap, Placement, TargetStamp, TileBlock};
 pub use data::TensorData;
 pub use datafile::{read_data, write_data};
 pub use dtype::DType;

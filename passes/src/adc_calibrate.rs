@@ -126,9 +126,9 @@ impl Pass for AdcCalibrate {
             let Placement::Crossbar(m) = &mut g.node_mut(id).placement else {
                 unreachable!("invariant: layers holds crossbar nodes only")
             };
-            let top = m.adc_top();
+            let top = m.geometry.adc_top();
             if m.adc_range == AdcRange::Calib {
-                let p_q = st.percentile(chip.percentile / 100.0).max(1);
+                let p_q = st.percentile(chip.geometry().percentile / 100.0).max(1);
                 let e = crate::tile::worst_case_step(p_q, top);
                 m.adc_step.iter_mut().for_each(|s| *s = e);
                 *stats.entry("calibrated layers").or_default() += 1;

@@ -20,60 +20,30 @@
 use crate::error::{PassError, Result};
 use crate::placement::{pack, replicate, BlockReq};
 use crate::{Pass, PassContext, Stats};
-use cimc_backends::target::{AdcRangeMode, Encoding, Target};
+use cimc_backends::target::Target;
 use cimc_ir::{
-    AdcRange, CrossbarMap, Graph, NodeId, Op, Placement, TargetStamp, TileBlock, WeightEncoding,
+    AdcRange, ChipGeometry, CrossbarMap, Graph, NodeId, Op, Placement, TileBlock, WeightEncoding,
 };
 
-/// What the tile pass needs to know of the chip (built from a target file by the driver).
+/// What the tile pass needs to know of the chip (built from a target file by the driver): the
+/// target, whose geometry decides the mapping, and the `--arrays` budget.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Chip {
-    pub stamp: TargetStamp,
-    pub rows: usize,
-    pub cols: usize,
-    pub cell_bits: u32,
-    pub dac_bits: u32,
-    pub adc_bits: u32,
-    pub encoding: WeightEncoding,
-    /// How ADC steps are chosen; `Lossless` demands lossless conversions.
-    pub adc_range: AdcRange,
-    /// One ADC step per column group instead of one per layer.
-    pub per_column_group: bool,
-    /// The percentile of partial sums a calibrated ADC range holds (99.99).
-    pub percentile: f64,
-    /// Arrays on the chip (0: as many as needed).
-    pub chip_arrays: usize,
+    /// The target description (`mixed-precision` also prices energy with its cost figures).
+    pub target: Target,
     /// The `--arrays` budget: replicate layers into the arrays left spare.
     pub budget: Option<usize>,
-    /// The target description itself (`mixed-precision` prices energy with its cost model).
-    pub target: Target,
 }
 
 impl Chip {
     /// The chip of a target description, with an optional `--arrays` budget.
     pub fn from_target(t: &Target, budget: Option<usize>) -> Chip {
-        Chip {
-            stamp: TargetStamp { name: t.name.clone(), hash: t.hash_hex(), summary: t.summary() },
-            rows: t.array.rows,
-            cols: t.array.cols,
-            cell_bits: t.array.cell_bits,
-            dac_bits: t.dac.bits,
-            adc_bits: t.adc.bits,
-            encoding: match t.weights.encoding {
-                Encoding::Differential => WeightEncoding::Differential,
-                Encoding::Offset => WeightEncoding::Offset,
-            },
-            adc_range: match t.adc.range {
-                AdcRangeMode::Lossless => AdcRange::Lossless,
-                AdcRangeMode::Worst => AdcRange::Worst,
-                AdcRangeMode::Calib => AdcRange::Calib,
-            },
-            per_column_group: t.adc.per_column_group,
-            percentile: t.adc.percentile,
-            chip_arrays: t.array.count,
-            budget,
-            target: t.clone(),
-        }
+        Chip { target: t.clone(), budget }
+    }
+
+    /// Everything that decides the mapping.
+    pub fn geometry(&self) -> &ChipGeometry {
+        &self.target.chip
     }
 }
 
@@ -109,7 +79,7 @@ fn matrix_dims(g: &Graph, id: NodeId) -> Option<(usize, usize, usize)> {
 }
 
 /// The map of one matrix op, without blocks.
-fn map_for(g: &Graph, id: NodeId, chip: &Chip) -> Result<Option<CrossbarMap>> {
+fn map_for(g: &Graph, id: NodeId, chip: &ChipGeometry) -> Result<Option<CrossbarMap>> {
     let Some((k, n, groups)) = matrix_dims(g, id) else { return Ok(None) };
     let node = g.node(id);
     let (x, w) = (node.inputs[0], node.inputs[1]);
@@ -131,21 +101,17 @@ fn map_for(g: &Graph, id: NodeId, chip: &Chip) -> Result<Option<CrossbarMap>> {
         cimc_ir::DType::I8 => data.raw().iter().map(|&b| b as i8 as i64).min().unwrap_or(0),
         _ => (0..data.numel()).map(|i| data.get_i64(i)).min().unwrap_or(0),
     };
-    let magnitude_bits = match chip.encoding {
+    let x = chip.crossbar;
+    let magnitude_bits = match x.encoding {
         // A code of −2^(b_w−1) (full range, as some exporters write) needs one more bit.
         WeightEncoding::Differential if min_code <= -(1i64 << (b_w - 1)) => b_w,
         WeightEncoding::Differential => b_w - 1,
         WeightEncoding::Offset => b_w,
     };
     let input_bits = xq.bits as u32;
-    let input_min = if xq.signed { -(1i64 << (input_bits - 1)) } else { 0 };
+    let input_min = if xq.signed { -(1i32 << (input_bits - 1)) } else { 0 };
     let mut m = CrossbarMap {
-        encoding: chip.encoding,
-        array_rows: chip.rows,
-        array_cols: chip.cols,
-        cell_bits: chip.cell_bits,
-        dac_bits: chip.dac_bits,
-        adc_bits: chip.adc_bits,
+        geometry: x,
         weight_bits: b_w,
         magnitude_bits: magnitude_bits.max(1),
         input_bits,
@@ -153,8 +119,8 @@ fn map_for(g: &Graph, id: NodeId, chip: &Chip) -> Result<Option<CrossbarMap>> {
         k,
         n,
         groups,
-        weight_slices: magnitude_bits.max(1).div_ceil(chip.cell_bits),
-        input_slices: input_bits.div_ceil(chip.dac_bits),
+        weight_slices: magnitude_bits.max(1).div_ceil(x.cell_bits),
+        input_slices: input_bits.div_ceil(x.dac_bits),
         adc_range: AdcRange::Worst,
         adc_step: vec![0],
         clip_rate: None,
@@ -169,13 +135,13 @@ fn map_for(g: &Graph, id: NodeId, chip: &Chip) -> Result<Option<CrossbarMap>> {
                 "one output needs {} physical columns ({} weight slices{}); the target's arrays have {} columns",
                 m.columns_per_output(),
                 m.weight_slices,
-                if chip.encoding == WeightEncoding::Differential { " x 2, differential" } else { "" },
-                chip.cols
+                if x.encoding == WeightEncoding::Differential { " x 2, differential" } else { "" },
+                x.cols
             ),
         ));
     }
     let p_max = m.p_max_layer();
-    let top = m.adc_top();
+    let top = x.adc_top();
     if p_max <= top {
         m.adc_range = AdcRange::Lossless;
         m.clip_rate = Some(0.0);
@@ -185,7 +151,7 @@ fn map_for(g: &Graph, id: NodeId, chip: &Chip) -> Result<Option<CrossbarMap>> {
             id,
             format!(
                 "the target demands lossless ADCs, but a tile of {} rows gives partial sums up to {p_max} > {top}",
-                k.min(chip.rows)
+                k.min(x.rows)
             ),
         ));
     } else {
@@ -215,9 +181,10 @@ fn blocks_of(m: &CrossbarMap) -> Vec<(usize, (usize, usize), (usize, usize))> {
     let cpg = m.outputs_per_column_group();
     let mut out = Vec::new();
     for g in 0..m.groups {
-        for k0 in (0..m.k).step_by(m.array_rows) {
+        let rows = m.geometry.rows;
+        for k0 in (0..m.k).step_by(rows) {
             for n0 in (0..npg).step_by(cpg) {
-                out.push((g, (k0, (k0 + m.array_rows).min(m.k)), (n0, (n0 + cpg).min(npg))));
+                out.push((g, (k0, (k0 + rows).min(m.k)), (n0, (n0 + cpg).min(npg))));
             }
         }
     }
@@ -244,9 +211,11 @@ impl Pass for Tile {
     fn run(&self, g: &mut Graph, cx: &PassContext) -> Result<Stats> {
         let mut stats = Stats::new();
         let Some(chip) = &cx.chip else { return Ok(stats) };
+        let geometry = chip.geometry();
+        let (rows, cols) = (geometry.crossbar.rows, geometry.crossbar.cols);
         let mut layers: Vec<(NodeId, CrossbarMap)> = Vec::new();
         for id in g.node_ids() {
-            match map_for(g, id, chip)? {
+            match map_for(g, id, geometry)? {
                 Some(m) => layers.push((id, m)),
                 None => g.node_mut(id).placement = Placement::Digital,
             }
@@ -265,18 +234,18 @@ impl Pass for Tile {
             .collect();
         let replicas = match chip.budget {
             Some(budget) => {
-                let base = pack(chip.rows, chip.cols, &reqs, &vec![1; reqs.len()]).arrays;
+                let base = pack(rows, cols, &reqs, &vec![1; reqs.len()]).arrays;
                 if base > budget {
                     return Err(PassError::Config(format!(
-                        "the model needs {base} arrays of {}x{}; the --arrays budget is {budget}",
-                        chip.rows, chip.cols
+                        "the model needs {base} arrays of {rows}x{cols}; the --arrays budget is \
+                         {budget}"
                     )));
                 }
-                replicate(chip.rows, chip.cols, &reqs, budget)
+                replicate(rows, cols, &reqs, budget)
             }
             None => vec![1; reqs.len()],
         };
-        let packed = pack(chip.rows, chip.cols, &reqs, &replicas);
+        let packed = pack(rows, cols, &reqs, &replicas);
         for (layer, (id, mut m)) in layers.into_iter().enumerate() {
             let shapes = blocks_of(&m);
             m.replicas = replicas[layer];
@@ -295,7 +264,7 @@ impl Pass for Tile {
             g.node_mut(id).placement = Placement::Crossbar(Box::new(m));
         }
         stats.insert("arrays", packed.arrays as u64);
-        g.target = Some(chip.stamp.clone());
+        g.target = Some(chip.target.stamp());
         Ok(stats)
     }
 }

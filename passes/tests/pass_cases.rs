@@ -94,31 +94,30 @@ fn run_case(path: &Path) {
         cx.config.bn_calibrate = true;
     }
     if let Some(name) = header(&text, "target") {
-        use cimc_backends::target::{AdcRangeMode, Encoding, Target};
+        use cimc_backends::target::{AdcRange, Target, WeightEncoding};
         let mut t = Target::resolve(name).unwrap();
         let num = |k: &str| header(&text, k).map(|v| v.parse::<usize>().unwrap());
         if let Some(v) = num("rows") {
-            t.array.rows = v;
+            t.chip.crossbar.rows = v;
         }
         if let Some(v) = num("cols") {
-            t.array.cols = v;
+            t.chip.crossbar.cols = v;
         }
         if let Some(v) = num("cell-bits") {
-            t.array.cell_bits = v as u32;
+            t.chip.crossbar.cell_bits = v as u32;
         }
         if let Some(v) = num("adc-bits") {
-            t.adc.bits = v as u32;
+            t.chip.crossbar.adc_bits = v as u32;
         }
         if let Some(v) = header(&text, "encoding") {
-            t.weights.encoding =
-                if v == "offset" { Encoding::Offset } else { Encoding::Differential };
+            t.chip.crossbar.encoding = WeightEncoding::from_name(v).unwrap_or_else(|| {
+                panic!("{}: encoding: {}", path.display(), WeightEncoding::expected())
+            });
         }
         if let Some(v) = header(&text, "adc-range") {
-            t.adc.range = match v {
-                "worst" => AdcRangeMode::Worst,
-                "lossless" => AdcRangeMode::Lossless,
-                _ => AdcRangeMode::Calib,
-            };
+            t.chip.adc_range = AdcRange::from_name(v).unwrap_or_else(|| {
+                panic!("{}: adc-range: {}", path.display(), AdcRange::expected())
+            });
         }
         t.validate(&path.display().to_string()).unwrap();
         cx.chip = Some(cimc_passes::tile::Chip::from_target(&t, num("arrays")));

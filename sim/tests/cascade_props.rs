@@ -12,10 +12,10 @@
 
 use cimc_backends::arith::{code_range, FixedMultiplier};
 use cimc_backends::program::{
-    BufQuant, BufferDecl, CodeType, Crossbar, Elem, Encoding, IntTensor, Program, Requant, Step,
-    Window,
+    BufQuant, BufferDecl, CodeType, Crossbar, Elem, IntTensor, Program, Requant, Step, Window,
 };
 use cimc_interp::Tensor;
+use cimc_ir::{CrossbarGeometry, WeightEncoding};
 use cimc_sim::program::{cascade_codes, ProgramRunner, WeightWidths};
 use cimc_sim::AdcStats;
 use proptest::prelude::*;
@@ -59,9 +59,9 @@ struct Case {
 }
 
 fn column_groups(x: &Crossbar, m: usize, mg: usize) -> Vec<usize> {
-    let s_w = x.magnitude_bits.div_ceil(x.cell_bits) as usize;
-    let per_out = if x.encoding == Encoding::Differential { 2 * s_w } else { s_w };
-    let cpg = (x.cols / per_out).max(1);
+    let s_w = x.magnitude_bits.div_ceil(x.geometry.cell_bits) as usize;
+    let per_out = if x.geometry.encoding == WeightEncoding::Differential { 2 * s_w } else { s_w };
+    let cpg = (x.geometry.cols / per_out).max(1);
     (0..m).map(|n| (n / mg) * mg.div_ceil(cpg) + (n % mg) / cpg).collect()
 }
 
@@ -69,23 +69,25 @@ fn case(rng: &mut Rng, m: usize, mg: usize, lossless: bool) -> Case {
     let in_bits = rng.int(2, 8) as u32;
     let in_signed = rng.coin();
     let (ilo, ihi) = code_range(in_bits as u8, in_signed);
-    let encoding = if rng.coin() { Encoding::Differential } else { Encoding::Offset };
+    let encoding = if rng.coin() { WeightEncoding::Differential } else { WeightEncoding::Offset };
     let weight_bits = rng.int(4, 8) as u32;
     let full_range = rng.int(0, 4) == 0;
     let magnitude_bits = match encoding {
-        Encoding::Differential if !full_range => weight_bits - 1,
+        WeightEncoding::Differential if !full_range => weight_bits - 1,
         _ => weight_bits,
     };
     let cell_bits = rng.int(1, 4) as u32;
     let s_w = magnitude_bits.div_ceil(cell_bits) as usize;
-    let per_out = if encoding == Encoding::Differential { 2 * s_w } else { s_w };
+    let per_out = if encoding == WeightEncoding::Differential { 2 * s_w } else { s_w };
     let mut xb = Crossbar {
-        encoding,
-        rows: rng.int(1, 40) as usize,
-        cols: per_out * rng.int(1, 3) as usize + rng.int(0, per_out as i64 - 1) as usize,
-        cell_bits,
-        dac_bits: rng.int(1, 3) as u32,
-        adc_bits: if lossless { 16 } else { rng.int(1, 8) as u32 },
+        geometry: CrossbarGeometry {
+            encoding,
+            rows: rng.int(1, 40) as usize,
+            cols: per_out * rng.int(1, 3) as usize + rng.int(0, per_out as i64 - 1) as usize,
+            cell_bits,
+            dac_bits: rng.int(1, 3) as u32,
+            adc_bits: if lossless { 16 } else { rng.int(1, 8) as u32 },
+        },
         weight_bits,
         magnitude_bits,
         input_bits: in_bits,
@@ -165,9 +167,9 @@ fn slice(u: i64, j: u32, cb: u32) -> i64 {
 
 /// The stored cells of source code `w`: (sign, magnitude) per physical column.
 fn stored(x: &Crossbar, w: i64) -> Vec<(i64, i64)> {
-    match x.encoding {
-        Encoding::Differential => vec![(1, w.max(0)), (-1, (-w).max(0))],
-        Encoding::Offset => vec![(1, w + (1 << (x.weight_bits - 1)))],
+    match x.geometry.encoding {
+        WeightEncoding::Differential => vec![(1, w.max(0)), (-1, (-w).max(0))],
+        WeightEncoding::Offset => vec![(1, w + (1 << (x.weight_bits - 1)))],
     }
 }
 
@@ -185,12 +187,14 @@ struct Want {
 fn references(l: &Layer, x: &Crossbar, b: u32) -> Want {
     let big_b = x.weight_bits;
     let d = big_b.saturating_sub(b);
-    let j0 = d / x.cell_bits;
-    let m = j0 * x.cell_bits;
-    let s_w = x.magnitude_bits.div_ceil(x.cell_bits);
-    let s_x = x.input_bits.div_ceil(x.dac_bits);
+    let j0 = d / x.geometry.cell_bits;
+    let m = j0 * x.geometry.cell_bits;
+    let s_w = x.magnitude_bits.div_ceil(x.geometry.cell_bits);
+    let s_x = x.input_bits.div_ceil(x.geometry.dac_bits);
     let groups = column_groups(x, l.cols.len(), l.mg);
-    let p_max = x.rows as u64 * ((1 << x.dac_bits) - 1) * ((1 << x.cell_bits) - 1);
+    let p_max = x.geometry.rows as u64
+        * ((1 << x.geometry.dac_bits) - 1)
+        * ((1 << x.geometry.cell_bits) - 1);
     let mut w = Want {
         def: vec![0; l.numel],
         xbar: vec![0; l.numel],
@@ -214,32 +218,38 @@ fn references(l: &Layer, x: &Crossbar, b: u32) -> Want {
             // The driven slices of the stored cells, partial sum by partial sum.
             let mut acc = 0i64;
             let signs = stored(x, 0).len();
-            for t in 0..q.len().div_ceil(x.rows) {
-                let rows = t * x.rows..((t + 1) * x.rows).min(q.len());
+            for t in 0..q.len().div_ceil(x.geometry.rows) {
+                let rows = t * x.geometry.rows..((t + 1) * x.geometry.rows).min(q.len());
                 for i in 0..s_x {
                     for j in j0..s_w {
                         for c in 0..signs {
                             let p: i64 = rows
                                 .clone()
                                 .map(|k| {
-                                    let x_i = (v[k] >> (i * x.dac_bits)) & ((1 << x.dac_bits) - 1);
-                                    x_i * slice(stored(x, col[k] as i64)[c].1, j, x.cell_bits)
+                                    let x_i = (v[k] >> (i * x.geometry.dac_bits))
+                                        & ((1 << x.geometry.dac_bits) - 1);
+                                    x_i * slice(
+                                        stored(x, col[k] as i64)[c].1,
+                                        j,
+                                        x.geometry.cell_bits,
+                                    )
                                 })
                                 .sum();
                             // §3: A(P) = step · clamp(floor((P + step/2) / step), 0, top).
                             let step = 1i64 << e;
                             let code = (p + step / 2) / step;
-                            let top = (1i64 << x.adc_bits) - 1;
+                            let top = (1i64 << x.geometry.adc_bits) - 1;
                             w.hist[p as usize] += 1;
                             w.conversions += 1;
                             w.clipped += (code > top) as u64;
                             let a = step * code.min(top);
-                            acc += stored(x, 0)[c].0 * (a << (i * x.dac_bits + j * x.cell_bits));
+                            acc += stored(x, 0)[c].0
+                                * (a << (i * x.geometry.dac_bits + j * x.geometry.cell_bits));
                         }
                     }
                 }
             }
-            if x.encoding == Encoding::Offset {
+            if x.geometry.encoding == WeightEncoding::Offset {
                 acc -= (1i64 << (big_b - 1)) * v.iter().sum::<i64>();
             }
             // T: the code the driven slices hold, read from the slices.
@@ -248,11 +258,15 @@ fn references(l: &Layer, x: &Crossbar, b: u32) -> Want {
                 .map(|&wk| {
                     let cells = stored(x, wk as i64);
                     let val = |u: i64| -> i64 {
-                        (j0..s_w).map(|j| slice(u, j, x.cell_bits) << (j * x.cell_bits - m)).sum()
+                        (j0..s_w)
+                            .map(|j| {
+                                slice(u, j, x.geometry.cell_bits) << (j * x.geometry.cell_bits - m)
+                            })
+                            .sum()
                     };
-                    match x.encoding {
-                        Encoding::Differential => val(cells[0].1) - val(cells[1].1),
-                        Encoding::Offset => val(cells[0].1) - (1i64 << (big_b - 1 - m)),
+                    match x.geometry.encoding {
+                        WeightEncoding::Differential => val(cells[0].1) - val(cells[1].1),
+                        WeightEncoding::Offset => val(cells[0].1) - (1i64 << (big_b - 1 - m)),
                     }
                 })
                 .collect();
@@ -483,12 +497,14 @@ fn iterated_rounding_is_not_one_rounding() {
 fn two_layers() -> Program {
     let c = Case {
         xb: Crossbar {
-            encoding: Encoding::Differential,
-            rows: 8,
-            cols: 16,
-            cell_bits: 2,
-            dac_bits: 1,
-            adc_bits: 8,
+            geometry: CrossbarGeometry {
+                encoding: WeightEncoding::Differential,
+                rows: 8,
+                cols: 16,
+                cell_bits: 2,
+                dac_bits: 1,
+                adc_bits: 8,
+            },
             weight_bits: 8,
             magnitude_bits: 7,
             input_bits: 8,

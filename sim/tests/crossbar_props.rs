@@ -9,10 +9,10 @@
 
 use cimc_backends::arith::{code_range, requantize, FixedMultiplier};
 use cimc_backends::program::{
-    BufQuant, BufferDecl, CodeType, Crossbar, Elem, Encoding, IntTensor, Program, Requant, Step,
-    Window,
+    BufQuant, BufferDecl, CodeType, Crossbar, Elem, IntTensor, Program, Requant, Step, Window,
 };
 use cimc_interp::Tensor;
+use cimc_ir::{CrossbarGeometry, WeightEncoding};
 use cimc_sim::program::ProgramRunner;
 use cimc_sim::AdcStats;
 use proptest::prelude::*;
@@ -54,9 +54,9 @@ struct Params {
 /// Column groups of §1, written out from the spec: `cpg` outputs per array, and a group's
 /// outputs never share an array with another group's.
 fn column_groups(x: &Crossbar, m: usize, mg: usize) -> Vec<usize> {
-    let s_w = x.magnitude_bits.div_ceil(x.cell_bits) as usize;
-    let per_out = if x.encoding == Encoding::Differential { 2 * s_w } else { s_w };
-    let cpg = (x.cols / per_out).max(1);
+    let s_w = x.magnitude_bits.div_ceil(x.geometry.cell_bits) as usize;
+    let per_out = if x.geometry.encoding == WeightEncoding::Differential { 2 * s_w } else { s_w };
+    let cpg = (x.geometry.cols / per_out).max(1);
     let arrays_per_group = mg.div_ceil(cpg);
     (0..m).map(|n| (n / mg) * arrays_per_group + (n % mg) / cpg).collect()
 }
@@ -66,23 +66,25 @@ fn params(rng: &mut Rng, m: usize, mg: usize, max_rows: i64) -> Params {
     let in_signed = rng.coin();
     let (ilo, ihi) = code_range(in_bits as u8, in_signed);
     let z_x = rng.int(ilo as i64, ihi as i64) as i32;
-    let encoding = if rng.coin() { Encoding::Differential } else { Encoding::Offset };
+    let encoding = if rng.coin() { WeightEncoding::Differential } else { WeightEncoding::Offset };
     let weight_bits = rng.int(2, 8) as u32;
     let full_range = rng.int(0, 3) == 0;
     let magnitude_bits = match encoding {
-        Encoding::Differential if !full_range => weight_bits - 1,
+        WeightEncoding::Differential if !full_range => weight_bits - 1,
         _ => weight_bits,
     };
     let cell_bits = rng.int(1, 4) as u32;
     let s_w = magnitude_bits.div_ceil(cell_bits) as usize;
-    let per_out = if encoding == Encoding::Differential { 2 * s_w } else { s_w };
+    let per_out = if encoding == WeightEncoding::Differential { 2 * s_w } else { s_w };
     let mut xb = Crossbar {
-        encoding,
-        rows: rng.int(1, max_rows) as usize,
-        cols: per_out * rng.int(1, 4) as usize + rng.int(0, per_out as i64 - 1) as usize,
-        cell_bits,
-        dac_bits: rng.int(1, 4) as u32,
-        adc_bits: rng.int(1, 10) as u32,
+        geometry: CrossbarGeometry {
+            encoding,
+            rows: rng.int(1, max_rows) as usize,
+            cols: per_out * rng.int(1, 4) as usize + rng.int(0, per_out as i64 - 1) as usize,
+            cell_bits,
+            dac_bits: rng.int(1, 4) as u32,
+            adc_bits: rng.int(1, 10) as u32,
+        },
         weight_bits,
         magnitude_bits,
         input_bits: in_bits,
@@ -171,53 +173,56 @@ struct RefStats {
 /// and the bias.
 fn reference_dot(x: &Crossbar, v: &[i64], w: &[i64], e: u32, st: &mut RefStats) -> i64 {
     let k = v.len();
-    let s_w = x.magnitude_bits.div_ceil(x.cell_bits);
-    let s_x = x.input_bits.div_ceil(x.dac_bits);
-    let signs: Vec<(i64, Vec<i64>)> = match x.encoding {
-        Encoding::Differential => vec![
+    let s_w = x.magnitude_bits.div_ceil(x.geometry.cell_bits);
+    let s_x = x.input_bits.div_ceil(x.geometry.dac_bits);
+    let signs: Vec<(i64, Vec<i64>)> = match x.geometry.encoding {
+        WeightEncoding::Differential => vec![
             (1, w.iter().map(|&w| w.max(0)).collect()),
             (-1, w.iter().map(|&w| (-w).max(0)).collect()),
         ],
-        Encoding::Offset => {
+        WeightEncoding::Offset => {
             vec![(1, w.iter().map(|&w| w + (1i64 << (x.weight_bits - 1))).collect())]
         }
     };
     let step = 1i64 << e;
-    let top_code = (1i64 << x.adc_bits) - 1;
+    let top_code = (1i64 << x.geometry.adc_bits) - 1;
     let adc = |p: i64| -> (i64, bool) {
         let code = (p + step / 2).div_euclid(step);
         (step * code.clamp(0, top_code), code > top_code)
     };
     let mut acc = 0i64;
-    let tiles = k.div_ceil(x.rows);
+    let tiles = k.div_ceil(x.geometry.rows);
     for t in 0..tiles {
-        let rows = t * x.rows..((t + 1) * x.rows).min(k);
+        let rows = t * x.geometry.rows..((t + 1) * x.geometry.rows).min(k);
         for i in 0..s_x {
             for j in 0..s_w {
                 for (sign, u) in &signs {
                     let mut p = 0i64;
                     for kk in rows.clone() {
-                        let x_i = (v[kk] >> (i * x.dac_bits)) % (1 << x.dac_bits);
-                        let u_j = (u[kk] >> (j * x.cell_bits)) % (1 << x.cell_bits);
+                        let x_i = (v[kk] >> (i * x.geometry.dac_bits)) % (1 << x.geometry.dac_bits);
+                        let u_j =
+                            (u[kk] >> (j * x.geometry.cell_bits)) % (1 << x.geometry.cell_bits);
                         p += x_i * u_j;
                     }
                     let (a, clipped) = adc(p);
                     st.hist[p as usize] += 1;
                     st.conversions += 1;
                     st.clipped += clipped as u64;
-                    acc += sign * (a << (i * x.dac_bits + j * x.cell_bits));
+                    acc += sign * (a << (i * x.geometry.dac_bits + j * x.geometry.cell_bits));
                 }
             }
         }
     }
-    if x.encoding == Encoding::Offset {
+    if x.geometry.encoding == WeightEncoding::Offset {
         acc -= (1i64 << (x.weight_bits - 1)) * v.iter().sum::<i64>();
     }
     acc
 }
 
 fn new_ref_stats(x: &Crossbar) -> RefStats {
-    let p_max = x.rows as u64 * ((1 << x.dac_bits) - 1) * ((1 << x.cell_bits) - 1);
+    let p_max = x.geometry.rows as u64
+        * ((1 << x.geometry.dac_bits) - 1)
+        * ((1 << x.geometry.cell_bits) - 1);
     RefStats { hist: vec![0; p_max as usize + 1], conversions: 0, clipped: 0 }
 }
 
@@ -424,7 +429,7 @@ proptest! {
 
         // Lossless parameters: the exact product, with and without the kernel.
         let mut exact = p.xb.clone();
-        exact.adc_bits = 16;
+        exact.geometry.adc_bits = 16;
         exact.adc_step = vec![0];
         let plain = ProgramRunner::new(&with_crossbar(&program, None)).unwrap().run(vec![tensor(&[c.n, cin, c.h, c.w], x.clone())]).unwrap();
         let lossless = ProgramRunner::new(&with_crossbar(&program, Some(exact))).unwrap();
@@ -477,7 +482,7 @@ proptest! {
         prop_assert_eq!(got, want);
 
         let mut exact = p.xb.clone();
-        exact.adc_bits = 16;
+        exact.geometry.adc_bits = 16;
         exact.adc_step = vec![0];
         let plain = ProgramRunner::new(&with_crossbar(&program, None)).unwrap().run(vec![tensor(&[rows, k], x.clone())]).unwrap();
         let lossless = ProgramRunner::new(&with_crossbar(&program, Some(exact))).unwrap();
@@ -494,12 +499,14 @@ fn two_layer_program(rows: usize, adc_bits: u32, steps: [u32; 2]) -> (Program, T
     let mut rng = Rng(7);
     let (n, c, h, w, m, nn) = (2, 3, 6, 6, 5, 4);
     let xb = |step: u32| Crossbar {
-        encoding: Encoding::Differential,
-        rows,
-        cols: 64,
-        cell_bits: 2,
-        dac_bits: 1,
-        adc_bits,
+        geometry: CrossbarGeometry {
+            encoding: WeightEncoding::Differential,
+            rows,
+            cols: 64,
+            cell_bits: 2,
+            dac_bits: 1,
+            adc_bits,
+        },
         weight_bits: 5,
         magnitude_bits: 4,
         input_bits: 6,
@@ -622,7 +629,7 @@ fn crossbar_mismatches_are_errors_not_panics() {
     assert!(set(&|x| x.magnitude_bits = 3).contains("magnitude bits"));
     // Offset: 15 + 2^(5−1) = 31 needs 5 bits.
     assert!(set(&|x| {
-        x.encoding = Encoding::Offset;
+        x.geometry.encoding = WeightEncoding::Offset;
         x.magnitude_bits = 4;
     })
     .contains("magnitude bits"));
@@ -631,7 +638,7 @@ fn crossbar_mismatches_are_errors_not_panics() {
     assert!(set(&|x| x.input_min = 1).contains("input bits"));
     // Per-column-group steps must cover every column group.
     assert!(set(&|x| {
-        x.cols = 8;
+        x.geometry.cols = 8;
         x.adc_step = vec![0, 0];
     })
     .contains("column groups"));
@@ -658,12 +665,14 @@ fn read_npy_f32(path: &str) -> Option<(Vec<usize>, Vec<f32>)> {
 fn bench_crossbar(p: &Program, input: usize) -> Crossbar {
     let Elem::Code(ct) = p.buffers[input].elem else { panic!("f32 input to a matrix step") };
     Crossbar {
-        encoding: Encoding::Differential,
-        rows: 128,
-        cols: 128,
-        cell_bits: 2,
-        dac_bits: 1,
-        adc_bits: 8,
+        geometry: CrossbarGeometry {
+            encoding: WeightEncoding::Differential,
+            rows: 128,
+            cols: 128,
+            cell_bits: 2,
+            dac_bits: 1,
+            adc_bits: 8,
+        },
         weight_bits: 8,
         magnitude_bits: 7,
         input_bits: ct.bits as u32,

@@ -14,11 +14,11 @@ mod sim_common;
 use cimc_backends::arith::{code_range, FixedMultiplier};
 use cimc_backends::isa::Instr;
 use cimc_backends::program::{
-    BufQuant, BufferDecl, CodeType, Crossbar, Elem, Encoding, IntTensor, Program, Requant, Step,
-    Window,
+    BufQuant, BufferDecl, CodeType, Crossbar, Elem, IntTensor, Program, Requant, Step, Window,
 };
 use cimc_backends::stream::{Core, GroupEntry, PermEntry, RequantEntry, Stream, WindowEntry};
 use cimc_interp::Tensor;
+use cimc_ir::{CrossbarGeometry, WeightEncoding};
 use cimc_sim::{ProgramRunner, StreamRunner};
 use sim_common::*;
 
@@ -75,25 +75,27 @@ fn conv_case(seed: u64) -> Option<ConvCase> {
     let in_bits = r.int(2, 8) as u8;
     let in_signed = r.coin();
     let (ilo, ihi) = code_range(in_bits, in_signed);
-    let encoding = if r.coin() { Encoding::Differential } else { Encoding::Offset };
+    let encoding = if r.coin() { WeightEncoding::Differential } else { WeightEncoding::Offset };
     let weight_bits = r.int(2, 8) as u32;
     let full_range = r.int(0, 3) == 0;
     let magnitude_bits = match encoding {
-        Encoding::Differential if !full_range => weight_bits - 1,
+        WeightEncoding::Differential if !full_range => weight_bits - 1,
         _ => weight_bits,
     };
     let cell_bits = r.int(1, 3) as u32;
     let cpo = magnitude_bits.div_ceil(cell_bits) as usize
-        * if encoding == Encoding::Differential { 2 } else { 1 };
+        * if encoding == WeightEncoding::Differential { 2 } else { 1 };
     let kk = cg * k[0] * k[1];
     let lossless = r.int(0, 4) == 0;
     let mut xb = Crossbar {
-        encoding,
-        rows: r.int(1, kk as i64 + 2) as usize,
-        cols: cpo * r.int(1, 3) as usize + r.int(0, cpo as i64 - 1) as usize,
-        cell_bits,
-        dac_bits: r.int(1, 3) as u32,
-        adc_bits: if lossless { 16 } else { r.int(1, 8) as u32 },
+        geometry: CrossbarGeometry {
+            encoding,
+            rows: r.int(1, kk as i64 + 2) as usize,
+            cols: cpo * r.int(1, 3) as usize + r.int(0, cpo as i64 - 1) as usize,
+            cell_bits,
+            dac_bits: r.int(1, 3) as u32,
+            adc_bits: if lossless { 16 } else { r.int(1, 8) as u32 },
+        },
         weight_bits,
         magnitude_bits,
         input_bits: in_bits as u32,
@@ -120,9 +122,10 @@ fn conv_case(seed: u64) -> Option<ConvCase> {
             FixedMultiplier::from_real((top / bound * 4.0 * f).min(3.0)).unwrap()
         })
         .collect();
-    let tiles = kk.div_ceil(xb.rows);
-    let split = (tiles >= 2 && r.coin()).then(|| xb.rows * r.int(1, tiles as i64 - 1) as usize);
-    let cpg = (xb.cols / cpo).max(1);
+    let tiles = kk.div_ceil(xb.geometry.rows);
+    let split =
+        (tiles >= 2 && r.coin()).then(|| xb.geometry.rows * r.int(1, tiles as i64 - 1) as usize);
+    let cpg = (xb.geometry.cols / cpo).max(1);
     let col_split = (split.is_none() && groups == 1 && m > cpg && r.int(0, 3) > 0)
         .then(|| cpg * r.int(1, ((m - 1) / cpg) as i64) as usize);
     Some(ConvCase {
@@ -202,15 +205,15 @@ fn program_of(c: &ConvCase) -> Program {
 fn configure(x: &Crossbar, z: i32, group: u16) -> Vec<Instr> {
     let mut code = vec![Instr::XbarConfig {
         group,
-        rows: x.rows as u16,
-        cols: x.cols as u16,
+        rows: x.geometry.rows as u16,
+        cols: x.geometry.cols as u16,
         input_bits: x.input_bits as u8,
-        dac_bits: x.dac_bits as u8,
-        cell_bits: x.cell_bits as u8,
+        dac_bits: x.geometry.dac_bits as u8,
+        cell_bits: x.geometry.cell_bits as u8,
         weight_bits: x.weight_bits as u8,
         magnitude_bits: x.magnitude_bits as u8,
-        encoding: x.encoding,
-        adc_bits: x.adc_bits as u8,
+        encoding: x.geometry.encoding,
+        adc_bits: x.geometry.adc_bits as u8,
         adc_step: x.adc_step[0] as u8,
         input_min: x.input_min,
         input_zero: z,
@@ -262,7 +265,7 @@ fn stream_of(c: &ConvCase) -> Stream {
     if let Some(m1) = c.col_split {
         code.clear();
         groups.clear();
-        let cpg = (c.xb.cols / c.xb.columns_per_output()).max(1);
+        let cpg = (c.xb.geometry.cols / c.xb.columns_per_output()).max(1);
         for (gi, (n0, n1)) in [(0, m1), (m1, m)].into_iter().enumerate() {
             groups.push(GroupEntry {
                 n: (n1 - n0) as u32,
@@ -393,7 +396,7 @@ fn conv_matches_program_crossbar() {
         split += c.split.is_some() as usize;
         cols += c.col_split.is_some() as usize;
         per_cg += (c.xb.adc_step.len() > 1) as usize;
-        offset += (c.xb.encoding == Encoding::Offset) as usize;
+        offset += (c.xb.geometry.encoding == WeightEncoding::Offset) as usize;
         lossless += c.xb.is_lossless(c.cg * c.k[0] * c.k[1]) as usize;
     }
     assert!(ran >= 200 && split >= 20 && cols >= 20 && per_cg >= 20 && offset >= 40 && lossless >= 20,
@@ -494,14 +497,14 @@ fn reconfiguring_a_group_changes_its_numerics() {
         c.split.is_none()
             && c.col_split.is_none()
             && c.xb.adc_step.len() == 1
-            && c.xb.adc_bits <= 2
+            && c.xb.geometry.adc_bits <= 2
             && c.n == 1
     });
     let c = c.expect("a case with a coarse ADC");
     let x = conv_input(&c, 1);
     let mut wide = c.xb.clone();
     wide.adc_step = vec![0];
-    wide.adc_bits = 16;
+    wide.geometry.adc_bits = 16;
     let program = |xb: &Crossbar| {
         let mut p = program_of(&c);
         if let Step::Conv { crossbar, .. } = &mut p.steps[0] {

@@ -11,7 +11,7 @@
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::arith::FixedMultiplier;
 use cimc_backends::program::{Program, Requant, Step};
-use cimc_backends::target::{AdcRangeMode, Encoding, Target};
+use cimc_backends::target::{AdcRange, Target, WeightEncoding};
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
@@ -21,13 +21,13 @@ use std::path::Path;
 
 /// A lossless chip: 64-row tiles of 2-bit cells, 2-bit DAC slices, a 10-bit ADC
 /// (P ≤ 64·3·3 = 576 ≤ 1023), so each conversion is exact but the slicing is still exercised.
-fn lossless_target(encoding: Encoding) -> Target {
+fn lossless_target(encoding: WeightEncoding) -> Target {
     let mut t = Target::preset("isaac").unwrap();
-    t.array.rows = 64;
-    t.dac.bits = 2;
-    t.adc.bits = 10;
-    t.adc.range = AdcRangeMode::Lossless;
-    t.weights.encoding = encoding;
+    t.chip.crossbar.rows = 64;
+    t.chip.crossbar.dac_bits = 2;
+    t.chip.crossbar.adc_bits = 10;
+    t.chip.adc_range = AdcRange::Lossless;
+    t.chip.crossbar.encoding = encoding;
     t.validate("the lossless test target").unwrap();
     t
 }
@@ -85,7 +85,7 @@ fn crossbar_steps(model: &Path, calib: &Tensor, t: &Target) -> Vec<(Program, Str
 
 fn check_model(model: &Path, calib: &Tensor) -> usize {
     let mut layers = 0;
-    for encoding in [Encoding::Differential, Encoding::Offset] {
+    for encoding in [WeightEncoding::Differential, WeightEncoding::Offset] {
         let t = lossless_target(encoding);
         for (p, origin) in crossbar_steps(model, calib, &t) {
             let decl = &p.buffers[0];

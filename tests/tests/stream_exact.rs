@@ -11,7 +11,7 @@ use cimc::onnx::{self, ImportOptions};
 use cimc_backends::program::{Program, Step};
 use cimc_backends::stream::emit::{emit, EmitOptions, ScheduleChoice};
 use cimc_backends::stream::{text, Schedule, Stream};
-use cimc_backends::target::{AdcRangeMode, Encoding, Target};
+use cimc_backends::target::{AdcRange, Target, WeightEncoding};
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
@@ -141,10 +141,10 @@ fn small_models_every_preset_bit_exact() {
 fn layer_serial_parts_are_bit_exact() {
     let models = data().join("models");
     let mut t = Target::preset("isaac").unwrap();
-    t.array.count = 6;
-    t.array.cols = 32;
-    t.adc.per_column_group = true;
-    t.adc.bits = 4;
+    t.chip.arrays = 6;
+    t.chip.crossbar.cols = 32;
+    t.chip.per_column_group = true;
+    t.chip.crossbar.adc_bits = 4;
     t.validate("a 6-array chip").unwrap();
     for (name, calib, inputs) in small_models() {
         let mut p = compile(&models.join(format!("{name}.onnx")), &calib, &t, 2);
@@ -167,10 +167,10 @@ fn layer_serial_parts_are_bit_exact() {
 fn per_column_group_steps_are_bit_exact() {
     let models = data().join("models");
     let mut t = Target::preset("isaac").unwrap();
-    t.array.count = 0;
-    t.array.cols = 32;
-    t.adc.per_column_group = true;
-    t.adc.bits = 4;
+    t.chip.arrays = 0;
+    t.chip.crossbar.cols = 32;
+    t.chip.per_column_group = true;
+    t.chip.crossbar.adc_bits = 4;
     t.validate("per-column-group steps").unwrap();
     let mut steps = 0;
     for (name, calib, inputs) in small_models() {
@@ -190,8 +190,8 @@ fn per_column_group_steps_are_bit_exact() {
 fn offset_encoding_and_chunks_are_bit_exact() {
     let models = data().join("models");
     let mut t = Target::preset("puma").unwrap();
-    t.weights.encoding = Encoding::Offset;
-    t.adc.range = AdcRangeMode::Worst;
+    t.chip.crossbar.encoding = WeightEncoding::Offset;
+    t.chip.adc_range = AdcRange::Worst;
     t.validate("offset puma").unwrap();
     let opts = EmitOptions { im2col_words: 1000, ..EmitOptions::default() };
     for (name, calib, inputs) in small_models() {

@@ -2,11 +2,11 @@
 //! in the order of [`INSTRS`](super::INSTRS) (`mvm group=3 src=0 dst=4096 count=3136`).
 //!
 //! Values are decimal integers (`-` allowed where the field is signed), or hexadecimal with `0x`;
-//! an `Encoding` is `differential` or `offset`. `;` starts a comment that runs to the end of the
+//! an encoding is its name (`differential` or `offset`, `cimc_ir::WeightEncoding`). `;` starts a comment that runs to the end of the
 //! line; blank lines are allowed. The parser accepts the fields in any order, each exactly once.
 //! Errors name the line and the column (1-based, in characters), and never panic.
 
-use super::{info_by_mnemonic, FieldInfo, FieldKind, Instr, MAX_FIELDS};
+use super::{info_by_mnemonic, FieldInfo, FieldKind, Instr, WeightEncoding, MAX_FIELDS};
 use crate::error::{BackendError, Result};
 
 /// One line of assembly (no newline, no comment).
@@ -18,7 +18,12 @@ pub fn print(instr: &Instr) -> String {
         s.push_str(f.name);
         s.push('=');
         match f.kind {
-            FieldKind::Encoding => s.push_str(if v == 0 { "differential" } else { "offset" }),
+            FieldKind::Encoding => {
+                match usize::try_from(v).ok().and_then(|i| WeightEncoding::NAMES.get(i)) {
+                    Some(name) => s.push_str(name),
+                    None => s.push_str(&v.to_string()),
+                }
+            }
             _ => s.push_str(&v.to_string()),
         }
     }
@@ -119,12 +124,17 @@ fn names(info: &super::InstrInfo) -> String {
 fn parse_value(s: &str, f: &FieldInfo) -> std::result::Result<i64, String> {
     let out_of_range = || format!("field `{}` = {s} is out of range {}", f.name, f.range_text());
     if f.kind == FieldKind::Encoding {
-        return match s {
-            "differential" => Ok(0),
-            "offset" => Ok(1),
-            _ => {
-                Err(format!("field `{}`: expected `differential` or `offset`, found `{s}`", f.name))
-            }
+        return match WeightEncoding::from_name(s) {
+            Some(e) => Ok(e as i64),
+            None => Err(format!(
+                "field `{}`: expected {}, found `{s}`",
+                f.name,
+                WeightEncoding::NAMES
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )),
         };
     }
     let (neg, body) = match s.strip_prefix('-') {

@@ -119,7 +119,7 @@ fn field_error(index: usize, info: &InstrInfo, f: &FieldInfo, at: usize, v: i64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::isa::Encoding;
+    use crate::isa::WeightEncoding;
 
     fn msg<T: std::fmt::Debug>(r: Result<T>) -> String {
         match r {
@@ -181,7 +181,7 @@ mod tests {
             cell_bits: 1,
             weight_bits: 2,
             magnitude_bits: 1,
-            encoding: Encoding::Offset,
+            encoding: WeightEncoding::Offset,
             adc_bits: 1,
             adc_step: 0,
             input_min: 0,

@@ -74,7 +74,7 @@ pub mod asm;
 pub mod doc;
 pub mod encode;
 
-pub use crate::program::Encoding;
+pub use cimc_ir::WeightEncoding;
 pub use encode::{decode, decode_all, encode, encode_all};
 
 use crate::error::{BackendError, Result};
@@ -92,7 +92,8 @@ pub enum FieldKind {
     U16,
     U32,
     I32,
-    /// A crossbar weight [`Encoding`]: one byte, 0 differential, 1 offset; in text the name.
+    /// A crossbar [`WeightEncoding`]: one byte, its index in `WeightEncoding::NAMES` (0
+    /// differential, 1 offset); in text the name.
     Encoding,
 }
 
@@ -149,22 +150,15 @@ macro_rules! int_field {
 }
 int_field!(u8 => U8, u16 => U16, u32 => U32, i32 => I32);
 
-impl FieldValue for Encoding {
+impl FieldValue for WeightEncoding {
     const KIND: FieldKind = FieldKind::Encoding;
     const MIN: i64 = 0;
-    const MAX: i64 = 1;
+    const MAX: i64 = WeightEncoding::ALL.len() as i64 - 1;
     fn to_i64(self) -> i64 {
-        match self {
-            Encoding::Differential => 0,
-            Encoding::Offset => 1,
-        }
+        self as i64
     }
     fn from_i64(v: i64) -> Option<Self> {
-        match v {
-            0 => Some(Encoding::Differential),
-            1 => Some(Encoding::Offset),
-            _ => None,
-        }
+        usize::try_from(v).ok().and_then(|i| WeightEncoding::ALL.get(i)).copied()
     }
 }
 
@@ -184,7 +178,16 @@ impl FieldInfo {
     /// The accepted range as text (`1..=16`, `differential or offset`).
     pub fn range_text(&self) -> String {
         match self.kind {
-            FieldKind::Encoding => "`differential` (0) or `offset` (1)".to_string(),
+            FieldKind::Encoding => {
+                let names = WeightEncoding::NAMES.iter().enumerate();
+                let each: Vec<String> = names.map(|(i, n)| format!("`{n}` ({i})")).collect();
+                match each.split_last() {
+                    Some((last, rest)) if !rest.is_empty() => {
+                        format!("{} or {last}", rest.join(", "))
+                    }
+                    _ => each.concat(),
+                }
+            }
             _ => format!("{}..={}", self.min, self.max),
         }
     }
@@ -472,7 +475,7 @@ isa! {
         /// Bits of the unsigned magnitudes stored (`b_w − 1` differential, `b_w` offset).
         magnitude_bits: u8 [1, 17],
         /// How signed weights sit in non-negative cells.
-        encoding: Encoding,
+        encoding: WeightEncoding,
         /// `b_adc`: ADC resolution in bits.
         adc_bits: u8 [1, 16],
         /// `e`: the ADC step is `2^e`.
@@ -765,7 +768,7 @@ mod tests {
             cell_bits: 2,
             weight_bits: 8,
             magnitude_bits: 7,
-            encoding: Encoding::Offset,
+            encoding: WeightEncoding::Offset,
             adc_bits: 8,
             adc_step: 2,
             input_min: -128,

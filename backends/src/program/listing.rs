@@ -13,7 +13,7 @@ pub fn listing(p: &Program) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "program {} (format v{})", p.name, super::FORMAT_VERSION);
     if let Some(t) = &p.target {
-        let _ = writeln!(s, "target {t}");
+        let _ = writeln!(s, "target {}", t.stamp_line());
     }
     let total: usize = p.buffers.iter().map(buffer_bytes).sum();
     let _ =
@@ -109,7 +109,8 @@ fn crossbar(x: &Option<super::Crossbar>) -> String {
     let Some(x) = x else { return String::new() };
     format!(
         "\n        xbar {:?} rows={} cols={} cell_bits={} dac_bits={} adc_bits={} weight_bits={} magnitude_bits={} input_bits={} input_min={} adc_step={:?}",
-        x.encoding, x.rows, x.cols, x.cell_bits, x.dac_bits, x.adc_bits, x.weight_bits,
+        x.geometry.encoding, x.geometry.rows, x.geometry.cols, x.geometry.cell_bits,
+        x.geometry.dac_bits, x.geometry.adc_bits, x.weight_bits,
         x.magnitude_bits, x.input_bits, x.input_min, x.adc_step
     )
 }

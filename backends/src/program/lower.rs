@@ -12,7 +12,7 @@
 use super::{BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window};
 use crate::arith::{quantize_value, FixedMultiplier};
 use crate::error::{BackendError, Result};
-use cimc_ir::{DType, Graph, Node, NodeId, Op, Placement, QuantParams, ValueId, WeightEncoding};
+use cimc_ir::{DType, Graph, Node, NodeId, Op, Placement, QuantParams, ValueId};
 use std::collections::HashMap;
 
 /// Headroom bits of the Add recipe: inputs are shifted left by this much before rescaling, so
@@ -71,7 +71,7 @@ pub fn lower(g: &Graph) -> Result<Program> {
         outputs,
         steps: l.steps,
         origins: l.origins,
-        target: g.target.as_ref().map(|t| format!("{} hash={} {}", t.name, t.hash, t.summary)),
+        target: g.target.as_ref().map(|t| crate::target::TargetRecord::Stamp(t.line())),
     };
     p.validate()?;
     Ok(p)
@@ -587,19 +587,11 @@ fn gemm_clamp(op: &Op) -> Option<(f32, f32)> {
 fn crossbar_of(node: &Node) -> Option<super::Crossbar> {
     let Placement::Crossbar(m) = &node.placement else { return None };
     Some(super::Crossbar {
-        encoding: match m.encoding {
-            WeightEncoding::Differential => super::Encoding::Differential,
-            WeightEncoding::Offset => super::Encoding::Offset,
-        },
-        rows: m.array_rows,
-        cols: m.array_cols,
-        cell_bits: m.cell_bits,
-        dac_bits: m.dac_bits,
-        adc_bits: m.adc_bits,
+        geometry: m.geometry,
         weight_bits: m.weight_bits,
         magnitude_bits: m.magnitude_bits,
         input_bits: m.input_bits,
-        input_min: m.input_min as i32,
+        input_min: m.input_min,
         adc_step: m.adc_step.clone(),
         arrays: (0..m.replicas)
             .map(|r| {

@@ -16,10 +16,15 @@ pub mod lower;
 
 use crate::arith::FixedMultiplier;
 use crate::error::{BackendError, Result};
+use crate::target::TargetRecord;
+use cimc_ir::CrossbarGeometry;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"CIMCPROG";
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+/// The oldest format version still read: version 3 recorded the target as its stamp line only
+/// (read as [`TargetRecord::Stamp`]).
+pub const OLDEST_FORMAT_VERSION: u32 = 3;
 /// Most elements a buffer of a program read from a file may declare (2^32: 16 GiB of f32). A
 /// buffer is allocated when the program runs, so its declared size is all a file controls.
 pub const MAX_BUFFER_ELEMENTS: usize = 1 << 32;
@@ -110,15 +115,6 @@ pub struct Window {
     pub pads: Vec<usize>,
 }
 
-/// How signed weights sit in non-negative cells (`docs/hardware-model.md` §1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Encoding {
-    /// `w = w⁺ − w⁻`, two columns per weight slice, subtracted after the ADC.
-    Differential,
-    /// `w + 2^(b_w−1)` in one column; `2^(b_w−1)·Σ_k v[k]` subtracted digitally.
-    Offset,
-}
-
 /// The crossbar execution of a Conv or Gemm step (`docs/hardware-model.md` §1 and §3).
 ///
 /// For each im2col vector of a group, the crossbar receives `v[k] = q_x[k] − input_min`
@@ -139,14 +135,9 @@ pub enum Encoding {
 /// group, output `n` is in column group `(n / mg) · ceil(mg / cpg) + (n % mg) / cpg`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Crossbar {
-    pub encoding: Encoding,
-    /// `R`: rows per row tile.
-    pub rows: usize,
-    /// `C`: physical columns of one array (for column groups).
-    pub cols: usize,
-    pub cell_bits: u32,
-    pub dac_bits: u32,
-    pub adc_bits: u32,
+    /// The arrays: encoding, `R` (rows per row tile), `C` (physical columns of one array, for
+    /// column groups), `cell_bits`, `dac_bits`, `adc_bits`.
+    pub geometry: CrossbarGeometry,
     pub weight_bits: u32,
     pub magnitude_bits: u32,
     pub input_bits: u32,
@@ -161,39 +152,36 @@ pub struct Crossbar {
 
 impl Crossbar {
     pub fn weight_slices(&self) -> u32 {
-        self.magnitude_bits.div_ceil(self.cell_bits.max(1))
+        self.magnitude_bits.div_ceil(self.geometry.cell_bits.max(1))
     }
 
     pub fn input_slices(&self) -> u32 {
-        self.input_bits.div_ceil(self.dac_bits.max(1))
+        self.input_bits.div_ceil(self.geometry.dac_bits.max(1))
     }
 
     pub fn columns_per_output(&self) -> usize {
-        let s = self.weight_slices() as usize;
-        match self.encoding {
-            Encoding::Differential => 2 * s,
-            Encoding::Offset => s,
-        }
+        self.geometry.columns_per_output(self.weight_slices())
     }
 
     /// The largest partial sum of a row tile of `rows` rows.
     pub fn p_max(&self, rows: usize) -> u64 {
-        cimc_ir::crossbar::partial_sum_max(rows, self.dac_bits, self.cell_bits)
+        self.geometry.p_max(rows)
     }
 
     pub fn adc_top(&self) -> u64 {
-        (1u64 << self.adc_bits) - 1
+        self.geometry.adc_top()
     }
 
     /// Every conversion is exact for a matrix of `k` rows: then the result is the exact
     /// integer dot product, and one integer GEMM computes it.
     pub fn is_lossless(&self, k: usize) -> bool {
-        self.p_max(k.min(self.rows)) <= self.adc_top() && self.adc_step.iter().all(|&e| e == 0)
+        self.p_max(k.min(self.geometry.rows)) <= self.adc_top()
+            && self.adc_step.iter().all(|&e| e == 0)
     }
 
     /// The column group of output `n` when each group has `mg` outputs.
     pub fn column_group_of(&self, n: usize, mg: usize) -> usize {
-        let cpg = (self.cols / self.columns_per_output().max(1)).max(1);
+        let cpg = (self.geometry.cols / self.columns_per_output().max(1)).max(1);
         (n / mg.max(1)) * mg.div_ceil(cpg) + (n % mg.max(1)) / cpg
     }
 
@@ -216,17 +204,15 @@ impl Crossbar {
     /// Checks the numbers are in range (a program from a file is not trusted).
     pub fn validate(&self) -> std::result::Result<(), String> {
         let ok = |c: bool, m: &str| if c { Ok(()) } else { Err(m.to_string()) };
-        ok(self.rows >= 1 && self.cols >= 1, "rows and cols must be at least 1")?;
-        ok((1..=8).contains(&self.cell_bits), "cell_bits must be 1..=8")?;
-        ok((1..=16).contains(&self.dac_bits), "dac_bits must be 1..=16")?;
-        ok((1..=16).contains(&self.adc_bits), "adc_bits must be 1..=16")?;
+        let x = &self.geometry;
+        ok(x.rows >= 1 && x.cols >= 1, "rows and cols must be at least 1")?;
+        ok((1..=8).contains(&x.cell_bits), "cell_bits must be 1..=8")?;
+        ok((1..=16).contains(&x.dac_bits), "dac_bits must be 1..=16")?;
+        ok((1..=16).contains(&x.adc_bits), "adc_bits must be 1..=16")?;
         ok((2..=16).contains(&self.weight_bits), "weight_bits must be 2..=16")?;
         ok((1..=17).contains(&self.magnitude_bits), "magnitude_bits must be 1..=17")?;
         ok((1..=16).contains(&self.input_bits), "input_bits must be 1..=16")?;
-        ok(
-            self.columns_per_output() <= self.cols,
-            "one output needs more columns than an array has",
-        )?;
+        ok(self.columns_per_output() <= x.cols, "one output needs more columns than an array has")?;
         ok(
             !self.adc_step.is_empty() && self.adc_step.iter().all(|&e| e <= 40),
             "adc_step must hold 1.. exponents ≤ 40",
@@ -376,8 +362,35 @@ pub struct Program {
     pub steps: Vec<Step>,
     /// The IR node each step comes from (same length as `steps`), for reports and messages.
     pub origins: Vec<String>,
-    /// The chip the program was mapped for: `name hash=HEX summary`, from the graph's stamp.
-    pub target: Option<String>,
+    /// The chip the program was mapped for: the whole target when the compiler had it (cost
+    /// figures and noise included), else the graph's stamp line `name hash=HEX summary`.
+    pub target: Option<TargetRecord>,
+}
+
+/// The body of a version-3 file: the target was its stamp line.
+#[derive(Deserialize)]
+struct ProgramV3 {
+    name: String,
+    buffers: Vec<BufferDecl>,
+    inputs: Vec<Buf>,
+    outputs: Vec<Buf>,
+    steps: Vec<Step>,
+    origins: Vec<String>,
+    target: Option<String>,
+}
+
+impl From<ProgramV3> for Program {
+    fn from(p: ProgramV3) -> Program {
+        Program {
+            name: p.name,
+            buffers: p.buffers,
+            inputs: p.inputs,
+            outputs: p.outputs,
+            steps: p.steps,
+            origins: p.origins,
+            target: p.target.map(TargetRecord::Stamp),
+        }
+    }
 }
 
 impl Program {
@@ -397,6 +410,7 @@ impl Program {
     }
 
     /// Reads the binary file form; checks the magic, the version and every buffer reference.
+    /// Versions from [`OLDEST_FORMAT_VERSION`] on are read.
     pub fn from_bytes(bytes: &[u8]) -> Result<Program> {
         if bytes.len() < 12 || &bytes[..8] != MAGIC {
             return Err(BackendError::Format(
@@ -404,13 +418,19 @@ impl Program {
             ));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if version != FORMAT_VERSION {
-            return Err(BackendError::Format(format!(
-                "program format version {version}; this cimc reads version {FORMAT_VERSION}"
-            )));
-        }
-        let p: Program = crate::error::decode_body(&bytes[12..], 12)
-            .map_err(|e| BackendError::Format(format!("malformed program body: {e}")))?;
+        let malformed = |e| BackendError::Format(format!("malformed program body: {e}"));
+        let p: Program = match version {
+            FORMAT_VERSION => crate::error::decode_body(&bytes[12..], 12).map_err(malformed)?,
+            3 => {
+                crate::error::decode_body::<ProgramV3>(&bytes[12..], 12).map_err(malformed)?.into()
+            }
+            _ => {
+                return Err(BackendError::Format(format!(
+                    "program format version {version}; this cimc reads versions \
+                     {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"
+                )))
+            }
+        };
         p.validate()?;
         Ok(p)
     }
@@ -533,5 +553,49 @@ impl Step {
             Step::Pad { .. } => "pad",
             Step::Softmax { .. } => "softmax",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Target;
+
+    fn empty(target: Option<TargetRecord>) -> Program {
+        Program {
+            name: "p".into(),
+            buffers: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            steps: vec![],
+            origins: vec![],
+            target,
+        }
+    }
+
+    #[test]
+    fn the_whole_target_round_trips() {
+        let mut t = Target::preset("puma").expect("invariant: puma is a preset");
+        t.cost.clock_ghz = 0.75;
+        let p = empty(Some(TargetRecord::Full(Box::new(t))));
+        assert_eq!(Program::from_bytes(&p.to_bytes()).unwrap(), p);
+        let stamp = empty(Some(TargetRecord::Stamp("x hash=0 y".into())));
+        assert_eq!(Program::from_bytes(&stamp.to_bytes()).unwrap(), stamp);
+    }
+
+    #[test]
+    fn version_3_is_read_with_its_stamp() {
+        let p = empty(None);
+        // Version 3's body: the same fields, the target a stamp line.
+        let line = "isaac hash=0123456789abcdef 128x128 arrays".to_string();
+        let body = (&p.name, &p.buffers, &p.inputs, &p.outputs, &p.steps, &p.origins, Some(&line));
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(postcard::to_stdvec(&body).unwrap());
+        let back = Program::from_bytes(&bytes).unwrap();
+        assert_eq!(back, empty(Some(TargetRecord::Stamp(line))));
+        bytes[8] = 2;
+        let err = Program::from_bytes(&bytes).unwrap_err().to_string();
+        assert!(err.contains("version 2; this cimc reads versions 3 to 4"), "{err}");
     }
 }

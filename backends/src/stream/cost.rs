@@ -33,8 +33,7 @@ pub use report::{
 use super::{HostEntry, Schedule, Stream};
 use crate::error::{BackendError, Result};
 use crate::isa::Instr;
-use crate::program::Encoding;
-use crate::target::{self, CostSpec, Target};
+use crate::target::{CostSpec, Target};
 use shadow::Shadow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
@@ -276,10 +275,7 @@ impl<'a> Sim<'a> {
     /// inputs and the group's weight bits.
     fn first_numerics(&self, c: usize, g: u16) -> Numerics {
         self.first_config.get(&(c, g)).copied().unwrap_or_else(|| {
-            let enc = match self.t.weights.encoding {
-                target::Encoding::Differential => Encoding::Differential,
-                target::Encoding::Offset => Encoding::Offset,
-            };
+            let enc = self.t.chip.crossbar.encoding;
             let wb = self.s.groups[g as usize].weight_bits as u32;
             Numerics::of_target(self.t, 8, wb, enc)
         })

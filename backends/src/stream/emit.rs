@@ -29,7 +29,7 @@ use super::{
 use crate::error::{BackendError, Result};
 use crate::isa::Instr;
 use crate::program::{Buf, Elem, Program, Step};
-use crate::target::Target;
+use crate::target::{Target, TargetRecord};
 
 #[path = "emit_matrix.rs"]
 mod matrix;
@@ -182,7 +182,7 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
     }
     let stream = Stream {
         name: program.name.clone(),
-        target: program.target.clone(),
+        target: Some(TargetRecord::Full(Box::new(target.clone()))),
         schedule,
         arrays,
         global_words,
@@ -228,13 +228,13 @@ fn placed_arrays(p: &Program) -> Option<u32> {
 fn choose_schedule(p: &Program, t: &Target, choice: ScheduleChoice) -> Result<Schedule> {
     let placed = placed_arrays(p);
     let fits = match placed {
-        Some(n) => t.array.count == 0 || n as usize <= t.array.count,
+        Some(n) => t.chip.arrays == 0 || n as usize <= t.chip.arrays,
         None => false,
     };
     match choice {
         ScheduleChoice::Auto => Ok(if fits { Schedule::Pipelined } else { Schedule::LayerSerial }),
         ScheduleChoice::LayerSerial => {
-            if t.array.count == 0 {
+            if t.chip.arrays == 0 {
                 return Err(BackendError::Format(
                     "a layer-serial schedule needs a chip with a fixed number of arrays \
                      (array.count > 0)"
@@ -252,7 +252,7 @@ fn choose_schedule(p: &Program, t: &Target, choice: ScheduleChoice) -> Result<Sc
             Some(n) if !fits => Err(BackendError::Format(format!(
                 "a pipelined schedule needs {n} arrays resident; the chip has {} \
                  (use the layer-serial schedule)",
-                t.array.count
+                t.chip.arrays
             ))),
             Some(_) => Ok(Schedule::Pipelined),
         },
@@ -261,7 +261,7 @@ fn choose_schedule(p: &Program, t: &Target, choice: ScheduleChoice) -> Result<Sc
 
 fn chip_arrays(p: &Program, t: &Target, s: Schedule) -> u32 {
     let placed = placed_arrays(p).unwrap_or(0);
-    let count = u32::try_from(t.array.count).unwrap_or(u32::MAX);
+    let count = u32::try_from(t.chip.arrays).unwrap_or(u32::MAX);
     match s {
         Schedule::Pipelined if count == 0 => placed,
         _ => count,

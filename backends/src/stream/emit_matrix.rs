@@ -4,9 +4,10 @@
 
 use super::{window_entry, Emitter};
 use crate::error::Result;
-use crate::isa::{Encoding as IsaEncoding, Instr};
-use crate::program::{Crossbar, Elem, Encoding, Step};
+use crate::isa::Instr;
+use crate::program::{Crossbar, Elem, Step};
 use crate::stream::{GroupEntry, PermEntry, RequantEntry, Schedule, WindowEntry};
+use cimc_ir::{CrossbarGeometry, WeightEncoding};
 
 /// A part of a layer's matrix held by one group: conv groups `cg0..cg1`, and within one conv
 /// group the local outputs `n0..n1` and the rows `r0..r1`.
@@ -59,12 +60,14 @@ fn lossless_config(
     let magnitude_bits =
         if min_code { weight_bits as u32 } else { (weight_bits as u32 - 1).max(1) };
     Crossbar {
-        encoding: Encoding::Differential,
-        rows,
-        cols: 2 * magnitude_bits as usize,
-        cell_bits: 1,
-        dac_bits: 1,
-        adc_bits,
+        geometry: CrossbarGeometry {
+            encoding: WeightEncoding::Differential,
+            rows,
+            cols: 2 * magnitude_bits as usize,
+            cell_bits: 1,
+            dac_bits: 1,
+            adc_bits,
+        },
         weight_bits: (weight_bits as u32).max(2),
         magnitude_bits,
         input_bits: ct.bits as u32,
@@ -204,14 +207,14 @@ impl Emitter<'_> {
                 lossless_config(k, weights.bits, min_code, ct)
             }
         };
-        if x.rows > u16::MAX as usize || x.cols > u16::MAX as usize {
+        if x.geometry.rows > u16::MAX as usize || x.geometry.cols > u16::MAX as usize {
             return Err(self.err(format!(
                 "arrays of {}x{} exceed the ISA's 65535 rows or columns",
-                x.rows, x.cols
+                x.geometry.rows, x.geometry.cols
             )));
         }
         let cpo = x.columns_per_output();
-        let cpg = (x.cols / cpo.max(1)).max(1);
+        let cpg = (x.geometry.cols / cpo.max(1)).max(1);
         // (part, arrays) per group of each replica.
         let layout: Vec<Vec<(Part, Vec<u32>, u16)>> = match self.schedule {
             Schedule::Pipelined => {
@@ -233,7 +236,7 @@ impl Emitter<'_> {
                 let parts = if crossbar.is_none() {
                     vec![Part { cg0: 0, cg1: groups, n0: 0, n1: mg, r0: 0, r1: k }]
                 } else {
-                    split(groups, k, mg, x.rows, cpg, a)
+                    split(groups, k, mg, x.geometry.rows, cpg, a)
                 };
                 vec![parts
                     .into_iter()
@@ -242,7 +245,7 @@ impl Emitter<'_> {
                             0
                         } else {
                             (p.cg1 - p.cg0)
-                                * (p.r1 - p.r0).div_ceil(x.rows)
+                                * (p.r1 - p.r0).div_ceil(x.geometry.rows)
                                 * (p.n1 - p.n0).div_ceil(cpg)
                         };
                         (p, (0..need as u32).collect(), 0u16)
@@ -326,7 +329,7 @@ impl Emitter<'_> {
         // The part's column groups, numbered as the part's own group numbers them, and the
         // layer-wide column group each one is.
         let (cpo, part) = (x.columns_per_output(), &pg.part);
-        let cpg = (x.cols / cpo.max(1)).max(1);
+        let cpg = (x.geometry.cols / cpo.max(1)).max(1);
         let np = part.n1 - part.n0;
         let steps: Vec<u32> = if x.adc_step.len() == 1 {
             vec![x.adc_step[0]]
@@ -345,18 +348,15 @@ impl Emitter<'_> {
             pg.core,
             Instr::XbarConfig {
                 group: pg.group,
-                rows: x.rows as u16,
-                cols: x.cols as u16,
+                rows: x.geometry.rows as u16,
+                cols: x.geometry.cols as u16,
                 input_bits: u8f(x.input_bits, "input_bits")?,
-                dac_bits: u8f(x.dac_bits, "dac_bits")?,
-                cell_bits: u8f(x.cell_bits, "cell_bits")?,
+                dac_bits: u8f(x.geometry.dac_bits, "dac_bits")?,
+                cell_bits: u8f(x.geometry.cell_bits, "cell_bits")?,
                 weight_bits: u8f(x.weight_bits, "weight_bits")?,
                 magnitude_bits: u8f(x.magnitude_bits, "magnitude_bits")?,
-                encoding: match x.encoding {
-                    Encoding::Differential => IsaEncoding::Differential,
-                    Encoding::Offset => IsaEncoding::Offset,
-                },
-                adc_bits: u8f(x.adc_bits, "adc_bits")?,
+                encoding: x.geometry.encoding,
+                adc_bits: u8f(x.geometry.adc_bits, "adc_bits")?,
                 adc_step: u8f(steps[0], "adc_step")?,
                 input_min: x.input_min,
                 input_zero: z,

@@ -23,10 +23,14 @@ use crate::arith::FixedMultiplier;
 use crate::error::{BackendError, Result};
 use crate::isa::{self, Instr};
 use crate::program::{BufQuant, Elem};
+use crate::target::TargetRecord;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"CIMCSTRM";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version still read: version 1 recorded the target as its stamp line only
+/// (read as [`TargetRecord::Stamp`]).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// How the layers of a network share the chip's arrays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,8 +257,9 @@ pub enum HostEntry {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stream {
     pub name: String,
-    /// The chip: `name hash=HEX summary` (the target stamp of the program).
-    pub target: Option<String>,
+    /// The chip the stream was emitted for: the whole target (cost figures and noise included),
+    /// or, in a file of format version 1, its stamp line `name hash=HEX summary`.
+    pub target: Option<TargetRecord>,
     pub schedule: Schedule,
     /// Physical arrays of the chip (group arrays are below this).
     pub arrays: u32,
@@ -272,11 +277,12 @@ pub struct Stream {
     pub hosts: Vec<HostEntry>,
 }
 
-/// The serialized form: instructions as bytes.
+/// The serialized form: instructions as bytes. `T` is the target's record: a [`TargetRecord`]
+/// (format version 2), or the stamp line (`String`, version 1).
 #[derive(Serialize, Deserialize)]
-struct StreamFile {
+struct StreamFile<T> {
     name: String,
-    target: Option<String>,
+    target: Option<T>,
     schedule: Schedule,
     arrays: u32,
     global_words: u32,
@@ -291,6 +297,29 @@ struct StreamFile {
     adds: Vec<AddEntry>,
     perms: Vec<PermEntry>,
     hosts: Vec<HostEntry>,
+}
+
+impl<T> StreamFile<T> {
+    /// The same file with its target record converted.
+    fn with_target<U>(self, f: impl FnOnce(T) -> U) -> StreamFile<U> {
+        StreamFile {
+            name: self.name,
+            target: self.target.map(f),
+            schedule: self.schedule,
+            arrays: self.arrays,
+            global_words: self.global_words,
+            inputs: self.inputs,
+            outputs: self.outputs,
+            layers: self.layers,
+            cores: self.cores,
+            groups: self.groups,
+            windows: self.windows,
+            requants: self.requants,
+            adds: self.adds,
+            perms: self.perms,
+            hosts: self.hosts,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -403,7 +432,14 @@ impl Stream {
     /// Writes the binary file form ([`Stream::to_bytes`]'s bytes) to `w`, serializing as it
     /// goes (no copy of the whole file in memory; the packed weights are made once).
     pub fn write_to(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
-        let file = StreamFile {
+        w.write_all(MAGIC)?;
+        w.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        postcard::to_io(&self.file(), w).map(|_| ()).map_err(std::io::Error::other)
+    }
+
+    /// The serialized form (instructions encoded, weights packed).
+    fn file(&self) -> StreamFile<TargetRecord> {
+        StreamFile {
             name: self.name.clone(),
             target: self.target.clone(),
             schedule: self.schedule,
@@ -431,14 +467,12 @@ impl Stream {
             adds: self.adds.clone(),
             perms: self.perms.clone(),
             hosts: self.hosts.clone(),
-        };
-        w.write_all(MAGIC)?;
-        w.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        postcard::to_io(&file, w).map(|_| ()).map_err(std::io::Error::other)
+        }
     }
 
-    /// Reads the binary file form: checks the magic and the version, decodes every instruction
-    /// and validates the whole stream ([`Stream::validate`]).
+    /// Reads the binary file form: checks the magic and the version (from
+    /// [`OLDEST_FORMAT_VERSION`] on), decodes every instruction and validates the whole stream
+    /// ([`Stream::validate`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Stream> {
         if bytes.len() < 12 || &bytes[..8] != MAGIC {
             return Err(BackendError::Format(
@@ -446,14 +480,22 @@ impl Stream {
             ));
         }
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if version != FORMAT_VERSION {
-            return Err(BackendError::Format(format!(
-                "stream format version {version}; this cimc reads version {FORMAT_VERSION}"
-            )));
-        }
-        let f: StreamFile = crate::error::decode_body(&bytes[12..], 12).map_err(|e| {
-            BackendError::Format(format!("malformed stream (truncated or corrupt): {e}"))
-        })?;
+        let malformed =
+            |e| BackendError::Format(format!("malformed stream (truncated or corrupt): {e}"));
+        let f: StreamFile<TargetRecord> = match version {
+            FORMAT_VERSION => crate::error::decode_body(&bytes[12..], 12).map_err(malformed)?,
+            1 => {
+                let f: StreamFile<String> =
+                    crate::error::decode_body(&bytes[12..], 12).map_err(malformed)?;
+                f.with_target(TargetRecord::Stamp)
+            }
+            _ => {
+                return Err(BackendError::Format(format!(
+                    "stream format version {version}; this cimc reads versions \
+                     {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}"
+                )))
+            }
+        };
         let mut cores = Vec::with_capacity(f.cores.len());
         for (ci, c) in f.cores.into_iter().enumerate() {
             let code = isa::encode::decode_all(&c.code)
@@ -500,5 +542,68 @@ impl Stream {
     /// Instructions over all cores.
     pub fn instructions(&self) -> usize {
         self.cores.iter().map(|c| c.code.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::Target;
+
+    /// A stream of one core that halts, for a target that is no preset.
+    fn tiny() -> Stream {
+        let mut t = Target::preset("edge").expect("invariant: edge is a preset");
+        t.name = "tiny".into();
+        t.cost.adc_energy_pj = 3.5;
+        Stream {
+            name: "tiny".into(),
+            target: Some(TargetRecord::Full(Box::new(t))),
+            schedule: Schedule::Pipelined,
+            arrays: 0,
+            global_words: 0,
+            inputs: vec![],
+            outputs: vec![],
+            layers: vec![],
+            cores: vec![Core { scratch_words: 0, code: vec![Instr::Halt {}], marks: vec![] }],
+            groups: vec![],
+            windows: vec![],
+            requants: vec![],
+            adds: vec![],
+            perms: vec![],
+            hosts: vec![],
+        }
+    }
+
+    fn with_version(version: u32, body: &impl Serialize) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        b.extend(version.to_le_bytes());
+        b.extend(postcard::to_stdvec(body).unwrap());
+        b
+    }
+
+    #[test]
+    fn the_whole_target_round_trips() {
+        let s = tiny();
+        assert_eq!(Stream::from_bytes(&s.to_bytes()).unwrap(), s);
+        let text = text::print(&s);
+        assert!(text.contains(".target-description {"), "{text}");
+        assert_eq!(text::parse(&text).unwrap(), s);
+        // A stamp that is not the description's is refused.
+        let stamp = s.target.as_ref().unwrap().stamp_line();
+        let bad = text.replace(&stamp, &stamp.replace("tiny", "other"));
+        let err = text::parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("is not the stamp of the .target-description"), "{err}");
+    }
+
+    #[test]
+    fn version_1_is_read_with_its_stamp() {
+        let s = tiny();
+        let stamp = s.target.as_ref().unwrap().stamp_line();
+        let v1 = with_version(1, &s.file().with_target(|r| r.stamp_line()));
+        let back = Stream::from_bytes(&v1).unwrap();
+        assert_eq!(back.target, Some(TargetRecord::Stamp(stamp)));
+        assert_eq!(Stream { target: s.target.clone(), ..back }, s);
+        let err = Stream::from_bytes(&with_version(3, &s.file())).unwrap_err().to_string();
+        assert!(err.contains("version 3; this cimc reads versions 1 to 2"), "{err}");
     }
 }

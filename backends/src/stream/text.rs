@@ -3,9 +3,10 @@
 //! assembly of [`crate::isa::asm`].
 //!
 //! ```text
-//! ; cimc instruction stream, format 1
+//! ; cimc instruction stream, format 2
 //! .stream "resnet18"
 //! .target "isaac hash=… 128x128 arrays, …"
+//! .target-description {"name":"isaac", …}  ; the whole target (JSON of its TOML keys)
 //! .schedule pipelined
 //! .arrays 16128
 //! .global 1234567
@@ -26,6 +27,7 @@
 use super::{Core, Schedule, Stream};
 use crate::error::{BackendError, Result};
 use crate::isa::asm;
+use crate::target::{Target, TargetRecord};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt::Write;
@@ -40,7 +42,10 @@ pub fn print(s: &Stream) -> String {
     let _ = writeln!(o, "; cimc instruction stream, format {}", super::FORMAT_VERSION);
     let _ = writeln!(o, ".stream {}", json(&s.name));
     if let Some(t) = &s.target {
-        let _ = writeln!(o, ".target {}", json(t));
+        let _ = writeln!(o, ".target {}", json(&t.stamp_line()));
+        if let Some(full) = t.target() {
+            let _ = writeln!(o, ".target-description {}", json(full));
+        }
     }
     let _ = writeln!(o, ".schedule {}", s.schedule.name());
     let _ = writeln!(o, ".arrays {}", s.arrays);
@@ -128,6 +133,10 @@ pub fn parse(text: &str) -> Result<Stream> {
         hosts: vec![],
     };
     let mut seen_stream = false;
+    // `.target` (the stamp line) and `.target-description` (the whole target), checked against
+    // each other at the end.
+    let mut stamp: Option<(usize, String)> = None;
+    let mut description: Option<Target> = None;
     for (n, line) in text.lines().enumerate() {
         let line_no = n + 1;
         let code = code_of(line);
@@ -153,7 +162,12 @@ pub fn parse(text: &str) -> Result<Stream> {
                     s.name = from_json(rest, "stream").map_err(err)?;
                     seen_stream = true;
                 }
-                "target" => s.target = Some(from_json(rest, "target").map_err(err)?),
+                "target" => stamp = Some((line_no, from_json(rest, "target").map_err(err)?)),
+                "target-description" => {
+                    let t: Target = from_json(rest, "target-description").map_err(err)?;
+                    t.validate(&format!("line {line_no}: .target-description"))?;
+                    description = Some(t);
+                }
                 "schedule" => {
                     s.schedule = match rest {
                         "pipelined" => Schedule::Pipelined,
@@ -219,6 +233,18 @@ pub fn parse(text: &str) -> Result<Stream> {
     if !seen_stream {
         return Err(BackendError::Format("not a stream listing: no `.stream` directive".into()));
     }
+    s.target = match (stamp, description) {
+        (Some((line_no, stamp)), Some(t)) if stamp != t.stamp().line() => {
+            return Err(BackendError::Format(format!(
+                "line {line_no}: .target \"{stamp}\" is not the stamp of the \
+                 .target-description (\"{}\")",
+                t.stamp().line()
+            )))
+        }
+        (_, Some(t)) => Some(TargetRecord::Full(Box::new(t))),
+        (Some((_, stamp)), None) => Some(TargetRecord::Stamp(stamp)),
+        (None, None) => None,
+    };
     s.validate()?;
     Ok(s)
 }

@@ -12,7 +12,8 @@ mod tables;
 use super::{GroupEntry, Schedule, Stream, WindowEntry};
 use crate::error::{BackendError, Result};
 use crate::isa::Instr;
-use crate::program::{Crossbar, Encoding};
+use crate::program::Crossbar;
+use cimc_ir::{CrossbarGeometry, WeightEncoding};
 use std::collections::{BTreeMap, HashMap};
 use tables::Check;
 
@@ -42,12 +43,14 @@ pub fn xbar_crossbar(i: &Instr) -> Option<(Crossbar, i32)> {
         return None;
     };
     let x = Crossbar {
-        encoding,
-        rows: rows as usize,
-        cols: cols as usize,
-        cell_bits: cell_bits as u32,
-        dac_bits: dac_bits as u32,
-        adc_bits: adc_bits as u32,
+        geometry: CrossbarGeometry {
+            encoding,
+            rows: rows as usize,
+            cols: cols as usize,
+            cell_bits: cell_bits as u32,
+            dac_bits: dac_bits as u32,
+            adc_bits: adc_bits as u32,
+        },
         weight_bits: weight_bits as u32,
         magnitude_bits: magnitude_bits as u32,
         input_bits: input_bits as u32,
@@ -433,15 +436,15 @@ fn check_config(g: &GroupEntry, x: &Crossbar, z: i32, (wmin, wmax): (i32, i32)) 
     }
     let umax = (1i64 << x.magnitude_bits) - 1;
     let half = 1i64 << (x.weight_bits - 1);
-    let (lo, hi) = match x.encoding {
-        Encoding::Differential => (-umax, umax),
-        Encoding::Offset => (-half, umax - half),
+    let (lo, hi) = match x.geometry.encoding {
+        WeightEncoding::Differential => (-umax, umax),
+        WeightEncoding::Offset => (-half, umax - half),
     };
     for w in [wmin, wmax] {
         if !(lo..=hi).contains(&(w as i64)) {
             return Err(format!(
                 "weight code {w} does not fit {} magnitude bits ({:?} encoding, weight_bits {})",
-                x.magnitude_bits, x.encoding, x.weight_bits
+                x.magnitude_bits, x.geometry.encoding, x.weight_bits
             ));
         }
     }

@@ -77,7 +77,7 @@ pub fn run(a: CompileArgs) -> Result<()> {
     let (program, mut report) = compile_in_place(&mut graph, &cx, &a.print_after)?;
     let mapping = target.as_ref().map(|t| {
         let tj = serde_json::to_value(t).expect("invariant: targets serialize");
-        MappingReport::new(&graph, tj, t.array.count)
+        MappingReport::new(&graph, tj, t.chip.arrays)
     });
     let passes = serde_json::json!(cx.reports());
     if let Some(path) = &a.report {

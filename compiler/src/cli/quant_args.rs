@@ -1,7 +1,7 @@
 //! Quantization settings on the command line (shared by `compile` and `dump`).
 
 use cimc::{npy, Error, Result};
-use cimc_backends::target::{AdcRangeMode, Target};
+use cimc_backends::target::{AdcRange, Target};
 use cimc_interp::Tensor;
 use cimc_ir::Graph;
 use cimc_passes::config::{check_bits, CalibMethod, WeightMethod};
@@ -80,24 +80,17 @@ impl QuantArgs {
         let mut t = Target::resolve(name).map_err(|e| Error::Usage(e.to_string()))?;
         let mut changed = false;
         if let Some(r) = &self.adc_range {
-            t.adc.range = match r.as_str() {
-                "worst" => AdcRangeMode::Worst,
-                "calib" => AdcRangeMode::Calib,
-                "lossless" => AdcRangeMode::Lossless,
-                _ => {
-                    return Err(Error::Usage(format!(
-                        "--adc-range '{r}': expected worst, calib or lossless"
-                    )))
-                }
-            };
+            t.chip.adc_range = AdcRange::from_name(r).ok_or_else(|| {
+                Error::Usage(format!("--adc-range '{r}': expected {}", AdcRange::expected()))
+            })?;
             changed = true;
         }
         if let Some(b) = self.adc_bits {
-            t.adc.bits = b;
+            t.chip.crossbar.adc_bits = b;
             changed = true;
         }
         if let Some(r) = self.array_rows {
-            t.array.rows = r;
+            t.chip.crossbar.rows = r;
             changed = true;
         }
         if changed {

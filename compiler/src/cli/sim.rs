@@ -26,8 +26,9 @@ pub struct SimArgs {
     /// Write the cost report (JSON) here, and its plot next to it (.svg).
     #[arg(long)]
     report: Option<PathBuf>,
-    /// The target whose cost figures to use: by default the preset the stream was compiled for
-    /// (its name and hash must match); a target file when it was compiled for one.
+    /// The target whose cost figures to use: by default the one the stream records (it was
+    /// emitted for it). A target given here must map the same way (the same hash); its cost
+    /// figures then replace the recorded ones.
     #[arg(long)]
     target: Option<String>,
     /// Print one JSON object instead of the summary.
@@ -35,26 +36,45 @@ pub struct SimArgs {
     json: bool,
 }
 
-/// The target of a stream's cost figures: `--target`, or the preset named by the stream's stamp.
-/// A hash that differs from the stamp's (the stream was compiled with command-line overrides
-/// such as `--adc-bits`, or for another chip) is reported on stderr: the cost figures are then
-/// those of the target given here.
+/// The target of a stream's cost figures. A stream records the whole target it was emitted for
+/// (format version 2 on): that one, unless `--target` names another, which must map the same way
+/// (the same hash; its cost figures and noise then replace the recorded ones) or is refused. A
+/// stream of format version 1 records only its stamp: `--target`, or the preset its stamp names;
+/// a hash that differs from the stamp's is then reported on stderr (the stream was compiled with
+/// command-line overrides such as `--adc-bits`, or for another chip) and the cost figures are
+/// those of the target given.
 pub fn stream_target(s: &Stream, name: Option<&str>, quiet: bool) -> Result<Target> {
-    let stamp = s.target.as_deref().unwrap_or("");
-    let mut words = stamp.split_whitespace();
-    let stamp_name = words.next().unwrap_or("");
-    let stamp_hash = words.next().and_then(|h| h.strip_prefix("hash=")).unwrap_or("");
+    let recorded = s.target.as_ref();
+    let (stamp_name, stamp_hash) = recorded.map(|r| r.name_and_hash()).unwrap_or_default();
+    let resolve = |n: &str| Target::resolve(n).map_err(|e| Error::Usage(e.to_string()));
+    match (name, recorded.and_then(|r| r.target())) {
+        (None, Some(t)) => return Ok(t.clone()),
+        (Some(n), Some(_)) => {
+            let t = resolve(n)?;
+            if t.hash_hex() != stamp_hash {
+                return Err(Error::Usage(format!(
+                    "--target {n}: '{}' (hash {}) maps differently from '{stamp_name}' (hash \
+                     {stamp_hash}), the target the stream was emitted for, so its cost figures \
+                     would not describe this stream; leave --target out to use the recorded one",
+                    t.name,
+                    t.hash_hex()
+                )));
+            }
+            return Ok(t);
+        }
+        _ => {}
+    }
     let t = match name {
-        Some(n) => Target::resolve(n).map_err(|e| Error::Usage(e.to_string()))?,
-        None if stamp.is_empty() => {
+        Some(n) => resolve(n)?,
+        None if recorded.is_none() => {
             return Err(Error::Usage(
                 "the stream names no target: give --target for its cost figures".into(),
             ))
         }
-        None => Target::preset(stamp_name).ok_or_else(|| {
+        None => Target::preset(&stamp_name).ok_or_else(|| {
             Error::Usage(format!(
-                "the stream was compiled for target '{stamp_name}', which is not a preset: \
-                 give --target FILE"
+                "the stream (an older format, which records only the target's name) was \
+                 compiled for target '{stamp_name}', which is not a preset: give --target FILE"
             ))
         })?,
     };

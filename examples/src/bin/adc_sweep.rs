@@ -10,7 +10,7 @@
 //! writes one plot per model (accuracy vs ADC bits, one line per array height).
 
 use cimc::onnx::{self, ImportOptions};
-use cimc_backends::target::{AdcRangeMode, Target};
+use cimc_backends::target::{AdcRange, Target};
 use cimc_examples::{arg, load, top1};
 use cimc_interp::{Runner, Tensor};
 use cimc_passes::tile::Chip;
@@ -29,8 +29,8 @@ fn main() {
     let calib_n: usize = arg(&args, "--calib-samples").unwrap_or(1000);
     let svg_dir: Option<PathBuf> = arg(&args, "--svg");
     let range = match arg::<String>(&args, "--adc-range").as_deref() {
-        Some("worst") => AdcRangeMode::Worst,
-        _ => AdcRangeMode::Calib,
+        Some("worst") => AdcRange::Worst,
+        _ => AdcRange::Calib,
     };
     let only: Option<String> = arg(&args, "--models");
     let cases: Vec<_> = cimc_examples::trained_cnns()
@@ -74,9 +74,9 @@ fn main() {
             let mut line = Vec::new();
             for bits in ADC_BITS {
                 let mut t = base.clone();
-                t.array.rows = rows;
-                t.adc.bits = bits;
-                t.adc.range = range;
+                t.chip.crossbar.rows = rows;
+                t.chip.crossbar.adc_bits = bits;
+                t.chip.adc_range = range;
                 cx.chip = Some(Chip::from_target(&t, None));
                 let mut tg = q.clone();
                 Pipeline::from_names(&["tile", "adc-calibrate"])
@@ -104,7 +104,7 @@ fn main() {
         println!("{}", serde_json::to_string_pretty(&v).unwrap());
         return;
     }
-    let range_name = if range == AdcRangeMode::Calib { "calibrated" } else { "worst-case" };
+    let range_name = if range == AdcRange::Calib { "calibrated" } else { "worst-case" };
     for (name, float, int8, grid, n) in &all {
         println!(
             "\n### {name} ({n} test images; float {float:.2} %, W8A8 integer program {int8:.2} %; {range_name} ADC ranges)\n"

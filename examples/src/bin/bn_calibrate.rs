@@ -10,7 +10,7 @@
 //! a percentile of the calibration partial sums) and `worst` (never clips; coarse steps).
 
 use cimc::onnx::{self, ImportOptions};
-use cimc_backends::target::{AdcRangeMode, Target};
+use cimc_backends::target::{AdcRange, Target};
 use cimc_examples::{arg, load, top1};
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
@@ -75,10 +75,10 @@ fn main() {
         };
         let digital = eval(&compile(None, false).0);
         for adc_bits in [4, 5] {
-            for (range, mode) in [("calib", AdcRangeMode::Calib), ("worst", AdcRangeMode::Worst)] {
+            for (range, mode) in [("calib", AdcRange::Calib), ("worst", AdcRange::Worst)] {
                 let mut t = base.clone();
-                t.adc.bits = adc_bits;
-                t.adc.range = mode;
+                t.chip.crossbar.adc_bits = adc_bits;
+                t.chip.adc_range = mode;
                 let (p0, s0, _) = compile(Some(Chip::from_target(&t, None)), false);
                 let (p1, s1, rep) = compile(Some(Chip::from_target(&t, None)), true);
                 let row = Row {

@@ -59,7 +59,8 @@ fn main() {
         .split(',')
         .map(|a| {
             let mut t = Target::preset("isaac").expect("the isaac preset exists");
-            t.adc.bits = a.trim().parse().expect("--adc-bits: a list of ADC resolutions");
+            t.chip.crossbar.adc_bits =
+                a.trim().parse().expect("--adc-bits: a list of ADC resolutions");
             t.validate("--adc-bits").expect("a valid ADC resolution");
             t
         })
@@ -116,7 +117,7 @@ fn main() {
             let mut top = Vec::new();
             let mut independent_bytes = 0;
             for b in WIDTHS {
-                eprintln!("{name} {}: {b} bits", chip.map_or(0, |t| t.adc.bits));
+                eprintln!("{name} {}: {b} bits", chip.map_or(0, |t| t.chip.crossbar.adc_bits));
                 let (mm, mse) = if b == 8 {
                     (plain.clone(), compile(8, None, WeightMethod::Mse))
                 } else {
@@ -142,7 +143,7 @@ fn main() {
                     "{name}, {} ({} test images)",
                     chip.map_or("digital".to_string(), |t| format!(
                         "{} crossbars, {}-bit ADC",
-                        t.name, t.adc.bits
+                        t.name, t.chip.crossbar.adc_bits
                     )),
                     y.len()
                 ),

@@ -26,7 +26,7 @@ struct Mapping {
 
 fn mapping(g: &cimc_ir::Graph, t: &Target, stats: &cimc_passes::Stats) -> Mapping {
     let tj = serde_json::to_value(t).expect("targets serialize");
-    let r = cimc::report::MappingReport::new(g, tj, t.array.count);
+    let r = cimc::report::MappingReport::new(g, tj, t.chip.arrays);
     Mapping {
         arrays: r.totals.arrays as u64,
         util: 100.0 * r.totals.utilization,
@@ -79,7 +79,7 @@ fn main() {
         .1;
         let stats = Tile.run(&mut q.clone(), &cx).unwrap();
         let plain = mapping(&tiled, &target, &stats);
-        cx.chip = Some(Chip::from_target(&target, Some(target.array.count)));
+        cx.chip = Some(Chip::from_target(&target, Some(target.chip.arrays)));
         let mut repl = q.clone();
         let rstats = Tile.run(&mut repl, &cx).expect("tile with a budget");
         let replicated = mapping(&repl, &target, &rstats);
@@ -92,7 +92,7 @@ fn main() {
             plain.util,
             plain.naive_arrays,
             plain.naive_util,
-            target.array.count,
+            target.chip.arrays,
             replicated.arrays,
             replicated.replicas_added
         );
@@ -100,7 +100,7 @@ fn main() {
             "tile_ms": tile_ms - clone_ms,
             "arrays": plain.arrays, "utilization": plain.util,
             "naive_arrays": plain.naive_arrays, "naive_utilization": plain.naive_util,
-            "budget": target.array.count, "arrays_with_budget": replicated.arrays,
+            "budget": target.chip.arrays, "arrays_with_budget": replicated.arrays,
             "replicas_added": replicated.replicas_added,
         });
         if model == "resnet18_bn" {

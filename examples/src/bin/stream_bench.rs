@@ -13,7 +13,7 @@ use cimc::onnx::{self, ImportOptions};
 use cimc_backends::program::Program;
 use cimc_backends::stream::emit::{emit, EmitOptions};
 use cimc_backends::stream::{cost, Stream};
-use cimc_backends::target::{AdcRangeMode, Target};
+use cimc_backends::target::{AdcRange, Target};
 use cimc_examples::{arg, time_ms};
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
@@ -61,12 +61,11 @@ fn main() {
     cimc::npy::write(&calib_file, &x0.to_data()).unwrap();
     let cims = std::env::temp_dir().join("cimc_stream_bench.cims");
     let mut compile_rows = Vec::new();
-    for (label, range) in [
-        ("worst-case ADC steps", AdcRangeMode::Worst),
-        ("calibrated ADC steps", AdcRangeMode::Calib),
-    ] {
+    for (label, range) in
+        [("worst-case ADC steps", AdcRange::Worst), ("calibrated ADC steps", AdcRange::Calib)]
+    {
         let mut t = Target::preset("isaac").unwrap();
-        t.adc.range = range;
+        t.chip.adc_range = range;
         let (ms, med) = time_ms(reps, || {
             let calib = load(&calib_file);
             let p = compile(&r18, &calib, &t);

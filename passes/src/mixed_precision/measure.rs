@@ -237,7 +237,7 @@ impl Bench {
     /// Per layer, the arrays its blocks take when packed alone; and the arrays of the whole
     /// tiled graph (every layer, blocks sharing arrays). Needs a chip.
     pub fn arrays(&self, a: &Assignment) -> Result<(Vec<usize>, usize)> {
-        let chip = self.chip().ok_or_else(no_chip)?;
+        self.chip().ok_or_else(no_chip)?;
         let g = self.build(a, false)?;
         let mut total = 0;
         let mut by_node = std::collections::BTreeMap::new();
@@ -253,7 +253,7 @@ impl Bench {
             let req = crate::placement::BlockReq { layer: 0, rects, load: 0 };
             by_node.insert(
                 node.name.clone(),
-                crate::placement::pack(chip.rows, chip.cols, &[req], &[1]).arrays,
+                crate::placement::pack(m.geometry.rows, m.geometry.cols, &[req], &[1]).arrays,
             );
             let _ = id;
         }

@@ -77,7 +77,7 @@ where
 {
     let nv = v1 - v0;
     let m = p.groups * p.mg;
-    let (sx, d, ib) = (p.input_slices, p.x.dac_bits, p.input_bits);
+    let (sx, d, ib) = (p.input_slices, p.x.geometry.dac_bits, p.input_bits);
     let tr = nx.tile_rows;
     let (pcp, words) = (p.pc_pad, p.words);
     let per_vec = p.tiles * words * 64;

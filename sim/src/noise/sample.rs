@@ -13,8 +13,8 @@ use super::rng::{Key, Stream};
 use super::{NoiseConfig, NoiseSpec};
 use crate::program::crossbar::PreparedCrossbar;
 use crate::ProgramRunner;
-use cimc_backends::program::Encoding;
 use cimc_interp::{InterpError, Result};
+use cimc_ir::WeightEncoding;
 use rayon::prelude::*;
 
 /// The perturbed crossbar of one step in one trial.
@@ -107,10 +107,10 @@ pub(super) fn sample_step(
     step: usize,
 ) -> NoisyCrossbar {
     let spec = &cfg.spec;
-    let (seed, cb) = (cfg.seed, p.x.cell_bits as usize);
+    let (seed, cb) = (cfg.seed, p.x.geometry.cell_bits as usize);
     let top = ((1u32 << cb) - 1) as f64;
     let sw = p.x.weight_slices() as usize;
-    let tile_rows = p.k.min(p.x.rows);
+    let tile_rows = p.k.min(p.x.geometry.rows);
     let block = tile_rows * p.pc_pad;
     let kv = Key::new(seed, trial, Stream::Variation, step);
     let ks = Key::new(seed, trial, Stream::Stuck, step);
@@ -127,7 +127,7 @@ pub(super) fn sample_step(
             let planes = &p.planes[gt * p.words * cb * p.pc_pad..][..p.words * cb * p.pc_pad];
             let (mut s0, mut st) = (0f64, 0f64);
             for r in 0..tile_rows {
-                let k = t * p.x.rows + r;
+                let k = t * p.x.geometry.rows + r;
                 if k >= p.k {
                     break;
                 }
@@ -139,7 +139,8 @@ pub(super) fn sample_step(
                     }
                     let (nl, slot) = (c / p.cpo, c % p.cpo);
                     let n = grp * p.mg + nl;
-                    let negative = slot >= sw && p.x.encoding == Encoding::Differential;
+                    let negative =
+                        slot >= sw && p.x.geometry.encoding == WeightEncoding::Differential;
                     let j = (slot % sw) as u64;
                     let key = [n as u64, k as u64, negative as u64, j];
                     let mut level = u as f64;

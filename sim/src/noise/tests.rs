@@ -8,19 +8,22 @@ use super::run::chunk;
 use super::sample::sample_step;
 use super::{CellPattern, NoiseConfig, NoiseSpec};
 use crate::program::crossbar::{prepare_matrix, MatrixSpec, PreparedCrossbar, Source};
-use cimc_backends::program::{Crossbar, Encoding};
+use cimc_backends::program::Crossbar;
+use cimc_ir::{CrossbarGeometry, WeightEncoding};
 use std::sync::Arc;
 
 /// A crossbar of one input slice and one weight slice whose ADC is lossless: `rows` rows of
 /// 1-bit inputs, 4-bit cells, 5-bit differential weights (4 magnitude bits), a 12-bit ADC.
 fn small(k: usize, m: usize, w: impl Fn(usize, usize) -> i32 + Sync) -> PreparedCrossbar {
     let x = Crossbar {
-        encoding: Encoding::Differential,
-        rows: 128,
-        cols: 128,
-        cell_bits: 4,
-        dac_bits: 1,
-        adc_bits: 12,
+        geometry: CrossbarGeometry {
+            encoding: WeightEncoding::Differential,
+            rows: 128,
+            cols: 128,
+            cell_bits: 4,
+            dac_bits: 1,
+            adc_bits: 12,
+        },
         weight_bits: 5,
         magnitude_bits: 4,
         input_bits: 1,

@@ -28,8 +28,9 @@
 
 use super::kernels::{self, PreparedMatrix};
 use super::{step_err, ProgramRunner};
-use cimc_backends::program::{Crossbar, Encoding, IntTensor, Program, Step};
+use cimc_backends::program::{Crossbar, IntTensor, Program, Step};
 use cimc_interp::{InterpError, Result};
+use cimc_ir::WeightEncoding;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 
@@ -127,12 +128,12 @@ pub struct Derivation {
 /// The codes of a stored crossbar's top slices: the slices of `T` are the slices `j ≥ m/cb`
 /// of the stored magnitudes (differential: `|w| >> m` with the sign of `w`; offset:
 /// `(w + 2^(B−1)) >> m − 2^(B−1−m)`).
-pub fn top_codes(w: &[i32], encoding: Encoding, weight_bits: u32, shift: u32) -> Vec<i32> {
+pub fn top_codes(w: &[i32], encoding: WeightEncoding, weight_bits: u32, shift: u32) -> Vec<i32> {
     let half = 1i64 << weight_bits.saturating_sub(1).min(32);
     w.iter()
         .map(|&v| match encoding {
-            Encoding::Differential => v.signum() * (v.unsigned_abs() >> shift.min(31)) as i32,
-            Encoding::Offset => {
+            WeightEncoding::Differential => v.signum() * (v.unsigned_abs() >> shift.min(31)) as i32,
+            WeightEncoding::Offset => {
                 (((v as i64 + half) >> shift.min(63)) - (half >> shift.min(63))) as i32
             }
         })
@@ -170,16 +171,16 @@ pub fn derive(s: &Step, to_bits: u32) -> std::result::Result<Option<Derivation>,
                     x.weight_bits
                 ));
             }
-            let shift = d / x.cell_bits.max(1) * x.cell_bits;
-            let cpg = x.cols / x.columns_per_output().max(1);
+            let shift = d / x.geometry.cell_bits.max(1) * x.geometry.cell_bits;
+            let cpg = x.geometry.cols / x.columns_per_output().max(1);
             let mut t = x.clone();
             t.weight_bits = x.weight_bits - shift;
             t.magnitude_bits =
                 x.magnitude_bits.checked_sub(shift).filter(|&b| b >= 1).ok_or_else(|| {
                     format!("{} magnitude bits, {shift} dropped", x.magnitude_bits)
                 })?;
-            t.cols = cpg.max(1) * t.columns_per_output();
-            let weights = top_codes(&weights.data, x.encoding, from_bits, shift);
+            t.geometry.cols = cpg.max(1) * t.columns_per_output();
+            let weights = top_codes(&weights.data, x.geometry.encoding, from_bits, shift);
             let residual = exact.iter().zip(&weights).map(|(&e, &t)| e - (t << shift)).collect();
             Some(TopSlices { crossbar: t, weights, shift, residual })
         }

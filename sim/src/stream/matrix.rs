@@ -9,9 +9,10 @@
 use crate::program::crossbar::PreparedCrossbar;
 use crate::program::crossbar::{prepare_matrix, run_vectors, MatrixSpec, Outputs, Planes, Source};
 use crate::program::kernels::exact_in_f64;
-use cimc_backends::program::{Crossbar, Encoding};
+use cimc_backends::program::Crossbar;
 use cimc_backends::stream::GroupEntry;
 use cimc_interp::gemm::{gemm, Mat};
+use cimc_ir::WeightEncoding;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -56,17 +57,17 @@ impl GroupConfig {
         Key {
             group,
             numbers: [
-                x.rows as i64,
-                x.cols as i64,
-                x.cell_bits as i64,
-                x.dac_bits as i64,
-                x.adc_bits as i64,
+                x.geometry.rows as i64,
+                x.geometry.cols as i64,
+                x.geometry.cell_bits as i64,
+                x.geometry.dac_bits as i64,
+                x.geometry.adc_bits as i64,
                 x.weight_bits as i64,
                 x.magnitude_bits as i64,
                 x.input_bits as i64,
                 x.input_min as i64,
                 self.z as i64,
-                (x.encoding == Encoding::Offset) as i64,
+                (x.geometry.encoding == WeightEncoding::Offset) as i64,
             ],
             steps,
         }

@@ -9,7 +9,7 @@
 //! `s_w[n]·w_eff[k,n]`. The search runs on a float *surrogate*: the float graph the program
 //! was compiled from, with each crossbar layer's weights and bias replaced by the program's
 //! dequantized ones ([`layers`]). Its loss gradient with respect to the weights
-//! ([`crate::grad`]) gives, by the chain rule, the gradient with respect to every cell's ε
+//! ([`cimc_interp::grad`]) gives, by the chain rule, the gradient with respect to every cell's ε
 //! (`∂L/∂ε = ∂L/∂W[k,n]·s_w[n]·(±2^(j·b_c)·u_j·σ)`); the sign of that is the FGSM pattern,
 //! and projected sign-gradient steps from it are PGD ([`search`]). Patterns are then judged on
 //! the crossbar program itself (through the noise API) and on the surrogate.
@@ -19,8 +19,9 @@
 
 pub mod search;
 
-use cimc_backends::program::{Crossbar, Encoding, Program, Step};
+use cimc_backends::program::{Crossbar, Program, Step};
 use cimc_interp::{InterpError, Result};
+use cimc_ir::WeightEncoding;
 use cimc_ir::{Graph, Op, ValueId};
 
 /// How a layer's float weight tensor is laid out, relative to the program's `(k, n)`.
@@ -68,12 +69,12 @@ impl Layer {
     /// with the sign of its polarity)`, in cell order (index within the weight's cells).
     pub fn cells(&self, k: usize, n: usize) -> impl Iterator<Item = (bool, u32, f64)> + '_ {
         let w = self.codes[n * self.k + k] as i64;
-        let cb = self.xbar.cell_bits;
+        let cb = self.xbar.geometry.cell_bits;
         let s = self.xbar.weight_slices();
         let mask = (1i64 << cb) - 1;
-        let (pos, neg, polarities) = match self.xbar.encoding {
-            Encoding::Differential => (w.max(0), (-w).max(0), 2),
-            Encoding::Offset => (w + (1i64 << (self.xbar.weight_bits - 1)), 0, 1),
+        let (pos, neg, polarities) = match self.xbar.geometry.encoding {
+            WeightEncoding::Differential => (w.max(0), (-w).max(0), 2),
+            WeightEncoding::Offset => (w + (1i64 << (self.xbar.weight_bits - 1)), 0, 1),
         };
         (0..polarities).flat_map(move |p| {
             let (u, sign) = if p == 0 { (pos, 1.0) } else { (neg, -1.0) };
@@ -229,7 +230,7 @@ impl Pattern {
                         l.k,
                         l.cells_per_weight(),
                         l.slices(),
-                        l.xbar.encoding == Encoding::Differential,
+                        l.xbar.geometry.encoding == WeightEncoding::Differential,
                     )
                 })
                 .collect(),

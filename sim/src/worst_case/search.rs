@@ -6,11 +6,12 @@
 //! the graph's static batch runs in chunks of it; its size must be a multiple of it.
 
 use super::{hash64, normal, Layer, Pattern};
-use cimc_backends::program::{Encoding, Program};
+use cimc_backends::program::Program;
 use cimc_interp::grad::GradGraph;
 use cimc_interp::Tensor;
 use cimc_interp::{InterpError, Result};
 use cimc_ir::Graph;
+use cimc_ir::WeightEncoding;
 use ndarray::{ArrayD, Axis};
 
 /// The loss of a pattern on the surrogate, its top-1 hits, and (when asked) ∂L/∂ε per cell.
@@ -66,9 +67,9 @@ impl<'g> Search<'g> {
     /// Sets the surrogate's weights to `s_w·w_eff(pattern)` and its biases to the program's.
     fn apply(&mut self, p: &Pattern) -> Result<()> {
         for (l, eps) in self.layers.iter().zip(&p.eps) {
-            let offset = match l.xbar.encoding {
-                Encoding::Differential => 0.0,
-                Encoding::Offset => (1u64 << (l.xbar.weight_bits - 1)) as f64,
+            let offset = match l.xbar.geometry.encoding {
+                WeightEncoding::Differential => 0.0,
+                WeightEncoding::Offset => (1u64 << (l.xbar.weight_bits - 1)) as f64,
             };
             let cpw = l.cells_per_weight();
             let shape = self.grad.graph().ty(l.weight).shape.clone();

@@ -3,7 +3,7 @@
 //! fully used array that these formulas imply for a target.
 
 use super::Energy;
-use crate::isa::{Encoding, Instr};
+use crate::isa::{Instr, WeightEncoding};
 use crate::target::{CostSpec, Target};
 use serde::Serialize;
 
@@ -24,7 +24,7 @@ pub struct Numerics {
     pub weight_bits: u32,
     /// Bits of the stored magnitudes (`b_w − 1` differential, `b_w` offset).
     pub magnitude_bits: u32,
-    pub encoding: Encoding,
+    pub encoding: WeightEncoding,
 }
 
 impl Numerics {
@@ -56,17 +56,22 @@ impl Numerics {
     }
 
     /// The target's array, DAC and cells with these code widths and this encoding.
-    pub fn of_target(t: &Target, input_bits: u32, weight_bits: u32, encoding: Encoding) -> Self {
+    pub fn of_target(
+        t: &Target,
+        input_bits: u32,
+        weight_bits: u32,
+        encoding: WeightEncoding,
+    ) -> Self {
         Numerics {
-            rows: t.array.rows as u32,
-            cols: t.array.cols as u32,
+            rows: t.chip.crossbar.rows as u32,
+            cols: t.chip.crossbar.cols as u32,
             input_bits,
-            dac_bits: t.dac.bits,
-            cell_bits: t.array.cell_bits,
+            dac_bits: t.chip.crossbar.dac_bits,
+            cell_bits: t.chip.crossbar.cell_bits,
             weight_bits,
             magnitude_bits: match encoding {
-                Encoding::Differential => weight_bits.saturating_sub(1).max(1),
-                Encoding::Offset => weight_bits,
+                WeightEncoding::Differential => weight_bits.saturating_sub(1).max(1),
+                WeightEncoding::Offset => weight_bits,
             },
             encoding,
         }
@@ -85,8 +90,8 @@ impl Numerics {
     /// Physical columns per output: `cpo = S_w · (2 differential, 1 offset)`.
     pub fn columns_per_output(&self) -> u64 {
         let sides = match self.encoding {
-            Encoding::Differential => 2,
-            Encoding::Offset => 1,
+            WeightEncoding::Differential => 2,
+            WeightEncoding::Offset => 1,
         };
         self.weight_slices() * sides
     }
@@ -221,7 +226,7 @@ pub struct Peak {
 }
 
 /// The peak figures of one fully used array of `target` with these code widths.
-pub fn array_peak(target: &Target, input_bits: u32, weight_bits: u32, enc: Encoding) -> Peak {
+pub fn array_peak(target: &Target, input_bits: u32, weight_bits: u32, enc: WeightEncoding) -> Peak {
     let num = Numerics::of_target(target, input_bits, weight_bits, enc);
     let outputs = (num.cols as u64 / num.columns_per_output()).max(1);
     let shape = GroupShape { k: num.rows as u64, n: outputs, conv_groups: 1, arrays: 1 };
@@ -236,10 +241,7 @@ pub fn array_peak(target: &Target, input_bits: u32, weight_bits: u32, enc: Encod
         target: target.name.clone(),
         input_bits,
         weight_bits,
-        encoding: match enc {
-            Encoding::Differential => "differential".into(),
-            Encoding::Offset => "offset".into(),
-        },
+        encoding: enc.name().into(),
         rows: shape.k,
         outputs,
         macs_per_vector: v.macs,
@@ -251,6 +253,6 @@ pub fn array_peak(target: &Target, input_bits: u32, weight_bits: u32, enc: Encod
         array_tops_per_w: per(array_pj),
         mvm_tops_per_w: per(array_pj + e.buffer),
         gops_per_array: gops,
-        chip_tops: gops * target.array.count as f64 / 1000.0,
+        chip_tops: gops * target.chip.arrays as f64 / 1000.0,
     }
 }

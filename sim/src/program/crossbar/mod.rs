@@ -20,7 +20,8 @@ pub(crate) use run::{
     PlanesLayout, Source, WindowView,
 };
 
-use cimc_backends::program::{BufferDecl, Crossbar, Elem, Encoding, Step};
+use cimc_backends::program::{BufferDecl, Crossbar, Elem, Step};
+use cimc_ir::WeightEncoding;
 use rayon::prelude::*;
 
 /// ADC statistics of a program's crossbar steps, accumulated over runs
@@ -122,7 +123,7 @@ impl PreparedCrossbar {
     pub(crate) fn planes_layout(&self) -> run::PlanesLayout {
         [
             self.k as i64,
-            self.x.rows as i64,
+            self.x.geometry.rows as i64,
             self.groups as i64,
             self.input_bits as i64,
             self.input_min as i64,
@@ -131,7 +132,7 @@ impl PreparedCrossbar {
 
     /// An empty statistics record of the right size, or an error when it would be too large.
     pub(crate) fn new_stats(&self) -> Result<StepAdcStats, String> {
-        let p_max = self.x.p_max(self.x.rows);
+        let p_max = self.x.p_max(self.x.geometry.rows);
         if p_max >= MAX_HISTOGRAM {
             return Err(format!(
                 "crossbar: partial sums up to {p_max} are too many to histogram (limit {MAX_HISTOGRAM})"
@@ -251,23 +252,23 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
     let umax = (1i64 << mb) - 1;
     let half_range = 1i64 << (x.weight_bits - 1);
     let magnitude = |w: i32, neg: bool| -> i64 {
-        match (x.encoding, neg) {
-            (Encoding::Differential, false) => (w as i64).max(0),
-            (Encoding::Differential, true) => (-(w as i64)).max(0),
-            (Encoding::Offset, _) => w as i64 + half_range,
+        match (x.geometry.encoding, neg) {
+            (WeightEncoding::Differential, false) => (w as i64).max(0),
+            (WeightEncoding::Differential, true) => (-(w as i64)).max(0),
+            (WeightEncoding::Offset, _) => w as i64 + half_range,
         }
     };
     for n in 0..m {
         for kk in 0..k {
             let w = w_at(kk, n);
-            let ok = match x.encoding {
-                Encoding::Differential => (w as i64).abs() <= umax,
-                Encoding::Offset => (0..=umax).contains(&magnitude(w, false)),
+            let ok = match x.geometry.encoding {
+                WeightEncoding::Differential => (w as i64).abs() <= umax,
+                WeightEncoding::Offset => (0..=umax).contains(&magnitude(w, false)),
             };
             if !ok {
                 return Err(format!(
                     "crossbar: weight code {w} (output {n}, row {kk}) does not fit {mb} magnitude bits ({:?} encoding, weight_bits {})",
-                    x.encoding, x.weight_bits
+                    x.geometry.encoding, x.weight_bits
                 ));
             }
         }
@@ -292,13 +293,13 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
     }
 
     let sw = x.weight_slices() as usize;
-    let cb = x.cell_bits as usize;
+    let cb = x.geometry.cell_bits as usize;
     let cpo = x.columns_per_output();
     let signs = cpo / sw;
     let pc = mg * cpo;
     // The planes' stride: whole lanes, the columns past `pc` zero.
     let pc_pad = pc.div_ceil(kernel::LANES) * kernel::LANES;
-    let rows = x.rows;
+    let rows = x.geometry.rows;
     let tiles = k.div_ceil(rows);
     let words = k.min(rows).div_ceil(64);
     // One (group, tile) block of planes at a time, in parallel: `[word][cell bit][column]`.
@@ -364,7 +365,7 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
         half,
         fold,
         konst,
-        offset: if x.encoding == Encoding::Offset { half_range } else { 0 },
+        offset: if x.geometry.encoding == WeightEncoding::Offset { half_range } else { 0 },
         input_min: x.input_min,
         vmax: vmax as u32,
         kpos,

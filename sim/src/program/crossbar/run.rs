@@ -396,7 +396,7 @@ where
     };
     let mut colacc = vec![0i64; nvec * pcb.min(p.pc_pad)];
     let mut out = vec![T::default(); nvec * m];
-    let group_planes = p.tiles * p.words * p.x.cell_bits as usize * p.pc_pad;
+    let group_planes = p.tiles * p.words * p.x.geometry.cell_bits as usize * p.pc_pad;
     for g in 0..p.groups {
         let (xplanes, sumv): (&[u64], &[i64]) = match planes {
             Some(pl) => {
@@ -422,8 +422,8 @@ where
                 tiles: p.tiles,
                 words: p.words,
                 input_bits: p.input_bits,
-                dac_bits: p.x.dac_bits as usize,
-                cell_bits: p.x.cell_bits as usize,
+                dac_bits: p.x.geometry.dac_bits as usize,
+                cell_bits: p.x.geometry.cell_bits as usize,
                 input_slices: p.input_slices,
                 adc_top: p.x.adc_top(),
                 w: &p.planes[g * group_planes..][..group_planes],
