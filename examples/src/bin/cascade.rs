@@ -4,7 +4,7 @@
 //! Per model (mnist_cnn, mnist_resnet) and chip (digital; for the models in `--crossbar`, the
 //! `isaac` preset with each ADC resolution of `--adc-bits`: 8 is its own, lossless in practice
 //! on MNIST; 5 makes the ADC steps coarse), the top-1 on the test set (all 10,000 MNIST images when `../shared` is there)
-//! of: the program compiled once with `--cascade 2` and run at `--wbits b`; the same without the
+//! of: the program compiled once with `--cascade 2` and run at `--cascade-wbits b`; the same without the
 //! `cascade` pass (min-max 8-bit scales, derived); independent W b A8 programs (min-max and MSE
 //! weight scales). Then the storage of one cascade program against the seven independent ones
 //! (`.cimp` bytes and weight bits), and the compile time of one program against the time to
