@@ -44,7 +44,7 @@ pub fn compile_in_place(
 ) -> Result<(Program, PipelineReport)> {
     let mut report = run_pipeline(graph, cx, print_after, None)?;
     let start = std::time::Instant::now();
-    let program = lower(graph).map_err(|e| Error::Usage(e.to_string()))?;
+    let program = lower(graph)?;
     report.times.push(PassTime::since("(lower)", start));
     Ok((program, report))
 }

@@ -45,7 +45,7 @@ pub fn stream_target(s: &Stream, name: Option<&str>, quiet: bool) -> Result<Targ
     let stamp_name = words.next().unwrap_or("");
     let stamp_hash = words.next().and_then(|h| h.strip_prefix("hash=")).unwrap_or("");
     let t = match name {
-        Some(n) => Target::resolve(n).map_err(|e| Error::Usage(e.to_string()))?,
+        Some(n) => Target::resolve(n)?,
         None if stamp.is_empty() => {
             return Err(Error::Usage(
                 "the stream names no target: give --target for its cost figures".into(),
@@ -120,7 +120,7 @@ pub fn run(a: SimArgs) -> Result<()> {
     }
     let report = match (&a.report, &target) {
         (Some(path), Some(t)) => {
-            let r = cost::estimate(&s, t).map_err(|e| Error::Usage(e.to_string()))?;
+            let r = cost::estimate(&s, t)?;
             let text = serde_json::to_string_pretty(&r).expect("invariant: reports serialize");
             std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))?;
             let svg = path.with_extension("svg");
