@@ -283,6 +283,14 @@ pub fn weight_widths(wbits: Option<u8>, file: Option<&Path>) -> Result<Option<We
     Ok(Some(w))
 }
 
+/// The predicted class of every sample: the argmax of each row of a model's first output,
+/// which must be f32 logits `[N, classes]`.
+pub fn predicted_classes(outputs: &[Tensor]) -> Result<Vec<usize>> {
+    outputs.first().and_then(Tensor::argmax_rows).ok_or_else(|| {
+        Error::Usage("eval needs a model whose first output is f32 [N, classes]".into())
+    })
+}
+
 /// The first dimension of a graph input (its batch), if it has one.
 pub fn input_batch(graph: &Graph) -> Option<usize> {
     graph.inputs().first().and_then(|&v| graph.ty(v).shape.first().copied())

@@ -8,22 +8,11 @@ use std::time::Instant;
 
 /// Top-1 accuracy in percent of logits `[N, classes]` against integer labels.
 pub fn top1(out: &Tensor, labels: &[i64]) -> f64 {
-    let a = out.as_f32().expect("logits are f32");
-    let correct = a
-        .outer_iter()
-        .zip(labels)
-        .filter(|(row, &y)| {
-            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| {
-                if v > b.1 {
-                    (i, v)
-                } else {
-                    b
-                }
-            });
-            best.0 as i64 == y
-        })
-        .count();
-    100.0 * correct as f64 / labels.len() as f64
+    let predictions = out.argmax_rows().expect("logits are f32 [N, classes]");
+    cimc_interp::tensor::top1_percent(
+        cimc_interp::tensor::count_correct(&predictions, labels),
+        labels.len(),
+    )
 }
 
 /// A `.npy` file as a run-time tensor (panics with the file's error: examples, not the product).

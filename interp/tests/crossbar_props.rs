@@ -12,28 +12,12 @@ use cimc_backends::program::{
     BufQuant, BufferDecl, CodeType, Crossbar, Elem, Encoding, IntTensor, Program, Requant, Step,
     Window,
 };
+use cimc_interp::noise::SplitMix64 as Rng;
 use cimc_interp::program::ProgramRunner;
 use cimc_interp::{AdcStats, Tensor};
 use proptest::prelude::*;
 
 /// splitmix64: the test's own deterministic random numbers.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        z ^ (z >> 31)
-    }
-    fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as i64
-    }
-    fn coin(&mut self) -> bool {
-        self.next() & 1 == 1
-    }
-}
-
 /// Everything random about one case but the shapes.
 #[derive(Clone, Debug)]
 struct Params {
@@ -150,7 +134,7 @@ fn multipliers(rng: &mut Rng, p: &Params, k: usize, m: usize) -> Vec<FixedMultip
     let top = (1u64 << (p.out_bits - 1)) as f64;
     (0..m)
         .map(|_| {
-            let f = 0.5 + (rng.next() % 1000) as f64 / 2000.0;
+            let f = 0.5 + (rng.next_u64() % 1000) as f64 / 2000.0;
             FixedMultiplier::from_real((top / bound * 4.0 * f).min(3.0)).unwrap()
         })
         .collect()

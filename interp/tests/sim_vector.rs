@@ -22,7 +22,8 @@ fn naive_requant(y: i64, m: FixedMultiplier, z: i32, lo: i32, hi: i32) -> i64 {
 
 fn mult(r: &mut Rng) -> FixedMultiplier {
     let e = r.int(-20, 2) as i32;
-    FixedMultiplier::from_real(2f64.powi(e) * (1.0 + (r.next() % 1000) as f64 / 1000.0)).unwrap()
+    FixedMultiplier::from_real(2f64.powi(e) * (1.0 + (r.next_u64() % 1000) as f64 / 1000.0))
+        .unwrap()
 }
 
 fn values(r: &mut Rng, n: usize, lo: i64, hi: i64) -> Vec<i64> {

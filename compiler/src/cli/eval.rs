@@ -19,6 +19,7 @@
 use super::{print_json, progress, ImportArgs};
 use cimc::model::{Model, Prepared};
 use cimc::{npy, Error, Result};
+use cimc_interp::tensor::{count_correct, top1_percent};
 use cimc_interp::Tensor;
 use clap::{ArgGroup, Args};
 use std::path::PathBuf;
@@ -115,11 +116,7 @@ fn predictions(p: &Prepared, x: &Tensor, file: &PathBuf, json: bool) -> Result<V
     let pb = progress(n as u64, json);
     let outputs = p.run_all(std::slice::from_ref(x), |k| pb.inc(k as u64))?;
     pb.finish_and_clear();
-    let logits =
-        outputs.first().and_then(|t| t.as_f32()).filter(|l| l.ndim() == 2).ok_or_else(|| {
-            Error::Usage("eval needs a model whose first output is f32 [N, classes]".into())
-        })?;
-    Ok(logits.outer_iter().map(|row| super::run::argmax(row.iter().copied())).collect())
+    cimc::model::predicted_classes(&outputs)
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -181,8 +178,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let pred = predictions(&prepared, &x, &a.data, a.json)?;
     let seconds = start.elapsed().as_secs_f64();
     let top1 = |p: &[usize]| {
-        let c = p.iter().zip(labels).filter(|(a, b)| **a as i64 == **b).count();
-        (c, 100.0 * c as f64 / n as f64)
+        let c = count_correct(p, labels);
+        (c, top1_percent(c, n))
     };
     let (correct, acc) = top1(&pred);
     let mut report =
@@ -239,8 +236,8 @@ fn format_sweep(a: &EvalArgs, m: &Model, x: &Tensor, labels: &[i64], batch: usiz
         let start = std::time::Instant::now();
         let pred = predictions(&numerics.prepare(m, batch, None)?, x, &a.data, a.json)?;
         let seconds = start.elapsed().as_secs_f64();
-        let correct = pred.iter().zip(labels).filter(|(p, l)| **p as i64 == **l).count();
-        rows.push((f.clone(), correct, 100.0 * correct as f64 / n as f64, seconds));
+        let correct = count_correct(&pred, labels);
+        rows.push((f.clone(), correct, top1_percent(correct, n), seconds));
     }
     if let Some(path) = &a.svg {
         let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();

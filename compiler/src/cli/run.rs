@@ -6,6 +6,7 @@
 use super::{print_json, ImportArgs};
 use cimc::model::Model;
 use cimc::{npy, Error, Result};
+use cimc_interp::tensor::argmax;
 use cimc_interp::Tensor;
 use clap::Args;
 use std::path::PathBuf;
@@ -127,14 +128,4 @@ pub fn run(a: RunArgs) -> Result<()> {
         println!("{n} sample(s) in {seconds:.3} s");
     }
     Ok(())
-}
-
-pub fn argmax(it: impl Iterator<Item = f32>) -> usize {
-    let mut best = (0usize, f32::NEG_INFINITY);
-    for (i, v) in it.enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
-    }
-    best.0
 }

@@ -153,7 +153,7 @@ pub fn run(a: SimArgs) -> Result<()> {
                     for (i, row) in a.outer_iter().enumerate().take(8) {
                         println!(
                             "  sample {i}: argmax {}",
-                            super::run::argmax(row.iter().copied())
+                            cimc_interp::tensor::argmax(row.iter().copied())
                         );
                     }
                 }

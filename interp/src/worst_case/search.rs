@@ -8,7 +8,7 @@
 use super::{hash64, normal, Layer, Pattern};
 use crate::error::{InterpError, Result};
 use crate::grad::GradGraph;
-use crate::tensor::Tensor;
+use crate::tensor::{argmax, top1_percent, Tensor};
 use cimc_backends::program::{Encoding, Program};
 use cimc_ir::Graph;
 use ndarray::{ArrayD, Axis};
@@ -25,7 +25,7 @@ pub struct Evaluation {
 
 impl Evaluation {
     pub fn top1(&self) -> f64 {
-        100.0 * self.correct as f64 / self.samples.max(1) as f64
+        top1_percent(self.correct, self.samples)
     }
 }
 
@@ -274,15 +274,4 @@ pub fn gaussian(layers: &[Layer], seed: u64) -> Pattern {
         }
     }
     p
-}
-
-/// The index of the largest value (the first among equals).
-pub fn argmax(it: impl Iterator<Item = f64>) -> usize {
-    let mut best = (0, f64::NEG_INFINITY);
-    for (i, v) in it.enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
-    }
-    best.0
 }
