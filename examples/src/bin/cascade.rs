@@ -13,10 +13,9 @@
 //! `cargo run --release -p cimc-examples --bin cascade -- [--limit N] [--calib-samples N]
 //!  [--models mnist_cnn,mnist_resnet] [--crossbar mnist_cnn] [--adc-bits 8,5]`
 
-use cimc::onnx::{self, ImportOptions};
 use cimc_backends::program::{Program, Step};
 use cimc_backends::target::Target;
-use cimc_examples::{arg, load, time_ms, top1};
+use cimc_examples::{arg, time_ms, top1};
 use cimc_interp::program::{ProgramRunner, WeightWidths};
 use cimc_passes::config::WeightMethod;
 use cimc_passes::tile::Chip;
@@ -69,20 +68,9 @@ fn main() {
         if !models.split(',').any(|m| m == name) {
             continue;
         }
-        let mut x = load(&set.test_x);
-        let mut y = cimc::npy::read(&set.test_y).expect("labels").to_i64_vec();
-        if let Some(l) = limit {
-            let l = l.min(y.len());
-            x = cimc::tensor_util::slice_batch(&x, 0, l, l);
-            y.truncate(l);
-        }
-        let calib = load(&set.calib);
-        let n_cal = calib.shape()[0].min(calib_n);
-        let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
-        let path = cimc_examples::vendored_model(name);
-        let g =
-            onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
-                .expect("import");
+        let (x, y) = set.test_set(limit);
+        let calib = set.calib_images(calib_n);
+        let g = cimc_examples::import_vendored(name, BATCH);
         let mut chips: Vec<Option<&Target>> = vec![None];
         if crossbar.split(',').any(|m| m == name) {
             chips.extend(targets.iter().map(Some));

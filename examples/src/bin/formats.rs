@@ -120,18 +120,10 @@ fn mnist_accuracy(
     acc_limit: usize,
     muls: &[(String, Multiplier)],
 ) -> (FormatRow, MultiplierRow) {
-    let mut x = load(&set.test_x);
-    let mut y = cimc::npy::read(&set.test_y).unwrap().to_i64_vec();
-    if let Some(l) = limit {
-        let l = l.min(y.len());
-        x = cimc::tensor_util::slice_batch(&x, 0, l, l);
-        y.truncate(l);
-    }
+    let (x, y) = set.test_set(limit);
     let n_acc = acc_limit.min(y.len());
     let x_acc = cimc::tensor_util::slice_batch(&x, 0, n_acc, n_acc);
-    let path = cimc_examples::vendored_model(name);
-    let g = onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
-        .expect("import");
+    let g = cimc_examples::import_vendored(name, BATCH);
     let eval = |run: &dyn Fn(Vec<Tensor>) -> cimc::Result<Vec<Tensor>>, x: &Tensor, n: usize| {
         let out =
             cimc::model::run_in_chunks(run, BATCH, std::slice::from_ref(x), |_| {}).expect("run");
@@ -153,9 +145,7 @@ fn mnist_accuracy(
         formats.push((top_wa, top_all));
     }
 
-    let calib = load(&set.calib);
-    let n_cal = calib.shape()[0].min(1000);
-    let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
+    let calib = set.calib_images(1000);
     let cx = PassContext { calib: Some(vec![calib]), ..Default::default() };
     let (p, _) = cimc::compile::compile(g.clone(), &cx, &[]).expect("compile");
     let mut products = Vec::new();
