@@ -511,7 +511,7 @@ fn two_layer_program(rows: usize, adc_bits: u32, steps: [u32; 2]) -> (Program, T
                 weights: IntTensor {
                     shape: vec![m, c, 3, 3],
                     bits: 5,
-                    data: (0..m * kk).map(|_| rng.int(-15, 15) as i32).collect(),
+                    data: (0..m * kk).map(|_| rng.int(-15, 15)).collect(),
                 },
                 bias: vec![0; m],
                 window: Window {
@@ -532,7 +532,7 @@ fn two_layer_program(rows: usize, adc_bits: u32, steps: [u32; 2]) -> (Program, T
                 weights: IntTensor {
                     shape: vec![k2, nn],
                     bits: 5,
-                    data: (0..k2 * nn).map(|_| rng.int(-15, 15) as i32).collect(),
+                    data: (0..k2 * nn).map(|_| rng.int(-15, 15)).collect(),
                 },
                 bias: vec![0; nn],
                 requant: Requant { mult: mult(0.001), zero_point: 0, lo: -128, hi: 127 },
@@ -542,7 +542,7 @@ fn two_layer_program(rows: usize, adc_bits: u32, steps: [u32; 2]) -> (Program, T
         origins: vec!["conv".into(), "reshape".into(), "gemm".into()],
         target: None,
     };
-    let x = tensor(&[n, c, h, w], (0..n * c * h * w).map(|_| rng.int(0, 63) as i32).collect());
+    let x = tensor(&[n, c, h, w], (0..n * c * h * w).map(|_| rng.int(0, 63)).collect());
     (program, x)
 }
 

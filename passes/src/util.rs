@@ -231,7 +231,7 @@ mod tests {
         let none = CalibBatches::new(&g, &calib, Some(0)).err().expect("no samples");
         assert!(none.to_string().contains("no samples"), "{none}");
         let ints = [Tensor::from_i64(&[2, 1], vec![1, 2]).unwrap()];
-        let err = CalibBatches::new(&g, &ints, None).unwrap().inputs(0, 2).err().expect("i64");
+        let err = CalibBatches::new(&g, &ints, None).unwrap().inputs(0, 2).expect_err("i64");
         assert!(err.to_string().contains("must be f32"), "{err}");
     }
 }
