@@ -16,6 +16,10 @@ pub enum BackendError {
     /// A target description that cannot be read or is invalid (names the file and the key).
     #[error("{0}")]
     Target(String),
+    /// A broken invariant: a bug in cimc, not a problem with the user's input (e.g. an emitted
+    /// stream that does not validate).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;

@@ -46,7 +46,7 @@ pub fn compile_in_place(
 ) -> Result<(Program, PipelineReport)> {
     let mut report = run_pipeline(graph, cx, print_after, None)?;
     let start = std::time::Instant::now();
-    let mut program = lower(graph).map_err(|e| Error::Usage(e.to_string()))?;
+    let mut program = lower(graph)?;
     if let Some(chip) = &cx.chip {
         if graph.target.as_ref() == Some(&chip.target.stamp()) {
             program.target = Some(TargetRecord::Full(Box::new(chip.target.clone())));

@@ -30,6 +30,10 @@ pub enum Error {
     /// A run-time failure of the interpreter.
     #[error("{0}")]
     Interp(#[from] cimc_interp::InterpError),
+    /// A failure of a backend (lowering, emission, a target, the cost model); its variant says
+    /// whether the input or cimc is at fault.
+    #[error("{0}")]
+    Backend(#[from] cimc_backends::BackendError),
     /// A wrong combination of command-line arguments or inputs.
     #[error("{0}")]
     Usage(String),
@@ -44,6 +48,7 @@ impl Error {
         match self {
             Error::Internal(_) => 2,
             Error::Interp(cimc_interp::InterpError::Internal(_)) => 2,
+            Error::Backend(cimc_backends::BackendError::Internal(_)) => 2,
             _ => 1,
         }
     }
@@ -54,3 +59,23 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+    use cimc_backends::BackendError;
+
+    #[test]
+    fn the_variant_decides_the_exit_code() {
+        assert_eq!(Error::from(BackendError::Internal("a bug".into())).exit_code(), 2);
+        assert_eq!(Error::from(BackendError::Format("a bad file".into())).exit_code(), 1);
+        assert_eq!(Error::from(BackendError::Target("a bad key".into())).exit_code(), 1);
+        let internal = cimc_interp::InterpError::Internal("a bug".into());
+        assert_eq!(Error::from(internal).exit_code(), 2);
+        assert_eq!(Error::Internal("a bug".into()).exit_code(), 2);
+        assert_eq!(Error::Usage("a bad flag".into()).exit_code(), 1);
+        // The message says who is at fault once.
+        let m = Error::from(BackendError::Internal("the emitted stream is invalid".into()));
+        assert_eq!(m.to_string(), "internal error: the emitted stream is invalid");
+    }
+}

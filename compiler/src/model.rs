@@ -239,13 +239,13 @@ impl Model {
     }
 
     /// As [`Model::prepare`], a program at the weight widths `widths` when some are given
-    /// (`--wbits`, `--wbits-file`); widths for a model that is no program are an error.
+    /// (`--cascade-wbits`, `--cascade-bits`); widths for a model that is no program are an error.
     pub fn prepare_at(&self, batch: usize, widths: Option<&WeightWidths>) -> Result<Prepared> {
         match (self, widths) {
             (_, None) => self.prepare(batch),
             (Model::Program { program, .. }, Some(w)) => Prepared::from_program_at(program, w),
             (m, Some(_)) => Err(Error::Usage(format!(
-                "{}: --wbits and --wbits-file switch the weight width of a compiled program (.cimp); \
+                "{}: --cascade-wbits and --cascade-bits switch the weight width of a compiled program (.cimp); \
                  compile the model first (cimc compile --cascade)",
                 m.path().display()
             ))),
@@ -253,15 +253,16 @@ impl Model {
     }
 }
 
-/// The weight widths of `--wbits B` (every layer) and `--wbits-file layers.toml` (per layer, the
-/// TOML of `--bits`: `[layers."name"] wbits = 4`), `None` when neither is given.
+/// The weight widths of `--cascade-wbits B` (every layer) and `--cascade-bits layers.toml` (per
+/// layer, the TOML of `compile --bits`: `[layers."name"] wbits = 4`), `None` when neither is
+/// given.
 pub fn weight_widths(wbits: Option<u8>, file: Option<&Path>) -> Result<Option<WeightWidths>> {
     if wbits.is_none() && file.is_none() {
         return Ok(None);
     }
     let mut w = WeightWidths::default();
     if let Some(b) = wbits {
-        w.all = Some(cimc_passes::config::check_bits("--wbits", b)? as u32);
+        w.all = Some(cimc_passes::config::check_bits("--cascade-wbits", b)? as u32);
     }
     if let Some(f) = file {
         let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
@@ -280,6 +281,14 @@ pub fn weight_widths(wbits: Option<u8>, file: Option<&Path>) -> Result<Option<We
         }
     }
     Ok(Some(w))
+}
+
+/// The predicted class of every sample: the argmax of each row of a model's first output,
+/// which must be f32 logits `[N, classes]`.
+pub fn predicted_classes(outputs: &[Tensor]) -> Result<Vec<usize>> {
+    outputs.first().and_then(Tensor::argmax_rows).ok_or_else(|| {
+        Error::Usage("eval needs a model whose first output is f32 [N, classes]".into())
+    })
 }
 
 /// The first dimension of a graph input (its batch), if it has one.

@@ -9,9 +9,11 @@
 //! runs the exact program (`ProgramRunner::run`), untouched.
 
 use crate::error::{Error, Result};
+use crate::model::predicted_classes;
 use crate::svg;
 use crate::tensor_util::slice_batch;
 use cimc_backends::noise::NoiseSpec;
+use cimc_interp::tensor::{count_correct, top1_percent};
 use cimc_interp::Tensor;
 use cimc_sim::noise::{NoiseConfig, NoisyChip};
 use cimc_sim::program::ProgramRunner;
@@ -100,29 +102,9 @@ pub fn with_key(spec: &NoiseSpec, key: &str, value: f64, origin: &str) -> Result
     Ok(s)
 }
 
-/// Predictions (argmax of the first output, f32 `[N, classes]`) of one batch's outputs.
-fn argmax_rows(out: &[Tensor]) -> Result<Vec<usize>> {
-    let logits =
-        out.first().and_then(|t| t.as_f32()).filter(|l| l.ndim() == 2).ok_or_else(|| {
-            Error::Usage("eval needs a model whose first output is f32 [N, classes]".into())
-        })?;
-    Ok(logits
-        .outer_iter()
-        .map(|row| {
-            let mut best = (0usize, f32::NEG_INFINITY);
-            for (i, &v) in row.iter().enumerate() {
-                if v > best.1 {
-                    best = (i, v);
-                }
-            }
-            best.0
-        })
-        .collect())
-}
-
 /// Correct predictions of `run` over `x` (`[N, ...]`) in batches of `batch` (the last one
 /// zero-padded); `run(inputs, first_image)`.
-fn count_correct(
+fn correct_in_batches(
     x: &Tensor,
     labels: &[i64],
     batch: usize,
@@ -135,9 +117,7 @@ fn count_correct(
     while start < n {
         let len = batch.min(n - start);
         let out = run(vec![slice_batch(x, start, len, batch)], start as u64)?;
-        let pred = argmax_rows(&out)?;
-        correct +=
-            pred.iter().zip(&labels[start..start + len]).filter(|(p, y)| **p as i64 == **y).count();
+        correct += count_correct(&predicted_classes(&out)?, &labels[start..start + len]);
         start += len;
         progress(len);
     }
@@ -152,8 +132,8 @@ pub fn exact_top1(
     labels: &[i64],
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<f64> {
-    let c = count_correct(x, labels, batch, |i, _| Ok(runner.run(i)?), progress)?;
-    Ok(100.0 * c as f64 / labels.len().max(1) as f64)
+    let c = correct_in_batches(x, labels, batch, |i, _| Ok(runner.run(i)?), progress)?;
+    Ok(top1_percent(c, labels.len()))
 }
 
 /// Top-1 (%) of each of `trials` programmings of the chip under `cfg`, trials in parallel.
@@ -178,14 +158,14 @@ pub fn trials_top1(
         .into_par_iter()
         .map(|trial| {
             let chip = NoisyChip::program(runner, cfg, trial)?;
-            let c = count_correct(
+            let c = correct_in_batches(
                 x,
                 labels,
                 batch,
                 |i, first| Ok(runner.run_noisy(i, &chip, first)?),
                 progress,
             )?;
-            Ok(100.0 * c as f64 / labels.len().max(1) as f64)
+            Ok(top1_percent(c, labels.len()))
         })
         .collect()
 }

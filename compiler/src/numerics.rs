@@ -59,7 +59,8 @@ impl Numerics {
         let path = model.path().display();
         if widths.is_some() {
             return Err(Error::Usage(
-                "--wbits/--wbits-file do not combine with --format or --multiplier".into(),
+                "--cascade-wbits/--cascade-bits do not combine with --format or --multiplier"
+                    .into(),
             ));
         }
         match model {

@@ -2,38 +2,10 @@
 
 use crate::error::{Error, Result};
 use cimc_interp::{with_array, Tensor};
-use ndarray::{concatenate, Axis, IxDyn};
+use ndarray::{concatenate, Axis};
 
-/// Samples `start..start+len` of `t` along axis 0, zero-padded to `padded` samples.
-pub fn slice_batch(t: &Tensor, start: usize, len: usize, padded: usize) -> Tensor {
-    fn go<T: Clone + Default>(
-        a: &ndarray::ArrayD<T>,
-        start: usize,
-        len: usize,
-        padded: usize,
-    ) -> ndarray::ArrayD<T> {
-        let part = a.slice_axis(Axis(0), ndarray::Slice::from(start..start + len));
-        if padded == len {
-            return part.to_owned();
-        }
-        let mut shape = a.shape().to_vec();
-        shape[0] = padded;
-        let mut out = ndarray::ArrayD::<T>::default(IxDyn(&shape));
-        out.slice_axis_mut(Axis(0), ndarray::Slice::from(0..len)).assign(&part);
-        out
-    }
-    match t {
-        Tensor::F32(a) => Tensor::F32(go(a, start, len, padded)),
-        Tensor::F64(a) => Tensor::F64(go(a, start, len, padded)),
-        Tensor::I8(a) => Tensor::I8(go(a, start, len, padded)),
-        Tensor::U8(a) => Tensor::U8(go(a, start, len, padded)),
-        Tensor::I16(a) => Tensor::I16(go(a, start, len, padded)),
-        Tensor::U16(a) => Tensor::U16(go(a, start, len, padded)),
-        Tensor::I32(a) => Tensor::I32(go(a, start, len, padded)),
-        Tensor::I64(a) => Tensor::I64(go(a, start, len, padded)),
-        Tensor::Bool(a) => Tensor::Bool(go(a, start, len, padded)),
-    }
-}
+/// Samples `start..start+len` of a tensor along axis 0, zero-padded (the interpreter's).
+pub use cimc_interp::tensor::slice_batch;
 
 /// Concatenates per-chunk outputs along axis 0 (`parts[chunk][output]`).
 pub fn concat_batches(parts: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>> {

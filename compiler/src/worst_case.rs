@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::onnx::{self, ImportOptions};
 use cimc_backends::noise::NoiseSpec;
 use cimc_backends::program::Program;
+use cimc_interp::tensor::{count_correct, top1_percent};
 use cimc_interp::Tensor;
 use cimc_ir::Graph;
 use cimc_sim::noise::{CellPattern, NoiseConfig, NoisyChip};
@@ -146,16 +147,8 @@ fn program_top1(
         std::slice::from_ref(x),
         |_| {},
     )?;
-    let logits =
-        out.first().and_then(|t| t.as_f32()).filter(|l| l.ndim() == 2).ok_or_else(|| {
-            Error::Usage("the program's first output must be f32 [N, classes]".into())
-        })?;
-    let correct = logits
-        .outer_iter()
-        .zip(y)
-        .filter(|(row, &t)| search::argmax(row.iter().map(|&v| v as f64)) as i64 == t)
-        .count();
-    Ok(100.0 * correct as f64 / y.len().max(1) as f64)
+    let correct = count_correct(&crate::model::predicted_classes(&out)?, y);
+    Ok(top1_percent(correct, y.len()))
 }
 
 /// Runs the comparison: `float` is [`float_graph`] of the model `program` was compiled from,

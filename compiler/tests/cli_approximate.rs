@@ -51,6 +51,8 @@ fn several_formats_give_a_table_and_a_plot() {
     let plot = std::fs::read_to_string(&svg).expect("the plot is written");
     assert!(plot.starts_with("<svg") && plot.contains("e3m2"), "{plot}");
     user_error(&eval(&model, &["--format", "bf16", "--svg", &svg]), &["--svg", "--format"]);
+    let sweep_and_compare = ["--format", "bf16", "--format", "fp16", "--compare", &model];
+    user_error(&eval(&model, &sweep_and_compare), &["--compare", "several --format"]);
     std::fs::remove_dir_all(&dir).ok();
 }
 

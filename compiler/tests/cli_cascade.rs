@@ -1,5 +1,5 @@
 //! The cascade on the command line (`docs/cascade.md`): `compile --cascade`, then `run`/`eval`
-//! of the program at other weight widths (`--wbits`, `--wbits-file`), and the errors.
+//! of the program at other weight widths (`--cascade-wbits`, `--cascade-bits`), and the errors.
 
 mod common;
 use common::{cimc, data, ok_json as ok, user_error};
@@ -38,18 +38,18 @@ fn one_program_runs_at_every_width() {
     };
     let full = ok(&eval(&[]));
     assert!(full.get("switch_seconds").is_none());
-    let at8 = ok(&eval(&["--wbits", "8"]));
+    let at8 = ok(&eval(&["--cascade-wbits", "8"]));
     assert_eq!(at8["correct"], full["correct"], "the program's own width changes nothing");
     assert!(at8["switch_seconds"].as_f64().unwrap() >= 0.0);
-    let at4 = ok(&eval(&["--wbits", "4"]));
+    let at4 = ok(&eval(&["--cascade-wbits", "4"]));
     assert!(at4["top1"].as_f64().unwrap() > 80.0, "{at4}");
 
-    // Per layer, from a file; the file's layer overrides --wbits.
+    // Per layer, from a file; the file's layer overrides --cascade-wbits.
     let toml = dir.join("w.toml");
     std::fs::write(&toml, format!("[layers.{first:?}]\nwbits = 3\n")).unwrap();
     let t = toml.to_string_lossy().into_owned();
-    ok(&eval(&["--wbits-file", &t]));
-    ok(&eval(&["--wbits", "5", "--wbits-file", &t]));
+    ok(&eval(&["--cascade-bits", &t]));
+    ok(&eval(&["--cascade-wbits", "5", "--cascade-bits", &t]));
 
     // `run` takes the same flags.
     let y = dir.join("y.npy").to_string_lossy().into_owned();
@@ -60,17 +60,17 @@ fn one_program_runs_at_every_width() {
         &data("sets/digits_test_x.npy"),
         "--output",
         &y,
-        "--wbits",
+        "--cascade-wbits",
         "3",
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Errors name what is wrong.
-    user_error(&eval(&["--wbits", "1"]), &["--wbits", "2..=16"]);
+    user_error(&eval(&["--cascade-wbits", "1"]), &["--cascade-wbits", "2..=16"]);
     std::fs::write(&toml, "[layers.\"nope\"]\nwbits = 3\n").unwrap();
-    user_error(&eval(&["--wbits-file", &t]), &["'nope'", "no Conv or Gemm layer"]);
+    user_error(&eval(&["--cascade-bits", &t]), &["'nope'", "no Conv or Gemm layer"]);
     std::fs::write(&toml, format!("[layers.{first:?}]\nabits = 3\n")).unwrap();
-    user_error(&eval(&["--wbits-file", &t]), &["abits", "only weight widths"]);
+    user_error(&eval(&["--cascade-bits", &t]), &["abits", "only weight widths"]);
     let float = cimc(&[
         "eval",
         &data("models/digits_cnn.onnx"),
@@ -78,7 +78,7 @@ fn one_program_runs_at_every_width() {
         &data_x(),
         "--labels",
         &data_y(),
-        "--wbits",
+        "--cascade-wbits",
         "4",
     ]);
     user_error(&float, &["digits_cnn.onnx", "compiled program"]);

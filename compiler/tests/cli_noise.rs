@@ -139,7 +139,7 @@ fn bad_noise_files_and_flags_are_user_errors() {
     user_error(&eval(&["--noise", &good, "--drift-time", "3 weeks"]), &["--drift-time '3 weeks'"]);
     user_error(&eval(&["--noise", &good, "--sweep", "sigma=1"]), &["'sigma' is not a numeric key"]);
     user_error(&eval(&["--noise", &good, "--trials", "0"]), &["--trials"]);
-    user_error(&eval(&["--drift-time", "1s"]), &["give --noise FILE"]);
+    user_error(&eval(&["--drift-time", "1s"]), &["--drift-time", "--noise <FILE>"]);
     // A float model has no crossbar to perturb.
     let out = cimc(&[
         "eval",

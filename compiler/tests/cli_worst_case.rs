@@ -40,9 +40,9 @@ fn worst_case_report_plot_and_errors() {
         &model,
         "--pgd-steps",
         "2",
-        "--worst-trials",
+        "--trials",
         "1",
-        "--worst-svg",
+        "--svg",
         &svg,
         "--json",
     ];

@@ -8,22 +8,11 @@ use std::time::Instant;
 
 /// Top-1 accuracy in percent of logits `[N, classes]` against integer labels.
 pub fn top1(out: &Tensor, labels: &[i64]) -> f64 {
-    let a = out.as_f32().expect("logits are f32");
-    let correct = a
-        .outer_iter()
-        .zip(labels)
-        .filter(|(row, &y)| {
-            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &v)| {
-                if v > b.1 {
-                    (i, v)
-                } else {
-                    b
-                }
-            });
-            best.0 as i64 == y
-        })
-        .count();
-    100.0 * correct as f64 / labels.len() as f64
+    let predictions = out.argmax_rows().expect("logits are f32 [N, classes]");
+    cimc_interp::tensor::top1_percent(
+        cimc_interp::tensor::count_correct(&predictions, labels),
+        labels.len(),
+    )
 }
 
 /// A `.npy` file as a run-time tensor (panics with the file's error: examples, not the product).
@@ -86,6 +75,24 @@ pub struct DataSet {
     pub calib: std::path::PathBuf,
 }
 
+impl DataSet {
+    /// The test images and their labels: the first `limit` (all without a limit).
+    pub fn test_set(&self, limit: Option<usize>) -> (Tensor, Vec<i64>) {
+        let x = load(&self.test_x);
+        let mut y = cimc::npy::read(&self.test_y).expect("labels").to_i64_vec();
+        let n = limit.map_or(y.len(), |l| l.min(y.len()));
+        y.truncate(n);
+        (cimc::tensor_util::slice_batch(&x, 0, n, n), y)
+    }
+
+    /// The first `n` calibration images (all of them when there are fewer).
+    pub fn calib_images(&self, n: usize) -> Tensor {
+        let calib = load(&self.calib);
+        let n = calib.shape()[0].min(n);
+        cimc::tensor_util::slice_batch(&calib, 0, n, n)
+    }
+}
+
 /// The trained CNNs vendored in `tests/data/models/` with their data: the full MNIST test set
 /// and 1,000 calibration images from `../shared` when it is there (else the vendored 500-image
 /// slice, with a message), the vendored digits set.
@@ -117,4 +124,10 @@ pub fn trained_cnns() -> Vec<(&'static str, DataSet)> {
 /// The path of a vendored model, `tests/data/models/NAME.onnx`.
 pub fn vendored_model(name: &str) -> std::path::PathBuf {
     repo_root().join("tests/data/models").join(format!("{name}.onnx"))
+}
+
+/// The vendored model `name`, imported at `batch` samples per run.
+pub fn import_vendored(name: &str, batch: usize) -> cimc_ir::Graph {
+    let opts = cimc::onnx::ImportOptions { batch: Some(batch), ..Default::default() };
+    cimc::onnx::import_file(&vendored_model(name), &opts).expect("import")
 }

@@ -30,6 +30,14 @@ pub use tensor::Tensor;
 
 use cimc_ir::Op;
 
+/// Whether the environment variable `CIMC_PORTABLE_KERNELS` is set: then every kernel with a
+/// CPU-specific build (the convolution micro-kernels, the crossbar kernel, the table
+/// multiplier) takes its portable path on any CPU, to test that path. Read once per process.
+pub fn portable_kernels_forced() -> bool {
+    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| std::env::var_os("CIMC_PORTABLE_KERNELS").is_some())
+}
+
 /// Evaluates one op on `inputs` (in the op's input order; absent optional trailing inputs
 /// are simply not passed), producing `n_outputs` outputs (MaxPool's indices and Dropout's mask
 /// are computed only when `n_outputs` is 2).

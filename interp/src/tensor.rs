@@ -178,4 +178,87 @@ impl Tensor {
             _ => None,
         }
     }
+
+    /// The predicted class of every row of logits `[N, classes]` (f32): each row's
+    /// [`argmax`]. `None` for a tensor of another dtype or rank.
+    pub fn argmax_rows(&self) -> Option<Vec<usize>> {
+        let a = self.as_f32().filter(|a| a.ndim() == 2)?;
+        Some(a.outer_iter().map(|row| argmax(row.iter().copied())).collect())
+    }
+}
+
+/// The index of the largest value, the first among equals; NaNs never win (0 when no value is
+/// above −∞).
+pub fn argmax<T: PartialOrd + From<f32>>(values: impl IntoIterator<Item = T>) -> usize {
+    let mut best = (0, T::from(f32::NEG_INFINITY));
+    for (i, v) in values.into_iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// How many predicted classes equal their integer labels (pairwise; top-1 hits).
+pub fn count_correct(predictions: &[usize], labels: &[i64]) -> usize {
+    predictions.iter().zip(labels).filter(|(p, l)| **p as i64 == **l).count()
+}
+
+/// Top-1 in percent: `correct` hits among `samples` (0 when there are none).
+pub fn top1_percent(correct: usize, samples: usize) -> f64 {
+    100.0 * correct as f64 / samples.max(1) as f64
+}
+
+/// Samples `start..start+len` of `t` along axis 0, zero-padded to `padded` samples: a batch of a
+/// static graph cut from a data set.
+pub fn slice_batch(t: &Tensor, start: usize, len: usize, padded: usize) -> Tensor {
+    fn go<T: Clone + Default>(a: &ArrayD<T>, start: usize, len: usize, padded: usize) -> ArrayD<T> {
+        use ndarray::{Axis, Slice};
+        let part = a.slice_axis(Axis(0), Slice::from(start..start + len));
+        if padded == len {
+            return part.to_owned();
+        }
+        let mut shape = a.shape().to_vec();
+        shape[0] = padded;
+        let mut out = ArrayD::<T>::default(IxDyn(&shape));
+        out.slice_axis_mut(Axis(0), Slice::from(0..len)).assign(&part);
+        out
+    }
+    match t {
+        Tensor::F32(a) => Tensor::F32(go(a, start, len, padded)),
+        Tensor::F64(a) => Tensor::F64(go(a, start, len, padded)),
+        Tensor::I8(a) => Tensor::I8(go(a, start, len, padded)),
+        Tensor::U8(a) => Tensor::U8(go(a, start, len, padded)),
+        Tensor::I16(a) => Tensor::I16(go(a, start, len, padded)),
+        Tensor::U16(a) => Tensor::U16(go(a, start, len, padded)),
+        Tensor::I32(a) => Tensor::I32(go(a, start, len, padded)),
+        Tensor::I64(a) => Tensor::I64(go(a, start, len, padded)),
+        Tensor::Bool(a) => Tensor::Bool(go(a, start, len, padded)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_largest_and_never_a_nan() {
+        assert_eq!(argmax([1.0f32, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(argmax([f32::NAN, 0.5, f32::NAN, 0.25]), 1);
+        assert_eq!(argmax([-1.0f64, -0.5]), 1);
+        assert_eq!(argmax(Vec::<f32>::new()), 0);
+        let logits = Tensor::from_f32(&[2, 3], vec![0.0, 2.0, 1.0, 5.0, -1.0, 5.0]).unwrap();
+        assert_eq!(logits.argmax_rows(), Some(vec![1, 0]));
+        assert_eq!(Tensor::from_f32(&[6], vec![0.0; 6]).unwrap().argmax_rows(), None);
+        assert_eq!(count_correct(&[1, 0, 2], &[1, 1, 2]), 2);
+        assert_eq!(top1_percent(2, 4), 50.0);
+    }
+
+    #[test]
+    fn slice_batch_zero_pads_the_last_batch() {
+        let t = Tensor::from_i64(&[3, 2], vec![1, 2, 3, 4, 5, 6]).unwrap();
+        let last = slice_batch(&t, 2, 1, 2);
+        assert_eq!(last, Tensor::from_i64(&[2, 2], vec![5, 6, 0, 0]).unwrap());
+        assert_eq!(slice_batch(&t, 1, 2, 2), Tensor::from_i64(&[2, 2], vec![3, 4, 5, 6]).unwrap());
+    }
 }

@@ -21,10 +21,9 @@
 //! no layer is calibrated, the clip rate of 0 that `tile` gave them, which holds by
 //! construction).
 
-use crate::calibrate::slice;
 use crate::error::{PassError, Result};
+use crate::util::CalibBatches;
 use crate::{Pass, PassContext, Stats};
-use cimc_interp::Tensor;
 use cimc_ir::{AdcRange, Graph, NodeId, Placement};
 
 pub struct AdcCalibrate;
@@ -92,29 +91,16 @@ impl Pass for AdcCalibrate {
             )));
         }
         let mut adc = cimc_sim::program::AdcStats::default();
-        let n = calib.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
-        let n = cx.config.calib_samples.map_or(n, |k| k.min(n));
-        if n == 0 {
-            return Err(PassError::Missing("the calibration data holds no samples".into()));
-        }
-        let chunk =
-            g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1);
+        let batches = CalibBatches::new(g, calib, cx.config.calib_samples)?;
         // Whole chunks only (a zero-padded chunk would count made-up partial sums), unless the
         // data is smaller than one batch.
-        let mut start = 0;
-        while start < n {
-            let len = chunk.min(n - start);
-            if len < chunk && start > 0 {
+        for (start, len) in batches.ranges() {
+            if len < batches.batch && start > 0 {
                 break;
             }
-            let inputs = calib
-                .iter()
-                .map(|t| slice(t, start, len, chunk))
-                .collect::<Result<Vec<Tensor>>>()?;
-            runner.run_with_adc_stats(inputs, &mut adc)?;
-            start += len;
+            runner.run_with_adc_stats(batches.inputs(start, len)?, &mut adc)?;
             if let Some(p) = &cx.progress {
-                p(start as u64, n as u64);
+                p((start + len) as u64, batches.samples as u64);
             }
         }
         for (&id, &step) in layers.iter().zip(&xbar_steps) {

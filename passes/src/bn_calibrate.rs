@@ -28,10 +28,9 @@
 //! averages) before and after. The ADC steps chosen by `adc-calibrate` are kept: they were set on
 //! the uncorrected program.
 
-use crate::calibrate::slice;
 use crate::error::{PassError, Result};
 use crate::reference_stats::channel_layout;
-use crate::util::const_weight;
+use crate::util::{const_weight, CalibBatches};
 use crate::{Pass, PassContext, Stats};
 use cimc_backends::arith::FixedMultiplier;
 use cimc_backends::program::{lower::lower, Requant, Step};
@@ -43,16 +42,6 @@ pub struct BnCalibrate;
 
 const MIN_GAIN: f64 = 0.5;
 const MAX_GAIN: f64 = 2.0;
-
-fn node_err(g: &Graph, n: NodeId, msg: impl Into<String>) -> PassError {
-    let node = g.node(n);
-    PassError::Node {
-        pass: "bn-calibrate",
-        node: node.name.clone(),
-        op: node.op.name().into(),
-        msg: msg.into(),
-    }
-}
 
 /// One chunk of calibration samples paused in the program.
 struct Chunk {
@@ -118,7 +107,8 @@ impl Pass for BnCalibrate {
             match steps[..] {
                 [i] => layers.push((n, i)),
                 _ => {
-                    return Err(node_err(
+                    return Err(PassError::node(
+                        "bn-calibrate",
                         g,
                         n,
                         format!("{} matrix steps come from this node; 1 expected", steps.len()),
@@ -132,21 +122,11 @@ impl Pass for BnCalibrate {
                     .into(),
             ));
         }
-        let n_all = calib.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
-        let n = cx.config.calib_samples.map_or(n_all, |k| k.min(n_all));
-        if n == 0 {
-            return Err(PassError::Missing("the calibration data holds no samples".into()));
-        }
-        let batch =
-            g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1);
+        let batches = CalibBatches::new(g, calib, cx.config.calib_samples)?;
+        let batch = batches.batch;
         let mut chunks = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let len = batch.min(n - start);
-            let inputs =
-                calib.iter().map(|t| slice(t, start, len, batch)).collect::<Result<Vec<_>>>()?;
-            chunks.push(Chunk { state: runner.start(inputs)?, len });
-            start += len;
+        for (start, len) in batches.ranges() {
+            chunks.push(Chunk { state: runner.start(batches.inputs(start, len)?)?, len });
         }
         let mut report = Vec::new();
         let mut expected: Vec<(usize, Vec<i64>, Requant)> = Vec::new();
@@ -173,7 +153,7 @@ impl Pass for BnCalibrate {
                 }
             }
         }
-        cx.report("bn-calibrate", json!({ "samples": n, "layers": report }));
+        cx.report("bn-calibrate", json!({ "samples": batches.samples, "layers": report }));
         Ok(stats)
     }
 }
@@ -202,7 +182,14 @@ impl BnCalibrate {
             .expect("invariant: layers have a reference note");
         let (mean_f, std_f) = match (reference.floats("mean"), reference.floats("std")) {
             (Some(m), Some(s)) if m.len() == s.len() => (m, s),
-            _ => return Err(node_err(g, node, "its reference note lacks mean/std lists")),
+            _ => {
+                return Err(PassError::node(
+                    "bn-calibrate",
+                    g,
+                    node,
+                    "its reference note lacks mean/std lists",
+                ))
+            }
         };
         let (w, axis) = const_weight(g, node).expect("invariant: layers have constant weights");
         let x = g.node(node).inputs[0];
@@ -211,7 +198,8 @@ impl BnCalibrate {
         let out_shape = g.ty(y).shape.clone();
         let (c, inner) = channel_layout(&op, &out_shape);
         if c != mean_f.len() {
-            return Err(node_err(
+            return Err(PassError::node(
+                "bn-calibrate",
                 g,
                 node,
                 format!("{} reference channels for {c} output channels", mean_f.len()),
@@ -219,10 +207,25 @@ impl BnCalibrate {
         }
         let s_x = match &g.ty(x).quant {
             Some(q) if q.scale.len() == 1 => q.scale[0],
-            _ => return Err(node_err(g, node, "its input has no per-tensor scale (run quantize)")),
+            _ => {
+                return Err(PassError::node(
+                    "bn-calibrate",
+                    g,
+                    node,
+                    "its input has no per-tensor scale (run quantize)",
+                ))
+            }
         };
-        let wq = g.ty(w).quant.clone().ok_or_else(|| node_err(g, node, "unquantized weights"))?;
-        let yq = g.ty(y).quant.clone().ok_or_else(|| node_err(g, node, "unquantized output"))?;
+        let wq = g
+            .ty(w)
+            .quant
+            .clone()
+            .ok_or_else(|| PassError::node("bn-calibrate", g, node, "unquantized weights"))?;
+        let yq = g
+            .ty(y)
+            .quant
+            .clone()
+            .ok_or_else(|| PassError::node("bn-calibrate", g, node, "unquantized output"))?;
         let s_w: Vec<f32> =
             (0..c).map(|k| wq.scale[if wq.scale.len() == 1 { 0 } else { k }]).collect();
         // The program's accumulators on every chunk, and their per-channel moments (real units).
@@ -274,7 +277,12 @@ impl BnCalibrate {
         };
         let bias: Vec<i64> = old_bias.iter().zip(&delta).map(|(b, d)| b + d).collect();
         if bias.iter().any(|&b| b < i32::MIN as i64 || b > i32::MAX as i64) {
-            return Err(node_err(g, node, "the corrected bias overflows 32 bits"));
+            return Err(PassError::node(
+                "bn-calibrate",
+                g,
+                node,
+                "the corrected bias overflows 32 bits",
+            ));
         }
         let mult = (0..c)
             .map(|k| {
@@ -282,7 +290,7 @@ impl BnCalibrate {
                 FixedMultiplier::from_real(s_x as f64 * new_sw[k] as f64 / s_y as f64)
             })
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| node_err(g, node, e.to_string()))?;
+            .map_err(|e| PassError::node("bn-calibrate", g, node, e.to_string()))?;
         let requant = Requant { mult, ..old_requant };
         // The corrected layer's outputs, from the accumulators already computed.
         for (ch, acc) in chunks.iter_mut().zip(accs) {

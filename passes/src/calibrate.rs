@@ -26,7 +26,7 @@
 use crate::config::{check_bits, CalibMethod, QuantConfig, WeightMethod};
 use crate::error::{PassError, Result};
 use crate::util::{
-    activation_params, by_channel, const_weight, is_float_epilogue, is_pass_through,
+    activation_params, by_channel, const_weight, is_float_epilogue, is_pass_through, CalibBatches,
 };
 use crate::{Pass, PassContext, Stats};
 use cimc_interp::{Runner, Tensor};
@@ -63,18 +63,18 @@ pub const BITS_NOTE: &str = "mixed-precision";
 
 /// `key` (`wbits` / `abits`) of node `n`'s `mixed-precision` note, checked.
 fn note_bits(g: &Graph, n: NodeId, key: &str) -> Result<Option<u8>> {
-    let node = g.node(n);
-    let Some(v) = cimc_ir::note::find(&node.notes, BITS_NOTE).and_then(|note| note.get(key)) else {
+    let notes = &g.node(n).notes;
+    let Some(v) = cimc_ir::note::find(notes, BITS_NOTE).and_then(|note| note.get(key)) else {
         return Ok(None);
     };
     match v {
         NoteValue::Int(b) if (2..=16).contains(b) => Ok(Some(*b as u8)),
-        _ => Err(PassError::Node {
-            pass: "calibrate",
-            node: node.name.clone(),
-            op: node.op.name().to_string(),
-            msg: format!("note {BITS_NOTE}: {key}={v} is no bit width in 2..=16"),
-        }),
+        _ => Err(PassError::node(
+            "calibrate",
+            g,
+            n,
+            format!("note {BITS_NOTE}: {key}={v} is no bit width in 2..=16"),
+        )),
     }
 }
 
@@ -314,15 +314,10 @@ fn observe_values(
     cfg: &QuantConfig,
     progress: Option<&(dyn Fn(u64, u64) + Send + Sync)>,
 ) -> Result<Observation> {
-    let n_all = calib.first().map(|t| t.shape().first().copied().unwrap_or(1)).unwrap_or(0);
-    let n = cfg.calib_samples.map_or(n_all, |k| k.min(n_all));
-    if n == 0 {
-        return Err(PassError::Missing("the calibration data holds no samples".into()));
-    }
     // A copy of the graph whose outputs are the observed values. Graphs are static: the samples
     // go through in chunks of the graph's own batch (the last one zero-padded).
-    let chunk =
-        g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1);
+    let batches = CalibBatches::new(g, calib, cfg.calib_samples)?;
+    let (n, chunk) = (batches.samples, batches.batch);
     let mut probe = g.clone();
     probe.set_outputs(values.clone());
     // Lean: a few runs, and a prepared runner would hold a second copy of every weight.
@@ -333,14 +328,8 @@ fn observe_values(
     let passes = if needs_hist { 2 } else { 1 };
     let mut hists = if needs_hist { vec![vec![0u64; BINS]; values.len()] } else { Vec::new() };
     for pass in 0..passes {
-        let mut start = 0;
-        while start < n {
-            let len = chunk.min(n - start);
-            let inputs = calib
-                .iter()
-                .map(|t| slice(t, start, len, chunk))
-                .collect::<Result<Vec<Tensor>>>()?;
-            let outs = runner.run(inputs)?;
+        for (start, len) in batches.ranges() {
+            let outs = runner.run(batches.inputs(start, len)?)?;
             for (k, t) in outs.iter().enumerate() {
                 let Some(a) = t.as_f32() else { continue };
                 // Only the real samples of a zero-padded last chunk.
@@ -365,9 +354,8 @@ fn observe_values(
                     }
                 }
             }
-            start += len;
             if let Some(p) = progress {
-                p((pass * n + start) as u64, (passes * n) as u64);
+                p((pass * n + start + len) as u64, (passes * n) as u64);
             }
         }
     }
@@ -436,18 +424,4 @@ fn mse_range(h: &[u64], lo: f32, hi: f32, bits: u8) -> (f32, f32) {
         }
     }
     (best.1, best.2)
-}
-
-/// Samples `start..start+len` of a calibration tensor, zero-padded to `padded` samples.
-pub(crate) fn slice(t: &Tensor, start: usize, len: usize, padded: usize) -> Result<Tensor> {
-    use ndarray::{Axis, IxDyn, Slice};
-    let Tensor::F32(a) = t else {
-        return Err(PassError::Config(format!("calibration data must be f32, got {}", t.dtype())));
-    };
-    let part = a.slice_axis(Axis(0), Slice::from(start..start + len));
-    let mut shape = a.shape().to_vec();
-    shape[0] = padded;
-    let mut out = ndarray::ArrayD::zeros(IxDyn(&shape));
-    out.slice_axis_mut(Axis(0), Slice::from(0..len)).assign(&part);
-    Ok(Tensor::F32(out))
 }

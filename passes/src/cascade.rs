@@ -194,12 +194,7 @@ impl Pass for Cascade {
         for n in g.node_ids() {
             let Some((w, axis)) = const_weight(g, n) else { continue };
             let node = g.node(n);
-            let node_err = |msg: &str| PassError::Node {
-                pass: "cascade",
-                node: node.name.clone(),
-                op: node.op.name().into(),
-                msg: msg.into(),
-            };
+            let node_err = |msg: &str| PassError::node("cascade", g, n, msg);
             let ty = g.ty(w);
             if ty.dtype != DType::F32 {
                 return Err(node_err("its weights are codes already: run cascade before quantize"));

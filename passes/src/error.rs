@@ -20,4 +20,22 @@ pub enum PassError {
     Internal(String),
 }
 
+impl PassError {
+    /// A [`PassError::Node`] of pass `pass` about node `n` of `g` (its name and op filled in).
+    pub fn node(
+        pass: &'static str,
+        g: &cimc_ir::Graph,
+        n: cimc_ir::NodeId,
+        msg: impl Into<String>,
+    ) -> PassError {
+        let node = g.node(n);
+        PassError::Node {
+            pass,
+            node: node.name.clone(),
+            op: node.op.name().to_string(),
+            msg: msg.into(),
+        }
+    }
+}
+
 pub type Result<T, E = PassError> = std::result::Result<T, E>;

@@ -43,16 +43,6 @@ impl Pass for FoldQdq {
     }
 }
 
-fn err(g: &Graph, n: NodeId, msg: impl Into<String>) -> PassError {
-    let node = g.node(n);
-    PassError::Node {
-        pass: "fold-qdq",
-        node: node.name.clone(),
-        op: node.op.name().into(),
-        msg: msg.into(),
-    }
-}
-
 /// Constant codes, possibly through a Clip with constant bounds: (codes, shape, dtype, bounds).
 fn const_codes(g: &Graph, v: ValueId) -> Option<(Vec<i64>, Vec<usize>, DType, Option<(i64, i64)>)> {
     if let Some(d) = g.value(v).const_data() {
@@ -125,13 +115,14 @@ fn fold_constant(g: &mut Graph, n: NodeId) -> Result<()> {
     let node = g.node(n).clone();
     if let Op::DequantizeLinear { block_size, .. } = node.op {
         if block_size != 0 {
-            return Err(err(g, n, "blocked quantization is not supported"));
+            return Err(PassError::node("fold-qdq", g, n, "blocked quantization is not supported"));
         }
     }
     let (codes, shape, dtype, bounds) =
         const_codes(g, node.inputs[0]).expect("invariant: checked by the caller");
-    let (scale, zp) =
-        scale_zp(g, n).ok_or_else(|| err(g, n, "scale and zero point must be constants"))?;
+    let (scale, zp) = scale_zp(g, n).ok_or_else(|| {
+        PassError::node("fold-qdq", g, n, "scale and zero point must be constants")
+    })?;
     let (bits, signed) = match bounds {
         Some((lo, hi)) => bits_of_range(lo, hi),
         None => dtype_bits(dtype),
@@ -141,7 +132,12 @@ fn fold_constant(g: &mut Graph, n: NodeId) -> Result<()> {
     let inner: usize = axis.map_or(1, |a| shape[a + 1..].iter().product());
     let c = axis.map_or(1, |a| shape[a]);
     if per_axis && scale.len() != c {
-        return Err(err(g, n, format!("{} scales for {c} channels", scale.len())));
+        return Err(PassError::node(
+            "fold-qdq",
+            g,
+            n,
+            format!("{} scales for {c} channels", scale.len()),
+        ));
     }
     let vals: Vec<f32> = codes
         .iter()
@@ -182,23 +178,36 @@ fn fold_activation(g: &mut Graph, dq: NodeId) -> Result<bool> {
         return Ok(false);
     }
     let q = p;
-    let (s1, z1) =
-        scale_zp(g, q).ok_or_else(|| err(g, q, "scale and zero point must be constants"))?;
-    let (s2, z2) =
-        scale_zp(g, dq).ok_or_else(|| err(g, dq, "scale and zero point must be constants"))?;
+    let (s1, z1) = scale_zp(g, q).ok_or_else(|| {
+        PassError::node("fold-qdq", g, q, "scale and zero point must be constants")
+    })?;
+    let (s2, z2) = scale_zp(g, dq).ok_or_else(|| {
+        PassError::node("fold-qdq", g, dq, "scale and zero point must be constants")
+    })?;
     if s1 != s2 || z1 != z2 {
-        return Err(err(g, dq, "quantizes and dequantizes with different parameters"));
+        return Err(PassError::node(
+            "fold-qdq",
+            g,
+            dq,
+            "quantizes and dequantizes with different parameters",
+        ));
     }
     let x = g.node(q).inputs[0];
     // Per-channel parameters only for constants (weights quantized by a QONNX Quant node).
     let axis = if s1.len() == 1 { None } else { dq_axis(&g.node(q).op) };
     if s1.len() != 1 && (!g.value(x).is_const() || axis.is_none()) {
-        return Err(err(g, q, "per-channel activation quantization is not supported"));
+        return Err(PassError::node(
+            "fold-qdq",
+            g,
+            q,
+            "per-channel activation quantization is not supported",
+        ));
     }
     let (bits, signed) = match clip {
         Some(c) => {
-            let (lo, hi) = clip_bounds(g, c)
-                .ok_or_else(|| err(g, c, "Clip bounds on codes must be constants"))?;
+            let (lo, hi) = clip_bounds(g, c).ok_or_else(|| {
+                PassError::node("fold-qdq", g, c, "Clip bounds on codes must be constants")
+            })?;
             bits_of_range(lo, hi)
         }
         None => dtype_bits(g.ty(v).dtype),

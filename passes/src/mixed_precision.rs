@@ -40,6 +40,7 @@ mod report;
 use crate::calibrate::observe;
 use crate::config::{check_bits, Budget};
 use crate::error::{PassError, Result};
+use crate::util::{calib_slice, CalibBatches};
 use crate::{Pass, PassContext, Stats};
 use cimc_ir::Graph;
 use measure::{Assignment, Bench};
@@ -193,14 +194,9 @@ pub fn analyze<'a>(g: &Graph, cx: &'a PassContext, activations: bool) -> Result<
                 .into(),
         )
     })?;
-    let n_all = calib.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
-    let n_obs = cfg.calib_samples.map_or(n_all, |k| k.min(n_all));
+    let n_obs = CalibBatches::new(g, calib, cfg.calib_samples)?.samples;
     let n = n_obs.min(MAX_SAMPLES);
-    if n == 0 {
-        return Err(PassError::Missing("the calibration data holds no samples".into()));
-    }
-    let samples =
-        calib.iter().map(|t| crate::calibrate::slice(t, 0, n, n)).collect::<Result<Vec<_>>>()?;
+    let samples = calib.iter().map(|t| calib_slice(t, 0, n, n)).collect::<Result<Vec<_>>>()?;
     // The options of every layer.
     let wopts: Vec<Vec<u8>> =
         layers.iter().map(|l| l.pinned_w.map_or_else(|| widths.clone(), |p| vec![p])).collect();

@@ -21,16 +21,6 @@ use rayon::prelude::*;
 
 pub struct Quantize;
 
-fn node_err(g: &Graph, n: NodeId, msg: impl Into<String>) -> PassError {
-    let node = g.node(n);
-    PassError::Node {
-        pass: "quantize",
-        node: node.name.clone(),
-        op: node.op.name().into(),
-        msg: msg.into(),
-    }
-}
-
 /// Ops the integer program executes on codes.
 fn runs_on_codes(op: &Op) -> bool {
     matches!(
@@ -138,7 +128,12 @@ impl Pass for Quantize {
         for &n in &nodes {
             let op = &g.node(n).op;
             if !runs_on_codes(op) && !is_float_epilogue(op) {
-                return Err(node_err(g, n, "this op has no integer implementation in the program"));
+                return Err(PassError::node(
+                    "quantize",
+                    g,
+                    n,
+                    "this op has no integer implementation in the program",
+                ));
             }
         }
         for &n in &nodes {
@@ -157,19 +152,39 @@ impl Pass for Quantize {
 fn quantize_weights(g: &mut Graph, n: NodeId, stats: &mut Stats) -> Result<()> {
     let Some((w, _axis)) = const_weight(g, n) else { return Ok(()) };
     let Some(wq) = g.ty(w).quant.clone() else {
-        return Err(node_err(g, n, "its weights have no quantization parameters (run calibrate)"));
+        return Err(PassError::node(
+            "quantize",
+            g,
+            n,
+            "its weights have no quantization parameters (run calibrate)",
+        ));
     };
     if let Op::Gemm { alpha, .. } = g.node(n).op {
         if alpha != 1.0 {
-            return Err(node_err(g, n, format!("alpha = {alpha}: run canonicalize first")));
+            return Err(PassError::node(
+                "quantize",
+                g,
+                n,
+                format!("alpha = {alpha}: run canonicalize first"),
+            ));
         }
     }
     let x = g.node(n).inputs[0];
     let Some(xq) = g.ty(x).quant.clone() else {
-        return Err(node_err(g, n, "its input has no quantization parameters (run calibrate)"));
+        return Err(PassError::node(
+            "quantize",
+            g,
+            n,
+            "its input has no quantization parameters (run calibrate)",
+        ));
     };
     if xq.axis.is_some() {
-        return Err(node_err(g, n, "per-channel input quantization is not supported"));
+        return Err(PassError::node(
+            "quantize",
+            g,
+            n,
+            "per-channel input quantization is not supported",
+        ));
     }
     let nw = quantize_const(g, w);
     set_input(g, n, 1, nw);
@@ -197,12 +212,13 @@ fn quantize_bias(
     let bias = g
         .value(b)
         .const_data()
-        .ok_or_else(|| node_err(g, n, "its bias is not a constant"))?
+        .ok_or_else(|| PassError::node("quantize", g, n, "its bias is not a constant"))?
         .to_f32_vec();
     let channels = wq.scale.len();
     let n_out = bias.len();
     if n_out != channels && channels != 1 {
-        return Err(node_err(
+        return Err(PassError::node(
+            "quantize",
             g,
             n,
             format!("bias of {n_out} values for {channels} output channels"),
@@ -256,7 +272,8 @@ fn quantize_activations(g: &mut Graph, stats: &mut Stats) -> Result<()> {
                 )));
             }
             let n = g.producer(v).expect("invariant: non-input, non-const values have a producer");
-            return Err(node_err(
+            return Err(PassError::node(
+                "quantize",
                 g,
                 n,
                 format!("its output '{}' has no quantization parameters (run calibrate)", val.name),

@@ -20,9 +20,8 @@
 //! **Guarantees**: the graph's computation is unchanged (notes only); every matrix layer with
 //! constant weights has a `reference` note with one entry per output channel.
 
-use crate::calibrate::slice;
 use crate::error::{PassError, Result};
-use crate::util::const_weight;
+use crate::util::{const_weight, CalibBatches};
 use crate::{Pass, PassContext, Stats};
 use cimc_interp::{eval_node, Runner, Tensor};
 use cimc_ir::{Graph, Note, NoteValue, Op};
@@ -87,19 +86,16 @@ impl Pass for ReferenceStats {
             let node = g.node(n);
             let mut consts = Vec::new();
             for &v in &node.inputs[1..] {
-                let d = g.value(v).const_data().ok_or_else(|| PassError::Node {
-                    pass: "reference-stats",
-                    node: node.name.clone(),
-                    op: node.op.name().into(),
-                    msg: "its bias is not a constant".into(),
+                let d = g.value(v).const_data().ok_or_else(|| {
+                    PassError::node("reference-stats", g, n, "its bias is not a constant")
                 })?;
                 if d.dtype() != cimc_ir::DType::F32 {
-                    return Err(PassError::Node {
-                        pass: "reference-stats",
-                        node: node.name.clone(),
-                        op: node.op.name().into(),
-                        msg: "its weights are codes already: run before quantize".into(),
-                    });
+                    return Err(PassError::node(
+                        "reference-stats",
+                        g,
+                        n,
+                        "its weights are codes already: run before quantize",
+                    ));
                 }
                 consts.push(Tensor::from_data(d)?);
             }
@@ -116,23 +112,14 @@ impl Pass for ReferenceStats {
         if layers.is_empty() {
             return Ok(stats);
         }
-        let n_all = calib.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
-        let n = cx.config.calib_samples.map_or(n_all, |k| k.min(n_all));
-        if n == 0 {
-            return Err(PassError::Missing("the calibration data holds no samples".into()));
-        }
-        let chunk =
-            g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1);
+        let batches = CalibBatches::new(g, calib, cx.config.calib_samples)?;
+        let chunk = batches.batch;
         let mut probe = g.clone();
         probe.set_outputs(probe_outputs);
         let runner = Runner::lean(&probe)?;
         let mut moments: Vec<Option<Moments>> = vec![None; layers.len()];
-        let mut start = 0;
-        while start < n {
-            let len = chunk.min(n - start);
-            let inputs =
-                calib.iter().map(|t| slice(t, start, len, chunk)).collect::<Result<Vec<_>>>()?;
-            let observed = runner.run(inputs)?;
+        for (start, len) in batches.ranges() {
+            let observed = runner.run(batches.inputs(start, len)?)?;
             let chunk_moments: Vec<Moments> = layers
                 .par_iter()
                 .map(|l| -> Result<Moments> {
@@ -171,16 +158,15 @@ impl Pass for ReferenceStats {
                     }
                 }
             }
-            start += len;
             if let Some(p) = &cx.progress {
-                p(start as u64, n as u64);
+                p((start + len) as u64, batches.samples as u64);
             }
         }
         for (l, m) in layers.iter().zip(moments) {
             let m = m.expect("invariant: every layer was observed on at least one chunk");
             let (mean, std) = mean_std(&m.sum, &m.sum_sq, m.count);
             let note = Note::new("reference")
-                .with("samples", NoteValue::Int(n as i64))
+                .with("samples", NoteValue::Int(batches.samples as i64))
                 .with("mean", NoteValue::Floats(mean))
                 .with("std", NoteValue::Floats(std));
             cimc_ir::note::put(&mut g.node_mut(l.node).notes, note);

@@ -49,16 +49,6 @@ impl Chip {
 
 pub struct Tile;
 
-fn node_err(g: &Graph, id: NodeId, msg: impl Into<String>) -> PassError {
-    let n = g.node(id);
-    PassError::Node {
-        pass: "tile",
-        node: n.name.clone(),
-        op: n.op.name().to_string(),
-        msg: msg.into(),
-    }
-}
-
 /// `(k, n, groups)` of a matrix op from its weight shape, or `None` when it has no constant
 /// weight matrix.
 fn matrix_dims(g: &Graph, id: NodeId) -> Option<(usize, usize, usize)> {
@@ -84,14 +74,20 @@ fn map_for(g: &Graph, id: NodeId, chip: &ChipGeometry) -> Result<Option<Crossbar
     let node = g.node(id);
     let (x, w) = (node.inputs[0], node.inputs[1]);
     let (Some(xq), Some(wq)) = (&g.ty(x).quant, &g.ty(w).quant) else {
-        return Err(node_err(
+        return Err(PassError::node(
+            "tile",
             g,
             id,
             "tile needs a quantized graph: its input and weights must be integer codes (run quantize first)",
         ));
     };
     if !g.ty(w).dtype.is_int() || !g.ty(x).dtype.is_int() {
-        return Err(node_err(g, id, "tile needs integer codes (run quantize first)"));
+        return Err(PassError::node(
+            "tile",
+            g,
+            id,
+            "tile needs integer codes (run quantize first)",
+        ));
     }
     let b_w = wq.bits as u32;
     let data =
@@ -128,7 +124,8 @@ fn map_for(g: &Graph, id: NodeId, chip: &ChipGeometry) -> Result<Option<Crossbar
         blocks: Vec::new(),
     };
     if m.outputs_per_column_group() == 0 {
-        return Err(node_err(
+        return Err(PassError::node(
+            "tile",
             g,
             id,
             format!(
@@ -146,7 +143,8 @@ fn map_for(g: &Graph, id: NodeId, chip: &ChipGeometry) -> Result<Option<Crossbar
         m.adc_range = AdcRange::Lossless;
         m.clip_rate = Some(0.0);
     } else if chip.adc_range == AdcRange::Lossless {
-        return Err(node_err(
+        return Err(PassError::node(
+            "tile",
             g,
             id,
             format!(

@@ -150,3 +150,88 @@ pub fn new_bias(g: &mut Graph, w: ValueId, bias: &[f32], k: &[f32], d: &[f32]) -
     let name = format!("{}_bias", g.value(w).name);
     g.add_const(name, TensorData::from_f32(vec![vals.len()], &vals))
 }
+
+/// The batch of a static graph: its first input's first dimension (1 without one).
+pub fn graph_batch(g: &Graph) -> usize {
+    g.inputs().first().and_then(|&v| g.ty(v).shape.first().copied()).unwrap_or(1).max(1)
+}
+
+/// Calibration samples cut into runs of a static graph: the first `samples` of the data, in
+/// batches of the graph's own batch, the last one zero-padded (what `calibrate`,
+/// `adc-calibrate`, `reference-stats`, `bn-calibrate` and `mixed-precision` run through).
+pub struct CalibBatches<'a> {
+    calib: &'a [cimc_interp::Tensor],
+    /// Samples used: all of the data's, or the first `calib_samples`.
+    pub samples: usize,
+    /// Samples per run ([`graph_batch`]).
+    pub batch: usize,
+}
+
+impl<'a> CalibBatches<'a> {
+    /// The first `limit` samples of `calib` (all without a limit) in batches of `g`'s; an
+    /// error when that leaves none.
+    pub fn new(
+        g: &Graph,
+        calib: &'a [cimc_interp::Tensor],
+        limit: Option<usize>,
+    ) -> crate::Result<CalibBatches<'a>> {
+        let all = calib.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
+        let samples = limit.map_or(all, |k| k.min(all));
+        if samples == 0 {
+            return Err(crate::PassError::Missing("the calibration data holds no samples".into()));
+        }
+        Ok(CalibBatches { calib, samples, batch: graph_batch(g) })
+    }
+
+    /// `(start, len)` of every batch in order: `len` real samples from `start`.
+    pub fn ranges(&self) -> impl Iterator<Item = (usize, usize)> {
+        let (n, batch) = (self.samples, self.batch);
+        (0..n).step_by(batch).map(move |start| (start, batch.min(n - start)))
+    }
+
+    /// The inputs of the batch of `len` real samples from `start`, zero-padded to the batch.
+    pub fn inputs(&self, start: usize, len: usize) -> crate::Result<Vec<cimc_interp::Tensor>> {
+        self.calib.iter().map(|t| calib_slice(t, start, len, self.batch)).collect()
+    }
+}
+
+/// Samples `start..start+len` of one calibration tensor, zero-padded to `padded` samples;
+/// calibration data must be f32.
+pub fn calib_slice(
+    t: &cimc_interp::Tensor,
+    start: usize,
+    len: usize,
+    padded: usize,
+) -> crate::Result<cimc_interp::Tensor> {
+    if t.dtype() != DType::F32 {
+        return Err(crate::PassError::Config(format!(
+            "calibration data must be f32, got {}",
+            t.dtype()
+        )));
+    }
+    Ok(cimc_interp::tensor::slice_batch(t, start, len, padded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cimc_interp::Tensor;
+
+    #[test]
+    fn calibration_batches_cover_the_samples_in_the_graphs_batch() {
+        let mut g = Graph::new("g");
+        g.add_input("x", cimc_ir::TensorType::new(DType::F32, vec![2, 1]));
+        let calib = [Tensor::from_f32(&[5, 1], vec![1.0, 2.0, 3.0, 4.0, 5.0]).unwrap()];
+        let b = CalibBatches::new(&g, &calib, None).unwrap();
+        assert_eq!(b.ranges().collect::<Vec<_>>(), [(0, 2), (2, 2), (4, 1)]);
+        let last = b.inputs(4, 1).unwrap();
+        assert_eq!(last[0], Tensor::from_f32(&[2, 1], vec![5.0, 0.0]).unwrap());
+        let first3 = CalibBatches::new(&g, &calib, Some(3)).unwrap();
+        assert_eq!(first3.ranges().collect::<Vec<_>>(), [(0, 2), (2, 1)]);
+        let none = CalibBatches::new(&g, &calib, Some(0)).err().expect("no samples");
+        assert!(none.to_string().contains("no samples"), "{none}");
+        let ints = [Tensor::from_i64(&[2, 1], vec![1, 2]).unwrap()];
+        let err = CalibBatches::new(&g, &ints, None).unwrap().inputs(0, 2).expect_err("i64");
+        assert!(err.to_string().contains("must be f32"), "{err}");
+    }
+}

@@ -19,7 +19,9 @@ use cimc_passes::config::{CalibMethod, WeightMethod};
 use cimc_passes::{pass_by_name, PassContext};
 use std::path::Path;
 
-/// A small deterministic generator (xorshift64*), so calibration data needs no crate.
+/// A small deterministic generator (xorshift64*), so calibration data needs no crate. Not the
+/// shared `cimc_sim::noise::SplitMix64`: the cases' calibration data, and so their
+/// snapshots, are this generator's numbers.
 struct Rng(u64);
 
 impl Rng {

@@ -16,28 +16,12 @@ use cimc_backends::program::{
 };
 use cimc_interp::Tensor;
 use cimc_ir::{CrossbarGeometry, WeightEncoding};
+use cimc_sim::noise::SplitMix64 as Rng;
 use cimc_sim::program::{cascade_codes, ProgramRunner, WeightWidths};
 use cimc_sim::AdcStats;
 use proptest::prelude::*;
 
 /// splitmix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        z ^ (z >> 31)
-    }
-    fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as i64
-    }
-    fn coin(&mut self) -> bool {
-        self.next() & 1 == 1
-    }
-}
-
 /// The definition of one step down, written from the text: `round_half_even(w / 2)` on reals,
 /// then the clamp to the narrow range of `b − 1` bits.
 fn naive_codes(w: i32, from: u32, to: u32) -> i32 {

@@ -13,28 +13,12 @@ use cimc_backends::program::{
 };
 use cimc_interp::Tensor;
 use cimc_ir::{CrossbarGeometry, WeightEncoding};
+use cimc_sim::noise::SplitMix64 as Rng;
 use cimc_sim::program::ProgramRunner;
 use cimc_sim::AdcStats;
 use proptest::prelude::*;
 
 /// splitmix64: the test's own deterministic random numbers.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        z ^ (z >> 31)
-    }
-    fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as i64
-    }
-    fn coin(&mut self) -> bool {
-        self.next() & 1 == 1
-    }
-}
-
 /// Everything random about one case but the shapes.
 #[derive(Clone, Debug)]
 struct Params {
@@ -153,7 +137,7 @@ fn multipliers(rng: &mut Rng, p: &Params, k: usize, m: usize) -> Vec<FixedMultip
     let top = (1u64 << (p.out_bits - 1)) as f64;
     (0..m)
         .map(|_| {
-            let f = 0.5 + (rng.next() % 1000) as f64 / 2000.0;
+            let f = 0.5 + (rng.next_u64() % 1000) as f64 / 2000.0;
             FixedMultiplier::from_real((top / bound * 4.0 * f).min(3.0)).unwrap()
         })
         .collect()
@@ -535,7 +519,7 @@ fn two_layer_program(rows: usize, adc_bits: u32, steps: [u32; 2]) -> (Program, T
                 weights: IntTensor {
                     shape: vec![m, c, 3, 3],
                     bits: 5,
-                    data: (0..m * kk).map(|_| rng.int(-15, 15) as i32).collect(),
+                    data: (0..m * kk).map(|_| rng.int(-15, 15)).collect(),
                 },
                 bias: vec![0; m],
                 window: Window {
@@ -556,7 +540,7 @@ fn two_layer_program(rows: usize, adc_bits: u32, steps: [u32; 2]) -> (Program, T
                 weights: IntTensor {
                     shape: vec![k2, nn],
                     bits: 5,
-                    data: (0..k2 * nn).map(|_| rng.int(-15, 15) as i32).collect(),
+                    data: (0..k2 * nn).map(|_| rng.int(-15, 15)).collect(),
                 },
                 bias: vec![0; nn],
                 requant: Requant { mult: mult(0.001), zero_point: 0, lo: -128, hi: 127 },
@@ -566,7 +550,7 @@ fn two_layer_program(rows: usize, adc_bits: u32, steps: [u32; 2]) -> (Program, T
         origins: vec!["conv".into(), "reshape".into(), "gemm".into()],
         target: None,
     };
-    let x = tensor(&[n, c, h, w], (0..n * c * h * w).map(|_| rng.int(0, 63) as i32).collect());
+    let x = tensor(&[n, c, h, w], (0..n * c * h * w).map(|_| rng.int(0, 63)).collect());
     (program, x)
 }
 

@@ -10,6 +10,7 @@ use cimc_backends::program::{
     BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window,
 };
 use cimc_interp::Tensor;
+use cimc_sim::noise::SplitMix64 as Rng;
 use cimc_sim::program::multiplier::{self, LutKernel, Multiplier, ProductTable};
 use cimc_sim::program::ProgramRunner;
 use proptest::prelude::*;
@@ -102,20 +103,6 @@ fn table_files_round_trip_and_bad_ones_say_why() {
 }
 
 /// splitmix64.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        z ^ (z >> 31)
-    }
-    fn int(&mut self, lo: i32, hi: i32) -> i32 {
-        (lo as i64 + (self.next() % ((hi as i64 - lo as i64 + 1) as u64)) as i64) as i32
-    }
-}
-
 fn code_buf(name: &str, shape: Vec<usize>, bits: u8, signed: bool, zp: i32) -> BufferDecl {
     BufferDecl {
         name: name.into(),

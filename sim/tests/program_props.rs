@@ -13,6 +13,7 @@ use cimc_backends::program::{
     BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window,
 };
 use cimc_interp::Tensor;
+use cimc_sim::noise::SplitMix64 as Rng;
 use cimc_sim::program::ProgramRunner;
 use proptest::prelude::*;
 
@@ -78,23 +79,6 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
 }
 
 /// splitmix64: the test's own deterministic random numbers.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        z ^ (z >> 31)
-    }
-    fn int(&mut self, lo: i32, hi: i32) -> i32 {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as i32
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 fn code_buf(
     name: &str,
     shape: Vec<usize>,

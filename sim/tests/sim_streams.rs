@@ -118,7 +118,7 @@ fn conv_case(seed: u64) -> Option<ConvCase> {
     let top = (1u64 << (out_bits - 1)) as f64;
     let mult = (0..m)
         .map(|_| {
-            let f = 0.5 + (r.next() % 1000) as f64 / 2000.0;
+            let f = 0.5 + (r.next_u64() % 1000) as f64 / 2000.0;
             FixedMultiplier::from_real((top / bound * 4.0 * f).min(3.0)).unwrap()
         })
         .collect();

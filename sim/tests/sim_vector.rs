@@ -22,8 +22,9 @@ fn naive_requant(y: i64, m: FixedMultiplier, z: i32, lo: i32, hi: i32) -> i64 {
 }
 
 fn mult(r: &mut Rng) -> FixedMultiplier {
-    let e = r.int(-20, 2) as i32;
-    FixedMultiplier::from_real(2f64.powi(e) * (1.0 + (r.next() % 1000) as f64 / 1000.0)).unwrap()
+    let e = r.int(-20, 2);
+    FixedMultiplier::from_real(2f64.powi(e) * (1.0 + (r.next_u64() % 1000) as f64 / 1000.0))
+        .unwrap()
 }
 
 fn values(r: &mut Rng, n: usize, lo: i64, hi: i64) -> Vec<i64> {
@@ -38,7 +39,7 @@ fn moves_copies_and_fills() {
         let init = values(&mut r, n as usize, -1000, 1000);
         let len = r.int(0, n as i64 / 2) as u32;
         let (src, dst) = (r.int(0, (n - len) as i64) as u32, r.int(0, (n - len) as i64) as u32);
-        let value = r.int(-5, 5) as i32;
+        let value = r.int(-5, 5);
         let at = r.int(0, (n - len) as i64) as u32;
         let code = vec![
             Instr::Copy { dst, src, len },
@@ -67,7 +68,7 @@ fn shift_add_and_relu() {
         let len = r.int(1, n as i64 / 2) as u32;
         let (src, dst) = (r.int(0, (n - len) as i64) as u32, r.int(0, (n - len) as i64) as u32);
         let shift = r.int(0, 12) as u8;
-        let zero = r.int(-20, 20) as i32;
+        let zero = r.int(-20, 20);
         let (rs, rd) = (r.int(0, (n - len) as i64) as u32, r.int(0, (n - len) as i64) as u32);
         let code = vec![
             Instr::ShiftAdd { dst, src, len, shift },
@@ -107,9 +108,8 @@ fn requant_per_channel_and_shared() {
         if r.coin() {
             m.truncate(1);
         }
-        let (lo, hi) = (r.int(-300, 0) as i32, r.int(0, 300) as i32);
-        let entry =
-            RequantEntry { scale, bias, mult: m, zero_point: r.int(-10, 10) as i32, lo, hi };
+        let (lo, hi) = (r.int(-300, 0), r.int(0, 300));
+        let entry = RequantEntry { scale, bias, mult: m, zero_point: r.int(-10, 10), lo, hi };
         let n = r.int(1, 40) as u32;
         let init = values(&mut r, n as usize, -5000, 5000);
         let len = r.int(1, n as i64) as u32;
@@ -138,13 +138,13 @@ fn add_as_the_program_adds() {
     let mut r = Rng(4);
     for _ in 0..200 {
         let e = AddEntry {
-            a_zero_point: r.int(-20, 20) as i32,
-            b_zero_point: r.int(-20, 20) as i32,
+            a_zero_point: r.int(-20, 20),
+            b_zero_point: r.int(-20, 20),
             headroom: r.int(0, 20) as u32,
             a_mult: mult(&mut r),
             b_mult: mult(&mut r),
             mult: mult(&mut r),
-            zero_point: r.int(-10, 10) as i32,
+            zero_point: r.int(-10, 10),
             lo: -128,
             hi: 127,
         };
@@ -238,14 +238,14 @@ fn im2col_and_pooling() {
         let (col, pool, avg) = (src_len as u32, src_len as u32 + w.im2col_len() as u32, 0);
         let avg_at = pool + w.pool_len() as u32;
         let scratch = avg_at + w.pool_len() as u32;
-        let pad = r.int(-3, 3) as i32;
-        let zero = r.int(-3, 3) as i32;
+        let pad = r.int(-3, 3);
+        let zero = r.int(-3, 3);
         let counts = (w.kernel[0] * w.kernel[1]) as usize;
         let rq = RequantEntry {
             scale: vec![],
             bias: vec![],
             mult: (0..if r.coin() { 1 } else { counts }).map(|_| mult(&mut r)).collect(),
-            zero_point: r.int(-5, 5) as i32,
+            zero_point: r.int(-5, 5),
             lo: -100,
             hi: 100,
         };

@@ -82,18 +82,8 @@ pub fn allclose(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Result<(),
     Ok(())
 }
 
-/// Row-wise argmax of a 2-D f32 tensor.
+/// The predicted class of each row of f32 logits `[N, classes]` (the interpreter's
+/// [`Tensor::argmax_rows`]); panics on any other tensor.
 pub fn argmax_rows(t: &Tensor) -> Vec<usize> {
-    let a = t.as_f32().expect("logits are f32");
-    a.outer_iter()
-        .map(|row| {
-            let mut best = (0, f32::NEG_INFINITY);
-            for (i, &v) in row.iter().enumerate() {
-                if v > best.1 {
-                    best = (i, v);
-                }
-            }
-            best.0
-        })
-        .collect()
+    t.argmax_rows().expect("logits are f32 [N, classes]")
 }

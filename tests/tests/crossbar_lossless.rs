@@ -15,6 +15,7 @@ use cimc_backends::target::{AdcRange, Target, WeightEncoding};
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
+use cimc_sim::noise::SplitMix64 as Rng;
 use cimc_sim::program::{AdcStats, ProgramRunner};
 use cimc_tests::{data, npy, shared};
 use std::path::Path;
@@ -30,17 +31,6 @@ fn lossless_target(encoding: WeightEncoding) -> Target {
     t.chip.crossbar.encoding = encoding;
     t.validate("the lossless test target").unwrap();
     t
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: i64) -> i64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        ((self.0.wrapping_mul(0x2545F4914F6CDD1D) >> 11) % n as u64) as i64
-    }
 }
 
 /// Every crossbar step of `model` compiled for `t`, each with its input and output buffers.
@@ -92,8 +82,7 @@ fn check_model(model: &Path, calib: &Tensor) -> usize {
             let cimc_backends::program::Elem::Code(c) = decl.elem else { panic!("codes expected") };
             let (lo, hi) = c.range();
             let mut rng = Rng(0x5DEECE66D ^ layers as u64);
-            let x: Vec<i32> =
-                (0..decl.numel()).map(|_| lo + rng.below((hi - lo + 1) as i64) as i32).collect();
+            let x: Vec<i32> = (0..decl.numel()).map(|_| rng.int(lo, hi)).collect();
             let input = Tensor::I32(
                 ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&decl.shape), x).unwrap(),
             );

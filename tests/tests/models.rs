@@ -145,7 +145,7 @@ fn digits_cnn_accuracy() {
     let n = y.len();
     let g = import(&d.join("models/digits_cnn.onnx"), n);
     let out = Runner::new(&g).unwrap().run(vec![x]).unwrap();
-    let correct = argmax_rows(&out[0]).iter().zip(&y).filter(|(a, b)| **a as i64 == **b).count();
+    let correct = cimc_interp::tensor::count_correct(&argmax_rows(&out[0]), &y);
     let top1 = 100.0 * correct as f64 / n as f64;
     eprintln!("digits_cnn: top-1 {top1:.2} % ({correct}/{n}), onnxruntime 99.16 %");
     let ort_correct = (0.9916 * n as f64).round() as i64;
@@ -169,8 +169,7 @@ fn mnist_models_accuracy_full_test_set() {
             |_| {},
         )
         .unwrap();
-        let correct =
-            argmax_rows(&out[0]).iter().zip(&y).filter(|(a, b)| **a as i64 == **b).count();
+        let correct = cimc_interp::tensor::count_correct(&argmax_rows(&out[0]), &y);
         let top1 = correct as f64 / 100.0;
         eprintln!("{model}: top-1 {top1:.2} % on 10000, onnxruntime {ort} %");
         assert!((correct as f64 - ort * 100.0).abs() <= 1.0, "{model}: {top1} vs {ort}");

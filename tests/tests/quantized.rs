@@ -131,7 +131,7 @@ fn qdq_model_top1() {
         cimc::model::run_in_chunks(|x| Ok(runner.run(x)?), batch, std::slice::from_ref(&x), |_| {})
             .unwrap();
     let pred = cimc_tests::argmax_rows(&out[0]);
-    let correct = pred.iter().zip(&y).filter(|(a, b)| **a as i64 == **b).count();
+    let correct = cimc_interp::tensor::count_correct(&pred, &y);
     let top1 = correct as f64 / 100.0;
     let r = Reference::load();
     let ort_top1 = r.index["onnxruntime_top1"].as_f64().unwrap();

@@ -202,9 +202,9 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
         perms: e.perms,
         hosts: e.hosts,
     };
-    stream.validate().map_err(|err| {
-        BackendError::Format(format!("internal: the emitted stream is invalid: {err}"))
-    })?;
+    stream
+        .validate()
+        .map_err(|err| BackendError::Internal(format!("the emitted stream is invalid: {err}")))?;
     Ok(stream)
 }
 

@@ -7,10 +7,13 @@ use cimc::compile::{compile_in_place, write_program, write_with};
 use cimc::model::Model;
 use cimc::report::MappingReport;
 use cimc::Result;
+use cimc_backends::program::Program;
 use cimc_backends::stream::emit::{emit, EmitOptions, ScheduleChoice};
+use cimc_backends::stream::Stream;
+use cimc_backends::target::Target;
 use cimc_passes::PassTime;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Emit {
@@ -79,19 +82,8 @@ pub fn run(a: CompileArgs) -> Result<()> {
         let tj = serde_json::to_value(t).expect("invariant: targets serialize");
         MappingReport::new(&graph, tj, t.chip.arrays)
     });
-    let passes = serde_json::json!(cx.reports());
     if let Some(path) = &a.report {
-        let mut j = match &mapping {
-            Some(r) => serde_json::to_value(r).expect("invariant: reports serialize"),
-            None => serde_json::json!({}),
-        };
-        j["passes"] = passes.clone();
-        let text = serde_json::to_string_pretty(&j).expect("invariant: reports serialize");
-        std::fs::write(path, text + "\n").map_err(|e| cimc::Error::io(path, e))?;
-        if let Some(r) = &mapping {
-            let svg = path.with_extension("svg");
-            std::fs::write(&svg, r.svg()).map_err(|e| cimc::Error::io(&svg, e))?;
-        }
+        write_report(path, mapping.as_ref(), serde_json::json!(cx.reports()))?;
     }
     if let Some(path) = &a.bits_out {
         let toml = cimc::report::bits_toml(&graph);
@@ -107,19 +99,61 @@ pub fn run(a: CompileArgs) -> Result<()> {
         std::fs::write(l, cimc_backends::program::listing::listing(&program))
             .map_err(|e| cimc::Error::io(l, e))?;
     }
-    let (steps, buffers) = (program.steps.len(), program.buffers.len());
-    let stream = match (a.emit, &target) {
+    let shape = ProgramShape { steps: program.steps.len(), buffers: program.buffers.len() };
+    let stream = write_output(&a, program, target.as_ref(), &mut report.times)?;
+    for (pass, text) in &report.printed {
+        println!("// after {pass}\n{text}");
+    }
+    if a.stats {
+        eprintln!("{}", super::stats_json(&report));
+    }
+    if a.time_passes {
+        print_pass_times(&report.times);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    print_summary(&a, stream.as_ref(), shape, mapping.as_ref(), seconds);
+    Ok(())
+}
+
+/// The `--report` JSON (the mapping, when there is a target, and what each pass decided) and
+/// the mapping's plot next to it.
+fn write_report(
+    path: &Path,
+    mapping: Option<&MappingReport>,
+    passes: serde_json::Value,
+) -> Result<()> {
+    let mut j = match mapping {
+        Some(r) => serde_json::to_value(r).expect("invariant: reports serialize"),
+        None => serde_json::json!({}),
+    };
+    j["passes"] = passes;
+    let text = serde_json::to_string_pretty(&j).expect("invariant: reports serialize");
+    std::fs::write(path, text + "\n").map_err(|e| cimc::Error::io(path, e))?;
+    if let Some(r) = mapping {
+        let svg = path.with_extension("svg");
+        std::fs::write(&svg, r.svg()).map_err(|e| cimc::Error::io(&svg, e))?;
+    }
+    Ok(())
+}
+
+/// Writes `-o`: the program, or with `--emit stream` the stream emitted from it (returned, for
+/// the summary). The stages' times join the passes' in `times`.
+fn write_output(
+    a: &CompileArgs,
+    program: Program,
+    target: Option<&Target>,
+    times: &mut Vec<PassTime>,
+) -> Result<Option<Stream>> {
+    match (a.emit, target) {
         (Emit::Program, _) => {
             let start = std::time::Instant::now();
             write_program(&a.output, &program)?;
-            report.times.push(PassTime::since("(write)", start));
-            None
+            times.push(PassTime::since("(write)", start));
+            Ok(None)
         }
-        (Emit::Stream, None) => {
-            return Err(cimc::Error::Usage(
-                "--emit stream needs --target: a stream is code for one chip".into(),
-            ))
-        }
+        (Emit::Stream, None) => Err(cimc::Error::Usage(
+            "--emit stream needs --target: a stream is code for one chip".into(),
+        )),
         (Emit::Stream, Some(t)) => {
             let opts = EmitOptions {
                 schedule: match a.schedule {
@@ -130,50 +164,57 @@ pub fn run(a: CompileArgs) -> Result<()> {
                 ..EmitOptions::default()
             };
             let start = std::time::Instant::now();
-            let stream = emit(&program, t, &opts).map_err(|e| match e {
-                cimc_backends::BackendError::Format(m) if m.starts_with("internal") => {
-                    cimc::Error::Internal(m)
-                }
-                e => cimc::Error::Usage(e.to_string()),
-            })?;
+            let stream = emit(&program, t, &opts)?;
             // The stream holds its own copy of the weights: the program's go first.
             drop(program);
-            report.times.push(PassTime::since("(emit)", start));
+            times.push(PassTime::since("(emit)", start));
             let start = std::time::Instant::now();
             write_with(&a.output, |w| stream.write_to(w))?;
-            report.times.push(PassTime::since("(write)", start));
-            Some(stream)
+            times.push(PassTime::since("(write)", start));
+            Ok(Some(stream))
         }
-    };
-    for (pass, text) in &report.printed {
-        println!("// after {pass}\n{text}");
     }
-    if a.stats {
-        eprintln!("{}", super::stats_json(&report));
-    }
-    if a.time_passes {
-        // The passes, then the stages after them in parentheses (lowering, emission, writing).
-        let total: f64 = report.times.iter().map(|p| p.time.as_secs_f64()).sum();
+}
+
+/// `--time-passes` on stderr: the passes, then the stages after them in parentheses
+/// (lowering, emission, writing).
+fn print_pass_times(times: &[PassTime]) {
+    let total: f64 = times.iter().map(|p| p.time.as_secs_f64()).sum();
+    eprintln!(
+        "{:<20} {:>10} {:>7} {:>12} {:>8}",
+        "pass", "seconds", "share", "resident MB", "peak MB"
+    );
+    let mb = |b: Option<u64>| b.map_or("—".into(), |b| format!("{:.1}", b as f64 / 1e6));
+    for p in times {
+        let t = p.time.as_secs_f64();
         eprintln!(
-            "{:<20} {:>10} {:>7} {:>12} {:>8}",
-            "pass", "seconds", "share", "resident MB", "peak MB"
+            "{:<20} {t:>10.3} {:>6.1}% {:>12} {:>8}",
+            p.pass,
+            100.0 * t / total.max(1e-12),
+            mb(p.resident),
+            mb(p.peak)
         );
-        let mb = |b: Option<u64>| b.map_or("—".into(), |b| format!("{:.1}", b as f64 / 1e6));
-        for p in &report.times {
-            let t = p.time.as_secs_f64();
-            eprintln!(
-                "{:<20} {t:>10.3} {:>6.1}% {:>12} {:>8}",
-                p.pass,
-                100.0 * t / total.max(1e-12),
-                mb(p.resident),
-                mb(p.peak)
-            );
-        }
-        eprintln!("{:<20} {total:>10.3}", "all stages");
     }
-    let seconds = start.elapsed().as_secs_f64();
+    eprintln!("{:<20} {total:>10.3}", "all stages");
+}
+
+/// The size of the lowered program, kept for the summary after the program is dropped.
+#[derive(Clone, Copy)]
+struct ProgramShape {
+    steps: usize,
+    buffers: usize,
+}
+
+/// The last line (or the `--json` object): what was written, its size and the time taken.
+fn print_summary(
+    a: &CompileArgs,
+    stream: Option<&Stream>,
+    program: ProgramShape,
+    mapping: Option<&MappingReport>,
+    seconds: f64,
+) {
     let bytes = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
-    if let Some(st) = &stream {
+    if let Some(st) = stream {
         let summary = serde_json::json!({
             "stream": a.output.display().to_string(),
             "schedule": st.schedule.name(),
@@ -201,8 +242,8 @@ pub fn run(a: CompileArgs) -> Result<()> {
     } else if a.json {
         print_json(&serde_json::json!({
             "program": a.output.display().to_string(),
-            "steps": steps,
-            "buffers": buffers,
+            "steps": program.steps,
+            "buffers": program.buffers,
             "bytes": bytes,
             "seconds": seconds,
             "mapping": mapping,
@@ -211,11 +252,10 @@ pub fn run(a: CompileArgs) -> Result<()> {
         println!(
             "{}: {} steps, {} buffers, {} bytes, {:.3} s",
             a.output.display(),
-            steps,
-            buffers,
+            program.steps,
+            program.buffers,
             bytes,
             seconds
         );
     }
-    Ok(())
 }

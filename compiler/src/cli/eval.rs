@@ -1,17 +1,54 @@
-//! `cimc eval MODEL --data x.npy --labels y.npy [--compare FLOAT.onnx]`: top-1 accuracy on a
-//! labelled set, of a float model or a compiled program (with the float model beside it);
-//! `--wbits B` / `--wbits-file` evaluate a program at lower weight widths (the cascade);
-//! `--format` / `--multiplier` with reduced float formats or an approximate multiplier
-//! (`cimc::numerics`, `docs/approximate.md`).
+//! `cimc eval MODEL --data x.npy --labels y.npy`: top-1 accuracy on a labelled set. One command,
+//! four modes, each chosen by its own flag; a flag that belongs to another mode is refused by
+//! the parser (one clap argument group per mode, the groups in conflict), never ignored:
+//!
+//! - **top-1** (the default): a float model or a compiled program; `--compare FLOAT.onnx` beside
+//!   it; one `--format` (a float model) or `--multiplier` (a program); `--cascade-wbits` /
+//!   `--cascade-bits` (a program at lower weight widths, `docs/cascade.md`);
+//! - **format sweep**, chosen by `--format` given twice or more: a table of top-1 against
+//!   format, `--svg` its plot;
+//! - **noise**, chosen by `--noise FILE` (`noise_eval.rs`): `--trials`, `--seed`,
+//!   `--drift-time`, `--sweep`, `--report`;
+//! - **worst case**, chosen by `--worst-case K,..` (`worst_case.rs`): `--sigma`, `--float`,
+//!   `--pgd-steps`, `--trials`, `--seed`, `--svg`.
+//!
+//! Flags given with every mode: `--limit`, `--json`, `--eval-batch`, `--batch`,
+//! `--input-shape`. Reduced float formats and approximate multipliers are `cimc::numerics`'s
+//! (`docs/approximate.md`).
 
 use super::{print_json, progress, ImportArgs};
 use cimc::model::{Model, Prepared};
 use cimc::{npy, Error, Result};
+use cimc_interp::tensor::{count_correct, top1_percent};
 use cimc_interp::Tensor;
-use clap::Args;
+use clap::{ArgGroup, Args};
 use std::path::PathBuf;
 
+/// The flags of each mode, by argument id. The groups of two modes conflict, so a flag of one
+/// mode given with a flag of another is refused (naming both); a mode's own flags also
+/// `require` the flag that chooses it. (The conflicts are what refuses, say, `--sigma` with
+/// `--compare`: clap waives a requirement that conflicts with a flag given.)
+const TOP1_FLAGS: [&str; 5] = ["compare", "format", "multiplier", "cascade_wbits", "cascade_bits"];
+const NOISE_FLAGS: [&str; 4] = ["noise", "drift_time", "sweep", "report"];
+const WORST_CASE_FLAGS: [&str; 4] = ["ks", "sigma", "float", "pgd_steps"];
+
 #[derive(Args, Debug)]
+#[command(group(ArgGroup::new("top1_mode").multiple(true).args(TOP1_FLAGS)))]
+#[command(group(
+    ArgGroup::new("noise_mode")
+        .multiple(true)
+        .args(NOISE_FLAGS)
+        // The noise report's plot is written next to `--report`.
+        .conflicts_with_all(["top1_mode", "worst_mode", "svg"])
+))]
+#[command(group(
+    ArgGroup::new("worst_mode")
+        .multiple(true)
+        .args(WORST_CASE_FLAGS)
+        .conflicts_with_all(["top1_mode", "noise_mode"])
+))]
+// What `--trials` and `--seed` need: one of the two sampled modes.
+#[command(group(ArgGroup::new("sampled").args(["noise", "ks"])))]
 pub struct EvalArgs {
     /// An ONNX model, a text IR file (.cir) or a program (.cimp).
     model: PathBuf,
@@ -36,23 +73,40 @@ pub struct EvalArgs {
     /// Float formats of a float model: FMT (bf16, fp16, e4m3, e5m2, e3m2, eXmY[-nosub]) for
     /// weights, activations and accumulation, or w=FMT,a=FMT,acc=FMT. Given several times,
     /// evaluates each and prints a table of top-1 against format (`--svg` plots it).
-    #[arg(long)]
+    // Within the top-1 mode: the cascade's widths are for the exact arithmetic.
+    #[arg(long, conflicts_with_all = ["cascade_wbits", "cascade_bits"])]
     format: Vec<String>,
-    /// With several `--format`s: write the bar plot of top-1 against format here.
-    #[arg(long, value_name = "FILE")]
+    /// Write the plot here (SVG): top-1 against format (several `--format`s), or against K
+    /// (`--worst-case`).
+    #[arg(long, value_name = "FILE", alias = "worst-svg")]
     svg: Option<PathBuf>,
     /// The 8x8 multiplier of a program's digital MACs: exact, trunc:K, drum:K, mitchell,
     /// table:FILE.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["cascade_wbits", "cascade_bits"])]
     multiplier: Option<String>,
     #[command(flatten)]
     widths: super::run::WidthArgs,
     #[command(flatten)]
     import: ImportArgs,
     #[command(flatten)]
+    sampling: SamplingArgs,
+    #[command(flatten)]
     noise: super::noise_eval::NoiseArgs,
     #[command(flatten)]
     worst: super::worst_case::WorstCaseArgs,
+}
+
+/// The random draws of the two sampled modes (`--noise`, `--worst-case`); each mode has its
+/// own defaults.
+#[derive(Args, Debug, Default, Clone, Copy)]
+pub struct SamplingArgs {
+    /// Random trials: programmings of the chip with --noise (default 20); random-sign patterns
+    /// per K and Gaussian mean-case trials with --worst-case (default 3).
+    #[arg(long, value_name = "N", alias = "worst-trials", requires = "sampled")]
+    pub trials: Option<usize>,
+    /// Seed of every random draw (default 0 with --noise, 1 with --worst-case).
+    #[arg(long, value_name = "S", alias = "worst-seed", requires = "sampled")]
+    pub seed: Option<u64>,
 }
 
 /// Predictions (argmax of the first output) of a model over `x`.
@@ -62,11 +116,7 @@ fn predictions(p: &Prepared, x: &Tensor, file: &PathBuf, json: bool) -> Result<V
     let pb = progress(n as u64, json);
     let outputs = p.run_all(std::slice::from_ref(x), |k| pb.inc(k as u64))?;
     pb.finish_and_clear();
-    let logits =
-        outputs.first().and_then(|t| t.as_f32()).filter(|l| l.ndim() == 2).ok_or_else(|| {
-            Error::Usage("eval needs a model whose first output is f32 [N, classes]".into())
-        })?;
-    Ok(logits.outer_iter().map(|row| super::run::argmax(row.iter().copied())).collect())
+    cimc::model::predicted_classes(&outputs)
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
@@ -99,17 +149,25 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let x = Tensor::from_data(&xd)
         .map_err(|e| Error::Npy { file: a.data.clone(), msg: e.to_string() })?;
     let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
+    let labels = &labels[..n];
     if a.worst.asked() {
-        return super::worst_case::run(&a.worst, &m, &x, &labels[..n], a.json);
+        return super::worst_case::run(
+            &a.worst,
+            a.sampling,
+            a.svg.as_deref(),
+            &m,
+            &x,
+            labels,
+            a.json,
+        );
     }
-    a.noise.check(widths.is_some())?;
     if a.noise.active() {
-        return super::noise_eval::run(&a.noise, &m, &x, &labels[..n], a.json);
+        return super::noise_eval::run(&a.noise, a.sampling, &m, &x, labels, a.json);
     }
     let batch = a.eval_batch.max(1).min(n);
 
     if a.format.len() > 1 || a.svg.is_some() {
-        return format_sweep(&a, &m, &x, &labels[..n], batch);
+        return format_sweep(&a, &m, &x, labels, batch);
     }
     let start = std::time::Instant::now();
     let format = a.format.first().map(String::as_str);
@@ -120,8 +178,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let pred = predictions(&prepared, &x, &a.data, a.json)?;
     let seconds = start.elapsed().as_secs_f64();
     let top1 = |p: &[usize]| {
-        let c = p.iter().zip(&labels).filter(|(a, b)| **a as i64 == **b).count();
-        (c, 100.0 * c as f64 / n as f64)
+        let c = count_correct(p, labels);
+        (c, top1_percent(c, n))
     };
     let (correct, acc) = top1(&pred);
     let mut report =
@@ -159,7 +217,16 @@ pub fn run(a: EvalArgs) -> Result<()> {
 fn format_sweep(a: &EvalArgs, m: &Model, x: &Tensor, labels: &[i64], batch: usize) -> Result<()> {
     if a.format.len() < 2 {
         return Err(Error::Usage(
-            "--svg plots top-1 against format: give --format twice or more".into(),
+            "--svg plots top-1 against format (give --format twice or more) or against K \
+             (with --worst-case)"
+                .into(),
+        ));
+    }
+    if a.compare.is_some() {
+        return Err(Error::Usage(
+            "--compare counts the predictions of one evaluation that differ; it does not \
+             combine with several --format"
+                .into(),
         ));
     }
     let n = labels.len();
@@ -169,8 +236,8 @@ fn format_sweep(a: &EvalArgs, m: &Model, x: &Tensor, labels: &[i64], batch: usiz
         let start = std::time::Instant::now();
         let pred = predictions(&numerics.prepare(m, batch, None)?, x, &a.data, a.json)?;
         let seconds = start.elapsed().as_secs_f64();
-        let correct = pred.iter().zip(labels).filter(|(p, l)| **p as i64 == **l).count();
-        rows.push((f.clone(), correct, 100.0 * correct as f64 / n as f64, seconds));
+        let correct = count_correct(&pred, labels);
+        rows.push((f.clone(), correct, top1_percent(correct, n), seconds));
     }
     if let Some(path) = &a.svg {
         let labels: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();

@@ -2,6 +2,7 @@
 //! [--sweep KEY=V1,V2,..] [--report r.json]`: Monte Carlo top-1 of a crossbar program under the
 //! non-idealities of a `[noise]` table (`docs/noise.md`); the work is `cimc::noise_eval`'s.
 
+use super::eval::SamplingArgs;
 use super::{print_json, progress};
 use cimc::model::Model;
 use cimc::noise_eval::{monte_carlo, parse_duration, with_key, Scenario};
@@ -16,22 +17,17 @@ use std::path::PathBuf;
 pub struct NoiseArgs {
     /// Evaluate under the analog non-idealities of this file's [noise] table (a noise file or
     /// a target file with one; docs/noise.md). The model must be a crossbar program (.cimp).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     noise: Option<PathBuf>,
-    /// Programmings of the chip to draw (with --noise).
-    #[arg(long, default_value_t = 20)]
-    trials: usize,
-    /// Seed of every draw (with --noise).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Read times after programming, e.g. 1s,1h,1d,1y (units s, m, h, d, y): one row each.
-    #[arg(long = "drift-time", value_delimiter = ',')]
+    /// Read times after programming, e.g. 1s,1h,1d,1y (units s, m, h, d, y): one row each
+    /// (with --noise).
+    #[arg(long = "drift-time", value_delimiter = ',', requires = "noise")]
     drift_time: Vec<String>,
-    /// One row per value of a [noise] key, e.g. sigma_prog=0.02,0.05,0.1.
-    #[arg(long)]
+    /// One row per value of a [noise] key, e.g. sigma_prog=0.02,0.05,0.1 (with --noise).
+    #[arg(long, requires = "noise")]
     sweep: Option<String>,
-    /// Write the Monte Carlo report (JSON) here, and its plot next to it (.svg).
-    #[arg(long)]
+    /// Write the Monte Carlo report (JSON) here, and its plot next to it (.svg) (with --noise).
+    #[arg(long, requires = "noise")]
     report: Option<PathBuf>,
 }
 
@@ -39,23 +35,6 @@ impl NoiseArgs {
     /// Whether a noisy evaluation was asked for.
     pub fn active(&self) -> bool {
         self.noise.is_some()
-    }
-
-    /// Flags that need --noise, given without it; noise with weight widths (not modelled).
-    pub fn check(&self, widths: bool) -> Result<()> {
-        if self.noise.is_some() && widths {
-            return Err(Error::Usage(
-                "--noise is not modelled at derived weight widths (--wbits, --wbits-file)".into(),
-            ));
-        }
-        if self.noise.is_none()
-            && (!self.drift_time.is_empty() || self.sweep.is_some() || self.report.is_some())
-        {
-            return Err(Error::Usage(
-                "--drift-time, --sweep and --report evaluate under noise: give --noise FILE".into(),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -111,7 +90,15 @@ fn scenarios(a: &NoiseArgs, base: &NoiseSpec) -> Result<(Vec<Scenario>, String)>
 }
 
 /// The Monte Carlo evaluation of `m` (a program) over `x`/`labels`.
-pub fn run(a: &NoiseArgs, m: &Model, x: &Tensor, labels: &[i64], json: bool) -> Result<()> {
+pub fn run(
+    a: &NoiseArgs,
+    sampling: SamplingArgs,
+    m: &Model,
+    x: &Tensor,
+    labels: &[i64],
+    json: bool,
+) -> Result<()> {
+    let (trials, seed) = (sampling.trials.unwrap_or(20), sampling.seed.unwrap_or(0));
     let file = a.noise.as_ref().expect("invariant: called with --noise");
     let base = NoiseSpec::load(file).map_err(|e| Error::Usage(e.to_string()))?;
     let Model::Program { program, path } = m else {
@@ -120,7 +107,7 @@ pub fn run(a: &NoiseArgs, m: &Model, x: &Tensor, labels: &[i64], json: bool) -> 
             m.path().display()
         )));
     };
-    if a.trials == 0 {
+    if trials == 0 {
         return Err(Error::Usage("--trials must be at least 1".into()));
     }
     let (rows, x_label) = scenarios(a, &base)?;
@@ -132,9 +119,9 @@ pub fn run(a: &NoiseArgs, m: &Model, x: &Tensor, labels: &[i64], json: bool) -> 
         .unwrap_or(1)
         .max(1);
     let n = labels.len();
-    let pb = progress(((rows.len() * a.trials + 1) * n) as u64, json);
+    let pb = progress(((rows.len() * trials + 1) * n) as u64, json);
     let report =
-        monte_carlo(&runner, batch, x, labels, &rows, a.trials, a.seed, &|k| pb.inc(k as u64))?;
+        monte_carlo(&runner, batch, x, labels, &rows, trials, seed, &|k| pb.inc(k as u64))?;
     pb.finish_and_clear();
     let mut j = serde_json::to_value(&report).expect("invariant: reports serialize");
     j["model"] = serde_json::json!(path.display().to_string());
@@ -143,13 +130,13 @@ pub fn run(a: &NoiseArgs, m: &Model, x: &Tensor, labels: &[i64], json: bool) -> 
         let text = serde_json::to_string_pretty(&j).expect("invariant: reports serialize");
         std::fs::write(r, text).map_err(|e| Error::io(r, e))?;
         let svg = r.with_extension("svg");
-        let title = format!("top-1 under noise, {} trials ({})", a.trials, file.display());
+        let title = format!("top-1 under noise, {} trials ({})", trials, file.display());
         std::fs::write(&svg, report.svg(&title, &x_label)).map_err(|e| Error::io(&svg, e))?;
     }
     if json {
         print_json(&j);
     } else {
-        print!("{}", report.table(&format!("{} trials, seed {}", a.trials, a.seed)));
+        print!("{}", report.table(&format!("{} trials, seed {}", trials, seed)));
         println!("{n} samples; exact run {:.3} s", report.exact_seconds);
     }
     Ok(())

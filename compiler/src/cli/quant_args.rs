@@ -68,7 +68,7 @@ pub struct QuantArgs {
     bits_candidates: String,
     /// Choose the weights' scales so that every lower width derived from them by the cascade
     /// (down to MIN bits) stays accurate; the program then runs at any of those widths
-    /// (`cimc run/eval --wbits`).
+    /// (`cimc run/eval --cascade-wbits`).
     #[arg(long, value_name = "MIN", num_args = 0..=1, default_missing_value = "2")]
     cascade: Option<u8>,
 }

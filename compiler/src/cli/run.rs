@@ -1,11 +1,12 @@
 //! `cimc run MODEL --input x.npy [--output y.npy]`: run a model (ONNX, text IR or program) on
 //! .npy inputs. A program's outputs are dequantized to f32, as the float model's would be.
-//! `--wbits B` / `--wbits-file` run a program at lower weight widths (the cascade); `--profile`
+//! `--cascade-wbits B` / `--cascade-bits` run a program at lower weight widths; `--profile`
 //! times a float model's steps (`profile.rs`).
 
 use super::{print_json, ImportArgs};
 use cimc::model::Model;
 use cimc::{npy, Error, Result};
+use cimc_interp::tensor::argmax;
 use cimc_interp::Tensor;
 use clap::Args;
 use std::path::PathBuf;
@@ -34,19 +35,33 @@ pub struct RunArgs {
 }
 
 /// Weight widths of a compiled program, switched without recompiling (`docs/cascade.md`).
+/// Named apart from `cimc compile`'s `--wbits` / `--bits`, which choose the widths a model is
+/// quantized at: these derive lower widths from a program's own.
 #[derive(Args, Debug, Clone, Default)]
 pub struct WidthArgs {
     /// Run a program's layers at B weight bits, derived from its own (the cascade).
-    #[arg(long = "wbits", value_name = "B")]
-    wbits: Option<u8>,
-    /// Per-layer weight widths (TOML: `[layers."name"] wbits = 4`).
-    #[arg(long = "wbits-file", value_name = "TOML")]
-    wbits_file: Option<PathBuf>,
+    #[arg(long = "cascade-wbits", value_name = "B")]
+    cascade_wbits: Option<u8>,
+    /// Per-layer weight widths of the cascade (the TOML of `cimc compile --bits`, only
+    /// `wbits`: `[layers."name"] wbits = 4`).
+    #[arg(long = "cascade-bits", value_name = "TOML", alias = "wbits-file")]
+    cascade_bits: Option<PathBuf>,
+    /// The old name of `--cascade-wbits`, refused: `--wbits` is the width `cimc compile`
+    /// quantizes at.
+    #[arg(long = "wbits", value_name = "B", hide = true, value_parser = renamed_wbits)]
+    wbits: Option<String>,
+}
+
+/// `--wbits` on `run`/`eval`: always an error naming the flag that took its place.
+fn renamed_wbits(_: &str) -> std::result::Result<String, String> {
+    Err("on `run` and `eval` the derived weight width is --cascade-wbits B (`--wbits` is the \
+         width `cimc compile` quantizes at)"
+        .into())
 }
 
 impl WidthArgs {
     pub fn widths(&self) -> Result<Option<cimc_sim::program::WeightWidths>> {
-        cimc::model::weight_widths(self.wbits, self.wbits_file.as_deref())
+        cimc::model::weight_widths(self.cascade_wbits, self.cascade_bits.as_deref())
     }
 }
 
@@ -113,14 +128,4 @@ pub fn run(a: RunArgs) -> Result<()> {
         println!("{n} sample(s) in {seconds:.3} s");
     }
     Ok(())
-}
-
-pub fn argmax(it: impl Iterator<Item = f32>) -> usize {
-    let mut best = (0usize, f32::NEG_INFINITY);
-    for (i, v) in it.enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
-    }
-    best.0
 }

@@ -65,7 +65,7 @@ pub fn stream_target(s: &Stream, name: Option<&str>, quiet: bool) -> Result<Targ
         _ => {}
     }
     let t = match name {
-        Some(n) => resolve(n)?,
+        Some(n) => Target::resolve(n)?,
         None if recorded.is_none() => {
             return Err(Error::Usage(
                 "the stream names no target: give --target for its cost figures".into(),
@@ -140,7 +140,7 @@ pub fn run(a: SimArgs) -> Result<()> {
     }
     let report = match (&a.report, &target) {
         (Some(path), Some(t)) => {
-            let r = cost::estimate(&s, t).map_err(|e| Error::Usage(e.to_string()))?;
+            let r = cost::estimate(&s, t)?;
             let text = serde_json::to_string_pretty(&r).expect("invariant: reports serialize");
             std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))?;
             let svg = path.with_extension("svg");
@@ -173,7 +173,7 @@ pub fn run(a: SimArgs) -> Result<()> {
                     for (i, row) in a.outer_iter().enumerate().take(8) {
                         println!(
                             "  sample {i}: argmax {}",
-                            super::run::argmax(row.iter().copied())
+                            cimc_interp::tensor::argmax(row.iter().copied())
                         );
                     }
                 }

@@ -9,9 +9,8 @@
 //! Prints a markdown table per model (kept in `docs/crossbar-accuracy.md`) and, with `--svg`,
 //! writes one plot per model (accuracy vs ADC bits, one line per array height).
 
-use cimc::onnx::{self, ImportOptions};
 use cimc_backends::target::{AdcRange, Target};
-use cimc_examples::{arg, load, top1};
+use cimc_examples::{arg, top1};
 use cimc_interp::{Runner, Tensor};
 use cimc_passes::tile::Chip;
 use cimc_passes::{PassContext, Pipeline};
@@ -40,21 +39,9 @@ fn main() {
     let base = Target::preset("isaac").expect("the isaac preset exists");
     let mut all = Vec::new();
     for (name, set) in cases {
-        let (xp, yp, cp) = (&set.test_x, &set.test_y, &set.calib);
-        let mut x = load(xp);
-        let mut y = cimc::npy::read(yp).unwrap().to_i64_vec();
-        if let Some(l) = limit {
-            let l = l.min(y.len());
-            x = cimc::tensor_util::slice_batch(&x, 0, l, l);
-            y.truncate(l);
-        }
-        let calib = load(cp);
-        let n_cal = calib.shape()[0].min(calib_n);
-        let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
-        let path = cimc_examples::vendored_model(name);
-        let g =
-            onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
-                .expect("import");
+        let (x, y) = set.test_set(limit);
+        let calib = set.calib_images(calib_n);
+        let g = cimc_examples::import_vendored(name, BATCH);
         let eval = |run: &dyn Fn(Vec<Tensor>) -> cimc::Result<Vec<Tensor>>| {
             let out = cimc::model::run_in_chunks(run, BATCH, std::slice::from_ref(&x), |_| {})
                 .expect("run");

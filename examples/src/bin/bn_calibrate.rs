@@ -9,9 +9,8 @@
 //! Prints a markdown table (kept in `docs/bn-calibrate.md`). ADC ranges: `calib` (the preset's,
 //! a percentile of the calibration partial sums) and `worst` (never clips; coarse steps).
 
-use cimc::onnx::{self, ImportOptions};
 use cimc_backends::target::{AdcRange, Target};
-use cimc_examples::{arg, load, top1};
+use cimc_examples::{arg, top1};
 use cimc_interp::Tensor;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
@@ -44,21 +43,9 @@ fn main() {
         if !only.split(',').any(|m| m == name) {
             continue;
         }
-        let mut x = load(&set.test_x);
-        let mut y = cimc::npy::read(&set.test_y).expect("labels").to_i64_vec();
-        if let Some(l) = limit {
-            let l = l.min(y.len());
-            x = cimc::tensor_util::slice_batch(&x, 0, l, l);
-            y.truncate(l);
-        }
-        let calib = load(&set.calib);
-        let n_cal = calib.shape()[0].min(calib_n);
-        let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
-        let g = onnx::import_file(
-            &cimc_examples::vendored_model(name),
-            &ImportOptions { batch: Some(BATCH), ..Default::default() },
-        )
-        .expect("import");
+        let (x, y) = set.test_set(limit);
+        let calib = set.calib_images(calib_n);
+        let g = cimc_examples::import_vendored(name, BATCH);
         let eval = |pr: &ProgramRunner| {
             let run = |t: Vec<Tensor>| Ok(pr.run(t)?);
             let out = cimc::model::run_in_chunks(run, BATCH, std::slice::from_ref(&x), |_| {})

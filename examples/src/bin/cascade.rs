@@ -4,7 +4,7 @@
 //! Per model (mnist_cnn, mnist_resnet) and chip (digital; for the models in `--crossbar`, the
 //! `isaac` preset with each ADC resolution of `--adc-bits`: 8 is its own, lossless in practice
 //! on MNIST; 5 makes the ADC steps coarse), the top-1 on the test set (all 10,000 MNIST images when `../shared` is there)
-//! of: the program compiled once with `--cascade 2` and run at `--wbits b`; the same without the
+//! of: the program compiled once with `--cascade 2` and run at `--cascade-wbits b`; the same without the
 //! `cascade` pass (min-max 8-bit scales, derived); independent W b A8 programs (min-max and MSE
 //! weight scales). Then the storage of one cascade program against the seven independent ones
 //! (`.cimp` bytes and weight bits), and the compile time of one program against the time to
@@ -13,10 +13,9 @@
 //! `cargo run --release -p cimc-examples --bin cascade -- [--limit N] [--calib-samples N]
 //!  [--models mnist_cnn,mnist_resnet] [--crossbar mnist_cnn] [--adc-bits 8,5]`
 
-use cimc::onnx::{self, ImportOptions};
 use cimc_backends::program::{Program, Step};
 use cimc_backends::target::Target;
-use cimc_examples::{arg, load, time_ms, top1};
+use cimc_examples::{arg, time_ms, top1};
 use cimc_passes::config::WeightMethod;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
@@ -70,20 +69,9 @@ fn main() {
         if !models.split(',').any(|m| m == name) {
             continue;
         }
-        let mut x = load(&set.test_x);
-        let mut y = cimc::npy::read(&set.test_y).expect("labels").to_i64_vec();
-        if let Some(l) = limit {
-            let l = l.min(y.len());
-            x = cimc::tensor_util::slice_batch(&x, 0, l, l);
-            y.truncate(l);
-        }
-        let calib = load(&set.calib);
-        let n_cal = calib.shape()[0].min(calib_n);
-        let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
-        let path = cimc_examples::vendored_model(name);
-        let g =
-            onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
-                .expect("import");
+        let (x, y) = set.test_set(limit);
+        let calib = set.calib_images(calib_n);
+        let g = cimc_examples::import_vendored(name, BATCH);
         let mut chips: Vec<Option<&Target>> = vec![None];
         if crossbar.split(',').any(|m| m == name) {
             chips.extend(targets.iter().map(Some));

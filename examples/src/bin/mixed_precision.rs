@@ -13,8 +13,7 @@
 //! Prints a markdown table and writes the frontier plot (`docs/mixed-precision-frontier.svg`,
 //! or `...-TARGET.svg` with a target).
 
-use cimc::onnx::{self, ImportOptions};
-use cimc_examples::{arg, load, top1};
+use cimc_examples::{arg, top1};
 use cimc_interp::Tensor;
 use cimc_ir::Graph;
 use cimc_passes::config::Budget;
@@ -52,19 +51,10 @@ fn main() {
     let target: Option<String> = arg(&args, "--target");
     let limit: Option<usize> = arg(&args, "--limit");
     let set = cimc_examples::trained_cnns().into_iter().find(|c| c.0 == "mnist_resnet").unwrap().1;
-    let mut x = load(&set.test_x);
-    let mut y = cimc::npy::read(&set.test_y).unwrap().to_i64_vec();
-    if let Some(n) = limit.filter(|&n| n < y.len()) {
-        x = cimc::tensor_util::slice_batch(&x, 0, n, n);
-        y.truncate(n);
-    }
-    let calib = load(&set.calib);
-    let n_cal = calib.shape()[0].min(calib_n);
-    let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
-    let path = cimc_examples::vendored_model("mnist_resnet");
-    let mut g =
-        onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
-            .expect("import");
+    let (x, y) = set.test_set(limit);
+    let calib = set.calib_images(calib_n);
+    let n_cal = calib.shape()[0];
+    let mut g = cimc_examples::import_vendored("mnist_resnet", BATCH);
     let mut cx = PassContext { calib: Some(vec![calib]), ..Default::default() };
     if let Some(t) = &target {
         let t = cimc_backends::target::Target::resolve(t).expect("target");

@@ -11,7 +11,6 @@
 //! `noise-variation.svg` and `noise-drift.svg` there.
 
 use cimc::noise_eval::{monte_carlo, McReport, Scenario};
-use cimc::onnx::{self, ImportOptions};
 use cimc_backends::noise::NoiseSpec;
 use cimc_backends::program::Program;
 use cimc_backends::target::Target;
@@ -31,9 +30,7 @@ const TIMES: [(&str, f64); 4] =
     [("1 s", 1.0), ("1 h", 3600.0), ("1 d", 86400.0), ("1 y", 365.0 * 86400.0)];
 
 fn compile(t: &Target, calib: &Tensor) -> Program {
-    let path = cimc_examples::vendored_model("mnist_cnn");
-    let g = onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
-        .expect("import");
+    let g = cimc_examples::import_vendored("mnist_cnn", BATCH);
     let mut cx = PassContext { calib: Some(vec![calib.clone()]), ..Default::default() };
     cx.chip = Some(Chip::from_target(t, None));
     cimc::compile::compile(g, &cx, &[]).expect("compile").0
@@ -102,11 +99,7 @@ fn main() {
     let seed: u64 = arg(&args, "--seed").unwrap_or(1);
     let svg_dir: Option<PathBuf> = arg(&args, "--svg");
     let (_, set) = cimc_examples::trained_cnns().into_iter().next().expect("mnist_cnn");
-    let x = load(&set.test_x);
-    let mut y = cimc::npy::read(&set.test_y).unwrap().to_i64_vec();
-    let n = limit.min(y.len());
-    let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
-    y.truncate(n);
+    let (x, y) = set.test_set(Some(limit));
     let calib = load(&set.calib);
     let only: Option<String> = arg(&args, "--only");
     let part = |p: &str| only.as_deref().is_none_or(|o| o == p);

@@ -43,9 +43,8 @@ fn main() {
         let (xp, yp, cp) = (&set.test_x, &set.test_y, &set.calib);
         let x = load(xp);
         let y = cimc::npy::read(yp).unwrap().to_i64_vec();
-        let calib = load(cp);
-        let n_cal = calib.shape()[0].min(calib_n);
-        let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
+        let calib = set.calib_images(calib_n);
+        let n_cal = calib.shape()[0];
         let path = cimc_examples::vendored_model(name);
         let import = |b| {
             onnx::import_file(&path, &ImportOptions { batch: Some(b), ..Default::default() })
@@ -91,10 +90,7 @@ fn main() {
     for name in ["mnist_cnn_int8_qdq", "mnist_cnn_w4a4_qcdq"] {
         let x = load(&mnist.test_x);
         let y = cimc::npy::read(&mnist.test_y).unwrap().to_i64_vec();
-        let path = cimc_examples::vendored_model(name);
-        let g =
-            onnx::import_file(&path, &ImportOptions { batch: Some(BATCH), ..Default::default() })
-                .unwrap();
+        let g = cimc_examples::import_vendored(name, BATCH);
         let r = Runner::new(&g).unwrap();
         let float =
             cimc::model::run_in_chunks(|t| Ok(r.run(t)?), BATCH, std::slice::from_ref(&x), |_| {})

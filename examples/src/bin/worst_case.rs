@@ -12,7 +12,7 @@
 use cimc::onnx::{self, ImportOptions};
 use cimc::worst_case::{batch_dividing, float_graph, worst_case, Options};
 use cimc_backends::target::Target;
-use cimc_examples::{arg, load};
+use cimc_examples::arg;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
 use std::path::PathBuf;
@@ -40,14 +40,9 @@ fn main() {
             continue;
         }
         let t0 = Instant::now();
-        let x = load(&set.test_x);
-        let y = cimc::npy::read(&set.test_y).expect("labels").to_i64_vec();
-        let n = samples.min(y.len());
-        let x = cimc::tensor_util::slice_batch(&x, 0, n, n);
-        let y = &y[..n];
-        let calib = load(&set.calib);
-        let n_cal = calib.shape()[0].min(calib_n);
-        let calib = cimc::tensor_util::slice_batch(&calib, 0, n_cal, n_cal);
+        let (x, y) = set.test_set(Some(samples));
+        let (n, y) = (y.len(), &y[..]);
+        let calib = set.calib_images(calib_n);
         let path = cimc_examples::vendored_model(name);
         let g = onnx::import_file(
             &path,

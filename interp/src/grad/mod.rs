@@ -229,7 +229,11 @@ impl<'g> GradGraph<'g> {
                 let dx =
                     if dx.is_standard_layout() { dx } else { dx.as_standard_layout().into_owned() };
                 if dx.shape() != ins[i].shape() {
-                    return Err(node_err(node, "internal: a gradient has the wrong shape"));
+                    return Err(InterpError::Internal(format!(
+                        "node '{}' ({}): a gradient has the wrong shape",
+                        node.name,
+                        node.op.name()
+                    )));
                 }
                 match &mut grads[v.index()] {
                     Some(acc) => *acc += &dx,

@@ -2,11 +2,11 @@
 //! program of any assignment on the calibration samples, and the cost of an assignment
 //! (arrays of the tiled graph, energy of the emitted stream or bit operations).
 
-use crate::calibrate::{accumulator_outputs, annotate, slice, Observation, BITS_NOTE};
+use crate::calibrate::{accumulator_outputs, annotate, Observation, BITS_NOTE};
 use crate::config::QuantConfig;
 use crate::error::{PassError, Result};
 use crate::tile::Chip;
-use crate::util::{const_weight, is_pass_through};
+use crate::util::{const_weight, is_pass_through, CalibBatches};
 use crate::PassContext;
 use cimc_interp::{Runner, Tensor};
 use cimc_ir::{DType, Graph, NodeId, Note, NoteValue, Placement, ValueDef, ValueId};
@@ -126,21 +126,12 @@ impl Bench {
         samples: Vec<Tensor>,
         n: usize,
     ) -> Result<Bench> {
-        let chunk = float
-            .inputs()
-            .first()
-            .and_then(|&v| float.ty(v).shape.first().copied())
-            .unwrap_or(1)
-            .max(1);
         let runner = Runner::new(&float)?;
+        let batches = CalibBatches::new(&float, &samples, Some(n))?;
+        let chunk = batches.batch;
         let mut reference = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let len = chunk.min(n - start);
-            let inputs =
-                samples.iter().map(|t| slice(t, start, len, chunk)).collect::<Result<Vec<_>>>()?;
-            reference.push(runner.run(inputs)?);
-            start += len;
+        for (start, len) in batches.ranges() {
+            reference.push(runner.run(batches.inputs(start, len)?)?);
         }
         let mut config = cfg.clone();
         config.auto_bits = None;
@@ -200,18 +191,10 @@ impl Bench {
         let program = self.program(a, true)?;
         let runner = ProgramRunner::new(&program)?;
         let mut total = 0.0;
-        let mut start = 0;
-        for refs in &self.reference {
-            let len = self.chunk.min(self.n - start);
-            let inputs = self
-                .sub
-                .calib
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .map(|t| slice(t, start, len, self.chunk))
-                .collect::<Result<Vec<_>>>()?;
-            let outs = runner.run(inputs)?;
+        let calib = self.sub.calib.as_deref().unwrap_or_default();
+        let batches = CalibBatches::new(&self.float, calib, Some(self.n))?;
+        for (refs, (start, len)) in self.reference.iter().zip(batches.ranges()) {
+            let outs = runner.run(batches.inputs(start, len)?)?;
             let mut num = vec![0f64; len];
             let mut den = vec![0f64; len];
             for (y, r) in outs.iter().zip(refs) {
@@ -228,7 +211,6 @@ impl Bench {
                 }
             }
             total += num.iter().zip(&den).map(|(n, d)| n / d.max(1e-30)).sum::<f64>();
-            start += len;
             done(len as u64);
         }
         Ok(total / self.n.max(1) as f64)

@@ -27,6 +27,7 @@ pub(crate) mod run;
 mod sample;
 
 pub use cimc_backends::noise::NoiseSpec;
+pub use rng::SplitMix64;
 pub use sample::{NoisyChip, NoisyCrossbar};
 
 use std::sync::Arc;

@@ -39,6 +39,41 @@ pub(crate) fn hash(words: &[u64]) -> u64 {
 /// splitmix64's increment, added to every key word before it is mixed in.
 pub(crate) const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
+/// A sequential splitmix64 generator (the same increment and [`mix`] as the keys): a stream of
+/// reproducible numbers for the tests that build random cases. The noise model never uses it:
+/// its draws are keyed ([`Key`]), so they do not depend on the order they are made in.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(GOLDEN);
+        mix(self.0)
+    }
+
+    /// Uniform in `lo..=hi` (the remainder of the next bits: slightly biased, fine for tests).
+    pub fn int<T>(&mut self, lo: T, hi: T) -> T
+    where
+        T: Into<i64> + TryFrom<i64>,
+        <T as TryFrom<i64>>::Error: std::fmt::Debug,
+    {
+        let (lo, hi) = (lo.into(), hi.into());
+        let v = lo + (self.next_u64() % ((hi - lo + 1) as u64)) as i64;
+        T::try_from(v).expect("invariant: a value in lo..=hi fits their type")
+    }
+
+    /// A fair coin.
+    pub fn coin(&mut self) -> bool {
+        self.next_u64() & 1 == 1
+    }
+
+    /// Uniform in [0, 1) (53 bits).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// A key prefix: (seed, trial, stream, step) hashed once, extended per draw.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Key(u64);

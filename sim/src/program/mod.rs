@@ -214,7 +214,7 @@ impl ProgramRunner {
         if self.cascade.iter().any(Option::is_some) {
             return Err(InterpError::Input {
                 name: "noise".into(),
-                msg: "noise is not modelled at derived weight widths (--wbits)".into(),
+                msg: "noise is not modelled at derived weight widths (--cascade-wbits)".into(),
             });
         }
         Ok(self.prepared.iter().map(|p| p.as_ref().and_then(|p| p.crossbar())).collect())

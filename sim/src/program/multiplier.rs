@@ -243,7 +243,7 @@ impl LutKernel {
     /// The fastest kernel this CPU runs (checked at run time); the scalar one when the
     /// environment variable `CIMC_PORTABLE_KERNELS` is set (as for the crossbar kernel).
     pub fn best() -> LutKernel {
-        if Self::Avx512Vbmi.available() && std::env::var_os("CIMC_PORTABLE_KERNELS").is_none() {
+        if Self::Avx512Vbmi.available() && !cimc_interp::portable_kernels_forced() {
             LutKernel::Avx512Vbmi
         } else {
             LutKernel::Scalar

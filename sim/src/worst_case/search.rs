@@ -8,7 +8,7 @@
 use super::{hash64, normal, Layer, Pattern};
 use cimc_backends::program::Program;
 use cimc_interp::grad::GradGraph;
-use cimc_interp::Tensor;
+use cimc_interp::tensor::{argmax, top1_percent, Tensor};
 use cimc_interp::{InterpError, Result};
 use cimc_ir::Graph;
 use cimc_ir::WeightEncoding;
@@ -26,7 +26,7 @@ pub struct Evaluation {
 
 impl Evaluation {
     pub fn top1(&self) -> f64 {
-        100.0 * self.correct as f64 / self.samples.max(1) as f64
+        top1_percent(self.correct, self.samples)
     }
 }
 
@@ -275,15 +275,4 @@ pub fn gaussian(layers: &[Layer], seed: u64) -> Pattern {
         }
     }
     p
-}
-
-/// The index of the largest value (the first among equals).
-pub fn argmax(it: impl Iterator<Item = f64>) -> usize {
-    let mut best = (0, f64::NEG_INFINITY);
-    for (i, v) in it.enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
-    }
-    best.0
 }

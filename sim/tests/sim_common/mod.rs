@@ -7,27 +7,8 @@ use cimc_backends::stream::{Core, Io, Schedule, Stream};
 use cimc_interp::Tensor;
 use cimc_sim::StreamRunner;
 
-/// splitmix64: the tests' own deterministic random numbers.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % ((hi - lo + 1) as u64)) as i64
-    }
-
-    pub fn coin(&mut self) -> bool {
-        self.next() & 1 == 1
-    }
-}
+/// The tests' deterministic random numbers (splitmix64).
+pub use cimc_sim::noise::SplitMix64 as Rng;
 
 /// A pipelined stream of these cores and nothing else (tables empty, no memory, no I/O).
 pub fn stream(cores: Vec<Core>) -> Stream {

@@ -40,8 +40,7 @@ pub(crate) fn available() -> bool {
     {
         static AVX512F: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *AVX512F.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx512f")
-                && std::env::var_os("CIMC_PORTABLE_KERNELS").is_none()
+            std::arch::is_x86_feature_detected!("avx512f") && !crate::portable_kernels_forced()
         })
     }
     #[cfg(not(target_arch = "x86_64"))]

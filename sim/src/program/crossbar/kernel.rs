@@ -57,7 +57,7 @@ fn avx512() -> bool {
         std::is_x86_feature_detected!("avx512f")
             && std::is_x86_feature_detected!("avx512vpopcntdq")
             && std::is_x86_feature_detected!("avx512bw")
-            && std::env::var_os("CIMC_PORTABLE_KERNELS").is_none()
+            && !cimc_interp::portable_kernels_forced()
     })
 }
 
