@@ -78,12 +78,7 @@ impl Pass for BnCalibrate {
 
     fn run(&self, g: &mut Graph, cx: &PassContext) -> Result<Stats> {
         let mut stats = Stats::new();
-        if !cx.config.bn_calibrate {
-            return Ok(stats);
-        }
-        let calib = cx.calib.as_ref().ok_or_else(|| {
-            PassError::Missing("bn-calibrate needs calibration data (--calib)".into())
-        })?;
+        let Some(calib) = crate::util::bn_calibrate_data(cx)? else { return Ok(stats) };
         let program =
             lower(g).map_err(|e| PassError::Internal(format!("lowering for bn-calibrate: {e}")))?;
         // Lean: one run over the calibration data, one layer's converted weights at a time.

@@ -64,12 +64,7 @@ impl Pass for ReferenceStats {
 
     fn run(&self, g: &mut Graph, cx: &PassContext) -> Result<Stats> {
         let mut stats = Stats::new();
-        if !cx.config.bn_calibrate {
-            return Ok(stats);
-        }
-        let calib = cx.calib.as_ref().ok_or_else(|| {
-            PassError::Missing("bn-calibrate needs calibration data (--calib)".into())
-        })?;
+        let Some(calib) = crate::util::bn_calibrate_data(cx)? else { return Ok(stats) };
         // The layers, with their weights and biases as tensors, evaluated without activation.
         struct Layer {
             node: cimc_ir::NodeId,

@@ -235,3 +235,16 @@ mod tests {
         assert!(err.to_string().contains("must be f32"), "{err}");
     }
 }
+
+/// The calibration data of the BN-calibration pair (`reference-stats`, `bn-calibrate`): `None`
+/// when `--bn-calibrate` is off, an error when it is on without `--calib`.
+pub fn bn_calibrate_data(
+    cx: &crate::PassContext,
+) -> crate::Result<Option<&Vec<cimc_interp::Tensor>>> {
+    if !cx.config.bn_calibrate {
+        return Ok(None);
+    }
+    cx.calib.as_ref().map(Some).ok_or_else(|| {
+        crate::PassError::Missing("bn-calibrate needs calibration data (--calib)".into())
+    })
+}
