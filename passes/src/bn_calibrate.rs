@@ -153,6 +153,80 @@ impl Pass for BnCalibrate {
     }
 }
 
+/// The accumulators of matrix step `step` on every chunk (run up to it), and their per-channel
+/// mean and standard deviation in real units (`acc · s_x · s_w[c]`); `layout` is
+/// `(channels, inner)` of [`channel_layout`].
+fn accumulator_moments(
+    runner: &ProgramRunner,
+    chunks: &mut [Chunk],
+    step: usize,
+    batch: usize,
+    layout: (usize, usize),
+    s_x: f32,
+    s_w: &[f32],
+) -> Result<(Vec<Vec<i64>>, Vec<f64>, Vec<f64>)> {
+    let (c, inner) = layout;
+    let mut accs = Vec::with_capacity(chunks.len());
+    let (mut sum, mut sum_sq, mut count) = (vec![0f64; c], vec![0f64; c], 0u64);
+    for ch in chunks.iter_mut() {
+        runner.run_until(&mut ch.state, step)?;
+        let acc = runner.accumulators(&ch.state, step)?;
+        let per_sample = acc.len() / batch;
+        for (k, &a) in acc[..per_sample * ch.len].iter().enumerate() {
+            let cc = (k / inner.max(1)) % c;
+            let v = a as f64 * s_x as f64 * s_w[cc] as f64;
+            sum[cc] += v;
+            sum_sq[cc] += v * v;
+        }
+        count += (per_sample * ch.len / c) as u64;
+        accs.push(acc);
+    }
+    let (mean_p, std_p) = crate::reference_stats::mean_std(&sum, &sum_sq, count);
+    Ok((accs, mean_p, std_p))
+}
+
+/// A layer's per-channel affine correction, as the graph holds it.
+struct Correction {
+    /// The new weight scales `s_w' = a · s_w` (rounded to f32).
+    new_sw: Vec<f32>,
+    /// The bias change in accumulator units of `s_x · s_w'`.
+    delta: Vec<i64>,
+    /// The gain `a` and shift `b` actually applied (after rounding).
+    gains: Vec<f64>,
+    shifts: Vec<f64>,
+}
+
+/// The gain that matches the program's std to the float model's (clamped to
+/// `[MIN_GAIN, MAX_GAIN]`), then the shift that matches the means, rounded to bias codes.
+fn correction(
+    mean_p: &[f64],
+    std_p: &[f64],
+    mean_f: &[f64],
+    std_f: &[f64],
+    s_x: f32,
+    s_w: &[f32],
+) -> Correction {
+    let c = s_w.len();
+    let mut new_sw = vec![0f32; c];
+    let mut delta = vec![0i64; c];
+    let (mut gains, mut shifts) = (vec![0f64; c], vec![0f64; c]);
+    for k in 0..c {
+        let a = if std_p[k] > 0.0 && std_f[k] > 0.0 {
+            (std_f[k] / std_p[k]).clamp(MIN_GAIN, MAX_GAIN)
+        } else {
+            1.0
+        };
+        new_sw[k] = (a * s_w[k] as f64) as f32;
+        let a = new_sw[k] as f64 / s_w[k] as f64;
+        let b = mean_f[k] - a * mean_p[k];
+        let unit = s_x as f64 * new_sw[k] as f64;
+        delta[k] = (b / unit).round_ties_even() as i64;
+        gains[k] = a;
+        shifts[k] = delta[k] as f64 * unit;
+    }
+    Correction { new_sw, delta, gains, shifts }
+}
+
 /// What correcting one layer produced.
 struct Fix {
     report: serde_json::Value,
@@ -224,41 +298,12 @@ impl BnCalibrate {
         let s_w: Vec<f32> =
             (0..c).map(|k| wq.scale[if wq.scale.len() == 1 { 0 } else { k }]).collect();
         // The program's accumulators on every chunk, and their per-channel moments (real units).
-        let mut accs = Vec::with_capacity(chunks.len());
-        let (mut sum, mut sum_sq, mut count) = (vec![0f64; c], vec![0f64; c], 0u64);
-        for ch in chunks.iter_mut() {
-            runner.run_until(&mut ch.state, step)?;
-            let acc = runner.accumulators(&ch.state, step)?;
-            let per_sample = acc.len() / batch;
-            for (k, &a) in acc[..per_sample * ch.len].iter().enumerate() {
-                let cc = (k / inner.max(1)) % c;
-                let v = a as f64 * s_x as f64 * s_w[cc] as f64;
-                sum[cc] += v;
-                sum_sq[cc] += v * v;
-            }
-            count += (per_sample * ch.len / c) as u64;
-            accs.push(acc);
-        }
-        let (mean_p, std_p) = crate::reference_stats::mean_std(&sum, &sum_sq, count);
+        let (accs, mean_p, std_p) =
+            accumulator_moments(runner, chunks, step, batch, (c, inner), s_x, &s_w)?;
         let before = Moments { mean: mean_p.clone(), std: std_p.clone() };
         // The correction, rounded to what the graph can hold.
-        let mut new_sw = vec![0f32; c];
-        let mut delta = vec![0i64; c];
-        let (mut gains, mut shifts) = (vec![0f64; c], vec![0f64; c]);
-        for k in 0..c {
-            let a = if std_p[k] > 0.0 && std_f[k] > 0.0 {
-                (std_f[k] / std_p[k]).clamp(MIN_GAIN, MAX_GAIN)
-            } else {
-                1.0
-            };
-            new_sw[k] = (a * s_w[k] as f64) as f32;
-            let a = new_sw[k] as f64 / s_w[k] as f64;
-            let b = mean_f[k] - a * mean_p[k];
-            let unit = s_x as f64 * new_sw[k] as f64;
-            delta[k] = (b / unit).round_ties_even() as i64;
-            gains[k] = a;
-            shifts[k] = delta[k] as f64 * unit;
-        }
+        let Correction { new_sw, delta, gains, shifts } =
+            correction(&mean_p, &std_p, &mean_f, &std_f, s_x, &s_w);
         let after = Moments {
             mean: (0..c).map(|k| gains[k] * mean_p[k] + shifts[k]).collect(),
             std: (0..c).map(|k| gains[k] * std_p[k]).collect(),
