@@ -491,7 +491,7 @@ fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Evaluates an op that may update input `i` (owned) in place; `rest` are the other inputs
-/// in order.
+/// in order. Only called for the inputs [`in_place_inputs`] names.
 fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> Result<Vec<Tensor>> {
     let one = |t: Tensor| Ok(vec![t]);
     match op {
@@ -512,11 +512,27 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         Op::Unsqueeze { axes } => one(shape::unsqueeze(axes, t)?),
         Op::Identity => one(t),
         Op::Dropout => shape::dropout(t, n_out),
-        _ => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
+        Op::Conv(_)
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::Gemm { .. }
+        | Op::MatMul
+        | Op::Concat { .. }
+        | Op::Transpose { .. }
+        | Op::Softmax { .. }
+        | Op::Pad { .. }
+        | Op::Gather { .. }
+        | Op::Slice { .. }
+        | Op::Cast { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. } => {
+            Err(InterpError::Internal(format!("{} cannot run in place", op.name())))
+        }
     }
 }
 
-/// Whether an op may take input 0 (or, for the binary ops, 0 or 1) and update it in place.
+/// The inputs an op may take and update in place: input 0, or for the binary ops 0 or 1.
 fn in_place_inputs(op: &Op) -> &'static [usize] {
     match op {
         Op::Relu
@@ -534,7 +550,21 @@ fn in_place_inputs(op: &Op) -> &'static [usize] {
         | Op::Identity
         | Op::Dropout => &[0],
         Op::Add | Op::Sub | Op::Mul | Op::Div => &[0, 1],
-        _ => &[],
+        Op::Conv(_)
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::Gemm { .. }
+        | Op::MatMul
+        | Op::Concat { .. }
+        | Op::Transpose { .. }
+        | Op::Softmax { .. }
+        | Op::Pad { .. }
+        | Op::Gather { .. }
+        | Op::Slice { .. }
+        | Op::Cast { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. } => &[],
     }
 }
 

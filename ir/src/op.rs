@@ -68,171 +68,131 @@ pub struct SliceAxis {
     pub step: i64,
 }
 
-/// An operation. Inputs are listed per variant as `inputs: ...`; optional trailing inputs may be
-/// absent (the node's input list is shorter).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Op {
-    /// inputs: x `[N,C,D..]`, w `[M,C/group,K..]`, optional bias `[M]`.
-    Conv(ConvAttrs),
-    /// inputs: x, scale, bias, mean, var (each `[C]`). Inference mode only.
-    BatchNorm {
-        epsilon: f32,
-    },
-    Relu,
-    /// inputs: x, min, max (scalars; the importer supplies the dtype's bounds when absent).
-    Clip,
-    LeakyRelu {
-        alpha: f32,
-    },
-    Sigmoid,
-    HardSigmoid {
-        alpha: f32,
-        beta: f32,
-    },
-    HardSwish,
-    Tanh,
-    /// outputs: y, optional indices (i64).
-    MaxPool(PoolAttrs),
-    AveragePool(PoolAttrs),
-    GlobalAveragePool,
-    /// inputs: a, b, optional c (unidirectionally broadcastable to `[M,N]`).
-    /// `clamp`: a fused activation, as in [`ConvAttrs::clamp`].
-    Gemm {
-        alpha: f32,
-        beta: f32,
-        trans_a: bool,
-        trans_b: bool,
-        clamp: Option<(f32, f32)>,
-    },
-    /// numpy matmul semantics (1-D promotion, batch broadcasting).
-    MatMul,
-    /// numpy broadcasting; integer Div truncates toward zero.
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Concat {
-        axis: usize,
-    },
-    Flatten {
-        axis: usize,
-    },
-    /// The output shape, resolved (no 0 or -1 left).
-    Reshape {
-        shape: Vec<usize>,
-    },
-    Transpose {
-        perm: Vec<usize>,
-    },
-    /// Sorted, non-negative axes.
-    Squeeze {
-        axes: Vec<usize>,
-    },
-    /// Sorted, non-negative axes of the output.
-    Unsqueeze {
-        axes: Vec<usize>,
-    },
-    /// `coerce_2d`: opset < 13 semantics (flatten to 2-D at `axis`, softmax over the second).
-    Softmax {
-        axis: usize,
-        coerce_2d: bool,
-    },
-    Identity,
-    /// Inference mode: y = x; optional output mask (bool, all true).
-    Dropout,
-    /// inputs: x, optional constant value (scalar). `pads` = `[begin.., end..]` over every axis;
-    /// negative entries crop.
-    Pad {
-        mode: PadMode,
-        pads: Vec<i64>,
-    },
-    /// inputs: data, indices (i32/i64, negative counts from the end).
-    Gather {
-        axis: usize,
-    },
-    /// One entry per sliced axis.
-    Slice {
-        axes: Vec<SliceAxis>,
-    },
-    Cast {
-        to: DType,
-    },
-    /// inputs: x (f32), scale, optional zero point (its dtype is the output dtype).
-    /// `axis`: per-axis scale; `block_size` > 0: blocked quantization along `axis`.
-    QuantizeLinear {
-        axis: Option<usize>,
-        block_size: usize,
-        saturate: bool,
-        to: DType,
-    },
-    /// inputs: x (integer), scale, optional zero point.
-    DequantizeLinear {
-        axis: Option<usize>,
-        block_size: usize,
-    },
+/// What an op does with integer codes (values with quantization parameters, after the
+/// `quantize` pass): the rule the verifier checks between a node's inputs and results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnCodes {
+    /// Multiplies by a stationary weight matrix (goes on a crossbar later): on codes, its
+    /// weights and bias are codes too (the bias i32) and its result is codes.
+    Matrix,
+    /// Only moves or selects elements of its first input: exact on codes, so its result keeps
+    /// the input's dtype and quantization.
+    Moves,
+    /// Has an integer form: on codes, its result is codes (with parameters of its own).
+    Integer,
+    /// Computes in float only: it may not read codes (they are dequantized first).
+    Float,
+    /// QuantizeLinear: converts reals to codes (inferred on its real input types).
+    Quantizes,
+    /// DequantizeLinear: converts codes to reals (inferred on its code types).
+    Dequantizes,
+}
+
+crate::optable::op_table! {
+    /// An operation. Inputs are listed per variant as `inputs: ...`; optional trailing inputs
+    /// may be absent (the node's input list is shorter).
+    ///
+    /// This enum is generated from its table (`crate::optable::op_table!`): each line gives the
+    /// variant, its mnemonic in the text IR, its input and output counts and what it does with
+    /// integer codes; its fields are its attributes in the text form.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum Op {
+        /// inputs: x `[N,C,D..]`, w `[M,C/group,K..]`, optional bias `[M]`.
+        Conv(a: ConvAttrs) = "conv", inputs 2..=3, outputs 1..=1, codes Matrix;
+        /// inputs: x, scale, bias, mean, var (each `[C]`). Inference mode only.
+        BatchNorm { epsilon: f32 } = "batch_norm", inputs 5..=5, outputs 1..=1, codes Integer;
+        Relu = "relu", inputs 1..=1, outputs 1..=1, codes Integer;
+        /// inputs: x, min, max (scalars; the importer supplies the dtype's bounds when absent).
+        Clip = "clip", inputs 3..=3, outputs 1..=1, codes Integer;
+        LeakyRelu { alpha: f32 } = "leaky_relu", inputs 1..=1, outputs 1..=1, codes Float;
+        Sigmoid = "sigmoid", inputs 1..=1, outputs 1..=1, codes Float;
+        HardSigmoid { alpha: f32, beta: f32 } = "hard_sigmoid",
+            inputs 1..=1, outputs 1..=1, codes Float;
+        HardSwish = "hard_swish", inputs 1..=1, outputs 1..=1, codes Float;
+        Tanh = "tanh", inputs 1..=1, outputs 1..=1, codes Float;
+        /// outputs: y, optional indices (i64).
+        MaxPool(a: PoolAttrs) = "max_pool", inputs 1..=1, outputs 1..=2, codes Moves;
+        AveragePool(a: PoolAttrs) = "average_pool", inputs 1..=1, outputs 1..=1, codes Integer;
+        GlobalAveragePool = "global_average_pool", inputs 1..=1, outputs 1..=1, codes Integer;
+        /// inputs: a, b, optional c (unidirectionally broadcastable to `[M,N]`).
+        /// `clamp`: a fused activation, as in [`ConvAttrs::clamp`].
+        Gemm {
+            alpha: f32,
+            beta: f32,
+            trans_a: bool,
+            trans_b: bool,
+            clamp: Option<(f32, f32)>,
+        } = "gemm", inputs 2..=3, outputs 1..=1, codes Matrix;
+        /// numpy matmul semantics (1-D promotion, batch broadcasting).
+        MatMul = "matmul", inputs 2..=2, outputs 1..=1, codes Matrix;
+        /// numpy broadcasting; integer Div truncates toward zero.
+        Add = "add", inputs 2..=2, outputs 1..=1, codes Integer;
+        Sub = "sub", inputs 2..=2, outputs 1..=1, codes Float;
+        Mul = "mul", inputs 2..=2, outputs 1..=1, codes Float;
+        Div = "div", inputs 2..=2, outputs 1..=1, codes Float;
+        Concat { axis: usize } = "concat", inputs 1..=usize::MAX, outputs 1..=1, codes Integer;
+        Flatten { axis: usize } = "flatten", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// The output shape, resolved (no 0 or -1 left).
+        Reshape { shape: Vec<usize> } = "reshape", inputs 1..=1, outputs 1..=1, codes Moves;
+        Transpose { perm: Vec<usize> } = "transpose", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// Sorted, non-negative axes.
+        Squeeze { axes: Vec<usize> } = "squeeze", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// Sorted, non-negative axes of the output.
+        Unsqueeze { axes: Vec<usize> } = "unsqueeze", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// `coerce_2d`: opset < 13 semantics (flatten to 2-D at `axis`, softmax over the second).
+        Softmax { axis: usize, coerce_2d: bool } = "softmax",
+            inputs 1..=1, outputs 1..=1, codes Float;
+        Identity = "identity", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// Inference mode: y = x; optional output mask (bool, all true).
+        Dropout = "dropout", inputs 1..=1, outputs 1..=2, codes Moves;
+        /// inputs: x, optional constant value (scalar). `pads` = `[begin.., end..]` over every
+        /// axis; negative entries crop.
+        Pad { mode: PadMode, pads: Vec<i64> } = "pad", inputs 1..=2, outputs 1..=1, codes Moves;
+        /// inputs: data, indices (i32/i64, negative counts from the end).
+        Gather { axis: usize } = "gather", inputs 2..=2, outputs 1..=1, codes Integer;
+        /// One entry per sliced axis.
+        Slice { axes: Vec<SliceAxis> } = "slice", inputs 1..=1, outputs 1..=1, codes Moves;
+        Cast { to: DType } = "cast", inputs 1..=1, outputs 1..=1, codes Integer;
+        /// inputs: x (f32), scale, optional zero point (its dtype is the output dtype).
+        /// `axis`: per-axis scale; `block_size` > 0: blocked quantization along `axis`.
+        QuantizeLinear {
+            axis: Option<usize>,
+            block_size: usize,
+            saturate: bool,
+            to: DType,
+        } = "quantize_linear", inputs 2..=3, outputs 1..=1, codes Quantizes;
+        /// inputs: x (integer), scale, optional zero point.
+        DequantizeLinear {
+            axis: Option<usize>,
+            block_size: usize,
+        } = "dequantize_linear", inputs 2..=3, outputs 1..=1, codes Dequantizes;
+    }
 }
 
 impl Op {
-    /// The mnemonic used in the text IR.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Conv(_) => "conv",
-            Op::BatchNorm { .. } => "batch_norm",
-            Op::Relu => "relu",
-            Op::Clip => "clip",
-            Op::LeakyRelu { .. } => "leaky_relu",
-            Op::Sigmoid => "sigmoid",
-            Op::HardSigmoid { .. } => "hard_sigmoid",
-            Op::HardSwish => "hard_swish",
-            Op::Tanh => "tanh",
-            Op::MaxPool(_) => "max_pool",
-            Op::AveragePool(_) => "average_pool",
-            Op::GlobalAveragePool => "global_average_pool",
-            Op::Gemm { .. } => "gemm",
-            Op::MatMul => "matmul",
-            Op::Add => "add",
-            Op::Sub => "sub",
-            Op::Mul => "mul",
-            Op::Div => "div",
-            Op::Concat { .. } => "concat",
-            Op::Flatten { .. } => "flatten",
-            Op::Reshape { .. } => "reshape",
-            Op::Transpose { .. } => "transpose",
-            Op::Squeeze { .. } => "squeeze",
-            Op::Unsqueeze { .. } => "unsqueeze",
-            Op::Softmax { .. } => "softmax",
-            Op::Identity => "identity",
-            Op::Dropout => "dropout",
-            Op::Pad { .. } => "pad",
-            Op::Gather { .. } => "gather",
-            Op::Slice { .. } => "slice",
-            Op::Cast { .. } => "cast",
-            Op::QuantizeLinear { .. } => "quantize_linear",
-            Op::DequantizeLinear { .. } => "dequantize_linear",
-        }
-    }
-
     /// Whether the op only moves or selects elements of its first input (MaxPool, reshapes,
     /// Transpose, Pad, Slice...): exact on integer codes, so its output keeps the input's
     /// quantization.
     pub fn moves_values(&self) -> bool {
-        matches!(
-            self,
-            Op::MaxPool(_)
-                | Op::Reshape { .. }
-                | Op::Flatten { .. }
-                | Op::Transpose { .. }
-                | Op::Squeeze { .. }
-                | Op::Unsqueeze { .. }
-                | Op::Identity
-                | Op::Dropout
-                | Op::Pad { .. }
-                | Op::Slice { .. }
-        )
+        match self.on_codes() {
+            OnCodes::Moves => true,
+            OnCodes::Matrix
+            | OnCodes::Integer
+            | OnCodes::Float
+            | OnCodes::Quantizes
+            | OnCodes::Dequantizes => false,
+        }
     }
 
     /// Whether the op multiplies by a stationary weight matrix (goes on a crossbar later).
     pub fn is_matrix_op(&self) -> bool {
-        matches!(self, Op::Conv(_) | Op::Gemm { .. } | Op::MatMul)
+        match self.on_codes() {
+            OnCodes::Matrix => true,
+            OnCodes::Moves
+            | OnCodes::Integer
+            | OnCodes::Float
+            | OnCodes::Quantizes
+            | OnCodes::Dequantizes => false,
+        }
     }
 }

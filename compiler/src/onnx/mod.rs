@@ -18,11 +18,9 @@
 //!   `name (op_type, domain 'd', opset N)`.
 //!
 //! # Supported ops (default domain)
-//! Add, AveragePool, BatchNormalization (inference), Cast, Clip, Concat, Constant,
-//! ConstantOfShape, Conv, DequantizeLinear, Div, Dropout (inference), Flatten, Gather, Gemm,
-//! GlobalAveragePool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool (with
-//! Indices), Mul, Pad (constant, reflect, edge, wrap), QuantizeLinear, Range, Relu, Reshape,
-//! Shape, Sigmoid, Slice, Softmax, Squeeze, Sub, Tanh, Transpose, Unsqueeze.
+//! Each file of `nodes/` registers the ops it lowers in its `IMPORTS` table; `nodes::FAMILIES`
+//! gathers them. That is the one list: the unsupported-op check and the lowering dispatch read
+//! it, and `docs/onnx-ops.md` is generated from it (a test fails when the file is stale).
 //!
 //! # Opset policy
 //! The model's default-domain opset must lie in [`MIN_OPSET`]`..=`[`MAX_OPSET`]. Within it an op
@@ -51,6 +49,7 @@ use crate::error::{Error, Result};
 use bytes::Bytes;
 use cimc_ir::{Graph, TensorData, TensorType, ValueId};
 pub use limits::ImportLimits;
+pub use nodes::supported_ops_markdown;
 use nodes::{Ctx, Lowered};
 use prost::Message;
 use proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
@@ -208,7 +207,7 @@ fn default_opset(model: &ModelProto, graph: &GraphProto, file: &Path) -> Result<
         let domain = n.domain.as_deref().unwrap_or("");
         let default = is_default_domain(Some(domain));
         let qonnx = op == "Quant" && nodes::quant::QONNX_DOMAINS.contains(&domain);
-        let supported = qonnx || (default && nodes::SUPPORTED.contains(&op));
+        let supported = qonnx || (default && nodes::find(op).is_some());
         if !supported {
             let key = if default { "" } else { domain };
             let shown = if default { "ai.onnx" } else { domain };
@@ -487,6 +486,7 @@ impl Importer {
         let lowered = {
             let mut ctx = Ctx {
                 imp: self,
+                op_type: &op_type,
                 attrs: attrs::Attrs::new(n),
                 opset,
                 name: &name,
@@ -496,7 +496,7 @@ impl Importer {
             if nodes::quant::QONNX_DOMAINS.contains(&n.domain.as_deref().unwrap_or("")) {
                 nodes::quant::qonnx_quant(&mut ctx)
             } else {
-                nodes::lower(&mut ctx, &op_type)
+                nodes::lower(&mut ctx)
             }
         };
         let lowered = lowered.map_err(node_err)?;

@@ -27,7 +27,8 @@ pub(crate) enum Act {
 }
 
 impl Act {
-    /// The activation of a parameter-free or attribute-only op (not Clip).
+    /// The activation of a parameter-free or attribute-only op (not Clip): the ops the runner
+    /// fuses into a convolution's epilogue and [`unary`] runs.
     pub(crate) fn of_op(op: &Op) -> Option<Act> {
         Some(match op {
             Op::Relu => Act::Relu,
@@ -36,7 +37,34 @@ impl Act {
             Op::HardSigmoid { alpha, beta } => Act::HardSigmoid(*alpha, *beta),
             Op::HardSwish => Act::HardSwish,
             Op::Tanh => Act::Tanh,
-            _ => return None,
+            // Clip's bounds are inputs: the runner makes its Act when they are constants.
+            Op::Clip
+            | Op::Conv(_)
+            | Op::BatchNorm { .. }
+            | Op::MaxPool(_)
+            | Op::AveragePool(_)
+            | Op::GlobalAveragePool
+            | Op::Gemm { .. }
+            | Op::MatMul
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Concat { .. }
+            | Op::Flatten { .. }
+            | Op::Reshape { .. }
+            | Op::Transpose { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Softmax { .. }
+            | Op::Identity
+            | Op::Dropout
+            | Op::Pad { .. }
+            | Op::Gather { .. }
+            | Op::Slice { .. }
+            | Op::Cast { .. }
+            | Op::QuantizeLinear { .. }
+            | Op::DequantizeLinear { .. } => return None,
         })
     }
 

@@ -1,13 +1,34 @@
 //! Activations, arithmetic, Gemm/MatMul, Clip, Softmax, Dropout and Cast.
 
-use super::{norm_axis, show, Ctx, Lowered, R};
+use super::{norm_axis, show, Ctx, Import, Lowered, R};
 use crate::onnx::tensor::dtype_of;
 use cimc_ir::{DType, Op, TensorData};
 
-pub fn unary(ctx: &mut Ctx, op_type: &str) -> R<Lowered> {
+/// The ONNX ops this file lowers.
+pub(super) const IMPORTS: &[Import] = &[
+    Import::new("Relu", unary),
+    Import::new("Sigmoid", unary),
+    Import::new("Tanh", unary),
+    Import::new("HardSwish", unary),
+    Import::new("Identity", unary),
+    Import::new("LeakyRelu", unary),
+    Import::new("HardSigmoid", unary),
+    Import::new("Add", binary),
+    Import::new("Sub", binary),
+    Import::new("Mul", binary),
+    Import::new("Div", binary),
+    Import::new("MatMul", binary),
+    Import::new("Clip", clip),
+    Import::new("Gemm", gemm),
+    Import::new("Softmax", softmax),
+    Import::new("Dropout", dropout).note("inference mode"),
+    Import::new("Cast", cast),
+];
+
+pub fn unary(ctx: &mut Ctx) -> R<Lowered> {
     ctx.max_inputs(1)?;
     ctx.max_outputs(1)?;
-    let op = match op_type {
+    let op = match ctx.op_type {
         "LeakyRelu" => {
             ctx.attrs.check_known(&["alpha"])?;
             Op::LeakyRelu { alpha: ctx.attrs.float_or("alpha", 0.01)? }
@@ -33,11 +54,11 @@ pub fn unary(ctx: &mut Ctx, op_type: &str) -> R<Lowered> {
     Ok(Lowered::Op(op, vec![ctx.input(0)?]))
 }
 
-pub fn binary(ctx: &mut Ctx, op_type: &str) -> R<Lowered> {
+pub fn binary(ctx: &mut Ctx) -> R<Lowered> {
     ctx.attrs.check_known(&[])?;
     ctx.max_inputs(2)?;
     ctx.max_outputs(1)?;
-    let op = match op_type {
+    let op = match ctx.op_type {
         "Add" => Op::Add,
         "Sub" => Op::Sub,
         "Mul" => Op::Mul,
