@@ -15,7 +15,7 @@ use crate::name_error;
 use crate::ops::activation::{self, bn_coefficients, Act};
 use crate::ops::conv::{ConvSource, Epilogue, PreparedConv};
 use crate::ops::num::{Elem, Float};
-use crate::ops::{self, elementwise, shape};
+use crate::ops::{self, elementwise, shape, unary};
 use crate::tensor::Tensor;
 use cimc_ir::{ConvAttrs, Graph, NodeId, Op, TensorType, ValueDef, ValueId};
 
@@ -85,7 +85,7 @@ pub struct Runner {
 
 /// The activation an op applies, if it is a fusable one (Clip needs constant bounds).
 fn fusable_act(g: &Graph, op: &Op, inputs: &[ValueId]) -> Option<Act> {
-    if let Some(a) = Act::of_op(op) {
+    if let Some(a) = ops::activation_of(op) {
         return Some(a);
     }
     if *op != Op::Clip || inputs.is_empty() {
@@ -564,6 +564,7 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         Op::Unsqueeze { axes } => one(shape::unsqueeze(axes, t)?),
         Op::Identity => one(t),
         Op::Dropout => shape::dropout(t, n_out),
+        Op::Unary(f) => one(unary::eval(*f, t)?),
         Op::Conv(_)
         | Op::MaxPool(_)
         | Op::AveragePool(_)
@@ -578,9 +579,10 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         | Op::Slice { .. }
         | Op::Cast { .. }
         | Op::QuantizeLinear { .. }
-        | Op::DequantizeLinear { .. } => {
-            Err(InterpError::Internal(format!("{} cannot run in place", op.name())))
-        }
+        | Op::DequantizeLinear { .. }
+        | Op::Variadic(_)
+        | Op::Reduce(_)
+        | Op::Pow => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
     }
 }
 
@@ -612,7 +614,8 @@ fn run_as(op: &Op) -> RunAs<'_> {
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
         | Op::Identity
-        | Op::Dropout => RunAs::InPlace(&[0]),
+        | Op::Dropout
+        | Op::Unary(_) => RunAs::InPlace(&[0]),
         Op::Add | Op::Sub | Op::Mul | Op::Div => RunAs::InPlace(&[0, 1]),
         Op::MaxPool(_)
         | Op::AveragePool(_)
@@ -627,7 +630,10 @@ fn run_as(op: &Op) -> RunAs<'_> {
         | Op::Slice { .. }
         | Op::Cast { .. }
         | Op::QuantizeLinear { .. }
-        | Op::DequantizeLinear { .. } => RunAs::Generic,
+        | Op::DequantizeLinear { .. }
+        | Op::Variadic(_)
+        | Op::Reduce(_)
+        | Op::Pow => RunAs::Generic,
     }
 }
 

@@ -51,7 +51,49 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
         Op::DequantizeLinear { axis, block_size } => {
             dequantize_linear(inputs, *axis, *block_size).map(one)
         }
+        Op::Unary(_) => float_input(x, "input").map(|()| one(plain(x))),
+        Op::Variadic(_) => variadic(inputs).map(one),
+        Op::Reduce(r) => reduce(x, r).map(one),
+        Op::Pow => pow(x, inputs[1]).map(one),
     }
+}
+
+/// One or more inputs of one numeric dtype, numpy-broadcast together.
+fn variadic(inputs: &[&TensorType]) -> R<TensorType> {
+    let first = inputs[0];
+    numeric_input(first)?;
+    let mut shape = first.shape.clone();
+    for (i, t) in inputs.iter().enumerate().skip(1) {
+        same_dtype(first, t, &format!("input {i}"))?;
+        shape = broadcast(&shape, &t.shape).ok_or_else(|| {
+            format!("input {i} {} does not broadcast with the inputs before it {shape:?}", show(t))
+        })?;
+    }
+    Ok(TensorType::new(first.dtype, shape))
+}
+
+fn reduce(x: &TensorType, r: &crate::Reduce) -> R<TensorType> {
+    float_input(x, "input")?;
+    sorted_axes(&r.axes, x.rank(), x)?;
+    let shape = (0..x.rank())
+        .filter_map(|i| match (r.axes.contains(&i), r.keep_dims) {
+            (false, _) => Some(x.shape[i]),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect();
+    Ok(TensorType::new(x.dtype, shape))
+}
+
+/// Pow: a numeric base and a numeric exponent of any dtype, broadcast; the base's dtype.
+fn pow(base: &TensorType, exponent: &TensorType) -> R<TensorType> {
+    numeric_input(base)?;
+    if exponent.dtype == DType::Bool {
+        return Err(format!("expected a numeric exponent, got {}", show(exponent)));
+    }
+    let shape = broadcast(&base.shape, &exponent.shape)
+        .ok_or_else(|| format!("cannot broadcast {} with {}", show(base), show(exponent)))?;
+    Ok(TensorType::new(base.dtype, shape))
 }
 
 fn relu(x: &TensorType) -> R<TensorType> {

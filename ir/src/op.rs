@@ -68,6 +68,84 @@ pub struct SliceAxis {
     pub step: i64,
 }
 
+crate::optable::op_family! {
+    /// An elementwise function of one float tensor, applied to every element (`Op::Unary`):
+    /// the same shape, dtype, kernels and gradient structure for every member, which differ
+    /// only in the function (and its derivative, in the float interpreter).
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub enum UnaryOp {
+        /// `e^x`.
+        Exp = "exp";
+        /// The error function `2/√π ∫₀ˣ e^(−t²) dt`.
+        Erf = "erf";
+        /// `√x` (NaN below 0).
+        Sqrt = "sqrt";
+        /// `gamma · x` for `x > 0`, else `gamma · alpha · (e^x − 1)`.
+        Selu { alpha: f32, gamma: f32 } = "selu";
+    }
+}
+
+crate::optable::op_family! {
+    /// An elementwise function of one or more tensors of one dtype, numpy-broadcast to one
+    /// shape (`Op::Variadic`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum VariadicOp {
+        /// The sum of the inputs (one input: a copy).
+        Sum = "sum";
+    }
+}
+
+crate::optable::op_family! {
+    /// How [`Reduce`] combines the elements along its axes.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum ReduceOp {
+        /// The arithmetic mean.
+        Mean = "reduce_mean";
+    }
+}
+
+/// A reduction of a float tensor along some axes (`Op::Reduce`); its mnemonic is its
+/// [`ReduceOp`]'s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reduce {
+    pub op: ReduceOp,
+    /// Sorted, unique axes (the importer resolves ONNX's "none given" to every axis, or to no
+    /// reduction at all with `noop_with_empty_axes`).
+    pub axes: Vec<usize>,
+    /// Reduced axes stay as size 1 (else they are removed).
+    pub keep_dims: bool,
+}
+
+impl crate::optable::OpFamily for Reduce {
+    const NAMES: &'static [&'static str] = <ReduceOp as crate::optable::OpFamily>::NAMES;
+
+    fn name(&self) -> &'static str {
+        self.op.name()
+    }
+
+    fn print(&self, out: &mut Vec<(&'static str, crate::optable::Attr)>) {
+        use crate::optable::AttrField;
+        crate::optable::OpFamily::print(&self.op, out);
+        self.axes.print("axes", out);
+        self.keep_dims.print("keep_dims", out);
+    }
+
+    fn parse(
+        name: &str,
+        a: &mut crate::optable::Attrs,
+    ) -> Result<Option<Self>, crate::optable::AttrErr> {
+        use crate::optable::AttrField;
+        let Some(op) = <ReduceOp as crate::optable::OpFamily>::parse(name, a)? else {
+            return Ok(None);
+        };
+        Ok(Some(Reduce {
+            op,
+            axes: AttrField::parse("axes", a)?,
+            keep_dims: AttrField::parse("keep_dims", a)?,
+        }))
+    }
+}
+
 /// What an op does with integer codes (values with quantization parameters, after the
 /// `quantize` pass): the rule the verifier checks between a node's inputs and results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,8 +171,9 @@ crate::optable::op_table! {
     /// may be absent (the node's input list is shorter).
     ///
     /// This enum is generated from its table (`crate::optable::op_table!`): each line gives the
-    /// variant, its mnemonic in the text IR, its input and output counts and what it does with
-    /// integer codes; its fields are its attributes in the text form.
+    /// variant, its mnemonic in the text IR (a family's members have their own), its input and
+    /// output counts and what it does with integer codes; its fields are its attributes in the
+    /// text form. `docs/adding-an-op.md` is the recipe for a new op.
     #[derive(Clone, Debug, PartialEq)]
     pub enum Op {
         /// inputs: x `[N,C,D..]`, w `[M,C/group,K..]`, optional bias `[M]`.
@@ -166,6 +245,16 @@ crate::optable::op_table! {
             axis: Option<usize>,
             block_size: usize,
         } = "dequantize_linear", inputs 2..=3, outputs 1..=1, codes Dequantizes;
+        /// An elementwise function of one float tensor ([`UnaryOp`]).
+        Unary(f: UnaryOp) = family, inputs 1..=1, outputs 1..=1, codes Float;
+        /// An elementwise function of one or more broadcast tensors ([`VariadicOp`]).
+        Variadic(f: VariadicOp) = family, inputs 1..=usize::MAX, outputs 1..=1, codes Float;
+        /// A reduction along axes ([`Reduce`]).
+        Reduce(r: Reduce) = family, inputs 1..=1, outputs 1..=1, codes Float;
+        /// inputs: base, exponent (numpy broadcasting; the exponent may have another numeric
+        /// dtype). The result has the base's dtype: computed in f64, then converted (integers
+        /// truncate toward zero).
+        Pow = "pow", inputs 2..=2, outputs 1..=1, codes Float;
     }
 }
 

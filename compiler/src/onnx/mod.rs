@@ -29,8 +29,8 @@
 //! (attributes instead of inputs), Slice < 10, Squeeze/Unsqueeze < 13 (axes attribute),
 //! Softmax < 13 (`coerce_2d`; recorded as the plain form when the axis is the last one, where
 //! both agree), Dropout < 12 (ratio attribute; a non-constant `training_mode` is taken as
-//! inference). Refused with a message:
-//! Dropout < 10 with a mask output (not bool), BatchNormalization in training mode or with
+//! inference), Dropout < 10 (its mask has the input's type: a constant of ones), ReduceMean < 18
+//! (axes attribute). Refused with a message: BatchNormalization in training mode or with
 //! `spatial=0`, attributes an op does not know (e.g. a QuantizeLinear `precision` other than the
 //! scale's type), and element types outside f32, f64, i8, u8, i16, u16, i32, i64, bool. Other
 //! domains may be listed in `opset_import` as long as no node uses them.
@@ -501,7 +501,7 @@ impl Importer {
         };
         let lowered = lowered.map_err(node_err)?;
         let outs = &n.output[..n_outputs];
-        match lowered {
+        let (op, ins, extra) = match lowered {
             Lowered::Consts(datas) => {
                 if datas.len() != n_outputs {
                     return Err(node_err(format!(
@@ -510,53 +510,56 @@ impl Importer {
                         datas.len()
                     )));
                 }
-                for (o, d) in outs.iter().zip(datas) {
-                    if !o.is_empty() {
-                        let v = self.g.add_const(o.clone(), d);
-                        self.define(o, v)?;
-                    }
-                }
+                return self.define_consts(outs, datas);
             }
-            Lowered::Op(op, ins) => {
-                let types: Vec<&TensorType> = ins.iter().map(|&v| self.g.ty(v)).collect();
-                let out_types = cimc_ir::infer::infer(&op, &types, n_outputs).map_err(&node_err)?;
-                for t in &out_types {
-                    let (_, nbytes) = byte_size(t.dtype, &t.shape).map_err(&node_err)?;
-                    let limits = &self.reader.limits;
-                    let what = || format!("its output {}", cimc_ir::infer::show(t));
-                    limits.check_tensor(nbytes, what).map_err(&node_err)?;
-                }
-                let consts: Option<Vec<&TensorData>> =
-                    ins.iter().map(|&v| self.g.value(v).const_data()).collect();
-                if let (Some(c), true) = (consts, fold::foldable(&op, &types) && !ins.is_empty()) {
-                    let folded = fold::eval(&op, &c, &out_types, &self.reader)
-                        .map_err(|m| Error::Internal(format!("node '{name}' ({op_type}): {m}")))?;
-                    if let Some(datas) = folded {
-                        for (o, d) in outs.iter().zip(datas) {
-                            if !o.is_empty() {
-                                let v = self.g.add_const(o.clone(), d);
-                                self.define(o, v)?;
-                            }
-                        }
-                        return Ok(());
-                    }
-                }
-                let mut named = Vec::with_capacity(n_outputs);
-                for (k, (o, t)) in outs.iter().zip(out_types).enumerate() {
-                    let vname = if o.is_empty() {
-                        self.fresh_name(&format!("{name}_out{k}"))
-                    } else {
-                        o.clone()
-                    };
-                    named.push((vname, t));
-                }
-                let id = self.g.add_node(name.clone(), op, ins, named);
-                let out_ids = self.g.node(id).outputs.clone();
-                for (o, v) in outs.iter().zip(out_ids) {
-                    if !o.is_empty() {
-                        self.define(o, v)?;
-                    }
-                }
+            Lowered::Op(op, ins) => (op, ins, Vec::new()),
+            Lowered::OpThenConsts(op, ins, consts) => (op, ins, consts),
+        };
+        let n_op = n_outputs
+            .checked_sub(extra.len())
+            .filter(|&k| k > 0)
+            .ok_or_else(|| node_err(format!("{} constant outputs of {n_outputs}", extra.len())))?;
+        self.define_consts(&outs[n_op..], extra)?;
+        let outs = &outs[..n_op];
+        let types: Vec<&TensorType> = ins.iter().map(|&v| self.g.ty(v)).collect();
+        let out_types = cimc_ir::infer::infer(&op, &types, n_op).map_err(&node_err)?;
+        for t in &out_types {
+            let (_, nbytes) = byte_size(t.dtype, &t.shape).map_err(&node_err)?;
+            let limits = &self.reader.limits;
+            let what = || format!("its output {}", cimc_ir::infer::show(t));
+            limits.check_tensor(nbytes, what).map_err(&node_err)?;
+        }
+        let consts: Option<Vec<&TensorData>> =
+            ins.iter().map(|&v| self.g.value(v).const_data()).collect();
+        if let (Some(c), true) = (consts, fold::foldable(&op, &types) && !ins.is_empty()) {
+            let folded = fold::eval(&op, &c, &out_types, &self.reader)
+                .map_err(|m| Error::Internal(format!("node '{name}' ({op_type}): {m}")))?;
+            if let Some(datas) = folded {
+                return self.define_consts(outs, datas);
+            }
+        }
+        let mut named = Vec::with_capacity(n_op);
+        for (k, (o, t)) in outs.iter().zip(out_types).enumerate() {
+            let vname =
+                if o.is_empty() { self.fresh_name(&format!("{name}_out{k}")) } else { o.clone() };
+            named.push((vname, t));
+        }
+        let id = self.g.add_node(name.clone(), op, ins, named);
+        let out_ids = self.g.node(id).outputs.clone();
+        for (o, v) in outs.iter().zip(out_ids) {
+            if !o.is_empty() {
+                self.define(o, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Constants for the node outputs `outs` (an empty name, an unused output, gets none).
+    fn define_consts(&mut self, outs: &[String], datas: Vec<TensorData>) -> Result<()> {
+        for (o, d) in outs.iter().zip(datas) {
+            if !o.is_empty() {
+                let v = self.g.add_const(o.clone(), d);
+                self.define(o, v)?;
             }
         }
         Ok(())

@@ -6,8 +6,9 @@
 
 use super::{node_err, spatial};
 use crate::error::Result;
+use crate::ops::{reduce, unary, variadic};
 use crate::tensor::Tensor;
-use cimc_ir::{Node, Op, PadMode};
+use cimc_ir::{Node, Op, PadMode, VariadicOp};
 use ndarray::{Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn, Slice};
 
 type Grads = Vec<Option<ArrayD<f64>>>;
@@ -155,6 +156,17 @@ pub(super) fn backward(
             Ok(only_first(y * &(dy - &s)))
         }
         Op::BatchNorm { epsilon } => batch_norm(node, *epsilon as f64, ins, dy),
+        Op::Unary(f) => {
+            let mut d = dy.clone();
+            ndarray::Zip::from(&mut d)
+                .and(x()?)
+                .and(y()?)
+                .for_each(|g, &x, &y| *g *= unary::derivative(*f, x, y));
+            Ok(only_first(d))
+        }
+        Op::Variadic(f) => variadic(node, *f, ins, y()?, dy, need),
+        Op::Reduce(r) => Ok(only_first(reduce::backward(r, x()?, y()?, dy))),
+        Op::Pow => pow(node, ins, y()?, dy, need),
         Op::HardSigmoid { .. }
         | Op::HardSwish
         | Op::Gather { .. }
@@ -188,11 +200,9 @@ fn clip(node: &Node, ins: &[&Tensor], dy: &ArrayD<f64>, need: &[bool]) -> Result
     let bound = |i: usize, d: f64| -> Result<f64> {
         match ins.get(i) {
             None => Ok(d),
-            Some(t) => arr(node, t)?
-                .iter()
-                .next()
-                .copied()
-                .ok_or_else(|| node_err(node, "an empty bound")),
+            Some(t) => {
+                arr(node, t)?.iter().next().copied().ok_or_else(|| node_err(node, "an empty bound"))
+            }
         }
     };
     let (lo, hi) = (bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?);
@@ -263,6 +273,74 @@ fn pad(
         v.slice_axis_inplace(Axis(d), Slice::from(b..b + s));
     }
     Ok(v.to_owned())
+}
+
+/// A variadic op: input `i` gets `dy · ∂y/∂x_i`, summed back to its shape.
+fn variadic(
+    node: &Node,
+    f: VariadicOp,
+    ins: &[&Tensor],
+    y: &ArrayD<f64>,
+    dy: &ArrayD<f64>,
+    need: &[bool],
+) -> Result<Grads> {
+    let n = ins.len();
+    let mut g: Grads = vec![None; n];
+    for (i, t) in ins.iter().enumerate() {
+        if !need[i] {
+            continue;
+        }
+        let x = arr(node, t)?;
+        let xb = x
+            .broadcast(dy.raw_dim())
+            .ok_or_else(|| node_err(node, "an input does not broadcast to the output"))?;
+        let mut d = dy.clone();
+        ndarray::Zip::from(&mut d)
+            .and(&xb)
+            .and(y)
+            .for_each(|d, &x, &y| *d *= variadic::partial(f, x, y, n));
+        g[i] = Some(unbroadcast(d, x.shape()));
+    }
+    Ok(g)
+}
+
+/// Pow `y = a^b`: `∂y/∂a = b·a^(b−1)`, `∂y/∂b = ln(a)·y`. An integer exponent (a constant
+/// power) gets no gradient.
+fn pow(
+    node: &Node,
+    ins: &[&Tensor],
+    y: &ArrayD<f64>,
+    dy: &ArrayD<f64>,
+    need: &[bool],
+) -> Result<Grads> {
+    let a = arr(node, ins[0])?;
+    let b = match ins[1] {
+        Tensor::F64(b) => b.clone(),
+        other => match crate::ops::cast::cast(other, cimc_ir::DType::F64) {
+            Tensor::F64(b) => b,
+            _ => return Err(node_err(node, "invariant: a cast to f64 gives f64")),
+        },
+    };
+    let sh = dy.raw_dim();
+    let (ab, bb) = match (a.broadcast(sh.clone()), b.broadcast(sh)) {
+        (Some(ab), Some(bb)) => (ab, bb),
+        _ => return Err(node_err(node, "operands do not broadcast to the output")),
+    };
+    let mut g: Grads = vec![None, None];
+    if need[0] {
+        let mut d = dy.clone();
+        ndarray::Zip::from(&mut d)
+            .and(&ab)
+            .and(&bb)
+            .for_each(|d, &a, &b| *d *= b * a.powf(b - 1.0));
+        g[0] = Some(unbroadcast(d, a.shape()));
+    }
+    if need[1] && matches!(ins[1], Tensor::F64(_)) {
+        let mut d = dy.clone();
+        ndarray::Zip::from(&mut d).and(&ab).and(y).for_each(|d, &a, &y| *d *= a.ln() * y);
+        g[1] = Some(unbroadcast(d, b.shape()));
+    }
+    Ok(g)
 }
 
 /// The four broadcasting arithmetic ops.

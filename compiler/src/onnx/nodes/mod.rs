@@ -13,6 +13,7 @@
 mod conv_pool;
 mod elementwise;
 pub(crate) mod quant;
+mod reduce;
 mod shape_ops;
 
 use super::attrs::Attrs;
@@ -27,6 +28,9 @@ pub enum Lowered {
     Op(Op, Vec<ValueId>),
     /// Constants, one per ONNX output.
     Consts(Vec<TensorData>),
+    /// An IR node for the first outputs and constants for the last ones (Dropout before
+    /// opset 10: its mask, all ones of the input's type in inference).
+    OpThenConsts(Op, Vec<ValueId>, Vec<TensorData>),
 }
 
 /// One ONNX op of the default domain that the importer lowers: its line in the table of the
@@ -67,6 +71,7 @@ pub const FAMILIES: &[(&str, &[Import])] = &[
     ("elementwise.rs", elementwise::IMPORTS),
     ("shape_ops.rs", shape_ops::IMPORTS),
     ("quant.rs", quant::IMPORTS),
+    ("reduce.rs", reduce::IMPORTS),
 ];
 
 /// The registration of `op_type` (default domain), `None` when the importer does not lower it.
@@ -81,8 +86,10 @@ pub fn value_operand_slots(op_type: &str) -> &'static [usize] {
 
 /// The text of `docs/onnx-ops.md`: every supported op, from [`FAMILIES`].
 pub fn supported_ops_markdown() -> String {
-    let mut rows: Vec<(&str, &str, &Import)> =
-        FAMILIES.iter().flat_map(|(file, ops)| ops.iter().map(move |i| (i.op_type, *file, i))).collect();
+    let mut rows: Vec<(&str, &str, &Import)> = FAMILIES
+        .iter()
+        .flat_map(|(file, ops)| ops.iter().map(move |i| (i.op_type, *file, i)))
+        .collect();
     rows.sort_by_key(|r| r.0);
     let mut s = String::from(
         "# Supported ONNX ops\n\n\
@@ -98,11 +105,7 @@ pub fn supported_ops_markdown() -> String {
     );
     for (op, file, i) in rows {
         let slots: Vec<String> = i.value_inputs.iter().map(|k| k.to_string()).collect();
-        s.push_str(&format!(
-            "| {op} | {} | {} | `{file}` |\n",
-            i.note,
-            slots.join(", ")
-        ));
+        s.push_str(&format!("| {op} | {} | {} | `{file}` |\n", i.note, slots.join(", ")));
     }
     s.push_str(&format!(
         "\nOther domains: `Quant` of QONNX ({}), lowered in `quant.rs`.\n",

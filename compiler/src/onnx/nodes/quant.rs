@@ -9,10 +9,8 @@ use crate::onnx::tensor::dtype_of;
 use cimc_ir::{DType, Op};
 
 /// The ONNX ops this file lowers (QONNX's `Quant` is dispatched by its domain).
-pub(super) const IMPORTS: &[Import] = &[
-    Import::new("QuantizeLinear", quantize),
-    Import::new("DequantizeLinear", dequantize),
-];
+pub(super) const IMPORTS: &[Import] =
+    &[Import::new("QuantizeLinear", quantize), Import::new("DequantizeLinear", dequantize)];
 
 /// The resolved `axis` for the scale's shape.
 fn axis_for(ctx: &Ctx, x_rank: usize, block_size: usize) -> R<Option<usize>> {
