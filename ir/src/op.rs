@@ -82,6 +82,8 @@ crate::optable::op_family! {
         Sqrt = "sqrt";
         /// `gamma · x` for `x > 0`, else `gamma · alpha · (e^x − 1)`.
         Selu { alpha: f32, gamma: f32 } = "selu";
+        /// The natural logarithm `ln x` (−∞ at 0, NaN below).
+        Log = "log";
     }
 }
 

@@ -25,6 +25,7 @@ pub(crate) fn value(f: UnaryOp, x: f64) -> f64 {
                 gamma * alpha * x.exp_m1()
             }
         }
+        UnaryOp::Log => x.ln(),
     }
 }
 
@@ -41,6 +42,7 @@ pub(crate) fn derivative(f: UnaryOp, x: f64, y: f64) -> f64 {
                 y + gamma as f64 * alpha as f64
             }
         }
+        UnaryOp::Log => 1.0 / x,
     }
 }
 
@@ -130,7 +132,7 @@ mod tests {
             [UnaryOp::Exp, UnaryOp::Erf, UnaryOp::Sqrt, UnaryOp::Selu { alpha: 1.67, gamma: 1.05 }];
         for f in fs {
             for x in [-1.3, -0.2, 0.4, 1.7] {
-                if f == UnaryOp::Sqrt && x < 0.0 {
+                if matches!(f, UnaryOp::Sqrt | UnaryOp::Log) && x < 0.0 {
                     continue;
                 }
                 let h = 1e-6;

@@ -28,6 +28,7 @@ pub(super) const IMPORTS: &[Import] = &[
     Import::new("Erf", unary_fn),
     Import::new("Sqrt", unary_fn),
     Import::new("Selu", unary_fn),
+    Import::new("Log", unary_fn),
     Import::new("Sum", variadic),
     Import::new("Pow", pow),
 ];
@@ -242,6 +243,7 @@ pub fn unary_fn(ctx: &mut Ctx) -> R<Lowered> {
                 "Exp" => UnaryOp::Exp,
                 "Erf" => UnaryOp::Erf,
                 "Sqrt" => UnaryOp::Sqrt,
+                "Log" => UnaryOp::Log,
                 _ => return Err(format!("internal: {other} is not a unary function")),
             }
         }
