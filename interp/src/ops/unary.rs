@@ -102,7 +102,7 @@ pub(crate) fn erf(x: f64) -> f64 {
 mod tests {
     use super::*;
 
-    /// Against values of erf to 17 digits (Abramowitz and Stegun, table 7.1, and mpmath).
+    /// Against the C library's erf (Python's `math.erf`), to 2e-15 relative.
     #[test]
     fn erf_matches_reference_values() {
         for (x, want) in [
@@ -111,7 +111,7 @@ mod tests {
             (0.5, 0.5204998778130465),
             (1.0, 0.8427007929497149),
             (2.0, 0.9953222650189527),
-            (2.5, 0.9995930479825550),
+            (2.5, 0.999593047982555),
             (3.0, 0.9999779095030014),
             (4.0, 0.9999999845827421),
             (-1.0, -0.8427007929497149),
