@@ -38,7 +38,7 @@ x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
 y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
 g = helper.make_graph(
     [helper.make_node("Relu", ["x"], ["r"], name="relu0"),
-     helper.make_node("Erf", ["r"], ["e"], name="erf0"),
+     helper.make_node("Acosh", ["r"], ["e"], name="acosh0"),
      helper.make_node("Frobnicate", ["e"], ["y"], name="frob0", domain="com.example")],
     "unsupported", [x], [y])
 save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]),

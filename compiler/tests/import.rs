@@ -381,7 +381,7 @@ fn inconsistent_shapes_are_node_errors() {
 fn unsupported_ops_are_all_listed() {
     let mut m = model(
         vec![
-            node("Erf", "e1", &["x"], &["a"], vec![]),
+            node("Acosh", "e1", &["x"], &["a"], vec![]),
             node("Relu", "", &["a"], &["b"], vec![]),
             node("Foo", "", &["b"], &["y"], vec![]),
         ],
@@ -395,10 +395,47 @@ fn unsupported_ops_are_all_listed() {
     assert_eq!(
         nodes,
         &vec![
-            "e1 (Erf, domain 'ai.onnx', opset 17)".to_string(),
+            "e1 (Acosh, domain 'ai.onnx', opset 17)".to_string(),
             "Foo_2 (Foo, domain 'my.domain', opset not imported)".to_string()
         ]
     );
+}
+
+/// ReduceMean's axes: an attribute before opset 18, an input from 18; none given reduces every
+/// axis, or with `noop_with_empty_axes` nothing (the identity).
+#[test]
+fn reduce_mean_axes_and_noop() {
+    let build = |opset: i64, axes_attr: bool, noop: Option<i64>| {
+        let mut attrs = vec![];
+        if axes_attr {
+            attrs.push(ints_attr("axes", &[-1]));
+        }
+        if let Some(v) = noop {
+            attrs.push(AttributeProto {
+                name: Some("noop_with_empty_axes".into()),
+                r#type: Some(2),
+                i: Some(v),
+                ..Default::default()
+            });
+        }
+        let mut m = model(
+            vec![node("ReduceMean", "rm", &["x"], &["y"], attrs)],
+            vec![vi("x", DataType::Float, &[Some(2), Some(3)])],
+            vec![vi_any("y", DataType::Float)],
+            vec![],
+        );
+        m.opset_import[0].version = Some(opset);
+        import_model(&m, &ImportOptions::default()).map(|g| {
+            let y = g.outputs()[0];
+            (g.node(g.nodes().next().unwrap().0).op.name(), g.ty(y).shape.clone())
+        })
+    };
+    assert_eq!(build(13, true, None).unwrap(), ("reduce_mean", vec![2, 1]));
+    assert_eq!(build(13, false, None).unwrap(), ("reduce_mean", vec![1, 1]));
+    assert_eq!(build(18, false, None).unwrap(), ("reduce_mean", vec![1, 1]));
+    assert_eq!(build(18, false, Some(1)).unwrap(), ("identity", vec![2, 3]));
+    let e = build(18, true, None).unwrap_err().to_string();
+    assert!(e.contains("rm") && e.contains("axes"), "{e}");
 }
 
 #[test]

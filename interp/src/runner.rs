@@ -15,9 +15,9 @@ use crate::name_error;
 use crate::ops::activation::{self, bn_coefficients, Act};
 use crate::ops::conv::{ConvSource, Epilogue, PreparedConv};
 use crate::ops::num::{Elem, Float};
-use crate::ops::{self, elementwise, shape};
+use crate::ops::{self, elementwise, shape, unary};
 use crate::tensor::Tensor;
-use cimc_ir::{Graph, NodeId, Op, TensorType, ValueDef, ValueId};
+use cimc_ir::{ConvAttrs, Graph, NodeId, Op, TensorType, ValueDef, ValueId};
 
 /// Where a value lives while running.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -85,7 +85,7 @@ pub struct Runner {
 
 /// The activation an op applies, if it is a fusable one (Clip needs constant bounds).
 fn fusable_act(g: &Graph, op: &Op, inputs: &[ValueId]) -> Option<Act> {
-    if let Some(a) = Act::of_op(op) {
+    if let Some(a) = ops::activation_of(op) {
         return Some(a);
     }
     if *op != Op::Clip || inputs.is_empty() {
@@ -138,158 +138,15 @@ impl Runner {
     }
 
     fn build(graph: &Graph, fuse: bool, lean: bool) -> Result<Runner> {
-        let nv = graph.value_count();
-        let mut slot: Vec<Option<Slot>> = vec![None; nv];
-        let mut consts = Vec::new();
-        let mut n_dyn = 0;
-        let mut inputs = Vec::new();
-        for &v in graph.inputs() {
-            let val = graph.value(v);
-            slot[v.index()] = Some(Slot::Dyn(n_dyn));
-            inputs.push((n_dyn, val.name.clone(), val.ty.clone()));
-            n_dyn += 1;
-        }
-        // Readers of each value (node inputs), and whether it is a graph output.
-        let mut readers = vec![0usize; nv];
-        for (_, n) in graph.nodes() {
-            for &v in &n.inputs {
-                readers[v.index()] += 1;
+        let mut b = Builder::new(graph);
+        for pos in 0..b.ids.len() {
+            if !b.fused_away[pos] {
+                b.add_step(pos, fuse, lean)?;
             }
-        }
-        let mut is_output = vec![false; nv];
-        for &v in graph.outputs() {
-            is_output[v.index()] = true;
-        }
-        let const_slot = |v: ValueId,
-                          slot: &mut Vec<Option<Slot>>,
-                          consts: &mut Vec<Tensor>|
-         -> Result<Option<Slot>> {
-            if let Some(s) = slot[v.index()] {
-                return Ok(Some(s));
-            }
-            if let ValueDef::Const(d) = &graph.value(v).def {
-                let t = Tensor::from_data(d).map_err(|e| {
-                    InterpError::Internal(format!("constant '{}': {e}", graph.value(v).name))
-                })?;
-                consts.push(t);
-                let s = Slot::Const(consts.len() - 1);
-                slot[v.index()] = Some(s);
-                return Ok(Some(s));
-            }
-            Ok(None)
-        };
-        let ids: Vec<NodeId> = graph.node_ids();
-        let mut fused_away = vec![false; ids.len()];
-        let mut steps = Vec::with_capacity(ids.len());
-        for (pos, &id) in ids.iter().enumerate() {
-            if fused_away[pos] {
-                continue;
-            }
-            let node = graph.node(id);
-            let named = |e| name_error(e, &node.name, &node.op);
-            // A convolution with constant weights (and bias) is prepared here; its weights are
-            // converted straight from the graph's data (not kept as constants of the runner).
-            let mut kind = Kind::Generic;
-            let mut chain = Vec::new();
-            let mut chain_out = None;
-            if let Op::Conv(attrs) = &node.op {
-                let data = |i: usize| node.inputs.get(i).and_then(|&v| graph.value(v).const_data());
-                let b_ok = node.inputs.len() < 3 || data(2).is_some();
-                if let (Some(w), true, 1) = (data(1), b_ok, node.outputs.len()) {
-                    let conv_data = |i: usize| -> Result<Option<Tensor>> {
-                        data(i).map(|d| Tensor::from_data(d).map_err(named)).transpose()
-                    };
-                    let (wt, bt) = (Tensor::from_data(w).map_err(named)?, conv_data(2)?);
-                    let bias_dtype = || named(ops::bad("bias dtype differs from weights"));
-                    // A conv with its own fused clamp keeps it as its epilogue (nothing after it fuses).
-                    if attrs.clamp.is_none() && fuse {
-                        (chain, chain_out) = fusion_chain(graph, &ids, pos, &readers, &is_output);
-                    }
-                    let own_clamp = attrs
-                        .clamp
-                        .map(|(lo, hi)| crate::ops::activation::Act::Clip(lo as f64, hi as f64));
-                    kind = match &wt {
-                        Tensor::F32(wa) => {
-                            let b = bt
-                                .as_ref()
-                                .map(|b| f32::view(b).ok_or_else(bias_dtype))
-                                .transpose()?;
-                            let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
-                            let epi = epilogue(graph, &ids, &chain, own_clamp);
-                            if lean {
-                                // Checked above; the copy is dropped here.
-                                let src = ConvSource {
-                                    attrs: attrs.clone(),
-                                    w: w.clone(),
-                                    b: data(2).cloned(),
-                                };
-                                Kind::ConvAtUse(Box::new(src), epi)
-                            } else {
-                                Kind::ConvF32(Box::new(pc), epi)
-                            }
-                        }
-                        Tensor::F64(wa) => {
-                            let b = bt
-                                .as_ref()
-                                .map(|b| f64::view(b).ok_or_else(bias_dtype))
-                                .transpose()?;
-                            let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
-                            Kind::ConvF64(Box::new(pc), epilogue(graph, &ids, &chain, own_clamp))
-                        }
-                        _ => Kind::Generic,
-                    };
-                }
-            }
-            let reads: &[ValueId] =
-                if matches!(kind, Kind::Generic) { &node.inputs } else { &node.inputs[..1] };
-            let mut in_slots = Vec::with_capacity(reads.len());
-            for &v in reads {
-                match const_slot(v, &mut slot, &mut consts)? {
-                    Some(s) => in_slots.push(s),
-                    None => {
-                        return Err(InterpError::Node {
-                            node: node.name.clone(),
-                            op: node.op.name().into(),
-                            msg: format!(
-                                "reads '{}', which nothing defines before it",
-                                graph.value(v).name
-                            ),
-                        })
-                    }
-                }
-            }
-            let mut last_outputs = node.outputs.clone();
-            let mut ops = node.op.name().to_string();
-            if !matches!(kind, Kind::Generic) {
-                for &p in &chain {
-                    fused_away[p] = true;
-                    ops = format!("{ops}+{}", graph.node(ids[p]).op.name());
-                }
-                if let Some(o) = chain_out {
-                    last_outputs = vec![o];
-                }
-            }
-            let mut outputs = Vec::with_capacity(last_outputs.len());
-            for &o in &last_outputs {
-                slot[o.index()] = Some(Slot::Dyn(n_dyn));
-                outputs.push(n_dyn);
-                n_dyn += 1;
-            }
-            steps.push(Step {
-                name: node.name.clone(),
-                op: node.op.clone(),
-                ops,
-                kind,
-                inputs: in_slots,
-                outputs,
-                out_types: last_outputs.iter().map(|&o| graph.ty(o).clone()).collect(),
-                free: Vec::new(),
-                own: None,
-            });
         }
         let mut outputs = Vec::with_capacity(graph.outputs().len());
         for &v in graph.outputs() {
-            match const_slot(v, &mut slot, &mut consts)? {
+            match b.const_slot(v)? {
                 Some(s) => outputs.push(s),
                 None => {
                     return Err(InterpError::Internal(format!(
@@ -299,12 +156,12 @@ impl Runner {
                 }
             }
         }
-        plan_lifetimes(&mut steps, &outputs, n_dyn);
+        plan_lifetimes(&mut b.steps, &outputs, b.n_dyn);
         Ok(Runner {
-            consts,
-            steps,
-            n_dyn,
-            inputs,
+            consts: b.consts,
+            steps: b.steps,
+            n_dyn: b.n_dyn,
+            inputs: b.inputs,
             outputs,
             precision: Precision::default(),
             pool: Default::default(),
@@ -478,6 +335,201 @@ impl Runner {
     }
 }
 
+/// The state of [`Runner::build`]: where each value lives, and the steps made so far.
+struct Builder<'g> {
+    graph: &'g Graph,
+    /// The nodes in execution order; a position in it is a node's `pos`.
+    ids: Vec<NodeId>,
+    slot: Vec<Option<Slot>>,
+    consts: Vec<Tensor>,
+    n_dyn: usize,
+    /// Graph inputs: slot, name, type.
+    inputs: Vec<(usize, String, TensorType)>,
+    /// Readers of each value (node inputs).
+    readers: Vec<usize>,
+    is_output: Vec<bool>,
+    /// Nodes run as part of an earlier step (a fused chain).
+    fused_away: Vec<bool>,
+    steps: Vec<Step>,
+}
+
+/// A convolution prepared at build time, and the chain fused after it.
+struct PreparedKind {
+    kind: Kind,
+    /// Arena positions of the fused BatchNorm and/or activation.
+    chain: Vec<usize>,
+    /// The value the chain's last op defines.
+    chain_out: Option<ValueId>,
+}
+
+impl<'g> Builder<'g> {
+    fn new(graph: &'g Graph) -> Builder<'g> {
+        let nv = graph.value_count();
+        let mut slot: Vec<Option<Slot>> = vec![None; nv];
+        let mut inputs = Vec::new();
+        for (n_dyn, &v) in graph.inputs().iter().enumerate() {
+            let val = graph.value(v);
+            slot[v.index()] = Some(Slot::Dyn(n_dyn));
+            inputs.push((n_dyn, val.name.clone(), val.ty.clone()));
+        }
+        let mut readers = vec![0usize; nv];
+        for (_, n) in graph.nodes() {
+            for &v in &n.inputs {
+                readers[v.index()] += 1;
+            }
+        }
+        let mut is_output = vec![false; nv];
+        for &v in graph.outputs() {
+            is_output[v.index()] = true;
+        }
+        let ids = graph.node_ids();
+        Builder {
+            graph,
+            fused_away: vec![false; ids.len()],
+            steps: Vec::with_capacity(ids.len()),
+            ids,
+            slot,
+            consts: Vec::new(),
+            n_dyn: inputs.len(),
+            inputs,
+            readers,
+            is_output,
+        }
+    }
+
+    /// The slot of `v`, converting it to a tensor of the runner when it is a constant seen for
+    /// the first time; `None` when nothing defines it yet.
+    fn const_slot(&mut self, v: ValueId) -> Result<Option<Slot>> {
+        if let Some(s) = self.slot[v.index()] {
+            return Ok(Some(s));
+        }
+        let graph = self.graph;
+        if let ValueDef::Const(d) = &graph.value(v).def {
+            let t = Tensor::from_data(d).map_err(|e| {
+                InterpError::Internal(format!("constant '{}': {e}", graph.value(v).name))
+            })?;
+            self.consts.push(t);
+            let s = Slot::Const(self.consts.len() - 1);
+            self.slot[v.index()] = Some(s);
+            return Ok(Some(s));
+        }
+        Ok(None)
+    }
+
+    /// The step of the node at `pos` (with the chain fused after it, for a convolution).
+    fn add_step(&mut self, pos: usize, fuse: bool, lean: bool) -> Result<()> {
+        let graph = self.graph;
+        let node = graph.node(self.ids[pos]);
+        let prepared = match run_as(&node.op) {
+            RunAs::Conv(attrs) => self.prepare_conv(pos, attrs, fuse, lean)?,
+            RunAs::InPlace(_) | RunAs::Generic => None,
+        };
+        let reads: &[ValueId] = if prepared.is_none() { &node.inputs } else { &node.inputs[..1] };
+        let mut in_slots = Vec::with_capacity(reads.len());
+        for &v in reads {
+            match self.const_slot(v)? {
+                Some(s) => in_slots.push(s),
+                None => {
+                    return Err(InterpError::Node {
+                        node: node.name.clone(),
+                        op: node.op.name().into(),
+                        msg: format!(
+                            "reads '{}', which nothing defines before it",
+                            graph.value(v).name
+                        ),
+                    })
+                }
+            }
+        }
+        let mut last_outputs = node.outputs.clone();
+        let mut ops = node.op.name().to_string();
+        let kind = match prepared {
+            None => Kind::Generic,
+            Some(p) => {
+                for &q in &p.chain {
+                    self.fused_away[q] = true;
+                    ops = format!("{ops}+{}", graph.node(self.ids[q]).op.name());
+                }
+                if let Some(o) = p.chain_out {
+                    last_outputs = vec![o];
+                }
+                p.kind
+            }
+        };
+        let mut outputs = Vec::with_capacity(last_outputs.len());
+        for &o in &last_outputs {
+            self.slot[o.index()] = Some(Slot::Dyn(self.n_dyn));
+            outputs.push(self.n_dyn);
+            self.n_dyn += 1;
+        }
+        self.steps.push(Step {
+            name: node.name.clone(),
+            op: node.op.clone(),
+            ops,
+            kind,
+            inputs: in_slots,
+            outputs,
+            out_types: last_outputs.iter().map(|&o| graph.ty(o).clone()).collect(),
+            free: Vec::new(),
+            own: None,
+        });
+        Ok(())
+    }
+
+    /// A convolution with constant weights (and bias) is prepared here, its weights converted
+    /// straight from the graph's data (not kept as constants of the runner), with the
+    /// BatchNorm and/or activation after it fused when `fuse`. `None` when it runs through the
+    /// generic kernel (weights computed by the graph, several outputs, an integer dtype).
+    fn prepare_conv(
+        &self,
+        pos: usize,
+        attrs: &ConvAttrs,
+        fuse: bool,
+        lean: bool,
+    ) -> Result<Option<PreparedKind>> {
+        let graph = self.graph;
+        let node = graph.node(self.ids[pos]);
+        let named = |e| name_error(e, &node.name, &node.op);
+        let data = |i: usize| node.inputs.get(i).and_then(|&v| graph.value(v).const_data());
+        let b_ok = node.inputs.len() < 3 || data(2).is_some();
+        let (Some(w), true, 1) = (data(1), b_ok, node.outputs.len()) else { return Ok(None) };
+        let conv_data = |i: usize| -> Result<Option<Tensor>> {
+            data(i).map(|d| Tensor::from_data(d).map_err(named)).transpose()
+        };
+        let (wt, bt) = (Tensor::from_data(w).map_err(named)?, conv_data(2)?);
+        let bias_dtype = || named(ops::bad("bias dtype differs from weights"));
+        // A conv with its own fused clamp keeps it as its epilogue (nothing after it fuses).
+        let (chain, chain_out) = if attrs.clamp.is_none() && fuse {
+            fusion_chain(graph, &self.ids, pos, &self.readers, &self.is_output)
+        } else {
+            (Vec::new(), None)
+        };
+        let own_clamp = attrs.clamp.map(|(lo, hi)| Act::Clip(lo as f64, hi as f64));
+        let kind = match &wt {
+            Tensor::F32(wa) => {
+                let b = bt.as_ref().map(|b| f32::view(b).ok_or_else(bias_dtype)).transpose()?;
+                let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
+                let epi = epilogue(graph, &self.ids, &chain, own_clamp);
+                if lean {
+                    // Checked above; the copy is dropped here.
+                    let src =
+                        ConvSource { attrs: attrs.clone(), w: w.clone(), b: data(2).cloned() };
+                    Kind::ConvAtUse(Box::new(src), epi)
+                } else {
+                    Kind::ConvF32(Box::new(pc), epi)
+                }
+            }
+            Tensor::F64(wa) => {
+                let b = bt.as_ref().map(|b| f64::view(b).ok_or_else(bias_dtype)).transpose()?;
+                let pc = PreparedConv::new(attrs, wa, b).map_err(named)?;
+                Kind::ConvF64(Box::new(pc), epilogue(graph, &self.ids, &chain, own_clamp))
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(PreparedKind { kind, chain, chain_out }))
+    }
+}
+
 /// Runs `f` on a thread of rayon's pool (at once if already on one): the kernels' parallel
 /// loops then fork from inside the pool instead of each being injected into it from outside
 /// and waking a worker, which cost a tenth of a ResNet-18 run.
@@ -491,7 +543,7 @@ fn in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 }
 
 /// Evaluates an op that may update input `i` (owned) in place; `rest` are the other inputs
-/// in order.
+/// in order. Only called for the inputs that [`run_as`] names.
 fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> Result<Vec<Tensor>> {
     let one = |t: Tensor| Ok(vec![t]);
     match op {
@@ -512,13 +564,43 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         Op::Unsqueeze { axes } => one(shape::unsqueeze(axes, t)?),
         Op::Identity => one(t),
         Op::Dropout => shape::dropout(t, n_out),
-        _ => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
+        Op::Unary(f) => one(unary::eval(*f, t)?),
+        Op::Conv(_)
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::Gemm { .. }
+        | Op::MatMul
+        | Op::Concat { .. }
+        | Op::Transpose { .. }
+        | Op::Softmax { .. }
+        | Op::Pad { .. }
+        | Op::Gather { .. }
+        | Op::Slice { .. }
+        | Op::Cast { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. }
+        | Op::Variadic(_)
+        | Op::Reduce(_)
+        | Op::Pow => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
     }
 }
 
-/// Whether an op may take input 0 (or, for the binary ops, 0 or 1) and update it in place.
-fn in_place_inputs(op: &Op) -> &'static [usize] {
+/// How the runner runs an op (one arm per op).
+#[derive(Clone, Copy)]
+enum RunAs<'a> {
+    /// Prepared at build time when its weights are constants (with the chain it fuses).
+    Conv(&'a ConvAttrs),
+    /// Through [`ops::eval`], or through [`eval_owned`] updating one of these inputs in place
+    /// when it is read for the last time there: input 0, or for the binary ops 0 or 1.
+    InPlace(&'static [usize]),
+    /// Through [`ops::eval`].
+    Generic,
+}
+
+fn run_as(op: &Op) -> RunAs<'_> {
     match op {
+        Op::Conv(a) => RunAs::Conv(a),
         Op::Relu
         | Op::LeakyRelu { .. }
         | Op::Sigmoid
@@ -532,9 +614,26 @@ fn in_place_inputs(op: &Op) -> &'static [usize] {
         | Op::Squeeze { .. }
         | Op::Unsqueeze { .. }
         | Op::Identity
-        | Op::Dropout => &[0],
-        Op::Add | Op::Sub | Op::Mul | Op::Div => &[0, 1],
-        _ => &[],
+        | Op::Dropout
+        | Op::Unary(_) => RunAs::InPlace(&[0]),
+        Op::Add | Op::Sub | Op::Mul | Op::Div => RunAs::InPlace(&[0, 1]),
+        Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::Gemm { .. }
+        | Op::MatMul
+        | Op::Concat { .. }
+        | Op::Transpose { .. }
+        | Op::Softmax { .. }
+        | Op::Pad { .. }
+        | Op::Gather { .. }
+        | Op::Slice { .. }
+        | Op::Cast { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. }
+        | Op::Variadic(_)
+        | Op::Reduce(_)
+        | Op::Pow => RunAs::Generic,
     }
 }
 
@@ -568,8 +667,12 @@ fn plan_lifetimes(steps: &mut [Step], outputs: &[Slot], n_dyn: usize) {
         free.extend(st.outputs.iter().copied().filter(|&o| last[o].is_none()));
         free.sort_unstable();
         free.dedup();
+        let in_place = match run_as(&st.op) {
+            RunAs::InPlace(ins) => ins,
+            RunAs::Conv(_) | RunAs::Generic => &[],
+        };
         let own = if matches!(st.kind, Kind::Generic) {
-            in_place_inputs(&st.op).iter().copied().find(|&j| match st.inputs.get(j) {
+            in_place.iter().copied().find(|&j| match st.inputs.get(j) {
                 Some(&Slot::Dyn(d)) => {
                     last[d] == Some(i)
                         && st.inputs.iter().filter(|&&s| s == Slot::Dyn(d)).count() == 1

@@ -5,7 +5,10 @@ mod common;
 
 use cimc_interp::grad::{cross_entropy, GradGraph};
 use cimc_interp::{eval_node, InterpError, Tensor};
-use cimc_ir::{ConvAttrs, DType, Graph, Op, PadMode, PoolAttrs, TensorData, TensorType, ValueId};
+use cimc_ir::{
+    ConvAttrs, DType, Graph, Op, PadMode, PoolAttrs, Reduce, ReduceOp, TensorData, TensorType,
+    UnaryOp, ValueId, VariadicOp,
+};
 use common::*;
 use std::collections::HashMap;
 
@@ -210,6 +213,28 @@ fn batch_norm_transpose_concat_pad_reshape_gemm_trans_a() {
     let out = b.node(gemm(true, true, 0.7, 1.3), vec![ct, w, bias]);
     let (g, x) = b.finish(out);
     check(&g, x, &[2, 3]);
+}
+
+#[test]
+fn unary_functions_sum_pow_reduce_mean() {
+    let (mut b, x) = Builder::new(&[6, 4]);
+    let w = b.cst(&[4, 4], -0.5, 0.5);
+    let y = b.node(Op::MatMul, vec![x, w]);
+    let y = b.node(Op::Reshape { shape: vec![2, 3, 4] }, vec![y]);
+    let e = b.node(Op::Unary(UnaryOp::Exp), vec![y]);
+    let s = b.node(Op::Unary(UnaryOp::Selu { alpha: 1.67, gamma: 1.05 }), vec![y]);
+    let r = b.node(Op::Unary(UnaryOp::Erf), vec![s]);
+    let c = b.cst(&[4], 0.5, 1.5);
+    let q = b.node(Op::Unary(UnaryOp::Sqrt), vec![c]);
+    let sum = b.node(Op::Variadic(VariadicOp::Sum), vec![e, r, q]);
+    let base = b.cst(&[1, 4], 0.5, 1.5);
+    let exponent = b.cst(&[3, 1], 0.5, 2.0);
+    let p = b.node(Op::Pow, vec![base, exponent]);
+    let sum = b.node(Op::Variadic(VariadicOp::Sum), vec![sum, p]);
+    let mean = Reduce { op: ReduceOp::Mean, axes: vec![1], keep_dims: false };
+    let out = b.node(Op::Reduce(mean), vec![sum]);
+    let (g, x) = b.finish(out);
+    check(&g, x, &[1, 3]);
 }
 
 #[test]

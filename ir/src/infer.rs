@@ -10,264 +10,260 @@ use crate::{ConvAttrs, DType, Op, PadMode, PoolAttrs, TensorType};
 type R<T> = Result<T, String>;
 
 /// The output types of `op` applied to inputs of the given types, producing `n_outputs` outputs.
-/// The error says what was expected (it is prefixed with the node by callers).
+/// The error says what was expected (it is prefixed with the node by callers). The input and
+/// output counts are the op table's ([`Op::arity`]); then one function per op family.
 pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<TensorType>, String> {
+    let (ins, outs_range) = op.arity();
+    arity(inputs, *ins.start(), *ins.end())?;
+    outs(n_outputs, *outs_range.start(), *outs_range.end())?;
+    let one = |t: TensorType| vec![t];
+    let Some(&x) = inputs.first() else { return Err("expected at least 1 input, got 0".into()) };
     match op {
-        Op::Conv(a) => {
-            arity(inputs, 2, 3)?;
-            outs(n_outputs, 1, 1)?;
-            conv(a, inputs).map(|t| vec![t])
-        }
-        Op::BatchNorm { epsilon } => {
-            arity(inputs, 5, 5)?;
-            outs(n_outputs, 1, 1)?;
-            if !epsilon.is_finite() || *epsilon < 0.0 {
-                return Err(format!("epsilon must be finite and >= 0, got {epsilon}"));
-            }
-            batch_norm(inputs).map(|t| vec![t])
-        }
-        Op::Relu => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            if !(x.dtype.is_float() || x.dtype.is_signed_int()) {
-                return Err(format!("expected a float or signed integer input, got {}", show(x)));
-            }
-            Ok(vec![plain(x)])
-        }
+        Op::Conv(a) => conv(a, inputs).map(one),
+        Op::BatchNorm { epsilon } => batch_norm(*epsilon, inputs).map(one),
+        Op::Relu => relu(x).map(one),
         Op::LeakyRelu { .. } | Op::Sigmoid | Op::HardSigmoid { .. } | Op::HardSwish | Op::Tanh => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            float_input(inputs[0], "input")?;
-            Ok(vec![plain(inputs[0])])
+            float_input(x, "input").map(|()| one(plain(x)))
         }
-        Op::Clip => {
-            arity(inputs, 3, 3)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            numeric_input(x)?;
-            for (t, what) in [(inputs[1], "min"), (inputs[2], "max")] {
-                same_dtype(x, t, what)?;
-                scalar(t, what)?;
-            }
-            Ok(vec![plain(x)])
-        }
-        Op::MaxPool(a) => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 2)?;
-            let x = inputs[0];
-            if !(x.dtype.is_float() || matches!(x.dtype, DType::I8 | DType::U8)) {
-                return Err(format!("expected a float, i8 or u8 input, got {}", show(x)));
-            }
-            if a.storage_order > 1 {
-                return Err(format!("storage_order must be 0 or 1, got {}", a.storage_order));
-            }
-            let y = pool(a, x)?;
-            let mut out = vec![y.clone()];
-            if n_outputs == 2 {
-                out.push(TensorType::new(DType::I64, y.shape));
-            }
-            Ok(out)
-        }
-        Op::AveragePool(a) => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            float_input(inputs[0], "input")?;
-            pool(a, inputs[0]).map(|t| vec![t])
-        }
-        Op::GlobalAveragePool => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            float_input(x, "input")?;
-            if x.rank() < 3 {
-                return Err(format!("expected an input [N,C,D..] of rank >= 3, got {}", show(x)));
-            }
-            let mut shape = x.shape[..2].to_vec();
-            shape.resize(x.rank(), 1);
-            Ok(vec![TensorType::new(x.dtype, shape)])
-        }
-        Op::Gemm { trans_a, trans_b, .. } => {
-            arity(inputs, 2, 3)?;
-            outs(n_outputs, 1, 1)?;
-            gemm(inputs, *trans_a, *trans_b).map(|t| vec![t])
-        }
-        Op::MatMul => {
-            arity(inputs, 2, 2)?;
-            outs(n_outputs, 1, 1)?;
-            matmul(inputs[0], inputs[1]).map(|t| vec![t])
-        }
-        Op::Add | Op::Sub | Op::Mul | Op::Div => {
-            arity(inputs, 2, 2)?;
-            outs(n_outputs, 1, 1)?;
-            let (a, b) = (inputs[0], inputs[1]);
-            if a.dtype == DType::Bool {
-                return Err(format!("expected numeric inputs, got {}", show(a)));
-            }
-            same_dtype(a, b, "the second input")?;
-            Ok(vec![TensorType::new(
-                a.dtype,
-                broadcast(&a.shape, &b.shape)
-                    .ok_or_else(|| format!("cannot broadcast {} with {}", show(a), show(b)))?,
-            )])
-        }
-        Op::Concat { axis } => {
-            if inputs.is_empty() {
-                return Err("expected at least 1 input, got 0".into());
-            }
-            outs(n_outputs, 1, 1)?;
-            concat(inputs, *axis).map(|t| vec![t])
-        }
-        Op::Flatten { axis } => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            if *axis > x.rank() {
-                return Err(format!("axis {axis} out of range for {}", show(x)));
-            }
-            let outer = numel(&x.shape[..*axis])?;
-            let inner = numel(&x.shape[*axis..])?;
-            Ok(vec![TensorType::new(x.dtype, vec![outer, inner])])
-        }
-        Op::Reshape { shape } => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            let (n_in, n_out) = (numel(&x.shape)?, numel(shape)?);
-            if n_in != n_out {
-                return Err(format!(
-                    "cannot reshape {} ({n_in} elements) to {shape:?} ({n_out} elements)",
-                    show(x)
-                ));
-            }
-            Ok(vec![TensorType::new(x.dtype, shape.clone())])
-        }
-        Op::Transpose { perm } => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            if !is_permutation(perm, x.rank()) {
-                return Err(format!(
-                    "perm {perm:?} is not a permutation of the axes of {}",
-                    show(x)
-                ));
-            }
-            Ok(vec![TensorType::new(x.dtype, perm.iter().map(|&p| x.shape[p]).collect())])
-        }
-        Op::Squeeze { axes } => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            sorted_axes(axes, x.rank(), x)?;
-            if let Some(&a) = axes.iter().find(|&&a| x.shape[a] != 1) {
-                return Err(format!("cannot squeeze axis {a} of {}: its size is not 1", show(x)));
-            }
-            let shape = (0..x.rank()).filter(|i| !axes.contains(i)).map(|i| x.shape[i]).collect();
-            Ok(vec![TensorType::new(x.dtype, shape)])
-        }
-        Op::Unsqueeze { axes } => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            let rank = x.rank() + axes.len();
-            sorted_axes(axes, rank, x)?;
-            let mut rest = x.shape.iter();
-            let shape = (0..rank)
-                .map(|i| if axes.contains(&i) { 1 } else { *rest.next().unwrap_or(&1) })
-                .collect();
-            Ok(vec![TensorType::new(x.dtype, shape)])
-        }
-        Op::Softmax { axis, .. } => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            float_input(x, "input")?;
-            if *axis >= x.rank().max(1) || x.rank() == 0 {
-                return Err(format!("axis {axis} out of range for {}", show(x)));
-            }
-            Ok(vec![plain(x)])
-        }
-        Op::Identity => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            Ok(vec![plain(inputs[0])])
-        }
-        Op::Dropout => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 2)?;
-            let x = inputs[0];
-            numeric_input(x)?;
-            let mut out = vec![plain(x)];
-            if n_outputs == 2 {
-                out.push(TensorType::new(DType::Bool, x.shape.clone()));
-            }
-            Ok(out)
-        }
-        Op::Pad { mode, pads } => {
-            arity(inputs, 1, 2)?;
-            outs(n_outputs, 1, 1)?;
-            pad(inputs, *mode, pads).map(|t| vec![t])
-        }
-        Op::Gather { axis } => {
-            arity(inputs, 2, 2)?;
-            outs(n_outputs, 1, 1)?;
-            let (x, idx) = (inputs[0], inputs[1]);
-            if *axis >= x.rank() {
-                return Err(format!("axis {axis} out of range for {}", show(x)));
-            }
-            if !matches!(idx.dtype, DType::I32 | DType::I64) {
-                return Err(format!("expected i32 or i64 indices, got {}", show(idx)));
-            }
-            let mut shape = x.shape[..*axis].to_vec();
-            shape.extend_from_slice(&idx.shape);
-            shape.extend_from_slice(&x.shape[axis + 1..]);
-            Ok(vec![TensorType::new(x.dtype, shape)])
-        }
-        Op::Slice { axes } => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            slice(inputs[0], axes).map(|t| vec![t])
-        }
-        Op::Cast { to } => {
-            arity(inputs, 1, 1)?;
-            outs(n_outputs, 1, 1)?;
-            Ok(vec![TensorType::new(*to, inputs[0].shape.clone())])
-        }
+        Op::Clip => clip(inputs).map(one),
+        Op::MaxPool(a) => max_pool(a, x, n_outputs),
+        Op::AveragePool(a) => float_input(x, "input").and_then(|()| pool(a, x)).map(one),
+        Op::GlobalAveragePool => global_average_pool(x).map(one),
+        Op::Gemm { trans_a, trans_b, .. } => gemm(inputs, *trans_a, *trans_b).map(one),
+        Op::MatMul => matmul(x, inputs[1]).map(one),
+        Op::Add | Op::Sub | Op::Mul | Op::Div => arithmetic(x, inputs[1]).map(one),
+        Op::Concat { axis } => concat(inputs, *axis).map(one),
+        Op::Flatten { axis } => flatten(x, *axis).map(one),
+        Op::Reshape { shape } => reshape(x, shape).map(one),
+        Op::Transpose { perm } => transpose(x, perm).map(one),
+        Op::Squeeze { axes } => squeeze(x, axes).map(one),
+        Op::Unsqueeze { axes } => unsqueeze(x, axes).map(one),
+        Op::Softmax { axis, .. } => softmax(x, *axis).map(one),
+        Op::Identity => Ok(one(plain(x))),
+        Op::Dropout => dropout(x, n_outputs),
+        Op::Pad { mode, pads } => pad(inputs, *mode, pads).map(one),
+        Op::Gather { axis } => gather(x, inputs[1], *axis).map(one),
+        Op::Slice { axes } => slice(x, axes).map(one),
+        Op::Cast { to } => Ok(one(TensorType::new(*to, x.shape.clone()))),
         Op::QuantizeLinear { axis, block_size, to, .. } => {
-            arity(inputs, 2, 3)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            float_input(x, "input")?;
-            if !matches!(to, DType::I8 | DType::U8 | DType::I16 | DType::U16) {
-                return Err(format!("quantizing to {to} is not supported (i8, u8, i16, u16)"));
-            }
-            float_input(inputs[1], "scale")?;
-            if let Some(zp) = inputs.get(2) {
-                if zp.dtype != *to {
-                    return Err(format!(
-                        "zero point {} does not have the output dtype {to}",
-                        show(zp)
-                    ));
-                }
-            }
-            quant_params(x, inputs, *axis, *block_size)?;
-            Ok(vec![TensorType::new(*to, x.shape.clone())])
+            quantize_linear(inputs, *axis, *block_size, *to).map(one)
         }
         Op::DequantizeLinear { axis, block_size } => {
-            arity(inputs, 2, 3)?;
-            outs(n_outputs, 1, 1)?;
-            let x = inputs[0];
-            if !matches!(x.dtype, DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32) {
-                return Err(format!("expected an i8, u8, i16, u16 or i32 input, got {}", show(x)));
-            }
-            float_input(inputs[1], "scale")?;
-            if let Some(zp) = inputs.get(2) {
-                same_dtype(x, zp, "zero point")?;
-            }
-            quant_params(x, inputs, *axis, *block_size)?;
-            Ok(vec![TensorType::new(inputs[1].dtype, x.shape.clone())])
+            dequantize_linear(inputs, *axis, *block_size).map(one)
+        }
+        Op::Unary(_) => float_input(x, "input").map(|()| one(plain(x))),
+        Op::Variadic(_) => variadic(inputs).map(one),
+        Op::Reduce(r) => reduce(x, r).map(one),
+        Op::Pow => pow(x, inputs[1]).map(one),
+    }
+}
+
+/// One or more inputs of one numeric dtype, numpy-broadcast together.
+fn variadic(inputs: &[&TensorType]) -> R<TensorType> {
+    let first = inputs[0];
+    numeric_input(first)?;
+    let mut shape = first.shape.clone();
+    for (i, t) in inputs.iter().enumerate().skip(1) {
+        same_dtype(first, t, &format!("input {i}"))?;
+        shape = broadcast(&shape, &t.shape).ok_or_else(|| {
+            format!("input {i} {} does not broadcast with the inputs before it {shape:?}", show(t))
+        })?;
+    }
+    Ok(TensorType::new(first.dtype, shape))
+}
+
+fn reduce(x: &TensorType, r: &crate::Reduce) -> R<TensorType> {
+    float_input(x, "input")?;
+    sorted_axes(&r.axes, x.rank(), x)?;
+    let shape = (0..x.rank())
+        .filter_map(|i| match (r.axes.contains(&i), r.keep_dims) {
+            (false, _) => Some(x.shape[i]),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect();
+    Ok(TensorType::new(x.dtype, shape))
+}
+
+/// Pow: a numeric base and a numeric exponent of any dtype, broadcast; the base's dtype.
+fn pow(base: &TensorType, exponent: &TensorType) -> R<TensorType> {
+    numeric_input(base)?;
+    if exponent.dtype == DType::Bool {
+        return Err(format!("expected a numeric exponent, got {}", show(exponent)));
+    }
+    let shape = broadcast(&base.shape, &exponent.shape)
+        .ok_or_else(|| format!("cannot broadcast {} with {}", show(base), show(exponent)))?;
+    Ok(TensorType::new(base.dtype, shape))
+}
+
+fn relu(x: &TensorType) -> R<TensorType> {
+    if !(x.dtype.is_float() || x.dtype.is_signed_int()) {
+        return Err(format!("expected a float or signed integer input, got {}", show(x)));
+    }
+    Ok(plain(x))
+}
+
+fn clip(inputs: &[&TensorType]) -> R<TensorType> {
+    let x = inputs[0];
+    numeric_input(x)?;
+    for (t, what) in [(inputs[1], "min"), (inputs[2], "max")] {
+        same_dtype(x, t, what)?;
+        scalar(t, what)?;
+    }
+    Ok(plain(x))
+}
+
+/// MaxPool: y, and the indices (i64) when asked for.
+fn max_pool(a: &PoolAttrs, x: &TensorType, n_outputs: usize) -> R<Vec<TensorType>> {
+    if !(x.dtype.is_float() || matches!(x.dtype, DType::I8 | DType::U8)) {
+        return Err(format!("expected a float, i8 or u8 input, got {}", show(x)));
+    }
+    if a.storage_order > 1 {
+        return Err(format!("storage_order must be 0 or 1, got {}", a.storage_order));
+    }
+    let y = pool(a, x)?;
+    let mut out = vec![y.clone()];
+    if n_outputs == 2 {
+        out.push(TensorType::new(DType::I64, y.shape));
+    }
+    Ok(out)
+}
+
+fn global_average_pool(x: &TensorType) -> R<TensorType> {
+    float_input(x, "input")?;
+    if x.rank() < 3 {
+        return Err(format!("expected an input [N,C,D..] of rank >= 3, got {}", show(x)));
+    }
+    let mut shape = x.shape[..2].to_vec();
+    shape.resize(x.rank(), 1);
+    Ok(TensorType::new(x.dtype, shape))
+}
+
+/// Add, Sub, Mul, Div: numpy broadcasting of one numeric dtype.
+fn arithmetic(a: &TensorType, b: &TensorType) -> R<TensorType> {
+    if a.dtype == DType::Bool {
+        return Err(format!("expected numeric inputs, got {}", show(a)));
+    }
+    same_dtype(a, b, "the second input")?;
+    Ok(TensorType::new(
+        a.dtype,
+        broadcast(&a.shape, &b.shape)
+            .ok_or_else(|| format!("cannot broadcast {} with {}", show(a), show(b)))?,
+    ))
+}
+
+fn flatten(x: &TensorType, axis: usize) -> R<TensorType> {
+    if axis > x.rank() {
+        return Err(format!("axis {axis} out of range for {}", show(x)));
+    }
+    let outer = numel(&x.shape[..axis])?;
+    let inner = numel(&x.shape[axis..])?;
+    Ok(TensorType::new(x.dtype, vec![outer, inner]))
+}
+
+fn reshape(x: &TensorType, shape: &[usize]) -> R<TensorType> {
+    let (n_in, n_out) = (numel(&x.shape)?, numel(shape)?);
+    if n_in != n_out {
+        return Err(format!(
+            "cannot reshape {} ({n_in} elements) to {shape:?} ({n_out} elements)",
+            show(x)
+        ));
+    }
+    Ok(TensorType::new(x.dtype, shape.to_vec()))
+}
+
+fn transpose(x: &TensorType, perm: &[usize]) -> R<TensorType> {
+    if !is_permutation(perm, x.rank()) {
+        return Err(format!("perm {perm:?} is not a permutation of the axes of {}", show(x)));
+    }
+    Ok(TensorType::new(x.dtype, perm.iter().map(|&p| x.shape[p]).collect()))
+}
+
+fn squeeze(x: &TensorType, axes: &[usize]) -> R<TensorType> {
+    sorted_axes(axes, x.rank(), x)?;
+    if let Some(&a) = axes.iter().find(|&&a| x.shape[a] != 1) {
+        return Err(format!("cannot squeeze axis {a} of {}: its size is not 1", show(x)));
+    }
+    let shape = (0..x.rank()).filter(|i| !axes.contains(i)).map(|i| x.shape[i]).collect();
+    Ok(TensorType::new(x.dtype, shape))
+}
+
+fn unsqueeze(x: &TensorType, axes: &[usize]) -> R<TensorType> {
+    let rank = x.rank() + axes.len();
+    sorted_axes(axes, rank, x)?;
+    let mut rest = x.shape.iter();
+    let shape =
+        (0..rank).map(|i| if axes.contains(&i) { 1 } else { *rest.next().unwrap_or(&1) }).collect();
+    Ok(TensorType::new(x.dtype, shape))
+}
+
+fn softmax(x: &TensorType, axis: usize) -> R<TensorType> {
+    float_input(x, "input")?;
+    if axis >= x.rank().max(1) || x.rank() == 0 {
+        return Err(format!("axis {axis} out of range for {}", show(x)));
+    }
+    Ok(plain(x))
+}
+
+/// Dropout (inference): y, and the mask (bool) when asked for.
+fn dropout(x: &TensorType, n_outputs: usize) -> R<Vec<TensorType>> {
+    numeric_input(x)?;
+    let mut out = vec![plain(x)];
+    if n_outputs == 2 {
+        out.push(TensorType::new(DType::Bool, x.shape.clone()));
+    }
+    Ok(out)
+}
+
+fn gather(x: &TensorType, idx: &TensorType, axis: usize) -> R<TensorType> {
+    if axis >= x.rank() {
+        return Err(format!("axis {axis} out of range for {}", show(x)));
+    }
+    if !matches!(idx.dtype, DType::I32 | DType::I64) {
+        return Err(format!("expected i32 or i64 indices, got {}", show(idx)));
+    }
+    let mut shape = x.shape[..axis].to_vec();
+    shape.extend_from_slice(&idx.shape);
+    shape.extend_from_slice(&x.shape[axis + 1..]);
+    Ok(TensorType::new(x.dtype, shape))
+}
+
+fn quantize_linear(
+    inputs: &[&TensorType],
+    axis: Option<usize>,
+    block_size: usize,
+    to: DType,
+) -> R<TensorType> {
+    let x = inputs[0];
+    float_input(x, "input")?;
+    if !matches!(to, DType::I8 | DType::U8 | DType::I16 | DType::U16) {
+        return Err(format!("quantizing to {to} is not supported (i8, u8, i16, u16)"));
+    }
+    float_input(inputs[1], "scale")?;
+    if let Some(zp) = inputs.get(2) {
+        if zp.dtype != to {
+            return Err(format!("zero point {} does not have the output dtype {to}", show(zp)));
         }
     }
+    quant_params(x, inputs, axis, block_size)?;
+    Ok(TensorType::new(to, x.shape.clone()))
+}
+
+fn dequantize_linear(
+    inputs: &[&TensorType],
+    axis: Option<usize>,
+    block_size: usize,
+) -> R<TensorType> {
+    let x = inputs[0];
+    if !matches!(x.dtype, DType::I8 | DType::U8 | DType::I16 | DType::U16 | DType::I32) {
+        return Err(format!("expected an i8, u8, i16, u16 or i32 input, got {}", show(x)));
+    }
+    float_input(inputs[1], "scale")?;
+    if let Some(zp) = inputs.get(2) {
+        same_dtype(x, zp, "zero point")?;
+    }
+    quant_params(x, inputs, axis, block_size)?;
+    Ok(TensorType::new(inputs[1].dtype, x.shape.clone()))
 }
 
 /// `f32[3,4]`: a type as messages show it.
@@ -446,7 +442,10 @@ fn spatial_names(n: usize) -> &'static str {
     }
 }
 
-fn batch_norm(inputs: &[&TensorType]) -> R<TensorType> {
+fn batch_norm(epsilon: f32, inputs: &[&TensorType]) -> R<TensorType> {
+    if !epsilon.is_finite() || epsilon < 0.0 {
+        return Err(format!("epsilon must be finite and >= 0, got {epsilon}"));
+    }
     let x = inputs[0];
     float_input(x, "input")?;
     if x.rank() < 2 {
@@ -656,6 +655,10 @@ fn quant_params(
 }
 
 fn arity(inputs: &[&TensorType], min: usize, max: usize) -> R<()> {
+    if max == usize::MAX && inputs.len() < min {
+        let s = if min == 1 { "" } else { "s" };
+        return Err(format!("expected at least {min} input{s}, got {}", inputs.len()));
+    }
     if inputs.len() < min || inputs.len() > max {
         let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
         return Err(format!("expected {want} input(s), got {}", inputs.len()));

@@ -68,171 +68,222 @@ pub struct SliceAxis {
     pub step: i64,
 }
 
-/// An operation. Inputs are listed per variant as `inputs: ...`; optional trailing inputs may be
-/// absent (the node's input list is shorter).
+crate::optable::op_family! {
+    /// An elementwise function of one float tensor, applied to every element (`Op::Unary`):
+    /// the same shape, dtype, kernels and gradient structure for every member, which differ
+    /// only in the function (and its derivative, in the float interpreter).
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub enum UnaryOp {
+        /// `e^x`.
+        Exp = "exp";
+        /// The error function `2/√π ∫₀ˣ e^(−t²) dt`.
+        Erf = "erf";
+        /// `√x` (NaN below 0).
+        Sqrt = "sqrt";
+        /// `gamma · x` for `x > 0`, else `gamma · alpha · (e^x − 1)`.
+        Selu { alpha: f32, gamma: f32 } = "selu";
+        /// The natural logarithm `ln x` (−∞ at 0, NaN below).
+        Log = "log";
+    }
+}
+
+crate::optable::op_family! {
+    /// An elementwise function of one or more tensors of one dtype, numpy-broadcast to one
+    /// shape (`Op::Variadic`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum VariadicOp {
+        /// The sum of the inputs (one input: a copy).
+        Sum = "sum";
+    }
+}
+
+crate::optable::op_family! {
+    /// How [`Reduce`] combines the elements along its axes.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum ReduceOp {
+        /// The arithmetic mean.
+        Mean = "reduce_mean";
+    }
+}
+
+/// A reduction of a float tensor along some axes (`Op::Reduce`); its mnemonic is its
+/// [`ReduceOp`]'s.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Op {
-    /// inputs: x `[N,C,D..]`, w `[M,C/group,K..]`, optional bias `[M]`.
-    Conv(ConvAttrs),
-    /// inputs: x, scale, bias, mean, var (each `[C]`). Inference mode only.
-    BatchNorm {
-        epsilon: f32,
-    },
-    Relu,
-    /// inputs: x, min, max (scalars; the importer supplies the dtype's bounds when absent).
-    Clip,
-    LeakyRelu {
-        alpha: f32,
-    },
-    Sigmoid,
-    HardSigmoid {
-        alpha: f32,
-        beta: f32,
-    },
-    HardSwish,
-    Tanh,
-    /// outputs: y, optional indices (i64).
-    MaxPool(PoolAttrs),
-    AveragePool(PoolAttrs),
-    GlobalAveragePool,
-    /// inputs: a, b, optional c (unidirectionally broadcastable to `[M,N]`).
-    /// `clamp`: a fused activation, as in [`ConvAttrs::clamp`].
-    Gemm {
-        alpha: f32,
-        beta: f32,
-        trans_a: bool,
-        trans_b: bool,
-        clamp: Option<(f32, f32)>,
-    },
-    /// numpy matmul semantics (1-D promotion, batch broadcasting).
-    MatMul,
-    /// numpy broadcasting; integer Div truncates toward zero.
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Concat {
-        axis: usize,
-    },
-    Flatten {
-        axis: usize,
-    },
-    /// The output shape, resolved (no 0 or -1 left).
-    Reshape {
-        shape: Vec<usize>,
-    },
-    Transpose {
-        perm: Vec<usize>,
-    },
-    /// Sorted, non-negative axes.
-    Squeeze {
-        axes: Vec<usize>,
-    },
-    /// Sorted, non-negative axes of the output.
-    Unsqueeze {
-        axes: Vec<usize>,
-    },
-    /// `coerce_2d`: opset < 13 semantics (flatten to 2-D at `axis`, softmax over the second).
-    Softmax {
-        axis: usize,
-        coerce_2d: bool,
-    },
-    Identity,
-    /// Inference mode: y = x; optional output mask (bool, all true).
-    Dropout,
-    /// inputs: x, optional constant value (scalar). `pads` = `[begin.., end..]` over every axis;
-    /// negative entries crop.
-    Pad {
-        mode: PadMode,
-        pads: Vec<i64>,
-    },
-    /// inputs: data, indices (i32/i64, negative counts from the end).
-    Gather {
-        axis: usize,
-    },
-    /// One entry per sliced axis.
-    Slice {
-        axes: Vec<SliceAxis>,
-    },
-    Cast {
-        to: DType,
-    },
-    /// inputs: x (f32), scale, optional zero point (its dtype is the output dtype).
-    /// `axis`: per-axis scale; `block_size` > 0: blocked quantization along `axis`.
-    QuantizeLinear {
-        axis: Option<usize>,
-        block_size: usize,
-        saturate: bool,
-        to: DType,
-    },
-    /// inputs: x (integer), scale, optional zero point.
-    DequantizeLinear {
-        axis: Option<usize>,
-        block_size: usize,
-    },
+pub struct Reduce {
+    pub op: ReduceOp,
+    /// Sorted, unique axes (the importer resolves ONNX's "none given" to every axis, or to no
+    /// reduction at all with `noop_with_empty_axes`).
+    pub axes: Vec<usize>,
+    /// Reduced axes stay as size 1 (else they are removed).
+    pub keep_dims: bool,
+}
+
+impl crate::optable::OpFamily for Reduce {
+    const NAMES: &'static [&'static str] = <ReduceOp as crate::optable::OpFamily>::NAMES;
+
+    fn name(&self) -> &'static str {
+        self.op.name()
+    }
+
+    fn print(&self, out: &mut Vec<(&'static str, crate::optable::Attr)>) {
+        use crate::optable::AttrField;
+        crate::optable::OpFamily::print(&self.op, out);
+        self.axes.print("axes", out);
+        self.keep_dims.print("keep_dims", out);
+    }
+
+    fn parse(
+        name: &str,
+        a: &mut crate::optable::Attrs,
+    ) -> Result<Option<Self>, crate::optable::AttrErr> {
+        use crate::optable::AttrField;
+        let Some(op) = <ReduceOp as crate::optable::OpFamily>::parse(name, a)? else {
+            return Ok(None);
+        };
+        Ok(Some(Reduce {
+            op,
+            axes: AttrField::parse("axes", a)?,
+            keep_dims: AttrField::parse("keep_dims", a)?,
+        }))
+    }
+}
+
+/// What an op does with integer codes (values with quantization parameters, after the
+/// `quantize` pass): the rule the verifier checks between a node's inputs and results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnCodes {
+    /// Multiplies by a stationary weight matrix (goes on a crossbar later): on codes, its
+    /// weights and bias are codes too (the bias i32) and its result is codes.
+    Matrix,
+    /// Only moves or selects elements of its first input: exact on codes, so its result keeps
+    /// the input's dtype and quantization.
+    Moves,
+    /// Has an integer form: on codes, its result is codes (with parameters of its own).
+    Integer,
+    /// Computes in float only: it may not read codes (they are dequantized first).
+    Float,
+    /// QuantizeLinear: converts reals to codes (inferred on its real input types).
+    Quantizes,
+    /// DequantizeLinear: converts codes to reals (inferred on its code types).
+    Dequantizes,
+}
+
+crate::optable::op_table! {
+    /// An operation. Inputs are listed per variant as `inputs: ...`; optional trailing inputs
+    /// may be absent (the node's input list is shorter).
+    ///
+    /// This enum is generated from its table (`crate::optable::op_table!`): each line gives the
+    /// variant, its mnemonic in the text IR (a family's members have their own), its input and
+    /// output counts and what it does with integer codes; its fields are its attributes in the
+    /// text form. `docs/adding-an-op.md` is the recipe for a new op.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum Op {
+        /// inputs: x `[N,C,D..]`, w `[M,C/group,K..]`, optional bias `[M]`.
+        Conv(a: ConvAttrs) = "conv", inputs 2..=3, outputs 1..=1, codes Matrix;
+        /// inputs: x, scale, bias, mean, var (each `[C]`). Inference mode only.
+        BatchNorm { epsilon: f32 } = "batch_norm", inputs 5..=5, outputs 1..=1, codes Integer;
+        Relu = "relu", inputs 1..=1, outputs 1..=1, codes Integer;
+        /// inputs: x, min, max (scalars; the importer supplies the dtype's bounds when absent).
+        Clip = "clip", inputs 3..=3, outputs 1..=1, codes Integer;
+        LeakyRelu { alpha: f32 } = "leaky_relu", inputs 1..=1, outputs 1..=1, codes Float;
+        Sigmoid = "sigmoid", inputs 1..=1, outputs 1..=1, codes Float;
+        HardSigmoid { alpha: f32, beta: f32 } = "hard_sigmoid",
+            inputs 1..=1, outputs 1..=1, codes Float;
+        HardSwish = "hard_swish", inputs 1..=1, outputs 1..=1, codes Float;
+        Tanh = "tanh", inputs 1..=1, outputs 1..=1, codes Float;
+        /// outputs: y, optional indices (i64).
+        MaxPool(a: PoolAttrs) = "max_pool", inputs 1..=1, outputs 1..=2, codes Moves;
+        AveragePool(a: PoolAttrs) = "average_pool", inputs 1..=1, outputs 1..=1, codes Integer;
+        GlobalAveragePool = "global_average_pool", inputs 1..=1, outputs 1..=1, codes Integer;
+        /// inputs: a, b, optional c (unidirectionally broadcastable to `[M,N]`).
+        /// `clamp`: a fused activation, as in [`ConvAttrs::clamp`].
+        Gemm {
+            alpha: f32,
+            beta: f32,
+            trans_a: bool,
+            trans_b: bool,
+            clamp: Option<(f32, f32)>,
+        } = "gemm", inputs 2..=3, outputs 1..=1, codes Matrix;
+        /// numpy matmul semantics (1-D promotion, batch broadcasting).
+        MatMul = "matmul", inputs 2..=2, outputs 1..=1, codes Matrix;
+        /// numpy broadcasting; integer Div truncates toward zero.
+        Add = "add", inputs 2..=2, outputs 1..=1, codes Integer;
+        Sub = "sub", inputs 2..=2, outputs 1..=1, codes Float;
+        Mul = "mul", inputs 2..=2, outputs 1..=1, codes Float;
+        Div = "div", inputs 2..=2, outputs 1..=1, codes Float;
+        Concat { axis: usize } = "concat", inputs 1..=usize::MAX, outputs 1..=1, codes Integer;
+        Flatten { axis: usize } = "flatten", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// The output shape, resolved (no 0 or -1 left).
+        Reshape { shape: Vec<usize> } = "reshape", inputs 1..=1, outputs 1..=1, codes Moves;
+        Transpose { perm: Vec<usize> } = "transpose", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// Sorted, non-negative axes.
+        Squeeze { axes: Vec<usize> } = "squeeze", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// Sorted, non-negative axes of the output.
+        Unsqueeze { axes: Vec<usize> } = "unsqueeze", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// `coerce_2d`: opset < 13 semantics (flatten to 2-D at `axis`, softmax over the second).
+        Softmax { axis: usize, coerce_2d: bool } = "softmax",
+            inputs 1..=1, outputs 1..=1, codes Float;
+        Identity = "identity", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// Inference mode: y = x; optional output mask (bool, all true).
+        Dropout = "dropout", inputs 1..=1, outputs 1..=2, codes Moves;
+        /// inputs: x, optional constant value (scalar). `pads` = `[begin.., end..]` over every
+        /// axis; negative entries crop.
+        Pad { mode: PadMode, pads: Vec<i64> } = "pad", inputs 1..=2, outputs 1..=1, codes Moves;
+        /// inputs: data, indices (i32/i64, negative counts from the end).
+        Gather { axis: usize } = "gather", inputs 2..=2, outputs 1..=1, codes Integer;
+        /// One entry per sliced axis.
+        Slice { axes: Vec<SliceAxis> } = "slice", inputs 1..=1, outputs 1..=1, codes Moves;
+        Cast { to: DType } = "cast", inputs 1..=1, outputs 1..=1, codes Integer;
+        /// inputs: x (f32), scale, optional zero point (its dtype is the output dtype).
+        /// `axis`: per-axis scale; `block_size` > 0: blocked quantization along `axis`.
+        QuantizeLinear {
+            axis: Option<usize>,
+            block_size: usize,
+            saturate: bool,
+            to: DType,
+        } = "quantize_linear", inputs 2..=3, outputs 1..=1, codes Quantizes;
+        /// inputs: x (integer), scale, optional zero point.
+        DequantizeLinear {
+            axis: Option<usize>,
+            block_size: usize,
+        } = "dequantize_linear", inputs 2..=3, outputs 1..=1, codes Dequantizes;
+        /// An elementwise function of one float tensor ([`UnaryOp`]).
+        Unary(f: UnaryOp) = family, inputs 1..=1, outputs 1..=1, codes Float;
+        /// An elementwise function of one or more broadcast tensors ([`VariadicOp`]).
+        Variadic(f: VariadicOp) = family, inputs 1..=usize::MAX, outputs 1..=1, codes Float;
+        /// A reduction along axes ([`Reduce`]).
+        Reduce(r: Reduce) = family, inputs 1..=1, outputs 1..=1, codes Float;
+        /// inputs: base, exponent (numpy broadcasting; the exponent may have another numeric
+        /// dtype). The result has the base's dtype: computed in f64, then converted (integers
+        /// truncate toward zero).
+        Pow = "pow", inputs 2..=2, outputs 1..=1, codes Float;
+    }
 }
 
 impl Op {
-    /// The mnemonic used in the text IR.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Conv(_) => "conv",
-            Op::BatchNorm { .. } => "batch_norm",
-            Op::Relu => "relu",
-            Op::Clip => "clip",
-            Op::LeakyRelu { .. } => "leaky_relu",
-            Op::Sigmoid => "sigmoid",
-            Op::HardSigmoid { .. } => "hard_sigmoid",
-            Op::HardSwish => "hard_swish",
-            Op::Tanh => "tanh",
-            Op::MaxPool(_) => "max_pool",
-            Op::AveragePool(_) => "average_pool",
-            Op::GlobalAveragePool => "global_average_pool",
-            Op::Gemm { .. } => "gemm",
-            Op::MatMul => "matmul",
-            Op::Add => "add",
-            Op::Sub => "sub",
-            Op::Mul => "mul",
-            Op::Div => "div",
-            Op::Concat { .. } => "concat",
-            Op::Flatten { .. } => "flatten",
-            Op::Reshape { .. } => "reshape",
-            Op::Transpose { .. } => "transpose",
-            Op::Squeeze { .. } => "squeeze",
-            Op::Unsqueeze { .. } => "unsqueeze",
-            Op::Softmax { .. } => "softmax",
-            Op::Identity => "identity",
-            Op::Dropout => "dropout",
-            Op::Pad { .. } => "pad",
-            Op::Gather { .. } => "gather",
-            Op::Slice { .. } => "slice",
-            Op::Cast { .. } => "cast",
-            Op::QuantizeLinear { .. } => "quantize_linear",
-            Op::DequantizeLinear { .. } => "dequantize_linear",
-        }
-    }
-
     /// Whether the op only moves or selects elements of its first input (MaxPool, reshapes,
     /// Transpose, Pad, Slice...): exact on integer codes, so its output keeps the input's
     /// quantization.
     pub fn moves_values(&self) -> bool {
-        matches!(
-            self,
-            Op::MaxPool(_)
-                | Op::Reshape { .. }
-                | Op::Flatten { .. }
-                | Op::Transpose { .. }
-                | Op::Squeeze { .. }
-                | Op::Unsqueeze { .. }
-                | Op::Identity
-                | Op::Dropout
-                | Op::Pad { .. }
-                | Op::Slice { .. }
-        )
+        match self.on_codes() {
+            OnCodes::Moves => true,
+            OnCodes::Matrix
+            | OnCodes::Integer
+            | OnCodes::Float
+            | OnCodes::Quantizes
+            | OnCodes::Dequantizes => false,
+        }
     }
 
     /// Whether the op multiplies by a stationary weight matrix (goes on a crossbar later).
     pub fn is_matrix_op(&self) -> bool {
-        matches!(self, Op::Conv(_) | Op::Gemm { .. } | Op::MatMul)
+        match self.on_codes() {
+            OnCodes::Matrix => true,
+            OnCodes::Moves
+            | OnCodes::Integer
+            | OnCodes::Float
+            | OnCodes::Quantizes
+            | OnCodes::Dequantizes => false,
+        }
     }
 }

@@ -1,45 +1,430 @@
-//! Per-op tables shared by the text form and the verifier.
+//! The op table: how each op is declared once.
 //!
-//! Adding an [`Op`] variant is a local change here: one arm in `op_attrs` (fields → `key=value`
-//! pairs, in print order), one in `build_op` (the same keys back into the variant) and one in
-//! [`arity`] (input and output counts), plus its mnemonic in [`Op::name`]. The attribute helpers
-//! (`Attr` for printing, `Attrs` for parsing) cover integers, floats, booleans, words and
-//! lists of them; a new kind of value is added to both.
+//! [`op_table!`] turns one line per op into the [`crate::Op`] enum (its invocation is in
+//! `op.rs`) and everything that can be said on that line: the variant with its fields, its
+//! mnemonic in the text IR ([`crate::Op::name`]), its attributes in the text form (printed and
+//! parsed from the field types through [`AttrField`]; the print order is the field order), its
+//! input and output counts ([`arity`]) and what it does with integer codes
+//! ([`crate::OnCodes`], which the verifier checks and from which `moves_values` and
+//! `is_matrix_op` follow). [`op_family!`] does the same for a family of ops that share one
+//! variant of `Op` and differ only in the function they compute (`Op::Unary(UnaryOp)`): a new
+//! member of a family is one line of its table, and every facet of the family handles it.
+//!
+//! The facets a line cannot say — shape inference (`infer.rs`), the float kernels and the
+//! gradient (`interp`), the importer (`compiler/src/onnx/nodes`) — are exhaustive matches
+//! without a wildcard, so a new variant does not compile until each has its arm.
+//! `docs/adding-an-op.md` is the recipe.
+//!
+//! A field type prints and parses through [`AttrField`]: integers, floats, booleans, words
+//! (dtypes, enum members), lists of them, optional ones (printed only when `Some`), and the
+//! attribute groups of the tuple variants (`ConvAttrs`, `PoolAttrs`). A new kind of value is a
+//! new `impl AttrField` here.
 
 use crate::print::fmt_f32;
 use crate::{ConvAttrs, DType, Op, PadMode, PoolAttrs, SliceAxis};
 use std::fmt::{self, Write};
 use std::ops::RangeInclusive;
 
-/// How many inputs and outputs a node of `op` may have.
+/// How many inputs and outputs a node of `op` may have (the `inputs`/`outputs` of its line).
 pub fn arity(op: &Op) -> (RangeInclusive<usize>, RangeInclusive<usize>) {
-    let one = 1..=1;
-    match op {
-        Op::Conv(_) | Op::Gemm { .. } => (2..=3, one),
-        Op::BatchNorm { .. } => (5..=5, one),
-        Op::Clip => (3..=3, one),
-        Op::Relu
-        | Op::LeakyRelu { .. }
-        | Op::Sigmoid
-        | Op::HardSigmoid { .. }
-        | Op::HardSwish
-        | Op::Tanh
-        | Op::AveragePool(_)
-        | Op::GlobalAveragePool
-        | Op::Flatten { .. }
-        | Op::Reshape { .. }
-        | Op::Transpose { .. }
-        | Op::Squeeze { .. }
-        | Op::Unsqueeze { .. }
-        | Op::Softmax { .. }
-        | Op::Identity
-        | Op::Slice { .. }
-        | Op::Cast { .. } => (one.clone(), one),
-        Op::MaxPool(_) | Op::Dropout => (one, 1..=2),
-        Op::MatMul | Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Gather { .. } => (2..=2, one),
-        Op::Concat { .. } => (1..=usize::MAX, one),
-        Op::Pad { .. } => (1..=2, one),
-        Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => (2..=3, one),
+    op.arity()
+}
+
+/// Generates an op enum from its table (see the module documentation). Each line is
+///
+/// ```text
+/// /// doc
+/// Name                         = "mnemonic", inputs A..=B, outputs C..=D, codes ON_CODES;
+/// Name { field: Type, .. }     = "mnemonic", ...;
+/// Name(binding: Group)         = "mnemonic", ...;   (Group: an attribute group, e.g. ConvAttrs)
+/// Name(binding: Family)        = family, ...;       (Family: an `op_family!` enum)
+/// ```
+///
+/// and generates the enum, `name`, `attrs` (print), `parse`, `mnemonics`, `arity` and
+/// `on_codes`.
+macro_rules! op_table {
+    (
+        $(#[$meta:meta])*
+        pub enum $E:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $V:ident
+                $( ( $b:ident : $bty:ty ) )?
+                $( { $( $f:ident : $fty:ty ),* $(,)? } )?
+                = $mn:tt, inputs $ins:expr, outputs $outs:expr, codes $codes:ident;
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $E {
+            $(
+                $(#[doc = $doc])*
+                $V $( ($bty) )? $( { $( $f: $fty ),* } )?,
+            )*
+        }
+
+        impl $E {
+            /// The mnemonic used in the text IR.
+            #[allow(unused_variables)]
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( $E::$V $( ($b) )? $( { $( $f: _ ),* } )? => {
+                        $crate::optable::mnemonic!($mn $(, $b)?)
+                    } )*
+                }
+            }
+
+            /// The attributes in print order: every field, an `Option` one only when `Some`.
+            pub(crate) fn attrs(&self) -> Vec<(&'static str, $crate::optable::Attr)> {
+                #[allow(unused_mut)]
+                let mut out = Vec::new();
+                match self {
+                    $( $E::$V $( ($b) )? $( { $( $f ),* } )? => {
+                        $( $crate::optable::print_inner!($mn, $b, out); )?
+                        $( $( $crate::optable::AttrField::print($f, stringify!($f), &mut out); )* )?
+                    } )*
+                }
+                out
+            }
+
+            /// The op whose mnemonic is `name`, its fields taken from `a`; `Ok(None)` for an
+            /// unknown name. The caller then calls [`Attrs::finish`] to reject attributes the
+            /// op does not have.
+            pub(crate) fn parse(
+                name: &str,
+                a: &mut $crate::optable::Attrs,
+            ) -> Result<Option<$E>, $crate::optable::AttrErr> {
+                $(
+                    $crate::optable::parse_entry!(
+                        $mn, name, a, $E :: $V,
+                        [ $( ($bty) )? ],
+                        [ $( { $( $f : $fty ),* } )? ]
+                    );
+                )*
+                Ok(None)
+            }
+
+            /// Every mnemonic of the text IR (a family's members each have theirs).
+            pub fn mnemonics() -> Vec<&'static str> {
+                let mut all = Vec::new();
+                $( all.extend_from_slice($crate::optable::names!($mn $(, $bty)?)); )*
+                all
+            }
+
+            /// How many inputs and outputs a node of this op may have.
+            pub fn arity(&self) -> (::std::ops::RangeInclusive<usize>, ::std::ops::RangeInclusive<usize>) {
+                match self {
+                    $( $E::$V { .. } => ($ins, $outs), )*
+                }
+            }
+
+            /// What the op does with integer codes.
+            pub fn on_codes(&self) -> $crate::OnCodes {
+                match self {
+                    $( $E::$V { .. } => $crate::OnCodes::$codes, )*
+                }
+            }
+        }
+    };
+}
+pub(crate) use op_table;
+
+/// Generates the enum of an op family (see the module documentation): one line per member,
+///
+/// ```text
+/// /// doc
+/// Name = "mnemonic";
+/// Name { field: Type, .. } = "mnemonic";
+/// ```
+///
+/// and its [`OpFamily`] implementation (mnemonic, attributes, parsing).
+macro_rules! op_family {
+    (
+        $(#[$meta:meta])*
+        pub enum $E:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $V:ident $( { $( $f:ident : $fty:ty ),* $(,)? } )? = $mn:literal;
+            )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $E {
+            $(
+                $(#[doc = $doc])*
+                $V $( { $( $f: $fty ),* } )?,
+            )*
+        }
+
+        impl $E {
+            /// The mnemonic used in the text IR.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( $E::$V { .. } => $mn, )*
+                }
+            }
+        }
+
+        impl $crate::optable::OpFamily for $E {
+            const NAMES: &'static [&'static str] = &[$($mn),*];
+
+            fn name(&self) -> &'static str {
+                $E::name(self)
+            }
+
+            #[allow(unused_variables)]
+            fn print(&self, out: &mut Vec<(&'static str, $crate::optable::Attr)>) {
+                match self {
+                    $( $E::$V $( { $( $f ),* } )? => {
+                        $( $( $crate::optable::AttrField::print($f, stringify!($f), out); )* )?
+                    } )*
+                }
+            }
+
+            #[allow(unused_variables)]
+            fn parse(
+                name: &str,
+                a: &mut $crate::optable::Attrs,
+            ) -> Result<Option<$E>, $crate::optable::AttrErr> {
+                $(
+                    $crate::optable::parse_entry!(
+                        $mn, name, a, $E :: $V, [ ], [ $( { $( $f : $fty ),* } )? ]
+                    );
+                )*
+                Ok(None)
+            }
+        }
+    };
+}
+pub(crate) use op_family;
+
+/// The mnemonic of one line of [`op_table!`]: the literal, or the family member's.
+macro_rules! mnemonic {
+    (family, $b:ident) => {
+        $crate::optable::OpFamily::name($b)
+    };
+    ($mn:literal $(, $b:ident)?) => {
+        $mn
+    };
+}
+pub(crate) use mnemonic;
+
+/// The mnemonics of one line of [`op_table!`]: the literal, or every member's of the family.
+macro_rules! names {
+    (family, $ty:ty) => {
+        <$ty as $crate::optable::OpFamily>::NAMES
+    };
+    ($mn:literal $(, $ty:ty)?) => {
+        &[$mn]
+    };
+}
+pub(crate) use names;
+
+/// Prints the inner value of a tuple variant: an attribute group, or a family member.
+macro_rules! print_inner {
+    (family, $b:ident, $out:ident) => {
+        $crate::optable::OpFamily::print($b, &mut $out)
+    };
+    ($mn:literal, $b:ident, $out:ident) => {
+        $crate::optable::AttrField::print($b, "", &mut $out)
+    };
+}
+pub(crate) use print_inner;
+
+/// Parses one line of a table: returns from the enclosing function when `name` is its op.
+macro_rules! parse_entry {
+    (family, $name:ident, $a:ident, $E:ident :: $V:ident, [ ($ty:ty) ], [ ]) => {
+        if let Some(member) = <$ty as $crate::optable::OpFamily>::parse($name, $a)? {
+            return Ok(Some($E::$V(member)));
+        }
+    };
+    (
+        $mn:literal, $name:ident, $a:ident, $E:ident :: $V:ident,
+        [ $( ($ty:ty) )? ],
+        [ $( { $( $f:ident : $fty:ty ),* } )? ]
+    ) => {
+        if $name == $mn {
+            return Ok(Some($E::$V
+                $( (<$ty as $crate::optable::AttrField>::parse("", $a)?) )?
+                $( { $( $f: <$fty as $crate::optable::AttrField>::parse(stringify!($f), $a)? ),* } )?
+            ));
+        }
+    };
+}
+pub(crate) use parse_entry;
+
+/// A family of ops sharing one variant of [`Op`] (generated by [`op_family!`]).
+pub(crate) trait OpFamily: Sized {
+    /// The mnemonics of every member.
+    const NAMES: &'static [&'static str];
+    /// The member's mnemonic, which is the op's in the text IR.
+    fn name(&self) -> &'static str;
+    /// Appends the member's attributes in print order.
+    fn print(&self, out: &mut Vec<(&'static str, Attr)>);
+    /// The member whose mnemonic is `name`, its fields taken from `a`; `None` for another name.
+    fn parse(name: &str, a: &mut Attrs) -> Result<Option<Self>, AttrErr>;
+}
+
+/// A field of an op (or the attribute group of a tuple variant) in the text form.
+pub(crate) trait AttrField: Sized {
+    /// Appends the field's `key=value` pair (none for an absent optional field; a group
+    /// appends its own keys and ignores `key`).
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>);
+    /// Takes the field back from the attributes.
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr>;
+}
+
+impl AttrField for usize {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::UInt(*self)));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        a.uint(key)
+    }
+}
+
+impl AttrField for f32 {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Float(*self)));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        a.f32(key)
+    }
+}
+
+impl AttrField for bool {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Bool(*self)));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        a.bool(key)
+    }
+}
+
+impl AttrField for Vec<usize> {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::UInts(self.clone())));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        a.uints(key)
+    }
+}
+
+impl AttrField for Vec<i64> {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Ints(self.clone())));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        a.ints(key)
+    }
+}
+
+impl AttrField for Option<usize> {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.extend(self.map(|v| (key, Attr::UInt(v))));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        a.opt_uint(key)
+    }
+}
+
+/// A fused clamp `[lo, hi]`.
+impl AttrField for Option<(f32, f32)> {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.extend(self.map(|(lo, hi)| (key, Attr::Bounds(lo, hi))));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        a.opt_bounds(key)
+    }
+}
+
+impl AttrField for DType {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Word(self.name())));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        a.dtype(key)
+    }
+}
+
+impl AttrField for PadMode {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Word(self.name())));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        let (pos, w) = a.word(key)?;
+        PadMode::from_name(&w).ok_or_else(|| AttrErr {
+            pos,
+            msg: format!("unknown pad mode '{w}' (expected constant, reflect, edge or wrap)"),
+        })
+    }
+}
+
+/// Slice's axes print as four parallel lists: `axes`, `starts`, `ends`, `steps`.
+impl AttrField for Vec<SliceAxis> {
+    fn print(&self, _key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push(("axes", Attr::UInts(self.iter().map(|s| s.axis).collect())));
+        out.push(("starts", Attr::Ints(self.iter().map(|s| s.start).collect())));
+        out.push(("ends", Attr::Ints(self.iter().map(|s| s.end).collect())));
+        out.push(("steps", Attr::Ints(self.iter().map(|s| s.step).collect())));
+    }
+    fn parse(_key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        let pos = a.pos;
+        let (axes, starts, ends, steps) =
+            (a.uints("axes")?, a.ints("starts")?, a.ints("ends")?, a.ints("steps")?);
+        if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len() {
+            return Err(AttrErr {
+                pos,
+                msg: "slice: axes, starts, ends and steps must have the same length".into(),
+            });
+        }
+        Ok((0..axes.len())
+            .map(|i| SliceAxis { axis: axes[i], start: starts[i], end: ends[i], step: steps[i] })
+            .collect())
+    }
+}
+
+impl AttrField for ConvAttrs {
+    fn print(&self, _key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push(("kernel", Attr::UInts(self.kernel.clone())));
+        out.push(("strides", Attr::UInts(self.strides.clone())));
+        out.push(("dilations", Attr::UInts(self.dilations.clone())));
+        out.push(("pads", Attr::UInts(self.pads.clone())));
+        out.push(("group", Attr::UInt(self.group)));
+        self.clamp.print("clamp", out);
+    }
+    fn parse(_key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        Ok(ConvAttrs {
+            kernel: a.uints("kernel")?,
+            strides: a.uints("strides")?,
+            dilations: a.uints("dilations")?,
+            pads: a.uints("pads")?,
+            group: a.uint("group")?,
+            clamp: a.opt_bounds("clamp")?,
+        })
+    }
+}
+
+impl AttrField for PoolAttrs {
+    fn print(&self, _key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push(("kernel", Attr::UInts(self.kernel.clone())));
+        out.push(("strides", Attr::UInts(self.strides.clone())));
+        out.push(("dilations", Attr::UInts(self.dilations.clone())));
+        out.push(("pads", Attr::UInts(self.pads.clone())));
+        out.push(("ceil_mode", Attr::Bool(self.ceil_mode)));
+        out.push(("count_include_pad", Attr::Bool(self.count_include_pad)));
+        out.push(("storage_order", Attr::UInt(self.storage_order as usize)));
+    }
+    fn parse(_key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        Ok(PoolAttrs {
+            kernel: a.uints("kernel")?,
+            strides: a.uints("strides")?,
+            dilations: a.uints("dilations")?,
+            pads: a.uints("pads")?,
+            ceil_mode: a.bool("ceil_mode")?,
+            count_include_pad: a.bool("count_include_pad")?,
+            storage_order: a.num("storage_order", "an integer 0..=255")?,
+        })
     }
 }
 
@@ -83,201 +468,6 @@ impl fmt::Display for Attr {
             Attr::Word(w) => f.write_str(w),
         }
     }
-}
-
-fn conv_attrs(a: &ConvAttrs) -> Vec<(&'static str, Attr)> {
-    let mut v = vec![
-        ("kernel", Attr::UInts(a.kernel.clone())),
-        ("strides", Attr::UInts(a.strides.clone())),
-        ("dilations", Attr::UInts(a.dilations.clone())),
-        ("pads", Attr::UInts(a.pads.clone())),
-        ("group", Attr::UInt(a.group)),
-    ];
-    v.extend(a.clamp.map(|(lo, hi)| ("clamp", Attr::Bounds(lo, hi))));
-    v
-}
-
-fn pool_attrs(a: &PoolAttrs) -> Vec<(&'static str, Attr)> {
-    vec![
-        ("kernel", Attr::UInts(a.kernel.clone())),
-        ("strides", Attr::UInts(a.strides.clone())),
-        ("dilations", Attr::UInts(a.dilations.clone())),
-        ("pads", Attr::UInts(a.pads.clone())),
-        ("ceil_mode", Attr::Bool(a.ceil_mode)),
-        ("count_include_pad", Attr::Bool(a.count_include_pad)),
-        ("storage_order", Attr::UInt(a.storage_order as usize)),
-    ]
-}
-
-/// The attributes of `op` in print order. Every field of the variant appears (an `Option` field
-/// only when `Some`).
-pub(crate) fn op_attrs(op: &Op) -> Vec<(&'static str, Attr)> {
-    use Attr::*;
-    match op {
-        Op::Conv(a) => conv_attrs(a),
-        Op::MaxPool(a) | Op::AveragePool(a) => pool_attrs(a),
-        Op::BatchNorm { epsilon } => vec![("epsilon", Float(*epsilon))],
-        Op::LeakyRelu { alpha } => vec![("alpha", Float(*alpha))],
-        Op::HardSigmoid { alpha, beta } => vec![("alpha", Float(*alpha)), ("beta", Float(*beta))],
-        Op::Gemm { alpha, beta, trans_a, trans_b, clamp } => {
-            let mut v = vec![
-                ("alpha", Float(*alpha)),
-                ("beta", Float(*beta)),
-                ("trans_a", Bool(*trans_a)),
-                ("trans_b", Bool(*trans_b)),
-            ];
-            v.extend(clamp.map(|(lo, hi)| ("clamp", Bounds(lo, hi))));
-            v
-        }
-        Op::Concat { axis } | Op::Flatten { axis } | Op::Gather { axis } => {
-            vec![("axis", UInt(*axis))]
-        }
-        Op::Reshape { shape } => vec![("shape", UInts(shape.clone()))],
-        Op::Transpose { perm } => vec![("perm", UInts(perm.clone()))],
-        Op::Squeeze { axes } | Op::Unsqueeze { axes } => vec![("axes", UInts(axes.clone()))],
-        Op::Softmax { axis, coerce_2d } => {
-            vec![("axis", UInt(*axis)), ("coerce_2d", Bool(*coerce_2d))]
-        }
-        Op::Pad { mode, pads } => vec![("mode", Word(mode.name())), ("pads", Ints(pads.clone()))],
-        Op::Slice { axes } => vec![
-            ("axes", UInts(axes.iter().map(|s| s.axis).collect())),
-            ("starts", Ints(axes.iter().map(|s| s.start).collect())),
-            ("ends", Ints(axes.iter().map(|s| s.end).collect())),
-            ("steps", Ints(axes.iter().map(|s| s.step).collect())),
-        ],
-        Op::Cast { to } => vec![("to", Word(to.name()))],
-        Op::QuantizeLinear { axis, block_size, saturate, to } => {
-            let mut v = Vec::new();
-            if let Some(a) = axis {
-                v.push(("axis", UInt(*a)));
-            }
-            v.push(("block_size", UInt(*block_size)));
-            v.push(("saturate", Bool(*saturate)));
-            v.push(("to", Word(to.name())));
-            v
-        }
-        Op::DequantizeLinear { axis, block_size } => {
-            let mut v = Vec::new();
-            if let Some(a) = axis {
-                v.push(("axis", UInt(*a)));
-            }
-            v.push(("block_size", UInt(*block_size)));
-            v
-        }
-        Op::Relu
-        | Op::Clip
-        | Op::Sigmoid
-        | Op::HardSwish
-        | Op::Tanh
-        | Op::GlobalAveragePool
-        | Op::MatMul
-        | Op::Add
-        | Op::Sub
-        | Op::Mul
-        | Op::Div
-        | Op::Identity
-        | Op::Dropout => Vec::new(),
-    }
-}
-
-/// The op named `name` with attributes taken from `a`; `Ok(None)` for an unknown name. The caller
-/// then calls [`Attrs::finish`] to reject attributes the op does not have.
-pub(crate) fn build_op(name: &str, a: &mut Attrs) -> Result<Option<Op>, AttrErr> {
-    let op = match name {
-        "conv" => Op::Conv(ConvAttrs {
-            kernel: a.uints("kernel")?,
-            strides: a.uints("strides")?,
-            dilations: a.uints("dilations")?,
-            pads: a.uints("pads")?,
-            group: a.uint("group")?,
-            clamp: a.opt_bounds("clamp")?,
-        }),
-        "max_pool" => Op::MaxPool(pool(a)?),
-        "average_pool" => Op::AveragePool(pool(a)?),
-        "batch_norm" => Op::BatchNorm { epsilon: a.f32("epsilon")? },
-        "relu" => Op::Relu,
-        "clip" => Op::Clip,
-        "leaky_relu" => Op::LeakyRelu { alpha: a.f32("alpha")? },
-        "sigmoid" => Op::Sigmoid,
-        "hard_sigmoid" => Op::HardSigmoid { alpha: a.f32("alpha")?, beta: a.f32("beta")? },
-        "hard_swish" => Op::HardSwish,
-        "tanh" => Op::Tanh,
-        "global_average_pool" => Op::GlobalAveragePool,
-        "gemm" => Op::Gemm {
-            alpha: a.f32("alpha")?,
-            beta: a.f32("beta")?,
-            trans_a: a.bool("trans_a")?,
-            trans_b: a.bool("trans_b")?,
-            clamp: a.opt_bounds("clamp")?,
-        },
-        "matmul" => Op::MatMul,
-        "add" => Op::Add,
-        "sub" => Op::Sub,
-        "mul" => Op::Mul,
-        "div" => Op::Div,
-        "concat" => Op::Concat { axis: a.uint("axis")? },
-        "flatten" => Op::Flatten { axis: a.uint("axis")? },
-        "reshape" => Op::Reshape { shape: a.uints("shape")? },
-        "transpose" => Op::Transpose { perm: a.uints("perm")? },
-        "squeeze" => Op::Squeeze { axes: a.uints("axes")? },
-        "unsqueeze" => Op::Unsqueeze { axes: a.uints("axes")? },
-        "softmax" => Op::Softmax { axis: a.uint("axis")?, coerce_2d: a.bool("coerce_2d")? },
-        "identity" => Op::Identity,
-        "dropout" => Op::Dropout,
-        "pad" => {
-            let (pos, w) = a.word("mode")?;
-            let mode = PadMode::from_name(&w).ok_or_else(|| AttrErr {
-                pos,
-                msg: format!("unknown pad mode '{w}' (expected constant, reflect, edge or wrap)"),
-            })?;
-            Op::Pad { mode, pads: a.ints("pads")? }
-        }
-        "gather" => Op::Gather { axis: a.uint("axis")? },
-        "slice" => {
-            let pos = a.pos;
-            let (axes, starts, ends, steps) =
-                (a.uints("axes")?, a.ints("starts")?, a.ints("ends")?, a.ints("steps")?);
-            if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len() {
-                return Err(AttrErr {
-                    pos,
-                    msg: "slice: axes, starts, ends and steps must have the same length".into(),
-                });
-            }
-            let axes = (0..axes.len())
-                .map(|i| SliceAxis {
-                    axis: axes[i],
-                    start: starts[i],
-                    end: ends[i],
-                    step: steps[i],
-                })
-                .collect();
-            Op::Slice { axes }
-        }
-        "cast" => Op::Cast { to: a.dtype("to")? },
-        "quantize_linear" => Op::QuantizeLinear {
-            axis: a.opt_uint("axis")?,
-            block_size: a.uint("block_size")?,
-            saturate: a.bool("saturate")?,
-            to: a.dtype("to")?,
-        },
-        "dequantize_linear" => {
-            Op::DequantizeLinear { axis: a.opt_uint("axis")?, block_size: a.uint("block_size")? }
-        }
-        _ => return Ok(None),
-    };
-    Ok(Some(op))
-}
-
-fn pool(a: &mut Attrs) -> Result<PoolAttrs, AttrErr> {
-    Ok(PoolAttrs {
-        kernel: a.uints("kernel")?,
-        strides: a.uints("strides")?,
-        dilations: a.uints("dilations")?,
-        pads: a.uints("pads")?,
-        ceil_mode: a.bool("ceil_mode")?,
-        count_include_pad: a.bool("count_include_pad")?,
-        storage_order: a.num("storage_order", "an integer 0..=255")?,
-    })
 }
 
 /// A parse error at byte `pos` of the text.

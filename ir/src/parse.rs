@@ -4,9 +4,9 @@
 
 use crate::datafile::{read_data, DataEntry};
 use crate::error::IrError;
-use crate::optable::{build_op, AttrErr, AttrKind, AttrVal, Attrs};
+use crate::optable::{AttrErr, AttrKind, AttrVal, Attrs};
 use crate::print::{parse_f32, parse_f64, write_name};
-use crate::{DType, Graph, Placement, QuantParams, TensorData, TensorType, ValueId};
+use crate::{DType, Graph, Op, Placement, QuantParams, TensorData, TensorType, ValueId};
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -471,7 +471,7 @@ impl<'a> Parser<'a> {
             attrs.items = self.attr_items()?;
         }
         let node_name = if self.peek() == Some('"') { self.string()? } else { String::new() };
-        let Some(op) = build_op(op_name, &mut attrs)? else {
+        let Some(op) = Op::parse(op_name, &mut attrs)? else {
             return err(op_at, format!("unknown op '{op_name}'"));
         };
         attrs.finish()?;

@@ -60,11 +60,12 @@
 //!   with [`crate::parse_with_data`]). Hand-written files may write any constant inline.
 //! * A constant's type may carry quantization (`const @w : i8[4] q(...) = ...`); its dtype and
 //!   shape must match the data.
-//! * Op attributes print as `{key=value, ...}` in the order of the table in
-//!   [`crate::optable`]; every field of the op appears (an `Option` field only when `Some`). The
-//!   parser takes them in any order, and rejects missing, unknown and duplicate ones.
+//! * Op attributes print as `{key=value, ...}` in the order of the op's fields in its table
+//!   (`op.rs`, [`crate::optable`]); every field of the op appears (an `Option` field only when
+//!   `Some`). The parser takes them in any order, and rejects missing, unknown and duplicate
+//!   ones.
 
-use crate::optable::{op_attrs, Attr};
+use crate::optable::Attr;
 use crate::{DType, Graph, Placement, TensorData, TensorType, ValueDef, ValueId};
 use std::fmt::{self, Write};
 
@@ -318,7 +319,7 @@ impl fmt::Display for Graph {
             write!(f, "{}(", node.op.name())?;
             write_list(f, &node.inputs, ", ", |f, &v| write_ref(f, self, v))?;
             f.write_char(')')?;
-            let attrs = op_attrs(&node.op);
+            let attrs = node.op.attrs();
             if !attrs.is_empty() {
                 f.write_str(" {")?;
                 write_list(f, &attrs, ", ", |f, (k, v): &(&str, Attr)| write!(f, "{k}={v}"))?;

@@ -13,7 +13,7 @@
 use crate::error::IrError;
 use crate::optable::arity;
 use crate::print::write_name;
-use crate::{DType, Graph, NodeId, Op, Placement, TensorType, ValueDef, ValueId};
+use crate::{DType, Graph, NodeId, OnCodes, Op, Placement, TensorType, ValueDef, ValueId};
 use std::collections::{HashMap, HashSet};
 use std::ops::RangeInclusive;
 
@@ -362,7 +362,10 @@ impl Verifier<'_> {
         let who = self.node_prefix(nid);
         // Integer codes with parameters stand for real values: a quantized node is inferred on
         // the float view of its inputs (quantize/dequantize nodes convert, so they are not).
-        let converts = matches!(node.op, Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. });
+        let converts = match node.op.on_codes() {
+            OnCodes::Quantizes | OnCodes::Dequantizes => true,
+            OnCodes::Matrix | OnCodes::Moves | OnCodes::Integer | OnCodes::Float => false,
+        };
         let views: Vec<TensorType> = node
             .inputs
             .iter()
@@ -413,8 +416,11 @@ impl Verifier<'_> {
         if !is_codes(tx) {
             return;
         }
-        match &node.op {
-            Op::Conv(_) | Op::Gemm { .. } | Op::MatMul => {
+        let result_not_codes = |v: &Self| {
+            format!("{who}: reads codes but its result {} is not codes", v.show(node.outputs[0]))
+        };
+        match node.op.on_codes() {
+            OnCodes::Matrix => {
                 if let Some(&w) = node.inputs.get(1) {
                     if !is_codes(g.ty(w)) {
                         self.errs.push(format!("{who}: reads codes {} but its weights {} are not integer codes with parameters", self.show(x), self.show(w)));
@@ -429,13 +435,10 @@ impl Verifier<'_> {
                     }
                 }
                 if !is_codes(ty) {
-                    self.errs.push(format!(
-                        "{who}: reads codes but its result {} is not codes",
-                        self.show(node.outputs[0])
-                    ));
+                    self.errs.push(result_not_codes(self));
                 }
             }
-            op if op.moves_values() => {
+            OnCodes::Moves => {
                 if tx.quant != ty.quant || tx.dtype != ty.dtype {
                     self.errs.push(format!(
                         "{who}: moves codes, so its result {} must keep the parameters of {} ({} vs {})",
@@ -446,33 +449,18 @@ impl Verifier<'_> {
                     ));
                 }
             }
-            Op::Sigmoid
-            | Op::Tanh
-            | Op::HardSigmoid { .. }
-            | Op::HardSwish
-            | Op::LeakyRelu { .. }
-            | Op::Softmax { .. }
-            | Op::Div
-            | Op::Mul
-            | Op::Sub => {
+            OnCodes::Float => {
                 self.errs.push(format!(
                     "{who}: computes in float but reads integer codes {} (dequantize first)",
                     self.show(x)
                 ));
             }
-            _ => {
-                if !node
-                    .outputs
-                    .iter()
-                    .take(1)
-                    .all(|&o| is_codes(g.ty(o)) || matches!(node.op, Op::DequantizeLinear { .. }))
-                {
-                    self.errs.push(format!(
-                        "{who}: reads codes but its result {} is not codes",
-                        self.show(node.outputs[0])
-                    ));
+            OnCodes::Integer | OnCodes::Quantizes => {
+                if !is_codes(ty) {
+                    self.errs.push(result_not_codes(self));
                 }
             }
+            OnCodes::Dequantizes => {}
         }
     }
 }

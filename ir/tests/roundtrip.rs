@@ -37,6 +37,23 @@ fn cases_roundtrip() {
     });
 }
 
+/// Every mnemonic of the op table (each member of a family too) is written by some case, so a
+/// new op's text form is round-tripped.
+#[test]
+fn cases_cover_every_op() {
+    let cases = common::cases();
+    let missing: Vec<&str> = Op::mnemonics()
+        .into_iter()
+        .filter(|m| !cases.iter().any(|(_, src)| src.contains(&format!("= {m}("))))
+        .collect();
+    assert!(missing.is_empty(), "no case in tests/cases writes {missing:?}");
+    let mut all = Op::mnemonics();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "two ops share a mnemonic");
+}
+
 /// The hand-written cases are well-typed: the verifier (with the real inference) accepts them.
 #[test]
 fn cases_verify() {

@@ -6,14 +6,16 @@
 //! Clip on integer codes: in QCDQ models (Brevitas) it narrows the codes to fewer bits, which
 //! `fold-qdq` reads from its bounds.
 
-use cimc_ir::{DType, Op, TensorData, TensorType};
+use cimc_ir::{DType, OnCodes, Op, TensorData, TensorType};
 
 /// Whether folding `op` on inputs of these types is allowed.
 pub fn foldable(op: &Op, inputs: &[&TensorType]) -> bool {
-    match op {
-        Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => false,
-        Op::Clip => inputs.first().is_none_or(|t| matches!(t.dtype, DType::F32 | DType::F64)),
-        _ => true,
+    if *op == Op::Clip {
+        return inputs.first().is_none_or(|t| matches!(t.dtype, DType::F32 | DType::F64));
+    }
+    match op.on_codes() {
+        OnCodes::Quantizes | OnCodes::Dequantizes => false,
+        OnCodes::Matrix | OnCodes::Moves | OnCodes::Integer | OnCodes::Float => true,
     }
 }
 

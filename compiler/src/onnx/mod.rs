@@ -18,11 +18,9 @@
 //!   `name (op_type, domain 'd', opset N)`.
 //!
 //! # Supported ops (default domain)
-//! Add, AveragePool, BatchNormalization (inference), Cast, Clip, Concat, Constant,
-//! ConstantOfShape, Conv, DequantizeLinear, Div, Dropout (inference), Flatten, Gather, Gemm,
-//! GlobalAveragePool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool (with
-//! Indices), Mul, Pad (constant, reflect, edge, wrap), QuantizeLinear, Range, Relu, Reshape,
-//! Shape, Sigmoid, Slice, Softmax, Squeeze, Sub, Tanh, Transpose, Unsqueeze.
+//! Each file of `nodes/` registers the ops it lowers in its `IMPORTS` table; `nodes::FAMILIES`
+//! gathers them. That is the one list: the unsupported-op check and the lowering dispatch read
+//! it, and `docs/onnx-ops.md` is generated from it (a test fails when the file is stale).
 //!
 //! # Opset policy
 //! The model's default-domain opset must lie in [`MIN_OPSET`]`..=`[`MAX_OPSET`]. Within it an op
@@ -31,8 +29,8 @@
 //! (attributes instead of inputs), Slice < 10, Squeeze/Unsqueeze < 13 (axes attribute),
 //! Softmax < 13 (`coerce_2d`; recorded as the plain form when the axis is the last one, where
 //! both agree), Dropout < 12 (ratio attribute; a non-constant `training_mode` is taken as
-//! inference). Refused with a message:
-//! Dropout < 10 with a mask output (not bool), BatchNormalization in training mode or with
+//! inference), Dropout < 10 (its mask has the input's type: a constant of ones), ReduceMean < 18
+//! (axes attribute). Refused with a message: BatchNormalization in training mode or with
 //! `spatial=0`, attributes an op does not know (e.g. a QuantizeLinear `precision` other than the
 //! scale's type), and element types outside f32, f64, i8, u8, i16, u16, i32, i64, bool. Other
 //! domains may be listed in `opset_import` as long as no node uses them.
@@ -51,6 +49,7 @@ use crate::error::{Error, Result};
 use bytes::Bytes;
 use cimc_ir::{Graph, TensorData, TensorType, ValueId};
 pub use limits::ImportLimits;
+pub use nodes::supported_ops_markdown;
 use nodes::{Ctx, Lowered};
 use prost::Message;
 use proto::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
@@ -208,7 +207,7 @@ fn default_opset(model: &ModelProto, graph: &GraphProto, file: &Path) -> Result<
         let domain = n.domain.as_deref().unwrap_or("");
         let default = is_default_domain(Some(domain));
         let qonnx = op == "Quant" && nodes::quant::QONNX_DOMAINS.contains(&domain);
-        let supported = qonnx || (default && nodes::SUPPORTED.contains(&op));
+        let supported = qonnx || (default && nodes::find(op).is_some());
         if !supported {
             let key = if default { "" } else { domain };
             let shown = if default { "ai.onnx" } else { domain };
@@ -487,6 +486,7 @@ impl Importer {
         let lowered = {
             let mut ctx = Ctx {
                 imp: self,
+                op_type: &op_type,
                 attrs: attrs::Attrs::new(n),
                 opset,
                 name: &name,
@@ -496,12 +496,12 @@ impl Importer {
             if nodes::quant::QONNX_DOMAINS.contains(&n.domain.as_deref().unwrap_or("")) {
                 nodes::quant::qonnx_quant(&mut ctx)
             } else {
-                nodes::lower(&mut ctx, &op_type)
+                nodes::lower(&mut ctx)
             }
         };
         let lowered = lowered.map_err(node_err)?;
         let outs = &n.output[..n_outputs];
-        match lowered {
+        let (op, ins, extra) = match lowered {
             Lowered::Consts(datas) => {
                 if datas.len() != n_outputs {
                     return Err(node_err(format!(
@@ -510,53 +510,56 @@ impl Importer {
                         datas.len()
                     )));
                 }
-                for (o, d) in outs.iter().zip(datas) {
-                    if !o.is_empty() {
-                        let v = self.g.add_const(o.clone(), d);
-                        self.define(o, v)?;
-                    }
-                }
+                return self.define_consts(outs, datas);
             }
-            Lowered::Op(op, ins) => {
-                let types: Vec<&TensorType> = ins.iter().map(|&v| self.g.ty(v)).collect();
-                let out_types = cimc_ir::infer::infer(&op, &types, n_outputs).map_err(&node_err)?;
-                for t in &out_types {
-                    let (_, nbytes) = byte_size(t.dtype, &t.shape).map_err(&node_err)?;
-                    let limits = &self.reader.limits;
-                    let what = || format!("its output {}", cimc_ir::infer::show(t));
-                    limits.check_tensor(nbytes, what).map_err(&node_err)?;
-                }
-                let consts: Option<Vec<&TensorData>> =
-                    ins.iter().map(|&v| self.g.value(v).const_data()).collect();
-                if let (Some(c), true) = (consts, fold::foldable(&op, &types) && !ins.is_empty()) {
-                    let folded = fold::eval(&op, &c, &out_types, &self.reader)
-                        .map_err(|m| Error::Internal(format!("node '{name}' ({op_type}): {m}")))?;
-                    if let Some(datas) = folded {
-                        for (o, d) in outs.iter().zip(datas) {
-                            if !o.is_empty() {
-                                let v = self.g.add_const(o.clone(), d);
-                                self.define(o, v)?;
-                            }
-                        }
-                        return Ok(());
-                    }
-                }
-                let mut named = Vec::with_capacity(n_outputs);
-                for (k, (o, t)) in outs.iter().zip(out_types).enumerate() {
-                    let vname = if o.is_empty() {
-                        self.fresh_name(&format!("{name}_out{k}"))
-                    } else {
-                        o.clone()
-                    };
-                    named.push((vname, t));
-                }
-                let id = self.g.add_node(name.clone(), op, ins, named);
-                let out_ids = self.g.node(id).outputs.clone();
-                for (o, v) in outs.iter().zip(out_ids) {
-                    if !o.is_empty() {
-                        self.define(o, v)?;
-                    }
-                }
+            Lowered::Op(op, ins) => (op, ins, Vec::new()),
+            Lowered::OpThenConsts(op, ins, consts) => (op, ins, consts),
+        };
+        let n_op = n_outputs
+            .checked_sub(extra.len())
+            .filter(|&k| k > 0)
+            .ok_or_else(|| node_err(format!("{} constant outputs of {n_outputs}", extra.len())))?;
+        self.define_consts(&outs[n_op..], extra)?;
+        let outs = &outs[..n_op];
+        let types: Vec<&TensorType> = ins.iter().map(|&v| self.g.ty(v)).collect();
+        let out_types = cimc_ir::infer::infer(&op, &types, n_op).map_err(&node_err)?;
+        for t in &out_types {
+            let (_, nbytes) = byte_size(t.dtype, &t.shape).map_err(&node_err)?;
+            let limits = &self.reader.limits;
+            let what = || format!("its output {}", cimc_ir::infer::show(t));
+            limits.check_tensor(nbytes, what).map_err(&node_err)?;
+        }
+        let consts: Option<Vec<&TensorData>> =
+            ins.iter().map(|&v| self.g.value(v).const_data()).collect();
+        if let (Some(c), true) = (consts, fold::foldable(&op, &types) && !ins.is_empty()) {
+            let folded = fold::eval(&op, &c, &out_types, &self.reader)
+                .map_err(|m| Error::Internal(format!("node '{name}' ({op_type}): {m}")))?;
+            if let Some(datas) = folded {
+                return self.define_consts(outs, datas);
+            }
+        }
+        let mut named = Vec::with_capacity(n_op);
+        for (k, (o, t)) in outs.iter().zip(out_types).enumerate() {
+            let vname =
+                if o.is_empty() { self.fresh_name(&format!("{name}_out{k}")) } else { o.clone() };
+            named.push((vname, t));
+        }
+        let id = self.g.add_node(name.clone(), op, ins, named);
+        let out_ids = self.g.node(id).outputs.clone();
+        for (o, v) in outs.iter().zip(out_ids) {
+            if !o.is_empty() {
+                self.define(o, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Constants for the node outputs `outs` (an empty name, an unused output, gets none).
+    fn define_consts(&mut self, outs: &[String], datas: Vec<TensorData>) -> Result<()> {
+        for (o, d) in outs.iter().zip(datas) {
+            if !o.is_empty() {
+                let v = self.g.add_const(o.clone(), d);
+                self.define(o, v)?;
             }
         }
         Ok(())

@@ -6,8 +6,9 @@
 
 use super::{node_err, spatial};
 use crate::error::Result;
+use crate::ops::{reduce, unary, variadic};
 use crate::tensor::Tensor;
-use cimc_ir::{Node, Op};
+use cimc_ir::{Node, Op, PadMode, VariadicOp};
 use ndarray::{Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn, Slice};
 
 type Grads = Vec<Option<ArrayD<f64>>>;
@@ -59,7 +60,8 @@ fn reshaped(dy: &ArrayD<f64>, shape: &[usize]) -> ArrayD<f64> {
 }
 
 /// The backward of `node`: gradients of its inputs given its inputs, outputs and the gradient
-/// `dy` of its first output; `need[i]` says whether input `i` wants one.
+/// `dy` of its first output; `need[i]` says whether input `i` wants one. One arm per op; an op
+/// without a backward says so.
 pub(super) fn backward(
     node: &Node,
     ins: &[&Tensor],
@@ -73,61 +75,18 @@ pub(super) fn backward(
         v[0] = Some(d);
         v
     };
+    let x = || arr(node, ins[0]);
     let y = || arr(node, outs[0]);
     match &node.op {
         Op::Conv(a) => spatial::conv_backward(node, a, ins, y()?, dy, need),
-        Op::MaxPool(a) => {
-            Ok(only_first(spatial::max_pool_backward(node, a, arr(node, ins[0])?, dy)?))
-        }
-        Op::AveragePool(a) => {
-            Ok(only_first(spatial::average_pool_backward(node, a, arr(node, ins[0])?, dy)?))
-        }
-        Op::GlobalAveragePool => {
-            let x = arr(node, ins[0])?;
-            let hw: usize = x.shape()[2..].iter().product();
-            let mut dx = ArrayD::zeros(x.shape());
-            let data = dx.as_slice_mut().expect("invariant: a new array is contiguous");
-            for (p, &g) in dy.iter().enumerate() {
-                data[p * hw..(p + 1) * hw].fill(g / hw as f64);
-            }
-            Ok(only_first(dx))
-        }
+        Op::MaxPool(a) => Ok(only_first(spatial::max_pool_backward(node, a, x()?, dy)?)),
+        Op::AveragePool(a) => Ok(only_first(spatial::average_pool_backward(node, a, x()?, dy)?)),
+        Op::GlobalAveragePool => Ok(only_first(global_average_pool(x()?, dy))),
         Op::Relu => Ok(only_first(clamp_mask(dy, y()?, 0.0, f64::INFINITY))),
-        Op::Clip => {
-            let bound = |i: usize, d: f64| -> Result<f64> {
-                match ins.get(i) {
-                    None => Ok(d),
-                    Some(t) => arr(node, t)?
-                        .iter()
-                        .next()
-                        .copied()
-                        .ok_or_else(|| node_err(node, "an empty bound")),
-                }
-            };
-            let (lo, hi) = (bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?);
-            // In terms of the input: the gradient passes inside the bounds, and each bound
-            // collects it where the input is beyond that bound.
-            let x = arr(node, ins[0])?;
-            let mut g = vec![Some(clamp_mask(dy, x, lo, hi)), None, None];
-            for (i, beyond) in [(1, -1.0), (2, 1.0)] {
-                if i < n_in && need[i] {
-                    let b = if i == 1 { lo } else { hi };
-                    let s: f64 = dy
-                        .iter()
-                        .zip(x.iter())
-                        .filter(|(_, &v)| (v - b) * beyond > 0.0)
-                        .map(|(d, _)| d)
-                        .sum();
-                    g[i] = Some(ArrayD::from_elem(ins[i].shape(), s));
-                }
-            }
-            g.truncate(n_in);
-            Ok(g)
-        }
+        Op::Clip => clip(node, ins, dy, need),
         Op::LeakyRelu { alpha } => {
-            let x = arr(node, ins[0])?;
             let mut d = dy.clone();
-            d.zip_mut_with(x, |g, &v| {
+            d.zip_mut_with(x()?, |g, &v| {
                 if v < 0.0 {
                     *g *= *alpha as f64;
                 }
@@ -144,33 +103,19 @@ pub(super) fn backward(
             d.zip_mut_with(y()?, |g, &t| *g *= 1.0 - t * t);
             Ok(only_first(d))
         }
-        Op::Add | Op::Sub | Op::Mul | Op::Div => binary(node, ins, dy, need),
+        Op::Add => binary(node, ins, dy, need, Arith::Add),
+        Op::Sub => binary(node, ins, dy, need, Arith::Sub),
+        Op::Mul => binary(node, ins, dy, need, Arith::Mul),
+        Op::Div => binary(node, ins, dy, need, Arith::Div),
         Op::Gemm { alpha, beta, trans_a, trans_b, clamp } => {
             let dy = match clamp {
                 Some((lo, hi)) => clamp_mask(dy, y()?, *lo as f64, *hi as f64),
                 None => dy.clone(),
             };
-            let (a, b) = (two_d(node, arr(node, ins[0])?)?, two_d(node, arr(node, ins[1])?)?);
-            let ap = if *trans_a { a.t() } else { a };
-            let bp = if *trans_b { b.t() } else { b };
-            let d2 = two_d(node, &dy)?;
-            let mut g: Grads = vec![None; n_in];
-            if need[0] {
-                let dap: Array2<f64> = d2.dot(&bp.t()) * *alpha as f64;
-                g[0] = Some(if *trans_a { dap.t().to_owned() } else { dap }.into_dyn());
-            }
-            if need.get(1) == Some(&true) {
-                let dbp: Array2<f64> = ap.t().dot(&d2) * *alpha as f64;
-                g[1] = Some(if *trans_b { dbp.t().to_owned() } else { dbp }.into_dyn());
-            }
-            if n_in > 2 && need[2] {
-                let c = arr(node, ins[2])?;
-                g[2] = Some(unbroadcast(dy.clone() * *beta as f64, c.shape()));
-            }
-            Ok(g)
+            gemm(node, ins, &dy, need, (*alpha as f64, *beta as f64), (*trans_a, *trans_b))
         }
         Op::MatMul => {
-            let (a, b) = (two_d(node, arr(node, ins[0])?)?, two_d(node, arr(node, ins[1])?)?);
+            let (a, b) = (two_d(node, x()?)?, two_d(node, arr(node, ins[1])?)?);
             let d2 = two_d(node, dy)?;
             Ok(vec![
                 need[0].then(|| d2.dot(&b.t()).into_dyn()),
@@ -200,15 +145,7 @@ pub(super) fn backward(
             }
             Ok(g)
         }
-        Op::Pad { mode: cimc_ir::PadMode::Constant, pads } if pads.iter().all(|&p| p >= 0) => {
-            let xs = ins[0].shape();
-            let mut v = dy.view();
-            for (d, &s) in xs.iter().enumerate() {
-                let b = pads[d] as usize;
-                v.slice_axis_inplace(Axis(d), Slice::from(b..b + s));
-            }
-            Ok(only_first(v.to_owned()))
-        }
+        Op::Pad { mode, pads } => Ok(only_first(pad(node, *mode, pads, ins[0].shape(), dy)?)),
         Op::Softmax { axis, coerce_2d } => {
             let y = y()?;
             if *coerce_2d && *axis + 1 != y.ndim() {
@@ -219,11 +156,209 @@ pub(super) fn backward(
             Ok(only_first(y * &(dy - &s)))
         }
         Op::BatchNorm { epsilon } => batch_norm(node, *epsilon as f64, ins, dy),
-        op => Err(node_err(node, format!("no backward for '{}'", op.name()))),
+        Op::Unary(f) => {
+            let mut d = dy.clone();
+            ndarray::Zip::from(&mut d)
+                .and(x()?)
+                .and(y()?)
+                .for_each(|g, &x, &y| *g *= unary::derivative(*f, x, y));
+            Ok(only_first(d))
+        }
+        Op::Variadic(f) => variadic(node, *f, ins, y()?, dy, need),
+        Op::Reduce(r) => Ok(only_first(reduce::backward(r, x()?, y()?, dy))),
+        Op::Pow => pow(node, ins, y()?, dy, need),
+        Op::HardSigmoid { .. }
+        | Op::HardSwish
+        | Op::Gather { .. }
+        | Op::Slice { .. }
+        | Op::Cast { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. } => Err(no_backward(node)),
     }
 }
 
-fn binary(node: &Node, ins: &[&Tensor], dy: &ArrayD<f64>, need: &[bool]) -> Result<Grads> {
+/// The error of an op without a backward.
+fn no_backward(node: &Node) -> crate::error::InterpError {
+    node_err(node, format!("no backward for '{}'", node.op.name()))
+}
+
+/// GlobalAveragePool: each input element gets `dy / (H·W)` of its channel.
+fn global_average_pool(x: &ArrayD<f64>, dy: &ArrayD<f64>) -> ArrayD<f64> {
+    let hw: usize = x.shape()[2..].iter().product();
+    let mut dx = ArrayD::zeros(x.shape());
+    let data = dx.as_slice_mut().expect("invariant: a new array is contiguous");
+    for (p, &g) in dy.iter().enumerate() {
+        data[p * hw..(p + 1) * hw].fill(g / hw as f64);
+    }
+    dx
+}
+
+/// Clip, in terms of the input: the gradient passes inside the bounds, and each bound
+/// collects it where the input is beyond that bound.
+fn clip(node: &Node, ins: &[&Tensor], dy: &ArrayD<f64>, need: &[bool]) -> Result<Grads> {
+    let n_in = ins.len();
+    let bound = |i: usize, d: f64| -> Result<f64> {
+        match ins.get(i) {
+            None => Ok(d),
+            Some(t) => {
+                arr(node, t)?.iter().next().copied().ok_or_else(|| node_err(node, "an empty bound"))
+            }
+        }
+    };
+    let (lo, hi) = (bound(1, f64::NEG_INFINITY)?, bound(2, f64::INFINITY)?);
+    let x = arr(node, ins[0])?;
+    let mut g = vec![Some(clamp_mask(dy, x, lo, hi)), None, None];
+    for (i, beyond) in [(1, -1.0), (2, 1.0)] {
+        if i < n_in && need[i] {
+            let b = if i == 1 { lo } else { hi };
+            let s: f64 = dy
+                .iter()
+                .zip(x.iter())
+                .filter(|(_, &v)| (v - b) * beyond > 0.0)
+                .map(|(d, _)| d)
+                .sum();
+            g[i] = Some(ArrayD::from_elem(ins[i].shape(), s));
+        }
+    }
+    g.truncate(n_in);
+    Ok(g)
+}
+
+/// Gemm `alpha·A'·B' + beta·C` (A' = A or Aᵀ, B' likewise), given the gradient after its
+/// fused clamp.
+fn gemm(
+    node: &Node,
+    ins: &[&Tensor],
+    dy: &ArrayD<f64>,
+    need: &[bool],
+    (alpha, beta): (f64, f64),
+    (trans_a, trans_b): (bool, bool),
+) -> Result<Grads> {
+    let n_in = ins.len();
+    let (a, b) = (two_d(node, arr(node, ins[0])?)?, two_d(node, arr(node, ins[1])?)?);
+    let ap = if trans_a { a.t() } else { a };
+    let bp = if trans_b { b.t() } else { b };
+    let d2 = two_d(node, dy)?;
+    let mut g: Grads = vec![None; n_in];
+    if need[0] {
+        let dap: Array2<f64> = d2.dot(&bp.t()) * alpha;
+        g[0] = Some(if trans_a { dap.t().to_owned() } else { dap }.into_dyn());
+    }
+    if need.get(1) == Some(&true) {
+        let dbp: Array2<f64> = ap.t().dot(&d2) * alpha;
+        g[1] = Some(if trans_b { dbp.t().to_owned() } else { dbp }.into_dyn());
+    }
+    if n_in > 2 && need[2] {
+        let c = arr(node, ins[2])?;
+        g[2] = Some(unbroadcast(dy.clone() * beta, c.shape()));
+    }
+    Ok(g)
+}
+
+/// Pad: the gradient of the input is the output gradient cropped back; only constant
+/// padding without cropping has one.
+fn pad(
+    node: &Node,
+    mode: PadMode,
+    pads: &[i64],
+    x_shape: &[usize],
+    dy: &ArrayD<f64>,
+) -> Result<ArrayD<f64>> {
+    if mode != PadMode::Constant || pads.iter().any(|&p| p < 0) {
+        return Err(no_backward(node));
+    }
+    let mut v = dy.view();
+    for (d, &s) in x_shape.iter().enumerate() {
+        let b = pads[d] as usize;
+        v.slice_axis_inplace(Axis(d), Slice::from(b..b + s));
+    }
+    Ok(v.to_owned())
+}
+
+/// A variadic op: input `i` gets `dy · ∂y/∂x_i`, summed back to its shape.
+fn variadic(
+    node: &Node,
+    f: VariadicOp,
+    ins: &[&Tensor],
+    y: &ArrayD<f64>,
+    dy: &ArrayD<f64>,
+    need: &[bool],
+) -> Result<Grads> {
+    let n = ins.len();
+    let mut g: Grads = vec![None; n];
+    for (i, t) in ins.iter().enumerate() {
+        if !need[i] {
+            continue;
+        }
+        let x = arr(node, t)?;
+        let xb = x
+            .broadcast(dy.raw_dim())
+            .ok_or_else(|| node_err(node, "an input does not broadcast to the output"))?;
+        let mut d = dy.clone();
+        ndarray::Zip::from(&mut d)
+            .and(&xb)
+            .and(y)
+            .for_each(|d, &x, &y| *d *= variadic::partial(f, x, y, n));
+        g[i] = Some(unbroadcast(d, x.shape()));
+    }
+    Ok(g)
+}
+
+/// Pow `y = a^b`: `∂y/∂a = b·a^(b−1)`, `∂y/∂b = ln(a)·y`. An integer exponent (a constant
+/// power) gets no gradient.
+fn pow(
+    node: &Node,
+    ins: &[&Tensor],
+    y: &ArrayD<f64>,
+    dy: &ArrayD<f64>,
+    need: &[bool],
+) -> Result<Grads> {
+    let a = arr(node, ins[0])?;
+    let b = match ins[1] {
+        Tensor::F64(b) => b.clone(),
+        other => match crate::ops::cast::cast(other, cimc_ir::DType::F64) {
+            Tensor::F64(b) => b,
+            _ => return Err(node_err(node, "invariant: a cast to f64 gives f64")),
+        },
+    };
+    let sh = dy.raw_dim();
+    let (ab, bb) = match (a.broadcast(sh.clone()), b.broadcast(sh)) {
+        (Some(ab), Some(bb)) => (ab, bb),
+        _ => return Err(node_err(node, "operands do not broadcast to the output")),
+    };
+    let mut g: Grads = vec![None, None];
+    if need[0] {
+        let mut d = dy.clone();
+        ndarray::Zip::from(&mut d)
+            .and(&ab)
+            .and(&bb)
+            .for_each(|d, &a, &b| *d *= b * a.powf(b - 1.0));
+        g[0] = Some(unbroadcast(d, a.shape()));
+    }
+    if need[1] && matches!(ins[1], Tensor::F64(_)) {
+        let mut d = dy.clone();
+        ndarray::Zip::from(&mut d).and(&ab).and(y).for_each(|d, &a, &y| *d *= a.ln() * y);
+        g[1] = Some(unbroadcast(d, b.shape()));
+    }
+    Ok(g)
+}
+
+/// The four broadcasting arithmetic ops.
+#[derive(Clone, Copy)]
+enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+fn binary(
+    node: &Node,
+    ins: &[&Tensor],
+    dy: &ArrayD<f64>,
+    need: &[bool],
+    op: Arith,
+) -> Result<Grads> {
     let (a, b) = (arr(node, ins[0])?, arr(node, ins[1])?);
     let sh = dy.shape();
     let bc = |t: &ArrayD<f64>| -> Result<ArrayD<f64>> {
@@ -231,11 +366,11 @@ fn binary(node: &Node, ins: &[&Tensor], dy: &ArrayD<f64>, need: &[bool]) -> Resu
             .ok_or_else(|| node_err(node, "operands do not broadcast to the output"))?
             .to_owned())
     };
-    let (ga, gb) = match node.op {
-        Op::Add => (dy.clone(), dy.clone()),
-        Op::Sub => (dy.clone(), -dy),
-        Op::Mul => (dy * &bc(b)?, dy * &bc(a)?),
-        _ => {
+    let (ga, gb) = match op {
+        Arith::Add => (dy.clone(), dy.clone()),
+        Arith::Sub => (dy.clone(), -dy),
+        Arith::Mul => (dy * &bc(b)?, dy * &bc(a)?),
+        Arith::Div => {
             let (ab, bb) = (bc(a)?, bc(b)?);
             let ga = dy / &bb;
             let gb = -(&ga * &ab) / &bb;

@@ -27,19 +27,6 @@ pub(crate) enum Act {
 }
 
 impl Act {
-    /// The activation of a parameter-free or attribute-only op (not Clip).
-    pub(crate) fn of_op(op: &Op) -> Option<Act> {
-        Some(match op {
-            Op::Relu => Act::Relu,
-            Op::LeakyRelu { alpha } => Act::LeakyRelu(*alpha),
-            Op::Sigmoid => Act::Sigmoid,
-            Op::HardSigmoid { alpha, beta } => Act::HardSigmoid(*alpha, *beta),
-            Op::HardSwish => Act::HardSwish,
-            Op::Tanh => Act::Tanh,
-            _ => return None,
-        })
-    }
-
     /// Applies the activation to every element, in place.
     pub(crate) fn apply<T: Float>(self, x: &mut [T]) {
         if x.len() >= PAR_MIN {
@@ -117,7 +104,7 @@ fn slice_mut<T>(a: &mut ArrayD<T>) -> &mut [T] {
 /// Relu, LeakyRelu, Sigmoid, HardSigmoid, HardSwish and Tanh on an owned tensor, in place.
 /// Relu also takes every integer dtype.
 pub(crate) fn unary(op: &Op, t: Tensor) -> Result<Tensor> {
-    let act = Act::of_op(op).ok_or_else(|| bad("not an activation"))?;
+    let act = super::activation_of(op).ok_or_else(|| bad("not an activation"))?;
     if act == Act::Relu {
         fn relu_int<T: Arith>(a: ArrayD<T>) -> Tensor {
             let mut a = standard(a);

@@ -1,4 +1,4 @@
-//! Add, Sub, Mul and Div with numpy broadcasting, for every numeric dtype.
+//! Add, Sub, Mul and Div with numpy broadcasting, for every numeric dtype; and Pow.
 //!
 //! Integers wrap around on overflow (as numpy and onnxruntime do) and Div truncates toward
 //! zero; an integer division by zero is an error. Equal shapes and scalar operands take
@@ -310,4 +310,25 @@ pub(crate) fn binary_in_place(
     owned_is_lhs: bool,
 ) -> Result<Tensor> {
     dispatch2!(owned, other, x, y => typed_in_place(op, x, y, owned_is_lhs))
+}
+
+/// Pow: `base ^ exponent`, numpy-broadcast, computed in f64 and converted to the base's dtype
+/// as a cast converts (an integer result truncates toward zero), as the ONNX reference
+/// (`np.power(x, y).astype(x.dtype)`) does.
+pub(crate) fn pow(base: &Tensor, exponent: &Tensor) -> Result<Tensor> {
+    use cimc_ir::DType;
+    let (Tensor::F64(b), Tensor::F64(e)) =
+        (super::cast::cast(base, DType::F64), super::cast::cast(exponent, DType::F64))
+    else {
+        return Err(bad("invariant: a cast to f64 gives f64"));
+    };
+    let shape = broadcast_shape(b.shape(), e.shape())?;
+    let (bv, ev) = match (b.broadcast(shape.as_slice()), e.broadcast(shape.as_slice())) {
+        (Some(bv), Some(ev)) => (bv, ev),
+        _ => {
+            return Err(bad(format!("shapes {:?} and {:?} do not broadcast", b.shape(), e.shape())))
+        }
+    };
+    let out = ndarray::Zip::from(&bv).and(&ev).map_collect(|&x, &y| x.powf(y));
+    Ok(super::cast::cast(&Tensor::F64(out), base.dtype()))
 }

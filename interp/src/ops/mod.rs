@@ -12,12 +12,16 @@ pub mod gemm;
 pub mod num;
 pub(crate) mod pool;
 pub(crate) mod quant;
+pub(crate) mod reduce;
 pub(crate) mod rounded_acc;
 pub(crate) mod shape;
 pub(crate) mod simd;
+pub(crate) mod unary;
+pub(crate) mod variadic;
 
 use crate::error::{InterpError, Result};
 use crate::tensor::Tensor;
+use activation::Act;
 use cimc_ir::Op;
 use ndarray::{ArrayD, CowArray, IxDyn};
 
@@ -187,7 +191,59 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
         Op::DequantizeLinear { axis, block_size } => {
             one(quant::dequantize_linear(*axis, *block_size, inputs)?)
         }
+        Op::Unary(f) => one(unary::eval(*f, single(inputs)?.clone())?),
+        Op::Variadic(f) => one(variadic::eval(*f, inputs)?),
+        Op::Reduce(r) => one(reduce::eval(r, single(inputs)?)?),
+        Op::Pow => {
+            arity(inputs, 2, 2)?;
+            one(elementwise::pow(inputs[0], inputs[1])?)
+        }
     }
+}
+
+/// The activation an op is, for the ops that [`activation::unary`] runs and the runner fuses
+/// into a convolution's epilogue (Clip, whose bounds are inputs, is made by the runner when
+/// they are constants).
+pub(crate) fn activation_of(op: &Op) -> Option<Act> {
+    Some(match op {
+        Op::Relu => Act::Relu,
+        Op::LeakyRelu { alpha } => Act::LeakyRelu(*alpha),
+        Op::Sigmoid => Act::Sigmoid,
+        Op::HardSigmoid { alpha, beta } => Act::HardSigmoid(*alpha, *beta),
+        Op::HardSwish => Act::HardSwish,
+        Op::Tanh => Act::Tanh,
+        Op::Clip
+        | Op::Conv(_)
+        | Op::BatchNorm { .. }
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::Gemm { .. }
+        | Op::MatMul
+        | Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Div
+        | Op::Concat { .. }
+        | Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Transpose { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Softmax { .. }
+        | Op::Identity
+        | Op::Dropout
+        | Op::Pad { .. }
+        | Op::Gather { .. }
+        | Op::Slice { .. }
+        | Op::Cast { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. }
+        | Op::Unary(_)
+        | Op::Variadic(_)
+        | Op::Reduce(_)
+        | Op::Pow => return None,
+    })
 }
 
 /// The only input of a one-input op.

@@ -4,8 +4,17 @@
 //! `ceil(in / stride)` outputs, the odd pad going to the end for SAME_UPPER and to the
 //! beginning for SAME_LOWER); kernel shapes absent from a Conv come from its weight.
 
-use super::{show, Ctx, Lowered, R};
+use super::{show, Ctx, Import, Lowered, R};
 use cimc_ir::{ConvAttrs, Op, PoolAttrs};
+
+/// The ONNX ops this file lowers.
+pub(super) const IMPORTS: &[Import] = &[
+    Import::new("Conv", conv),
+    Import::new("MaxPool", |ctx| pool(ctx, true)).note("with the Indices output"),
+    Import::new("AveragePool", |ctx| pool(ctx, false)),
+    Import::new("GlobalAveragePool", global_average_pool),
+    Import::new("BatchNormalization", batch_norm).note("inference mode"),
+];
 
 pub fn conv(ctx: &mut Ctx) -> R<Lowered> {
     ctx.attrs.check_known(&[

@@ -1,13 +1,42 @@
-//! Activations, arithmetic, Gemm/MatMul, Clip, Softmax, Dropout and Cast.
+//! Activations, arithmetic, Gemm/MatMul, Clip, Softmax, Dropout, Cast, the elementwise
+//! functions of `UnaryOp` and `VariadicOp`, and Pow.
 
-use super::{norm_axis, show, Ctx, Lowered, R};
+use super::{norm_axis, show, Ctx, Import, Lowered, R};
 use crate::onnx::tensor::dtype_of;
-use cimc_ir::{DType, Op, TensorData};
+use cimc_ir::{DType, Op, TensorData, UnaryOp, VariadicOp};
 
-pub fn unary(ctx: &mut Ctx, op_type: &str) -> R<Lowered> {
+/// The ONNX ops this file lowers.
+pub(super) const IMPORTS: &[Import] = &[
+    Import::new("Relu", unary),
+    Import::new("Sigmoid", unary),
+    Import::new("Tanh", unary),
+    Import::new("HardSwish", unary),
+    Import::new("Identity", unary),
+    Import::new("LeakyRelu", unary),
+    Import::new("HardSigmoid", unary),
+    Import::new("Add", binary),
+    Import::new("Sub", binary),
+    Import::new("Mul", binary),
+    Import::new("Div", binary),
+    Import::new("MatMul", binary),
+    Import::new("Clip", clip),
+    Import::new("Gemm", gemm),
+    Import::new("Softmax", softmax),
+    Import::new("Dropout", dropout).note("inference mode"),
+    Import::new("Cast", cast),
+    Import::new("Exp", unary_fn),
+    Import::new("Erf", unary_fn),
+    Import::new("Sqrt", unary_fn),
+    Import::new("Selu", unary_fn),
+    Import::new("Log", unary_fn),
+    Import::new("Sum", variadic),
+    Import::new("Pow", pow),
+];
+
+pub fn unary(ctx: &mut Ctx) -> R<Lowered> {
     ctx.max_inputs(1)?;
     ctx.max_outputs(1)?;
-    let op = match op_type {
+    let op = match ctx.op_type {
         "LeakyRelu" => {
             ctx.attrs.check_known(&["alpha"])?;
             Op::LeakyRelu { alpha: ctx.attrs.float_or("alpha", 0.01)? }
@@ -33,11 +62,11 @@ pub fn unary(ctx: &mut Ctx, op_type: &str) -> R<Lowered> {
     Ok(Lowered::Op(op, vec![ctx.input(0)?]))
 }
 
-pub fn binary(ctx: &mut Ctx, op_type: &str) -> R<Lowered> {
+pub fn binary(ctx: &mut Ctx) -> R<Lowered> {
     ctx.attrs.check_known(&[])?;
     ctx.max_inputs(2)?;
     ctx.max_outputs(1)?;
-    let op = match op_type {
+    let op = match ctx.op_type {
         "Add" => Op::Add,
         "Sub" => Op::Sub,
         "Mul" => Op::Mul,
@@ -149,10 +178,17 @@ pub fn dropout(ctx: &mut Ctx) -> R<Lowered> {
         ctx.attrs.check_known(&["ratio", "seed"])?;
         ctx.max_inputs(1)?;
         if ctx.opset < 10 && ctx.n_outputs == 2 {
-            return Err(format!(
-                "before opset 10 the mask output has the input's type, not bool (opset {})",
-                ctx.opset
-            ));
+            // The mask has the input's type (bool from opset 10): all ones in inference.
+            let x = ctx.input(0)?;
+            let t = ctx.ty(x).clone();
+            ctx.imp.reader.check_created(t.dtype, &t.shape)?;
+            let n = t.numel();
+            let ones = match t.dtype {
+                DType::F32 => TensorData::from_f32(t.shape.clone(), &vec![1.0; n]),
+                DType::F64 => TensorData::from_f64(t.shape.clone(), &vec![1.0; n]),
+                other => return Err(format!("expected a float input, got {other}")),
+            };
+            return Ok(Lowered::OpThenConsts(Op::Dropout, vec![x], vec![ones]));
         }
     } else {
         ctx.attrs.check_known(&["seed"])?;
@@ -187,4 +223,52 @@ pub fn cast(ctx: &mut Ctx) -> R<Lowered> {
     let to = i32::try_from(to).map_err(|_| format!("attribute 'to': bad type code {to}"))?;
     let to = dtype_of(to).map_err(|e| format!("attribute 'to': {e}"))?;
     Ok(Lowered::Op(Op::Cast { to }, vec![ctx.input(0)?]))
+}
+
+/// The elementwise functions of [`UnaryOp`], with their attributes' defaults.
+pub fn unary_fn(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.max_inputs(1)?;
+    ctx.max_outputs(1)?;
+    let f = match ctx.op_type {
+        "Selu" => {
+            ctx.attrs.check_known(&["alpha", "gamma"])?;
+            UnaryOp::Selu {
+                alpha: ctx.attrs.float_or("alpha", 1.673_263_2)?,
+                gamma: ctx.attrs.float_or("gamma", 1.050_701)?,
+            }
+        }
+        other => {
+            ctx.attrs.check_known(&[])?;
+            match other {
+                "Exp" => UnaryOp::Exp,
+                "Erf" => UnaryOp::Erf,
+                "Sqrt" => UnaryOp::Sqrt,
+                "Log" => UnaryOp::Log,
+                _ => return Err(format!("internal: {other} is not a unary function")),
+            }
+        }
+    };
+    Ok(Lowered::Op(Op::Unary(f), vec![ctx.input(0)?]))
+}
+
+/// The elementwise functions of [`VariadicOp`] over one or more inputs.
+pub fn variadic(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&[])?;
+    ctx.max_outputs(1)?;
+    let f = match ctx.op_type {
+        "Sum" => VariadicOp::Sum,
+        other => return Err(format!("internal: {other} is not a variadic function")),
+    };
+    if ctx.n_inputs() == 0 {
+        return Err("expected at least 1 input, got 0".into());
+    }
+    let inputs = (0..ctx.n_inputs()).map(|i| ctx.input(i)).collect::<R<Vec<_>>>()?;
+    Ok(Lowered::Op(Op::Variadic(f), inputs))
+}
+
+pub fn pow(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&[])?;
+    ctx.max_inputs(2)?;
+    ctx.max_outputs(1)?;
+    Ok(Lowered::Op(Op::Pow, vec![ctx.input(0)?, ctx.input(1)?]))
 }

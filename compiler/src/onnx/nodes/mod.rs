@@ -4,11 +4,16 @@
 //! [`Lowered`]: an IR op with its inputs (the importer infers the output types and folds it when
 //! every input is constant), or constants that replace the node's outputs. Inputs whose values
 //! decide shapes (Reshape's shape, Slice's starts...) must be constants: see
-//! [`value_operand_slots`].
+//! [`Import::value_inputs`].
+//!
+//! Each family file registers the ops it lowers in its `IMPORTS` table; [`FAMILIES`] lists the
+//! files. A new op is a lowering function and its line in that table
+//! (`docs/adding-an-op.md`).
 
 mod conv_pool;
 mod elementwise;
 pub(crate) mod quant;
+mod reduce;
 mod shape_ops;
 
 use super::attrs::Attrs;
@@ -23,64 +28,97 @@ pub enum Lowered {
     Op(Op, Vec<ValueId>),
     /// Constants, one per ONNX output.
     Consts(Vec<TensorData>),
+    /// An IR node for the first outputs and constants for the last ones (Dropout before
+    /// opset 10: its mask, all ones of the input's type in inference).
+    OpThenConsts(Op, Vec<ValueId>, Vec<TensorData>),
 }
 
-/// The ops of the default domain the importer lowers.
-pub const SUPPORTED: &[&str] = &[
-    "Add",
-    "AveragePool",
-    "BatchNormalization",
-    "Cast",
-    "Clip",
-    "Concat",
-    "Constant",
-    "ConstantOfShape",
-    "Conv",
-    "DequantizeLinear",
-    "Div",
-    "Dropout",
-    "Flatten",
-    "Gather",
-    "Gemm",
-    "GlobalAveragePool",
-    "HardSigmoid",
-    "HardSwish",
-    "Identity",
-    "LeakyRelu",
-    "MatMul",
-    "MaxPool",
-    "Mul",
-    "Pad",
-    "QuantizeLinear",
-    "Range",
-    "Relu",
-    "Reshape",
-    "Shape",
-    "Sigmoid",
-    "Slice",
-    "Softmax",
-    "Squeeze",
-    "Sub",
-    "Tanh",
-    "Transpose",
-    "Unsqueeze",
+/// One ONNX op of the default domain that the importer lowers: its line in the table of the
+/// family file that lowers it (`IMPORTS`). [`FAMILIES`] gathers them: the one list of what
+/// the importer supports, from which the unsupported-op check, the lowering dispatch, the
+/// value inputs and `docs/onnx-ops.md` are all read.
+pub struct Import {
+    /// The ONNX op type.
+    pub op_type: &'static str,
+    /// Lowers a node of this type (the op type is in [`Ctx::op_type`]).
+    pub lower: fn(&mut Ctx) -> R<Lowered>,
+    /// Input slots whose values (not only types) the importer needs, so they must be
+    /// constants (Reshape's shape, Slice's starts...).
+    pub value_inputs: &'static [usize],
+    /// What of the op is supported, when not all of it (for `docs/onnx-ops.md`).
+    pub note: &'static str,
+}
+
+impl Import {
+    pub const fn new(op_type: &'static str, lower: fn(&mut Ctx) -> R<Lowered>) -> Import {
+        Import { op_type, lower, value_inputs: &[], note: "" }
+    }
+
+    /// With input slots whose values decide the output.
+    pub const fn values(self, value_inputs: &'static [usize]) -> Import {
+        Import { value_inputs, ..self }
+    }
+
+    /// With a note on what is supported.
+    pub const fn note(self, note: &'static str) -> Import {
+        Import { note, ..self }
+    }
+}
+
+/// Every family file's table, with the file's name.
+pub const FAMILIES: &[(&str, &[Import])] = &[
+    ("conv_pool.rs", conv_pool::IMPORTS),
+    ("elementwise.rs", elementwise::IMPORTS),
+    ("shape_ops.rs", shape_ops::IMPORTS),
+    ("quant.rs", quant::IMPORTS),
+    ("reduce.rs", reduce::IMPORTS),
 ];
+
+/// The registration of `op_type` (default domain), `None` when the importer does not lower it.
+pub fn find(op_type: &str) -> Option<&'static Import> {
+    FAMILIES.iter().flat_map(|(_, ops)| ops.iter()).find(|i| i.op_type == op_type)
+}
 
 /// Input slots whose values (not only types) the importer needs, so they must be constants.
 pub fn value_operand_slots(op_type: &str) -> &'static [usize] {
-    match op_type {
-        "Reshape" | "Squeeze" | "Unsqueeze" => &[1],
-        "Slice" => &[1, 2, 3, 4],
-        "Pad" => &[1, 3],
-        "ConstantOfShape" => &[0],
-        "Range" => &[0, 1, 2],
-        _ => &[],
+    find(op_type).map_or(&[], |i| i.value_inputs)
+}
+
+/// The text of `docs/onnx-ops.md`: every supported op, from [`FAMILIES`].
+pub fn supported_ops_markdown() -> String {
+    let mut rows: Vec<(&str, &str, &Import)> = FAMILIES
+        .iter()
+        .flat_map(|(file, ops)| ops.iter().map(move |i| (i.op_type, *file, i)))
+        .collect();
+    rows.sort_by_key(|r| r.0);
+    let mut s = String::from(
+        "# Supported ONNX ops\n\n\
+         <!-- Generated from the importer's tables (`IMPORTS` in each file of \
+         compiler/src/onnx/nodes/). Do not edit: change those and run \
+         `CIMC_BLESS=1 cargo test -p cimc --lib onnx_ops_doc`. -->\n\n\
+         The ops of the default ONNX domain (`ai.onnx`) that `cimc` imports, at every opset from \
+         7 to 28 where their semantics are the implemented ones (the opset policy is in \
+         `compiler/src/onnx/mod.rs`). Any other op is refused at import with one error listing \
+         every such node. 'Constant inputs' are the inputs whose values decide the output's \
+         shape: they must be constants, or graph inputs bound at import.\n\n\
+         | op | notes | constant inputs | lowered in |\n|---|---|---|---|\n",
+    );
+    for (op, file, i) in rows {
+        let slots: Vec<String> = i.value_inputs.iter().map(|k| k.to_string()).collect();
+        s.push_str(&format!("| {op} | {} | {} | `{file}` |\n", i.note, slots.join(", ")));
     }
+    s.push_str(&format!(
+        "\nOther domains: `Quant` of QONNX ({}), lowered in `quant.rs`.\n",
+        quant::QONNX_DOMAINS.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+    ));
+    s
 }
 
 /// The context of one node being lowered.
 pub struct Ctx<'a> {
     pub imp: &'a mut Importer,
+    /// The node's ONNX op type.
+    pub op_type: &'a str,
     pub attrs: Attrs<'a>,
     pub opset: i64,
     pub name: &'a str,
@@ -168,39 +206,11 @@ impl Ctx<'_> {
     }
 }
 
-/// Lowers one node of the default domain (`op_type` is one of [`SUPPORTED`]).
-pub fn lower(ctx: &mut Ctx, op_type: &str) -> R<Lowered> {
-    match op_type {
-        "Conv" => conv_pool::conv(ctx),
-        "MaxPool" => conv_pool::pool(ctx, true),
-        "AveragePool" => conv_pool::pool(ctx, false),
-        "GlobalAveragePool" => conv_pool::global_average_pool(ctx),
-        "BatchNormalization" => conv_pool::batch_norm(ctx),
-        "Relu" | "Sigmoid" | "Tanh" | "HardSwish" | "Identity" | "LeakyRelu" | "HardSigmoid" => {
-            elementwise::unary(ctx, op_type)
-        }
-        "Add" | "Sub" | "Mul" | "Div" | "MatMul" => elementwise::binary(ctx, op_type),
-        "Clip" => elementwise::clip(ctx),
-        "Gemm" => elementwise::gemm(ctx),
-        "Softmax" => elementwise::softmax(ctx),
-        "Dropout" => elementwise::dropout(ctx),
-        "Cast" => elementwise::cast(ctx),
-        "Concat" => shape_ops::concat(ctx),
-        "Flatten" => shape_ops::flatten(ctx),
-        "Reshape" => shape_ops::reshape(ctx),
-        "Transpose" => shape_ops::transpose(ctx),
-        "Squeeze" => shape_ops::squeeze(ctx),
-        "Unsqueeze" => shape_ops::unsqueeze(ctx),
-        "Pad" => shape_ops::pad(ctx),
-        "Gather" => shape_ops::gather(ctx),
-        "Slice" => shape_ops::slice(ctx),
-        "Shape" => shape_ops::shape(ctx),
-        "Constant" => shape_ops::constant(ctx),
-        "ConstantOfShape" => shape_ops::constant_of_shape(ctx),
-        "Range" => shape_ops::range(ctx),
-        "QuantizeLinear" => quant::quantize(ctx),
-        "DequantizeLinear" => quant::dequantize(ctx),
-        other => Err(format!("internal: no lowering for {other}")),
+/// Lowers one node of the default domain through its registration.
+pub fn lower(ctx: &mut Ctx) -> R<Lowered> {
+    match find(ctx.op_type) {
+        Some(import) => (import.lower)(ctx),
+        None => Err(format!("internal: no lowering for {}", ctx.op_type)),
     }
 }
 
@@ -229,4 +239,38 @@ pub fn norm_axes(axes: &[i64], rank: usize) -> R<Vec<usize>> {
 /// `f32[1,3]` for messages.
 pub fn show(t: &TensorType) -> String {
     cimc_ir::infer::show(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No op type is registered twice.
+    #[test]
+    fn op_types_are_unique() {
+        let mut all: Vec<&str> =
+            FAMILIES.iter().flat_map(|(_, ops)| ops.iter().map(|i| i.op_type)).collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "an op type is registered twice");
+    }
+
+    /// `docs/onnx-ops.md` is generated from the tables; this test fails when it is stale.
+    /// `CIMC_BLESS=1 cargo test -p cimc --lib onnx_ops_doc` rewrites it.
+    #[test]
+    fn onnx_ops_doc_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/onnx-ops.md");
+        let want = supported_ops_markdown();
+        if std::env::var_os("CIMC_BLESS").is_some() {
+            std::fs::write(&path, &want).expect("cannot write docs/onnx-ops.md");
+            return;
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/onnx-ops.md is stale; regenerate it with \
+             `CIMC_BLESS=1 cargo test -p cimc --lib onnx_ops_doc`"
+        );
+    }
 }

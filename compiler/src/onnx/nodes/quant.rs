@@ -4,9 +4,13 @@
 //! axis; `block_size > 0` means blocked along `axis`. The quantized dtype is the zero point's,
 //! else `output_dtype`, else u8.
 
-use super::{norm_axis, show, Ctx, Lowered, R};
+use super::{norm_axis, show, Ctx, Import, Lowered, R};
 use crate::onnx::tensor::dtype_of;
 use cimc_ir::{DType, Op};
+
+/// The ONNX ops this file lowers (QONNX's `Quant` is dispatched by its domain).
+pub(super) const IMPORTS: &[Import] =
+    &[Import::new("QuantizeLinear", quantize), Import::new("DequantizeLinear", dequantize)];
 
 /// The resolved `axis` for the scale's shape.
 fn axis_for(ctx: &Ctx, x_rank: usize, block_size: usize) -> R<Option<usize>> {

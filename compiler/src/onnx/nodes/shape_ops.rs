@@ -2,9 +2,26 @@
 //! Slice) and the ops whose outputs are always constants (Shape, Constant, ConstantOfShape,
 //! Range): shapes are static, so these are evaluated here.
 
-use super::{norm_axes, norm_axis, show, Ctx, Lowered, R};
+use super::{norm_axes, norm_axis, show, Ctx, Import, Lowered, R};
 use crate::onnx::tensor::byte_size;
 use cimc_ir::{DType, Op, PadMode, SliceAxis, TensorData};
+
+/// The ONNX ops this file lowers.
+pub(super) const IMPORTS: &[Import] = &[
+    Import::new("Concat", concat),
+    Import::new("Flatten", flatten),
+    Import::new("Reshape", reshape).values(&[1]),
+    Import::new("Transpose", transpose),
+    Import::new("Squeeze", squeeze).values(&[1]),
+    Import::new("Unsqueeze", unsqueeze).values(&[1]),
+    Import::new("Pad", pad).values(&[1, 3]).note("modes constant, reflect, edge, wrap"),
+    Import::new("Gather", gather),
+    Import::new("Slice", slice).values(&[1, 2, 3, 4]),
+    Import::new("Shape", shape).note("folded to a constant"),
+    Import::new("Constant", constant).note("folded to a constant"),
+    Import::new("ConstantOfShape", constant_of_shape).values(&[0]).note("folded to a constant"),
+    Import::new("Range", range).values(&[0, 1, 2]).note("folded to a constant"),
+];
 
 pub fn concat(ctx: &mut Ctx) -> R<Lowered> {
     ctx.attrs.check_known(&["axis"])?;
