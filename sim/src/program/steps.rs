@@ -86,7 +86,23 @@ impl ProgramRunner {
             Step::MaxPool { input, output, window, ceil_mode } => {
                 max_pool(&r, (*input, *output), window, *ceil_mode)
             }
-            Step::AvgPool { input, output, .. } => avg_pool(&r, (*input, *output)),
+            Step::AvgPool {
+                input,
+                output,
+                window,
+                ceil_mode: _,
+                count_include_pad,
+                input_zero_point,
+                mult_by_count,
+                zero_point,
+                lo,
+                hi,
+            } => {
+                let rq =
+                    pool::CountRequant { mult_by_count, zero_point: *zero_point, lo: *lo, hi: *hi };
+                let zero = (*input_zero_point, *count_include_pad);
+                avg_pool(&r, (*input, *output), window, zero, &rq)
+            }
             Step::GlobalAvgPool { input, input_zero_point, requant, .. } => {
                 global_avg_pool(&r, *input, *input_zero_point, requant)
             }
@@ -240,9 +256,17 @@ fn max_pool(
     Ok(Data::Codes(y.map_err(|m| r.err(m))?))
 }
 
-fn avg_pool(r: &Running, (input, output): (Buf, Buf)) -> Result<Data> {
+/// Average pooling: the sum of `q − z_x` over each window requantized with the multiplier of
+/// its count (the output shape decides the windows, so `ceil_mode` has done its work).
+fn avg_pool(
+    r: &Running,
+    (input, output): (Buf, Buf),
+    window: &Window,
+    zero: (i32, bool),
+    rq: &pool::CountRequant,
+) -> Result<Data> {
     let x = r.codes(input)?;
-    let y = pool::avg_pool(r.s, x, r.shape(input), r.shape(output));
+    let y = pool::avg_pool(x, (r.shape(input), r.shape(output)), window, zero, rq);
     Ok(Data::Codes(y.map_err(|m| r.err(m))?))
 }
 
