@@ -201,14 +201,12 @@ impl Crossbar {
         ((p + half) >> e).min(self.adc_top()) << e
     }
 
-    /// Checks the numbers are in range (a program from a file is not trusted).
+    /// Checks the numbers are in range (a program from a file is not trusted): the geometry's
+    /// bounds ([`CrossbarGeometry::validate`]), then the code widths and ADC steps.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let ok = |c: bool, m: &str| if c { Ok(()) } else { Err(m.to_string()) };
         let x = &self.geometry;
-        ok(x.rows >= 1 && x.cols >= 1, "rows and cols must be at least 1")?;
-        ok((1..=8).contains(&x.cell_bits), "cell_bits must be 1..=8")?;
-        ok((1..=16).contains(&x.dac_bits), "dac_bits must be 1..=16")?;
-        ok((1..=16).contains(&x.adc_bits), "adc_bits must be 1..=16")?;
+        x.validate()?;
         ok((2..=16).contains(&self.weight_bits), "weight_bits must be 2..=16")?;
         ok((1..=17).contains(&self.magnitude_bits), "magnitude_bits must be 1..=17")?;
         ok((1..=16).contains(&self.input_bits), "input_bits must be 1..=16")?;

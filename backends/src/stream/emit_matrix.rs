@@ -195,12 +195,6 @@ impl Emitter<'_> {
                 lossless_config(k, weights.bits, min_code, ct)
             }
         };
-        if x.geometry.rows > u16::MAX as usize || x.geometry.cols > u16::MAX as usize {
-            return Err(self.err(format!(
-                "arrays of {}x{} exceed the ISA's 65535 rows or columns",
-                x.geometry.rows, x.geometry.cols
-            )));
-        }
         let cpo = x.columns_per_output();
         let cpg = (x.geometry.cols / cpo.max(1)).max(1);
         // (part, arrays) per group of each replica.
@@ -321,6 +315,8 @@ impl Emitter<'_> {
             }
             v
         };
+        // `R` and `C` fit 16 bits: `Program::validate` (run before emission) held the step's
+        // geometry to `CrossbarGeometry`'s bounds, and `lossless_config` stays inside them.
         self.push(
             pg.core,
             Instr::XbarConfig {
