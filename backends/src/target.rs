@@ -22,7 +22,20 @@ use crate::noise::NoiseSpec;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+use cimc_ir::GeometryField;
 pub use cimc_ir::{AdcRange, ChipGeometry, CrossbarGeometry, WeightEncoding};
+
+/// The key a target file spells a geometry field with (in the messages about it).
+fn target_key(field: GeometryField) -> &'static str {
+    match field {
+        GeometryField::Encoding => "weights.encoding",
+        GeometryField::Rows => "array.rows",
+        GeometryField::Cols => "array.cols",
+        GeometryField::CellBits => "array.cell_bits",
+        GeometryField::DacBits => "dac.bits",
+        GeometryField::AdcBits => "adc.bits",
+    }
+}
 
 /// The `[array]` table of a target file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -399,34 +412,19 @@ impl Target {
         if self.core.scratchpad_kib == 0 {
             p.push("core.scratchpad_kib = 0: a core needs a scratchpad".to_string());
         }
-        if !(1..=65536).contains(&x.rows) {
-            p.push(format!("array.rows = {}: an array has 1 to 65536 rows", x.rows));
-        }
-        if !(1..=65536).contains(&x.cols) {
-            p.push(format!("array.cols = {}: an array has 1 to 65536 columns", x.cols));
-        } else if x.cols < 2 && x.encoding == WeightEncoding::Differential {
-            p.push(format!(
-                "array.cols = {}: weights.encoding = \"differential\" needs 2 columns per weight \
-                 (array.cols >= 2)",
-                x.cols
-            ));
-        }
-        let cell_ok = (1..=8).contains(&x.cell_bits);
-        if !cell_ok {
-            p.push(format!("array.cell_bits = {}: a cell stores 1 to 8 bits", x.cell_bits));
-        }
-        let dac_ok = (1..=8).contains(&x.dac_bits);
-        if !dac_ok {
-            p.push(format!("dac.bits = {}: a DAC has 1 to 8 bits", x.dac_bits));
-        }
-        let adc_ok = (1..=16).contains(&x.adc_bits);
-        if !adc_ok {
-            p.push(format!("adc.bits = {}: an ADC has 1 to 16 bits", x.adc_bits));
-        }
+        let geometry = x.problems();
+        p.extend(geometry.iter().map(|q| q.message(target_key)));
+        // The lossless check shifts by the converters' bits: only when they are in range.
+        let converters_ok = !geometry.iter().any(|q| {
+            matches!(
+                q.field(),
+                GeometryField::CellBits | GeometryField::DacBits | GeometryField::AdcBits
+            )
+        });
         if !(c.percentile > 0.0 && c.percentile <= 100.0) {
             p.push(format!("adc.percentile = {}: a percentile is in (0, 100]", c.percentile));
         }
-        if c.adc_range == AdcRange::Lossless && cell_ok && dac_ok && adc_ok && x.rows >= 1 {
+        if c.adc_range == AdcRange::Lossless && converters_ok && x.rows >= 1 {
             p.extend(self.lossless_problem());
         }
         if x.encoding == WeightEncoding::Offset && c.adc_range == AdcRange::Calib {

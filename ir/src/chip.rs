@@ -139,7 +139,140 @@ pub fn partial_sum_max(rows: usize, dac_bits: u32, cell_bits: u32) -> u64 {
     (rows as u64).saturating_mul(dac_max).saturating_mul(cell_max)
 }
 
+/// A field of a [`CrossbarGeometry`], for messages (a target file spells the fields its own
+/// way: [`GeometryProblem::message`] takes the spelling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeometryField {
+    Encoding,
+    Rows,
+    Cols,
+    CellBits,
+    DacBits,
+    AdcBits,
+}
+
+impl GeometryField {
+    /// The field's name in the IR text, program listings and messages about programs.
+    pub fn name(self) -> &'static str {
+        match self {
+            GeometryField::Encoding => "encoding",
+            GeometryField::Rows => "rows",
+            GeometryField::Cols => "cols",
+            GeometryField::CellBits => "cell_bits",
+            GeometryField::DacBits => "dac_bits",
+            GeometryField::AdcBits => "adc_bits",
+        }
+    }
+}
+
+/// Why a [`CrossbarGeometry`] is refused ([`CrossbarGeometry::problems`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeometryProblem {
+    /// A field outside the range of [`CrossbarGeometry`]'s bounds.
+    OutOfRange { field: GeometryField, value: u64 },
+    /// A differential encoding on arrays of one column: one weight needs two.
+    DifferentialNeedsTwoColumns { cols: u64 },
+}
+
+impl GeometryProblem {
+    /// The field that is wrong.
+    pub fn field(&self) -> GeometryField {
+        match *self {
+            GeometryProblem::OutOfRange { field, .. } => field,
+            GeometryProblem::DifferentialNeedsTwoColumns { .. } => GeometryField::Cols,
+        }
+    }
+
+    /// `key = value: why`, each field spelled `key(field)`.
+    pub fn message(&self, key: impl Fn(GeometryField) -> &'static str) -> String {
+        match *self {
+            GeometryProblem::OutOfRange { field, value } => {
+                let (lo, hi) = CrossbarGeometry::bounds(field);
+                let why = match field {
+                    GeometryField::Rows => format!("an array has {lo} to {hi} rows"),
+                    GeometryField::Cols => format!("an array has {lo} to {hi} columns"),
+                    GeometryField::CellBits => format!("a cell stores {lo} to {hi} bits"),
+                    GeometryField::DacBits => format!("a DAC has {lo} to {hi} bits"),
+                    GeometryField::AdcBits => format!("an ADC has {lo} to {hi} bits"),
+                    GeometryField::Encoding => format!("one of {}", WeightEncoding::expected()),
+                };
+                format!("{} = {value}: {why}", key(field))
+            }
+            GeometryProblem::DifferentialNeedsTwoColumns { cols } => {
+                let (c, e) = (key(GeometryField::Cols), key(GeometryField::Encoding));
+                format!(
+                    "{c} = {cols}: {e} = \"differential\" needs 2 columns per weight ({c} >= 2)"
+                )
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for GeometryProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message(GeometryField::name))
+    }
+}
+
 impl CrossbarGeometry {
+    /// `R` and `C`: at most 65535, since a stream's `xbar_config` holds them in 16 bits.
+    pub const ROWS: (u64, u64) = (1, u16::MAX as u64);
+    pub const COLS: (u64, u64) = (1, u16::MAX as u64);
+    /// `b_c`: multi-level cells of up to 8 bits.
+    pub const CELL_BITS: (u64, u64) = (1, 8);
+    /// `b_d` and `b_adc`: the widest converters every executor computes exactly (the
+    /// partial sums stay below 2^53 for any rows and cells within the bounds above).
+    pub const DAC_BITS: (u64, u64) = (1, 16);
+    pub const ADC_BITS: (u64, u64) = (1, 16);
+
+    /// The inclusive bounds of a numeric field; the encoding has none.
+    pub fn bounds(field: GeometryField) -> (u64, u64) {
+        match field {
+            GeometryField::Rows => Self::ROWS,
+            GeometryField::Cols => Self::COLS,
+            GeometryField::CellBits => Self::CELL_BITS,
+            GeometryField::DacBits => Self::DAC_BITS,
+            GeometryField::AdcBits => Self::ADC_BITS,
+            GeometryField::Encoding => (0, WeightEncoding::ALL.len() as u64 - 1),
+        }
+    }
+
+    /// Every field outside the bounds every executor supports (the `tile` pass, the program
+    /// runner, the stream emitter and simulator), in field order; the one check of the
+    /// geometry, made where a target is loaded, where the IR verifier checks a crossbar map,
+    /// and where a program or stream read from a file is validated.
+    pub fn problems(&self) -> Vec<GeometryProblem> {
+        let fields = [
+            (GeometryField::Rows, self.rows as u64),
+            (GeometryField::Cols, self.cols as u64),
+            (GeometryField::CellBits, self.cell_bits as u64),
+            (GeometryField::DacBits, self.dac_bits as u64),
+            (GeometryField::AdcBits, self.adc_bits as u64),
+        ];
+        let mut p = Vec::new();
+        for (field, value) in fields {
+            let (lo, hi) = Self::bounds(field);
+            if !(lo..=hi).contains(&value) {
+                p.push(GeometryProblem::OutOfRange { field, value });
+            } else if field == GeometryField::Cols
+                && value < 2
+                && self.encoding == WeightEncoding::Differential
+            {
+                p.push(GeometryProblem::DifferentialNeedsTwoColumns { cols: value });
+            }
+        }
+        p
+    }
+
+    /// [`CrossbarGeometry::problems`] as one message (`field = value: why; ...`).
+    pub fn validate(&self) -> Result<(), String> {
+        let p = self.problems();
+        if p.is_empty() {
+            return Ok(());
+        }
+        Err(p.iter().map(|q| q.to_string()).collect::<Vec<_>>().join("; "))
+    }
+
     /// The largest partial sum of a row tile of `rows` rows.
     pub fn p_max(&self, rows: usize) -> u64 {
         partial_sum_max(rows, self.dac_bits, self.cell_bits)
@@ -345,6 +478,45 @@ mod tests {
             per_column_group: false,
             arrays: 16128,
         }
+    }
+
+    #[test]
+    fn geometry_bounds_are_one_set_spelled_by_the_caller() {
+        let ok = isaac().crossbar;
+        assert_eq!(ok.validate(), Ok(()));
+        let widest = CrossbarGeometry {
+            rows: 65535,
+            cols: 65535,
+            cell_bits: 8,
+            dac_bits: 16,
+            adc_bits: 16,
+            ..ok
+        };
+        assert_eq!(widest.validate(), Ok(()));
+        let x = CrossbarGeometry { rows: 65536, cell_bits: 0, dac_bits: 17, ..ok };
+        assert_eq!(
+            x.validate().unwrap_err(),
+            "rows = 65536: an array has 1 to 65535 rows; cell_bits = 0: a cell stores 1 to 8 \
+             bits; dac_bits = 17: a DAC has 1 to 16 bits"
+        );
+        let one_column = CrossbarGeometry { cols: 1, ..ok };
+        let problems = one_column.problems();
+        assert_eq!(problems, [GeometryProblem::DifferentialNeedsTwoColumns { cols: 1 }]);
+        let file_key = |f: GeometryField| match f {
+            GeometryField::Cols => "array.cols",
+            GeometryField::Encoding => "weights.encoding",
+            _ => "other",
+        };
+        assert_eq!(
+            problems[0].message(file_key),
+            "array.cols = 1: weights.encoding = \"differential\" needs 2 columns per weight \
+             (array.cols >= 2)"
+        );
+        let offset = CrossbarGeometry { encoding: WeightEncoding::Offset, ..one_column };
+        assert_eq!(offset.validate(), Ok(()));
+        let adc = CrossbarGeometry { adc_bits: 0, ..ok }.problems();
+        assert_eq!(adc[0].field(), GeometryField::AdcBits);
+        assert_eq!(adc[0].to_string(), "adc_bits = 0: an ADC has 1 to 16 bits");
     }
 
     #[test]

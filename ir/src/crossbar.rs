@@ -136,13 +136,9 @@ impl CrossbarMap {
     /// blocks exactly once, and every block fits its array.
     pub fn check(&self) -> Result<(), String> {
         let x = &self.geometry;
+        x.validate()?;
         let want_ws = div_ceil(self.magnitude_bits as usize, x.cell_bits as usize) as u32;
         let want_xs = div_ceil(self.input_bits as usize, x.dac_bits as usize) as u32;
-        if x.cell_bits == 0 || x.dac_bits == 0 || x.adc_bits == 0 || x.adc_bits > 16 {
-            return Err(
-                "cell_bits, dac_bits and adc_bits must be at least 1 (adc_bits ≤ 16)".into()
-            );
-        }
         if self.weight_slices != want_ws || self.input_slices != want_xs {
             return Err(format!(
                 "weight_slices={} and input_slices={} do not match the bits (expected {want_ws} and {want_xs})",

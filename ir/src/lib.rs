@@ -23,7 +23,9 @@ pub mod print;
 pub mod types;
 pub mod verify;
 
-pub use chip::{AdcRange, ChipGeometry, CrossbarGeometry, WeightEncoding};
+pub use chip::{
+    AdcRange, ChipGeometry, CrossbarGeometry, GeometryField, GeometryProblem, WeightEncoding,
+};
 pub use crossbar::{CrossbarMap, Placement, TargetStamp, TileBlock};
 pub use data::TensorData;
 pub use datafile::{read_data, write_data};

@@ -288,6 +288,18 @@ macro_rules! field_range {
     }};
 }
 
+/// The ranges of `xbar_config`'s geometry fields: the bounds of [`cimc_ir::CrossbarGeometry`],
+/// the one set every executor supports (the 16-bit `rows` and `cols` fields are why those end
+/// at 65535).
+const fn geometry_range((lo, hi): (u64, u64)) -> (i64, i64) {
+    (lo as i64, hi as i64)
+}
+const XBAR_ROWS: (i64, i64) = geometry_range(cimc_ir::CrossbarGeometry::ROWS);
+const XBAR_COLS: (i64, i64) = geometry_range(cimc_ir::CrossbarGeometry::COLS);
+const XBAR_CELL_BITS: (i64, i64) = geometry_range(cimc_ir::CrossbarGeometry::CELL_BITS);
+const XBAR_DAC_BITS: (i64, i64) = geometry_range(cimc_ir::CrossbarGeometry::DAC_BITS);
+const XBAR_ADC_BITS: (i64, i64) = geometry_range(cimc_ir::CrossbarGeometry::ADC_BITS);
+
 /// Generates [`Instr`], [`INSTRS`] and the conversions between them from one list.
 macro_rules! isa {
     ($(
@@ -461,15 +473,15 @@ isa! {
         /// The crossbar group.
         group: u16,
         /// `R`: rows per row tile (rows activated at once).
-        rows: u16 [1, 65535],
+        rows: u16 [XBAR_ROWS.0, XBAR_ROWS.1],
         /// `C`: physical columns of one array (fixes the column groups).
-        cols: u16 [1, 65535],
+        cols: u16 [XBAR_COLS.0, XBAR_COLS.1],
         /// `b_a`: bits of the crossbar input `v = q − input_min`.
         input_bits: u8 [1, 16],
         /// `b_d`: input bits applied per cycle (1 = bit-serial).
-        dac_bits: u8 [1, 16],
+        dac_bits: u8 [XBAR_DAC_BITS.0, XBAR_DAC_BITS.1],
         /// `b_c`: bits stored per cell.
-        cell_bits: u8 [1, 8],
+        cell_bits: u8 [XBAR_CELL_BITS.0, XBAR_CELL_BITS.1],
         /// `b_w`: bits of the weight codes.
         weight_bits: u8 [2, 16],
         /// Bits of the unsigned magnitudes stored (`b_w − 1` differential, `b_w` offset).
@@ -477,7 +489,7 @@ isa! {
         /// How signed weights sit in non-negative cells.
         encoding: WeightEncoding,
         /// `b_adc`: ADC resolution in bits.
-        adc_bits: u8 [1, 16],
+        adc_bits: u8 [XBAR_ADC_BITS.0, XBAR_ADC_BITS.1],
         /// `e`: the ADC step is `2^e`.
         adc_step: u8 [0, 40],
         /// `q_min`: the smallest input code; the crossbar receives `q − input_min`.

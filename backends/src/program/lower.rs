@@ -241,6 +241,8 @@ impl Lowering<'_> {
         Ok((x, y))
     }
 
+    /// The step of one node: one function per op family; an op with no program step is named
+    /// in the last arm, so a new op fails to compile until it says which it is.
     fn node(&mut self, _id: NodeId, node: &Node) -> Result<()> {
         let g = self.g;
         for &o in &node.outputs[1..] {
@@ -254,259 +256,291 @@ impl Lowering<'_> {
                 ));
             }
         }
-        let y = node.outputs[0];
         match &node.op {
-            Op::QuantizeLinear { .. } => {
-                let (x, yb) = self.bufs(node)?;
-                let (s, z, q) = self.per_tensor(node, y)?;
-                let (lo, hi) = q.code_range();
-                self.push(
-                    node,
-                    Step::Quantize {
-                        input: x,
-                        output: yb,
-                        scale: s,
-                        zero_point: z,
-                        lo: lo as i32,
-                        hi: hi as i32,
-                    },
-                );
-            }
-            Op::DequantizeLinear { .. } => {
-                let (x, yb) = self.bufs(node)?;
-                self.quant(node, node.inputs[0])?;
-                self.push(node, Step::Dequantize { input: x, output: yb });
-            }
-            Op::Conv(a) => {
-                let (x, yb) = self.bufs(node)?;
-                let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
-                let (w, wq) = self.int_weights(node, node.inputs[1])?;
-                let m = w.shape[0];
-                let bias = self.bias(node, 2, m)?;
-                let acc: Vec<f64> = (0..m)
-                    .map(|c| s_x as f64 * wq.scale[if wq.scale.len() == 1 { 0 } else { c }] as f64)
-                    .collect();
-                let requant = self.requant(node, y, &acc, conv_clamp(a))?;
-                let window = window_of(&a.kernel, &a.strides, &a.dilations, &a.pads);
-                self.push(
-                    node,
-                    Step::Conv {
-                        input: x,
-                        output: yb,
-                        input_zero_point: z_x,
-                        weights: w,
-                        bias,
-                        window,
-                        group: a.group,
-                        requant,
-                        crossbar: crossbar_of(node),
-                    },
-                );
-            }
-            Op::Gemm { trans_a, trans_b, alpha, .. } => {
+            Op::QuantizeLinear { .. } => self.quantize(node),
+            Op::DequantizeLinear { .. } => self.dequantize(node),
+            Op::Conv(a) => self.conv(node, a),
+            Op::Gemm { trans_a, trans_b, alpha, clamp, .. } => {
                 if *trans_a || *alpha != 1.0 {
                     return Err(err(node, "transA and alpha != 1 are not supported in programs (canonicalize folds alpha)"));
                 }
-                self.matrix(node, *trans_b, gemm_clamp(&node.op))?;
+                self.matrix(node, *trans_b, *clamp)
             }
-            Op::MatMul => self.matrix(node, false, None)?,
-            Op::BatchNorm { epsilon } => {
-                let (x, yb) = self.bufs(node)?;
-                let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
-                let get = |k| {
-                    self.const_f32(node, k)
-                        .and_then(|v| v.ok_or_else(|| err(node, "missing BN parameter")))
-                };
-                let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
-                let a: Vec<f64> = gamma
-                    .iter()
-                    .zip(&var)
-                    .map(|(&g, &v)| g as f64 / (v as f64 + *epsilon as f64).sqrt())
-                    .collect();
-                let b: Vec<f64> = beta
-                    .iter()
-                    .zip(&mean)
-                    .zip(&a)
-                    .map(|((&be, &mu), &a)| be as f64 - mu as f64 * a)
-                    .collect();
-                let amax = a.iter().fold(0f64, |m, v| m.max(v.abs()));
-                let s_a = if amax > 0.0 { amax / 32767.0 } else { 1.0 };
-                let scale: Vec<i32> =
-                    a.iter().map(|v| (v / s_a).round_ties_even() as i32).collect();
-                let bias: Vec<i64> =
-                    b.iter().map(|v| (v / (s_x as f64 * s_a)).round_ties_even() as i64).collect();
-                let requant = self.requant(node, y, &[s_x as f64 * s_a], None)?;
-                self.push(
-                    node,
-                    Step::Affine {
-                        input: x,
-                        output: yb,
-                        input_zero_point: z_x,
-                        scale,
-                        bias,
-                        requant,
-                    },
-                );
-            }
-            Op::Relu | Op::Clip => {
-                let (x, yb) = self.bufs(node)?;
-                let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
-                let clamp = match node.op {
-                    Op::Relu => (0.0, f32::INFINITY),
-                    _ => {
-                        let lo = self
-                            .const_f32(node, 1)?
-                            .and_then(|v| v.first().copied())
-                            .unwrap_or(f32::NEG_INFINITY);
-                        let hi = self
-                            .const_f32(node, 2)?
-                            .and_then(|v| v.first().copied())
-                            .unwrap_or(f32::INFINITY);
-                        (lo, hi)
-                    }
-                };
-                let requant = self.requant(node, y, &[s_x as f64], Some(clamp))?;
-                self.push(
-                    node,
-                    Step::Rescale { input: x, output: yb, input_zero_point: z_x, requant },
-                );
-            }
-            Op::MaxPool(a) => {
-                let (x, yb) = self.bufs(node)?;
-                self.same_quant(node)?;
-                let window = window_of(&a.kernel, &a.strides, &a.dilations, &a.pads);
-                self.push(
-                    node,
-                    Step::MaxPool { input: x, output: yb, window, ceil_mode: a.ceil_mode },
-                );
-            }
-            Op::AveragePool(a) => {
-                let (x, yb) = self.bufs(node)?;
-                let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
-                let (s_y, z_y, q) = self.per_tensor(node, y)?;
-                let (lo, hi) = q.code_range();
-                let k: usize = a.kernel.iter().product();
-                let mult_by_count = (1..=k)
-                    .map(|c| mult(node, s_x as f64 / (s_y as f64 * c as f64)))
-                    .collect::<Result<Vec<_>>>()?;
-                let window = window_of(&a.kernel, &a.strides, &a.dilations, &a.pads);
-                self.push(
-                    node,
-                    Step::AvgPool {
-                        input: x,
-                        output: yb,
-                        window,
-                        ceil_mode: a.ceil_mode,
-                        count_include_pad: a.count_include_pad,
-                        input_zero_point: z_x,
-                        mult_by_count,
-                        zero_point: z_y,
-                        lo: lo as i32,
-                        hi: hi as i32,
-                    },
-                );
-            }
-            Op::GlobalAveragePool => {
-                let (x, yb) = self.bufs(node)?;
-                let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
-                let hw: usize = g.ty(node.inputs[0]).shape.iter().skip(2).product();
-                let requant = self.requant(node, y, &[s_x as f64 / hw.max(1) as f64], None)?;
-                self.push(
-                    node,
-                    Step::GlobalAvgPool { input: x, output: yb, input_zero_point: z_x, requant },
-                );
-            }
-            Op::Add => {
-                let a = self.buffer(node.inputs[0]).map_err(|m| err(node, m))?;
-                let b = self.buffer(node.inputs[1]).map_err(|m| err(node, m))?;
-                let yb = self.buffer(y).map_err(|m| err(node, m))?;
-                let (s_a, z_a, _) = self.per_tensor(node, node.inputs[0])?;
-                let (s_b, z_b, _) = self.per_tensor(node, node.inputs[1])?;
-                let s_c = s_a.max(s_b) as f64;
-                let a_mult = mult(node, s_a as f64 / s_c)?;
-                let b_mult = mult(node, s_b as f64 / s_c)?;
-                let requant =
-                    self.requant(node, y, &[s_c / (1u64 << ADD_HEADROOM) as f64], None)?;
-                self.push(
-                    node,
-                    Step::Add {
-                        a,
-                        b,
-                        output: yb,
-                        a_zero_point: z_a,
-                        b_zero_point: z_b,
-                        headroom: ADD_HEADROOM,
-                        a_mult,
-                        b_mult,
-                        requant,
-                    },
-                );
-            }
-            Op::Concat { axis } => {
-                let yb = self.buffer(y).map_err(|m| err(node, m))?;
-                let (s_y, z_y, _) = self.per_tensor(node, y)?;
-                let mut inputs = Vec::new();
-                let mut rescale = Vec::new();
-                for &v in &node.inputs {
-                    inputs.push(self.buffer(v).map_err(|m| err(node, m))?);
-                    let (s, z, _) = self.per_tensor(node, v)?;
-                    rescale.push(if s == s_y && z == z_y {
-                        None
-                    } else {
-                        Some((z, self.requant(node, y, &[s as f64], None)?))
-                    });
-                }
-                self.push(node, Step::Concat { inputs, output: yb, axis: *axis, rescale });
-            }
+            Op::MatMul => self.matrix(node, false, None),
+            Op::BatchNorm { epsilon } => self.batch_norm(node, *epsilon),
+            Op::Relu => self.rescale(node, |_| Ok((0.0, f32::INFINITY))),
+            Op::Clip => self.rescale(node, |l| {
+                let lo = l.const_scalar(node, 1)?.unwrap_or(f32::NEG_INFINITY);
+                let hi = l.const_scalar(node, 2)?.unwrap_or(f32::INFINITY);
+                Ok((lo, hi))
+            }),
+            Op::MaxPool(a) => self.max_pool(node, a),
+            Op::AveragePool(a) => self.avg_pool(node, a),
+            Op::GlobalAveragePool => self.global_avg_pool(node),
+            Op::Add => self.add(node),
+            Op::Concat { axis } => self.concat(node, *axis),
             Op::Reshape { .. }
             | Op::Flatten { .. }
             | Op::Squeeze { .. }
             | Op::Unsqueeze { .. }
             | Op::Identity
-            | Op::Dropout => {
-                let (x, yb) = self.bufs(node)?;
-                self.same_quant(node)?;
-                self.push(node, Step::Reshape { input: x, output: yb });
+            | Op::Dropout => self.reshape(node),
+            Op::Transpose { perm } => self.transpose(node, perm),
+            Op::Pad { mode, pads } => self.pad(node, *mode, pads),
+            Op::Softmax { axis, coerce_2d } => self.softmax(node, *axis, *coerce_2d),
+            Op::LeakyRelu { .. }
+            | Op::Sigmoid
+            | Op::HardSigmoid { .. }
+            | Op::HardSwish
+            | Op::Tanh
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Gather { .. }
+            | Op::Slice { .. }
+            | Op::Cast { .. } => {
+                Err(err(node, format!("'{}' has no program step", node.op.name())))
             }
-            Op::Transpose { perm } => {
-                let (x, yb) = self.bufs(node)?;
-                self.same_quant(node)?;
-                self.push(node, Step::Transpose { input: x, output: yb, perm: perm.clone() });
-            }
-            Op::Pad { mode, pads } => {
-                let (x, yb) = self.bufs(node)?;
-                self.same_quant(node)?;
-                if *mode != cimc_ir::PadMode::Constant || pads.iter().any(|&p| p < 0) {
-                    return Err(err(
-                        node,
-                        "only constant padding with non-negative pads runs in programs",
-                    ));
-                }
-                let (s, z, q) = self.per_tensor(node, y)?;
-                let (lo, hi) = q.code_range();
-                let value =
-                    self.const_f32(node, 1)?.and_then(|v| v.first().copied()).unwrap_or(0.0);
-                let code = quantize_value(value, s, z, lo as i32, hi as i32);
-                self.push(
-                    node,
-                    Step::Pad {
-                        input: x,
-                        output: yb,
-                        pads: pads.iter().map(|&p| p as usize).collect(),
-                        code,
-                    },
-                );
-            }
-            Op::Softmax { axis, coerce_2d } => {
-                let (x, yb) = self.bufs(node)?;
-                let rank = g.ty(y).rank();
-                if *coerce_2d && *axis + 1 != rank {
-                    return Err(err(node, "legacy (opset < 13) softmax over several axes is not supported in programs"));
-                }
-                self.push(node, Step::Softmax { input: x, output: yb, axis: *axis });
-            }
-            other => return Err(err(node, format!("'{}' has no program step", other.name()))),
         }
+    }
+
+    /// The first value of constant input `slot`, if the node has that input.
+    fn const_scalar(&self, node: &Node, slot: usize) -> Result<Option<f32>> {
+        Ok(self.const_f32(node, slot)?.and_then(|v| v.first().copied()))
+    }
+
+    fn quantize(&mut self, node: &Node) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let (s, z, q) = self.per_tensor(node, node.outputs[0])?;
+        let (lo, hi) = q.code_range();
+        let step = Step::Quantize {
+            input: x,
+            output: yb,
+            scale: s,
+            zero_point: z,
+            lo: lo as i32,
+            hi: hi as i32,
+        };
+        self.push(node, step);
+        Ok(())
+    }
+
+    fn dequantize(&mut self, node: &Node) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        self.quant(node, node.inputs[0])?;
+        self.push(node, Step::Dequantize { input: x, output: yb });
+        Ok(())
+    }
+
+    fn conv(&mut self, node: &Node, a: &cimc_ir::ConvAttrs) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
+        let (w, wq) = self.int_weights(node, node.inputs[1])?;
+        let m = w.shape[0];
+        let bias = self.bias(node, 2, m)?;
+        let acc: Vec<f64> = (0..m)
+            .map(|c| s_x as f64 * wq.scale[if wq.scale.len() == 1 { 0 } else { c }] as f64)
+            .collect();
+        let requant = self.requant(node, node.outputs[0], &acc, a.clamp)?;
+        let window = window_of(&a.kernel, &a.strides, &a.dilations, &a.pads);
+        let step = Step::Conv {
+            input: x,
+            output: yb,
+            input_zero_point: z_x,
+            weights: w,
+            bias,
+            window,
+            group: a.group,
+            requant,
+            crossbar: crossbar_of(node),
+        };
+        self.push(node, step);
+        Ok(())
+    }
+
+    /// An unfolded BatchNormalization as an integer affine map: `a = γ / √(σ² + ε)` as 16-bit
+    /// integer scales over one shared real scale, `b = β − μ·a` as biases at the accumulator's
+    /// scale.
+    fn batch_norm(&mut self, node: &Node, epsilon: f32) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
+        let get = |k| {
+            self.const_f32(node, k).and_then(|v| v.ok_or_else(|| err(node, "missing BN parameter")))
+        };
+        let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+        let a: Vec<f64> = gamma
+            .iter()
+            .zip(&var)
+            .map(|(&g, &v)| g as f64 / (v as f64 + epsilon as f64).sqrt())
+            .collect();
+        let b: Vec<f64> = beta
+            .iter()
+            .zip(&mean)
+            .zip(&a)
+            .map(|((&be, &mu), &a)| be as f64 - mu as f64 * a)
+            .collect();
+        let amax = a.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let s_a = if amax > 0.0 { amax / 32767.0 } else { 1.0 };
+        let scale: Vec<i32> = a.iter().map(|v| (v / s_a).round_ties_even() as i32).collect();
+        let bias: Vec<i64> =
+            b.iter().map(|v| (v / (s_x as f64 * s_a)).round_ties_even() as i64).collect();
+        let requant = self.requant(node, node.outputs[0], &[s_x as f64 * s_a], None)?;
+        let step =
+            Step::Affine { input: x, output: yb, input_zero_point: z_x, scale, bias, requant };
+        self.push(node, step);
+        Ok(())
+    }
+
+    /// A standalone ReLU or Clip: a requantization whose clamp is the activation's real bounds
+    /// (`clamp` reads them once the input is known to be a per-tensor code buffer).
+    fn rescale(
+        &mut self,
+        node: &Node,
+        clamp: impl FnOnce(&Self) -> Result<(f32, f32)>,
+    ) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
+        let clamp = clamp(self)?;
+        let requant = self.requant(node, node.outputs[0], &[s_x as f64], Some(clamp))?;
+        self.push(node, Step::Rescale { input: x, output: yb, input_zero_point: z_x, requant });
+        Ok(())
+    }
+
+    fn max_pool(&mut self, node: &Node, a: &cimc_ir::PoolAttrs) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        self.same_quant(node)?;
+        let window = window_of(&a.kernel, &a.strides, &a.dilations, &a.pads);
+        self.push(node, Step::MaxPool { input: x, output: yb, window, ceil_mode: a.ceil_mode });
+        Ok(())
+    }
+
+    /// Average pooling: one multiplier `s_x / (s_y · c)` per window count `c`.
+    fn avg_pool(&mut self, node: &Node, a: &cimc_ir::PoolAttrs) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
+        let (s_y, z_y, q) = self.per_tensor(node, node.outputs[0])?;
+        let (lo, hi) = q.code_range();
+        let k: usize = a.kernel.iter().product();
+        let mult_by_count = (1..=k)
+            .map(|c| mult(node, s_x as f64 / (s_y as f64 * c as f64)))
+            .collect::<Result<Vec<_>>>()?;
+        let window = window_of(&a.kernel, &a.strides, &a.dilations, &a.pads);
+        let step = Step::AvgPool {
+            input: x,
+            output: yb,
+            window,
+            ceil_mode: a.ceil_mode,
+            count_include_pad: a.count_include_pad,
+            input_zero_point: z_x,
+            mult_by_count,
+            zero_point: z_y,
+            lo: lo as i32,
+            hi: hi as i32,
+        };
+        self.push(node, step);
+        Ok(())
+    }
+
+    fn global_avg_pool(&mut self, node: &Node) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
+        let hw: usize = self.g.ty(node.inputs[0]).shape.iter().skip(2).product();
+        let requant =
+            self.requant(node, node.outputs[0], &[s_x as f64 / hw.max(1) as f64], None)?;
+        let step = Step::GlobalAvgPool { input: x, output: yb, input_zero_point: z_x, requant };
+        self.push(node, step);
+        Ok(())
+    }
+
+    /// The Add recipe: both inputs rescaled to the larger input scale after [`ADD_HEADROOM`]
+    /// bits of headroom, summed, then requantized.
+    fn add(&mut self, node: &Node) -> Result<()> {
+        let y = node.outputs[0];
+        let a = self.buffer(node.inputs[0]).map_err(|m| err(node, m))?;
+        let b = self.buffer(node.inputs[1]).map_err(|m| err(node, m))?;
+        let yb = self.buffer(y).map_err(|m| err(node, m))?;
+        let (s_a, z_a, _) = self.per_tensor(node, node.inputs[0])?;
+        let (s_b, z_b, _) = self.per_tensor(node, node.inputs[1])?;
+        let s_c = s_a.max(s_b) as f64;
+        let a_mult = mult(node, s_a as f64 / s_c)?;
+        let b_mult = mult(node, s_b as f64 / s_c)?;
+        let requant = self.requant(node, y, &[s_c / (1u64 << ADD_HEADROOM) as f64], None)?;
+        let step = Step::Add {
+            a,
+            b,
+            output: yb,
+            a_zero_point: z_a,
+            b_zero_point: z_b,
+            headroom: ADD_HEADROOM,
+            a_mult,
+            b_mult,
+            requant,
+        };
+        self.push(node, step);
+        Ok(())
+    }
+
+    /// Concatenation: inputs at the output's scale are copied, the others requantized.
+    fn concat(&mut self, node: &Node, axis: usize) -> Result<()> {
+        let y = node.outputs[0];
+        let yb = self.buffer(y).map_err(|m| err(node, m))?;
+        let (s_y, z_y, _) = self.per_tensor(node, y)?;
+        let mut inputs = Vec::new();
+        let mut rescale = Vec::new();
+        for &v in &node.inputs {
+            inputs.push(self.buffer(v).map_err(|m| err(node, m))?);
+            let (s, z, _) = self.per_tensor(node, v)?;
+            rescale.push(if s == s_y && z == z_y {
+                None
+            } else {
+                Some((z, self.requant(node, y, &[s as f64], None)?))
+            });
+        }
+        self.push(node, Step::Concat { inputs, output: yb, axis, rescale });
+        Ok(())
+    }
+
+    /// Reshape, Flatten, Squeeze, Unsqueeze, Identity and Dropout: the same codes, another shape.
+    fn reshape(&mut self, node: &Node) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        self.same_quant(node)?;
+        self.push(node, Step::Reshape { input: x, output: yb });
+        Ok(())
+    }
+
+    fn transpose(&mut self, node: &Node, perm: &[usize]) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        self.same_quant(node)?;
+        self.push(node, Step::Transpose { input: x, output: yb, perm: perm.to_vec() });
+        Ok(())
+    }
+
+    /// Constant padding: the pad value quantized to the output's code.
+    fn pad(&mut self, node: &Node, mode: cimc_ir::PadMode, pads: &[i64]) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        self.same_quant(node)?;
+        if mode != cimc_ir::PadMode::Constant || pads.iter().any(|&p| p < 0) {
+            return Err(err(node, "only constant padding with non-negative pads runs in programs"));
+        }
+        let (s, z, q) = self.per_tensor(node, node.outputs[0])?;
+        let (lo, hi) = q.code_range();
+        let value = self.const_scalar(node, 1)?.unwrap_or(0.0);
+        let code = quantize_value(value, s, z, lo as i32, hi as i32);
+        let pads = pads.iter().map(|&p| p as usize).collect();
+        self.push(node, Step::Pad { input: x, output: yb, pads, code });
+        Ok(())
+    }
+
+    fn softmax(&mut self, node: &Node, axis: usize, coerce_2d: bool) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let rank = self.g.ty(node.outputs[0]).rank();
+        if coerce_2d && axis + 1 != rank {
+            return Err(err(
+                node,
+                "legacy (opset < 13) softmax over several axes is not supported in programs",
+            ));
+        }
+        self.push(node, Step::Softmax { input: x, output: yb, axis });
         Ok(())
     }
 
@@ -568,18 +602,6 @@ fn window_of(kernel: &[usize], strides: &[usize], dilations: &[usize], pads: &[u
         strides: strides.to_vec(),
         dilations: dilations.to_vec(),
         pads: pads.to_vec(),
-    }
-}
-
-/// The real bounds of a Conv's fused activation.
-fn conv_clamp(a: &cimc_ir::ConvAttrs) -> Option<(f32, f32)> {
-    a.clamp
-}
-
-fn gemm_clamp(op: &Op) -> Option<(f32, f32)> {
-    match op {
-        Op::Gemm { clamp, .. } => *clamp,
-        _ => None,
     }
 }
 

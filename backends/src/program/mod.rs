@@ -201,14 +201,12 @@ impl Crossbar {
         ((p + half) >> e).min(self.adc_top()) << e
     }
 
-    /// Checks the numbers are in range (a program from a file is not trusted).
+    /// Checks the numbers are in range (a program from a file is not trusted): the geometry's
+    /// bounds ([`CrossbarGeometry::validate`]), then the code widths and ADC steps.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let ok = |c: bool, m: &str| if c { Ok(()) } else { Err(m.to_string()) };
         let x = &self.geometry;
-        ok(x.rows >= 1 && x.cols >= 1, "rows and cols must be at least 1")?;
-        ok((1..=8).contains(&x.cell_bits), "cell_bits must be 1..=8")?;
-        ok((1..=16).contains(&x.dac_bits), "dac_bits must be 1..=16")?;
-        ok((1..=16).contains(&x.adc_bits), "adc_bits must be 1..=16")?;
+        x.validate()?;
         ok((2..=16).contains(&self.weight_bits), "weight_bits must be 2..=16")?;
         ok((1..=17).contains(&self.magnitude_bits), "magnitude_bits must be 1..=17")?;
         ok((1..=16).contains(&self.input_bits), "input_bits must be 1..=16")?;
@@ -353,6 +351,86 @@ pub enum Step {
     },
 }
 
+/// A Conv or a Gemm step seen as the matrix product both are: the fields they share, and what
+/// only a convolution has. [`Step::as_matrix`] is the one place that says which steps are
+/// matrix products; the emitter, the validator and the simulators read them through it.
+#[derive(Clone, Copy, Debug)]
+pub struct MatrixStep<'a> {
+    pub input: Buf,
+    pub output: Buf,
+    pub input_zero_point: i32,
+    pub weights: &'a IntTensor,
+    pub bias: &'a [i64],
+    pub requant: &'a Requant,
+    pub crossbar: Option<&'a Crossbar>,
+    pub kind: MatrixKind<'a>,
+}
+
+/// What differs between the matrix steps.
+#[derive(Clone, Copy, Debug)]
+pub enum MatrixKind<'a> {
+    /// Weights `[M, C/group, k..]`; the vectors are the im2col windows of the input.
+    Conv { window: &'a Window, group: usize },
+    /// Weights `[K, N]`; the vectors are the input's rows.
+    Gemm,
+}
+
+impl MatrixStep<'_> {
+    /// `(K, M)`: rows of one conv group's matrix and output channels of the whole layer (0
+    /// where the weights' shape is too short to say).
+    pub fn k_and_m(&self) -> (usize, usize) {
+        let shape = &self.weights.shape;
+        match self.kind {
+            MatrixKind::Conv { .. } => {
+                (shape.iter().skip(1).product(), shape.first().copied().unwrap_or(0))
+            }
+            MatrixKind::Gemm => {
+                (shape.first().copied().unwrap_or(0), shape.get(1).copied().unwrap_or(0))
+            }
+        }
+    }
+
+    /// Conv groups (1 for a Gemm).
+    pub fn groups(&self) -> usize {
+        match self.kind {
+            MatrixKind::Conv { group, .. } => group,
+            MatrixKind::Gemm => 1,
+        }
+    }
+
+    /// The weight of row `kk` (of its conv group's matrix) and output channel `n`, for a layer
+    /// of `(k, m)` = [`MatrixStep::k_and_m`].
+    pub fn weight_at(&self, (k, m): (usize, usize), kk: usize, n: usize) -> i32 {
+        match self.kind {
+            MatrixKind::Conv { .. } => self.weights.data[n * k + kk],
+            MatrixKind::Gemm => self.weights.data[kk * m + n],
+        }
+    }
+
+    /// The weights hold what their shape declares, one bias per output channel and one
+    /// multiplier per channel or for all, and the crossbar's numbers are in range.
+    fn validate(&self) -> std::result::Result<(), String> {
+        if let Some(x) = self.crossbar {
+            x.validate().map_err(|m| format!("crossbar: {m}"))?;
+        }
+        let w = self.weights;
+        let numel = checked_numel(&w.shape);
+        if numel != Some(w.data.len()) {
+            let numel = numel.map_or("too many".into(), |n| n.to_string());
+            return Err(format!("weights declare {numel} values, hold {}", w.data.len()));
+        }
+        let m = self.k_and_m().1;
+        let mults = self.requant.mult.len();
+        if self.bias.len() != m || (mults != 1 && mults != m) {
+            return Err(format!(
+                "{m} output channels but {} biases, {mults} multipliers",
+                self.bias.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Program {
     pub name: String,
@@ -477,36 +555,8 @@ impl Program {
                     return Err(bad(i, format!("buffer {b} does not exist ({n} buffers)")));
                 }
             }
-            match s {
-                Step::Conv { weights, bias, requant, crossbar, .. }
-                | Step::Gemm { weights, bias, requant, crossbar, .. } => {
-                    if let Some(x) = crossbar {
-                        x.validate().map_err(|m| bad(i, format!("crossbar: {m}")))?;
-                    }
-                    let numel = checked_numel(&weights.shape);
-                    if numel != Some(weights.data.len()) {
-                        let numel = numel.map_or("too many".into(), |n| n.to_string());
-                        return Err(bad(
-                            i,
-                            format!("weights declare {numel} values, hold {}", weights.data.len()),
-                        ));
-                    }
-                    let m = match s {
-                        Step::Conv { .. } => weights.shape.first().copied().unwrap_or(0),
-                        _ => weights.shape.get(1).copied().unwrap_or(0),
-                    };
-                    if bias.len() != m || (requant.mult.len() != 1 && requant.mult.len() != m) {
-                        return Err(bad(
-                            i,
-                            format!(
-                                "{m} output channels but {} biases, {} multipliers",
-                                bias.len(),
-                                requant.mult.len()
-                            ),
-                        ));
-                    }
-                }
-                _ => {}
+            if let Some(m) = s.as_matrix() {
+                m.validate().map_err(|msg| bad(i, msg))?;
             }
         }
         Ok(())
@@ -535,6 +585,57 @@ pub fn step_buffers(s: &Step) -> Vec<Buf> {
 }
 
 impl Step {
+    /// The step as a matrix product (Conv, Gemm); `None` for every other step.
+    pub fn as_matrix(&self) -> Option<MatrixStep<'_>> {
+        match self {
+            Step::Conv {
+                input,
+                output,
+                input_zero_point,
+                weights,
+                bias,
+                window,
+                group,
+                requant,
+                crossbar,
+            } => Some(MatrixStep {
+                input: *input,
+                output: *output,
+                input_zero_point: *input_zero_point,
+                weights,
+                bias,
+                requant,
+                crossbar: crossbar.as_ref(),
+                kind: MatrixKind::Conv { window, group: *group },
+            }),
+            Step::Gemm { input, output, input_zero_point, weights, bias, requant, crossbar } => {
+                Some(MatrixStep {
+                    input: *input,
+                    output: *output,
+                    input_zero_point: *input_zero_point,
+                    weights,
+                    bias,
+                    requant,
+                    crossbar: crossbar.as_ref(),
+                    kind: MatrixKind::Gemm,
+                })
+            }
+            Step::Quantize { .. }
+            | Step::Dequantize { .. }
+            | Step::Affine { .. }
+            | Step::Rescale { .. }
+            | Step::MaxPool { .. }
+            | Step::AvgPool { .. }
+            | Step::GlobalAvgPool { .. }
+            | Step::Add { .. }
+            | Step::Concat { .. }
+            | Step::Reshape { .. }
+            | Step::Transpose { .. }
+            | Step::Pad { .. }
+            | Step::Softmax { .. } => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Step::Quantize { .. } => "quantize",

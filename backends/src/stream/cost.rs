@@ -30,7 +30,7 @@ pub use report::{
     round, CoreCost, CostReport, Counts, Energy, InstrCost, LayerCost, Preload, Totals, Utilization,
 };
 
-use super::{HostEntry, Schedule, Stream};
+use super::{GroupEntry, HostEntry, Schedule, Stream, WindowEntry};
 use crate::error::{BackendError, Result};
 use crate::isa::Instr;
 use crate::target::{CostSpec, Target};
@@ -214,8 +214,9 @@ impl<'a> Sim<'a> {
 
     /// Energy, counts and latency of a vector-unit instruction of `elements` elements that
     /// reads `rb` and writes `wb` bytes of the scratchpad.
-    fn vector(&self, e: &mut Energy, k: &mut Counts, elements: u64, rb: u64, wb: u64) -> f64 {
+    fn vector(&self, ch: &mut Charge, (elements, rb, wb): Traffic) -> f64 {
         let c = self.c;
+        let (e, k) = (&mut ch.e, &mut ch.k);
         e.vector = elements as f64 * c.vector_op_energy_pj;
         e.buffer = rb as f64 * c.buffer_read_pj_per_byte + wb as f64 * c.buffer_write_pj_per_byte;
         k.vector_elements = elements;
@@ -291,286 +292,427 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Runs core `c`'s next instruction: one function per instruction (the vector-unit ones
+    /// return their traffic, charged by [`Sim::vector`]); a new instruction fails to compile
+    /// here until it has a cost.
     fn step(&mut self, c: usize) -> Result<Step> {
-        let s = self.s;
         let i = self.cores[c].pc;
-        let Some(&instr) = s.cores[c].code.get(i) else {
+        let Some(&instr) = self.s.cores[c].code.get(i) else {
             self.cores[c].done = true;
             return Ok(Step::Halt);
         };
-        let (clock, cyc, cs) = (self.cores[c].clock, self.cycle, self.c);
-        let mut e = Energy::default();
-        let mut k = Counts { instructions: 1, ..Counts::default() };
-        let mut start = clock;
-        let missing = |what: &str, idx: usize| format!("{what} {idx} does not exist");
-        let group_of =
-            |g: u16| s.groups.get(g as usize).ok_or_else(|| missing("group", g as usize));
+        let clock = self.cores[c].clock;
+        let mut ch = Charge {
+            start: clock,
+            e: Energy::default(),
+            k: Counts { instructions: 1, ..Counts::default() },
+        };
         let latency = match instr {
             Instr::Halt {} => {
-                self.record(c, clock, 0.0, e, k);
+                self.record(c, clock, 0.0, ch.e, ch.k);
                 self.cores[c].done = true;
                 return Ok(Step::Halt);
             }
             Instr::Sync { barrier } => return Ok(Step::Sync(barrier)),
-            Instr::Host { op } => {
-                let h = s
-                    .hosts
-                    .get(op as usize)
-                    .ok_or_else(|| self.error(c, missing("host entry", op as usize)))?;
-                k.host_ops = 1;
-                k.host_elements = match h {
-                    HostEntry::Quantize { len, .. } => *len as u64,
-                    HostEntry::Dequantize { shape, .. } | HostEntry::Softmax { shape, .. } => {
-                        shape.iter().map(|&d| d as u64).product()
-                    }
-                };
-                0.0
+            Instr::Host { op } => self.host(c, op, &mut ch)?,
+            Instr::Load { dst, len, elem_bytes, .. } => {
+                self.load(c, dst, len, elem_bytes, &mut ch)?
             }
-            Instr::Load { dst, len, elem_bytes, .. }
-            | Instr::Store { src: dst, len, elem_bytes, .. } => {
-                let (addr, len) = (dst as u64, len as u64);
-                self.check(c, c, addr, len)?;
-                let bytes = len * elem_bytes as u64;
-                let (st, dur) = self.channel(clock, bytes);
-                start = st;
-                e.global_memory = bytes as f64 * cs.global_mem_pj_per_byte;
-                k.global_bytes = bytes;
-                if matches!(instr, Instr::Load { .. }) {
-                    e.buffer = bytes as f64 * cs.buffer_write_pj_per_byte;
-                    k.buffer_write_bytes = bytes;
-                    self.shadows[c].write(addr, len, elem_bytes);
-                } else {
-                    e.buffer = bytes as f64 * cs.buffer_read_pj_per_byte;
-                    k.buffer_read_bytes = bytes;
-                    self.shadows[c].touch(addr, len);
-                }
-                dur.max(cyc)
+            Instr::Store { src, len, elem_bytes, .. } => {
+                self.store(c, src, len, elem_bytes, &mut ch)?
             }
             Instr::Copy { dst, src, len } => {
-                self.check(c, c, src as u64, len as u64)?;
-                self.check(c, c, dst as u64, len as u64)?;
-                let w = self.shadows[c].widths(src as u64, len as u64, 1);
-                let bytes = w.iter().map(|&b| b as u64).sum();
-                self.shadows[c].write_with(dst as u64, len as u64, |j| w[j]);
-                self.vector(&mut e, &mut k, len as u64, bytes, bytes)
+                let t = self.copy(c, dst, src, len)?;
+                self.vector(&mut ch, t)
             }
             Instr::Fill { dst, len, .. } => {
-                self.check(c, c, dst as u64, len as u64)?;
-                let w = self.shadows[c].widths(dst as u64, len as u64, 1);
-                let bytes = w.iter().map(|&b| b as u64).sum();
-                self.shadows[c].write_with(dst as u64, len as u64, |j| w[j]);
-                self.vector(&mut e, &mut k, len as u64, 0, bytes)
+                let t = self.fill(c, dst, len)?;
+                self.vector(&mut ch, t)
             }
             Instr::Send { to, dst, src, len, elem_bytes } => {
-                let to = to as usize;
-                if to >= self.cores.len() {
-                    return Err(self.error(c, missing("core", to)));
-                }
-                let (len, eb) = (len as u64, elem_bytes as u64);
-                self.check(c, c, src as u64, len)?;
-                self.check(c, to, dst as u64, len)?;
-                let (bytes, hops) = (len * eb, self.hops(c, to));
-                e.interconnect = (bytes * hops) as f64 * cs.interconnect_pj_per_byte_hop;
-                e.buffer =
-                    bytes as f64 * (cs.buffer_read_pj_per_byte + cs.buffer_write_pj_per_byte);
-                k.interconnect_byte_hops = bytes * hops;
-                k.buffer_read_bytes = bytes;
-                k.buffer_write_bytes = bytes;
-                self.shadows[c].touch(src as u64, len);
-                self.shadows[to].write(dst as u64, len, elem_bytes);
-                let latency = (bytes as f64 / cs.interconnect_gb_per_s).max(cyc);
-                let arrival = clock + latency + hops as f64 * cyc;
-                self.fifo.entry((c, to)).or_default().push_back((len, arrival));
-                if self.cores[to].recv_from == Some(c as u16) {
-                    self.cores[to].recv_from = None;
-                    self.wake.push(to);
-                }
-                latency
+                self.send(c, to as usize, (dst, src, len, elem_bytes), &mut ch)?
             }
-            Instr::Recv { from, len } => {
-                if from as usize >= self.cores.len() {
-                    return Err(self.error(c, missing("core", from as usize)));
+            Instr::Recv { from, len } => match self.recv(c, from, len)? {
+                Some(start) => {
+                    ch.start = start;
+                    self.cycle
                 }
-                let q = self.fifo.entry((from as usize, c)).or_default();
-                if q.iter().map(|x| x.0).sum::<u64>() < len as u64 {
-                    self.cores[c].recv_from = Some(from);
-                    return Ok(Step::Parked);
-                }
-                let (mut need, mut arrival) = (len as u64, 0.0f64);
-                while need > 0 {
-                    let front = q.front_mut().expect("invariant: enough words are queued");
-                    arrival = arrival.max(front.1);
-                    let take = front.0.min(need);
-                    front.0 -= take;
-                    need -= take;
-                    if front.0 == 0 {
-                        q.pop_front();
-                    }
-                }
-                start = clock.max(arrival);
-                cyc
-            }
-            Instr::XbarConfig { group, .. } => {
-                group_of(group).map_err(|m| self.error(c, m))?;
-                let num = Numerics::of_config(&instr).expect("invariant: an xbar_config");
-                self.cores[c].configs.insert(group, num);
-                CONFIG_CYCLES * cyc
-            }
+                None => return Ok(Step::Parked),
+            },
+            Instr::XbarConfig { group, .. } => self.xbar_config(c, group, &instr)?,
             Instr::AdcStep { group, .. } => {
-                group_of(group).map_err(|m| self.error(c, m))?;
-                cyc
+                self.group_of(c, group)?;
+                self.cycle
             }
             Instr::Mvm { group, src, dst, count } => {
-                let g = group_of(group).map_err(|m| self.error(c, m))?;
-                let Some(num) = self.cores[c].configs.get(&group).copied() else {
-                    return Err(
-                        self.error(c, format!("group {group} is used before its xbar_config"))
-                    );
-                };
-                let shape = self.shape(group as usize);
-                let cnt = count as u64;
-                if cnt > 0 {
-                    let groups = shape.conv_groups.max(1);
-                    let last_in = (cnt - 1) * g.in_stride as u64
-                        + g.in_offset as u64
-                        + (groups - 1) * g.group_stride as u64
-                        + shape.k;
-                    let last_out = (cnt - 1) * g.out_stride as u64 + shape.n;
-                    self.check(c, c, src as u64, last_in)?;
-                    self.check(c, c, dst as u64, last_out)?;
-                    self.shadows[c].touch(src as u64, last_in);
-                    if g.out_stride as u64 == shape.n {
-                        self.shadows[c].write(dst as u64, cnt * shape.n, ACC_BYTES as u8);
-                    } else {
-                        for v in 0..cnt {
-                            let at = dst as u64 + v * g.out_stride as u64;
-                            self.shadows[c].write(at, shape.n, ACC_BYTES as u8);
-                        }
-                    }
-                }
-                let v = vector_cost(&num, &shape, cs);
-                e = v.energy.scaled(cnt as f64);
-                k.mvm_vectors = cnt;
-                k.macs = v.macs * cnt;
-                k.conversions = v.conversions * cnt;
-                k.buffer_read_bytes = v.read_bytes * cnt;
-                k.buffer_write_bytes = v.write_bytes * cnt;
-                let latency = (v.ns * cnt as f64).max(cyc);
-                if cnt > 0 {
-                    self.busy.push((clock, clock + latency, shape.arrays));
-                }
-                latency
+                self.mvm(c, group, (src, dst, count), &mut ch)?
             }
-            Instr::XbarLoad { group } => {
-                let g = group_of(group).map_err(|m| self.error(c, m))?;
-                let num = self.load_numerics(c, group);
-                let (cells, pj, prog_ns) = program_cost(&num, &self.shape(group as usize), cs);
-                let bytes = g.k as u64 * g.n as u64 * (g.weight_bits as u64).div_ceil(8);
-                let (st, dur) = self.channel(clock, bytes);
-                start = st;
-                e.programming = pj;
-                e.global_memory = bytes as f64 * cs.global_mem_pj_per_byte;
-                k.cells_programmed = cells;
-                k.global_bytes = bytes;
-                prog_ns.max(dur).max(cyc)
+            Instr::XbarLoad { group } => self.xbar_load(c, group, &mut ch)?,
+            Instr::Im2col { window, src, dst, .. } => {
+                let t = self.im2col(c, window, src, dst)?;
+                self.vector(&mut ch, t)
             }
-            _ => self.vector_instr(c, &instr, &mut e, &mut k)?,
+            Instr::ShiftAdd { dst, src, len, .. } => {
+                let t = self.shift_add(c, dst, src, len)?;
+                self.vector(&mut ch, t)
+            }
+            Instr::Requant { table, src, dst, len, .. } => {
+                let t = self.requant(c, table, src, dst, len)?;
+                self.vector(&mut ch, t)
+            }
+            Instr::Relu { dst, src, len, .. } => {
+                let t = self.relu(c, dst, src, len)?;
+                self.vector(&mut ch, t)
+            }
+            Instr::MaxPool { window, src, dst } => {
+                let t = self.pool(c, window, None, src, dst)?;
+                self.vector(&mut ch, t)
+            }
+            Instr::AvgPool { window, table, src, dst, .. } => {
+                let t = self.pool(c, window, Some(table), src, dst)?;
+                self.vector(&mut ch, t)
+            }
+            Instr::Add { table, a, b, dst, len } => {
+                let t = self.add(c, table, [a, b, dst], len)?;
+                self.vector(&mut ch, t)
+            }
+            Instr::Transpose { table, src, dst } => {
+                let t = self.transpose(c, table, src, dst)?;
+                self.vector(&mut ch, t)
+            }
         };
-        self.record(c, start, latency, e, k);
+        self.record(c, ch.start, latency, ch.e, ch.k);
         Ok(Step::Next)
     }
 
-    /// The vector instructions that read and write the scratchpad of their core only.
-    fn vector_instr(
+    fn missing(&self, c: usize, what: &str, idx: usize) -> BackendError {
+        self.error(c, format!("{what} {idx} does not exist"))
+    }
+
+    fn group_of(&self, c: usize, g: u16) -> Result<&'a GroupEntry> {
+        let s: &'a Stream = self.s;
+        s.groups.get(g as usize).ok_or_else(|| self.missing(c, "group", g as usize))
+    }
+
+    /// Host work: no chip time or energy, its elements counted.
+    fn host(&self, c: usize, op: u16, ch: &mut Charge) -> Result<f64> {
+        let h = self
+            .s
+            .hosts
+            .get(op as usize)
+            .ok_or_else(|| self.missing(c, "host entry", op as usize))?;
+        ch.k.host_ops = 1;
+        ch.k.host_elements = match h {
+            HostEntry::Quantize { len, .. } => *len as u64,
+            HostEntry::Dequantize { shape, .. } | HostEntry::Softmax { shape, .. } => {
+                shape.iter().map(|&d| d as u64).product()
+            }
+        };
+        Ok(0.0)
+    }
+
+    /// A transfer of `len` words of `elem_bytes` bytes between the global memory and the
+    /// scratchpad words at `addr`, on the shared channel.
+    fn transfer(
         &mut self,
         c: usize,
-        instr: &Instr,
-        e: &mut Energy,
-        k: &mut Counts,
+        addr: u32,
+        len: u32,
+        elem_bytes: u8,
+        ch: &mut Charge,
     ) -> Result<f64> {
-        let s = self.s;
-        let missing = |what: &str, idx: u16| self.error(c, format!("{what} {idx} does not exist"));
-        let window = |w: u16| s.windows.get(w as usize).ok_or_else(|| missing("window", w));
-        // (elements, bytes read, bytes written); the reads and writes registered below.
-        let (el, rb, wb) = match *instr {
-            Instr::Im2col { window: w, src, dst, .. } => {
-                let w = window(w)?;
-                let out = w.im2col_len();
-                self.check(c, c, src as u64, w.source_len())?;
-                self.check(c, c, dst as u64, out)?;
-                self.shadows[c].touch(src as u64, w.source_len());
-                self.shadows[c].write(dst as u64, out, 1);
-                (out, out, out)
+        let (addr, len) = (addr as u64, len as u64);
+        self.check(c, c, addr, len)?;
+        let bytes = len * elem_bytes as u64;
+        let (st, dur) = self.channel(ch.start, bytes);
+        ch.start = st;
+        ch.e.global_memory = bytes as f64 * self.c.global_mem_pj_per_byte;
+        ch.k.global_bytes = bytes;
+        Ok(dur.max(self.cycle))
+    }
+
+    fn load(
+        &mut self,
+        c: usize,
+        dst: u32,
+        len: u32,
+        elem_bytes: u8,
+        ch: &mut Charge,
+    ) -> Result<f64> {
+        let latency = self.transfer(c, dst, len, elem_bytes, ch)?;
+        let bytes = len as u64 * elem_bytes as u64;
+        ch.e.buffer = bytes as f64 * self.c.buffer_write_pj_per_byte;
+        ch.k.buffer_write_bytes = bytes;
+        self.shadows[c].write(dst as u64, len as u64, elem_bytes);
+        Ok(latency)
+    }
+
+    fn store(
+        &mut self,
+        c: usize,
+        src: u32,
+        len: u32,
+        elem_bytes: u8,
+        ch: &mut Charge,
+    ) -> Result<f64> {
+        let latency = self.transfer(c, src, len, elem_bytes, ch)?;
+        let bytes = len as u64 * elem_bytes as u64;
+        ch.e.buffer = bytes as f64 * self.c.buffer_read_pj_per_byte;
+        ch.k.buffer_read_bytes = bytes;
+        self.shadows[c].touch(src as u64, len as u64);
+        Ok(latency)
+    }
+
+    fn copy(&mut self, c: usize, dst: u32, src: u32, len: u32) -> Result<Traffic> {
+        self.check(c, c, src as u64, len as u64)?;
+        self.check(c, c, dst as u64, len as u64)?;
+        let w = self.shadows[c].widths(src as u64, len as u64, 1);
+        let bytes = w.iter().map(|&b| b as u64).sum();
+        self.shadows[c].write_with(dst as u64, len as u64, |j| w[j]);
+        Ok((len as u64, bytes, bytes))
+    }
+
+    fn fill(&mut self, c: usize, dst: u32, len: u32) -> Result<Traffic> {
+        self.check(c, c, dst as u64, len as u64)?;
+        let w = self.shadows[c].widths(dst as u64, len as u64, 1);
+        let bytes = w.iter().map(|&b| b as u64).sum();
+        self.shadows[c].write_with(dst as u64, len as u64, |j| w[j]);
+        Ok((len as u64, 0, bytes))
+    }
+
+    /// `send`: the words leave at the sender's pace and arrive `hops` cycles later, queued for
+    /// the receiver (whom they wake when it waits for them).
+    fn send(
+        &mut self,
+        c: usize,
+        to: usize,
+        (dst, src, len, elem_bytes): (u32, u32, u32, u8),
+        ch: &mut Charge,
+    ) -> Result<f64> {
+        if to >= self.cores.len() {
+            return Err(self.missing(c, "core", to));
+        }
+        let (cs, cyc, clock) = (self.c, self.cycle, ch.start);
+        let (len, eb) = (len as u64, elem_bytes as u64);
+        self.check(c, c, src as u64, len)?;
+        self.check(c, to, dst as u64, len)?;
+        let (bytes, hops) = (len * eb, self.hops(c, to));
+        ch.e.interconnect = (bytes * hops) as f64 * cs.interconnect_pj_per_byte_hop;
+        ch.e.buffer = bytes as f64 * (cs.buffer_read_pj_per_byte + cs.buffer_write_pj_per_byte);
+        ch.k.interconnect_byte_hops = bytes * hops;
+        ch.k.buffer_read_bytes = bytes;
+        ch.k.buffer_write_bytes = bytes;
+        self.shadows[c].touch(src as u64, len);
+        self.shadows[to].write(dst as u64, len, elem_bytes);
+        let latency = (bytes as f64 / cs.interconnect_gb_per_s).max(cyc);
+        let arrival = clock + latency + hops as f64 * cyc;
+        self.fifo.entry((c, to)).or_default().push_back((len, arrival));
+        if self.cores[to].recv_from == Some(c as u16) {
+            self.cores[to].recv_from = None;
+            self.wake.push(to);
+        }
+        Ok(latency)
+    }
+
+    /// `recv`: when the words have all been sent, its start (the arrival of the last of them);
+    /// `None` (the core parked) until then.
+    fn recv(&mut self, c: usize, from: u16, len: u32) -> Result<Option<f64>> {
+        if from as usize >= self.cores.len() {
+            return Err(self.missing(c, "core", from as usize));
+        }
+        let clock = self.cores[c].clock;
+        let q = self.fifo.entry((from as usize, c)).or_default();
+        if q.iter().map(|x| x.0).sum::<u64>() < len as u64 {
+            self.cores[c].recv_from = Some(from);
+            return Ok(None);
+        }
+        let (mut need, mut arrival) = (len as u64, 0.0f64);
+        while need > 0 {
+            let front = q.front_mut().expect("invariant: enough words are queued");
+            arrival = arrival.max(front.1);
+            let take = front.0.min(need);
+            front.0 -= take;
+            need -= take;
+            if front.0 == 0 {
+                q.pop_front();
             }
-            Instr::ShiftAdd { dst, src, len, .. } => {
-                let len = len as u64;
-                self.check(c, c, src as u64, len)?;
-                self.check(c, c, dst as u64, len)?;
-                self.shadows[c].touch(src as u64, len);
-                self.shadows[c].write(dst as u64, len, ACC_BYTES as u8);
-                (len, 2 * ACC_BYTES * len, ACC_BYTES * len)
-            }
-            Instr::Requant { table, src, dst, len, .. } => {
-                s.requants.get(table as usize).ok_or_else(|| missing("requant entry", table))?;
-                let len = len as u64;
-                self.check(c, c, src as u64, len)?;
-                self.check(c, c, dst as u64, len)?;
-                let rb = self.shadows[c].read_bytes(src as u64, len, ACC_BYTES as u8);
-                self.shadows[c].write(dst as u64, len, 1);
-                (len, rb, len)
-            }
-            Instr::Relu { dst, src, len, .. } => {
-                let len = len as u64;
-                self.check(c, c, src as u64, len)?;
-                self.check(c, c, dst as u64, len)?;
-                self.shadows[c].touch(src as u64, len);
-                self.shadows[c].write(dst as u64, len, 1);
-                (len, len, len)
-            }
-            Instr::MaxPool { window: w, src, dst } | Instr::AvgPool { window: w, src, dst, .. } => {
-                if let Instr::AvgPool { table, .. } = *instr {
-                    s.requants
-                        .get(table as usize)
-                        .ok_or_else(|| missing("requant entry", table))?;
-                }
-                let w = window(w)?;
-                let (out, kk) = (w.pool_len(), w.kernel[0] as u64 * w.kernel[1] as u64);
-                self.check(c, c, src as u64, w.source_len())?;
-                self.check(c, c, dst as u64, out)?;
-                self.shadows[c].touch(src as u64, w.source_len());
-                self.shadows[c].write(dst as u64, out, 1);
-                // Average pooling also requantizes each output: one more element op.
-                let el =
-                    if matches!(instr, Instr::AvgPool { .. }) { out * (kk + 1) } else { out * kk };
-                (el, out * kk, out)
-            }
-            Instr::Add { table, a, b, dst, len } => {
-                s.adds.get(table as usize).ok_or_else(|| missing("add entry", table))?;
-                let len = len as u64;
-                for at in [a, b, dst] {
-                    self.check(c, c, at as u64, len)?;
-                }
-                self.shadows[c].touch(a as u64, len);
-                self.shadows[c].touch(b as u64, len);
-                self.shadows[c].write(dst as u64, len, 1);
-                // Two rescales and one requantization per output.
-                (3 * len, 2 * len, len)
-            }
-            Instr::Transpose { table, src, dst } => {
-                let p = s
-                    .perms
-                    .get(table as usize)
-                    .ok_or_else(|| missing("permutation entry", table))?;
-                let n = p.len();
-                self.check(c, c, src as u64, n)?;
-                self.check(c, c, dst as u64, n)?;
-                let w = self.shadows[c].widths(src as u64, n, 1);
-                let bytes = w.iter().map(|&b| b as u64).sum();
-                self.shadows[c].write_with(dst as u64, n, |j| w[j]);
-                (n, bytes, bytes)
-            }
-            _ => unreachable!("every other instruction is handled by Sim::step"),
+        }
+        Ok(Some(clock.max(arrival)))
+    }
+
+    fn xbar_config(&mut self, c: usize, group: u16, instr: &Instr) -> Result<f64> {
+        self.group_of(c, group)?;
+        let num = Numerics::of_config(instr).expect("invariant: an xbar_config");
+        self.cores[c].configs.insert(group, num);
+        Ok(CONFIG_CYCLES * self.cycle)
+    }
+
+    /// `count` vectors through the group as configured: [`vector_cost`] each.
+    fn mvm(
+        &mut self,
+        c: usize,
+        group: u16,
+        (src, dst, count): (u32, u32, u32),
+        ch: &mut Charge,
+    ) -> Result<f64> {
+        let g = self.group_of(c, group)?;
+        let Some(num) = self.cores[c].configs.get(&group).copied() else {
+            return Err(self.error(c, format!("group {group} is used before its xbar_config")));
         };
-        Ok(self.vector(e, k, el, rb, wb))
+        let shape = self.shape(group as usize);
+        let cnt = count as u64;
+        if cnt > 0 {
+            let groups = shape.conv_groups.max(1);
+            let last_in = (cnt - 1) * g.in_stride as u64
+                + g.in_offset as u64
+                + (groups - 1) * g.group_stride as u64
+                + shape.k;
+            let last_out = (cnt - 1) * g.out_stride as u64 + shape.n;
+            self.check(c, c, src as u64, last_in)?;
+            self.check(c, c, dst as u64, last_out)?;
+            self.shadows[c].touch(src as u64, last_in);
+            if g.out_stride as u64 == shape.n {
+                self.shadows[c].write(dst as u64, cnt * shape.n, ACC_BYTES as u8);
+            } else {
+                for v in 0..cnt {
+                    let at = dst as u64 + v * g.out_stride as u64;
+                    self.shadows[c].write(at, shape.n, ACC_BYTES as u8);
+                }
+            }
+        }
+        let v = vector_cost(&num, &shape, self.c);
+        ch.e = v.energy.scaled(cnt as f64);
+        ch.k.mvm_vectors = cnt;
+        ch.k.macs = v.macs * cnt;
+        ch.k.conversions = v.conversions * cnt;
+        ch.k.buffer_read_bytes = v.read_bytes * cnt;
+        ch.k.buffer_write_bytes = v.write_bytes * cnt;
+        let latency = (v.ns * cnt as f64).max(self.cycle);
+        if cnt > 0 {
+            self.busy.push((ch.start, ch.start + latency, shape.arrays));
+        }
+        Ok(latency)
+    }
+
+    /// Programming a group: [`program_cost`], its weights read on the shared channel.
+    fn xbar_load(&mut self, c: usize, group: u16, ch: &mut Charge) -> Result<f64> {
+        let g = self.group_of(c, group)?;
+        let num = self.load_numerics(c, group);
+        let (cells, pj, prog_ns) = program_cost(&num, &self.shape(group as usize), self.c);
+        let bytes = g.k as u64 * g.n as u64 * (g.weight_bits as u64).div_ceil(8);
+        let (st, dur) = self.channel(ch.start, bytes);
+        ch.start = st;
+        ch.e.programming = pj;
+        ch.e.global_memory = bytes as f64 * self.c.global_mem_pj_per_byte;
+        ch.k.cells_programmed = cells;
+        ch.k.global_bytes = bytes;
+        Ok(prog_ns.max(dur).max(self.cycle))
+    }
+
+    fn window(&self, c: usize, w: u16) -> Result<&'a WindowEntry> {
+        let s: &'a Stream = self.s;
+        s.windows.get(w as usize).ok_or_else(|| self.missing(c, "window", w as usize))
+    }
+
+    fn requant_entry(&self, c: usize, table: u16) -> Result<()> {
+        match self.s.requants.get(table as usize) {
+            Some(_) => Ok(()),
+            None => Err(self.missing(c, "requant entry", table as usize)),
+        }
+    }
+
+    fn im2col(&mut self, c: usize, w: u16, src: u32, dst: u32) -> Result<Traffic> {
+        let w = self.window(c, w)?;
+        let out = w.im2col_len();
+        self.check(c, c, src as u64, w.source_len())?;
+        self.check(c, c, dst as u64, out)?;
+        self.shadows[c].touch(src as u64, w.source_len());
+        self.shadows[c].write(dst as u64, out, 1);
+        Ok((out, out, out))
+    }
+
+    fn shift_add(&mut self, c: usize, dst: u32, src: u32, len: u32) -> Result<Traffic> {
+        let len = len as u64;
+        self.check(c, c, src as u64, len)?;
+        self.check(c, c, dst as u64, len)?;
+        self.shadows[c].touch(src as u64, len);
+        self.shadows[c].write(dst as u64, len, ACC_BYTES as u8);
+        Ok((len, 2 * ACC_BYTES * len, ACC_BYTES * len))
+    }
+
+    fn requant(&mut self, c: usize, table: u16, src: u32, dst: u32, len: u32) -> Result<Traffic> {
+        self.requant_entry(c, table)?;
+        let len = len as u64;
+        self.check(c, c, src as u64, len)?;
+        self.check(c, c, dst as u64, len)?;
+        let rb = self.shadows[c].read_bytes(src as u64, len, ACC_BYTES as u8);
+        self.shadows[c].write(dst as u64, len, 1);
+        Ok((len, rb, len))
+    }
+
+    fn relu(&mut self, c: usize, dst: u32, src: u32, len: u32) -> Result<Traffic> {
+        let len = len as u64;
+        self.check(c, c, src as u64, len)?;
+        self.check(c, c, dst as u64, len)?;
+        self.shadows[c].touch(src as u64, len);
+        self.shadows[c].write(dst as u64, len, 1);
+        Ok((len, len, len))
+    }
+
+    /// `max_pool`, or `avg_pool` with its requant entry `avg`: one element op per window
+    /// position, and average pooling one more per output (its requantization).
+    fn pool(&mut self, c: usize, w: u16, avg: Option<u16>, src: u32, dst: u32) -> Result<Traffic> {
+        if let Some(table) = avg {
+            self.requant_entry(c, table)?;
+        }
+        let w = self.window(c, w)?;
+        let (out, kk) = (w.pool_len(), w.kernel[0] as u64 * w.kernel[1] as u64);
+        self.check(c, c, src as u64, w.source_len())?;
+        self.check(c, c, dst as u64, out)?;
+        self.shadows[c].touch(src as u64, w.source_len());
+        self.shadows[c].write(dst as u64, out, 1);
+        let el = if avg.is_some() { out * (kk + 1) } else { out * kk };
+        Ok((el, out * kk, out))
+    }
+
+    /// Two rescales and one requantization per output.
+    fn add(&mut self, c: usize, table: u16, [a, b, dst]: [u32; 3], len: u32) -> Result<Traffic> {
+        if self.s.adds.get(table as usize).is_none() {
+            return Err(self.missing(c, "add entry", table as usize));
+        }
+        let len = len as u64;
+        for at in [a, b, dst] {
+            self.check(c, c, at as u64, len)?;
+        }
+        self.shadows[c].touch(a as u64, len);
+        self.shadows[c].touch(b as u64, len);
+        self.shadows[c].write(dst as u64, len, 1);
+        Ok((3 * len, 2 * len, len))
+    }
+
+    fn transpose(&mut self, c: usize, table: u16, src: u32, dst: u32) -> Result<Traffic> {
+        let s: &'a Stream = self.s;
+        let p = s
+            .perms
+            .get(table as usize)
+            .ok_or_else(|| self.missing(c, "permutation entry", table as usize))?;
+        let n = p.len();
+        self.check(c, c, src as u64, n)?;
+        self.check(c, c, dst as u64, n)?;
+        let w = self.shadows[c].widths(src as u64, n, 1);
+        let bytes = w.iter().map(|&b| b as u64).sum();
+        self.shadows[c].write_with(dst as u64, n, |j| w[j]);
+        Ok((n, bytes, bytes))
     }
 }
+
+/// What an instruction is charged besides its latency: when it starts (later than the core's
+/// clock when it waits for the memory channel or for words), its energy and its counts.
+struct Charge {
+    start: f64,
+    e: Energy,
+    k: Counts,
+}
+
+/// A vector-unit instruction's elements, scratchpad bytes read and bytes written.
+type Traffic = (u64, u64, u64);

@@ -31,6 +31,8 @@ use crate::isa::Instr;
 use crate::program::{Buf, Elem, Program, Step};
 use crate::target::{Target, TargetRecord};
 
+#[path = "emit_digital.rs"]
+mod digital;
 #[path = "emit_matrix.rs"]
 mod matrix;
 
@@ -121,9 +123,9 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
     let mut units = Vec::with_capacity(program.steps.len());
     for (i, s) in program.steps.iter().enumerate() {
         e.step = i;
-        units.push(match s {
-            Step::Conv { .. } | Step::Gemm { .. } => Some(e.plan_matrix(s)?),
-            _ => None,
+        units.push(match s.as_matrix() {
+            Some(m) => Some(e.plan_matrix(&m)?),
+            None => None,
         });
     }
     if schedule == Schedule::Pipelined {
@@ -138,12 +140,12 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
         for c in &mut e.cores {
             c.top = 0;
         }
-        match (s, &units[i]) {
-            (Step::Conv { .. } | Step::Gemm { .. }, Some(plan)) => {
-                digital_core = plan.core_of_first();
-                e.emit_matrix(s, plan)?;
-            }
-            _ => e.emit_digital(s, digital_core)?,
+        // Every matrix step has its plan; `emit_digital` refuses one that has none.
+        if let (Some(m), Some(plan)) = (s.as_matrix(), &units[i]) {
+            digital_core = plan.core_of_first();
+            e.emit_matrix(&m, plan)?;
+        } else {
+            e.emit_digital(s, digital_core)?;
         }
         if e.cores.len() > 1 {
             let b = e.barrier;
@@ -212,8 +214,8 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
 fn placed_arrays(p: &Program) -> Option<u32> {
     let mut top = 0u32;
     for s in &p.steps {
-        if let Step::Conv { crossbar, .. } | Step::Gemm { crossbar, .. } = s {
-            match crossbar {
+        if let Some(m) = s.as_matrix() {
+            match m.crossbar {
                 Some(x) if !x.arrays.is_empty() && x.arrays.iter().all(|a| !a.is_empty()) => {
                     top = top.max(x.arrays.iter().flatten().max().map_or(0, |a| a + 1));
                 }
@@ -375,329 +377,6 @@ impl Emitter<'_> {
         v.push(e);
         Ok((v.len() - 1) as u16)
     }
-
-    fn host(&mut self, core: u16, h: HostEntry) -> Result<()> {
-        let op = Self::table(&mut self.hosts, h)?;
-        self.push(core, Instr::Host { op });
-        Ok(())
-    }
-
-    fn emit_digital(&mut self, s: &Step, core: u16) -> Result<()> {
-        let shape32 = |sh: &[usize]| sh.iter().map(|&d| d as u32).collect::<Vec<u32>>();
-        match s {
-            Step::Quantize { input, output, scale, zero_point, lo, hi } => {
-                let h = HostEntry::Quantize {
-                    src: self.addr[*input],
-                    dst: self.addr[*output],
-                    len: self.numel(*input) as u32,
-                    scale: *scale,
-                    zero_point: *zero_point,
-                    lo: *lo,
-                    hi: *hi,
-                };
-                self.host(core, h)
-            }
-            Step::Dequantize { input, output } => {
-                let d = &self.p.buffers[*input];
-                let quant = d.quant.clone().ok_or_else(|| self.err("input has no scale"))?;
-                let h = HostEntry::Dequantize {
-                    src: self.addr[*input],
-                    dst: self.addr[*output],
-                    shape: shape32(&d.shape),
-                    quant,
-                };
-                self.host(core, h)
-            }
-            Step::Softmax { input, output, axis } => {
-                let h = HostEntry::Softmax {
-                    src: self.addr[*input],
-                    dst: self.addr[*output],
-                    shape: shape32(&self.p.buffers[*input].shape),
-                    axis: *axis as u32,
-                };
-                self.host(core, h)
-            }
-            Step::Affine { input, output, input_zero_point: z, scale, bias, requant } => {
-                let sh = &self.p.buffers[*input].shape;
-                let c = sh.get(1).copied().unwrap_or(1);
-                let inner: usize = sh.iter().skip(2).product();
-                if scale.len() != c || bias.len() != c {
-                    return Err(self.err(format!("{c} channels, {} scales", scale.len())));
-                }
-                let entry = RequantEntry {
-                    scale: scale.clone(),
-                    bias: bias.iter().zip(scale).map(|(&b, &a)| b - *z as i64 * a as i64).collect(),
-                    mult: requant.mult.clone(),
-                    zero_point: requant.zero_point,
-                    lo: requant.lo,
-                    hi: requant.hi,
-                };
-                self.requant_step(core, *input, *output, entry, inner.max(1))
-            }
-            Step::Rescale { input, output, input_zero_point: z, requant } => {
-                let entry = RequantEntry {
-                    scale: vec![],
-                    bias: vec![-(*z as i64)],
-                    mult: vec![requant.mult[0]],
-                    zero_point: requant.zero_point,
-                    lo: requant.lo,
-                    hi: requant.hi,
-                };
-                self.requant_step(core, *input, *output, entry, 1)
-            }
-            Step::MaxPool { input, output, window, .. } => {
-                self.pool_step(core, *input, *output, window, None)
-            }
-            Step::AvgPool {
-                input,
-                output,
-                window,
-                count_include_pad,
-                input_zero_point,
-                mult_by_count,
-                zero_point,
-                lo,
-                hi,
-                ..
-            } => {
-                let entry = RequantEntry {
-                    scale: vec![],
-                    bias: vec![],
-                    mult: mult_by_count.clone(),
-                    zero_point: *zero_point,
-                    lo: *lo,
-                    hi: *hi,
-                };
-                let table = Self::table(&mut self.requants, entry)?;
-                let pool = Pool { table, zero: *input_zero_point, include_pad: *count_include_pad };
-                self.pool_step(core, *input, *output, window, Some(pool))
-            }
-            Step::GlobalAvgPool { input, output, input_zero_point, requant } => {
-                let sh = self.p.buffers[*input].shape.clone();
-                let spatial = &sh[2.min(sh.len())..];
-                let window = crate::program::Window {
-                    kernel: spatial.to_vec(),
-                    strides: vec![1; spatial.len()],
-                    dilations: vec![1; spatial.len()],
-                    pads: vec![0; 2 * spatial.len()],
-                };
-                let entry = RequantEntry {
-                    scale: vec![],
-                    bias: vec![],
-                    mult: vec![requant.mult[0]],
-                    zero_point: requant.zero_point,
-                    lo: requant.lo,
-                    hi: requant.hi,
-                };
-                let table = Self::table(&mut self.requants, entry)?;
-                let pool = Pool { table, zero: *input_zero_point, include_pad: false };
-                self.pool_step(core, *input, *output, &window, Some(pool))
-            }
-            Step::Add {
-                a,
-                b,
-                output,
-                a_zero_point,
-                b_zero_point,
-                headroom,
-                a_mult,
-                b_mult,
-                requant,
-            } => {
-                let (sa, sb, so) = (
-                    &self.p.buffers[*a].shape,
-                    &self.p.buffers[*b].shape,
-                    &self.p.buffers[*output].shape,
-                );
-                if sa != so || sb != so {
-                    return Err(self.err(format!(
-                        "an Add that broadcasts ({sa:?} + {sb:?} → {so:?}) is not supported by \
-                         the stream emitter"
-                    )));
-                }
-                let entry = AddEntry {
-                    a_zero_point: *a_zero_point,
-                    b_zero_point: *b_zero_point,
-                    headroom: *headroom,
-                    a_mult: *a_mult,
-                    b_mult: *b_mult,
-                    mult: requant.mult[0],
-                    zero_point: requant.zero_point,
-                    lo: requant.lo,
-                    hi: requant.hi,
-                };
-                let table = Self::table(&mut self.adds, entry)?;
-                let xa = self.load_buf(core, *a)?;
-                let xb = self.load_buf(core, *b)?;
-                let len = self.numel(*output) as u32;
-                let out = self.alloc(core, len as u64)?;
-                self.push(core, Instr::Add { table, a: xa, b: xb, dst: out, len });
-                self.store_buf(core, out, *output);
-                Ok(())
-            }
-            Step::Concat { inputs, output, axis, rescale } => {
-                let so = self.p.buffers[*output].shape.clone();
-                let outer: usize = so[..*axis].iter().product();
-                let out_inner: usize = so[*axis..].iter().product();
-                let out = self.alloc(core, self.numel(*output))?;
-                let mut offset = 0usize;
-                for (k, &b) in inputs.iter().enumerate() {
-                    let inner: usize = self.p.buffers[b].shape[*axis..].iter().product();
-                    let eb = self.bytes_of(b);
-                    for o in 0..outer {
-                        let dst = out + (o * out_inner + offset) as u32;
-                        let src = self.addr[b] + (o * inner) as u32;
-                        self.push(
-                            core,
-                            Instr::Load { dst, src, len: inner as u32, elem_bytes: eb },
-                        );
-                        if let Some(Some((z, r))) = rescale.get(k) {
-                            let entry = RequantEntry {
-                                scale: vec![],
-                                bias: vec![-(*z as i64)],
-                                mult: vec![r.mult[0]],
-                                zero_point: r.zero_point,
-                                lo: r.lo,
-                                hi: r.hi,
-                            };
-                            let table = Self::table(&mut self.requants, entry)?;
-                            self.push(
-                                core,
-                                Instr::Requant {
-                                    table,
-                                    src: dst,
-                                    dst,
-                                    len: inner as u32,
-                                    channel_len: 1,
-                                    first_channel: 0,
-                                },
-                            );
-                        }
-                    }
-                    offset += inner;
-                }
-                self.store_buf(core, out, *output);
-                Ok(())
-            }
-            // Same words, same order: the output shares the input's region.
-            Step::Reshape { .. } => Ok(()),
-            Step::Transpose { input, output, perm } => {
-                let x = self.load_buf(core, *input)?;
-                let entry = PermEntry {
-                    shape: shape32(&self.p.buffers[*input].shape),
-                    perm: perm.iter().map(|&d| d as u32).collect(),
-                };
-                let table = Self::table(&mut self.perms, entry)?;
-                let out = self.alloc(core, self.numel(*output))?;
-                self.push(core, Instr::Transpose { table, src: x, dst: out });
-                self.store_buf(core, out, *output);
-                Ok(())
-            }
-            Step::Pad { input, output, pads, code } => {
-                let si = self.p.buffers[*input].shape.clone();
-                let so = self.p.buffers[*output].shape.clone();
-                let r = si.len();
-                if pads.len() != 2 * r || so.len() != r || r == 0 {
-                    return Err(self.err(format!("pads {pads:?} for rank {r}")));
-                }
-                let x = self.load_buf(core, *input)?;
-                let out = self.alloc(core, self.numel(*output))?;
-                self.push(
-                    core,
-                    Instr::Fill { dst: out, len: self.numel(*output) as u32, value: *code },
-                );
-                // One copy per innermost run of the input.
-                let run = si[r - 1];
-                let runs: usize = si[..r - 1].iter().product();
-                for k in 0..runs {
-                    let mut rest = k;
-                    let mut o_off = pads[r - 1];
-                    let mut stride = so[r - 1];
-                    for d in (0..r - 1).rev() {
-                        let i = rest % si[d];
-                        rest /= si[d];
-                        o_off += (i + pads[d]) * stride;
-                        stride *= so[d];
-                    }
-                    self.push(
-                        core,
-                        Instr::Copy {
-                            dst: out + o_off as u32,
-                            src: x + (k * run) as u32,
-                            len: run as u32,
-                        },
-                    );
-                }
-                self.store_buf(core, out, *output);
-                Ok(())
-            }
-            Step::Conv { .. } | Step::Gemm { .. } => Err(self.err("matrix step without a plan")),
-        }
-    }
-
-    fn requant_step(
-        &mut self,
-        core: u16,
-        input: Buf,
-        output: Buf,
-        entry: RequantEntry,
-        channel_len: usize,
-    ) -> Result<()> {
-        let table = Self::table(&mut self.requants, entry)?;
-        let x = self.load_buf(core, input)?;
-        let len = self.numel(input) as u32;
-        let out = self.alloc(core, len as u64)?;
-        self.push(
-            core,
-            Instr::Requant {
-                table,
-                src: x,
-                dst: out,
-                len,
-                channel_len: channel_len as u32,
-                first_channel: 0,
-            },
-        );
-        self.store_buf(core, out, output);
-        Ok(())
-    }
-
-    /// A pooling step, one instruction per image.
-    fn pool_step(
-        &mut self,
-        core: u16,
-        input: Buf,
-        output: Buf,
-        window: &crate::program::Window,
-        avg: Option<Pool>,
-    ) -> Result<()> {
-        let si = self.p.buffers[input].shape.clone();
-        let so = self.p.buffers[output].shape.clone();
-        let mut w = window_entry(&si, &so, window, 1).map_err(|m| self.err(m))?;
-        w.count_include_pad = avg.as_ref().is_some_and(|a| a.include_pad);
-        let window = Self::table(&mut self.windows, w.clone())?;
-        let x = self.load_buf(core, input)?;
-        let out = self.alloc(core, self.numel(output))?;
-        let (in_len, out_len) = (w.source_len() as u32, w.pool_len() as u32);
-        for b in 0..si[0] as u32 {
-            let (src, dst) = (x + b * in_len, out + b * out_len);
-            self.push(
-                core,
-                match &avg {
-                    None => Instr::MaxPool { window, src, dst },
-                    Some(a) => Instr::AvgPool { window, table: a.table, src, dst, zero: a.zero },
-                },
-            );
-        }
-        self.store_buf(core, out, output);
-        Ok(())
-    }
-}
-
-struct Pool {
-    table: u16,
-    zero: i32,
-    include_pad: bool,
 }
 
 /// The window entry of a 1-D or 2-D conv or pooling over `[N, C, (H,) W]`, all output positions.

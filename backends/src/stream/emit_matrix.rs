@@ -5,7 +5,7 @@
 use super::{window_entry, Emitter};
 use crate::error::Result;
 use crate::isa::Instr;
-use crate::program::{Crossbar, Elem, Step};
+use crate::program::{Buf, Crossbar, Elem, MatrixKind, MatrixStep};
 use crate::stream::{GroupEntry, PermEntry, RequantEntry, Schedule, WindowEntry};
 use cimc_ir::{CrossbarGeometry, WeightEncoding};
 
@@ -177,21 +177,9 @@ impl Emitter<'_> {
     }
 
     /// Groups of a matrix step (added to the group table).
-    pub(super) fn plan_matrix(&mut self, s: &Step) -> Result<MatrixPlan> {
-        let (input, weights, groups, crossbar) = match s {
-            Step::Conv { input, weights, group, crossbar, .. } => {
-                (*input, weights, *group, crossbar)
-            }
-            Step::Gemm { input, weights, crossbar, .. } => (*input, weights, 1, crossbar),
-            _ => return Err(self.err("not a matrix step")),
-        };
-        let (k, m) = match s {
-            Step::Conv { .. } => (
-                weights.shape.iter().skip(1).product::<usize>(),
-                weights.shape.first().copied().unwrap_or(0),
-            ),
-            _ => (weights.shape[0], weights.shape[1]),
-        };
+    pub(super) fn plan_matrix(&mut self, s: &MatrixStep) -> Result<MatrixPlan> {
+        let (input, weights, groups, crossbar) = (s.input, s.weights, s.groups(), s.crossbar);
+        let (k, m) = s.k_and_m();
         if groups == 0 || m % groups != 0 || k == 0 {
             return Err(self.err(format!("weights {:?} in {groups} groups", weights.shape)));
         }
@@ -207,12 +195,6 @@ impl Emitter<'_> {
                 lossless_config(k, weights.bits, min_code, ct)
             }
         };
-        if x.geometry.rows > u16::MAX as usize || x.geometry.cols > u16::MAX as usize {
-            return Err(self.err(format!(
-                "arrays of {}x{} exceed the ISA's 65535 rows or columns",
-                x.geometry.rows, x.geometry.cols
-            )));
-        }
         let cpo = x.columns_per_output();
         let cpg = (x.geometry.cols / cpo.max(1)).max(1);
         // (part, arrays) per group of each replica.
@@ -253,12 +235,6 @@ impl Emitter<'_> {
                     .collect()]
             }
         };
-        let w_at = |kk: usize, n: usize| -> i32 {
-            match s {
-                Step::Conv { .. } => weights.data[n * k + kk],
-                _ => weights.data[kk * m + n],
-            }
-        };
         let mut replicas = Vec::with_capacity(layout.len());
         for (r, parts) in layout.into_iter().enumerate() {
             let mut planned = Vec::with_capacity(parts.len());
@@ -269,7 +245,7 @@ impl Emitter<'_> {
                 for cg in part.cg0..part.cg1 {
                     for nl in part.n0..part.n1 {
                         for kk in part.r0..part.r1 {
-                            w.push(w_at(kk, cg * mg + nl));
+                            w.push(s.weight_at((k, m), kk, cg * mg + nl));
                         }
                     }
                 }
@@ -302,13 +278,8 @@ impl Emitter<'_> {
 
     /// `xbar_load` (layer-serial, unless the arrays already hold the group), `xbar_config` and
     /// the per-column-group `adc_step`s of a planned group.
-    fn configure(&mut self, s: &Step, plan: &MatrixPlan, pg: &PlannedGroup) -> Result<()> {
-        let z = match s {
-            Step::Conv { input_zero_point, .. } | Step::Gemm { input_zero_point, .. } => {
-                *input_zero_point
-            }
-            _ => 0,
-        };
+    fn configure(&mut self, s: &MatrixStep, plan: &MatrixPlan, pg: &PlannedGroup) -> Result<()> {
+        let z = s.input_zero_point;
         let x = &plan.x;
         if self.schedule == Schedule::LayerSerial {
             let arrays = self.groups[pg.group as usize].arrays.clone();
@@ -344,6 +315,8 @@ impl Emitter<'_> {
             }
             v
         };
+        // `R` and `C` fit 16 bits: `Program::validate` (run before emission) held the step's
+        // geometry to `CrossbarGeometry`'s bounds, and `lossless_config` stays inside them.
         self.push(
             pg.core,
             Instr::XbarConfig {
@@ -377,204 +350,249 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    pub(super) fn emit_matrix(&mut self, s: &Step, plan: &MatrixPlan) -> Result<()> {
-        let (input, output, z, bias, requant) = match s {
-            Step::Conv { input, output, input_zero_point, bias, requant, .. }
-            | Step::Gemm { input, output, input_zero_point, bias, requant, .. } => {
-                (*input, *output, *input_zero_point, bias, requant)
-            }
-            _ => return Err(self.err("not a matrix step")),
-        };
-        let (k, g, m) = (plan.k, plan.g, plan.g * plan.mg);
-        let si = self.p.buffers[input].shape.clone();
-        let so = self.p.buffers[output].shape.clone();
-        // Vectors: per image `pixels` output positions (Conv), or the input's rows (Gemm, one
-        // "image" of all rows).
-        let (images, pixels, base_window) = match s {
-            Step::Conv { window, group, .. } => {
-                let w = window_entry(&si, &so, window, *group).map_err(|e| self.err(e))?;
-                if w.k() as usize != k || w.conv_groups as usize != g {
-                    return Err(self.err("conv geometry differs from its weights"));
-                }
-                (si[0], (w.out_height * w.out_width) as usize, Some(w))
-            }
-            _ => {
-                let rows = self.numel(input) as usize / k;
-                (1, rows, None)
-            }
-        };
-        let vectors = images * pixels;
+    /// A matrix step: its replicas split the vectors; each runs `im2col` (Conv), `mvm` on its
+    /// groups, `requant`, and stores the codes in the program's layout.
+    pub(super) fn emit_matrix(&mut self, s: &MatrixStep, plan: &MatrixPlan) -> Result<()> {
+        let vectors = self.vectors(s, plan)?;
         let rq = RequantEntry {
             scale: vec![],
-            bias: bias.clone(),
-            mult: requant.mult.clone(),
-            zero_point: requant.zero_point,
-            lo: requant.lo,
-            hi: requant.hi,
+            bias: s.bias.to_vec(),
+            mult: s.requant.mult.clone(),
+            zero_point: s.requant.zero_point,
+            lo: s.requant.lo,
+            hi: s.requant.hi,
         };
         let rq = Self::table(&mut self.requants, rq)?;
-        let chunk = match base_window {
-            Some(_) => (self.opts.im2col_words / (g * k).max(1)).max(1),
-            None => vectors.max(1),
-        };
         let n_rep = plan.replicas.len();
         for (r, groups) in plan.replicas.iter().enumerate() {
-            let core = groups[0].core;
-            let (v0, v1) = (vectors * r / n_rep, vectors * (r + 1) / n_rep);
+            let (v0, v1) = (vectors.total * r / n_rep, vectors.total * (r + 1) / n_rep);
             if v0 == v1 {
                 continue;
             }
-            let x_in = self.load_buf(core, input)?;
-            let acc = self.alloc(core, ((v1 - v0) * m) as u64)?;
-            // Chunks of vectors that stay inside one image.
-            let mut chunks = Vec::new();
-            let mut v = v0;
-            while v < v1 {
-                let end = ((v / pixels + 1) * pixels).min(v1).min(v + chunk);
-                chunks.push((v, end));
-                v = end;
-            }
-            let longest = chunks.iter().map(|c| c.1 - c.0).max().unwrap_or(0);
-            let col = match base_window {
-                Some(_) => self.alloc(core, (longest * g * k) as u64)?,
-                None => 0,
-            };
-            let tmp_len = groups
-                .iter()
-                .filter(|pg| pg.part.r0 > 0)
-                .map(|pg| (pg.part.cg1 - pg.part.cg0) * (pg.part.n1 - pg.part.n0));
-            let tmp = match tmp_len.max() {
-                Some(n) => self.alloc(core, (longest * n) as u64)?,
-                None => 0,
-            };
-            let im2col = |e: &mut Self, (c0, c1): (usize, usize)| -> Result<u32> {
-                let Some(w) = &base_window else {
-                    return Ok(x_in + (c0 * k) as u32);
-                };
-                let (b, p0) = (c0 / pixels, c0 % pixels);
-                let entry = WindowEntry {
-                    first_position: p0 as u32,
-                    positions: (c1 - c0) as u32,
-                    ..w.clone()
-                };
-                let window = Self::table(&mut e.windows, entry)?;
-                let src = x_in + (b as u64 * w.source_len()) as u32;
-                e.push(core, Instr::Im2col { window, src, dst: col, pad: z });
-                Ok(col)
-            };
-            let mvm = |e: &mut Self, pg: &PlannedGroup, (c0, c1): (usize, usize), src: u32| {
-                let count = (c1 - c0) as u32;
-                let n_off = pg.part.cg0 * plan.mg + pg.part.n0;
-                let np = (pg.part.cg1 - pg.part.cg0) * (pg.part.n1 - pg.part.n0);
-                let at = acc + ((c0 - v0) * m + n_off) as u32;
-                if pg.part.r0 == 0 {
-                    e.push(core, Instr::Mvm { group: pg.group, src, dst: at, count });
-                } else {
-                    e.push(core, Instr::Mvm { group: pg.group, src, dst: tmp, count });
-                    for i in 0..count {
-                        e.push(
-                            core,
-                            Instr::ShiftAdd {
-                                dst: at + i * m as u32,
-                                src: tmp + i * np as u32,
-                                len: np as u32,
-                                shift: 0,
-                            },
-                        );
-                    }
+            self.emit_replica(s, plan, &vectors, groups, (v0, v1), rq)?;
+        }
+        Ok(())
+    }
+
+    /// The vectors of a matrix step: per image `pixels` output positions (Conv), or the input's
+    /// rows (Gemm, one "image" of all rows).
+    fn vectors(&self, s: &MatrixStep, plan: &MatrixPlan) -> Result<Vectors> {
+        let (k, g) = (plan.k, plan.g);
+        let si = &self.p.buffers[s.input].shape;
+        let so = &self.p.buffers[s.output].shape;
+        match s.kind {
+            MatrixKind::Conv { window, group } => {
+                let w = window_entry(si, so, window, group).map_err(|e| self.err(e))?;
+                if w.k() as usize != k || w.conv_groups as usize != g {
+                    return Err(self.err("conv geometry differs from its weights"));
                 }
-            };
-            if groups.len() == 1 {
-                self.configure(s, plan, &groups[0])?;
+                let pixels = (w.out_height * w.out_width) as usize;
+                Ok(Vectors {
+                    pixels,
+                    total: si[0] * pixels,
+                    chunk: (self.opts.im2col_words / (g * k).max(1)).max(1),
+                    window: Some(w),
+                })
+            }
+            MatrixKind::Gemm => {
+                let rows = self.numel(s.input) as usize / k;
+                Ok(Vectors { pixels: rows, total: rows, chunk: rows.max(1), window: None })
+            }
+        }
+    }
+
+    /// One replica's vectors `v0..v1` on its groups, in chunks that stay inside one image.
+    fn emit_replica(
+        &mut self,
+        s: &MatrixStep,
+        plan: &MatrixPlan,
+        vs: &Vectors,
+        groups: &[PlannedGroup],
+        (v0, v1): (usize, usize),
+        rq: u16,
+    ) -> Result<()> {
+        let (k, g, m) = (plan.k, plan.g, plan.g * plan.mg);
+        let core = groups[0].core;
+        let x_in = self.load_buf(core, s.input)?;
+        let acc = self.alloc(core, ((v1 - v0) * m) as u64)?;
+        let chunks = segments((v0, v1), vs.pixels, vs.chunk);
+        let longest = chunks.iter().map(|c| c.1 - c.0).max().unwrap_or(0);
+        let col = match vs.window {
+            Some(_) => self.alloc(core, (longest * g * k) as u64)?,
+            None => 0,
+        };
+        let tmp_len = groups
+            .iter()
+            .filter(|pg| pg.part.r0 > 0)
+            .map(|pg| (pg.part.cg1 - pg.part.cg0) * (pg.part.n1 - pg.part.n0));
+        let tmp = match tmp_len.max() {
+            Some(n) => self.alloc(core, (longest * n) as u64)?,
+            None => 0,
+        };
+        let at = ReplicaScratch { core, v0, x_in, acc, col, tmp, z: s.input_zero_point };
+        if groups.len() == 1 {
+            self.configure(s, plan, &groups[0])?;
+            for &c in &chunks {
+                let src = self.im2col_chunk(vs, k, &at, c)?;
+                self.mvm_chunk(plan, &at, &groups[0], c, src);
+            }
+        } else if chunks.len() == 1 {
+            let src = self.im2col_chunk(vs, k, &at, chunks[0])?;
+            for pg in groups {
+                self.configure(s, plan, pg)?;
+                self.mvm_chunk(plan, &at, pg, chunks[0], src);
+            }
+        } else {
+            for pg in groups {
+                self.configure(s, plan, pg)?;
                 for &c in &chunks {
-                    let src = im2col(self, c)?;
-                    mvm(self, &groups[0], c, src);
-                }
-            } else if chunks.len() == 1 {
-                let src = im2col(self, chunks[0])?;
-                for pg in groups {
-                    self.configure(s, plan, pg)?;
-                    mvm(self, pg, chunks[0], src);
-                }
-            } else {
-                for pg in groups {
-                    self.configure(s, plan, pg)?;
-                    for &c in &chunks {
-                        let src = im2col(self, c)?;
-                        mvm(self, pg, c, src);
-                    }
+                    let src = self.im2col_chunk(vs, k, &at, c)?;
+                    self.mvm_chunk(plan, &at, pg, c, src);
                 }
             }
-            // Accumulators → codes, in place; bias and multiplier per output channel.
-            let len = ((v1 - v0) * m) as u32;
-            self.push(
-                core,
-                Instr::Requant {
-                    table: rq,
-                    src: acc,
-                    dst: acc,
-                    len,
-                    channel_len: 1,
-                    first_channel: 0,
-                },
-            );
-            let eb = self.bytes_of(output);
-            let out = self.addr[output];
-            if base_window.is_none() {
+        }
+        // Accumulators → codes, in place; bias and multiplier per output channel.
+        let len = ((v1 - v0) * m) as u32;
+        self.push(
+            core,
+            Instr::Requant { table: rq, src: acc, dst: acc, len, channel_len: 1, first_channel: 0 },
+        );
+        match vs.window {
+            None => {
+                let (eb, out) = (self.bytes_of(s.output), self.addr[s.output]);
                 self.push(
                     core,
                     Instr::Store { dst: out + (v0 * m) as u32, src: acc, len, elem_bytes: eb },
                 );
+                Ok(())
+            }
+            Some(_) => self.store_channel_first(core, acc, (v0, v1), vs.pixels, m, s.output),
+        }
+    }
+
+    /// The vectors of chunk `c0..c1`: `im2col` into the replica's vector buffer (Conv), or the
+    /// input rows where they lie (Gemm).
+    fn im2col_chunk(
+        &mut self,
+        vs: &Vectors,
+        k: usize,
+        at: &ReplicaScratch,
+        (c0, c1): (usize, usize),
+    ) -> Result<u32> {
+        let Some(w) = &vs.window else {
+            return Ok(at.x_in + (c0 * k) as u32);
+        };
+        let (b, p0) = (c0 / vs.pixels, c0 % vs.pixels);
+        let entry =
+            WindowEntry { first_position: p0 as u32, positions: (c1 - c0) as u32, ..w.clone() };
+        let window = Self::table(&mut self.windows, entry)?;
+        let src = at.x_in + (b as u64 * w.source_len()) as u32;
+        self.push(at.core, Instr::Im2col { window, src, dst: at.col, pad: at.z });
+        Ok(at.col)
+    }
+
+    /// `mvm` of chunk `c0..c1` on group `pg` into the accumulators; a group holding rows after
+    /// the first writes partial sums that `shift_add` adds in.
+    fn mvm_chunk(
+        &mut self,
+        plan: &MatrixPlan,
+        at: &ReplicaScratch,
+        pg: &PlannedGroup,
+        (c0, c1): (usize, usize),
+        src: u32,
+    ) {
+        let m = plan.g * plan.mg;
+        let count = (c1 - c0) as u32;
+        let n_off = pg.part.cg0 * plan.mg + pg.part.n0;
+        let np = (pg.part.cg1 - pg.part.cg0) * (pg.part.n1 - pg.part.n0);
+        let dst = at.acc + ((c0 - at.v0) * m + n_off) as u32;
+        if pg.part.r0 == 0 {
+            self.push(at.core, Instr::Mvm { group: pg.group, src, dst, count });
+            return;
+        }
+        self.push(at.core, Instr::Mvm { group: pg.group, src, dst: at.tmp, count });
+        for i in 0..count {
+            let (dst, src) = (dst + i * m as u32, at.tmp + i * np as u32);
+            self.push(at.core, Instr::ShiftAdd { dst, src, len: np as u32, shift: 0 });
+        }
+    }
+
+    /// Vector-major codes `[position][channel]` at `acc` → the program's `[channel][position]`
+    /// in `output`, one image segment at a time.
+    fn store_channel_first(
+        &mut self,
+        core: u16,
+        acc: u32,
+        (v0, v1): (usize, usize),
+        pixels: usize,
+        m: usize,
+        output: Buf,
+    ) -> Result<()> {
+        let (eb, out) = (self.bytes_of(output), self.addr[output]);
+        let segs = segments((v0, v1), pixels, usize::MAX);
+        let longest_seg = segs.iter().map(|s| s.1 - s.0).max().unwrap_or(0);
+        let tbuf = self.alloc(core, (longest_seg * m) as u64)?;
+        for (a, b_end) in segs {
+            let (img, p0, len_p) = (a / pixels, a % pixels, b_end - a);
+            let entry = PermEntry { shape: vec![len_p as u32, m as u32], perm: vec![1, 0] };
+            let table = Self::table(&mut self.perms, entry)?;
+            self.push(
+                core,
+                Instr::Transpose { table, src: acc + ((a - v0) * m) as u32, dst: tbuf },
+            );
+            let img_base = out + (img * m * pixels) as u32;
+            if len_p == pixels {
+                let len = (m * pixels) as u32;
+                self.push(core, Instr::Store { dst: img_base, src: tbuf, len, elem_bytes: eb });
                 continue;
             }
-            // Vector-major codes `[position][channel]` → the program's `[channel][position]`,
-            // one image segment at a time.
-            let segs: Vec<(usize, usize)> = {
-                let mut v = Vec::new();
-                let mut a = v0;
-                while a < v1 {
-                    let end = ((a / pixels + 1) * pixels).min(v1);
-                    v.push((a, end));
-                    a = end;
-                }
-                v
-            };
-            let longest_seg = segs.iter().map(|s| s.1 - s.0).max().unwrap_or(0);
-            let tbuf = self.alloc(core, (longest_seg * m) as u64)?;
-            for (a, b_end) in segs {
-                let (img, p0, len_p) = (a / pixels, a % pixels, b_end - a);
-                let entry = PermEntry { shape: vec![len_p as u32, m as u32], perm: vec![1, 0] };
-                let table = Self::table(&mut self.perms, entry)?;
+            for n in 0..m {
                 self.push(
                     core,
-                    Instr::Transpose { table, src: acc + ((a - v0) * m) as u32, dst: tbuf },
+                    Instr::Store {
+                        dst: img_base + (n * pixels + p0) as u32,
+                        src: tbuf + (n * len_p) as u32,
+                        len: len_p as u32,
+                        elem_bytes: eb,
+                    },
                 );
-                let img_base = out + (img * m * pixels) as u32;
-                if len_p == pixels {
-                    self.push(
-                        core,
-                        Instr::Store {
-                            dst: img_base,
-                            src: tbuf,
-                            len: (m * pixels) as u32,
-                            elem_bytes: eb,
-                        },
-                    );
-                } else {
-                    for n in 0..m {
-                        self.push(
-                            core,
-                            Instr::Store {
-                                dst: img_base + (n * pixels + p0) as u32,
-                                src: tbuf + (n * len_p) as u32,
-                                len: len_p as u32,
-                                elem_bytes: eb,
-                            },
-                        );
-                    }
-                }
             }
         }
         Ok(())
     }
+}
+
+/// The vectors of a matrix step, cut into chunks of at most `chunk`.
+struct Vectors {
+    /// Vectors per image.
+    pixels: usize,
+    total: usize,
+    chunk: usize,
+    /// Conv: the window entry of all of an image's output positions.
+    window: Option<WindowEntry>,
+}
+
+/// Where one replica works on its core: its vectors start at `v0`; the input at `x_in`, the
+/// accumulators at `acc`, im2col vectors at `col`, partial sums of row-split parts at `tmp`;
+/// `z` is the padding code.
+struct ReplicaScratch {
+    core: u16,
+    v0: usize,
+    x_in: u32,
+    acc: u32,
+    col: u32,
+    tmp: u32,
+    z: i32,
+}
+
+/// `v0..v1` cut into pieces of at most `chunk` vectors that stay inside one image of `pixels`.
+fn segments((v0, v1): (usize, usize), pixels: usize, chunk: usize) -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    let mut a = v0;
+    while a < v1 {
+        let end = ((a / pixels + 1) * pixels).min(v1).min(a.saturating_add(chunk));
+        v.push((a, end));
+        a = end;
+    }
+    v
 }

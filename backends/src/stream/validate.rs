@@ -525,6 +525,7 @@ fn check_barriers(s: &Stream) -> Result<()> {
             .enumerate()
             .filter_map(|(i, ins)| match ins {
                 Instr::Sync { barrier } => Some((i, *barrier)),
+                // A query for the barriers, not a facet of every instruction.
                 _ => None,
             })
             .collect()
@@ -565,6 +566,7 @@ fn check_traffic(s: &Stream) -> Result<()> {
             let (key, sent, recv) = match *ins {
                 Instr::Send { to, len, .. } => ((c, to as usize), len as u128, 0),
                 Instr::Recv { from, len } => ((from as usize, c), 0, len as u128),
+                // A query for the traffic between cores, not a facet of every instruction.
                 _ => continue,
             };
             let e = pairs.entry(key).or_insert((0, 0, (c, i, ins.mnemonic())));

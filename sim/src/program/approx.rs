@@ -36,7 +36,7 @@ mod vbmi;
 
 use super::kernels::ConvGeom;
 use super::multiplier::{LutKernel, ProductTable};
-use cimc_backends::program::{BufferDecl, Elem, Step};
+use cimc_backends::program::{BufferDecl, Elem, MatrixKind, Step};
 use rayon::prelude::*;
 
 /// Pixels per strip: one 64-byte vector of activation codes.
@@ -74,13 +74,9 @@ pub(crate) fn prepare(
     table: &ProductTable,
     kernel: LutKernel,
 ) -> Result<Option<LutMatrix>, String> {
-    let (input, z, weights) = match s {
-        Step::Conv { input, input_zero_point, weights, crossbar: None, .. }
-        | Step::Gemm { input, input_zero_point, weights, crossbar: None, .. } => {
-            (*input, *input_zero_point, weights)
-        }
-        _ => return Ok(None),
-    };
+    // Crossbar steps stay analog.
+    let Some(ms) = s.as_matrix().filter(|m| m.crossbar.is_none()) else { return Ok(None) };
+    let (input, z, weights) = (ms.input, ms.input_zero_point, ms.weights);
     let Elem::Code(c) = bufs[input].elem else {
         return Err(format!(
             "input buffer '{}' holds f32 values, codes expected",
@@ -99,13 +95,13 @@ pub(crate) fn prepare(
         return Err(format!("an 8x8 multiplier needs 8-bit weight codes, found {w}"));
     }
     // Weights as [M, K] bytes.
-    let (m, k, w): (usize, usize, Vec<u8>) = match s {
-        Step::Conv { .. } => {
+    let (m, k, w): (usize, usize, Vec<u8>) = match ms.kind {
+        MatrixKind::Conv { .. } => {
             let m = weights.shape.first().copied().unwrap_or(0);
             let k = weights.data.len() / m.max(1);
             (m, k, weights.data.iter().map(|&v| v as u8).collect())
         }
-        _ => {
+        MatrixKind::Gemm => {
             let (k, n) = (weights.shape[0], weights.shape[1]);
             let mut t = vec![0u8; n * k];
             for kk in 0..k {
@@ -203,16 +199,18 @@ where
     F: Fn(i64, usize) -> T + Sync,
 {
     let byte = |q: i32| (q - p.q_min) as u8;
-    match s {
-        Step::Conv { input_zero_point: z, weights, window, group, .. } => {
+    let ms = s.as_matrix().ok_or("not a matrix step")?;
+    let (z, weights) = (ms.input_zero_point, ms.weights);
+    match ms.kind {
+        MatrixKind::Conv { window, group } => {
             let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, strides, dil, pads } =
-                ConvGeom::new(weights, window, *group, si, so, x.len())?;
+                ConvGeom::new(weights, window, group, si, so, x.len())?;
             if p.k != cg * kh * kw || p.correction.len() != m {
                 return Err(format!("weights {:?} are not the prepared ones", weights.shape));
             }
             let (kk, pixels) = (cg * kh * kw, oh * ow);
             let ppad = pixels.div_ceil(STRIP) * STRIP;
-            let pad = byte(*z);
+            let pad = byte(z);
             let mut out = vec![T::default(); n * m * pixels];
             let mut col = vec![0u8; kk * ppad];
             for b in 0..n {
@@ -248,7 +246,7 @@ where
             }
             Ok(out)
         }
-        Step::Gemm { .. } => {
+        MatrixKind::Gemm => {
             let k = p.k;
             if si.last() != Some(&k) {
                 return Err(format!("input {si:?} does not end in K = {k}"));
@@ -279,7 +277,6 @@ where
             }
             Ok(out)
         }
-        _ => Err("not a matrix step".into()),
     }
 }
 

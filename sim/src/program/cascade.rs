@@ -28,7 +28,7 @@
 
 use super::kernels::{self, PreparedMatrix};
 use super::{step_err, ProgramRunner};
-use cimc_backends::program::{Crossbar, IntTensor, Program, Step};
+use cimc_backends::program::{Crossbar, IntTensor, MatrixKind, Program, Step};
 use cimc_interp::{InterpError, Result};
 use cimc_ir::WeightEncoding;
 use rayon::prelude::*;
@@ -85,7 +85,7 @@ impl WeightWidths {
                 .steps
                 .iter()
                 .zip(&program.origins)
-                .any(|(s, o)| o == name && matches!(s, Step::Conv { .. } | Step::Gemm { .. }));
+                .any(|(s, o)| o == name && s.as_matrix().is_some());
             if !matrix {
                 return Err(bad(
                     name,
@@ -143,12 +143,8 @@ pub fn top_codes(w: &[i32], encoding: WeightEncoding, weight_bits: u32, shift: u
 /// The derivation of matrix step `s` at `to_bits` (see the module doc), `None` when
 /// `to_bits` is at or above the step's weight bits.
 pub fn derive(s: &Step, to_bits: u32) -> std::result::Result<Option<Derivation>, String> {
-    let (weights, crossbar) = match s {
-        Step::Conv { weights, crossbar, .. } | Step::Gemm { weights, crossbar, .. } => {
-            (weights, crossbar)
-        }
-        _ => return Err("a weight width for a step that is no Conv or Gemm".into()),
-    };
+    let ms = s.as_matrix().ok_or("a weight width for a step that is no Conv or Gemm")?;
+    let (weights, crossbar) = (ms.weights, ms.crossbar);
     let from_bits = weights.bits as u32;
     if to_bits < 2 {
         return Err(format!("weight width {to_bits}: widths must be at least 2"));
@@ -247,11 +243,8 @@ impl Derived {
         so: &[usize],
         stats: Option<&mut super::StepAdcStats>,
     ) -> std::result::Result<Vec<i32>, String> {
-        let (bias, requant, conv) = match s {
-            Step::Conv { bias, requant, .. } => (bias, requant, true),
-            Step::Gemm { bias, requant, .. } => (bias, requant, false),
-            _ => return Err("not a matrix step".into()),
-        };
+        let ms = s.as_matrix().ok_or("not a matrix step")?;
+        let (bias, requant) = (ms.bias, ms.requant);
         let xb = top.crossbar().ok_or("a cascade step without its crossbar")?;
         if stats.is_none() && xb.lossless {
             return kernels::run_exact(s, &self.exact, x, si, so, &|a, ch| {
@@ -262,7 +255,10 @@ impl Derived {
         let res: Vec<i64> = kernels::run_exact(s, &self.residual, x, si, so, &|a, _| a)?;
         let m = bias.len().max(1);
         // Output `i`'s channel: `[N, M, spatial..]` for Conv, `[.., N]` for Gemm.
-        let inner = if conv { so.iter().skip(2).product::<usize>().max(1) } else { 1 };
+        let inner = match ms.kind {
+            MatrixKind::Conv { .. } => so.iter().skip(2).product::<usize>().max(1),
+            MatrixKind::Gemm => 1,
+        };
         let shift = self.shift;
         Ok(acc
             .par_iter()
@@ -285,11 +281,9 @@ impl ProgramRunner {
         widths.check(program)?;
         let mut plan: Vec<Option<Derivation>> = Vec::with_capacity(program.steps.len());
         for (i, (s, origin)) in program.steps.iter().zip(&program.origins).enumerate() {
-            let d = match (s, widths.width_of(origin)) {
-                (Step::Conv { .. } | Step::Gemm { .. }, Some(b)) => {
-                    derive(s, b).map_err(|m| step_err(i, s, m))?
-                }
-                _ => None,
+            let d = match (s.as_matrix(), widths.width_of(origin)) {
+                (Some(_), Some(b)) => derive(s, b).map_err(|m| step_err(i, s, m))?,
+                (Some(_), None) | (None, _) => None,
             };
             plan.push(d);
         }

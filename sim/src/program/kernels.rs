@@ -1,7 +1,7 @@
 //! Integer Conv and Gemm of the program, computed exactly with f64 GEMMs.
 
 use super::crossbar::StepAdcStats;
-use cimc_backends::program::{BufferDecl, Elem, IntTensor, Step, Window};
+use cimc_backends::program::{BufferDecl, Elem, IntTensor, MatrixKind, Step, Window};
 use rayon::prelude::*;
 
 /// Weights converted for the GEMM, per group `[M/g, K]` row-major (Conv) or `[K, N]` (Gemm).
@@ -34,44 +34,20 @@ fn input_bound(decl: &BufferDecl, zero_point: i32) -> Result<i64, String> {
     }
 }
 
+/// The weights of a matrix step as f64 (and its crossbar's bit planes); `None` for the other
+/// steps.
 pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMatrix>, String> {
-    match s {
-        Step::Conv { input, input_zero_point, weights, .. } => {
-            let k: usize = weights.shape.iter().skip(1).product();
-            let bx = input_bound(&bufs[*input], *input_zero_point)?;
-            if !exact_in_f64(k, bx, weight_bound(weights)) {
-                return Err(format!("K = {k} with these code widths could overflow 2^53"));
-            }
-            Ok(Some(PreparedMatrix {
-                w: weights.data.iter().map(|&v| v as f64).collect(),
-                xbar: prepare_crossbar(s, bufs)?,
-            }))
-        }
-        Step::Gemm { input, input_zero_point, weights, .. } => {
-            let k = weights.shape.first().copied().unwrap_or(0);
-            let bx = input_bound(&bufs[*input], *input_zero_point)?;
-            if !exact_in_f64(k, bx, weight_bound(weights)) {
-                return Err(format!("K = {k} with these code widths could overflow 2^53"));
-            }
-            Ok(Some(PreparedMatrix {
-                w: weights.data.iter().map(|&v| v as f64).collect(),
-                xbar: prepare_crossbar(s, bufs)?,
-            }))
-        }
-        _ => Ok(None),
+    let Some(ms) = s.as_matrix() else { return Ok(None) };
+    let k = ms.k_and_m().0;
+    let bx = input_bound(&bufs[ms.input], ms.input_zero_point)?;
+    if !exact_in_f64(k, bx, weight_bound(ms.weights)) {
+        return Err(format!("K = {k} with these code widths could overflow 2^53"));
     }
-}
-
-fn prepare_crossbar(
-    s: &Step,
-    bufs: &[BufferDecl],
-) -> Result<Option<super::crossbar::PreparedCrossbar>, String> {
-    match s {
-        Step::Conv { crossbar: Some(x), .. } | Step::Gemm { crossbar: Some(x), .. } => {
-            super::crossbar::prepare(s, x, bufs).map(Some)
-        }
-        _ => Ok(None),
-    }
+    let xbar = match ms.crossbar {
+        Some(x) => Some(super::crossbar::prepare(s, x, bufs)?),
+        None => None,
+    };
+    Ok(Some(PreparedMatrix { w: ms.weights.data.iter().map(|&v| v as f64).collect(), xbar }))
 }
 
 impl PreparedMatrix {
@@ -203,12 +179,9 @@ pub(crate) fn run_matrix(
 /// A matrix step's finish of an accumulator (no bias) of output channel `ch`: its bias, then
 /// its requantization to an output code — what every kernel's `fin` is outside calibration.
 pub(crate) fn finisher(s: &Step) -> Result<impl Fn(i64, usize) -> i32 + Sync + '_, String> {
-    match s {
-        Step::Conv { bias, requant, .. } | Step::Gemm { bias, requant, .. } => {
-            Ok(move |a: i64, ch: usize| requant.apply(a + bias[ch], ch))
-        }
-        _ => Err("not a matrix step".into()),
-    }
+    let ms = s.as_matrix().ok_or("not a matrix step")?;
+    let (bias, requant) = (ms.bias, ms.requant);
+    Ok(move |a: i64, ch: usize| requant.apply(a + bias[ch], ch))
 }
 
 /// The exact product of the step's geometry with the prepared weights `p.w` (never the
@@ -226,10 +199,12 @@ where
     T: Copy + Default + Send,
     F: Fn(i64, usize) -> T + Sync,
 {
-    match s {
-        Step::Conv { input_zero_point: z, weights, window, group, .. } => {
+    let ms = s.as_matrix().ok_or("not a matrix step")?;
+    let (z, weights) = (ms.input_zero_point, ms.weights);
+    match ms.kind {
+        MatrixKind::Conv { window, group } => {
             let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, strides, dil, pads } =
-                ConvGeom::new(weights, window, *group, si, so, x.len())?;
+                ConvGeom::new(weights, window, group, si, so, x.len())?;
             let kk = cg * kh * kw;
             let pixels = oh * ow;
             let per_sample: Vec<Vec<T>> = (0..n)
@@ -280,7 +255,7 @@ where
                 .collect();
             Ok(per_sample.concat())
         }
-        Step::Gemm { input_zero_point: z, weights, .. } => {
+        MatrixKind::Gemm => {
             let (k, nn) = (weights.shape[0], weights.shape[1]);
             if si.last() != Some(&k) {
                 return Err(format!("input {si:?} does not end in K = {k}"));
@@ -294,6 +269,5 @@ where
             gemm(rows, k, nn, &a, &p.w, &mut acc);
             Ok(acc.iter().enumerate().map(|(i, &v)| fin(v as i64, i % nn)).collect())
         }
-        _ => Err("not a matrix step".into()),
     }
 }

@@ -2,7 +2,8 @@
 //! program's MaxPool/AvgPool steps and of the stream simulator's `max_pool`/`avg_pool`, so the
 //! two cannot disagree.
 
-use cimc_backends::program::{Step, Window};
+use cimc_backends::arith::FixedMultiplier;
+use cimc_backends::program::Window;
 
 /// A pooling window over channel-first planes `[planes][h][w]`, producing the output positions
 /// `positions` (row-major over `oh × ow`) of every plane, channel-first:
@@ -163,29 +164,28 @@ pub(crate) fn max_pool(
     max_pool_codes(x, &geometry(si, so, win)?)
 }
 
+/// An AvgPool step's requantization of a window's sum: one multiplier per window count, the
+/// output zero point and clamp range.
+pub(crate) struct CountRequant<'a> {
+    pub mult_by_count: &'a [FixedMultiplier],
+    pub zero_point: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// Average pooling of codes whose zero point is `z`, counting the padding in each window's
+/// count when `count_include_pad`.
 pub(crate) fn avg_pool(
-    s: &Step,
     x: &[i32],
-    si: &[usize],
-    so: &[usize],
+    (si, so): (&[usize], &[usize]),
+    window: &Window,
+    (z, count_include_pad): (i32, bool),
+    rq: &CountRequant,
 ) -> Result<Vec<i32>, String> {
-    let Step::AvgPool {
-        window,
-        count_include_pad,
-        input_zero_point: z,
-        mult_by_count,
-        zero_point,
-        lo,
-        hi,
-        ..
-    } = s
-    else {
-        return Err("not an average pool".into());
-    };
     let g = geometry(si, so, window)?;
-    avg_pool_codes(x, &g, *z as i64, *count_include_pad, |sum, count| {
-        match mult_by_count.get(count.wrapping_sub(1)) {
-            Some(&m) => Ok(cimc_backends::arith::requantize(sum, m, *zero_point, *lo, *hi)),
+    avg_pool_codes(x, &g, z as i64, count_include_pad, |sum, count| {
+        match rq.mult_by_count.get(count.wrapping_sub(1)) {
+            Some(&m) => Ok(cimc_backends::arith::requantize(sum, m, rq.zero_point, rq.lo, rq.hi)),
             None => Err(format!("no multiplier for a window of {count} elements")),
         }
     })

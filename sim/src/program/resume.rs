@@ -118,17 +118,13 @@ impl ProgramRunner {
             lo: i32::MIN,
             hi: i32::MAX,
         };
-        let probe = match s {
-            Step::Conv { .. } | Step::Gemm { .. } => {
-                let mut probe = s.clone();
-                match &mut probe {
-                    Step::Conv { requant, .. } | Step::Gemm { requant, .. } => *requant = identity,
-                    _ => unreachable!("invariant: probe is a clone of a Conv or Gemm step"),
-                }
-                probe
-            }
-            _ => return Err(step_err(i, s, "accumulators of a step that is no Conv or Gemm")),
-        };
+        if s.as_matrix().is_none() {
+            return Err(step_err(i, s, "accumulators of a step that is no Conv or Gemm"));
+        }
+        let mut probe = s.clone();
+        if let Step::Conv { requant, .. } | Step::Gemm { requant, .. } = &mut probe {
+            *requant = identity;
+        }
         let out = self.step(i, &probe, &state.bufs, None, None)?;
         let Data::Codes(acc) = out else {
             return Err(InterpError::Internal("a matrix step produced f32 values".into()));

@@ -166,7 +166,8 @@ impl<'a> Machine<'a> {
         })
     }
 
-    /// Runs the next instruction of core `c`, unless it waits or has halted.
+    /// Runs the next instruction of core `c`, unless it waits or has halted. Every
+    /// instruction has its function; a new one fails to compile here until it has one.
     pub fn step(&mut self, c: usize) -> Result<Flow, String> {
         if self.halted[c] {
             return Ok(Flow::Halted);
@@ -174,27 +175,64 @@ impl<'a> Machine<'a> {
         let Some(&instr) = self.s.cores[c].code.get(self.pc[c]) else {
             return Err("the code ends without a halt".into());
         };
-        let flow = match instr {
+        // Recorded im2cols whose words the instruction touches are written first.
+        if let Some((here, there)) = lazy::touched(self.s, &instr) {
+            self.settle(c, &here)?;
+            if let Some((to, r)) = there.filter(|(to, _)| *to < self.lazy.len()) {
+                self.settle(to, &[r])?;
+            }
+        }
+        match instr {
             Instr::Halt {} => {
                 self.halted[c] = true;
                 return Ok(Flow::Ran(1));
             }
             Instr::Sync { barrier } => return self.sync(c, barrier),
             Instr::Recv { from, len } => {
-                let have = self.pending.entry((c, from as usize)).or_insert(0);
-                if *have < len as u64 {
+                if !self.recv(c, from, len) {
                     return Ok(Flow::Blocked);
                 }
-                *have -= len as u64;
-                Flow::Ran(1)
             }
-            _ => {
-                self.exec(c, &instr)?;
-                Flow::Ran(1)
+            Instr::Host { op } => self.host(op)?,
+            Instr::Load { dst, src, len, .. } => self.load(c, dst, src, len)?,
+            Instr::Store { dst, src, len, .. } => self.store(c, dst, src, len)?,
+            Instr::Copy { dst, src, len } => self.copy(c, dst, src, len)?,
+            Instr::Fill { dst, len, value } => self.fill(c, dst, len, value)?,
+            Instr::Send { to, dst, src, len, .. } => self.send(c, to as usize, dst, src, len)?,
+            Instr::XbarConfig { group, .. } => self.xbar_config(c, group, &instr)?,
+            Instr::AdcStep { group, column_group, step } => {
+                self.adc_step(c, group, column_group, step)?
             }
-        };
+            Instr::XbarLoad { group } => self.xbar_load(c, group)?,
+            Instr::Mvm { group, src, dst, count } => self.mvm(c, group, src, dst, count)?,
+            Instr::Im2col { window, src, dst, pad } => {
+                self.im2col_instr(c, window, src, dst, pad)?
+            }
+            Instr::MaxPool { window, src, dst } => self.max_pool(c, window, src, dst)?,
+            Instr::AvgPool { window, table, src, dst, zero } => {
+                self.avg_pool(c, (window, table), src, dst, zero)?
+            }
+            Instr::ShiftAdd { dst, src, len, shift } => self.shift_add(c, dst, src, len, shift)?,
+            Instr::Requant { table, src, dst, len, channel_len, first_channel } => {
+                self.requant(c, table, (src, dst, len), channel_len, first_channel)?
+            }
+            Instr::Relu { dst, src, len, zero } => self.relu(c, dst, src, len, zero)?,
+            Instr::Add { table, a, b, dst, len } => self.add(c, table, [a, b, dst], len)?,
+            Instr::Transpose { table, src, dst } => self.transpose(c, table, src, dst)?,
+        }
         self.pc[c] += 1;
-        Ok(flow)
+        Ok(Flow::Ran(1))
+    }
+
+    /// `recv`: consumes `len` words from core `from` when they have arrived; `false` (the core
+    /// waits) until then.
+    fn recv(&mut self, c: usize, from: u16, len: u32) -> bool {
+        let have = self.pending.entry((c, from as usize)).or_insert(0);
+        if *have < len as u64 {
+            return false;
+        }
+        *have -= len as u64;
+        true
     }
 
     /// Core `c` reaches `sync barrier`: when every core waits at a sync, all go on.
@@ -231,192 +269,243 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn exec(&mut self, c: usize, instr: &Instr) -> Result<(), String> {
+    /// `start .. start + len` of core `c`'s scratchpad, if it lies inside.
+    fn local(&self, c: usize, start: u32, len: u64, what: &str) -> Result<Range<usize>, String> {
+        span(start, len, self.scratch[c].len(), what)
+    }
+
+    fn host(&mut self, op: u16) -> Result<(), String> {
         let s = self.s;
-        let size = self.scratch[c].len();
-        let local = |start: u32, len: u64, what: &str| span(start, len, size, what);
-        let table = |name: &str, len: usize, i: u16| -> Result<usize, String> {
-            if (i as usize) < len {
-                Ok(i as usize)
-            } else {
-                Err(format!("{name} entry {i} does not exist"))
-            }
-        };
-        if !matches!(instr, Instr::Im2col { .. } | Instr::Mvm { .. }) {
-            let (here, there) = lazy::touched(s, instr);
-            self.settle(c, &here)?;
-            if let Some((to, r)) = there.filter(|(to, _)| *to < self.lazy.len()) {
-                self.settle(to, &[r])?;
-            }
+        let h = &s.hosts[entry("host", s.hosts.len(), op)?];
+        host::run(h, &mut self.global)
+    }
+
+    fn load(&mut self, c: usize, dst: u32, src: u32, len: u32) -> Result<(), String> {
+        let d = self.local(c, dst, len as u64, "destination")?;
+        let r = span(src, len as u64, self.global.len(), "source")?;
+        self.scratch[c][d].copy_from_slice(&self.global[r]);
+        Ok(())
+    }
+
+    fn store(&mut self, c: usize, dst: u32, src: u32, len: u32) -> Result<(), String> {
+        let d = span(dst, len as u64, self.global.len(), "destination")?;
+        let r = self.local(c, src, len as u64, "source")?;
+        self.global[d].copy_from_slice(&self.scratch[c][r]);
+        Ok(())
+    }
+
+    fn copy(&mut self, c: usize, dst: u32, src: u32, len: u32) -> Result<(), String> {
+        let d = self.local(c, dst, len as u64, "destination")?;
+        let r = self.local(c, src, len as u64, "source")?;
+        self.scratch[c].copy_within(r, d.start);
+        Ok(())
+    }
+
+    fn fill(&mut self, c: usize, dst: u32, len: u32, value: i32) -> Result<(), String> {
+        let d = self.local(c, dst, len as u64, "destination")?;
+        self.scratch[c][d].fill(value as i64);
+        Ok(())
+    }
+
+    /// `send`: the words land in core `to`'s scratchpad and count as arrived for its `recv`.
+    fn send(&mut self, c: usize, to: usize, dst: u32, src: u32, len: u32) -> Result<(), String> {
+        if to == c || to >= self.scratch.len() {
+            return Err(format!("core {to} cannot receive from core {c}"));
         }
-        match *instr {
-            Instr::Halt {} | Instr::Sync { .. } | Instr::Recv { .. } => {}
-            Instr::Host { op } => {
-                let h = &s.hosts[table("host", s.hosts.len(), op)?];
-                host::run(h, &mut self.global)?;
-            }
-            Instr::Load { dst, src, len, .. } => {
-                let d = local(dst, len as u64, "destination")?;
-                let r = span(src, len as u64, self.global.len(), "source")?;
-                self.scratch[c][d].copy_from_slice(&self.global[r]);
-            }
-            Instr::Store { dst, src, len, .. } => {
-                let d = span(dst, len as u64, self.global.len(), "destination")?;
-                let r = local(src, len as u64, "source")?;
-                self.global[d].copy_from_slice(&self.scratch[c][r]);
-            }
-            Instr::Copy { dst, src, len } => {
-                let d = local(dst, len as u64, "destination")?;
-                let r = local(src, len as u64, "source")?;
-                self.scratch[c].copy_within(r, d.start);
-            }
-            Instr::Fill { dst, len, value } => {
-                let d = local(dst, len as u64, "destination")?;
-                self.scratch[c][d].fill(value as i64);
-            }
-            Instr::Send { to, dst, src, len, .. } => {
-                let to = to as usize;
-                if to == c || to >= self.scratch.len() {
-                    return Err(format!("core {to} cannot receive from core {c}"));
-                }
-                let r = local(src, len as u64, "source")?;
-                let d = span(dst, len as u64, self.scratch[to].len(), "destination")?;
-                let words = self.scratch[c][r].to_vec();
-                self.scratch[to][d].copy_from_slice(&words);
-                *self.pending.entry((to, c)).or_insert(0) += len as u64;
-            }
-            Instr::XbarConfig { group, .. } => {
-                let g = self.own_group(c, group)?;
-                let (x, z) = xbar_crossbar(instr).ok_or("not a configuration")?;
-                let column_groups = column_groups(&x, g);
-                self.groups[group as usize] =
-                    Some(GroupConfig { x, z, column_groups, prepared: None });
-            }
-            Instr::AdcStep { group, column_group, step } => {
-                self.own_group(c, group)?;
-                let cfg = self.groups[group as usize]
-                    .as_mut()
-                    .ok_or_else(|| format!("group {group} has no xbar_config"))?;
-                cfg.set_step(column_group as usize, step as u32)?;
-            }
-            Instr::XbarLoad { group } => {
-                let g = self.own_group(c, group)?;
-                self.loaded[group as usize] = true;
-                for &a in &g.arrays {
-                    self.owner.insert(a, group);
-                }
-            }
-            Instr::Mvm { group, src, dst, count } => {
-                let g = self.own_group(c, group)?;
-                if s.schedule == cimc_backends::stream::Schedule::LayerSerial {
-                    let other =
-                        g.arrays.iter().find_map(|a| self.owner.get(a).filter(|&&h| h != group));
-                    if !self.loaded[group as usize] || other.is_some() {
-                        return Err(format!("group {group} is not programmed on its arrays"));
-                    }
-                }
-                let cfg = self.groups[group as usize]
-                    .as_mut()
-                    .ok_or_else(|| format!("group {group} has no xbar_config"))?;
-                let p = matrix::prepared(self.cache, group, g, cfg)?;
-                if count == 0 {
-                    return Ok(());
-                }
-                let (src, dst, count) = (src as usize, dst as usize, count as usize);
-                let (input, output) = mvm_ranges(g, src, dst, count, size)?;
-                let view = self.mvm_view(c, g, src, count, input.clone(), output.clone())?;
-                self.forget_planes(c, &[output]);
-                let planes = match (&*p, view) {
-                    (matrix::Prepared::Crossbar(pc), Some(at)) => {
-                        Some(self.planes_for(c, at, count, pc)?)
-                    }
-                    _ => None,
-                };
-                let mem = &self.scratch[c];
-                let source = match view {
-                    Some(at) => Source::Window(at.view(s, mem)),
-                    None => Source::Words {
-                        x: mem,
-                        base: input.start,
-                        in_stride: g.in_stride as usize,
-                        group_stride: g.group_stride as usize,
-                    },
-                };
-                let acc = matrix::mvm(&p, g, &source, planes.as_deref(), count)?;
-                acc.write(&mut self.scratch[c], dst, g.out_stride as usize)?;
-            }
-            Instr::Im2col { window, src, dst, pad } => {
-                let wi = table("window", s.windows.len(), window)?;
-                let w = &s.windows[wi];
-                let r = local(src, w.source_len(), "source image")?;
-                let d = local(dst, w.im2col_len(), "im2col vectors")?;
-                self.im2col(c, wi, r, d, pad as i64)?;
-            }
-            Instr::MaxPool { window, src, dst } => {
-                let w = &s.windows[table("window", s.windows.len(), window)?];
-                let r = local(src, w.source_len(), "source image")?;
-                let d = local(dst, w.pool_len(), "pooled codes")?;
-                let y = window::max_pool(w, &self.scratch[c][r])?;
-                put(&mut self.scratch[c], &d, y);
-            }
-            Instr::AvgPool { window, table: t, src, dst, zero } => {
-                let w = &s.windows[table("window", s.windows.len(), window)?];
-                let rq = &s.requants[table("requant", s.requants.len(), t)?];
-                let r = local(src, w.source_len(), "source image")?;
-                let d = local(dst, w.pool_len(), "pooled codes")?;
-                let y = window::avg_pool(w, rq, zero, &self.scratch[c][r])?;
-                put(&mut self.scratch[c], &d, y.into_iter().map(i64::from));
-            }
-            Instr::ShiftAdd { dst, src, len, shift } => {
-                let d = local(dst, len as u64, "destination")?;
-                let r = local(src, len as u64, "source")?;
-                with_src_dst(&mut self.scratch[c], r, d, |add, out| {
-                    for (o, &v) in out.iter_mut().zip(add) {
-                        let sum = *o as i128 + ((v as i128) << shift);
-                        *o = i64::try_from(sum)
-                            .map_err(|_| format!("{o} + ({v} << {shift}) overflows i64"))?;
-                    }
-                    Ok::<(), String>(())
-                })?;
-            }
-            Instr::Requant { table: t, src, dst, len, channel_len, first_channel } => {
-                let e = &s.requants[table("requant", s.requants.len(), t)?];
-                let r = local(src, len as u64, "source")?;
-                let d = local(dst, len as u64, "destination")?;
-                let (cl, first) = (channel_len as usize, first_channel as usize);
-                let mem = &mut self.scratch[c];
-                if r == d {
-                    vector::requant(e, None, &mut mem[d], cl, first)?;
-                } else {
-                    with_src_dst(mem, r, d, |x, out| vector::requant(e, Some(x), out, cl, first))?;
-                }
-            }
-            Instr::Relu { dst, src, len, zero } => {
-                let r = local(src, len as u64, "source")?;
-                let d = local(dst, len as u64, "destination")?;
-                map_words(&mut self.scratch[c], r, d, |_, x| Ok(x.max(zero as i64)))?;
-            }
-            Instr::Add { table: t, a, b, dst, len } => {
-                let e = &s.adds[table("add", s.adds.len(), t)?];
-                let ra = local(a, len as u64, "first operand")?;
-                let rb = local(b, len as u64, "second operand")?;
-                let d = local(dst, len as u64, "destination")?;
-                let mem = &self.scratch[c];
-                let y = mem[ra]
-                    .iter()
-                    .zip(&mem[rb])
-                    .map(|(&qa, &qb)| add(e, qa, qb))
-                    .collect::<Result<Vec<i64>, String>>()?;
-                put(&mut self.scratch[c], &d, y);
-            }
-            Instr::Transpose { table: t, src, dst } => {
-                let p = &s.perms[table("permutation", s.perms.len(), t)?];
-                let r = local(src, p.len(), "source")?;
-                let d = local(dst, p.len(), "destination")?;
-                with_src_dst(&mut self.scratch[c], r, d, |x, out| vector::transpose(p, x, out))?;
-            }
+        let r = self.local(c, src, len as u64, "source")?;
+        let d = self.local(to, dst, len as u64, "destination")?;
+        let words = self.scratch[c][r].to_vec();
+        self.scratch[to][d].copy_from_slice(&words);
+        *self.pending.entry((to, c)).or_insert(0) += len as u64;
+        Ok(())
+    }
+
+    fn xbar_config(&mut self, c: usize, group: u16, instr: &Instr) -> Result<(), String> {
+        let g = self.own_group(c, group)?;
+        let (x, z) = xbar_crossbar(instr).ok_or("not a configuration")?;
+        let column_groups = column_groups(&x, g);
+        self.groups[group as usize] = Some(GroupConfig { x, z, column_groups, prepared: None });
+        Ok(())
+    }
+
+    fn adc_step(
+        &mut self,
+        c: usize,
+        group: u16,
+        column_group: u16,
+        step: u8,
+    ) -> Result<(), String> {
+        self.own_group(c, group)?;
+        let cfg = self.groups[group as usize]
+            .as_mut()
+            .ok_or_else(|| format!("group {group} has no xbar_config"))?;
+        cfg.set_step(column_group as usize, step as u32)
+    }
+
+    /// Layer-serial: the group's arrays hold its weights from now on.
+    fn xbar_load(&mut self, c: usize, group: u16) -> Result<(), String> {
+        let g = self.own_group(c, group)?;
+        self.loaded[group as usize] = true;
+        for &a in &g.arrays {
+            self.owner.insert(a, group);
         }
         Ok(())
+    }
+
+    /// `mvm`: the group's prepared weights on `count` vectors, read through a recorded
+    /// `im2col` when one covers them (with input planes kept for the next `mvm` on them).
+    fn mvm(&mut self, c: usize, group: u16, src: u32, dst: u32, count: u32) -> Result<(), String> {
+        let s = self.s;
+        let g = self.own_group(c, group)?;
+        if s.schedule == cimc_backends::stream::Schedule::LayerSerial {
+            let other = g.arrays.iter().find_map(|a| self.owner.get(a).filter(|&&h| h != group));
+            if !self.loaded[group as usize] || other.is_some() {
+                return Err(format!("group {group} is not programmed on its arrays"));
+            }
+        }
+        let cfg = self.groups[group as usize]
+            .as_mut()
+            .ok_or_else(|| format!("group {group} has no xbar_config"))?;
+        let p = matrix::prepared(self.cache, group, g, cfg)?;
+        if count == 0 {
+            return Ok(());
+        }
+        let size = self.scratch[c].len();
+        let (src, dst, count) = (src as usize, dst as usize, count as usize);
+        let (input, output) = mvm_ranges(g, src, dst, count, size)?;
+        let view = self.mvm_view(c, g, src, count, input.clone(), output.clone())?;
+        self.forget_planes(c, &[output]);
+        let planes = match (&*p, view) {
+            (matrix::Prepared::Crossbar(pc), Some(at)) => Some(self.planes_for(c, at, count, pc)?),
+            _ => None,
+        };
+        let mem = &self.scratch[c];
+        let source = match view {
+            Some(at) => Source::Window(at.view(s, mem)),
+            None => Source::Words {
+                x: mem,
+                base: input.start,
+                in_stride: g.in_stride as usize,
+                group_stride: g.group_stride as usize,
+            },
+        };
+        let acc = matrix::mvm(&p, g, &source, planes.as_deref(), count)?;
+        acc.write(&mut self.scratch[c], dst, g.out_stride as usize)
+    }
+
+    /// `im2col`, recorded ([`super::lazy`]) or written.
+    fn im2col_instr(
+        &mut self,
+        c: usize,
+        window: u16,
+        src: u32,
+        dst: u32,
+        pad: i32,
+    ) -> Result<(), String> {
+        let wi = entry("window", self.s.windows.len(), window)?;
+        let w = &self.s.windows[wi];
+        let r = self.local(c, src, w.source_len(), "source image")?;
+        let d = self.local(c, dst, w.im2col_len(), "im2col vectors")?;
+        self.im2col(c, wi, r, d, pad as i64)
+    }
+
+    fn max_pool(&mut self, c: usize, window: u16, src: u32, dst: u32) -> Result<(), String> {
+        let s = self.s;
+        let w = &s.windows[entry("window", s.windows.len(), window)?];
+        let r = self.local(c, src, w.source_len(), "source image")?;
+        let d = self.local(c, dst, w.pool_len(), "pooled codes")?;
+        let y = window::max_pool(w, &self.scratch[c][r])?;
+        put(&mut self.scratch[c], &d, y);
+        Ok(())
+    }
+
+    fn avg_pool(
+        &mut self,
+        c: usize,
+        (window, table): (u16, u16),
+        src: u32,
+        dst: u32,
+        zero: i32,
+    ) -> Result<(), String> {
+        let s = self.s;
+        let w = &s.windows[entry("window", s.windows.len(), window)?];
+        let rq = &s.requants[entry("requant", s.requants.len(), table)?];
+        let r = self.local(c, src, w.source_len(), "source image")?;
+        let d = self.local(c, dst, w.pool_len(), "pooled codes")?;
+        let y = window::avg_pool(w, rq, zero, &self.scratch[c][r])?;
+        put(&mut self.scratch[c], &d, y.into_iter().map(i64::from));
+        Ok(())
+    }
+
+    fn shift_add(
+        &mut self,
+        c: usize,
+        dst: u32,
+        src: u32,
+        len: u32,
+        shift: u8,
+    ) -> Result<(), String> {
+        let d = self.local(c, dst, len as u64, "destination")?;
+        let r = self.local(c, src, len as u64, "source")?;
+        with_src_dst(&mut self.scratch[c], r, d, |add, out| {
+            for (o, &v) in out.iter_mut().zip(add) {
+                let sum = *o as i128 + ((v as i128) << shift);
+                *o = i64::try_from(sum)
+                    .map_err(|_| format!("{o} + ({v} << {shift}) overflows i64"))?;
+            }
+            Ok::<(), String>(())
+        })
+    }
+
+    fn requant(
+        &mut self,
+        c: usize,
+        table: u16,
+        (src, dst, len): (u32, u32, u32),
+        channel_len: u32,
+        first_channel: u32,
+    ) -> Result<(), String> {
+        let s = self.s;
+        let e = &s.requants[entry("requant", s.requants.len(), table)?];
+        let r = self.local(c, src, len as u64, "source")?;
+        let d = self.local(c, dst, len as u64, "destination")?;
+        let (cl, first) = (channel_len as usize, first_channel as usize);
+        let mem = &mut self.scratch[c];
+        if r == d {
+            vector::requant(e, None, &mut mem[d], cl, first)
+        } else {
+            with_src_dst(mem, r, d, |x, out| vector::requant(e, Some(x), out, cl, first))
+        }
+    }
+
+    fn relu(&mut self, c: usize, dst: u32, src: u32, len: u32, zero: i32) -> Result<(), String> {
+        let r = self.local(c, src, len as u64, "source")?;
+        let d = self.local(c, dst, len as u64, "destination")?;
+        map_words(&mut self.scratch[c], r, d, |_, x| Ok(x.max(zero as i64)))
+    }
+
+    fn add(&mut self, c: usize, table: u16, [a, b, dst]: [u32; 3], len: u32) -> Result<(), String> {
+        let s = self.s;
+        let e = &s.adds[entry("add", s.adds.len(), table)?];
+        let ra = self.local(c, a, len as u64, "first operand")?;
+        let rb = self.local(c, b, len as u64, "second operand")?;
+        let d = self.local(c, dst, len as u64, "destination")?;
+        let mem = &self.scratch[c];
+        let y = mem[ra]
+            .iter()
+            .zip(&mem[rb])
+            .map(|(&qa, &qb)| add_codes(e, qa, qb))
+            .collect::<Result<Vec<i64>, String>>()?;
+        put(&mut self.scratch[c], &d, y);
+        Ok(())
+    }
+
+    fn transpose(&mut self, c: usize, table: u16, src: u32, dst: u32) -> Result<(), String> {
+        let s = self.s;
+        let p = &s.perms[entry("permutation", s.perms.len(), table)?];
+        let r = self.local(c, src, p.len(), "source")?;
+        let d = self.local(c, dst, p.len(), "destination")?;
+        with_src_dst(&mut self.scratch[c], r, d, |x, out| vector::transpose(p, x, out))
     }
 
     /// Group `group`, which must belong to core `c`.
@@ -435,10 +524,19 @@ impl<'a> Machine<'a> {
     }
 }
 
+/// The index of entry `i` of a table of `len` entries named `name`, if it exists.
+fn entry(name: &str, len: usize, i: u16) -> Result<usize, String> {
+    if (i as usize) < len {
+        Ok(i as usize)
+    } else {
+        Err(format!("{name} entry {i} does not exist"))
+    }
+}
+
 /// `add` on one pair of codes, as the program's Add step: each operand minus its zero point,
 /// shifted left by the headroom and rescaled to i32 (one rounding each), then the sum
 /// requantized.
-fn add(e: &AddEntry, qa: i64, qb: i64) -> Result<i64, String> {
+fn add_codes(e: &AddEntry, qa: i64, qb: i64) -> Result<i64, String> {
     let rescale = |q: i64, z: i32, m| -> Result<i64, String> {
         let shifted = q
             .checked_sub(z as i64)

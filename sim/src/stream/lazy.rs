@@ -42,19 +42,22 @@ fn per_vec(w: &WindowEntry) -> usize {
     (w.channels as usize * w.kernel[0] as usize * w.kernel[1] as usize).max(1)
 }
 
-/// The scratchpad ranges an instruction other than `im2col` and `mvm` touches on the core that
-/// runs it, and on the core it sends to. A range that cannot be computed (a bad table index,
-/// an error later) is the whole scratchpad.
-pub(super) fn touched(
-    s: &Stream,
-    instr: &Instr,
-) -> (Vec<Range<usize>>, Option<(usize, Range<usize>)>) {
+/// Scratchpad ranges of the core that runs an instruction, and of the core it sends to.
+pub(super) type Touched = (Vec<Range<usize>>, Option<(usize, Range<usize>)>);
+
+/// The scratchpad ranges an instruction touches on the core that runs it, and on the core it
+/// sends to; `None` for `im2col` and `mvm`, which read and write recorded im2cols themselves. A
+/// range that cannot be computed (a bad table index, an error later) is the whole scratchpad.
+pub(super) fn touched(s: &Stream, instr: &Instr) -> Option<Touched> {
     let all = 0..usize::MAX;
     let r = |start: u32, len: u64| start as usize..(start as u64 + len) as usize;
     let window = |w: u16| s.windows.get(w as usize);
     let local = match *instr {
         Instr::Load { dst, len, .. } | Instr::Fill { dst, len, .. } => vec![r(dst, len as u64)],
-        Instr::Store { src, len, .. } | Instr::Send { src, len, .. } => vec![r(src, len as u64)],
+        Instr::Store { src, len, .. } => vec![r(src, len as u64)],
+        Instr::Send { to, dst, src, len, .. } => {
+            return Some((vec![r(src, len as u64)], Some((to as usize, r(dst, len as u64)))))
+        }
         Instr::Copy { dst, src, len }
         | Instr::ShiftAdd { dst, src, len, .. }
         | Instr::Requant { dst, src, len, .. }
@@ -72,14 +75,17 @@ pub(super) fn touched(
             Some(p) => vec![r(src, p.len()), r(dst, p.len())],
             None => vec![all],
         },
-        Instr::Im2col { .. } | Instr::Mvm { .. } => vec![all],
-        _ => vec![],
+        Instr::Im2col { .. } | Instr::Mvm { .. } => return None,
+        // No scratchpad words: control, host work on global memory, crossbar configuration.
+        Instr::Halt {}
+        | Instr::Sync { .. }
+        | Instr::Recv { .. }
+        | Instr::Host { .. }
+        | Instr::XbarConfig { .. }
+        | Instr::AdcStep { .. }
+        | Instr::XbarLoad { .. } => vec![],
     };
-    let remote = match *instr {
-        Instr::Send { to, dst, len, .. } => Some((to as usize, r(dst, len as u64))),
-        _ => None,
-    };
-    (local, remote)
+    Some((local, None))
 }
 
 /// Where an `mvm` reads a recorded `im2col`'s vectors: everything but the memory.

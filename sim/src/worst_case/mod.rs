@@ -19,7 +19,7 @@
 
 pub mod search;
 
-use cimc_backends::program::{Crossbar, Program, Step};
+use cimc_backends::program::{Crossbar, MatrixKind, Program};
 use cimc_interp::{InterpError, Result};
 use cimc_ir::WeightEncoding;
 use cimc_ir::{Graph, Op, ValueId};
@@ -105,14 +105,14 @@ fn user(origin: &str, msg: impl Into<String>) -> InterpError {
 pub fn layers(program: &Program, graph: &Graph) -> Result<Vec<Layer>> {
     let mut out = Vec::new();
     for (i, step) in program.steps.iter().enumerate() {
-        let (input, output, weights, bias, requant, xbar, is_conv) = match step {
-            Step::Conv { input, output, weights, bias, requant, crossbar: Some(x), .. } => {
-                (*input, *output, weights, bias, requant, x, true)
-            }
-            Step::Gemm { input, output, weights, bias, requant, crossbar: Some(x), .. } => {
-                (*input, *output, weights, bias, requant, x, false)
-            }
-            _ => continue,
+        // The crossbar layers only.
+        let Some(ms) = step.as_matrix() else { continue };
+        let Some(xbar) = ms.crossbar else { continue };
+        let (input, output, weights, bias, requant) =
+            (ms.input, ms.output, ms.weights, ms.bias, ms.requant);
+        let is_conv = match ms.kind {
+            MatrixKind::Conv { .. } => true,
+            MatrixKind::Gemm => false,
         };
         let origin = program.origins.get(i).cloned().unwrap_or_default();
         let node = graph
@@ -286,12 +286,8 @@ pub fn normal(seed: u64, stream: u64, index: u64) -> f64 {
 pub fn clamp_to_program_ranges(graph: &mut Graph, program: &Program) -> Result<usize> {
     let mut count = 0;
     for l in layers(program, graph)? {
-        let (output, requant) = match &program.steps[l.step] {
-            Step::Conv { output, requant, .. } | Step::Gemm { output, requant, .. } => {
-                (*output, requant)
-            }
-            _ => continue,
-        };
+        let Some(ms) = program.steps[l.step].as_matrix() else { continue };
+        let (output, requant) = (ms.output, ms.requant);
         let Some(s_y) = program.buffers[output].quant.as_ref().and_then(|q| q.scale.first()) else {
             continue;
         };

@@ -139,6 +139,7 @@ impl Sim<'_> {
             .flat_map(|c| c.code.iter())
             .filter_map(|i| match i {
                 Instr::XbarLoad { group } => Some(*group),
+                // A query for the programmed groups, not a facet of every instruction.
                 _ => None,
             })
             .collect();

@@ -4,55 +4,43 @@
 
 use super::Energy;
 use crate::isa::{Instr, WeightEncoding};
+use crate::program::Crossbar;
 use crate::target::{CostSpec, Target};
+use cimc_ir::CrossbarGeometry;
 use serde::Serialize;
 
-/// The numerics of a crossbar group, as its `xbar_config` sets them (`docs/hardware-model.md` §1).
+/// The numerics of a crossbar group, as its `xbar_config` sets them (`docs/hardware-model.md` §1):
+/// the arrays and the code widths of a [`Crossbar`] without its ADC steps, which cost nothing
+/// (a conversion costs the same whatever its step), so that the numerics are `Copy` and one
+/// per group and core is cheap to keep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Numerics {
-    /// `R`: rows per row tile.
-    pub rows: u32,
-    /// `C`: physical columns of one array.
-    pub cols: u32,
+    /// The arrays: encoding, `R` (rows per row tile), `C` (physical columns of one array),
+    /// `b_c`, `b_d`, `b_adc`.
+    pub geometry: CrossbarGeometry,
     /// `b_a`.
     pub input_bits: u32,
-    /// `b_d`.
-    pub dac_bits: u32,
-    /// `b_c`.
-    pub cell_bits: u32,
     /// `b_w`.
     pub weight_bits: u32,
     /// Bits of the stored magnitudes (`b_w − 1` differential, `b_w` offset).
     pub magnitude_bits: u32,
-    pub encoding: WeightEncoding,
 }
 
 impl Numerics {
-    /// The numerics an `xbar_config` sets; `None` for another instruction.
-    pub fn of_config(i: &Instr) -> Option<Numerics> {
-        match *i {
-            Instr::XbarConfig {
-                rows,
-                cols,
-                input_bits,
-                dac_bits,
-                cell_bits,
-                weight_bits,
-                magnitude_bits,
-                encoding,
-                ..
-            } => Some(Numerics {
-                rows: rows as u32,
-                cols: cols as u32,
-                input_bits: input_bits as u32,
-                dac_bits: dac_bits as u32,
-                cell_bits: cell_bits as u32,
-                weight_bits: weight_bits as u32,
-                magnitude_bits: magnitude_bits as u32,
-                encoding,
-            }),
-            _ => None,
+    /// The numerics of a crossbar.
+    pub fn of_crossbar(x: &Crossbar) -> Numerics {
+        Numerics {
+            geometry: x.geometry,
+            input_bits: x.input_bits,
+            weight_bits: x.weight_bits,
+            magnitude_bits: x.magnitude_bits,
         }
+    }
+
+    /// The numerics an `xbar_config` sets (read as the validator and the simulator read it);
+    /// `None` for another instruction.
+    pub fn of_config(i: &Instr) -> Option<Numerics> {
+        crate::stream::xbar_crossbar(i).map(|(x, _)| Numerics::of_crossbar(&x))
     }
 
     /// The target's array, DAC and cells with these code widths and this encoding.
@@ -63,37 +51,29 @@ impl Numerics {
         encoding: WeightEncoding,
     ) -> Self {
         Numerics {
-            rows: t.chip.crossbar.rows as u32,
-            cols: t.chip.crossbar.cols as u32,
+            geometry: CrossbarGeometry { encoding, ..t.chip.crossbar },
             input_bits,
-            dac_bits: t.chip.crossbar.dac_bits,
-            cell_bits: t.chip.crossbar.cell_bits,
             weight_bits,
             magnitude_bits: match encoding {
                 WeightEncoding::Differential => weight_bits.saturating_sub(1).max(1),
                 WeightEncoding::Offset => weight_bits,
             },
-            encoding,
         }
     }
 
     /// `S_x = ceil(b_a / b_d)`.
     pub fn input_slices(&self) -> u64 {
-        (self.input_bits as u64).div_ceil(self.dac_bits.max(1) as u64)
+        (self.input_bits as u64).div_ceil(self.geometry.dac_bits.max(1) as u64)
     }
 
     /// `S_w = ceil(b / b_c)`, `b` the magnitude bits.
     pub fn weight_slices(&self) -> u64 {
-        (self.magnitude_bits as u64).div_ceil(self.cell_bits.max(1) as u64)
+        (self.magnitude_bits as u64).div_ceil(self.geometry.cell_bits.max(1) as u64)
     }
 
     /// Physical columns per output: `cpo = S_w · (2 differential, 1 offset)`.
     pub fn columns_per_output(&self) -> u64 {
-        let sides = match self.encoding {
-            WeightEncoding::Differential => 2,
-            WeightEncoding::Offset => 1,
-        };
-        self.weight_slices() * sides
+        self.geometry.columns_per_output(self.weight_slices() as u32) as u64
     }
 
     /// Bytes of one input code in the scratchpad: `ceil(b_a / 8)`.
@@ -150,8 +130,8 @@ pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
     let groups = g.conv_groups.max(1);
     let s_x = num.input_slices();
     let cpo = num.columns_per_output();
-    let rows = num.rows.max(1) as u64;
-    let cols_phys = num.cols.max(1) as u64;
+    let rows = num.geometry.rows.max(1) as u64;
+    let cols_phys = num.geometry.cols.max(1) as u64;
     let tiles = g.k.div_ceil(rows);
     let group_cols = (g.n / groups) * cpo;
     let column_groups = group_cols.div_ceil(cols_phys);
@@ -190,8 +170,9 @@ pub fn program_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> (u64, f64, 
     let cpo = num.columns_per_output();
     let cells = g.k * g.n * cpo;
     let group_cols = (g.n / groups) * cpo;
-    let column_groups = group_cols.div_ceil(num.cols.max(1) as u64);
-    let rows = (groups * g.k * column_groups).div_ceil(g.arrays.max(1)).min(num.rows as u64);
+    let column_groups = group_cols.div_ceil(num.geometry.cols.max(1) as u64);
+    let rows =
+        (groups * g.k * column_groups).div_ceil(g.arrays.max(1)).min(num.geometry.rows as u64);
     (cells, cells as f64 * c.xbar_write_energy_pj, rows as f64 * c.xbar_write_latency_ns)
 }
 
@@ -228,8 +209,8 @@ pub struct Peak {
 /// The peak figures of one fully used array of `target` with these code widths.
 pub fn array_peak(target: &Target, input_bits: u32, weight_bits: u32, enc: WeightEncoding) -> Peak {
     let num = Numerics::of_target(target, input_bits, weight_bits, enc);
-    let outputs = (num.cols as u64 / num.columns_per_output()).max(1);
-    let shape = GroupShape { k: num.rows as u64, n: outputs, conv_groups: 1, arrays: 1 };
+    let outputs = (num.geometry.cols as u64 / num.columns_per_output()).max(1);
+    let shape = GroupShape { k: num.geometry.rows as u64, n: outputs, conv_groups: 1, arrays: 1 };
     let v = vector_cost(&num, &shape, &target.cost);
     let e = &v.energy;
     let analog_pj = e.crossbar + e.dac + e.adc;

@@ -20,7 +20,7 @@ pub(crate) use run::{
     PlanesLayout, Source, WindowView,
 };
 
-use cimc_backends::program::{BufferDecl, Crossbar, Elem, Step};
+use cimc_backends::program::{BufferDecl, Crossbar, Elem, MatrixKind, Step};
 use cimc_ir::WeightEncoding;
 use rayon::prelude::*;
 
@@ -150,15 +150,9 @@ pub(crate) fn prepare(
     bufs: &[BufferDecl],
 ) -> Result<PreparedCrossbar, String> {
     x.validate().map_err(|m| format!("crossbar: {m}"))?;
-    let (input, z, weights, bias, groups) = match s {
-        Step::Conv { input, input_zero_point, weights, bias, group, .. } => {
-            (*input, *input_zero_point, weights, bias, *group)
-        }
-        Step::Gemm { input, input_zero_point, weights, bias, .. } => {
-            (*input, *input_zero_point, weights, bias, 1)
-        }
-        _ => return Err("crossbar execution of a step that is not Conv or Gemm".into()),
-    };
+    let ms = s.as_matrix().ok_or("crossbar execution of a step that is not Conv or Gemm")?;
+    let (input, z, weights, bias, groups) =
+        (ms.input, ms.input_zero_point, ms.weights, ms.bias, ms.groups());
     let decl = &bufs[input];
     let Elem::Code(ct) = decl.elem else {
         return Err(format!("input buffer '{}' holds f32 values, codes expected", decl.name));
@@ -175,18 +169,10 @@ pub(crate) fn prepare(
     }
 
     // The weight matrix w[k, n] of each group.
-    let (k, m) = match s {
-        Step::Conv { .. } => (
-            weights.shape.iter().skip(1).product::<usize>(),
-            weights.shape.first().copied().unwrap_or(0),
-        ),
-        _ => {
-            if weights.shape.len() != 2 {
-                return Err(format!("gemm weights of shape {:?}, [K, N] expected", weights.shape));
-            }
-            (weights.shape[0], weights.shape[1])
-        }
-    };
+    if matches!(ms.kind, MatrixKind::Gemm) && weights.shape.len() != 2 {
+        return Err(format!("gemm weights of shape {:?}, [K, N] expected", weights.shape));
+    }
+    let (k, m) = ms.k_and_m();
     if groups == 0 || m % groups != 0 || weights.data.len() != k * m || bias.len() != m {
         return Err(format!(
             "weights {:?} with {} biases do not make {groups} group(s)",
@@ -194,14 +180,7 @@ pub(crate) fn prepare(
             bias.len()
         ));
     }
-    let conv = matches!(s, Step::Conv { .. });
-    let w_at = |kk: usize, n: usize| -> i32 {
-        if conv {
-            weights.data[n * k + kk]
-        } else {
-            weights.data[kk * m + n]
-        }
-    };
+    let w_at = |kk: usize, n: usize| -> i32 { ms.weight_at((k, m), kk, n) };
     prepare_matrix(&MatrixSpec { x, k, m, groups, w_at, input_zero: z, bias })
 }
 

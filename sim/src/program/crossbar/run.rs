@@ -9,7 +9,7 @@
 use super::kernel;
 use super::{PreparedCrossbar, StepAdcStats};
 use crate::program::kernels::ConvGeom;
-use cimc_backends::program::Step;
+use cimc_backends::program::{MatrixKind, Step};
 use rayon::prelude::*;
 
 /// Where the input vectors come from.
@@ -156,10 +156,7 @@ pub(crate) fn run(
     so: &[usize],
     stats: Option<&mut StepAdcStats>,
 ) -> Result<Vec<i32>, String> {
-    let requant = match s {
-        Step::Conv { requant, .. } | Step::Gemm { requant, .. } => requant,
-        _ => return Err("not a matrix step".into()),
-    };
+    let requant = s.as_matrix().ok_or("not a matrix step")?.requant;
     run_with(s, p, x, si, so, stats, &|acc, n| requant.apply(acc, n))
 }
 
@@ -192,16 +189,17 @@ pub(crate) fn source_of<'a>(
     si: &[usize],
     so: &[usize],
 ) -> Result<(Source<'a>, usize), String> {
-    Ok(match s {
-        Step::Conv { input_zero_point, weights, window, group, .. } => {
-            let geo = ConvGeom::new(weights, window, *group, si, so, x.len())?;
+    let ms = s.as_matrix().ok_or("not a matrix step")?;
+    Ok(match ms.kind {
+        MatrixKind::Conv { window, group } => {
+            let geo = ConvGeom::new(ms.weights, window, group, si, so, x.len())?;
             let nvec = geo.n * geo.oh * geo.ow;
             if geo.g != p.groups || geo.cg * geo.kh * geo.kw != p.k {
                 return Err("conv geometry differs from the prepared weights".into());
             }
-            (Source::Conv { x, z: *input_zero_point, geo }, nvec)
+            (Source::Conv { x, z: ms.input_zero_point, geo }, nvec)
         }
-        Step::Gemm { .. } => {
+        MatrixKind::Gemm => {
             if si.last() != Some(&p.k) {
                 return Err(format!("input {si:?} does not end in K = {}", p.k));
             }
@@ -212,7 +210,6 @@ pub(crate) fn source_of<'a>(
             }
             (Source::Gemm { x }, nvec)
         }
-        _ => return Err("not a matrix step".into()),
     })
 }
 

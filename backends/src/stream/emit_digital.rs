@@ -1,0 +1,375 @@
+//! Emission of the steps that run on a core's digital units or on the host: one function per
+//! step kind (`docs/isa.md`, "From program steps to instructions", says which instructions
+//! each one becomes).
+
+use super::{window_entry, Emitter};
+use crate::error::Result;
+use crate::isa::Instr;
+use crate::program::{Buf, Requant, Step, Window};
+use crate::stream::{AddEntry, HostEntry, PermEntry, RequantEntry};
+
+/// The requant entry and zero point of an average pooling.
+struct Pool {
+    table: u16,
+    zero: i32,
+    include_pad: bool,
+}
+
+/// The shape as the stream's tables hold it.
+fn shape32(sh: &[usize]) -> Vec<u32> {
+    sh.iter().map(|&d| d as u32).collect()
+}
+
+/// The requant entry of an element-wise `requant(q − z)`: no scales, the bias `−z`, the step's
+/// first multiplier.
+fn rescale_entry(z: i32, r: &Requant) -> RequantEntry {
+    RequantEntry {
+        scale: vec![],
+        bias: vec![-(z as i64)],
+        mult: vec![r.mult[0]],
+        zero_point: r.zero_point,
+        lo: r.lo,
+        hi: r.hi,
+    }
+}
+
+impl Emitter<'_> {
+    /// A step that is not a matrix product, on `core`. Every step kind has its arm; a new kind
+    /// fails to compile here until it says how it is emitted.
+    pub(super) fn emit_digital(&mut self, s: &Step, core: u16) -> Result<()> {
+        match s {
+            Step::Quantize { input, output, scale, zero_point, lo, hi } => {
+                let h = HostEntry::Quantize {
+                    src: self.addr[*input],
+                    dst: self.addr[*output],
+                    len: self.numel(*input) as u32,
+                    scale: *scale,
+                    zero_point: *zero_point,
+                    lo: *lo,
+                    hi: *hi,
+                };
+                self.host(core, h)
+            }
+            Step::Dequantize { input, output } => self.dequantize(core, *input, *output),
+            Step::Softmax { input, output, axis } => {
+                let h = HostEntry::Softmax {
+                    src: self.addr[*input],
+                    dst: self.addr[*output],
+                    shape: shape32(&self.p.buffers[*input].shape),
+                    axis: *axis as u32,
+                };
+                self.host(core, h)
+            }
+            Step::Affine { input, output, input_zero_point, scale, bias, requant } => {
+                self.affine(core, (*input, *output), *input_zero_point, (scale, bias), requant)
+            }
+            Step::Rescale { input, output, input_zero_point, requant } => {
+                let entry = rescale_entry(*input_zero_point, requant);
+                self.requant_step(core, *input, *output, entry, 1)
+            }
+            Step::MaxPool { input, output, window, .. } => {
+                self.pool_step(core, *input, *output, window, None)
+            }
+            Step::AvgPool {
+                input,
+                output,
+                window,
+                count_include_pad,
+                input_zero_point,
+                mult_by_count,
+                zero_point,
+                lo,
+                hi,
+                ..
+            } => {
+                let entry = RequantEntry {
+                    scale: vec![],
+                    bias: vec![],
+                    mult: mult_by_count.clone(),
+                    zero_point: *zero_point,
+                    lo: *lo,
+                    hi: *hi,
+                };
+                let table = Self::table(&mut self.requants, entry)?;
+                let pool = Pool { table, zero: *input_zero_point, include_pad: *count_include_pad };
+                self.pool_step(core, *input, *output, window, Some(pool))
+            }
+            Step::GlobalAvgPool { input, output, input_zero_point, requant } => {
+                self.global_avg_pool(core, (*input, *output), *input_zero_point, requant)
+            }
+            Step::Add {
+                a,
+                b,
+                output,
+                a_zero_point,
+                b_zero_point,
+                headroom,
+                a_mult,
+                b_mult,
+                requant,
+            } => {
+                let entry = AddEntry {
+                    a_zero_point: *a_zero_point,
+                    b_zero_point: *b_zero_point,
+                    headroom: *headroom,
+                    a_mult: *a_mult,
+                    b_mult: *b_mult,
+                    mult: requant.mult[0],
+                    zero_point: requant.zero_point,
+                    lo: requant.lo,
+                    hi: requant.hi,
+                };
+                self.add(core, (*a, *b), *output, entry)
+            }
+            Step::Concat { inputs, output, axis, rescale } => {
+                self.concat(core, inputs, *output, *axis, rescale)
+            }
+            // Same words, same order: the output shares the input's region.
+            Step::Reshape { .. } => Ok(()),
+            Step::Transpose { input, output, perm } => self.transpose(core, *input, *output, perm),
+            Step::Pad { input, output, pads, code } => self.pad(core, *input, *output, pads, *code),
+            Step::Conv { .. } | Step::Gemm { .. } => Err(self.err("matrix step without a plan")),
+        }
+    }
+
+    fn host(&mut self, core: u16, h: HostEntry) -> Result<()> {
+        let op = Self::table(&mut self.hosts, h)?;
+        self.push(core, Instr::Host { op });
+        Ok(())
+    }
+
+    fn dequantize(&mut self, core: u16, input: Buf, output: Buf) -> Result<()> {
+        let d = &self.p.buffers[input];
+        let quant = d.quant.clone().ok_or_else(|| self.err("input has no scale"))?;
+        let h = HostEntry::Dequantize {
+            src: self.addr[input],
+            dst: self.addr[output],
+            shape: shape32(&d.shape),
+            quant,
+        };
+        self.host(core, h)
+    }
+
+    /// `requant` with the entry's integer scales `a[c]` and biases `b[c] − z_x·a[c]`.
+    fn affine(
+        &mut self,
+        core: u16,
+        (input, output): (Buf, Buf),
+        z: i32,
+        (scale, bias): (&[i32], &[i64]),
+        requant: &Requant,
+    ) -> Result<()> {
+        let sh = &self.p.buffers[input].shape;
+        let c = sh.get(1).copied().unwrap_or(1);
+        let inner: usize = sh.iter().skip(2).product();
+        if scale.len() != c || bias.len() != c {
+            return Err(self.err(format!("{c} channels, {} scales", scale.len())));
+        }
+        let entry = RequantEntry {
+            scale: scale.to_vec(),
+            bias: bias.iter().zip(scale).map(|(&b, &a)| b - z as i64 * a as i64).collect(),
+            mult: requant.mult.clone(),
+            zero_point: requant.zero_point,
+            lo: requant.lo,
+            hi: requant.hi,
+        };
+        self.requant_step(core, input, output, entry, inner.max(1))
+    }
+
+    /// `avg_pool` over a window covering the whole spatial extent, with one multiplier.
+    fn global_avg_pool(
+        &mut self,
+        core: u16,
+        (input, output): (Buf, Buf),
+        z: i32,
+        requant: &Requant,
+    ) -> Result<()> {
+        let sh = self.p.buffers[input].shape.clone();
+        let spatial = &sh[2.min(sh.len())..];
+        let window = Window {
+            kernel: spatial.to_vec(),
+            strides: vec![1; spatial.len()],
+            dilations: vec![1; spatial.len()],
+            pads: vec![0; 2 * spatial.len()],
+        };
+        let entry = RequantEntry {
+            scale: vec![],
+            bias: vec![],
+            mult: vec![requant.mult[0]],
+            zero_point: requant.zero_point,
+            lo: requant.lo,
+            hi: requant.hi,
+        };
+        let table = Self::table(&mut self.requants, entry)?;
+        let pool = Pool { table, zero: z, include_pad: false };
+        self.pool_step(core, input, output, &window, Some(pool))
+    }
+
+    /// `add` of two operands of the output's shape (a broadcasting Add is refused).
+    fn add(&mut self, core: u16, (a, b): (Buf, Buf), output: Buf, entry: AddEntry) -> Result<()> {
+        let (sa, sb, so) =
+            (&self.p.buffers[a].shape, &self.p.buffers[b].shape, &self.p.buffers[output].shape);
+        if sa != so || sb != so {
+            return Err(self.err(format!(
+                "an Add that broadcasts ({sa:?} + {sb:?} → {so:?}) is not supported by \
+                 the stream emitter"
+            )));
+        }
+        let table = Self::table(&mut self.adds, entry)?;
+        let xa = self.load_buf(core, a)?;
+        let xb = self.load_buf(core, b)?;
+        let len = self.numel(output) as u32;
+        let out = self.alloc(core, len as u64)?;
+        self.push(core, Instr::Add { table, a: xa, b: xb, dst: out, len });
+        self.store_buf(core, out, output);
+        Ok(())
+    }
+
+    /// Each input loaded at its offset in the output, one `load` per contiguous run, and
+    /// requantized in place when its scale differs.
+    fn concat(
+        &mut self,
+        core: u16,
+        inputs: &[Buf],
+        output: Buf,
+        axis: usize,
+        rescale: &[Option<(i32, Requant)>],
+    ) -> Result<()> {
+        let so = self.p.buffers[output].shape.clone();
+        let outer: usize = so[..axis].iter().product();
+        let out_inner: usize = so[axis..].iter().product();
+        let out = self.alloc(core, self.numel(output))?;
+        let mut offset = 0usize;
+        for (k, &b) in inputs.iter().enumerate() {
+            let inner: usize = self.p.buffers[b].shape[axis..].iter().product();
+            let eb = self.bytes_of(b);
+            for o in 0..outer {
+                let dst = out + (o * out_inner + offset) as u32;
+                let src = self.addr[b] + (o * inner) as u32;
+                self.push(core, Instr::Load { dst, src, len: inner as u32, elem_bytes: eb });
+                if let Some(Some((z, r))) = rescale.get(k) {
+                    let table = Self::table(&mut self.requants, rescale_entry(*z, r))?;
+                    let len = inner as u32;
+                    self.push(
+                        core,
+                        Instr::Requant {
+                            table,
+                            src: dst,
+                            dst,
+                            len,
+                            channel_len: 1,
+                            first_channel: 0,
+                        },
+                    );
+                }
+            }
+            offset += inner;
+        }
+        self.store_buf(core, out, output);
+        Ok(())
+    }
+
+    fn transpose(&mut self, core: u16, input: Buf, output: Buf, perm: &[usize]) -> Result<()> {
+        let x = self.load_buf(core, input)?;
+        let entry = PermEntry {
+            shape: shape32(&self.p.buffers[input].shape),
+            perm: perm.iter().map(|&d| d as u32).collect(),
+        };
+        let table = Self::table(&mut self.perms, entry)?;
+        let out = self.alloc(core, self.numel(output))?;
+        self.push(core, Instr::Transpose { table, src: x, dst: out });
+        self.store_buf(core, out, output);
+        Ok(())
+    }
+
+    /// `fill` the output with the code, then `copy` each innermost run of the input into place.
+    fn pad(&mut self, core: u16, input: Buf, output: Buf, pads: &[usize], code: i32) -> Result<()> {
+        let si = self.p.buffers[input].shape.clone();
+        let so = self.p.buffers[output].shape.clone();
+        let r = si.len();
+        if pads.len() != 2 * r || so.len() != r || r == 0 {
+            return Err(self.err(format!("pads {pads:?} for rank {r}")));
+        }
+        let x = self.load_buf(core, input)?;
+        let out = self.alloc(core, self.numel(output))?;
+        self.push(core, Instr::Fill { dst: out, len: self.numel(output) as u32, value: code });
+        let run = si[r - 1];
+        let runs: usize = si[..r - 1].iter().product();
+        for k in 0..runs {
+            let mut rest = k;
+            let mut o_off = pads[r - 1];
+            let mut stride = so[r - 1];
+            for d in (0..r - 1).rev() {
+                let i = rest % si[d];
+                rest /= si[d];
+                o_off += (i + pads[d]) * stride;
+                stride *= so[d];
+            }
+            self.push(
+                core,
+                Instr::Copy { dst: out + o_off as u32, src: x + (k * run) as u32, len: run as u32 },
+            );
+        }
+        self.store_buf(core, out, output);
+        Ok(())
+    }
+
+    /// `load`, one `requant` over the whole buffer, `store`.
+    fn requant_step(
+        &mut self,
+        core: u16,
+        input: Buf,
+        output: Buf,
+        entry: RequantEntry,
+        channel_len: usize,
+    ) -> Result<()> {
+        let table = Self::table(&mut self.requants, entry)?;
+        let x = self.load_buf(core, input)?;
+        let len = self.numel(input) as u32;
+        let out = self.alloc(core, len as u64)?;
+        self.push(
+            core,
+            Instr::Requant {
+                table,
+                src: x,
+                dst: out,
+                len,
+                channel_len: channel_len as u32,
+                first_channel: 0,
+            },
+        );
+        self.store_buf(core, out, output);
+        Ok(())
+    }
+
+    /// A pooling step, one instruction per image.
+    fn pool_step(
+        &mut self,
+        core: u16,
+        input: Buf,
+        output: Buf,
+        window: &Window,
+        avg: Option<Pool>,
+    ) -> Result<()> {
+        let si = self.p.buffers[input].shape.clone();
+        let so = self.p.buffers[output].shape.clone();
+        let mut w = window_entry(&si, &so, window, 1).map_err(|m| self.err(m))?;
+        w.count_include_pad = avg.as_ref().is_some_and(|a| a.include_pad);
+        let window = Self::table(&mut self.windows, w.clone())?;
+        let x = self.load_buf(core, input)?;
+        let out = self.alloc(core, self.numel(output))?;
+        let (in_len, out_len) = (w.source_len() as u32, w.pool_len() as u32);
+        for b in 0..si[0] as u32 {
+            let (src, dst) = (x + b * in_len, out + b * out_len);
+            self.push(
+                core,
+                match &avg {
+                    None => Instr::MaxPool { window, src, dst },
+                    Some(a) => Instr::AvgPool { window, table: a.table, src, dst, zero: a.zero },
+                },
+            );
+        }
+        self.store_buf(core, out, output);
+        Ok(())
+    }
+}

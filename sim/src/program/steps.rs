@@ -1,0 +1,377 @@
+//! The execution of one program step: [`ProgramRunner::step`] dispatches on the step's kind to
+//! one function per kind, each computing the step's output from the buffers written so far.
+
+use super::{
+    approx, broadcast_index, dequantize, kernels, pad, pool, softmax, step_err, Data, Noise,
+    ProgramRunner, StepAdcStats,
+};
+use cimc_backends::arith::FixedMultiplier;
+use cimc_backends::program::{Buf, Elem, Program, Requant, Step, Window};
+use cimc_interp::{InterpError, Result};
+use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
+
+/// The step being run: what its functions read, and where their errors point.
+struct Running<'r> {
+    p: &'r Program,
+    i: usize,
+    s: &'r Step,
+    bufs: &'r [Option<Data>],
+}
+
+impl<'r> Running<'r> {
+    fn err(&self, msg: impl Into<String>) -> InterpError {
+        step_err(self.i, self.s, msg)
+    }
+
+    fn shape(&self, b: Buf) -> &'r [usize] {
+        self.p.buffers[b].shape.as_slice()
+    }
+
+    fn get(&self, b: Buf) -> Result<&'r Data> {
+        self.bufs[b]
+            .as_ref()
+            .ok_or_else(|| self.err(format!("reads buffer b{b} before it is written")))
+    }
+
+    fn codes(&self, b: Buf) -> Result<&'r [i32]> {
+        match self.get(b)? {
+            Data::Codes(v) => Ok(v),
+            Data::F32(_) => Err(self.err(format!("buffer b{b} holds f32 values, codes expected"))),
+        }
+    }
+
+    fn floats(&self, b: Buf) -> Result<&'r [f32]> {
+        match self.get(b)? {
+            Data::F32(v) => Ok(v),
+            Data::Codes(_) => Err(self.err(format!("buffer b{b} holds codes, f32 expected"))),
+        }
+    }
+}
+
+/// One operand of an Add step: its buffer, zero point and rescaling multiplier.
+struct AddOperand {
+    buf: Buf,
+    zero_point: i32,
+    mult: FixedMultiplier,
+}
+
+impl ProgramRunner {
+    /// Step `i`'s output from the buffers written so far. Every step kind has its function;
+    /// a new kind fails to compile here until it has one.
+    pub(super) fn step(
+        &self,
+        i: usize,
+        s: &Step,
+        bufs: &[Option<Data>],
+        stats: Option<&mut StepAdcStats>,
+        noise: Option<Noise<'_>>,
+    ) -> Result<Data> {
+        let r = Running { p: &self.program, i, s, bufs };
+        match s {
+            Step::Quantize { input, scale, zero_point, lo, hi, .. } => {
+                quantize(&r, *input, *scale, *zero_point, (*lo, *hi))
+            }
+            Step::Dequantize { input, .. } => dequantize_step(&r, *input),
+            Step::Conv { input, output, requant, .. }
+            | Step::Gemm { input, output, requant, .. } => {
+                self.matrix(&r, (*input, *output), requant, stats, noise)
+            }
+            Step::Affine { input, input_zero_point, scale, bias, requant, .. } => {
+                affine(&r, *input, *input_zero_point, (scale, bias), requant)
+            }
+            Step::Rescale { input, input_zero_point, requant, .. } => {
+                rescale(&r, *input, *input_zero_point, requant)
+            }
+            Step::MaxPool { input, output, window, ceil_mode } => {
+                max_pool(&r, (*input, *output), window, *ceil_mode)
+            }
+            Step::AvgPool {
+                input,
+                output,
+                window,
+                ceil_mode: _,
+                count_include_pad,
+                input_zero_point,
+                mult_by_count,
+                zero_point,
+                lo,
+                hi,
+            } => {
+                let rq =
+                    pool::CountRequant { mult_by_count, zero_point: *zero_point, lo: *lo, hi: *hi };
+                let zero = (*input_zero_point, *count_include_pad);
+                avg_pool(&r, (*input, *output), window, zero, &rq)
+            }
+            Step::GlobalAvgPool { input, input_zero_point, requant, .. } => {
+                global_avg_pool(&r, *input, *input_zero_point, requant)
+            }
+            Step::Add {
+                a,
+                b,
+                output,
+                a_zero_point,
+                b_zero_point,
+                headroom,
+                a_mult,
+                b_mult,
+                requant,
+            } => {
+                let a = AddOperand { buf: *a, zero_point: *a_zero_point, mult: *a_mult };
+                let b = AddOperand { buf: *b, zero_point: *b_zero_point, mult: *b_mult };
+                add(&r, [a, b], *output, *headroom, requant)
+            }
+            Step::Concat { inputs, output, axis, rescale } => {
+                concat(&r, inputs, *output, *axis, rescale)
+            }
+            Step::Reshape { input, .. } => Ok(r.get(*input)?.clone()),
+            Step::Transpose { input, perm, .. } => transpose(&r, *input, perm),
+            Step::Pad { input, output, pads, code } => {
+                let x = r.codes(*input)?;
+                let (si, so) = (r.shape(*input), r.shape(*output));
+                Ok(Data::Codes(pad(x, si, so, pads, *code).map_err(|m| r.err(m))?))
+            }
+            Step::Softmax { input, axis, .. } => {
+                let x = r.floats(*input)?;
+                Ok(Data::F32(softmax(x, r.shape(*input), *axis).map_err(|m| r.err(m))?))
+            }
+        }
+    }
+
+    /// A Conv or Gemm step: with its prepared (or, in a lean runner, freshly converted)
+    /// weights, on the noisy chip, through an approximate multiplier, at a derived weight width
+    /// or as compiled.
+    fn matrix(
+        &self,
+        r: &Running,
+        (input, output): (Buf, Buf),
+        requant: &Requant,
+        stats: Option<&mut StepAdcStats>,
+        noise: Option<Noise<'_>>,
+    ) -> Result<Data> {
+        let (i, s) = (r.i, r.s);
+        let e = |m: String| r.err(m);
+        let x = r.codes(input)?;
+        let converted;
+        let prep = match (&self.prepared[i], &self.lean) {
+            (Some(prep), _) => prep,
+            (None, Some(_)) => {
+                converted = kernels::prepare(s, &r.p.buffers)
+                    .map_err(e)?
+                    .ok_or_else(|| InterpError::Internal("a matrix step without weights".into()))?;
+                &converted
+            }
+            (None, None) => return Err(InterpError::Internal("unprepared matrix step".into())),
+        };
+        let (si, so) = (r.shape(input), r.shape(output));
+        let noisy = noise.and_then(|(chip, first)| chip.step(i).map(|n| (n, first)));
+        let out = match (
+            noisy,
+            prep.crossbar(),
+            self.cascade.get(i).and_then(Option::as_ref),
+            self.approx.get(i).and_then(Option::as_ref),
+        ) {
+            (Some((nx, first)), Some(xb), None, _) => {
+                crate::noise::run::run_with(s, xb, nx, x, si, so, first, &|a, n| {
+                    requant.apply(a, n)
+                })
+            }
+            (_, _, _, Some(lut)) => approx::run_step(s, lut, x, si, so),
+            (_, _, Some(c), _) => c.run(s, prep, x, si, so, stats),
+            _ => kernels::run_matrix(s, prep, x, si, so, stats),
+        };
+        Ok(Data::Codes(out.map_err(e)?))
+    }
+}
+
+/// f32 → codes.
+fn quantize(
+    r: &Running,
+    input: Buf,
+    scale: f32,
+    zero_point: i32,
+    (lo, hi): (i32, i32),
+) -> Result<Data> {
+    let x = r.floats(input)?;
+    Ok(Data::Codes(
+        x.iter()
+            .map(|&v| cimc_backends::arith::quantize_value(v, scale, zero_point, lo, hi))
+            .collect(),
+    ))
+}
+
+/// codes → f32 with the input buffer's quantization.
+fn dequantize_step(r: &Running, input: Buf) -> Result<Data> {
+    let x = r.codes(input)?;
+    let decl = &r.p.buffers[input];
+    let q = decl.quant.as_ref().ok_or_else(|| r.err(format!("buffer b{input} has no scale")))?;
+    Ok(Data::F32(dequantize(x, &decl.shape, q).map_err(|m| r.err(m))?))
+}
+
+/// `(q − z_x) · scale[c] + bias[c]` along axis 1, requantized.
+fn affine(
+    r: &Running,
+    input: Buf,
+    z: i32,
+    (scale, bias): (&[i32], &[i64]),
+    requant: &Requant,
+) -> Result<Data> {
+    let x = r.codes(input)?;
+    let sh = r.shape(input);
+    let c = sh.get(1).copied().unwrap_or(1);
+    let inner: usize = sh.iter().skip(2).product();
+    if scale.len() != c || bias.len() != c {
+        return Err(r.err(format!(
+            "{c} channels but {} scales, {} biases",
+            scale.len(),
+            bias.len()
+        )));
+    }
+    Ok(Data::Codes(
+        x.iter()
+            .enumerate()
+            .map(|(k, &q)| {
+                let ch = (k / inner.max(1)) % c;
+                let acc = (q - z) as i64 * scale[ch] as i64 + bias[ch];
+                requant.apply(acc, ch)
+            })
+            .collect(),
+    ))
+}
+
+/// `q − z_x` requantized.
+fn rescale(r: &Running, input: Buf, z: i32, requant: &Requant) -> Result<Data> {
+    let x = r.codes(input)?;
+    Ok(Data::Codes(x.iter().map(|&q| requant.apply((q - z) as i64, 0)).collect()))
+}
+
+fn max_pool(
+    r: &Running,
+    (input, output): (Buf, Buf),
+    window: &Window,
+    ceil_mode: bool,
+) -> Result<Data> {
+    let x = r.codes(input)?;
+    let y = pool::max_pool(x, r.shape(input), r.shape(output), window, ceil_mode);
+    Ok(Data::Codes(y.map_err(|m| r.err(m))?))
+}
+
+/// Average pooling: the sum of `q − z_x` over each window requantized with the multiplier of
+/// its count (the output shape decides the windows, so `ceil_mode` has done its work).
+fn avg_pool(
+    r: &Running,
+    (input, output): (Buf, Buf),
+    window: &Window,
+    zero: (i32, bool),
+    rq: &pool::CountRequant,
+) -> Result<Data> {
+    let x = r.codes(input)?;
+    let y = pool::avg_pool(x, (r.shape(input), r.shape(output)), window, zero, rq);
+    Ok(Data::Codes(y.map_err(|m| r.err(m))?))
+}
+
+/// The sum of `q − z_x` over all spatial positions of each channel, requantized.
+fn global_avg_pool(r: &Running, input: Buf, z: i32, requant: &Requant) -> Result<Data> {
+    let x = r.codes(input)?;
+    let hw: usize = r.shape(input).iter().skip(2).product::<usize>().max(1);
+    Ok(Data::Codes(
+        x.chunks(hw)
+            .map(|win| requant.apply(win.iter().map(|&q| (q - z) as i64).sum(), 0))
+            .collect(),
+    ))
+}
+
+/// The Add recipe (`docs/hardware-model.md` §4): each operand minus its zero point, shifted
+/// left by `headroom`, rescaled with its multiplier (one rounding), summed, requantized.
+fn add(
+    r: &Running,
+    [a, b]: [AddOperand; 2],
+    output: Buf,
+    headroom: u32,
+    requant: &Requant,
+) -> Result<Data> {
+    let xa = r.codes(a.buf)?;
+    let xb = r.codes(b.buf)?;
+    let (sa, sb, so) = (r.shape(a.buf), r.shape(b.buf), r.shape(output));
+    let rescale = |q: i32, z: i32, m| {
+        cimc_backends::arith::requantize(((q - z) as i64) << headroom, m, 0, i32::MIN, i32::MAX)
+            as i64
+    };
+    // Each input's rescaled value depends on its code alone: one table over the code range (at
+    // most 2^16 entries) instead of a rounding per element.
+    let table = |o: &AddOperand| -> Result<(i32, Vec<i64>)> {
+        let Elem::Code(c) = r.p.buffers[o.buf].elem else {
+            return Err(r.err(format!("buffer b{} holds f32 values, codes expected", o.buf)));
+        };
+        let (lo, hi) = c.range();
+        Ok((lo, (lo..=hi).map(|q| rescale(q, o.zero_point, o.mult)).collect()))
+    };
+    let (alo, ta) = table(&a)?;
+    let (blo, tb) = table(&b)?;
+    // A code outside its type's range (a malformed program) is rescaled directly.
+    let look_a = |q: i32| {
+        ta.get(q.wrapping_sub(alo) as usize)
+            .copied()
+            .unwrap_or_else(|| rescale(q, a.zero_point, a.mult))
+    };
+    let look_b = |q: i32| {
+        tb.get(q.wrapping_sub(blo) as usize)
+            .copied()
+            .unwrap_or_else(|| rescale(q, b.zero_point, b.mult))
+    };
+    if sa == so && sb == so {
+        return Ok(Data::Codes(
+            xa.par_iter()
+                .zip(xb.par_iter())
+                .map(|(&qa, &qb)| requant.apply(look_a(qa) + look_b(qb), 0))
+                .collect(),
+        ));
+    }
+    let ia = broadcast_index(sa, so).map_err(|m| r.err(m))?;
+    let ib = broadcast_index(sb, so).map_err(|m| r.err(m))?;
+    Ok(Data::Codes(
+        (0..so.iter().product::<usize>())
+            .into_par_iter()
+            .map(|k| requant.apply(look_a(xa[ia(k)]) + look_b(xb[ib(k)]), 0))
+            .collect(),
+    ))
+}
+
+/// The inputs side by side along `axis`, each requantized first when its scale differs.
+fn concat(
+    r: &Running,
+    inputs: &[Buf],
+    output: Buf,
+    axis: usize,
+    rescale: &[Option<(i32, Requant)>],
+) -> Result<Data> {
+    let so = r.shape(output);
+    let outer: usize = so[..axis].iter().product();
+    let mut parts = Vec::with_capacity(inputs.len());
+    for (k, &b) in inputs.iter().enumerate() {
+        let x = r.codes(b)?;
+        let inner: usize = r.shape(b)[axis..].iter().product();
+        let x: Vec<i32> = match rescale.get(k).and_then(|r| r.as_ref()) {
+            Some((z, q)) => x.iter().map(|&v| q.apply((v - z) as i64, 0)).collect(),
+            None => x.to_vec(),
+        };
+        parts.push((x, inner));
+    }
+    let mut out = Vec::with_capacity(so.iter().product());
+    for o in 0..outer {
+        for (x, inner) in &parts {
+            out.extend_from_slice(&x[o * inner..(o + 1) * inner]);
+        }
+    }
+    Ok(Data::Codes(out))
+}
+
+fn transpose(r: &Running, input: Buf, perm: &[usize]) -> Result<Data> {
+    let x = r.codes(input)?;
+    let a = ArrayD::from_shape_vec(IxDyn(r.shape(input)), x.to_vec())
+        .map_err(|er| r.err(er.to_string()))?;
+    if perm.len() != a.ndim() {
+        return Err(r.err(format!("perm {perm:?} for a rank-{} tensor", a.ndim())));
+    }
+    Ok(Data::Codes(a.permuted_axes(IxDyn(perm)).iter().copied().collect()))
+}
