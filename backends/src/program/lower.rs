@@ -298,9 +298,11 @@ impl Lowering<'_> {
             | Op::Div
             | Op::Gather { .. }
             | Op::Slice { .. }
-            | Op::Cast { .. } => {
-                Err(err(node, format!("'{}' has no program step", node.op.name())))
-            }
+            | Op::Cast { .. }
+            | Op::Unary(_)
+            | Op::Variadic(_)
+            | Op::Reduce(_)
+            | Op::Pow => Err(err(node, format!("'{}' has no program step", node.op.name()))),
         }
     }
 
