@@ -212,6 +212,19 @@ pub fn calib_slice(
     Ok(cimc_interp::tensor::slice_batch(t, start, len, padded))
 }
 
+/// The calibration data of the BN-calibration pair (`reference-stats`, `bn-calibrate`): `None`
+/// when `--bn-calibrate` is off, an error when it is on without `--calib`.
+pub fn bn_calibrate_data(
+    cx: &crate::PassContext,
+) -> crate::Result<Option<&Vec<cimc_interp::Tensor>>> {
+    if !cx.config.bn_calibrate {
+        return Ok(None);
+    }
+    cx.calib.as_ref().map(Some).ok_or_else(|| {
+        crate::PassError::Missing("bn-calibrate needs calibration data (--calib)".into())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,17 +247,4 @@ mod tests {
         let err = CalibBatches::new(&g, &ints, None).unwrap().inputs(0, 2).expect_err("i64");
         assert!(err.to_string().contains("must be f32"), "{err}");
     }
-}
-
-/// The calibration data of the BN-calibration pair (`reference-stats`, `bn-calibrate`): `None`
-/// when `--bn-calibrate` is off, an error when it is on without `--calib`.
-pub fn bn_calibrate_data(
-    cx: &crate::PassContext,
-) -> crate::Result<Option<&Vec<cimc_interp::Tensor>>> {
-    if !cx.config.bn_calibrate {
-        return Ok(None);
-    }
-    cx.calib.as_ref().map(Some).ok_or_else(|| {
-        crate::PassError::Missing("bn-calibrate needs calibration data (--calib)".into())
-    })
 }
