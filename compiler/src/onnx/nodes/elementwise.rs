@@ -244,7 +244,9 @@ pub fn unary_fn(ctx: &mut Ctx) -> R<Lowered> {
                 "Erf" => UnaryOp::Erf,
                 "Sqrt" => UnaryOp::Sqrt,
                 "Log" => UnaryOp::Log,
-                _ => return Err(format!("internal: {other} is not a unary function")),
+                _ => unreachable!(
+                    "invariant: IMPORTS registers only unary functions with `unary`, not {other}"
+                ),
             }
         }
     };
@@ -257,7 +259,9 @@ pub fn variadic(ctx: &mut Ctx) -> R<Lowered> {
     ctx.max_outputs(1)?;
     let f = match ctx.op_type {
         "Sum" => VariadicOp::Sum,
-        other => return Err(format!("internal: {other} is not a variadic function")),
+        other => unreachable!(
+            "invariant: IMPORTS registers only variadic functions with `variadic`, not {other}"
+        ),
     };
     if ctx.n_inputs() == 0 {
         return Err("expected at least 1 input, got 0".into());

@@ -210,7 +210,8 @@ impl Ctx<'_> {
 pub fn lower(ctx: &mut Ctx) -> R<Lowered> {
     match find(ctx.op_type) {
         Some(import) => (import.lower)(ctx),
-        None => Err(format!("internal: no lowering for {}", ctx.op_type)),
+        // invariant: the importer calls `lower` only for op types `find` knows.
+        None => unreachable!("invariant: no lowering registered for {}", ctx.op_type),
     }
 }
 

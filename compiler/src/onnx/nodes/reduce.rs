@@ -21,7 +21,9 @@ fn axes_input_since(op: ReduceOp) -> i64 {
 pub fn reduce(ctx: &mut Ctx) -> R<Lowered> {
     let op = match ctx.op_type {
         "ReduceMean" => ReduceOp::Mean,
-        other => return Err(format!("internal: {other} is not a reduction")),
+        other => {
+            unreachable!("invariant: IMPORTS registers only reductions with `reduce`, not {other}")
+        }
     };
     ctx.max_outputs(1)?;
     let x = ctx.input(0)?;
