@@ -21,30 +21,49 @@ use rayon::prelude::*;
 
 pub struct Quantize;
 
-/// Ops the integer program executes on codes.
+/// Ops the integer program executes on codes: those with a program step (`lower`). This is
+/// narrower than `Op::on_codes`, which says what the IR allows on codes (Gather, Slice and
+/// Cast have an integer form but no program step yet). Exhaustive, so a new op is decided here.
 fn runs_on_codes(op: &Op) -> bool {
-    matches!(
-        op,
+    match op {
         Op::Conv(_)
-            | Op::Gemm { .. }
-            | Op::MatMul
-            | Op::BatchNorm { .. }
-            | Op::Relu
-            | Op::Clip
-            | Op::MaxPool(_)
-            | Op::AveragePool(_)
-            | Op::GlobalAveragePool
-            | Op::Add
-            | Op::Concat { .. }
-            | Op::Flatten { .. }
-            | Op::Reshape { .. }
-            | Op::Transpose { .. }
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Pad { .. }
-            | Op::Identity
-            | Op::Dropout
-    )
+        | Op::Gemm { .. }
+        | Op::MatMul
+        | Op::BatchNorm { .. }
+        | Op::Relu
+        | Op::Clip
+        | Op::MaxPool(_)
+        | Op::AveragePool(_)
+        | Op::GlobalAveragePool
+        | Op::Add
+        | Op::Concat { .. }
+        | Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Transpose { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Pad { .. }
+        | Op::Identity
+        | Op::Dropout => true,
+        Op::LeakyRelu { .. }
+        | Op::Sigmoid
+        | Op::HardSigmoid { .. }
+        | Op::HardSwish
+        | Op::Tanh
+        | Op::Sub
+        | Op::Mul
+        | Op::Div
+        | Op::Softmax { .. }
+        | Op::Gather { .. }
+        | Op::Slice { .. }
+        | Op::Cast { .. }
+        | Op::QuantizeLinear { .. }
+        | Op::DequantizeLinear { .. }
+        | Op::Unary(_)
+        | Op::Variadic(_)
+        | Op::Reduce(_)
+        | Op::Pow => false,
+    }
 }
 
 /// Codes of `data` (shape `shape`) under `q`, clamped to the code range.
