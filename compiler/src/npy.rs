@@ -11,7 +11,7 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Reads a `.npy` file into constant data (dtype, shape, raw little-endian bytes).
 pub fn read(path: &Path) -> Result<TensorData> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = cimc_ir::files::read_regular(path, u64::MAX).map_err(|e| Error::io(path, e))?;
     parse(Bytes::from(bytes)).map_err(|msg| Error::Npy { file: path.to_path_buf(), msg })
 }
 
@@ -80,11 +80,12 @@ pub fn parse(bytes: Bytes) -> std::result::Result<TensorData, String> {
     TensorData::from_raw(dtype, shape, bytes.slice(end..)).map_err(|e| e.to_string())
 }
 
-/// The text of `key`'s value in a Python dict literal (up to the next top-level comma).
+/// The text of `key`'s value in a Python dict literal (up to the next top-level comma). A key
+/// given twice has its last value, as in Python (and so in numpy).
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let pat1 = format!("'{key}'");
     let pat2 = format!("\"{key}\"");
-    let pos = header.find(&pat1).or_else(|| header.find(&pat2))?;
+    let pos = header.rfind(&pat1).max(header.rfind(&pat2))?;
     let rest = &header[pos + pat1.len()..];
     let rest = rest.trim_start().strip_prefix(':')?.trim_start();
     let mut depth = 0i32;
@@ -148,14 +149,23 @@ pub fn to_bytes(data: &TensorData) -> Vec<u8> {
     out
 }
 
-/// Writes constant data to a `.npy` file.
+/// Writes constant data to a `.npy` file, whole or not at all.
 pub fn write(path: &Path, data: &TensorData) -> Result<()> {
-    std::fs::write(path, to_bytes(data)).map_err(|e| Error::io(path, e))
+    let mut outs = crate::output::Outputs::default();
+    outs.write(path, to_bytes(data))?;
+    outs.commit()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_given_twice_has_its_last_value_as_in_numpy() {
+        let h = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'shape': (1,), }";
+        assert_eq!(dict_value(h, "shape"), Some("(1,)"));
+        assert_eq!(dict_value(h, "descr"), Some("'<f4'"));
+    }
 
     #[test]
     fn roundtrip_f32() {

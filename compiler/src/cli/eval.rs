@@ -96,6 +96,16 @@ pub struct EvalArgs {
     worst: super::worst_case::WorstCaseArgs,
 }
 
+/// Refuses, before any work, an output (`--svg`, `--report` and its plot) that is one of the
+/// inputs; each output is then written whole when its mode finishes.
+fn check_outputs(a: &EvalArgs) -> Result<()> {
+    let inputs = [Some(&a.model), Some(&a.data), Some(&a.labels), a.compare.as_ref()];
+    let inputs = inputs.into_iter().flatten().chain(&a.noise.noise).chain(&a.worst.float);
+    let report_svg = a.noise.report.as_ref().map(|r| r.with_extension("svg"));
+    let dests = a.svg.iter().chain(&a.noise.report).chain(&report_svg);
+    cimc::output::Outputs::new(inputs.map(PathBuf::as_path), dests.map(PathBuf::as_path)).map(drop)
+}
+
 /// The random draws of the two sampled modes (`--noise`, `--worst-case`); each mode has its
 /// own defaults.
 #[derive(Args, Debug, Default, Clone, Copy)]
@@ -120,6 +130,7 @@ fn predictions(p: &Prepared, x: &Tensor, file: &PathBuf, json: bool) -> Result<V
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
+    check_outputs(&a)?;
     let m = Model::open(&a.model, a.import.options()?)?;
     let widths = a.widths.widths()?;
     let xd = npy::read(&a.data)?;
@@ -244,7 +255,7 @@ fn format_sweep(a: &EvalArgs, m: &Model, x: &Tensor, labels: &[i64], batch: usiz
         let top1: Vec<f64> = rows.iter().map(|r| r.2).collect();
         let title = format!("top-1 against number format: {}", a.model.display());
         let svg = cimc::svg::bars(&title, &labels, &[("top-1 %", &top1[..])]);
-        std::fs::write(path, svg).map_err(|e| Error::io(path, e))?;
+        cimc::output::write_whole(path, svg)?;
     }
     if a.json {
         let formats: Vec<_> = rows

@@ -100,6 +100,13 @@ impl QuantArgs {
         Ok(Some(t))
     }
 
+    /// The files these options read (the calibration data, the bit widths, a target file), for
+    /// the check that no output overwrites an input.
+    pub fn input_paths(&self) -> Vec<&std::path::Path> {
+        let target = self.target.as_deref().map(std::path::Path::new);
+        [self.calib.as_deref(), self.bits_file.as_deref(), target].into_iter().flatten().collect()
+    }
+
     /// The pass context for `graph`: settings, calibration data (checked against the graph's
     /// inputs), and a progress bar unless `quiet`.
     pub fn context(&self, graph: &Graph, quiet: bool) -> Result<PassContext> {
@@ -128,7 +135,7 @@ impl QuantArgs {
             return Err(Error::Usage("--arrays, --adc-range and --adc-bits need --target".into()));
         }
         if let Some(f) = &self.bits_file {
-            let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+            let text = cimc_ir::files::read_text(f).map_err(|e| Error::io(f, e))?;
             c.read_overrides(&text, &f.display().to_string())?;
         }
         if let Some(p) = &self.calib {

@@ -5,6 +5,7 @@
 
 use super::{print_json, ImportArgs};
 use cimc::model::Model;
+use cimc::output::Outputs;
 use cimc::{npy, Error, Result};
 use cimc_interp::tensor::argmax;
 use cimc_interp::Tensor;
@@ -76,6 +77,8 @@ pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Tensor>> {
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
+    let inputs = std::iter::once(&a.model).chain(&a.input).map(PathBuf::as_path);
+    let mut outs = Outputs::new(inputs, a.output.iter().map(PathBuf::as_path))?;
     let m = Model::open(&a.model, a.import.options()?)?;
     let widths = a.widths.widths()?;
     let inputs = read_inputs(&a.input)?;
@@ -104,8 +107,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         )));
     }
     for (p, t) in a.output.iter().zip(&outputs) {
-        npy::write(p, &t.to_data())?;
+        outs.write(p, npy::to_bytes(&t.to_data()))?;
     }
+    outs.commit()?;
     if a.json {
         let outs: Vec<_> = prepared
             .outputs

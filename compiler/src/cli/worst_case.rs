@@ -72,7 +72,7 @@ pub fn run(
     })?;
     if let Some(f) = svg {
         let title = format!("top-1 under programming variation, σ_p = {}", a.sigma);
-        std::fs::write(f, r.svg(&title)).map_err(|e| Error::io(f, e))?;
+        cimc::output::write_whole(f, r.svg(&title))?;
     }
     if json {
         print_json(&serde_json::to_value(&r).map_err(|e| Error::Internal(e.to_string()))?);

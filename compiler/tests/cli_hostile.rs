@@ -1,0 +1,223 @@
+//! The command line against an unlucky or hostile environment (issue 25): outputs pointed at
+//! inputs, special files, a model truncated while it is read, full disks, closed pipes, names
+//! that would drive a terminal. Every case ends with exit 0 or 1 (or the conventional death by
+//! SIGPIPE) and leaves no partial output in place of a good one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data")
+}
+
+fn cimc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cimc")).args(args).output().expect("the cimc binary runs")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("invariant: test paths are UTF-8")
+}
+
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cimc-hostile-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("invariant: the temp dir is writable");
+    dir
+}
+
+/// Exit status 1 with one `error:` line containing every needle, and no panic.
+fn assert_user_error(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "expected exit 1, got {:?}; stderr: {err}", out.status);
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks '{n}': {err}");
+    }
+}
+
+/// The files of `dir`, sorted: what a failed command left behind.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("invariant: the scratch dir exists")
+        .map(|e| e.expect("invariant: listable").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_output_that_is_an_input_is_refused_before_anything_is_written() {
+    let dir = scratch("same");
+    let model = dir.join("m.onnx");
+    std::fs::copy(data().join("models/digits_cnn.onnx"), &model).expect("invariant: copyable");
+    let before = std::fs::read(&model).expect("invariant: readable");
+    let link = dir.join("link.onnx");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&model, &link).expect("invariant: symlinks work here");
+    let calib = data().join("sets/digits_calib_x.npy");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["dump", s(&model), "-o", s(&model)],
+        vec!["dump", s(&model), "-o", s(&link)],
+        vec!["compile", s(&model), "--calib", s(&calib), "-o", s(&model)],
+        vec!["compile", s(&model), "--calib", s(&calib), "-o", "x.cimp", "--listing", s(&model)],
+        vec!["compile", s(&model), "--calib", s(&calib), "-o", "x.cimp", "--report", s(&model)],
+    ];
+    for args in cases {
+        let out = cimc(&args);
+        assert_user_error(&out, &["is the input", "m.onnx"]);
+        assert_eq!(std::fs::read(&model).expect("invariant: readable"), before, "{args:?}");
+    }
+    let x = dir.join("x.cimp");
+    let out = cimc(&["compile", s(&model), "-o", s(&x), "--listing", s(&x)]);
+    assert_user_error(&out, &["same file"]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_failed_command_leaves_the_previous_outputs_untouched() {
+    let dir = scratch("keep");
+    let model = data().join("models/digits_cnn.onnx");
+    let out_path = dir.join("digits.cimp");
+    std::fs::write(&out_path, b"previous good output").expect("invariant: writable");
+    // Fails after import (a stream needs a target): checked before any output is written.
+    let out = cimc(&["compile", s(&model), "--emit", "stream", "-o", s(&out_path)]);
+    assert_user_error(&out, &["--target"]);
+    // Fails late, in calibration: the calibration data do not fit the model.
+    let bad_calib = data().join("sets/digits_test_y.npy");
+    let out = cimc(&["compile", s(&model), "--calib", s(&bad_calib), "-o", s(&out_path)]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&out_path).expect("readable"), b"previous good output");
+    assert_eq!(listing(&dir), vec!["digits.cimp".to_string()], "no temporary file is left");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn dump_writes_the_text_and_its_data_file_together() {
+    let dir = scratch("pair");
+    let cir = dir.join("g.cir");
+    let out = cimc(&["dump", s(&data().join("models/digits_cnn.onnx")), "-o", s(&cir)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(listing(&dir), vec!["g.cir".to_string(), "g.cir.data".to_string()]);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn special_files_are_refused_without_hanging() {
+    let dir = scratch("special");
+    let model = data().join("models/digits_cnn.onnx");
+    let fifo = dir.join("fifo.npy");
+    let made = Command::new("mkfifo").arg(&fifo).status().is_ok_and(|st| st.success());
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", s(&model), "--input", "/dev/zero"], "/dev/zero"),
+        (vec!["compile", s(&model), "--calib", "/dev/zero", "-o", "/dev/null"], "/dev/zero"),
+        (vec!["compile", s(&model), "--target", "/dev/zero", "-o", "/dev/null"], "/dev/zero"),
+        (vec!["dump", "/dev/zero"], "/dev/zero"),
+    ];
+    if made {
+        cases.push((vec!["run", s(&model), "--input", s(&fifo)], "fifo.npy"));
+    }
+    for (args, file) in cases {
+        let out = cimc(&args);
+        assert_user_error(&out, &[file]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_a_user_error_naming_the_file() {
+    let model = data().join("models/digits_cnn.onnx");
+    let out = cimc(&["dump", s(&model), "-o", "/dev/full"]);
+    // /dev/full is a device: refused as an output's temporary file cannot be made beside it,
+    // or the write fails with ENOSPC; either way exit 1 naming it.
+    assert_user_error(&out, &["/dev/full"]);
+    // Standard output on a full device.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    if let Ok(full) = full {
+        let out = Command::new(env!("CARGO_BIN_EXE_cimc"))
+            .args(["dump", s(&model)])
+            .stdout(Stdio::from(full))
+            .output()
+            .expect("the cimc binary runs");
+        assert_user_error(&out, &["standard output"]);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let model = data().join("models/digits_cnn.onnx");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cimc"))
+        .args(["dump", s(&model)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the cimc binary runs");
+    drop(child.stdout.take()); // the reader goes away at once, as `| head -0` would
+    let out = child.wait_with_output().expect("cimc ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+    let by_sigpipe = out.status.signal() == Some(13);
+    assert!(by_sigpipe || out.status.success(), "{:?}", out.status);
+}
+
+#[test]
+fn names_from_a_model_are_escaped_when_printed() {
+    // An unsupported op whose node name carries an escape sequence and a BiDi override.
+    let dir = scratch("names");
+    let path = dir.join("evil.onnx");
+    std::fs::write(&path, evil_model()).expect("invariant: writable");
+    let out = cimc(&["dump", s(&path)]);
+    assert_user_error(&out, &["evil.onnx"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{202e}'), "{err:?}");
+    assert!(err.contains("\\u{1b}") && err.contains("\\u{202e}"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A model of one node of an unknown op, named with terminal control characters: the bytes of
+/// its ModelProto, written by hand (field numbers of onnx.proto).
+fn evil_model() -> Vec<u8> {
+    fn field(num: u32, bytes: &[u8]) -> Vec<u8> {
+        let mut v = vec![((num << 3) | 2) as u8];
+        let mut n = bytes.len();
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                v.push(b);
+                break;
+            }
+            v.push(b | 0x80);
+        }
+        v.extend_from_slice(bytes);
+        v
+    }
+    let name = "x\u{1b}[31mred\u{202e}txt.exe\rY\nZ";
+    let mut node = field(1, b"in");
+    node.extend(field(2, b"out"));
+    node.extend(field(3, name.as_bytes()));
+    node.extend(field(4, b"NoSuchOp"));
+    let value_info = |n: &[u8]| {
+        // ValueInfoProto { name, type { tensor_type { elem_type: 1, shape { dim { 1 } } } } }
+        let dim = field(1, &[0x08, 0x01]);
+        let shape = field(2, &dim);
+        let mut tensor = vec![0x08, 0x01];
+        tensor.extend(shape);
+        let ty = field(1, &tensor);
+        let mut v = field(1, n);
+        v.extend(field(2, &ty));
+        v
+    };
+    let mut graph = field(1, &node);
+    graph.extend(field(2, b"g"));
+    graph.extend(field(11, &value_info(b"in")));
+    graph.extend(field(12, &value_info(b"out")));
+    let mut model = vec![0x08, 0x08]; // ir_version 8
+    model.extend(field(7, &graph));
+    let opset = [0x10, 0x11]; // OperatorSetIdProto { version: 17 }
+    model.extend(field(8, &opset));
+    model
+}
