@@ -221,3 +221,52 @@ fn evil_model() -> Vec<u8> {
     model.extend(field(8, &opset));
     model
 }
+
+/// Writes `data` (f32 or i64, by `descr`) as a version-1 `.npy` file.
+fn write_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let tuple =
+        if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {tuple}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    std::fs::write(path, out).expect("invariant: writable");
+}
+
+#[test]
+fn values_that_cannot_be_right_are_refused_naming_the_file() {
+    let dir = scratch("values");
+    let model = data().join("models/digits_cnn.onnx");
+    // Calibration data with a NaN.
+    let calib = dir.join("nan_calib.npy");
+    let mut x: Vec<f32> = vec![0.5; 2 * 64];
+    x[70] = f32::NAN;
+    let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&calib, "<f4", &[2, 1, 8, 8], &bytes);
+    let out = cimc(&["compile", s(&model), "--calib", s(&calib), "-o", s(&dir.join("x.cimp"))]);
+    assert_user_error(&out, &["nan_calib.npy", "finite"]);
+    // Labels outside the model's 10 classes, and negative ones.
+    let xs = dir.join("x.npy");
+    let one: Vec<u8> = [0.5f32; 64].iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&xs, "<f4", &[1, 1, 8, 8], &one);
+    for label in [10i64, -1, 1_000_000_000_000] {
+        let ys = dir.join("y.npy");
+        write_npy(&ys, "<i8", &[1], &label.to_le_bytes());
+        let out = cimc(&["eval", s(&model), "--data", s(&xs), "--labels", s(&ys)]);
+        assert_user_error(&out, &["y.npy", "10 classes"]);
+    }
+    // Zero samples, by the data or by the options.
+    let empty = dir.join("empty.npy");
+    write_npy(&empty, "<f4", &[0, 1, 8, 8], &[]);
+    assert_user_error(&cimc(&["run", s(&model), "--input", s(&empty)]), &["empty.npy"]);
+    assert_user_error(&cimc(&["dump", s(&model), "--batch", "0"]), &["--batch"]);
+    let shape = "input=0,1,8,8";
+    assert_user_error(&cimc(&["dump", s(&model), "--input-shape", shape]), &["--input-shape"]);
+    std::fs::remove_dir_all(&dir).ok();
+}

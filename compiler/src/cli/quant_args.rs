@@ -163,6 +163,7 @@ impl QuantArgs {
                     ),
                 });
             }
+            check_finite(&t, p)?;
             cx.calib = Some(vec![t]);
             if !quiet {
                 let pb = super::progress(0, false);
@@ -177,5 +178,18 @@ impl QuantArgs {
             }
         }
         Ok(cx)
+    }
+}
+
+/// Calibration data must be finite numbers: a NaN or an infinity would give every layer a
+/// NaN or infinite range, and the program codes of nothing.
+fn check_finite(t: &Tensor, file: &std::path::Path) -> Result<()> {
+    let Some(a) = t.as_f32() else { return Ok(()) };
+    match a.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((i, v)) => Err(Error::Npy {
+            file: file.to_path_buf(),
+            msg: format!("calibration data must be finite: element {i} (in memory order) is {v}"),
+        }),
+        None => Ok(()),
     }
 }

@@ -83,6 +83,12 @@ pub fn run(a: RunArgs) -> Result<()> {
     let widths = a.widths.widths()?;
     let inputs = read_inputs(&a.input)?;
     let n = inputs.first().and_then(|t| t.shape().first().copied()).unwrap_or(1);
+    if n == 0 {
+        return Err(Error::Npy {
+            file: a.input[0].clone(),
+            msg: "holds no samples (its first dimension is 0)".into(),
+        });
+    }
     let start = std::time::Instant::now();
     let prepared = m.prepare_at(n, widths.as_ref())?;
     prepared.check_inputs(&inputs, &a.input)?;
