@@ -90,7 +90,11 @@ pub fn run(a: CompileArgs) -> Result<()> {
         MappingReport::new(&graph, tj, t.chip.arrays)
     });
     if let Some(path) = &a.report {
-        write_report(&mut outs, path, mapping.as_ref(), serde_json::json!(cx.reports()))?;
+        let mut passes = serde_json::json!(cx.reports());
+        if !a.time_passes {
+            cimc::report::strip_wall_clock(&mut passes);
+        }
+        write_report(&mut outs, path, mapping.as_ref(), passes)?;
     }
     if let Some(path) = &a.bits_out {
         let toml = cimc::report::bits_toml(&graph);

@@ -127,6 +127,8 @@ pub fn run(
     j["model"] = serde_json::json!(path.display().to_string());
     j["noise_file"] = serde_json::json!(file.display().to_string());
     if let Some(r) = &a.report {
+        let mut j = j.clone();
+        cimc::report::strip_wall_clock(&mut j);
         let text = serde_json::to_string_pretty(&j).expect("invariant: reports serialize");
         let mut outs = cimc::output::Outputs::default();
         outs.write(r, text)?;
