@@ -25,6 +25,7 @@ pub fn run_pipeline(
     print_after: &[String],
     stop_after: Option<&str>,
 ) -> Result<PipelineReport> {
+    crate::values::check_values(graph)?;
     Ok(Pipeline::default_pipeline().run(graph, cx, print_after, stop_after)?)
 }
 

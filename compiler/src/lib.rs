@@ -15,6 +15,7 @@ pub mod report;
 pub mod stream_report;
 pub mod svg;
 pub mod tensor_util;
+pub mod values;
 pub mod worst_case;
 
 pub use error::{Error, Result};

@@ -270,3 +270,39 @@ fn values_that_cannot_be_right_are_refused_naming_the_file() {
     assert_user_error(&cimc(&["dump", s(&model), "--input-shape", shape]), &["--input-shape"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A float graph of one Gemm (weight `w`, 2×2) and a QDQ pair whose scale is `scale`.
+fn gemm_cir(w: &str, scale: &str) -> String {
+    format!(
+        "graph bad {{\n  input %x : f32[1,2]\n  const @w : f32[2,2] = [{w}]\n  \
+         const @s : f32[] = [{scale}]\n  const @z : i8[] = [0]\n  \
+         %y : f32[1,2] = gemm(%x, @w) {{alpha=1.0, beta=1.0, trans_a=false, trans_b=false}} \"fc\"\n  \
+         %q : i8[1,2] = quantize_linear(%y, @s, @z) {{block_size=0, saturate=true, to=i8}} \"q\"\n  \
+         %d : f32[1,2] = dequantize_linear(%q, @s, @z) {{block_size=0}} \"dq\"\n  output %d\n}}\n"
+    )
+}
+
+#[test]
+fn non_finite_weights_and_bad_scales_are_user_errors_naming_the_node() {
+    let dir = scratch("weights");
+    let calib = dir.join("calib.npy");
+    let x: Vec<u8> = [0.5f32, -0.25].iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(&calib, "<f4", &[1, 2], &x);
+    let cases = [
+        ("nan, 1.0, 2.0, 3.0", "0.1", "fc", "NaN"),
+        ("inf, 1.0, 2.0, 3.0", "0.1", "fc", "inf"),
+        ("1.0, 1.0, 2.0, 3.0", "0.0", "q", "positive normal"),
+        ("1.0, 1.0, 2.0, 3.0", "-0.5", "q", "positive normal"),
+        ("1.0, 1.0, 2.0, 3.0", "1e-40", "q", "positive normal"),
+        ("1.0, 1.0, 2.0, 3.0", "nan", "q", "positive normal"),
+    ];
+    for (i, (w, scale, node, needle)) in cases.into_iter().enumerate() {
+        let cir = dir.join(format!("bad{i}.cir"));
+        std::fs::write(&cir, gemm_cir(w, scale)).expect("invariant: writable");
+        let out_path = dir.join("x.cimp");
+        let out = cimc(&["compile", s(&cir), "--calib", s(&calib), "-o", s(&out_path)]);
+        assert_user_error(&out, &[&format!("node '{node}'"), needle]);
+        assert!(!out_path.exists(), "nothing written");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
