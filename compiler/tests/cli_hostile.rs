@@ -306,3 +306,22 @@ fn non_finite_weights_and_bad_scales_are_user_errors_naming_the_node() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn huge_counts_are_refused_at_once() {
+    let model = data().join("models/digits_cnn.onnx");
+    let calib = data().join("sets/digits_calib_x.npy");
+    let out = cimc(&[
+        "compile",
+        s(&model),
+        "--calib",
+        s(&calib),
+        "--target",
+        "isaac",
+        "--arrays",
+        "100000000",
+        "-o",
+        "/dev/null",
+    ]);
+    assert_user_error(&out, &["--arrays 100000000", "limit"]);
+}

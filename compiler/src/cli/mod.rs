@@ -127,6 +127,15 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Refuses a count option above `max`: far above any real use, it would only make cimc run
+/// for hours or abort on an allocation (`--pgd-steps 4000000000`).
+fn at_most(flag: &str, value: usize, max: usize) -> Result<()> {
+    if value > max {
+        return Err(Error::Usage(format!("{flag} {value} is above the limit of {max}")));
+    }
+    Ok(())
+}
+
 /// Prints a JSON value on stdout (the `--json` form of a report).
 fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("invariant: JSON values serialize"));

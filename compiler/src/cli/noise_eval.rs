@@ -107,6 +107,7 @@ pub fn run(
             m.path().display()
         )));
     };
+    super::at_most("--trials", trials, 1_000_000)?;
     if trials == 0 {
         return Err(Error::Usage("--trials must be at least 1".into()));
     }

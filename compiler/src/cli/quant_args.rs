@@ -129,6 +129,9 @@ impl QuantArgs {
         if let Some(b) = self.cascade {
             c.cascade_min_bits = Some(check_bits("--cascade", b)?);
         }
+        if let Some(n) = self.arrays {
+            super::at_most("--arrays", n, 1 << 24)?;
+        }
         if let Some(t) = self.target()? {
             cx.chip = Some(cimc_passes::tile::Chip::from_target(&t, self.arrays));
         } else if self.arrays.is_some() || self.adc_range.is_some() || self.adc_bits.is_some() {

@@ -58,6 +58,8 @@ pub fn run(
     })?;
     let n = labels.len();
     let graph = float_graph(float, batch_dividing(n, 100))?;
+    super::at_most("--pgd-steps", a.pgd_steps, 10_000)?;
+    super::at_most("--trials", sampling.trials.unwrap_or(3), 1_000_000)?;
     let opts = Options {
         sigma: a.sigma,
         ks: a.ks.clone(),
