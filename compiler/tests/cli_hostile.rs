@@ -177,38 +177,47 @@ fn names_from_a_model_are_escaped_when_printed() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A model of one node of an unknown op, named with terminal control characters: the bytes of
-/// its ModelProto, written by hand (field numbers of onnx.proto).
-fn evil_model() -> Vec<u8> {
-    fn field(num: u32, bytes: &[u8]) -> Vec<u8> {
-        let mut v = vec![((num << 3) | 2) as u8];
-        let mut n = bytes.len();
-        loop {
-            let b = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                v.push(b);
-                break;
-            }
-            v.push(b | 0x80);
+/// A protobuf varint.
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut v = Vec::new();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            v.push(b);
+            return v;
         }
-        v.extend_from_slice(bytes);
-        v
+        v.push(b | 0x80);
     }
-    let name = "x\u{1b}[31mred\u{202e}txt.exe\rY\nZ";
+}
+
+/// A length-delimited protobuf field.
+fn field(num: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut v = varint(u64::from((num << 3) | 2));
+    v.extend(varint(bytes.len() as u64));
+    v.extend_from_slice(bytes);
+    v
+}
+
+/// The bytes of a ModelProto of one node `op` named `name` from `in` to `out` (f32 of `shape`
+/// each, opset 17), with the node's encoded `attributes`, written by hand (field numbers of
+/// onnx.proto).
+fn one_node_model(op: &str, name: &str, shape: &[u64], attributes: &[Vec<u8>]) -> Vec<u8> {
     let mut node = field(1, b"in");
     node.extend(field(2, b"out"));
     node.extend(field(3, name.as_bytes()));
-    node.extend(field(4, b"NoSuchOp"));
+    node.extend(field(4, op.as_bytes()));
+    for a in attributes {
+        node.extend(field(5, a));
+    }
     let value_info = |n: &[u8]| {
-        // ValueInfoProto { name, type { tensor_type { elem_type: 1, shape { dim { 1 } } } } }
-        let dim = field(1, &[0x08, 0x01]);
-        let shape = field(2, &dim);
+        // ValueInfoProto { name, type { tensor_type { elem_type: 1, shape { dim {..} } } } }
+        let dims: Vec<u8> =
+            shape.iter().flat_map(|&d| field(1, &[vec![0x08], varint(d)].concat())).collect();
         let mut tensor = vec![0x08, 0x01];
-        tensor.extend(shape);
-        let ty = field(1, &tensor);
+        tensor.extend(field(2, &dims));
         let mut v = field(1, n);
-        v.extend(field(2, &ty));
+        v.extend(field(2, &field(1, &tensor)));
         v
     };
     let mut graph = field(1, &node);
@@ -217,9 +226,36 @@ fn evil_model() -> Vec<u8> {
     graph.extend(field(12, &value_info(b"out")));
     let mut model = vec![0x08, 0x08]; // ir_version 8
     model.extend(field(7, &graph));
-    let opset = [0x10, 0x11]; // OperatorSetIdProto { version: 17 }
-    model.extend(field(8, &opset));
+    model.extend(field(8, &[0x10, 0x11])); // OperatorSetIdProto { version: 17 }
     model
+}
+
+/// An AttributeProto of type INTS.
+fn ints_attribute(name: &str, values: &[u64]) -> Vec<u8> {
+    let mut a = field(1, name.as_bytes());
+    for &v in values {
+        a.extend([0x40]); // field 8 (ints), varint
+        a.extend(varint(v));
+    }
+    a.extend([0xa0, 0x01, 0x07]); // field 20 (type) = INTS
+    a
+}
+
+/// A model of one node of an unknown op, named with terminal control characters.
+fn evil_model() -> Vec<u8> {
+    one_node_model("NoSuchOp", "x\u{1b}[31mred\u{202e}txt.exe\rY\nZ", &[1], &[])
+}
+
+#[test]
+fn a_pool_whose_padding_covers_its_window_is_refused_as_onnxruntime_does() {
+    let dir = scratch("pads");
+    let path = dir.join("pool.onnx");
+    let attrs = [ints_attribute("kernel_shape", &[2, 2]), ints_attribute("pads", &[2, 0, 0, 0])];
+    std::fs::write(&path, one_node_model("AveragePool", "pool", &[1, 1, 4, 4], &attrs))
+        .expect("invariant: writable");
+    let out = cimc(&["dump", s(&path)]);
+    assert_user_error(&out, &["pool.onnx", "'pool'", "smaller than kernel_shape"]);
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Writes `data` (f32 or i64, by `descr`) as a version-1 `.npy` file.

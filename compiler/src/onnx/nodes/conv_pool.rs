@@ -99,6 +99,15 @@ pub fn pool(ctx: &mut Ctx, max: bool) -> R<Lowered> {
     let strides = spatial_attr(ctx, "strides", n)?;
     let dilations = spatial_attr(ctx, "dilations", n)?;
     let pads = resolve_pads(ctx, &xt.shape[2..], &kernel, &strides, &dilations)?;
+    // As onnxruntime: a window that can lie wholly in the padding has no element to pool (an
+    // average of nothing is NaN).
+    for (i, &k) in kernel.iter().enumerate() {
+        if pads[i] >= k || pads[i + n] >= k {
+            return Err(format!(
+                "pads {pads:?} must be smaller than kernel_shape {kernel:?} on every axis"
+            ));
+        }
+    }
     let storage_order = ctx.attrs.int_or("storage_order", 0)?;
     if !(0..=1).contains(&storage_order) {
         return Err(format!("attribute 'storage_order' must be 0 or 1, got {storage_order}"));
