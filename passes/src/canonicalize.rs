@@ -11,7 +11,10 @@
 //!    per-channel constants, each the only reader of the previous value) into the weights and
 //!    bias: the chain is simplified to `x·A + B` by the egg rules of [`crate::epilogue`];
 //! 5. fuses a Relu or a Clip with constant bounds into the producing Conv/Gemm's output clamp
-//!    when it is the only reader.
+//!    when it is the only reader;
+//! 6. makes a ReduceMean over the spatial axes of an `[N, C, H, W]` tensor that keeps its axes
+//!    (squeeze-excite's pooling as the dynamo exporter writes it) a GlobalAveragePool: the same
+//!    function, with an integer form in the program.
 //!
 //! Guarantees: the same function up to float rounding; no Identity; Gemm with `alpha = beta = 1`.
 
@@ -36,7 +39,25 @@ impl Pass for Canonicalize {
         fold_gemm_scalars(g, &mut stats);
         fold_epilogues(g, &mut stats);
         fuse_activations(g, &mut stats);
+        spatial_means_as_global_pools(g, &mut stats);
         Ok(stats)
+    }
+}
+
+fn spatial_means_as_global_pools(g: &mut Graph, stats: &mut Stats) {
+    for n in g.node_ids() {
+        let node = g.node(n);
+        let Op::Reduce(r) = &node.op else { continue };
+        let x = g.ty(node.inputs[0]);
+        let spatial = r.op == cimc_ir::ReduceOp::Mean
+            && r.keep_dims
+            && x.rank() == 4
+            && x.dtype.is_float()
+            && r.axes == [2, 3];
+        if spatial {
+            g.node_mut(n).op = Op::GlobalAveragePool;
+            bump(stats, "spatial means as global pools");
+        }
     }
 }
 
