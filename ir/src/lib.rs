@@ -21,6 +21,7 @@ pub mod optable;
 pub mod parse;
 pub mod print;
 pub mod types;
+pub mod unary;
 pub mod verify;
 
 pub use chip::{
