@@ -6,8 +6,8 @@ mod common;
 use cimc_interp::grad::{cross_entropy, GradGraph};
 use cimc_interp::{eval_node, InterpError, Tensor};
 use cimc_ir::{
-    ConvAttrs, DType, Graph, Op, PadMode, PoolAttrs, Reduce, ReduceOp, TensorData, TensorType,
-    UnaryOp, ValueId, VariadicOp,
+    CompareOp, ConvAttrs, DType, Graph, Op, PadMode, PoolAttrs, Reduce, ReduceOp, TensorData,
+    TensorType, UnaryOp, ValueId, VariadicOp,
 };
 use common::*;
 use std::collections::HashMap;
@@ -45,7 +45,7 @@ impl Builder {
         let ts: Vec<&Tensor> = ins.iter().map(|v| &self.env[v]).collect();
         let out = eval_node(&op, &ts, 1).unwrap().remove(0);
         let name = format!("n{}", self.g.node_count());
-        let ty = TensorType::new(DType::F32, out.shape().to_vec());
+        let ty = TensorType::new(out.dtype(), out.shape().to_vec());
         let id = self.g.add_node(name.clone(), op, ins, vec![(format!("{name}_out"), ty)]);
         let o = self.g.node(id).outputs[0];
         self.env.insert(o, out);
@@ -235,6 +235,81 @@ fn unary_functions_sum_pow_reduce_mean() {
     let out = b.node(Op::Reduce(mean), vec![sum]);
     let (g, x) = b.finish(out);
     check(&g, x, &[1, 3]);
+}
+
+/// Every unary function of issue 19 (Ceil, Floor and Round pass no gradient), Min, Max and
+/// Mean, PRelu (input and slope), and Where on a comparison (the condition gets none).
+#[test]
+fn unary_family_min_max_mean_prelu_where() {
+    let (mut b, x) = Builder::new(&[6, 4]);
+    let w = b.cst(&[4, 4], -0.8, 0.8);
+    let y = b.node(Op::MatMul, vec![x, w]);
+    let y = b.node(Op::Reshape { shape: vec![2, 3, 4] }, vec![y]);
+    let fs = [
+        UnaryOp::Abs,
+        UnaryOp::Neg,
+        UnaryOp::Softplus,
+        UnaryOp::Softsign,
+        UnaryOp::Elu { alpha: 0.7 },
+        UnaryOp::Celu { alpha: 1.3 },
+        UnaryOp::Mish,
+        UnaryOp::ThresholdedRelu { alpha: 0.05 },
+        UnaryOp::Shrink { bias: 0.1, lambd: 0.05 },
+        UnaryOp::Gelu { tanh: false },
+        UnaryOp::Gelu { tanh: true },
+        UnaryOp::Ceil,
+        UnaryOp::Floor,
+        UnaryOp::Round,
+    ];
+    let us: Vec<ValueId> = fs.iter().map(|&f| b.node(Op::Unary(f), vec![y])).collect();
+    let c = b.cst(&[3, 1], 0.5, 1.5);
+    let r = b.node(Op::Unary(UnaryOp::Reciprocal), vec![c]);
+    // No two inputs of Max or Min are equal anywhere (|y| and −y would be where y < 0).
+    let hi = b.node(Op::Variadic(VariadicOp::Max), vec![us[0], us[3], r]);
+    let lo = b.node(Op::Variadic(VariadicOp::Min), vec![us[1], us[2], us[4]]);
+    let mean = b.node(Op::Variadic(VariadicOp::Mean), vec![us[5], us[6], us[7], us[8]]);
+    let slope = b.cst(&[3, 1], 0.1, 0.4);
+    let pr = b.node(Op::PRelu, vec![y, slope]);
+    let zero = b.cst(&[4], -0.05, 0.05);
+    let cond = b.node(Op::Compare(CompareOp::Greater), vec![y, zero]);
+    let other = b.cst(&[1, 4], -1.0, 1.0);
+    let wh = b.node(Op::Where, vec![cond, pr, other]);
+    let mut all = vec![hi, lo, mean, wh];
+    all.extend_from_slice(&us[9..]);
+    let sum = b.node(Op::Variadic(VariadicOp::Sum), all);
+    let total = Reduce { op: ReduceOp::Sum, axes: vec![2], keep_dims: false };
+    let out = b.node(Op::Reduce(total), vec![sum]);
+    let (g, x) = b.finish(out);
+    check(&g, x, &[1, 2]);
+}
+
+/// Every reduction of `ReduceOp` on the same input, summed.
+#[test]
+fn reductions() {
+    let (mut b, x) = Builder::new(&[6, 4]);
+    let w = b.cst(&[4, 4], -0.8, 0.8);
+    let y = b.node(Op::MatMul, vec![x, w]);
+    let y = b.node(Op::Reshape { shape: vec![2, 3, 4] }, vec![y]);
+    let pos = b.node(Op::Unary(UnaryOp::Softplus), vec![y]);
+    let ops = [
+        (ReduceOp::Sum, y),
+        (ReduceOp::Max, y),
+        (ReduceOp::Min, y),
+        (ReduceOp::Prod, y),
+        (ReduceOp::L1, y),
+        (ReduceOp::L2, y),
+        (ReduceOp::SumSquare, y),
+        (ReduceOp::LogSum, pos),
+        (ReduceOp::LogSumExp, y),
+        (ReduceOp::Mean, y),
+    ];
+    let rs: Vec<ValueId> = ops
+        .iter()
+        .map(|&(op, v)| b.node(Op::Reduce(Reduce { op, axes: vec![2], keep_dims: false }), vec![v]))
+        .collect();
+    let out = b.node(Op::Variadic(VariadicOp::Sum), rs);
+    let (g, x) = b.finish(out);
+    check(&g, x, &[0, 2]);
 }
 
 #[test]

@@ -52,16 +52,95 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
             dequantize_linear(inputs, *axis, *block_size).map(one)
         }
         Op::Unary(_) => float_input(x, "input").map(|()| one(plain(x))),
-        Op::Variadic(_) => variadic(inputs).map(one),
+        Op::Variadic(f) => variadic(*f, inputs).map(one),
         Op::Reduce(r) => reduce(x, r).map(one),
         Op::Pow => pow(x, inputs[1]).map(one),
+        Op::PRelu => prelu(x, inputs[1]).map(one),
+        Op::ArgMax { axis, keep_dims, .. } | Op::ArgMin { axis, keep_dims, .. } => {
+            arg_extreme(x, *axis, *keep_dims).map(one)
+        }
+        Op::Compare(f) => compare(*f, x, inputs[1]).map(one),
+        Op::Logic(_) => logic(x, inputs[1]).map(one),
+        Op::Not => {
+            bool_input(x, "input").map(|()| one(TensorType::new(DType::Bool, x.shape.clone())))
+        }
+        Op::Where => where_(inputs).map(one),
     }
 }
 
-/// One or more inputs of one numeric dtype, numpy-broadcast together.
-fn variadic(inputs: &[&TensorType]) -> R<TensorType> {
+/// PRelu: a float input and a slope of its dtype that broadcasts to it (unidirectionally).
+fn prelu(x: &TensorType, slope: &TensorType) -> R<TensorType> {
+    float_input(x, "input")?;
+    same_dtype(x, slope, "slope")?;
+    if broadcast(&x.shape, &slope.shape).as_deref() != Some(&x.shape[..]) {
+        return Err(format!("slope {} does not broadcast to the input {}", show(slope), show(x)));
+    }
+    Ok(plain(x))
+}
+
+/// ArgMax, ArgMin: a numeric input, one axis; i64 indices.
+fn arg_extreme(x: &TensorType, axis: usize, keep_dims: bool) -> R<TensorType> {
+    numeric_input(x)?;
+    if axis >= x.rank() {
+        return Err(format!("axis {axis} out of range for {}", show(x)));
+    }
+    if x.shape[axis] == 0 {
+        return Err(format!("axis {axis} of {} is empty: no element to select", show(x)));
+    }
+    let mut shape = x.shape.clone();
+    if keep_dims {
+        shape[axis] = 1;
+    } else {
+        shape.remove(axis);
+    }
+    Ok(TensorType::new(DType::I64, shape))
+}
+
+/// Comparisons: two inputs of one dtype (numeric; Equal also bool), broadcast; bool.
+fn compare(f: crate::CompareOp, a: &TensorType, b: &TensorType) -> R<TensorType> {
+    if f != crate::CompareOp::Equal {
+        numeric_input(a)?;
+    }
+    same_dtype(a, b, "the second input")?;
+    let shape = broadcast(&a.shape, &b.shape)
+        .ok_or_else(|| format!("cannot broadcast {} with {}", show(a), show(b)))?;
+    Ok(TensorType::new(DType::Bool, shape))
+}
+
+/// And, Or, Xor: two bool inputs, broadcast.
+fn logic(a: &TensorType, b: &TensorType) -> R<TensorType> {
+    bool_input(a, "first input")?;
+    bool_input(b, "second input")?;
+    let shape = broadcast(&a.shape, &b.shape)
+        .ok_or_else(|| format!("cannot broadcast {} with {}", show(a), show(b)))?;
+    Ok(TensorType::new(DType::Bool, shape))
+}
+
+/// Where: a bool condition and two inputs of one dtype, all three broadcast together.
+fn where_(inputs: &[&TensorType]) -> R<TensorType> {
+    let (cond, x, y) = (inputs[0], inputs[1], inputs[2]);
+    bool_input(cond, "condition")?;
+    same_dtype(x, y, "the third input")?;
+    let shape = broadcast(&cond.shape, &x.shape)
+        .and_then(|s| broadcast(&s, &y.shape))
+        .ok_or_else(|| format!("cannot broadcast {}, {} and {}", show(cond), show(x), show(y)))?;
+    Ok(TensorType::new(x.dtype, shape))
+}
+
+fn bool_input(t: &TensorType, what: &str) -> R<()> {
+    if t.dtype != DType::Bool {
+        return Err(format!("expected a bool {what}, got {}", show(t)));
+    }
+    Ok(())
+}
+
+/// One or more inputs of one numeric dtype (float for Mean), numpy-broadcast together.
+fn variadic(f: crate::VariadicOp, inputs: &[&TensorType]) -> R<TensorType> {
     let first = inputs[0];
     numeric_input(first)?;
+    if f == crate::VariadicOp::Mean {
+        float_input(first, "input")?;
+    }
     let mut shape = first.shape.clone();
     for (i, t) in inputs.iter().enumerate().skip(1) {
         same_dtype(first, t, &format!("input {i}"))?;

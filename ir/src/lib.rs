@@ -22,6 +22,7 @@ pub mod optable;
 pub mod parse;
 pub mod print;
 pub mod types;
+pub mod unary;
 pub mod verify;
 
 pub use chip::{

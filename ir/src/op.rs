@@ -84,6 +84,35 @@ crate::optable::op_family! {
         Selu { alpha: f32, gamma: f32 } = "selu";
         /// The natural logarithm `ln x` (−∞ at 0, NaN below).
         Log = "log";
+        /// `|x|`.
+        Abs = "abs";
+        /// `−x`.
+        Neg = "neg";
+        /// `1 / x`.
+        Reciprocal = "reciprocal";
+        /// The least integer `>= x`.
+        Ceil = "ceil";
+        /// The greatest integer `<= x`.
+        Floor = "floor";
+        /// The nearest integer, halves to the even one.
+        Round = "round";
+        /// `ln(1 + e^x)`.
+        Softplus = "softplus";
+        /// `x / (1 + |x|)`.
+        Softsign = "softsign";
+        /// `x` for `x >= 0`, else `alpha · (e^x − 1)`.
+        Elu { alpha: f32 } = "elu";
+        /// `max(0, x) + min(0, alpha · (e^(x/alpha) − 1))`.
+        Celu { alpha: f32 } = "celu";
+        /// `x · tanh(ln(1 + e^x))`.
+        Mish = "mish";
+        /// `x` for `x > alpha`, else 0.
+        ThresholdedRelu { alpha: f32 } = "thresholded_relu";
+        /// `x + bias` for `x < −lambd`, `x − bias` for `x > lambd`, else 0.
+        Shrink { bias: f32, lambd: f32 } = "shrink";
+        /// `x · Φ(x)` (Φ the standard normal CDF, `½(1 + erf(x/√2))`), or with `tanh` its
+        /// approximation `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`.
+        Gelu { tanh: bool } = "gelu";
     }
 }
 
@@ -94,6 +123,40 @@ crate::optable::op_family! {
     pub enum VariadicOp {
         /// The sum of the inputs (one input: a copy).
         Sum = "sum";
+        /// The elementwise minimum (NaN if any input is NaN).
+        Min = "min";
+        /// The elementwise maximum (NaN if any input is NaN).
+        Max = "max";
+        /// The arithmetic mean of the inputs (floats only).
+        Mean = "mean";
+    }
+}
+
+crate::optable::op_family! {
+    /// A comparison of two numpy-broadcast tensors of one dtype, elementwise, giving `bool`
+    /// (`Op::Compare`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum CompareOp {
+        /// `a == b` (numbers or bools).
+        Equal = "equal";
+        /// `a < b`.
+        Less = "less";
+        /// `a <= b`.
+        LessOrEqual = "less_equal";
+        /// `a > b`.
+        Greater = "greater";
+        /// `a >= b`.
+        GreaterOrEqual = "greater_equal";
+    }
+}
+
+crate::optable::op_family! {
+    /// A logical function of two numpy-broadcast `bool` tensors (`Op::Logic`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum LogicOp {
+        And = "and";
+        Or = "or";
+        Xor = "xor";
     }
 }
 
@@ -103,6 +166,24 @@ crate::optable::op_family! {
     pub enum ReduceOp {
         /// The arithmetic mean.
         Mean = "reduce_mean";
+        /// The sum (0 over no elements).
+        Sum = "reduce_sum";
+        /// The largest element (−∞ over none).
+        Max = "reduce_max";
+        /// The smallest element (+∞ over none).
+        Min = "reduce_min";
+        /// The product (1 over no elements).
+        Prod = "reduce_prod";
+        /// The Euclidean norm `√Σx²`.
+        L2 = "reduce_l2";
+        /// The sum of squares `Σx²`.
+        SumSquare = "reduce_sum_square";
+        /// The sum of absolute values `Σ|x|`.
+        L1 = "reduce_l1";
+        /// `ln Σx`.
+        LogSum = "reduce_log_sum";
+        /// `ln Σe^x` (computed from the maximum, without overflow).
+        LogSumExp = "reduce_log_sum_exp";
     }
 }
 
@@ -257,6 +338,25 @@ crate::optable::op_table! {
         /// dtype). The result has the base's dtype: computed in f64, then converted (integers
         /// truncate toward zero).
         Pow = "pow", inputs 2..=2, outputs 1..=1, codes Float;
+        /// inputs: x, slope (unidirectionally broadcast to x). `x` for `x >= 0`, else
+        /// `slope · x`.
+        PRelu = "prelu", inputs 2..=2, outputs 1..=1, codes Float;
+        /// The index (i64) of the first largest element along `axis` (the last with
+        /// `select_last`); `keep_dims`: the axis stays as size 1.
+        ArgMax { axis: usize, keep_dims: bool, select_last: bool } = "arg_max",
+            inputs 1..=1, outputs 1..=1, codes Float;
+        /// As [`Op::ArgMax`], for the smallest element.
+        ArgMin { axis: usize, keep_dims: bool, select_last: bool } = "arg_min",
+            inputs 1..=1, outputs 1..=1, codes Float;
+        /// A comparison of two broadcast tensors giving `bool` ([`CompareOp`]).
+        Compare(f: CompareOp) = family, inputs 2..=2, outputs 1..=1, codes Float;
+        /// A logical function of two broadcast `bool` tensors ([`LogicOp`]).
+        Logic(f: LogicOp) = family, inputs 2..=2, outputs 1..=1, codes Float;
+        /// The logical negation of a `bool` tensor.
+        Not = "not", inputs 1..=1, outputs 1..=1, codes Float;
+        /// inputs: cond (bool), x, y (one dtype), numpy-broadcast together: `x` where `cond`,
+        /// else `y`.
+        Where = "where", inputs 3..=3, outputs 1..=1, codes Float;
     }
 }
 

@@ -62,7 +62,14 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Unary(_)
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::Pow => false,
+        | Op::Pow
+        | Op::PRelu
+        | Op::ArgMax { .. }
+        | Op::ArgMin { .. }
+        | Op::Compare(_)
+        | Op::Logic(_)
+        | Op::Not
+        | Op::Where => false,
     }
 }
 

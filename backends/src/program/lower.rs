@@ -302,7 +302,14 @@ impl Lowering<'_> {
             | Op::Unary(_)
             | Op::Variadic(_)
             | Op::Reduce(_)
-            | Op::Pow => Err(err(node, format!("'{}' has no program step", node.op.name()))),
+            | Op::Pow
+            | Op::PRelu
+            | Op::ArgMax { .. }
+            | Op::ArgMin { .. }
+            | Op::Compare(_)
+            | Op::Logic(_)
+            | Op::Not
+            | Op::Where => Err(err(node, format!("'{}' has no program step", node.op.name()))),
         }
     }
 

@@ -6,7 +6,7 @@
 
 use super::{node_err, spatial};
 use crate::error::Result;
-use crate::ops::{reduce, unary, variadic};
+use crate::ops::{reduce, variadic};
 use crate::tensor::Tensor;
 use cimc_ir::{Node, Op, PadMode, VariadicOp};
 use ndarray::{Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn, Slice};
@@ -161,12 +161,18 @@ pub(super) fn backward(
             ndarray::Zip::from(&mut d)
                 .and(x()?)
                 .and(y()?)
-                .for_each(|g, &x, &y| *g *= unary::derivative(*f, x, y));
+                .for_each(|g, &x, &y| *g *= f.derivative(x, y));
             Ok(only_first(d))
         }
         Op::Variadic(f) => variadic(node, *f, ins, y()?, dy, need),
         Op::Reduce(r) => Ok(only_first(reduce::backward(r, x()?, y()?, dy))),
         Op::Pow => pow(node, ins, y()?, dy, need),
+        Op::PRelu => prelu(node, ins, dy, need),
+        Op::Where => where_(node, ins, dy, need),
+        // Their results are indices or bools: no gradient reaches their inputs.
+        Op::ArgMax { .. } | Op::ArgMin { .. } | Op::Compare(_) | Op::Logic(_) | Op::Not => {
+            Ok(vec![None; n_in])
+        }
         Op::HardSigmoid { .. }
         | Op::HardSwish
         | Op::Gather { .. }
@@ -339,6 +345,55 @@ fn pow(
         let mut d = dy.clone();
         ndarray::Zip::from(&mut d).and(&ab).and(y).for_each(|d, &a, &y| *d *= a.ln() * y);
         g[1] = Some(unbroadcast(d, b.shape()));
+    }
+    Ok(g)
+}
+
+/// PRelu `y = x < 0 ? slope·x : x`: `∂y/∂x` is `slope` or 1, `∂y/∂slope` is `x` or 0
+/// (summed back to the slope's shape).
+fn prelu(node: &Node, ins: &[&Tensor], dy: &ArrayD<f64>, need: &[bool]) -> Result<Grads> {
+    let (x, s) = (arr(node, ins[0])?, arr(node, ins[1])?);
+    let sb = s
+        .broadcast(x.raw_dim())
+        .ok_or_else(|| node_err(node, "the slope does not broadcast to the input"))?;
+    let mut g: Grads = vec![None, None];
+    if need[0] {
+        let mut d = dy.clone();
+        ndarray::Zip::from(&mut d).and(x).and(&sb).for_each(|d, &x, &s| {
+            if x < 0.0 {
+                *d *= s
+            }
+        });
+        g[0] = Some(d);
+    }
+    if need[1] {
+        let mut d = dy.clone();
+        ndarray::Zip::from(&mut d).and(x).for_each(|d, &x| *d *= if x < 0.0 { x } else { 0.0 });
+        g[1] = Some(unbroadcast(d, s.shape()));
+    }
+    Ok(g)
+}
+
+/// Where: the gradient goes to `x` where the condition holds, to `y` elsewhere (each summed
+/// back to its shape); the condition gets none.
+fn where_(node: &Node, ins: &[&Tensor], dy: &ArrayD<f64>, need: &[bool]) -> Result<Grads> {
+    let Tensor::Bool(c) = ins[0] else {
+        return Err(node_err(node, "the condition is not bool"));
+    };
+    let cb = c
+        .broadcast(dy.raw_dim())
+        .ok_or_else(|| node_err(node, "the condition does not broadcast to the output"))?;
+    let mut g: Grads = vec![None, None, None];
+    for (i, when) in [(1, true), (2, false)] {
+        if need[i] {
+            let mut d = dy.clone();
+            ndarray::Zip::from(&mut d).and(&cb).for_each(|d, &c| {
+                if c != when {
+                    *d = 0.0
+                }
+            });
+            g[i] = Some(unbroadcast(d, ins[i].shape()));
+        }
     }
     Ok(g)
 }

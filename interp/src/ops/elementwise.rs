@@ -332,3 +332,48 @@ pub(crate) fn pow(base: &Tensor, exponent: &Tensor) -> Result<Tensor> {
     let out = ndarray::Zip::from(&bv).and(&ev).map_collect(|&x, &y| x.powf(y));
     Ok(super::cast::cast(&Tensor::F64(out), base.dtype()))
 }
+
+/// The elementwise maximum (`max`) or minimum of `a` and `b`, numpy-broadcast, for every
+/// numeric dtype; a NaN operand gives NaN (as numpy's `maximum`/`minimum`).
+pub(crate) fn extremum(a: &Tensor, b: &Tensor, max: bool) -> Result<Tensor> {
+    dispatch2!(a, b, x, y => extremum_typed(x, y, max))
+}
+
+fn extremum_typed<T: Arith>(a: &ArrayD<T>, b: &ArrayD<T>, max: bool) -> Result<Tensor> {
+    let out_shape = broadcast_shape(a.shape(), b.shape())?;
+    let (ad, bd) = (data_of(a), data_of(b));
+    let f = move |x: T, y: T| match x.partial_cmp(&y) {
+        Some(o) => {
+            if (o == std::cmp::Ordering::Less) == max {
+                y
+            } else {
+                x
+            }
+        }
+        // At least one is NaN: keep it.
+        None => {
+            if x.partial_cmp(&x).is_none() {
+                x
+            } else {
+                y
+            }
+        }
+    };
+    let v = broadcast_map(&ad, a.shape(), &bd, b.shape(), &out_shape, f);
+    Ok(T::wrap(array(&out_shape, v)))
+}
+
+/// PRelu: `x` where `x >= 0`, else `slope · x`, the slope broadcast to `x`'s shape.
+pub(crate) fn prelu(x: &Tensor, slope: &Tensor) -> Result<Tensor> {
+    fn typed<T: super::num::Float>(x: &ArrayD<T>, s: &ArrayD<T>) -> Result<ArrayD<T>> {
+        let sv = s.broadcast(x.raw_dim()).ok_or_else(|| {
+            bad(format!("slope {:?} does not broadcast to the input {:?}", s.shape(), x.shape()))
+        })?;
+        Ok(ndarray::Zip::from(x).and(&sv).map_collect(|&v, &a| if v < T::ZERO { a * v } else { v }))
+    }
+    match (x, slope) {
+        (Tensor::F32(x), Tensor::F32(s)) => Ok(Tensor::F32(typed(x, s)?)),
+        (Tensor::F64(x), Tensor::F64(s)) => Ok(Tensor::F64(typed(x, s)?)),
+        (x, s) => Err(unsupported(format!("prelu of {} by {} tensors", x.dtype(), s.dtype()))),
+    }
+}

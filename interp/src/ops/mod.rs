@@ -9,6 +9,7 @@ pub(crate) mod cast;
 pub(crate) mod conv;
 pub(crate) mod elementwise;
 pub mod gemm;
+pub(crate) mod logic;
 pub mod num;
 pub(crate) mod pool;
 pub(crate) mod quant;
@@ -198,6 +199,29 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
             arity(inputs, 2, 2)?;
             one(elementwise::pow(inputs[0], inputs[1])?)
         }
+        Op::PRelu => {
+            arity(inputs, 2, 2)?;
+            one(elementwise::prelu(inputs[0], inputs[1])?)
+        }
+        Op::ArgMax { axis, keep_dims, select_last } => {
+            one(reduce::arg_extreme(single(inputs)?, *axis, *keep_dims, *select_last, true)?)
+        }
+        Op::ArgMin { axis, keep_dims, select_last } => {
+            one(reduce::arg_extreme(single(inputs)?, *axis, *keep_dims, *select_last, false)?)
+        }
+        Op::Compare(f) => {
+            arity(inputs, 2, 2)?;
+            one(logic::compare(*f, inputs[0], inputs[1])?)
+        }
+        Op::Logic(f) => {
+            arity(inputs, 2, 2)?;
+            one(logic::logic(*f, inputs[0], inputs[1])?)
+        }
+        Op::Not => one(logic::not(single(inputs)?.clone())?),
+        Op::Where => {
+            arity(inputs, 3, 3)?;
+            one(logic::where_(inputs[0], inputs[1], inputs[2])?)
+        }
     }
 }
 
@@ -242,7 +266,14 @@ pub(crate) fn activation_of(op: &Op) -> Option<Act> {
         | Op::Unary(_)
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::Pow => return None,
+        | Op::Pow
+        | Op::PRelu
+        | Op::ArgMax { .. }
+        | Op::ArgMin { .. }
+        | Op::Compare(_)
+        | Op::Logic(_)
+        | Op::Not
+        | Op::Where => return None,
     })
 }
 

@@ -1,9 +1,10 @@
 //! Activations, arithmetic, Gemm/MatMul, Clip, Softmax, Dropout, Cast, the elementwise
-//! functions of `UnaryOp` and `VariadicOp`, and Pow.
+//! functions of `UnaryOp` and `VariadicOp`, Pow, PRelu, ImageScaler, and the comparisons and
+//! logical ops (`CompareOp`, `LogicOp`, Not, Where).
 
 use super::{norm_axis, show, Ctx, Import, Lowered, R};
 use crate::onnx::tensor::dtype_of;
-use cimc_ir::{DType, Op, TensorData, UnaryOp, VariadicOp};
+use cimc_ir::{CompareOp, DType, LogicOp, Op, TensorData, UnaryOp, VariadicOp};
 
 /// The ONNX ops this file lowers.
 pub(super) const IMPORTS: &[Import] = &[
@@ -31,6 +32,36 @@ pub(super) const IMPORTS: &[Import] = &[
     Import::new("Log", unary_fn),
     Import::new("Sum", variadic),
     Import::new("Pow", pow),
+    Import::new("Abs", unary_fn).note("float"),
+    Import::new("Neg", unary_fn).note("float"),
+    Import::new("Reciprocal", unary_fn),
+    Import::new("Ceil", unary_fn),
+    Import::new("Floor", unary_fn),
+    Import::new("Round", unary_fn),
+    Import::new("Softplus", unary_fn),
+    Import::new("Softsign", unary_fn),
+    Import::new("Elu", unary_fn),
+    Import::new("Celu", unary_fn),
+    Import::new("Mish", unary_fn),
+    Import::new("ThresholdedRelu", unary_fn),
+    Import::new("Shrink", unary_fn).note("float"),
+    Import::new("Gelu", unary_fn),
+    Import::new("Min", variadic),
+    Import::new("Max", variadic),
+    Import::new("Mean", variadic),
+    Import::new("PRelu", prelu)
+        .note("the slope broadcasts to the input (a [C] slope of an NCHW input is refused, as onnxruntime does)"),
+    Import::new("ImageScaler", image_scaler).note("as a BatchNormalization"),
+    Import::new("Equal", compare),
+    Import::new("Less", compare),
+    Import::new("LessOrEqual", compare),
+    Import::new("Greater", compare),
+    Import::new("GreaterOrEqual", compare),
+    Import::new("And", logic),
+    Import::new("Or", logic),
+    Import::new("Xor", logic),
+    Import::new("Not", logic),
+    Import::new("Where", where_),
 ];
 
 pub fn unary(ctx: &mut Ctx) -> R<Lowered> {
@@ -237,6 +268,35 @@ pub fn unary_fn(ctx: &mut Ctx) -> R<Lowered> {
                 gamma: ctx.attrs.float_or("gamma", 1.050_701)?,
             }
         }
+        "Elu" | "Celu" | "ThresholdedRelu" => {
+            ctx.attrs.check_known(&["alpha"])?;
+            let alpha = ctx.attrs.float_or("alpha", 1.0)?;
+            match ctx.op_type {
+                "Elu" => UnaryOp::Elu { alpha },
+                "Celu" if alpha == 0.0 => return Err("Celu's alpha must not be 0".into()),
+                "Celu" => UnaryOp::Celu { alpha },
+                _ => UnaryOp::ThresholdedRelu { alpha },
+            }
+        }
+        "Shrink" => {
+            ctx.attrs.check_known(&["bias", "lambd"])?;
+            UnaryOp::Shrink {
+                bias: ctx.attrs.float_or("bias", 0.0)?,
+                lambd: ctx.attrs.float_or("lambd", 0.5)?,
+            }
+        }
+        "Gelu" => {
+            ctx.attrs.check_known(&["approximate"])?;
+            match ctx.attrs.string("approximate")?.as_deref() {
+                None | Some("none") => UnaryOp::Gelu { tanh: false },
+                Some("tanh") => UnaryOp::Gelu { tanh: true },
+                Some(other) => {
+                    return Err(format!(
+                        "attribute 'approximate' must be \"none\" or \"tanh\", got \"{other}\""
+                    ))
+                }
+            }
+        }
         other => {
             ctx.attrs.check_known(&[])?;
             match other {
@@ -244,6 +304,15 @@ pub fn unary_fn(ctx: &mut Ctx) -> R<Lowered> {
                 "Erf" => UnaryOp::Erf,
                 "Sqrt" => UnaryOp::Sqrt,
                 "Log" => UnaryOp::Log,
+                "Abs" => UnaryOp::Abs,
+                "Neg" => UnaryOp::Neg,
+                "Reciprocal" => UnaryOp::Reciprocal,
+                "Ceil" => UnaryOp::Ceil,
+                "Floor" => UnaryOp::Floor,
+                "Round" => UnaryOp::Round,
+                "Softplus" => UnaryOp::Softplus,
+                "Softsign" => UnaryOp::Softsign,
+                "Mish" => UnaryOp::Mish,
                 _ => unreachable!(
                     "invariant: IMPORTS registers only unary functions with `unary`, not {other}"
                 ),
@@ -259,6 +328,9 @@ pub fn variadic(ctx: &mut Ctx) -> R<Lowered> {
     ctx.max_outputs(1)?;
     let f = match ctx.op_type {
         "Sum" => VariadicOp::Sum,
+        "Min" => VariadicOp::Min,
+        "Max" => VariadicOp::Max,
+        "Mean" => VariadicOp::Mean,
         other => unreachable!(
             "invariant: IMPORTS registers only variadic functions with `variadic`, not {other}"
         ),
@@ -275,4 +347,102 @@ pub fn pow(ctx: &mut Ctx) -> R<Lowered> {
     ctx.max_inputs(2)?;
     ctx.max_outputs(1)?;
     Ok(Lowered::Op(Op::Pow, vec![ctx.input(0)?, ctx.input(1)?]))
+}
+
+/// PRelu: the slope broadcasts to the input unidirectionally (opset 7 on). The per-channel
+/// slope `[C]` of an `[N,C,H,W]` input that some exporters wrote for opset 6 does not, and
+/// onnxruntime refuses it at every opset it runs: so does the importer, saying so.
+pub fn prelu(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&[])?;
+    ctx.max_inputs(2)?;
+    ctx.max_outputs(1)?;
+    let (x, slope) = (ctx.input(0)?, ctx.input(1)?);
+    let (xt, st) = (ctx.ty(x), ctx.ty(slope));
+    let fits = cimc_ir::infer::broadcast(&xt.shape, &st.shape).as_deref() == Some(&xt.shape[..]);
+    if !fits {
+        let per_channel = st.rank() == 1 && xt.rank() >= 3 && xt.shape[1] == st.shape[0];
+        let hint = if per_channel {
+            " (a per-channel slope must be [C,1,1..] from opset 7; onnxruntime refuses it too)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "slope {} does not broadcast to the input {}{hint}",
+            show(st),
+            show(xt)
+        ));
+    }
+    Ok(Lowered::Op(Op::PRelu, vec![x, slope]))
+}
+
+/// ImageScaler (experimental, before opset 10): `scale · x + bias[c]` over `[N,C,H,W]`,
+/// which is a BatchNormalization with mean 0, variance 1 and epsilon 0 (dividing by √1 is
+/// exact), so it folds into a preceding convolution and runs on codes as one.
+pub fn image_scaler(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["bias", "scale"])?;
+    ctx.max_inputs(1)?;
+    ctx.max_outputs(1)?;
+    let x = ctx.input(0)?;
+    let t = ctx.ty(x).clone();
+    if t.dtype != DType::F32 || t.rank() < 2 {
+        return Err(format!("expected a float input [N,C,..], got {}", show(&t)));
+    }
+    let c = t.shape[1];
+    let scale = ctx.attrs.float_or("scale", 1.0)?;
+    let bias = match ctx.attrs.floats("bias")? {
+        Some(b) if b.len() == c => b.to_vec(),
+        Some(b) => return Err(format!("attribute 'bias' has {} values for {c} channels", b.len())),
+        None => vec![0.0; c],
+    };
+    let per_channel = |v: Vec<f32>| TensorData::from_f32(vec![c], &v);
+    let scale = ctx.add_const("scale", per_channel(vec![scale; c]));
+    let bias = ctx.add_const("bias", per_channel(bias));
+    let mean = ctx.add_const("mean", per_channel(vec![0.0; c]));
+    let var = ctx.add_const("var", per_channel(vec![1.0; c]));
+    Ok(Lowered::Op(Op::BatchNorm { epsilon: 0.0 }, vec![x, scale, bias, mean, var]))
+}
+
+/// The comparisons of [`CompareOp`] (inputs of one dtype; bool result).
+pub fn compare(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&[])?;
+    ctx.max_inputs(2)?;
+    ctx.max_outputs(1)?;
+    let f = match ctx.op_type {
+        "Equal" => CompareOp::Equal,
+        "Less" => CompareOp::Less,
+        "LessOrEqual" => CompareOp::LessOrEqual,
+        "Greater" => CompareOp::Greater,
+        "GreaterOrEqual" => CompareOp::GreaterOrEqual,
+        other => unreachable!(
+            "invariant: IMPORTS registers only comparisons with `compare`, not {other}"
+        ),
+    };
+    Ok(Lowered::Op(Op::Compare(f), vec![ctx.input(0)?, ctx.input(1)?]))
+}
+
+/// And, Or, Xor ([`LogicOp`]) and Not, on bool tensors.
+pub fn logic(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&[])?;
+    ctx.max_outputs(1)?;
+    if ctx.op_type == "Not" {
+        ctx.max_inputs(1)?;
+        return Ok(Lowered::Op(Op::Not, vec![ctx.input(0)?]));
+    }
+    ctx.max_inputs(2)?;
+    let f = match ctx.op_type {
+        "And" => LogicOp::And,
+        "Or" => LogicOp::Or,
+        "Xor" => LogicOp::Xor,
+        other => {
+            unreachable!("invariant: IMPORTS registers only logical ops with `logic`, not {other}")
+        }
+    };
+    Ok(Lowered::Op(Op::Logic(f), vec![ctx.input(0)?, ctx.input(1)?]))
+}
+
+pub fn where_(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&[])?;
+    ctx.max_inputs(3)?;
+    ctx.max_outputs(1)?;
+    Ok(Lowered::Op(Op::Where, vec![ctx.input(0)?, ctx.input(1)?, ctx.input(2)?]))
 }

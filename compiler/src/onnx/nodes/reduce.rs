@@ -1,26 +1,60 @@
-//! Reductions (ReduceMean). Their axes are an attribute up to a version of the op and an
-//! optional input after it ([`axes_input_since`]); `keepdims` defaults to 1. With no axes the
-//! reduction is over every axis, unless `noop_with_empty_axes` (which came with the axes input)
-//! is set: the node is then the identity.
+//! Reductions (ReduceMean, ReduceSum, ReduceMax...) and ArgMax/ArgMin. The reductions' axes
+//! are an attribute up to a version of the op and an optional input after it
+//! ([`axes_input_since`]); `keepdims` defaults to 1. With no axes the reduction is over every
+//! axis, unless `noop_with_empty_axes` (which came with the axes input) is set: the node is
+//! then the identity.
 
-use super::{norm_axes, Ctx, Import, Lowered, R};
+use super::{norm_axes, norm_axis, Ctx, Import, Lowered, R};
 use cimc_ir::{Op, Reduce, ReduceOp};
 
+const AXES_18: &str = "axes as an attribute before opset 18, as an input from 18";
+
 /// The ONNX ops this file lowers.
-pub(super) const IMPORTS: &[Import] = &[Import::new("ReduceMean", reduce)
-    .values(&[1])
-    .note("axes as an attribute before opset 18, as an input from 18")];
+pub(super) const IMPORTS: &[Import] = &[
+    Import::new("ReduceMean", reduce).values(&[1]).note(AXES_18),
+    Import::new("ReduceSum", reduce)
+        .values(&[1])
+        .note("axes as an attribute before opset 13, as an input from 13"),
+    Import::new("ReduceMax", reduce).values(&[1]).note(AXES_18),
+    Import::new("ReduceMin", reduce).values(&[1]).note(AXES_18),
+    Import::new("ReduceProd", reduce).values(&[1]).note(AXES_18),
+    Import::new("ReduceL1", reduce).values(&[1]).note(AXES_18),
+    Import::new("ReduceL2", reduce).values(&[1]).note(AXES_18),
+    Import::new("ReduceSumSquare", reduce).values(&[1]).note(AXES_18),
+    Import::new("ReduceLogSum", reduce).values(&[1]).note(AXES_18),
+    Import::new("ReduceLogSumExp", reduce).values(&[1]).note(AXES_18),
+    Import::new("ArgMax", arg_extreme),
+    Import::new("ArgMin", arg_extreme),
+];
 
 /// The opset from which the op takes its axes as input 1 (before: an attribute).
 fn axes_input_since(op: ReduceOp) -> i64 {
     match op {
-        ReduceOp::Mean => 18,
+        ReduceOp::Sum => 13,
+        ReduceOp::Mean
+        | ReduceOp::Max
+        | ReduceOp::Min
+        | ReduceOp::Prod
+        | ReduceOp::L2
+        | ReduceOp::SumSquare
+        | ReduceOp::L1
+        | ReduceOp::LogSum
+        | ReduceOp::LogSumExp => 18,
     }
 }
 
 pub fn reduce(ctx: &mut Ctx) -> R<Lowered> {
     let op = match ctx.op_type {
         "ReduceMean" => ReduceOp::Mean,
+        "ReduceSum" => ReduceOp::Sum,
+        "ReduceMax" => ReduceOp::Max,
+        "ReduceMin" => ReduceOp::Min,
+        "ReduceProd" => ReduceOp::Prod,
+        "ReduceL1" => ReduceOp::L1,
+        "ReduceL2" => ReduceOp::L2,
+        "ReduceSumSquare" => ReduceOp::SumSquare,
+        "ReduceLogSum" => ReduceOp::LogSum,
+        "ReduceLogSumExp" => ReduceOp::LogSumExp,
         other => {
             unreachable!("invariant: IMPORTS registers only reductions with `reduce`, not {other}")
         }
@@ -44,4 +78,22 @@ pub fn reduce(ctx: &mut Ctx) -> R<Lowered> {
     };
     let keep_dims = ctx.attrs.bool_or("keepdims", true)?;
     Ok(Lowered::Op(Op::Reduce(Reduce { op, axes, keep_dims }), vec![x]))
+}
+
+/// ArgMax, ArgMin: `axis` (default 0), `keepdims` (default 1), `select_last_index` (opset 12
+/// on; default 0).
+pub fn arg_extreme(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["axis", "keepdims", "select_last_index"])?;
+    ctx.max_inputs(1)?;
+    ctx.max_outputs(1)?;
+    let x = ctx.input(0)?;
+    let axis = norm_axis(ctx.attrs.int_or("axis", 0)?, ctx.ty(x).rank(), false)?;
+    let keep_dims = ctx.attrs.bool_or("keepdims", true)?;
+    let select_last = ctx.attrs.bool_or("select_last_index", false)?;
+    let op = if ctx.op_type == "ArgMax" {
+        Op::ArgMax { axis, keep_dims, select_last }
+    } else {
+        Op::ArgMin { axis, keep_dims, select_last }
+    };
+    Ok(Lowered::Op(op, vec![x]))
 }
