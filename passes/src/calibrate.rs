@@ -235,8 +235,8 @@ fn activation_values(g: &Graph) -> Vec<ValueId> {
             out.push(v);
         }
     }
-    for (_, node) in g.nodes() {
-        if is_pass_through(&node.op) || is_float_epilogue(&node.op) {
+    for (n, node) in g.nodes() {
+        if is_pass_through(&node.op) || is_float_epilogue(g, n) {
             continue;
         }
         for &o in &node.outputs {

@@ -44,26 +44,42 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Unsqueeze { .. }
         | Op::Pad { .. }
         | Op::Identity
-        | Op::Dropout => true,
-        Op::LeakyRelu { .. }
+        | Op::Dropout
+        // Tables of the float function at every input code (`lower::lut`).
+        | Op::LeakyRelu { .. }
         | Op::Sigmoid
         | Op::HardSigmoid { .. }
         | Op::HardSwish
         | Op::Tanh
+        | Op::Unary(_)
+        // Of two activations, or of an activation and a scalar (then a table).
         | Op::Sub
         | Op::Mul
         | Op::Div
-        | Op::Softmax { .. }
+        | Op::Softmax { .. } => true,
+        // Pow runs only with a scalar operand (a table): [`runs_on_codes_here`] decides.
+        Op::Pow
         | Op::Gather { .. }
         | Op::Slice { .. }
         | Op::Cast { .. }
         | Op::QuantizeLinear { .. }
         | Op::DequantizeLinear { .. }
-        | Op::Unary(_)
         | Op::Variadic(_)
-        | Op::Reduce(_)
-        | Op::Pow => false,
+        | Op::Reduce(_) => false,
     }
+}
+
+/// Whether node `n` runs on codes: its op does ([`runs_on_codes`]), or it is a Pow with a
+/// constant scalar operand, which `lower` turns into a table of the other operand's codes.
+fn runs_on_codes_here(g: &Graph, n: NodeId) -> bool {
+    let node = g.node(n);
+    runs_on_codes(&node.op)
+        || (matches!(node.op, Op::Pow)
+            && node.inputs.iter().filter(|&&v| !g.value(v).is_const()).count() == 1
+            && node
+                .inputs
+                .iter()
+                .all(|&v| !g.value(v).is_const() || g.ty(v).shape.iter().product::<usize>() == 1))
 }
 
 /// Codes of `data` (shape `shape`) under `q`, clamped to the code range.
@@ -145,13 +161,15 @@ impl Pass for Quantize {
         let nodes = g.node_ids();
         // Every op must run on codes (or be a float epilogue).
         for &n in &nodes {
-            let op = &g.node(n).op;
-            if !runs_on_codes(op) && !is_float_epilogue(op) {
+            if !runs_on_codes_here(g, n) && !is_float_epilogue(g, n) {
                 return Err(PassError::node(
                     "quantize",
                     g,
                     n,
-                    "this op has no integer implementation in the program",
+                    "this op has no integer implementation in the program (integer programs \
+                     run matrix ops, pooling, element-wise functions of one activation, \
+                     Add/Sub/Mul/Div of activations or with a scalar, Concat, Softmax and ops \
+                     that move values)",
                 ));
             }
         }
@@ -279,7 +297,7 @@ fn quantize_activations(g: &mut Graph, stats: &mut Stats) -> Result<()> {
             continue;
         }
         if let ValueDef::Node { node, .. } = val.def {
-            if !g.is_live(node) || is_float_epilogue(&g.node(node).op) {
+            if !g.is_live(node) || is_float_epilogue(g, node) {
                 continue;
             }
         }
@@ -340,7 +358,7 @@ fn quantize_activations(g: &mut Graph, stats: &mut Stats) -> Result<()> {
 /// Float epilogues read dequantized values.
 fn dequantize_epilogue_inputs(g: &mut Graph) {
     for n in g.node_ids() {
-        if !is_float_epilogue(&g.node(n).op) {
+        if !is_float_epilogue(g, n) {
             continue;
         }
         let x = g.node(n).inputs[0];

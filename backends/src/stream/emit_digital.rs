@@ -129,6 +129,17 @@ impl Emitter<'_> {
             Step::Transpose { input, output, perm } => self.transpose(core, *input, *output, perm),
             Step::Pad { input, output, pads, code } => self.pad(core, *input, *output, pads, *code),
             Step::Conv { .. } | Step::Gemm { .. } => Err(self.err("matrix step without a plan")),
+            // The instruction set has no table lookup, subtraction, product or quotient of two
+            // tensors, nor an integer softmax yet: the program runs these steps, a stream cannot.
+            Step::Lut { .. }
+            | Step::Sub { .. }
+            | Step::Mul { .. }
+            | Step::Div { .. }
+            | Step::IntSoftmax { .. } => Err(self.err(format!(
+                "the '{}' step has no instructions yet (the program runs it; compile without \
+                 --emit stream)",
+                s.name()
+            ))),
         }
     }
 
