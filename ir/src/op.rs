@@ -256,7 +256,7 @@ crate::optable::op_table! {
         /// inputs: base, exponent (numpy broadcasting; the exponent may have another numeric
         /// dtype). The result has the base's dtype: computed in f64, then converted (integers
         /// truncate toward zero).
-        Pow = "pow", inputs 2..=2, outputs 1..=1, codes Float;
+        Pow = "pow", inputs 2..=2, outputs 1..=1, codes Integer;
     }
 }
 

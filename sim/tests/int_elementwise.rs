@@ -212,7 +212,7 @@ proptest! {
             qy.ty(&shape)
         );
         let (y, p) = run(&text, vec![tensor(&shape, x.clone())]);
-        prop_assert!(matches!(p.steps[0], Step::Lut { .. }));
+        prop_assert!(matches!(p.steps[0], Step::Lut { .. }), "a table expected");
         for (k, &q) in x.iter().enumerate() {
             // The table evaluates the function in f32: allow its last bits.
             let want = f(qx.real(q));
@@ -241,7 +241,7 @@ proptest! {
             text_of("@c")
         );
         let (y, p) = run(&text, vec![tensor(&shape, x.clone())]);
-        prop_assert!(matches!(p.steps[0], Step::Lut { .. }));
+        prop_assert!(matches!(p.steps[0], Step::Lut { .. }), "a table expected");
         for (k, &q) in x.iter().enumerate() {
             let want = f(qx.real(q), c as f64);
             let tol = 1e-5 * (want / qy.scale as f64).abs() + 1e-4;
@@ -261,7 +261,7 @@ proptest! {
             qy.ty(&shape)
         );
         let (y, p) = run(&text, vec![tensor(&shape, x.clone())]);
-        prop_assert!(matches!(p.steps[0], Step::IntSoftmax { .. }));
+        prop_assert!(matches!(p.steps[0], Step::IntSoftmax { .. }), "a softmax on codes expected");
         let at = |row: usize, k: usize| if axis == 0 { k * 3 + row } else { row * n + k };
         for row in 0..3 {
             let xs: Vec<f64> = (0..n).map(|k| qx.real(x[at(row, k)])).collect();

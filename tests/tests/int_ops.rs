@@ -88,3 +88,82 @@ fn the_stream_emitter_refuses_the_new_steps_by_name() {
     assert!(matches!(e, cimc_backends::BackendError::Lower { .. }), "{msg}");
     assert!(msg.contains("has no instructions yet"), "{msg}");
 }
+
+/// onnxruntime's `QLinearAdd` and `QLinearMul` (com.microsoft) on random codes, scales and zero
+/// points, broadcasting included (`tests/data/int_ops/qlinear.json`, made by
+/// `scripts/make_qlinear_reference.py`): cimc's `Add` and `Mul` steps give the same codes but
+/// where onnxruntime's f32 computation and cimc's fixed-point rounding part on a near-tie, by 1
+/// LSB at most (`docs/hardware-model.md` §4).
+#[test]
+fn add_and_mul_agree_with_onnxruntime_qlinear_ops() {
+    let text = std::fs::read_to_string(data().join("int_ops/qlinear.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (mut equal, mut total, mut worst) = (0usize, 0usize, 0i64);
+    for case in json["cases"].as_array().unwrap() {
+        let ints = |k: &str| -> Vec<i64> {
+            case[k].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect()
+        };
+        let shape = |k: &str| -> Vec<usize> { ints(k).iter().map(|&d| d as usize).collect() };
+        let (sa, sb) = (shape("a_shape"), shape("b_shape"));
+        let scales: Vec<f64> =
+            case["scales"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let zps = ints("zero_points");
+        let signed = case["signed"].as_bool().unwrap();
+        let op = if case["op"] == "QLinearAdd" { "add" } else { "mul" };
+        let ty = |k: usize, sh: &[usize]| {
+            let dims = sh.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(",");
+            format!(
+                "{}[{dims}] q(bits=8, {}, scale=[{:?}], zp=[{}])",
+                if signed { "i8" } else { "u8" },
+                if signed { "signed" } else { "unsigned" },
+                scales[k] as f32,
+                zps[k]
+            )
+        };
+        let g = format!(
+            "graph q {{\n  input %a : {}\n  input %b : {}\n  %y : {} = {op}(%a, %b) \"n\"\n  output %y\n}}\n",
+            ty(0, &sa),
+            ty(1, &sb),
+            ty(2, &sa)
+        );
+        let g = cimc_ir::parse(&g).unwrap();
+        let p = cimc_backends::program::lower::lower(&g).unwrap();
+        let t = |v: Vec<i64>, sh: &[usize]| {
+            Tensor::I32(
+                ndarray::ArrayD::from_shape_vec(
+                    ndarray::IxDyn(sh),
+                    v.into_iter().map(|x| x as i32).collect(),
+                )
+                .unwrap(),
+            )
+        };
+        let out = ProgramRunner::new(&p)
+            .unwrap()
+            .run(vec![t(ints("a"), &sa), t(ints("b"), &sb)])
+            .unwrap();
+        let Tensor::I32(y) = &out[0] else { panic!("codes expected") };
+        for (&got, want) in y.iter().zip(ints("y")) {
+            let d = (got as i64 - want).abs();
+            worst = worst.max(d);
+            equal += (d == 0) as usize;
+            total += 1;
+        }
+    }
+    eprintln!("QLinearAdd/QLinearMul: {equal}/{total} codes equal, worst difference {worst} LSB");
+    assert!(worst <= 1, "a code differs from onnxruntime's by {worst} LSB");
+    assert!(equal * 100 >= total * 99, "only {equal}/{total} codes equal onnxruntime's");
+}
+
+/// An op with no integer form is refused when the graph is quantized: exit status 1 (the
+/// user's model, not a bug), naming the op and the node.
+#[test]
+fn an_op_without_an_integer_form_is_a_user_error_naming_it() {
+    let text = "graph r {\n  input %x : f32[2,4]\n  %y : f32[2] = reduce_mean(%x) {axes=[1], keep_dims=false} \"row_mean\"\n  output %y\n}\n";
+    let g = cimc_ir::parse(text).unwrap();
+    let calib = Tensor::F32(ndarray::ArrayD::from_elem(ndarray::IxDyn(&[2, 4]), 0.5f32));
+    let cx = PassContext { calib: Some(vec![calib]), ..Default::default() };
+    let e = cimc::compile::compile(g, &cx, &[]).unwrap_err();
+    let msg = e.to_string();
+    assert_eq!(e.exit_code(), 1, "{msg}");
+    assert!(msg.contains("'row_mean'") && msg.contains("reduce_mean"), "{msg}");
+}
