@@ -7,7 +7,8 @@
 //! `clamp(round_half_even(w / s[c]) + z[c])`; biases of Conv/Gemm become `i32` codes with scale
 //! `s_x · s_w[n]` (times Gemm's `beta`); annotated activations take the integer dtype of their
 //! codes; a `quantize_linear` follows every float graph input and a `dequantize_linear` precedes
-//! every graph output (which keeps its name), and precedes a float epilogue (Softmax).
+//! every graph output (which keeps its name), and precedes a float epilogue (a Softmax whose
+//! result only leaves the graph, `util::is_float_epilogue`; any other Softmax runs on codes).
 //!
 //! Guarantees: no f32 activation is left between integer ops; the graph's float interface is
 //! unchanged; every op left is one that `lower` turns into a program step, or the pass names the
