@@ -21,11 +21,9 @@ fn model() -> std::path::PathBuf {
 }
 
 fn compile() -> Program {
-    let g = onnx::import_file(
-        &model(),
-        &ImportOptions { batch: Some(IMAGES), ..Default::default() },
-    )
-    .unwrap();
+    let g =
+        onnx::import_file(&model(), &ImportOptions { batch: Some(IMAGES), ..Default::default() })
+            .unwrap();
     let calib = npy(&data().join("int_ops/x.npy"));
     let cx = PassContext { calib: Some(vec![calib]), ..Default::default() };
     cimc::compile::compile(g, &cx, &[]).unwrap_or_else(|e| panic!("int_ops: {e}")).0
@@ -43,11 +41,9 @@ fn argmax(v: &[f32]) -> usize {
 
 #[test]
 fn the_float_model_matches_onnxruntime() {
-    let g = onnx::import_file(
-        &model(),
-        &ImportOptions { batch: Some(IMAGES), ..Default::default() },
-    )
-    .unwrap();
+    let g =
+        onnx::import_file(&model(), &ImportOptions { batch: Some(IMAGES), ..Default::default() })
+            .unwrap();
     let out = Runner::new(&g).unwrap().run(vec![npy(&data().join("int_ops/x.npy"))]).unwrap();
     let (abs, _) =
         cimc_tests::max_errors(&out[0], &npy(&data().join("int_ops/probs.npy"))).unwrap();

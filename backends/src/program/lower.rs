@@ -574,7 +574,7 @@ impl Lowering<'_> {
         }
     }
 
-    /// The Add recipe with `b` subtracted.
+    /// The Add recipe with `b` negated about its zero point.
     fn sub(&mut self, node: &Node) -> Result<()> {
         self.add(node)?;
         let Some(Step::Add {

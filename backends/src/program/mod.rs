@@ -358,8 +358,8 @@ pub enum Step {
         input_min: i32,
         table: Vec<i32>,
     },
-    /// Element-wise difference of two code tensors (numpy broadcasting): the `Add` recipe with
-    /// `b`'s rescaled value subtracted.
+    /// Element-wise difference of two code tensors (numpy broadcasting): the `Add` recipe on `a`
+    /// and on `b` negated about its zero point (`z_b − q_b` shifted and rescaled).
     Sub {
         a: Buf,
         b: Buf,

@@ -378,7 +378,8 @@ fn lut(r: &Running, input: Buf, input_min: i32, table: &[i32]) -> Result<Data> {
     Ok(Data::Codes(y.ok_or_else(|| r.err("a code outside the table"))?))
 }
 
-/// The Add recipe with `b`'s rescaled value subtracted.
+/// The Add recipe on `a` and on `b` negated about its zero point: `r_a + r'_b` with
+/// `r'_b = requantize((z_b − q_b) << headroom, M_b)` (`docs/hardware-model.md` §4).
 fn sub(
     r: &Running,
     [a, b]: [AddOperand; 2],
@@ -386,17 +387,12 @@ fn sub(
     headroom: u32,
     requant: &Requant,
 ) -> Result<Data> {
-    let rescale = |q: i32, o: &AddOperand| {
-        cimc_backends::arith::requantize(
-            ((q - o.zero_point) as i64) << headroom,
-            o.mult,
-            0,
-            i32::MIN,
-            i32::MAX,
-        ) as i64
+    let rescale = |centered: i64, m| {
+        cimc_backends::arith::requantize(centered << headroom, m, 0, i32::MIN, i32::MAX) as i64
     };
+    let (za, zb) = (a.zero_point as i64, b.zero_point as i64);
     pairwise(r, (a.buf, b.buf), output, |qa, qb| {
-        requant.apply(rescale(qa, &a) - rescale(qb, &b), 0)
+        requant.apply(rescale(qa as i64 - za, a.mult) + rescale(zb - qb as i64, b.mult), 0)
     })
 }
 
