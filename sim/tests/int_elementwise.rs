@@ -318,3 +318,29 @@ fn division_by_zero_saturates_by_sign() {
     let (got, _) = run(&text, vec![tensor(&[3], vec![5, -5, 0]), tensor(&[3], vec![0, 0, 0])]);
     assert_eq!(got, vec![255, 0, 10]);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// `Sub` through the stream (`requant` negating `b` about its zero point, then `add`)
+    /// computes the program's codes bit for bit, graph inputs quantized on the host included.
+    #[test]
+    fn sub_streams_as_the_program_computes_it(qa in quant(), qb in quant(), qy in quant(), seed in any::<u64>()) {
+        let shape = [2usize, 3, 4, 5];
+        let text = binary_text("sub", &qa, &qb, &qy, &shape, &shape);
+        let g = cimc_ir::parse(&text).unwrap();
+        let p = lower(&g).unwrap();
+        let target = cimc_backends::target::Target::preset("isaac").unwrap();
+        let s = cimc_backends::stream::emit::emit(&p, &target, &Default::default()).unwrap();
+        let s = cimc_backends::stream::Stream::from_bytes(&s.to_bytes()).unwrap();
+        let n: usize = shape.iter().product();
+        let inputs = vec![
+            tensor(&shape, codes(&qa, n, seed)),
+            tensor(&shape, codes(&qb, n, seed.rotate_left(9))),
+        ];
+        let want = ProgramRunner::new(&p).unwrap().run(inputs.clone()).unwrap();
+        let got = cimc_sim::StreamRunner::new(&s).unwrap().run(inputs).unwrap();
+        let (Tensor::I32(w), Tensor::I32(g)) = (&want[0], &got[0]) else { panic!("codes expected") };
+        prop_assert_eq!(w, g);
+    }
+}
