@@ -266,12 +266,12 @@ crate::optable::op_table! {
         Relu = "relu", inputs 1..=1, outputs 1..=1, codes Integer;
         /// inputs: x, min, max (scalars; the importer supplies the dtype's bounds when absent).
         Clip = "clip", inputs 3..=3, outputs 1..=1, codes Integer;
-        LeakyRelu { alpha: f32 } = "leaky_relu", inputs 1..=1, outputs 1..=1, codes Float;
-        Sigmoid = "sigmoid", inputs 1..=1, outputs 1..=1, codes Float;
+        LeakyRelu { alpha: f32 } = "leaky_relu", inputs 1..=1, outputs 1..=1, codes Integer;
+        Sigmoid = "sigmoid", inputs 1..=1, outputs 1..=1, codes Integer;
         HardSigmoid { alpha: f32, beta: f32 } = "hard_sigmoid",
-            inputs 1..=1, outputs 1..=1, codes Float;
-        HardSwish = "hard_swish", inputs 1..=1, outputs 1..=1, codes Float;
-        Tanh = "tanh", inputs 1..=1, outputs 1..=1, codes Float;
+            inputs 1..=1, outputs 1..=1, codes Integer;
+        HardSwish = "hard_swish", inputs 1..=1, outputs 1..=1, codes Integer;
+        Tanh = "tanh", inputs 1..=1, outputs 1..=1, codes Integer;
         /// outputs: y, optional indices (i64).
         MaxPool(a: PoolAttrs) = "max_pool", inputs 1..=1, outputs 1..=2, codes Moves;
         AveragePool(a: PoolAttrs) = "average_pool", inputs 1..=1, outputs 1..=1, codes Integer;
@@ -289,9 +289,9 @@ crate::optable::op_table! {
         MatMul = "matmul", inputs 2..=2, outputs 1..=1, codes Matrix;
         /// numpy broadcasting; integer Div truncates toward zero.
         Add = "add", inputs 2..=2, outputs 1..=1, codes Integer;
-        Sub = "sub", inputs 2..=2, outputs 1..=1, codes Float;
-        Mul = "mul", inputs 2..=2, outputs 1..=1, codes Float;
-        Div = "div", inputs 2..=2, outputs 1..=1, codes Float;
+        Sub = "sub", inputs 2..=2, outputs 1..=1, codes Integer;
+        Mul = "mul", inputs 2..=2, outputs 1..=1, codes Integer;
+        Div = "div", inputs 2..=2, outputs 1..=1, codes Integer;
         Concat { axis: usize } = "concat", inputs 1..=usize::MAX, outputs 1..=1, codes Integer;
         Flatten { axis: usize } = "flatten", inputs 1..=1, outputs 1..=1, codes Moves;
         /// The output shape, resolved (no 0 or -1 left).
@@ -303,7 +303,7 @@ crate::optable::op_table! {
         Unsqueeze { axes: Vec<usize> } = "unsqueeze", inputs 1..=1, outputs 1..=1, codes Moves;
         /// `coerce_2d`: opset < 13 semantics (flatten to 2-D at `axis`, softmax over the second).
         Softmax { axis: usize, coerce_2d: bool } = "softmax",
-            inputs 1..=1, outputs 1..=1, codes Float;
+            inputs 1..=1, outputs 1..=1, codes Integer;
         Identity = "identity", inputs 1..=1, outputs 1..=1, codes Moves;
         /// Inference mode: y = x; optional output mask (bool, all true).
         Dropout = "dropout", inputs 1..=1, outputs 1..=2, codes Moves;
@@ -329,7 +329,7 @@ crate::optable::op_table! {
             block_size: usize,
         } = "dequantize_linear", inputs 2..=3, outputs 1..=1, codes Dequantizes;
         /// An elementwise function of one float tensor ([`UnaryOp`]).
-        Unary(f: UnaryOp) = family, inputs 1..=1, outputs 1..=1, codes Float;
+        Unary(f: UnaryOp) = family, inputs 1..=1, outputs 1..=1, codes Integer;
         /// An elementwise function of one or more broadcast tensors ([`VariadicOp`]).
         Variadic(f: VariadicOp) = family, inputs 1..=usize::MAX, outputs 1..=1, codes Float;
         /// A reduction along axes ([`Reduce`]).
@@ -337,7 +337,7 @@ crate::optable::op_table! {
         /// inputs: base, exponent (numpy broadcasting; the exponent may have another numeric
         /// dtype). The result has the base's dtype: computed in f64, then converted (integers
         /// truncate toward zero).
-        Pow = "pow", inputs 2..=2, outputs 1..=1, codes Float;
+        Pow = "pow", inputs 2..=2, outputs 1..=1, codes Integer;
         /// inputs: x, slope (unidirectionally broadcast to x). `x` for `x >= 0`, else
         /// `slope · x`.
         PRelu = "prelu", inputs 2..=2, outputs 1..=1, codes Float;

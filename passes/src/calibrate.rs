@@ -235,8 +235,8 @@ fn activation_values(g: &Graph) -> Vec<ValueId> {
             out.push(v);
         }
     }
-    for (_, node) in g.nodes() {
-        if is_pass_through(&node.op) || is_float_epilogue(&node.op) {
+    for (n, node) in g.nodes() {
+        if is_pass_through(&node.op) || is_float_epilogue(g, n) {
             continue;
         }
         for &o in &node.outputs {
@@ -334,8 +334,16 @@ fn observe_values(
                 let Some(a) = t.as_f32() else { continue };
                 // Only the real samples of a zero-padded last chunk.
                 let per = a.len() / chunk;
-                let vals = &a.as_slice().expect("invariant: interpreter outputs are contiguous")
-                    [..per * len];
+                // An output may be a strided view (a softmax over an inner axis): read it in
+                // logical order then.
+                let strided: Vec<f32>;
+                let vals = match a.as_slice() {
+                    Some(v) => &v[..per * len],
+                    None => {
+                        strided = a.iter().copied().take(per * len).collect();
+                        &strided[..]
+                    }
+                };
                 if pass == 0 {
                     for &v in vals {
                         if v.is_finite() {

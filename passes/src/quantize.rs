@@ -7,7 +7,8 @@
 //! `clamp(round_half_even(w / s[c]) + z[c])`; biases of Conv/Gemm become `i32` codes with scale
 //! `s_x · s_w[n]` (times Gemm's `beta`); annotated activations take the integer dtype of their
 //! codes; a `quantize_linear` follows every float graph input and a `dequantize_linear` precedes
-//! every graph output (which keeps its name), and precedes a float epilogue (Softmax).
+//! every graph output (which keeps its name), and precedes a float epilogue (a Softmax whose
+//! result only leaves the graph, `util::is_float_epilogue`; any other Softmax runs on codes).
 //!
 //! Guarantees: no f32 activation is left between integer ops; the graph's float interface is
 //! unchanged; every op left is one that `lower` turns into a program step, or the pass names the
@@ -44,25 +45,28 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Unsqueeze { .. }
         | Op::Pad { .. }
         | Op::Identity
-        | Op::Dropout => true,
-        Op::LeakyRelu { .. }
+        | Op::Dropout
+        // Tables of the float function at every input code (`lower::lut`).
+        | Op::LeakyRelu { .. }
         | Op::Sigmoid
         | Op::HardSigmoid { .. }
         | Op::HardSwish
         | Op::Tanh
+        | Op::Unary(_)
+        // Of two activations, or of an activation and a scalar (then a table).
         | Op::Sub
         | Op::Mul
         | Op::Div
-        | Op::Softmax { .. }
+        | Op::Softmax { .. } => true,
+        // Pow runs only with a scalar operand (a table): [`runs_on_codes_here`] decides.
+        Op::Pow
         | Op::Gather { .. }
         | Op::Slice { .. }
         | Op::Cast { .. }
         | Op::QuantizeLinear { .. }
         | Op::DequantizeLinear { .. }
-        | Op::Unary(_)
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::Pow
         | Op::PRelu
         | Op::ArgMax { .. }
         | Op::ArgMin { .. }
@@ -71,6 +75,19 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Not
         | Op::Where => false,
     }
+}
+
+/// Whether node `n` runs on codes: its op does ([`runs_on_codes`]), or it is a Pow with a
+/// constant scalar operand, which `lower` turns into a table of the other operand's codes.
+fn runs_on_codes_here(g: &Graph, n: NodeId) -> bool {
+    let node = g.node(n);
+    runs_on_codes(&node.op)
+        || (matches!(node.op, Op::Pow)
+            && node.inputs.iter().filter(|&&v| !g.value(v).is_const()).count() == 1
+            && node
+                .inputs
+                .iter()
+                .all(|&v| !g.value(v).is_const() || g.ty(v).shape.iter().product::<usize>() == 1))
 }
 
 /// Codes of `data` (shape `shape`) under `q`, clamped to the code range.
@@ -152,13 +169,15 @@ impl Pass for Quantize {
         let nodes = g.node_ids();
         // Every op must run on codes (or be a float epilogue).
         for &n in &nodes {
-            let op = &g.node(n).op;
-            if !runs_on_codes(op) && !is_float_epilogue(op) {
+            if !runs_on_codes_here(g, n) && !is_float_epilogue(g, n) {
                 return Err(PassError::node(
                     "quantize",
                     g,
                     n,
-                    "this op has no integer implementation in the program",
+                    "this op has no integer implementation in the program (integer programs \
+                     run matrix ops, pooling, element-wise functions of one activation, \
+                     Add/Sub/Mul/Div of activations or with a scalar, Concat, Softmax and ops \
+                     that move values)",
                 ));
             }
         }
@@ -286,7 +305,7 @@ fn quantize_activations(g: &mut Graph, stats: &mut Stats) -> Result<()> {
             continue;
         }
         if let ValueDef::Node { node, .. } = val.def {
-            if !g.is_live(node) || is_float_epilogue(&g.node(node).op) {
+            if !g.is_live(node) || is_float_epilogue(g, node) {
                 continue;
             }
         }
@@ -347,7 +366,7 @@ fn quantize_activations(g: &mut Graph, stats: &mut Stats) -> Result<()> {
 /// Float epilogues read dequantized values.
 fn dequantize_epilogue_inputs(g: &mut Graph) {
     for n in g.node_ids() {
-        if !is_float_epilogue(&g.node(n).op) {
+        if !is_float_epilogue(g, n) {
             continue;
         }
         let x = g.node(n).inputs[0];

@@ -8,9 +8,14 @@ pub fn is_pass_through(op: &Op) -> bool {
     op.moves_values()
 }
 
-/// Ops that stay in float at the end of a program (after a Dequantize).
-pub fn is_float_epilogue(op: &Op) -> bool {
-    matches!(op, Op::Softmax { .. })
+/// Nodes that stay in float at the end of a program (after a Dequantize): a Softmax whose
+/// result only leaves the graph and carries no quantization parameters of its own (an imported
+/// QDQ model's Softmax has them, and runs on codes). Any other Softmax runs on codes
+/// (`docs/hardware-model.md` §4, "Softmax on codes").
+pub fn is_float_epilogue(g: &Graph, n: NodeId) -> bool {
+    let node = g.node(n);
+    matches!(node.op, Op::Softmax { .. })
+        && node.outputs.iter().all(|&o| g.users(o).is_empty() && g.ty(o).quant.is_none())
 }
 
 /// The weight input of a matrix op and the axis of the weight tensor along which its output

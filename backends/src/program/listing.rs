@@ -178,5 +178,56 @@ fn step(s: &mut String, st: &Step) {
         Step::Transpose { input, output, perm } => writeln!(s, "transpose b{input} -> b{output} perm={perm:?}"),
         Step::Pad { input, output, pads, code } => writeln!(s, "pad b{input} -> b{output} pads={pads:?} code={code}"),
         Step::Softmax { input, output, axis } => writeln!(s, "softmax b{input} -> b{output} axis={axis} (f32)"),
+        Step::Lut { input, output, input_min, table } => {
+            writeln!(s, "lut b{input} -> b{output} from={input_min} {}", table_text(table))
+        }
+        Step::Sub { a, b, output, a_zero_point, b_zero_point, headroom, a_mult, b_mult, requant: r } => writeln!(
+            s,
+            "sub b{a}, b{b} -> b{output} zp=({a_zero_point}, {b_zero_point}) headroom={headroom} a:{} b:{}\n        {}",
+            mults(&[*a_mult]),
+            mults(&[*b_mult]),
+            requant(r)
+        ),
+        Step::Mul { a, b, output, a_zero_point, b_zero_point, requant: r } => writeln!(
+            s,
+            "mul b{a}, b{b} -> b{output} zp=({a_zero_point}, {b_zero_point})\n        {}",
+            requant(r)
+        ),
+        Step::Div { a, b, output, a_zero_point, b_zero_point, b_min, reciprocal, requant: r } => writeln!(
+            s,
+            "div b{a}, b{b} -> b{output} zp=({a_zero_point}, {b_zero_point}) reciprocal from={b_min} {}\n        {}",
+            wide_table_text(reciprocal),
+            requant(r)
+        ),
+        Step::IntSoftmax { input, output, axis, exp_table, requant: r } => writeln!(
+            s,
+            "int_softmax b{input} -> b{output} axis={axis} exp {}\n        {}",
+            wide_table_text(exp_table),
+            requant(r)
+        ),
     };
+}
+
+/// A table of codes: in full when small, else its length, range and checksum.
+fn table_text(t: &[i32]) -> String {
+    if t.len() <= FULL_WEIGHTS {
+        format!("table={}", list_i32(t))
+    } else {
+        let lo = t.iter().min().copied().unwrap_or(0);
+        let hi = t.iter().max().copied().unwrap_or(0);
+        format!("table[{}] range=[{lo}, {hi}] fnv={:016x}", t.len(), checksum(t))
+    }
+}
+
+/// A table of wide integers, as [`table_text`] (the checksum over their low 32 bits and high
+/// 32 bits).
+fn wide_table_text(t: &[i64]) -> String {
+    if t.len() <= FULL_WEIGHTS {
+        format!("table={}", list_i64(t))
+    } else {
+        let lo = t.iter().min().copied().unwrap_or(0);
+        let hi = t.iter().max().copied().unwrap_or(0);
+        let halves: Vec<i32> = t.iter().flat_map(|&v| [v as i32, (v >> 32) as i32]).collect();
+        format!("table[{}] range=[{lo}, {hi}] fnv={:016x}", t.len(), checksum(&halves))
+    }
 }

@@ -9,7 +9,10 @@
 //! clamp ranges (the output code range narrowed by a fused ReLU or Clip), average-pool multipliers
 //! per window count, the Add recipe's rescaling multipliers.
 
-use super::{BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window};
+use super::{
+    BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window, DIV_SHIFT,
+    EXP_BITS,
+};
 use crate::arith::{quantize_value, FixedMultiplier};
 use crate::error::{BackendError, Result};
 use cimc_ir::{DType, Graph, Node, NodeId, Op, Placement, QuantParams, ValueId};
@@ -277,7 +280,7 @@ impl Lowering<'_> {
             Op::MaxPool(a) => self.max_pool(node, a),
             Op::AveragePool(a) => self.avg_pool(node, a),
             Op::GlobalAveragePool => self.global_avg_pool(node),
-            Op::Add => self.add(node),
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => self.binary(node),
             Op::Concat { axis } => self.concat(node, *axis),
             Op::Reshape { .. }
             | Op::Flatten { .. }
@@ -293,16 +296,12 @@ impl Lowering<'_> {
             | Op::HardSigmoid { .. }
             | Op::HardSwish
             | Op::Tanh
-            | Op::Sub
-            | Op::Mul
-            | Op::Div
-            | Op::Gather { .. }
+            | Op::Unary(_) => self.lut(node, 0),
+            Op::Gather { .. }
             | Op::Slice { .. }
             | Op::Cast { .. }
-            | Op::Unary(_)
             | Op::Variadic(_)
             | Op::Reduce(_)
-            | Op::Pow
             | Op::PRelu
             | Op::ArgMax { .. }
             | Op::ArgMin { .. }
@@ -489,6 +488,186 @@ impl Lowering<'_> {
         Ok(())
     }
 
+    /// The table of a function of one code tensor, input `slot` (the other inputs, if any,
+    /// constants): the float interpreter evaluates the node's op at the real value of every code
+    /// of the input's type, `s_x·(q − z_x)` in f32 as a `Dequantize` step computes it, and each
+    /// result is rounded once to the output's code (`quantize_value`). Any op the interpreter
+    /// evaluates gets its table this way, a new one without new code.
+    fn lut(&mut self, node: &Node, slot: usize) -> Result<()> {
+        let xv = node.inputs[slot];
+        let x = self.buffer(xv).map_err(|m| err(node, m))?;
+        let yb = self.buffer(node.outputs[0]).map_err(|m| err(node, m))?;
+        let (s_x, z_x, qx) = self.per_tensor(node, xv)?;
+        let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
+        if qx.bits > 16 {
+            return Err(err(
+                node,
+                format!("a lookup table for {}-bit input codes (at most 16 bits)", qx.bits),
+            ));
+        }
+        let (lo, hi) = qx.code_range();
+        let reals: Vec<f32> =
+            (lo..=hi).map(|q| (q as i32).wrapping_sub(z_x) as f32 * s_x).collect();
+        let ys = self.eval_elementwise(node, slot, reals)?;
+        let (ylo, yhi) = qy.code_range();
+        let table =
+            ys.iter().map(|&v| quantize_value(v, s_y, z_y, ylo as i32, yhi as i32)).collect();
+        self.push(node, Step::Lut { input: x, output: yb, input_min: lo as i32, table });
+        Ok(())
+    }
+
+    /// The node's op evaluated by the float interpreter with `values` (a 1-D tensor) as input
+    /// `slot` and the node's other inputs, constants of one element, beside it.
+    fn eval_elementwise(&self, node: &Node, slot: usize, values: Vec<f32>) -> Result<Vec<f32>> {
+        use cimc_interp::Tensor;
+        let n = values.len();
+        let mut inputs = Vec::with_capacity(node.inputs.len());
+        for (k, &v) in node.inputs.iter().enumerate() {
+            if k == slot {
+                let d = cimc_ir::TensorData::from_f32(vec![n], &values);
+                let t = Tensor::from_data(&d)
+                    .map_err(|e| BackendError::Internal(format!("a table's input: {e}")))?;
+                inputs.push(t);
+            } else {
+                let d = self.g.value(v).const_data().ok_or_else(|| {
+                    err(node, format!("input {k} must be a constant for a lookup table"))
+                })?;
+                let t = Tensor::from_data(d)
+                    .map_err(|e| err(node, format!("constant input {k}: {e}")))?;
+                inputs.push(t);
+            }
+        }
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        let out = cimc_interp::eval_node(&node.op, &refs, 1)
+            .map_err(|e| err(node, format!("evaluating its table: {e}")))?;
+        let ys = out
+            .first()
+            .and_then(|t| t.as_f32())
+            .map(|a| a.iter().copied().collect::<Vec<f32>>())
+            .ok_or_else(|| err(node, "its table does not evaluate to f32 values"))?;
+        if ys.len() != n {
+            return Err(err(node, "a constant operand of several values: no single table"));
+        }
+        Ok(ys)
+    }
+
+    /// Add, Sub, Mul, Div and Pow: with one operand a constant of one element, a function of the
+    /// other one's codes ([`Lowering::lut`]); Add, Sub, Mul and Div of two code tensors, their
+    /// integer steps.
+    fn binary(&mut self, node: &Node) -> Result<()> {
+        let is_const = |k: usize| self.g.value(node.inputs[k]).is_const();
+        let single = |k: usize| self.g.ty(node.inputs[k]).shape.iter().product::<usize>() == 1;
+        match (is_const(0), is_const(1)) {
+            (false, true) if single(1) => return self.lut(node, 0),
+            (true, false) if single(0) => return self.lut(node, 1),
+            (false, false) => {}
+            _ => {
+                return Err(err(
+                    node,
+                    "a constant operand of several values: the program runs this op only on \
+                     two activations or an activation and a scalar",
+                ))
+            }
+        }
+        match node.op {
+            Op::Add => self.add(node),
+            Op::Sub => self.sub(node),
+            Op::Mul => self.mul(node),
+            Op::Div => self.div(node),
+            _ => Err(err(
+                node,
+                format!("'{}' of two activations has no program step", node.op.name()),
+            )),
+        }
+    }
+
+    /// The Add recipe with `b` negated about its zero point.
+    fn sub(&mut self, node: &Node) -> Result<()> {
+        self.add(node)?;
+        let Some(Step::Add {
+            a,
+            b,
+            output,
+            a_zero_point,
+            b_zero_point,
+            headroom,
+            a_mult,
+            b_mult,
+            requant,
+        }) = self.steps.pop()
+        else {
+            return Err(BackendError::Internal("the Add recipe made no add step".into()));
+        };
+        let step = Step::Sub {
+            a,
+            b,
+            output,
+            a_zero_point,
+            b_zero_point,
+            headroom,
+            a_mult,
+            b_mult,
+            requant,
+        };
+        self.steps.push(step);
+        Ok(())
+    }
+
+    /// The buffers and per-tensor parameters of a two-operand step.
+    #[allow(clippy::type_complexity)]
+    fn operands(&mut self, node: &Node) -> Result<([usize; 3], [(f32, i32, QuantParams); 2])> {
+        let a = self.buffer(node.inputs[0]).map_err(|m| err(node, m))?;
+        let b = self.buffer(node.inputs[1]).map_err(|m| err(node, m))?;
+        let y = self.buffer(node.outputs[0]).map_err(|m| err(node, m))?;
+        let qa = self.per_tensor(node, node.inputs[0])?;
+        let qb = self.per_tensor(node, node.inputs[1])?;
+        Ok(([a, b, y], [qa, qb]))
+    }
+
+    /// `(q_a − z_a)·(q_b − z_b)` requantized with `M = s_a·s_b / s_y`.
+    fn mul(&mut self, node: &Node) -> Result<()> {
+        let ([a, b, output], [(s_a, z_a, _), (s_b, z_b, _)]) = self.operands(node)?;
+        let requant = self.requant(node, node.outputs[0], &[s_a as f64 * s_b as f64], None)?;
+        let step = Step::Mul { a, b, output, a_zero_point: z_a, b_zero_point: z_b, requant };
+        self.push(node, step);
+        Ok(())
+    }
+
+    /// `(q_a − z_a)·round(2^DIV_SHIFT / (q_b − z_b))` requantized with
+    /// `M = s_a / (s_b·s_y·2^DIV_SHIFT)`.
+    fn div(&mut self, node: &Node) -> Result<()> {
+        let ([a, b, output], [(s_a, z_a, _), (s_b, z_b, qb)]) = self.operands(node)?;
+        if qb.bits > 16 {
+            return Err(err(node, format!("a divisor of {}-bit codes (at most 16 bits)", qb.bits)));
+        }
+        let (lo, hi) = qb.code_range();
+        let one = (1i64 << DIV_SHIFT) as f64;
+        let reciprocal = (lo..=hi)
+            .map(|q| {
+                let d = q - z_b as i64;
+                if d == 0 {
+                    0
+                } else {
+                    (one / d as f64).round() as i64
+                }
+            })
+            .collect();
+        let acc_scale = s_a as f64 / (s_b as f64 * one);
+        let requant = self.requant(node, node.outputs[0], &[acc_scale], None)?;
+        let step = Step::Div {
+            a,
+            b,
+            output,
+            a_zero_point: z_a,
+            b_zero_point: z_b,
+            b_min: lo as i32,
+            reciprocal,
+            requant,
+        };
+        self.push(node, step);
+        Ok(())
+    }
+
     /// Concatenation: inputs at the output's scale are copied, the others requantized.
     fn concat(&mut self, node: &Node, axis: usize) -> Result<()> {
         let y = node.outputs[0];
@@ -540,16 +719,36 @@ impl Lowering<'_> {
         Ok(())
     }
 
+    /// Softmax: in f32 on dequantized values (an epilogue), or on codes ([`Step::IntSoftmax`]).
+    /// A legacy (opset < 13) softmax flattens the axes from `axis` on into one; it is the
+    /// softmax over `axis` when the axes after it have size 1 (SqueezeNet's `[N, C, 1, 1]`).
     fn softmax(&mut self, node: &Node, axis: usize, coerce_2d: bool) -> Result<()> {
         let (x, yb) = self.bufs(node)?;
-        let rank = self.g.ty(node.outputs[0]).rank();
-        if coerce_2d && axis + 1 != rank {
+        let shape = &self.g.ty(node.outputs[0]).shape;
+        if coerce_2d && shape.iter().skip(axis + 1).any(|&d| d != 1) {
             return Err(err(
                 node,
-                "legacy (opset < 13) softmax over several axes is not supported in programs",
+                format!(
+                    "legacy (opset < 13) softmax over the axes {axis}.. of {shape:?}, several \
+                     of them longer than 1, is not supported in programs"
+                ),
             ));
         }
-        self.push(node, Step::Softmax { input: x, output: yb, axis });
+        if !self.g.ty(node.inputs[0]).dtype.is_int() {
+            self.push(node, Step::Softmax { input: x, output: yb, axis });
+            return Ok(());
+        }
+        let (s_x, _, qx) = self.per_tensor(node, node.inputs[0])?;
+        if qx.bits > 16 {
+            return Err(err(node, format!("softmax on {}-bit codes (at most 16 bits)", qx.bits)));
+        }
+        let (lo, hi) = qx.code_range();
+        let one = (1i64 << EXP_BITS) as f64;
+        let exp_table = (0..=hi - lo)
+            .map(|d| (one * (-(s_x as f64) * d as f64).exp()).round() as i64)
+            .collect();
+        let requant = self.requant(node, node.outputs[0], &[1.0 / (1u64 << 32) as f64], None)?;
+        self.push(node, Step::IntSoftmax { input: x, output: yb, axis, exp_table, requant });
         Ok(())
     }
 

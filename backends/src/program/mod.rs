@@ -349,7 +349,71 @@ pub enum Step {
         output: Buf,
         axis: usize,
     },
+    /// An element-wise function of one code tensor as a table computed at compile time:
+    /// `y = table[q − input_min]`, one entry per code of the input type (`docs/hardware-model.md`
+    /// §4, "Lookup tables").
+    Lut {
+        input: Buf,
+        output: Buf,
+        input_min: i32,
+        table: Vec<i32>,
+    },
+    /// Element-wise difference of two code tensors (numpy broadcasting): the `Add` recipe on `a`
+    /// and on `b` negated about its zero point (`z_b − q_b` shifted and rescaled).
+    Sub {
+        a: Buf,
+        b: Buf,
+        output: Buf,
+        a_zero_point: i32,
+        b_zero_point: i32,
+        headroom: u32,
+        a_mult: FixedMultiplier,
+        b_mult: FixedMultiplier,
+        requant: Requant,
+    },
+    /// Element-wise product of two code tensors (numpy broadcasting):
+    /// `acc = (q_a − z_a)·(q_b − z_b)`, then `requant` (`M = s_a·s_b / s_y`).
+    Mul {
+        a: Buf,
+        b: Buf,
+        output: Buf,
+        a_zero_point: i32,
+        b_zero_point: i32,
+        requant: Requant,
+    },
+    /// Element-wise quotient of two code tensors (numpy broadcasting):
+    /// `acc = (q_a − z_a)·reciprocal[q_b − b_min]`, `reciprocal[k] = round(2^DIV_SHIFT / (q − z_b))`
+    /// for the code `q = b_min + k`, then `requant` (`M = s_a / (s_b·s_y·2^DIV_SHIFT)`). A divisor
+    /// code equal to `b_zero_point` (real 0) gives the clamp bound of the dividend's sign, or the
+    /// output zero point for `0 / 0`.
+    Div {
+        a: Buf,
+        b: Buf,
+        output: Buf,
+        a_zero_point: i32,
+        b_zero_point: i32,
+        b_min: i32,
+        reciprocal: Vec<i64>,
+        requant: Requant,
+    },
+    /// Softmax on codes along `axis`: per row, `d = max(q) − q`, `e = exp_table[d]`
+    /// (`round(2^EXP_BITS·exp(−s_x·d))`), `t = round_half_up(e·2^32 / Σ e)`, then `requant`
+    /// (`M = 1 / (s_y·2^32)`); `docs/hardware-model.md` §4, "Softmax on codes".
+    IntSoftmax {
+        input: Buf,
+        output: Buf,
+        axis: usize,
+        exp_table: Vec<i64>,
+        requant: Requant,
+    },
 }
+
+/// Bits of the fixed-point reciprocals of a `Div` step.
+pub const DIV_SHIFT: u32 = 30;
+/// Bits of the fixed-point exponentials of an `IntSoftmax` step: `exp_table[0] = 2^EXP_BITS`.
+pub const EXP_BITS: u32 = 30;
+/// The most entries a table of a step may have (a 16-bit input code type).
+pub const MAX_TABLE: usize = 1 << 16;
 
 /// A Conv or a Gemm step seen as the matrix product both are: the fields they share, and what
 /// only a convolution has. [`Step::as_matrix`] is the one place that says which steps are
@@ -558,9 +622,81 @@ impl Program {
             if let Some(m) = s.as_matrix() {
                 m.validate().map_err(|msg| bad(i, msg))?;
             }
+            self.validate_tables(s).map_err(|msg| bad(i, msg))?;
         }
         Ok(())
     }
+}
+
+impl Program {
+    /// The code type of buffer `b` (checked to exist), or why it has none.
+    fn code_type(&self, b: Buf) -> std::result::Result<CodeType, String> {
+        match self.buffers[b].elem {
+            Elem::Code(c) => Ok(c),
+            Elem::F32 => Err(format!("buffer b{b} holds f32 values, codes expected")),
+        }
+    }
+
+    /// A step's table has one entry per code of the type it is indexed by, starting at that
+    /// type's smallest code, so an executor indexes it without checking again; its entries are
+    /// codes of the output type.
+    fn validate_tables(&self, s: &Step) -> std::result::Result<(), String> {
+        let table_of = |b: Buf, min: i32, len: usize| -> std::result::Result<(), String> {
+            let c = self.code_type(b)?;
+            let (lo, hi) = c.range();
+            let want = (hi as i64 - lo as i64 + 1) as usize;
+            if c.bits > 16 || min != lo || len != want {
+                return Err(format!(
+                    "a table of {len} entries from code {min} for {}-bit codes of [{lo}, {hi}] \
+                     (at most 16-bit inputs, one entry per code)",
+                    c.bits
+                ));
+            }
+            Ok(())
+        };
+        match s {
+            Step::Lut { input, output, input_min, table } => {
+                table_of(*input, *input_min, table.len())?;
+                let (lo, hi) = self.code_type(*output)?.range();
+                if let Some(v) = table.iter().find(|&&v| v < lo || v > hi) {
+                    return Err(format!("table entry {v} outside the output codes [{lo}, {hi}]"));
+                }
+                Ok(())
+            }
+            Step::Div { b, b_min, reciprocal, requant, .. } => {
+                table_of(*b, *b_min, reciprocal.len())?;
+                if reciprocal.iter().any(|r| r.unsigned_abs() > 1u64 << DIV_SHIFT) {
+                    return Err(format!("a reciprocal above 2^{DIV_SHIFT}"));
+                }
+                one_multiplier(requant)
+            }
+            Step::IntSoftmax { input, exp_table, requant, .. } => {
+                let c = self.code_type(*input)?;
+                let (lo, hi) = c.range();
+                if c.bits > 16 || exp_table.len() as i64 != hi as i64 - lo as i64 + 1 {
+                    return Err(format!(
+                        "an exponential table of {} entries for {}-bit codes",
+                        exp_table.len(),
+                        c.bits
+                    ));
+                }
+                if exp_table.iter().any(|&e| !(0..=1i64 << EXP_BITS).contains(&e)) {
+                    return Err(format!("an exponential outside [0, 2^{EXP_BITS}]"));
+                }
+                one_multiplier(requant)
+            }
+            Step::Sub { requant, .. } | Step::Mul { requant, .. } => one_multiplier(requant),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The element-wise steps requantize with one multiplier.
+fn one_multiplier(r: &Requant) -> std::result::Result<(), String> {
+    if r.mult.len() != 1 {
+        return Err(format!("{} multipliers, 1 expected", r.mult.len()));
+    }
+    Ok(())
 }
 
 /// Every buffer a step reads or writes.
@@ -578,8 +714,13 @@ pub fn step_buffers(s: &Step) -> Vec<Buf> {
         | Step::Reshape { input, output }
         | Step::Transpose { input, output, .. }
         | Step::Pad { input, output, .. }
-        | Step::Softmax { input, output, .. } => vec![*input, *output],
-        Step::Add { a, b, output, .. } => vec![*a, *b, *output],
+        | Step::Softmax { input, output, .. }
+        | Step::Lut { input, output, .. }
+        | Step::IntSoftmax { input, output, .. } => vec![*input, *output],
+        Step::Add { a, b, output, .. }
+        | Step::Sub { a, b, output, .. }
+        | Step::Mul { a, b, output, .. }
+        | Step::Div { a, b, output, .. } => vec![*a, *b, *output],
         Step::Concat { inputs, output, .. } => inputs.iter().copied().chain([*output]).collect(),
     }
 }
@@ -632,7 +773,12 @@ impl Step {
             | Step::Reshape { .. }
             | Step::Transpose { .. }
             | Step::Pad { .. }
-            | Step::Softmax { .. } => None,
+            | Step::Softmax { .. }
+            | Step::Lut { .. }
+            | Step::Sub { .. }
+            | Step::Mul { .. }
+            | Step::Div { .. }
+            | Step::IntSoftmax { .. } => None,
         }
     }
 
@@ -653,6 +799,11 @@ impl Step {
             Step::Transpose { .. } => "transpose",
             Step::Pad { .. } => "pad",
             Step::Softmax { .. } => "softmax",
+            Step::Lut { .. } => "lut",
+            Step::Sub { .. } => "sub",
+            Step::Mul { .. } => "mul",
+            Step::Div { .. } => "div",
+            Step::IntSoftmax { .. } => "int_softmax",
         }
     }
 }

@@ -129,6 +129,39 @@ impl Emitter<'_> {
             Step::Transpose { input, output, perm } => self.transpose(core, *input, *output, perm),
             Step::Pad { input, output, pads, code } => self.pad(core, *input, *output, pads, *code),
             Step::Conv { .. } | Step::Gemm { .. } => Err(self.err("matrix step without a plan")),
+            Step::Sub {
+                a,
+                b,
+                output,
+                a_zero_point,
+                b_zero_point,
+                headroom,
+                a_mult,
+                b_mult,
+                requant,
+            } => {
+                let entry = AddEntry {
+                    a_zero_point: *a_zero_point,
+                    b_zero_point: *b_zero_point,
+                    headroom: *headroom,
+                    a_mult: *a_mult,
+                    b_mult: *b_mult,
+                    mult: requant.mult[0],
+                    zero_point: requant.zero_point,
+                    lo: requant.lo,
+                    hi: requant.hi,
+                };
+                self.sub(core, (*a, *b), *output, entry)
+            }
+            // The instruction set has no table lookup, product or quotient of two tensors, nor an
+            // integer softmax yet: the program runs these steps, a stream cannot.
+            Step::Lut { .. } | Step::Mul { .. } | Step::Div { .. } | Step::IntSoftmax { .. } => {
+                Err(self.err(format!(
+                    "the '{}' step has no instructions yet (the program runs it; compile without \
+                 --emit stream)",
+                    s.name()
+                )))
+            }
         }
     }
 
@@ -205,8 +238,37 @@ impl Emitter<'_> {
         self.pool_step(core, input, output, &window, Some(pool))
     }
 
+    /// `Sub` as `add` of `a` and of `b` negated about its zero point: `b` is loaded, then a
+    /// `requant` with `a = −1`, `b = 2·z_b` and the multiplier 1 (exact on integers) writes
+    /// `2·z_b − q_b` in place (`docs/hardware-model.md` §4).
+    fn sub(&mut self, core: u16, (a, b): (Buf, Buf), output: Buf, entry: AddEntry) -> Result<()> {
+        let one = crate::arith::FixedMultiplier::from_real(1.0)
+            .map_err(|e| self.err(format!("the multiplier 1: {e}")))?;
+        let negate = RequantEntry {
+            scale: vec![-1],
+            bias: vec![2 * entry.b_zero_point as i64],
+            mult: vec![one],
+            zero_point: 0,
+            lo: i32::MIN,
+            hi: i32::MAX,
+        };
+        self.add_with(core, (a, b), output, entry, Some(negate))
+    }
+
     /// `add` of two operands of the output's shape (a broadcasting Add is refused).
     fn add(&mut self, core: u16, (a, b): (Buf, Buf), output: Buf, entry: AddEntry) -> Result<()> {
+        self.add_with(core, (a, b), output, entry, None)
+    }
+
+    /// `add` of `a` and `b`, `b` first requantized in place with `prepare_b` when given.
+    fn add_with(
+        &mut self,
+        core: u16,
+        (a, b): (Buf, Buf),
+        output: Buf,
+        entry: AddEntry,
+        prepare_b: Option<RequantEntry>,
+    ) -> Result<()> {
         let (sa, sb, so) =
             (&self.p.buffers[a].shape, &self.p.buffers[b].shape, &self.p.buffers[output].shape);
         if sa != so || sb != so {
@@ -219,6 +281,18 @@ impl Emitter<'_> {
         let xa = self.load_buf(core, a)?;
         let xb = self.load_buf(core, b)?;
         let len = self.numel(output) as u32;
+        if let Some(prep) = prepare_b {
+            let t = Self::table(&mut self.requants, prep)?;
+            let rq = Instr::Requant {
+                table: t,
+                src: xb,
+                dst: xb,
+                len,
+                channel_len: 1,
+                first_channel: 0,
+            };
+            self.push(core, rq);
+        }
         let out = self.alloc(core, len as u64)?;
         self.push(core, Instr::Add { table, a: xa, b: xb, dst: out, len });
         self.store_buf(core, out, output);

@@ -135,6 +135,38 @@ impl ProgramRunner {
                 let x = r.floats(*input)?;
                 Ok(Data::F32(softmax(x, r.shape(*input), *axis).map_err(|m| r.err(m))?))
             }
+            Step::Lut { input, input_min, table, .. } => lut(&r, *input, *input_min, table),
+            Step::Sub {
+                a,
+                b,
+                output,
+                a_zero_point,
+                b_zero_point,
+                headroom,
+                a_mult,
+                b_mult,
+                requant,
+            } => {
+                let a = AddOperand { buf: *a, zero_point: *a_zero_point, mult: *a_mult };
+                let b = AddOperand { buf: *b, zero_point: *b_zero_point, mult: *b_mult };
+                sub(&r, [a, b], *output, *headroom, requant)
+            }
+            Step::Mul { a, b, output, a_zero_point, b_zero_point, requant } => {
+                let (za, zb) = (*a_zero_point as i64, *b_zero_point as i64);
+                pairwise(&r, (*a, *b), *output, |qa, qb| {
+                    requant.apply((qa as i64 - za) * (qb as i64 - zb), 0)
+                })
+            }
+            Step::Div { a, b, output, a_zero_point, b_zero_point, b_min, reciprocal, requant } => {
+                let div = Divide { a_zero_point: *a_zero_point, b_zero_point: *b_zero_point };
+                let table = (*b_min, reciprocal.as_slice());
+                pairwise(&r, (*a, *b), *output, |qa, qb| div.apply(qa, qb, table, requant))
+            }
+            Step::IntSoftmax { input, axis, exp_table, requant, .. } => {
+                let x = r.codes(*input)?;
+                let y = int_softmax(x, r.shape(*input), *axis, exp_table, requant);
+                Ok(Data::Codes(y.map_err(|m| r.err(m))?))
+            }
         }
     }
 
@@ -335,6 +367,119 @@ fn add(
             .map(|k| requant.apply(look_a(xa[ia(k)]) + look_b(xb[ib(k)]), 0))
             .collect(),
     ))
+}
+
+/// `table[q − input_min]` for every code (the program was validated: the table covers the
+/// input's code type; a code outside it is an error).
+fn lut(r: &Running, input: Buf, input_min: i32, table: &[i32]) -> Result<Data> {
+    let x = r.codes(input)?;
+    let y: Option<Vec<i32>> =
+        x.par_iter().map(|&q| table.get(q.wrapping_sub(input_min) as usize).copied()).collect();
+    Ok(Data::Codes(y.ok_or_else(|| r.err("a code outside the table"))?))
+}
+
+/// The Add recipe on `a` and on `b` negated about its zero point: `r_a + r'_b` with
+/// `r'_b = requantize((z_b − q_b) << headroom, M_b)` (`docs/hardware-model.md` §4).
+fn sub(
+    r: &Running,
+    [a, b]: [AddOperand; 2],
+    output: Buf,
+    headroom: u32,
+    requant: &Requant,
+) -> Result<Data> {
+    let rescale = |centered: i64, m| {
+        cimc_backends::arith::requantize(centered << headroom, m, 0, i32::MIN, i32::MAX) as i64
+    };
+    let (za, zb) = (a.zero_point as i64, b.zero_point as i64);
+    pairwise(r, (a.buf, b.buf), output, |qa, qb| {
+        requant.apply(rescale(qa as i64 - za, a.mult) + rescale(zb - qb as i64, b.mult), 0)
+    })
+}
+
+/// A `Div` step's divisor: its zero point and, with the reciprocal table, the quotient.
+struct Divide {
+    a_zero_point: i32,
+    b_zero_point: i32,
+}
+
+impl Divide {
+    /// `(q_a − z_a)·reciprocal[q_b − b_min]` requantized; a divisor of real 0 gives the clamp
+    /// bound of the dividend's sign (the zero point for 0 / 0), as the float quotient ±∞ or NaN
+    /// quantizes.
+    #[inline]
+    fn apply(&self, qa: i32, qb: i32, (b_min, table): (i32, &[i64]), requant: &Requant) -> i32 {
+        let da = qa as i64 - self.a_zero_point as i64;
+        if qb == self.b_zero_point {
+            return match da.signum() {
+                1 => requant.hi,
+                -1 => requant.lo,
+                _ => requant.zero_point.clamp(requant.lo, requant.hi),
+            };
+        }
+        // The program was validated: the table covers the divisor's code type.
+        let recip = table.get(qb.wrapping_sub(b_min) as usize).copied().unwrap_or(0);
+        requant.apply(da * recip, 0)
+    }
+}
+
+/// `f(q_a, q_b)` for every output element, the operands numpy-broadcast to the output's shape.
+fn pairwise(
+    r: &Running,
+    (a, b): (Buf, Buf),
+    output: Buf,
+    f: impl Fn(i32, i32) -> i32 + Sync,
+) -> Result<Data> {
+    let xa = r.codes(a)?;
+    let xb = r.codes(b)?;
+    let (sa, sb, so) = (r.shape(a), r.shape(b), r.shape(output));
+    if sa == so && sb == so {
+        return Ok(Data::Codes(
+            xa.par_iter().zip(xb.par_iter()).map(|(&qa, &qb)| f(qa, qb)).collect(),
+        ));
+    }
+    let ia = broadcast_index(sa, so).map_err(|m| r.err(m))?;
+    let ib = broadcast_index(sb, so).map_err(|m| r.err(m))?;
+    Ok(Data::Codes(
+        (0..so.iter().product::<usize>())
+            .into_par_iter()
+            .map(|k| f(xa[ia(k)], xb[ib(k)]))
+            .collect(),
+    ))
+}
+
+/// Softmax on codes along `axis` (`docs/hardware-model.md` §4): per row, `e = exp_table[max − q]`,
+/// `t = round_half_up(e·2^32 / Σ e)`, requantized.
+pub(crate) fn int_softmax(
+    x: &[i32],
+    shape: &[usize],
+    axis: usize,
+    exp_table: &[i64],
+    requant: &Requant,
+) -> std::result::Result<Vec<i32>, String> {
+    let n = *shape.get(axis).ok_or("softmax axis out of range")?;
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    let mut y = vec![0i32; x.len()];
+    let mut e = vec![0i64; n];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * n + k) * inner + i;
+            let max = (0..n).map(|k| x[at(k)]).max().unwrap_or(0);
+            let mut sum = 0i64;
+            for (k, ek) in e.iter_mut().enumerate() {
+                let d = max.wrapping_sub(x[at(k)]) as usize;
+                *ek = *exp_table.get(d).ok_or("a code outside the exponential table")?;
+                sum += *ek;
+            }
+            // exp_table[0] > 0 (validated), and the maximum has d = 0: the sum is positive.
+            let sum = sum.max(1) as i128;
+            for (k, &ek) in e.iter().enumerate() {
+                let t = (((ek as i128) << 32) + sum / 2) / sum;
+                y[at(k)] = requant.apply(t as i64, 0);
+            }
+        }
+    }
+    Ok(y)
 }
 
 /// The inputs side by side along `axis`, each requantized first when its scale differs.
