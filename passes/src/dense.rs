@@ -57,7 +57,10 @@ fn weight_on_right(g: &mut Graph, n: NodeId, x: ValueId, w: ValueId) -> bool {
     let (bias, out) = match bias_add(g, h, cols) {
         Some((add, vals)) => {
             let name = format!("{}_bias", g.value(w).name);
-            (Some((add, g.add_const(name, TensorData::from_f32(vec![cols], &vals)))), g.node(add).outputs[0])
+            (
+                Some((add, g.add_const(name, TensorData::from_f32(vec![cols], &vals)))),
+                g.node(add).outputs[0],
+            )
         }
         None => (None, h),
     };
@@ -176,8 +179,12 @@ fn transpose(
     let shape: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
     let ty = TensorType { dtype: g.ty(x).dtype, shape, quant };
     let vname = g.unique_name(&format!("{}_t", g.value(x).name));
-    let t =
-        g.add_node(name.to_string(), Op::Transpose { perm: perm.to_vec() }, vec![x], vec![(vname, ty)]);
+    let t = g.add_node(
+        name.to_string(),
+        Op::Transpose { perm: perm.to_vec() },
+        vec![x],
+        vec![(vname, ty)],
+    );
     g.node(t).outputs[0]
 }
 

@@ -24,8 +24,11 @@ fn qop(file: &str) -> PathBuf {
 /// The model with its symbolic batch set to its test input's.
 fn import(model: &str) -> Graph {
     let batch = input(model).shape().first().copied();
-    let g = onnx::import_file(&qop(&format!("{model}.onnx")), &ImportOptions { batch, ..Default::default() })
-        .unwrap_or_else(|e| panic!("import {model}: {e}"));
+    let g = onnx::import_file(
+        &qop(&format!("{model}.onnx")),
+        &ImportOptions { batch, ..Default::default() },
+    )
+    .unwrap_or_else(|e| panic!("import {model}: {e}"));
     cimc_ir::verify::verify(&g).unwrap_or_else(|e| panic!("verify {model}: {e}"));
     g
 }
@@ -65,7 +68,8 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
-const QOPERATOR: &[&str] = &["mnist_cnn_int8_qop", "mlp_int8_qop", "pool_int8_qop", "branches_int8_qop"];
+const QOPERATOR: &[&str] =
+    &["mnist_cnn_int8_qop", "mlp_int8_qop", "pool_int8_qop", "branches_int8_qop"];
 
 /// The float interpretation of each QOperator model is the ONNX meaning of its expansion: at
 /// most one output step from onnxruntime's unoptimized QDQ run (a float sum in another order

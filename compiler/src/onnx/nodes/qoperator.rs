@@ -27,7 +27,8 @@ use cimc_ir::{DType, Op, TensorData, ValueId};
 
 /// The default-domain ops this file lowers.
 pub(super) const IMPORTS: &[Import] = &[
-    Import::new("QLinearConv", qlinear_conv).note("expanded to DequantizeLinear, Conv, QuantizeLinear"),
+    Import::new("QLinearConv", qlinear_conv)
+        .note("expanded to DequantizeLinear, Conv, QuantizeLinear"),
     Import::new("QLinearMatMul", qlinear_matmul)
         .note("expanded to DequantizeLinear, MatMul, QuantizeLinear"),
     Import::new("ConvInteger", conv_integer).note("float interpreter only"),
@@ -67,7 +68,8 @@ fn const_of(ctx: &Ctx, i: usize, what: &str) -> R<TensorData> {
 fn add(ctx: &mut Ctx, suffix: &str, op: Op, inputs: Vec<ValueId>) -> R<ValueId> {
     let tys: Vec<&cimc_ir::TensorType> = inputs.iter().map(|&v| ctx.imp.g.ty(v)).collect();
     let ty = cimc_ir::infer::infer(&op, &tys, 1).map_err(|e| e.to_string())?.remove(0);
-    let base = if suffix.is_empty() { ctx.name.to_string() } else { format!("{}_{suffix}", ctx.name) };
+    let base =
+        if suffix.is_empty() { ctx.name.to_string() } else { format!("{}_{suffix}", ctx.name) };
     let name = ctx.imp.fresh_name(&base);
     let n = ctx.imp.g.add_node(name.clone(), op, inputs, vec![(name, ty)]);
     Ok(ctx.imp.g.node(n).outputs[0])
@@ -75,7 +77,12 @@ fn add(ctx: &mut Ctx, suffix: &str, op: Op, inputs: Vec<ValueId>) -> R<ValueId> 
 
 /// The per-channel axis of a scale input for a tensor of rank `rank`: `None` for a scalar
 /// (or one-element) scale, `channel_axis` for a 1-D one.
-fn scale_axis(ctx: &Ctx, scale: usize, channel_axis: Option<usize>, what: &str) -> R<Option<usize>> {
+fn scale_axis(
+    ctx: &Ctx,
+    scale: usize,
+    channel_axis: Option<usize>,
+    what: &str,
+) -> R<Option<usize>> {
     let t = ctx.in_ty(scale)?;
     if t.shape.iter().product::<usize>() == 1 && t.rank() <= 1 {
         return Ok(None);
@@ -259,8 +266,10 @@ pub fn qlinear_average_pool(ctx: &mut Ctx) -> R<Lowered> {
 pub fn qlinear_concat(ctx: &mut Ctx) -> R<Lowered> {
     ctx.max_outputs(1)?;
     let n = ctx.n_inputs();
-    if n < 5 || (n - 2) % 3 != 0 {
-        return Err(format!("expected Y_scale, Y_zero_point and triples (X, scale, zero point), got {n} inputs"));
+    if n < 5 || !(n - 2).is_multiple_of(3) {
+        return Err(format!(
+            "expected Y_scale, Y_zero_point and triples (X, scale, zero point), got {n} inputs"
+        ));
     }
     let mut xs = Vec::new();
     for k in (2..n).step_by(3) {
@@ -287,7 +296,13 @@ pub fn qlinear_softmax(ctx: &mut Ctx) -> R<Lowered> {
 
 /// `x − zp` as f32 (a DequantizeLinear at scale 1; the zero point per channel along
 /// `channel_axis` when 1-D).
-fn centered(ctx: &mut Ctx, x: usize, z: usize, channel_axis: Option<usize>, what: &str) -> R<ValueId> {
+fn centered(
+    ctx: &mut Ctx,
+    x: usize,
+    z: usize,
+    channel_axis: Option<usize>,
+    what: &str,
+) -> R<ValueId> {
     let xv = ctx.input(x)?;
     let zp = ctx.opt(z);
     let n = zp.map_or(1, |z| ctx.ty(z).shape.iter().product::<usize>());
@@ -298,12 +313,20 @@ fn centered(ctx: &mut Ctx, x: usize, z: usize, channel_axis: Option<usize>, what
         }
         _ => (vec![], None),
     };
-    let s = ctx.add_const(&format!("{what}_unit_scale"), TensorData::from_f32(shape, &vec![1.0; n]));
+    let s =
+        ctx.add_const(&format!("{what}_unit_scale"), TensorData::from_f32(shape, &vec![1.0; n]));
     let mut inputs = vec![xv, s];
     if let Some(z) = zp {
         // DequantizeLinear wants the zero point in the codes' dtype and the scale's shape.
-        let data = ctx.data(z).cloned().ok_or_else(|| format!("the zero point of {what} must be a constant"))?;
-        let zv = ctx.add_const(&format!("{what}_zp"), data.reshaped(if axis.is_some() { vec![n] } else { vec![] }).map_err(|e| e.to_string())?);
+        let data = ctx
+            .data(z)
+            .cloned()
+            .ok_or_else(|| format!("the zero point of {what} must be a constant"))?;
+        let zv = ctx.add_const(
+            &format!("{what}_zp"),
+            data.reshaped(if axis.is_some() { vec![n] } else { vec![] })
+                .map_err(|e| e.to_string())?,
+        );
         inputs.push(zv);
     }
     add(ctx, &format!("{what}_centered"), Op::DequantizeLinear { axis, block_size: 0 }, inputs)
