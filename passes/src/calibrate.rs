@@ -16,6 +16,14 @@
 //! float observation ([`observe`]) is separate from the annotation at given bits
 //! ([`annotate`]), so the same observation serves any bit widths.
 //!
+//! Layout ops move codes (Transpose, Reshape, Flatten, Squeeze, Unsqueeze): an unannotated input
+//! of one whose output the model quantizes takes the output's parameters (onnxruntime quantizes
+//! a transposed graph input after the Transpose; quantizing before it is the same codes), and a
+//! pass-through op whose input and output the model quantizes differently is refused by name.
+//! The output of a float epilogue (Softmax) stays float: a quantization the model states on it
+//! (onnxruntime wraps Softmax in Q/DQ) is dropped, the program computing it in float; a float
+//! epilogue read by an op that runs on codes is refused by name.
+//!
 //! A graph output produced by a Conv/Gemm/MatMul is not requantized: it is read out as the
 //! 32-bit accumulator, annotated with the accumulator's own scale `s_x · s_w[n]` per output
 //! channel (exact, and needs no calibration — as a Brevitas model whose logits are float means).
@@ -52,9 +60,112 @@ impl Pass for Calibrate {
                 )));
             }
         }
+        adopt_layout_params(g);
+        let float_tails = float_epilogue_outputs(g)?;
         let obs = observe(g, cfg, cx.calib.as_deref(), cx.progress.as_deref())?;
-        annotate(g, &obs, cfg)
+        let mut stats = annotate(g, &obs, cfg)?;
+        check_pass_through(g)?;
+        if float_tails > 0 {
+            *stats.entry("float epilogue outputs left in float").or_default() += float_tails as u64;
+        }
+        Ok(stats)
     }
+}
+
+/// Ops that only lay codes out differently: their input and output hold the same codes.
+fn is_layout(op: &cimc_ir::Op) -> bool {
+    use cimc_ir::Op;
+    matches!(
+        op,
+        Op::Transpose { .. }
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Dropout
+    )
+}
+
+/// An unannotated f32 activation read only by layout ops whose outputs all carry the same
+/// per-tensor parameters takes them (from the graph's end backwards, so chains propagate).
+fn adopt_layout_params(g: &mut Graph) {
+    for n in g.node_ids().into_iter().rev() {
+        let node = g.node(n);
+        if !is_layout(&node.op) {
+            continue;
+        }
+        let x = node.inputs[0];
+        let Some(q) = g.ty(node.outputs[0]).quant.clone() else { continue };
+        if q.axis.is_some()
+            || g.value(x).is_const()
+            || g.ty(x).quant.is_some()
+            || g.ty(x).dtype != DType::F32
+            || g.outputs().contains(&x)
+        {
+            continue;
+        }
+        let agree = g.users(x).iter().all(|&(u, _)| {
+            let un = g.node(u);
+            is_layout(&un.op) && g.ty(un.outputs[0]).quant.as_ref() == Some(&q)
+        });
+        if agree {
+            g.value_mut(x).ty.quant = Some(q);
+        }
+    }
+}
+
+/// Drops the annotation of every float epilogue's output (it stays float) and refuses one
+/// whose output feeds an op that runs on codes. Returns how many annotations were dropped.
+fn float_epilogue_outputs(g: &mut Graph) -> Result<usize> {
+    let mut dropped = 0;
+    for n in g.node_ids() {
+        if !is_float_epilogue(&g.node(n).op) {
+            continue;
+        }
+        let y = g.node(n).outputs[0];
+        if let Some(&(u, _)) = g.users(y).iter().find(|&&(u, _)| !is_float_epilogue(&g.node(u).op))
+        {
+            return Err(PassError::node(
+                "calibrate",
+                g,
+                n,
+                format!(
+                    "this op has no integer implementation in the program, which computes it in float only at its end, but its output feeds node '{}', which runs on integer codes",
+                    g.node(u).name
+                ),
+            ));
+        }
+        if g.value_mut(y).ty.quant.take().is_some() {
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
+}
+
+/// A pass-through op must hold the same codes before and after: refused by name when the model
+/// quantizes its input and its output differently.
+fn check_pass_through(g: &Graph) -> Result<()> {
+    for (n, node) in g.nodes() {
+        if !is_pass_through(&node.op) {
+            continue;
+        }
+        let (x, y) = (node.inputs[0], node.outputs[0]);
+        if let (Some(a), Some(b)) = (&g.ty(x).quant, &g.ty(y).quant) {
+            if a != b && g.ty(y).dtype == DType::F32 {
+                return Err(PassError::node(
+                    "calibrate",
+                    g,
+                    n,
+                    format!(
+                        "only moves codes, but the model quantizes its input '{}' (scale {:?}, zero point {:?}) and its output '{}' (scale {:?}, zero point {:?}) differently; a requantization between them is not supported",
+                        g.value(x).name, a.scale, a.zero_point, g.value(y).name, b.scale, b.zero_point
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The note `mixed-precision` writes on a matrix layer and `calibrate` reads: `wbits` (its

@@ -5,25 +5,30 @@
 //! Does, in order:
 //! 1. removes Identity, and Dropout whose mask nobody reads (inference: y = x);
 //! 2. folds nodes whose inputs are all constants (except quantize/dequantize, which carry
-//!    quantization and are `fold-qdq`'s to absorb) by evaluating them with the interpreter;
-//! 3. folds a Gemm's `alpha` into its weights and `beta` into its bias;
-//! 4. folds a chain of element-wise constant ops after a Conv/Gemm (`Mul`, `Add`, `Sub`, `Div` by
+//!    quantization and are `fold-qdq`'s to absorb) by evaluating them with the interpreter; a
+//!    constant with quantization parameters is folded only through a layout op (Transpose,
+//!    Reshape, Flatten, Squeeze, Unsqueeze), its per-channel axis following the op (Brevitas
+//!    exports a Linear layer's quantized weight through a Transpose);
+//! 3. rewrites a MatMul with a constant operand, and the Add of a constant bias after it, as a
+//!    Gemm ([`crate::dense`]);
+//! 4. folds a Gemm's `alpha` into its weights and `beta` into its bias;
+//! 5. folds a chain of element-wise constant ops after a Conv/Gemm (`Mul`, `Add`, `Sub`, `Div` by
 //!    per-channel constants, each the only reader of the previous value) into the weights and
 //!    bias: the chain is simplified to `x·A + B` by the egg rules of [`crate::epilogue`];
-//! 5. fuses a Relu or a Clip with constant bounds into the producing Conv/Gemm's output clamp
+//! 6. fuses a Relu or a Clip with constant bounds into the producing Conv/Gemm's output clamp
 //!    when it is the only reader;
-//! 6. makes a ReduceMean over the spatial axes of an `[N, C, H, W]` tensor that keeps its axes
+//! 7. makes a ReduceMean over the spatial axes of an `[N, C, H, W]` tensor that keeps its axes
 //!    (squeeze-excite's pooling as the dynamo exporter writes it) a GlobalAveragePool: the same
 //!    function, with an integer form in the program.
 //!
 //! Guarantees: the same function up to float rounding; no Identity; Gemm with `alpha = beta = 1`.
 
 use crate::epilogue::{normalize, TermBuilder};
-use crate::error::Result;
+use crate::error::{PassError, Result};
 use crate::util::{new_bias, scale_weights, single_use};
 use crate::{Pass, PassContext, Stats};
 use cimc_interp::{eval_node, Tensor};
-use cimc_ir::{Graph, NodeId, Op, ValueDef, ValueId};
+use cimc_ir::{Graph, NodeId, Op, QuantParams, ValueDef, ValueId};
 
 pub struct Canonicalize;
 
@@ -36,6 +41,10 @@ impl Pass for Canonicalize {
         let mut stats = Stats::new();
         remove_identities(g, &mut stats);
         fold_constants(g, &mut stats)?;
+        let dense = crate::dense::matmuls_to_gemm(g);
+        if dense > 0 {
+            *stats.entry("matmuls as gemm").or_default() += dense as u64;
+        }
         fold_gemm_scalars(g, &mut stats);
         fold_epilogues(g, &mut stats);
         fuse_activations(g, &mut stats);
@@ -94,11 +103,17 @@ fn fold_constants(g: &mut Graph, stats: &mut Stats) -> Result<()> {
         if matches!(node.op, Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. }) {
             continue;
         }
-        if node.inputs.is_empty()
-            || !node.inputs.iter().all(|&v| g.value(v).is_const() && g.ty(v).quant.is_none())
-        {
+        if node.inputs.is_empty() || !node.inputs.iter().all(|&v| g.value(v).is_const()) {
             continue;
         }
+        let annotated = node.inputs.iter().any(|&v| g.ty(v).quant.is_some());
+        let quant = if annotated {
+            let Some(q) = relaid_quant(g, n)? else { continue };
+            Some(q)
+        } else {
+            None
+        };
+        let node = g.node(n);
         let ins: Vec<Tensor> = node
             .inputs
             .iter()
@@ -113,12 +128,55 @@ fn fold_constants(g: &mut Graph, stats: &mut Stats) -> Result<()> {
             let name = g.value(o).name.clone();
             g.rename_value(o, &format!("{name}_folded"));
             let c = g.add_const(name, t.to_data());
+            g.value_mut(c).ty.quant = quant.clone();
             g.replace_uses(o, c);
         }
         g.remove_node(n);
         bump(stats, "constants folded");
     }
     Ok(())
+}
+
+/// The quantization of the output of layout op `n` applied to an annotated constant: the
+/// input's, its per-channel axis moved where the op puts it. `None` (not folded) for any other
+/// op; an error when the op splits or merges the quantized axis.
+fn relaid_quant(g: &Graph, n: NodeId) -> Result<Option<QuantParams>> {
+    let node = g.node(n);
+    let layout = matches!(
+        node.op,
+        Op::Transpose { .. }
+            | Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+    );
+    if !layout || node.inputs.len() != 1 {
+        return Ok(None);
+    }
+    let q = g.ty(node.inputs[0]).quant.clone().expect("invariant: the caller saw an annotation");
+    let Some(a) = q.axis else { return Ok(Some(q)) };
+    let (from, to) = (&g.ty(node.inputs[0]).shape, &g.ty(node.outputs[0]).shape);
+    let moved = match &node.op {
+        Op::Transpose { perm } => perm.iter().position(|&p| p == a),
+        // A reshape keeps the axis when some output axis has its size and the same number of
+        // elements before it.
+        _ => {
+            let before: usize = from[..a].iter().product();
+            (0..to.len()).find(|&b| to[b] == from[a] && to[..b].iter().product::<usize>() == before)
+        }
+    };
+    match moved {
+        Some(b) => Ok(Some(QuantParams { axis: Some(b), ..q })),
+        None => Err(PassError::node(
+            "canonicalize",
+            g,
+            n,
+            format!(
+                "splits or merges axis {a} of constant '{}' {from:?}, along which it is quantized per channel, into {to:?}",
+                g.value(node.inputs[0]).name
+            ),
+        )),
+    }
 }
 
 fn fold_gemm_scalars(g: &mut Graph, stats: &mut Stats) {

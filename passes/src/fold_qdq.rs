@@ -9,7 +9,9 @@
 //!   `z`, axis and bit width (8 for i8/u8, 32 for i32 biases, or what the Clip bounds allow);
 //! - `QuantizeLinear(x, s, z) [→ Clip(lo, hi)] → DequantizeLinear(·, s, z)` on an activation:
 //!   removed, and `x` annotated with `s`, `z` and the bits of the code range (the Clip's bounds
-//!   narrow it: `[0, 15]` is 4-bit unsigned, `[-8, 7]` 4-bit signed).
+//!   narrow it: `[0, 15]` is 4-bit unsigned, `[-8, 7]` 4-bit signed);
+//! - `QuantizeLinear(x, s, z) → MaxPool/Flatten/Reshape/... on codes → DequantizeLinear(·, s, z)`
+//!   (onnxruntime's QOperator models): the moves run on `x` instead, their outputs annotated.
 //!
 //! Guarantees: no QuantizeLinear/DequantizeLinear pair left on activations; the model's scales
 //! and zero points are kept exactly, nothing is re-derived (`docs/quantization.md`).
@@ -163,8 +165,82 @@ fn fold_constant(g: &mut Graph, n: NodeId) -> Result<()> {
     Ok(())
 }
 
-/// Q [→ Clip] → DQ on an activation; `false` when the DQ's input is not of that form.
+/// Ops that only move codes, of one input and one output: onnxruntime's QOperator models run
+/// them on codes between a QuantizeLinear and the DequantizeLinear of the next QLinear op.
+fn moves_codes_alone(g: &Graph, n: NodeId) -> bool {
+    let node = g.node(n);
+    node.op.moves_values() && node.inputs.len() == 1 && node.outputs.len() == 1
+}
+
+/// `Q(x) → moves… → DQ` with the DQ's parameters (or `moves…` from a value already turned to
+/// annotated floats): the moves run on the floats instead, annotated with those parameters,
+/// and the DQ goes. `false` when the DQ's input is not of that form.
+fn fold_moved_codes(g: &mut Graph, dq: NodeId) -> Result<bool> {
+    let mut chain = Vec::new();
+    let mut v = g.node(dq).inputs[0];
+    while let Some(p) = g.producer(v) {
+        if !moves_codes_alone(g, p) || g.ty(v).dtype == DType::F32 {
+            break;
+        }
+        chain.push(p);
+        v = g.node(p).inputs[0];
+    }
+    if chain.is_empty() {
+        return Ok(false);
+    }
+    let (s2, z2) = scale_zp(g, dq).ok_or_else(|| {
+        PassError::node("fold-qdq", g, dq, "scale and zero point must be constants")
+    })?;
+    // The float the moved codes stand for: the Q's input, or a value converted before.
+    let (x, q, quant) = match (g.producer(v), &g.ty(v).quant) {
+        (_, Some(qp)) if g.ty(v).dtype == DType::F32 => (v, None, qp.clone()),
+        (Some(q), _) if matches!(g.node(q).op, Op::QuantizeLinear { .. }) => {
+            let Some((s1, z1)) = scale_zp(g, q) else { return Ok(false) };
+            if s1.len() != 1 {
+                return Ok(false);
+            }
+            let (bits, signed) = dtype_bits(g.ty(v).dtype);
+            let qp = QuantParams { bits, signed, scale: s1, zero_point: z1, axis: None };
+            (g.node(q).inputs[0], Some(q), qp)
+        }
+        _ => return Ok(false),
+    };
+    if quant.scale != s2 || quant.zero_point != z2 {
+        return Err(PassError::node(
+            "fold-qdq",
+            g,
+            dq,
+            "dequantizes codes moved from a QuantizeLinear with different parameters",
+        ));
+    }
+    g.value_mut(x).ty.quant = Some(quant.clone());
+    let mut prev = x;
+    for &n in chain.iter().rev() {
+        g.node_mut(n).inputs[0] = prev;
+        let o = g.node(n).outputs[0];
+        let ty = &mut g.value_mut(o).ty;
+        ty.dtype = DType::F32;
+        ty.quant = Some(quant.clone());
+        prev = o;
+    }
+    let out = g.node(dq).outputs[0];
+    g.replace_uses(out, prev);
+    g.remove_node(dq);
+    if let Some(q) = q {
+        let o = g.node(q).outputs[0];
+        if g.users(o).is_empty() && !g.outputs().contains(&o) {
+            g.remove_node(q);
+        }
+    }
+    Ok(true)
+}
+
+/// Q [→ Clip] → DQ on an activation (or Q → moves → DQ, [`fold_moved_codes`]); `false` when
+/// the DQ's input is not of that form.
 fn fold_activation(g: &mut Graph, dq: NodeId) -> Result<bool> {
+    if fold_moved_codes(g, dq)? {
+        return Ok(true);
+    }
     let mut v = g.node(dq).inputs[0];
     let mut clip = None;
     let Some(mut p) = g.producer(v) else { return Ok(false) };

@@ -20,6 +20,11 @@ impl<'a> Attrs<'a> {
         Attrs { node }
     }
 
+    /// The node these attributes belong to (an expansion reuses them on the ops it makes).
+    pub fn proto(&self) -> &'a NodeProto {
+        self.node
+    }
+
     fn find(&self, name: &str) -> Option<&'a AttributeProto> {
         self.node.attribute.iter().find(|a| a.name.as_deref() == Some(name))
     }

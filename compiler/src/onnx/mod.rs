@@ -207,7 +207,9 @@ fn default_opset(model: &ModelProto, graph: &GraphProto, file: &Path) -> Result<
         let domain = n.domain.as_deref().unwrap_or("");
         let default = is_default_domain(Some(domain));
         let qonnx = op == "Quant" && nodes::quant::QONNX_DOMAINS.contains(&domain);
-        let supported = qonnx || (default && nodes::find(op).is_some());
+        let microsoft = domain == nodes::qoperator::MICROSOFT_DOMAIN
+            && nodes::qoperator::find_microsoft(op).is_some();
+        let supported = qonnx || microsoft || (default && nodes::find(op).is_some());
         if !supported {
             let key = if default { "" } else { domain };
             let shown = if default { "ai.onnx" } else { domain };
@@ -493,8 +495,13 @@ impl Importer {
                 inputs,
                 n_outputs,
             };
-            if nodes::quant::QONNX_DOMAINS.contains(&n.domain.as_deref().unwrap_or("")) {
+            let domain = n.domain.as_deref().unwrap_or("");
+            if nodes::quant::QONNX_DOMAINS.contains(&domain) {
                 nodes::quant::qonnx_quant(&mut ctx)
+            } else if let (nodes::qoperator::MICROSOFT_DOMAIN, Some(import)) =
+                (domain, nodes::qoperator::find_microsoft(&op_type))
+            {
+                (import.lower)(&mut ctx)
             } else {
                 nodes::lower(&mut ctx)
             }

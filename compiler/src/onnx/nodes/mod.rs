@@ -12,6 +12,7 @@
 
 mod conv_pool;
 mod elementwise;
+pub(crate) mod qoperator;
 pub(crate) mod quant;
 mod reduce;
 mod shape_ops;
@@ -72,6 +73,7 @@ pub const FAMILIES: &[(&str, &[Import])] = &[
     ("shape_ops.rs", shape_ops::IMPORTS),
     ("quant.rs", quant::IMPORTS),
     ("reduce.rs", reduce::IMPORTS),
+    ("qoperator.rs", qoperator::IMPORTS),
 ];
 
 /// The registration of `op_type` (default domain), `None` when the importer does not lower it.
@@ -108,8 +110,11 @@ pub fn supported_ops_markdown() -> String {
         s.push_str(&format!("| {op} | {} | {} | `{file}` |\n", i.note, slots.join(", ")));
     }
     s.push_str(&format!(
-        "\nOther domains: `Quant` of QONNX ({}), lowered in `quant.rs`.\n",
-        quant::QONNX_DOMAINS.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", ")
+        "\nOther domains: `Quant` of QONNX ({}), lowered in `quant.rs`; of onnxruntime's `{}`, {}, \
+         lowered in `qoperator.rs`.\n",
+        quant::QONNX_DOMAINS.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "),
+        qoperator::MICROSOFT_DOMAIN,
+        qoperator::MICROSOFT.iter().map(|i| format!("`{}`", i.op_type)).collect::<Vec<_>>().join(", ")
     ));
     s
 }
@@ -251,6 +256,7 @@ mod tests {
     fn op_types_are_unique() {
         let mut all: Vec<&str> =
             FAMILIES.iter().flat_map(|(_, ops)| ops.iter().map(|i| i.op_type)).collect();
+        all.extend(qoperator::MICROSOFT.iter().map(|i| i.op_type));
         let n = all.len();
         all.sort_unstable();
         all.dedup();
