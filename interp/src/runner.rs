@@ -582,7 +582,11 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         | Op::DequantizeLinear { .. }
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::Pow => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
+        | Op::Pow
+        | Op::Trunc { .. }
+        | Op::MultiThreshold { .. } => {
+            Err(InterpError::Internal(format!("{} cannot run in place", op.name())))
+        }
     }
 }
 
@@ -633,7 +637,9 @@ fn run_as(op: &Op) -> RunAs<'_> {
         | Op::DequantizeLinear { .. }
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::Pow => RunAs::Generic,
+        | Op::Pow
+        | Op::Trunc { .. }
+        | Op::MultiThreshold { .. } => RunAs::Generic,
     }
 }
 

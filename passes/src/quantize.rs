@@ -62,7 +62,9 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Unary(_)
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::Pow => false,
+        | Op::Pow
+        | Op::Trunc { .. }
+        | Op::MultiThreshold { .. } => false,
     }
 }
 

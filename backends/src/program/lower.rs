@@ -302,7 +302,11 @@ impl Lowering<'_> {
             | Op::Unary(_)
             | Op::Variadic(_)
             | Op::Reduce(_)
-            | Op::Pow => Err(err(node, format!("'{}' has no program step", node.op.name()))),
+            | Op::Pow
+            | Op::Trunc { .. }
+            | Op::MultiThreshold { .. } => {
+                Err(err(node, format!("'{}' has no program step", node.op.name())))
+            }
         }
     }
 

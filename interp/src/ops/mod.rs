@@ -198,6 +198,10 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
             arity(inputs, 2, 2)?;
             one(elementwise::pow(inputs[0], inputs[1])?)
         }
+        Op::Trunc { rounding, clamp } => one(quant::trunc(*rounding, *clamp, inputs)?),
+        Op::MultiThreshold { out_scale, out_bias, channels_last } => {
+            one(quant::multi_threshold(*out_scale, *out_bias, *channels_last, inputs)?)
+        }
     }
 }
 
@@ -242,7 +246,9 @@ pub(crate) fn activation_of(op: &Op) -> Option<Act> {
         | Op::Unary(_)
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::Pow => return None,
+        | Op::Pow
+        | Op::Trunc { .. }
+        | Op::MultiThreshold { .. } => return None,
     })
 }
 

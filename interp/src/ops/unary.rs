@@ -26,6 +26,13 @@ pub(crate) fn value(f: UnaryOp, x: f64) -> f64 {
             }
         }
         UnaryOp::Log => x.ln(),
+        UnaryOp::Bipolar => {
+            if x >= 0.0 {
+                1.0
+            } else {
+                -1.0
+            }
+        }
     }
 }
 
@@ -43,6 +50,9 @@ pub(crate) fn derivative(f: UnaryOp, x: f64, y: f64) -> f64 {
             }
         }
         UnaryOp::Log => 1.0 / x,
+        // A step: flat on both sides (training through it needs a straight-through estimator,
+        // which is not the function's derivative).
+        UnaryOp::Bipolar => 0.0,
     }
 }
 
