@@ -110,7 +110,6 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-
 /// The text of `key`'s value in a Python dict literal (up to the next top-level comma).
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let pat1 = format!("'{key}'");
@@ -196,13 +195,16 @@ pub fn npz_bytes(arrays: &[(&str, &TensorData)]) -> std::result::Result<Vec<u8>,
     const VERSION: u16 = 20;
     const UTF8_NAMES: u16 = 1 << 11;
     const DATE: u16 = 0x21;
-    let too_large = |what: &str| format!("{what} is over 4 GiB, too large for a .npz (write one .npy per output)");
+    let too_large = |what: &str| {
+        format!("{what} is over 4 GiB, too large for a .npz (write one .npy per output)")
+    };
     let mut out = Vec::new();
     let mut central = Vec::new();
     for (name, data) in arrays {
         let member = to_bytes(data);
         let file_name = format!("{name}.npy");
-        let size = u32::try_from(member.len()).map_err(|_| too_large(&format!("output '{name}'")))?;
+        let size =
+            u32::try_from(member.len()).map_err(|_| too_large(&format!("output '{name}'")))?;
         let name_len = u16::try_from(file_name.len())
             .map_err(|_| format!("output name '{name}' is too long for a .npz"))?;
         let offset = u32::try_from(out.len()).map_err(|_| too_large("the archive"))?;

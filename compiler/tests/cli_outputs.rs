@@ -14,7 +14,8 @@ fn zip_members(zip: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut at = 0;
     while u32_at(at) == 0x0403_4b50 {
         assert_eq!(u16_at(at + 8), 0, "member {} is compressed", members.len());
-        let (size, name_len, extra_len) = (u32_at(at + 18) as usize, u16_at(at + 26), u16_at(at + 28));
+        let (size, name_len, extra_len) =
+            (u32_at(at + 18) as usize, u16_at(at + 26), u16_at(at + 28));
         let name = String::from_utf8(zip[at + 30..at + 30 + name_len].to_vec()).unwrap();
         let start = at + 30 + name_len + extra_len;
         members.push((name, zip[start..start + size].to_vec()));
@@ -27,8 +28,11 @@ fn zip_members(zip: &[u8]) -> Vec<(String, Vec<u8>)> {
 /// checks that the .npz holds exactly those .npy files under the model's output names.
 fn npz_holds_every_output(model: &Path, dir: &Path, tag: &str) {
     let x = data("import_cases/two_outputs/x.npy");
-    let (logits, aux, npz) =
-        (dir.join(format!("{tag}_logits.npy")), dir.join(format!("{tag}_aux.npy")), dir.join(format!("{tag}.npz")));
+    let (logits, aux, npz) = (
+        dir.join(format!("{tag}_logits.npy")),
+        dir.join(format!("{tag}_aux.npy")),
+        dir.join(format!("{tag}.npz")),
+    );
     let model = model.to_str().unwrap();
     ok(&cimc(&[
         "run",

@@ -361,3 +361,28 @@ impl Op {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Rounding;
+
+    /// Each rounding at ties, between them and on both signs, against its definition.
+    #[test]
+    fn roundings_at_ties_and_between() {
+        let cases: [(Rounding, [f32; 6]); 7] = [
+            (Rounding::HalfEven, [2.0, -2.0, 4.0, 2.0, -3.0, 0.0]),
+            (Rounding::Ceil, [3.0, -2.0, 4.0, 3.0, -2.0, 1.0]),
+            (Rounding::Floor, [2.0, -3.0, 3.0, 2.0, -3.0, 0.0]),
+            (Rounding::Up, [3.0, -3.0, 4.0, 3.0, -3.0, 1.0]),
+            (Rounding::Down, [2.0, -2.0, 3.0, 2.0, -2.0, 0.0]),
+            (Rounding::HalfUp, [3.0, -3.0, 4.0, 2.0, -3.0, 0.0]),
+            (Rounding::HalfDown, [2.0, -2.0, 3.0, 2.0, -3.0, 0.0]),
+        ];
+        let xs = [2.5f32, -2.5, 3.5, 2.25, -2.75, 0.25];
+        for (r, want) in cases {
+            let got: Vec<f32> = xs.iter().map(|&x| r.apply(x)).collect();
+            assert_eq!(got, want, "{}", r.name());
+            assert_eq!(Rounding::from_name(r.name()), Some(r));
+        }
+    }
+}

@@ -96,8 +96,8 @@ fn onnx_node_conformance() {
     let mut passed = 0;
     for dir in &cases {
         let name = dir.file_name().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        let result =
-            std::panic::catch_unwind(|| run_case(dir, 1e-3)).unwrap_or_else(|_| Err("panicked".into()));
+        let result = std::panic::catch_unwind(|| run_case(dir, 1e-3))
+            .unwrap_or_else(|_| Err("panicked".into()));
         match (result, excluded.contains_key(&name)) {
             (Ok(()), false) => passed += 1,
             (Ok(()), true) => stale.push(name),

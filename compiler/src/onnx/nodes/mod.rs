@@ -109,8 +109,9 @@ pub fn supported_ops_markdown() -> String {
         s.push_str(&format!("| {op} | {} | {} | `{file}` |\n", i.note, slots.join(", ")));
     }
     s.push_str(
-        "\nOther domains (QONNX, Brevitas, FINN; the meaning qonnx's executor gives them), \
-         lowered in `qonnx.rs`:\n\n| op | domains |\n|---|---|\n",
+        "\nOther domains (QONNX, Brevitas, FINN), with the meaning qonnx's executor gives them; \
+         their table is in `qonnx.rs` (Quant is lowered in `quant.rs`):\n\n\
+         | op | domains |\n|---|---|\n",
     );
     for i in qonnx::IMPORTS {
         let domains: Vec<String> = i.domains.iter().map(|d| format!("`{d}`")).collect();

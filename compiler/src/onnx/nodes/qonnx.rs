@@ -17,7 +17,8 @@ pub struct CustomImport {
 }
 
 /// The domains of QONNX's general ops, which qonnx's executor treats as one.
-pub const GENERAL: &[&str] = &["qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas"];
+pub const GENERAL: &[&str] =
+    &["qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas"];
 
 /// The domain of qonnx's channels-last wrappers of standard ops.
 pub const CHANNELS_LAST: &[&str] = &["qonnx.custom_op.channels_last"];
@@ -137,7 +138,11 @@ fn trunc(ctx: &mut Ctx) -> R<Lowered> {
         6 => true,
         n => return Err(format!("expected 5 inputs (Trunc v1) or 6 (v2), got {n}")),
     };
-    ctx.attrs.check_known(if v2 { &["rounding_mode", "signed", "narrow"] } else { &["rounding_mode"] })?;
+    ctx.attrs.check_known(if v2 {
+        &["rounding_mode", "signed", "narrow"]
+    } else {
+        &["rounding_mode"]
+    })?;
     ctx.max_outputs(1)?;
     let rounding = rounding(ctx, "FLOOR")?;
     let x = ctx.input(0)?;
@@ -225,7 +230,10 @@ fn channels_last(ctx: &mut Ctx) -> R<Lowered> {
     let x = ctx.input(0)?;
     let rank = ctx.ty(x).rank();
     if rank < 3 {
-        return Err(format!("a channels-last input needs rank >= 3, got {}", super::show(ctx.ty(x))));
+        return Err(format!(
+            "a channels-last input needs rank >= 3, got {}",
+            super::show(ctx.ty(x))
+        ));
     }
     let to_first: Vec<usize> = [0, rank - 1].into_iter().chain(1..rank - 1).collect();
     let to_last: Vec<usize> = [0].into_iter().chain(2..rank).chain([1]).collect();
@@ -233,7 +241,10 @@ fn channels_last(ctx: &mut Ctx) -> R<Lowered> {
     for slot in 0..transposed {
         let v = ctx.input(slot)?;
         if ctx.ty(v).rank() != rank {
-            return Err(format!("input {slot} must have rank {rank}, got {}", super::show(ctx.ty(v))));
+            return Err(format!(
+                "input {slot} must have rank {rank}, got {}",
+                super::show(ctx.ty(v))
+            ));
         }
         let perm = Op::Transpose { perm: to_first.clone() };
         let first = add_op(ctx, &format!("channels_first{slot}"), perm, vec![v])?;
