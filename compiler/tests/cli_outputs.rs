@@ -83,3 +83,32 @@ fn run_refuses_a_count_of_outputs_that_fits_neither_form() {
     assert!(!one.exists(), "nothing is written when the paths do not fit");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A float16 model (onnxconverter-common's converter) runs on a float16 `.npy` (`<f2`) and
+/// writes f32 outputs: those of onnxruntime on the model widened to f32.
+#[test]
+fn a_float16_model_runs_on_a_float16_npy_and_writes_f32() {
+    let dir = tmp_dir("outputs_f16");
+    let (logits, aux) = (dir.join("logits.npy"), dir.join("aux.npy"));
+    ok(&cimc(&[
+        "run",
+        &data("import_cases/f16_cnn/model.onnx"),
+        "--input",
+        &data("import_cases/f16_cnn/x_f16.npy"),
+        "--output",
+        logits.to_str().unwrap(),
+        "--output",
+        aux.to_str().unwrap(),
+    ]));
+    for (k, got) in [logits, aux].iter().enumerate() {
+        let got = cimc::npy::read(got).unwrap();
+        let want = data(&format!("import_cases/f16_cnn/test_data_set_0/output_{k}.pb"));
+        let (_, want) = cimc::onnx::read_tensor_pb(Path::new(&want)).unwrap();
+        assert_eq!(got.dtype(), cimc_ir::DType::F32);
+        assert_eq!(got.shape(), want.shape());
+        for (g, w) in got.to_f32_vec().iter().zip(want.to_f32_vec()) {
+            assert!((g - w).abs() <= 1e-5 + 1e-5 * w.abs(), "output {k}: {g} vs {w}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
