@@ -180,8 +180,8 @@ def qonnx_trunc(version):
 
 
 def qonnx_multithreshold():
-    """FINN's MultiThreshold: per-channel thresholds in NCHW with out_scale and out_bias, and
-    one global set of thresholds in NHWC (the FINN domain)."""
+    """FINN's MultiThreshold: per-channel thresholds in NCHW with out_scale and out_bias, one
+    global set of thresholds in NHWC (the FINN domain), and per-channel thresholds in NHWC."""
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (2, 3, 4, 4)).astype(np.float32)
     t = np.sort(rng.normal(0, 1, (3, 7)), axis=1).astype(np.float32)
@@ -192,10 +192,14 @@ def qonnx_multithreshold():
                          out_dtype="INT4", out_scale=0.5, out_bias=-2.0),
         helper.make_node("MultiThreshold", ["x", "tg"], ["y2"], domain="finn.custom_op.general",
                          out_dtype="UINT2", data_layout="NHWC"),
+        helper.make_node("MultiThreshold", ["x", "tl"], ["y3"], domain=GENERAL,
+                         out_dtype="UINT2", data_layout="NHWC", out_scale=2.0),
     ]
-    outs = [f32_info("y1", [2, 3, 4, 4]), f32_info("y2", [2, 3, 4, 4])]
+    outs = [f32_info(n, [2, 3, 4, 4]) for n in ("y1", "y2", "y3")]
+    tl = np.sort(rng.normal(0, 1, (4, 3)), axis=1).astype(np.float32)
     m = qonnx_model("qonnx_multithreshold", nodes, [f32_info("x", [2, 3, 4, 4])], outs,
-                    [const("t", t), const("tg", tg)], {GENERAL: 1, "finn.custom_op.general": 1})
+                    [const("t", t), const("tg", tg), const("tl", tl)],
+                    {GENERAL: 1, "finn.custom_op.general": 1})
     save_case("qonnx_multithreshold", m, {"x": x}, qonnx_run(m, {"x": x}))
 
 

@@ -264,9 +264,12 @@ pub(crate) fn multi_threshold(
     let t = super::contiguous(t);
     let t = t.as_slice().expect("invariant: a standard-layout array is contiguous");
     let per_row = t.len() / rows.max(1);
-    let mut y = x.clone();
-    for (index, v) in y.indexed_iter_mut() {
-        let row = if rows == 1 { 0 } else { index[axis] };
+    // In row-major order, element i lies in channel (i / inner) % channels.
+    let inner: usize = x.shape()[axis + 1..].iter().product();
+    let mut y = super::contiguous(x).into_owned();
+    let values = y.as_slice_mut().expect("invariant: a standard-layout array is contiguous");
+    for (i, v) in values.iter_mut().enumerate() {
+        let row = if rows == 1 { 0 } else { (i / inner.max(1)) % channels };
         let count = t[row * per_row..(row + 1) * per_row].iter().filter(|&&th| *v >= th).count();
         *v = out_scale * count as f32 + out_bias;
     }
