@@ -94,7 +94,7 @@ impl NoiseSpec {
     /// (then the whole file is validated as a target). Errors name the file and the key.
     pub fn load(path: &Path) -> Result<NoiseSpec> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
+        let text = cimc_ir::files::read_text(path)
             .map_err(|e| BackendError::Target(format!("{origin}: cannot read noise file: {e}")))?;
         NoiseSpec::from_toml_str(&text, &origin)
     }

@@ -372,7 +372,7 @@ impl Target {
     /// Reads, parses and validates a target file.
     pub fn load(path: &Path) -> Result<Target> {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
+        let text = cimc_ir::files::read_text(path)
             .map_err(|e| BackendError::Target(format!("{origin}: cannot read target file: {e}")))?;
         Target::from_toml_str(&text, &origin)
     }

@@ -25,6 +25,7 @@ pub fn run_pipeline(
     print_after: &[String],
     stop_after: Option<&str>,
 ) -> Result<PipelineReport> {
+    crate::values::check_values(graph)?;
     Ok(Pipeline::default_pipeline().run(graph, cx, print_after, stop_after)?)
 }
 
@@ -58,7 +59,7 @@ pub fn compile_in_place(
 
 /// Reads a `.cimp` program file.
 pub fn read_program(path: &Path) -> Result<Program> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = cimc_ir::files::read_regular(path, u64::MAX).map_err(|e| Error::io(path, e))?;
     Program::from_bytes(&bytes)
         .map_err(|e| Error::Program { file: path.to_path_buf(), msg: e.to_string() })
 }
@@ -69,13 +70,12 @@ pub fn write_program(path: &Path, p: &Program) -> Result<()> {
     write_with(path, |w| p.write_to(w))
 }
 
-/// Creates `path` and writes it through a buffer with `write`.
+/// Writes `path` through a buffer with `write`, whole or not at all (`crate::output`).
 pub fn write_with(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<()> {
-    use std::io::Write;
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut w = std::io::BufWriter::new(file);
-    write(&mut w).and_then(|()| w.flush()).map_err(|e| Error::io(path, e))
+    let mut outs = crate::output::Outputs::default();
+    outs.write_with(path, write)?;
+    outs.commit()
 }

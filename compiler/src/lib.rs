@@ -3,16 +3,19 @@
 pub mod compile;
 pub mod error;
 pub mod fuzz_entry;
+pub mod guard;
 pub mod memory;
 pub mod model;
 pub mod noise_eval;
 pub mod npy;
 pub mod numerics;
 pub mod onnx;
+pub mod output;
 pub mod report;
 pub mod stream_report;
 pub mod svg;
 pub mod tensor_util;
+pub mod values;
 pub mod worst_case;
 
 pub use error::{Error, Result};

@@ -6,7 +6,12 @@ mod cli;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// Set by the panic hook when the panic is `print!` failing to write standard output (a full
+/// disk, a closed descriptor): the environment's failure, reported as a user error (exit 1).
+static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn main() -> ExitCode {
+    cimc::guard::install();
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {
@@ -26,14 +31,55 @@ fn main() -> ExitCode {
         cimc::memory::release_freed_memory_promptly();
     }
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("error: internal error (a bug in cimc, please report it): {info}");
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // `print!` panics when standard output cannot be written; std words it this way.
+        if let Some(reason) = payload.strip_prefix("failed printing to stdout: ") {
+            STDOUT_FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("error: cannot write to standard output: {reason}");
+        } else {
+            eprintln!("error: internal error (a bug in cimc, please report it): {info}");
+        }
     }));
-    match std::panic::catch_unwind(|| cli::run(args)) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
+    let outcome = std::panic::catch_unwind(|| cli::run(args));
+    // Whatever stdout still buffers must reach it, or the failure be reported.
+    let flushed = std::io::Write::flush(&mut std::io::stdout());
+    match outcome {
+        Ok(Ok(())) => match flushed {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write to standard output: {e}");
+                ExitCode::from(1)
+            }
+        },
         Ok(Err(e)) => {
-            eprintln!("error: {}", e.to_string().replace('\n', " "));
+            eprintln!("error: {}", printable(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
         }
+        Err(_) if STDOUT_FAILED.load(std::sync::atomic::Ordering::SeqCst) => ExitCode::from(1),
         Err(_) => ExitCode::from(2),
     }
+}
+
+/// `message` on one line with nothing a terminal would act on: names taken from model files
+/// may hold escape sequences, carriage returns or bidirectional overrides, which are shown
+/// escaped (`\u{1b}`); a newline becomes a space.
+fn printable(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| match c {
+            '\n' => " ".to_string(),
+            c if c.is_control() || is_bidi_control(c) => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// The Unicode bidirectional formatting characters (embeddings, overrides, isolates, marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }

@@ -30,9 +30,9 @@ pub fn data_path(cir: &Path) -> PathBuf {
 
 /// Reads a text IR file (and its data file when present) and verifies the graph.
 pub fn read_ir(path: &Path) -> Result<Graph> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = cimc_ir::files::read_text(path).map_err(|e| Error::io(path, e))?;
     let dpath = data_path(path);
-    let data = match std::fs::read(&dpath) {
+    let data = match cimc_ir::files::read_regular(&dpath, u64::MAX) {
         Ok(d) => Some(d),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(Error::io(dpath, e)),
@@ -43,18 +43,16 @@ pub fn read_ir(path: &Path) -> Result<Graph> {
     Ok(graph)
 }
 
-/// Writes a graph as text IR to `path`, and its large constants to `<path>.data` (removing a
-/// stale data file when the graph has none).
-pub fn write_ir(graph: &Graph, path: &Path) -> Result<()> {
-    std::fs::write(path, graph.to_string()).map_err(|e| Error::io(path, e))?;
+/// Stages a graph as text IR for `path`, and its large constants for `<path>.data` (removing a
+/// stale data file at the commit when the graph has none): the two are replaced together.
+pub fn write_ir(outs: &mut crate::output::Outputs, graph: &Graph, path: &Path) -> Result<()> {
     let dpath = data_path(path);
     if cimc_ir::datafile::has_referenced_data(graph) {
-        std::fs::write(&dpath, cimc_ir::datafile::write_data(graph))
-            .map_err(|e| Error::io(dpath, e))?;
-    } else if dpath.exists() {
-        std::fs::remove_file(&dpath).map_err(|e| Error::io(dpath, e))?;
+        outs.write(&dpath, cimc_ir::datafile::write_data(graph))?;
+    } else {
+        outs.remove_at_commit(&dpath);
     }
-    Ok(())
+    outs.write(path, graph.to_string())
 }
 
 pub fn verify(graph: &Graph, file: &Path) -> Result<()> {
@@ -265,7 +263,7 @@ pub fn weight_widths(wbits: Option<u8>, file: Option<&Path>) -> Result<Option<We
         w.all = Some(cimc_passes::config::check_bits("--cascade-wbits", b)? as u32);
     }
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+        let text = cimc_ir::files::read_text(f).map_err(|e| Error::io(f, e))?;
         let mut cfg = cimc_passes::QuantConfig::default();
         cfg.read_overrides(&text, &f.display().to_string())?;
         for (name, bits) in cfg.layers {

@@ -12,7 +12,7 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 
 /// Reads a `.npy` file into constant data (dtype, shape, raw little-endian bytes).
 pub fn read(path: &Path) -> Result<TensorData> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = cimc_ir::files::read_regular(path, u64::MAX).map_err(|e| Error::io(path, e))?;
     parse(Bytes::from(bytes)).map_err(|msg| Error::Npy { file: path.to_path_buf(), msg })
 }
 
@@ -110,11 +110,12 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-/// The text of `key`'s value in a Python dict literal (up to the next top-level comma).
+/// The text of `key`'s value in a Python dict literal (up to the next top-level comma). A key
+/// given twice has its last value, as in Python (and so in numpy).
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     let pat1 = format!("'{key}'");
     let pat2 = format!("\"{key}\"");
-    let pos = header.find(&pat1).or_else(|| header.find(&pat2))?;
+    let pos = header.rfind(&pat1).max(header.rfind(&pat2))?;
     let rest = &header[pos + pat1.len()..];
     let rest = rest.trim_start().strip_prefix(':')?.trim_start();
     let mut depth = 0i32;
@@ -178,9 +179,11 @@ pub fn to_bytes(data: &TensorData) -> Vec<u8> {
     out
 }
 
-/// Writes constant data to a `.npy` file.
+/// Writes constant data to a `.npy` file, whole or not at all.
 pub fn write(path: &Path, data: &TensorData) -> Result<()> {
-    std::fs::write(path, to_bytes(data)).map_err(|e| Error::io(path, e))
+    let mut outs = crate::output::Outputs::default();
+    outs.write(path, to_bytes(data))?;
+    outs.commit()
 }
 
 /// Serializes named arrays as a `.npz` archive, what `numpy.savez` writes and `numpy.load`
@@ -249,7 +252,7 @@ pub fn npz_bytes(arrays: &[(&str, &TensorData)]) -> std::result::Result<Vec<u8>,
 /// Writes named arrays to a `.npz` file (`npz_bytes`).
 pub fn write_npz(path: &Path, arrays: &[(&str, &TensorData)]) -> Result<()> {
     let bytes = npz_bytes(arrays).map_err(|msg| Error::Npy { file: path.to_path_buf(), msg })?;
-    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+    crate::output::write_whole(path, bytes)
 }
 
 /// The CRC-32 of zip files (IEEE 802.3 polynomial, reflected), bytewise from a table.
@@ -275,6 +278,13 @@ fn crc32(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_given_twice_has_its_last_value_as_in_numpy() {
+        let h = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'shape': (1,), }";
+        assert_eq!(dict_value(h, "shape"), Some("(1,)"));
+        assert_eq!(dict_value(h, "descr"), Some("'<f4'"));
+    }
 
     #[test]
     fn roundtrip_f32() {

@@ -262,3 +262,28 @@ pub fn bits_toml(g: &Graph) -> String {
     }
     s
 }
+
+/// Removes every wall-clock field (a key ending in `seconds`) from a report, at any depth: a
+/// report file is then the same bytes for the same inputs, run after run. Times are kept where
+/// a user asks for them (`--time-passes`, the terminal summary, `--json` on stdout).
+pub fn strip_wall_clock(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|k, _| !k.ends_with("seconds"));
+            m.values_mut().for_each(strip_wall_clock);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_wall_clock),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod wall_clock_tests {
+    #[test]
+    fn wall_clock_fields_leave_at_every_depth() {
+        let mut v = serde_json::json!({"a": 1, "seconds": 2.0,
+            "rows": [{"exact_seconds": 1.0, "top1": 99.0}], "p": {"sensitivity_seconds": 3}});
+        super::strip_wall_clock(&mut v);
+        assert_eq!(v, serde_json::json!({"a": 1, "rows": [{"top1": 99.0}], "p": {}}));
+    }
+}

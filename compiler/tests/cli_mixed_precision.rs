@@ -46,7 +46,8 @@ fn auto_bits_toml_compiles_back_to_the_same_program() {
     assert!(
         chosen["measured_error"].as_f64().unwrap() <= uniform["measured_error"].as_f64().unwrap()
     );
-    assert!(mp["sensitivity_seconds"].as_f64().unwrap() > 0.0);
+    // Wall-clock fields are in the report only with --time-passes (reports are deterministic).
+    assert!(mp.get("sensitivity_seconds").is_none(), "{mp}");
     let layers = mp["layers"].as_array().unwrap();
     assert!(!layers.is_empty());
     for l in layers {

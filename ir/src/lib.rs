@@ -13,6 +13,7 @@ pub mod data;
 pub mod datafile;
 pub mod dtype;
 pub mod error;
+pub mod files;
 pub mod graph;
 pub mod infer;
 pub mod note;

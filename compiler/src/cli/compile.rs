@@ -3,8 +3,9 @@
 
 use super::quant_args::QuantArgs;
 use super::{print_json, ImportArgs};
-use cimc::compile::{compile_in_place, write_program, write_with};
+use cimc::compile::compile_in_place;
 use cimc::model::Model;
+use cimc::output::Outputs;
 use cimc::report::MappingReport;
 use cimc::Result;
 use cimc_backends::program::Program;
@@ -73,21 +74,31 @@ pub struct CompileArgs {
 
 pub fn run(a: CompileArgs) -> Result<()> {
     let start = std::time::Instant::now();
+    let mut outs = declare_outputs(&a)?;
+    let target = a.quant.target()?;
+    if a.emit == Emit::Stream && target.is_none() {
+        return Err(cimc::Error::Usage(
+            "--emit stream needs --target: a stream is code for one chip".into(),
+        ));
+    }
     let m = Model::open(&a.model, a.import.options()?)?;
     let mut graph = m.graph()?;
     let cx = a.quant.context(&graph, a.json)?;
-    let target = a.quant.target()?;
     let (program, mut report) = compile_in_place(&mut graph, &cx, &a.print_after)?;
     let mapping = target.as_ref().map(|t| {
         let tj = serde_json::to_value(t).expect("invariant: targets serialize");
         MappingReport::new(&graph, tj, t.chip.arrays)
     });
     if let Some(path) = &a.report {
-        write_report(path, mapping.as_ref(), serde_json::json!(cx.reports()))?;
+        let mut passes = serde_json::json!(cx.reports());
+        if !a.time_passes {
+            cimc::report::strip_wall_clock(&mut passes);
+        }
+        write_report(&mut outs, path, mapping.as_ref(), passes)?;
     }
     if let Some(path) = &a.bits_out {
         let toml = cimc::report::bits_toml(&graph);
-        std::fs::write(path, toml).map_err(|e| cimc::Error::io(path, e))?;
+        outs.write(path, toml)?;
     }
     if let (Some(r), false) = (&mapping, a.json) {
         print!("{}", r.table());
@@ -96,11 +107,11 @@ pub fn run(a: CompileArgs) -> Result<()> {
     // output is made (`docs/compile-memory.md`).
     drop(graph);
     if let Some(l) = &a.listing {
-        std::fs::write(l, cimc_backends::program::listing::listing(&program))
-            .map_err(|e| cimc::Error::io(l, e))?;
+        outs.write(l, cimc_backends::program::listing::listing(&program))?;
     }
     let shape = ProgramShape { steps: program.steps.len(), buffers: program.buffers.len() };
-    let stream = write_output(&a, program, target.as_ref(), &mut report.times)?;
+    let stream = write_output(&mut outs, &a, program, target.as_ref(), &mut report.times)?;
+    outs.commit()?;
     for (pass, text) in &report.printed {
         println!("// after {pass}\n{text}");
     }
@@ -115,9 +126,25 @@ pub fn run(a: CompileArgs) -> Result<()> {
     Ok(())
 }
 
+/// Every file `cimc compile` will write, checked against what it reads before any work.
+fn declare_outputs(a: &CompileArgs) -> Result<Outputs> {
+    let inputs = std::iter::once(a.model.as_path()).chain(a.quant.input_paths());
+    let report_svg =
+        a.report.as_ref().filter(|_| a.quant.target.is_some()).map(|r| r.with_extension("svg"));
+    let dests = [
+        Some(&a.output),
+        a.listing.as_ref(),
+        a.report.as_ref(),
+        report_svg.as_ref(),
+        a.bits_out.as_ref(),
+    ];
+    Outputs::new(inputs, dests.into_iter().flatten().map(PathBuf::as_path))
+}
+
 /// The `--report` JSON (the mapping, when there is a target, and what each pass decided) and
 /// the mapping's plot next to it.
 fn write_report(
+    outs: &mut Outputs,
     path: &Path,
     mapping: Option<&MappingReport>,
     passes: serde_json::Value,
@@ -128,10 +155,9 @@ fn write_report(
     };
     j["passes"] = passes;
     let text = serde_json::to_string_pretty(&j).expect("invariant: reports serialize");
-    std::fs::write(path, text + "\n").map_err(|e| cimc::Error::io(path, e))?;
+    outs.write(path, text + "\n")?;
     if let Some(r) = mapping {
-        let svg = path.with_extension("svg");
-        std::fs::write(&svg, r.svg()).map_err(|e| cimc::Error::io(&svg, e))?;
+        outs.write(&path.with_extension("svg"), r.svg())?;
     }
     Ok(())
 }
@@ -139,6 +165,7 @@ fn write_report(
 /// Writes `-o`: the program, or with `--emit stream` the stream emitted from it (returned, for
 /// the summary). The stages' times join the passes' in `times`.
 fn write_output(
+    outs: &mut Outputs,
     a: &CompileArgs,
     program: Program,
     target: Option<&Target>,
@@ -147,12 +174,12 @@ fn write_output(
     match (a.emit, target) {
         (Emit::Program, _) => {
             let start = std::time::Instant::now();
-            write_program(&a.output, &program)?;
+            outs.write_with(&a.output, |w| program.write_to(w))?;
             times.push(PassTime::since("(write)", start));
             Ok(None)
         }
-        (Emit::Stream, None) => Err(cimc::Error::Usage(
-            "--emit stream needs --target: a stream is code for one chip".into(),
+        (Emit::Stream, None) => Err(cimc::Error::Internal(
+            "--emit stream without a target passed the check at the start".into(),
         )),
         (Emit::Stream, Some(t)) => {
             let opts = EmitOptions {
@@ -169,7 +196,7 @@ fn write_output(
             drop(program);
             times.push(PassTime::since("(emit)", start));
             let start = std::time::Instant::now();
-            write_with(&a.output, |w| stream.write_to(w))?;
+            outs.write_with(&a.output, |w| stream.write_to(w))?;
             times.push(PassTime::since("(write)", start));
             Ok(Some(stream))
         }

@@ -6,6 +6,7 @@ use super::quant_args::QuantArgs;
 use super::ImportArgs;
 use cimc::compile::run_pipeline;
 use cimc::model::{self, Model};
+use cimc::output::Outputs;
 use cimc::Result;
 use clap::Args;
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ pub struct DumpArgs {
 }
 
 pub fn run(a: DumpArgs) -> Result<()> {
+    let data = a.output.as_deref().map(model::data_path);
+    let inputs = std::iter::once(a.model.as_path()).chain(a.quant.input_paths());
+    let mut outs = Outputs::new(inputs, a.output.iter().chain(&data).map(PathBuf::as_path))?;
     let m = Model::open(&a.model, a.import.options()?)?;
     if let Model::Program { program, .. } = &m {
         print!("{}", cimc_backends::program::listing::listing(program));
@@ -55,7 +59,10 @@ pub fn run(a: DumpArgs) -> Result<()> {
         }
     }
     match &a.output {
-        Some(out) => model::write_ir(&g, out),
+        Some(out) => {
+            model::write_ir(&mut outs, &g, out)?;
+            outs.commit()
+        }
         None => {
             print!("{g}");
             Ok(())

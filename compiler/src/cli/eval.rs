@@ -22,7 +22,7 @@ use cimc::{npy, Error, Result};
 use cimc_interp::tensor::{count_correct, top1_percent};
 use cimc_interp::Tensor;
 use clap::{ArgGroup, Args};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The flags of each mode, by argument id. The groups of two modes conflict, so a flag of one
 /// mode given with a flag of another is refused (naming both); a mode's own flags also
@@ -96,6 +96,16 @@ pub struct EvalArgs {
     worst: super::worst_case::WorstCaseArgs,
 }
 
+/// Refuses, before any work, an output (`--svg`, `--report` and its plot) that is one of the
+/// inputs; each output is then written whole when its mode finishes.
+fn check_outputs(a: &EvalArgs) -> Result<()> {
+    let inputs = [Some(&a.model), Some(&a.data), Some(&a.labels), a.compare.as_ref()];
+    let inputs = inputs.into_iter().flatten().chain(&a.noise.noise).chain(&a.worst.float);
+    let report_svg = a.noise.report.as_ref().map(|r| r.with_extension("svg"));
+    let dests = a.svg.iter().chain(&a.noise.report).chain(&report_svg);
+    cimc::output::Outputs::new(inputs.map(PathBuf::as_path), dests.map(PathBuf::as_path)).map(drop)
+}
+
 /// The random draws of the two sampled modes (`--noise`, `--worst-case`); each mode has its
 /// own defaults.
 #[derive(Args, Debug, Default, Clone, Copy)]
@@ -109,17 +119,34 @@ pub struct SamplingArgs {
     pub seed: Option<u64>,
 }
 
-/// Predictions (argmax of the first output) of a model over `x`.
-fn predictions(p: &Prepared, x: &Tensor, file: &PathBuf, json: bool) -> Result<Vec<usize>> {
+/// Predictions (argmax of the first output) of a model over `x`, whose `labels` (from
+/// `labels_file`) must name classes the model has.
+fn predictions(
+    p: &Prepared,
+    x: &Tensor,
+    file: &PathBuf,
+    (labels, labels_file): (&[i64], &Path),
+    json: bool,
+) -> Result<Vec<usize>> {
     p.check_inputs(std::slice::from_ref(x), std::slice::from_ref(file))?;
     let n = x.shape()[0];
     let pb = progress(n as u64, json);
     let outputs = p.run_all(std::slice::from_ref(x), |k| pb.inc(k as u64))?;
     pb.finish_and_clear();
+    let classes = outputs.first().and_then(|t| t.shape().get(1).copied()).unwrap_or(0);
+    if let Some((i, &l)) =
+        labels.iter().enumerate().find(|(_, &l)| l < 0 || l as u64 >= classes as u64)
+    {
+        return Err(Error::Npy {
+            file: labels_file.to_path_buf(),
+            msg: format!("label {l} of sample {i} is not one of the model's {classes} classes"),
+        });
+    }
     cimc::model::predicted_classes(&outputs)
 }
 
 pub fn run(a: EvalArgs) -> Result<()> {
+    check_outputs(&a)?;
     let m = Model::open(&a.model, a.import.options()?)?;
     let widths = a.widths.widths()?;
     let xd = npy::read(&a.data)?;
@@ -175,7 +202,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let prepared = numerics.prepare(&m, batch, widths.as_ref())?;
     // With weight widths: the time to switch (prepare the derived weights), part of `seconds`.
     let switch_seconds = widths.as_ref().map(|_| start.elapsed().as_secs_f64());
-    let pred = predictions(&prepared, &x, &a.data, a.json)?;
+    let pred = predictions(&prepared, &x, &a.data, (labels, &a.labels), a.json)?;
     let seconds = start.elapsed().as_secs_f64();
     let top1 = |p: &[usize]| {
         let c = count_correct(p, labels);
@@ -195,7 +222,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     }
     if let Some(f) = &a.compare {
         let fm = Model::open(f, a.import.options()?)?;
-        let fpred = predictions(&fm.prepare(batch)?, &x, &a.data, a.json)?;
+        let fpred = predictions(&fm.prepare(batch)?, &x, &a.data, (labels, &a.labels), a.json)?;
         let (fc, facc) = top1(&fpred);
         let differ = pred.iter().zip(&fpred).filter(|(a, b)| a != b).count();
         report["float_top1"] = serde_json::json!(facc);
@@ -234,7 +261,13 @@ fn format_sweep(a: &EvalArgs, m: &Model, x: &Tensor, labels: &[i64], batch: usiz
     for f in &a.format {
         let numerics = cimc::numerics::Numerics::parse(Some(f), a.multiplier.as_deref())?;
         let start = std::time::Instant::now();
-        let pred = predictions(&numerics.prepare(m, batch, None)?, x, &a.data, a.json)?;
+        let pred = predictions(
+            &numerics.prepare(m, batch, None)?,
+            x,
+            &a.data,
+            (labels, &a.labels),
+            a.json,
+        )?;
         let seconds = start.elapsed().as_secs_f64();
         let correct = count_correct(&pred, labels);
         rows.push((f.clone(), correct, top1_percent(correct, n), seconds));
@@ -244,7 +277,7 @@ fn format_sweep(a: &EvalArgs, m: &Model, x: &Tensor, labels: &[i64], batch: usiz
         let top1: Vec<f64> = rows.iter().map(|r| r.2).collect();
         let title = format!("top-1 against number format: {}", a.model.display());
         let svg = cimc::svg::bars(&title, &labels, &[("top-1 %", &top1[..])]);
-        std::fs::write(path, svg).map_err(|e| Error::io(path, e))?;
+        cimc::output::write_whole(path, svg)?;
     }
     if a.json {
         let formats: Vec<_> = rows

@@ -70,6 +70,9 @@ pub struct ImportArgs {
 
 impl ImportArgs {
     fn options(&self) -> Result<ImportOptions> {
+        if self.batch == Some(0) {
+            return Err(Error::Usage("--batch 0: a batch holds at least one sample".into()));
+        }
         let mut input_shapes = Vec::new();
         for s in &self.input_shape {
             let (name, dims) = s.split_once('=').ok_or_else(|| {
@@ -82,6 +85,11 @@ impl ImportArgs {
                 .map_err(|_| {
                     Error::Usage(format!("--input-shape '{s}': dimensions must be integers"))
                 })?;
+            if dims.contains(&0) {
+                return Err(Error::Usage(format!(
+                    "--input-shape '{s}': every dimension must be at least 1"
+                )));
+            }
             input_shapes.push((name.to_string(), dims));
         }
         Ok(ImportOptions {
@@ -117,6 +125,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Disasm(a) => stream::disasm(a),
         Command::Sim(a) => sim::run(a),
     }
+}
+
+/// Refuses a count option above `max`: far above any real use, it would only make cimc run
+/// for hours or abort on an allocation (`--pgd-steps 4000000000`).
+fn at_most(flag: &str, value: usize, max: usize) -> Result<()> {
+    if value > max {
+        return Err(Error::Usage(format!("{flag} {value} is above the limit of {max}")));
+    }
+    Ok(())
 }
 
 /// Prints a JSON value on stdout (the `--json` form of a report).

@@ -18,7 +18,7 @@ pub struct NoiseArgs {
     /// Evaluate under the analog non-idealities of this file's [noise] table (a noise file or
     /// a target file with one; docs/noise.md). The model must be a crossbar program (.cimp).
     #[arg(long, value_name = "FILE")]
-    noise: Option<PathBuf>,
+    pub noise: Option<PathBuf>,
     /// Read times after programming, e.g. 1s,1h,1d,1y (units s, m, h, d, y): one row each
     /// (with --noise).
     #[arg(long = "drift-time", value_delimiter = ',', requires = "noise")]
@@ -28,7 +28,7 @@ pub struct NoiseArgs {
     sweep: Option<String>,
     /// Write the Monte Carlo report (JSON) here, and its plot next to it (.svg) (with --noise).
     #[arg(long, requires = "noise")]
-    report: Option<PathBuf>,
+    pub report: Option<PathBuf>,
 }
 
 impl NoiseArgs {
@@ -107,6 +107,7 @@ pub fn run(
             m.path().display()
         )));
     };
+    super::at_most("--trials", trials, 1_000_000)?;
     if trials == 0 {
         return Err(Error::Usage("--trials must be at least 1".into()));
     }
@@ -127,11 +128,14 @@ pub fn run(
     j["model"] = serde_json::json!(path.display().to_string());
     j["noise_file"] = serde_json::json!(file.display().to_string());
     if let Some(r) = &a.report {
+        let mut j = j.clone();
+        cimc::report::strip_wall_clock(&mut j);
         let text = serde_json::to_string_pretty(&j).expect("invariant: reports serialize");
-        std::fs::write(r, text).map_err(|e| Error::io(r, e))?;
-        let svg = r.with_extension("svg");
+        let mut outs = cimc::output::Outputs::default();
+        outs.write(r, text)?;
         let title = format!("top-1 under noise, {} trials ({})", trials, file.display());
-        std::fs::write(&svg, report.svg(&title, &x_label)).map_err(|e| Error::io(&svg, e))?;
+        outs.write(&r.with_extension("svg"), report.svg(&title, &x_label))?;
+        outs.commit()?;
     }
     if json {
         print_json(&j);

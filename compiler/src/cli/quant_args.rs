@@ -100,6 +100,13 @@ impl QuantArgs {
         Ok(Some(t))
     }
 
+    /// The files these options read (the calibration data, the bit widths, a target file), for
+    /// the check that no output overwrites an input.
+    pub fn input_paths(&self) -> Vec<&std::path::Path> {
+        let target = self.target.as_deref().map(std::path::Path::new);
+        [self.calib.as_deref(), self.bits_file.as_deref(), target].into_iter().flatten().collect()
+    }
+
     /// The pass context for `graph`: settings, calibration data (checked against the graph's
     /// inputs), and a progress bar unless `quiet`.
     pub fn context(&self, graph: &Graph, quiet: bool) -> Result<PassContext> {
@@ -122,13 +129,16 @@ impl QuantArgs {
         if let Some(b) = self.cascade {
             c.cascade_min_bits = Some(check_bits("--cascade", b)?);
         }
+        if let Some(n) = self.arrays {
+            super::at_most("--arrays", n, 1 << 24)?;
+        }
         if let Some(t) = self.target()? {
             cx.chip = Some(cimc_passes::tile::Chip::from_target(&t, self.arrays));
         } else if self.arrays.is_some() || self.adc_range.is_some() || self.adc_bits.is_some() {
             return Err(Error::Usage("--arrays, --adc-range and --adc-bits need --target".into()));
         }
         if let Some(f) = &self.bits_file {
-            let text = std::fs::read_to_string(f).map_err(|e| Error::io(f, e))?;
+            let text = cimc_ir::files::read_text(f).map_err(|e| Error::io(f, e))?;
             c.read_overrides(&text, &f.display().to_string())?;
         }
         if let Some(p) = &self.calib {
@@ -156,6 +166,7 @@ impl QuantArgs {
                     ),
                 });
             }
+            check_finite(&t, p)?;
             cx.calib = Some(vec![t]);
             if !quiet {
                 let pb = super::progress(0, false);
@@ -170,5 +181,18 @@ impl QuantArgs {
             }
         }
         Ok(cx)
+    }
+}
+
+/// Calibration data must be finite numbers: a NaN or an infinity would give every layer a
+/// NaN or infinite range, and the program codes of nothing.
+fn check_finite(t: &Tensor, file: &std::path::Path) -> Result<()> {
+    let Some(a) = t.as_f32() else { return Ok(()) };
+    match a.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((i, v)) => Err(Error::Npy {
+            file: file.to_path_buf(),
+            msg: format!("calibration data must be finite: element {i} (in memory order) is {v}"),
+        }),
+        None => Ok(()),
     }
 }

@@ -9,6 +9,7 @@
 
 use super::{print_json, ImportArgs};
 use cimc::model::Model;
+use cimc::output::Outputs;
 use cimc::{npy, Error, Result};
 use cimc_interp::tensor::argmax;
 use cimc_interp::Tensor;
@@ -87,12 +88,19 @@ fn is_npz(path: &std::path::Path) -> bool {
 
 /// Writes the outputs to the `--output` paths: every output into one `.npz` when one such path
 /// is given, else one path per output (a `.npz` path then holds its one output).
-fn write_outputs(paths: &[PathBuf], names: &[String], outputs: &[Tensor]) -> Result<()> {
+fn write_outputs(
+    outs: &mut Outputs,
+    paths: &[PathBuf],
+    names: &[String],
+    outputs: &[Tensor],
+) -> Result<()> {
     if let [path] = paths {
         if is_npz(path) {
             let data: Vec<_> = outputs.iter().map(Tensor::to_data).collect();
             let arrays: Vec<_> = names.iter().map(String::as_str).zip(&data).collect();
-            return npy::write_npz(path, &arrays);
+            let bytes = npy::npz_bytes(&arrays)
+                .map_err(|msg| Error::Npy { file: path.clone(), msg })?;
+            return outs.write(path, bytes);
         }
     }
     if !paths.is_empty() && paths.len() != outputs.len() {
@@ -105,20 +113,30 @@ fn write_outputs(paths: &[PathBuf], names: &[String], outputs: &[Tensor]) -> Res
         )));
     }
     for ((path, name), t) in paths.iter().zip(names).zip(outputs) {
-        if is_npz(path) {
-            npy::write_npz(path, &[(name.as_str(), &t.to_data())])?;
+        let bytes = if is_npz(path) {
+            npy::npz_bytes(&[(name.as_str(), &t.to_data())])
+                .map_err(|msg| Error::Npy { file: path.clone(), msg })?
         } else {
-            npy::write(path, &t.to_data())?;
-        }
+            npy::to_bytes(&t.to_data())
+        };
+        outs.write(path, bytes)?;
     }
     Ok(())
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
+    let inputs = std::iter::once(&a.model).chain(&a.input).map(PathBuf::as_path);
+    let mut outs = Outputs::new(inputs, a.output.iter().map(PathBuf::as_path))?;
     let m = Model::open(&a.model, a.import.options()?)?;
     let widths = a.widths.widths()?;
     let inputs = read_inputs(&a.input)?;
     let n = inputs.first().and_then(|t| t.shape().first().copied()).unwrap_or(1);
+    if n == 0 {
+        return Err(Error::Npy {
+            file: a.input[0].clone(),
+            msg: "holds no samples (its first dimension is 0)".into(),
+        });
+    }
     let start = std::time::Instant::now();
     let prepared = m.prepare_at(n, widths.as_ref())?;
     prepared.check_inputs(&inputs, &a.input)?;
@@ -135,7 +153,8 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     let outputs = prepared.run_all(&inputs, |_| {})?;
     let seconds = start.elapsed().as_secs_f64();
-    write_outputs(&a.output, &prepared.outputs, &outputs)?;
+    write_outputs(&mut outs, &a.output, &prepared.outputs, &outputs)?;
+    outs.commit()?;
     if a.json {
         let outs: Vec<_> = prepared
             .outputs

@@ -6,6 +6,7 @@
 use super::print_json;
 use super::run::read_inputs;
 use super::stream::read_stream;
+use cimc::output::Outputs;
 use cimc::{npy, Error, Result};
 use cimc_backends::stream::{cost, Stream};
 use cimc_backends::target::Target;
@@ -90,6 +91,11 @@ pub fn stream_target(s: &Stream, name: Option<&str>, quiet: bool) -> Result<Targ
 }
 
 pub fn run(a: SimArgs) -> Result<()> {
+    let svg = a.report.as_ref().map(|r| r.with_extension("svg"));
+    let inputs = [&a.stream].into_iter().chain(&a.input).map(PathBuf::as_path);
+    let target_file = a.target.as_deref().map(std::path::Path::new);
+    let dests = a.output.iter().chain(&a.report).chain(&svg).map(PathBuf::as_path);
+    let mut outs = Outputs::new(inputs.chain(target_file), dests)?;
     let s = read_stream(&a.stream)?;
     let inputs = read_inputs(&a.input)?;
     if inputs.len() != s.inputs.len() {
@@ -136,19 +142,19 @@ pub fn run(a: SimArgs) -> Result<()> {
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     for (p, t) in a.output.iter().zip(&outputs) {
-        npy::write(p, &t.to_data())?;
+        outs.write(p, npy::to_bytes(&t.to_data()))?;
     }
     let report = match (&a.report, &target) {
         (Some(path), Some(t)) => {
             let r = cost::estimate(&s, t)?;
             let text = serde_json::to_string_pretty(&r).expect("invariant: reports serialize");
-            std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))?;
-            let svg = path.with_extension("svg");
-            std::fs::write(&svg, cimc::stream_report::svg(&r)).map_err(|e| Error::io(&svg, e))?;
+            outs.write(path, text + "\n")?;
+            outs.write(&path.with_extension("svg"), cimc::stream_report::svg(&r))?;
             Some(r)
         }
         _ => None,
     };
+    outs.commit()?;
     if a.json {
         let outs: Vec<_> = s
             .outputs

@@ -1,5 +1,6 @@
 //! `cimc asm` and `cimc disasm`: the text form of an instruction stream (.cims), both ways.
 
+use cimc::output::Outputs;
 use cimc::{Error, Result};
 use cimc_backends::stream::{text, Stream};
 use clap::Args;
@@ -25,25 +26,31 @@ pub struct DisasmArgs {
 
 /// Reads and validates a `.cims` file; every problem names the file.
 pub fn read_stream(path: &Path) -> Result<Stream> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = cimc_ir::files::read_regular(path, u64::MAX).map_err(|e| Error::io(path, e))?;
     Stream::from_bytes(&bytes)
         .map_err(|e| Error::Program { file: path.to_path_buf(), msg: e.to_string() })
 }
 
 pub fn asm(a: AsmArgs) -> Result<()> {
-    let t = std::fs::read_to_string(&a.input).map_err(|e| Error::io(&a.input, e))?;
+    let mut outs = Outputs::new([a.input.as_path()], [a.output.as_path()])?;
+    let t = cimc_ir::files::read_text(&a.input).map_err(|e| Error::io(&a.input, e))?;
     let s = text::parse(&t)
         .map_err(|e| Error::Program { file: a.input.clone(), msg: e.to_string() })?;
-    std::fs::write(&a.output, s.to_bytes()).map_err(|e| Error::io(&a.output, e))?;
+    outs.write_with(&a.output, |w| s.write_to(w))?;
+    outs.commit()?;
     println!("{}: {} cores, {} instructions", a.output.display(), s.cores.len(), s.instructions());
     Ok(())
 }
 
 pub fn disasm(a: DisasmArgs) -> Result<()> {
+    let mut outs = Outputs::new([a.input.as_path()], a.output.iter().map(PathBuf::as_path))?;
     let s = read_stream(&a.input)?;
     let t = text::print(&s);
     match &a.output {
-        Some(p) => std::fs::write(p, t).map_err(|e| Error::io(p, e)),
+        Some(p) => {
+            outs.write(p, t)?;
+            outs.commit()
+        }
         None => {
             use std::io::Write;
             // A closed pipe (`| head`) is not an error worth a message.

@@ -58,6 +58,8 @@ pub fn run(
     })?;
     let n = labels.len();
     let graph = float_graph(float, batch_dividing(n, 100))?;
+    super::at_most("--pgd-steps", a.pgd_steps, 10_000)?;
+    super::at_most("--trials", sampling.trials.unwrap_or(3), 1_000_000)?;
     let opts = Options {
         sigma: a.sigma,
         ks: a.ks.clone(),
@@ -72,7 +74,7 @@ pub fn run(
     })?;
     if let Some(f) = svg {
         let title = format!("top-1 under programming variation, σ_p = {}", a.sigma);
-        std::fs::write(f, r.svg(&title)).map_err(|e| Error::io(f, e))?;
+        cimc::output::write_whole(f, r.svg(&title))?;
     }
     if json {
         print_json(&serde_json::to_value(&r).map_err(|e| Error::Internal(e.to_string()))?);

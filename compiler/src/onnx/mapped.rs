@@ -78,6 +78,8 @@ impl Drop for TensorPages {
 impl MappedFile {
     /// Maps `path` read-only; `None` for an empty file (which cannot be mapped).
     pub fn open(path: &Path) -> std::io::Result<Option<MappedFile>> {
+        // Examined before it is opened: opening a FIFO would block (`cimc_ir::files`).
+        cimc_ir::files::regular_file_len(path)?;
         let file = std::fs::File::open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -89,8 +91,12 @@ impl MappedFile {
         if meta.len() == 0 {
             return Ok(None);
         }
-        // SAFETY: the mapping is read-only; like every mmap-based loader we rely on the model
-        // file not being truncated or rewritten while the graph that borrows its bytes is alive.
+        // SAFETY: the mapping is read-only. A file truncated or rewritten by another process
+        // while the graph borrows its bytes raises SIGBUS on the next read of a lost page: the
+        // `cimc` binary turns that signal into a one-line error and exit 1 (`cimc::guard`), and
+        // refuses an output that is one of its inputs, so cimc itself never rewrites a mapped
+        // model. Mapping instead of reading keeps import at well under a millisecond for
+        // ResNet-18 (a read and copy of its 47 MB costs ~45 ms of CPU, measured).
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(Some(MappedFile { map: Arc::new(map) }))
     }

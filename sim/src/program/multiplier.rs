@@ -134,7 +134,8 @@ impl Multiplier {
             "drum" => Multiplier::Drum(k(1, 8)?),
             "table" => {
                 let path = std::path::Path::new(arg.ok_or_else(bad)?);
-                let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let bytes = cimc_ir::files::read_regular(path, u64::MAX)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 let t = ProductTable::from_bytes(&bytes)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
                 let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());

@@ -1,0 +1,69 @@
+//! The values in a user's model that no compilation can make right, refused before the passes
+//! run, each naming its node and tensor (exit 1): a NaN weight would otherwise quantize to code
+//! 0 and the program score as if nothing were wrong; a zero or negative scale, or a BatchNorm
+//! whose variance plus epsilon is not positive, would reach the passes as an internal error.
+//!
+//! Checked: every float constant operand of a matrix op (Conv, Gemm, MatMul: weights and bias)
+//! and of BatchNorm is finite; a BatchNorm's variance plus epsilon is positive; every
+//! QuantizeLinear/DequantizeLinear scale is a positive normal number (a subnormal scale has no
+//! reciprocal in f32). Left to the float interpreter: non-finite constants of other ops (an
+//! attention mask of −∞ is a legitimate model).
+
+use crate::error::{Error, Result};
+use cimc_ir::{Graph, Node, OnCodes, Op, ValueId};
+
+/// Refuses the first value of `graph` that breaks one of the rules above.
+pub fn check_values(graph: &Graph) -> Result<()> {
+    for (_, node) in graph.nodes() {
+        let problem = match &node.op {
+            op if op.on_codes() == OnCodes::Matrix => finite_operands(graph, node),
+            Op::BatchNorm { epsilon } => {
+                finite_operands(graph, node).or_else(|| positive_variance(graph, node, *epsilon))
+            }
+            Op::QuantizeLinear { .. } | Op::DequantizeLinear { .. } => {
+                node.inputs.get(1).and_then(|&s| normal_scale(graph, s))
+            }
+            _ => None,
+        };
+        if let Some(msg) = problem {
+            return Err(Error::Usage(format!("node '{}' ({}): {msg}", node.name, node.op.name())));
+        }
+    }
+    Ok(())
+}
+
+/// The constant float data of `v`, if it is one.
+fn float_const(graph: &Graph, v: ValueId) -> Option<Vec<f64>> {
+    let data = graph.value(v).const_data()?;
+    data.dtype().is_float().then(|| data.to_f64_vec())
+}
+
+fn finite_operands(graph: &Graph, node: &Node) -> Option<String> {
+    node.inputs.iter().find_map(|&v| {
+        let values = float_const(graph, v)?;
+        let (i, x) = values.iter().enumerate().find(|(_, x)| !x.is_finite())?;
+        Some(format!(
+            "the constant '{}' holds {x} at element {i}: weights must be finite numbers",
+            graph.value(v).name
+        ))
+    })
+}
+
+fn positive_variance(graph: &Graph, node: &Node, epsilon: f32) -> Option<String> {
+    let &var = node.inputs.get(4)?;
+    let values = float_const(graph, var)?;
+    let (i, x) = values.iter().enumerate().find(|(_, &x)| x + epsilon as f64 <= 0.0)?;
+    Some(format!(
+        "the variance '{}' is {x} at channel {i} with epsilon {epsilon}: variance + epsilon must be positive",
+        graph.value(var).name
+    ))
+}
+
+fn normal_scale(graph: &Graph, scale: ValueId) -> Option<String> {
+    let values = float_const(graph, scale)?;
+    let (i, x) = values.iter().enumerate().find(|(_, &x)| !(x > 0.0 && (x as f32).is_normal()))?;
+    Some(format!(
+        "the scale '{}' is {x} at element {i}: a quantization scale must be a positive normal number",
+        graph.value(scale).name
+    ))
+}
