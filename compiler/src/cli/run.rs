@@ -98,8 +98,8 @@ fn write_outputs(
         if is_npz(path) {
             let data: Vec<_> = outputs.iter().map(Tensor::to_data).collect();
             let arrays: Vec<_> = names.iter().map(String::as_str).zip(&data).collect();
-            let bytes = npy::npz_bytes(&arrays)
-                .map_err(|msg| Error::Npy { file: path.clone(), msg })?;
+            let bytes =
+                npy::npz_bytes(&arrays).map_err(|msg| Error::Npy { file: path.clone(), msg })?;
             return outs.write(path, bytes);
         }
     }

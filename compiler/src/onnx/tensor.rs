@@ -34,11 +34,13 @@ pub fn dtype_of(code: i32) -> R<DType> {
         DataType::Int64 => DType::I64,
         DataType::Bool => DType::Bool,
         DataType::Float16 | DataType::Bfloat16 => DType::F32,
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "element type {} is not supported (f32, f64, f16 and bf16 read as f32, i8, u8, i16, \
                  u16, i32, i64, bool)",
             other.as_str_name()
-        )),
+        ))
+        }
     })
 }
 
