@@ -1,6 +1,7 @@
 //! Reading and writing NumPy `.npy` files (format versions 1.0, 2.0 and 3.0, little-endian,
-//! C order). The header's declared shape is checked against the bytes present before anything
-//! is allocated, so a hostile header cannot make cimc allocate without bound.
+//! C order), and writing `.npz` archives of several arrays. The header's declared shape is
+//! checked against the bytes present before anything is allocated, so a hostile header cannot
+//! make cimc allocate without bound. Half-precision arrays (`<f2`) are widened to f32 as they are read: every float model runs in f32, float16 ones included.
 
 use crate::error::{Error, Result};
 use bytes::Bytes;
@@ -49,7 +50,9 @@ pub fn parse(bytes: Bytes) -> std::result::Result<TensorData, String> {
     }
     let shape_text = dict_value(header, "shape").ok_or("header has no 'shape'")?;
     let shape = parse_shape(shape_text)?;
+    let half = descr == "<f2";
     let dtype = match descr {
+        "<f2" => DType::F32,
         "<f4" => DType::F32,
         "<f8" => DType::F64,
         "|i1" | "<i1" => DType::I8,
@@ -61,7 +64,7 @@ pub fn parse(bytes: Bytes) -> std::result::Result<TensorData, String> {
         "|b1" => DType::Bool,
         other => {
             return Err(format!(
-                "unsupported dtype '{other}' (expected little-endian f4, f8, i1, u1, i2, u2, i4, i8 or b1)"
+                "unsupported dtype '{other}' (expected little-endian f2, f4, f8, i1, u1, i2, u2, i4, i8 or b1)"
             ))
         }
     };
@@ -69,15 +72,42 @@ pub fn parse(bytes: Bytes) -> std::result::Result<TensorData, String> {
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or("declared shape overflows")?;
-    let want = numel.checked_mul(dtype.size()).ok_or("declared size overflows")?;
+    let element_bytes = if half { 2 } else { dtype.size() };
+    let want = numel.checked_mul(element_bytes).ok_or("declared size overflows")?;
     let have = bytes.len() - end;
     if want != have {
+        let name = if half { "f16".to_string() } else { dtype.to_string() };
         return Err(format!(
-            "header declares {} {shape:?} = {want} bytes of data, the file holds {have}",
-            dtype
+            "header declares {name} {shape:?} = {want} bytes of data, the file holds {have}"
         ));
     }
+    if half {
+        let widened: Vec<f32> = bytes[end..]
+            .chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect();
+        return Ok(TensorData::from_f32(shape, &widened));
+    }
     TensorData::from_raw(dtype, shape, bytes.slice(end..)).map_err(|e| e.to_string())
+}
+
+/// The value of an IEEE 754 binary16 number (exact: every f16 is an f32).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let mant = u32::from(h & 0x3ff);
+    let bits = match (exp, mant) {
+        (0, 0) => sign,
+        // Subnormal: mant · 2^-24, exact in f32.
+        (0, m) => {
+            let magnitude = m as f32 * f32::powi(2.0, -24);
+            return if sign == 0 { magnitude } else { -magnitude };
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, m) => sign | 0x7fc0_0000 | (m << 13),
+        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
 }
 
 /// The text of `key`'s value in a Python dict literal (up to the next top-level comma). A key
@@ -156,6 +186,95 @@ pub fn write(path: &Path, data: &TensorData) -> Result<()> {
     outs.commit()
 }
 
+/// Serializes named arrays as a `.npz` archive, what `numpy.savez` writes and `numpy.load`
+/// reads: a zip file with one `NAME.npy` member per array, stored (uncompressed), so the only
+/// computation a zip needs is each member's CRC-32. Without zip64 a member and the archive must
+/// stay under 4 GiB; a larger output is refused with a message naming it.
+pub fn npz_bytes(arrays: &[(&str, &TensorData)]) -> std::result::Result<Vec<u8>, String> {
+    const LOCAL: u32 = 0x0403_4b50;
+    const CENTRAL: u32 = 0x0201_4b50;
+    const END: u32 = 0x0605_4b50;
+    // Version 2.0 of the format; names are UTF-8 (flag bit 11); DOS date 1980-01-01, 00:00.
+    const VERSION: u16 = 20;
+    const UTF8_NAMES: u16 = 1 << 11;
+    const DATE: u16 = 0x21;
+    let too_large = |what: &str| {
+        format!("{what} is over 4 GiB, too large for a .npz (write one .npy per output)")
+    };
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in arrays {
+        let member = to_bytes(data);
+        let file_name = format!("{name}.npy");
+        let size =
+            u32::try_from(member.len()).map_err(|_| too_large(&format!("output '{name}'")))?;
+        let name_len = u16::try_from(file_name.len())
+            .map_err(|_| format!("output name '{name}' is too long for a .npz"))?;
+        let offset = u32::try_from(out.len()).map_err(|_| too_large("the archive"))?;
+        let crc = crc32(&member);
+        // The fields the local header and the central directory entry share, from the version
+        // needed to the name's length.
+        let mut common = Vec::with_capacity(26);
+        for half in [VERSION, UTF8_NAMES, 0, 0, DATE] {
+            common.extend_from_slice(&half.to_le_bytes());
+        }
+        for word in [crc, size, size] {
+            common.extend_from_slice(&word.to_le_bytes());
+        }
+        common.extend_from_slice(&name_len.to_le_bytes());
+        out.extend_from_slice(&LOCAL.to_le_bytes());
+        out.extend_from_slice(&common);
+        out.extend_from_slice(&0u16.to_le_bytes()); // extra field length
+        out.extend_from_slice(file_name.as_bytes());
+        out.extend_from_slice(&member);
+        central.extend_from_slice(&CENTRAL.to_le_bytes());
+        central.extend_from_slice(&VERSION.to_le_bytes()); // version made by
+        central.extend_from_slice(&common);
+        // Extra field and comment lengths, disk number, internal and external attributes.
+        central.extend_from_slice(&[0; 2 + 2 + 2 + 2 + 4]);
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(file_name.as_bytes());
+    }
+    let count = u16::try_from(arrays.len()).map_err(|_| "more than 65535 outputs for a .npz")?;
+    let central_offset = u32::try_from(out.len()).map_err(|_| too_large("the archive"))?;
+    let central_size = u32::try_from(central.len()).map_err(|_| too_large("the archive"))?;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&END.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // this disk, the disk where the directory starts
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&central_size.to_le_bytes());
+    out.extend_from_slice(&central_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // comment length
+    Ok(out)
+}
+
+/// Writes named arrays to a `.npz` file (`npz_bytes`).
+pub fn write_npz(path: &Path, arrays: &[(&str, &TensorData)]) -> Result<()> {
+    let bytes = npz_bytes(arrays).map_err(|msg| Error::Npy { file: path.to_path_buf(), msg })?;
+    crate::output::write_whole(path, bytes)
+}
+
+/// The CRC-32 of zip files (IEEE 802.3 polynomial, reflected), bytewise from a table.
+fn crc32(bytes: &[u8]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut i = 0;
+        while i < 256 {
+            let mut c = i as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 == 1 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+                k += 1;
+            }
+            table[i] = c;
+            i += 1;
+        }
+        table
+    };
+    !bytes.iter().fold(!0u32, |c, &b| TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +310,51 @@ mod tests {
         b.extend_from_slice(text.as_bytes());
         let err = parse(Bytes::from(b)).unwrap_err();
         assert!(err.contains("declares"), "{err}");
+    }
+
+    #[test]
+    fn crc32_of_the_check_string() {
+        // The check value of CRC-32/ISO-HDLC (the zip CRC).
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(crc32(b""), 0);
+    }
+
+    #[test]
+    fn npz_members_are_the_npy_files_stored() {
+        let a = TensorData::from_f32(vec![2], &[1.0, -2.0]);
+        let b = TensorData::from_i64(vec![], &[7]);
+        let zip = npz_bytes(&[("logits", &a), ("index", &b)]).unwrap();
+        // The first member's data follows its 30-byte header and name, unchanged.
+        let npy = to_bytes(&a);
+        assert_eq!(&zip[30 + "logits.npy".len()..][..npy.len()], &npy[..]);
+        assert_eq!(&zip[zip.len() - 22..][..4], &0x0605_4b50u32.to_le_bytes());
+        // Two entries in the end record.
+        assert_eq!(&zip[zip.len() - 12..][..2], &2u16.to_le_bytes());
+    }
+
+    #[test]
+    fn half_precision_is_widened_to_f32() {
+        for (h, want) in [
+            (0x3c00u16, 1.0f32),
+            (0xc000, -2.0),
+            (0x7bff, 65504.0),
+            (0x0001, 5.960_464_5e-8),
+            (0x8001, -5.960_464_5e-8),
+            (0x0000, 0.0),
+            (0x7c00, f32::INFINITY),
+            (0xfc00, f32::NEG_INFINITY),
+        ] {
+            assert_eq!(f16_to_f32(h), want, "{h:#06x}");
+        }
+        assert!(f16_to_f32(0x7e00).is_nan());
+        assert!(f16_to_f32(0x8000).is_sign_negative());
+        // A .npy of dtype <f2 reads as f32.
+        let mut b = to_bytes(&TensorData::from_i16(vec![2], &[0x3c00, 0x3800]));
+        let text = String::from_utf8(b[10..].to_vec()).unwrap().replace("<i2", "<f2");
+        b.truncate(10);
+        b.extend_from_slice(text.as_bytes());
+        let d = parse(Bytes::from(b)).unwrap();
+        assert_eq!(d, TensorData::from_f32(vec![2], &[1.0, 0.5]));
     }
 
     #[test]

@@ -636,9 +636,29 @@ fn initializers_typed_fields_and_inputs_listing_them() {
     // Unsupported dtype names the tensor.
     let mut m5 = m.clone();
     m5.graph.as_mut().unwrap().initializer =
-        vec![raw_tensor("w", DataType::Float16, &[3], vec![0; 6])];
+        vec![raw_tensor("w", DataType::Uint32, &[3], vec![0; 12])];
     let e = err_of(&m5);
-    assert!(e.contains("tensor 'w'") && e.contains("FLOAT16"), "{e}");
+    assert!(e.contains("tensor 'w'") && e.contains("UINT32"), "{e}");
+    // float16 (raw) and bfloat16 (bits in int32_data) are widened to f32 once, at import.
+    for (dtype, bits) in [
+        (DataType::Float16, [0x3c00, 0xc000, 0x3800]),
+        (DataType::Bfloat16, [0x3f80, 0xc000, 0x3f00]),
+    ] {
+        let mut mh = m.clone();
+        let mut t =
+            raw_tensor("w", dtype, &[3], bits.iter().flat_map(|b: &u16| b.to_le_bytes()).collect());
+        if dtype == DataType::Bfloat16 {
+            t.raw_data = None;
+            t.int32_data = bits.iter().map(|&b| i32::from(b)).collect();
+        }
+        mh.graph.as_mut().unwrap().initializer = vec![t];
+        let g = import_model(&mh, &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let w = g
+            .values()
+            .find_map(|(_, v)| (v.name == "w").then(|| v.const_data().cloned()))
+            .flatten();
+        assert_eq!(w.unwrap().to_f32_vec(), [1.0, -2.0, 0.5], "{dtype:?}");
+    }
     // int8 in int32_data.
     let q = TensorProto {
         name: Some("q".into()),

@@ -590,6 +590,10 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         | Op::Logic(_)
         | Op::Not
         | Op::Where => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
+        | Op::Trunc { .. }
+        | Op::MultiThreshold { .. } => {
+            Err(InterpError::Internal(format!("{} cannot run in place", op.name())))
+        }
     }
 }
 
@@ -647,7 +651,9 @@ fn run_as(op: &Op) -> RunAs<'_> {
         | Op::Compare(_)
         | Op::Logic(_)
         | Op::Not
-        | Op::Where => RunAs::Generic,
+        | Op::Where
+        | Op::Trunc { .. }
+        | Op::MultiThreshold { .. } => RunAs::Generic,
     }
 }
 

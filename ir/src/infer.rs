@@ -65,7 +65,49 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
             bool_input(x, "input").map(|()| one(TensorType::new(DType::Bool, x.shape.clone())))
         }
         Op::Where => where_(inputs).map(one),
+        Op::Trunc { .. } => trunc(inputs).map(one),
+        Op::MultiThreshold { channels_last, .. } => {
+            multi_threshold(x, inputs[1], *channels_last).map(one)
+        }
     }
+}
+
+/// Trunc: f32 x and five f32 parameters, each broadcasting to x's shape.
+fn trunc(inputs: &[&TensorType]) -> R<TensorType> {
+    let x = inputs[0];
+    let names = ["x", "scale", "zero point", "trunc scale", "output zero point", "output scale"];
+    for (t, what) in inputs.iter().zip(names) {
+        if t.dtype != DType::F32 {
+            return Err(format!("expected an f32 {what}, got {}", show(t)));
+        }
+        if broadcast(&t.shape, &x.shape).as_deref() != Some(&x.shape[..]) {
+            return Err(format!("the {what} {} does not broadcast to x {}", show(t), show(x)));
+        }
+    }
+    Ok(plain(x))
+}
+
+/// MultiThreshold: f32 x of rank >= 2, f32 thresholds `[C or 1, T]`.
+fn multi_threshold(x: &TensorType, t: &TensorType, channels_last: bool) -> R<TensorType> {
+    if x.dtype != DType::F32 || t.dtype != DType::F32 {
+        return Err(format!("expected f32 x and thresholds, got {} and {}", show(x), show(t)));
+    }
+    if x.rank() < 2 || t.rank() != 2 {
+        return Err(format!(
+            "expected x of rank >= 2 and thresholds [C, T], got {} and {}",
+            show(x),
+            show(t)
+        ));
+    }
+    let channels = if channels_last { x.shape[x.rank() - 1] } else { x.shape[1] };
+    if t.shape[0] != channels && t.shape[0] != 1 {
+        return Err(format!(
+            "thresholds {} need 1 or {channels} rows (the channels of x {})",
+            show(t),
+            show(x)
+        ));
+    }
+    Ok(plain(x))
 }
 
 /// PRelu: a float input and a slope of its dtype that broadcasts to it (unidirectionally).

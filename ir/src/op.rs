@@ -41,6 +41,67 @@ pub enum PadMode {
     Wrap,
 }
 
+/// How an op rounds a real number to an integer (QONNX's `rounding_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rounding {
+    /// To the nearest, halves to even (QONNX's ROUND and HALF_EVEN).
+    HalfEven,
+    /// Toward +∞.
+    Ceil,
+    /// Toward −∞.
+    Floor,
+    /// Away from zero.
+    Up,
+    /// Toward zero.
+    Down,
+    /// To the nearest, halves away from zero.
+    HalfUp,
+    /// To the nearest, halves toward zero.
+    HalfDown,
+}
+
+impl Rounding {
+    pub const ALL: [Rounding; 7] = [
+        Rounding::HalfEven,
+        Rounding::Ceil,
+        Rounding::Floor,
+        Rounding::Up,
+        Rounding::Down,
+        Rounding::HalfUp,
+        Rounding::HalfDown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Rounding::HalfEven => "half_even",
+            Rounding::Ceil => "ceil",
+            Rounding::Floor => "floor",
+            Rounding::Up => "up",
+            Rounding::Down => "down",
+            Rounding::HalfUp => "half_up",
+            Rounding::HalfDown => "half_down",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Rounding> {
+        Rounding::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// `x` rounded, in f32 as numpy computes it for QONNX (`HalfUp` is
+    /// `sign(x) · floor(|x| + 0.5)`, the sum rounded to f32 first).
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Rounding::HalfEven => x.round_ties_even(),
+            Rounding::Ceil => x.ceil(),
+            Rounding::Floor => x.floor(),
+            Rounding::Up => x.abs().ceil().copysign(x),
+            Rounding::Down => x.trunc(),
+            Rounding::HalfUp => (x.abs() + 0.5).floor().copysign(x),
+            Rounding::HalfDown => (x.abs() - 0.5).ceil().copysign(x),
+        }
+    }
+}
+
 impl PadMode {
     pub fn name(self) -> &'static str {
         match self {
@@ -113,6 +174,9 @@ crate::optable::op_family! {
         /// `x · Φ(x)` (Φ the standard normal CDF, `½(1 + erf(x/√2))`), or with `tanh` its
         /// approximation `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`.
         Gelu { tanh: bool } = "gelu";
+        /// `+1` for `x >= 0` (−0 included), else `−1` (NaN too): QONNX's BipolarQuant before
+        /// its scale.
+        Bipolar = "bipolar";
     }
 }
 
@@ -357,6 +421,16 @@ crate::optable::op_table! {
         /// inputs: cond (bool), x, y (one dtype), numpy-broadcast together: `x` where `cond`,
         /// else `y`.
         Where = "where", inputs 3..=3, outputs 1..=1, codes Float;
+        /// QONNX's Trunc. inputs: x, scale, zero point, trunc scale (a power of two), output
+        /// zero point, output scale (each broadcast to x). Every step in f32:
+        /// `y = (R(clamp(round(x / scale + zp) / trunc_scale)) − out_zp) · out_scale`, `round`
+        /// half to even, `R` the rounding, `clamp` to `[lo, hi]` when given.
+        Trunc { rounding: Rounding, clamp: Option<(f32, f32)> } = "trunc",
+            inputs 6..=6, outputs 1..=1, codes Float;
+        /// FINN's MultiThreshold. inputs: x, thresholds `[C or 1, T]` (C along axis 1, or the
+        /// last axis with `channels_last`). In f32: `y = out_scale · #{t : x >= t} + out_bias`.
+        MultiThreshold { out_scale: f32, out_bias: f32, channels_last: bool } = "multi_threshold",
+            inputs 2..=2, outputs 1..=1, codes Float;
     }
 }
 
@@ -384,6 +458,31 @@ impl Op {
             | OnCodes::Float
             | OnCodes::Quantizes
             | OnCodes::Dequantizes => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Rounding;
+
+    /// Each rounding at ties, between them and on both signs, against its definition.
+    #[test]
+    fn roundings_at_ties_and_between() {
+        let cases: [(Rounding, [f32; 6]); 7] = [
+            (Rounding::HalfEven, [2.0, -2.0, 4.0, 2.0, -3.0, 0.0]),
+            (Rounding::Ceil, [3.0, -2.0, 4.0, 3.0, -2.0, 1.0]),
+            (Rounding::Floor, [2.0, -3.0, 3.0, 2.0, -3.0, 0.0]),
+            (Rounding::Up, [3.0, -3.0, 4.0, 3.0, -3.0, 1.0]),
+            (Rounding::Down, [2.0, -2.0, 3.0, 2.0, -2.0, 0.0]),
+            (Rounding::HalfUp, [3.0, -3.0, 4.0, 2.0, -3.0, 0.0]),
+            (Rounding::HalfDown, [2.0, -2.0, 3.0, 2.0, -3.0, 0.0]),
+        ];
+        let xs = [2.5f32, -2.5, 3.5, 2.25, -2.75, 0.25];
+        for (r, want) in cases {
+            let got: Vec<f32> = xs.iter().map(|&x| r.apply(x)).collect();
+            assert_eq!(got, want, "{}", r.name());
+            assert_eq!(Rounding::from_name(r.name()), Some(r));
         }
     }
 }

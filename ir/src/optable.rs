@@ -21,7 +21,7 @@
 //! new `impl AttrField` here.
 
 use crate::print::fmt_f32;
-use crate::{ConvAttrs, DType, Op, PadMode, PoolAttrs, SliceAxis};
+use crate::{ConvAttrs, DType, Op, PadMode, PoolAttrs, Rounding, SliceAxis};
 use std::fmt::{self, Write};
 use std::ops::RangeInclusive;
 
@@ -356,6 +356,22 @@ impl AttrField for PadMode {
         PadMode::from_name(&w).ok_or_else(|| AttrErr {
             pos,
             msg: format!("unknown pad mode '{w}' (expected constant, reflect, edge or wrap)"),
+        })
+    }
+}
+
+impl AttrField for Rounding {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Word(self.name())));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        let (pos, w) = a.word(key)?;
+        Rounding::from_name(&w).ok_or_else(|| AttrErr {
+            pos,
+            msg: format!(
+                "unknown rounding '{w}' (expected half_even, ceil, floor, up, down, half_up or \
+                 half_down)"
+            ),
         })
     }
 }

@@ -73,7 +73,9 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Compare(_)
         | Op::Logic(_)
         | Op::Not
-        | Op::Where => false,
+        | Op::Where
+        | Op::Trunc { .. }
+        | Op::MultiThreshold { .. } => false,
     }
 }
 

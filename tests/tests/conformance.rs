@@ -3,6 +3,10 @@
 //! compare with the expected outputs. Cases that cimc does not pass are listed, with the reason,
 //! in `tests/data/conformance/EXCLUDED.txt`; an excluded case that starts passing fails the test
 //! so the list cannot go stale.
+//!
+//! The same runner takes the cases of `tests/data/import_cases/` (made by
+//! `scripts/make_import_cases.py`): QONNX/Brevitas/FINN custom ops checked against qonnx's
+//! executor, float16 and bfloat16 models against onnxruntime, a model with two outputs.
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_interp::{Runner, Tensor};
@@ -21,8 +25,9 @@ fn excluded() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Imports and runs one case; Err says what went wrong.
-fn run_case(dir: &Path) -> Result<(), String> {
+/// Imports and runs one case, comparing every output element-wise within `rtol` relative and
+/// 1e-5 absolute (`allclose`); Err says what went wrong.
+fn run_case(dir: &Path, rtol: f64) -> Result<(), String> {
     let model = dir.join("model.onnx");
     let set = dir.join("test_data_set_0");
     let mut inputs = BTreeMap::new();
@@ -50,6 +55,10 @@ fn run_case(dir: &Path) -> Result<(), String> {
         let d = inputs.get(name).ok_or_else(|| format!("no data for bound input {name}"))?;
         opts.bind.push((name.clone(), d.clone()));
     }
+    // Symbolic dims (the batch of the import cases) take the test data's.
+    for (name, d) in inputs.iter().filter(|(name, _)| !bound.contains(name)) {
+        opts.input_shapes.push((name.clone(), d.shape().to_vec()));
+    }
     let graph = onnx::import_file(&model, &opts).map_err(|e| format!("import: {e}"))?;
     cimc_ir::verify::verify(&graph).map_err(|e| format!("verify: {e}"))?;
     let mut feed = Vec::new();
@@ -65,7 +74,7 @@ fn run_case(dir: &Path) -> Result<(), String> {
     }
     for (k, (name, want)) in outputs.values().enumerate() {
         let want = Tensor::from_data(want).map_err(|e| e.to_string())?;
-        allclose(&got[k], &want, 1e-3, 1e-5).map_err(|e| format!("output '{name}': {e}"))?;
+        allclose(&got[k], &want, rtol, 1e-5).map_err(|e| format!("output '{name}': {e}"))?;
     }
     Ok(())
 }
@@ -87,8 +96,8 @@ fn onnx_node_conformance() {
     let mut passed = 0;
     for dir in &cases {
         let name = dir.file_name().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        let result =
-            std::panic::catch_unwind(|| run_case(dir)).unwrap_or_else(|_| Err("panicked".into()));
+        let result = std::panic::catch_unwind(|| run_case(dir, 1e-3))
+            .unwrap_or_else(|_| Err("panicked".into()));
         match (result, excluded.contains_key(&name)) {
             (Ok(()), false) => passed += 1,
             (Ok(()), true) => stale.push(name),
@@ -106,4 +115,29 @@ fn onnx_node_conformance() {
         stale.is_empty(),
         "excluded cases that now pass (remove them from EXCLUDED.txt): {stale:?}"
     );
+}
+
+/// Every case of `tests/data/import_cases/` passes (none is excluded), to 1e-5 relative:
+/// quantizers give the same multiples of their scales as qonnx's executor.
+#[test]
+fn import_cases_match_their_reference_executors() {
+    let root = data().join("import_cases");
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .expect("tests/data/import_cases is vendored in the repository")
+        .flatten()
+        .filter(|e| e.path().join("model.onnx").is_file())
+        .map(|e| e.path())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "expected the 10 vendored import cases, found {}", cases.len());
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|dir| {
+            let name = dir.file_name().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            let result = std::panic::catch_unwind(|| run_case(dir, 1e-5))
+                .unwrap_or_else(|_| Err("panicked".into()));
+            result.err().map(|e| format!("{name}: {e}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
 }

@@ -309,6 +309,10 @@ impl Lowering<'_> {
             | Op::Logic(_)
             | Op::Not
             | Op::Where => Err(err(node, format!("'{}' has no program step", node.op.name()))),
+            | Op::Trunc { .. }
+            | Op::MultiThreshold { .. } => {
+                Err(err(node, format!("'{}' has no program step", node.op.name())))
+            }
         }
     }
 

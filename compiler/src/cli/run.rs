@@ -1,5 +1,9 @@
 //! `cimc run MODEL --input x.npy [--output y.npy]`: run a model (ONNX, text IR or program) on
 //! .npy inputs. A program's outputs are dequantized to f32, as the float model's would be.
+//! A model's outputs are written one `--output` per output, or all into one `.npz` (named by
+//! the model's output names) when a single `--output x.npz` is given. Float outputs are written
+//! in f32 even where the model declares float16 or bfloat16: such models run in f32 (their
+//! weights widened once at import), and f32 holds their results without a second rounding.
 //! `--cascade-wbits B` / `--cascade-bits` run a program at lower weight widths; `--profile`
 //! times a float model's steps (`profile.rs`).
 
@@ -19,8 +23,9 @@ pub struct RunArgs {
     /// One .npy per model input, in the model's input order.
     #[arg(long, required = true)]
     input: Vec<PathBuf>,
-    /// Where to write the outputs (.npy), one per model output, in order.
-    #[arg(long)]
+    /// Where to write the outputs: one .npy per model output, in order, or a single .npz that
+    /// holds every output under its name in the model.
+    #[arg(short, long)]
     output: Vec<PathBuf>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
@@ -76,6 +81,49 @@ pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Tensor>> {
         .collect()
 }
 
+/// Whether `path` names a `.npz` archive (by its extension, in any case).
+fn is_npz(path: &std::path::Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"))
+}
+
+/// Writes the outputs to the `--output` paths: every output into one `.npz` when one such path
+/// is given, else one path per output (a `.npz` path then holds its one output).
+fn write_outputs(
+    outs: &mut Outputs,
+    paths: &[PathBuf],
+    names: &[String],
+    outputs: &[Tensor],
+) -> Result<()> {
+    if let [path] = paths {
+        if is_npz(path) {
+            let data: Vec<_> = outputs.iter().map(Tensor::to_data).collect();
+            let arrays: Vec<_> = names.iter().map(String::as_str).zip(&data).collect();
+            let bytes =
+                npy::npz_bytes(&arrays).map_err(|msg| Error::Npy { file: path.clone(), msg })?;
+            return outs.write(path, bytes);
+        }
+    }
+    if !paths.is_empty() && paths.len() != outputs.len() {
+        return Err(Error::Usage(format!(
+            "the model has {} output(s) ({}), {} --output path(s) given: give one .npy per \
+             output, or one .npz for all",
+            outputs.len(),
+            names.join(", "),
+            paths.len()
+        )));
+    }
+    for ((path, name), t) in paths.iter().zip(names).zip(outputs) {
+        let bytes = if is_npz(path) {
+            npy::npz_bytes(&[(name.as_str(), &t.to_data())])
+                .map_err(|msg| Error::Npy { file: path.clone(), msg })?
+        } else {
+            npy::to_bytes(&t.to_data())
+        };
+        outs.write(path, bytes)?;
+    }
+    Ok(())
+}
+
 pub fn run(a: RunArgs) -> Result<()> {
     let inputs = std::iter::once(&a.model).chain(&a.input).map(PathBuf::as_path);
     let mut outs = Outputs::new(inputs, a.output.iter().map(PathBuf::as_path))?;
@@ -105,16 +153,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     let outputs = prepared.run_all(&inputs, |_| {})?;
     let seconds = start.elapsed().as_secs_f64();
-    if !a.output.is_empty() && a.output.len() != outputs.len() {
-        return Err(Error::Usage(format!(
-            "the model has {} output(s), {} --output path(s) given",
-            outputs.len(),
-            a.output.len()
-        )));
-    }
-    for (p, t) in a.output.iter().zip(&outputs) {
-        outs.write(p, npy::to_bytes(&t.to_data()))?;
-    }
+    write_outputs(&mut outs, &a.output, &prepared.outputs, &outputs)?;
     outs.commit()?;
     if a.json {
         let outs: Vec<_> = prepared

@@ -32,8 +32,10 @@
 //! inference), Dropout < 10 (its mask has the input's type: a constant of ones), ReduceMean < 18
 //! (axes attribute). Refused with a message: BatchNormalization in training mode or with
 //! `spatial=0`, attributes an op does not know (e.g. a QuantizeLinear `precision` other than the
-//! scale's type), and element types outside f32, f64, i8, u8, i16, u16, i32, i64, bool. Other
-//! domains may be listed in `opset_import` as long as no node uses them.
+//! scale's type), and element types outside f32, f64, i8, u8, i16, u16, i32, i64, bool
+//! (float16 and bfloat16 are read as f32: such models run in f32). Other domains may be listed
+//! in `opset_import` as long as no node uses them, but for the ops of `nodes/qonnx.rs`
+//! (QONNX, Brevitas, FINN).
 
 mod attrs;
 mod fold;
@@ -206,10 +208,10 @@ fn default_opset(model: &ModelProto, graph: &GraphProto, file: &Path) -> Result<
         let op = n.op_type.as_deref().unwrap_or("");
         let domain = n.domain.as_deref().unwrap_or("");
         let default = is_default_domain(Some(domain));
-        let qonnx = op == "Quant" && nodes::quant::QONNX_DOMAINS.contains(&domain);
         let microsoft = domain == nodes::qoperator::MICROSOFT_DOMAIN
             && nodes::qoperator::find_microsoft(op).is_some();
-        let supported = qonnx || microsoft || (default && nodes::find(op).is_some());
+        let custom = !default && nodes::qonnx::find(domain, op).is_some();
+        let supported = custom || microsoft || (default && nodes::find(op).is_some());
         if !supported {
             let key = if default { "" } else { domain };
             let shown = if default { "ai.onnx" } else { domain };
@@ -496,14 +498,15 @@ impl Importer {
                 n_outputs,
             };
             let domain = n.domain.as_deref().unwrap_or("");
-            if nodes::quant::QONNX_DOMAINS.contains(&domain) {
-                nodes::quant::qonnx_quant(&mut ctx)
-            } else if let (nodes::qoperator::MICROSOFT_DOMAIN, Some(import)) =
+            if let (nodes::qoperator::MICROSOFT_DOMAIN, Some(import)) =
                 (domain, nodes::qoperator::find_microsoft(&op_type))
             {
                 (import.lower)(&mut ctx)
             } else {
-                nodes::lower(&mut ctx)
+                match nodes::qonnx::find(domain, &op_type) {
+                    Some(custom) if !is_default_domain(Some(domain)) => (custom.lower)(&mut ctx),
+                    _ => nodes::lower(&mut ctx),
+                }
             }
         };
         let lowered = lowered.map_err(node_err)?;

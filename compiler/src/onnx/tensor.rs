@@ -3,6 +3,11 @@
 //!
 //! `raw_data` is never copied: the decoded `Bytes` is a slice of the file's memory map. Sizes
 //! declared by `dims` are checked against the bytes present before anything is allocated.
+//!
+//! float16 and bfloat16 models run in f32: [`dtype_of`] gives f32 for both (declared inputs and
+//! outputs, Cast's `to`), and their tensors are widened to f32 once, as they are read (every
+//! 16-bit value is exactly an f32). A Cast to float16 is then a cast to f32: the model computes
+//! in f32 throughout, without rounding to 16 bits between ops.
 
 use super::limits::ImportLimits;
 use super::mapped::MappedFile;
@@ -28,13 +33,49 @@ pub fn dtype_of(code: i32) -> R<DType> {
         DataType::Int32 => DType::I32,
         DataType::Int64 => DType::I64,
         DataType::Bool => DType::Bool,
+        DataType::Float16 | DataType::Bfloat16 => DType::F32,
         other => {
             return Err(format!(
-                "element type {} is not supported (f32, f64, i8, u8, i16, u16, i32, i64, bool)",
-                other.as_str_name()
-            ))
+            "element type {} is not supported (f32, f64, f16 and bf16 read as f32, i8, u8, i16, \
+                 u16, i32, i64, bool)",
+            other.as_str_name()
+        ))
         }
     })
+}
+
+/// A 16-bit float format, stored as 2 bytes and widened to f32 as it is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Half {
+    F16,
+    Bf16,
+}
+
+impl Half {
+    fn of(code: i32) -> Option<Half> {
+        match DataType::try_from(code) {
+            Ok(DataType::Float16) => Some(Half::F16),
+            Ok(DataType::Bfloat16) => Some(Half::Bf16),
+            _ => None,
+        }
+    }
+
+    fn to_f32(self, bits: u16) -> f32 {
+        match self {
+            Half::F16 => crate::npy::f16_to_f32(bits),
+            Half::Bf16 => f32::from_bits(u32::from(bits) << 16),
+        }
+    }
+
+    /// Little-endian 16-bit values widened to little-endian f32 bytes.
+    fn widen(self, bytes: &[u8]) -> Bytes {
+        let mut out = Vec::with_capacity(bytes.len() * 2);
+        for c in bytes.chunks_exact(2) {
+            let v = self.to_f32(u16::from_le_bytes([c[0], c[1]]));
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        Bytes::from(out)
+    }
 }
 
 /// Absolute bound on any tensor size computed from declared dims (bytes): sizes above it are
@@ -107,6 +148,9 @@ impl TensorReader {
             .iter()
             .map(|&d| usize::try_from(d).map_err(|_| format!("negative dim in {:?}", t.dims)))
             .collect::<R<Vec<usize>>>()?;
+        if let Some(half) = Half::of(code) {
+            return self.read_half(t, half, shape);
+        }
         let (n, nbytes) = byte_size(dtype, &shape)?;
         let external = t.data_location == Some(DataLocation::External as i32);
         let bytes = if external {
@@ -125,6 +169,35 @@ impl TensorReader {
         // The bytes are present (checked above against the declared size): now the cap.
         self.limits.check_tensor(nbytes, || format!("{dtype}{shape:?}"))?;
         TensorData::from_raw(dtype, shape, bytes).map_err(|e| e.to_string())
+    }
+
+    /// A float16 or bfloat16 tensor (raw, external, or its bits in `int32_data`), widened to
+    /// f32; the size checks are those of a 2-byte type, the cap applies to the f32 result.
+    fn read_half(&mut self, t: &TensorProto, half: Half, shape: Vec<usize>) -> R<TensorData> {
+        let (n, nbytes) = byte_size(DType::I16, &shape)?;
+        let (_, wide_bytes) = byte_size(DType::F32, &shape)?;
+        let name = if half == Half::F16 { "f16" } else { "bf16" };
+        let bytes = if t.data_location == Some(DataLocation::External as i32) {
+            self.external(t, nbytes)?
+        } else if let Some(raw) = &t.raw_data {
+            if raw.len() != nbytes {
+                return Err(format!(
+                    "{name}{shape:?} needs {nbytes} bytes of raw_data, found {}",
+                    raw.len()
+                ));
+            }
+            raw.clone()
+        } else {
+            if t.int32_data.len() != n {
+                return Err(format!(
+                    "{name} tensor of {n} elements has {} entries in int32_data",
+                    t.int32_data.len()
+                ));
+            }
+            t.int32_data.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect()
+        };
+        self.limits.check_tensor(wide_bytes, || format!("{name}{shape:?} widened to f32"))?;
+        TensorData::from_raw(DType::F32, shape, half.widen(&bytes)).map_err(|e| e.to_string())
     }
 
     fn external(&mut self, t: &TensorProto, nbytes: usize) -> R<Bytes> {

@@ -179,7 +179,9 @@ pub(super) fn backward(
         | Op::Slice { .. }
         | Op::Cast { .. }
         | Op::QuantizeLinear { .. }
-        | Op::DequantizeLinear { .. } => Err(no_backward(node)),
+        | Op::DequantizeLinear { .. }
+        | Op::Trunc { .. }
+        | Op::MultiThreshold { .. } => Err(no_backward(node)),
     }
 }
 

@@ -1,4 +1,5 @@
-//! QuantizeLinear and DequantizeLinear: per-tensor, per-axis and blocked.
+//! QuantizeLinear and DequantizeLinear: per-tensor, per-axis and blocked; QONNX's Trunc and
+//! FINN's MultiThreshold (below, in f32 step by step as qonnx's executor computes them).
 //!
 //! Quantize: `q = saturate(round_half_even(x / scale) + zero_point)`, the division in x's
 //! float type, saturating to the output dtype's range. Dequantize:
@@ -191,4 +192,86 @@ pub(crate) fn dequantize_linear(
         }
         t => return Err(unsupported(format!("dequantize_linear with a {} scale", t.dtype()))),
     })
+}
+
+/// The f32 array of input `i`, or an error naming the op.
+fn f32_input<'a>(inputs: &[&'a Tensor], i: usize, op: &str) -> Result<&'a ArrayD<f32>> {
+    inputs[i].as_f32().ok_or_else(|| unsupported(format!("{op} of {} tensors", inputs[i].dtype())))
+}
+
+/// QONNX's Trunc (`Op::Trunc`): `(R(clamp(round(x / s + zp) / t)) − out_zp) · out_s`, each
+/// step rounded to f32 in qonnx's order.
+pub(crate) fn trunc(
+    rounding: cimc_ir::Rounding,
+    clamp: Option<(f32, f32)>,
+    inputs: &[&Tensor],
+) -> Result<Tensor> {
+    arity(inputs, 6, 6)?;
+    let x = f32_input(inputs, 0, "trunc")?;
+    let mut params = Vec::with_capacity(5);
+    for i in 1..6 {
+        let p = f32_input(inputs, i, "trunc")?;
+        params.push(p.broadcast(x.raw_dim()).ok_or_else(|| {
+            bad(format!("input {i} {:?} does not broadcast to x {:?}", p.shape(), x.shape()))
+        })?);
+    }
+    let (s, zp, t, out_zp, out_s) = (&params[0], &params[1], &params[2], &params[3], &params[4]);
+    let (lo, hi) = clamp.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    let values = x
+        .iter()
+        .zip(s.iter().zip(zp.iter()))
+        .zip(t.iter().zip(out_zp.iter().zip(out_s.iter())))
+        .map(|((&x, (&s, &zp)), (&t, (&out_zp, &out_s)))| {
+            let codes = (x / s + zp).round_ties_even() / t;
+            // qonnx clamps with `where(y > hi, hi, y)` then `where(y < lo, lo, y)`.
+            let clamped = if codes > hi {
+                hi
+            } else if codes < lo {
+                lo
+            } else {
+                codes
+            };
+            (rounding.apply(clamped) - out_zp) * out_s
+        })
+        .collect();
+    let y = ArrayD::from_shape_vec(x.raw_dim(), values)
+        .map_err(|e| bad(format!("trunc output: {e}")))?;
+    Ok(Tensor::F32(y))
+}
+
+/// FINN's MultiThreshold (`Op::MultiThreshold`): per element, the number of its channel's
+/// thresholds it is at or above (a threshold table of one row serves every channel), then
+/// `out_scale · count + out_bias` in f32.
+pub(crate) fn multi_threshold(
+    out_scale: f32,
+    out_bias: f32,
+    channels_last: bool,
+    inputs: &[&Tensor],
+) -> Result<Tensor> {
+    arity(inputs, 2, 2)?;
+    let x = f32_input(inputs, 0, "multi_threshold")?;
+    let t = f32_input(inputs, 1, "multi_threshold")?;
+    let axis = if channels_last { x.ndim().saturating_sub(1) } else { 1 };
+    let channels = x.shape().get(axis).copied().unwrap_or(0);
+    let rows = t.shape().first().copied().unwrap_or(0);
+    if t.ndim() != 2 || (rows != 1 && rows != channels) {
+        return Err(bad(format!(
+            "thresholds {:?} need 1 or {channels} rows of x {:?}",
+            t.shape(),
+            x.shape()
+        )));
+    }
+    let t = super::contiguous(t);
+    let t = t.as_slice().expect("invariant: a standard-layout array is contiguous");
+    let per_row = t.len() / rows.max(1);
+    // In row-major order, element i lies in channel (i / inner) % channels.
+    let inner: usize = x.shape()[axis + 1..].iter().product();
+    let mut y = super::contiguous(x).into_owned();
+    let values = y.as_slice_mut().expect("invariant: a standard-layout array is contiguous");
+    for (i, v) in values.iter_mut().enumerate() {
+        let row = if rows == 1 { 0 } else { (i / inner.max(1)) % channels };
+        let count = t[row * per_row..(row + 1) * per_row].iter().filter(|&&th| *v >= th).count();
+        *v = out_scale * count as f32 + out_bias;
+    }
+    Ok(Tensor::F32(y))
 }

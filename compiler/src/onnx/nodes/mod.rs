@@ -12,6 +12,7 @@
 
 mod conv_pool;
 mod elementwise;
+pub(crate) mod qonnx;
 pub(crate) mod qoperator;
 pub(crate) mod quant;
 mod reduce;
@@ -110,12 +111,19 @@ pub fn supported_ops_markdown() -> String {
         s.push_str(&format!("| {op} | {} | {} | `{file}` |\n", i.note, slots.join(", ")));
     }
     s.push_str(&format!(
-        "\nOther domains: `Quant` of QONNX ({}), lowered in `quant.rs`; of onnxruntime's `{}`, {}, \
-         lowered in `qoperator.rs`.\n",
-        quant::QONNX_DOMAINS.iter().map(|d| format!("`{d}`")).collect::<Vec<_>>().join(", "),
+        "\nOf onnxruntime's `{}` domain: {}, lowered in `qoperator.rs`.\n",
         qoperator::MICROSOFT_DOMAIN,
         qoperator::MICROSOFT.iter().map(|i| format!("`{}`", i.op_type)).collect::<Vec<_>>().join(", ")
     ));
+    s.push_str(
+        "\nOther domains (QONNX, Brevitas, FINN), with the meaning qonnx's executor gives them; \
+         their table is in `qonnx.rs` (Quant is lowered in `quant.rs`):\n\n\
+         | op | domains |\n|---|---|\n",
+    );
+    for i in qonnx::IMPORTS {
+        let domains: Vec<String> = i.domains.iter().map(|d| format!("`{d}`")).collect();
+        s.push_str(&format!("| {} | {} |\n", i.op_type, domains.join(", ")));
+    }
     s
 }
 

@@ -96,21 +96,24 @@ pub fn dequantize(ctx: &mut Ctx) -> R<Lowered> {
     Ok(Lowered::Op(Op::DequantizeLinear { axis, block_size }, inputs))
 }
 
-/// The domains of QONNX's `Quant` node.
-pub const QONNX_DOMAINS: &[&str] = &["qonnx.custom_op.general", "finn.custom_op.general"];
-
-/// QONNX `Quant(x, scale, zero_point, bitwidth)` with `signed`, `narrow`, `rounding_mode`:
+/// QONNX `Quant(x, scale, zero_point, bitwidth)` with `signed`, `narrow`, `rounding_mode`
+/// (in `qonnx.custom_op.general`, `finn.custom_op.general` and Brevitas' `onnx.brevitas`):
 /// `scale · (clamp(round(x / scale + zp), lo, hi) − zp)`. It is imported as the equivalent
 /// chain `QuantizeLinear → Clip → DequantizeLinear` (exact for an integer zero point and
 /// `ROUND`, which is half to even as QuantizeLinear rounds), the form QCDQ exporters write, so
-/// `fold-qdq` turns all three formats into the same annotations.
+/// `fold-qdq` turns all three formats into the same annotations. A signed 1-bit Quant is
+/// bipolar in qonnx's executor (`x / scale >= 0 ? scale : −scale`, zero point 0), and imported
+/// so.
 pub fn qonnx_quant(ctx: &mut Ctx) -> R<Lowered> {
     ctx.attrs.check_known(&["signed", "narrow", "rounding_mode"])?;
     let signed = ctx.attrs.bool_or("signed", true)?;
     let narrow = ctx.attrs.bool_or("narrow", false)?;
-    let rounding = ctx.attrs.string("rounding_mode")?.unwrap_or_else(|| "ROUND".to_string());
-    if rounding != "ROUND" {
-        return Err(format!("rounding_mode '{rounding}' is not supported (ROUND is)"));
+    let rounding = super::qonnx::rounding(ctx, "ROUND")?;
+    if rounding != cimc_ir::Rounding::HalfEven {
+        return Err(format!(
+            "rounding_mode {} is not supported (ROUND and HALF_EVEN are)",
+            rounding.name().to_ascii_uppercase()
+        ));
     }
     let x = ctx.input(0)?;
     let cst = |i: usize, what: &str| -> R<Vec<f64>> {
@@ -128,11 +131,23 @@ pub fn qonnx_quant(ctx: &mut Ctx) -> R<Lowered> {
     let scale_shape = ctx.imp.g.ty(ctx.input(1)?).shape.clone();
     let x_shape = ctx.imp.g.ty(x).shape.clone();
     let bits = match bw.as_slice() {
-        [b] if b.fract() == 0.0 && (2.0..=16.0).contains(b) => *b as u8,
-        _ => return Err(format!("bitwidth {bw:?}: an integer in 2..=16 is supported")),
+        [b] if b.fract() == 0.0 && (1.0..=16.0).contains(b) => *b as u8,
+        _ => return Err(format!("bitwidth {bw:?}: an integer in 1..=16 is supported")),
     };
     if zp.iter().any(|z| z.fract() != 0.0) {
         return Err("a non-integer zero point is not supported".into());
+    }
+    if bits == 1 && signed {
+        if zp.iter().any(|&z| z != 0.0) {
+            return Err("a signed 1-bit (bipolar) Quant with a zero point other than 0 is not \
+                        supported"
+                .into());
+        }
+        let s = ctx.input(1)?;
+        let ratio = super::qonnx::add_op(ctx, "ratio", Op::Div, vec![x, s])?;
+        let bipolar = cimc_ir::UnaryOp::Bipolar;
+        let step = super::qonnx::add_op(ctx, "bipolar", Op::Unary(bipolar), vec![ratio])?;
+        return Ok(Lowered::Op(Op::Mul, vec![step, s]));
     }
     // The scale broadcasts against x: a scalar, or one axis of x (e.g. [C,1,1,1] for weights).
     let axis = if scale.len() == 1 {
