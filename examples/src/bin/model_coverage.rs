@@ -162,7 +162,10 @@ fn count_exporters(rows: &[(Entry, Option<Outcome>)]) -> usize {
 
 fn totals(s: &mut String, rows: &[(Entry, Option<Outcome>)], present: &[(&Entry, &Outcome)]) {
     let n = present.len();
-    let with_ref = present.iter().filter(|(_, o)| o.import != "runs").count();
+    let with_ref = present
+        .iter()
+        .filter(|(e, _)| !e.reference.as_deref().is_some_and(|r| r.starts_with("none")))
+        .count();
     let matching = present.iter().filter(|(_, o)| o.import == "matches").count();
     let importing =
         present.iter().filter(|(_, o)| ["matches", "runs"].contains(&o.import.as_str())).count();
