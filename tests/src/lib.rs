@@ -4,6 +4,8 @@
 use cimc_interp::Tensor;
 use std::path::{Path, PathBuf};
 
+pub mod corpus;
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
