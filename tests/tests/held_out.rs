@@ -117,15 +117,16 @@ mod w8a8 {
         );
         assert!(
             (float_top1 - program_top1).abs() <= 0.5 + 1e-9,
-            "{export}: W8A8 top-1 {program_top1:.2} is more than 0.5 points from float {float_top1:.2}"
+            "{export}: W8A8 top-1 {program_top1:.2} is more than 0.5 points from float \
+             {float_top1:.2}"
         );
     }
 
     /// Issue 19's "done when": the TorchScript export (BatchNorm, HardSwish, HardSigmoid, the Mul
     /// of squeeze-excite and the Concat all reach the program).
     #[test]
-    #[ignore = "needs the integer LUT/binary steps of branch intprog, and Concat's result in standard \
-                layout (calibration panics: 'invariant: interpreter outputs are contiguous')"]
+    #[ignore = "needs the integer LUT/binary steps of branch intprog, and Concat's result in \
+                standard layout (calibration panics: 'interpreter outputs are contiguous')"]
     fn mbv3_w8a8_within_half_a_point_of_float() {
         let Some(shared) = cimc_tests::shared("mbv3_w8a8_within_half_a_point_of_float") else {
             return;
@@ -136,8 +137,9 @@ mod w8a8 {
     /// The same model from the dynamo exporter: BatchNorm folded, and squeeze-excite's pooling
     /// written as ReduceMean over the spatial axes.
     #[test]
-    #[ignore = "needs an integer step for ReduceMean over the spatial axes (squeeze-excite's pooling \
-                as the dynamo exporter writes it), besides what the TorchScript export needs"]
+    #[ignore = "needs an integer step for ReduceMean over the spatial axes (squeeze-excite's \
+                pooling as the dynamo exporter writes it), besides what the TorchScript export \
+                needs"]
     fn mbv3_dynamo_w8a8_within_half_a_point_of_float() {
         let Some(shared) = cimc_tests::shared("mbv3_dynamo_w8a8_within_half_a_point_of_float")
         else {
