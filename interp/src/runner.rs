@@ -590,8 +590,7 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         | Op::Logic(_)
         | Op::Not
         | Op::Where => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
-        | Op::Trunc { .. }
-        | Op::MultiThreshold { .. } => {
+        Op::Trunc { .. } | Op::MultiThreshold { .. } => {
             Err(InterpError::Internal(format!("{} cannot run in place", op.name())))
         }
     }

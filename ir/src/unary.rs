@@ -28,6 +28,13 @@ impl UnaryOp {
                 }
             }
             UnaryOp::Log => x.ln(),
+            UnaryOp::Bipolar => {
+                if x >= 0.0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            }
             UnaryOp::Abs => x.abs(),
             UnaryOp::Neg => -x,
             UnaryOp::Reciprocal => 1.0 / x,
@@ -87,6 +94,9 @@ impl UnaryOp {
                 }
             }
             UnaryOp::Log => 1.0 / x,
+            // A step: flat on both sides (training through it needs a straight-through
+            // estimator, which is not the function's derivative).
+            UnaryOp::Bipolar => 0.0,
             UnaryOp::Abs => {
                 if x >= 0.0 {
                     1.0
@@ -249,6 +259,7 @@ mod tests {
             UnaryOp::Shrink { bias: 0.2, lambd: 0.5 },
             UnaryOp::Gelu { tanh: false },
             UnaryOp::Gelu { tanh: true },
+            UnaryOp::Bipolar,
         ];
         let mut names: Vec<&str> = all.iter().map(|f| f.name()).collect();
         names.dedup();

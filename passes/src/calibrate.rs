@@ -120,12 +120,11 @@ fn adopt_layout_params(g: &mut Graph) {
 fn float_epilogue_outputs(g: &mut Graph) -> Result<usize> {
     let mut dropped = 0;
     for n in g.node_ids() {
-        if !is_float_epilogue(&g.node(n).op) {
+        if !is_float_epilogue(g, n) {
             continue;
         }
         let y = g.node(n).outputs[0];
-        if let Some(&(u, _)) = g.users(y).iter().find(|&&(u, _)| !is_float_epilogue(&g.node(u).op))
-        {
+        if let Some(&(u, _)) = g.users(y).iter().find(|&&(u, _)| !is_float_epilogue(g, u)) {
             return Err(PassError::node(
                 "calibrate",
                 g,

@@ -309,8 +309,7 @@ impl Lowering<'_> {
             | Op::Logic(_)
             | Op::Not
             | Op::Where => Err(err(node, format!("'{}' has no program step", node.op.name()))),
-            | Op::Trunc { .. }
-            | Op::MultiThreshold { .. } => {
+            Op::Trunc { .. } | Op::MultiThreshold { .. } => {
                 Err(err(node, format!("'{}' has no program step", node.op.name())))
             }
         }

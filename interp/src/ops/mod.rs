@@ -221,6 +221,7 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
         Op::Where => {
             arity(inputs, 3, 3)?;
             one(logic::where_(inputs[0], inputs[1], inputs[2])?)
+        }
         Op::Trunc { rounding, clamp } => one(quant::trunc(*rounding, *clamp, inputs)?),
         Op::MultiThreshold { out_scale, out_bias, channels_last } => {
             one(quant::multi_threshold(*out_scale, *out_bias, *channels_last, inputs)?)

@@ -113,7 +113,11 @@ pub fn supported_ops_markdown() -> String {
     s.push_str(&format!(
         "\nOf onnxruntime's `{}` domain: {}, lowered in `qoperator.rs`.\n",
         qoperator::MICROSOFT_DOMAIN,
-        qoperator::MICROSOFT.iter().map(|i| format!("`{}`", i.op_type)).collect::<Vec<_>>().join(", ")
+        qoperator::MICROSOFT
+            .iter()
+            .map(|i| format!("`{}`", i.op_type))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     s.push_str(
         "\nOther domains (QONNX, Brevitas, FINN), with the meaning qonnx's executor gives them; \
