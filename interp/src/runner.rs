@@ -582,7 +582,21 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         | Op::DequantizeLinear { .. }
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::Pow => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
+        | Op::Pow
+        | Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::Split { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. }
+        | Op::Resize(_)
+        | Op::LogSoftmax { .. }
+        | Op::Lrn { .. }
+        | Op::InstanceNorm { .. }
+        | Op::ConvTranspose { .. }
+        | Op::Lstm(_)
+        | Op::Gru(_)
+        | Op::Rnn(_)
+        => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
     }
 }
 
@@ -633,7 +647,21 @@ fn run_as(op: &Op) -> RunAs<'_> {
         | Op::DequantizeLinear { .. }
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::Pow => RunAs::Generic,
+        | Op::Pow
+        | Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::Split { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. }
+        | Op::Resize(_)
+        | Op::LogSoftmax { .. }
+        | Op::Lrn { .. }
+        | Op::InstanceNorm { .. }
+        | Op::ConvTranspose { .. }
+        | Op::Lstm(_)
+        | Op::Gru(_)
+        | Op::Rnn(_)
+        => RunAs::Generic,
     }
 }
 

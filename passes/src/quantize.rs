@@ -62,7 +62,21 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Unary(_)
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::Pow => false,
+        | Op::Pow
+        | Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::Split { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. }
+        | Op::Resize(_)
+        | Op::LogSoftmax { .. }
+        | Op::Lrn { .. }
+        | Op::InstanceNorm { .. }
+        | Op::ConvTranspose { .. }
+        | Op::Lstm(_)
+        | Op::Gru(_)
+        | Op::Rnn(_)
+        => false,
     }
 }
 

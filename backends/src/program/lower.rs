@@ -302,7 +302,21 @@ impl Lowering<'_> {
             | Op::Unary(_)
             | Op::Variadic(_)
             | Op::Reduce(_)
-            | Op::Pow => Err(err(node, format!("'{}' has no program step", node.op.name()))),
+            | Op::Pow
+            | Op::Expand { .. }
+            | Op::Tile { .. }
+            | Op::Split { .. }
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::Resize(_)
+            | Op::LogSoftmax { .. }
+            | Op::Lrn { .. }
+            | Op::InstanceNorm { .. }
+            | Op::ConvTranspose { .. }
+            | Op::Lstm(_)
+            | Op::Gru(_)
+            | Op::Rnn(_)
+            => Err(err(node, format!("'{}' has no program step", node.op.name()))),
         }
     }
 

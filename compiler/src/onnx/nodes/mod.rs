@@ -13,7 +13,9 @@
 mod conv_pool;
 mod elementwise;
 pub(crate) mod quant;
+mod recurrent;
 mod reduce;
+mod resize;
 mod shape_ops;
 
 use super::attrs::Attrs;
@@ -72,6 +74,8 @@ pub const FAMILIES: &[(&str, &[Import])] = &[
     ("shape_ops.rs", shape_ops::IMPORTS),
     ("quant.rs", quant::IMPORTS),
     ("reduce.rs", reduce::IMPORTS),
+    ("resize.rs", resize::IMPORTS),
+    ("recurrent.rs", recurrent::IMPORTS),
 ];
 
 /// The registration of `op_type` (default domain), `None` when the importer does not lower it.
