@@ -61,7 +61,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
         Op::Tile { repeats } => spatial::tile(x, repeats).map(one),
         Op::Split { axis, sizes } => spatial::split(x, *axis, sizes, n_outputs),
         Op::DepthToSpace { block, .. } => spatial::depth_to_space(x, *block).map(one),
-        Op::SpaceToDepth { block } => spatial::space_to_depth(x, *block).map(one),
+        Op::SpaceToDepth { block, .. } => spatial::space_to_depth(x, *block).map(one),
         Op::Resize(a) => spatial::resize(x, a).map(one),
         Op::LogSoftmax { axis, .. } => softmax(x, *axis).map(one),
         Op::Lrn { size, .. } => spatial::lrn(x, *size).map(one),

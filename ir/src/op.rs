@@ -269,8 +269,9 @@ crate::optable::op_table! {
         /// (ONNX's CRD mode), else `(i·b + j)·C/b² + c` (DCR).
         DepthToSpace { block: usize, crd: bool } = "depth_to_space",
             inputs 1..=1, outputs 1..=1, codes Moves;
-        /// `[N, C, H, W]` to `[N, C·b², H/b, W/b]`, the inverse of DCR DepthToSpace.
-        SpaceToDepth { block: usize } = "space_to_depth",
+        /// `[N, C, H, W]` to `[N, C·b², H/b, W/b]`, the inverse of DepthToSpace in the same
+        /// mode (`crd`: ONNX's CRD, else DCR).
+        SpaceToDepth { block: usize, crd: bool } = "space_to_depth",
             inputs 1..=1, outputs 1..=1, codes Moves;
         /// Interpolation to `a.sizes` ([`ResizeAttrs`]).
         Resize(a: ResizeAttrs) = "resize", inputs 1..=1, outputs 1..=1, codes Float;

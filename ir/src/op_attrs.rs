@@ -143,6 +143,9 @@ pub struct ResizeAttrs {
     pub cubic_a: f32,
     /// Cubic mode: weights of taps outside the input are 0 and the rest renormalized.
     pub exclude_outside: bool,
+    /// Linear and cubic: when downsampling, the kernel is stretched by `1/scale` (a low-pass
+    /// filter, as ONNX's `antialias`).
+    pub antialias: bool,
     /// tf_crop_and_resize: the value of an output whose input coordinate is outside the input.
     pub extrapolation: f32,
     /// Per axis, the scale of the coordinate transform; empty when the model gave sizes (the
@@ -162,6 +165,7 @@ impl AttrField for ResizeAttrs {
         self.nearest.print("nearest", out);
         self.cubic_a.print("cubic_a", out);
         self.exclude_outside.print("exclude_outside", out);
+        self.antialias.print("antialias", out);
         self.extrapolation.print("extrapolation", out);
         self.scales.print("scales", out);
         self.sizes.print("sizes", out);
@@ -174,6 +178,7 @@ impl AttrField for ResizeAttrs {
             nearest: AttrField::parse("nearest", a)?,
             cubic_a: AttrField::parse("cubic_a", a)?,
             exclude_outside: AttrField::parse("exclude_outside", a)?,
+            antialias: AttrField::parse("antialias", a)?,
             extrapolation: AttrField::parse("extrapolation", a)?,
             scales: AttrField::parse("scales", a)?,
             sizes: AttrField::parse("sizes", a)?,

@@ -130,8 +130,9 @@ pub(crate) fn depth_to_space(block: usize, crd: bool, t: &Tensor) -> Result<Tens
     Ok(take(t, &map, &shape))
 }
 
-/// SpaceToDepth: output `(n, (i·b + j)·C + c, y, x)` is input `(n, c, y·b + i, x·b + j)`.
-pub(crate) fn space_to_depth(block: usize, t: &Tensor) -> Result<Tensor> {
+/// SpaceToDepth: output `(n, ch, y, x)` is input `(n, c, y·b + i, x·b + j)`, with `ch` the DCR
+/// (`(i·b + j)·C + c`) or CRD (`c·b² + i·b + j`) channel.
+pub(crate) fn space_to_depth(block: usize, crd: bool, t: &Tensor) -> Result<Tensor> {
     let [n, c, h, w] = nchw(t, block)?;
     let b = block;
     if h % b != 0 || w % b != 0 {
@@ -139,7 +140,7 @@ pub(crate) fn space_to_depth(block: usize, t: &Tensor) -> Result<Tensor> {
     }
     let shape = [n, c * b * b, h / b, w / b];
     let map = index_map(&shape, |ix| {
-        let (k, ch) = (ix[1] / c, ix[1] % c);
+        let (k, ch) = if crd { (ix[1] % (b * b), ix[1] / (b * b)) } else { (ix[1] / c, ix[1] % c) };
         let (i, j) = (k / b, k % b);
         ((ix[0] * c + ch) * h + ix[2] * b + i) * w + ix[3] * b + j
     });

@@ -209,7 +209,9 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
         Op::DepthToSpace { block, crd } => {
             one(layout::depth_to_space(*block, *crd, single(inputs)?)?)
         }
-        Op::SpaceToDepth { block } => one(layout::space_to_depth(*block, single(inputs)?)?),
+        Op::SpaceToDepth { block, crd } => {
+            one(layout::space_to_depth(*block, *crd, single(inputs)?)?)
+        }
         Op::Resize(a) => one(resize::resize(a, single(inputs)?)?),
         Op::LogSoftmax { axis, coerce_2d } => {
             one(norm::log_softmax(*axis, *coerce_2d, single(inputs)?)?)

@@ -30,8 +30,42 @@ fn source_coord(a: &ResizeAttrs, y: f64, scale: f64, len_in: usize, len_out: usi
     }
 }
 
+/// The cubic convolution kernel with coefficient `a` at distance `x`.
+fn cubic(a: f64, x: f64) -> f64 {
+    let x = x.abs();
+    if x <= 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+    } else {
+        0.0
+    }
+}
+
+/// The antialiased taps (downsampling by `scale` < 1 stretches the kernel by `1/scale`),
+/// normalized to sum 1: tap `k` is at distance `i_start + k − r` from the coordinate.
+fn antialiased(a: &ResizeAttrs, r: f64, scale: f64) -> Vec<f64> {
+    let s = scale.min(1.0);
+    let reach = if a.mode == ResizeMode::Cubic { 2.0 } else { 1.0 };
+    let start = (-reach / s).floor() as i64 + 1;
+    let taps: Vec<f64> = (start..2 - start)
+        .map(|i| {
+            let d = s * (i as f64 - r);
+            match a.mode {
+                ResizeMode::Cubic => cubic(a.cubic_a as f64, d),
+                _ => (1.0 - d.abs()).clamp(0.0, 1.0),
+            }
+        })
+        .collect();
+    let sum: f64 = taps.iter().sum();
+    taps.into_iter().map(|t| t / sum).collect()
+}
+
 /// The tap weights for the fraction `r` in `(0, 1]` of a coordinate past its left neighbour.
-fn coeffs(a: &ResizeAttrs, r: f64) -> Vec<f64> {
+fn coeffs(a: &ResizeAttrs, r: f64, scale: f64) -> Vec<f64> {
+    if a.antialias && a.mode != ResizeMode::Nearest {
+        return antialiased(a, r, scale);
+    }
     match a.mode {
         ResizeMode::Nearest => {
             let right = match (r == 1.0, a.nearest) {
@@ -70,7 +104,7 @@ fn axis_taps(a: &ResizeAttrs, scale: f64, len_in: usize, len_out: usize, roi: (f
             let fl = x.floor();
             // The left neighbour is strictly left of x: an integer x has ratio 1.
             let (base, r) = if x == fl { (fl as i64 - 1, 1.0) } else { (fl as i64, x - fl) };
-            let mut w = coeffs(a, r);
+            let mut w = coeffs(a, r, scale);
             let first = base - w.len() as i64 / 2 + 1;
             let idx: Vec<i64> = (0..w.len() as i64).map(|k| first + k).collect();
             if a.exclude_outside {

@@ -5,14 +5,14 @@
 //! nearest rounding down when upsampling and up when downsampling (onnxruntime's rule for
 //! them). Scales, sizes and roi must be constants (they decide the output shape).
 
-use super::{norm_axes, show, Ctx, Import, Lowered, R};
+use super::{norm_axes, norm_axis, show, Ctx, Import, Lowered, R};
 use cimc_ir::{CoordMode, NearestMode, Op, ResizeAttrs, ResizeMode};
 
 /// The ONNX ops this file lowers.
 pub(super) const IMPORTS: &[Import] = &[
     Import::new("Resize", resize).values(&[1, 2, 3]).note(
         "modes nearest, linear, cubic; every coordinate transformation; scales or sizes \
-         (with axes and keep_aspect_ratio_policy); no antialias",
+         (with axes and keep_aspect_ratio_policy); antialias",
     ),
     Import::new("Upsample", upsample).values(&[1]).note("modes nearest and linear"),
 ];
@@ -56,6 +56,7 @@ fn legacy_attrs(mode: ResizeMode, shape: &[usize], scales: Vec<f32>) -> R<Resize
         nearest: if down { NearestMode::Ceil } else { NearestMode::Floor },
         cubic_a: -0.75,
         exclude_outside: false,
+        antialias: false,
         extrapolation: 0.0,
         sizes: sizes_of(shape, &scales)?,
         scales,
@@ -105,9 +106,6 @@ pub fn resize(ctx: &mut Ctx) -> R<Lowered> {
     }
     ctx.attrs.check_known(&known)?;
     ctx.max_inputs(4)?;
-    if ctx.attrs.bool_or("antialias", false)? {
-        return Err("antialias=1 is not supported".into());
-    }
     let coord_name =
         ctx.attrs.string("coordinate_transformation_mode")?.unwrap_or_else(|| "half_pixel".into());
     let coord = CoordMode::from_name(&coord_name).ok_or_else(|| {
@@ -118,8 +116,12 @@ pub fn resize(ctx: &mut Ctx) -> R<Lowered> {
     let nearest = NearestMode::from_name(&nearest_name)
         .ok_or_else(|| format!("attribute 'nearest_mode': unknown mode '{nearest_name}'"))?;
     let r = xt.rank();
+    // In the given order: scales, sizes and roi follow it.
     let axes = match ctx.attrs.ints("axes")? {
-        Some(a) => norm_axes(a, r)?,
+        Some(a) => {
+            norm_axes(a, r)?;
+            a.iter().map(|&v| norm_axis(v, r, false)).collect::<R<Vec<usize>>>()?
+        }
         None => (0..r).collect(),
     };
     let roi_given = floats_operand(ctx, 1, "roi")?;
@@ -174,6 +176,7 @@ pub fn resize(ctx: &mut Ctx) -> R<Lowered> {
         nearest,
         cubic_a: ctx.attrs.float_or("cubic_coeff_a", -0.75)?,
         exclude_outside: ctx.attrs.bool_or("exclude_outside", false)?,
+        antialias: ctx.attrs.bool_or("antialias", false)? && mode != ResizeMode::Nearest,
         extrapolation: ctx.attrs.float_or("extrapolation_value", 0.0)?,
         scales,
         sizes,

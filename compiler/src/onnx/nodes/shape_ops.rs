@@ -21,7 +21,7 @@ pub(super) const IMPORTS: &[Import] = &[
     Import::new("Tile", tile).values(&[1]),
     Import::new("Split", split).values(&[1]).note("split sizes as attribute (< 13), input, or num_outputs (>= 18)"),
     Import::new("DepthToSpace", depth_to_space).note("modes DCR and CRD"),
-    Import::new("SpaceToDepth", space_to_depth),
+    Import::new("SpaceToDepth", space_to_depth).note("modes DCR and CRD"),
     Import::new("Shape", shape).note("folded to a constant"),
     Import::new("Constant", constant).note("folded to a constant"),
     Import::new("ConstantOfShape", constant_of_shape).values(&[0]).note("folded to a constant"),
@@ -523,20 +523,26 @@ pub fn depth_to_space(ctx: &mut Ctx) -> R<Lowered> {
     ctx.max_inputs(1)?;
     ctx.max_outputs(1)?;
     let block = blocksize(ctx)?;
-    let crd = match ctx.attrs.string("mode")?.as_deref() {
-        None | Some("DCR") => false,
-        Some("CRD") => true,
-        Some(m) => return Err(format!("attribute 'mode': unknown mode '{m}' (DCR, CRD)")),
-    };
+    let crd = crd_mode(ctx)?;
     Ok(Lowered::Op(Op::DepthToSpace { block, crd }, vec![ctx.input(0)?]))
 }
 
 pub fn space_to_depth(ctx: &mut Ctx) -> R<Lowered> {
-    ctx.attrs.check_known(&["blocksize"])?;
+    ctx.attrs.check_known(&["blocksize", "mode"])?;
     ctx.max_inputs(1)?;
     ctx.max_outputs(1)?;
     let block = blocksize(ctx)?;
-    Ok(Lowered::Op(Op::SpaceToDepth { block }, vec![ctx.input(0)?]))
+    let crd = crd_mode(ctx)?;
+    Ok(Lowered::Op(Op::SpaceToDepth { block, crd }, vec![ctx.input(0)?]))
+}
+
+/// DepthToSpace's and SpaceToDepth's `mode`: whether it is CRD (the default is DCR).
+fn crd_mode(ctx: &Ctx) -> R<bool> {
+    match ctx.attrs.string("mode")?.as_deref() {
+        None | Some("DCR") => Ok(false),
+        Some("CRD") => Ok(true),
+        Some(m) => Err(format!("attribute 'mode': unknown mode '{m}' (DCR, CRD)")),
+    }
 }
 
 fn blocksize(ctx: &Ctx) -> R<usize> {
