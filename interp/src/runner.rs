@@ -595,8 +595,7 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)
-        | Op::Rnn(_)
-        => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
+        | Op::Rnn(_) => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
     }
 }
 
@@ -660,8 +659,7 @@ fn run_as(op: &Op) -> RunAs<'_> {
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)
-        | Op::Rnn(_)
-        => RunAs::Generic,
+        | Op::Rnn(_) => RunAs::Generic,
     }
 }
 

@@ -75,8 +75,7 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)
-        | Op::Rnn(_)
-        => false,
+        | Op::Rnn(_) => false,
     }
 }
 

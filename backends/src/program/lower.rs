@@ -315,8 +315,7 @@ impl Lowering<'_> {
             | Op::ConvTranspose { .. }
             | Op::Lstm(_)
             | Op::Gru(_)
-            | Op::Rnn(_)
-            => Err(err(node, format!("'{}' has no program step", node.op.name()))),
+            | Op::Rnn(_) => Err(err(node, format!("'{}' has no program step", node.op.name()))),
         }
     }
 

@@ -167,14 +167,16 @@ pub(super) fn backward(
         Op::Variadic(f) => variadic(node, *f, ins, y()?, dy, need),
         Op::Reduce(r) => Ok(only_first(reduce::backward(r, x()?, y()?, dy))),
         Op::Pow => pow(node, ins, y()?, dy, need),
-        Op::Expand { .. }
-        | Op::Tile { .. }
-        | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. } => Ok(only_first(moves_backward(node, ins[0].shape(), dy)?)),
+        Op::Expand { .. } | Op::Tile { .. } | Op::DepthToSpace { .. } | Op::SpaceToDepth { .. } => {
+            Ok(only_first(moves_backward(node, ins[0].shape(), dy)?))
+        }
         Op::LogSoftmax { axis, coerce_2d } => {
             let y = y()?;
             if *coerce_2d && *axis + 1 != y.ndim() {
-                return Err(node_err(node, "no backward for a legacy log_softmax over several axes"));
+                return Err(node_err(
+                    node,
+                    "no backward for a legacy log_softmax over several axes",
+                ));
             }
             let s = dy.sum_axis(Axis(*axis)).insert_axis(Axis(*axis));
             Ok(only_first(dy - &(y.mapv(f64::exp) * &s)))
@@ -203,7 +205,10 @@ pub(super) fn backward(
 /// there.
 fn moves_backward(node: &Node, x_shape: &[usize], dy: &ArrayD<f64>) -> Result<ArrayD<f64>> {
     let n: usize = x_shape.iter().product();
-    let iota = Tensor::I64(ArrayD::from_shape_vec(IxDyn(x_shape), (0..n as i64).collect()).expect("invariant: n elements of shape x_shape"));
+    let iota = Tensor::I64(
+        ArrayD::from_shape_vec(IxDyn(x_shape), (0..n as i64).collect())
+            .expect("invariant: n elements of shape x_shape"),
+    );
     let src = crate::eval_node(&node.op, &[&iota], 1).map_err(|e| node_err(node, e.to_string()))?;
     let Some(Tensor::I64(src)) = src.into_iter().next() else {
         return Err(node_err(node, "the index run gave no i64 output"));

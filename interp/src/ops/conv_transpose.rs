@@ -80,8 +80,8 @@ pub(crate) fn conv_transpose(
                 for (ki, k) in k_pos.iter().enumerate() {
                     let mut o = vec![0usize; n];
                     let inside = (0..n).all(|d| {
-                        let pos = (p[d] * a.strides[d] + k[d] * a.dilations[d]) as i64
-                            - a.pads[d] as i64;
+                        let pos =
+                            (p[d] * a.strides[d] + k[d] * a.dilations[d]) as i64 - a.pads[d] as i64;
                         o[d] = pos.max(0) as usize;
                         pos >= 0 && (pos as usize) < out_sp[d]
                     });

@@ -283,8 +283,7 @@ pub(crate) fn activation_of(op: &Op) -> Option<Act> {
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)
-        | Op::Rnn(_)
-        => return None,
+        | Op::Rnn(_) => return None,
     })
 }
 

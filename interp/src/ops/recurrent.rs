@@ -89,11 +89,21 @@ struct Dir<'a> {
 /// `out[g] = Σ_k m[g, k] · v[k] + b[g]`.
 fn mat_vec(m: &[f64], v: &[f64], b: &[f64]) -> Vec<f64> {
     let k = v.len();
-    b.iter().enumerate().map(|(g, &bg)| bg + m[g * k..(g + 1) * k].iter().zip(v).map(|(a, b)| a * b).sum::<f64>()).collect()
+    b.iter()
+        .enumerate()
+        .map(|(g, &bg)| bg + m[g * k..(g + 1) * k].iter().zip(v).map(|(a, b)| a * b).sum::<f64>())
+        .collect()
 }
 
 /// One time step of one batch row: the new hidden state (and cell state for LSTM).
-fn step(cell: Cell, a: &RecurrentAttrs, d: &Dir, x: &[f64], h: &[f64], c: &[f64]) -> (Vec<f64>, Vec<f64>) {
+fn step(
+    cell: Cell,
+    a: &RecurrentAttrs,
+    d: &Dir,
+    x: &[f64],
+    h: &[f64],
+    c: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
     let hs = a.hidden;
     let clip = |v: f64| match a.clip {
         Some(cl) => v.clamp(-(cl as f64), cl as f64),
@@ -116,7 +126,11 @@ fn step(cell: Cell, a: &RecurrentAttrs, d: &Dir, x: &[f64], h: &[f64], c: &[f64]
             for j in 0..hs {
                 // Gate order i, o, f, c; peepholes i, o, f.
                 let i = f.apply(clip(pre(0, j) + peep(0, j, c[j])));
-                let fg = if a.input_forget { 1.0 - i } else { f.apply(clip(pre(2, j) + peep(2, j, c[j]))) };
+                let fg = if a.input_forget {
+                    1.0 - i
+                } else {
+                    f.apply(clip(pre(2, j) + peep(2, j, c[j])))
+                };
                 let ct = g.apply(clip(pre(3, j)));
                 cn[j] = fg * c[j] + i * ct;
                 let o = f.apply(clip(pre(1, j) + peep(1, j, cn[j])));
@@ -133,7 +147,9 @@ fn step(cell: Cell, a: &RecurrentAttrs, d: &Dir, x: &[f64], h: &[f64], c: &[f64]
                 (0..hs).map(|j| f.apply(clip(xw[hs + j] + hr[hs + j] + d.rb[hs + j]))).collect();
             let rh = &d.rb[2 * hs..];
             let cand: Vec<f64> = if a.linear_before_reset {
-                (0..hs).map(|j| g.apply(clip(xw[2 * hs + j] + r[j] * (hr[2 * hs + j] + rh[j])))).collect()
+                (0..hs)
+                    .map(|j| g.apply(clip(xw[2 * hs + j] + r[j] * (hr[2 * hs + j] + rh[j]))))
+                    .collect()
             } else {
                 let gated: Vec<f64> = h.iter().zip(&r).map(|(h, r)| h * r).collect();
                 let rr = mat_vec(&d.r[2 * hs * hs..], &gated, rh);
@@ -149,7 +165,8 @@ fn swap01(v: &[f64], a: usize, b: usize, k: usize) -> Vec<f64> {
     let mut out = vec![0.0; v.len()];
     for i in 0..a {
         for j in 0..b {
-            out[(j * a + i) * k..(j * a + i + 1) * k].copy_from_slice(&v[(i * b + j) * k..(i * b + j + 1) * k]);
+            out[(j * a + i) * k..(j * a + i + 1) * k]
+                .copy_from_slice(&v[(i * b + j) * k..(i * b + j + 1) * k]);
         }
     }
     out
@@ -171,10 +188,18 @@ fn batch_first_y(y: &[f64], seq: usize, dirs: usize, batch: usize, hs: usize) ->
 }
 
 /// Runs the op: y, y_h and (LSTM) y_c, as many as asked for.
-pub(crate) fn eval(cell: Cell, a: &RecurrentAttrs, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<Tensor>> {
+pub(crate) fn eval(
+    cell: Cell,
+    a: &RecurrentAttrs,
+    inputs: &[&Tensor],
+    n_outputs: usize,
+) -> Result<Vec<Tensor>> {
     let lstm = cell == Cell::Lstm;
     if inputs.len() < if lstm { 6 } else { 5 } {
-        return Err(bad(format!("expects its weights, bias and initial states, got {} inputs", inputs.len())));
+        return Err(bad(format!(
+            "expects its weights, bias and initial states, got {} inputs",
+            inputs.len()
+        )));
     }
     let xt = inputs[0];
     let xs = xt.shape().to_vec();
@@ -185,14 +210,25 @@ pub(crate) fn eval(cell: Cell, a: &RecurrentAttrs, inputs: &[&Tensor], n_outputs
         _ => return Err(bad(format!("expected a 3-D X, got {xs:?}"))),
     };
     let mut x = floats_of(xt, "recurrent op")?;
-    let (w, r, b) = (floats_of(inputs[1], "W")?, floats_of(inputs[2], "R")?, floats_of(inputs[3], "B")?);
+    let (w, r, b) =
+        (floats_of(inputs[1], "W")?, floats_of(inputs[2], "R")?, floats_of(inputs[3], "B")?);
     let mut h0 = floats_of(inputs[4], "initial_h")?;
     let mut c0 = if lstm { floats_of(inputs[5], "initial_c")? } else { Vec::new() };
     let p = if lstm && inputs.len() > 6 { Some(floats_of(inputs[6], "P")?) } else { None };
     let state = dirs * batch * hs;
-    let want = [(w.len(), dirs * gh * isz), (r.len(), dirs * gh * hs), (b.len(), dirs * 2 * gh), (h0.len(), state)];
-    if want.iter().any(|(have, want)| have != want) || (lstm && c0.len() != state) || a.activations.len() != dirs * cell.n_acts() {
-        return Err(bad("weights, bias, states or activations do not match the input and hidden size"));
+    let want = [
+        (w.len(), dirs * gh * isz),
+        (r.len(), dirs * gh * hs),
+        (b.len(), dirs * 2 * gh),
+        (h0.len(), state),
+    ];
+    if want.iter().any(|(have, want)| have != want)
+        || (lstm && c0.len() != state)
+        || a.activations.len() != dirs * cell.n_acts()
+    {
+        return Err(bad(
+            "weights, bias, states or activations do not match the input and hidden size",
+        ));
     }
     if a.batch_first {
         x = swap01(&x, batch, seq, isz);
@@ -212,10 +248,12 @@ pub(crate) fn eval(cell: Cell, a: &RecurrentAttrs, inputs: &[&Tensor], n_outputs
             wb: &b[dn * 2 * gh..dn * 2 * gh + gh],
             rb: &b[dn * 2 * gh + gh..(dn + 1) * 2 * gh],
             p: p.as_deref().map(|p| &p[dn * 3 * hs..(dn + 1) * 3 * hs]),
-            acts: (0..na).map(|k| {
-                let i = dn * na + k;
-                Act(a.activations[i], a.alphas[i] as f64, a.betas[i] as f64)
-            }).collect(),
+            acts: (0..na)
+                .map(|k| {
+                    let i = dn * na + k;
+                    Act(a.activations[i], a.alphas[i] as f64, a.betas[i] as f64)
+                })
+                .collect(),
         };
         let reverse = a.direction == Direction::Reverse || dn == 1;
         for bi in 0..batch {

@@ -9,7 +9,14 @@ use crate::tensor::Tensor;
 use cimc_ir::{CoordMode, NearestMode, ResizeAttrs, ResizeMode};
 
 /// The input coordinate of output index `y` along an axis of `len_in` inputs.
-fn source_coord(a: &ResizeAttrs, y: f64, scale: f64, len_in: usize, len_out: usize, roi: (f64, f64)) -> f64 {
+fn source_coord(
+    a: &ResizeAttrs,
+    y: f64,
+    scale: f64,
+    len_in: usize,
+    len_out: usize,
+    roi: (f64, f64),
+) -> f64 {
     let (l_in, out_w) = (len_in as f64, scale * len_in as f64);
     match a.coord {
         CoordMode::AlignCorners if out_w == 1.0 => 0.0,
@@ -161,7 +168,11 @@ pub(crate) fn resize(a: &ResizeAttrs, t: &Tensor) -> Result<Tensor> {
             None if len_in == 0 => 1.0,
             None => len_out as f64 / len_in as f64,
         };
-        let roi = if a.roi.is_empty() { (0.0, 1.0) } else { (a.roi[axis] as f64, a.roi[r + axis] as f64) };
+        let roi = if a.roi.is_empty() {
+            (0.0, 1.0)
+        } else {
+            (a.roi[axis] as f64, a.roi[r + axis] as f64)
+        };
         let identity = (scale - 1.0).abs() < 1e-9 && len_in == len_out && roi == (0.0, 1.0);
         if identity || len_in == 0 {
             continue;

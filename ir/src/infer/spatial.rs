@@ -146,7 +146,9 @@ pub(super) fn conv_transpose(
     let n = a.kernel.len();
     window_attrs(n, &a.strides, &a.dilations, &a.pads)?;
     if n == 0 || output_padding.len() != n {
-        return Err(format!("a kernel of {n} dims needs {n} output_padding, got {output_padding:?}"));
+        return Err(format!(
+            "a kernel of {n} dims needs {n} output_padding, got {output_padding:?}"
+        ));
     }
     float_input(x, "input")?;
     same_dtype(x, w, "weight")?;

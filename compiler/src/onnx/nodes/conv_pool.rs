@@ -218,7 +218,9 @@ pub fn conv_transpose(ctx: &mut Ctx) -> R<Lowered> {
     };
     let target = match ctx.attrs.usizes("output_shape")? {
         Some(s) if s.len() >= n => Some(s[s.len() - n..].to_vec()),
-        Some(s) => return Err(format!("attribute 'output_shape' {s:?} has fewer than {n} entries")),
+        Some(s) => {
+            return Err(format!("attribute 'output_shape' {s:?} has fewer than {n} entries"))
+        }
         None => None,
     };
     let full: Vec<i64> = (0..n)
@@ -249,7 +251,8 @@ pub fn conv_transpose(ctx: &mut Ctx) -> R<Lowered> {
                     continue;
                 }
                 let (small, big) = ((total / 2) as usize, (total - total / 2) as usize);
-                (pads[i], pads[n + i]) = if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
+                (pads[i], pads[n + i]) =
+                    if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
             }
         }
         "" | "NOTSET" | "VALID" => {
@@ -268,8 +271,8 @@ pub fn conv_transpose(ctx: &mut Ctx) -> R<Lowered> {
         }
         other => {
             return Err(format!(
-                "attribute 'auto_pad': unknown value '{other}' (NOTSET, VALID, SAME_UPPER, SAME_LOWER)"
-            ))
+            "attribute 'auto_pad': unknown value '{other}' (NOTSET, VALID, SAME_UPPER, SAME_LOWER)"
+        ))
         }
     }
     let mut inputs = vec![x, w];

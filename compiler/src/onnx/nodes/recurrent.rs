@@ -134,7 +134,7 @@ fn recurrent(ctx: &mut Ctx, kind: Kind) -> R<Lowered> {
     let dirs = if direction == Direction::Bidirectional { 2 } else { 1 };
     let (activations, alphas, betas) = activations(ctx, kind, dirs)?;
     let clip = ctx.attrs.float("clip")?;
-    if clip.is_some_and(|c| !(c > 0.0)) {
+    if clip.is_some_and(|c| c.is_nan() || c <= 0.0) {
         return Err(format!("attribute 'clip' must be > 0, got {clip:?}"));
     }
     if let Some(lens) = ctx.ints_operand(4, "sequence_lens")? {

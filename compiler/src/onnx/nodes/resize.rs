@@ -31,7 +31,11 @@ fn floats_operand(ctx: &Ctx, i: usize, what: &str) -> R<Option<Vec<f32>>> {
     match ctx.operand(i, what)? {
         Some(d) if d.numel() > 0 => {
             if !d.dtype().is_float() || d.shape().len() != 1 {
-                return Err(format!("{what} must be a 1-D float tensor, got {}{:?}", d.dtype(), d.shape()));
+                return Err(format!(
+                    "{what} must be a 1-D float tensor, got {}{:?}",
+                    d.dtype(),
+                    d.shape()
+                ));
             }
             Ok(Some(d.to_f32_vec()))
         }

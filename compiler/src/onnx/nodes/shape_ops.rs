@@ -19,7 +19,9 @@ pub(super) const IMPORTS: &[Import] = &[
     Import::new("Slice", slice).values(&[1, 2, 3, 4]),
     Import::new("Expand", expand).values(&[1]),
     Import::new("Tile", tile).values(&[1]),
-    Import::new("Split", split).values(&[1]).note("split sizes as attribute (< 13), input, or num_outputs (>= 18)"),
+    Import::new("Split", split)
+        .values(&[1])
+        .note("split sizes as attribute (< 13), input, or num_outputs (>= 18)"),
     Import::new("DepthToSpace", depth_to_space).note("modes DCR and CRD"),
     Import::new("SpaceToDepth", space_to_depth).note("modes DCR and CRD"),
     Import::new("Shape", shape).note("folded to a constant"),
@@ -484,7 +486,11 @@ pub fn split(ctx: &mut Ctx) -> R<Lowered> {
         ctx.max_inputs(1)?;
         ctx.attrs.ints("split")?.map(|s| s.to_vec())
     } else {
-        ctx.attrs.check_known(if ctx.opset >= 18 { &["axis", "num_outputs"] } else { &["axis"] })?;
+        ctx.attrs.check_known(if ctx.opset >= 18 {
+            &["axis", "num_outputs"]
+        } else {
+            &["axis"]
+        })?;
         ctx.max_inputs(2)?;
         ctx.ints_operand(1, "split")?
     };
@@ -498,16 +504,24 @@ pub fn split(ctx: &mut Ctx) -> R<Lowered> {
             .map(|&v| usize::try_from(v).map_err(|_| format!("split {s:?} has a negative size")))
             .collect::<R<Vec<usize>>>()?,
         (None, Some(k)) => {
-            let k = usize::try_from(k).ok().filter(|&k| k > 0 && k <= dim.max(1)).ok_or_else(|| {
-                format!("attribute 'num_outputs' {k} must be in 1..={} for {}", dim.max(1), show(&xt))
-            })?;
+            let k =
+                usize::try_from(k).ok().filter(|&k| k > 0 && k <= dim.max(1)).ok_or_else(|| {
+                    format!(
+                        "attribute 'num_outputs' {k} must be in 1..={} for {}",
+                        dim.max(1),
+                        show(&xt)
+                    )
+                })?;
             let chunk = dim.div_ceil(k);
             (0..k).map(|i| chunk.min(dim.saturating_sub(i * chunk))).collect()
         }
         (None, None) => {
             let k = ctx.n_outputs;
-            if dim % k != 0 {
-                return Err(format!("axis {axis} of {} does not split into {k} equal parts", show(&xt)));
+            if !dim.is_multiple_of(k) {
+                return Err(format!(
+                    "axis {axis} of {} does not split into {k} equal parts",
+                    show(&xt)
+                ));
             }
             vec![dim / k; k]
         }
@@ -547,5 +561,8 @@ fn crd_mode(ctx: &Ctx) -> R<bool> {
 
 fn blocksize(ctx: &Ctx) -> R<usize> {
     let b = ctx.attrs.int("blocksize")?.ok_or("attribute 'blocksize' is required")?;
-    usize::try_from(b).ok().filter(|&b| b > 0).ok_or_else(|| format!("attribute 'blocksize' must be >= 1, got {b}"))
+    usize::try_from(b)
+        .ok()
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("attribute 'blocksize' must be >= 1, got {b}"))
 }
