@@ -880,6 +880,11 @@ fn old_opset_forms_are_lowered() {
     // Softmax before 13 flattens at axis (default 1); at the last axis both forms agree.
     assert_eq!(one("Softmax", vec![], 11, &[2, 3, 4]).0, Op::Softmax { axis: 1, coerce_2d: true });
     assert_eq!(one("Softmax", vec![], 13, &[2, 3, 4]).0, Op::Softmax { axis: 2, coerce_2d: false });
+    // SqueezeNet's output [N, C, 1, 1]: one flattened axis is not 1, so both forms agree there.
+    let sq = Op::Softmax { axis: 1, coerce_2d: false };
+    assert_eq!(one("Softmax", vec![], 11, &[2, 3, 1, 1]).0, sq);
+    let ls = Op::LogSoftmax { axis: 2, coerce_2d: false };
+    assert_eq!(one("LogSoftmax", vec![], 11, &[2, 1, 4, 1]).0, ls);
     let (op, shape) = one("Squeeze", vec![ints_attr("axes", &[-1])], 11, &[2, 3, 1]);
     assert_eq!((op, shape), (Op::Squeeze { axes: vec![2] }, vec![2, 3]));
     let (op, shape) = one("Unsqueeze", vec![ints_attr("axes", &[0, -1])], 11, &[2, 3]);

@@ -593,6 +593,19 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         Op::Trunc { .. } | Op::MultiThreshold { .. } => {
             Err(InterpError::Internal(format!("{} cannot run in place", op.name())))
         }
+        Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::Split { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. }
+        | Op::Resize(_)
+        | Op::LogSoftmax { .. }
+        | Op::Lrn { .. }
+        | Op::InstanceNorm { .. }
+        | Op::ConvTranspose { .. }
+        | Op::Lstm(_)
+        | Op::Gru(_)
+        | Op::Rnn(_) => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
     }
 }
 
@@ -652,7 +665,20 @@ fn run_as(op: &Op) -> RunAs<'_> {
         | Op::Not
         | Op::Where
         | Op::Trunc { .. }
-        | Op::MultiThreshold { .. } => RunAs::Generic,
+        | Op::MultiThreshold { .. }
+        | Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::Split { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. }
+        | Op::Resize(_)
+        | Op::LogSoftmax { .. }
+        | Op::Lrn { .. }
+        | Op::InstanceNorm { .. }
+        | Op::ConvTranspose { .. }
+        | Op::Lstm(_)
+        | Op::Gru(_)
+        | Op::Rnn(_) => RunAs::Generic,
     }
 }
 

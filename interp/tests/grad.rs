@@ -346,3 +346,21 @@ fn bad_labels_and_inputs_are_errors() {
     assert!(gg.loss_and_gradients(vec![x], &[0]).is_err());
     assert!(gg.loss_and_gradients(vec![f32t(&[3, 3], &[0.0; 9])], &[0, 1]).is_err());
 }
+
+/// The data-movement ops scatter their gradient back through their index map; LogSoftmax.
+#[test]
+fn expand_tile_depth_to_space_space_to_depth_log_softmax() {
+    let (mut b, x) = Builder::new(&[2, 2]);
+    let c = b.cst(&[1, 8, 1, 1], -1.0, 1.0);
+    let e = b.node(Op::Expand { shape: vec![2, 8, 1, 2] }, vec![c]);
+    let t = b.node(Op::Tile { repeats: vec![1, 1, 2, 1] }, vec![e]);
+    let d = b.node(Op::DepthToSpace { block: 2, crd: true }, vec![t]);
+    let s = b.node(Op::SpaceToDepth { block: 2, crd: false }, vec![d]);
+    let f = b.node(Op::Reshape { shape: vec![2, 32] }, vec![s]);
+    let w = b.cst(&[32, 2], -0.5, 0.5);
+    let y = b.node(Op::MatMul, vec![f, w]);
+    let y = b.node(Op::Add, vec![y, x]);
+    let out = b.node(Op::LogSoftmax { axis: 1, coerce_2d: false }, vec![y]);
+    let (g, x) = b.finish(out);
+    check(&g, x, &[1, 0]);
+}

@@ -7,6 +7,8 @@
 
 use crate::{ConvAttrs, DType, Op, PadMode, PoolAttrs, TensorType};
 
+mod spatial;
+
 type R<T> = Result<T, String>;
 
 /// The output types of `op` applied to inputs of the given types, producing `n_outputs` outputs.
@@ -69,6 +71,21 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
         Op::MultiThreshold { channels_last, .. } => {
             multi_threshold(x, inputs[1], *channels_last).map(one)
         }
+        Op::Expand { shape } => spatial::expand(x, shape).map(one),
+        Op::Tile { repeats } => spatial::tile(x, repeats).map(one),
+        Op::Split { axis, sizes } => spatial::split(x, *axis, sizes, n_outputs),
+        Op::DepthToSpace { block, .. } => spatial::depth_to_space(x, *block).map(one),
+        Op::SpaceToDepth { block, .. } => spatial::space_to_depth(x, *block).map(one),
+        Op::Resize(a) => spatial::resize(x, a).map(one),
+        Op::LogSoftmax { axis, .. } => softmax(x, *axis).map(one),
+        Op::Lrn { size, .. } => spatial::lrn(x, *size).map(one),
+        Op::InstanceNorm { epsilon } => spatial::instance_norm(*epsilon, inputs).map(one),
+        Op::ConvTranspose { conv, output_padding } => {
+            spatial::conv_transpose(conv, output_padding, inputs).map(one)
+        }
+        Op::Lstm(a) => spatial::recurrent(a, 4, 3, inputs, n_outputs),
+        Op::Gru(a) => spatial::recurrent(a, 3, 2, inputs, n_outputs),
+        Op::Rnn(a) => spatial::recurrent(a, 1, 1, inputs, n_outputs),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod graph;
 pub mod infer;
 pub mod note;
 pub mod op;
+pub mod op_attrs;
 pub mod optable;
 pub mod parse;
 pub mod print;
@@ -36,6 +37,9 @@ pub use error::IrError;
 pub use graph::{Graph, Node, NodeId, Value, ValueDef, ValueId};
 pub use note::{Note, NoteValue};
 pub use op::*;
+pub use op_attrs::{
+    CoordMode, Direction, NearestMode, RecurrentAttrs, ResizeAttrs, ResizeMode, RnnAct,
+};
 pub use parse::{parse, parse_with_data};
 pub use types::{QuantParams, TensorType};
 pub use verify::verify;

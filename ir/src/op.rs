@@ -2,7 +2,7 @@
 //! defaults (auto_pad, axes given as inputs, negative axes) into the explicit fields here, so a
 //! pass or an interpreter never re-derives them.
 
-use crate::DType;
+use crate::{DType, RecurrentAttrs, ResizeAttrs};
 
 /// Attributes of a convolution over `n` spatial dims (n = kernel.len()).
 #[derive(Clone, Debug, PartialEq)]
@@ -431,6 +431,48 @@ crate::optable::op_table! {
         /// last axis with `channels_last`). In f32: `y = out_scale · #{t : x >= t} + out_bias`.
         MultiThreshold { out_scale: f32, out_bias: f32, channels_last: bool } = "multi_threshold",
             inputs 2..=2, outputs 1..=1, codes Float;
+        /// `shape`: the output shape, the input broadcast (numpy rules) with ONNX's shape operand.
+        Expand { shape: Vec<usize> } = "expand", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// The input repeated `repeats[i]` times along each axis `i`.
+        Tile { repeats: Vec<usize> } = "tile", inputs 1..=1, outputs 1..=1, codes Moves;
+        /// Consecutive parts along `axis`, of `sizes` (one output per part; they sum to the
+        /// axis' size).
+        Split { axis: usize, sizes: Vec<usize> } = "split",
+            inputs 1..=1, outputs 1..=usize::MAX, codes Moves;
+        /// `[N, C, H, W]` to `[N, C/b², H·b, W·b]`; `crd`: the channel index is `c·b² + i·b + j`
+        /// (ONNX's CRD mode), else `(i·b + j)·C/b² + c` (DCR).
+        DepthToSpace { block: usize, crd: bool } = "depth_to_space",
+            inputs 1..=1, outputs 1..=1, codes Moves;
+        /// `[N, C, H, W]` to `[N, C·b², H/b, W/b]`, the inverse of DepthToSpace in the same
+        /// mode (`crd`: ONNX's CRD, else DCR).
+        SpaceToDepth { block: usize, crd: bool } = "space_to_depth",
+            inputs 1..=1, outputs 1..=1, codes Moves;
+        /// Interpolation to `a.sizes` ([`ResizeAttrs`]).
+        Resize(a: ResizeAttrs) = "resize", inputs 1..=1, outputs 1..=1, codes Float;
+        /// `x − log Σ e^x` along `axis`; `coerce_2d` as in Softmax.
+        LogSoftmax { axis: usize, coerce_2d: bool } = "log_softmax",
+            inputs 1..=1, outputs 1..=1, codes Float;
+        /// Local response normalization over `size` channels centred on each one:
+        /// `x / (bias + alpha/size · Σ x²)^beta`.
+        Lrn { size: usize, alpha: f32, beta: f32, bias: f32 } = "lrn",
+            inputs 1..=1, outputs 1..=1, codes Float;
+        /// inputs: x `[N,C,D..]`, scale `[C]`, bias `[C]`: each (sample, channel) normalized
+        /// over its spatial elements.
+        InstanceNorm { epsilon: f32 } = "instance_norm", inputs 3..=3, outputs 1..=1, codes Float;
+        /// inputs: x `[N,C,D..]`, w `[C,M/group,K..]`, optional bias `[M]`. `conv.pads` crop
+        /// the full output (`[begin.., end..]`); `output_padding` is added at the end of each
+        /// spatial axis.
+        ConvTranspose { conv: ConvAttrs, output_padding: Vec<usize> } = "conv_transpose",
+            inputs 2..=3, outputs 1..=1, codes Float;
+        /// inputs: x, w `[dirs,4H,I]`, r `[dirs,4H,H]`, b `[dirs,8H]`, initial h and c
+        /// `[dirs,batch,H]`, optional peepholes `[dirs,3H]` (the importer supplies zeros for
+        /// absent ones). outputs: y, y_h, y_c.
+        Lstm(a: RecurrentAttrs) = "lstm", inputs 6..=7, outputs 1..=3, codes Float;
+        /// inputs: x, w `[dirs,3H,I]`, r `[dirs,3H,H]`, b `[dirs,6H]`, initial h. outputs: y,
+        /// y_h.
+        Gru(a: RecurrentAttrs) = "gru", inputs 5..=5, outputs 1..=2, codes Float;
+        /// inputs: x, w `[dirs,H,I]`, r `[dirs,H,H]`, b `[dirs,2H]`, initial h. outputs: y, y_h.
+        Rnn(a: RecurrentAttrs) = "rnn", inputs 5..=5, outputs 1..=2, codes Float;
     }
 }
 

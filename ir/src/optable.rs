@@ -319,6 +319,24 @@ impl AttrField for Vec<i64> {
     }
 }
 
+impl AttrField for Vec<f32> {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.push((key, Attr::Floats(self.clone())));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        a.f32s(key)
+    }
+}
+
+impl AttrField for Option<f32> {
+    fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
+        out.extend(self.map(|v| (key, Attr::Float(v))));
+    }
+    fn parse(key: &'static str, a: &mut Attrs) -> Result<Self, AttrErr> {
+        a.opt_f32(key)
+    }
+}
+
 impl AttrField for Option<usize> {
     fn print(&self, key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
         out.extend(self.map(|v| (key, Attr::UInt(v))));
@@ -458,6 +476,9 @@ pub(crate) enum Attr {
     Bounds(f32, f32),
     /// A bare word: an enum member or a dtype.
     Word(&'static str),
+    Floats(Vec<f32>),
+    /// A list of bare words (enum members).
+    Words(Vec<&'static str>),
 }
 
 impl fmt::Display for Attr {
@@ -482,6 +503,8 @@ impl fmt::Display for Attr {
             Attr::Ints(v) => list(f, v),
             Attr::Bounds(lo, hi) => write!(f, "[{}, {}]", fmt_f32(*lo), fmt_f32(*hi)),
             Attr::Word(w) => f.write_str(w),
+            Attr::Floats(v) => list(f, &v.iter().map(|x| fmt_f32(*x)).collect::<Vec<_>>()),
+            Attr::Words(v) => list(f, v),
         }
     }
 }
@@ -636,6 +659,51 @@ impl Attrs {
             }
         }
         Self::err(v.pos, format!("attribute '{key}' must be [lo, hi] (two numbers)"))
+    }
+
+    /// A list of f32 numbers.
+    pub fn f32s(&mut self, key: &str) -> Result<Vec<f32>, AttrErr> {
+        let v = self.take(key)?;
+        if let AttrKind::List(items) = &v.kind {
+            let nums: Vec<f32> = items
+                .iter()
+                .filter_map(|x| match &x.kind {
+                    AttrKind::Word(w) => crate::print::parse_f32(w),
+                    _ => None,
+                })
+                .collect();
+            if nums.len() == items.len() {
+                return Ok(nums);
+            }
+        }
+        Self::err(v.pos, format!("attribute '{key}' must be a list [...] of numbers (f32)"))
+    }
+
+    /// An optional f32.
+    pub fn opt_f32(&mut self, key: &str) -> Result<Option<f32>, AttrErr> {
+        if self.items.iter().any(|(k, _, _)| k == key) {
+            self.f32(key).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A list of bare words, each with its position.
+    pub fn words(&mut self, key: &str) -> Result<Vec<(usize, String)>, AttrErr> {
+        let v = self.take(key)?;
+        if let AttrKind::List(items) = &v.kind {
+            let words: Vec<(usize, String)> = items
+                .iter()
+                .filter_map(|x| match &x.kind {
+                    AttrKind::Word(w) => Some((x.pos, w.clone())),
+                    _ => None,
+                })
+                .collect();
+            if words.len() == items.len() {
+                return Ok(words);
+            }
+        }
+        Self::err(v.pos, format!("attribute '{key}' must be a list [...] of words"))
     }
 
     pub fn word(&mut self, key: &str) -> Result<(usize, String), AttrErr> {

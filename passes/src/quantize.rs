@@ -75,7 +75,20 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Not
         | Op::Where
         | Op::Trunc { .. }
-        | Op::MultiThreshold { .. } => false,
+        | Op::MultiThreshold { .. }
+        | Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::Split { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. }
+        | Op::Resize(_)
+        | Op::LogSoftmax { .. }
+        | Op::Lrn { .. }
+        | Op::InstanceNorm { .. }
+        | Op::ConvTranspose { .. }
+        | Op::Lstm(_)
+        | Op::Gru(_)
+        | Op::Rnn(_) => false,
     }
 }
 

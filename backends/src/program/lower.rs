@@ -312,6 +312,19 @@ impl Lowering<'_> {
             Op::Trunc { .. } | Op::MultiThreshold { .. } => {
                 Err(err(node, format!("'{}' has no program step", node.op.name())))
             }
+            Op::Expand { .. }
+            | Op::Tile { .. }
+            | Op::Split { .. }
+            | Op::DepthToSpace { .. }
+            | Op::SpaceToDepth { .. }
+            | Op::Resize(_)
+            | Op::LogSoftmax { .. }
+            | Op::Lrn { .. }
+            | Op::InstanceNorm { .. }
+            | Op::ConvTranspose { .. }
+            | Op::Lstm(_)
+            | Op::Gru(_)
+            | Op::Rnn(_) => Err(err(node, format!("'{}' has no program step", node.op.name()))),
         }
     }
 

@@ -156,6 +156,22 @@ impl<'a> Attrs<'a> {
         }
     }
 
+    pub fn strings(&self, name: &str) -> R<Option<Vec<String>>> {
+        match self.typed(name, AttributeType::Strings)? {
+            None => Ok(None),
+            Some(a) => a
+                .strings
+                .iter()
+                .map(|b| {
+                    std::str::from_utf8(b)
+                        .map(str::to_string)
+                        .map_err(|_| format!("attribute '{name}': not UTF-8"))
+                })
+                .collect::<R<Vec<String>>>()
+                .map(Some),
+        }
+    }
+
     pub fn tensor(&self, name: &str) -> R<Option<&'a TensorProto>> {
         match self.typed(name, AttributeType::Tensor)? {
             None => Ok(None),

@@ -173,7 +173,30 @@ pub(super) fn backward(
         Op::ArgMax { .. } | Op::ArgMin { .. } | Op::Compare(_) | Op::Logic(_) | Op::Not => {
             Ok(vec![None; n_in])
         }
-        Op::HardSigmoid { .. }
+        Op::Expand { .. } | Op::Tile { .. } | Op::DepthToSpace { .. } | Op::SpaceToDepth { .. } => {
+            Ok(only_first(moves_backward(node, ins[0].shape(), dy)?))
+        }
+        Op::LogSoftmax { axis, coerce_2d } => {
+            let y = y()?;
+            if *coerce_2d && *axis + 1 != y.ndim() {
+                return Err(node_err(
+                    node,
+                    "no backward for a legacy log_softmax over several axes",
+                ));
+            }
+            let s = dy.sum_axis(Axis(*axis)).insert_axis(Axis(*axis));
+            Ok(only_first(dy - &(y.mapv(f64::exp) * &s)))
+        }
+        // Split's other outputs would need their own gradients; the rest have no backward yet.
+        Op::Split { .. }
+        | Op::Resize(_)
+        | Op::Lrn { .. }
+        | Op::InstanceNorm { .. }
+        | Op::ConvTranspose { .. }
+        | Op::Lstm(_)
+        | Op::Gru(_)
+        | Op::Rnn(_)
+        | Op::HardSigmoid { .. }
         | Op::HardSwish
         | Op::Gather { .. }
         | Op::Slice { .. }
@@ -183,6 +206,27 @@ pub(super) fn backward(
         | Op::Trunc { .. }
         | Op::MultiThreshold { .. } => Err(no_backward(node)),
     }
+}
+
+/// The backward of an op that only moves elements of its first input: the forward run on the
+/// flat indices of the input says where each output element came from, and `dy` is added back
+/// there.
+fn moves_backward(node: &Node, x_shape: &[usize], dy: &ArrayD<f64>) -> Result<ArrayD<f64>> {
+    let n: usize = x_shape.iter().product();
+    let iota = Tensor::I64(
+        ArrayD::from_shape_vec(IxDyn(x_shape), (0..n as i64).collect())
+            .expect("invariant: n elements of shape x_shape"),
+    );
+    let src = crate::eval_node(&node.op, &[&iota], 1).map_err(|e| node_err(node, e.to_string()))?;
+    let Some(Tensor::I64(src)) = src.into_iter().next() else {
+        return Err(node_err(node, "the index run gave no i64 output"));
+    };
+    let mut dx = ArrayD::zeros(IxDyn(x_shape));
+    let d = dx.as_slice_mut().expect("invariant: a new array is contiguous");
+    for (&i, &g) in src.iter().zip(dy.iter()) {
+        d[i as usize] += g;
+    }
+    Ok(dx)
 }
 
 /// The error of an op without a backward.

@@ -7,13 +7,18 @@
 pub(crate) mod activation;
 pub(crate) mod cast;
 pub(crate) mod conv;
+pub(crate) mod conv_transpose;
 pub(crate) mod elementwise;
 pub mod gemm;
+pub(crate) mod layout;
 pub(crate) mod logic;
+pub(crate) mod norm;
 pub mod num;
 pub(crate) mod pool;
 pub(crate) mod quant;
+pub(crate) mod recurrent;
 pub(crate) mod reduce;
+pub(crate) mod resize;
 pub(crate) mod rounded_acc;
 pub(crate) mod shape;
 pub(crate) mod simd;
@@ -226,6 +231,29 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
         Op::MultiThreshold { out_scale, out_bias, channels_last } => {
             one(quant::multi_threshold(*out_scale, *out_bias, *channels_last, inputs)?)
         }
+        Op::Expand { shape } => one(layout::expand(shape, single(inputs)?)?),
+        Op::Tile { repeats } => one(layout::tile(repeats, single(inputs)?)?),
+        Op::Split { axis, sizes } => layout::split(*axis, sizes, single(inputs)?),
+        Op::DepthToSpace { block, crd } => {
+            one(layout::depth_to_space(*block, *crd, single(inputs)?)?)
+        }
+        Op::SpaceToDepth { block, crd } => {
+            one(layout::space_to_depth(*block, *crd, single(inputs)?)?)
+        }
+        Op::Resize(a) => one(resize::resize(a, single(inputs)?)?),
+        Op::LogSoftmax { axis, coerce_2d } => {
+            one(norm::log_softmax(*axis, *coerce_2d, single(inputs)?)?)
+        }
+        Op::Lrn { size, alpha, beta, bias } => {
+            one(norm::lrn(*size, *alpha, *beta, *bias, single(inputs)?)?)
+        }
+        Op::InstanceNorm { epsilon } => one(norm::instance_norm(*epsilon, inputs)?),
+        Op::ConvTranspose { conv, output_padding } => {
+            one(conv_transpose::conv_transpose(conv, output_padding, inputs)?)
+        }
+        Op::Lstm(a) => recurrent::eval(recurrent::Cell::Lstm, a, inputs, n_outputs),
+        Op::Gru(a) => recurrent::eval(recurrent::Cell::Gru, a, inputs, n_outputs),
+        Op::Rnn(a) => recurrent::eval(recurrent::Cell::Rnn, a, inputs, n_outputs),
     }
 }
 
@@ -279,7 +307,20 @@ pub(crate) fn activation_of(op: &Op) -> Option<Act> {
         | Op::Not
         | Op::Where
         | Op::Trunc { .. }
-        | Op::MultiThreshold { .. } => return None,
+        | Op::MultiThreshold { .. }
+        | Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::Split { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. }
+        | Op::Resize(_)
+        | Op::LogSoftmax { .. }
+        | Op::Lrn { .. }
+        | Op::InstanceNorm { .. }
+        | Op::ConvTranspose { .. }
+        | Op::Lstm(_)
+        | Op::Gru(_)
+        | Op::Rnn(_) => return None,
     })
 }
 

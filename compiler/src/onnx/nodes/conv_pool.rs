@@ -1,4 +1,5 @@
-//! Conv, MaxPool, AveragePool, GlobalAveragePool and BatchNormalization.
+//! Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool, BatchNormalization,
+//! InstanceNormalization and LRN.
 //!
 //! `auto_pad` is resolved into explicit pads here (ONNX's rule: SAME gives
 //! `ceil(in / stride)` outputs, the odd pad going to the end for SAME_UPPER and to the
@@ -14,6 +15,9 @@ pub(super) const IMPORTS: &[Import] = &[
     Import::new("AveragePool", |ctx| pool(ctx, false)),
     Import::new("GlobalAveragePool", global_average_pool),
     Import::new("BatchNormalization", batch_norm).note("inference mode"),
+    Import::new("ConvTranspose", conv_transpose).note("float interpreter only"),
+    Import::new("InstanceNormalization", instance_norm),
+    Import::new("LRN", lrn),
 ];
 
 pub fn conv(ctx: &mut Ctx) -> R<Lowered> {
@@ -150,6 +154,140 @@ pub fn batch_norm(ctx: &mut Ctx) -> R<Lowered> {
     let epsilon = ctx.attrs.float_or("epsilon", 1e-5)?;
     let inputs = (0..5).map(|i| ctx.input(i)).collect::<R<Vec<_>>>()?;
     Ok(Lowered::Op(Op::BatchNorm { epsilon }, inputs))
+}
+
+pub fn instance_norm(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["epsilon"])?;
+    ctx.max_inputs(3)?;
+    ctx.max_outputs(1)?;
+    let epsilon = ctx.attrs.float_or("epsilon", 1e-5)?;
+    let inputs = (0..3).map(|i| ctx.input(i)).collect::<R<Vec<_>>>()?;
+    Ok(Lowered::Op(Op::InstanceNorm { epsilon }, inputs))
+}
+
+pub fn lrn(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["alpha", "beta", "bias", "size"])?;
+    ctx.max_inputs(1)?;
+    ctx.max_outputs(1)?;
+    let size = ctx.attrs.int("size")?.ok_or("attribute 'size' is required")?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .ok_or_else(|| format!("attribute 'size' must be >= 1, got {size}"))?;
+    let op = Op::Lrn {
+        size,
+        alpha: ctx.attrs.float_or("alpha", 1e-4)?,
+        beta: ctx.attrs.float_or("beta", 0.75)?,
+        bias: ctx.attrs.float_or("bias", 1.0)?,
+    };
+    Ok(Lowered::Op(op, vec![ctx.input(0)?]))
+}
+
+/// ConvTranspose: `auto_pad` and `output_shape` resolved into crops (`pads`) and extra
+/// outputs at the end (`output_padding`), as the ONNX reference computes them.
+pub fn conv_transpose(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&[
+        "auto_pad",
+        "dilations",
+        "group",
+        "kernel_shape",
+        "output_padding",
+        "output_shape",
+        "pads",
+        "strides",
+    ])?;
+    ctx.max_inputs(3)?;
+    ctx.max_outputs(1)?;
+    let (x, w) = (ctx.input(0)?, ctx.input(1)?);
+    let (xt, wt) = (ctx.ty(x).clone(), ctx.ty(w).clone());
+    if wt.rank() < 3 || xt.rank() != wt.rank() {
+        return Err(format!(
+            "expected an input [N,C,D..] and a weight [C,M/group,K..] of one rank >= 3, got {} and {}",
+            show(&xt),
+            show(&wt)
+        ));
+    }
+    let n = wt.rank() - 2;
+    let kernel = match ctx.attrs.usizes("kernel_shape")? {
+        Some(k) if k[..] != wt.shape[2..] => {
+            return Err(format!("kernel_shape {k:?} does not match the weight {}", show(&wt)))
+        }
+        _ => wt.shape[2..].to_vec(),
+    };
+    let strides = spatial_attr(ctx, "strides", n)?;
+    let dilations = spatial_attr(ctx, "dilations", n)?;
+    let group = ctx.attrs.int_or("group", 1)?;
+    if group < 1 {
+        return Err(format!("attribute 'group' must be >= 1, got {group}"));
+    }
+    let mut output_padding = match ctx.attrs.usizes("output_padding")? {
+        None => vec![0; n],
+        Some(p) if p.len() == n => p,
+        Some(p) => return Err(format!("attribute 'output_padding' {p:?} must have {n} entries")),
+    };
+    let target = match ctx.attrs.usizes("output_shape")? {
+        Some(s) if s.len() >= n => Some(s[s.len() - n..].to_vec()),
+        Some(s) => {
+            return Err(format!("attribute 'output_shape' {s:?} has fewer than {n} entries"))
+        }
+        None => None,
+    };
+    let full: Vec<i64> = (0..n)
+        .map(|i| {
+            (strides[i] * xt.shape[2 + i].saturating_sub(1)
+                + output_padding[i]
+                + dilations[i] * (kernel[i].max(1) - 1)
+                + 1) as i64
+        })
+        .collect();
+    let auto = ctx.attrs.string("auto_pad")?.unwrap_or_default();
+    let mut pads = match ctx.attrs.usizes("pads")? {
+        Some(p) if p.len() != 2 * n => {
+            return Err(format!("attribute 'pads' {p:?} must have {} entries", 2 * n))
+        }
+        Some(p) => p,
+        None => vec![0; 2 * n],
+    };
+    match auto.as_str() {
+        "SAME_UPPER" | "SAME_LOWER" => {
+            for i in 0..n {
+                let want = target.as_ref().map_or(xt.shape[2 + i] * strides[i], |t| t[i]) as i64;
+                let total = full[i] - want;
+                if total < 0 {
+                    output_padding[i] += (-total) as usize;
+                    pads[i] = 0;
+                    pads[n + i] = 0;
+                    continue;
+                }
+                let (small, big) = ((total / 2) as usize, (total - total / 2) as usize);
+                (pads[i], pads[n + i]) =
+                    if auto == "SAME_UPPER" { (small, big) } else { (big, small) };
+            }
+        }
+        "" | "NOTSET" | "VALID" => {
+            if auto == "VALID" {
+                pads = vec![0; 2 * n];
+            }
+            for (i, t) in target.iter().flatten().enumerate() {
+                let have = full[i] - pads[i] as i64 - pads[n + i] as i64;
+                let diff = *t as i64 - have;
+                if diff >= 0 {
+                    output_padding[i] += diff as usize;
+                } else {
+                    pads[n + i] += (-diff) as usize;
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+            "attribute 'auto_pad': unknown value '{other}' (NOTSET, VALID, SAME_UPPER, SAME_LOWER)"
+        ))
+        }
+    }
+    let mut inputs = vec![x, w];
+    inputs.extend(ctx.opt(2));
+    let conv = ConvAttrs { kernel, strides, dilations, pads, group: group as usize, clamp: None };
+    Ok(Lowered::Op(Op::ConvTranspose { conv, output_padding }, inputs))
 }
 
 /// A per-spatial-dim attribute (strides, dilations): `n` entries >= 1, default all 1.

@@ -23,6 +23,7 @@ pub(super) const IMPORTS: &[Import] = &[
     Import::new("Clip", clip),
     Import::new("Gemm", gemm),
     Import::new("Softmax", softmax),
+    Import::new("LogSoftmax", softmax),
     Import::new("Dropout", dropout).note("inference mode"),
     Import::new("Cast", cast),
     Import::new("Exp", unary_fn),
@@ -186,20 +187,35 @@ pub fn gemm(ctx: &mut Ctx) -> R<Lowered> {
     Ok(Lowered::Op(op, inputs))
 }
 
-/// Before opset 13 Softmax flattens to 2-D at `axis` (default 1); from 13 it works along one
-/// axis (default -1). Both agree when the axis is the last one, which is then recorded as
-/// the plain form.
+/// Before opset 13 Softmax (and LogSoftmax) flattens to 2-D at `axis` (default 1); from 13
+/// it works along one axis (default -1). Both agree when at most one of the flattened axes
+/// has a size other than 1 (the last axis; SqueezeNet's `[N, C, 1, 1]` at axis 1): that is
+/// recorded as the plain form along that axis.
 pub fn softmax(ctx: &mut Ctx) -> R<Lowered> {
     ctx.attrs.check_known(&["axis"])?;
     ctx.max_inputs(1)?;
     ctx.max_outputs(1)?;
     let x = ctx.input(0)?;
-    let rank = ctx.ty(x).rank();
+    let shape = ctx.ty(x).shape.clone();
+    let rank = shape.len();
     let old = ctx.opset < 13;
     let axis = ctx.attrs.int_or("axis", if old { 1 } else { -1 })?;
-    let axis = norm_axis(axis, rank, false)?;
-    let coerce_2d = old && axis + 1 != rank;
-    Ok(Lowered::Op(Op::Softmax { axis, coerce_2d }, vec![x]))
+    let mut axis = norm_axis(axis, rank, false)?;
+    let mut coerce_2d = false;
+    if old {
+        let wide: Vec<usize> = (axis..rank).filter(|&i| shape[i] != 1).collect();
+        match wide[..] {
+            [] => {}
+            [only] => axis = only,
+            _ => coerce_2d = true,
+        }
+    }
+    let op = if ctx.op_type == "LogSoftmax" {
+        Op::LogSoftmax { axis, coerce_2d }
+    } else {
+        Op::Softmax { axis, coerce_2d }
+    };
+    Ok(Lowered::Op(op, vec![x]))
 }
 
 /// Inference-mode Dropout: the identity (plus an all-true mask).

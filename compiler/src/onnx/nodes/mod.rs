@@ -15,7 +15,9 @@ mod elementwise;
 pub(crate) mod qonnx;
 pub(crate) mod qoperator;
 pub(crate) mod quant;
+mod recurrent;
 mod reduce;
+mod resize;
 mod shape_ops;
 
 use super::attrs::Attrs;
@@ -74,6 +76,8 @@ pub const FAMILIES: &[(&str, &[Import])] = &[
     ("shape_ops.rs", shape_ops::IMPORTS),
     ("quant.rs", quant::IMPORTS),
     ("reduce.rs", reduce::IMPORTS),
+    ("resize.rs", resize::IMPORTS),
+    ("recurrent.rs", recurrent::IMPORTS),
     ("qoperator.rs", qoperator::IMPORTS),
 ];
 

@@ -17,6 +17,13 @@ pub(super) const IMPORTS: &[Import] = &[
     Import::new("Pad", pad).values(&[1, 3]).note("modes constant, reflect, edge, wrap"),
     Import::new("Gather", gather),
     Import::new("Slice", slice).values(&[1, 2, 3, 4]),
+    Import::new("Expand", expand).values(&[1]),
+    Import::new("Tile", tile).values(&[1]),
+    Import::new("Split", split)
+        .values(&[1])
+        .note("split sizes as attribute (< 13), input, or num_outputs (>= 18)"),
+    Import::new("DepthToSpace", depth_to_space).note("modes DCR and CRD"),
+    Import::new("SpaceToDepth", space_to_depth).note("modes DCR and CRD"),
     Import::new("Shape", shape).note("folded to a constant"),
     Import::new("Constant", constant).note("folded to a constant"),
     Import::new("ConstantOfShape", constant_of_shape).values(&[0]).note("folded to a constant"),
@@ -429,4 +436,133 @@ fn check_len(ctx: &Ctx, n: u128, dtype: DType) -> R<usize> {
     let n = usize::try_from(n).map_err(|_| "range is too long".to_string())?;
     ctx.imp.reader.check_created(dtype, &[n])?;
     Ok(n)
+}
+
+/// Expand: the shape operand broadcast with the input's shape (numpy rules, both ways).
+pub fn expand(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&[])?;
+    ctx.max_inputs(2)?;
+    ctx.max_outputs(1)?;
+    let x = ctx.input(0)?;
+    let xt = ctx.ty(x).clone();
+    let dims = ctx.ints_operand(1, "shape")?.ok_or("input 1 (shape) is required")?;
+    let dims = dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("shape {dims:?} has a negative dim")))
+        .collect::<R<Vec<usize>>>()?;
+    let shape = cimc_ir::infer::broadcast(&xt.shape, &dims)
+        .ok_or_else(|| format!("{} does not broadcast with the shape {dims:?}", show(&xt)))?;
+    Ok(Lowered::Op(Op::Expand { shape }, vec![x]))
+}
+
+pub fn tile(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&[])?;
+    ctx.max_inputs(2)?;
+    ctx.max_outputs(1)?;
+    let x = ctx.input(0)?;
+    let xt = ctx.ty(x).clone();
+    let reps = ctx.ints_operand(1, "repeats")?.ok_or("input 1 (repeats) is required")?;
+    if reps.len() != xt.rank() {
+        return Err(format!("{} repeats {reps:?} for {}", reps.len(), show(&xt)));
+    }
+    let repeats = reps
+        .iter()
+        .map(|&r| usize::try_from(r).map_err(|_| format!("repeats {reps:?} has a negative entry")))
+        .collect::<R<Vec<usize>>>()?;
+    let mut shape = Vec::with_capacity(repeats.len());
+    for (d, r) in xt.shape.iter().zip(&repeats) {
+        shape.push(d.checked_mul(*r).ok_or("the tiled size overflows")?);
+    }
+    Ok(Lowered::Op(Op::Tile { repeats }, vec![x]))
+}
+
+/// Split sizes from the `split` attribute (< 13) or input 1 (>= 13); else equal parts, one per
+/// output (or `num_outputs` from 18, the last part smaller when the axis does not divide).
+pub fn split(ctx: &mut Ctx) -> R<Lowered> {
+    let x = ctx.input(0)?;
+    let xt = ctx.ty(x).clone();
+    let given = if ctx.opset < 13 {
+        ctx.attrs.check_known(&["axis", "split"])?;
+        ctx.max_inputs(1)?;
+        ctx.attrs.ints("split")?.map(|s| s.to_vec())
+    } else {
+        ctx.attrs.check_known(if ctx.opset >= 18 {
+            &["axis", "num_outputs"]
+        } else {
+            &["axis"]
+        })?;
+        ctx.max_inputs(2)?;
+        ctx.ints_operand(1, "split")?
+    };
+    let axis = norm_axis(ctx.attrs.int_or("axis", 0)?, xt.rank(), false)?;
+    let dim = xt.shape[axis];
+    let num_outputs = ctx.attrs.int("num_outputs")?;
+    let sizes = match (given, num_outputs) {
+        (Some(_), Some(_)) => return Err("both split sizes and 'num_outputs' are given".into()),
+        (Some(s), None) => s
+            .iter()
+            .map(|&v| usize::try_from(v).map_err(|_| format!("split {s:?} has a negative size")))
+            .collect::<R<Vec<usize>>>()?,
+        (None, Some(k)) => {
+            let k =
+                usize::try_from(k).ok().filter(|&k| k > 0 && k <= dim.max(1)).ok_or_else(|| {
+                    format!(
+                        "attribute 'num_outputs' {k} must be in 1..={} for {}",
+                        dim.max(1),
+                        show(&xt)
+                    )
+                })?;
+            let chunk = dim.div_ceil(k);
+            (0..k).map(|i| chunk.min(dim.saturating_sub(i * chunk))).collect()
+        }
+        (None, None) => {
+            let k = ctx.n_outputs;
+            if !dim.is_multiple_of(k) {
+                return Err(format!(
+                    "axis {axis} of {} does not split into {k} equal parts",
+                    show(&xt)
+                ));
+            }
+            vec![dim / k; k]
+        }
+    };
+    if sizes.len() != ctx.n_outputs {
+        return Err(format!("{} split sizes {sizes:?} for {} outputs", sizes.len(), ctx.n_outputs));
+    }
+    Ok(Lowered::Op(Op::Split { axis, sizes }, vec![x]))
+}
+
+pub fn depth_to_space(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["blocksize", "mode"])?;
+    ctx.max_inputs(1)?;
+    ctx.max_outputs(1)?;
+    let block = blocksize(ctx)?;
+    let crd = crd_mode(ctx)?;
+    Ok(Lowered::Op(Op::DepthToSpace { block, crd }, vec![ctx.input(0)?]))
+}
+
+pub fn space_to_depth(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["blocksize", "mode"])?;
+    ctx.max_inputs(1)?;
+    ctx.max_outputs(1)?;
+    let block = blocksize(ctx)?;
+    let crd = crd_mode(ctx)?;
+    Ok(Lowered::Op(Op::SpaceToDepth { block, crd }, vec![ctx.input(0)?]))
+}
+
+/// DepthToSpace's and SpaceToDepth's `mode`: whether it is CRD (the default is DCR).
+fn crd_mode(ctx: &Ctx) -> R<bool> {
+    match ctx.attrs.string("mode")?.as_deref() {
+        None | Some("DCR") => Ok(false),
+        Some("CRD") => Ok(true),
+        Some(m) => Err(format!("attribute 'mode': unknown mode '{m}' (DCR, CRD)")),
+    }
+}
+
+fn blocksize(ctx: &Ctx) -> R<usize> {
+    let b = ctx.attrs.int("blocksize")?.ok_or("attribute 'blocksize' is required")?;
+    usize::try_from(b)
+        .ok()
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("attribute 'blocksize' must be >= 1, got {b}"))
 }

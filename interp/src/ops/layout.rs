@@ -1,0 +1,148 @@
+//! Data movement by index map: Expand, Tile, Split, DepthToSpace, SpaceToDepth. Each output
+//! element is one input element, so every kernel computes the flat input index of each output
+//! element ([`index_map`]) and gathers ([`take`]): any dtype, exact on integer codes. The
+//! gradient of these ops scatters through the same maps (`grad::ops::moves_backward`).
+
+use super::num::Elem;
+use super::{array, bad, data_of};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Row-major strides of `shape`.
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// For every element of an output of shape `out` (row-major), the flat index into the input
+/// that `src` computes from the output's multi-index.
+fn index_map(out: &[usize], mut src: impl FnMut(&[usize]) -> usize) -> Vec<usize> {
+    let n: usize = out.iter().product();
+    let mut map = Vec::with_capacity(n);
+    let mut ix = vec![0usize; out.len()];
+    for _ in 0..n {
+        map.push(src(&ix));
+        for d in (0..out.len()).rev() {
+            ix[d] += 1;
+            if ix[d] < out[d] {
+                break;
+            }
+            ix[d] = 0;
+        }
+    }
+    map
+}
+
+/// The tensor of shape `shape` whose element `k` is the input's flat element `map[k]`.
+pub(crate) fn take(t: &Tensor, map: &[usize], shape: &[usize]) -> Tensor {
+    fn go<T: Elem>(a: &ndarray::ArrayD<T>, map: &[usize], shape: &[usize]) -> Tensor {
+        let d = data_of(a);
+        T::wrap(array(shape, map.iter().map(|&i| d[i]).collect()))
+    }
+    match t {
+        Tensor::F32(a) => go(a, map, shape),
+        Tensor::F64(a) => go(a, map, shape),
+        Tensor::I8(a) => go(a, map, shape),
+        Tensor::U8(a) => go(a, map, shape),
+        Tensor::I16(a) => go(a, map, shape),
+        Tensor::U16(a) => go(a, map, shape),
+        Tensor::I32(a) => go(a, map, shape),
+        Tensor::I64(a) => go(a, map, shape),
+        Tensor::Bool(a) => go(a, map, shape),
+    }
+}
+
+/// Expand to `shape`: numpy broadcasting of the input to the output shape.
+pub(crate) fn expand(shape: &[usize], t: &Tensor) -> Result<Tensor> {
+    let s = t.shape();
+    if s.len() > shape.len()
+        || s.iter().rev().zip(shape.iter().rev()).any(|(&i, &o)| i != o && i != 1)
+    {
+        return Err(bad(format!("cannot expand {s:?} to {shape:?}")));
+    }
+    let lead = shape.len() - s.len();
+    let st = strides(s);
+    let map = index_map(shape, |ix| {
+        (0..s.len()).map(|d| if s[d] == 1 { 0 } else { ix[lead + d] * st[d] }).sum()
+    });
+    Ok(take(t, &map, shape))
+}
+
+/// Tile: the input repeated `repeats[d]` times along each axis.
+pub(crate) fn tile(repeats: &[usize], t: &Tensor) -> Result<Tensor> {
+    let s = t.shape();
+    if repeats.len() != s.len() {
+        return Err(bad(format!("{} repeats for rank {}", repeats.len(), s.len())));
+    }
+    let shape: Vec<usize> = s.iter().zip(repeats).map(|(&d, &r)| d * r).collect();
+    let st = strides(s);
+    let map = index_map(&shape, |ix| (0..s.len()).map(|d| (ix[d] % s[d]) * st[d]).sum());
+    Ok(take(t, &map, &shape))
+}
+
+/// Split along `axis` into consecutive parts of `sizes`.
+pub(crate) fn split(axis: usize, sizes: &[usize], t: &Tensor) -> Result<Vec<Tensor>> {
+    let s = t.shape();
+    if axis >= s.len() || sizes.iter().sum::<usize>() != s[axis] {
+        return Err(bad(format!("cannot split {s:?} along axis {axis} into {sizes:?}")));
+    }
+    let st = strides(s);
+    let mut at = 0;
+    let mut out = Vec::with_capacity(sizes.len());
+    for &len in sizes {
+        let mut shape = s.to_vec();
+        shape[axis] = len;
+        let map = index_map(&shape, |ix| {
+            (0..s.len()).map(|d| (ix[d] + if d == axis { at } else { 0 }) * st[d]).sum()
+        });
+        out.push(take(t, &map, &shape));
+        at += len;
+    }
+    Ok(out)
+}
+
+fn nchw(t: &Tensor, block: usize) -> Result<[usize; 4]> {
+    match t.shape()[..] {
+        [n, c, h, w] if block > 0 => Ok([n, c, h, w]),
+        _ => Err(bad(format!("expected a 4-D input and blocksize >= 1, got {}", t.type_string()))),
+    }
+}
+
+/// DepthToSpace: output `(n, c, y·b + i, x·b + j)` is input `(n, ch, y, x)` with `ch` the
+/// DCR (`(i·b + j)·C' + c`) or CRD (`c·b² + i·b + j`) channel.
+pub(crate) fn depth_to_space(block: usize, crd: bool, t: &Tensor) -> Result<Tensor> {
+    let [n, c, h, w] = nchw(t, block)?;
+    let b = block;
+    if c % (b * b) != 0 {
+        return Err(bad(format!("{c} channels are not divisible by blocksize² {}", b * b)));
+    }
+    let co = c / (b * b);
+    let shape = [n, co, h * b, w * b];
+    let map = index_map(&shape, |ix| {
+        let (y, x) = (ix[2], ix[3]);
+        let (i, j) = (y % b, x % b);
+        let ch = if crd { ix[1] * b * b + i * b + j } else { (i * b + j) * co + ix[1] };
+        ((ix[0] * c + ch) * h + y / b) * w + x / b
+    });
+    Ok(take(t, &map, &shape))
+}
+
+/// SpaceToDepth: output `(n, ch, y, x)` is input `(n, c, y·b + i, x·b + j)`, with `ch` the DCR
+/// (`(i·b + j)·C + c`) or CRD (`c·b² + i·b + j`) channel.
+pub(crate) fn space_to_depth(block: usize, crd: bool, t: &Tensor) -> Result<Tensor> {
+    let [n, c, h, w] = nchw(t, block)?;
+    let b = block;
+    if h % b != 0 || w % b != 0 {
+        return Err(bad(format!("H {h} and W {w} are not divisible by blocksize {b}")));
+    }
+    let shape = [n, c * b * b, h / b, w / b];
+    let map = index_map(&shape, |ix| {
+        let (k, ch) = if crd { (ix[1] % (b * b), ix[1] / (b * b)) } else { (ix[1] / c, ix[1] % c) };
+        let (i, j) = (k / b, k % b);
+        ((ix[0] * c + ch) * h + ix[2] * b + i) * w + ix[3] * b + j
+    });
+    Ok(take(t, &map, &shape))
+}
