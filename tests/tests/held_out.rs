@@ -125,8 +125,6 @@ mod w8a8 {
     /// Issue 19's "done when": the TorchScript export (BatchNorm, HardSwish, HardSigmoid, the Mul
     /// of squeeze-excite and the Concat all reach the program).
     #[test]
-    #[ignore = "needs the integer LUT/binary steps of branch intprog, and Concat's result in \
-                standard layout (calibration panics: 'interpreter outputs are contiguous')"]
     fn mbv3_w8a8_within_half_a_point_of_float() {
         let Some(shared) = cimc_tests::shared("mbv3_w8a8_within_half_a_point_of_float") else {
             return;
@@ -137,9 +135,6 @@ mod w8a8 {
     /// The same model from the dynamo exporter: BatchNorm folded, and squeeze-excite's pooling
     /// written as ReduceMean over the spatial axes.
     #[test]
-    #[ignore = "needs an integer step for ReduceMean over the spatial axes (squeeze-excite's \
-                pooling as the dynamo exporter writes it), besides what the TorchScript export \
-                needs"]
     fn mbv3_dynamo_w8a8_within_half_a_point_of_float() {
         let Some(shared) = cimc_tests::shared("mbv3_dynamo_w8a8_within_half_a_point_of_float")
         else {

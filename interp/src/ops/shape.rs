@@ -173,7 +173,14 @@ pub(crate) fn concat(axis: usize, inputs: &[&Tensor]) -> Result<Tensor> {
             .iter()
             .map(|t| T::view(t).expect("invariant: dtypes checked equal").view())
             .collect();
-        T::wrap(ndarray::concatenate(Axis(axis), &views).expect("invariant: shapes checked"))
+        let joined = ndarray::concatenate(Axis(axis), &views).expect("invariant: shapes checked");
+        // Along an inner axis ndarray returns a strided array; every reader expects the
+        // standard (row-major) layout a tensor has everywhere else.
+        T::wrap(if joined.is_standard_layout() {
+            joined
+        } else {
+            joined.as_standard_layout().into_owned()
+        })
     }
     Ok(dispatch_elem!(inputs[0], T => go::<T>(axis, inputs)))
 }
