@@ -508,8 +508,8 @@ fn prelu_per_channel_slope_is_refused() {
 #[test]
 fn opset_out_of_range_is_refused() {
     let mut m = relu_model();
-    m.opset_import[0].version = Some(5);
-    assert!(err_of(&m).contains("opset 5"));
+    m.opset_import[0].version = Some(0);
+    assert!(err_of(&m).contains("opset 0"));
     m.opset_import[0].version = Some(99);
     assert!(err_of(&m).contains("opset 99"));
 }
@@ -987,4 +987,123 @@ fn corrupted_models_never_panic() {
         });
         assert!(r.is_ok(), "the importer panicked on a corrupted model");
     }
+}
+
+// ---- opsets 1 to 6 (compiler/src/onnx/legacy.rs) ----
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), r#type: Some(2), i: Some(v), ..Default::default() }
+}
+
+/// Runs `g` on f32 inputs and returns its first output's values.
+fn run_f32(g: &Graph, inputs: &[(Vec<usize>, Vec<f32>)]) -> Vec<f32> {
+    let xs = inputs
+        .iter()
+        .map(|(s, v)| cimc_interp::Tensor::from_data(&TensorData::from_f32(s.clone(), v)).unwrap())
+        .collect();
+    let y = cimc_interp::Runner::new(g).unwrap().run(xs).unwrap().remove(0);
+    y.to_data().to_f64_vec().iter().map(|&v| v as f32).collect()
+}
+
+/// `A + B` at opset 6 with `broadcast=1`: B `[3]` aligned at `axis=1` of A `[2,3,2]` (a constant
+/// B is reshaped at import; a runtime B through a Reshape node), and B `[2]` aligned with A's
+/// last dim when `axis` is absent (numpy's suffix rule).
+#[test]
+fn legacy_broadcast_aligns_b_at_axis() {
+    let a: Vec<f32> = (0..12).map(|v| v as f32).collect();
+    let build = |b_dims: &[i64], attrs: Vec<AttributeProto>, b_const: bool| {
+        let n: i64 = b_dims.iter().product();
+        let b: Vec<f32> = (1..=n).map(|v| 100.0 * v as f32).collect();
+        let mut inputs = vec![vi("a", DataType::Float, &[Some(2), Some(3), Some(2)])];
+        let mut inits = vec![];
+        if b_const {
+            inits.push(raw_tensor("b", DataType::Float, b_dims, f32_raw(&b)));
+        } else {
+            let dims: Vec<Option<i64>> = b_dims.iter().map(|&d| Some(d)).collect();
+            inputs.push(vi("b", DataType::Float, &dims));
+        }
+        let mut m = model(
+            vec![node("Add", "add", &["a", "b"], &["y"], attrs)],
+            inputs,
+            vec![vi("y", DataType::Float, &[Some(2), Some(3), Some(2)])],
+            inits,
+        );
+        m.opset_import[0].version = Some(6);
+        (m, b)
+    };
+    let at_axis_1 = |b: &[f32]| -> Vec<f32> {
+        a.iter().enumerate().map(|(i, &x)| x + b[(i / 2) % 3]).collect()
+    };
+    for b_const in [true, false] {
+        let (m, b) =
+            build(&[3], vec![int_attr("broadcast", 1), int_attr("axis", 1)], b_const);
+        let g = import_model(&m, &ImportOptions::default()).unwrap();
+        let mut ins = vec![(vec![2, 3, 2], a.clone())];
+        if !b_const {
+            ins.push((vec![3], b.clone()));
+        }
+        assert_eq!(run_f32(&g, &ins), at_axis_1(&b), "b constant: {b_const}");
+        let reshapes = count(&g, |o| matches!(o, Op::Reshape { .. }));
+        assert_eq!(reshapes, usize::from(!b_const), "b constant: {b_const}");
+    }
+    let (m, b) = build(&[2], vec![int_attr("broadcast", 1)], true);
+    let g = import_model(&m, &ImportOptions::default()).unwrap();
+    let want: Vec<f32> = a.iter().enumerate().map(|(i, &x)| x + b[i % 2]).collect();
+    assert_eq!(run_f32(&g, &[(vec![2, 3, 2], a.clone())]), want);
+    // Refused, naming the node and the attribute.
+    let (m, _) = build(&[3], vec![int_attr("broadcast", 1), int_attr("axis", 2)], true);
+    let e = err_of(&m);
+    assert!(e.contains("add") && e.contains("'axis' 2"), "{e}");
+    let (m, _) = build(&[3], vec![], true);
+    let e = err_of(&m);
+    assert!(e.contains("add") && e.contains("'broadcast'"), "{e}");
+    let (m, _) = build(&[3], vec![int_attr("broadcast", 2), int_attr("axis", 1)], true);
+    assert!(err_of(&m).contains("'broadcast'"));
+}
+
+/// The other opset-1-to-6 forms: `consumed_inputs` is ignored, Reshape's `shape` attribute,
+/// Concat's default axis 1, a per-channel PRelu slope, BatchNormalization's `is_test`, and a
+/// model of IR version 1 without `opset_import` read as opset 1.
+#[test]
+fn opset_1_to_6_forms_are_rewritten() {
+    let x = vi("x", DataType::Float, &[Some(1), Some(2), Some(1), Some(2)]);
+    let with = |nodes: Vec<NodeProto>, inits: Vec<TensorProto>, opset: i64| {
+        let mut m = model(nodes, vec![x.clone()], vec![vi_any("y", DataType::Float)], inits);
+        m.opset_import[0].version = Some(opset);
+        m
+    };
+    let consumed = || ints_attr("consumed_inputs", &[-1]);
+    let mut m = with(
+        vec![
+            node("Relu", "r", &["x"], &["r"], vec![consumed()]),
+            node("Concat", "c", &["r", "x"], &["c"], vec![]),
+            node("Reshape", "s", &["c"], &["y"], vec![ints_attr("shape", &[2, 4])]),
+        ],
+        vec![],
+        1,
+    );
+    let g = import_model(&m, &ImportOptions::default()).unwrap();
+    assert_eq!(g.ty(g.outputs()[0]).shape, vec![2, 4]);
+    let y = run_f32(&g, &[(vec![1, 2, 1, 2], vec![-1.0, 2.0, 3.0, -4.0])]);
+    assert_eq!(y, vec![0.0, 2.0, 3.0, 0.0, -1.0, 2.0, 3.0, -4.0]);
+    m.ir_version = Some(1);
+    m.opset_import.clear();
+    assert!(import_model(&m, &ImportOptions::default()).is_ok());
+
+    let slope = raw_tensor("s", DataType::Float, &[2], f32_raw(&[0.5, 0.25]));
+    let m = with(vec![node("PRelu", "p", &["x", "s"], &["y"], vec![consumed()])], vec![slope], 6);
+    let g = import_model(&m, &ImportOptions::default()).unwrap();
+    let y = run_f32(&g, &[(vec![1, 2, 1, 2], vec![-2.0, 2.0, -4.0, 4.0])]);
+    assert_eq!(y, vec![-1.0, 2.0, -1.0, 4.0]);
+
+    let stat = |n: &str| raw_tensor(n, DataType::Float, &[2], f32_raw(&[1.0, 1.0]));
+    let bn = |is_test: i64| {
+        let attrs = vec![int_attr("is_test", is_test), int_attr("spatial", 1), consumed()];
+        let inputs = ["x", "sc", "b", "m", "v"];
+        let inits = inputs[1..].iter().map(|n| stat(n)).collect();
+        with(vec![node("BatchNormalization", "bn", &inputs, &["y"], attrs)], inits, 6)
+    };
+    assert!(import_model(&bn(1), &ImportOptions::default()).is_ok());
+    let e = err_of(&bn(0));
+    assert!(e.contains("bn") && e.contains("'is_test'"), "{e}");
 }

@@ -23,7 +23,11 @@
 //! it, and `docs/onnx-ops.md` is generated from it (a test fails when the file is stale).
 //!
 //! # Opset policy
-//! The model's default-domain opset must lie in [`MIN_OPSET`]`..=`[`MAX_OPSET`]. Within it an op
+//! The model's default-domain opset must lie in [`MIN_OPSET`]`..=`[`MAX_OPSET`] (a model of IR
+//! version 1 or 2, which has no `opset_import`, is of opset 1). Below opset 7 each node is first
+//! rewritten to its opset-7 form by the `legacy` module (legacy broadcasting, `consumed_inputs`,
+//! attributes that became inputs or the reverse), refusing what has no opset-7 equivalent
+//! (BatchNormalization with `is_test=0`, legacy broadcasting that does not fit). Within it an op
 //! is accepted at every version whose semantics are the implemented ones (most revisions only
 //! add types); the differing old forms are lowered to the same IR: Clip < 11 and Pad < 11
 //! (attributes instead of inputs), Slice < 10, Squeeze/Unsqueeze < 13 (axes attribute),
@@ -39,6 +43,7 @@
 
 mod attrs;
 mod fold;
+mod legacy;
 pub mod limits;
 mod mapped;
 mod nodes;
@@ -60,7 +65,7 @@ use std::path::{Path, PathBuf};
 use tensor::{byte_size, dtype_of, TensorReader};
 
 /// Lowest default-domain opset accepted.
-pub const MIN_OPSET: i64 = 7;
+pub const MIN_OPSET: i64 = 1;
 /// Highest default-domain opset accepted (the newest the bundled `onnx.proto` knows).
 pub const MAX_OPSET: i64 = 28;
 
@@ -230,6 +235,8 @@ fn default_opset(model: &ModelProto, graph: &GraphProto, file: &Path) -> Result<
             format!("opset {v} of the default domain is not supported ({MIN_OPSET}..={MAX_OPSET})"),
         )),
         None if graph.node.is_empty() => Ok(MAX_OPSET),
+        // IR versions 1 and 2 had no opset_import: their ops are of opset 1.
+        None if model.ir_version.is_some_and(|v| v < 3) => Ok(1),
         None => Err(onnx_err(file, "opset_import has no entry for the default domain".into())),
     }
 }
@@ -479,6 +486,13 @@ impl Importer {
             node: name.clone(),
             op: op_type.clone(),
             msg,
+        };
+        let rewritten;
+        let (n, opset) = if opset < legacy::LOWERED_AT && is_default_domain(n.domain.as_deref()) {
+            rewritten = legacy::rewrite(self, n, &name, opset).map_err(node_err)?;
+            (&rewritten, legacy::LOWERED_AT)
+        } else {
+            (n, opset)
         };
         let trim = |v: &[String]| v.iter().rposition(|s| !s.is_empty()).map_or(0, |p| p + 1);
         let inputs: Vec<Option<ValueId>> =

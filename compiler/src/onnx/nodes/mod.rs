@@ -104,8 +104,9 @@ pub fn supported_ops_markdown() -> String {
          compiler/src/onnx/nodes/). Do not edit: change those and run \
          `CIMC_BLESS=1 cargo test -p cimc --lib onnx_ops_doc`. -->\n\n\
          The ops of the default ONNX domain (`ai.onnx`) that `cimc` imports, at every opset from \
-         7 to 28 where their semantics are the implemented ones (the opset policy is in \
-         `compiler/src/onnx/mod.rs`). Any other op is refused at import with one error listing \
+         1 to 28 where their semantics are the implemented ones (the opset policy is in \
+         `compiler/src/onnx/mod.rs`; the nodes of opsets 1 to 6 are rewritten to their opset-7 \
+         form by `compiler/src/onnx/legacy.rs`). Any other op is refused at import with one error listing \
          every such node. 'Constant inputs' are the inputs whose values decide the output's \
          shape: they must be constants, or graph inputs bound at import.\n\n\
          | op | notes | constant inputs | lowered in |\n|---|---|---|---|\n",
