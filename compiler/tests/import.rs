@@ -1035,8 +1035,7 @@ fn legacy_broadcast_aligns_b_at_axis() {
         a.iter().enumerate().map(|(i, &x)| x + b[(i / 2) % 3]).collect()
     };
     for b_const in [true, false] {
-        let (m, b) =
-            build(&[3], vec![int_attr("broadcast", 1), int_attr("axis", 1)], b_const);
+        let (m, b) = build(&[3], vec![int_attr("broadcast", 1), int_attr("axis", 1)], b_const);
         let g = import_model(&m, &ImportOptions::default()).unwrap();
         let mut ins = vec![(vec![2, 3, 2], a.clone())];
         if !b_const {

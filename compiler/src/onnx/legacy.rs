@@ -150,7 +150,8 @@ fn reshape_input(
         None => {
             let ty = imp.g.ty(v).with_shape(shape.clone());
             let node = imp.fresh_name(&format!("{name}_legacy_reshape"));
-            let id = imp.g.add_node(node, Op::Reshape { shape }, vec![v], vec![(vname.clone(), ty)]);
+            let id =
+                imp.g.add_node(node, Op::Reshape { shape }, vec![v], vec![(vname.clone(), ty)]);
             imp.g.node(id).outputs[0]
         }
     };
@@ -184,9 +185,10 @@ fn legacy_broadcast(imp: &mut Importer, n: &mut NodeProto, name: &str) -> R<()> 
             };
             let fits = start >= 0
                 && start + rb <= ra
-                && b.shape.iter().enumerate().all(|(k, &d)| {
-                    d == 1 || d == a.shape[start as usize + k]
-                });
+                && b.shape
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &d)| d == 1 || d == a.shape[start as usize + k]);
             if !fits {
                 return Err(format!(
                     "attribute 'axis' {}: B {} does not broadcast to A {} from dim {start}",
@@ -250,9 +252,10 @@ fn split_input_to_attribute(imp: &mut Importer, n: &mut NodeProto) -> R<()> {
     if has(n, "split") {
         return Err("split sizes given both as input 1 and as attribute 'split'".into());
     }
-    let data = imp.env.get(s.as_str()).and_then(|&v| imp.g.value(v).const_data()).ok_or_else(
-        || format!("split (input 1, '{s}') must be a constant: it decides the output shapes"),
-    )?;
+    let data =
+        imp.env.get(s.as_str()).and_then(|&v| imp.g.value(v).const_data()).ok_or_else(|| {
+            format!("split (input 1, '{s}') must be a constant: it decides the output shapes")
+        })?;
     let sizes = data.to_i64_vec();
     n.input.truncate(1);
     n.attribute.push(AttributeProto {
@@ -273,7 +276,9 @@ fn upsample_scales(imp: &mut Importer, n: &mut NodeProto) -> R<()> {
     }
     let rank = input_ty(imp, n, 0)?.map_or(0, |t| t.rank());
     if rank != 4 {
-        return Err(format!("attributes 'height_scale'/'width_scale' need a 4-D input, got rank {rank}"));
+        return Err(format!(
+            "attributes 'height_scale'/'width_scale' need a 4-D input, got rank {rank}"
+        ));
     }
     let scale = |a: Option<AttributeProto>, what: &str| {
         a.and_then(|a| a.f).ok_or_else(|| format!("attribute '{what}' is required"))

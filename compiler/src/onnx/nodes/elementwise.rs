@@ -367,7 +367,8 @@ pub fn pow(ctx: &mut Ctx) -> R<Lowered> {
 
 /// PRelu: the slope broadcasts to the input unidirectionally (opset 7 on). The per-channel
 /// slope `[C]` of an `[N,C,H,W]` input that some exporters wrote for opset 6 does not, and
-/// onnxruntime refuses it at every opset it runs: so does the importer, saying so.
+/// onnxruntime refuses it at every opset it runs: so does the importer, saying so, from opset 7
+/// (below, where the slope is per channel, `legacy.rs` reshapes it to `[C,1,..]`).
 pub fn prelu(ctx: &mut Ctx) -> R<Lowered> {
     ctx.attrs.check_known(&[])?;
     ctx.max_inputs(2)?;
