@@ -45,13 +45,7 @@ pub(super) fn rewrite(imp: &mut Importer, n: &NodeProto, name: &str, opset: i64)
             take(&mut n, "broadcast");
         }
         "PRelu" => per_channel_slope(imp, &mut n, name)?,
-        "BatchNormalization" => {
-            if int_attr(&take(&mut n, "is_test"), "is_test")?.unwrap_or(0) != 1 {
-                return Err("attribute 'is_test' is 0 (training mode, the default before \
-                            opset 7): only inference (is_test=1) is supported"
-                    .into());
-            }
-        }
+        "BatchNormalization" => inference_only(&mut n)?,
         "Dropout" => {
             take(&mut n, "is_test");
         }
@@ -80,6 +74,16 @@ pub(super) fn rewrite(imp: &mut Importer, n: &NodeProto, name: &str, opset: i64)
         _ => {}
     }
     Ok(n)
+}
+
+/// BatchNormalization before opset 7: `is_test` (default 0, training mode) must be 1.
+fn inference_only(n: &mut NodeProto) -> R<()> {
+    if int_attr(&take(n, "is_test"), "is_test")?.unwrap_or(0) != 1 {
+        return Err("attribute 'is_test' is 0 (training mode, the default before opset 7): \
+                    only inference (is_test=1) is supported"
+            .into());
+    }
+    Ok(())
 }
 
 fn has(n: &NodeProto, name: &str) -> bool {
