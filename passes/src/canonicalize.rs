@@ -3,7 +3,9 @@
 //! Requires: a float graph (annotations allowed).
 //!
 //! Does, in order:
-//! 1. removes Identity, and Dropout whose mask nobody reads (inference: y = x);
+//! 1. makes a Sum of two inputs an Add and of one an Identity (onnx-caffe2 writes residual
+//!    additions as Sum), then removes Identity, and Dropout whose mask nobody reads (inference:
+//!    y = x);
 //! 2. folds nodes whose inputs are all constants (except quantize/dequantize, which carry
 //!    quantization and are `fold-qdq`'s to absorb) by evaluating them with the interpreter; a
 //!    constant with quantization parameters is folded only through a layout op (Transpose,
@@ -39,6 +41,7 @@ impl Pass for Canonicalize {
 
     fn run(&self, g: &mut Graph, _cx: &PassContext) -> Result<Stats> {
         let mut stats = Stats::new();
+        sums_as_adds(g, &mut stats);
         remove_identities(g, &mut stats);
         fold_constants(g, &mut stats)?;
         let dense = crate::dense::matmuls_to_gemm(g);
@@ -50,6 +53,22 @@ impl Pass for Canonicalize {
         fuse_activations(g, &mut stats);
         spatial_means_as_global_pools(g, &mut stats);
         Ok(stats)
+    }
+}
+
+fn sums_as_adds(g: &mut Graph, stats: &mut Stats) {
+    for n in g.node_ids() {
+        let node = g.node(n);
+        if node.op != Op::Variadic(cimc_ir::VariadicOp::Sum) {
+            continue;
+        }
+        let op = match node.inputs.len() {
+            1 => Op::Identity,
+            2 => Op::Add,
+            _ => continue,
+        };
+        g.node_mut(n).op = op;
+        bump(stats, "sums as adds");
     }
 }
 

@@ -110,15 +110,6 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
     let shape = val.ty.shape.clone();
     let inner: usize = shape[axis + 1..].iter().product();
     let c = shape[axis];
-    // Straight from the little-endian bytes to the new ones: one copy of the weights.
-    let mut scaled = Vec::with_capacity(data.raw().len());
-    for (r, run) in data.raw().chunks(4 * inner.max(1)).enumerate() {
-        let kr = k[r % c.max(1)];
-        for b in run.chunks_exact(4) {
-            let v = f32::from_le_bytes(b.try_into().expect("invariant: chunks_exact(4)"));
-            scaled.extend_from_slice(&(v * kr).to_le_bytes());
-        }
-    }
     let quant = match &val.ty.quant {
         None => None,
         Some(q) => {
@@ -130,15 +121,41 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
             if q.zero_point.iter().any(|&z| z != 0) {
                 return None;
             }
-            Some(QuantParams {
-                bits: q.bits,
-                signed: q.signed,
-                scale: per.iter().zip(k).map(|(s, k)| s * k.abs().max(f32::MIN_POSITIVE)).collect(),
-                zero_point: vec![0; c],
-                axis: Some(axis),
-            })
+            Some((q, per))
         }
     };
+    // A channel whose factor takes its scale below the smallest normal f32 (a BatchNorm
+    // channel of gamma 0, as pruned or dead channels have) is zero: its weights become exact
+    // zeros, which any scale represents, and it keeps its old scale (a scale must stay a
+    // positive normal number).
+    let dead: Vec<bool> = match &quant {
+        Some((_, per)) => {
+            per.iter().zip(k).map(|(s, k)| !(s * k.abs() >= f32::MIN_POSITIVE)).collect()
+        }
+        None => vec![false; c],
+    };
+    // Straight from the little-endian bytes to the new ones: one copy of the weights.
+    let mut scaled = Vec::with_capacity(data.raw().len());
+    for (r, run) in data.raw().chunks(4 * inner.max(1)).enumerate() {
+        let ch = r % c.max(1);
+        let kr = if dead[ch] { 0.0 } else { k[ch] };
+        for b in run.chunks_exact(4) {
+            let v = f32::from_le_bytes(b.try_into().expect("invariant: chunks_exact(4)"));
+            scaled.extend_from_slice(&(v * kr).to_le_bytes());
+        }
+    }
+    let quant = quant.map(|(q, per)| QuantParams {
+        bits: q.bits,
+        signed: q.signed,
+        scale: per
+            .iter()
+            .zip(k)
+            .zip(&dead)
+            .map(|((s, k), &dead)| if dead { *s } else { s * k.abs() })
+            .collect(),
+        zero_point: vec![0; c],
+        axis: Some(axis),
+    });
     let name = format!("{}_scaled", val.name);
     let nw = g.add_const(
         name,

@@ -278,9 +278,11 @@ pub fn conv_transpose(ctx: &mut Ctx) -> R<Lowered> {
                 }
             }
         }
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "attribute 'auto_pad': unknown value '{other}' (NOTSET, VALID, SAME_UPPER, SAME_LOWER)"
-        )),
+        ))
+        }
     }
     let mut inputs = vec![x, w];
     inputs.extend(ctx.opt(2));
