@@ -130,7 +130,7 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
     // positive normal number).
     let dead: Vec<bool> = match &quant {
         Some((_, per)) => {
-            per.iter().zip(k).map(|(s, k)| !(s * k.abs() >= f32::MIN_POSITIVE)).collect()
+            per.iter().zip(k).map(|(s, k)| !(s * k.abs()).is_normal() || s * k.abs() < 0.0).collect()
         }
         None => vec![false; c],
     };
