@@ -129,9 +129,11 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
     // zeros, which any scale represents, and it keeps its old scale (a scale must stay a
     // positive normal number).
     let dead: Vec<bool> = match &quant {
-        Some((_, per)) => {
-            per.iter().zip(k).map(|(s, k)| !(s * k.abs()).is_normal() || s * k.abs() < 0.0).collect()
-        }
+        Some((_, per)) => per
+            .iter()
+            .zip(k)
+            .map(|(s, k)| !(s * k.abs()).is_normal() || s * k.abs() < 0.0)
+            .collect(),
         None => vec![false; c],
     };
     // Straight from the little-endian bytes to the new ones: one copy of the weights.
