@@ -57,7 +57,12 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Sub
         | Op::Mul
         | Op::Div
-        | Op::Softmax { .. } => true,
+        | Op::Softmax { .. }
+        // Only move codes: a gather of the input's elements.
+        | Op::Expand { .. }
+        | Op::Tile { .. }
+        | Op::DepthToSpace { .. }
+        | Op::SpaceToDepth { .. } => true,
         // Pow runs only with a scalar operand (a table): [`runs_on_codes_here`] decides.
         Op::Pow
         | Op::Gather { .. }
@@ -76,11 +81,7 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Where
         | Op::Trunc { .. }
         | Op::MultiThreshold { .. }
-        | Op::Expand { .. }
-        | Op::Tile { .. }
         | Op::Split { .. }
-        | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. }
         | Op::Resize(_)
         | Op::LogSoftmax { .. }
         | Op::Lrn { .. }

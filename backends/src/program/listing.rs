@@ -199,6 +199,12 @@ fn step(s: &mut String, st: &Step) {
             wide_table_text(reciprocal),
             requant(r)
         ),
+        Step::Gather { input, output, index } => {
+            // The indices in full for small steps, else their count and first ones.
+            let shown: Vec<String> = index.iter().take(32).map(u32::to_string).collect();
+            let more = if index.len() > 32 { format!(", … ({} in all)", index.len()) } else { String::new() };
+            writeln!(s, "gather b{input} -> b{output} index=[{}{more}]", shown.join(", "))
+        }
         Step::IntSoftmax { input, output, axis, exp_table, requant: r } => writeln!(
             s,
             "int_softmax b{input} -> b{output} axis={axis} exp {}\n        {}",

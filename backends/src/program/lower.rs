@@ -314,9 +314,9 @@ impl Lowering<'_> {
             }
             Op::Expand { .. }
             | Op::Tile { .. }
-            | Op::Split { .. }
             | Op::DepthToSpace { .. }
-            | Op::SpaceToDepth { .. }
+            | Op::SpaceToDepth { .. } => self.gather(node),
+            Op::Split { .. }
             | Op::Resize(_)
             | Op::LogSoftmax { .. }
             | Op::Lrn { .. }
@@ -716,6 +716,32 @@ impl Lowering<'_> {
         let (x, yb) = self.bufs(node)?;
         self.same_quant(node)?;
         self.push(node, Step::Transpose { input: x, output: yb, perm: perm.to_vec() });
+        Ok(())
+    }
+
+    /// A data-movement op with no step of its own, as a [`Step::Gather`]: the float interpreter
+    /// runs the op on the input's element numbers, so each output element holds the number of
+    /// the input element it copies (the op's one definition decides, nothing is re-derived).
+    fn gather(&mut self, node: &Node) -> Result<()> {
+        use cimc_interp::Tensor;
+        let (x, yb) = self.bufs(node)?;
+        self.same_quant(node)?;
+        let shape = self.g.ty(node.inputs[0]).shape.clone();
+        let n: usize = shape.iter().product();
+        if n > u32::MAX as usize {
+            return Err(err(node, format!("{n} input elements: a gather indexes at most 2^32")));
+        }
+        let numbers: Vec<i64> = (0..n as i64).collect();
+        let d = cimc_ir::TensorData::from_i64(shape, &numbers);
+        let t = Tensor::from_data(&d)
+            .map_err(|e| BackendError::Internal(format!("a gather's element numbers: {e}")))?;
+        let out = cimc_interp::eval_node(&node.op, &[&t], 1)
+            .map_err(|e| err(node, format!("evaluating its gather indices: {e}")))?;
+        let index = out
+            .first()
+            .map(|t| t.to_f64_vec().into_iter().map(|v| v as u32).collect())
+            .ok_or_else(|| err(node, "its gather indices did not evaluate"))?;
+        self.push(node, Step::Gather { input: x, output: yb, index });
         Ok(())
     }
 

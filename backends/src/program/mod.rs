@@ -406,6 +406,14 @@ pub enum Step {
         exp_table: Vec<i64>,
         requant: Requant,
     },
+    /// Output element `i` is input element `index[i]` (row-major): the ops that only move codes
+    /// and have no step of their own (Expand, Tile, DepthToSpace, SpaceToDepth). `lower` takes
+    /// the indices from the float interpreter run on the input's element numbers.
+    Gather {
+        input: Buf,
+        output: Buf,
+        index: Vec<u32>,
+    },
 }
 
 /// Bits of the fixed-point reciprocals of a `Div` step.
@@ -686,6 +694,17 @@ impl Program {
                 one_multiplier(requant)
             }
             Step::Sub { requant, .. } | Step::Mul { requant, .. } => one_multiplier(requant),
+            Step::Gather { input, output, index } => {
+                let n_in = self.buffers[*input].shape.iter().product::<usize>();
+                let n_out = self.buffers[*output].shape.iter().product::<usize>();
+                if index.len() != n_out || index.iter().any(|&i| i as usize >= n_in) {
+                    return Err(format!(
+                        "{} gather indices for {n_out} outputs of {n_in} inputs, or one beyond",
+                        index.len()
+                    ));
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -716,7 +735,8 @@ pub fn step_buffers(s: &Step) -> Vec<Buf> {
         | Step::Pad { input, output, .. }
         | Step::Softmax { input, output, .. }
         | Step::Lut { input, output, .. }
-        | Step::IntSoftmax { input, output, .. } => vec![*input, *output],
+        | Step::IntSoftmax { input, output, .. }
+        | Step::Gather { input, output, .. } => vec![*input, *output],
         Step::Add { a, b, output, .. }
         | Step::Sub { a, b, output, .. }
         | Step::Mul { a, b, output, .. }
@@ -778,7 +798,8 @@ impl Step {
             | Step::Sub { .. }
             | Step::Mul { .. }
             | Step::Div { .. }
-            | Step::IntSoftmax { .. } => None,
+            | Step::IntSoftmax { .. }
+            | Step::Gather { .. } => None,
         }
     }
 
@@ -804,6 +825,7 @@ impl Step {
             Step::Mul { .. } => "mul",
             Step::Div { .. } => "div",
             Step::IntSoftmax { .. } => "int_softmax",
+            Step::Gather { .. } => "gather",
         }
     }
 }

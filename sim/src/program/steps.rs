@@ -126,6 +126,10 @@ impl ProgramRunner {
             }
             Step::Reshape { input, .. } => Ok(r.get(*input)?.clone()),
             Step::Transpose { input, perm, .. } => transpose(&r, *input, perm),
+            Step::Gather { input, index, .. } => {
+                let x = r.codes(*input)?;
+                Ok(Data::Codes(index.iter().map(|&i| x[i as usize]).collect()))
+            }
             Step::Pad { input, output, pads, code } => {
                 let x = r.codes(*input)?;
                 let (si, so) = (r.shape(*input), r.shape(*output));
