@@ -323,10 +323,12 @@ fn fold_epilogues(g: &mut Graph, stats: &mut Stats) {
             None => vec![0.0; c],
         };
         let nb = new_bias(g, w, &bias, &a, &b);
-        let node = g.node_mut(p);
-        node.inputs[1] = nw;
-        node.inputs.truncate(2);
-        node.inputs.push(nb);
+        {
+            let mut node = g.node_mut(p);
+            node.inputs[1] = nw;
+            node.inputs.truncate(2);
+            node.inputs.push(nb);
+        }
         if let Some(q) = g.ty(v).quant.clone() {
             g.value_mut(out).ty.quant = Some(q);
         }

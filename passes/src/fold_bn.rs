@@ -91,7 +91,7 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
                 None => vec![0.0; c],
             };
             let nb = new_bias(g, w, &bias, &k, &d);
-            let node = g.node_mut(p);
+            let mut node = g.node_mut(p);
             node.inputs[1] = nw;
             node.inputs.truncate(2);
             node.inputs.push(nb);
@@ -115,7 +115,7 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
             };
             let nw = scale_weights(g, w, axis, &k)?;
             let nb = new_bias(g, w, &bias, &k, &d);
-            let node = g.node_mut(p);
+            let mut node = g.node_mut(p);
             node.inputs[1] = nw;
             node.inputs.truncate(2);
             node.inputs.push(nb);
@@ -129,7 +129,7 @@ fn fold_one(g: &mut Graph, bn: NodeId, eps: f32) -> Option<()> {
             }
             let nw = scale_weights(g, w, 1, &k)?;
             let nb = new_bias(g, w, &vec![0.0; c], &k, &d);
-            let node = g.node_mut(p);
+            let mut node = g.node_mut(p);
             node.inputs = vec![a, nw, nb];
             node.op =
                 Op::Gemm { alpha: 1.0, beta: 1.0, trans_a: false, trans_b: false, clamp: None };

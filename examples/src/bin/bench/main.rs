@@ -150,6 +150,7 @@ fn goal(r: &Row, shared: &Path) -> Option<Goal> {
             Some(Goal { text: "< 500 ms per image".into(), met: r.median_ms < 500.0 })
         }
         "isaac-mnist-10k" => Some(Goal { text: "< 10 s".into(), met: r.median_ms < 10_000.0 }),
+        "compile-chain-100k" => Some(Goal { text: "< 5 s".into(), met: r.median_ms < 5_000.0 }),
         "compile-r18-program" | "compile-r18-stream" => {
             let size = std::fs::metadata(shared.join("models/resnet18_bn.onnx")).ok()?.len();
             let peak = r.peak_bytes?;

@@ -35,6 +35,10 @@ pub const WORKLOADS: &[Workload] = &[
     },
     Workload { id: "compile-r18-program", title: "compile ResNet-18 to a program (isaac)" },
     Workload { id: "compile-r18-stream", title: "compile ResNet-18 to a stream (isaac)" },
+    Workload {
+        id: "compile-chain-100k",
+        title: "compile a 100,000-node chain (Add, Relu, Mul) to a W8A8 program",
+    },
 ];
 
 /// What a child measured.
@@ -64,6 +68,31 @@ fn pattern_input(g: &cimc_ir::Graph) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n).map(|i| ((i * 7919 % 17) as f32 - 8.0) / 8.0).collect();
     Tensor::F32(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), v).expect("shape"))
+}
+
+/// A chain of `n` element-wise nodes on an `f32[1, 8]` input — Add of a scalar, Relu, Mul by a
+/// scalar, repeated — as a deep model's import would make it (issue 25: every pass linear in the
+/// node count).
+fn chain(n: usize) -> cimc_ir::Graph {
+    use cimc_ir::{DType, Graph, Op, TensorData, TensorType};
+    let ty = || TensorType::new(DType::F32, vec![1, 8]);
+    let mut g = Graph::new("chain");
+    let mut v = g.add_input("x", ty());
+    for i in 0..n {
+        let (op, k) = match i % 3 {
+            0 => (Op::Add, Some(0.01)),
+            1 => (Op::Relu, None),
+            _ => (Op::Mul, Some(0.999)),
+        };
+        let mut inputs = vec![v];
+        if let Some(k) = k {
+            inputs.push(g.add_const(format!("c{i}"), TensorData::from_f32(vec![1], &[k])));
+        }
+        let node = g.add_node(format!("n{i}"), op, inputs, vec![(format!("v{i}"), ty())]);
+        v = g.node(node).outputs[0];
+    }
+    g.set_outputs(vec![v]);
+    g
 }
 
 /// ResNet-18 compiled as `cimc compile` does, calibrated on the first shared random image.
@@ -186,6 +215,19 @@ pub fn run(id: &str, shared: &Path, reps: usize) -> Result<Measured, String> {
                 median_ms,
                 note: Some(format!("model file {:.1} MB", size as f64 / 1e6)),
             }
+        }
+        "compile-chain-100k" => {
+            let n = 100_000;
+            let x = Tensor::F32(ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[1, 8]), |i| {
+                i[1] as f32 / 8.0 - 0.5
+            }));
+            let (min_ms, median_ms) = time_ms(reps.div_ceil(4), || {
+                let cx = PassContext { calib: Some(vec![x.clone()]), ..Default::default() };
+                let p =
+                    cimc::compile::compile(chain(n), &cx, &[]).unwrap_or_else(|e| panic!("{e}"));
+                std::hint::black_box(p);
+            });
+            Measured { min_ms, median_ms, note: Some(format!("{n} nodes")) }
         }
         other => return Err(format!("unknown workload '{other}'")),
     })
