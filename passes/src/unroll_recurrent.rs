@@ -26,8 +26,8 @@
 use crate::error::{PassError, Result};
 use crate::{Pass, PassContext, Stats};
 use cimc_ir::{
-    DType, Direction, Graph, NodeId, Op, RecurrentAttrs, RnnAct, SliceAxis, TensorData,
-    TensorType, UnaryOp, ValueId,
+    DType, Direction, Graph, NodeId, Op, RecurrentAttrs, RnnAct, SliceAxis, TensorData, TensorType,
+    UnaryOp, ValueId,
 };
 
 pub struct UnrollRecurrent;
@@ -172,7 +172,8 @@ impl Emit<'_> {
     /// `clamp(x, −clip, clip)` when there is a clip.
     fn clip(&mut self, what: &str, x: ValueId, clip: Option<f32>) -> ValueId {
         let Some(c) = clip else { return x };
-        let (lo, hi) = (self.scalar(&format!("{what}_lo"), -c), self.scalar(&format!("{what}_hi"), c));
+        let (lo, hi) =
+            (self.scalar(&format!("{what}_lo"), -c), self.scalar(&format!("{what}_hi"), c));
         self.state_op(what, Op::Clip, vec![x, lo, hi])
     }
 
@@ -229,7 +230,13 @@ fn const_f32(g: &Graph, n: NodeId, k: usize, what: &str) -> Result<Vec<f32>> {
 
 /// Rows `[g·H, (g+1)·H)` of direction `d` of a `[dirs, G·H, K]` array (`G` gates), as a graph
 /// constant `[H, K]`.
-fn gate_rows(e: &mut Emit, all: &[f32], (d, gates, gate): (usize, usize, usize), k: usize, what: &str) -> ValueId {
+fn gate_rows(
+    e: &mut Emit,
+    all: &[f32],
+    (d, gates, gate): (usize, usize, usize),
+    k: usize,
+    what: &str,
+) -> ValueId {
     let h = e.hidden;
     let start = (d * gates + gate) * h * k;
     e.konst(what, vec![h, k], &all[start..start + h * k])
@@ -254,7 +261,10 @@ fn unroll(g: &mut Graph, n: NodeId, cell: Cell) -> Result<usize> {
     let refuse = |g: &Graph, msg: String| PassError::node(PASS, g, n, msg);
     let xt = g.ty(node.inputs[0]).clone();
     if xt.dtype != DType::F32 {
-        return Err(refuse(g, format!("input X is {}: only f32 recurrent ops are unrolled", xt.dtype)));
+        return Err(refuse(
+            g,
+            format!("input X is {}: only f32 recurrent ops are unrolled", xt.dtype),
+        ));
     }
     let [seq, batch, input] = match xt.shape[..] {
         [s, b, i] if !a.batch_first => [s, b, i],
@@ -283,22 +293,36 @@ fn unroll(g: &mut Graph, n: NodeId, cell: Cell) -> Result<usize> {
         || a.alphas.len() != a.activations.len()
         || a.betas.len() != a.activations.len()
     {
-        return Err(refuse(g, "weights, bias, peepholes or activations do not match the input and hidden size".into()));
+        return Err(refuse(
+            g,
+            "weights, bias, peepholes or activations do not match the input and hidden size".into(),
+        ));
     }
     let mut e = Emit { g, name: node.name.clone(), batch, hidden: h };
     let x = node.inputs[0];
     let xs = if a.batch_first {
-        e.node("x_seq_first", Op::Transpose { perm: vec![1, 0, 2] }, vec![x], vec![seq, batch, input])
+        e.node(
+            "x_seq_first",
+            Op::Transpose { perm: vec![1, 0, 2] },
+            vec![x],
+            vec![seq, batch, input],
+        )
     } else {
         x
     };
-    let x_rows = e.node("x_rows", Op::Reshape { shape: vec![seq * batch, input] }, vec![xs], vec![seq * batch, input]);
+    let x_rows = e.node(
+        "x_rows",
+        Op::Reshape { shape: vec![seq * batch, input] },
+        vec![xs],
+        vec![seq * batch, input],
+    );
     let consts = Consts { w: &w, r: &r, b: &b, p: p.as_deref() };
     let mut runs = Vec::new();
     for dir in 0..dims.dirs {
         let weights = dir_weights(&mut e, cell, &a, dir, &consts, &dims);
         let h0 = initial_state(&mut e, node.inputs[4], dir, &a, &dims, "h0");
-        let c0 = if lstm { initial_state(&mut e, node.inputs[5], dir, &a, &dims, "c0") } else { None };
+        let c0 =
+            if lstm { initial_state(&mut e, node.inputs[5], dir, &a, &dims, "c0") } else { None };
         runs.push(run_direction(&mut e, cell, &a, dir, &weights, x_rows, &dims, (h0, c0)));
     }
     let made = outputs(&mut e, &node.outputs, &a, &dims, &runs);
@@ -333,10 +357,24 @@ fn gate_names(cell: Cell) -> &'static [&'static str] {
 
 /// Direction `dir`'s weights as graph constants, its biases and activations, and the input
 /// products of every time step (in [`DirRun`]'s `x`).
-fn dir_weights(e: &mut Emit, cell: Cell, a: &RecurrentAttrs, dir: usize, c: &Consts, dims: &Dims) -> DirWeights {
+fn dir_weights(
+    e: &mut Emit,
+    cell: Cell,
+    a: &RecurrentAttrs,
+    dir: usize,
+    c: &Consts,
+    dims: &Dims,
+) -> DirWeights {
     let (gates, h) = (cell.gates(), dims.hidden);
     let names = gate_names(cell);
-    let mut wts = DirWeights { w: vec![], r: vec![], wb: vec![], rb: vec![], p: [None, None, None], acts: vec![] };
+    let mut wts = DirWeights {
+        w: vec![],
+        r: vec![],
+        wb: vec![],
+        rb: vec![],
+        p: [None, None, None],
+        acts: vec![],
+    };
     for (gate, gname) in names.iter().enumerate() {
         let w = gate_rows(e, c.w, (dir, gates, gate), dims.input, &format!("d{dir}_w{gname}"));
         let r = gate_rows(e, c.r, (dir, gates, gate), h, &format!("d{dir}_r{gname}"));
@@ -354,14 +392,23 @@ fn dir_weights(e: &mut Emit, cell: Cell, a: &RecurrentAttrs, dir: usize, c: &Con
         }
     }
     let na = cell.n_acts();
-    wts.acts = (dir * na..(dir + 1) * na).map(|i| Act(a.activations[i], a.alphas[i], a.betas[i])).collect();
+    wts.acts = (dir * na..(dir + 1) * na)
+        .map(|i| Act(a.activations[i], a.alphas[i], a.betas[i]))
+        .collect();
     wts
 }
 
 /// Direction `dir` of an initial state (`[dirs, batch, H]`, batch-first `[batch, dirs, H]`) as
 /// `[batch, H]`: `None` for a constant of zeros, a constant for another constant, else a Slice
 /// and a Reshape of it.
-fn initial_state(e: &mut Emit, v: ValueId, dir: usize, a: &RecurrentAttrs, dims: &Dims, what: &str) -> Option<ValueId> {
+fn initial_state(
+    e: &mut Emit,
+    v: ValueId,
+    dir: usize,
+    a: &RecurrentAttrs,
+    dims: &Dims,
+    what: &str,
+) -> Option<ValueId> {
     let (batch, h, dirs) = (dims.batch, dims.hidden, dims.dirs);
     if let Some(data) = e.g.value(v).const_data() {
         let all = data.to_f32_vec();
@@ -418,7 +465,10 @@ fn run_direction(
             .zip(&wts.rb[gate])
             .map(|(&wb, &rb)| if keep_rb { wb + rb } else { wb })
             .collect();
-        let c = bias.iter().any(|&v| v != 0.0).then(|| e.konst(&format!("d{dir}_b{gname}"), vec![h], &bias));
+        let c = bias
+            .iter()
+            .any(|&v| v != 0.0)
+            .then(|| e.konst(&format!("d{dir}_b{gname}"), vec![h], &bias));
         xprod.push(e.gemm(&format!("d{dir}_{gname}_x"), x_rows, wts.w[gate], c));
     }
     let reverse = a.direction == Direction::Reverse || dir == 1;
@@ -427,18 +477,7 @@ fn run_direction(
     for k in 0..seq {
         let t = if reverse { seq - 1 - k } else { k };
         let p = format!("d{dir}_t{t}");
-        let xg: Vec<ValueId> = xprod
-            .iter()
-            .zip(names)
-            .map(|(&x, gname)| {
-                if seq == 1 {
-                    return x;
-                }
-                let s = SliceAxis { axis: 0, start: (t * batch) as i64, end: ((t + 1) * batch) as i64, step: 1 };
-                e.state_op(&format!("{p}_{gname}_x"), Op::Slice { axes: vec![s] }, vec![x])
-            })
-            .collect();
-        let st = Step { a, wts, xg: &xg, h: hv, c: cv, p: &p };
+        let st = Step { a, wts, names, xprod: &xprod, rows: (seq, batch, t), h: hv, c: cv, p: &p };
         let (hn, cn) = match cell {
             Cell::Lstm => {
                 let (hn, cn) = lstm_step(e, &st);
@@ -451,29 +490,56 @@ fn run_direction(
         hv = Some(hn);
         cv = cn;
     }
-    let hs: Vec<ValueId> = hs.into_iter().map(|v| v.expect("invariant: every time step ran")).collect();
+    let hs: Vec<ValueId> =
+        hs.into_iter().map(|v| v.expect("invariant: every time step ran")).collect();
     let last_h = hv.expect("invariant: a sequence has a step");
     DirRun { hs, last_h, last_c: cv }
 }
 
-/// What one time step reads: the input products of its gates, the previous states (`None`:
-/// zero), and the prefix of its node names.
+/// What one time step reads: the input products of its gates (of every step), the previous
+/// states (`None`: zero), and the prefix of its node names.
 struct Step<'a> {
     a: &'a RecurrentAttrs,
     wts: &'a DirWeights,
-    xg: &'a [ValueId],
+    names: &'static [&'static str],
+    xprod: &'a [ValueId],
+    /// Sequence length, batch, and this step's time index.
+    rows: (usize, usize, usize),
     h: Option<ValueId>,
     c: Option<ValueId>,
     p: &'a str,
 }
 
+impl Step<'_> {
+    /// Gate `gate`'s input product at this step: its rows of the products of every step (a
+    /// Slice, made when a gate reads it, so no step slices what it does not use).
+    fn x(&self, e: &mut Emit, gate: usize) -> ValueId {
+        let (seq, batch, t) = self.rows;
+        let all = self.xprod[gate];
+        if seq == 1 {
+            return all;
+        }
+        let s = SliceAxis {
+            axis: 0,
+            start: (t * batch) as i64,
+            end: ((t + 1) * batch) as i64,
+            step: 1,
+        };
+        e.state_op(
+            &format!("{}_{}_x", self.p, self.names[gate]),
+            Op::Slice { axes: vec![s] },
+            vec![all],
+        )
+    }
+}
+
 /// Gate `gate`'s input to its activation: the input product, plus `h·R_gᵀ`, plus the peephole
 /// term `peep ⊙ c` when given, clipped.
 fn gate_pre(e: &mut Emit, st: &Step, gate: usize, peep: Option<(&[f32], ValueId)>) -> ValueId {
-    let gname = ["g0", "g1", "g2", "g3"][gate];
-    let p = st.p;
+    let (p, gname) = (st.p, st.names[gate]);
+    let x = st.x(e, gate);
     let rec = st.h.map(|h| e.gemm(&format!("{p}_{gname}_h"), h, st.wts.r[gate], None));
-    let mut s = e.add(&format!("{p}_{gname}_sum"), st.xg[gate], rec);
+    let mut s = e.add(&format!("{p}_{gname}_sum"), x, rec);
     if let Some((pv, c)) = peep {
         let t = e.times_vector(&format!("{p}_{gname}_peep"), c, pv);
         s = e.add(&format!("{p}_{gname}_peep_sum"), s, Some(t));
@@ -526,7 +592,7 @@ fn gru_step(e: &mut Emit, st: &Step) -> ValueId {
         (Some(h), true) => {
             let r = reset(e);
             let c = (!rb_zero).then(|| e.konst(&format!("{p}_rbh"), vec![rb.len()], rb));
-            let hr = e.gemm(&format!("{p}_g2_h"), h, st.wts.r[2], c);
+            let hr = e.gemm(&format!("{p}_h_h"), h, st.wts.r[2], c);
             Some(e.mul(&format!("{p}_r_hr"), r, hr))
         }
         (None, true) if !rb_zero => {
@@ -536,12 +602,13 @@ fn gru_step(e: &mut Emit, st: &Step) -> ValueId {
         (Some(h), false) => {
             let r = reset(e);
             let rh = e.mul(&format!("{p}_r_h"), r, h);
-            Some(e.gemm(&format!("{p}_g2_h"), rh, st.wts.r[2], None))
+            Some(e.gemm(&format!("{p}_h_h"), rh, st.wts.r[2], None))
         }
         (None, _) => None,
     };
-    let sum = e.add(&format!("{p}_g2_sum"), st.xg[2], rec);
-    let pre_n = e.clip(&format!("{p}_g2_clip"), sum, st.a.clip);
+    let x = st.x(e, 2);
+    let sum = e.add(&format!("{p}_h_sum"), x, rec);
+    let pre_n = e.clip(&format!("{p}_h_clip"), sum, st.a.clip);
     let n = e.activate(&format!("{p}_n"), pre_n, g);
     let omz = e.one_minus(&format!("{p}_1_z"), z);
     let new = e.mul(&format!("{p}_1_z_n"), omz, n);
@@ -562,7 +629,13 @@ fn rnn_step(e: &mut Emit, st: &Step) -> ValueId {
 
 /// Y, Y_h and Y_c, those that something reads, from the directions' states (`None` for an
 /// output nothing reads).
-fn outputs(e: &mut Emit, olds: &[ValueId], a: &RecurrentAttrs, dims: &Dims, runs: &[DirRun]) -> Vec<Option<ValueId>> {
+fn outputs(
+    e: &mut Emit,
+    olds: &[ValueId],
+    a: &RecurrentAttrs,
+    dims: &Dims,
+    runs: &[DirRun],
+) -> Vec<Option<ValueId>> {
     let (seq, batch, h, dirs) = (dims.seq, dims.batch, dims.hidden, dims.dirs);
     let read = |e: &Emit, v: ValueId| e.g.outputs().contains(&v) || !e.g.users(v).is_empty();
     let mut made = Vec::new();
@@ -579,14 +652,29 @@ fn outputs(e: &mut Emit, olds: &[ValueId], a: &RecurrentAttrs, dims: &Dims, runs
                     let cat = if seq == 1 {
                         run.hs[0]
                     } else {
-                        e.node(&format!("d{d}_y_cat"), Op::Concat { axis: 0 }, run.hs.clone(), vec![seq * batch, h])
+                        e.node(
+                            &format!("d{d}_y_cat"),
+                            Op::Concat { axis: 0 },
+                            run.hs.clone(),
+                            vec![seq * batch, h],
+                        )
                     };
-                    e.node(&format!("d{d}_y"), Op::Reshape { shape: vec![seq, 1, batch, h] }, vec![cat], vec![seq, 1, batch, h])
+                    e.node(
+                        &format!("d{d}_y"),
+                        Op::Reshape { shape: vec![seq, 1, batch, h] },
+                        vec![cat],
+                        vec![seq, 1, batch, h],
+                    )
                 })
                 .collect();
             let y = join(e, "y", parts, 1, vec![seq, dirs, batch, h]);
             if a.batch_first {
-                e.node("y_batch_first", Op::Transpose { perm: vec![2, 0, 1, 3] }, vec![y], vec![batch, seq, dirs, h])
+                e.node(
+                    "y_batch_first",
+                    Op::Transpose { perm: vec![2, 0, 1, 3] },
+                    vec![y],
+                    vec![batch, seq, dirs, h],
+                )
             } else {
                 y
             }
@@ -594,16 +682,34 @@ fn outputs(e: &mut Emit, olds: &[ValueId], a: &RecurrentAttrs, dims: &Dims, runs
             let what = if slot == 1 { "y_h" } else { "y_c" };
             let lasts: Vec<ValueId> = runs
                 .iter()
-                .map(|run| if slot == 1 { run.last_h } else { run.last_c.expect("invariant: an LSTM has a cell state") })
+                .map(|run| {
+                    if slot == 1 {
+                        run.last_h
+                    } else {
+                        run.last_c.expect("invariant: an LSTM has a cell state")
+                    }
+                })
                 .collect();
             let parts: Vec<ValueId> = lasts
                 .into_iter()
                 .enumerate()
-                .map(|(d, s)| e.node(&format!("d{d}_{what}"), Op::Reshape { shape: vec![1, batch, h] }, vec![s], vec![1, batch, h]))
+                .map(|(d, s)| {
+                    e.node(
+                        &format!("d{d}_{what}"),
+                        Op::Reshape { shape: vec![1, batch, h] },
+                        vec![s],
+                        vec![1, batch, h],
+                    )
+                })
                 .collect();
             let y = join(e, what, parts, 0, vec![dirs, batch, h]);
             if a.batch_first {
-                e.node(&format!("{what}_batch_first"), Op::Transpose { perm: vec![1, 0, 2] }, vec![y], vec![batch, dirs, h])
+                e.node(
+                    &format!("{what}_batch_first"),
+                    Op::Transpose { perm: vec![1, 0, 2] },
+                    vec![y],
+                    vec![batch, dirs, h],
+                )
             } else {
                 y
             }

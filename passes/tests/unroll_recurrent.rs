@@ -105,13 +105,20 @@ fn build(c: &Case, rng: &mut Rng) -> (Graph, Vec<Tensor>) {
     let mut g = Graph::new("rnn");
     let xs = if c.batch_first { vec![BATCH, SEQ, INPUT] } else { vec![SEQ, BATCH, INPUT] };
     let n_x: usize = xs.iter().product();
-    let mut feeds = vec![Tensor::from_data(&TensorData::from_f32(xs.clone(), &rng.vec(n_x, 2.0)))
-        .unwrap()];
+    let mut feeds =
+        vec![Tensor::from_data(&TensorData::from_f32(xs.clone(), &rng.vec(n_x, 2.0))).unwrap()];
     let x = g.add_input("x", TensorType::new(DType::F32, xs));
     let gh = gates * HIDDEN;
-    let w = g.add_const("w", TensorData::from_f32(vec![dirs, gh, INPUT], &rng.vec(dirs * gh * INPUT, 0.8)));
-    let r = g.add_const("r", TensorData::from_f32(vec![dirs, gh, HIDDEN], &rng.vec(dirs * gh * HIDDEN, 0.8)));
-    let b = g.add_const("b", TensorData::from_f32(vec![dirs, 2 * gh], &rng.vec(dirs * 2 * gh, 0.5)));
+    let w = g.add_const(
+        "w",
+        TensorData::from_f32(vec![dirs, gh, INPUT], &rng.vec(dirs * gh * INPUT, 0.8)),
+    );
+    let r = g.add_const(
+        "r",
+        TensorData::from_f32(vec![dirs, gh, HIDDEN], &rng.vec(dirs * gh * HIDDEN, 0.8)),
+    );
+    let b =
+        g.add_const("b", TensorData::from_f32(vec![dirs, 2 * gh], &rng.vec(dirs * 2 * gh, 0.5)));
     let mut inputs = vec![x, w, r, b];
     let state = if c.batch_first { vec![BATCH, dirs, HIDDEN] } else { vec![dirs, BATCH, HIDDEN] };
     let n_states = if c.kind == Kind::Lstm { 2 } else { 1 };
@@ -130,13 +137,13 @@ fn build(c: &Case, rng: &mut Rng) -> (Graph, Vec<Tensor>) {
         inputs.push(v);
     }
     if c.peepholes {
-        inputs.push(g.add_const("p", TensorData::from_f32(vec![dirs, 3 * HIDDEN], &rng.vec(dirs * 3 * HIDDEN, 0.5))));
+        inputs.push(g.add_const(
+            "p",
+            TensorData::from_f32(vec![dirs, 3 * HIDDEN], &rng.vec(dirs * 3 * HIDDEN, 0.5)),
+        ));
     }
-    let ys = if c.batch_first {
-        vec![BATCH, SEQ, dirs, HIDDEN]
-    } else {
-        vec![SEQ, dirs, BATCH, HIDDEN]
-    };
+    let ys =
+        if c.batch_first { vec![BATCH, SEQ, dirs, HIDDEN] } else { vec![SEQ, dirs, BATCH, HIDDEN] };
     let mut outs = vec![("y".to_string(), TensorType::new(DType::F32, ys))];
     for k in 0..n_states {
         outs.push((["y_h", "y_c"][k].to_string(), TensorType::new(DType::F32, state.clone())));
@@ -189,7 +196,8 @@ fn check(c: &Case, seed: u64) {
     assert!(want.iter().all(|t| t.to_f64_vec().iter().any(|&v| v.abs() > 1e-3)), "{c:?}");
 }
 
-const DIRECTIONS: [Direction; 3] = [Direction::Forward, Direction::Reverse, Direction::Bidirectional];
+const DIRECTIONS: [Direction; 3] =
+    [Direction::Forward, Direction::Reverse, Direction::Bidirectional];
 
 #[test]
 fn every_cell_direction_and_initial_state() {
