@@ -15,8 +15,13 @@
 //! Add and `Sub(1, z)` of activations. Peepholes and GRU's `r ⊙ Rb_h` at a zero state (a
 //! product by a constant vector) are Gemms by a diagonal constant weight. An initial state that
 //! is a constant of zeros drops the terms it would zero; any other initial state is read
-//! (a slice of it per direction). Y, Y_h and Y_c — those something reads — are Concat and
+//! (a slice of it per direction; a nonzero constant one leaves an op with a constant operand of
+//! several values, which `lower` refuses by name). Y, Y_h and Y_c — those something reads — are Concat and
 //! Reshape (Transpose when batch-first) of the step states; they keep the op's value names.
+//!
+//! The graph grows linearly with the sequence (about 25 nodes per LSTM step and direction); on
+//! a chip, `tile` maps every step's recurrent products on arrays of their own, so R is held once
+//! per time step.
 //!
 //! Guarantees: the same function as the recurrent op up to f32 rounding (the float interpreter
 //! computes the op in f64, the unrolled graph op by op in f32); no LSTM, GRU or RNN left; every
