@@ -442,15 +442,18 @@ fn observe_values(
             let outs = runner.run(batches.inputs(start, len)?)?;
             for (k, t) in outs.iter().enumerate() {
                 let Some(a) = t.as_f32() else { continue };
-                // Only the real samples of a zero-padded last chunk.
+                // Only the real samples of a zero-padded last chunk. A full chunk is read
+                // whole: a value need not hold `chunk` rows (an unrolled recurrent op's step
+                // states, when the first axis of the input is time).
                 let per = a.len() / chunk;
+                let take = if len == chunk { a.len() } else { per * len };
                 // An output may be a strided view (a softmax over an inner axis): read it in
                 // logical order then.
                 let strided: Vec<f32>;
                 let vals = match a.as_slice() {
-                    Some(v) => &v[..per * len],
+                    Some(v) => &v[..take],
                     None => {
-                        strided = a.iter().copied().take(per * len).collect();
+                        strided = a.iter().copied().take(take).collect();
                         &strided[..]
                     }
                 };

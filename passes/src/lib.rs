@@ -25,6 +25,7 @@ pub mod placement;
 pub mod quantize;
 pub mod reference_stats;
 pub mod tile;
+pub mod unroll_recurrent;
 mod util;
 
 pub use config::QuantConfig;
@@ -75,6 +76,7 @@ pub fn all_passes() -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(fold_qdq::FoldQdq),
         Box::new(fold_bn::FoldBn),
+        Box::new(unroll_recurrent::UnrollRecurrent),
         Box::new(canonicalize::Canonicalize),
         Box::new(mixed_precision::MixedPrecision),
         Box::new(reference_stats::ReferenceStats),

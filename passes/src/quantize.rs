@@ -23,7 +23,7 @@ use rayon::prelude::*;
 pub struct Quantize;
 
 /// Ops the integer program executes on codes: those with a program step (`lower`). This is
-/// narrower than `Op::on_codes`, which says what the IR allows on codes (Gather, Slice and
+/// narrower than `Op::on_codes`, which says what the IR allows on codes (Gather and
 /// Cast have an integer form but no program step yet). Exhaustive, so a new op is decided here.
 fn runs_on_codes(op: &Op) -> bool {
     match op {
@@ -62,11 +62,11 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Expand { .. }
         | Op::Tile { .. }
         | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. } => true,
+        | Op::SpaceToDepth { .. }
+        | Op::Slice { .. } => true,
         // Pow runs only with a scalar operand (a table): [`runs_on_codes_here`] decides.
         Op::Pow
         | Op::Gather { .. }
-        | Op::Slice { .. }
         | Op::Cast { .. }
         | Op::QuantizeLinear { .. }
         | Op::DequantizeLinear { .. }

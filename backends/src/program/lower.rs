@@ -298,7 +298,6 @@ impl Lowering<'_> {
             | Op::Tanh
             | Op::Unary(_) => self.lut(node, 0),
             Op::Gather { .. }
-            | Op::Slice { .. }
             | Op::Cast { .. }
             | Op::Variadic(_)
             | Op::Reduce(_)
@@ -315,7 +314,8 @@ impl Lowering<'_> {
             Op::Expand { .. }
             | Op::Tile { .. }
             | Op::DepthToSpace { .. }
-            | Op::SpaceToDepth { .. } => self.gather(node),
+            | Op::SpaceToDepth { .. }
+            | Op::Slice { .. } => self.gather(node),
             Op::Split { .. }
             | Op::Resize(_)
             | Op::LogSoftmax { .. }

@@ -10,13 +10,13 @@ use cimc_ir::{DType, Direction, Op, RecurrentAttrs, RnnAct, TensorData, ValueId}
 pub(super) const IMPORTS: &[Import] = &[
     Import::new("LSTM", |ctx| recurrent(ctx, Kind::Lstm))
         .values(&[4])
-        .note("float interpreter only; sequence_lens absent or full"),
+        .note("programs: unrolled per time step (unroll-recurrent); sequence_lens absent or full"),
     Import::new("GRU", |ctx| recurrent(ctx, Kind::Gru))
         .values(&[4])
-        .note("float interpreter only; sequence_lens absent or full"),
+        .note("programs: unrolled per time step (unroll-recurrent); sequence_lens absent or full"),
     Import::new("RNN", |ctx| recurrent(ctx, Kind::Rnn))
         .values(&[4])
-        .note("float interpreter only; sequence_lens absent or full"),
+        .note("programs: unrolled per time step (unroll-recurrent); sequence_lens absent or full"),
 ];
 
 #[derive(Clone, Copy, PartialEq)]
