@@ -35,6 +35,9 @@ impl UnaryOp {
                     -1.0
                 }
             }
+            UnaryOp::Minifloat { mantissa_bits, exponent_bias, max, rounding } => {
+                minifloat(x, mantissa_bits, exponent_bias, max, rounding)
+            }
             UnaryOp::Abs => x.abs(),
             UnaryOp::Neg => -x,
             UnaryOp::Reciprocal => 1.0 / x,
@@ -97,6 +100,8 @@ impl UnaryOp {
             // A step: flat on both sides (training through it needs a straight-through
             // estimator, which is not the function's derivative).
             UnaryOp::Bipolar => 0.0,
+            // A staircase, flat between its steps as Round is.
+            UnaryOp::Minifloat { .. } => 0.0,
             UnaryOp::Abs => {
                 if x >= 0.0 {
                     1.0
@@ -156,6 +161,27 @@ impl UnaryOp {
 }
 
 /// `ln(1 + e^x)` without overflow for large `x` nor loss for very negative `x`.
+/// QONNX's `float_quant` at scale 1 (`qonnx.custom_op.general.floatquant`), on one element.
+/// The exponent is taken as qonnx takes it, `floor(log2(|x| + tiny))` in f32, so that an `x`
+/// just below a power of two whose f32 logarithm rounds up to it gets the coarser step there
+/// too (which matters for the directed roundings); the division by the step, a power of two,
+/// and the product are exact.
+fn minifloat(x: f64, mantissa_bits: usize, exponent_bias: f32, max: f32, r: crate::Rounding) -> f64 {
+    let m = mantissa_bits as f64;
+    let exponent = ((x as f32).abs() + f32::MIN_POSITIVE).log2().floor() as f64;
+    let step = (exponent - m).max(1.0 - exponent_bias as f64 - m).exp2();
+    let q = step * r.apply((x / step) as f32) as f64;
+    let max = max as f64;
+    // Not `clamp`: NaN stays NaN, as numpy's clip keeps it.
+    if q > max {
+        max
+    } else if q < -max {
+        -max
+    } else {
+        q
+    }
+}
+
 fn softplus(x: f64) -> f64 {
     if x > 0.0 {
         x + (-x).exp().ln_1p()
@@ -260,6 +286,12 @@ mod tests {
             UnaryOp::Gelu { tanh: false },
             UnaryOp::Gelu { tanh: true },
             UnaryOp::Bipolar,
+            UnaryOp::Minifloat {
+                mantissa_bits: 3,
+                exponent_bias: 7.0,
+                max: 448.0,
+                rounding: crate::Rounding::HalfEven,
+            },
         ];
         let mut names: Vec<&str> = all.iter().map(|f| f.name()).collect();
         names.dedup();

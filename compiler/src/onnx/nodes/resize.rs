@@ -6,7 +6,7 @@
 //! them). Scales, sizes and roi must be constants (they decide the output shape).
 
 use super::{norm_axes, norm_axis, show, Ctx, Import, Lowered, R};
-use cimc_ir::{CoordMode, NearestMode, Op, ResizeAttrs, ResizeMode};
+use cimc_ir::{CoordMode, DType, NearestMode, Op, ResizeAttrs, ResizeMode, ValueId};
 
 /// The ONNX ops this file lowers.
 pub(super) const IMPORTS: &[Import] = &[
@@ -82,7 +82,7 @@ pub fn upsample(ctx: &mut Ctx) -> R<Lowered> {
         floats_operand(ctx, 1, "scales")?.ok_or("input 1 (scales) is required")?
     };
     let a = legacy_attrs(mode_of(ctx)?, &shape, scales)?;
-    Ok(Lowered::Op(Op::Resize(a), vec![x]))
+    resize_any_dtype(ctx, a, x)
 }
 
 pub fn resize(ctx: &mut Ctx) -> R<Lowered> {
@@ -95,7 +95,7 @@ pub fn resize(ctx: &mut Ctx) -> R<Lowered> {
         ctx.max_inputs(2)?;
         let scales = floats_operand(ctx, 1, "scales")?.ok_or("input 1 (scales) is required")?;
         let a = legacy_attrs(mode, &xt.shape, scales)?;
-        return Ok(Lowered::Op(Op::Resize(a), vec![x]));
+        return resize_any_dtype(ctx, a, x);
     }
     let mut known = vec![
         "coordinate_transformation_mode",
@@ -186,7 +186,28 @@ pub fn resize(ctx: &mut Ctx) -> R<Lowered> {
         sizes,
         roi,
     };
-    Ok(Lowered::Op(Op::Resize(a), vec![x]))
+    resize_any_dtype(ctx, a, x)
+}
+
+/// `Resize(x)`; on integer codes (onnxruntime's QOperator models resize the u8 output of a
+/// QLinearConv directly) as onnxruntime computes it: in f32, each result converted back with
+/// `static_cast`, i.e. truncated toward zero (not rounded: a linear blend of codes 99 and 100 at
+/// 0.5 is 99), which `Cast` to the integer dtype does. Cubic, whose results leave the range of
+/// the codes, is refused on integers.
+
+fn resize_any_dtype(ctx: &mut Ctx, a: ResizeAttrs, x: ValueId) -> R<Lowered> {
+    let dtype = ctx.ty(x).dtype;
+    if dtype.is_float() {
+        return Ok(Lowered::Op(Op::Resize(a), vec![x]));
+    }
+    // f32 holds every 8- and 16-bit code exactly; wider integers are not resized.
+    let small_int = matches!(dtype, DType::U8 | DType::I8 | DType::U16 | DType::I16);
+    if a.mode == ResizeMode::Cubic || !small_int {
+        return Err(format!("{} resize of a {dtype} input is not supported", a.mode.name()));
+    }
+    let xf = super::qonnx::add_op(ctx, "float", Op::Cast { to: DType::F32 }, vec![x])?;
+    let y = super::qonnx::add_op(ctx, "resized", Op::Resize(a), vec![xf])?;
+    Ok(Lowered::Op(Op::Cast { to: dtype }, vec![y]))
 }
 
 /// `keep_aspect_ratio_policy` on sizes: `stretch` keeps them (the scales are then their ratios
