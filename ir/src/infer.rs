@@ -163,7 +163,11 @@ fn top_k(x: &TensorType, axis: usize, k: usize, n_outputs: usize) -> R<Vec<Tenso
         return Err(format!("axis {axis} out of range for {}", show(x)));
     }
     if k > x.shape[axis] {
-        return Err(format!("k = {k} exceeds the {} elements along axis {axis} of {}", x.shape[axis], show(x)));
+        return Err(format!(
+            "k = {k} exceeds the {} elements along axis {axis} of {}",
+            x.shape[axis],
+            show(x)
+        ));
     }
     let mut shape = x.shape.clone();
     shape[axis] = k;

@@ -166,7 +166,13 @@ impl UnaryOp {
 /// just below a power of two whose f32 logarithm rounds up to it gets the coarser step there
 /// too (which matters for the directed roundings); the division by the step, a power of two,
 /// and the product are exact.
-fn minifloat(x: f64, mantissa_bits: usize, exponent_bias: f32, max: f32, r: crate::Rounding) -> f64 {
+fn minifloat(
+    x: f64,
+    mantissa_bits: usize,
+    exponent_bias: f32,
+    max: f32,
+    r: crate::Rounding,
+) -> f64 {
     let m = mantissa_bits as f64;
     let exponent = ((x as f32).abs() + f32::MIN_POSITIVE).log2().floor() as f64;
     let step = (exponent - m).max(1.0 - exponent_bias as f64 - m).exp2();
@@ -315,6 +321,13 @@ mod tests {
         }
     }
 
+    const E4M3: UnaryOp = UnaryOp::Minifloat {
+        mantissa_bits: 3,
+        exponent_bias: 7.0,
+        max: 448.0,
+        rounding: crate::Rounding::HalfEven,
+    };
+
     /// Values at points where a member's definition changes branch or rounds a half.
     #[test]
     fn values_at_edges() {
@@ -330,6 +343,13 @@ mod tests {
             (UnaryOp::Shrink { bias: 0.5, lambd: 1.0 }, -1.0, 0.0),
             (UnaryOp::Shrink { bias: 0.5, lambd: 1.0 }, 2.0, 1.5),
             (UnaryOp::Elu { alpha: 2.0 }, 0.0, 0.0),
+            // FP8 e4m3: 3 mantissa bits (a step of 1/32 in [0.25, 0.5)), subnormal step 2^-9,
+            // 448 the largest; a half step to even.
+            (E4M3, 0.3, 0.3125),
+            (E4M3, 1e-3, 0.001953125),
+            (E4M3, 500.0, 448.0),
+            (E4M3, -17.0, -16.0),
+            (E4M3, 0.0, 0.0),
         ];
         for (f, x, want) in cases {
             assert_eq!(f.apply(x), want, "{f:?} at {x}");

@@ -166,10 +166,14 @@ fn float_quant(ctx: &mut Ctx) -> R<Lowered> {
         return Err(format!("exponent_bitwidth {exponent_bits}: an integer in 1..=8 is supported"));
     }
     if mantissa_bits.fract() != 0.0 || !(0.0..=23.0).contains(&mantissa_bits) {
-        return Err(format!("mantissa_bitwidth {mantissa_bits}: an integer in 0..=23 is supported"));
+        return Err(format!(
+            "mantissa_bitwidth {mantissa_bits}: an integer in 0..=23 is supported"
+        ));
     }
     if exponent_bias.fract() != 0.0 || exponent_bias.abs() > 127.0 {
-        return Err(format!("exponent_bias {exponent_bias}: an integer in -127..=127 is supported"));
+        return Err(format!(
+            "exponent_bias {exponent_bias}: an integer in -127..=127 is supported"
+        ));
     }
     let (e, m, b) = (exponent_bits as f64, mantissa_bits as f64, exponent_bias as f64);
     let format_max = (2.0 - (-m).exp2()) * ((e.exp2() - 1.0 - b).exp2());
@@ -177,7 +181,8 @@ fn float_quant(ctx: &mut Ctx) -> R<Lowered> {
     if !(max.is_finite() && max > 0.0) {
         return Err(format!("max_val {max_val}: a positive finite value is needed"));
     }
-    let op = UnaryOp::Minifloat { mantissa_bits: mantissa_bits as usize, exponent_bias, max, rounding };
+    let op =
+        UnaryOp::Minifloat { mantissa_bits: mantissa_bits as usize, exponent_bias, max, rounding };
     let (x, scale) = (ctx.input(0)?, ctx.input(1)?);
     let ratio = add_op(ctx, "ratio", Op::Div, vec![x, scale])?;
     let q = add_op(ctx, "minifloat", Op::Unary(op), vec![ratio])?;

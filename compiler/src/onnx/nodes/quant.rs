@@ -117,7 +117,9 @@ pub(super) fn zero_point_like_scale(
 ) -> R<cimc_ir::ValueId> {
     let scale_shape = ctx.ty(scale).shape.clone();
     let zp_ty = ctx.ty(zp);
-    if zp_ty.shape == scale_shape || zp_ty.numel() != 1 || scale_shape.iter().product::<usize>() != 1
+    if zp_ty.shape == scale_shape
+        || zp_ty.numel() != 1
+        || scale_shape.iter().product::<usize>() != 1
     {
         return Ok(zp);
     }

@@ -246,7 +246,8 @@ fn ort_taps(coord: CoordMode, scale: f32, len_in: usize, len_out: usize) -> Opti
         let c = c.min(li - 1.0).max(0.0);
         let i1 = (c as i64).min(len_in as i64 - 1);
         let i2 = (i1 + 1).min(len_in as i64 - 1);
-        let (w1, w2) = if i1 == i2 { (0.5, 0.5) } else { ((c - i2 as f32).abs(), (c - i1 as f32).abs()) };
+        let (w1, w2) =
+            if i1 == i2 { (0.5, 0.5) } else { ((c - i2 as f32).abs(), (c - i1 as f32).abs()) };
         t.i1.push(i1);
         t.i2.push(i2);
         t.w1.push(w1);
