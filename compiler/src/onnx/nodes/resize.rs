@@ -190,11 +190,11 @@ pub fn resize(ctx: &mut Ctx) -> R<Lowered> {
 }
 
 /// `Resize(x)`; on integer codes (onnxruntime's QOperator models resize the u8 output of a
-/// QLinearConv directly) as onnxruntime computes it: in f32, each result converted back with
+/// QLinearConv directly) as onnxruntime computes it: in f32 (its 2-D bilinear kernel term by
+/// term, [`bilinear_as_onnxruntime`], else the float Resize), each result converted back with
 /// `static_cast`, i.e. truncated toward zero (not rounded: a linear blend of codes 99 and 100 at
 /// 0.5 is 99), which `Cast` to the integer dtype does. Cubic, whose results leave the range of
 /// the codes, is refused on integers.
-
 fn resize_any_dtype(ctx: &mut Ctx, a: ResizeAttrs, x: ValueId) -> R<Lowered> {
     let dtype = ctx.ty(x).dtype;
     if dtype.is_float() {
