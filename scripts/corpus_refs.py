@@ -103,7 +103,10 @@ def run_reference(entry, path, feeds):
         from qonnx.util.cleanup import cleanup_model
 
         model = cleanup_model(ModelWrapper(path))
-        out = execute_onnx(model, dict(feeds))
+        # cleanup_model renames the graph inputs (`global_in`...): feed them by position.
+        inits = {t.name for t in model.graph.initializer}
+        inputs = [i.name for i in model.graph.input if i.name not in inits]
+        out = execute_onnx(model, {n: x for n, (_, x) in zip(inputs, feeds)})
         names = [o.name for o in model.graph.output]
         return f"qonnx {getattr(qonnx, '__version__', '')}".strip(), names, [out[n] for n in names]
     import onnxruntime as ort

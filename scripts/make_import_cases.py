@@ -15,6 +15,19 @@ executor, in the layout of the ONNX backend node tests (`model.onnx`,
   float16 outputs widened to f32 exactly), and for bfloat16, which onnxruntime does not run on
   CPU, the f32 model with the bf16-rounded weights.
 
+- `qonnx_floatquant`: Brevitas' FP8 `FloatQuant` (e4m3 and e5m2, per-tensor and per-channel
+  scale, ROUND and FLOOR). Reference: qonnx's executor.
+- `ort_qlinear_lookup`: onnxruntime's com.microsoft `QLinearSigmoid` and `QLinearLeakyRelu` at
+  every u8 and i8 code (onnxruntime computes them by a table). Reference: onnxruntime.
+- `ort_resize_u8`: Resize (linear, nearest) on u8 codes, as QOperator models resize a
+  QLinearConv's output, and MaxPool, Transpose and Concat on them. Reference: onnxruntime.
+- `ort_per_tensor_mixed_shapes`: DequantizeLinear and QuantizeLinear whose one-element scale
+  and zero point differ in rank (`f32[1]` and `i32[]`, as onnxruntime's quantizer writes a
+  bias). Reference: onnxruntime.
+- `dim_minus_one`: a graph input with a dim of −1 (how old exporters wrote a dynamic dim).
+  Reference: onnxruntime.
+- `topk_v1`: TopK of opset 1 (k an attribute), both outputs. Reference: onnxruntime.
+
 Inputs are seeded (numpy seed 0 per case) and chosen away from rounding ties, so that a
 quantizer's output does not depend on the last bit of a float division.
 """
@@ -321,6 +334,138 @@ def bf16_mlp():
     save_case("bf16_mlp", m, {"x": x}, ort_run(widened(m), {"x": x}))
 
 
+def qonnx_floatquant():
+    """FloatQuant as Brevitas exports FP8: e4m3 (bias 7, max_val 448) with a scalar scale and
+    ROUND, e5m2 (bias 15, max_val 57344 capped at 30000) with a per-channel scale and FLOOR.
+    The input spans zero, the subnormals, the normals and beyond the largest value."""
+    rng = np.random.default_rng(0)
+    x = (rng.normal(0, 1, (2, 3, 4, 4)) * np.exp2(rng.integers(-12, 10, (2, 3, 4, 4))))
+    x = x.astype(np.float32)
+    x[0, 0, 0, :] = [0.0, -0.0, 1e-30, -1e-30]
+    sc = np.array([0.5, 0.01, 3.0], np.float32).reshape(1, 3, 1, 1)
+    nodes = [
+        helper.make_node("FloatQuant", ["x", "s1", "e4", "m3", "b7", "max1"], ["y1"],
+                         domain="onnx.brevitas", has_inf=0, has_nan=1, has_subnormal=1,
+                         rounding_mode="ROUND", saturation=1),
+        helper.make_node("FloatQuant", ["x", "sc", "e5", "m2", "b15", "max2"], ["y2"],
+                         domain=GENERAL, has_inf=1, has_nan=0, has_subnormal=1,
+                         rounding_mode="FLOOR", saturation=1),
+    ]
+    inits = [const("s1", np.float32(0.02)), const("e4", np.float32(4)), const("m3", np.float32(3)),
+             const("b7", np.float32(7)), const("max1", np.float32(448)), const("sc", sc),
+             const("e5", np.float32(5)), const("m2", np.float32(2)), const("b15", np.float32(15)),
+             const("max2", np.float32(30000))]
+    outs = [f32_info("y1", [2, 3, 4, 4]), f32_info("y2", [2, 3, 4, 4])]
+    m = qonnx_model("qonnx_floatquant", nodes, [f32_info("x", [2, 3, 4, 4])], outs, inits,
+                    {"onnx.brevitas": 1, GENERAL: 1})
+    save_case("qonnx_floatquant", m, {"x": x}, qonnx_run(m, {"x": x}))
+
+
+MS = "com.microsoft"
+
+
+def ort_qlinear_lookup():
+    """QLinearSigmoid and QLinearLeakyRelu at every u8 and i8 code (onnxruntime's tables)."""
+    xu = np.arange(256, dtype=np.uint8).reshape(1, 256)
+    xi = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
+    nodes = [
+        helper.make_node("QLinearSigmoid", ["xu", "s_in", "zu", "s_sig", "zu0"], ["sig_u"],
+                         domain=MS),
+        helper.make_node("QLinearSigmoid", ["xi", "s_in", "zi", "s_sig_i", "zi_out"], ["sig_i"],
+                         domain=MS),
+        helper.make_node("QLinearLeakyRelu", ["xu", "s_in", "zu", "s_lr", "zu_lr"], ["lr_u"],
+                         domain=MS, alpha=0.1),
+        helper.make_node("QLinearLeakyRelu", ["xi", "s_in", "zi", "s_lr", "zi"], ["lr_i"],
+                         domain=MS),
+    ]
+    inits = [const("s_in", np.float32(0.0473)), const("zu", np.uint8(131)),
+             const("zi", np.int8(3)), const("s_sig", np.float32(1 / 255)),
+             const("zu0", np.uint8(0)), const("s_sig_i", np.float32(1 / 256)),
+             const("zi_out", np.int8(-128)), const("s_lr", np.float32(0.0391)),
+             const("zu_lr", np.uint8(40))]
+    u8 = lambda n, sh: helper.make_tensor_value_info(n, TensorProto.UINT8, sh)
+    i8 = lambda n, sh: helper.make_tensor_value_info(n, TensorProto.INT8, sh)
+    g = helper.make_graph(nodes, "ort_qlinear_lookup",
+                          [u8("xu", [1, 256]), i8("xi", [1, 256])],
+                          [u8("sig_u", [1, 256]), i8("sig_i", [1, 256]), u8("lr_u", [1, 256]),
+                           i8("lr_i", [1, 256])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13),
+                                            helper.make_opsetid(MS, 1)])
+    m.ir_version = 8
+    feeds = {"xu": xu, "xi": xi}
+    save_case("ort_qlinear_lookup", m, feeds, ort_run(m, feeds))
+
+
+def ort_resize_u8():
+    """Resize on u8 codes (linear with pytorch_half_pixel and with align_corners, nearest by
+    sizes), and MaxPool, Transpose and Concat on them, as a QOperator model runs them."""
+    x = np.random.default_rng(0).integers(0, 256, (1, 2, 5, 5)).astype(np.uint8)
+    sizes = const("sizes", np.array([1, 2, 10, 9], np.int64))
+    scales = const("scales", np.array([1, 1, 1.5, 1.5], np.float32))
+    nodes = [
+        helper.make_node("Resize", ["x", "", "", "sizes"], ["lin"], mode="linear",
+                         coordinate_transformation_mode="pytorch_half_pixel"),
+        helper.make_node("Resize", ["x", "", "scales"], ["ac"], mode="linear",
+                         coordinate_transformation_mode="align_corners"),
+        helper.make_node("Resize", ["x", "", "", "sizes"], ["near"], mode="nearest"),
+        helper.make_node("MaxPool", ["x"], ["mp"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Transpose", ["mp"], ["tr"], perm=[0, 1, 3, 2]),
+        helper.make_node("Concat", ["mp", "tr"], ["cat"], axis=1),
+    ]
+    u8 = lambda n, sh: helper.make_tensor_value_info(n, TensorProto.UINT8, sh)
+    g = helper.make_graph(nodes, "ort_resize_u8", [u8("x", [1, 2, 5, 5])],
+                          [u8("lin", [1, 2, 10, 9]), u8("ac", [1, 2, 7, 7]),
+                           u8("near", [1, 2, 10, 9]), u8("cat", [1, 4, 2, 2])], [sizes, scales])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    save_case("ort_resize_u8", m, {"x": x}, ort_run(m, {"x": x}))
+
+
+def ort_per_tensor_mixed_shapes():
+    """A bias dequantized with scale f32[1] and zero point i32[] (onnxruntime's quantizer), and
+    a QuantizeLinear with scale f32[] and zero point u8[1]."""
+    x = np.random.default_rng(0).integers(-1000, 1000, (2, 4)).astype(np.int32)
+    nodes = [
+        helper.make_node("DequantizeLinear", ["x", "s", "z"], ["d"]),
+        helper.make_node("QuantizeLinear", ["d", "s2", "z2"], ["y"]),
+    ]
+    inits = [const("s", np.array([0.0031], np.float32)), const("z", np.int32(0)),
+             const("s2", np.float32(0.05)), const("z2", np.array([128], np.uint8))]
+    g = helper.make_graph(nodes, "ort_per_tensor_mixed_shapes",
+                          [helper.make_tensor_value_info("x", TensorProto.INT32, [2, 4])],
+                          [f32_info("d", [2, 4]),
+                           helper.make_tensor_value_info("y", TensorProto.UINT8, [2, 4])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    save_case("ort_per_tensor_mixed_shapes", m, {"x": x}, ort_run(m, {"x": x}))
+
+
+def dim_minus_one():
+    """A graph input `[-1, 6]` (Snips' Tract exports): the -1 is a dynamic dim."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.3, (6, 3)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
+    g = helper.make_graph(nodes, "dim_minus_one", [f32_info("x", [5, 6])], [f32_info("y", None)],
+                          [const("w", w)])
+    g.input[0].type.tensor_type.shape.dim[0].dim_value = -1
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    x = rng.normal(0, 1, (5, 6)).astype(np.float32)
+    save_case("dim_minus_one", m, {"x": x}, ort_run(m, {"x": x}))
+
+
+def topk_v1():
+    """TopK of opset 1: k an attribute, the default axis (-1), both outputs, with ties."""
+    x = np.random.default_rng(0).integers(-4, 5, (3, 7)).astype(np.float32)
+    nodes = [helper.make_node("TopK", ["x"], ["v", "i"], k=3)]
+    g = helper.make_graph(nodes, "topk_v1", [f32_info("x", [3, 7])],
+                          [f32_info("v", [3, 3]),
+                           helper.make_tensor_value_info("i", TensorProto.INT64, [3, 3])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)])
+    m.ir_version = 8
+    save_case("topk_v1", m, {"x": x}, ort_run(m, {"x": x}))
+
+
 CASES = {
     "two_outputs": two_outputs,
     "f16_cnn": f16_cnn,
@@ -332,6 +477,12 @@ CASES = {
     "qonnx_trunc_v2": lambda: qonnx_trunc(2),
     "qonnx_multithreshold": qonnx_multithreshold,
     "qonnx_channels_last": qonnx_channels_last,
+    "qonnx_floatquant": qonnx_floatquant,
+    "ort_qlinear_lookup": ort_qlinear_lookup,
+    "ort_resize_u8": ort_resize_u8,
+    "ort_per_tensor_mixed_shapes": ort_per_tensor_mixed_shapes,
+    "dim_minus_one": dim_minus_one,
+    "topk_v1": topk_v1,
 }
 
 if __name__ == "__main__":

@@ -593,6 +593,7 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         Op::Trunc { .. } | Op::MultiThreshold { .. } => {
             Err(InterpError::Internal(format!("{} cannot run in place", op.name())))
         }
+        Op::TopK { .. } => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
         Op::Expand { .. }
         | Op::Tile { .. }
         | Op::Split { .. }
@@ -640,6 +641,7 @@ fn run_as(op: &Op) -> RunAs<'_> {
         | Op::Dropout
         | Op::Unary(_) => RunAs::InPlace(&[0]),
         Op::Add | Op::Sub | Op::Mul | Op::Div => RunAs::InPlace(&[0, 1]),
+        Op::TopK { .. } => RunAs::Generic,
         Op::MaxPool(_)
         | Op::AveragePool(_)
         | Op::GlobalAveragePool

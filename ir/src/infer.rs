@@ -61,6 +61,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
         Op::ArgMax { axis, keep_dims, .. } | Op::ArgMin { axis, keep_dims, .. } => {
             arg_extreme(x, *axis, *keep_dims).map(one)
         }
+        Op::TopK { axis, k, .. } => top_k(x, *axis, *k, n_outputs),
         Op::Compare(f) => compare(*f, x, inputs[1]).map(one),
         Op::Logic(_) => logic(x, inputs[1]).map(one),
         Op::Not => {
@@ -153,6 +154,28 @@ fn arg_extreme(x: &TensorType, axis: usize, keep_dims: bool) -> R<TensorType> {
         shape.remove(axis);
     }
     Ok(TensorType::new(DType::I64, shape))
+}
+
+/// TopK: values of x's dtype and i64 indices, `k` along `axis`.
+fn top_k(x: &TensorType, axis: usize, k: usize, n_outputs: usize) -> R<Vec<TensorType>> {
+    numeric_input(x)?;
+    if axis >= x.rank() {
+        return Err(format!("axis {axis} out of range for {}", show(x)));
+    }
+    if k > x.shape[axis] {
+        return Err(format!(
+            "k = {k} exceeds the {} elements along axis {axis} of {}",
+            x.shape[axis],
+            show(x)
+        ));
+    }
+    let mut shape = x.shape.clone();
+    shape[axis] = k;
+    let mut out = vec![TensorType::new(x.dtype, shape.clone())];
+    if n_outputs == 2 {
+        out.push(TensorType::new(DType::I64, shape));
+    }
+    Ok(out)
 }
 
 /// Comparisons: two inputs of one dtype (numeric; Equal also bool), broadcast; bool.

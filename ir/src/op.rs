@@ -177,6 +177,17 @@ crate::optable::op_family! {
         /// `+1` for `x >= 0` (−0 included), else `−1` (NaN too): QONNX's BipolarQuant before
         /// its scale.
         Bipolar = "bipolar";
+        /// `x` rounded (by `rounding`) to a minifloat of `mantissa_bits` mantissa bits and
+        /// exponent bias `exponent_bias`, with subnormals, clamped to `[−max, max]`: QONNX's
+        /// `FloatQuant` before its scale. The step at `x` is `2^(e − mantissa_bits)`, `e` the
+        /// exponent of `x` (`floor(log2 |x|)`, in f32 as qonnx computes it), and at least
+        /// `2^(1 − exponent_bias − mantissa_bits)` (the subnormal step).
+        Minifloat {
+            mantissa_bits: usize,
+            exponent_bias: f32,
+            max: f32,
+            rounding: Rounding,
+        } = "minifloat";
     }
 }
 
@@ -412,6 +423,11 @@ crate::optable::op_table! {
         /// As [`Op::ArgMax`], for the smallest element.
         ArgMin { axis: usize, keep_dims: bool, select_last: bool } = "arg_min",
             inputs 1..=1, outputs 1..=1, codes Float;
+        /// The `k` largest (`largest`, else smallest) elements along `axis`, in that order
+        /// (equal elements: the lower index first), and their indices (i64) as the second
+        /// output.
+        TopK { axis: usize, k: usize, largest: bool } = "top_k",
+            inputs 1..=1, outputs 1..=2, codes Float;
         /// A comparison of two broadcast tensors giving `bool` ([`CompareOp`]).
         Compare(f: CompareOp) = family, inputs 2..=2, outputs 1..=1, codes Float;
         /// A logical function of two broadcast `bool` tensors ([`LogicOp`]).

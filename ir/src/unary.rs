@@ -35,6 +35,9 @@ impl UnaryOp {
                     -1.0
                 }
             }
+            UnaryOp::Minifloat { mantissa_bits, exponent_bias, max, rounding } => {
+                minifloat(x, mantissa_bits, exponent_bias, max, rounding)
+            }
             UnaryOp::Abs => x.abs(),
             UnaryOp::Neg => -x,
             UnaryOp::Reciprocal => 1.0 / x,
@@ -97,6 +100,8 @@ impl UnaryOp {
             // A step: flat on both sides (training through it needs a straight-through
             // estimator, which is not the function's derivative).
             UnaryOp::Bipolar => 0.0,
+            // A staircase, flat between its steps as Round is.
+            UnaryOp::Minifloat { .. } => 0.0,
             UnaryOp::Abs => {
                 if x >= 0.0 {
                     1.0
@@ -156,6 +161,33 @@ impl UnaryOp {
 }
 
 /// `ln(1 + e^x)` without overflow for large `x` nor loss for very negative `x`.
+/// QONNX's `float_quant` at scale 1 (`qonnx.custom_op.general.floatquant`), on one element.
+/// The exponent is taken as qonnx takes it, `floor(log2(|x| + tiny))` in f32, so that an `x`
+/// just below a power of two whose f32 logarithm rounds up to it gets the coarser step there
+/// too (which matters for the directed roundings); the division by the step, a power of two,
+/// and the product are exact.
+fn minifloat(
+    x: f64,
+    mantissa_bits: usize,
+    exponent_bias: f32,
+    max: f32,
+    r: crate::Rounding,
+) -> f64 {
+    let m = mantissa_bits as f64;
+    let exponent = ((x as f32).abs() + f32::MIN_POSITIVE).log2().floor() as f64;
+    let step = (exponent - m).max(1.0 - exponent_bias as f64 - m).exp2();
+    let q = step * r.apply((x / step) as f32) as f64;
+    let max = max as f64;
+    // Not `clamp`: NaN stays NaN, as numpy's clip keeps it.
+    if q > max {
+        max
+    } else if q < -max {
+        -max
+    } else {
+        q
+    }
+}
+
 fn softplus(x: f64) -> f64 {
     if x > 0.0 {
         x + (-x).exp().ln_1p()
@@ -260,6 +292,12 @@ mod tests {
             UnaryOp::Gelu { tanh: false },
             UnaryOp::Gelu { tanh: true },
             UnaryOp::Bipolar,
+            UnaryOp::Minifloat {
+                mantissa_bits: 3,
+                exponent_bias: 7.0,
+                max: 448.0,
+                rounding: crate::Rounding::HalfEven,
+            },
         ];
         let mut names: Vec<&str> = all.iter().map(|f| f.name()).collect();
         names.dedup();
@@ -283,6 +321,13 @@ mod tests {
         }
     }
 
+    const E4M3: UnaryOp = UnaryOp::Minifloat {
+        mantissa_bits: 3,
+        exponent_bias: 7.0,
+        max: 448.0,
+        rounding: crate::Rounding::HalfEven,
+    };
+
     /// Values at points where a member's definition changes branch or rounds a half.
     #[test]
     fn values_at_edges() {
@@ -298,6 +343,13 @@ mod tests {
             (UnaryOp::Shrink { bias: 0.5, lambd: 1.0 }, -1.0, 0.0),
             (UnaryOp::Shrink { bias: 0.5, lambd: 1.0 }, 2.0, 1.5),
             (UnaryOp::Elu { alpha: 2.0 }, 0.0, 0.0),
+            // FP8 e4m3: 3 mantissa bits (a step of 1/32 in [0.25, 0.5)), subnormal step 2^-9,
+            // 448 the largest; a half step to even.
+            (E4M3, 0.3, 0.3125),
+            (E4M3, 1e-3, 0.001953125),
+            (E4M3, 500.0, 448.0),
+            (E4M3, -17.0, -16.0),
+            (E4M3, 0.0, 0.0),
         ];
         for (f, x, want) in cases {
             assert_eq!(f.apply(x), want, "{f:?} at {x}");

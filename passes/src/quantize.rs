@@ -64,6 +64,8 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::DepthToSpace { .. }
         | Op::SpaceToDepth { .. }
         | Op::Slice { .. } => true,
+        // Its order depends on the values: no program step.
+        Op::TopK { .. } => false,
         // Pow runs only with a scalar operand (a table): [`runs_on_codes_here`] decides.
         Op::Pow
         | Op::Gather { .. }

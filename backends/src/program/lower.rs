@@ -311,6 +311,7 @@ impl Lowering<'_> {
             Op::Trunc { .. } | Op::MultiThreshold { .. } => {
                 Err(err(node, format!("'{}' has no program step", node.op.name())))
             }
+            Op::TopK { .. } => Err(err(node, format!("'{}' has no program step", node.op.name()))),
             Op::Expand { .. }
             | Op::Tile { .. }
             | Op::DepthToSpace { .. }

@@ -610,6 +610,9 @@ fn declared(
                 .iter()
                 .map(|d| match d.value {
                     Some(Dim::DimValue(v)) if v >= 0 => Ok(Some(v as usize)),
+                    // Old exporters (Snips' Tract models, early TensorFlow converters) wrote a
+                    // dynamic dim as -1: the same as a `dim_param`.
+                    Some(Dim::DimValue(-1)) => Ok(None),
                     Some(Dim::DimValue(v)) => Err(format!("negative dim {v}")),
                     _ => Ok(None),
                 })

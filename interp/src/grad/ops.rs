@@ -173,6 +173,7 @@ pub(super) fn backward(
         Op::ArgMax { .. } | Op::ArgMin { .. } | Op::Compare(_) | Op::Logic(_) | Op::Not => {
             Ok(vec![None; n_in])
         }
+        Op::TopK { .. } => Err(no_backward(node)),
         Op::Expand { .. } | Op::Tile { .. } | Op::DepthToSpace { .. } | Op::SpaceToDepth { .. } => {
             Ok(only_first(moves_backward(node, ins[0].shape(), dy)?))
         }

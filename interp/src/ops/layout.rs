@@ -104,6 +104,48 @@ pub(crate) fn split(axis: usize, sizes: &[usize], t: &Tensor) -> Result<Vec<Tens
     Ok(out)
 }
 
+/// TopK: along `axis`, the `k` largest (`largest`) or smallest elements of each lane in that
+/// order, equal elements by increasing index (a stable sort, as onnxruntime orders them), and
+/// their indices. Elements compare as f64 (`total_cmp`: NaN beyond ±∞), exact for every dtype
+/// but i64 beyond 2^53.
+pub(crate) fn top_k(t: &Tensor, axis: usize, k: usize, largest: bool) -> Result<Vec<Tensor>> {
+    let s = t.shape().to_vec();
+    if axis >= s.len() || k > s[axis] {
+        return Err(bad(format!("cannot take the top {k} along axis {axis} of {s:?}")));
+    }
+    let values = t.to_f64_vec();
+    let (st, n) = (strides(&s), s[axis]);
+    let mut out_shape = s.clone();
+    out_shape[axis] = k;
+    let out_st = strides(&out_shape);
+    let mut lane_shape = s.clone();
+    lane_shape[axis] = 1;
+    let mut out_bases = Vec::new();
+    let in_bases = index_map(&lane_shape, |ix| {
+        out_bases.push(ix.iter().zip(&out_st).map(|(i, s)| i * s).sum::<usize>());
+        ix.iter().zip(&st).map(|(i, s)| i * s).sum()
+    });
+    let total: usize = out_shape.iter().product();
+    let (mut map, mut indices) = (vec![0usize; total], vec![0i64; total]);
+    let mut order: Vec<usize> = Vec::with_capacity(n);
+    for (&base, &out_base) in in_bases.iter().zip(&out_bases) {
+        order.clear();
+        order.extend(0..n);
+        // −0 and +0 are equal, as onnxruntime compares them.
+        let at = |i: usize| values[base + i * st[axis]] + 0.0;
+        if largest {
+            order.sort_by(|&a, &b| at(b).total_cmp(&at(a)));
+        } else {
+            order.sort_by(|&a, &b| at(a).total_cmp(&at(b)));
+        }
+        for (j, &i) in order.iter().take(k).enumerate() {
+            map[out_base + j * out_st[axis]] = base + i * st[axis];
+            indices[out_base + j * out_st[axis]] = i as i64;
+        }
+    }
+    Ok(vec![take(t, &map, &out_shape), Tensor::I64(array(&out_shape, indices))])
+}
+
 fn nchw(t: &Tensor, block: usize) -> Result<[usize; 4]> {
     match t.shape()[..] {
         [n, c, h, w] if block > 0 => Ok([n, c, h, w]),

@@ -214,6 +214,11 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
         Op::ArgMin { axis, keep_dims, select_last } => {
             one(reduce::arg_extreme(single(inputs)?, *axis, *keep_dims, *select_last, false)?)
         }
+        Op::TopK { axis, k, largest } => {
+            let mut out = layout::top_k(single(inputs)?, *axis, *k, *largest)?;
+            out.truncate(n_outputs.max(1));
+            Ok(out)
+        }
         Op::Compare(f) => {
             arity(inputs, 2, 2)?;
             one(logic::compare(*f, inputs[0], inputs[1])?)
@@ -268,6 +273,7 @@ pub(crate) fn activation_of(op: &Op) -> Option<Act> {
         Op::HardSigmoid { alpha, beta } => Act::HardSigmoid(*alpha, *beta),
         Op::HardSwish => Act::HardSwish,
         Op::Tanh => Act::Tanh,
+        Op::TopK { .. } => return None,
         Op::Clip
         | Op::Conv(_)
         | Op::BatchNorm { .. }

@@ -1,7 +1,8 @@
 //! The custom-domain ops of QONNX, Brevitas and FINN, each with the meaning qonnx's executor
 //! gives it (`qonnx.custom_op.general`; Brevitas' older export writes the same ops in
 //! `onnx.brevitas`, FINN in `finn.custom_op.general`, and qonnx reads all three alike):
-//! `Quant` (lowered in `quant.rs`), `BipolarQuant`, `Trunc` and `MultiThreshold`; and qonnx's
+//! `Quant` (lowered in `quant.rs`), `BipolarQuant`, `Trunc`, `MultiThreshold` and `FloatQuant`;
+//! and qonnx's
 //! channels-last `Conv`, `MaxPool` and `BatchNormalization` (`qonnx.custom_op.channels_last`),
 //! the standard ops on an NHWC input, imported between two Transposes.
 
@@ -37,6 +38,7 @@ pub const IMPORTS: &[CustomImport] = &[
     custom(GENERAL, "BipolarQuant", bipolar_quant),
     custom(GENERAL, "Trunc", trunc),
     custom(GENERAL, "MultiThreshold", multi_threshold),
+    custom(GENERAL, "FloatQuant", float_quant),
     custom(CHANNELS_LAST, "Conv", channels_last),
     custom(CHANNELS_LAST, "MaxPool", channels_last),
     custom(CHANNELS_LAST, "BatchNormalization", channels_last),
@@ -125,6 +127,66 @@ fn bipolar_quant(ctx: &mut Ctx) -> R<Lowered> {
     let (x, scale) = (ctx.input(0)?, ctx.input(1)?);
     let step = add_op(ctx, "bipolar", Op::Unary(UnaryOp::Bipolar), vec![x])?;
     Ok(Lowered::Op(Op::Mul, vec![step, scale]))
+}
+
+/// `FloatQuant(x, scale, exponent_bitwidth, mantissa_bitwidth, exponent_bias, max_val)`
+/// (Brevitas' FP8 export): `scale · minifloat(x / scale)`, the minifloat's largest value the
+/// smaller of `max_val` and the format's own (`(2 − 2^−m) · 2^(2^e − 1 − bias)`), as qonnx's
+/// executor computes it. It always saturates and keeps subnormals (`has_subnormal`, `has_inf`,
+/// `has_nan` only describe the format there); `saturation = 0` is refused.
+fn float_quant(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&[
+        "rounding_mode",
+        "has_inf",
+        "has_nan",
+        "has_subnormal",
+        "saturation",
+        "signed",
+    ])?;
+    ctx.max_inputs(6)?;
+    ctx.max_outputs(1)?;
+    if !ctx.attrs.bool_or("saturation", true)? {
+        return Err("saturation = 0 (overflow to inf or NaN) is not supported".into());
+    }
+    if !ctx.attrs.bool_or("signed", true)? {
+        return Err("signed = 0 is not supported (qonnx's executor is always signed)".into());
+    }
+    let rounding = rounding(ctx, "ROUND")?;
+    let scalar = |i: usize, what: &str| -> R<f32> {
+        match const_f32(ctx, i, what)?.0.as_slice() {
+            [v] => Ok(*v),
+            other => Err(format!("{what} (input {i}) {other:?}: one value is supported")),
+        }
+    };
+    let exponent_bits = scalar(2, "exponent_bitwidth")?;
+    let mantissa_bits = scalar(3, "mantissa_bitwidth")?;
+    let exponent_bias = scalar(4, "exponent_bias")?;
+    let max_val = scalar(5, "max_val")?;
+    if exponent_bits.fract() != 0.0 || !(1.0..=8.0).contains(&exponent_bits) {
+        return Err(format!("exponent_bitwidth {exponent_bits}: an integer in 1..=8 is supported"));
+    }
+    if mantissa_bits.fract() != 0.0 || !(0.0..=23.0).contains(&mantissa_bits) {
+        return Err(format!(
+            "mantissa_bitwidth {mantissa_bits}: an integer in 0..=23 is supported"
+        ));
+    }
+    if exponent_bias.fract() != 0.0 || exponent_bias.abs() > 127.0 {
+        return Err(format!(
+            "exponent_bias {exponent_bias}: an integer in -127..=127 is supported"
+        ));
+    }
+    let (e, m, b) = (exponent_bits as f64, mantissa_bits as f64, exponent_bias as f64);
+    let format_max = (2.0 - (-m).exp2()) * ((e.exp2() - 1.0 - b).exp2());
+    let max = (format_max as f32).min(max_val);
+    if !(max.is_finite() && max > 0.0) {
+        return Err(format!("max_val {max_val}: a positive finite value is needed"));
+    }
+    let op =
+        UnaryOp::Minifloat { mantissa_bits: mantissa_bits as usize, exponent_bias, max, rounding };
+    let (x, scale) = (ctx.input(0)?, ctx.input(1)?);
+    let ratio = add_op(ctx, "ratio", Op::Div, vec![x, scale])?;
+    let q = add_op(ctx, "minifloat", Op::Unary(op), vec![ratio])?;
+    Ok(Lowered::Op(Op::Mul, vec![q, scale]))
 }
 
 /// `Trunc`: version 1 (`x, scale, zero_point, input_bit_width, output_bit_width`) rescales

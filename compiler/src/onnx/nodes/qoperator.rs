@@ -17,10 +17,11 @@
 //! interpreter; the program refuses them (their activation operand has no scale).
 //!
 //! The com.microsoft ops (`QGemm`, `QLinearAdd`, `QLinearMul`, `QLinearGlobalAveragePool`,
-//! `QLinearAveragePool`, `QLinearConcat`, `QLinearSoftmax`) are dispatched by their domain
+//! `QLinearAveragePool`, `QLinearConcat`, `QLinearSoftmax`, `QLinearSigmoid`, `QLinearLeakyRelu`)
+//! are dispatched by their domain
 //! ([`MICROSOFT_DOMAIN`], [`MICROSOFT`]); channels-last forms are refused.
 
-use super::{conv_pool, elementwise, shape_ops, Ctx, Import, Lowered, R};
+use super::{conv_pool, elementwise, quant, shape_ops, Ctx, Import, Lowered, R};
 use crate::onnx::attrs::Attrs;
 use crate::onnx::proto::NodeProto;
 use cimc_ir::{DType, Op, TensorData, ValueId};
@@ -47,6 +48,8 @@ pub const MICROSOFT: &[Import] = &[
     Import::new("QLinearAveragePool", qlinear_average_pool),
     Import::new("QLinearConcat", qlinear_concat),
     Import::new("QLinearSoftmax", qlinear_softmax),
+    Import::new("QLinearSigmoid", qlinear_unary),
+    Import::new("QLinearLeakyRelu", qlinear_unary),
 ];
 
 /// The registration of a com.microsoft op, `None` when the importer does not lower it.
@@ -106,19 +109,25 @@ fn dequantize(
     what: &str,
 ) -> R<ValueId> {
     let axis = scale_axis(ctx, s, channel_axis, what)?;
-    let mut inputs = vec![ctx.input(x)?, ctx.input(s)?];
-    inputs.extend(z.and_then(|z| ctx.opt(z)));
+    let scale = ctx.input(s)?;
+    let mut inputs = vec![ctx.input(x)?, scale];
+    if let Some(zp) = z.and_then(|z| ctx.opt(z)) {
+        inputs.push(quant::zero_point_like_scale(ctx, zp, scale)?);
+    }
     add(ctx, &format!("{what}_dq"), Op::DequantizeLinear { axis, block_size: 0 }, inputs)
 }
 
 /// The final `QuantizeLinear(y, input s, input z)` (the node's own output); u8 without a zero
 /// point, as ONNX defines.
-fn quantize(ctx: &Ctx, y: ValueId, s: usize, z: Option<usize>) -> R<Lowered> {
+fn quantize(ctx: &mut Ctx, y: ValueId, s: usize, z: Option<usize>) -> R<Lowered> {
     scale_axis(ctx, s, None, "the output")?;
     let zp = z.and_then(|z| ctx.opt(z));
     let to = zp.map_or(DType::U8, |z| ctx.ty(z).dtype);
-    let mut inputs = vec![y, ctx.input(s)?];
-    inputs.extend(zp);
+    let scale = ctx.input(s)?;
+    let mut inputs = vec![y, scale];
+    if let Some(zp) = zp {
+        inputs.push(quant::zero_point_like_scale(ctx, zp, scale)?);
+    }
     Ok(Lowered::Op(Op::QuantizeLinear { axis: None, block_size: 0, saturate: true, to }, inputs))
 }
 
@@ -292,6 +301,23 @@ pub fn qlinear_softmax(ctx: &mut Ctx) -> R<Lowered> {
     let y = float_op(ctx, "Softmax", elementwise::softmax, vec![Some(x)], &["opset"]);
     ctx.opset = saved;
     quantize(ctx, y?, 3, Some(4))
+}
+
+/// QLinearSigmoid / QLinearLeakyRelu(X, x_scale, x_zp, y_scale, y_zp), LeakyRelu with `alpha`
+/// (default 0.01). onnxruntime runs both as a table of the 256 codes (`QLinearLookupBase`), each
+/// entry `Q(f(DQ(code)))` in f32; the program runs `f` on codes as a `Step::Lut` computed the same
+/// way from the float interpreter. The two tables agree at every code where `f` is evaluated
+/// to the same f32: onnxruntime's logistic is MLAS' rational approximation
+/// (`MlasComputeLogistic`, within a few ulp of `1 / (1 + e^−x)`), so an entry could differ by one
+/// code only where `f(DQ(code)) / y_scale` falls within those few ulp of a rounding boundary.
+pub fn qlinear_unary(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.max_inputs(5)?;
+    ctx.max_outputs(1)?;
+    let x = dequantize(ctx, 0, 1, Some(2), None, "x")?;
+    let op_type = ctx.op_type.trim_start_matches("QLinear");
+    let op_type = if op_type == "Sigmoid" { "Sigmoid" } else { "LeakyRelu" };
+    let y = float_op(ctx, op_type, elementwise::unary, vec![Some(x)], &[])?;
+    quantize(ctx, y, 3, Some(4))
 }
 
 /// `x − zp` as f32 (a DequantizeLinear at scale 1; the zero point per channel along

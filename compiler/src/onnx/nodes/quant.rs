@@ -74,7 +74,7 @@ pub fn quantize(ctx: &mut Ctx) -> R<Lowered> {
     // `saturate` concerns float8 targets only; integer targets always saturate.
     let saturate = ctx.attrs.bool_or("saturate", true)?;
     let mut inputs = vec![x, ctx.input(1)?];
-    inputs.extend(zp);
+    inputs.extend(per_tensor_zero_point(ctx, axis)?);
     Ok(Lowered::Op(Op::QuantizeLinear { axis, block_size, saturate, to }, inputs))
 }
 
@@ -92,8 +92,44 @@ pub fn dequantize(ctx: &mut Ctx) -> R<Lowered> {
     let block_size = block_size(ctx)?;
     let axis = axis_for(ctx, ctx.ty(x).rank(), block_size)?;
     let mut inputs = vec![x, ctx.input(1)?];
-    inputs.extend(ctx.opt(2));
+    inputs.extend(per_tensor_zero_point(ctx, axis)?);
     Ok(Lowered::Op(Op::DequantizeLinear { axis, block_size }, inputs))
+}
+
+/// The zero point (input 2), given the shape of the scale (input 1) when the quantization is
+/// per tensor: see [`zero_point_like_scale`].
+fn per_tensor_zero_point(ctx: &mut Ctx, axis: Option<usize>) -> R<Option<cimc_ir::ValueId>> {
+    let Some(zp) = ctx.opt(2) else { return Ok(None) };
+    if axis.is_some() {
+        return Ok(Some(zp));
+    }
+    zero_point_like_scale(ctx, zp, ctx.input(1)?).map(Some)
+}
+
+/// A one-element constant zero point reshaped to its one-element scale's shape. onnxruntime's
+/// quantizer writes a bias' scale as `f32[1]` and its zero point as `i32[]` (Tract's exports
+/// the reverse): both are per tensor, and the IR wants them of one shape. Any other zero point
+/// is returned as it is.
+pub(super) fn zero_point_like_scale(
+    ctx: &mut Ctx,
+    zp: cimc_ir::ValueId,
+    scale: cimc_ir::ValueId,
+) -> R<cimc_ir::ValueId> {
+    let scale_shape = ctx.ty(scale).shape.clone();
+    let zp_ty = ctx.ty(zp);
+    if zp_ty.shape == scale_shape
+        || zp_ty.numel() != 1
+        || scale_shape.iter().product::<usize>() != 1
+    {
+        return Ok(zp);
+    }
+    match ctx.data(zp) {
+        Some(d) => {
+            let d = d.reshaped(scale_shape).map_err(|e| format!("zero point: {e}"))?;
+            Ok(ctx.add_const("zero_point", d))
+        }
+        None => Ok(zp),
+    }
 }
 
 /// QONNX `Quant(x, scale, zero_point, bitwidth)` with `signed`, `narrow`, `rounding_mode`

@@ -1,4 +1,4 @@
-//! Reductions (ReduceMean, ReduceSum, ReduceMax...) and ArgMax/ArgMin. The reductions' axes
+//! Reductions (ReduceMean, ReduceSum, ReduceMax...), ArgMax/ArgMin and TopK. The reductions' axes
 //! are an attribute up to a version of the op and an optional input after it
 //! ([`axes_input_since`]); `keepdims` defaults to 1. With no axes the reduction is over every
 //! axis, unless `noop_with_empty_axes` (which came with the axes input) is set: the node is
@@ -25,6 +25,7 @@ pub(super) const IMPORTS: &[Import] = &[
     Import::new("ReduceLogSumExp", reduce).values(&[1]).note(AXES_18),
     Import::new("ArgMax", arg_extreme),
     Import::new("ArgMin", arg_extreme),
+    Import::new("TopK", top_k).values(&[1]).note("sorted output (also for sorted = 0)"),
 ];
 
 /// The opset from which the op takes its axes as input 1 (before: an attribute).
@@ -96,4 +97,33 @@ pub fn arg_extreme(ctx: &mut Ctx) -> R<Lowered> {
         Op::ArgMin { axis, keep_dims, select_last }
     };
     Ok(Lowered::Op(op, vec![x]))
+}
+
+/// TopK: `k` an attribute before opset 10, else input 1 (one i64); `axis` (default −1);
+/// `largest` and `sorted` from opset 11 (default 1). ONNX leaves the order of an unsorted
+/// result unspecified: it is sorted here too.
+pub fn top_k(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.max_outputs(2)?;
+    let k = if ctx.opset < 10 {
+        ctx.attrs.check_known(&["axis", "k"])?;
+        ctx.max_inputs(1)?;
+        ctx.attrs.int("k")?.ok_or("attribute 'k' is required")?
+    } else {
+        ctx.attrs.check_known(if ctx.opset < 11 {
+            &["axis"][..]
+        } else {
+            &["axis", "largest", "sorted"][..]
+        })?;
+        ctx.max_inputs(2)?;
+        match ctx.ints_operand(1, "k")?.as_deref() {
+            Some(&[k]) => k,
+            Some(other) => return Err(format!("k must hold one value, got {other:?}")),
+            None => return Err("input 1 (k) is required".into()),
+        }
+    };
+    let x = ctx.input(0)?;
+    let axis = norm_axis(ctx.attrs.int_or("axis", -1)?, ctx.ty(x).rank(), false)?;
+    let k = usize::try_from(k).map_err(|_| format!("k must be >= 0, got {k}"))?;
+    let largest = ctx.attrs.bool_or("largest", true)?;
+    Ok(Lowered::Op(Op::TopK { axis, k, largest }, vec![x]))
 }

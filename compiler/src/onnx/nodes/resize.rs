@@ -6,7 +6,7 @@
 //! them). Scales, sizes and roi must be constants (they decide the output shape).
 
 use super::{norm_axes, norm_axis, show, Ctx, Import, Lowered, R};
-use cimc_ir::{CoordMode, NearestMode, Op, ResizeAttrs, ResizeMode};
+use cimc_ir::{CoordMode, DType, NearestMode, Op, ResizeAttrs, ResizeMode, TensorData, ValueId};
 
 /// The ONNX ops this file lowers.
 pub(super) const IMPORTS: &[Import] = &[
@@ -82,7 +82,7 @@ pub fn upsample(ctx: &mut Ctx) -> R<Lowered> {
         floats_operand(ctx, 1, "scales")?.ok_or("input 1 (scales) is required")?
     };
     let a = legacy_attrs(mode_of(ctx)?, &shape, scales)?;
-    Ok(Lowered::Op(Op::Resize(a), vec![x]))
+    resize_any_dtype(ctx, a, x)
 }
 
 pub fn resize(ctx: &mut Ctx) -> R<Lowered> {
@@ -95,7 +95,7 @@ pub fn resize(ctx: &mut Ctx) -> R<Lowered> {
         ctx.max_inputs(2)?;
         let scales = floats_operand(ctx, 1, "scales")?.ok_or("input 1 (scales) is required")?;
         let a = legacy_attrs(mode, &xt.shape, scales)?;
-        return Ok(Lowered::Op(Op::Resize(a), vec![x]));
+        return resize_any_dtype(ctx, a, x);
     }
     let mut known = vec![
         "coordinate_transformation_mode",
@@ -186,7 +186,123 @@ pub fn resize(ctx: &mut Ctx) -> R<Lowered> {
         sizes,
         roi,
     };
-    Ok(Lowered::Op(Op::Resize(a), vec![x]))
+    resize_any_dtype(ctx, a, x)
+}
+
+/// `Resize(x)`; on integer codes (onnxruntime's QOperator models resize the u8 output of a
+/// QLinearConv directly) as onnxruntime computes it: in f32 (its 2-D bilinear kernel term by
+/// term, [`bilinear_as_onnxruntime`], else the float Resize), each result converted back with
+/// `static_cast`, i.e. truncated toward zero (not rounded: a linear blend of codes 99 and 100 at
+/// 0.5 is 99), which `Cast` to the integer dtype does. Cubic, whose results leave the range of
+/// the codes, is refused on integers.
+fn resize_any_dtype(ctx: &mut Ctx, a: ResizeAttrs, x: ValueId) -> R<Lowered> {
+    let dtype = ctx.ty(x).dtype;
+    if dtype.is_float() {
+        return Ok(Lowered::Op(Op::Resize(a), vec![x]));
+    }
+    // f32 holds every 8- and 16-bit code exactly; wider integers are not resized.
+    let small_int = matches!(dtype, DType::U8 | DType::I8 | DType::U16 | DType::I16);
+    if a.mode == ResizeMode::Cubic || !small_int {
+        return Err(format!("{} resize of a {dtype} input is not supported", a.mode.name()));
+    }
+    let xf = super::qonnx::add_op(ctx, "float", Op::Cast { to: DType::F32 }, vec![x])?;
+    let y = match bilinear_weights(&a, &ctx.ty(x).shape) {
+        Some(w) => bilinear_as_onnxruntime(ctx, xf, w)?,
+        None => super::qonnx::add_op(ctx, "resized", Op::Resize(a), vec![xf])?,
+    };
+    Ok(Lowered::Op(Op::Cast { to: dtype }, vec![y]))
+}
+
+/// The two taps along one axis of onnxruntime's bilinear Resize, per output index: the input
+/// indices `i1`, `i2 = min(i1 + 1, len − 1)` and their weights `|c − i2|` and `|c − i1|` (both
+/// ½ when `i1 = i2`), from the input coordinate `c` computed in f32 as onnxruntime does.
+struct Taps {
+    i1: Vec<i64>,
+    i2: Vec<i64>,
+    w1: Vec<f32>,
+    w2: Vec<f32>,
+}
+
+/// onnxruntime's taps (`SetupUpsampleBilinear`) along an axis of `len_in` resized to `len_out`
+/// at `scale`; `None` for the coordinate modes it computes otherwise.
+fn ort_taps(coord: CoordMode, scale: f32, len_in: usize, len_out: usize) -> Option<Taps> {
+    let (li, lo) = (len_in as f32, len_out as f32);
+    let mut t = Taps { i1: vec![], i2: vec![], w1: vec![], w2: vec![] };
+    for o in 0..len_out {
+        let y = o as f32;
+        let c = if scale == 1.0 {
+            y
+        } else {
+            match coord {
+                CoordMode::HalfPixel => (y + 0.5) / scale - 0.5,
+                CoordMode::PytorchHalfPixel if len_out > 1 => (y + 0.5) / scale - 0.5,
+                CoordMode::PytorchHalfPixel => 0.0,
+                CoordMode::Asymmetric => y / scale,
+                CoordMode::AlignCorners if len_out == 1 => 0.0,
+                CoordMode::AlignCorners => y * (li - 1.0) / (lo - 1.0),
+                CoordMode::HalfPixelSymmetric | CoordMode::TfCropAndResize => return None,
+            }
+        };
+        let c = c.min(li - 1.0).max(0.0);
+        let i1 = (c as i64).min(len_in as i64 - 1);
+        let i2 = (i1 + 1).min(len_in as i64 - 1);
+        let (w1, w2) =
+            if i1 == i2 { (0.5, 0.5) } else { ((c - i2 as f32).abs(), (c - i1 as f32).abs()) };
+        t.i1.push(i1);
+        t.i2.push(i2);
+        t.w1.push(w1);
+        t.w2.push(w2);
+    }
+    Some(t)
+}
+
+/// The taps along the last two axes when onnxruntime's 2-D bilinear kernel runs the resize
+/// (linear, no antialias, rank 2 or rank 4 with the first two axes kept), `None` otherwise.
+fn bilinear_weights(a: &ResizeAttrs, shape: &[usize]) -> Option<(Taps, Taps)> {
+    let r = shape.len();
+    let kept = |i: usize| a.sizes[i] == shape[i];
+    if a.mode != ResizeMode::Linear || a.antialias || !(r == 2 || (r == 4 && kept(0) && kept(1))) {
+        return None;
+    }
+    // onnxruntime's scale of an axis given by its size is the ratio in f32.
+    let scale = |i: usize| a.scales.get(i).copied().unwrap_or(a.sizes[i] as f32 / shape[i] as f32);
+    let rows = ort_taps(a.coord, scale(r - 2), shape[r - 2], a.sizes[r - 2])?;
+    let cols = ort_taps(a.coord, scale(r - 1), shape[r - 1], a.sizes[r - 1])?;
+    Some((rows, cols))
+}
+
+/// onnxruntime's bilinear Resize of `xf` (f32 holding integer codes), term by term in its
+/// order and precision: `dx2·dy2·X11 + dx1·dy2·X21 + dx2·dy1·X12 + dx1·dy1·X22`, each weight
+/// product rounded to f32 first, the sum from the left. Its result is truncated to the codes'
+/// type, so an f64 interpolation (the float `Resize`) would land on the other side of an integer
+/// now and then; this one gives onnxruntime's codes.
+fn bilinear_as_onnxruntime(ctx: &mut Ctx, xf: ValueId, (rows, cols): (Taps, Taps)) -> R<ValueId> {
+    use super::qonnx::add_op;
+    let r = ctx.ty(xf).rank();
+    let (ho, wo) = (rows.i1.len(), cols.i1.len());
+    let gather = |ctx: &mut Ctx, from: ValueId, axis: usize, idx: &[i64]| -> R<ValueId> {
+        let i = ctx.add_const("taps", TensorData::from_i64(vec![idx.len()], idx));
+        add_op(ctx, "gather", Op::Gather { axis }, vec![from, i])
+    };
+    let row1 = gather(ctx, xf, r - 2, &rows.i1)?;
+    let row2 = gather(ctx, xf, r - 2, &rows.i2)?;
+    let corners = [
+        (gather(ctx, row1, r - 1, &cols.i1)?, &cols.w1, &rows.w1),
+        (gather(ctx, row1, r - 1, &cols.i2)?, &cols.w2, &rows.w1),
+        (gather(ctx, row2, r - 1, &cols.i1)?, &cols.w1, &rows.w2),
+        (gather(ctx, row2, r - 1, &cols.i2)?, &cols.w2, &rows.w2),
+    ];
+    let mut sum: Option<ValueId> = None;
+    for (corner, wx, wy) in corners {
+        let w: Vec<f32> = (0..ho * wo).map(|k| wx[k % wo] * wy[k / wo]).collect();
+        let w = ctx.add_const("weights", TensorData::from_f32(vec![ho, wo], &w));
+        let term = add_op(ctx, "term", Op::Mul, vec![corner, w])?;
+        sum = Some(match sum {
+            None => term,
+            Some(s) => add_op(ctx, "sum", Op::Add, vec![s, term])?,
+        });
+    }
+    sum.ok_or_else(|| "invariant: four corners".into())
 }
 
 /// `keep_aspect_ratio_policy` on sizes: `stretch` keeps them (the scales are then their ratios
