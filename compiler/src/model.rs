@@ -116,9 +116,17 @@ impl Prepared {
             .iter()
             .map(|&b| {
                 let d = &p.buffers[b];
-                let dtype = match d.elem {
-                    Elem::F32 => DType::F32,
-                    Elem::Code(_) => DType::I32,
+                let dtype = match (d.elem, &d.quant) {
+                    (Elem::F32, _) => DType::F32,
+                    // Plain integers (the token ids of an embedding), of their own type.
+                    (Elem::Code(c), None) => match (c.bits, c.signed) {
+                        (8, false) => DType::U8,
+                        (8, true) => DType::I8,
+                        (16, false) => DType::U16,
+                        (16, true) => DType::I16,
+                        _ => DType::I32,
+                    },
+                    (Elem::Code(_), Some(_)) => DType::I32,
                 };
                 InputDecl { name: d.name.clone(), dtype, shape: d.shape.clone() }
             })
