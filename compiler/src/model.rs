@@ -360,11 +360,7 @@ pub fn match_inputs(
 
 /// An array as a tensor, an integer one converted to an integer input's type when every value
 /// fits exactly (other mismatches are left to the shape and type checks, which name them).
-fn to_input_type(
-    d: cimc_ir::TensorData,
-    decl: Option<&InputDecl>,
-    file: &Path,
-) -> Result<Tensor> {
+fn to_input_type(d: cimc_ir::TensorData, decl: Option<&InputDecl>, file: &Path) -> Result<Tensor> {
     let bad = |msg: String| Error::Npy { file: file.to_path_buf(), msg };
     let d = match decl {
         Some(i) if i.dtype != d.dtype() && i.dtype.is_int() && d.dtype().is_int() => {

@@ -286,12 +286,10 @@ pub fn parse_npz(bytes: Bytes) -> std::result::Result<Vec<(String, TensorData)>,
             format!("truncated .npz: a field at byte {o} runs past the end ({n} bytes)")
         })
     };
-    let u32_at = |o: usize| -> std::result::Result<u64, String> {
-        Ok(u16_at(o)? | (u16_at(o + 2)? << 16))
-    };
-    let u64_at = |o: usize| -> std::result::Result<u64, String> {
-        Ok(u32_at(o)? | (u32_at(o + 4)? << 32))
-    };
+    let u32_at =
+        |o: usize| -> std::result::Result<u64, String> { Ok(u16_at(o)? | (u16_at(o + 2)? << 16)) };
+    let u64_at =
+        |o: usize| -> std::result::Result<u64, String> { Ok(u32_at(o)? | (u32_at(o + 4)? << 32)) };
     let offset = |v: u64| usize::try_from(v).ok().filter(|&o| o <= n);
     // The end record: its 22 bytes, then a comment of at most 65535 bytes.
     let end = (0..=n.saturating_sub(22))

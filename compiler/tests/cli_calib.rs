@@ -42,8 +42,8 @@ fn a_rank_0_input_calibrates_on_its_one_sample_and_runs() {
     for m in [model.as_str(), prog.to_str().unwrap()] {
         ok(&cimc(&["run", m, "--input", &x, "--output", y.to_str().unwrap()]));
         let got = cimc::npy::read(&y).unwrap();
-        let want = cimc::npy::read(&PathBuf::from(corpus("ref/tf2onnx_scalar_add/output_0.npy")))
-            .unwrap();
+        let want =
+            cimc::npy::read(&PathBuf::from(corpus("ref/tf2onnx_scalar_add/output_0.npy"))).unwrap();
         assert!(max_abs_diff(&got, &want) <= 0.02 * want.to_f32_vec()[0].abs().max(1.0), "{m}");
     }
 }

@@ -207,10 +207,11 @@ impl<'a> CalibBatches<'a> {
         limit: Option<usize>,
     ) -> crate::Result<CalibBatches<'a>> {
         let shapes: Vec<Vec<usize>> = g.inputs().iter().map(|&v| g.ty(v).shape.clone()).collect();
-        let calib: Vec<_> =
-            calib.iter().zip(shapes.iter().chain(std::iter::repeat(&Vec::new()))).map(|(t, s)| {
-                as_samples(t, s)
-            }).collect();
+        let calib: Vec<_> = calib
+            .iter()
+            .zip(shapes.iter().chain(std::iter::repeat(&Vec::new())))
+            .map(|(t, s)| as_samples(t, s))
+            .collect();
         let all = calib.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
         let samples = limit.map_or(all, |k| k.min(all));
         if samples == 0 {
@@ -325,7 +326,8 @@ mod tests {
         assert_eq!(first3.ranges().collect::<Vec<_>>(), [(0, 2), (2, 1)]);
         let none = CalibBatches::new(&g, &calib, Some(0)).err().expect("no samples");
         assert!(none.to_string().contains("no samples"), "{none}");
-        let bools = [Tensor::from_data(&TensorData::from_bool(vec![2, 1], &[true, false])).unwrap()];
+        let bools =
+            [Tensor::from_data(&TensorData::from_bool(vec![2, 1], &[true, false])).unwrap()];
         let err = CalibBatches::new(&g, &bools, None).unwrap().inputs(0, 2).expect_err("bool");
         assert!(err.to_string().contains("must be f32 or integer"), "{err}");
     }

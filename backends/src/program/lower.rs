@@ -779,7 +779,10 @@ impl Lowering<'_> {
     /// values quantized once to the output's codes ([`Step::GatherRows`]).
     fn gather_rows(&mut self, node: &Node, axis: usize) -> Result<()> {
         if axis != 0 {
-            return Err(err(node, format!("a gather of a constant along axis {axis} (axis 0 runs)")));
+            return Err(err(
+                node,
+                format!("a gather of a constant along axis {axis} (axis 0 runs)"),
+            ));
         }
         let idx = node.inputs[1];
         if !self.g.ty(idx).dtype.is_int() || self.g.ty(idx).quant.is_some() {
@@ -802,8 +805,7 @@ impl Lowering<'_> {
     /// output type cannot hold is refused when the program's input is read).
     fn int_cast(&mut self, node: &Node) -> Result<()> {
         let (x, yb) = self.bufs(node)?;
-        if self.g.ty(node.inputs[0]).quant.is_some() || self.g.ty(node.outputs[0]).quant.is_some()
-        {
+        if self.g.ty(node.inputs[0]).quant.is_some() || self.g.ty(node.outputs[0]).quant.is_some() {
             return Err(err(node, "a cast of quantized codes has no program step"));
         }
         let code = |b: usize| match self.buffers[b].elem {

@@ -223,7 +223,10 @@ fn calibration_arrays(p: &std::path::Path, graph: &Graph) -> Result<Vec<Tensor>>
         if samples.is_some_and(|s| s != n) {
             return Err(Error::Npy {
                 file: p.to_path_buf(),
-                msg: format!("input '{}' gets {n} samples, the first input {:?}", want.name, samples),
+                msg: format!(
+                    "input '{}' gets {n} samples, the first input {:?}",
+                    want.name, samples
+                ),
             });
         }
         samples = Some(n);

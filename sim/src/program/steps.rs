@@ -505,9 +505,8 @@ fn matmul_codes(
             let (t, ij) = (e / (m * n), e % (m * n));
             let (i, j) = (ij / n, ij % n);
             let (pa, pb) = (ia(t) * m * k + i * k, ib(t) * k * n + j);
-            let acc: i64 = (0..k)
-                .map(|l| (xa[pa + l] as i64 - za) * (xb[pb + l * n] as i64 - zb))
-                .sum();
+            let acc: i64 =
+                (0..k).map(|l| (xa[pa + l] as i64 - za) * (xb[pb + l * n] as i64 - zb)).sum();
             requant.apply(acc, 0)
         })
         .collect();
