@@ -419,8 +419,10 @@ pub fn run_in_chunks(
     inputs: &[Tensor],
     mut on_chunk: impl FnMut(usize),
 ) -> Result<Vec<Tensor>> {
-    let n = inputs.first().map(|t| t.shape().first().copied().unwrap_or(1)).unwrap_or(0);
-    if inputs.iter().any(|t| t.shape().first().copied() != Some(n)) {
+    // A rank-0 input is one sample.
+    let samples = |t: &Tensor| t.shape().first().copied().unwrap_or(1);
+    let n = inputs.first().map(samples).unwrap_or(0);
+    if inputs.iter().any(|t| samples(t) != n) {
         return Err(Error::Usage(
             "all inputs must have the same number of samples (first dimension)".into(),
         ));
