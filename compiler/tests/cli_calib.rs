@@ -84,3 +84,35 @@ fn several_inputs_calibrate_and_run_from_one_npz() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(".npz with one array per input"), "{err}");
 }
+
+#[test]
+fn integer_inputs_calibrate_and_run_unchanged_through_an_embedding() {
+    // Token ids (u8) cast to i64 and looking up rows of a constant embedding table, as PyTorch
+    // exports an `nn.Embedding` on byte input.
+    let text =
+        "graph emb {\n  const @emb : f32[4,2] = [0.5, -1.0, 2.0, 0.25, -0.75, 1.5, 3.0, -2.0]\n  \
+                input %ids : u8[1,3]\n  %w : i64[1,3] = cast(%ids) {to=i64} \"c\"\n  \
+                %e : f32[1,3,2] = gather(@emb, %w) {axis=0} \"g\"\n  \
+                %y : f32[1,3,2] = relu(%e) \"r\"\n  output %y\n}\n";
+    let cir = tmp("emb.cir");
+    std::fs::write(&cir, text).unwrap();
+    let ids = tmp("ids.npy");
+    cimc::npy::write(&ids, &cimc_ir::TensorData::from_u8(vec![2, 3], &[3, 0, 2, 1, 1, 0])).unwrap();
+    let prog = tmp("emb.cimp");
+    let (cir, ids, prog) = (cir.to_str().unwrap(), ids.to_str().unwrap(), prog.to_str().unwrap());
+    ok(&cimc(&["compile", cir, "--calib", ids, "-o", prog]));
+    let y = tmp("emb_y.npy");
+    ok(&cimc(&["run", prog, "--input", ids, "--output", y.to_str().unwrap()]));
+    let got = cimc::npy::read(&y).unwrap().to_f32_vec();
+    let want = [3.0f32, 0.0, 0.5, 0.0, 0.0, 1.5, 2.0, 0.25, 2.0, 0.25, 0.5, 0.0];
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= 0.03, "{got:?} vs {want:?}");
+    }
+    // An i64 array of ids that fit u8 converts exactly; one that does not is a user error.
+    let wide = tmp("ids64.npy");
+    cimc::npy::write(&wide, &cimc_ir::TensorData::from_i64(vec![1, 3], &[3, 0, 300])).unwrap();
+    let out = cimc(&["run", prog, "--input", wide.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("300 does not convert exactly"), "{err}");
+}
