@@ -767,7 +767,8 @@ impl Program {
                 let n_idx = self.buffers[*indices].shape.iter().product::<usize>();
                 let n_out = self.buffers[*output].shape.iter().product::<usize>();
                 let row = n_out.checked_div(n_idx).unwrap_or(0);
-                if *rows == 0 || n_idx * row != n_out || table.len() != rows * row {
+                if *rows == 0 || n_idx * row != n_out || rows.checked_mul(row) != Some(table.len())
+                {
                     return Err(format!(
                         "a table of {} codes in {rows} rows for {n_idx} indices and {n_out} \
                          outputs",
