@@ -96,19 +96,25 @@ def make_inputs(entry, m):
 def run_reference(entry, path, feeds):
     ref = entry.get("reference", "onnxruntime")
     if ref == "qonnx":
-        import qonnx
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.core.onnx_exec import execute_onnx
 
         from qonnx.util.cleanup import cleanup_model
 
+        import importlib.metadata
+
         model = cleanup_model(ModelWrapper(path))
-        # cleanup_model renames the graph inputs (`global_in`...): feed them by position.
-        inits = {t.name for t in model.graph.initializer}
-        inputs = [i.name for i in model.graph.input if i.name not in inits]
-        out = execute_onnx(model, {n: x for n, (_, x) in zip(inputs, feeds)})
-        names = [o.name for o in model.graph.output]
-        return f"qonnx {getattr(qonnx, '__version__', '')}".strip(), names, [out[n] for n in names]
+        # cleanup_model renames the graph's inputs and outputs (global_in, global_out...), and
+        # execute_onnx ignores a feed of a name the graph does not have, running on what the
+        # input held before: the feeds go to the cleaned inputs by position, and the outputs
+        # keep the file's names.
+        cleaned = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+        if len(cleaned) != len(feeds):
+            raise SystemExit(f"{path}: {len(feeds)} inputs, the cleaned model has {len(cleaned)}")
+        out = execute_onnx(model, {c: x for c, (_, x) in zip(cleaned, feeds)})
+        names = [o.name for o in onnx.load(path, load_external_data=False).graph.output]
+        outs = [out[o.name] for o in model.graph.output]
+        return f"qonnx {importlib.metadata.version('qonnx')}", names, outs
     import onnxruntime as ort
 
     so = ort.SessionOptions()

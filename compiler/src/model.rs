@@ -116,9 +116,17 @@ impl Prepared {
             .iter()
             .map(|&b| {
                 let d = &p.buffers[b];
-                let dtype = match d.elem {
-                    Elem::F32 => DType::F32,
-                    Elem::Code(_) => DType::I32,
+                let dtype = match (d.elem, &d.quant) {
+                    (Elem::F32, _) => DType::F32,
+                    // Plain integers (the token ids of an embedding), of their own type.
+                    (Elem::Code(c), None) => match (c.bits, c.signed) {
+                        (8, false) => DType::U8,
+                        (8, true) => DType::I8,
+                        (16, false) => DType::U16,
+                        (16, true) => DType::I16,
+                        _ => DType::I32,
+                    },
+                    (Elem::Code(_), Some(_)) => DType::I32,
                 };
                 InputDecl { name: d.name.clone(), dtype, shape: d.shape.clone() }
             })
@@ -147,10 +155,12 @@ impl Prepared {
                 inputs.len()
             )));
         }
-        for ((d, t), f) in self.inputs.iter().zip(inputs).zip(files) {
+        for (k, (d, t)) in self.inputs.iter().zip(inputs).enumerate() {
+            // One file per input, or one .npz for all.
+            let Some(f) = files.get(k).or(files.last()) else { break };
             if t.dtype() != d.dtype
                 || t.shape().len() != d.shape.len()
-                || t.shape()[1..] != d.shape[1..]
+                || t.shape().get(1..) != d.shape.get(1..)
             {
                 return Err(Error::Npy {
                     file: f.clone(),
@@ -281,6 +291,112 @@ pub fn weight_widths(wbits: Option<u8>, file: Option<&Path>) -> Result<Option<We
     Ok(Some(w))
 }
 
+/// The arrays for a model's inputs from the files a user names: one `.npy` per input, in the
+/// inputs' order, or one `.npz` holding an array per input, keyed by the input's name (or, as
+/// `numpy.savez(f, *arrays)` names them, `arr_0`, `arr_1`... in the inputs' order). An integer
+/// array for an integer input of another type is converted when every value fits exactly.
+pub fn read_input_arrays(files: &[PathBuf], inputs: &[InputDecl]) -> Result<Vec<Tensor>> {
+    match_inputs(read_arrays(files)?, files, inputs)
+}
+
+/// The arrays of the files a user names, before they are matched to a model's inputs: one
+/// unnamed array per `.npy`, or the named arrays of one `.npz`.
+pub fn read_arrays(files: &[PathBuf]) -> Result<Vec<(String, cimc_ir::TensorData)>> {
+    match npz_file(files) {
+        Some(f) => crate::npy::read_npz(f),
+        None => files.iter().map(|p| Ok((String::new(), crate::npy::read(p)?))).collect(),
+    }
+}
+
+/// The one `.npz` among `files`, if that is what they are.
+fn npz_file(files: &[PathBuf]) -> Option<&PathBuf> {
+    match files {
+        [f] if f.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz")) => Some(f),
+        _ => None,
+    }
+}
+
+/// [`read_input_arrays`] on arrays already read by [`read_arrays`].
+pub fn match_inputs(
+    mut arrays: Vec<(String, cimc_ir::TensorData)>,
+    files: &[PathBuf],
+    inputs: &[InputDecl],
+) -> Result<Vec<Tensor>> {
+    let Some(file) = npz_file(files) else {
+        return arrays
+            .into_iter()
+            .zip(files)
+            .enumerate()
+            .map(|(k, ((_, d), p))| to_input_type(d, inputs.get(k), p))
+            .collect();
+    };
+    let positional = |k: usize| format!("arr_{k}");
+    let mut out = Vec::with_capacity(inputs.len());
+    for (k, decl) in inputs.iter().enumerate() {
+        let at = arrays
+            .iter()
+            .position(|(n, _)| *n == decl.name)
+            .or_else(|| arrays.iter().position(|(n, _)| *n == positional(k)))
+            .ok_or_else(|| Error::Npy {
+                file: file.clone(),
+                msg: format!(
+                    "no array for input '{}' (keys: {}; expected the input's name or '{}')",
+                    decl.name,
+                    arrays.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "),
+                    positional(k)
+                ),
+            })?;
+        let (_, d) = arrays.remove(at);
+        out.push(to_input_type(d, Some(decl), file)?);
+    }
+    if let Some((extra, _)) = arrays.first() {
+        return Err(Error::Npy {
+            file: file.clone(),
+            msg: format!("array '{extra}' is none of the model's inputs"),
+        });
+    }
+    Ok(out)
+}
+
+/// An array as a tensor, an integer one converted to an integer input's type when every value
+/// fits exactly (other mismatches are left to the shape and type checks, which name them).
+fn to_input_type(d: cimc_ir::TensorData, decl: Option<&InputDecl>, file: &Path) -> Result<Tensor> {
+    let bad = |msg: String| Error::Npy { file: file.to_path_buf(), msg };
+    let d = match decl {
+        Some(i) if i.dtype != d.dtype() && i.dtype.is_int() && d.dtype().is_int() => {
+            let values = d.to_i64_vec();
+            let (lo, hi) = int_range(i.dtype);
+            if let Some(v) = values.iter().find(|&&v| v < lo || v > hi) {
+                return Err(bad(format!(
+                    "input '{}' is {}: the {} value {v} does not convert exactly",
+                    i.name,
+                    i.dtype,
+                    d.dtype()
+                )));
+            }
+            let t = Tensor::from_i64(d.shape(), values).map_err(|e| bad(e.to_string()))?;
+            let cast = cimc_ir::Op::Cast { to: i.dtype };
+            let mut out =
+                cimc_interp::eval_node(&cast, &[&t], 1).map_err(|e| bad(e.to_string()))?;
+            out.pop().ok_or_else(|| Error::Internal("a cast gave no output".into()))?
+        }
+        _ => return Tensor::from_data(&d).map_err(|e| bad(e.to_string())),
+    };
+    Ok(d)
+}
+
+/// The values an integer dtype holds.
+fn int_range(d: DType) -> (i64, i64) {
+    match d {
+        DType::I8 => (i8::MIN as i64, i8::MAX as i64),
+        DType::U8 => (0, u8::MAX as i64),
+        DType::I16 => (i16::MIN as i64, i16::MAX as i64),
+        DType::U16 => (0, u16::MAX as i64),
+        DType::I32 => (i32::MIN as i64, i32::MAX as i64),
+        _ => (i64::MIN, i64::MAX),
+    }
+}
+
 /// The predicted class of every sample: the argmax of each row of a model's first output,
 /// which must be f32 logits `[N, classes]`.
 pub fn predicted_classes(outputs: &[Tensor]) -> Result<Vec<usize>> {
@@ -303,8 +419,10 @@ pub fn run_in_chunks(
     inputs: &[Tensor],
     mut on_chunk: impl FnMut(usize),
 ) -> Result<Vec<Tensor>> {
-    let n = inputs.first().map(|t| t.shape().first().copied().unwrap_or(1)).unwrap_or(0);
-    if inputs.iter().any(|t| t.shape().first().copied() != Some(n)) {
+    // A rank-0 input is one sample.
+    let samples = |t: &Tensor| t.shape().first().copied().unwrap_or(1);
+    let n = inputs.first().map(samples).unwrap_or(0);
+    if inputs.iter().any(|t| samples(t) != n) {
         return Err(Error::Usage(
             "all inputs must have the same number of samples (first dimension)".into(),
         ));

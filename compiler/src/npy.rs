@@ -1,5 +1,5 @@
 //! Reading and writing NumPy `.npy` files (format versions 1.0, 2.0 and 3.0, little-endian,
-//! C order), and writing `.npz` archives of several arrays. The header's declared shape is
+//! C order), and reading and writing `.npz` archives of several arrays. The header's declared shape is
 //! checked against the bytes present before anything is allocated, so a hostile header cannot
 //! make cimc allocate without bound. Half-precision arrays (`<f2`) are widened to f32 as they are read: every float model runs in f32, float16 ones included.
 
@@ -255,6 +255,111 @@ pub fn write_npz(path: &Path, arrays: &[(&str, &TensorData)]) -> Result<()> {
     crate::output::write_whole(path, bytes)
 }
 
+/// Reads a `.npz` archive (what `numpy.savez` writes): its arrays in the archive's order, each
+/// named by its member's name without `.npy`. Members must be stored (`numpy.savez`);
+/// compressed ones (`numpy.savez_compressed`) are refused with a message saying so.
+pub fn read_npz(path: &Path) -> Result<Vec<(String, TensorData)>> {
+    let bytes = cimc_ir::files::read_regular(path, u64::MAX).map_err(|e| Error::io(path, e))?;
+    parse_npz(Bytes::from(bytes)).map_err(|msg| Error::Npy { file: path.to_path_buf(), msg })
+}
+
+/// Reads a `.npy` file (one array, named "") or, by its extension, a `.npz` archive.
+pub fn read_arrays(path: &Path) -> Result<Vec<(String, TensorData)>> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz")) {
+        read_npz(path)
+    } else {
+        Ok(vec![(String::new(), read(path)?)])
+    }
+}
+
+/// Parses the bytes of a `.npz` archive through its central directory (zip64 sizes and
+/// offsets included: `numpy.savez` writes its members with zip64 local headers). Every offset
+/// and size is checked against the bytes present.
+pub fn parse_npz(bytes: Bytes) -> std::result::Result<Vec<(String, TensorData)>, String> {
+    const LOCAL: u32 = 0x0403_4b50;
+    const CENTRAL: u32 = 0x0201_4b50;
+    const END: u32 = 0x0605_4b50;
+    const ZIP64_END: u32 = 0x0606_4b50;
+    let n = bytes.len();
+    let u16_at = |o: usize| -> std::result::Result<u64, String> {
+        bytes.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u64).ok_or_else(|| {
+            format!("truncated .npz: a field at byte {o} runs past the end ({n} bytes)")
+        })
+    };
+    let u32_at =
+        |o: usize| -> std::result::Result<u64, String> { Ok(u16_at(o)? | (u16_at(o + 2)? << 16)) };
+    let u64_at =
+        |o: usize| -> std::result::Result<u64, String> { Ok(u32_at(o)? | (u32_at(o + 4)? << 32)) };
+    let offset = |v: u64| usize::try_from(v).ok().filter(|&o| o <= n);
+    // The end record: its 22 bytes, then a comment of at most 65535 bytes.
+    let end = (0..=n.saturating_sub(22))
+        .rev()
+        .take(65536)
+        .find(|&o| u32_at(o).ok() == Some(END as u64))
+        .ok_or("not a .npz archive (no zip end-of-directory record)")?;
+    let (mut count, mut dir) = (u16_at(end + 10)?, u32_at(end + 16)?);
+    if (count == 0xffff || dir == 0xffff_ffff) && end >= 20 && u32_at(end - 20)? == 0x0706_4b50 {
+        let z = offset(u64_at(end - 12)?).ok_or("zip64 end record offset out of range")?;
+        if u32_at(z)? != ZIP64_END as u64 {
+            return Err("malformed .npz: no zip64 end record where its locator points".into());
+        }
+        (count, dir) = (u64_at(z + 32)?, u64_at(z + 48)?);
+    }
+    let mut at = offset(dir).ok_or("malformed .npz: central directory offset out of range")?;
+    let mut arrays = Vec::new();
+    for _ in 0..count {
+        if u32_at(at)? != CENTRAL as u64 {
+            return Err(format!("malformed .npz: no central directory entry at byte {at}"));
+        }
+        let method = u16_at(at + 10)?;
+        let (mut size, mut local) = (u32_at(at + 20)?, u32_at(at + 42)?);
+        let name_len = u16_at(at + 28)? as usize;
+        let extra_len = u16_at(at + 30)? as usize;
+        let comment_len = u16_at(at + 32)? as usize;
+        let name_bytes = bytes.get(at + 46..at + 46 + name_len).ok_or("truncated .npz entry")?;
+        let name = String::from_utf8_lossy(name_bytes).into_owned();
+        // A zip64 extra field holds, in order, the sizes and offset whose 32-bit field is full.
+        let mut e = at + 46 + name_len;
+        let extra_end = e + extra_len;
+        while e + 4 <= extra_end {
+            let (id, len) = (u16_at(e)?, u16_at(e + 2)? as usize);
+            if id == 1 {
+                let mut f = e + 4;
+                if u32_at(at + 24)? == 0xffff_ffff {
+                    f += 8; // the uncompressed size
+                }
+                if size == 0xffff_ffff {
+                    size = u64_at(f)?;
+                    f += 8;
+                }
+                if local == 0xffff_ffff {
+                    local = u64_at(f)?;
+                }
+            }
+            e += 4 + len;
+        }
+        at = extra_end + comment_len;
+        if method != 0 {
+            return Err(format!(
+                "member '{name}' is compressed (method {method}); save with numpy.savez, not \
+                 numpy.savez_compressed"
+            ));
+        }
+        let local = offset(local).ok_or_else(|| format!("member '{name}': offset out of range"))?;
+        if u32_at(local)? != LOCAL as u64 {
+            return Err(format!("malformed .npz: member '{name}' has no local header"));
+        }
+        let data = local + 30 + u16_at(local + 26)? as usize + u16_at(local + 28)? as usize;
+        let stop = offset(size)
+            .and_then(|s| data.checked_add(s))
+            .filter(|&s| s <= n)
+            .ok_or_else(|| format!("member '{name}' runs past the end of the archive"))?;
+        let array = parse(bytes.slice(data..stop)).map_err(|e| format!("member '{name}': {e}"))?;
+        arrays.push((name.strip_suffix(".npy").unwrap_or(&name).to_string(), array));
+    }
+    Ok(arrays)
+}
+
 /// The CRC-32 of zip files (IEEE 802.3 polynomial, reflected), bytewise from a table.
 fn crc32(bytes: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
@@ -355,6 +460,18 @@ mod tests {
         b.extend_from_slice(text.as_bytes());
         let d = parse(Bytes::from(b)).unwrap();
         assert_eq!(d, TensorData::from_f32(vec![2], &[1.0, 0.5]));
+    }
+
+    #[test]
+    fn npz_reads_back_what_it_writes() {
+        let a = TensorData::from_f32(vec![2], &[1.0, -2.0]);
+        let b = TensorData::from_i64(vec![], &[7]);
+        let zip = npz_bytes(&[("logits", &a), ("index", &b)]).unwrap();
+        let back = parse_npz(Bytes::from(zip.clone())).unwrap();
+        assert_eq!(back, vec![("logits".to_string(), a), ("index".to_string(), b)]);
+        for cut in [0, 10, zip.len() / 2, zip.len() - 1] {
+            assert!(parse_npz(Bytes::copy_from_slice(&zip[..cut])).is_err(), "{cut}");
+        }
     }
 
     #[test]

@@ -95,11 +95,18 @@ fn runs_on_codes(op: &Op) -> bool {
     }
 }
 
-/// Whether node `n` runs on codes: its op does ([`runs_on_codes`]), or it is a Pow with a
-/// constant scalar operand, which `lower` turns into a table of the other operand's codes.
+/// Whether node `n` runs on codes: its op does ([`runs_on_codes`]), it is a Pow with a
+/// constant scalar operand, which `lower` turns into a table of the other operand's codes, an
+/// integer Cast of integers, or a Gather of a constant by integer indices.
 fn runs_on_codes_here(g: &Graph, n: NodeId) -> bool {
     let node = g.node(n);
+    let int = |k: usize| node.inputs.get(k).is_some_and(|&v| g.ty(v).dtype.is_int());
     runs_on_codes(&node.op)
+        // Plain integers (token ids) cast to a wider integer type: a copy (`lower::int_cast`).
+        || matches!(node.op, Op::Cast { to } if to.is_int() && int(0))
+        // The rows of a constant table picked by integer indices, an embedding
+        // (`lower::gather_rows`): the table quantized once to the output's codes.
+        || (matches!(node.op, Op::Gather { axis: 0 }) && g.value(node.inputs[0]).is_const() && int(1))
         || (matches!(node.op, Op::Pow)
             && node.inputs.iter().filter(|&&v| !g.value(v).is_const()).count() == 1
             && node

@@ -183,8 +183,15 @@ pub fn graph_batch(g: &Graph) -> usize {
 /// Calibration samples cut into runs of a static graph: the first `samples` of the data, in
 /// batches of the graph's own batch, the last one zero-padded (what `calibrate`,
 /// `adc-calibrate`, `reference-stats`, `bn-calibrate` and `mixed-precision` run through).
+///
+/// How an array holds samples is decided by the rank of its graph input ([`as_samples`]): an
+/// array of the input's rank is cut along its first axis in runs of the graph's batch (a
+/// rank-0 input's array is one sample); an array with one more axis than the input is a stack
+/// of samples, each of the input's shape.
 pub struct CalibBatches<'a> {
-    calib: &'a [cimc_interp::Tensor],
+    calib: Vec<std::borrow::Cow<'a, cimc_interp::Tensor>>,
+    /// The shape of each graph input a run gets.
+    shapes: Vec<Vec<usize>>,
     /// Samples used: all of the data's, or the first `calib_samples`.
     pub samples: usize,
     /// Samples per run ([`graph_batch`]).
@@ -199,12 +206,18 @@ impl<'a> CalibBatches<'a> {
         calib: &'a [cimc_interp::Tensor],
         limit: Option<usize>,
     ) -> crate::Result<CalibBatches<'a>> {
+        let shapes: Vec<Vec<usize>> = g.inputs().iter().map(|&v| g.ty(v).shape.clone()).collect();
+        let calib: Vec<_> = calib
+            .iter()
+            .zip(shapes.iter().chain(std::iter::repeat(&Vec::new())))
+            .map(|(t, s)| as_samples(t, s))
+            .collect();
         let all = calib.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
         let samples = limit.map_or(all, |k| k.min(all));
         if samples == 0 {
             return Err(crate::PassError::Missing("the calibration data holds no samples".into()));
         }
-        Ok(CalibBatches { calib, samples, batch: graph_batch(g) })
+        Ok(CalibBatches { calib, shapes, samples, batch: graph_batch(g) })
     }
 
     /// `(start, len)` of every batch in order: `len` real samples from `start`.
@@ -213,25 +226,71 @@ impl<'a> CalibBatches<'a> {
         (0..n).step_by(batch).map(move |start| (start, batch.min(n - start)))
     }
 
-    /// The inputs of the batch of `len` real samples from `start`, zero-padded to the batch.
+    /// The inputs of the batch of `len` real samples from `start`, zero-padded to the batch
+    /// (a rank-0 input given its one sample as a scalar).
     pub fn inputs(&self, start: usize, len: usize) -> crate::Result<Vec<cimc_interp::Tensor>> {
-        self.calib.iter().map(|t| calib_slice(t, start, len, self.batch)).collect()
+        self.calib
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let part = calib_slice(t, start, len, self.batch)?;
+                match self.shapes.get(k) {
+                    Some(s) if s.is_empty() && part.shape() == [1] => reshaped(&part, s),
+                    _ => Ok(part),
+                }
+            })
+            .collect()
     }
 }
 
-/// Samples `start..start+len` of one calibration tensor, zero-padded to `padded` samples;
-/// calibration data must be f32.
+/// `t` with its samples along its first axis, for a graph input of shape `input`: an array of
+/// the input's rank as it is (its first axis holds the samples, in runs of the graph's batch),
+/// a rank-0 array for a rank-0 input as one sample (`[1]`), and an array of one more axis (a
+/// stack of samples of the input's shape, `[N] ++ input`) with its first two axes merged, so
+/// that every run of `input[0]` rows is one sample.
+pub fn as_samples<'a>(
+    t: &'a cimc_interp::Tensor,
+    input: &[usize],
+) -> std::borrow::Cow<'a, cimc_interp::Tensor> {
+    use std::borrow::Cow;
+    let shape = t.shape();
+    if input.is_empty() && shape.is_empty() {
+        return reshaped(t, &[1]).map_or(Cow::Borrowed(t), Cow::Owned);
+    }
+    if shape.len() == input.len() + 1 && shape[1..] == *input && !input.is_empty() {
+        let mut merged = vec![shape[0] * input[0]];
+        merged.extend_from_slice(&input[1..]);
+        return reshaped(t, &merged).map_or(Cow::Borrowed(t), Cow::Owned);
+    }
+    Cow::Borrowed(t)
+}
+
+/// The same elements in another shape of the same size.
+fn reshaped(t: &cimc_interp::Tensor, shape: &[usize]) -> crate::Result<cimc_interp::Tensor> {
+    let d = t.to_data().reshaped(shape.to_vec()).map_err(|e| {
+        crate::PassError::Config(format!("calibration data {:?} as {shape:?}: {e}", t.shape()))
+    })?;
+    cimc_interp::Tensor::from_data(&d)
+        .map_err(|e| crate::PassError::Config(format!("calibration data: {e}")))
+}
+
+/// Samples `start..start+len` of one calibration tensor (a scalar: one sample), zero-padded to
+/// `padded` samples. Float data must be f32; integer data (the indices of an embedding, the
+/// graph input of an integer type) is taken as it is.
 pub fn calib_slice(
     t: &cimc_interp::Tensor,
     start: usize,
     len: usize,
     padded: usize,
 ) -> crate::Result<cimc_interp::Tensor> {
-    if t.dtype() != DType::F32 {
+    if t.dtype() != DType::F32 && !t.dtype().is_int() {
         return Err(crate::PassError::Config(format!(
-            "calibration data must be f32, got {}",
+            "calibration data must be f32 or integer, got {}",
             t.dtype()
         )));
+    }
+    if t.shape().is_empty() {
+        return Ok(cimc_interp::tensor::slice_batch(&reshaped(t, &[1])?, start, len, padded));
     }
     Ok(cimc_interp::tensor::slice_batch(t, start, len, padded))
 }
@@ -267,8 +326,45 @@ mod tests {
         assert_eq!(first3.ranges().collect::<Vec<_>>(), [(0, 2), (2, 1)]);
         let none = CalibBatches::new(&g, &calib, Some(0)).err().expect("no samples");
         assert!(none.to_string().contains("no samples"), "{none}");
-        let ints = [Tensor::from_i64(&[2, 1], vec![1, 2]).unwrap()];
-        let err = CalibBatches::new(&g, &ints, None).unwrap().inputs(0, 2).expect_err("i64");
-        assert!(err.to_string().contains("must be f32"), "{err}");
+        let bools =
+            [Tensor::from_data(&TensorData::from_bool(vec![2, 1], &[true, false])).unwrap()];
+        let err = CalibBatches::new(&g, &bools, None).unwrap().inputs(0, 2).expect_err("bool");
+        assert!(err.to_string().contains("must be f32 or integer"), "{err}");
+    }
+
+    #[test]
+    fn integer_calibration_data_is_taken_as_it_is() {
+        // The token ids of an embedding: integer data of the input's type, unchanged.
+        let mut g = Graph::new("g");
+        g.add_input("ids", cimc_ir::TensorType::new(DType::I64, vec![1, 3]));
+        let calib = [Tensor::from_i64(&[2, 3], vec![1, 2, 3, 4, 5, 6]).unwrap()];
+        let b = CalibBatches::new(&g, &calib, None).unwrap();
+        assert_eq!(b.inputs(1, 1).unwrap()[0], Tensor::from_i64(&[1, 3], vec![4, 5, 6]).unwrap());
+    }
+
+    #[test]
+    fn a_rank_0_input_calibrates_on_one_sample_or_a_stack_of_them() {
+        let mut g = Graph::new("g");
+        g.add_input("a", cimc_ir::TensorType::new(DType::F32, vec![]));
+        let scalar = Tensor::from_data(&TensorData::from_f32(vec![], &[2.5])).unwrap();
+        let one = [scalar.clone()];
+        let b = CalibBatches::new(&g, &one, None).unwrap();
+        assert_eq!((b.samples, b.batch), (1, 1));
+        assert_eq!(b.inputs(0, 1).unwrap(), [scalar]);
+        let stack = [Tensor::from_f32(&[3], vec![1.0, 2.0, 3.0]).unwrap()];
+        let b = CalibBatches::new(&g, &stack, None).unwrap();
+        assert_eq!(b.samples, 3);
+        let third = Tensor::from_data(&TensorData::from_f32(vec![], &[3.0])).unwrap();
+        assert_eq!(b.inputs(2, 1).unwrap(), [third]);
+    }
+
+    #[test]
+    fn an_array_of_one_more_axis_is_a_stack_of_samples() {
+        let mut g = Graph::new("g");
+        g.add_input("x", cimc_ir::TensorType::new(DType::F32, vec![2, 1]));
+        let stack = [Tensor::from_f32(&[2, 2, 1], vec![1.0, 2.0, 3.0, 4.0]).unwrap()];
+        let b = CalibBatches::new(&g, &stack, None).unwrap();
+        assert_eq!(b.ranges().collect::<Vec<_>>(), [(0, 2), (2, 2)]);
+        assert_eq!(b.inputs(2, 2).unwrap()[0], Tensor::from_f32(&[2, 1], vec![3.0, 4.0]).unwrap());
     }
 }

@@ -317,12 +317,7 @@ fn compile_and_run(
 ) -> (String, Option<Agreement>) {
     let r = guarded(|| {
         let graph = model.graph().map_err(|e| failure(&e))?;
-        let mut cx = PassContext::default();
-        if refs.inputs.len() != 1 {
-            // What `cimc compile --calib` says of such a model.
-            return Err("refused: --calib takes one array; the model has several inputs".into());
-        }
-        cx.calib = Some(refs.tensors());
+        let mut cx = PassContext { calib: Some(refs.tensors()), ..PassContext::default() };
         if let Some(t) = target {
             let t = cimc_backends::target::Target::resolve(t).map_err(|e| e.to_string())?;
             cx.chip = Some(cimc_passes::tile::Chip::from_target(&t, None));

@@ -205,6 +205,14 @@ fn step(s: &mut String, st: &Step) {
             let more = if index.len() > 32 { format!(", … ({} in all)", index.len()) } else { String::new() };
             writeln!(s, "gather b{input} -> b{output} index=[{}{more}]", shown.join(", "))
         }
+        Step::MatMulCodes { a, b, output, a_zero_point, b_zero_point, requant: r } => writeln!(
+            s,
+            "matmul_codes b{a}, b{b} -> b{output} zp=({a_zero_point}, {b_zero_point})\n        {}",
+            requant(r)
+        ),
+        Step::GatherRows { indices, output, rows, table } => {
+            writeln!(s, "gather_rows b{indices} -> b{output} rows={rows} {}", table_text(table))
+        }
         Step::IntSoftmax { input, output, axis, exp_table, requant: r } => writeln!(
             s,
             "int_softmax b{input} -> b{output} axis={axis} exp {}\n        {}",

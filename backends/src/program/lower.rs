@@ -89,6 +89,18 @@ impl Lowering<'_> {
         let ty = &val.ty;
         let (elem, quant) = match (&ty.quant, ty.dtype) {
             (None, DType::F32) => (Elem::F32, None),
+            // An integer value that holds no codes (the token ids of an embedding): its
+            // integers, unchanged.
+            (None, d) if d.is_int() => {
+                let (bits, signed) = match d {
+                    DType::U8 => (8, false),
+                    DType::I8 => (8, true),
+                    DType::U16 => (16, false),
+                    DType::I16 => (16, true),
+                    _ => (32, true),
+                };
+                (Elem::Code(CodeType { bits, signed }), None)
+            }
             (Some(q), d) if d.is_int() => (
                 Elem::Code(CodeType { bits: q.bits, signed: q.signed }),
                 Some(BufQuant {
@@ -269,6 +281,7 @@ impl Lowering<'_> {
                 }
                 self.matrix(node, *trans_b, *clamp)
             }
+            Op::MatMul if !g.value(node.inputs[1]).is_const() => self.matmul_codes(node),
             Op::MatMul => self.matrix(node, false, None),
             Op::BatchNorm { epsilon } => self.batch_norm(node, *epsilon),
             Op::Relu => self.rescale(node, |_| Ok((0.0, f32::INFINITY))),
@@ -297,6 +310,12 @@ impl Lowering<'_> {
             | Op::HardSwish
             | Op::Tanh
             | Op::Unary(_) => self.lut(node, 0),
+            Op::Gather { axis } if g.value(node.inputs[0]).is_const() => {
+                self.gather_rows(node, *axis)
+            }
+            Op::Cast { to } if to.is_int() && g.ty(node.inputs[0]).dtype.is_int() => {
+                self.int_cast(node)
+            }
             Op::Gather { .. }
             | Op::Cast { .. }
             | Op::Variadic(_)
@@ -743,6 +762,62 @@ impl Lowering<'_> {
             .map(|t| t.to_f64_vec().into_iter().map(|v| v as u32).collect())
             .ok_or_else(|| err(node, "its gather indices did not evaluate"))?;
         self.push(node, Step::Gather { input: x, output: yb, index });
+        Ok(())
+    }
+
+    /// MatMul of two activations ([`Step::MatMulCodes`]): `Σ (q_a − z_a)(q_b − z_b)`
+    /// requantized once with `M = s_a·s_b / s_y`, as `Lowering::mul`.
+    fn matmul_codes(&mut self, node: &Node) -> Result<()> {
+        let ([a, b, output], [(s_a, z_a, _), (s_b, z_b, _)]) = self.operands(node)?;
+        let requant = self.requant(node, node.outputs[0], &[s_a as f64 * s_b as f64], None)?;
+        let step =
+            Step::MatMulCodes { a, b, output, a_zero_point: z_a, b_zero_point: z_b, requant };
+        self.push(node, step);
+        Ok(())
+    }
+
+    /// Gather of a constant table by integer indices along axis 0 (an embedding): the table's
+    /// values quantized once to the output's codes ([`Step::GatherRows`]).
+    fn gather_rows(&mut self, node: &Node, axis: usize) -> Result<()> {
+        if axis != 0 {
+            return Err(err(
+                node,
+                format!("a gather of a constant along axis {axis} (axis 0 runs)"),
+            ));
+        }
+        let idx = node.inputs[1];
+        if !self.g.ty(idx).dtype.is_int() || self.g.ty(idx).quant.is_some() {
+            return Err(err(node, "the indices of a gather of a constant must be plain integers"));
+        }
+        let indices = self.buffer(idx).map_err(|m| err(node, m))?;
+        let output = self.buffer(node.outputs[0]).map_err(|m| err(node, m))?;
+        let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
+        let values = self.const_f32(node, 0)?.unwrap_or_default();
+        let rows = self.g.ty(node.inputs[0]).shape.first().copied().unwrap_or(0);
+        let (lo, hi) = qy.code_range();
+        let table =
+            values.iter().map(|&v| quantize_value(v, s_y, z_y, lo as i32, hi as i32)).collect();
+        self.push(node, Step::GatherRows { indices, output, rows, table });
+        Ok(())
+    }
+
+    /// A Cast of plain integers to another integer type: the same values (a copy; the
+    /// program's integer buffers hold every value of the types that reach here, and a value the
+    /// output type cannot hold is refused when the program's input is read).
+    fn int_cast(&mut self, node: &Node) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        if self.g.ty(node.inputs[0]).quant.is_some() || self.g.ty(node.outputs[0]).quant.is_some() {
+            return Err(err(node, "a cast of quantized codes has no program step"));
+        }
+        let code = |b: usize| match self.buffers[b].elem {
+            Elem::Code(c) => c.range(),
+            Elem::F32 => (0, -1),
+        };
+        let ((xl, xh), (yl, yh)) = (code(x), code(yb));
+        if xl < yl || xh > yh {
+            return Err(err(node, "a narrowing cast of integers has no program step"));
+        }
+        self.push(node, Step::Reshape { input: x, output: yb });
         Ok(())
     }
 

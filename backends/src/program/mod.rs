@@ -414,6 +414,67 @@ pub enum Step {
         output: Buf,
         index: Vec<u32>,
     },
+    /// Matrix product of two code tensors, broadcast as ONNX MatMul (numpy's matmul: the batch
+    /// axes broadcast, a 1-D `a` is a row, a 1-D `b` a column; [`matmul_shape`]):
+    /// `acc = Σ_k (q_a − z_a)·(q_b − z_b)` in i64, then `requant` (`M = s_a·s_b / s_y`), as
+    /// onnxruntime's QLinearMatMul.
+    MatMulCodes {
+        a: Buf,
+        b: Buf,
+        output: Buf,
+        a_zero_point: i32,
+        b_zero_point: i32,
+        requant: Requant,
+    },
+    /// Rows of a constant table picked by integer indices (ONNX Gather along axis 0 of a
+    /// constant, an embedding): output row `i` is row `indices[i]` of `table` (`rows` rows,
+    /// row-major), the constant's values quantized once at compile time to the output's codes.
+    /// An index `k < 0` counts from the end (`k + rows`), as in ONNX; one outside
+    /// `[−rows, rows)` is an error when the program runs.
+    GatherRows {
+        indices: Buf,
+        output: Buf,
+        rows: usize,
+        table: Vec<i32>,
+    },
+}
+
+/// The output shape of a matrix product of operands shaped `a` and `b`, as ONNX MatMul
+/// broadcasts them (`None` when they do not fit): a 1-D `a` is a row `[1, K]` whose axis is
+/// dropped from the result, a 1-D `b` a column `[K, 1]` likewise, and the batch axes before the
+/// last two broadcast as numpy's do.
+pub fn matmul_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let (ra, rb) = (a.len(), b.len());
+    if ra == 0 || rb == 0 {
+        return None;
+    }
+    let a2: Vec<usize> = if ra == 1 { vec![1, a[0]] } else { a.to_vec() };
+    let b2: Vec<usize> = if rb == 1 { vec![b[0], 1] } else { b.to_vec() };
+    let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
+    let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
+    if k != k2 {
+        return None;
+    }
+    let (ba, bb) = (&a2[..a2.len() - 2], &b2[..b2.len() - 2]);
+    let rank = ba.len().max(bb.len());
+    let mut out = Vec::with_capacity(rank + 2);
+    for d in 0..rank {
+        let da = if d + ba.len() >= rank { ba[d + ba.len() - rank] } else { 1 };
+        let db = if d + bb.len() >= rank { bb[d + bb.len() - rank] } else { 1 };
+        out.push(match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        });
+    }
+    if ra > 1 {
+        out.push(m);
+    }
+    if rb > 1 {
+        out.push(n);
+    }
+    Some(out)
 }
 
 /// Bits of the fixed-point reciprocals of a `Div` step.
@@ -694,6 +755,32 @@ impl Program {
                 one_multiplier(requant)
             }
             Step::Sub { requant, .. } | Step::Mul { requant, .. } => one_multiplier(requant),
+            Step::MatMulCodes { a, b, output, requant, .. } => {
+                let (sa, sb) = (&self.buffers[*a].shape, &self.buffers[*b].shape);
+                let so = &self.buffers[*output].shape;
+                if matmul_shape(sa, sb).as_ref() != Some(so) {
+                    return Err(format!("a matrix product of {sa:?} and {sb:?} into {so:?}"));
+                }
+                one_multiplier(requant)
+            }
+            Step::GatherRows { indices, output, rows, table } => {
+                let n_idx = self.buffers[*indices].shape.iter().product::<usize>();
+                let n_out = self.buffers[*output].shape.iter().product::<usize>();
+                let row = n_out.checked_div(n_idx).unwrap_or(0);
+                if *rows == 0 || n_idx * row != n_out || rows.checked_mul(row) != Some(table.len())
+                {
+                    return Err(format!(
+                        "a table of {} codes in {rows} rows for {n_idx} indices and {n_out} \
+                         outputs",
+                        table.len()
+                    ));
+                }
+                let (lo, hi) = self.code_type(*output)?.range();
+                if let Some(v) = table.iter().find(|&&v| v < lo || v > hi) {
+                    return Err(format!("table entry {v} outside the output codes [{lo}, {hi}]"));
+                }
+                self.code_type(*indices).map(|_| ())
+            }
             Step::Gather { input, output, index } => {
                 let n_in = self.buffers[*input].shape.iter().product::<usize>();
                 let n_out = self.buffers[*output].shape.iter().product::<usize>();
@@ -740,7 +827,9 @@ pub fn step_buffers(s: &Step) -> Vec<Buf> {
         Step::Add { a, b, output, .. }
         | Step::Sub { a, b, output, .. }
         | Step::Mul { a, b, output, .. }
-        | Step::Div { a, b, output, .. } => vec![*a, *b, *output],
+        | Step::Div { a, b, output, .. }
+        | Step::MatMulCodes { a, b, output, .. } => vec![*a, *b, *output],
+        Step::GatherRows { indices, output, .. } => vec![*indices, *output],
         Step::Concat { inputs, output, .. } => inputs.iter().copied().chain([*output]).collect(),
     }
 }
@@ -799,7 +888,9 @@ impl Step {
             | Step::Mul { .. }
             | Step::Div { .. }
             | Step::IntSoftmax { .. }
-            | Step::Gather { .. } => None,
+            | Step::Gather { .. }
+            | Step::MatMulCodes { .. }
+            | Step::GatherRows { .. } => None,
         }
     }
 
@@ -826,6 +917,8 @@ impl Step {
             Step::Div { .. } => "div",
             Step::IntSoftmax { .. } => "int_softmax",
             Step::Gather { .. } => "gather",
+            Step::MatMulCodes { .. } => "matmul_codes",
+            Step::GatherRows { .. } => "gather_rows",
         }
     }
 }

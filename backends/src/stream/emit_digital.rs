@@ -153,13 +153,16 @@ impl Emitter<'_> {
                 };
                 self.sub(core, (*a, *b), *output, entry)
             }
-            // The instruction set has no table lookup, product or quotient of two tensors, integer
-            // softmax nor gather by index yet: the program runs these steps, a stream cannot.
+            // The instruction set has no table lookup, product, quotient or matrix product of two
+            // tensors, integer softmax nor gather by index yet: the program runs these steps, a
+            // stream cannot.
             Step::Lut { .. }
             | Step::Mul { .. }
             | Step::Div { .. }
             | Step::IntSoftmax { .. }
-            | Step::Gather { .. } => Err(self.err(format!(
+            | Step::Gather { .. }
+            | Step::MatMulCodes { .. }
+            | Step::GatherRows { .. } => Err(self.err(format!(
                 "the '{}' step has no instructions yet (the program runs it; compile without \
                  --emit stream)",
                 s.name()

@@ -1,6 +1,7 @@
 //! Quantization settings on the command line (shared by `compile` and `dump`).
 
-use cimc::{npy, Error, Result};
+use cimc::model::InputDecl;
+use cimc::{Error, Result};
 use cimc_backends::target::{AdcRange, Target};
 use cimc_interp::Tensor;
 use cimc_ir::Graph;
@@ -11,7 +12,12 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
 pub struct QuantArgs {
-    /// Calibration inputs (.npy, `[N, ...]`), for models without quantization parameters.
+    /// Calibration inputs, for models without quantization parameters: a .npy for a model of
+    /// one input, a .npz of one array per input (keyed by input name, or `arr_0`... in input
+    /// order). An array of the input's rank holds samples along its first axis (`[N, ...]`, cut
+    /// into the model's batch); a rank-0 input's array is one sample; an array with one more
+    /// axis than the input is a stack of samples of the input's shape. Integer inputs (token
+    /// ids) take integer data of their type, fed unchanged.
     #[arg(long)]
     calib: Option<PathBuf>,
     /// Use only the first N calibration samples.
@@ -142,32 +148,11 @@ impl QuantArgs {
             c.read_overrides(&text, &f.display().to_string())?;
         }
         if let Some(p) = &self.calib {
-            let d = npy::read(p)?;
-            let t = Tensor::from_data(&d)
-                .map_err(|e| Error::Npy { file: p.clone(), msg: e.to_string() })?;
-            if graph.inputs().len() != 1 {
-                return Err(Error::Usage(
-                    "--calib takes one array; the model has several inputs".into(),
-                ));
+            let calib = calibration_arrays(p, graph)?;
+            for t in &calib {
+                check_finite(t, p)?;
             }
-            let want = graph.ty(graph.inputs()[0]);
-            if t.dtype() != want.dtype
-                || t.shape().len() != want.shape.len()
-                || t.shape()[1..] != want.shape[1..]
-            {
-                return Err(Error::Npy {
-                    file: p.clone(),
-                    msg: format!(
-                        "calibration data {}{:?} does not fit the input {}{:?}",
-                        t.dtype(),
-                        t.shape(),
-                        want.dtype,
-                        want.shape
-                    ),
-                });
-            }
-            check_finite(&t, p)?;
-            cx.calib = Some(vec![t]);
+            cx.calib = Some(calib);
             if !quiet {
                 let pb = super::progress(0, false);
                 pb.set_message("calibrating");
@@ -182,6 +167,71 @@ impl QuantArgs {
         }
         Ok(cx)
     }
+}
+
+/// The calibration arrays of `--calib` for `graph`'s inputs: a `.npy` for a model of one input,
+/// a `.npz` of one array per input (by name, or `arr_0`... in input order). Each array holds
+/// samples by the rank of its input: an array of the input's rank is cut along its first axis
+/// into runs of the graph's batch (a rank-0 input's array is one sample), an array with one
+/// more axis is a stack of samples of the input's shape. Every input must get as many samples.
+fn calibration_arrays(p: &std::path::Path, graph: &Graph) -> Result<Vec<Tensor>> {
+    let inputs: Vec<InputDecl> = graph
+        .inputs()
+        .iter()
+        .map(|&v| InputDecl {
+            name: graph.value(v).name.clone(),
+            dtype: graph.ty(v).dtype,
+            shape: graph.ty(v).shape.clone(),
+        })
+        .collect();
+    let files = [p.to_path_buf()];
+    let arrays = cimc::model::read_arrays(&files)?;
+    if arrays.len() == 1 && inputs.len() > 1 {
+        return Err(Error::Usage(format!(
+            "--calib {}: the model has {} inputs ({}); give a .npz with one array per input, \
+             keyed by input name",
+            p.display(),
+            inputs.len(),
+            inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let calib = cimc::model::match_inputs(arrays, &files, &inputs)?;
+    let mut samples = None;
+    for (t, want) in calib.iter().zip(&inputs) {
+        let (shape, w) = (t.shape(), &want.shape);
+        let n = if shape.len() == w.len() && shape.get(1..) == w.get(1..) {
+            shape.first().copied().unwrap_or(1)
+        } else if shape.len() == w.len() + 1 && shape[1..] == w[..] {
+            shape[0] * w.first().copied().unwrap_or(1)
+        } else {
+            usize::MAX
+        };
+        if t.dtype() != want.dtype || n == usize::MAX {
+            return Err(Error::Npy {
+                file: p.to_path_buf(),
+                msg: format!(
+                    "calibration data {}{:?} does not fit the input '{}' {}{:?} (an array of \
+                     the input's rank, any first dimension, or a stack of arrays of its shape)",
+                    t.dtype(),
+                    t.shape(),
+                    want.name,
+                    want.dtype,
+                    want.shape
+                ),
+            });
+        }
+        if samples.is_some_and(|s| s != n) {
+            return Err(Error::Npy {
+                file: p.to_path_buf(),
+                msg: format!(
+                    "input '{}' gets {n} samples, the first input {:?}",
+                    want.name, samples
+                ),
+            });
+        }
+        samples = Some(n);
+    }
+    Ok(calib)
 }
 
 /// Calibration data must be finite numbers: a NaN or an infinity would give every layer a

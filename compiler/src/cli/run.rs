@@ -1,9 +1,10 @@
 //! `cimc run MODEL --input x.npy [--output y.npy]`: run a model (ONNX, text IR or program) on
-//! .npy inputs. A program's outputs are dequantized to f32, as the float model's would be.
-//! A model's outputs are written one `--output` per output, or all into one `.npz` (named by
-//! the model's output names) when a single `--output x.npz` is given. Float outputs are written
-//! in f32 even where the model declares float16 or bfloat16: such models run in f32 (their
-//! weights widened once at import), and f32 holds their results without a second rounding.
+//! .npy inputs (or one .npz of them). A program's outputs are dequantized to f32, as the float
+//! model's would be. A model's outputs are written one `--output` per output, or all into one
+//! `.npz` (named by the model's output names) when a single `--output x.npz` is given. Float
+//! outputs are written in f32 even where the model declares float16 or bfloat16: such models run
+//! in f32 (their weights widened once at import), and f32 holds their results without a second
+//! rounding.
 //! `--cascade-wbits B` / `--cascade-bits` run a program at lower weight widths; `--profile`
 //! times a float model's steps (`profile.rs`).
 
@@ -20,7 +21,8 @@ use std::path::PathBuf;
 pub struct RunArgs {
     /// An ONNX model, a text IR file (.cir) or a program (.cimp).
     model: PathBuf,
-    /// One .npy per model input, in the model's input order.
+    /// One .npy per model input, in the model's input order, or one .npz with an array per
+    /// input, keyed by the input's name (or `arr_0`, `arr_1`... in input order).
     #[arg(long, required = true)]
     input: Vec<PathBuf>,
     /// Where to write the outputs: one .npy per model output, in order, or a single .npz that
@@ -129,8 +131,8 @@ pub fn run(a: RunArgs) -> Result<()> {
     let mut outs = Outputs::new(inputs, a.output.iter().map(PathBuf::as_path))?;
     let m = Model::open(&a.model, a.import.options()?)?;
     let widths = a.widths.widths()?;
-    let inputs = read_inputs(&a.input)?;
-    let n = inputs.first().and_then(|t| t.shape().first().copied()).unwrap_or(1);
+    let arrays = cimc::model::read_arrays(&a.input)?;
+    let n = arrays.first().and_then(|(_, t)| t.shape().first().copied()).unwrap_or(1);
     if n == 0 {
         return Err(Error::Npy {
             file: a.input[0].clone(),
@@ -139,6 +141,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     let start = std::time::Instant::now();
     let prepared = m.prepare_at(n, widths.as_ref())?;
+    let inputs = cimc::model::match_inputs(arrays, &a.input, &prepared.inputs)?;
     prepared.check_inputs(&inputs, &a.input)?;
     if let Some(reps) = a.profile {
         let cimc::model::Executable::Graph(runner) = &prepared.exe else {

@@ -344,11 +344,11 @@ pub(crate) fn input_data(decl: &BufferDecl, t: Tensor) -> Result<Data> {
         (Elem::F32, Tensor::F32(a)) => Ok(Data::F32(a.iter().copied().collect())),
         (Elem::Code(c), t) if t.dtype().is_int() => {
             let (lo, hi) = c.range();
-            let v: Vec<i32> = t.to_data().to_i64_vec().into_iter().map(|v| v as i32).collect();
-            if let Some(bad_v) = v.iter().find(|&&q| q < lo || q > hi) {
+            let v = t.to_data().to_i64_vec();
+            if let Some(bad_v) = v.iter().find(|&&q| q < lo as i64 || q > hi as i64) {
                 return Err(bad(format!("code {bad_v} outside [{lo}, {hi}]")));
             }
-            Ok(Data::Codes(v))
+            Ok(Data::Codes(v.into_iter().map(|q| q as i32).collect()))
         }
         (e, t) => Err(bad(format!("expected {e:?} values, got {}", t.dtype()))),
     }

@@ -166,6 +166,24 @@ impl ProgramRunner {
                 let table = (*b_min, reciprocal.as_slice());
                 pairwise(&r, (*a, *b), *output, |qa, qb| div.apply(qa, qb, table, requant))
             }
+            Step::MatMulCodes { a, b, output, a_zero_point, b_zero_point, requant } => {
+                let zero = (*a_zero_point as i64, *b_zero_point as i64);
+                matmul_codes(&r, (*a, *b), *output, zero, requant)
+            }
+            Step::GatherRows { indices, rows, table, .. } => {
+                let idx = r.codes(*indices)?;
+                let row = table.len() / (*rows).max(1);
+                let mut out = Vec::with_capacity(idx.len() * row);
+                for &k in idx {
+                    let at = if k < 0 { k as i64 + *rows as i64 } else { k as i64 };
+                    if at < 0 || at >= *rows as i64 {
+                        return Err(r.err(format!("index {k} outside [-{rows}, {rows})")));
+                    }
+                    let at = at as usize * row;
+                    out.extend_from_slice(&table[at..at + row]);
+                }
+                Ok(Data::Codes(out))
+            }
             Step::IntSoftmax { input, axis, exp_table, requant, .. } => {
                 let x = r.codes(*input)?;
                 let y = int_softmax(x, r.shape(*input), *axis, exp_table, requant);
@@ -449,6 +467,50 @@ fn pairwise(
             .map(|k| f(xa[ia(k)], xb[ib(k)]))
             .collect(),
     ))
+}
+
+/// `Σ_k (q_a − z_a)(q_b − z_b)` of every output element, in i64, requantized: the batch axes
+/// broadcast as ONNX MatMul's (a 1-D `a` a row, a 1-D `b` a column).
+fn matmul_codes(
+    r: &Running,
+    (a, b): (Buf, Buf),
+    output: Buf,
+    (za, zb): (i64, i64),
+    requant: &Requant,
+) -> Result<Data> {
+    let (xa, xb) = (r.codes(a)?, r.codes(b)?);
+    let (sa, sb, so) = (r.shape(a), r.shape(b), r.shape(output));
+    if cimc_backends::program::matmul_shape(sa, sb).as_deref() != Some(so) {
+        return Err(r.err(format!("a matrix product of {sa:?} and {sb:?} into {so:?}")));
+    }
+    // Both operands at rank ≥ 2, and the output with both matrix axes.
+    let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.to_vec() };
+    let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.to_vec() };
+    let (m, k, n) = (a2[a2.len() - 2], a2[a2.len() - 1], b2[b2.len() - 1]);
+    let batch_a = &a2[..a2.len() - 2];
+    let batch_b = &b2[..b2.len() - 2];
+    let rank = batch_a.len().max(batch_b.len());
+    let mut batch = vec![1usize; rank];
+    for (d, slot) in batch.iter_mut().enumerate() {
+        let da = (d + batch_a.len()).checked_sub(rank).map_or(1, |i| batch_a[i]);
+        let db = (d + batch_b.len()).checked_sub(rank).map_or(1, |i| batch_b[i]);
+        *slot = da.max(db);
+    }
+    let ia = broadcast_index(batch_a, &batch).map_err(|m| r.err(m))?;
+    let ib = broadcast_index(batch_b, &batch).map_err(|m| r.err(m))?;
+    let count: usize = batch.iter().product();
+    let out: Vec<i32> = (0..count * m * n)
+        .into_par_iter()
+        .map(|e| {
+            let (t, ij) = (e / (m * n), e % (m * n));
+            let (i, j) = (ij / n, ij % n);
+            let (pa, pb) = (ia(t) * m * k + i * k, ib(t) * k * n + j);
+            let acc: i64 =
+                (0..k).map(|l| (xa[pa + l] as i64 - za) * (xb[pb + l * n] as i64 - zb)).sum();
+            requant.apply(acc, 0)
+        })
+        .collect();
+    Ok(Data::Codes(out))
 }
 
 /// Softmax on codes along `axis` (`docs/hardware-model.md` §4): per row, `e = exp_table[max − q]`,
