@@ -62,9 +62,13 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Expand { .. }
         | Op::Tile { .. }
         | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. } => true,
-        // Pow runs only with a scalar operand (a table): [`runs_on_codes_here`] decides.
+        | Op::SpaceToDepth { .. }
+        // The window's or the group's sums exact in integers, then f64 rounded once.
+        | Op::Lrn { .. }
+        | Op::InstanceNorm { .. } => true,
+        // Pow and PRelu run with constant operands (tables): [`runs_on_codes_here`] decides.
         Op::Pow
+        | Op::PRelu
         | Op::Gather { .. }
         | Op::Slice { .. }
         | Op::Cast { .. }
@@ -72,7 +76,6 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::DequantizeLinear { .. }
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::PRelu
         | Op::ArgMax { .. }
         | Op::ArgMin { .. }
         | Op::Compare(_)
@@ -84,8 +87,6 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Split { .. }
         | Op::Resize(_)
         | Op::LogSoftmax { .. }
-        | Op::Lrn { .. }
-        | Op::InstanceNorm { .. }
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)
@@ -93,17 +94,14 @@ fn runs_on_codes(op: &Op) -> bool {
     }
 }
 
-/// Whether node `n` runs on codes: its op does ([`runs_on_codes`]), or it is a Pow with a
-/// constant scalar operand, which `lower` turns into a table of the other operand's codes.
+/// Whether node `n` runs on codes: its op does ([`runs_on_codes`]), or it is a Pow or a PRelu
+/// with one activation and a constant operand, which `lower` turns into tables of the
+/// activation's codes (one per element of the constant).
 fn runs_on_codes_here(g: &Graph, n: NodeId) -> bool {
     let node = g.node(n);
     runs_on_codes(&node.op)
-        || (matches!(node.op, Op::Pow)
-            && node.inputs.iter().filter(|&&v| !g.value(v).is_const()).count() == 1
-            && node
-                .inputs
-                .iter()
-                .all(|&v| !g.value(v).is_const() || g.ty(v).shape.iter().product::<usize>() == 1))
+        || (matches!(node.op, Op::Pow | Op::PRelu)
+            && node.inputs.iter().filter(|&&v| !g.value(v).is_const()).count() == 1)
 }
 
 /// Codes of `data` (shape `shape`) under `q`, clamped to the code range.
@@ -191,9 +189,9 @@ impl Pass for Quantize {
                     g,
                     n,
                     "this op has no integer implementation in the program (integer programs \
-                     run matrix ops, pooling, element-wise functions of one activation, \
-                     Add/Sub/Mul/Div of activations or with a scalar, Concat, Softmax and ops \
-                     that move values)",
+                     run matrix ops, pooling, element-wise functions of one activation and \
+                     constants, Add/Sub/Mul/Div of activations, Concat, Softmax, LRN, \
+                     InstanceNormalization and ops that move values)",
                 ));
             }
         }
