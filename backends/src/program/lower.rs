@@ -598,7 +598,8 @@ impl Lowering<'_> {
             let d = self.g.value(v).const_data().ok_or_else(|| {
                 err(node, format!("input {k} must be a constant for a lookup table"))
             })?;
-            let t = Tensor::from_data(d).map_err(|e| err(node, format!("constant input {k}: {e}")))?;
+            let t =
+                Tensor::from_data(d).map_err(|e| err(node, format!("constant input {k}: {e}")))?;
             let t = eval(&Op::Expand { shape: constants.clone() }, &t)?;
             inputs.push(eval(&Op::Reshape { shape: vec![n_tables, 1] }, &t)?);
         }
@@ -621,7 +622,10 @@ impl Lowering<'_> {
         let rank = self.g.ty(node.outputs[0]).shape.len();
         let mut table_shape = vec![1; rank.saturating_sub(constants.len())];
         table_shape.extend(&constants);
-        self.push(node, Step::LutPerElement { input: x, output: yb, input_min, table_shape, tables });
+        self.push(
+            node,
+            Step::LutPerElement { input: x, output: yb, input_min, table_shape, tables },
+        );
         Ok(())
     }
 
@@ -854,11 +858,19 @@ impl Lowering<'_> {
     }
 
     /// LRN on codes ([`Step::Lrn`]): the window's sum of squares exact, the rest in f64.
-    fn lrn(&mut self, node: &Node, size: usize, (alpha, beta, bias): (f32, f32, f32)) -> Result<()> {
+    fn lrn(
+        &mut self,
+        node: &Node,
+        size: usize,
+        (alpha, beta, bias): (f32, f32, f32),
+    ) -> Result<()> {
         let (x, yb) = self.bufs(node)?;
         let shape = &self.g.ty(node.inputs[0]).shape;
         if shape.len() < 3 || size == 0 {
-            return Err(err(node, format!("an LRN of size {size} over {shape:?} (rank ≥ 3, size ≥ 1)")));
+            return Err(err(
+                node,
+                format!("an LRN of size {size} over {shape:?} (rank ≥ 3, size ≥ 1)"),
+            ));
         }
         let rounding = self.float_requant(node)?;
         self.push(node, Step::Lrn { input: x, output: yb, size, alpha, beta, bias, rounding });
@@ -870,9 +882,8 @@ impl Lowering<'_> {
     fn instance_norm(&mut self, node: &Node, epsilon: f32) -> Result<()> {
         let (x, yb) = self.bufs(node)?;
         let shape = self.g.ty(node.inputs[0]).shape.clone();
-        let get = |k| {
-            self.const_f32(node, k)?.ok_or_else(|| err(node, format!("input {k} is missing")))
-        };
+        let get =
+            |k| self.const_f32(node, k)?.ok_or_else(|| err(node, format!("input {k} is missing")));
         let (scale, bias) = (get(1)?, get(2)?);
         let c = shape.get(1).copied().unwrap_or(0);
         if shape.len() < 2 || scale.len() != c || bias.len() != c {

@@ -788,7 +788,9 @@ impl Program {
                 }
                 let n = checked_numel(table_shape).and_then(|t| t.checked_mul(entries));
                 if n.is_none_or(|n| n > MAX_TABLE_ENTRIES) {
-                    return Err(format!("tables of shape {table_shape:?} above {MAX_TABLE_ENTRIES} entries"));
+                    return Err(format!(
+                        "tables of shape {table_shape:?} above {MAX_TABLE_ENTRIES} entries"
+                    ));
                 }
                 table_of(*input, *input_min, entries)?;
                 if n != Some(tables.len()) {
@@ -806,14 +808,20 @@ impl Program {
             Step::Lrn { input, output, size, rounding, .. } => {
                 let shape = &self.buffers[*input].shape;
                 if shape.len() < 3 || *size == 0 || shape != &self.buffers[*output].shape {
-                    return Err(format!("an LRN of size {size} over {shape:?} (rank ≥ 3, size ≥ 1, one shape)"));
+                    return Err(format!(
+                        "an LRN of size {size} over {shape:?} (rank ≥ 3, size ≥ 1, one shape)"
+                    ));
                 }
                 self.float_requant(*input, *output, rounding)
             }
-            Step::Normalize { input, output, axis, affine_shape, scale, bias, rounding, .. } => {
+            Step::Normalize {
+                input, output, axis, affine_shape, scale, bias, rounding, ..
+            } => {
                 let shape = &self.buffers[*input].shape;
                 if *axis > shape.len() || shape != &self.buffers[*output].shape {
-                    return Err(format!("a normalization from axis {axis} of {shape:?} (one shape)"));
+                    return Err(format!(
+                        "a normalization from axis {axis} of {shape:?} (one shape)"
+                    ));
                 }
                 broadcasts(affine_shape, shape)?;
                 let n = checked_numel(affine_shape);
@@ -842,7 +850,10 @@ impl Program {
         self.code_type(input)?;
         let (lo, hi) = self.code_type(output)?.range();
         if r.lo < lo || r.hi > hi || r.lo > r.hi {
-            return Err(format!("clamp [{}, {}] outside the output codes [{lo}, {hi}]", r.lo, r.hi));
+            return Err(format!(
+                "clamp [{}, {}] outside the output codes [{lo}, {hi}]",
+                r.lo, r.hi
+            ));
         }
         if !(r.input_scale.is_finite() && r.output_scale.is_finite() && r.output_scale > 0.0) {
             return Err("scales must be finite, the output's positive".into());
@@ -1016,6 +1027,73 @@ mod tests {
         assert_eq!(Program::from_bytes(&p.to_bytes()).unwrap(), p);
         let stamp = empty(Some(TargetRecord::Stamp("x hash=0 y".into())));
         assert_eq!(Program::from_bytes(&stamp.to_bytes()).unwrap(), stamp);
+    }
+
+    /// Two 4-bit code buffers of `shape` and one step between them.
+    fn one_step(shape: &[usize], step: Step) -> Program {
+        let code = Elem::Code(CodeType { bits: 4, signed: false });
+        let buf = |name: &str| BufferDecl {
+            name: name.into(),
+            shape: shape.to_vec(),
+            elem: code,
+            quant: None,
+        };
+        Program {
+            buffers: vec![buf("x"), buf("y")],
+            inputs: vec![0],
+            outputs: vec![1],
+            steps: vec![step],
+            origins: vec!["n".into()],
+            ..empty(None)
+        }
+    }
+
+    #[test]
+    fn steps_from_files_are_checked_before_they_run() {
+        let rounding = FloatRequant {
+            input_scale: 0.5,
+            input_zero_point: 8,
+            output_scale: 0.5,
+            output_zero_point: 8,
+            lo: 0,
+            hi: 15,
+        };
+        let tables = |n: usize, shape: Vec<usize>| Step::LutPerElement {
+            input: 0,
+            output: 1,
+            input_min: 0,
+            table_shape: shape,
+            tables: vec![3; n],
+        };
+        let check =
+            |shape: &[usize], s: Step| one_step(shape, s).validate().map_err(|e| e.to_string());
+        assert!(check(&[1, 2, 3], tables(32, vec![1, 2, 1])).is_ok());
+        for (s, why) in [
+            (tables(31, vec![1, 2, 1]), "table entries"),
+            (tables(48, vec![1, 3, 1]), "does not broadcast"),
+            (tables(32, vec![2, 1]), "table shape"),
+        ] {
+            let e = check(&[1, 2, 3], s).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let lrn =
+            Step::Lrn { input: 0, output: 1, size: 3, alpha: 1.0, beta: 0.75, bias: 1.0, rounding };
+        assert!(check(&[1, 2, 3], lrn.clone()).is_ok());
+        assert!(check(&[2, 3], lrn).unwrap_err().contains("rank ≥ 3"));
+        let norm = |scale: Vec<f32>, r: FloatRequant| Step::Normalize {
+            input: 0,
+            output: 1,
+            axis: 2,
+            epsilon: 1e-5,
+            affine_shape: vec![1, 2, 1],
+            bias: scale.clone(),
+            scale,
+            rounding: r,
+        };
+        assert!(check(&[1, 2, 3], norm(vec![1.0; 2], rounding)).is_ok());
+        assert!(check(&[1, 2, 3], norm(vec![1.0; 3], rounding)).unwrap_err().contains("scales"));
+        let wide = FloatRequant { hi: 16, ..rounding };
+        assert!(check(&[1, 2, 3], norm(vec![1.0; 2], wide)).unwrap_err().contains("clamp"));
     }
 
     #[test]

@@ -179,7 +179,9 @@ impl ProgramRunner {
                 let params = LrnParams { size: *size, alpha: *alpha, beta: *beta, bias: *bias };
                 Ok(Data::Codes(lrn(x, r.shape(*input), &params, rounding)))
             }
-            Step::Normalize { input, axis, epsilon, affine_shape, scale, bias, rounding, .. } => {
+            Step::Normalize {
+                input, axis, epsilon, affine_shape, scale, bias, rounding, ..
+            } => {
                 let x = r.codes(*input)?;
                 let affine = Affine { shape: affine_shape, scale, bias };
                 let y = normalize(x, r.shape(*input), *axis, *epsilon, &affine, rounding);
