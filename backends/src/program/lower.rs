@@ -575,7 +575,7 @@ impl Lowering<'_> {
                 node,
                 format!(
                     "{n_tables} tables of {entries} codes (constants of shape {constants:?}):                      above the {} MiB a step's tables may hold",
-                    MAX_TABLE_ENTRIES * 4 >> 20
+                    (MAX_TABLE_ENTRIES * 4) >> 20
                 ),
             ));
         }
