@@ -415,7 +415,7 @@ crate::optable::op_table! {
         Pow = "pow", inputs 2..=2, outputs 1..=1, codes Integer;
         /// inputs: x, slope (unidirectionally broadcast to x). `x` for `x >= 0`, else
         /// `slope · x`.
-        PRelu = "prelu", inputs 2..=2, outputs 1..=1, codes Float;
+        PRelu = "prelu", inputs 2..=2, outputs 1..=1, codes Integer;
         /// The index (i64) of the first largest element along `axis` (the last with
         /// `select_last`); `keep_dims`: the axis stays as size 1.
         ArgMax { axis: usize, keep_dims: bool, select_last: bool } = "arg_max",
@@ -471,10 +471,10 @@ crate::optable::op_table! {
         /// Local response normalization over `size` channels centred on each one:
         /// `x / (bias + alpha/size · Σ x²)^beta`.
         Lrn { size: usize, alpha: f32, beta: f32, bias: f32 } = "lrn",
-            inputs 1..=1, outputs 1..=1, codes Float;
+            inputs 1..=1, outputs 1..=1, codes Integer;
         /// inputs: x `[N,C,D..]`, scale `[C]`, bias `[C]`: each (sample, channel) normalized
         /// over its spatial elements.
-        InstanceNorm { epsilon: f32 } = "instance_norm", inputs 3..=3, outputs 1..=1, codes Float;
+        InstanceNorm { epsilon: f32 } = "instance_norm", inputs 3..=3, outputs 1..=1, codes Integer;
         /// inputs: x `[N,C,D..]`, w `[C,M/group,K..]`, optional bias `[M]`. `conv.pads` crop
         /// the full output (`[begin.., end..]`); `output_padding` is added at the end of each
         /// spatial axis.

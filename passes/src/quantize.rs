@@ -63,18 +63,21 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Tile { .. }
         | Op::DepthToSpace { .. }
         | Op::SpaceToDepth { .. }
-        | Op::Slice { .. } => true,
+        | Op::Slice { .. }
+        // The window's or the group's sums exact in integers, then f64 rounded once.
+        | Op::Lrn { .. }
+        | Op::InstanceNorm { .. } => true,
         // Its order depends on the values: no program step.
         Op::TopK { .. } => false,
-        // Pow runs only with a scalar operand (a table): [`runs_on_codes_here`] decides.
+        // Pow and PRelu run with constant operands (tables): [`runs_on_codes_here`] decides.
         Op::Pow
+        | Op::PRelu
         | Op::Gather { .. }
         | Op::Cast { .. }
         | Op::QuantizeLinear { .. }
         | Op::DequantizeLinear { .. }
         | Op::Variadic(_)
         | Op::Reduce(_)
-        | Op::PRelu
         | Op::ArgMax { .. }
         | Op::ArgMin { .. }
         | Op::Compare(_)
@@ -86,8 +89,6 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Split { .. }
         | Op::Resize(_)
         | Op::LogSoftmax { .. }
-        | Op::Lrn { .. }
-        | Op::InstanceNorm { .. }
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)
@@ -95,9 +96,10 @@ fn runs_on_codes(op: &Op) -> bool {
     }
 }
 
-/// Whether node `n` runs on codes: its op does ([`runs_on_codes`]), it is a Pow with a
-/// constant scalar operand, which `lower` turns into a table of the other operand's codes, an
-/// integer Cast of integers, or a Gather of a constant by integer indices.
+/// Whether node `n` runs on codes: its op does ([`runs_on_codes`]), it is a Pow or a PRelu
+/// with one activation and a constant operand, which `lower` turns into tables of the
+/// activation's codes (one per element of the constant), an integer Cast of integers, or a
+/// Gather of a constant by integer indices.
 fn runs_on_codes_here(g: &Graph, n: NodeId) -> bool {
     let node = g.node(n);
     let int = |k: usize| node.inputs.get(k).is_some_and(|&v| g.ty(v).dtype.is_int());
@@ -107,12 +109,8 @@ fn runs_on_codes_here(g: &Graph, n: NodeId) -> bool {
         // The rows of a constant table picked by integer indices, an embedding
         // (`lower::gather_rows`): the table quantized once to the output's codes.
         || (matches!(node.op, Op::Gather { axis: 0 }) && g.value(node.inputs[0]).is_const() && int(1))
-        || (matches!(node.op, Op::Pow)
-            && node.inputs.iter().filter(|&&v| !g.value(v).is_const()).count() == 1
-            && node
-                .inputs
-                .iter()
-                .all(|&v| !g.value(v).is_const() || g.ty(v).shape.iter().product::<usize>() == 1))
+        || (matches!(node.op, Op::Pow | Op::PRelu)
+            && node.inputs.iter().filter(|&&v| !g.value(v).is_const()).count() == 1)
 }
 
 /// Codes of `data` (shape `shape`) under `q`, clamped to the code range.
@@ -200,9 +198,9 @@ impl Pass for Quantize {
                     g,
                     n,
                     "this op has no integer implementation in the program (integer programs \
-                     run matrix ops, pooling, element-wise functions of one activation, \
-                     Add/Sub/Mul/Div of activations or with a scalar, Concat, Softmax and ops \
-                     that move values)",
+                     run matrix ops, pooling, element-wise functions of one activation and \
+                     constants, Add/Sub/Mul/Div of activations, Concat, Softmax, LRN, \
+                     InstanceNormalization and ops that move values)",
                 ));
             }
         }

@@ -2,7 +2,7 @@
 //! block per step with its integer parameters (per-channel multipliers and shifts, clamp ranges,
 //! weights — in full when small, as shape, range and checksum when large). Deterministic.
 
-use super::{BufferDecl, Elem, IntTensor, Program, Requant, Step, Window};
+use super::{BufferDecl, Elem, FloatRequant, IntTensor, Program, Requant, Step, Window};
 use crate::arith::FixedMultiplier;
 use std::fmt::Write;
 
@@ -219,7 +219,42 @@ fn step(s: &mut String, st: &Step) {
             wide_table_text(exp_table),
             requant(r)
         ),
+        Step::LutPerElement { input, output, input_min, table_shape, tables } => writeln!(
+            s,
+            "lut_per_element b{input} -> b{output} from={input_min} tables={table_shape:?} {}",
+            table_text(tables)
+        ),
+        Step::Lrn { input, output, size, alpha, beta, bias, rounding } => writeln!(
+            s,
+            "lrn b{input} -> b{output} size={size} alpha={alpha:?} beta={beta:?} bias={bias:?}\n        {}",
+            float_requant(rounding)
+        ),
+        Step::Normalize { input, output, axis, epsilon, affine_shape, scale, bias, rounding } => writeln!(
+            s,
+            "normalize b{input} -> b{output} axis={axis} epsilon={epsilon:?} affine={affine_shape:?} scale={} bias={}\n        {}",
+            floats_text(scale),
+            floats_text(bias),
+            float_requant(rounding)
+        ),
     };
+}
+
+/// Float parameters in full when few, else their count and range.
+fn floats_text(v: &[f32]) -> String {
+    if v.len() <= FULL_WEIGHTS {
+        return list_f32(v);
+    }
+    let lo = v.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    format!("[{} values in [{lo:?}, {hi:?}]]", v.len())
+}
+
+/// The f64 route of a step from input codes to output codes.
+fn float_requant(r: &FloatRequant) -> String {
+    format!(
+        "f64 from scale={:?} zp={} to scale={:?} zp={} clamp=[{}, {}]",
+        r.input_scale, r.input_zero_point, r.output_scale, r.output_zero_point, r.lo, r.hi
+    )
 }
 
 /// A table of codes: in full when small, else its length, range and checksum.

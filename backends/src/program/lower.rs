@@ -10,8 +10,8 @@
 //! per window count, the Add recipe's rescaling multipliers.
 
 use super::{
-    BufQuant, BufferDecl, CodeType, Elem, IntTensor, Program, Requant, Step, Window, DIV_SHIFT,
-    EXP_BITS,
+    BufQuant, BufferDecl, CodeType, Elem, FloatRequant, IntTensor, Program, Requant, Step, Window,
+    DIV_SHIFT, EXP_BITS, MAX_TABLE_ENTRIES,
 };
 use crate::arith::{quantize_value, FixedMultiplier};
 use crate::error::{BackendError, Result};
@@ -320,7 +320,6 @@ impl Lowering<'_> {
             | Op::Cast { .. }
             | Op::Variadic(_)
             | Op::Reduce(_)
-            | Op::PRelu
             | Op::ArgMax { .. }
             | Op::ArgMin { .. }
             | Op::Compare(_)
@@ -339,12 +338,14 @@ impl Lowering<'_> {
             Op::Split { .. }
             | Op::Resize(_)
             | Op::LogSoftmax { .. }
-            | Op::Lrn { .. }
-            | Op::InstanceNorm { .. }
             | Op::ConvTranspose { .. }
             | Op::Lstm(_)
             | Op::Gru(_)
             | Op::Rnn(_) => Err(err(node, format!("'{}' has no program step", node.op.name()))),
+            // A function of the activation and a constant slope: tables ([`Lowering::lut`]).
+            Op::PRelu => self.binary(node),
+            Op::Lrn { size, alpha, beta, bias } => self.lrn(node, *size, (*alpha, *beta, *bias)),
+            Op::InstanceNorm { epsilon } => self.instance_norm(node, *epsilon),
         }
     }
 
@@ -544,12 +545,113 @@ impl Lowering<'_> {
         let (lo, hi) = qx.code_range();
         let reals: Vec<f32> =
             (lo..=hi).map(|q| (q as i32).wrapping_sub(z_x) as f32 * s_x).collect();
+        let constants = self.constants_shape(node, slot)?;
+        if constants.iter().product::<usize>() != 1 {
+            return self.lut_per_element(node, slot, &reals, lo as i32, constants);
+        }
         let ys = self.eval_elementwise(node, slot, reals)?;
         let (ylo, yhi) = qy.code_range();
         let table =
             ys.iter().map(|&v| quantize_value(v, s_y, z_y, ylo as i32, yhi as i32)).collect();
         self.push(node, Step::Lut { input: x, output: yb, input_min: lo as i32, table });
         Ok(())
+    }
+
+    /// The shape the node's inputs other than `slot` broadcast to together (numpy rules): one
+    /// table per element of it.
+    fn constants_shape(&self, node: &Node, slot: usize) -> Result<Vec<usize>> {
+        let mut shape = Vec::new();
+        for (k, &v) in node.inputs.iter().enumerate().filter(|&(k, _)| k != slot) {
+            let s = &self.g.ty(v).shape;
+            shape = cimc_ir::infer::broadcast(&shape, s).ok_or_else(|| {
+                err(node, format!("constant input {k} of shape {s:?} does not broadcast"))
+            })?;
+        }
+        Ok(shape)
+    }
+
+    /// [`Lowering::lut`] with constants of several values, as a [`Step::LutPerElement`]: one
+    /// table per element of the constants broadcast together (`constants`), each evaluated by the
+    /// float interpreter at every code of the input (`reals`, as `lut` computes them) and that
+    /// element, exact to the op's definition, and rounded once to the output's code. The
+    /// interpreter runs the op once on all of them: the input as `[tables, codes]` (every row
+    /// the codes), each constant broadcast to `constants` by its own Expand and flattened to
+    /// `[tables, 1]`. Identical tables (a constant of one repeated value) make one [`Step::Lut`].
+    fn lut_per_element(
+        &mut self,
+        node: &Node,
+        slot: usize,
+        reals: &[f32],
+        input_min: i32,
+        constants: Vec<usize>,
+    ) -> Result<()> {
+        use cimc_interp::Tensor;
+        let (x, yb) = (self.bufs_at(node, slot)?, self.bufs(node)?.1);
+        let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
+        let n_tables: usize = constants.iter().product();
+        let entries = reals.len();
+        if n_tables.saturating_mul(entries) > MAX_TABLE_ENTRIES {
+            return Err(err(
+                node,
+                format!(
+                    "{n_tables} tables of {entries} codes (constants of shape {constants:?}):                      above the {} MiB a step's tables may hold",
+                    (MAX_TABLE_ENTRIES * 4) >> 20
+                ),
+            ));
+        }
+        let grid: Vec<f32> = (0..n_tables).flat_map(|_| reals.iter().copied()).collect();
+        let eval = |op: &Op, t: &Tensor| {
+            cimc_interp::eval_node(op, &[t], 1)
+                .map_err(|e| err(node, format!("broadcasting a constant for its tables: {e}")))?
+                .pop()
+                .ok_or_else(|| err(node, "a constant for its tables did not evaluate"))
+        };
+        let mut inputs = Vec::with_capacity(node.inputs.len());
+        for (k, &v) in node.inputs.iter().enumerate() {
+            if k == slot {
+                let d = cimc_ir::TensorData::from_f32(vec![n_tables, entries], &grid);
+                let t = Tensor::from_data(&d)
+                    .map_err(|e| BackendError::Internal(format!("a table's input: {e}")))?;
+                inputs.push(t);
+                continue;
+            }
+            let d = self.g.value(v).const_data().ok_or_else(|| {
+                err(node, format!("input {k} must be a constant for a lookup table"))
+            })?;
+            let t =
+                Tensor::from_data(d).map_err(|e| err(node, format!("constant input {k}: {e}")))?;
+            let t = eval(&Op::Expand { shape: constants.clone() }, &t)?;
+            inputs.push(eval(&Op::Reshape { shape: vec![n_tables, 1] }, &t)?);
+        }
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        let out = cimc_interp::eval_node(&node.op, &refs, 1)
+            .map_err(|e| err(node, format!("evaluating its tables: {e}")))?;
+        let ys = out
+            .first()
+            .and_then(|t| t.as_f32())
+            .filter(|a| a.len() == n_tables * entries)
+            .ok_or_else(|| err(node, "its tables do not evaluate to one f32 value per entry"))?;
+        let (ylo, yhi) = qy.code_range();
+        let tables: Vec<i32> =
+            ys.iter().map(|&v| quantize_value(v, s_y, z_y, ylo as i32, yhi as i32)).collect();
+        if tables.chunks(entries.max(1)).all(|t| t == &tables[..entries]) {
+            let table = tables[..entries].to_vec();
+            self.push(node, Step::Lut { input: x, output: yb, input_min, table });
+            return Ok(());
+        }
+        let rank = self.g.ty(node.outputs[0]).shape.len();
+        let mut table_shape = vec![1; rank.saturating_sub(constants.len())];
+        table_shape.extend(&constants);
+        self.push(
+            node,
+            Step::LutPerElement { input: x, output: yb, input_min, table_shape, tables },
+        );
+        Ok(())
+    }
+
+    /// The buffer of input `slot`.
+    fn bufs_at(&mut self, node: &Node, slot: usize) -> Result<usize> {
+        self.buffer(node.inputs[slot]).map_err(|m| err(node, m))
     }
 
     /// The node's op evaluated by the float interpreter with `values` (a 1-D tensor) as input
@@ -587,22 +689,17 @@ impl Lowering<'_> {
         Ok(ys)
     }
 
-    /// Add, Sub, Mul, Div and Pow: with one operand a constant of one element, a function of the
-    /// other one's codes ([`Lowering::lut`]); Add, Sub, Mul and Div of two code tensors, their
-    /// integer steps.
+    /// Add, Sub, Mul, Div and Pow: with one operand a constant, a function of the other one's
+    /// codes ([`Lowering::lut`], one table per element of the constant); Add, Sub, Mul and Div of
+    /// two code tensors, their integer steps.
     fn binary(&mut self, node: &Node) -> Result<()> {
         let is_const = |k: usize| self.g.value(node.inputs[k]).is_const();
-        let single = |k: usize| self.g.ty(node.inputs[k]).shape.iter().product::<usize>() == 1;
         match (is_const(0), is_const(1)) {
-            (false, true) if single(1) => return self.lut(node, 0),
-            (true, false) if single(0) => return self.lut(node, 1),
+            (false, true) => return self.lut(node, 0),
+            (true, false) => return self.lut(node, 1),
             (false, false) => {}
-            _ => {
-                return Err(err(
-                    node,
-                    "a constant operand of several values: the program runs this op only on \
-                     two activations or an activation and a scalar",
-                ))
+            (true, true) => {
+                return Err(err(node, "two constant operands: no activation to run on"));
             }
         }
         match node.op {
@@ -772,6 +869,77 @@ impl Lowering<'_> {
         let requant = self.requant(node, node.outputs[0], &[s_a as f64 * s_b as f64], None)?;
         let step =
             Step::MatMulCodes { a, b, output, a_zero_point: z_a, b_zero_point: z_b, requant };
+        self.push(node, step);
+        Ok(())
+    }
+
+    /// The f64 route of a step from the input's per-tensor codes to the output's.
+    fn float_requant(&self, node: &Node) -> Result<FloatRequant> {
+        let (s_x, z_x, _) = self.per_tensor(node, node.inputs[0])?;
+        let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
+        let (lo, hi) = qy.code_range();
+        Ok(FloatRequant {
+            input_scale: s_x,
+            input_zero_point: z_x,
+            output_scale: s_y,
+            output_zero_point: z_y,
+            lo: lo as i32,
+            hi: hi as i32,
+        })
+    }
+
+    /// LRN on codes ([`Step::Lrn`]): the window's sum of squares exact, the rest in f64.
+    fn lrn(
+        &mut self,
+        node: &Node,
+        size: usize,
+        (alpha, beta, bias): (f32, f32, f32),
+    ) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let shape = &self.g.ty(node.inputs[0]).shape;
+        if shape.len() < 3 || size == 0 {
+            return Err(err(
+                node,
+                format!("an LRN of size {size} over {shape:?} (rank ≥ 3, size ≥ 1)"),
+            ));
+        }
+        let rounding = self.float_requant(node)?;
+        self.push(node, Step::Lrn { input: x, output: yb, size, alpha, beta, bias, rounding });
+        Ok(())
+    }
+
+    /// InstanceNormalization on codes: a [`Step::Normalize`] over the axes from 2 on, its scale
+    /// and bias per channel (`[1, C, 1..]`).
+    fn instance_norm(&mut self, node: &Node, epsilon: f32) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let shape = self.g.ty(node.inputs[0]).shape.clone();
+        let get =
+            |k| self.const_f32(node, k)?.ok_or_else(|| err(node, format!("input {k} is missing")));
+        let (scale, bias) = (get(1)?, get(2)?);
+        let c = shape.get(1).copied().unwrap_or(0);
+        if shape.len() < 2 || scale.len() != c || bias.len() != c {
+            return Err(err(
+                node,
+                format!(
+                    "{} scales and {} biases for an input {shape:?} (rank ≥ 2, one per channel)",
+                    scale.len(),
+                    bias.len()
+                ),
+            ));
+        }
+        let mut affine_shape = vec![1; shape.len()];
+        affine_shape[1] = c;
+        let rounding = self.float_requant(node)?;
+        let step = Step::Normalize {
+            input: x,
+            output: yb,
+            axis: 2,
+            epsilon,
+            affine_shape,
+            scale,
+            bias,
+            rounding,
+        };
         self.push(node, step);
         Ok(())
     }

@@ -437,6 +437,50 @@ pub enum Step {
         rows: usize,
         table: Vec<i32>,
     },
+    /// An element-wise function of one code tensor and constants of several values (a
+    /// per-channel Mul or Add, PRelu's slopes): one table per element of the constants
+    /// broadcast together, `table_shape` (the output's rank, each axis 1 or the output's). Output
+    /// element `i` reads `tables[t·n + q − input_min]`, `n` the entries of one table (one per
+    /// code of the input type, ≤ 16 bits), `t` the element of `table_shape` that `i` broadcasts
+    /// from and `q` the input code it broadcasts from (numpy rules for both). `lower` evaluates
+    /// each table as [`Step::Lut`]'s: the op at every code and that element, rounded once.
+    LutPerElement {
+        input: Buf,
+        output: Buf,
+        input_min: i32,
+        table_shape: Vec<usize>,
+        tables: Vec<i32>,
+    },
+    /// Local response normalization on codes (`[N, C, ..]`): per element, the sum over the
+    /// channel window `c − ⌊(size−1)/2⌋ ..= c + ⌈(size−1)/2⌉` (within the input) of
+    /// `(q − z_x)²` exactly in integers, then `y = s_x·(q − z_x)·(bias + alpha/size·s_x²·Σ)^−beta`
+    /// evaluated once in f64 and rounded once to the output code ([`FloatRequant`]).
+    Lrn {
+        input: Buf,
+        output: Buf,
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+        rounding: FloatRequant,
+    },
+    /// Normalization over the axes from `axis` on (InstanceNormalization: `axis = 2`, one group
+    /// per sample and channel; the same reduction serves LayerNormalization's trailing axes). Per
+    /// group of `n` codes, `S1 = Σ (q − z_x)` and `S2 = Σ (q − z_x)²` exactly in integers; then
+    /// each `y = scale·s_x·(n·(q − z_x) − S1) / (n·√(s_x²·(n·S2 − S1²)/n² + epsilon)) + bias`
+    /// (mean and variance from the exact sums: `n·S2 − S1²` is exact) evaluated in f64 and
+    /// rounded once to the output code ([`FloatRequant`]). `scale` and `bias` broadcast from
+    /// `affine_shape` (the input's rank, numpy rules: `[1, C, 1..]` for InstanceNormalization).
+    Normalize {
+        input: Buf,
+        output: Buf,
+        axis: usize,
+        epsilon: f32,
+        affine_shape: Vec<usize>,
+        scale: Vec<f32>,
+        bias: Vec<f32>,
+        rounding: FloatRequant,
+    },
 }
 
 /// The output shape of a matrix product of operands shaped `a` and `b`, as ONNX MatMul
@@ -477,12 +521,40 @@ pub fn matmul_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     Some(out)
 }
 
+/// The f64 route of a step computed in floating point from exact integer sums (`Lrn`,
+/// `Normalize`): the input's real value `s_x·(q − z_x)` in f64, and the one rounding of an f64
+/// result `y` to the output code, `clamp(round_half_even(y / s_y) + z_y, lo, hi)` (NaN gives
+/// `z_y`, ±∞ the clamp bound).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FloatRequant {
+    pub input_scale: f32,
+    pub input_zero_point: i32,
+    pub output_scale: f32,
+    pub output_zero_point: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+impl FloatRequant {
+    /// The output code of the real result `y`.
+    #[inline]
+    pub fn code(&self, y: f64) -> i32 {
+        if y.is_nan() {
+            return self.output_zero_point.clamp(self.lo, self.hi);
+        }
+        let v = (y / self.output_scale as f64).round_ties_even() + self.output_zero_point as f64;
+        v.clamp(self.lo as f64, self.hi as f64) as i32
+    }
+}
+
 /// Bits of the fixed-point reciprocals of a `Div` step.
 pub const DIV_SHIFT: u32 = 30;
 /// Bits of the fixed-point exponentials of an `IntSoftmax` step: `exp_table[0] = 2^EXP_BITS`.
 pub const EXP_BITS: u32 = 30;
 /// The most entries a table of a step may have (a 16-bit input code type).
 pub const MAX_TABLE: usize = 1 << 16;
+/// The most entries the tables of one [`Step::LutPerElement`] may hold in all (16 MiB of i32).
+pub const MAX_TABLE_ENTRIES: usize = 1 << 22;
 
 /// A Conv or a Gemm step seen as the matrix product both are: the fields they share, and what
 /// only a convolution has. [`Step::as_matrix`] is the one place that says which steps are
@@ -792,8 +864,99 @@ impl Program {
                 }
                 Ok(())
             }
+            Step::LutPerElement { input, output, input_min, table_shape, tables } => {
+                let (lo, hi) = self.code_type(*input)?.range();
+                let entries = (hi as i64 - lo as i64 + 1) as usize;
+                let out = &self.buffers[*output].shape;
+                broadcasts(&self.buffers[*input].shape, out)?;
+                broadcasts(table_shape, out)?;
+                if table_shape.len() != out.len() {
+                    return Err(format!("table shape {table_shape:?} for an output {out:?}"));
+                }
+                let n = checked_numel(table_shape).and_then(|t| t.checked_mul(entries));
+                if n.is_none_or(|n| n > MAX_TABLE_ENTRIES) {
+                    return Err(format!(
+                        "tables of shape {table_shape:?} above {MAX_TABLE_ENTRIES} entries"
+                    ));
+                }
+                table_of(*input, *input_min, entries)?;
+                if n != Some(tables.len()) {
+                    return Err(format!(
+                        "{} table entries for tables {table_shape:?} of {entries} codes",
+                        tables.len()
+                    ));
+                }
+                let (lo, hi) = self.code_type(*output)?.range();
+                if let Some(v) = tables.iter().find(|&&v| v < lo || v > hi) {
+                    return Err(format!("table entry {v} outside the output codes [{lo}, {hi}]"));
+                }
+                Ok(())
+            }
+            Step::Lrn { input, output, size, rounding, .. } => {
+                let shape = &self.buffers[*input].shape;
+                if shape.len() < 3 || *size == 0 || shape != &self.buffers[*output].shape {
+                    return Err(format!(
+                        "an LRN of size {size} over {shape:?} (rank ≥ 3, size ≥ 1, one shape)"
+                    ));
+                }
+                self.float_requant(*input, *output, rounding)
+            }
+            Step::Normalize {
+                input, output, axis, affine_shape, scale, bias, rounding, ..
+            } => {
+                let shape = &self.buffers[*input].shape;
+                if *axis > shape.len() || shape != &self.buffers[*output].shape {
+                    return Err(format!(
+                        "a normalization from axis {axis} of {shape:?} (one shape)"
+                    ));
+                }
+                broadcasts(affine_shape, shape)?;
+                let n = checked_numel(affine_shape);
+                if n != Some(scale.len()) || n != Some(bias.len()) {
+                    return Err(format!(
+                        "{} scales and {} biases for the affine shape {affine_shape:?}",
+                        scale.len(),
+                        bias.len()
+                    ));
+                }
+                self.float_requant(*input, *output, rounding)
+            }
             _ => Ok(()),
         }
+    }
+}
+
+impl Program {
+    /// A [`FloatRequant`] reads and writes per-tensor codes of its buffers' types.
+    fn float_requant(
+        &self,
+        input: Buf,
+        output: Buf,
+        r: &FloatRequant,
+    ) -> std::result::Result<(), String> {
+        self.code_type(input)?;
+        let (lo, hi) = self.code_type(output)?.range();
+        if r.lo < lo || r.hi > hi || r.lo > r.hi {
+            return Err(format!(
+                "clamp [{}, {}] outside the output codes [{lo}, {hi}]",
+                r.lo, r.hi
+            ));
+        }
+        if !(r.input_scale.is_finite() && r.output_scale.is_finite() && r.output_scale > 0.0) {
+            return Err("scales must be finite, the output's positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// `from` broadcasts to `to` (numpy rules: aligned at the last axis, each 1 or equal).
+fn broadcasts(from: &[usize], to: &[usize]) -> std::result::Result<(), String> {
+    let fits = from.len() <= to.len()
+        && from.iter().rev().zip(to.iter().rev()).all(|(&f, &t)| f == 1 || f == t);
+    if fits {
+        Ok(())
+    } else {
+        Err(format!("shape {from:?} does not broadcast to {to:?}"))
     }
 }
 
@@ -823,7 +986,10 @@ pub fn step_buffers(s: &Step) -> Vec<Buf> {
         | Step::Softmax { input, output, .. }
         | Step::Lut { input, output, .. }
         | Step::IntSoftmax { input, output, .. }
-        | Step::Gather { input, output, .. } => vec![*input, *output],
+        | Step::Gather { input, output, .. }
+        | Step::LutPerElement { input, output, .. }
+        | Step::Lrn { input, output, .. }
+        | Step::Normalize { input, output, .. } => vec![*input, *output],
         Step::Add { a, b, output, .. }
         | Step::Sub { a, b, output, .. }
         | Step::Mul { a, b, output, .. }
@@ -890,7 +1056,10 @@ impl Step {
             | Step::IntSoftmax { .. }
             | Step::Gather { .. }
             | Step::MatMulCodes { .. }
-            | Step::GatherRows { .. } => None,
+            | Step::GatherRows { .. }
+            | Step::LutPerElement { .. }
+            | Step::Lrn { .. }
+            | Step::Normalize { .. } => None,
         }
     }
 
@@ -919,6 +1088,9 @@ impl Step {
             Step::Gather { .. } => "gather",
             Step::MatMulCodes { .. } => "matmul_codes",
             Step::GatherRows { .. } => "gather_rows",
+            Step::LutPerElement { .. } => "lut_per_element",
+            Step::Lrn { .. } => "lrn",
+            Step::Normalize { .. } => "normalize",
         }
     }
 }
@@ -948,6 +1120,73 @@ mod tests {
         assert_eq!(Program::from_bytes(&p.to_bytes()).unwrap(), p);
         let stamp = empty(Some(TargetRecord::Stamp("x hash=0 y".into())));
         assert_eq!(Program::from_bytes(&stamp.to_bytes()).unwrap(), stamp);
+    }
+
+    /// Two 4-bit code buffers of `shape` and one step between them.
+    fn one_step(shape: &[usize], step: Step) -> Program {
+        let code = Elem::Code(CodeType { bits: 4, signed: false });
+        let buf = |name: &str| BufferDecl {
+            name: name.into(),
+            shape: shape.to_vec(),
+            elem: code,
+            quant: None,
+        };
+        Program {
+            buffers: vec![buf("x"), buf("y")],
+            inputs: vec![0],
+            outputs: vec![1],
+            steps: vec![step],
+            origins: vec!["n".into()],
+            ..empty(None)
+        }
+    }
+
+    #[test]
+    fn steps_from_files_are_checked_before_they_run() {
+        let rounding = FloatRequant {
+            input_scale: 0.5,
+            input_zero_point: 8,
+            output_scale: 0.5,
+            output_zero_point: 8,
+            lo: 0,
+            hi: 15,
+        };
+        let tables = |n: usize, shape: Vec<usize>| Step::LutPerElement {
+            input: 0,
+            output: 1,
+            input_min: 0,
+            table_shape: shape,
+            tables: vec![3; n],
+        };
+        let check =
+            |shape: &[usize], s: Step| one_step(shape, s).validate().map_err(|e| e.to_string());
+        assert!(check(&[1, 2, 3], tables(32, vec![1, 2, 1])).is_ok());
+        for (s, why) in [
+            (tables(31, vec![1, 2, 1]), "table entries"),
+            (tables(48, vec![1, 3, 1]), "does not broadcast"),
+            (tables(32, vec![2, 1]), "table shape"),
+        ] {
+            let e = check(&[1, 2, 3], s).unwrap_err();
+            assert!(e.contains(why), "{e}");
+        }
+        let lrn =
+            Step::Lrn { input: 0, output: 1, size: 3, alpha: 1.0, beta: 0.75, bias: 1.0, rounding };
+        assert!(check(&[1, 2, 3], lrn.clone()).is_ok());
+        assert!(check(&[2, 3], lrn).unwrap_err().contains("rank ≥ 3"));
+        let norm = |scale: Vec<f32>, r: FloatRequant| Step::Normalize {
+            input: 0,
+            output: 1,
+            axis: 2,
+            epsilon: 1e-5,
+            affine_shape: vec![1, 2, 1],
+            bias: scale.clone(),
+            scale,
+            rounding: r,
+        };
+        assert!(check(&[1, 2, 3], norm(vec![1.0; 2], rounding)).is_ok());
+        assert!(check(&[1, 2, 3], norm(vec![1.0; 3], rounding)).unwrap_err().contains("scales"));
+        let wide = FloatRequant { hi: 16, ..rounding };
+        assert!(check(&[1, 2, 3], norm(vec![1.0; 2], wide)).unwrap_err().contains("clamp"));
     }
 
     #[test]

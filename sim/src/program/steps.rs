@@ -6,7 +6,7 @@ use super::{
     ProgramRunner, StepAdcStats,
 };
 use cimc_backends::arith::FixedMultiplier;
-use cimc_backends::program::{Buf, Elem, Program, Requant, Step, Window};
+use cimc_backends::program::{Buf, Elem, FloatRequant, Program, Requant, Step, Window};
 use cimc_interp::{InterpError, Result};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
@@ -187,6 +187,22 @@ impl ProgramRunner {
             Step::IntSoftmax { input, axis, exp_table, requant, .. } => {
                 let x = r.codes(*input)?;
                 let y = int_softmax(x, r.shape(*input), *axis, exp_table, requant);
+                Ok(Data::Codes(y.map_err(|m| r.err(m))?))
+            }
+            Step::LutPerElement { input, output, input_min, table_shape, tables } => {
+                lut_per_element(&r, (*input, *output), *input_min, (table_shape, tables))
+            }
+            Step::Lrn { input, size, alpha, beta, bias, rounding, .. } => {
+                let x = r.codes(*input)?;
+                let params = LrnParams { size: *size, alpha: *alpha, beta: *beta, bias: *bias };
+                Ok(Data::Codes(lrn(x, r.shape(*input), &params, rounding)))
+            }
+            Step::Normalize {
+                input, axis, epsilon, affine_shape, scale, bias, rounding, ..
+            } => {
+                let x = r.codes(*input)?;
+                let affine = Affine { shape: affine_shape, scale, bias };
+                let y = normalize(x, r.shape(*input), *axis, *epsilon, &affine, rounding);
                 Ok(Data::Codes(y.map_err(|m| r.err(m))?))
             }
         }
@@ -398,6 +414,109 @@ fn lut(r: &Running, input: Buf, input_min: i32, table: &[i32]) -> Result<Data> {
     let y: Option<Vec<i32>> =
         x.par_iter().map(|&q| table.get(q.wrapping_sub(input_min) as usize).copied()).collect();
     Ok(Data::Codes(y.ok_or_else(|| r.err("a code outside the table"))?))
+}
+
+/// `tables[t·n + q − input_min]` for every output element, `t` and `q` the table and the input
+/// code it broadcasts from (the program was validated: the shapes broadcast and the tables cover
+/// the input's code type; a code outside it is an error).
+fn lut_per_element(
+    r: &Running,
+    (input, output): (Buf, Buf),
+    input_min: i32,
+    (table_shape, tables): (&[usize], &[i32]),
+) -> Result<Data> {
+    let x = r.codes(input)?;
+    let so = r.shape(output);
+    let n_tables: usize = table_shape.iter().product();
+    let n = tables.len() / n_tables.max(1);
+    let ix = broadcast_index(r.shape(input), so).map_err(|m| r.err(m))?;
+    let it = broadcast_index(table_shape, so).map_err(|m| r.err(m))?;
+    let y: Option<Vec<i32>> = (0..so.iter().product::<usize>())
+        .into_par_iter()
+        .map(|k| {
+            let e = x[ix(k)].wrapping_sub(input_min) as usize;
+            if e < n {
+                tables.get(it(k) * n + e).copied()
+            } else {
+                None
+            }
+        })
+        .collect();
+    Ok(Data::Codes(y.ok_or_else(|| r.err("a code outside the table"))?))
+}
+
+/// The attributes of an `Lrn` step.
+pub(crate) struct LrnParams {
+    pub size: usize,
+    pub alpha: f32,
+    pub beta: f32,
+    pub bias: f32,
+}
+
+/// LRN on codes (`[N, C, ..]`, validated rank ≥ 3 and size ≥ 1): the window's `Σ (q − z_x)²`
+/// exactly in i64, then `s_x·(q − z_x)·(bias + alpha/size·s_x²·Σ)^−beta` in f64, rounded once.
+pub(crate) fn lrn(x: &[i32], shape: &[usize], p: &LrnParams, r: &FloatRequant) -> Vec<i32> {
+    let (c, inner) = (shape[1], shape[2..].iter().product::<usize>());
+    let (before, after) = ((p.size - 1) / 2, (p.size - 1).div_ceil(2));
+    let s_x = r.input_scale as f64;
+    let k = p.alpha as f64 / p.size as f64 * s_x * s_x;
+    let (beta, bias) = (p.beta as f64, p.bias as f64);
+    let z = r.input_zero_point as i64;
+    let mut y = vec![0i32; x.len()];
+    // One (sample, channel) plane per task: its outputs read the planes of the window.
+    y.par_chunks_mut(inner.max(1)).enumerate().for_each(|(plane, out)| {
+        let (b, ch) = (plane / c, plane % c);
+        let (c0, c1) = (ch.saturating_sub(before), (ch + after).min(c - 1));
+        for (pos, o) in out.iter_mut().enumerate() {
+            let at = |k: usize| x[(b * c + k) * inner + pos] as i64 - z;
+            let sum: i64 = (c0..=c1).map(|k| at(k) * at(k)).sum();
+            let v = s_x * at(ch) as f64 * (bias + k * sum as f64).powf(-beta);
+            *o = r.code(v);
+        }
+    });
+    y
+}
+
+/// The per-element scale and bias of a `Normalize` step, broadcast from `shape`.
+pub(crate) struct Affine<'a> {
+    pub shape: &'a [usize],
+    pub scale: &'a [f32],
+    pub bias: &'a [f32],
+}
+
+/// Normalization over the axes from `axis` on: per group, `S1 = Σ (q − z_x)` and
+/// `S2 = Σ (q − z_x)²` exactly in integers, then each element in f64 from them, rounded once
+/// (`Step::Normalize`).
+pub(crate) fn normalize(
+    x: &[i32],
+    shape: &[usize],
+    axis: usize,
+    epsilon: f32,
+    affine: &Affine,
+    r: &FloatRequant,
+) -> std::result::Result<Vec<i32>, String> {
+    let n: usize = shape[axis.min(shape.len())..].iter().product();
+    let ia = broadcast_index(affine.shape, shape)?;
+    let s_x = r.input_scale as f64;
+    let z = r.input_zero_point as i64;
+    let mut y = vec![0i32; x.len()];
+    y.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).enumerate().for_each(
+        |(g, (out, xs))| {
+            let s1: i128 = xs.iter().map(|&q| (q as i64 - z) as i128).sum();
+            let s2: i128 = xs.iter().map(|&q| ((q as i64 - z) as i128).pow(2)).sum();
+            let nn = n as i128;
+            // n·S2 − S1² = n²·variance in codes², exact.
+            let spread = (nn * s2 - s1 * s1) as f64;
+            let var = s_x * s_x * (spread / (nn * nn) as f64);
+            let inv = s_x / (n as f64 * (var + epsilon as f64).sqrt());
+            for (j, (o, &q)) in out.iter_mut().zip(xs).enumerate() {
+                let a = ia(g * n + j);
+                let d = (nn * (q as i64 - z) as i128 - s1) as f64;
+                *o = r.code(affine.scale[a] as f64 * d * inv + affine.bias[a] as f64);
+            }
+        },
+    );
+    Ok(y)
 }
 
 /// The Add recipe on `a` and on `b` negated about its zero point: `r_a + r'_b` with
