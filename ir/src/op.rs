@@ -447,7 +447,8 @@ crate::optable::op_table! {
         /// mode (`crd`: ONNX's CRD, else DCR).
         SpaceToDepth { block: usize, crd: bool } = "space_to_depth",
             inputs 1..=1, outputs 1..=1, codes Moves;
-        /// Interpolation to `a.sizes` ([`ResizeAttrs`]).
+        /// Interpolation to `a.sizes` ([`ResizeAttrs`]). On codes as its attributes say
+        /// ([`ResizeAttrs::on_codes`]): nearest moves codes, linear has an integer form.
         Resize(a: ResizeAttrs) = "resize", inputs 1..=1, outputs 1..=1, codes Float;
         /// `x − log Σ e^x` along `axis`; `coerce_2d` as in Softmax.
         LogSoftmax { axis: usize, coerce_2d: bool } = "log_softmax",
@@ -477,6 +478,15 @@ crate::optable::op_table! {
 }
 
 impl Op {
+    /// What the op does with integer codes: its table line's word, refined by the attributes
+    /// of the ops whose line cannot say it alone (Resize: nearest only moves codes).
+    pub fn on_codes(&self) -> OnCodes {
+        match self {
+            Op::Resize(a) => a.on_codes(),
+            _ => self.table_on_codes(),
+        }
+    }
+
     /// Whether the op only moves or selects elements of its first input (MaxPool, reshapes,
     /// Transpose, Pad, Slice...): exact on integer codes, so its output keeps the input's
     /// quantization.

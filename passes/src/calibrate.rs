@@ -304,10 +304,12 @@ pub fn annotate(g: &mut Graph, obs: &Observation, cfg: &QuantConfig) -> Result<S
         let Some(q) = node.inputs.first().and_then(|&i| g.ty(i).quant.clone()) else {
             continue;
         };
-        let out = node.outputs[0];
-        if g.ty(out).dtype == DType::F32 && g.ty(out).quant.is_none() {
-            g.value_mut(out).ty.quant = Some(q);
-            *stats.entry("pass-through annotated").or_default() += 1;
+        // Every output (a Split has several).
+        for out in node.outputs.clone() {
+            if g.ty(out).dtype == DType::F32 && g.ty(out).quant.is_none() {
+                g.value_mut(out).ty.quant = Some(q.clone());
+                *stats.entry("pass-through annotated").or_default() += 1;
+            }
         }
     }
     for v in accumulator_outputs(g) {

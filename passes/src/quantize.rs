@@ -23,8 +23,8 @@ use rayon::prelude::*;
 pub struct Quantize;
 
 /// Ops the integer program executes on codes: those with a program step (`lower`). This is
-/// narrower than `Op::on_codes`, which says what the IR allows on codes (Gather, Slice and
-/// Cast have an integer form but no program step yet). Exhaustive, so a new op is decided here.
+/// narrower than `Op::on_codes`, which says what the IR allows on codes (Gather and Cast have
+/// an integer form but no program step yet). Exhaustive, so a new op is decided here.
 fn runs_on_codes(op: &Op) -> bool {
     match op {
         Op::Conv(_)
@@ -62,11 +62,14 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Expand { .. }
         | Op::Tile { .. }
         | Op::DepthToSpace { .. }
-        | Op::SpaceToDepth { .. } => true,
+        | Op::SpaceToDepth { .. }
+        | Op::Split { .. }
+        | Op::Slice { .. } => true,
+        // By its attributes: nearest moves codes (a gather), linear has a step of its own.
+        Op::Resize(a) => a.on_codes() != cimc_ir::OnCodes::Float,
         // Pow runs only with a scalar operand (a table): [`runs_on_codes_here`] decides.
         Op::Pow
         | Op::Gather { .. }
-        | Op::Slice { .. }
         | Op::Cast { .. }
         | Op::QuantizeLinear { .. }
         | Op::DequantizeLinear { .. }
@@ -81,8 +84,6 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Where
         | Op::Trunc { .. }
         | Op::MultiThreshold { .. }
-        | Op::Split { .. }
-        | Op::Resize(_)
         | Op::LogSoftmax { .. }
         | Op::Lrn { .. }
         | Op::InstanceNorm { .. }

@@ -154,12 +154,14 @@ impl Emitter<'_> {
                 self.sub(core, (*a, *b), *output, entry)
             }
             // The instruction set has no table lookup, product or quotient of two tensors, integer
-            // softmax nor gather by index yet: the program runs these steps, a stream cannot.
+            // softmax, gather by index nor interpolation yet: the program runs these steps, a
+            // stream cannot.
             Step::Lut { .. }
             | Step::Mul { .. }
             | Step::Div { .. }
             | Step::IntSoftmax { .. }
-            | Step::Gather { .. } => Err(self.err(format!(
+            | Step::Gather { .. }
+            | Step::Resize { .. } => Err(self.err(format!(
                 "the '{}' step has no instructions yet (the program runs it; compile without \
                  --emit stream)",
                 s.name()
