@@ -474,6 +474,12 @@ crate::optable::op_table! {
         Gru(a: RecurrentAttrs) = "gru", inputs 5..=5, outputs 1..=2, codes Float;
         /// inputs: x, w `[dirs,H,I]`, r `[dirs,H,H]`, b `[dirs,2H]`, initial h. outputs: y, y_h.
         Rnn(a: RecurrentAttrs) = "rnn", inputs 5..=5, outputs 1..=2, codes Float;
+        /// Internal (no ONNX op: the `conv-transpose` pass writes it). Along each spatial axis
+        /// `i` (axes 2..): `strides[i] − 1` zeros between consecutive elements, then `pads[i]`
+        /// zeros before and `pads[n + i]` after (a negative pad crops). A ConvTranspose is this
+        /// followed by a Conv of the flipped kernel.
+        ZeroInsert { strides: Vec<usize>, pads: Vec<i64> } = "zero_insert",
+            inputs 1..=1, outputs 1..=1, codes Moves;
     }
 }
 

@@ -64,7 +64,8 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::DepthToSpace { .. }
         | Op::SpaceToDepth { .. }
         | Op::Split { .. }
-        | Op::Slice { .. } => true,
+        | Op::Slice { .. }
+        | Op::ZeroInsert { .. } => true,
         // By its attributes: nearest moves codes (a gather), linear has a step of its own.
         Op::Resize(a) => a.on_codes() != cimc_ir::OnCodes::Float,
         // Pow runs only with a scalar operand (a table): [`runs_on_codes_here`] decides.

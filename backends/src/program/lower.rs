@@ -299,7 +299,7 @@ impl Lowering<'_> {
             | Op::HardSwish
             | Op::Tanh
             | Op::Unary(_) => self.lut(node, 0),
-            Op::Slice { .. } | Op::Split { .. } => self.gather(node),
+            Op::Slice { .. } | Op::Split { .. } | Op::ZeroInsert { .. } => self.gather(node),
             Op::Resize(a) => match a.on_codes() {
                 cimc_ir::OnCodes::Moves => self.gather(node),
                 cimc_ir::OnCodes::Integer => self.resize(node, a),
@@ -736,7 +736,9 @@ impl Lowering<'_> {
         if n >= GATHER_ZERO_POINT as usize {
             return Err(err(node, format!("{n} input elements: a gather indexes fewer than 2^32")));
         }
-        let numbers: Vec<i64> = (0..n as i64).collect();
+        // Numbered from 1, so a 0 in the result is a zero the op wrote (ZeroInsert): the code of
+        // 0.0, the output's zero point.
+        let numbers: Vec<i64> = (1..=n as i64).collect();
         let d = cimc_ir::TensorData::from_i64(shape, &numbers);
         let t = Tensor::from_data(&d)
             .map_err(|e| BackendError::Internal(format!("a gather's element numbers: {e}")))?;
@@ -753,7 +755,11 @@ impl Lowering<'_> {
                 ));
             }
             let yb = self.buffer(o).map_err(|m| err(node, m))?;
-            let index = numbers.to_f64_vec().into_iter().map(|v| v as u32).collect();
+            let index = numbers
+                .to_f64_vec()
+                .into_iter()
+                .map(|v| if v < 1.0 { GATHER_ZERO_POINT } else { v as u32 - 1 })
+                .collect();
             self.push(node, Step::Gather { input: x, output: yb, index });
         }
         Ok(())
