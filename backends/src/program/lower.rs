@@ -214,8 +214,13 @@ impl Lowering<'_> {
                 .zip(&q.scale)
                 .map(|(&a, &s)| mult(node, a / s as f64))
                 .collect::<Result<Vec<_>>>()?;
-            let _ = clamp;
-            return Ok(Requant { mult, zero_point: 0, lo: i32::MIN, hi: i32::MAX });
+            // A fused clamp's bound at 0 is code 0 in every channel (zero points 0): a ReLU
+            // before the read-out holds; other bounds differ per channel and are not applied.
+            let (lo, hi) = match clamp {
+                Some((a, b)) => (if a == 0.0 { 0 } else { i32::MIN }, if b == 0.0 { 0 } else { i32::MAX }),
+                None => (i32::MIN, i32::MAX),
+            };
+            return Ok(Requant { mult, zero_point: 0, lo, hi });
         }
         let (s_y, z_y) = (q.scale[0], q.zero_point[0]);
         let (lo, hi) = q.code_range();
