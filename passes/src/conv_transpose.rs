@@ -212,7 +212,15 @@ mod tests {
     /// random inputs, over strides, pads, output padding, dilations, groups and ranks.
     #[test]
     fn the_rewrite_is_the_conv_transpose() {
-        let case = |x: &[usize], mg, k: &[usize], s: &[usize], d: &[usize], p: &[usize], op: &[usize], group, bias| Case {
+        let case = |x: &[usize],
+                    mg,
+                    k: &[usize],
+                    s: &[usize],
+                    d: &[usize],
+                    p: &[usize],
+                    op: &[usize],
+                    group,
+                    bias| Case {
             x: x.to_vec(),
             c_out_per_group: mg,
             kernel: k.to_vec(),

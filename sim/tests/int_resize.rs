@@ -72,7 +72,14 @@ fn codes(n: usize, lo: i32, hi: i32, seed: u64) -> Vec<i32> {
         .collect()
 }
 
-fn resize_text(mode: &str, coord: &str, s: [usize; 4], o: [usize; 4], qx: (f32, i32), qy: (f32, i32)) -> String {
+fn resize_text(
+    mode: &str,
+    coord: &str,
+    s: [usize; 4],
+    o: [usize; 4],
+    qx: (f32, i32),
+    qy: (f32, i32),
+) -> String {
     let dims = |d: [usize; 4]| d.map(|v| v.to_string()).join(",");
     let list = |d: [usize; 4]| d.map(|v| v.to_string()).join(", ");
     format!(

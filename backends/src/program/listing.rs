@@ -238,8 +238,11 @@ fn resize_axes_text(axes: &[ResizeAxis]) -> String {
             .take(16)
             .map(|(i, w)| format!("{}*{}+{}*{}", i[0], w[0], i[1], w[1]))
             .collect();
-        let more =
-            if a.index.len() > 16 { format!(", … ({} in all)", a.index.len()) } else { String::new() };
+        let more = if a.index.len() > 16 {
+            format!(", … ({} in all)", a.index.len())
+        } else {
+            String::new()
+        };
         let _ = write!(out, "\n        axis {}: taps=[{}{more}]", a.axis, shown.join(", "));
     }
     out

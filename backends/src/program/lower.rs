@@ -217,7 +217,9 @@ impl Lowering<'_> {
             // A fused clamp's bound at 0 is code 0 in every channel (zero points 0): a ReLU
             // before the read-out holds; other bounds differ per channel and are not applied.
             let (lo, hi) = match clamp {
-                Some((a, b)) => (if a == 0.0 { 0 } else { i32::MIN }, if b == 0.0 { 0 } else { i32::MAX }),
+                Some((a, b)) => {
+                    (if a == 0.0 { 0 } else { i32::MIN }, if b == 0.0 { 0 } else { i32::MAX })
+                }
                 None => (i32::MIN, i32::MAX),
             };
             return Ok(Requant { mult, zero_point: 0, lo, hi });
@@ -781,8 +783,8 @@ impl Lowering<'_> {
             return Err(err(node, format!("a resize of {}-bit codes (at most 16)", qx.bits)));
         }
         let shape = &self.g.ty(node.inputs[0]).shape;
-        let taps = cimc_interp::resize_axes(a, shape)
-            .map_err(|e| err(node, format!("its taps: {e}")))?;
+        let taps =
+            cimc_interp::resize_axes(a, shape).map_err(|e| err(node, format!("its taps: {e}")))?;
         if taps.len() > 3 {
             return Err(err(node, format!("a resize along {} axes (at most 3)", taps.len())));
         }
@@ -796,9 +798,7 @@ impl Lowering<'_> {
                         let w0 = ((w0 * one as f64).round() as i64).clamp(0, one);
                         [(i0, w0), (i1, one - w0)]
                     }
-                    _ => {
-                        return Err(err(node, "a resize tap set other than two weighted inputs"))
-                    }
+                    _ => return Err(err(node, "a resize tap set other than two weighted inputs")),
                 };
                 index.push([pair[0].0 as u32, pair[1].0 as u32]);
                 weight.push([pair[0].1 as i32, pair[1].1 as i32]);
@@ -813,7 +813,10 @@ impl Lowering<'_> {
             lo: lo as i32,
             hi: hi as i32,
         };
-        self.push(node, Step::Resize { input: x, output: yb, input_zero_point: z_x, axes, requant });
+        self.push(
+            node,
+            Step::Resize { input: x, output: yb, input_zero_point: z_x, axes, requant },
+        );
         Ok(())
     }
 

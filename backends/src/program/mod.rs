@@ -769,7 +769,9 @@ impl Program {
             let ok = a.index.len() == so[a.axis]
                 && a.weight.len() == so[a.axis]
                 && a.index.iter().flatten().all(|&i| (i as usize) < si[a.axis])
-                && a.weight.iter().all(|w| w.iter().all(|&v| v.unsigned_abs() <= 1 << RESIZE_FRAC_BITS));
+                && a.weight
+                    .iter()
+                    .all(|w| w.iter().all(|&v| v.unsigned_abs() <= 1 << RESIZE_FRAC_BITS));
             if !ok {
                 return Err(format!(
                     "resize axis {}: {} tap pairs for {} outputs of {} inputs, or a tap beyond",
