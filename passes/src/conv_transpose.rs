@@ -82,7 +82,7 @@ fn rewrite(g: &mut Graph, n: NodeId, a: &ConvAttrs, output_padding: &[usize]) ->
         || ws.len() != sp + 2
         || g.ty(x).rank() != sp + 2
         || a.group == 0
-        || ws[0] % a.group != 0
+        || !ws[0].is_multiple_of(a.group)
         || output_padding.len() != sp
         || a.pads.len() != 2 * sp
         || a.strides.len() != sp
