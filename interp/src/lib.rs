@@ -25,6 +25,7 @@ pub mod tensor;
 
 pub use error::{InterpError, Result};
 pub use ops::gemm;
+pub use ops::resize::{resize_axes, Taps as ResizeTaps};
 pub use runner::{Runner, StepTime};
 pub use tensor::Tensor;
 

@@ -606,7 +606,10 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)
-        | Op::Rnn(_) => Err(InterpError::Internal(format!("{} cannot run in place", op.name()))),
+        | Op::Rnn(_)
+        | Op::ZeroInsert { .. } => {
+            Err(InterpError::Internal(format!("{} cannot run in place", op.name())))
+        }
     }
 }
 
@@ -680,7 +683,8 @@ fn run_as(op: &Op) -> RunAs<'_> {
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)
-        | Op::Rnn(_) => RunAs::Generic,
+        | Op::Rnn(_)
+        | Op::ZeroInsert { .. } => RunAs::Generic,
     }
 }
 

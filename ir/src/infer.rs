@@ -78,6 +78,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
         Op::DepthToSpace { block, .. } => spatial::depth_to_space(x, *block).map(one),
         Op::SpaceToDepth { block, .. } => spatial::space_to_depth(x, *block).map(one),
         Op::Resize(a) => spatial::resize(x, a).map(one),
+        Op::ZeroInsert { strides, pads } => spatial::zero_insert(x, strides, pads).map(one),
         Op::LogSoftmax { axis, .. } => softmax(x, *axis).map(one),
         Op::Lrn { size, .. } => spatial::lrn(x, *size).map(one),
         Op::InstanceNorm { epsilon } => spatial::instance_norm(*epsilon, inputs).map(one),

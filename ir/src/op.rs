@@ -463,7 +463,8 @@ crate::optable::op_table! {
         /// mode (`crd`: ONNX's CRD, else DCR).
         SpaceToDepth { block: usize, crd: bool } = "space_to_depth",
             inputs 1..=1, outputs 1..=1, codes Moves;
-        /// Interpolation to `a.sizes` ([`ResizeAttrs`]).
+        /// Interpolation to `a.sizes` ([`ResizeAttrs`]). On codes as its attributes say
+        /// ([`ResizeAttrs::on_codes`]): nearest moves codes, linear has an integer form.
         Resize(a: ResizeAttrs) = "resize", inputs 1..=1, outputs 1..=1, codes Float;
         /// `x − log Σ e^x` along `axis`; `coerce_2d` as in Softmax.
         LogSoftmax { axis: usize, coerce_2d: bool } = "log_softmax",
@@ -489,10 +490,25 @@ crate::optable::op_table! {
         Gru(a: RecurrentAttrs) = "gru", inputs 5..=5, outputs 1..=2, codes Float;
         /// inputs: x, w `[dirs,H,I]`, r `[dirs,H,H]`, b `[dirs,2H]`, initial h. outputs: y, y_h.
         Rnn(a: RecurrentAttrs) = "rnn", inputs 5..=5, outputs 1..=2, codes Float;
+        /// Internal (no ONNX op: the `conv-transpose` pass writes it). Along each spatial axis
+        /// `i` (axes 2..): `strides[i] − 1` zeros between consecutive elements, then `pads[i]`
+        /// zeros before and `pads[n + i]` after (a negative pad crops). A ConvTranspose is this
+        /// followed by a Conv of the flipped kernel.
+        ZeroInsert { strides: Vec<usize>, pads: Vec<i64> } = "zero_insert",
+            inputs 1..=1, outputs 1..=1, codes Moves;
     }
 }
 
 impl Op {
+    /// What the op does with integer codes: its table line's word, refined by the attributes
+    /// of the ops whose line cannot say it alone (Resize: nearest only moves codes).
+    pub fn on_codes(&self) -> OnCodes {
+        match self {
+            Op::Resize(a) => a.on_codes(),
+            _ => self.table_on_codes(),
+        }
+    }
+
     /// Whether the op only moves or selects elements of its first input (MaxPool, reshapes,
     /// Transpose, Pad, Slice...): exact on integer codes, so its output keeps the input's
     /// quantization.

@@ -158,6 +158,21 @@ pub struct ResizeAttrs {
     pub roi: Vec<f32>,
 }
 
+impl ResizeAttrs {
+    /// What Resize does with integer codes. Nearest copies an input element to each output
+    /// (moves codes) unless an output can take the extrapolation value (tf_crop_and_resize) or
+    /// a tap's weight can vanish (exclude_outside); linear without antialias weighs two taps
+    /// per resized axis (an integer form: the `resize` program step); the rest is float only.
+    pub fn on_codes(&self) -> crate::OnCodes {
+        let crops = self.coord == CoordMode::TfCropAndResize;
+        match self.mode {
+            ResizeMode::Nearest if !crops && !self.exclude_outside => crate::OnCodes::Moves,
+            ResizeMode::Linear if !crops && !self.antialias => crate::OnCodes::Integer,
+            ResizeMode::Nearest | ResizeMode::Linear | ResizeMode::Cubic => crate::OnCodes::Float,
+        }
+    }
+}
+
 impl AttrField for ResizeAttrs {
     fn print(&self, _key: &'static str, out: &mut Vec<(&'static str, Attr)>) {
         self.mode.print("mode", out);

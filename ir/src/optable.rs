@@ -118,8 +118,9 @@ macro_rules! op_table {
                 }
             }
 
-            /// What the op does with integer codes.
-            pub fn on_codes(&self) -> $crate::OnCodes {
+            /// What the op's table line says it does with integer codes; [`crate::Op::on_codes`]
+            /// refines it by the attributes of the ops whose line cannot say it alone.
+            fn table_on_codes(&self) -> $crate::OnCodes {
                 match self {
                     $( $E::$V { .. } => $crate::OnCodes::$codes, )*
                 }

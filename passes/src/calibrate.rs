@@ -18,8 +18,11 @@
 //!
 //! Layout ops move codes (Transpose, Reshape, Flatten, Squeeze, Unsqueeze): an unannotated input
 //! of one whose output the model quantizes takes the output's parameters (onnxruntime quantizes
-//! a transposed graph input after the Transpose; quantizing before it is the same codes), and a
-//! pass-through op whose input and output the model quantizes differently is refused by name.
+//! a transposed graph input after the Transpose; quantizing before it is the same codes). A
+//! pass-through op whose input and output the model quantizes differently (per tensor; Brevitas
+//! quantizes a nearest Resize's output on its own) moves its input's codes and a Clip with no
+//! bounds after it requantizes them to the output's parameters (the program's `Rescale`, which
+//! changes only the rounding); per-channel ones are refused by name.
 //! The output of a float epilogue (Softmax) stays float: a quantization the model states on it
 //! (onnxruntime wraps Softmax in Q/DQ) is dropped, the program computing it in float; a float
 //! epilogue read by an op that runs on codes is refused by name.
@@ -64,7 +67,10 @@ impl Pass for Calibrate {
         let float_tails = float_epilogue_outputs(g)?;
         let obs = observe(g, cfg, cx.calib.as_deref(), cx.progress.as_deref())?;
         let mut stats = annotate(g, &obs, cfg)?;
-        check_pass_through(g)?;
+        let requantized = requantize_pass_through(g)?;
+        if requantized > 0 {
+            *stats.entry("pass-through outputs requantized").or_default() += requantized as u64;
+        }
         if float_tails > 0 {
             *stats.entry("float epilogue outputs left in float").or_default() += float_tails as u64;
         }
@@ -142,13 +148,47 @@ fn float_epilogue_outputs(g: &mut Graph) -> Result<usize> {
     Ok(dropped)
 }
 
-/// A pass-through op must hold the same codes before and after: refused by name when the model
-/// quantizes its input and its output differently.
-fn check_pass_through(g: &Graph) -> Result<()> {
-    for (n, node) in g.nodes() {
-        if !is_pass_through(&node.op) {
+/// A pass-through op must hold the same codes before and after: when the model quantizes its
+/// input and its output differently (per tensor), the op's output takes the input's parameters
+/// and an unbounded Clip (a rescale) after it gives the output's; refused by name per channel.
+/// Returns how many were requantized.
+fn requantize_pass_through(g: &mut Graph) -> Result<usize> {
+    let mut done = 0;
+    for n in g.node_ids() {
+        let node = g.node(n);
+        if !is_pass_through(&node.op) || node.outputs.len() != 1 {
             continue;
         }
+        let (x, y) = (node.inputs[0], node.outputs[0]);
+        if let (Some(a), Some(b)) = (g.ty(x).quant.clone(), g.ty(y).quant.clone()) {
+            if a != b && g.ty(y).dtype == DType::F32 && a.axis.is_none() && b.axis.is_none() {
+                let lo = g.add_const(
+                    g.unique_name("requant_lo"),
+                    cimc_ir::TensorData::from_f32(vec![], &[f32::NEG_INFINITY]),
+                );
+                let hi = g.add_const(
+                    g.unique_name("requant_hi"),
+                    cimc_ir::TensorData::from_f32(vec![], &[f32::INFINITY]),
+                );
+                // The Clip's result takes over the output (its readers, its name, its
+                // parameters); the op's own output holds the input's codes.
+                let out_name = g.value(y).name.clone();
+                g.rename_value(y, &g.unique_name(&format!("{out_name}_moved")));
+                let clip = g.add_node(
+                    format!("{}_requant", g.node(n).name),
+                    cimc_ir::Op::Clip,
+                    vec![y, lo, hi],
+                    vec![(out_name, g.ty(y).clone())],
+                );
+                let y2 = g.node(clip).outputs[0];
+                g.replace_uses(y, y2);
+                g.node_mut(clip).inputs[0] = y;
+                g.value_mut(y).ty.quant = Some(a);
+                done += 1;
+                continue;
+            }
+        }
+        let node = g.node(n);
         let (x, y) = (node.inputs[0], node.outputs[0]);
         if let (Some(a), Some(b)) = (&g.ty(x).quant, &g.ty(y).quant) {
             if a != b && g.ty(y).dtype == DType::F32 {
@@ -164,7 +204,7 @@ fn check_pass_through(g: &Graph) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 /// The note `mixed-precision` writes on a matrix layer and `calibrate` reads: `wbits` (its
@@ -304,10 +344,12 @@ pub fn annotate(g: &mut Graph, obs: &Observation, cfg: &QuantConfig) -> Result<S
         let Some(q) = node.inputs.first().and_then(|&i| g.ty(i).quant.clone()) else {
             continue;
         };
-        let out = node.outputs[0];
-        if g.ty(out).dtype == DType::F32 && g.ty(out).quant.is_none() {
-            g.value_mut(out).ty.quant = Some(q);
-            *stats.entry("pass-through annotated").or_default() += 1;
+        // Every output (a Split has several).
+        for out in node.outputs.clone() {
+            if g.ty(out).dtype == DType::F32 && g.ty(out).quant.is_none() {
+                g.value_mut(out).ty.quant = Some(q.clone());
+                *stats.entry("pass-through annotated").or_default() += 1;
+            }
         }
     }
     for v in accumulator_outputs(g) {

@@ -14,12 +14,15 @@
 //! 3. rewrites a MatMul with a constant operand, and the Add of a constant bias after it, as a
 //!    Gemm ([`crate::dense`]);
 //! 4. folds a Gemm's `alpha` into its weights and `beta` into its bias;
-//! 5. folds a chain of element-wise constant ops after a Conv/Gemm (`Mul`, `Add`, `Sub`, `Div` by
+//! 5. rewrites a ConvTranspose with constant weights as a ZeroInsert (the input
+//!    with zeros between its elements, framed) and a Conv of the flipped, transposed kernel
+//!    ([`crate::conv_transpose`]), so the quantizer, the tiling and the crossbar see a Conv;
+//! 6. folds a chain of element-wise constant ops after a Conv/Gemm (`Mul`, `Add`, `Sub`, `Div` by
 //!    per-channel constants, each the only reader of the previous value) into the weights and
 //!    bias: the chain is simplified to `x·A + B` by the egg rules of [`crate::epilogue`];
-//! 6. fuses a Relu or a Clip with constant bounds into the producing Conv/Gemm's output clamp
+//! 7. fuses a Relu or a Clip with constant bounds into the producing Conv/Gemm's output clamp
 //!    when it is the only reader;
-//! 7. makes a ReduceMean over the spatial axes of an `[N, C, H, W]` tensor that keeps its axes
+//! 8. makes a ReduceMean over the spatial axes of an `[N, C, H, W]` tensor that keeps its axes
 //!    (squeeze-excite's pooling as the dynamo exporter writes it) a GlobalAveragePool: the same
 //!    function, with an integer form in the program.
 //!
@@ -49,6 +52,11 @@ impl Pass for Canonicalize {
             *stats.entry("matmuls as gemm").or_default() += dense as u64;
         }
         fold_gemm_scalars(g, &mut stats);
+        let deconvs = crate::conv_transpose::conv_transposes_to_convs(g);
+        if deconvs > 0 {
+            *stats.entry("conv transposes as zero insertion and conv").or_default() +=
+                deconvs as u64;
+        }
         fold_epilogues(g, &mut stats);
         fuse_activations(g, &mut stats);
         spatial_means_as_global_pools(g, &mut stats);

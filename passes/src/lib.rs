@@ -15,6 +15,7 @@ pub mod calibrate;
 pub mod canonicalize;
 pub mod cascade;
 pub mod config;
+mod conv_transpose;
 mod dense;
 pub mod epilogue;
 pub mod error;

@@ -23,8 +23,8 @@ use rayon::prelude::*;
 pub struct Quantize;
 
 /// Ops the integer program executes on codes: those with a program step (`lower`). This is
-/// narrower than `Op::on_codes`, which says what the IR allows on codes (Gather and
-/// Cast have an integer form but no program step yet). Exhaustive, so a new op is decided here.
+/// narrower than `Op::on_codes`, which says what the IR allows on codes (Gather and Cast have
+/// an integer form but no program step yet). Exhaustive, so a new op is decided here.
 fn runs_on_codes(op: &Op) -> bool {
     match op {
         Op::Conv(_)
@@ -63,10 +63,14 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Tile { .. }
         | Op::DepthToSpace { .. }
         | Op::SpaceToDepth { .. }
+        | Op::Split { .. }
         | Op::Slice { .. }
+        | Op::ZeroInsert { .. }
         // The window's or the group's sums exact in integers, then f64 rounded once.
         | Op::Lrn { .. }
         | Op::InstanceNorm { .. } => true,
+        // By its attributes: nearest moves codes (a gather), linear has a step of its own.
+        Op::Resize(a) => a.on_codes() != cimc_ir::OnCodes::Float,
         // Its order depends on the values: no program step.
         Op::TopK { .. } => false,
         // Pow and PRelu run with constant operands (tables): [`runs_on_codes_here`] decides.
@@ -86,8 +90,6 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::Where
         | Op::Trunc { .. }
         | Op::MultiThreshold { .. }
-        | Op::Split { .. }
-        | Op::Resize(_)
         | Op::LogSoftmax { .. }
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)

@@ -62,7 +62,7 @@
 //! | `GlobalAvgPool` | `avg_pool` | a window covering the whole spatial extent, and a requant entry of one multiplier |
 //! | `Add` | `add` | operands of equal length; a broadcast operand (none in the shared models) is first expanded with `copy` |
 //! | `Sub` | `requant`, `add` | `b` negated about its zero point by a `requant` in place (`a = −1`, `b = 2·z_b`, multiplier 1: `2·z_b − q_b` exactly), then `add` |
-//! | `Lut`, `Mul`, `Div`, `IntSoftmax`, `Gather`, `MatMulCodes`, `GatherRows`, `LutPerElement`, `Lrn`, `Normalize` | none yet | the emitter refuses a program holding one, naming the step and its node (exit 1) |
+//! | `Lut`, `Mul`, `Div`, `IntSoftmax`, `Gather`, `Resize`, `MatMulCodes`, `GatherRows`, `LutPerElement`, `Lrn`, `Normalize` | none yet | the emitter refuses a program holding one, naming the step and its node (exit 1) |
 //! | `Concat` | `copy` or `store` | each input lands at its offset in the output, one copy per contiguous run; an input whose scale differs goes through `requant` (`a = 1`, `b = −z_x`) first |
 //! | `Reshape` | none | the same words in the same order: the emitter reuses the address (or copies) |
 //! | `Transpose` | `transpose` | a permutation entry; the same instruction converts between channel-first and channel-last layouts |

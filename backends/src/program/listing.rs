@@ -2,7 +2,10 @@
 //! block per step with its integer parameters (per-channel multipliers and shifts, clamp ranges,
 //! weights — in full when small, as shape, range and checksum when large). Deterministic.
 
-use super::{BufferDecl, Elem, FloatRequant, IntTensor, Program, Requant, Step, Window};
+use super::{
+    BufferDecl, Elem, FloatRequant, IntTensor, Program, Requant, ResizeAxis, Step, Window,
+    GATHER_ZERO_POINT,
+};
 use crate::arith::FixedMultiplier;
 use std::fmt::Write;
 
@@ -201,7 +204,11 @@ fn step(s: &mut String, st: &Step) {
         ),
         Step::Gather { input, output, index } => {
             // The indices in full for small steps, else their count and first ones.
-            let shown: Vec<String> = index.iter().take(32).map(u32::to_string).collect();
+            let shown: Vec<String> = index
+                .iter()
+                .take(32)
+                .map(|&i| if i == GATHER_ZERO_POINT { "z".into() } else { i.to_string() })
+                .collect();
             let more = if index.len() > 32 { format!(", … ({} in all)", index.len()) } else { String::new() };
             writeln!(s, "gather b{input} -> b{output} index=[{}{more}]", shown.join(", "))
         }
@@ -213,6 +220,12 @@ fn step(s: &mut String, st: &Step) {
         Step::GatherRows { indices, output, rows, table } => {
             writeln!(s, "gather_rows b{indices} -> b{output} rows={rows} {}", table_text(table))
         }
+        Step::Resize { input, output, input_zero_point, axes, requant: r } => writeln!(
+            s,
+            "resize b{input} -> b{output} zx={input_zero_point} {}{}",
+            requant(r),
+            resize_axes_text(axes)
+        ),
         Step::IntSoftmax { input, output, axis, exp_table, requant: r } => writeln!(
             s,
             "int_softmax b{input} -> b{output} axis={axis} exp {}\n        {}",
@@ -255,6 +268,28 @@ fn float_requant(r: &FloatRequant) -> String {
         "f64 from scale={:?} zp={} to scale={:?} zp={} clamp=[{}, {}]",
         r.input_scale, r.input_zero_point, r.output_scale, r.output_zero_point, r.lo, r.hi
     )
+}
+
+/// A resize step's axes, one line each: every output index's taps as `i0*w0+i1*w1`, the first
+/// ones when many.
+fn resize_axes_text(axes: &[ResizeAxis]) -> String {
+    let mut out = String::new();
+    for a in axes {
+        let shown: Vec<String> = a
+            .index
+            .iter()
+            .zip(&a.weight)
+            .take(16)
+            .map(|(i, w)| format!("{}*{}+{}*{}", i[0], w[0], i[1], w[1]))
+            .collect();
+        let more = if a.index.len() > 16 {
+            format!(", … ({} in all)", a.index.len())
+        } else {
+            String::new()
+        };
+        let _ = write!(out, "\n        axis {}: taps=[{}{more}]", a.axis, shown.join(", "));
+    }
+    out
 }
 
 /// A table of codes: in full when small, else its length, range and checksum.

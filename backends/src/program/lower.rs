@@ -10,8 +10,8 @@
 //! per window count, the Add recipe's rescaling multipliers.
 
 use super::{
-    BufQuant, BufferDecl, CodeType, Elem, FloatRequant, IntTensor, Program, Requant, Step, Window,
-    DIV_SHIFT, EXP_BITS, MAX_TABLE_ENTRIES,
+    BufQuant, BufferDecl, CodeType, Elem, FloatRequant, IntTensor, Program, Requant, ResizeAxis,
+    Step, Window, DIV_SHIFT, EXP_BITS, GATHER_ZERO_POINT, MAX_TABLE_ENTRIES, RESIZE_FRAC_BITS,
 };
 use crate::arith::{quantize_value, FixedMultiplier};
 use crate::error::{BackendError, Result};
@@ -226,8 +226,15 @@ impl Lowering<'_> {
                 .zip(&q.scale)
                 .map(|(&a, &s)| mult(node, a / s as f64))
                 .collect::<Result<Vec<_>>>()?;
-            let _ = clamp;
-            return Ok(Requant { mult, zero_point: 0, lo: i32::MIN, hi: i32::MAX });
+            // A fused clamp's bound at 0 is code 0 in every channel (zero points 0): a ReLU
+            // before the read-out holds; other bounds differ per channel and are not applied.
+            let (lo, hi) = match clamp {
+                Some((a, b)) => {
+                    (if a == 0.0 { 0 } else { i32::MIN }, if b == 0.0 { 0 } else { i32::MAX })
+                }
+                None => (i32::MIN, i32::MAX),
+            };
+            return Ok(Requant { mult, zero_point: 0, lo, hi });
         }
         let (s_y, z_y) = (q.scale[0], q.zero_point[0]);
         let (lo, hi) = q.code_range();
@@ -260,7 +267,9 @@ impl Lowering<'_> {
     /// in the last arm, so a new op fails to compile until it says which it is.
     fn node(&mut self, _id: NodeId, node: &Node) -> Result<()> {
         let g = self.g;
-        for &o in &node.outputs[1..] {
+        // A Split computes every output (one gather each).
+        let extra = if matches!(node.op, Op::Split { .. }) { &[][..] } else { &node.outputs[1..] };
+        for &o in extra {
             if !g.users(o).is_empty() || g.outputs().contains(&o) {
                 return Err(err(
                     node,
@@ -316,6 +325,12 @@ impl Lowering<'_> {
             Op::Cast { to } if to.is_int() && g.ty(node.inputs[0]).dtype.is_int() => {
                 self.int_cast(node)
             }
+            Op::Slice { .. } | Op::Split { .. } | Op::ZeroInsert { .. } => self.gather(node),
+            Op::Resize(a) => match a.on_codes() {
+                cimc_ir::OnCodes::Moves => self.gather(node),
+                cimc_ir::OnCodes::Integer => self.resize(node, a),
+                _ => Err(err(node, "this resize mode has no program step (nearest or linear)")),
+            },
             Op::Gather { .. }
             | Op::Cast { .. }
             | Op::Variadic(_)
@@ -333,11 +348,8 @@ impl Lowering<'_> {
             Op::Expand { .. }
             | Op::Tile { .. }
             | Op::DepthToSpace { .. }
-            | Op::SpaceToDepth { .. }
-            | Op::Slice { .. } => self.gather(node),
-            Op::Split { .. }
-            | Op::Resize(_)
-            | Op::LogSoftmax { .. }
+            | Op::SpaceToDepth { .. } => self.gather(node),
+            Op::LogSoftmax { .. }
             | Op::ConvTranspose { .. }
             | Op::Lstm(_)
             | Op::Gru(_)
@@ -839,26 +851,89 @@ impl Lowering<'_> {
     /// A data-movement op with no step of its own, as a [`Step::Gather`]: the float interpreter
     /// runs the op on the input's element numbers, so each output element holds the number of
     /// the input element it copies (the op's one definition decides, nothing is re-derived).
+    /// An op with several outputs (Split) gives one gather per output.
     fn gather(&mut self, node: &Node) -> Result<()> {
         use cimc_interp::Tensor;
-        let (x, yb) = self.bufs(node)?;
-        self.same_quant(node)?;
+        let x = self.buffer(node.inputs[0]).map_err(|m| err(node, m))?;
         let shape = self.g.ty(node.inputs[0]).shape.clone();
         let n: usize = shape.iter().product();
-        if n > u32::MAX as usize {
-            return Err(err(node, format!("{n} input elements: a gather indexes at most 2^32")));
+        if n >= GATHER_ZERO_POINT as usize {
+            return Err(err(node, format!("{n} input elements: a gather indexes fewer than 2^32")));
         }
-        let numbers: Vec<i64> = (0..n as i64).collect();
+        // Numbered from 1, so a 0 in the result is a zero the op wrote (ZeroInsert): the code of
+        // 0.0, the output's zero point.
+        let numbers: Vec<i64> = (1..=n as i64).collect();
         let d = cimc_ir::TensorData::from_i64(shape, &numbers);
         let t = Tensor::from_data(&d)
             .map_err(|e| BackendError::Internal(format!("a gather's element numbers: {e}")))?;
-        let out = cimc_interp::eval_node(&node.op, &[&t], 1)
+        let out = cimc_interp::eval_node(&node.op, &[&t], node.outputs.len())
             .map_err(|e| err(node, format!("evaluating its gather indices: {e}")))?;
-        let index = out
-            .first()
-            .map(|t| t.to_f64_vec().into_iter().map(|v| v as u32).collect())
-            .ok_or_else(|| err(node, "its gather indices did not evaluate"))?;
-        self.push(node, Step::Gather { input: x, output: yb, index });
+        if out.len() != node.outputs.len() {
+            return Err(err(node, "its gather indices did not evaluate"));
+        }
+        for (&o, numbers) in node.outputs.iter().zip(out) {
+            if self.g.ty(node.inputs[0]).quant != self.g.ty(o).quant {
+                return Err(err(
+                    node,
+                    "input and output quantization differ; this op only moves codes",
+                ));
+            }
+            let yb = self.buffer(o).map_err(|m| err(node, m))?;
+            let index = numbers
+                .to_f64_vec()
+                .into_iter()
+                .map(|v| if v < 1.0 { GATHER_ZERO_POINT } else { v as u32 - 1 })
+                .collect();
+            self.push(node, Step::Gather { input: x, output: yb, index });
+        }
+        Ok(())
+    }
+
+    /// Linear Resize on codes: the float interpreter's taps and weights
+    /// ([`cimc_interp::resize_axes`]), each axis' pair rounded to fixed point summing to
+    /// `2^RESIZE_FRAC_BITS` (a constant input stays exact), one requantization at the end.
+    fn resize(&mut self, node: &Node, a: &cimc_ir::ResizeAttrs) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let (s_x, z_x, qx) = self.per_tensor(node, node.inputs[0])?;
+        let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
+        if qx.bits > 16 {
+            return Err(err(node, format!("a resize of {}-bit codes (at most 16)", qx.bits)));
+        }
+        let shape = &self.g.ty(node.inputs[0]).shape;
+        let taps =
+            cimc_interp::resize_axes(a, shape).map_err(|e| err(node, format!("its taps: {e}")))?;
+        if taps.len() > 3 {
+            return Err(err(node, format!("a resize along {} axes (at most 3)", taps.len())));
+        }
+        let one = 1i64 << RESIZE_FRAC_BITS;
+        let mut axes = Vec::new();
+        for (axis, per_out) in &taps {
+            let (mut index, mut weight) = (Vec::new(), Vec::new());
+            for t in per_out {
+                let pair = match t.as_deref() {
+                    Some(&[(i0, w0), (i1, _)]) => {
+                        let w0 = ((w0 * one as f64).round() as i64).clamp(0, one);
+                        [(i0, w0), (i1, one - w0)]
+                    }
+                    _ => return Err(err(node, "a resize tap set other than two weighted inputs")),
+                };
+                index.push([pair[0].0 as u32, pair[1].0 as u32]);
+                weight.push([pair[0].1 as i32, pair[1].1 as i32]);
+            }
+            axes.push(ResizeAxis { axis: *axis, index, weight });
+        }
+        let (lo, hi) = qy.code_range();
+        let frac = 2f64.powi((RESIZE_FRAC_BITS as usize * axes.len()) as i32);
+        let requant = Requant {
+            mult: vec![mult(node, s_x as f64 / (s_y as f64 * frac))?],
+            zero_point: z_y,
+            lo: lo as i32,
+            hi: hi as i32,
+        };
+        self.push(
+            node,
+            Step::Resize { input: x, output: yb, input_zero_point: z_x, axes, requant },
+        );
         Ok(())
     }
 

@@ -406,9 +406,11 @@ pub enum Step {
         exp_table: Vec<i64>,
         requant: Requant,
     },
-    /// Output element `i` is input element `index[i]` (row-major): the ops that only move codes
-    /// and have no step of their own (Expand, Tile, DepthToSpace, SpaceToDepth). `lower` takes
-    /// the indices from the float interpreter run on the input's element numbers.
+    /// Output element `i` is input element `index[i]` (row-major), or the output's zero point
+    /// (the code of 0.0) where `index[i]` is [`GATHER_ZERO_POINT`]: the ops that only move codes
+    /// and have no step of their own (Expand, Tile, Split, Slice, DepthToSpace, SpaceToDepth,
+    /// nearest Resize, ZeroInsert). `lower` takes the indices from the float interpreter run on
+    /// the input's element numbers.
     Gather {
         input: Buf,
         output: Buf,
@@ -481,6 +483,19 @@ pub enum Step {
         bias: Vec<f32>,
         rounding: FloatRequant,
     },
+    /// Linear Resize on codes: output element `o` is
+    /// `acc = Σ_k (Π_a weight_a[o_a][k_a])·(q[tap_k] − input_zero_point)` over the 2^n taps of
+    /// the `n` resized `axes` (every other axis keeps its index), then `requant`
+    /// (`M = s_x / (s_y·2^(RESIZE_FRAC_BITS·n))`). The taps and their weights are the float
+    /// interpreter's (`cimc_interp::resize_axes`), each axis' pair rounded to sum
+    /// `2^RESIZE_FRAC_BITS`.
+    Resize {
+        input: Buf,
+        output: Buf,
+        input_zero_point: i32,
+        axes: Vec<ResizeAxis>,
+        requant: Requant,
+    },
 }
 
 /// The output shape of a matrix product of operands shaped `a` and `b`, as ONNX MatMul
@@ -546,6 +561,21 @@ impl FloatRequant {
         v.clamp(self.lo as f64, self.hi as f64) as i32
     }
 }
+
+/// One resized axis of a [`Step::Resize`]: per output index along `axis`, two input indices
+/// and their fixed-point weights (`2^RESIZE_FRAC_BITS` in all).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResizeAxis {
+    pub axis: usize,
+    pub index: Vec<[u32; 2]>,
+    pub weight: Vec<[i32; 2]>,
+}
+
+/// A [`Step::Gather`] index meaning "the output's zero point" rather than an input element.
+pub const GATHER_ZERO_POINT: u32 = u32::MAX;
+
+/// Fractional bits of a [`Step::Resize`]'s tap weights.
+pub const RESIZE_FRAC_BITS: u32 = 12;
 
 /// Bits of the fixed-point reciprocals of a `Div` step.
 pub const DIV_SHIFT: u32 = 30;
@@ -856,7 +886,8 @@ impl Program {
             Step::Gather { input, output, index } => {
                 let n_in = self.buffers[*input].shape.iter().product::<usize>();
                 let n_out = self.buffers[*output].shape.iter().product::<usize>();
-                if index.len() != n_out || index.iter().any(|&i| i as usize >= n_in) {
+                let beyond = |i: u32| i as usize >= n_in && i != GATHER_ZERO_POINT;
+                if index.len() != n_out || index.iter().any(|&i| beyond(i)) {
                     return Err(format!(
                         "{} gather indices for {n_out} outputs of {n_in} inputs, or one beyond",
                         index.len()
@@ -921,6 +952,10 @@ impl Program {
                 }
                 self.float_requant(*input, *output, rounding)
             }
+            Step::Resize { input, output, axes, requant, .. } => {
+                self.validate_resize(*input, *output, axes)?;
+                one_multiplier(requant)
+            }
             _ => Ok(()),
         }
     }
@@ -944,6 +979,50 @@ impl Program {
         }
         if !(r.input_scale.is_finite() && r.output_scale.is_finite() && r.output_scale > 0.0) {
             return Err("scales must be finite, the output's positive".into());
+        }
+        Ok(())
+    }
+
+    /// A resize step's axes are distinct, in order, of the input's rank, with one tap pair per
+    /// output index inside the input, weights of at most `2^RESIZE_FRAC_BITS` in magnitude, and
+    /// the other axes keep their length; so its accumulator (at most 8 taps of weight products
+    /// up to 2^36 times a 17-bit difference) fits an i64.
+    fn validate_resize(
+        &self,
+        input: Buf,
+        output: Buf,
+        axes: &[ResizeAxis],
+    ) -> std::result::Result<(), String> {
+        let (si, so) = (&self.buffers[input].shape, &self.buffers[output].shape);
+        if si.len() != so.len() || axes.len() > 3 {
+            return Err(format!("a resize from {si:?} to {so:?} along {} axes", axes.len()));
+        }
+        let mut prev = None;
+        for a in axes {
+            if a.axis >= si.len() || prev.is_some_and(|p| p >= a.axis) {
+                return Err(format!("resize axis {} out of order or beyond rank", a.axis));
+            }
+            prev = Some(a.axis);
+            let ok = a.index.len() == so[a.axis]
+                && a.weight.len() == so[a.axis]
+                && a.index.iter().flatten().all(|&i| (i as usize) < si[a.axis])
+                && a.weight
+                    .iter()
+                    .all(|w| w.iter().all(|&v| v.unsigned_abs() <= 1 << RESIZE_FRAC_BITS));
+            if !ok {
+                return Err(format!(
+                    "resize axis {}: {} tap pairs for {} outputs of {} inputs, or a tap beyond",
+                    a.axis,
+                    a.index.len(),
+                    so[a.axis],
+                    si[a.axis]
+                ));
+            }
+        }
+        for (d, (i, o)) in si.iter().zip(so).enumerate() {
+            if i != o && !axes.iter().any(|a| a.axis == d) {
+                return Err(format!("resize: axis {d} changes from {i} to {o} with no taps"));
+            }
         }
         Ok(())
     }
@@ -989,7 +1068,8 @@ pub fn step_buffers(s: &Step) -> Vec<Buf> {
         | Step::Gather { input, output, .. }
         | Step::LutPerElement { input, output, .. }
         | Step::Lrn { input, output, .. }
-        | Step::Normalize { input, output, .. } => vec![*input, *output],
+        | Step::Normalize { input, output, .. }
+        | Step::Resize { input, output, .. } => vec![*input, *output],
         Step::Add { a, b, output, .. }
         | Step::Sub { a, b, output, .. }
         | Step::Mul { a, b, output, .. }
@@ -1059,7 +1139,8 @@ impl Step {
             | Step::GatherRows { .. }
             | Step::LutPerElement { .. }
             | Step::Lrn { .. }
-            | Step::Normalize { .. } => None,
+            | Step::Normalize { .. }
+            | Step::Resize { .. } => None,
         }
     }
 
@@ -1091,6 +1172,7 @@ impl Step {
             Step::LutPerElement { .. } => "lut_per_element",
             Step::Lrn { .. } => "lrn",
             Step::Normalize { .. } => "normalize",
+            Step::Resize { .. } => "resize",
         }
     }
 }

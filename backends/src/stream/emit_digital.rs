@@ -154,8 +154,8 @@ impl Emitter<'_> {
                 self.sub(core, (*a, *b), *output, entry)
             }
             // The instruction set has no table lookup, product, quotient or matrix product of two
-            // tensors, integer softmax, gather by index, per-element tables nor LRN and
-            // normalization yet: the program runs these steps, a stream cannot.
+            // tensors, integer softmax, gather by index, interpolation, per-element tables nor LRN
+            // and normalization yet: the program runs these steps, a stream cannot.
             Step::Lut { .. }
             | Step::Mul { .. }
             | Step::Div { .. }
@@ -165,7 +165,8 @@ impl Emitter<'_> {
             | Step::GatherRows { .. }
             | Step::LutPerElement { .. }
             | Step::Lrn { .. }
-            | Step::Normalize { .. } => Err(self.err(format!(
+            | Step::Normalize { .. }
+            | Step::Resize { .. } => Err(self.err(format!(
                 "the '{}' step has no instructions yet (the program runs it; compile without \
                  --emit stream)",
                 s.name()

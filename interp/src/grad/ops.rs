@@ -197,6 +197,7 @@ pub(super) fn backward(
         | Op::Lstm(_)
         | Op::Gru(_)
         | Op::Rnn(_)
+        | Op::ZeroInsert { .. }
         | Op::HardSigmoid { .. }
         | Op::HardSwish
         | Op::Gather { .. }

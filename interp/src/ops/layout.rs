@@ -1,4 +1,5 @@
-//! Data movement by index map: Expand, Tile, Split, DepthToSpace, SpaceToDepth. Each output
+//! Data movement by index map: Expand, Tile, Split, DepthToSpace, SpaceToDepth (and ZeroInsert,
+//! whose outputs between the input's elements are zeros). Each output
 //! element is one input element, so every kernel computes the flat input index of each output
 //! element ([`index_map`]) and gathers ([`take`]): any dtype, exact on integer codes. The
 //! gradient of these ops scatters through the same maps (`grad::ops::moves_backward`).
@@ -187,4 +188,58 @@ pub(crate) fn space_to_depth(block: usize, crd: bool, t: &Tensor) -> Result<Tens
         ((ix[0] * c + ch) * h + ix[2] * b + i) * w + ix[3] * b + j
     });
     Ok(take(t, &map, &shape))
+}
+
+/// ZeroInsert: along each spatial axis `i` (axes 2..), `strides[i] − 1` zeros between
+/// consecutive elements and `pads` zeros around (negative pads crop); any dtype.
+pub(crate) fn zero_insert(steps: &[usize], pads: &[i64], t: &Tensor) -> Result<Tensor> {
+    fn go<T: Elem>(a: &ndarray::ArrayD<T>, map: &[Option<usize>], shape: &[usize]) -> Tensor {
+        let d = data_of(a);
+        T::wrap(array(shape, map.iter().map(|&i| i.map_or_else(T::default, |i| d[i])).collect()))
+    }
+    let s = t.shape();
+    let n = steps.len();
+    if s.len() != n + 2 || pads.len() != 2 * n || steps.contains(&0) {
+        return Err(bad(format!("zero_insert {steps:?} {pads:?} of {s:?}")));
+    }
+    let mut shape = s.to_vec();
+    for i in 0..n {
+        let d = s[2 + i] as i64;
+        let len = if d == 0 { 0 } else { steps[i] as i64 * (d - 1) + 1 + pads[i] + pads[n + i] };
+        shape[2 + i] = len.max(0) as usize;
+    }
+    let st = strides(s);
+    let mut map = Vec::with_capacity(shape.iter().product());
+    let mut ix = vec![0usize; shape.len()];
+    for _ in 0..shape.iter().product::<usize>() {
+        let mut at = Some(ix[0] * st[0] + ix[1] * st[1]);
+        for i in 0..n {
+            let t = ix[2 + i] as i64 - pads[i];
+            let step = steps[i] as i64;
+            if t < 0 || t % step != 0 || t / step >= s[2 + i] as i64 {
+                at = None;
+                break;
+            }
+            at = at.map(|a| a + (t / step) as usize * st[2 + i]);
+        }
+        map.push(at);
+        for d in (0..shape.len()).rev() {
+            ix[d] += 1;
+            if ix[d] < shape[d] {
+                break;
+            }
+            ix[d] = 0;
+        }
+    }
+    Ok(match t {
+        Tensor::F32(a) => go(a, &map, &shape),
+        Tensor::F64(a) => go(a, &map, &shape),
+        Tensor::I8(a) => go(a, &map, &shape),
+        Tensor::U8(a) => go(a, &map, &shape),
+        Tensor::I16(a) => go(a, &map, &shape),
+        Tensor::U16(a) => go(a, &map, &shape),
+        Tensor::I32(a) => go(a, &map, &shape),
+        Tensor::I64(a) => go(a, &map, &shape),
+        Tensor::Bool(a) => go(a, &map, &shape),
+    })
 }

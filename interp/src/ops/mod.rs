@@ -246,6 +246,9 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
             one(layout::space_to_depth(*block, *crd, single(inputs)?)?)
         }
         Op::Resize(a) => one(resize::resize(a, single(inputs)?)?),
+        Op::ZeroInsert { strides, pads } => {
+            one(layout::zero_insert(strides, pads, single(inputs)?)?)
+        }
         Op::LogSoftmax { axis, coerce_2d } => {
             one(norm::log_softmax(*axis, *coerce_2d, single(inputs)?)?)
         }
@@ -326,7 +329,8 @@ pub(crate) fn activation_of(op: &Op) -> Option<Act> {
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)
-        | Op::Rnn(_) => return None,
+        | Op::Rnn(_)
+        | Op::ZeroInsert { .. } => return None,
     })
 }
 

@@ -99,7 +99,7 @@ fn coeffs(a: &ResizeAttrs, r: f64, scale: f64) -> Vec<f64> {
 
 /// Per output index along one axis: the input indices and weights, or `None` where the output
 /// takes the extrapolation value.
-type Taps = Vec<Option<Vec<(usize, f64)>>>;
+pub type Taps = Vec<Option<Vec<(usize, f64)>>>;
 
 fn axis_taps(a: &ResizeAttrs, scale: f64, len_in: usize, len_out: usize, roi: (f64, f64)) -> Taps {
     (0..len_out)
@@ -154,13 +154,19 @@ fn along_axis(x: &[f64], shape: &mut [usize], axis: usize, taps: &Taps, extra: f
     y
 }
 
-pub(crate) fn resize(a: &ResizeAttrs, t: &Tensor) -> Result<Tensor> {
-    let mut shape = t.shape().to_vec();
+/// The axes Resize `a` changes in an input of shape `shape`, in order, each with its taps: the
+/// one coordinate computation of the float Resize, shared with the integer program's `resize`
+/// step (`cimc_backends`' lowering rounds these weights to fixed point). An axis left as it is
+/// (scale 1, same length, whole region) is not listed.
+pub fn resize_axes(a: &ResizeAttrs, shape: &[usize]) -> Result<Vec<(usize, Taps)>> {
     let r = shape.len();
     if a.sizes.len() != r || !(a.scales.is_empty() || a.scales.len() == r) {
         return Err(bad(format!("resize to {:?} (scales {:?}) of rank {r}", a.sizes, a.scales)));
     }
-    let mut x = floats_of(t, "Resize")?;
+    if !(a.roi.is_empty() || a.roi.len() == 2 * r) {
+        return Err(bad(format!("resize with {} roi values for rank {r}", a.roi.len())));
+    }
+    let mut axes = Vec::new();
     for axis in 0..r {
         let (len_in, len_out) = (shape[axis], a.sizes[axis]);
         let scale = match a.scales.get(axis) {
@@ -177,8 +183,23 @@ pub(crate) fn resize(a: &ResizeAttrs, t: &Tensor) -> Result<Tensor> {
         if identity || len_in == 0 {
             continue;
         }
-        let taps = axis_taps(a, scale, len_in, len_out, roi);
+        axes.push((axis, axis_taps(a, scale, len_in, len_out, roi)));
+    }
+    Ok(axes)
+}
+
+/// Resize in f64. Integer inputs (the element numbers `lower` gathers by, ONNX's integer
+/// Resize) are computed exactly in f64 (integers to 2^53) and rounded back to their dtype.
+pub(crate) fn resize(a: &ResizeAttrs, t: &Tensor) -> Result<Tensor> {
+    let mut shape = t.shape().to_vec();
+    let integer = t.dtype().is_int();
+    let mut x = if integer { t.to_f64_vec() } else { floats_of(t, "Resize")? };
+    for (axis, taps) in resize_axes(a, &shape)? {
         x = along_axis(&x, &mut shape, axis, &taps, a.extrapolation as f64);
+    }
+    if integer {
+        let rounded = Tensor::F64(super::array(&a.sizes, x.into_iter().map(f64::round).collect()));
+        return Ok(super::cast::cast(&rounded, t.dtype()));
     }
     Ok(float_like(t, &a.sizes, x))
 }

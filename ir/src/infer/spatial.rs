@@ -246,3 +246,24 @@ pub(super) fn recurrent(
     out.extend((1..n_outputs).map(|_| TensorType::new(x.dtype, state.clone())));
     Ok(out)
 }
+
+/// ZeroInsert: each spatial axis `s·(d − 1) + 1 + begin + end` long.
+pub(super) fn zero_insert(x: &TensorType, strides: &[usize], pads: &[i64]) -> R<TensorType> {
+    let n = strides.len();
+    if x.rank() != n + 2 || pads.len() != 2 * n || strides.contains(&0) {
+        return Err(format!(
+            "zero_insert with strides {strides:?} and pads {pads:?} of {}",
+            show(x)
+        ));
+    }
+    let mut shape = x.shape.clone();
+    for i in 0..n {
+        let d = x.shape[2 + i] as i64;
+        let len = if d == 0 { 0 } else { strides[i] as i64 * (d - 1) + 1 + pads[i] + pads[n + i] };
+        if len < 1 && d > 0 {
+            return Err(format!("zero_insert crops axis {} of {} to nothing", 2 + i, show(x)));
+        }
+        shape[2 + i] = len.max(0) as usize;
+    }
+    Ok(TensorType::new(x.dtype, shape))
+}

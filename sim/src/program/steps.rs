@@ -6,7 +6,9 @@ use super::{
     ProgramRunner, StepAdcStats,
 };
 use cimc_backends::arith::FixedMultiplier;
-use cimc_backends::program::{Buf, Elem, FloatRequant, Program, Requant, Step, Window};
+use cimc_backends::program::{
+    Buf, Elem, FloatRequant, Program, Requant, ResizeAxis, Step, Window, GATHER_ZERO_POINT,
+};
 use cimc_interp::{InterpError, Result};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
@@ -126,9 +128,9 @@ impl ProgramRunner {
             }
             Step::Reshape { input, .. } => Ok(r.get(*input)?.clone()),
             Step::Transpose { input, perm, .. } => transpose(&r, *input, perm),
-            Step::Gather { input, index, .. } => {
-                let x = r.codes(*input)?;
-                Ok(Data::Codes(index.iter().map(|&i| x[i as usize]).collect()))
+            Step::Gather { input, output, index } => gather(&r, *input, *output, index),
+            Step::Resize { input, output, input_zero_point, axes, requant } => {
+                resize(&r, (*input, *output), *input_zero_point, axes, requant)
             }
             Step::Pad { input, output, pads, code } => {
                 let x = r.codes(*input)?;
@@ -704,4 +706,67 @@ fn transpose(r: &Running, input: Buf, perm: &[usize]) -> Result<Data> {
         return Err(r.err(format!("perm {perm:?} for a rank-{} tensor", a.ndim())));
     }
     Ok(Data::Codes(a.permuted_axes(IxDyn(perm)).iter().copied().collect()))
+}
+
+/// Output element `i` is input element `index[i]`, or the output's zero point where the index
+/// says so ([`GATHER_ZERO_POINT`]).
+fn gather(r: &Running, input: Buf, output: Buf, index: &[u32]) -> Result<Data> {
+    let x = r.codes(input)?;
+    let zero = r.p.buffers[output].quant.as_ref().map_or(0, |q| q.zero_point[0]);
+    let pick = |i: u32| if i == GATHER_ZERO_POINT { zero } else { x[i as usize] };
+    Ok(Data::Codes(index.iter().map(|&i| pick(i)).collect()))
+}
+
+/// Linear Resize on codes: per output element, the weighted sum of `(q − z_x)` over every
+/// combination of one tap per resized axis (weights multiplied), then one requantization.
+fn resize(
+    r: &Running,
+    (input, output): (Buf, Buf),
+    z_x: i32,
+    axes: &[ResizeAxis],
+    requant: &Requant,
+) -> Result<Data> {
+    let x = r.codes(input)?;
+    let (si, so) = (r.shape(input), r.shape(output));
+    let rank = si.len();
+    // Row-major strides of the input, and which resize axis (if any) each axis is.
+    let mut stride = vec![1usize; rank];
+    for d in (0..rank.saturating_sub(1)).rev() {
+        stride[d] = stride[d + 1] * si[d + 1];
+    }
+    let which: Vec<Option<&ResizeAxis>> =
+        (0..rank).map(|d| axes.iter().find(|a| a.axis == d)).collect();
+    let n_out: usize = so.iter().product();
+    let combos = 1usize << axes.len();
+    let y = (0..n_out)
+        .into_par_iter()
+        .map(|o| {
+            // The output's index along each axis, and its taps' offsets and weights.
+            let (mut rest, mut base) = (o, 0usize);
+            let mut per_axis: Vec<([usize; 2], [i64; 2])> = Vec::with_capacity(axes.len());
+            for d in (0..rank).rev() {
+                let i = rest % so[d];
+                rest /= so[d];
+                match which[d] {
+                    None => base += i * stride[d],
+                    Some(a) => per_axis.push((
+                        [a.index[i][0] as usize * stride[d], a.index[i][1] as usize * stride[d]],
+                        [a.weight[i][0] as i64, a.weight[i][1] as i64],
+                    )),
+                }
+            }
+            let mut acc = 0i64;
+            for c in 0..combos {
+                let (mut at, mut w) = (base, 1i64);
+                for (k, (off, wt)) in per_axis.iter().enumerate() {
+                    let bit = (c >> k) & 1;
+                    at += off[bit];
+                    w *= wt[bit];
+                }
+                acc += w * (x[at] as i64 - z_x as i64);
+            }
+            requant.apply(acc, 0)
+        })
+        .collect();
+    Ok(Data::Codes(y))
 }
