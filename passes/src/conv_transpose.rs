@@ -132,7 +132,7 @@ fn rewrite(g: &mut Graph, n: NodeId, a: &ConvAttrs, output_padding: &[usize]) ->
         group: a.group,
         clamp: a.clamp,
     };
-    let node = g.node_mut(n);
+    let mut node = g.node_mut(n);
     node.op = Op::Conv(conv);
     node.inputs = [z, w2].into_iter().chain(bias).collect();
     true
