@@ -457,6 +457,57 @@ pub fn weight_params(
     QuantParams { bits, signed: true, scale, zero_point: vec![0; c], axis: Some(axis) }
 }
 
+/// Makes the probe compute what the model does where it states an activation's quantization:
+/// each annotated per-tensor activation is read through `s·clip(round(x / s), lo − z, hi − z)`
+/// (QuantizeLinear then DequantizeLinear, as the imported model had them), so the ranges
+/// observed after it are those of the model and not of its unclipped float values (a 4-bit
+/// input quantizer clips most of a normal input: without this, a Brevitas U-Net's unannotated
+/// conv outputs were calibrated 1000 times too wide and its program read zeros). The probe's
+/// outputs, the observed values, follow the compaction.
+fn quantize_annotated_activations(probe: &mut Graph) -> Result<()> {
+    use cimc_ir::{Op, TensorData, UnaryOp};
+    let annotated: Vec<(ValueId, QuantParams)> = probe
+        .values()
+        .filter(|(v, val)| !val.is_const() && val.ty.dtype == DType::F32 && probe.use_count(*v) > 0)
+        .filter_map(|(v, val)| {
+            let q = val.ty.quant.as_ref()?;
+            (q.axis.is_none() && q.scale.len() == 1 && q.bits < 32).then(|| (v, q.clone()))
+        })
+        .collect();
+    if annotated.is_empty() {
+        return Ok(());
+    }
+    for (v, q) in annotated {
+        let readers = probe.users(v);
+        let (lo, hi) = q.code_range();
+        let (s, z) = (q.scale[0], q.zero_point[0] as i64);
+        let ty = cimc_ir::TensorType::new(DType::F32, probe.ty(v).shape.clone());
+        let name = probe.value(v).name.clone();
+        let k = |g: &mut Graph, tag: &str, x: f32| {
+            g.add_const(format!("{name}_fq_{tag}"), TensorData::from_f32(vec![], &[x]))
+        };
+        let (sv, lov, hiv) =
+            (k(probe, "s", s), k(probe, "lo", (lo - z) as f32), k(probe, "hi", (hi - z) as f32));
+        let step = |g: &mut Graph, tag: &str, op: Op, inputs: Vec<ValueId>| {
+            let n = g.add_node(
+                format!("{name}_fq_{tag}"),
+                op,
+                inputs,
+                vec![(format!("{name}_fq_{tag}"), ty.clone())],
+            );
+            g.node(n).outputs[0]
+        };
+        let t = step(probe, "div", Op::Div, vec![v, sv]);
+        let t = step(probe, "round", Op::Unary(UnaryOp::Round), vec![t]);
+        let t = step(probe, "clip", Op::Clip, vec![t, lov, hiv]);
+        let t = step(probe, "mul", Op::Mul, vec![t, sv]);
+        for (u, slot) in readers {
+            probe.node_mut(u).inputs[slot] = t;
+        }
+    }
+    probe.compact().map_err(PassError::Internal)
+}
+
 /// The statistics of `values` on the calibration samples, by the configured method: min and
 /// max, and for percentile and MSE calibration a histogram (a second pass over the data).
 fn observe_values(
@@ -472,6 +523,7 @@ fn observe_values(
     let (n, chunk) = (batches.samples, batches.batch);
     let mut probe = g.clone();
     probe.set_outputs(values.clone());
+    quantize_annotated_activations(&mut probe)?;
     // Lean: a few runs, and a prepared runner would hold a second copy of every weight.
     let runner = Runner::lean(&probe)?;
     let mut mins = vec![f32::INFINITY; values.len()];

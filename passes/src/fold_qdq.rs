@@ -9,7 +9,10 @@
 //!   `z`, axis and bit width (8 for i8/u8, 32 for i32 biases, or what the Clip bounds allow);
 //! - `QuantizeLinear(x, s, z) [→ Clip(lo, hi)] → DequantizeLinear(·, s, z)` on an activation:
 //!   removed, and `x` annotated with `s`, `z` and the bits of the code range (the Clip's bounds
-//!   narrow it: `[0, 15]` is 4-bit unsigned, `[-8, 7]` 4-bit signed);
+//!   narrow it: `[0, 15]` is 4-bit unsigned, `[-8, 7]` 4-bit signed); where `x` is a float
+//!   constant (a QONNX weight or bias), a new constant of the values the DequantizeLinear gave
+//!   (rounded and clipped to the codes) takes its place, annotated, so the float graph still
+//!   computes what the model does;
 //! - `QuantizeLinear(x, s, z) → MaxPool/Flatten/Reshape/... on codes → DequantizeLinear(·, s, z)`
 //!   (onnxruntime's QOperator models): the moves run on `x` instead, their outputs annotated.
 //!
@@ -279,17 +282,39 @@ fn fold_activation(g: &mut Graph, dq: NodeId) -> Result<bool> {
             "per-channel activation quantization is not supported",
         ));
     }
-    let (bits, signed) = match clip {
+    let (bits, signed, bounds) = match clip {
         Some(c) => {
             let (lo, hi) = clip_bounds(g, c).ok_or_else(|| {
                 PassError::node("fold-qdq", g, c, "Clip bounds on codes must be constants")
             })?;
-            bits_of_range(lo, hi)
+            let (bits, signed) = bits_of_range(lo, hi);
+            (bits, signed, (lo, hi))
         }
-        None => dtype_bits(g.ty(v).dtype),
+        None => {
+            let (bits, signed) = dtype_bits(g.ty(v).dtype);
+            let q = QuantParams { bits, signed, scale: vec![1.0], zero_point: vec![0], axis: None };
+            (bits, signed, q.code_range())
+        }
     };
     let out = g.node(dq).outputs[0];
-    g.value_mut(x).ty.quant = Some(QuantParams { bits, signed, scale: s1, zero_point: z1, axis });
+    let quant = QuantParams { bits, signed, scale: s1, zero_point: z1, axis };
+    if g.value(x).is_const() {
+        // A constant (a QONNX weight or bias): its values become what the DequantizeLinear gave,
+        // rounded and clipped to the codes, so the float graph after this pass computes what the
+        // model does (calibration runs it: a bias beyond its codes' range otherwise skews every
+        // range after it).
+        let fq = fake_quantized(g, x, &quant, bounds);
+        g.replace_uses(out, fq);
+        g.remove_node(dq);
+        for n in [clip, Some(q)].into_iter().flatten() {
+            let o = g.node(n).outputs[0];
+            if g.users(o).is_empty() && !g.outputs().contains(&o) {
+                g.remove_node(n);
+            }
+        }
+        return Ok(true);
+    }
+    g.value_mut(x).ty.quant = Some(quant);
     if g.outputs().contains(&out) && !g.outputs().contains(&x) && !g.value(x).is_const() {
         // A graph output keeps its name.
         let name = g.value(out).name.clone();
@@ -305,6 +330,33 @@ fn fold_activation(g: &mut Graph, dq: NodeId) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// A new constant: the float constant `x` quantized as QuantizeLinear does (`round_half_even(x /
+/// s) + z`, per channel along `q.axis`), clipped to `bounds`, and dequantized as
+/// DequantizeLinear does (`(code − z)·s` in f32), annotated with `q`.
+fn fake_quantized(g: &mut Graph, x: ValueId, q: &QuantParams, bounds: (i64, i64)) -> ValueId {
+    let d = g.value(x).const_data().expect("invariant: called on a constant");
+    let shape = d.shape().to_vec();
+    let data = d.to_f32_vec();
+    let (c, inner) = match q.axis {
+        Some(a) => (shape[a], shape[a + 1..].iter().product::<usize>().max(1)),
+        None => (1, data.len().max(1)),
+    };
+    let vals: Vec<f32> = data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let ch = if c == 1 { 0 } else { (i / inner) % c };
+            let (s, z) = (q.scale[ch], q.zero_point[ch]);
+            let code = ((v / s).round_ties_even() as i64 + z as i64).clamp(bounds.0, bounds.1);
+            (code as f32 - z as f32) * s
+        })
+        .collect();
+    let name = format!("{}_fq", g.value(x).name);
+    let v = g.add_const(name, TensorData::from_f32(shape, &vals));
+    g.value_mut(v).ty.quant = Some(q.clone());
+    v
 }
 
 #[cfg(test)]
