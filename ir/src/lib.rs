@@ -38,7 +38,8 @@ pub use graph::{Graph, Node, NodeId, Value, ValueDef, ValueId};
 pub use note::{Note, NoteValue};
 pub use op::*;
 pub use op_attrs::{
-    CoordMode, Direction, NearestMode, RecurrentAttrs, ResizeAttrs, ResizeMode, RnnAct,
+    CoordMode, Direction, NearestMode, RecurrentAttrs, RecurrentCell, ResizeAttrs, ResizeMode,
+    RnnAct,
 };
 pub use parse::{parse, parse_with_data};
 pub use types::{QuantParams, TensorType};

@@ -202,6 +202,36 @@ impl AttrField for ResizeAttrs {
     }
 }
 
+/// Which recurrent op (LSTM, GRU or RNN): the facts of its cell that the interpreter and the
+/// unrolling pass share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecurrentCell {
+    Lstm,
+    Gru,
+    Rnn,
+}
+
+impl RecurrentCell {
+    /// Gates per hidden unit: the rows of W and R per hidden unit (LSTM i, o, f, c; GRU z, r,
+    /// h; RNN h).
+    pub fn gates(self) -> usize {
+        match self {
+            RecurrentCell::Lstm => 4,
+            RecurrentCell::Gru => 3,
+            RecurrentCell::Rnn => 1,
+        }
+    }
+
+    /// Activations per direction in the `activations` attribute (LSTM f, g, h; GRU f, g; RNN f).
+    pub fn activation_count(self) -> usize {
+        match self {
+            RecurrentCell::Lstm => 3,
+            RecurrentCell::Gru => 2,
+            RecurrentCell::Rnn => 1,
+        }
+    }
+}
+
 /// The attributes of LSTM, GRU and RNN, resolved (defaults filled in).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecurrentAttrs {

@@ -31,8 +31,8 @@
 use crate::error::{PassError, Result};
 use crate::{Pass, PassContext, Stats};
 use cimc_ir::{
-    DType, Direction, Graph, NodeId, Op, RecurrentAttrs, RnnAct, SliceAxis, TensorData, TensorType,
-    UnaryOp, ValueId,
+    DType, Direction, Graph, NodeId, Op, RecurrentAttrs, RecurrentCell as Cell, RnnAct, SliceAxis,
+    TensorData, TensorType, UnaryOp, ValueId,
 };
 
 pub struct UnrollRecurrent;
@@ -58,31 +58,6 @@ impl Pass for UnrollRecurrent {
             *stats.entry("time steps").or_default() += steps as u64;
         }
         Ok(stats)
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Cell {
-    Lstm,
-    Gru,
-    Rnn,
-}
-
-impl Cell {
-    fn gates(self) -> usize {
-        match self {
-            Cell::Lstm => 4,
-            Cell::Gru => 3,
-            Cell::Rnn => 1,
-        }
-    }
-
-    fn n_acts(self) -> usize {
-        match self {
-            Cell::Lstm => 3,
-            Cell::Gru => 2,
-            Cell::Rnn => 1,
-        }
     }
 }
 
@@ -294,7 +269,7 @@ fn unroll(g: &mut Graph, n: NodeId, cell: Cell) -> Result<usize> {
         || r.len() != d * gates * h * h
         || b.len() != d * 2 * gates * h
         || p.as_ref().is_some_and(|p| p.len() != d * 3 * h)
-        || a.activations.len() != d * cell.n_acts()
+        || a.activations.len() != d * cell.activation_count()
         || a.alphas.len() != a.activations.len()
         || a.betas.len() != a.activations.len()
     {
@@ -396,7 +371,7 @@ fn dir_weights(
             *slot = v.iter().any(|&x| x != 0.0).then(|| v.to_vec());
         }
     }
-    let na = cell.n_acts();
+    let na = cell.activation_count();
     wts.acts = (dir * na..(dir + 1) * na)
         .map(|i| Act(a.activations[i], a.alphas[i], a.betas[i]))
         .collect();

@@ -259,9 +259,9 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
         Op::ConvTranspose { conv, output_padding } => {
             one(conv_transpose::conv_transpose(conv, output_padding, inputs)?)
         }
-        Op::Lstm(a) => recurrent::eval(recurrent::Cell::Lstm, a, inputs, n_outputs),
-        Op::Gru(a) => recurrent::eval(recurrent::Cell::Gru, a, inputs, n_outputs),
-        Op::Rnn(a) => recurrent::eval(recurrent::Cell::Rnn, a, inputs, n_outputs),
+        Op::Lstm(a) => recurrent::eval(cimc_ir::RecurrentCell::Lstm, a, inputs, n_outputs),
+        Op::Gru(a) => recurrent::eval(cimc_ir::RecurrentCell::Gru, a, inputs, n_outputs),
+        Op::Rnn(a) => recurrent::eval(cimc_ir::RecurrentCell::Rnn, a, inputs, n_outputs),
     }
 }
 

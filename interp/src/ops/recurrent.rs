@@ -7,33 +7,7 @@ use super::bad;
 use super::norm::{float_like, floats_of};
 use crate::error::Result;
 use crate::tensor::Tensor;
-use cimc_ir::{Direction, RecurrentAttrs, RnnAct};
-
-/// Which recurrent op: its gate count is the rows of W per hidden unit.
-#[derive(Clone, Copy, PartialEq)]
-pub(crate) enum Cell {
-    Lstm,
-    Gru,
-    Rnn,
-}
-
-impl Cell {
-    fn gates(self) -> usize {
-        match self {
-            Cell::Lstm => 4,
-            Cell::Gru => 3,
-            Cell::Rnn => 1,
-        }
-    }
-
-    fn n_acts(self) -> usize {
-        match self {
-            Cell::Lstm => 3,
-            Cell::Gru => 2,
-            Cell::Rnn => 1,
-        }
-    }
-}
+use cimc_ir::{Direction, RecurrentAttrs, RecurrentCell as Cell, RnnAct};
 
 /// One activation with its alpha and beta.
 #[derive(Clone, Copy)]
@@ -224,7 +198,7 @@ pub(crate) fn eval(
     ];
     if want.iter().any(|(have, want)| have != want)
         || (lstm && c0.len() != state)
-        || a.activations.len() != dirs * cell.n_acts()
+        || a.activations.len() != dirs * cell.activation_count()
     {
         return Err(bad(
             "weights, bias, states or activations do not match the input and hidden size",
@@ -241,7 +215,7 @@ pub(crate) fn eval(
     let mut yh = vec![0.0; state];
     let mut yc = vec![0.0; state];
     for dn in 0..dirs {
-        let na = cell.n_acts();
+        let na = cell.activation_count();
         let d = Dir {
             w: &w[dn * gh * isz..(dn + 1) * gh * isz],
             r: &r[dn * gh * hs..(dn + 1) * gh * hs],
