@@ -253,3 +253,26 @@ fn tables_beyond_the_cap_are_refused_naming_the_node() {
     let e = lower(&g).unwrap_err().to_string();
     assert!(e.contains("wide_mul") && e.contains("MiB"), "{e}");
 }
+
+/// Equal tables for every constant element, with an activation that broadcasts to the output
+/// (`[2, 3, 1, 5]` times a `[4, 1]` constant of one value repeated): the step must still
+/// broadcast, not become an element-wise `Lut` that writes too few values (found by the
+/// property test above).
+#[test]
+fn equal_tables_keep_the_broadcast_of_the_activation() {
+    let q = Q { bits: 8, signed: true, scale: 0.05, zp: 0 };
+    let (sx, so) = ([2usize, 3, 1, 5], [2usize, 3, 4, 5]);
+    let text = format!(
+        "graph t {{\n  input %x : {}\n  const @c : f32[4,1] = [2.0, 2.0, 2.0, 2.0]\n  %y : {} = mul(%x, @c) \"n\"\n  output %y\n}}\n",
+        q.ty(&sx),
+        q.ty(&so)
+    );
+    let x: Vec<i32> = (0..30).map(|i| i - 15).collect();
+    let (y, p) = run(&text, &sx, &x);
+    assert!(matches!(p.steps[0], Step::LutPerElement { .. }), "{:?}", p.steps[0].name());
+    assert_eq!(y.len(), 120);
+    for (k, &got) in y.iter().enumerate() {
+        let want = 2.0 * q.real(x[broadcast_from(k, &sx, &so)]);
+        check_nearest(got, want, &q, 1e-4, &format!("element {k}"));
+    }
+}

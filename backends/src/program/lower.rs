@@ -646,7 +646,10 @@ impl Lowering<'_> {
         let (ylo, yhi) = qy.code_range();
         let tables: Vec<i32> =
             ys.iter().map(|&v| quantize_value(v, s_y, z_y, ylo as i32, yhi as i32)).collect();
-        if tables.chunks(entries.max(1)).all(|t| t == &tables[..entries]) {
+        // One table for every element serves as a plain `Lut`, an element-wise step: only where
+        // the activation itself does not broadcast to the output.
+        let same_shape = self.g.ty(node.outputs[0]).shape == self.g.ty(node.inputs[slot]).shape;
+        if same_shape && tables.chunks(entries.max(1)).all(|t| t == &tables[..entries]) {
             let table = tables[..entries].to_vec();
             self.push(node, Step::Lut { input: x, output: yb, input_min, table });
             return Ok(());
