@@ -97,6 +97,7 @@ impl Emitter<'_> {
             Step::GlobalAvgPool { input, output, input_zero_point, requant } => {
                 self.global_avg_pool(core, (*input, *output), *input_zero_point, requant)
             }
+            // Sub is the Add recipe with `b` negated about its zero point: one entry for both.
             Step::Add {
                 a,
                 b,
@@ -107,29 +108,8 @@ impl Emitter<'_> {
                 a_mult,
                 b_mult,
                 requant,
-            } => {
-                let entry = AddEntry {
-                    a_zero_point: *a_zero_point,
-                    b_zero_point: *b_zero_point,
-                    headroom: *headroom,
-                    a_mult: *a_mult,
-                    b_mult: *b_mult,
-                    mult: requant.mult[0],
-                    zero_point: requant.zero_point,
-                    lo: requant.lo,
-                    hi: requant.hi,
-                };
-                self.add(core, (*a, *b), *output, entry)
             }
-            Step::Concat { inputs, output, axis, rescale } => {
-                self.concat(core, inputs, *output, *axis, rescale)
-            }
-            // Same words, same order: the output shares the input's region.
-            Step::Reshape { .. } => Ok(()),
-            Step::Transpose { input, output, perm } => self.transpose(core, *input, *output, perm),
-            Step::Pad { input, output, pads, code } => self.pad(core, *input, *output, pads, *code),
-            Step::Conv { .. } | Step::Gemm { .. } => Err(self.err("matrix step without a plan")),
-            Step::Sub {
+            | Step::Sub {
                 a,
                 b,
                 output,
@@ -151,8 +131,20 @@ impl Emitter<'_> {
                     lo: requant.lo,
                     hi: requant.hi,
                 };
-                self.sub(core, (*a, *b), *output, entry)
+                if matches!(s, Step::Sub { .. }) {
+                    self.sub(core, (*a, *b), *output, entry)
+                } else {
+                    self.add(core, (*a, *b), *output, entry)
+                }
             }
+            Step::Concat { inputs, output, axis, rescale } => {
+                self.concat(core, inputs, *output, *axis, rescale)
+            }
+            // Same words, same order: the output shares the input's region.
+            Step::Reshape { .. } => Ok(()),
+            Step::Transpose { input, output, perm } => self.transpose(core, *input, *output, perm),
+            Step::Pad { input, output, pads, code } => self.pad(core, *input, *output, pads, *code),
+            Step::Conv { .. } | Step::Gemm { .. } => Err(self.err("matrix step without a plan")),
             // The instruction set has no table lookup, product, quotient or matrix product of two
             // tensors, integer softmax, gather by index, interpolation, per-element tables nor LRN
             // and normalization yet: the program runs these steps, a stream cannot.
