@@ -186,6 +186,45 @@ def compiled():
         put(target, "hand-header-only-" + name, data[:12])
 
 
+def npz_bytes(members):
+    """A .npz (a zip of .npy members, stored), with fixed timestamps so the bytes are stable."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members:
+            z.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def hostile():
+    """The hostile inputs of issue 25 (tests/data/bad/hostile/, scripts/make_hostile_inputs.py)
+    and seeds of the .npz and stream-text decoders."""
+    bad = f"{ROOT}/tests/data/bad/hostile"
+    copy("onnx_import", glob.glob(f"{bad}/*.onnx"), "seed-")
+    copy("npy", glob.glob(f"{bad}/*.npy"), "seed-")
+    copy("target_toml", glob.glob(f"{bad}/*.toml"), "seed-")
+    copy("stream_text", glob.glob(f"{bad}/*.s"), "seed-")
+    for name in ["seed-digits-edge-serial.cims", "seed-digits-edge.cims"]:
+        text = subprocess.run([CIMC, "disasm", os.path.join(SEEDS, "stream", name)], cwd=ROOT,
+                              check=True, stdout=subprocess.PIPE).stdout
+        if len(text) <= 64 * 1024:
+            put("stream_text", name.replace(".cims", ".s"), text)
+            put("stream_text", "hand-truncated-" + name.replace(".cims", ".s"),
+                text[: len(text) // 2])
+            break
+    x = npy("<f4", (2, 3), struct.pack("<6f", *range(6)))
+    y = npy("<i8", (2,), struct.pack("<2q", 3, 7))
+    put("npz", "hand-two-arrays.npz", npz_bytes([("x.npy", x), ("y.npy", y)]))
+    put("npz", "hand-duplicate-names.npz", npz_bytes([("x.npy", x), ("x.npy", y)]))
+    put("npz", "hand-not-npy-member.npz", npz_bytes([("x.npy", b"not an array")]))
+    put("npz", "hand-empty.npz", npz_bytes([]))
+    whole = npz_bytes([("x.npy", x), ("y.npy", y)])
+    put("npz", "hand-truncated.npz", whole[: len(whole) // 2])
+    big = npy("<f4", (10**9, 10**9), b"")
+    put("npz", "hand-huge-declared.npz", npz_bytes([("x.npy", big)]))
+
+
 def main():
     if os.path.isdir(SEEDS):
         shutil.rmtree(SEEDS)
@@ -223,6 +262,7 @@ def main():
     copy("target_toml", glob.glob(f"{ROOT}/tests/data/bad_targets/*.toml"), "seed-")
     compiled()
     hand_made()
+    hostile()
     for t in sorted(os.listdir(SEEDS)):
         files = os.listdir(os.path.join(SEEDS, t))
         size = sum(os.path.getsize(os.path.join(SEEDS, t, f)) for f in files)

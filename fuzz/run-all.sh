@@ -14,12 +14,12 @@ secs="${1:-600}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(onnx_import tensor_pb npy ir_text target_toml noise_toml program stream)
+  targets=(onnx_import tensor_pb npy ir_text target_toml noise_toml program stream npz stream_text)
 fi
 max_len() {
   case "$1" in
     onnx_import | ir_text) echo 65536 ;;
-    program | stream) echo 32768 ;;
+    program | stream | stream_text) echo 32768 ;;
     *) echo 4096 ;;
   esac
 }

@@ -29,6 +29,8 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("noise_toml", noise_toml),
     ("program", program),
     ("stream", stream),
+    ("npz", npz),
+    ("stream_text", stream_text),
 ];
 
 /// The entry point of a target by name.
@@ -126,4 +128,21 @@ pub fn stream(data: &[u8]) -> Result<String, String> {
         back.instructions(),
         t.len()
     ))
+}
+
+/// A `.npz` archive (the arrays of `cimc run --input x.npz`, calibration and eval data).
+pub fn npz(data: &[u8]) -> Result<String, String> {
+    let arrays = crate::npy::parse_npz(Bytes::copy_from_slice(data))?;
+    Ok(format!("{} arrays", arrays.len()))
+}
+
+/// A stream's text form (`cimc asm`), parsed and validated; a stream that reads prints back to
+/// the same text's stream.
+pub fn stream_text(data: &[u8]) -> Result<String, String> {
+    use cimc_backends::stream::text;
+    let source = std::str::from_utf8(data).map_err(|e| format!("not UTF-8 text: {e}"))?;
+    let s = text::parse(source).map_err(|e| e.to_string())?;
+    let back = text::parse(&text::print(&s))
+        .unwrap_or_else(|e| panic!("invariant: the printed stream does not parse: {e}"));
+    Ok(format!("{} cores, {} instructions", back.cores.len(), back.instructions()))
 }

@@ -4,6 +4,7 @@ pub mod compile;
 pub mod error;
 pub mod fuzz_entry;
 pub mod guard;
+pub mod limits;
 pub mod memory;
 pub mod model;
 pub mod noise_eval;

@@ -7,7 +7,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 /// Set by the panic hook when the panic is `print!` failing to write standard output (a full
-/// disk, a closed descriptor): the environment's failure, reported as a user error (exit 1).
+/// disk, a closed descriptor) or follows a model changed under cimc: the environment's
+/// failure, reported as a user error (exit 1).
 static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn main() -> ExitCode {
@@ -41,6 +42,10 @@ fn main() -> ExitCode {
         if let Some(reason) = payload.strip_prefix("failed printing to stdout: ") {
             STDOUT_FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
             eprintln!("error: cannot write to standard output: {reason}");
+        } else if let Err(e) = cimc::onnx::check_unchanged() {
+            // Not a bug: the user's model changed under cimc (`onnx/mapped.rs`).
+            STDOUT_FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
+            eprintln!("error: {}", printable(&e.to_string()));
         } else {
             eprintln!("error: internal error (a bug in cimc, please report it): {info}");
         }
@@ -57,6 +62,11 @@ fn main() -> ExitCode {
             }
         },
         Ok(Err(e)) => {
+            // An internal error after a model changed under cimc is that change's doing.
+            let e = match cimc::onnx::check_unchanged() {
+                Err(changed) if e.exit_code() == 2 => changed,
+                _ => e,
+            };
             eprintln!("error: {}", printable(&e.to_string()));
             ExitCode::from(e.exit_code() as u8)
         }

@@ -241,8 +241,15 @@ impl Model {
     /// Ready to run, at `batch` samples per run where the model allows it.
     pub fn prepare(&self, batch: usize) -> Result<Prepared> {
         match self {
-            Model::Program { program, .. } => Prepared::from_program(program),
-            _ => Prepared::from_graph(&self.graph_at(batch)?),
+            Model::Program { program, path } => {
+                crate::limits::check_program_run(path, program)?;
+                Prepared::from_program(program)
+            }
+            _ => {
+                let g = self.graph_at(batch)?;
+                crate::limits::check_graph_run(self.path(), &g)?;
+                Prepared::from_graph(&g)
+            }
         }
     }
 
@@ -251,7 +258,10 @@ impl Model {
     pub fn prepare_at(&self, batch: usize, widths: Option<&WeightWidths>) -> Result<Prepared> {
         match (self, widths) {
             (_, None) => self.prepare(batch),
-            (Model::Program { program, .. }, Some(w)) => Prepared::from_program_at(program, w),
+            (Model::Program { program, path }, Some(w)) => {
+                crate::limits::check_program_run(path, program)?;
+                Prepared::from_program_at(program, w)
+            }
             (m, Some(_)) => Err(Error::Usage(format!(
                 "{}: --cascade-wbits and --cascade-bits switch the weight width of a compiled program (.cimp); \
                  compile the model first (cimc compile --cascade)",

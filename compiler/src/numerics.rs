@@ -72,6 +72,7 @@ impl Numerics {
                     )));
                 }
                 let mul = self.multiplier.as_ref().expect("invariant: one of the two is set");
+                crate::limits::check_program_run(model.path(), program)?;
                 let runner = ProgramRunner::with_multiplier(program, mul)?;
                 let mut p = Prepared::from_program(program)?;
                 p.exe = crate::model::Executable::Program(runner);
@@ -86,6 +87,7 @@ impl Numerics {
                 }
                 let precision = self.precision.expect("invariant: one of the two is set");
                 let g = model.graph_at(batch)?;
+                crate::limits::check_graph_run(model.path(), &g)?;
                 let mut p = Prepared::from_graph(&g)?;
                 p.exe = crate::model::Executable::Graph(Runner::with_precision(&g, precision)?);
                 Ok(p)

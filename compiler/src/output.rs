@@ -145,6 +145,8 @@ impl Outputs {
     /// Renames every staged file into place, in the order they were written, then removes the
     /// stale files.
     pub fn commit(mut self) -> Result<()> {
+        // A model rewritten while it was read may have given a mix of two versions.
+        crate::onnx::check_unchanged()?;
         for s in std::mem::take(&mut self.staged) {
             if let Err(e) = std::fs::rename(&s.temp, &s.dest) {
                 let _ = std::fs::remove_file(&s.temp);

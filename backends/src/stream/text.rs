@@ -86,13 +86,22 @@ pub fn print(s: &Stream) -> String {
                     break;
                 }
                 let name = s.layers.get(layer as usize).map_or("", |n| n.as_str());
-                let _ = writeln!(o, ".at {layer} ; {name}");
+                // A comment ends at the line's end: a name from a model may hold a newline
+                // (and characters a terminal would act on), shown escaped.
+                let _ = writeln!(o, ".at {layer} ; {}", escape_controls(name));
                 marks.next();
             }
             let _ = writeln!(o, "{}", asm::print(instr));
         }
     }
     o
+}
+
+/// `name` with its control characters escaped (`\u{a}`), so it stays on one line.
+fn escape_controls(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() })
+        .collect()
 }
 
 /// The code of a line: without its comment (outside JSON strings) and surrounding blanks.

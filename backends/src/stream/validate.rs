@@ -71,12 +71,27 @@ pub fn column_groups(x: &Crossbar, g: &GroupEntry) -> usize {
     }
 }
 
+/// Most words the memories of a stream may declare in all (global memory and every core's
+/// scratchpad): 2^29 words, 4 GiB of the simulator's 8-byte words, far above what the emitter
+/// writes for a CNN. A text stream declaring a 2^32-word scratchpad is refused when it is read,
+/// not when the simulator fails to allocate it.
+pub const MAX_MEMORY_WORDS: u64 = 1 << 29;
+
 pub(super) fn validate(s: &Stream) -> Result<()> {
     if s.cores.is_empty() {
         return Err(fail("the stream has no cores".into()));
     }
     if s.cores.len() > 1 << 16 {
         return Err(fail(format!("{} cores (at most 65536 can be addressed)", s.cores.len())));
+    }
+    let words = s.cores.iter().fold(s.global_words as u64, |a, c| a + c.scratch_words as u64);
+    if words > MAX_MEMORY_WORDS {
+        return Err(fail(format!(
+            "the memories declare {words} words (global memory {} words, the largest scratchpad \
+             {} words), above the limit of {MAX_MEMORY_WORDS} words that a simulator can hold",
+            s.global_words,
+            s.cores.iter().map(|c| c.scratch_words).max().unwrap_or(0)
+        )));
     }
     for (kind, list) in [("input", &s.inputs), ("output", &s.outputs)] {
         for (i, io) in list.iter().enumerate() {

@@ -83,6 +83,9 @@ pub fn run(a: CompileArgs) -> Result<()> {
     }
     let m = Model::open(&a.model, a.import.options()?)?;
     let mut graph = m.graph()?;
+    // Calibration holds every observed value of a batch at once (`cimc::limits`).
+    let planned = cimc::limits::graph_activation_bytes(&graph, cimc::limits::Holding::All);
+    cimc::limits::check_activations(&a.model, "calibration", planned)?;
     let cx = a.quant.context(&graph, a.json)?;
     let (program, mut report) = compile_in_place(&mut graph, &cx, &a.print_after)?;
     let mapping = target.as_ref().map(|t| {

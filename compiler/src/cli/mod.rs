@@ -11,7 +11,9 @@ mod sim;
 mod stream;
 mod worst_case;
 
+use cimc::limits::DEFAULT_MAX_ACTIVATION_BYTES;
 use cimc::onnx::limits::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, DEFAULT_MAX_TENSOR_BYTES};
+use cimc::onnx::limits::{DEFAULT_MAX_CONSTANT_BYTES, DEFAULT_MAX_RANK};
 use cimc::onnx::{ImportLimits, ImportOptions};
 use cimc::{Error, Result};
 use clap::{Args, Parser, Subcommand};
@@ -30,6 +32,17 @@ pub struct Cli {
     /// Refuse ONNX models with a tensor (weight, input or inferred value) larger than this.
     #[arg(long, global = true, value_name = "BYTES", default_value_t = DEFAULT_MAX_TENSOR_BYTES)]
     max_tensor_bytes: usize,
+    /// Refuse ONNX models whose constants (weights, and constants the importer makes) add up
+    /// to more bytes than this.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = DEFAULT_MAX_CONSTANT_BYTES)]
+    max_constant_bytes: usize,
+    /// Refuse ONNX models with a tensor of more dimensions than this.
+    #[arg(long, global = true, value_name = "N", default_value_t = DEFAULT_MAX_RANK)]
+    max_rank: usize,
+    /// Refuse a run (run, eval, the calibration of compile) that would hold more bytes of
+    /// activations at once than this, planned from the shapes before anything is allocated.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = DEFAULT_MAX_ACTIVATION_BYTES)]
+    max_activation_bytes: u64,
 }
 
 /// The import caps of this run (the global `--max-*` flags), set once by [`run`].
@@ -113,7 +126,10 @@ pub fn run(cli: Cli) -> Result<()> {
         max_nodes: cli.max_nodes,
         max_depth: cli.max_graph_depth,
         max_tensor_bytes: cli.max_tensor_bytes,
+        max_constant_bytes: cli.max_constant_bytes,
+        max_rank: cli.max_rank,
     };
+    cimc::limits::set_max_activation_bytes(cli.max_activation_bytes);
     // `run` is called once per process; a second call keeps the first caps.
     let _ = IMPORT_LIMITS.set(limits);
     match cli.command {

@@ -18,6 +18,13 @@ pub struct ImportLimits {
     /// Constants the importer makes itself (ConstantOfShape, Range, folding) are further capped
     /// at [`MAX_CREATED_BYTES`].
     pub max_tensor_bytes: usize,
+    /// Most bytes of constants in all (weights read from the file and constants the importer
+    /// creates), summed as they are read (`--max-constant-bytes`): each tensor under the cap
+    /// above, a few hundred bytes of ConstantOfShape could still ask for 8 GiB.
+    pub max_constant_bytes: usize,
+    /// Most dimensions of any tensor (`--max-rank`): inference and printing cost grows with
+    /// the rank, and no model needs hundreds.
+    pub max_rank: usize,
 }
 
 /// Default of [`ImportLimits::max_nodes`].
@@ -27,6 +34,11 @@ pub const DEFAULT_MAX_DEPTH: usize = 10_000;
 /// Default of [`ImportLimits::max_tensor_bytes`]: 4 GiB, above any CNN's weight or activation
 /// at the batch sizes cimc runs.
 pub const DEFAULT_MAX_TENSOR_BYTES: usize = 1 << 32;
+/// Default of [`ImportLimits::max_constant_bytes`]: 2 GiB, above every model of the corpus (VGG-16
+/// holds 0.55 GB of weights).
+pub const DEFAULT_MAX_CONSTANT_BYTES: usize = 2 << 30;
+/// Default of [`ImportLimits::max_rank`]: ONNX's own test cases stay under 8 dimensions.
+pub const DEFAULT_MAX_RANK: usize = 32;
 /// Largest constant the importer itself creates (ConstantOfShape, Range, folding), whatever
 /// the tensor cap: a model cannot make the importer allocate more than this from a few bytes
 /// of attributes.
@@ -38,6 +50,8 @@ impl Default for ImportLimits {
             max_nodes: DEFAULT_MAX_NODES,
             max_depth: DEFAULT_MAX_DEPTH,
             max_tensor_bytes: DEFAULT_MAX_TENSOR_BYTES,
+            max_constant_bytes: DEFAULT_MAX_CONSTANT_BYTES,
+            max_rank: DEFAULT_MAX_RANK,
         }
     }
 }
@@ -50,6 +64,36 @@ impl ImportLimits {
                 "{} is {bytes} bytes, above the limit of {} bytes (raise it with --max-tensor-bytes)",
                 what(),
                 self.max_tensor_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fails when a tensor of `rank` dimensions (described by `what`) exceeds the rank cap.
+    pub fn check_rank(&self, rank: usize, what: impl FnOnce() -> String) -> Result<(), String> {
+        if rank > self.max_rank {
+            return Err(format!(
+                "{} has rank {rank}, above the limit of {} (raise it with --max-rank)",
+                what(),
+                self.max_rank
+            ));
+        }
+        Ok(())
+    }
+
+    /// Fails when the constants read or created so far, `total` bytes with the one of `bytes`
+    /// bytes just added (described by `what`), exceed the constants' cap.
+    pub fn check_constants(
+        &self,
+        total: usize,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), String> {
+        if total > self.max_constant_bytes {
+            return Err(format!(
+                "with {} the model's constants reach {total} bytes, above the limit of {} bytes \
+                 (raise it with --max-constant-bytes)",
+                what(),
+                self.max_constant_bytes
             ));
         }
         Ok(())
@@ -105,7 +149,16 @@ mod tests {
 
     #[test]
     fn messages_name_the_flag() {
-        let l = ImportLimits { max_nodes: 2, max_depth: 1, max_tensor_bytes: 8 };
+        let l = ImportLimits {
+            max_nodes: 2,
+            max_depth: 1,
+            max_tensor_bytes: 8,
+            max_constant_bytes: 16,
+            max_rank: 3,
+        };
+        assert!(l.check_rank(4, || "x".into()).unwrap_err().contains("--max-rank"));
+        assert!(l.check_rank(3, || "x".into()).is_ok());
+        assert!(l.check_constants(17, || "x".into()).unwrap_err().contains("--max-constant-bytes"));
         assert!(l.check_nodes(3).unwrap_err().contains("--max-nodes"));
         assert!(l.check_tensor(9, || "x".into()).unwrap_err().contains("--max-tensor-bytes"));
         assert!(l.check_tensor(8, || "x".into()).is_ok());

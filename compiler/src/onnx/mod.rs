@@ -46,6 +46,7 @@ mod fold;
 mod legacy;
 pub mod limits;
 mod mapped;
+pub use mapped::{changed_files, check_unchanged};
 mod nodes;
 #[allow(clippy::all, missing_docs, rustdoc::all)]
 #[rustfmt::skip]
@@ -385,6 +386,7 @@ impl Importer {
                     shape
                 }
             };
+            self.reader.limits.check_rank(shape.len(), || format!("{dtype}[..]")).map_err(msg)?;
             let (_, nbytes) = byte_size(dtype, &shape).map_err(msg)?;
             self.reader.limits.check_tensor(nbytes, || format!("{dtype}{shape:?}")).map_err(msg)?;
             let v = self.g.add_input(name.clone(), TensorType::new(dtype, shape));
@@ -548,8 +550,9 @@ impl Importer {
         let types: Vec<&TensorType> = ins.iter().map(|&v| self.g.ty(v)).collect();
         let out_types = cimc_ir::infer::infer(&op, &types, n_op).map_err(&node_err)?;
         for t in &out_types {
-            let (_, nbytes) = byte_size(t.dtype, &t.shape).map_err(&node_err)?;
             let limits = &self.reader.limits;
+            limits.check_rank(t.rank(), || format!("its output {}[..]", t.dtype)).map_err(&node_err)?;
+            let (_, nbytes) = byte_size(t.dtype, &t.shape).map_err(&node_err)?;
             let what = || format!("its output {}", cimc_ir::infer::show(t));
             limits.check_tensor(nbytes, what).map_err(&node_err)?;
         }

@@ -105,11 +105,19 @@ pub struct TensorReader {
     /// `raw_data` then own their pages ([`MappedFile::tensor_bytes`]).
     model_map: Option<MappedFile>,
     pub limits: ImportLimits,
+    /// Bytes of the constants read or created so far ([`ImportLimits::max_constant_bytes`]).
+    constant_bytes: std::cell::Cell<usize>,
 }
 
 impl TensorReader {
     pub fn new(dir: PathBuf, limits: ImportLimits) -> TensorReader {
-        TensorReader { dir, files: HashMap::new(), model_map: None, limits }
+        TensorReader {
+            dir,
+            files: HashMap::new(),
+            model_map: None,
+            limits,
+            constant_bytes: std::cell::Cell::new(0),
+        }
     }
 
     /// A reader of tensors decoded from `map`'s bytes.
@@ -121,6 +129,7 @@ impl TensorReader {
     /// Fails when a constant the importer would create itself (ConstantOfShape, Range,
     /// folding) exceeds [`ImportLimits::max_created_bytes`].
     pub fn check_created(&self, dtype: DType, shape: &[usize]) -> R<()> {
+        self.limits.check_rank(shape.len(), || format!("the constant {dtype}[..]"))?;
         let (_, b) = byte_size(dtype, shape)?;
         let cap = self.limits.max_created_bytes();
         if b > cap {
@@ -128,6 +137,15 @@ impl TensorReader {
                 "the constant {dtype}{shape:?} ({b} bytes) exceeds the importer's limit of {cap} bytes for constants it creates"
             ));
         }
+        self.count_constant(b, || format!("the constant {dtype}{shape:?} it creates"))
+    }
+
+    /// Adds `bytes` of a constant (described by `what`) to the import's total, failing above
+    /// [`ImportLimits::max_constant_bytes`]: checked before the constant is made.
+    fn count_constant(&self, bytes: usize, what: impl FnOnce() -> String) -> R<()> {
+        let total = self.constant_bytes.get().saturating_add(bytes);
+        self.limits.check_constants(total, what)?;
+        self.constant_bytes.set(total);
         Ok(())
     }
 
@@ -143,6 +161,7 @@ impl TensorReader {
         if t.segment.is_some() {
             return Err("segmented tensors are not supported".into());
         }
+        self.limits.check_rank(t.dims.len(), || format!("{dtype}[..]"))?;
         let shape = t
             .dims
             .iter()
@@ -166,8 +185,9 @@ impl TensorReader {
         } else {
             typed_fields(t, dtype, n)?
         };
-        // The bytes are present (checked above against the declared size): now the cap.
+        // The bytes are present (checked above against the declared size): now the caps.
         self.limits.check_tensor(nbytes, || format!("{dtype}{shape:?}"))?;
+        self.count_constant(nbytes, || format!("{dtype}{shape:?}"))?;
         TensorData::from_raw(dtype, shape, bytes).map_err(|e| e.to_string())
     }
 
@@ -197,6 +217,7 @@ impl TensorReader {
             t.int32_data.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect()
         };
         self.limits.check_tensor(wide_bytes, || format!("{name}{shape:?} widened to f32"))?;
+        self.count_constant(wide_bytes, || format!("{name}{shape:?} widened to f32"))?;
         TensorData::from_raw(DType::F32, shape, half.widen(&bytes)).map_err(|e| e.to_string())
     }
 
