@@ -25,6 +25,10 @@ use std::path::Path;
 use cimc_ir::GeometryField;
 pub use cimc_ir::{AdcRange, ChipGeometry, CrossbarGeometry, WeightEncoding};
 
+/// Most arrays a target's chip may have (`array.count`), as `--arrays` may ask: 2^24, far
+/// above any chip, and below what the mapping's per-array records could not hold.
+pub const MAX_CHIP_ARRAYS: usize = 1 << 24;
+
 /// The key a target file spells a geometry field with (in the messages about it).
 fn target_key(field: GeometryField) -> &'static str {
     match field {
@@ -408,6 +412,13 @@ impl Target {
         let (c, x) = (&self.chip, &self.chip.crossbar);
         if !(1..=65536).contains(&self.core.arrays) {
             p.push(format!("core.arrays = {}: a core owns 1 to 65536 arrays", self.core.arrays));
+        }
+        if c.arrays > MAX_CHIP_ARRAYS {
+            p.push(format!(
+                "array.count = {}: a chip holds at most {MAX_CHIP_ARRAYS} arrays (the mapping \
+                 keeps a record per array)",
+                c.arrays
+            ));
         }
         if self.core.scratchpad_kib == 0 {
             p.push("core.scratchpad_kib = 0: a core needs a scratchpad".to_string());

@@ -65,7 +65,7 @@ impl Pass for AdcCalibrate {
             ));
         };
         let program = cimc_backends::program::lower::lower(g)
-            .map_err(|e| PassError::Internal(format!("lowering for ADC calibration: {e}")))?;
+            .map_err(|e| PassError::lowering("lowering for ADC calibration", e))?;
         // Lean: the program is run once per calibration chunk, and a prepared runner would
         // hold every layer's converted weights at once (`docs/compile-memory.md`).
         let runner = cimc_sim::program::ProgramRunner::lean(program)?;

@@ -80,7 +80,7 @@ impl Pass for BnCalibrate {
         let mut stats = Stats::new();
         let Some(calib) = crate::util::bn_calibrate_data(cx)? else { return Ok(stats) };
         let program =
-            lower(g).map_err(|e| PassError::Internal(format!("lowering for bn-calibrate: {e}")))?;
+            lower(g).map_err(|e| PassError::lowering("lowering for bn-calibrate", e))?;
         // Lean: one run over the calibration data, one layer's converted weights at a time.
         let runner = ProgramRunner::lean(program)?;
         let program = runner.program();
@@ -136,7 +136,7 @@ impl Pass for BnCalibrate {
         }
         // The graph lowers to exactly the steps the corrected run used.
         let check = lower(g)
-            .map_err(|e| PassError::Internal(format!("lowering after bn-calibrate: {e}")))?;
+            .map_err(|e| PassError::lowering("lowering after bn-calibrate", e))?;
         for (step, bias, requant) in expected {
             match &check.steps[step] {
                 Step::Conv { bias: b, requant: r, .. } | Step::Gemm { bias: b, requant: r, .. }

@@ -38,4 +38,19 @@ impl PassError {
     }
 }
 
+impl PassError {
+    /// A failure of lowering the graph inside a pass (`stage` says which): a bug of cimc only
+    /// when lowering says so; a value the target arithmetic cannot represent (a requantization
+    /// multiplier below 2^-62) or a node that cannot be lowered is the model's, as it is when
+    /// `cimc compile` lowers the graph itself.
+    pub fn lowering(stage: &str, e: cimc_backends::BackendError) -> PassError {
+        match e {
+            cimc_backends::BackendError::Internal(m) => {
+                PassError::Internal(format!("{stage}: {m}"))
+            }
+            other => PassError::Config(format!("{stage}: {other}")),
+        }
+    }
+}
+
 pub type Result<T, E = PassError> = std::result::Result<T, E>;

@@ -606,4 +606,28 @@ mod tests {
         let err = Stream::from_bytes(&with_version(3, &s.file())).unwrap_err().to_string();
         assert!(err.contains("version 3; this cimc reads versions 1 to 2"), "{err}");
     }
+
+    /// A layer name holding a newline and a directive stays in its comment: the text reads
+    /// back as the same stream (issue 25).
+    #[test]
+    fn a_layer_name_with_a_newline_round_trips_through_the_text() {
+        let mut s = tiny();
+        s.layers = vec!["fc\n.core 7 scratch=9\r\u{1b}[2J".into()];
+        s.cores[0].marks = vec![(0, 0)];
+        let text = text::print(&s);
+        assert!(text.contains(".at 0 ; fc\\u{a}.core 7"), "{text}");
+        assert_eq!(text::parse(&text).unwrap(), s);
+    }
+
+    /// Memories no simulator could hold are refused when a stream is read (issue 25).
+    #[test]
+    fn memories_above_the_limit_are_refused() {
+        let mut s = tiny();
+        s.cores[0].scratch_words = u32::MAX;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("4294967295 words") && err.contains("limit"), "{err}");
+        let mut s = tiny();
+        s.global_words = u32::MAX;
+        assert!(text::parse(&text::print(&s)).is_err());
+    }
 }

@@ -46,6 +46,9 @@ pub fn run(a: DumpArgs) -> Result<()> {
     let run_passes =
         a.stop_after.is_some() || !a.print_after.is_empty() || a.stats || a.quant.target.is_some();
     if run_passes {
+        // The passes may calibrate, which holds every observed value at once (`cimc::limits`).
+        let planned = cimc::limits::graph_activation_bytes(&g, cimc::limits::Holding::All);
+        cimc::limits::check_activations(&a.model, "calibration", planned)?;
         let cx = a.quant.context(&g, true)?;
         let report = run_pipeline(&mut g, &cx, &a.print_after, a.stop_after.as_deref())?;
         for (pass, text) in &report.printed {
