@@ -52,7 +52,7 @@ nodes = [
 ]
 nodes.append(helper.make_node("Sum", [f"c{i}" for i in range(8)], ["y"], name="sum"))
 f = save(model(nodes, [], [f32("y", [1 << 28])], [shape]), "created_8gib.onnx")
-case("created constants", ["dump", "{dir}/" + f], [f, "--max-constant-bytes"],
+case("created constants", ["dump", "{dir}/" + f], [f, "--max-created-bytes"],
      "8 GiB of ConstantOfShape from a few hundred bytes")
 
 # --- activations: four Expands of 2 GiB each and their sum, 10 GiB live at once.
@@ -82,14 +82,17 @@ case("rank of an input", ["dump", "{dir}/" + f], [f, "rank", "--max-rank"],
 # --- a requantization multiplier below 2^-62: weights of 1e-20 beside a bias of 1.
 w = numpy_helper.from_array(np.full([4, 4], 1e-20, np.float32), "w")
 b = numpy_helper.from_array(np.ones([4], np.float32), "b")
-nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc")]
-f = save(model(nodes, [f32("x", [1, 4])], [f32("y", [1, 4])], [w, b]), "tiny_multiplier.onnx")
+w2 = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w2")
+nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["h"], name="fc"),
+         helper.make_node("Relu", ["h"], ["r"], name="relu"),
+         helper.make_node("Gemm", ["r", "w2"], ["y"], name="fc2")]
+f = save(model(nodes, [f32("x", [1, 4])], [f32("y", [1, 4])], [w, b, w2]), "tiny_multiplier.onnx")
 np.save(os.path.join(OUT, "x4.npy"), np.linspace(-1, 1, 32, dtype=np.float32).reshape(8, 4))
 case("multiplier too small", ["compile", "{dir}/" + f, "--calib", "{dir}/x4.npy", "-o", "{tmp}/x.cimp"],
-     ["too small"], "a requantization multiplier below 2^-62")
+     [f, "'fc'", "too small"], "a requantization multiplier below 2^-62")
 case("multiplier too small with a target",
      ["compile", "{dir}/" + f, "--calib", "{dir}/x4.npy", "--target", "isaac", "-o", "{tmp}/x.cimp"],
-     ["too small"], "the same model was exit 2 with --target")
+     [f, "'fc'", "too small"], "the same model was exit 2 with --target")
 
 # --- a stream declaring 2^32-1 scratchpad words (32 GiB of simulator memory).
 STREAM = """; cimc instruction stream, format 2

@@ -53,6 +53,18 @@ impl Error {
         }
     }
 
+    /// This error with `file` named first when its message does not name it yet: the passes
+    /// and lowering name the node only, and a user needs the model too. Internal errors stay
+    /// as they are.
+    pub fn naming(self, file: &std::path::Path) -> Error {
+        let shown = file.display().to_string();
+        let msg = self.to_string();
+        if self.exit_code() != 1 || msg.contains(&shown) {
+            return self;
+        }
+        Error::Usage(format!("{shown}: {msg}"))
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), source }
     }
@@ -77,5 +89,15 @@ mod tests {
         // The message says who is at fault once.
         let m = Error::from(BackendError::Internal("the emitted stream is invalid".into()));
         assert_eq!(m.to_string(), "internal error: the emitted stream is invalid");
+    }
+
+    #[test]
+    fn naming_adds_the_file_to_user_errors_only() {
+        let f = std::path::Path::new("m.onnx");
+        let e = Error::Usage("node 'fc': too small".into()).naming(f);
+        assert_eq!(e.to_string(), "m.onnx: node 'fc': too small");
+        assert_eq!(e.naming(f).to_string(), "m.onnx: node 'fc': too small", "once");
+        let bug = Error::Internal("a bug".into()).naming(f);
+        assert_eq!((bug.exit_code(), bug.to_string()), (2, "internal error: a bug".into()));
     }
 }

@@ -19,6 +19,16 @@ pub fn install() {
     linux::install();
 }
 
+/// Names `path` in the SIGBUS message: the first file mapped (the model; its external data
+/// are mapped after it). The handler cannot lock or allocate, so the name is copied into a
+/// fixed buffer here, once (longer names are cut).
+pub fn name_mapped_file(path: &std::path::Path) {
+    #[cfg(target_os = "linux")]
+    linux::name_mapped_file(path);
+    #[cfg(not(target_os = "linux"))]
+    let _ = path;
+}
+
 #[cfg(target_os = "linux")]
 mod linux {
     extern "C" {
@@ -32,13 +42,52 @@ mod linux {
     const SIG_DFL: usize = 0;
     const SIG_IGN: usize = 1;
 
-    const SIGBUS_MESSAGE: &[u8] = b"error: an input file was truncated or rewritten while cimc \
+    use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+    const SIGBUS_MESSAGE: &[u8] = b"an input file was truncated or rewritten while cimc \
         was reading it (SIGBUS); nothing was written in place of an output\n";
 
+    /// The first mapped file's name (bytes), for the handler; written once, before it is read.
+    static NAME: [AtomicU8; 1024] = [const { AtomicU8::new(0) }; 1024];
+    static NAME_LEN: AtomicUsize = AtomicUsize::new(0);
+    static NAMED: AtomicBool = AtomicBool::new(false);
+
+    pub fn name_mapped_file(path: &std::path::Path) {
+        if NAMED.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let bytes = path.as_os_str().as_encoded_bytes();
+        let n = bytes.len().min(NAME.len());
+        for (slot, &b) in NAME.iter().zip(&bytes[..n]) {
+            // Control characters would act on the terminal: shown as '?'.
+            slot.store(if b < 0x20 || b == 0x7f { b'?' } else { b }, Ordering::Relaxed);
+        }
+        NAME_LEN.store(n, Ordering::SeqCst);
+    }
+
     extern "C" fn on_sigbus(_signum: i32) {
-        // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is a static byte
-        // string of the given length. Nothing else runs in the handler.
+        let mut line = [0u8; 1024 + 16];
+        let mut at = 0;
+        for &b in b"error: ".iter() {
+            line[at] = b;
+            at += 1;
+        }
+        let n = NAME_LEN.load(Ordering::SeqCst);
+        for slot in &NAME[..n] {
+            line[at] = slot.load(Ordering::Relaxed);
+            at += 1;
+        }
+        if n > 0 {
+            for &b in b": ".iter() {
+                line[at] = b;
+                at += 1;
+            }
+        }
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; both buffers are valid for the
+        // lengths given (a stack array filled above, a static byte string). Nothing else runs
+        // in the handler: atomics neither lock nor allocate.
         unsafe {
+            write(2, line.as_ptr(), at);
             write(2, SIGBUS_MESSAGE.as_ptr(), SIGBUS_MESSAGE.len());
             _exit(1);
         }

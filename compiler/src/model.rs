@@ -188,9 +188,8 @@ impl Model {
     /// Opens `path`: `.cir` is parsed as text IR, `.cimp` read as a program, anything else
     /// imported as ONNX.
     pub fn open(path: &Path, opts: ImportOptions) -> Result<Model> {
-        if !path.exists() {
-            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::NotFound)));
-        }
+        // The OS's own reason ("No such file or directory", "Permission denied"), with the path.
+        std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         match path.extension().and_then(|e| e.to_str()) {
             Some("cir") => Ok(Model::Ir { path: path.to_path_buf(), graph: read_ir(path)? }),
             Some("cimp") => Ok(Model::Program {

@@ -165,14 +165,15 @@ impl MappingReport {
         let mut s = String::new();
         let name = self.target.get("name").and_then(|v| v.as_str()).unwrap_or("?");
         let _ = writeln!(s, "target {name} (hash {})", self.target_hash);
-        let w = self.layers.iter().map(|l| l.name.chars().count()).max().unwrap_or(5).clamp(5, 40);
+        let w = self.layers.iter().map(|l| terminal_safe(&l.name).chars().count());
+        let w = w.max().unwrap_or(5).clamp(5, 40);
         let _ = writeln!(
             s,
             "{:<w$} {:>6} {:>6} {:>4} {:>5} {:>6} {:>6} {:>7} {:>5} {:>8} {:>9}",
             "layer", "K", "N", "grp", "w×x", "blocks", "arrays", "util %", "repl", "adc", "clip %"
         );
         for l in &self.layers {
-            let name: String = l.name.chars().take(w).collect();
+            let name: String = terminal_safe(&l.name).chars().take(w).collect();
             let adc = if l.lossless {
                 "exact".to_string()
             } else {
@@ -261,6 +262,24 @@ pub fn bits_toml(g: &Graph) -> String {
         s.push('\n');
     }
     s
+}
+
+/// `name` (from a model file) as the terminal may show it: control characters (newlines,
+/// escape sequences, carriage returns) and bidirectional overrides escaped (`\u{1b}`), so a
+/// table row stays one row and nothing acts on the terminal.
+pub fn terminal_safe(name: &str) -> String {
+    let bidi = |c: char| {
+        matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    name.chars()
+        .map(|c| {
+            if c.is_control() || bidi(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Removes every wall-clock field (a key ending in `seconds`) from a report, at any depth: a

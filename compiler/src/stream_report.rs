@@ -74,14 +74,15 @@ pub fn table(r: &CostReport) -> String {
         r.cores.len()
     );
     let rows: Vec<&LayerCost> = r.layers.iter().chain(r.unattributed.as_ref()).collect();
-    let w = rows.iter().map(|l| l.name.chars().count()).max().unwrap_or(5).clamp(5, 40);
+    let safe = |n: &str| crate::report::terminal_safe(n);
+    let w = rows.iter().map(|l| safe(&l.name).chars().count()).max().unwrap_or(5).clamp(5, 40);
     let _ = writeln!(
         s,
         "{:<w$} {:>7} {:>8} {:>12} {:>12} {:>11} {:>11} {:>11} {:>7}",
         "layer", "instrs", "vectors", "MACs", "conversions", "busy", "span", "energy", "energy%"
     );
     for l in rows {
-        let name: String = l.name.chars().take(w).collect();
+        let name: String = safe(&l.name).chars().take(w).collect();
         let _ = writeln!(
             s,
             "{:<w$} {:>7} {:>8} {:>12} {:>12} {:>11} {:>11} {:>11} {:>7.1}",

@@ -87,7 +87,8 @@ pub fn run(a: CompileArgs) -> Result<()> {
     let planned = cimc::limits::graph_activation_bytes(&graph, cimc::limits::Holding::All);
     cimc::limits::check_activations(&a.model, "calibration", planned)?;
     let cx = a.quant.context(&graph, a.json)?;
-    let (program, mut report) = compile_in_place(&mut graph, &cx, &a.print_after)?;
+    let (program, mut report) =
+        compile_in_place(&mut graph, &cx, &a.print_after).map_err(|e| e.naming(&a.model))?;
     let mapping = target.as_ref().map(|t| {
         let tj = serde_json::to_value(t).expect("invariant: targets serialize");
         MappingReport::new(&graph, tj, t.chip.arrays)
@@ -194,7 +195,7 @@ fn write_output(
                 ..EmitOptions::default()
             };
             let start = std::time::Instant::now();
-            let stream = emit(&program, t, &opts)?;
+            let stream = emit(&program, t, &opts).map_err(|e| cimc::Error::from(e).naming(&a.model))?;
             // The stream holds its own copy of the weights: the program's go first.
             drop(program);
             times.push(PassTime::since("(emit)", start));

@@ -50,7 +50,8 @@ pub fn run(a: DumpArgs) -> Result<()> {
         let planned = cimc::limits::graph_activation_bytes(&g, cimc::limits::Holding::All);
         cimc::limits::check_activations(&a.model, "calibration", planned)?;
         let cx = a.quant.context(&g, true)?;
-        let report = run_pipeline(&mut g, &cx, &a.print_after, a.stop_after.as_deref())?;
+        let report = run_pipeline(&mut g, &cx, &a.print_after, a.stop_after.as_deref())
+            .map_err(|e| e.naming(&a.model))?;
         for (pass, text) in &report.printed {
             println!("// after {pass}\n{text}");
         }

@@ -13,7 +13,7 @@ mod worst_case;
 
 use cimc::limits::DEFAULT_MAX_ACTIVATION_BYTES;
 use cimc::onnx::limits::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, DEFAULT_MAX_TENSOR_BYTES};
-use cimc::onnx::limits::{DEFAULT_MAX_CONSTANT_BYTES, DEFAULT_MAX_RANK};
+use cimc::onnx::limits::{DEFAULT_MAX_CONSTANT_BYTES, DEFAULT_MAX_CREATED_BYTES, DEFAULT_MAX_RANK};
 use cimc::onnx::{ImportLimits, ImportOptions};
 use cimc::{Error, Result};
 use clap::{Args, Parser, Subcommand};
@@ -36,6 +36,10 @@ pub struct Cli {
     /// to more bytes than this.
     #[arg(long, global = true, value_name = "BYTES", default_value_t = DEFAULT_MAX_CONSTANT_BYTES)]
     max_constant_bytes: usize,
+    /// Refuse ONNX models that make the importer create more bytes of constants than this
+    /// (ConstantOfShape, Range, constant folding), in all.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = DEFAULT_MAX_CREATED_BYTES)]
+    max_created_bytes: usize,
     /// Refuse ONNX models with a tensor of more dimensions than this.
     #[arg(long, global = true, value_name = "N", default_value_t = DEFAULT_MAX_RANK)]
     max_rank: usize,
@@ -127,6 +131,7 @@ pub fn run(cli: Cli) -> Result<()> {
         max_depth: cli.max_graph_depth,
         max_tensor_bytes: cli.max_tensor_bytes,
         max_constant_bytes: cli.max_constant_bytes,
+        max_created_bytes: cli.max_created_bytes,
         max_rank: cli.max_rank,
     };
     cimc::limits::set_max_activation_bytes(cli.max_activation_bytes);

@@ -22,6 +22,10 @@ pub struct ImportLimits {
     /// creates), summed as they are read (`--max-constant-bytes`): each tensor under the cap
     /// above, a few hundred bytes of ConstantOfShape could still ask for 8 GiB.
     pub max_constant_bytes: usize,
+    /// Most bytes of the constants the importer creates itself (ConstantOfShape, Range,
+    /// folding), in all (`--max-created-bytes`): what a model of a few bytes can make cimc
+    /// allocate.
+    pub max_created_bytes: usize,
     /// Most dimensions of any tensor (`--max-rank`): inference and printing cost grows with
     /// the rank, and no model needs hundreds.
     pub max_rank: usize,
@@ -39,10 +43,11 @@ pub const DEFAULT_MAX_TENSOR_BYTES: usize = 1 << 32;
 pub const DEFAULT_MAX_CONSTANT_BYTES: usize = 2 << 30;
 /// Default of [`ImportLimits::max_rank`]: ONNX's own test cases stay under 8 dimensions.
 pub const DEFAULT_MAX_RANK: usize = 32;
-/// Largest constant the importer itself creates (ConstantOfShape, Range, folding), whatever
-/// the tensor cap: a model cannot make the importer allocate more than this from a few bytes
-/// of attributes.
-pub const MAX_CREATED_BYTES: usize = 1 << 30;
+/// Default of [`ImportLimits::max_created_bytes`]: 256 MiB in all, whatever the tensor cap: a
+/// model cannot make the importer allocate more than this from a few bytes of attributes (a
+/// ConstantOfShape of 1 GiB took seconds to refuse once made). Real models create masks,
+/// index tables and folded shapes, far smaller.
+pub const DEFAULT_MAX_CREATED_BYTES: usize = 256 << 20;
 
 impl Default for ImportLimits {
     fn default() -> Self {
@@ -51,6 +56,7 @@ impl Default for ImportLimits {
             max_depth: DEFAULT_MAX_DEPTH,
             max_tensor_bytes: DEFAULT_MAX_TENSOR_BYTES,
             max_constant_bytes: DEFAULT_MAX_CONSTANT_BYTES,
+            max_created_bytes: DEFAULT_MAX_CREATED_BYTES,
             max_rank: DEFAULT_MAX_RANK,
         }
     }
@@ -99,10 +105,6 @@ impl ImportLimits {
         Ok(())
     }
 
-    /// The cap on constants the importer creates itself.
-    pub fn max_created_bytes(&self) -> usize {
-        self.max_tensor_bytes.min(MAX_CREATED_BYTES)
-    }
 
     /// Fails when a graph has more nodes than the cap.
     pub fn check_nodes(&self, nodes: usize) -> Result<(), String> {
@@ -154,6 +156,7 @@ mod tests {
             max_depth: 1,
             max_tensor_bytes: 8,
             max_constant_bytes: 16,
+            max_created_bytes: 8,
             max_rank: 3,
         };
         assert!(l.check_rank(4, || "x".into()).unwrap_err().contains("--max-rank"));

@@ -103,6 +103,7 @@ static MAPPED: std::sync::Mutex<Vec<(std::path::PathBuf, Stamp)>> =
     std::sync::Mutex::new(Vec::new());
 
 fn remember(path: &Path, meta: &std::fs::Metadata) {
+    crate::guard::name_mapped_file(path);
     if let Ok(mut m) = MAPPED.lock() {
         m.push((path.to_path_buf(), Stamp::of(meta)));
     }

@@ -107,6 +107,8 @@ pub struct TensorReader {
     pub limits: ImportLimits,
     /// Bytes of the constants read or created so far ([`ImportLimits::max_constant_bytes`]).
     constant_bytes: std::cell::Cell<usize>,
+    /// Bytes of the constants created so far ([`ImportLimits::max_created_bytes`]).
+    created_bytes: std::cell::Cell<usize>,
 }
 
 impl TensorReader {
@@ -117,6 +119,7 @@ impl TensorReader {
             model_map: None,
             limits,
             constant_bytes: std::cell::Cell::new(0),
+            created_bytes: std::cell::Cell::new(0),
         }
     }
 
@@ -127,17 +130,24 @@ impl TensorReader {
     }
 
     /// Fails when a constant the importer would create itself (ConstantOfShape, Range,
-    /// folding) exceeds [`ImportLimits::max_created_bytes`].
+    /// folding) exceeds the tensor cap, or brings the constants it created to more than
+    /// [`ImportLimits::max_created_bytes`]; checked before the constant is made.
     pub fn check_created(&self, dtype: DType, shape: &[usize]) -> R<()> {
         self.limits.check_rank(shape.len(), || format!("the constant {dtype}[..]"))?;
         let (_, b) = byte_size(dtype, shape)?;
-        let cap = self.limits.max_created_bytes();
-        if b > cap {
+        self.limits.check_tensor(b, || format!("the constant {dtype}{shape:?}"))?;
+        let created = self.created_bytes.get().saturating_add(b);
+        let cap = self.limits.max_created_bytes;
+        if created > cap {
             return Err(format!(
-                "the constant {dtype}{shape:?} ({b} bytes) exceeds the importer's limit of {cap} bytes for constants it creates"
+                "with the constant {dtype}{shape:?} ({b} bytes) the constants the importer creates \
+                 reach {created} bytes, above the limit of {cap} bytes (raise it with \
+                 --max-created-bytes)"
             ));
         }
-        self.count_constant(b, || format!("the constant {dtype}{shape:?} it creates"))
+        self.count_constant(b, || format!("the constant {dtype}{shape:?} it creates"))?;
+        self.created_bytes.set(created);
+        Ok(())
     }
 
     /// Adds `bytes` of a constant (described by `what`) to the import's total, failing above
