@@ -79,6 +79,11 @@ f = save(model([helper.make_node("Relu", ["x"], ["y"], name="relu")], [x], [y]),
 case("rank of an input", ["dump", "{dir}/" + f], [f, "rank", "--max-rank"],
      "an input of 300 dimensions")
 
+# --- a batch of a million samples given on the command line: calibration would hold them all.
+case("--batch 1000000", ["compile", "{data}/models/digits_cnn.onnx", "--batch", "1000000",
+                         "--calib", "{data}/sets/digits_calib_x.npy", "-o", "{tmp}/x.cimp"],
+     ["digits_cnn.onnx", "--max-activation-bytes"], "ran for minutes")
+
 # --- a requantization multiplier below 2^-62: weights of 1e-20 beside a bias of 1.
 w = numpy_helper.from_array(np.full([4, 4], 1e-20, np.float32), "w")
 b = numpy_helper.from_array(np.ones([4], np.float32), "b")

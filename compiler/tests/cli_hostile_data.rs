@@ -51,7 +51,7 @@ fn every_hostile_case_is_a_one_line_user_error_in_bounded_time() {
     let manifest = std::fs::read_to_string(hostile("hostile.json")).expect("the manifest");
     let cases: serde_json::Value = serde_json::from_str(&manifest).expect("JSON");
     let cases = cases.as_array().expect("a list of cases");
-    assert!(cases.len() >= 19, "the suite lost cases: {}", cases.len());
+    assert!(cases.len() >= 20, "the suite lost cases: {}", cases.len());
     let tmp = tmp_dir("hostile_data");
     let dir = data("bad/hostile");
     let root = data("");
@@ -105,6 +105,25 @@ fn limits_are_raised_by_their_flags() {
     let p = tmp.join("x.cimp");
     let out = cimc(&[&["compile", &model, "-o", s(&p)][..], &low].concat());
     user_error(&out, &["calibration", "--max-activation-bytes"]);
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+#[test]
+fn huge_counts_of_eval_are_refused_at_once() {
+    let tmp = tmp_dir("hostile_counts");
+    let p = tmp.join("p.cimp");
+    let model = data("models/digits_cnn.onnx");
+    let calib = data("sets/digits_calib_x.npy");
+    ok(&cimc(&["compile", &model, "--calib", &calib, "--target", "isaac", "-o", s(&p)]));
+    let (x, y) = (data("sets/digits_test_x.npy"), data("sets/digits_test_y.npy"));
+    let eval = ["eval", s(&p), "--data", &x, "--labels", &y];
+    let worst = ["--worst-case", "1", "--float", &model, "--pgd-steps", "4000000000"];
+    let (out, took) = cimc_bounded(&[&eval[..], &worst].concat().iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    user_error(&out, &["--pgd-steps 4000000000", "limit"]);
+    assert!(took < BOUND);
+    let noise = common::repo("targets/noise/variation.toml");
+    let trials = ["--noise", &noise, "--trials", "1000000000000"];
+    user_error(&cimc(&[&eval[..], &trials].concat()), &["--trials 1000000000000", "limit"]);
     std::fs::remove_dir_all(&tmp).ok();
 }
 
