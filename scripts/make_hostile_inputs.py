@@ -61,6 +61,9 @@ nodes = [helper.make_node("Expand", ["x", "s"], [f"e{i}"], name=f"expand{i}") fo
 nodes.append(helper.make_node("Sum", [f"e{i}" for i in range(4)], ["y"], name="sum"))
 f = save(model(nodes, [f32("x", [1])], [f32("y", [1 << 29])], [shape]), "activations_10gib.onnx")
 np.save(os.path.join(OUT, "one.npy"), np.ones([1], np.float32))
+# One clean sample for digits_cnn (streams have a batch of one).
+np.save(os.path.join(OUT, "digit1.npy"),
+        np.load(os.path.join(ROOT, "tests", "data", "sets", "digits_test_x.npy"))[:1])
 case("activations of a run", ["run", "{dir}/" + f, "--input", "{dir}/one.npy"],
      [f, "--max-activation-bytes"], "10 GiB of activations planned from a 1-element input")
 case("activations of a compile", ["compile", "{dir}/" + f, "-o", "{tmp}/x.cimp"],

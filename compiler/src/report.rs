@@ -282,13 +282,14 @@ pub fn terminal_safe(name: &str) -> String {
         .collect()
 }
 
-/// Removes every wall-clock field (a key ending in `seconds`) from a report, at any depth: a
+/// Removes every wall-clock field (a key holding `seconds`: `seconds`, `exact_seconds`,
+/// `seconds_per_trial`) from a report, at any depth: a
 /// report file is then the same bytes for the same inputs, run after run. Times are kept where
 /// a user asks for them (`--time-passes`, the terminal summary, `--json` on stdout).
 pub fn strip_wall_clock(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
-            m.retain(|k, _| !k.ends_with("seconds"));
+            m.retain(|k, _| !k.contains("seconds"));
             m.values_mut().for_each(strip_wall_clock);
         }
         serde_json::Value::Array(a) => a.iter_mut().for_each(strip_wall_clock),
@@ -301,8 +302,10 @@ mod wall_clock_tests {
     #[test]
     fn wall_clock_fields_leave_at_every_depth() {
         let mut v = serde_json::json!({"a": 1, "seconds": 2.0,
-            "rows": [{"exact_seconds": 1.0, "top1": 99.0}], "p": {"sensitivity_seconds": 3}});
+            "rows": [{"exact_seconds": 1.0, "seconds_per_trial": 0.5, "top1": 99.0}],
+            "p": {"sensitivity_seconds": 3}, "drift_time_s": 1.0});
         super::strip_wall_clock(&mut v);
-        assert_eq!(v, serde_json::json!({"a": 1, "rows": [{"top1": 99.0}], "p": {}}));
+        let kept = serde_json::json!({"a": 1, "rows": [{"top1": 99.0}], "p": {}, "drift_time_s": 1.0});
+        assert_eq!(v, kept);
     }
 }

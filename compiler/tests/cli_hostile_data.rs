@@ -221,9 +221,19 @@ fn reports_of_identical_runs_are_identical() {
             args.iter().copied().chain(["-o", s(&cims), "--report", s(&r)]).collect();
         ok(&cimc(&args));
         let sr = dir.join("sim.json");
-        let x = data("sets/digits_test_x.npy");
-        ok(&cimc(&["sim", s(&cims), "--input", &x, "--target", "edge", "--report", s(&sr)]));
-        let files: Vec<PathBuf> = vec![r.clone(), r.with_extension("svg"), sr.clone()];
+        let x = hostile("digit1.npy");
+        ok(&cimc(&["sim", s(&cims), "--input", &x, "--report", s(&sr)]));
+        // A program (the same path for both runs: the report names it) under noise.
+        let p = tmp.join("p.cimp");
+        ok(&cimc(&["compile", &model, "--calib", &calib, "--target", "edge", "-o", s(&p)]));
+        let nr = dir.join("noise.json");
+        let (tx, ty) = (data("sets/digits_test_x.npy"), data("sets/digits_test_y.npy"));
+        let noise = common::repo("targets/noise/variation.toml");
+        let eval = ["eval", s(&p), "--data", &tx, "--labels", &ty, "--limit", "50"];
+        let noisy = ["--noise", &noise, "--trials", "2", "--report", s(&nr)];
+        ok(&cimc(&[&eval[..], &noisy].concat()));
+        let files: Vec<PathBuf> =
+            vec![r.clone(), r.with_extension("svg"), sr.clone(), sr.with_extension("svg"), nr];
         reports.push(files.iter().map(|f| std::fs::read(f).expect("a report")).collect());
     }
     assert_eq!(reports[0], reports[1], "identical runs give identical report files");
