@@ -13,6 +13,7 @@ static STDOUT_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 
 fn main() -> ExitCode {
     cimc::guard::install();
+    cimc::onnx::track_changes();
     let args = match cli::Cli::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -102,7 +102,20 @@ impl Stamp {
 static MAPPED: std::sync::Mutex<Vec<(std::path::PathBuf, Stamp)>> =
     std::sync::Mutex::new(Vec::new());
 
+/// Whether mapped files are remembered ([`track_changes`]).
+static TRACKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Remembers every file mapped from now on, for [`changed_files`]. The `cimc` binary calls it
+/// first: one process, one command. A long-lived user of the library (which may map a file,
+/// see it edited, and import it again) does not, and its outputs are never refused for it.
+pub fn track_changes() {
+    TRACKING.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 fn remember(path: &Path, meta: &std::fs::Metadata) {
+    if !TRACKING.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     crate::guard::name_mapped_file(path);
     if let Ok(mut m) = MAPPED.lock() {
         m.push((path.to_path_buf(), Stamp::of(meta)));
@@ -114,7 +127,7 @@ fn remember(path: &Path, meta: &std::fs::Metadata) {
 pub fn changed_files() -> Vec<std::path::PathBuf> {
     let Ok(m) = MAPPED.lock() else { return Vec::new() };
     m.iter()
-        .filter(|(p, stamp)| std::fs::metadata(p).map_or(true, |now| Stamp::of(&now) != *stamp))
+        .filter(|(p, stamp)| !std::fs::metadata(p).is_ok_and(|now| Stamp::of(&now) == *stamp))
         .map(|(p, _)| p.clone())
         .collect()
 }

@@ -46,7 +46,7 @@ mod fold;
 mod legacy;
 pub mod limits;
 mod mapped;
-pub use mapped::{changed_files, check_unchanged};
+pub use mapped::{changed_files, check_unchanged, track_changes};
 mod nodes;
 #[allow(clippy::all, missing_docs, rustdoc::all)]
 #[rustfmt::skip]
