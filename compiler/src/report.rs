@@ -268,18 +268,21 @@ pub fn bits_toml(g: &Graph) -> String {
 /// escape sequences, carriage returns) and bidirectional overrides escaped (`\u{1b}`), so a
 /// table row stays one row and nothing acts on the terminal.
 pub fn terminal_safe(name: &str) -> String {
-    let bidi = |c: char| {
-        matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    name.chars()
-        .map(|c| {
-            if c.is_control() || bidi(c) {
-                c.escape_unicode().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() || is_bidi_control(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The Unicode bidirectional formatting characters (embeddings, overrides, isolates, marks).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}')
+        || matches!(c, '\u{2066}'..='\u{2069}')
 }
 
 /// Removes every wall-clock field (a key holding `seconds`: `seconds`, `exact_seconds`,
@@ -305,7 +308,8 @@ mod wall_clock_tests {
             "rows": [{"exact_seconds": 1.0, "seconds_per_trial": 0.5, "top1": 99.0}],
             "p": {"sensitivity_seconds": 3}, "drift_time_s": 1.0});
         super::strip_wall_clock(&mut v);
-        let kept = serde_json::json!({"a": 1, "rows": [{"top1": 99.0}], "p": {}, "drift_time_s": 1.0});
+        let kept =
+            serde_json::json!({"a": 1, "rows": [{"top1": 99.0}], "p": {}, "drift_time_s": 1.0});
         assert_eq!(v, kept);
     }
 }

@@ -118,7 +118,9 @@ fn huge_counts_of_eval_are_refused_at_once() {
     let (x, y) = (data("sets/digits_test_x.npy"), data("sets/digits_test_y.npy"));
     let eval = ["eval", s(&p), "--data", &x, "--labels", &y];
     let worst = ["--worst-case", "1", "--float", &model, "--pgd-steps", "4000000000"];
-    let (out, took) = cimc_bounded(&[&eval[..], &worst].concat().iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    let (out, took) = cimc_bounded(
+        &[&eval[..], &worst].concat().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+    );
     user_error(&out, &["--pgd-steps 4000000000", "limit"]);
     assert!(took < BOUND);
     let noise = common::repo("targets/noise/variation.toml");
@@ -133,12 +135,13 @@ fn a_node_name_with_a_newline_survives_disasm_and_asm() {
     let cims = tmp.join("n.cims");
     let model = hostile("newline_name.onnx");
     let calib = hostile("x4.npy");
-    let out =
-        cimc(&["compile", &model, "--calib", &calib, "--target", "edge", "--emit", "stream", "-o"]
+    let out = cimc(
+        &["compile", &model, "--calib", &calib, "--target", "edge", "--emit", "stream", "-o"]
             .iter()
             .copied()
             .chain([s(&cims)])
-            .collect::<Vec<_>>());
+            .collect::<Vec<_>>(),
+    );
     ok(&out);
     let text = tmp.join("n.s");
     ok(&cimc(&["disasm", s(&cims), "-o", s(&text)]));
@@ -188,11 +191,7 @@ fn a_model_rewritten_while_compile_reads_it_never_crashes_cimc() {
         rewrite_in_place(&model, &a);
         let out = child.wait_with_output().expect("cimc ends");
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            matches!(out.status.code(), Some(0 | 1)),
-            "round {round}: {:?}: {err}",
-            out.status
-        );
+        assert!(matches!(out.status.code(), Some(0 | 1)), "round {round}: {:?}: {err}", out.status);
         assert!(!err.contains("internal error") && !err.contains("panicked"), "{err}");
         if out.status.code() == Some(1) {
             assert!(err.contains("m.onnx"), "the error names the model: {err}");

@@ -79,8 +79,7 @@ impl Pass for BnCalibrate {
     fn run(&self, g: &mut Graph, cx: &PassContext) -> Result<Stats> {
         let mut stats = Stats::new();
         let Some(calib) = crate::util::bn_calibrate_data(cx)? else { return Ok(stats) };
-        let program =
-            lower(g).map_err(|e| PassError::lowering("lowering for bn-calibrate", e))?;
+        let program = lower(g).map_err(|e| PassError::lowering("lowering for bn-calibrate", e))?;
         // Lean: one run over the calibration data, one layer's converted weights at a time.
         let runner = ProgramRunner::lean(program)?;
         let program = runner.program();
@@ -135,8 +134,7 @@ impl Pass for BnCalibrate {
             }
         }
         // The graph lowers to exactly the steps the corrected run used.
-        let check = lower(g)
-            .map_err(|e| PassError::lowering("lowering after bn-calibrate", e))?;
+        let check = lower(g).map_err(|e| PassError::lowering("lowering after bn-calibrate", e))?;
         for (step, bias, requant) in expected {
             match &check.steps[step] {
                 Step::Conv { bias: b, requant: r, .. } | Step::Gemm { bias: b, requant: r, .. }

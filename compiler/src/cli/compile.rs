@@ -195,7 +195,8 @@ fn write_output(
                 ..EmitOptions::default()
             };
             let start = std::time::Instant::now();
-            let stream = emit(&program, t, &opts).map_err(|e| cimc::Error::from(e).naming(&a.model))?;
+            let stream =
+                emit(&program, t, &opts).map_err(|e| cimc::Error::from(e).naming(&a.model))?;
             // The stream holds its own copy of the weights: the program's go first.
             drop(program);
             times.push(PassTime::since("(emit)", start));

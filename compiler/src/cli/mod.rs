@@ -12,8 +12,8 @@ mod stream;
 mod worst_case;
 
 use cimc::limits::DEFAULT_MAX_ACTIVATION_BYTES;
-use cimc::onnx::limits::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, DEFAULT_MAX_TENSOR_BYTES};
 use cimc::onnx::limits::{DEFAULT_MAX_CONSTANT_BYTES, DEFAULT_MAX_CREATED_BYTES, DEFAULT_MAX_RANK};
+use cimc::onnx::limits::{DEFAULT_MAX_DEPTH, DEFAULT_MAX_NODES, DEFAULT_MAX_TENSOR_BYTES};
 use cimc::onnx::{ImportLimits, ImportOptions};
 use cimc::{Error, Result};
 use clap::{Args, Parser, Subcommand};

@@ -105,7 +105,6 @@ impl ImportLimits {
         Ok(())
     }
 
-
     /// Fails when a graph has more nodes than the cap.
     pub fn check_nodes(&self, nodes: usize) -> Result<(), String> {
         if nodes > self.max_nodes {

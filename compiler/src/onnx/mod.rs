@@ -551,7 +551,9 @@ impl Importer {
         let out_types = cimc_ir::infer::infer(&op, &types, n_op).map_err(&node_err)?;
         for t in &out_types {
             let limits = &self.reader.limits;
-            limits.check_rank(t.rank(), || format!("its output {}[..]", t.dtype)).map_err(&node_err)?;
+            limits
+                .check_rank(t.rank(), || format!("its output {}[..]", t.dtype))
+                .map_err(&node_err)?;
             let (_, nbytes) = byte_size(t.dtype, &t.shape).map_err(&node_err)?;
             let what = || format!("its output {}", cimc_ir::infer::show(t));
             limits.check_tensor(nbytes, what).map_err(&node_err)?;
