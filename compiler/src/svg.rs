@@ -341,12 +341,10 @@ pub fn scatter(
     let (top, bottom) = (40.0, 40.0 + PANEL_H * 1.6);
     let right = W - RIGHT - 170.0;
     let all = || series.iter().flat_map(|g| g.points.iter().copied());
-    let (mut x0, mut x1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| {
-        (a.min(x), b.max(x))
-    });
-    let (mut y0, mut y1) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, y)| {
-        (a.min(y), b.max(y))
-    });
+    let (mut x0, mut x1) =
+        all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| (a.min(x), b.max(x)));
+    let (mut y0, mut y1) =
+        all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, y)| (a.min(y), b.max(y)));
     if x0 > x1 {
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
     }
@@ -410,7 +408,9 @@ pub fn scatter(
         let d: Vec<String> = f
             .iter()
             .enumerate()
-            .map(|(i, (x, y))| format!("{}{:.1},{:.1}", if i == 0 { "M" } else { "L" }, px(*x), py(*y)))
+            .map(|(i, (x, y))| {
+                format!("{}{:.1},{:.1}", if i == 0 { "M" } else { "L" }, px(*x), py(*y))
+            })
             .collect();
         let _ = writeln!(
             s,

@@ -64,7 +64,8 @@ fn sweep_file_errors_name_the_key() {
         // `[compile]` given twice would be a TOML error of its own: the extra one replaces it.
         let f = if extra.starts_with("[compile]") {
             let f = sweep_file(&dir, &format!("e{i}.toml"), axes, "");
-            let text = std::fs::read_to_string(&f).unwrap().replace("calib_samples = 50", "wbitz = 4");
+            let text =
+                std::fs::read_to_string(&f).unwrap().replace("calib_samples = 50", "wbitz = 4");
             std::fs::write(&f, text).unwrap();
             f
         } else {
@@ -164,7 +165,12 @@ fn a_killed_sweep_resumes_to_the_same_bytes() {
 #[test]
 fn a_slurm_array_merges_to_the_local_results() {
     let dir = tmp_dir("sweep_slurm");
-    let f = sweep_file(&dir, "s.toml", "\"adc.bits\" = [4, 6]\n\"array.rows\" = [64, 128]\nseed = [0, 1]", NOISE);
+    let f = sweep_file(
+        &dir,
+        "s.toml",
+        "\"adc.bits\" = [4, 6]\n\"array.rows\" = [64, 128]\nseed = [0, 1]",
+        NOISE,
+    );
     let local = dir.join("local");
     run_sweep(&f, &local, &[]);
     let jobs = dir.join("jobs");
@@ -208,7 +214,10 @@ fn a_slurm_array_merges_to_the_local_results() {
     let row = cimc(&["sweep", "--run-point", pf.to_str().unwrap()]);
     ok(&row);
     let local_rows = String::from_utf8(read(with_ext(&local, ".jsonl"))).unwrap();
-    assert_eq!(String::from_utf8(row.stdout).unwrap(), format!("{}\n", local_rows.lines().nth(2).unwrap()));
+    assert_eq!(
+        String::from_utf8(row.stdout).unwrap(),
+        format!("{}\n", local_rows.lines().nth(2).unwrap())
+    );
     // A point whose configuration was edited is refused.
     std::fs::write(&pf, third.replace("\"seed\":0", "\"seed\":7")).unwrap();
     user_error(&cimc(&["sweep", "--run-point", pf.to_str().unwrap()]), &["hash"]);

@@ -98,8 +98,10 @@ pub fn run(a: SweepArgs) -> Result<()> {
     }
     let pb = super::progress(0, a.json);
     pb.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} points  {elapsed} (eta {eta})")
-            .expect("invariant: the template is valid"),
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} points  {elapsed} (eta {eta})",
+        )
+        .expect("invariant: the template is valid"),
     );
     let opts = Options { out, timings: a.timings };
     let summary = sweep::run_local(&spec, &opts, &|done, total| {
@@ -195,9 +197,9 @@ fn ray(address: &str, file: &Path, out: &Path, json: bool) -> Result<()> {
     if json {
         cmd.arg("--json");
     }
-    let status = cmd
-        .status()
-        .map_err(|e| Error::Usage(format!("--ray: cannot run the Ray driver with {python}: {e}")))?;
+    let status = cmd.status().map_err(|e| {
+        Error::Usage(format!("--ray: cannot run the Ray driver with {python}: {e}"))
+    })?;
     if status.success() {
         Ok(())
     } else {

@@ -119,7 +119,11 @@ fn bits(o: &Value, key: &str, default: u8) -> Result<u8> {
 
 /// The pass context of a configuration's compile options (the settings of `cimc compile`'s
 /// flags of the same names).
-fn context(config: &Value, target: Option<&Target>, calib: Option<Vec<Tensor>>) -> Result<PassContext> {
+fn context(
+    config: &Value,
+    target: Option<&Target>,
+    calib: Option<Vec<Tensor>>,
+) -> Result<PassContext> {
     let o = &config["compile"];
     let mut cx = PassContext::default();
     let c = &mut cx.config;
@@ -130,8 +134,7 @@ fn context(config: &Value, target: Option<&Target>, calib: Option<Vec<Tensor>>) 
     c.calib_samples = o["calib_samples"].as_u64().map(|n| n as usize);
     c.act_signed = o["act_signed"].as_bool().unwrap_or(false);
     c.bn_calibrate = o["bn_calibrate"].as_bool().unwrap_or(false);
-    c.candidate_bits =
-        parse_bit_list(o["bits_candidates"].as_str().unwrap_or("2,3,4,5,6,8"))?;
+    c.candidate_bits = parse_bit_list(o["bits_candidates"].as_str().unwrap_or("2,3,4,5,6,8"))?;
     if let Some(b) = o["budget"].as_str() {
         c.auto_bits = Some(Budget::parse(b)?);
     }
@@ -164,7 +167,12 @@ fn calibration(config: &Value, dir: &Path, graph: &cimc_ir::Graph) -> Result<Opt
 }
 
 /// The program of a configuration at `batch` samples per run.
-fn program_at(config: &Value, dir: &Path, target: Option<&Target>, batch: usize) -> Result<Program> {
+fn program_at(
+    config: &Value,
+    dir: &Path,
+    target: Option<&Target>,
+    batch: usize,
+) -> Result<Program> {
     let model = dir.join(config["model"].as_str().unwrap_or_default());
     let opts = ImportOptions { batch: Some(batch), ..ImportOptions::default() };
     let mut graph = Model::open(&model, opts)?.graph()?;
@@ -233,13 +241,14 @@ fn noise_config(config: &Value) -> Result<Option<NoiseConfig>> {
 /// The accuracy of a compiled configuration on the data set: `top1` (%, the mean over the
 /// trials; each trial's in `top1_trials` when there are several), or without labels
 /// `output_error` (the first output's RMS error relative to the float model's RMS).
-pub fn evaluate(runner: &ProgramRunner, p: &Program, config: &Value, d: &Dataset) -> Result<Map<String, Value>> {
-    let batch = p
-        .inputs
-        .first()
-        .and_then(|&b| p.buffers[b].shape.first().copied())
-        .unwrap_or(1)
-        .max(1);
+pub fn evaluate(
+    runner: &ProgramRunner,
+    p: &Program,
+    config: &Value,
+    d: &Dataset,
+) -> Result<Map<String, Value>> {
+    let batch =
+        p.inputs.first().and_then(|&b| p.buffers[b].shape.first().copied()).unwrap_or(1).max(1);
     let trials = config["eval"]["trials"].as_u64().unwrap_or(1).max(1) as usize;
     let noise = noise_config(config)?;
     let mut m = Map::new();
@@ -296,9 +305,10 @@ fn output_error(
             Some(c) => runner.run_noisy(inputs, c, start as u64)?,
             None => runner.run(inputs)?,
         };
-        let y = out.first().and_then(Tensor::as_f32).ok_or_else(|| {
-            Error::Usage("the output error needs an f32 first output".into())
-        })?;
+        let y = out
+            .first()
+            .and_then(Tensor::as_f32)
+            .ok_or_else(|| Error::Usage("the output error needs an f32 first output".into()))?;
         let got = y.iter().take(len * per_sample);
         let want = r.iter().skip(start * per_sample).take(len * per_sample);
         for (a, b) in got.zip(want) {

@@ -31,7 +31,8 @@ pub fn read_rows(path: &Path, repair: bool) -> Result<Vec<Value>> {
     };
     let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     if whole < bytes.len() && repair {
-        let f = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
+        let f =
+            std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
         f.set_len(whole as u64).map_err(|e| Error::io(path, e))?;
     }
     let text = std::str::from_utf8(&bytes[..whole]).map_err(|_| Error::Npy {
@@ -135,10 +136,8 @@ pub fn csv(spec: &SweepSpec, rows: &[Value]) -> String {
 pub fn pareto(rows: &[Value]) -> Vec<usize> {
     let key = accuracy_key(rows);
     let sign = if key == "top1" { 1.0 } else { -1.0 };
-    let pts: Vec<Option<(f64, f64)>> = rows
-        .iter()
-        .map(|r| Some((r["energy_pj"].as_f64()?, sign * r[key].as_f64()?)))
-        .collect();
+    let pts: Vec<Option<(f64, f64)>> =
+        rows.iter().map(|r| Some((r["energy_pj"].as_f64()?, sign * r[key].as_f64()?))).collect();
     (0..rows.len())
         .filter(|&i| {
             let Some((e, a)) = pts[i] else { return false };
@@ -157,17 +156,17 @@ pub fn table(spec: &SweepSpec, rows: &[Value]) -> String {
         cells.push(
             cols.iter()
                 .map(|c| match r.get(c).and_then(Value::as_f64) {
-                    Some(v) if c != "index" && c != "arrays" => format!("{v:.4}")
-                        .trim_end_matches('0')
-                        .trim_end_matches('.')
-                        .to_string(),
+                    Some(v) if c != "index" && c != "arrays" => {
+                        format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string()
+                    }
                     _ => cell(r, c),
                 })
                 .collect(),
         );
     }
-    let widths: Vec<usize> =
-        (0..cols.len()).map(|j| cells.iter().map(|l| l[j].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols.len())
+        .map(|j| cells.iter().map(|l| l[j].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for (i, line) in cells.iter().enumerate() {
         let mark = if i > 0 && front.contains(&(i - 1)) { "*" } else { " " };

@@ -162,7 +162,9 @@ fn to_json(v: &toml::Value, file: &Path, key: &str) -> Result<Value> {
             Value::Array(a.iter().map(|x| to_json(x, file, key)).collect::<Result<_>>()?)
         }
         toml::Value::Table(t) => Value::Object(
-            t.iter().map(|(k, x)| Ok((k.clone(), to_json(x, file, key)?))).collect::<Result<_>>()?,
+            t.iter()
+                .map(|(k, x)| Ok((k.clone(), to_json(x, file, key)?)))
+                .collect::<Result<_>>()?,
         ),
         toml::Value::Datetime(_) => {
             return Err(usage(file, format!("'{key}': a date is no value of a sweep")))
@@ -222,16 +224,22 @@ impl SweepSpec {
             if !SWEEP_KEYS.contains(&k.as_str()) {
                 return Err(usage(
                     file,
-                    format!("[sweep] unknown key '{k}' (expected one of {})", SWEEP_KEYS.join(", ")),
+                    format!(
+                        "[sweep] unknown key '{k}' (expected one of {})",
+                        SWEEP_KEYS.join(", ")
+                    ),
                 ));
             }
             base.insert(k.clone(), to_json(v, file, k)?);
         }
-        let cx = Checker { file, dir: &dir };
+        let cx = Checker { file, dir: &dir, check_target: true };
         let config = cx.base_config(&base, &table("compile")?, &table("target")?, &doc)?;
         let mut axes = Vec::new();
         let mut entries = Vec::new();
         flatten(&table("axes")?, "", &mut entries);
+        // The target axis first: the fields of the target are checked against its first value.
+        entries.sort_by_key(|(k, _)| k != "target");
+        let mut config = config;
         for (k, v) in entries {
             let name = cx.canonical(&k, &config)?;
             let toml::Value::Array(vals) = &v else {
@@ -244,6 +252,9 @@ impl SweepSpec {
             for x in &values {
                 let mut c = config.clone();
                 cx.set(&mut c, &name, x, &format!("[axes] '{k}'"))?;
+            }
+            if name == "target" {
+                cx.set(&mut config, &name, &values[0], &format!("[axes] '{k}'"))?;
             }
             if axes.iter().any(|a: &Axis| a.name == name) {
                 return Err(usage(file, format!("[axes] '{k}': the axis '{name}' is given twice")));
@@ -260,13 +271,18 @@ impl SweepSpec {
                 Some((n as usize, seed))
             }
             Some(_) => {
-                return Err(usage(file, "[sweep] 'sampling': expected \"grid\" or \"random\"".into()))
+                return Err(usage(
+                    file,
+                    "[sweep] 'sampling': expected \"grid\" or \"random\"".into(),
+                ))
             }
         };
         let plot_axis = match base.get("plot_axis") {
             None => None,
             Some(Value::String(s)) => Some(cx.canonical(s, &config)?),
-            Some(_) => return Err(usage(file, "[sweep] 'plot_axis': expected an axis name".into())),
+            Some(_) => {
+                return Err(usage(file, "[sweep] 'plot_axis': expected an axis name".into()))
+            }
         };
         Ok(SweepSpec { file: file.to_path_buf(), dir, base: config, axes, random, plot_axis })
     }
@@ -276,9 +292,9 @@ impl SweepSpec {
     pub fn points(&self) -> Result<Vec<Point>> {
         let sizes: Vec<usize> = self.axes.iter().map(|a| a.values.len()).collect();
         let total = sizes.iter().try_fold(1usize, |acc, &s| acc.checked_mul(s));
-        let total = total.filter(|&t| t <= 1 << 24).ok_or_else(|| {
-            usage(&self.file, "the grid has more than 16,777,216 points".into())
-        })?;
+        let total = total
+            .filter(|&t| t <= 1 << 24)
+            .ok_or_else(|| usage(&self.file, "the grid has more than 16,777,216 points".into()))?;
         let combos: Vec<usize> = match self.random {
             None => (0..total).collect(),
             Some((n, seed)) => {
@@ -294,7 +310,7 @@ impl SweepSpec {
                 out
             }
         };
-        let cx = Checker { file: &self.file, dir: &self.dir };
+        let cx = Checker { file: &self.file, dir: &self.dir, check_target: false };
         let mut points = Vec::with_capacity(combos.len());
         for (index, mut k) in combos.into_iter().enumerate() {
             let mut picks = vec![0; sizes.len()];
@@ -318,6 +334,10 @@ impl SweepSpec {
 struct Checker<'a> {
     file: &'a Path,
     dir: &'a Path,
+    /// Whether a target with fields set is resolved (checked) at each setting: while the file
+    /// is read; not while points are expanded, where a combination of values the target
+    /// refuses becomes that point's error row.
+    check_target: bool,
 }
 
 impl Checker<'_> {
@@ -499,16 +519,20 @@ impl Checker<'_> {
                 config["eval"]["seed"] = v.clone();
             }
             "trials" => {
-                v.as_u64().filter(|&n| (1..=1_000_000).contains(&n)).ok_or_else(|| {
-                    bad("expected a number of trials (1..1,000,000)")
-                })?;
+                v.as_u64()
+                    .filter(|&n| (1..=1_000_000).contains(&n))
+                    .ok_or_else(|| bad("expected a number of trials (1..1,000,000)"))?;
                 config["eval"]["trials"] = v.clone();
             }
             "drift_time" => {
                 let s = match v {
                     Value::String(s) => s.clone(),
                     Value::Number(n) => n.to_string(),
-                    _ => return Err(bad("expected a duration such as \"1d\" or a number of seconds")),
+                    _ => {
+                        return Err(bad(
+                            "expected a duration such as \"1d\" or a number of seconds",
+                        ))
+                    }
                 };
                 parse_duration(&s).map_err(|e| bad(&e.to_string()))?;
                 config["eval"]["drift_time"] = json!(s);
@@ -528,7 +552,7 @@ impl Checker<'_> {
                 config["target"]["set"][field] = v.clone();
             }
         }
-        if name == "target" || name.starts_with("target.") {
+        if self.check_target && (name == "target" || name.starts_with("target.")) {
             resolve_target(&config["target"], self.dir).map_err(|e| bad(&e.to_string()))?;
         }
         Ok(())
@@ -556,7 +580,10 @@ pub fn noise_spec(noise: &Value, origin: &str) -> std::result::Result<NoiseSpec,
     let obj = j.as_object_mut().expect("invariant: a spec is an object");
     for (k, v) in noise.as_object().into_iter().flatten() {
         if !obj.contains_key(k) {
-            return Err(format!("'{k}' is not a key of [noise] (one of {})", noise_keys().join(", ")));
+            return Err(format!(
+                "'{k}' is not a key of [noise] (one of {})",
+                noise_keys().join(", ")
+            ));
         }
         obj.insert(k.clone(), v.clone());
     }
@@ -568,7 +595,8 @@ pub fn noise_spec(noise: &Value, origin: &str) -> std::result::Result<NoiseSpec,
 /// The target of a configuration's `target` object: the preset or file (relative to `dir`)
 /// with the fields of `set` replaced, validated as a target file is.
 pub fn resolve_target(t: &Value, dir: &Path) -> Result<Target> {
-    let name = t["name"].as_str().ok_or_else(|| Error::Internal("a target without a name".into()))?;
+    let name =
+        t["name"].as_str().ok_or_else(|| Error::Internal("a target without a name".into()))?;
     let base = if Target::PRESETS.contains(&name) {
         Target::resolve(name)
     } else {

@@ -62,7 +62,11 @@ pub fn run(reps: usize) -> Measured {
         "distinct.toml",
         "\"compile.wbits\" = [4, 5, 6, 8]\n\"adc.bits\" = [4, 5, 6]\n\"array.rows\" = [64, 128]",
     );
-    let shared = spec(&dir, "shared.toml", "\"adc.bits\" = [4, 5, 6]\n\"array.rows\" = [64, 128]\nseed = [0, 1, 2, 3]");
+    let shared = spec(
+        &dir,
+        "shared.toml",
+        "\"adc.bits\" = [4, 5, 6]\n\"array.rows\" = [64, 128]\nseed = [0, 1, 2, 3]",
+    );
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("a thread pool");
     let rounds = reps.div_ceil(4).max(2);
     let (mut sweep_d, mut alone_d, mut sweep_s, mut alone_s) = (vec![], vec![], vec![], vec![]);
