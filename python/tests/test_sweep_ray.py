@@ -11,10 +11,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -69,17 +71,19 @@ def _sweep_file(d: Path) -> Path:
 
 
 @pytest.fixture
-def ray_head(tmp_path):
+def ray_head():
     """A Ray head on 127.0.0.1 with 2 CPUs (two worker processes run the tasks), in a process
     group of its own that the fixture ends (by its id) when the test is done."""
     port = _free_port()
+    # Ray's socket paths must stay under the 107 bytes of a Unix socket name: a short folder.
+    temp = tempfile.mkdtemp(prefix="cimc-ray-", dir="/tmp")
     ray_bin = Path(sys.executable).parent / "ray"
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
     head = subprocess.Popen(
         [
             str(ray_bin), "start", "--head", "--block",
             "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-            "--include-dashboard=false", f"--temp-dir={tmp_path / 'ray'}",
+            "--include-dashboard=false", f"--temp-dir={temp}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -94,7 +98,8 @@ def ray_head(tmp_path):
                 break
         except OSError:
             if time.time() > deadline or head.poll() is not None:
-                os.killpg(head.pid, signal.SIGKILL)
+                if head.poll() is None:
+                    os.killpg(head.pid, signal.SIGKILL)
                 pytest.fail("the Ray head did not start")
             time.sleep(0.5)
     yield address
@@ -106,6 +111,7 @@ def ray_head(tmp_path):
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
         head.wait()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def _running_point_workers():
