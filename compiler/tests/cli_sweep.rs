@@ -110,7 +110,8 @@ fn sweeps_are_deterministic_and_share_compilations() {
     assert_eq!(rows[0]["compile"], rows[2]["compile"]);
     assert_eq!(rows[0]["energy_pj"], rows[2]["energy_pj"]);
     assert_ne!(rows[0]["compile"], rows[3]["compile"]);
-    let hashes: std::collections::BTreeSet<_> = rows.iter().map(|r| r["hash"].clone()).collect();
+    let hashes: std::collections::BTreeSet<_> =
+        rows.iter().map(|r| r["hash"].to_string()).collect();
     assert_eq!(hashes.len(), 6);
     // Run again on the finished results: nothing to do, nothing changes.
     let again = run_sweep(&f, &a, &[]);

@@ -71,8 +71,8 @@ pub fn emit_jobs(spec: &SweepSpec, dir: &Path, cimc: &Path, out: &Path) -> Resul
 }
 
 /// Gathers the rows of a job directory into the results of its sweep (those already there
-/// are kept; a row is recorded once), then writes them as a local run does. Points without a
-/// row yet are counted in `Summary::points - run - finished_before`... reported as missing.
+/// are kept; a row is recorded once), then writes them as a local run does. Returns the
+/// summary and the number of points that have no row yet.
 pub fn merge(dir: &Path) -> Result<(Summary, usize)> {
     let job_file = dir.join("job.json");
     let text = cimc_ir::files::read_text(&job_file).map_err(|e| Error::io(&job_file, e))?;
@@ -99,9 +99,9 @@ pub fn merge(dir: &Path) -> Result<(Summary, usize)> {
     let mut run = 0;
     for (i, p) in points.iter().enumerate() {
         let row_file = dir.join("rows").join(format!("{i}.json"));
-        let Some(r) = read_row(&row_file, p)? else { continue };
+        let Some(line) = read_row(&row_file, p)? else { continue };
         if have.insert(p.hash.clone()) {
-            results::append(&mut file, &r).map_err(|e| Error::io(&jsonl, e))?;
+            results::append_line(&mut file, &line).map_err(|e| Error::io(&jsonl, e))?;
             run += 1;
         }
     }
@@ -119,8 +119,8 @@ pub fn merge(dir: &Path) -> Result<(Summary, usize)> {
     Ok((summary, missing))
 }
 
-/// The row an array element wrote for `p` (`None` when it has not run yet).
-fn read_row(path: &Path, p: &Point) -> Result<Option<Value>> {
+/// The row an array element wrote for `p`, as its line (`None` when it has not run yet).
+fn read_row(path: &Path, p: &Point) -> Result<Option<String>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -138,5 +138,5 @@ fn read_row(path: &Path, p: &Point) -> Result<Option<Value>> {
             p.hash
         )));
     }
-    Ok(Some(r))
+    Ok(Some(text.trim().to_string()))
 }

@@ -212,10 +212,11 @@ pub fn run_local(
 /// the rows.
 pub fn finish(spec: &SweepSpec, points: &[Point], stem: &Path) -> Result<Vec<Value>> {
     let [jsonl, csv, svg] = results::paths(stem);
-    let all = results::read_rows(&jsonl, false)?;
+    let all = results::read_lines(&jsonl, false)?;
     let hashes: BTreeSet<String> = points.iter().map(|p| p.hash.clone()).collect();
     let n_all = all.len();
-    let rows = results::canonical_rows(all, &hashes);
+    let (rows, lines): (Vec<Value>, Vec<String>) =
+        results::canonical_rows(all, &hashes).into_iter().unzip();
     if rows.len() < n_all {
         eprintln!(
             "note: {}: {} row(s) of points this sweep no longer has (or repeated) left out",
@@ -224,8 +225,8 @@ pub fn finish(spec: &SweepSpec, points: &[Point], stem: &Path) -> Result<Vec<Val
         );
     }
     let mut text = String::new();
-    for r in &rows {
-        text += &serde_json::to_string(r).expect("invariant: rows serialize");
+    for l in &lines {
+        text += l;
         text.push('\n');
     }
     let mut outs = crate::output::Outputs::default();

@@ -24,6 +24,13 @@ pub fn paths(stem: &Path) -> [PathBuf; 3] {
 /// newline is a row torn by a kill: it is dropped, and with `repair` cut from the file so that
 /// the next append starts a line. Any other line that is not a JSON object is an error.
 pub fn read_rows(path: &Path, repair: bool) -> Result<Vec<Value>> {
+    Ok(read_lines(path, repair)?.into_iter().map(|(v, _)| v).collect())
+}
+
+/// As [`read_rows`], each row with its line as written. The results are rewritten from these
+/// lines, not from the parsed values: serde_json reads a float to within an ulp, not always
+/// exactly, and a row must keep the bytes its point was computed with.
+pub fn read_lines(path: &Path, repair: bool) -> Result<Vec<(Value, String)>> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -54,7 +61,7 @@ pub fn read_rows(path: &Path, repair: bool) -> Result<Vec<Value>> {
                 msg: format!("line {}: a result row has a 'hash'", i + 1),
             });
         }
-        rows.push(v);
+        rows.push((v, line.to_string()));
     }
     Ok(rows)
 }
@@ -62,7 +69,12 @@ pub fn read_rows(path: &Path, repair: bool) -> Result<Vec<Value>> {
 /// One row as one line: a single write of the whole line, then a flush, so that a kill leaves
 /// at most the last line torn.
 pub fn append(file: &mut std::fs::File, row: &Value) -> std::io::Result<()> {
-    let mut line = serde_json::to_string(row).expect("invariant: rows serialize");
+    append_line(file, &serde_json::to_string(row).expect("invariant: rows serialize"))
+}
+
+/// A row's line as another process wrote it (no newline), appended as [`append`] does.
+pub fn append_line(file: &mut std::fs::File, line: &str) -> std::io::Result<()> {
+    let mut line = line.trim_end().to_string();
     line.push('\n');
     file.write_all(line.as_bytes())?;
     file.flush()
@@ -70,16 +82,19 @@ pub fn append(file: &mut std::fs::File, row: &Value) -> std::io::Result<()> {
 
 /// `rows` reduced to the points of the sweep (`hashes`), one row per hash (the first), in
 /// point order.
-pub fn canonical_rows(rows: Vec<Value>, hashes: &BTreeSet<String>) -> Vec<Value> {
+pub fn canonical_rows(
+    rows: Vec<(Value, String)>,
+    hashes: &BTreeSet<String>,
+) -> Vec<(Value, String)> {
     let mut seen = BTreeSet::new();
-    let mut out: Vec<Value> = rows
+    let mut out: Vec<(Value, String)> = rows
         .into_iter()
-        .filter(|r| {
+        .filter(|(r, _)| {
             let h = r["hash"].as_str().unwrap_or_default().to_string();
             hashes.contains(&h) && seen.insert(h)
         })
         .collect();
-    out.sort_by_key(|r| r["index"].as_u64().unwrap_or(u64::MAX));
+    out.sort_by_key(|(r, _)| r["index"].as_u64().unwrap_or(u64::MAX));
     out
 }
 
