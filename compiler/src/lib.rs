@@ -15,6 +15,7 @@ pub mod output;
 pub mod report;
 pub mod stream_report;
 pub mod svg;
+pub mod sweep;
 pub mod tensor_util;
 pub mod values;
 pub mod worst_case;

@@ -317,3 +317,141 @@ pub fn stack(parts: &[String]) -> String {
     s.push_str("</svg>\n");
     s
 }
+
+/// One group of points of a [`scatter`] plot.
+pub struct ScatterSeries {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Points (x, y) in groups, each its own colour, with an optional `frontier` drawn as a line
+/// through its points in x order (a Pareto front); `x_ticks` names tick positions when the x
+/// axis is a category (`None`: numbers at five ticks).
+pub fn scatter(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[ScatterSeries],
+    frontier: &[(f64, f64)],
+    x_ticks: Option<&[(f64, String)]>,
+) -> String {
+    let h = 40.0 + PANEL_H * 1.6 + 60.0;
+    let mut s = String::new();
+    header(&mut s, h, title);
+    let (top, bottom) = (40.0, 40.0 + PANEL_H * 1.6);
+    let right = W - RIGHT - 170.0;
+    let all = || series.iter().flat_map(|g| g.points.iter().copied());
+    let (mut x0, mut x1) =
+        all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| (a.min(x), b.max(x)));
+    let (mut y0, mut y1) =
+        all().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, y)| (a.min(y), b.max(y)));
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let pad = |lo: f64, hi: f64| {
+        let d = if hi > lo { (hi - lo) * 0.05 } else { lo.abs().max(1.0) * 0.05 };
+        (lo - d, hi + d)
+    };
+    let ((x0, x1), (y0, y1)) = (pad(x0, x1), pad(y0, y1));
+    let px = |x: f64| LEFT + (right - LEFT) * (x - x0) / (x1 - x0);
+    let py = |y: f64| bottom - (bottom - top) * (y - y0) / (y1 - y0);
+    for t in 0..=5 {
+        let v = y0 + (y1 - y0) * t as f64 / 5.0;
+        let y = py(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{right:.1}" y2="{y:.1}" stroke="#ddd"/>"##
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LEFT - 4.0,
+            y + 4.0,
+            fmt_num(v)
+        );
+    }
+    let ticks: Vec<(f64, String)> = match x_ticks {
+        Some(t) => t.to_vec(),
+        None => (0..=5)
+            .map(|t| {
+                let v = x0 + (x1 - x0) * t as f64 / 5.0;
+                (v, fmt_num(v))
+            })
+            .collect(),
+    };
+    for (x, label) in &ticks {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            px(*x),
+            bottom + 16.0,
+            esc(label)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        (LEFT + right) / 2.0,
+        bottom + 36.0,
+        esc(x_label)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
+        (top + bottom) / 2.0,
+        (top + bottom) / 2.0,
+        esc(y_label)
+    );
+    if frontier.len() > 1 {
+        let mut f = frontier.to_vec();
+        f.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let d: Vec<String> = f
+            .iter()
+            .enumerate()
+            .map(|(i, (x, y))| {
+                format!("{}{:.1},{:.1}", if i == 0 { "M" } else { "L" }, px(*x), py(*y))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            r##"<path d="{}" fill="none" stroke="#444" stroke-width="1.5" stroke-dasharray="4 3"/>"##,
+            d.join(" ")
+        );
+    }
+    for (si, g) in series.iter().enumerate() {
+        let color = COLORS[si % COLORS.len()];
+        for &(x, y) in &g.points {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{color}" fill-opacity="0.8"><title>{}: ({}, {})</title></circle>"#,
+                px(x),
+                py(y),
+                esc(&g.name),
+                fmt_num(x),
+                fmt_num(y)
+            );
+        }
+        let ly = top + 14.0 * si as f64;
+        let _ = writeln!(
+            s,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{color}"/>"#,
+            right + 20.0,
+            ly - 3.0
+        );
+        let _ = writeln!(s, r#"<text x="{:.1}" y="{ly:.1}">{}</text>"#, right + 30.0, esc(&g.name));
+    }
+    if frontier.len() > 1 {
+        let ly = top + 14.0 * series.len() as f64;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#444" stroke-dasharray="4 3"/>"##,
+            right + 12.0,
+            ly - 3.0,
+            right + 26.0,
+            ly - 3.0
+        );
+        let _ = writeln!(s, r#"<text x="{:.1}" y="{ly:.1}">Pareto front</text>"#, right + 30.0);
+    }
+    s.push_str("</svg>\n");
+    s
+}

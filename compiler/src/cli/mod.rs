@@ -9,6 +9,7 @@ mod quant_args;
 mod run;
 mod sim;
 mod stream;
+mod sweep;
 mod worst_case;
 
 use cimc::limits::DEFAULT_MAX_ACTIVATION_BYTES;
@@ -72,6 +73,8 @@ enum Command {
     Disasm(stream::DisasmArgs),
     /// Run an instruction stream (.cims) on the simulator, optionally with its cost report.
     Sim(sim::SimArgs),
+    /// A design-space sweep: compile, evaluate and cost every point of a sweep file.
+    Sweep(sweep::SweepArgs),
 }
 
 /// How to import an ONNX model: shapes of symbolic dimensions.
@@ -145,6 +148,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Asm(a) => stream::asm(a),
         Command::Disasm(a) => stream::disasm(a),
         Command::Sim(a) => sim::run(a),
+        Command::Sweep(a) => sweep::run(a),
     }
 }
 

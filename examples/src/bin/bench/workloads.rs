@@ -39,6 +39,10 @@ pub const WORKLOADS: &[Workload] = &[
         id: "compile-chain-100k",
         title: "compile a 100,000-node chain (Add, Relu, Mul) to a W8A8 program",
     },
+    Workload {
+        id: "sweep-24",
+        title: "cimc sweep of 24 points (digits CNN, isaac, noise) against the 24 run alone",
+    },
 ];
 
 /// What a child measured.
@@ -229,6 +233,7 @@ pub fn run(id: &str, shared: &Path, reps: usize) -> Result<Measured, String> {
             });
             Measured { min_ms, median_ms, note: Some(format!("{n} nodes")) }
         }
+        "sweep-24" => crate::sweep::run(reps),
         other => return Err(format!("unknown workload '{other}'")),
     })
 }
