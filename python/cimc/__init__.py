@@ -153,7 +153,24 @@ def _noise_args(noise: Any) -> Tuple[Optional[str], Optional[str]]:
 
 # ---- models ------------------------------------------------------------------------------
 
-Model = _native.Model
+class Model:
+    """A model opened by :func:`load`: ``run(x)`` runs the float model (``cimc run MODEL``),
+    ``dump()`` gives its IR as text (``cimc dump``), ``inputs`` its (name, dtype, shape)s."""
+
+    def __init__(self, native: "_native.Model"):
+        self._m = native
+
+    def run(self, x: Any) -> Union[np.ndarray, Tuple[np.ndarray, ...]]:
+        """The float model's outputs on ``x`` (``[N, ...]``; a tuple for several inputs)."""
+        return _outputs(self._m.run(_inputs(x)))
+
+    def dump(self) -> str:
+        """The imported model's IR as text."""
+        return self._m.dump()
+
+    @property
+    def inputs(self):
+        return self._m.inputs()
 
 
 def load(
@@ -175,8 +192,8 @@ def load(
         model = model.SerializeToString()
     shapes = [(k, [int(d) for d in v]) for k, v in (input_shape or {}).items()]
     if isinstance(model, (bytes, bytearray, memoryview)):
-        return _native.load(bytes(model), batch, shapes)
-    return _native.load(os.fspath(model), batch, shapes)
+        return Model(_native.load(bytes(model), batch, shapes))
+    return Model(_native.load(os.fspath(model), batch, shapes))
 
 
 def compile(
@@ -241,7 +258,7 @@ def compile(
     elif target is not None:
         target_name = os.fspath(target)
     out = _native.compile(
-        m,
+        m._m,
         calib_arrays,
         wbits,
         abits,
