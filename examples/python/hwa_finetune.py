@@ -173,7 +173,7 @@ def svg_plot(rows, float_top1, title):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", default="pcm")
+    ap.add_argument("--target", default=str(ROOT / "targets" / "pcm.toml"))
     ap.add_argument("--adc-bits", type=int, default=4)
     ap.add_argument("--wbits", type=int, default=4)
     ap.add_argument("--abits", type=int, default=4)
@@ -181,9 +181,9 @@ def main():
     ap.add_argument("--trials", type=int, default=5, help="noisy chips per evaluation (seeds)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the evaluation's chips")
     ap.add_argument("--train-seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--recompile-every", type=int, default=10)
     ap.add_argument("--json")
     ap.add_argument("--svg")
@@ -240,7 +240,7 @@ def main():
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     if args.svg:
-        title = (f"MNIST CNN on {args.target}, W{args.wbits}A{args.abits}, {args.adc_bits}-bit ADCs, "
+        title = (f"MNIST CNN on {pathlib.Path(args.target).stem}, W{args.wbits}A{args.abits}, {args.adc_bits}-bit ADCs, "
                  f"sigma_prog {args.sigma_prog}")
         pathlib.Path(args.svg).write_text(svg_plot(rows, float_top1, title))
 

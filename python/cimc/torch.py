@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import io
+import warnings
 from typing import Any, Mapping, Optional, Union
 
 import numpy as np
@@ -50,8 +51,11 @@ def export(
                                  optimize=True, verbose=False)
         return prog.model_proto.SerializeToString()
     buf = io.BytesIO()
-    torch.onnx.export(m, args, buf, dynamo=False, opset_version=opset_version,
-                      input_names=[f"input_{i}" for i in range(len(args))])
+    with warnings.catch_warnings():
+        # Asked for by name: the deprecation of the TorchScript exporter is not news here.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(m, args, buf, dynamo=False, opset_version=opset_version,
+                          input_names=[f"input_{i}" for i in range(len(args))])
     return buf.getvalue()
 
 
