@@ -227,8 +227,8 @@ def compile(
     model          a path, ONNX bytes, an ``onnx.ModelProto`` or a :class:`Model`.
     calib          calibration inputs ``[N, ...]`` (one array, or a tuple for several inputs),
                    for models without quantization parameters (``--calib``).
-    target         a preset (``"isaac"``, ``"puma"``, ``"edge"``, ``"pcm"``), a target file
-                   (.toml), or a dict of the target file's tables (``--target``).
+    target         a preset (``"isaac"``, ``"puma"``, ``"edge"``), a target file
+                   (.toml, e.g. ``"targets/pcm.toml"``), or a dict of its tables (``--target``).
     wbits, abits   weight and activation bits, 2..16 (``--wbits``, ``--abits``).
     bits           per-layer widths: ``{node: wbits}``, ``{node: {"wbits": w, "abits": a}}`` or
                    a TOML file (``--bits``).

@@ -454,14 +454,14 @@ pub fn compile(
     let raw = borrowed.as_deref().map(raw).transpose()?;
     let out = detached(py, || compile_native(model, raw.as_deref(), &q, &emit, &schedule))?;
     match out {
-        Compiled::Program(p) => Ok(Py::new(py, p)?.into_any()),
-        Compiled::Stream(s) => Ok(Py::new(py, s)?.into_any()),
+        Compiled::Program(p) => Ok(Py::new(py, *p)?.into_any()),
+        Compiled::Stream(s) => Ok(Py::new(py, *s)?.into_any()),
     }
 }
 
 enum Compiled {
-    Program(Program),
-    Stream(crate::stream::Stream),
+    Program(Box<Program>),
+    Stream(Box<crate::stream::Stream>),
 }
 
 /// `cimc compile`'s work (`compiler/src/cli/compile.rs`): the pipeline and `lower`, the report,
@@ -523,8 +523,8 @@ fn compile_native(
         (true, Some(t)) => {
             let opts = EmitOptions { schedule, ..EmitOptions::default() };
             let s = cimc_backends::stream::emit::emit(&program, &t, &opts)?;
-            Ok(Compiled::Stream(crate::stream::Stream::new(s)))
+            Ok(Compiled::Stream(Box::new(crate::stream::Stream::new(s))))
         }
-        _ => Ok(Compiled::Program(Program::new(program, Some(report)))),
+        _ => Ok(Compiled::Program(Box::new(Program::new(program, Some(report))))),
     }
 }
