@@ -235,7 +235,10 @@ def main():
         print(f"{name:<15} {r['exact']:>8.2f} {r['mean']:>13.2f} {r['std']:>6.2f} "
               f"{min(r['noisy']):>7.2f} {max(r['noisy']):>7.2f} {100 * rec:>9.0f}% "
               f"{seconds[name]:>8.1f}")
-    result = {"float_top1": float_top1, "chip": chip, "args": vars(args), "rows": rows,
+    # Paths inside the repository as the repository names them.
+    shown = lambda v: os.path.relpath(v, ROOT) if isinstance(v, str) and v.startswith(str(ROOT)) else v
+    chip["options"]["target"] = shown(chip["options"]["target"])
+    result = {"float_top1": float_top1, "chip": chip, "args": {k: shown(v) for k, v in vars(args).items()}, "rows": rows,
               "seconds": seconds, "chip_in_loop_compiles": compiles}
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
