@@ -2,7 +2,7 @@
 127.0.0.1 with two worker processes: a worker is killed in the middle of the sweep, and every
 point must still be recorded exactly once, each row equal to the local run's.
 
-Needs ray (python/requirements-test.txt) and the cimc binary: $CIMC_BIN, else
+Needs ray (the package's `test` extra) and the cimc binary: $CIMC_BIN, else
 target/release/cimc of this repository (cargo build --release -p cimc).
 """
 
