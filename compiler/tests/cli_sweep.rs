@@ -224,3 +224,35 @@ fn a_slurm_array_merges_to_the_local_results() {
     user_error(&cimc(&["sweep", "--run-point", pf.to_str().unwrap()]), &["hash"]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn random_sampling_draws_distinct_points_the_same_way_each_time() {
+    let dir = tmp_dir("sweep_random");
+    let axes = "\"adc.bits\" = [4, 5, 6]\ncell_bits = [1, 2]\nwbits = [4, 8]\ndrift_time = [\"1s\", \"1d\"]";
+    let list = |seed: u64| {
+        let f = sweep_file(&dir, &format!("r{seed}.toml"), axes, NOISE);
+        let text = std::fs::read_to_string(&f).unwrap().replace(
+            "limit = 120",
+            &format!("limit = 120\nsampling = \"random\"\npoints = 5\nsampling_seed = {seed}"),
+        );
+        std::fs::write(&f, text).unwrap();
+        let out = cimc(&["sweep", f.to_str().unwrap(), "--list-points"]);
+        ok(&out);
+        let points: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        points.iter().map(|p| p["axes"].to_string()).collect::<Vec<_>>()
+    };
+    let a = list(1);
+    assert_eq!(a.len(), 5);
+    assert_eq!(a.iter().collect::<std::collections::BTreeSet<_>>().len(), 5, "{a:?}");
+    // Bare keys resolve to their canonical axes.
+    for key in ["target.adc.bits", "target.array.cell_bits", "compile.wbits", "drift_time"] {
+        assert!(a[0].contains(key), "{key} not in {}", a[0]);
+    }
+    assert_eq!(list(1), a, "the same seed draws the same points");
+    assert_ne!(list(2), a, "another seed draws others");
+    std::fs::remove_dir_all(&dir).ok();
+}

