@@ -326,6 +326,7 @@ mod tests {
             adds: vec![],
             perms: vec![],
             hosts: vec![],
+            digital: vec![],
         }
     }
 

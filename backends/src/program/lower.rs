@@ -38,6 +38,48 @@ fn mult(node: &Node, real: f64) -> Result<FixedMultiplier> {
     FixedMultiplier::from_real(real).map_err(|e| err(node, e.to_string()))
 }
 
+/// The integer parameters of a [`Step::IntLayerNorm`] over groups of `n` codes, from the
+/// layer's float scale and bias (one each per element of a group, already broadcast), its
+/// epsilon, the input's `(s_x, z_x)` and the output's `(s_y, z_y)` and clamp range:
+/// `(epsilon_term, gamma, beta, requant)`.
+///
+/// `gamma = round(γ/s_γ)` with `s_γ = max|γ| / (2^(LN_GAMMA_BITS−1) − 1)` (so the largest scale
+/// keeps 15 bits), `beta = round(β·2^LN_FRAC_BITS / s_γ)`, `M = s_γ / (s_y·2^LN_FRAC_BITS)` and
+/// `epsilon_term = round(n²·ε / s_x²)` (at most 2^62: an epsilon that large dwarfs every
+/// variance of the codes anyway).
+pub fn int_layer_norm_params(
+    n: usize,
+    (s_x, _z_x): (f32, i32),
+    (s_y, z_y, lo, hi): (f32, i32, i32, i32),
+    epsilon: f32,
+    (gamma, beta): (&[f32], &[f32]),
+) -> Result<(i64, Vec<i32>, Vec<i64>, Requant)> {
+    use super::{LN_FRAC_BITS, LN_GAMMA_BITS};
+    let bad = |m: String| BackendError::Numeric(m);
+    if gamma.len() != n || beta.len() != n || n == 0 {
+        return Err(bad(format!("{} scales, {} biases for groups of {n}", gamma.len(), beta.len())));
+    }
+    if !(s_x.is_finite() && s_x > 0.0 && s_y.is_finite() && s_y > 0.0) {
+        return Err(bad(format!("scales s_x = {s_x}, s_y = {s_y} must be finite and positive")));
+    }
+    let frac = (1u64 << LN_FRAC_BITS) as f64;
+    let g_top = ((1i64 << (LN_GAMMA_BITS - 1)) - 1) as f64;
+    let g_max = gamma.iter().fold(0f64, |m, &g| m.max((g as f64).abs()));
+    let b_max = beta.iter().fold(0f64, |m, &b| m.max((b as f64).abs()));
+    if !(g_max.is_finite() && b_max.is_finite()) {
+        return Err(bad("a layer normalization with a non-finite scale or bias".into()));
+    }
+    // The scale's step; a bias far above every scale widens it so `beta` stays below 2^61.
+    let s_g = (g_max / g_top).max(b_max * frac / (1u64 << 61) as f64).max(f64::MIN_POSITIVE);
+    let gamma = gamma.iter().map(|&g| (g as f64 / s_g).round() as i32).collect();
+    let beta = beta.iter().map(|&b| (b as f64 * frac / s_g).round() as i64).collect();
+    let nn = n as f64;
+    let eps = (nn * nn * epsilon.max(0.0) as f64 / (s_x as f64 * s_x as f64)).round();
+    let epsilon_term = eps.min((1u64 << 62) as f64) as i64;
+    let m = FixedMultiplier::from_real(s_g / (s_y as f64 * frac))?;
+    Ok((epsilon_term, gamma, beta, Requant { mult: vec![m], zero_point: z_y, lo, hi }))
+}
+
 /// Lowers a quantized graph to a program.
 pub fn lower(g: &Graph) -> Result<Program> {
     let mut l = Lowering {
