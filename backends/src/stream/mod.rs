@@ -699,6 +699,23 @@ mod tests {
     }
 
     #[test]
+    fn the_digital_table_makes_version_3_and_round_trips() {
+        let mut s = tiny();
+        assert_eq!(&s.to_bytes()[8..12], &2u32.to_le_bytes(), "no digital entries: version 2");
+        s.digital.push(DigitalEntry::Lut { input_min: -2, table: vec![1, 0, -1, 5] });
+        s.cores[0].scratch_words = 8;
+        s.cores[0].code.insert(0, Instr::Lut { table: 0, src: 0, dst: 4, len: 4 });
+        let bytes = s.to_bytes();
+        assert_eq!(&bytes[8..12], &3u32.to_le_bytes());
+        assert_eq!(Stream::from_bytes(&bytes).unwrap(), s);
+        assert_eq!(text::parse(&text::print(&s)).unwrap(), s);
+        // An instruction whose entry is of another kind is refused.
+        s.cores[0].code[0] = Instr::Softmax { table: 0, src: 0, dst: 4 };
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("digital entry 0 is a lut entry"), "{err}");
+    }
+
+    #[test]
     fn version_1_is_read_with_its_stamp() {
         let s = tiny();
         let stamp = s.target.as_ref().unwrap().stamp_line();

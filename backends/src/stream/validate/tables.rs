@@ -49,8 +49,10 @@ pub(super) fn io(io: &Io, global_words: u32) -> Check {
         ));
     }
     if let Elem::Code(c) = io.elem {
-        if !(1..=31).contains(&c.bits) {
-            return Err(format!("codes of {} bits (1..=31 supported)", c.bits));
+        // 32-bit codes are the integers of an embedding's token ids (codes are i32, as in
+        // programs).
+        if !(1..=32).contains(&c.bits) {
+            return Err(format!("codes of {} bits (1..=32 supported)", c.bits));
         }
     }
     Ok(())
