@@ -400,6 +400,7 @@ impl Lowering<'_> {
             Op::PRelu => self.binary(node),
             Op::Lrn { size, alpha, beta, bias } => self.lrn(node, *size, (*alpha, *beta, *bias)),
             Op::InstanceNorm { epsilon } => self.instance_norm(node, *epsilon),
+            Op::LayerNorm { axis, epsilon } => self.layer_norm(node, *axis, *epsilon),
         }
     }
 
@@ -1064,6 +1065,45 @@ impl Lowering<'_> {
         Ok(())
     }
 
+    /// LayerNormalization on codes: a [`Step::Normalize`] over the axes from `axis` on, its
+    /// scale and bias (zeros when absent) expanded to those axes.
+    fn layer_norm(&mut self, node: &Node, axis: usize, epsilon: f32) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let shape = self.g.ty(node.inputs[0]).shape.clone();
+        let normalized = shape.get(axis..).unwrap_or_default().to_vec();
+        let mut expanded = Vec::with_capacity(2);
+        for slot in [1, 2] {
+            let values = match self.const_f32(node, slot)? {
+                Some(v) => v,
+                None if slot == 2 => vec![0.0],
+                None => return Err(err(node, "input 1 (scale) is missing")),
+            };
+            let from = &self.g.ty(node.inputs.get(slot).copied().unwrap_or(node.inputs[1])).shape;
+            let from = if values.len() == 1 { &[][..] } else { &from[..] };
+            let v = broadcast_values(&values, from, &normalized).ok_or_else(|| {
+                err(node, format!("input {slot} {from:?} does not broadcast to {normalized:?}"))
+            })?;
+            expanded.push(v);
+        }
+        let bias = expanded.pop().unwrap_or_default();
+        let scale = expanded.pop().unwrap_or_default();
+        let mut affine_shape = vec![1; axis];
+        affine_shape.extend(&normalized);
+        let rounding = self.float_requant(node)?;
+        let step = Step::Normalize {
+            input: x,
+            output: yb,
+            axis,
+            epsilon,
+            affine_shape,
+            scale,
+            bias,
+            rounding,
+        };
+        self.push(node, step);
+        Ok(())
+    }
+
     /// Gather of a constant table by integer indices along axis 0 (an embedding): the table's
     /// values quantized once to the output's codes ([`Step::GatherRows`]).
     fn gather_rows(&mut self, node: &Node, axis: usize) -> Result<()> {
@@ -1239,4 +1279,35 @@ fn crossbar_of(node: &Node) -> Option<super::Crossbar> {
             })
             .collect(),
     })
+}
+
+/// `values` (shaped `from`, numpy-broadcastable to `to`) expanded to `to`, row-major; `None`
+/// when they do not broadcast.
+fn broadcast_values(values: &[f32], from: &[usize], to: &[usize]) -> Option<Vec<f32>> {
+    let lead = to.len().checked_sub(from.len())?;
+    let mut strides = vec![0usize; to.len()];
+    let mut s = 1;
+    for (k, &d) in from.iter().enumerate().rev() {
+        if d != 1 && d != to[lead + k] {
+            return None;
+        }
+        strides[lead + k] = if d == 1 { 0 } else { s };
+        s *= d;
+    }
+    if s != values.len() {
+        return None;
+    }
+    let n: usize = to.iter().product();
+    Some(
+        (0..n)
+            .map(|mut i| {
+                let mut at = 0;
+                for (&d, &st) in to.iter().zip(&strides).rev() {
+                    at += (i % d) * st;
+                    i /= d;
+                }
+                values[at]
+            })
+            .collect(),
+    )
 }
