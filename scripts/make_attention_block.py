@@ -1,14 +1,18 @@
-"""Writes tests/data/attention/: a small transformer encoder block with seeded random weights
-for the stream tests of the transformer steps — token embedding (Gather of a constant by int64
-token ids), a QKV projection, Split into Q, K, V, heads by Reshape and Transpose, Q·Kᵀ (MatMul of
+"""Writes tests/data/attention/: a small pre-norm transformer encoder block with seeded random
+weights for the stream tests of the transformer steps — token embedding (Gather of a constant by
+int64 token ids), LayerNormalization (opset 17) before the attention and before the MLP, a QKV
+projection, Split into Q, K, V, heads by Reshape and Transpose, Q·Kᵀ (MatMul of
 two activations) scaled by a constant, Softmax, attention·V, the output projection, a residual
 Add, an MLP with the Erf form of GELU (x·0.5·(1 + erf(x/√2)): a product of two activations) and
 a second residual — with seeded token inputs (calibration and test) and onnxruntime's outputs.
 
-Usage: /work/venv-optable/bin/python scripts/make_attention_block.py
+Usage: /work/venv-optable/bin/python scripts/make_attention_block.py [OUT T D H F]
+(without arguments the vendored block: T = 8 tokens, D = 16, 2 heads, F = 32; with them a block of
+those sizes in OUT, for the cost breakdown of docs/transformers-integer.md).
 """
 
 import os
+import sys
 
 import numpy as np
 import onnx
@@ -18,6 +22,9 @@ from onnx import TensorProto, helper, numpy_helper
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "data", "attention")
 rng = np.random.default_rng(20)
 VOCAB, T, D, H, F = 32, 8, 16, 2, 32
+if len(sys.argv) == 6:
+    OUT = sys.argv[1]
+    T, D, H, F = (int(a) for a in sys.argv[2:])
 DH = D // H
 inits = []
 nodes = []
@@ -41,7 +48,15 @@ def dense(x, fan_in, fan_out, name):
 
 emb = const("embedding", rng.normal(0, 1.0, (VOCAB, D)))
 x = node("Gather", [emb, "tokens"], "embed", axis=0)  # [1, T, D]
-qkv = dense(x, D, 3 * D, "qkv")  # [1, T, 3D]
+
+
+def layer_norm(x, name):
+    g = const(name + "_scale", 1.0 + rng.normal(0, 0.2, D))
+    b = const(name + "_bias", rng.normal(0, 0.1, D))
+    return node("LayerNormalization", [x, g, b], name, axis=-1, epsilon=1e-5)
+
+
+qkv = dense(layer_norm(x, "ln1"), D, 3 * D, "qkv")  # [1, T, 3D]
 nodes.append(helper.make_node("Split", [qkv], ["q0", "k0", "v0"], name="split", axis=2,
                               num_outputs=3))
 heads = const("heads_shape", [1, T, H, DH], np.int64)
@@ -54,7 +69,7 @@ probs = node("Softmax", [scores], "probs", axis=-1)
 att = node("Transpose", [node("MatMul", [probs, v], "pv")], "att_t", perm=[0, 2, 1, 3])
 att = node("Reshape", [att, const("merge_shape", [1, T, D], np.int64)], "att")
 r1 = node("Add", [x, dense(att, D, D, "proj")], "residual1")
-h = dense(r1, D, F, "fc1")
+h = dense(layer_norm(r1, "ln2"), D, F, "fc1")
 erf = node("Erf", [node("Div", [h, const("sqrt2", np.sqrt(2.0))], "gelu_div")], "gelu_erf")
 g = node("Mul", [node("Mul", [h, node("Add", [erf, const("one", 1.0)], "gelu_add")], "gelu_mul"),
                  const("half", 0.5)], "gelu")

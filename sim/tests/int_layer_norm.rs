@@ -36,9 +36,14 @@ fn program(
     (gamma, beta): (&[f32], &[f32]),
 ) -> Program {
     let (lo, hi) = qy.range();
-    let (epsilon_term, g, b, requant) =
-        int_layer_norm_params(n, (qx.scale, qx.zp), (qy.scale, qy.zp, lo, hi), epsilon, (gamma, beta))
-            .unwrap();
+    let (epsilon_term, g, b, requant) = int_layer_norm_params(
+        n,
+        (qx.scale, qx.zp),
+        (qy.scale, qy.zp, lo, hi),
+        epsilon,
+        (gamma, beta),
+    )
+    .unwrap();
     let buf = |name: &str, q: &Q| BufferDecl {
         name: name.into(),
         shape: vec![groups, n],

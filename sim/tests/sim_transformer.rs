@@ -8,12 +8,12 @@
 
 mod sim_common;
 
+use cimc_backends::arith::FixedMultiplier;
 use cimc_backends::program::lower::int_layer_norm_params;
 use cimc_backends::program::{BufferDecl, CodeType, Elem, Program, Requant, Step};
 use cimc_backends::stream::emit::{emit, EmitOptions};
 use cimc_backends::stream::{cost, text, Stream};
 use cimc_backends::target::Target;
-use cimc_backends::arith::FixedMultiplier;
 use cimc_sim::{ProgramRunner, StreamRunner};
 use sim_common::*;
 
@@ -40,7 +40,8 @@ fn requant(rng: &mut Rng, lo: i32, hi: i32) -> Requant {
 /// GELU table → per head (`h` heads of `d/h`): Q = a slice (Gather), Kᵀ (Transpose), Q·Kᵀ
 /// (MatMulCodes), softmax, ·V (MatMulCodes) → a product with the normalized input (Mul).
 fn program(rng: &mut Rng) -> (Program, Vec<i32>) {
-    let (t, h, dh) = (2 + below(rng, 6) as usize, 1 + below(rng, 3) as usize, 2 + below(rng, 4) as usize);
+    let (t, h, dh) =
+        (2 + below(rng, 6) as usize, 1 + below(rng, 3) as usize, 2 + below(rng, 4) as usize);
     let d = h * dh;
     let rows = 5 + below(rng, 20) as usize;
     let i8c = code(8, true);
@@ -109,7 +110,12 @@ fn program(rng: &mut Rng) -> (Program, Vec<i32>) {
             output: p,
             axis: 3,
             exp_table,
-            requant: Requant { mult: vec![FixedMultiplier::from_real(255.0 / 2f64.powi(32)).unwrap()], zero_point: 0, lo: 0, hi: 255 },
+            requant: Requant {
+                mult: vec![FixedMultiplier::from_real(255.0 / 2f64.powi(32)).unwrap()],
+                zero_point: 0,
+                lo: 0,
+                hi: 255,
+            },
         },
         Step::MatMulCodes {
             a: p,
@@ -150,12 +156,21 @@ fn transformer_steps_run_bit_exact_on_the_digital_units() {
     for case in 0..24 {
         let (p, tokens) = program(&mut rng);
         p.validate().unwrap_or_else(|e| panic!("case {case}: {e}"));
-        let s = emit(&p, &target, &EmitOptions::default()).unwrap_or_else(|e| panic!("case {case}: {e}"));
+        let s = emit(&p, &target, &EmitOptions::default())
+            .unwrap_or_else(|e| panic!("case {case}: {e}"));
         let bytes = s.to_bytes();
-        assert_eq!(&bytes[8..12], &3u32.to_le_bytes(), "a stream with digital entries is version 3");
+        assert_eq!(
+            &bytes[8..12],
+            &3u32.to_le_bytes(),
+            "a stream with digital entries is version 3"
+        );
         let back = Stream::from_bytes(&bytes).unwrap();
         assert_eq!(back, s, "case {case}: the file form round-trips");
-        assert_eq!(text::parse(&text::print(&s)).unwrap(), s, "case {case}: the text form round-trips");
+        assert_eq!(
+            text::parse(&text::print(&s)).unwrap(),
+            s,
+            "case {case}: the text form round-trips"
+        );
         let shape = p.buffers[p.inputs[0]].shape.clone();
         let x = i32_tensor(&shape, tokens);
         let want = ProgramRunner::new(&p).unwrap().run(vec![x.clone()]).unwrap();
@@ -166,8 +181,11 @@ fn transformer_steps_run_bit_exact_on_the_digital_units() {
         assert!(r.totals.counts.digital_macs > 0 && r.totals.energy.digital_matrix > 0.0);
         assert_eq!(b.crossbar.energy_pj, 0.0, "no crossbar work");
         assert!(b.digital_matrix.energy_pj > 0.0 && b.vector.energy_pj > 0.0);
-        let share = b.crossbar.energy_share + b.digital_matrix.energy_share + b.vector.energy_share
-            + b.movement.energy_share + b.control.energy_share;
+        let share = b.crossbar.energy_share
+            + b.digital_matrix.energy_share
+            + b.vector.energy_share
+            + b.movement.energy_share
+            + b.control.energy_share;
         assert!((share - 1.0).abs() < 1e-6, "shares sum to {share}");
     }
 }

@@ -273,10 +273,11 @@ fn shared_models_every_preset_bit_exact() {
     assert!(n >= 8 * 3, "only {n} model × preset pairs were checked");
 }
 
-/// A transformer encoder block (`tests/data/attention/`: token embedding, QKV projection, Split
-/// into heads, Q·Kᵀ, Softmax, ·V, output projection, residual Adds, an MLP with the Erf form of
+/// A transformer encoder block (`tests/data/attention/`: token embedding, LayerNorms, QKV
+/// projection, Split into heads, Q·Kᵀ, Softmax, ·V, output projection, residual Adds, an MLP with the Erf form of
 /// GELU) on every preset: its weight products on crossbars (`mvm`), the rest on the digital
-/// units (`gather_rows`, `gather`, `transpose`, `matmul`, `softmax`, `lut`, `mul`, `add`), the
+/// units (`gather_rows`, `layer_norm`, `gather`, `transpose`, `matmul`, `softmax`, `lut`, `mul`,
+/// `add`), the
 /// stream bit-exact with the program; the cost report's breakdown names the share of the
 /// energy outside the arrays.
 #[test]
@@ -294,7 +295,18 @@ fn attention_block_every_preset_bit_exact() {
         let s = check(&p, &t, &EmitOptions::default(), std::slice::from_ref(&x), &what);
         let used: std::collections::BTreeSet<&str> =
             s.cores.iter().flat_map(|c| &c.code).map(|i| i.mnemonic()).collect();
-        for m in ["mvm", "matmul", "softmax", "gather_rows", "gather", "lut", "mul", "add"] {
+        let wanted = [
+            "mvm",
+            "matmul",
+            "softmax",
+            "layer_norm",
+            "gather_rows",
+            "gather",
+            "lut",
+            "mul",
+            "add",
+        ];
+        for m in wanted {
             assert!(used.contains(m), "{what}: no {m} in the stream ({used:?})");
         }
         let r = cimc_backends::stream::cost::estimate(&s, &t).unwrap();

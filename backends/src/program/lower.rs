@@ -57,7 +57,11 @@ pub fn int_layer_norm_params(
     use super::{LN_FRAC_BITS, LN_GAMMA_BITS};
     let bad = |m: String| BackendError::Numeric(m);
     if gamma.len() != n || beta.len() != n || n == 0 {
-        return Err(bad(format!("{} scales, {} biases for groups of {n}", gamma.len(), beta.len())));
+        return Err(bad(format!(
+            "{} scales, {} biases for groups of {n}",
+            gamma.len(),
+            beta.len()
+        )));
     }
     if !(s_x.is_finite() && s_x > 0.0 && s_y.is_finite() && s_y > 0.0) {
         return Err(bad(format!("scales s_x = {s_x}, s_y = {s_y} must be finite and positive")));
@@ -1065,8 +1069,9 @@ impl Lowering<'_> {
         Ok(())
     }
 
-    /// LayerNormalization on codes: a [`Step::Normalize`] over the axes from `axis` on, its
-    /// scale and bias (zeros when absent) expanded to those axes.
+    /// LayerNormalization on codes: a [`Step::IntLayerNorm`] over the axes from `axis` on, its
+    /// scale and bias (zeros when absent) expanded to those axes and quantized
+    /// ([`int_layer_norm_params`]).
     fn layer_norm(&mut self, node: &Node, axis: usize, epsilon: f32) -> Result<()> {
         let (x, yb) = self.bufs(node)?;
         let shape = self.g.ty(node.inputs[0]).shape.clone();
@@ -1087,18 +1092,30 @@ impl Lowering<'_> {
         }
         let bias = expanded.pop().unwrap_or_default();
         let scale = expanded.pop().unwrap_or_default();
-        let mut affine_shape = vec![1; axis];
-        affine_shape.extend(&normalized);
-        let rounding = self.float_requant(node)?;
-        let step = Step::Normalize {
+        // Integers only (a chip has no float unit): `Step::IntLayerNorm`.
+        let (s_x, z_x, qx) = self.per_tensor(node, node.inputs[0])?;
+        if qx.bits > 16 {
+            return Err(err(
+                node,
+                format!("layer normalization of {}-bit codes (at most 16)", qx.bits),
+            ));
+        }
+        let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
+        let (lo, hi) = qy.code_range();
+        let n = normalized.iter().product();
+        let output = (s_y, z_y, lo as i32, hi as i32);
+        let (epsilon_term, gamma, beta, requant) =
+            int_layer_norm_params(n, (s_x, z_x), output, epsilon, (&scale, &bias))
+                .map_err(|e| err(node, e.to_string()))?;
+        let step = Step::IntLayerNorm {
             input: x,
             output: yb,
             axis,
-            epsilon,
-            affine_shape,
-            scale,
-            bias,
-            rounding,
+            input_zero_point: z_x,
+            epsilon_term,
+            gamma,
+            beta,
+            requant,
         };
         self.push(node, step);
         Ok(())

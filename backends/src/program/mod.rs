@@ -986,7 +986,14 @@ impl Program {
                 one_multiplier(requant)
             }
             Step::IntLayerNorm {
-                input, output, axis, input_zero_point, epsilon_term, gamma, beta, requant
+                input,
+                output,
+                axis,
+                input_zero_point,
+                epsilon_term,
+                gamma,
+                beta,
+                requant,
             } => {
                 let shape = &self.buffers[*input].shape;
                 if *axis > shape.len() || shape != &self.buffers[*output].shape {

@@ -734,7 +734,9 @@ impl<'a> Sim<'a> {
 impl<'a> Sim<'a> {
     fn digital_entry(&self, c: usize, table: u16) -> Result<&'a super::DigitalEntry> {
         let s: &'a Stream = self.s;
-        s.digital.get(table as usize).ok_or_else(|| self.missing(c, "digital entry", table as usize))
+        s.digital
+            .get(table as usize)
+            .ok_or_else(|| self.missing(c, "digital entry", table as usize))
     }
 
     /// An instruction of the vector unit with a digital entry: its element operations per
@@ -766,17 +768,23 @@ impl<'a> Sim<'a> {
             D::Softmax { .. } => (5 * written, 2 * read, written),
             // S1, S2 (2), numerator (2), division, scale and bias (2), requantization per code,
             // and per group the square root: 8 Newton iterations of 3 operations.
-            D::LayerNorm { groups, .. } => {
-                (8 * written + 24 * *groups as u64, 2 * read, written)
+            D::LayerNorm { groups, .. } => (8 * written + 24 * *groups as u64, 2 * read, written),
+            D::MatMul { .. } => {
+                return Err(self.error(c, "a matmul entry for a vector instruction".into()))
             }
-            D::MatMul { .. } => return Err(self.error(c, "a matmul entry for a vector instruction".into())),
         })
     }
 
     /// `matmul` on the digital matrix unit: `digital_mac_energy_pj` per multiply-accumulate at
     /// `digital_macs_per_cycle`, then one requantization per output on the vector unit; both
     /// operands and the output cross the scratchpad once.
-    fn matmul(&mut self, c: usize, table: u16, [a, b, dst]: [u32; 3], ch: &mut Charge) -> Result<f64> {
+    fn matmul(
+        &mut self,
+        c: usize,
+        table: u16,
+        [a, b, dst]: [u32; 3],
+        ch: &mut Charge,
+    ) -> Result<f64> {
         let e = self.digital_entry(c, table)?;
         let super::DigitalEntry::MatMul { a_shape, b_shape, .. } = e else {
             return Err(self.error(c, format!("a {} entry for matmul", e.kind())));

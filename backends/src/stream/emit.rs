@@ -23,9 +23,8 @@
 //! Emission is deterministic: the same program and target give the same bytes.
 
 use super::{
-    DigitalEntry,
-    AddEntry, Core, GroupEntry, HostEntry, Io, PermEntry, RequantEntry, Schedule, Stream,
-    WindowEntry,
+    AddEntry, Core, DigitalEntry, GroupEntry, HostEntry, Io, PermEntry, RequantEntry, Schedule,
+    Stream, WindowEntry,
 };
 use crate::error::{BackendError, Result};
 use crate::isa::Instr;

@@ -167,7 +167,14 @@ impl Emitter<'_> {
                 self.unary_digital(core, (*input, *output), e, false)
             }
             Step::IntLayerNorm {
-                input, output, axis, input_zero_point, epsilon_term, gamma, beta, requant
+                input,
+                output,
+                axis,
+                input_zero_point,
+                epsilon_term,
+                gamma,
+                beta,
+                requant,
             } => {
                 let sh = &self.p.buffers[*input].shape;
                 let n: usize = sh[(*axis).min(sh.len())..].iter().product();
@@ -190,7 +197,8 @@ impl Emitter<'_> {
             }
             Step::GatherRows { indices, output, rows, table } => {
                 let count = self.numel(*indices) as u32;
-                let e = DigitalEntry::GatherRows { count, rows: *rows as u32, table: table.clone() };
+                let e =
+                    DigitalEntry::GatherRows { count, rows: *rows as u32, table: table.clone() };
                 self.unary_digital(core, (*indices, *output), e, false)
             }
             Step::MatMulCodes { a, b, output, a_zero_point, b_zero_point, requant } => {
@@ -267,7 +275,13 @@ impl Emitter<'_> {
     }
 
     /// `matmul` on the digital matrix unit: both operands loaded whole.
-    fn matmul(&mut self, core: u16, (a, b): (Buf, Buf), output: Buf, e: DigitalEntry) -> Result<()> {
+    fn matmul(
+        &mut self,
+        core: u16,
+        (a, b): (Buf, Buf),
+        output: Buf,
+        e: DigitalEntry,
+    ) -> Result<()> {
         let table = Self::table(&mut self.digital, e)?;
         let xa = self.load_buf(core, a)?;
         let xb = self.load_buf(core, b)?;

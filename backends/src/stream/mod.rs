@@ -316,7 +316,9 @@ impl DigitalEntry {
                 let len = *groups as u64 * *n as u64;
                 Some((len, len))
             }
-            DigitalEntry::Gather { src_len, index, .. } => Some((*src_len as u64, index.len() as u64)),
+            DigitalEntry::Gather { src_len, index, .. } => {
+                Some((*src_len as u64, index.len() as u64))
+            }
             DigitalEntry::GatherRows { count, rows, table } => {
                 let row = table.len() as u64 / (*rows as u64).max(1);
                 Some((*count as u64, *count as u64 * row))
@@ -324,9 +326,8 @@ impl DigitalEntry {
             DigitalEntry::MatMul { a_shape, b_shape, .. } => {
                 let a: Vec<usize> = a_shape.iter().map(|&d| d as usize).collect();
                 let b: Vec<usize> = b_shape.iter().map(|&d| d as usize).collect();
-                let out = crate::program::matmul_shape(&a, &b).map_or(0, |o| {
-                    o.iter().map(|&d| d as u64).product::<u64>()
-                });
+                let out = crate::program::matmul_shape(&a, &b)
+                    .map_or(0, |o| o.iter().map(|&d| d as u64).product::<u64>());
                 Some((prod(a_shape), out))
             }
         }

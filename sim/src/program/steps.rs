@@ -208,10 +208,18 @@ impl ProgramRunner {
                 Ok(Data::Codes(y.map_err(|m| r.err(m))?))
             }
             Step::IntLayerNorm {
-                input, axis, input_zero_point, epsilon_term, gamma, beta, requant, ..
+                input,
+                axis,
+                input_zero_point,
+                epsilon_term,
+                gamma,
+                beta,
+                requant,
+                ..
             } => {
                 let x = r.codes(*input)?;
-                let n: usize = r.shape(*input)[(*axis).min(r.shape(*input).len())..].iter().product();
+                let n: usize =
+                    r.shape(*input)[(*axis).min(r.shape(*input).len())..].iter().product();
                 let p = LayerNormCodes {
                     zero_point: *input_zero_point,
                     epsilon_term: *epsilon_term,
@@ -571,7 +579,9 @@ pub(crate) fn int_layer_norm(
                 .checked_mul(p.gamma[j] as i128)
                 .and_then(|a| a.checked_add(p.beta[j] as i128))
                 .and_then(|a| i64::try_from(a).ok())
-                .ok_or_else(|| format!("t·gamma + beta = {t}·{} + {} overflows", p.gamma[j], p.beta[j]))?;
+                .ok_or_else(|| {
+                    format!("t·gamma + beta = {t}·{} + {} overflows", p.gamma[j], p.beta[j])
+                })?;
             *o = p.requant.apply(acc, 0);
         }
         Ok::<(), String>(())

@@ -96,7 +96,12 @@ pub(super) fn tensor_op(e: &DigitalEntry, x: &[i64], out: &mut [i64]) -> Result<
 }
 
 /// `matmul`: the program's `MatMulCodes` on the entry's shapes.
-pub(super) fn matmul(e: &DigitalEntry, a: &[i64], b: &[i64], out: &mut [i64]) -> Result<(), String> {
+pub(super) fn matmul(
+    e: &DigitalEntry,
+    a: &[i64],
+    b: &[i64],
+    out: &mut [i64],
+) -> Result<(), String> {
     let DigitalEntry::MatMul { a_shape, b_shape, a_zero_point, b_zero_point, requant } = e else {
         return Err(format!("a {} entry for matmul", e.kind()));
     };
