@@ -45,8 +45,8 @@ fn mult(node: &Node, real: f64) -> Result<FixedMultiplier> {
 ///
 /// `gamma = round(γ/s_γ)` with `s_γ = max|γ| / (2^(LN_GAMMA_BITS−1) − 1)` (so the largest scale
 /// keeps 15 bits), `beta = round(β·2^LN_FRAC_BITS / s_γ)`, `M = s_γ / (s_y·2^LN_FRAC_BITS)` and
-/// `epsilon_term = round(n²·ε / s_x²)` (at most 2^62: an epsilon that large dwarfs every
-/// variance of the codes anyway).
+/// `epsilon_term = round(n²·ε / s_x²·2^LN_EPS_BITS)`; an epsilon term above 2^62 (`ε/s_x²`
+/// above `2^46/n²` codes², far beyond any variance of 16-bit codes) is refused.
 pub fn int_layer_norm_params(
     n: usize,
     (s_x, _z_x): (f32, i32),
@@ -54,7 +54,7 @@ pub fn int_layer_norm_params(
     epsilon: f32,
     (gamma, beta): (&[f32], &[f32]),
 ) -> Result<(i64, Vec<i32>, Vec<i64>, Requant)> {
-    use super::{LN_FRAC_BITS, LN_GAMMA_BITS};
+    use super::{LN_EPS_BITS, LN_FRAC_BITS, LN_GAMMA_BITS};
     let bad = |m: String| BackendError::Numeric(m);
     if gamma.len() != n || beta.len() != n || n == 0 {
         return Err(bad(format!(
@@ -78,8 +78,15 @@ pub fn int_layer_norm_params(
     let gamma = gamma.iter().map(|&g| (g as f64 / s_g).round() as i32).collect();
     let beta = beta.iter().map(|&b| (b as f64 * frac / s_g).round() as i64).collect();
     let nn = n as f64;
-    let eps = (nn * nn * epsilon.max(0.0) as f64 / (s_x as f64 * s_x as f64)).round();
-    let epsilon_term = eps.min((1u64 << 62) as f64) as i64;
+    let eps_scale = (1u64 << LN_EPS_BITS) as f64;
+    let eps = (nn * nn * epsilon.max(0.0) as f64 / (s_x as f64 * s_x as f64) * eps_scale).round();
+    if !(eps <= (1u64 << 62) as f64) {
+        return Err(bad(format!(
+            "epsilon {epsilon} is too large for inputs of scale {s_x} in groups of {n} \
+             (its term n²·ε/s_x² exceeds 2^46 codes²)"
+        )));
+    }
+    let epsilon_term = eps as i64;
     let m = FixedMultiplier::from_real(s_g / (s_y as f64 * frac))?;
     Ok((epsilon_term, gamma, beta, Requant { mult: vec![m], zero_point: z_y, lo, hi }))
 }

@@ -498,8 +498,9 @@ pub enum Step {
     },
     /// LayerNormalization on codes in integers only (`docs/hardware-model.md` §4, "LayerNorm
     /// on codes"): per group of the `n` codes from `axis` on, `d = q − z_x`, `S1 = Σ d`,
-    /// `S2 = Σ d²` and `V = n·S2 − S1² + epsilon_term` exactly (`epsilon_term = n²·ε/s_x²`
-    /// rounded at compile time); `r = ⌊√(V·2^(2·LN_ROOT_BITS))⌋` ([`crate::arith::isqrt`],
+    /// `S2 = Σ d²` and `V = (n·S2 − S1²)·2^LN_EPS_BITS + epsilon_term` exactly
+    /// (`epsilon_term = n²·ε/s_x²·2^LN_EPS_BITS` rounded at compile time);
+    /// `r = ⌊√(V·2^(2·LN_ROOT_BITS − LN_EPS_BITS))⌋` ([`crate::arith::isqrt`],
     /// Newton's iteration on integers); `t = round((n·d − S1)·2^(LN_FRAC_BITS + LN_ROOT_BITS) /
     /// r)` (half away from zero; 0 when `r = 0`), the normalized value with `LN_FRAC_BITS`
     /// fraction bits; then `acc = t·gamma[j] + beta[j]`, `j` the element's place in its group,
@@ -603,6 +604,9 @@ pub const LN_FRAC_BITS: u32 = 16;
 pub const LN_ROOT_BITS: u32 = 16;
 /// Bits of a [`Step::IntLayerNorm`]'s scale codes `gamma` (signed).
 pub const LN_GAMMA_BITS: u32 = 16;
+/// Fraction bits of a [`Step::IntLayerNorm`]'s epsilon term (in codes², so that its rounding
+/// is negligible beside the smallest variance of distinct codes).
+pub const LN_EPS_BITS: u32 = 16;
 /// The most codes one [`Step::IntLayerNorm`] group may hold (its sums then fit an i128 with room).
 pub const LN_MAX_GROUP: usize = 1 << 24;
 

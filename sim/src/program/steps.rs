@@ -559,7 +559,7 @@ pub(crate) fn int_layer_norm(
     n: usize,
     p: &LayerNormCodes,
 ) -> std::result::Result<Vec<i32>, String> {
-    use cimc_backends::program::{LN_FRAC_BITS, LN_ROOT_BITS};
+    use cimc_backends::program::{LN_EPS_BITS, LN_FRAC_BITS, LN_ROOT_BITS};
     if n == 0 || x.len() % n != 0 || p.gamma.len() != n || p.beta.len() != n {
         return Err(format!("{} codes in groups of {n} with {} scales", x.len(), p.gamma.len()));
     }
@@ -569,9 +569,10 @@ pub(crate) fn int_layer_norm(
         let s1: i128 = xs.iter().map(|&q| q as i128 - z).sum();
         let s2: i128 = xs.iter().map(|&q| (q as i128 - z).pow(2)).sum();
         let nn = n as i128;
-        // n·S2 − S1² = n²·variance ≥ 0 exactly (Cauchy–Schwarz), plus n²·ε/s_x².
-        let v = (nn * s2 - s1 * s1 + p.epsilon_term as i128) as u128;
-        let r = cimc_backends::arith::isqrt(v << (2 * LN_ROOT_BITS)) as i128;
+        // n·S2 − S1² = n²·variance ≥ 0 exactly (Cauchy–Schwarz), plus n²·ε/s_x², both with
+        // LN_EPS_BITS fraction bits.
+        let v = (((nn * s2 - s1 * s1) << LN_EPS_BITS) + p.epsilon_term as i128) as u128;
+        let r = cimc_backends::arith::isqrt(v << (2 * LN_ROOT_BITS - LN_EPS_BITS)) as i128;
         for (j, (o, &q)) in out.iter_mut().zip(xs).enumerate() {
             let num = (nn * (q as i128 - z) - s1) << (LN_FRAC_BITS + LN_ROOT_BITS);
             let t = if r == 0 { 0 } else { num.signum() * ((num.abs() + r / 2) / r) };
