@@ -80,7 +80,7 @@ pub fn int_layer_norm_params(
     let nn = n as f64;
     let eps_scale = (1u64 << LN_EPS_BITS) as f64;
     let eps = (nn * nn * epsilon.max(0.0) as f64 / (s_x as f64 * s_x as f64) * eps_scale).round();
-    if !(eps <= (1u64 << 62) as f64) {
+    if eps.is_nan() || eps > (1u64 << 62) as f64 {
         return Err(bad(format!(
             "epsilon {epsilon} is too large for inputs of scale {s_x} in groups of {n} \
              (its term n²·ε/s_x² exceeds 2^46 codes²)"
