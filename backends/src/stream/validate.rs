@@ -417,12 +417,12 @@ fn check_instr(at: &At, st: &mut State) -> Result<()> {
             at.local("destination", dst, p.len() as u128)?;
         }
         Instr::Lut { table, src, dst, len } => {
-            digital_entry(&at, s, table)?;
+            digital_entry(at, s, table)?;
             at.local("source", src, len as u128)?;
             at.local("destination", dst, len as u128)?;
         }
         Instr::Mul { table, a, b, dst, len } => {
-            digital_entry(&at, s, table)?;
+            digital_entry(at, s, table)?;
             at.local("first operand", a, len as u128)?;
             at.local("second operand", b, len as u128)?;
             at.local("destination", dst, len as u128)?;
@@ -431,13 +431,13 @@ fn check_instr(at: &At, st: &mut State) -> Result<()> {
         | Instr::LayerNorm { table, src, dst }
         | Instr::Gather { table, src, dst }
         | Instr::GatherRows { table, src, dst } => {
-            let d = digital_entry(&at, s, table)?;
+            let d = digital_entry(at, s, table)?;
             let (read, written) = d.lengths().unwrap_or((0, 0));
             at.local("source", src, read as u128)?;
             at.local("destination", dst, written as u128)?;
         }
         Instr::Matmul { table, a, b, dst } => {
-            let d = digital_entry(&at, s, table)?;
+            let d = digital_entry(at, s, table)?;
             let super::DigitalEntry::MatMul { b_shape, .. } = d else {
                 return Err(at.err("not a matmul entry"));
             };
