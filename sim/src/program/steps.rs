@@ -560,7 +560,7 @@ pub(crate) fn int_layer_norm(
     p: &LayerNormCodes,
 ) -> std::result::Result<Vec<i32>, String> {
     use cimc_backends::program::{LN_EPS_BITS, LN_FRAC_BITS, LN_ROOT_BITS};
-    if n == 0 || x.len() % n != 0 || p.gamma.len() != n || p.beta.len() != n {
+    if n == 0 || !x.len().is_multiple_of(n) || p.gamma.len() != n || p.beta.len() != n {
         return Err(format!("{} codes in groups of {n} with {} scales", x.len(), p.gamma.len()));
     }
     let mut y = vec![0i32; x.len()];
