@@ -178,6 +178,15 @@ def compiled():
                        stdout=subprocess.DEVNULL)
         with open(out, "rb") as f:
             put(target, name, f.read())
+    # A stream of format 3: the attention block's digital table and its instructions (lut,
+    # mul, softmax, gather, gather_rows, matmul).
+    attention = ["tests/data/attention/attention.onnx", "--calib",
+                 "tests/data/attention/calib_tokens.npy", "--target", "isaac", "--emit", "stream"]
+    out = os.path.join(tmp, "seed-attention-isaac.cims")
+    subprocess.run([CIMC, "compile", *attention, "-o", out], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    with open(out, "rb") as f:
+        put("stream", "seed-attention-isaac.cims", f.read())
     # Broken ones: cut in half, and the header alone.
     for target, name in [("program", "seed-digits.cimp"), ("stream", "seed-digits-edge.cims")]:
         with open(os.path.join(SEEDS, target, name), "rb") as f:

@@ -99,9 +99,37 @@ pub fn narrow_weight_range(bits: u8) -> (i32, i32) {
     (-h, h)
 }
 
+/// §4: `⌊√v⌋` by Newton's iteration on integers (`x ← (x + v/x) / 2` from a power of two at or
+/// above the root, until it stops decreasing), as a digital unit computes it: shifts, one
+/// division and one addition per iteration, at most 7 iterations for 128-bit `v` beyond the
+/// first halving of the exponent.
+pub fn isqrt(v: u128) -> u128 {
+    if v < 2 {
+        return v;
+    }
+    let bits = 128 - v.leading_zeros();
+    // 2^⌈bits/2⌉ ≥ √v, and x + v/x < 2^65 never overflows.
+    let mut x = 1u128 << bits.div_ceil(2);
+    loop {
+        let y = (x + v / x) >> 1;
+        if y >= x {
+            return x;
+        }
+        x = y;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn isqrt_is_the_floor_of_the_root() {
+        for v in (0u128..5000).chain([u64::MAX as u128, (1u128 << 100) + 12345, u128::MAX >> 2]) {
+            let r = isqrt(v);
+            assert!(r * r <= v && (r + 1) * (r + 1) > v, "{v}: {r}");
+        }
+    }
 
     #[test]
     fn multiplier_examples() {

@@ -170,6 +170,11 @@ pub struct CostSpec {
     /// Clock of the digital logic (GHz, > 0): control instructions take whole cycles and the
     /// report converts its latencies to cycles with it.
     pub clock_ghz: f64,
+    /// Energy of one 8-bit multiply-accumulate (32-bit accumulator) of a core's digital matrix
+    /// unit, which runs the products of two activations (`matmul`; pJ).
+    pub digital_mac_energy_pj: f64,
+    /// Multiply-accumulates the digital matrix unit of a core completes per clock cycle (> 0).
+    pub digital_macs_per_cycle: f64,
 }
 
 impl Default for CostSpec {
@@ -195,6 +200,8 @@ impl Default for CostSpec {
             global_mem_gb_per_s: 25.6,
             interconnect_gb_per_s: 4.0,
             clock_ghz: 1.2,
+            digital_mac_energy_pj: 0.213,
+            digital_macs_per_cycle: 64.0,
         }
     }
 }
@@ -208,10 +215,11 @@ impl CostSpec {
         "global_mem_gb_per_s",
         "interconnect_gb_per_s",
         "clock_ghz",
+        "digital_macs_per_cycle",
     ];
 
     /// Every figure with its key, in file order.
-    fn fields(&self) -> [(&'static str, f64); 19] {
+    fn fields(&self) -> [(&'static str, f64); 21] {
         [
             ("xbar_read_energy_pj", self.xbar_read_energy_pj),
             ("xbar_read_latency_ns", self.xbar_read_latency_ns),
@@ -232,6 +240,8 @@ impl CostSpec {
             ("global_mem_gb_per_s", self.global_mem_gb_per_s),
             ("interconnect_gb_per_s", self.interconnect_gb_per_s),
             ("clock_ghz", self.clock_ghz),
+            ("digital_mac_energy_pj", self.digital_mac_energy_pj),
+            ("digital_macs_per_cycle", self.digital_macs_per_cycle),
         ]
     }
 }

@@ -147,6 +147,7 @@ fn stream(cores: Vec<Core>) -> Stream {
         adds: vec![],
         perms: vec![],
         hosts: vec![],
+        digital: vec![],
     }
 }
 

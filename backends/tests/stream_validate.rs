@@ -159,6 +159,7 @@ fn small() -> Stream {
             lo: 0,
             hi: 255,
         }],
+        digital: vec![],
     }
 }
 

@@ -125,6 +125,28 @@ pub fn table(r: &CostReport) -> String {
         .collect();
     let _ =
         writeln!(s, "energy: {}", if parts.is_empty() { "none".into() } else { parts.join(", ") });
+    // The cost breakdown by unit, for a stream with products of two activations (a transformer):
+    // what share stays outside the arrays (a CNN's summary is unchanged; its JSON has it).
+    let b = &t.breakdown;
+    if b.digital_matrix.instructions > 0 {
+        let kinds = [
+            ("crossbar", &b.crossbar),
+            ("digital matrix", &b.digital_matrix),
+            ("vector", &b.vector),
+            ("movement", &b.movement),
+        ];
+        let each: Vec<String> = kinds
+            .iter()
+            .map(|(n, w)| {
+                format!(
+                    "{n} {:.1} % of the energy, {:.0} busy cycles",
+                    100.0 * w.energy_share,
+                    w.busy_cycles
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "by unit: {}", each.join("; "));
+    }
     if let Some(b) = r.cores.iter().max_by(|a, b| a.busy_ns.total_cmp(&b.busy_ns)) {
         let _ = writeln!(
             s,
@@ -327,6 +349,7 @@ mod tests {
             adds: vec![],
             perms: vec![],
             hosts: vec![],
+            digital: vec![],
         }
     }
 

@@ -603,6 +603,7 @@ fn eval_owned(op: &Op, i: usize, t: Tensor, rest: &[&Tensor], n_out: usize) -> R
         | Op::LogSoftmax { .. }
         | Op::Lrn { .. }
         | Op::InstanceNorm { .. }
+        | Op::LayerNorm { .. }
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)
@@ -680,6 +681,7 @@ fn run_as(op: &Op) -> RunAs<'_> {
         | Op::LogSoftmax { .. }
         | Op::Lrn { .. }
         | Op::InstanceNorm { .. }
+        | Op::LayerNorm { .. }
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)

@@ -82,6 +82,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType], n_outputs: usize) -> Result<Vec<Te
         Op::LogSoftmax { axis, .. } => softmax(x, *axis).map(one),
         Op::Lrn { size, .. } => spatial::lrn(x, *size).map(one),
         Op::InstanceNorm { epsilon } => spatial::instance_norm(*epsilon, inputs).map(one),
+        Op::LayerNorm { axis, epsilon } => spatial::layer_norm(*axis, *epsilon, inputs).map(one),
         Op::ConvTranspose { conv, output_padding } => {
             spatial::conv_transpose(conv, output_padding, inputs).map(one)
         }

@@ -476,6 +476,11 @@ crate::optable::op_table! {
         /// inputs: x `[N,C,D..]`, scale `[C]`, bias `[C]`: each (sample, channel) normalized
         /// over its spatial elements.
         InstanceNorm { epsilon: f32 } = "instance_norm", inputs 3..=3, outputs 1..=1, codes Integer;
+        /// inputs: x, scale, optional bias, the last two broadcast (numpy rules) to x's dims from
+        /// `axis` on: each group of x's elements over those dims normalized to mean 0 and
+        /// variance 1 (`(x − mean) / √(var + epsilon)`), then `· scale + bias`.
+        LayerNorm { axis: usize, epsilon: f32 } = "layer_norm",
+            inputs 2..=3, outputs 1..=1, codes Integer;
         /// inputs: x `[N,C,D..]`, w `[C,M/group,K..]`, optional bias `[M]`. `conv.pads` crop
         /// the full output (`[begin.., end..]`); `output_padding` is added at the end of each
         /// spatial axis.

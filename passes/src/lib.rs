@@ -21,6 +21,7 @@ pub mod epilogue;
 pub mod error;
 pub mod fold_bn;
 pub mod fold_qdq;
+pub mod fuse_layer_norm;
 pub mod mixed_precision;
 pub mod placement;
 pub mod quantize;
@@ -78,6 +79,7 @@ pub fn all_passes() -> Vec<Box<dyn Pass>> {
         Box::new(fold_qdq::FoldQdq),
         Box::new(fold_bn::FoldBn),
         Box::new(unroll_recurrent::UnrollRecurrent),
+        Box::new(fuse_layer_norm::FuseLayerNorm),
         Box::new(canonicalize::Canonicalize),
         Box::new(mixed_precision::MixedPrecision),
         Box::new(reference_stats::ReferenceStats),

@@ -68,7 +68,8 @@ fn runs_on_codes(op: &Op) -> bool {
         | Op::ZeroInsert { .. }
         // The window's or the group's sums exact in integers, then f64 rounded once.
         | Op::Lrn { .. }
-        | Op::InstanceNorm { .. } => true,
+        | Op::InstanceNorm { .. }
+        | Op::LayerNorm { .. } => true,
         // By its attributes: nearest moves codes (a gather), linear has a step of its own.
         Op::Resize(a) => a.on_codes() != cimc_ir::OnCodes::Float,
         // Its order depends on the values: no program step.

@@ -272,3 +272,57 @@ fn shared_models_every_preset_bit_exact() {
     }
     assert!(n >= 8 * 3, "only {n} model × preset pairs were checked");
 }
+
+/// A transformer encoder block (`tests/data/attention/`: token embedding, LayerNorms, QKV
+/// projection, Split into heads, Q·Kᵀ, Softmax, ·V, output projection, residual Adds, an MLP with the Erf form of
+/// GELU) on every preset: its weight products on crossbars (`mvm`), the rest on the digital
+/// units (`gather_rows`, `layer_norm`, `gather`, `transpose`, `matmul`, `softmax`, `lut`, `mul`,
+/// `add`), the
+/// stream bit-exact with the program; the cost report's breakdown names the share of the
+/// energy outside the arrays.
+#[test]
+fn attention_block_every_preset_bit_exact() {
+    let dir = data().join("attention");
+    let calib = npy(&dir.join("calib_tokens.npy"));
+    let x = npy(&dir.join("test_tokens.npy"));
+    for t in presets() {
+        let what = format!("attention block on {}", t.name);
+        let g = onnx::import_file(&dir.join("attention.onnx"), &ImportOptions::default())
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let mut cx = PassContext { calib: Some(vec![calib.clone()]), ..Default::default() };
+        cx.chip = Some(Chip::from_target(&t, None));
+        let p = cimc::compile::compile(g, &cx, &[]).unwrap_or_else(|e| panic!("{what}: {e}")).0;
+        let s = check(&p, &t, &EmitOptions::default(), std::slice::from_ref(&x), &what);
+        let used: std::collections::BTreeSet<&str> =
+            s.cores.iter().flat_map(|c| &c.code).map(|i| i.mnemonic()).collect();
+        let wanted = [
+            "mvm",
+            "matmul",
+            "softmax",
+            "layer_norm",
+            "gather_rows",
+            "gather",
+            "lut",
+            "mul",
+            "add",
+        ];
+        for m in wanted {
+            assert!(used.contains(m), "{what}: no {m} in the stream ({used:?})");
+        }
+        let r = cimc_backends::stream::cost::estimate(&s, &t).unwrap();
+        let b = r.totals.breakdown;
+        assert!(b.crossbar.energy_pj > 0.0 && b.digital_matrix.energy_pj > 0.0, "{what}");
+        eprintln!(
+            "{what}: energy {:.1} pJ: crossbar {:.1} %, digital matrix {:.1} %, vector {:.1} %, \
+             movement {:.1} %; busy cycles crossbar {}, digital matrix {}, vector {}",
+            r.totals.energy_pj,
+            100.0 * b.crossbar.energy_share,
+            100.0 * b.digital_matrix.energy_share,
+            100.0 * b.vector.energy_share,
+            100.0 * b.movement.energy_share,
+            b.crossbar.busy_cycles,
+            b.digital_matrix.busy_cycles,
+            b.vector.busy_cycles
+        );
+    }
+}

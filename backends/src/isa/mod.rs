@@ -40,6 +40,7 @@
 //! | add | `add` | the input zero points `z_a`, `z_b`, the headroom `h`, the input multipliers `M_a`, `M_b`, and the output multiplier `M`, zero point `z` and clamp range `lo..=hi` |
 //! | permutation | `transpose` | the source shape and the permutation of its axes |
 //! | host | `host` | a float operation with its global addresses and parameters: quantize (scale, zero point, clamp range), dequantize (scales, zero points, axis), softmax (shape, axis) |
+//! | digital | `lut`, `mul`, `softmax`, `layer_norm`, `gather`, `gather_rows`, `matmul` | one kind per instruction: a lookup table and its smallest code; the zero points and requantization of a product; a softmax's shape, axis, exponential table and requantization; a LayerNorm's groups, group length, zero point, epsilon term, scale and bias codes and requantization; a gather's indices and fill code; an embedding's rows; a matrix product's shapes, zero points and requantization |
 //!
 //! **Arithmetic.** Integer and exact, bit-exact with the interpreter program: i64 on words (the
 //! emitter guarantees that no result overflows), requantization as `arith::requantize` computes
@@ -62,7 +63,14 @@
 //! | `GlobalAvgPool` | `avg_pool` | a window covering the whole spatial extent, and a requant entry of one multiplier |
 //! | `Add` | `add` | operands of equal length; a broadcast operand (none in the shared models) is first expanded with `copy` |
 //! | `Sub` | `requant`, `add` | `b` negated about its zero point by a `requant` in place (`a = −1`, `b = 2·z_b`, multiplier 1: `2·z_b − q_b` exactly), then `add` |
-//! | `Lut`, `Mul`, `Div`, `IntSoftmax`, `Gather`, `Resize`, `MatMulCodes`, `GatherRows`, `LutPerElement`, `Lrn`, `Normalize` | none yet | the emitter refuses a program holding one, naming the step and its node (exit 1) |
+//! | `Lut` | `lut` | a digital entry holding the table |
+//! | `Mul` | `mul` | operands of equal length (a broadcasting `Mul` is refused) |
+//! | `IntSoftmax` | `softmax` | the whole tensor at once; the entry holds its shape and axis |
+//! | `IntLayerNorm` | `layer_norm` | the whole tensor at once, group after group |
+//! | `Gather` | `gather` | the moves of Slice, Split, Expand, Tile, DepthToSpace, nearest Resize...; the entry holds the index of every output code |
+//! | `GatherRows` | `gather_rows` | the embedding table is the entry's; the indices are loaded like codes |
+//! | `MatMulCodes` | `matmul` | on the core's digital matrix unit (not a crossbar: both operands change with the input) |
+//! | `Div`, `Resize`, `LutPerElement`, `Lrn`, `Normalize` | none yet | the emitter refuses a program holding one, naming the step and its node (exit 1); `Lrn` and `Normalize` compute in f64, which the chip has not |
 //! | `Concat` | `copy` or `store` | each input lands at its offset in the output, one copy per contiguous run; an input whose scale differs goes through `requant` (`a = 1`, `b = −z_x`) first |
 //! | `Reshape` | none | the same words in the same order: the emitter reuses the address (or copies) |
 //! | `Transpose` | `transpose` | a permutation entry; the same instruction converts between channel-first and channel-last layouts |
@@ -248,6 +256,7 @@ impl InstrInfo {
             0 => "Control",
             1 => "Memory and communication",
             2 => "Crossbar",
+            4 => "Digital matrix unit",
             _ => "Vector (digital units)",
         }
     }
@@ -668,6 +677,112 @@ isa! {
         /// Scratchpad address of the source tensor.
         src: u32,
         /// Scratchpad address of the first word written.
+        dst: u32,
+    }
+
+    /// Table lookup: `local[dst + i] = table[local[src + i] − input_min]` for `i < len`, with
+    /// the table and `input_min` of digital entry `table` (a `lut` entry).
+    ///
+    /// A code outside the table is an error. The program's `Lut` step: every element-wise
+    /// function of one activation (GELU, sigmoid, a product by a constant...).
+    Lut = 0x38 "lut" {
+        /// Index into the digital table.
+        table: u16,
+        /// Scratchpad address of the first code read.
+        src: u32,
+        /// Scratchpad address of the first code written.
+        dst: u32,
+        /// Codes.
+        len: u32,
+    }
+
+    /// Product of two code vectors: `local[dst + i] = requantize((local[a + i] − z_a)·(local[b
+    /// + i] − z_b), M, z, lo, hi)` with the parameters of digital entry `table` (a `mul` entry).
+    Mul = 0x39 "mul" {
+        /// Index into the digital table.
+        table: u16,
+        /// Scratchpad address of the first operand.
+        a: u32,
+        /// Scratchpad address of the second operand.
+        b: u32,
+        /// Scratchpad address of the first code written.
+        dst: u32,
+        /// Codes.
+        len: u32,
+    }
+
+    /// Softmax on codes over the axis of digital entry `table` (a `softmax` entry: the
+    /// tensor's shape, the axis, the exponential table and the requantization), exactly as the
+    /// program's `IntSoftmax` (`docs/hardware-model.md` §4, "Softmax on codes").
+    ///
+    /// Per row: the largest code, `e = E[max − q]` from the entry's table, their sum `S`, then
+    /// `t = floor((e·2^32 + floor(S/2)) / S)` requantized. A difference outside the table is an
+    /// error.
+    Softmax = 0x3a "softmax" {
+        /// Index into the digital table.
+        table: u16,
+        /// Scratchpad address of the source tensor.
+        src: u32,
+        /// Scratchpad address of the first code written.
+        dst: u32,
+    }
+
+    /// LayerNorm on codes over consecutive groups (a `layer_norm` entry: groups, group length,
+    /// input zero point, epsilon term, scale and bias codes, requantization), exactly as the
+    /// program's `IntLayerNorm` (`docs/hardware-model.md` §4, "LayerNorm on codes").
+    ///
+    /// Per group: the sums `S1`, `S2`, the integer square root by Newton's iteration, one
+    /// division per element, a product by the scale code, the bias, the requantization.
+    LayerNorm = 0x3b "layer_norm" {
+        /// Index into the digital table.
+        table: u16,
+        /// Scratchpad address of the source tensor.
+        src: u32,
+        /// Scratchpad address of the first code written.
+        dst: u32,
+    }
+
+    /// Moves codes by index: `local[dst + i] = local[src + index[i]]`, or the entry's fill code
+    /// where `index[i]` is `u32::MAX`, for every index of digital entry `table` (a `gather`
+    /// entry); the program's `Gather` step (Slice, Split, Expand, Tile...).
+    Gather = 0x3c "gather" {
+        /// Index into the digital table.
+        table: u16,
+        /// Scratchpad address of the source tensor.
+        src: u32,
+        /// Scratchpad address of the first code written.
+        dst: u32,
+    }
+
+    /// Rows of a constant table by integer indices (an embedding): for each of the entry's
+    /// `count` indices `k = local[src + i]` (`k < 0` counts from the end), row `k` of the table
+    /// of digital entry `table` (a `gather_rows` entry) goes to `local[dst + i·row ..]`.
+    ///
+    /// An index outside `[−rows, rows)` is an error.
+    GatherRows = 0x3d "gather_rows" {
+        /// Index into the digital table.
+        table: u16,
+        /// Scratchpad address of the first index.
+        src: u32,
+        /// Scratchpad address of the first code written.
+        dst: u32,
+    }
+
+    /// Matrix product of two code tensors on the core's digital matrix unit:
+    /// `local[dst ..] = requantize(Σ_k (a[.., i, k] − z_a)·(b[.., k, j] − z_b))` over the shapes,
+    /// batch broadcasting and parameters of digital entry `table` (a `matmul` entry), exactly as
+    /// the program's `MatMulCodes` (onnxruntime's QLinearMatMul).
+    ///
+    /// The dynamic products of attention (`Q·Kᵀ`, `attention·V`): neither operand is a
+    /// constant, so neither can sit in a crossbar. The accumulator is i64.
+    Matmul = 0x40 "matmul" {
+        /// Index into the digital table.
+        table: u16,
+        /// Scratchpad address of the first operand.
+        a: u32,
+        /// Scratchpad address of the second operand.
+        b: u32,
+        /// Scratchpad address of the first code written.
         dst: u32,
     }
 }

@@ -249,6 +249,15 @@ fn step(s: &mut String, st: &Step) {
             floats_text(bias),
             float_requant(rounding)
         ),
+        Step::IntLayerNorm {
+            input, output, axis, input_zero_point, epsilon_term, gamma, beta, requant: r
+        } => writeln!(
+            s,
+            "int_layer_norm b{input} -> b{output} axis={axis} zx={input_zero_point} eps={epsilon_term} gamma {} beta {}\n        {}",
+            table_text(gamma),
+            wide_table_text(beta),
+            requant(r)
+        ),
     };
 }
 

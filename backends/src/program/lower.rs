@@ -38,6 +38,59 @@ fn mult(node: &Node, real: f64) -> Result<FixedMultiplier> {
     FixedMultiplier::from_real(real).map_err(|e| err(node, e.to_string()))
 }
 
+/// The integer parameters of a [`Step::IntLayerNorm`] over groups of `n` codes, from the
+/// layer's float scale and bias (one each per element of a group, already broadcast), its
+/// epsilon, the input's `(s_x, z_x)` and the output's `(s_y, z_y)` and clamp range:
+/// `(epsilon_term, gamma, beta, requant)`.
+///
+/// `gamma = round(γ/s_γ)` with `s_γ = max|γ| / (2^(LN_GAMMA_BITS−1) − 1)` (so the largest scale
+/// keeps 15 bits), `beta = round(β·2^LN_FRAC_BITS / s_γ)`, `M = s_γ / (s_y·2^LN_FRAC_BITS)` and
+/// `epsilon_term = round(n²·ε / s_x²·2^LN_EPS_BITS)`; an epsilon term above 2^62 (`ε/s_x²`
+/// above `2^46/n²` codes², far beyond any variance of 16-bit codes) is refused.
+pub fn int_layer_norm_params(
+    n: usize,
+    (s_x, _z_x): (f32, i32),
+    (s_y, z_y, lo, hi): (f32, i32, i32, i32),
+    epsilon: f32,
+    (gamma, beta): (&[f32], &[f32]),
+) -> Result<(i64, Vec<i32>, Vec<i64>, Requant)> {
+    use super::{LN_EPS_BITS, LN_FRAC_BITS, LN_GAMMA_BITS};
+    let bad = |m: String| BackendError::Numeric(m);
+    if gamma.len() != n || beta.len() != n || n == 0 {
+        return Err(bad(format!(
+            "{} scales, {} biases for groups of {n}",
+            gamma.len(),
+            beta.len()
+        )));
+    }
+    if !(s_x.is_finite() && s_x > 0.0 && s_y.is_finite() && s_y > 0.0) {
+        return Err(bad(format!("scales s_x = {s_x}, s_y = {s_y} must be finite and positive")));
+    }
+    let frac = (1u64 << LN_FRAC_BITS) as f64;
+    let g_top = ((1i64 << (LN_GAMMA_BITS - 1)) - 1) as f64;
+    let g_max = gamma.iter().fold(0f64, |m, &g| m.max((g as f64).abs()));
+    let b_max = beta.iter().fold(0f64, |m, &b| m.max((b as f64).abs()));
+    if !(g_max.is_finite() && b_max.is_finite()) {
+        return Err(bad("a layer normalization with a non-finite scale or bias".into()));
+    }
+    // The scale's step; a bias far above every scale widens it so `beta` stays below 2^61.
+    let s_g = (g_max / g_top).max(b_max * frac / (1u64 << 61) as f64).max(f64::MIN_POSITIVE);
+    let gamma = gamma.iter().map(|&g| (g as f64 / s_g).round() as i32).collect();
+    let beta = beta.iter().map(|&b| (b as f64 * frac / s_g).round() as i64).collect();
+    let nn = n as f64;
+    let eps_scale = (1u64 << LN_EPS_BITS) as f64;
+    let eps = (nn * nn * epsilon.max(0.0) as f64 / (s_x as f64 * s_x as f64) * eps_scale).round();
+    if eps.is_nan() || eps > (1u64 << 62) as f64 {
+        return Err(bad(format!(
+            "epsilon {epsilon} is too large for inputs of scale {s_x} in groups of {n} \
+             (its term n²·ε/s_x² exceeds 2^46 codes²)"
+        )));
+    }
+    let epsilon_term = eps as i64;
+    let m = FixedMultiplier::from_real(s_g / (s_y as f64 * frac))?;
+    Ok((epsilon_term, gamma, beta, Requant { mult: vec![m], zero_point: z_y, lo, hi }))
+}
+
 /// Lowers a quantized graph to a program.
 pub fn lower(g: &Graph) -> Result<Program> {
     let mut l = Lowering {
@@ -358,6 +411,7 @@ impl Lowering<'_> {
             Op::PRelu => self.binary(node),
             Op::Lrn { size, alpha, beta, bias } => self.lrn(node, *size, (*alpha, *beta, *bias)),
             Op::InstanceNorm { epsilon } => self.instance_norm(node, *epsilon),
+            Op::LayerNorm { axis, epsilon } => self.layer_norm(node, *axis, *epsilon),
         }
     }
 
@@ -1022,6 +1076,58 @@ impl Lowering<'_> {
         Ok(())
     }
 
+    /// LayerNormalization on codes: a [`Step::IntLayerNorm`] over the axes from `axis` on, its
+    /// scale and bias (zeros when absent) expanded to those axes and quantized
+    /// ([`int_layer_norm_params`]).
+    fn layer_norm(&mut self, node: &Node, axis: usize, epsilon: f32) -> Result<()> {
+        let (x, yb) = self.bufs(node)?;
+        let shape = self.g.ty(node.inputs[0]).shape.clone();
+        let normalized = shape.get(axis..).unwrap_or_default().to_vec();
+        let mut expanded = Vec::with_capacity(2);
+        for slot in [1, 2] {
+            let values = match self.const_f32(node, slot)? {
+                Some(v) => v,
+                None if slot == 2 => vec![0.0],
+                None => return Err(err(node, "input 1 (scale) is missing")),
+            };
+            let from = &self.g.ty(node.inputs.get(slot).copied().unwrap_or(node.inputs[1])).shape;
+            let from = if values.len() == 1 { &[][..] } else { &from[..] };
+            let v = broadcast_values(&values, from, &normalized).ok_or_else(|| {
+                err(node, format!("input {slot} {from:?} does not broadcast to {normalized:?}"))
+            })?;
+            expanded.push(v);
+        }
+        let bias = expanded.pop().unwrap_or_default();
+        let scale = expanded.pop().unwrap_or_default();
+        // Integers only (a chip has no float unit): `Step::IntLayerNorm`.
+        let (s_x, z_x, qx) = self.per_tensor(node, node.inputs[0])?;
+        if qx.bits > 16 {
+            return Err(err(
+                node,
+                format!("layer normalization of {}-bit codes (at most 16)", qx.bits),
+            ));
+        }
+        let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
+        let (lo, hi) = qy.code_range();
+        let n = normalized.iter().product();
+        let output = (s_y, z_y, lo as i32, hi as i32);
+        let (epsilon_term, gamma, beta, requant) =
+            int_layer_norm_params(n, (s_x, z_x), output, epsilon, (&scale, &bias))
+                .map_err(|e| err(node, e.to_string()))?;
+        let step = Step::IntLayerNorm {
+            input: x,
+            output: yb,
+            axis,
+            input_zero_point: z_x,
+            epsilon_term,
+            gamma,
+            beta,
+            requant,
+        };
+        self.push(node, step);
+        Ok(())
+    }
+
     /// Gather of a constant table by integer indices along axis 0 (an embedding): the table's
     /// values quantized once to the output's codes ([`Step::GatherRows`]).
     fn gather_rows(&mut self, node: &Node, axis: usize) -> Result<()> {
@@ -1197,4 +1303,35 @@ fn crossbar_of(node: &Node) -> Option<super::Crossbar> {
             })
             .collect(),
     })
+}
+
+/// `values` (shaped `from`, numpy-broadcastable to `to`) expanded to `to`, row-major; `None`
+/// when they do not broadcast.
+fn broadcast_values(values: &[f32], from: &[usize], to: &[usize]) -> Option<Vec<f32>> {
+    let lead = to.len().checked_sub(from.len())?;
+    let mut strides = vec![0usize; to.len()];
+    let mut s = 1;
+    for (k, &d) in from.iter().enumerate().rev() {
+        if d != 1 && d != to[lead + k] {
+            return None;
+        }
+        strides[lead + k] = if d == 1 { 0 } else { s };
+        s *= d;
+    }
+    if s != values.len() {
+        return None;
+    }
+    let n: usize = to.iter().product();
+    Some(
+        (0..n)
+            .map(|mut i| {
+                let mut at = 0;
+                for (&d, &st) in to.iter().zip(&strides).rev() {
+                    at += (i % d) * st;
+                    i /= d;
+                }
+                values[at]
+            })
+            .collect(),
+    )
 }

@@ -496,6 +496,26 @@ pub enum Step {
         axes: Vec<ResizeAxis>,
         requant: Requant,
     },
+    /// LayerNormalization on codes in integers only (`docs/hardware-model.md` §4, "LayerNorm
+    /// on codes"): per group of the `n` codes from `axis` on, `d = q − z_x`, `S1 = Σ d`,
+    /// `S2 = Σ d²` and `V = (n·S2 − S1²)·2^LN_EPS_BITS + epsilon_term` exactly
+    /// (`epsilon_term = n²·ε/s_x²·2^LN_EPS_BITS` rounded at compile time);
+    /// `r = ⌊√(V·2^(2·LN_ROOT_BITS − LN_EPS_BITS))⌋` ([`crate::arith::isqrt`],
+    /// Newton's iteration on integers); `t = round((n·d − S1)·2^(LN_FRAC_BITS + LN_ROOT_BITS) /
+    /// r)` (half away from zero; 0 when `r = 0`), the normalized value with `LN_FRAC_BITS`
+    /// fraction bits; then `acc = t·gamma[j] + beta[j]`, `j` the element's place in its group,
+    /// and `requant` (one multiplier `M = s_γ / (s_y·2^LN_FRAC_BITS)`; `gamma` the scale in
+    /// `LN_GAMMA_BITS`-bit codes of step `s_γ`, `beta` the bias in units of `s_γ·2^−LN_FRAC_BITS`).
+    IntLayerNorm {
+        input: Buf,
+        output: Buf,
+        axis: usize,
+        input_zero_point: i32,
+        epsilon_term: i64,
+        gamma: Vec<i32>,
+        beta: Vec<i64>,
+        requant: Requant,
+    },
 }
 
 /// The output shape of a matrix product of operands shaped `a` and `b`, as ONNX MatMul
@@ -576,6 +596,19 @@ pub const GATHER_ZERO_POINT: u32 = u32::MAX;
 
 /// Fractional bits of a [`Step::Resize`]'s tap weights.
 pub const RESIZE_FRAC_BITS: u32 = 12;
+
+/// Fraction bits of the normalized value `t` of a [`Step::IntLayerNorm`].
+pub const LN_FRAC_BITS: u32 = 16;
+/// Extra bits of the square root of a [`Step::IntLayerNorm`]: `r = ⌊√V⌋·2^LN_ROOT_BITS` to
+/// within one unit.
+pub const LN_ROOT_BITS: u32 = 16;
+/// Bits of a [`Step::IntLayerNorm`]'s scale codes `gamma` (signed).
+pub const LN_GAMMA_BITS: u32 = 16;
+/// Fraction bits of a [`Step::IntLayerNorm`]'s epsilon term (in codes², so that its rounding
+/// is negligible beside the smallest variance of distinct codes).
+pub const LN_EPS_BITS: u32 = 16;
+/// The most codes one [`Step::IntLayerNorm`] group may hold (its sums then fit an i128 with room).
+pub const LN_MAX_GROUP: usize = 1 << 24;
 
 /// Bits of the fixed-point reciprocals of a `Div` step.
 pub const DIV_SHIFT: u32 = 30;
@@ -956,6 +989,52 @@ impl Program {
                 self.validate_resize(*input, *output, axes)?;
                 one_multiplier(requant)
             }
+            Step::IntLayerNorm {
+                input,
+                output,
+                axis,
+                input_zero_point,
+                epsilon_term,
+                gamma,
+                beta,
+                requant,
+            } => {
+                let shape = &self.buffers[*input].shape;
+                if *axis > shape.len() || shape != &self.buffers[*output].shape {
+                    return Err(format!(
+                        "a layer normalization from axis {axis} of {shape:?} (one shape)"
+                    ));
+                }
+                let n: usize = shape[*axis..].iter().product();
+                if n == 0 || n > LN_MAX_GROUP || gamma.len() != n || beta.len() != n {
+                    return Err(format!(
+                        "{} scales and {} biases for groups of {n} codes (1..={LN_MAX_GROUP})",
+                        gamma.len(),
+                        beta.len()
+                    ));
+                }
+                let c = self.code_type(*input)?;
+                let z_ok = (c.range().0 as i64 - 65536..=c.range().1 as i64 + 65536)
+                    .contains(&(*input_zero_point as i64));
+                if c.bits > 16 || !z_ok {
+                    return Err(format!(
+                        "{}-bit input codes with zero point {input_zero_point} (at most 16 bits)",
+                        c.bits
+                    ));
+                }
+                let g_max = 1i32 << (LN_GAMMA_BITS - 1);
+                let ok = (0..=1i64 << 62).contains(epsilon_term)
+                    && gamma.iter().all(|g| (-g_max..=g_max).contains(g))
+                    && beta.iter().all(|b| b.unsigned_abs() <= 1 << 62);
+                if !ok {
+                    return Err(format!(
+                        "epsilon term, scales or biases out of range (0..=2^62, \
+                         |gamma| ≤ 2^{}, |beta| ≤ 2^62)",
+                        LN_GAMMA_BITS - 1
+                    ));
+                }
+                one_multiplier(requant)
+            }
             _ => Ok(()),
         }
     }
@@ -1069,7 +1148,8 @@ pub fn step_buffers(s: &Step) -> Vec<Buf> {
         | Step::LutPerElement { input, output, .. }
         | Step::Lrn { input, output, .. }
         | Step::Normalize { input, output, .. }
-        | Step::Resize { input, output, .. } => vec![*input, *output],
+        | Step::Resize { input, output, .. }
+        | Step::IntLayerNorm { input, output, .. } => vec![*input, *output],
         Step::Add { a, b, output, .. }
         | Step::Sub { a, b, output, .. }
         | Step::Mul { a, b, output, .. }
@@ -1140,7 +1220,8 @@ impl Step {
             | Step::LutPerElement { .. }
             | Step::Lrn { .. }
             | Step::Normalize { .. }
-            | Step::Resize { .. } => None,
+            | Step::Resize { .. }
+            | Step::IntLayerNorm { .. } => None,
         }
     }
 
@@ -1173,6 +1254,7 @@ impl Step {
             Step::Lrn { .. } => "lrn",
             Step::Normalize { .. } => "normalize",
             Step::Resize { .. } => "resize",
+            Step::IntLayerNorm { .. } => "int_layer_norm",
         }
     }
 }

@@ -27,7 +27,8 @@ pub use model::{
     array_peak, program_cost, vector_cost, GroupShape, Numerics, Peak, VectorCost, ACC_BYTES,
 };
 pub use report::{
-    round, CoreCost, CostReport, Counts, Energy, InstrCost, LayerCost, Preload, Totals, Utilization,
+    round, Breakdown, CoreCost, CostReport, Counts, Energy, InstrCost, LayerCost, Preload, Totals,
+    Utilization, Work,
 };
 
 use super::{GroupEntry, HostEntry, Schedule, Stream, WindowEntry};
@@ -97,6 +98,7 @@ struct Sim<'a> {
     /// The first `xbar_config` of each group on each core.
     first_config: BTreeMap<(usize, u16), Numerics>,
     instrs: Vec<Vec<InstrCost>>,
+    breakdown: Breakdown,
 }
 
 /// The first `xbar_config` of each group on each core.
@@ -138,6 +140,7 @@ impl<'a> Sim<'a> {
             busy: Vec::new(),
             first_config: first_configs(s),
             instrs: s.cores.iter().map(|c| Vec::with_capacity(c.code.len())).collect(),
+            breakdown: Breakdown::default(),
         }
     }
 
@@ -255,6 +258,12 @@ impl<'a> Sim<'a> {
         self.energy.add(&e);
         self.counts.add(&k);
         self.instrs[c].push(InstrCost { start_ns: start, latency_ns: latency, energy_pj: total });
+        if let Some(ins) = self.s.cores[c].code.get(self.cores[c].pc) {
+            let w = self.breakdown.kind_mut(ins.opcode());
+            w.energy_pj += total;
+            w.busy_ns += latency;
+            w.instructions += 1;
+        }
         let core = &mut self.cores[c];
         core.clock = end;
         core.busy += latency;
@@ -380,6 +389,22 @@ impl<'a> Sim<'a> {
                 let t = self.transpose(c, table, src, dst)?;
                 self.vector(&mut ch, t)
             }
+            Instr::Lut { table, src, dst, len } => {
+                let t = self.digital_vector(c, table, [src, 0, dst], len)?;
+                self.vector(&mut ch, t)
+            }
+            Instr::Mul { table, a, b, dst, len } => {
+                let t = self.digital_vector(c, table, [a, b, dst], len)?;
+                self.vector(&mut ch, t)
+            }
+            Instr::Softmax { table, src, dst }
+            | Instr::LayerNorm { table, src, dst }
+            | Instr::Gather { table, src, dst }
+            | Instr::GatherRows { table, src, dst } => {
+                let t = self.digital_vector(c, table, [src, 0, dst], 0)?;
+                self.vector(&mut ch, t)
+            }
+            Instr::Matmul { table, a, b, dst } => self.matmul(c, table, [a, b, dst], &mut ch)?,
         };
         self.record(c, ch.start, latency, ch.e, ch.k);
         Ok(Step::Next)
@@ -703,6 +728,83 @@ impl<'a> Sim<'a> {
         let bytes = w.iter().map(|&b| b as u64).sum();
         self.shadows[c].write_with(dst as u64, n, |j| w[j]);
         Ok((n, bytes, bytes))
+    }
+}
+
+impl<'a> Sim<'a> {
+    fn digital_entry(&self, c: usize, table: u16) -> Result<&'a super::DigitalEntry> {
+        let s: &'a Stream = self.s;
+        s.digital
+            .get(table as usize)
+            .ok_or_else(|| self.missing(c, "digital entry", table as usize))
+    }
+
+    /// An instruction of the vector unit with a digital entry: its element operations per
+    /// output (`docs/cost-model.md`, "Transformer steps"), codes read and written (1 byte each).
+    fn digital_vector(
+        &mut self,
+        c: usize,
+        table: u16,
+        [src, b, dst]: [u32; 3],
+        len: u32,
+    ) -> Result<Traffic> {
+        use super::DigitalEntry as D;
+        let e = self.digital_entry(c, table)?;
+        let (read, written) = e.lengths().unwrap_or((len as u64, len as u64));
+        self.check(c, c, src as u64, read)?;
+        self.check(c, c, dst as u64, written)?;
+        self.shadows[c].touch(src as u64, read);
+        if matches!(e, D::Mul { .. }) {
+            self.check(c, c, b as u64, read)?;
+            self.shadows[c].touch(b as u64, read);
+        }
+        self.shadows[c].write(dst as u64, written, 1);
+        Ok(match e {
+            // A lookup per code; a gather moves one code per output.
+            D::Lut { .. } | D::Gather { .. } | D::GatherRows { .. } => (written, read, written),
+            // The product and its requantization.
+            D::Mul { .. } => (2 * written, 2 * read, written),
+            // Max, lookup, sum, division, requantization per code; two passes over the input.
+            D::Softmax { .. } => (5 * written, 2 * read, written),
+            // S1, S2 (2), numerator (2), division, scale and bias (2), requantization per code,
+            // and per group the square root: 8 Newton iterations of 3 operations.
+            D::LayerNorm { groups, .. } => (8 * written + 24 * *groups as u64, 2 * read, written),
+            D::MatMul { .. } => {
+                return Err(self.error(c, "a matmul entry for a vector instruction".into()))
+            }
+        })
+    }
+
+    /// `matmul` on the digital matrix unit: `digital_mac_energy_pj` per multiply-accumulate at
+    /// `digital_macs_per_cycle`, then one requantization per output on the vector unit; both
+    /// operands and the output cross the scratchpad once.
+    fn matmul(
+        &mut self,
+        c: usize,
+        table: u16,
+        [a, b, dst]: [u32; 3],
+        ch: &mut Charge,
+    ) -> Result<f64> {
+        let e = self.digital_entry(c, table)?;
+        let super::DigitalEntry::MatMul { a_shape, b_shape, .. } = e else {
+            return Err(self.error(c, format!("a {} entry for matmul", e.kind())));
+        };
+        let (a_len, out) = e.lengths().unwrap_or((0, 0));
+        let b_len: u64 = b_shape.iter().map(|&v| v as u64).product();
+        let k = a_shape.last().copied().unwrap_or(1) as u64;
+        let macs = out * k;
+        self.check(c, c, a as u64, a_len)?;
+        self.check(c, c, b as u64, b_len)?;
+        self.check(c, c, dst as u64, out)?;
+        self.shadows[c].touch(a as u64, a_len);
+        self.shadows[c].touch(b as u64, b_len);
+        self.shadows[c].write(dst as u64, out, 1);
+        let cs = self.c;
+        let requant = self.vector(ch, (out, a_len + b_len, out));
+        ch.e.digital_matrix = macs as f64 * cs.digital_mac_energy_pj;
+        ch.k.digital_macs = macs;
+        let mac_ns = macs as f64 / cs.digital_macs_per_cycle * self.cycle;
+        Ok((mac_ns + requant).max(self.cycle))
     }
 }
 

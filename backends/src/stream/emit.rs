@@ -23,8 +23,8 @@
 //! Emission is deterministic: the same program and target give the same bytes.
 
 use super::{
-    AddEntry, Core, GroupEntry, HostEntry, Io, PermEntry, RequantEntry, Schedule, Stream,
-    WindowEntry,
+    AddEntry, Core, DigitalEntry, GroupEntry, HostEntry, Io, PermEntry, RequantEntry, Schedule,
+    Stream, WindowEntry,
 };
 use crate::error::{BackendError, Result};
 use crate::isa::Instr;
@@ -83,6 +83,7 @@ pub(super) struct Emitter<'a> {
     adds: Vec<AddEntry>,
     pub(super) perms: Vec<PermEntry>,
     hosts: Vec<HostEntry>,
+    pub(super) digital: Vec<DigitalEntry>,
     /// Global address of each buffer.
     pub(super) addr: Vec<u32>,
     global_words: u64,
@@ -111,6 +112,7 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
         adds: Vec::new(),
         perms: Vec::new(),
         hosts: Vec::new(),
+        digital: Vec::new(),
         addr: vec![u32::MAX; program.buffers.len()],
         global_words: 0,
         barrier: 0,
@@ -203,6 +205,7 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
         adds: e.adds,
         perms: e.perms,
         hosts: e.hosts,
+        digital: e.digital,
     };
     stream
         .validate()

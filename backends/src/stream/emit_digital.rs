@@ -6,7 +6,7 @@ use super::{window_entry, Emitter};
 use crate::error::Result;
 use crate::isa::Instr;
 use crate::program::{Buf, Requant, Step, Window};
-use crate::stream::{AddEntry, HostEntry, PermEntry, RequantEntry};
+use crate::stream::{AddEntry, DigitalEntry, HostEntry, PermEntry, RequantEntry};
 
 /// The requant entry and zero point of an average pooling.
 struct Pool {
@@ -145,16 +145,76 @@ impl Emitter<'_> {
             Step::Transpose { input, output, perm } => self.transpose(core, *input, *output, perm),
             Step::Pad { input, output, pads, code } => self.pad(core, *input, *output, pads, *code),
             Step::Conv { .. } | Step::Gemm { .. } => Err(self.err("matrix step without a plan")),
-            // The instruction set has no table lookup, product, quotient or matrix product of two
-            // tensors, integer softmax, gather by index, interpolation, per-element tables nor LRN
-            // and normalization yet: the program runs these steps, a stream cannot.
-            Step::Lut { .. }
-            | Step::Mul { .. }
-            | Step::Div { .. }
-            | Step::IntSoftmax { .. }
-            | Step::Gather { .. }
-            | Step::MatMulCodes { .. }
-            | Step::GatherRows { .. }
+            Step::Lut { input, output, input_min, table } => {
+                let e = DigitalEntry::Lut { input_min: *input_min, table: table.clone() };
+                self.unary_digital(core, (*input, *output), e, true)
+            }
+            Step::Mul { a, b, output, a_zero_point, b_zero_point, requant } => {
+                let e = DigitalEntry::Mul {
+                    a_zero_point: *a_zero_point,
+                    b_zero_point: *b_zero_point,
+                    requant: requant.clone(),
+                };
+                self.mul(core, (*a, *b), *output, e)
+            }
+            Step::IntSoftmax { input, output, axis, exp_table, requant } => {
+                let e = DigitalEntry::Softmax {
+                    shape: shape32(&self.p.buffers[*input].shape),
+                    axis: *axis as u32,
+                    exp_table: exp_table.clone(),
+                    requant: requant.clone(),
+                };
+                self.unary_digital(core, (*input, *output), e, false)
+            }
+            Step::IntLayerNorm {
+                input,
+                output,
+                axis,
+                input_zero_point,
+                epsilon_term,
+                gamma,
+                beta,
+                requant,
+            } => {
+                let sh = &self.p.buffers[*input].shape;
+                let n: usize = sh[(*axis).min(sh.len())..].iter().product();
+                let e = DigitalEntry::LayerNorm {
+                    groups: (self.numel(*input) / n.max(1) as u64) as u32,
+                    n: n as u32,
+                    input_zero_point: *input_zero_point,
+                    epsilon_term: *epsilon_term,
+                    gamma: gamma.clone(),
+                    beta: beta.clone(),
+                    requant: requant.clone(),
+                };
+                self.unary_digital(core, (*input, *output), e, false)
+            }
+            Step::Gather { input, output, index } => {
+                let fill = self.p.buffers[*output].quant.as_ref().map_or(0, |q| q.zero_point[0]);
+                let src_len = self.numel(*input) as u32;
+                let e = DigitalEntry::Gather { src_len, index: index.clone(), fill };
+                self.unary_digital(core, (*input, *output), e, false)
+            }
+            Step::GatherRows { indices, output, rows, table } => {
+                let count = self.numel(*indices) as u32;
+                let e =
+                    DigitalEntry::GatherRows { count, rows: *rows as u32, table: table.clone() };
+                self.unary_digital(core, (*indices, *output), e, false)
+            }
+            Step::MatMulCodes { a, b, output, a_zero_point, b_zero_point, requant } => {
+                let e = DigitalEntry::MatMul {
+                    a_shape: shape32(&self.p.buffers[*a].shape),
+                    b_shape: shape32(&self.p.buffers[*b].shape),
+                    a_zero_point: *a_zero_point,
+                    b_zero_point: *b_zero_point,
+                    requant: requant.clone(),
+                };
+                self.matmul(core, (*a, *b), *output, e)
+            }
+            // The instruction set has no quotient, interpolation or per-element tables yet, and
+            // LRN and the f64 normalization need a float unit: the program runs these steps, a
+            // stream cannot.
+            Step::Div { .. }
             | Step::LutPerElement { .. }
             | Step::Lrn { .. }
             | Step::Normalize { .. }
@@ -164,6 +224,71 @@ impl Emitter<'_> {
                 s.name()
             ))),
         }
+    }
+
+    /// `load` the input, one instruction with digital entry `e` (`lut` when `with_len`, else
+    /// the entry's own instruction), `store`.
+    fn unary_digital(
+        &mut self,
+        core: u16,
+        (input, output): (Buf, Buf),
+        e: DigitalEntry,
+        with_len: bool,
+    ) -> Result<()> {
+        let kind = e.kind();
+        let table = Self::table(&mut self.digital, e)?;
+        let x = self.load_buf(core, input)?;
+        let out = self.alloc(core, self.numel(output))?;
+        let (src, dst) = (x, out);
+        self.push(
+            core,
+            match kind {
+                _ if with_len => Instr::Lut { table, src, dst, len: self.numel(output) as u32 },
+                "softmax" => Instr::Softmax { table, src, dst },
+                "layer_norm" => Instr::LayerNorm { table, src, dst },
+                "gather" => Instr::Gather { table, src, dst },
+                _ => Instr::GatherRows { table, src, dst },
+            },
+        );
+        self.store_buf(core, out, output);
+        Ok(())
+    }
+
+    /// `mul` of two operands of the output's shape (a broadcasting Mul is refused).
+    fn mul(&mut self, core: u16, (a, b): (Buf, Buf), output: Buf, e: DigitalEntry) -> Result<()> {
+        let (sa, sb, so) =
+            (&self.p.buffers[a].shape, &self.p.buffers[b].shape, &self.p.buffers[output].shape);
+        if sa != so || sb != so {
+            return Err(self.err(format!(
+                "a Mul that broadcasts ({sa:?} · {sb:?} → {so:?}) is not supported by the \
+                 stream emitter"
+            )));
+        }
+        let table = Self::table(&mut self.digital, e)?;
+        let xa = self.load_buf(core, a)?;
+        let xb = self.load_buf(core, b)?;
+        let len = self.numel(output) as u32;
+        let out = self.alloc(core, len as u64)?;
+        self.push(core, Instr::Mul { table, a: xa, b: xb, dst: out, len });
+        self.store_buf(core, out, output);
+        Ok(())
+    }
+
+    /// `matmul` on the digital matrix unit: both operands loaded whole.
+    fn matmul(
+        &mut self,
+        core: u16,
+        (a, b): (Buf, Buf),
+        output: Buf,
+        e: DigitalEntry,
+    ) -> Result<()> {
+        let table = Self::table(&mut self.digital, e)?;
+        let xa = self.load_buf(core, a)?;
+        let xb = self.load_buf(core, b)?;
+        let out = self.alloc(core, self.numel(output))?;
+        self.push(core, Instr::Matmul { table, a: xa, b: xb, dst: out });
+        self.store_buf(core, out, output);
+        Ok(())
     }
 
     fn host(&mut self, core: u16, h: HostEntry) -> Result<()> {

@@ -22,12 +22,14 @@ pub use validate::{column_groups, xbar_crossbar};
 use crate::arith::FixedMultiplier;
 use crate::error::{BackendError, Result};
 use crate::isa::{self, Instr};
-use crate::program::{BufQuant, Elem};
+use crate::program::{BufQuant, Elem, Requant};
 use crate::target::TargetRecord;
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"CIMCSTRM";
-pub const FORMAT_VERSION: u32 = 2;
+/// The version written when the stream has digital entries; one without them is written as
+/// version 2, the same bytes as before the digital table existed.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version still read: version 1 recorded the target as its stamp line only
 /// (read as [`TargetRecord::Stamp`]).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -253,6 +255,85 @@ pub enum HostEntry {
     Softmax { src: u32, dst: u32, shape: Vec<u32>, axis: u32 },
 }
 
+/// The parameters of an instruction of the digital units that works on whole tensors (one
+/// variant per instruction: `lut`, `mul`, `softmax`, `layer_norm`, `gather`, `gather_rows`,
+/// `matmul`), each as the program step it executes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DigitalEntry {
+    /// `y = table[q − input_min]` (the program's `Lut`).
+    Lut { input_min: i32, table: Vec<i32> },
+    /// `requantize((q_a − z_a)·(q_b − z_b))` (the program's `Mul` of equal shapes).
+    Mul { a_zero_point: i32, b_zero_point: i32, requant: Requant },
+    /// Softmax on codes along `axis` of `shape` (the program's `IntSoftmax`).
+    Softmax { shape: Vec<u32>, axis: u32, exp_table: Vec<i64>, requant: Requant },
+    /// `groups` groups of `n` codes normalized (the program's `IntLayerNorm`).
+    LayerNorm {
+        groups: u32,
+        n: u32,
+        input_zero_point: i32,
+        epsilon_term: i64,
+        gamma: Vec<i32>,
+        beta: Vec<i64>,
+        requant: Requant,
+    },
+    /// Output code `i` is source code `index[i]`, or `fill` where the index is `u32::MAX`; the
+    /// source has `src_len` codes (the program's `Gather`).
+    Gather { src_len: u32, index: Vec<u32>, fill: i32 },
+    /// `count` indices into `rows` rows of `table` (row-major; the program's `GatherRows`).
+    GatherRows { count: u32, rows: u32, table: Vec<i32> },
+    /// `a_shape × b_shape` as ONNX MatMul broadcasts them (the program's `MatMulCodes`).
+    MatMul {
+        a_shape: Vec<u32>,
+        b_shape: Vec<u32>,
+        a_zero_point: i32,
+        b_zero_point: i32,
+        requant: Requant,
+    },
+}
+
+impl DigitalEntry {
+    /// The instruction mnemonic the entry serves.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DigitalEntry::Lut { .. } => "lut",
+            DigitalEntry::Mul { .. } => "mul",
+            DigitalEntry::Softmax { .. } => "softmax",
+            DigitalEntry::LayerNorm { .. } => "layer_norm",
+            DigitalEntry::Gather { .. } => "gather",
+            DigitalEntry::GatherRows { .. } => "gather_rows",
+            DigitalEntry::MatMul { .. } => "matmul",
+        }
+    }
+
+    /// Words the instruction reads from its (first) source and writes: `None` for `lut` and
+    /// `mul`, whose lengths are the instruction's.
+    pub fn lengths(&self) -> Option<(u64, u64)> {
+        let prod = |s: &[u32]| s.iter().map(|&d| d as u64).product::<u64>();
+        match self {
+            DigitalEntry::Lut { .. } | DigitalEntry::Mul { .. } => None,
+            DigitalEntry::Softmax { shape, .. } => Some((prod(shape), prod(shape))),
+            DigitalEntry::LayerNorm { groups, n, .. } => {
+                let len = *groups as u64 * *n as u64;
+                Some((len, len))
+            }
+            DigitalEntry::Gather { src_len, index, .. } => {
+                Some((*src_len as u64, index.len() as u64))
+            }
+            DigitalEntry::GatherRows { count, rows, table } => {
+                let row = table.len() as u64 / (*rows as u64).max(1);
+                Some((*count as u64, *count as u64 * row))
+            }
+            DigitalEntry::MatMul { a_shape, b_shape, .. } => {
+                let a: Vec<usize> = a_shape.iter().map(|&d| d as usize).collect();
+                let b: Vec<usize> = b_shape.iter().map(|&d| d as usize).collect();
+                let out = crate::program::matmul_shape(&a, &b)
+                    .map_or(0, |o| o.iter().map(|&d| d as u64).product::<u64>());
+                Some((prod(a_shape), out))
+            }
+        }
+    }
+}
+
 /// An instruction stream.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stream {
@@ -275,6 +356,9 @@ pub struct Stream {
     pub adds: Vec<AddEntry>,
     pub perms: Vec<PermEntry>,
     pub hosts: Vec<HostEntry>,
+    /// The digital table (format version 3; empty in streams without transformer steps, which
+    /// are written as version 2).
+    pub digital: Vec<DigitalEntry>,
 }
 
 /// The serialized form: instructions as bytes. `T` is the target's record: a [`TargetRecord`]
@@ -320,6 +404,13 @@ impl<T> StreamFile<T> {
             hosts: self.hosts,
         }
     }
+}
+
+/// The serialized form of version 3: version 2's, then the digital table.
+#[derive(Serialize, Deserialize)]
+struct StreamFileV3<T> {
+    base: StreamFile<T>,
+    digital: Vec<DigitalEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -433,8 +524,14 @@ impl Stream {
     /// goes (no copy of the whole file in memory; the packed weights are made once).
     pub fn write_to(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
         w.write_all(MAGIC)?;
+        // A stream without digital entries keeps the version-2 form, byte for byte.
+        if self.digital.is_empty() {
+            w.write_all(&2u32.to_le_bytes())?;
+            return postcard::to_io(&self.file(), w).map(|_| ()).map_err(std::io::Error::other);
+        }
         w.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        postcard::to_io(&self.file(), w).map(|_| ()).map_err(std::io::Error::other)
+        let file = StreamFileV3 { base: self.file(), digital: self.digital.clone() };
+        postcard::to_io(&file, w).map(|_| ()).map_err(std::io::Error::other)
     }
 
     /// The serialized form (instructions encoded, weights packed).
@@ -482,12 +579,17 @@ impl Stream {
         let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         let malformed =
             |e| BackendError::Format(format!("malformed stream (truncated or corrupt): {e}"));
-        let f: StreamFile<TargetRecord> = match version {
-            FORMAT_VERSION => crate::error::decode_body(&bytes[12..], 12).map_err(malformed)?,
+        let (f, digital): (StreamFile<TargetRecord>, _) = match version {
+            FORMAT_VERSION => {
+                let f: StreamFileV3<TargetRecord> =
+                    crate::error::decode_body(&bytes[12..], 12).map_err(malformed)?;
+                (f.base, f.digital)
+            }
+            2 => (crate::error::decode_body(&bytes[12..], 12).map_err(malformed)?, vec![]),
             1 => {
                 let f: StreamFile<String> =
                     crate::error::decode_body(&bytes[12..], 12).map_err(malformed)?;
-                f.with_target(TargetRecord::Stamp)
+                (f.with_target(TargetRecord::Stamp), vec![])
             }
             _ => {
                 return Err(BackendError::Format(format!(
@@ -524,6 +626,7 @@ impl Stream {
             adds: f.adds,
             perms: f.perms,
             hosts: f.hosts,
+            digital,
         };
         s.validate()?;
         Ok(s)
@@ -571,6 +674,7 @@ mod tests {
             adds: vec![],
             perms: vec![],
             hosts: vec![],
+            digital: vec![],
         }
     }
 
@@ -596,6 +700,23 @@ mod tests {
     }
 
     #[test]
+    fn the_digital_table_makes_version_3_and_round_trips() {
+        let mut s = tiny();
+        assert_eq!(&s.to_bytes()[8..12], &2u32.to_le_bytes(), "no digital entries: version 2");
+        s.digital.push(DigitalEntry::Lut { input_min: -2, table: vec![1, 0, -1, 5] });
+        s.cores[0].scratch_words = 8;
+        s.cores[0].code.insert(0, Instr::Lut { table: 0, src: 0, dst: 4, len: 4 });
+        let bytes = s.to_bytes();
+        assert_eq!(&bytes[8..12], &3u32.to_le_bytes());
+        assert_eq!(Stream::from_bytes(&bytes).unwrap(), s);
+        assert_eq!(text::parse(&text::print(&s)).unwrap(), s);
+        // An instruction whose entry is of another kind is refused.
+        s.cores[0].code[0] = Instr::Softmax { table: 0, src: 0, dst: 4 };
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("digital entry 0 is a lut entry"), "{err}");
+    }
+
+    #[test]
     fn version_1_is_read_with_its_stamp() {
         let s = tiny();
         let stamp = s.target.as_ref().unwrap().stamp_line();
@@ -603,8 +724,8 @@ mod tests {
         let back = Stream::from_bytes(&v1).unwrap();
         assert_eq!(back.target, Some(TargetRecord::Stamp(stamp)));
         assert_eq!(Stream { target: s.target.clone(), ..back }, s);
-        let err = Stream::from_bytes(&with_version(3, &s.file())).unwrap_err().to_string();
-        assert!(err.contains("version 3; this cimc reads versions 1 to 2"), "{err}");
+        let err = Stream::from_bytes(&with_version(4, &s.file())).unwrap_err().to_string();
+        assert!(err.contains("version 4; this cimc reads versions 1 to 3"), "{err}");
     }
 
     /// A layer name holding a newline and a directive stays in its comment: the text reads

@@ -13,7 +13,7 @@
 //! .layer "conv /conv1/Conv"          ; one per layer, in order
 //! .input {"name":"input", …}         ; JSON of the entry
 //! .output {…}
-//! .group {…}                         ; also .window .requant .add .perm .host
+//! .group {…}                         ; also .window .requant .add .perm .host .digital
 //! .core 0 scratch=4096
 //! .at 0                              ; from here the core works for layer 0
 //! load dst=0 src=0 len=150528 elem_bytes=1
@@ -39,7 +39,9 @@ fn json<T: Serialize>(v: &T) -> String {
 /// The text form of `s`.
 pub fn print(s: &Stream) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "; cimc instruction stream, format {}", super::FORMAT_VERSION);
+    // The version the binary form of this stream has (2 without digital entries).
+    let version = if s.digital.is_empty() { 2 } else { super::FORMAT_VERSION };
+    let _ = writeln!(o, "; cimc instruction stream, format {version}");
     let _ = writeln!(o, ".stream {}", json(&s.name));
     if let Some(t) = &s.target {
         let _ = writeln!(o, ".target {}", json(&t.stamp_line()));
@@ -76,6 +78,9 @@ pub fn print(s: &Stream) -> String {
     }
     for (k, h) in s.hosts.iter().enumerate() {
         let _ = writeln!(o, ".host {} ; host {k}", json(h));
+    }
+    for (k, d) in s.digital.iter().enumerate() {
+        let _ = writeln!(o, ".digital {} ; digital {k}", json(d));
     }
     for (ci, c) in s.cores.iter().enumerate() {
         let _ = writeln!(o, "\n.core {ci} scratch={}", c.scratch_words);
@@ -140,6 +145,7 @@ pub fn parse(text: &str) -> Result<Stream> {
         adds: vec![],
         perms: vec![],
         hosts: vec![],
+        digital: vec![],
     };
     let mut seen_stream = false;
     // `.target` (the stamp line) and `.target-description` (the whole target), checked against
@@ -199,6 +205,7 @@ pub fn parse(text: &str) -> Result<Stream> {
                 "add" => s.adds.push(from_json(rest, "add").map_err(err)?),
                 "perm" => s.perms.push(from_json(rest, "perm").map_err(err)?),
                 "host" => s.hosts.push(from_json(rest, "host").map_err(err)?),
+                "digital" => s.digital.push(from_json(rest, "digital").map_err(err)?),
                 "core" => {
                     let mut it = rest.split_whitespace();
                     let idx = it.next().and_then(|v| v.parse::<usize>().ok());

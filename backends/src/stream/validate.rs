@@ -118,6 +118,9 @@ pub(super) fn validate(s: &Stream) -> Result<()> {
     for (i, p) in s.perms.iter().enumerate() {
         entry("permutation", i, tables::perm(p))?;
     }
+    for (i, d) in s.digital.iter().enumerate() {
+        entry("digital", i, tables::digital(d))?;
+    }
     for (i, h) in s.hosts.iter().enumerate() {
         let ranges = tables::host(h).map_err(|m| fail(format!("host entry {i}: {m}")))?;
         for (start, n) in ranges {
@@ -428,8 +431,48 @@ fn check_instr(at: &At, st: &mut State) -> Result<()> {
             at.local("source", src, p.len() as u128)?;
             at.local("destination", dst, p.len() as u128)?;
         }
+        Instr::Lut { table, src, dst, len } => {
+            digital_entry(at, s, table)?;
+            at.local("source", src, len as u128)?;
+            at.local("destination", dst, len as u128)?;
+        }
+        Instr::Mul { table, a, b, dst, len } => {
+            digital_entry(at, s, table)?;
+            at.local("first operand", a, len as u128)?;
+            at.local("second operand", b, len as u128)?;
+            at.local("destination", dst, len as u128)?;
+        }
+        Instr::Softmax { table, src, dst }
+        | Instr::LayerNorm { table, src, dst }
+        | Instr::Gather { table, src, dst }
+        | Instr::GatherRows { table, src, dst } => {
+            let d = digital_entry(at, s, table)?;
+            let (read, written) = d.lengths().unwrap_or((0, 0));
+            at.local("source", src, read as u128)?;
+            at.local("destination", dst, written as u128)?;
+        }
+        Instr::Matmul { table, a, b, dst } => {
+            let d = digital_entry(at, s, table)?;
+            let super::DigitalEntry::MatMul { b_shape, .. } = d else {
+                return Err(at.err("not a matmul entry"));
+            };
+            let (read, written) = d.lengths().unwrap_or((0, 0));
+            let b_len: u128 = b_shape.iter().map(|&v| v as u128).product();
+            at.local("first operand", a, read as u128)?;
+            at.local("second operand", b, b_len)?;
+            at.local("destination", dst, written as u128)?;
+        }
     }
     Ok(())
+}
+
+/// Digital entry `table`, which must be of the instruction's kind.
+fn digital_entry<'s>(at: &At, s: &'s Stream, table: u16) -> Result<&'s super::DigitalEntry> {
+    let d = at.table("digital", &s.digital, table)?;
+    if d.kind() != at.instr.mnemonic() {
+        return Err(at.err(format!("digital entry {table} is a {} entry", d.kind())));
+    }
+    Ok(d)
 }
 
 /// An `xbar_config` against its group: the crossbar's own rules, the weights' width and

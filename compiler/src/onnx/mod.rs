@@ -114,6 +114,7 @@ fn import_impl(
         g: Graph::new(graph.name.clone().unwrap_or_default()),
         env: HashMap::new(),
         reserved: HashSet::new(),
+        consumed: HashSet::new(),
         reader: TensorReader::new(dir, opts.limits).with_model_map(map),
     };
     imp.run(graph, opset, opts)?;
@@ -258,6 +259,9 @@ pub(crate) struct Importer {
     env: HashMap<String, ValueId>,
     /// Every ONNX value name: names the importer makes up avoid them.
     reserved: HashSet<String>,
+    /// Every value name a node reads or the graph outputs: an op's optional outputs that no one
+    /// reads may go undefined.
+    consumed: HashSet<String>,
     reader: TensorReader,
 }
 
@@ -287,7 +291,9 @@ impl Importer {
         self.reader.limits.check_nodes(graph.node.len()).map_err(|m| self.err(m))?;
         for n in &graph.node {
             self.reserved.extend(n.output.iter().filter(|o| !o.is_empty()).cloned());
+            self.consumed.extend(n.input.iter().filter(|i| !i.is_empty()).cloned());
         }
+        self.consumed.extend(graph.output.iter().filter_map(|o| o.name.clone()));
         self.reserved.extend(graph.input.iter().filter_map(|i| i.name.clone()));
         self.reserved.extend(graph.initializer.iter().filter_map(|t| t.name.clone()));
         for t in &graph.initializer {
@@ -527,7 +533,7 @@ impl Importer {
         };
         let lowered = lowered.map_err(node_err)?;
         let outs = &n.output[..n_outputs];
-        let (op, ins, extra) = match lowered {
+        let (op, ins, extra, kept) = match lowered {
             Lowered::Consts(datas) => {
                 if datas.len() != n_outputs {
                     return Err(node_err(format!(
@@ -538,10 +544,14 @@ impl Importer {
                 }
                 return self.define_consts(outs, datas);
             }
-            Lowered::Op(op, ins) => (op, ins, Vec::new()),
-            Lowered::OpThenConsts(op, ins, consts) => (op, ins, consts),
+            Lowered::Op(op, ins) => {
+                let kept = self.kept_outputs(&op, outs).map_err(&node_err)?;
+                (op, ins, Vec::new(), kept)
+            }
+            Lowered::OpThenConsts(op, ins, consts) => (op, ins, consts, n_outputs),
         };
-        let n_op = n_outputs
+        let outs = &outs[..kept];
+        let n_op = kept
             .checked_sub(extra.len())
             .filter(|&k| k > 0)
             .ok_or_else(|| node_err(format!("{} constant outputs of {n_outputs}", extra.len())))?;
@@ -581,6 +591,24 @@ impl Importer {
             }
         }
         Ok(())
+    }
+
+    /// How many of the node's outputs `outs` the IR op defines: all of them, or as many as the
+    /// op has when the others are optional outputs that nothing reads (LayerNormalization's
+    /// Mean and InvStdDev).
+    fn kept_outputs(&self, op: &cimc_ir::Op, outs: &[String]) -> std::result::Result<usize, String> {
+        let most = *cimc_ir::optable::arity(op).1.end();
+        if outs.len() <= most {
+            return Ok(outs.len());
+        }
+        match outs[most..].iter().position(|o| self.consumed.contains(o)) {
+            Some(k) => Err(format!(
+                "output {} '{}' is used: only the first {most} output(s) are supported",
+                most + k,
+                outs[most + k]
+            )),
+            None => Ok(most),
+        }
     }
 
     /// Constants for the node outputs `outs` (an empty name, an unused output, gets none).

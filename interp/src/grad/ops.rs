@@ -193,6 +193,7 @@ pub(super) fn backward(
         | Op::Resize(_)
         | Op::Lrn { .. }
         | Op::InstanceNorm { .. }
+        | Op::LayerNorm { .. }
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)

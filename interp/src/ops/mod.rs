@@ -256,6 +256,7 @@ pub(crate) fn eval(op: &Op, inputs: &[&Tensor], n_outputs: usize) -> Result<Vec<
             one(norm::lrn(*size, *alpha, *beta, *bias, single(inputs)?)?)
         }
         Op::InstanceNorm { epsilon } => one(norm::instance_norm(*epsilon, inputs)?),
+        Op::LayerNorm { axis, epsilon } => one(norm::layer_norm(*axis, *epsilon, inputs)?),
         Op::ConvTranspose { conv, output_padding } => {
             one(conv_transpose::conv_transpose(conv, output_padding, inputs)?)
         }
@@ -326,6 +327,7 @@ pub(crate) fn activation_of(op: &Op) -> Option<Act> {
         | Op::LogSoftmax { .. }
         | Op::Lrn { .. }
         | Op::InstanceNorm { .. }
+        | Op::LayerNorm { .. }
         | Op::ConvTranspose { .. }
         | Op::Lstm(_)
         | Op::Gru(_)

@@ -1,4 +1,4 @@
-//! LRN, InstanceNormalization and LogSoftmax, computed in f64 and rounded once to the input's
+//! LRN, InstanceNormalization, LayerNormalization and LogSoftmax, computed in f64 and rounded once to the input's
 //! float dtype.
 
 use super::{array, bad, unsupported};
@@ -72,6 +72,65 @@ pub(crate) fn instance_norm(epsilon: f32, inputs: &[&Tensor]) -> Result<Tensor> 
         let inv = 1.0 / (var + epsilon as f64).sqrt();
         for (o, v) in ys.iter_mut().zip(xs) {
             *o = (v - mean) * inv * scale[ch] + bias[ch];
+        }
+    }
+    Ok(float_like(t, &s, y))
+}
+
+/// `v` (shaped `shape`, numpy-broadcastable to `to`) expanded to `to`, row-major.
+fn broadcast_to(v: &[f64], shape: &[usize], to: &[usize]) -> Vec<f64> {
+    let n: usize = to.iter().product();
+    let lead = to.len() - shape.len();
+    let mut strides = vec![0usize; to.len()];
+    let mut s = 1;
+    for (k, &d) in shape.iter().enumerate().rev() {
+        strides[lead + k] = if d == 1 { 0 } else { s };
+        s *= d;
+    }
+    (0..n)
+        .map(|mut i| {
+            let mut at = 0;
+            for (&d, &st) in to.iter().zip(&strides).rev() {
+                at += (i % d) * st;
+                i /= d;
+            }
+            v[at]
+        })
+        .collect()
+}
+
+/// LayerNormalization: each group of elements over the dims from `axis` on normalized to mean 0
+/// and variance 1, then scaled and shifted (scale and optional bias broadcast to those dims).
+pub(crate) fn layer_norm(axis: usize, epsilon: f32, inputs: &[&Tensor]) -> Result<Tensor> {
+    super::arity(inputs, 2, 3)?;
+    let t = inputs[0];
+    let s = t.shape().to_vec();
+    if axis >= s.len() {
+        return Err(bad(format!("LayerNormalization axis {axis} out of range for {s:?}")));
+    }
+    let normalized = &s[axis..];
+    let inner: usize = normalized.iter().product();
+    let x = floats_of(t, "LayerNormalization")?;
+    let affine = |k: usize, what: &str| -> Result<Vec<f64>> {
+        let Some(a) = inputs.get(k) else { return Ok(vec![0.0; inner]) };
+        let sh = a.shape();
+        let fits = sh.len() <= normalized.len()
+            && sh.iter().rev().zip(normalized.iter().rev()).all(|(&p, &q)| p == q || p == 1);
+        if !fits {
+            return Err(bad(format!("{what} {sh:?} does not broadcast to {normalized:?}")));
+        }
+        Ok(broadcast_to(&floats_of(a, what)?, sh, normalized))
+    };
+    let (scale, bias) = (affine(1, "scale")?, affine(2, "bias")?);
+    let mut y = vec![0.0; x.len()];
+    if inner > 0 {
+        for (xs, ys) in x.chunks(inner).zip(y.chunks_mut(inner)) {
+            let mean = xs.iter().sum::<f64>() / inner as f64;
+            let var = xs.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / inner as f64;
+            let inv = 1.0 / (var + epsilon as f64).sqrt();
+            for (((o, v), g), b) in ys.iter_mut().zip(xs).zip(&scale).zip(&bias) {
+                *o = (v - mean) * inv * g + b;
+            }
         }
     }
     Ok(float_like(t, &s, y))

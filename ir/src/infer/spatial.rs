@@ -1,6 +1,6 @@
 //! Inference of the data-movement, resampling, normalization and recurrent ops of issue 19
 //! (Expand, Tile, Split, DepthToSpace, SpaceToDepth, Resize, LogSoftmax, LRN,
-//! InstanceNormalization, ConvTranspose, LSTM, GRU, RNN).
+//! InstanceNormalization, LayerNormalization, ConvTranspose, LSTM, GRU, RNN).
 
 use super::{broadcast, float_input, same_dtype, show, window_attrs, R};
 use crate::{ConvAttrs, RecurrentAttrs, ResizeAttrs, TensorType};
@@ -131,6 +131,32 @@ pub(super) fn instance_norm(epsilon: f32, inputs: &[&TensorType]) -> R<TensorTyp
         same_dtype(x, t, what)?;
         if t.shape != [c] {
             return Err(format!("expected {what} [{c}] for {c} channels, got {}", show(t)));
+        }
+    }
+    Ok(TensorType::new(x.dtype, x.shape.clone()))
+}
+
+/// LayerNorm: x of rank > `axis`; scale and optional bias of x's dtype, each broadcast
+/// (numpy rules) to x's dims from `axis` on.
+pub(super) fn layer_norm(axis: usize, epsilon: f32, inputs: &[&TensorType]) -> R<TensorType> {
+    if !epsilon.is_finite() || epsilon < 0.0 {
+        return Err(format!("epsilon must be finite and >= 0, got {epsilon}"));
+    }
+    let x = inputs[0];
+    float_input(x, "input")?;
+    if axis >= x.rank() {
+        return Err(format!("axis {axis} out of range for input {}", show(x)));
+    }
+    let normalized = &x.shape[axis..];
+    for (t, what) in inputs[1..].iter().zip(["scale", "bias"]) {
+        same_dtype(x, t, what)?;
+        let fits = t.rank() <= normalized.len()
+            && t.shape.iter().rev().zip(normalized.iter().rev()).all(|(&a, &b)| a == b || a == 1);
+        if !fits {
+            return Err(format!(
+                "expected {what} broadcastable to the normalized dims {normalized:?}, got {}",
+                show(t)
+            ));
         }
     }
     Ok(TensorType::new(x.dtype, x.shape.clone()))

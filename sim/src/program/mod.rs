@@ -14,7 +14,7 @@ pub(crate) mod kernels;
 pub mod multiplier;
 pub(crate) mod pool;
 mod resume;
-mod steps;
+pub(crate) mod steps;
 
 pub use cascade::{cascade_codes, cascade_step, derive, Derivation, TopSlices, WeightWidths};
 pub use crossbar::{AdcStats, StepAdcStats};

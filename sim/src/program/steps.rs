@@ -207,6 +207,28 @@ impl ProgramRunner {
                 let y = normalize(x, r.shape(*input), *axis, *epsilon, &affine, rounding);
                 Ok(Data::Codes(y.map_err(|m| r.err(m))?))
             }
+            Step::IntLayerNorm {
+                input,
+                axis,
+                input_zero_point,
+                epsilon_term,
+                gamma,
+                beta,
+                requant,
+                ..
+            } => {
+                let x = r.codes(*input)?;
+                let n: usize =
+                    r.shape(*input)[(*axis).min(r.shape(*input).len())..].iter().product();
+                let p = LayerNormCodes {
+                    zero_point: *input_zero_point,
+                    epsilon_term: *epsilon_term,
+                    gamma,
+                    beta,
+                    requant,
+                };
+                Ok(Data::Codes(int_layer_norm(x, n, &p).map_err(|m| r.err(m))?))
+            }
         }
     }
 
@@ -521,6 +543,53 @@ pub(crate) fn normalize(
     Ok(y)
 }
 
+/// The parameters of a [`Step::IntLayerNorm`] besides its shape.
+pub(crate) struct LayerNormCodes<'a> {
+    pub zero_point: i32,
+    pub epsilon_term: i64,
+    pub gamma: &'a [i32],
+    pub beta: &'a [i64],
+    pub requant: &'a Requant,
+}
+
+/// LayerNormalization on codes in integers only, over consecutive groups of `n` codes
+/// (`Step::IntLayerNorm`; `docs/hardware-model.md` §4, "LayerNorm on codes").
+pub(crate) fn int_layer_norm(
+    x: &[i32],
+    n: usize,
+    p: &LayerNormCodes,
+) -> std::result::Result<Vec<i32>, String> {
+    use cimc_backends::program::{LN_EPS_BITS, LN_FRAC_BITS, LN_ROOT_BITS};
+    if n == 0 || !x.len().is_multiple_of(n) || p.gamma.len() != n || p.beta.len() != n {
+        return Err(format!("{} codes in groups of {n} with {} scales", x.len(), p.gamma.len()));
+    }
+    let mut y = vec![0i32; x.len()];
+    y.par_chunks_mut(n).zip(x.par_chunks(n)).try_for_each(|(out, xs)| {
+        let z = p.zero_point as i128;
+        let s1: i128 = xs.iter().map(|&q| q as i128 - z).sum();
+        let s2: i128 = xs.iter().map(|&q| (q as i128 - z).pow(2)).sum();
+        let nn = n as i128;
+        // n·S2 − S1² = n²·variance ≥ 0 exactly (Cauchy–Schwarz), plus n²·ε/s_x², both with
+        // LN_EPS_BITS fraction bits.
+        let v = (((nn * s2 - s1 * s1) << LN_EPS_BITS) + p.epsilon_term as i128) as u128;
+        let r = cimc_backends::arith::isqrt(v << (2 * LN_ROOT_BITS - LN_EPS_BITS)) as i128;
+        for (j, (o, &q)) in out.iter_mut().zip(xs).enumerate() {
+            let num = (nn * (q as i128 - z) - s1) << (LN_FRAC_BITS + LN_ROOT_BITS);
+            let t = if r == 0 { 0 } else { num.signum() * ((num.abs() + r / 2) / r) };
+            let acc = t
+                .checked_mul(p.gamma[j] as i128)
+                .and_then(|a| a.checked_add(p.beta[j] as i128))
+                .and_then(|a| i64::try_from(a).ok())
+                .ok_or_else(|| {
+                    format!("t·gamma + beta = {t}·{} + {} overflows", p.gamma[j], p.beta[j])
+                })?;
+            *o = p.requant.apply(acc, 0);
+        }
+        Ok::<(), String>(())
+    })?;
+    Ok(y)
+}
+
 /// The Add recipe on `a` and on `b` negated about its zero point: `r_a + r'_b` with
 /// `r'_b = requantize((z_b − q_b) << headroom, M_b)` (`docs/hardware-model.md` §4).
 fn sub(
@@ -604,6 +673,18 @@ fn matmul_codes(
     if cimc_backends::program::matmul_shape(sa, sb).as_deref() != Some(so) {
         return Err(r.err(format!("a matrix product of {sa:?} and {sb:?} into {so:?}")));
     }
+    let out = matmul_code_slices((xa, sa), (xb, sb), (za, zb), requant).map_err(|m| r.err(m))?;
+    Ok(Data::Codes(out))
+}
+
+/// The arithmetic of [`Step::MatMulCodes`] on the operands' codes and shapes (which must have
+/// a matrix product), shared with the stream simulator's `matmul`.
+pub(crate) fn matmul_code_slices(
+    (xa, sa): (&[i32], &[usize]),
+    (xb, sb): (&[i32], &[usize]),
+    (za, zb): (i64, i64),
+    requant: &Requant,
+) -> std::result::Result<Vec<i32>, String> {
     // Both operands at rank ≥ 2, and the output with both matrix axes.
     let a2: Vec<usize> = if sa.len() == 1 { vec![1, sa[0]] } else { sa.to_vec() };
     let b2: Vec<usize> = if sb.len() == 1 { vec![sb[0], 1] } else { sb.to_vec() };
@@ -617,9 +698,12 @@ fn matmul_codes(
         let db = (d + batch_b.len()).checked_sub(rank).map_or(1, |i| batch_b[i]);
         *slot = da.max(db);
     }
-    let ia = broadcast_index(batch_a, &batch).map_err(|m| r.err(m))?;
-    let ib = broadcast_index(batch_b, &batch).map_err(|m| r.err(m))?;
+    let ia = broadcast_index(batch_a, &batch)?;
+    let ib = broadcast_index(batch_b, &batch)?;
     let count: usize = batch.iter().product();
+    if xa.len() < sa.iter().product::<usize>() || xb.len() < sb.iter().product::<usize>() {
+        return Err(format!("operands of {} and {} codes for {sa:?} × {sb:?}", xa.len(), xb.len()));
+    }
     let out: Vec<i32> = (0..count * m * n)
         .into_par_iter()
         .map(|e| {
@@ -631,7 +715,7 @@ fn matmul_codes(
             requant.apply(acc, 0)
         })
         .collect();
-    Ok(Data::Codes(out))
+    Ok(out)
 }
 
 /// Softmax on codes along `axis` (`docs/hardware-model.md` §4): per row, `e = exp_table[max − q]`,

@@ -6,7 +6,7 @@
 //! them.
 
 use super::matrix::{self, Cache, GroupConfig};
-use super::{host, lazy, vector, window};
+use super::{digital, host, lazy, vector, window};
 use crate::program::crossbar::Source;
 use cimc_backends::arith::requantize;
 use cimc_backends::isa::Instr;
@@ -219,6 +219,13 @@ impl<'a> Machine<'a> {
             Instr::Relu { dst, src, len, zero } => self.relu(c, dst, src, len, zero)?,
             Instr::Add { table, a, b, dst, len } => self.add(c, table, [a, b, dst], len)?,
             Instr::Transpose { table, src, dst } => self.transpose(c, table, src, dst)?,
+            Instr::Lut { table, src, dst, len } => self.digital(c, table, [src, 0, dst], len)?,
+            Instr::Mul { table, a, b, dst, len } => self.digital(c, table, [a, b, dst], len)?,
+            Instr::Softmax { table, src, dst }
+            | Instr::LayerNorm { table, src, dst }
+            | Instr::Gather { table, src, dst }
+            | Instr::GatherRows { table, src, dst } => self.digital(c, table, [src, 0, dst], 0)?,
+            Instr::Matmul { table, a, b, dst } => self.digital(c, table, [a, b, dst], 0)?,
         }
         self.pc[c] += 1;
         Ok(Flow::Ran(1))
@@ -506,6 +513,39 @@ impl<'a> Machine<'a> {
         let r = self.local(c, src, p.len(), "source")?;
         let d = self.local(c, dst, p.len(), "destination")?;
         with_src_dst(&mut self.scratch[c], r, d, |x, out| vector::transpose(p, x, out))
+    }
+
+    /// An instruction with a digital entry ([`digital`]): its operands read (copied) before
+    /// its result is written. `len` is the instruction's length for `lut` and `mul`; the other
+    /// instructions take their lengths from the entry.
+    fn digital(
+        &mut self,
+        c: usize,
+        table: u16,
+        [a, b, dst]: [u32; 3],
+        len: u32,
+    ) -> Result<(), String> {
+        let s = self.s;
+        let e = &s.digital[entry("digital", s.digital.len(), table)?];
+        let (read, written) = e.lengths().unwrap_or((len as u64, len as u64));
+        let x = self.scratch[c][self.local(c, a, read, "source")?].to_vec();
+        let d = self.local(c, dst, written, "destination")?;
+        let mut out = vec![0i64; d.len()];
+        match e {
+            cimc_backends::stream::DigitalEntry::Lut { .. } => digital::lut(e, &x, &mut out)?,
+            cimc_backends::stream::DigitalEntry::Mul { .. } => {
+                let y = &self.scratch[c][self.local(c, b, len as u64, "second operand")?];
+                digital::mul(e, &x, y, &mut out)?
+            }
+            cimc_backends::stream::DigitalEntry::MatMul { b_shape, .. } => {
+                let b_len = b_shape.iter().map(|&v| v as u64).product();
+                let y = &self.scratch[c][self.local(c, b, b_len, "second operand")?];
+                digital::matmul(e, &x, y, &mut out)?
+            }
+            _ => digital::tensor_op(e, &x, &mut out)?,
+        }
+        put(&mut self.scratch[c], &d, out);
+        Ok(())
     }
 
     /// Group `group`, which must belong to core `c`.

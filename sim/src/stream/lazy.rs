@@ -75,6 +75,28 @@ pub(super) fn touched(s: &Stream, instr: &Instr) -> Option<Touched> {
             Some(p) => vec![r(src, p.len()), r(dst, p.len())],
             None => vec![all],
         },
+        Instr::Lut { src, dst, len, .. } => vec![r(dst, len as u64), r(src, len as u64)],
+        Instr::Mul { a, b, dst, len, .. } => {
+            vec![r(a, len as u64), r(b, len as u64), r(dst, len as u64)]
+        }
+        Instr::Softmax { table, src, dst }
+        | Instr::LayerNorm { table, src, dst }
+        | Instr::Gather { table, src, dst }
+        | Instr::GatherRows { table, src, dst } => {
+            match s.digital.get(table as usize).and_then(|d| d.lengths()) {
+                Some((read, written)) => vec![r(src, read), r(dst, written)],
+                None => vec![all],
+            }
+        }
+        // Both operands: the second's length from the entry's shape.
+        Instr::Matmul { table, a, b, dst } => match s.digital.get(table as usize) {
+            Some(d @ cimc_backends::stream::DigitalEntry::MatMul { b_shape, .. }) => {
+                let (read, written) = d.lengths().unwrap_or((0, 0));
+                let b_len = b_shape.iter().map(|&v| v as u64).product();
+                vec![r(a, read), r(b, b_len), r(dst, written)]
+            }
+            _ => vec![all],
+        },
         Instr::Im2col { .. } | Instr::Mvm { .. } => return None,
         // No scratchpad words: control, host work on global memory, crossbar configuration.
         Instr::Halt {}

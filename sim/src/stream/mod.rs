@@ -25,6 +25,7 @@
 //! waiting core stands. Since cores meet only at barriers and through counted messages, a
 //! valid stream's result does not depend on this order.
 
+mod digital;
 mod exec;
 mod host;
 mod lazy;

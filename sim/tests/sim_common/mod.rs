@@ -28,6 +28,7 @@ pub fn stream(cores: Vec<Core>) -> Stream {
         adds: vec![],
         perms: vec![],
         hosts: vec![],
+        digital: vec![],
     }
 }
 

@@ -55,6 +55,7 @@ impl Sim<'_> {
             steady_gops: per(ops as f64, interval),
             steady_power_w: per(energy / 1000.0, interval),
             counts: self.counts,
+            breakdown: self.breakdown.finished(energy, self.c.clock_ghz),
         };
         let layer = |l: &LayerCost| LayerCost {
             busy_ns: round(l.busy_ns),

@@ -24,12 +24,24 @@ pub struct Energy {
     pub interconnect: f64,
     /// Programming cells (`xbar_load`).
     pub programming: f64,
+    /// Multiply-accumulates of the digital matrix unit (`matmul`); absent from a report when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub digital_matrix: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Energy {
-    /// The components with their names, in declaration order.
-    pub fn components(&self) -> [(&'static str, f64); 9] {
-        [
+    /// The components with their names, in declaration order (`digital_matrix` only when it
+    /// is not 0, as in the JSON form).
+    pub fn components(&self) -> Vec<(&'static str, f64)> {
+        let mut v = vec![
             ("crossbar", self.crossbar),
             ("dac", self.dac),
             ("adc", self.adc),
@@ -39,7 +51,11 @@ impl Energy {
             ("global_memory", self.global_memory),
             ("interconnect", self.interconnect),
             ("programming", self.programming),
-        ]
+        ];
+        if self.digital_matrix != 0.0 {
+            v.push(("digital_matrix", self.digital_matrix));
+        }
+        v
     }
 
     pub fn total(&self) -> f64 {
@@ -56,6 +72,7 @@ impl Energy {
         self.global_memory += o.global_memory;
         self.interconnect += o.interconnect;
         self.programming += o.programming;
+        self.digital_matrix += o.digital_matrix;
     }
 
     pub(super) fn scaled(&self, f: f64) -> Energy {
@@ -69,6 +86,7 @@ impl Energy {
             global_memory: self.global_memory * f,
             interconnect: self.interconnect * f,
             programming: self.programming * f,
+            digital_matrix: self.digital_matrix * f,
         }
     }
 
@@ -88,6 +106,7 @@ impl Energy {
             &mut e.global_memory,
             &mut e.interconnect,
             &mut e.programming,
+            &mut e.digital_matrix,
         ] {
             *v = f(*v);
         }
@@ -116,6 +135,9 @@ pub struct Counts {
     pub host_ops: u64,
     /// Values the host operations read.
     pub host_elements: u64,
+    /// Multiply-accumulates of the digital matrix unit (`matmul`); absent from a report when 0.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub digital_macs: u64,
 }
 
 impl Counts {
@@ -132,6 +154,7 @@ impl Counts {
         self.cells_programmed += o.cells_programmed;
         self.host_ops += o.host_ops;
         self.host_elements += o.host_elements;
+        self.digital_macs += o.digital_macs;
     }
 }
 
@@ -163,6 +186,64 @@ pub struct Totals {
     /// `energy_pj / interval_ns / 1000` (W) in steady state.
     pub steady_power_w: f64,
     pub counts: Counts,
+    /// The work by kind of unit: what share of the energy and time stays outside the arrays.
+    pub breakdown: Breakdown,
+}
+
+/// Energy and busy time (summed over cores) of one kind of unit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Work {
+    pub energy_pj: f64,
+    /// `energy_pj` over the chip energy (0..=1).
+    pub energy_share: f64,
+    pub busy_ns: f64,
+    /// `busy_ns · clock_ghz`.
+    pub busy_cycles: f64,
+    /// Instructions of this kind.
+    pub instructions: u64,
+}
+
+/// The work of a stream by kind of unit (`docs/cost-model.md`, "Cost breakdown"), each
+/// instruction in one kind by its class: `crossbar` (`xbar_config`, `adc_step`, `mvm`,
+/// `xbar_load`), `digital_matrix` (`matmul`), `vector` (every instruction of the vector unit:
+/// `requant`, `add`, `lut`, `softmax`, `layer_norm`...) and `movement` (`load`, `store`, `copy`,
+/// `fill`, `send`, `recv`) and `control` (`sync`, `halt`, `host`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Breakdown {
+    pub crossbar: Work,
+    pub digital_matrix: Work,
+    pub vector: Work,
+    pub movement: Work,
+    pub control: Work,
+}
+
+impl Breakdown {
+    /// The kind of an instruction of opcode `op` (by its class, the opcode's high nibble).
+    pub(super) fn kind_mut(&mut self, opcode: u8) -> &mut Work {
+        match opcode >> 4 {
+            0 => &mut self.control,
+            1 => &mut self.movement,
+            2 => &mut self.crossbar,
+            4 => &mut self.digital_matrix,
+            _ => &mut self.vector,
+        }
+    }
+
+    pub(super) fn finished(mut self, total_pj: f64, clock_ghz: f64) -> Breakdown {
+        for w in [
+            &mut self.crossbar,
+            &mut self.digital_matrix,
+            &mut self.vector,
+            &mut self.movement,
+            &mut self.control,
+        ] {
+            w.energy_share = if total_pj > 0.0 { round(w.energy_pj / total_pj) } else { 0.0 };
+            w.busy_cycles = round(w.busy_ns * clock_ghz);
+            w.energy_pj = round(w.energy_pj);
+            w.busy_ns = round(w.busy_ns);
+        }
+        self
+    }
 }
 
 /// One layer of `Stream::layers` (instructions attributed through `Core::marks`).

@@ -49,8 +49,10 @@ pub(super) fn io(io: &Io, global_words: u32) -> Check {
         ));
     }
     if let Elem::Code(c) = io.elem {
-        if !(1..=31).contains(&c.bits) {
-            return Err(format!("codes of {} bits (1..=31 supported)", c.bits));
+        // 32-bit codes are the integers of an embedding's token ids (codes are i32, as in
+        // programs).
+        if !(1..=32).contains(&c.bits) {
+            return Err(format!("codes of {} bits (1..=32 supported)", c.bits));
         }
     }
     Ok(())
@@ -275,4 +277,92 @@ fn dequant(q: &BufQuant, shape: &[u32]) -> Check {
         ));
     }
     Ok(())
+}
+
+/// A program requantization inside a digital entry: one multiplier, a clamp range.
+fn one_requant(r: &crate::program::Requant) -> Check {
+    if r.mult.len() != 1 {
+        return Err(format!("{} multipliers (1 expected)", r.mult.len()));
+    }
+    multiplier("the multiplier", &r.mult[0])?;
+    clamp_range(r.lo, r.hi)
+}
+
+/// A digital entry on its own: tables of the sizes the program's validator allows, sizes that
+/// fit in 32 bits, indices inside their source, and the bounds that keep the arithmetic inside
+/// i64 (`Program::validate` checks the same of the step the entry comes from).
+pub(super) fn digital(d: &super::super::DigitalEntry) -> Check {
+    use super::super::DigitalEntry as D;
+    use crate::program::{EXP_BITS, LN_GAMMA_BITS, LN_MAX_GROUP, MAX_TABLE};
+    let dims = |s: &[u32]| product(s.iter().map(|&d| d as u128));
+    match d {
+        D::Lut { table, .. } => {
+            if table.is_empty() || table.len() > MAX_TABLE {
+                return Err(format!("a table of {} entries (1..={MAX_TABLE})", table.len()));
+            }
+            Ok(())
+        }
+        D::Mul { requant, .. } => one_requant(requant),
+        D::Softmax { shape, axis, exp_table, requant } => {
+            words("the tensor", dims(shape))?;
+            if *axis as usize >= shape.len() {
+                return Err(format!("softmax axis {axis} of a rank-{} tensor", shape.len()));
+            }
+            let ok = !exp_table.is_empty()
+                && exp_table.len() <= MAX_TABLE
+                && exp_table[0] > 0
+                && exp_table.iter().all(|&e| (0..=1i64 << EXP_BITS).contains(&e));
+            if !ok {
+                return Err(format!(
+                    "an exponential table of {} entries (1..={MAX_TABLE}, in [0, 2^{EXP_BITS}], the first > 0)",
+                    exp_table.len()
+                ));
+            }
+            one_requant(requant)
+        }
+        D::LayerNorm { groups, n, epsilon_term, gamma, beta, requant, .. } => {
+            words("the tensor", product([*groups as u128, *n as u128]))?;
+            let n = *n as usize;
+            if n == 0 || n > LN_MAX_GROUP || gamma.len() != n || beta.len() != n {
+                return Err(format!(
+                    "{} scales and {} biases for groups of {n} codes (1..={LN_MAX_GROUP})",
+                    gamma.len(),
+                    beta.len()
+                ));
+            }
+            let g_max = 1i32 << (LN_GAMMA_BITS - 1);
+            let ok = (0..=1i64 << 62).contains(epsilon_term)
+                && gamma.iter().all(|g| (-g_max..=g_max).contains(g))
+                && beta.iter().all(|b| b.unsigned_abs() <= 1 << 62);
+            if !ok {
+                return Err("epsilon term, scales or biases out of range".into());
+            }
+            one_requant(requant)
+        }
+        D::Gather { src_len, index, .. } => {
+            words("the gathered tensor", Some(index.len() as u128))?;
+            let bad = index.iter().find(|&&i| i != u32::MAX && i >= *src_len);
+            match bad {
+                Some(i) => Err(format!("index {i} beyond a source of {src_len} codes")),
+                None => Ok(()),
+            }
+        }
+        D::GatherRows { count, rows, table } => {
+            if *rows == 0 || table.len() % *rows as usize != 0 {
+                return Err(format!("{} table entries in {rows} rows", table.len()));
+            }
+            let row = (table.len() / *rows as usize) as u128;
+            words("the gathered rows", product([*count as u128, row])).map(|_| ())
+        }
+        D::MatMul { a_shape, b_shape, requant, .. } => {
+            words("the first operand", dims(a_shape))?;
+            words("the second operand", dims(b_shape))?;
+            let a: Vec<usize> = a_shape.iter().map(|&d| d as usize).collect();
+            let b: Vec<usize> = b_shape.iter().map(|&d| d as usize).collect();
+            let out = crate::program::matmul_shape(&a, &b)
+                .ok_or_else(|| format!("no matrix product of {a_shape:?} and {b_shape:?}"))?;
+            words("the product", product(out.iter().map(|&d| d as u128)))?;
+            one_requant(requant)
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool, BatchNormalization,
-//! InstanceNormalization and LRN.
+//! InstanceNormalization, LayerNormalization and LRN.
 //!
 //! `auto_pad` is resolved into explicit pads here (ONNX's rule: SAME gives
 //! `ceil(in / stride)` outputs, the odd pad going to the end for SAME_UPPER and to the
@@ -18,6 +18,8 @@ pub(super) const IMPORTS: &[Import] = &[
     Import::new("ConvTranspose", conv_transpose).note("float interpreter only"),
     Import::new("InstanceNormalization", instance_norm),
     Import::new("LRN", lrn),
+    Import::new("LayerNormalization", layer_norm)
+        .note("Mean and InvStdDev outputs only when unused"),
 ];
 
 pub fn conv(ctx: &mut Ctx) -> R<Lowered> {
@@ -163,6 +165,25 @@ pub fn instance_norm(ctx: &mut Ctx) -> R<Lowered> {
     let epsilon = ctx.attrs.float_or("epsilon", 1e-5)?;
     let inputs = (0..3).map(|i| ctx.input(i)).collect::<R<Vec<_>>>()?;
     Ok(Lowered::Op(Op::InstanceNorm { epsilon }, inputs))
+}
+
+/// LayerNormalization (opset 17): `stash_type` float or double (the interpreter computes in
+/// f64 either way); the optional Mean and InvStdDev outputs are left undefined, so the importer
+/// refuses a model that reads them.
+pub fn layer_norm(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["axis", "epsilon", "stash_type"])?;
+    ctx.max_inputs(3)?;
+    ctx.max_outputs(3)?;
+    let stash = ctx.attrs.int_or("stash_type", 1)?;
+    if stash != 1 && stash != 11 {
+        return Err(format!("stash_type {stash} is not supported (1: float, 11: double)"));
+    }
+    let rank = ctx.in_ty(0)?.rank();
+    let axis = super::norm_axis(ctx.attrs.int_or("axis", -1)?, rank, false)?;
+    let epsilon = ctx.attrs.float_or("epsilon", 1e-5)?;
+    let mut inputs = vec![ctx.input(0)?, ctx.input(1)?];
+    inputs.extend(ctx.opt(2));
+    Ok(Lowered::Op(Op::LayerNorm { axis, epsilon }, inputs))
 }
 
 pub fn lrn(ctx: &mut Ctx) -> R<Lowered> {
