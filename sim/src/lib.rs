@@ -13,6 +13,7 @@
 //! GEMM kernels, gradients) and the program/stream formats (`backends`) — never on `passes` or
 //! the importer. Noise off is the exact path, untouched.
 
+pub mod int_gemm;
 pub mod noise;
 pub mod program;
 pub mod stream;
