@@ -31,7 +31,8 @@ pub(super) unsafe fn accumulate(
         let mut wp = w.as_ptr();
         for &off in taps {
             // SAFETY: `tb[j] + off` is at most `bases[j] + max(taps)`, inside `img`.
-            let px: [*const u8; NR] = std::array::from_fn(|j| unsafe { img.as_ptr().add(tb[j] + off) });
+            let px: [*const u8; NR] =
+                std::array::from_fn(|j| unsafe { img.as_ptr().add(tb[j] + off) });
             for q in 0..quads {
                 // SAFETY: `wp` advances by 128 bytes per (tap, quad), `taps · quads` times in
                 // all: both 64-byte loads lie inside `w`.

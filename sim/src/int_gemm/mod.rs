@@ -145,8 +145,7 @@ impl PackedWeights {
         spec: &WeightSpec<W>,
         kernel: IntKernel,
     ) -> Option<PackedWeights> {
-        let WeightSpec { groups, m, taps, channels, ref w, range: (lo, hi), zero_point: z } =
-            *spec;
+        let WeightSpec { groups, m, taps, channels, ref w, range: (lo, hi), zero_point: z } = *spec;
         let vmax = hi as i64 - lo as i64;
         let pad = z as i64 - lo as i64;
         if groups == 0 || m % groups != 0 || !(0..=255).contains(&vmax) {
@@ -365,8 +364,15 @@ impl PackedWeights {
     /// `out[layout.base + n·layout.n_stride + p·layout.p_stride]`, where `acc` is the exact
     /// accumulator `Σ_k (q_x[k] − z_x)·w[k,n]`. Tasks (blocks × pixel ranges) run on rayon's
     /// pool.
-    pub(crate) fn run<T, F>(&self, g: usize, img: &Image, pixels: usize, out: &mut [T], layout: OutLayout, fin: &F)
-    where
+    pub(crate) fn run<T, F>(
+        &self,
+        g: usize,
+        img: &Image,
+        pixels: usize,
+        out: &mut [T],
+        layout: OutLayout,
+        fin: &F,
+    ) where
         T: Copy + Send,
         F: Fn(i64, usize) -> T + Sync,
     {
@@ -501,8 +507,9 @@ fn accumulate_portable(
     accumulate_body(w, img, bases, taps, quads, acc)
 }
 
-/// The portable micro-kernel: `NR` pixels × `MR` lanes of i32 per tile, written so that the
-/// compiler vectorizes the lanes. Products of a u8 and an i8 are exact in i32 and the sums stay
+/// The portable kernel: one pixel at a time, its [`MR`] i32 accumulators kept in registers
+/// over every tap and quad (the compiler vectorizes the lanes; with 16-bit operands it
+/// multiplies with `pmaddwd`). Products of a u8 and an i8 are exact in i32 and the sums stay
 /// below 2^31 (checked when the weights were packed): wrapping adds never wrap.
 #[inline(always)]
 fn accumulate_body(
@@ -513,28 +520,25 @@ fn accumulate_body(
     quads: usize,
     acc: &mut [[i32; MR]],
 ) {
-    for (tb, out) in bases.chunks_exact(NR).zip(acc.chunks_exact_mut(NR)) {
-        let mut a = [[0i32; MR]; NR];
-        for (t, &off) in taps.iter().enumerate() {
-            for q in 0..quads {
-                let wq: &[i16; 4 * MR] =
-                    w[(t * quads + q) * 4 * MR..][..4 * MR].try_into().expect("invariant: 4·MR");
+    for (&base, out) in bases.iter().zip(acc.iter_mut()) {
+        let mut a = [0i32; MR];
+        let mut steps = w.chunks_exact(4 * MR);
+        for &off in taps {
+            let px = &img[base + off..][..4 * quads];
+            for (x, wq) in px.chunks_exact(4).zip(&mut steps) {
+                let (x0, x1, x2, x3) = (x[0] as i32, x[1] as i32, x[2] as i32, x[3] as i32);
                 let (w0, rest) = wq.split_at(MR);
                 let (w1, rest) = rest.split_at(MR);
                 let (w2, w3) = rest.split_at(MR);
-                for (j, aj) in a.iter_mut().enumerate() {
-                    let x = &img[tb[j] + off + 4 * q..][..4];
-                    let (x0, x1, x2, x3) = (x[0] as i32, x[1] as i32, x[2] as i32, x[3] as i32);
-                    for l in 0..MR {
-                        let s = x0 * w0[l] as i32
-                            + x1 * w1[l] as i32
-                            + x2 * w2[l] as i32
-                            + x3 * w3[l] as i32;
-                        aj[l] = aj[l].wrapping_add(s);
-                    }
+                for l in 0..MR {
+                    let s = x0 * w0[l] as i32
+                        + x1 * w1[l] as i32
+                        + x2 * w2[l] as i32
+                        + x3 * w3[l] as i32;
+                    a[l] = a[l].wrapping_add(s);
                 }
             }
         }
-        out.copy_from_slice(&a);
+        *out = a;
     }
 }

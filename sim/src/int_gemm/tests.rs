@@ -41,38 +41,48 @@ fn case() -> impl Strategy<Value = Case> {
         (1usize..3, 1usize..3, 1usize..3, 0usize..3, 0usize..3),
         (1u8..=8, any::<bool>(), -3i32..260, 1u8..=8),
     )
-        .prop_filter("the kernel fits the padded input", |((..), (h, w, kh, kw), (_, _, d0, p0, p1), _)| {
-            h + 2 * p0 >= (kh - 1) * d0 + 1 && w + 2 * p1 >= (kw - 1) * d0 + 1
-        })
-        .prop_flat_map(|((n, groups, cg, mg), (h, w, kh, kw), (s0, s1, d, p0, p1), (bits, signed, zsel, wbits))| {
-            let (lo, hi) = if signed {
-                (-(1i32 << (bits - 1)), (1i32 << (bits - 1)) - 1)
-            } else {
-                (0, (1i32 << bits) - 1)
-            };
-            // Mostly inside the range; now and then outside it (the padding's code need not
-            // be a code of the range, as long as `z − lo` fits a byte).
-            let z = if zsel < 256 { lo + zsel % (hi - lo + 1) } else { lo + zsel - 4 };
-            let wlim = 1i32 << (wbits - 1);
-            let xs = proptest::collection::vec(lo..=hi, n * groups * cg * h * w);
-            let ws = proptest::collection::vec(-wlim..wlim, groups * mg * cg * kh * kw);
-            (xs, ws).prop_map(move |(x, wts)| Case {
-                n,
-                groups,
-                cg,
-                mg,
-                h,
-                w,
-                kernel: [kh, kw],
-                strides: [s0, s1],
-                dil: [d, d],
-                pads: [p0, p1, p0, p1],
-                range: (lo, hi),
-                zero_point: z,
-                x,
-                wts,
-            })
-        })
+        .prop_filter(
+            "the kernel fits the padded input",
+            |((..), (h, w, kh, kw), (_, _, d0, p0, p1), _)| {
+                h + 2 * p0 >= (kh - 1) * d0 + 1 && w + 2 * p1 >= (kw - 1) * d0 + 1
+            },
+        )
+        .prop_flat_map(
+            |(
+                (n, groups, cg, mg),
+                (h, w, kh, kw),
+                (s0, s1, d, p0, p1),
+                (bits, signed, zsel, wbits),
+            )| {
+                let (lo, hi) = if signed {
+                    (-(1i32 << (bits - 1)), (1i32 << (bits - 1)) - 1)
+                } else {
+                    (0, (1i32 << bits) - 1)
+                };
+                // Mostly inside the range; now and then outside it (the padding's code need not
+                // be a code of the range, as long as `z − lo` fits a byte).
+                let z = if zsel < 256 { lo + zsel % (hi - lo + 1) } else { lo + zsel - 4 };
+                let wlim = 1i32 << (wbits - 1);
+                let xs = proptest::collection::vec(lo..=hi, n * groups * cg * h * w);
+                let ws = proptest::collection::vec(-wlim..wlim, groups * mg * cg * kh * kw);
+                (xs, ws).prop_map(move |(x, wts)| Case {
+                    n,
+                    groups,
+                    cg,
+                    mg,
+                    h,
+                    w,
+                    kernel: [kh, kw],
+                    strides: [s0, s1],
+                    dil: [d, d],
+                    pads: [p0, p1, p0, p1],
+                    range: (lo, hi),
+                    zero_point: z,
+                    x,
+                    wts,
+                })
+            },
+        )
 }
 
 /// The accumulators `[N][M][oh][ow]` computed naively in i64.

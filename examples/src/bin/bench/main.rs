@@ -158,8 +158,7 @@ fn goal(r: &Row, rows: &[Row], shared: &Path) -> Option<Goal> {
             let float = rows.iter().find(|f| f.id == "float-r18-b1")?;
             let ratio = r.median_ms / float.median_ms;
             Some(Goal {
-                text: format!("≤ 1.5× the float run ({ratio:.2}×)"),
-                met: ratio <= 1.5,
+                text: format!("≤ 1.5× the float run ({ratio:.2}×)"), met: ratio <= 1.5
             })
         }
         "compile-chain-100k" => Some(Goal { text: "< 5 s".into(), met: r.median_ms < 5_000.0 }),
