@@ -5,6 +5,8 @@
 //!   `docs/hardware-model.md` exactly, paused runs, cascade widths, approximate multipliers.
 //! - [`stream`]: [`StreamRunner`], the simulator of accelerator instruction streams; its `mvm`
 //!   runs the program's crossbar kernel, so the two cannot drift apart.
+//! - [`int_gemm`]: the integer kernels (u8 × i8 in i32: AVX-512 VNNI, AVX2, portable) of the
+//!   program's exact Conv/Gemm steps.
 //! - [`noise`]: the analog non-idealities (a [`noise::NoisyChip`] is one programming of the
 //!   chip) and the noisy crossbar step.
 //! - [`worst_case`]: the worst-case device-variation search on a program's float surrogate.
@@ -13,6 +15,7 @@
 //! GEMM kernels, gradients) and the program/stream formats (`backends`) — never on `passes` or
 //! the importer. Noise off is the exact path, untouched.
 
+pub mod int_gemm;
 pub mod noise;
 pub mod program;
 pub mod stream;

@@ -1,12 +1,14 @@
-//! Integer Conv and Gemm of the program, computed exactly with f64 GEMMs.
+//! Integer Conv and Gemm of the program, computed exactly: by the integer kernels
+//! (`int_gemm/`: u8 × i8 products in i32) when the code widths admit them, else with f64 GEMMs.
 
 use super::crossbar::StepAdcStats;
-use cimc_backends::program::{BufferDecl, Elem, IntTensor, MatrixKind, Step, Window};
+use crate::int_gemm::{ConvWindow, IntKernel, OutLayout, PackedWeights, WeightSpec};
+use cimc_backends::program::{BufferDecl, Elem, IntTensor, MatrixKind, MatrixStep, Step, Window};
 use rayon::prelude::*;
 
-/// Weights converted for the GEMM, per group `[M/g, K]` row-major (Conv) or `[K, N]` (Gemm).
+/// Weights converted for the exact product.
 pub(crate) struct PreparedMatrix {
-    w: Vec<f64>,
+    w: ExactWeights,
     /// The crossbar execution, for a step with `crossbar: Some(..)`.
     xbar: Option<super::crossbar::PreparedCrossbar>,
 }
@@ -47,7 +49,49 @@ pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMa
         Some(x) => Some(super::crossbar::prepare(s, x, bufs)?),
         None => None,
     };
-    Ok(Some(PreparedMatrix { w: ms.weights.data.iter().map(|&v| v as f64).collect(), xbar }))
+    let w = match pack(&ms, &bufs[ms.input], IntKernel::best()) {
+        Some(p) => ExactWeights::Int(p),
+        None => ExactWeights::F64(ms.weights.data.iter().map(|&v| v as f64).collect()),
+    };
+    Ok(Some(PreparedMatrix { w, xbar }))
+}
+
+/// The weights of the exact product: packed for the integer kernels, or as f64 for the GEMM.
+enum ExactWeights {
+    Int(PackedWeights),
+    /// Per group `[M/g, K]` row-major (Conv) or `[K, N]` (Gemm).
+    F64(Vec<f64>),
+}
+
+/// The weights of step `ms` packed for `kernel`, when its code widths admit the integer kernels.
+fn pack(ms: &MatrixStep<'_>, decl: &BufferDecl, kernel: IntKernel) -> Option<PackedWeights> {
+    let Elem::Code(ct) = decl.elem else { return None };
+    let weights = ms.weights;
+    let (k, m) = ms.k_and_m();
+    let (taps, channels) = match ms.kind {
+        MatrixKind::Conv { .. } => {
+            let taps: usize = weights.shape.iter().skip(2).product();
+            (taps, weights.shape.get(1).copied()?)
+        }
+        MatrixKind::Gemm => (1, k),
+    };
+    if taps * channels != k || weights.data.len() != k * m {
+        return None;
+    }
+    let data = &weights.data;
+    let spec = WeightSpec {
+        groups: ms.groups(),
+        m,
+        taps,
+        channels,
+        w: |n: usize, t: usize, c: usize| match ms.kind {
+            MatrixKind::Conv { .. } => data[(n * channels + c) * taps + t],
+            MatrixKind::Gemm => data[c * m + n],
+        },
+        range: ct.range(),
+        zero_point: ms.input_zero_point,
+    };
+    PackedWeights::new(&spec, kernel)
 }
 
 impl PreparedMatrix {
@@ -184,12 +228,93 @@ pub(crate) fn finisher(s: &Step) -> Result<impl Fn(i64, usize) -> i32 + Sync + '
     Ok(move |a: i64, ch: usize| requant.apply(a + bias[ch], ch))
 }
 
-/// The exact product of the step's geometry with the prepared weights `p.w` (never the
-/// crossbar): every output's accumulator `Σ_k (q_x[k] − z_x)·w[k,n]` (no bias) goes through
-/// `fin(acc, channel)`, in the output buffer's layout.
+/// The exact product of the step's geometry with the prepared weights (never the crossbar):
+/// every output's accumulator `Σ_k (q_x[k] − z_x)·w[k,n]` (no bias) goes through
+/// `fin(acc, channel)`, in the output buffer's layout. The integer kernels when the weights
+/// were packed for them and every input code lies in its buffer's range; the f64 GEMM
+/// otherwise (the same integers).
 pub(crate) fn run_exact<T, F>(
     s: &Step,
     p: &PreparedMatrix,
+    x: &[i32],
+    si: &[usize],
+    so: &[usize],
+    fin: &F,
+) -> Result<Vec<T>, String>
+where
+    T: Copy + Default + Send,
+    F: Fn(i64, usize) -> T + Sync,
+{
+    match &p.w {
+        ExactWeights::F64(w) => run_f64(s, w, x, si, so, fin),
+        ExactWeights::Int(pw) => match run_int(s, pw, x, si, so, fin)? {
+            Some(out) => Ok(out),
+            None => {
+                // A code outside its buffer's range: the f64 GEMM, as before the integer
+                // kernels (weights converted for this run only).
+                let ms = s.as_matrix().ok_or("not a matrix step")?;
+                let w: Vec<f64> = ms.weights.data.iter().map(|&v| v as f64).collect();
+                run_f64(s, &w, x, si, so, fin)
+            }
+        },
+    }
+}
+
+/// [`run_exact`] on the integer kernels; `None` when an input code lies outside the range the
+/// weights were packed for.
+fn run_int<T, F>(
+    s: &Step,
+    pw: &PackedWeights,
+    x: &[i32],
+    si: &[usize],
+    so: &[usize],
+    fin: &F,
+) -> Result<Option<Vec<T>>, String>
+where
+    T: Copy + Default + Send,
+    F: Fn(i64, usize) -> T + Sync,
+{
+    let ms = s.as_matrix().ok_or("not a matrix step")?;
+    let weights = ms.weights;
+    match ms.kind {
+        MatrixKind::Conv { window, group } => {
+            let ConvGeom { n, c, h, w, m, oh, ow, g, cg, kh, kw, strides, dil, pads, .. } =
+                ConvGeom::new(weights, window, group, si, so, x.len())?;
+            let pixels = oh * ow;
+            let mut out = vec![T::default(); n * m * pixels];
+            let win = ConvWindow { c: cg, h, w, oh, ow, kernel: [kh, kw], strides, dil, pads };
+            for b in 0..n {
+                for gi in 0..g {
+                    let xs = &x[(b * c + gi * cg) * h * w..][..cg * h * w];
+                    let Some(img) = pw.conv_image(xs, &win) else { return Ok(None) };
+                    let layout = OutLayout { base: b * m * pixels, n_stride: pixels, p_stride: 1 };
+                    pw.run(gi, &img, pixels, &mut out, layout, fin);
+                }
+            }
+            Ok(Some(out))
+        }
+        MatrixKind::Gemm => {
+            let (k, nn) = (weights.shape[0], weights.shape[1]);
+            if si.last() != Some(&k) {
+                return Err(format!("input {si:?} does not end in K = {k}"));
+            }
+            let rows = x.len() / k.max(1);
+            if so.iter().product::<usize>() != rows * nn {
+                return Err(format!("output {so:?} is not [{rows}, {nn}]"));
+            }
+            let Some(img) = pw.rows_image(x, rows, k) else { return Ok(None) };
+            let mut out = vec![T::default(); rows * nn];
+            pw.run(0, &img, rows, &mut out, OutLayout { base: 0, n_stride: 1, p_stride: nn }, fin);
+            Ok(Some(out))
+        }
+    }
+}
+
+/// [`run_exact`] with f64 GEMMs on the weights `pw` (per group `[M/g, K]` row-major for Conv,
+/// `[K, N]` for Gemm).
+fn run_f64<T, F>(
+    s: &Step,
+    pw: &[f64],
     x: &[i32],
     si: &[usize],
     so: &[usize],
@@ -241,7 +366,7 @@ where
                                 }
                             }
                         }
-                        gemm(mg, kk, pixels, &p.w[gi * mg * kk..][..mg * kk], &col, &mut acc);
+                        gemm(mg, kk, pixels, &pw[gi * mg * kk..][..mg * kk], &col, &mut acc);
                         for mo in 0..mg {
                             let ch = gi * mg + mo;
                             let dst = &mut out[ch * pixels..][..pixels];
@@ -266,7 +391,7 @@ where
             }
             let a: Vec<f64> = x.iter().map(|&q| (q - z) as f64).collect();
             let mut acc = vec![0f64; rows * nn];
-            gemm(rows, k, nn, &a, &p.w, &mut acc);
+            gemm(rows, k, nn, &a, pw, &mut acc);
             Ok(acc.iter().enumerate().map(|(i, &v)| fin(v as i64, i % nn)).collect())
         }
     }

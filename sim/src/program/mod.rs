@@ -17,6 +17,7 @@ mod resume;
 pub(crate) mod steps;
 
 pub use cascade::{cascade_codes, cascade_step, derive, Derivation, TopSlices, WeightWidths};
+pub use crossbar::kernel::path_name as crossbar_kernel_path;
 pub use crossbar::{AdcStats, StepAdcStats};
 pub use resume::RunState;
 

@@ -84,6 +84,8 @@ struct Row {
     note: Option<String>,
     peers: Vec<Peer>,
     goal: Option<Goal>,
+    /// The kernel path the workload ran on (`workloads::kernel_path`).
+    kernel: Option<String>,
 }
 
 /// A figure the speed issue asks for, and whether this run reached it.
@@ -98,6 +100,7 @@ fn child(id: &str, a: &Args) -> ! {
             let v = serde_json::json!({
                 "min_ms": m.min_ms, "median_ms": m.median_ms,
                 "peak_bytes": workloads::peak_rss(), "note": m.note,
+                "kernel": workloads::kernel_path(id),
             });
             println!("{v}");
             std::process::exit(0)
@@ -130,10 +133,11 @@ fn measure(id: &'static str, title: &'static str, a: &Args) -> Option<Row> {
         note: v["note"].as_str().map(String::from),
         peers: Vec::new(),
         goal: None,
+        kernel: v["kernel"].as_str().map(String::from),
     })
 }
 
-fn goal(r: &Row, shared: &Path) -> Option<Goal> {
+fn goal(r: &Row, rows: &[Row], shared: &Path) -> Option<Goal> {
     let first_measured = |name: &str| r.peers.iter().find(|p| p.name.starts_with(name));
     match r.id {
         "float-r18-b1" => {
@@ -148,9 +152,16 @@ fn goal(r: &Row, shared: &Path) -> Option<Goal> {
         }
         "import" => Some(Goal { text: "< 50 ms".into(), met: r.median_ms < 50.0 }),
         "isaac-r18-b1" => {
-            Some(Goal { text: "< 500 ms per image".into(), met: r.median_ms < 500.0 })
+            Some(Goal { text: "< 150 ms per image".into(), met: r.median_ms < 150.0 })
         }
-        "isaac-mnist-10k" => Some(Goal { text: "< 10 s".into(), met: r.median_ms < 10_000.0 }),
+        "isaac-mnist-10k" => Some(Goal { text: "< 2 s".into(), met: r.median_ms < 2_000.0 }),
+        "w8a8-r18-b1" => {
+            let float = rows.iter().find(|f| f.id == "float-r18-b1")?;
+            let ratio = r.median_ms / float.median_ms;
+            Some(Goal {
+                text: format!("≤ 1.5× the float run ({ratio:.2}×)"), met: ratio <= 1.5
+            })
+        }
         "compile-chain-100k" => Some(Goal { text: "< 5 s".into(), met: r.median_ms < 5_000.0 }),
         "sweep-24" => {
             // The note starts "ratio R against the 24 alone" (`sweep.rs`).
@@ -213,7 +224,7 @@ fn main() {
                 }
             }
         }
-        row.goal = goal(&row, &args.shared);
+        row.goal = goal(&row, &rows, &args.shared);
         rows.push(row);
     }
     if args.json {
@@ -229,7 +240,7 @@ fn print_json(args: &Args, rows: &[Row]) {
         .map(|r| {
             serde_json::json!({
                 "workload": r.id, "title": r.title, "min_ms": r.min_ms, "median_ms": r.median_ms,
-                "peak_bytes": r.peak_bytes, "note": r.note,
+                "peak_bytes": r.peak_bytes, "note": r.note, "kernel": r.kernel,
                 "peers": r.peers.iter().map(|p| serde_json::json!({
                     "name": p.name, "median_ms": p.median_ms, "measured_in_this_run": p.measured,
                     "ratio": r.median_ms / p.median_ms })).collect::<Vec<_>>(),
@@ -237,7 +248,9 @@ fn print_json(args: &Args, rows: &[Row]) {
             })
         })
         .collect();
-    let out = serde_json::json!({ "reps": args.reps, "rounds": args.rounds, "rows": v });
+    let out = serde_json::json!({
+        "reps": args.reps, "rounds": args.rounds, "cpu": workloads::cpu_description(), "rows": v,
+    });
     println!("{}", serde_json::to_string_pretty(&out).expect("JSON values serialize"));
 }
 
@@ -251,8 +264,12 @@ fn ratio_text(r: f64) -> String {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("| workload | min ms | median ms | peak MB | peer | peer ms | ratio | goal |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("CPU: {}", workloads::cpu_description());
+    println!();
+    println!(
+        "| workload | min ms | median ms | peak MB | peer | peer ms | ratio | goal | kernel |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let peak = r.peak_bytes.map_or("—".into(), |b| format!("{:.0}", b as f64 / 1e6));
         let goal = r.goal.as_ref().map_or(String::new(), |g| {
@@ -266,16 +283,17 @@ fn print_table(rows: &[Row]) {
         let peers: Vec<Option<&Peer>> =
             if r.peers.is_empty() { vec![None] } else { r.peers.iter().map(Some).collect() };
         for p in peers {
-            let (t, mi, me, pk, g) = if first {
+            let (t, mi, me, pk, g, k) = if first {
                 (
                     title.as_str(),
                     format!("{:.2}", r.min_ms),
                     format!("{:.2}", r.median_ms),
                     peak.as_str(),
                     goal.as_str(),
+                    r.kernel.as_deref().unwrap_or(""),
                 )
             } else {
-                ("", String::new(), String::new(), "", "")
+                ("", String::new(), String::new(), "", "", "")
             };
             let (pn, pm, ratio) = match p {
                 Some(p) => {
@@ -288,7 +306,7 @@ fn print_table(rows: &[Row]) {
                 }
                 None => (String::new(), String::new(), String::new()),
             };
-            println!("| {t} | {mi} | {me} | {pk} | {pn} | {pm} | {ratio} | {g} |");
+            println!("| {t} | {mi} | {me} | {pk} | {pn} | {pm} | {ratio} | {g} | {k} |");
             first = false;
         }
     }

@@ -53,6 +53,56 @@ pub struct Measured {
     pub note: Option<String>,
 }
 
+/// The kernel path workload `id` runs on in this process (chosen at run time from the CPU's
+/// features; `CIMC_PORTABLE_KERNELS=1` forces the portable ones), so that figures of different
+/// machines or paths are never compared blind.
+pub fn kernel_path(id: &str) -> Option<String> {
+    let float = || {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") && !cimc_interp::portable_kernels_forced() {
+            return "avx512";
+        }
+        "portable"
+    };
+    let int = || cimc_sim::int_gemm::IntKernel::best().name();
+    let xbar = cimc_sim::program::crossbar_kernel_path;
+    Some(match id {
+        "float-r18-b1" | "float-r18-b8" | "float-mnv2-b1" | "float-mnist-10k" => {
+            format!("float {}", float())
+        }
+        "w8a8-r18-b1" => format!("int {}", int()),
+        "isaac-r18-b1" | "isaac-mnist-10k" => format!("crossbar {}", xbar()),
+        _ => return None,
+    })
+}
+
+/// The CPU's model name (`/proc/cpuinfo`) and the x86 features the kernels choose by.
+pub fn cpu_description() -> String {
+    let name = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("model name"))?.to_string();
+            Some(line.split_once(':')?.1.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    #[allow(unused_mut)]
+    let mut features: Vec<&str> = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let all = [
+            ("avx2", std::is_x86_feature_detected!("avx2")),
+            ("avx512f", std::is_x86_feature_detected!("avx512f")),
+            ("avx512vnni", std::is_x86_feature_detected!("avx512vnni")),
+            ("avx512vpopcntdq", std::is_x86_feature_detected!("avx512vpopcntdq")),
+        ];
+        features.extend(all.iter().filter(|f| f.1).map(|f| f.0));
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let forced =
+        if cimc_interp::portable_kernels_forced() { ", CIMC_PORTABLE_KERNELS set" } else { "" };
+    format!("{name}, {threads} threads, {}{forced}", features.join(" "))
+}
+
 /// The peak resident memory of this process (`VmHWM` of `/proc/self/status`), in bytes.
 pub fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;

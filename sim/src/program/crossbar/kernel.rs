@@ -61,6 +61,15 @@ fn avx512() -> bool {
     })
 }
 
+/// The kernel path the crossbar steps run on: `avx512-vpopcntdq` or `portable`.
+pub fn path_name() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        return "avx512-vpopcntdq";
+    }
+    "portable"
+}
+
 /// Adds `Σ_t Σ_i 2^(i·dac_bits) · A(P[t,i,c])` to `colacc[vector][c]` for every column `c` of
 /// the block. `colacc` is `[nvec][pcn rounded up to LANES]`; `w`, `e` and `half` must hold
 /// whole lanes past `pc0 + pcn` (zero columns; their results are ignored).
