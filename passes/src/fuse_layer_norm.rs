@@ -158,8 +158,7 @@ fn match_layer_norm(g: &Graph, m1: NodeId) -> Option<Found> {
         return None;
     }
     nodes.push(normalize);
-    let mut found =
-        Found { x, axis, epsilon, scale: None, bias: None, output: normed, nodes };
+    let mut found = Found { x, axis, epsilon, scale: None, bias: None, output: normed, nodes };
     // Optional `· γ`, then optional `+ β`.
     for (op, is_scale) in [(Op::Mul, true), (Op::Add, false)] {
         let Some(next) = only_user(g, found.output) else { break };

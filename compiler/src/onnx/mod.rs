@@ -596,7 +596,11 @@ impl Importer {
     /// How many of the node's outputs `outs` the IR op defines: all of them, or as many as the
     /// op has when the others are optional outputs that nothing reads (LayerNormalization's
     /// Mean and InvStdDev).
-    fn kept_outputs(&self, op: &cimc_ir::Op, outs: &[String]) -> std::result::Result<usize, String> {
+    fn kept_outputs(
+        &self,
+        op: &cimc_ir::Op,
+        outs: &[String],
+    ) -> std::result::Result<usize, String> {
         let most = *cimc_ir::optable::arity(op).1.end();
         if outs.len() <= most {
             return Ok(outs.len());

@@ -28,6 +28,7 @@ pub(super) const IMPORTS: &[Import] = &[
     Import::new("Constant", constant).note("folded to a constant"),
     Import::new("ConstantOfShape", constant_of_shape).values(&[0]).note("folded to a constant"),
     Import::new("Range", range).values(&[0, 1, 2]).note("folded to a constant"),
+    Import::new("Trilu", trilu).values(&[0, 1]).note("of a constant (a causal mask): folded"),
 ];
 
 pub fn concat(ctx: &mut Ctx) -> R<Lowered> {
@@ -565,4 +566,36 @@ fn blocksize(ctx: &Ctx) -> R<usize> {
         .ok()
         .filter(|&b| b > 0)
         .ok_or_else(|| format!("attribute 'blocksize' must be >= 1, got {b}"))
+}
+
+/// Trilu of a constant (a causal mask once the sequence length is fixed): the upper (`upper`,
+/// the default) or lower triangle of the last two axes from diagonal `k` on, the rest zeros of
+/// the input's type.
+pub fn trilu(ctx: &mut Ctx) -> R<Lowered> {
+    ctx.attrs.check_known(&["upper"])?;
+    ctx.max_inputs(2)?;
+    ctx.max_outputs(1)?;
+    let x = ctx.operand(0, "input")?.ok_or("input 0 is required")?;
+    let k = match ctx.operand(1, "k")? {
+        Some(d) if d.numel() == 1 => d.get_i64(0),
+        Some(d) => return Err(format!("k must be a scalar, got {:?}", d.shape())),
+        None => 0,
+    };
+    let upper = ctx.attrs.int_or("upper", 1)? != 0;
+    let shape = x.shape().to_vec();
+    if shape.len() < 2 {
+        return Err(format!("expected an input of rank >= 2, got {shape:?}"));
+    }
+    let (rows, cols) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+    let size = x.dtype().size();
+    let mut bytes = x.raw().to_vec();
+    for (e, chunk) in bytes.chunks_mut(size).enumerate() {
+        let (i, j) = (((e / cols) % rows.max(1)) as i64, (e % cols) as i64);
+        let kept = if upper { j - i >= k } else { j - i <= k };
+        if !kept {
+            chunk.fill(0);
+        }
+    }
+    let data = TensorData::from_le_vec(x.dtype(), shape, bytes).map_err(|e| e.to_string())?;
+    Ok(Lowered::Consts(vec![data]))
 }
