@@ -77,12 +77,18 @@ fn w8a8_program_runs_every_op_on_codes_and_agrees_with_the_float_model() {
 
 #[test]
 fn the_stream_emitter_refuses_the_new_steps_by_name() {
+    // The squeeze-excite Mul broadcasts a per-channel gate, which the vector `mul` instruction
+    // (element by element) does not: the emitter names the node and the step.
     let p = compile();
     let target = cimc_backends::target::Target::preset("isaac").unwrap();
     let e = cimc_backends::stream::emit::emit(&p, &target, &Default::default()).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, cimc_backends::BackendError::Lower { .. }), "{msg}");
-    assert!(msg.contains("has no instructions yet"), "{msg}");
+    assert!(msg.contains("node '"), "{msg}");
+    assert!(
+        msg.contains("has no instructions yet") || msg.contains("not supported by the stream"),
+        "{msg}"
+    );
 }
 
 /// onnxruntime's `QLinearAdd` and `QLinearMul` (com.microsoft) on random codes, scales and zero
