@@ -985,26 +985,39 @@ impl Lowering<'_> {
             .iter()
             .map(|&v| if v < 1.0 { GATHER_ZERO_POINT } else { v as u32 - 1 })
             .collect();
-        let (lo, hi) = qx.code_range();
-        let entries = (hi - lo + 1) as usize;
-        if index.len().saturating_mul(entries) > MAX_TABLE_ENTRIES {
-            return Err(err(
-                node,
-                format!("{} output elements of {entries} codes: above the {} MiB a step's tables may hold", index.len(), (MAX_TABLE_ENTRIES * 4) >> 20),
-            ));
-        }
+        // Per output element: the constant's code, or `None` where the activation's goes. An
+        // axis along which that never changes (the batch of an expanded class token) needs no
+        // tables of its own: the tables broadcast along it.
         let (ylo, yhi) = qy.code_range();
         let (ylo, yhi) = (ylo as i32, yhi as i32);
+        let kinds: Vec<Option<i32>> = index
+            .iter()
+            .zip(&constants)
+            .map(|(&i, &c)| {
+                (i == GATHER_ZERO_POINT).then(|| quantize_value(c as f32, s_y, z_y, ylo, yhi))
+            })
+            .collect();
+        let table_shape = invariant_axes_collapsed(&y_shape, &kinds);
+        let (lo, hi) = qx.code_range();
+        let entries = (hi - lo + 1) as usize;
+        let n_tables: usize = table_shape.iter().product();
+        if n_tables.saturating_mul(entries) > MAX_TABLE_ENTRIES {
+            return Err(err(
+                node,
+                format!(
+                    "{n_tables} tables of {entries} codes: above the {} MiB a step's tables may hold",
+                    (MAX_TABLE_ENTRIES * 4) >> 20
+                ),
+            ));
+        }
         let moved: Vec<i32> = (lo..=hi)
             .map(|q| quantize_value((q as i32).wrapping_sub(z_x) as f32 * s_x, s_y, z_y, ylo, yhi))
             .collect();
-        let mut tables = Vec::with_capacity(index.len() * entries);
-        for (&i, &c) in index.iter().zip(&constants) {
-            if i == GATHER_ZERO_POINT {
-                let code = quantize_value(c as f32, s_y, z_y, ylo, yhi);
-                tables.extend(std::iter::repeat_n(code, entries));
-            } else {
-                tables.extend_from_slice(&moved);
+        let mut tables = Vec::with_capacity(n_tables * entries);
+        for t in 0..n_tables {
+            match kinds[broadcast_source(&table_shape, &y_shape, t)] {
+                Some(code) => tables.extend(std::iter::repeat_n(code, entries)),
+                None => tables.extend_from_slice(&moved),
             }
         }
         let name = format!("{}_moved", self.g.value(node.outputs[0]).name);
@@ -1026,7 +1039,7 @@ impl Lowering<'_> {
                 input: moved_buf,
                 output: yb,
                 input_min: lo as i32,
-                table_shape: y_shape,
+                table_shape,
                 tables,
             },
         );
@@ -1488,4 +1501,33 @@ fn broadcast_values(values: &[f32], from: &[usize], to: &[usize]) -> Option<Vec<
             })
             .collect(),
     )
+}
+
+/// `shape` with every axis along which `values` (row-major) never changes set to 1.
+fn invariant_axes_collapsed<T: PartialEq>(shape: &[usize], values: &[T]) -> Vec<usize> {
+    let mut out = shape.to_vec();
+    for (a, extent) in out.iter_mut().enumerate() {
+        let stride: usize = shape[a + 1..].iter().product();
+        let invariant = (0..values.len()).all(|i| {
+            let k = (i / stride.max(1)) % (*extent).max(1);
+            values[i] == values[i - k * stride]
+        });
+        if invariant {
+            *extent = 1;
+        }
+    }
+    out
+}
+
+/// The row-major index in `full` of element `t` of `small` (the same rank, each axis 1 or
+/// `full`'s): the element of `full` at `t`'s coordinates.
+fn broadcast_source(small: &[usize], full: &[usize], t: usize) -> usize {
+    let (mut rest, mut index, mut stride) = (t, 0, 1);
+    for a in (0..full.len()).rev() {
+        let coord = rest % small[a].max(1);
+        rest /= small[a].max(1);
+        index += coord * stride;
+        stride *= full[a];
+    }
+    index
 }
