@@ -41,7 +41,7 @@ use crate::util::{
 };
 use crate::{Pass, PassContext, Stats};
 use cimc_interp::{Runner, Tensor};
-use cimc_ir::{DType, Graph, NodeId, NoteValue, QuantParams, ValueDef, ValueId};
+use cimc_ir::{DType, Graph, NodeId, NoteValue, Op, QuantParams, ValueDef, ValueId};
 
 pub struct Calibrate;
 
@@ -148,6 +148,18 @@ fn float_epilogue_outputs(g: &mut Graph) -> Result<usize> {
     Ok(dropped)
 }
 
+/// Whether node `n` only moves its first input's values, so its outputs share that input's
+/// parameters: the pass-through ops, and a Gather of an activation at constant indices (a
+/// class token `x[:, 0]`), which the program runs as a move of codes (`lower::gather`).
+fn moves_codes(g: &Graph, n: NodeId) -> bool {
+    let node = g.node(n);
+    is_pass_through(&node.op)
+        || (matches!(node.op, Op::Gather { .. })
+            && !g.value(node.inputs[0]).is_const()
+            && g.ty(node.inputs[0]).dtype == DType::F32
+            && node.inputs.get(1).is_some_and(|&i| g.value(i).is_const()))
+}
+
 /// A pass-through op must hold the same codes before and after: when the model quantizes its
 /// input and its output differently (per tensor), the op's output takes the input's parameters
 /// and an unbounded Clip (a rescale) after it gives the output's; refused by name per channel.
@@ -156,7 +168,7 @@ fn requantize_pass_through(g: &mut Graph) -> Result<usize> {
     let mut done = 0;
     for n in g.node_ids() {
         let node = g.node(n);
-        if !is_pass_through(&node.op) || node.outputs.len() != 1 {
+        if !moves_codes(g, n) || node.outputs.len() != 1 {
             continue;
         }
         let (x, y) = (node.inputs[0], node.outputs[0]);
@@ -338,7 +350,7 @@ pub fn annotate(g: &mut Graph, obs: &Observation, cfg: &QuantConfig) -> Result<S
     // Pass-through outputs take their input's parameters (in order, so chains propagate).
     for n in g.node_ids() {
         let node = g.node(n);
-        if !is_pass_through(&node.op) {
+        if !moves_codes(g, n) {
             continue;
         }
         let Some(q) = node.inputs.first().and_then(|&i| g.ty(i).quant.clone()) else {
@@ -388,7 +400,7 @@ fn activation_values(g: &Graph) -> Vec<ValueId> {
         }
     }
     for (n, node) in g.nodes() {
-        if is_pass_through(&node.op) || is_float_epilogue(g, n) {
+        if moves_codes(g, n) || is_float_epilogue(g, n) {
             continue;
         }
         for &o in &node.outputs {

@@ -114,6 +114,16 @@ fn runs_on_codes_here(g: &Graph, n: NodeId) -> bool {
         || (matches!(node.op, Op::Gather { axis: 0 }) && g.value(node.inputs[0]).is_const() && int(1))
         || (matches!(node.op, Op::Pow | Op::PRelu)
             && node.inputs.iter().filter(|&&v| !g.value(v).is_const()).count() == 1)
+        // An activation's elements at constant indices (a class token `x[:, 0]`): a move of
+        // codes (`lower::gather`).
+        || (matches!(node.op, Op::Gather { .. })
+            && !g.value(node.inputs[0]).is_const()
+            && node.inputs.get(1).is_some_and(|&v| g.value(v).is_const()))
+        // A constant condition choosing between an activation and a constant (a causal mask):
+        // tables of the activation's codes, one per element of the constants (`lower::lut`).
+        || (matches!(node.op, Op::Where)
+            && g.value(node.inputs[0]).is_const()
+            && node.inputs[1..].iter().filter(|&&v| !g.value(v).is_const()).count() == 1)
 }
 
 /// Codes of `data` (shape `shape`) under `q`, clamped to the code range.

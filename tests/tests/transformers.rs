@@ -178,37 +178,31 @@ mod w8a8 {
     }
 
     #[test]
-    #[ignore = "programs refuse the class-token Gather and the mask Where (docs/transformers.md)"]
     fn vit_ts13_w8a8() {
         check("mnist_vit_ts13");
     }
 
     #[test]
-    #[ignore = "programs refuse the class-token Gather and the mask Where (docs/transformers.md)"]
     fn vit_ts17_w8a8() {
         check("mnist_vit_ts17");
     }
 
     #[test]
-    #[ignore = "programs refuse the class-token Gather and the mask Where (docs/transformers.md)"]
     fn vit_dynamo_w8a8() {
         check("mnist_vit_dynamo");
     }
 
     #[test]
-    #[ignore = "programs refuse the class-token Gather and the mask Where (docs/transformers.md)"]
     fn decoder_ts14_w8a8() {
         check("sort_decoder_ts14");
     }
 
     #[test]
-    #[ignore = "programs refuse the class-token Gather and the mask Where (docs/transformers.md)"]
     fn decoder_ts17_w8a8() {
         check("sort_decoder_ts17");
     }
 
     #[test]
-    #[ignore = "programs refuse the class-token Gather and the mask Where (docs/transformers.md)"]
     fn decoder_dynamo_w8a8() {
         check("sort_decoder_dynamo");
     }

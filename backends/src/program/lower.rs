@@ -356,6 +356,9 @@ impl Lowering<'_> {
             Op::AveragePool(a) => self.avg_pool(node, a),
             Op::GlobalAveragePool => self.global_avg_pool(node),
             Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => self.binary(node),
+            Op::Concat { axis } if node.inputs.iter().any(|&v| g.value(v).is_const()) => {
+                self.concat_constants(node)
+            }
             Op::Concat { axis } => self.concat(node, *axis),
             Op::Reshape { .. }
             | Op::Flatten { .. }
@@ -374,6 +377,17 @@ impl Lowering<'_> {
             | Op::Unary(_) => self.lut(node, 0),
             Op::Gather { axis } if g.value(node.inputs[0]).is_const() => {
                 self.gather_rows(node, *axis)
+            }
+            // An activation at constant indices (a class token): a move of codes.
+            Op::Gather { .. } if g.value(node.inputs[1]).is_const() => self.gather(node),
+            // A constant condition between an activation and a constant (a causal mask): tables
+            // of the activation's codes; a chosen −inf is the lowest output code.
+            Op::Where if g.value(node.inputs[0]).is_const() => {
+                match (g.value(node.inputs[1]).is_const(), g.value(node.inputs[2]).is_const()) {
+                    (true, false) => self.lut(node, 2),
+                    (false, true) => self.lut(node, 1),
+                    _ => Err(err(node, "a Where of two activations has no program step")),
+                }
             }
             Op::Cast { to } if to.is_int() && g.ty(node.inputs[0]).dtype.is_int() => {
                 self.int_cast(node)
@@ -652,7 +666,8 @@ impl Lowering<'_> {
         constants: Vec<usize>,
     ) -> Result<()> {
         use cimc_interp::Tensor;
-        let (x, yb) = (self.bufs_at(node, slot)?, self.bufs(node)?.1);
+        let x = self.bufs_at(node, slot)?;
+        let yb = self.buffer(node.outputs[0]).map_err(|m| err(node, m))?;
         let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
         let n_tables: usize = constants.iter().product();
         let entries = reals.len();
@@ -890,6 +905,147 @@ impl Lowering<'_> {
         Ok(())
     }
 
+    /// Concat of one activation and constants (a class token before the patches): a
+    /// [`Step::Gather`] moves the activation's codes to their places in a buffer of the output's
+    /// shape (the zero point elsewhere), then a [`Step::LutPerElement`] gives each element its
+    /// output code: the activation's value requantized, or the constant's code where a constant
+    /// goes. Both index maps come from the float interpreter running the Concat itself.
+    fn concat_constants(&mut self, node: &Node) -> Result<()> {
+        use cimc_interp::Tensor;
+        let active: Vec<usize> =
+            (0..node.inputs.len()).filter(|&k| !self.g.value(node.inputs[k]).is_const()).collect();
+        let [slot] = active[..] else {
+            return Err(err(
+                node,
+                "a Concat of constants and several activations has no program step",
+            ));
+        };
+        let xv = node.inputs[slot];
+        let x = self.bufs_at(node, slot)?;
+        let yb = self.buffer(node.outputs[0]).map_err(|m| err(node, m))?;
+        let (s_x, z_x, qx) = self.per_tensor(node, xv)?;
+        let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
+        if qx.bits > 16 {
+            return Err(err(
+                node,
+                format!("a lookup table for {}-bit input codes (at most 16 bits)", qx.bits),
+            ));
+        }
+        let x_shape = self.g.ty(xv).shape.clone();
+        let y_shape = self.g.ty(node.outputs[0]).shape.clone();
+        let n: usize = x_shape.iter().product();
+        if n >= GATHER_ZERO_POINT as usize {
+            return Err(err(node, format!("{n} input elements: a gather indexes fewer than 2^32")));
+        }
+        // Run once with the activation's element numbers (from 1) and zero constants (where
+        // each activation element goes), once with a zero activation and the constants (the
+        // constants' values in place).
+        let tensor = |d: cimc_ir::TensorData| {
+            Tensor::from_data(&d).map_err(|e| BackendError::Internal(format!("a concat map: {e}")))
+        };
+        let mut numbered = Vec::new();
+        let mut filled = Vec::new();
+        for (k, &v) in node.inputs.iter().enumerate() {
+            let shape = self.g.ty(v).shape.clone();
+            let len: usize = shape.iter().product();
+            if k == slot {
+                let numbers: Vec<f32> = (1..=n).map(|i| i as f32).collect();
+                numbered.push(tensor(cimc_ir::TensorData::from_f32(shape.clone(), &numbers))?);
+                filled.push(tensor(cimc_ir::TensorData::from_f32(shape, &vec![0.0; len]))?);
+            } else {
+                let d = self
+                    .g
+                    .value(v)
+                    .const_data()
+                    .ok_or_else(|| err(node, "invariant: a constant"))?;
+                numbered.push(tensor(cimc_ir::TensorData::from_f32(shape, &vec![0.0; len]))?);
+                filled.push(tensor(cimc_ir::TensorData::from_f32(
+                    self.g.ty(v).shape.clone(),
+                    &d.to_f32_vec(),
+                ))?);
+            }
+        }
+        let eval = |inputs: &[Tensor]| -> Result<Vec<f64>> {
+            let refs: Vec<&Tensor> = inputs.iter().collect();
+            let out = cimc_interp::eval_node(&node.op, &refs, 1)
+                .map_err(|e| err(node, format!("evaluating its concat maps: {e}")))?;
+            out.first()
+                .map(|t| t.to_f64_vec())
+                .ok_or_else(|| err(node, "its concat maps did not evaluate"))
+        };
+        let (numbers, constants) = (eval(&numbered)?, eval(&filled)?);
+        // f32 holds integers exactly below 2^24.
+        if n >= 1 << 24 {
+            return Err(err(
+                node,
+                format!("{n} input elements: a concat with constants moves fewer than 2^24"),
+            ));
+        }
+        let index: Vec<u32> = numbers
+            .iter()
+            .map(|&v| if v < 1.0 { GATHER_ZERO_POINT } else { v as u32 - 1 })
+            .collect();
+        // Per output element: the constant's code, or `None` where the activation's goes. An
+        // axis along which that never changes (the batch of an expanded class token) needs no
+        // tables of its own: the tables broadcast along it.
+        let (ylo, yhi) = qy.code_range();
+        let (ylo, yhi) = (ylo as i32, yhi as i32);
+        let kinds: Vec<Option<i32>> = index
+            .iter()
+            .zip(&constants)
+            .map(|(&i, &c)| {
+                (i == GATHER_ZERO_POINT).then(|| quantize_value(c as f32, s_y, z_y, ylo, yhi))
+            })
+            .collect();
+        let table_shape = invariant_axes_collapsed(&y_shape, &kinds);
+        let (lo, hi) = qx.code_range();
+        let entries = (hi - lo + 1) as usize;
+        let n_tables: usize = table_shape.iter().product();
+        if n_tables.saturating_mul(entries) > MAX_TABLE_ENTRIES {
+            return Err(err(
+                node,
+                format!(
+                    "{n_tables} tables of {entries} codes: above the {} MiB a step's tables may hold",
+                    (MAX_TABLE_ENTRIES * 4) >> 20
+                ),
+            ));
+        }
+        let moved: Vec<i32> = (lo..=hi)
+            .map(|q| quantize_value((q as i32).wrapping_sub(z_x) as f32 * s_x, s_y, z_y, ylo, yhi))
+            .collect();
+        let mut tables = Vec::with_capacity(n_tables * entries);
+        for t in 0..n_tables {
+            match kinds[broadcast_source(&table_shape, &y_shape, t)] {
+                Some(code) => tables.extend(std::iter::repeat_n(code, entries)),
+                None => tables.extend_from_slice(&moved),
+            }
+        }
+        let name = format!("{}_moved", self.g.value(node.outputs[0]).name);
+        let moved_buf = self.buffers.len();
+        self.buffers.push(BufferDecl {
+            name,
+            shape: y_shape.clone(),
+            elem: Elem::Code(CodeType { bits: qx.bits, signed: qx.signed }),
+            quant: Some(BufQuant {
+                scale: qx.scale.clone(),
+                zero_point: qx.zero_point.clone(),
+                axis: None,
+            }),
+        });
+        self.push(node, Step::Gather { input: x, output: moved_buf, index });
+        self.push(
+            node,
+            Step::LutPerElement {
+                input: moved_buf,
+                output: yb,
+                input_min: lo as i32,
+                table_shape,
+                tables,
+            },
+        );
+        Ok(())
+    }
+
     /// Reshape, Flatten, Squeeze, Unsqueeze, Identity and Dropout: the same codes, another shape.
     fn reshape(&mut self, node: &Node) -> Result<()> {
         let (x, yb) = self.bufs(node)?;
@@ -923,7 +1079,18 @@ impl Lowering<'_> {
         let d = cimc_ir::TensorData::from_i64(shape, &numbers);
         let t = Tensor::from_data(&d)
             .map_err(|e| BackendError::Internal(format!("a gather's element numbers: {e}")))?;
-        let out = cimc_interp::eval_node(&node.op, &[&t], node.outputs.len())
+        let mut inputs = vec![t];
+        // Gather's indices are an input: a constant (`node` checks), evaluated as it is.
+        if matches!(node.op, Op::Gather { .. }) {
+            let d = self
+                .g
+                .value(node.inputs[1])
+                .const_data()
+                .ok_or_else(|| err(node, "its indices must be a constant to move codes"))?;
+            inputs.push(Tensor::from_data(d).map_err(|e| err(node, format!("its indices: {e}")))?);
+        }
+        let refs: Vec<&Tensor> = inputs.iter().collect();
+        let out = cimc_interp::eval_node(&node.op, &refs, node.outputs.len())
             .map_err(|e| err(node, format!("evaluating its gather indices: {e}")))?;
         if out.len() != node.outputs.len() {
             return Err(err(node, "its gather indices did not evaluate"));
@@ -1334,4 +1501,33 @@ fn broadcast_values(values: &[f32], from: &[usize], to: &[usize]) -> Option<Vec<
             })
             .collect(),
     )
+}
+
+/// `shape` with every axis along which `values` (row-major) never changes set to 1.
+fn invariant_axes_collapsed<T: PartialEq>(shape: &[usize], values: &[T]) -> Vec<usize> {
+    let mut out = shape.to_vec();
+    for (a, extent) in out.iter_mut().enumerate() {
+        let stride: usize = shape[a + 1..].iter().product();
+        let invariant = (0..values.len()).all(|i| {
+            let k = (i / stride.max(1)) % (*extent).max(1);
+            values[i] == values[i - k * stride]
+        });
+        if invariant {
+            *extent = 1;
+        }
+    }
+    out
+}
+
+/// The row-major index in `full` of element `t` of `small` (the same rank, each axis 1 or
+/// `full`'s): the element of `full` at `t`'s coordinates.
+fn broadcast_source(small: &[usize], full: &[usize], t: usize) -> usize {
+    let (mut rest, mut index, mut stride) = (t, 0, 1);
+    for a in (0..full.len()).rev() {
+        let coord = rest % small[a].max(1);
+        rest /= small[a].max(1);
+        index += coord * stride;
+        stride *= full[a];
+    }
+    index
 }
