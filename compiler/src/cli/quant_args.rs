@@ -2,7 +2,7 @@
 
 use cimc::model::InputDecl;
 use cimc::{Error, Result};
-use cimc_backends::target::{AdcRange, Target};
+use cimc_backends::target::Target;
 use cimc_interp::Tensor;
 use cimc_ir::Graph;
 use cimc_passes::config::{check_bits, CalibMethod, WeightMethod};
@@ -84,25 +84,12 @@ impl QuantArgs {
     pub fn target(&self) -> Result<Option<Target>> {
         let Some(name) = &self.target else { return Ok(None) };
         let mut t = Target::resolve(name).map_err(|e| Error::Usage(e.to_string()))?;
-        let mut changed = false;
-        if let Some(r) = &self.adc_range {
-            t.chip.adc_range = AdcRange::from_name(r).ok_or_else(|| {
-                Error::Usage(format!("--adc-range '{r}': expected {}", AdcRange::expected()))
-            })?;
-            changed = true;
-        }
-        if let Some(b) = self.adc_bits {
-            t.chip.crossbar.adc_bits = b;
-            changed = true;
-        }
-        if let Some(r) = self.array_rows {
-            t.chip.crossbar.rows = r;
-            changed = true;
-        }
-        if changed {
-            // The overrides go through the same checks as a file.
-            t.validate("the command line").map_err(|e| Error::Usage(e.to_string()))?;
-        }
+        cimc::compile::apply_target_overrides(
+            &mut t,
+            self.adc_range.as_deref(),
+            self.adc_bits,
+            self.array_rows,
+        )?;
         Ok(Some(t))
     }
 
