@@ -79,35 +79,3 @@ pub fn write_with(
     outs.write_with(path, write)?;
     outs.commit()
 }
-
-/// Applies the command line's target overrides (`--adc-range`, `--adc-bits`, `--array-rows`) to
-/// `t` and, when any was given, validates the result as a target file is validated. The CLI and
-/// the Python package share it, so both refuse the same values with the same message.
-pub fn apply_target_overrides(
-    t: &mut cimc_backends::target::Target,
-    adc_range: Option<&str>,
-    adc_bits: Option<u32>,
-    array_rows: Option<usize>,
-) -> Result<()> {
-    use cimc_backends::target::AdcRange;
-    let mut changed = false;
-    if let Some(r) = adc_range {
-        t.chip.adc_range = AdcRange::from_name(r).ok_or_else(|| {
-            Error::Usage(format!("--adc-range '{r}': expected {}", AdcRange::expected()))
-        })?;
-        changed = true;
-    }
-    if let Some(b) = adc_bits {
-        t.chip.crossbar.adc_bits = b;
-        changed = true;
-    }
-    if let Some(r) = array_rows {
-        t.chip.crossbar.rows = r;
-        changed = true;
-    }
-    if changed {
-        // The overrides go through the same checks as a file.
-        t.validate("the command line").map_err(|e| Error::Usage(e.to_string()))?;
-    }
-    Ok(())
-}

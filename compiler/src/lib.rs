@@ -12,6 +12,7 @@ pub mod npy;
 pub mod numerics;
 pub mod onnx;
 pub mod output;
+pub mod quant_settings;
 pub mod report;
 pub mod stream_report;
 pub mod svg;

@@ -7,6 +7,7 @@ use crate::{detached, to_py};
 use bytes::Bytes;
 use cimc::model::{Executable, Prepared};
 use cimc::onnx::ImportOptions;
+use cimc::quant_settings::{Naming, QuantSettings};
 use cimc::{Error, Result};
 use cimc_backends::noise::NoiseSpec;
 use cimc_backends::program::Program as CimcProgram;
@@ -428,27 +429,31 @@ pub fn compile(
     emit: String,
     schedule: String,
 ) -> PyResult<Py<PyAny>> {
-    let q = QuantOptions {
+    let settings = QuantSettings {
         wbits,
         abits,
         calib_method,
         weight_method,
         calib_samples,
-        bits: bits_toml.map(|t| (t, "bits".to_string())),
         act_signed,
+        bn_calibrate,
+        budget,
+        bits_candidates,
+        cascade,
+        arrays,
+        adc_range,
+        adc_bits,
+        array_rows,
+        naming: Naming::Flag,
+    };
+    let q = QuantOptions {
+        settings,
+        bits: bits_toml.map(|t| (t, "bits".to_string())),
         target: match (target, target_toml) {
             (_, Some(t)) => Some(TargetSource::Toml(t)),
             (Some(n), None) => Some(TargetSource::Named(n)),
             (None, None) => None,
         },
-        arrays,
-        adc_range,
-        adc_bits,
-        array_rows,
-        bn_calibrate,
-        budget,
-        bits_candidates,
-        cascade,
     };
     let borrowed = calib.as_deref().map(borrow_all).transpose()?;
     let raw = borrowed.as_deref().map(raw).transpose()?;

@@ -1,11 +1,10 @@
 //! Quantization settings on the command line (shared by `compile` and `dump`).
 
-use cimc::model::InputDecl;
+use cimc::quant_settings::{input_decls, Naming, QuantSettings};
 use cimc::{Error, Result};
 use cimc_backends::target::Target;
 use cimc_interp::Tensor;
 use cimc_ir::Graph;
-use cimc_passes::config::{check_bits, CalibMethod, WeightMethod};
 use cimc_passes::PassContext;
 use clap::Args;
 use std::path::PathBuf;
@@ -80,16 +79,39 @@ pub struct QuantArgs {
 }
 
 impl QuantArgs {
+    /// The settings as the library checks them (`cimc::quant_settings`).
+    fn settings(&self) -> Result<QuantSettings> {
+        let budget = match (self.auto_bits, &self.budget) {
+            (true, b) => Some(b.clone().unwrap_or_default()),
+            (false, Some(_)) => {
+                return Err(Error::Usage("--budget is the budget of --auto-bits".into()))
+            }
+            (false, None) => None,
+        };
+        Ok(QuantSettings {
+            wbits: self.wbits,
+            abits: self.abits,
+            calib_method: self.calib_method.clone(),
+            weight_method: self.weight_method.clone(),
+            calib_samples: self.calib_samples,
+            act_signed: self.act_signed,
+            bn_calibrate: self.bn_calibrate,
+            budget,
+            bits_candidates: self.bits_candidates.clone(),
+            cascade: self.cascade,
+            arrays: self.arrays,
+            adc_range: self.adc_range.clone(),
+            adc_bits: self.adc_bits,
+            array_rows: self.array_rows,
+            naming: Naming::Flag,
+        })
+    }
+
     /// The target named by `--target`, with the command line's overrides, validated again.
     pub fn target(&self) -> Result<Option<Target>> {
         let Some(name) = &self.target else { return Ok(None) };
         let mut t = Target::resolve(name).map_err(|e| Error::Usage(e.to_string()))?;
-        cimc::compile::apply_target_overrides(
-            &mut t,
-            self.adc_range.as_deref(),
-            self.adc_bits,
-            self.array_rows,
-        )?;
+        self.settings()?.apply_target_overrides(&mut t, "the command line")?;
         Ok(Some(t))
     }
 
@@ -103,74 +125,45 @@ impl QuantArgs {
     /// The pass context for `graph`: settings, calibration data (checked against the graph's
     /// inputs), and a progress bar unless `quiet`.
     pub fn context(&self, graph: &Graph, quiet: bool) -> Result<PassContext> {
-        let mut cx = PassContext::default();
-        let c = &mut cx.config;
-        c.wbits = check_bits("--wbits", self.wbits)?;
-        c.abits = check_bits("--abits", self.abits)?;
-        c.calib_method = CalibMethod::parse(&self.calib_method)?;
-        c.weight_method = WeightMethod::parse(&self.weight_method)?;
-        c.calib_samples = self.calib_samples;
-        c.act_signed = self.act_signed;
-        c.bn_calibrate = self.bn_calibrate;
-        c.candidate_bits = cimc_passes::config::parse_bit_list(&self.bits_candidates)?;
-        if self.auto_bits {
-            let b = self.budget.as_deref().unwrap_or_default();
-            c.auto_bits = Some(cimc_passes::config::Budget::parse(b)?);
-        } else if self.budget.is_some() {
-            return Err(Error::Usage("--budget is the budget of --auto-bits".into()));
-        }
-        if let Some(b) = self.cascade {
-            c.cascade_min_bits = Some(check_bits("--cascade", b)?);
-        }
-        if let Some(n) = self.arrays {
-            super::at_most("--arrays", n, 1 << 24)?;
-        }
-        if let Some(t) = self.target()? {
-            cx.chip = Some(cimc_passes::tile::Chip::from_target(&t, self.arrays));
-        } else if self.arrays.is_some() || self.adc_range.is_some() || self.adc_bits.is_some() {
-            return Err(Error::Usage("--arrays, --adc-range and --adc-bits need --target".into()));
-        }
-        if let Some(f) = &self.bits_file {
-            let text = cimc_ir::files::read_text(f).map_err(|e| Error::io(f, e))?;
-            c.read_overrides(&text, &f.display().to_string())?;
-        }
-        if let Some(p) = &self.calib {
-            let calib = calibration_arrays(p, graph)?;
-            for t in &calib {
-                check_finite(t, p)?;
+        let settings = self.settings()?;
+        let target = self.target()?;
+        let bits = match &self.bits_file {
+            Some(f) => {
+                let text = cimc_ir::files::read_text(f).map_err(|e| Error::io(f, e))?;
+                Some((text, f.display().to_string()))
             }
-            cx.calib = Some(calib);
-            if !quiet {
-                let pb = super::progress(0, false);
-                pb.set_message("calibrating");
-                cx.progress = Some(Box::new(move |done, total| {
-                    pb.set_length(total);
-                    pb.set_position(done);
-                    if done >= total {
-                        pb.finish_and_clear();
-                    }
-                }));
-            }
+            None => None,
+        };
+        let calib = match &self.calib {
+            Some(p) => Some((calibration_arrays(p, graph)?, p.as_path())),
+            None => None,
+        };
+        let mut cx = settings.context(
+            graph,
+            target.as_ref(),
+            bits.as_ref().map(|(t, o)| (t.as_str(), o.as_str())),
+            calib,
+        )?;
+        if cx.calib.is_some() && !quiet {
+            let pb = super::progress(0, false);
+            pb.set_message("calibrating");
+            cx.progress = Some(Box::new(move |done, total| {
+                pb.set_length(total);
+                pb.set_position(done);
+                if done >= total {
+                    pb.finish_and_clear();
+                }
+            }));
         }
         Ok(cx)
     }
 }
 
 /// The calibration arrays of `--calib` for `graph`'s inputs: a `.npy` for a model of one input,
-/// a `.npz` of one array per input (by name, or `arr_0`... in input order). Each array holds
-/// samples by the rank of its input: an array of the input's rank is cut along its first axis
-/// into runs of the graph's batch (a rank-0 input's array is one sample), an array with one
-/// more axis is a stack of samples of the input's shape. Every input must get as many samples.
+/// a `.npz` of one array per input (by name, or `arr_0`... in input order). Their shapes are
+/// checked by the library (`cimc::quant_settings::check_calibration`).
 fn calibration_arrays(p: &std::path::Path, graph: &Graph) -> Result<Vec<Tensor>> {
-    let inputs: Vec<InputDecl> = graph
-        .inputs()
-        .iter()
-        .map(|&v| InputDecl {
-            name: graph.value(v).name.clone(),
-            dtype: graph.ty(v).dtype,
-            shape: graph.ty(v).shape.clone(),
-        })
-        .collect();
+    let inputs = input_decls(graph);
     let files = [p.to_path_buf()];
     let arrays = cimc::model::read_arrays(&files)?;
     if arrays.len() == 1 && inputs.len() > 1 {
@@ -182,54 +175,5 @@ fn calibration_arrays(p: &std::path::Path, graph: &Graph) -> Result<Vec<Tensor>>
             inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
         )));
     }
-    let calib = cimc::model::match_inputs(arrays, &files, &inputs)?;
-    let mut samples = None;
-    for (t, want) in calib.iter().zip(&inputs) {
-        let (shape, w) = (t.shape(), &want.shape);
-        let n = if shape.len() == w.len() && shape.get(1..) == w.get(1..) {
-            shape.first().copied().unwrap_or(1)
-        } else if shape.len() == w.len() + 1 && shape[1..] == w[..] {
-            shape[0] * w.first().copied().unwrap_or(1)
-        } else {
-            usize::MAX
-        };
-        if t.dtype() != want.dtype || n == usize::MAX {
-            return Err(Error::Npy {
-                file: p.to_path_buf(),
-                msg: format!(
-                    "calibration data {}{:?} does not fit the input '{}' {}{:?} (an array of \
-                     the input's rank, any first dimension, or a stack of arrays of its shape)",
-                    t.dtype(),
-                    t.shape(),
-                    want.name,
-                    want.dtype,
-                    want.shape
-                ),
-            });
-        }
-        if samples.is_some_and(|s| s != n) {
-            return Err(Error::Npy {
-                file: p.to_path_buf(),
-                msg: format!(
-                    "input '{}' gets {n} samples, the first input {:?}",
-                    want.name, samples
-                ),
-            });
-        }
-        samples = Some(n);
-    }
-    Ok(calib)
-}
-
-/// Calibration data must be finite numbers: a NaN or an infinity would give every layer a
-/// NaN or infinite range, and the program codes of nothing.
-fn check_finite(t: &Tensor, file: &std::path::Path) -> Result<()> {
-    let Some(a) = t.as_f32() else { return Ok(()) };
-    match a.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-        Some((i, v)) => Err(Error::Npy {
-            file: file.to_path_buf(),
-            msg: format!("calibration data must be finite: element {i} (in memory order) is {v}"),
-        }),
-        None => Ok(()),
-    }
+    cimc::model::match_inputs(arrays, &files, &inputs)
 }

@@ -6,22 +6,20 @@
 use super::spec::{noise_spec, resolve_target};
 use crate::compile::compile_in_place;
 use crate::error::{Error, Result};
-use crate::model::{match_inputs, read_arrays, InputDecl, Model};
+use crate::model::{match_inputs, read_arrays, Model};
 use crate::noise_eval::{exact_top1, parse_duration, stats, trials_top1};
 use crate::onnx::ImportOptions;
+use crate::quant_settings::{input_decls, Naming, QuantSettings};
 use crate::tensor_util::slice_batch;
 use cimc_backends::program::Program;
 use cimc_backends::stream::cost;
 use cimc_backends::stream::emit::{emit, EmitOptions, ScheduleChoice};
-use cimc_backends::target::{AdcRange, Target};
+use cimc_backends::target::Target;
 use cimc_interp::Tensor;
-use cimc_passes::config::{check_bits, parse_bit_list, Budget, CalibMethod, WeightMethod};
-use cimc_passes::tile::Chip;
-use cimc_passes::PassContext;
 use cimc_sim::noise::{NoiseConfig, NoisyChip};
 use cimc_sim::program::ProgramRunner;
 use serde_json::{json, Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The evaluation set every point of a sweep shares: the inputs (cut to `limit`), and the
 /// labels, or for a model without labels the float model's outputs the error is measured
@@ -95,75 +93,49 @@ fn target_of(config: &Value, dir: &Path) -> Result<Option<Target>> {
         return Ok(None);
     }
     let mut t = resolve_target(&config["target"], dir)?;
-    let o = &config["compile"];
-    if let Some(r) = o["adc_range"].as_str() {
-        t.chip.adc_range = AdcRange::from_name(r).ok_or_else(|| {
-            Error::Usage(format!("adc_range '{r}': expected {}", AdcRange::expected()))
-        })?;
-    }
-    if let Some(b) = o["adc_bits"].as_u64() {
-        t.chip.crossbar.adc_bits = u32::try_from(b).unwrap_or(u32::MAX);
-    }
-    if let Some(r) = o["array_rows"].as_u64() {
-        t.chip.crossbar.rows = r as usize;
-    }
-    t.validate("the sweep's compile options").map_err(|e| Error::Usage(e.to_string()))?;
+    settings(config)?.apply_target_overrides(&mut t, "the sweep's compile options")?;
     Ok(Some(t))
 }
 
-/// A width option as `check_bits` takes it (a value above 255 is refused by it as 255).
-fn bits(o: &Value, key: &str, default: u8) -> Result<u8> {
-    let v = o[key].as_u64().map_or(default, |b| u8::try_from(b).unwrap_or(u8::MAX));
-    Ok(check_bits(key, v)?)
-}
-
-/// The pass context of a configuration's compile options (the settings of `cimc compile`'s
-/// flags of the same names).
-fn context(
-    config: &Value,
-    target: Option<&Target>,
-    calib: Option<Vec<Tensor>>,
-) -> Result<PassContext> {
+/// The settings of a configuration's `[compile]` table (keys named as `cimc compile`'s flags,
+/// with underscores), checked by the library as the CLI's flags are.
+fn settings(config: &Value) -> Result<QuantSettings> {
     let o = &config["compile"];
-    let mut cx = PassContext::default();
-    let c = &mut cx.config;
-    c.wbits = bits(o, "wbits", 8)?;
-    c.abits = bits(o, "abits", 8)?;
-    c.calib_method = CalibMethod::parse(o["calib_method"].as_str().unwrap_or("minmax"))?;
-    c.weight_method = WeightMethod::parse(o["weight_method"].as_str().unwrap_or("minmax"))?;
-    c.calib_samples = o["calib_samples"].as_u64().map(|n| n as usize);
-    c.act_signed = o["act_signed"].as_bool().unwrap_or(false);
-    c.bn_calibrate = o["bn_calibrate"].as_bool().unwrap_or(false);
-    c.candidate_bits = parse_bit_list(o["bits_candidates"].as_str().unwrap_or("2,3,4,5,6,8"))?;
-    if let Some(b) = o["budget"].as_str() {
-        c.auto_bits = Some(Budget::parse(b)?);
-    }
-    if o["cascade"].is_u64() {
-        c.cascade_min_bits = Some(bits(o, "cascade", 2)?);
-    }
-    let arrays = o["arrays"].as_u64().map(|n| n as usize);
-    if let Some(n) = arrays.filter(|&n| n > 1 << 24) {
-        return Err(Error::Usage(format!("arrays {n} is above the limit of {}", 1 << 24)));
-    }
-    cx.chip = target.map(|t| Chip::from_target(t, arrays));
-    cx.calib = calib;
-    Ok(cx)
+    let d = QuantSettings::default();
+    let string = |key: &str, default: String| o[key].as_str().map_or(default, str::to_string);
+    // A width above 255 is refused by `check_bits` as 255.
+    let width = |key: &str| o[key].as_u64().map(|b| u8::try_from(b).unwrap_or(u8::MAX));
+    Ok(QuantSettings {
+        wbits: width("wbits").unwrap_or(d.wbits),
+        abits: width("abits").unwrap_or(d.abits),
+        calib_method: string("calib_method", d.calib_method),
+        weight_method: string("weight_method", d.weight_method),
+        calib_samples: o["calib_samples"].as_u64().map(|n| n as usize),
+        act_signed: o["act_signed"].as_bool().unwrap_or(false),
+        bn_calibrate: o["bn_calibrate"].as_bool().unwrap_or(false),
+        budget: o["budget"].as_str().map(str::to_string),
+        bits_candidates: string("bits_candidates", d.bits_candidates),
+        cascade: width("cascade"),
+        arrays: o["arrays"].as_u64().map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        adc_range: o["adc_range"].as_str().map(str::to_string),
+        adc_bits: o["adc_bits"].as_u64().map(|b| u32::try_from(b).unwrap_or(u32::MAX)),
+        array_rows: o["array_rows"].as_u64().map(|r| r as usize),
+        naming: Naming::Key,
+    })
 }
 
-/// The calibration arrays of the configuration for `graph`'s inputs (as `--calib`).
-fn calibration(config: &Value, dir: &Path, graph: &cimc_ir::Graph) -> Result<Option<Vec<Tensor>>> {
+/// The calibration arrays of the configuration for `graph`'s inputs (as `--calib`), and the
+/// file they came from.
+fn calibration(
+    config: &Value,
+    dir: &Path,
+    graph: &cimc_ir::Graph,
+) -> Result<Option<(Vec<Tensor>, PathBuf)>> {
     let Some(c) = config["calib"].as_str() else { return Ok(None) };
     let files = [dir.join(c)];
-    let inputs: Vec<InputDecl> = graph
-        .inputs()
-        .iter()
-        .map(|&v| InputDecl {
-            name: graph.value(v).name.clone(),
-            dtype: graph.ty(v).dtype,
-            shape: graph.ty(v).shape.clone(),
-        })
-        .collect();
-    Ok(Some(match_inputs(read_arrays(&files)?, &files, &inputs)?))
+    let calib = match_inputs(read_arrays(&files)?, &files, &input_decls(graph))?;
+    let [file] = files;
+    Ok(Some((calib, file)))
 }
 
 /// The program of a configuration at `batch` samples per run.
@@ -176,8 +148,11 @@ fn program_at(
     let model = dir.join(config["model"].as_str().unwrap_or_default());
     let opts = ImportOptions { batch: Some(batch), ..ImportOptions::default() };
     let mut graph = Model::open(&model, opts)?.graph()?;
-    let calib = calibration(config, dir, &graph)?;
-    let cx = context(config, target, calib)?;
+    let settings = settings(config)?;
+    let cx = match calibration(config, dir, &graph)? {
+        Some((calib, file)) => settings.context(&graph, target, None, Some((calib, &file)))?,
+        None => settings.context(&graph, target, None, None)?,
+    };
     Ok(compile_in_place(&mut graph, &cx, &[])?.0)
 }
 
