@@ -382,6 +382,53 @@ where
     }
 }
 
+/// Row `(ky, kx)` of one input channel's im2col matrix: `row[oy·ow + ox]` is the code at the
+/// tap's place minus `z`, 0 in the padding (the valid columns of each output row found once, not
+/// tested per element).
+fn im2col_row<W: ExactFloat>(
+    plane: &[i32],
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    (ky, kx): (usize, usize),
+    geo: &ConvGeom,
+    z: i32,
+    row: &mut [W],
+) {
+    let (sy, sx) = (geo.strides[0], geo.strides[1]);
+    let x_off = (kx * geo.dil[1]) as isize - geo.pads[1] as isize;
+    if sx == 0 {
+        // Every output column reads the same input column (no valid range to find).
+        for (oy, out) in row.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
+            let iy = (oy * sy + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
+            let inside = iy >= 0 && (iy as usize) < h && x_off >= 0 && (x_off as usize) < w;
+            let v = if inside { W::of_code(plane[iy as usize * w + x_off as usize] - z) } else { W::default() };
+            out.fill(v);
+        }
+        return;
+    }
+    // Output columns whose input column `ox·sx + x_off` lies in 0..w.
+    let ox_lo = if x_off >= 0 { 0 } else { ((-x_off) as usize).div_ceil(sx) }.min(ow);
+    let ox_hi = if (w as isize) <= x_off {
+        0
+    } else {
+        ((w as isize - x_off) as usize).div_ceil(sx).min(ow)
+    }
+    .max(ox_lo);
+    for (oy, out) in row.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
+        let iy = (oy * sy + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
+        if iy < 0 || iy as usize >= h {
+            out.fill(W::default());
+            continue;
+        }
+        let src = &plane[iy as usize * w..][..w];
+        out[..ox_lo].fill(W::default());
+        for (ox, d) in out.iter_mut().enumerate().take(ox_hi).skip(ox_lo) {
+            *d = W::of_code(src[(ox as isize * sx as isize + x_off) as usize] - z);
+        }
+        out[ox_hi..].fill(W::default());
+    }
+}
+
 /// [`run_exact`] with float GEMMs on the weights `pw` (per group `[M/g, K]` row-major for
 /// Conv, `[K, N]` for Gemm), over `chunk` rows of K at a time (every partial sum exact).
 fn run_float<W: ExactFloat, T, F>(
@@ -401,8 +448,8 @@ where
     let (z, weights) = (ms.input_zero_point, ms.weights);
     match ms.kind {
         MatrixKind::Conv { window, group } => {
-            let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, strides, dil, pads } =
-                ConvGeom::new(weights, window, group, si, so, x.len())?;
+            let geo = ConvGeom::new(weights, window, group, si, so, x.len())?;
+            let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, .. } = geo;
             let kk = cg * kh * kw;
             let pixels = oh * ow;
             let per_sample: Vec<Vec<T>> = (0..n)
@@ -414,32 +461,19 @@ where
                     let mut acc = vec![0i64; mg * pixels];
                     for gi in 0..g {
                         // im2col: row (ci, ky, kx), column (oy, ox); padding reads code z (real 0).
-                        for ci in 0..cg {
-                            let plane = &x[((b * c) + gi * cg + ci) * h * w..][..h * w];
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let row =
-                                        &mut col[((ci * kh + ky) * kw + kx) * pixels..][..pixels];
-                                    for oy in 0..oh {
-                                        let iy = (oy * strides[0] + ky * dil[0]) as isize
-                                            - pads[0] as isize;
-                                        for ox in 0..ow {
-                                            let ix = (ox * strides[1] + kx * dil[1]) as isize
-                                                - pads[1] as isize;
-                                            row[oy * ow + ox] = if iy >= 0
-                                                && (iy as usize) < h
-                                                && ix >= 0
-                                                && (ix as usize) < w
-                                            {
-                                                W::of_code(plane[iy as usize * w + ix as usize] - z)
-                                            } else {
-                                                W::default()
-                                            };
-                                        }
+                        // One task per input channel (a batch of one still uses every thread).
+                        let x_g = &x[(b * c + gi * cg) * h * w..][..cg * h * w];
+                        col.par_chunks_mut((kh * kw * pixels).max(1)).enumerate().for_each(
+                            |(ci, rows)| {
+                                let plane = &x_g[ci * h * w..][..h * w];
+                                for ky in 0..kh {
+                                    for kx in 0..kw {
+                                        let row = &mut rows[(ky * kw + kx) * pixels..][..pixels];
+                                        im2col_row(plane, (h, w), (oh, ow), (ky, kx), &geo, z, row);
                                     }
                                 }
-                            }
-                        }
+                            },
+                        );
                         let wg = &pw[gi * mg * kk..][..mg * kk];
                         gemm_chunked((mg, kk, pixels), wg, kk, &col, chunk, &mut tmp, &mut acc);
                         for mo in 0..mg {

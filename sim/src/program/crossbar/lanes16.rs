@@ -212,19 +212,27 @@ fn tile_inputs(blk: &Block16, t: usize, nz: &mut [u32], x16: &mut [u16]) {
     }
 }
 
-/// The statistics of one block call: two histograms interleaved (`2·P + lane parity`, so that
-/// equal sums of neighbouring columns do not wait on each other's increments) and the count of
-/// zero sums apart; added to the task's [`Tally`] at the end.
+/// The statistics of one block call, added to the task's [`Tally`] at the end. The histogram
+/// has [`COPIES`] copies, lane `l` counting into copy `l % COPIES` (equal sums of neighbouring
+/// columns then never wait on each other's increments), and one extra entry per copy where the
+/// lanes past the block's columns count; every lane of a vector with a nonzero sum is counted
+/// without a branch.
 struct Counts {
-    hist2: Vec<u64>,
+    hist: Vec<u64>,
+    /// Entries per copy: the histogram's length plus the dead lanes' entry.
+    len: usize,
     zeros: u64,
     conversions: u64,
     clipped: u64,
 }
 
+/// Copies of the statistics' histogram.
+const COPIES: usize = 8;
+
 impl Counts {
     fn new(tally: &Tally) -> Counts {
-        Counts { hist2: vec![0; 2 * tally.hist.len()], zeros: 0, conversions: 0, clipped: 0 }
+        let len = tally.hist.len() + 1;
+        Counts { hist: vec![0; COPIES * len], len, zeros: 0, conversions: 0, clipped: 0 }
     }
 
     /// Counts `n` conversions of partial sum 0 (a slice with no input bit set: `A(0) = 0`).
@@ -234,19 +242,28 @@ impl Counts {
         self.conversions += n as u64;
     }
 
-    /// Counts the nonzero sums of the lanes of `nonzero` (a bit per lane).
+    /// Counts the sums `p` of the first `real` lanes (`nonzero`: a bit per lane whose sum is
+    /// not 0; the sums are below the histogram's length).
     #[inline(always)]
-    fn nonzero(&mut self, p: &[u16; COLS], mut nonzero: u32) {
-        while nonzero != 0 {
-            let l = nonzero.trailing_zeros() as usize;
-            self.hist2[2 * p[l] as usize + (l & 1)] += 1;
-            nonzero &= nonzero - 1;
+    fn sums(&mut self, p: &[u16; COLS], nonzero: u32, real: usize) {
+        self.conversions += real as u64;
+        if nonzero == 0 {
+            self.zeros += real as u64;
+            return;
+        }
+        let dead = self.len - 1;
+        let copies: &mut [u64] = &mut self.hist[..COPIES * self.len];
+        for (l, &v) in p.iter().enumerate() {
+            let at = if l < real { (v as usize).min(dead) } else { dead };
+            copies[(l % COPIES) * self.len + at] += 1;
         }
     }
 
     fn add_to(&self, tally: &mut Tally) {
-        for (h, pair) in tally.hist.iter_mut().zip(self.hist2.chunks_exact(2)) {
-            *h += pair[0] + pair[1];
+        for copy in self.hist.chunks_exact(self.len) {
+            for (h, &c) in tally.hist.iter_mut().zip(copy) {
+                *h += c;
+            }
         }
         tally.hist[0] += self.zeros;
         tally.conversions += self.conversions;
@@ -270,10 +287,8 @@ fn tally_block(
         nonzero |= ((live && p[l] != 0) as u32) << l;
         clipped += (live && ((p[l] + half[l]) >> e[l]) > top) as u32;
     }
-    counts.zeros += (real as u32 - nonzero.count_ones()) as u64;
     counts.clipped += clipped as u64;
-    counts.conversions += real as u64;
-    counts.nonzero(p, nonzero);
+    counts.sums(p, nonzero, real);
 }
 
 /// The portable body: 32 columns as arrays of u16 the compiler vectorizes.
@@ -456,11 +471,9 @@ mod avx512 {
                             let clip = _mm512_cmpgt_epu16_mask(q_raw, topv) & live;
                             let nonzero = _mm512_test_epi16_mask(p, p) & live;
                             counts.clipped += clip.count_ones() as u64;
-                            counts.zeros += (real as u32 - nonzero.count_ones()) as u64;
-                            counts.conversions += real as u64;
                             // SAFETY: `pbuf` holds 32 u16, one 64-byte store.
                             unsafe { _mm512_storeu_si512(pbuf.as_mut_ptr().cast(), p) };
-                            counts.nonzero(&pbuf, nonzero);
+                            counts.sums(&pbuf, nonzero, real);
                         }
                         let q = _mm512_min_epu16(q_raw, topv);
                         let ish = _mm_cvtsi32_si128((i * dac_bits) as i32);
