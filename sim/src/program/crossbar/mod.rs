@@ -95,7 +95,7 @@ pub(crate) struct PreparedCrossbar {
     pub(crate) pc: usize,
     /// `pc` rounded up to whole lanes (the stride of `planes`, `e` and `half`).
     pub(crate) pc_pad: usize,
-    /// `[group][tile][word][cell bit][physical column]`; empty when `planes16` holds them.
+    /// `[group][tile][word][cell bit][physical column]`.
     pub(crate) planes: Vec<u64>,
     /// The same planes for the 16-bit kernel (`lanes16.rs`, when the numbers fit it):
     /// `[group][tile][column chunk][word16][cell bit][32 columns]`; else empty.
@@ -324,8 +324,8 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
         e.resize((g + 1) * pc_pad, 0);
     }
     let half: Vec<u64> = e.iter().map(|&e| if e == 0 { 0 } else { 1u64 << (e - 1) }).collect();
-    // The 16-bit kernel's layout, when every number of the layer fits it (then the u64 planes
-    // go: one copy of the weights).
+    // The 16-bit kernel's layout, when every number of the layer fits it. The u64 planes stay:
+    // the noise model samples its cells from them (`noise/sample.rs`).
     let fits16 = lanes16::fits(
         x.p_max(k.min(rows)),
         x.adc_top(),
@@ -341,7 +341,7 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
             p16.extend(lanes16::repack(g, tiles, words, cb, pc_pad));
         }
         let to16 = |v: &[u64]| v.iter().map(|&x| x as u16).collect::<Vec<u16>>();
-        (Vec::new(), p16, to16(&e), to16(&half))
+        (planes, p16, to16(&e), to16(&half))
     } else {
         (planes, Vec::new(), Vec::new(), Vec::new())
     };
