@@ -56,10 +56,7 @@ pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMa
         // exact f32 GEMMs over chunks of K are faster (the GEMM picks the CPU's float
         // instructions at run time; docs/performance.md).
         (IntKernel::Portable, Some(chunk)) if ms.weights.data.len() == k * ms.k_and_m().1 => {
-            ExactWeights::F32 {
-                w: ms.weights.data.iter().map(|&v| v as f32).collect(),
-                chunk,
-            }
+            ExactWeights::F32 { w: ms.weights.data.iter().map(|&v| v as f32).collect(), chunk }
         }
         _ => match pack(&ms, &bufs[ms.input], kernel) {
             Some(p) => ExactWeights::Int(p),
@@ -77,7 +74,10 @@ enum ExactWeights {
     /// As `F64`, in f32, for products over `chunk` rows of K at a time: every partial sum of
     /// a chunk is an integer below 2^24, exact in f32 ([`f32_chunk`]); the chunks' sums are
     /// added in i64.
-    F32 { w: Vec<f32>, chunk: usize },
+    F32 {
+        w: Vec<f32>,
+        chunk: usize,
+    },
 }
 
 /// The most rows of K whose products (inputs up to `bound_x`, weights up to `bound_w` in
@@ -401,7 +401,11 @@ fn im2col_row<W: ExactFloat>(
         for (oy, out) in row.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
             let iy = (oy * sy + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
             let inside = iy >= 0 && (iy as usize) < h && x_off >= 0 && (x_off as usize) < w;
-            let v = if inside { W::of_code(plane[iy as usize * w + x_off as usize] - z) } else { W::default() };
+            let v = if inside {
+                W::of_code(plane[iy as usize * w + x_off as usize] - z)
+            } else {
+                W::default()
+            };
             out.fill(v);
         }
         return;

@@ -138,8 +138,7 @@ pub(super) fn run_block(path: Path, blk: &Block16, colacc: &mut [i64], tally: Op
         blk.e.len() >= blk.pcn.div_ceil(COLS) * COLS
             && blk.half.len() >= blk.pcn.div_ceil(COLS) * COLS
             && colacc.len() >= blk.nvec * blk.pcn.div_ceil(COLS) * COLS
-            && blk.w.len()
-                >= blk.tiles * blk.chunks * 4 * blk.words * blk.cell_bits * COLS
+            && blk.w.len() >= blk.tiles * blk.chunks * 4 * blk.words * blk.cell_bits * COLS
             && blk.chunk0 * COLS + blk.pcn <= blk.chunks * COLS
             && blk.xplanes.len() >= blk.nvec * blk.tiles * blk.input_bits * blk.words
             && (1..=4).contains(&blk.cell_bits),
@@ -294,8 +293,7 @@ fn tally_block(
 /// The portable body: 32 columns as arrays of u16 the compiler vectorizes.
 #[inline(always)]
 fn body<const STATS: bool>(blk: &Block16, colacc: &mut [i64], tally: &mut Tally) {
-    let Block16 { tiles, words, input_bits, dac_bits, cell_bits, input_slices, adc_top, .. } =
-        *blk;
+    let Block16 { tiles, words, input_bits, dac_bits, cell_bits, input_slices, adc_top, .. } = *blk;
     let mut counts = Counts::new(tally);
     let (nvec, pcn, w16) = (blk.nvec, blk.pcn, 4 * words);
     let stride = pcn.div_ceil(COLS) * COLS;
@@ -510,7 +508,13 @@ mod avx512 {
 
 /// Converts a group's u64 weight planes `[tile][word][cell bit][pc_pad]` to the 16-bit
 /// layout `[tile][column chunk][word16][cell bit][COLS]` (`pc_pad` a multiple of [`COLS`]).
-pub(crate) fn repack(planes: &[u64], tiles: usize, words: usize, cb: usize, pc_pad: usize) -> Vec<u16> {
+pub(crate) fn repack(
+    planes: &[u64],
+    tiles: usize,
+    words: usize,
+    cb: usize,
+    pc_pad: usize,
+) -> Vec<u16> {
     let (w16, chunks) = (4 * words, pc_pad / COLS);
     let mut out = vec![0u16; tiles * chunks * w16 * cb * COLS];
     for (tc, dst) in out.chunks_exact_mut(w16 * cb * COLS).enumerate() {

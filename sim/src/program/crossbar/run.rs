@@ -440,24 +440,24 @@ where
                 };
                 lanes16::run_block(path, &blk, &mut colacc, tally.as_deref_mut());
             } else {
-            let blk = kernel::Block {
-                tiles: p.tiles,
-                words: p.words,
-                input_bits: p.input_bits,
-                dac_bits: p.x.geometry.dac_bits as usize,
-                cell_bits: p.x.geometry.cell_bits as usize,
-                input_slices: p.input_slices,
-                adc_top: p.x.adc_top(),
-                w: &p.planes[g * group_planes..][..group_planes],
-                pc_total: p.pc_pad,
-                pc0,
-                pcn,
-                e: &p.e[g * p.pc_pad + pc0..][..stride],
-                half: &p.half[g * p.pc_pad + pc0..][..stride],
-                xplanes,
-                nvec,
-            };
-            kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
+                let blk = kernel::Block {
+                    tiles: p.tiles,
+                    words: p.words,
+                    input_bits: p.input_bits,
+                    dac_bits: p.x.geometry.dac_bits as usize,
+                    cell_bits: p.x.geometry.cell_bits as usize,
+                    input_slices: p.input_slices,
+                    adc_top: p.x.adc_top(),
+                    w: &p.planes[g * group_planes..][..group_planes],
+                    pc_total: p.pc_pad,
+                    pc0,
+                    pcn,
+                    e: &p.e[g * p.pc_pad + pc0..][..stride],
+                    half: &p.half[g * p.pc_pad + pc0..][..stride],
+                    xplanes,
+                    nvec,
+                };
+                kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
             }
             // Shift-and-add over the weight slices (and the two signs), then the digital terms.
             for vi in 0..nvec {
