@@ -49,18 +49,69 @@ pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMa
         Some(x) => Some(super::crossbar::prepare(s, x, bufs)?),
         None => None,
     };
-    let w = match pack(&ms, &bufs[ms.input], IntKernel::best()) {
-        Some(p) => ExactWeights::Int(p),
-        None => ExactWeights::F64(ms.weights.data.iter().map(|&v| v as f64).collect()),
+    let kernel = IntKernel::best();
+    let f32_chunk = (k > 0).then(|| f32_chunk(bx, weight_bound(ms.weights))).flatten();
+    let w = match (kernel, f32_chunk) {
+        // The baseline build of the integer kernel (no AVX2, or `CIMC_PORTABLE_KERNELS`):
+        // exact f32 GEMMs over chunks of K are faster (the GEMM picks the CPU's float
+        // instructions at run time; docs/performance.md).
+        (IntKernel::Portable, Some(chunk)) if ms.weights.data.len() == k * ms.k_and_m().1 => {
+            ExactWeights::F32 { w: ms.weights.data.iter().map(|&v| v as f32).collect(), chunk }
+        }
+        _ => match pack(&ms, &bufs[ms.input], kernel) {
+            Some(p) => ExactWeights::Int(p),
+            None => ExactWeights::F64(ms.weights.data.iter().map(|&v| v as f64).collect()),
+        },
     };
     Ok(Some(PreparedMatrix { w, xbar }))
 }
 
-/// The weights of the exact product: packed for the integer kernels, or as f64 for the GEMM.
+/// The weights of the exact product: packed for the integer kernels, or as floats for a GEMM.
 enum ExactWeights {
     Int(PackedWeights),
     /// Per group `[M/g, K]` row-major (Conv) or `[K, N]` (Gemm).
     F64(Vec<f64>),
+    /// As `F64`, in f32, for products over `chunk` rows of K at a time: every partial sum of
+    /// a chunk is an integer below 2^24, exact in f32 ([`f32_chunk`]); the chunks' sums are
+    /// added in i64.
+    F32 {
+        w: Vec<f32>,
+        chunk: usize,
+    },
+}
+
+/// The most rows of K whose products (inputs up to `bound_x`, weights up to `bound_w` in
+/// magnitude) sum exactly in f32, in any order: `chunk · bound_x · bound_w < 2^24`. `None`
+/// when fewer than 64 (then the f32 GEMMs would be too short to pay).
+fn f32_chunk(bound_x: i64, bound_w: i64) -> Option<usize> {
+    let per_row = (bound_x.max(1) as u128) * (bound_w.max(1) as u128);
+    let chunk = ((1u128 << 24) - 1) / per_row;
+    (chunk >= 64).then_some(chunk.min(1 << 20) as usize)
+}
+
+/// A float type the exact GEMM path runs in.
+trait ExactFloat: cimc_interp::gemm::GemmFloat + Copy + Default + Send + Sync {
+    fn of_code(v: i32) -> Self;
+    /// The integer the value holds (exactly, by the chunk bound).
+    fn int(self) -> i64;
+}
+
+impl ExactFloat for f32 {
+    fn of_code(v: i32) -> f32 {
+        v as f32
+    }
+    fn int(self) -> i64 {
+        self as i64
+    }
+}
+
+impl ExactFloat for f64 {
+    fn of_code(v: i32) -> f64 {
+        v as f64
+    }
+    fn int(self) -> i64 {
+        self as i64
+    }
 }
 
 /// The weights of step `ms` packed for `kernel`, when its code widths admit the integer kernels.
@@ -106,10 +157,30 @@ impl PreparedMatrix {
     }
 }
 
-/// `c[m×n] = a[m×k] · b[k×n]`, all row-major f64 (the interpreter's shared GEMM entry point).
-fn gemm(m: usize, k: usize, n: usize, a: &[f64], b: &[f64], c: &mut [f64]) {
+/// `acc[m×n] = a[m×k] · b[k×n]` (`a` row-major with row stride `lda`, `b` and `acc` row-major),
+/// one GEMM per `chunk` rows of K (the interpreter's shared GEMM entry point), each chunk's
+/// exact sums added into `acc` as integers; `tmp` holds `m·n` floats.
+#[allow(clippy::too_many_arguments)]
+fn gemm_chunked<W: ExactFloat>(
+    (m, k, n): (usize, usize, usize),
+    a: &[W],
+    lda: usize,
+    b: &[W],
+    chunk: usize,
+    tmp: &mut [W],
+    acc: &mut [i64],
+) {
     use cimc_interp::gemm::{gemm as gemm_f, Mat};
-    gemm_f(m, k, n, 1.0, Mat::rows(a, k), Mat::rows(b, n), 0.0, c, n);
+    acc[..m * n].fill(0);
+    for k0 in (0..k).step_by(chunk.max(1)) {
+        let kc = chunk.min(k - k0);
+        let am = Mat { data: &a[k0..], rs: lda, cs: 1 };
+        let bm = Mat::rows(&b[k0 * n..][..kc * n], n);
+        gemm_f(m, kc, n, W::of_code(1), am, bm, W::default(), &mut tmp[..m * n], n);
+        for (s, &t) in acc.iter_mut().zip(&tmp[..m * n]) {
+            *s += t.int();
+        }
+    }
 }
 
 /// The shape of an integer convolution, rank 3 (1-D) read as rank 4 with height 1.
@@ -246,7 +317,8 @@ where
     F: Fn(i64, usize) -> T + Sync,
 {
     match &p.w {
-        ExactWeights::F64(w) => run_f64(s, w, x, si, so, fin),
+        ExactWeights::F64(w) => run_float(s, w, usize::MAX, x, si, so, fin),
+        ExactWeights::F32 { w, chunk } => run_float(s, w, *chunk, x, si, so, fin),
         ExactWeights::Int(pw) => match run_int(s, pw, x, si, so, fin)? {
             Some(out) => Ok(out),
             None => {
@@ -254,7 +326,7 @@ where
                 // kernels (weights converted for this run only).
                 let ms = s.as_matrix().ok_or("not a matrix step")?;
                 let w: Vec<f64> = ms.weights.data.iter().map(|&v| v as f64).collect();
-                run_f64(s, &w, x, si, so, fin)
+                run_float(s, &w, usize::MAX, x, si, so, fin)
             }
         },
     }
@@ -310,11 +382,63 @@ where
     }
 }
 
-/// [`run_exact`] with f64 GEMMs on the weights `pw` (per group `[M/g, K]` row-major for Conv,
-/// `[K, N]` for Gemm).
-fn run_f64<T, F>(
+/// Row `(ky, kx)` of one input channel's im2col matrix: `row[oy·ow + ox]` is the code at the
+/// tap's place minus `z`, 0 in the padding (the valid columns of each output row found once, not
+/// tested per element).
+fn im2col_row<W: ExactFloat>(
+    plane: &[i32],
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+    (ky, kx): (usize, usize),
+    geo: &ConvGeom,
+    z: i32,
+    row: &mut [W],
+) {
+    let (sy, sx) = (geo.strides[0], geo.strides[1]);
+    let x_off = (kx * geo.dil[1]) as isize - geo.pads[1] as isize;
+    if sx == 0 {
+        // Every output column reads the same input column (no valid range to find).
+        for (oy, out) in row.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
+            let iy = (oy * sy + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
+            let inside = iy >= 0 && (iy as usize) < h && x_off >= 0 && (x_off as usize) < w;
+            let v = if inside {
+                W::of_code(plane[iy as usize * w + x_off as usize] - z)
+            } else {
+                W::default()
+            };
+            out.fill(v);
+        }
+        return;
+    }
+    // Output columns whose input column `ox·sx + x_off` lies in 0..w.
+    let ox_lo = if x_off >= 0 { 0 } else { ((-x_off) as usize).div_ceil(sx) }.min(ow);
+    let ox_hi = if (w as isize) <= x_off {
+        0
+    } else {
+        ((w as isize - x_off) as usize).div_ceil(sx).min(ow)
+    }
+    .max(ox_lo);
+    for (oy, out) in row.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
+        let iy = (oy * sy + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
+        if iy < 0 || iy as usize >= h {
+            out.fill(W::default());
+            continue;
+        }
+        let src = &plane[iy as usize * w..][..w];
+        out[..ox_lo].fill(W::default());
+        for (ox, d) in out.iter_mut().enumerate().take(ox_hi).skip(ox_lo) {
+            *d = W::of_code(src[(ox as isize * sx as isize + x_off) as usize] - z);
+        }
+        out[ox_hi..].fill(W::default());
+    }
+}
+
+/// [`run_exact`] with float GEMMs on the weights `pw` (per group `[M/g, K]` row-major for
+/// Conv, `[K, N]` for Gemm), over `chunk` rows of K at a time (every partial sum exact).
+fn run_float<W: ExactFloat, T, F>(
     s: &Step,
-    pw: &[f64],
+    pw: &[W],
+    chunk: usize,
     x: &[i32],
     si: &[usize],
     so: &[usize],
@@ -328,50 +452,39 @@ where
     let (z, weights) = (ms.input_zero_point, ms.weights);
     match ms.kind {
         MatrixKind::Conv { window, group } => {
-            let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, strides, dil, pads } =
-                ConvGeom::new(weights, window, group, si, so, x.len())?;
+            let geo = ConvGeom::new(weights, window, group, si, so, x.len())?;
+            let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, .. } = geo;
             let kk = cg * kh * kw;
             let pixels = oh * ow;
             let per_sample: Vec<Vec<T>> = (0..n)
                 .into_par_iter()
                 .map(|b| {
                     let mut out = vec![T::default(); m * pixels];
-                    let mut col = vec![0f64; kk * pixels];
-                    let mut acc = vec![0f64; mg * pixels];
+                    let mut col = vec![W::default(); kk * pixels];
+                    let mut tmp = vec![W::default(); mg * pixels];
+                    let mut acc = vec![0i64; mg * pixels];
                     for gi in 0..g {
                         // im2col: row (ci, ky, kx), column (oy, ox); padding reads code z (real 0).
-                        for ci in 0..cg {
-                            let plane = &x[((b * c) + gi * cg + ci) * h * w..][..h * w];
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let row =
-                                        &mut col[((ci * kh + ky) * kw + kx) * pixels..][..pixels];
-                                    for oy in 0..oh {
-                                        let iy = (oy * strides[0] + ky * dil[0]) as isize
-                                            - pads[0] as isize;
-                                        for ox in 0..ow {
-                                            let ix = (ox * strides[1] + kx * dil[1]) as isize
-                                                - pads[1] as isize;
-                                            row[oy * ow + ox] = if iy >= 0
-                                                && (iy as usize) < h
-                                                && ix >= 0
-                                                && (ix as usize) < w
-                                            {
-                                                (plane[iy as usize * w + ix as usize] - z) as f64
-                                            } else {
-                                                0.0
-                                            };
-                                        }
+                        // One task per input channel (a batch of one still uses every thread).
+                        let x_g = &x[(b * c + gi * cg) * h * w..][..cg * h * w];
+                        col.par_chunks_mut((kh * kw * pixels).max(1)).enumerate().for_each(
+                            |(ci, rows)| {
+                                let plane = &x_g[ci * h * w..][..h * w];
+                                for ky in 0..kh {
+                                    for kx in 0..kw {
+                                        let row = &mut rows[(ky * kw + kx) * pixels..][..pixels];
+                                        im2col_row(plane, (h, w), (oh, ow), (ky, kx), &geo, z, row);
                                     }
                                 }
-                            }
-                        }
-                        gemm(mg, kk, pixels, &pw[gi * mg * kk..][..mg * kk], &col, &mut acc);
+                            },
+                        );
+                        let wg = &pw[gi * mg * kk..][..mg * kk];
+                        gemm_chunked((mg, kk, pixels), wg, kk, &col, chunk, &mut tmp, &mut acc);
                         for mo in 0..mg {
                             let ch = gi * mg + mo;
                             let dst = &mut out[ch * pixels..][..pixels];
                             for (d, &a) in dst.iter_mut().zip(&acc[mo * pixels..][..pixels]) {
-                                *d = fin(a as i64, ch);
+                                *d = fin(a, ch);
                             }
                         }
                     }
@@ -389,10 +502,13 @@ where
             if so.iter().product::<usize>() != rows * nn {
                 return Err(format!("output {so:?} is not [{rows}, {nn}]"));
             }
-            let a: Vec<f64> = x.iter().map(|&q| (q - z) as f64).collect();
-            let mut acc = vec![0f64; rows * nn];
-            gemm(rows, k, nn, &a, pw, &mut acc);
-            Ok(acc.iter().enumerate().map(|(i, &v)| fin(v as i64, i % nn)).collect())
+            // acc = a · pw with a [rows, K]: the chunks of K are column ranges of `a`, row
+            // ranges of `pw`.
+            let a: Vec<W> = x.iter().map(|&q| W::of_code(q - z)).collect();
+            let mut tmp = vec![W::default(); rows * nn];
+            let mut acc = vec![0i64; rows * nn];
+            gemm_chunked((rows, k, nn), &a, k, pw, chunk, &mut tmp, &mut acc);
+            Ok(acc.iter().enumerate().map(|(i, &v)| fin(v, i % nn)).collect())
         }
     }
 }

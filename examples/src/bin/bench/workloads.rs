@@ -70,6 +70,8 @@ pub fn kernel_path(id: &str) -> Option<String> {
         "float-r18-b1" | "float-r18-b8" | "float-mnv2-b1" | "float-mnist-10k" => {
             format!("float {}", float())
         }
+        // The baseline integer kernel is replaced by exact f32 GEMMs over chunks of K.
+        "w8a8-r18-b1" if int() == "portable" => "f32-exact chunks".to_string(),
         "w8a8-r18-b1" => format!("int {}", int()),
         "isaac-r18-b1" | "isaac-mnist-10k" => format!("crossbar {}", xbar()),
         _ => return None,

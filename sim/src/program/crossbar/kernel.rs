@@ -61,13 +61,11 @@ fn avx512() -> bool {
     })
 }
 
-/// The kernel path the crossbar steps run on: `avx512-vpopcntdq` or `portable`.
+/// The kernel path the crossbar steps run on: the 16-bit kernel's (`avx512-bitalg`, `avx2` or
+/// `portable`, every layer of the shipped targets), or for wider numbers this file's
+/// (`avx512-vpopcntdq` or `portable`).
 pub fn path_name() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        return "avx512-vpopcntdq";
-    }
-    "portable"
+    super::lanes16::Path::best().name()
 }
 
 /// Adds `Σ_t Σ_i 2^(i·dac_bits) · A(P[t,i,c])` to `colacc[vector][c]` for every column `c` of

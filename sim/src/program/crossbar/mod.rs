@@ -13,6 +13,7 @@
 //! u64 words; at run time the input vectors' bits become the same kind of masks.
 
 pub(crate) mod kernel;
+mod lanes16;
 mod run;
 
 pub(crate) use run::{
@@ -96,6 +97,12 @@ pub(crate) struct PreparedCrossbar {
     pub(crate) pc_pad: usize,
     /// `[group][tile][word][cell bit][physical column]`.
     pub(crate) planes: Vec<u64>,
+    /// The same planes for the 16-bit kernel (`lanes16.rs`, when the numbers fit it):
+    /// `[group][tile][column chunk][word16][cell bit][32 columns]`; else empty.
+    pub(crate) planes16: Vec<u16>,
+    /// `e` and `half` as u16 for the 16-bit kernel (empty without it).
+    pub(crate) e16: Vec<u16>,
+    pub(crate) half16: Vec<u16>,
     /// ADC exponent and half step per `[group][physical column]`.
     pub(crate) e: Vec<u64>,
     pub(crate) half: Vec<u64>,
@@ -316,7 +323,28 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
         }
         e.resize((g + 1) * pc_pad, 0);
     }
-    let half = e.iter().map(|&e| if e == 0 { 0 } else { 1u64 << (e - 1) }).collect();
+    let half: Vec<u64> = e.iter().map(|&e| if e == 0 { 0 } else { 1u64 << (e - 1) }).collect();
+    // The 16-bit kernel's layout, when every number of the layer fits it. The u64 planes stay:
+    // the noise model samples its cells from them (`noise/sample.rs`).
+    let fits16 = lanes16::fits(
+        x.p_max(k.min(rows)),
+        x.adc_top(),
+        e.iter().copied(),
+        x.input_slices() as usize,
+        x.geometry.dac_bits as usize,
+        cb,
+    );
+    let (planes, planes16, e16, half16) = if fits16 {
+        let per_group = tiles * words * cb * pc_pad;
+        let mut p16 = Vec::with_capacity(planes.len());
+        for g in planes.chunks_exact(per_group.max(1)) {
+            p16.extend(lanes16::repack(g, tiles, words, cb, pc_pad));
+        }
+        let to16 = |v: &[u64]| v.iter().map(|&x| x as u16).collect::<Vec<u16>>();
+        (planes, p16, to16(&e), to16(&half))
+    } else {
+        (planes, Vec::new(), Vec::new(), Vec::new())
+    };
     let fold = (0..cpo).map(|slot| (slot >= sw, ((slot % sw) * cb) as u32)).collect();
     let konst = (0..m)
         .map(|n| {
@@ -340,6 +368,9 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
         pc,
         pc_pad,
         planes,
+        planes16,
+        e16,
+        half16,
         e,
         half,
         fold,

@@ -7,6 +7,7 @@
 //! the caller's `fin`: the program requantizes it to a code, the simulator keeps it.
 
 use super::kernel;
+use super::lanes16;
 use super::{PreparedCrossbar, StepAdcStats};
 use crate::program::kernels::ConvGeom;
 use cimc_backends::program::{MatrixKind, Step};
@@ -393,7 +394,9 @@ where
     };
     let mut colacc = vec![0i64; nvec * pcb.min(p.pc_pad)];
     let mut out = vec![T::default(); nvec * m];
-    let group_planes = p.tiles * p.words * p.x.geometry.cell_bits as usize * p.pc_pad;
+    let cell_bits = p.x.geometry.cell_bits as usize;
+    let group_planes = p.tiles * p.words * cell_bits * p.pc_pad;
+    let path = lanes16::Path::best();
     for g in 0..p.groups {
         let (xplanes, sumv): (&[u64], &[i64]) = match planes {
             Some(pl) => {
@@ -415,24 +418,47 @@ where
             // Whole lanes: pc0 is a multiple of LANES, so this stays inside pc_pad.
             let stride = pcn.div_ceil(kernel::LANES) * kernel::LANES;
             colacc[..nvec * stride].fill(0);
-            let blk = kernel::Block {
-                tiles: p.tiles,
-                words: p.words,
-                input_bits: p.input_bits,
-                dac_bits: p.x.geometry.dac_bits as usize,
-                cell_bits: p.x.geometry.cell_bits as usize,
-                input_slices: p.input_slices,
-                adc_top: p.x.adc_top(),
-                w: &p.planes[g * group_planes..][..group_planes],
-                pc_total: p.pc_pad,
-                pc0,
-                pcn,
-                e: &p.e[g * p.pc_pad + pc0..][..stride],
-                half: &p.half[g * p.pc_pad + pc0..][..stride],
-                xplanes,
-                nvec,
-            };
-            kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
+            if !p.planes16.is_empty() {
+                let chunks = p.pc_pad / lanes16::COLS;
+                let per_group = p.tiles * chunks * 4 * p.words * cell_bits * lanes16::COLS;
+                let blk = lanes16::Block16 {
+                    tiles: p.tiles,
+                    words: p.words,
+                    input_bits: p.input_bits,
+                    dac_bits: p.x.geometry.dac_bits as usize,
+                    cell_bits,
+                    input_slices: p.input_slices,
+                    adc_top: p.x.adc_top(),
+                    w: &p.planes16[g * per_group..][..per_group],
+                    chunks,
+                    chunk0: pc0 / lanes16::COLS,
+                    pcn,
+                    e: &p.e16[g * p.pc_pad + pc0..][..stride],
+                    half: &p.half16[g * p.pc_pad + pc0..][..stride],
+                    xplanes,
+                    nvec,
+                };
+                lanes16::run_block(path, &blk, &mut colacc, tally.as_deref_mut());
+            } else {
+                let blk = kernel::Block {
+                    tiles: p.tiles,
+                    words: p.words,
+                    input_bits: p.input_bits,
+                    dac_bits: p.x.geometry.dac_bits as usize,
+                    cell_bits: p.x.geometry.cell_bits as usize,
+                    input_slices: p.input_slices,
+                    adc_top: p.x.adc_top(),
+                    w: &p.planes[g * group_planes..][..group_planes],
+                    pc_total: p.pc_pad,
+                    pc0,
+                    pcn,
+                    e: &p.e[g * p.pc_pad + pc0..][..stride],
+                    half: &p.half[g * p.pc_pad + pc0..][..stride],
+                    xplanes,
+                    nvec,
+                };
+                kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
+            }
             // Shift-and-add over the weight slices (and the two signs), then the digital terms.
             for vi in 0..nvec {
                 let ca = &colacc[vi * stride..][..pcn];
