@@ -19,10 +19,12 @@
 //! number), so the shared channel serves requests in time order.
 
 mod build;
+mod chip;
 mod model;
 mod report;
 mod shadow;
 
+pub use chip::{chip_cost, ChipCost, ComponentFigures, Converters};
 pub use model::{
     array_peak, program_cost, vector_cost, GroupShape, Numerics, Peak, VectorCost, ACC_BYTES,
 };
