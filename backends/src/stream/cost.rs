@@ -26,7 +26,8 @@ mod shadow;
 
 pub use chip::{chip_cost, ChipCost, ComponentFigures, Converters};
 pub use model::{
-    array_peak, program_cost, vector_cost, GroupShape, Numerics, Peak, VectorCost, ACC_BYTES,
+    array_peak, cascade_vector_cost, program_cost, vector_cost, CascadeVectorCost, GroupShape,
+    Numerics, Peak, VectorCost, ACC_BYTES,
 };
 pub use report::{
     round, Breakdown, CoreCost, CostReport, Counts, Energy, InstrCost, LayerCost, Preload, Totals,

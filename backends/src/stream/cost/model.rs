@@ -165,6 +165,48 @@ pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
     }
 }
 
+/// One input vector through a crossbar layer of a cascade program run at a lower weight width
+/// (`docs/cascade.md`; streams do not switch widths, so this prices what the program does):
+/// the crossbar drives only the top slices of the stored weights — `magnitude_bits − shift`
+/// bits, i.e. `shift / cell_bits` fewer slices per output — and the residual `R`, with
+/// `residual_nonzero` non-zero weights over the layer, is a digital product on the core's
+/// matrix unit, one multiply-accumulate per non-zero residual weight per vector at
+/// `digital_mac_energy_pj`, taking
+/// `residual_nonzero / digital_macs_per_cycle` cycles after the crossbar.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CascadeVectorCost {
+    /// The crossbar part: [`vector_cost`] of the top slices.
+    pub crossbar: VectorCost,
+    /// Digital multiply-accumulates of the residual.
+    pub residual_macs: u64,
+    /// Their energy (pJ) and time (ns).
+    pub residual_pj: f64,
+    pub residual_ns: f64,
+}
+
+/// [`CascadeVectorCost`] of a group of numerics `num` (the stored width) with its top
+/// `magnitude_bits − shift` bits driven and `residual_nonzero` non-zero residual weights.
+pub fn cascade_vector_cost(
+    num: &Numerics,
+    g: &GroupShape,
+    shift: u32,
+    residual_nonzero: u64,
+    c: &CostSpec,
+) -> CascadeVectorCost {
+    let top = Numerics {
+        weight_bits: num.weight_bits.saturating_sub(shift).max(1),
+        magnitude_bits: num.magnitude_bits.saturating_sub(shift).max(1),
+        ..*num
+    };
+    let cycle = 1.0 / c.clock_ghz;
+    CascadeVectorCost {
+        crossbar: vector_cost(&top, g, c),
+        residual_macs: residual_nonzero,
+        residual_pj: residual_nonzero as f64 * c.digital_mac_energy_pj,
+        residual_ns: (residual_nonzero as f64 / c.digital_macs_per_cycle).ceil() * cycle,
+    }
+}
+
 /// Programming a group (`xbar_load`): `k · n · cpo` cells (every weight slice of every output,
 /// zero slices included), rows written one after the other in each array, the arrays in
 /// parallel: `min(R, ceil(conv_groups · k · CG / A))` rows per array.
