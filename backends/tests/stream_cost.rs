@@ -262,7 +262,7 @@ fn one_core_by_hand() {
 /// its own 8-bit ADC and 1-bit DAC (`adc_ref_bits`, `dac_ref_bits` default to them), and scale
 /// by the default laws: Murmann (x2 per bit up to 10 bits, x4 above), a SAR rate of
 /// `0.5 GS/s x 8 / bits`, a binary-weighted DAC (x2 per bit).
-fn with_converters(adc_bits: u32, dac_bits: u32) -> CostReport {
+fn with_converters(adc_bits: u8, dac_bits: u8) -> CostReport {
     let mut s = one_core();
     if let Instr::XbarConfig { adc_bits: a, dac_bits: d, .. } = &mut s.cores[0].code[1] {
         (*a, *d) = (adc_bits, dac_bits);
