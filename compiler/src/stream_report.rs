@@ -214,12 +214,12 @@ fn chip_lines(s: &mut String, r: &CostReport) {
             .collect();
         let _ = writeln!(
             s,
-            "chip: {:.2} mm² ({} arrays, {} cores): {}; {:.4} TOPS/mm² in steady state",
+            "chip: {:.2} mm² ({} arrays, {} cores): {}; {:.4} GOPS/mm² in steady state",
             c.area_mm2,
             c.arrays,
             c.cores,
             parts.join(", "),
-            c.tops_per_mm2
+            1000.0 * c.tops_per_mm2
         );
     } else {
         let _ = writeln!(s, "chip: {} arrays, {} cores; no area figures", c.arrays, c.cores);
@@ -296,8 +296,9 @@ pub fn svg(r: &CostReport) -> String {
     let area: Vec<f64> = parts.iter().map(|p| p.area_mm2).collect();
     let by_area = svg::bars(
         &format!(
-            "chip area by component (total {:.2} mm², {:.4} TOPS/mm² in steady state)",
-            r.chip.area_mm2, r.chip.tops_per_mm2
+            "chip area by component (total {:.2} mm², {:.4} GOPS/mm² in steady state)",
+            r.chip.area_mm2,
+            1000.0 * r.chip.tops_per_mm2
         ),
         &area_labels,
         &[("area (mm²)", &area)],
@@ -427,7 +428,7 @@ mod tests {
         assert_eq!(s.matches("<svg").count(), 5);
         assert!(s.contains("conv2") && s.contains("crossbar"));
         assert!(s.contains("chip area by component") && s.contains("core_buffer"), "{s}");
-        assert!(t.contains("TOPS/mm²") && t.contains("8-bit ADC 1.5625 pJ"), "{t}");
+        assert!(t.contains("GOPS/mm²") && t.contains("8-bit ADC 1.5625 pJ"), "{t}");
         if let Ok(path) = std::env::var("CIMC_STREAM_REPORT_SVG") {
             std::fs::write(path, &s).unwrap();
             eprintln!("{t}");
