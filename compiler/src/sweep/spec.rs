@@ -567,9 +567,8 @@ fn noise_keys() -> Vec<String> {
 
 /// The dotted path of every field of a target file (`adc.bits`, `array.rows`...).
 fn target_fields() -> Vec<String> {
-    let t: toml::Table =
-        toml::from_str(&Target::default().to_toml_explicit())
-            .expect("invariant: a target's TOML reads");
+    let t: toml::Table = toml::from_str(&Target::default().to_toml_explicit())
+        .expect("invariant: a target's TOML reads");
     let mut out = Vec::new();
     flatten(&t, "", &mut out);
     out.into_iter().map(|(k, _)| k).collect()
