@@ -19,6 +19,11 @@
 
 use crate::error::{BackendError, Result};
 use crate::noise::NoiseSpec;
+pub use physical::{
+    AdcEnergyLaw, AdcRateLaw, AreaSpec, ChipFigures, DacEnergyLaw, Inventory, LeakageSpec,
+};
+
+mod physical;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -175,6 +180,31 @@ pub struct CostSpec {
     pub digital_mac_energy_pj: f64,
     /// Multiply-accumulates the digital matrix unit of a core completes per clock cycle (> 0).
     pub digital_macs_per_cycle: f64,
+    /// The resolution (bits) at which `adc_energy_pj`, `adc_rate_gsps`, `area.adc_mm2` and
+    /// `leakage.adc_mw` hold; other resolutions scale by `adc_energy_law` and `adc_rate_law`.
+    /// In a file, absent means the file's `[adc] bits` (set when a target is loaded); `None`
+    /// (a `CostSpec` built in code) scales nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adc_ref_bits: Option<u32>,
+    /// How the ADC's energy per conversion (and its area and static power) follow its bits.
+    #[serde(skip_serializing_if = "AdcEnergyLaw::is_default")]
+    pub adc_energy_law: AdcEnergyLaw,
+    /// The knee of the `murmann` law (bits): energy doubles per bit up to it, quadruples above.
+    #[serde(
+        default = "physical::default_thermal_bits",
+        skip_serializing_if = "physical::is_default_thermal_bits"
+    )]
+    pub adc_thermal_bits: f64,
+    /// How an ADC's conversion rate follows its bits.
+    #[serde(skip_serializing_if = "AdcRateLaw::is_default")]
+    pub adc_rate_law: AdcRateLaw,
+    /// The resolution at which `dac_energy_pj`, `area.dac_mm2` and `leakage.dac_mw` hold;
+    /// absent in a file means the file's `[dac] bits`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dac_ref_bits: Option<u32>,
+    /// How a DAC's energy (and area and static power) follow its bits.
+    #[serde(skip_serializing_if = "DacEnergyLaw::is_default")]
+    pub dac_energy_law: DacEnergyLaw,
 }
 
 impl Default for CostSpec {
@@ -202,6 +232,12 @@ impl Default for CostSpec {
             clock_ghz: 1.2,
             digital_mac_energy_pj: 0.213,
             digital_macs_per_cycle: 64.0,
+            adc_ref_bits: None,
+            adc_energy_law: AdcEnergyLaw::default(),
+            adc_thermal_bits: physical::ADC_THERMAL_BITS,
+            adc_rate_law: AdcRateLaw::default(),
+            dac_ref_bits: None,
+            dac_energy_law: DacEnergyLaw::default(),
         }
     }
 }
@@ -259,6 +295,10 @@ pub struct Target {
     pub chip: ChipGeometry,
     pub core: CoreSpec,
     pub cost: CostSpec,
+    /// Area of one unit of every component (`[area]`, mm²).
+    pub area: AreaSpec,
+    /// Static power of one unit of every component (`[leakage]`, mW).
+    pub leakage: LeakageSpec,
     /// The analog non-idealities of the device (`docs/hardware-model.md` §5; `docs/noise.md`): used by
     /// `cimc eval --noise`, never by compilation. Off by default, and then not serialized.
     pub noise: NoiseSpec,
@@ -276,6 +316,13 @@ struct TargetFile {
     weights: WeightsTable,
     core: CoreSpec,
     cost: CostSpec,
+    // The tables added after format version 2 are written only when they differ from the
+    // defaults, so that the records of the programs and streams of a default target stay the
+    // bytes they were.
+    #[serde(skip_serializing_if = "AreaSpec::is_default")]
+    area: AreaSpec,
+    #[serde(skip_serializing_if = "LeakageSpec::is_default")]
+    leakage: LeakageSpec,
     #[serde(skip_serializing_if = "NoiseSpec::is_default")]
     noise: NoiseSpec,
 }
@@ -291,13 +338,19 @@ impl Default for TargetFile {
             weights: WeightsTable::default(),
             core: CoreSpec::default(),
             cost: CostSpec::default(),
+            area: AreaSpec::default(),
+            leakage: LeakageSpec::default(),
             noise: NoiseSpec::default(),
         }
     }
 }
 
 impl From<TargetFile> for Target {
-    fn from(f: TargetFile) -> Target {
+    fn from(mut f: TargetFile) -> Target {
+        // The converter figures hold at the file's resolutions unless it says otherwise; fixed
+        // here, so that `--adc-bits` and the streams' own resolutions scale from them.
+        f.cost.adc_ref_bits.get_or_insert(f.adc.bits);
+        f.cost.dac_ref_bits.get_or_insert(f.dac.bits);
         let chip = ChipGeometry {
             crossbar: CrossbarGeometry {
                 encoding: f.weights.encoding,
@@ -318,13 +371,23 @@ impl From<TargetFile> for Target {
             chip,
             core: f.core,
             cost: f.cost,
+            area: f.area,
+            leakage: f.leakage,
             noise: f.noise,
         }
     }
 }
 
 impl From<Target> for TargetFile {
-    fn from(t: Target) -> TargetFile {
+    fn from(mut t: Target) -> TargetFile {
+        // A reference equal to the resolution is what an absent key means: left out, so that
+        // the record of a target that scales nothing is the text it was before these keys.
+        if t.cost.adc_ref_bits == Some(t.chip.crossbar.adc_bits) {
+            t.cost.adc_ref_bits = None;
+        }
+        if t.cost.dac_ref_bits == Some(t.chip.crossbar.dac_bits) {
+            t.cost.dac_ref_bits = None;
+        }
         let (c, x) = (&t.chip, &t.chip.crossbar);
         TargetFile {
             name: t.name,
@@ -345,6 +408,8 @@ impl From<Target> for TargetFile {
             weights: WeightsTable { encoding: x.encoding },
             core: t.core,
             cost: t.cost,
+            area: t.area,
+            leakage: t.leakage,
             noise: t.noise,
         }
     }
@@ -464,7 +529,37 @@ impl Target {
                 p.push(format!("cost.{key} = {v}: a cost figure is {want}"));
             }
         }
+        p.extend(self.physical_problems());
         p.extend(self.noise.problems());
+        p
+    }
+
+    /// The converters' reference resolutions and the `[area]` and `[leakage]` figures.
+    fn physical_problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let c = &self.cost;
+        for (key, bits) in [("adc_ref_bits", c.adc_ref_bits), ("dac_ref_bits", c.dac_ref_bits)] {
+            if let Some(b) = bits.filter(|b| !(1..=16).contains(b)) {
+                p.push(format!(
+                    "cost.{key} = {b}: a converter's reference resolution is 1 to 16 bits"
+                ));
+            }
+        }
+        if !(c.adc_thermal_bits.is_finite() && (1.0..=16.0).contains(&c.adc_thermal_bits)) {
+            p.push(format!(
+                "cost.adc_thermal_bits = {}: the knee of the ADC energy law is 1 to 16 bits",
+                c.adc_thermal_bits
+            ));
+        }
+        for (table, figures) in [("area", self.area.fields()), ("leakage", self.leakage.fields())] {
+            for (key, v) in figures {
+                if !v.is_finite() || v < 0.0 {
+                    p.push(format!(
+                        "{table}.{key} = {v}: a figure of [{table}] is a finite number >= 0"
+                    ));
+                }
+            }
+        }
         p
     }
 
@@ -566,6 +661,35 @@ impl Target {
     /// [`Target::from_toml_str`] gives the same target.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("invariant: a target always serializes to TOML")
+    }
+
+    /// The TOML text with every key written, also those [`Target::to_toml`] leaves out at their
+    /// defaults (`[area]`, `[leakage]`, the converters' reference resolutions and laws): what a
+    /// tool that edits a target key by key (`cimc sweep`) reads, so that changing `adc.bits`
+    /// keeps the resolution the ADC figures hold at.
+    pub fn to_toml_explicit(&self) -> String {
+        let explicit = || -> std::result::Result<String, toml::ser::Error> {
+            let mut table = toml::Table::try_from(self)?;
+            let x = &self.chip.crossbar;
+            let c = &self.cost;
+            if let Some(cost) = table.get_mut("cost").and_then(toml::Value::as_table_mut) {
+                let refs = [
+                    ("adc_ref_bits", c.adc_ref_bits.unwrap_or(x.adc_bits)),
+                    ("dac_ref_bits", c.dac_ref_bits.unwrap_or(x.dac_bits)),
+                ];
+                for (key, bits) in refs {
+                    cost.insert(key.into(), toml::Value::Integer(bits.into()));
+                }
+                cost.insert("adc_energy_law".into(), toml::Value::try_from(c.adc_energy_law)?);
+                cost.insert("adc_thermal_bits".into(), toml::Value::Float(c.adc_thermal_bits));
+                cost.insert("adc_rate_law".into(), toml::Value::try_from(c.adc_rate_law)?);
+                cost.insert("dac_energy_law".into(), toml::Value::try_from(c.dac_energy_law)?);
+            }
+            table.insert("area".into(), toml::Value::try_from(&self.area)?);
+            table.insert("leakage".into(), toml::Value::try_from(&self.leakage)?);
+            toml::to_string(&table)
+        };
+        explicit().expect("invariant: a target always serializes to TOML")
     }
 }
 

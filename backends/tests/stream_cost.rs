@@ -258,6 +258,125 @@ fn one_core_by_hand() {
     assert_close!(r.preload.latency_ns, 300.0);
 }
 
+/// `one_core` with its group's converters at other resolutions. The target's figures hold at
+/// its own 8-bit ADC and 1-bit DAC (`adc_ref_bits`, `dac_ref_bits` default to them), and scale
+/// by the default laws: Murmann (x2 per bit up to 10 bits, x4 above), a SAR rate of
+/// `0.5 GS/s x 8 / bits`, a binary-weighted DAC (x2 per bit).
+fn with_converters(adc_bits: u8, dac_bits: u8) -> CostReport {
+    let mut s = one_core();
+    if let Instr::XbarConfig { adc_bits: a, dac_bits: d, .. } = &mut s.cores[0].code[1] {
+        (*a, *d) = (adc_bits, dac_bits);
+    }
+    estimate(&s, &target()).unwrap()
+}
+
+#[test]
+fn converters_follow_the_groups_resolution() {
+    let mvm_ns = |r: &CostReport| r.per_instruction(0, 2).unwrap().latency_ns;
+    // 8 bits: the figures as stated (one_core_by_hand): 192 conversions x 2 pJ, 192 ns.
+    let r8 = with_converters(8, 1);
+    assert_close!(r8.totals.energy.adc, 384.0);
+    assert_close!(mvm_ns(&r8), 192.0);
+    // 4 bits: 2 / 2^4 = 0.125 pJ per conversion: 24 pJ. Rate 1 GS/s: a slice is max(10 ns,
+    // 8 columns / 1 GS/s = 8 ns) = 10 ns, a vector 40 ns, 3 vectors 120 ns.
+    let r4 = with_converters(4, 1);
+    assert_close!(r4.totals.energy.adc, 24.0);
+    assert_close!(mvm_ns(&r4), 120.0);
+    // 10 bits: 2 x 2^2 = 8 pJ: 1536 pJ. Rate 0.4 GS/s: 8 / 0.4 = 20 ns a slice, 240 ns.
+    let r10 = with_converters(10, 1);
+    assert_close!(r10.totals.energy.adc, 1536.0);
+    assert_close!(mvm_ns(&r10), 240.0);
+    assert_close!(r10.totals.energy.adc / r4.totals.energy.adc, 64.0);
+    // 12 bits: above the knee, x4 per bit: 2 x 4 x 4^2 = 128 pJ per conversion.
+    assert_close!(with_converters(12, 1).totals.energy.adc, 192.0 * 128.0);
+    // A 2-bit DAC: 2 input slices instead of 4 (96 conversions), each row's DAC 2 x 1 pJ:
+    // 2 pJ x 2 slices x 6 rows x 3 vectors = 72 pJ, as the 1-bit DAC's 1 x 4 x 6 x 3.
+    let d2 = with_converters(8, 2);
+    assert_close!(d2.totals.energy.dac, 72.0);
+    assert_eq!(d2.totals.counts.conversions, 96);
+    assert_close!(d2.totals.energy.adc, 192.0);
+
+    // The target's own resolution changed (as `--adc-bits` does) keeps the reference, and the
+    // report's converters say what a conversion costs at it.
+    let mut t = target();
+    assert_eq!(t.cost.adc_ref_bits, Some(8));
+    t.chip.crossbar.adc_bits = 4;
+    let r = estimate(&one_core(), &t).unwrap();
+    assert_eq!((r.chip.converters.adc_bits, r.chip.converters.adc_ref_bits), (4, 8));
+    assert_close!(r.chip.converters.adc_energy_pj, 0.125);
+    assert_close!(r.chip.converters.adc_rate_gsps, 1.0);
+    assert_eq!(r.chip.converters.adc_energy_law, "murmann");
+    // ... and survives the record: the TOML names the reference, and reads back the same.
+    let text = t.to_toml();
+    assert!(text.contains("adc_ref_bits = 8"), "{text}");
+    assert_eq!(Target::from_toml_str(&text, "record").unwrap(), t);
+}
+
+#[test]
+fn records_of_unchanged_presets_name_no_new_key() {
+    // The keys added with the converters' laws and the [area]/[leakage] tables are written only
+    // when they say something the defaults do not: a default-target record is the text it was.
+    let isaac = Target::preset("isaac").unwrap().to_toml();
+    for key in ["adc_ref_bits", "dac_ref_bits", "adc_energy_law", "[area]", "[leakage]"] {
+        assert!(!isaac.contains(key), "{key} in\n{isaac}");
+    }
+    assert_eq!(Target::from_toml_str(&isaac, "record").unwrap(), Target::preset("isaac").unwrap());
+    let puma = Target::preset("puma").unwrap();
+    let text = puma.to_toml();
+    assert!(text.contains("[area]") && text.contains("[leakage]"), "{text}");
+    assert_eq!(Target::from_toml_str(&text, "record").unwrap(), puma);
+    // The explicit form names every key.
+    let all = Target::preset("isaac").unwrap().to_toml_explicit();
+    for key in ["adc_ref_bits = 8", "dac_ref_bits = 1", "adc_energy_law = \"murmann\"", "[area]"] {
+        assert!(all.contains(key), "{key} in\n{all}");
+    }
+}
+
+/// Area and static power by hand: 4 arrays of 4 rows x 8 columns, one ADC each, one core.
+#[test]
+fn chip_area_and_static_power_by_hand() {
+    let text = format!(
+        "{TARGET}
+[area]
+xbar_mm2 = 1.0
+adc_mm2 = 2.0
+dac_mm2 = 0.5
+sample_hold_mm2 = 0.25
+shift_add_mm2 = 1.0
+array_buffer_mm2 = 1.0
+core_buffer_mm2 = 10.0
+bus_mm2 = 5.0
+digital_mm2 = 3.0
+router_mm2 = 2.0
+link_mm2 = 20.0
+[leakage]
+adc_mw = 1.0
+core_buffer_mw = 0.5
+"
+    );
+    let t = Target::from_toml_str(&text, "area.toml").unwrap();
+    let r = estimate(&one_core(), &t).unwrap();
+    let c = &r.chip;
+    assert_eq!((c.arrays, c.cores), (4, 1));
+    // Per array 1 + 2 + 4 DACs x 0.5 + 8 S+H x 0.25 + 1 + 1 = 9, x 4 = 36; the core
+    // 10 + 5 + 3 + 2 = 20; the links 20: 76 mm².
+    assert_close!(c.area_mm2, 76.0);
+    let adc = c.components.iter().find(|p| p.name == "adc").unwrap();
+    assert_close!(adc.area_mm2, 8.0);
+    // 4 ADCs x 1 mW + 0.5 mW = 4.5 mW over 214 ns = 963 pJ.
+    assert_close!(c.static_mw, 4.5);
+    assert_close!(c.static_pj, 963.0);
+    assert_close!(c.energy_with_static_pj, 1122.0 + 963.0);
+    assert_close!(c.tops_per_w_with_static, 72.0 / 2085.0);
+    assert_close!(c.tops_per_mm2, 72.0 / 214.0 / 1000.0 / 76.0);
+    // At 4 bits the ADCs' area and leakage follow the energy law (/16).
+    let mut t4 = t.clone();
+    t4.chip.crossbar.adc_bits = 4;
+    let c4 = estimate(&one_core(), &t4).unwrap().chip;
+    assert_close!(c4.area_mm2, 76.0 - 8.0 + 0.5);
+    assert_close!(c4.static_mw, 0.25 + 0.5);
+}
+
 #[test]
 fn xbar_load_programs_and_fetches_weights() {
     let mut s = one_core();

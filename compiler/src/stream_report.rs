@@ -147,6 +147,7 @@ pub fn table(r: &CostReport) -> String {
             .collect();
         let _ = writeln!(s, "by unit: {}", each.join("; "));
     }
+    chip_lines(&mut s, r);
     if let Some(b) = r.cores.iter().max_by(|a, b| a.busy_ns.total_cmp(&b.busy_ns)) {
         let _ = writeln!(
             s,
@@ -185,6 +186,57 @@ pub fn table(r: &CostReport) -> String {
         );
     }
     s
+}
+
+/// The chip lines of the table: the converters at the target's resolutions, the chip's area
+/// and static power by component, TOPS/mm² and the energy with static power.
+fn chip_lines(s: &mut String, r: &CostReport) {
+    let (c, t) = (&r.chip, &r.totals);
+    let v = &c.converters;
+    let _ = writeln!(
+        s,
+        "converters: {}-bit ADC {:.4} pJ per conversion at {:.4} GS/s ({} law from {} bits), \
+         {}-bit DAC {:.4} pJ per row per slice",
+        v.adc_bits,
+        v.adc_energy_pj,
+        v.adc_rate_gsps,
+        v.adc_energy_law,
+        v.adc_ref_bits,
+        v.dac_bits,
+        v.dac_energy_pj
+    );
+    if c.area_mm2 > 0.0 {
+        let parts: Vec<String> = c
+            .components
+            .iter()
+            .filter(|p| p.area_mm2 > 0.0)
+            .map(|p| format!("{} {:.1} %", p.name, share(p.area_mm2, c.area_mm2)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "chip: {:.2} mm² ({} arrays, {} cores): {}; {:.4} GOPS/mm² in steady state",
+            c.area_mm2,
+            c.arrays,
+            c.cores,
+            parts.join(", "),
+            1000.0 * c.tops_per_mm2
+        );
+    } else {
+        let _ = writeln!(s, "chip: {} arrays, {} cores; no area figures", c.arrays, c.cores);
+    }
+    if c.static_mw > 0.0 {
+        let _ = writeln!(
+            s,
+            "static power {:.3} mW x latency = {} ({:.1} % of the energy with it); {:.4} TOPS/W \
+             with static power",
+            c.static_mw,
+            energy(c.static_pj),
+            share(c.static_pj, c.energy_with_static_pj),
+            c.tops_per_w_with_static
+        );
+    } else {
+        let _ = writeln!(s, "static power: none stated by the target ({:.4} TOPS/W)", t.tops_per_w);
+    }
 }
 
 /// Arrays busy over time, energy by component and energy per layer, as one SVG.
@@ -239,7 +291,19 @@ pub fn svg(r: &CostReport) -> String {
         &names,
         &[(&format!("energy ({lu})"), &layer_e), ("busy, summed over cores (µs)", &layer_us)],
     );
-    svg::stack(&[over_time, by_component, by_layer])
+    let parts: Vec<_> = r.chip.components.iter().filter(|p| p.area_mm2 > 0.0).collect();
+    let area_labels: Vec<String> = parts.iter().map(|p| p.name.clone()).collect();
+    let area: Vec<f64> = parts.iter().map(|p| p.area_mm2).collect();
+    let by_area = svg::bars(
+        &format!(
+            "chip area by component (total {:.2} mm², {:.4} GOPS/mm² in steady state)",
+            r.chip.area_mm2,
+            1000.0 * r.chip.tops_per_mm2
+        ),
+        &area_labels,
+        &[("area (mm²)", &area)],
+    );
+    svg::stack(&[over_time, by_component, by_layer, by_area])
 }
 
 #[cfg(test)]
@@ -361,8 +425,10 @@ mod tests {
         assert!(t.contains("conv1") && t.contains("conv2") && t.contains("TOPS/W"), "{t}");
         assert!(t.contains("2 cores") && t.contains("steady state"), "{t}");
         let s = svg(&r);
-        assert_eq!(s.matches("<svg").count(), 4);
+        assert_eq!(s.matches("<svg").count(), 5);
         assert!(s.contains("conv2") && s.contains("crossbar"));
+        assert!(s.contains("chip area by component") && s.contains("core_buffer"), "{s}");
+        assert!(t.contains("GOPS/mm²") && t.contains("8-bit ADC 1.5625 pJ"), "{t}");
         if let Ok(path) = std::env::var("CIMC_STREAM_REPORT_SVG") {
             std::fs::write(path, &s).unwrap();
             eprintln!("{t}");
@@ -377,6 +443,6 @@ mod tests {
         assert!(t.contains("total: latency 0.000 ns"), "{t}");
         let s = svg(&r);
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
-        assert_eq!(s.matches("<svg").count(), 4);
+        assert_eq!(s.matches("<svg").count(), 5);
     }
 }

@@ -19,12 +19,15 @@
 //! number), so the shared channel serves requests in time order.
 
 mod build;
+mod chip;
 mod model;
 mod report;
 mod shadow;
 
+pub use chip::{chip_cost, ChipCost, ComponentFigures, Converters};
 pub use model::{
-    array_peak, program_cost, vector_cost, GroupShape, Numerics, Peak, VectorCost, ACC_BYTES,
+    array_peak, cascade_vector_cost, program_cost, vector_cost, CascadeVectorCost, GroupShape,
+    Numerics, Peak, VectorCost, ACC_BYTES,
 };
 pub use report::{
     round, Breakdown, CoreCost, CostReport, Counts, Energy, InstrCost, LayerCost, Preload, Totals,

@@ -567,8 +567,8 @@ fn noise_keys() -> Vec<String> {
 
 /// The dotted path of every field of a target file (`adc.bits`, `array.rows`...).
 fn target_fields() -> Vec<String> {
-    let t: toml::Table =
-        toml::from_str(&Target::default().to_toml()).expect("invariant: a target's TOML reads");
+    let t: toml::Table = toml::from_str(&Target::default().to_toml_explicit())
+        .expect("invariant: a target's TOML reads");
     let mut out = Vec::new();
     flatten(&t, "", &mut out);
     out.into_iter().map(|(k, _)| k).collect()
@@ -605,7 +605,7 @@ pub fn resolve_target(t: &Value, dir: &Path) -> Result<Target> {
     .map_err(|e| Error::Usage(e.to_string()))?;
     let Some(set) = t["set"].as_object().filter(|s| !s.is_empty()) else { return Ok(base) };
     let mut table: toml::Table =
-        toml::from_str(&base.to_toml()).expect("invariant: a target's TOML reads");
+        toml::from_str(&base.to_toml_explicit()).expect("invariant: a target's TOML reads");
     let mut sorted: BTreeMap<&String, &Value> = BTreeMap::new();
     sorted.extend(set.iter());
     for (path, v) in sorted {

@@ -65,6 +65,8 @@ impl Sim<'_> {
             energy: l.energy.rounded(),
             ..l.clone()
         };
+        let stream_arrays = s.arrays.max(self.groups_arrays()) as u64;
+        let chip = super::chip::chip_cost(t, &totals, stream_arrays);
         CostReport {
             stream: s.name.clone(),
             target: t.name.clone(),
@@ -82,8 +84,14 @@ impl Sim<'_> {
             cores,
             utilization: self.utilization(latency),
             preload: self.preload(),
+            chip,
             instrs,
         }
+    }
+
+    /// One past the highest array of the stream's groups.
+    fn groups_arrays(&self) -> u32 {
+        self.s.groups.iter().flat_map(|g| g.arrays.iter().map(|&a| a + 1)).max().unwrap_or(0)
     }
 
     /// The fraction of the arrays busy in an `mvm` per time bin: each `mvm` counts its group's

@@ -118,12 +118,14 @@ pub struct VectorCost {
 ///   in `CG = ceil(that / C)` column groups; columns read per input slice over the whole group
 ///   `cols = T · n · cpo`, spread over its `A` arrays: `ceil(cols / A)` per array;
 /// - one input slice takes `max(xbar_read_latency_ns · ceil(cols_per_array / C),
-///   cols_per_array / (adcs_per_array · adc_rate_gsps))`, a vector `S_x` slices;
+///   cols_per_array / (adcs_per_array · rate(b_adc)))`, a vector `S_x` slices, the ADC's rate
+///   and the converters' energies at the group's own resolutions
+///   ([`CostSpec::adc_rate_at`], [`CostSpec::adc_energy_at`], [`CostSpec::dac_energy_at`]);
 /// - crossbar energy `xbar_read_energy_pj · S_x · k · n · cpo` (every activated row times every
 ///   column it drives, summed over slices: `Σ_t rows_t = k` per conv group);
 /// - DAC energy `dac_energy_pj · S_x · conv_groups · k · CG` (each row driven once per slice in
 ///   each array of its column groups);
-/// - conversions `S_x · cols`, each with `adc_energy_pj` and `shift_add_energy_pj`;
+/// - conversions `S_x · cols`, each with `E_adc(b_adc)` and `shift_add_energy_pj`;
 /// - buffer: the inputs read (`conv_groups · k · ceil(b_a/8)` bytes) and the accumulators
 ///   written (`4 · n` bytes).
 pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
@@ -138,15 +140,16 @@ pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
     let cols = tiles * g.n * cpo;
     let per_array = cols.div_ceil(g.arrays.max(1));
     let reads = per_array.div_ceil(cols_phys).max(1);
+    let (adc_bits, dac_bits) = (num.geometry.adc_bits, num.geometry.dac_bits);
     let slice_ns = (c.xbar_read_latency_ns * reads as f64)
-        .max(per_array as f64 / (c.adcs_per_array * c.adc_rate_gsps));
+        .max(per_array as f64 / (c.adcs_per_array * c.adc_rate_at(adc_bits)));
     let conversions = s_x * cols;
     let read_bytes = groups * g.k * num.input_bytes();
     let write_bytes = ACC_BYTES * g.n;
     let energy = Energy {
         crossbar: c.xbar_read_energy_pj * (s_x * g.k * g.n * cpo) as f64,
-        dac: c.dac_energy_pj * (s_x * groups * g.k * column_groups) as f64,
-        adc: c.adc_energy_pj * conversions as f64,
+        dac: c.dac_energy_at(dac_bits) * (s_x * groups * g.k * column_groups) as f64,
+        adc: c.adc_energy_at(adc_bits) * conversions as f64,
         shift_add: c.shift_add_energy_pj * conversions as f64,
         buffer: c.buffer_read_pj_per_byte * read_bytes as f64
             + c.buffer_write_pj_per_byte * write_bytes as f64,
@@ -159,6 +162,48 @@ pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
         read_bytes,
         write_bytes,
         energy,
+    }
+}
+
+/// One input vector through a crossbar layer of a cascade program run at a lower weight width
+/// (`docs/cascade.md`; streams do not switch widths, so this prices what the program does):
+/// the crossbar drives only the top slices of the stored weights — `magnitude_bits − shift`
+/// bits, i.e. `shift / cell_bits` fewer slices per output — and the residual `R`, with
+/// `residual_nonzero` non-zero weights over the layer, is a digital product on the core's
+/// matrix unit, one multiply-accumulate per non-zero residual weight per vector at
+/// `digital_mac_energy_pj`, taking
+/// `residual_nonzero / digital_macs_per_cycle` cycles after the crossbar.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CascadeVectorCost {
+    /// The crossbar part: [`vector_cost`] of the top slices.
+    pub crossbar: VectorCost,
+    /// Digital multiply-accumulates of the residual.
+    pub residual_macs: u64,
+    /// Their energy (pJ) and time (ns).
+    pub residual_pj: f64,
+    pub residual_ns: f64,
+}
+
+/// [`CascadeVectorCost`] of a group of numerics `num` (the stored width) with its top
+/// `magnitude_bits − shift` bits driven and `residual_nonzero` non-zero residual weights.
+pub fn cascade_vector_cost(
+    num: &Numerics,
+    g: &GroupShape,
+    shift: u32,
+    residual_nonzero: u64,
+    c: &CostSpec,
+) -> CascadeVectorCost {
+    let top = Numerics {
+        weight_bits: num.weight_bits.saturating_sub(shift).max(1),
+        magnitude_bits: num.magnitude_bits.saturating_sub(shift).max(1),
+        ..*num
+    };
+    let cycle = 1.0 / c.clock_ghz;
+    CascadeVectorCost {
+        crossbar: vector_cost(&top, g, c),
+        residual_macs: residual_nonzero,
+        residual_pj: residual_nonzero as f64 * c.digital_mac_energy_pj,
+        residual_ns: (residual_nonzero as f64 / c.digital_macs_per_cycle).ceil() * cycle,
     }
 }
 

@@ -340,6 +340,9 @@ pub struct CostReport {
     pub preload: Preload,
     /// The cores whose footprint exceeds the scratchpad.
     pub scratch_over_capacity: Vec<u32>,
+    /// The chip: converters at the target's resolutions, area and static power by component,
+    /// TOPS/mm² and the energy with static power.
+    pub chip: super::chip::ChipCost,
     #[serde(skip)]
     pub(super) instrs: Vec<Vec<InstrCost>>,
 }
