@@ -21,6 +21,7 @@
 //! input slice, physical column). So results do not depend on the number of threads, the
 //! chunking of vectors, or how the evaluation cuts the data set into batches.
 
+pub mod ir_drop;
 mod kernel;
 pub(crate) mod rng;
 pub(crate) mod run;
@@ -93,3 +94,5 @@ impl NoiseConfig {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_device;
