@@ -304,7 +304,8 @@ fn effects(x: &Tensor, y: &[i64], calib: &Tensor, trials: usize, seed: u64, svg:
     }
     let n = y.len();
     println!(
-        "### Each effect alone: `isaac` (128×128 arrays of 2-bit cells, 8-bit ADCs, W8A8),          {trials} trials, first {n} MNIST test images, seed {seed}\n"
+        "### Each effect alone: `isaac` (128×128 arrays of 2-bit cells, 8-bit ADCs, W8A8), {trials} \
+         trials, first {n} MNIST test images, seed {seed}\n"
     );
     let mut head = "| effect | setting |".to_string();
     let mut rule = "|---|---|".to_string();
