@@ -57,6 +57,10 @@ pub(super) struct TileJob<'a> {
     /// `[vector · slices + slice]` (extended by the even column of each pair).
     pub sigma_read: f32,
     pub read_keys: &'a [Key],
+    /// The ADCs' thresholds (`top + 2` per ADC, `NoisyCrossbar::inl`) and, per column of this
+    /// tile, the offset of its ADC's; both empty for ideal ADCs.
+    pub inl: &'a [f32],
+    pub inl_of: &'a [u32],
 }
 
 /// Adds, for every vector `v` of the job and column `c < pc`, `Σ_i code_i·2^(i·dac_bits)` to
@@ -73,7 +77,13 @@ pub(super) fn run_tile(job: &TileJob, colacc: &mut [i64]) {
                 >= job.vectors.saturating_sub(1) * job.vector_stride + job.slices * job.words
             && job.words * 64 >= job.rows
             && colacc.len() >= job.vectors * job.pc_pad
-            && (job.sigma_read == 0.0 || job.read_keys.len() >= job.vectors * job.slices),
+            && (job.sigma_read == 0.0 || job.read_keys.len() >= job.vectors * job.slices)
+            && (job.inl.is_empty()
+                || (job.inl_of.len() >= job.pc_pad
+                    && job
+                        .inl_of
+                        .iter()
+                        .all(|&o| o as usize + job.top as usize + 2 <= job.inl.len()))),
         "invariant: the tile job is sized by chunk()"
     );
     #[cfg(target_arch = "x86_64")]
@@ -250,7 +260,12 @@ fn blocks(job: &TileJob, colacc: &mut [i64], sum: impl Fn(&RowSum) -> [f32; BLOC
         let mut any0 = 0u32;
         for j in 0..BLOCK {
             code0[j] = adc_code(shift[j], top);
-            any0 |= code0[j];
+        }
+        if !job.inl.is_empty() {
+            inl_codes(&mut code0, &[0.0; BLOCK], scale, shift, job, c0);
+        }
+        for c in code0 {
+            any0 |= c;
         }
         for v in 0..job.vectors {
             let mut acc = [0u32; BLOCK];
@@ -271,8 +286,19 @@ fn blocks(job: &TileJob, colacc: &mut [i64], sum: impl Fn(&RowSum) -> [f32; BLOC
                 if job.sigma_read > 0.0 {
                     read_noise(&mut p, job.read_keys[row], c0, job.sigma_read);
                 }
-                for j in 0..BLOCK {
-                    acc[j] += adc_code(p[j] * scale[j] + shift[j], top) << ish;
+                if job.inl.is_empty() {
+                    for j in 0..BLOCK {
+                        acc[j] += adc_code(p[j] * scale[j] + shift[j], top) << ish;
+                    }
+                } else {
+                    let mut code = [0u32; BLOCK];
+                    for j in 0..BLOCK {
+                        code[j] = adc_code(p[j] * scale[j] + shift[j], top);
+                    }
+                    inl_codes(&mut code, &p, scale, shift, job, c0);
+                    for j in 0..BLOCK {
+                        acc[j] += code[j] << ish;
+                    }
                 }
             }
             let dst: &mut [i64; BLOCK] =
@@ -281,6 +307,36 @@ fn blocks(job: &TileJob, colacc: &mut [i64], sum: impl Fn(&RowSum) -> [f32; BLOC
                 dst[j] += acc[j] as i64;
             }
         }
+    }
+}
+
+/// The codes of ADCs with a non-linear transfer curve: from the ideal code `floor(y)`, moved
+/// up while `y` reaches the next threshold and down while it is below the code's own (the
+/// thresholds are non-decreasing with `T[0] = −∞` and `T[top + 1] = +∞`, so both loops stop;
+/// with `|INL|` of a few LSB they take a few steps). Columns past `pc` keep their code.
+#[inline(never)]
+fn inl_codes(
+    code: &mut [u32; BLOCK],
+    p: &[f32; BLOCK],
+    scale: &[f32; BLOCK],
+    shift: &[f32; BLOCK],
+    job: &TileJob,
+    c0: usize,
+) {
+    for j in 0..BLOCK.min(job.pc.saturating_sub(c0)) {
+        let y = p[j] * scale[j] + shift[j];
+        if y.is_nan() {
+            continue;
+        }
+        let t = &job.inl[job.inl_of[c0 + j] as usize..][..job.top as usize + 2];
+        let mut c = code[j] as usize;
+        while y >= t[c + 1] {
+            c += 1;
+        }
+        while y < t[c] {
+            c -= 1;
+        }
+        code[j] = c as u32;
     }
 }
 

@@ -2,8 +2,9 @@
 //! default.
 //!
 //! A *trial* is one programming of the chip: [`NoisyChip::program`] draws, for every cell of
-//! every crossbar step of a program, its programming variation, stuck-at fault and drift
-//! exponent, and for every ADC its gain and offset error, into the perturbed conductances the
+//! every crossbar step of a program, its programming variation, stuck-at fault, drift
+//! exponent and the device models of `docs/noise.md` (off-state, aihwkit's PCM fits, IR drop),
+//! and for every ADC its gain, offset and transfer curve, into the perturbed conductances the
 //! noisy execution reads. [`crate::ProgramRunner::run_noisy`] then runs the program with each
 //! crossbar step computing the perturbed partial sums `P'` (with read noise per conversion),
 //! the ADC of §3 on the real-valued `P'`, and shift-and-add; every digital step is unchanged.
@@ -16,11 +17,12 @@
 //!
 //! Determinism: every draw comes from a counter-based generator keyed on what it belongs to
 //! ([`rng`]): per-cell draws on (seed, trial, step, output, row, sign, slice), per-ADC draws on
-//! (seed, trial, step, conv group, row tile, physical column), read noise on (seed, trial,
+//! (seed, trial, step, ADC) — the ADCs shared as `[cost] adcs_per_array` says — read noise on (seed, trial,
 //! step, image index in the whole evaluation, vector within the image, conv group, row tile,
 //! input slice, physical column). So results do not depend on the number of threads, the
 //! chunking of vectors, or how the evaluation cuts the data set into batches.
 
+pub mod ir_drop;
 mod kernel;
 pub(crate) mod rng;
 pub(crate) mod run;
@@ -93,3 +95,5 @@ impl NoiseConfig {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_device;

@@ -16,6 +16,12 @@ pub(crate) enum Stream {
     AdcGain = 4,
     AdcOffset = 5,
     Read = 6,
+    /// Conductance-dependent programming noise (`prog_poly_us`).
+    ProgPoly = 7,
+    /// aihwkit's accumulated 1/f read noise, per cell at the read time.
+    Read1f = 8,
+    /// The DNL of every code of every ADC.
+    AdcDnl = 9,
 }
 
 /// splitmix64's output function: a bijective mix of 64 bits.

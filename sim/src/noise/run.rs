@@ -7,8 +7,9 @@
 //! ADCs' scale and shift, and [`super::kernel::run_tile`], which computes
 //! `P'[i, v, c] = Σ_k x_i[v, k] · g[k, c]` over the set bits, the read noise
 //! `σ_r·sqrt(P')·ε`, the ADC's gain and offset and the ADC of `docs/hardware-model.md` §3 on the
-//! real value (`code = clamp(floor(P'·gain/2^e + offset + 1/2), 0, 2^b_adc − 1)`, which for an
-//! integral `P'` is exactly §3's `A(P)`), summing the codes over the slices. Then, per output: the
+//! real value (`code = clamp(floor(P'·gain/(s·2^e) + offset + 1/2), 0, 2^b_adc − 1)` with `s`
+//! the step scale, which for an integral `P'` and `s = 1` is exactly §3's `A(P)`; through the
+//! ADC's thresholds when it has INL), summing the codes over the slices. Then, per output: the
 //! ADC steps, shift-and-add in i64 as the exact path does, the layer's drift compensation factor,
 //! and the digital terms.
 
@@ -123,9 +124,10 @@ where
             let adc = (g * p.tiles + t) * pcp;
             let (gain, offset) = (&nx.gain[adc..][..pcp], &nx.offset[adc..][..pcp]);
             for c in 0..pcp {
-                scale[c] = gain[c] / (1u64 << e[c]) as f32;
+                scale[c] = gain[c] / ((1u64 << e[c]) as f64 * nx.step_scale) as f32;
                 shift[c] = offset[c] + 0.5;
             }
+            let inl_of: &[u32] = if nx.inl.is_empty() { &[] } else { &nx.inl_of[adc..][..pcp] };
             read_keys.clear();
             if nx.sigma_read > 0.0 {
                 for vi in 0..nv {
@@ -159,6 +161,8 @@ where
                 top,
                 sigma_read: nx.sigma_read,
                 read_keys: &read_keys,
+                inl: &nx.inl,
+                inl_of,
             };
             run_tile(&job, &mut colacc);
         }
@@ -176,8 +180,11 @@ where
             {
                 let n = g * p.mg + nl;
                 let mut analog: i64 = cols.iter().zip(ws).map(|(&c, &w)| c * w).sum();
-                if nx.alpha != 1.0 {
-                    analog = (nx.alpha * analog as f64).round() as i64;
+                // Drift compensation and a step that is not a power of two: one digital
+                // multiply of the sum, rounded to the integer accumulator.
+                let factor = nx.alpha * nx.step_scale;
+                if factor != 1.0 {
+                    analog = (factor * analog as f64).round() as i64;
                 }
                 out[vi * m + n] = fin(p.konst[n] - p.offset * sumv[vi] + analog, n);
             }

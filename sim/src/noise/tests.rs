@@ -37,7 +37,7 @@ fn small(k: usize, m: usize, w: impl Fn(usize, usize) -> i32 + Sync) -> Prepared
 
 /// The accumulators `[vector][output]` of `x` (`[nvec, k]` inputs) in trial `trial`.
 fn accs(p: &PreparedCrossbar, cfg: &NoiseConfig, trial: u64, x: &[i32]) -> Vec<i64> {
-    let nx = sample_step(p, cfg, trial, 0);
+    let nx = sample_step(p, cfg, trial, 0, 1.0);
     let nvec = x.len() / p.k;
     chunk(p, &nx, &Source::Gemm { x }, 0, nvec, 0, 1, &|a, _| a).unwrap()
 }
@@ -106,7 +106,7 @@ fn stuck_at_fractions_match() {
         }),
         11,
     );
-    let nx = sample_step(&p, &cfg, 0, 0);
+    let nx = sample_step(&p, &cfg, 0, 0, 1.0);
     let (mut zero, mut top, mut cells) = (0usize, 0usize, 0usize);
     for r in 0..k {
         for c in 0..p.pc {
@@ -146,7 +146,7 @@ fn drift_mean_and_compensation() {
         s.t0_s = t0;
         s.drift_time_s = t;
     });
-    let nx = sample_step(&p, &NoiseConfig::new(s.clone(), 5), 0, 0);
+    let nx = sample_step(&p, &NoiseConfig::new(s.clone(), 5), 0, 0, 1.0);
     let l = (t / t0).ln();
     // E[(t/t0)^(−ν)] for ν ~ N(μ, σ²) (the clamp at 0 is 2.5 σ away: negligible).
     let expect = (-mu * l + sd * sd * l * l / 2.0).exp();
@@ -162,7 +162,7 @@ fn drift_mean_and_compensation() {
     assert_eq!(nx.compensation(), 1.0, "no compensation unless asked");
     let mut sc = s;
     sc.drift_compensation = true;
-    let nc = sample_step(&p, &NoiseConfig::new(sc, 5), 0, 0);
+    let nc = sample_step(&p, &NoiseConfig::new(sc, 5), 0, 0, 1.0);
     // The calibrated factor undoes the layer's mean drift.
     assert!((nc.compensation() * mean - 1.0).abs() < 0.01, "factor {}", nc.compensation());
     // Before t0 nothing drifts.
@@ -232,7 +232,8 @@ fn adc_errors_are_drawn_per_adc() {
         }),
         9,
     );
-    let nx = sample_step(&p, &cfg, 0, 0);
+    // One ADC per column (128 per array of 128 columns): 128 independent draws.
+    let nx = sample_step(&p, &cfg, 0, 0, 128.0);
     let off: Vec<f64> = nx.offset[..p.pc].iter().map(|&o| o as f64).collect();
     let gain: Vec<f64> = nx.gain[..p.pc].iter().map(|&g| (g as f64 - 1.0) * 4095.0).collect();
     let (mo, vo) = mean_var(&off);
@@ -243,6 +244,41 @@ fn adc_errors_are_drawn_per_adc() {
     let key = Key::new(1, 2, super::rng::Stream::Read, 3);
     assert_eq!(key.bits(&[4, 5]), key.bits(&[4, 5]));
     assert_ne!(key.bits(&[4, 5]), key.bits(&[5, 4]));
+}
+
+#[test]
+fn columns_that_share_an_adc_share_its_errors() {
+    // 128 outputs x 2 columns = 256 physical columns: two arrays of 128 columns.
+    let p = small(16, 128, ramp);
+    assert_eq!(p.pc, 256);
+    let cfg = NoiseConfig::new(
+        spec(|s| {
+            s.adc_gain_sigma_lsb = 2.0;
+            s.adc_offset_sigma_lsb = 0.5;
+            s.adc_dnl_sigma_lsb = 0.3;
+        }),
+        9,
+    );
+    let distinct = |v: &[f32]| {
+        let mut v: Vec<u32> = v.iter().map(|x| x.to_bits()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    };
+    // One ADC per array: two values; four ADCs per array: eight; half an ADC: one.
+    for (per_array, adcs) in [(1.0, 2), (4.0, 8), (0.5, 1), (128.0, 256)] {
+        let nx = sample_step(&p, &cfg, 0, 0, per_array);
+        assert_eq!(distinct(&nx.offset[..p.pc]), adcs, "{per_array} ADCs per array");
+        assert_eq!(distinct(&nx.gain[..p.pc]), adcs, "{per_array} ADCs per array");
+        let mut tables: Vec<u32> = nx.inl_of[..p.pc].to_vec();
+        tables.dedup();
+        assert_eq!(tables.len(), adcs, "{per_array} ADCs per array: transfer curves");
+        // Four ADCs per array: columns 0..32 on the first, 32..64 on the second.
+        if per_array == 4.0 {
+            assert_eq!(nx.offset[0], nx.offset[31]);
+            assert_ne!(nx.offset[31], nx.offset[32]);
+        }
+    }
 }
 
 #[test]
@@ -320,7 +356,15 @@ fn kernel_paths_agree_bit_for_bit() {
                 }
             }
         }
-        for sigma_read in [0.0, 0.3] {
+        // One ADC with a non-linear transfer curve for every column (the scalar path).
+        let inl_spec = spec(|s| s.adc_dnl_sigma_lsb = 0.5);
+        let table = super::sample::adc_thresholds(
+            &inl_spec,
+            255,
+            Key::new(1, 0, super::rng::Stream::AdcDnl, 0),
+        );
+        let table_of = vec![0u32; pc_pad];
+        for (sigma_read, with_inl) in [(0.0, false), (0.3, false), (0.3, true)] {
             let job = TileJob {
                 g: &g,
                 rows,
@@ -339,6 +383,8 @@ fn kernel_paths_agree_bit_for_bit() {
                 top: 255.0,
                 sigma_read,
                 read_keys: &read_keys,
+                inl: if with_inl { &table } else { &[] },
+                inl_of: if with_inl { &table_of } else { &[] },
             };
             let mut portable = vec![0i64; vectors * pc_pad];
             tile_portable(&job, &mut portable);
