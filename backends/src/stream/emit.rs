@@ -237,7 +237,7 @@ pub fn emit_with_notes(
         name: program.name.clone(),
         target: Some(TargetRecord::Full(Box::new(target.clone()))),
         schedule,
-        arrays,
+        arrays: e.arrays,
         global_words,
         inputs,
         outputs,

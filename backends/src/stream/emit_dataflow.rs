@@ -355,10 +355,39 @@ impl Emitter<'_> {
             spills: Vec::new(),
         };
         let mut producer: Vec<Option<usize>> = vec![None; self.p.buffers.len()];
+        // The buffers each buffer derives from, through any steps.
+        let mut ancestors: Vec<BTreeSet<Buf>> = vec![BTreeSet::new(); self.p.buffers.len()];
+        for s in &self.p.steps {
+            let bufs = step_buffers(s);
+            if let Some((&out, ins)) = bufs.split_last() {
+                let mut a = BTreeSet::new();
+                for &i in ins {
+                    a.insert(i);
+                    a.extend(ancestors[i].iter().copied());
+                }
+                ancestors[out] = a;
+            }
+        }
         for (si, s) in self.p.steps.iter().enumerate() {
             let Some(c) = self.candidate(s, units[si].as_ref()) else { continue };
             let streamed: Vec<bool> = c.ins.iter().map(|&b| producer[b].is_some()).collect();
             if c.kind != Kind::Conv && !streamed.iter().all(|&x| x) {
+                continue;
+            }
+            // Inputs that meet after a path through global memory: the early one's producer
+            // would have to finish before the other path can start, which no ring allows.
+            let meets_via_global = c.ins.iter().any(|&x| {
+                c.ins.iter().any(|&y| {
+                    x != y
+                        && ancestors[y].contains(&x)
+                        && Self::reach(&df, &producer, x, y, 1).is_none()
+                })
+            });
+            if meets_via_global {
+                df.spills.push(format!(
+                    "{} ({}): does not stream, its inputs meet after a path through global memory",
+                    self.p.buffers[c.out].name, self.p.origins[si]
+                ));
                 continue;
             }
             let Some((stage, edges)) = self.plan_stage(&df, &producer, &c, &streamed, cap) else {
@@ -568,6 +597,11 @@ impl Emitter<'_> {
             let first = core * per_core;
             g.arrays = (first..first + len as u64).map(|a| a as u32).collect();
             g.core = core as u16;
+        }
+        if chip == 0 {
+            // A chip without a fixed count has the arrays its groups use.
+            let top = self.groups.iter().flat_map(|g| g.arrays.iter().map(|&a| a + 1)).max();
+            self.arrays = self.arrays.max(top.unwrap_or(0));
         }
         for plan in units.iter_mut().flatten() {
             for rep in &mut plan.replicas {
