@@ -116,6 +116,15 @@ pub fn table(r: &CostReport) -> String {
         t.steady_gops,
         t.steady_power_w
     );
+    let _ = writeln!(
+        s,
+        "steady state: arrays busy {:.2} % of the {} used, {:.3} % of the chip's {}; latency of one inference {}",
+        100.0 * r.utilization.steady_used,
+        r.utilization.used_arrays,
+        100.0 * r.utilization.steady,
+        r.utilization.arrays,
+        time(t.latency_ns)
+    );
     let parts: Vec<String> = t
         .energy
         .components()

@@ -116,7 +116,8 @@ fn bad_streams_and_flags_are_user_errors() {
     let text = tmp("b.s");
     ok(&cimc(&["disasm", s(&cims), "-o", s(&text)]));
     let t = std::fs::read_to_string(&text).unwrap();
-    let bad = t.replacen("load dst=0 ", "load dst=4000000000 ", 1);
+    // (Word 0 of a dataflow stream's cores is the mailbox: its first load writes from word 1.)
+    let bad = t.replacen("load dst=1 ", "load dst=4000000000 ", 1);
     assert_ne!(bad, t);
     let bad_s = tmp("bad.s");
     std::fs::write(&bad_s, bad).unwrap();

@@ -34,7 +34,7 @@ pub use report::{
     Utilization, Work,
 };
 
-use super::{GroupEntry, HostEntry, Schedule, Stream, WindowEntry};
+use super::{GroupEntry, HostEntry, Stream, WindowEntry};
 use crate::error::{BackendError, Result};
 use crate::isa::Instr;
 use crate::target::{CostSpec, Target};
@@ -57,8 +57,19 @@ pub const UTILIZATION_BINS: usize = 100;
 pub fn estimate(stream: &Stream, target: &Target) -> Result<CostReport> {
     let mut sim = Sim::new(stream, target);
     sim.run()?;
-    Ok(sim.report())
+    // The steady state: the same timeline for a stream of inferences, each core starting the
+    // next as soon as it has finished one (its words and credits permitting).
+    let mut steady = Sim::new(stream, target);
+    steady.passes = STEADY_PASSES;
+    steady.run()?;
+    let e = &steady.pass_end;
+    let interval = (e[STEADY_PASSES - 1] - e[1]) / (STEADY_PASSES - 2) as f64;
+    Ok(sim.report(interval))
 }
+
+/// Inferences of the steady-state timeline: the interval is the mean over the last ones (the
+/// first fills the pipeline).
+pub const STEADY_PASSES: usize = 6;
 
 #[derive(Default)]
 struct CoreRun {
@@ -70,6 +81,8 @@ struct CoreRun {
     done: bool,
     /// Parked on a `recv` from this core.
     recv_from: Option<u16>,
+    /// The inference it works on (steady-state timeline).
+    pass: usize,
     configs: BTreeMap<u16, Numerics>,
 }
 
@@ -102,6 +115,10 @@ struct Sim<'a> {
     first_config: BTreeMap<(usize, u16), Numerics>,
     instrs: Vec<Vec<InstrCost>>,
     breakdown: Breakdown,
+    /// Inferences each core runs back to back (1, or [`STEADY_PASSES`] for the steady state)
+    /// and when the last core finished each.
+    passes: usize,
+    pass_end: Vec<f64>,
 }
 
 /// The first `xbar_config` of each group on each core.
@@ -144,6 +161,8 @@ impl<'a> Sim<'a> {
             first_config: first_configs(s),
             instrs: s.cores.iter().map(|c| Vec::with_capacity(c.code.len())).collect(),
             breakdown: Breakdown::default(),
+            passes: 1,
+            pass_end: vec![0.0; STEADY_PASSES],
         }
     }
 
@@ -322,7 +341,15 @@ impl<'a> Sim<'a> {
         let latency = match instr {
             Instr::Halt {} => {
                 self.record(c, clock, 0.0, ch.e, ch.k);
-                self.cores[c].done = true;
+                let core = &mut self.cores[c];
+                let end = &mut self.pass_end[core.pass.min(STEADY_PASSES - 1)];
+                *end = end.max(clock);
+                if core.pass + 1 < self.passes {
+                    core.pass += 1;
+                    core.pc = 0;
+                    return Ok(Step::Next);
+                }
+                core.done = true;
                 return Ok(Step::Halt);
             }
             Instr::Sync { barrier } => return Ok(Step::Sync(barrier)),

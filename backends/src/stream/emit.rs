@@ -31,6 +31,8 @@ use crate::isa::Instr;
 use crate::program::{Buf, Elem, Program, Step};
 use crate::target::{Target, TargetRecord};
 
+#[path = "emit_dataflow.rs"]
+mod dataflow;
 #[path = "emit_digital.rs"]
 mod digital;
 #[path = "emit_matrix.rs"]
@@ -52,11 +54,14 @@ pub struct EmitOptions {
     /// The largest im2col buffer of one chunk of output positions (words); a layer's positions
     /// are processed in chunks that fit it.
     pub im2col_words: usize,
+    /// Pipelined streams: activations flow between the cores' scratchpads in bands of rows
+    /// (`send`/`recv`, `docs/stream.md`, "Dataflow") instead of through global memory.
+    pub dataflow: bool,
 }
 
 impl Default for EmitOptions {
     fn default() -> Self {
-        EmitOptions { schedule: ScheduleChoice::Auto, im2col_words: 1 << 16 }
+        EmitOptions { schedule: ScheduleChoice::Auto, im2col_words: 1 << 16, dataflow: true }
     }
 }
 
@@ -68,6 +73,8 @@ struct CoreCode {
     /// Bump pointer of the current step and the high-water mark.
     top: u64,
     high: u64,
+    /// Words below which nothing is allocated (the dataflow's mailbox and rings).
+    base: u64,
 }
 
 pub(super) struct Emitter<'a> {
@@ -96,6 +103,16 @@ pub(super) struct Emitter<'a> {
 
 /// Emits the stream of `program` for `target`.
 pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<Stream> {
+    emit_with_notes(program, target, opts).map(|(s, _)| s)
+}
+
+/// [`emit`], with notes on the dataflow: how many steps stream, and which tensors go through
+/// global memory and why.
+pub fn emit_with_notes(
+    program: &Program,
+    target: &Target,
+    opts: &EmitOptions,
+) -> Result<(Stream, Vec<String>)> {
     program.validate()?;
     let schedule = choose_schedule(program, target, opts.schedule)?;
     let arrays = chip_arrays(program, target, schedule);
@@ -130,17 +147,49 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
             None => None,
         });
     }
+    let mut flow = None;
     if schedule == Schedule::Pipelined {
-        e.unify_cores(&mut units);
+        if opts.dataflow {
+            flow = e.plan_dataflow(&mut units)?;
+        }
+        if flow.is_none() {
+            e.unify_cores(&mut units);
+        }
     }
-    let n_cores = e.groups.iter().map(|g| g.core as usize + 1).max().unwrap_or(1).max(1);
+    let n_cores = match &flow {
+        Some(df) => e.core_count(df),
+        None => e.groups.iter().map(|g| g.core as usize + 1).max().unwrap_or(1).max(1),
+    };
     e.cores = (0..n_cores).map(|_| CoreCode::default()).collect();
+    if let Some(df) = &flow {
+        for (c, &r) in e.cores.iter_mut().zip(&df.reserved) {
+            c.base = r;
+            c.high = r;
+        }
+    }
     e.loaded = vec![None; e.arrays as usize];
     let mut digital_core = 0u16;
     for (i, s) in program.steps.iter().enumerate() {
         e.step = i;
         for c in &mut e.cores {
-            c.top = 0;
+            c.top = c.base;
+        }
+        if let Some(df) = flow.as_mut() {
+            // Dataflow: no barriers; tokens order the global-memory traffic.
+            e.recv_tokens(df, i);
+            if df.stages[i].is_some() {
+                if let Some(plan) = &units[i] {
+                    digital_core = plan.core_of_first();
+                }
+                e.emit_stage(df, i, units[i].as_ref())?;
+            } else if let (Some(m), Some(plan)) = (s.as_matrix(), &units[i]) {
+                digital_core = plan.core_of_first();
+                e.emit_matrix(&m, plan)?;
+            } else {
+                e.emit_digital(s, digital_core)?;
+            }
+            e.send_tokens(df, i);
+            continue;
         }
         // Every matrix step has its plan; `emit_digital` refuses one that has none.
         if let (Some(m), Some(plan)) = (s.as_matrix(), &units[i]) {
@@ -188,7 +237,7 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
         name: program.name.clone(),
         target: Some(TargetRecord::Full(Box::new(target.clone()))),
         schedule,
-        arrays,
+        arrays: e.arrays,
         global_words,
         inputs,
         outputs,
@@ -210,7 +259,19 @@ pub fn emit(program: &Program, target: &Target, opts: &EmitOptions) -> Result<St
     stream
         .validate()
         .map_err(|err| BackendError::Internal(format!("the emitted stream is invalid: {err}")))?;
-    Ok(stream)
+    let notes = match &flow {
+        Some(df) => {
+            let n = df.stages.iter().flatten().count();
+            let mut v = vec![format!(
+                "dataflow: {n} of {} steps stream between the cores' scratchpads",
+                program.steps.len()
+            )];
+            v.extend(df.spills.iter().map(|s| format!("global memory: {s}")));
+            v
+        }
+        None => Vec::new(),
+    };
+    Ok((stream, notes))
 }
 
 /// Arrays used by the tile pass's placement (0 when some matrix step was not placed).

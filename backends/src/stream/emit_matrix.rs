@@ -23,22 +23,22 @@ struct Part {
 
 /// A group of the plan: its index in the group table and the part it holds.
 #[derive(Clone, Debug)]
-struct PlannedGroup {
-    group: u16,
-    core: u16,
+pub(super) struct PlannedGroup {
+    pub(super) group: u16,
+    pub(super) core: u16,
     part: Part,
 }
 
 /// How a matrix step is mapped: its numerics and its groups, per replica.
 pub(super) struct MatrixPlan {
-    x: Crossbar,
+    pub(super) x: Crossbar,
     /// Rows per conv group, conv groups, outputs per conv group.
-    k: usize,
-    g: usize,
-    mg: usize,
+    pub(super) k: usize,
+    pub(super) g: usize,
+    pub(super) mg: usize,
     /// `replicas[r]`: the groups of replica `r` (one in a pipelined stream; the parts of the
     /// layer, in execution order, in a layer-serial one).
-    replicas: Vec<Vec<PlannedGroup>>,
+    pub(super) replicas: Vec<Vec<PlannedGroup>>,
 }
 
 impl MatrixPlan {
@@ -278,7 +278,12 @@ impl Emitter<'_> {
 
     /// `xbar_load` (layer-serial, unless the arrays already hold the group), `xbar_config` and
     /// the per-column-group `adc_step`s of a planned group.
-    fn configure(&mut self, s: &MatrixStep, plan: &MatrixPlan, pg: &PlannedGroup) -> Result<()> {
+    pub(super) fn configure(
+        &mut self,
+        s: &MatrixStep,
+        plan: &MatrixPlan,
+        pg: &PlannedGroup,
+    ) -> Result<()> {
         let z = s.input_zero_point;
         let x = &plan.x;
         if self.schedule == Schedule::LayerSerial {

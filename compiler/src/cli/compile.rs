@@ -9,7 +9,7 @@ use cimc::output::Outputs;
 use cimc::report::MappingReport;
 use cimc::Result;
 use cimc_backends::program::Program;
-use cimc_backends::stream::emit::{emit, EmitOptions, ScheduleChoice};
+use cimc_backends::stream::emit::{emit_with_notes, EmitOptions, ScheduleChoice};
 use cimc_backends::stream::Stream;
 use cimc_backends::target::Target;
 use cimc_passes::PassTime;
@@ -195,8 +195,11 @@ fn write_output(
                 ..EmitOptions::default()
             };
             let start = std::time::Instant::now();
-            let stream =
-                emit(&program, t, &opts).map_err(|e| cimc::Error::from(e).naming(&a.model))?;
+            let (stream, notes) = emit_with_notes(&program, t, &opts)
+                .map_err(|e| cimc::Error::from(e).naming(&a.model))?;
+            for n in notes {
+                eprintln!("note: {n}");
+            }
             // The stream holds its own copy of the weights: the program's go first.
             drop(program);
             times.push(PassTime::since("(emit)", start));

@@ -5,7 +5,9 @@ use super::report::round;
 use super::*;
 
 impl Sim<'_> {
-    pub(super) fn report(mut self) -> CostReport {
+    /// The report; `steady` is the steady-state interval of the timeline of a stream of
+    /// inferences ([`super::estimate`]).
+    pub(super) fn report(mut self, steady: f64) -> CostReport {
         let instrs = std::mem::take(&mut self.instrs);
         let (s, t) = (self.s, self.t);
         let latency = self.cores.iter().map(|c| c.clock).fold(0.0, f64::max);
@@ -32,11 +34,8 @@ impl Sim<'_> {
                 }
             })
             .collect();
-        let busiest = self.cores.iter().map(|c| c.busy).fold(0.0, f64::max);
-        let interval = match s.schedule {
-            Schedule::Pipelined => busiest,
-            Schedule::LayerSerial => latency,
-        };
+        // Never above one inference alone (rounding of the steady timeline aside).
+        let interval = if steady > 0.0 { steady.min(latency) } else { latency };
         let energy = self.energy.total();
         let macs = self.counts.macs;
         let ops = 2 * macs;
@@ -82,7 +81,7 @@ impl Sim<'_> {
                 .map(|c| c.core)
                 .collect(),
             cores,
-            utilization: self.utilization(latency),
+            utilization: self.utilization(latency, interval),
             preload: self.preload(),
             chip,
             instrs,
@@ -96,7 +95,7 @@ impl Sim<'_> {
 
     /// The fraction of the arrays busy in an `mvm` per time bin: each `mvm` counts its group's
     /// arrays for its whole duration.
-    fn utilization(&self, latency: f64) -> Utilization {
+    fn utilization(&self, latency: f64, interval: f64) -> Utilization {
         let s = self.s;
         let arrays = if s.arrays > 0 {
             s.arrays
@@ -133,6 +132,12 @@ impl Sim<'_> {
             used_arrays,
             mean_used: if used_arrays > 0 {
                 round(area / (latency * used_arrays as f64))
+            } else {
+                0.0
+            },
+            steady: if interval > 0.0 { round(area / (interval * arrays as f64)) } else { 0.0 },
+            steady_used: if used_arrays > 0 && interval > 0.0 {
+                round(area / (interval * used_arrays as f64))
             } else {
                 0.0
             },

@@ -175,9 +175,9 @@ pub struct Totals {
     pub tops_per_w: f64,
     /// `ops / latency_ns` (GOPS): one inference alone.
     pub gops: f64,
-    /// Time between inferences in steady state (ns): pipelined, the busiest core's busy time
-    /// (each core works once per inference and starts the next as soon as it is free); layer-
-    /// serial, the latency.
+    /// Time between inferences in steady state (ns): the timeline of a stream of inferences,
+    /// each core starting the next as soon as it has finished one and its inputs and credits
+    /// allow (`docs/cost-model.md`, "The steady state"); at most the latency.
     pub interval_ns: f64,
     /// `10⁹ / interval_ns`.
     pub inferences_per_s: f64,
@@ -300,6 +300,11 @@ pub struct Utilization {
     pub used_arrays: u32,
     /// The mean as a fraction of the used arrays.
     pub mean_used: f64,
+    /// In steady state (a stream of inferences, one every `Totals::interval_ns`): the arrays'
+    /// busy time of one inference over `interval_ns` times the chip's arrays...
+    pub steady: f64,
+    /// ...and times the used arrays.
+    pub steady_used: f64,
 }
 
 /// The one-time programming of the groups that no `xbar_load` programs (every group of a
