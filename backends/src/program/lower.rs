@@ -580,12 +580,22 @@ impl Lowering<'_> {
     /// The Add recipe: both inputs rescaled to the larger input scale after [`ADD_HEADROOM`]
     /// bits of headroom, summed, then requantized.
     fn add(&mut self, node: &Node) -> Result<()> {
-        let y = node.outputs[0];
         let a = self.buffer(node.inputs[0]).map_err(|m| err(node, m))?;
         let b = self.buffer(node.inputs[1]).map_err(|m| err(node, m))?;
-        let yb = self.buffer(y).map_err(|m| err(node, m))?;
         let (s_a, z_a, _) = self.per_tensor(node, node.inputs[0])?;
         let (s_b, z_b, _) = self.per_tensor(node, node.inputs[1])?;
+        self.add_codes(node, (a, s_a, z_a), (b, s_b, z_b))
+    }
+
+    /// The Add recipe on buffers `a` and `b` of the given scales and zero points.
+    fn add_codes(
+        &mut self,
+        node: &Node,
+        (a, s_a, z_a): (usize, f32, i32),
+        (b, s_b, z_b): (usize, f32, i32),
+    ) -> Result<()> {
+        let y = node.outputs[0];
+        let yb = self.buffer(y).map_err(|m| err(node, m))?;
         let s_c = s_a.max(s_b) as f64;
         let a_mult = mult(node, s_a as f64 / s_c)?;
         let b_mult = mult(node, s_b as f64 / s_c)?;
@@ -671,6 +681,10 @@ impl Lowering<'_> {
         let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
         let n_tables: usize = constants.iter().product();
         let entries = reals.len();
+        let products = matches!(node.op, Op::Add | Op::Sub | Op::Mul);
+        if n_tables.saturating_mul(entries) > MAX_TABLE_ENTRIES && products {
+            return self.with_constant_codes(node, slot);
+        }
         if n_tables.saturating_mul(entries) > MAX_TABLE_ENTRIES {
             return Err(err(
                 node,
@@ -731,6 +745,92 @@ impl Lowering<'_> {
             Step::LutPerElement { input: x, output: yb, input_min, table_shape, tables },
         );
         Ok(())
+    }
+
+    /// Add, Sub or Mul of the activation at input `slot` and a constant too varied for one
+    /// table per element (ViT-B/16's position embedding: 197·768 tables of 256 codes): the
+    /// constant's codes (per tensor, the output's width) become a buffer — a [`Step::Gather`] of
+    /// none of the activation's codes into a 1-bit buffer of the constant's shape, then a
+    /// [`Step::LutPerElement`] of two entries per table giving each element its code — and the
+    /// op runs as on two code tensors (its Add recipe or product).
+    fn with_constant_codes(&mut self, node: &Node, slot: usize) -> Result<()> {
+        let x = self.bufs_at(node, slot)?;
+        let (s_x, z_x, _) = self.per_tensor(node, node.inputs[slot])?;
+        let (_, _, qy) = self.per_tensor(node, node.outputs[0])?;
+        let cv = node.inputs[1 - slot];
+        let shape = self.g.ty(cv).shape.clone();
+        let values = self
+            .g
+            .value(cv)
+            .const_data()
+            .ok_or_else(|| err(node, "invariant: a constant operand"))?
+            .to_f32_vec();
+        let n = values.len();
+        if n >= GATHER_ZERO_POINT as usize {
+            return Err(err(node, format!("a constant of {n} elements: too many to gather")));
+        }
+        // Unsigned codes over [min(c, 0), max(c, 0)], as an activation's range.
+        let lo = values.iter().copied().fold(0f32, f32::min);
+        let hi = values.iter().copied().fold(0f32, f32::max);
+        let levels = ((1u64 << qy.bits.min(16)) - 1) as f32;
+        let s_c = if hi > lo { (hi - lo) / levels } else { 1.0 };
+        let z_c = (-lo / s_c).round_ties_even().clamp(0.0, levels) as i32;
+        let codes: Vec<i32> =
+            values.iter().map(|&c| quantize_value(c, s_c, z_c, 0, levels as i32)).collect();
+        let table_shape = invariant_axes_collapsed(&shape, &codes);
+        let n_tables: usize = table_shape.iter().product();
+        if n_tables.saturating_mul(2) > MAX_TABLE_ENTRIES {
+            return Err(err(node, format!("a constant of {n_tables} distinct elements")));
+        }
+        let tables: Vec<i32> = (0..n_tables)
+            .flat_map(|t| [codes[broadcast_source(&table_shape, &shape, t)]; 2])
+            .collect();
+        let name = format!("{}_constant", self.g.value(node.outputs[0]).name);
+        let blank = self.buffers.len();
+        let code_buf = |scale: f32, zero_point: i32| BufQuant {
+            scale: vec![scale],
+            zero_point: vec![zero_point],
+            axis: None,
+        };
+        self.buffers.push(BufferDecl {
+            name: format!("{name}_blank"),
+            shape: shape.clone(),
+            elem: Elem::Code(CodeType { bits: 1, signed: false }),
+            quant: Some(code_buf(1.0, 0)),
+        });
+        let c = self.buffers.len();
+        self.buffers.push(BufferDecl {
+            name,
+            shape,
+            elem: Elem::Code(CodeType { bits: qy.bits.min(16), signed: false }),
+            quant: Some(code_buf(s_c, z_c)),
+        });
+        self.push(
+            node,
+            Step::Gather { input: x, output: blank, index: vec![GATHER_ZERO_POINT; n] },
+        );
+        let step =
+            Step::LutPerElement { input: blank, output: c, input_min: 0, table_shape, tables };
+        self.push(node, step);
+        let ops =
+            if slot == 0 { [(x, s_x, z_x), (c, s_c, z_c)] } else { [(c, s_c, z_c), (x, s_x, z_x)] };
+        match node.op {
+            Op::Mul => {
+                let [(a, s_a, z_a), (b, s_b, z_b)] = ops;
+                let requant =
+                    self.requant(node, node.outputs[0], &[s_a as f64 * s_b as f64], None)?;
+                let output = self.buffer(node.outputs[0]).map_err(|m| err(node, m))?;
+                let step =
+                    Step::Mul { a, b, output, a_zero_point: z_a, b_zero_point: z_b, requant };
+                self.push(node, step);
+                Ok(())
+            }
+            Op::Sub => {
+                self.add_codes(node, ops[0], ops[1])?;
+                self.add_to_sub()
+            }
+            _ => self.add_codes(node, ops[0], ops[1]),
+        }
     }
 
     /// The buffer of input `slot`.
@@ -801,6 +901,11 @@ impl Lowering<'_> {
     /// The Add recipe with `b` negated about its zero point.
     fn sub(&mut self, node: &Node) -> Result<()> {
         self.add(node)?;
+        self.add_to_sub()
+    }
+
+    /// The last step pushed, an Add, made the Sub of the same operands.
+    fn add_to_sub(&mut self) -> Result<()> {
         let Some(Step::Add {
             a,
             b,
