@@ -363,7 +363,7 @@ pub(super) fn digital(d: &super::super::DigitalEntry) -> Check {
                 return Err(format!("tables of shape {table_shape:?} for a tensor {shape:?}"));
             }
             let n_tables = dims(table_shape).unwrap_or(u128::MAX);
-            let whole = n_tables != 0 && tables.len() as u128 % n_tables == 0;
+            let whole = n_tables != 0 && (tables.len() as u128).is_multiple_of(n_tables);
             let n = if whole { tables.len() as u128 / n_tables } else { 0 };
             if n == 0 || n > MAX_TABLE as u128 || tables.len() > MAX_TABLE_ENTRIES {
                 return Err(format!(
