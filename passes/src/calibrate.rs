@@ -40,6 +40,7 @@ use crate::util::{
     activation_params, by_channel, const_weight, is_float_epilogue, is_pass_through, CalibBatches,
 };
 use crate::{Pass, PassContext, Stats};
+use cimc_backends::program::lower::masks_with_minus_inf;
 use cimc_interp::{Runner, Tensor};
 use cimc_ir::{DType, Graph, NodeId, NoteValue, Op, QuantParams, ValueDef, ValueId};
 
@@ -341,7 +342,15 @@ pub fn annotate(g: &mut Graph, obs: &Observation, cfg: &QuantConfig) -> Result<S
             _ => cfg.abits,
         };
         let (lo, hi) = obs.range(k, bits);
-        g.value_mut(v).ty.quant = Some(activation_params(lo, hi, bits, cfg.act_signed));
+        let mut q = activation_params(lo, hi, bits, cfg.act_signed);
+        // A causal mask's output: the scores' codes as calibrated, and one bit more below them
+        // (signed, same scale and zero point) for `−inf`, which the integer softmax weighs 0.
+        let mask = g.producer(v).is_some_and(|p| masks_with_minus_inf(g, p));
+        if mask && !q.signed && q.bits < 16 {
+            q.bits += 1;
+            q.signed = true;
+        }
+        g.value_mut(v).ty.quant = Some(q);
         calibrated += 1;
     }
     if calibrated > 0 {

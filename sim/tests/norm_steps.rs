@@ -187,20 +187,25 @@ proptest! {
     }
 }
 
-/// A step's tables are capped: a 16-bit input with a constant of 256 values (2^24 entries)
-/// is refused naming the node, not run out of memory.
+/// A step's tables are capped: a 16-bit input divided by a constant of 256 values (2^24
+/// entries) is refused naming the node, not run out of memory; the same product (a Mul) runs
+/// instead as a product of two code tensors, the constant's codes made once.
 #[test]
 fn tables_beyond_the_cap_are_refused_naming_the_node() {
     let qx = Q { bits: 16, signed: true, scale: 0.01, zp: 0 };
     let c: Vec<f32> = (0..256).map(|k| k as f32 / 8.0 + 0.5).collect();
-    let text = format!(
-        "graph t {{\n  input %x : {}\n  const @c : f32[256] = {c:?}\n  %y : {} = mul(%x, @c) \"wide_mul\"\n  output %y\n}}\n",
-        qx.ty(&[2, 256]),
-        qx.ty(&[2, 256])
-    );
-    let g = cimc_ir::parse(&text).unwrap();
+    let graph = |op: &str| {
+        format!(
+            "graph t {{\n  input %x : {}\n  const @c : f32[256] = {c:?}\n  %y : {} = {op}(%x, @c) \"wide_{op}\"\n  output %y\n}}\n",
+            qx.ty(&[2, 256]),
+            qx.ty(&[2, 256])
+        )
+    };
+    let g = cimc_ir::parse(&graph("div")).unwrap();
     let e = lower(&g).unwrap_err().to_string();
-    assert!(e.contains("wide_mul") && e.contains("MiB"), "{e}");
+    assert!(e.contains("wide_div") && e.contains("MiB"), "{e}");
+    let p = lower(&cimc_ir::parse(&graph("mul")).unwrap()).expect("a Mul of the constant's codes");
+    assert!(p.steps.iter().any(|s| matches!(s, Step::Mul { .. })));
 }
 
 /// Equal tables for every constant element, with an activation that broadcasts to the output

@@ -4,8 +4,8 @@
 //! `[N,C,1,1]`), Sigmoid, Sub of two activations, Concat of inputs at different scales, Tanh, a
 //! Softmax in the middle of the graph and one at the end. Its float run matches onnxruntime, it
 //! compiles W8A8 with calibration, every such op becomes its integer step, and the program's
-//! probabilities agree with the float model's (top-1 and output tolerance). The stream emitter
-//! refuses the new steps by name (exit 1, never 2).
+//! probabilities agree with the float model's (top-1 and output tolerance). Its stream is
+//! bit-exact with its program.
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::program::{Program, Step};
@@ -75,20 +75,26 @@ fn w8a8_program_runs_every_op_on_codes_and_agrees_with_the_float_model() {
     assert!(worst < 0.1, "a probability differs by {worst}");
 }
 
+/// The program's stream on the isaac preset — the squeeze-excite Mul broadcasting its
+/// per-channel gate expanded by `gather` before `mul`, the tables, products and the softmax on
+/// the digital units — simulated bit-exact with the program.
 #[test]
-fn the_stream_emitter_refuses_the_new_steps_by_name() {
-    // The squeeze-excite Mul broadcasts a per-channel gate, which the vector `mul` instruction
-    // (element by element) does not: the emitter names the node and the step.
+fn the_stream_runs_every_new_step_bit_exact() {
     let p = compile();
     let target = cimc_backends::target::Target::preset("isaac").unwrap();
-    let e = cimc_backends::stream::emit::emit(&p, &target, &Default::default()).unwrap_err();
-    let msg = e.to_string();
-    assert!(matches!(e, cimc_backends::BackendError::Lower { .. }), "{msg}");
-    assert!(msg.contains("node '"), "{msg}");
-    assert!(
-        msg.contains("has no instructions yet") || msg.contains("not supported by the stream"),
-        "{msg}"
-    );
+    let s = cimc_backends::stream::emit::emit(&p, &target, &Default::default())
+        .unwrap_or_else(|e| panic!("emit: {e}"));
+    let used = |m: &str| s.cores.iter().flat_map(|c| &c.code).any(|i| i.mnemonic() == m);
+    for m in ["lut", "mul", "gather", "softmax"] {
+        assert!(used(m), "no {m} in the stream");
+    }
+    let x = npy(&data().join("int_ops/x.npy"));
+    let want = ProgramRunner::new(&p).unwrap().run(vec![x.clone()]).unwrap();
+    let got = cimc_sim::stream::StreamRunner::new(&s).unwrap().run(vec![x]).unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        t.as_f32().expect("probabilities are f32").iter().map(|v| v.to_bits()).collect()
+    };
+    assert_eq!(bits(&got[0]), bits(&want[0]), "the stream and the program differ");
 }
 
 /// onnxruntime's `QLinearAdd` and `QLinearMul` (com.microsoft) on random codes, scales and zero

@@ -70,6 +70,110 @@ fn transformers_float_match_onnxruntime() {
     }
 }
 
+/// The isaac stream of every export (crossbars for the weight products, the digital units for
+/// the rest: the class token's Concat and the causal mask as `lut_per_element`), written to
+/// bytes and read back, simulated on a few inputs: bit-exact with the program it was emitted
+/// from, as `cimc sim` against `cimc run`.
+#[test]
+fn isaac_streams_are_bit_exact_with_their_programs() {
+    use cimc_backends::stream::emit::{emit, EmitOptions};
+    use cimc_backends::stream::Stream;
+    use cimc_backends::target::Target;
+    use cimc_passes::tile::Chip;
+    use cimc_passes::PassContext;
+    use cimc_sim::program::ProgramRunner;
+    use cimc_sim::stream::StreamRunner;
+    let d = data();
+    let t = Target::preset("isaac").expect("the isaac preset");
+    let batch = 2;
+    for export in VITS.iter().chain(&DECODERS) {
+        let calib = if is_decoder(export) {
+            npy(&d.join("sets/sort_calib_x.npy"))
+        } else {
+            npy(&d.join("sets/mnist_calib200_x.npy"))
+        };
+        let calib = cimc::tensor_util::slice_batch(&calib, 0, 16, 16);
+        let mut cx = PassContext { calib: Some(vec![calib]), ..PassContext::default() };
+        cx.chip = Some(Chip::from_target(&t, None));
+        let p = cimc::compile::compile(import(export, batch), &cx, &[])
+            .unwrap_or_else(|e| panic!("{export}: compile: {e}"))
+            .0;
+        let s = emit(&p, &t, &EmitOptions::default())
+            .unwrap_or_else(|e| panic!("{export}: --emit stream: {e}"));
+        let used = |m: &str| s.cores.iter().flat_map(|c| &c.code).any(|i| i.mnemonic() == m);
+        for m in ["mvm", "matmul", "softmax", "layer_norm", "lut_per_element"] {
+            assert!(used(m), "{export}: no {m} in the stream");
+        }
+        let s = Stream::from_bytes(&s.to_bytes()).expect("the stream reads back");
+        let sim = StreamRunner::new(&s).unwrap_or_else(|e| panic!("{export}: simulator: {e}"));
+        let prog = ProgramRunner::new(&p).expect("program runner");
+        let x = test_inputs(export);
+        for i in 0..2 {
+            let x = cimc::tensor_util::slice_batch(&x, i * batch, batch, batch);
+            let want = prog.run(vec![x.clone()]).unwrap_or_else(|e| panic!("{export}: run: {e}"));
+            let got = sim.run(vec![x]).unwrap_or_else(|e| panic!("{export}: sim: {e}"));
+            let bits = |t: &Tensor| -> Vec<u32> {
+                t.to_f64_vec().iter().map(|&v| (v as f32).to_bits()).collect()
+            };
+            assert_eq!(got.len(), want.len(), "{export}: outputs");
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.shape(), w.shape(), "{export}");
+                let diff = bits(g).iter().zip(&bits(w)).filter(|(a, b)| a != b).count();
+                assert_eq!(diff, 0, "{export}, inputs {i}: {diff} output values differ");
+            }
+        }
+    }
+}
+
+/// A causal mask's `−inf` weighs exactly 0 in the integer softmax: scores in [−1, 1] (where
+/// the lowest code of the scores' own range would weigh up to e^−2 ≈ 14 % of a row's largest),
+/// masked by `Where(tril, scores, −inf)`, the softmax doubled so that it runs on codes (not as
+/// the float epilogue): every masked output of the W8A8 program is exactly 0.0, every kept one
+/// within two output steps of the float model's.
+#[test]
+fn masked_scores_weigh_exactly_zero_in_the_integer_softmax() {
+    use cimc_ir::{DType, Op, TensorData, TensorType};
+    let (n, t) = (8, 6);
+    let ty = |s: Vec<usize>| TensorType::new(DType::F32, s);
+    let mut g = Graph::new("masked_softmax");
+    let x = g.add_input("scores", ty(vec![n, t, t]));
+    let keep: Vec<bool> = (0..t * t).map(|k| k % t <= k / t).collect();
+    let cond = g.add_const("tril", TensorData::from_bool(vec![t, t], &keep));
+    let minus_inf = g.add_const("minus_inf", TensorData::from_f32(vec![1], &[f32::NEG_INFINITY]));
+    let two = g.add_const("two", TensorData::from_f32(vec![1], &[2.0]));
+    let node = |g: &mut Graph, name: &str, op: Op, inputs: Vec<cimc_ir::ValueId>| {
+        let id = g.add_node(name, op, inputs, vec![(format!("{name}_out"), ty(vec![n, t, t]))]);
+        g.node(id).outputs[0]
+    };
+    let masked = node(&mut g, "mask", Op::Where, vec![cond, x, minus_inf]);
+    let p = node(&mut g, "softmax", Op::Softmax { axis: 2, coerce_2d: false }, vec![masked]);
+    let y = node(&mut g, "doubled", Op::Mul, vec![p, two]);
+    g.set_outputs(vec![y]);
+    // Scores spread over [−1, 1], different for calibration and test.
+    let scores = |seed: usize| {
+        let v: Vec<f32> = (0..n * t * t)
+            .map(|k| (((k * 7919 + seed * 104_729) % 2001) as f32 - 1000.0) / 1000.0)
+            .collect();
+        Tensor::from_data(&TensorData::from_f32(vec![n, t, t], &v)).expect("a tensor")
+    };
+    let cx = cimc_passes::PassContext { calib: Some(vec![scores(1)]), ..Default::default() };
+    let program = cimc::compile::compile(g.clone(), &cx, &[]).expect("compile").0;
+    let x = scores(2);
+    let got = cimc_sim::program::ProgramRunner::new(&program)
+        .expect("program runner")
+        .run(vec![x.clone()])
+        .expect("program run")[0]
+        .to_f64_vec();
+    let want = Runner::new(&g).expect("runner").run(vec![x]).expect("float run")[0].to_f64_vec();
+    for (k, (&a, &b)) in got.iter().zip(&want).enumerate() {
+        if keep[k % (t * t)] {
+            assert!((a - b).abs() <= 4.0 / 255.0 + 1e-6, "kept score {k}: {a} vs {b}");
+        } else {
+            assert_eq!(a, 0.0, "masked score {k} weighs {a}");
+        }
+    }
+}
+
 /// Token accuracy (percent): the argmax over the last axis of `logits` `[N, T, V]` against the
 /// targets `[N, T]`, counting only the targets ≥ 0.
 #[cfg(feature = "heavy")]

@@ -40,7 +40,7 @@
 //! | add | `add` | the input zero points `z_a`, `z_b`, the headroom `h`, the input multipliers `M_a`, `M_b`, and the output multiplier `M`, zero point `z` and clamp range `lo..=hi` |
 //! | permutation | `transpose` | the source shape and the permutation of its axes |
 //! | host | `host` | a float operation with its global addresses and parameters: quantize (scale, zero point, clamp range), dequantize (scales, zero points, axis), softmax (shape, axis) |
-//! | digital | `lut`, `mul`, `softmax`, `layer_norm`, `gather`, `gather_rows`, `matmul` | one kind per instruction: a lookup table and its smallest code; the zero points and requantization of a product; a softmax's shape, axis, exponential table and requantization; a LayerNorm's groups, group length, zero point, epsilon term, scale and bias codes and requantization; a gather's indices and fill code; an embedding's rows; a matrix product's shapes, zero points and requantization |
+//! | digital | `lut`, `mul`, `softmax`, `layer_norm`, `gather`, `gather_rows`, `lut_per_element`, `matmul` | one kind per instruction: a lookup table and its smallest code; the zero points and requantization of a product; a softmax's shape, axis, exponential table and requantization; a LayerNorm's groups, group length, zero point, epsilon term, scale and bias codes and requantization; a gather's indices and fill code; an embedding's rows; a tensor's shape, the smallest code and the tables of a per-element lookup with their shape; a matrix product's shapes, zero points and requantization |
 //!
 //! **Arithmetic.** Integer and exact, bit-exact with the interpreter program: i64 on words (the
 //! emitter guarantees that no result overflows), requantization as `arith::requantize` computes
@@ -61,16 +61,17 @@
 //! | `MaxPool` | `max_pool` | |
 //! | `AvgPool` | `avg_pool` | the requant entry's multipliers are indexed by the window count `k − 1` |
 //! | `GlobalAvgPool` | `avg_pool` | a window covering the whole spatial extent, and a requant entry of one multiplier |
-//! | `Add` | `add` | operands of equal length; a broadcast operand (none in the shared models) is first expanded with `copy` |
+//! | `Add` | `add` | operands of equal length; a broadcast operand is first expanded to the output's shape with `gather` |
 //! | `Sub` | `requant`, `add` | `b` negated about its zero point by a `requant` in place (`a = −1`, `b = 2·z_b`, multiplier 1: `2·z_b − q_b` exactly), then `add` |
 //! | `Lut` | `lut` | a digital entry holding the table |
-//! | `Mul` | `mul` | operands of equal length (a broadcasting `Mul` is refused) |
+//! | `Mul` | `mul` | operands of equal length; a broadcast operand is first expanded to the output's shape with `gather` |
 //! | `IntSoftmax` | `softmax` | the whole tensor at once; the entry holds its shape and axis |
 //! | `IntLayerNorm` | `layer_norm` | the whole tensor at once, group after group |
 //! | `Gather` | `gather` | the moves of Slice, Split, Expand, Tile, DepthToSpace, nearest Resize...; the entry holds the index of every output code |
 //! | `GatherRows` | `gather_rows` | the embedding table is the entry's; the indices are loaded like codes |
 //! | `MatMulCodes` | `matmul` | on the core's digital matrix unit (not a crossbar: both operands change with the input) |
-//! | `Div`, `Resize`, `LutPerElement`, `Lrn`, `Normalize` | none yet | the emitter refuses a program holding one, naming the step and its node (exit 1); `Lrn` and `Normalize` compute in f64, which the chip has not |
+//! | `LutPerElement` | `lut_per_element` | the entry holds the tables; an input that broadcasts to the output is first expanded with `gather` |
+//! | `Div`, `Resize`, `Lrn`, `Normalize` | none yet | the emitter refuses a program holding one, naming the step and its node (exit 1); `Lrn` and `Normalize` compute in f64, which the chip has not |
 //! | `Concat` | `copy` or `store` | each input lands at its offset in the output, one copy per contiguous run; an input whose scale differs goes through `requant` (`a = 1`, `b = −z_x`) first |
 //! | `Reshape` | none | the same words in the same order: the emitter reuses the address (or copies) |
 //! | `Transpose` | `transpose` | a permutation entry; the same instruction converts between channel-first and channel-last layouts |
@@ -763,6 +764,25 @@ isa! {
         /// Index into the digital table.
         table: u16,
         /// Scratchpad address of the first index.
+        src: u32,
+        /// Scratchpad address of the first code written.
+        dst: u32,
+    }
+
+    /// One table per element: `local[dst + i] = tables[t(i)·n + local[src + i] − input_min]`
+    /// for every element `i` of the tensor of digital entry `table` (a `lut_per_element` entry:
+    /// the tensor's shape, `input_min`, the tables' shape and the tables of `n` entries each),
+    /// `t(i)` the table that element `i` broadcasts from (numpy rules, the tables' shape of the
+    /// tensor's rank); the program's `LutPerElement`.
+    ///
+    /// A constant of several values beside one activation: a per-channel product or sum, a
+    /// class token concatenated with the patches (the activation's codes requantized, the
+    /// token's code where it goes), a causal mask (`Where`: the scores where the mask keeps
+    /// them, the lowest code where it chooses `−inf`). A code outside its table is an error.
+    LutPerElement = 0x3e "lut_per_element" {
+        /// Index into the digital table.
+        table: u16,
+        /// Scratchpad address of the source tensor.
         src: u32,
         /// Scratchpad address of the first code written.
         dst: u32,

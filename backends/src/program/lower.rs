@@ -357,7 +357,7 @@ impl Lowering<'_> {
             Op::GlobalAveragePool => self.global_avg_pool(node),
             Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Pow => self.binary(node),
             Op::Concat { axis } if node.inputs.iter().any(|&v| g.value(v).is_const()) => {
-                self.concat_constants(node)
+                self.concat_constants(node, *axis)
             }
             Op::Concat { axis } => self.concat(node, *axis),
             Op::Reshape { .. }
@@ -580,12 +580,22 @@ impl Lowering<'_> {
     /// The Add recipe: both inputs rescaled to the larger input scale after [`ADD_HEADROOM`]
     /// bits of headroom, summed, then requantized.
     fn add(&mut self, node: &Node) -> Result<()> {
-        let y = node.outputs[0];
         let a = self.buffer(node.inputs[0]).map_err(|m| err(node, m))?;
         let b = self.buffer(node.inputs[1]).map_err(|m| err(node, m))?;
-        let yb = self.buffer(y).map_err(|m| err(node, m))?;
         let (s_a, z_a, _) = self.per_tensor(node, node.inputs[0])?;
         let (s_b, z_b, _) = self.per_tensor(node, node.inputs[1])?;
+        self.add_codes(node, (a, s_a, z_a), (b, s_b, z_b))
+    }
+
+    /// The Add recipe on buffers `a` and `b` of the given scales and zero points.
+    fn add_codes(
+        &mut self,
+        node: &Node,
+        (a, s_a, z_a): (usize, f32, i32),
+        (b, s_b, z_b): (usize, f32, i32),
+    ) -> Result<()> {
+        let y = node.outputs[0];
+        let yb = self.buffer(y).map_err(|m| err(node, m))?;
         let s_c = s_a.max(s_b) as f64;
         let a_mult = mult(node, s_a as f64 / s_c)?;
         let b_mult = mult(node, s_b as f64 / s_c)?;
@@ -671,6 +681,10 @@ impl Lowering<'_> {
         let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
         let n_tables: usize = constants.iter().product();
         let entries = reals.len();
+        let products = matches!(node.op, Op::Add | Op::Sub | Op::Mul);
+        if n_tables.saturating_mul(entries) > MAX_TABLE_ENTRIES && products {
+            return self.with_constant_codes(node, slot);
+        }
         if n_tables.saturating_mul(entries) > MAX_TABLE_ENTRIES {
             return Err(err(
                 node,
@@ -731,6 +745,92 @@ impl Lowering<'_> {
             Step::LutPerElement { input: x, output: yb, input_min, table_shape, tables },
         );
         Ok(())
+    }
+
+    /// Add, Sub or Mul of the activation at input `slot` and a constant too varied for one
+    /// table per element (ViT-B/16's position embedding: 197·768 tables of 256 codes): the
+    /// constant's codes (per tensor, the output's width) become a buffer — a [`Step::Gather`] of
+    /// none of the activation's codes into a 1-bit buffer of the constant's shape, then a
+    /// [`Step::LutPerElement`] of two entries per table giving each element its code — and the
+    /// op runs as on two code tensors (its Add recipe or product).
+    fn with_constant_codes(&mut self, node: &Node, slot: usize) -> Result<()> {
+        let x = self.bufs_at(node, slot)?;
+        let (s_x, z_x, _) = self.per_tensor(node, node.inputs[slot])?;
+        let (_, _, qy) = self.per_tensor(node, node.outputs[0])?;
+        let cv = node.inputs[1 - slot];
+        let shape = self.g.ty(cv).shape.clone();
+        let values = self
+            .g
+            .value(cv)
+            .const_data()
+            .ok_or_else(|| err(node, "invariant: a constant operand"))?
+            .to_f32_vec();
+        let n = values.len();
+        if n >= GATHER_ZERO_POINT as usize {
+            return Err(err(node, format!("a constant of {n} elements: too many to gather")));
+        }
+        // Unsigned codes over [min(c, 0), max(c, 0)], as an activation's range.
+        let lo = values.iter().copied().fold(0f32, f32::min);
+        let hi = values.iter().copied().fold(0f32, f32::max);
+        let levels = ((1u64 << qy.bits.min(16)) - 1) as f32;
+        let s_c = if hi > lo { (hi - lo) / levels } else { 1.0 };
+        let z_c = (-lo / s_c).round_ties_even().clamp(0.0, levels) as i32;
+        let codes: Vec<i32> =
+            values.iter().map(|&c| quantize_value(c, s_c, z_c, 0, levels as i32)).collect();
+        let table_shape = invariant_axes_collapsed(&shape, &codes);
+        let n_tables: usize = table_shape.iter().product();
+        if n_tables.saturating_mul(2) > MAX_TABLE_ENTRIES {
+            return Err(err(node, format!("a constant of {n_tables} distinct elements")));
+        }
+        let tables: Vec<i32> = (0..n_tables)
+            .flat_map(|t| [codes[broadcast_source(&table_shape, &shape, t)]; 2])
+            .collect();
+        let name = format!("{}_constant", self.g.value(node.outputs[0]).name);
+        let blank = self.buffers.len();
+        let code_buf = |scale: f32, zero_point: i32| BufQuant {
+            scale: vec![scale],
+            zero_point: vec![zero_point],
+            axis: None,
+        };
+        self.buffers.push(BufferDecl {
+            name: format!("{name}_blank"),
+            shape: shape.clone(),
+            elem: Elem::Code(CodeType { bits: 1, signed: false }),
+            quant: Some(code_buf(1.0, 0)),
+        });
+        let c = self.buffers.len();
+        self.buffers.push(BufferDecl {
+            name,
+            shape,
+            elem: Elem::Code(CodeType { bits: qy.bits.min(16), signed: false }),
+            quant: Some(code_buf(s_c, z_c)),
+        });
+        self.push(
+            node,
+            Step::Gather { input: x, output: blank, index: vec![GATHER_ZERO_POINT; n] },
+        );
+        let step =
+            Step::LutPerElement { input: blank, output: c, input_min: 0, table_shape, tables };
+        self.push(node, step);
+        let ops =
+            if slot == 0 { [(x, s_x, z_x), (c, s_c, z_c)] } else { [(c, s_c, z_c), (x, s_x, z_x)] };
+        match node.op {
+            Op::Mul => {
+                let [(a, s_a, z_a), (b, s_b, z_b)] = ops;
+                let requant =
+                    self.requant(node, node.outputs[0], &[s_a as f64 * s_b as f64], None)?;
+                let output = self.buffer(node.outputs[0]).map_err(|m| err(node, m))?;
+                let step =
+                    Step::Mul { a, b, output, a_zero_point: z_a, b_zero_point: z_b, requant };
+                self.push(node, step);
+                Ok(())
+            }
+            Op::Sub => {
+                self.add_codes(node, ops[0], ops[1])?;
+                self.add_to_sub()
+            }
+            _ => self.add_codes(node, ops[0], ops[1]),
+        }
     }
 
     /// The buffer of input `slot`.
@@ -801,6 +901,11 @@ impl Lowering<'_> {
     /// The Add recipe with `b` negated about its zero point.
     fn sub(&mut self, node: &Node) -> Result<()> {
         self.add(node)?;
+        self.add_to_sub()
+    }
+
+    /// The last step pushed, an Add, made the Sub of the same operands.
+    fn add_to_sub(&mut self) -> Result<()> {
         let Some(Step::Add {
             a,
             b,
@@ -905,13 +1010,14 @@ impl Lowering<'_> {
         Ok(())
     }
 
-    /// Concat of one activation and constants (a class token before the patches): a
-    /// [`Step::Gather`] moves the activation's codes to their places in a buffer of the output's
-    /// shape (the zero point elsewhere), then a [`Step::LutPerElement`] gives each element its
-    /// output code: the activation's value requantized, or the constant's code where a constant
-    /// goes. Both index maps come from the float interpreter running the Concat itself.
-    fn concat_constants(&mut self, node: &Node) -> Result<()> {
-        use cimc_interp::Tensor;
+    /// Concat of one activation and constants (a class token before the patches): each
+    /// constant becomes a buffer of its codes — a [`Step::Gather`] of none of the activation's
+    /// codes (every index the zero point) into the constant's shape, then a
+    /// [`Step::LutPerElement`] whose tables ignore their input and give each element the
+    /// constant's code, one table per element along the axes where the constant changes (a class
+    /// token expanded to a batch needs one per channel: 768 tables for ViT-B/16, not one per
+    /// output element) — and a [`Step::Concat`] joins them with the activation, requantized.
+    fn concat_constants(&mut self, node: &Node, axis: usize) -> Result<()> {
         let active: Vec<usize> =
             (0..node.inputs.len()).filter(|&k| !self.g.value(node.inputs[k]).is_const()).collect();
         let [slot] = active[..] else {
@@ -920,129 +1026,94 @@ impl Lowering<'_> {
                 "a Concat of constants and several activations has no program step",
             ));
         };
-        let xv = node.inputs[slot];
+        let y = node.outputs[0];
+        let yb = self.buffer(y).map_err(|m| err(node, m))?;
         let x = self.bufs_at(node, slot)?;
-        let yb = self.buffer(node.outputs[0]).map_err(|m| err(node, m))?;
-        let (s_x, z_x, qx) = self.per_tensor(node, xv)?;
-        let (s_y, z_y, qy) = self.per_tensor(node, node.outputs[0])?;
+        let (s_x, z_x, qx) = self.per_tensor(node, node.inputs[slot])?;
+        let (s_y, z_y, qy) = self.per_tensor(node, y)?;
         if qx.bits > 16 {
             return Err(err(
                 node,
                 format!("a lookup table for {}-bit input codes (at most 16 bits)", qx.bits),
             ));
         }
-        let x_shape = self.g.ty(xv).shape.clone();
-        let y_shape = self.g.ty(node.outputs[0]).shape.clone();
-        let n: usize = x_shape.iter().product();
-        if n >= GATHER_ZERO_POINT as usize {
-            return Err(err(node, format!("{n} input elements: a gather indexes fewer than 2^32")));
-        }
-        // Run once with the activation's element numbers (from 1) and zero constants (where
-        // each activation element goes), once with a zero activation and the constants (the
-        // constants' values in place).
-        let tensor = |d: cimc_ir::TensorData| {
-            Tensor::from_data(&d).map_err(|e| BackendError::Internal(format!("a concat map: {e}")))
-        };
-        let mut numbered = Vec::new();
-        let mut filled = Vec::new();
-        for (k, &v) in node.inputs.iter().enumerate() {
-            let shape = self.g.ty(v).shape.clone();
-            let len: usize = shape.iter().product();
-            if k == slot {
-                let numbers: Vec<f32> = (1..=n).map(|i| i as f32).collect();
-                numbered.push(tensor(cimc_ir::TensorData::from_f32(shape.clone(), &numbers))?);
-                filled.push(tensor(cimc_ir::TensorData::from_f32(shape, &vec![0.0; len]))?);
-            } else {
-                let d = self
-                    .g
-                    .value(v)
-                    .const_data()
-                    .ok_or_else(|| err(node, "invariant: a constant"))?;
-                numbered.push(tensor(cimc_ir::TensorData::from_f32(shape, &vec![0.0; len]))?);
-                filled.push(tensor(cimc_ir::TensorData::from_f32(
-                    self.g.ty(v).shape.clone(),
-                    &d.to_f32_vec(),
-                ))?);
-            }
-        }
-        let eval = |inputs: &[Tensor]| -> Result<Vec<f64>> {
-            let refs: Vec<&Tensor> = inputs.iter().collect();
-            let out = cimc_interp::eval_node(&node.op, &refs, 1)
-                .map_err(|e| err(node, format!("evaluating its concat maps: {e}")))?;
-            out.first()
-                .map(|t| t.to_f64_vec())
-                .ok_or_else(|| err(node, "its concat maps did not evaluate"))
-        };
-        let (numbers, constants) = (eval(&numbered)?, eval(&filled)?);
-        // f32 holds integers exactly below 2^24.
-        if n >= 1 << 24 {
-            return Err(err(
-                node,
-                format!("{n} input elements: a concat with constants moves fewer than 2^24"),
-            ));
-        }
-        let index: Vec<u32> = numbers
-            .iter()
-            .map(|&v| if v < 1.0 { GATHER_ZERO_POINT } else { v as u32 - 1 })
-            .collect();
-        // Per output element: the constant's code, or `None` where the activation's goes. An
-        // axis along which that never changes (the batch of an expanded class token) needs no
-        // tables of its own: the tables broadcast along it.
-        let (ylo, yhi) = qy.code_range();
-        let (ylo, yhi) = (ylo as i32, yhi as i32);
-        let kinds: Vec<Option<i32>> = index
-            .iter()
-            .zip(&constants)
-            .map(|(&i, &c)| {
-                (i == GATHER_ZERO_POINT).then(|| quantize_value(c as f32, s_y, z_y, ylo, yhi))
-            })
-            .collect();
-        let table_shape = invariant_axes_collapsed(&y_shape, &kinds);
         let (lo, hi) = qx.code_range();
         let entries = (hi - lo + 1) as usize;
-        let n_tables: usize = table_shape.iter().product();
-        if n_tables.saturating_mul(entries) > MAX_TABLE_ENTRIES {
-            return Err(err(
-                node,
-                format!(
-                    "{n_tables} tables of {entries} codes: above the {} MiB a step's tables may hold",
-                    (MAX_TABLE_ENTRIES * 4) >> 20
-                ),
-            ));
-        }
-        let moved: Vec<i32> = (lo..=hi)
-            .map(|q| quantize_value((q as i32).wrapping_sub(z_x) as f32 * s_x, s_y, z_y, ylo, yhi))
-            .collect();
-        let mut tables = Vec::with_capacity(n_tables * entries);
-        for t in 0..n_tables {
-            match kinds[broadcast_source(&table_shape, &y_shape, t)] {
-                Some(code) => tables.extend(std::iter::repeat_n(code, entries)),
-                None => tables.extend_from_slice(&moved),
-            }
-        }
-        let name = format!("{}_moved", self.g.value(node.outputs[0]).name);
-        let moved_buf = self.buffers.len();
-        self.buffers.push(BufferDecl {
+        let (ylo, yhi) = qy.code_range();
+        let (ylo, yhi) = (ylo as i32, yhi as i32);
+        let decl = |name: String, shape: Vec<usize>, q: &QuantParams| BufferDecl {
             name,
-            shape: y_shape.clone(),
-            elem: Elem::Code(CodeType { bits: qx.bits, signed: qx.signed }),
+            shape,
+            elem: Elem::Code(CodeType { bits: q.bits, signed: q.signed }),
             quant: Some(BufQuant {
-                scale: qx.scale.clone(),
-                zero_point: qx.zero_point.clone(),
+                scale: q.scale.clone(),
+                zero_point: q.zero_point.clone(),
                 axis: None,
             }),
-        });
-        self.push(node, Step::Gather { input: x, output: moved_buf, index });
-        self.push(
-            node,
-            Step::LutPerElement {
-                input: moved_buf,
-                output: yb,
-                input_min: lo as i32,
-                table_shape,
-                tables,
-            },
-        );
+        };
+        let mut inputs = Vec::with_capacity(node.inputs.len());
+        let mut rescale = Vec::with_capacity(node.inputs.len());
+        for (k, &v) in node.inputs.iter().enumerate() {
+            if k == slot {
+                inputs.push(x);
+                rescale.push(if s_x == s_y && z_x == z_y {
+                    None
+                } else {
+                    Some((z_x, self.requant(node, y, &[s_x as f64], None)?))
+                });
+                continue;
+            }
+            let shape = self.g.ty(v).shape.clone();
+            let n: usize = shape.iter().product();
+            if n >= GATHER_ZERO_POINT as usize {
+                return Err(err(node, format!("a constant of {n} elements: too many to gather")));
+            }
+            let values = self
+                .g
+                .value(v)
+                .const_data()
+                .ok_or_else(|| err(node, "invariant: a constant"))?
+                .to_f32_vec();
+            let codes: Vec<i32> =
+                values.iter().map(|&c| quantize_value(c, s_y, z_y, ylo, yhi)).collect();
+            let table_shape = invariant_axes_collapsed(&shape, &codes);
+            let n_tables: usize = table_shape.iter().product();
+            if n_tables.saturating_mul(entries) > MAX_TABLE_ENTRIES {
+                return Err(err(
+                    node,
+                    format!(
+                        "{n_tables} tables of {entries} codes for constant input {k}: above the \
+                         {} MiB a step's tables may hold",
+                        (MAX_TABLE_ENTRIES * 4) >> 20
+                    ),
+                ));
+            }
+            let mut tables = Vec::with_capacity(n_tables * entries);
+            for t in 0..n_tables {
+                let code = codes[broadcast_source(&table_shape, &shape, t)];
+                tables.extend(std::iter::repeat_n(code, entries));
+            }
+            let name = format!("{}_input{k}", self.g.value(y).name);
+            let blank = self.buffers.len();
+            self.buffers.push(decl(format!("{name}_blank"), shape.clone(), &qx));
+            let codes_buf = self.buffers.len();
+            self.buffers.push(decl(name, shape, &qy));
+            let index = vec![GATHER_ZERO_POINT; n];
+            self.push(node, Step::Gather { input: x, output: blank, index });
+            self.push(
+                node,
+                Step::LutPerElement {
+                    input: blank,
+                    output: codes_buf,
+                    input_min: lo as i32,
+                    table_shape,
+                    tables,
+                },
+            );
+            inputs.push(codes_buf);
+            rescale.push(None);
+        }
+        self.push(node, Step::Concat { inputs, output: yb, axis, rescale });
         Ok(())
     }
 
@@ -1381,8 +1452,21 @@ impl Lowering<'_> {
         }
         let (lo, hi) = qx.code_range();
         let one = (1i64 << EXP_BITS) as f64;
+        // Scores masked by a Where with −inf hold the lowest code of a type one bit wider than
+        // the scores' own (`calibrate`): 2^(bits−1) codes or more below any score of the
+        // calibrated range, where the table gives them no weight at all.
+        let masked =
+            self.g.producer(node.inputs[0]).is_some_and(|p| masks_with_minus_inf(self.g, p))
+                && qx.signed;
+        let absent = if masked { 1i64 << (qx.bits - 1) } else { i64::MAX };
         let exp_table = (0..=hi - lo)
-            .map(|d| (one * (-(s_x as f64) * d as f64).exp()).round() as i64)
+            .map(|d| {
+                if d >= absent {
+                    0
+                } else {
+                    (one * (-(s_x as f64) * d as f64).exp()).round() as i64
+                }
+            })
             .collect();
         let requant = self.requant(node, node.outputs[0], &[1.0 / (1u64 << 32) as f64], None)?;
         self.push(node, Step::IntSoftmax { input: x, output: yb, axis, exp_table, requant });
@@ -1517,6 +1601,25 @@ fn invariant_axes_collapsed<T: PartialEq>(shape: &[usize], values: &[T]) -> Vec<
         }
     }
     out
+}
+
+/// Whether node `n` is a mask: a Where of a constant condition choosing between an activation
+/// and a constant that is `−inf` everywhere (a causal mask before a Softmax). `calibrate` gives
+/// its output one bit more than the scores need, so that `−inf` has a code of its own that the
+/// integer softmax weighs 0 ([`Lowering::softmax`]).
+pub fn masks_with_minus_inf(g: &Graph, n: NodeId) -> bool {
+    let node = g.node(n);
+    if !matches!(node.op, Op::Where) || node.inputs.len() != 3 {
+        return false;
+    }
+    let is_const = |k: usize| g.value(node.inputs[k]).is_const();
+    let minus_inf = |k: usize| {
+        g.value(node.inputs[k]).const_data().is_some_and(|d| {
+            let v = d.to_f32_vec();
+            !v.is_empty() && v.iter().all(|&x| x == f32::NEG_INFINITY)
+        })
+    };
+    is_const(0) && ((minus_inf(1) && !is_const(2)) || (minus_inf(2) && !is_const(1)))
 }
 
 /// The row-major index in `full` of element `t` of `small` (the same rank, each axis 1 or

@@ -430,7 +430,8 @@ impl<'a> Sim<'a> {
             Instr::Softmax { table, src, dst }
             | Instr::LayerNorm { table, src, dst }
             | Instr::Gather { table, src, dst }
-            | Instr::GatherRows { table, src, dst } => {
+            | Instr::GatherRows { table, src, dst }
+            | Instr::LutPerElement { table, src, dst } => {
                 let t = self.digital_vector(c, table, [src, 0, dst], 0)?;
                 self.vector(&mut ch, t)
             }
@@ -791,7 +792,9 @@ impl<'a> Sim<'a> {
         self.shadows[c].write(dst as u64, written, 1);
         Ok(match e {
             // A lookup per code; a gather moves one code per output.
-            D::Lut { .. } | D::Gather { .. } | D::GatherRows { .. } => (written, read, written),
+            D::Lut { .. } | D::Gather { .. } | D::GatherRows { .. } | D::LutPerElement { .. } => {
+                (written, read, written)
+            }
             // The product and its requantization.
             D::Mul { .. } => (2 * written, 2 * read, written),
             // Max, lookup, sum, division, requantization per code; two passes over the input.

@@ -20,6 +20,33 @@ fn shape32(sh: &[usize]) -> Vec<u32> {
     sh.iter().map(|&d| d as u32).collect()
 }
 
+/// For each element of `to` (row-major), the element of `from` it broadcasts from (numpy rules:
+/// axes aligned at the end, an axis of 1 repeated); `None` when `from` does not broadcast.
+fn broadcast_map(from: &[usize], to: &[usize]) -> Option<Vec<u32>> {
+    let pad = to.len().checked_sub(from.len())?;
+    let mut strides = vec![0u64; to.len()];
+    let mut stride = 1u64;
+    for (d, &n) in from.iter().enumerate().rev() {
+        if n == to[d + pad] {
+            strides[d + pad] = stride;
+        } else if n != 1 {
+            return None;
+        }
+        stride *= n as u64;
+    }
+    let total: usize = to.iter().product();
+    let mut index = Vec::with_capacity(total);
+    for mut k in 0..total {
+        let mut at = 0u64;
+        for d in (0..to.len()).rev() {
+            at += (k % to[d]) as u64 * strides[d];
+            k /= to[d];
+        }
+        index.push(u32::try_from(at).ok()?);
+    }
+    Some(index)
+}
+
 /// The requant entry of an element-wise `requant(q − z)`: no scales, the bias `−z`, the step's
 /// first multiplier.
 fn rescale_entry(z: i32, r: &Requant) -> RequantEntry {
@@ -211,18 +238,24 @@ impl Emitter<'_> {
                 };
                 self.matmul(core, (*a, *b), *output, e)
             }
-            // The instruction set has no quotient, interpolation or per-element tables yet, and
-            // LRN and the f64 normalization need a float unit: the program runs these steps, a
-            // stream cannot.
-            Step::Div { .. }
-            | Step::LutPerElement { .. }
-            | Step::Lrn { .. }
-            | Step::Normalize { .. }
-            | Step::Resize { .. } => Err(self.err(format!(
-                "the '{}' step has no instructions yet (the program runs it; compile without \
+            Step::LutPerElement { input, output, input_min, table_shape, tables } => {
+                let e = DigitalEntry::LutPerElement {
+                    shape: shape32(&self.p.buffers[*output].shape),
+                    input_min: *input_min,
+                    table_shape: shape32(table_shape),
+                    tables: tables.clone(),
+                };
+                self.lut_per_element(core, (*input, *output), e)
+            }
+            // The instruction set has no quotient or interpolation yet, and LRN and the f64
+            // normalization need a float unit: the program runs these steps, a stream cannot.
+            Step::Div { .. } | Step::Lrn { .. } | Step::Normalize { .. } | Step::Resize { .. } => {
+                Err(self.err(format!(
+                    "the '{}' step has no instructions yet (the program runs it; compile without \
                  --emit stream)",
-                s.name()
-            ))),
+                    s.name()
+                )))
+            }
         }
     }
 
@@ -254,19 +287,45 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    /// `mul` of two operands of the output's shape (a broadcasting Mul is refused).
-    fn mul(&mut self, core: u16, (a, b): (Buf, Buf), output: Buf, e: DigitalEntry) -> Result<()> {
-        let (sa, sb, so) =
-            (&self.p.buffers[a].shape, &self.p.buffers[b].shape, &self.p.buffers[output].shape);
-        if sa != so || sb != so {
-            return Err(self.err(format!(
-                "a Mul that broadcasts ({sa:?} · {sb:?} → {so:?}) is not supported by the \
-                 stream emitter"
-            )));
-        }
+    /// `lut_per_element` on the input expanded to the output's shape.
+    fn lut_per_element(
+        &mut self,
+        core: u16,
+        (input, output): (Buf, Buf),
+        e: DigitalEntry,
+    ) -> Result<()> {
         let table = Self::table(&mut self.digital, e)?;
-        let xa = self.load_buf(core, a)?;
-        let xb = self.load_buf(core, b)?;
+        let x = self.load_expanded(core, input, output)?;
+        let out = self.alloc(core, self.numel(output))?;
+        self.push(core, Instr::LutPerElement { table, src: x, dst: out });
+        self.store_buf(core, out, output);
+        Ok(())
+    }
+
+    /// Loads buffer `b`; when its shape is not `like`'s, a `gather` expands it to that shape
+    /// (numpy broadcasting) in a new region, whose address is returned.
+    fn load_expanded(&mut self, core: u16, b: Buf, like: Buf) -> Result<u32> {
+        let x = self.load_buf(core, b)?;
+        let (from, to) = (&self.p.buffers[b].shape, &self.p.buffers[like].shape);
+        if from == to {
+            return Ok(x);
+        }
+        let index = broadcast_map(from, to)
+            .ok_or_else(|| self.err(format!("{from:?} does not broadcast to {to:?}")))?;
+        let src_len = u32::try_from(self.numel(b))
+            .map_err(|_| self.err("a broadcast operand of 2^32 codes or more"))?;
+        let table =
+            Self::table(&mut self.digital, DigitalEntry::Gather { src_len, index, fill: 0 })?;
+        let out = self.alloc(core, self.numel(like))?;
+        self.push(core, Instr::Gather { table, src: x, dst: out });
+        Ok(out)
+    }
+
+    /// `mul` of two operands of the output's shape (a broadcast one expanded first).
+    fn mul(&mut self, core: u16, (a, b): (Buf, Buf), output: Buf, e: DigitalEntry) -> Result<()> {
+        let table = Self::table(&mut self.digital, e)?;
+        let xa = self.load_expanded(core, a, output)?;
+        let xb = self.load_expanded(core, b, output)?;
         let len = self.numel(output) as u32;
         let out = self.alloc(core, len as u64)?;
         self.push(core, Instr::Mul { table, a: xa, b: xb, dst: out, len });
@@ -381,7 +440,7 @@ impl Emitter<'_> {
         self.add_with(core, (a, b), output, entry, Some(negate))
     }
 
-    /// `add` of two operands of the output's shape (a broadcasting Add is refused).
+    /// `add` of two operands of the output's shape (a broadcast one expanded first).
     fn add(&mut self, core: u16, (a, b): (Buf, Buf), output: Buf, entry: AddEntry) -> Result<()> {
         self.add_with(core, (a, b), output, entry, None)
     }
@@ -395,17 +454,9 @@ impl Emitter<'_> {
         entry: AddEntry,
         prepare_b: Option<RequantEntry>,
     ) -> Result<()> {
-        let (sa, sb, so) =
-            (&self.p.buffers[a].shape, &self.p.buffers[b].shape, &self.p.buffers[output].shape);
-        if sa != so || sb != so {
-            return Err(self.err(format!(
-                "an Add that broadcasts ({sa:?} + {sb:?} → {so:?}) is not supported by \
-                 the stream emitter"
-            )));
-        }
         let table = Self::table(&mut self.adds, entry)?;
-        let xa = self.load_buf(core, a)?;
-        let xb = self.load_buf(core, b)?;
+        let xa = self.load_expanded(core, a, output)?;
+        let xb = self.load_expanded(core, b, output)?;
         let len = self.numel(output) as u32;
         if let Some(prep) = prepare_b {
             let t = Self::table(&mut self.requants, prep)?;

@@ -257,7 +257,7 @@ pub enum HostEntry {
 
 /// The parameters of an instruction of the digital units that works on whole tensors (one
 /// variant per instruction: `lut`, `mul`, `softmax`, `layer_norm`, `gather`, `gather_rows`,
-/// `matmul`), each as the program step it executes.
+/// `matmul`, `lut_per_element`), each as the program step it executes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum DigitalEntry {
     /// `y = table[q − input_min]` (the program's `Lut`).
@@ -289,6 +289,11 @@ pub enum DigitalEntry {
         b_zero_point: i32,
         requant: Requant,
     },
+    /// Element `i` of the tensor `shape` is `tables[t·n + q − input_min]`, `q` its code, `t` the
+    /// element of `table_shape` (the tensor's rank, each axis 1 or the tensor's) it broadcasts
+    /// from and `n` the entries of one table (the program's `LutPerElement`, its input of the
+    /// output's shape).
+    LutPerElement { shape: Vec<u32>, input_min: i32, table_shape: Vec<u32>, tables: Vec<i32> },
 }
 
 impl DigitalEntry {
@@ -302,6 +307,7 @@ impl DigitalEntry {
             DigitalEntry::Gather { .. } => "gather",
             DigitalEntry::GatherRows { .. } => "gather_rows",
             DigitalEntry::MatMul { .. } => "matmul",
+            DigitalEntry::LutPerElement { .. } => "lut_per_element",
         }
     }
 
@@ -311,7 +317,9 @@ impl DigitalEntry {
         let prod = |s: &[u32]| s.iter().map(|&d| d as u64).product::<u64>();
         match self {
             DigitalEntry::Lut { .. } | DigitalEntry::Mul { .. } => None,
-            DigitalEntry::Softmax { shape, .. } => Some((prod(shape), prod(shape))),
+            DigitalEntry::Softmax { shape, .. } | DigitalEntry::LutPerElement { shape, .. } => {
+                Some((prod(shape), prod(shape)))
+            }
             DigitalEntry::LayerNorm { groups, n, .. } => {
                 let len = *groups as u64 * *n as u64;
                 Some((len, len))

@@ -445,7 +445,8 @@ fn check_instr(at: &At, st: &mut State) -> Result<()> {
         Instr::Softmax { table, src, dst }
         | Instr::LayerNorm { table, src, dst }
         | Instr::Gather { table, src, dst }
-        | Instr::GatherRows { table, src, dst } => {
+        | Instr::GatherRows { table, src, dst }
+        | Instr::LutPerElement { table, src, dst } => {
             let d = digital_entry(at, s, table)?;
             let (read, written) = d.lengths().unwrap_or((0, 0));
             at.local("source", src, read as u128)?;

@@ -447,14 +447,26 @@ fn lut_per_element(
     r: &Running,
     (input, output): (Buf, Buf),
     input_min: i32,
-    (table_shape, tables): (&[usize], &[i32]),
+    tables: (&[usize], &[i32]),
 ) -> Result<Data> {
     let x = r.codes(input)?;
-    let so = r.shape(output);
+    let shapes = (r.shape(input), r.shape(output));
+    let y = lut_per_element_codes(x, shapes, input_min, tables).map_err(|m| r.err(m))?;
+    Ok(Data::Codes(y))
+}
+
+/// The codes of a `LutPerElement` step: the input `x` of shape `si` broadcast to `so`, each
+/// element looked up in its table (the stream simulator's `lut_per_element` calls this too).
+pub(crate) fn lut_per_element_codes(
+    x: &[i32],
+    (si, so): (&[usize], &[usize]),
+    input_min: i32,
+    (table_shape, tables): (&[usize], &[i32]),
+) -> std::result::Result<Vec<i32>, String> {
     let n_tables: usize = table_shape.iter().product();
     let n = tables.len() / n_tables.max(1);
-    let ix = broadcast_index(r.shape(input), so).map_err(|m| r.err(m))?;
-    let it = broadcast_index(table_shape, so).map_err(|m| r.err(m))?;
+    let ix = broadcast_index(si, so)?;
+    let it = broadcast_index(table_shape, so)?;
     let y: Option<Vec<i32>> = (0..so.iter().product::<usize>())
         .into_par_iter()
         .map(|k| {
@@ -466,7 +478,7 @@ fn lut_per_element(
             }
         })
         .collect();
-    Ok(Data::Codes(y.ok_or_else(|| r.err("a code outside the table"))?))
+    y.ok_or_else(|| "a code outside the table".to_string())
 }
 
 /// The attributes of an `Lrn` step.

@@ -1,10 +1,13 @@
 //! The instructions of the digital units that work on whole tensors with a digital entry —
-//! `lut`, `mul`, `softmax`, `layer_norm`, `gather`, `gather_rows` and the digital matrix unit's
-//! `matmul` — computed by the program interpreter's own functions for the steps they execute
-//! (`Lut`, `Mul`, `IntSoftmax`, `IntLayerNorm`, `Gather`, `GatherRows`, `MatMulCodes`), so the
+//! `lut`, `mul`, `softmax`, `layer_norm`, `gather`, `gather_rows`, `lut_per_element` and the
+//! digital matrix unit's `matmul` — computed by the program interpreter's own functions for the
+//! steps they execute (`Lut`, `Mul`, `IntSoftmax`, `IntLayerNorm`, `Gather`, `GatherRows`,
+//! `LutPerElement`, `MatMulCodes`), so the
 //! stream and the program cannot drift apart.
 
-use crate::program::steps::{int_layer_norm, int_softmax, matmul_code_slices, LayerNormCodes};
+use crate::program::steps::{
+    int_layer_norm, int_softmax, lut_per_element_codes, matmul_code_slices, LayerNormCodes,
+};
 use cimc_backends::program::GATHER_ZERO_POINT;
 use cimc_backends::stream::DigitalEntry;
 
@@ -46,7 +49,7 @@ pub(super) fn mul(e: &DigitalEntry, a: &[i64], b: &[i64], out: &mut [i64]) -> Re
     Ok(())
 }
 
-/// `softmax`, `layer_norm`, `gather`, `gather_rows`: `out` (the entry's output length) from the
+/// `softmax`, `layer_norm`, `gather`, `gather_rows`, `lut_per_element`: `out` (the entry's output length) from the
 /// source `x` (its input length).
 pub(super) fn tensor_op(e: &DigitalEntry, x: &[i64], out: &mut [i64]) -> Result<(), String> {
     let y: Vec<i32> = match e {
@@ -84,6 +87,11 @@ pub(super) fn tensor_op(e: &DigitalEntry, x: &[i64], out: &mut [i64]) -> Result<
                 }
             }
             return Ok(());
+        }
+        DigitalEntry::LutPerElement { shape, input_min, table_shape, tables } => {
+            let (shape, table_shape) = (usizes(shape), usizes(table_shape));
+            let tables = (table_shape.as_slice(), tables.as_slice());
+            lut_per_element_codes(&codes(x)?, (&shape, &shape), *input_min, tables)?
         }
         DigitalEntry::Lut { .. } | DigitalEntry::Mul { .. } | DigitalEntry::MatMul { .. } => {
             return Err(format!("a {} entry for a tensor instruction", e.kind()))

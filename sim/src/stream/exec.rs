@@ -224,7 +224,10 @@ impl<'a> Machine<'a> {
             Instr::Softmax { table, src, dst }
             | Instr::LayerNorm { table, src, dst }
             | Instr::Gather { table, src, dst }
-            | Instr::GatherRows { table, src, dst } => self.digital(c, table, [src, 0, dst], 0)?,
+            | Instr::GatherRows { table, src, dst }
+            | Instr::LutPerElement { table, src, dst } => {
+                self.digital(c, table, [src, 0, dst], 0)?
+            }
             Instr::Matmul { table, a, b, dst } => self.digital(c, table, [a, b, dst], 0)?,
         }
         self.pc[c] += 1;

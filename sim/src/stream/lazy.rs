@@ -82,7 +82,8 @@ pub(super) fn touched(s: &Stream, instr: &Instr) -> Option<Touched> {
         Instr::Softmax { table, src, dst }
         | Instr::LayerNorm { table, src, dst }
         | Instr::Gather { table, src, dst }
-        | Instr::GatherRows { table, src, dst } => {
+        | Instr::GatherRows { table, src, dst }
+        | Instr::LutPerElement { table, src, dst } => {
             match s.digital.get(table as usize).and_then(|d| d.lengths()) {
                 Some((read, written)) => vec![r(src, read), r(dst, written)],
                 None => vec![all],

@@ -354,6 +354,26 @@ pub(super) fn digital(d: &super::super::DigitalEntry) -> Check {
             let row = (table.len() / *rows as usize) as u128;
             words("the gathered rows", product([*count as u128, row])).map(|_| ())
         }
+        D::LutPerElement { shape, table_shape, tables, .. } => {
+            use crate::program::MAX_TABLE_ENTRIES;
+            words("the tensor", dims(shape))?;
+            let fits = table_shape.len() == shape.len()
+                && table_shape.iter().zip(shape).all(|(&t, &d)| t == 1 || t == d);
+            if !fits {
+                return Err(format!("tables of shape {table_shape:?} for a tensor {shape:?}"));
+            }
+            let n_tables = dims(table_shape).unwrap_or(u128::MAX);
+            let whole = n_tables != 0 && (tables.len() as u128).is_multiple_of(n_tables);
+            let n = if whole { tables.len() as u128 / n_tables } else { 0 };
+            if n == 0 || n > MAX_TABLE as u128 || tables.len() > MAX_TABLE_ENTRIES {
+                return Err(format!(
+                    "{} table entries for tables of shape {table_shape:?} (1..={MAX_TABLE} \
+                     each, {MAX_TABLE_ENTRIES} in all)",
+                    tables.len()
+                ));
+            }
+            Ok(())
+        }
         D::MatMul { a_shape, b_shape, requant, .. } => {
             words("the first operand", dims(a_shape))?;
             words("the second operand", dims(b_shape))?;

@@ -173,6 +173,22 @@ fn goal(r: &Row, rows: &[Row], shared: &Path) -> Option<Goal> {
                 met: ratio <= 1.10,
             })
         }
+        "float-vitb16-b1" => {
+            let ort = first_measured("onnxruntime")?;
+            let ratio = r.median_ms / ort.median_ms;
+            Some(Goal { text: format!("≤ 1.5× onnxruntime ({ratio:.2}×)"), met: ratio <= 1.5 })
+        }
+        "compile-vitb16-stream" => {
+            let size = std::fs::metadata(workloads::vit_b16(shared)?).ok()?.len();
+            let peak = r.peak_bytes?;
+            Some(Goal {
+                text: format!(
+                    "< 10 s and peak < 3× model file ({:.2}×)",
+                    peak as f64 / size as f64
+                ),
+                met: r.median_ms < 10_000.0 && peak < 3 * size,
+            })
+        }
         "compile-r18-program" | "compile-r18-stream" => {
             let size = std::fs::metadata(shared.join("models/resnet18_bn.onnx")).ok()?.len();
             let peak = r.peak_bytes?;
@@ -206,6 +222,10 @@ fn main() {
         |id: &str| args.only.as_ref().is_none_or(|o| o.iter().any(|s| id.contains(s.as_str())));
     let mut rows = Vec::new();
     for w in WORKLOADS.iter().filter(|w| want(w.id)) {
+        if let Some(why) = workloads::skip_reason(w.id, &args.shared) {
+            eprintln!("{}: SKIPPED ({why})", w.id);
+            continue;
+        }
         if !args.json {
             eprintln!("running {} ...", w.id);
         }

@@ -67,6 +67,10 @@ pub fn for_workload(id: &str, shared: &Path, reps: usize, measure: bool) -> Vec<
         "float-mnist-10k" => {
             m(onnxruntime(&models.join("mnist_cnn.onnx"), 10_000, 3)).into_iter().collect()
         }
+        "float-vitb16-b1" => match crate::workloads::vit_b16(shared) {
+            Some(p) => m(onnxruntime(&p, 1, reps)).into_iter().collect(),
+            None => Vec::new(),
+        },
         // The same chip configuration (8-bit weights in 4 slices of 2-bit cells, bit-serial
         // 8-bit inputs, 8-bit ADC, 128×128 arrays); CrossSim simulates it in floating point.
         "isaac-r18-b1" => vec![quoted("CrossSim 3.2, per image", 6700.0)],

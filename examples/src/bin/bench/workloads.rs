@@ -39,11 +39,37 @@ pub const WORKLOADS: &[Workload] = &[
         id: "compile-chain-100k",
         title: "compile a 100,000-node chain (Add, Relu, Mul) to a W8A8 program",
     },
+    Workload { id: "float-vitb16-b1", title: "float ViT-B/16 (random weights), batch 1" },
+    Workload {
+        id: "compile-vitb16-stream",
+        title: "compile ViT-B/16 (random weights) to a stream (isaac)",
+    },
     Workload {
         id: "sweep-24",
         title: "cimc sweep of 24 points (digits CNN, isaac, noise) against the 24 run alone",
     },
 ];
+
+/// The realistic-size transformer (`scripts/make_transformers.py --big DIR` writes it, ≈ 346
+/// MB, not vendored): `DIR/models/vit_b16_random.onnx` of the shared directory, else the file
+/// `CIMC_VIT_B16` names.
+pub fn vit_b16(shared: &Path) -> Option<std::path::PathBuf> {
+    let in_shared = shared.join("models/vit_b16_random.onnx");
+    if in_shared.is_file() {
+        return Some(in_shared);
+    }
+    std::env::var_os("CIMC_VIT_B16").map(std::path::PathBuf::from).filter(|p| p.is_file())
+}
+
+/// Why workload `id` cannot run here (its model file is absent), or `None`.
+pub fn skip_reason(id: &str, shared: &Path) -> Option<String> {
+    (id.contains("vitb16") && vit_b16(shared).is_none()).then(|| {
+        format!(
+            "no {} and CIMC_VIT_B16 names no file (scripts/make_transformers.py --big DIR)",
+            shared.join("models/vit_b16_random.onnx").display()
+        )
+    })
+}
 
 /// What a child measured.
 pub struct Measured {
@@ -284,6 +310,37 @@ pub fn run(id: &str, shared: &Path, reps: usize) -> Result<Measured, String> {
                 std::hint::black_box(p);
             });
             Measured { min_ms, median_ms, note: Some(format!("{n} nodes")) }
+        }
+        "float-vitb16-b1" => {
+            let path = vit_b16(shared).ok_or("SKIPPED: no ViT-B/16 file")?;
+            float_run(&path, 1, reps.div_ceil(2))
+        }
+        "compile-vitb16-stream" => {
+            let path = vit_b16(shared).ok_or("SKIPPED: no ViT-B/16 file")?;
+            let out = std::env::temp_dir().join(format!("cimc_bench_{}_{id}", std::process::id()));
+            let t = isaac();
+            let (min_ms, median_ms) = time_ms(reps.div_ceil(4).min(2), || {
+                // As `cimc compile --calib --target isaac --emit stream`: one pattern image.
+                let g = import(&path, 1);
+                let x = pattern_input(&g);
+                let cx = PassContext {
+                    calib: Some(vec![x]),
+                    chip: Some(Chip::from_target(&t, None)),
+                    ..Default::default()
+                };
+                let p = cimc::compile::compile(g, &cx, &[]).unwrap_or_else(|e| panic!("{e}")).0;
+                let s = emit(&p, &t, &EmitOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+                drop(p);
+                cimc::compile::write_with(&out, |w| s.write_to(w))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            });
+            std::fs::remove_file(&out).ok();
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            Measured {
+                min_ms,
+                median_ms,
+                note: Some(format!("model file {:.1} MB", size as f64 / 1e6)),
+            }
         }
         "sweep-24" => crate::sweep::run(reps),
         other => return Err(format!("unknown workload '{other}'")),
