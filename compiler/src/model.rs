@@ -91,15 +91,7 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn from_graph(g: &Graph) -> Result<Prepared> {
-        let inputs = g
-            .inputs()
-            .iter()
-            .map(|&v| InputDecl {
-                name: g.value(v).name.clone(),
-                dtype: g.ty(v).dtype,
-                shape: g.ty(v).shape.clone(),
-            })
-            .collect();
+        let inputs = crate::quant_settings::input_decls(g);
         let outputs = g.outputs().iter().map(|&v| g.value(v).name.clone()).collect();
         Ok(Prepared { exe: Executable::Graph(Runner::new(g)?), inputs, outputs })
     }

@@ -952,14 +952,7 @@ impl Emitter<'_> {
         let acc = self.alloc(core, (bmax * st.geo.w * m) as u64)?;
         let tmp =
             if st.to_global { Some(self.alloc(core, (bmax * st.geo.w * m) as u64)?) } else { None };
-        let rq = RequantEntry {
-            scale: vec![],
-            bias: s.bias.to_vec(),
-            mult: s.requant.mult.clone(),
-            zero_point: s.requant.zero_point,
-            lo: s.requant.lo,
-            hi: s.requant.hi,
-        };
+        let rq = RequantEntry::matrix(s.bias, s.requant);
         let rq = Self::table(&mut self.requants, rq)?;
         for bi in 0..st.bands.len() {
             self.window_in(df, st, bi, gi, staging)?;
@@ -1028,34 +1021,11 @@ impl Emitter<'_> {
     }
 
     fn add_stage(&mut self, df: &Dataflow, st: &Stage, s: &Step) -> Result<()> {
-        let (Step::Add { a_zero_point, b_zero_point, headroom, a_mult, b_mult, requant, .. }
-        | Step::Sub { a_zero_point, b_zero_point, headroom, a_mult, b_mult, requant, .. }) = s
-        else {
-            return Err(self.err("an add stage on another step"));
-        };
-        let entry = AddEntry {
-            a_zero_point: *a_zero_point,
-            b_zero_point: *b_zero_point,
-            headroom: *headroom,
-            a_mult: *a_mult,
-            b_mult: *b_mult,
-            mult: requant.mult[0],
-            zero_point: requant.zero_point,
-            lo: requant.lo,
-            hi: requant.hi,
-        };
+        let entry = AddEntry::of_step(s).ok_or_else(|| self.err("an add stage on another step"))?;
+        let b_zero_point = entry.b_zero_point;
         let table = Self::table(&mut self.adds, entry)?;
         let negate = if st.kind == Kind::Sub {
-            let one = crate::arith::FixedMultiplier::from_real(1.0)
-                .map_err(|e| self.err(format!("the multiplier 1: {e}")))?;
-            let e = RequantEntry {
-                scale: vec![-1],
-                bias: vec![2 * *b_zero_point as i64],
-                mult: vec![one],
-                zero_point: 0,
-                lo: i32::MIN,
-                hi: i32::MAX,
-            };
+            let e = RequantEntry::negate_about(b_zero_point);
             Some(Self::table(&mut self.requants, e)?)
         } else {
             None
@@ -1102,27 +1072,14 @@ impl Emitter<'_> {
 
     fn requant_stage(&mut self, df: &Dataflow, st: &Stage, s: &Step) -> Result<()> {
         let entry = match s {
-            Step::Rescale { input_zero_point, requant, .. } => RequantEntry {
-                scale: vec![],
-                bias: vec![-(*input_zero_point as i64)],
-                mult: vec![requant.mult[0]],
-                zero_point: requant.zero_point,
-                lo: requant.lo,
-                hi: requant.hi,
-            },
+            Step::Rescale { input_zero_point, requant, .. } => {
+                RequantEntry::rescale(*input_zero_point, requant)
+            }
             Step::Affine { input_zero_point, scale, bias, requant, .. } => {
                 if scale.len() != st.geo.c || bias.len() != st.geo.c {
                     return Err(self.err(format!("{} channels, {} scales", st.geo.c, scale.len())));
                 }
-                let z = *input_zero_point as i64;
-                RequantEntry {
-                    scale: scale.clone(),
-                    bias: bias.iter().zip(scale).map(|(&b, &a)| b - z * a as i64).collect(),
-                    mult: requant.mult.clone(),
-                    zero_point: requant.zero_point,
-                    lo: requant.lo,
-                    hi: requant.hi,
-                }
+                RequantEntry::affine(*input_zero_point, scale, bias, requant)
             }
             _ => return Err(self.err("a requant stage on another step")),
         };

@@ -47,19 +47,6 @@ fn broadcast_map(from: &[usize], to: &[usize]) -> Option<Vec<u32>> {
     Some(index)
 }
 
-/// The requant entry of an element-wise `requant(q − z)`: no scales, the bias `−z`, the step's
-/// first multiplier.
-fn rescale_entry(z: i32, r: &Requant) -> RequantEntry {
-    RequantEntry {
-        scale: vec![],
-        bias: vec![-(z as i64)],
-        mult: vec![r.mult[0]],
-        zero_point: r.zero_point,
-        lo: r.lo,
-        hi: r.hi,
-    }
-}
-
 impl Emitter<'_> {
     /// A step that is not a matrix product, on `core`. Every step kind has its arm; a new kind
     /// fails to compile here until it says how it is emitted.
@@ -91,7 +78,7 @@ impl Emitter<'_> {
                 self.affine(core, (*input, *output), *input_zero_point, (scale, bias), requant)
             }
             Step::Rescale { input, output, input_zero_point, requant } => {
-                let entry = rescale_entry(*input_zero_point, requant);
+                let entry = RequantEntry::rescale(*input_zero_point, requant);
                 self.requant_step(core, *input, *output, entry, 1)
             }
             Step::MaxPool { input, output, window, .. } => {
@@ -125,39 +112,9 @@ impl Emitter<'_> {
                 self.global_avg_pool(core, (*input, *output), *input_zero_point, requant)
             }
             // Sub is the Add recipe with `b` negated about its zero point: one entry for both.
-            Step::Add {
-                a,
-                b,
-                output,
-                a_zero_point,
-                b_zero_point,
-                headroom,
-                a_mult,
-                b_mult,
-                requant,
-            }
-            | Step::Sub {
-                a,
-                b,
-                output,
-                a_zero_point,
-                b_zero_point,
-                headroom,
-                a_mult,
-                b_mult,
-                requant,
-            } => {
-                let entry = AddEntry {
-                    a_zero_point: *a_zero_point,
-                    b_zero_point: *b_zero_point,
-                    headroom: *headroom,
-                    a_mult: *a_mult,
-                    b_mult: *b_mult,
-                    mult: requant.mult[0],
-                    zero_point: requant.zero_point,
-                    lo: requant.lo,
-                    hi: requant.hi,
-                };
+            Step::Add { a, b, output, .. } | Step::Sub { a, b, output, .. } => {
+                let entry = AddEntry::of_step(s)
+                    .ok_or_else(|| self.err("an Add or Sub step without its parameters"))?;
                 if matches!(s, Step::Sub { .. }) {
                     self.sub(core, (*a, *b), *output, entry)
                 } else {
@@ -383,14 +340,7 @@ impl Emitter<'_> {
         if scale.len() != c || bias.len() != c {
             return Err(self.err(format!("{c} channels, {} scales", scale.len())));
         }
-        let entry = RequantEntry {
-            scale: scale.to_vec(),
-            bias: bias.iter().zip(scale).map(|(&b, &a)| b - z as i64 * a as i64).collect(),
-            mult: requant.mult.clone(),
-            zero_point: requant.zero_point,
-            lo: requant.lo,
-            hi: requant.hi,
-        };
+        let entry = RequantEntry::affine(z, scale, bias, requant);
         self.requant_step(core, input, output, entry, inner.max(1))
     }
 
@@ -427,16 +377,7 @@ impl Emitter<'_> {
     /// `requant` with `a = −1`, `b = 2·z_b` and the multiplier 1 (exact on integers) writes
     /// `2·z_b − q_b` in place (`docs/hardware-model.md` §4).
     fn sub(&mut self, core: u16, (a, b): (Buf, Buf), output: Buf, entry: AddEntry) -> Result<()> {
-        let one = crate::arith::FixedMultiplier::from_real(1.0)
-            .map_err(|e| self.err(format!("the multiplier 1: {e}")))?;
-        let negate = RequantEntry {
-            scale: vec![-1],
-            bias: vec![2 * entry.b_zero_point as i64],
-            mult: vec![one],
-            zero_point: 0,
-            lo: i32::MIN,
-            hi: i32::MAX,
-        };
+        let negate = RequantEntry::negate_about(entry.b_zero_point);
         self.add_with(core, (a, b), output, entry, Some(negate))
     }
 
@@ -499,7 +440,7 @@ impl Emitter<'_> {
                 let src = self.addr[b] + (o * inner) as u32;
                 self.push(core, Instr::Load { dst, src, len: inner as u32, elem_bytes: eb });
                 if let Some(Some((z, r))) = rescale.get(k) {
-                    let table = Self::table(&mut self.requants, rescale_entry(*z, r))?;
+                    let table = Self::table(&mut self.requants, RequantEntry::rescale(*z, r))?;
                     let len = inner as u32;
                     self.push(
                         core,

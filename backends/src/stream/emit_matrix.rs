@@ -359,14 +359,7 @@ impl Emitter<'_> {
     /// groups, `requant`, and stores the codes in the program's layout.
     pub(super) fn emit_matrix(&mut self, s: &MatrixStep, plan: &MatrixPlan) -> Result<()> {
         let vectors = self.vectors(s, plan)?;
-        let rq = RequantEntry {
-            scale: vec![],
-            bias: s.bias.to_vec(),
-            mult: s.requant.mult.clone(),
-            zero_point: s.requant.zero_point,
-            lo: s.requant.lo,
-            hi: s.requant.hi,
-        };
+        let rq = RequantEntry::matrix(s.bias, s.requant);
         let rq = Self::table(&mut self.requants, rq)?;
         let n_rep = plan.replicas.len();
         for (r, groups) in plan.replicas.iter().enumerate() {

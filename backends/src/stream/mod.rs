@@ -211,6 +211,85 @@ impl RequantEntry {
     }
 }
 
+impl RequantEntry {
+    /// `requant(q − z)` of an element-wise step: no scales, the bias `−z`, the step's first
+    /// multiplier.
+    pub(crate) fn rescale(z: i32, r: &Requant) -> Self {
+        RequantEntry {
+            scale: vec![],
+            bias: vec![-(z as i64)],
+            mult: vec![r.mult[0]],
+            zero_point: r.zero_point,
+            lo: r.lo,
+            hi: r.hi,
+        }
+    }
+
+    /// A matrix step's requantization of its accumulators: per-channel bias and multipliers.
+    pub(crate) fn matrix(bias: &[i64], r: &Requant) -> Self {
+        RequantEntry {
+            scale: vec![],
+            bias: bias.to_vec(),
+            mult: r.mult.clone(),
+            zero_point: r.zero_point,
+            lo: r.lo,
+            hi: r.hi,
+        }
+    }
+
+    /// A per-channel affine step `requant(a·(q − z) + b)`, with `z` folded into the bias:
+    /// `a·q + (b − a·z)`.
+    pub(crate) fn affine(z: i32, scale: &[i32], bias: &[i64], r: &Requant) -> Self {
+        RequantEntry {
+            scale: scale.to_vec(),
+            bias: bias.iter().zip(scale).map(|(&b, &a)| b - z as i64 * a as i64).collect(),
+            mult: r.mult.clone(),
+            zero_point: r.zero_point,
+            lo: r.lo,
+            hi: r.hi,
+        }
+    }
+
+    /// `2·z − q`: Sub's `b` negated about its zero point `z`, with the multiplier 1 (exact on
+    /// integers; `docs/hardware-model.md` §4).
+    pub(crate) fn negate_about(z: i32) -> Self {
+        let one = FixedMultiplier::from_real(1.0)
+            .expect("invariant: 1.0 is a fixed-point multiplier (mantissa 2^30, shift 30)");
+        RequantEntry {
+            scale: vec![-1],
+            bias: vec![2 * z as i64],
+            mult: vec![one],
+            zero_point: 0,
+            lo: i32::MIN,
+            hi: i32::MAX,
+        }
+    }
+}
+
+impl AddEntry {
+    /// The entry of the program's `Add` or `Sub` step (Sub is Add with `b` negated), or `None`
+    /// for another step.
+    pub(crate) fn of_step(s: &crate::program::Step) -> Option<AddEntry> {
+        use crate::program::Step;
+        let (Step::Add { a_zero_point, b_zero_point, headroom, a_mult, b_mult, requant, .. }
+        | Step::Sub { a_zero_point, b_zero_point, headroom, a_mult, b_mult, requant, .. }) = s
+        else {
+            return None;
+        };
+        Some(AddEntry {
+            a_zero_point: *a_zero_point,
+            b_zero_point: *b_zero_point,
+            headroom: *headroom,
+            a_mult: *a_mult,
+            b_mult: *b_mult,
+            mult: requant.mult[0],
+            zero_point: requant.zero_point,
+            lo: requant.lo,
+            hi: requant.hi,
+        })
+    }
+}
+
 /// The parameters of `add` (the program's `Add` step).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AddEntry {
