@@ -150,20 +150,7 @@ pub fn lines(
             fmt_num(x)
         );
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-        (LEFT + right) / 2.0,
-        bottom + 36.0,
-        esc(x_label)
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
-        (top + bottom) / 2.0,
-        (top + bottom) / 2.0,
-        esc(y_label)
-    );
+    axis_labels(&mut s, (x_label, y_label), right, (top, bottom));
     for (si, (name, ys)) in series.iter().enumerate() {
         let color = COLORS[si % COLORS.len()];
         let mut d = String::new();
@@ -255,20 +242,7 @@ pub fn steps(
             fmt_num(x)
         );
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-        (LEFT + right) / 2.0,
-        bottom + 36.0,
-        esc(x_label)
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
-        (top + bottom) / 2.0,
-        (top + bottom) / 2.0,
-        esc(y_label)
-    );
+    axis_labels(&mut s, (x_label, y_label), right, (top, bottom));
     let dx = x_max / ys.len().max(1) as f64;
     let mut d = format!("M{:.1},{bottom:.1} ", px(0.0));
     for (i, &y) in ys.iter().enumerate() {
@@ -388,20 +362,7 @@ pub fn scatter(
             esc(label)
         );
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-        (LEFT + right) / 2.0,
-        bottom + 36.0,
-        esc(x_label)
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
-        (top + bottom) / 2.0,
-        (top + bottom) / 2.0,
-        esc(y_label)
-    );
+    axis_labels(&mut s, (x_label, y_label), right, (top, bottom));
     if frontier.len() > 1 {
         let mut f = frontier.to_vec();
         f.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -454,4 +415,27 @@ pub fn scatter(
     }
     s.push_str("</svg>\n");
     s
+}
+
+/// The x label centred under the plot area and the y label rotated along its left edge.
+fn axis_labels(
+    s: &mut String,
+    (x_label, y_label): (&str, &str),
+    right: f64,
+    (top, bottom): (f64, f64),
+) {
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+        (LEFT + right) / 2.0,
+        bottom + 36.0,
+        esc(x_label)
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
+        (top + bottom) / 2.0,
+        (top + bottom) / 2.0,
+        esc(y_label)
+    );
 }
