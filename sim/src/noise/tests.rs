@@ -14,7 +14,11 @@ use std::sync::Arc;
 
 /// A crossbar of one input slice and one weight slice whose ADC is lossless: `rows` rows of
 /// 1-bit inputs, 4-bit cells, 5-bit differential weights (4 magnitude bits), a 12-bit ADC.
-fn small(k: usize, m: usize, w: impl Fn(usize, usize) -> i32 + Sync) -> PreparedCrossbar {
+pub(super) fn small(
+    k: usize,
+    m: usize,
+    w: impl Fn(usize, usize) -> i32 + Sync,
+) -> PreparedCrossbar {
     let x = Crossbar {
         geometry: CrossbarGeometry {
             encoding: WeightEncoding::Differential,

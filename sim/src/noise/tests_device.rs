@@ -6,33 +6,10 @@ use super::rng::{Key, Stream};
 use super::run::chunk;
 use super::sample::{adc_thresholds, pcm_nu, pcm_q_s, prog_sigma_us, sample_step};
 use super::{NoiseConfig, NoiseSpec};
-use crate::program::crossbar::{prepare_matrix, MatrixSpec, PreparedCrossbar, Source};
+use crate::program::crossbar::{PreparedCrossbar, Source};
 use cimc_backends::noise::{IrModel, NuModel};
-use cimc_backends::program::Crossbar;
-use cimc_ir::{CrossbarGeometry, WeightEncoding};
 
-/// As `tests::small`: 1-bit inputs, 4-bit cells (top level 15), 5-bit differential weights, a
-/// lossless 12-bit ADC, arrays of 128 × 128.
-fn small(k: usize, m: usize, w: impl Fn(usize, usize) -> i32 + Sync) -> PreparedCrossbar {
-    let x = Crossbar {
-        geometry: CrossbarGeometry {
-            encoding: WeightEncoding::Differential,
-            rows: 128,
-            cols: 128,
-            cell_bits: 4,
-            dac_bits: 1,
-            adc_bits: 12,
-        },
-        weight_bits: 5,
-        magnitude_bits: 4,
-        input_bits: 1,
-        input_min: 0,
-        adc_step: vec![0],
-        arrays: vec![],
-    };
-    prepare_matrix(&MatrixSpec { x: &x, k, m, groups: 1, w_at: w, input_zero: 0, bias: &[] })
-        .unwrap()
-}
+use super::tests::small;
 
 fn spec(f: impl FnOnce(&mut NoiseSpec)) -> NoiseSpec {
     let mut s = NoiseSpec::default();
