@@ -72,7 +72,7 @@ pub trait GemmFloat: Float {
 /// `key`, grown as needed and kept for the next call, so that large scratch buffers are neither
 /// reallocated nor zeroed on every call. Re-entered on the same thread (the kernels do not), it
 /// falls back to a fresh buffer.
-pub(crate) fn with_thread_buffer<T: Copy + Default, R>(
+pub fn with_thread_buffer<T: Copy + Default, R>(
     key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<T>>>,
     len: usize,
     f: impl FnOnce(&mut [T]) -> R,
@@ -155,7 +155,7 @@ pub fn gemm<T: GemmFloat>(
 
 /// `C = A * B` on the calling thread (for callers that run products in parallel themselves),
 /// row-major C with row stride `ldc`; C is not read.
-pub(crate) fn gemm_serial<T: GemmFloat>(
+pub fn gemm_serial<T: GemmFloat>(
     m: usize,
     k: usize,
     n: usize,

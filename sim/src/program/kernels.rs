@@ -2,9 +2,9 @@
 //! (`int_gemm/`: u8 × i8 products in i32) when the code widths admit them, else with f64 GEMMs.
 
 use super::crossbar::StepAdcStats;
+use super::float_exact;
 use crate::int_gemm::{ConvWindow, IntKernel, OutLayout, PackedWeights, WeightSpec};
 use cimc_backends::program::{BufferDecl, Elem, IntTensor, MatrixKind, MatrixStep, Step, Window};
-use rayon::prelude::*;
 
 /// Weights converted for the exact product.
 pub(crate) struct PreparedMatrix {
@@ -89,31 +89,6 @@ fn f32_chunk(bound_x: i64, bound_w: i64) -> Option<usize> {
     (chunk >= 64).then_some(chunk.min(1 << 20) as usize)
 }
 
-/// A float type the exact GEMM path runs in.
-trait ExactFloat: cimc_interp::gemm::GemmFloat + Copy + Default + Send + Sync {
-    fn of_code(v: i32) -> Self;
-    /// The integer the value holds (exactly, by the chunk bound).
-    fn int(self) -> i64;
-}
-
-impl ExactFloat for f32 {
-    fn of_code(v: i32) -> f32 {
-        v as f32
-    }
-    fn int(self) -> i64 {
-        self as i64
-    }
-}
-
-impl ExactFloat for f64 {
-    fn of_code(v: i32) -> f64 {
-        v as f64
-    }
-    fn int(self) -> i64 {
-        self as i64
-    }
-}
-
 /// The weights of step `ms` packed for `kernel`, when its code widths admit the integer kernels.
 fn pack(ms: &MatrixStep<'_>, decl: &BufferDecl, kernel: IntKernel) -> Option<PackedWeights> {
     let Elem::Code(ct) = decl.elem else { return None };
@@ -154,32 +129,6 @@ impl PreparedMatrix {
     /// An empty ADC statistics record for a crossbar step (`None` for an exact step).
     pub(crate) fn new_stats(&self) -> Option<Result<StepAdcStats, String>> {
         self.xbar.as_ref().map(|x| x.new_stats())
-    }
-}
-
-/// `acc[m×n] = a[m×k] · b[k×n]` (`a` row-major with row stride `lda`, `b` and `acc` row-major),
-/// one GEMM per `chunk` rows of K (the interpreter's shared GEMM entry point), each chunk's
-/// exact sums added into `acc` as integers; `tmp` holds `m·n` floats.
-#[allow(clippy::too_many_arguments)]
-fn gemm_chunked<W: ExactFloat>(
-    (m, k, n): (usize, usize, usize),
-    a: &[W],
-    lda: usize,
-    b: &[W],
-    chunk: usize,
-    tmp: &mut [W],
-    acc: &mut [i64],
-) {
-    use cimc_interp::gemm::{gemm as gemm_f, Mat};
-    acc[..m * n].fill(0);
-    for k0 in (0..k).step_by(chunk.max(1)) {
-        let kc = chunk.min(k - k0);
-        let am = Mat { data: &a[k0..], rs: lda, cs: 1 };
-        let bm = Mat::rows(&b[k0 * n..][..kc * n], n);
-        gemm_f(m, kc, n, W::of_code(1), am, bm, W::default(), &mut tmp[..m * n], n);
-        for (s, &t) in acc.iter_mut().zip(&tmp[..m * n]) {
-            *s += t.int();
-        }
     }
 }
 
@@ -317,8 +266,8 @@ where
     F: Fn(i64, usize) -> T + Sync,
 {
     match &p.w {
-        ExactWeights::F64(w) => run_float(s, w, usize::MAX, x, si, so, fin),
-        ExactWeights::F32 { w, chunk } => run_float(s, w, *chunk, x, si, so, fin),
+        ExactWeights::F64(w) => float_exact::run(s, w, usize::MAX, x, si, so, fin),
+        ExactWeights::F32 { w, chunk } => float_exact::run(s, w, *chunk, x, si, so, fin),
         ExactWeights::Int(pw) => match run_int(s, pw, x, si, so, fin)? {
             Some(out) => Ok(out),
             None => {
@@ -326,7 +275,7 @@ where
                 // kernels (weights converted for this run only).
                 let ms = s.as_matrix().ok_or("not a matrix step")?;
                 let w: Vec<f64> = ms.weights.data.iter().map(|&v| v as f64).collect();
-                run_float(s, &w, usize::MAX, x, si, so, fin)
+                float_exact::run(s, &w, usize::MAX, x, si, so, fin)
             }
         },
     }
@@ -378,137 +327,6 @@ where
             let mut out = vec![T::default(); rows * nn];
             pw.run(0, &img, rows, &mut out, OutLayout { base: 0, n_stride: 1, p_stride: nn }, fin);
             Ok(Some(out))
-        }
-    }
-}
-
-/// Row `(ky, kx)` of one input channel's im2col matrix: `row[oy·ow + ox]` is the code at the
-/// tap's place minus `z`, 0 in the padding (the valid columns of each output row found once, not
-/// tested per element).
-fn im2col_row<W: ExactFloat>(
-    plane: &[i32],
-    (h, w): (usize, usize),
-    (oh, ow): (usize, usize),
-    (ky, kx): (usize, usize),
-    geo: &ConvGeom,
-    z: i32,
-    row: &mut [W],
-) {
-    let (sy, sx) = (geo.strides[0], geo.strides[1]);
-    let x_off = (kx * geo.dil[1]) as isize - geo.pads[1] as isize;
-    if sx == 0 {
-        // Every output column reads the same input column (no valid range to find).
-        for (oy, out) in row.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
-            let iy = (oy * sy + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
-            let inside = iy >= 0 && (iy as usize) < h && x_off >= 0 && (x_off as usize) < w;
-            let v = if inside {
-                W::of_code(plane[iy as usize * w + x_off as usize] - z)
-            } else {
-                W::default()
-            };
-            out.fill(v);
-        }
-        return;
-    }
-    // Output columns whose input column `ox·sx + x_off` lies in 0..w.
-    let ox_lo = if x_off >= 0 { 0 } else { ((-x_off) as usize).div_ceil(sx) }.min(ow);
-    let ox_hi = if (w as isize) <= x_off {
-        0
-    } else {
-        ((w as isize - x_off) as usize).div_ceil(sx).min(ow)
-    }
-    .max(ox_lo);
-    for (oy, out) in row.chunks_exact_mut(ow.max(1)).take(oh).enumerate() {
-        let iy = (oy * sy + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
-        if iy < 0 || iy as usize >= h {
-            out.fill(W::default());
-            continue;
-        }
-        let src = &plane[iy as usize * w..][..w];
-        out[..ox_lo].fill(W::default());
-        for (ox, d) in out.iter_mut().enumerate().take(ox_hi).skip(ox_lo) {
-            *d = W::of_code(src[(ox as isize * sx as isize + x_off) as usize] - z);
-        }
-        out[ox_hi..].fill(W::default());
-    }
-}
-
-/// [`run_exact`] with float GEMMs on the weights `pw` (per group `[M/g, K]` row-major for
-/// Conv, `[K, N]` for Gemm), over `chunk` rows of K at a time (every partial sum exact).
-fn run_float<W: ExactFloat, T, F>(
-    s: &Step,
-    pw: &[W],
-    chunk: usize,
-    x: &[i32],
-    si: &[usize],
-    so: &[usize],
-    fin: &F,
-) -> Result<Vec<T>, String>
-where
-    T: Copy + Default + Send,
-    F: Fn(i64, usize) -> T + Sync,
-{
-    let ms = s.as_matrix().ok_or("not a matrix step")?;
-    let (z, weights) = (ms.input_zero_point, ms.weights);
-    match ms.kind {
-        MatrixKind::Conv { window, group } => {
-            let geo = ConvGeom::new(weights, window, group, si, so, x.len())?;
-            let ConvGeom { n, c, h, w, m, oh, ow, g, cg, mg, kh, kw, .. } = geo;
-            let kk = cg * kh * kw;
-            let pixels = oh * ow;
-            let per_sample: Vec<Vec<T>> = (0..n)
-                .into_par_iter()
-                .map(|b| {
-                    let mut out = vec![T::default(); m * pixels];
-                    let mut col = vec![W::default(); kk * pixels];
-                    let mut tmp = vec![W::default(); mg * pixels];
-                    let mut acc = vec![0i64; mg * pixels];
-                    for gi in 0..g {
-                        // im2col: row (ci, ky, kx), column (oy, ox); padding reads code z (real 0).
-                        // One task per input channel (a batch of one still uses every thread).
-                        let x_g = &x[(b * c + gi * cg) * h * w..][..cg * h * w];
-                        col.par_chunks_mut((kh * kw * pixels).max(1)).enumerate().for_each(
-                            |(ci, rows)| {
-                                let plane = &x_g[ci * h * w..][..h * w];
-                                for ky in 0..kh {
-                                    for kx in 0..kw {
-                                        let row = &mut rows[(ky * kw + kx) * pixels..][..pixels];
-                                        im2col_row(plane, (h, w), (oh, ow), (ky, kx), &geo, z, row);
-                                    }
-                                }
-                            },
-                        );
-                        let wg = &pw[gi * mg * kk..][..mg * kk];
-                        gemm_chunked((mg, kk, pixels), wg, kk, &col, chunk, &mut tmp, &mut acc);
-                        for mo in 0..mg {
-                            let ch = gi * mg + mo;
-                            let dst = &mut out[ch * pixels..][..pixels];
-                            for (d, &a) in dst.iter_mut().zip(&acc[mo * pixels..][..pixels]) {
-                                *d = fin(a, ch);
-                            }
-                        }
-                    }
-                    out
-                })
-                .collect();
-            Ok(per_sample.concat())
-        }
-        MatrixKind::Gemm => {
-            let (k, nn) = (weights.shape[0], weights.shape[1]);
-            if si.last() != Some(&k) {
-                return Err(format!("input {si:?} does not end in K = {k}"));
-            }
-            let rows = x.len() / k.max(1);
-            if so.iter().product::<usize>() != rows * nn {
-                return Err(format!("output {so:?} is not [{rows}, {nn}]"));
-            }
-            // acc = a · pw with a [rows, K]: the chunks of K are column ranges of `a`, row
-            // ranges of `pw`.
-            let a: Vec<W> = x.iter().map(|&q| W::of_code(q - z)).collect();
-            let mut tmp = vec![W::default(); rows * nn];
-            let mut acc = vec![0i64; rows * nn];
-            gemm_chunked((rows, k, nn), &a, k, pw, chunk, &mut tmp, &mut acc);
-            Ok(acc.iter().enumerate().map(|(i, &v)| fin(v, i % nn)).collect())
         }
     }
 }

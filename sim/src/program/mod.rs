@@ -10,6 +10,7 @@ mod adc_run;
 mod approx;
 mod cascade;
 pub(crate) mod crossbar;
+mod float_exact;
 pub(crate) mod kernels;
 pub mod multiplier;
 pub(crate) mod pool;
