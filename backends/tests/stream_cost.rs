@@ -325,6 +325,15 @@ fn records_of_unchanged_presets_name_no_new_key() {
     let text = puma.to_toml();
     assert!(text.contains("[area]") && text.contains("[leakage]"), "{text}");
     assert_eq!(Target::from_toml_str(&text, "record").unwrap(), puma);
+    // The arrays' registers and bus are 0 unless a target states them, and then left out:
+    // the records of `puma` and `edge` are the text they were; `isaac` states Table I's.
+    for key in ["input_register_pj", "output_register_pj", "array_bus_pj_per_byte"] {
+        assert!(isaac.contains(key), "{key} not in\n{isaac}");
+        for other in ["puma", "edge"] {
+            let text = Target::preset(other).unwrap().to_toml();
+            assert!(!text.contains(key), "{key} in\n{text}");
+        }
+    }
     // The explicit form names every key.
     let all = Target::preset("isaac").unwrap().to_toml_explicit();
     for key in ["adc_ref_bits = 8", "dac_ref_bits = 1", "adc_energy_law = \"murmann\"", "[area]"] {
@@ -554,9 +563,13 @@ fn presets_peak_figures() {
     assert_close!(p.ns_per_vector, 1600.0);
     assert_close!(p.chip_tops, 2.56 * 16128.0 / 1000.0);
     // Energy: crossbar 30 pJ x 16 slices, DAC 0.390625 x 128 x 16, ADC 1.5625 x 128 x 16,
-    // shift-add 0.01953125 x 128 x 16.
+    // shift-add 0.01953125 x 128 x 16; the input register 0.12109375 x 128 rows x 16 and the
+    // output register 0.0224609375 x 128 conversions x 16 (Table I's 1.24 and 0.23 mW per IMA).
     assert_close!(p.analog_pj, 480.0 + 800.0 + 3200.0);
-    assert_close!(p.array_pj, 480.0 + 800.0 + 3200.0 + 40.0);
+    assert_close!(p.array_pj, 480.0 + 800.0 + 3200.0 + 40.0 + 248.0 + 46.0);
+    // The mvm's traffic: 128 two-byte inputs read and 16 four-byte accumulators written, 320 B
+    // at 0.646875 pJ/B in the eDRAM and 0.405092593 pJ/B over the eDRAM-to-IMA bus.
+    assert_close!(p.mvm_pj, p.array_pj + 320.0 * (0.646875 + 0.405092593));
 
     // The edge preset is normalized on the macro: 4-bit inputs and weights in 4 binary-weighted
     // columns (offset), 64 rows x 16 outputs = 1024 MACs per 5.5-ns access at 351 TOPS/W.
