@@ -127,7 +127,10 @@ pub struct VectorCost {
 ///   each array of its column groups);
 /// - conversions `S_x · cols`, each with `E_adc(b_adc)` and `shift_add_energy_pj`;
 /// - buffer: the inputs read (`conv_groups · k · ceil(b_a/8)` bytes) and the accumulators
-///   written (`4 · n` bytes), each byte also over the array bus (`array_bus_pj_per_byte`);
+///   written (`4 · n` bytes);
+/// - array bus: every array's inputs to its input register and its partial sums from its
+///   output register, `CG · conv_groups · k · ceil(b_a/8) + T · 4 · n` bytes at
+///   `array_bus_pj_per_byte` (the figure is derived at that per-array traffic);
 /// - registers: the input register of every row drive (as many as the DAC's) at
 ///   `input_register_pj`, the output register of every conversion at `output_register_pj`.
 pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
@@ -149,6 +152,7 @@ pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
     let read_bytes = groups * g.k * num.input_bytes();
     let write_bytes = ACC_BYTES * g.n;
     let row_drives = s_x * groups * g.k * column_groups;
+    let bus_bytes = column_groups * read_bytes + tiles * write_bytes;
     let energy = Energy {
         crossbar: c.xbar_read_energy_pj * (s_x * g.k * g.n * cpo) as f64,
         dac: c.dac_energy_at(dac_bits) * row_drives as f64,
@@ -158,7 +162,7 @@ pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
             + c.buffer_write_pj_per_byte * write_bytes as f64,
         registers: c.input_register_pj * row_drives as f64
             + c.output_register_pj * conversions as f64,
-        array_bus: c.array_bus_pj_per_byte * (read_bytes + write_bytes) as f64,
+        array_bus: c.array_bus_pj_per_byte * bus_bytes as f64,
         ..Energy::default()
     };
     VectorCost {
