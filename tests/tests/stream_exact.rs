@@ -347,9 +347,8 @@ fn resnet18_dataflow_keeps_activations_on_chip() {
     let share = |r: &cimc_backends::stream::cost::CostReport| {
         r.totals.energy.global_memory / r.totals.energy_pj
     };
-    let adc = |r: &cimc_backends::stream::cost::CostReport| {
-        r.totals.energy.adc / r.totals.energy_pj
-    };
+    let adc =
+        |r: &cimc_backends::stream::cost::CostReport| r.totals.energy.adc / r.totals.energy_pj;
     // ISAAC's Table I: the ADCs draw 16 mW of an IMA's 24.08 and 192 mW of a tile's 330 (58.2 %;
     // 49.0 % of the chip with its HyperTransport links at full rate). The workload's share of
     // the energy on chip (without the global memory, the links) is held within 15 % of the

@@ -274,11 +274,11 @@ pub fn emit_with_notes(
              one core; its steps do not stream)"
                 .to_string(),
         ],
-        None if opts.dataflow => vec![
-            "global memory: every activation (no step of this program streams, or the chip \
+        None if opts.dataflow => {
+            vec!["global memory: every activation (no step of this program streams, or the chip \
              lacks the cores for its stages)"
-                .to_string(),
-        ],
+                .to_string()]
+        }
         None => vec!["global memory: every activation (dataflow off)".to_string()],
     };
     Ok((stream, notes))
