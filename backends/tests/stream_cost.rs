@@ -4,7 +4,9 @@
 
 use cimc_backends::arith::FixedMultiplier;
 use cimc_backends::isa::{Instr, WeightEncoding};
-use cimc_backends::stream::cost::{array_peak, estimate, CostReport};
+use cimc_backends::stream::cost::{
+    array_peak, estimate, vector_cost, CostReport, GroupShape, Numerics,
+};
 use cimc_backends::stream::{Core, GroupEntry, RequantEntry, Schedule, Stream, WindowEntry};
 use cimc_backends::target::Target;
 
@@ -550,6 +552,33 @@ fn estimates_are_deterministic() {
     }
     assert_eq!(a.target_hash, t.hash_hex());
     assert!(a.totals.energy_pj > 0.0 && a.totals.latency_ns > 0.0);
+}
+
+/// The arrays' registers and bus by hand, on a group of several row tiles and column groups:
+/// `isaac`, 8-bit inputs and weights, differential (8 columns per output); k = 300 rows
+/// (T = 3 row tiles), n = 32 outputs (256 columns, CG = 2 column groups), on 6 arrays.
+#[test]
+fn registers_and_bus_count_every_array() {
+    let t = Target::preset("isaac").unwrap();
+    let num = Numerics::of_target(&t, 8, 8, WeightEncoding::Differential);
+    let shape = GroupShape { k: 300, n: 32, conv_groups: 1, arrays: 6 };
+    let v = vector_cost(&num, &shape, &t.cost);
+    // 8 slices x 3 tiles x 32 outputs x 8 columns.
+    assert_eq!(v.conversions, 6144);
+    // Row drives: 8 slices x 300 rows x 2 column groups = 4800, each with its DAC and its input
+    // register (0.12109375 pJ); every conversion through the output register (0.0224609375).
+    assert_close!(v.energy.dac, 4800.0 * 0.390625);
+    assert_close!(v.energy.registers, 4800.0 * 0.12109375 + 6144.0 * 0.0224609375);
+    // The scratchpad: 300 input bytes read once, 32 accumulators of 4 bytes written once. The
+    // bus: each column group's arrays take the 300 inputs, each row tile's arrays give 32
+    // partial sums: 2 x 300 + 3 x 128 = 984 bytes at 0.405092593 pJ/B.
+    assert_close!(v.energy.buffer, (300.0 + 128.0) * 0.646875);
+    assert_close!(v.energy.array_bus, 984.0 * 0.405092593);
+    // A target that does not separate them (`edge`) charges neither.
+    let e = Target::preset("edge").unwrap();
+    let v =
+        vector_cost(&Numerics::of_target(&e, 8, 8, WeightEncoding::Differential), &shape, &e.cost);
+    assert_eq!((v.energy.registers, v.energy.array_bus), (0.0, 0.0));
 }
 
 #[test]
