@@ -180,6 +180,19 @@ pub struct CostSpec {
     pub digital_mac_energy_pj: f64,
     /// Multiply-accumulates the digital matrix unit of a core completes per clock cycle (> 0).
     pub digital_macs_per_cycle: f64,
+    /// An array's input register, per row per input slice: the bits it holds for the row's DAC
+    /// (ISAAC's IR; pJ). 0 (the default, and not written) when a target does not separate it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub input_register_pj: f64,
+    /// An array's output register, per conversion: the shift-and-add result it holds (ISAAC's
+    /// OR; pJ). 0 (the default, not written) when not separated.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub output_register_pj: f64,
+    /// The bus between a core's scratchpad and its arrays, per byte an `mvm` moves over it (the
+    /// inputs read, the accumulators written; ISAAC's eDRAM-to-IMA bus; pJ/B). 0 (the default,
+    /// not written) when not separated.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub array_bus_pj_per_byte: f64,
     /// The resolution (bits) at which `adc_energy_pj`, `adc_rate_gsps`, `area.adc_mm2` and
     /// `leakage.adc_mw` hold; other resolutions scale by `adc_energy_law` and `adc_rate_law`.
     /// In a file, absent means the file's `[adc] bits` (set when a target is loaded); `None`
@@ -232,6 +245,9 @@ impl Default for CostSpec {
             clock_ghz: 1.2,
             digital_mac_energy_pj: 0.213,
             digital_macs_per_cycle: 64.0,
+            input_register_pj: 0.0,
+            output_register_pj: 0.0,
+            array_bus_pj_per_byte: 0.0,
             adc_ref_bits: None,
             adc_energy_law: AdcEnergyLaw::default(),
             adc_thermal_bits: physical::ADC_THERMAL_BITS,
@@ -240,6 +256,13 @@ impl Default for CostSpec {
             dac_energy_law: DacEnergyLaw::default(),
         }
     }
+}
+
+/// A figure a target leaves out of its record when it is 0 (the keys added after format
+/// version 2 that a target may not separate), so that the records of the targets that do not
+/// state it are the text they were.
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl CostSpec {
@@ -255,7 +278,7 @@ impl CostSpec {
     ];
 
     /// Every figure with its key, in file order.
-    fn fields(&self) -> [(&'static str, f64); 21] {
+    fn fields(&self) -> [(&'static str, f64); 24] {
         [
             ("xbar_read_energy_pj", self.xbar_read_energy_pj),
             ("xbar_read_latency_ns", self.xbar_read_latency_ns),
@@ -278,6 +301,9 @@ impl CostSpec {
             ("clock_ghz", self.clock_ghz),
             ("digital_mac_energy_pj", self.digital_mac_energy_pj),
             ("digital_macs_per_cycle", self.digital_macs_per_cycle),
+            ("input_register_pj", self.input_register_pj),
+            ("output_register_pj", self.output_register_pj),
+            ("array_bus_pj_per_byte", self.array_bus_pj_per_byte),
         ]
     }
 }

@@ -4,7 +4,9 @@
 
 use cimc_backends::arith::FixedMultiplier;
 use cimc_backends::isa::{Instr, WeightEncoding};
-use cimc_backends::stream::cost::{array_peak, estimate, CostReport};
+use cimc_backends::stream::cost::{
+    array_peak, estimate, vector_cost, CostReport, GroupShape, Numerics,
+};
 use cimc_backends::stream::{Core, GroupEntry, RequantEntry, Schedule, Stream, WindowEntry};
 use cimc_backends::target::Target;
 
@@ -325,6 +327,15 @@ fn records_of_unchanged_presets_name_no_new_key() {
     let text = puma.to_toml();
     assert!(text.contains("[area]") && text.contains("[leakage]"), "{text}");
     assert_eq!(Target::from_toml_str(&text, "record").unwrap(), puma);
+    // The arrays' registers and bus are 0 unless a target states them, and then left out:
+    // the records of `puma` and `edge` are the text they were; `isaac` states Table I's.
+    for key in ["input_register_pj", "output_register_pj", "array_bus_pj_per_byte"] {
+        assert!(isaac.contains(key), "{key} not in\n{isaac}");
+        for other in ["puma", "edge"] {
+            let text = Target::preset(other).unwrap().to_toml();
+            assert!(!text.contains(key), "{key} in\n{text}");
+        }
+    }
     // The explicit form names every key.
     let all = Target::preset("isaac").unwrap().to_toml_explicit();
     for key in ["adc_ref_bits = 8", "dac_ref_bits = 1", "adc_energy_law = \"murmann\"", "[area]"] {
@@ -543,6 +554,33 @@ fn estimates_are_deterministic() {
     assert!(a.totals.energy_pj > 0.0 && a.totals.latency_ns > 0.0);
 }
 
+/// The arrays' registers and bus by hand, on a group of several row tiles and column groups:
+/// `isaac`, 8-bit inputs and weights, differential (8 columns per output); k = 300 rows
+/// (T = 3 row tiles), n = 32 outputs (256 columns, CG = 2 column groups), on 6 arrays.
+#[test]
+fn registers_and_bus_count_every_array() {
+    let t = Target::preset("isaac").unwrap();
+    let num = Numerics::of_target(&t, 8, 8, WeightEncoding::Differential);
+    let shape = GroupShape { k: 300, n: 32, conv_groups: 1, arrays: 6 };
+    let v = vector_cost(&num, &shape, &t.cost);
+    // 8 slices x 3 tiles x 32 outputs x 8 columns.
+    assert_eq!(v.conversions, 6144);
+    // Row drives: 8 slices x 300 rows x 2 column groups = 4800, each with its DAC and its input
+    // register (0.12109375 pJ); every conversion through the output register (0.0224609375).
+    assert_close!(v.energy.dac, 4800.0 * 0.390625);
+    assert_close!(v.energy.registers, 4800.0 * 0.12109375 + 6144.0 * 0.0224609375);
+    // The scratchpad: 300 input bytes read once, 32 accumulators of 4 bytes written once. The
+    // bus: each column group's arrays take the 300 inputs, each row tile's arrays give 32
+    // partial sums: 2 x 300 + 3 x 128 = 984 bytes at 0.405092593 pJ/B.
+    assert_close!(v.energy.buffer, (300.0 + 128.0) * 0.646875);
+    assert_close!(v.energy.array_bus, 984.0 * 0.405092593);
+    // A target that does not separate them (`edge`) charges neither.
+    let e = Target::preset("edge").unwrap();
+    let v =
+        vector_cost(&Numerics::of_target(&e, 8, 8, WeightEncoding::Differential), &shape, &e.cost);
+    assert_eq!((v.energy.registers, v.energy.array_bus), (0.0, 0.0));
+}
+
 #[test]
 fn presets_peak_figures() {
     let isaac = Target::preset("isaac").unwrap();
@@ -554,9 +592,13 @@ fn presets_peak_figures() {
     assert_close!(p.ns_per_vector, 1600.0);
     assert_close!(p.chip_tops, 2.56 * 16128.0 / 1000.0);
     // Energy: crossbar 30 pJ x 16 slices, DAC 0.390625 x 128 x 16, ADC 1.5625 x 128 x 16,
-    // shift-add 0.01953125 x 128 x 16.
+    // shift-add 0.01953125 x 128 x 16; the input register 0.12109375 x 128 rows x 16 and the
+    // output register 0.0224609375 x 128 conversions x 16 (Table I's 1.24 and 0.23 mW per IMA).
     assert_close!(p.analog_pj, 480.0 + 800.0 + 3200.0);
-    assert_close!(p.array_pj, 480.0 + 800.0 + 3200.0 + 40.0);
+    assert_close!(p.array_pj, 480.0 + 800.0 + 3200.0 + 40.0 + 248.0 + 46.0);
+    // The mvm's traffic: 128 two-byte inputs read and 16 four-byte accumulators written, 320 B
+    // at 0.646875 pJ/B in the eDRAM and 0.405092593 pJ/B over the eDRAM-to-IMA bus.
+    assert_close!(p.mvm_pj, p.array_pj + 320.0 * (0.646875 + 0.405092593));
 
     // The edge preset is normalized on the macro: 4-bit inputs and weights in 4 binary-weighted
     // columns (offset), 64 rows x 16 outputs = 1024 MACs per 5.5-ns access at 351 TOPS/W.

@@ -269,7 +269,17 @@ pub fn emit_with_notes(
             v.extend(df.spills.iter().map(|s| format!("global memory: {s}")));
             v
         }
-        None => Vec::new(),
+        None if schedule == Schedule::LayerSerial => vec![
+            "global memory: every activation (a layer-serial stream runs its layers in turn on \
+             one core; its steps do not stream)"
+                .to_string(),
+        ],
+        None if opts.dataflow => {
+            vec!["global memory: every activation (no step of this program streams, or the chip \
+             lacks the cores for its stages)"
+                .to_string()]
+        }
+        None => vec!["global memory: every activation (dataflow off)".to_string()],
     };
     Ok((stream, notes))
 }

@@ -701,13 +701,44 @@ impl Emitter<'_> {
                 let b = df.writes[si][0];
                 if df.readers.contains_key(&b) {
                     df.spills.push(format!(
-                        "{} ({}): written by a step that does not stream ({})",
+                        "{} ({}): written by a step that does not stream ({}: {})",
                         p.buffers[b].name,
                         p.origins[si],
-                        s.name()
+                        s.name(),
+                        Self::why_not_streamed(s, units[si].as_ref())
                     ));
                 }
             }
+        }
+    }
+
+    /// Why step `s` (with its matrix plan, if any) is not a stage, for the notes.
+    fn why_not_streamed(s: &Step, unit: Option<&MatrixPlan>) -> String {
+        match (s, unit) {
+            (Step::Conv { .. }, Some(plan)) if plan.replicas.len() > 1 => format!(
+                "replicated on {} groups; a replicated layer does not stream yet",
+                plan.replicas.len()
+            ),
+            (Step::Conv { .. }, Some(plan)) if plan.replicas.iter().any(|r| r.len() > 1) => {
+                "its weights are cut into parts; such a layer does not stream yet".into()
+            }
+            (Step::Conv { .. }, _) => "no band of it fits, or its inputs meet through global \
+                                       memory (noted above)"
+                .into(),
+            (Step::Gemm { .. }, _) => "a Gemm does not stream yet".into(),
+            (Step::AvgPool { .. } | Step::GlobalAvgPool { .. }, _) => {
+                "pooling other than max does not stream yet".into()
+            }
+            (
+                Step::MaxPool { .. }
+                | Step::Add { .. }
+                | Step::Sub { .. }
+                | Step::Rescale { .. }
+                | Step::Affine { .. },
+                _,
+            ) => "an input does not stream, or its shapes differ".into(),
+            (Step::Quantize { .. } | Step::Dequantize { .. }, _) => "the host computes it".into(),
+            _ => "this kind of step does not stream yet".into(),
         }
     }
 

@@ -10,12 +10,15 @@
 //! The model's side is recomputed from the preset every run (nothing of it is written here):
 //! each component's power is the preset's energy per event times the rate at which the
 //! component's events happen when every array converts at full speed (the ADCs at
-//! `adc_rate_at(bits)`, the crossbar and its DACs once per slice, one buffer access, router flit
-//! and vector element per 1-ns cycle, the off-chip link at `global_mem_gb_per_s`), plus its
+//! `adc_rate_at(bits)`, the crossbar, its DACs and registers once per slice, the array bus at
+//! the bytes of one 16-bit vector per array per vector time, one buffer access, router flit and
+//! vector element per 1-ns cycle, the off-chip link at `global_mem_gb_per_s`), plus its
 //! `[leakage]`; its area is `[area]` times the units `Target::chip_inventory` counts.
 //!
 //! `cargo run --release -p cimc-examples --bin cost_breakdown -- [--out docs/cost-breakdown.md]`
 
+use cimc_backends::isa::WeightEncoding;
+use cimc_backends::stream::cost::{vector_cost, GroupShape, Numerics};
 use cimc_backends::target::Target;
 use cimc_examples::arg;
 use std::fmt::Write;
@@ -37,6 +40,11 @@ struct FullRate {
     dac: f64,
     adc: f64,
     shift_add: f64,
+    /// An array's input register (every row per slice) and output register (every conversion).
+    registers: f64,
+    /// An array's share of the bus to its core's scratchpad: the inputs and accumulators of one
+    /// vector at the presets' published 16 bits (16-bit offset weights), per vector time.
+    array_bus: f64,
     /// A core's scratchpad: one 32-byte access per 1-ns cycle.
     buffer: f64,
     /// A core's vector unit: `vector_lanes` elements per `vector_op_latency_ns`.
@@ -56,11 +64,17 @@ fn full_rate(t: &Target, cores_per_router: f64, router_bytes_per_ns: f64) -> Ful
     let rate = c.adc_rate_at(x.adc_bits);
     // One slice: every row driven, every column read, the columns converted by the array's ADCs.
     let slice_ns = c.xbar_read_latency_ns.max(cols / (c.adcs_per_array * rate));
+    let num = Numerics::of_target(t, 16, 16, WeightEncoding::Offset);
+    let outputs = (x.cols as u64 / num.columns_per_output()).max(1);
+    let one = GroupShape { k: x.rows as u64, n: outputs, conv_groups: 1, arrays: 1 };
+    let v = vector_cost(&num, &one, c);
     FullRate {
         xbar: c.xbar_read_energy_pj * rows * cols / slice_ns,
         dac: c.dac_energy_at(x.dac_bits) * rows / slice_ns,
         adc: c.adc_energy_at(x.adc_bits) * cols / slice_ns,
         shift_add: c.shift_add_energy_pj * cols / slice_ns,
+        registers: (c.input_register_pj * rows + c.output_register_pj * cols) / slice_ns,
+        array_bus: v.energy.array_bus / v.ns,
         buffer: c.buffer_read_pj_per_byte * 32.0,
         vector: c.vector_op_energy_pj * c.vector_lanes / c.vector_op_latency_ns,
         router: c.interconnect_pj_per_byte_hop * router_bytes_per_ns / cores_per_router,
@@ -159,7 +173,7 @@ fn isaac(out: &mut String) {
         Row {
             name: "IR 2 KB + OR 256 B",
             paper_mw: Some(1.24 + 0.23),
-            model_mw: 0.0,
+            model_mw: ima * f.registers,
             paper_mm2: Some(0.0021 + 0.00077),
             model_mm2: per_ima("array_buffer").0,
         },
@@ -199,7 +213,7 @@ fn isaac(out: &mut String) {
         Row {
             name: "eDRAM-to-IMA bus",
             paper_mw: Some(7.0),
-            model_mw: 0.0,
+            model_mw: t.core.arrays as f64 * f.array_bus,
             paper_mm2: Some(0.09),
             model_mm2: per_tile("bus").0,
         },
@@ -306,14 +320,16 @@ fn puma(out: &mut String) {
         Row {
             name: "shift-and-add + MVMU registers",
             paper_mw: None,
-            model_mw: arrays * f.shift_add + leak("shift_add") + leak("array_buffer"),
+            model_mw: arrays * (f.shift_add + f.registers)
+                + leak("shift_add")
+                + leak("array_buffer"),
             paper_mm2: None,
             model_mm2: area("shift_add") + area("array_buffer"),
         },
         Row {
             name: "register files + eDRAM + bus",
             paper_mw: None,
-            model_mw: edram + leak("core_buffer") + leak("bus"),
+            model_mw: edram + arrays * f.array_bus + leak("core_buffer") + leak("bus"),
             paper_mm2: None,
             model_mm2: area("core_buffer") + area("bus"),
         },

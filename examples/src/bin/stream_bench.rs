@@ -7,7 +7,8 @@
 //! Times are the minimum (and median) of `--reps` runs after a warm-up; the ratio is of minima.
 //!
 //! `cargo run --release -p cimc-examples --bin stream_bench -- [--shared DIR] [--reps N]
-//!  [--json]`
+//!  [--json] [--cost-only]`: `--cost-only` skips the timings and prints the cost model's table
+//! of `docs/cost-model.md` ("Measured on the shared models") as Markdown.
 
 use cimc::onnx::{self, ImportOptions};
 use cimc_backends::program::Program;
@@ -43,6 +44,7 @@ fn main() {
     let shared: PathBuf = arg(&args, "--shared").unwrap_or_else(|| root.join("../shared"));
     let reps: usize = arg(&args, "--reps").unwrap_or(3);
     let json = args.iter().any(|a| a == "--json");
+    let cost_only = args.iter().any(|a| a == "--cost-only");
     if !shared.join("models/resnet18_bn.onnx").exists() {
         eprintln!(
             "skipped: {} has no models/resnet18_bn.onnx (pass --shared DIR)",
@@ -54,6 +56,10 @@ fn main() {
     let x0 = cimc::tensor_util::slice_batch(&img, 0, 1, 1);
     let x1 = cimc::tensor_util::slice_batch(&img, 1, 1, 1);
     let mut out = serde_json::Map::new();
+    if cost_only {
+        cost_table(&shared);
+        return;
+    }
 
     // 1. Compile ResNet-18 to a stream, end to end, as `cimc compile --emit stream` does.
     let r18 = shared.join("models/resnet18_bn.onnx");
@@ -82,14 +88,7 @@ fn main() {
     // 2. Simulator against the interpreter program, per image, batch 1, per preset.
     let mut sim_rows = Vec::new();
     let mut cost_rows = Vec::new();
-    let models = [
-        ("mnist_cnn", "data/mnist_calib_x.npy"),
-        ("mnist_resnet", "data/mnist_calib_x.npy"),
-        ("digits_cnn", "data/digits_calib_x.npy"),
-        ("resnet18_bn", "data/imagenet_random_x.npy"),
-        ("mobilenet_v2_bn", "data/imagenet_random_x.npy"),
-    ];
-    for (model, data) in models {
+    for (model, data) in MODELS {
         let x = load(&shared.join(data));
         let (c, input) = (
             cimc::tensor_util::slice_batch(&x, 0, 1, 1),
@@ -151,5 +150,49 @@ fn main() {
     out.insert("cost".into(), serde_json::json!(cost_rows));
     if json {
         println!("{}", serde_json::to_string_pretty(&serde_json::Value::Object(out)).unwrap());
+    }
+}
+
+/// The models of the table, with their calibration data (one image calibrates, batch 1).
+const MODELS: [(&str, &str); 5] = [
+    ("mnist_cnn", "data/mnist_calib_x.npy"),
+    ("mnist_resnet", "data/mnist_calib_x.npy"),
+    ("digits_cnn", "data/digits_calib_x.npy"),
+    ("resnet18_bn", "data/imagenet_random_x.npy"),
+    ("mobilenet_v2_bn", "data/imagenet_random_x.npy"),
+];
+
+/// The cost model's figures for every model × preset with the default emitter (dataflow on
+/// pipelined streams), as the Markdown table of `docs/cost-model.md`.
+fn cost_table(shared: &Path) {
+    println!(
+        "| model | target | schedule | instructions | cores | latency (µs) | interval (µs) | \
+         energy per inference (µJ) | TOPS/W | ADC | global memory | arrays busy, steady |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (model, data) in MODELS {
+        let x = load(&shared.join(data));
+        let c = cimc::tensor_util::slice_batch(&x, 0, 1, 1);
+        for name in Target::PRESETS {
+            let t = Target::preset(name).expect("invariant: a listed preset exists");
+            let p = compile(&shared.join(format!("models/{model}.onnx")), &c, &t);
+            let s: Stream = emit(&p, &t, &EmitOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+            let r = cost::estimate(&s, &t).unwrap_or_else(|e| panic!("{model}/{name}: {e}"));
+            let tot = &r.totals;
+            let share = |pj: f64| 100.0 * pj / tot.energy_pj;
+            println!(
+                "| {model} | {name} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.2} | {:.1} % | {:.1} % | {:.2} % |",
+                s.schedule.name(),
+                s.instructions(),
+                s.cores.len(),
+                tot.latency_ns / 1e3,
+                tot.interval_ns / 1e3,
+                tot.energy_pj / 1e6,
+                tot.tops_per_w,
+                share(tot.energy.adc),
+                share(tot.energy.global_memory),
+                100.0 * r.utilization.steady_used,
+            );
+        }
     }
 }

@@ -127,7 +127,12 @@ pub struct VectorCost {
 ///   each array of its column groups);
 /// - conversions `S_x · cols`, each with `E_adc(b_adc)` and `shift_add_energy_pj`;
 /// - buffer: the inputs read (`conv_groups · k · ceil(b_a/8)` bytes) and the accumulators
-///   written (`4 · n` bytes).
+///   written (`4 · n` bytes);
+/// - array bus: every array's inputs to its input register and its partial sums from its
+///   output register, `CG · conv_groups · k · ceil(b_a/8) + T · 4 · n` bytes at
+///   `array_bus_pj_per_byte` (the figure is derived at that per-array traffic);
+/// - registers: the input register of every row drive (as many as the DAC's) at
+///   `input_register_pj`, the output register of every conversion at `output_register_pj`.
 pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
     let groups = g.conv_groups.max(1);
     let s_x = num.input_slices();
@@ -146,13 +151,18 @@ pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
     let conversions = s_x * cols;
     let read_bytes = groups * g.k * num.input_bytes();
     let write_bytes = ACC_BYTES * g.n;
+    let row_drives = s_x * groups * g.k * column_groups;
+    let bus_bytes = column_groups * read_bytes + tiles * write_bytes;
     let energy = Energy {
         crossbar: c.xbar_read_energy_pj * (s_x * g.k * g.n * cpo) as f64,
-        dac: c.dac_energy_at(dac_bits) * (s_x * groups * g.k * column_groups) as f64,
+        dac: c.dac_energy_at(dac_bits) * row_drives as f64,
         adc: c.adc_energy_at(adc_bits) * conversions as f64,
         shift_add: c.shift_add_energy_pj * conversions as f64,
         buffer: c.buffer_read_pj_per_byte * read_bytes as f64
             + c.buffer_write_pj_per_byte * write_bytes as f64,
+        registers: c.input_register_pj * row_drives as f64
+            + c.output_register_pj * conversions as f64,
+        array_bus: c.array_bus_pj_per_byte * bus_bytes as f64,
         ..Energy::default()
     };
     VectorCost {
@@ -235,9 +245,9 @@ pub struct Peak {
     pub ns_per_vector: f64,
     /// Crossbar, DAC and ADC energy of one vector (pJ): what a macro paper's TOPS/W counts.
     pub analog_pj: f64,
-    /// With the shift-and-add of the ADC outputs.
+    /// With the shift-and-add of the ADC outputs and the array's input and output registers.
     pub array_pj: f64,
-    /// With the buffer traffic of the `mvm` (inputs read, accumulators written).
+    /// With the buffer and array-bus traffic of the `mvm` (inputs read, accumulators written).
     pub mvm_pj: f64,
     /// `2 · MACs / analog_pj` (TOPS/W = operations per pJ).
     pub analog_tops_per_w: f64,
@@ -259,7 +269,8 @@ pub fn array_peak(target: &Target, input_bits: u32, weight_bits: u32, enc: Weigh
     let v = vector_cost(&num, &shape, &target.cost);
     let e = &v.energy;
     let analog_pj = e.crossbar + e.dac + e.adc;
-    let array_pj = analog_pj + e.shift_add;
+    let array_pj = analog_pj + e.shift_add + e.registers;
+    let mvm_pj = array_pj + e.buffer + e.array_bus;
     let ops = 2.0 * v.macs as f64;
     let per = |pj: f64| if pj > 0.0 { ops / pj } else { 0.0 };
     let gops = ops / v.ns;
@@ -274,10 +285,10 @@ pub fn array_peak(target: &Target, input_bits: u32, weight_bits: u32, enc: Weigh
         ns_per_vector: v.ns,
         analog_pj,
         array_pj,
-        mvm_pj: array_pj + e.buffer,
+        mvm_pj,
         analog_tops_per_w: per(analog_pj),
         array_tops_per_w: per(array_pj),
-        mvm_tops_per_w: per(array_pj + e.buffer),
+        mvm_tops_per_w: per(mvm_pj),
         gops_per_array: gops,
         chip_tops: gops * target.chip.arrays as f64 / 1000.0,
     }

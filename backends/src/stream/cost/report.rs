@@ -27,6 +27,13 @@ pub struct Energy {
     /// Multiply-accumulates of the digital matrix unit (`matmul`); absent from a report when 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub digital_matrix: f64,
+    /// The arrays' input and output registers (`mvm`); absent from a report when 0 (a target
+    /// that does not separate them).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub registers: f64,
+    /// The bus between a core's scratchpad and its arrays (`mvm`); absent when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub array_bus: f64,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -38,8 +45,8 @@ fn is_zero_u64(v: &u64) -> bool {
 }
 
 impl Energy {
-    /// The components with their names, in declaration order (`digital_matrix` only when it
-    /// is not 0, as in the JSON form).
+    /// The components with their names, in declaration order (`digital_matrix`, `registers`
+    /// and `array_bus` only when they are not 0, as in the JSON form).
     pub fn components(&self) -> Vec<(&'static str, f64)> {
         let mut v = vec![
             ("crossbar", self.crossbar),
@@ -52,8 +59,14 @@ impl Energy {
             ("interconnect", self.interconnect),
             ("programming", self.programming),
         ];
-        if self.digital_matrix != 0.0 {
-            v.push(("digital_matrix", self.digital_matrix));
+        for (name, e) in [
+            ("digital_matrix", self.digital_matrix),
+            ("registers", self.registers),
+            ("array_bus", self.array_bus),
+        ] {
+            if e != 0.0 {
+                v.push((name, e));
+            }
         }
         v
     }
@@ -73,6 +86,8 @@ impl Energy {
         self.interconnect += o.interconnect;
         self.programming += o.programming;
         self.digital_matrix += o.digital_matrix;
+        self.registers += o.registers;
+        self.array_bus += o.array_bus;
     }
 
     pub(super) fn scaled(&self, f: f64) -> Energy {
@@ -87,6 +102,8 @@ impl Energy {
             interconnect: self.interconnect * f,
             programming: self.programming * f,
             digital_matrix: self.digital_matrix * f,
+            registers: self.registers * f,
+            array_bus: self.array_bus * f,
         }
     }
 
@@ -107,6 +124,8 @@ impl Energy {
             &mut e.interconnect,
             &mut e.programming,
             &mut e.digital_matrix,
+            &mut e.registers,
+            &mut e.array_bus,
         ] {
             *v = f(*v);
         }
