@@ -681,7 +681,10 @@ mod tests {
                 assert_eq!(stats(&got_t), stats(&want_t), "{path:?} statistics, case {cases}");
                 // A counting record: the sums at or above each level, as the histogram has
                 // them (levels 1 ..= p_max + 1 and one past 16 bits).
-                let levels: Vec<u64> = (0..4).map(|_| rng.int(1, p_max + 1)).chain([1 << 16]).collect();
+                let levels: Vec<u64> = (0..4)
+                    .map(|_| rng.int(1i64, p_max as i64 + 1) as u64)
+                    .chain([1 << 16])
+                    .collect();
                 let mut counted = Tally::new(0, levels.clone());
                 got.fill(0);
                 run_block(path, &b16, &mut got, Some(&mut counted));
@@ -698,7 +701,7 @@ mod tests {
                 );
             }
             // The 64-bit kernel counts the same levels.
-            let levels: Vec<u64> = (0..3).map(|_| rng.int(1, p_max + 1)).collect();
+            let levels: Vec<u64> = (0..3).map(|_| rng.int(1i64, p_max as i64 + 1) as u64).collect();
             let mut counted = Tally::new(0, levels.clone());
             let mut got = vec![0i64; nvec * pc_pad];
             kernel::run_block(&blk, &mut got, Some(&mut counted));
