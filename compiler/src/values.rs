@@ -49,7 +49,9 @@ fn first_non_finite(graph: &Graph, v: ValueId) -> Option<(usize, f64)> {
             .map(|c| f32::from_le_bytes(c.try_into().expect("invariant: chunks_exact(4)")))
             .position(|x| !x.is_finite())
             .map(|i| (i, data.get_f64(i))),
-        d if d.is_float() => (0..data.numel()).map(|i| (i, data.get_f64(i))).find(|(_, x)| !x.is_finite()),
+        d if d.is_float() => {
+            (0..data.numel()).map(|i| (i, data.get_f64(i))).find(|(_, x)| !x.is_finite())
+        }
         _ => None,
     }
 }

@@ -10,9 +10,9 @@ impl ProgramRunner {
     /// Runs the program like [`ProgramRunner::run`] and adds the ADC statistics of every
     /// crossbar step to `stats` (an empty `stats` is sized for the program with full records;
     /// one filled by earlier runs of the same program accumulates; a step given a counting
-    /// record, [`super::StepAdcStats::counting`], counts its levels instead of a histogram). Crossbar
-    /// steps whose conversions are all exact still go through the crossbar kernel, so that
-    /// they are counted too.
+    /// record, [`super::StepAdcStats::counting`], counts its levels instead of a histogram).
+    /// Crossbar steps whose conversions are all exact still go through the crossbar kernel, so
+    /// that they are counted too.
     pub fn run_with_adc_stats(
         &self,
         inputs: Vec<Tensor>,
@@ -51,8 +51,8 @@ impl ProgramRunner {
                 }
                 // A counting record ([`super::StepAdcStats::counting`]) or a full one of this step.
                 Some(old)
-                    if old.histogram.is_empty()
-                        || old.histogram.len() == fresh.histogram.len() => {}
+                    if old.histogram.is_empty() || old.histogram.len() == fresh.histogram.len() => {
+                }
                 Some(_) => {
                     return Err(InterpError::Input {
                         name: "stats".into(),

@@ -99,8 +99,7 @@ impl ProgramRunner {
                 templates.push(kernels::check(s, &program.buffers).map_err(|m| step_err(i, s, m))?);
                 prepared.push(None);
             } else {
-                let prep =
-                    kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?;
+                let prep = kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?;
                 prepared.push(prep);
             }
         }

@@ -689,10 +689,8 @@ mod tests {
                 got.fill(0);
                 run_block(path, &b16, &mut got, Some(&mut counted));
                 assert_eq!(got, want, "{path:?} counting, case {cases}");
-                let from_hist: Vec<u64> = levels
-                    .iter()
-                    .map(|&l| want_t.hist.iter().skip(l as usize).sum())
-                    .collect();
+                let from_hist: Vec<u64> =
+                    levels.iter().map(|&l| want_t.hist.iter().skip(l as usize).sum()).collect();
                 assert_eq!(counted.at_least, from_hist, "{path:?} levels {levels:?}, case {cases}");
                 assert_eq!(
                     (counted.conversions, counted.clipped),
