@@ -10,7 +10,7 @@
 //! attention mask of −∞ is a legitimate model).
 
 use crate::error::{Error, Result};
-use cimc_ir::{Graph, Node, OnCodes, Op, ValueId};
+use cimc_ir::{DType, Graph, Node, OnCodes, Op, ValueId};
 
 /// Refuses the first value of `graph` that breaks one of the rules above.
 pub fn check_values(graph: &Graph) -> Result<()> {
@@ -38,10 +38,27 @@ fn float_const(graph: &Graph, v: ValueId) -> Option<Vec<f64>> {
     data.dtype().is_float().then(|| data.to_f64_vec())
 }
 
+/// The first element of constant `v` that is not finite (a float constant's, read in place:
+/// the weights of a large model are not copied to be checked).
+fn first_non_finite(graph: &Graph, v: ValueId) -> Option<(usize, f64)> {
+    let data = graph.value(v).const_data()?;
+    match data.dtype() {
+        DType::F32 => data
+            .raw()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("invariant: chunks_exact(4)")))
+            .position(|x| !x.is_finite())
+            .map(|i| (i, data.get_f64(i))),
+        d if d.is_float() => {
+            (0..data.numel()).map(|i| (i, data.get_f64(i))).find(|(_, x)| !x.is_finite())
+        }
+        _ => None,
+    }
+}
+
 fn finite_operands(graph: &Graph, node: &Node) -> Option<String> {
     node.inputs.iter().find_map(|&v| {
-        let values = float_const(graph, v)?;
-        let (i, x) = values.iter().enumerate().find(|(_, x)| !x.is_finite())?;
+        let (i, x) = first_non_finite(graph, v)?;
         Some(format!(
             "the constant '{}' holds {x} at element {i}: weights must be finite numbers",
             graph.value(v).name

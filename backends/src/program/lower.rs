@@ -228,7 +228,12 @@ impl Lowering<'_> {
                 "weights with a non-zero zero point are not supported (symmetric weights only)",
             ));
         }
-        let data = d.to_i64_vec().into_iter().map(|v| v as i32).collect();
+        // Codes of 8 bits (every quantized weight of a shipped width) straight from their
+        // bytes: no i64 copy of a large model's weights.
+        let data = match d.dtype() {
+            DType::I8 => d.raw().iter().map(|&b| b as i8 as i32).collect(),
+            _ => d.to_i64_vec().into_iter().map(|v| v as i32).collect(),
+        };
         Ok((IntTensor { shape: val.ty.shape.clone(), bits: q.bits, data }, q))
     }
 

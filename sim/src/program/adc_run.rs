@@ -8,9 +8,11 @@ use cimc_interp::{InterpError, Result};
 
 impl ProgramRunner {
     /// Runs the program like [`ProgramRunner::run`] and adds the ADC statistics of every
-    /// crossbar step to `stats` (an empty `stats` is sized for the program; one filled by
-    /// earlier runs of the same program accumulates). Crossbar steps whose conversions are all
-    /// exact still go through the crossbar kernel, so that they are counted too.
+    /// crossbar step to `stats` (an empty `stats` is sized for the program with full records;
+    /// one filled by earlier runs of the same program accumulates; a step given a counting
+    /// record, [`super::StepAdcStats::counting`], counts its levels instead of a histogram).
+    /// Crossbar steps whose conversions are all exact still go through the crossbar kernel, so
+    /// that they are counted too.
     pub fn run_with_adc_stats(
         &self,
         inputs: Vec<Tensor>,
@@ -37,7 +39,20 @@ impl ProgramRunner {
             let fresh = fresh.map_err(|m| step_err(i, s, m))?;
             match &stats.steps[i] {
                 None => stats.steps[i] = Some(fresh),
-                Some(old) if old.histogram.len() == fresh.histogram.len() => {}
+                Some(old) if old.at_least.len() != old.levels.len() => {
+                    return Err(InterpError::Input {
+                        name: "stats".into(),
+                        msg: format!(
+                            "step {i}: {} counts for {} levels",
+                            old.at_least.len(),
+                            old.levels.len()
+                        ),
+                    })
+                }
+                // A counting record ([`super::StepAdcStats::counting`]) or a full one of this step.
+                Some(old)
+                    if old.histogram.is_empty() || old.histogram.len() == fresh.histogram.len() => {
+                }
                 Some(_) => {
                     return Err(InterpError::Input {
                         name: "stats".into(),

@@ -8,7 +8,9 @@ use cimc_backends::program::{BufferDecl, Elem, IntTensor, MatrixKind, MatrixStep
 
 /// Weights converted for the exact product.
 pub(crate) struct PreparedMatrix {
-    w: ExactWeights,
+    /// `None` for a crossbar step whose conversions are not all exact: it never takes the
+    /// exact product ([`run_matrix`]), so its weights are not converted for it.
+    w: Option<ExactWeights>,
     /// The crossbar execution, for a step with `crossbar: Some(..)`.
     xbar: Option<super::crossbar::PreparedCrossbar>,
 }
@@ -36,19 +38,48 @@ fn input_bound(decl: &BufferDecl, zero_point: i32) -> Result<i64, String> {
     }
 }
 
-/// The weights of a matrix step as f64 (and its crossbar's bit planes); `None` for the other
-/// steps.
-pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMatrix>, String> {
+/// What [`prepare`] checks of a matrix step, without converting its weights (a lean runner's
+/// check of every step before it runs): `None` for the other steps and for exact ones, else
+/// the crossbar step's empty ADC statistics record (or why it cannot have one).
+pub(crate) fn check(
+    s: &Step,
+    bufs: &[BufferDecl],
+) -> Result<Option<Result<StepAdcStats, String>>, String> {
     let Some(ms) = s.as_matrix() else { return Ok(None) };
+    check_exact(&ms, bufs)?;
+    Ok(match ms.crossbar {
+        Some(x) => {
+            super::crossbar::check(s, x, bufs)?;
+            Some(super::crossbar::new_stats(x))
+        }
+        None => None,
+    })
+}
+
+/// The exact product's bound: every sum of `K` products exact in f64.
+fn check_exact(ms: &MatrixStep<'_>, bufs: &[BufferDecl]) -> Result<(), String> {
     let k = ms.k_and_m().0;
     let bx = input_bound(&bufs[ms.input], ms.input_zero_point)?;
     if !exact_in_f64(k, bx, weight_bound(ms.weights)) {
         return Err(format!("K = {k} with these code widths could overflow 2^53"));
     }
+    Ok(())
+}
+
+/// The weights of a matrix step as f64 (and its crossbar's bit planes); `None` for the other
+/// steps.
+pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMatrix>, String> {
+    let Some(ms) = s.as_matrix() else { return Ok(None) };
+    check_exact(&ms, bufs)?;
     let xbar = match ms.crossbar {
         Some(x) => Some(super::crossbar::prepare(s, x, bufs)?),
         None => None,
     };
+    if xbar.as_ref().is_some_and(|x| !x.lossless) {
+        return Ok(Some(PreparedMatrix { w: None, xbar }));
+    }
+    let k = ms.k_and_m().0;
+    let bx = input_bound(&bufs[ms.input], ms.input_zero_point)?;
     let kernel = IntKernel::best();
     let f32_chunk = (k > 0).then(|| f32_chunk(bx, weight_bound(ms.weights))).flatten();
     let w = match (kernel, f32_chunk) {
@@ -63,7 +94,7 @@ pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMa
             None => ExactWeights::F64(ms.weights.data.iter().map(|&v| v as f64).collect()),
         },
     };
-    Ok(Some(PreparedMatrix { w, xbar }))
+    Ok(Some(PreparedMatrix { w: Some(w), xbar }))
 }
 
 /// The weights of the exact product: packed for the integer kernels, or as floats for a GEMM.
@@ -265,7 +296,10 @@ where
     T: Copy + Default + Send,
     F: Fn(i64, usize) -> T + Sync,
 {
-    match &p.w {
+    let Some(w) = &p.w else {
+        return Err("internal: the exact product of a crossbar step that is not lossless".into());
+    };
+    match w {
         ExactWeights::F64(w) => float_exact::run(s, w, usize::MAX, x, si, so, fin),
         ExactWeights::F32 { w, chunk } => float_exact::run(s, w, *chunk, x, si, so, fin),
         ExactWeights::Int(pw) => match run_int(s, pw, x, si, so, fin)? {

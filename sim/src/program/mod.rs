@@ -94,12 +94,13 @@ impl ProgramRunner {
                 templates.push(None);
                 continue;
             }
-            let prep = kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?;
             if lean {
-                // Checked, its statistics record sized, and dropped before the next step.
-                templates.push(prep.as_ref().and_then(|p| p.new_stats()));
+                // Checked and its statistics record sized; its weights are converted when it
+                // runs.
+                templates.push(kernels::check(s, &program.buffers).map_err(|m| step_err(i, s, m))?);
                 prepared.push(None);
             } else {
+                let prep = kernels::prepare(s, &program.buffers).map_err(|m| step_err(i, s, m))?;
                 prepared.push(prep);
             }
         }

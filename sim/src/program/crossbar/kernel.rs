@@ -41,11 +41,29 @@ pub(super) struct Block<'a> {
     pub nvec: usize,
 }
 
-/// ADC statistics of one task: histogram of partial sums, conversions, clipped conversions.
+/// ADC statistics of one task: histogram of partial sums (empty for a counting record), the
+/// conversions at or above each level (`levels`, all at least 1: a counting record's nonzero
+/// levels), conversions, clipped conversions.
 pub(super) struct Tally {
     pub hist: Vec<u64>,
+    pub levels: Vec<u64>,
+    pub at_least: Vec<u64>,
     pub conversions: u64,
     pub clipped: u64,
+}
+
+impl Tally {
+    /// A tally counting nothing (for the kernels' bodies without statistics).
+    pub(super) fn none() -> Tally {
+        Tally { hist: vec![], levels: vec![], at_least: vec![], conversions: 0, clipped: 0 }
+    }
+
+    /// A tally for a record with `hist_len` histogram entries (0 for a counting record) and
+    /// these levels.
+    pub(super) fn new(hist_len: usize, levels: Vec<u64>) -> Tally {
+        let at_least = vec![0; levels.len()];
+        Tally { hist: vec![0; hist_len], levels, at_least, conversions: 0, clipped: 0 }
+    }
 }
 
 /// Whether this CPU has AVX-512 F, BW and VPOPCNTDQ (detected once), unless the environment
@@ -162,7 +180,7 @@ pub(super) fn bit_plane<T: Copy + Into<u32>>(rows: &[T; 64], a: u32) -> u64 {
 /// Picks the monomorphic body: narrow blocks for narrow layers (depthwise), statistics or not.
 #[inline(always)]
 fn dispatch(blk: &Block, colacc: &mut [i64], tally: Option<&mut Tally>) {
-    let mut none = Tally { hist: vec![], conversions: 0, clipped: 0 };
+    let mut none = Tally::none();
     match (tally, blk.pcn <= NARROW) {
         (Some(t), true) => body::<true, NARROW>(blk, colacc, t),
         (Some(t), false) => body::<true, LANES>(blk, colacc, t),
@@ -221,7 +239,9 @@ fn body<const STATS: bool, const W: usize>(blk: &Block, colacc: &mut [i64], tall
                     // Every partial sum is 0 and A(0) = 0: nothing to add, nothing clips.
                     if STATS {
                         let n = (input_slices * real) as u64;
-                        tally.hist[0] += n;
+                        if let Some(h0) = tally.hist.first_mut() {
+                            *h0 += n;
+                        }
                         tally.conversions += n;
                     }
                     continue;
@@ -256,8 +276,16 @@ fn body<const STATS: bool, const W: usize>(blk: &Block, colacc: &mut [i64], tall
                     }
                     if STATS {
                         for l in 0..real {
-                            tally.hist[p[l] as usize] += 1;
                             tally.clipped += (((p[l] + hc[l]) >> ec[l]) > adc_top) as u64;
+                        }
+                        if tally.hist.is_empty() {
+                            for (n, &level) in tally.at_least.iter_mut().zip(&tally.levels) {
+                                *n += p[..real].iter().filter(|&&v| v >= level).count() as u64;
+                            }
+                        } else {
+                            for &v in &p[..real] {
+                                tally.hist[v as usize] += 1;
+                            }
                         }
                         tally.conversions += real as u64;
                     }

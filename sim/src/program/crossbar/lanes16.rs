@@ -154,10 +154,7 @@ pub(super) fn run_block(path: Path, blk: &Block16, colacc: &mut [i64], tally: Op
             unsafe {
                 match tally {
                     Some(t) => avx512::body::<true>(blk, colacc, t),
-                    None => {
-                        let mut none = Tally { hist: vec![], conversions: 0, clipped: 0 };
-                        avx512::body::<false>(blk, colacc, &mut none)
-                    }
+                    None => avx512::body::<false>(blk, colacc, &mut Tally::none()),
                 }
             }
         }
@@ -185,7 +182,7 @@ fn block_portable(blk: &Block16, colacc: &mut [i64], tally: Option<&mut Tally>) 
 fn dispatch(blk: &Block16, colacc: &mut [i64], tally: Option<&mut Tally>) {
     match tally {
         Some(t) => body::<true>(blk, colacc, t),
-        None => body::<false>(blk, colacc, &mut Tally { hist: vec![], conversions: 0, clipped: 0 }),
+        None => body::<false>(blk, colacc, &mut Tally::none()),
     }
 }
 
@@ -215,7 +212,8 @@ fn tile_inputs(blk: &Block16, t: usize, nz: &mut [u32], x16: &mut [u16]) {
 /// has [`COPIES`] copies, lane `l` counting into copy `l % COPIES` (equal sums of neighbouring
 /// columns then never wait on each other's increments), and one extra entry per copy where the
 /// lanes past the block's columns count; every lane of a vector with a nonzero sum is counted
-/// without a branch.
+/// without a branch. A counting record (the tally's histogram empty) keeps no histogram: per
+/// level, the lanes at or above it are counted by a compare and a mask popcount.
 struct Counts {
     hist: Vec<u64>,
     /// Entries per copy: the histogram's length plus the dead lanes' entry.
@@ -223,6 +221,10 @@ struct Counts {
     zeros: u64,
     conversions: u64,
     clipped: u64,
+    /// A counting record's levels that a 16-bit sum can reach (the others count nothing), the
+    /// tally's index of each, and their counts.
+    levels: Vec<(u16, usize)>,
+    at_least: Vec<u64>,
 }
 
 /// Copies of the statistics' histogram.
@@ -230,8 +232,29 @@ const COPIES: usize = 8;
 
 impl Counts {
     fn new(tally: &Tally) -> Counts {
+        let counting = tally.hist.is_empty();
         let len = tally.hist.len() + 1;
-        Counts { hist: vec![0; COPIES * len], len, zeros: 0, conversions: 0, clipped: 0 }
+        let levels: Vec<(u16, usize)> = if counting {
+            let reachable = tally.levels.iter().enumerate().filter(|(_, &l)| l <= 0xFFFF);
+            reachable.map(|(i, &l)| (l as u16, i)).collect()
+        } else {
+            Vec::new()
+        };
+        Counts {
+            hist: if counting { Vec::new() } else { vec![0; COPIES * len] },
+            len,
+            zeros: 0,
+            conversions: 0,
+            clipped: 0,
+            at_least: vec![0; levels.len()],
+            levels,
+        }
+    }
+
+    /// A counting record: levels instead of the histogram.
+    #[inline(always)]
+    fn counting(&self) -> bool {
+        self.hist.is_empty()
     }
 
     /// Counts `n` conversions of partial sum 0 (a slice with no input bit set: `A(0) = 0`).
@@ -250,6 +273,12 @@ impl Counts {
             self.zeros += real as u64;
             return;
         }
+        if self.counting() {
+            for (&(level, _), n) in self.levels.iter().zip(&mut self.at_least) {
+                *n += p[..real].iter().filter(|&&v| v >= level).count() as u64;
+            }
+            return;
+        }
         let dead = self.len - 1;
         let copies: &mut [u64] = &mut self.hist[..COPIES * self.len];
         for (l, &v) in p.iter().enumerate() {
@@ -264,7 +293,12 @@ impl Counts {
                 *h += c;
             }
         }
-        tally.hist[0] += self.zeros;
+        if let Some(h0) = tally.hist.first_mut() {
+            *h0 += self.zeros;
+        }
+        for (&(_, i), &n) in self.levels.iter().zip(&self.at_least) {
+            tally.at_least[i] += n;
+        }
         tally.conversions += self.conversions;
         tally.clipped += self.clipped;
     }
@@ -407,6 +441,8 @@ mod avx512 {
         let slice_mask = (1u32 << dac_bits) - 1;
         let topv = _mm512_set1_epi16(adc_top.min(0xFFFF) as u16 as i16);
         let mut counts = Counts::new(tally);
+        let levelv: Vec<__m512i> =
+            counts.levels.iter().map(|&(l, _)| _mm512_set1_epi16(l as i16)).collect();
         let mut nz = vec![0u32; nvec];
         let mut x16 = vec![0u16; nvec * input_bits * w16];
         let mut pbuf = [0u16; COLS];
@@ -467,11 +503,19 @@ mod avx512 {
                         if STATS {
                             let live = if real == COLS { u32::MAX } else { (1u32 << real) - 1 };
                             let clip = _mm512_cmpgt_epu16_mask(q_raw, topv) & live;
-                            let nonzero = _mm512_test_epi16_mask(p, p) & live;
                             counts.clipped += clip.count_ones() as u64;
-                            // SAFETY: `pbuf` holds 32 u16, one 64-byte store.
-                            unsafe { _mm512_storeu_si512(pbuf.as_mut_ptr().cast(), p) };
-                            counts.sums(&pbuf, nonzero, real);
+                            if counts.counting() {
+                                counts.conversions += real as u64;
+                                for (lv, n) in levelv.iter().zip(&mut counts.at_least) {
+                                    let at = _mm512_cmpge_epu16_mask(p, *lv) & live;
+                                    *n += at.count_ones() as u64;
+                                }
+                            } else {
+                                let nonzero = _mm512_test_epi16_mask(p, p) & live;
+                                // SAFETY: `pbuf` holds 32 u16, one 64-byte store.
+                                unsafe { _mm512_storeu_si512(pbuf.as_mut_ptr().cast(), p) };
+                                counts.sums(&pbuf, nonzero, real);
+                            }
                         }
                         let q = _mm512_min_epu16(q_raw, topv);
                         let ish = _mm_cvtsi32_si128((i * dac_bits) as i32);
@@ -582,7 +626,7 @@ mod tests {
                 (0..nvec * tiles * input_bits * words).map(|_| mask(&mut rng)).collect();
             let hist_len = p_max as usize + 1;
             let stats = |t: &Tally| (t.hist.clone(), t.conversions, t.clipped);
-            let new_tally = || Tally { hist: vec![0; hist_len], conversions: 0, clipped: 0 };
+            let new_tally = || Tally::new(hist_len, Vec::new());
             let blk = Block {
                 tiles,
                 words,
@@ -635,7 +679,34 @@ mod tests {
                 run_block(path, &b16, &mut got, Some(&mut got_t));
                 assert_eq!(got, want, "{path:?} with statistics, case {cases}");
                 assert_eq!(stats(&got_t), stats(&want_t), "{path:?} statistics, case {cases}");
+                // A counting record: the sums at or above each level, as the histogram has
+                // them (levels 1 ..= p_max + 1 and one past 16 bits).
+                let levels: Vec<u64> = (0..4)
+                    .map(|_| rng.int(1i64, p_max as i64 + 1) as u64)
+                    .chain([1 << 16])
+                    .collect();
+                let mut counted = Tally::new(0, levels.clone());
+                got.fill(0);
+                run_block(path, &b16, &mut got, Some(&mut counted));
+                assert_eq!(got, want, "{path:?} counting, case {cases}");
+                let from_hist: Vec<u64> =
+                    levels.iter().map(|&l| want_t.hist.iter().skip(l as usize).sum()).collect();
+                assert_eq!(counted.at_least, from_hist, "{path:?} levels {levels:?}, case {cases}");
+                assert_eq!(
+                    (counted.conversions, counted.clipped),
+                    (want_t.conversions, want_t.clipped),
+                    "{path:?} counting, case {cases}"
+                );
             }
+            // The 64-bit kernel counts the same levels.
+            let levels: Vec<u64> = (0..3).map(|_| rng.int(1i64, p_max as i64 + 1) as u64).collect();
+            let mut counted = Tally::new(0, levels.clone());
+            let mut got = vec![0i64; nvec * pc_pad];
+            kernel::run_block(&blk, &mut got, Some(&mut counted));
+            assert_eq!(got, want, "u64 counting, case {cases}");
+            let from_hist: Vec<u64> =
+                levels.iter().map(|&l| want_t.hist.iter().skip(l as usize).sum()).collect();
+            assert_eq!(counted.at_least, from_hist, "u64 levels {levels:?}, case {cases}");
         }
     }
 }

@@ -34,17 +34,48 @@ pub struct AdcStats {
 }
 
 /// The conversions of one crossbar step.
+///
+/// Two kinds: a full record ([`PreparedCrossbar::new_stats`]: the histogram of every partial
+/// sum, one scattered increment per conversion) and a counting record
+/// ([`StepAdcStats::counting`]: an empty histogram, and per level how many conversions saw a
+/// partial sum at least that large — a vector compare and a mask popcount per 32 conversions).
+/// The ADC calibration needs only the counts of a few levels (`passes/src/adc_calibrate.rs`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepAdcStats {
     /// `histogram[P]`: how many conversions saw the partial sum `P` (before the ADC); length
-    /// `p_max(rows) + 1`.
+    /// `p_max(rows) + 1`; empty in a counting record.
     pub histogram: Vec<u64>,
     pub conversions: u64,
     /// Conversions where `(P + half) >> e > adc_top` with the step's current `e`.
     pub clipped: u64,
+    /// The levels a counting record counts (empty in a full record).
+    pub levels: Vec<u64>,
+    /// `at_least[i]`: conversions whose partial sum `P ≥ levels[i]`.
+    pub at_least: Vec<u64>,
 }
 
 impl StepAdcStats {
+    /// An empty counting record: no histogram, the conversions at or above each of `levels`
+    /// counted. A run adds to it as to a full record
+    /// ([`super::ProgramRunner::run_with_adc_stats`]).
+    pub fn counting(levels: Vec<u64>) -> StepAdcStats {
+        let at_least = vec![0; levels.len()];
+        StepAdcStats { histogram: Vec::new(), conversions: 0, clipped: 0, levels, at_least }
+    }
+
+    /// Conversions whose partial sum is at least `level`: from the histogram, or from a
+    /// counting record's count of that level (`None` when the record does not count it).
+    pub fn count_at_least(&self, level: u64) -> Option<u64> {
+        if level == 0 {
+            return Some(self.conversions);
+        }
+        if !self.histogram.is_empty() {
+            let from = (level.min(self.histogram.len() as u64)) as usize;
+            return Some(self.histogram[from..].iter().sum());
+        }
+        self.levels.iter().position(|&l| l == level).map(|i| self.at_least[i])
+    }
+
     /// The fraction of conversions that clipped (0 when there were none).
     pub fn clip_rate(&self) -> f64 {
         if self.conversions == 0 {
@@ -139,14 +170,26 @@ impl PreparedCrossbar {
 
     /// An empty statistics record of the right size, or an error when it would be too large.
     pub(crate) fn new_stats(&self) -> Result<StepAdcStats, String> {
-        let p_max = self.x.p_max(self.x.geometry.rows);
-        if p_max >= MAX_HISTOGRAM {
-            return Err(format!(
-                "crossbar: partial sums up to {p_max} are too many to histogram (limit {MAX_HISTOGRAM})"
-            ));
-        }
-        Ok(StepAdcStats { histogram: vec![0; p_max as usize + 1], conversions: 0, clipped: 0 })
+        new_stats(&self.x)
     }
+}
+
+/// An empty statistics record for crossbar `x` (a histogram of every partial sum a tile can
+/// give), or an error when it would be too large.
+pub(crate) fn new_stats(x: &Crossbar) -> Result<StepAdcStats, String> {
+    let p_max = x.p_max(x.geometry.rows);
+    if p_max >= MAX_HISTOGRAM {
+        return Err(format!(
+            "crossbar: partial sums up to {p_max} are too many to histogram (limit {MAX_HISTOGRAM})"
+        ));
+    }
+    Ok(StepAdcStats {
+        histogram: vec![0; p_max as usize + 1],
+        conversions: 0,
+        clipped: 0,
+        levels: Vec::new(),
+        at_least: Vec::new(),
+    })
 }
 
 /// Checks a crossbar step against its weights and input type and converts the weights to bit
@@ -156,10 +199,31 @@ pub(crate) fn prepare(
     x: &Crossbar,
     bufs: &[BufferDecl],
 ) -> Result<PreparedCrossbar, String> {
+    let ms = checked_step(s, x, bufs)?;
+    let (k, m) = ms.k_and_m();
+    let w_at = |kk: usize, n: usize| -> i32 { ms.weight_at((k, m), kk, n) };
+    let (z, bias, groups) = (ms.input_zero_point, ms.bias, ms.groups());
+    prepare_matrix(&MatrixSpec { x, k, m, groups, w_at, input_zero: z, bias })
+}
+
+/// What [`prepare`] checks, without converting the weights.
+pub(crate) fn check(s: &Step, x: &Crossbar, bufs: &[BufferDecl]) -> Result<(), String> {
+    let ms = checked_step(s, x, bufs)?;
+    let (k, m) = ms.k_and_m();
+    let w_at = |kk: usize, n: usize| -> i32 { ms.weight_at((k, m), kk, n) };
+    let (z, bias, groups) = (ms.input_zero_point, ms.bias, ms.groups());
+    check_matrix(&MatrixSpec { x, k, m, groups, w_at, input_zero: z, bias })
+}
+
+/// Step `s` as a matrix, its input codes and weight shapes checked against crossbar `x`.
+fn checked_step<'a>(
+    s: &'a Step,
+    x: &Crossbar,
+    bufs: &[BufferDecl],
+) -> Result<cimc_backends::program::MatrixStep<'a>, String> {
     x.validate().map_err(|m| format!("crossbar: {m}"))?;
     let ms = s.as_matrix().ok_or("crossbar execution of a step that is not Conv or Gemm")?;
-    let (input, z, weights, bias, groups) =
-        (ms.input, ms.input_zero_point, ms.weights, ms.bias, ms.groups());
+    let (input, weights, bias, groups) = (ms.input, ms.weights, ms.bias, ms.groups());
     let decl = &bufs[input];
     let Elem::Code(ct) = decl.elem else {
         return Err(format!("input buffer '{}' holds f32 values, codes expected", decl.name));
@@ -187,8 +251,7 @@ pub(crate) fn prepare(
             bias.len()
         ));
     }
-    let w_at = |kk: usize, n: usize| -> i32 { ms.weight_at((k, m), kk, n) };
-    prepare_matrix(&MatrixSpec { x, k, m, groups, w_at, input_zero: z, bias })
+    Ok(ms)
 }
 
 /// What a crossbar matrix is prepared from: the numerics, the weights of every conv group and
@@ -214,6 +277,13 @@ pub(crate) struct MatrixSpec<'a, W> {
 pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
     spec: &MatrixSpec<'_, W>,
 ) -> Result<PreparedCrossbar, String> {
+    check_matrix(spec)?;
+    Ok(convert_matrix(spec))
+}
+
+/// What [`prepare_matrix`] checks: the numerics, the weights against the magnitude bits, the
+/// column groups against the ADC steps, the accumulator's range.
+fn check_matrix<W: Fn(usize, usize) -> i32 + Sync>(spec: &MatrixSpec<'_, W>) -> Result<(), String> {
     let MatrixSpec { x, k, m, groups, ref w_at, input_zero: z, bias } = *spec;
     x.validate().map_err(|m| format!("crossbar: {m}"))?;
     let ib = x.input_bits;
@@ -230,20 +300,11 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
             bias.len()
         ));
     }
-    let mg = m / groups;
-    let bias_of = |n: usize| bias.get(n).copied().unwrap_or(0);
-
     // Magnitudes.
     let mb = x.magnitude_bits;
     let umax = (1i64 << mb) - 1;
     let half_range = 1i64 << (x.weight_bits - 1);
-    let magnitude = |w: i32, neg: bool| -> i64 {
-        match (x.geometry.encoding, neg) {
-            (WeightEncoding::Differential, false) => (w as i64).max(0),
-            (WeightEncoding::Differential, true) => (-(w as i64)).max(0),
-            (WeightEncoding::Offset, _) => w as i64 + half_range,
-        }
-    };
+    let magnitude = |w: i32, neg: bool| magnitude(x, w, neg);
     for n in 0..m {
         for kk in 0..k {
             let w = w_at(kk, n);
@@ -269,7 +330,7 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
 
     // Column groups and steps.
     if x.adc_step.len() != 1 && m > 0 {
-        let needed = x.column_group_of(m - 1, mg) + 1;
+        let needed = x.column_group_of(m - 1, m / groups) + 1;
         if x.adc_step.len() < needed {
             return Err(format!(
                 "crossbar: {} ADC steps for {needed} column groups (one per layer or one per column group)",
@@ -277,6 +338,19 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
             ));
         }
     }
+    Ok(())
+}
+
+/// The bit planes and per-column numbers of a matrix [`check_matrix`] accepted.
+fn convert_matrix<W: Fn(usize, usize) -> i32 + Sync>(spec: &MatrixSpec<'_, W>) -> PreparedCrossbar {
+    let MatrixSpec { x, k, m, groups, ref w_at, input_zero: z, bias } = *spec;
+    let ib = x.input_bits;
+    let vmax = ((1u64 << ib) - 1) as i64;
+    let mg = m / groups;
+    let bias_of = |n: usize| bias.get(n).copied().unwrap_or(0);
+    let mb = x.magnitude_bits;
+    let half_range = 1i64 << (x.weight_bits - 1);
+    let magnitude = |w: i32, neg: bool| magnitude(x, w, neg);
 
     let sw = x.weight_slices() as usize;
     let cb = x.geometry.cell_bits as usize;
@@ -354,7 +428,7 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
         .collect();
     let ibu = ib as usize;
     let kpos = (0..k).map(|kk| ((kk / rows) * words * 64 + kk % rows) as u32).collect();
-    Ok(PreparedCrossbar {
+    PreparedCrossbar {
         lossless: x.is_lossless(k),
         x: x.clone(),
         k,
@@ -379,7 +453,17 @@ pub(crate) fn prepare_matrix<W: Fn(usize, usize) -> i32 + Sync>(
         input_min: x.input_min,
         vmax: vmax as u32,
         kpos,
-    })
+    }
+}
+
+/// The magnitude a cell pair holds of weight code `w`: its positive or (`neg`) negative part
+/// when differential, `w + 2^(weight_bits − 1)` with an offset.
+fn magnitude(x: &Crossbar, w: i32, neg: bool) -> i64 {
+    match (x.geometry.encoding, neg) {
+        (WeightEncoding::Differential, false) => (w as i64).max(0),
+        (WeightEncoding::Differential, true) => (-(w as i64)).max(0),
+        (WeightEncoding::Offset, _) => w as i64 + (1i64 << (x.weight_bits - 1)),
+    }
 }
 
 fn gcd(a: usize, b: usize) -> usize {

@@ -285,8 +285,9 @@ where
     // Each task's statistics are added here as soon as it ends (one task's histogram alive
     // per thread, not one per task).
     let merged = stats.map(std::sync::Mutex::new);
-    let hist_len = merged.as_ref().map_or(0, |st| {
-        st.lock().unwrap_or_else(std::sync::PoisonError::into_inner).histogram.len()
+    let (hist_len, levels) = merged.as_ref().map_or((0, Vec::new()), |st| {
+        let st = st.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (st.histogram.len(), st.levels.clone())
     });
     let results: Vec<Result<(usize, std::ops::Range<usize>, Vec<T>), String>> = (0..n_chunks
         * splits)
@@ -296,11 +297,7 @@ where
             let v0 = ci * chunk;
             let v1 = (v0 + chunk).min(nvec);
             let blocks = sp * per_split..((sp + 1) * per_split).min(n_blocks);
-            let mut tally = merged.as_ref().map(|_| kernel::Tally {
-                hist: vec![0; hist_len],
-                conversions: 0,
-                clipped: 0,
-            });
+            let mut tally = merged.as_ref().map(|_| kernel::Tally::new(hist_len, levels.clone()));
             let out = run_task(p, src, planes, fin, v0..v1, blocks, tally.as_mut())?;
             if let (Some(st), Some(t)) = (&merged, tally) {
                 let mut st = st.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -309,6 +306,11 @@ where
                 }
                 st.conversions += t.conversions;
                 st.clipped += t.clipped;
+                // Level 0: every conversion (the kernels count only nonzero sums per level).
+                let st = &mut *st;
+                for ((n, &level), &c) in st.at_least.iter_mut().zip(&st.levels).zip(&t.at_least) {
+                    *n += if level == 0 { t.conversions } else { c };
+                }
             }
             // This task's outputs: local outputs `nl0..nl1` of every group.
             let nl0 = (sp * per_split * pcb / p.cpo).min(p.mg);
