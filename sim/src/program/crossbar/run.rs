@@ -397,6 +397,10 @@ where
     let cell_bits = p.x.geometry.cell_bits as usize;
     let group_planes = p.tiles * p.words * cell_bits * p.pc_pad;
     let path = lanes16::Path::best();
+    // The shift-and-add's `c << sh`, negated for a `−` column, as `c · (±2^sh)`: no branch,
+    // no shift by a variable.
+    let fold: Vec<i64> =
+        p.fold.iter().map(|&(neg, sh)| if neg { -(1i64 << sh) } else { 1i64 << sh }).collect();
     for g in 0..p.groups {
         let (xplanes, sumv): (&[u64], &[i64]) = match planes {
             Some(pl) => {
@@ -460,16 +464,15 @@ where
                 kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
             }
             // Shift-and-add over the weight slices (and the two signs), then the digital terms.
+            let n0 = g * p.mg + pc0 / p.cpo;
             for vi in 0..nvec {
                 let ca = &colacc[vi * stride..][..pcn];
-                for (nl, cols) in ca.chunks_exact(p.cpo).enumerate() {
-                    let n = g * p.mg + pc0 / p.cpo + nl;
-                    let mut acc = p.konst[n] - p.offset * sumv[vi];
-                    for (&c, &(neg, sh)) in cols.iter().zip(&p.fold) {
-                        let v = c << sh;
-                        acc += if neg { -v } else { v };
-                    }
-                    out[vi * m + n] = fin(acc, n);
+                let base = p.offset * sumv[vi];
+                let outs = &mut out[vi * m + n0..][..pcn / p.cpo];
+                for (nl, (cols, o)) in ca.chunks_exact(p.cpo).zip(outs).enumerate() {
+                    let n = n0 + nl;
+                    let acc: i64 = cols.iter().zip(&fold).map(|(&c, &f)| c * f).sum();
+                    *o = fin(acc + (p.konst[n] - base), n);
                 }
             }
         }
@@ -525,6 +528,10 @@ pub(crate) fn vector_values(
             let pixels = geo.oh * geo.ow;
             let (b, px) = (vid / pixels, vid % pixels);
             let (oy, ox) = (px / geo.ow, px % geo.ow);
+            // Whether the window's columns all lie inside the input (then a row inside it
+            // reads `kw` values at fixed steps, with no test per value).
+            let ix0 = (ox * geo.strides[1]) as isize - geo.pads[1] as isize;
+            let inside_x = ix0 >= 0 && ix0 as usize + (geo.kw.max(1) - 1) * geo.dil[1] < geo.w;
             for ci in 0..geo.cg {
                 let plane = &x[(b * geo.c + g * geo.cg + ci) * geo.h * geo.w..][..geo.h * geo.w];
                 for ky in 0..geo.kh {
@@ -533,6 +540,13 @@ pub(crate) fn vector_values(
                     let row = (iy >= 0 && (iy as usize) < geo.h)
                         .then(|| &plane[iy as usize * geo.w..][..geo.w]);
                     let k0 = (ci * geo.kh + ky) * geo.kw;
+                    if let (Some(row), true) = (row, inside_x) {
+                        let row = &row[ix0 as usize..];
+                        for kx in 0..geo.kw {
+                            put(k0 + kx, row[kx * geo.dil[1]] as i64);
+                        }
+                        continue;
+                    }
                     for kx in 0..geo.kw {
                         let ix =
                             (ox * geo.strides[1] + kx * geo.dil[1]) as isize - geo.pads[1] as isize;
