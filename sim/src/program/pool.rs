@@ -135,8 +135,7 @@ fn max_pool_inside<T: Copy + Ord>(x: &[T], g: &PoolGeom) -> Option<Vec<T>> {
     }
     let (first, last) = (g.positions.start, g.positions.end - 1);
     let ox_max = if first / ow == last / ow { last % ow } else { ow - 1 };
-    if (last / ow) * g.s[0] + (kh - 1) * g.d[0] >= g.h
-        || ox_max * g.s[1] + (kw - 1) * g.d[1] >= g.w
+    if (last / ow) * g.s[0] + (kh - 1) * g.d[0] >= g.h || ox_max * g.s[1] + (kw - 1) * g.d[1] >= g.w
     {
         return None;
     }
