@@ -113,6 +113,9 @@ pub(crate) fn max_pool_codes<T: Copy + Ord + Default>(
     g: &PoolGeom,
 ) -> Result<Vec<T>, String> {
     g.check_input(x)?;
+    if let Some(out) = max_pool_inside(x, g) {
+        return Ok(out);
+    }
     let mut out = vec![T::default(); g.output_len()];
     let mut err = None;
     g.for_windows(|o, inside, _| match inside.iter().map(|&i| x[i]).max() {
@@ -120,6 +123,42 @@ pub(crate) fn max_pool_codes<T: Copy + Ord + Default>(
         None => err = Some("a pooling window lies entirely in the padding".to_string()),
     });
     err.map_or(Ok(out), Err)
+}
+
+/// [`max_pool_codes`] when every window lies inside the input (no padding reached, the common
+/// case): the maximum over the window's fixed offsets, without listing each window's
+/// positions; `None` otherwise. The input's length is checked.
+fn max_pool_inside<T: Copy + Ord>(x: &[T], g: &PoolGeom) -> Option<Vec<T>> {
+    let (npos, ow, [kh, kw]) = (g.positions.len(), g.ow, g.k);
+    if npos == 0 || ow == 0 || kh == 0 || kw == 0 || g.p[0] != 0 || g.p[1] != 0 {
+        return None;
+    }
+    let (first, last) = (g.positions.start, g.positions.end - 1);
+    let ox_max = if first / ow == last / ow { last % ow } else { ow - 1 };
+    if (last / ow) * g.s[0] + (kh - 1) * g.d[0] >= g.h || ox_max * g.s[1] + (kw - 1) * g.d[1] >= g.w
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(g.output_len());
+    for xp in x[..g.input_len()].chunks_exact(g.h * g.w) {
+        let (mut oy, mut ox) = (first / ow, first % ow);
+        for _ in 0..npos {
+            let base = oy * g.s[0] * g.w + ox * g.s[1];
+            let mut m = xp[base];
+            for ky in 0..kh {
+                let row = &xp[base + ky * g.d[0] * g.w..];
+                for kx in 0..kw {
+                    m = m.max(row[kx * g.d[1]]);
+                }
+            }
+            out.push(m);
+            ox += 1;
+            if ox == ow {
+                (oy, ox) = (oy + 1, 0);
+            }
+        }
+    }
+    Some(out)
 }
 
 /// Average pooling: each output is `rq(s, k)` with `s = Σ (x − z)` over the window's positions
@@ -189,4 +228,50 @@ pub(crate) fn avg_pool(
             None => Err(format!("no multiplier for a window of {count} elements")),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::noise::SplitMix64 as Rng;
+
+    fn pick(rng: &mut Rng, lo: usize, hi: usize) -> usize {
+        rng.int(lo as i64, hi as i64) as usize
+    }
+
+    /// The inside-only max pool gives the window lists' maxima, on random windows and output
+    /// ranges (with padding, strides and dilations, where it declines).
+    #[test]
+    fn max_pool_inside_matches_the_window_lists() {
+        let mut rng = Rng(11);
+        let mut fast = 0;
+        for _ in 0..400 {
+            let r = &mut rng;
+            let (h, w) = (pick(r, 1, 9), pick(r, 1, 9));
+            let k = [pick(r, 1, 3), pick(r, 1, 3)];
+            let s = [pick(r, 1, 3), pick(r, 1, 3)];
+            let d = [pick(r, 1, 2), pick(r, 1, 2)];
+            let p = if r.coin() { [0; 4] } else { [pick(r, 0, 1), 0, 1, pick(r, 0, 1)] };
+            let extent =
+                |i: usize, n: usize| (n + p[i] + p[i + 2]).checked_sub((k[i] - 1) * d[i] + 1);
+            let (Some(ey), Some(ex)) = (extent(0, h), extent(1, w)) else { continue };
+            let (oh, ow) = (ey / s[0] + 1, ex / s[1] + 1);
+            let first = pick(r, 0, oh * ow - 1);
+            let end = pick(r, first + 1, oh * ow);
+            let g = PoolGeom { planes: 2, h, w, ow, k, s, d, p, positions: first..end };
+            let x: Vec<i32> = (0..g.input_len()).map(|_| r.int(-50i32, 50)).collect();
+            let mut want = vec![0; g.output_len()];
+            g.for_windows(|o, inside, _| {
+                want[o] = inside.iter().map(|&i| x[i]).max().unwrap_or(i32::MIN)
+            });
+            if let Some(got) = max_pool_inside(&x, &g) {
+                fast += 1;
+                assert_eq!(got, want, "{h}x{w} k {k:?} s {s:?} d {d:?} p {p:?} {first}..{end}");
+            }
+            if want.iter().all(|&v| v != i32::MIN) {
+                assert_eq!(max_pool_codes(&x, &g).unwrap(), want);
+            }
+        }
+        assert!(fast > 50, "the inside path ran {fast} times");
+    }
 }

@@ -25,6 +25,9 @@ pub(crate) enum Source<'a> {
     /// Im2col vectors never written out, read from their image (the stream simulator's lazy
     /// `im2col`).
     Window(WindowView<'a>),
+    /// As `Conv`, over the crossbar inputs `q − input_min` made once per step ([`inputs16`]);
+    /// `pad` is the padding's.
+    Inputs16 { v: &'a [u16], pad: u16, geo: &'a ConvGeom },
 }
 
 /// The im2col vectors of a window over a channel-first image `x` (`[c][h][w]`), as the
@@ -226,8 +229,13 @@ pub(crate) fn scatter<T: Copy + Default>(
     let mut out = vec![T::default(); nvec * m];
     results.for_each(|v, n0, codes| {
         // Where output n of this vector goes: `base + n · step`.
-        let (base, step) = match src {
-            Source::Conv { geo, .. } => {
+        let geo = match src {
+            Source::Conv { geo, .. } => Some(geo),
+            Source::Inputs16 { geo, .. } => Some(*geo),
+            _ => None,
+        };
+        let (base, step) = match geo {
+            Some(geo) => {
                 let pixels = geo.oh * geo.ow;
                 let (b, px) = (v / pixels, v % pixels);
                 (b * m * pixels + px, pixels)
@@ -262,6 +270,18 @@ where
             return Err("input planes of another layout or another number of vectors".into());
         }
     }
+    let converted = match (src, planes) {
+        (Source::Conv { x, .. }, None) => inputs16(p, x),
+        _ => None,
+    };
+    let src16 = match (src, &converted) {
+        // The padding fits the input bits (checked when the weights were prepared).
+        (Source::Conv { z, geo, .. }, Some(v)) => {
+            Some(Source::Inputs16 { v, pad: (*z as i64 - p.input_min as i64) as u16, geo })
+        }
+        _ => None,
+    };
+    let src = src16.as_ref().unwrap_or(src);
     // Tasks: chunks of vectors (each reuses the weights it streams over its vectors) times
     // ranges of column blocks, enough of them to keep every thread busy when there are few
     // vectors (late layers at batch 1).
@@ -399,6 +419,10 @@ where
     let cell_bits = p.x.geometry.cell_bits as usize;
     let group_planes = p.tiles * p.words * cell_bits * p.pc_pad;
     let path = lanes16::Path::best();
+    // The shift-and-add's `c << sh`, negated for a `−` column, as `c · (±2^sh)`: no branch,
+    // no shift by a variable.
+    let fold: Vec<i64> =
+        p.fold.iter().map(|&(neg, sh)| if neg { -(1i64 << sh) } else { 1i64 << sh }).collect();
     for g in 0..p.groups {
         let (xplanes, sumv): (&[u64], &[i64]) = match planes {
             Some(pl) => {
@@ -462,16 +486,15 @@ where
                 kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
             }
             // Shift-and-add over the weight slices (and the two signs), then the digital terms.
+            let n0 = g * p.mg + pc0 / p.cpo;
             for vi in 0..nvec {
                 let ca = &colacc[vi * stride..][..pcn];
-                for (nl, cols) in ca.chunks_exact(p.cpo).enumerate() {
-                    let n = g * p.mg + pc0 / p.cpo + nl;
-                    let mut acc = p.konst[n] - p.offset * sumv[vi];
-                    for (&c, &(neg, sh)) in cols.iter().zip(&p.fold) {
-                        let v = c << sh;
-                        acc += if neg { -v } else { v };
-                    }
-                    out[vi * m + n] = fin(acc, n);
+                let base = p.offset * sumv[vi];
+                let outs = &mut out[vi * m + n0..][..pcn / p.cpo];
+                for (nl, (cols, o)) in ca.chunks_exact(p.cpo).zip(outs).enumerate() {
+                    let n = n0 + nl;
+                    let acc: i64 = cols.iter().zip(&fold).map(|(&c, &f)| c * f).sum();
+                    *o = fin(acc + (p.konst[n] - base), n);
                 }
             }
         }
@@ -523,29 +546,15 @@ pub(crate) fn vector_values(
         vbuf[p.kpos[kk] as usize] = v as u16;
     };
     match src {
-        Source::Conv { x, z, geo } => {
-            let pixels = geo.oh * geo.ow;
-            let (b, px) = (vid / pixels, vid % pixels);
-            let (oy, ox) = (px / geo.ow, px % geo.ow);
-            for ci in 0..geo.cg {
-                let plane = &x[(b * geo.c + g * geo.cg + ci) * geo.h * geo.w..][..geo.h * geo.w];
-                for ky in 0..geo.kh {
-                    let iy =
-                        (oy * geo.strides[0] + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
-                    let row = (iy >= 0 && (iy as usize) < geo.h)
-                        .then(|| &plane[iy as usize * geo.w..][..geo.w]);
-                    let k0 = (ci * geo.kh + ky) * geo.kw;
-                    for kx in 0..geo.kw {
-                        let ix =
-                            (ox * geo.strides[1] + kx * geo.dil[1]) as isize - geo.pads[1] as isize;
-                        let q = match row {
-                            Some(row) if ix >= 0 && (ix as usize) < geo.w => row[ix as usize],
-                            _ => *z,
-                        };
-                        put(k0 + kx, q as i64);
-                    }
-                }
-            }
+        Source::Conv { x, z, geo } => conv_vector(geo, x, *z, g, vid, |k, q| put(k, q as i64)),
+        Source::Inputs16 { v, pad, geo } => {
+            // Converted and checked once per step ([`inputs16`]): stored as they are.
+            let (kpos, mut s16) = (&p.kpos, 0u64);
+            conv_vector(geo, v, *pad, g, vid, |k, v| {
+                vbuf[kpos[k] as usize] = v;
+                s16 += v as u64;
+            });
+            sum = s16 as i64;
         }
         Source::Gemm { x } => {
             for (kk, &q) in x[vid * p.k..][..p.k].iter().enumerate() {
@@ -561,4 +570,71 @@ pub(crate) fn vector_values(
         ));
     }
     Ok(sum)
+}
+
+/// Calls `put(k, value)` for every row `k` of conv group `g`'s im2col vector `vid` over the
+/// channel-first input `x` (`pad` in the padding).
+#[inline(always)]
+fn conv_vector<T: Copy>(
+    geo: &ConvGeom,
+    x: &[T],
+    pad: T,
+    g: usize,
+    vid: usize,
+    mut put: impl FnMut(usize, T),
+) {
+    let pixels = geo.oh * geo.ow;
+    let (b, px) = (vid / pixels, vid % pixels);
+    let (oy, ox) = (px / geo.ow, px % geo.ow);
+    // Whether the window's columns all lie inside the input (then a row inside it reads `kw`
+    // values at fixed steps, with no test per value).
+    let ix0 = (ox * geo.strides[1]) as isize - geo.pads[1] as isize;
+    let inside_x = ix0 >= 0 && ix0 as usize + (geo.kw.max(1) - 1) * geo.dil[1] < geo.w;
+    for ci in 0..geo.cg {
+        let plane = &x[(b * geo.c + g * geo.cg + ci) * geo.h * geo.w..][..geo.h * geo.w];
+        for ky in 0..geo.kh {
+            let iy = (oy * geo.strides[0] + ky * geo.dil[0]) as isize - geo.pads[0] as isize;
+            let row =
+                (iy >= 0 && (iy as usize) < geo.h).then(|| &plane[iy as usize * geo.w..][..geo.w]);
+            let k0 = (ci * geo.kh + ky) * geo.kw;
+            if let (Some(row), true) = (row, inside_x) {
+                let row = &row[ix0 as usize..];
+                for kx in 0..geo.kw {
+                    put(k0 + kx, row[kx * geo.dil[1]]);
+                }
+                continue;
+            }
+            for kx in 0..geo.kw {
+                let ix = (ox * geo.strides[1] + kx * geo.dil[1]) as isize - geo.pads[1] as isize;
+                let q = match row {
+                    Some(row) if ix >= 0 && (ix as usize) < geo.w => row[ix as usize],
+                    _ => pad,
+                };
+                put(k0 + kx, q);
+            }
+        }
+    }
+}
+
+/// A Conv step's input converted once to crossbar inputs `v = q − input_min` (u16, a quarter
+/// of the i32 codes' bytes for the im2col to read, no test per value read), in parallel; `None`
+/// when the inputs are wider than 16 bits or some code does not fit (then the vectors are read
+/// from the codes, and the error names the first such code a vector reads, as before).
+fn inputs16(p: &PreparedCrossbar, x: &[i32]) -> Option<Vec<u16>> {
+    if p.vmax > u16::MAX as u32 {
+        return None;
+    }
+    let (lo, vmax) = (p.input_min as i64, p.vmax as u64);
+    let mut out = vec![0u16; x.len()];
+    let fits = out.par_chunks_mut(1 << 14).zip(x.par_chunks(1 << 14)).all(|(o, xs)| {
+        let mut bad = false;
+        for (o, &q) in o.iter_mut().zip(xs) {
+            // Negative differences wrap to huge values: one unsigned comparison.
+            let v = (q as i64).wrapping_sub(lo) as u64;
+            bad |= v > vmax;
+            *o = v as u16;
+        }
+        !bad
+    });
+    fits.then_some(out)
 }
