@@ -27,6 +27,7 @@ use rayon::prelude::*;
 
 mod avx512;
 mod depthwise;
+mod lanes;
 mod plane;
 mod tiled;
 
