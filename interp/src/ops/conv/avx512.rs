@@ -147,15 +147,19 @@ pub(crate) struct LaneTile {
     pub x: [*const f32; LANE_ROWS],
     /// The `LANE_ROWS x 64` output block (row `i`, channel `j` at `c + 64 * i + j`).
     pub c: *mut f32,
+    /// Whether the sums go on from the block's values (a previous chunk of the reduction)
+    /// instead of from zero.
+    pub acc: bool,
 }
 
-/// `C[i][..16 * vectors] = sum_k x[i][boff[k]] * W[k][..]` for `vectors` in 1..=4, summed
-/// from zero in the order of `k` (one FMA per row, as [`micro_tile`]: same results).
+/// `C[i][..16 * vectors] (+)= sum_k x[i][boff[k]] * W[k][..]` for `vectors` in 1..=4, summed
+/// from zero (or from C's values when `acc`) in the order of `k` (one FMA per row, as
+/// [`micro_tile`]: same results).
 ///
 /// # Safety
 /// [`available`] returned true; `w` covers `kc * 16 * vectors` floats at a 64-byte aligned
-/// address, `boff` `kc` offsets, every `x[i] + boff[k]` is readable and `c` covers
-/// `LANE_ROWS * 64` writable floats.
+/// address, `boff` `kc` offsets, every `x[i] + boff[k]` is readable and `c + 64 * i ..
+/// + 16 * vectors` (i < LANE_ROWS) writable (and readable when `acc`).
 #[cfg(target_arch = "x86_64")]
 pub(crate) unsafe fn lane_tile(t: &LaneTile, vectors: usize) {
     // SAFETY: forwarded from the caller's contract.
@@ -176,6 +180,13 @@ unsafe fn lanes<const NV: usize>(t: &LaneTile) {
     let x = t.x;
     // SAFETY (all pointer arithmetic below): within the ranges the caller vouches for.
     unsafe {
+        if t.acc {
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (j, a) in row.iter_mut().enumerate() {
+                    *a = _mm512_loadu_ps(t.c.add(LANE_LD * i + 16 * j));
+                }
+            }
+        }
         for k in 0..t.kc {
             let o = *t.boff.add(k);
             let wk = t.w.add(k * 16 * NV);

@@ -15,6 +15,7 @@
 //! not depend on the blocking or the thread count.
 
 use super::avx512::{self, LaneTile, LANE_ROWS};
+use super::avx2;
 use super::plane::{Finish, Plane};
 use super::tiled::OutPtr;
 use super::PreparedConv;
@@ -45,12 +46,49 @@ struct Line([f32; LANES]);
 #[derive(Clone, Debug)]
 pub(super) struct LanesPack {
     w: Vec<Line>,
+    /// The micro-kernel that runs it.
+    pub(super) isa: Isa,
+    /// Reduction rows per chunk (see `lanes_products`).
+    pub(super) chunk_rows: usize,
+}
+
+/// The instruction sets of the micro-kernel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Isa {
+    /// `avx512::lane_tile`: up to 64 channels per micro-tile.
+    Avx512,
+    /// `avx2::lane_tile16`: 16 channels per micro-tile.
+    Avx2,
+}
+
+impl Isa {
+    /// The best this CPU runs (AVX-512 unless `CIMC_PORTABLE_KERNELS` turns it off), if any.
+    fn detect() -> Option<Isa> {
+        if avx512::available() {
+            Some(Isa::Avx512)
+        } else if avx2::available() {
+            Some(Isa::Avx2)
+        } else {
+            None
+        }
+    }
 }
 
 /// Whether a layer with `mg` output channels per group and `kk` reduction rows takes this
-/// path (the caller checks the plane path's own conditions and the CPU).
+/// path (the caller checks the plane path's own conditions on the kernel).
 pub(super) fn applies(mg: usize, kk: usize) -> bool {
-    mg > 0 && mg % LANES == 0 && kk >= MIN_KK
+    mg > 0 && mg % LANES == 0 && kk >= MIN_KK && Isa::detect().is_some()
+}
+
+/// Whether a 2-D layer (`kernel`, `cg` input and `mg` output channels per group, `kk`
+/// reduction rows) takes this path on a CPU where the plane path's panels do not run (no
+/// AVX-512, or `CIMC_PORTABLE_KERNELS` set): with the AVX2 kernel.
+pub(super) fn applies_without_panels(kernel: &[usize], cg: usize, mg: usize, kk: usize) -> bool {
+    kernel.len() == 2
+        && cg > 0
+        && (cg > 1 || kernel.iter().all(|&k| k == 1))
+        && Isa::detect() == Some(Isa::Avx2)
+        && applies(mg, kk)
 }
 
 impl LanesPack {
@@ -71,7 +109,13 @@ impl LanesPack {
                 }
             }
         }
-        LanesPack { w: packed }
+        let isa = Isa::detect().expect("invariant: `applies` found a kernel for this CPU");
+        // About 256 KiB of weights per chunk: 64 channels on AVX-512, 16 on AVX2.
+        let chunk_rows = match isa {
+            Isa::Avx512 => 1 << 10,
+            Isa::Avx2 => 1 << 12,
+        };
+        LanesPack { w: packed, isa, chunk_rows }
     }
 
     /// The weights back in `[M, kk]` row-major order (the inverse of [`LanesPack::new`]).
@@ -157,24 +201,48 @@ impl<T: GemmFloat> PreparedConv<T> {
             let xg = &xp[gi * self.cg * geo.cs..];
             let rows = (q1 - q0).next_multiple_of(LANE_ROWS);
             with_thread_buffer(&BLOCK, rows * MB, |blk| {
-                for t0 in (q0..q1).step_by(LANE_ROWS) {
-                    // The tail's missing positions repeat the last one (computed, not kept).
-                    let x = std::array::from_fn(|i| {
-                        xg[geo.column((t0 + i).min(q1 - 1))..].as_ptr()
-                    });
-                    let tile = LaneTile {
-                        kc: kk,
-                        w: wb.as_ptr(),
-                        boff: boff.as_ptr(),
-                        x,
-                        c: blk[(t0 - q0) * MB..].as_mut_ptr(),
-                    };
-                    // SAFETY: the plane path is only taken when `avx512::available()`; `wb`
-                    // holds kk x width floats and `boff` kk offsets; every `x[i] + boff[k]`
-                    // is below `reach` (a position's column is < np), inside the group's
-                    // copy (asserted above); `blk` holds `rows` >= t0 - q0 + LANE_ROWS rows
-                    // of MB floats.
-                    unsafe { avx512::lane_tile(&tile, width / LANES) };
+                // A micro-tile covers the block's channels on AVX-512, 16 of them on AVX2.
+                let (chunks, vectors) = match pack.isa {
+                    Isa::Avx512 => (1, width / LANES),
+                    Isa::Avx2 => (width / LANES, 1),
+                };
+                // The reduction in chunks whose weights stay in L2 while every position of
+                // the block reads them; each output's sum goes on from where the last chunk
+                // stored it (`acc`), so the FMAs are the same, in the same order.
+                for k0 in (0..kk).step_by(pack.chunk_rows) {
+                    let kc = pack.chunk_rows.min(kk - k0);
+                    for c in 0..chunks {
+                        for t0 in (q0..q1).step_by(LANE_ROWS) {
+                            // The tail's missing positions repeat the last one (computed, not
+                            // kept).
+                            let x = std::array::from_fn(|i| {
+                                xg[geo.column((t0 + i).min(q1 - 1))..].as_ptr()
+                            });
+                            let tile = LaneTile {
+                                kc,
+                                w: wb[k0 * width + c * LANES..].as_ptr(),
+                                boff: boff[k0..].as_ptr(),
+                                x,
+                                c: blk[(t0 - q0) * MB + c * LANES..].as_mut_ptr(),
+                                acc: k0 > 0,
+                            };
+                            // SAFETY: `pack.isa` was detected on this CPU at load; `wb` holds
+                            // kk x width floats from a 64-byte aligned start (a multiple of
+                            // 16 x kk floats into the aligned pack), rows k0..k0+kc of which
+                            // the tile reads (columns 16c.. of each on AVX2); `boff` holds kk
+                            // offsets; every `x[i] + boff[k]` is below `reach` (a position's
+                            // column is < np), inside the group's copy (asserted above);
+                            // `blk` holds `rows` >= t0 - q0 + LANE_ROWS rows of MB floats, of
+                            // which the tile reads and writes columns 16c..16(c + vectors),
+                            // written by the previous chunk when `acc`.
+                            unsafe {
+                                match pack.isa {
+                                    Isa::Avx512 => avx512::lane_tile(&tile, vectors),
+                                    Isa::Avx2 => avx2::lane_tile16(&tile, width),
+                                }
+                            };
+                        }
+                    }
                 }
                 for r in 0..width {
                     let ch = gi * mg + b0 + r;
@@ -225,8 +293,8 @@ fn block_positions(positions: usize, rows: usize, threads: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    //! The lanes path against the plane path's panels, bit for bit (both against a naive
-    //! convolution in `interp/tests/props.rs`).
+    //! The lanes path (AVX-512 and AVX2 kernels) against the plane path's panels, bit for
+    //! bit (all against a naive convolution in `interp/tests/props.rs`).
 
     use super::super::plane::{Finish, PlanePack};
     use super::super::PreparedConv;
@@ -263,6 +331,7 @@ mod tests {
             (batch, group, vectors, cg) in (1usize..=3, 1usize..=2, 1usize..=6, 15usize..=40),
             (k, stride, pad) in (prop_oneof![Just(1usize), Just(3)], 1usize..=2, 0usize..=1),
             (ih, iw, seed) in (3usize..=19, 3usize..=23, any::<u64>()),
+            chunk in 1usize..=100,
         ) {
             prop_assume!(super::super::avx512::available());
             let (mg, cg) = (16 * vectors, if k == 1 { cg + 241 } else { cg + 14 });
@@ -298,6 +367,18 @@ mod tests {
             pc.run_plane(lanes, &x, &xs, &outs, &mut got, fin);
             for (i, (u, v)) in want.iter().zip(&got).enumerate() {
                 prop_assert_eq!(u.to_bits(), v.to_bits(), "element {}: {} vs {}", i, u, v);
+            }
+            // Both kernels, the reduction whole or in chunks of a few rows.
+            let avx2 = super::avx2::available();
+            for (isa, rows) in [(super::Isa::Avx512, chunk), (super::Isa::Avx2, kk), (super::Isa::Avx2, chunk)] {
+                if isa == super::Isa::Avx2 && !avx2 {
+                    continue;
+                }
+                let mut other = vec![f32::NAN; len];
+                pc.run_plane(&lanes.with_isa(isa, rows), &x, &xs, &outs, &mut other, fin);
+                for (i, (u, v)) in want.iter().zip(&other).enumerate() {
+                    prop_assert_eq!(u.to_bits(), v.to_bits(), "{:?} in chunks of {}, element {}: {} vs {}", isa, rows, i, u, v);
+                }
             }
         }
     }

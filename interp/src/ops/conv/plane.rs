@@ -64,6 +64,17 @@ impl PlanePack {
         Self::panels(w, m, kk, group)
     }
 
+    /// The same pack with its lanes (if any) run by the micro-kernel of `isa`, the reduction
+    /// in chunks of `chunk_rows` rows.
+    #[cfg(test)]
+    pub(super) fn with_isa(&self, isa: lanes::Isa, chunk_rows: usize) -> Self {
+        let mut pack = self.clone();
+        if let Some(l) = &mut pack.lanes {
+            (l.isa, l.chunk_rows) = (isa, chunk_rows);
+        }
+        pack
+    }
+
     /// Packs `w` in panels of `MR` output channels, whatever the layer (the lanes kernel's
     /// tests compare the two).
     pub(super) fn panels(w: &[f32], m: usize, kk: usize, group: usize) -> Self {
