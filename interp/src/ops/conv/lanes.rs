@@ -50,6 +50,10 @@ pub(super) struct LanesPack {
     pub(super) isa: Isa,
     /// Reduction rows per chunk (see `lanes_products`).
     pub(super) chunk_rows: usize,
+    /// Output channels per block: 64 for AVX-512, 16 for AVX2 (whose micro-tile has 16: the
+    /// 16 channels it reads are then contiguous, not every fourth line of 64-channel rows,
+    /// which left the deep layers' weights a quarter of L2's sets).
+    block: usize,
 }
 
 /// The instruction sets of the micro-kernel.
@@ -94,12 +98,22 @@ pub(super) fn applies_without_panels(kernel: &[usize], cg: usize, mg: usize, kk:
 impl LanesPack {
     /// Packs `w` (`[M, kk]` row-major, `group` groups of `M / group` rows).
     pub(super) fn new(w: &[f32], m: usize, kk: usize, group: usize) -> Self {
+        let isa = Isa::detect().expect("invariant: `applies` found a kernel for this CPU");
+        Self::for_isa(w, m, kk, group, isa)
+    }
+
+    /// [`LanesPack::new`] for the micro-kernel of `isa`.
+    pub(super) fn for_isa(w: &[f32], m: usize, kk: usize, group: usize, isa: Isa) -> Self {
         let mg = m / group;
+        let block = match isa {
+            Isa::Avx512 => MB,
+            Isa::Avx2 => LANES,
+        };
         let mut packed = vec![Line::default(); m * kk / LANES];
         let flat = flat_mut(&mut packed);
         for gi in 0..group {
-            for b0 in (0..mg).step_by(MB) {
-                let width = MB.min(mg - b0);
+            for b0 in (0..mg).step_by(block) {
+                let width = block.min(mg - b0);
                 let dst = &mut flat[(gi * mg + b0) * kk..][..kk * width];
                 for r in 0..width {
                     let src = &w[(gi * mg + b0 + r) * kk..][..kk];
@@ -109,13 +123,9 @@ impl LanesPack {
                 }
             }
         }
-        let isa = Isa::detect().expect("invariant: `applies` found a kernel for this CPU");
-        // About 256 KiB of weights per chunk: 64 channels on AVX-512, 16 on AVX2.
-        let chunk_rows = match isa {
-            Isa::Avx512 => 1 << 10,
-            Isa::Avx2 => 1 << 12,
-        };
-        LanesPack { w: packed, isa, chunk_rows }
+        // About 256 KiB of weights per chunk.
+        let chunk_rows = (1 << 16) / block;
+        LanesPack { w: packed, isa, chunk_rows, block }
     }
 
     /// The weights back in `[M, kk]` row-major order (the inverse of [`LanesPack::new`]).
@@ -124,8 +134,8 @@ impl LanesPack {
         let mut w = vec![0f32; m * kk];
         for (row, dst) in w.chunks_exact_mut(kk.max(1)).enumerate().take(m) {
             let (gi, ch) = (row / mg, row % mg);
-            let (b0, r) = (ch / MB * MB, ch % MB);
-            let width = MB.min(mg - b0);
+            let (b0, r) = (ch / self.block * self.block, ch % self.block);
+            let width = self.block.min(mg - b0);
             let block = &flat[(gi * mg + b0) * kk..][..kk * width];
             for (k, v) in dst.iter_mut().enumerate() {
                 *v = block[k * width + r];
@@ -179,7 +189,7 @@ impl<T: GemmFloat> PreparedConv<T> {
         let (mg, kk) = (self.m / g, boff.len());
         let per_image = geo.oh * geo.ow;
         let positions = geo.n * per_image;
-        let mblocks = mg.div_ceil(MB);
+        let mblocks = mg.div_ceil(pack.block);
         let qb = block_positions(positions, g * mblocks, rayon::current_num_threads());
         let qblocks = positions.div_ceil(qb);
         let reach = boff.iter().max().copied().unwrap_or(0) + geo.np;
@@ -195,8 +205,8 @@ impl<T: GemmFloat> PreparedConv<T> {
         (0..g * mblocks * qblocks).into_par_iter().for_each(|item| {
             let (gi, rest) = (item / (mblocks * qblocks), item % (mblocks * qblocks));
             let (mb, qbi) = (rest / qblocks, rest % qblocks);
-            let (b0, q0) = (mb * MB, qbi * qb);
-            let (width, q1) = (MB.min(mg - b0), (q0 + qb).min(positions));
+            let (b0, q0) = (mb * pack.block, qbi * qb);
+            let (width, q1) = (pack.block.min(mg - b0), (q0 + qb).min(positions));
             let wb = &w[(gi * mg + b0) * kk..][..kk * width];
             let xg = &xp[gi * self.cg * geo.cs..];
             let rows = (q1 - q0).next_multiple_of(LANE_ROWS);
@@ -323,7 +333,10 @@ mod tests {
         fn unpack_inverts_pack(group in 1usize..=3, vectors in 1usize..=9, kk in 1usize..=300, seed: u64) {
             let m = group * 16 * vectors;
             let w = values(m * kk, seed);
-            prop_assert_eq!(super::LanesPack::new(&w, m, kk, group).unpack(m, kk, group), w);
+            for isa in [super::Isa::Avx512, super::Isa::Avx2] {
+                let pack = super::LanesPack::for_isa(&w, m, kk, group, isa);
+                prop_assert_eq!(pack.unpack(m, kk, group), w.clone());
+            }
         }
 
         #[test]
@@ -351,7 +364,8 @@ mod tests {
             let pc = PreparedConv::new(&attrs, &w, Some(&b)).expect("a valid layer");
             let lanes = pc.plane.as_ref().expect("an AVX-512 CPU packs for the plane path");
             prop_assert!(lanes.lanes.is_some());
-            let panels = PlanePack::panels(&lanes.unpack(m, kk, group), m, kk, group);
+            let unpacked = lanes.unpack(m, kk, group);
+            let panels = PlanePack::panels(&unpacked, m, kk, group);
             let outs = pc.out_spatial(&[ih, iw]).expect("the window fits");
             let xs = [batch, group * cg, ih, iw];
             let x = values(xs.iter().product(), seed ^ 3);
@@ -375,7 +389,8 @@ mod tests {
                     continue;
                 }
                 let mut other = vec![f32::NAN; len];
-                pc.run_plane(&lanes.with_isa(isa, rows), &x, &xs, &outs, &mut other, fin);
+                let pack = PlanePack::lanes_for(&unpacked, (m, kk, group), isa, rows);
+                pc.run_plane(&pack, &x, &xs, &outs, &mut other, fin);
                 for (i, (u, v)) in want.iter().zip(&other).enumerate() {
                     prop_assert_eq!(u.to_bits(), v.to_bits(), "{:?} in chunks of {}, element {}: {} vs {}", isa, rows, i, u, v);
                 }

@@ -64,15 +64,18 @@ impl PlanePack {
         Self::panels(w, m, kk, group)
     }
 
-    /// The same pack with its lanes (if any) run by the micro-kernel of `isa`, the reduction
-    /// in chunks of `chunk_rows` rows.
+    /// The weights (`[M, kk]`) packed for the lanes micro-kernel of `isa`, the reduction in
+    /// chunks of `chunk_rows` rows.
     #[cfg(test)]
-    pub(super) fn with_isa(&self, isa: lanes::Isa, chunk_rows: usize) -> Self {
-        let mut pack = self.clone();
-        if let Some(l) = &mut pack.lanes {
-            (l.isa, l.chunk_rows) = (isa, chunk_rows);
-        }
-        pack
+    pub(super) fn lanes_for(
+        w: &[f32],
+        (m, kk, group): (usize, usize, usize),
+        isa: lanes::Isa,
+        chunk_rows: usize,
+    ) -> Self {
+        let mut lanes = LanesPack::for_isa(w, m, kk, group, isa);
+        lanes.chunk_rows = chunk_rows;
+        PlanePack { a: Vec::new(), panels: 0, lanes: Some(lanes) }
     }
 
     /// Packs `w` in panels of `MR` output channels, whatever the layer (the lanes kernel's
