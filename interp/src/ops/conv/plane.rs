@@ -535,7 +535,10 @@ mod tests {
             (pads, ih, iw) in (proptest::collection::vec(0usize..=2, 4), 1usize..=17, 1usize..=23),
             seed: u64,
         ) {
-            prop_assume!(super::avx512::available());
+            // Nothing to compare on a CPU (or under `CIMC_PORTABLE_KERNELS`) without AVX-512.
+            if !super::avx512::available() {
+                return Ok(());
+            }
             let (ih, iw) = (ih.max((kh - 1) * dil + 1), iw.max((kw - 1) * dil + 1));
             let attrs = ConvAttrs {
                 kernel: vec![kh, kw],
