@@ -14,8 +14,8 @@
 //! call (FMA after FMA), as on the plane path: the results are that path's bit for bit, and do
 //! not depend on the blocking or the thread count.
 
-use super::avx512::{self, LaneTile, LANE_ROWS};
 use super::avx2;
+use super::avx512::{self, LaneTile, LANE_ROWS};
 use super::plane::{Finish, Plane};
 use super::tiled::OutPtr;
 use super::PreparedConv;
@@ -81,7 +81,7 @@ impl Isa {
 /// Whether a layer with `mg` output channels per group and `kk` reduction rows takes this
 /// path (the caller checks the plane path's own conditions on the kernel).
 pub(super) fn applies(mg: usize, kk: usize) -> bool {
-    mg > 0 && mg % LANES == 0 && kk >= MIN_KK && Isa::detect().is_some()
+    mg > 0 && mg.is_multiple_of(LANES) && kk >= MIN_KK && Isa::detect().is_some()
 }
 
 /// Whether a 2-D layer (`kernel`, `cg` input and `mg` output channels per group, `kk`
@@ -198,7 +198,9 @@ impl<T: GemmFloat> PreparedConv<T> {
             "invariant: every tap of every position lies inside the input copy"
         );
         assert!(
-            out.len() == positions * self.m && pack.w.len() * LANES == g * mg * kk && mg % LANES == 0,
+            out.len() == positions * self.m
+                && pack.w.len() * LANES == g * mg * kk
+                && mg.is_multiple_of(LANES),
             "invariant: the output holds N x M x OH x OW floats, the pack G x Mg x kk"
         );
         let (dst, w) = (OutPtr(out.as_mut_ptr()), flat(&pack.w));
