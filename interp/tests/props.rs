@@ -176,10 +176,12 @@ fn check_conv(c: &ConvCase) -> Result<(), TestCaseError> {
 /// 2-D layers big enough for the tiled paths of `ops/conv/tiled.rs`: many output positions
 /// and a few output channels (column tiles: Cg*9 >= 576 rows of im2col, >= 400 positions; or
 /// pointwise), or at least 128 output channels per group over fewer positions (blocks of
-/// output channels).
+/// output channels); and (mode 3) whole vectors of 16 output channels per group over >= 256
+/// reduction rows, the channels-in-lanes path of `ops/conv/lanes.rs` (a tail block of 16-48
+/// channels, position blocks cut across images, 1x1 and 3x3 kernels, strides, padding).
 fn tiled_conv_case() -> impl Strategy<Value = ConvCase> {
     (
-        0usize..3,
+        0usize..4,
         1usize..=2,
         1usize..=2,
         1usize..=2,
@@ -206,6 +208,22 @@ fn tiled_conv_case() -> impl Strategy<Value = ConvCase> {
                     clamp: None,
                 };
                 let (xs, ws) = (vec![batch, g * cg, side, side + 1], vec![g * mg, cg, 1, 1]);
+                return ConvCase { xs, ws, attrs, bias, seed };
+            }
+            if mode == 3 {
+                let mg = 16 * (1 + seed as usize % 5);
+                let k = if seed % 3 == 0 { 1 } else { 3 };
+                let cg = if k == 1 { 256 + seed as usize % 9 } else { 29 + seed as usize % 7 };
+                let side = 3 + (seed >> 8) as usize % 13;
+                let attrs = ConvAttrs {
+                    kernel: vec![k, k],
+                    strides: vec![stride; 2],
+                    dilations: vec![1 + dil; 2],
+                    pads: vec![pad.min(k - 1); 4],
+                    group: g,
+                    clamp: None,
+                };
+                let (xs, ws) = (vec![batch, g * cg, side + 2, side + 3], vec![g * mg, cg, k, k]);
                 return ConvCase { xs, ws, attrs, bias, seed };
             }
             let columns = mode == 0;
@@ -235,7 +253,7 @@ fn tiled_conv_case() -> impl Strategy<Value = ConvCase> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 18, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
     fn conv2d_tiled_matches_naive(c in tiled_conv_case()) {

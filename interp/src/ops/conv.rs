@@ -3,7 +3,9 @@
 //! The paths, all producing `[N, M, O..]` row-major:
 //! - f32 2-D layers on CPUs with AVX-512 (all but depthwise): one product over the padded,
 //!   stride-split input plane with the weights packed at load, no im2col (`conv/plane.rs`,
-//!   micro-kernel in `conv/avx512.rs`);
+//!   micro-kernels in `conv/avx512.rs`), with the output channels in the vector lanes for
+//!   layers with whole vectors of channels and long reductions (`conv/lanes.rs`; on CPUs
+//!   with AVX2 but not AVX-512 these layers take it too, `conv/avx2.rs`);
 //! - pointwise (1x1 kernel, stride 1, no padding): each group's input `[Cg, P]` already is the
 //!   right-hand matrix, one GEMM per image and group;
 //! - 2-D with one input channel per group (depthwise, any channel multiplier): a direct loop
@@ -25,8 +27,10 @@ use cimc_ir::ConvAttrs;
 use ndarray::ArrayD;
 use rayon::prelude::*;
 
+mod avx2;
 mod avx512;
 mod depthwise;
+mod lanes;
 mod plane;
 mod tiled;
 
@@ -136,6 +140,9 @@ impl<T: GemmFloat> PreparedConv<T> {
         let w = data_of(w);
         let plane = match T::f32s(&w) {
             Some(wf) if plane::applies(&kernel, cg) => {
+                Some(plane::PlanePack::new(wf, m, w.len() / m.max(1), g))
+            }
+            Some(wf) if lanes::applies_without_panels(&kernel, cg, m / g, w.len() / m.max(1)) => {
                 Some(plane::PlanePack::new(wf, m, w.len() / m.max(1), g))
             }
             _ => None,

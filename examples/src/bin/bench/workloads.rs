@@ -88,6 +88,11 @@ pub fn kernel_path(id: &str) -> Option<String> {
         if std::is_x86_feature_detected!("avx512f") && !cimc_interp::portable_kernels_forced() {
             return "avx512";
         }
+        // The long-reduction layers take the AVX2 lanes kernel, the rest the portable paths.
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            return "avx2 + portable";
+        }
         "portable"
     };
     let int = || cimc_sim::int_gemm::IntKernel::best().name();

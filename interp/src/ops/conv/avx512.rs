@@ -6,6 +6,10 @@
 //! a padded input plane in place (the offsets are those of the kernel's taps) instead of an
 //! im2col matrix. 16 accumulators of 16 lanes, two right-hand loads and eight broadcasts per
 //! row: the two FMA pipes stay busy and the loads (misaligned ones included) keep up.
+//!
+//! [`lane_tile`], for `conv/lanes.rs`, is the transposed product: up to 64 output channels in
+//! the lanes (the weights packed `[kc][64]`) times six output positions, each position's input
+//! broadcast: 24 accumulators, four aligned loads and six broadcasts per row.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
@@ -124,6 +128,91 @@ unsafe fn tile<const FULL: bool>(t: &MicroTile) {
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) unsafe fn micro_tile(_: &MicroTile) {
     unreachable!("invariant: micro_tile is only called when available() is true")
+}
+
+/// Output positions per micro-tile of [`lane_tile`] (rows of its output block).
+pub(crate) const LANE_ROWS: usize = 6;
+/// Floats per row of [`lane_tile`]'s output block (four vectors of channels).
+const LANE_LD: usize = 64;
+
+/// One micro-tile of the channels-in-lanes product (`conv/lanes.rs`).
+pub(crate) struct LaneTile {
+    /// Reduction rows.
+    pub kc: usize,
+    /// The packed weights `[kc][16 * vectors]`, 64-byte aligned.
+    pub w: *const f32,
+    /// `kc` element offsets from each `x[i]`.
+    pub boff: *const usize,
+    /// Each output position's base: its input for row `k` is `x[i] + boff[k]`.
+    pub x: [*const f32; LANE_ROWS],
+    /// The `LANE_ROWS x 64` output block (row `i`, channel `j` at `c + 64 * i + j`).
+    pub c: *mut f32,
+    /// Whether the sums go on from the block's values (a previous chunk of the reduction)
+    /// instead of from zero.
+    pub acc: bool,
+}
+
+/// `C[i][..16 * vectors] (+)= sum_k x[i][boff[k]] * W[k][..]` for `vectors` in 1..=4, summed
+/// from zero (or from C's values when `acc`) in the order of `k` (one FMA per row, as
+/// [`micro_tile`]: same results).
+///
+/// # Safety
+/// [`available`] returned true; `w` covers `kc * 16 * vectors` floats at a 64-byte aligned
+/// address, `boff` `kc` offsets, every `x[i] + boff[k]` is readable and `c + 64 * i ..
+/// + 16 * vectors` (i < LANE_ROWS) writable (and readable when `acc`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn lane_tile(t: &LaneTile, vectors: usize) {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        match vectors {
+            4 => lanes::<4>(t),
+            3 => lanes::<3>(t),
+            2 => lanes::<2>(t),
+            _ => lanes::<1>(t),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn lanes<const NV: usize>(t: &LaneTile) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; LANE_ROWS];
+    let x = t.x;
+    // SAFETY (all pointer arithmetic below): within the ranges the caller vouches for.
+    unsafe {
+        if t.acc {
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (j, a) in row.iter_mut().enumerate() {
+                    *a = _mm512_loadu_ps(t.c.add(LANE_LD * i + 16 * j));
+                }
+            }
+        }
+        for k in 0..t.kc {
+            let o = *t.boff.add(k);
+            let wk = t.w.add(k * 16 * NV);
+            let wv: [__m512; NV] = std::array::from_fn(|j| _mm512_load_ps(wk.add(16 * j)));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let b = _mm512_set1_ps(*x[i].add(o));
+                for (a, &wj) in row.iter_mut().zip(&wv) {
+                    *a = _mm512_fmadd_ps(b, wj, *a);
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (j, &a) in row.iter().enumerate() {
+                _mm512_storeu_ps(t.c.add(LANE_LD * i + 16 * j), a);
+            }
+        }
+    }
+}
+
+/// Never called: [`available`] is false off x86-64.
+///
+/// # Safety
+/// None needed; it panics.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) unsafe fn lane_tile(_: &LaneTile, _: usize) {
+    unreachable!("invariant: lane_tile is only called when available() is true")
 }
 
 /// Output positions per step of [`depthwise_row`]: eight accumulators cover the FMA latency.

@@ -25,6 +25,7 @@
 //! depend on the number of threads.
 
 use super::avx512::{self, MicroTile, MR, NR};
+use super::lanes::{self, LanesPack};
 use super::tiled::OutPtr;
 use super::{valid_range, PreparedConv};
 use crate::ops::activation::Act;
@@ -43,15 +44,43 @@ const NB_MAX: usize = 512;
 #[derive(Clone, Debug)]
 pub(super) struct PlanePack {
     /// Per group, per panel of `MR` output channels: `[kk][MR]`, the channels past the
-    /// group's last zero.
+    /// group's last zero. Empty when `lanes` holds the weights.
     a: Vec<f32>,
     /// Panels per group.
     panels: usize,
+    /// The weights packed for the channels-in-lanes product instead (`conv/lanes.rs`), for
+    /// the layers that take it.
+    pub(super) lanes: Option<LanesPack>,
 }
 
 impl PlanePack {
     /// Packs `w` (`[M, kk]` row-major, `group` groups of `M / group` rows).
     pub(super) fn new(w: &[f32], m: usize, kk: usize, group: usize) -> Self {
+        let mg = m / group;
+        if lanes::applies(mg, kk) {
+            let lanes = Some(LanesPack::new(w, m, kk, group));
+            return PlanePack { a: Vec::new(), panels: 0, lanes };
+        }
+        Self::panels(w, m, kk, group)
+    }
+
+    /// The weights (`[M, kk]`) packed for the lanes micro-kernel of `isa`, the reduction in
+    /// chunks of `chunk_rows` rows.
+    #[cfg(test)]
+    pub(super) fn lanes_for(
+        w: &[f32],
+        (m, kk, group): (usize, usize, usize),
+        isa: lanes::Isa,
+        chunk_rows: usize,
+    ) -> Self {
+        let mut lanes = LanesPack::for_isa(w, m, kk, group, isa);
+        lanes.chunk_rows = chunk_rows;
+        PlanePack { a: Vec::new(), panels: 0, lanes: Some(lanes) }
+    }
+
+    /// Packs `w` in panels of `MR` output channels, whatever the layer (the lanes kernel's
+    /// tests compare the two).
+    pub(super) fn panels(w: &[f32], m: usize, kk: usize, group: usize) -> Self {
         let mg = m / group;
         let panels = mg.div_ceil(MR);
         let mut a = vec![0f32; group * panels * kk * MR];
@@ -66,11 +95,14 @@ impl PlanePack {
                 }
             }
         }
-        PlanePack { a, panels }
+        PlanePack { a, panels, lanes: None }
     }
 
     /// The weights back in `[M, kk]` row-major order (the inverse of [`PlanePack::new`]).
     pub(super) fn unpack(&self, m: usize, kk: usize, group: usize) -> Vec<f32> {
+        if let Some(lanes) = &self.lanes {
+            return lanes.unpack(m, kk, group);
+        }
         let mg = m / group;
         let mut w = vec![0f32; m * kk];
         for (row, dst) in w.chunks_exact_mut(kk.max(1)).enumerate().take(m) {
@@ -116,23 +148,23 @@ fn with_block<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 /// The geometry of one run.
-struct Plane {
+pub(super) struct Plane {
     /// Images.
-    n: usize,
+    pub(super) n: usize,
     /// Strides.
     sh: usize,
     sw: usize,
     /// A phase's height and width.
-    ph: usize,
-    pw: usize,
-    oh: usize,
-    ow: usize,
+    pub(super) ph: usize,
+    pub(super) pw: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
     /// The phases `(py, px)` some tap reads, in the order of the copy.
     phases: Vec<(usize, usize)>,
     /// Channel stride of the copy (`phases * N * PH' * PW'`).
-    cs: usize,
+    pub(super) cs: usize,
     /// Columns of the product: one past the last image's last output.
-    np: usize,
+    pub(super) np: usize,
 }
 
 impl Plane {
@@ -195,12 +227,16 @@ impl<T: GemmFloat> PreparedConv<T> {
             (0..self.cg * kt).map(|k| (k / kt) * geo.cs + taps[k % kt]).collect();
         let pads = &self.attrs.pads;
         let in_place = geo.n == 1 && (geo.sh, geo.sw) == (1, 1) && pads.iter().all(|&p| p == 0);
+        let products = |xp: &[f32], out: &mut [f32]| match &pack.lanes {
+            Some(lanes) => self.lanes_products(lanes, xp, &boff, &geo, out, fin),
+            None => self.plane_products(pack, xp, &boff, &geo, out, fin),
+        };
         if in_place {
-            self.plane_products(pack, x, &boff, &geo, out, fin)
+            products(x, out)
         } else {
             f32::with_scratch(xs[1] * geo.cs, |xp| {
                 split_input(x, xs, pads, &geo, xp);
-                self.plane_products(pack, xp, &boff, &geo, out, fin)
+                products(xp, out)
             })
         }
     }
@@ -499,7 +535,10 @@ mod tests {
             (pads, ih, iw) in (proptest::collection::vec(0usize..=2, 4), 1usize..=17, 1usize..=23),
             seed: u64,
         ) {
-            prop_assume!(super::avx512::available());
+            // Nothing to compare on a CPU (or under `CIMC_PORTABLE_KERNELS`) without AVX-512.
+            if !super::avx512::available() {
+                return Ok(());
+            }
             let (ih, iw) = (ih.max((kh - 1) * dil + 1), iw.max((kw - 1) * dil + 1));
             let attrs = ConvAttrs {
                 kernel: vec![kh, kw],
