@@ -9,6 +9,7 @@ pub(crate) mod cast;
 pub(crate) mod conv;
 pub(crate) mod conv_transpose;
 pub(crate) mod elementwise;
+pub(crate) mod erf_fast;
 pub mod gemm;
 pub(crate) mod layout;
 pub(crate) mod logic;
