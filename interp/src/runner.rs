@@ -42,6 +42,20 @@ enum Kind {
     /// An f32 convolution of a lean runner: prepared from the graph's data (shared, not
     /// copied) each time it runs.
     ConvAtUse(Box<ConvSource>, Epilogue<f32>),
+    /// An f32 MatMul/Gemm with constant weights on the packed kernel (`ops/gemm_packed.rs`).
+    Dense(Box<Dense>),
+}
+
+/// A product with constant weights, packed at build time.
+#[derive(Debug)]
+struct Dense {
+    w: crate::ops::gemm_packed::PackedWeights,
+    /// Gemm's bias `C`, one row broadcast over the output's rows.
+    bias: Option<Vec<f32>>,
+    /// Gemm's fused clamp.
+    clamp: Option<(f32, f32)>,
+    /// Output rows.
+    m: usize,
 }
 
 #[derive(Debug)]
@@ -118,7 +132,7 @@ impl Runner {
     /// Prepares `graph`: checks that every value read is defined, converts the constants and
     /// prepares the convolutions. Fails on a node whose constant operands are malformed.
     pub fn new(graph: &Graph) -> Result<Runner> {
-        Self::build(graph, true, false, &[])
+        Self::build(graph, true, false, true, &[])
     }
 
     /// A runner for a few runs of a large graph in little memory: as [`Runner::new`] (same
@@ -126,7 +140,7 @@ impl Runner {
     /// runs and dropped after, so the runner holds no copy of the model's weights — one layer's
     /// at a time (`docs/compile-memory.md`). Each run converts them again.
     pub fn lean(graph: &Graph) -> Result<Runner> {
-        Self::build(graph, true, true, &[])
+        Self::build(graph, true, true, false, &[])
     }
 
     /// A lean runner ([`Runner::lean`]) that hands the values `watched` to
@@ -135,7 +149,7 @@ impl Runner {
     /// a large graph with only the live ones in memory. The values are computed as they would
     /// be as graph outputs (a watched value is never fused away).
     pub fn lean_watching(graph: &Graph, watched: &[ValueId]) -> Result<Runner> {
-        Self::build(graph, true, true, watched)
+        Self::build(graph, true, true, false, watched)
     }
 
     /// A runner computing in the reduced formats of `precision` (`docs/approximate.md`): every
@@ -152,16 +166,24 @@ impl Runner {
         if !precision.weights.is_fp32() {
             crate::precision::round_constants(&mut g, precision.weights);
         }
-        let mut r = Self::build(&g, precision.activations.is_fp32(), false, &[])?;
+        // Products keep the generic kernels, which round accumulations (no packing).
+        let mut r = Self::build(&g, precision.activations.is_fp32(), false, false, &[])?;
         r.precision = precision;
         Ok(r)
     }
 
-    fn build(graph: &Graph, fuse: bool, lean: bool, watched: &[ValueId]) -> Result<Runner> {
+    /// `pack`: products with constant weights on the packed kernel ([`Kind::Dense`]).
+    fn build(
+        graph: &Graph,
+        fuse: bool,
+        lean: bool,
+        pack: bool,
+        watched: &[ValueId],
+    ) -> Result<Runner> {
         let mut b = Builder::new(graph, lean, watched);
         for pos in 0..b.ids.len() {
             if !b.fused_away[pos] {
-                b.add_step(pos, fuse, lean)?;
+                b.add_step(pos, fuse, lean, pack)?;
             }
         }
         let mut outputs = Vec::with_capacity(graph.outputs().len());
@@ -388,6 +410,18 @@ impl Runner {
                 Some(Tensor::F64(x)) => Ok(vec![Tensor::F64(pc.run(x, epi)?)]),
                 _ => Err(ops::bad("conv input dtype differs from weights")),
             },
+            Kind::Dense(d) => match ins.first() {
+                Some(Tensor::F32(x)) if x.len() == d.m * d.w.k => {
+                    let x = ops::data_of(x);
+                    let mut y = pool.take(d.m * d.w.n);
+                    d.w.run(&x, d.m, d.bias.as_deref(), &mut y);
+                    let shape = &step.out_types[0].shape;
+                    let y = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), y)
+                        .map_err(|e| InterpError::Internal(format!("dense output: {e}")))?;
+                    Ok(vec![ops::clamped(Tensor::F32(y), d.clamp)])
+                }
+                _ => Err(ops::bad("product input differs from its prepared shape")),
+            },
             Kind::ConvAtUse(src, epi) => match ins.first() {
                 Some(Tensor::F32(x)) => {
                     let pc = src.prepare()?;
@@ -495,11 +529,12 @@ impl<'g> Builder<'g> {
     }
 
     /// The step of the node at `pos` (with the chain fused after it, for a convolution).
-    fn add_step(&mut self, pos: usize, fuse: bool, lean: bool) -> Result<()> {
+    fn add_step(&mut self, pos: usize, fuse: bool, lean: bool, pack: bool) -> Result<()> {
         let graph = self.graph;
         let node = graph.node(self.ids[pos]);
         let prepared = match run_as(&node.op) {
             RunAs::Conv(attrs) => self.prepare_conv(pos, attrs, fuse, lean)?,
+            RunAs::InPlace(_) | RunAs::Generic if pack => self.prepare_dense(pos),
             RunAs::InPlace(_) | RunAs::Generic => None,
         };
         let reads: &[ValueId] = if prepared.is_none() { &node.inputs } else { &node.inputs[..1] };
@@ -552,6 +587,59 @@ impl<'g> Builder<'g> {
             own: None,
         });
         Ok(())
+    }
+
+    /// An f32 MatMul of constant 2-D weights, or a Gemm of constant weights (alpha 1, A not
+    /// transposed, a constant bias row with beta 1 or none), whose product takes the `gemm`
+    /// crate's general path: packed here for the packed kernel, which gives the same numbers.
+    fn prepare_dense(&self, pos: usize) -> Option<PreparedKind> {
+        use crate::ops::gemm_packed::{applies, PackedWeights};
+        let g = self.graph;
+        let node = g.node(self.ids[pos]);
+        let f32_const = |i: usize| {
+            let v = *node.inputs.get(i)?;
+            let d = g.value(v).const_data()?;
+            (d.dtype() == cimc_ir::DType::F32).then_some(d)
+        };
+        let w = f32_const(1)?;
+        let x_ty = g.ty(node.inputs[0]);
+        if node.outputs.len() != 1 || x_ty.dtype != cimc_ir::DType::F32 || w.shape().len() != 2 {
+            return None;
+        }
+        let (transposed, bias, clamp) = match &node.op {
+            Op::MatMul if x_ty.shape.len() >= 2 && node.inputs.len() == 2 => (false, None, None),
+            Op::Gemm { alpha, beta, trans_a: false, trans_b, clamp }
+                if *alpha == 1.0 && x_ty.shape.len() == 2 =>
+            {
+                let bias = match node.inputs.len() {
+                    2 => None,
+                    3 if *beta == 1.0 => Some(f32_const(2)?),
+                    _ => return None,
+                };
+                (*trans_b, bias, *clamp)
+            }
+            _ => return None,
+        };
+        let (k, n) =
+            if transposed { (w.shape()[1], w.shape()[0]) } else { (w.shape()[0], w.shape()[1]) };
+        let k_x = *x_ty.shape.last()?;
+        let m = x_ty.numel() / k_x.max(1);
+        if k_x != k || !applies(m, k, n) {
+            return None;
+        }
+        let bias = match bias {
+            Some(b) if b.numel() == n && b.shape().last().is_some_and(|&d| d == n) => {
+                Some(b.to_f32_vec())
+            }
+            Some(_) => return None,
+            None => None,
+        };
+        let packed = PackedWeights::new(&w.to_f32_vec(), k, n, transposed);
+        Some(PreparedKind {
+            kind: Kind::Dense(Box::new(Dense { w: packed, bias, clamp, m })),
+            chain: Vec::new(),
+            chain_out: None,
+        })
     }
 
     /// A convolution with constant weights (and bias) is prepared here, its weights converted

@@ -11,6 +11,7 @@ pub(crate) mod conv_transpose;
 pub(crate) mod elementwise;
 pub(crate) mod erf_fast;
 pub mod gemm;
+pub(crate) mod gemm_packed;
 pub(crate) mod layout;
 pub(crate) mod logic;
 pub(crate) mod norm;
