@@ -24,7 +24,14 @@ use cimc_ir::{ConvAttrs, Graph, NodeId, Op, TensorType, ValueDef, ValueId};
 enum Slot {
     Const(usize),
     Dyn(usize),
+    /// A large constant of a lean runner, converted each time a step reads it
+    /// ([`Runner::lean`]): an index into `Runner::at_use`.
+    AtUse(usize),
 }
+
+/// Constants of at least this many bytes are converted at each use by a lean runner (the
+/// weights of a transformer's Gemm/MatMul layers; smaller ones are converted once).
+const AT_USE_BYTES: usize = 1 << 20;
 
 #[derive(Debug)]
 enum Kind {
@@ -35,6 +42,20 @@ enum Kind {
     /// An f32 convolution of a lean runner: prepared from the graph's data (shared, not
     /// copied) each time it runs.
     ConvAtUse(Box<ConvSource>, Epilogue<f32>),
+    /// An f32 MatMul/Gemm with constant weights on the packed kernel (`ops/gemm_packed.rs`).
+    Dense(Box<Dense>),
+}
+
+/// A product with constant weights, packed at build time.
+#[derive(Debug)]
+struct Dense {
+    w: crate::ops::gemm_packed::PackedWeights,
+    /// Gemm's bias `C`, one row broadcast over the output's rows.
+    bias: Option<Vec<f32>>,
+    /// Gemm's fused clamp.
+    clamp: Option<(f32, f32)>,
+    /// Output rows.
+    m: usize,
 }
 
 #[derive(Debug)]
@@ -69,11 +90,15 @@ pub struct StepTime {
 #[derive(Debug)]
 pub struct Runner {
     consts: Vec<Tensor>,
+    /// A lean runner's large constants, shared with the graph (not copied), converted at use.
+    at_use: Vec<cimc_ir::TensorData>,
     steps: Vec<Step>,
     n_dyn: usize,
     /// Graph inputs: slot, name, type.
     inputs: Vec<(usize, String, TensorType)>,
     outputs: Vec<Slot>,
+    /// Per dynamic slot, its index among the watched values ([`Runner::lean_watching`]).
+    watch: Vec<Option<usize>>,
     /// The number formats of weights, activations and accumulation (`format.rs`); fp32 for
     /// [`Runner::new`].
     precision: Precision,
@@ -107,7 +132,7 @@ impl Runner {
     /// Prepares `graph`: checks that every value read is defined, converts the constants and
     /// prepares the convolutions. Fails on a node whose constant operands are malformed.
     pub fn new(graph: &Graph) -> Result<Runner> {
-        Self::build(graph, true, false)
+        Self::build(graph, true, false, true, &[])
     }
 
     /// A runner for a few runs of a large graph in little memory: as [`Runner::new`] (same
@@ -115,7 +140,16 @@ impl Runner {
     /// runs and dropped after, so the runner holds no copy of the model's weights — one layer's
     /// at a time (`docs/compile-memory.md`). Each run converts them again.
     pub fn lean(graph: &Graph) -> Result<Runner> {
-        Self::build(graph, true, true)
+        Self::build(graph, true, true, false, &[])
+    }
+
+    /// A lean runner ([`Runner::lean`]) that hands the values `watched` to
+    /// [`Runner::run_watching`]'s callback as soon as they are computed, instead of keeping
+    /// them to the end as graph outputs would be kept: calibration observes every activation of
+    /// a large graph with only the live ones in memory. The values are computed as they would
+    /// be as graph outputs (a watched value is never fused away).
+    pub fn lean_watching(graph: &Graph, watched: &[ValueId]) -> Result<Runner> {
+        Self::build(graph, true, true, false, watched)
     }
 
     /// A runner computing in the reduced formats of `precision` (`docs/approximate.md`): every
@@ -132,16 +166,24 @@ impl Runner {
         if !precision.weights.is_fp32() {
             crate::precision::round_constants(&mut g, precision.weights);
         }
-        let mut r = Self::build(&g, precision.activations.is_fp32(), false)?;
+        // Products keep the generic kernels, which round accumulations (no packing).
+        let mut r = Self::build(&g, precision.activations.is_fp32(), false, false, &[])?;
         r.precision = precision;
         Ok(r)
     }
 
-    fn build(graph: &Graph, fuse: bool, lean: bool) -> Result<Runner> {
-        let mut b = Builder::new(graph);
+    /// `pack`: products with constant weights on the packed kernel ([`Kind::Dense`]).
+    fn build(
+        graph: &Graph,
+        fuse: bool,
+        lean: bool,
+        pack: bool,
+        watched: &[ValueId],
+    ) -> Result<Runner> {
+        let mut b = Builder::new(graph, lean, watched);
         for pos in 0..b.ids.len() {
             if !b.fused_away[pos] {
-                b.add_step(pos, fuse, lean)?;
+                b.add_step(pos, fuse, lean, pack)?;
             }
         }
         let mut outputs = Vec::with_capacity(graph.outputs().len());
@@ -157,12 +199,26 @@ impl Runner {
             }
         }
         plan_lifetimes(&mut b.steps, &outputs, b.n_dyn);
+        let mut watch = vec![None; b.n_dyn];
+        for (k, &v) in watched.iter().enumerate() {
+            match b.slot[v.index()] {
+                Some(Slot::Dyn(d)) => watch[d] = Some(k),
+                _ => {
+                    return Err(InterpError::Internal(format!(
+                        "watched value '{}' is not computed by a step",
+                        graph.value(v).name
+                    )))
+                }
+            }
+        }
         Ok(Runner {
             consts: b.consts,
+            at_use: b.at_use,
             steps: b.steps,
             n_dyn: b.n_dyn,
             inputs: b.inputs,
             outputs,
+            watch,
             precision: Precision::default(),
             pool: Default::default(),
         })
@@ -171,13 +227,24 @@ impl Runner {
     /// Runs the graph on `inputs` (in graph-input order), returning the graph's outputs in
     /// order. Each input's dtype and shape must match the graph's.
     pub fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        in_pool(|| self.run_inner(inputs, None))
+        in_pool(|| self.run_inner(inputs, None, None))
+    }
+
+    /// Like [`Runner::run`], calling `watch(k, value)` with the `k`-th watched value of
+    /// [`Runner::lean_watching`] as soon as it is computed (graph inputs first).
+    pub fn run_watching(
+        &self,
+        inputs: Vec<Tensor>,
+        watch: &mut (dyn FnMut(usize, &Tensor) + Send),
+    ) -> Result<Vec<Tensor>> {
+        in_pool(|| self.run_inner(inputs, None, Some(watch)))
     }
 
     fn run_inner(
         &self,
         inputs: Vec<Tensor>,
         mut times: Option<&mut Vec<StepTime>>,
+        mut watch: Option<&mut (dyn FnMut(usize, &Tensor) + Send)>,
     ) -> Result<Vec<Tensor>> {
         if inputs.len() != self.inputs.len() {
             return Err(InterpError::Input {
@@ -197,6 +264,9 @@ impl Runner {
                 });
             }
             env[*slot] = Some(crate::precision::round_tensor(t, self.precision.activations));
+            if let (Some(w), Some(k), Some(t)) = (watch.as_mut(), self.watch[*slot], &env[*slot]) {
+                w(k, t);
+            }
         }
         for step in &self.steps {
             let start = times.as_ref().map(|_| std::time::Instant::now());
@@ -232,6 +302,9 @@ impl Runner {
                     });
                 }
                 env[s] = Some(crate::precision::round_tensor(t, self.precision.activations));
+                if let (Some(w), Some(k), Some(t)) = (watch.as_mut(), self.watch[s], &env[s]) {
+                    w(k, t);
+                }
             }
             for &s in &step.free {
                 if let Some(Tensor::F32(a)) = env[s].take() {
@@ -244,6 +317,7 @@ impl Runner {
             .iter()
             .map(|s| match *s {
                 Slot::Const(c) => Ok(self.consts[c].clone()),
+                Slot::AtUse(i) => Tensor::from_data(&self.at_use[i]),
                 Slot::Dyn(d) => env[d]
                     .clone()
                     .ok_or_else(|| InterpError::Internal("an output was freed".into())),
@@ -262,7 +336,7 @@ impl Runner {
     /// a fused chain, the convolution's), the mnemonics of the ops it ran, and the time.
     pub fn run_profiled(&self, inputs: Vec<Tensor>) -> Result<(Vec<Tensor>, Vec<StepTime>)> {
         let mut times = Vec::with_capacity(self.steps.len());
-        let out = in_pool(|| self.run_inner(inputs, Some(&mut times)))?;
+        let out = in_pool(|| self.run_inner(inputs, Some(&mut times), None))?;
         Ok((out, times))
     }
 
@@ -276,12 +350,24 @@ impl Runner {
             (Some(i), Some(Slot::Dyn(s))) => env[s].take().map(|t| (i, t)),
             _ => None,
         };
-        let get = |s: &Slot| -> Result<&Tensor> {
+        // A lean runner's large constants, converted for this step only.
+        let converted: Vec<Option<Tensor>> = step
+            .inputs
+            .iter()
+            .map(|s| match *s {
+                Slot::AtUse(i) => Tensor::from_data(&self.at_use[i]).map(Some),
+                Slot::Const(_) | Slot::Dyn(_) => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        let get = |j: usize, s: &Slot| -> Result<&Tensor> {
             match *s {
                 Slot::Const(c) => Ok(&self.consts[c]),
                 Slot::Dyn(d) => env[d]
                     .as_ref()
                     .ok_or_else(|| InterpError::Internal("a freed value is read".into())),
+                Slot::AtUse(_) => converted[j]
+                    .as_ref()
+                    .ok_or_else(|| InterpError::Internal("a constant was not converted".into())),
             }
         };
         let n_out = step.outputs.len();
@@ -291,11 +377,12 @@ impl Runner {
                 .iter()
                 .enumerate()
                 .filter(|&(j, _)| j != i)
-                .map(|(_, s)| get(s))
+                .map(|(j, s)| get(j, s))
                 .collect::<Result<_>>()?;
             return eval_owned(&step.op, i, t, &rest, n_out);
         }
-        let ins: Vec<&Tensor> = step.inputs.iter().map(get).collect::<Result<_>>()?;
+        let ins: Vec<&Tensor> =
+            step.inputs.iter().enumerate().map(|(j, s)| get(j, s)).collect::<Result<_>>()?;
         let acc = self.precision.accumulation;
         if !acc.is_fp32() {
             match (&step.kind, ins.first()) {
@@ -323,6 +410,18 @@ impl Runner {
                 Some(Tensor::F64(x)) => Ok(vec![Tensor::F64(pc.run(x, epi)?)]),
                 _ => Err(ops::bad("conv input dtype differs from weights")),
             },
+            Kind::Dense(d) => match ins.first() {
+                Some(Tensor::F32(x)) if x.len() == d.m * d.w.k => {
+                    let x = ops::data_of(x);
+                    let mut y = pool.take(d.m * d.w.n);
+                    d.w.run(&x, d.m, d.bias.as_deref(), &mut y);
+                    let shape = &step.out_types[0].shape;
+                    let y = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), y)
+                        .map_err(|e| InterpError::Internal(format!("dense output: {e}")))?;
+                    Ok(vec![ops::clamped(Tensor::F32(y), d.clamp)])
+                }
+                _ => Err(ops::bad("product input differs from its prepared shape")),
+            },
             Kind::ConvAtUse(src, epi) => match ins.first() {
                 Some(Tensor::F32(x)) => {
                     let pc = src.prepare()?;
@@ -342,6 +441,9 @@ struct Builder<'g> {
     ids: Vec<NodeId>,
     slot: Vec<Option<Slot>>,
     consts: Vec<Tensor>,
+    /// Constants converted at use (lean runners only).
+    at_use: Vec<cimc_ir::TensorData>,
+    lean: bool,
     n_dyn: usize,
     /// Graph inputs: slot, name, type.
     inputs: Vec<(usize, String, TensorType)>,
@@ -363,7 +465,7 @@ struct PreparedKind {
 }
 
 impl<'g> Builder<'g> {
-    fn new(graph: &'g Graph) -> Builder<'g> {
+    fn new(graph: &'g Graph, lean: bool, watched: &[ValueId]) -> Builder<'g> {
         let nv = graph.value_count();
         let mut slot: Vec<Option<Slot>> = vec![None; nv];
         let mut inputs = Vec::new();
@@ -379,7 +481,8 @@ impl<'g> Builder<'g> {
             }
         }
         let mut is_output = vec![false; nv];
-        for &v in graph.outputs() {
+        // Watched values are kept whole as outputs are (never fused away).
+        for &v in graph.outputs().iter().chain(watched) {
             is_output[v.index()] = true;
         }
         let ids = graph.node_ids();
@@ -390,6 +493,8 @@ impl<'g> Builder<'g> {
             ids,
             slot,
             consts: Vec::new(),
+            at_use: Vec::new(),
+            lean,
             n_dyn: inputs.len(),
             inputs,
             readers,
@@ -408,6 +513,13 @@ impl<'g> Builder<'g> {
             let t = Tensor::from_data(d).map_err(|e| {
                 InterpError::Internal(format!("constant '{}': {e}", graph.value(v).name))
             })?;
+            if self.lean && d.raw().len() >= AT_USE_BYTES {
+                // Checked above; the copy is dropped here.
+                self.at_use.push(d.clone());
+                let s = Slot::AtUse(self.at_use.len() - 1);
+                self.slot[v.index()] = Some(s);
+                return Ok(Some(s));
+            }
             self.consts.push(t);
             let s = Slot::Const(self.consts.len() - 1);
             self.slot[v.index()] = Some(s);
@@ -417,11 +529,12 @@ impl<'g> Builder<'g> {
     }
 
     /// The step of the node at `pos` (with the chain fused after it, for a convolution).
-    fn add_step(&mut self, pos: usize, fuse: bool, lean: bool) -> Result<()> {
+    fn add_step(&mut self, pos: usize, fuse: bool, lean: bool, pack: bool) -> Result<()> {
         let graph = self.graph;
         let node = graph.node(self.ids[pos]);
         let prepared = match run_as(&node.op) {
             RunAs::Conv(attrs) => self.prepare_conv(pos, attrs, fuse, lean)?,
+            RunAs::InPlace(_) | RunAs::Generic if pack => self.prepare_dense(pos),
             RunAs::InPlace(_) | RunAs::Generic => None,
         };
         let reads: &[ValueId] = if prepared.is_none() { &node.inputs } else { &node.inputs[..1] };
@@ -474,6 +587,59 @@ impl<'g> Builder<'g> {
             own: None,
         });
         Ok(())
+    }
+
+    /// An f32 MatMul of constant 2-D weights, or a Gemm of constant weights (alpha 1, A not
+    /// transposed, a constant bias row with beta 1 or none), whose product takes the `gemm`
+    /// crate's general path: packed here for the packed kernel, which gives the same numbers.
+    fn prepare_dense(&self, pos: usize) -> Option<PreparedKind> {
+        use crate::ops::gemm_packed::{applies, PackedWeights};
+        let g = self.graph;
+        let node = g.node(self.ids[pos]);
+        let f32_const = |i: usize| {
+            let v = *node.inputs.get(i)?;
+            let d = g.value(v).const_data()?;
+            (d.dtype() == cimc_ir::DType::F32).then_some(d)
+        };
+        let w = f32_const(1)?;
+        let x_ty = g.ty(node.inputs[0]);
+        if node.outputs.len() != 1 || x_ty.dtype != cimc_ir::DType::F32 || w.shape().len() != 2 {
+            return None;
+        }
+        let (transposed, bias, clamp) = match &node.op {
+            Op::MatMul if x_ty.shape.len() >= 2 && node.inputs.len() == 2 => (false, None, None),
+            Op::Gemm { alpha, beta, trans_a: false, trans_b, clamp }
+                if *alpha == 1.0 && x_ty.shape.len() == 2 =>
+            {
+                let bias = match node.inputs.len() {
+                    2 => None,
+                    3 if *beta == 1.0 => Some(f32_const(2)?),
+                    _ => return None,
+                };
+                (*trans_b, bias, *clamp)
+            }
+            _ => return None,
+        };
+        let (k, n) =
+            if transposed { (w.shape()[1], w.shape()[0]) } else { (w.shape()[0], w.shape()[1]) };
+        let k_x = *x_ty.shape.last()?;
+        let m = x_ty.numel() / k_x.max(1);
+        if k_x != k || !applies(m, k, n) {
+            return None;
+        }
+        let bias = match bias {
+            Some(b) if b.numel() == n && b.shape().last().is_some_and(|&d| d == n) => {
+                Some(b.to_f32_vec())
+            }
+            Some(_) => return None,
+            None => None,
+        };
+        let packed = PackedWeights::new(&w.to_f32_vec(), k, n, transposed);
+        Some(PreparedKind {
+            kind: Kind::Dense(Box::new(Dense { w: packed, bias, clamp, m })),
+            chain: Vec::new(),
+            chain_out: None,
+        })
     }
 
     /// A convolution with constant weights (and bias) is prepared here, its weights converted

@@ -304,7 +304,9 @@ pub(crate) fn softmax(axis: usize, coerce_2d: bool, t: &Tensor) -> Result<Tensor
             }
         };
         if s.len() >= PAR_MIN {
-            s.par_chunks_mut(len * inner).for_each(block);
+            // Tasks of several blocks (a ViT's attention has 2,364 rows of 197).
+            let per_task = (PAR_MIN / 4 / (len * inner)).max(1) * len * inner;
+            s.par_chunks_mut(per_task).for_each(|c| c.chunks_mut(len * inner).for_each(block));
         } else {
             s.chunks_mut(len * inner).for_each(block);
         }

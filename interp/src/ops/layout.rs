@@ -90,6 +90,9 @@ pub(crate) fn split(axis: usize, sizes: &[usize], t: &Tensor) -> Result<Vec<Tens
     if axis >= s.len() || sizes.iter().sum::<usize>() != s[axis] {
         return Err(bad(format!("cannot split {s:?} along axis {axis} into {sizes:?}")));
     }
+    if let Tensor::F32(a) = t {
+        return Ok(split_rows(a, axis, sizes).into_iter().map(Tensor::F32).collect());
+    }
     let st = strides(s);
     let mut at = 0;
     let mut out = Vec::with_capacity(sizes.len());
@@ -103,6 +106,35 @@ pub(crate) fn split(axis: usize, sizes: &[usize], t: &Tensor) -> Result<Vec<Tens
         at += len;
     }
     Ok(out)
+}
+
+/// [`split`] of an array as contiguous runs: each part copies, per index of the dims before
+/// `axis`, its `len · inner` consecutive elements (the same values as the index map, without
+/// building it).
+fn split_rows<T: Elem>(
+    a: &ndarray::ArrayD<T>,
+    axis: usize,
+    sizes: &[usize],
+) -> Vec<ndarray::ArrayD<T>> {
+    let s = a.shape();
+    let d = data_of(a);
+    let inner: usize = s[axis + 1..].iter().product();
+    let outer: usize = s[..axis].iter().product();
+    let row = s[axis] * inner;
+    let mut at = 0;
+    sizes
+        .iter()
+        .map(|&len| {
+            let mut v = Vec::with_capacity(outer * len * inner);
+            for o in 0..outer {
+                v.extend_from_slice(&d[o * row + at * inner..][..len * inner]);
+            }
+            at += len;
+            let mut shape = s.to_vec();
+            shape[axis] = len;
+            array(&shape, v)
+        })
+        .collect()
 }
 
 /// TopK: along `axis`, the `k` largest (`largest`) or smallest elements of each lane in that

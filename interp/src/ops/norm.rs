@@ -110,7 +110,6 @@ pub(crate) fn layer_norm(axis: usize, epsilon: f32, inputs: &[&Tensor]) -> Resul
     }
     let normalized = &s[axis..];
     let inner: usize = normalized.iter().product();
-    let x = floats_of(t, "LayerNormalization")?;
     let affine = |k: usize, what: &str| -> Result<Vec<f64>> {
         let Some(a) = inputs.get(k) else { return Ok(vec![0.0; inner]) };
         let sh = a.shape();
@@ -122,18 +121,65 @@ pub(crate) fn layer_norm(axis: usize, epsilon: f32, inputs: &[&Tensor]) -> Resul
         Ok(broadcast_to(&floats_of(a, what)?, sh, normalized))
     };
     let (scale, bias) = (affine(1, "scale")?, affine(2, "bias")?);
-    let mut y = vec![0.0; x.len()];
-    if inner > 0 {
-        for (xs, ys) in x.chunks(inner).zip(y.chunks_mut(inner)) {
-            let mean = xs.iter().sum::<f64>() / inner as f64;
-            let var = xs.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / inner as f64;
-            let inv = 1.0 / (var + epsilon as f64).sqrt();
-            for (((o, v), g), b) in ys.iter_mut().zip(xs).zip(&scale).zip(&bias) {
-                *o = (v - mean) * inv * g + b;
-            }
+    let eps = epsilon as f64;
+    Ok(match t {
+        Tensor::F32(a) => {
+            let x = super::data_of(a);
+            let mut y = vec![0f32; x.len()];
+            norm_rows(&x, &mut y, inner, &scale, &bias, eps, |v| v as f32);
+            Tensor::F32(array(&s, y))
         }
+        Tensor::F64(a) => {
+            let x = super::data_of(a);
+            let mut y = vec![0f64; x.len()];
+            norm_rows(&x, &mut y, inner, &scale, &bias, eps, |v| v);
+            Tensor::F64(array(&s, y))
+        }
+        other => {
+            return Err(unsupported(format!("LayerNormalization of {} tensors", other.dtype())))
+        }
+    })
+}
+
+/// LayerNormalization of each row of `inner` elements of `x` into `y`, in f64 (the row's mean,
+/// then its variance, each summed in order) and rounded once by `out`; rows split over threads
+/// when large (each row's arithmetic is the same on any thread).
+fn norm_rows<X: Copy + Into<f64> + Sync, O: Copy + Send>(
+    x: &[X],
+    y: &mut [O],
+    inner: usize,
+    scale: &[f64],
+    bias: &[f64],
+    eps: f64,
+    out: impl Fn(f64) -> O + Sync,
+) {
+    if inner == 0 {
+        return;
     }
-    Ok(float_like(t, &s, y))
+    let row = |xs: &[X], ys: &mut [O]| {
+        let mean = xs.iter().map(|&v| v.into()).sum::<f64>() / inner as f64;
+        let var = xs
+            .iter()
+            .map(|&v| {
+                let d = v.into() - mean;
+                d * d
+            })
+            .sum::<f64>()
+            / inner as f64;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((o, &v), g), b) in ys.iter_mut().zip(xs).zip(scale).zip(bias) {
+            *o = out((v.into() - mean) * inv * g + b);
+        }
+    };
+    let rows_per_task = (super::PAR_MIN / 2 / inner).max(1) * inner;
+    if x.len() >= super::PAR_MIN {
+        use rayon::prelude::*;
+        y.par_chunks_mut(rows_per_task).zip(x.par_chunks(rows_per_task)).for_each(|(ys, xs)| {
+            ys.chunks_mut(inner).zip(xs.chunks(inner)).for_each(|(yr, xr)| row(xr, yr))
+        });
+    } else {
+        y.chunks_mut(inner).zip(x.chunks(inner)).for_each(|(yr, xr)| row(xr, yr));
+    }
 }
 
 /// LogSoftmax along `axis`, or with `coerce_2d` over the flattened dims from `axis` on.
