@@ -194,14 +194,7 @@ unsafe fn micro_tile(_: &Tile) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn tile<const R: usize>(t: &Tile) {
-    let m0: __mmask16 = if t.cols >= 16 { 0xffff } else { (1u16 << t.cols) - 1 };
-    let m1: __mmask16 = if t.cols >= 32 {
-        0xffff
-    } else if t.cols > 16 {
-        (1u16 << (t.cols - 16)) - 1
-    } else {
-        0
-    };
+    let (m0, m1): (__mmask16, __mmask16) = crate::ops::simd::column_masks(t.cols);
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     // SAFETY (all pointer arithmetic below): within the ranges the caller vouches for.
     unsafe {

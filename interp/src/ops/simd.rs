@@ -25,3 +25,17 @@ fn axpy_plain<T: Float>(y: &mut [T], a: T, x: &[T]) {
 unsafe fn axpy_avx2<T: Float>(y: &mut [T], a: T, x: &[T]) {
     axpy_plain(y, a, x)
 }
+
+/// The masks of a 32-column AVX-512 micro-tile's two 16-lane vectors when only its first `cols`
+/// columns are inside the matrix (bit `l` set: lane `l` is loaded and stored).
+pub(crate) fn column_masks(cols: usize) -> (u16, u16) {
+    let low = if cols >= 16 { 0xffff } else { (1u16 << cols) - 1 };
+    let high = if cols >= 32 {
+        0xffff
+    } else if cols > 16 {
+        (1u16 << (cols - 16)) - 1
+    } else {
+        0
+    };
+    (low, high)
+}

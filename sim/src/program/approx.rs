@@ -247,15 +247,8 @@ where
             Ok(out)
         }
         MatrixKind::Gemm => {
-            let k = p.k;
-            if si.last() != Some(&k) {
-                return Err(format!("input {si:?} does not end in K = {k}"));
-            }
-            let rows = x.len() / k.max(1);
-            let nn = p.correction.len();
-            if so.iter().product::<usize>() != rows * nn {
-                return Err(format!("output {so:?} is not [{rows}, {nn}]"));
-            }
+            let (k, nn) = (p.k, p.correction.len());
+            let rows = super::kernels::gemm_rows(si, so, x.len(), k, nn)?;
             // The rows play the role of a conv's pixels.
             let ppad = rows.div_ceil(STRIP) * STRIP;
             let mut col = vec![0u8; k * ppad];

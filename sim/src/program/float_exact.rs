@@ -11,7 +11,7 @@
 //! buffers are kept per thread across calls: fresh multi-megabyte buffers per layer cost more
 //! in page faults than the products themselves (a quarter of the portable W8A8 ResNet-18 run).
 
-use super::kernels::ConvGeom;
+use super::kernels::{gemm_rows, ConvGeom};
 use cimc_backends::program::{MatrixKind, Step};
 use cimc_interp::gemm::{gemm_serial, with_thread_buffer, GemmFloat, Mat};
 use rayon::prelude::*;
@@ -175,20 +175,15 @@ where
         MatrixKind::Conv { window, group } => {
             let geo = ConvGeom::new(weights, window, group, si, so, x.len())?;
             let kk = geo.cg * geo.kh * geo.kw;
+            let job = ConvJob { geo: &geo, pw, chunk, x, z, fin };
             Ok(match tile_width::<W>(geo.oh * geo.ow, kk) {
-                Some(nt) => conv_tiles(&geo, pw, chunk, x, z, nt, fin),
-                None => conv_channel_blocks(&geo, pw, chunk, x, z, fin),
+                Some(nt) => job.tiles(nt),
+                None => job.channel_blocks(),
             })
         }
         MatrixKind::Gemm => {
             let (k, nn) = (weights.shape[0], weights.shape[1]);
-            if si.last() != Some(&k) {
-                return Err(format!("input {si:?} does not end in K = {k}"));
-            }
-            let rows = x.len() / k.max(1);
-            if so.iter().product::<usize>() != rows * nn {
-                return Err(format!("output {so:?} is not [{rows}, {nn}]"));
-            }
+            let rows = gemm_rows(si, so, x.len(), k, nn)?;
             // acc = a · pw with a [rows, K], one task per block of output columns.
             let a: Vec<W> = x.iter().map(|&q| W::of_code(q - z)).collect();
             let blocks: Vec<(usize, Vec<T>)> = (0..nn.div_ceil(CHANNEL_BLOCK))
@@ -216,104 +211,111 @@ where
     }
 }
 
-/// A convolution with many output positions: tasks over (image, group, column tile), each
-/// expanding its tile, multiplying it on its thread and finishing it; then the tiles' outputs
-/// are put in place.
-fn conv_tiles<W: ExactFloat, T, F>(
-    geo: &ConvGeom,
-    pw: &[W],
+/// One exact convolution: its geometry, weights `pw` (per group `[M/g, K]`), chunk of K, input
+/// codes, input zero point and finish.
+struct ConvJob<'a, W, F> {
+    geo: &'a ConvGeom,
+    pw: &'a [W],
     chunk: usize,
-    x: &[i32],
+    x: &'a [i32],
     z: i32,
-    nt: usize,
-    fin: &F,
-) -> Vec<T>
-where
-    T: Copy + Default + Send,
-    F: Fn(i64, usize) -> T + Sync,
-{
-    let ConvGeom { n, c, h, w, m, g, cg, mg, kh, kw, .. } = *geo;
-    let (kk, pixels) = (cg * kh * kw, geo.oh * geo.ow);
-    let tiles = pixels.div_ceil(nt);
-    let blocks: Vec<Vec<T>> = (0..n * g * tiles)
-        .into_par_iter()
-        .map(|t| {
-            let (bg, ti) = (t / tiles, t % tiles);
-            let (b, gi) = (bg / g, bg % g);
-            let cols = ti * nt..(ti * nt + nt).min(pixels);
-            let nc = cols.len();
-            let xs = &x[(b * c + gi * cg) * h * w..][..cg * h * w];
-            let wg = &pw[gi * mg * kk..][..mg * kk];
-            let mut out = Vec::with_capacity(mg * nc);
-            W::with_scratch(kk * nc, |col| {
-                im2col_cols(xs, cg, geo, z, cols, col);
-                with_thread_buffer(&ACC, mg * nc, |acc| {
-                    product((mg, kk, nc), wg, kk, col, nc, chunk, acc);
-                    out.extend(acc.iter().enumerate().map(|(i, &a)| fin(a, gi * mg + i / nc)));
-                });
-            });
-            out
-        })
-        .collect();
-    let mut out = vec![T::default(); n * m * pixels];
-    for (t, blk) in blocks.iter().enumerate() {
-        let (bg, ti) = (t / tiles, t % tiles);
-        let (b, gi) = (bg / g, bg % g);
-        let c0 = ti * nt;
-        let nc = blk.len() / mg.max(1);
-        for (mo, src) in blk.chunks_exact(nc.max(1)).enumerate() {
-            out[(b * m + gi * mg + mo) * pixels + c0..][..nc].copy_from_slice(src);
-        }
-    }
-    out
+    fin: &'a F,
 }
 
-/// A convolution with few output positions: per (image, group) the im2col matrix once (in
-/// parallel over input channels), then blocks of output channels in parallel, each writing its
-/// rows of the output.
-fn conv_channel_blocks<W: ExactFloat, T, F>(
-    geo: &ConvGeom,
-    pw: &[W],
-    chunk: usize,
-    x: &[i32],
-    z: i32,
-    fin: &F,
-) -> Vec<T>
-where
-    T: Copy + Default + Send,
-    F: Fn(i64, usize) -> T + Sync,
-{
-    let ConvGeom { n, c, h, w, m, g, cg, mg, kh, kw, .. } = *geo;
-    let (kk, pixels) = (cg * kh * kw, geo.oh * geo.ow);
-    let mut out = vec![T::default(); n * m * pixels];
-    for b in 0..n {
-        for gi in 0..g {
-            let xs = &x[(b * c + gi * cg) * h * w..][..cg * h * w];
-            let wg = &pw[gi * mg * kk..][..mg * kk];
-            let og = &mut out[(b * m + gi * mg) * pixels..][..mg * pixels];
-            W::with_scratch(kk * pixels, |col| {
-                col.par_chunks_mut((kh * kw * pixels).max(1)).enumerate().for_each(|(ci, rows)| {
-                    let plane = &xs[ci * h * w..][..h * w];
-                    im2col_cols(plane, 1, geo, z, 0..pixels, rows);
-                });
-                let col = &*col;
-                og.par_chunks_mut((CHANNEL_BLOCK * pixels).max(1)).enumerate().for_each(
-                    |(bi, rows)| {
-                        let m0 = bi * CHANNEL_BLOCK;
-                        let mb = rows.len() / pixels.max(1);
-                        let wb = &wg[m0 * kk..][..mb * kk];
-                        with_thread_buffer(&ACC, mb * pixels, |acc| {
-                            product((mb, kk, pixels), wb, kk, col, pixels, chunk, acc);
-                            for (i, (d, &a)) in rows.iter_mut().zip(acc.iter()).enumerate() {
-                                *d = fin(a, gi * mg + m0 + i / pixels);
-                            }
-                        });
-                    },
-                );
-            });
-        }
+impl<W: ExactFloat, F> ConvJob<'_, W, F> {
+    /// Image `b`'s input planes of group `gi` and that group's weights.
+    fn operands(&self, b: usize, gi: usize) -> (&[i32], &[W]) {
+        let ConvGeom { c, h, w, cg, mg, kh, kw, .. } = *self.geo;
+        let kk = cg * kh * kw;
+        (&self.x[(b * c + gi * cg) * h * w..][..cg * h * w], &self.pw[gi * mg * kk..][..mg * kk])
     }
-    out
+
+    /// A convolution with many output positions: tasks over (image, group, column tile), each
+    /// expanding its tile, multiplying it on its thread and finishing it; then the tiles' outputs
+    /// are put in place.
+    fn tiles<T>(&self, nt: usize) -> Vec<T>
+    where
+        T: Copy + Default + Send,
+        F: Fn(i64, usize) -> T + Sync,
+    {
+        let (geo, chunk, z, fin) = (self.geo, self.chunk, self.z, self.fin);
+        let ConvGeom { n, m, g, cg, mg, kh, kw, .. } = *geo;
+        let (kk, pixels) = (cg * kh * kw, geo.oh * geo.ow);
+        let tiles = pixels.div_ceil(nt);
+        let blocks: Vec<Vec<T>> = (0..n * g * tiles)
+            .into_par_iter()
+            .map(|t| {
+                let (bg, ti) = (t / tiles, t % tiles);
+                let (b, gi) = (bg / g, bg % g);
+                let cols = ti * nt..(ti * nt + nt).min(pixels);
+                let nc = cols.len();
+                let (xs, wg) = self.operands(b, gi);
+                let mut out = Vec::with_capacity(mg * nc);
+                W::with_scratch(kk * nc, |col| {
+                    im2col_cols(xs, cg, geo, z, cols, col);
+                    with_thread_buffer(&ACC, mg * nc, |acc| {
+                        product((mg, kk, nc), wg, kk, col, nc, chunk, acc);
+                        out.extend(acc.iter().enumerate().map(|(i, &a)| fin(a, gi * mg + i / nc)));
+                    });
+                });
+                out
+            })
+            .collect();
+        let mut out = vec![T::default(); n * m * pixels];
+        for (t, blk) in blocks.iter().enumerate() {
+            let (bg, ti) = (t / tiles, t % tiles);
+            let (b, gi) = (bg / g, bg % g);
+            let c0 = ti * nt;
+            let nc = blk.len() / mg.max(1);
+            for (mo, src) in blk.chunks_exact(nc.max(1)).enumerate() {
+                out[(b * m + gi * mg + mo) * pixels + c0..][..nc].copy_from_slice(src);
+            }
+        }
+        out
+    }
+
+    /// A convolution with few output positions: per (image, group) the im2col matrix once (in
+    /// parallel over input channels), then blocks of output channels in parallel, each writing its
+    /// rows of the output.
+    fn channel_blocks<T>(&self) -> Vec<T>
+    where
+        T: Copy + Default + Send,
+        F: Fn(i64, usize) -> T + Sync,
+    {
+        let (geo, chunk, z, fin) = (self.geo, self.chunk, self.z, self.fin);
+        let ConvGeom { n, h, w, m, g, mg, kh, kw, .. } = *geo;
+        let (kk, pixels) = (geo.cg * kh * kw, geo.oh * geo.ow);
+        let mut out = vec![T::default(); n * m * pixels];
+        for b in 0..n {
+            for gi in 0..g {
+                let (xs, wg) = self.operands(b, gi);
+                let og = &mut out[(b * m + gi * mg) * pixels..][..mg * pixels];
+                W::with_scratch(kk * pixels, |col| {
+                    col.par_chunks_mut((kh * kw * pixels).max(1)).enumerate().for_each(
+                        |(ci, rows)| {
+                            let plane = &xs[ci * h * w..][..h * w];
+                            im2col_cols(plane, 1, geo, z, 0..pixels, rows);
+                        },
+                    );
+                    let col = &*col;
+                    og.par_chunks_mut((CHANNEL_BLOCK * pixels).max(1)).enumerate().for_each(
+                        |(bi, rows)| {
+                            let m0 = bi * CHANNEL_BLOCK;
+                            let mb = rows.len() / pixels.max(1);
+                            let wb = &wg[m0 * kk..][..mb * kk];
+                            with_thread_buffer(&ACC, mb * pixels, |acc| {
+                                product((mb, kk, pixels), wb, kk, col, pixels, chunk, acc);
+                                for (i, (d, &a)) in rows.iter_mut().zip(acc.iter()).enumerate() {
+                                    *d = fin(a, gi * mg + m0 + i / pixels);
+                                }
+                            });
+                        },
+                    );
+                });
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

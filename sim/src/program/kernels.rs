@@ -163,6 +163,25 @@ impl PreparedMatrix {
     }
 }
 
+/// The rows of a Gemm step's input `[.., K]` (its `x.len()` codes) against an output
+/// `[rows, n]`: the number of rows, or the error naming the shape that does not fit.
+pub(crate) fn gemm_rows(
+    si: &[usize],
+    so: &[usize],
+    numel: usize,
+    k: usize,
+    n: usize,
+) -> Result<usize, String> {
+    if si.last() != Some(&k) {
+        return Err(format!("input {si:?} does not end in K = {k}"));
+    }
+    let rows = numel / k.max(1);
+    if so.iter().product::<usize>() != rows * n {
+        return Err(format!("output {so:?} is not [{rows}, {n}]"));
+    }
+    Ok(rows)
+}
+
 /// The shape of an integer convolution, rank 3 (1-D) read as rank 4 with height 1.
 pub(crate) struct ConvGeom {
     pub n: usize,
@@ -350,13 +369,7 @@ where
         }
         MatrixKind::Gemm => {
             let (k, nn) = (weights.shape[0], weights.shape[1]);
-            if si.last() != Some(&k) {
-                return Err(format!("input {si:?} does not end in K = {k}"));
-            }
-            let rows = x.len() / k.max(1);
-            if so.iter().product::<usize>() != rows * nn {
-                return Err(format!("output {so:?} is not [{rows}, {nn}]"));
-            }
+            let rows = gemm_rows(si, so, x.len(), k, nn)?;
             let Some(img) = pw.rows_image(x, rows, k) else { return Ok(None) };
             let mut out = vec![T::default(); rows * nn];
             pw.run(0, &img, rows, &mut out, OutLayout { base: 0, n_stride: 1, p_stride: nn }, fin);

@@ -79,14 +79,7 @@ const PF: usize = 192;
 unsafe fn tile<const FULL: bool>(t: &MicroTile) {
     debug_assert!(t.cols >= 1 && t.cols <= NR);
     // Lanes of the two column vectors that are inside `cols`.
-    let m0: __mmask16 = if t.cols >= 16 { 0xffff } else { (1u16 << t.cols) - 1 };
-    let m1: __mmask16 = if t.cols >= 32 {
-        0xffff
-    } else if t.cols > 16 {
-        (1u16 << (t.cols - 16)) - 1
-    } else {
-        0
-    };
+    let (m0, m1): (__mmask16, __mmask16) = crate::ops::simd::column_masks(t.cols);
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY (all pointer arithmetic below): within the ranges the caller vouches for.
     unsafe {

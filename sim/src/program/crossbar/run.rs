@@ -204,14 +204,7 @@ pub(crate) fn source_of<'a>(
             (Source::Conv { x, z: ms.input_zero_point, geo }, nvec)
         }
         MatrixKind::Gemm => {
-            if si.last() != Some(&p.k) {
-                return Err(format!("input {si:?} does not end in K = {}", p.k));
-            }
-            let nvec = x.len() / p.k.max(1);
-            let m = p.groups * p.mg;
-            if so.iter().product::<usize>() != nvec * m {
-                return Err(format!("output {so:?} is not [{nvec}, {m}]"));
-            }
+            let nvec = crate::program::kernels::gemm_rows(si, so, x.len(), p.k, p.groups * p.mg)?;
             (Source::Gemm { x }, nvec)
         }
     })
