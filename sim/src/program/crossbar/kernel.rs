@@ -15,9 +15,10 @@
 //! 2-bit cells, 128-row tiles, 8-bit ADC, this project's 2-core AVX-512 machine): about 0.45 s
 //! per image (the exact program: 0.16 s), about 80% of it in [`run_block`].
 
-/// One block of physical columns of one group, for a chunk of input vectors.
+/// How a layer is cut for the arrays, shared by both kernels' blocks: row tiles, u64 words of
+/// input planes per row tile, input bits and DAC slices, cell bits, and the ADC's top code.
 #[derive(Clone, Copy)]
-pub(super) struct Block<'a> {
+pub(super) struct Slicing {
     pub tiles: usize,
     /// u64 words per row tile.
     pub words: usize,
@@ -26,6 +27,12 @@ pub(super) struct Block<'a> {
     pub cell_bits: usize,
     pub input_slices: usize,
     pub adc_top: u64,
+}
+
+/// One block of physical columns of one group, for a chunk of input vectors.
+#[derive(Clone, Copy)]
+pub(super) struct Block<'a> {
+    pub slicing: Slicing,
     /// The group's weight planes, `[tile][word][cell bit][physical column]`.
     pub w: &'a [u64],
     /// Physical columns of the group (the stride of `w`).
@@ -199,13 +206,7 @@ const NARROW: usize = 8;
 #[inline(always)]
 fn body<const STATS: bool, const W: usize>(blk: &Block, colacc: &mut [i64], tally: &mut Tally) {
     let Block {
-        tiles,
-        words,
-        input_bits,
-        dac_bits,
-        cell_bits,
-        input_slices,
-        adc_top,
+        slicing: Slicing { tiles, words, input_bits, dac_bits, cell_bits, input_slices, adc_top },
         w,
         pc_total,
         pc0,

@@ -20,7 +20,7 @@
 //! nibble tables) and for the baseline CPU. All give the same integers; `lanes16` tests
 //! compare them with the 64-bit kernel.
 
-use super::kernel::Tally;
+use super::kernel::{Slicing, Tally};
 
 /// Physical columns per 16-bit chunk (one 512-bit vector of u16).
 pub(crate) const COLS: usize = 32;
@@ -28,14 +28,9 @@ pub(crate) const COLS: usize = 32;
 /// One block of physical columns of one group, for a chunk of input vectors (16-bit layout).
 #[derive(Clone, Copy)]
 pub(super) struct Block16<'a> {
-    pub tiles: usize,
-    /// u64 words per row tile of the input planes (`words16 = 4 · words`).
-    pub words: usize,
-    pub input_bits: usize,
-    pub dac_bits: usize,
-    pub cell_bits: usize,
-    pub input_slices: usize,
-    pub adc_top: u64,
+    /// The layer's cut (`words` is u64 words per row tile of the input planes; the kernel reads
+    /// them as `words16 = 4 · words`).
+    pub slicing: Slicing,
     /// The group's weight planes, `[tile][column chunk][word16][cell bit][COLS]`.
     pub w: &'a [u16],
     /// Column chunks per tile of the group.
@@ -138,10 +133,17 @@ pub(super) fn run_block(path: Path, blk: &Block16, colacc: &mut [i64], tally: Op
         blk.e.len() >= blk.pcn.div_ceil(COLS) * COLS
             && blk.half.len() >= blk.pcn.div_ceil(COLS) * COLS
             && colacc.len() >= blk.nvec * blk.pcn.div_ceil(COLS) * COLS
-            && blk.w.len() >= blk.tiles * blk.chunks * 4 * blk.words * blk.cell_bits * COLS
+            && blk.w.len()
+                >= blk.slicing.tiles
+                    * blk.chunks
+                    * 4
+                    * blk.slicing.words
+                    * blk.slicing.cell_bits
+                    * COLS
             && blk.chunk0 * COLS + blk.pcn <= blk.chunks * COLS
-            && blk.xplanes.len() >= blk.nvec * blk.tiles * blk.input_bits * blk.words
-            && (1..=4).contains(&blk.cell_bits),
+            && blk.xplanes.len()
+                >= blk.nvec * blk.slicing.tiles * blk.slicing.input_bits * blk.slicing.words
+            && (1..=4).contains(&blk.slicing.cell_bits),
         "invariant: the block's planes, steps and accumulators cover its columns"
     );
     match path {
@@ -190,12 +192,12 @@ fn dispatch(blk: &Block16, colacc: &mut [i64], tally: Option<&mut Tally>) {
 /// the vectors' 16-bit input words `[vector][input bit][word16]`.
 #[inline(always)]
 fn tile_inputs(blk: &Block16, t: usize, nz: &mut [u32], x16: &mut [u16]) {
-    let xstride = blk.input_bits * blk.words;
+    let xstride = blk.slicing.input_bits * blk.slicing.words;
     for (vi, m) in nz.iter_mut().enumerate() {
-        let xp = &blk.xplanes[(vi * blk.tiles + t) * xstride..][..xstride];
+        let xp = &blk.xplanes[(vi * blk.slicing.tiles + t) * xstride..][..xstride];
         let dst = &mut x16[vi * xstride * 4..][..xstride * 4];
         *m = 0;
-        for (a, ws) in xp.chunks_exact(blk.words).enumerate() {
+        for (a, ws) in xp.chunks_exact(blk.slicing.words).enumerate() {
             if ws.iter().any(|&x| x != 0) {
                 *m |= 1 << a;
             }
@@ -327,7 +329,8 @@ fn tally_block(
 /// The portable body: 32 columns as arrays of u16 the compiler vectorizes.
 #[inline(always)]
 fn body<const STATS: bool>(blk: &Block16, colacc: &mut [i64], tally: &mut Tally) {
-    let Block16 { tiles, words, input_bits, dac_bits, cell_bits, input_slices, adc_top, .. } = *blk;
+    let Slicing { tiles, words, input_bits, dac_bits, cell_bits, input_slices, adc_top } =
+        blk.slicing;
     let mut counts = Counts::new(tally);
     let (nvec, pcn, w16) = (blk.nvec, blk.pcn, 4 * words);
     let stride = pcn.div_ceil(COLS) * COLS;
@@ -400,7 +403,7 @@ fn body<const STATS: bool>(blk: &Block16, colacc: &mut [i64], tally: &mut Tally)
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{tile_inputs, Block16, Counts, Tally, COLS};
+    use super::{tile_inputs, Block16, Counts, Slicing, Tally, COLS};
     use std::arch::x86_64::*;
 
     /// The body of [`super::body`] with one 512-bit vector per 32 columns, the cell bits'
@@ -417,7 +420,7 @@ mod avx512 {
     ) {
         // SAFETY: forwarded from the caller's contract.
         unsafe {
-            match blk.cell_bits {
+            match blk.slicing.cell_bits {
                 1 => body_cb::<STATS, 1>(blk, colacc, tally),
                 2 => body_cb::<STATS, 2>(blk, colacc, tally),
                 3 => body_cb::<STATS, 3>(blk, colacc, tally),
@@ -426,14 +429,14 @@ mod avx512 {
         }
     }
 
-    /// [`body`] for `CB` cell bits (`CB == blk.cell_bits`).
+    /// [`body`] for `CB` cell bits (`CB == blk.slicing.cell_bits`).
     #[target_feature(enable = "avx512f,avx512bw,avx512bitalg")]
     unsafe fn body_cb<const STATS: bool, const CB: usize>(
         blk: &Block16,
         colacc: &mut [i64],
         tally: &mut Tally,
     ) {
-        let Block16 { tiles, words, input_bits, dac_bits, input_slices, adc_top, .. } = *blk;
+        let Slicing { tiles, words, input_bits, dac_bits, input_slices, adc_top, .. } = blk.slicing;
         let cell_bits = CB;
         let (nvec, pcn, w16) = (blk.nvec, blk.pcn, 4 * words);
         let stride = pcn.div_ceil(COLS) * COLS;
@@ -627,14 +630,10 @@ mod tests {
             let hist_len = p_max as usize + 1;
             let stats = |t: &Tally| (t.hist.clone(), t.conversions, t.clipped);
             let new_tally = || Tally::new(hist_len, Vec::new());
+            let slicing =
+                Slicing { tiles, words, input_bits, dac_bits, cell_bits, input_slices, adc_top };
             let blk = Block {
-                tiles,
-                words,
-                input_bits,
-                dac_bits,
-                cell_bits,
-                input_slices,
-                adc_top,
+                slicing,
                 w: &planes,
                 pc_total: pc_pad,
                 pc0: 0,
@@ -651,13 +650,7 @@ mod tests {
             let to16 = |v: &[u64]| v.iter().map(|&x| x as u16).collect::<Vec<u16>>();
             let (e16, half16) = (to16(&e), to16(&half));
             let b16 = Block16 {
-                tiles,
-                words,
-                input_bits,
-                dac_bits,
-                cell_bits,
-                input_slices,
-                adc_top,
+                slicing,
                 w: &w16,
                 chunks: pc_pad / COLS,
                 chunk0: 0,

@@ -411,6 +411,15 @@ where
     let mut out = vec![T::default(); nvec * m];
     let cell_bits = p.x.geometry.cell_bits as usize;
     let group_planes = p.tiles * p.words * cell_bits * p.pc_pad;
+    let slicing = kernel::Slicing {
+        tiles: p.tiles,
+        words: p.words,
+        input_bits: p.input_bits,
+        dac_bits: p.x.geometry.dac_bits as usize,
+        cell_bits,
+        input_slices: p.input_slices,
+        adc_top: p.x.adc_top(),
+    };
     let path = lanes16::Path::best();
     // The shift-and-add's `c << sh`, negated for a `−` column, as `c · (±2^sh)`: no branch,
     // no shift by a variable.
@@ -441,13 +450,7 @@ where
                 let chunks = p.pc_pad / lanes16::COLS;
                 let per_group = p.tiles * chunks * 4 * p.words * cell_bits * lanes16::COLS;
                 let blk = lanes16::Block16 {
-                    tiles: p.tiles,
-                    words: p.words,
-                    input_bits: p.input_bits,
-                    dac_bits: p.x.geometry.dac_bits as usize,
-                    cell_bits,
-                    input_slices: p.input_slices,
-                    adc_top: p.x.adc_top(),
+                    slicing,
                     w: &p.planes16[g * per_group..][..per_group],
                     chunks,
                     chunk0: pc0 / lanes16::COLS,
@@ -460,13 +463,7 @@ where
                 lanes16::run_block(path, &blk, &mut colacc, tally.as_deref_mut());
             } else {
                 let blk = kernel::Block {
-                    tiles: p.tiles,
-                    words: p.words,
-                    input_bits: p.input_bits,
-                    dac_bits: p.x.geometry.dac_bits as usize,
-                    cell_bits: p.x.geometry.cell_bits as usize,
-                    input_slices: p.input_slices,
-                    adc_top: p.x.adc_top(),
+                    slicing,
                     w: &p.planes[g * group_planes..][..group_planes],
                     pc_total: p.pc_pad,
                     pc0,
