@@ -1,24 +1,30 @@
-//! Integer matrix products of the program's exact Conv/Gemm steps: activation codes as u8,
-//! weight codes as i8, products summed in i32 — AVX-512 VNNI (`vpdpbusd`), the same portable
-//! Rust compiled for AVX2, or compiled for the baseline CPU.
+//! Integer matrix products of the program's exact Conv/Gemm steps, summed in i32: activation
+//! codes as u8 and weight codes as i8 on AVX-512 VNNI (`vpdpbusd`); both as 16-bit on AVX2
+//! (`vpmaddwd`, `avx2.rs`) and in the portable Rust (the baseline CPU, other architectures).
 //!
 //! An accumulator `Σ_k (q_x[k] − z_x)·w[k,n]` is computed as `Σ_k v[k]·w[k,n] + (lo − z_x)·Σ_k
 //! w[k,n]` with `v = q_x − lo ∈ [0, hi − lo]` (`lo..=hi` the input codes' range; padding reads
-//! `z_x`, so `v = z_x − lo`). The step takes this path when `v` fits a u8, the weights an i8,
-//! and `K·max v·max |w| < 2^31`: then no partial sum of any lane, in any order, leaves i32, the
-//! sum is the exact integer, and the result is the f64 GEMM's bit for bit (that one is exact
-//! too). Other widths keep the f64 GEMM (`program/kernels.rs`).
+//! `z_x`, so `v = z_x − lo`). The step takes this path when `v` (and the padding's) fits a u8
+//! and the weights an i8 (VNNI), or `v` fits 0..=32767 and the weights an i16 (AVX2,
+//! portable), and `K·max v·max |w| < 2^31`: then every product and every partial sum of any
+//! lane, in any order, is an integer of magnitude below 2^31 (a sum of at most `K` products of
+//! magnitude at most `max v·max |w|`), so nothing wraps, the sum is the exact integer, and the
+//! result is the f64 GEMM's bit for bit (that one is exact too). Other widths keep the f64
+//! GEMM (`program/kernels.rs`).
 //!
 //! No im2col: the input of one (sample, conv group) is copied once into a padded
-//! channel-last image of u8 (`[PH][PW][C4]`, channels rounded up to quads, the extra channels'
-//! weights zero); tap `(ky, kx)` of output pixel `(oy, ox)` reads the `C4` bytes at
-//! `((oy·s + ky·d)·PW + ox·s + kx·d)·C4`, so the rows of one tap are contiguous quads. A Gemm is
-//! the same with one tap and one "pixel" per input row. The weights are packed once (at load)
-//! in blocks of [`MR`] output channels: for each tap and channel quad, `[MR][4]` bytes
-//! (VNNI: one 64-byte vector holds 16 channels × 4 taps) or `[4][MR]` i16 (portable). A
-//! micro-tile is [`MR`] channels × [`NR`] pixels of i32 accumulators, summed over every tap
-//! and quad in registers.
+//! channel-last image (`[PH][PW][C4]`, u8 for VNNI, u16 for the 16-bit kernels, channels
+//! rounded up to quads, the extra channels' weights zero); tap `(ky, kx)` of output pixel
+//! `(oy, ox)` reads the `C4` codes at `((oy·s + ky·d)·PW + ox·s + kx·d)·C4`, so the rows of one
+//! tap are contiguous quads. A Gemm is the same with one tap and one "pixel" per input row. The
+//! weights are packed once (at load) in blocks of [`MR`] output channels: for each tap and
+//! channel quad, `[MR][4]` bytes (VNNI: one 64-byte vector holds 16 channels × 4 taps) or
+//! `[2 pairs][MR][2]` i16 (AVX2 and portable: one 32-byte vector holds 8 channels × 2 taps, the
+//! operand of `vpmaddwd`). A micro-tile is [`MR`] channels × [`NR`] pixels of i32 accumulators,
+//! summed over every tap and quad in registers.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(test)]
@@ -37,21 +43,21 @@ pub(crate) const NR: usize = 12;
 pub enum IntKernel {
     /// Portable Rust, compiled for the baseline CPU.
     Portable,
-    /// The portable Rust compiled with AVX2 (x86-64, chosen at run time).
+    /// AVX2 `vpmaddwd`: 16 i16×i16 products per instruction (x86-64, chosen at run time).
     Avx2,
     /// AVX-512 VNNI: `vpdpbusd`, 64 u8×i8 products per instruction.
     Avx512Vnni,
 }
 
 impl IntKernel {
-    /// The fastest kernel this CPU runs (detected once); the portable one when the environment
-    /// variable `CIMC_PORTABLE_KERNELS` is set (as for the float and crossbar kernels).
+    /// The fastest kernel this CPU runs (detected once). The environment variable
+    /// `CIMC_PORTABLE_KERNELS` turns off the AVX-512 kernel, as it does the float
+    /// interpreter's (whose convolutions then take their AVX2 build, `interp/src/ops/conv/
+    /// avx2.rs`): then AVX2 where the CPU has it, as on a CPU without AVX-512.
     pub fn best() -> IntKernel {
         static BEST: std::sync::OnceLock<IntKernel> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
-            if cimc_interp::portable_kernels_forced() {
-                IntKernel::Portable
-            } else if IntKernel::Avx512Vnni.available() {
+            if IntKernel::Avx512Vnni.available() && !cimc_interp::portable_kernels_forced() {
                 IntKernel::Avx512Vnni
             } else if IntKernel::Avx2.available() {
                 IntKernel::Avx2
@@ -100,7 +106,7 @@ impl IntKernel {
 enum PackedData {
     /// `[group][block][tap][quad][MR][4]` (VNNI).
     I8(Vec<i8>),
-    /// `[group][block][tap][quad][4][MR]` (portable, AVX2).
+    /// `[group][block][tap][quad][pair][MR][2]` (AVX2, portable).
     I16(Vec<i16>),
 }
 
@@ -121,8 +127,8 @@ pub(crate) struct PackedWeights {
     /// The input codes' least value and the largest `q − lo`.
     lo: i32,
     vmax: i32,
-    /// The padding's `z_x − lo`.
-    pad: u8,
+    /// The padding's `z_x − lo` (at most 255 for VNNI, 32767 for the 16-bit kernels).
+    pad: u16,
 }
 
 /// What the weights of a step are, for packing: `w(n, tap, channel)` of output `n` (over all
@@ -139,8 +145,9 @@ pub(crate) struct WeightSpec<W> {
 }
 
 impl PackedWeights {
-    /// Packs the weights for `kernel`, or `None` when the widths do not admit the i32 kernels
-    /// (inputs beyond u8 after the offset, weights beyond i8, or `K·max v·max |w| ≥ 2^31`).
+    /// Packs the weights for `kernel`, or `None` when the widths do not admit its i32 sums:
+    /// inputs after the offset (or the padding's) beyond u8 (VNNI) or 0..=32767 (AVX2,
+    /// portable), weights beyond i8 (VNNI) or i16, or `K·max(v, pad)·max |w| ≥ 2^31`.
     pub(crate) fn new<W: Fn(usize, usize, usize) -> i32 + Sync>(
         spec: &WeightSpec<W>,
         kernel: IntKernel,
@@ -148,10 +155,17 @@ impl PackedWeights {
         let WeightSpec { groups, m, taps, channels, ref w, range: (lo, hi), zero_point: z } = *spec;
         let vmax = hi as i64 - lo as i64;
         let pad = z as i64 - lo as i64;
-        if groups == 0 || m % groups != 0 || !(0..=255).contains(&vmax) {
+        // The 16-bit kernels read `v` as an i16 (`vpmaddwd` multiplies signed words).
+        let (vlim, wlim) = match kernel {
+            IntKernel::Avx512Vnni => (u8::MAX as i64, i8::MIN as i32..=i8::MAX as i32),
+            IntKernel::Avx2 | IntKernel::Portable => {
+                (i16::MAX as i64, i16::MIN as i32..=i16::MAX as i32)
+            }
+        };
+        if groups == 0 || m % groups != 0 || !(0..=vlim).contains(&vmax) {
             return None;
         }
-        if !(0..=255).contains(&pad) {
+        if !(0..=vlim).contains(&pad) {
             return None;
         }
         let mg = m / groups;
@@ -161,14 +175,17 @@ impl PackedWeights {
             for t in 0..taps {
                 for c in 0..channels {
                     let v = w(n, t, c);
-                    if !(-128..=127).contains(&v) {
+                    if !wlim.contains(&v) {
                         return None;
                     }
                     wmax = wmax.max((v as i64).abs());
                 }
             }
         }
-        if (k as u128) * (vmax as u128) * (wmax as u128) >= 1u128 << 31 {
+        // Every value the image holds is at most `max(vmax, pad)` (the padding's may exceed
+        // the codes' when the zero point lies outside their range).
+        let bound = (k as u128) * (vmax.max(pad) as u128) * (wmax as u128);
+        if bound >= 1u128 << 31 {
             return None;
         }
         let blocks = mg.div_ceil(MR);
@@ -209,9 +226,12 @@ impl PackedWeights {
                     for t in 0..taps {
                         for q in 0..quads {
                             let dst = &mut blk[(t * quads + q) * 4 * MR..][..4 * MR];
-                            for j in 0..4 {
+                            for p in 0..2 {
                                 for l in 0..MR {
-                                    dst[j * MR + l] = at(g, b, l, t, q * 4 + j) as i16;
+                                    for i in 0..2 {
+                                        let c = q * 4 + p * 2 + i;
+                                        dst[(p * MR + l) * 2 + i] = at(g, b, l, t, c) as i16;
+                                    }
                                 }
                             }
                         }
@@ -240,7 +260,7 @@ impl PackedWeights {
             konst,
             lo,
             vmax: vmax as i32,
-            pad: pad as u8,
+            pad: pad as u16,
         })
     }
 
@@ -261,10 +281,43 @@ enum Block<'a> {
     I16(&'a [i16]),
 }
 
-/// The input of one (sample, conv group) as the kernels read it: u8 values `v = q − lo`, and
+/// The values `v = q − lo` of an image: u8 for VNNI, u16 for the 16-bit kernels.
+enum Pixels {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+}
+
+impl Pixels {
+    fn len(&self) -> usize {
+        match self {
+            Pixels::U8(d) => d.len(),
+            Pixels::U16(d) => d.len(),
+        }
+    }
+}
+
+/// An element of an image: `v` converted from a u32 already checked to be at most the
+/// kernel's limit (255 for u8, 32767 for u16), so nothing is cut.
+trait Code: Copy + Send + Sync {
+    fn of(v: u32) -> Self;
+}
+
+impl Code for u8 {
+    fn of(v: u32) -> u8 {
+        v as u8
+    }
+}
+
+impl Code for u16 {
+    fn of(v: u32) -> u16 {
+        v as u16
+    }
+}
+
+/// The input of one (sample, conv group) as the kernels read it: values `v = q − lo`, and
 /// where each pixel's taps start.
 pub(crate) struct Image {
-    data: Vec<u8>,
+    data: Pixels,
     /// Per output pixel, the offset of its tap (0, 0), channel 0; padded with copies of the last
     /// to whole micro-tiles.
     bases: Vec<usize>,
@@ -303,7 +356,26 @@ impl PackedWeights {
             .max(win.pads[0] + win.h);
         let pw = ((win.ow.max(1) - 1) * win.strides[1] + (kw.max(1) - 1) * win.dil[1] + 1)
             .max(win.pads[1] + win.w);
-        let mut data = vec![self.pad; ph * pw * c4];
+        let data = match self.kernel {
+            IntKernel::Avx512Vnni => Pixels::U8(self.conv_pixels(x, win, [ph, pw])?),
+            IntKernel::Avx2 | IntKernel::Portable => {
+                Pixels::U16(self.conv_pixels(x, win, [ph, pw])?)
+            }
+        };
+        let bases = (0..win.oh * win.ow)
+            .map(|p| ((p / win.ow) * win.strides[0] * pw + (p % win.ow) * win.strides[1]) * c4)
+            .collect();
+        let taps = (0..kh * kw)
+            .map(|t| ((t / kw) * win.dil[0] * pw + (t % kw) * win.dil[1]) * c4)
+            .collect();
+        Some(Image { data, bases: pad_bases(bases), taps })
+    }
+
+    /// The padded `[ph][pw][C4]` values of [`PackedWeights::conv_image`] (the padding's value
+    /// outside the input), or `None` when a code lies outside the input range.
+    fn conv_pixels<E: Code>(&self, x: &[i32], win: &ConvWindow, [ph, pw]: [usize; 2]) -> Option<Vec<E>> {
+        let c4 = self.quads * 4;
+        let mut data = vec![E::of(self.pad as u32); ph * pw * c4];
         let (lo, vmax) = (self.lo, self.vmax as u32);
         let (h, w, plane) = (win.h, win.w, win.h * win.w);
         if plane > 0 && win.c > 0 {
@@ -317,7 +389,7 @@ impl PackedWeights {
                         for (ci, d) in px[..win.c].iter_mut().enumerate() {
                             let v = x[ci * plane + y * w + xi].wrapping_sub(lo) as u32;
                             bad |= v > vmax;
-                            *d = v as u8;
+                            *d = E::of(v);
                         }
                     }
                     !bad
@@ -327,20 +399,25 @@ impl PackedWeights {
                 return None;
             }
         }
-        let bases = (0..win.oh * win.ow)
-            .map(|p| ((p / win.ow) * win.strides[0] * pw + (p % win.ow) * win.strides[1]) * c4)
-            .collect();
-        let taps = (0..kh * kw)
-            .map(|t| ((t / kw) * win.dil[0] * pw + (t % kw) * win.dil[1]) * c4)
-            .collect();
-        Some(Image { data, bases: pad_bases(bases), taps })
+        Some(data)
     }
 
     /// The image of `rows` Gemm input rows of `k` codes each (one tap, one pixel per row), or
     /// `None` when a code lies outside the input range.
     pub(crate) fn rows_image(&self, x: &[i32], rows: usize, k: usize) -> Option<Image> {
+        let data = match self.kernel {
+            IntKernel::Avx512Vnni => Pixels::U8(self.rows_pixels(x, rows, k)?),
+            IntKernel::Avx2 | IntKernel::Portable => Pixels::U16(self.rows_pixels(x, rows, k)?),
+        };
         let c4 = self.quads * 4;
-        let mut data = vec![0u8; rows * c4];
+        let bases = (0..rows).map(|r| r * c4).collect();
+        Some(Image { data, bases: pad_bases(bases), taps: vec![0] })
+    }
+
+    /// The `[rows][C4]` values of [`PackedWeights::rows_image`].
+    fn rows_pixels<E: Code>(&self, x: &[i32], rows: usize, k: usize) -> Option<Vec<E>> {
+        let c4 = self.quads * 4;
+        let mut data = vec![E::of(0); rows * c4];
         let (lo, vmax) = (self.lo, self.vmax as u32);
         let mut bad = false;
         if k > 0 {
@@ -348,15 +425,11 @@ impl PackedWeights {
                 for (d, &q) in dst.iter_mut().zip(src) {
                     let v = q.wrapping_sub(lo) as u32;
                     bad |= v > vmax;
-                    *d = v as u8;
+                    *d = E::of(v);
                 }
             }
         }
-        if bad {
-            return None;
-        }
-        let bases = (0..rows).map(|r| r * c4).collect();
-        Some(Image { data, bases: pad_bases(bases), taps: vec![0] })
+        (!bad).then_some(data)
     }
 
     /// Runs group `g` over `img`, writing `fin(acc, n)` of every output `n` of the group
@@ -454,67 +527,52 @@ fn accumulate(
     acc: &mut [[i32; MR]],
 ) {
     let reach = img.taps.iter().max().copied().unwrap_or(0) + quads * 4;
+    // The packing's length: `taps · quads` steps of `4·MR` weights.
+    #[cfg(target_arch = "x86_64")]
+    let steps = img.taps.len() * quads * 4 * MR;
     assert!(
         bases.len().is_multiple_of(NR)
             && acc.len() == bases.len()
             && bases.iter().all(|&b| b + reach <= img.data.len()),
         "invariant: the image holds every tap of every pixel"
     );
-    match (kernel, w) {
+    match (kernel, w, &img.data) {
         #[cfg(target_arch = "x86_64")]
-        (IntKernel::Avx512Vnni, Block::I8(w)) => {
+        (IntKernel::Avx512Vnni, Block::I8(w), Pixels::U8(px)) => {
             assert!(
-                IntKernel::Avx512Vnni.available() && w.len() == img.taps.len() * quads * 4 * MR,
+                IntKernel::Avx512Vnni.available() && w.len() == steps,
                 "invariant: the VNNI kernel runs on CPUs that have it, on its own packing"
             );
             // SAFETY: the CPU has the kernel's target features (checked above); every read of
             // the image stays below `bases[j] + reach ≤ img.data.len()` and every read of the
             // weights inside `w` (`taps · quads` steps of `4·MR` bytes), as asserted above.
-            unsafe { avx512::accumulate(w, &img.data, bases, &img.taps, quads, acc) }
+            unsafe { avx512::accumulate(w, px, bases, &img.taps, quads, acc) }
         }
         #[cfg(target_arch = "x86_64")]
-        (IntKernel::Avx2, Block::I16(w)) => {
-            assert!(IntKernel::Avx2.available(), "invariant: AVX2 is chosen only where present");
-            // SAFETY: the CPU has AVX2 (checked above); the function is safe Rust otherwise.
-            unsafe { accumulate_avx2(w, &img.data, bases, &img.taps, quads, acc) }
+        (IntKernel::Avx2, Block::I16(w), Pixels::U16(px)) => {
+            assert!(
+                IntKernel::Avx2.available() && w.len() == steps,
+                "invariant: the AVX2 kernel runs on CPUs that have it, on its own packing"
+            );
+            // SAFETY: the CPU has AVX2 (checked above); every read of the image stays below
+            // `bases[j] + reach ≤ img.data.len()` and every read of the weights inside `w`
+            // (`taps · quads` steps of `4·MR` i16), as asserted above.
+            unsafe { avx2::accumulate(w, px, bases, &img.taps, quads, acc) }
         }
-        (_, Block::I16(w)) => accumulate_portable(w, &img.data, bases, &img.taps, quads, acc),
-        _ => unreachable!("invariant: weights are packed for the kernel that runs them"),
+        (_, Block::I16(w), Pixels::U16(px)) => {
+            accumulate_portable(w, px, bases, &img.taps, quads, acc)
+        }
+        _ => unreachable!("invariant: weights and image are laid out for the kernel that runs them"),
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn accumulate_avx2(
-    w: &[i16],
-    img: &[u8],
-    bases: &[usize],
-    taps: &[usize],
-    quads: usize,
-    acc: &mut [[i32; MR]],
-) {
-    accumulate_body(w, img, bases, taps, quads, acc)
-}
-
+/// The portable kernel: one pixel at a time, its [`MR`] i32 accumulators kept in registers
+/// over every tap and channel pair (the order of `vpmaddwd`, `avx2.rs`). Each pair's
+/// `v₀·w₀ + v₁·w₁` has magnitude below 2^31 (`v ≤ 32767`, `|w| ≤ 32768`), and every partial sum
+/// stays below 2^31 (checked when the weights were packed): no addition wraps.
 fn accumulate_portable(
     w: &[i16],
-    img: &[u8],
-    bases: &[usize],
-    taps: &[usize],
-    quads: usize,
-    acc: &mut [[i32; MR]],
-) {
-    accumulate_body(w, img, bases, taps, quads, acc)
-}
-
-/// The portable kernel: one pixel at a time, its [`MR`] i32 accumulators kept in registers
-/// over every tap and quad (the compiler vectorizes the lanes; with 16-bit operands it
-/// multiplies with `pmaddwd`). Products of a u8 and an i8 are exact in i32 and the sums stay
-/// below 2^31 (checked when the weights were packed): wrapping adds never wrap.
-#[inline(always)]
-fn accumulate_body(
-    w: &[i16],
-    img: &[u8],
+    img: &[u16],
     bases: &[usize],
     taps: &[usize],
     quads: usize,
@@ -522,20 +580,13 @@ fn accumulate_body(
 ) {
     for (&base, out) in bases.iter().zip(acc.iter_mut()) {
         let mut a = [0i32; MR];
-        let mut steps = w.chunks_exact(4 * MR);
+        let mut steps = w.chunks_exact(2 * MR);
         for &off in taps {
             let px = &img[base + off..][..4 * quads];
-            for (x, wq) in px.chunks_exact(4).zip(&mut steps) {
-                let (x0, x1, x2, x3) = (x[0] as i32, x[1] as i32, x[2] as i32, x[3] as i32);
-                let (w0, rest) = wq.split_at(MR);
-                let (w1, rest) = rest.split_at(MR);
-                let (w2, w3) = rest.split_at(MR);
-                for l in 0..MR {
-                    let s = x0 * w0[l] as i32
-                        + x1 * w1[l] as i32
-                        + x2 * w2[l] as i32
-                        + x3 * w3[l] as i32;
-                    a[l] = a[l].wrapping_add(s);
+            for (x, wp) in px.chunks_exact(2).zip(&mut steps) {
+                let (x0, x1) = (x[0] as i32, x[1] as i32);
+                for (al, wl) in a.iter_mut().zip(wp.chunks_exact(2)) {
+                    *al += x0 * wl[0] as i32 + x1 * wl[1] as i32;
                 }
             }
         }

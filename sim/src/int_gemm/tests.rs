@@ -1,5 +1,6 @@
 //! Every integer kernel this CPU runs against a naive i64 convolution and matrix product, on
-//! random shapes, code widths, zero points and weights.
+//! random shapes, code widths (1 to 15 bits of input, 1 to 16 of weights), zero points and
+//! weights; and the edge widths where a partial sum comes within one product of 2^31.
 
 use super::{ConvWindow, IntKernel, OutLayout, PackedWeights, WeightSpec};
 use proptest::prelude::*;
@@ -39,7 +40,7 @@ fn case() -> impl Strategy<Value = Case> {
         (1usize..3, 1usize..3, 1usize..10, 1usize..40),
         (1usize..9, 1usize..9, 1usize..4, 1usize..4),
         (1usize..3, 1usize..3, 1usize..3, 0usize..3, 0usize..3),
-        (1u8..=8, any::<bool>(), -3i32..260, 1u8..=8),
+        (1u8..=15, any::<bool>(), -3i32..1260, 1u8..=16),
     )
         .prop_filter(
             "the kernel fits the padded input",
@@ -60,8 +61,13 @@ fn case() -> impl Strategy<Value = Case> {
                     (0, (1i32 << bits) - 1)
                 };
                 // Mostly inside the range; now and then outside it (the padding's code need not
-                // be a code of the range, as long as `z − lo` fits a byte).
-                let z = if zsel < 256 { lo + zsel % (hi - lo + 1) } else { lo + zsel - 4 };
+                // be a code of the range, as long as `z − lo` fits the kernel's image).
+                let z = match zsel {
+                    ..0 => lo + zsel,
+                    0..=1000 => lo + ((hi - lo) as i64 * zsel as i64 / 1000) as i32,
+                    1001..=1003 => hi + zsel - 1000,
+                    _ => lo + zsel - 1004,
+                };
                 let wlim = 1i32 << (wbits - 1);
                 let xs = proptest::collection::vec(lo..=hi, n * groups * cg * h * w);
                 let ws = proptest::collection::vec(-wlim..wlim, groups * mg * cg * kh * kw);
@@ -83,6 +89,22 @@ fn case() -> impl Strategy<Value = Case> {
                 })
             },
         )
+}
+
+/// Whether `kernel` should admit a product: input values `v = q − lo` up to `vmax`, the
+/// padding's `pad`, weights `w`, `k` products per sum. The spec of `PackedWeights::new`,
+/// written out: VNNI multiplies u8 by i8, the 16-bit kernels i16 by i16 with `v ≥ 0`, and every
+/// partial sum must stay below 2^31.
+fn admitted(kernel: IntKernel, vmax: i64, pad: i64, w: &[i32], k: usize) -> bool {
+    let (vlim, wlim) = match kernel {
+        IntKernel::Avx512Vnni => (255, -128..=127),
+        IntKernel::Avx2 | IntKernel::Portable => (32767, -32768..=32767),
+    };
+    let wmax = w.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0);
+    (0..=vlim).contains(&vmax)
+        && (0..=vlim).contains(&pad)
+        && w.iter().all(|v| wlim.contains(v))
+        && (k as i64) * vmax.max(pad) * wmax < 1 << 31
 }
 
 /// The accumulators `[N][M][oh][ow]` computed naively in i64.
@@ -176,10 +198,11 @@ proptest! {
     fn conv_kernels_match_naive(c in case()) {
         let want = naive_conv(&c);
         let pad = c.zero_point as i64 - c.range.0 as i64;
+        let vmax = c.range.1 as i64 - c.range.0 as i64;
+        let kk = c.cg * c.kernel[0] * c.kernel[1];
         for k in IntKernel::all_available() {
             let got = kernel_conv(&c, k);
-            // Admitted exactly when the padding's offset fits a byte (every width here does).
-            prop_assert_eq!(got.is_some(), (0..=255).contains(&pad), "{:?}", k);
+            prop_assert_eq!(got.is_some(), admitted(k, vmax, pad, &c.wts, kk), "{:?}", k);
             if let Some(got) = got {
                 prop_assert_eq!(&got, &want, "{:?}", k);
             }
@@ -192,17 +215,19 @@ proptest! {
         k in 1usize..300,
         nn in 1usize..70,
         signed in any::<bool>(),
+        (xbits, wbits) in prop_oneof![Just((8u32, 8u32)), (8u32..=15, 2u32..=16)],
         seed in any::<u64>(),
     ) {
-        let (lo, hi) = if signed { (-128, 127) } else { (0, 255) };
-        let z = lo + (seed % 256) as i32;
+        let (xr, wr) = (1i32 << xbits, 1i32 << wbits);
+        let (lo, hi) = if signed { (-xr / 2, xr / 2 - 1) } else { (0, xr - 1) };
+        let z = lo + (seed % xr as u64) as i32;
         let mut s = seed;
         let mut next = || {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (s >> 33) as i32
         };
-        let x: Vec<i32> = (0..rows * k).map(|_| lo + next().rem_euclid(256)).collect();
-        let w: Vec<i32> = (0..k * nn).map(|_| next().rem_euclid(256) - 128).collect();
+        let x: Vec<i32> = (0..rows * k).map(|_| lo + next().rem_euclid(xr)).collect();
+        let w: Vec<i32> = (0..k * nn).map(|_| next().rem_euclid(wr) - wr / 2).collect();
         let mut want = vec![0i64; rows * nn];
         for r in 0..rows {
             for n in 0..nn {
@@ -221,7 +246,10 @@ proptest! {
                 range: (lo, hi),
                 zero_point: z,
             };
-            let pw = PackedWeights::new(&spec, kernel).expect("8-bit codes are admitted");
+            let pw = PackedWeights::new(&spec, kernel);
+            let (vmax, pad) = ((hi - lo) as i64, (z - lo) as i64);
+            prop_assert_eq!(pw.is_some(), admitted(kernel, vmax, pad, &w, k), "{:?}", kernel);
+            let Some(pw) = pw else { continue };
             let img = pw.rows_image(&x, rows, k).expect("codes in range");
             let mut got = vec![0i64; rows * nn];
             let layout = OutLayout { base: 0, n_stride: 1, p_stride: nn };
@@ -231,51 +259,80 @@ proptest! {
     }
 }
 
-/// Widths the i32 kernels cannot take exactly are refused: 9-bit weights, 9-bit inputs, and a
-/// `K` where `K·max v·max |w|` reaches 2^31.
+/// Widths a kernel cannot take exactly are refused: for VNNI 9-bit weights or inputs; for the
+/// 16-bit kernels 17-bit weights or 16-bit inputs (`vpmaddwd` reads them as i16); for every
+/// kernel a `K` where `K·max v·max |w|` reaches 2^31, the padding's value counted in `max v`.
 #[test]
 fn wide_codes_are_refused() {
-    let spec = |range: (i32, i32), wv: i32, channels: usize| WeightSpec {
+    let spec = |range: (i32, i32), z: i32, wv: i32, channels: usize| WeightSpec {
         groups: 1,
         m: 1,
         taps: 1,
         channels,
         w: move |_n: usize, _t: usize, _c: usize| wv,
         range,
-        zero_point: range.0,
+        zero_point: z,
+    };
+    let admits = |range: (i32, i32), wv: i32, channels: usize, k: IntKernel| {
+        PackedWeights::new(&spec(range, range.0, wv, channels), k).is_some()
     };
     for k in IntKernel::all_available() {
-        assert!(PackedWeights::new(&spec((0, 255), 127, 16), k).is_some());
-        assert!(PackedWeights::new(&spec((0, 255), 128, 16), k).is_none());
-        assert!(PackedWeights::new(&spec((0, 255), -129, 16), k).is_none());
-        assert!(PackedWeights::new(&spec((0, 256), 1, 16), k).is_none());
+        let vnni = k == IntKernel::Avx512Vnni;
+        assert!(admits((0, 255), 127, 16, k));
+        assert_eq!(admits((0, 255), 128, 16, k), !vnni, "{k:?}");
+        assert_eq!(admits((0, 255), -129, 16, k), !vnni, "{k:?}");
+        assert_eq!(admits((0, 256), 1, 16, k), !vnni, "{k:?}");
         // 255 · 128 · 65794 ≥ 2^31 > 255 · 128 · 65793.
-        assert!(PackedWeights::new(&spec((0, 255), -128, 65793), k).is_some());
-        assert!(PackedWeights::new(&spec((0, 255), -128, 65794), k).is_none());
+        assert!(admits((0, 255), -128, 65793, k));
+        assert!(!admits((0, 255), -128, 65794, k));
+        // 16-bit kernels: i16 weights, inputs up to 32767; 2 · 32767 · 32768 < 2^31 ≤ 3 · ….
+        assert_eq!(admits((0, 32767), -32768, 2, k), !vnni, "{k:?}");
+        assert!(!admits((0, 32767), -32768, 3, k));
+        assert!(!admits((0, 32767), 32768, 1, k));
+        assert!(!admits((0, 32768), 1, 1, k));
+        assert!(!admits((-32768, 32767), 1, 1, k));
+        // The padding's 255 above codes 0..=3 bounds the sums: 255 · 127 · K.
+        let pad_k = |channels| PackedWeights::new(&spec((0, 3), 255, 127, channels), k).is_some();
+        assert!(pad_k(66311) && !pad_k(66312), "{k:?}");
     }
 }
 
-/// The largest admitted accumulator, `K·255·(−128)` just above −2^31, is exact on every kernel
-/// (no partial sum wraps).
+/// Runs `kernel` on one Gemm row `x` against `m` outputs of weights `w(n)` for every `k`.
+fn one_row(kernel: IntKernel, x: &[i32], range: (i32, i32), w: &[i32]) -> Option<Vec<i64>> {
+    let (k, m) = (x.len(), w.len());
+    let spec = WeightSpec {
+        groups: 1,
+        m,
+        taps: 1,
+        channels: k,
+        w: |n: usize, _t: usize, _c: usize| w[n],
+        range,
+        zero_point: range.0,
+    };
+    let pw = PackedWeights::new(&spec, kernel)?;
+    let img = pw.rows_image(x, 1, k).expect("in range");
+    let mut got = vec![0i64; m];
+    pw.run(0, &img, 1, &mut got, OutLayout { base: 0, n_stride: 1, p_stride: m }, &|a, _| a);
+    Some(got)
+}
+
+/// The largest admitted accumulators are exact on every kernel (no partial sum wraps):
+/// `K·255·(−128)` just above −2^31 (8-bit codes, every kernel), and for the 16-bit kernels
+/// `2·32767·(−32768)` (the largest pair sum of one `vpmaddwd`) and `256·32767·(−256)`.
 #[test]
 fn largest_admitted_sum_is_exact() {
-    let k = 65793;
-    let x = vec![255i32; k];
     for kernel in IntKernel::all_available() {
-        let spec = WeightSpec {
-            groups: 1,
-            m: 3,
-            taps: 1,
-            channels: k,
-            w: |n: usize, _t: usize, _c: usize| if n == 1 { 127 } else { -128 },
-            range: (0, 255),
-            zero_point: 0,
-        };
-        let pw = PackedWeights::new(&spec, kernel).expect("admitted");
-        let img = pw.rows_image(&x, 1, k).expect("in range");
-        let mut got = vec![0i64; 3];
-        pw.run(0, &img, 1, &mut got, OutLayout { base: 0, n_stride: 1, p_stride: 3 }, &|a, _| a);
+        let k = 65793;
+        let got = one_row(kernel, &vec![255; k], (0, 255), &[-128, 127, -128]);
         let lo = -(k as i64) * 255 * 128;
-        assert_eq!(got, vec![lo, k as i64 * 255 * 127, lo], "{kernel:?}");
+        assert_eq!(got, Some(vec![lo, k as i64 * 255 * 127, lo]), "{kernel:?}");
+        if kernel == IntKernel::Avx512Vnni {
+            continue;
+        }
+        let got = one_row(kernel, &[32767; 2], (0, 32767), &[-32768, 32767]);
+        assert_eq!(got, Some(vec![-2 * 32767 * 32768, 2 * 32767 * 32767]), "{kernel:?}");
+        let got = one_row(kernel, &[32767; 256], (0, 32767), &[-256, 256, 255]);
+        let want = [-256, 256, 255].map(|w: i64| 256 * 32767 * w).to_vec();
+        assert_eq!(got, Some(want), "{kernel:?}");
     }
 }

@@ -83,13 +83,13 @@ pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMa
     let kernel = IntKernel::best();
     let f32_chunk = (k > 0).then(|| f32_chunk(bx, weight_bound(ms.weights))).flatten();
     let w = match (kernel, f32_chunk) {
-        // The baseline build of the integer kernel (no AVX2, or `CIMC_PORTABLE_KERNELS`):
-        // exact f32 GEMMs over chunks of K are faster (the GEMM picks the CPU's float
-        // instructions at run time; docs/performance.md).
+        // The baseline build of the integer kernel (a CPU without AVX2): exact f32 GEMMs over
+        // chunks of K are faster (the GEMM picks the CPU's float instructions at run time;
+        // docs/performance.md).
         (IntKernel::Portable, Some(chunk)) if ms.weights.data.len() == k * ms.k_and_m().1 => {
             ExactWeights::F32 { w: ms.weights.data.iter().map(|&v| v as f32).collect(), chunk }
         }
-        _ => match pack(&ms, &bufs[ms.input], kernel) {
+        _ => match pack_for(&ms, &bufs[ms.input], kernel) {
             Some(p) => ExactWeights::Int(p),
             None => ExactWeights::F64(ms.weights.data.iter().map(|&v| v as f64).collect()),
         },
@@ -118,6 +118,20 @@ fn f32_chunk(bound_x: i64, bound_w: i64) -> Option<usize> {
     let per_row = (bound_x.max(1) as u128) * (bound_w.max(1) as u128);
     let chunk = ((1u128 << 24) - 1) / per_row;
     (chunk >= 64).then_some(chunk.min(1 << 20) as usize)
+}
+
+/// The weights of step `ms` packed for the best integer kernel that takes its code widths:
+/// `kernel`, or, for codes wider than VNNI's bytes, the 16-bit AVX2 kernel. `None` for the
+/// baseline build (its 8-bit codes take the f32 chunks; it is not measured against the f64
+/// GEMM for wider ones) and for widths no kernel takes.
+fn pack_for(ms: &MatrixStep<'_>, decl: &BufferDecl, kernel: IntKernel) -> Option<PackedWeights> {
+    match kernel {
+        IntKernel::Avx512Vnni => pack(ms, decl, kernel).or_else(|| {
+            IntKernel::Avx2.available().then(|| pack(ms, decl, IntKernel::Avx2)).flatten()
+        }),
+        IntKernel::Avx2 => pack(ms, decl, kernel),
+        IntKernel::Portable => None,
+    }
 }
 
 /// The weights of step `ms` packed for `kernel`, when its code widths admit the integer kernels.
