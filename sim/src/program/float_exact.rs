@@ -1,7 +1,7 @@
 //! The program's exact Conv and Gemm on float GEMMs: the path for code widths the integer
-//! kernels do not take (f64, every partial sum an integer below 2^53) and, on CPUs without AVX2
-//! or with `CIMC_PORTABLE_KERNELS`, for 8-bit codes too (f32 over chunks of K short enough that
-//! every partial sum is an integer below 2^24). Either way every sum is exact in any order, so
+//! kernels do not take (f64, every partial sum an integer below 2^53) and, on CPUs without AVX2,
+//! for 8-bit codes too (f32 over chunks of K short enough that every partial sum is an integer
+//! below 2^24). Either way every sum is exact in any order, so
 //! the blocking below changes only the speed, never a result.
 //!
 //! Blocking, as the float interpreter's convolutions do (docs/performance.md): layers with many
