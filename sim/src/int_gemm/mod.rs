@@ -277,6 +277,8 @@ impl PackedWeights {
 
 #[derive(Clone, Copy)]
 enum Block<'a> {
+    // Read by the VNNI kernel only, which exists on x86-64 only.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     I8(&'a [i8]),
     I16(&'a [i16]),
 }
