@@ -42,7 +42,7 @@ pub(super) unsafe fn accumulate(
     quads: usize,
     acc: &mut [[i32; MR]],
 ) {
-    const { assert!(MR % HALF == 0 && NR % PX == 0) };
+    const { assert!(MR.is_multiple_of(HALF) && NR.is_multiple_of(PX)) };
     let pairs = 2 * quads;
     // i16 per tap: `pairs` steps of `2·MR`.
     let per_tap = pairs * 2 * MR;

@@ -375,7 +375,12 @@ impl PackedWeights {
 
     /// The padded `[ph][pw][C4]` values of [`PackedWeights::conv_image`] (the padding's value
     /// outside the input), or `None` when a code lies outside the input range.
-    fn conv_pixels<E: Code>(&self, x: &[i32], win: &ConvWindow, [ph, pw]: [usize; 2]) -> Option<Vec<E>> {
+    fn conv_pixels<E: Code>(
+        &self,
+        x: &[i32],
+        win: &ConvWindow,
+        [ph, pw]: [usize; 2],
+    ) -> Option<Vec<E>> {
         let c4 = self.quads * 4;
         let mut data = vec![E::of(self.pad as u32); ph * pw * c4];
         let (lo, vmax) = (self.lo, self.vmax as u32);
@@ -564,7 +569,9 @@ fn accumulate(
         (_, Block::I16(w), Pixels::U16(px)) => {
             accumulate_portable(w, px, bases, &img.taps, quads, acc)
         }
-        _ => unreachable!("invariant: weights and image are laid out for the kernel that runs them"),
+        _ => {
+            unreachable!("invariant: weights and image are laid out for the kernel that runs them")
+        }
     }
 }
 
