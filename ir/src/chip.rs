@@ -8,7 +8,7 @@
 //! stay with the target description in `cimc_backends`, and the target's hash
 //! ([`ChipGeometry::hash_hex`]) covers only this type.
 //!
-//! The names of [`WeightEncoding`] and [`AdcRange`] (`differential|offset`,
+//! The names of [`WeightEncoding`] and [`AdcRange`] (`differential|offset|flipped`,
 //! `lossless|worst|calib`) are declared once, below; the target file, the text IR, the program
 //! listing, the assembly and the command line all read them from here.
 //!
@@ -96,6 +96,10 @@ named_enum! {
         Differential = "differential",
         /// `w + 2^(b_w−1)` unsigned in one column; `2^(b_w−1)·Σv` subtracted digitally.
         Offset = "offset",
+        /// ISAAC's encoding: as `Offset`, but a row tile's column whose cells would give a large
+        /// sum stores their complements `2^b_c − 1 − u` ([`CrossbarGeometry::flips`]); the
+        /// digital side recovers `(2^b_c − 1)·Σx − A(P̄)`, so the ADC needs one bit less.
+        Flipped = "flipped",
     }
 }
 
@@ -137,6 +141,16 @@ pub fn partial_sum_max(rows: usize, dac_bits: u32, cell_bits: u32) -> u64 {
     let dac_max = (1u64 << dac_bits.min(63)) - 1;
     let cell_max = (1u64 << cell_bits.min(63)) - 1;
     (rows as u64).saturating_mul(dac_max).saturating_mul(cell_max)
+}
+
+/// The top power of two of the partial sums up to `full` (`2^⌊log2 full⌋`, 1 for 0): the flip
+/// rule's threshold ([`CrossbarGeometry::flips`]).
+fn flip_threshold(full: u64) -> u64 {
+    if full == 0 {
+        1
+    } else {
+        1u64 << (63 - full.leading_zeros())
+    }
 }
 
 /// A field of a [`CrossbarGeometry`], for messages (a target file spells the fields its own
@@ -273,9 +287,38 @@ impl CrossbarGeometry {
         Err(p.iter().map(|q| q.to_string()).collect::<Vec<_>>().join("; "))
     }
 
-    /// The largest partial sum of a row tile of `rows` rows.
+    /// The largest partial sum of a row tile of `rows` rows: [`partial_sum_max`], or with the
+    /// flipped encoding the largest sum a column the flip rule chose can give,
+    /// `2^(⌊log2 partial_sum_max⌋) − 1` (one bit less: [`CrossbarGeometry::flips`]).
     pub fn p_max(&self, rows: usize) -> u64 {
-        partial_sum_max(rows, self.dac_bits, self.cell_bits)
+        let full = partial_sum_max(rows, self.dac_bits, self.cell_bits);
+        match self.encoding {
+            WeightEncoding::Differential | WeightEncoding::Offset => full,
+            WeightEncoding::Flipped => flip_threshold(full).saturating_sub(1),
+        }
+    }
+
+    /// ISAAC's flip rule (Shafiee et al., ISCA 2016, §V "Managing bits, ADCs and signed
+    /// arithmetic", encoding to reduce the ADC's size; HPE patent US 10,664,271 "Dot product
+    /// engine with negation indicator"): a column of a row tile of `rows` rows whose cells sum
+    /// to `cell_sum` is stored flipped (cells `2^b_c − 1 − u`) when, with every input at its
+    /// largest (`2^b_d − 1`), its partial sum would have the top bit of the unflipped range set:
+    /// `cell_sum · (2^b_d − 1) ≥ 2^⌊log2 P_full⌋`, `P_full = rows·(2^b_d − 1)·(2^b_c − 1)`.
+    /// Either way the column's partial sums stay below that power of two
+    /// ([`CrossbarGeometry::p_max`]). The one rule every executor applies
+    /// (`docs/hardware-model.md` §1); false for the other encodings.
+    pub fn flips(&self, rows: usize, cell_sum: u64) -> bool {
+        if self.encoding != WeightEncoding::Flipped {
+            return false;
+        }
+        let full = partial_sum_max(rows, self.dac_bits, self.cell_bits);
+        let dac_max = (1u64 << self.dac_bits.min(63)) - 1;
+        cell_sum.saturating_mul(dac_max) >= flip_threshold(full)
+    }
+
+    /// `2^b_c − 1`, the largest level of a cell (what a flipped cell is complemented against).
+    pub fn cell_max(&self) -> u64 {
+        (1u64 << self.cell_bits.min(63)) - 1
     }
 
     /// The largest ADC code, `2^b_adc − 1`.
@@ -289,7 +332,7 @@ impl CrossbarGeometry {
         let per = weight_slices as usize;
         match self.encoding {
             WeightEncoding::Differential => 2 * per,
-            WeightEncoding::Offset => per,
+            WeightEncoding::Offset | WeightEncoding::Flipped => per,
         }
     }
 }
@@ -460,7 +503,7 @@ mod tests {
         }
         assert_eq!(AdcRange::from_name("exact"), None);
         assert_eq!(AdcRange::expected(), "lossless, worst or calib");
-        assert_eq!(WeightEncoding::expected(), "differential or offset");
+        assert_eq!(WeightEncoding::expected(), "differential, offset or flipped");
     }
 
     fn isaac() -> ChipGeometry {
