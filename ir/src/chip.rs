@@ -562,6 +562,72 @@ mod tests {
         assert_eq!(adc[0].to_string(), "adc_bits = 0: an ADC has 1 to 16 bits");
     }
 
+    proptest::proptest! {
+        /// ISAAC's flip rule against a naive reference: a column is complemented exactly when
+        /// its sum with every input at its largest reaches the top power of two of the full
+        /// range; every partial sum of the stored cells (for any inputs) then stays within
+        /// `p_max`, one bit below the full range's; the other encodings never flip.
+        #[test]
+        fn flip_rule_bounds_every_partial_sum(
+            rows in 1usize..300,
+            cell_bits in 1u32..5,
+            dac_bits in 1u32..4,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let x = CrossbarGeometry {
+                encoding: WeightEncoding::Flipped,
+                rows,
+                cols: 8,
+                cell_bits,
+                dac_bits,
+                adc_bits: 8,
+            };
+            let (cmax, dmax) = ((1u64 << cell_bits) - 1, (1u64 << dac_bits) - 1);
+            let full = rows as u64 * cmax * dmax;
+            let mut top = 1u64;
+            while top * 2 <= full {
+                top *= 2;
+            }
+            proptest::prop_assert_eq!(x.p_max(rows), top - 1);
+            proptest::prop_assert!(x.p_max(rows) < full.max(1));
+            // Cells skewed towards one end or the other, so both choices occur.
+            let mut r = seed | 1;
+            let bias = seed % 3;
+            let cells: Vec<u64> = (0..rows)
+                .map(|_| {
+                    r ^= r << 13;
+                    r ^= r >> 7;
+                    r ^= r << 17;
+                    match bias {
+                        0 => r % (cmax + 1),
+                        1 => cmax - (r % (cmax + 1)) / 2,
+                        _ => (r % (cmax + 1)) / 2,
+                    }
+                })
+                .collect();
+            let sum: u64 = cells.iter().sum();
+            let flip = x.flips(rows, sum);
+            proptest::prop_assert_eq!(flip, sum * dmax >= top);
+            let stored: u64 = cells.iter().map(|&c| if flip { cmax - c } else { c }).sum();
+            // The largest partial sum of the stored cells: every input at `dmax`.
+            proptest::prop_assert!(stored * dmax <= x.p_max(rows), "{} > {}", stored * dmax, x.p_max(rows));
+            for encoding in [WeightEncoding::Differential, WeightEncoding::Offset] {
+                let other = CrossbarGeometry { encoding, ..x };
+                proptest::prop_assert!(!other.flips(rows, sum));
+                proptest::prop_assert_eq!(other.p_max(rows), full);
+            }
+        }
+    }
+
+    #[test]
+    fn isaac_geometry_is_lossless_when_flipped() {
+        let x = CrossbarGeometry { encoding: WeightEncoding::Flipped, ..isaac().crossbar };
+        // 128 rows x 1 x 3 = 384 needs 9 bits; flipped, the sums stay below 256.
+        assert_eq!(x.p_max(128), 255);
+        assert!(x.p_max(128) <= x.adc_top());
+        assert!(!x.flips(128, 255) && x.flips(128, 256));
+    }
+
     #[test]
     fn hash_covers_every_field() {
         let a = isaac();
