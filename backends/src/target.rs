@@ -544,7 +544,7 @@ impl Target {
                 "weights.encoding = \"offset\" with adc.range = \"calib\": an offset encoding \
                  makes the column sums large and the digitally subtracted offset term wrong when \
                  the ADC clips; use adc.range = \"worst\" or \"lossless\", or weights.encoding = \
-                 \"differential\""
+                 \"differential\" or \"flipped\""
                     .into(),
             );
         }
