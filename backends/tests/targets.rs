@@ -165,10 +165,14 @@ fn flipped_encoding_loads_with_any_range() {
         assert_eq!(t.max_partial_sum(), 255);
     }
     // The preset's file with the flipped encoding validates.
-    let text = preset_text("isaac").replace("encoding = \"differential\"", "encoding = \"flipped\"");
+    let text =
+        preset_text("isaac").replace("encoding = \"differential\"", "encoding = \"flipped\"");
     assert!(text.contains("encoding = \"flipped\""));
     let t = Target::from_toml_str(&text, "isaac_flipped.toml").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!((t.chip.adc_range, t.chip.crossbar.encoding), (AdcRange::Calib, WeightEncoding::Flipped));
+    assert_eq!(
+        (t.chip.adc_range, t.chip.crossbar.encoding),
+        (AdcRange::Calib, WeightEncoding::Flipped)
+    );
     assert_ne!(t.hash_hex(), Target::preset("isaac").unwrap().hash_hex());
 }
 

@@ -236,7 +236,8 @@ fn references(l: &Layer, x: &Crossbar, b: u32) -> Want {
                             let cmax = (1i64 << x.geometry.cell_bits) - 1;
                             let flip =
                                 naive_flips(x, rows.len(), rows.clone().map(cell).sum::<i64>());
-                            let stored_cell = |k: usize| if flip { cmax - cell(k) } else { cell(k) };
+                            let stored_cell =
+                                |k: usize| if flip { cmax - cell(k) } else { cell(k) };
                             let p: i64 = rows.clone().map(|k| x_i(k) * stored_cell(k)).sum();
                             // §3: A(P) = step · clamp(floor((P + step/2) / step), 0, top).
                             let step = 1i64 << e;

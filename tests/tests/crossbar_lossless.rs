@@ -86,7 +86,8 @@ fn crossbar_steps(model: &Path, calib: &Tensor, t: &Target) -> Vec<(Program, Str
 
 fn check_model(model: &Path, calib: &Tensor) -> usize {
     let mut layers = 0;
-    let mut targets: Vec<Target> = WeightEncoding::ALL.iter().map(|&e| lossless_target(e)).collect();
+    let mut targets: Vec<Target> =
+        WeightEncoding::ALL.iter().map(|&e| lossless_target(e)).collect();
     targets.push(isaac_flipped(AdcRange::Lossless));
     for t in &targets {
         let encoding = t.chip.crossbar.encoding;

@@ -139,7 +139,8 @@ fn flip_flags(codes: &[i32], k: usize, n: usize, x: &Crossbar) -> Vec<bool> {
         return Vec::new();
     }
     let (rows, cb) = (x.geometry.rows.max(1), x.geometry.cell_bits);
-    let (half, cmax, s) = (1i64 << (x.weight_bits - 1), x.geometry.cell_max() as i64, x.weight_slices());
+    let (half, cmax, s) =
+        (1i64 << (x.weight_bits - 1), x.geometry.cell_max() as i64, x.weight_slices());
     let mut out = Vec::with_capacity(n * k.div_ceil(rows) * s as usize);
     for nn in 0..n {
         for k0 in (0..k).step_by(rows) {

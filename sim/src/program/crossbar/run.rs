@@ -435,7 +435,8 @@ where
             let stride = pcn.div_ceil(kernel::LANES) * kernel::LANES;
             if !p.flip.is_empty() {
                 let cols = BlockCols { g, pc0, pcn, stride, nvec };
-                let accs = flipped_block(p, &cols, xplanes, &mut colacc, &fold, tally.as_deref_mut());
+                let accs =
+                    flipped_block(p, &cols, xplanes, &mut colacc, &fold, tally.as_deref_mut());
                 let n0 = g * p.mg + pc0 / p.cpo;
                 for (vi, accs) in accs.chunks_exact(pcn / p.cpo).enumerate() {
                     let base = p.offset * sumv[vi];
@@ -565,7 +566,8 @@ fn flipped_block(
             let sum_t = super::tile_sum(&xt[vi * xstride..][..xstride], p.words);
             let ca = &colacc[vi * stride..][..pcn];
             let acc = &mut accs[vi * outs..][..outs];
-            for (nl, (cols, fl)) in ca.chunks_exact(p.cpo).zip(flags.chunks_exact(p.cpo)).enumerate()
+            for (nl, (cols, fl)) in
+                ca.chunks_exact(p.cpo).zip(flags.chunks_exact(p.cpo)).enumerate()
             {
                 let a: i64 = cols
                     .iter()
