@@ -462,7 +462,8 @@ fn flipped_columns_are_exact_without_noise_and_vary_in_their_stored_cells() {
     assert_eq!(accs(&p, &cfg, 0, &x), vec![40, -50]);
     // Several tiles with their own choices, random inputs: the noiseless limit is exact.
     let (k, m, nvec) = (300, 6, 20);
-    let w = |r: usize, n: usize| if (r / 128 + n) % 2 == 0 { 6 - (r % 3) as i32 } else { -7 };
+    let w =
+        |r: usize, n: usize| if (r / 128 + n).is_multiple_of(2) { 6 - (r % 3) as i32 } else { -7 };
     let p = flipped_small(k, m, w);
     assert!(p.flip.iter().any(|&f| f) && p.flip.iter().take(p.pc).any(|&f| !f));
     let x: Vec<i32> = (0..nvec * k).map(|i| ((i * 7) % 3 == 0) as i32).collect();
