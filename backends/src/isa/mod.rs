@@ -897,7 +897,7 @@ mod tests {
                     FieldKind::U16 => (0, u16::MAX as i64),
                     FieldKind::U32 => (0, u32::MAX as i64),
                     FieldKind::I32 => (i32::MIN as i64, i32::MAX as i64),
-                    FieldKind::Encoding => (0, 1),
+                    FieldKind::Encoding => (0, WeightEncoding::ALL.len() as i64 - 1),
                 };
                 assert!(lo <= f.min && f.min <= f.max && f.max <= hi, "{}.{}", a.name, f.name);
                 assert!(!f.doc.is_empty(), "{}.{} has no doc", a.name, f.name);
