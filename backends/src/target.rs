@@ -544,7 +544,7 @@ impl Target {
                 "weights.encoding = \"offset\" with adc.range = \"calib\": an offset encoding \
                  makes the column sums large and the digitally subtracted offset term wrong when \
                  the ADC clips; use adc.range = \"worst\" or \"lossless\", or weights.encoding = \
-                 \"differential\""
+                 \"differential\" or \"flipped\""
                     .into(),
             );
         }
@@ -603,20 +603,25 @@ impl Target {
         } else {
             format!("no ADC of at most 16 bits can be lossless ({need} bits needed)")
         };
+        let largest = match x.encoding {
+            WeightEncoding::Differential | WeightEncoding::Offset => format!(
+                "{} rows x {} x {} = {p_max}",
+                x.rows,
+                (1u64 << x.dac_bits) - 1,
+                (1u64 << x.cell_bits) - 1
+            ),
+            WeightEncoding::Flipped => format!("the flipped encoding's largest sum {p_max}"),
+        };
         Some(format!(
-            "adc.bits = {}: adc.range = \"lossless\" needs every partial sum to fit, but {} rows \
-             x {} x {} = {p_max} > {top} = 2^{} - 1; {fix}, or use adc.range = \"worst\" or \
-             \"calib\"",
-            x.adc_bits,
-            x.rows,
-            (1u64 << x.dac_bits) - 1,
-            (1u64 << x.cell_bits) - 1,
-            x.adc_bits
+            "adc.bits = {}: adc.range = \"lossless\" needs every partial sum to fit, but \
+             {largest} > {top} = 2^{} - 1; {fix}, or use adc.range = \"worst\" or \"calib\"",
+            x.adc_bits, x.adc_bits
         ))
     }
 
-    /// The largest partial sum one bit line can carry: `R · (2^b_d − 1) · (2^b_c − 1)`
-    /// (`docs/hardware-model.md` §1). Meaningful for a valid target.
+    /// The largest partial sum one bit line can carry: `R · (2^b_d − 1) · (2^b_c − 1)`, one bit
+    /// less with the flipped encoding (`docs/hardware-model.md` §1,
+    /// [`CrossbarGeometry::p_max`]). Meaningful for a valid target.
     pub fn max_partial_sum(&self) -> u64 {
         let x = &self.chip.crossbar;
         x.p_max(x.rows)

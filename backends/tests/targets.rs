@@ -155,6 +155,28 @@ fn lossless_that_fits_is_accepted() {
 }
 
 #[test]
+fn flipped_encoding_loads_with_any_range() {
+    // ISAAC's own encoding: flipped columns stay below 256, so isaac's 8-bit ADC is lossless
+    // (unflipped it would need 384 <= 511, 9 bits), and a calibrated range is accepted.
+    for range in ["lossless", "worst", "calib"] {
+        let text = format!("[weights]\nencoding = \"flipped\"\n[adc]\nrange = \"{range}\"\n");
+        let t = Target::from_toml_str(&text, "flipped.toml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.chip.crossbar.encoding, WeightEncoding::Flipped);
+        assert_eq!(t.max_partial_sum(), 255);
+    }
+    // The preset's file with the flipped encoding validates.
+    let text =
+        preset_text("isaac").replace("encoding = \"differential\"", "encoding = \"flipped\"");
+    assert!(text.contains("encoding = \"flipped\""));
+    let t = Target::from_toml_str(&text, "isaac_flipped.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (t.chip.adc_range, t.chip.crossbar.encoding),
+        (AdcRange::Calib, WeightEncoding::Flipped)
+    );
+    assert_ne!(t.hash_hex(), Target::preset("isaac").unwrap().hash_hex());
+}
+
+#[test]
 fn bad_targets_are_refused_with_file_and_key() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(bad_dir())
         .unwrap()

@@ -8,7 +8,7 @@
 //! stay with the target description in `cimc_backends`, and the target's hash
 //! ([`ChipGeometry::hash_hex`]) covers only this type.
 //!
-//! The names of [`WeightEncoding`] and [`AdcRange`] (`differential|offset`,
+//! The names of [`WeightEncoding`] and [`AdcRange`] (`differential|offset|flipped`,
 //! `lossless|worst|calib`) are declared once, below; the target file, the text IR, the program
 //! listing, the assembly and the command line all read them from here.
 //!
@@ -96,6 +96,10 @@ named_enum! {
         Differential = "differential",
         /// `w + 2^(b_w−1)` unsigned in one column; `2^(b_w−1)·Σv` subtracted digitally.
         Offset = "offset",
+        /// ISAAC's encoding: as `Offset`, but a row tile's column whose cells would give a large
+        /// sum stores their complements `2^b_c − 1 − u` ([`CrossbarGeometry::flips`]); the
+        /// digital side recovers `(2^b_c − 1)·Σx − A(P̄)`, so the ADC needs one bit less.
+        Flipped = "flipped",
     }
 }
 
@@ -137,6 +141,16 @@ pub fn partial_sum_max(rows: usize, dac_bits: u32, cell_bits: u32) -> u64 {
     let dac_max = (1u64 << dac_bits.min(63)) - 1;
     let cell_max = (1u64 << cell_bits.min(63)) - 1;
     (rows as u64).saturating_mul(dac_max).saturating_mul(cell_max)
+}
+
+/// The top power of two of the partial sums up to `full` (`2^⌊log2 full⌋`, 1 for 0): the flip
+/// rule's threshold ([`CrossbarGeometry::flips`]).
+fn flip_threshold(full: u64) -> u64 {
+    if full == 0 {
+        1
+    } else {
+        1u64 << (63 - full.leading_zeros())
+    }
 }
 
 /// A field of a [`CrossbarGeometry`], for messages (a target file spells the fields its own
@@ -273,9 +287,38 @@ impl CrossbarGeometry {
         Err(p.iter().map(|q| q.to_string()).collect::<Vec<_>>().join("; "))
     }
 
-    /// The largest partial sum of a row tile of `rows` rows.
+    /// The largest partial sum of a row tile of `rows` rows: [`partial_sum_max`], or with the
+    /// flipped encoding the largest sum a column the flip rule chose can give,
+    /// `2^(⌊log2 partial_sum_max⌋) − 1` (one bit less: [`CrossbarGeometry::flips`]).
     pub fn p_max(&self, rows: usize) -> u64 {
-        partial_sum_max(rows, self.dac_bits, self.cell_bits)
+        let full = partial_sum_max(rows, self.dac_bits, self.cell_bits);
+        match self.encoding {
+            WeightEncoding::Differential | WeightEncoding::Offset => full,
+            WeightEncoding::Flipped => flip_threshold(full).saturating_sub(1),
+        }
+    }
+
+    /// ISAAC's flip rule (Shafiee et al., ISCA 2016, §V "Managing bits, ADCs and signed
+    /// arithmetic", encoding to reduce the ADC's size; HPE patent US 10,664,271 "Dot product
+    /// engine with negation indicator"): a column of a row tile of `rows` rows whose cells sum
+    /// to `cell_sum` is stored flipped (cells `2^b_c − 1 − u`) when, with every input at its
+    /// largest (`2^b_d − 1`), its partial sum would have the top bit of the unflipped range set:
+    /// `cell_sum · (2^b_d − 1) ≥ 2^⌊log2 P_full⌋`, `P_full = rows·(2^b_d − 1)·(2^b_c − 1)`.
+    /// Either way the column's partial sums stay below that power of two
+    /// ([`CrossbarGeometry::p_max`]). The one rule every executor applies
+    /// (`docs/hardware-model.md` §1); false for the other encodings.
+    pub fn flips(&self, rows: usize, cell_sum: u64) -> bool {
+        if self.encoding != WeightEncoding::Flipped {
+            return false;
+        }
+        let full = partial_sum_max(rows, self.dac_bits, self.cell_bits);
+        let dac_max = (1u64 << self.dac_bits.min(63)) - 1;
+        cell_sum.saturating_mul(dac_max) >= flip_threshold(full)
+    }
+
+    /// `2^b_c − 1`, the largest level of a cell (what a flipped cell is complemented against).
+    pub fn cell_max(&self) -> u64 {
+        (1u64 << self.cell_bits.min(63)) - 1
     }
 
     /// The largest ADC code, `2^b_adc − 1`.
@@ -289,7 +332,7 @@ impl CrossbarGeometry {
         let per = weight_slices as usize;
         match self.encoding {
             WeightEncoding::Differential => 2 * per,
-            WeightEncoding::Offset => per,
+            WeightEncoding::Offset | WeightEncoding::Flipped => per,
         }
     }
 }
@@ -460,7 +503,7 @@ mod tests {
         }
         assert_eq!(AdcRange::from_name("exact"), None);
         assert_eq!(AdcRange::expected(), "lossless, worst or calib");
-        assert_eq!(WeightEncoding::expected(), "differential or offset");
+        assert_eq!(WeightEncoding::expected(), "differential, offset or flipped");
     }
 
     fn isaac() -> ChipGeometry {
@@ -517,6 +560,72 @@ mod tests {
         let adc = CrossbarGeometry { adc_bits: 0, ..ok }.problems();
         assert_eq!(adc[0].field(), GeometryField::AdcBits);
         assert_eq!(adc[0].to_string(), "adc_bits = 0: an ADC has 1 to 16 bits");
+    }
+
+    proptest::proptest! {
+        /// ISAAC's flip rule against a naive reference: a column is complemented exactly when
+        /// its sum with every input at its largest reaches the top power of two of the full
+        /// range; every partial sum of the stored cells (for any inputs) then stays within
+        /// `p_max`, one bit below the full range's; the other encodings never flip.
+        #[test]
+        fn flip_rule_bounds_every_partial_sum(
+            rows in 1usize..300,
+            cell_bits in 1u32..5,
+            dac_bits in 1u32..4,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let x = CrossbarGeometry {
+                encoding: WeightEncoding::Flipped,
+                rows,
+                cols: 8,
+                cell_bits,
+                dac_bits,
+                adc_bits: 8,
+            };
+            let (cmax, dmax) = ((1u64 << cell_bits) - 1, (1u64 << dac_bits) - 1);
+            let full = rows as u64 * cmax * dmax;
+            let mut top = 1u64;
+            while top * 2 <= full {
+                top *= 2;
+            }
+            proptest::prop_assert_eq!(x.p_max(rows), top - 1);
+            proptest::prop_assert!(x.p_max(rows) < full.max(1));
+            // Cells skewed towards one end or the other, so both choices occur.
+            let mut r = seed | 1;
+            let bias = seed % 3;
+            let cells: Vec<u64> = (0..rows)
+                .map(|_| {
+                    r ^= r << 13;
+                    r ^= r >> 7;
+                    r ^= r << 17;
+                    match bias {
+                        0 => r % (cmax + 1),
+                        1 => cmax - (r % (cmax + 1)) / 2,
+                        _ => (r % (cmax + 1)) / 2,
+                    }
+                })
+                .collect();
+            let sum: u64 = cells.iter().sum();
+            let flip = x.flips(rows, sum);
+            proptest::prop_assert_eq!(flip, sum * dmax >= top);
+            let stored: u64 = cells.iter().map(|&c| if flip { cmax - c } else { c }).sum();
+            // The largest partial sum of the stored cells: every input at `dmax`.
+            proptest::prop_assert!(stored * dmax <= x.p_max(rows), "{} > {}", stored * dmax, x.p_max(rows));
+            for encoding in [WeightEncoding::Differential, WeightEncoding::Offset] {
+                let other = CrossbarGeometry { encoding, ..x };
+                proptest::prop_assert!(!other.flips(rows, sum));
+                proptest::prop_assert_eq!(other.p_max(rows), full);
+            }
+        }
+    }
+
+    #[test]
+    fn isaac_geometry_is_lossless_when_flipped() {
+        let x = CrossbarGeometry { encoding: WeightEncoding::Flipped, ..isaac().crossbar };
+        // 128 rows x 1 x 3 = 384 needs 9 bits; flipped, the sums stay below 256.
+        assert_eq!(x.p_max(128), 255);
+        assert!(x.p_max(128) <= x.adc_top());
+        assert!(!x.flips(128, 255) && x.flips(128, 256));
     }
 
     #[test]

@@ -102,7 +102,7 @@ fn map_for(g: &Graph, id: NodeId, chip: &ChipGeometry) -> Result<Option<Crossbar
         // A code of −2^(b_w−1) (full range, as some exporters write) needs one more bit.
         WeightEncoding::Differential if min_code <= -(1i64 << (b_w - 1)) => b_w,
         WeightEncoding::Differential => b_w - 1,
-        WeightEncoding::Offset => b_w,
+        WeightEncoding::Offset | WeightEncoding::Flipped => b_w,
     };
     let input_bits = xq.bits as u32;
     let input_min = if xq.signed { -(1i32 << (input_bits - 1)) } else { 0 };

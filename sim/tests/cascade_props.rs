@@ -53,7 +53,7 @@ fn case(rng: &mut Rng, m: usize, mg: usize, lossless: bool) -> Case {
     let in_bits = rng.int(2, 8) as u32;
     let in_signed = rng.coin();
     let (ilo, ihi) = code_range(in_bits as u8, in_signed);
-    let encoding = if rng.coin() { WeightEncoding::Differential } else { WeightEncoding::Offset };
+    let encoding = WeightEncoding::ALL[rng.int(0, 2) as usize];
     let weight_bits = rng.int(4, 8) as u32;
     let full_range = rng.int(0, 4) == 0;
     let magnitude_bits = match encoding {
@@ -153,8 +153,23 @@ fn slice(u: i64, j: u32, cb: u32) -> i64 {
 fn stored(x: &Crossbar, w: i64) -> Vec<(i64, i64)> {
     match x.geometry.encoding {
         WeightEncoding::Differential => vec![(1, w.max(0)), (-1, (-w).max(0))],
-        WeightEncoding::Offset => vec![(1, w + (1 << (x.weight_bits - 1)))],
+        WeightEncoding::Offset | WeightEncoding::Flipped => {
+            vec![(1, w + (1 << (x.weight_bits - 1)))]
+        }
     }
+}
+
+/// ISAAC's flip rule, written out: a tile's column of `rows` rows whose cells sum to `sum` is
+/// stored complemented when `sum·(2^b_d − 1)`, its sum with every input at its largest, has
+/// the top bit of `rows·(2^b_d − 1)·(2^b_c − 1)` set.
+fn naive_flips(x: &Crossbar, rows: usize, sum: i64) -> bool {
+    let dmax = (1i64 << x.geometry.dac_bits) - 1;
+    let full = rows as i64 * dmax * ((1i64 << x.geometry.cell_bits) - 1);
+    let mut top = 1i64;
+    while top * 2 <= full {
+        top *= 2;
+    }
+    x.geometry.encoding == WeightEncoding::Flipped && sum * dmax >= top
 }
 
 /// What the references compute at one width.
@@ -176,9 +191,13 @@ fn references(l: &Layer, x: &Crossbar, b: u32) -> Want {
     let s_w = x.magnitude_bits.div_ceil(x.geometry.cell_bits);
     let s_x = x.input_bits.div_ceil(x.geometry.dac_bits);
     let groups = column_groups(x, l.cols.len(), l.mg);
-    let p_max = x.geometry.rows as u64
+    let mut p_max = x.geometry.rows as u64
         * ((1 << x.geometry.dac_bits) - 1)
         * ((1 << x.geometry.cell_bits) - 1);
+    if x.geometry.encoding == WeightEncoding::Flipped {
+        // One bit less: below the top power of two.
+        p_max = (1u64 << (63 - p_max.leading_zeros())) - 1;
+    }
     let mut w = Want {
         def: vec![0; l.numel],
         xbar: vec![0; l.numel],
@@ -207,18 +226,19 @@ fn references(l: &Layer, x: &Crossbar, b: u32) -> Want {
                 for i in 0..s_x {
                     for j in j0..s_w {
                         for c in 0..signs {
-                            let p: i64 = rows
-                                .clone()
-                                .map(|k| {
-                                    let x_i = (v[k] >> (i * x.geometry.dac_bits))
-                                        & ((1 << x.geometry.dac_bits) - 1);
-                                    x_i * slice(
-                                        stored(x, col[k] as i64)[c].1,
-                                        j,
-                                        x.geometry.cell_bits,
-                                    )
-                                })
-                                .sum();
+                            let cell = |k: usize| {
+                                slice(stored(x, col[k] as i64)[c].1, j, x.geometry.cell_bits)
+                            };
+                            let x_i = |k: usize| {
+                                (v[k] >> (i * x.geometry.dac_bits))
+                                    & ((1 << x.geometry.dac_bits) - 1)
+                            };
+                            let cmax = (1i64 << x.geometry.cell_bits) - 1;
+                            let flip =
+                                naive_flips(x, rows.len(), rows.clone().map(cell).sum::<i64>());
+                            let stored_cell =
+                                |k: usize| if flip { cmax - cell(k) } else { cell(k) };
+                            let p: i64 = rows.clone().map(|k| x_i(k) * stored_cell(k)).sum();
                             // §3: A(P) = step · clamp(floor((P + step/2) / step), 0, top).
                             let step = 1i64 << e;
                             let code = (p + step / 2) / step;
@@ -226,14 +246,18 @@ fn references(l: &Layer, x: &Crossbar, b: u32) -> Want {
                             w.hist[p as usize] += 1;
                             w.conversions += 1;
                             w.clipped += (code > top) as u64;
-                            let a = step * code.min(top);
+                            let mut a = step * code.min(top);
+                            if flip {
+                                // The digital side: (2^b_c − 1)·Σx − A(P̄).
+                                a = cmax * rows.clone().map(x_i).sum::<i64>() - a;
+                            }
                             acc += stored(x, 0)[c].0
                                 * (a << (i * x.geometry.dac_bits + j * x.geometry.cell_bits));
                         }
                     }
                 }
             }
-            if x.geometry.encoding == WeightEncoding::Offset {
+            if x.geometry.encoding != WeightEncoding::Differential {
                 acc -= (1i64 << (big_b - 1)) * v.iter().sum::<i64>();
             }
             // T: the code the driven slices hold, read from the slices.
@@ -250,7 +274,9 @@ fn references(l: &Layer, x: &Crossbar, b: u32) -> Want {
                     };
                     match x.geometry.encoding {
                         WeightEncoding::Differential => val(cells[0].1) - val(cells[1].1),
-                        WeightEncoding::Offset => val(cells[0].1) - (1i64 << (big_b - 1 - m)),
+                        WeightEncoding::Offset | WeightEncoding::Flipped => {
+                            val(cells[0].1) - (1i64 << (big_b - 1 - m))
+                        }
                     }
                 })
                 .collect();

@@ -50,7 +50,7 @@ fn params(rng: &mut Rng, m: usize, mg: usize, max_rows: i64) -> Params {
     let in_signed = rng.coin();
     let (ilo, ihi) = code_range(in_bits as u8, in_signed);
     let z_x = rng.int(ilo as i64, ihi as i64) as i32;
-    let encoding = if rng.coin() { WeightEncoding::Differential } else { WeightEncoding::Offset };
+    let encoding = WeightEncoding::ALL[rng.int(0, 2) as usize];
     let weight_bits = rng.int(2, 8) as u32;
     let full_range = rng.int(0, 3) == 0;
     let magnitude_bits = match encoding {
@@ -164,10 +164,11 @@ fn reference_dot(x: &Crossbar, v: &[i64], w: &[i64], e: u32, st: &mut RefStats) 
             (1, w.iter().map(|&w| w.max(0)).collect()),
             (-1, w.iter().map(|&w| (-w).max(0)).collect()),
         ],
-        WeightEncoding::Offset => {
+        WeightEncoding::Offset | WeightEncoding::Flipped => {
             vec![(1, w.iter().map(|&w| w + (1i64 << (x.weight_bits - 1))).collect())]
         }
     };
+    let (dmax, cmax) = ((1i64 << x.geometry.dac_bits) - 1, (1i64 << x.geometry.cell_bits) - 1);
     let step = 1i64 << e;
     let top_code = (1i64 << x.geometry.adc_bits) - 1;
     let adc = |p: i64| -> (i64, bool) {
@@ -181,14 +182,22 @@ fn reference_dot(x: &Crossbar, v: &[i64], w: &[i64], e: u32, st: &mut RefStats) 
         for i in 0..s_x {
             for j in 0..s_w {
                 for (sign, u) in &signs {
+                    let u_j = |kk: usize| (u[kk] >> (j * x.geometry.cell_bits)) % (cmax + 1);
+                    let x_i = |kk: usize| (v[kk] >> (i * x.geometry.dac_bits)) % (dmax + 1);
+                    // Flipped (ISAAC): the tile's column stores complements when its sum with
+                    // every input at its largest has the top bit of the full range set.
+                    let full = rows.len() as i64 * dmax * cmax;
+                    let top_bit = (0..63).map(|b| 1i64 << b).filter(|&b| b <= full).max().unwrap();
+                    let flip = x.geometry.encoding == WeightEncoding::Flipped
+                        && rows.clone().map(u_j).sum::<i64>() * dmax >= top_bit;
                     let mut p = 0i64;
                     for kk in rows.clone() {
-                        let x_i = (v[kk] >> (i * x.geometry.dac_bits)) % (1 << x.geometry.dac_bits);
-                        let u_j =
-                            (u[kk] >> (j * x.geometry.cell_bits)) % (1 << x.geometry.cell_bits);
-                        p += x_i * u_j;
+                        p += x_i(kk) * if flip { cmax - u_j(kk) } else { u_j(kk) };
                     }
-                    let (a, clipped) = adc(p);
+                    let (mut a, clipped) = adc(p);
+                    if flip {
+                        a = cmax * rows.clone().map(x_i).sum::<i64>() - a;
+                    }
                     st.hist[p as usize] += 1;
                     st.conversions += 1;
                     st.clipped += clipped as u64;
@@ -197,16 +206,20 @@ fn reference_dot(x: &Crossbar, v: &[i64], w: &[i64], e: u32, st: &mut RefStats) 
             }
         }
     }
-    if x.geometry.encoding == WeightEncoding::Offset {
+    if x.geometry.encoding != WeightEncoding::Differential {
         acc -= (1i64 << (x.weight_bits - 1)) * v.iter().sum::<i64>();
     }
     acc
 }
 
 fn new_ref_stats(x: &Crossbar) -> RefStats {
-    let p_max = x.geometry.rows as u64
+    let mut p_max = x.geometry.rows as u64
         * ((1 << x.geometry.dac_bits) - 1)
         * ((1 << x.geometry.cell_bits) - 1);
+    if x.geometry.encoding == WeightEncoding::Flipped {
+        // Below the top power of two.
+        p_max = (1u64 << (63 - p_max.leading_zeros())) - 1;
+    }
     RefStats { hist: vec![0; p_max as usize + 1], conversions: 0, clipped: 0 }
 }
 

@@ -75,7 +75,7 @@ fn conv_case(seed: u64) -> Option<ConvCase> {
     let in_bits = r.int(2, 8) as u8;
     let in_signed = r.coin();
     let (ilo, ihi) = code_range(in_bits, in_signed);
-    let encoding = if r.coin() { WeightEncoding::Differential } else { WeightEncoding::Offset };
+    let encoding = WeightEncoding::ALL[r.int(0, 2) as usize];
     let weight_bits = r.int(2, 8) as u32;
     let full_range = r.int(0, 3) == 0;
     let magnitude_bits = match encoding {
@@ -378,6 +378,7 @@ fn conv_input(c: &ConvCase, seed: u64) -> Tensor {
 #[test]
 fn conv_matches_program_crossbar() {
     let (mut ran, mut split, mut per_cg, mut offset, mut lossless, mut cols) = (0, 0, 0, 0, 0, 0);
+    let mut flipped = 0;
     for seed in 0..400u64 {
         let Some(c) = conv_case(seed) else { continue };
         let program = program_of(&c);
@@ -397,10 +398,11 @@ fn conv_matches_program_crossbar() {
         cols += c.col_split.is_some() as usize;
         per_cg += (c.xb.adc_step.len() > 1) as usize;
         offset += (c.xb.geometry.encoding == WeightEncoding::Offset) as usize;
+        flipped += (c.xb.geometry.encoding == WeightEncoding::Flipped) as usize;
         lossless += c.xb.is_lossless(c.cg * c.k[0] * c.k[1]) as usize;
     }
-    assert!(ran >= 200 && split >= 20 && cols >= 20 && per_cg >= 20 && offset >= 40 && lossless >= 20,
-        "coverage: {ran} cases, {split} split, {cols} split by columns, {per_cg} per column group, {offset} offset, {lossless} lossless");
+    assert!(ran >= 200 && split >= 20 && cols >= 20 && per_cg >= 20 && offset >= 40 && flipped >= 40 && lossless >= 20,
+        "coverage: {ran} cases, {split} split, {cols} split by columns, {per_cg} per column group, {offset} offset, {flipped} flipped, {lossless} lossless");
 }
 
 /// Three cores: core 0 loads the input and sends a third to each of the others; each core

@@ -1,7 +1,8 @@
 //! With lossless ADCs the crossbar arithmetic (bit slices, input slices, ADC, shift-and-add)
 //! gives exactly the integer dot product: checked on every Conv/Gemm layer shape of the shared
-//! models (vendored small models always; ResNet-18 and MobileNetV2 from `../shared`), for both
-//! weight encodings.
+//! models (vendored small models always; ResNet-18 and MobileNetV2 from `../shared`), for every
+//! weight encoding, and for ISAAC's own geometry with its flipped encoding, which makes its 8-bit
+//! ADC lossless.
 //!
 //! Each layer runs alone on random input codes twice: through the crossbar kernel (forced by
 //! `run_with_adc_stats`, which never takes the GEMM shortcut) and as one exact integer GEMM
@@ -30,6 +31,16 @@ fn lossless_target(encoding: WeightEncoding) -> Target {
     t.chip.adc_range = AdcRange::Lossless;
     t.chip.crossbar.encoding = encoding;
     t.validate("the lossless test target").unwrap();
+    t
+}
+
+/// The isaac preset with ISAAC's flipped encoding: 128 rows x 1 x 3 = 384 would need 9 bits,
+/// flipped columns stay below 256, so the 8-bit ADC is lossless (and `lossless` accepted).
+fn isaac_flipped(range: AdcRange) -> Target {
+    let mut t = Target::preset("isaac").unwrap();
+    t.chip.crossbar.encoding = WeightEncoding::Flipped;
+    t.chip.adc_range = range;
+    t.validate("isaac, flipped").unwrap();
     t
 }
 
@@ -75,9 +86,12 @@ fn crossbar_steps(model: &Path, calib: &Tensor, t: &Target) -> Vec<(Program, Str
 
 fn check_model(model: &Path, calib: &Tensor) -> usize {
     let mut layers = 0;
-    for encoding in [WeightEncoding::Differential, WeightEncoding::Offset] {
-        let t = lossless_target(encoding);
-        for (p, origin) in crossbar_steps(model, calib, &t) {
+    let mut targets: Vec<Target> =
+        WeightEncoding::ALL.iter().map(|&e| lossless_target(e)).collect();
+    targets.push(isaac_flipped(AdcRange::Lossless));
+    for t in &targets {
+        let encoding = t.chip.crossbar.encoding;
+        for (p, origin) in crossbar_steps(model, calib, t) {
             let decl = &p.buffers[0];
             let cimc_backends::program::Elem::Code(c) = decl.elem else { panic!("codes expected") };
             let (lo, hi) = c.range();
@@ -125,6 +139,47 @@ fn lossless_crossbar_equals_exact_dot_product_small_models() {
     }
     eprintln!("{n} layer checks, all exact");
     assert!(n >= 2 * (4 + 3), "too few crossbar layers found: {n}");
+}
+
+/// mnist_cnn on isaac with the flipped encoding and its calibrated 8-bit ADC gives the logits of
+/// the W8A8 program compiled without a target, bit for bit — through the crossbar kernel
+/// (`run_with_adc_stats` never takes the GEMM shortcut), with both kernel builds
+/// (`CIMC_PORTABLE_KERNELS=1` runs the portable one) — and calibration found nothing to clip.
+#[test]
+fn flipped_isaac_equals_the_w8a8_program() {
+    let sets = data().join("sets");
+    let mnist = npy(&sets.join("mnist_calib200_x.npy"));
+    let calib = cimc::tensor_util::slice_batch(&mnist, 0, 8, 8);
+    let input = cimc::tensor_util::slice_batch(&mnist, 8, 8, 8);
+    let model = data().join("models").join("mnist_cnn.onnx");
+    let compile_for = |t: Option<&Target>| {
+        let g = onnx::import_file(&model, &ImportOptions { batch: Some(8), ..Default::default() })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut cx = PassContext { calib: Some(vec![calib.clone()]), ..Default::default() };
+        cx.chip = t.map(|t| Chip::from_target(t, None));
+        cimc::compile::compile(g, &cx, &[]).unwrap_or_else(|e| panic!("{e}")).0
+    };
+    let w8a8 = compile_for(None);
+    let flipped = compile_for(Some(&isaac_flipped(AdcRange::Calib)));
+    let mut crossbars = 0;
+    for s in &flipped.steps {
+        if let Step::Conv { crossbar: Some(x), .. } | Step::Gemm { crossbar: Some(x), .. } = s {
+            assert_eq!(x.geometry.encoding, WeightEncoding::Flipped);
+            assert!(x.adc_step.iter().all(|&e| e == 0), "a lossy step: {:?}", x.adc_step);
+            crossbars += 1;
+        }
+    }
+    assert_eq!(crossbars, 4, "mnist_cnn has two convs and two gemms on crossbars");
+    let want = ProgramRunner::new(&w8a8).unwrap().run(vec![input.clone()]).unwrap();
+    let mut stats = AdcStats::default();
+    let runner = ProgramRunner::new(&flipped).unwrap();
+    let got = runner.run_with_adc_stats(vec![input], &mut stats).unwrap();
+    assert_eq!(got[0].to_data().to_i64_vec(), want[0].to_data().to_i64_vec());
+    for st in stats.steps.iter().flatten() {
+        assert!(st.conversions > 0 && st.clipped == 0, "{st:?}");
+        // Flipped sums stay below 256 (the histogram is sized by the flipped bound).
+        assert_eq!(st.histogram.len(), 256);
+    }
 }
 
 #[test]

@@ -200,6 +200,22 @@ fn offset_encoding_and_chunks_are_bit_exact() {
     }
 }
 
+/// ISAAC's flipped encoding with a calibrated ADC too narrow to be lossless (6 bits; flipped
+/// sums reach 255), so the crossbar kernel, its complemented columns and its clipping run: the
+/// stream equals the program.
+#[test]
+fn flipped_encoding_is_bit_exact() {
+    let models = data().join("models");
+    let mut t = Target::preset("isaac").unwrap();
+    t.chip.crossbar.encoding = WeightEncoding::Flipped;
+    t.chip.crossbar.adc_bits = 6;
+    t.validate("flipped isaac, 6-bit ADC").unwrap();
+    for (name, calib, inputs) in small_models() {
+        let p = compile(&models.join(format!("{name}.onnx")), &calib, &t, 2);
+        check(&p, &t, &EmitOptions::default(), &inputs, &format!("{name} flipped"));
+    }
+}
+
 /// A layer left digital by the tile pass (no crossbar map) runs on a lossless group.
 #[test]
 fn digital_layers_run_on_lossless_groups() {

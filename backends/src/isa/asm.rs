@@ -2,7 +2,7 @@
 //! in the order of [`INSTRS`](super::INSTRS) (`mvm group=3 src=0 dst=4096 count=3136`).
 //!
 //! Values are decimal integers (`-` allowed where the field is signed), or hexadecimal with `0x`;
-//! an encoding is its name (`differential` or `offset`, `cimc_ir::WeightEncoding`). `;` starts a comment that runs to the end of the
+//! an encoding is its name (`differential`, `offset` or `flipped`, `cimc_ir::WeightEncoding`). `;` starts a comment that runs to the end of the
 //! line; blank lines are allowed. The parser accepts the fields in any order, each exactly once.
 //! Errors name the line and the column (1-based, in characters), and never panic.
 

@@ -86,7 +86,7 @@ fn encoding_section(s: &mut String) {
         (FieldKind::U16, "unsigned"),
         (FieldKind::U32, "unsigned; addresses and lengths in words"),
         (FieldKind::I32, "two's complement"),
-        (FieldKind::Encoding, "0 differential, 1 offset"),
+        (FieldKind::Encoding, "0 differential, 1 offset, 2 flipped"),
     ] {
         let _ = writeln!(s, "| {} | {} | {what} |", k.name(), k.bytes());
     }
@@ -110,8 +110,8 @@ fn assembly_section(s: &mut String) {
         s,
         "One instruction per line: the mnemonic, then `field=value` for every field, printed in \
          the order of the encoding (`mvm group=3 src=0 dst=4096 count=3136`). Values are decimal \
-         (`-` for signed fields) or hexadecimal with `0x`; an encoding is `differential` or \
-         `offset`. `;` starts a comment running to the end of the line, and blank lines are \
+         (`-` for signed fields) or hexadecimal with `0x`; an encoding is `differential`, \
+         `offset` or `flipped`. `;` starts a comment running to the end of the line, and blank lines are \
          allowed. The parser accepts the fields in any order, each exactly once; it rejects an \
          unknown mnemonic, an unknown, duplicate or missing field and a value out of range, \
          naming the line and the column."

@@ -189,7 +189,13 @@ mod tests {
         };
         let mut w = encode(&x);
         assert_eq!(decode(&w, 0).unwrap(), x);
-        w[12] = 2;
+        // Every encoding's index decodes to it; the next is out of range.
+        for (i, &e) in WeightEncoding::ALL.iter().enumerate() {
+            w[12] = i as u8;
+            let got = decode(&w, 0).unwrap();
+            assert!(matches!(got, Instr::XbarConfig { encoding, .. } if encoding == e));
+        }
+        w[12] = WeightEncoding::ALL.len() as u8;
         assert!(msg(decode(&w, 0)).contains("`encoding`"));
     }
 }

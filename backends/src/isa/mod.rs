@@ -104,7 +104,7 @@ pub enum FieldKind {
     U32,
     I32,
     /// A crossbar [`WeightEncoding`]: one byte, its index in `WeightEncoding::NAMES` (0
-    /// differential, 1 offset); in text the name.
+    /// differential, 1 offset, 2 flipped); in text the name.
     Encoding,
 }
 
@@ -186,7 +186,7 @@ pub struct FieldInfo {
 }
 
 impl FieldInfo {
-    /// The accepted range as text (`1..=16`, `differential or offset`).
+    /// The accepted range as text (`1..=16`, `differential, offset or flipped`).
     pub fn range_text(&self) -> String {
         match self.kind {
             FieldKind::Encoding => {
@@ -496,7 +496,8 @@ isa! {
         cell_bits: u8 [XBAR_CELL_BITS.0, XBAR_CELL_BITS.1],
         /// `b_w`: bits of the weight codes.
         weight_bits: u8 [2, 16],
-        /// Bits of the unsigned magnitudes stored (`b_w − 1` differential, `b_w` offset).
+        /// Bits of the unsigned magnitudes stored (`b_w − 1` differential, `b_w` offset or
+        /// flipped).
         magnitude_bits: u8 [1, 17],
         /// How signed weights sit in non-negative cells.
         encoding: WeightEncoding,
@@ -896,7 +897,7 @@ mod tests {
                     FieldKind::U16 => (0, u16::MAX as i64),
                     FieldKind::U32 => (0, u32::MAX as i64),
                     FieldKind::I32 => (i32::MIN as i64, i32::MAX as i64),
-                    FieldKind::Encoding => (0, 1),
+                    FieldKind::Encoding => (0, WeightEncoding::ALL.len() as i64 - 1),
                 };
                 assert!(lo <= f.min && f.min <= f.max && f.max <= hi, "{}.{}", a.name, f.name);
                 assert!(!f.doc.is_empty(), "{}.{} has no doc", a.name, f.name);

@@ -497,7 +497,7 @@ fn check_config(g: &GroupEntry, x: &Crossbar, z: i32, (wmin, wmax): (i32, i32)) 
     let half = 1i64 << (x.weight_bits - 1);
     let (lo, hi) = match x.geometry.encoding {
         WeightEncoding::Differential => (-umax, umax),
-        WeightEncoding::Offset => (-half, umax - half),
+        WeightEncoding::Offset | WeightEncoding::Flipped => (-half, umax - half),
     };
     for w in [wmin, wmax] {
         if !(lo..=hi).contains(&(w as i64)) {

@@ -91,6 +91,11 @@ where
     let mut planes = vec![0u64; nv * planes_per_vec];
     let mut masks = vec![0u64; if d == 1 { 0 } else { nv * masks_per_vec }];
     let mut colacc = vec![0i64; nv * pcp];
+    // Flipped encoding (`docs/hardware-model.md` §1): one tile's codes at a time, and per
+    // vector and output the digital `(2^b_c − 1)·Σx` terms of its flipped columns.
+    let flipped = !p.flip.is_empty();
+    let mut tile_acc = vec![0i64; if flipped { nv * pcp } else { 0 }];
+    let mut digital = vec![0i64; if flipped { nv * p.mg } else { 0 }];
     let mut out = vec![T::default(); nv * m];
     let (mut scale, mut shift) = (vec![0f32; pcp], vec![0f32; pcp]);
     let mut weight = vec![0i64; pcp];
@@ -118,6 +123,7 @@ where
             }
         }
         colacc.fill(0);
+        digital.fill(0);
         let e = &p.e[g * pcp..][..pcp];
         for t in 0..p.tiles {
             // Per ADC: `P'·gain/2^e + offset + 1/2` is `P'·scale + shift`.
@@ -164,7 +170,25 @@ where
                 inl: &nx.inl,
                 inl_of,
             };
-            run_tile(&job, &mut colacc);
+            if !flipped {
+                run_tile(&job, &mut colacc);
+                continue;
+            }
+            tile_acc.fill(0);
+            run_tile(&job, &mut tile_acc);
+            let gt = g * p.tiles + t;
+            let (flags, coef) = (&p.flip[gt * pcp..][..pcp], &p.flip_coef[gt * p.mg..][..p.mg]);
+            for vi in 0..nv {
+                let (acc, codes) = (&mut colacc[vi * pcp..][..pcp], &tile_acc[vi * pcp..][..pcp]);
+                for ((a, &c), &f) in acc.iter_mut().zip(codes).zip(flags) {
+                    *a += if f { -c } else { c };
+                }
+                let xp = &planes[vi * planes_per_vec + t * ib * words..][..ib * words];
+                let sum_t = crate::program::crossbar::tile_sum(xp, words);
+                for (d, &k) in digital[vi * p.mg..][..p.mg].iter_mut().zip(coef) {
+                    *d += k * sum_t;
+                }
+            }
         }
         // The ADC steps, shift-and-add over the weight slices (and the two signs), then the
         // digital terms.
@@ -186,7 +210,8 @@ where
                 if factor != 1.0 {
                     analog = (factor * analog as f64).round() as i64;
                 }
-                out[vi * m + n] = fin(p.konst[n] - p.offset * sumv[vi] + analog, n);
+                let digital = if flipped { digital[vi * p.mg + nl] } else { 0 };
+                out[vi * m + n] = fin(p.konst[n] - p.offset * sumv[vi] + digital + analog, n);
             }
         }
     }

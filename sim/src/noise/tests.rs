@@ -422,3 +422,58 @@ fn splitmix64_is_the_reference_generator() {
     assert_eq!(w, i64::from(i32::MAX) + 1);
     assert!((0..100).map(|_| r.unit()).all(|u| (0.0..1.0).contains(&u)));
 }
+
+/// One-slice flipped crossbar: 4-bit weights stored as `u = w + 8` in 4-bit cells (`2^b_c − 1 =
+/// 15`), 1-bit inputs, a lossless 12-bit ADC.
+fn flipped_small(k: usize, m: usize, w: impl Fn(usize, usize) -> i32 + Sync) -> PreparedCrossbar {
+    let x = Crossbar {
+        geometry: CrossbarGeometry {
+            encoding: WeightEncoding::Flipped,
+            rows: 128,
+            cols: 128,
+            cell_bits: 4,
+            dac_bits: 1,
+            adc_bits: 12,
+        },
+        weight_bits: 4,
+        magnitude_bits: 4,
+        input_bits: 1,
+        input_min: 0,
+        adc_step: vec![0],
+        arrays: vec![],
+    };
+    prepare_matrix(&MatrixSpec { x: &x, k, m, groups: 1, w_at: w, input_zero: 0, bias: &[] })
+        .unwrap()
+}
+
+#[test]
+fn flipped_columns_are_exact_without_noise_and_vary_in_their_stored_cells() {
+    // Output 0: u = 13 on 10 rows sums to 130 ≥ 128 (the top bit of 10·15 = 150): flipped,
+    // each cell stores 15 − 13 = 2. Output 1: u = 3, not flipped.
+    let k = 10;
+    let p = flipped_small(k, 2, |_, n| if n == 0 { 5 } else { -5 });
+    assert_eq!(p.flip[..2], [true, false]);
+    let x = vec![1i32; k];
+    assert_eq!(accs(&p, &NoiseConfig::default(), 0, &x), vec![50, -50]);
+    // ε = +1 at σ = 0.5 on output 0's cells: the stored 2 conducts 3, so the column reads
+    // 15·10 − 3·10 = 120 and the weight sum 120 − 8·10 = 40 (a variation of the unflipped
+    // 13 would have given 1.5·130 − 80 = 115).
+    let cfg = NoiseConfig::new(spec(|s| s.sigma_prog = 0.5), 1).with_pattern(Arc::new(Output0));
+    assert_eq!(accs(&p, &cfg, 0, &x), vec![40, -50]);
+    // Several tiles with their own choices, random inputs: the noiseless limit is exact.
+    let (k, m, nvec) = (300, 6, 20);
+    let w =
+        |r: usize, n: usize| if (r / 128 + n).is_multiple_of(2) { 6 - (r % 3) as i32 } else { -7 };
+    let p = flipped_small(k, m, w);
+    assert!(p.flip.iter().any(|&f| f) && p.flip.iter().take(p.pc).any(|&f| !f));
+    let x: Vec<i32> = (0..nvec * k).map(|i| ((i * 7) % 3 == 0) as i32).collect();
+    let exact: Vec<i64> = (0..nvec)
+        .flat_map(|v| {
+            let x = &x;
+            (0..m).map(move |n| (0..k).map(|r| x[v * k + r] as i64 * w(r, n) as i64).sum())
+        })
+        .collect();
+    let tiny = NoiseConfig::new(spec(|s| s.sigma_prog = 1e-9), 1);
+    assert_eq!(accs(&p, &tiny, 0, &x), exact);
+    assert_eq!(accs(&p, &NoiseConfig::default(), 0, &x), exact);
+}

@@ -126,14 +126,15 @@ pub struct Derivation {
 }
 
 /// The codes of a stored crossbar's top slices: the slices of `T` are the slices `j ≥ m/cb`
-/// of the stored magnitudes (differential: `|w| >> m` with the sign of `w`; offset:
-/// `(w + 2^(B−1)) >> m − 2^(B−1−m)`).
+/// of the stored magnitudes (differential: `|w| >> m` with the sign of `w`; offset and
+/// flipped: `(w + 2^(B−1)) >> m − 2^(B−1−m)`, whose slice columns are the stored ones, so the
+/// flip rule chooses the same complements).
 pub fn top_codes(w: &[i32], encoding: WeightEncoding, weight_bits: u32, shift: u32) -> Vec<i32> {
     let half = 1i64 << weight_bits.saturating_sub(1).min(32);
     w.iter()
         .map(|&v| match encoding {
             WeightEncoding::Differential => v.signum() * (v.unsigned_abs() >> shift.min(31)) as i32,
-            WeightEncoding::Offset => {
+            WeightEncoding::Offset | WeightEncoding::Flipped => {
                 (((v as i64 + half) >> shift.min(63)) - (half >> shift.min(63))) as i32
             }
         })

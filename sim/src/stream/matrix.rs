@@ -12,7 +12,6 @@ use crate::program::kernels::exact_in_f64;
 use cimc_backends::program::Crossbar;
 use cimc_backends::stream::GroupEntry;
 use cimc_interp::gemm::{gemm, Mat};
-use cimc_ir::WeightEncoding;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -67,7 +66,7 @@ impl GroupConfig {
                 x.input_bits as i64,
                 x.input_min as i64,
                 self.z as i64,
-                (x.geometry.encoding == WeightEncoding::Offset) as i64,
+                x.geometry.encoding as i64,
             ],
             steps,
         }

@@ -5,7 +5,9 @@
 //! `docs/hardware-model.md` §5: a cell holding weight slice `u_j` conducts `u_j·(1 + σ·ε)`. Under a
 //! pattern ε the effective weight code of a crossbar layer is
 //! `w_eff[k,n] = Σ_j 2^(j·b_c)·(u⁺_j(1+σε⁺_j) − u⁻_j(1+σε⁻_j))` (differential) or
-//! `Σ_j 2^(j·b_c)·u_j(1+σε_j) − 2^(b_w−1)` (offset), and the dequantized weight is
+//! `Σ_j 2^(j·b_c)·u_j(1+σε_j) − 2^(b_w−1)` (offset; flipped: a slice whose row tile stores
+//! complements contributes `2^(j·b_c)·((2^b_c − 1) − ū_j(1+σε_j))`, the variation on the stored
+//! cell `ū_j`), and the dequantized weight is
 //! `s_w[n]·w_eff[k,n]`. The search runs on a float *surrogate*: the float graph the program
 //! was compiled from, with each crossbar layer's weights and bias replaced by the program's
 //! dequantized ones ([`layers`]). Its loss gradient with respect to the weights
@@ -53,6 +55,9 @@ pub struct Layer {
     pub bias_real: Vec<f64>,
     pub layout: WeightLayout,
     pub xbar: Crossbar,
+    /// Flipped encoding: per `[n][row tile][slice]`, whether the slice's column stores
+    /// complements in that row tile (the one rule, `CrossbarGeometry::flips`); empty otherwise.
+    pub flips: Vec<bool>,
 }
 
 impl Layer {
@@ -74,15 +79,47 @@ impl Layer {
         let mask = (1i64 << cb) - 1;
         let (pos, neg, polarities) = match self.xbar.geometry.encoding {
             WeightEncoding::Differential => (w.max(0), (-w).max(0), 2),
-            WeightEncoding::Offset => (w + (1i64 << (self.xbar.weight_bits - 1)), 0, 1),
+            WeightEncoding::Offset | WeightEncoding::Flipped => {
+                (w + (1i64 << (self.xbar.weight_bits - 1)), 0, 1)
+            }
         };
         (0..polarities).flat_map(move |p| {
             let (u, sign) = if p == 0 { (pos, 1.0) } else { (neg, -1.0) };
             (0..s).map(move |j| {
                 let uj = (u >> (j * cb)) & mask;
+                if self.flipped(k, n, j) {
+                    // The stored cell is the complement: its variation enters negated.
+                    return (false, j, -((mask - uj) << (j * cb)) as f64);
+                }
                 (p == 1, j, sign * (uj << (j * cb)) as f64)
             })
         })
+    }
+
+    /// Whether slice `j` of weight `(k, n)` is stored flipped (flipped encoding only).
+    fn flipped(&self, k: usize, n: usize, j: u32) -> bool {
+        if self.flips.is_empty() {
+            return false;
+        }
+        let (tiles, s) = (self.k.div_ceil(self.xbar.geometry.rows), self.slices());
+        self.flips[(n * tiles + k / self.xbar.geometry.rows) * s + j as usize]
+    }
+
+    /// The part of weight `(k, n)`'s effective code that no cell variation changes: `0`
+    /// (differential), `−2^(b_w−1)` (offset), and with the flipped encoding also
+    /// `(2^b_c − 1)·2^(j·b_c)` per flipped slice `j` (the digital `Σx` term).
+    pub fn constant(&self, k: usize, n: usize) -> f64 {
+        let half = (1i64 << (self.xbar.weight_bits - 1)) as f64;
+        let cb = self.xbar.geometry.cell_bits;
+        let cmax = self.xbar.geometry.cell_max() as f64;
+        match self.xbar.geometry.encoding {
+            WeightEncoding::Differential => 0.0,
+            WeightEncoding::Offset => -half,
+            WeightEncoding::Flipped => {
+                let flipped = (0..self.slices() as u32).filter(|&j| self.flipped(k, n, j));
+                flipped.map(|j| cmax * (1u64 << (j * cb)) as f64).sum::<f64>() - half
+            }
+        }
     }
 
     /// The float weight tensor's element index of `(k, n)`.
@@ -92,6 +129,29 @@ impl Layer {
             WeightLayout::InputMajor => k * self.n + n,
         }
     }
+}
+
+/// The flipped encoding's choice for every `[n][row tile][slice]` of codes `w[n·K + k]`: the
+/// cells of each slice column summed over the tile's rows, judged by the one rule
+/// (`CrossbarGeometry::flips`); empty for the other encodings.
+fn flip_flags(codes: &[i32], k: usize, n: usize, x: &Crossbar) -> Vec<bool> {
+    if x.geometry.encoding != WeightEncoding::Flipped {
+        return Vec::new();
+    }
+    let (rows, cb) = (x.geometry.rows.max(1), x.geometry.cell_bits);
+    let (half, cmax, s) =
+        (1i64 << (x.weight_bits - 1), x.geometry.cell_max() as i64, x.weight_slices());
+    let mut out = Vec::with_capacity(n * k.div_ceil(rows) * s as usize);
+    for nn in 0..n {
+        for k0 in (0..k).step_by(rows) {
+            let tile = &codes[nn * k + k0..nn * k + (k0 + rows).min(k)];
+            for j in 0..s {
+                let sum: i64 = tile.iter().map(|&w| ((w as i64 + half) >> (j * cb)) & cmax).sum();
+                out.push(x.geometry.flips(tile.len(), sum as u64));
+            }
+        }
+    }
+    out
 }
 
 fn user(origin: &str, msg: impl Into<String>) -> InterpError {
@@ -179,6 +239,7 @@ pub fn layers(program: &Program, graph: &Graph) -> Result<Vec<Layer>> {
                 return Err(user(&origin, "the float bias is not one per output"));
             }
         }
+        let flips = flip_flags(&codes, k, n, xbar);
         out.push(Layer {
             step: i,
             origin,
@@ -190,6 +251,7 @@ pub fn layers(program: &Program, graph: &Graph) -> Result<Vec<Layer>> {
             scale,
             bias_real,
             layout,
+            flips,
             xbar: xbar.clone(),
         });
     }

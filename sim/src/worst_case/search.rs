@@ -11,7 +11,6 @@ use cimc_interp::grad::GradGraph;
 use cimc_interp::tensor::{argmax, top1_percent, Tensor};
 use cimc_interp::{InterpError, Result};
 use cimc_ir::Graph;
-use cimc_ir::WeightEncoding;
 use ndarray::{ArrayD, Axis};
 
 /// The loss of a pattern on the surrogate, its top-1 hits, and (when asked) ∂L/∂ε per cell.
@@ -67,10 +66,6 @@ impl<'g> Search<'g> {
     /// Sets the surrogate's weights to `s_w·w_eff(pattern)` and its biases to the program's.
     fn apply(&mut self, p: &Pattern) -> Result<()> {
         for (l, eps) in self.layers.iter().zip(&p.eps) {
-            let offset = match l.xbar.geometry.encoding {
-                WeightEncoding::Differential => 0.0,
-                WeightEncoding::Offset => (1u64 << (l.xbar.weight_bits - 1)) as f64,
-            };
             let cpw = l.cells_per_weight();
             let shape = self.grad.graph().ty(l.weight).shape.clone();
             let mut w = ArrayD::<f64>::zeros(shape);
@@ -83,7 +78,7 @@ impl<'g> Search<'g> {
                         .enumerate()
                         .map(|(c, (_, _, v))| v * (1.0 + self.sigma * eps[base + c] as f64))
                         .sum();
-                    wd[l.float_index(k, n)] = l.scale[n] * (code - offset);
+                    wd[l.float_index(k, n)] = l.scale[n] * (code + l.constant(k, n));
                 }
             }
             self.grad.set_const(l.weight, w)?;

@@ -56,7 +56,7 @@ impl Numerics {
             weight_bits,
             magnitude_bits: match encoding {
                 WeightEncoding::Differential => weight_bits.saturating_sub(1).max(1),
-                WeightEncoding::Offset => weight_bits,
+                WeightEncoding::Offset | WeightEncoding::Flipped => weight_bits,
             },
         }
     }
@@ -125,7 +125,10 @@ pub struct VectorCost {
 ///   column it drives, summed over slices: `Σ_t rows_t = k` per conv group);
 /// - DAC energy `dac_energy_pj · S_x · conv_groups · k · CG` (each row driven once per slice in
 ///   each array of its column groups);
-/// - conversions `S_x · cols`, each with `E_adc(b_adc)` and `shift_add_energy_pj`;
+/// - conversions `S_x · cols`, each with `E_adc(b_adc)` and `shift_add_energy_pj`; with the
+///   flipped encoding also `S_x · conv_groups · T` shift-and-add events, the digital
+///   `Σ_{k in tile} x_i[k]` of every row tile and input slice that its flipped columns need
+///   ([`flip_sums`]);
 /// - buffer: the inputs read (`conv_groups · k · ceil(b_a/8)` bytes) and the accumulators
 ///   written (`4 · n` bytes);
 /// - array bus: every array's inputs to its input register and its partial sums from its
@@ -149,6 +152,7 @@ pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
     let slice_ns = (c.xbar_read_latency_ns * reads as f64)
         .max(per_array as f64 / (c.adcs_per_array * c.adc_rate_at(adc_bits)));
     let conversions = s_x * cols;
+    let flip_sums = flip_sums(num, groups * tiles);
     let read_bytes = groups * g.k * num.input_bytes();
     let write_bytes = ACC_BYTES * g.n;
     let row_drives = s_x * groups * g.k * column_groups;
@@ -157,7 +161,7 @@ pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
         crossbar: c.xbar_read_energy_pj * (s_x * g.k * g.n * cpo) as f64,
         dac: c.dac_energy_at(dac_bits) * row_drives as f64,
         adc: c.adc_energy_at(adc_bits) * conversions as f64,
-        shift_add: c.shift_add_energy_pj * conversions as f64,
+        shift_add: c.shift_add_energy_pj * (conversions + flip_sums) as f64,
         buffer: c.buffer_read_pj_per_byte * read_bytes as f64
             + c.buffer_write_pj_per_byte * write_bytes as f64,
         registers: c.input_register_pj * row_drives as f64
@@ -172,6 +176,19 @@ pub fn vector_cost(num: &Numerics, g: &GroupShape, c: &CostSpec) -> VectorCost {
         read_bytes,
         write_bytes,
         energy,
+    }
+}
+
+/// The flipped encoding's digital input sums per input vector over `row_tiles` row tiles (of
+/// every conv group): one per row tile and input slice, `Σ_{k in tile} x_i[k]`, which the
+/// shift-and-add scales by `2^b_c − 1` for the columns stored flipped (`docs/hardware-model.md`
+/// §1). Priced as one shift-and-add event each (ASSUMED: an adder over the tile's input bits
+/// beside the shift-and-add units; ISAAC's patent, US 10,664,271, reads the same sum from an
+/// extra crossbar column of all ones through the ADC). 0 for the other encodings.
+pub fn flip_sums(num: &Numerics, row_tiles: u64) -> u64 {
+    match num.geometry.encoding {
+        WeightEncoding::Differential | WeightEncoding::Offset => 0,
+        WeightEncoding::Flipped => num.input_slices() * row_tiles,
     }
 }
 

@@ -141,8 +141,17 @@ pub(crate) struct PreparedCrossbar {
     pub(crate) fold: Vec<(bool, u32)>,
     /// Per output: `bias + (input_min − z_x)·Σ_k w[k,n]`.
     pub(crate) konst: Vec<i64>,
-    /// `2^(weight_bits−1)` (offset encoding), else 0: times `Σ_k v[k]`, subtracted.
+    /// `2^(weight_bits−1)` (offset and flipped encodings), else 0: times `Σ_k v[k]`,
+    /// subtracted.
     pub(crate) offset: i64,
+    /// Flipped encoding: per `[group][tile][physical column (pc_pad)]`, whether the column
+    /// holds the complements of its cells in that row tile ([`cimc_ir::CrossbarGeometry::flips`]);
+    /// empty for the other encodings.
+    pub(crate) flip: Vec<bool>,
+    /// Flipped encoding: per `[group][tile][output of the group]`, `(2^b_c − 1)·Σ 2^(j·b_c)`
+    /// over the output's flipped slices `j` in that tile: times the tile's `Σ_k v[k]`, added
+    /// (`docs/hardware-model.md` §1); empty for the other encodings.
+    pub(crate) flip_coef: Vec<i64>,
     pub(crate) input_min: i32,
     pub(crate) vmax: u32,
     /// Per row `k`: its place in a vector's padded input buffer `[tile][word][64 rows]`.
@@ -310,7 +319,9 @@ fn check_matrix<W: Fn(usize, usize) -> i32 + Sync>(spec: &MatrixSpec<'_, W>) -> 
             let w = w_at(kk, n);
             let ok = match x.geometry.encoding {
                 WeightEncoding::Differential => (w as i64).abs() <= umax,
-                WeightEncoding::Offset => (0..=umax).contains(&magnitude(w, false)),
+                WeightEncoding::Offset | WeightEncoding::Flipped => {
+                    (0..=umax).contains(&magnitude(w, false))
+                }
             };
             if !ok {
                 return Err(format!(
@@ -364,7 +375,20 @@ fn convert_matrix<W: Fn(usize, usize) -> i32 + Sync>(spec: &MatrixSpec<'_, W>) -
     let words = k.min(rows).div_ceil(64);
     // One (group, tile) block of planes at a time, in parallel: `[word][cell bit][column]`.
     let mut planes = vec![0u64; groups * tiles * words * cb * pc_pad];
+    let flipped = x.geometry.encoding == WeightEncoding::Flipped;
+    let mut flip = vec![false; if flipped { groups * tiles * pc_pad } else { 0 }];
+    if flipped {
+        let tile = TileSpec { x, w_at, k, mg, words, pc_pad };
+        planes
+            .par_chunks_mut((words * cb * pc_pad).max(1))
+            .zip(flip.par_chunks_mut(pc_pad.max(1)))
+            .enumerate()
+            .for_each(|(gt, (block, flags))| tile.flipped(gt / tiles, gt % tiles, block, flags));
+    }
     planes.par_chunks_mut((words * cb * pc_pad).max(1)).enumerate().for_each(|(gt, block)| {
+        if flipped {
+            return;
+        }
         let (g, t) = (gt / tiles, gt % tiles);
         let mut u = [0u32; 64];
         for nl in 0..mg {
@@ -426,6 +450,18 @@ fn convert_matrix<W: Fn(usize, usize) -> i32 + Sync>(spec: &MatrixSpec<'_, W>) -
             bias_of(n) + (x.input_min as i64 - z as i64) * colsum
         })
         .collect();
+    let flip_coef = if flipped {
+        let cmax = x.geometry.cell_max() as i64;
+        (0..groups * tiles * mg)
+            .map(|gtn| {
+                let (gt, nl) = (gtn / mg, gtn % mg);
+                let cols = &flip[gt * pc_pad + nl * cpo..][..cpo];
+                cols.iter().enumerate().filter(|&(_, &f)| f).map(|(j, _)| cmax << (j * cb)).sum()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let ibu = ib as usize;
     let kpos = (0..k).map(|kk| ((kk / rows) * words * 64 + kk % rows) as u32).collect();
     PreparedCrossbar {
@@ -449,7 +485,12 @@ fn convert_matrix<W: Fn(usize, usize) -> i32 + Sync>(spec: &MatrixSpec<'_, W>) -
         half,
         fold,
         konst,
-        offset: if x.geometry.encoding == WeightEncoding::Offset { half_range } else { 0 },
+        offset: match x.geometry.encoding {
+            WeightEncoding::Differential => 0,
+            WeightEncoding::Offset | WeightEncoding::Flipped => half_range,
+        },
+        flip,
+        flip_coef,
         input_min: x.input_min,
         vmax: vmax as u32,
         kpos,
@@ -462,8 +503,70 @@ fn magnitude(x: &Crossbar, w: i32, neg: bool) -> i64 {
     match (x.geometry.encoding, neg) {
         (WeightEncoding::Differential, false) => (w as i64).max(0),
         (WeightEncoding::Differential, true) => (-(w as i64)).max(0),
-        (WeightEncoding::Offset, _) => w as i64 + (1i64 << (x.weight_bits - 1)),
+        (WeightEncoding::Offset | WeightEncoding::Flipped, _) => {
+            w as i64 + (1i64 << (x.weight_bits - 1))
+        }
     }
+}
+
+/// What the planes of one row tile of the flipped encoding are made from.
+struct TileSpec<'a, W> {
+    x: &'a Crossbar,
+    w_at: &'a W,
+    k: usize,
+    mg: usize,
+    words: usize,
+    pc_pad: usize,
+}
+
+impl<W: Fn(usize, usize) -> i32> TileSpec<'_, W> {
+    /// The planes `[word][cell bit][column]` of row tile `t` of conv group `g` with the flipped
+    /// encoding (§1): each slice column holds its cells or, when the flip rule
+    /// ([`cimc_ir::CrossbarGeometry::flips`], the one rule) says so for this tile, their
+    /// complements `2^b_c − 1 − u_j`; `flags[column]` records the choice. Rows past the matrix
+    /// hold 0.
+    fn flipped(&self, g: usize, t: usize, block: &mut [u64], flags: &mut [bool]) {
+        let x = self.x;
+        let rows = x.geometry.rows;
+        let (r0, r1) = (t * rows, ((t + 1) * rows).min(self.k));
+        let cb = x.geometry.cell_bits as usize;
+        let cmax = x.geometry.cell_max() as u32;
+        let sw = x.weight_slices() as usize;
+        let mut u = vec![0u32; r1 - r0];
+        let mut cells = [0u32; 64];
+        for nl in 0..self.mg {
+            let n = g * self.mg + nl;
+            for (r, m) in u.iter_mut().enumerate() {
+                *m = magnitude(x, (self.w_at)(r0 + r, n), false) as u32;
+            }
+            for j in 0..sw {
+                let col = nl * sw + j;
+                let cell = |m: u32| (m >> (j * cb)) & cmax;
+                let sum: u64 = u.iter().map(|&m| cell(m) as u64).sum();
+                let flip = x.geometry.flips(r1 - r0, sum);
+                flags[col] = flip;
+                for word in 0..self.words {
+                    cells.fill(0);
+                    for (c, &m) in cells.iter_mut().zip(u.iter().skip(word * 64)) {
+                        *c = if flip { cmax - cell(m) } else { cell(m) };
+                    }
+                    for b in 0..cb {
+                        block[(word * cb + b) * self.pc_pad + col] =
+                            kernel::bit_plane(&cells, b as u32);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Σ 2^a · popcount(plane)` over the input planes `[input bit][word]` of one vector's row
+/// tile: the tile's `Σ_k v[k]`, exact (the digital sum the flipped encoding's correction needs).
+pub(crate) fn tile_sum(xp: &[u64], words: usize) -> i64 {
+    xp.chunks_exact(words.max(1))
+        .enumerate()
+        .map(|(a, plane)| plane.iter().map(|w| w.count_ones() as i64).sum::<i64>() << a)
+        .sum()
 }
 
 fn gcd(a: usize, b: usize) -> usize {

@@ -409,18 +409,6 @@ where
     };
     let mut colacc = vec![0i64; nvec * pcb.min(p.pc_pad)];
     let mut out = vec![T::default(); nvec * m];
-    let cell_bits = p.x.geometry.cell_bits as usize;
-    let group_planes = p.tiles * p.words * cell_bits * p.pc_pad;
-    let slicing = kernel::Slicing {
-        tiles: p.tiles,
-        words: p.words,
-        input_bits: p.input_bits,
-        dac_bits: p.x.geometry.dac_bits as usize,
-        cell_bits,
-        input_slices: p.input_slices,
-        adc_top: p.x.adc_top(),
-    };
-    let path = lanes16::Path::best();
     // The shift-and-add's `c << sh`, negated for a `−` column, as `c · (±2^sh)`: no branch,
     // no shift by a variable.
     let fold: Vec<i64> =
@@ -445,36 +433,23 @@ where
             let pcn = pcb.min(p.pc - pc0);
             // Whole lanes: pc0 is a multiple of LANES, so this stays inside pc_pad.
             let stride = pcn.div_ceil(kernel::LANES) * kernel::LANES;
-            colacc[..nvec * stride].fill(0);
-            if !p.planes16.is_empty() {
-                let chunks = p.pc_pad / lanes16::COLS;
-                let per_group = p.tiles * chunks * 4 * p.words * cell_bits * lanes16::COLS;
-                let blk = lanes16::Block16 {
-                    slicing,
-                    w: &p.planes16[g * per_group..][..per_group],
-                    chunks,
-                    chunk0: pc0 / lanes16::COLS,
-                    pcn,
-                    e: &p.e16[g * p.pc_pad + pc0..][..stride],
-                    half: &p.half16[g * p.pc_pad + pc0..][..stride],
-                    xplanes,
-                    nvec,
-                };
-                lanes16::run_block(path, &blk, &mut colacc, tally.as_deref_mut());
-            } else {
-                let blk = kernel::Block {
-                    slicing,
-                    w: &p.planes[g * group_planes..][..group_planes],
-                    pc_total: p.pc_pad,
-                    pc0,
-                    pcn,
-                    e: &p.e[g * p.pc_pad + pc0..][..stride],
-                    half: &p.half[g * p.pc_pad + pc0..][..stride],
-                    xplanes,
-                    nvec,
-                };
-                kernel::run_block(&blk, &mut colacc, tally.as_deref_mut());
+            if !p.flip.is_empty() {
+                let cols = BlockCols { g, pc0, pcn, stride, nvec };
+                let accs =
+                    flipped_block(p, &cols, xplanes, &mut colacc, &fold, tally.as_deref_mut());
+                let n0 = g * p.mg + pc0 / p.cpo;
+                for (vi, accs) in accs.chunks_exact(pcn / p.cpo).enumerate() {
+                    let base = p.offset * sumv[vi];
+                    let outs = &mut out[vi * m + n0..][..pcn / p.cpo];
+                    for (nl, (&acc, o)) in accs.iter().zip(outs).enumerate() {
+                        *o = fin(acc + (p.konst[n0 + nl] - base), n0 + nl);
+                    }
+                }
+                continue;
             }
+            colacc[..nvec * stride].fill(0);
+            let cols = BlockCols { g, pc0, pcn, stride, nvec };
+            kernel_block(p, &cols, None, xplanes, &mut colacc, tally.as_deref_mut());
             // Shift-and-add over the weight slices (and the two signs), then the digital terms.
             let n0 = g * p.mg + pc0 / p.cpo;
             for vi in 0..nvec {
@@ -490,6 +465,121 @@ where
         }
     }
     Ok(out)
+}
+
+/// The columns of one kernel block: conv group `g`, physical columns `pc0 .. pc0 + pcn`,
+/// `stride` (`pcn` in whole lanes) per vector of `colacc`, `nvec` vectors.
+struct BlockCols {
+    g: usize,
+    pc0: usize,
+    pcn: usize,
+    stride: usize,
+    nvec: usize,
+}
+
+/// Runs the kernel (16-bit or 64-bit) of block `b` over every row tile (`tile = None`, the
+/// input planes `[vector][tile][input bit][word]`) or over row tile `t` alone (`Some(t)`, the
+/// planes `[vector][input bit][word]` of that tile): adds `Σ_i 2^(i·b_d)·A(P)` of each column
+/// to `colacc`.
+fn kernel_block(
+    p: &PreparedCrossbar,
+    b: &BlockCols,
+    tile: Option<usize>,
+    xplanes: &[u64],
+    colacc: &mut [i64],
+    tally: Option<&mut kernel::Tally>,
+) {
+    let BlockCols { g, pc0, pcn, stride, nvec } = *b;
+    let cell_bits = p.x.geometry.cell_bits as usize;
+    let slicing = kernel::Slicing {
+        tiles: if tile.is_some() { 1 } else { p.tiles },
+        words: p.words,
+        input_bits: p.input_bits,
+        dac_bits: p.x.geometry.dac_bits as usize,
+        cell_bits,
+        input_slices: p.input_slices,
+        adc_top: p.x.adc_top(),
+    };
+    let t = tile.unwrap_or(0);
+    if !p.planes16.is_empty() {
+        let chunks = p.pc_pad / lanes16::COLS;
+        let per_tile = chunks * 4 * p.words * cell_bits * lanes16::COLS;
+        let at = g * p.tiles * per_tile + t * per_tile;
+        let blk = lanes16::Block16 {
+            slicing,
+            w: &p.planes16[at..][..slicing.tiles * per_tile],
+            chunks,
+            chunk0: pc0 / lanes16::COLS,
+            pcn,
+            e: &p.e16[g * p.pc_pad + pc0..][..stride],
+            half: &p.half16[g * p.pc_pad + pc0..][..stride],
+            xplanes,
+            nvec,
+        };
+        lanes16::run_block(lanes16::Path::best(), &blk, colacc, tally);
+    } else {
+        let per_tile = p.words * cell_bits * p.pc_pad;
+        let at = g * p.tiles * per_tile + t * per_tile;
+        let blk = kernel::Block {
+            slicing,
+            w: &p.planes[at..][..slicing.tiles * per_tile],
+            pc_total: p.pc_pad,
+            pc0,
+            pcn,
+            e: &p.e[g * p.pc_pad + pc0..][..stride],
+            half: &p.half[g * p.pc_pad + pc0..][..stride],
+            xplanes,
+            nvec,
+        };
+        kernel::run_block(&blk, colacc, tally);
+    }
+}
+
+/// The flipped encoding's shift-and-add of block `b` (`docs/hardware-model.md` §1): row tile
+/// by row tile (a column's flip differs from tile to tile), each tile's `Σ_i 2^(i·b_d)·A(P)`
+/// of a flipped column negated and `(2^b_c − 1)·Σ_{k in tile} v[k]` added per flipped slice
+/// ([`PreparedCrossbar::flip_coef`]). Returns the accumulators `[vector][output of the block]`
+/// without the digital terms.
+fn flipped_block(
+    p: &PreparedCrossbar,
+    b: &BlockCols,
+    xplanes: &[u64],
+    colacc: &mut [i64],
+    fold: &[i64],
+    mut tally: Option<&mut kernel::Tally>,
+) -> Vec<i64> {
+    let BlockCols { g, pc0, pcn, stride, nvec } = *b;
+    let outs = pcn / p.cpo;
+    let xstride = p.input_bits * p.words;
+    let mut accs = vec![0i64; nvec * outs];
+    let mut xt = vec![0u64; nvec * xstride];
+    for t in 0..p.tiles {
+        for (vi, dst) in xt.chunks_exact_mut(xstride.max(1)).enumerate() {
+            dst.copy_from_slice(&xplanes[(vi * p.tiles + t) * xstride..][..xstride]);
+        }
+        colacc[..nvec * stride].fill(0);
+        kernel_block(p, b, Some(t), &xt, colacc, tally.as_deref_mut());
+        let gt = g * p.tiles + t;
+        let flags = &p.flip[gt * p.pc_pad + pc0..][..pcn];
+        let coef = &p.flip_coef[gt * p.mg + pc0 / p.cpo..][..outs];
+        for vi in 0..nvec {
+            let sum_t = super::tile_sum(&xt[vi * xstride..][..xstride], p.words);
+            let ca = &colacc[vi * stride..][..pcn];
+            let acc = &mut accs[vi * outs..][..outs];
+            for (nl, (cols, fl)) in
+                ca.chunks_exact(p.cpo).zip(flags.chunks_exact(p.cpo)).enumerate()
+            {
+                let a: i64 = cols
+                    .iter()
+                    .zip(fl)
+                    .zip(fold)
+                    .map(|((&c, &f), &w)| if f { -c * w } else { c * w })
+                    .sum();
+                acc[nl] += a + coef[nl] * sum_t;
+            }
+        }
+    }
+    accs
 }
 
 /// The input planes and `Σ_k v[k]` of group `g` for the vectors `v0..v1` (planes zeroed).
