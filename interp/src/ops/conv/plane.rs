@@ -466,14 +466,7 @@ fn split_input(x: &[f32], xs: &[usize], pads: &[usize], geo: &Plane, xp: &mut [f
 
 /// Input channel `ci` of `x` (`[N, C, IH, IW]`) padded and split into `geo`'s phases, into
 /// `chan` (`geo.cs` floats: phase by phase, image by image, row by row).
-fn fill_channel(
-    x: &[f32],
-    xs: &[usize],
-    pads: &[usize],
-    geo: &Plane,
-    ci: usize,
-    chan: &mut [f32],
-) {
+fn fill_channel(x: &[f32], xs: &[usize], pads: &[usize], geo: &Plane, ci: usize, chan: &mut [f32]) {
     let (c, ih, iw) = (xs[1], xs[2], xs[3]);
     let (top, left) = (pads[0], pads[1]);
     let plane = geo.ph * geo.pw;
