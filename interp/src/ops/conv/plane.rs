@@ -244,8 +244,9 @@ impl<T: GemmFloat> PreparedConv<T> {
     }
 
     /// A depthwise layer (one input channel per group, any channel multiplier; `w` the
-    /// weights `[M, KH*KW]`) over the same input copy: each output channel is one row of
-    /// taps, computed whole (`avx512::depthwise_row`), then copied out and finished.
+    /// weights `[M, KH*KW]`) over the same input copy, made one channel at a time inside
+    /// the channel's task: each output channel is one row of taps, computed whole
+    /// (`avx512::depthwise_row`), then copied out and finished.
     pub(super) fn run_depthwise_plane(
         &self,
         w: &[f32],
