@@ -104,7 +104,9 @@ pub(crate) fn prepare_checked(
     s: &Step,
     bufs: &[BufferDecl],
 ) -> Result<Option<PreparedMatrix>, String> {
-    if let Some(x) = s.as_matrix().and_then(|ms| ms.crossbar.filter(|x| !x.is_lossless(ms.k_and_m().0))) {
+    if let Some(x) =
+        s.as_matrix().and_then(|ms| ms.crossbar.filter(|x| !x.is_lossless(ms.k_and_m().0)))
+    {
         let xbar = super::crossbar::prepare_checked(s, x)?;
         return Ok(Some(PreparedMatrix { w: None, xbar: Some(xbar) }));
     }

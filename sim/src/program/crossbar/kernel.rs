@@ -337,8 +337,7 @@ mod tests {
         let mut rng = crate::noise::SplitMix64(11);
         for case in 0..200 {
             let bits = rng.int(1i64, 32) as u32;
-            let wide: [u32; 64] =
-                std::array::from_fn(|_| (rng.next_u64() as u32) >> (32 - bits));
+            let wide: [u32; 64] = std::array::from_fn(|_| (rng.next_u64() as u32) >> (32 - bits));
             let narrow: [u16; 64] = std::array::from_fn(|i| wide[i] as u16);
             for a in 0..32 {
                 assert_eq!(bit_plane(&wide, a), bit_plane_scalar(&wide, a), "case {case} bit {a}");

@@ -522,7 +522,8 @@ mod avx512 {
                         if STATS {
                             let clip = _mm512_cmpgt_epu16_mask(q_raw, topv) & live;
                             if counting {
-                                lanes.clip = _mm512_mask_add_epi16(lanes.clip, clip, lanes.clip, one);
+                                lanes.clip =
+                                    _mm512_mask_add_epi16(lanes.clip, clip, lanes.clip, one);
                                 for (lv, n) in levelv.iter().zip(&mut lanes.at_least) {
                                     let at = _mm512_cmpge_epu16_mask(p, *lv) & live;
                                     *n = _mm512_mask_add_epi16(*n, at, *n, one);
