@@ -140,7 +140,7 @@ impl Allocator {
     /// the switch, and on a huge-page boundary (the system allocator's large blocks never are:
     /// glibc puts a header before them; the switch is set before any such block exists).
     fn mapped(ptr: *mut u8, layout: Layout) -> bool {
-        Self::maps(layout.size(), layout.align()) && (ptr as usize) % HUGE_BLOCK == 0
+        Self::maps(layout.size(), layout.align()) && (ptr as usize).is_multiple_of(HUGE_BLOCK)
     }
 }
 
