@@ -3,6 +3,11 @@
 
 mod cli;
 
+/// The system allocator, with a compilation's large blocks on huge pages
+/// (`compiler/src/memory.rs`).
+#[global_allocator]
+static ALLOCATOR: cimc::memory::Allocator = cimc::memory::Allocator;
+
 use clap::Parser;
 use std::process::ExitCode;
 

@@ -1,4 +1,4 @@
-//! How the process gives freed memory back to the system.
+//! How the process gives freed memory back to the system, and how it maps large blocks.
 //!
 //! glibc's allocator serves a large allocation with its own mapping and unmaps it when freed —
 //! but after the first such free it raises that threshold to the freed size (up to 32 MB), so
@@ -7,13 +7,32 @@
 //! the end (`docs/compile-memory.md`: 143 MB instead of 116 MB for ResNet-18).
 //! Fixing the threshold keeps every block of at least [`MMAP_THRESHOLD`] bytes in a mapping of
 //! its own, returned to the system as soon as it is freed. Smaller blocks are unaffected.
+//!
+//! Every such mapping is touched afresh, one page fault per 4 KiB: a compilation makes each
+//! weight-sized block several times over (float, codes, program weights, bit planes, stream),
+//! and the faults were a sixth of ResNet-18's compile time. [`Allocator`], the allocator of the
+//! `cimc` binary and of the bench, therefore maps blocks of at least [`HUGE_BLOCK`] bytes
+//! itself once [`release_freed_memory_promptly`] ran: aligned to 2 MiB and advised for
+//! transparent huge pages (`MADV_HUGEPAGE`), so each whole 2 MiB of the block faults once, and
+//! unmapped when freed as before (`docs/performance.md`, "Compile time").
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Blocks of at least this many bytes get a mapping of their own (glibc's initial default).
 pub const MMAP_THRESHOLD: i32 = 128 * 1024;
 
+/// Blocks of at least this many bytes are mapped by [`Allocator`] on huge-page boundaries (once
+/// [`release_freed_memory_promptly`] ran): one transparent huge page.
+pub const HUGE_BLOCK: usize = 2 << 20;
+
+/// Whether [`Allocator`] maps large blocks itself (set once, before other threads start).
+static LARGE_MAPPINGS: AtomicBool = AtomicBool::new(false);
+
 /// Makes the allocator return large freed blocks to the system at once (glibc; elsewhere a
-/// no-op). Call once, early in `main`, before other threads start; `cimc` does so for
-/// `compile` only, since the interpreters would pay page faults for fresh mappings on every run.
+/// no-op), and [`Allocator`] map blocks of [`HUGE_BLOCK`] bytes and more on huge pages (Linux).
+/// Call once, early in `main`, before other threads start; `cimc` does so for `compile` only,
+/// since the interpreters would pay page faults for fresh mappings on every run.
 pub fn release_freed_memory_promptly() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -27,6 +46,153 @@ pub fn release_freed_memory_promptly() {
         // defaults, which only costs memory.
         unsafe {
             mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        }
+    }
+    #[cfg(target_os = "linux")]
+    LARGE_MAPPINGS.store(true, Ordering::SeqCst);
+}
+
+/// The system allocator, with blocks of at least [`HUGE_BLOCK`] bytes in mappings of their own
+/// on 2 MiB boundaries, advised for transparent huge pages, once
+/// [`release_freed_memory_promptly`] ran (Linux; elsewhere the system allocator alone).
+pub struct Allocator;
+
+#[cfg(target_os = "linux")]
+mod huge {
+    use super::HUGE_BLOCK;
+
+    extern "C" {
+        fn mmap(addr: *mut u8, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut u8;
+        fn munmap(addr: *mut u8, len: usize) -> i32;
+        fn madvise(addr: *mut u8, len: usize, advice: i32) -> i32;
+    }
+    // Linux's values (the same on every architecture Rust supports there).
+    const PROT_READ: i32 = 1;
+    const PROT_WRITE: i32 = 2;
+    const MAP_PRIVATE: i32 = 2;
+    const MAP_ANONYMOUS: i32 = 0x20;
+    const MADV_HUGEPAGE: i32 = 14;
+    const PAGE: usize = 4096;
+
+    /// The bytes a block of `size` maps: whole pages.
+    pub(super) fn mapped_len(size: usize) -> usize {
+        size.div_ceil(PAGE) * PAGE
+    }
+
+    /// A zeroed mapping of `size` bytes starting on a [`HUGE_BLOCK`] boundary, or null.
+    ///
+    /// # Safety
+    /// Plain system calls on a fresh mapping; the caller unmaps it with [`unmap`].
+    pub(super) unsafe fn map(size: usize) -> *mut u8 {
+        let len = mapped_len(size);
+        let Some(whole) = len.checked_add(HUGE_BLOCK) else { return std::ptr::null_mut() };
+        // SAFETY: an anonymous private mapping at an address of the kernel's choice; the
+        // slack before and after the aligned part is unmapped at once, inside the mapping.
+        unsafe {
+            let p = mmap(
+                std::ptr::null_mut(),
+                whole,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p as isize == -1 || p.is_null() {
+                return std::ptr::null_mut();
+            }
+            let head = (HUGE_BLOCK - (p as usize) % HUGE_BLOCK) % HUGE_BLOCK;
+            if head > 0 {
+                munmap(p, head);
+            }
+            let tail = whole - head - len;
+            if tail > 0 {
+                munmap(p.add(head + len), tail);
+            }
+            let block = p.add(head);
+            // Advice only: without transparent huge pages the block is an ordinary mapping.
+            madvise(block, len, MADV_HUGEPAGE);
+            block
+        }
+    }
+
+    /// Unmaps a block [`map`] made for `size` bytes.
+    ///
+    /// # Safety
+    /// `block` came from [`map`] with the same `size` and is not used after.
+    pub(super) unsafe fn unmap(block: *mut u8, size: usize) {
+        // SAFETY: the caller's contract: the whole mapping of the block.
+        unsafe {
+            munmap(block, mapped_len(size));
+        }
+    }
+}
+
+impl Allocator {
+    /// Whether a block of `size` bytes and alignment `align` is mapped here now.
+    fn maps(size: usize, align: usize) -> bool {
+        cfg!(target_os = "linux")
+            && size >= HUGE_BLOCK
+            && align <= HUGE_BLOCK
+            && LARGE_MAPPINGS.load(Ordering::Relaxed)
+    }
+
+    /// Whether the block at `ptr` of `size` bytes was mapped here: large enough, mapped since
+    /// the switch, and on a huge-page boundary (the system allocator's large blocks never are:
+    /// glibc puts a header before them; the switch is set before any such block exists).
+    fn mapped(ptr: *mut u8, layout: Layout) -> bool {
+        Self::maps(layout.size(), layout.align()) && (ptr as usize).is_multiple_of(HUGE_BLOCK)
+    }
+}
+
+// SAFETY: blocks are either the system allocator's (every call forwarded to it) or mappings
+// of their own, sized and aligned for their layout (2 MiB boundaries satisfy every alignment
+// up to 2 MiB), zeroed when fresh, and unmapped only by `dealloc` of the same block.
+unsafe impl GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        #[cfg(target_os = "linux")]
+        if Self::maps(layout.size(), layout.align()) {
+            // SAFETY: a fresh mapping, unmapped by `dealloc`.
+            return unsafe { huge::map(layout.size()) };
+        }
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        #[cfg(target_os = "linux")]
+        if Self::maps(layout.size(), layout.align()) {
+            // SAFETY: a fresh anonymous mapping is zeroed.
+            return unsafe { huge::map(layout.size()) };
+        }
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        #[cfg(target_os = "linux")]
+        if Self::mapped(ptr, layout) {
+            // SAFETY: `alloc` mapped this block for this layout's size.
+            return unsafe { huge::unmap(ptr, layout.size()) };
+        }
+        // SAFETY: the system allocator made this block for this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if !Self::mapped(ptr, layout) && !Self::maps(new_size, layout.align()) {
+            // SAFETY: the system allocator's block, staying with it.
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        // SAFETY: the new layout is valid (the caller guarantees `new_size` rounded up to the
+        // alignment does not overflow); the old block is copied then freed by its allocator.
+        unsafe {
+            let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+            let new = self.alloc(new_layout);
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+            new
         }
     }
 }

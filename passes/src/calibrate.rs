@@ -443,6 +443,15 @@ pub fn weight_params(
     method: WeightMethod,
 ) -> QuantParams {
     let qmax = ((1i32 << (bits - 1)) - 1) as f32;
+    if method == WeightMethod::MinMax {
+        // The largest magnitude per channel, read in place (no copy per channel).
+        let scale: Vec<f32> = channel_max_abs(data, shape, axis)
+            .into_iter()
+            .map(|m| if m == 0.0 { 1.0 } else { m / qmax })
+            .collect();
+        let c = scale.len();
+        return QuantParams { bits, signed: true, scale, zero_point: vec![0; c], axis: Some(axis) };
+    }
     let scale: Vec<f32> = by_channel(data, shape, axis)
         .iter()
         .map(|ch| {
@@ -476,6 +485,27 @@ pub fn weight_params(
         .collect();
     let c = scale.len();
     QuantParams { bits, signed: true, scale, zero_point: vec![0; c], axis: Some(axis) }
+}
+
+/// `max |v|` (from 0) of each channel along `axis` of `data` (row-major, `shape`): the same
+/// numbers as folding [`by_channel`]'s values, whose maximum no order changes.
+fn channel_max_abs(data: &[f32], shape: &[usize], axis: usize) -> Vec<f32> {
+    let c = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let mut max = vec![0f32; c];
+    if c == 0 || inner == 0 {
+        return max;
+    }
+    for cycle in data.chunks(c * inner) {
+        if inner == 1 {
+            max.iter_mut().zip(cycle).for_each(|(m, &v)| *m = m.max(v.abs()));
+            continue;
+        }
+        for (m, run) in max.iter_mut().zip(cycle.chunks(inner)) {
+            *m = run.iter().fold(*m, |a, &v| a.max(v.abs()));
+        }
+    }
+    max
 }
 
 /// Makes the probe compute what the model does where it states an activation's quantization:

@@ -129,18 +129,39 @@ fn runs_on_codes_here(g: &Graph, n: NodeId) -> bool {
 /// Codes of `data` (shape `shape`) under `q`, clamped to the code range.
 pub fn codes_of(data: &[f32], shape: &[usize], q: &QuantParams) -> Vec<i32> {
     let (lo, hi) = q.code_range();
-    let inner: usize = q.axis.map_or(1, |a| shape[a + 1..].iter().product());
-    let c = q.axis.map_or(1, |a| shape[a]);
-    let run = if c == 1 { data.len().max(1) } else { inner.max(1) };
+    let inner: usize = q.axis.map_or(1, |a| shape[a + 1..].iter().product()).max(1);
+    let c = q.axis.map_or(1, |a| shape[a]).max(1);
+    let scale: Vec<f32> = (0..c).map(|ch| q.scale[ch.min(q.scale.len() - 1)]).collect();
+    let zero: Vec<f64> =
+        (0..c).map(|ch| q.zero_point[ch.min(q.zero_point.len() - 1)] as f64).collect();
+    let code = |w: f32, s: f32, z: f64| {
+        let v = round_ties_even(w / s) as f64 + z;
+        v.clamp(lo as f64, hi as f64) as i32
+    };
+    // Tasks of whole cycles of the channels (`c · inner` values, channel `(i / inner) % c`),
+    // about `TASK` values each, in parallel (large weight tensors; a task per run of `inner`
+    // values was one per value of a `[K, N]` MatMul weight).
+    const TASK: usize = 1 << 15;
+    let cycle = if c == 1 { TASK } else { c * inner };
+    let task = cycle * (TASK / cycle).max(1);
     let mut out = vec![0i32; data.len()];
-    // One run of `inner` values per channel; runs in parallel (large weight tensors).
-    out.par_chunks_mut(run).zip(data.par_chunks(run)).enumerate().for_each(|(r, (o, d))| {
-        let ch = if c == 1 { 0 } else { r % c };
-        let s = q.scale[ch.min(q.scale.len() - 1)];
-        let z = q.zero_point[ch.min(q.zero_point.len() - 1)] as f64;
-        for (o, &w) in o.iter_mut().zip(d) {
-            let v = round_ties_even(w / s) as f64 + z;
-            *o = v.clamp(lo as f64, hi as f64) as i32;
+    out.par_chunks_mut(task).zip(data.par_chunks(task)).for_each(|(o, d)| {
+        if c == 1 {
+            o.iter_mut().zip(d).for_each(|(o, &w)| *o = code(w, scale[0], zero[0]));
+            return;
+        }
+        for (o, d) in o.chunks_mut(cycle).zip(d.chunks(cycle)) {
+            if inner == 1 {
+                for ((o, &w), (&s, &z)) in o.iter_mut().zip(d).zip(scale.iter().zip(&zero)) {
+                    *o = code(w, s, z);
+                }
+                continue;
+            }
+            for ((o, d), (&s, &z)) in
+                o.chunks_mut(inner).zip(d.chunks(inner)).zip(scale.iter().zip(&zero))
+            {
+                o.iter_mut().zip(d).for_each(|(o, &w)| *o = code(w, s, z));
+            }
         }
     });
     out

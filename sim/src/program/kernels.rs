@@ -97,6 +97,22 @@ pub(crate) fn prepare(s: &Step, bufs: &[BufferDecl]) -> Result<Option<PreparedMa
     Ok(Some(PreparedMatrix { w: Some(w), xbar }))
 }
 
+/// As [`prepare`] for a step [`check`] accepted when a lean runner was built: a crossbar step
+/// whose conversions are not all exact gets its bit planes without its weights checked again
+/// (the program cannot change inside the runner); any other step as [`prepare`] makes it.
+pub(crate) fn prepare_checked(
+    s: &Step,
+    bufs: &[BufferDecl],
+) -> Result<Option<PreparedMatrix>, String> {
+    if let Some(x) =
+        s.as_matrix().and_then(|ms| ms.crossbar.filter(|x| !x.is_lossless(ms.k_and_m().0)))
+    {
+        let xbar = super::crossbar::prepare_checked(s, x)?;
+        return Ok(Some(PreparedMatrix { w: None, xbar: Some(xbar) }));
+    }
+    prepare(s, bufs)
+}
+
 /// The weights of the exact product: packed for the integer kernels, or as floats for a GEMM.
 enum ExactWeights {
     Int(PackedWeights),
@@ -388,6 +404,38 @@ where
             let mut out = vec![T::default(); rows * nn];
             pw.run(0, &img, rows, &mut out, OutLayout { base: 0, n_stride: 1, p_stride: nn }, fin);
             Ok(Some(out))
+        }
+    }
+}
+
+/// `acc[j] = Σ_l a[l] · b[l·n + j]` for `n = acc.len()` (`b` holds `a.len()` rows of `n`), in
+/// i32: the caller has bounded every sum inside it. Rows with `a[l] = 0` are skipped; the AVX2
+/// build runs where the CPU has it (the same integers).
+pub(crate) fn axpy_rows_i32(a: &[i32], b: &[i32], acc: &mut [i32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked above); the body is safe Rust.
+        return unsafe { axpy_rows_i32_avx2(a, b, acc) };
+    }
+    axpy_rows_i32_body(a, b, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn axpy_rows_i32_avx2(a: &[i32], b: &[i32], acc: &mut [i32]) {
+    axpy_rows_i32_body(a, b, acc)
+}
+
+#[inline(always)]
+fn axpy_rows_i32_body(a: &[i32], b: &[i32], acc: &mut [i32]) {
+    let n = acc.len();
+    acc.fill(0);
+    for (&av, row) in a.iter().zip(b.chunks_exact(n)) {
+        if av == 0 {
+            continue;
+        }
+        for (s, &bv) in acc.iter_mut().zip(row) {
+            *s += av * bv;
         }
     }
 }

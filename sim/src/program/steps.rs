@@ -250,7 +250,7 @@ impl ProgramRunner {
         let prep = match (&self.prepared[i], &self.lean) {
             (Some(prep), _) => prep,
             (None, Some(_)) => {
-                converted = kernels::prepare(s, &r.p.buffers)
+                converted = kernels::prepare_checked(s, &r.p.buffers)
                     .map_err(e)?
                     .ok_or_else(|| InterpError::Internal("a matrix step without weights".into()))?;
                 &converted
@@ -716,17 +716,50 @@ pub(crate) fn matmul_code_slices(
     if xa.len() < sa.iter().product::<usize>() || xb.len() < sb.iter().product::<usize>() {
         return Err(format!("operands of {} and {} codes for {sa:?} × {sb:?}", xa.len(), xb.len()));
     }
-    let out: Vec<i32> = (0..count * m * n)
-        .into_par_iter()
-        .map(|e| {
-            let (t, ij) = (e / (m * n), e % (m * n));
-            let (i, j) = (ij / n, ij % n);
-            let (pa, pb) = (ia(t) * m * k + i * k, ib(t) * k * n + j);
-            let acc: i64 =
-                (0..k).map(|l| (xa[pa + l] as i64 - za) * (xb[pb + l * n] as i64 - zb)).sum();
-            requant.apply(acc, 0)
-        })
-        .collect();
+    let mut out = vec![0i32; count * m * n];
+    if n == 0 {
+        return Ok(out);
+    }
+    // Row by row: output row `i` of batch `t` accumulates `(a[i,l] − za) · (b[l,:] − zb)` over
+    // `l`, contiguous rows of B (vectorizable), in i32 when no sum can leave it (every sum is
+    // exact either way: the same codes as a dot product per output).
+    let bound = |x: &[i32], z: i64| x.iter().map(|&v| (v as i64 - z).unsigned_abs()).max();
+    let (ba, bb) = (bound(xa, za).unwrap_or(0), bound(xb, zb).unwrap_or(0));
+    let narrow = ba.max(bb) <= i32::MAX as u64
+        && (ba as u128) * (bb as u128) * (k as u128) <= i32::MAX as u128;
+    let row = |e: usize| (ia(e / m) * m * k + (e % m) * k, ib(e / m) * k * n);
+    if narrow {
+        // |x − z| fits i32 here (its product with the other bound and K does).
+        let a: Vec<i32> = xa.iter().map(|&v| (v as i64 - za) as i32).collect();
+        let b: Vec<i32> = xb.iter().map(|&v| (v as i64 - zb) as i32).collect();
+        out.par_chunks_mut(n).enumerate().for_each_init(
+            || vec![0i32; n],
+            |acc, (e, o)| {
+                let (pa, pb) = row(e);
+                crate::program::kernels::axpy_rows_i32(&a[pa..][..k], &b[pb..][..k * n], acc);
+                for (o, &v) in o.iter_mut().zip(acc.iter()) {
+                    *o = requant.apply(v as i64, 0);
+                }
+            },
+        );
+    } else {
+        out.par_chunks_mut(n).enumerate().for_each_init(
+            || vec![0i64; n],
+            |acc, (e, o)| {
+                let (pa, pb) = row(e);
+                acc.fill(0);
+                for (l, &av) in xa[pa..][..k].iter().enumerate() {
+                    let av = av as i64 - za;
+                    for (s, &bv) in acc.iter_mut().zip(&xb[pb + l * n..][..n]) {
+                        *s += av * (bv as i64 - zb);
+                    }
+                }
+                for (o, &v) in o.iter_mut().zip(acc.iter()) {
+                    *o = requant.apply(v, 0);
+                }
+            },
+        );
+    }
     Ok(out)
 }
 

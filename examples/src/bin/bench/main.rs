@@ -18,6 +18,10 @@ mod peers;
 mod sweep;
 mod workloads;
 
+/// As the `cimc` binary's: a compilation's large blocks on huge pages (`compiler/src/memory.rs`).
+#[global_allocator]
+static ALLOCATOR: cimc::memory::Allocator = cimc::memory::Allocator;
+
 use peers::Peer;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -443,9 +443,15 @@ mod avx512 {
         let chunk_len = w16 * cell_bits * COLS;
         let slice_mask = (1u32 << dac_bits) - 1;
         let topv = _mm512_set1_epi16(adc_top.min(0xFFFF) as u16 as i16);
+        let one = _mm512_set1_epi16(1);
         let mut counts = Counts::new(tally);
         let levelv: Vec<__m512i> =
             counts.levels.iter().map(|&(l, _)| _mm512_set1_epi16(l as i16)).collect();
+        // A counting record counts in 16-bit lanes (a masked increment per level and
+        // conversion, no scalar chain through memory), added to `counts` at the block's end or
+        // before a lane could overflow.
+        // SAFETY: the CPU has AVX-512 F (this function's contract).
+        let mut lanes = unsafe { LaneCounts::new(levelv.len()) };
         let mut nz = vec![0u32; nvec];
         let mut x16 = vec![0u16; nvec * input_bits * w16];
         let mut pbuf = [0u16; COLS];
@@ -460,19 +466,30 @@ mod avx512 {
                     (_mm512_loadu_si512(ec.as_ptr().cast()), _mm512_loadu_si512(hc.as_ptr().cast()))
                 };
                 let real = COLS.min(pcn - c);
+                let live = if real == COLS { u32::MAX } else { (1u32 << real) - 1 };
+                let counting = STATS && counts.counting();
+                if counting {
+                    // Every (vector, input slice) converts `real` columns, zero or not.
+                    counts.conversions += (nvec * input_slices * real) as u64;
+                }
                 for vi in 0..nvec {
+                    if counting && lanes.pending + input_slices > LaneCounts::MAX {
+                        // SAFETY: the CPU has AVX-512 F and BW (this function's contract).
+                        unsafe { lanes.flush(&mut counts) };
+                    }
                     if nz[vi] == 0 {
-                        if STATS {
+                        if STATS && !counting {
                             counts.zero(input_slices * real);
                         }
                         continue;
                     }
+                    lanes.pending += input_slices;
                     let xv = &x16[vi * input_bits * w16..][..input_bits * w16];
                     let mut acc = _mm512_setzero_si512();
                     for i in 0..input_slices {
                         let a0 = i * dac_bits;
                         if (nz[vi] >> a0) & slice_mask == 0 {
-                            if STATS {
+                            if STATS && !counting {
                                 counts.zero(real);
                             }
                             continue;
@@ -480,10 +497,9 @@ mod avx512 {
                         let mut p = _mm512_setzero_si512();
                         for a in a0..(a0 + dac_bits).min(input_bits) {
                             let mut cnt = [_mm512_setzero_si512(); CB];
+                            // Every word, zero or not: a skip's branch mispredicts on
+                            // ReLU inputs more than the two ANDs and counts it saves.
                             for (word, &x) in xv[a * w16..][..w16].iter().enumerate() {
-                                if x == 0 {
-                                    continue;
-                                }
                                 let xb = _mm512_set1_epi16(x as i16);
                                 for (b, cb) in cnt.iter_mut().enumerate() {
                                     // SAFETY: row `word · cell_bits + b` of the chunk: 32 u16
@@ -504,16 +520,16 @@ mod avx512 {
                         }
                         let q_raw = _mm512_srlv_epi16(_mm512_add_epi16(p, hv), ev);
                         if STATS {
-                            let live = if real == COLS { u32::MAX } else { (1u32 << real) - 1 };
                             let clip = _mm512_cmpgt_epu16_mask(q_raw, topv) & live;
-                            counts.clipped += clip.count_ones() as u64;
-                            if counts.counting() {
-                                counts.conversions += real as u64;
-                                for (lv, n) in levelv.iter().zip(&mut counts.at_least) {
+                            if counting {
+                                lanes.clip =
+                                    _mm512_mask_add_epi16(lanes.clip, clip, lanes.clip, one);
+                                for (lv, n) in levelv.iter().zip(&mut lanes.at_least) {
                                     let at = _mm512_cmpge_epu16_mask(p, *lv) & live;
-                                    *n += at.count_ones() as u64;
+                                    *n = _mm512_mask_add_epi16(*n, at, *n, one);
                                 }
                             } else {
+                                counts.clipped += clip.count_ones() as u64;
                                 let nonzero = _mm512_test_epi16_mask(p, p) & live;
                                 // SAFETY: `pbuf` holds 32 u16, one 64-byte store.
                                 unsafe { _mm512_storeu_si512(pbuf.as_mut_ptr().cast(), p) };
@@ -548,8 +564,64 @@ mod avx512 {
             }
         }
         if STATS {
+            // SAFETY: the CPU has AVX-512 F and BW (this function's contract).
+            unsafe { lanes.flush(&mut counts) };
             counts.add_to(tally);
         }
+    }
+
+    /// A counting record's counts of one block in 16-bit lanes: per lane (column of a chunk),
+    /// its conversions that clipped and those at or above each level.
+    struct LaneCounts {
+        clip: __m512i,
+        at_least: Vec<__m512i>,
+        /// Increments a lane may have had since the last flush (at most one per conversion).
+        pending: usize,
+    }
+
+    impl LaneCounts {
+        /// The most increments a u16 lane holds.
+        const MAX: usize = u16::MAX as usize;
+
+        /// No counts, for `levels` levels.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F.
+        #[target_feature(enable = "avx512f")]
+        unsafe fn new(levels: usize) -> LaneCounts {
+            let zero = _mm512_setzero_si512();
+            LaneCounts { clip: zero, at_least: vec![zero; levels], pending: 0 }
+        }
+
+        /// Adds the lanes' counts to `counts` (the levels in their order) and zeroes them.
+        ///
+        /// # Safety
+        /// The CPU has AVX-512 F and BW.
+        #[target_feature(enable = "avx512f,avx512bw")]
+        unsafe fn flush(&mut self, counts: &mut Counts) {
+            // SAFETY: the caller's CPU has the features `lane_sum` needs.
+            unsafe {
+                counts.clipped += lane_sum(self.clip);
+                for (n, v) in counts.at_least.iter_mut().zip(&self.at_least) {
+                    *n += lane_sum(*v);
+                }
+                let zero = _mm512_setzero_si512();
+                self.clip = zero;
+                self.at_least.iter_mut().for_each(|v| *v = zero);
+            }
+            self.pending = 0;
+        }
+    }
+
+    /// The sum of the 32 u16 lanes of `v`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BW.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn lane_sum(v: __m512i) -> u64 {
+        let lo = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(v));
+        let hi = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64::<1>(v));
+        _mm512_reduce_add_epi32(_mm512_add_epi32(lo, hi)) as u32 as u64
     }
 }
 

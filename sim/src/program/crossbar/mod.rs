@@ -224,6 +224,16 @@ pub(crate) fn check(s: &Step, x: &Crossbar, bufs: &[BufferDecl]) -> Result<(), S
     check_matrix(&MatrixSpec { x, k, m, groups, w_at, input_zero: z, bias })
 }
 
+/// As [`prepare`] for a step [`check`] accepted (a lean runner checks every step when it is
+/// built and converts it when it runs): the weights converted without a second check.
+pub(crate) fn prepare_checked(s: &Step, x: &Crossbar) -> Result<PreparedCrossbar, String> {
+    let ms = s.as_matrix().ok_or("crossbar execution of a step that is not Conv or Gemm")?;
+    let (k, m) = ms.k_and_m();
+    let w_at = |kk: usize, n: usize| -> i32 { ms.weight_at((k, m), kk, n) };
+    let (z, bias, groups) = (ms.input_zero_point, ms.bias, ms.groups());
+    Ok(convert_matrix(&MatrixSpec { x, k, m, groups, w_at, input_zero: z, bias }))
+}
+
 /// Step `s` as a matrix, its input codes and weight shapes checked against crossbar `x`.
 fn checked_step<'a>(
     s: &'a Step,
