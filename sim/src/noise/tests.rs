@@ -19,16 +19,28 @@ pub(super) fn small(
     m: usize,
     w: impl Fn(usize, usize) -> i32 + Sync,
 ) -> PreparedCrossbar {
+    one_slice(WeightEncoding::Differential, 5, k, m, w)
+}
+
+/// A one-slice crossbar with `encoding` and `weight_bits` (4 magnitude bits either way): 4-bit
+/// cells, 1-bit inputs, a lossless 12-bit ADC.
+fn one_slice(
+    encoding: WeightEncoding,
+    weight_bits: u32,
+    k: usize,
+    m: usize,
+    w: impl Fn(usize, usize) -> i32 + Sync,
+) -> PreparedCrossbar {
     let x = Crossbar {
         geometry: CrossbarGeometry {
-            encoding: WeightEncoding::Differential,
+            encoding,
             rows: 128,
             cols: 128,
             cell_bits: 4,
             dac_bits: 1,
             adc_bits: 12,
         },
-        weight_bits: 5,
+        weight_bits,
         magnitude_bits: 4,
         input_bits: 1,
         input_min: 0,
@@ -426,24 +438,7 @@ fn splitmix64_is_the_reference_generator() {
 /// One-slice flipped crossbar: 4-bit weights stored as `u = w + 8` in 4-bit cells (`2^b_c − 1 =
 /// 15`), 1-bit inputs, a lossless 12-bit ADC.
 fn flipped_small(k: usize, m: usize, w: impl Fn(usize, usize) -> i32 + Sync) -> PreparedCrossbar {
-    let x = Crossbar {
-        geometry: CrossbarGeometry {
-            encoding: WeightEncoding::Flipped,
-            rows: 128,
-            cols: 128,
-            cell_bits: 4,
-            dac_bits: 1,
-            adc_bits: 12,
-        },
-        weight_bits: 4,
-        magnitude_bits: 4,
-        input_bits: 1,
-        input_min: 0,
-        adc_step: vec![0],
-        arrays: vec![],
-    };
-    prepare_matrix(&MatrixSpec { x: &x, k, m, groups: 1, w_at: w, input_zero: 0, bias: &[] })
-        .unwrap()
+    one_slice(WeightEncoding::Flipped, 4, k, m, w)
 }
 
 #[test]
