@@ -501,7 +501,7 @@ fn fill_channel(x: &[f32], xs: &[usize], pads: &[usize], geo: &Plane, ci: usize,
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! The depthwise plane path against the portable depthwise loop, bit for bit (the plane
     //! path's products are checked against a naive convolution in `interp/tests/props.rs`).
 
@@ -511,8 +511,8 @@ mod tests {
     use ndarray::ArrayD;
     use proptest::prelude::*;
 
-    /// Deterministic values in [-1, 1) with a few exact zeros.
-    fn values(n: usize, seed: u64) -> Vec<f32> {
+    /// Deterministic values in [-1, 1) with a few exact zeros (the lanes tests' too).
+    pub(in crate::ops::conv) fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed | 1;
         (0..n)
             .map(|i| {
