@@ -109,7 +109,7 @@ struct WeightsTable {
 
 impl Default for WeightsTable {
     fn default() -> Self {
-        WeightsTable { encoding: WeightEncoding::Differential }
+        WeightsTable { encoding: WeightEncoding::Flipped }
     }
 }
 
@@ -633,7 +633,7 @@ impl Target {
         self.chip.hash_hex()
     }
 
-    /// One line, e.g. `128x128 arrays, 2-bit cells, 1-bit DAC, 8-bit ADC (calib), differential`.
+    /// One line, e.g. `128x128 arrays, 2-bit cells, 1-bit DAC, 8-bit ADC (calib), flipped`.
     pub fn summary(&self) -> String {
         self.chip.summary()
     }

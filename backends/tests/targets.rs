@@ -41,10 +41,10 @@ fn preset_shapes() {
     assert_eq!((x.dac_bits, x.adc_bits), (1, 8));
     assert_eq!(isaac.chip.arrays, 168 * 12 * 8);
     assert_eq!(isaac.chip.adc_range, AdcRange::Calib);
-    assert_eq!(x.encoding, WeightEncoding::Differential);
+    assert_eq!(x.encoding, WeightEncoding::Flipped);
     assert_eq!(
         isaac.summary(),
-        "128x128 arrays, 2-bit cells, 1-bit DAC, 8-bit ADC (calib), differential"
+        "128x128 arrays, 2-bit cells, 1-bit DAC, 8-bit ADC (calib), flipped"
     );
 
     let puma = Target::preset("puma").unwrap();
@@ -125,7 +125,7 @@ fn hashes_are_distinct_and_stable() {
     assert_eq!(d.hash_hex(), a.hash_hex());
     // Pinned: the hash of the defaults must not drift between runs or platforms. (It changes,
     // on purpose, when a default or what decides the mapping changes: update it then.)
-    assert_eq!(Target::default().hash_hex(), "b92389ee3e603fe4");
+    assert_eq!(Target::default().hash_hex(), "6f3386c23a5d9377");
 }
 
 #[test]
@@ -143,8 +143,12 @@ fn resolve_takes_a_path_and_lists_presets_when_unknown() {
 
 #[test]
 fn lossless_that_fits_is_accepted() {
-    // 128 rows x 1 x 3 = 384 <= 511.
-    let t = Target::from_toml_str("[adc]\nbits = 9\nrange = \"lossless\"\n", "ok.toml").unwrap();
+    // Differential: 128 rows x 1 x 3 = 384 <= 511.
+    let t = Target::from_toml_str(
+        "[adc]\nbits = 9\nrange = \"lossless\"\n[weights]\nencoding = \"differential\"\n",
+        "ok.toml",
+    )
+    .unwrap();
     assert_eq!(t.max_partial_sum(), 384);
     // Offset with a range that never clips is fine.
     Target::from_toml_str(
@@ -164,14 +168,15 @@ fn flipped_encoding_loads_with_any_range() {
         assert_eq!(t.chip.crossbar.encoding, WeightEncoding::Flipped);
         assert_eq!(t.max_partial_sum(), 255);
     }
-    // The preset's file with the flipped encoding validates.
+    // The preset is flipped; its file with the differential encoding validates too (calibrated).
     let text =
-        preset_text("isaac").replace("encoding = \"differential\"", "encoding = \"flipped\"");
-    assert!(text.contains("encoding = \"flipped\""));
-    let t = Target::from_toml_str(&text, "isaac_flipped.toml").unwrap_or_else(|e| panic!("{e}"));
+        preset_text("isaac").replace("encoding = \"flipped\"", "encoding = \"differential\"");
+    assert!(text.contains("encoding = \"differential\""));
+    let t = Target::from_toml_str(&text, "isaac_differential.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        (t.chip.adc_range, t.chip.crossbar.encoding),
-        (AdcRange::Calib, WeightEncoding::Flipped)
+        (t.chip.adc_range, t.chip.crossbar.encoding, t.max_partial_sum()),
+        (AdcRange::Calib, WeightEncoding::Differential, 384)
     );
     assert_ne!(t.hash_hex(), Target::preset("isaac").unwrap().hash_hex());
 }

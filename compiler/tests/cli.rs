@@ -332,12 +332,15 @@ fn mapping_that_cannot_work_is_a_user_error() {
         args.extend(extra.iter().map(|s| s.to_string()));
         cimc(&args.iter().map(String::as_str).collect::<Vec<_>>())
     };
-    // digits_cnn needs 9 arrays of 128x128.
-    assert_user_error(&compile(&["--arrays", "2"]), &["needs 9 arrays", "budget is 2"]);
-    // 128 rows x 1 x 3 = 384 partial sums cannot be lossless in an 8-bit ADC.
-    assert_user_error(&compile(&["--adc-range", "lossless"]), &["adc.bits = 8", "384 > 255"]);
-    // With a 9-bit ADC they can: every layer is then exact.
-    let out = compile(&["--adc-range", "lossless", "--adc-bits", "9", "--json"]);
+    // digits_cnn needs 7 arrays of 128x128 (one per weight slice: isaac's flipped encoding).
+    assert_user_error(&compile(&["--arrays", "2"]), &["needs 7 arrays", "budget is 2"]);
+    // Flipped, 128 rows x 1 x 3 partial sums stay under 256: not lossless in a 7-bit ADC.
+    assert_user_error(
+        &compile(&["--adc-range", "lossless", "--adc-bits", "7"]),
+        &["adc.bits = 7", "largest sum 255 > 127"],
+    );
+    // In isaac's 8-bit ADC they are: every layer is then exact.
+    let out = compile(&["--adc-range", "lossless", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let m = &v["mapping"];
