@@ -131,3 +131,16 @@ pub fn import_vendored(name: &str, batch: usize) -> cimc_ir::Graph {
     let opts = cimc::onnx::ImportOptions { batch: Some(batch), ..Default::default() };
     cimc::onnx::import_file(&vendored_model(name), &opts).expect("import")
 }
+
+/// The `isaac` preset with the differential weight encoding it used until 2026-12-08 (the preset
+/// is now ISAAC's flipped encoding, under which its 8-bit ADC is lossless on every layer). The
+/// accuracy studies of calibrated ADC steps, noise, worst cases and cascades were measured on
+/// this chip, and keep it: their tables reproduce, and a calibrated ADC has steps to study.
+pub fn isaac_differential() -> cimc_backends::target::Target {
+    let path = repo_root().join("targets/isaac.toml");
+    let text = std::fs::read_to_string(&path).expect("invariant: the repository has its presets");
+    let text = text.replace("encoding = \"flipped\"", "encoding = \"differential\"");
+    assert!(text.contains("encoding = \"differential\""), "invariant: isaac.toml states its encoding");
+    cimc_backends::target::Target::from_toml_str(&text, "isaac.toml")
+        .expect("invariant: isaac with differential weights is a valid target")
+}

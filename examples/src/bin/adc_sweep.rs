@@ -49,7 +49,7 @@ fn main() {
         .into_iter()
         .filter(|(n, _)| only.as_ref().is_none_or(|o| o.split(',').any(|m| m == *n)))
         .collect();
-    let base = Target::preset("isaac").expect("the isaac preset exists");
+    let base = cimc_examples::isaac_differential();
     let mut all = Vec::new();
     for (name, set) in cases {
         let (x, y) = set.test_set(limit);

@@ -57,7 +57,7 @@ fn main() {
     let targets: Vec<Target> = adc_bits
         .split(',')
         .map(|a| {
-            let mut t = Target::preset("isaac").expect("the isaac preset exists");
+            let mut t = cimc_examples::isaac_differential();
             t.chip.crossbar.adc_bits =
                 a.trim().parse().expect("--adc-bits: a list of ADC resolutions");
             t.validate("--adc-bits").expect("a valid ADC resolution");

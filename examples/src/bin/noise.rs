@@ -266,7 +266,7 @@ fn effects(x: &Tensor, y: &[i64], calib: &Tensor, trials: usize, seed: u64, svg:
         layouts.sort_unstable();
         layouts.dedup();
         for (nrows, adcs) in layouts {
-            let mut t = Target::preset("isaac").expect("preset");
+            let mut t = cimc_examples::isaac_differential();
             t.chip.crossbar.rows = nrows;
             t.cost.adcs_per_array = f64::from_bits(adcs);
             let p = compile_model(model, &t, calib);
@@ -377,7 +377,7 @@ fn variation(
     let progress = |_: usize| {};
 
     // Programming variation on the ISAAC-like preset.
-    let isaac = Target::preset("isaac").expect("preset");
+    let isaac = cimc_examples::isaac_differential();
     let p = compile(&isaac, calib);
     let r = ProgramRunner::new(&p).unwrap();
     let rows: Vec<Scenario> = SIGMAS

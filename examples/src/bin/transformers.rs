@@ -176,7 +176,7 @@ fn measure(case: &Case, trials: u64) -> Row {
     let pr = ProgramRunner::new(&p).expect("program runner");
     let w8a8 = case.eval(&|t, _| Ok(pr.run(t)?));
     eprintln!("{name}: W8A8 {:.2} %", w8a8.0);
-    let base = Target::preset("isaac").expect("the isaac preset");
+    let base = cimc_examples::isaac_differential();
     let mut adc = Vec::new();
     for bits in ADC_BITS {
         let mut t = base.clone();

@@ -33,7 +33,7 @@ fn main() {
     let calib_n: usize = arg(&args, "--calib-samples").unwrap_or(500);
     let svg_dir: Option<PathBuf> = arg(&args, "--svg");
     let only: String = arg(&args, "--models").unwrap_or_else(|| "mnist_cnn".into());
-    let target = Target::preset("isaac").expect("the isaac preset exists");
+    let target = cimc_examples::isaac_differential();
     let mut reports = Vec::new();
     for (name, set) in cimc_examples::trained_cnns() {
         if !only.split(',').any(|m| m == name) {
