@@ -96,3 +96,26 @@ fn normal_scale(graph: &Graph, scale: ValueId) -> Option<String> {
         graph.value(scale).name
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cimc_ir::TensorData;
+
+    /// The first non-finite weight is found wherever it lies: in the first block, at a block's
+    /// edges, in the last (partial) block, and before a later one.
+    #[test]
+    fn the_first_non_finite_weight_is_found_in_any_block() {
+        let n = 100_000;
+        for at in [None, Some(0), Some(16_383), Some(16_384), Some(40_000), Some(n - 1)] {
+            let mut w = vec![0.5f32; n];
+            if let Some(i) = at {
+                w[i] = f32::NAN;
+                w[(i + 20_000).min(n - 1)] = f32::NEG_INFINITY;
+            }
+            let mut g = Graph::new("w");
+            let v = g.add_const("w", TensorData::from_f32(vec![n], &w));
+            assert_eq!(first_non_finite(&g, v).map(|(i, _)| i), at);
+        }
+    }
+}
