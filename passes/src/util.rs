@@ -137,13 +137,14 @@ pub fn scale_weights(g: &mut Graph, w: ValueId, axis: usize, k: &[f32]) -> Optio
         None => vec![false; c],
     };
     // Straight from the little-endian bytes to the new ones: one copy of the weights.
-    let mut scaled = Vec::with_capacity(data.raw().len());
-    for (r, run) in data.raw().chunks(4 * inner.max(1)).enumerate() {
+    let mut scaled = vec![0u8; data.raw().len()];
+    let runs = scaled.chunks_mut(4 * inner.max(1)).zip(data.raw().chunks(4 * inner.max(1)));
+    for (r, (out, run)) in runs.enumerate() {
         let ch = r % c.max(1);
         let kr = if dead[ch] { 0.0 } else { k[ch] };
-        for b in run.chunks_exact(4) {
+        for (o, b) in out.chunks_exact_mut(4).zip(run.chunks_exact(4)) {
             let v = f32::from_le_bytes(b.try_into().expect("invariant: chunks_exact(4)"));
-            scaled.extend_from_slice(&(v * kr).to_le_bytes());
+            o.copy_from_slice(&(v * kr).to_le_bytes());
         }
     }
     let quant = quant.map(|(q, per)| QuantParams {

@@ -110,19 +110,27 @@ impl LanesPack {
             Isa::Avx2 => LANES,
         };
         let mut packed = vec![Line::default(); m * kk / LANES];
-        let flat = flat_mut(&mut packed);
-        for gi in 0..group {
-            for b0 in (0..mg).step_by(block) {
-                let width = block.min(mg - b0);
-                let dst = &mut flat[(gi * mg + b0) * kk..][..kk * width];
-                for r in 0..width {
-                    let src = &w[(gi * mg + b0 + r) * kk..][..kk];
-                    for (k, &v) in src.iter().enumerate() {
-                        dst[k * width + r] = v;
-                    }
+        // The blocks of output channels, `(first row, width)`, each one contiguous run of
+        // `kk · width` floats of `packed`, in order: transposed in parallel (a compile packs
+        // every layer's weights for its calibration run, on the critical path).
+        let blocks: Vec<(usize, usize)> = (0..group)
+            .flat_map(|gi| (0..mg).step_by(block).map(move |b0| (gi * mg + b0, block.min(mg - b0))))
+            .collect();
+        let mut rest = flat_mut(&mut packed);
+        let mut jobs = Vec::with_capacity(blocks.len());
+        for &(row0, width) in &blocks {
+            let (dst, tail) = std::mem::take(&mut rest).split_at_mut(kk * width);
+            jobs.push((row0, width, dst));
+            rest = tail;
+        }
+        jobs.into_par_iter().for_each(|(row0, width, dst)| {
+            let src = &w[row0 * kk..][..kk * width];
+            for (k, line) in dst.chunks_exact_mut(width).enumerate() {
+                for (r, v) in line.iter_mut().enumerate() {
+                    *v = src[r * kk + k];
                 }
             }
-        }
+        });
         // About 256 KiB of weights per chunk.
         let chunk_rows = (1 << 16) / block;
         LanesPack { w: packed, isa, chunk_rows, block }
