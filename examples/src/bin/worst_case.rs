@@ -11,7 +11,6 @@
 
 use cimc::onnx::{self, ImportOptions};
 use cimc::worst_case::{batch_dividing, float_graph, worst_case, Options};
-use cimc_backends::target::Target;
 use cimc_examples::arg;
 use cimc_passes::tile::Chip;
 use cimc_passes::PassContext;
