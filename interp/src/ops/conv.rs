@@ -30,6 +30,7 @@ use rayon::prelude::*;
 mod avx2;
 mod avx512;
 mod depthwise;
+mod depthwise_vec;
 mod lanes;
 mod plane;
 mod tiled;
