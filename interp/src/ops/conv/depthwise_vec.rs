@@ -79,7 +79,7 @@ impl DwGeometry {
     /// at output row `y`, columns `x0..x0 + lanes`.
     fn tap(&self, y: usize, x0: usize, lanes: usize, ky: usize, kx: usize) -> (isize, u32) {
         let iy = (y * self.sh + ky * self.dh) as isize - self.top as isize;
-        if iy < 0 || iy >= self.ih as isize {
+        if !(0..self.ih as isize).contains(&iy) {
             return (0, 0);
         }
         let ix0 = (x0 * self.sw + kx * self.dw) as isize - self.left as isize;
