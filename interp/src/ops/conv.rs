@@ -8,8 +8,11 @@
 //!   with AVX2 but not AVX-512 these layers take it too, `conv/avx2.rs`);
 //! - pointwise (1x1 kernel, stride 1, no padding): each group's input `[Cg, P]` already is the
 //!   right-hand matrix, one GEMM per image and group;
-//! - 2-D with one input channel per group (depthwise, any channel multiplier): a direct loop
-//!   over output rows, parallel over output channels (`conv/depthwise.rs`);
+//! - 2-D with one input channel per group (depthwise, any channel multiplier): on CPUs with
+//!   AVX-512 and a horizontal stride of 1 or 2, vectors of 16 outputs read in place through a
+//!   table of tap offsets and lane masks (`conv/depthwise_vec.rs`), other strides over the
+//!   plane path's padded copy; elsewhere a direct loop over output rows (`conv/depthwise.rs`);
+//!   all three give the same bits, and are parallel over output channels;
 //! - 2-D layers with many output positions: column tiles, each expanded (im2col), multiplied
 //!   and finished on one thread while in cache, tiles in parallel (`conv/tiled.rs`);
 //! - everything else: im2col into `[Cg*prod(K), P]` (rows filled in parallel), then one GEMM
@@ -30,6 +33,7 @@ use rayon::prelude::*;
 mod avx2;
 mod avx512;
 mod depthwise;
+mod depthwise_vec;
 mod lanes;
 mod plane;
 mod tiled;

@@ -275,3 +275,98 @@ pub(crate) unsafe fn depthwise_row(
 ) {
     unreachable!("invariant: depthwise_row is only called when available() is true")
 }
+
+/// Output vectors computed together by [`depthwise_vectors`]: eight independent sums cover
+/// the latency of the adds.
+const DW_GROUP: usize = 8;
+
+/// One output channel of a depthwise layer read in place (`conv/depthwise_vec.rs`): vector `v`
+/// of the output is `sum_t w[t] * x[v, t]`, where `x[v, t]` is lane `j` of the input at
+/// `x + off[v * taps + t]`, element `j` (stride 1) or `2 j` (stride 2, `S2`), for the lanes
+/// whose bit is set in `mask[v * taps + t]` (bit `j`, or bit `2 j`), zero elsewhere. Summed
+/// from zero in the order of `t`, each product rounded before its add (no FMA), as
+/// [`depthwise_row`]: a masked-off tap adds a zero product, which leaves a sum started from
+/// `+0` unchanged, so the results are the portable depthwise loop's bit for bit. Lanes of
+/// `omask[v]` are stored at `c + ooff[v]`.
+pub(crate) struct DwVectors {
+    pub taps: usize,
+    pub w: *const f32,
+    pub x: *const f32,
+    pub off: *const isize,
+    pub mask: *const u32,
+    pub ooff: *const usize,
+    pub omask: *const u16,
+    pub vectors: usize,
+    pub c: *mut f32,
+}
+
+/// Runs [`DwVectors`].
+///
+/// # Safety
+/// [`available`] returned true; `w` covers `taps` floats, `off` and `mask` `vectors * taps`
+/// entries, `ooff` and `omask` `vectors`; for every entry, the lanes its mask sets are
+/// readable floats at `x + off + j` (stride 1) or `x + off + 2 j` (stride 2) (masked-off lanes
+/// are not accessed: AVX-512 masked loads suppress their faults, and the pointer is formed with
+/// wrapping arithmetic), and the lanes of `omask[v]` are writable at `c + ooff[v]`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn depthwise_vectors<const S2: bool>(d: &DwVectors) {
+    let mut v = 0;
+    // SAFETY: forwarded from the caller's contract (each group reads its own vectors' entries).
+    unsafe {
+        while v + DW_GROUP <= d.vectors {
+            dw_group::<S2, DW_GROUP>(d, v);
+            v += DW_GROUP;
+        }
+        match d.vectors - v {
+            7 => dw_group::<S2, 7>(d, v),
+            6 => dw_group::<S2, 6>(d, v),
+            5 => dw_group::<S2, 5>(d, v),
+            4 => dw_group::<S2, 4>(d, v),
+            3 => dw_group::<S2, 3>(d, v),
+            2 => dw_group::<S2, 2>(d, v),
+            1 => dw_group::<S2, 1>(d, v),
+            _ => {}
+        }
+    }
+}
+
+/// Vectors `v0..v0 + G` of [`depthwise_vectors`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_group<const S2: bool, const G: usize>(d: &DwVectors, v0: usize) {
+    let mut acc = [_mm512_setzero_ps(); G];
+    // Lane j takes element 2 j of the 32 loaded (indices 16..31 select from the second vector).
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    // SAFETY (all pointer arithmetic below): within the ranges the caller vouches for; input
+    // pointers are formed with wrapping arithmetic and only their masked lanes are read.
+    unsafe {
+        for t in 0..d.taps {
+            let wv = _mm512_set1_ps(*d.w.add(t));
+            for (i, a) in acc.iter_mut().enumerate() {
+                let e = (v0 + i) * d.taps + t;
+                let (p, m) = (d.x.wrapping_offset(*d.off.add(e)), *d.mask.add(e));
+                let x = if S2 {
+                    let lo = _mm512_maskz_loadu_ps(m as __mmask16, p);
+                    let hi = _mm512_maskz_loadu_ps((m >> 16) as __mmask16, p.wrapping_add(16));
+                    _mm512_permutex2var_ps(lo, evens, hi)
+                } else {
+                    _mm512_maskz_loadu_ps(m as __mmask16, p)
+                };
+                *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, x));
+            }
+        }
+        for (i, a) in acc.iter().enumerate() {
+            let v = v0 + i;
+            _mm512_mask_storeu_ps(d.c.add(*d.ooff.add(v)), *d.omask.add(v), *a);
+        }
+    }
+}
+
+/// Never called: [`available`] is false off x86-64.
+///
+/// # Safety
+/// None needed; it panics.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) unsafe fn depthwise_vectors<const S2: bool>(_: &DwVectors) {
+    unreachable!("invariant: depthwise_vectors is only called when available() is true")
+}

@@ -244,7 +244,8 @@ impl<T: GemmFloat> PreparedConv<T> {
     }
 
     /// A depthwise layer (one input channel per group, any channel multiplier; `w` the
-    /// weights `[M, KH*KW]`) over the same input copy, made one channel at a time inside
+    /// weights `[M, KH*KW]`): read in place when its horizontal stride is 1 or 2
+    /// (`conv/depthwise_vec.rs`), else over the same input copy, made one channel at a time inside
     /// the channel's task: each output channel is one row of taps, computed whole
     /// (`avx512::depthwise_row`), then copied out and finished.
     pub(super) fn run_depthwise_plane(
@@ -256,6 +257,9 @@ impl<T: GemmFloat> PreparedConv<T> {
         out: &mut [f32],
         fin: Finish<'_>,
     ) {
+        if super::depthwise_vec::applies(&self.attrs.strides) {
+            return self.run_depthwise_vec(w, x, xs, outs, out, fin);
+        }
         let Some((geo, taps)) = self.plane_geometry(xs, outs) else { return };
         let kt = taps.len();
         let mg = self.m / self.attrs.group;
