@@ -485,14 +485,16 @@ impl PackedWeights {
             accumulate(self.kernel, self.block(g, b), img, bases, self.quads, &mut acc);
             let lanes = MR.min(self.mg - b * MR);
             let shared = &shared;
-            for (j, a) in acc.iter().enumerate() {
-                let p = t0 * NR + j;
-                if p >= pixels {
-                    break;
-                }
-                for (l, &v) in a[..lanes].iter().enumerate() {
-                    let n = g * self.mg + b * MR + l;
-                    let val = fin(v as i64 + self.konst[n], n);
+            // The task's pixels `t0·NR .. p1`, output by output (a Conv's outputs of one
+            // channel are contiguous: one run of stores per channel).
+            let p1 = (t1 * NR).min(pixels);
+            let count = p1.saturating_sub(t0 * NR);
+            for l in 0..lanes {
+                let n = g * self.mg + b * MR + l;
+                let kn = self.konst[n];
+                for (j, a) in acc[..count].iter().enumerate() {
+                    let p = t0 * NR + j;
+                    let val = fin(a[l] as i64 + kn, n);
                     // SAFETY: `n < m` and `p < pixels`, so the index lies inside `out` (asserted
                     // above); the layout is one-to-one (asserted above) and each (n, p) belongs
                     // to exactly one task (its block of outputs, its range of tiles), so no two

@@ -5,6 +5,7 @@ use super::crossbar::StepAdcStats;
 use super::float_exact;
 use crate::int_gemm::{ConvWindow, IntKernel, OutLayout, PackedWeights, WeightSpec};
 use cimc_backends::program::{BufferDecl, Elem, IntTensor, MatrixKind, MatrixStep, Step, Window};
+use rayon::prelude::*;
 
 /// Weights converted for the exact product.
 pub(crate) struct PreparedMatrix {
@@ -387,15 +388,27 @@ where
             let pixels = oh * ow;
             let mut out = vec![T::default(); n * m * pixels];
             let win = ConvWindow { c: cg, h, w, oh, ow, kernel: [kh, kw], strides, dil, pads };
-            for b in 0..n {
+            // One sample's groups into its `[M][pixels]` part of the output; `None` when a code
+            // lies outside the packed range.
+            let sample = |b: usize, out: &mut [T]| -> Option<()> {
                 for gi in 0..g {
                     let xs = &x[(b * c + gi * cg) * h * w..][..cg * h * w];
-                    let Some(img) = pw.conv_image(xs, &win) else { return Ok(None) };
-                    let layout = OutLayout { base: b * m * pixels, n_stride: pixels, p_stride: 1 };
-                    pw.run(gi, &img, pixels, &mut out, layout, fin);
+                    let img = pw.conv_image(xs, &win)?;
+                    let layout = OutLayout { base: 0, n_stride: pixels, p_stride: 1 };
+                    pw.run(gi, &img, pixels, out, layout, fin);
                 }
-            }
-            Ok(Some(out))
+                Some(())
+            };
+            let per_sample = (m * pixels).max(1);
+            // A batch: one task per sample (the samples' own parallel loops then run inside
+            // busy workers), not a parallel region per sample, whose start and end cost more
+            // than a small layer's work (mnist_cnn at batch 500; docs/performance.md).
+            let fits = if n > 1 {
+                out.par_chunks_mut(per_sample).enumerate().all(|(b, o)| sample(b, o).is_some())
+            } else {
+                out.chunks_mut(per_sample).enumerate().all(|(b, o)| sample(b, o).is_some())
+            };
+            Ok(fits.then_some(out))
         }
         MatrixKind::Gemm => {
             let (k, nn) = (weights.shape[0], weights.shape[1]);
