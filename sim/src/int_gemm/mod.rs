@@ -453,8 +453,8 @@ impl PackedWeights {
         layout: OutLayout,
         fin: &F,
     ) where
-        T: Copy + Send,
-        F: Fn(i64, usize) -> T + Sync,
+        T: Copy + Default + Send,
+        F: Finish<T> + ?Sized,
     {
         let tiles = img.bases.len() / NR;
         let m = self.groups * self.mg;
@@ -489,12 +489,16 @@ impl PackedWeights {
             // channel are contiguous: one run of stores per channel).
             let p1 = (t1 * NR).min(pixels);
             let count = p1.saturating_sub(t0 * NR);
+            let mut column = vec![0i32; count];
+            let mut vals = vec![T::default(); count];
             for l in 0..lanes {
                 let n = g * self.mg + b * MR + l;
-                let kn = self.konst[n];
-                for (j, a) in acc[..count].iter().enumerate() {
+                for (c, a) in column.iter_mut().zip(&acc) {
+                    *c = a[l];
+                }
+                fin.channel(n, self.konst[n], &column, &mut vals);
+                for (j, &val) in vals.iter().enumerate() {
                     let p = t0 * NR + j;
-                    let val = fin(a[l] as i64 + kn, n);
                     // SAFETY: `n < m` and `p < pixels`, so the index lies inside `out` (asserted
                     // above); the layout is one-to-one (asserted above) and each (n, p) belongs
                     // to exactly one task (its block of outputs, its range of tiles), so no two
@@ -504,6 +508,29 @@ impl PackedWeights {
                 }
             }
         });
+    }
+}
+
+/// How [`PackedWeights::run`] finishes its accumulators: every output's exact accumulator
+/// becomes a value, one output channel at a time (a finish that knows its arithmetic can run a
+/// whole channel in vector instructions).
+pub(crate) trait Finish<T>: Sync {
+    /// The value of accumulator `acc` of output `n`.
+    fn one(&self, acc: i64, n: usize) -> T;
+    /// `out[j] = one(accs[j] + konst, n)` for every `j` (`out` as long as `accs`).
+    fn channel(&self, n: usize, konst: i64, accs: &[i32], out: &mut [T]) {
+        for (o, &a) in out.iter_mut().zip(accs) {
+            *o = self.one(a as i64 + konst, n);
+        }
+    }
+}
+
+/// Any `fin(acc, n)` as a [`Finish`], called once per output.
+pub(crate) struct EachOutput<F>(pub F);
+
+impl<T, F: Fn(i64, usize) -> T + Sync> Finish<T> for EachOutput<F> {
+    fn one(&self, acc: i64, n: usize) -> T {
+        (self.0)(acc, n)
     }
 }
 
