@@ -562,3 +562,45 @@ fn axpy_rows_i32_body(a: &[i32], b: &[i32], acc: &mut [i32]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::noise::SplitMix64;
+
+    /// `RequantFinish::channel` (vector i64 form, with its fallback) gives what `requant.apply`
+    /// gives element by element: random multipliers and shifts (the extremes included), zero
+    /// points, clamps, biases and accumulators, narrow and wide (|acc| ≥ 2^31).
+    #[test]
+    fn requant_finish_channel_equals_apply_per_output() {
+        let mut rng = SplitMix64(0x5eed_f1a1);
+        for case in 0..400 {
+            let m = 1 + (rng.next_u64() % (i32::MAX as u64)) as i32;
+            let sh = [-30, -20, -1, 0, 5, 31, 40, 62][case % 8];
+            let mult = vec![FixedMultiplier { m, sh }, FixedMultiplier { m: m / 3 + 1, sh }];
+            let zero_point = (rng.next_u64() % 256) as i32 - 128;
+            let (lo, hi) = if case % 3 == 0 { (i32::MIN, i32::MAX) } else { (-128, 127) };
+            let requant = Requant { mult, zero_point, lo, hi };
+            let bias: Vec<i64> = (0..2)
+                .map(|_| {
+                    let b = (rng.next_u64() % (1 << 33)) as i64 - (1 << 32);
+                    if case % 4 == 0 {
+                        b
+                    } else {
+                        b >> 20
+                    }
+                })
+                .collect();
+            let fin = RequantFinish { bias: &bias, requant: &requant };
+            let accs: Vec<i32> = (0..37).map(|_| rng.next_u64() as i32 >> (case % 30)).collect();
+            let konst = (rng.next_u64() % (1 << 31)) as i64 - (1 << 30);
+            for n in 0..2 {
+                let mut got = vec![0i32; accs.len()];
+                fin.channel(n, konst, &accs, &mut got);
+                let want: Vec<i32> =
+                    accs.iter().map(|&a| requant.apply(a as i64 + konst + bias[n], n)).collect();
+                assert_eq!(got, want, "case {case}, output {n}");
+            }
+        }
+    }
+}
