@@ -453,8 +453,8 @@ impl PackedWeights {
         layout: OutLayout,
         fin: &F,
     ) where
-        T: Copy + Send,
-        F: Fn(i64, usize) -> T + Sync,
+        T: Copy + Default + Send,
+        F: Finish<T> + ?Sized,
     {
         let tiles = img.bases.len() / NR;
         let m = self.groups * self.mg;
@@ -485,14 +485,20 @@ impl PackedWeights {
             accumulate(self.kernel, self.block(g, b), img, bases, self.quads, &mut acc);
             let lanes = MR.min(self.mg - b * MR);
             let shared = &shared;
-            for (j, a) in acc.iter().enumerate() {
-                let p = t0 * NR + j;
-                if p >= pixels {
-                    break;
+            // The task's pixels `t0·NR .. p1`, output by output (a Conv's outputs of one
+            // channel are contiguous: one run of stores per channel).
+            let p1 = (t1 * NR).min(pixels);
+            let count = p1.saturating_sub(t0 * NR);
+            let mut column = vec![0i32; count];
+            let mut vals = vec![T::default(); count];
+            for l in 0..lanes {
+                let n = g * self.mg + b * MR + l;
+                for (c, a) in column.iter_mut().zip(&acc) {
+                    *c = a[l];
                 }
-                for (l, &v) in a[..lanes].iter().enumerate() {
-                    let n = g * self.mg + b * MR + l;
-                    let val = fin(v as i64 + self.konst[n], n);
+                fin.channel(n, self.konst[n], &column, &mut vals);
+                for (j, &val) in vals.iter().enumerate() {
+                    let p = t0 * NR + j;
                     // SAFETY: `n < m` and `p < pixels`, so the index lies inside `out` (asserted
                     // above); the layout is one-to-one (asserted above) and each (n, p) belongs
                     // to exactly one task (its block of outputs, its range of tiles), so no two
@@ -502,6 +508,29 @@ impl PackedWeights {
                 }
             }
         });
+    }
+}
+
+/// How [`PackedWeights::run`] finishes its accumulators: every output's exact accumulator
+/// becomes a value, one output channel at a time (a finish that knows its arithmetic can run a
+/// whole channel in vector instructions).
+pub(crate) trait Finish<T>: Sync {
+    /// The value of accumulator `acc` of output `n`.
+    fn one(&self, acc: i64, n: usize) -> T;
+    /// `out[j] = one(accs[j] + konst, n)` for every `j` (`out` as long as `accs`).
+    fn channel(&self, n: usize, konst: i64, accs: &[i32], out: &mut [T]) {
+        for (o, &a) in out.iter_mut().zip(accs) {
+            *o = self.one(a as i64 + konst, n);
+        }
+    }
+}
+
+/// Any `fin(acc, n)` as a [`Finish`], called once per output.
+pub(crate) struct EachOutput<F>(pub F);
+
+impl<T, F: Fn(i64, usize) -> T + Sync> Finish<T> for EachOutput<F> {
+    fn one(&self, acc: i64, n: usize) -> T {
+        (self.0)(acc, n)
     }
 }
 

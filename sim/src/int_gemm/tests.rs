@@ -185,7 +185,7 @@ fn kernel_conv(c: &Case, kernel: IntKernel) -> Option<Vec<i64>> {
             let xs = &c.x[(b * c.groups + g) * c.cg * plane..][..c.cg * plane];
             let img = pw.conv_image(xs, &win).expect("codes in range");
             let layout = OutLayout { base: b * m * pixels, n_stride: pixels, p_stride: 1 };
-            pw.run(g, &img, pixels, &mut out, layout, &|a, _| a);
+            pw.run(g, &img, pixels, &mut out, layout, &super::EachOutput(|a: i64, _: usize| a));
         }
     }
     Some(out)
@@ -253,7 +253,7 @@ proptest! {
             let img = pw.rows_image(&x, rows, k).expect("codes in range");
             let mut got = vec![0i64; rows * nn];
             let layout = OutLayout { base: 0, n_stride: 1, p_stride: nn };
-            pw.run(0, &img, rows, &mut got, layout, &|a, _| a);
+            pw.run(0, &img, rows, &mut got, layout, &super::EachOutput(|a: i64, _: usize| a));
             prop_assert_eq!(&got, &want, "{:?}", kernel);
         }
     }
@@ -312,7 +312,14 @@ fn one_row(kernel: IntKernel, x: &[i32], range: (i32, i32), w: &[i32]) -> Option
     let pw = PackedWeights::new(&spec, kernel)?;
     let img = pw.rows_image(x, 1, k).expect("in range");
     let mut got = vec![0i64; m];
-    pw.run(0, &img, 1, &mut got, OutLayout { base: 0, n_stride: 1, p_stride: m }, &|a, _| a);
+    pw.run(
+        0,
+        &img,
+        1,
+        &mut got,
+        OutLayout { base: 0, n_stride: 1, p_stride: m },
+        &super::EachOutput(|a: i64, _: usize| a),
+    );
     Some(got)
 }
 

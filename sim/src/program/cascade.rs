@@ -248,12 +248,11 @@ impl Derived {
         let (bias, requant) = (ms.bias, ms.requant);
         let xb = top.crossbar().ok_or("a cascade step without its crossbar")?;
         if stats.is_none() && xb.lossless {
-            return kernels::run_exact(s, &self.exact, x, si, so, &|a, ch| {
-                requant.apply(a + bias[ch], ch)
-            });
+            return kernels::run_exact(s, &self.exact, x, si, so, &kernels::RequantFinish::of(s)?);
         }
         let acc: Vec<i64> = super::crossbar::run_with(s, xb, x, si, so, stats, &|a, _| a)?;
-        let res: Vec<i64> = kernels::run_exact(s, &self.residual, x, si, so, &|a, _| a)?;
+        let each = crate::int_gemm::EachOutput(|a: i64, _: usize| a);
+        let res: Vec<i64> = kernels::run_exact(s, &self.residual, x, si, so, &each)?;
         let m = bias.len().max(1);
         // Output `i`'s channel: `[N, M, spatial..]` for Conv, `[.., N]` for Gemm.
         let inner = match ms.kind {

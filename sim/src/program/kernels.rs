@@ -3,8 +3,12 @@
 
 use super::crossbar::StepAdcStats;
 use super::float_exact;
-use crate::int_gemm::{ConvWindow, IntKernel, OutLayout, PackedWeights, WeightSpec};
-use cimc_backends::program::{BufferDecl, Elem, IntTensor, MatrixKind, MatrixStep, Step, Window};
+use crate::int_gemm::{ConvWindow, Finish, IntKernel, OutLayout, PackedWeights, WeightSpec};
+use cimc_backends::arith::FixedMultiplier;
+use cimc_backends::program::{
+    BufferDecl, Elem, IntTensor, MatrixKind, MatrixStep, Requant, Step, Window,
+};
+use rayon::prelude::*;
 
 /// Weights converted for the exact product.
 pub(crate) struct PreparedMatrix {
@@ -317,7 +321,7 @@ pub(crate) fn run_matrix(
             return super::crossbar::run(s, xb, x, si, so, stats);
         }
     }
-    run_exact(s, p, x, si, so, &finisher(s)?)
+    run_exact(s, p, x, si, so, &RequantFinish::of(s)?)
 }
 
 /// A matrix step's finish of an accumulator (no bias) of output channel `ch`: its bias, then
@@ -326,6 +330,112 @@ pub(crate) fn finisher(s: &Step) -> Result<impl Fn(i64, usize) -> i32 + Sync + '
     let ms = s.as_matrix().ok_or("not a matrix step")?;
     let (bias, requant) = (ms.bias, ms.requant);
     Ok(move |a: i64, ch: usize| requant.apply(a + bias[ch], ch))
+}
+
+/// A matrix step's finish as [`finisher`] computes it, a whole output channel at a time: the
+/// bias and multiplier looked up once per channel, and the i64 form of
+/// [`cimc_backends::arith::requantize`] (the same integers) over the channel in vector
+/// instructions; any accumulator outside that form's range (`|acc| ≥ 2^31`) sends the channel
+/// through `requantize` itself.
+pub(crate) struct RequantFinish<'a> {
+    bias: &'a [i64],
+    requant: &'a Requant,
+}
+
+impl<'a> RequantFinish<'a> {
+    pub(crate) fn of(s: &'a Step) -> Result<RequantFinish<'a>, String> {
+        let ms = s.as_matrix().ok_or("not a matrix step")?;
+        Ok(RequantFinish { bias: ms.bias, requant: ms.requant })
+    }
+
+    /// [`Finish::channel`] in the i64 form: `None` when some accumulator lies outside its range
+    /// (`out` then holds nothing useful).
+    #[inline(always)]
+    fn channel_i64(
+        c: i64,
+        m: FixedMultiplier,
+        rq: &Requant,
+        accs: &[i32],
+        out: &mut [i32],
+    ) -> bool {
+        let shift = (31 + m.sh) as u32;
+        let (mm, round) = (m.m as i64, 1i64 << (shift - 1));
+        let (zp, lo, hi) = (rq.zero_point as i64, rq.lo as i64, rq.hi as i64);
+        let mut wide = false;
+        for (o, &a) in out.iter_mut().zip(accs) {
+            let acc = a as i64 + c;
+            wide |= acc.unsigned_abs() >= 1 << 31;
+            // Wrapping: a product that could wrap belongs to a wide accumulator, whose value is
+            // recomputed.
+            let y = (acc.wrapping_mul(mm).wrapping_add(round) >> shift) + zp;
+            *o = y.clamp(lo, hi) as i32;
+        }
+        !wide
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512bw")]
+fn channel_i64_avx512(
+    c: i64,
+    m: FixedMultiplier,
+    rq: &Requant,
+    accs: &[i32],
+    out: &mut [i32],
+) -> bool {
+    RequantFinish::channel_i64(c, m, rq, accs, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn channel_i64_avx2(
+    c: i64,
+    m: FixedMultiplier,
+    rq: &Requant,
+    accs: &[i32],
+    out: &mut [i32],
+) -> bool {
+    RequantFinish::channel_i64(c, m, rq, accs, out)
+}
+
+impl Finish<i32> for RequantFinish<'_> {
+    fn one(&self, acc: i64, n: usize) -> i32 {
+        self.requant.apply(acc + self.bias[n], n)
+    }
+
+    fn channel(&self, n: usize, konst: i64, accs: &[i32], out: &mut [i32]) {
+        let rq = self.requant;
+        let c = konst + self.bias[n];
+        let m = if rq.mult.len() == 1 { rq.mult[0] } else { rq.mult[n] };
+        if (1..=62).contains(&(31 + m.sh)) {
+            let fast = {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    if std::is_x86_feature_detected!("avx512dq")
+                        && std::is_x86_feature_detected!("avx512vl")
+                        && std::is_x86_feature_detected!("avx512bw")
+                        && !cimc_interp::portable_kernels_forced()
+                    {
+                        // SAFETY: the CPU has the function's target features (checked above).
+                        unsafe { channel_i64_avx512(c, m, rq, accs, out) }
+                    } else if std::is_x86_feature_detected!("avx2") {
+                        // SAFETY: the CPU has AVX2 (checked above).
+                        unsafe { channel_i64_avx2(c, m, rq, accs, out) }
+                    } else {
+                        RequantFinish::channel_i64(c, m, rq, accs, out)
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                RequantFinish::channel_i64(c, m, rq, accs, out)
+            };
+            if fast {
+                return;
+            }
+        }
+        for (o, &a) in out.iter_mut().zip(accs) {
+            *o = cimc_backends::arith::requantize(a as i64 + c, m, rq.zero_point, rq.lo, rq.hi);
+        }
+    }
 }
 
 /// The exact product of the step's geometry with the prepared weights (never the crossbar):
@@ -343,14 +453,15 @@ pub(crate) fn run_exact<T, F>(
 ) -> Result<Vec<T>, String>
 where
     T: Copy + Default + Send,
-    F: Fn(i64, usize) -> T + Sync,
+    F: Finish<T>,
 {
+    let each = |a: i64, n: usize| fin.one(a, n);
     let Some(w) = &p.w else {
         return Err("internal: the exact product of a crossbar step that is not lossless".into());
     };
     match w {
-        ExactWeights::F64(w) => float_exact::run(s, w, usize::MAX, x, si, so, fin),
-        ExactWeights::F32 { w, chunk } => float_exact::run(s, w, *chunk, x, si, so, fin),
+        ExactWeights::F64(w) => float_exact::run(s, w, usize::MAX, x, si, so, &each),
+        ExactWeights::F32 { w, chunk } => float_exact::run(s, w, *chunk, x, si, so, &each),
         ExactWeights::Int(pw) => match run_int(s, pw, x, si, so, fin)? {
             Some(out) => Ok(out),
             None => {
@@ -358,7 +469,7 @@ where
                 // kernels (weights converted for this run only).
                 let ms = s.as_matrix().ok_or("not a matrix step")?;
                 let w: Vec<f64> = ms.weights.data.iter().map(|&v| v as f64).collect();
-                float_exact::run(s, &w, usize::MAX, x, si, so, fin)
+                float_exact::run(s, &w, usize::MAX, x, si, so, &each)
             }
         },
     }
@@ -376,7 +487,7 @@ fn run_int<T, F>(
 ) -> Result<Option<Vec<T>>, String>
 where
     T: Copy + Default + Send,
-    F: Fn(i64, usize) -> T + Sync,
+    F: Finish<T>,
 {
     let ms = s.as_matrix().ok_or("not a matrix step")?;
     let weights = ms.weights;
@@ -387,15 +498,27 @@ where
             let pixels = oh * ow;
             let mut out = vec![T::default(); n * m * pixels];
             let win = ConvWindow { c: cg, h, w, oh, ow, kernel: [kh, kw], strides, dil, pads };
-            for b in 0..n {
+            // One sample's groups into its `[M][pixels]` part of the output; `None` when a code
+            // lies outside the packed range.
+            let sample = |b: usize, out: &mut [T]| -> Option<()> {
                 for gi in 0..g {
                     let xs = &x[(b * c + gi * cg) * h * w..][..cg * h * w];
-                    let Some(img) = pw.conv_image(xs, &win) else { return Ok(None) };
-                    let layout = OutLayout { base: b * m * pixels, n_stride: pixels, p_stride: 1 };
-                    pw.run(gi, &img, pixels, &mut out, layout, fin);
+                    let img = pw.conv_image(xs, &win)?;
+                    let layout = OutLayout { base: 0, n_stride: pixels, p_stride: 1 };
+                    pw.run(gi, &img, pixels, out, layout, fin);
                 }
-            }
-            Ok(Some(out))
+                Some(())
+            };
+            let per_sample = (m * pixels).max(1);
+            // A batch: one task per sample (the samples' own parallel loops then run inside
+            // busy workers), not a parallel region per sample, whose start and end cost more
+            // than a small layer's work (mnist_cnn at batch 500; docs/performance.md).
+            let fits = if n > 1 {
+                out.par_chunks_mut(per_sample).enumerate().all(|(b, o)| sample(b, o).is_some())
+            } else {
+                out.chunks_mut(per_sample).enumerate().all(|(b, o)| sample(b, o).is_some())
+            };
+            Ok(fits.then_some(out))
         }
         MatrixKind::Gemm => {
             let (k, nn) = (weights.shape[0], weights.shape[1]);
@@ -436,6 +559,48 @@ fn axpy_rows_i32_body(a: &[i32], b: &[i32], acc: &mut [i32]) {
         }
         for (s, &bv) in acc.iter_mut().zip(row) {
             *s += av * bv;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::noise::SplitMix64;
+
+    /// `RequantFinish::channel` (vector i64 form, with its fallback) gives what `requant.apply`
+    /// gives element by element: random multipliers and shifts (the extremes included), zero
+    /// points, clamps, biases and accumulators, narrow and wide (|acc| ≥ 2^31).
+    #[test]
+    fn requant_finish_channel_equals_apply_per_output() {
+        let mut rng = SplitMix64(0x5eed_f1a1);
+        for case in 0..400 {
+            let m = 1 + (rng.next_u64() % (i32::MAX as u64)) as i32;
+            let sh = [-30, -20, -1, 0, 5, 31, 40, 62][case % 8];
+            let mult = vec![FixedMultiplier { m, sh }, FixedMultiplier { m: m / 3 + 1, sh }];
+            let zero_point = (rng.next_u64() % 256) as i32 - 128;
+            let (lo, hi) = if case % 3 == 0 { (i32::MIN, i32::MAX) } else { (-128, 127) };
+            let requant = Requant { mult, zero_point, lo, hi };
+            let bias: Vec<i64> = (0..2)
+                .map(|_| {
+                    let b = (rng.next_u64() % (1 << 33)) as i64 - (1 << 32);
+                    if case % 4 == 0 {
+                        b
+                    } else {
+                        b >> 20
+                    }
+                })
+                .collect();
+            let fin = RequantFinish { bias: &bias, requant: &requant };
+            let accs: Vec<i32> = (0..37).map(|_| rng.next_u64() as i32 >> (case % 30)).collect();
+            let konst = (rng.next_u64() % (1 << 31)) as i64 - (1 << 30);
+            for n in 0..2 {
+                let mut got = vec![0i32; accs.len()];
+                fin.channel(n, konst, &accs, &mut got);
+                let want: Vec<i32> =
+                    accs.iter().map(|&a| requant.apply(a as i64 + konst + bias[n], n)).collect();
+                assert_eq!(got, want, "case {case}, output {n}");
+            }
         }
     }
 }

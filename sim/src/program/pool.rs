@@ -4,6 +4,7 @@
 
 use cimc_backends::arith::FixedMultiplier;
 use cimc_backends::program::Window;
+use rayon::prelude::*;
 
 /// A pooling window over channel-first planes `[planes][h][w]`, producing the output positions
 /// `positions` (row-major over `oh × ow`) of every plane, channel-first:
@@ -108,7 +109,7 @@ impl PoolGeom {
 
 /// Max pooling: each output is the largest code of its window inside the input (padding never
 /// wins); a window entirely in the padding is an error.
-pub(crate) fn max_pool_codes<T: Copy + Ord + Default>(
+pub(crate) fn max_pool_codes<T: Copy + Ord + Default + Send + Sync>(
     x: &[T],
     g: &PoolGeom,
 ) -> Result<Vec<T>, String> {
@@ -128,7 +129,7 @@ pub(crate) fn max_pool_codes<T: Copy + Ord + Default>(
 /// [`max_pool_codes`] when every window lies inside the input (no padding reached, the common
 /// case): the maximum over the window's fixed offsets, without listing each window's
 /// positions; `None` otherwise. The input's length is checked.
-fn max_pool_inside<T: Copy + Ord>(x: &[T], g: &PoolGeom) -> Option<Vec<T>> {
+fn max_pool_inside<T: Copy + Ord + Default + Send + Sync>(x: &[T], g: &PoolGeom) -> Option<Vec<T>> {
     let (npos, ow, [kh, kw]) = (g.positions.len(), g.ow, g.k);
     if npos == 0 || ow == 0 || kh == 0 || kw == 0 || g.p[0] != 0 || g.p[1] != 0 {
         return None;
@@ -139,10 +140,12 @@ fn max_pool_inside<T: Copy + Ord>(x: &[T], g: &PoolGeom) -> Option<Vec<T>> {
     {
         return None;
     }
-    let mut out = Vec::with_capacity(g.output_len());
-    for xp in x[..g.input_len()].chunks_exact(g.h * g.w) {
+    let planes = &x[..g.input_len()];
+    let mut out = vec![T::default(); g.output_len()];
+    // One plane's windows.
+    let plane = |xp: &[T], out: &mut [T]| {
         let (mut oy, mut ox) = (first / ow, first % ow);
-        for _ in 0..npos {
+        for o in out.iter_mut() {
             let base = oy * g.s[0] * g.w + ox * g.s[1];
             let mut m = xp[base];
             for ky in 0..kh {
@@ -151,11 +154,22 @@ fn max_pool_inside<T: Copy + Ord>(x: &[T], g: &PoolGeom) -> Option<Vec<T>> {
                     m = m.max(row[kx * g.d[1]]);
                 }
             }
-            out.push(m);
+            *o = m;
             ox += 1;
             if ox == ow {
                 (oy, ox) = (oy + 1, 0);
             }
+        }
+    };
+    // Planes in parallel when there are enough outputs to pay for it (a batch's).
+    if out.len() >= 1 << 15 {
+        out.par_chunks_mut(npos)
+            .zip(planes.par_chunks_exact(g.h * g.w))
+            .with_min_len(((1 << 13) / npos).max(1))
+            .for_each(|(o, xp)| plane(xp, o));
+    } else {
+        for (o, xp) in out.chunks_exact_mut(npos).zip(planes.chunks_exact(g.h * g.w)) {
+            plane(xp, o);
         }
     }
     Some(out)
