@@ -412,7 +412,8 @@ impl Emitter<'_> {
     ) -> Result<()> {
         let (k, g, m) = (plan.k, plan.g, plan.g * plan.mg);
         let core = groups[0].core;
-        if !self.fits(core, &replica_regions(self.whole_band(s, vs, (v0, v1)), plan, groups)) {
+        let whole = replica_regions(self.whole_band(s, vs, (v0, v1)), plan, groups, false);
+        if !self.fits(core, &whole) {
             return self.emit_replica_banded(s, plan, vs, groups, (v0, v1), rq);
         }
         let x_in = self.load_buf(core, s.input)?;
@@ -613,27 +614,33 @@ struct BandNeed {
 }
 
 /// The regions a replica allocates for a band ([`BandNeed`]), in the order it allocates them:
-/// the input, the accumulators, the `im2col` vectors, the partial sums of row parts, the
-/// channel-first copy.
-fn replica_regions(b: BandNeed, plan: &MatrixPlan, groups: &[PlannedGroup]) -> Vec<(u64, u8)> {
+/// unbanded, the input, the accumulators, the `im2col` vectors, the partial sums of row parts,
+/// the channel-first copy; banded (`wide_first`), the accumulators and partial sums first, so
+/// that every band's widest words lie where earlier steps' widest words lie (the footprint
+/// counts each word at the widest value it ever holds).
+fn replica_regions(
+    b: BandNeed,
+    plan: &MatrixPlan,
+    groups: &[PlannedGroup],
+    wide_first: bool,
+) -> Vec<(u64, u8)> {
     let (gk, m) = ((plan.g * plan.k) as u64, (plan.g * plan.mg) as u64);
     let acc = ACC_BYTES as u8;
-    let mut v = vec![(b.input_words, b.eb_in), (b.vectors as u64 * m, acc)];
-    if b.conv {
-        v.push((b.chunk as u64 * gk, 1));
-    }
     let tmp = groups
         .iter()
         .filter(|pg| pg.part.r0 > 0)
         .map(|pg| (pg.part.cg1 - pg.part.cg0) * (pg.part.n1 - pg.part.n0))
-        .max();
-    if let Some(n) = tmp {
-        v.push(((b.chunk * n) as u64, acc));
+        .max()
+        .map(|n| ((b.chunk * n) as u64, acc));
+    let accs = (b.vectors as u64 * m, acc);
+    let input = (b.input_words, b.eb_in);
+    let col = b.conv.then_some((b.chunk as u64 * gk, 1));
+    let tbuf = b.conv.then_some((b.tbuf as u64 * m, 1));
+    if wide_first {
+        [Some(accs), tmp, Some(input), col, tbuf].into_iter().flatten().collect()
+    } else {
+        [Some(input), Some(accs), col, tmp, tbuf].into_iter().flatten().collect()
     }
-    if b.conv {
-        v.push((b.tbuf as u64 * m, 1));
-    }
-    v
 }
 
 /// One band of a conv: output positions `p0..p1` of one image, the input rows `lo..hi` they
@@ -738,7 +745,7 @@ impl Emitter<'_> {
     ) -> Result<()> {
         let core = groups[0].core;
         let fit = |u: usize| match self.bands_of(s, vs, (v0, v1), u) {
-            Some((_, need)) => replica_regions(need, plan, groups),
+            Some((_, need)) => replica_regions(need, plan, groups, true),
             None => vec![(u64::MAX / 8, 1)],
         };
         let u = self.largest_fit(core, v1 - v0, fit).unwrap_or(v1 - v0);
@@ -747,12 +754,7 @@ impl Emitter<'_> {
             None => (segments((v0, v1), vs.pixels, usize::MAX), self.whole_band(s, vs, (v0, v1))),
         };
         let (m, z) = (plan.g * plan.mg, s.input_zero_point);
-        let x_in = self.alloc_wide(core, need.input_words, need.eb_in)?;
         let acc = self.alloc_wide(core, (need.vectors * m) as u64, ACC_BYTES as u8)?;
-        let col = match vs.window {
-            Some(_) => self.alloc(core, (need.chunk * plan.g * plan.k) as u64)?,
-            None => 0,
-        };
         let tmp_len = groups
             .iter()
             .filter(|pg| pg.part.r0 > 0)
@@ -760,6 +762,11 @@ impl Emitter<'_> {
             .max();
         let tmp = match tmp_len {
             Some(n) => self.alloc_wide(core, (need.chunk * n) as u64, ACC_BYTES as u8)?,
+            None => 0,
+        };
+        let x_in = self.alloc_wide(core, need.input_words, need.eb_in)?;
+        let col = match vs.window {
+            Some(_) => self.alloc(core, (need.chunk * plan.g * plan.k) as u64)?,
             None => 0,
         };
         let tbuf = match vs.window {
