@@ -226,8 +226,8 @@ impl Emitter<'_> {
         with_len: bool,
     ) -> Result<()> {
         let kind = e.kind();
-        let table = Self::table(&mut self.digital, e)?;
         if with_len {
+            let table = Self::table(&mut self.digital, e.clone())?;
             let ops = self.flat_operands(&[input], output)?;
             if let Some(u) = self.flat_band_size(core, &ops, self.numel(output) as usize) {
                 return self.flat_banded(core, &ops, output, u, |e, (a, b), x, dst| {
@@ -237,6 +237,16 @@ impl Emitter<'_> {
                 });
             }
         }
+        if let Some((rows, per_row)) = self.row_bands(&e, input) {
+            let eb = self.bytes_of(input);
+            let regions = |r: usize| vec![((r * per_row) as u64, eb), ((r * per_row) as u64, 1)];
+            if !self.fits(core, &regions(rows)) {
+                if let Some(r) = self.largest_fit(core, rows, regions) {
+                    return self.row_banded(core, (input, output), &e, (rows, per_row), r);
+                }
+            }
+        }
+        let table = Self::table(&mut self.digital, e)?;
         let x = self.load_buf(core, input)?;
         let out = self.alloc(core, self.numel(output))?;
         let (src, dst) = (x, out);
@@ -851,6 +861,88 @@ impl Emitter<'_> {
                 let len = (n as u64 * ohw) as u32;
                 self.push(core, Instr::Store { dst, src: out, len, elem_bytes: eb_out });
             }
+        }
+        Ok(())
+    }
+
+    /// A row-wise step as independent rows: `(rows, codes per row)` (Softmax: the rows before
+    /// its axis, each `axis·inner` codes; LayerNorm: its groups); `None` for another entry.
+    fn row_bands(&self, e: &DigitalEntry, input: Buf) -> Option<(usize, usize)> {
+        let n = self.numel(input) as usize;
+        match e {
+            DigitalEntry::Softmax { shape, axis, .. } => {
+                let outer: usize = shape[..(*axis as usize).min(shape.len())]
+                    .iter()
+                    .map(|&d| d as usize)
+                    .product();
+                (outer > 0).then(|| (outer, n / outer))
+            }
+            DigitalEntry::LayerNorm { groups, n: per, .. } => {
+                Some((*groups as usize, *per as usize))
+            }
+            _ => None,
+        }
+    }
+
+    /// A row-wise step in bands of `r` rows: each band loaded, normalized with the entry of
+    /// its rows (the same parameters, fewer rows) and stored.
+    fn row_banded(
+        &mut self,
+        core: u16,
+        (input, output): (Buf, Buf),
+        e: &DigitalEntry,
+        (rows, per_row): (usize, usize),
+        r: usize,
+    ) -> Result<()> {
+        let (eb_in, eb_out) = (self.bytes_of(input), self.bytes_of(output));
+        let x = self.alloc_wide(core, (r * per_row) as u64, eb_in)?;
+        let out = self.alloc(core, (r * per_row) as u64)?;
+        for a in (0..rows).step_by(r) {
+            let n = r.min(rows - a);
+            let band = match e {
+                DigitalEntry::Softmax { shape, axis, exp_table, requant } => {
+                    let ax = *axis as usize;
+                    let mut sh = vec![n as u32];
+                    sh.extend_from_slice(&shape[ax.min(shape.len())..]);
+                    DigitalEntry::Softmax {
+                        shape: sh,
+                        axis: 1,
+                        exp_table: exp_table.clone(),
+                        requant: requant.clone(),
+                    }
+                }
+                DigitalEntry::LayerNorm {
+                    n: per,
+                    input_zero_point,
+                    epsilon_term,
+                    gamma,
+                    beta,
+                    requant,
+                    ..
+                } => DigitalEntry::LayerNorm {
+                    groups: n as u32,
+                    n: *per,
+                    input_zero_point: *input_zero_point,
+                    epsilon_term: *epsilon_term,
+                    gamma: gamma.clone(),
+                    beta: beta.clone(),
+                    requant: requant.clone(),
+                },
+                _ => return Err(self.err("a row band of a step that is not row-wise")),
+            };
+            let table = Self::table(&mut self.digital, band)?;
+            let (off, len) = ((a * per_row) as u32, (n * per_row) as u32);
+            let src = self.addr[input] + off;
+            self.push(core, Instr::Load { dst: x, src, len, elem_bytes: eb_in });
+            self.push(
+                core,
+                match e {
+                    DigitalEntry::Softmax { .. } => Instr::Softmax { table, src: x, dst: out },
+                    _ => Instr::LayerNorm { table, src: x, dst: out },
+                },
+            );
+            let dst = self.addr[output] + off;
+            self.push(core, Instr::Store { dst, src: out, len, elem_bytes: eb_out });
         }
         Ok(())
     }

@@ -748,7 +748,14 @@ impl Emitter<'_> {
             Some((_, need)) => replica_regions(need, plan, groups, true),
             None => vec![(u64::MAX / 8, 1)],
         };
-        let u = self.largest_fit(core, v1 - v0, fit).unwrap_or(v1 - v0);
+        let mut u = self.largest_fit(core, v1 - v0, fit).unwrap_or(v1 - v0);
+        // Whole output rows when one fits: a band of part of a row reads its halo rows whole.
+        if let Some(w) = &vs.window {
+            let ow = w.out_width as usize;
+            if u >= ow && u < v1 - v0 {
+                u -= u % ow;
+            }
+        }
         let (bands, need) = match self.bands_of(s, vs, (v0, v1), u) {
             Some(b) => b,
             None => (segments((v0, v1), vs.pixels, usize::MAX), self.whole_band(s, vs, (v0, v1))),
