@@ -270,6 +270,14 @@ pub fn emit_with_notes(
     };
     let inputs = program.inputs.iter().map(|&b| io(b)).collect();
     let outputs = program.outputs.iter().map(|&b| io(b)).collect();
+    let cap = e.scratch_capacity();
+    if let Some((ci, c)) = e.cores.iter().enumerate().find(|(_, c)| c.footprint > cap) {
+        return Err(BackendError::Format(format!(
+            "core {ci} needs {} bytes of scratchpad ({} words) even with its steps in bands of \
+             one unit (a row, a channel, an element); the target '{}' has {} KiB per core",
+            c.footprint, c.high, target.name, target.core.scratchpad_kib
+        )));
+    }
     let mut cores = Vec::with_capacity(e.cores.len());
     for (ci, c) in e.cores.into_iter().enumerate() {
         let mut code = c.code;
