@@ -75,6 +75,48 @@ struct CoreCode {
     high: u64,
     /// Words below which nothing is allocated (the dataflow's mailbox and rings).
     base: u64,
+    /// Per scratchpad word: the widest value (bytes) it is given to hold, over the whole
+    /// stream, as the cost report's footprint counts it; `footprint` is their sum.
+    widths: Vec<u8>,
+    footprint: u64,
+}
+
+impl CoreCode {
+    /// Marks words `at..at + len` as holding values of `width` bytes.
+    fn mark(&mut self, at: u64, len: u64, width: u8) {
+        let end = (at + len) as usize;
+        if self.widths.len() < end {
+            self.widths.resize(end, 0);
+        }
+        for w in &mut self.widths[at as usize..end] {
+            if *w < width {
+                self.footprint += (width - *w) as u64;
+                *w = width;
+            }
+        }
+    }
+
+    /// Whether the footprint (bytes) stays within `cap` if `regions` (`(words, width)`) were
+    /// allocated from `top` on.
+    fn fits_with(&self, regions: &[(u64, u8)], cap: u64) -> bool {
+        let (mut at, mut total) = (self.top, self.footprint);
+        let known = self.widths.len() as u64;
+        for &(len, width) in regions {
+            let end = at + len;
+            // Words never marked: the whole width each.
+            total += end.saturating_sub(at.max(known)) * width as u64;
+            for &old in
+                self.widths.get(at.min(known) as usize..end.min(known) as usize).unwrap_or(&[])
+            {
+                total += width.saturating_sub(old) as u64;
+            }
+            if total > cap {
+                return false;
+            }
+            at = end;
+        }
+        true
+    }
 }
 
 pub(super) struct Emitter<'a> {
@@ -165,6 +207,10 @@ pub fn emit_with_notes(
         for (c, &r) in e.cores.iter_mut().zip(&df.reserved) {
             c.base = r;
             c.high = r;
+            c.mark(0, 1, 1);
+        }
+        for &(core, at, len, width) in &df.rings {
+            e.cores[core as usize].mark(at, len, width);
         }
     }
     e.loaded = vec![None; e.arrays as usize];
@@ -224,6 +270,14 @@ pub fn emit_with_notes(
     };
     let inputs = program.inputs.iter().map(|&b| io(b)).collect();
     let outputs = program.outputs.iter().map(|&b| io(b)).collect();
+    let cap = e.scratch_capacity();
+    if let Some((ci, c)) = e.cores.iter().enumerate().find(|(_, c)| c.footprint > cap) {
+        return Err(BackendError::Format(format!(
+            "core {ci} needs {} bytes of scratchpad ({} words) even with its steps in bands of \
+             one unit (a row, a channel, an element); the target '{}' has {} KiB per core",
+            c.footprint, c.high, target.name, target.core.scratchpad_kib
+        )));
+    }
     let mut cores = Vec::with_capacity(e.cores.len());
     for (ci, c) in e.cores.into_iter().enumerate() {
         let mut code = c.code;
@@ -412,19 +466,61 @@ impl Emitter<'_> {
         c.code.push(i);
     }
 
-    /// Scratchpad words on `core` for the current step.
+    /// Scratchpad words on `core` for the current step, holding codes (one byte each).
     pub(super) fn alloc(&mut self, core: u16, words: u64) -> Result<u32> {
+        self.alloc_wide(core, words, 1)
+    }
+
+    /// Scratchpad words on `core` for the current step, holding values of up to `width` bytes
+    /// (accumulators, wide codes).
+    pub(super) fn alloc_wide(&mut self, core: u16, words: u64, width: u8) -> Result<u32> {
         let c = &mut self.cores[core as usize];
         let at = c.top;
         c.top += words;
         c.high = c.high.max(c.top);
+        c.mark(at, words, width);
         u32::try_from(at).map_err(|_| BackendError::Format("scratchpad over 2^32 words".into()))
+    }
+
+    /// The target's scratchpad of one core, in bytes.
+    pub(super) fn scratch_capacity(&self) -> u64 {
+        (self.t.core.scratchpad_kib as u64).saturating_mul(1024)
+    }
+
+    /// Whether `regions` (`(words, width)`, allocated in turn from the current top) keep
+    /// `core`'s footprint within the target's scratchpad, every word counted at the widest
+    /// value it ever holds (in this or any other step).
+    pub(super) fn fits(&self, core: u16, regions: &[(u64, u8)]) -> bool {
+        self.cores[core as usize].fits_with(regions, self.scratch_capacity())
+    }
+
+    /// The largest `u` in `1..=max` whose regions `f(u)` fit `core` ([`Emitter::fits`];
+    /// `f` grows with `u`), or `None` when not even `u = 1` fits.
+    pub(super) fn largest_fit(
+        &self,
+        core: u16,
+        max: usize,
+        f: impl Fn(usize) -> Vec<(u64, u8)>,
+    ) -> Option<usize> {
+        if max == 0 || !self.fits(core, &f(1)) {
+            return None;
+        }
+        let (mut lo, mut hi) = (1, max);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if self.fits(core, &f(mid)) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Some(lo)
     }
 
     /// Loads buffer `b` whole into a new scratchpad region of `core`.
     pub(super) fn load_buf(&mut self, core: u16, b: Buf) -> Result<u32> {
         let len = self.numel(b);
-        let at = self.alloc(core, len)?;
+        let at = self.alloc_wide(core, len, self.bytes_of(b))?;
         let eb = self.bytes_of(b);
         self.push(
             core,

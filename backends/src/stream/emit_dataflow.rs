@@ -129,6 +129,8 @@ pub(super) struct Dataflow {
     edges: Vec<Edge>,
     /// Words reserved at the bottom of each core's scratchpad (mailbox, rings).
     pub(super) reserved: Vec<u64>,
+    /// Each ring: its core, first word, words and the bytes of its values (footprints).
+    pub(super) rings: Vec<(u16, u64, u64, u8)>,
     /// Per step: its cores, the global regions (roots) it reads and those it writes.
     cores: Vec<Vec<u16>>,
     reads: Vec<Vec<Buf>>,
@@ -346,6 +348,7 @@ impl Emitter<'_> {
             stages: (0..n_steps).map(|_| None).collect(),
             edges: Vec::new(),
             reserved: Vec::new(),
+            rings: Vec::new(),
             cores: vec![Vec::new(); n_steps],
             reads: vec![Vec::new(); n_steps],
             writes: vec![Vec::new(); n_steps],
@@ -432,7 +435,10 @@ impl Emitter<'_> {
             let Some(st) = df.stages[e.to].as_ref() else { continue };
             let c = st.core as usize;
             e.base = df.reserved[c] as u32;
-            df.reserved[c] += (e.slots * e.slot_words) as u64;
+            let words = (e.slots * e.slot_words) as u64;
+            let width = elem_bytes(self.p.buffers[e.buf].elem);
+            df.rings.push((st.core, df.reserved[c], words, width));
+            df.reserved[c] += words;
         }
         self.plan_tokens(&mut df, units);
         Ok(Some(df))
@@ -978,11 +984,16 @@ impl Emitter<'_> {
         let (k, g, m) = (plan.k, plan.g, plan.g * plan.mg);
         let (bmax, rw) = Self::band_rows(st, 0);
         let core = st.core;
-        let staging = self.alloc(core, (rw * gi.row()) as u64)?;
+        let eb_in = self.bytes_of(s.input);
+        let eb_out = self.bytes_of(s.output);
+        let staging = self.alloc_wide(core, (rw * gi.row()) as u64, eb_in)?;
         let col = self.alloc(core, (st.chunk * g * k) as u64)?;
-        let acc = self.alloc(core, (bmax * st.geo.w * m) as u64)?;
-        let tmp =
-            if st.to_global { Some(self.alloc(core, (bmax * st.geo.w * m) as u64)?) } else { None };
+        let acc = self.alloc_wide(core, (bmax * st.geo.w * m) as u64, ACC_BYTES as u8)?;
+        let tmp = if st.to_global {
+            Some(self.alloc_wide(core, (bmax * st.geo.w * m) as u64, eb_out)?)
+        } else {
+            None
+        };
         let rq = RequantEntry::matrix(s.bias, s.requant);
         let rq = Self::table(&mut self.requants, rq)?;
         for bi in 0..st.bands.len() {
@@ -1034,7 +1045,7 @@ impl Emitter<'_> {
         let (bmax, rw) = Self::band_rows(st, 0);
         let core = st.core;
         let c = st.geo.c;
-        let staging = self.alloc(core, (rw * gi.row()) as u64)?;
+        let staging = self.alloc_wide(core, (rw * gi.row()) as u64, self.bytes_of(*input))?;
         let pooled = self.alloc(core, (bmax * st.geo.row()) as u64)?;
         let hwc = self.alloc(core, (bmax * st.geo.row()) as u64)?;
         for bi in 0..st.bands.len() {

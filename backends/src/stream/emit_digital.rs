@@ -6,7 +6,7 @@ use super::{window_entry, Emitter};
 use crate::error::Result;
 use crate::isa::Instr;
 use crate::program::{Buf, Requant, Step, Window};
-use crate::stream::{AddEntry, DigitalEntry, HostEntry, PermEntry, RequantEntry};
+use crate::stream::{AddEntry, DigitalEntry, HostEntry, PermEntry, RequantEntry, WindowEntry};
 
 /// The requant entry and zero point of an average pooling.
 struct Pool {
@@ -226,6 +226,26 @@ impl Emitter<'_> {
         with_len: bool,
     ) -> Result<()> {
         let kind = e.kind();
+        if with_len {
+            let table = Self::table(&mut self.digital, e.clone())?;
+            let ops = self.flat_operands(&[input], output)?;
+            if let Some(u) = self.flat_band_size(core, &ops, self.numel(output) as usize) {
+                return self.flat_banded(core, &ops, output, u, |e, (a, b), x, dst| {
+                    let len = (b - a) as u32;
+                    e.push(core, Instr::Lut { table, src: x[0], dst, len });
+                    Ok(())
+                });
+            }
+        }
+        if let Some((rows, per_row)) = self.row_bands(&e, input) {
+            let eb = self.bytes_of(input);
+            let regions = |r: usize| vec![((r * per_row) as u64, eb), ((r * per_row) as u64, 1)];
+            if !self.fits(core, &regions(rows)) {
+                if let Some(r) = self.largest_fit(core, rows, regions) {
+                    return self.row_banded(core, (input, output), &e, (rows, per_row), r);
+                }
+            }
+        }
         let table = Self::table(&mut self.digital, e)?;
         let x = self.load_buf(core, input)?;
         let out = self.alloc(core, self.numel(output))?;
@@ -281,6 +301,14 @@ impl Emitter<'_> {
     /// `mul` of two operands of the output's shape (a broadcast one expanded first).
     fn mul(&mut self, core: u16, (a, b): (Buf, Buf), output: Buf, e: DigitalEntry) -> Result<()> {
         let table = Self::table(&mut self.digital, e)?;
+        let ops = self.flat_operands(&[a, b], output)?;
+        if let Some(u) = self.flat_band_size(core, &ops, self.numel(output) as usize) {
+            return self.flat_banded(core, &ops, output, u, |e, (a, b), x, dst| {
+                let len = (b - a) as u32;
+                e.push(core, Instr::Mul { table, a: x[0], b: x[1], dst, len });
+                Ok(())
+            });
+        }
         let xa = self.load_expanded(core, a, output)?;
         let xb = self.load_expanded(core, b, output)?;
         let len = self.numel(output) as u32;
@@ -396,11 +424,34 @@ impl Emitter<'_> {
         prepare_b: Option<RequantEntry>,
     ) -> Result<()> {
         let table = Self::table(&mut self.adds, entry)?;
+        let prep = match prepare_b {
+            Some(p) => Some(Self::table(&mut self.requants, p)?),
+            None => None,
+        };
+        let ops = self.flat_operands(&[a, b], output)?;
+        if let Some(u) = self.flat_band_size(core, &ops, self.numel(output) as usize) {
+            return self.flat_banded(core, &ops, output, u, |e, (a, b), x, dst| {
+                let len = (b - a) as u32;
+                if let Some(t) = prep {
+                    let (src, dst) = (x[1], x[1]);
+                    let rq = Instr::Requant {
+                        table: t,
+                        src,
+                        dst,
+                        len,
+                        channel_len: 1,
+                        first_channel: 0,
+                    };
+                    e.push(core, rq);
+                }
+                e.push(core, Instr::Add { table, a: x[0], b: x[1], dst, len });
+                Ok(())
+            });
+        }
         let xa = self.load_expanded(core, a, output)?;
         let xb = self.load_expanded(core, b, output)?;
         let len = self.numel(output) as u32;
-        if let Some(prep) = prepare_b {
-            let t = Self::table(&mut self.requants, prep)?;
+        if let Some(t) = prep {
             let rq = Instr::Requant {
                 table: t,
                 src: xb,
@@ -516,6 +567,13 @@ impl Emitter<'_> {
         channel_len: usize,
     ) -> Result<()> {
         let table = Self::table(&mut self.requants, entry)?;
+        let ops = self.flat_operands(&[input], output)?;
+        if let Some(u) = self.flat_band_size(core, &ops, self.numel(output) as usize) {
+            return self.flat_banded(core, &ops, output, u, |e, band, x, dst| {
+                e.requant_pieces(core, table, (x[0], dst), band, channel_len);
+                Ok(())
+            });
+        }
         let x = self.load_buf(core, input)?;
         let len = self.numel(input) as u32;
         let out = self.alloc(core, len as u64)?;
@@ -547,6 +605,17 @@ impl Emitter<'_> {
         let so = self.p.buffers[output].shape.clone();
         let mut w = window_entry(&si, &so, window, 1).map_err(|m| self.err(m))?;
         w.count_include_pad = avg.as_ref().is_some_and(|a| a.include_pad);
+        let (hw, ohw) = (w.source_len() / w.channels as u64, w.pool_len() / w.channels as u64);
+        let eb = self.bytes_of(input);
+        let regions =
+            |c: usize| vec![(c as u64 * hw * si[0] as u64, eb), (c as u64 * ohw * si[0] as u64, 1)];
+        let channels = w.channels as usize;
+        if !self.fits(core, &regions(channels)) {
+            let per = |c: usize| vec![(c as u64 * hw, eb), (c as u64 * ohw, 1)];
+            if let Some(cb) = self.largest_fit(core, channels, per) {
+                return self.pool_channel_bands(core, (input, output), &w, cb, avg.as_ref());
+            }
+        }
         let window = Self::table(&mut self.windows, w.clone())?;
         let x = self.load_buf(core, input)?;
         let out = self.alloc(core, self.numel(output))?;
@@ -562,6 +631,319 @@ impl Emitter<'_> {
             );
         }
         self.store_buf(core, out, output);
+        Ok(())
+    }
+}
+
+/// An operand of an element-wise step cut into flat bands of the output: a buffer of the
+/// output's shape, or one that broadcasts to it (`index`: the element each output element
+/// reads).
+struct FlatOperand {
+    buf: Buf,
+    index: Option<Vec<u32>>,
+}
+
+impl FlatOperand {
+    /// The source words band `e0..e1` reads: `(first, count)`.
+    fn span(&self, (e0, e1): (usize, usize)) -> (u32, u32) {
+        match &self.index {
+            None => (e0 as u32, (e1 - e0) as u32),
+            Some(ix) => {
+                let s = &ix[e0..e1];
+                let lo = s.iter().copied().min().unwrap_or(0);
+                let hi = s.iter().copied().max().map_or(0, |h| h + 1);
+                (lo, hi - lo)
+            }
+        }
+    }
+}
+
+/// Flat bands of `u` elements over `n`.
+fn flat_bands(n: usize, u: usize) -> Vec<(usize, usize)> {
+    (0..n).step_by(u.max(1)).map(|a| (a, (a + u.max(1)).min(n))).collect()
+}
+
+impl Emitter<'_> {
+    /// The operands of an element-wise step whose output is `like`.
+    fn flat_operands(&self, bufs: &[Buf], like: Buf) -> Result<Vec<FlatOperand>> {
+        bufs.iter()
+            .map(|&b| {
+                let (from, to) = (&self.p.buffers[b].shape, &self.p.buffers[like].shape);
+                if from == to {
+                    return Ok(FlatOperand { buf: b, index: None });
+                }
+                let index = broadcast_map(from, to)
+                    .ok_or_else(|| self.err(format!("{from:?} does not broadcast to {to:?}")))?;
+                Ok(FlatOperand { buf: b, index: Some(index) })
+            })
+            .collect()
+    }
+
+    /// The regions of flat bands of `u` elements: per operand its span (and, broadcast, its
+    /// expanded band), then the output band.
+    fn flat_regions(&self, ops: &[FlatOperand], n: usize, u: usize) -> Vec<(u64, u8)> {
+        let bands = flat_bands(n, u);
+        let mut v = Vec::new();
+        for op in ops {
+            let span = bands.iter().map(|&b| op.span(b).1).max().unwrap_or(0);
+            v.push((span as u64, self.bytes_of(op.buf)));
+            if op.index.is_some() {
+                v.push((u as u64, 1));
+            }
+        }
+        v.push((u as u64, 1));
+        v
+    }
+
+    /// Band size of an element-wise step of `n` output elements on `core`, when the whole
+    /// step does not fit at once (`None`: run it whole, as it fits or as not even one element
+    /// fits).
+    fn flat_band_size(&self, core: u16, ops: &[FlatOperand], n: usize) -> Option<usize> {
+        if self.fits(core, &self.flat_regions(ops, n, n)) {
+            return None;
+        }
+        self.largest_fit(core, n, |u| self.flat_regions(ops, n, u)).filter(|&u| u < n)
+    }
+
+    /// Allocates the regions of flat bands of `u` elements: per operand `(span, expanded)`,
+    /// and the output band.
+    fn flat_alloc(
+        &mut self,
+        core: u16,
+        ops: &[FlatOperand],
+        n: usize,
+        u: usize,
+    ) -> Result<(Vec<(u32, u32)>, u32)> {
+        let regions = self.flat_regions(ops, n, u);
+        let mut at = Vec::new();
+        let mut k = 0;
+        for op in ops {
+            let span = self.alloc_wide(core, regions[k].0, regions[k].1)?;
+            k += 1;
+            let exp = if op.index.is_some() {
+                k += 1;
+                self.alloc(core, u as u64)?
+            } else {
+                span
+            };
+            at.push((span, exp));
+        }
+        let out = self.alloc(core, u as u64)?;
+        Ok((at, out))
+    }
+
+    /// Loads band `e0..e1` of each operand (a broadcast one through its span and a `gather`);
+    /// returns each operand's band address.
+    fn flat_load(
+        &mut self,
+        core: u16,
+        ops: &[FlatOperand],
+        at: &[(u32, u32)],
+        (e0, e1): (usize, usize),
+    ) -> Result<Vec<u32>> {
+        let mut v = Vec::with_capacity(ops.len());
+        for (op, &(span_at, exp_at)) in ops.iter().zip(at) {
+            let (first, count) = op.span((e0, e1));
+            let eb = self.bytes_of(op.buf);
+            let src = self.addr[op.buf] + first;
+            self.push(core, Instr::Load { dst: span_at, src, len: count, elem_bytes: eb });
+            match &op.index {
+                None => v.push(span_at),
+                Some(ix) => {
+                    let index = ix[e0..e1].iter().map(|&i| i - first).collect();
+                    let e = DigitalEntry::Gather { src_len: count, index, fill: 0 };
+                    let table = Self::table(&mut self.digital, e)?;
+                    self.push(core, Instr::Gather { table, src: span_at, dst: exp_at });
+                    v.push(exp_at);
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// An element-wise step in flat bands of `u` output elements: per band, its operands
+    /// loaded, `body(band, operand addresses, output address)`, the band stored.
+    fn flat_banded(
+        &mut self,
+        core: u16,
+        ops: &[FlatOperand],
+        output: Buf,
+        u: usize,
+        mut body: impl FnMut(&mut Self, (usize, usize), &[u32], u32) -> Result<()>,
+    ) -> Result<()> {
+        let n = self.numel(output) as usize;
+        let (at, out) = self.flat_alloc(core, ops, n, u)?;
+        let eb = self.bytes_of(output);
+        for band in flat_bands(n, u) {
+            let x = self.flat_load(core, ops, &at, band)?;
+            body(self, band, &x, out)?;
+            let (dst, len) = (self.addr[output] + band.0 as u32, (band.1 - band.0) as u32);
+            self.push(core, Instr::Store { dst, src: out, len, elem_bytes: eb });
+        }
+        Ok(())
+    }
+
+    /// `requant` of band `e0..e1` of a tensor whose channels are runs of `channel_len`
+    /// elements: one instruction per piece that starts a channel run or stays in one.
+    fn requant_pieces(
+        &mut self,
+        core: u16,
+        table: u16,
+        (src, dst): (u32, u32),
+        (e0, e1): (usize, usize),
+        channel_len: usize,
+    ) {
+        let cl = channel_len.max(1);
+        let mut a = e0;
+        while a < e1 {
+            // A piece inside one run, up to the run's end, or from a run's start every whole
+            // run of the band.
+            let (b, cl_here, first) = if a % cl != 0 || e1 - a < cl {
+                let b = ((a / cl + 1) * cl).min(e1);
+                (b, b - a, a / cl)
+            } else {
+                (a + (e1 - a) / cl * cl, cl, a / cl)
+            };
+            let off = (a - e0) as u32;
+            self.push(
+                core,
+                Instr::Requant {
+                    table,
+                    src: src + off,
+                    dst: dst + off,
+                    len: (b - a) as u32,
+                    channel_len: cl_here as u32,
+                    first_channel: first as u32,
+                },
+            );
+            a = b;
+        }
+    }
+
+    /// A pooling step in bands of `cb` channels of one image (pooling is per channel: no
+    /// halo), each loaded, pooled and stored before the next.
+    fn pool_channel_bands(
+        &mut self,
+        core: u16,
+        (input, output): (Buf, Buf),
+        w: &WindowEntry,
+        cb: usize,
+        avg: Option<&Pool>,
+    ) -> Result<()> {
+        let (hw, ohw) = (w.source_len() / w.channels as u64, w.pool_len() / w.channels as u64);
+        let (eb_in, eb_out) = (self.bytes_of(input), self.bytes_of(output));
+        let x = self.alloc_wide(core, cb as u64 * hw, eb_in)?;
+        let out = self.alloc(core, cb as u64 * ohw)?;
+        let (c, images) = (w.channels as usize, self.p.buffers[input].shape[0]);
+        for img in 0..images {
+            for c0 in (0..c).step_by(cb) {
+                let n = cb.min(c - c0);
+                let entry = WindowEntry { channels: n as u32, ..w.clone() };
+                let window = Self::table(&mut self.windows, entry)?;
+                let at = ((img * c + c0) as u64 * hw) as u32;
+                let len = (n as u64 * hw) as u32;
+                let src = self.addr[input] + at;
+                self.push(core, Instr::Load { dst: x, src, len, elem_bytes: eb_in });
+                self.push(
+                    core,
+                    match avg {
+                        None => Instr::MaxPool { window, src: x, dst: out },
+                        Some(a) => Instr::AvgPool {
+                            window,
+                            table: a.table,
+                            src: x,
+                            dst: out,
+                            zero: a.zero,
+                        },
+                    },
+                );
+                let dst = self.addr[output] + ((img * c + c0) as u64 * ohw) as u32;
+                let len = (n as u64 * ohw) as u32;
+                self.push(core, Instr::Store { dst, src: out, len, elem_bytes: eb_out });
+            }
+        }
+        Ok(())
+    }
+
+    /// A row-wise step as independent rows: `(rows, codes per row)` (Softmax: the rows before
+    /// its axis, each `axis·inner` codes; LayerNorm: its groups); `None` for another entry.
+    fn row_bands(&self, e: &DigitalEntry, input: Buf) -> Option<(usize, usize)> {
+        let n = self.numel(input) as usize;
+        match e {
+            DigitalEntry::Softmax { shape, axis, .. } => {
+                let outer: usize = shape[..(*axis as usize).min(shape.len())]
+                    .iter()
+                    .map(|&d| d as usize)
+                    .product();
+                (outer > 0).then(|| (outer, n / outer))
+            }
+            DigitalEntry::LayerNorm { groups, n: per, .. } => {
+                Some((*groups as usize, *per as usize))
+            }
+            _ => None,
+        }
+    }
+
+    /// A row-wise step in bands of `r` rows: each band loaded, normalized with the entry of
+    /// its rows (the same parameters, fewer rows) and stored.
+    fn row_banded(
+        &mut self,
+        core: u16,
+        (input, output): (Buf, Buf),
+        e: &DigitalEntry,
+        (rows, per_row): (usize, usize),
+        r: usize,
+    ) -> Result<()> {
+        let (eb_in, eb_out) = (self.bytes_of(input), self.bytes_of(output));
+        let x = self.alloc_wide(core, (r * per_row) as u64, eb_in)?;
+        let out = self.alloc(core, (r * per_row) as u64)?;
+        for a in (0..rows).step_by(r) {
+            let n = r.min(rows - a);
+            let band = match e {
+                DigitalEntry::Softmax { shape, axis, exp_table, requant } => {
+                    let ax = *axis as usize;
+                    let mut sh = vec![n as u32];
+                    sh.extend_from_slice(&shape[ax.min(shape.len())..]);
+                    DigitalEntry::Softmax {
+                        shape: sh,
+                        axis: 1,
+                        exp_table: exp_table.clone(),
+                        requant: requant.clone(),
+                    }
+                }
+                DigitalEntry::LayerNorm {
+                    n: per,
+                    input_zero_point,
+                    epsilon_term,
+                    gamma,
+                    beta,
+                    requant,
+                    ..
+                } => DigitalEntry::LayerNorm {
+                    groups: n as u32,
+                    n: *per,
+                    input_zero_point: *input_zero_point,
+                    epsilon_term: *epsilon_term,
+                    gamma: gamma.clone(),
+                    beta: beta.clone(),
+                    requant: requant.clone(),
+                },
+                _ => return Err(self.err("a row band of a step that is not row-wise")),
+            };
+            let table = Self::table(&mut self.digital, band)?;
+            let (off, len) = ((a * per_row) as u32, (n * per_row) as u32);
+            let src = self.addr[input] + off;
+            self.push(core, Instr::Load { dst: x, src, len, elem_bytes: eb_in });
+            self.push(
+                core,
+                match e {
+                    DigitalEntry::Softmax { .. } => Instr::Softmax { table, src: x, dst: out },
+                    _ => Instr::LayerNorm { table, src: x, dst: out },
+                },
+            );
+            let dst = self.addr[output] + off;
+            self.push(core, Instr::Store { dst, src: out, len, elem_bytes: eb_out });
+        }
         Ok(())
     }
 }

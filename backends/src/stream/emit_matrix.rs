@@ -6,6 +6,7 @@ use super::{window_entry, Emitter};
 use crate::error::Result;
 use crate::isa::Instr;
 use crate::program::{Buf, Crossbar, Elem, MatrixKind, MatrixStep};
+use crate::stream::cost::ACC_BYTES;
 use crate::stream::{GroupEntry, PermEntry, RequantEntry, Schedule, WindowEntry};
 use cimc_ir::{CrossbarGeometry, WeightEncoding};
 
@@ -411,8 +412,12 @@ impl Emitter<'_> {
     ) -> Result<()> {
         let (k, g, m) = (plan.k, plan.g, plan.g * plan.mg);
         let core = groups[0].core;
+        let whole = replica_regions(self.whole_band(s, vs, (v0, v1)), plan, groups, false);
+        if !self.fits(core, &whole) {
+            return self.emit_replica_banded(s, plan, vs, groups, (v0, v1), rq);
+        }
         let x_in = self.load_buf(core, s.input)?;
-        let acc = self.alloc(core, ((v1 - v0) * m) as u64)?;
+        let acc = self.alloc_wide(core, ((v1 - v0) * m) as u64, ACC_BYTES as u8)?;
         let chunks = segments((v0, v1), vs.pixels, vs.chunk);
         let longest = chunks.iter().map(|c| c.1 - c.0).max().unwrap_or(0);
         let col = match vs.window {
@@ -424,7 +429,7 @@ impl Emitter<'_> {
             .filter(|pg| pg.part.r0 > 0)
             .map(|pg| (pg.part.cg1 - pg.part.cg0) * (pg.part.n1 - pg.part.n0));
         let tmp = match tmp_len.max() {
-            Some(n) => self.alloc(core, (longest * n) as u64)?,
+            Some(n) => self.alloc_wide(core, (longest * n) as u64, ACC_BYTES as u8)?,
             None => 0,
         };
         let at = ReplicaScratch { core, v0, x_in, acc, col, tmp, z: s.input_zero_point };
@@ -593,4 +598,325 @@ fn segments((v0, v1): (usize, usize), pixels: usize, chunk: usize) -> Vec<(usize
         a = end;
     }
     v
+}
+
+/// What one band of a replica holds in the scratchpad: its input (words, bytes per word), its
+/// vectors, the longest `im2col` chunk and the channel-first copy of its codes (`tbuf`
+/// vectors; Conv only).
+#[derive(Clone, Copy, Debug)]
+struct BandNeed {
+    input_words: u64,
+    eb_in: u8,
+    vectors: usize,
+    chunk: usize,
+    conv: bool,
+    tbuf: usize,
+}
+
+/// The regions a replica allocates for a band ([`BandNeed`]), in the order it allocates them:
+/// unbanded, the input, the accumulators, the `im2col` vectors, the partial sums of row parts,
+/// the channel-first copy; banded (`wide_first`), the accumulators and partial sums first, so
+/// that every band's widest words lie where earlier steps' widest words lie (the footprint
+/// counts each word at the widest value it ever holds).
+fn replica_regions(
+    b: BandNeed,
+    plan: &MatrixPlan,
+    groups: &[PlannedGroup],
+    wide_first: bool,
+) -> Vec<(u64, u8)> {
+    let (gk, m) = ((plan.g * plan.k) as u64, (plan.g * plan.mg) as u64);
+    let acc = ACC_BYTES as u8;
+    let tmp = groups
+        .iter()
+        .filter(|pg| pg.part.r0 > 0)
+        .map(|pg| (pg.part.cg1 - pg.part.cg0) * (pg.part.n1 - pg.part.n0))
+        .max()
+        .map(|n| ((b.chunk * n) as u64, acc));
+    let accs = (b.vectors as u64 * m, acc);
+    let input = (b.input_words, b.eb_in);
+    let col = b.conv.then_some((b.chunk as u64 * gk, 1));
+    let tbuf = b.conv.then_some((b.tbuf as u64 * m, 1));
+    if wide_first {
+        [Some(accs), tmp, Some(input), col, tbuf].into_iter().flatten().collect()
+    } else {
+        [Some(input), Some(accs), col, tmp, tbuf].into_iter().flatten().collect()
+    }
+}
+
+/// One band of a conv: output positions `p0..p1` of one image, the input rows `lo..hi` they
+/// read and the window over those rows.
+struct ConvBand {
+    lo: usize,
+    hi: usize,
+    window: WindowEntry,
+}
+
+/// The band of positions `p0..p1` (of one image) of the conv `full`: the input rows its
+/// windows reach (the halo included) and the window entry over them, its own top and bottom
+/// padding; `None` when the band reads no input row (only padding).
+fn conv_band(full: &WindowEntry, (p0, p1): (usize, usize)) -> Option<ConvBand> {
+    let ow = full.out_width as usize;
+    let (o0, o1) = (p0 / ow, (p1 - 1) / ow + 1);
+    let (k, s, d) = (full.kernel[0] as usize, full.strides[0] as usize, full.dilations[0] as usize);
+    let (top, h) = (full.pads[0] as usize, full.height as usize);
+    let eff = (k - 1) * d + 1;
+    let lo = (o0 * s).saturating_sub(top);
+    let hi = ((o1 - 1) * s + eff).saturating_sub(top).min(h);
+    if hi <= lo {
+        return None;
+    }
+    let pt = top + lo - o0 * s;
+    let span = (o1 - o0 - 1) * s + eff;
+    let pb = span.saturating_sub(pt + hi - lo);
+    let window = WindowEntry {
+        height: (hi - lo) as u32,
+        pads: [pt as u32, full.pads[1], pb as u32, full.pads[3]],
+        out_height: (o1 - o0) as u32,
+        first_position: (p0 - o0 * ow) as u32,
+        positions: (p1 - p0) as u32,
+        ..full.clone()
+    };
+    Some(ConvBand { lo, hi, window })
+}
+
+impl Emitter<'_> {
+    /// What the whole of a replica's vectors `v0..v1` holds at once (the unbanded emission).
+    fn whole_band(&self, s: &MatrixStep, vs: &Vectors, (v0, v1): (usize, usize)) -> BandNeed {
+        let chunks = segments((v0, v1), vs.pixels, vs.chunk);
+        let longest = chunks.iter().map(|c| c.1 - c.0).max().unwrap_or(0);
+        let segs = segments((v0, v1), vs.pixels, usize::MAX);
+        BandNeed {
+            input_words: self.numel(s.input),
+            eb_in: self.bytes_of(s.input),
+            vectors: v1 - v0,
+            chunk: longest,
+            conv: vs.window.is_some(),
+            tbuf: segs.iter().map(|s| s.1 - s.0).max().unwrap_or(0),
+        }
+    }
+
+    /// The bands of `u` vectors of a replica's `v0..v1` (never across an image) and what the
+    /// largest of them holds; `None` when a conv band reads only padding.
+    fn bands_of(
+        &self,
+        s: &MatrixStep,
+        vs: &Vectors,
+        (v0, v1): (usize, usize),
+        u: usize,
+    ) -> Option<(Vec<(usize, usize)>, BandNeed)> {
+        let bands = segments((v0, v1), vs.pixels, u);
+        let eb_in = self.bytes_of(s.input);
+        let longest = bands.iter().map(|b| b.1 - b.0).max().unwrap_or(0);
+        let mut need = BandNeed {
+            input_words: 0,
+            eb_in,
+            vectors: longest,
+            chunk: longest.min(vs.chunk),
+            conv: vs.window.is_some(),
+            tbuf: longest,
+        };
+        match &vs.window {
+            Some(w) => {
+                let row = w.channels as u64 * w.width as u64;
+                for &(a, b) in &bands {
+                    let p0 = a % vs.pixels;
+                    let cb = conv_band(w, (p0, p0 + b - a))?;
+                    need.input_words = need.input_words.max((cb.hi - cb.lo) as u64 * row);
+                }
+            }
+            None => need.input_words = (longest * s.k_and_m().0) as u64,
+        }
+        Some((bands, need))
+    }
+
+    /// A replica whose vectors do not fit the scratchpad at once: bands of output positions
+    /// (rows of the output, or parts of a row; Gemm: rows of the input), each loading only the
+    /// input rows its windows reach, computed and stored before the next. A layer cut into
+    /// parts runs every part on each band (layer-serial: its arrays are programmed again when
+    /// another part held them). When not even one position fits, the replica runs whole.
+    fn emit_replica_banded(
+        &mut self,
+        s: &MatrixStep,
+        plan: &MatrixPlan,
+        vs: &Vectors,
+        groups: &[PlannedGroup],
+        (v0, v1): (usize, usize),
+        rq: u16,
+    ) -> Result<()> {
+        let core = groups[0].core;
+        let fit = |u: usize| match self.bands_of(s, vs, (v0, v1), u) {
+            Some((_, need)) => replica_regions(need, plan, groups, true),
+            None => vec![(u64::MAX / 8, 1)],
+        };
+        let mut u = self.largest_fit(core, v1 - v0, fit).unwrap_or(v1 - v0);
+        // Whole output rows when one fits: a band of part of a row reads its halo rows whole.
+        if let Some(w) = &vs.window {
+            let ow = w.out_width as usize;
+            if u >= ow && u < v1 - v0 {
+                u -= u % ow;
+            }
+        }
+        let (bands, need) = match self.bands_of(s, vs, (v0, v1), u) {
+            Some(b) => b,
+            None => (segments((v0, v1), vs.pixels, usize::MAX), self.whole_band(s, vs, (v0, v1))),
+        };
+        let (m, z) = (plan.g * plan.mg, s.input_zero_point);
+        let acc = self.alloc_wide(core, (need.vectors * m) as u64, ACC_BYTES as u8)?;
+        let tmp_len = groups
+            .iter()
+            .filter(|pg| pg.part.r0 > 0)
+            .map(|pg| (pg.part.cg1 - pg.part.cg0) * (pg.part.n1 - pg.part.n0))
+            .max();
+        let tmp = match tmp_len {
+            Some(n) => self.alloc_wide(core, (need.chunk * n) as u64, ACC_BYTES as u8)?,
+            None => 0,
+        };
+        let x_in = self.alloc_wide(core, need.input_words, need.eb_in)?;
+        let col = match vs.window {
+            Some(_) => self.alloc(core, (need.chunk * plan.g * plan.k) as u64)?,
+            None => 0,
+        };
+        let tbuf = match vs.window {
+            Some(_) => self.alloc(core, (need.tbuf * m) as u64)?,
+            None => 0,
+        };
+        if groups.len() == 1 {
+            self.configure(s, plan, &groups[0])?;
+        }
+        for &(a, b) in &bands {
+            let at = ReplicaScratch { core, v0: a, x_in, acc, col, tmp, z };
+            let chunks = segments((a, b), vs.pixels, vs.chunk);
+            match &vs.window {
+                Some(w) => {
+                    let p0 = a % vs.pixels;
+                    let img = a / vs.pixels;
+                    let cb = conv_band(w, (p0, p0 + b - a))
+                        .ok_or_else(|| self.err("a band of the conv reads only padding"))?;
+                    self.load_rows(core, s.input, (img, cb.lo, cb.hi), w, x_in);
+                    for (gi, pg) in groups.iter().enumerate() {
+                        if groups.len() > 1 {
+                            self.configure(s, plan, pg)?;
+                        }
+                        for &(c0, c1) in &chunks {
+                            // Only the first group's pass fills the vectors when one chunk
+                            // covers the band.
+                            if gi == 0 || chunks.len() > 1 {
+                                let entry = WindowEntry {
+                                    first_position: cb.window.first_position + (c0 - a) as u32,
+                                    positions: (c1 - c0) as u32,
+                                    ..cb.window.clone()
+                                };
+                                let window = Self::table(&mut self.windows, entry)?;
+                                self.push(
+                                    core,
+                                    Instr::Im2col { window, src: x_in, dst: col, pad: z },
+                                );
+                            }
+                            self.mvm_chunk(plan, &at, pg, (c0, c1), col);
+                        }
+                    }
+                }
+                None => {
+                    let (k, eb) = (plan.g * plan.k, self.bytes_of(s.input));
+                    let src = self.addr[s.input] + (a * k) as u32;
+                    let len = ((b - a) * k) as u32;
+                    self.push(core, Instr::Load { dst: x_in, src, len, elem_bytes: eb });
+                    for pg in groups {
+                        if groups.len() > 1 {
+                            self.configure(s, plan, pg)?;
+                        }
+                        self.mvm_chunk(plan, &at, pg, (a, b), x_in);
+                    }
+                }
+            }
+            let len = ((b - a) * m) as u32;
+            self.push(
+                core,
+                Instr::Requant {
+                    table: rq,
+                    src: acc,
+                    dst: acc,
+                    len,
+                    channel_len: 1,
+                    first_channel: 0,
+                },
+            );
+            match vs.window {
+                None => {
+                    let (eb, out) = (self.bytes_of(s.output), self.addr[s.output]);
+                    let dst = out + (a * m) as u32;
+                    self.push(core, Instr::Store { dst, src: acc, len, elem_bytes: eb });
+                }
+                Some(_) => self.store_band(core, (acc, tbuf), (a, b), vs.pixels, m, s.output)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Input rows `lo..hi` of image `img` of a conv's input (`w` its whole window),
+    /// channel-first (`[c][rows][w]`) at `dst`: one `load` per channel, one in all when the
+    /// rows are the whole image.
+    fn load_rows(
+        &mut self,
+        core: u16,
+        input: Buf,
+        (img, lo, hi): (usize, usize, usize),
+        w: &WindowEntry,
+        dst: u32,
+    ) {
+        let (c, h, wd) = (w.channels as usize, w.height as usize, w.width as usize);
+        let eb = self.bytes_of(input);
+        let base = self.addr[input] as usize + img * c * h * wd;
+        let rows = hi - lo;
+        if rows == h {
+            let len = (c * h * wd) as u32;
+            self.push(core, Instr::Load { dst, src: base as u32, len, elem_bytes: eb });
+            return;
+        }
+        for ch in 0..c {
+            let load = Instr::Load {
+                dst: dst + (ch * rows * wd) as u32,
+                src: (base + ch * h * wd + lo * wd) as u32,
+                len: (rows * wd) as u32,
+                elem_bytes: eb,
+            };
+            self.push(core, load);
+        }
+    }
+
+    /// The codes of band `a..b` (vector-major at `acc`, one image) to the program's
+    /// channel-first output, through `tbuf`.
+    fn store_band(
+        &mut self,
+        core: u16,
+        (acc, tbuf): (u32, u32),
+        (a, b): (usize, usize),
+        pixels: usize,
+        m: usize,
+        output: Buf,
+    ) -> Result<()> {
+        let (eb, out) = (self.bytes_of(output), self.addr[output]);
+        let (img, p0, len_p) = (a / pixels, a % pixels, b - a);
+        let entry = PermEntry { shape: vec![len_p as u32, m as u32], perm: vec![1, 0] };
+        let table = Self::table(&mut self.perms, entry)?;
+        self.push(core, Instr::Transpose { table, src: acc, dst: tbuf });
+        let img_base = out + (img * m * pixels) as u32;
+        if len_p == pixels {
+            let len = (m * pixels) as u32;
+            self.push(core, Instr::Store { dst: img_base, src: tbuf, len, elem_bytes: eb });
+            return Ok(());
+        }
+        for n in 0..m {
+            self.push(
+                core,
+                Instr::Store {
+                    dst: img_base + (n * pixels + p0) as u32,
+                    src: tbuf + (n * len_p) as u32,
+                    len: len_p as u32,
+                    elem_bytes: eb,
+                },
+            );
+        }
+        Ok(())
+    }
 }

@@ -827,6 +827,19 @@ mod tests {
         assert_eq!(text::parse(&text).unwrap(), s);
     }
 
+    /// A core declaring more scratchpad words than its target has bytes is refused (the
+    /// emitter bands every step to fit; issue 23).
+    #[test]
+    fn a_scratchpad_above_the_targets_is_refused() {
+        let mut s = tiny();
+        s.cores[0].scratch_words = 256 * 1024;
+        s.validate().unwrap();
+        s.cores[0].scratch_words += 1;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("core 0 declares a scratchpad of 262145 words"), "{err}");
+        assert!(err.contains("256 KiB per core"), "{err}");
+    }
+
     /// Memories no simulator could hold are refused when a stream is read (issue 25).
     #[test]
     fn memories_above_the_limit_are_refused() {

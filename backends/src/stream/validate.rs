@@ -77,6 +77,23 @@ pub fn column_groups(x: &Crossbar, g: &GroupEntry) -> usize {
 /// not when the simulator fails to allocate it.
 pub const MAX_MEMORY_WORDS: u64 = 1 << 29;
 
+/// A core may not declare more scratchpad than the target it was emitted for has: every
+/// word holds at least one byte (a code), so a core of more words than the target's
+/// `core.scratchpad_kib · 1024` bytes cannot fit it. Streams that record only a stamp carry no
+/// capacity and are not checked.
+fn check_scratch_capacity(s: &Stream) -> Result<()> {
+    let Some(crate::target::TargetRecord::Full(t)) = &s.target else { return Ok(()) };
+    let cap = (t.core.scratchpad_kib as u64).saturating_mul(1024);
+    match s.cores.iter().position(|c| c.scratch_words as u64 > cap) {
+        Some(i) => Err(fail(format!(
+            "core {i} declares a scratchpad of {} words; the target '{}' has {} KiB per core \
+             ({cap} bytes, and every word holds at least one byte)",
+            s.cores[i].scratch_words, t.name, t.core.scratchpad_kib
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub(super) fn validate(s: &Stream) -> Result<()> {
     if s.cores.is_empty() {
         return Err(fail("the stream has no cores".into()));
@@ -93,6 +110,7 @@ pub(super) fn validate(s: &Stream) -> Result<()> {
             s.cores.iter().map(|c| c.scratch_words).max().unwrap_or(0)
         )));
     }
+    check_scratch_capacity(s)?;
     for (kind, list) in [("input", &s.inputs), ("output", &s.outputs)] {
         for (i, io) in list.iter().enumerate() {
             tables::io(io, s.global_words)
