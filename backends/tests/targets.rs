@@ -172,8 +172,8 @@ fn flipped_encoding_loads_with_any_range() {
     let text =
         preset_text("isaac").replace("encoding = \"flipped\"", "encoding = \"differential\"");
     assert!(text.contains("encoding = \"differential\""));
-    let t = Target::from_toml_str(&text, "isaac_differential.toml")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let t =
+        Target::from_toml_str(&text, "isaac_differential.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (t.chip.adc_range, t.chip.crossbar.encoding, t.max_partial_sum()),
         (AdcRange::Calib, WeightEncoding::Differential, 384)

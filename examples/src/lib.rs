@@ -140,7 +140,10 @@ pub fn isaac_differential() -> cimc_backends::target::Target {
     let path = repo_root().join("targets/isaac.toml");
     let text = std::fs::read_to_string(&path).expect("invariant: the repository has its presets");
     let text = text.replace("encoding = \"flipped\"", "encoding = \"differential\"");
-    assert!(text.contains("encoding = \"differential\""), "invariant: isaac.toml states its encoding");
+    assert!(
+        text.contains("encoding = \"differential\""),
+        "invariant: isaac.toml states its encoding"
+    );
     cimc_backends::target::Target::from_toml_str(&text, "isaac.toml")
         .expect("invariant: isaac with differential weights is a valid target")
 }

@@ -145,14 +145,22 @@ fn goal(r: &Row, rows: &[Row], shared: &Path) -> Option<Goal> {
     let first_measured = |name: &str| r.peers.iter().find(|p| p.name.starts_with(name));
     match r.id {
         "float-r18-b1" => {
+            // Issue 24: at most onnxruntime's time on the AVX-512 kernels, 1.3× on the portable
+            // ones (the CPUs without AVX-512), and faster than tract on both.
             let ort = first_measured("onnxruntime")?;
             let tract = first_measured("tract");
             let ratio = r.median_ms / ort.median_ms;
             let faster = tract.is_none_or(|t| r.median_ms < t.median_ms);
+            let bound = if std::env::var_os("CIMC_PORTABLE_KERNELS").is_some() { 1.3 } else { 1.0 };
             Some(Goal {
-                text: format!("≤ 1.5× onnxruntime ({ratio:.2}×) and faster than tract"),
-                met: ratio <= 1.5 && faster,
+                text: format!("≤ {bound:.1}× onnxruntime ({ratio:.2}×) and faster than tract"),
+                met: ratio <= bound && faster,
             })
+        }
+        "float-r18-b8" | "float-mnv2-b1" => {
+            let ort = first_measured("onnxruntime")?;
+            let ratio = r.median_ms / ort.median_ms;
+            Some(Goal { text: format!("≤ 1.5× onnxruntime ({ratio:.2}×)"), met: ratio <= 1.5 })
         }
         "import" => Some(Goal { text: "< 50 ms".into(), met: r.median_ms < 50.0 }),
         "isaac-r18-b1" => {
@@ -196,10 +204,14 @@ fn goal(r: &Row, rows: &[Row], shared: &Path) -> Option<Goal> {
         "compile-r18-program" | "compile-r18-stream" => {
             let size = std::fs::metadata(shared.join("models/resnet18_bn.onnx")).ok()?.len();
             let peak = r.peak_bytes?;
-            Some(Goal {
-                text: format!("peak < 3× model file ({:.2}×)", peak as f64 / size as f64),
-                met: peak < 3 * size,
-            })
+            let peak_text = format!("peak < 3× model file ({:.2}×)", peak as f64 / size as f64);
+            // Issue 24 times the stream compile (calibration included); the program's is shown.
+            let (text, fast) = if r.id == "compile-r18-stream" {
+                (format!("< 500 ms and {peak_text}"), r.median_ms < 500.0)
+            } else {
+                (peak_text, true)
+            };
+            Some(Goal { text, met: fast && peak < 3 * size })
         }
         _ => None,
     }
