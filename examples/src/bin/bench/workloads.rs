@@ -104,7 +104,16 @@ pub fn kernel_path(id: &str) -> Option<String> {
         // The baseline integer kernel is replaced by exact f32 GEMMs over chunks of K.
         "w8a8-r18-b1" if int() == "portable" => "f32-exact chunks".to_string(),
         "w8a8-r18-b1" => format!("int {}", int()),
-        "isaac-r18-b1" | "isaac-mnist-10k" => format!("crossbar {}", xbar()),
+        // Where the target's ADC holds every partial sum (the isaac preset's flipped encoding),
+        // no conversion clips or rounds, and the program runs the exact integer kernel.
+        "isaac-r18-b1" | "isaac-mnist-10k" => {
+            let t = isaac();
+            if t.max_partial_sum() < 1u64 << t.chip.crossbar.adc_bits {
+                format!("crossbar lossless: int {}", int())
+            } else {
+                format!("crossbar {}", xbar())
+            }
+        }
         _ => return None,
     })
 }
