@@ -531,35 +531,12 @@ impl Emitter<'_> {
         m: usize,
         output: Buf,
     ) -> Result<()> {
-        let (eb, out) = (self.bytes_of(output), self.addr[output]);
         let segs = segments((v0, v1), pixels, usize::MAX);
         let longest_seg = segs.iter().map(|s| s.1 - s.0).max().unwrap_or(0);
         let tbuf = self.alloc(core, (longest_seg * m) as u64)?;
         for (a, b_end) in segs {
-            let (img, p0, len_p) = (a / pixels, a % pixels, b_end - a);
-            let entry = PermEntry { shape: vec![len_p as u32, m as u32], perm: vec![1, 0] };
-            let table = Self::table(&mut self.perms, entry)?;
-            self.push(
-                core,
-                Instr::Transpose { table, src: acc + ((a - v0) * m) as u32, dst: tbuf },
-            );
-            let img_base = out + (img * m * pixels) as u32;
-            if len_p == pixels {
-                let len = (m * pixels) as u32;
-                self.push(core, Instr::Store { dst: img_base, src: tbuf, len, elem_bytes: eb });
-                continue;
-            }
-            for n in 0..m {
-                self.push(
-                    core,
-                    Instr::Store {
-                        dst: img_base + (n * pixels + p0) as u32,
-                        src: tbuf + (n * len_p) as u32,
-                        len: len_p as u32,
-                        elem_bytes: eb,
-                    },
-                );
-            }
+            let seg_acc = acc + ((a - v0) * m) as u32;
+            self.store_band(core, (seg_acc, tbuf), (a, b_end), pixels, m, output)?;
         }
         Ok(())
     }
